@@ -1,0 +1,54 @@
+//! Subcommands of the host itself: only what describes the host's own state.
+
+use anyhow::Result;
+
+use crate::output;
+use crate::registry::Registry;
+use crate::services::Host;
+
+/// Register the built-in subcommands.
+pub fn register(registry: &mut Registry) {
+    registry.add_builtin_subcommand(
+        "plugins",
+        "",
+        "list the loaded plugins: name, version and the file each came from",
+    );
+}
+
+/// Run a built-in subcommand.
+pub fn run(name: &str, host: &Host<'_>, registry: &Registry) -> Result<()> {
+    match name {
+        "plugins" => plugins(host, registry),
+        other => anyhow::bail!("unknown built-in subcommand '{other}'"),
+    }
+}
+
+fn plugins(host: &Host<'_>, registry: &Registry) -> Result<()> {
+    if host.values().string("output-format") == Some("json") {
+        let list: Vec<serde_json::Value> = registry
+            .plugins
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "version": p.version,
+                    "api_version": p.api_version,
+                    "file": p.path.display().to_string(),
+                })
+            })
+            .collect();
+        output::line(&serde_json::to_string_pretty(&list)?)?;
+        return Ok(());
+    }
+    let name_width = registry.plugins.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    let version_width = registry.plugins.iter().map(|p| p.version.len()).max().unwrap_or(0);
+    for p in &registry.plugins {
+        output::line(&format!(
+            "{:name_width$}  {:version_width$}  {}",
+            p.name,
+            p.version,
+            p.path.display()
+        ))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! The command line, built at run time from the registries.
+//!
+//! Every setting becomes a global long option (`--NAME VALUE`; booleans get
+//! `--NAME` and `--no-NAME`; list settings repeat), listed in `--help` under
+//! its help group. Every subcommand becomes a clap subcommand whose
+//! arguments are passed to its plugin as raw bytes. A few options are not
+//! settings because they decide where settings and plugins come from; they
+//! are scanned from the arguments before any plugin is loaded ([`prescan`]).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use plugin_api::abi::SettingKind;
+
+use crate::registry::Registry;
+use crate::settings::{SettingDef, Value};
+
+/// Options that are not settings.
+pub const META_OPTIONS: &[&str] = &[
+    "config",
+    "no-default-configs",
+    "dump-config",
+    "list-config-files",
+    "plugin-dir",
+    "no-bundled-plugins",
+    "help",
+    "version",
+];
+
+const META_HEADING: &str = "Configuration and plugins";
+const ARGS_ID: &str = "ARGS";
+
+/// What must be known before plugins are loaded.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Prescan {
+    pub plugin_dirs: Vec<PathBuf>,
+    pub no_bundled_plugins: bool,
+    pub quiet: bool,
+}
+
+/// Scan the arguments for the options that decide which plugins load.
+/// clap parses them again later, with the rest, so that they are checked
+/// and listed in `--help`.
+pub fn prescan(args: &[OsString]) -> Prescan {
+    let mut pre = Prescan::default();
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        let Some(text) = arg.to_str() else { continue };
+        match text {
+            "--" => break,
+            "--plugin-dir" => {
+                if let Some(dir) = iter.next() {
+                    pre.plugin_dirs.push(PathBuf::from(dir));
+                }
+            }
+            "--no-bundled-plugins" => pre.no_bundled_plugins = true,
+            "--quiet" => pre.quiet = true,
+            _ => {
+                if let Some(dir) = text.strip_prefix("--plugin-dir=") {
+                    pre.plugin_dirs.push(PathBuf::from(dir));
+                }
+            }
+        }
+    }
+    pre
+}
+
+/// The parsed command line.
+#[derive(Debug, Default)]
+pub struct Invocation {
+    pub subcommand: Option<(String, Vec<OsString>)>,
+    pub config_files: Vec<PathBuf>,
+    pub no_default_configs: bool,
+    pub dump_config: bool,
+    pub list_config_files: bool,
+    /// Settings given on the command line, in no particular order.
+    pub values: Vec<(String, Value)>,
+}
+
+/// Build the command line from the registry.
+pub fn build(registry: &Registry) -> Command {
+    let mut cmd = Command::new("obnam")
+        .version(version())
+        .about("A deduplicating backup program whose every command is a plugin")
+        .after_help("Subcommands and their settings come from plugins; 'obnam plugins' lists them.")
+        .disable_version_flag(true)
+        .arg(
+            Arg::new("version")
+                .long("version")
+                .action(ArgAction::Version)
+                .help("print the version and exit"),
+        )
+        .subcommand_value_name("SUBCOMMAND")
+        .max_term_width(100);
+    cmd = cmd.args(meta_args());
+    for def in registry.settings.iter() {
+        cmd = cmd.args(setting_args(def));
+    }
+    for sub in &registry.subcommands {
+        let usage = format!("obnam {} [OPTIONS] {}", sub.name, sub.synopsis);
+        cmd = cmd.subcommand(
+            Command::new(sub.name.clone())
+                .about(sub.help.clone())
+                .override_usage(usage)
+                .arg(
+                    Arg::new(ARGS_ID)
+                        .num_args(0..)
+                        .action(ArgAction::Append)
+                        .value_parser(clap::value_parser!(OsString))
+                        .hide(true),
+                ),
+        );
+    }
+    cmd
+}
+
+fn version() -> String {
+    format!(
+        "{} (plugin-api {})",
+        env!("CARGO_PKG_VERSION"),
+        plugin_api::API_VERSION
+    )
+}
+
+fn meta_args() -> Vec<Arg> {
+    let flag = |name: &'static str, help: &'static str| {
+        Arg::new(name)
+            .long(name)
+            .action(ArgAction::SetTrue)
+            .global(true)
+            .help(help)
+            .help_heading(META_HEADING)
+    };
+    let list = |name: &'static str, metavar: &'static str, help: &'static str| {
+        Arg::new(name)
+            .long(name)
+            .value_name(metavar)
+            .action(ArgAction::Append)
+            .value_parser(clap::value_parser!(PathBuf))
+            .global(true)
+            .help(help)
+            .help_heading(META_HEADING)
+    };
+    vec![
+        list("config", "FILE", "read settings from FILE too (after the default files)"),
+        flag("no-default-configs", "do not read the default config files"),
+        flag("dump-config", "print the effective settings in config-file format and exit"),
+        flag("list-config-files", "print the config files that would be read and exit"),
+        list("plugin-dir", "DIR", "load plugins from DIR too (also OBNAM_PLUGIN_DIR, colon-separated)"),
+        flag("no-bundled-plugins", "do not load the plugins bundled with obnam"),
+    ]
+}
+
+fn setting_args(def: &SettingDef) -> Vec<Arg> {
+    let mut help = def.help.clone();
+    if def.kind == SettingKind::Choice {
+        help.push_str(&format!(" (one of: {})", def.choices.join(", ")));
+    }
+    match &def.default {
+        Value::Unset | Value::Bool(false) => {}
+        Value::List(v) if v.is_empty() => {}
+        value => help.push_str(&format!(" [default: {}]", def.format(value))),
+    }
+    let mut arg = Arg::new(def.name.clone())
+        .long(def.name.clone())
+        .help(help)
+        .help_heading(def.group.clone())
+        .global(true);
+    if let Some(c) = def.short {
+        arg = arg.short(c);
+    }
+    for alias in &def.aliases {
+        arg = arg.visible_alias(alias.clone());
+    }
+    match def.kind {
+        SettingKind::Boolean => {
+            let negated = format!("no-{}", def.name);
+            vec![
+                arg.action(ArgAction::SetTrue),
+                Arg::new(negated.clone())
+                    .long(negated)
+                    .action(ArgAction::SetTrue)
+                    .global(true)
+                    .help(format!("opposite of --{}", def.name))
+                    .help_heading(def.group.clone()),
+            ]
+        }
+        kind => {
+            let metavar = if def.metavar.is_empty() {
+                "VALUE".to_string()
+            } else {
+                def.metavar.clone()
+            };
+            let action = if kind == SettingKind::StringList {
+                ArgAction::Append
+            } else {
+                ArgAction::Set
+            };
+            vec![arg
+                .value_name(metavar)
+                .action(action)
+                .allow_hyphen_values(true)]
+        }
+    }
+}
+
+/// Why parsing stopped.
+#[derive(Debug)]
+pub enum ParseStop {
+    /// `--help` or `--version` was printed; exit with this code.
+    Printed(i32),
+    /// A usage error, as the message to show.
+    Error(String),
+}
+
+/// Parse the command line.
+pub fn parse(cmd: Command, registry: &Registry, args: Vec<OsString>) -> Result<Invocation, ParseStop> {
+    let matches = match cmd.try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    Err(ParseStop::Printed(0))
+                }
+                _ => {
+                    let text = e.render().to_string();
+                    let text = text.strip_prefix("error: ").unwrap_or(&text);
+                    Err(ParseStop::Error(text.trim_end().to_string()))
+                }
+            };
+        }
+    };
+    let mut inv = Invocation {
+        no_default_configs: matches.get_flag("no-default-configs"),
+        dump_config: matches.get_flag("dump-config"),
+        list_config_files: matches.get_flag("list-config-files"),
+        ..Invocation::default()
+    };
+    // Global options given after the subcommand are found in its matches.
+    let sub = matches.subcommand();
+    let scopes: Vec<&ArgMatches> = std::iter::once(&matches).chain(sub.map(|(_, m)| m)).collect();
+    let innermost = *scopes.last().unwrap_or(&&matches);
+    inv.config_files = innermost
+        .get_many::<PathBuf>("config")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
+    for def in registry.settings.iter() {
+        if let Some(value) = setting_value(def, innermost).map_err(ParseStop::Error)? {
+            inv.values.push((def.name.clone(), value));
+        }
+    }
+    if let Some((name, m)) = sub {
+        let args = m
+            .get_many::<OsString>(ARGS_ID)
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default();
+        inv.subcommand = Some((name.to_string(), args));
+    }
+    Ok(inv)
+}
+
+fn from_command_line(m: &ArgMatches, id: &str) -> bool {
+    m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+fn setting_value(def: &SettingDef, m: &ArgMatches) -> Result<Option<Value>, String> {
+    let name = def.name.as_str();
+    match def.kind {
+        SettingKind::Boolean => {
+            let negated = format!("no-{name}");
+            let last = |id: &str| {
+                if from_command_line(m, id) {
+                    m.indices_of(id).and_then(|i| i.max())
+                } else {
+                    None
+                }
+            };
+            Ok(match (last(name), last(&negated)) {
+                (None, None) => None,
+                (Some(_), None) => Some(Value::Bool(true)),
+                (None, Some(_)) => Some(Value::Bool(false)),
+                (Some(a), Some(b)) => Some(Value::Bool(a > b)),
+            })
+        }
+        SettingKind::StringList => {
+            if !from_command_line(m, name) {
+                return Ok(None);
+            }
+            let items = m
+                .get_many::<String>(name)
+                .map(|v| v.cloned().collect())
+                .unwrap_or_default();
+            Ok(Some(Value::List(items)))
+        }
+        _ => {
+            if !from_command_line(m, name) {
+                return Ok(None);
+            }
+            let Some(text) = m.get_one::<String>(name) else {
+                return Ok(None);
+            };
+            def.parse_one(text)
+                .map(Some)
+                .map_err(|e| format!("--{e}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prescan_finds_plugin_options() {
+        let args: Vec<OsString> = [
+            "obnam",
+            "--plugin-dir",
+            "/a",
+            "--plugin-dir=/b",
+            "--no-bundled-plugins",
+            "--",
+            "--plugin-dir",
+            "/c",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let pre = prescan(&args);
+        assert_eq!(pre.plugin_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert!(pre.no_bundled_plugins);
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        let mut registry = Registry::default();
+        crate::host_settings::register(&mut registry);
+        build(&registry).debug_assert();
+    }
+}

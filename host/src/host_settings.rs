@@ -1,0 +1,79 @@
+//! The host's own settings: the ones every subcommand shares.
+
+use plugin_api::abi::SettingKind;
+
+use crate::registry::{Registry, HOST_OWNER};
+use crate::settings::{SettingDef, Value};
+
+/// Help group of the host's settings.
+pub const GROUP_GLOBAL: &str = "Global options";
+/// Help group of the logging settings.
+pub const GROUP_LOGGING: &str = "Logging";
+
+/// Register the host's settings, before any plugin's.
+pub fn register(registry: &mut Registry) {
+    let host_name = gethostname::gethostname().to_string_lossy().into_owned();
+    let defs = [
+        def("repository", SettingKind::String, "URL", "the repository: a folder or file:// URL", GROUP_GLOBAL)
+            .short('r'),
+        def("client-name", SettingKind::String, "NAME", "name of this client in the repository", GROUP_GLOBAL)
+            .default(Value::Str(host_name)),
+        def("quiet", SettingKind::Boolean, "", "show no progress and no warnings", GROUP_GLOBAL),
+        def("verbose", SettingKind::Boolean, "", "say more about what is being done", GROUP_GLOBAL),
+        def("pretend", SettingKind::Boolean, "", "do not change anything, only report what would be done", GROUP_GLOBAL)
+            .alias("dry-run"),
+        def("output-format", SettingKind::Choice, "FORMAT", "format of structured output", GROUP_GLOBAL)
+            .choices(&["text", "json"]),
+        def("log", SettingKind::String, "FILE", "write a log to FILE", GROUP_LOGGING),
+        def("log-level", SettingKind::Choice, "LEVEL", "how much to write to the log", GROUP_LOGGING)
+            .choices(&["info", "debug", "trace", "warning", "error"]),
+    ];
+    for d in defs {
+        // The host's names are fixed and distinct; a failure here is a bug.
+        if let Err(e) = registry.settings.add(d) {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+fn def(name: &str, kind: SettingKind, metavar: &str, help: &str, group: &str) -> SettingDef {
+    let default = match kind {
+        SettingKind::Boolean => Value::Bool(false),
+        _ => Value::Unset,
+    };
+    SettingDef {
+        name: name.into(),
+        kind,
+        help: help.into(),
+        metavar: metavar.into(),
+        group: group.into(),
+        choices: Vec::new(),
+        default,
+        owner: HOST_OWNER.into(),
+        short: None,
+        aliases: Vec::new(),
+    }
+}
+
+impl SettingDef {
+    fn short(mut self, c: char) -> Self {
+        self.short = Some(c);
+        self
+    }
+
+    fn alias(mut self, alias: &str) -> Self {
+        self.aliases.push(alias.into());
+        self
+    }
+
+    fn default(mut self, value: Value) -> Self {
+        self.default = value;
+        self
+    }
+
+    fn choices(mut self, choices: &[&str]) -> Self {
+        self.choices = choices.iter().map(|c| c.to_string()).collect();
+        self.default = Value::Str(self.choices[0].clone());
+        self
+    }
+}

@@ -1,0 +1,214 @@
+//! The obnam host: loads plugins, builds the command line from what they
+//! register, layers settings, and runs the chosen subcommand.
+//!
+//! The host knows nothing about backups. Start-up runs in this order
+//! ([`run`]):
+//!
+//! 1. scan the arguments for the options that decide which plugins load
+//!    ([`cli::prescan`]);
+//! 2. load every plugin library ([`loader`]) and enable it, filling the
+//!    [`registry`] with subcommands, settings and hooks; bind hook callbacks;
+//! 3. build the command line from the registry and parse it ([`cli`]);
+//! 4. layer the settings: defaults, config files, environment, command line
+//!    ([`settings`]);
+//! 5. run the subcommand, offering plugins the host's [`services`].
+//!
+//! Errors reach the user as one `ERROR: ...` line on standard error and a
+//! non-zero exit code; a panic anywhere is caught and reported the same way.
+
+pub mod builtin;
+pub mod cli;
+pub mod host_settings;
+pub mod loader;
+pub mod logging;
+pub mod output;
+pub mod registry;
+pub mod services;
+pub mod settings;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RVec},
+};
+use anyhow::{anyhow, bail, Context as _, Result};
+use plugin_api::abi::HostLogger_TO;
+use plugin_api::guard;
+
+use crate::cli::{Invocation, ParseStop};
+use crate::loader::PluginDir;
+use crate::logging::PluginLogger;
+use crate::registry::Registry;
+use crate::services::{describe_failure, Host};
+use crate::settings::{config_files, Values};
+
+/// Exit code of a run that failed.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code of a usage error on the command line.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code of a bug in obnam itself (a caught panic).
+pub const EXIT_BUG: i32 = 70;
+
+/// Run obnam with the process's arguments; returns the exit code.
+pub fn run() -> i32 {
+    guard::install_panic_hook();
+    let result = guard::guarded(|| Ok(main_with(std::env::args_os().collect())));
+    match result.into_result() {
+        Ok(code) => code,
+        Err(failure) => {
+            output::clear_status();
+            eprintln!("ERROR: internal error (a bug in obnam): {}", failure.message);
+            EXIT_BUG
+        }
+    }
+}
+
+fn main_with(args: Vec<OsString>) -> i32 {
+    let pre = cli::prescan(&args);
+    logging::init(pre.quiet);
+    let result = start(args, pre);
+    output::clear_status();
+    match result {
+        Ok(code) => code,
+        // A closed pipe on standard output is how `obnam ls | head` ends.
+        Err(_) if output::stdout_closed() => 0,
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
+    let dirs = plugin_dirs(&pre)?;
+    let plugins = loader::load_all(&dirs);
+    for p in &plugins {
+        let logger = HostLogger_TO::from_value(
+            PluginLogger {
+                plugin: p.name.clone(),
+            },
+            TD_Opaque,
+        );
+        (p.module.init())(logger, logging::max_level());
+    }
+
+    let mut registry = Registry::default();
+    host_settings::register(&mut registry);
+    builtin::register(&mut registry);
+    registry.enable_plugins(plugins);
+
+    let command = cli::build(&registry);
+    let inv = match cli::parse(command, &registry, args) {
+        Ok(inv) => inv,
+        Err(ParseStop::Printed(code)) => return Ok(code),
+        Err(ParseStop::Error(message)) => {
+            eprintln!("ERROR: {message}");
+            return Ok(EXIT_USAGE);
+        }
+    };
+
+    let files = config_file_list(&inv);
+    let values = layer_settings(&registry, &inv, &files)?;
+    configure_logging(&registry, &values)?;
+
+    if inv.list_config_files {
+        for f in &files {
+            output::line(&f.display().to_string())?;
+        }
+        return Ok(0);
+    }
+    if inv.dump_config {
+        output::write(values.dump(&registry.settings).as_bytes())?;
+        return Ok(0);
+    }
+    let Some((name, sub_args)) = inv.subcommand else {
+        bail!("no subcommand given; 'obnam --help' lists them");
+    };
+    let def = registry
+        .subcommand(&name)
+        .ok_or_else(|| anyhow!("unknown subcommand '{name}'"))?;
+    tracing::info!("obnam {} running subcommand {name}", env!("CARGO_PKG_VERSION"));
+    let host = Host::new(&registry, values);
+    match &def.handler {
+        None => builtin::run(&name, &host, &registry)?,
+        Some(handler) => {
+            use std::os::unix::ffi::OsStringExt;
+            let raw: RVec<RVec<u8>> = sub_args
+                .into_iter()
+                .map(|a| RVec::from(a.into_vec()))
+                .collect();
+            handler
+                .run(host.as_abi(), raw)
+                .into_result()
+                .map_err(|f| anyhow!(describe_failure(f, &def.owner, &format!("subcommand '{name}'"))))?;
+        }
+    }
+    Ok(0)
+}
+
+/// The plugin folders of this run, in loading order.
+fn plugin_dirs(pre: &cli::Prescan) -> Result<Vec<PluginDir>> {
+    let mut dirs = Vec::new();
+    if !pre.no_bundled_plugins {
+        let exe = std::env::current_exe().context("cannot find the obnam executable")?;
+        if let Some(path) = loader::bundled_dir(&exe) {
+            dirs.push(PluginDir {
+                path,
+                bundled: true,
+            });
+        }
+    }
+    let from_env = std::env::var_os("OBNAM_PLUGIN_DIR").unwrap_or_default();
+    let env_dirs = std::env::split_paths(&from_env).filter(|p| !p.as_os_str().is_empty());
+    for (path, source) in env_dirs
+        .map(|p| (p, "OBNAM_PLUGIN_DIR"))
+        .chain(pre.plugin_dirs.iter().cloned().map(|p| (p, "--plugin-dir")))
+    {
+        if !path.is_dir() {
+            bail!("plugin folder {} (from {source}) does not exist", path.display());
+        }
+        dirs.push(PluginDir {
+            path,
+            bundled: false,
+        });
+    }
+    Ok(dirs)
+}
+
+fn config_file_list(inv: &Invocation) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if !inv.no_default_configs {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let xdg = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from);
+        files = config_files::default_files(home.as_deref(), xdg.as_deref());
+    }
+    files.extend(inv.config_files.iter().cloned());
+    files
+}
+
+fn layer_settings(registry: &Registry, inv: &Invocation, files: &[PathBuf]) -> Result<Values> {
+    let mut values = registry.settings.defaults();
+    for file in files {
+        config_files::apply_file(file, &registry.settings, &mut values)?;
+    }
+    values.apply_env(&registry.settings, |var| std::env::var(var).ok())?;
+    for (name, value) in &inv.values {
+        values.set(name, value.clone());
+    }
+    Ok(values)
+}
+
+fn configure_logging(registry: &Registry, values: &Values) -> Result<()> {
+    let level_text = values.string("log-level").unwrap_or("info");
+    let level = logging::parse_level(level_text)
+        .ok_or_else(|| anyhow!("unknown log level '{level_text}'"))?;
+    let file = values.string("log").map(Path::new);
+    logging::configure(file, level, values.boolean("quiet"))
+        .with_context(|| format!("cannot open log file {}", file.unwrap_or(Path::new("")).display()))?;
+    for p in &registry.plugins {
+        (p.module.set_log_level())(logging::max_level());
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! The host's log: warnings for the user on standard error, and everything
+//! up to `--log-level` in the `--log` file.
+//!
+//! Logging starts before the settings are known (plugin loading already
+//! warns), so events are buffered in memory until [`configure`] names the
+//! log file and level; then the buffer is written out. Events forwarded by
+//! plugins arrive through [`PluginLogger`] and are re-emitted here with
+//! target `obnam::plugin` and a `plugin` field.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
+
+use abi_stable::std_types::RStr;
+use plugin_api::abi::{HostLogger, LogLevel};
+use plugin_api::logging::{level_to_abi, TextVisitor};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+/// Most events kept before the log file is known.
+const BUFFER_LIMIT: usize = 10_000;
+
+struct LogState {
+    /// Maximum level written to the log file.
+    file_level: AtomicU8,
+    quiet: AtomicBool,
+    configured: AtomicBool,
+    file: Mutex<Option<File>>,
+    buffer: Mutex<Vec<(LogLevel, String)>>,
+}
+
+static STATE: OnceLock<Arc<LogState>> = OnceLock::new();
+
+fn state() -> &'static Arc<LogState> {
+    STATE.get_or_init(|| {
+        Arc::new(LogState {
+            file_level: AtomicU8::new(LogLevel::Debug as u8),
+            quiet: AtomicBool::new(false),
+            configured: AtomicBool::new(false),
+            file: Mutex::new(None),
+            buffer: Mutex::new(Vec::new()),
+        })
+    })
+}
+
+/// Install the host's subscriber. Call once, first thing.
+pub fn init(quiet: bool) {
+    state().quiet.store(quiet, Ordering::Relaxed);
+    let subscriber = tracing_subscriber::registry().with(HostLayer);
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+/// Parse a `--log-level` value.
+pub fn parse_level(text: &str) -> Option<LogLevel> {
+    Some(match text.to_ascii_lowercase().as_str() {
+        "error" | "critical" => LogLevel::Error,
+        "warning" | "warn" => LogLevel::Warn,
+        "info" => LogLevel::Info,
+        "debug" => LogLevel::Debug,
+        "trace" => LogLevel::Trace,
+        _ => return None,
+    })
+}
+
+/// Name the log file (if any) and level; write out what was buffered.
+pub fn configure(file: Option<&Path>, level: LogLevel, quiet: bool) -> std::io::Result<()> {
+    let st = state();
+    st.quiet.store(quiet, Ordering::Relaxed);
+    st.file_level.store(level as u8, Ordering::Relaxed);
+    let mut opened = match file {
+        Some(path) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)?,
+        ),
+        None => None,
+    };
+    let buffered = std::mem::take(&mut *st.buffer.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Some(f) = opened.as_mut() {
+        for (lvl, line) in buffered {
+            if lvl <= level {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+    }
+    *st.file.lock().unwrap_or_else(|e| e.into_inner()) = opened;
+    st.configured.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The most verbose level anything is recorded at (what plugins should forward).
+pub fn max_level() -> LogLevel {
+    let st = state();
+    let file_level = st.file_level.load(Ordering::Relaxed);
+    let has_file = st.file.lock().map(|f| f.is_some()).unwrap_or(false);
+    if !st.configured.load(Ordering::Relaxed) || has_file {
+        level_from_u8(file_level.max(LogLevel::Warn as u8))
+    } else {
+        LogLevel::Warn
+    }
+}
+
+fn level_from_u8(n: u8) -> LogLevel {
+    match n {
+        1 => LogLevel::Error,
+        2 => LogLevel::Warn,
+        3 => LogLevel::Info,
+        4 => LogLevel::Debug,
+        _ => LogLevel::Trace,
+    }
+}
+
+fn level_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Error => "ERROR",
+        LogLevel::Warn => "WARNING",
+        LogLevel::Info => "INFO",
+        LogLevel::Debug => "DEBUG",
+        LogLevel::Trace => "TRACE",
+    }
+}
+
+struct HostLayer;
+
+impl<S: Subscriber> Layer<S> for HostLayer {
+    fn enabled(&self, meta: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
+        level_to_abi(meta.level()) <= max_level()
+    }
+
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let meta = event.metadata();
+        let level = level_to_abi(meta.level());
+        let mut text = TextVisitor::default();
+        event.record(&mut text);
+        let st = state();
+        if level <= LogLevel::Warn && !st.quiet.load(Ordering::Relaxed) {
+            crate::output::clear_status();
+            eprintln!("{}: {}", level_name(level), text.message());
+        }
+        let message = text.finish();
+        let line = format!(
+            "{} {} {}: {message}\n",
+            humantime::format_rfc3339_millis(SystemTime::now()),
+            level_name(level),
+            meta.target()
+        );
+        if !st.configured.load(Ordering::Relaxed) {
+            let mut buffer = st.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            if buffer.len() < BUFFER_LIMIT {
+                buffer.push((level, line));
+            }
+            return;
+        }
+        if level as u8 <= st.file_level.load(Ordering::Relaxed) {
+            if let Some(f) = st.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+    }
+}
+
+/// The logger handed to one plugin: re-emits its events in the host's log.
+pub struct PluginLogger {
+    pub plugin: String,
+}
+
+impl HostLogger for PluginLogger {
+    fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
+        let plugin = self.plugin.as_str();
+        let (target, message) = (target.as_str(), message.as_str());
+        // A panic must not unwind into the plugin.
+        let _ = std::panic::catch_unwind(|| match level {
+            LogLevel::Error => tracing::error!(target: "obnam::plugin", plugin, plugin_target = target, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "obnam::plugin", plugin, plugin_target = target, "{message}"),
+            LogLevel::Info => tracing::info!(target: "obnam::plugin", plugin, plugin_target = target, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "obnam::plugin", plugin, plugin_target = target, "{message}"),
+            LogLevel::Trace => tracing::trace!(target: "obnam::plugin", plugin, plugin_target = target, "{message}"),
+        });
+    }
+}
+

@@ -1,0 +1,80 @@
+//! Standard output for results, and a transient status line on standard
+//! error for progress.
+//!
+//! Output goes through one place so that a closed pipe (`obnam ls | head`)
+//! is noticed once and ends the run quietly instead of with an error.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+static STATUS_SHOWN: AtomicBool = AtomicBool::new(false);
+static LAST_STATUS: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// How often the status line is redrawn at most.
+const STATUS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Why output failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("standard output is closed")]
+    Closed,
+    #[error("cannot write to standard output: {0}")]
+    Io(std::io::Error),
+}
+
+/// Write bytes to standard output.
+pub fn write(data: &[u8]) -> Result<(), OutputError> {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Err(OutputError::Closed);
+    }
+    clear_status();
+    let mut out = std::io::stdout().lock();
+    out.write_all(data).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            OutputError::Closed
+        } else {
+            OutputError::Io(e)
+        }
+    })
+}
+
+/// Write a line of text to standard output.
+pub fn line(text: &str) -> Result<(), OutputError> {
+    let mut buf = String::with_capacity(text.len() + 1);
+    buf.push_str(text);
+    buf.push('\n');
+    write(buf.as_bytes())
+}
+
+/// Whether a write found standard output closed.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
+/// Show a status line on a terminal, at most ten times a second.
+pub fn status(text: &str, quiet: bool) {
+    if quiet || !std::io::stderr().is_terminal() {
+        return;
+    }
+    let mut last = LAST_STATUS.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    if last.is_some_and(|t| now.duration_since(t) < STATUS_INTERVAL) {
+        return;
+    }
+    *last = Some(now);
+    let width = 78;
+    let shown: String = text.chars().take(width).collect();
+    eprint!("\r\x1b[K{shown}");
+    STATUS_SHOWN.store(true, Ordering::Relaxed);
+}
+
+/// Remove the status line, if one is shown.
+pub fn clear_status() {
+    if STATUS_SHOWN.swap(false, Ordering::Relaxed) {
+        eprint!("\r\x1b[K");
+    }
+}

@@ -1,0 +1,115 @@
+//! Byte sizes as Obnam wrote them: `1GiB`, `10MiB`, `1k` (1000), `1ki` (1024).
+//!
+//! A number, optional spaces, and an optional unit. Units are
+//! case-insensitive; a trailing `b` (or `B`) is optional: `k`, `kb` mean
+//! 1000, `ki`, `kib` mean 1024, and so on for `m`, `g`, `t`, `p`. A bare
+//! number is bytes.
+
+/// Why a byte size could not be parsed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ByteSizeError {
+    #[error("'{0}' is not a byte size (expected a number with an optional unit like 10MiB)")]
+    Malformed(String),
+    #[error("'{0}' has an unknown unit '{1}' (use k, M, G, T, P, optionally with i and B)")]
+    UnknownUnit(String, String),
+    #[error("'{0}' is too large")]
+    TooLarge(String),
+}
+
+const UNITS: [(&str, u32); 5] = [("k", 1), ("m", 2), ("g", 3), ("t", 4), ("p", 5)];
+
+/// Parse a byte size.
+pub fn parse(text: &str) -> Result<u64, ByteSizeError> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    if number.is_empty() {
+        return Err(ByteSizeError::Malformed(text.to_string()));
+    }
+    let number: u64 = number
+        .parse()
+        .map_err(|_| ByteSizeError::TooLarge(text.to_string()))?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let multiplier = multiplier(&unit)
+        .ok_or_else(|| ByteSizeError::UnknownUnit(text.to_string(), unit.clone()))?;
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| ByteSizeError::TooLarge(text.to_string()))
+}
+
+fn multiplier(unit: &str) -> Option<u64> {
+    let unit = unit.strip_suffix('b').unwrap_or(unit);
+    if unit.is_empty() {
+        return Some(1);
+    }
+    let (prefix, binary) = match unit.strip_suffix('i') {
+        Some(p) => (p, true),
+        None => (unit, false),
+    };
+    let power = UNITS.iter().find(|(u, _)| *u == prefix)?.1;
+    let base: u64 = if binary { 1024 } else { 1000 };
+    Some(base.pow(power))
+}
+
+/// Format a byte size so that [`parse`] reads it back exactly, using the
+/// largest unit that divides it.
+pub fn format(n: u64) -> String {
+    if n == 0 {
+        return "0".to_string();
+    }
+    for (suffix, base) in [("iB", 1024u64), ("B", 1000u64)] {
+        for (unit, power) in UNITS.iter().rev() {
+            let m = base.pow(*power);
+            if n % m == 0 {
+                return format!("{}{}{}", n / m, unit.to_ascii_uppercase(), suffix);
+            }
+        }
+    }
+    n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_numbers_are_bytes() {
+        assert_eq!(parse("0"), Ok(0));
+        assert_eq!(parse("12345"), Ok(12345));
+        assert_eq!(parse(" 7 "), Ok(7));
+    }
+
+    #[test]
+    fn decimal_and_binary_units() {
+        assert_eq!(parse("1k"), Ok(1000));
+        assert_eq!(parse("1kb"), Ok(1000));
+        assert_eq!(parse("1ki"), Ok(1024));
+        assert_eq!(parse("1KiB"), Ok(1024));
+        assert_eq!(parse("10MiB"), Ok(10 * 1024 * 1024));
+        assert_eq!(parse("10M"), Ok(10_000_000));
+        assert_eq!(parse("1GiB"), Ok(1 << 30));
+        assert_eq!(parse("2 GB"), Ok(2_000_000_000));
+        assert_eq!(parse("1TiB"), Ok(1 << 40));
+        assert_eq!(parse("3B"), Ok(3));
+    }
+
+    #[test]
+    fn bad_sizes_are_named() {
+        assert_eq!(parse("lots"), Err(ByteSizeError::Malformed("lots".into())));
+        assert_eq!(parse(""), Err(ByteSizeError::Malformed("".into())));
+        assert!(matches!(parse("5 parsecs"), Err(ByteSizeError::UnknownUnit(_, _))));
+        assert!(matches!(parse("-1k"), Err(ByteSizeError::Malformed(_))));
+        assert!(matches!(parse("99999999999PiB"), Err(ByteSizeError::TooLarge(_))));
+    }
+
+    #[test]
+    fn format_reads_back() {
+        for n in [0, 1, 999, 1000, 1024, 1536, 10 << 20, 1 << 30, 5_000_000, 123_456_789] {
+            assert_eq!(parse(&format(n)), Ok(n), "{n} -> {}", format(n));
+        }
+        assert_eq!(format(1 << 30), "1GiB");
+        assert_eq!(format(2_000_000), "2MB");
+    }
+}

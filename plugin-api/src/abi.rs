@@ -1,0 +1,289 @@
+//! The raw, layout-checked boundary between the host and a plugin.
+//!
+//! Everything in this module is `#[repr(C)]` and derives `StableAbi`, so the
+//! host can check, when it loads a library, that the plugin was compiled
+//! against a compatible layout of every type that crosses the boundary.
+//! Plugin authors never need these types: the safe layer of this crate
+//! ([`App`](crate::App), [`Context`](crate::Context), [`export_plugin!`](crate::export_plugin))
+//! wraps them. The host uses them directly.
+//!
+//! Compatibility rules (see `docs/plugin-guide.md`): a new minor version of
+//! plugin-api may append fields after the last field of [`PluginMod`] and
+//! append trailing methods to the host-implemented traits; anything else is a
+//! new major version.
+
+// The sabi_trait macro generates items that trip these lints.
+#![allow(non_local_definitions, non_camel_case_types, missing_docs)]
+
+use abi_stable::{
+    declare_root_module_statics,
+    library::RootModule,
+    package_version_strings, sabi_trait,
+    sabi_types::VersionStrings,
+    std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec},
+    type_layout::TypeLayout,
+    StableAbi,
+};
+
+/// The name under which every plugin exports its root module.
+pub const ROOT_MODULE_NAME: &str = "obnam_plugin";
+
+/// Log levels as numbers, most severe first (the same order as `tracing`).
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}
+
+/// What went wrong in a plugin callback or a host service.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// An ordinary error returned by the code.
+    Error = 0,
+    /// The code panicked; the panic was caught on its own side of the boundary.
+    Panic = 1,
+}
+
+/// An error crossing the boundary: a kind and a human-readable message.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: RString,
+}
+
+/// Result type of every fallible call across the boundary.
+pub type AbiResult<T> = RResult<T, Failure>;
+
+/// The type of a setting, which decides how its text is parsed.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingKind {
+    String = 0,
+    StringList = 1,
+    Boolean = 2,
+    Integer = 3,
+    ByteSize = 4,
+    Choice = 5,
+}
+
+/// A setting a plugin declares.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct SettingSpec {
+    pub name: RString,
+    pub kind: SettingKind,
+    pub help: RString,
+    pub metavar: RString,
+    /// The default, written as it would be in a config file.
+    pub default: ROption<RString>,
+    pub group: RString,
+    /// Allowed values of a `Choice` setting; the first is the default
+    /// unless `default` says otherwise.
+    pub choices: RVec<RString>,
+}
+
+/// The value of a setting, as the host parsed it.
+#[repr(C, u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub enum SettingValue {
+    /// A string or choice setting with no value.
+    Unset,
+    String(RString),
+    StringList(RVec<RString>),
+    Boolean(bool),
+    Integer(i64),
+    ByteSize(u64),
+}
+
+/// Whether a hook calls every callback with one payload, or threads data
+/// through a chain of filters.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookKind {
+    Plain = 0,
+    Filter = 1,
+}
+
+/// A hook handle, resolved once by name and then used on hot paths.
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HookId(pub u32);
+
+/// Data that went through the write side of a filter hook, with the tags of
+/// the filters that changed it, in the order they ran.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default)]
+pub struct Filtered {
+    pub data: RVec<u8>,
+    pub tags: RVec<RString>,
+}
+
+/// Services the host offers to a running plugin: settings, hooks, output.
+///
+/// New methods are only ever appended at the end (marked
+/// `#[sabi(last_prefix_field)]` on the last method of a release).
+#[sabi_trait]
+pub trait HostServices: Send + Sync {
+    /// The value of a setting by name.
+    fn setting(&self, name: RStr<'_>) -> AbiResult<SettingValue>;
+
+    /// Resolve a hook by name, checking that `payload` (the caller's idea of
+    /// the payload's layout) is compatible with the hook's.
+    fn resolve_hook(&self, name: RStr<'_>, payload: &'static TypeLayout) -> AbiResult<HookId>;
+
+    /// Call every callback of a plain hook, in priority order, with `payload`.
+    ///
+    /// `payload` points at a live value of the layout given to `resolve_hook`.
+    fn call_hook(&self, hook: HookId, payload: *mut ()) -> AbiResult<()>;
+
+    /// Run data through the write side of a filter hook (ascending priority).
+    fn filter_write(&self, hook: RStr<'_>, context: RStr<'_>, data: RVec<u8>)
+        -> AbiResult<Filtered>;
+
+    /// Undo a filter chain: the filters named by `tags`, in reverse order.
+    fn filter_read(
+        &self,
+        hook: RStr<'_>,
+        context: RStr<'_>,
+        data: Filtered,
+    ) -> AbiResult<RVec<u8>>;
+
+    /// Write bytes to standard output.
+    fn output(&self, data: RSlice<'_, u8>) -> AbiResult<()>;
+
+    /// Show a short, transient status line (progress) unless `--quiet`.
+    #[sabi(last_prefix_field)]
+    fn status(&self, line: RStr<'_>);
+}
+
+/// The host services as a plugin receives them.
+pub type HostRef<'a> = HostServices_TO<'a, abi_stable::sabi_types::RRef<'a, ()>>;
+
+/// Where a plugin's log events go: implemented by the host.
+#[sabi_trait]
+pub trait HostLogger: Send + Sync {
+    /// Record one event.
+    #[sabi(last_prefix_field)]
+    fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>);
+}
+
+/// Owned host logger, handed to a plugin once at load.
+pub type HostLoggerBox = HostLogger_TO<'static, RBox<()>>;
+
+/// A subcommand's implementation.
+#[sabi_trait]
+pub trait SubcommandHandler: Send + Sync {
+    /// Run with the arguments that follow the subcommand name (raw bytes:
+    /// file names need not be UTF-8).
+    #[sabi(last_prefix_field)]
+    fn run(&self, host: HostRef<'_>, args: RVec<RVec<u8>>) -> AbiResult<()>;
+}
+
+/// Owned subcommand handler.
+pub type SubcommandHandlerBox = SubcommandHandler_TO<'static, RBox<()>>;
+
+/// A callback of a plain hook.
+#[sabi_trait]
+pub trait HookCallback: Send + Sync {
+    /// Called with a pointer to the hook's payload.
+    #[sabi(last_prefix_field)]
+    fn call(&self, host: HostRef<'_>, payload: *mut ()) -> AbiResult<()>;
+}
+
+/// Owned hook callback.
+pub type HookCallbackBox = HookCallback_TO<'static, RBox<()>>;
+
+/// One filter of a filter hook: a reversible transformation of bytes.
+#[sabi_trait]
+pub trait Filter: Send + Sync {
+    /// Transform `data` on write. `RNone` means "left unchanged" (the host
+    /// then records no tag for this filter).
+    fn encode(
+        &self,
+        host: HostRef<'_>,
+        context: RStr<'_>,
+        data: RSlice<'_, u8>,
+    ) -> AbiResult<ROption<RVec<u8>>>;
+
+    /// Undo `encode`.
+    #[sabi(last_prefix_field)]
+    fn decode(
+        &self,
+        host: HostRef<'_>,
+        context: RStr<'_>,
+        data: RSlice<'_, u8>,
+    ) -> AbiResult<RVec<u8>>;
+}
+
+/// Owned filter.
+pub type FilterBox = Filter_TO<'static, RBox<()>>;
+
+/// What a plugin calls, while being enabled, to register itself.
+#[sabi_trait]
+pub trait Registrar {
+    fn add_subcommand(
+        &mut self,
+        name: RString,
+        synopsis: RString,
+        help: RString,
+        handler: SubcommandHandlerBox,
+    );
+
+    fn add_setting(&mut self, spec: SettingSpec);
+
+    /// Create a hook owned by this plugin. For a plain hook `payload` is the
+    /// layout of its payload type; filter hooks carry bytes and ignore it.
+    fn new_hook(&mut self, name: RString, kind: HookKind, payload: &'static TypeLayout);
+
+    /// Subscribe to a plain hook, created by any plugin in any load order.
+    fn add_callback(
+        &mut self,
+        hook: RString,
+        priority: i32,
+        payload: &'static TypeLayout,
+        callback: HookCallbackBox,
+    );
+
+    /// Add a filter to a filter hook; `tag` names it in stored data.
+    #[sabi(last_prefix_field)]
+    fn add_filter(&mut self, hook: RString, priority: i32, tag: RString, filter: FilterBox);
+}
+
+/// The registrar as a plugin receives it.
+pub type RegistrarMut<'a> = Registrar_TO<'a, abi_stable::sabi_types::RMut<'a, ()>>;
+
+/// The root module every plugin library exports.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginMod {
+    /// The plugin's name, unique among loaded plugins.
+    pub name: extern "C" fn() -> RStr<'static>,
+    /// The plugin's own version.
+    pub version: extern "C" fn() -> RStr<'static>,
+    /// Hand the plugin its logger and maximum log level, and install the
+    /// plugin-side panic hook. Called once, before `enable`.
+    pub init: extern "C" fn(logger: HostLoggerBox, max_level: LogLevel),
+    /// Change the maximum log level once the settings are known.
+    pub set_log_level: extern "C" fn(max_level: LogLevel),
+    /// Register subcommands, settings, hooks and callbacks.
+    #[sabi(last_prefix_field)]
+    pub enable: extern "C" fn(registrar: RegistrarMut<'_>) -> AbiResult<()>,
+}
+
+impl RootModule for PluginModRef {
+    declare_root_module_statics! {PluginModRef}
+    const BASE_NAME: &'static str = ROOT_MODULE_NAME;
+    const NAME: &'static str = ROOT_MODULE_NAME;
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// The plugin-api version this crate is (what a plugin records as "built against").
+pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,177 @@
+//! What a running subcommand or callback gets from the host.
+
+use std::marker::PhantomData;
+
+use abi_stable::{
+    std_types::{RSlice, RStr, RString, RVec},
+    StableAbi,
+};
+
+use crate::abi::{Filtered, HostRef, SettingValue};
+use crate::guard::unwrap_abi;
+use crate::hooks::{Hook, JsonPayload};
+use crate::{Error, Result};
+
+/// The host, as seen by a subcommand handler or a hook callback: settings,
+/// hooks, output and progress.
+///
+/// A `Context` is `Sync`: a handler may share it with worker threads (for
+/// example with `std::thread::scope`).
+pub struct Context<'a> {
+    host: HostRef<'a>,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(host: HostRef<'a>) -> Self {
+        Context { host }
+    }
+
+    /// The raw value of a setting.
+    pub fn setting(&self, name: &str) -> Result<SettingValue> {
+        unwrap_abi(self.host.setting(RStr::from_str(name)))
+    }
+
+    /// A string or choice setting; `None` if it has no value.
+    pub fn string(&self, name: &str) -> Result<Option<String>> {
+        match self.setting(name)? {
+            SettingValue::Unset => Ok(None),
+            SettingValue::String(s) => Ok(Some(s.into_string())),
+            other => Err(mismatch(name, "a string", &other)),
+        }
+    }
+
+    /// A string-list setting.
+    pub fn string_list(&self, name: &str) -> Result<Vec<String>> {
+        match self.setting(name)? {
+            SettingValue::StringList(v) => Ok(v.into_iter().map(RString::into_string).collect()),
+            other => Err(mismatch(name, "a string list", &other)),
+        }
+    }
+
+    /// A boolean setting.
+    pub fn boolean(&self, name: &str) -> Result<bool> {
+        match self.setting(name)? {
+            SettingValue::Boolean(b) => Ok(b),
+            other => Err(mismatch(name, "a boolean", &other)),
+        }
+    }
+
+    /// An integer setting.
+    pub fn integer(&self, name: &str) -> Result<i64> {
+        match self.setting(name)? {
+            SettingValue::Integer(i) => Ok(i),
+            other => Err(mismatch(name, "an integer", &other)),
+        }
+    }
+
+    /// A byte-size setting, in bytes.
+    pub fn bytesize(&self, name: &str) -> Result<u64> {
+        match self.setting(name)? {
+            SettingValue::ByteSize(n) => Ok(n),
+            other => Err(mismatch(name, "a byte size", &other)),
+        }
+    }
+
+    /// Resolve a plain hook whose payload type is `P`. Fails if no plugin
+    /// created the hook, or if its payload type has another layout.
+    /// Resolve once, call many times.
+    pub fn hook<P: StableAbi>(&self, name: &str) -> Result<Hook<P>> {
+        let id = unwrap_abi(self.host.resolve_hook(RStr::from_str(name), P::LAYOUT))?;
+        Ok(Hook {
+            id,
+            _payload: PhantomData,
+        })
+    }
+
+    /// Call every callback of `hook`, in priority order, with `payload`.
+    pub fn call<P: StableAbi>(&self, hook: Hook<P>, payload: &mut P) -> Result<()> {
+        // The host only derefs the pointer while this call runs, as a `P`
+        // whose layout it checked in `resolve_hook`.
+        unwrap_abi(self.host.call_hook(hook.id, payload as *mut P as *mut ()))
+    }
+
+    /// Call a hook whose payload is JSON; callbacks may change `value`.
+    pub fn call_json(&self, name: &str, value: &mut serde_json::Value) -> Result<()> {
+        let hook = self.hook::<JsonPayload>(name)?;
+        let mut payload = JsonPayload {
+            json: value.to_string().into(),
+        };
+        self.call(hook, &mut payload)?;
+        *value = serde_json::from_str(&payload.json)
+            .map_err(|e| Error::msg(format!("hook {name}: a callback returned bad JSON: {e}")))?;
+        Ok(())
+    }
+
+    /// Run `data` through the write side of a filter hook. Returns the
+    /// transformed data and the tags of the filters that changed it.
+    pub fn filter_write(
+        &self,
+        hook: &str,
+        context: &str,
+        data: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<String>)> {
+        let out = unwrap_abi(self.host.filter_write(
+            RStr::from_str(hook),
+            RStr::from_str(context),
+            RVec::from(data),
+        ))?;
+        Ok((
+            out.data.into_vec(),
+            out.tags.into_iter().map(RString::into_string).collect(),
+        ))
+    }
+
+    /// Undo [`filter_write`](Self::filter_write): apply the filters named by
+    /// `tags` in reverse order.
+    pub fn filter_read(
+        &self,
+        hook: &str,
+        context: &str,
+        data: Vec<u8>,
+        tags: &[String],
+    ) -> Result<Vec<u8>> {
+        let filtered = Filtered {
+            data: RVec::from(data),
+            tags: tags.iter().map(|t| RString::from(t.as_str())).collect(),
+        };
+        let out = unwrap_abi(self.host.filter_read(
+            RStr::from_str(hook),
+            RStr::from_str(context),
+            filtered,
+        ))?;
+        Ok(out.into_vec())
+    }
+
+    /// Write bytes to standard output (through the host, which handles a
+    /// closed pipe).
+    pub fn output(&self, data: &[u8]) -> Result<()> {
+        unwrap_abi(self.host.output(RSlice::from_slice(data)))
+    }
+
+    /// Write a line of text to standard output.
+    pub fn outln(&self, line: &str) -> Result<()> {
+        let mut buf = String::with_capacity(line.len() + 1);
+        buf.push_str(line);
+        buf.push('\n');
+        self.output(buf.as_bytes())
+    }
+
+    /// Show a transient progress line (nothing under `--quiet` or when
+    /// standard error is not a terminal).
+    pub fn status(&self, line: &str) {
+        self.host.status(RStr::from_str(line));
+    }
+}
+
+fn mismatch(name: &str, wanted: &str, got: &SettingValue) -> Error {
+    let got = match got {
+        SettingValue::Unset | SettingValue::String(_) => "a string",
+        SettingValue::StringList(_) => "a string list",
+        SettingValue::Boolean(_) => "a boolean",
+        SettingValue::Integer(_) => "an integer",
+        SettingValue::ByteSize(_) => "a byte size",
+    };
+    Error::msg(format!(
+        "setting '{name}' is {got}, but the plugin read it as {wanted}"
+    ))
+}

@@ -1,0 +1,123 @@
+//! Declaring typed settings.
+//!
+//! A plugin declares each of its settings with a [`Setting`] builder; the
+//! host turns it into a command-line option (`--NAME`, and `--no-NAME` for
+//! booleans), a config-file key and an `OBNAM_NAME` environment variable,
+//! parses values of the declared type, and shows the help text under the
+//! setting's help group.
+
+use abi_stable::std_types::{ROption, RString, RVec};
+
+use crate::abi::{SettingKind, SettingSpec};
+
+/// Help group of settings about making backups.
+pub const GROUP_BACKUP: &str = "Backing up";
+/// Help group of settings that tune speed and memory.
+pub const GROUP_PERFORMANCE: &str = "Performance";
+/// Help group of settings meant for developers and tests.
+pub const GROUP_DEVELOPMENT: &str = "Development";
+/// Help group of settings for restoring.
+pub const GROUP_RESTORE: &str = "Restoring";
+/// Help group used when a plugin names none.
+pub const GROUP_DEFAULT: &str = "Plugin settings";
+
+/// A setting declaration, built fluently:
+///
+/// ```
+/// use plugin_api::Setting;
+/// let s = Setting::bytesize("checkpoint")
+///     .help("make a checkpoint after a given SIZE")
+///     .metavar("SIZE")
+///     .default("1GiB")
+///     .group(plugin_api::GROUP_BACKUP);
+/// # let _ = s;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Setting {
+    spec: SettingSpec,
+}
+
+impl Setting {
+    fn new(name: &str, kind: SettingKind, metavar: &str) -> Self {
+        Setting {
+            spec: SettingSpec {
+                name: name.into(),
+                kind,
+                help: RString::new(),
+                metavar: metavar.into(),
+                default: ROption::RNone,
+                group: GROUP_DEFAULT.into(),
+                choices: RVec::new(),
+            },
+        }
+    }
+
+    /// A single string (unset unless a default is given).
+    pub fn string(name: &str) -> Self {
+        Self::new(name, SettingKind::String, "STRING")
+    }
+
+    /// A list of strings: repeat the option on the command line, separate
+    /// items with commas in a config file or environment variable.
+    pub fn string_list(name: &str) -> Self {
+        Self::new(name, SettingKind::StringList, "STRING")
+    }
+
+    /// A boolean: `--NAME` sets it, `--no-NAME` clears it. False by default.
+    pub fn boolean(name: &str) -> Self {
+        Self::new(name, SettingKind::Boolean, "")
+    }
+
+    /// A signed integer. Zero by default.
+    pub fn integer(name: &str) -> Self {
+        Self::new(name, SettingKind::Integer, "NUM")
+    }
+
+    /// A byte size with an optional unit: `1GiB`, `10MiB`, `1k` (1000), `1ki` (1024).
+    /// Zero by default.
+    pub fn bytesize(name: &str) -> Self {
+        Self::new(name, SettingKind::ByteSize, "SIZE")
+    }
+
+    /// One of a fixed set of words; the first is the default unless
+    /// [`default`](Self::default) names another.
+    pub fn choice(name: &str, choices: &[&str]) -> Self {
+        let mut s = Self::new(name, SettingKind::Choice, "CHOICE");
+        s.spec.choices = choices.iter().map(|c| RString::from(*c)).collect();
+        s
+    }
+
+    /// The help text shown by `--help`.
+    pub fn help(mut self, text: &str) -> Self {
+        self.spec.help = text.into();
+        self
+    }
+
+    /// The placeholder for the value in `--help` (`SIZE`, `PATH`, ...).
+    pub fn metavar(mut self, metavar: &str) -> Self {
+        self.spec.metavar = metavar.into();
+        self
+    }
+
+    /// The default value, written as it would be in a config file
+    /// (`"1GiB"`, `"yes"`, `"a,b,c"`).
+    pub fn default(mut self, value: &str) -> Self {
+        self.spec.default = ROption::RSome(value.into());
+        self
+    }
+
+    /// The help group the setting is listed under.
+    pub fn group(mut self, group: &str) -> Self {
+        self.spec.group = group.into();
+        self
+    }
+
+    /// The name of the setting.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub(crate) fn into_spec(self) -> SettingSpec {
+        self.spec
+    }
+}
