@@ -305,7 +305,7 @@ fn setting_value(def: &SettingDef, m: &ArgMatches) -> Result<Option<Value>, Stri
             };
             def.parse_one(text)
                 .map(Some)
-                .map_err(|e| format!("--{e}"))
+                .map_err(|e| format!("--{name}: {}", e.reason()))
         }
     }
 }

@@ -72,7 +72,9 @@ pub use settings::{
 /// Re-exported so that plugins use the same `tracing` as the forwarder.
 pub use tracing;
 
-/// Re-exported for payload types: derive `StableAbi` on a `#[repr(C)]` struct.
+/// The trait of typed hook payloads. To derive it on a payload type of your
+/// own, depend on `abi_stable` 0.11 too (its derive macro names that crate);
+/// hooks you invent can use JSON payloads instead.
 pub use abi_stable::StableAbi;
 
 /// Re-exported ABI-stable standard types for payload fields.

@@ -50,8 +50,10 @@ pub struct LoadedPlugin {
 pub fn bundled_dir(exe: &Path) -> Option<PathBuf> {
     let exe_dir = exe.parent()?;
     let installed = exe_dir.join("../lib/obnam/plugins");
-    if installed.is_dir() {
-        return Some(installed);
+    if let Ok(installed) = installed.canonicalize() {
+        if installed.is_dir() {
+            return Some(installed);
+        }
     }
     Some(exe_dir.to_path_buf())
 }

@@ -16,6 +16,17 @@ use std::collections::BTreeMap;
 
 use plugin_api::abi::{SettingKind, SettingSpec, SettingValue};
 
+impl SettingError {
+    /// What was wrong, without the setting's name.
+    pub fn reason(&self) -> &str {
+        match self {
+            SettingError::BadValue { reason, .. } | SettingError::BadDefinition { reason, .. } => {
+                reason
+            }
+        }
+    }
+}
+
 /// A setting's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -289,7 +300,7 @@ impl Values {
             if let Some(text) = lookup(&var) {
                 let value = def.parse(&text).map_err(|e| SettingError::BadValue {
                     name: def.name.clone(),
-                    reason: format!("from environment variable {var}: {e}"),
+                    reason: format!("environment variable {var}: {}", e.reason()),
                 })?;
                 self.set(&def.name, value);
             }

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Install obnam and its bundled plugins.
+#
+#   ./install.sh [--prefix DIR] [--from TARGET_PROFILE_DIR]
+#
+# Builds the workspace in release mode (unless --from names a folder that
+# already holds a build, such as target/debug), then installs
+#   DIR/bin/obnam                      the host
+#   DIR/lib/obnam/plugins/*.so         the bundled plugins
+# The default prefix is /usr/local. The installed obnam finds its plugins
+# in ../lib/obnam/plugins relative to itself.
+set -eu
+
+prefix=/usr/local
+from=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --prefix) prefix=$2; shift 2 ;;
+        --prefix=*) prefix=${1#--prefix=}; shift ;;
+        --from) from=$2; shift 2 ;;
+        --from=*) from=${1#--from=}; shift ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        *) echo "install.sh: unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -z "$from" ]; then
+    (cd "$here" && cargo build --release --workspace)
+    from=${CARGO_TARGET_DIR:-$here/target}/release
+fi
+[ -x "$from/obnam" ] || { echo "install.sh: no obnam binary in $from" >&2; exit 1; }
+
+mkdir -p "$prefix/bin" "$prefix/lib/obnam/plugins"
+install -m 0755 "$from/obnam" "$prefix/bin/obnam"
+found=0
+for lib in "$from"/libobnam_plugin_*.so; do
+    [ -e "$lib" ] || continue
+    install -m 0755 "$lib" "$prefix/lib/obnam/plugins/"
+    found=$((found + 1))
+done
+echo "installed $prefix/bin/obnam and $found plugin(s) in $prefix/lib/obnam/plugins"

@@ -1,0 +1,144 @@
+//! Plugin faults the host survives: files that are not plugins, corrupt
+//! libraries, bad registrations, panics.
+
+use std::fs;
+
+use obnam_test_support::{test_plugin, TestEnv};
+
+#[test]
+fn a_file_that_is_not_a_library_is_skipped_with_a_warning() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha"]);
+    fs::write(dir.join("README.txt"), "not a plugin\n").unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert!(run.stdout.starts_with("alpha "), "{}", run.stdout);
+    let warning = format!(
+        "WARNING: ignoring {}: not a shared library (no ELF header)\n",
+        dir.join("README.txt").display()
+    );
+    assert_eq!(run.stderr, warning);
+}
+
+#[test]
+fn a_library_that_is_not_an_obnam_plugin_is_skipped_with_a_warning() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha", "notaplugin"]);
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    let file = dir.join("libobnam_testplugin_notaplugin.so");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "WARNING: ignoring {}: not an obnam plugin (a shared library without the obnam plugin entry point)\n",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn truncated_libraries_are_refused_without_crashing() {
+    let env = TestEnv::new();
+    let data = fs::read(test_plugin("alpha")).unwrap();
+    for (i, len) in [0, 3, 64, 1000, data.len() / 3, data.len() / 2, data.len() - 1]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = env.plugin_dir(&format!("cut{i}"), &[]);
+        fs::write(dir.join("libcut.so"), &data[..len]).unwrap();
+        let run = env.run_with(&dir, ["plugins"]);
+        assert_eq!(run.code, 0, "length {len}: {run:#?}");
+        assert_eq!(run.stdout, "");
+        assert!(
+            run.stderr.starts_with(&format!("WARNING: ignoring {}: ", dir.join("libcut.so").display())),
+            "length {len}: {}",
+            run.stderr
+        );
+        assert_eq!(run.stderr.lines().count(), 1, "length {len}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_library_with_corrupt_headers_is_refused() {
+    let env = TestEnv::new();
+    let mut data = fs::read(test_plugin("alpha")).unwrap();
+    // e_phoff (program header table offset) of a 64-bit ELF is at byte 32.
+    data[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+    let dir = env.plugin_dir("plugins", &[]);
+    fs::write(dir.join("libbad.so"), &data).unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert!(run.stderr.contains("corrupt or truncated shared library"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_registrations_are_warned_about_and_the_rest_works() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha", "gamma"]);
+    let run = env.run_with(&dir, ["alpha-hook", "go"]).ok();
+    assert_eq!(run.stdout, "counter=1 trail=go alpha500\n");
+    let expected = [
+        "WARNING: plugin 'gamma': invalid setting definition 'Bad Name'",
+        "WARNING: setting 'alpha-int' of plugin 'gamma' is already defined by 'alpha'; ignored",
+        "WARNING: setting 'plugin-dir' of plugin 'gamma' has a name reserved by obnam; ignored",
+        "WARNING: plugin 'gamma' adds subcommand 'alpha-show', which 'alpha' already provides; ignored",
+        "WARNING: plugin 'gamma' expects another payload type for hook 'alpha-event' (created by 'alpha'); callback ignored",
+        "WARNING: plugin 'gamma' subscribes to hook 'no-such-hook', which no loaded plugin creates; ignored",
+    ];
+    for line in expected {
+        assert!(run.stderr.contains(line), "missing '{line}' in:\n{}", run.stderr);
+    }
+    assert_eq!(run.stderr.lines().count(), expected.len(), "{}", run.stderr);
+    let run = env.run_with(&dir, ["gamma-ok"]).ok();
+    assert_eq!(run.stdout, "gamma ok\n");
+}
+
+#[test]
+fn a_panic_in_a_subcommand_is_an_error_naming_the_plugin() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha"]);
+    let run = env.run_with(&dir, ["alpha-panic"]).fails().no_rust_panic();
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.starts_with(
+            "ERROR: plugin 'alpha' panicked in subcommand 'alpha-panic': alpha panics on purpose (at "
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1);
+}
+
+#[test]
+fn a_panic_in_a_hook_callback_is_an_error_naming_the_plugin_and_hook() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha", "beta"]);
+    let run = env.run_with(&dir, ["alpha-hook", "panic"]).fails().no_rust_panic();
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.starts_with(
+            "ERROR: plugin 'beta' panicked in hook 'alpha-event': beta was asked to panic (at "
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_error_in_a_subcommand_is_printed_as_is() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha"]);
+    let run = env.run_with(&dir, ["alpha-fail"]).fails();
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stderr, "ERROR: alpha failed on purpose\n");
+}
+
+#[test]
+fn usage_errors_are_reported_as_errors() {
+    let env = TestEnv::new();
+    let run = env.run(["--no-such-option"]).fails().no_rust_panic();
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.starts_with("ERROR: unexpected argument '--no-such-option'"), "{}", run.stderr);
+    let run = env.run(["no-such-subcommand"]).fails();
+    assert!(run.stderr.starts_with("ERROR: unrecognized subcommand 'no-such-subcommand'"), "{}", run.stderr);
+    let run = env.run::<[&str; 0], &str>([]).fails();
+    assert_eq!(run.stderr, "ERROR: no subcommand given; 'obnam --help' lists them\n");
+}

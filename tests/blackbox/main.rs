@@ -1,0 +1,10 @@
+//! Black-box tests of obnam: every test runs the built `obnam` binary with
+//! real plugin libraries, in a folder and home of its own.
+
+mod abi_version;
+mod faults;
+mod hooks;
+mod install;
+mod loading;
+mod logging;
+mod settings;

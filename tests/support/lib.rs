@@ -1,0 +1,197 @@
+//! Helpers for the black-box tests: find the built `obnam` and its plugins,
+//! give each test its own folder and home, run commands and check results.
+//!
+//! The tests run the real binary. Build everything first
+//! (`cargo build --workspace`): `cargo test` alone does not build the
+//! plugin libraries. `OBNAM_TEST_TARGET_DIR` overrides where the binary and
+//! plugins are looked for (default: the folder above this test executable).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+/// The cargo target profile folder holding `obnam` and the plugin libraries.
+pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("OBNAM_TEST_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    // The test executable is target/<profile>/deps/blackbox-HASH.
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable is in target/<profile>/deps")
+        .to_path_buf();
+    assert!(
+        dir.join("obnam").is_file(),
+        "{} has no obnam binary: run `cargo build --workspace` before `cargo test`",
+        dir.display()
+    );
+    dir
+}
+
+/// The workspace root.
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// The built library of a test plugin (`alpha` → `libobnam_testplugin_alpha.so`).
+pub fn test_plugin(name: &str) -> PathBuf {
+    let path = target_dir().join(format!("libobnam_testplugin_{name}.so"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// The result of running obnam.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from_output(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Assert exit code 0 and return self.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "expected success:\n{self:#?}");
+        self
+    }
+
+    /// Assert a non-zero exit code and return self.
+    #[track_caller]
+    pub fn fails(self) -> Self {
+        assert_ne!(self.code, 0, "expected failure:\n{self:#?}");
+        self
+    }
+
+    /// Assert that standard error shows no Rust panic text.
+    #[track_caller]
+    pub fn no_rust_panic(self) -> Self {
+        for needle in ["panicked at", "RUST_BACKTRACE", "stack backtrace", "Attempted to panic"] {
+            assert!(
+                !self.stderr.contains(needle),
+                "Rust panic text '{needle}' reached the user:\n{self:#?}"
+            );
+        }
+        self
+    }
+}
+
+/// One test's private world: a temporary folder with a home of its own.
+pub struct TestEnv {
+    dir: TempDir,
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestEnv {
+    /// A new, empty world.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("obnam-test-")
+            .tempdir()
+            .expect("temporary folder");
+        fs::create_dir(dir.path().join("home")).expect("home folder");
+        TestEnv { dir }
+    }
+
+    /// The test's folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The test's home folder (`HOME`).
+    pub fn home(&self) -> PathBuf {
+        self.path().join("home")
+    }
+
+    /// A command running obnam in this world: its own `HOME`, no
+    /// `XDG_CONFIG_HOME`, and no `OBNAM_*` variables from outside.
+    pub fn obnam(&self) -> Command {
+        let mut cmd = Command::new(target_dir().join("obnam"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("OBNAM_") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("HOME", self.home())
+            .env_remove("XDG_CONFIG_HOME")
+            .current_dir(self.path());
+        cmd
+    }
+
+    /// Run obnam with `args`.
+    pub fn run<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run(self.obnam().args(args))
+    }
+
+    /// Run obnam with only the plugins in `dir` (no bundled ones) and `args`.
+    pub fn run_with<I, S>(&self, dir: &Path, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run(self
+            .obnam()
+            .arg("--no-bundled-plugins")
+            .arg("--plugin-dir")
+            .arg(dir)
+            .args(args))
+    }
+
+    /// A fresh folder (under this world) holding copies of the named test plugins.
+    pub fn plugin_dir(&self, folder: &str, plugins: &[&str]) -> PathBuf {
+        let dir = self.path().join(folder);
+        fs::create_dir_all(&dir).expect("plugin folder");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        for name in plugins {
+            let src = test_plugin(name);
+            let dest = dir.join(src.file_name().expect("file name"));
+            fs::copy(&src, &dest).expect("copy plugin");
+        }
+        dir
+    }
+
+    /// Write a file (creating parent folders) and return its path.
+    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path().join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("parent folder");
+        }
+        fs::write(&path, contents).expect("write file");
+        path
+    }
+}
+
+/// Run a prepared command and collect its result.
+pub fn run(cmd: &mut Command) -> Run {
+    Run::from_output(cmd.output().expect("run obnam"))
+}
