@@ -40,8 +40,18 @@ fn plugins(host: &Host<'_>, registry: &Registry) -> Result<()> {
         output::line(&serde_json::to_string_pretty(&list)?)?;
         return Ok(());
     }
-    let name_width = registry.plugins.iter().map(|p| p.name.len()).max().unwrap_or(0);
-    let version_width = registry.plugins.iter().map(|p| p.version.len()).max().unwrap_or(0);
+    let name_width = registry
+        .plugins
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0);
+    let version_width = registry
+        .plugins
+        .iter()
+        .map(|p| p.version.len())
+        .max()
+        .unwrap_or(0);
     for p in &registry.plugins {
         output::line(&format!(
             "{:name_width$}  {:version_width$}  {}",

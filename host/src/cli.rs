@@ -144,12 +144,29 @@ fn meta_args() -> Vec<Arg> {
             .help_heading(META_HEADING)
     };
     vec![
-        list("config", "FILE", "read settings from FILE too (after the default files)"),
+        list(
+            "config",
+            "FILE",
+            "read settings from FILE too (after the default files)",
+        ),
         flag("no-default-configs", "do not read the default config files"),
-        flag("dump-config", "print the effective settings in config-file format and exit"),
-        flag("list-config-files", "print the config files that would be read and exit"),
-        list("plugin-dir", "DIR", "load plugins from DIR too (also OBNAM_PLUGIN_DIR, colon-separated)"),
-        flag("no-bundled-plugins", "do not load the plugins bundled with obnam"),
+        flag(
+            "dump-config",
+            "print the effective settings in config-file format and exit",
+        ),
+        flag(
+            "list-config-files",
+            "print the config files that would be read and exit",
+        ),
+        list(
+            "plugin-dir",
+            "DIR",
+            "load plugins from DIR too (also OBNAM_PLUGIN_DIR, colon-separated)",
+        ),
+        flag(
+            "no-bundled-plugins",
+            "do not load the plugins bundled with obnam",
+        ),
     ]
 }
 
@@ -216,7 +233,11 @@ pub enum ParseStop {
 }
 
 /// Parse the command line.
-pub fn parse(cmd: Command, registry: &Registry, args: Vec<OsString>) -> Result<Invocation, ParseStop> {
+pub fn parse(
+    cmd: Command,
+    registry: &Registry,
+    args: Vec<OsString>,
+) -> Result<Invocation, ParseStop> {
     let matches = match cmd.try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
@@ -242,7 +263,9 @@ pub fn parse(cmd: Command, registry: &Registry, args: Vec<OsString>) -> Result<I
     };
     // Global options given after the subcommand are found in its matches.
     let sub = matches.subcommand();
-    let scopes: Vec<&ArgMatches> = std::iter::once(&matches).chain(sub.map(|(_, m)| m)).collect();
+    let scopes: Vec<&ArgMatches> = std::iter::once(&matches)
+        .chain(sub.map(|(_, m)| m))
+        .collect();
     let innermost = *scopes.last().unwrap_or(&&matches);
     inv.config_files = innermost
         .get_many::<PathBuf>("config")
@@ -330,7 +353,10 @@ mod tests {
         .map(OsString::from)
         .collect();
         let pre = prescan(&args);
-        assert_eq!(pre.plugin_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(
+            pre.plugin_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
         assert!(pre.no_bundled_plugins);
     }
 

@@ -14,19 +14,67 @@ pub const GROUP_LOGGING: &str = "Logging";
 pub fn register(registry: &mut Registry) {
     let host_name = gethostname::gethostname().to_string_lossy().into_owned();
     let defs = [
-        def("repository", SettingKind::String, "URL", "the repository: a folder or file:// URL", GROUP_GLOBAL)
-            .short('r'),
-        def("client-name", SettingKind::String, "NAME", "name of this client in the repository", GROUP_GLOBAL)
-            .default(Value::Str(host_name)),
-        def("quiet", SettingKind::Boolean, "", "show no progress and no warnings", GROUP_GLOBAL),
-        def("verbose", SettingKind::Boolean, "", "say more about what is being done", GROUP_GLOBAL),
-        def("pretend", SettingKind::Boolean, "", "do not change anything, only report what would be done", GROUP_GLOBAL)
-            .alias("dry-run"),
-        def("output-format", SettingKind::Choice, "FORMAT", "format of structured output", GROUP_GLOBAL)
-            .choices(&["text", "json"]),
-        def("log", SettingKind::String, "FILE", "write a log to FILE", GROUP_LOGGING),
-        def("log-level", SettingKind::Choice, "LEVEL", "how much to write to the log", GROUP_LOGGING)
-            .choices(&["info", "debug", "trace", "warning", "error"]),
+        def(
+            "repository",
+            SettingKind::String,
+            "URL",
+            "the repository: a folder or file:// URL",
+            GROUP_GLOBAL,
+        )
+        .short('r'),
+        def(
+            "client-name",
+            SettingKind::String,
+            "NAME",
+            "name of this client in the repository",
+            GROUP_GLOBAL,
+        )
+        .default(Value::Str(host_name)),
+        def(
+            "quiet",
+            SettingKind::Boolean,
+            "",
+            "show no progress and no warnings",
+            GROUP_GLOBAL,
+        ),
+        def(
+            "verbose",
+            SettingKind::Boolean,
+            "",
+            "say more about what is being done",
+            GROUP_GLOBAL,
+        ),
+        def(
+            "pretend",
+            SettingKind::Boolean,
+            "",
+            "do not change anything, only report what would be done",
+            GROUP_GLOBAL,
+        )
+        .alias("dry-run"),
+        def(
+            "output-format",
+            SettingKind::Choice,
+            "FORMAT",
+            "format of structured output",
+            GROUP_GLOBAL,
+        )
+        .choices(&["text", "json"]),
+        def(
+            "log",
+            SettingKind::String,
+            "FILE",
+            "write a log to FILE",
+            GROUP_LOGGING,
+        ),
+        def(
+            "log-level",
+            SettingKind::Choice,
+            "LEVEL",
+            "how much to write to the log",
+            GROUP_LOGGING,
+        )
+        .choices(&["info", "debug", "trace", "warning", "error"]),
     ];
     for d in defs {
         // The host's names are fixed and distinct; a failure here is a bug.

@@ -29,10 +29,7 @@ pub mod settings;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use abi_stable::{
-    sabi_trait::TD_Opaque,
-    std_types::{RVec},
-};
+use abi_stable::{sabi_trait::TD_Opaque, std_types::RVec};
 use anyhow::{anyhow, bail, Context as _, Result};
 use plugin_api::abi::HostLogger_TO;
 use plugin_api::guard;
@@ -59,7 +56,10 @@ pub fn run() -> i32 {
         Ok(code) => code,
         Err(failure) => {
             output::clear_status();
-            eprintln!("ERROR: internal error (a bug in obnam): {}", failure.message);
+            eprintln!(
+                "ERROR: internal error (a bug in obnam): {}",
+                failure.message
+            );
             EXIT_BUG
         }
     }
@@ -129,7 +129,10 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     let def = registry
         .subcommand(&name)
         .ok_or_else(|| anyhow!("unknown subcommand '{name}'"))?;
-    tracing::info!("obnam {} running subcommand {name}", env!("CARGO_PKG_VERSION"));
+    tracing::info!(
+        "obnam {} running subcommand {name}",
+        env!("CARGO_PKG_VERSION")
+    );
     let host = Host::new(&registry, values);
     match &def.handler {
         None => builtin::run(&name, &host, &registry)?,
@@ -139,10 +142,13 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
                 .into_iter()
                 .map(|a| RVec::from(a.into_vec()))
                 .collect();
-            handler
-                .run(host.as_abi(), raw)
-                .into_result()
-                .map_err(|f| anyhow!(describe_failure(f, &def.owner, &format!("subcommand '{name}'"))))?;
+            handler.run(host.as_abi(), raw).into_result().map_err(|f| {
+                anyhow!(describe_failure(
+                    f,
+                    &def.owner,
+                    &format!("subcommand '{name}'")
+                ))
+            })?;
         }
     }
     Ok(0)
@@ -167,7 +173,10 @@ fn plugin_dirs(pre: &cli::Prescan) -> Result<Vec<PluginDir>> {
         .chain(pre.plugin_dirs.iter().cloned().map(|p| (p, "--plugin-dir")))
     {
         if !path.is_dir() {
-            bail!("plugin folder {} (from {source}) does not exist", path.display());
+            bail!(
+                "plugin folder {} (from {source}) does not exist",
+                path.display()
+            );
         }
         dirs.push(PluginDir {
             path,
@@ -205,8 +214,12 @@ fn configure_logging(registry: &Registry, values: &Values) -> Result<()> {
     let level = logging::parse_level(level_text)
         .ok_or_else(|| anyhow!("unknown log level '{level_text}'"))?;
     let file = values.string("log").map(Path::new);
-    logging::configure(file, level, values.boolean("quiet"))
-        .with_context(|| format!("cannot open log file {}", file.unwrap_or(Path::new("")).display()))?;
+    logging::configure(file, level, values.boolean("quiet")).with_context(|| {
+        format!(
+            "cannot open log file {}",
+            file.unwrap_or(Path::new("")).display()
+        )
+    })?;
     for p in &registry.plugins {
         (p.module.set_log_level())(logging::max_level());
     }

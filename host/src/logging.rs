@@ -177,12 +177,21 @@ impl HostLogger for PluginLogger {
         let (target, message) = (target.as_str(), message.as_str());
         // A panic must not unwind into the plugin.
         let _ = std::panic::catch_unwind(|| match level {
-            LogLevel::Error => tracing::error!(target: "obnam::plugin", plugin, plugin_target = target, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "obnam::plugin", plugin, plugin_target = target, "{message}"),
-            LogLevel::Info => tracing::info!(target: "obnam::plugin", plugin, plugin_target = target, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "obnam::plugin", plugin, plugin_target = target, "{message}"),
-            LogLevel::Trace => tracing::trace!(target: "obnam::plugin", plugin, plugin_target = target, "{message}"),
+            LogLevel::Error => {
+                tracing::error!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
+            }
+            LogLevel::Info => {
+                tracing::info!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
+            }
+            LogLevel::Trace => {
+                tracing::trace!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
+            }
         });
     }
 }
-

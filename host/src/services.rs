@@ -12,7 +12,7 @@ use abi_stable::{
 };
 use plugin_api::abi::{
     AbiResult, Failure, FailureKind, Filtered, HookId, HostRef, HostServices, HostServices_TO,
-    SettingValue,
+    PayloadPtr, SettingValue,
 };
 use plugin_api::guard::guarded;
 use plugin_api::Error;
@@ -78,7 +78,7 @@ impl HostServices for Host<'_> {
         })
     }
 
-    fn call_hook(&self, hook: HookId, payload: *mut ()) -> AbiResult<()> {
+    fn call_hook(&self, hook: HookId, payload: PayloadPtr) -> AbiResult<()> {
         guarded(|| {
             let def = self
                 .registry
@@ -93,7 +93,11 @@ impl HostServices for Host<'_> {
                     .call(self.as_abi(), payload)
                     .into_result()
                     .map_err(|f| {
-                        Error::msg(describe_failure(f, &cb.plugin, &format!("hook '{}'", def.name)))
+                        Error::msg(describe_failure(
+                            f,
+                            &cb.plugin,
+                            &format!("hook '{}'", def.name),
+                        ))
                     })?;
             }
             Ok(())
@@ -133,16 +137,25 @@ impl HostServices for Host<'_> {
         })
     }
 
-    fn filter_read(&self, hook: RStr<'_>, context: RStr<'_>, data: Filtered) -> AbiResult<RVec<u8>> {
+    fn filter_read(
+        &self,
+        hook: RStr<'_>,
+        context: RStr<'_>,
+        data: Filtered,
+    ) -> AbiResult<RVec<u8>> {
         guarded(|| {
             let def = self.filter_hook(hook.as_str())?;
             let mut bytes = data.data;
             for tag in data.tags.iter().rev() {
-                let f = def.filters.iter().find(|f| f.tag == tag.as_str()).ok_or_else(|| {
-                    Error::msg(format!(
+                let f = def
+                    .filters
+                    .iter()
+                    .find(|f| f.tag == tag.as_str())
+                    .ok_or_else(|| {
+                        Error::msg(format!(
                         "object {context} needs the '{tag}' filter; no loaded plugin provides it"
                     ))
-                })?;
+                    })?;
                 bytes = f
                     .filter
                     .decode(self.as_abi(), context, bytes.as_rslice())
@@ -173,11 +186,10 @@ impl HostServices for Host<'_> {
 
 impl Host<'_> {
     fn filter_hook(&self, name: &str) -> Result<&crate::registry::hooks::HookDef, Error> {
-        let def = self
-            .registry
-            .hooks
-            .by_name(name)
-            .ok_or_else(|| Error::msg(format!("no loaded plugin creates filter hook '{name}'")))?;
+        let def =
+            self.registry.hooks.by_name(name).ok_or_else(|| {
+                Error::msg(format!("no loaded plugin creates filter hook '{name}'"))
+            })?;
         if def.kind != plugin_api::abi::HookKind::Filter {
             return Err(Error::msg(format!("hook '{name}' is not a filter hook")));
         }

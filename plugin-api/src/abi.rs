@@ -115,6 +115,14 @@ pub enum HookKind {
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HookId(pub u32);
 
+/// A pointer to a hook's payload, valid (and exclusively borrowed) for the
+/// duration of one `call_hook` and of each callback it makes. Only
+/// plugin-api dereferences it, as the payload type whose layout the host
+/// checked when the callback was bound.
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct PayloadPtr(pub *mut ());
+
 /// Data that went through the write side of a filter hook, with the tags of
 /// the filters that changed it, in the order they ran.
 #[repr(C)]
@@ -140,19 +148,19 @@ pub trait HostServices: Send + Sync {
     /// Call every callback of a plain hook, in priority order, with `payload`.
     ///
     /// `payload` points at a live value of the layout given to `resolve_hook`.
-    fn call_hook(&self, hook: HookId, payload: *mut ()) -> AbiResult<()>;
+    fn call_hook(&self, hook: HookId, payload: PayloadPtr) -> AbiResult<()>;
 
     /// Run data through the write side of a filter hook (ascending priority).
-    fn filter_write(&self, hook: RStr<'_>, context: RStr<'_>, data: RVec<u8>)
-        -> AbiResult<Filtered>;
-
-    /// Undo a filter chain: the filters named by `tags`, in reverse order.
-    fn filter_read(
+    fn filter_write(
         &self,
         hook: RStr<'_>,
         context: RStr<'_>,
-        data: Filtered,
-    ) -> AbiResult<RVec<u8>>;
+        data: RVec<u8>,
+    ) -> AbiResult<Filtered>;
+
+    /// Undo a filter chain: the filters named by `tags`, in reverse order.
+    fn filter_read(&self, hook: RStr<'_>, context: RStr<'_>, data: Filtered)
+        -> AbiResult<RVec<u8>>;
 
     /// Write bytes to standard output.
     fn output(&self, data: RSlice<'_, u8>) -> AbiResult<()>;
@@ -193,7 +201,7 @@ pub type SubcommandHandlerBox = SubcommandHandler_TO<'static, RBox<()>>;
 pub trait HookCallback: Send + Sync {
     /// Called with a pointer to the hook's payload.
     #[sabi(last_prefix_field)]
-    fn call(&self, host: HostRef<'_>, payload: *mut ()) -> AbiResult<()>;
+    fn call(&self, host: HostRef<'_>, payload: PayloadPtr) -> AbiResult<()>;
 }
 
 /// Owned hook callback.

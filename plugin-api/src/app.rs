@@ -11,7 +11,7 @@ use abi_stable::{
 
 use crate::abi::{
     self, AbiResult, FilterBox, Filter_TO, HookCallbackBox, HookCallback_TO, HookKind, HostRef,
-    RegistrarMut, SubcommandHandlerBox, SubcommandHandler_TO,
+    PayloadPtr, RegistrarMut, SubcommandHandlerBox, SubcommandHandler_TO,
 };
 use crate::guard::guarded;
 use crate::hooks::JsonPayload;
@@ -146,13 +146,13 @@ where
     P: StableAbi + 'static,
     F: Fn(&Context<'_>, &mut P) -> Result<()> + Send + Sync + 'static,
 {
-    fn call(&self, host: HostRef<'_>, payload: *mut ()) -> AbiResult<()> {
+    fn call(&self, host: HostRef<'_>, payload: PayloadPtr) -> AbiResult<()> {
         guarded(|| {
             // SAFETY: the host calls a callback only with a pointer to a live,
             // exclusively borrowed payload of the hook it was bound to, and it
             // bound this callback only after checking that the hook's payload
             // layout is compatible with `P::LAYOUT` (given in `add_callback`).
-            let payload = unsafe { &mut *(payload as *mut P) };
+            let payload = unsafe { &mut *(payload.0 as *mut P) };
             (self.f)(&Context::new(host), payload)
         })
     }
@@ -189,4 +189,3 @@ impl<F: DataFilter> abi::Filter for FilterImpl<F> {
         })
     }
 }
-

@@ -7,7 +7,7 @@ use abi_stable::{
     StableAbi,
 };
 
-use crate::abi::{Filtered, HostRef, SettingValue};
+use crate::abi::{Filtered, HostRef, PayloadPtr, SettingValue};
 use crate::guard::unwrap_abi;
 use crate::hooks::{Hook, JsonPayload};
 use crate::{Error, Result};
@@ -87,7 +87,10 @@ impl<'a> Context<'a> {
     pub fn call<P: StableAbi>(&self, hook: Hook<P>, payload: &mut P) -> Result<()> {
         // The host only derefs the pointer while this call runs, as a `P`
         // whose layout it checked in `resolve_hook`.
-        unwrap_abi(self.host.call_hook(hook.id, payload as *mut P as *mut ()))
+        unwrap_abi(
+            self.host
+                .call_hook(hook.id, PayloadPtr(payload as *mut P as *mut ())),
+        )
     }
 
     /// Call a hook whose payload is JSON; callbacks may change `value`.

@@ -130,5 +130,9 @@ fn plugins_built_against_other_api_versions() {
         )
     );
     let run = env.run_with(&dir, ["versioned"]).fails();
-    assert!(run.stderr.contains("unrecognized subcommand 'versioned'"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unrecognized subcommand 'versioned'"),
+        "{}",
+        run.stderr
+    );
 }

@@ -39,9 +39,17 @@ fn a_library_that_is_not_an_obnam_plugin_is_skipped_with_a_warning() {
 fn truncated_libraries_are_refused_without_crashing() {
     let env = TestEnv::new();
     let data = fs::read(test_plugin("alpha")).unwrap();
-    for (i, len) in [0, 3, 64, 1000, data.len() / 3, data.len() / 2, data.len() - 1]
-        .into_iter()
-        .enumerate()
+    for (i, len) in [
+        0,
+        3,
+        64,
+        1000,
+        data.len() / 3,
+        data.len() / 2,
+        data.len() - 1,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let dir = env.plugin_dir(&format!("cut{i}"), &[]);
         fs::write(dir.join("libcut.so"), &data[..len]).unwrap();
@@ -49,11 +57,19 @@ fn truncated_libraries_are_refused_without_crashing() {
         assert_eq!(run.code, 0, "length {len}: {run:#?}");
         assert_eq!(run.stdout, "");
         assert!(
-            run.stderr.starts_with(&format!("WARNING: ignoring {}: ", dir.join("libcut.so").display())),
+            run.stderr.starts_with(&format!(
+                "WARNING: ignoring {}: ",
+                dir.join("libcut.so").display()
+            )),
             "length {len}: {}",
             run.stderr
         );
-        assert_eq!(run.stderr.lines().count(), 1, "length {len}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.lines().count(),
+            1,
+            "length {len}: {}",
+            run.stderr
+        );
     }
 }
 
@@ -66,7 +82,11 @@ fn a_library_with_corrupt_headers_is_refused() {
     let dir = env.plugin_dir("plugins", &[]);
     fs::write(dir.join("libbad.so"), &data).unwrap();
     let run = env.run_with(&dir, ["plugins"]).ok();
-    assert!(run.stderr.contains("corrupt or truncated shared library"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("corrupt or truncated shared library"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -84,7 +104,11 @@ fn bad_registrations_are_warned_about_and_the_rest_works() {
         "WARNING: plugin 'gamma' subscribes to hook 'no-such-hook', which no loaded plugin creates; ignored",
     ];
     for line in expected {
-        assert!(run.stderr.contains(line), "missing '{line}' in:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(line),
+            "missing '{line}' in:\n{}",
+            run.stderr
+        );
     }
     assert_eq!(run.stderr.lines().count(), expected.len(), "{}", run.stderr);
     let run = env.run_with(&dir, ["gamma-ok"]).ok();
@@ -111,7 +135,10 @@ fn a_panic_in_a_subcommand_is_an_error_naming_the_plugin() {
 fn a_panic_in_a_hook_callback_is_an_error_naming_the_plugin_and_hook() {
     let env = TestEnv::new();
     let dir = env.plugin_dir("plugins", &["alpha", "beta"]);
-    let run = env.run_with(&dir, ["alpha-hook", "panic"]).fails().no_rust_panic();
+    let run = env
+        .run_with(&dir, ["alpha-hook", "panic"])
+        .fails()
+        .no_rust_panic();
     assert_eq!(run.code, 1);
     assert!(
         run.stderr.starts_with(
@@ -136,9 +163,22 @@ fn usage_errors_are_reported_as_errors() {
     let env = TestEnv::new();
     let run = env.run(["--no-such-option"]).fails().no_rust_panic();
     assert_eq!(run.code, 2);
-    assert!(run.stderr.starts_with("ERROR: unexpected argument '--no-such-option'"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("ERROR: unexpected argument '--no-such-option'"),
+        "{}",
+        run.stderr
+    );
     let run = env.run(["no-such-subcommand"]).fails();
-    assert!(run.stderr.starts_with("ERROR: unrecognized subcommand 'no-such-subcommand'"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("ERROR: unrecognized subcommand 'no-such-subcommand'"),
+        "{}",
+        run.stderr
+    );
     let run = env.run::<[&str; 0], &str>([]).fails();
-    assert_eq!(run.stderr, "ERROR: no subcommand given; 'obnam --help' lists them\n");
+    assert_eq!(
+        run.stderr,
+        "ERROR: no subcommand given; 'obnam --help' lists them\n"
+    );
 }

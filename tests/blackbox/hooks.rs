@@ -9,7 +9,10 @@ fn callbacks_run_in_priority_order_with_ties_in_registration_order() {
     let dir = env.plugin_dir("plugins", &["alpha", "beta"]);
     let run = env.run_with(&dir, ["alpha-hook", "start"]).ok();
     // beta registers 750, 500, 250 in that order; alpha (loaded first) 500.
-    assert_eq!(run.stdout, "counter=4 trail=start beta250 alpha500 beta500 beta750\n");
+    assert_eq!(
+        run.stdout,
+        "counter=4 trail=start beta250 alpha500 beta500 beta750\n"
+    );
     assert_eq!(run.stderr, "");
 }
 
@@ -29,7 +32,10 @@ fn subscriber_loaded_before_the_hook_creator_is_still_bound() {
     )
     .ok();
     // beta is enabled first now, so it wins the tie at 500.
-    assert_eq!(run.stdout, "counter=4 trail=x beta250 beta500 alpha500 beta750\n");
+    assert_eq!(
+        run.stdout,
+        "counter=4 trail=x beta250 beta500 alpha500 beta750\n"
+    );
 }
 
 #[test]
@@ -44,7 +50,10 @@ fn only_the_creator_runs_when_no_one_subscribes() {
 fn a_callback_error_stops_the_hook_and_the_command() {
     let env = TestEnv::new();
     let dir = env.plugin_dir("plugins", &["alpha", "beta"]);
-    let run = env.run_with(&dir, ["alpha-hook", "fail"]).fails().no_rust_panic();
+    let run = env
+        .run_with(&dir, ["alpha-hook", "fail"])
+        .fails()
+        .no_rust_panic();
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr, "ERROR: beta refuses the event\n");
     assert_eq!(run.stdout, "");
@@ -56,7 +65,10 @@ fn json_hook_payload_is_changed_by_another_plugin() {
     let dir = env.plugin_dir("plugins", &["alpha", "beta"]);
     let run = env.run_with(&dir, ["alpha-json"]).ok();
     let value: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    assert_eq!(value, serde_json::json!({"seen": ["beta"], "beta": {"answer": 42}}));
+    assert_eq!(
+        value,
+        serde_json::json!({"seen": ["beta"], "beta": {"answer": 42}})
+    );
 }
 
 #[test]
@@ -65,7 +77,10 @@ fn filters_run_ascending_on_write_and_reverse_on_read() {
     let dir = env.plugin_dir("plugins", &["alpha", "beta"]);
     let run = env.run_with(&dir, ["alpha-filter", "hello"]).ok();
     // brackets (250) first, then reverse (750); read undoes reverse first.
-    assert_eq!(run.stdout, "tags=brackets,reverse\nstored=]olleh[\nread=hello\n");
+    assert_eq!(
+        run.stdout,
+        "tags=brackets,reverse\nstored=]olleh[\nread=hello\n"
+    );
 }
 
 #[test]
@@ -91,10 +106,18 @@ fn reading_data_that_needs_a_missing_filter_names_the_tag() {
     );
     // With only alpha loaded, beta's filters are missing too.
     let alone = env.plugin_dir("alone", &["alpha"]);
-    let run = env.run_with(&alone, ["alpha-unfilter", "]olleh[", "brackets", "reverse"]).fails();
-    assert!(run.stderr.contains("needs the 'reverse' filter"), "{}", run.stderr);
+    let run = env
+        .run_with(&alone, ["alpha-unfilter", "]olleh[", "brackets", "reverse"])
+        .fails();
+    assert!(
+        run.stderr.contains("needs the 'reverse' filter"),
+        "{}",
+        run.stderr
+    );
     // And with beta loaded the same bytes read back.
-    let run = env.run_with(&dir, ["alpha-unfilter", "]olleh[", "brackets", "reverse"]).ok();
+    let run = env
+        .run_with(&dir, ["alpha-unfilter", "]olleh[", "brackets", "reverse"])
+        .ok();
     assert_eq!(run.stdout, "hello\n");
 }
 
@@ -102,6 +125,12 @@ fn reading_data_that_needs_a_missing_filter_names_the_tag() {
 fn a_filter_error_on_read_is_reported() {
     let env = TestEnv::new();
     let dir = env.plugin_dir("plugins", &["alpha", "beta"]);
-    let run = env.run_with(&dir, ["alpha-unfilter", "!x", "reverse"]).fails().no_rust_panic();
-    assert_eq!(run.stderr, "ERROR: test/2: reversed data may not start with '!'\n");
+    let run = env
+        .run_with(&dir, ["alpha-unfilter", "!x", "reverse"])
+        .fails()
+        .no_rust_panic();
+    assert_eq!(
+        run.stderr,
+        "ERROR: test/2: reversed data may not start with '!'\n"
+    );
 }

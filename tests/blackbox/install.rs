@@ -17,21 +17,33 @@ fn installed_obnam_finds_its_bundled_plugins() {
         .arg(&profile)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let plugins_dir = prefix.join("lib/obnam/plugins");
     let installed: Vec<String> = std::fs::read_dir(&plugins_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(!installed.is_empty());
-    assert!(installed.iter().all(|n| n.starts_with("libobnam_plugin_")), "{installed:?}");
+    assert!(
+        installed.iter().all(|n| n.starts_with("libobnam_plugin_")),
+        "{installed:?}"
+    );
     let run = obnam_test_support::run(
         Command::new(prefix.join("bin/obnam"))
             .env("HOME", env.home())
             .arg("plugins"),
     )
     .ok();
-    assert_eq!(run.stdout.lines().count(), installed.len(), "{}", run.stdout);
+    assert_eq!(
+        run.stdout.lines().count(),
+        installed.len(),
+        "{}",
+        run.stdout
+    );
     for name in &installed {
         let path = plugins_dir.join(name).canonicalize().unwrap();
         assert!(

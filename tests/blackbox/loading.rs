@@ -10,7 +10,10 @@ fn help_without_plugins_lists_no_plugin_subcommands() {
     assert_eq!(subcommands(&run.stdout), ["plugins", "help"]);
     let with_bundled = env.run(["--help"]).ok();
     let listed = subcommands(&with_bundled.stdout);
-    assert!(listed.len() > 2, "bundled plugins add subcommands: {listed:?}");
+    assert!(
+        listed.len() > 2,
+        "bundled plugins add subcommands: {listed:?}"
+    );
     let run = env.run(["--no-bundled-plugins", "plugins"]).ok();
     assert_eq!(run.stdout, "");
 }
@@ -33,8 +36,16 @@ fn plugin_dir_adds_subcommands_and_grouped_settings_to_help() {
     assert!(help.contains("alpha-show"), "{help}");
     // Settings are listed under their help group, after its heading.
     let heading = help.find("Alpha testing:").expect("group heading");
-    for opt in ["--alpha-string", "--alpha-list", "--alpha-bool", "--no-alpha-bool", "--alpha-size"] {
-        let at = help.find(opt).unwrap_or_else(|| panic!("{opt} missing:\n{help}"));
+    for opt in [
+        "--alpha-string",
+        "--alpha-list",
+        "--alpha-bool",
+        "--no-alpha-bool",
+        "--alpha-size",
+    ] {
+        let at = help
+            .find(opt)
+            .unwrap_or_else(|| panic!("{opt} missing:\n{help}"));
         assert!(at > heading, "{opt} not under its group:\n{help}");
     }
     assert!(help.contains("[default: 1GiB]"), "{help}");
@@ -46,7 +57,11 @@ fn plugins_lists_name_version_and_file() {
     let env = TestEnv::new();
     let dir = env.plugin_dir("plugins", &["alpha", "beta"]);
     let run = env.run_with(&dir, ["plugins"]).ok();
-    let lines: Vec<Vec<&str>> = run.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    let lines: Vec<Vec<&str>> = run
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     let alpha = dir.join("libobnam_testplugin_alpha.so");
     let beta = dir.join("libobnam_testplugin_beta.so");
     assert_eq!(
@@ -90,9 +105,12 @@ fn obnam_plugin_dir_environment_variable_is_colon_separated() {
 #[test]
 fn missing_plugin_dir_is_an_error() {
     let env = TestEnv::new();
-    let run = env.run(["--plugin-dir", "/no/such/folder", "plugins"]).fails();
+    let run = env
+        .run(["--plugin-dir", "/no/such/folder", "plugins"])
+        .fails();
     assert!(
-        run.stderr.contains("ERROR: plugin folder /no/such/folder (from --plugin-dir) does not exist"),
+        run.stderr
+            .contains("ERROR: plugin folder /no/such/folder (from --plugin-dir) does not exist"),
         "{}",
         run.stderr
     );
@@ -116,7 +134,11 @@ fn later_folder_overrides_a_plugin_of_the_same_name() {
     let winner = second.join("libobnam_testplugin_alpha.so");
     let loser = first.join("libobnam_testplugin_alpha.so");
     assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
-    assert!(run.stdout.contains(winner.to_str().unwrap()), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(winner.to_str().unwrap()),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stderr.contains(&format!(
             "WARNING: plugin 'alpha' from {} overrides the one from {}",
@@ -140,7 +162,11 @@ fn bundled_plugins_are_found_next_to_the_binary() {
     assert!(!bundled.is_empty(), "no bundled plugins were built");
     let run = env.run(["plugins"]).ok();
     for file in &bundled {
-        assert!(run.stdout.contains(file.as_str()), "{file} not listed:\n{}", run.stdout);
+        assert!(
+            run.stdout.contains(file.as_str()),
+            "{file} not listed:\n{}",
+            run.stdout
+        );
     }
     // Test plugins in the same folder are not bundled ones.
     assert!(!run.stdout.contains("testplugin"), "{}", run.stdout);
@@ -152,6 +178,14 @@ fn help_subcommand_shows_a_plugin_subcommand() {
     let env = TestEnv::new();
     let dir = env.plugin_dir("plugins", &["alpha"]);
     let run = env.run_with(&dir, ["help", "alpha-hook"]).ok();
-    assert!(run.stdout.contains("call the alpha-event hook"), "{}", run.stdout);
-    assert!(run.stdout.contains("obnam alpha-hook [OPTIONS] [WORD]"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("call the alpha-event hook"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("obnam alpha-hook [OPTIONS] [WORD]"),
+        "{}",
+        run.stdout
+    );
 }

@@ -13,12 +13,20 @@ fn plugin_events_reach_the_log_file_at_the_chosen_level() {
     let run = env
         .run_with(
             &dir,
-            ["--log".as_ref(), log.as_os_str(), "--log-level=info".as_ref(), "alpha-log".as_ref()],
+            [
+                "--log".as_ref(),
+                log.as_os_str(),
+                "--log-level=info".as_ref(),
+                "alpha-log".as_ref(),
+            ],
         )
         .ok();
     assert_eq!(run.stdout, "logged\n");
     // Warnings and errors are shown to the user as well.
-    assert_eq!(run.stderr, "ERROR: alpha error event code=1\nWARNING: alpha warn event\n");
+    assert_eq!(
+        run.stderr,
+        "ERROR: alpha error event code=1\nWARNING: alpha warn event\n"
+    );
     let text = fs::read_to_string(&log).unwrap();
     for wanted in ["alpha error event", "alpha warn event", "alpha info event"] {
         let line = text
@@ -32,7 +40,10 @@ fn plugin_events_reach_the_log_file_at_the_chosen_level() {
     assert!(!text.contains("alpha debug event"), "{text}");
     assert!(!text.contains("alpha trace event"), "{text}");
     let mode = fs::metadata(&log).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -42,7 +53,12 @@ fn debug_level_lets_debug_events_through() {
     let log = env.path().join("debug.log");
     env.run_with(
         &dir,
-        ["--log".as_ref(), log.as_os_str(), "--log-level=debug".as_ref(), "alpha-log".as_ref()],
+        [
+            "--log".as_ref(),
+            log.as_os_str(),
+            "--log-level=debug".as_ref(),
+            "alpha-log".as_ref(),
+        ],
     )
     .ok();
     let text = fs::read_to_string(&log).unwrap();
@@ -56,7 +72,15 @@ fn quiet_hides_warnings_but_the_log_keeps_them() {
     let dir = env.plugin_dir("plugins", &["alpha"]);
     let log = env.path().join("quiet.log");
     let run = env
-        .run_with(&dir, ["--quiet".as_ref(), "--log".as_ref(), log.as_os_str(), "alpha-log".as_ref()])
+        .run_with(
+            &dir,
+            [
+                "--quiet".as_ref(),
+                "--log".as_ref(),
+                log.as_os_str(),
+                "alpha-log".as_ref(),
+            ],
+        )
         .ok();
     assert_eq!(run.stderr, "");
     let text = fs::read_to_string(&log).unwrap();
@@ -69,7 +93,11 @@ fn loader_warnings_from_before_the_log_was_opened_are_written_to_it() {
     let dir = env.plugin_dir("plugins", &["alpha"]);
     fs::write(dir.join("junk.so"), "junk").unwrap();
     let log = env.path().join("early.log");
-    env.run_with(&dir, ["--log".as_ref(), log.as_os_str(), "plugins".as_ref()]).ok();
+    env.run_with(
+        &dir,
+        ["--log".as_ref(), log.as_os_str(), "plugins".as_ref()],
+    )
+    .ok();
     let text = fs::read_to_string(&log).unwrap();
     assert!(text.contains("junk.so: not a shared library"), "{text}");
 }

@@ -19,7 +19,9 @@ impl World {
 
     fn show(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
         let mut cmd = self.env.obnam();
-        cmd.arg("--no-bundled-plugins").arg("--plugin-dir").arg(&self.plugins);
+        cmd.arg("--no-bundled-plugins")
+            .arg("--plugin-dir")
+            .arg(&self.plugins);
         for (k, v) in vars {
             cmd.env(k, v);
         }
@@ -41,7 +43,12 @@ impl World {
 #[test]
 fn defaults_of_every_type() {
     let w = World::new();
-    let run = w.show(&["--no-default-configs", "alpha-show", "--client-name", "c1"], &[]).ok();
+    let run = w
+        .show(
+            &["--no-default-configs", "alpha-show", "--client-name", "c1"],
+            &[],
+        )
+        .ok();
     assert_eq!(
         run.stdout,
         "alpha-string=None\nalpha-list=[]\nalpha-bool=false\nalpha-int=7\n\
@@ -69,9 +76,17 @@ fn command_line_values_of_every_type() {
         "blue",
     ];
     let run = w.show(&args, &[]).ok();
-    assert!(run.stdout.contains("alpha-string=Some(\"hello world\")\n"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("alpha-string=Some(\"hello world\")\n"),
+        "{}",
+        run.stdout
+    );
     // On the command line each use is one item; commas are not split.
-    assert!(run.stdout.contains("alpha-list=[\"a,b\", \"c\"]\n"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("alpha-list=[\"a,b\", \"c\"]\n"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("alpha-bool=true\n"));
     assert!(run.stdout.contains("alpha-int=-12\n"));
     assert!(run.stdout.contains("alpha-size=10485760\n"));
@@ -81,8 +96,18 @@ fn command_line_values_of_every_type() {
 #[test]
 fn byte_sizes_use_obnam_units() {
     let w = World::new();
-    for (text, bytes) in [("1k", "1000"), ("1ki", "1024"), ("1GiB", "1073741824"), ("10MiB", "10485760"), ("3", "3")] {
-        assert_eq!(w.value(&["alpha-show", "--alpha-size", text], &[], "alpha-size"), bytes, "{text}");
+    for (text, bytes) in [
+        ("1k", "1000"),
+        ("1ki", "1024"),
+        ("1GiB", "1073741824"),
+        ("10MiB", "10485760"),
+        ("3", "3"),
+    ] {
+        assert_eq!(
+            w.value(&["alpha-show", "--alpha-size", text], &[], "alpha-size"),
+            bytes,
+            "{text}"
+        );
     }
 }
 
@@ -91,14 +116,32 @@ fn negated_boolean_and_last_one_wins() {
     let w = World::new();
     let cfg = w.env.write("on.conf", "[config]\nalpha-bool = yes\n");
     let c = cfg.to_str().unwrap();
-    assert_eq!(w.value(&["--config", c, "alpha-show"], &[], "alpha-bool"), "true");
-    assert_eq!(w.value(&["--config", c, "alpha-show", "--no-alpha-bool"], &[], "alpha-bool"), "false");
     assert_eq!(
-        w.value(&["alpha-show", "--no-alpha-bool", "--alpha-bool"], &[], "alpha-bool"),
+        w.value(&["--config", c, "alpha-show"], &[], "alpha-bool"),
         "true"
     );
     assert_eq!(
-        w.value(&["alpha-show", "--alpha-bool", "--no-alpha-bool"], &[], "alpha-bool"),
+        w.value(
+            &["--config", c, "alpha-show", "--no-alpha-bool"],
+            &[],
+            "alpha-bool"
+        ),
+        "false"
+    );
+    assert_eq!(
+        w.value(
+            &["alpha-show", "--no-alpha-bool", "--alpha-bool"],
+            &[],
+            "alpha-bool"
+        ),
+        "true"
+    );
+    assert_eq!(
+        w.value(
+            &["alpha-show", "--alpha-bool", "--no-alpha-bool"],
+            &[],
+            "alpha-bool"
+        ),
         "false"
     );
 }
@@ -110,31 +153,60 @@ fn layers_config_then_environment_then_command_line() {
         "home/.obnam.conf",
         "[config]\nalpha-string = from-home\nalpha-int = 1\nalpha-size = 2k\nalpha-list = x, y\n",
     );
-    w.env.write("home/.config/obnam/10-more.conf", "[config]\nalpha-int = 2\n");
+    w.env.write(
+        "home/.config/obnam/10-more.conf",
+        "[config]\nalpha-int = 2\n",
+    );
     let extra = w.env.write("extra.conf", "[config]\nalpha-size = 3k\n");
     let extra = extra.to_str().unwrap();
 
-    assert_eq!(w.value(&["alpha-show"], &[], "alpha-string"), "Some(\"from-home\")");
-    assert_eq!(w.value(&["alpha-show"], &[], "alpha-list"), "[\"x\", \"y\"]");
+    assert_eq!(
+        w.value(&["alpha-show"], &[], "alpha-string"),
+        "Some(\"from-home\")"
+    );
+    assert_eq!(
+        w.value(&["alpha-show"], &[], "alpha-list"),
+        "[\"x\", \"y\"]"
+    );
     // ~/.config/obnam/*.conf comes after ~/.obnam.conf.
     assert_eq!(w.value(&["alpha-show"], &[], "alpha-int"), "2");
     // --config comes after the default files.
-    assert_eq!(w.value(&["--config", extra, "alpha-show"], &[], "alpha-size"), "3000");
+    assert_eq!(
+        w.value(&["--config", extra, "alpha-show"], &[], "alpha-size"),
+        "3000"
+    );
     // The environment overrides config files...
     let vars = [("OBNAM_ALPHA_INT", "3"), ("OBNAM_ALPHA_LIST", "p,q,r")];
     assert_eq!(w.value(&["alpha-show"], &vars, "alpha-int"), "3");
-    assert_eq!(w.value(&["alpha-show"], &vars, "alpha-list"), "[\"p\", \"q\", \"r\"]");
-    // ...and the command line overrides the environment.
-    assert_eq!(w.value(&["alpha-show", "--alpha-int", "4"], &vars, "alpha-int"), "4");
-    // --no-default-configs drops the home files but keeps --config.
-    assert_eq!(w.value(&["--no-default-configs", "alpha-show"], &[], "alpha-int"), "7");
     assert_eq!(
-        w.value(&["--no-default-configs", "--config", extra, "alpha-show"], &[], "alpha-size"),
+        w.value(&["alpha-show"], &vars, "alpha-list"),
+        "[\"p\", \"q\", \"r\"]"
+    );
+    // ...and the command line overrides the environment.
+    assert_eq!(
+        w.value(&["alpha-show", "--alpha-int", "4"], &vars, "alpha-int"),
+        "4"
+    );
+    // --no-default-configs drops the home files but keeps --config.
+    assert_eq!(
+        w.value(&["--no-default-configs", "alpha-show"], &[], "alpha-int"),
+        "7"
+    );
+    assert_eq!(
+        w.value(
+            &["--no-default-configs", "--config", extra, "alpha-show"],
+            &[],
+            "alpha-size"
+        ),
         "3000"
     );
     // The host's own settings layer the same way.
     assert_eq!(
-        w.value(&["alpha-show"], &[("OBNAM_CLIENT_NAME", "envclient")], "client-name"),
+        w.value(
+            &["alpha-show"],
+            &[("OBNAM_CLIENT_NAME", "envclient")],
+            "client-name"
+        ),
         "Some(\"envclient\")"
     );
 }
@@ -145,14 +217,24 @@ fn list_config_files_shows_what_is_read_in_order() {
     let home = w.env.write("home/.obnam.conf", "[config]\n");
     let b = w.env.write("home/.config/obnam/b.conf", "[config]\n");
     let a = w.env.write("home/.config/obnam/a.conf", "[config]\n");
-    w.env.write("home/.config/obnam/ignored.txt", "not a conf file");
+    w.env
+        .write("home/.config/obnam/ignored.txt", "not a conf file");
     let extra = w.env.write("extra.conf", "[config]\n");
-    let run = w.show(&["--list-config-files", "--config", extra.to_str().unwrap()], &[]).ok();
+    let run = w
+        .show(
+            &["--list-config-files", "--config", extra.to_str().unwrap()],
+            &[],
+        )
+        .ok();
     let expected: Vec<String> = [home, a, b, extra]
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    let listed: Vec<&str> = run.stdout.lines().filter(|l| !l.starts_with("/etc/")).collect();
+    let listed: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("/etc/"))
+        .collect();
     assert_eq!(listed, expected);
 }
 
@@ -179,12 +261,28 @@ fn dump_config_reads_back_to_the_same_settings() {
     assert!(first.contains("repository = /srv/repo\n"), "{first}");
     let dumped = w.env.write("dumped.conf", &first);
     let second = w
-        .show(&["--no-default-configs", "--config", dumped.to_str().unwrap(), "--dump-config"], &[])
+        .show(
+            &[
+                "--no-default-configs",
+                "--config",
+                dumped.to_str().unwrap(),
+                "--dump-config",
+            ],
+            &[],
+        )
         .ok()
         .stdout;
     assert_eq!(first, second);
     let shown = w
-        .show(&["--no-default-configs", "--config", dumped.to_str().unwrap(), "alpha-show"], &[])
+        .show(
+            &[
+                "--no-default-configs",
+                "--config",
+                dumped.to_str().unwrap(),
+                "alpha-show",
+            ],
+            &[],
+        )
         .ok()
         .stdout;
     assert!(shown.contains("alpha-list=[\"a\", \"b\"]"), "{shown}");
@@ -194,11 +292,19 @@ fn dump_config_reads_back_to_the_same_settings() {
 #[test]
 fn unknown_key_in_a_config_file_names_the_file_and_key() {
     let w = World::new();
-    let cfg = w.env.write("bad.conf", "[config]\nalpha-int = 3\nno-such-setting = 1\n");
-    let run = w.show(&["--config", cfg.to_str().unwrap(), "alpha-show"], &[]).fails().no_rust_panic();
+    let cfg = w
+        .env
+        .write("bad.conf", "[config]\nalpha-int = 3\nno-such-setting = 1\n");
+    let run = w
+        .show(&["--config", cfg.to_str().unwrap(), "alpha-show"], &[])
+        .fails()
+        .no_rust_panic();
     assert_eq!(
         run.stderr,
-        format!("ERROR: config file {}: unknown setting 'no-such-setting'\n", cfg.display())
+        format!(
+            "ERROR: config file {}: unknown setting 'no-such-setting'\n",
+            cfg.display()
+        )
     );
     assert_eq!(run.stdout, "");
 }
@@ -207,10 +313,18 @@ fn unknown_key_in_a_config_file_names_the_file_and_key() {
 fn unknown_section_and_bad_values_in_config_files_are_errors() {
     let w = World::new();
     let cfg = w.env.write("sect.conf", "[other]\nalpha-int = 3\n");
-    let run = w.show(&["--config", cfg.to_str().unwrap(), "alpha-show"], &[]).fails();
-    assert!(run.stderr.contains("unknown section [other]"), "{}", run.stderr);
+    let run = w
+        .show(&["--config", cfg.to_str().unwrap(), "alpha-show"], &[])
+        .fails();
+    assert!(
+        run.stderr.contains("unknown section [other]"),
+        "{}",
+        run.stderr
+    );
     let cfg = w.env.write("val.conf", "[config]\nalpha-size = lots\n");
-    let run = w.show(&["--config", cfg.to_str().unwrap(), "alpha-show"], &[]).fails();
+    let run = w
+        .show(&["--config", cfg.to_str().unwrap(), "alpha-show"], &[])
+        .fails();
     assert_eq!(
         run.stderr,
         format!(
@@ -223,21 +337,33 @@ fn unknown_section_and_bad_values_in_config_files_are_errors() {
 #[test]
 fn missing_config_file_is_an_error() {
     let w = World::new();
-    let run = w.show(&["--config", "/no/such.conf", "alpha-show"], &[]).fails();
-    assert_eq!(run.stderr, "ERROR: config file /no/such.conf does not exist\n");
+    let run = w
+        .show(&["--config", "/no/such.conf", "alpha-show"], &[])
+        .fails();
+    assert_eq!(
+        run.stderr,
+        "ERROR: config file /no/such.conf does not exist\n"
+    );
 }
 
 #[test]
 fn bad_values_on_the_command_line_and_environment_name_the_setting() {
     let w = World::new();
-    let run = w.show(&["alpha-show", "--alpha-int", "many"], &[]).fails().no_rust_panic();
+    let run = w
+        .show(&["alpha-show", "--alpha-int", "many"], &[])
+        .fails()
+        .no_rust_panic();
     assert_eq!(run.stderr, "ERROR: --alpha-int: 'many' is not an integer\n");
-    let run = w.show(&["alpha-show", "--alpha-choice", "purple"], &[]).fails();
+    let run = w
+        .show(&["alpha-show", "--alpha-choice", "purple"], &[])
+        .fails();
     assert_eq!(
         run.stderr,
         "ERROR: --alpha-choice: 'purple' is not one of: red, green, blue\n"
     );
-    let run = w.show(&["alpha-show"], &[("OBNAM_ALPHA_BOOL", "perhaps")]).fails();
+    let run = w
+        .show(&["alpha-show"], &[("OBNAM_ALPHA_BOOL", "perhaps")])
+        .fails();
     assert_eq!(
         run.stderr,
         "ERROR: setting 'alpha-bool': environment variable OBNAM_ALPHA_BOOL: 'perhaps' is not a boolean (use yes or no)\n"

@@ -87,7 +87,12 @@ impl Run {
     /// Assert that standard error shows no Rust panic text.
     #[track_caller]
     pub fn no_rust_panic(self) -> Self {
-        for needle in ["panicked at", "RUST_BACKTRACE", "stack backtrace", "Attempted to panic"] {
+        for needle in [
+            "panicked at",
+            "RUST_BACKTRACE",
+            "stack backtrace",
+            "Attempted to panic",
+        ] {
             assert!(
                 !self.stderr.contains(needle),
                 "Rust panic text '{needle}' reached the user:\n{self:#?}"

@@ -38,12 +38,14 @@ pub fn check(path: &Path) -> Result<(), ElfError> {
     if magic[4] != 2 {
         return Err(ElfError::WrongClass);
     }
-    let elf = ElfFile64::<Endianness, _>::parse(&cache)
-        .map_err(|e| ElfError::Corrupt(e.to_string()))?;
+    let elf =
+        ElfFile64::<Endianness, _>::parse(&cache).map_err(|e| ElfError::Corrupt(e.to_string()))?;
     let endian = elf.endian();
     let header = elf.elf_header();
     if header.e_type(endian) != object::elf::ET_DYN {
-        return Err(ElfError::Corrupt("not a shared object (ELF type is not DYN)".into()));
+        return Err(ElfError::Corrupt(
+            "not a shared object (ELF type is not DYN)".into(),
+        ));
     }
     for segment in elf.elf_program_headers() {
         let end = segment

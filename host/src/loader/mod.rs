@@ -63,7 +63,9 @@ pub fn load_all(dirs: &[PluginDir]) -> Vec<LoadedPlugin> {
     let mut loaded: Vec<LoadedPlugin> = Vec::new();
     for dir in dirs {
         for path in candidates(dir) {
-            let Some(plugin) = load_one(&path) else { continue };
+            let Some(plugin) = load_one(&path) else {
+                continue;
+            };
             if let Some(old) = loaded.iter_mut().find(|p| p.name == plugin.name) {
                 warn!(
                     "plugin '{}' from {} overrides the one from {}",
@@ -138,7 +140,10 @@ fn try_load(path: &Path) -> Result<LoadedPlugin, String> {
         LibraryError::OpenError { err, .. } => {
             format!("cannot load the library: {}", first_line(&err.to_string()))
         }
-        other => format!("not a usable obnam plugin: {}", first_line(&other.to_string())),
+        other => format!(
+            "not a usable obnam plugin: {}",
+            first_line(&other.to_string())
+        ),
     })?;
     let api_version = header.version_strings().version.to_string();
     if !api_compatible(API_VERSION, &api_version) {

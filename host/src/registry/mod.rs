@@ -9,10 +9,7 @@
 pub mod hooks;
 
 use abi_stable::{
-    sabi_trait::TD_Opaque,
-    sabi_types::RMut,
-    std_types::RString,
-    type_layout::TypeLayout,
+    sabi_trait::TD_Opaque, sabi_types::RMut, std_types::RString, type_layout::TypeLayout,
 };
 use plugin_api::abi::{
     FilterBox, HookCallbackBox, HookKind, Registrar, Registrar_TO, SettingSpec,
@@ -183,6 +180,7 @@ impl Registrar for Staging {
     }
 
     fn add_filter(&mut self, hook: RString, priority: i32, tag: RString, filter: FilterBox) {
-        self.filters.push((hook.into(), priority, tag.into(), filter));
+        self.filters
+            .push((hook.into(), priority, tag.into(), filter));
     }
 }

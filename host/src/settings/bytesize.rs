@@ -99,14 +99,31 @@ mod tests {
     fn bad_sizes_are_named() {
         assert_eq!(parse("lots"), Err(ByteSizeError::Malformed("lots".into())));
         assert_eq!(parse(""), Err(ByteSizeError::Malformed("".into())));
-        assert!(matches!(parse("5 parsecs"), Err(ByteSizeError::UnknownUnit(_, _))));
+        assert!(matches!(
+            parse("5 parsecs"),
+            Err(ByteSizeError::UnknownUnit(_, _))
+        ));
         assert!(matches!(parse("-1k"), Err(ByteSizeError::Malformed(_))));
-        assert!(matches!(parse("99999999999PiB"), Err(ByteSizeError::TooLarge(_))));
+        assert!(matches!(
+            parse("99999999999PiB"),
+            Err(ByteSizeError::TooLarge(_))
+        ));
     }
 
     #[test]
     fn format_reads_back() {
-        for n in [0, 1, 999, 1000, 1024, 1536, 10 << 20, 1 << 30, 5_000_000, 123_456_789] {
+        for n in [
+            0,
+            1,
+            999,
+            1000,
+            1024,
+            1536,
+            10 << 20,
+            1 << 30,
+            5_000_000,
+            123_456_789,
+        ] {
             assert_eq!(parse(&format(n)), Ok(n), "{n} -> {}", format(n));
         }
         assert_eq!(format(1 << 30), "1GiB");

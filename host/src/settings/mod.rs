@@ -45,7 +45,9 @@ impl Value {
         match self {
             Value::Unset => SettingValue::Unset,
             Value::Str(s) => SettingValue::String(s.as_str().into()),
-            Value::List(v) => SettingValue::StringList(v.iter().map(|s| s.as_str().into()).collect()),
+            Value::List(v) => {
+                SettingValue::StringList(v.iter().map(|s| s.as_str().into()).collect())
+            }
             Value::Bool(b) => SettingValue::Boolean(*b),
             Value::Int(i) => SettingValue::Integer(*i),
             Value::Bytes(n) => SettingValue::ByteSize(*n),
@@ -341,22 +343,30 @@ mod tests {
 
     #[test]
     fn choice_defaults_to_first() {
-        let def =
-            SettingDef::from_spec(&spec("mode", SettingKind::Choice, None, &["a", "b"]), "p").unwrap();
-        assert_eq!(def.default, Value::Str("a".into()));
-        let def = SettingDef::from_spec(&spec("mode", SettingKind::Choice, Some("b"), &["a", "b"]), "p")
+        let def = SettingDef::from_spec(&spec("mode", SettingKind::Choice, None, &["a", "b"]), "p")
             .unwrap();
+        assert_eq!(def.default, Value::Str("a".into()));
+        let def = SettingDef::from_spec(
+            &spec("mode", SettingKind::Choice, Some("b"), &["a", "b"]),
+            "p",
+        )
+        .unwrap();
         assert_eq!(def.default, Value::Str("b".into()));
         assert!(def.parse("c").is_err());
     }
 
     #[test]
     fn bad_definitions_are_refused() {
-        assert!(SettingDef::from_spec(&spec("Bad_Name", SettingKind::String, None, &[]), "p").is_err());
-        assert!(SettingDef::from_spec(&spec("no-x", SettingKind::Boolean, None, &[]), "p").is_err());
+        assert!(
+            SettingDef::from_spec(&spec("Bad_Name", SettingKind::String, None, &[]), "p").is_err()
+        );
+        assert!(
+            SettingDef::from_spec(&spec("no-x", SettingKind::Boolean, None, &[]), "p").is_err()
+        );
         assert!(SettingDef::from_spec(&spec("c", SettingKind::Choice, None, &[]), "p").is_err());
         assert!(
-            SettingDef::from_spec(&spec("n", SettingKind::Integer, Some("many"), &[]), "p").is_err()
+            SettingDef::from_spec(&spec("n", SettingKind::Integer, Some("many"), &[]), "p")
+                .is_err()
         );
     }
 

@@ -3,10 +3,9 @@
 //! (`alpha-data`), and offers subcommands that exercise them, fail, panic
 //! and log. The black-box tests in `tests/` drive it through the real host.
 
-use plugin_api::types::RString;
 use obnam_testplugin_payloads::AlphaEvent;
+use plugin_api::types::RString;
 use plugin_api::{App, Context, Plugin, Result, Setting, PRIORITY_DEFAULT};
-
 
 #[derive(Default)]
 struct Alpha;
@@ -15,13 +14,44 @@ const GROUP: &str = "Alpha testing";
 
 impl Plugin for Alpha {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
-        app.add_setting(Setting::string("alpha-string").help("a string").group(GROUP));
-        app.add_setting(Setting::string_list("alpha-list").help("a list").metavar("ITEM").group(GROUP));
-        app.add_setting(Setting::boolean("alpha-bool").help("a boolean").group(GROUP));
-        app.add_setting(Setting::integer("alpha-int").help("an integer").default("7").group(GROUP));
-        app.add_setting(Setting::bytesize("alpha-size").help("a byte size").default("1GiB").group(GROUP));
-        app.add_setting(Setting::choice("alpha-choice", &["red", "green", "blue"]).help("a colour").group(GROUP));
-        app.add_setting(Setting::choice("alpha-choice2", &["one", "two"]).default("two").help("a number"));
+        app.add_setting(
+            Setting::string("alpha-string")
+                .help("a string")
+                .group(GROUP),
+        );
+        app.add_setting(
+            Setting::string_list("alpha-list")
+                .help("a list")
+                .metavar("ITEM")
+                .group(GROUP),
+        );
+        app.add_setting(
+            Setting::boolean("alpha-bool")
+                .help("a boolean")
+                .group(GROUP),
+        );
+        app.add_setting(
+            Setting::integer("alpha-int")
+                .help("an integer")
+                .default("7")
+                .group(GROUP),
+        );
+        app.add_setting(
+            Setting::bytesize("alpha-size")
+                .help("a byte size")
+                .default("1GiB")
+                .group(GROUP),
+        );
+        app.add_setting(
+            Setting::choice("alpha-choice", &["red", "green", "blue"])
+                .help("a colour")
+                .group(GROUP),
+        );
+        app.add_setting(
+            Setting::choice("alpha-choice2", &["one", "two"])
+                .default("two")
+                .help("a number"),
+        );
 
         app.new_hook::<AlphaEvent>("alpha-event");
         app.new_json_hook("alpha-json");
@@ -34,33 +64,58 @@ impl Plugin for Alpha {
         });
 
         app.add_subcommand("alpha-show", "", "print alpha's settings", show);
-        app.add_subcommand("alpha-hook", "[WORD]", "call the alpha-event hook and print the trail", |ctx, args| {
-            let hook = ctx.hook::<AlphaEvent>("alpha-event")?;
-            let start = args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
-            let mut ev = AlphaEvent { counter: 0, trail: start.into() };
-            ctx.call(hook, &mut ev)?;
-            ctx.outln(&format!("counter={} trail={}", ev.counter, ev.trail))
-        });
+        app.add_subcommand(
+            "alpha-hook",
+            "[WORD]",
+            "call the alpha-event hook and print the trail",
+            |ctx, args| {
+                let hook = ctx.hook::<AlphaEvent>("alpha-event")?;
+                let start = args
+                    .first()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let mut ev = AlphaEvent {
+                    counter: 0,
+                    trail: start.into(),
+                };
+                ctx.call(hook, &mut ev)?;
+                ctx.outln(&format!("counter={} trail={}", ev.counter, ev.trail))
+            },
+        );
         app.add_subcommand("alpha-json", "", "call the alpha-json hook", |ctx, _| {
             let mut value = serde_json::json!({"seen": []});
             ctx.call_json("alpha-json", &mut value)?;
             ctx.outln(&value.to_string())
         });
-        app.add_subcommand("alpha-filter", "TEXT", "write TEXT through alpha-data and read it back", |ctx, args| {
-            let text = args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
-            let (stored, tags) = ctx.filter_write("alpha-data", "test/1", text.clone().into_bytes())?;
-            ctx.outln(&format!("tags={}", tags.join(",")))?;
-            ctx.outln(&format!("stored={}", String::from_utf8_lossy(&stored)))?;
-            let back = ctx.filter_read("alpha-data", "test/1", stored, &tags)?;
-            ctx.outln(&format!("read={}", String::from_utf8_lossy(&back)))
-        });
-        app.add_subcommand("alpha-unfilter", "DATA TAG...", "read DATA through alpha-data with the given tags", |ctx, args| {
-            let mut args = args.into_iter().map(|a| a.to_string_lossy().into_owned());
-            let data = args.next().unwrap_or_default();
-            let tags: Vec<String> = args.collect();
-            let back = ctx.filter_read("alpha-data", "test/2", data.into_bytes(), &tags)?;
-            ctx.outln(&String::from_utf8_lossy(&back))
-        });
+        app.add_subcommand(
+            "alpha-filter",
+            "TEXT",
+            "write TEXT through alpha-data and read it back",
+            |ctx, args| {
+                let text = args
+                    .first()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let (stored, tags) =
+                    ctx.filter_write("alpha-data", "test/1", text.clone().into_bytes())?;
+                ctx.outln(&format!("tags={}", tags.join(",")))?;
+                ctx.outln(&format!("stored={}", String::from_utf8_lossy(&stored)))?;
+                let back = ctx.filter_read("alpha-data", "test/1", stored, &tags)?;
+                ctx.outln(&format!("read={}", String::from_utf8_lossy(&back)))
+            },
+        );
+        app.add_subcommand(
+            "alpha-unfilter",
+            "DATA TAG...",
+            "read DATA through alpha-data with the given tags",
+            |ctx, args| {
+                let mut args = args.into_iter().map(|a| a.to_string_lossy().into_owned());
+                let data = args.next().unwrap_or_default();
+                let tags: Vec<String> = args.collect();
+                let back = ctx.filter_read("alpha-data", "test/2", data.into_bytes(), &tags)?;
+                ctx.outln(&String::from_utf8_lossy(&back))
+            },
+        );
         app.add_subcommand("alpha-fail", "", "fail with an error", |_, _| {
             plugin_api::bail!("alpha failed on purpose")
         });

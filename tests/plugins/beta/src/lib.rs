@@ -7,7 +7,6 @@ use plugin_api::{
     App, Context, DataFilter, Plugin, Result, PRIORITY_DEFAULT, PRIORITY_EARLY, PRIORITY_LATE,
 };
 
-
 #[derive(Default)]
 struct Beta;
 
@@ -70,16 +69,26 @@ impl DataFilter for Brackets {
 impl Plugin for Beta {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         // Registered late-first on purpose: order must follow priority.
-        app.add_callback::<AlphaEvent, _>("alpha-event", PRIORITY_LATE, |_, ev| mark(ev, "beta750"));
-        app.add_callback::<AlphaEvent, _>("alpha-event", PRIORITY_DEFAULT, |_, ev| mark(ev, "beta500"));
-        app.add_callback::<AlphaEvent, _>("alpha-event", PRIORITY_EARLY, |_, ev| mark(ev, "beta250"));
-        app.add_json_callback("alpha-json", PRIORITY_DEFAULT, |_: &Context<'_>, value: &mut serde_json::Value| {
-            if let Some(seen) = value["seen"].as_array_mut() {
-                seen.push("beta".into());
-            }
-            value["beta"] = serde_json::json!({"answer": 42});
-            Ok(())
+        app.add_callback::<AlphaEvent, _>("alpha-event", PRIORITY_LATE, |_, ev| {
+            mark(ev, "beta750")
         });
+        app.add_callback::<AlphaEvent, _>("alpha-event", PRIORITY_DEFAULT, |_, ev| {
+            mark(ev, "beta500")
+        });
+        app.add_callback::<AlphaEvent, _>("alpha-event", PRIORITY_EARLY, |_, ev| {
+            mark(ev, "beta250")
+        });
+        app.add_json_callback(
+            "alpha-json",
+            PRIORITY_DEFAULT,
+            |_: &Context<'_>, value: &mut serde_json::Value| {
+                if let Some(seen) = value["seen"].as_array_mut() {
+                    seen.push("beta".into());
+                }
+                value["beta"] = serde_json::json!({"answer": 42});
+                Ok(())
+            },
+        );
         // Brackets runs first on write (lower priority), so it is undone last.
         app.add_filter("alpha-data", PRIORITY_LATE, "reverse", Reverse);
         app.add_filter("alpha-data", PRIORITY_EARLY, "brackets", Brackets);

@@ -25,7 +25,9 @@ impl Plugin for Gamma {
         app.add_setting(Setting::integer("alpha-int").help("refused: alpha declares it"));
         app.add_setting(Setting::string("plugin-dir").help("refused: reserved"));
         app.add_subcommand("alpha-show", "", "refused: alpha has it", |_, _| Ok(()));
-        app.add_subcommand("gamma-ok", "", "works despite the rest", |ctx, _| ctx.outln("gamma ok"));
+        app.add_subcommand("gamma-ok", "", "works despite the rest", |ctx, _| {
+            ctx.outln("gamma ok")
+        });
         Ok(())
     }
 }
