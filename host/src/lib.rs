@@ -17,6 +17,7 @@
 //! non-zero exit code; a panic anywhere is caught and reported the same way.
 
 pub mod builtin;
+pub mod repository;
 pub mod cli;
 pub mod host_settings;
 pub mod loader;

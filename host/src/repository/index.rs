@@ -1,0 +1,318 @@
+//! The chunk index: where each stored chunk is (pack, offset, length),
+//! in memory and as index objects.
+//!
+//! In memory, the entries read when the repository is opened are one
+//! sorted vector of 56-byte [`IndexEntry`] values (no per-entry heap
+//! allocation, no hash-table slack); chunks stored by this process are in
+//! a small ordered map beside it. Both are searched by token (all copies
+//! of a token are adjacent) and by chunk id.
+//!
+//! An index object (`index/ID`) lists entries for one or more packs:
+//!
+//! ```text
+//! "OBNAMIX1"
+//! u32 LE  number of packs P, then P pack ids of 16 bytes
+//! u32 LE  number of entries N, then N entries of 53 bytes:
+//!         token (32), variant (u64 LE), pack number (u32 LE, into the
+//!         pack list above), offset (u32 LE), length (u32 LE), kind (u8)
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::ids::{ChunkId, ObjectId, Token};
+
+/// What a blob holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum BlobKind {
+    /// File content.
+    Data = 0,
+    /// A directory (tree) object.
+    Tree = 1,
+}
+
+impl BlobKind {
+    fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Tree),
+            _ => None,
+        }
+    }
+}
+
+/// Where a blob is: in which pack (a number into the index's pack table),
+/// at which offset, how long (stored bytes, filter header included).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Location {
+    pub pack: u32,
+    pub offset: u32,
+    pub length: u32,
+    pub kind: BlobKind,
+}
+
+/// One entry of the in-memory index.
+#[derive(Clone, Copy, Debug)]
+pub struct IndexEntry {
+    pub id: ChunkId,
+    pub location: Location,
+}
+
+const MAGIC: &[u8; 8] = b"OBNAMIX1";
+const ENTRY_BYTES: usize = 53;
+
+/// The in-memory index of a repository.
+#[derive(Default)]
+pub struct Index {
+    packs: Vec<ObjectId>,
+    pack_numbers: HashMap<ObjectId, u32>,
+    /// Entries read at open, sorted by id.
+    loaded: Vec<IndexEntry>,
+    /// Entries added by this process.
+    added: BTreeMap<ChunkId, Location>,
+}
+
+impl Index {
+    /// The number of a pack, adding it to the pack table if new.
+    pub fn pack_number(&mut self, pack: ObjectId) -> u32 {
+        if let Some(n) = self.pack_numbers.get(&pack) {
+            return *n;
+        }
+        let n = self.packs.len() as u32;
+        self.packs.push(pack);
+        self.pack_numbers.insert(pack, n);
+        n
+    }
+
+    /// The pack id of a pack number.
+    pub fn pack_id(&self, number: u32) -> Option<ObjectId> {
+        self.packs.get(number as usize).copied()
+    }
+
+    /// Add entries read from an index object (call [`finish_loading`](Self::finish_loading) after).
+    pub fn extend_loaded(&mut self, entries: impl IntoIterator<Item = IndexEntry>) {
+        self.loaded.extend(entries);
+    }
+
+    /// Sort what was loaded and drop duplicate entries (the same chunk
+    /// listed by two index objects).
+    pub fn finish_loading(&mut self) {
+        self.loaded.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        self.loaded.dedup_by(|a, b| a.id == b.id);
+        self.loaded.shrink_to_fit();
+    }
+
+    /// Record a chunk stored by this process.
+    pub fn add(&mut self, id: ChunkId, location: Location) {
+        self.added.insert(id, location);
+    }
+
+    /// Where a chunk is.
+    pub fn get(&self, id: &ChunkId) -> Option<Location> {
+        if let Some(loc) = self.added.get(id) {
+            return Some(*loc);
+        }
+        self.loaded
+            .binary_search_by(|e| e.id.cmp(id))
+            .ok()
+            .map(|i| self.loaded[i].location)
+    }
+
+    /// Every stored copy of a token, first copy first.
+    pub fn find(&self, token: &Token) -> Vec<ChunkId> {
+        let start = self.loaded.partition_point(|e| e.id.token < *token);
+        let mut ids: Vec<ChunkId> = self.loaded[start..]
+            .iter()
+            .take_while(|e| e.id.token == *token)
+            .map(|e| e.id)
+            .collect();
+        let low = ChunkId {
+            token: *token,
+            variant: 0,
+        };
+        let high = ChunkId {
+            token: *token,
+            variant: u64::MAX,
+        };
+        for (id, _) in self.added.range(low..=high) {
+            if !ids.contains(id) {
+                ids.push(*id);
+            }
+        }
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Number of chunks known.
+    pub fn len(&self) -> usize {
+        self.loaded.len() + self.added.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of memory held by the loaded entries and the pack table.
+    pub fn memory_bytes(&self) -> usize {
+        self.loaded.capacity() * std::mem::size_of::<IndexEntry>()
+            + self.packs.capacity() * std::mem::size_of::<ObjectId>()
+            + self.pack_numbers.capacity() * (std::mem::size_of::<(ObjectId, u32)>() + 1)
+    }
+
+    /// The chunks added by this process, grouped for an index object.
+    pub fn added_entries(&self) -> Vec<IndexEntry> {
+        self.added
+            .iter()
+            .map(|(id, location)| IndexEntry {
+                id: *id,
+                location: *location,
+            })
+            .collect()
+    }
+}
+
+/// Encode entries (whose pack numbers refer to `index`) as an index object.
+pub fn encode(index: &Index, entries: &[IndexEntry]) -> Vec<u8> {
+    let mut local: Vec<ObjectId> = Vec::new();
+    let mut local_numbers: HashMap<u32, u32> = HashMap::new();
+    for e in entries {
+        local_numbers.entry(e.location.pack).or_insert_with(|| {
+            local.push(index.pack_id(e.location.pack).unwrap_or(ObjectId([0; 16])));
+            (local.len() - 1) as u32
+        });
+    }
+    let mut out = Vec::with_capacity(16 + local.len() * 16 + entries.len() * ENTRY_BYTES);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(local.len() as u32).to_le_bytes());
+    for p in &local {
+        out.extend_from_slice(&p.0);
+    }
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        out.extend_from_slice(&e.id.token.0);
+        out.extend_from_slice(&e.id.variant.to_le_bytes());
+        out.extend_from_slice(&local_numbers[&e.location.pack].to_le_bytes());
+        out.extend_from_slice(&e.location.offset.to_le_bytes());
+        out.extend_from_slice(&e.location.length.to_le_bytes());
+        out.push(e.location.kind as u8);
+    }
+    out
+}
+
+/// Decode an index object, adding its packs to `index`'s pack table.
+pub fn decode(index: &mut Index, data: &[u8]) -> Result<Vec<IndexEntry>, String> {
+    let mut r = Reader { data, pos: 0 };
+    if r.take(8)? != MAGIC {
+        return Err("not an index object (bad magic)".into());
+    }
+    let pack_count = r.u32()? as usize;
+    let mut numbers = Vec::with_capacity(pack_count.min(1 << 20));
+    for _ in 0..pack_count {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(r.take(16)?);
+        numbers.push(index.pack_number(ObjectId(id)));
+    }
+    let count = r.u32()? as usize;
+    if data.len() - r.pos != count * ENTRY_BYTES {
+        return Err(format!("{count} entries announced, {} bytes present", data.len() - r.pos));
+    }
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut token = [0u8; 32];
+        token.copy_from_slice(r.take(32)?);
+        let variant = u64::from_le_bytes(r.take(8)?.try_into().map_err(|_| "short")?);
+        let pack = r.u32()? as usize;
+        let offset = r.u32()?;
+        let length = r.u32()?;
+        let kind = BlobKind::from_u8(r.take(1)?[0]).ok_or("unknown blob kind")?;
+        let pack = *numbers.get(pack).ok_or("pack number out of range")?;
+        entries.push(IndexEntry {
+            id: ChunkId {
+                token: Token(token),
+                variant,
+            },
+            location: Location {
+                pack,
+                offset,
+                length,
+                kind,
+            },
+        });
+    }
+    Ok(entries)
+}
+
+/// A little cursor over bytes.
+pub(crate) struct Reader<'a> {
+    pub data: &'a [u8],
+    pub pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.pos.checked_add(n).ok_or("length overflow")?;
+        let bytes = self.data.get(self.pos..end).ok_or("truncated")?;
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    pub fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| "short")?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: &mut Index, n: u8, variant: u64, pack: ObjectId) -> IndexEntry {
+        IndexEntry {
+            id: ChunkId {
+                token: Token([n; 32]),
+                variant,
+            },
+            location: Location {
+                pack: index.pack_number(pack),
+                offset: n as u32 * 10,
+                length: 10,
+                kind: BlobKind::Data,
+            },
+        }
+    }
+
+    #[test]
+    fn entries_are_small() {
+        assert_eq!(std::mem::size_of::<IndexEntry>(), 56);
+    }
+
+    #[test]
+    fn encode_decode_and_find() {
+        let mut index = Index::default();
+        let (p1, p2) = (ObjectId::random(), ObjectId::random());
+        let entries = vec![
+            entry(&mut index, 1, 0, p1),
+            entry(&mut index, 2, 0, p2),
+            entry(&mut index, 2, 7, p1),
+        ];
+        let bytes = encode(&index, &entries);
+        let mut fresh = Index::default();
+        let decoded = decode(&mut fresh, &bytes).unwrap();
+        fresh.extend_loaded(decoded);
+        fresh.finish_loading();
+        assert_eq!(fresh.len(), 3);
+        let two = fresh.find(&Token([2; 32]));
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[0].variant, 0);
+        assert_eq!(two[1].variant, 7);
+        let loc = fresh.get(&two[1]).unwrap();
+        assert_eq!(fresh.pack_id(loc.pack), Some(p1));
+        assert!(fresh.find(&Token([3; 32])).is_empty());
+        // Added entries are found alongside loaded ones.
+        let p3 = ObjectId::random();
+        let e = entry(&mut fresh, 2, 9, p3);
+        fresh.add(e.id, e.location);
+        assert_eq!(fresh.find(&Token([2; 32])).len(), 3);
+        assert!(decode(&mut Index::default(), &bytes[..bytes.len() - 1]).is_err());
+    }
+}

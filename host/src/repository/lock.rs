@@ -1,0 +1,284 @@
+//! Locks: who is working on which client, and who has the repository to
+//! itself.
+//!
+//! A lock is an object `locks/ID` recording its kind (a client's lock, or
+//! the exclusive repository lock), the client, the host, the process id and
+//! when it was taken and last refreshed. Locks work on stores without
+//! conditional writes: a process writes its own lock object under a fresh
+//! name, then lists the locks; if a live conflicting lock exists it deletes
+//! its own and waits, retrying until `--lock-timeout`. Because a lock is
+//! written before the listing that checks it, of two processes racing at
+//! least one sees the other, so both never proceed (both may back off and
+//! retry, with random jitter).
+//!
+//! A lock is stale, and broken with a warning, when its process is gone
+//! (same host, no such pid) or when it has not been refreshed for
+//! [`STALE_AFTER`]. Held locks are refreshed every [`REFRESH_EVERY`] while
+//! the holder writes to the repository.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{RepoError, RepoResult};
+use super::ids::ObjectId;
+use super::storage::StorageError;
+use super::{now_ns, Repository};
+
+/// A lock not refreshed for this long is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How often held locks are refreshed.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// What a lock covers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockKind {
+    /// One client's generations: backups of other clients may run.
+    Client,
+    /// The whole repository: nothing else may run.
+    Exclusive,
+}
+
+/// The content of a lock object.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LockRecord {
+    pub kind: LockKind,
+    pub client: String,
+    pub host: String,
+    pub pid: u32,
+    /// When taken, in ns since the epoch.
+    pub created: i64,
+    /// When last refreshed, in ns since the epoch.
+    pub refreshed: i64,
+}
+
+impl LockRecord {
+    fn conflicts_with(&self, other: &LockRecord) -> bool {
+        self.kind == LockKind::Exclusive
+            || other.kind == LockKind::Exclusive
+            || self.client == other.client
+    }
+
+    fn describe(&self, id: &str) -> String {
+        let what = match self.kind {
+            LockKind::Client => format!("client '{}'", self.client),
+            LockKind::Exclusive => "the repository".to_string(),
+        };
+        format!(
+            "{what} is locked by host {} (pid {}) since {} (lock locks/{id})",
+            self.host,
+            self.pid,
+            format_time(self.created)
+        )
+    }
+
+    fn staleness(&self, my_host: &str, now: i64) -> Option<String> {
+        if self.host == my_host {
+            if self.pid == std::process::id() {
+                return Some(format!("left by an earlier process with this pid {}", self.pid));
+            }
+            if !std::path::Path::new(&format!("/proc/{}", self.pid)).exists() {
+                return Some(format!("its process {} on this host is gone", self.pid));
+            }
+        }
+        let age = Duration::from_nanos(now.saturating_sub(self.refreshed).max(0) as u64);
+        (age > STALE_AFTER).then(|| format!("not refreshed for {}s", age.as_secs()))
+    }
+}
+
+fn format_time(ns: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn host_name() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// Locks held by this process.
+#[derive(Default)]
+pub struct Locks {
+    held: Mutex<Vec<(ObjectId, LockRecord)>>,
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+impl Repository {
+    /// Lock a client for a backup (or other work on its generations).
+    pub fn lock_client(&self, client: &str, timeout: Duration) -> RepoResult<()> {
+        self.acquire(LockKind::Client, client, timeout)
+    }
+
+    /// Take the repository for destructive work.
+    pub fn lock_exclusive(&self, timeout: Duration) -> RepoResult<()> {
+        self.acquire(LockKind::Exclusive, "", timeout)
+    }
+
+    fn acquire(&self, kind: LockKind, client: &str, timeout: Duration) -> RepoResult<()> {
+        let start = Instant::now();
+        let host = host_name();
+        loop {
+            let now = now_ns();
+            let record = LockRecord {
+                kind,
+                client: client.to_string(),
+                host: host.clone(),
+                pid: std::process::id(),
+                created: now,
+                refreshed: now,
+            };
+            let id = ObjectId::random();
+            self.write_lock(&id, &record)?;
+            let blocker = self.first_conflict(&id, &record, &host)?;
+            let Some((other_id, other)) = blocker else {
+                self.locks.held.lock().unwrap_or_else(|e| e.into_inner()).push((id, record));
+                return Ok(());
+            };
+            self.storage().delete(&format!("locks/{id}"))?;
+            if start.elapsed() >= timeout {
+                return Err(RepoError::Locked(format!(
+                    "{}; gave up after waiting {}s (--lock-timeout); if that process is gone, remove the lock with 'obnam force-lock'",
+                    other.describe(&other_id),
+                    timeout.as_secs()
+                )));
+            }
+            let jitter = Duration::from_millis(u64::from(ObjectId::random().0[0]) * 2);
+            let wait = (Duration::from_millis(500) + jitter).min(timeout.saturating_sub(start.elapsed()));
+            std::thread::sleep(wait.max(Duration::from_millis(10)));
+        }
+    }
+
+    fn write_lock(&self, id: &ObjectId, record: &LockRecord) -> RepoResult<()> {
+        let data = serde_json::to_vec(record).map_err(|e| RepoError::corrupt("lock", e))?;
+        self.write_object(&format!("locks/{id}"), data)
+    }
+
+    /// All lock objects but `except`, with their records. A lock listed but
+    /// already gone is skipped.
+    fn other_locks(&self, except: Option<&ObjectId>) -> RepoResult<Vec<(String, LockRecord)>> {
+        let mut out = Vec::new();
+        for name in self.storage().list("locks/")? {
+            if except.is_some_and(|id| id.to_hex() == name) {
+                continue;
+            }
+            let key = format!("locks/{name}");
+            let data = match self.read_object(&key) {
+                Ok(d) => d,
+                Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
+                Err(e) => return Err(e),
+            };
+            let record: LockRecord = serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
+            out.push((name, record));
+        }
+        Ok(out)
+    }
+
+    fn first_conflict(
+        &self,
+        mine: &ObjectId,
+        record: &LockRecord,
+        host: &str,
+    ) -> RepoResult<Option<(String, LockRecord)>> {
+        let now = now_ns();
+        let held: Vec<String> = self
+            .locks
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, _)| id.to_hex())
+            .collect();
+        for (name, other) in self.other_locks(Some(mine))? {
+            if held.contains(&name) || !record.conflicts_with(&other) {
+                continue;
+            }
+            if let Some(why) = other.staleness(host, now) {
+                tracing::warn!("breaking stale lock: {} ({why})", other.describe(&name));
+                self.storage().delete(&format!("locks/{name}"))?;
+                continue;
+            }
+            return Ok(Some((name, other)));
+        }
+        Ok(None)
+    }
+
+    /// Release the lock this process holds on a client.
+    pub fn unlock_client(&self, client: &str) -> RepoResult<()> {
+        self.release(|r| r.kind == LockKind::Client && r.client == client)
+    }
+
+    /// Release the exclusive lock.
+    pub fn unlock_exclusive(&self) -> RepoResult<()> {
+        self.release(|r| r.kind == LockKind::Exclusive)
+    }
+
+    /// Release every lock this process holds.
+    pub fn unlock_all(&self) -> RepoResult<()> {
+        self.release(|_| true)
+    }
+
+    fn release(&self, which: impl Fn(&LockRecord) -> bool) -> RepoResult<()> {
+        let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut first_error = None;
+        held.retain(|(id, record)| {
+            if !which(record) {
+                return true;
+            }
+            if let Err(e) = self.storage().delete(&format!("locks/{id}")) {
+                first_error.get_or_insert(e);
+            }
+            false
+        });
+        first_error.map_or(Ok(()), |e| Err(e.into()))
+    }
+
+    /// Whether this process holds a lock on `client` (or the exclusive lock).
+    pub fn holds_lock(&self, client: &str) -> bool {
+        self.locks
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(_, r)| r.kind == LockKind::Exclusive || r.client == client)
+    }
+
+    /// Rewrite held locks with a new refresh time if it is due.
+    pub fn refresh_locks(&self) -> RepoResult<()> {
+        {
+            let mut last = self.locks.last_refresh.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, record) in held.iter_mut() {
+            let new_id = ObjectId::random();
+            let mut fresh = record.clone();
+            fresh.refreshed = now_ns();
+            self.write_lock(&new_id, &fresh)?;
+            self.storage().delete(&format!("locks/{id}"))?;
+            *id = new_id;
+            *record = fresh;
+        }
+        Ok(())
+    }
+
+    /// Remove locks: those of `client` and the exclusive lock, or all if
+    /// `client` is `None`. Returns a description of each removed lock.
+    pub fn force_unlock(&self, client: Option<&str>) -> RepoResult<Vec<String>> {
+        let mut removed = Vec::new();
+        for (name, record) in self.other_locks(None)? {
+            let matches = match client {
+                None => true,
+                Some(c) => record.kind == LockKind::Exclusive || record.client == c,
+            };
+            if matches {
+                self.storage().delete(&format!("locks/{name}"))?;
+                removed.push(record.describe(&name));
+            }
+        }
+        Ok(removed)
+    }
+}

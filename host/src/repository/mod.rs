@@ -1,0 +1,499 @@
+//! The repository engine: storage, object formats, packs, the chunk index,
+//! generations and locks. It knows nothing of plugins; the host's service
+//! layer (`services::repository`) offers it to them.
+//!
+//! Objects of a repository (see `docs/repository-format.md`):
+//!
+//! ```text
+//! config                          bootstrap: format version and repository id (plain JSON)
+//! packs/XX/PACKID                 chunks and tree objects ([`pack`])
+//! index/INDEXID                   where each blob is ([`index`])
+//! clients/CLIENTID                one per client ([`Repository::add_client`])
+//! generations/CLIENTID/GENID      one per committed generation ([`generation`])
+//! locks/LOCKID                    one per lock held ([`lock`])
+//! ```
+//!
+//! Write order makes every commit atomic: a pack is written before the index
+//! object that lists it, and both before the generation that refers to its
+//! blobs. A reader therefore never sees a generation whose data is missing;
+//! a crash leaves at most unreferenced packs and index objects behind.
+
+pub mod error;
+pub mod generation;
+pub mod ids;
+pub mod index;
+pub mod lock;
+pub mod object;
+pub mod pack;
+pub mod storage;
+pub mod tree;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use error::{RepoError, RepoResult};
+use ids::{ChunkId, ObjectId, Token};
+use index::{BlobKind, Index, IndexEntry, Location};
+use object::ObjectFilter;
+use pack::Packer;
+use storage::{Storage, StorageError};
+use tree::Tree;
+
+/// The repository format version this obnam writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_NAME: &str = "obnam-repository";
+
+/// Default target size of a pack.
+pub const DEFAULT_PACK_SIZE: u64 = 16 << 20;
+
+/// The bootstrap object: the one object not passed through the data filters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RepoConfig {
+    pub format: String,
+    pub version: u32,
+    pub id: String,
+    pub created: String,
+}
+
+/// How to open a repository.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Create the repository if the URL holds none.
+    pub create: bool,
+    /// Target size of pack files in bytes.
+    pub pack_size: u64,
+    /// Development: end the process abruptly before the write after this many.
+    pub crash_limit: Option<u64>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            create: false,
+            pack_size: DEFAULT_PACK_SIZE,
+            crash_limit: None,
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// An open repository. Safe to share between threads: chunk puts and gets
+/// may come from many threads at once.
+pub struct Repository {
+    storage: Storage,
+    filter: Arc<dyn ObjectFilter>,
+    config: RepoConfig,
+    pack_size: usize,
+    index: RwLock<Index>,
+    /// Ids handed out but not yet in the index (so two threads storing the
+    /// same new token at once get different variants).
+    reserved: Mutex<HashSet<ChunkId>>,
+    /// The pack being filled, per blob kind (data, tree).
+    packers: [Mutex<Option<Packer>>; 2],
+    /// Packs sealed and being written, by pack number, readable meanwhile.
+    inflight: Mutex<HashMap<u32, Arc<Packer>>>,
+    inflight_done: Condvar,
+    /// Index objects written by this process.
+    session_indexes: Mutex<Vec<ObjectId>>,
+    locks: lock::Locks,
+}
+
+impl Repository {
+    /// Open (or create) the repository at `url`.
+    pub fn open(url: &str, options: &OpenOptions, filter: Arc<dyn ObjectFilter>) -> RepoResult<Self> {
+        let storage = Storage::open(url, options.crash_limit)?;
+        let config = match storage.read("config") {
+            Ok(bytes) => parse_config(url, &bytes)?,
+            Err(StorageError::NotFound { .. }) if options.create => {
+                let config = RepoConfig {
+                    format: FORMAT_NAME.into(),
+                    version: FORMAT_VERSION,
+                    id: ObjectId::random().to_hex(),
+                    created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                };
+                let bytes = serde_json::to_vec_pretty(&config).map_err(|e| RepoError::corrupt("config", e))?;
+                storage.write("config", bytes)?;
+                tracing::info!("created repository {url} with id {}", config.id);
+                config
+            }
+            Err(StorageError::NotFound { .. }) => {
+                return Err(RepoError::NotARepository { url: url.to_string() })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let repo = Repository {
+            locks: lock::Locks::default(),
+            storage,
+            filter,
+            config,
+            pack_size: options.pack_size.clamp(1 << 16, 1 << 30) as usize,
+            index: RwLock::new(Index::default()),
+            reserved: Mutex::new(HashSet::new()),
+            packers: [Mutex::new(None), Mutex::new(None)],
+            inflight: Mutex::new(HashMap::new()),
+            inflight_done: Condvar::new(),
+            session_indexes: Mutex::new(Vec::new()),
+        };
+        repo.load_index()?;
+        Ok(repo)
+    }
+
+    /// The repository's config object.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// The storage, for the lock and generation modules.
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The repository URL.
+    pub fn url(&self) -> &str {
+        self.storage.url()
+    }
+
+    /// Bytes written to storage by this process.
+    pub fn bytes_written(&self) -> u64 {
+        self.storage.bytes_written()
+    }
+
+    /// Number of chunks and tree objects in the index.
+    pub fn chunk_count(&self) -> usize {
+        self.read_index().len()
+    }
+
+    /// Bytes of memory the index holds.
+    pub fn index_memory_bytes(&self) -> usize {
+        self.read_index().memory_bytes()
+    }
+
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Seal an object with the data filters and write it under `key`.
+    pub(crate) fn write_object(&self, key: &str, data: Vec<u8>) -> RepoResult<()> {
+        let sealed = object::seal_whole(self.filter.as_ref(), key, data)?;
+        self.storage.write(key, sealed)?;
+        Ok(())
+    }
+
+    /// Read an object written by [`write_object`](Self::write_object).
+    pub(crate) fn read_object(&self, key: &str) -> RepoResult<Vec<u8>> {
+        let stored = self.storage.read(key)?;
+        object::open(self.filter.as_ref(), key, stored)
+    }
+
+    fn load_index(&self) -> RepoResult<()> {
+        let names = self.storage.list("index/")?;
+        let mut index = self.write_index();
+        for name in names {
+            let key = format!("index/{name}");
+            let data = match self.read_object(&key) {
+                Ok(data) => data,
+                // Merged into another index object and deleted since the listing.
+                Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
+                Err(e) => return Err(e),
+            };
+            let entries = index::decode(&mut index, &data).map_err(|e| RepoError::corrupt(&key, e))?;
+            index.extend_loaded(entries);
+        }
+        index.finish_loading();
+        tracing::debug!("index: {} blobs, {} bytes in memory", index.len(), index.memory_bytes());
+        Ok(())
+    }
+
+    /// The dedup token of some data.
+    pub fn token(&self, data: &[u8]) -> Token {
+        Token::of(data)
+    }
+
+    /// Every stored copy of a token.
+    pub fn find_chunks(&self, token: &Token) -> Vec<ChunkId> {
+        self.read_index().find(token)
+    }
+
+    /// Whether a chunk is stored.
+    pub fn has_chunk(&self, id: &ChunkId) -> bool {
+        self.read_index().get(id).is_some()
+    }
+
+    /// Store a new copy of a chunk and return its id: the first copy of a
+    /// token gets variant 0, later copies a random variant.
+    pub fn put_chunk(&self, token: Token, data: Vec<u8>) -> RepoResult<ChunkId> {
+        let id = self.allocate_id(token);
+        let result = self.put_blob(id, BlobKind::Data, data);
+        self.reserved.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        result.map(|()| id)
+    }
+
+    fn allocate_id(&self, token: Token) -> ChunkId {
+        let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        let first = ChunkId::first(token);
+        let id = if reserved.contains(&first) || self.read_index().get(&first).is_some() {
+            loop {
+                let id = ChunkId::another(token);
+                if !reserved.contains(&id) && self.read_index().get(&id).is_none() {
+                    break id;
+                }
+            }
+        } else {
+            first
+        };
+        reserved.insert(id);
+        id
+    }
+
+    fn context(id: &ChunkId, kind: BlobKind) -> String {
+        match kind {
+            BlobKind::Data => format!("chunk/{id}"),
+            BlobKind::Tree => format!("tree/{id}"),
+        }
+    }
+
+    fn put_blob(&self, id: ChunkId, kind: BlobKind, data: Vec<u8>) -> RepoResult<()> {
+        let (header, payload) = object::seal(self.filter.as_ref(), &Self::context(&id, kind), data)?;
+        let full = {
+            let mut slot = self.packers[kind as usize].lock().unwrap_or_else(|e| e.into_inner());
+            let len = header.len() + payload.len();
+            let full = match slot.as_ref() {
+                Some(p) if p.would_overflow(len, self.pack_size) => slot.take(),
+                _ => None,
+            };
+            let packer = match slot.as_mut() {
+                Some(p) => p,
+                None => {
+                    let pack = ObjectId::random();
+                    let number = self.write_index().pack_number(pack);
+                    slot.insert(Packer::new(pack, number, kind, self.pack_size + (1 << 16)))
+                }
+            };
+            let location = packer.add(id, &header, &payload);
+            self.write_index().add(id, location);
+            full.map(|p| self.start_sealing(p))
+        };
+        if let Some(packer) = full {
+            self.seal(packer)?;
+        }
+        Ok(())
+    }
+
+    /// Move a full packer to the in-flight set, where its blobs stay readable.
+    fn start_sealing(&self, packer: Packer) -> Arc<Packer> {
+        let packer = Arc::new(packer);
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(packer.number, packer.clone());
+        packer
+    }
+
+    /// Write a pack, then the index object listing its blobs.
+    fn seal(&self, packer: Arc<Packer>) -> RepoResult<()> {
+        let result = self.write_pack(&packer);
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        inflight.remove(&packer.number);
+        self.inflight_done.notify_all();
+        result
+    }
+
+    fn write_pack(&self, packer: &Packer) -> RepoResult<()> {
+        let key = pack::key(&packer.id);
+        let trailer = object::seal_whole(self.filter.as_ref(), &format!("pack/{}", packer.id), pack::trailer(&packer.entries))?;
+        let bytes = pack::finish(packer.buf.clone(), &trailer);
+        self.storage.write(&key, bytes)?;
+        let index_id = ObjectId::random();
+        let data = index::encode(&self.read_index(), &packer.entries);
+        self.write_object(&format!("index/{index_id}"), data)?;
+        self.session_indexes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(index_id);
+        Ok(())
+    }
+
+    /// Write every pack still being filled, and wait for packs other
+    /// threads are writing. After this, every blob put so far is durable
+    /// and indexed.
+    pub fn flush(&self) -> RepoResult<()> {
+        for slot in &self.packers {
+            let packer = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(p) = packer {
+                let p = self.start_sealing(p);
+                self.seal(p)?;
+            }
+        }
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        while !inflight.is_empty() {
+            inflight = self
+                .inflight_done
+                .wait(inflight)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        Ok(())
+    }
+
+    /// Replace the index objects this process wrote by one. Call only after
+    /// a successful final commit.
+    pub fn consolidate_index(&self) -> RepoResult<()> {
+        let written = std::mem::take(&mut *self.session_indexes.lock().unwrap_or_else(|e| e.into_inner()));
+        if written.len() < 2 {
+            self.session_indexes.lock().unwrap_or_else(|e| e.into_inner()).extend(written);
+            return Ok(());
+        }
+        let merged_id = ObjectId::random();
+        let data = {
+            let index = self.read_index();
+            let entries: Vec<IndexEntry> = index.added_entries();
+            index::encode(&index, &entries)
+        };
+        self.write_object(&format!("index/{merged_id}"), data)?;
+        for id in &written {
+            self.storage.delete(&format!("index/{id}"))?;
+        }
+        self.session_indexes.lock().unwrap_or_else(|e| e.into_inner()).push(merged_id);
+        Ok(())
+    }
+
+    /// The plain data of a chunk.
+    pub fn get_chunk(&self, id: &ChunkId) -> RepoResult<Vec<u8>> {
+        self.get_blob(id, BlobKind::Data)
+    }
+
+    fn get_blob(&self, id: &ChunkId, kind: BlobKind) -> RepoResult<Vec<u8>> {
+        let location = self
+            .read_index()
+            .get(id)
+            .ok_or_else(|| RepoError::NoSuchChunk(id.to_hex()))?;
+        let context = Self::context(id, kind);
+        if location.kind != kind {
+            return Err(RepoError::corrupt(context, "the index lists it as another kind of blob"));
+        }
+        let stored = match self.blob_in_memory(&location) {
+            Some(bytes) => bytes,
+            None => {
+                let pack = self
+                    .read_index()
+                    .pack_id(location.pack)
+                    .ok_or_else(|| RepoError::corrupt(&context, "unknown pack"))?;
+                self.storage
+                    .read_range(&pack::key(&pack), location.offset as u64, location.length as u64)?
+            }
+        };
+        object::open(self.filter.as_ref(), &context, stored)
+    }
+
+    fn blob_in_memory(&self, location: &Location) -> Option<Vec<u8>> {
+        for slot in &self.packers {
+            let guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = guard.as_ref().filter(|p| p.number == location.pack) {
+                return p.blob(location);
+            }
+        }
+        let inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        inflight.get(&location.pack).and_then(|p| p.blob(location))
+    }
+
+    /// Store a tree object (once: an identical tree is reused).
+    pub fn put_tree(&self, tree: &Tree) -> RepoResult<ChunkId> {
+        let bytes = tree.encode();
+        let id = ChunkId::first(self.token(&bytes));
+        if self.has_chunk(&id) {
+            return Ok(id);
+        }
+        self.put_blob(id, BlobKind::Tree, bytes)?;
+        Ok(id)
+    }
+
+    /// Read a tree object.
+    pub fn get_tree(&self, id: &ChunkId) -> RepoResult<Tree> {
+        let bytes = self.get_blob(id, BlobKind::Tree)?;
+        Tree::decode(&bytes).map_err(|e| RepoError::corrupt(format!("tree/{id}"), e))
+    }
+
+    /// The storage id of a client.
+    pub fn client_id(&self, name: &str) -> String {
+        let token = self.token(format!("obnam-client\0{name}").as_bytes());
+        hex::encode(&token.0[..16])
+    }
+
+    /// The names of all clients.
+    pub fn clients(&self) -> RepoResult<Vec<String>> {
+        let mut names = Vec::new();
+        for id in self.storage.list("clients/")? {
+            let data = self.read_object(&format!("clients/{id}"))?;
+            let record: ClientRecord =
+                serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(format!("clients/{id}"), e))?;
+            names.push(record.name);
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Add a client if it is not there yet.
+    pub fn add_client(&self, name: &str) -> RepoResult<()> {
+        if name.is_empty() {
+            return Err(RepoError::Usage("a client name must not be empty".into()));
+        }
+        let key = format!("clients/{}", self.client_id(name));
+        if self.storage.exists(&key)? {
+            return Ok(());
+        }
+        let record = ClientRecord {
+            name: name.to_string(),
+            created: now_ns(),
+        };
+        let data = serde_json::to_vec(&record).map_err(|e| RepoError::corrupt(&key, e))?;
+        self.write_object(&key, data)
+    }
+
+    /// Locks held by this process.
+    pub fn locks(&self) -> &lock::Locks {
+        &self.locks
+    }
+}
+
+/// The object of one client.
+#[derive(Serialize, Deserialize)]
+struct ClientRecord {
+    name: String,
+    created: i64,
+}
+
+fn parse_config(url: &str, bytes: &[u8]) -> RepoResult<RepoConfig> {
+    #[derive(Deserialize)]
+    struct Probe {
+        format: String,
+        version: u32,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| RepoError::corrupt("config", e))?;
+    if probe.format != FORMAT_NAME {
+        return Err(RepoError::corrupt("config", format!("unknown format '{}'", probe.format)));
+    }
+    if probe.version > FORMAT_VERSION {
+        return Err(RepoError::TooNew {
+            url: url.to_string(),
+            found: probe.version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(|e| RepoError::corrupt("config", e))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,150 @@
+//! Pack files: many blobs (chunks or tree objects) in one storage object.
+//!
+//! ```text
+//! "OBNAMPK1"
+//! blob, blob, ...          each a sealed object (filter tags + payload)
+//! trailer                  a sealed object (context `pack/ID`) listing the
+//!                          blobs: per blob token (32), variant (u64 LE),
+//!                          offset (u32 LE), length (u32 LE), kind (u8)
+//! u32 LE                   length of the trailer
+//! "OBPK"
+//! ```
+//!
+//! The trailer makes a pack self-describing, so indexes can be rebuilt from
+//! packs alone. Packs are stored under `packs/XX/ID` (XX: the first two hex
+//! digits of the id) to keep folders small.
+
+use super::ids::{ChunkId, ObjectId};
+use super::index::{BlobKind, IndexEntry, Location, Reader};
+
+/// The magic bytes at the start of a pack.
+pub const MAGIC: &[u8; 8] = b"OBNAMPK1";
+const TRAILER_MAGIC: &[u8; 4] = b"OBPK";
+
+/// The storage key of a pack.
+pub fn key(id: &ObjectId) -> String {
+    let hex = id.to_hex();
+    format!("packs/{}/{}", &hex[..2], hex)
+}
+
+/// A pack being filled.
+pub struct Packer {
+    pub id: ObjectId,
+    pub number: u32,
+    pub kind: BlobKind,
+    pub buf: Vec<u8>,
+    pub entries: Vec<IndexEntry>,
+}
+
+impl Packer {
+    /// A new, empty pack.
+    pub fn new(id: ObjectId, number: u32, kind: BlobKind, capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity);
+        buf.extend_from_slice(MAGIC);
+        Packer {
+            id,
+            number,
+            kind,
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Whether adding `len` more bytes would pass `target`.
+    pub fn would_overflow(&self, len: usize, target: usize) -> bool {
+        !self.entries.is_empty() && self.buf.len() + len > target
+    }
+
+    /// Append a sealed blob; returns where it is.
+    pub fn add(&mut self, id: ChunkId, header: &[u8], payload: &[u8]) -> Location {
+        let location = Location {
+            pack: self.number,
+            offset: self.buf.len() as u32,
+            length: (header.len() + payload.len()) as u32,
+            kind: self.kind,
+        };
+        self.buf.extend_from_slice(header);
+        self.buf.extend_from_slice(payload);
+        self.entries.push(IndexEntry { id, location });
+        location
+    }
+
+    /// The bytes of a blob in this pack.
+    pub fn blob(&self, location: &Location) -> Option<Vec<u8>> {
+        let start = location.offset as usize;
+        self.buf
+            .get(start..start + location.length as usize)
+            .map(<[u8]>::to_vec)
+    }
+}
+
+/// The plain bytes of a pack trailer.
+pub fn trailer(entries: &[IndexEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + entries.len() * 49);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        out.extend_from_slice(&e.id.token.0);
+        out.extend_from_slice(&e.id.variant.to_le_bytes());
+        out.extend_from_slice(&e.location.offset.to_le_bytes());
+        out.extend_from_slice(&e.location.length.to_le_bytes());
+        out.push(e.location.kind as u8);
+    }
+    out
+}
+
+/// Finish a pack's bytes: append the sealed trailer and its length.
+pub fn finish(mut buf: Vec<u8>, sealed_trailer: &[u8]) -> Vec<u8> {
+    buf.extend_from_slice(sealed_trailer);
+    buf.extend_from_slice(&(sealed_trailer.len() as u32).to_le_bytes());
+    buf.extend_from_slice(TRAILER_MAGIC);
+    buf
+}
+
+/// Split a stored pack into its blob area and its sealed trailer.
+pub fn split_trailer(pack: &[u8]) -> Result<&[u8], String> {
+    if pack.len() < MAGIC.len() + 8 || &pack[..8] != MAGIC {
+        return Err("not a pack (bad magic)".into());
+    }
+    let end = pack.len();
+    if &pack[end - 4..] != TRAILER_MAGIC {
+        return Err("pack trailer missing (truncated pack?)".into());
+    }
+    let len = u32::from_le_bytes(pack[end - 8..end - 4].try_into().map_err(|_| "short")?) as usize;
+    let start = (end - 8).checked_sub(len).ok_or("trailer length out of range")?;
+    if start < MAGIC.len() {
+        return Err("trailer length out of range".into());
+    }
+    Ok(&pack[start..end - 8])
+}
+
+/// Decode a pack trailer's plain bytes.
+pub fn decode_trailer(data: &[u8], pack_number: u32) -> Result<Vec<IndexEntry>, String> {
+    let mut r = Reader { data, pos: 0 };
+    let count = r.u32()? as usize;
+    let mut entries = Vec::with_capacity(count.min(1 << 20));
+    for _ in 0..count {
+        let mut token = [0u8; 32];
+        token.copy_from_slice(r.take(32)?);
+        let variant = u64::from_le_bytes(r.take(8)?.try_into().map_err(|_| "short")?);
+        let offset = r.u32()?;
+        let length = r.u32()?;
+        let kind = match r.take(1)?[0] {
+            0 => BlobKind::Data,
+            1 => BlobKind::Tree,
+            _ => return Err("unknown blob kind".into()),
+        };
+        entries.push(IndexEntry {
+            id: ChunkId {
+                token: super::ids::Token(token),
+                variant,
+            },
+            location: Location {
+                pack: pack_number,
+                offset,
+                length,
+                kind,
+            },
+        });
+    }
+    Ok(entries)
+}

@@ -1,0 +1,214 @@
+//! Where repository objects live: a small synchronous object-store
+//! interface over an Apache OpenDAL `Operator`.
+//!
+//! The repository needs only whole-object writes, whole and ranged reads,
+//! deletes and listing one folder. Objects are written once and never
+//! changed; nothing depends on rename. The URL's scheme picks the OpenDAL
+//! service: a plain path or `file://` is the local filesystem, where writes
+//! go through a temporary file (OpenDAL's atomic write) so that a crash
+//! never leaves a half-written object under its final name, and the
+//! process umask is set to 077 so objects are created 0600 and folders 0700.
+//!
+//! [`Storage`] adds what every backend shares: counting bytes written, and
+//! the development crash limit (`--crash-limit N` ends the process abruptly
+//! before the write after the N-th, leaving the repository as `kill -9` would).
+
+use std::future::{Future, IntoFuture};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use opendal::{layers::RetryLayer, services, ErrorKind, Operator};
+
+/// Exit code of a process stopped by the crash limit.
+pub const EXIT_CRASH_LIMIT: i32 = 75;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{url}: object {key} does not exist")]
+    NotFound { url: String, key: String },
+    #[error("{url}: cannot {op} {key}: {message}")]
+    Failed {
+        url: String,
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("unsupported repository URL '{0}' (use a folder path or a file:// URL)")]
+    UnsupportedUrl(String),
+    #[error("cannot start the storage runtime: {0}")]
+    Runtime(String),
+}
+
+/// Object storage for one repository.
+pub struct Storage {
+    op: Operator,
+    runtime: tokio::runtime::Runtime,
+    url: String,
+    writes: AtomicU64,
+    bytes_written: AtomicU64,
+    crash_limit: Option<u64>,
+}
+
+/// The local folder a repository URL names, if it names one.
+pub fn local_path(url: &str) -> Option<PathBuf> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(rest));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    Some(PathBuf::from(url))
+}
+
+impl Storage {
+    /// Open storage for `url`. `crash_limit` is the development crash limit.
+    pub fn open(url: &str, crash_limit: Option<u64>) -> Result<Self, StorageError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("obnam-storage")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Runtime(e.to_string()))?;
+        let Some(path) = local_path(url) else {
+            return Err(StorageError::UnsupportedUrl(url.to_string()));
+        };
+        let root = absolute(&path);
+        // Repository objects are private to their owner.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        let tmp = root.join(".tmp");
+        let builder = services::Fs::default()
+            .root(&root.to_string_lossy())
+            .atomic_write_dir(&tmp.to_string_lossy());
+        let op = Operator::new(builder)
+            .map_err(|e| StorageError::Failed {
+                url: url.to_string(),
+                op: "open",
+                key: String::new(),
+                message: e.to_string(),
+            })?
+            .layer(RetryLayer::new());
+        Ok(Storage {
+            op,
+            runtime,
+            url: url.to_string(),
+            writes: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            crash_limit,
+        })
+    }
+
+    /// The repository URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Bytes written so far by this process.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+
+    fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
+        self.runtime.block_on(f)
+    }
+
+    fn fail(&self, op: &'static str, key: &str, e: opendal::Error) -> StorageError {
+        if e.kind() == ErrorKind::NotFound {
+            StorageError::NotFound {
+                url: self.url.clone(),
+                key: key.to_string(),
+            }
+        } else {
+            StorageError::Failed {
+                url: self.url.clone(),
+                op,
+                key: key.to_string(),
+                message: e.to_string(),
+            }
+        }
+    }
+
+    /// Count a modifying operation; end the process if the crash limit is reached.
+    fn count_write(&self) {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(limit) = self.crash_limit {
+            if n > limit {
+                eprintln!("obnam: crash limit of {limit} repository writes reached; stopping abruptly");
+                std::process::exit(EXIT_CRASH_LIMIT);
+            }
+        }
+    }
+
+    /// Read a whole object.
+    pub fn read(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        self.block_on(self.op.read(key))
+            .map(|b| b.to_vec())
+            .map_err(|e| self.fail("read", key, e))
+    }
+
+    /// Read `len` bytes of an object from `offset`.
+    pub fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StorageError> {
+        let data = self
+            .block_on(self.op.read_with(key).range(offset..offset + len).into_future())
+            .map(|b| b.to_vec())
+            .map_err(|e| self.fail("read", key, e))?;
+        if data.len() as u64 != len {
+            return Err(StorageError::Failed {
+                url: self.url.clone(),
+                op: "read",
+                key: key.to_string(),
+                message: format!("expected {len} bytes at offset {offset}, got {}", data.len()),
+            });
+        }
+        Ok(data)
+    }
+
+    /// Write a whole object.
+    pub fn write(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
+        self.count_write();
+        let len = data.len() as u64;
+        self.block_on(self.op.write(key, data))
+            .map_err(|e| self.fail("write", key, e))?;
+        self.bytes_written.fetch_add(len, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Delete an object; deleting one that does not exist is not an error.
+    pub fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.count_write();
+        self.block_on(self.op.delete(key))
+            .map_err(|e| self.fail("delete", key, e))
+    }
+
+    /// Whether an object exists.
+    pub fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        self.block_on(self.op.exists(key))
+            .map_err(|e| self.fail("check", key, e))
+    }
+
+    /// The names of the objects directly in `folder` (which ends in `/`).
+    pub fn list(&self, folder: &str) -> Result<Vec<String>, StorageError> {
+        let entries = match self.block_on(self.op.list(folder)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.fail("list", folder, e)),
+        };
+        let mut names: Vec<String> = entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .map(|e| e.name().to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}

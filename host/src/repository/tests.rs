@@ -1,0 +1,256 @@
+//! Tests of the engine alone, on a local folder, without plugins.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ids::Token;
+use super::object::{NoFilters, ObjectFilter};
+use super::tree::{EntryKind, TreeEntry};
+use super::*;
+
+fn open(dir: &std::path::Path, pack_size: u64) -> Arc<Repository> {
+    let options = OpenOptions {
+        create: true,
+        pack_size,
+        crash_limit: None,
+    };
+    Arc::new(Repository::open(dir.to_str().unwrap(), &options, Arc::new(NoFilters)).unwrap())
+}
+
+fn chunk(i: u32) -> Vec<u8> {
+    let mut data = format!("chunk number {i} ").into_bytes();
+    data.resize(1000 + (i as usize % 500), (i % 251) as u8);
+    data
+}
+
+#[test]
+fn ten_thousand_chunks_round_trip_across_packs() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    let mut ids = Vec::new();
+    for i in 0..10_000 {
+        let data = chunk(i);
+        ids.push(repo.put_chunk(repo.token(&data), data).unwrap());
+    }
+    // Readable before and after the packs are written.
+    assert_eq!(repo.get_chunk(&ids[9_999]).unwrap(), chunk(9_999));
+    repo.flush().unwrap();
+    drop(repo);
+    let repo = open(dir.path(), 1 << 20);
+    assert_eq!(repo.chunk_count(), 10_000);
+    let packs: usize = std::fs::read_dir(dir.path().join("packs"))
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum();
+    assert!(packs >= 10, "{packs} packs");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(repo.get_chunk(id).unwrap(), chunk(i as u32));
+        assert_eq!(repo.find_chunks(&id.token), vec![*id]);
+    }
+}
+
+#[test]
+fn a_second_copy_of_a_token_gets_its_own_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    let token = Token([7; 32]);
+    let a = repo.put_chunk(token, b"first".to_vec()).unwrap();
+    let b = repo.put_chunk(token, b"second".to_vec()).unwrap();
+    assert_eq!(a.variant, 0);
+    assert_ne!(a, b);
+    assert_eq!(repo.find_chunks(&token).len(), 2);
+    assert_eq!(repo.get_chunk(&b).unwrap(), b"second");
+    repo.flush().unwrap();
+    let again = open(dir.path(), 1 << 20);
+    assert_eq!(again.get_chunk(&a).unwrap(), b"first");
+    assert_eq!(again.get_chunk(&b).unwrap(), b"second");
+}
+
+#[test]
+fn unknown_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), 1 << 20));
+    let config = dir.path().join("config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("\"version\": 1", "\"version\": 99")).unwrap();
+    let err = Repository::open(dir.path().to_str().unwrap(), &OpenOptions::default(), Arc::new(NoFilters))
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "repository {} has format version 99, which is newer than this obnam supports (1); upgrade obnam",
+            dir.path().display()
+        )
+    );
+}
+
+#[test]
+fn a_folder_without_a_repository_is_not_opened_unless_creating() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Repository::open(dir.path().to_str().unwrap(), &OpenOptions::default(), Arc::new(NoFilters))
+        .err()
+        .unwrap();
+    assert!(err.to_string().ends_with("is not an obnam repository (it has no config object)"));
+}
+
+fn file(size: u64) -> TreeEntry {
+    let mut e = TreeEntry::bare_dir(b"x");
+    e.kind = EntryKind::File;
+    e.mode = 0o100644;
+    e.size = size;
+    e
+}
+
+#[test]
+fn generations_build_incrementally_and_reuse_unchanged_trees() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    repo.add_client("c").unwrap();
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    for d in [&b"/data"[..], b"/data/a", b"/data/b"] {
+        b.put(d, TreeEntry::bare_dir(b"")).unwrap();
+    }
+    b.put(b"/data/a/one", file(10)).unwrap();
+    b.put(b"/data/b/two", file(20)).unwrap();
+    b.finish_dir(b"/data/a").unwrap();
+    b.finish_dir(b"/data/b").unwrap();
+    b.finish_dir(b"/data").unwrap();
+    let g1 = b.commit(false).unwrap();
+    assert_eq!((g1.file_count, g1.data_size), (2, 30));
+    let trees_after_first = repo.chunk_count();
+
+    // Second run: b unchanged, a loses a file and gains another.
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    assert_eq!(b.previous(b"/data/a/one").unwrap().unwrap().size, 10);
+    b.put(b"/data", TreeEntry::bare_dir(b"")).unwrap();
+    b.put(b"/data/a", TreeEntry::bare_dir(b"")).unwrap();
+    b.put(b"/data/a/three", file(3)).unwrap();
+    b.finish_dir(b"/data/a").unwrap();
+    b.put(b"/data/b", TreeEntry::bare_dir(b"")).unwrap();
+    b.put(b"/data/b/two", file(20)).unwrap();
+    b.finish_dir(b"/data/b").unwrap();
+    b.finish_dir(b"/data").unwrap();
+    let g2 = b.commit(false).unwrap();
+    assert_eq!((g2.file_count, g2.data_size), (2, 23));
+    // New trees: /data/a, /data, and the root; /data/b is reused.
+    assert_eq!(repo.chunk_count(), trees_after_first + 3);
+
+    let gens = repo.generations("c").unwrap();
+    assert_eq!(gens.iter().map(|g| g.id.clone()).collect::<Vec<_>>(), vec![g1.id.clone(), g2.id.clone()]);
+    let old = generation::GenerationReader::new(repo.clone(), g1);
+    assert!(old.lookup(b"/data/a/one").unwrap().is_some());
+    let new = generation::GenerationReader::new(repo.clone(), g2);
+    assert!(new.lookup(b"/data/a/one").unwrap().is_none());
+    assert_eq!(new.lookup(b"/data/a/three").unwrap().unwrap().size, 3);
+    let names: Vec<Vec<u8>> = new.list_dir(b"/data").unwrap().unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, vec![b"a".to_vec(), b"b".to_vec()]);
+    assert!(new.lookup(b"/data/../etc").is_err());
+}
+
+#[test]
+fn checkpoints_are_generations_until_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    b.put(b"/f", file(1)).unwrap();
+    let cp = b.commit(true).unwrap();
+    assert!(cp.is_checkpoint);
+    b.put(b"/g", file(2)).unwrap();
+    let done = b.commit(false).unwrap();
+    assert_eq!(repo.generations("c").unwrap().len(), 2);
+    assert_eq!(b.remove_checkpoints().unwrap(), 1);
+    let gens = repo.generations("c").unwrap();
+    assert_eq!(gens, vec![done]);
+    assert!(b.put(b"/h", file(1)).is_err(), "a committed builder refuses more work");
+}
+
+#[test]
+fn a_held_lock_is_an_object_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    let count = || std::fs::read_dir(dir.path().join("locks")).map(|d| d.count()).unwrap_or(0);
+    repo.lock_client("one", Duration::ZERO).unwrap();
+    assert_eq!(count(), 1);
+    assert!(repo.holds_lock("one"));
+    assert!(!repo.holds_lock("two"));
+    repo.unlock_client("one").unwrap();
+    assert_eq!(count(), 0);
+    // Conflicts between processes are tested black-box (tests/blackbox/repository.rs).
+}
+
+struct Reverse;
+
+impl ObjectFilter for Reverse {
+    fn encode(&self, _: &str, mut data: Vec<u8>) -> Result<(Vec<u8>, Vec<String>), String> {
+        data.reverse();
+        Ok((data, vec!["reverse".into()]))
+    }
+    fn decode(&self, _: &str, mut data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
+        assert_eq!(tags, ["reverse"]);
+        data.reverse();
+        Ok(data)
+    }
+}
+
+#[test]
+fn every_object_but_config_passes_the_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = OpenOptions {
+        create: true,
+        ..OpenOptions::default()
+    };
+    let url = dir.path().to_str().unwrap();
+    let repo = Arc::new(Repository::open(url, &options, Arc::new(Reverse)).unwrap());
+    repo.add_client("c").unwrap();
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    let data = b"some file content".to_vec();
+    let id = repo.put_chunk(repo.token(&data), data.clone()).unwrap();
+    let mut f = file(data.len() as u64);
+    f.chunks = vec![tree::StoredChunkId(id)];
+    b.put(b"/f", f).unwrap();
+    b.commit(false).unwrap();
+    drop(b);
+    drop(repo);
+    // Without the filter, nothing can be read and the error names the tag.
+    let err = Repository::open(url, &OpenOptions::default(), Arc::new(NoFilters)).err().unwrap();
+    assert!(err.to_string().contains("needs the 'reverse' filter; no loaded plugin provides it"), "{err}");
+    let repo = Arc::new(Repository::open(url, &OpenOptions::default(), Arc::new(Reverse)).unwrap());
+    assert_eq!(repo.get_chunk(&id).unwrap(), data);
+    assert_eq!(repo.clients().unwrap(), vec!["c".to_string()]);
+    // No file holds the plain content.
+    for entry in walk(dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(!bytes.windows(data.len()).any(|w| w == data), "{}", entry.display());
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn objects_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    repo.put_chunk(Token([1; 32]), b"x".to_vec()).unwrap();
+    repo.flush().unwrap();
+    for f in walk(dir.path()) {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+        let parent = std::fs::metadata(f.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        if f.parent().unwrap() != dir.path() {
+            assert_eq!(parent, 0o700, "{}", f.display());
+        }
+    }
+}

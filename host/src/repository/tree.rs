@@ -1,0 +1,204 @@
+//! Directory (tree) objects: the entries of one directory.
+//!
+//! A tree object is stored as a blob in a tree pack, named by the token of
+//! its encoded bytes, so an unchanged directory encodes to the same bytes,
+//! gets the same id, and is not stored again. Its encoding is MessagePack
+//! (maps with field names, see [`TreeEntry`]), entries sorted by name.
+//! A directory entry points at its subtree and carries the subtree's file
+//! count and data size, so a generation's totals never need a subtree read.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{ChunkId, Token};
+
+/// The kind of a file-system object.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+/// A chunk id as stored: 32 bytes of token, then 8 bytes of variant
+/// (little-endian) only if the variant is not 0.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct StoredChunkId(pub ChunkId);
+
+impl Serialize for StoredChunkId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut bytes = self.0.token.0.to_vec();
+        if self.0.variant != 0 {
+            bytes.extend_from_slice(&self.0.variant.to_le_bytes());
+        }
+        serde_bytes::Bytes::new(&bytes).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredChunkId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
+        let (token, variant) = match bytes.len() {
+            32 => (&bytes[..], 0),
+            40 => (
+                &bytes[..32],
+                u64::from_le_bytes(bytes[32..].try_into().map_err(serde::de::Error::custom)?),
+            ),
+            n => return Err(serde::de::Error::custom(format!("chunk id of {n} bytes"))),
+        };
+        let mut t = [0u8; 32];
+        t.copy_from_slice(token);
+        Ok(StoredChunkId(ChunkId {
+            token: Token(t),
+            variant,
+        }))
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One entry of a directory: a file, a subdirectory, a symlink, ...
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct TreeEntry {
+    #[serde(with = "serde_bytes")]
+    pub name: Vec<u8>,
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub group: String,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_ns: u32,
+    pub ctime: i64,
+    pub ctime_ns: u32,
+    pub nlink: u64,
+    pub dev: u64,
+    pub ino: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rdev: u64,
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
+    pub target: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
+    pub checksum: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<StoredChunkId>,
+    /// A directory's tree object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtree: Option<StoredChunkId>,
+    /// Files (non-directories) in a directory's subtree.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub subtree_files: u64,
+    /// Bytes of file data in a directory's subtree.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub subtree_bytes: u64,
+}
+
+impl TreeEntry {
+    /// An empty directory entry with the given name (used for parents that
+    /// were never given metadata of their own).
+    pub fn bare_dir(name: &[u8]) -> Self {
+        TreeEntry {
+            name: name.to_vec(),
+            kind: EntryKind::Dir,
+            mode: 0o40755,
+            uid: 0,
+            gid: 0,
+            user: String::new(),
+            group: String::new(),
+            size: 0,
+            mtime: 0,
+            mtime_ns: 0,
+            ctime: 0,
+            ctime_ns: 0,
+            nlink: 1,
+            dev: 0,
+            ino: 0,
+            rdev: 0,
+            target: Vec::new(),
+            xattrs: Vec::new(),
+            checksum: Vec::new(),
+            chunks: Vec::new(),
+            subtree: None,
+            subtree_files: 0,
+            subtree_bytes: 0,
+        }
+    }
+
+    /// Files and bytes this entry contributes to its directory's totals.
+    pub fn totals(&self) -> (u64, u64) {
+        match self.kind {
+            EntryKind::Dir => (self.subtree_files, self.subtree_bytes),
+            EntryKind::File => (1, self.size),
+            _ => (1, 0),
+        }
+    }
+}
+
+/// The entries of one directory, sorted by name.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Tree {
+    pub entries: Vec<TreeEntry>,
+}
+
+impl Tree {
+    /// Encode as MessagePack.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain data into a Vec cannot fail.
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// Decode MessagePack.
+    pub fn decode(data: &[u8]) -> Result<Self, String> {
+        rmp_serde::from_slice(data).map_err(|e| e.to_string())
+    }
+
+    /// An entry by name.
+    pub fn get(&self, name: &[u8]) -> Option<&TreeEntry> {
+        self.entries
+            .binary_search_by(|e| e.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_round_trip_with_odd_names_and_variants() {
+        let mut file = TreeEntry::bare_dir(b"\xff\nname");
+        file.kind = EntryKind::File;
+        file.size = 42;
+        file.chunks = vec![
+            StoredChunkId(ChunkId::first(Token::of(b"a"))),
+            StoredChunkId(ChunkId {
+                token: Token::of(b"b"),
+                variant: 99,
+            }),
+        ];
+        file.xattrs = vec![(
+            serde_bytes::ByteBuf::from(b"user.x".to_vec()),
+            serde_bytes::ByteBuf::from(vec![0, 1, 2]),
+        )];
+        let tree = Tree {
+            entries: vec![TreeEntry::bare_dir(b"a"), file],
+        };
+        let bytes = tree.encode();
+        assert_eq!(Tree::decode(&bytes).unwrap(), tree);
+        assert_eq!(tree.encode(), bytes, "encoding is deterministic");
+        assert!(Tree::decode(&bytes[..bytes.len() / 2]).is_err());
+    }
+}
