@@ -17,13 +17,13 @@
 //! non-zero exit code; a panic anywhere is caught and reported the same way.
 
 pub mod builtin;
-pub mod repository;
 pub mod cli;
 pub mod host_settings;
 pub mod loader;
 pub mod logging;
 pub mod output;
 pub mod registry;
+pub mod repository;
 pub mod services;
 pub mod settings;
 

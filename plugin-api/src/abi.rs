@@ -134,8 +134,9 @@ pub struct Filtered {
 
 /// Services the host offers to a running plugin: settings, hooks, output.
 ///
-/// New methods are only ever appended at the end (marked
-/// `#[sabi(last_prefix_field)]` on the last method of a release).
+/// New methods are only ever appended after the method marked
+/// `#[sabi(last_prefix_field)]`, which stays where it is: methods after it
+/// are optional, so a plugin built against an older version still loads.
 #[sabi_trait]
 pub trait HostServices: Send + Sync {
     /// The value of a setting by name.

@@ -106,13 +106,28 @@ fn plugins_built_against_other_api_versions() {
     };
     assert_eq!(major, 0, "this test assumes a 0.x plugin-api");
 
-    // A newer patch release of the same minor version loads and runs.
-    let patch = build_plugin_against(&build, &format!("0.{minor}.99"));
+    // A plugin built against this very version loads and runs.
+    let same = build_plugin_against(&build, &host_api);
     let dir = env.plugin_dir("compatible", &[]);
-    fs::copy(&patch, dir.join("libversioned.so")).unwrap();
+    fs::copy(&same, dir.join("libversioned.so")).unwrap();
     let run = env.run_with(&dir, ["versioned"]).ok();
-    assert_eq!(run.stdout, format!("0.{minor}.99\n"));
+    assert_eq!(run.stdout, format!("{host_api}\n"));
     assert_eq!(run.stderr, "");
+
+    // A newer patch release may have added methods this host lacks: refused.
+    let newer = format!("0.{minor}.99");
+    let lib = build_plugin_against(&build, &newer);
+    let dir = env.plugin_dir("newer", &[]);
+    let file = dir.join("libversioned.so");
+    fs::copy(&lib, &file).unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok().no_rust_panic();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "WARNING: ignoring {}: plugin was built against plugin-api {newer}, newer than this obnam's {host_api}; upgrade obnam or rebuild the plugin against {host_api}\n",
+            file.display()
+        )
+    );
 
     // Another minor version of a 0.x api is refused with one line naming both.
     let other = format!("0.{}.0", minor + 1);

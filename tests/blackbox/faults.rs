@@ -98,7 +98,9 @@ fn bad_registrations_are_warned_about_and_the_rest_works() {
     let expected = [
         "WARNING: plugin 'gamma': invalid setting definition 'Bad Name'",
         "WARNING: setting 'alpha-int' of plugin 'gamma' is already defined by 'alpha'; ignored",
-        "WARNING: setting 'plugin-dir' of plugin 'gamma' has a name reserved by obnam; ignored",
+        "WARNING: setting 'plugin-dir' of plugin 'gamma' would use the option --plugin-dir, which is reserved by obnam; ignored",
+        "WARNING: setting 'dry-run' of plugin 'gamma' would use the option --dry-run, which setting 'pretend' of 'obnam' uses; ignored",
+        "WARNING: setting 'bundled-plugins' of plugin 'gamma' would use the option --no-bundled-plugins, which is reserved by obnam; ignored",
         "WARNING: plugin 'gamma' adds subcommand 'alpha-show', which 'alpha' already provides; ignored",
         "WARNING: plugin 'gamma' expects another payload type for hook 'alpha-event' (created by 'alpha'); callback ignored",
         "WARNING: plugin 'gamma' subscribes to hook 'no-such-hook', which no loaded plugin creates; ignored",

@@ -147,17 +147,25 @@ fn try_load(path: &Path) -> Result<LoadedPlugin, String> {
     })?;
     let api_version = header.version_strings().version.to_string();
     if !api_compatible(API_VERSION, &api_version) {
-        return Err(format!(
-            "plugin was built against plugin-api {api_version}; this obnam needs plugin-api {}",
-            compatible_range(API_VERSION)
-        ));
+        let newer = parse_version(&api_version) > parse_version(API_VERSION);
+        return Err(if newer && same_series(API_VERSION, &api_version) {
+            format!(
+                "plugin was built against plugin-api {api_version}, newer than this obnam's \
+                 {API_VERSION}; upgrade obnam or rebuild the plugin against {API_VERSION}"
+            )
+        } else {
+            format!(
+                "plugin was built against plugin-api {api_version}; this obnam needs plugin-api {}",
+                compatible_range(API_VERSION)
+            )
+        });
     }
     let module = header.init_root_module::<PluginModRef>().map_err(|e| {
         debug!("full ABI check report for {}: {e}", path.display());
         match e {
             LibraryError::AbiInstability(_) => format!(
                 "plugin built against plugin-api {api_version} has a layout this obnam \
-                 (plugin-api {API_VERSION}) cannot use; rebuild it (details with --log-level debug)"
+                 (plugin-api {API_VERSION}) cannot use; rebuild it (details in the log with --log FILE --log-level debug)"
             ),
             other => first_line(&other.to_string()),
         }
@@ -184,21 +192,21 @@ fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
     Some((parts.next()??, parts.next()??, parts.next()??))
 }
 
+/// Whether two versions are in one compatible series: the same major
+/// version, and for 0.x the same minor version.
+fn same_series(a: &str, b: &str) -> bool {
+    match (parse_version(a), parse_version(b)) {
+        (Some(a), Some(b)) => a.0 == b.0 && (a.0 != 0 || a.1 == b.1),
+        _ => false,
+    }
+}
+
 /// Whether a plugin built against plugin-api `plugin` can be loaded by a
-/// host with plugin-api `host`: same major version (for 0.x, same minor),
-/// and a minor version no newer than the host's.
+/// host with plugin-api `host`: the same series (see `same_series`), and
+/// no newer than the host's (a newer plugin-api may have added methods the
+/// host does not provide).
 pub fn api_compatible(host: &str, plugin: &str) -> bool {
-    let (Some(h), Some(p)) = (parse_version(host), parse_version(plugin)) else {
-        return false;
-    };
-    if h.0 != p.0 {
-        return false;
-    }
-    if h.0 == 0 {
-        h.1 == p.1
-    } else {
-        p.1 <= h.1
-    }
+    same_series(host, plugin) && parse_version(plugin) <= parse_version(host)
 }
 
 fn compatible_range(host: &str) -> String {
@@ -215,8 +223,9 @@ mod tests {
 
     #[test]
     fn api_versions() {
-        assert!(api_compatible("0.1.0", "0.1.5"));
+        assert!(!api_compatible("0.1.0", "0.1.5"));
         assert!(api_compatible("0.1.5", "0.1.0"));
+        assert!(api_compatible("0.1.5", "0.1.5"));
         assert!(!api_compatible("0.1.0", "0.2.0"));
         assert!(!api_compatible("0.2.0", "0.1.0"));
         assert!(api_compatible("1.3.0", "1.1.0"));

@@ -59,7 +59,8 @@ impl Repository {
                 Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
                 Err(e) => return Err(e),
             };
-            let gen: Generation = serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
+            let gen: Generation =
+                serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
             gens.push(gen);
         }
         gens.sort_by(|a, b| (a.started, &a.id).cmp(&(b.started, &b.id)));
@@ -84,7 +85,8 @@ impl Repository {
     /// Remove a generation (its data stays until unreferenced data is pruned).
     pub fn remove_generation(&self, client: &str, id: &str) -> RepoResult<()> {
         let gen = self.generation(client, id)?;
-        self.storage().delete(&self.generation_key(client, &gen.id))?;
+        self.storage()
+            .delete(&self.generation_key(client, &gen.id))?;
         Ok(())
     }
 
@@ -104,7 +106,10 @@ pub fn components(path: &[u8]) -> RepoResult<Vec<&[u8]>> {
             String::from_utf8_lossy(path)
         )));
     }
-    let parts: Vec<&[u8]> = path.split(|b| *b == b'/').filter(|c| !c.is_empty()).collect();
+    let parts: Vec<&[u8]> = path
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
     if parts.iter().any(|c| *c == b"." || *c == b"..") {
         return Err(RepoError::BadPath(format!(
             "'{}' contains '.' or '..'",
@@ -235,7 +240,12 @@ impl Node {
 
     /// The directory at `parts` below this one, loading (and with `create`,
     /// making) directories on the way.
-    fn descend(&mut self, repo: &Repository, parts: &[&[u8]], create: bool) -> RepoResult<Option<&mut Node>> {
+    fn descend(
+        &mut self,
+        repo: &Repository,
+        parts: &[&[u8]],
+        create: bool,
+    ) -> RepoResult<Option<&mut Node>> {
         let Some((first, rest)) = parts.split_first() else {
             return Ok(Some(self));
         };
@@ -243,9 +253,13 @@ impl Node {
             if !create {
                 return Ok(None);
             }
-            self.entries.insert(first.to_vec(), Slot::new_dir(TreeEntry::bare_dir(first)));
+            self.entries
+                .insert(first.to_vec(), Slot::new_dir(TreeEntry::bare_dir(first)));
         }
-        let slot = self.entries.get_mut(*first).ok_or_else(|| RepoError::BadPath("vanished".into()))?;
+        let slot = self
+            .entries
+            .get_mut(*first)
+            .ok_or_else(|| RepoError::BadPath("vanished".into()))?;
         if slot.entry.kind != EntryKind::Dir {
             if !create {
                 return Ok(None);
@@ -361,7 +375,9 @@ impl GenerationBuilder {
     fn state(&self) -> RepoResult<std::sync::MutexGuard<'_, BuilderState>> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.finished {
-            return Err(RepoError::Usage("the generation was already committed".into()));
+            return Err(RepoError::Usage(
+                "the generation was already committed".into(),
+            ));
         }
         Ok(state)
     }
@@ -371,7 +387,9 @@ impl GenerationBuilder {
     pub fn put(&self, path: &[u8], mut entry: TreeEntry) -> RepoResult<()> {
         let parts = components(path)?;
         let Some((name, parent)) = parts.split_last() else {
-            return Err(RepoError::BadPath("the root directory has no entry to put".into()));
+            return Err(RepoError::BadPath(
+                "the root directory has no entry to put".into(),
+            ));
         };
         entry.name = name.to_vec();
         let mut state = self.state()?;
@@ -409,7 +427,9 @@ impl GenerationBuilder {
     pub fn remove(&self, path: &[u8]) -> RepoResult<()> {
         let parts = components(path)?;
         let Some((name, parent)) = parts.split_last() else {
-            return Err(RepoError::BadPath("cannot remove the root directory".into()));
+            return Err(RepoError::BadPath(
+                "cannot remove the root directory".into(),
+            ));
         };
         let mut state = self.state()?;
         if let Some(node) = state.root.descend(&self.repo, parent, false)? {
@@ -486,7 +506,13 @@ impl GenerationBuilder {
 
     /// Remove the checkpoints committed by this builder.
     pub fn remove_checkpoints(&self) -> RepoResult<usize> {
-        let ids = std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).checkpoints);
+        let ids = std::mem::take(
+            &mut self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .checkpoints,
+        );
         for id in &ids {
             self.repo.remove_generation(&self.client, id)?;
         }

@@ -143,7 +143,11 @@ impl GenerationId {
 
     /// Check and wrap a textual id.
     pub fn parse(text: &str) -> Result<Self, BadId> {
-        if text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        if text.len() == 16
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
             Ok(GenerationId(text.to_string()))
         } else {
             Err(BadId {

@@ -215,7 +215,10 @@ pub fn decode(index: &mut Index, data: &[u8]) -> Result<Vec<IndexEntry>, String>
     }
     let count = r.u32()? as usize;
     if data.len() - r.pos != count * ENTRY_BYTES {
-        return Err(format!("{count} entries announced, {} bytes present", data.len() - r.pos));
+        return Err(format!(
+            "{count} entries announced, {} bytes present",
+            data.len() - r.pos
+        ));
     }
     let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
@@ -258,7 +261,9 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| "short")?))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| "short")?,
+        ))
     }
 }
 

@@ -77,7 +77,10 @@ impl LockRecord {
     fn staleness(&self, my_host: &str, now: i64) -> Option<String> {
         if self.host == my_host {
             if self.pid == std::process::id() {
-                return Some(format!("left by an earlier process with this pid {}", self.pid));
+                return Some(format!(
+                    "left by an earlier process with this pid {}",
+                    self.pid
+                ));
             }
             if !std::path::Path::new(&format!("/proc/{}", self.pid)).exists() {
                 return Some(format!("its process {} on this host is gone", self.pid));
@@ -132,7 +135,11 @@ impl Repository {
             self.write_lock(&id, &record)?;
             let blocker = self.first_conflict(&id, &record, &host)?;
             let Some((other_id, other)) = blocker else {
-                self.locks.held.lock().unwrap_or_else(|e| e.into_inner()).push((id, record));
+                self.locks
+                    .held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((id, record));
                 return Ok(());
             };
             self.storage().delete(&format!("locks/{id}"))?;
@@ -144,7 +151,8 @@ impl Repository {
                 )));
             }
             let jitter = Duration::from_millis(u64::from(ObjectId::random().0[0]) * 2);
-            let wait = (Duration::from_millis(500) + jitter).min(timeout.saturating_sub(start.elapsed()));
+            let wait =
+                (Duration::from_millis(500) + jitter).min(timeout.saturating_sub(start.elapsed()));
             std::thread::sleep(wait.max(Duration::from_millis(10)));
         }
     }
@@ -168,7 +176,8 @@ impl Repository {
                 Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
                 Err(e) => return Err(e),
             };
-            let record: LockRecord = serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
+            let record: LockRecord =
+                serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
             out.push((name, record));
         }
         Ok(out)
@@ -246,7 +255,11 @@ impl Repository {
     /// Rewrite held locks with a new refresh time if it is due.
     pub fn refresh_locks(&self) -> RepoResult<()> {
         {
-            let mut last = self.locks.last_refresh.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self
+                .locks
+                .last_refresh
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if last.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
                 return Ok(());
             }

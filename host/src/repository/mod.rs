@@ -110,7 +110,11 @@ pub struct Repository {
 
 impl Repository {
     /// Open (or create) the repository at `url`.
-    pub fn open(url: &str, options: &OpenOptions, filter: Arc<dyn ObjectFilter>) -> RepoResult<Self> {
+    pub fn open(
+        url: &str,
+        options: &OpenOptions,
+        filter: Arc<dyn ObjectFilter>,
+    ) -> RepoResult<Self> {
         let storage = Storage::open(url, options.crash_limit)?;
         let config = match storage.read("config") {
             Ok(bytes) => parse_config(url, &bytes)?,
@@ -121,13 +125,16 @@ impl Repository {
                     id: ObjectId::random().to_hex(),
                     created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
                 };
-                let bytes = serde_json::to_vec_pretty(&config).map_err(|e| RepoError::corrupt("config", e))?;
+                let bytes = serde_json::to_vec_pretty(&config)
+                    .map_err(|e| RepoError::corrupt("config", e))?;
                 storage.write("config", bytes)?;
                 tracing::info!("created repository {url} with id {}", config.id);
                 config
             }
             Err(StorageError::NotFound { .. }) => {
-                return Err(RepoError::NotARepository { url: url.to_string() })
+                return Err(RepoError::NotARepository {
+                    url: url.to_string(),
+                })
             }
             Err(e) => return Err(e.into()),
         };
@@ -210,11 +217,16 @@ impl Repository {
                 Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
                 Err(e) => return Err(e),
             };
-            let entries = index::decode(&mut index, &data).map_err(|e| RepoError::corrupt(&key, e))?;
+            let entries =
+                index::decode(&mut index, &data).map_err(|e| RepoError::corrupt(&key, e))?;
             index.extend_loaded(entries);
         }
         index.finish_loading();
-        tracing::debug!("index: {} blobs, {} bytes in memory", index.len(), index.memory_bytes());
+        tracing::debug!(
+            "index: {} blobs, {} bytes in memory",
+            index.len(),
+            index.memory_bytes()
+        );
         Ok(())
     }
 
@@ -238,7 +250,10 @@ impl Repository {
     pub fn put_chunk(&self, token: Token, data: Vec<u8>) -> RepoResult<ChunkId> {
         let id = self.allocate_id(token);
         let result = self.put_blob(id, BlobKind::Data, data);
-        self.reserved.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.reserved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         result.map(|()| id)
     }
 
@@ -267,9 +282,12 @@ impl Repository {
     }
 
     fn put_blob(&self, id: ChunkId, kind: BlobKind, data: Vec<u8>) -> RepoResult<()> {
-        let (header, payload) = object::seal(self.filter.as_ref(), &Self::context(&id, kind), data)?;
+        let (header, payload) =
+            object::seal(self.filter.as_ref(), &Self::context(&id, kind), data)?;
         let full = {
-            let mut slot = self.packers[kind as usize].lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = self.packers[kind as usize]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let len = header.len() + payload.len();
             let full = match slot.as_ref() {
                 Some(p) if p.would_overflow(len, self.pack_size) => slot.take(),
@@ -314,7 +332,11 @@ impl Repository {
 
     fn write_pack(&self, packer: &Packer) -> RepoResult<()> {
         let key = pack::key(&packer.id);
-        let trailer = object::seal_whole(self.filter.as_ref(), &format!("pack/{}", packer.id), pack::trailer(&packer.entries))?;
+        let trailer = object::seal_whole(
+            self.filter.as_ref(),
+            &format!("pack/{}", packer.id),
+            pack::trailer(&packer.entries),
+        )?;
         let bytes = pack::finish(packer.buf.clone(), &trailer);
         self.storage.write(&key, bytes)?;
         let index_id = ObjectId::random();
@@ -351,9 +373,17 @@ impl Repository {
     /// Replace the index objects this process wrote by one. Call only after
     /// a successful final commit.
     pub fn consolidate_index(&self) -> RepoResult<()> {
-        let written = std::mem::take(&mut *self.session_indexes.lock().unwrap_or_else(|e| e.into_inner()));
+        let written = std::mem::take(
+            &mut *self
+                .session_indexes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         if written.len() < 2 {
-            self.session_indexes.lock().unwrap_or_else(|e| e.into_inner()).extend(written);
+            self.session_indexes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(written);
             return Ok(());
         }
         let merged_id = ObjectId::random();
@@ -366,7 +396,10 @@ impl Repository {
         for id in &written {
             self.storage.delete(&format!("index/{id}"))?;
         }
-        self.session_indexes.lock().unwrap_or_else(|e| e.into_inner()).push(merged_id);
+        self.session_indexes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(merged_id);
         Ok(())
     }
 
@@ -382,7 +415,10 @@ impl Repository {
             .ok_or_else(|| RepoError::NoSuchChunk(id.to_hex()))?;
         let context = Self::context(id, kind);
         if location.kind != kind {
-            return Err(RepoError::corrupt(context, "the index lists it as another kind of blob"));
+            return Err(RepoError::corrupt(
+                context,
+                "the index lists it as another kind of blob",
+            ));
         }
         let stored = match self.blob_in_memory(&location) {
             Some(bytes) => bytes,
@@ -391,8 +427,11 @@ impl Repository {
                     .read_index()
                     .pack_id(location.pack)
                     .ok_or_else(|| RepoError::corrupt(&context, "unknown pack"))?;
-                self.storage
-                    .read_range(&pack::key(&pack), location.offset as u64, location.length as u64)?
+                self.storage.read_range(
+                    &pack::key(&pack),
+                    location.offset as u64,
+                    location.length as u64,
+                )?
             }
         };
         object::open(self.filter.as_ref(), &context, stored)
@@ -437,8 +476,8 @@ impl Repository {
         let mut names = Vec::new();
         for id in self.storage.list("clients/")? {
             let data = self.read_object(&format!("clients/{id}"))?;
-            let record: ClientRecord =
-                serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(format!("clients/{id}"), e))?;
+            let record: ClientRecord = serde_json::from_slice(&data)
+                .map_err(|e| RepoError::corrupt(format!("clients/{id}"), e))?;
             names.push(record.name);
         }
         names.sort();
@@ -481,9 +520,13 @@ fn parse_config(url: &str, bytes: &[u8]) -> RepoResult<RepoConfig> {
         format: String,
         version: u32,
     }
-    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| RepoError::corrupt("config", e))?;
+    let probe: Probe =
+        serde_json::from_slice(bytes).map_err(|e| RepoError::corrupt("config", e))?;
     if probe.format != FORMAT_NAME {
-        return Err(RepoError::corrupt("config", format!("unknown format '{}'", probe.format)));
+        return Err(RepoError::corrupt(
+            "config",
+            format!("unknown format '{}'", probe.format),
+        ));
     }
     if probe.version > FORMAT_VERSION {
         return Err(RepoError::TooNew {

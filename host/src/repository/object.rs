@@ -79,7 +79,8 @@ pub fn seal_whole(filter: &dyn ObjectFilter, context: &str, data: Vec<u8>) -> Re
 
 /// Decode a stored object.
 pub fn open(filter: &dyn ObjectFilter, context: &str, stored: Vec<u8>) -> RepoResult<Vec<u8>> {
-    let (tags, start) = parse_header(&stored).map_err(|reason| RepoError::corrupt(context, reason))?;
+    let (tags, start) =
+        parse_header(&stored).map_err(|reason| RepoError::corrupt(context, reason))?;
     let mut payload = stored;
     payload.drain(..start);
     filter
@@ -138,7 +139,10 @@ mod tests {
             "object chunk/1 needs the 'upper' filter; no loaded plugin provides it"
         );
         let err = open(&NoFilters, "index/2", vec![3, 9, b'a']).unwrap_err();
-        assert_eq!(err.to_string(), "object index/2 is corrupt: its filter header is truncated");
+        assert_eq!(
+            err.to_string(),
+            "object index/2 is corrupt: its filter header is truncated"
+        );
         assert!(open(&NoFilters, "x", Vec::new()).is_err());
     }
 }

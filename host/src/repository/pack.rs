@@ -110,7 +110,9 @@ pub fn split_trailer(pack: &[u8]) -> Result<&[u8], String> {
         return Err("pack trailer missing (truncated pack?)".into());
     }
     let len = u32::from_le_bytes(pack[end - 8..end - 4].try_into().map_err(|_| "short")?) as usize;
-    let start = (end - 8).checked_sub(len).ok_or("trailer length out of range")?;
+    let start = (end - 8)
+        .checked_sub(len)
+        .ok_or("trailer length out of range")?;
     if start < MAGIC.len() {
         return Err("trailer length out of range".into());
     }

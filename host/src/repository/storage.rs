@@ -133,7 +133,9 @@ impl Storage {
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(limit) = self.crash_limit {
             if n > limit {
-                eprintln!("obnam: crash limit of {limit} repository writes reached; stopping abruptly");
+                eprintln!(
+                    "obnam: crash limit of {limit} repository writes reached; stopping abruptly"
+                );
                 std::process::exit(EXIT_CRASH_LIMIT);
             }
         }
@@ -149,7 +151,12 @@ impl Storage {
     /// Read `len` bytes of an object from `offset`.
     pub fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StorageError> {
         let data = self
-            .block_on(self.op.read_with(key).range(offset..offset + len).into_future())
+            .block_on(
+                self.op
+                    .read_with(key)
+                    .range(offset..offset + len)
+                    .into_future(),
+            )
             .map(|b| b.to_vec())
             .map_err(|e| self.fail("read", key, e))?;
         if data.len() as u64 != len {
@@ -157,7 +164,10 @@ impl Storage {
                 url: self.url.clone(),
                 op: "read",
                 key: key.to_string(),
-                message: format!("expected {len} bytes at offset {offset}, got {}", data.len()),
+                message: format!(
+                    "expected {len} bytes at offset {offset}, got {}",
+                    data.len()
+                ),
             });
         }
         Ok(data)

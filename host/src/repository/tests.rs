@@ -73,9 +73,13 @@ fn unknown_format_version_is_refused() {
     let config = dir.path().join("config");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("\"version\": 1", "\"version\": 99")).unwrap();
-    let err = Repository::open(dir.path().to_str().unwrap(), &OpenOptions::default(), Arc::new(NoFilters))
-        .err()
-        .unwrap();
+    let err = Repository::open(
+        dir.path().to_str().unwrap(),
+        &OpenOptions::default(),
+        Arc::new(NoFilters),
+    )
+    .err()
+    .unwrap();
     assert_eq!(
         err.to_string(),
         format!(
@@ -88,10 +92,16 @@ fn unknown_format_version_is_refused() {
 #[test]
 fn a_folder_without_a_repository_is_not_opened_unless_creating() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Repository::open(dir.path().to_str().unwrap(), &OpenOptions::default(), Arc::new(NoFilters))
-        .err()
-        .unwrap();
-    assert!(err.to_string().ends_with("is not an obnam repository (it has no config object)"));
+    let err = Repository::open(
+        dir.path().to_str().unwrap(),
+        &OpenOptions::default(),
+        Arc::new(NoFilters),
+    )
+    .err()
+    .unwrap();
+    assert!(err
+        .to_string()
+        .ends_with("is not an obnam repository (it has no config object)"));
 }
 
 fn file(size: u64) -> TreeEntry {
@@ -137,13 +147,22 @@ fn generations_build_incrementally_and_reuse_unchanged_trees() {
     assert_eq!(repo.chunk_count(), trees_after_first + 3);
 
     let gens = repo.generations("c").unwrap();
-    assert_eq!(gens.iter().map(|g| g.id.clone()).collect::<Vec<_>>(), vec![g1.id.clone(), g2.id.clone()]);
+    assert_eq!(
+        gens.iter().map(|g| g.id.clone()).collect::<Vec<_>>(),
+        vec![g1.id.clone(), g2.id.clone()]
+    );
     let old = generation::GenerationReader::new(repo.clone(), g1);
     assert!(old.lookup(b"/data/a/one").unwrap().is_some());
     let new = generation::GenerationReader::new(repo.clone(), g2);
     assert!(new.lookup(b"/data/a/one").unwrap().is_none());
     assert_eq!(new.lookup(b"/data/a/three").unwrap().unwrap().size, 3);
-    let names: Vec<Vec<u8>> = new.list_dir(b"/data").unwrap().unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<Vec<u8>> = new
+        .list_dir(b"/data")
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, vec![b"a".to_vec(), b"b".to_vec()]);
     assert!(new.lookup(b"/data/../etc").is_err());
 }
@@ -162,14 +181,21 @@ fn checkpoints_are_generations_until_removed() {
     assert_eq!(b.remove_checkpoints().unwrap(), 1);
     let gens = repo.generations("c").unwrap();
     assert_eq!(gens, vec![done]);
-    assert!(b.put(b"/h", file(1)).is_err(), "a committed builder refuses more work");
+    assert!(
+        b.put(b"/h", file(1)).is_err(),
+        "a committed builder refuses more work"
+    );
 }
 
 #[test]
 fn a_held_lock_is_an_object_until_released() {
     let dir = tempfile::tempdir().unwrap();
     let repo = open(dir.path(), 1 << 20);
-    let count = || std::fs::read_dir(dir.path().join("locks")).map(|d| d.count()).unwrap_or(0);
+    let count = || {
+        std::fs::read_dir(dir.path().join("locks"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
     repo.lock_client("one", Duration::ZERO).unwrap();
     assert_eq!(count(), 1);
     assert!(repo.holds_lock("one"));
@@ -213,15 +239,25 @@ fn every_object_but_config_passes_the_filters() {
     drop(b);
     drop(repo);
     // Without the filter, nothing can be read and the error names the tag.
-    let err = Repository::open(url, &OpenOptions::default(), Arc::new(NoFilters)).err().unwrap();
-    assert!(err.to_string().contains("needs the 'reverse' filter; no loaded plugin provides it"), "{err}");
+    let err = Repository::open(url, &OpenOptions::default(), Arc::new(NoFilters))
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("needs the 'reverse' filter; no loaded plugin provides it"),
+        "{err}"
+    );
     let repo = Arc::new(Repository::open(url, &OpenOptions::default(), Arc::new(Reverse)).unwrap());
     assert_eq!(repo.get_chunk(&id).unwrap(), data);
     assert_eq!(repo.clients().unwrap(), vec!["c".to_string()]);
     // No file holds the plain content.
     for entry in walk(dir.path()) {
         let bytes = std::fs::read(&entry).unwrap();
-        assert!(!bytes.windows(data.len()).any(|w| w == data), "{}", entry.display());
+        assert!(
+            !bytes.windows(data.len()).any(|w| w == data),
+            "{}",
+            entry.display()
+        );
     }
 }
 
@@ -248,7 +284,11 @@ fn objects_are_private_to_their_owner() {
     for f in walk(dir.path()) {
         let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", f.display());
-        let parent = std::fs::metadata(f.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let parent = std::fs::metadata(f.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         if f.parent().unwrap() != dir.path() {
             assert_eq!(parent, 0o700, "{}", f.display());
         }

@@ -14,6 +14,8 @@ pub enum ByteSizeError {
     UnknownUnit(String, String),
     #[error("'{0}' is too large")]
     TooLarge(String),
+    #[error("'{0}' is not a whole number of bytes (write 1536MiB, not 1.5GiB)")]
+    Fractional(String),
 }
 
 const UNITS: [(&str, u32); 5] = [("k", 1), ("m", 2), ("g", 3), ("t", 4), ("p", 5)];
@@ -31,6 +33,9 @@ pub fn parse(text: &str) -> Result<u64, ByteSizeError> {
     let number: u64 = number
         .parse()
         .map_err(|_| ByteSizeError::TooLarge(text.to_string()))?;
+    if unit.starts_with(['.', ',']) {
+        return Err(ByteSizeError::Fractional(text.to_string()));
+    }
     let unit = unit.trim().to_ascii_lowercase();
     let multiplier = multiplier(&unit)
         .ok_or_else(|| ByteSizeError::UnknownUnit(text.to_string(), unit.clone()))?;

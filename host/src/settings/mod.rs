@@ -199,6 +199,16 @@ impl SettingDef {
         }
     }
 
+    /// Every long command-line option this setting uses.
+    pub fn long_names(&self) -> Vec<String> {
+        let mut names = vec![self.name.clone()];
+        names.extend(self.aliases.iter().cloned());
+        if self.kind == SettingKind::Boolean {
+            names.push(format!("no-{}", self.name));
+        }
+        names
+    }
+
     /// The environment variable that sets this setting: `OBNAM_CLIENT_NAME`
     /// for `client-name`.
     pub fn env_var(&self) -> String {
@@ -221,19 +231,31 @@ pub struct SettingsRegistry {
 }
 
 impl SettingsRegistry {
-    /// Add a definition; refuses a name already taken, saying by whom.
+    /// Add a definition; refuses a name already taken (by a setting, an
+    /// alias, the `no-` form of a boolean, or one of obnam's own options),
+    /// saying by whom.
     pub fn add(&mut self, def: SettingDef) -> Result<(), String> {
-        if crate::cli::META_OPTIONS.contains(&def.name.as_str()) {
-            return Err(format!(
-                "setting '{}' of plugin '{}' has a name reserved by obnam; ignored",
-                def.name, def.owner
-            ));
-        }
-        if let Some(old) = self.get(&def.name) {
-            return Err(format!(
-                "setting '{}' of plugin '{}' is already defined by '{}'; ignored",
-                def.name, def.owner, old.owner
-            ));
+        for long in def.long_names() {
+            if crate::cli::META_OPTIONS.contains(&long.as_str()) {
+                return Err(format!(
+                    "setting '{}' of plugin '{}' would use the option --{long}, which is reserved by obnam; ignored",
+                    def.name, def.owner
+                ));
+            }
+            if let Some(old) = self.defs.iter().find(|d| d.long_names().contains(&long)) {
+                let what = if long == def.name && long == old.name {
+                    format!(
+                        "setting '{}' of plugin '{}' is already defined by '{}'",
+                        def.name, def.owner, old.owner
+                    )
+                } else {
+                    format!(
+                        "setting '{}' of plugin '{}' would use the option --{long}, which setting '{}' of '{}' uses",
+                        def.name, def.owner, old.name, old.owner
+                    )
+                };
+                return Err(format!("{what}; ignored"));
+            }
         }
         self.defs.push(def);
         Ok(())

@@ -24,6 +24,10 @@ impl Plugin for Gamma {
         app.add_setting(Setting::string("Bad Name").help("refused: not a valid name"));
         app.add_setting(Setting::integer("alpha-int").help("refused: alpha declares it"));
         app.add_setting(Setting::string("plugin-dir").help("refused: reserved"));
+        app.add_setting(Setting::string("dry-run").help("refused: an alias of pretend"));
+        app.add_setting(
+            Setting::boolean("bundled-plugins").help("refused: --no-bundled-plugins is obnam's"),
+        );
         app.add_subcommand("alpha-show", "", "refused: alpha has it", |_, _| Ok(()));
         app.add_subcommand("gamma-ok", "", "works despite the rest", |ctx, _| {
             ctx.outln("gamma ok")
