@@ -16,14 +16,14 @@ pub fn register(registry: &mut Registry) {
 }
 
 /// Run a built-in subcommand.
-pub fn run(name: &str, host: &Host<'_>, registry: &Registry) -> Result<()> {
+pub fn run(name: &str, host: &Host, registry: &Registry) -> Result<()> {
     match name {
         "plugins" => plugins(host, registry),
         other => anyhow::bail!("unknown built-in subcommand '{other}'"),
     }
 }
 
-fn plugins(host: &Host<'_>, registry: &Registry) -> Result<()> {
+fn plugins(host: &Host, registry: &Registry) -> Result<()> {
     if host.values().string("output-format") == Some("json") {
         let list: Vec<serde_json::Value> = registry
             .plugins

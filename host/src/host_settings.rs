@@ -7,6 +7,10 @@ use crate::settings::{SettingDef, Value};
 
 /// Help group of the host's settings.
 pub const GROUP_GLOBAL: &str = "Global options";
+/// Help group of performance settings.
+pub const GROUP_PERFORMANCE: &str = plugin_api::GROUP_PERFORMANCE;
+/// Help group of development settings.
+pub const GROUP_DEVELOPMENT: &str = plugin_api::GROUP_DEVELOPMENT;
 /// Help group of the logging settings.
 pub const GROUP_LOGGING: &str = "Logging";
 
@@ -87,6 +91,8 @@ pub fn register(registry: &mut Registry) {
 fn def(name: &str, kind: SettingKind, metavar: &str, help: &str, group: &str) -> SettingDef {
     let default = match kind {
         SettingKind::Boolean => Value::Bool(false),
+        SettingKind::Integer => Value::Int(0),
+        SettingKind::ByteSize => Value::Bytes(0),
         _ => Value::Unset,
     };
     SettingDef {

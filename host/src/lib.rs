@@ -98,10 +98,13 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     let mut registry = Registry::default();
     host_settings::register(&mut registry);
     builtin::register(&mut registry);
+    registry.create_host_hooks();
     registry.enable_plugins(plugins);
+    // The registry lives as long as the process: plugins hold handles into it.
+    let registry: &'static Registry = Box::leak(Box::new(registry));
 
-    let command = cli::build(&registry);
-    let inv = match cli::parse(command, &registry, args) {
+    let command = cli::build(registry);
+    let inv = match cli::parse(command, registry, args) {
         Ok(inv) => inv,
         Err(ParseStop::Printed(code)) => return Ok(code),
         Err(ParseStop::Error(message)) => {
@@ -111,8 +114,8 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     };
 
     let files = config_file_list(&inv);
-    let values = layer_settings(&registry, &inv, &files)?;
-    configure_logging(&registry, &values)?;
+    let values = layer_settings(registry, &inv, &files)?;
+    configure_logging(registry, &values)?;
 
     if inv.list_config_files {
         for f in &files {
@@ -134,9 +137,9 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
         "obnam {} running subcommand {name}",
         env!("CARGO_PKG_VERSION")
     );
-    let host = Host::new(&registry, values);
-    match &def.handler {
-        None => builtin::run(&name, &host, &registry)?,
+    let host = Host::install(registry, values);
+    let result = match &def.handler {
+        None => builtin::run(&name, host, registry),
         Some(handler) => {
             use std::os::unix::ffi::OsStringExt;
             let raw: RVec<RVec<u8>> = sub_args
@@ -149,10 +152,20 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
                     &def.owner,
                     &format!("subcommand '{name}'")
                 ))
-            })?;
+            })
+        }
+    };
+    release_locks(host);
+    result.map(|()| 0)
+}
+
+/// Release every lock still held, whatever the subcommand's outcome.
+fn release_locks(host: &Host) {
+    if let Some(repo) = host.opened_repository() {
+        if let Err(e) = repo.unlock_all() {
+            tracing::warn!("could not release a lock: {e}");
         }
     }
-    Ok(0)
 }
 
 /// The plugin folders of this run, in loading order.

@@ -166,6 +166,10 @@ pub trait HostServices: Send + Sync {
     /// Write bytes to standard output.
     fn output(&self, data: RSlice<'_, u8>) -> AbiResult<()>;
 
+    /// Open the repository named by the `repository` setting; `create`
+    /// makes one if there is none. Every call returns the same repository.
+    fn repository(&self, create: bool) -> AbiResult<crate::repo_abi::RepositoryBox>;
+
     /// Show a short, transient status line (progress) unless `--quiet`.
     #[sabi(last_prefix_field)]
     fn status(&self, line: RStr<'_>);

@@ -159,6 +159,12 @@ impl<'a> Context<'a> {
         self.output(buf.as_bytes())
     }
 
+    /// The repository named by the `repository` setting. With `create`, an
+    /// empty or missing location becomes a new repository.
+    pub fn repository(&self, create: bool) -> Result<crate::Repository> {
+        unwrap_abi(self.host.repository(create)).map(crate::Repository::new)
+    }
+
     /// Show a transient progress line (nothing under `--quiet` or when
     /// standard error is not a terminal).
     pub fn status(&self, line: &str) {

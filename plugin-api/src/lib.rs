@@ -56,6 +56,8 @@ mod export;
 pub mod guard;
 mod hooks;
 pub mod logging;
+pub mod repo_abi;
+mod repository;
 mod settings;
 
 pub use abi::{SettingValue, API_VERSION};
@@ -65,6 +67,10 @@ pub use error::{Error, Result};
 #[doc(hidden)]
 pub use export::__private;
 pub use hooks::{Hook, JsonPayload, PRIORITY_DEFAULT, PRIORITY_EARLY, PRIORITY_LATE};
+pub use repository::{
+    ChunkId, Entry, EntryKind, GenerationBuilder, GenerationInfo, GenerationReader, Repository,
+    Token,
+};
 pub use settings::{
     Setting, GROUP_BACKUP, GROUP_DEFAULT, GROUP_DEVELOPMENT, GROUP_PERFORMANCE, GROUP_RESTORE,
 };

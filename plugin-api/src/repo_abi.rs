@@ -140,7 +140,11 @@ pub trait RepositoryService: Send + Sync {
     fn generations(&self, client: RStr<'_>) -> AbiResult<RVec<RawGeneration>>;
     fn remove_generation(&self, client: RStr<'_>, id: RStr<'_>) -> AbiResult<()>;
     fn open_generation(&self, client: RStr<'_>, id: RStr<'_>) -> AbiResult<GenerationReaderBox>;
-    fn begin_generation(&self, client: RStr<'_>, from_latest: bool) -> AbiResult<GenerationBuilderBox>;
+    fn begin_generation(
+        &self,
+        client: RStr<'_>,
+        from_latest: bool,
+    ) -> AbiResult<GenerationBuilderBox>;
     fn flush(&self) -> AbiResult<()>;
     #[sabi(last_prefix_field)]
     fn bytes_written(&self) -> u64;

@@ -9,7 +9,7 @@
 pub mod hooks;
 
 use abi_stable::{
-    sabi_trait::TD_Opaque, sabi_types::RMut, std_types::RString, type_layout::TypeLayout,
+    sabi_trait::TD_Opaque, sabi_types::RMut, std_types::RString, type_layout::TypeLayout, StableAbi,
 };
 use plugin_api::abi::{
     FilterBox, HookCallbackBox, HookKind, Registrar, Registrar_TO, SettingSpec,
@@ -53,6 +53,20 @@ impl Registry {
             owner: HOST_OWNER.into(),
             handler: None,
         });
+    }
+
+    /// Create the hooks the host itself owns: `repository-data`, the filter
+    /// hook every repository object passes through.
+    pub fn create_host_hooks(&mut self) {
+        let created = self.hooks.create(
+            crate::services::repository::DATA_FILTER_HOOK,
+            HookKind::Filter,
+            <()>::LAYOUT,
+            HOST_OWNER,
+        );
+        if let Err(e) = created {
+            warn!("{e}");
+        }
     }
 
     /// Enable each plugin, merge what it registered, and bind hooks.

@@ -500,6 +500,7 @@ impl GenerationBuilder {
             state.checkpoints.push(gen.id.clone());
         } else {
             state.finished = true;
+            self.repo.consolidate_index()?;
         }
         Ok(gen)
     }

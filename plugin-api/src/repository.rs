@@ -1,0 +1,438 @@
+//! The repository, as a plugin sees it: chunks, generations, clients and
+//! locks. The host owns the repository; plugins reach it only through
+//! [`Context::repository`](crate::Context::repository).
+//!
+//! Chunk *tokens* (the dedup key, [`Token`]) are kept apart from chunk
+//! *ids* ([`ChunkId`]): a token may have several stored copies (after a
+//! hash collision, or when a policy stores a chunk again on purpose), each
+//! with its own id. [`Repository::find_chunks`] lists the copies of a
+//! token; [`Repository::put_chunk`] always stores a new copy.
+//!
+//! Every method may be called from several threads at once.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use abi_stable::std_types::{ROption, RSlice, RStr, RString, RVec};
+
+use crate::guard::unwrap_abi;
+pub use crate::repo_abi::{ChunkId, EntryKind, Token};
+use crate::repo_abi::{
+    GenerationBuilderBox, GenerationReaderBox, RawEntry, RawGeneration, RawXattr, RepositoryBox,
+};
+use crate::Result;
+
+/// A file-system object as recorded in a generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The last component of the path (raw bytes: need not be UTF-8).
+    pub name: Vec<u8>,
+    /// What kind of object this is.
+    pub kind: EntryKind,
+    /// `st_mode`: permission bits and file type.
+    pub mode: u32,
+    /// Owner user id.
+    pub uid: u32,
+    /// Owner group id.
+    pub gid: u32,
+    /// Owner user name, where known.
+    pub user: String,
+    /// Owner group name, where known.
+    pub group: String,
+    /// Size in bytes (of a regular file: its content).
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Nanoseconds part of the modification time.
+    pub mtime_ns: u32,
+    /// Status-change time, seconds since the epoch.
+    pub ctime: i64,
+    /// Nanoseconds part of the status-change time.
+    pub ctime_ns: u32,
+    /// Number of hard links.
+    pub nlink: u64,
+    /// Device of the file system holding it (with `ino`, identifies hard links).
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Device number of a device node.
+    pub rdev: u64,
+    /// A symlink's target.
+    pub target: Vec<u8>,
+    /// Extended attributes: (name, value).
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whole-file checksum (SHA-256) of a regular file.
+    pub checksum: Vec<u8>,
+    /// A regular file's chunks, in order.
+    pub chunks: Vec<ChunkId>,
+    /// For a directory: files (non-directories) in its subtree (filled in by the host).
+    pub subtree_files: u64,
+    /// For a directory: bytes of file data in its subtree.
+    pub subtree_bytes: u64,
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            name: Vec::new(),
+            kind: EntryKind::File,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            user: String::new(),
+            group: String::new(),
+            size: 0,
+            mtime: 0,
+            mtime_ns: 0,
+            ctime: 0,
+            ctime_ns: 0,
+            nlink: 0,
+            dev: 0,
+            ino: 0,
+            rdev: 0,
+            target: Vec::new(),
+            xattrs: Vec::new(),
+            checksum: Vec::new(),
+            chunks: Vec::new(),
+            subtree_files: 0,
+            subtree_bytes: 0,
+        }
+    }
+}
+
+impl Entry {
+    /// The boundary form.
+    pub fn to_raw(&self) -> RawEntry {
+        RawEntry {
+            name: RVec::from_slice(&self.name),
+            kind: self.kind,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            user: RString::from(self.user.as_str()),
+            group: RString::from(self.group.as_str()),
+            size: self.size,
+            mtime: self.mtime,
+            mtime_ns: self.mtime_ns,
+            ctime: self.ctime,
+            ctime_ns: self.ctime_ns,
+            nlink: self.nlink,
+            dev: self.dev,
+            ino: self.ino,
+            rdev: self.rdev,
+            target: RVec::from_slice(&self.target),
+            xattrs: self
+                .xattrs
+                .iter()
+                .map(|(n, v)| RawXattr {
+                    name: RVec::from_slice(n),
+                    value: RVec::from_slice(v),
+                })
+                .collect(),
+            checksum: RVec::from_slice(&self.checksum),
+            chunks: RVec::from_slice(&self.chunks),
+            subtree_files: self.subtree_files,
+            subtree_bytes: self.subtree_bytes,
+        }
+    }
+
+    /// From the boundary form.
+    pub fn from_raw(raw: RawEntry) -> Self {
+        Entry {
+            name: raw.name.into_vec(),
+            kind: raw.kind,
+            mode: raw.mode,
+            uid: raw.uid,
+            gid: raw.gid,
+            user: raw.user.into_string(),
+            group: raw.group.into_string(),
+            size: raw.size,
+            mtime: raw.mtime,
+            mtime_ns: raw.mtime_ns,
+            ctime: raw.ctime,
+            ctime_ns: raw.ctime_ns,
+            nlink: raw.nlink,
+            dev: raw.dev,
+            ino: raw.ino,
+            rdev: raw.rdev,
+            target: raw.target.into_vec(),
+            xattrs: raw
+                .xattrs
+                .into_iter()
+                .map(|x| (x.name.into_vec(), x.value.into_vec()))
+                .collect(),
+            checksum: raw.checksum.into_vec(),
+            chunks: raw.chunks.into_vec(),
+            subtree_files: raw.subtree_files,
+            subtree_bytes: raw.subtree_bytes,
+        }
+    }
+}
+
+/// A generation's description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenerationInfo {
+    /// The generation id.
+    pub id: String,
+    /// The client it belongs to.
+    pub client: String,
+    /// Start of the run that made it, in ns since the epoch.
+    pub started_ns: i64,
+    /// End of the run, in ns since the epoch.
+    pub ended_ns: i64,
+    /// Number of files (non-directories) in it.
+    pub file_count: u64,
+    /// Bytes of file data in it.
+    pub data_size: u64,
+    /// Whether it is a checkpoint of a run still going (or interrupted).
+    pub is_checkpoint: bool,
+}
+
+impl GenerationInfo {
+    fn from_raw(raw: RawGeneration) -> Self {
+        GenerationInfo {
+            id: raw.id.into_string(),
+            client: raw.client.into_string(),
+            started_ns: raw.started_ns,
+            ended_ns: raw.ended_ns,
+            file_count: raw.file_count,
+            data_size: raw.data_size,
+            is_checkpoint: raw.is_checkpoint,
+        }
+    }
+}
+
+fn path_bytes(path: &Path) -> RSlice<'_, u8> {
+    RSlice::from_slice(path.as_os_str().as_bytes())
+}
+
+fn entries(raw: ROption<RVec<RawEntry>>) -> Option<Vec<Entry>> {
+    raw.into_option()
+        .map(|v| v.into_iter().map(Entry::from_raw).collect())
+}
+
+/// An open repository. Cheap to clone.
+#[derive(Clone)]
+pub struct Repository {
+    inner: Arc<RepositoryBox>,
+}
+
+impl Repository {
+    pub(crate) fn new(inner: RepositoryBox) -> Self {
+        Repository {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The repository's random id.
+    pub fn id(&self) -> String {
+        self.inner.repository_id().into_string()
+    }
+
+    /// The repository's URL (without credentials).
+    pub fn url(&self) -> String {
+        self.inner.url().into_string()
+    }
+
+    /// The names of all clients.
+    pub fn clients(&self) -> Result<Vec<String>> {
+        Ok(unwrap_abi(self.inner.clients())?
+            .into_iter()
+            .map(RString::into_string)
+            .collect())
+    }
+
+    /// Add a client (nothing happens if it exists).
+    pub fn add_client(&self, name: &str) -> Result<()> {
+        unwrap_abi(self.inner.add_client(RStr::from_str(name)))
+    }
+
+    /// Lock a client, waiting up to `--lock-timeout`. The host releases
+    /// locks still held when the subcommand ends, whatever the outcome.
+    pub fn lock_client(&self, name: &str) -> Result<()> {
+        unwrap_abi(self.inner.lock_client(RStr::from_str(name)))
+    }
+
+    /// Release a client's lock.
+    pub fn unlock_client(&self, name: &str) -> Result<()> {
+        unwrap_abi(self.inner.unlock_client(RStr::from_str(name)))
+    }
+
+    /// Take the whole repository for destructive work.
+    pub fn lock_exclusive(&self) -> Result<()> {
+        unwrap_abi(self.inner.lock_exclusive())
+    }
+
+    /// Release the exclusive lock.
+    pub fn unlock_exclusive(&self) -> Result<()> {
+        unwrap_abi(self.inner.unlock_exclusive())
+    }
+
+    /// Remove locks: a client's and the exclusive one, or all with `None`.
+    /// Returns a description of each lock removed.
+    pub fn force_unlock(&self, client: Option<&str>) -> Result<Vec<String>> {
+        let client = client.map(RStr::from_str).into();
+        Ok(unwrap_abi(self.inner.force_unlock(client))?
+            .into_iter()
+            .map(RString::into_string)
+            .collect())
+    }
+
+    /// The token of some data.
+    pub fn token(&self, data: &[u8]) -> Token {
+        self.inner.token(RSlice::from_slice(data))
+    }
+
+    /// The stored copies of a token (chunks stored earlier in this run too).
+    pub fn find_chunks(&self, token: Token) -> Vec<ChunkId> {
+        self.inner.find_chunks(token).into_vec()
+    }
+
+    /// Store a new copy of a chunk.
+    pub fn put_chunk(&self, token: Token, data: &[u8]) -> Result<ChunkId> {
+        unwrap_abi(self.inner.put_chunk(token, RSlice::from_slice(data)))
+    }
+
+    /// A chunk's data.
+    pub fn get_chunk(&self, id: ChunkId) -> Result<Vec<u8>> {
+        Ok(unwrap_abi(self.inner.get_chunk(id))?.into_vec())
+    }
+
+    /// Whether a chunk is stored.
+    pub fn has_chunk(&self, id: ChunkId) -> bool {
+        self.inner.has_chunk(id)
+    }
+
+    /// A client's generations, oldest first.
+    pub fn generations(&self, client: &str) -> Result<Vec<GenerationInfo>> {
+        Ok(unwrap_abi(self.inner.generations(RStr::from_str(client)))?
+            .into_iter()
+            .map(GenerationInfo::from_raw)
+            .collect())
+    }
+
+    /// Remove a generation.
+    pub fn remove_generation(&self, client: &str, id: &str) -> Result<()> {
+        unwrap_abi(
+            self.inner
+                .remove_generation(RStr::from_str(client), RStr::from_str(id)),
+        )
+    }
+
+    /// Open a generation for reading.
+    pub fn open_generation(&self, client: &str, id: &str) -> Result<GenerationReader> {
+        let inner = unwrap_abi(
+            self.inner
+                .open_generation(RStr::from_str(client), RStr::from_str(id)),
+        )?;
+        Ok(GenerationReader { inner })
+    }
+
+    /// Start a client's next generation, from its latest one or from nothing.
+    pub fn begin_generation(&self, client: &str, from_latest: bool) -> Result<GenerationBuilder> {
+        let inner = unwrap_abi(
+            self.inner
+                .begin_generation(RStr::from_str(client), from_latest),
+        )?;
+        Ok(GenerationBuilder { inner })
+    }
+
+    /// Make every chunk stored so far durable.
+    pub fn flush(&self) -> Result<()> {
+        unwrap_abi(self.inner.flush())
+    }
+
+    /// Bytes this process has written to the repository.
+    pub fn bytes_written(&self) -> u64 {
+        self.inner.bytes_written()
+    }
+}
+
+/// Reads a committed generation by path.
+pub struct GenerationReader {
+    inner: GenerationReaderBox,
+}
+
+impl GenerationReader {
+    /// The generation's description.
+    pub fn info(&self) -> GenerationInfo {
+        GenerationInfo::from_raw(self.inner.info())
+    }
+
+    /// The entry at an absolute path.
+    pub fn lookup(&self, path: &Path) -> Result<Option<Entry>> {
+        Ok(unwrap_abi(self.inner.lookup(path_bytes(path)))?
+            .into_option()
+            .map(Entry::from_raw))
+    }
+
+    /// The entries of a directory (`None` if it is not one).
+    pub fn list_dir(&self, path: &Path) -> Result<Option<Vec<Entry>>> {
+        Ok(entries(unwrap_abi(self.inner.list_dir(path_bytes(path)))?))
+    }
+}
+
+/// Builds a client's next generation. See the host's documentation of the
+/// builder: `put` what the walk finds, `finish_dir` each walked directory,
+/// then `commit`.
+pub struct GenerationBuilder {
+    inner: GenerationBuilderBox,
+}
+
+impl GenerationBuilder {
+    /// The generation this one starts from.
+    pub fn previous_info(&self) -> Option<GenerationInfo> {
+        self.inner
+            .previous_info()
+            .into_option()
+            .map(GenerationInfo::from_raw)
+    }
+
+    /// The entry at `path` in the previous generation.
+    pub fn previous(&self, path: &Path) -> Result<Option<Entry>> {
+        Ok(unwrap_abi(self.inner.previous(path_bytes(path)))?
+            .into_option()
+            .map(Entry::from_raw))
+    }
+
+    /// A directory's entries in the previous generation.
+    pub fn previous_dir(&self, path: &Path) -> Result<Option<Vec<Entry>>> {
+        Ok(entries(unwrap_abi(
+            self.inner.previous_dir(path_bytes(path)),
+        )?))
+    }
+
+    /// Add or replace the entry at an absolute path.
+    pub fn put(&self, path: &Path, entry: &Entry) -> Result<()> {
+        unwrap_abi(self.inner.put(path_bytes(path), entry.to_raw()))
+    }
+
+    /// Remove the entry at a path, with its subtree.
+    pub fn remove(&self, path: &Path) -> Result<()> {
+        unwrap_abi(self.inner.remove(path_bytes(path)))
+    }
+
+    /// A directory's entries in the new generation as it stands.
+    pub fn list(&self, path: &Path) -> Result<Option<Vec<Entry>>> {
+        Ok(entries(unwrap_abi(self.inner.list(path_bytes(path)))?))
+    }
+
+    /// The directory at `path` has been walked: entries not put in this run
+    /// are dropped and the directory is written out.
+    pub fn finish_dir(&self, path: &Path) -> Result<()> {
+        unwrap_abi(self.inner.finish_dir(path_bytes(path)))
+    }
+
+    /// Commit as a checkpoint (and go on) or as the final generation.
+    pub fn commit(&self, checkpoint: bool) -> Result<GenerationInfo> {
+        Ok(GenerationInfo::from_raw(unwrap_abi(
+            self.inner.commit(checkpoint),
+        )?))
+    }
+
+    /// Remove the checkpoints this builder committed.
+    pub fn remove_checkpoints(&self) -> Result<u64> {
+        unwrap_abi(self.inner.remove_checkpoints())
+    }
+}

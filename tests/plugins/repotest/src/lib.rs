@@ -1,0 +1,161 @@
+//! Test plugin "repotest": deterministic workloads on the repository
+//! service, and a verifier that reads them back.
+//!
+//! * `repotest-run CLIENT COUNT`: lock CLIENT, build a generation with
+//!   COUNT files under `/data` whose contents are derived from the client
+//!   and the file number, committing a checkpoint every 10 files, then
+//!   commit and remove the checkpoints. Prints the generation id and the
+//!   bytes written.
+//! * `repotest-verify CLIENT`: read every generation of CLIENT (checkpoints
+//!   too) and check every file's content, byte for byte.
+//! * `repotest-lock CLIENT SECONDS`: hold CLIENT's lock for a while.
+
+use std::path::{Path, PathBuf};
+
+use plugin_api::{App, Context, Entry, EntryKind, Plugin, Result};
+use sha2::{Digest, Sha256};
+
+#[derive(Default)]
+struct RepoTest;
+
+fn arg(args: &[std::ffi::OsString], i: usize, what: &str) -> Result<String> {
+    args.get(i)
+        .map(|a| a.to_string_lossy().into_owned())
+        .ok_or_else(|| plugin_api::Error::msg(format!("missing argument: {what}")))
+}
+
+/// The content of file `i` of `client`: a few KiB, mostly unique, with
+/// one repeated block so that dedup has something to find.
+fn content(client: &str, i: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut seed = Sha256::digest(format!("{client}/{i}").as_bytes()).to_vec();
+    let len = 2000 + (i as usize * 997) % 14000;
+    while out.len() < len {
+        out.extend_from_slice(&seed);
+        seed = Sha256::digest(&seed).to_vec();
+    }
+    out.truncate(len);
+    out.extend_from_slice(&[b'x'; 4096]);
+    out
+}
+
+fn chunks_of(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    data.chunks(4096)
+}
+
+fn run(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
+    let client = arg(&args, 0, "CLIENT")?;
+    let count: u64 = arg(&args, 1, "COUNT")?.parse()?;
+    let repo = ctx.repository(true)?;
+    repo.add_client(&client)?;
+    repo.lock_client(&client)?;
+    let builder = repo.begin_generation(&client, true)?;
+    let dir = Entry {
+        kind: EntryKind::Dir,
+        mode: 0o40755,
+        ..Entry::default()
+    };
+    builder.put(Path::new("/data"), &dir)?;
+    for i in 0..count {
+        let data = content(&client, i);
+        let mut chunks = Vec::new();
+        for piece in chunks_of(&data) {
+            let token = repo.token(piece);
+            let id = match repo.find_chunks(token).first() {
+                Some(id) => *id,
+                None => repo.put_chunk(token, piece)?,
+            };
+            chunks.push(id);
+        }
+        let entry = Entry {
+            kind: EntryKind::File,
+            mode: 0o100644,
+            size: data.len() as u64,
+            checksum: Sha256::digest(&data).to_vec(),
+            chunks,
+            ..Entry::default()
+        };
+        builder.put(&PathBuf::from(format!("/data/file{i}")), &entry)?;
+        if i % 10 == 9 {
+            builder.commit(true)?;
+        }
+    }
+    builder.finish_dir(Path::new("/data"))?;
+    let gen = builder.commit(false)?;
+    builder.remove_checkpoints()?;
+    repo.unlock_client(&client)?;
+    ctx.outln(&format!(
+        "generation {} files {} bytes-written {}",
+        gen.id,
+        gen.file_count,
+        repo.bytes_written()
+    ))
+}
+
+fn verify(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
+    let client = arg(&args, 0, "CLIENT")?;
+    let repo = ctx.repository(false)?;
+    let gens = repo.generations(&client)?;
+    let mut files = 0;
+    for gen in &gens {
+        let reader = repo.open_generation(&client, &gen.id)?;
+        let entries = reader.list_dir(Path::new("/data"))?.unwrap_or_default();
+        if entries.len() as u64 != gen.file_count {
+            plugin_api::bail!(
+                "generation {} lists {} files but counts {}",
+                gen.id,
+                entries.len(),
+                gen.file_count
+            );
+        }
+        for entry in entries {
+            let name = String::from_utf8_lossy(&entry.name).into_owned();
+            let i: u64 = name.trim_start_matches("file").parse()?;
+            let mut data = Vec::new();
+            for id in &entry.chunks {
+                data.extend_from_slice(&repo.get_chunk(*id)?);
+            }
+            if data != content(&client, i) || Sha256::digest(&data).to_vec() != entry.checksum {
+                plugin_api::bail!("generation {}: {name} does not read back", gen.id);
+            }
+            files += 1;
+        }
+    }
+    ctx.outln(&format!("generations {} files {files} ok", gens.len()))
+}
+
+fn hold_lock(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
+    let client = arg(&args, 0, "CLIENT")?;
+    let seconds: u64 = arg(&args, 1, "SECONDS")?.parse()?;
+    let repo = ctx.repository(true)?;
+    repo.lock_client(&client)?;
+    ctx.outln("locked")?;
+    std::thread::sleep(std::time::Duration::from_secs(seconds));
+    Ok(())
+}
+
+impl Plugin for RepoTest {
+    fn enable(&self, app: &mut App<'_>) -> Result<()> {
+        app.add_subcommand(
+            "repotest-run",
+            "CLIENT COUNT",
+            "build a deterministic generation",
+            run,
+        );
+        app.add_subcommand(
+            "repotest-verify",
+            "CLIENT",
+            "read back every generation of CLIENT",
+            verify,
+        );
+        app.add_subcommand(
+            "repotest-lock",
+            "CLIENT SECONDS",
+            "hold CLIENT's lock for SECONDS",
+            hold_lock,
+        );
+        Ok(())
+    }
+}
+
+plugin_api::export_plugin!("repotest", RepoTest);
