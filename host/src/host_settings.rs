@@ -65,6 +65,29 @@ pub fn register(registry: &mut Registry) {
         )
         .choices(&["text", "json"]),
         def(
+            "lock-timeout",
+            SettingKind::Integer,
+            "SECONDS",
+            "how long to wait for a lock held by another process",
+            GROUP_GLOBAL,
+        )
+        .default(Value::Int(60)),
+        def(
+            "pack-size",
+            SettingKind::ByteSize,
+            "SIZE",
+            "target size of the repository's pack files",
+            GROUP_PERFORMANCE,
+        )
+        .default(Value::Bytes(crate::repository::DEFAULT_PACK_SIZE)),
+        def(
+            "crash-limit",
+            SettingKind::Integer,
+            "N",
+            "development: stop abruptly before the repository write after the N-th (0: never)",
+            GROUP_DEVELOPMENT,
+        ),
+        def(
             "log",
             SettingKind::String,
             "FILE",

@@ -7,4 +7,5 @@ mod hooks;
 mod install;
 mod loading;
 mod logging;
+mod repository;
 mod settings;

@@ -97,7 +97,7 @@ impl Index {
     /// Sort what was loaded and drop duplicate entries (the same chunk
     /// listed by two index objects).
     pub fn finish_loading(&mut self) {
-        self.loaded.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        self.loaded.sort_unstable_by_key(|e| e.id);
         self.loaded.dedup_by(|a, b| a.id == b.id);
         self.loaded.shrink_to_fit();
     }

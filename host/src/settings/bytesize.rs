@@ -67,7 +67,7 @@ pub fn format(n: u64) -> String {
     for (suffix, base) in [("iB", 1024u64), ("B", 1000u64)] {
         for (unit, power) in UNITS.iter().rev() {
             let m = base.pow(*power);
-            if n % m == 0 {
+            if n.is_multiple_of(m) {
                 return format!("{}{}{}", n / m, unit.to_ascii_uppercase(), suffix);
             }
         }

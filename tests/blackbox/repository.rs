@@ -1,0 +1,389 @@
+//! The repository through the real host and a test plugin: concurrent
+//! clients, locks, crash safety, data filters, format versions.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use obnam_test_support::{Run, TestEnv};
+
+struct World {
+    env: TestEnv,
+    plugins: PathBuf,
+    repo: PathBuf,
+}
+
+impl World {
+    fn new(plugins: &[&str]) -> Self {
+        let env = TestEnv::new();
+        let plugins = env.plugin_dir("plugins", plugins);
+        let repo = env.path().join("repo");
+        World { env, plugins, repo }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self.env.obnam();
+        cmd.arg("--plugin-dir")
+            .arg(&self.plugins)
+            .arg("--repository")
+            .arg(&self.repo)
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        obnam_test_support::run(&mut self.cmd(args))
+    }
+
+    /// Start `repotest-lock CLIENT 600` and wait until it holds the lock.
+    fn hold_lock(&self, client: &str) -> Child {
+        let mut child = self
+            .cmd(&["repotest-lock", client, "600"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "locked\n");
+        child
+    }
+
+    fn lock_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.repo.join("locks"))
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn kill9(child: &mut Child) {
+    // SIGKILL: the holder gets no chance to release its lock.
+    Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+}
+
+fn field(run: &Run, name: &str) -> u64 {
+    let words: Vec<&str> = run.stdout.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| *w == name)
+        .unwrap_or_else(|| panic!("{name} in {run:?}"));
+    words[at + 1].parse().unwrap()
+}
+
+#[test]
+fn two_clients_commit_at_the_same_time() {
+    let w = World::new(&["repotest"]);
+    w.run(&["repotest-run", "seed", "1"]).ok();
+    let mut a = w
+        .cmd(&["repotest-run", "alpha", "60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b = w
+        .cmd(&["repotest-run", "beta", "60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    for client in ["alpha", "beta"] {
+        let run = w.run(&["repotest-verify", client]).ok();
+        assert_eq!(run.stdout, "generations 1 files 60 ok\n");
+    }
+    assert!(
+        w.lock_files().is_empty(),
+        "locks left: {:?}",
+        w.lock_files()
+    );
+}
+
+#[test]
+fn a_second_process_on_the_same_client_waits_then_names_the_holder() {
+    let w = World::new(&["repotest"]);
+    let mut holder = w.hold_lock("c1");
+    // Another client is not blocked.
+    w.run(&["repotest-run", "c2", "3"]).ok();
+    let run = w
+        .run(&["--lock-timeout", "1", "repotest-run", "c1", "3"])
+        .fails()
+        .no_rust_panic();
+    let host = gethostname();
+    let expected = format!(
+        "ERROR: client 'c1' is locked by host {host} (pid {}) since ",
+        holder.id()
+    );
+    assert!(run.stderr.starts_with(&expected), "{}", run.stderr);
+    assert!(run.stderr.contains("(lock locks/"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("gave up after waiting 1s (--lock-timeout)"),
+        "{}",
+        run.stderr
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+fn gethostname() -> String {
+    let out = Command::new("hostname").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn the_lock_of_a_killed_process_is_broken_with_a_warning() {
+    let w = World::new(&["repotest"]);
+    let mut holder = w.hold_lock("c1");
+    let pid = holder.id();
+    kill9(&mut holder);
+    assert_eq!(w.lock_files().len(), 1);
+    let run = w
+        .run(&["--lock-timeout", "5", "repotest-run", "c1", "3"])
+        .ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "WARNING: breaking stale lock: client 'c1' is locked by host {} (pid {pid})",
+            gethostname()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("(its process {pid} on this host is gone)")),
+        "{}",
+        run.stderr
+    );
+    assert!(w.lock_files().is_empty());
+}
+
+#[test]
+fn force_lock_removes_the_clients_locks() {
+    let w = World::new(&["repotest"]);
+    let mut holder = w.hold_lock("c1");
+    kill9(&mut holder);
+    let mut other = w.hold_lock("c2");
+    // force-lock is a bundled plugin.
+    let run = w.run(&["--client-name", "c1", "force-lock"]).ok();
+    assert!(
+        run.stdout
+            .starts_with("removed: client 'c1' is locked by host"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.lines().count(), 1);
+    assert_eq!(w.lock_files().len(), 1, "c2's lock stays");
+    let run = w.run(&["--all-clients", "force-lock"]).ok();
+    assert!(
+        run.stdout.starts_with("removed: client 'c2'"),
+        "{}",
+        run.stdout
+    );
+    assert!(w.lock_files().is_empty());
+    let run = w.run(&["force-lock"]).ok();
+    assert_eq!(run.stdout, "no locks to remove\n");
+    other.kill().unwrap();
+    other.wait().unwrap();
+}
+
+#[test]
+fn a_repository_is_needed_and_must_exist_for_reading() {
+    let w = World::new(&["repotest"]);
+    let run = obnam_test_support::run(
+        w.env
+            .obnam()
+            .arg("--plugin-dir")
+            .arg(&w.plugins)
+            .args(["repotest-verify", "c1"]),
+    )
+    .fails();
+    assert_eq!(
+        run.stderr,
+        "ERROR: No --repository setting. You need to give it on the command line or in a configuration file\n"
+    );
+    let run = w.run(&["repotest-verify", "c1"]).fails();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: {} is not an obnam repository (it has no config object)\n",
+            w.repo.display()
+        )
+    );
+}
+
+#[test]
+fn every_crash_point_leaves_a_repository_that_opens_and_reads_back() {
+    let w = World::new(&["repotest"]);
+    let fresh = World::new(&["repotest"]);
+    let full = fresh
+        .run(&["--pack-size", "64KiB", "repotest-run", "c1", "45"])
+        .ok();
+    let full_bytes = field(&full, "bytes-written");
+    let mut crashes = 0;
+    let mut reuse_seen = false;
+    // Crash before each write in turn, until the run gets through.
+    for limit in 1..=500 {
+        let limit = limit.to_string();
+        let run = w.run(&[
+            "--pack-size",
+            "64KiB",
+            "--crash-limit",
+            &limit,
+            "repotest-run",
+            "c1",
+            "45",
+        ]);
+        let completed = run.code == 0;
+        if !completed {
+            assert_eq!(run.code, 75, "{run:?}");
+            assert!(run.stderr.contains("crash limit"), "{run:?}");
+            crashes += 1;
+        }
+        // The repository opens and every committed generation reads back.
+        let verify = w.run(&["repotest-verify", "c1"]).ok();
+        assert!(verify.stdout.ends_with(" ok\n"), "{verify:?}");
+        // A rerun completes, reusing what earlier runs uploaded.
+        let rerun = w
+            .run(&["--pack-size", "64KiB", "repotest-run", "c1", "45"])
+            .ok();
+        if field(&rerun, "bytes-written") < full_bytes / 2 {
+            reuse_seen = true;
+        }
+        w.run(&["repotest-verify", "c1"]).ok();
+        // Start the next crash point from an empty repository.
+        std::fs::remove_dir_all(&w.repo).unwrap();
+        if completed {
+            break;
+        }
+    }
+    assert!(crashes >= 50, "only {crashes} crash points were reached");
+    assert!(reuse_seen, "no rerun reused uploaded chunks");
+}
+
+#[test]
+fn a_rerun_after_a_crash_reuses_chunks_from_checkpoints() {
+    let w = World::new(&["repotest"]);
+    let fresh = World::new(&["repotest"]);
+    let full = field(
+        &fresh
+            .run(&["--pack-size", "64KiB", "repotest-run", "c1", "30"])
+            .ok(),
+        "bytes-written",
+    );
+    // Stop late in the run, after some checkpoints.
+    let run = w.run(&[
+        "--pack-size",
+        "64KiB",
+        "--crash-limit",
+        "30",
+        "repotest-run",
+        "c1",
+        "30",
+    ]);
+    assert_eq!(run.code, 75, "{run:?}");
+    let verify = w.run(&["repotest-verify", "c1"]).ok();
+    assert!(
+        !verify.stdout.starts_with("generations 0 "),
+        "a checkpoint survives: {verify:?}"
+    );
+    let rerun = field(
+        &w.run(&["--pack-size", "64KiB", "repotest-run", "c1", "30"])
+            .ok(),
+        "bytes-written",
+    );
+    assert!(
+        rerun < full / 2,
+        "rerun wrote {rerun} bytes, a full run {full}"
+    );
+}
+
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_data_filter_plugin_sees_every_object_and_is_needed_to_read_them() {
+    let w = World::new(&["repotest", "xorfilter"]);
+    let client = "client-with-a-long-recognisable-name";
+    w.run(&["repotest-run", client, "12"]).ok();
+    w.run(&["repotest-verify", client]).ok();
+    // No stored object but the config holds plain data: the repeated
+    // block of every file would show.
+    for file in all_files(&w.repo) {
+        let bytes = std::fs::read(&file).unwrap();
+        if file.ends_with("config") {
+            continue;
+        }
+        assert!(
+            !bytes.windows(64).any(|win| win.iter().all(|b| *b == b'x')),
+            "{}",
+            file.display()
+        );
+        assert!(
+            !bytes
+                .windows(client.len())
+                .any(|win| win == client.as_bytes()),
+            "client name in {}",
+            file.display()
+        );
+    }
+    // Without the filter plugin: the error names the tag.
+    let without = World {
+        env: TestEnv::new(),
+        plugins: PathBuf::new(),
+        repo: w.repo.clone(),
+    };
+    let plugins = without.env.plugin_dir("plugins", &["repotest"]);
+    let without = World { plugins, ..without };
+    let run = without
+        .run(&["repotest-verify", client])
+        .fails()
+        .no_rust_panic();
+    assert!(
+        run.stderr.starts_with("ERROR: object index/") || run.stderr.starts_with("ERROR: object "),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .ends_with("needs the 'xor-test' filter; no loaded plugin provides it\n"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_repository_of_a_newer_format_is_refused() {
+    let w = World::new(&["repotest"]);
+    w.run(&["repotest-run", "c1", "2"]).ok();
+    let config = w.repo.join("config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("\"version\": 1", "\"version\": 2")).unwrap();
+    let run = w.run(&["repotest-verify", "c1"]).fails();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: repository {} has format version 2, which is newer than this obnam supports (1); upgrade obnam\n",
+            w.repo.display()
+        )
+    );
+    // Nothing was written to it.
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        text.replace("\"version\": 1", "\"version\": 2")
+    );
+}
