@@ -90,8 +90,13 @@ impl Index {
     }
 
     /// Add entries read from an index object (call [`finish_loading`](Self::finish_loading) after).
-    pub fn extend_loaded(&mut self, entries: impl IntoIterator<Item = IndexEntry>) {
-        self.loaded.extend(entries);
+    pub fn extend_loaded(&mut self, entries: Vec<IndexEntry>) {
+        if self.loaded.is_empty() {
+            // The common case of one consolidated index object: no copy.
+            self.loaded = entries;
+        } else {
+            self.loaded.extend(entries);
+        }
     }
 
     /// Sort what was loaded and drop duplicate entries (the same chunk
@@ -198,6 +203,14 @@ pub fn encode(index: &Index, entries: &[IndexEntry]) -> Vec<u8> {
         out.push(e.location.kind as u8);
     }
     out
+}
+
+/// Decode an index object into `index`'s loaded entries (call
+/// [`Index::finish_loading`] after the last one).
+pub fn load_into(index: &mut Index, data: &[u8]) -> Result<(), String> {
+    let entries = decode(index, data)?;
+    index.extend_loaded(entries);
+    Ok(())
 }
 
 /// Decode an index object, adding its packs to `index`'s pack table.

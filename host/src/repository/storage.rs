@@ -143,8 +143,10 @@ impl Storage {
 
     /// Read a whole object.
     pub fn read(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        // `to_bytes` is free for a buffer in one piece, and so is turning
+        // uniquely owned `Bytes` into a `Vec`: no copy of a large object.
         self.block_on(self.op.read(key))
-            .map(|b| b.to_vec())
+            .map(|b| Vec::from(b.to_bytes()))
             .map_err(|e| self.fail("read", key, e))
     }
 
