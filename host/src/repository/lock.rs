@@ -260,8 +260,10 @@ impl Repository {
                 .last_refresh
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
-                return Ok(());
+            match *last {
+                None => return Ok(()),
+                Some(t) if t.elapsed() < REFRESH_EVERY => return Ok(()),
+                Some(_) => {}
             }
             *last = Some(Instant::now());
         }

@@ -346,7 +346,8 @@ impl Repository {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(index_id);
-        Ok(())
+        // A long run keeps its locks fresh as it writes.
+        self.refresh_locks()
     }
 
     /// Write every pack still being filled, and wait for packs other
