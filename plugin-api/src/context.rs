@@ -159,8 +159,8 @@ impl<'a> Context<'a> {
         self.output(buf.as_bytes())
     }
 
-    /// The repository named by the `repository` setting. With `create`, an
-    /// empty or missing location becomes a new repository.
+    /// The repository named by the `repository` setting. With `create`, a
+    /// location holding no repository (no `config` object) becomes one.
     pub fn repository(&self, create: bool) -> Result<crate::Repository> {
         unwrap_abi(self.host.repository(create)).map(crate::Repository::new)
     }

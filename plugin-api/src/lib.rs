@@ -43,8 +43,9 @@
 //! events from the plugin are forwarded to the host's log.
 //!
 //! Versioning: the host loads a plugin built against the same major version
-//! of this crate (for 0.x: the same minor version) and a minor version no
-//! newer than its own.
+//! of this crate (for 0.x: the same minor version) and a version no newer
+//! than its own (not even a newer patch release, which may have added
+//! methods the host lacks).
 
 #![deny(missing_docs)]
 
@@ -56,6 +57,7 @@ mod export;
 pub mod guard;
 mod hooks;
 pub mod logging;
+pub mod payloads;
 pub mod repo_abi;
 mod repository;
 mod settings;

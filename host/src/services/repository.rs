@@ -33,6 +33,20 @@ fn err(e: RepoError) -> Error {
     Error::msg(e)
 }
 
+/// Run a service method that has no error to return. A panic in it (a bug
+/// in obnam) must not unwind into the plugin, and there is no way to report
+/// it through the method's result: so it ends the process with the same
+/// message and exit code as any other internal error.
+fn no_panic<T>(f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            eprintln!("ERROR: internal error (a bug in obnam) in a repository service");
+            std::process::exit(crate::EXIT_BUG);
+        }
+    }
+}
+
 fn chunk_to_abi(id: &ChunkId) -> abi::ChunkId {
     abi::ChunkId {
         token: abi::Token(id.token.0),
@@ -206,11 +220,11 @@ pub struct RepoService {
 
 impl RepositoryService for RepoService {
     fn repository_id(&self) -> RString {
-        self.repo.config().id.as_str().into()
+        no_panic(|| self.repo.config().id.as_str().into())
     }
 
     fn url(&self) -> RString {
-        self.repo.url().into()
+        no_panic(|| self.repo.url().into())
     }
 
     fn clients(&self) -> AbiResult<RVec<RString>> {
@@ -263,15 +277,17 @@ impl RepositoryService for RepoService {
     }
 
     fn token(&self, data: RSlice<'_, u8>) -> abi::Token {
-        abi::Token(self.repo.token(data.as_slice()).0)
+        no_panic(|| abi::Token(self.repo.token(data.as_slice()).0))
     }
 
     fn find_chunks(&self, token: abi::Token) -> RVec<abi::ChunkId> {
-        self.repo
-            .find_chunks(&ids::Token(token.0))
-            .iter()
-            .map(chunk_to_abi)
-            .collect()
+        no_panic(|| {
+            self.repo
+                .find_chunks(&ids::Token(token.0))
+                .iter()
+                .map(chunk_to_abi)
+                .collect()
+        })
     }
 
     fn put_chunk(&self, token: abi::Token, data: RSlice<'_, u8>) -> AbiResult<abi::ChunkId> {
@@ -295,7 +311,7 @@ impl RepositoryService for RepoService {
     }
 
     fn has_chunk(&self, id: abi::ChunkId) -> bool {
-        self.repo.has_chunk(&chunk_from_abi(&id))
+        no_panic(|| self.repo.has_chunk(&chunk_from_abi(&id)))
     }
 
     fn generations(&self, client: RStr<'_>) -> AbiResult<RVec<RawGeneration>> {
@@ -352,7 +368,7 @@ impl RepositoryService for RepoService {
     }
 
     fn bytes_written(&self) -> u64 {
-        self.repo.bytes_written()
+        no_panic(|| self.repo.bytes_written())
     }
 }
 
@@ -362,7 +378,7 @@ struct ReaderService {
 
 impl GenerationReaderService for ReaderService {
     fn info(&self) -> RawGeneration {
-        generation_to_abi(self.reader.generation())
+        no_panic(|| generation_to_abi(self.reader.generation()))
     }
 
     fn lookup(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RawEntry>> {

@@ -1,0 +1,135 @@
+//! Payloads of the hooks that the bundled backup plugin creates. They live
+//! here, in the one crate every plugin shares, because a typed payload
+//! must be the same type (same defining crate) on both sides of a hook.
+//!
+//! | hook | payload | called |
+//! |---|---|---|
+//! | [`BACKUP_EXCLUDE`] | [`ExcludeCandidate`] | for every file-system object the backup finds |
+//! | [`BACKUP_CHUNK_BOUNDARIES`] | [`SplitRequest`] | to cut a file's data into chunks |
+//! | [`BACKUP_STORE_CHUNK`] | [`StoreChunkRequest`] | for every chunk, to decide whether to store it |
+//! | [`BACKUP_FINISHED`] | JSON | once, at the end of a backup |
+//!
+//! Payload data is owned (`RVec`), so no payload borrows anything and
+//! moving data in and out of a payload costs no copy.
+
+#![allow(missing_docs)]
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use abi_stable::{
+    std_types::{RString, RVec},
+    StableAbi,
+};
+
+use crate::repo_abi::{ChunkId, Token};
+
+/// Called for every candidate path: set `exclude` to leave it out (a
+/// directory left out takes its subtree with it).
+pub const BACKUP_EXCLUDE: &str = "backup-exclude";
+/// Called once at the end of a backup with a JSON object: `roots` (list of
+/// paths), `generation` (id, or null with --pretend), and statistics
+/// (`files`, `directories`, `bytes_read`, `bytes_new`, `excluded`,
+/// `errors`, `seconds`, `pretend`).
+pub const BACKUP_FINISHED: &str = "backup-finished";
+/// Called to find chunk boundaries in a file's data.
+pub const BACKUP_CHUNK_BOUNDARIES: &str = "backup-chunk-boundaries";
+/// Called for every chunk to store it (or find it already stored).
+pub const BACKUP_STORE_CHUNK: &str = "backup-store-chunk";
+
+/// A file's status, as `lstat` gave it.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileStat {
+    /// `st_mode`: file type and permission bits.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_ns: u32,
+    pub ctime: i64,
+    pub ctime_ns: u32,
+    /// Device of the file system holding it.
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    /// Device number of a device node.
+    pub rdev: u64,
+}
+
+impl FileStat {
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.mode & 0o170000 == 0o040000
+    }
+}
+
+/// The payload of [`BACKUP_EXCLUDE`].
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, Default)]
+pub struct ExcludeCandidate {
+    /// The absolute path of the candidate (raw bytes).
+    pub path: RVec<u8>,
+    pub stat: FileStat,
+    /// The backup root the candidate was found under.
+    pub root: RVec<u8>,
+    pub root_stat: FileStat,
+    /// Files found so far in this backup (progress).
+    pub files_seen: u64,
+    /// Set to leave the candidate out of the backup.
+    pub exclude: bool,
+    /// Why it was left out, for `--verbose` (the first excluder's reason wins).
+    pub reason: RString,
+}
+
+impl ExcludeCandidate {
+    /// The candidate's path.
+    pub fn path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.path))
+    }
+
+    /// The root's path.
+    pub fn root(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.root))
+    }
+
+    /// Leave the candidate out, giving a reason (kept only if none was given yet).
+    pub fn exclude_because(&mut self, reason: &str) {
+        if !self.exclude {
+            self.reason = reason.into();
+        }
+        self.exclude = true;
+    }
+}
+
+/// The payload of [`BACKUP_CHUNK_BOUNDARIES`]: `data` starts at a chunk
+/// boundary; the handler appends to `lengths` the lengths of the complete
+/// chunks at the start of `data`. Unless `eof`, the bytes after the last
+/// complete chunk are handed in again with more data after them; at `eof`
+/// the lengths must cover all of `data`.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, Default)]
+pub struct SplitRequest {
+    pub data: RVec<u8>,
+    pub eof: bool,
+    pub lengths: RVec<u32>,
+    /// Set by the handler that answered; later callbacks leave it alone.
+    pub handled: bool,
+}
+
+/// The payload of [`BACKUP_STORE_CHUNK`]: store `data` (whose token is
+/// `token`) or find it stored, and say which chunk id the file should
+/// refer to, and whether new data was written.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, Default)]
+pub struct StoreChunkRequest {
+    pub data: RVec<u8>,
+    pub token: Token,
+    pub chunk_id: ChunkId,
+    /// Whether the chunk was stored anew (false: an existing copy is used).
+    pub stored: bool,
+    /// Set by the handler that answered; later callbacks leave it alone.
+    pub handled: bool,
+}

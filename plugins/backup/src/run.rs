@@ -1,0 +1,537 @@
+//! One backup run: the walk, the workers that read changed files, the
+//! order in which directories are finished, checkpoints, dropping roots no
+//! longer backed up, the commit, and the `backup-finished` hook.
+//!
+//! The walk runs on the calling thread, depth first, children in name
+//! order. Unchanged files and everything that is not a regular file are
+//! recorded at once; changed files go to a pool of workers through a
+//! bounded queue (which bounds memory). A directory is finished (its
+//! entries not seen in this run dropped, its tree written) once the walk
+//! has left it and its files are all done; directories are finished in the
+//! order the walk leaves them, so children always come before parents.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use plugin_api::payloads::{
+    FileStat, SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_FINISHED,
+    BACKUP_STORE_CHUNK,
+};
+use plugin_api::{
+    Context, Entry, EntryKind, GenerationBuilder, GenerationReader, Repository, Result,
+};
+
+use crate::content::{ContentError, ContentWriter};
+use crate::metadata::{self, Names};
+use crate::settings::BackupSettings;
+use crate::stats::{add, Stats};
+use crate::walk::{self, Excluder};
+
+/// The `backup` subcommand.
+pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
+    let settings = BackupSettings::read(ctx, &args)?;
+    if settings.roots.is_empty() {
+        plugin_api::bail!("No backup roots specified");
+    }
+    for root in &settings.roots {
+        if walk::lstat(root).is_err() {
+            plugin_api::bail!(
+                "Backup root does not exist or is not a directory: {}",
+                root.display()
+            );
+        }
+    }
+    let stats = Stats::default();
+    let generation = if settings.pretend {
+        pretend(ctx, &settings, &stats)?;
+        None
+    } else {
+        Some(real(ctx, &settings, &stats)?)
+    };
+    if !settings.quiet {
+        ctx.outln(&stats.summary(settings.pretend))?;
+        if let Some(id) = &generation {
+            ctx.outln(&format!("Generation {id}"))?;
+        }
+    }
+    let mut finished = stats.to_json();
+    finished["roots"] = settings
+        .roots
+        .iter()
+        .map(|r| serde_json::Value::from(r.to_string_lossy().into_owned()))
+        .collect();
+    finished["generation"] = generation
+        .clone()
+        .map(serde_json::Value::from)
+        .unwrap_or_default();
+    finished["client"] = settings.client.clone().into();
+    finished["pretend"] = settings.pretend.into();
+    ctx.call_json(BACKUP_FINISHED, &mut finished)?;
+    if stats.had_errors() {
+        plugin_api::bail!("There were errors during the backup");
+    }
+    Ok(())
+}
+
+/// `--pretend`: walk and report, reading the repository only.
+fn pretend(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<()> {
+    let previous = match ctx.repository(false) {
+        Ok(repo) => match repo.generations(&settings.client)?.last() {
+            Some(gen) => Some(repo.open_generation(&settings.client, &gen.id)?),
+            None => None,
+        },
+        // No repository yet: everything would be new.
+        Err(_) => None,
+    };
+    let mut walker = Walker::new(ctx, settings, stats, Sink::Pretend(previous.as_ref()))?;
+    for root in &settings.roots {
+        walker.root(root)?;
+    }
+    walker.drain()?;
+    Ok(())
+}
+
+/// A real backup: returns the new generation's id.
+fn real(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<String> {
+    let repo = ctx.repository(true)?;
+    repo.add_client(&settings.client)?;
+    repo.lock_client(&settings.client)?;
+    let builder = repo.begin_generation(&settings.client, true)?;
+    let split_hook = ctx.hook::<SplitRequest>(BACKUP_CHUNK_BOUNDARIES)?;
+    let store_hook = ctx.hook::<StoreChunkRequest>(BACKUP_STORE_CHUNK)?;
+    let shared = Shared {
+        builder: &builder,
+        repo: repo.clone(),
+        stats,
+        abort: AtomicBool::new(false),
+        fatal: Mutex::new(None),
+        done: (Mutex::new(()), Condvar::new()),
+        checkpoint_every: settings.checkpoint,
+        next_checkpoint: AtomicU64::new(repo.bytes_written().saturating_add(settings.checkpoint)),
+        checkpointing: Mutex::new(()),
+        names: Names::default(),
+    };
+    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(settings.threads * 4);
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..settings.threads {
+            let rx = jobs_rx.clone();
+            let shared = &shared;
+            let repo = repo.clone();
+            scope.spawn(move || {
+                let mut writer = ContentWriter::new(ctx, repo, split_hook, store_hook);
+                for job in rx {
+                    shared.back_up_file(&mut writer, job);
+                }
+            });
+        }
+        drop(jobs_rx);
+        let result = (|| {
+            let mut walker = Walker::new(
+                ctx,
+                settings,
+                stats,
+                Sink::Build {
+                    shared: &shared,
+                    jobs: jobs_tx.clone(),
+                },
+            )?;
+            for root in &settings.roots {
+                walker.root(root)?;
+                if shared.abort.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            walker.drain()
+        })();
+        drop(jobs_tx);
+        result
+    })?;
+    if let Some(e) = shared
+        .fatal
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        return Err(e);
+    }
+    drop_old_roots(&builder, Path::new("/"), &settings.roots)?;
+    let gen = builder.commit(false)?;
+    if !settings.leave_checkpoints && !stats.had_errors() {
+        builder.remove_checkpoints()?;
+    }
+    repo.unlock_client(&settings.client)?;
+    Ok(gen.id)
+}
+
+/// Remove from the new generation everything at the top that is neither a
+/// root nor a parent of one: roots dropped since the last backup.
+fn drop_old_roots(builder: &GenerationBuilder, dir: &Path, roots: &[PathBuf]) -> Result<()> {
+    if roots.iter().any(|r| r == dir) {
+        return Ok(());
+    }
+    for entry in builder.list(dir)?.unwrap_or_default() {
+        let path = dir.join(std::ffi::OsStr::from_bytes(&entry.name));
+        if roots.contains(&path) {
+            continue;
+        }
+        if entry.kind == EntryKind::Dir && roots.iter().any(|r| r.starts_with(&path)) {
+            drop_old_roots(builder, &path, roots)?;
+        } else {
+            builder.remove(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// A changed file for a worker.
+struct Job {
+    path: PathBuf,
+    entry: Entry,
+    previous: Option<Entry>,
+    ticket: Arc<Ticket>,
+}
+
+/// Files of a directory still being read by workers.
+#[derive(Default)]
+struct Ticket {
+    pending: AtomicUsize,
+}
+
+/// What the walker and the workers share during a real backup.
+struct Shared<'a> {
+    builder: &'a GenerationBuilder,
+    repo: Repository,
+    stats: &'a Stats,
+    abort: AtomicBool,
+    fatal: Mutex<Option<plugin_api::Error>>,
+    /// Signalled whenever a worker finishes a file.
+    done: (Mutex<()>, Condvar),
+    checkpoint_every: u64,
+    next_checkpoint: AtomicU64,
+    checkpointing: Mutex<()>,
+    names: Names,
+}
+
+impl Shared<'_> {
+    fn fail(&self, e: plugin_api::Error) {
+        self.abort.store(true, Ordering::Relaxed);
+        let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
+        fatal.get_or_insert(e);
+    }
+
+    fn back_up_file(&self, writer: &mut ContentWriter<'_, '_>, job: Job) {
+        if !self.abort.load(Ordering::Relaxed) {
+            if let Err(e) = self.store_file(writer, &job) {
+                self.fail(e);
+            }
+        }
+        job.ticket.pending.fetch_sub(1, Ordering::AcqRel);
+        let _guard = self.done.0.lock().unwrap_or_else(|e| e.into_inner());
+        self.done.1.notify_all();
+    }
+
+    fn store_file(&self, writer: &mut ContentWriter<'_, '_>, job: &Job) -> Result<()> {
+        let mtime = (job.entry.mtime, job.entry.mtime_ns);
+        let mut after_chunk = |_: u64| self.maybe_checkpoint();
+        match writer.store_file(&job.path, job.entry.size, mtime, &mut after_chunk) {
+            Ok(stored) => {
+                add(&self.stats.files_read, 1);
+                add(&self.stats.bytes_read, stored.bytes_read);
+                add(&self.stats.bytes_new, stored.bytes_new);
+                let mut entry = job.entry.clone();
+                entry.chunks = stored.chunks;
+                entry.checksum = stored.checksum;
+                self.builder.put(&job.path, &entry)
+            }
+            Err(ContentError::File(reason)) => {
+                report(self.stats, &job.path, &reason);
+                // Keep the version of the previous backup, if there is one:
+                // a file that failed now is not lost from the new generation.
+                match &job.previous {
+                    Some(prev) => self.builder.put(&job.path, prev),
+                    None => Ok(()),
+                }
+            }
+            Err(ContentError::Fatal(e)) => Err(e),
+        }
+    }
+
+    fn maybe_checkpoint(&self) -> Result<()> {
+        if self.checkpoint_every == 0
+            || self.repo.bytes_written() < self.next_checkpoint.load(Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        let Ok(_only_one) = self.checkpointing.try_lock() else {
+            return Ok(());
+        };
+        if self.repo.bytes_written() < self.next_checkpoint.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let gen = self.builder.commit(true)?;
+        plugin_api::tracing::info!("committed checkpoint generation {}", gen.id);
+        self.next_checkpoint.store(
+            self.repo
+                .bytes_written()
+                .saturating_add(self.checkpoint_every),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+}
+
+/// Report a file that could not be backed up.
+fn report(stats: &Stats, path: &Path, reason: &str) {
+    add(&stats.errors, 1);
+    plugin_api::tracing::error!("{}: {reason}", path.display());
+}
+
+/// Where the walk's findings go.
+enum Sink<'a> {
+    /// A real backup.
+    Build {
+        shared: &'a Shared<'a>,
+        jobs: crossbeam_channel::Sender<Job>,
+    },
+    /// `--pretend`: only counted, compared with the latest generation.
+    Pretend(Option<&'a GenerationReader>),
+}
+
+struct Walker<'a, 'c> {
+    ctx: &'a Context<'c>,
+    settings: &'a BackupSettings,
+    stats: &'a Stats,
+    sink: Sink<'a>,
+    excluder: Excluder<'a, 'c>,
+    /// Directories the walk has left, in that order, with their tickets.
+    to_finish: VecDeque<(PathBuf, Arc<Ticket>)>,
+    names: Names,
+}
+
+impl<'a, 'c> Walker<'a, 'c> {
+    fn new(
+        ctx: &'a Context<'c>,
+        settings: &'a BackupSettings,
+        stats: &'a Stats,
+        sink: Sink<'a>,
+    ) -> Result<Self> {
+        Ok(Walker {
+            ctx,
+            settings,
+            stats,
+            sink,
+            excluder: Excluder::new(ctx, settings.repository_dir.clone())?,
+            to_finish: VecDeque::new(),
+            names: Names::default(),
+        })
+    }
+
+    fn names(&self) -> &Names {
+        match &self.sink {
+            Sink::Build { shared, .. } => &shared.names,
+            Sink::Pretend(_) => &self.names,
+        }
+    }
+
+    fn aborted(&self) -> bool {
+        matches!(&self.sink, Sink::Build { shared, .. } if shared.abort.load(Ordering::Relaxed))
+    }
+
+    fn previous(&self, path: &Path) -> Result<Option<Entry>> {
+        match &self.sink {
+            Sink::Build { shared, .. } => shared.builder.previous(path),
+            Sink::Pretend(Some(reader)) => reader.lookup(path),
+            Sink::Pretend(None) => Ok(None),
+        }
+    }
+
+    fn put(&self, path: &Path, entry: &Entry) -> Result<()> {
+        match &self.sink {
+            Sink::Build { shared, .. } => shared.builder.put(path, entry),
+            Sink::Pretend(_) => Ok(()),
+        }
+    }
+
+    fn say(&self, line: &str) -> Result<()> {
+        if self.settings.verbose {
+            self.ctx.outln(line)?;
+        }
+        Ok(())
+    }
+
+    /// Back up one root, recording its parent directories first.
+    fn root(&mut self, root: &Path) -> Result<()> {
+        let meta = match walk::lstat(root) {
+            Ok(m) => m,
+            Err(e) => {
+                report(self.stats, root, &e.to_string());
+                return Ok(());
+            }
+        };
+        for parent in root
+            .ancestors()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            if parent == Path::new("/") {
+                continue;
+            }
+            match walk::lstat(parent).and_then(|m| metadata::entry(parent, &m, self.names())) {
+                Ok(entry) => self.put(parent, &entry)?,
+                Err(e) => report(self.stats, parent, &e.to_string()),
+            }
+        }
+        let root_stat = metadata::file_stat(&meta);
+        let root_ticket = Arc::new(Ticket::default());
+        self.visit(root, meta, root, root_stat, &root_ticket)?;
+        self.finish_ready(false)
+    }
+
+    /// Back up one object found by the walk.
+    fn visit(
+        &mut self,
+        path: &Path,
+        meta: std::fs::Metadata,
+        root: &Path,
+        root_stat: FileStat,
+        parent_ticket: &Arc<Ticket>,
+    ) -> Result<()> {
+        let mut entry = match metadata::entry(path, &meta, self.names()) {
+            Ok(e) => e,
+            Err(e) => {
+                report(self.stats, path, &e.to_string());
+                return Ok(());
+            }
+        };
+        if entry.kind == EntryKind::Dir {
+            add(&self.stats.directories, 1);
+            if path != Path::new("/") {
+                self.put(path, &entry)?;
+            }
+            return self.walk_dir(path, root, root_stat);
+        }
+        add(&self.stats.files, 1);
+        add(&self.stats.bytes_found, entry.size);
+        if self
+            .settings
+            .fail_matching
+            .iter()
+            .any(|re| re.is_match(&path.to_string_lossy()))
+        {
+            report(
+                self.stats,
+                path,
+                "simulated failure (--testing-fail-matching)",
+            );
+            return Ok(());
+        }
+        let previous = self.previous(path)?;
+        if let Some(prev) = previous.as_ref().filter(|p| metadata::unchanged(&entry, p)) {
+            entry.chunks = prev.chunks.clone();
+            entry.checksum = prev.checksum.clone();
+            return self.put(path, &entry);
+        }
+        if entry.kind != EntryKind::File {
+            return self.put(path, &entry);
+        }
+        self.say(&format!("backing up {}", path.display()))?;
+        match &self.sink {
+            Sink::Pretend(_) => {
+                add(&self.stats.files_read, 1);
+                add(&self.stats.bytes_read, entry.size);
+                Ok(())
+            }
+            Sink::Build { jobs, .. } => {
+                parent_ticket.pending.fetch_add(1, Ordering::AcqRel);
+                let job = Job {
+                    path: path.to_path_buf(),
+                    entry,
+                    previous,
+                    ticket: parent_ticket.clone(),
+                };
+                if jobs.send(job).is_err() {
+                    parent_ticket.pending.fetch_sub(1, Ordering::AcqRel);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn walk_dir(&mut self, dir: &Path, root: &Path, root_stat: FileStat) -> Result<()> {
+        let ticket = Arc::new(Ticket::default());
+        match walk::children(dir) {
+            Ok(children) => {
+                for child in children {
+                    if self.aborted() {
+                        break;
+                    }
+                    let meta = match walk::lstat(&child) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            report(self.stats, &child, &e.to_string());
+                            continue;
+                        }
+                    };
+                    let seen = self.stats.files.load(Ordering::Relaxed);
+                    if let Some(reason) = self.excluder.reason(
+                        &child,
+                        metadata::file_stat(&meta),
+                        root,
+                        root_stat,
+                        seen,
+                    )? {
+                        add(&self.stats.excluded, 1);
+                        self.say(&format!("excluded {} ({reason})", child.display()))?;
+                        continue;
+                    }
+                    self.visit(&child, meta, root, root_stat, &ticket)?;
+                    self.progress();
+                }
+            }
+            Err(e) => report(self.stats, dir, &e.to_string()),
+        }
+        self.to_finish.push_back((dir.to_path_buf(), ticket));
+        self.finish_ready(false)
+    }
+
+    fn progress(&self) {
+        self.ctx.status(&self.stats.progress());
+    }
+
+    /// Finish the directories whose files are all done, in order; with
+    /// `block`, wait for all of them.
+    fn finish_ready(&mut self, block: bool) -> Result<()> {
+        let Sink::Build { shared, .. } = &self.sink else {
+            self.to_finish.clear();
+            return Ok(());
+        };
+        while let Some((dir, ticket)) = self.to_finish.front() {
+            if ticket.pending.load(Ordering::Acquire) > 0 {
+                if !block || shared.abort.load(Ordering::Relaxed) {
+                    if shared.abort.load(Ordering::Relaxed) {
+                        self.to_finish.clear();
+                    }
+                    return Ok(());
+                }
+                let guard = shared.done.0.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = shared.done.1.wait_timeout(guard, Duration::from_millis(20));
+                continue;
+            }
+            shared.builder.finish_dir(dir)?;
+            self.to_finish.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Wait for the workers and finish every directory.
+    fn drain(&mut self) -> Result<()> {
+        self.finish_ready(true)
+    }
+}

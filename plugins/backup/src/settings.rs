@@ -1,0 +1,154 @@
+//! The backup's settings: declared here, read once per run.
+
+use std::path::{Component, Path, PathBuf};
+
+use plugin_api::{
+    App, Context, Result, Setting, GROUP_BACKUP, GROUP_DEVELOPMENT, GROUP_PERFORMANCE,
+};
+use regex::Regex;
+
+/// Declare the backup's settings.
+pub fn register(app: &mut App<'_>) {
+    app.add_setting(
+        Setting::string_list("root")
+            .metavar("DIR")
+            .help("what to back up (besides the folders and files named on the command line)")
+            .group(GROUP_BACKUP),
+    );
+    app.add_setting(
+        Setting::bytesize("checkpoint")
+            .default("1GiB")
+            .help("commit a checkpoint generation after every SIZE bytes written to the repository")
+            .group(GROUP_BACKUP),
+    );
+    app.add_setting(
+        Setting::boolean("leave-checkpoints")
+            .help("keep the checkpoint generations of a backup that finished well")
+            .group(GROUP_BACKUP),
+    );
+    app.add_setting(
+        Setting::boolean("small-files-in-btree")
+            .help("accepted so that old configuration files still work; it does nothing")
+            .group(GROUP_BACKUP),
+    );
+    app.add_setting(
+        Setting::integer("chunkids-per-group")
+            .default("1024")
+            .help("accepted so that old configuration files still work; it does nothing (chunk lists are stored whole)")
+            .group(GROUP_PERFORMANCE),
+    );
+    app.add_setting(
+        Setting::integer("backup-threads")
+            .help("how many files to read at once (0: one per processor)")
+            .group(GROUP_PERFORMANCE),
+    );
+    app.add_setting(
+        Setting::string_list("testing-fail-matching")
+            .metavar("REGEX")
+            .help("development testing helper: a file whose path matches fails as if it could not be read")
+            .group(GROUP_DEVELOPMENT),
+    );
+}
+
+/// Everything a backup run needs to know from the settings.
+pub struct BackupSettings {
+    pub roots: Vec<PathBuf>,
+    pub client: String,
+    pub checkpoint: u64,
+    pub leave_checkpoints: bool,
+    pub fail_matching: Vec<Regex>,
+    pub pretend: bool,
+    pub verbose: bool,
+    pub quiet: bool,
+    pub threads: usize,
+    /// The repository's folder, if local: never backed up into itself.
+    pub repository_dir: Option<PathBuf>,
+}
+
+impl BackupSettings {
+    /// Read the settings, with `args` (the command line's roots) first.
+    pub fn read(ctx: &Context<'_>, args: &[std::ffi::OsString]) -> Result<Self> {
+        let mut given: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
+        given.extend(ctx.string_list("root")?.into_iter().map(PathBuf::from));
+        let cwd = std::env::current_dir()?;
+        let mut roots: Vec<PathBuf> = given.iter().map(|r| absolute(&cwd, r)).collect();
+        roots.sort();
+        roots.dedup();
+        // A root inside another root is walked with it.
+        let all = roots.clone();
+        roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o)));
+
+        let mut fail_matching = Vec::new();
+        for pattern in ctx.string_list("testing-fail-matching")? {
+            let re = Regex::new(&pattern).map_err(|e| {
+                plugin_api::Error::msg(format!(
+                    "--testing-fail-matching: bad regular expression '{pattern}': {e}"
+                ))
+            })?;
+            fail_matching.push(re);
+        }
+        let threads = match ctx.integer("backup-threads")? {
+            n if n > 0 => n as usize,
+            _ => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        };
+        let repository_dir = ctx
+            .string("repository")?
+            .filter(|r| !r.contains("://") || r.starts_with("file://"))
+            .map(|r| absolute(&cwd, Path::new(r.trim_start_matches("file://"))));
+        Ok(BackupSettings {
+            roots,
+            client: ctx.string("client-name")?.unwrap_or_default(),
+            checkpoint: ctx.bytesize("checkpoint")?,
+            leave_checkpoints: ctx.boolean("leave-checkpoints")?,
+            fail_matching,
+            pretend: ctx.boolean("pretend")?,
+            verbose: ctx.boolean("verbose")?,
+            quiet: ctx.boolean("quiet")?,
+            threads,
+            repository_dir,
+        })
+    }
+}
+
+/// An absolute, lexically normalised path (symlinks are not resolved: a
+/// root that is a symlink is backed up as a symlink).
+pub fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_made_absolute_and_normal() {
+        let cwd = Path::new("/home/u");
+        assert_eq!(
+            absolute(cwd, Path::new("docs")),
+            PathBuf::from("/home/u/docs")
+        );
+        assert_eq!(
+            absolute(cwd, Path::new("../v/./x/")),
+            PathBuf::from("/home/v/x")
+        );
+        assert_eq!(absolute(cwd, Path::new("/")), PathBuf::from("/"));
+        assert_eq!(absolute(cwd, Path::new("/../..")), PathBuf::from("/"));
+    }
+}

@@ -1,0 +1,80 @@
+//! Finding what to back up: a directory's children in a stable order, and
+//! the `backup-exclude` hook that may leave any of them out.
+
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use plugin_api::payloads::{ExcludeCandidate, FileStat};
+use plugin_api::{Context, Hook, Result};
+
+/// The children of a directory, sorted by name bytes.
+pub fn children(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    out.sort_by(|a, b| {
+        a.file_name()
+            .map(|n| n.as_bytes())
+            .cmp(&b.file_name().map(|n| n.as_bytes()))
+    });
+    Ok(out)
+}
+
+/// Asks the `backup-exclude` hook about each candidate.
+pub struct Excluder<'a, 'c> {
+    ctx: &'a Context<'c>,
+    hook: Hook<ExcludeCandidate>,
+    payload: ExcludeCandidate,
+    /// The repository's own folder, never backed up into itself.
+    repository_dir: Option<PathBuf>,
+}
+
+impl<'a, 'c> Excluder<'a, 'c> {
+    /// An excluder for one run.
+    pub fn new(ctx: &'a Context<'c>, repository_dir: Option<PathBuf>) -> Result<Self> {
+        Ok(Excluder {
+            ctx,
+            hook: ctx.hook::<ExcludeCandidate>(plugin_api::payloads::BACKUP_EXCLUDE)?,
+            payload: ExcludeCandidate::default(),
+            repository_dir,
+        })
+    }
+
+    /// Why `path` is to be left out, or `None` to back it up.
+    pub fn reason(
+        &mut self,
+        path: &Path,
+        stat: FileStat,
+        root: &Path,
+        root_stat: FileStat,
+        files_seen: u64,
+    ) -> Result<Option<String>> {
+        if self.repository_dir.as_deref() == Some(path) {
+            return Ok(Some("it is the repository".into()));
+        }
+        let p = &mut self.payload;
+        p.path.clear();
+        p.path.extend_from_slice(path.as_os_str().as_bytes());
+        p.root.clear();
+        p.root.extend_from_slice(root.as_os_str().as_bytes());
+        p.stat = stat;
+        p.root_stat = root_stat;
+        p.files_seen = files_seen;
+        p.exclude = false;
+        p.reason.clear();
+        self.ctx.call(self.hook, p)?;
+        Ok(p.exclude.then(|| {
+            if p.reason.is_empty() {
+                "excluded by a plugin".to_string()
+            } else {
+                p.reason.to_string()
+            }
+        }))
+    }
+}
+
+/// `lstat` of a path.
+pub fn lstat(path: &Path) -> std::io::Result<Metadata> {
+    std::fs::symlink_metadata(path)
+}
