@@ -131,7 +131,7 @@ impl Entry {
                 })
                 .collect(),
             checksum: RVec::from_slice(&self.checksum),
-            chunks: RVec::from_slice(&self.chunks),
+            chunks: RVec::from(self.chunks.clone()),
             subtree_files: self.subtree_files,
             subtree_bytes: self.subtree_bytes,
         }

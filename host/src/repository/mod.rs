@@ -101,7 +101,7 @@ pub struct Repository {
     /// The pack being filled, per blob kind (data, tree).
     packers: [Mutex<Option<Packer>>; 2],
     /// Packs sealed and being written, by pack number, readable meanwhile.
-    inflight: Mutex<HashMap<u32, Arc<Packer>>>,
+    inflight: Mutex<HashMap<u32, Arc<pack::Sealed>>>,
     inflight_done: Condvar,
     /// Index objects written by this process.
     session_indexes: Mutex<Vec<ObjectId>>,
@@ -303,44 +303,52 @@ impl Repository {
             };
             let location = packer.add(id, &header, &payload);
             self.write_index().add(id, location);
-            full.map(|p| self.start_sealing(p))
+            match full {
+                Some(p) => Some(self.start_sealing(p)?),
+                None => None,
+            }
         };
-        if let Some(packer) = full {
-            self.seal(packer)?;
+        if let Some((number, sealed)) = full {
+            self.seal(number, sealed)?;
         }
         Ok(())
     }
 
-    /// Move a full packer to the in-flight set, where its blobs stay readable.
-    fn start_sealing(&self, packer: Packer) -> Arc<Packer> {
-        let packer = Arc::new(packer);
-        self.inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(packer.number, packer.clone());
-        packer
-    }
-
-    /// Write a pack, then the index object listing its blobs.
-    fn seal(&self, packer: Arc<Packer>) -> RepoResult<()> {
-        let result = self.write_pack(&packer);
-        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        inflight.remove(&packer.number);
-        self.inflight_done.notify_all();
-        result
-    }
-
-    fn write_pack(&self, packer: &Packer) -> RepoResult<()> {
-        let key = pack::key(&packer.id);
+    /// Finish a full packer's bytes and move it to the in-flight set, where
+    /// its blobs stay readable while it is written. Called with the
+    /// packer's slot locked, so that its blobs are always findable.
+    fn start_sealing(&self, packer: Packer) -> RepoResult<(u32, Arc<pack::Sealed>)> {
         let trailer = object::seal_whole(
             self.filter.as_ref(),
             &format!("pack/{}", packer.id),
             pack::trailer(&packer.entries),
         )?;
-        let bytes = pack::finish(packer.buf.clone(), &trailer);
-        self.storage.write(&key, bytes)?;
+        let sealed = Arc::new(pack::Sealed {
+            id: packer.id,
+            bytes: bytes::Bytes::from(pack::finish(packer.buf, &trailer)),
+            entries: packer.entries,
+        });
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(packer.number, sealed.clone());
+        Ok((packer.number, sealed))
+    }
+
+    /// Write a pack, then the index object listing its blobs.
+    fn seal(&self, number: u32, sealed: Arc<pack::Sealed>) -> RepoResult<()> {
+        let result = self.write_pack(&sealed);
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        inflight.remove(&number);
+        self.inflight_done.notify_all();
+        result
+    }
+
+    fn write_pack(&self, sealed: &pack::Sealed) -> RepoResult<()> {
+        let key = pack::key(&sealed.id);
+        self.storage.write(&key, sealed.bytes.clone())?;
         let index_id = ObjectId::random();
-        let data = index::encode(&self.read_index(), &packer.entries);
+        let data = index::encode(&self.read_index(), &sealed.entries);
         self.write_object(&format!("index/{index_id}"), data)?;
         self.session_indexes
             .lock()
@@ -355,10 +363,15 @@ impl Repository {
     /// and indexed.
     pub fn flush(&self) -> RepoResult<()> {
         for slot in &self.packers {
-            let packer = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(p) = packer {
-                let p = self.start_sealing(p);
-                self.seal(p)?;
+            let sealed = {
+                let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+                match slot.take() {
+                    Some(p) => Some(self.start_sealing(p)?),
+                    None => None,
+                }
+            };
+            if let Some((number, sealed)) = sealed {
+                self.seal(number, sealed)?;
             }
         }
         let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());

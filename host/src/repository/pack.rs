@@ -78,6 +78,23 @@ impl Packer {
     }
 }
 
+/// A pack whose bytes are complete, being written (and readable meanwhile).
+pub struct Sealed {
+    pub id: ObjectId,
+    pub entries: Vec<IndexEntry>,
+    pub bytes: bytes::Bytes,
+}
+
+impl Sealed {
+    /// The bytes of a blob in this pack.
+    pub fn blob(&self, location: &Location) -> Option<Vec<u8>> {
+        let start = location.offset as usize;
+        self.bytes
+            .get(start..start + location.length as usize)
+            .map(<[u8]>::to_vec)
+    }
+}
+
 /// The plain bytes of a pack trailer.
 pub fn trailer(entries: &[IndexEntry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + entries.len() * 49);

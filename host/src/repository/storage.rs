@@ -176,8 +176,9 @@ impl Storage {
     }
 
     /// Write a whole object.
-    pub fn write(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
+    pub fn write(&self, key: &str, data: impl Into<bytes::Bytes>) -> Result<(), StorageError> {
         self.count_write();
+        let data: bytes::Bytes = data.into();
         let len = data.len() as u64;
         self.block_on(self.op.write(key, data))
             .map_err(|e| self.fail("write", key, e))?;

@@ -13,8 +13,8 @@ use plugin_api::types::RVec;
 use plugin_api::{ChunkId, Context, Hook, Repository};
 use sha2::{Digest, Sha256};
 
-/// How much of a file is read at once.
-const BLOCK: usize = 8 << 20;
+/// How much of a file is read at once (at least twice the largest chunk).
+const BLOCK: usize = 4 << 20;
 
 /// Why a file's content could not be backed up.
 pub enum ContentError {
@@ -108,7 +108,15 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
         data.clear();
         let mut eof = false;
         while !eof || !data.is_empty() {
-            eof = fill(&mut file, &mut data, &mut hasher, &mut stored.bytes_read).map_err(io)?;
+            let expected = size.saturating_sub(stored.bytes_read);
+            eof = fill(
+                &mut file,
+                &mut data,
+                expected,
+                &mut hasher,
+                &mut stored.bytes_read,
+            )
+            .map_err(io)?;
             self.split.data = std::mem::take(&mut data);
             self.split.eof = eof;
             self.split.lengths.clear();
@@ -161,7 +169,7 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
     fn store_chunk(&mut self, chunk: &[u8]) -> Result<(ChunkId, bool), ContentError> {
         let req = &mut self.store;
         req.data.clear();
-        req.data.extend_from_slice(chunk);
+        req.data.extend_from_copy_slice(chunk);
         req.token = self.repo.token(chunk);
         req.handled = false;
         req.stored = false;
@@ -176,15 +184,24 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
 }
 
 /// Read until `data` holds a block, or the file ends; hash what was read.
+/// `expected` is how much of the file should be left, so that the buffer
+/// grows only as far as needed (one byte more, to see the end).
 /// Returns whether the end of the file was reached.
 fn fill(
     file: &mut File,
     data: &mut RVec<u8>,
+    expected: u64,
     hasher: &mut Sha256,
     total: &mut u64,
 ) -> std::io::Result<bool> {
     let start = data.len();
-    let want = BLOCK.max(start + BLOCK / 2);
+    let room = BLOCK.saturating_sub(start).max(BLOCK / 2);
+    let want = start
+        + room.min(
+            usize::try_from(expected)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        );
     data.resize(want, 0);
     let mut filled = start;
     let mut eof = false;

@@ -55,9 +55,9 @@ impl<'a, 'c> Excluder<'a, 'c> {
         }
         let p = &mut self.payload;
         p.path.clear();
-        p.path.extend_from_slice(path.as_os_str().as_bytes());
+        p.path.extend_from_copy_slice(path.as_os_str().as_bytes());
         p.root.clear();
-        p.root.extend_from_slice(root.as_os_str().as_bytes());
+        p.root.extend_from_copy_slice(root.as_os_str().as_bytes());
         p.stat = stat;
         p.root_stat = root_stat;
         p.files_seen = files_seen;

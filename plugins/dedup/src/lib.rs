@@ -84,19 +84,19 @@ impl Plugin for Dedup {
         );
         app.add_setting(
             Setting::bytesize("chunk-min-size")
-                .default("256KiB")
+                .default("64KiB")
                 .help("smallest content-defined chunk (64 B to 1 MiB)")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
             Setting::bytesize("chunk-avg-size")
-                .default("1MiB")
+                .default("256KiB")
                 .help("average content-defined chunk (256 B to 4 MiB)")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
             Setting::bytesize("chunk-max-size")
-                .default("4MiB")
+                .default("1MiB")
                 .help("largest content-defined chunk (1 KiB to 16 MiB)")
                 .group(GROUP_BACKUP),
         );
