@@ -2,10 +2,12 @@
 //! real plugin libraries, in a folder and home of its own.
 
 mod abi_version;
+mod backup;
 mod faults;
 mod hooks;
 mod install;
 mod loading;
 mod logging;
 mod repository;
+mod restore;
 mod settings;

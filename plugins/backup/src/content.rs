@@ -84,7 +84,8 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
 
     /// Store the content of the file at `path`, whose `lstat` gave
     /// `size` and `mtime` when the walk found it. `after_chunk` is called
-    /// after each chunk (for checkpoints).
+    /// after each chunk with the bytes it added to the repository (for
+    /// checkpoints).
     pub fn store_file(
         &mut self,
         path: &Path,
@@ -139,10 +140,9 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
                 })?;
                 let (id, new) = self.store_chunk(chunk)?;
                 stored.chunks.push(id);
-                if new {
-                    stored.bytes_new += len as u64;
-                }
-                after_chunk(stored.bytes_new)?;
+                let added = if new { len as u64 } else { 0 };
+                stored.bytes_new += added;
+                after_chunk(added)?;
                 pos = end;
             }
             if eof && pos < data.len() {

@@ -22,9 +22,7 @@ use plugin_api::payloads::{
     FileStat, SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_FINISHED,
     BACKUP_STORE_CHUNK,
 };
-use plugin_api::{
-    Context, Entry, EntryKind, GenerationBuilder, GenerationReader, Repository, Result,
-};
+use plugin_api::{Context, Entry, EntryKind, GenerationBuilder, GenerationReader, Result};
 
 use crate::content::{ContentError, ContentWriter};
 use crate::metadata::{self, Names};
@@ -106,13 +104,13 @@ fn real(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<S
     let store_hook = ctx.hook::<StoreChunkRequest>(BACKUP_STORE_CHUNK)?;
     let shared = Shared {
         builder: &builder,
-        repo: repo.clone(),
         stats,
         abort: AtomicBool::new(false),
         fatal: Mutex::new(None),
         done: (Mutex::new(()), Condvar::new()),
         checkpoint_every: settings.checkpoint,
-        next_checkpoint: AtomicU64::new(repo.bytes_written().saturating_add(settings.checkpoint)),
+        stored: AtomicU64::new(0),
+        next_checkpoint: AtomicU64::new(settings.checkpoint),
         checkpointing: Mutex::new(()),
         names: Names::default(),
     };
@@ -205,13 +203,15 @@ struct Ticket {
 /// What the walker and the workers share during a real backup.
 struct Shared<'a> {
     builder: &'a GenerationBuilder,
-    repo: Repository,
     stats: &'a Stats,
     abort: AtomicBool,
     fatal: Mutex<Option<plugin_api::Error>>,
     /// Signalled whenever a worker finishes a file.
     done: (Mutex<()>, Condvar),
     checkpoint_every: u64,
+    /// Bytes of new chunks stored so far in this run.
+    stored: AtomicU64,
+    /// The value of `stored` at which the next checkpoint is due.
     next_checkpoint: AtomicU64,
     checkpointing: Mutex<()>,
     names: Names,
@@ -237,7 +237,10 @@ impl Shared<'_> {
 
     fn store_file(&self, writer: &mut ContentWriter<'_, '_>, job: &Job) -> Result<()> {
         let mtime = (job.entry.mtime, job.entry.mtime_ns);
-        let mut after_chunk = |_: u64| self.maybe_checkpoint();
+        let mut after_chunk = |added: u64| {
+            self.stored.fetch_add(added, Ordering::Relaxed);
+            self.maybe_checkpoint()
+        };
         match writer.store_file(&job.path, job.entry.size, mtime, &mut after_chunk) {
             Ok(stored) => {
                 add(&self.stats.files_read, 1);
@@ -261,23 +264,26 @@ impl Shared<'_> {
         }
     }
 
+    /// Commit a checkpoint if `checkpoint` bytes of new data were stored
+    /// since the last one (the commit makes them durable and reusable).
     fn maybe_checkpoint(&self) -> Result<()> {
-        if self.checkpoint_every == 0
-            || self.repo.bytes_written() < self.next_checkpoint.load(Ordering::Relaxed)
-        {
+        let due = |s: &Self| {
+            s.stored.load(Ordering::Relaxed) >= s.next_checkpoint.load(Ordering::Relaxed)
+        };
+        if self.checkpoint_every == 0 || !due(self) {
             return Ok(());
         }
         let Ok(_only_one) = self.checkpointing.try_lock() else {
             return Ok(());
         };
-        if self.repo.bytes_written() < self.next_checkpoint.load(Ordering::Relaxed) {
+        if !due(self) {
             return Ok(());
         }
         let gen = self.builder.commit(true)?;
         plugin_api::tracing::info!("committed checkpoint generation {}", gen.id);
         self.next_checkpoint.store(
-            self.repo
-                .bytes_written()
+            self.stored
+                .load(Ordering::Relaxed)
                 .saturating_add(self.checkpoint_every),
             Ordering::Relaxed,
         );

@@ -1,0 +1,449 @@
+//! `obnam backup` with the bundled plugins: errors, incremental backups,
+//! per-file failures, checkpoints, `--pretend`, dedup modes, chunking.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use obnam_test_support::{Run, TestEnv};
+
+/// A test world with a repository and a folder of data to back up.
+struct World {
+    env: TestEnv,
+    repo: PathBuf,
+    data: PathBuf,
+}
+
+impl World {
+    fn new() -> Self {
+        let env = TestEnv::new();
+        let repo = env.path().join("repo");
+        let data = env.path().join("data");
+        fs::create_dir(&data).unwrap();
+        World { env, repo, data }
+    }
+
+    fn obnam(&self, args: &[&str]) -> Run {
+        obnam_test_support::run(
+            self.env
+                .obnam()
+                .arg("--repository")
+                .arg(&self.repo)
+                .args(["--client-name", "testclient"])
+                .args(args),
+        )
+    }
+
+    fn backup(&self, extra: &[&str]) -> Run {
+        let data = self.data.to_str().unwrap().to_string();
+        let mut args: Vec<&str> = vec!["backup", &data];
+        args.extend_from_slice(extra);
+        self.obnam(&args)
+    }
+
+    fn file(&self, name: &str, content: &[u8]) -> PathBuf {
+        let path = self.data.join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, content).unwrap();
+        path
+    }
+
+    fn restore(&self, extra: &[&str]) -> PathBuf {
+        let to = self.env.path().join(format!("restored-{}", next()));
+        let mut args = vec!["restore", "--to", to.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.obnam(&args).ok();
+        to.join(self.data.strip_prefix("/").unwrap())
+    }
+
+    fn repo_bytes(&self) -> u64 {
+        files_under(&self.repo)
+            .iter()
+            .map(|f| fs::metadata(f).unwrap().len())
+            .sum()
+    }
+
+    fn generations(&self) -> Vec<String> {
+        self.obnam(&["generations"])
+            .ok()
+            .stdout
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+fn next() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Deterministic pseudo-random bytes.
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+/// A number from the summary line, e.g. `files read` in
+/// "Backed up 3 files and 2 directories (1 files read, ...".
+fn files_read(run: &Run) -> u64 {
+    let at = run.stdout.find(" files read").expect("summary line");
+    let before = &run.stdout[..at];
+    before.rsplit(['(', ' ']).next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn backup_without_repository_roots_or_existing_root_fails_clearly() {
+    let w = World::new();
+    let run =
+        obnam_test_support::run(w.env.obnam().args(["backup", w.data.to_str().unwrap()])).fails();
+    assert!(
+        run.stderr.starts_with("ERROR: No --repository setting."),
+        "{}",
+        run.stderr
+    );
+    let run = w.obnam(&["backup"]).fails();
+    assert_eq!(run.stderr, "ERROR: No backup roots specified\n");
+    let run = w
+        .obnam(&["backup", "/no/such/root"])
+        .fails()
+        .no_rust_panic();
+    assert_eq!(
+        run.stderr,
+        "ERROR: Backup root does not exist or is not a directory: /no/such/root\n"
+    );
+    assert!(!w.repo.exists(), "nothing written for a refused backup");
+}
+
+#[test]
+fn roots_come_from_the_root_setting_too_and_may_be_files() {
+    let w = World::new();
+    w.file("a", b"alpha");
+    let single = w.env.write("single.txt", "just a file");
+    let root = format!("--root={}", single.display());
+    w.obnam(&["backup", &root, w.data.to_str().unwrap()]).ok();
+    let to = w.env.path().join("r");
+    w.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+    let rel = |p: &Path| to.join(p.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(rel(&single)).unwrap(), b"just a file");
+    assert_eq!(fs::read(rel(&w.data.join("a"))).unwrap(), b"alpha");
+}
+
+#[test]
+fn an_unchanged_file_is_not_read_again() {
+    let w = World::new();
+    w.file("a", b"one");
+    w.file("sub/b", b"two");
+    let first = w.backup(&[]).ok();
+    assert_eq!(files_read(&first), 2);
+    let second = w.backup(&[]).ok();
+    assert_eq!(files_read(&second), 0);
+    w.file("sub/b", b"changed");
+    let third = w.backup(&[]).ok();
+    assert_eq!(files_read(&third), 1);
+    let restored = w.restore(&[]);
+    assert_eq!(fs::read(restored.join("sub/b")).unwrap(), b"changed");
+    assert_eq!(fs::read(restored.join("a")).unwrap(), b"one");
+}
+
+#[test]
+fn deleted_files_and_dropped_roots_leave_the_next_generation() {
+    let w = World::new();
+    w.file("keep", b"k");
+    w.file("gone", b"g");
+    let other = w.env.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("x"), "x").unwrap();
+    w.obnam(&["backup", w.data.to_str().unwrap(), other.to_str().unwrap()])
+        .ok();
+    fs::remove_file(w.data.join("gone")).unwrap();
+    w.backup(&[]).ok();
+    let to = w.env.path().join("r");
+    w.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+    let data = to.join(w.data.strip_prefix("/").unwrap());
+    assert!(data.join("keep").exists());
+    assert!(!data.join("gone").exists());
+    assert!(
+        !to.join(other.strip_prefix("/").unwrap()).exists(),
+        "dropped root is gone"
+    );
+    // The parent of the root is recorded, with its metadata.
+    let parent = to.join(w.env.path().strip_prefix("/").unwrap());
+    assert!(parent.is_dir());
+}
+
+#[test]
+fn a_file_that_fails_is_reported_and_the_rest_is_backed_up() {
+    let w = World::new();
+    w.file("good1", b"good one");
+    w.file("bad", b"bad file");
+    w.file("good2", b"good two");
+    let run = w
+        .backup(&["--testing-fail-matching", "/bad$"])
+        .fails()
+        .no_rust_panic();
+    assert_eq!(run.code, 1);
+    let bad = w.data.join("bad");
+    assert!(
+        run.stderr
+            .contains(&format!("ERROR: {}: simulated failure", bad.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .ends_with("ERROR: There were errors during the backup\n"),
+        "{}",
+        run.stderr
+    );
+    let restored = w.restore(&[]);
+    assert_eq!(fs::read(restored.join("good1")).unwrap(), b"good one");
+    assert_eq!(fs::read(restored.join("good2")).unwrap(), b"good two");
+    assert!(
+        !restored.join("bad").exists(),
+        "a new file that failed is not in the generation"
+    );
+    assert!(
+        files_under(&w.repo.join("locks")).is_empty(),
+        "the client is unlocked"
+    );
+}
+
+#[test]
+fn an_unreadable_file_is_an_error_and_others_are_kept() {
+    if rustix_is_root() {
+        // root reads mode-000 files; the simulated failure above covers this path.
+        return;
+    }
+    let w = World::new();
+    w.file("ok", b"ok");
+    let secret = w.file("secret", b"s");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    let run = w.backup(&[]).fails();
+    assert!(run.stderr.contains("Permission denied"), "{}", run.stderr);
+}
+
+fn rustix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[test]
+fn checkpoints_stay_with_leave_checkpoints_and_go_without() {
+    let w = World::new();
+    for i in 0..8 {
+        w.file(&format!("f{i}"), &random_bytes(300_000, i));
+    }
+    w.backup(&["--checkpoint", "200KiB", "--leave-checkpoints"])
+        .ok();
+    let gens = w.generations();
+    let checkpoints = gens.iter().filter(|g| g.ends_with("(checkpoint)")).count();
+    assert!(checkpoints >= 3, "{gens:?}");
+    assert_eq!(gens.len(), checkpoints + 1);
+
+    let w = World::new();
+    for i in 0..8 {
+        w.file(&format!("f{i}"), &random_bytes(300_000, i + 100));
+    }
+    w.backup(&["--checkpoint", "200KiB"]).ok();
+    let gens = w.generations();
+    assert_eq!(gens.len(), 1, "{gens:?}");
+    assert!(!gens[0].contains("checkpoint"));
+}
+
+#[test]
+fn a_checkpoint_is_made_in_the_middle_of_a_large_file() {
+    let w = World::new();
+    w.file("big", &random_bytes(3_000_000, 7));
+    w.backup(&["--checkpoint", "500KiB", "--leave-checkpoints"])
+        .ok();
+    let checkpoints = w
+        .generations()
+        .iter()
+        .filter(|g| g.ends_with("(checkpoint)"))
+        .count();
+    assert!(checkpoints >= 2, "{:?}", w.generations());
+}
+
+#[test]
+fn pretend_leaves_the_repository_byte_for_byte_unchanged() {
+    let w = World::new();
+    w.file("a", b"first");
+    w.backup(&[]).ok();
+    let snapshot = |w: &World| -> Vec<(PathBuf, Vec<u8>)> {
+        files_under(&w.repo)
+            .into_iter()
+            .map(|f| {
+                let d = fs::read(&f).unwrap();
+                (f, d)
+            })
+            .collect()
+    };
+    let before = snapshot(&w);
+    w.file("b", b"new");
+    w.file("a", b"changed");
+    let run = w.backup(&["--pretend"]).ok();
+    assert!(
+        run.stdout.starts_with("Would back up 2 files"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(snapshot(&w), before);
+    let run = w.backup(&["--dry-run"]).ok();
+    assert!(run.stdout.starts_with("Would back up"), "{}", run.stdout);
+    assert_eq!(snapshot(&w), before);
+}
+
+#[test]
+fn deduplicate_never_stores_everything_again_and_fatalist_almost_nothing() {
+    let w = World::new();
+    for i in 0..4 {
+        w.file(&format!("f{i}"), &random_bytes(500_000, i));
+    }
+    w.backup(&[]).ok();
+    let base = w.repo_bytes();
+    // Make every file look changed, so that its content is read again.
+    let touch = |w: &World, t: i64| {
+        for i in 0..4 {
+            let p = w.data.join(format!("f{i}"));
+            let f = fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t as u64))
+                .unwrap();
+        }
+    };
+    touch(&w, 1_000_000);
+    w.backup(&["--deduplicate", "fatalist"]).ok();
+    let fatalist = w.repo_bytes() - base;
+    assert!(
+        fatalist < 50_000,
+        "fatalist grew the repository by {fatalist} bytes"
+    );
+    touch(&w, 2_000_000);
+    let before = w.repo_bytes();
+    w.backup(&["--deduplicate", "never"]).ok();
+    let never = w.repo_bytes() - before;
+    assert!(
+        never >= 2_000_000,
+        "never grew the repository by only {never} bytes"
+    );
+    touch(&w, 3_000_000);
+    let before = w.repo_bytes();
+    w.backup(&["--deduplicate", "verify"]).ok();
+    let verify = w.repo_bytes() - before;
+    assert!(
+        verify < 50_000,
+        "verify grew the repository by {verify} bytes"
+    );
+    let restored = w.restore(&[]);
+    for i in 0..4 {
+        assert_eq!(
+            fs::read(restored.join(format!("f{i}"))).unwrap(),
+            random_bytes(500_000, i)
+        );
+    }
+}
+
+#[test]
+fn verify_keeps_colliding_chunks_apart() {
+    let w = World::new();
+    // Small chunks and tokens of one byte: many different chunks collide.
+    let small = [
+        "--chunk-min-size",
+        "1KiB",
+        "--chunk-avg-size",
+        "4KiB",
+        "--chunk-max-size",
+        "16KiB",
+    ];
+    for i in 0..6 {
+        w.file(&format!("f{i}"), &random_bytes(200_000, i + 50));
+    }
+    let mut args = vec!["--testing-weak-tokens", "--deduplicate", "verify"];
+    args.extend_from_slice(&small);
+    w.backup(&args).ok();
+    let restored = w.restore(&[]);
+    for i in 0..6 {
+        assert_eq!(
+            fs::read(restored.join(format!("f{i}"))).unwrap(),
+            random_bytes(200_000, i + 50),
+            "f{i} restores exactly"
+        );
+    }
+}
+
+#[test]
+fn inserting_one_byte_near_the_start_costs_a_few_chunks() {
+    let w = World::new();
+    let original = random_bytes(8 << 20, 3);
+    w.file("big", &original);
+    w.backup(&[]).ok();
+    let before = w.repo_bytes();
+    let mut changed = original.clone();
+    changed.insert(100_000, 0x42);
+    w.file("big", &changed);
+    w.backup(&[]).ok();
+    let grown = w.repo_bytes() - before;
+    // The default chunks average 256 KiB and are at most 1 MiB.
+    assert!(grown < 3 << 20, "an inserted byte cost {grown} bytes");
+    let restored = w.restore(&[]);
+    assert_eq!(fs::read(restored.join("big")).unwrap(), changed);
+
+    // Fixed-size chunks re-store everything after the insertion.
+    let w2 = World::new();
+    w2.file("big", &original);
+    w2.backup(&["--chunking", "fixed"]).ok();
+    let before = w2.repo_bytes();
+    w2.file("big", &changed);
+    w2.backup(&["--chunking", "fixed"]).ok();
+    let grown_fixed = w2.repo_bytes() - before;
+    assert!(
+        grown_fixed > 7 << 20,
+        "fixed chunking grew by {grown_fixed}"
+    );
+}
+
+#[test]
+fn bad_chunk_settings_are_clear_errors() {
+    let w = World::new();
+    w.file("a", b"x");
+    let run = w.backup(&["--chunk-min-size", "3"]).fails().no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("--chunk-min-size must be an even number of bytes"),
+        "{}",
+        run.stderr
+    );
+    let run = w.backup(&["--testing-fail-matching", "(unclosed"]).fails();
+    assert!(
+        run.stderr.contains("bad regular expression '(unclosed'"),
+        "{}",
+        run.stderr
+    );
+}
