@@ -447,3 +447,34 @@ fn bad_chunk_settings_are_clear_errors() {
         run.stderr
     );
 }
+
+#[test]
+fn fsck_passes_a_good_repository_and_names_a_corrupt_file() {
+    let w = World::new();
+    w.file("big", &random_bytes(1_000_000, 9));
+    w.file("small", b"small");
+    w.backup(&[]).ok();
+    let run = w.obnam(&["fsck", "--verify-data"]).ok();
+    assert!(run.stdout.ends_with("; 0 problems\n"), "{}", run.stdout);
+    // Flip one byte in the middle of the data pack.
+    let pack = files_under(&w.repo.join("packs"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&pack, bytes).unwrap();
+    let run = w.obnam(&["fsck", "--verify-data"]).fails().no_rust_panic();
+    let big = w.data.join("big");
+    assert!(
+        run.stderr.contains(&format!("{}: chunk ", big.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.ends_with("ERROR: The repository has problems\n"),
+        "{}",
+        run.stderr
+    );
+}
