@@ -46,6 +46,9 @@ use tree::Tree;
 pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_NAME: &str = "obnam-repository";
 
+/// At most this many sealed packs wait to be written at once.
+const MAX_INFLIGHT_PACKS: usize = 2;
+
 /// Default target size of a pack.
 pub const DEFAULT_PACK_SIZE: u64 = 16 << 20;
 
@@ -328,10 +331,15 @@ impl Repository {
             bytes: bytes::Bytes::from(pack::finish(packer.buf, &trailer)),
             entries: packer.entries,
         });
-        self.inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(packer.number, sealed.clone());
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        // Bound the memory held by packs waiting to be written.
+        while inflight.len() >= MAX_INFLIGHT_PACKS {
+            inflight = self
+                .inflight_done
+                .wait(inflight)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        inflight.insert(packer.number, sealed.clone());
         Ok((packer.number, sealed))
     }
 

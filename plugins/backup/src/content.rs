@@ -51,14 +51,62 @@ pub struct Stored {
     pub bytes_new: u64,
 }
 
+/// Files at least this large are read on one thread while their chunks
+/// are hashed and stored on another, so that one large file does not leave
+/// the other processors idle.
+const PIPELINE_FROM: u64 = 16 << 20;
+
+/// Cuts data into chunks through the `backup-chunk-boundaries` hook.
+struct Splitter {
+    hook: Hook<SplitRequest>,
+    req: SplitRequest,
+}
+
+/// Stores chunks through the `backup-store-chunk` hook.
+struct Storer {
+    repo: Repository,
+    hook: Hook<StoreChunkRequest>,
+    req: StoreChunkRequest,
+}
+
+impl Storer {
+    fn new(repo: Repository, hook: Hook<StoreChunkRequest>) -> Self {
+        Storer {
+            repo,
+            hook,
+            req: StoreChunkRequest::default(),
+        }
+    }
+
+    /// Store one chunk; returns its id and the bytes it added to the repository.
+    fn store(&mut self, ctx: &Context<'_>, chunk: &[u8]) -> Result<(ChunkId, u64), ContentError> {
+        let req = &mut self.req;
+        req.data.clear();
+        req.data.extend_from_copy_slice(chunk);
+        req.token = self.repo.token(chunk);
+        req.handled = false;
+        req.stored = false;
+        ctx.call(self.hook, req)?;
+        if !req.handled {
+            return Err(ContentError::Fatal(plugin_api::Error::msg(
+                "no loaded plugin stores chunks (is the dedup plugin loaded?)",
+            )));
+        }
+        Ok((
+            req.chunk_id,
+            if req.stored { chunk.len() as u64 } else { 0 },
+        ))
+    }
+}
+
+/// Called after each chunk with the bytes it added (for checkpoints).
+pub type AfterChunk<'f> = &'f (dyn Fn(u64) -> plugin_api::Result<()> + Sync);
+
 /// The hooks and buffers of one worker, reused file after file.
 pub struct ContentWriter<'a, 'c> {
     ctx: &'a Context<'c>,
-    repo: Repository,
-    split_hook: Hook<SplitRequest>,
-    store_hook: Hook<StoreChunkRequest>,
-    split: SplitRequest,
-    store: StoreChunkRequest,
+    splitter: Splitter,
+    storer: Storer,
 }
 
 impl<'a, 'c> ContentWriter<'a, 'c> {
@@ -71,27 +119,25 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
     ) -> Self {
         ContentWriter {
             ctx,
-            repo,
-            split_hook,
-            store_hook,
-            split: SplitRequest {
-                data: RVec::with_capacity(BLOCK),
-                ..SplitRequest::default()
+            splitter: Splitter {
+                hook: split_hook,
+                req: SplitRequest {
+                    data: RVec::with_capacity(BLOCK),
+                    ..SplitRequest::default()
+                },
             },
-            store: StoreChunkRequest::default(),
+            storer: Storer::new(repo, store_hook),
         }
     }
 
     /// Store the content of the file at `path`, whose `lstat` gave
-    /// `size` and `mtime` when the walk found it. `after_chunk` is called
-    /// after each chunk with the bytes it added to the repository (for
-    /// checkpoints).
+    /// `size` and `mtime` when the walk found it.
     pub fn store_file(
         &mut self,
         path: &Path,
         size: u64,
         mtime: (i64, u32),
-        after_chunk: &mut dyn FnMut(u64) -> Result<(), plugin_api::Error>,
+        after_chunk: AfterChunk<'_>,
     ) -> Result<Stored, ContentError> {
         let mut file = File::open(path).map_err(io)?;
         let opened = file.metadata().map_err(io)?;
@@ -99,50 +145,123 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
             return Err(ContentError::File("it is no longer a regular file".into()));
         }
         let mut hasher = Sha256::new();
-        let mut stored = Stored {
-            chunks: Vec::new(),
-            checksum: Vec::new(),
-            bytes_read: 0,
-            bytes_new: 0,
-        };
-        let mut data = std::mem::take(&mut self.split.data);
+        let mut bytes_read = 0u64;
+        let mut chunks = Vec::new();
+        let mut bytes_new = 0u64;
+        let ctx = self.ctx;
+        if size < PIPELINE_FROM {
+            let storer = &mut self.storer;
+            self.splitter.read_chunks(
+                ctx,
+                &mut file,
+                size,
+                &mut hasher,
+                &mut bytes_read,
+                &mut |chunk| {
+                    let (id, added) = storer.store(ctx, chunk)?;
+                    chunks.push(id);
+                    bytes_new += added;
+                    after_chunk(added).map_err(ContentError::Fatal)
+                },
+            )?;
+        } else {
+            let repo = self.storer.repo.clone();
+            let hook = self.storer.hook;
+            let splitter = &mut self.splitter;
+            std::thread::scope(|scope| -> Result<(), ContentError> {
+                let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(8);
+                let consumer = scope.spawn(move || -> Result<(Vec<ChunkId>, u64), ContentError> {
+                    let mut storer = Storer::new(repo, hook);
+                    let mut ids = Vec::new();
+                    let mut new = 0;
+                    for chunk in rx {
+                        let (id, added) = storer.store(ctx, &chunk)?;
+                        ids.push(id);
+                        new += added;
+                        after_chunk(added).map_err(ContentError::Fatal)?;
+                    }
+                    Ok((ids, new))
+                });
+                let read = splitter.read_chunks(
+                    ctx,
+                    &mut file,
+                    size,
+                    &mut hasher,
+                    &mut bytes_read,
+                    &mut |chunk| {
+                        // A send fails only if the storing thread stopped on an error,
+                        // which joining it reports.
+                        tx.send(chunk.to_vec())
+                            .map_err(|_| ContentError::File(String::new()))
+                    },
+                );
+                drop(tx);
+                let stored = consumer.join().map_err(|_| {
+                    ContentError::Fatal(plugin_api::Error::msg("a chunk storing thread panicked"))
+                })?;
+                let (ids, new) = stored?;
+                read?;
+                chunks = ids;
+                bytes_new = new;
+                Ok(())
+            })?;
+        }
+        let now = std::fs::symlink_metadata(path).map_err(io)?;
+        if bytes_read != size
+            || now.size() != bytes_read
+            || (now.mtime(), now.mtime_nsec() as u32) != mtime
+        {
+            return Err(ContentError::File(
+                "it changed while it was being backed up".into(),
+            ));
+        }
+        Ok(Stored {
+            chunks,
+            checksum: hasher.finalize().to_vec(),
+            bytes_read,
+            bytes_new,
+        })
+    }
+}
+
+impl Splitter {
+    /// Read a file to its end, cut it into chunks and hand each to `on_chunk`.
+    fn read_chunks(
+        &mut self,
+        ctx: &Context<'_>,
+        file: &mut File,
+        size: u64,
+        hasher: &mut Sha256,
+        bytes_read: &mut u64,
+        on_chunk: &mut dyn FnMut(&[u8]) -> Result<(), ContentError>,
+    ) -> Result<(), ContentError> {
+        let mut data = std::mem::take(&mut self.req.data);
         data.clear();
         let mut eof = false;
         while !eof || !data.is_empty() {
-            let expected = size.saturating_sub(stored.bytes_read);
-            eof = fill(
-                &mut file,
-                &mut data,
-                expected,
-                &mut hasher,
-                &mut stored.bytes_read,
-            )
-            .map_err(io)?;
-            self.split.data = std::mem::take(&mut data);
-            self.split.eof = eof;
-            self.split.lengths.clear();
-            self.split.handled = false;
-            self.ctx.call(self.split_hook, &mut self.split)?;
-            if !self.split.handled {
+            let expected = size.saturating_sub(*bytes_read);
+            eof = fill(file, &mut data, expected, hasher, bytes_read).map_err(io)?;
+            self.req.data = std::mem::take(&mut data);
+            self.req.eof = eof;
+            self.req.lengths.clear();
+            self.req.handled = false;
+            let called = ctx.call(self.hook, &mut self.req);
+            data = std::mem::take(&mut self.req.data);
+            called?;
+            if !self.req.handled {
                 return Err(ContentError::Fatal(plugin_api::Error::msg(
                     "no loaded plugin cuts file data into chunks (is the dedup plugin loaded?)",
                 )));
             }
-            data = std::mem::take(&mut self.split.data);
             let mut pos = 0usize;
-            let lengths: Vec<u32> = self.split.lengths.iter().copied().collect();
-            for len in lengths {
-                let end = pos + len as usize;
+            for i in 0..self.req.lengths.len() {
+                let end = pos + self.req.lengths[i] as usize;
                 let chunk = data.get(pos..end).ok_or_else(|| {
                     ContentError::Fatal(plugin_api::Error::msg(
                         "a chunking plugin gave chunks past the data",
                     ))
                 })?;
-                let (id, new) = self.store_chunk(chunk)?;
-                stored.chunks.push(id);
-                let added = if new { len as u64 } else { 0 };
-                stored.bytes_new += added;
-                after_chunk(added)?;
+                on_chunk(chunk)?;
                 pos = end;
             }
             if eof && pos < data.len() {
@@ -152,34 +271,8 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
             }
             data.drain(..pos);
         }
-        self.split.data = data;
-        let now = std::fs::symlink_metadata(path).map_err(io)?;
-        if stored.bytes_read != size
-            || now.size() != stored.bytes_read
-            || (now.mtime(), now.mtime_nsec() as u32) != mtime
-        {
-            return Err(ContentError::File(
-                "it changed while it was being backed up".into(),
-            ));
-        }
-        stored.checksum = hasher.finalize().to_vec();
-        Ok(stored)
-    }
-
-    fn store_chunk(&mut self, chunk: &[u8]) -> Result<(ChunkId, bool), ContentError> {
-        let req = &mut self.store;
-        req.data.clear();
-        req.data.extend_from_copy_slice(chunk);
-        req.token = self.repo.token(chunk);
-        req.handled = false;
-        req.stored = false;
-        self.ctx.call(self.store_hook, req)?;
-        if !req.handled {
-            return Err(ContentError::Fatal(plugin_api::Error::msg(
-                "no loaded plugin stores chunks (is the dedup plugin loaded?)",
-            )));
-        }
-        Ok((req.chunk_id, req.stored))
+        self.req.data = data;
+        Ok(())
     }
 }
 

@@ -237,11 +237,11 @@ impl Shared<'_> {
 
     fn store_file(&self, writer: &mut ContentWriter<'_, '_>, job: &Job) -> Result<()> {
         let mtime = (job.entry.mtime, job.entry.mtime_ns);
-        let mut after_chunk = |added: u64| {
+        let after_chunk = |added: u64| {
             self.stored.fetch_add(added, Ordering::Relaxed);
             self.maybe_checkpoint()
         };
-        match writer.store_file(&job.path, job.entry.size, mtime, &mut after_chunk) {
+        match writer.store_file(&job.path, job.entry.size, mtime, &after_chunk) {
             Ok(stored) => {
                 add(&self.stats.files_read, 1);
                 add(&self.stats.bytes_read, stored.bytes_read);
