@@ -46,6 +46,8 @@ use crate::settings::{config_files, Values};
 pub const EXIT_FAILURE: i32 = 1;
 /// Exit code of a usage error on the command line.
 pub const EXIT_USAGE: i32 = 2;
+/// Exit code when standard output was closed before the command finished.
+pub const EXIT_BROKEN_PIPE: i32 = 141;
 /// Exit code of a bug in obnam itself (a caught panic).
 pub const EXIT_BUG: i32 = 70;
 
@@ -73,8 +75,11 @@ fn main_with(args: Vec<OsString>) -> i32 {
     output::clear_status();
     match result {
         Ok(code) => code,
-        // A closed pipe on standard output is how `obnam ls | head` ends.
-        Err(_) if output::stdout_closed() => 0,
+        // A closed pipe on standard output is how `obnam ls | head` ends:
+        // no message, but the exit code says the command did not finish,
+        // as a process killed by SIGPIPE would (a backup stopped this way
+        // committed nothing).
+        Err(_) if output::stdout_closed() => EXIT_BROKEN_PIPE,
         Err(e) => {
             eprintln!("ERROR: {e:#}");
             EXIT_FAILURE

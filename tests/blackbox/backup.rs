@@ -478,3 +478,89 @@ fn fsck_passes_a_good_repository_and_names_a_corrupt_file() {
         run.stderr
     );
 }
+
+#[test]
+fn a_closed_output_pipe_stops_the_backup_with_the_repository_consistent() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let w = World::new();
+    for i in 0..200 {
+        w.file(&format!("d/f{i:03}"), format!("file {i}").as_bytes());
+    }
+    let mut child = w
+        .env
+        .obnam()
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", "testclient", "--verbose", "backup"])
+        .arg(&w.data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(141), "stopped, not finished");
+    assert!(files_under(&w.repo.join("locks")).is_empty(), "unlocked");
+    let gens = w.obnam(&["generations"]);
+    assert!(
+        gens.stderr.contains("has no generations"),
+        "nothing committed: {gens:?}"
+    );
+    w.obnam(&["fsck"]).ok();
+    // The next backup completes.
+    w.backup(&[]).ok();
+}
+
+#[test]
+fn running_out_of_space_stops_the_backup_cleanly() {
+    let w = World::new();
+    let small = w.env.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (not root?)");
+        return;
+    }
+    let repo = small.join("repo");
+    w.file("big", &random_bytes(3_000_000, 11));
+    let run = obnam_test_support::run(
+        w.env
+            .obnam()
+            .arg("--repository")
+            .arg(&repo)
+            .args(["--client-name", "c", "backup"])
+            .arg(&w.data),
+    );
+    let unmount = || {
+        let _ = std::process::Command::new("umount").arg(&small).status();
+    };
+    if run.code == 0 {
+        unmount();
+        panic!("a backup larger than the file system succeeded: {run:?}");
+    }
+    let stderr = run.stderr.clone();
+    let locks = files_under(&repo.join("locks"));
+    let fsck = obnam_test_support::run(w.env.obnam().arg("--repository").arg(&repo).args([
+        "--client-name",
+        "c",
+        "fsck",
+    ]));
+    unmount();
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(locks.is_empty(), "unlocked: {locks:?}");
+    assert_eq!(
+        fsck.code, 0,
+        "the repository still opens and checks: {fsck:?}"
+    );
+}
