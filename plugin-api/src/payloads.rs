@@ -4,6 +4,7 @@
 //!
 //! | hook | payload | called |
 //! |---|---|---|
+//! | [`BACKUP_STARTING`] | JSON | once, before the backup touches the repository |
 //! | [`BACKUP_EXCLUDE`] | [`ExcludeCandidate`] | for every file-system object the backup finds |
 //! | [`BACKUP_CHUNK_BOUNDARIES`] | [`SplitRequest`] | to cut a file's data into chunks |
 //! | [`BACKUP_STORE_CHUNK`] | [`StoreChunkRequest`] | for every chunk, to decide whether to store it |
@@ -25,6 +26,10 @@ use abi_stable::{
 
 use crate::repo_abi::{ChunkId, Token};
 
+/// Called once before the backup opens the repository, with a JSON object:
+/// `roots` (list of paths), `client`, `pretend`. A callback that returns an
+/// error (a bad setting, say) stops the backup before anything is written.
+pub const BACKUP_STARTING: &str = "backup-starting";
 /// Called for every candidate path: set `exclude` to leave it out (a
 /// directory left out takes its subtree with it).
 pub const BACKUP_EXCLUDE: &str = "backup-exclude";

@@ -3,6 +3,7 @@
 
 mod abi_version;
 mod backup;
+mod exclude;
 mod faults;
 mod hooks;
 mod install;

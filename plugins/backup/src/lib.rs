@@ -22,7 +22,7 @@ mod walk;
 
 use plugin_api::payloads::{
     ExcludeCandidate, SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_EXCLUDE,
-    BACKUP_FINISHED, BACKUP_STORE_CHUNK,
+    BACKUP_FINISHED, BACKUP_STARTING, BACKUP_STORE_CHUNK,
 };
 use plugin_api::{App, Plugin, Result};
 
@@ -33,6 +33,7 @@ impl Plugin for Backup {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         settings::register(app);
         app.new_hook::<ExcludeCandidate>(BACKUP_EXCLUDE);
+        app.new_json_hook(BACKUP_STARTING);
         app.new_json_hook(BACKUP_FINISHED);
         app.new_hook::<SplitRequest>(BACKUP_CHUNK_BOUNDARIES);
         app.new_hook::<StoreChunkRequest>(BACKUP_STORE_CHUNK);

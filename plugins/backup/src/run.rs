@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use plugin_api::payloads::{
     FileStat, SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_FINISHED,
-    BACKUP_STORE_CHUNK,
+    BACKUP_STARTING, BACKUP_STORE_CHUNK,
 };
 use plugin_api::{Context, Entry, EntryKind, GenerationBuilder, GenerationReader, Result};
 
@@ -44,6 +44,17 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             );
         }
     }
+    let roots_json: serde_json::Value = settings
+        .roots
+        .iter()
+        .map(|r| serde_json::Value::from(r.to_string_lossy().into_owned()))
+        .collect();
+    let mut starting = serde_json::json!({
+        "roots": roots_json.clone(),
+        "client": settings.client.clone(),
+        "pretend": settings.pretend,
+    });
+    ctx.call_json(BACKUP_STARTING, &mut starting)?;
     let stats = Stats::default();
     let generation = if settings.pretend {
         pretend(ctx, &settings, &stats)?;
@@ -58,11 +69,7 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         }
     }
     let mut finished = stats.to_json();
-    finished["roots"] = settings
-        .roots
-        .iter()
-        .map(|r| serde_json::Value::from(r.to_string_lossy().into_owned()))
-        .collect();
+    finished["roots"] = roots_json;
     finished["generation"] = generation
         .clone()
         .map(serde_json::Value::from)

@@ -1,0 +1,112 @@
+//! The exclude plugin: leaves files out of a backup. It subscribes to the
+//! backup plugin's `backup-exclude` hook like any third-party plugin.
+//!
+//! Rules, each a small predicate ([`rules`]), checked in this order:
+//!
+//! 1. `--include REGEX`: a path that matches is never excluded by the
+//!    pattern rules below (the other rules still apply);
+//! 2. `--exclude REGEX` and `--exclude-from FILE`: a path whose absolute
+//!    form matches (a regex search, as Obnam did) is excluded;
+//! 3. `--exclude-caches`: the contents of a directory holding a valid
+//!    `CACHEDIR.TAG` are excluded, the tag file itself is kept;
+//! 4. `--exclude-if-present NAME`: a directory holding a file NAME is excluded;
+//! 5. `--exclude-larger-than SIZE`: a file larger than SIZE is excluded;
+//! 6. `--one-file-system`: an object on another device than its root is excluded;
+//! 7. the `--log` file is always excluded.
+//!
+//! Patterns are compiled once, when the backup starts (the
+//! `backup-starting` hook), so a bad one stops the backup before anything
+//! is written.
+
+mod rules;
+
+use std::sync::{Arc, OnceLock};
+
+use plugin_api::payloads::{ExcludeCandidate, BACKUP_EXCLUDE, BACKUP_STARTING};
+use plugin_api::{App, Context, Plugin, Result, Setting, GROUP_BACKUP, PRIORITY_DEFAULT};
+
+use rules::Rules;
+
+#[derive(Default)]
+struct Exclude;
+
+impl Plugin for Exclude {
+    fn enable(&self, app: &mut App<'_>) -> Result<()> {
+        let list = |name: &str, metavar: &str, help: &str| {
+            Setting::string_list(name)
+                .metavar(metavar)
+                .help(help)
+                .group(GROUP_BACKUP)
+        };
+        app.add_setting(list(
+            "exclude",
+            "REGEX",
+            "leave out files and folders whose absolute path matches REGEX (a folder takes its contents with it)",
+        ));
+        app.add_setting(list(
+            "include",
+            "REGEX",
+            "never leave out, by --exclude or --exclude-from, a path that matches REGEX",
+        ));
+        app.add_setting(list(
+            "exclude-from",
+            "FILE",
+            "read --exclude patterns from FILE, one per line (blank lines and lines starting with # are skipped)",
+        ));
+        app.add_setting(
+            Setting::boolean("exclude-caches")
+                .help("leave out the contents of folders marked with a CACHEDIR.TAG file (the tag file is kept)")
+                .group(GROUP_BACKUP),
+        );
+        app.add_setting(list(
+            "exclude-if-present",
+            "NAME",
+            "leave out folders that hold a file called NAME",
+        ));
+        app.add_setting(
+            Setting::bytesize("exclude-larger-than")
+                .help("leave out files larger than SIZE (0: no limit)")
+                .group(GROUP_BACKUP),
+        );
+        app.add_setting(
+            Setting::boolean("one-file-system")
+                .help("leave out everything on another file system than its backup root")
+                .group(GROUP_BACKUP),
+        );
+
+        let rules: Arc<OnceLock<Rules>> = Arc::new(OnceLock::new());
+        let r = rules.clone();
+        app.add_json_callback(
+            BACKUP_STARTING,
+            PRIORITY_DEFAULT,
+            move |ctx: &Context<'_>, _| {
+                let compiled = Rules::from_settings(ctx)?;
+                let _ = r.set(compiled);
+                Ok(())
+            },
+        );
+        app.add_callback::<ExcludeCandidate, _>(
+            BACKUP_EXCLUDE,
+            PRIORITY_DEFAULT,
+            move |ctx, candidate| {
+                if candidate.exclude {
+                    return Ok(());
+                }
+                let rules = match rules.get() {
+                    Some(r) => r,
+                    None => {
+                        let compiled = Rules::from_settings(ctx)?;
+                        rules.get_or_init(|| compiled)
+                    }
+                };
+                if let Some(reason) = rules.reason(candidate) {
+                    candidate.exclude_because(&reason);
+                }
+                Ok(())
+            },
+        );
+        Ok(())
+    }
+}
+
+plugin_api::export_plugin!("exclude", Exclude);

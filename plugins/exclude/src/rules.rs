@@ -1,0 +1,128 @@
+//! The exclusion rules, as small predicates over a candidate.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use plugin_api::payloads::ExcludeCandidate;
+use plugin_api::{Context, Error, Result};
+use regex::bytes::{Regex, RegexSet};
+
+/// The signature a `CACHEDIR.TAG` file starts with
+/// (<https://bford.info/cachedir/>).
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// The rules of one backup run.
+pub struct Rules {
+    include: RegexSet,
+    exclude: RegexSet,
+    exclude_patterns: Vec<String>,
+    exclude_caches: bool,
+    if_present: Vec<String>,
+    larger_than: u64,
+    one_file_system: bool,
+    log_file: Option<PathBuf>,
+}
+
+fn compile(setting: &str, patterns: &[String]) -> Result<RegexSet> {
+    for p in patterns {
+        Regex::new(p).map_err(|e| {
+            Error::msg(format!(
+                "--{setting}: bad regular expression '{p}': {}",
+                first_line(&e.to_string())
+            ))
+        })?;
+    }
+    RegexSet::new(patterns).map_err(|e| Error::msg(format!("--{setting}: {e}")))
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(text)
+        .trim()
+}
+
+/// Patterns from an `--exclude-from` file.
+fn patterns_from(file: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::msg(format!("--exclude-from: cannot read {file}: {e}")))?;
+    Ok(text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
+impl Rules {
+    /// Compile the rules from the settings; a bad pattern is an error naming it.
+    pub fn from_settings(ctx: &Context<'_>) -> Result<Self> {
+        let mut exclude = ctx.string_list("exclude")?;
+        for file in ctx.string_list("exclude-from")? {
+            exclude.extend(patterns_from(&file)?);
+        }
+        let include = ctx.string_list("include")?;
+        let log_file = ctx.string("log")?.map(|l| {
+            let p = PathBuf::from(l);
+            std::path::absolute(&p).unwrap_or(p)
+        });
+        Ok(Rules {
+            include: compile("include", &include)?,
+            exclude: compile("exclude", &exclude)?,
+            exclude_patterns: exclude,
+            exclude_caches: ctx.boolean("exclude-caches")?,
+            if_present: ctx.string_list("exclude-if-present")?,
+            larger_than: ctx.bytesize("exclude-larger-than")?,
+            one_file_system: ctx.boolean("one-file-system")?,
+            log_file,
+        })
+    }
+
+    /// Why a candidate is to be left out, if it is.
+    pub fn reason(&self, c: &ExcludeCandidate) -> Option<String> {
+        let path = c.path();
+        let bytes = path.as_os_str().as_bytes();
+        if !self.include.is_match(bytes) {
+            if let Some(i) = self.exclude.matches(bytes).iter().next() {
+                return Some(format!("matches --exclude '{}'", self.exclude_patterns[i]));
+            }
+        }
+        if self.exclude_caches && path.file_name() != Some("CACHEDIR.TAG".as_ref()) {
+            if let Some(parent) = path.parent() {
+                if is_cache_dir(parent) {
+                    return Some(format!(
+                        "{} is a cache folder (CACHEDIR.TAG)",
+                        parent.display()
+                    ));
+                }
+            }
+        }
+        if c.stat.is_dir() {
+            for name in &self.if_present {
+                if path.join(name).symlink_metadata().is_ok() {
+                    return Some(format!("it holds {name} (--exclude-if-present)"));
+                }
+            }
+        } else if self.larger_than > 0 && c.stat.size > self.larger_than {
+            return Some(format!("it is larger than {} bytes", self.larger_than));
+        }
+        if self.one_file_system && c.stat.dev != c.root_stat.dev {
+            return Some("it is on another file system than its root (--one-file-system)".into());
+        }
+        if self.log_file.as_deref() == Some(path) {
+            return Some("it is obnam's log file".into());
+        }
+        None
+    }
+}
+
+/// Whether a folder holds a valid `CACHEDIR.TAG`.
+fn is_cache_dir(dir: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(dir.join("CACHEDIR.TAG")) else {
+        return false;
+    };
+    let mut head = [0u8; 43];
+    f.read_exact(&mut head).is_ok() && head == CACHEDIR_SIGNATURE
+}

@@ -1,0 +1,235 @@
+//! The bundled exclude plugin, through real backups.
+
+use std::fs;
+use std::path::PathBuf;
+
+use obnam_test_support::{Run, TestEnv};
+
+struct World {
+    env: TestEnv,
+    repo: PathBuf,
+    data: PathBuf,
+}
+
+impl World {
+    fn new() -> Self {
+        let env = TestEnv::new();
+        let repo = env.path().join("repo");
+        let data = env.path().join("data");
+        fs::create_dir(&data).unwrap();
+        World { env, repo, data }
+    }
+
+    fn obnam(&self, args: &[&str]) -> Run {
+        obnam_test_support::run(
+            self.env
+                .obnam()
+                .arg("--repository")
+                .arg(&self.repo)
+                .args(["--client-name", "c"])
+                .args(args),
+        )
+    }
+
+    fn backup(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["backup", self.data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.obnam(&args)
+    }
+
+    fn file(&self, rel: &str, content: &[u8]) -> PathBuf {
+        let p = self.data.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// The paths below the data folder in the latest generation, relative.
+    fn backed_up(&self) -> Vec<String> {
+        let run = self.obnam(&["ls", self.data.to_str().unwrap()]).ok();
+        let prefix = format!("{}/", self.data.display());
+        let mut paths: Vec<String> = run
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .filter_map(|p| p.strip_prefix(&prefix).map(String::from))
+            .collect();
+        paths.sort();
+        paths
+    }
+}
+
+fn rel(list: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn exclude_prunes_a_folder_with_its_subtree_and_include_wins() {
+    let w = World::new();
+    w.file("keep.txt", b"k");
+    w.file("build/out.o", b"o");
+    w.file("build/deep/more.o", b"o");
+    w.file("notes.tmp", b"t");
+    w.file("important.tmp", b"i");
+    let run = w
+        .backup(&[
+            "--exclude",
+            "/build$",
+            "--exclude",
+            r"\.tmp$",
+            "--include",
+            "important",
+            "--verbose",
+        ])
+        .ok();
+    assert_eq!(w.backed_up(), rel(&["important.tmp", "keep.txt"]));
+    assert!(
+        run.stdout.contains(&format!(
+            "excluded {} (matches --exclude '/build$')",
+            w.data.join("build").display()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("2 excluded"), "{}", run.stdout);
+}
+
+#[test]
+fn exclude_from_reads_patterns_skipping_comments_and_blank_lines() {
+    let w = World::new();
+    w.file("a.log", b"a");
+    w.file("b.txt", b"b");
+    w.file("#c", b"c");
+    let list = w.env.write("patterns", "# logs go\n\\.log$\n\n   \n");
+    w.backup(&["--exclude-from", list.to_str().unwrap()]).ok();
+    assert_eq!(w.backed_up(), rel(&["#c", "b.txt"]));
+    let run = w.backup(&["--exclude-from", "/no/such/list"]).fails();
+    assert!(
+        run.stderr
+            .contains("--exclude-from: cannot read /no/such/list"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn cache_folders_keep_only_their_tag() {
+    let w = World::new();
+    w.file(
+        "cache/CACHEDIR.TAG",
+        b"Signature: 8a477f597d28d172789f06886806bc55\n# a cache\n",
+    );
+    w.file("cache/blob", b"cached");
+    w.file("cache/sub/blob2", b"cached");
+    w.file(
+        "fake/CACHEDIR.TAG",
+        b"Signature: not the right one, sorry, no no\n",
+    );
+    w.file("fake/kept", b"kept");
+    w.backup(&["--exclude-caches"]).ok();
+    assert_eq!(
+        w.backed_up(),
+        rel(&[
+            "cache",
+            "cache/CACHEDIR.TAG",
+            "fake",
+            "fake/CACHEDIR.TAG",
+            "fake/kept"
+        ])
+    );
+}
+
+#[test]
+fn exclude_if_present_and_larger_than() {
+    let w = World::new();
+    w.file("proj/.nobackup", b"");
+    w.file("proj/src.rs", b"fn main() {}");
+    w.file("small", &[1u8; 100]);
+    w.file("large", &[2u8; 5000]);
+    w.backup(&[
+        "--exclude-if-present",
+        ".nobackup",
+        "--exclude-larger-than",
+        "1k",
+    ])
+    .ok();
+    assert_eq!(w.backed_up(), rel(&["small"]));
+}
+
+#[test]
+fn a_newly_excluded_file_leaves_the_next_generation() {
+    let w = World::new();
+    w.file("a", b"a");
+    w.file("secret", b"s");
+    w.backup(&[]).ok();
+    assert_eq!(w.backed_up(), rel(&["a", "secret"]));
+    w.backup(&["--exclude", "secret"]).ok();
+    assert_eq!(w.backed_up(), rel(&["a"]));
+}
+
+#[test]
+fn a_bad_pattern_stops_the_backup_before_anything_is_written() {
+    let w = World::new();
+    w.file("a", b"a");
+    let run = w
+        .backup(&["--exclude", "ok", "--exclude", "(unclosed"])
+        .fails()
+        .no_rust_panic();
+    assert!(
+        run.stderr
+            .starts_with("ERROR: --exclude: bad regular expression '(unclosed'"),
+        "{}",
+        run.stderr
+    );
+    assert!(!w.repo.exists(), "the repository was not even created");
+}
+
+#[test]
+fn the_log_file_is_left_out() {
+    let w = World::new();
+    w.file("a", b"a");
+    let log = w.data.join("obnam.log");
+    w.backup(&["--log", log.to_str().unwrap()]).ok();
+    assert!(log.exists());
+    assert_eq!(w.backed_up(), rel(&["a"]));
+}
+
+#[test]
+fn one_file_system_leaves_out_other_mounts() {
+    let w = World::new();
+    w.file("here", b"h");
+    let mnt = w.data.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    fs::write(mnt.join("there"), "t").unwrap();
+    let with = w.backup(&["--one-file-system"]);
+    let listed_with = if with.code == 0 {
+        w.backed_up()
+    } else {
+        Vec::new()
+    };
+    let without = w.backup(&[]);
+    let listed_without = if without.code == 0 {
+        w.backed_up()
+    } else {
+        Vec::new()
+    };
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    assert_eq!(with.code, 0, "{with:?}");
+    assert_eq!(without.code, 0, "{without:?}");
+    // The mount point's own inode is the mounted file system's root, so it
+    // is left out with what is in it.
+    assert_eq!(listed_with, rel(&["here"]));
+    assert_eq!(listed_without, rel(&["here", "mnt", "mnt/there"]));
+}
