@@ -184,3 +184,32 @@ fn usage_errors_are_reported_as_errors() {
         "ERROR: no subcommand given; 'obnam --help' lists them\n"
     );
 }
+
+#[test]
+fn plugin_files_and_folders_writable_by_others_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha", "gamma"]);
+    let gamma = dir.join("libobnam_testplugin_gamma.so");
+    fs::set_permissions(&gamma, fs::Permissions::from_mode(0o757)).unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert!(run.stdout.starts_with("alpha "), "{}", run.stdout);
+    assert_eq!(run.stdout.lines().count(), 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "WARNING: ignoring {}: it is writable by everyone (mode 0757); make it writable by its owner only\n",
+            gamma.display()
+        )
+    );
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o775)).unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "WARNING: ignoring plugin folder {}: it is writable by its group (mode 0775); make it writable by its owner only\n",
+            dir.display()
+        )
+    );
+}

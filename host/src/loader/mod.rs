@@ -82,8 +82,41 @@ pub fn load_all(dirs: &[PluginDir]) -> Vec<LoadedPlugin> {
     loaded
 }
 
+/// Refuse a plugin folder or file that someone else could have written,
+/// as ssh refuses loose key permissions: writable by group or others, or
+/// owned by a user other than root and the one running obnam.
+pub fn check_permissions(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot check it: {e}"))?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "it is writable by {} (mode {mode:04o}); make it writable by its owner only",
+            if mode & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            }
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(format!(
+            "it is owned by user {}, neither root nor the user running obnam",
+            meta.uid()
+        ));
+    }
+    Ok(())
+}
+
 /// The files of a folder that may be plugins, in name order.
 fn candidates(dir: &PluginDir) -> Vec<PathBuf> {
+    if dir.path.exists() {
+        if let Err(why) = check_permissions(&dir.path) {
+            warn!("ignoring plugin folder {}: {why}", dir.path.display());
+            return Vec::new();
+        }
+    }
     let entries = match std::fs::read_dir(&dir.path) {
         Ok(entries) => entries,
         Err(e) => {
@@ -131,6 +164,7 @@ fn load_one(path: &Path) -> Option<LoadedPlugin> {
 }
 
 fn try_load(path: &Path) -> Result<LoadedPlugin, String> {
+    check_permissions(path)?;
     elf_check::check(path).map_err(|e| e.to_string())?;
     let header = lib_header_from_path(path).map_err(|e| match e {
         LibraryError::GetSymbolError { .. } => {
