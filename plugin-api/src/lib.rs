@@ -80,6 +80,9 @@ pub use settings::{
 /// Re-exported so that plugins use the same `tracing` as the forwarder.
 pub use tracing;
 
+/// Re-exported for JSON hooks, so that a plugin needs no other dependency.
+pub use serde_json;
+
 /// The trait of typed hook payloads. To derive it on a payload type of your
 /// own, depend on `abi_stable` 0.11 too (its derive macro names that crate);
 /// hooks you invent can use JSON payloads instead.

@@ -3,6 +3,7 @@
 
 mod abi_version;
 mod backup;
+mod examples;
 mod exclude;
 mod faults;
 mod hooks;
