@@ -1,0 +1,159 @@
+//! Reading a file's chunks from the repository, in order, with read-ahead
+//! for large files.
+//!
+//! Each chunk read is a round trip to the repository's storage. For a file
+//! of a few chunks that is fine, since many files are restored at once.
+//! A large file, though, would otherwise be restored by one thread that
+//! alternates between waiting for a chunk and hashing and writing it, and
+//! so can end up the last thing a restore waits for. For files of more than
+//! [`READ_AHEAD_FROM`] chunks, [`FETCHERS`] threads read the chunks ahead
+//! (each a share of them, round robin, at most [`AHEAD`] chunks ahead of the
+//! writer), while the caller hashes and writes them in order.
+//!
+//! A run of one chunk repeated (a sparse file's zeros deduplicate to that)
+//! is read once, and whether a chunk is all zeros is worked out once per
+//! run.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use plugin_api::{ChunkId, Repository};
+
+use crate::sparse;
+
+/// Files with more chunks than this are read ahead.
+pub const READ_AHEAD_FROM: usize = 4;
+
+/// Threads reading ahead for one large file.
+pub const FETCHERS: usize = 2;
+
+/// Chunks each read-ahead thread may hold before the writer takes them.
+pub const AHEAD: usize = 2;
+
+/// A chunk's data, and whether it is all zeros.
+pub struct Chunk {
+    pub data: Vec<u8>,
+    pub zero: bool,
+}
+
+fn fetch(repo: &Repository, id: ChunkId) -> Result<Chunk, String> {
+    let data = repo
+        .get_chunk(id)
+        .map_err(|e| format!("cannot read chunk {}: {e}", chunk_hex(&id)))?;
+    let zero = sparse::is_zero(&data);
+    Ok(Chunk { data, zero })
+}
+
+/// Whether chunk `i` differs from the one before it, and so must be read.
+fn starts_run(chunks: &[ChunkId], i: usize) -> bool {
+    i == 0 || chunks[i] != chunks[i - 1]
+}
+
+/// The indexes into `chunks` of the chunks that must be read.
+pub fn reads(chunks: &[ChunkId]) -> Vec<usize> {
+    (0..chunks.len())
+        .filter(|&i| starts_run(chunks, i))
+        .collect()
+}
+
+/// Call `each` with every chunk of `chunks`, in order. Stops at the first
+/// error, from reading or from `each`.
+pub fn for_each_chunk(
+    repo: &Repository,
+    chunks: &[ChunkId],
+    mut each: impl FnMut(&Chunk) -> Result<(), String>,
+) -> Result<(), String> {
+    let reads = reads(chunks);
+    if reads.len() <= READ_AHEAD_FROM {
+        let mut current: Option<Chunk> = None;
+        for (i, id) in chunks.iter().enumerate() {
+            if starts_run(chunks, i) {
+                current = Some(fetch(repo, *id)?);
+            }
+            if let Some(chunk) = &current {
+                each(chunk)?;
+            }
+        }
+        return Ok(());
+    }
+    std::thread::scope(|s| {
+        let mut receivers: Vec<Receiver<Result<Chunk, String>>> = Vec::new();
+        for k in 0..FETCHERS {
+            let (tx, rx) = sync_channel(AHEAD);
+            receivers.push(rx);
+            let mine: Vec<ChunkId> = reads
+                .iter()
+                .skip(k)
+                .step_by(FETCHERS)
+                .map(|&i| chunks[i])
+                .collect();
+            s.spawn(move || {
+                for id in mine {
+                    let result = fetch(repo, id);
+                    let failed = result.is_err();
+                    // A closed channel means the writer stopped: so do we.
+                    if tx.send(result).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+        }
+        let mut current: Option<Chunk> = None;
+        let mut next_read = 0usize;
+        for i in 0..chunks.len() {
+            if starts_run(chunks, i) {
+                let rx = &receivers[next_read % FETCHERS];
+                next_read += 1;
+                let chunk = rx
+                    .recv()
+                    .map_err(|_| "a chunk reader stopped unexpectedly".to_string())??;
+                current = Some(chunk);
+            }
+            if let Some(chunk) = &current {
+                each(chunk)?;
+            }
+        }
+        // Dropping the receivers here ends any reader still waiting to send.
+        drop(receivers);
+        Ok(())
+    })
+}
+
+/// A chunk id in text, as the repository format writes it.
+pub fn chunk_hex(id: &ChunkId) -> String {
+    let mut s: String = id.token.0.iter().map(|b| format!("{b:02x}")).collect();
+    if id.variant != 0 {
+        s.push_str(&format!(".{:x}", id.variant));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_api::Token;
+
+    fn id(n: u8) -> ChunkId {
+        ChunkId {
+            token: Token([n; 32]),
+            variant: 0,
+        }
+    }
+
+    #[test]
+    fn repeated_chunks_are_read_once_per_run() {
+        assert!(reads(&[]).is_empty());
+        assert_eq!(reads(&[id(1)]), vec![0]);
+        assert_eq!(
+            reads(&[id(1), id(0), id(0), id(0), id(2), id(0)]),
+            vec![0, 1, 4, 5]
+        );
+    }
+
+    #[test]
+    fn chunk_ids_print_like_the_format_says() {
+        let c = id(0xab);
+        assert_eq!(chunk_hex(&c), "ab".repeat(32));
+        let c = ChunkId { variant: 255, ..c };
+        assert_eq!(chunk_hex(&c), format!("{}.ff", "ab".repeat(32)));
+    }
+}

@@ -1,0 +1,102 @@
+//! The bundled `restore` plugin of obnam: getting data back out of a
+//! repository, and seeing what is in it.
+//!
+//! Subcommands:
+//!
+//! * `restore --to DIR [--generation GEN] [PATH]...`: recreate a generation,
+//!   or the given absolute paths of it, below DIR ([`restore`]);
+//! * `generations`, `genids`: a client's generations, oldest first;
+//! * `ls [--generation GEN] [PATH]...`: the entries of a generation, `ls -l`
+//!   style;
+//! * `clients`: the clients in the repository ([`listing`]).
+//!
+//! Settings: `--to` and `--generation` (help group "Restoring"), and
+//! `--restore-workers` ("Performance"). The host's `--client-name`,
+//! `--output-format`, `--quiet` and `--pretend` apply too.
+//!
+//! The logic lives in plain modules, most with unit tests: [`walk`] (the
+//! order of a restore), [`fetch`] (reading chunks, ahead for large
+//! files), [`sparse`] (holes), [`fsops`] (creating things without
+//! following symlinks), [`metadata`] (owner, attributes, mode, times),
+//! [`names`] (which stored names are safe, and how to show any name),
+//! [`problems`] (reporting errors), [`select`] (which generation) and
+//! [`format`] (mode strings, sizes, times).
+
+#![forbid(unsafe_code)]
+
+mod fetch;
+mod format;
+mod fsops;
+mod listing;
+mod metadata;
+mod names;
+mod problems;
+mod restore;
+mod select;
+mod sparse;
+mod walk;
+
+use plugin_api::{App, Plugin, Result, Setting, GROUP_PERFORMANCE, GROUP_RESTORE};
+
+#[derive(Default)]
+struct RestorePlugin;
+
+impl Plugin for RestorePlugin {
+    fn enable(&self, app: &mut App<'_>) -> Result<()> {
+        app.add_setting(
+            Setting::string("to")
+                .metavar("DIR")
+                .help("restore into DIR, which must be empty or not exist yet")
+                .group(GROUP_RESTORE),
+        );
+        app.add_setting(
+            Setting::string("generation")
+                .metavar("GEN")
+                .default(select::LATEST)
+                .help(
+                    "the generation to restore or list: an id, or 'latest' for the \
+                     newest one (checkpoints included)",
+                )
+                .group(GROUP_RESTORE),
+        );
+        app.add_setting(
+            Setting::integer("restore-workers")
+                .metavar("N")
+                .help("restore N files at once (0: four per processor, from 4 to 32)")
+                .group(GROUP_PERFORMANCE),
+        );
+        app.add_subcommand(
+            "restore",
+            "[PATH]...",
+            "restore a generation (or the given absolute paths of it) into the folder --to DIR",
+            restore::run,
+        );
+        app.add_subcommand(
+            "generations",
+            "",
+            "list the client's generations, oldest first: id, times, files, size",
+            listing::generations,
+        );
+        app.add_subcommand(
+            "genids",
+            "",
+            "list the client's generation ids, oldest first",
+            listing::genids,
+        );
+        app.add_subcommand(
+            "ls",
+            "[PATH]...",
+            "list the contents of a generation (or of the given paths in it), recursively",
+            listing::ls,
+        );
+        app.add_subcommand(
+            "clients",
+            "",
+            "list the clients in the repository",
+            listing::clients,
+        );
+        Ok(())
+    }
+}
+
+plugin_api::export_plugin!("restore", RestorePlugin);

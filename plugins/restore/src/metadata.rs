@@ -1,0 +1,354 @@
+//! Giving a restored object its recorded metadata: owner, extended
+//! attributes, permissions and modification time, in that order.
+//!
+//! The order matters. The owner comes first because changing it clears
+//! the setuid and setgid bits and file capabilities. Extended attributes
+//! come before the mode, so that a mode without write permission cannot get
+//! in their way, and the modification time comes last, because everything
+//! before it may change it. For regular files and directories all of it
+//! goes through an open descriptor; symlinks and special files are reached
+//! by name with `AT_SYMLINK_NOFOLLOW` or through an `O_PATH` descriptor, so
+//! nothing here ever follows a symlink.
+//!
+//! Ownership is restored only when running as root. Setuid and setgid bits
+//! are kept only when running as root or when the file was owned by the
+//! user running the restore: otherwise restore would hand out that user's
+//! privileges through a file someone else made.
+//!
+//! Failures are not fatal to the object: each is returned as a message,
+//! and the caller reports it as an error of the restore.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStringExt;
+
+use rustix::fs::{AtFlags, Timespec, Timestamps, XattrFlags};
+use rustix::process::{Gid, Uid};
+
+use crate::fsops;
+use crate::names::escape;
+use plugin_api::{Entry, EntryKind};
+
+/// Who is restoring, which decides what may be restored.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// Running as root: restore owners and any setuid/setgid bit.
+    pub is_root: bool,
+    /// The effective user id of the restore.
+    pub euid: u32,
+}
+
+impl Policy {
+    /// The policy of the current process.
+    pub fn current() -> Self {
+        let euid = rustix::process::geteuid();
+        Policy {
+            is_root: euid.is_root(),
+            euid: euid.as_raw(),
+        }
+    }
+
+    /// The permission bits to give a restored object.
+    pub fn final_mode(&self, entry: &Entry) -> u32 {
+        let mut mode = entry.mode & 0o7777;
+        if !self.is_root && entry.uid != self.euid {
+            mode &= !0o6000;
+        }
+        mode
+    }
+}
+
+fn mtime(entry: &Entry) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: entry.mtime,
+            tv_nsec: entry.mtime_ns.into(),
+        },
+    }
+}
+
+fn owner(entry: &Entry) -> (Option<Uid>, Option<Gid>) {
+    (
+        Some(Uid::from_raw(entry.uid)),
+        Some(Gid::from_raw(entry.gid)),
+    )
+}
+
+fn note(problems: &mut Vec<String>, what: String, result: io::Result<()>) {
+    if let Err(e) = result {
+        problems.push(format!("{what}: {e}"));
+    }
+}
+
+fn owner_problem(entry: &Entry) -> String {
+    format!("cannot set owner to {}:{}", entry.uid, entry.gid)
+}
+
+fn xattr_problem(name: &[u8]) -> String {
+    format!("cannot set extended attribute '{}'", escape(name))
+}
+
+fn mode_problem(mode: u32) -> String {
+    format!("cannot set permissions to {mode:04o}")
+}
+
+fn mtime_problem(entry: &Entry) -> String {
+    format!(
+        "cannot set modification time to {}.{:09}",
+        entry.mtime, entry.mtime_ns
+    )
+}
+
+/// Set the metadata of a regular file or directory through its open
+/// descriptor. Returns what could not be set.
+pub fn apply_fd(fd: BorrowedFd<'_>, entry: &Entry, policy: &Policy) -> Vec<String> {
+    let mut problems = Vec::new();
+    if policy.is_root {
+        let (uid, gid) = owner(entry);
+        note(
+            &mut problems,
+            owner_problem(entry),
+            rustix::fs::fchown(fd, uid, gid).map_err(io::Error::from),
+        );
+    }
+    for (name, value) in &entry.xattrs {
+        note(
+            &mut problems,
+            xattr_problem(name),
+            rustix::fs::fsetxattr(fd, name.as_slice(), value, XattrFlags::empty())
+                .map_err(io::Error::from),
+        );
+    }
+    let mode = policy.final_mode(entry);
+    note(
+        &mut problems,
+        mode_problem(mode),
+        rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(mode)).map_err(io::Error::from),
+    );
+    note(
+        &mut problems,
+        mtime_problem(entry),
+        rustix::fs::futimens(fd, &mtime(entry)).map_err(io::Error::from),
+    );
+    problems
+}
+
+/// `/proc/self/fd/FD`, optionally followed by `/NAME`: a path that reaches
+/// the object an open descriptor refers to (or an entry of that directory)
+/// without resolving any path the restore does not control.
+fn proc_path(fd: BorrowedFd<'_>, name: Option<&[u8]>) -> OsString {
+    let mut path = format!("/proc/self/fd/{}", fd.as_raw_fd()).into_bytes();
+    if let Some(name) = name {
+        path.push(b'/');
+        path.extend_from_slice(name);
+    }
+    OsString::from_vec(path)
+}
+
+/// Set the metadata of the symlink `name` in `parent` (it has no mode of
+/// its own on Linux). Returns what could not be set.
+pub fn apply_symlink(
+    parent: BorrowedFd<'_>,
+    name: &[u8],
+    entry: &Entry,
+    policy: &Policy,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if policy.is_root {
+        let (uid, gid) = owner(entry);
+        note(
+            &mut problems,
+            owner_problem(entry),
+            rustix::fs::chownat(parent, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(io::Error::from),
+        );
+    }
+    if !entry.xattrs.is_empty() {
+        // lsetxattr does not follow the last component, the symlink itself.
+        let path = proc_path(parent, Some(name));
+        for (xname, value) in &entry.xattrs {
+            note(
+                &mut problems,
+                xattr_problem(xname),
+                rustix::fs::lsetxattr(&path, xname.as_slice(), value, XattrFlags::empty())
+                    .map_err(io::Error::from),
+            );
+        }
+    }
+    note(
+        &mut problems,
+        mtime_problem(entry),
+        rustix::fs::utimensat(parent, name, &mtime(entry), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io::Error::from),
+    );
+    problems
+}
+
+/// Set the metadata of the FIFO, socket or device node `name` in `parent`,
+/// which restore has just made. It is opened with `O_PATH`, which neither
+/// follows a symlink nor opens the device or FIFO itself. Returns what
+/// could not be set.
+pub fn apply_node(
+    parent: BorrowedFd<'_>,
+    name: &[u8],
+    entry: &Entry,
+    policy: &Policy,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let fd = match fsops::open_node(parent, name) {
+        Ok(fd) => fd,
+        Err(e) => return vec![format!("cannot open to set its metadata: {e}")],
+    };
+    match rustix::fs::fstat(&fd) {
+        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink() => {
+            return vec!["it was replaced by a symlink while being restored".into()];
+        }
+        Ok(_) => {}
+        Err(e) => return vec![format!("cannot check what it is: {e}")],
+    }
+    if policy.is_root {
+        let (uid, gid) = owner(entry);
+        note(
+            &mut problems,
+            owner_problem(entry),
+            rustix::fs::chownat(&fd, "", uid, gid, AtFlags::EMPTY_PATH).map_err(io::Error::from),
+        );
+    }
+    let path = proc_path(fd.as_fd(), None);
+    for (xname, value) in &entry.xattrs {
+        note(
+            &mut problems,
+            xattr_problem(xname),
+            rustix::fs::setxattr(&path, xname.as_slice(), value, XattrFlags::empty())
+                .map_err(io::Error::from),
+        );
+    }
+    let mode = policy.final_mode(entry);
+    let mut result = rustix::fs::chmod(&path, rustix::fs::Mode::from_raw_mode(mode));
+    if result == Err(rustix::io::Errno::NOENT) {
+        // No /proc: chmod by name. The node was checked above not to be a
+        // symlink, and it sits in a directory only this user can enter.
+        result = rustix::fs::chmodat(
+            parent,
+            name,
+            rustix::fs::Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        );
+    }
+    note(
+        &mut problems,
+        mode_problem(mode),
+        result.map_err(io::Error::from),
+    );
+    note(
+        &mut problems,
+        mtime_problem(entry),
+        rustix::fs::utimensat(parent, name, &mtime(entry), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io::Error::from),
+    );
+    problems
+}
+
+/// Whether an entry of this kind is made with [`apply_node`].
+pub fn is_node(kind: EntryKind) -> bool {
+    matches!(
+        kind,
+        EntryKind::Fifo | EntryKind::Socket | EntryKind::CharDevice | EntryKind::BlockDevice
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(mode: u32, uid: u32) -> Entry {
+        Entry {
+            mode,
+            uid,
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn root_keeps_every_bit() {
+        let root = Policy {
+            is_root: true,
+            euid: 0,
+        };
+        assert_eq!(root.final_mode(&entry(0o104755, 1000)), 0o4755);
+        assert_eq!(root.final_mode(&entry(0o102755, 1000)), 0o2755);
+        assert_eq!(root.final_mode(&entry(0o41777, 1000)), 0o1777);
+        assert_eq!(root.final_mode(&entry(0o100000, 1000)), 0);
+    }
+
+    #[test]
+    fn others_keep_setuid_only_on_their_own_files() {
+        let user = Policy {
+            is_root: false,
+            euid: 1000,
+        };
+        assert_eq!(user.final_mode(&entry(0o104755, 1000)), 0o4755);
+        assert_eq!(user.final_mode(&entry(0o106755, 0)), 0o755);
+        assert_eq!(user.final_mode(&entry(0o41777, 0)), 0o1777);
+    }
+
+    #[test]
+    fn metadata_is_set_through_descriptors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        let file = std::fs::File::create(&path).unwrap();
+        let e = Entry {
+            mode: 0o100000,
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            mtime: -86400 * 365,
+            mtime_ns: 123_456_789,
+            ..Entry::default()
+        };
+        let problems = apply_fd(file.as_fd(), &e, &Policy::current());
+        assert!(problems.is_empty(), "{problems:?}");
+        let st = rustix::fs::stat(&path).unwrap();
+        assert_eq!(st.st_mode & 0o7777, 0);
+        assert_eq!(st.st_mtime, -86400 * 365);
+        assert_eq!(st.st_mtime_nsec, 123_456_789);
+    }
+
+    #[test]
+    fn node_metadata_does_not_follow_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = rustix::fs::open(
+            tmp.path(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, b"x").unwrap();
+        fsops::make_symlink(dir.as_fd(), b"s", b"victim").unwrap();
+        let e = entry(0o10777, 0);
+        let problems = apply_node(dir.as_fd(), b"s", &e, &Policy::current());
+        assert!(!problems.is_empty());
+        let st = rustix::fs::stat(&victim).unwrap();
+        assert_ne!(st.st_mode & 0o777, 0o777);
+
+        fsops::make_node(dir.as_fd(), b"fifo", EntryKind::Fifo, 0).unwrap();
+        let e = Entry {
+            mode: 0o10640,
+            mtime: 1_000_000,
+            mtime_ns: 5,
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            ..Entry::default()
+        };
+        let problems = apply_node(dir.as_fd(), b"fifo", &e, &Policy::current());
+        assert!(problems.is_empty(), "{problems:?}");
+        let st = rustix::fs::lstat(tmp.path().join("fifo")).unwrap();
+        assert_eq!(st.st_mode & 0o7777, 0o640);
+        assert_eq!((st.st_mtime, st.st_mtime_nsec), (1_000_000, 5));
+    }
+}

@@ -1,0 +1,214 @@
+//! Names and paths as a generation stores them: raw bytes that need not be
+//! UTF-8.
+//!
+//! Two jobs live here. [`check_name`] decides whether a name read from the
+//! repository may be created in the restore target at all: a repository is
+//! input, and a hostile or corrupt one must not make restore write outside
+//! its target, so a name that is empty, `.`, `..`, or contains `/` or NUL is
+//! refused. [`escape`] shows any name on a terminal without garbling it:
+//! invalid UTF-8, control characters and bidirectional overrides become
+//! visible escapes.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Why a stored name cannot be restored, or `Ok` if it can.
+pub fn check_name(name: &[u8]) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("the name is empty");
+    }
+    if name == b"." || name == b".." {
+        return Err("the name is '.' or '..'");
+    }
+    if name.contains(&b'/') {
+        return Err("the name contains '/'");
+    }
+    if name.contains(&0) {
+        return Err("the name contains a NUL byte");
+    }
+    Ok(())
+}
+
+/// The absolute generation path of `name` in the directory `parent`.
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = Vec::with_capacity(parent.len() + name.len() + 1);
+    path.extend_from_slice(parent);
+    if !path.ends_with(b"/") {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
+}
+
+/// Parse a path given on the command line: it must be absolute; `.`
+/// components and repeated or trailing slashes are dropped; `..` is
+/// refused. Returns the components (none for `/`).
+pub fn parse_absolute(arg: &OsStr) -> Result<Vec<Vec<u8>>, String> {
+    let bytes = arg.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(format!(
+            "'{}' is not an absolute path (paths in a generation start with '/')",
+            escape(bytes)
+        ));
+    }
+    let mut parts = Vec::new();
+    for part in bytes.split(|b| *b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                return Err(format!("'{}' contains '..'", escape(bytes)));
+            }
+            p => parts.push(p.to_vec()),
+        }
+    }
+    Ok(parts)
+}
+
+/// Stored path bytes as a `Path`, for the repository API.
+pub fn as_path(path: &[u8]) -> &Path {
+    Path::new(OsStr::from_bytes(path))
+}
+
+/// The absolute path made of `parts`.
+pub fn from_parts(parts: &[Vec<u8>]) -> Vec<u8> {
+    if parts.is_empty() {
+        return b"/".to_vec();
+    }
+    let mut path = Vec::new();
+    for p in parts {
+        path.push(b'/');
+        path.extend_from_slice(p);
+    }
+    path
+}
+
+/// Whether `c` would change how a terminal shows the text after it: a
+/// control character, or a bidirectional formatting character.
+fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `bytes` as printable text: valid UTF-8 is kept, except that `\` becomes
+/// `\\`, newline, tab and carriage return become `\n`, `\t`, `\r`, other
+/// control and bidirectional characters become `\u{XXXX}`, and bytes that
+/// are not UTF-8 become `\xNN`. Different inputs give different outputs.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if is_unsafe_char(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// A single name as printable text: like [`escape`], and a `/` in it
+/// becomes `\x2f`, so that it cannot pass for a path separator.
+pub fn escape_name(name: &[u8]) -> String {
+    escape(name).replace('/', "\\x2f")
+}
+
+/// The path of `name` in the directory `parent`, as printable text; a name
+/// containing `/` (which only a damaged or hostile generation holds) shows
+/// it escaped.
+pub fn show_child(parent: &[u8], name: &[u8]) -> String {
+    let mut shown = escape(parent);
+    if !shown.ends_with('/') {
+        shown.push('/');
+    }
+    shown.push_str(&escape_name(name));
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_names_pass() {
+        assert!(check_name(b"file").is_ok());
+        assert!(check_name(b"...").is_ok());
+        assert!(check_name(b".hidden").is_ok());
+        assert!(check_name(b"new\nline").is_ok());
+        assert!(check_name(b"\xff\xfe").is_ok());
+    }
+
+    #[test]
+    fn dangerous_names_are_refused() {
+        assert!(check_name(b"").is_err());
+        assert!(check_name(b".").is_err());
+        assert!(check_name(b"..").is_err());
+        assert!(check_name(b"../etc").is_err());
+        assert!(check_name(b"a/b").is_err());
+        assert!(check_name(b"/").is_err());
+        assert!(check_name(b"a\0b").is_err());
+    }
+
+    #[test]
+    fn join_makes_absolute_paths() {
+        assert_eq!(join(b"/", b"home"), b"/home");
+        assert_eq!(join(b"/home", b"x"), b"/home/x");
+    }
+
+    #[test]
+    fn command_line_paths_are_parsed() {
+        assert_eq!(
+            parse_absolute(OsStr::new("/home//x/./y/")).unwrap(),
+            vec![b"home".to_vec(), b"x".to_vec(), b"y".to_vec()]
+        );
+        assert!(parse_absolute(OsStr::new("/")).unwrap().is_empty());
+        assert!(parse_absolute(OsStr::new("home/x")).is_err());
+        assert!(parse_absolute(OsStr::new("/home/../etc")).is_err());
+        assert_eq!(
+            from_parts(&parse_absolute(OsStr::new("/a/b")).unwrap()),
+            b"/a/b"
+        );
+        assert_eq!(from_parts(&[]), b"/");
+    }
+
+    #[test]
+    fn escape_keeps_plain_text() {
+        assert_eq!(escape(b"/home/liw/notes.txt"), "/home/liw/notes.txt");
+        assert_eq!(escape("/tmp/päivää €".as_bytes()), "/tmp/päivää €");
+    }
+
+    #[test]
+    fn escape_shows_awkward_bytes() {
+        assert_eq!(escape(b"a\nb"), "a\\nb");
+        assert_eq!(escape(b"a\tb\r"), "a\\tb\\r");
+        assert_eq!(escape(b"\x1b[31m"), "\\u{001b}[31m");
+        assert_eq!(escape(b"bad\xff\xfe"), "bad\\xff\\xfe");
+        assert_eq!(escape(b"back\\slash"), "back\\\\slash");
+        assert_eq!(escape("x\u{202e}y".as_bytes()), "x\\u{202e}y");
+    }
+
+    #[test]
+    fn names_with_slashes_are_shown_escaped() {
+        assert_eq!(escape_name(b"../../x"), "..\\x2f..\\x2fx");
+        assert_eq!(show_child(b"/", b"a"), "/a");
+        assert_eq!(
+            show_child(b"/evil", b"/etc/passwd"),
+            "/evil/\\x2fetc\\x2fpasswd"
+        );
+        assert_eq!(show_child(b"/d\n", b"x"), "/d\\n/x");
+    }
+
+    #[test]
+    fn escape_is_unambiguous() {
+        // A literal backslash-x text and a real invalid byte differ.
+        assert_ne!(escape(b"\\xff"), escape(b"\xff"));
+        assert_ne!(escape(b"\\n"), escape(b"\n"));
+    }
+}

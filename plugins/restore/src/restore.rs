@@ -1,0 +1,613 @@
+//! The `restore` subcommand: recreate a generation, or some paths of it,
+//! below a target folder.
+//!
+//! How a restore runs:
+//!
+//! 1. Everything that can be checked before writing is checked: the paths
+//!    asked for exist in the generation, and the target folder is new or
+//!    empty.
+//! 2. A **walker** thread reads the generation's directories in order. It
+//!    makes each directory (mode 0700, see [`crate::fsops`]) and hands
+//!    every other entry to the **workers** in batches through a bounded
+//!    queue, so memory stays bounded whatever the tree's size (see
+//!    [`crate::walk`]).
+//! 3. **Workers** restore entries in parallel: a regular file's chunks are
+//!    read from the repository (ahead of time for large files, see
+//!    [`crate::fetch`]), written with holes kept (see [`crate::sparse`])
+//!    and checked against the recorded SHA-256 as they are written; then
+//!    its metadata is set (see [`crate::metadata`]).
+//! 4. **Hard links**: the first regular file of a (device, inode) pair met
+//!    in the walk is restored; the others are linked to it once all
+//!    workers are done.
+//! 5. **Directories** get their owner, attributes, mode and modification
+//!    time last, deepest first, after everything inside them exists.
+//!
+//! Errors with one entry (a missing chunk, a checksum mismatch, a name
+//! that is unsafe, an attribute the file system refuses) are reported with
+//! the path and the restore goes on; at the end the command fails with
+//! "There were errors during the restore". A regular file whose content
+//! cannot be restored exactly (a chunk is missing, the checksum or the size
+//! does not match) is removed rather than left behind looking restored.
+//! Metadata that cannot be set (an extended attribute the target file
+//! system refuses, an owner, a device node when not root) is an error too,
+//! since the restore is then not exact, but the object itself is kept. Under
+//! `--quiet`, which hides the per-entry errors, the final message lists the
+//! first few of them.
+//!
+//! Paths below the target are the generation's absolute paths: restoring
+//! `/home/x` into `DIR` makes `DIR/home/x`, and the directories on the way
+//! (`DIR/home`) get the metadata the generation records for them.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use plugin_api::{Context, Entry, EntryKind, Error, GenerationReader, Repository, Result};
+
+use crate::fetch;
+use crate::format;
+use crate::fsops;
+use crate::metadata::{self, Policy};
+use crate::names::{self, escape};
+use crate::problems::Problems;
+use crate::select;
+use crate::sparse::SparseWriter;
+use crate::walk::{self, DirRecord, Job, Link, Parts, Root, Walked, Walker};
+
+/// Errors listed again in the final message when `--quiet` hid them.
+const ERRORS_REPEATED: usize = 10;
+
+/// The `restore` subcommand.
+pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
+    let Some(to) = ctx.string("to")?.filter(|s| !s.is_empty()) else {
+        plugin_api::bail!("restore needs --to DIR: the folder to restore into");
+    };
+    let roots = requested_roots(&args)?;
+    let repo = ctx.repository(false)?;
+    let client = select::client(ctx)?;
+    let gen = select::generation(ctx, &repo, &client)?;
+    let reader = repo.open_generation(&client, &gen.id)?;
+    let roots = resolve_roots(&reader, roots, &gen.id)?;
+    let quiet = ctx.boolean("quiet")?;
+
+    if ctx.boolean("pretend")? {
+        return pretend(ctx, &reader, &roots, Path::new(&to), &gen.id);
+    }
+
+    let started = Instant::now();
+    let target = prepare_target(Path::new(&to))?;
+    let restorer = Restorer {
+        ctx,
+        repo,
+        reader: &reader,
+        root: Arc::new(target),
+        policy: Policy::current(),
+        files: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        progress_bytes: AtomicU64::new(0),
+        problems: Problems::default(),
+        leaders_ok: Mutex::new(HashSet::new()),
+    };
+    let workers = workers(ctx)?;
+    restorer.restore(&roots, workers)?;
+
+    let files = restorer.files.load(Ordering::Relaxed);
+    let bytes = restorer.bytes.load(Ordering::Relaxed);
+    let secs = started.elapsed().as_secs_f64();
+    if !quiet {
+        ctx.outln(&format!(
+            "Restored {}, {} in {} ({})",
+            format::count(files, "file", "files"),
+            format::bytes(bytes),
+            format::seconds(secs),
+            format::speed(bytes, secs)
+        ))?;
+    }
+    let errors = restorer.problems.into_lines();
+    if !errors.is_empty() {
+        let mut message = format!(
+            "There were errors during the restore: {} problem{}",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        );
+        if quiet {
+            for e in errors.iter().take(ERRORS_REPEATED) {
+                message.push_str("\n  ");
+                message.push_str(e);
+            }
+            if errors.len() > ERRORS_REPEATED {
+                message.push_str(&format!(
+                    "\n  ... and {} more",
+                    errors.len() - ERRORS_REPEATED
+                ));
+            }
+        }
+        return Err(Error::msg(message));
+    }
+    Ok(())
+}
+
+/// The number of worker threads: `--restore-workers`, or four per
+/// processor (from 4 to 32). Workers spend much of their time waiting for
+/// the repository's storage and for the file system, so more of them than
+/// processors keeps the processors busy.
+fn workers(ctx: &Context<'_>) -> Result<usize> {
+    let n = ctx.integer("restore-workers")?;
+    if n < 0 {
+        plugin_api::bail!("--restore-workers must be 0 (automatic) or more, not {n}");
+    }
+    if n > 0 {
+        return Ok(n.min(256) as usize);
+    }
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Ok((cpus * 4).clamp(4, 32))
+}
+
+/// The paths given on the command line, as components: all of `/` if none;
+/// repeated paths, and paths inside another one given, are dropped.
+fn requested_roots(args: &[OsString]) -> Result<Vec<Parts>> {
+    let mut roots = Vec::new();
+    for arg in args {
+        roots.push(names::parse_absolute(arg).map_err(Error::msg)?);
+    }
+    if roots.is_empty() {
+        roots.push(Vec::new());
+    }
+    Ok(prune_nested(roots))
+}
+
+/// Sort `roots` and drop each one that is, or is inside, another.
+fn prune_nested(mut roots: Vec<Parts>) -> Vec<Parts> {
+    roots.sort();
+    let mut kept: Vec<Parts> = Vec::new();
+    for root in roots {
+        // Sorted order puts a path right after its ancestors' subtrees begin.
+        if kept.iter().any(|k| root.starts_with(k)) {
+            continue;
+        }
+        kept.push(root);
+    }
+    kept
+}
+
+/// Look up every requested path in the generation: each must exist, and
+/// every directory on the way must be a directory.
+fn resolve_roots(reader: &GenerationReader, roots: Vec<Parts>, gen: &str) -> Result<Vec<Root>> {
+    let mut resolved = Vec::new();
+    for parts in roots {
+        let requested = escape(&names::from_parts(&parts));
+        let mut entries = Vec::new();
+        for i in 1..=parts.len() {
+            let path = names::from_parts(&parts[..i]);
+            let Some(entry) = reader.lookup(names::as_path(&path))? else {
+                plugin_api::bail!("{requested} is not in generation {gen}");
+            };
+            if i < parts.len() && entry.kind != EntryKind::Dir {
+                plugin_api::bail!(
+                    "{requested} is not in generation {gen} ({} is not a folder there)",
+                    escape(&path)
+                );
+            }
+            entries.push(entry);
+        }
+        resolved.push(Root { parts, entries });
+    }
+    Ok(resolved)
+}
+
+/// Make sure the target folder is new or empty, make it if it is new, and
+/// open it.
+fn prepare_target(path: &Path) -> Result<OwnedFd> {
+    let shown = path.display();
+    match fs::metadata(path) {
+        Ok(meta) if !meta.is_dir() => {
+            plugin_api::bail!("cannot restore into {shown}: it exists and is not a folder")
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(path)
+                .map_err(|e| Error::msg(format!("cannot create folder {shown}: {e}")))?;
+        }
+        Err(e) => plugin_api::bail!("cannot use {shown} as the restore target: {e}"),
+    }
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::msg(format!("cannot open folder {shown}: {e}")))?;
+    let empty = fsops::dir_is_empty(fd.as_fd())
+        .map_err(|e| Error::msg(format!("cannot read folder {shown}: {e}")))?;
+    if !empty {
+        plugin_api::bail!(
+            "cannot restore into {shown}: the folder is not empty (restore only into an empty or new folder)"
+        );
+    }
+    Ok(fd)
+}
+
+/// `--pretend`: say what would be restored, and write nothing.
+fn pretend(
+    ctx: &Context<'_>,
+    reader: &GenerationReader,
+    roots: &[Root],
+    to: &Path,
+    gen: &str,
+) -> Result<()> {
+    let (mut files, mut dirs, mut bytes) = (0u64, 0u64, 0u64);
+    let mut stack: Vec<Vec<u8>> = Vec::new();
+    for root in roots {
+        match root.entries.last() {
+            None => stack.push(b"/".to_vec()),
+            Some(e) if e.kind == EntryKind::Dir => {
+                dirs += 1;
+                stack.push(names::from_parts(&root.parts));
+            }
+            Some(e) => {
+                files += 1;
+                bytes += e.size;
+            }
+        }
+    }
+    while let Some(dir) = stack.pop() {
+        for e in reader.list_dir(names::as_path(&dir))?.unwrap_or_default() {
+            if e.kind == EntryKind::Dir {
+                dirs += 1;
+                stack.push(names::join(&dir, &e.name));
+            } else {
+                files += 1;
+                if e.kind == EntryKind::File {
+                    bytes += e.size;
+                }
+            }
+        }
+    }
+    ctx.outln(&format!(
+        "Would restore {} and {}, {} from generation {gen} into {} (nothing was written)",
+        format::count(files, "file", "files"),
+        format::count(dirs, "folder", "folders"),
+        format::bytes(bytes),
+        to.display()
+    ))
+}
+
+struct Restorer<'a, 'c> {
+    ctx: &'a Context<'c>,
+    repo: Repository,
+    reader: &'a GenerationReader,
+    root: Arc<OwnedFd>,
+    policy: Policy,
+    /// Objects other than directories restored.
+    files: AtomicU64,
+    /// Bytes of regular files restored.
+    bytes: AtomicU64,
+    /// Bytes written so far, for the progress line.
+    progress_bytes: AtomicU64,
+    problems: Problems,
+    /// Hard-link leaders that were restored.
+    leaders_ok: Mutex<HashSet<(u64, u64)>>,
+}
+
+impl Restorer<'_, '_> {
+    /// Report a problem with `path` and count it.
+    fn error(&self, path: &[u8], message: impl std::fmt::Display) {
+        self.problems.report(path, message);
+    }
+
+    /// Restore `roots`: walk and restore in parallel, then make hard links,
+    /// then finish directories.
+    fn restore(&self, roots: &[Root], workers: usize) -> Result<()> {
+        let (tx, rx) = sync_channel::<Vec<Job>>(walk::QUEUE);
+        let rx = Mutex::new(rx);
+        let walker = Walker::new(self.reader, Arc::clone(&self.root), &self.problems, tx);
+        let walked = std::thread::scope(|s| -> Result<Walked> {
+            let walker = s.spawn(move || walker.run(roots));
+            let pool: Vec<_> = (0..workers).map(|_| s.spawn(|| self.work(&rx))).collect();
+            while !(walker.is_finished() && pool.iter().all(|w| w.is_finished())) {
+                self.show_progress();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let mut panicked = false;
+            for w in pool {
+                panicked |= w.join().is_err();
+            }
+            let walked = walker.join();
+            if panicked {
+                plugin_api::bail!("internal error: a restore worker thread panicked");
+            }
+            walked.map_err(|_| Error::msg("internal error: the restore walker thread panicked"))
+        })?;
+        self.make_links(&walked.links);
+        self.finish_dirs(&walked.dirs);
+        Ok(())
+    }
+
+    fn show_progress(&self) {
+        let errors = self.problems.count();
+        let mut line = format!(
+            "Restoring: {} files, {}",
+            self.files.load(Ordering::Relaxed),
+            format::bytes(self.progress_bytes.load(Ordering::Relaxed))
+        );
+        if errors > 0 {
+            line.push_str(&format!(", {errors} errors"));
+        }
+        self.ctx.status(&line);
+    }
+
+    /// A worker: restore queued entries until the queue is closed.
+    fn work(&self, rx: &Mutex<Receiver<Vec<Job>>>) {
+        loop {
+            let batch = {
+                let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+                rx.recv()
+            };
+            let Ok(batch) = batch else {
+                return;
+            };
+            for job in batch {
+                // A bug with one entry must not stop this worker: the walker
+                // could then wait for it forever.
+                let restored =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| self.restore_entry(&job)))
+                        .unwrap_or_else(|panic| {
+                            let what = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_default();
+                            self.error(
+                                &job.path,
+                                format!("internal error (a bug in obnam) restoring it: {what}"),
+                            );
+                            false
+                        });
+                if restored {
+                    self.files.fetch_add(1, Ordering::Relaxed);
+                    if let Some(key) = job.leader {
+                        self.leaders_ok
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restore one entry that is not a directory. Returns whether it now
+    /// exists (perhaps with some metadata problems reported).
+    fn restore_entry(&self, job: &Job) -> bool {
+        let parent = job.parent.as_fd();
+        let entry = &job.entry;
+        let problems = match entry.kind {
+            EntryKind::File => match self.restore_file(job) {
+                Some(problems) => problems,
+                None => return false,
+            },
+            EntryKind::Symlink => {
+                if let Err(e) = fsops::make_symlink(parent, job.name(), &entry.target) {
+                    self.error(&job.path, format!("cannot make symlink: {e}"));
+                    return false;
+                }
+                metadata::apply_symlink(parent, job.name(), entry, &self.policy)
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice if !self.policy.is_root => {
+                self.error(
+                    &job.path,
+                    "device node not restored: only root can make device nodes",
+                );
+                return false;
+            }
+            kind if metadata::is_node(kind) => {
+                if let Err(e) = fsops::make_node(parent, job.name(), kind, entry.rdev) {
+                    self.error(&job.path, format!("cannot make {}: {e}", kind_name(kind)));
+                    return false;
+                }
+                metadata::apply_node(parent, job.name(), entry, &self.policy)
+            }
+            _ => {
+                self.error(&job.path, "internal error: unexpected kind of entry");
+                return false;
+            }
+        };
+        for p in problems {
+            self.error(&job.path, p);
+        }
+        true
+    }
+
+    /// Restore a regular file: content, checked, then metadata. Returns the
+    /// metadata problems, or `None` (with the error reported and the file
+    /// removed) if the content could not be restored exactly.
+    fn restore_file(&self, job: &Job) -> Option<Vec<String>> {
+        let parent = job.parent.as_fd();
+        let file = match fsops::create_file(parent, job.name()) {
+            Ok(f) => f,
+            Err(e) => {
+                self.error(&job.path, format!("cannot create file: {e}"));
+                return None;
+            }
+        };
+        if let Err(why) = self.write_content(&file, &job.entry) {
+            drop(file);
+            let removed = match fsops::remove_file(parent, job.name()) {
+                Ok(()) => "the file was removed".to_string(),
+                Err(e) => format!("the damaged file could not be removed: {e}"),
+            };
+            self.error(&job.path, format!("not restored: {why}; {removed}"));
+            return None;
+        }
+        self.bytes.fetch_add(job.entry.size, Ordering::Relaxed);
+        Some(metadata::apply_fd(file.as_fd(), &job.entry, &self.policy))
+    }
+
+    /// Write a file's chunks, keeping holes, and check size and checksum.
+    fn write_content(&self, file: &fs::File, entry: &Entry) -> std::result::Result<(), String> {
+        let mut writer = SparseWriter::new(file);
+        let mut hasher = Sha256::new();
+        fetch::for_each_chunk(&self.repo, &entry.chunks, |chunk| {
+            hasher.update(&chunk.data);
+            if chunk.zero {
+                writer.skip_zeros(chunk.data.len() as u64);
+            } else {
+                writer
+                    .write(&chunk.data)
+                    .map_err(|e| format!("cannot write: {e}"))?;
+            }
+            self.progress_bytes
+                .fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
+            Ok(())
+        })?;
+        if writer.len() != entry.size {
+            return Err(format!(
+                "its chunks hold {} bytes, but the file had {}",
+                writer.len(),
+                entry.size
+            ));
+        }
+        writer
+            .finish()
+            .map_err(|e| format!("cannot set the file's length: {e}"))?;
+        if !entry.checksum.is_empty() && hasher.finalize().as_slice() != entry.checksum.as_slice() {
+            return Err(
+                "checksum mismatch: the content read back is not what was backed up".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Make the hard links noted by the walker.
+    fn make_links(&self, links: &[Link]) {
+        let ok = self
+            .leaders_ok
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for link in links {
+            let path = names::from_parts(&link.parts);
+            let leader = names::from_parts(&link.leader);
+            if !ok.contains(&link.key) {
+                self.error(
+                    &path,
+                    format!(
+                        "not restored: it is a hard link of {}, which could not be restored",
+                        escape(&leader)
+                    ),
+                );
+                continue;
+            }
+            if let Err(e) = self.link(link) {
+                self.error(
+                    &path,
+                    format!("cannot make hard link to {}: {e}", escape(&leader)),
+                );
+                continue;
+            }
+            self.files.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn link(&self, link: &Link) -> io::Result<()> {
+        let (Some((old_name, old_dir)), Some((new_name, new_dir))) =
+            (link.leader.split_last(), link.parts.split_last())
+        else {
+            return Err(io::Error::other("empty path"));
+        };
+        let old = fsops::open_dir_path(self.root.as_fd(), old_dir)?;
+        let new = fsops::open_dir_path(self.root.as_fd(), new_dir)?;
+        fsops::hard_link(old.as_fd(), old_name, new.as_fd(), new_name)
+    }
+
+    /// Give every directory made its metadata, deepest first: each was made
+    /// after its parent, so the reverse order finishes children first, and
+    /// nothing is created in a directory after its mode and time are set.
+    fn finish_dirs(&self, dirs: &[DirRecord]) {
+        for (done, dir) in dirs.iter().rev().enumerate() {
+            if done % 64 == 0 {
+                self.ctx.status(&format!(
+                    "Restoring: setting folder metadata, {done}/{}",
+                    dirs.len()
+                ));
+            }
+            let path = names::from_parts(&dir.parts);
+            match fsops::open_dir_path(self.root.as_fd(), &dir.parts) {
+                Ok(fd) => {
+                    for p in metadata::apply_fd(fd.as_fd(), &dir.entry, &self.policy) {
+                        self.error(&path, p);
+                    }
+                }
+                Err(e) => self.error(&path, format!("cannot open restored folder: {e}")),
+            }
+        }
+    }
+}
+
+fn kind_name(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File => "file",
+        EntryKind::Dir => "folder",
+        EntryKind::Symlink => "symlink",
+        EntryKind::Fifo => "FIFO",
+        EntryKind::Socket => "socket",
+        EntryKind::CharDevice => "character device",
+        EntryKind::BlockDevice => "block device",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(path: &str) -> Parts {
+        names::parse_absolute(std::ffi::OsStr::new(path)).unwrap()
+    }
+
+    #[test]
+    fn nested_roots_are_dropped() {
+        let roots = prune_nested(vec![
+            parts("/home/x/y"),
+            parts("/home/x"),
+            parts("/home/xy"),
+            parts("/home/x"),
+            parts("/etc"),
+        ]);
+        assert_eq!(
+            roots,
+            vec![parts("/etc"), parts("/home/x"), parts("/home/xy")]
+        );
+        assert_eq!(
+            prune_nested(vec![parts("/a"), parts("/")]),
+            vec![parts("/")]
+        );
+    }
+
+    #[test]
+    fn no_paths_means_everything() {
+        assert_eq!(requested_roots(&[]).unwrap(), vec![Vec::<Vec<u8>>::new()]);
+        assert!(requested_roots(&[OsString::from("relative")]).is_err());
+    }
+
+    #[test]
+    fn target_must_be_empty_or_new() {
+        let tmp = tempfile::tempdir().unwrap();
+        let new = tmp.path().join("a/b");
+        assert!(prepare_target(&new).is_ok());
+        assert!(prepare_target(&new).is_ok(), "empty is fine");
+        std::fs::write(new.join("f"), b"x").unwrap();
+        let err = prepare_target(&new).unwrap_err();
+        assert!(err.message().contains("not empty"), "{err}");
+        let err = prepare_target(&new.join("f")).unwrap_err();
+        assert!(err.message().contains("not a folder"), "{err}");
+    }
+}

@@ -1,0 +1,96 @@
+//! Which client and which generation a command works on.
+//!
+//! The client is the host's `client-name` setting. The generation is the
+//! `--generation` setting: a generation id, or `latest` for the client's
+//! newest generation. `latest` counts checkpoints too: a checkpoint is a
+//! committed, restorable generation, and when the newest thing a client
+//! has is a checkpoint of an interrupted backup, it is also the newest data
+//! there is. (A backup that finishes removes its checkpoints, so normally
+//! the newest generation is a complete one.) Name a generation id to choose
+//! another.
+
+use plugin_api::{Context, GenerationInfo, Repository, Result};
+
+/// The value of `--generation` that means the newest generation.
+pub const LATEST: &str = "latest";
+
+/// The client named by `--client-name`.
+pub fn client(ctx: &Context<'_>) -> Result<String> {
+    match ctx.string("client-name")? {
+        Some(name) if !name.is_empty() => Ok(name),
+        _ => plugin_api::bail!("no client name: set --client-name"),
+    }
+}
+
+/// The client's generations, oldest first; an error if there are none.
+pub fn generations(repo: &Repository, client: &str) -> Result<Vec<GenerationInfo>> {
+    let gens = repo.generations(client)?;
+    if gens.is_empty() {
+        plugin_api::bail!(
+            "client '{client}' has no generations in repository {}",
+            repo.url()
+        );
+    }
+    Ok(gens)
+}
+
+/// The generation `wanted` names among `gens` (oldest first).
+pub fn choose<'a>(
+    gens: &'a [GenerationInfo],
+    wanted: &str,
+    client: &str,
+) -> Result<&'a GenerationInfo> {
+    let found = if wanted == LATEST {
+        gens.last()
+    } else {
+        gens.iter().find(|g| g.id == wanted)
+    };
+    match found {
+        Some(g) => Ok(g),
+        None if gens.is_empty() => plugin_api::bail!("client '{client}' has no generations"),
+        None => plugin_api::bail!(
+            "client '{client}' has no generation '{wanted}' (see 'obnam generations')"
+        ),
+    }
+}
+
+/// The generation chosen by `--generation` for the current client.
+pub fn generation(ctx: &Context<'_>, repo: &Repository, client: &str) -> Result<GenerationInfo> {
+    let wanted = ctx
+        .string("generation")?
+        .unwrap_or_else(|| LATEST.to_string());
+    let gens = generations(repo, client)?;
+    choose(&gens, wanted.trim(), client).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gen(id: &str, checkpoint: bool) -> GenerationInfo {
+        GenerationInfo {
+            id: id.into(),
+            client: "c".into(),
+            started_ns: 0,
+            ended_ns: 0,
+            file_count: 0,
+            data_size: 0,
+            is_checkpoint: checkpoint,
+        }
+    }
+
+    #[test]
+    fn latest_is_the_newest_checkpoints_included() {
+        let gens = [gen("a", false), gen("b", true)];
+        assert_eq!(choose(&gens, LATEST, "c").unwrap().id, "b");
+    }
+
+    #[test]
+    fn ids_are_looked_up() {
+        let gens = [gen("a", false), gen("b", false)];
+        assert_eq!(choose(&gens, "a", "c").unwrap().id, "a");
+        let err = choose(&gens, "zz", "c").unwrap_err();
+        assert!(err.message().contains("no generation 'zz'"), "{err}");
+        assert!(choose(&[], LATEST, "c").is_err());
+    }
+}

@@ -1,0 +1,366 @@
+//! The walker of a restore: reads the generation's directories in order,
+//! makes each directory in the target, and hands every other entry to the
+//! workers in batches.
+//!
+//! One thread walks, so the generation's trees are read in order (the
+//! repository caches the trees on the current path) and every directory
+//! exists before anything is put in it. A name is checked before anything
+//! is made with it ([`check_name`]), and every object is made relative to
+//! its parent directory's open descriptor, never through a path (see
+//! [`crate::fsops`]).
+//!
+//! Work goes to the workers through a bounded queue of batches, so memory
+//! and open descriptors stay bounded whatever the tree's size: a batch
+//! holds the entries of one directory (and so one descriptor), at most
+//! [`BATCH_ENTRIES`] of them or about [`BATCH_BYTES`] of file data. The
+//! walk is depth first with an explicit stack, so a deep tree cannot
+//! overflow the thread's stack; a directory on the stack is made but not
+//! opened until it is walked, so a wide tree does not hold a descriptor per
+//! directory either.
+//!
+//! What the walker leaves for later: the hard links to make once every
+//! file is restored, and the directories to give their metadata at the
+//! very end.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use plugin_api::{Entry, EntryKind, GenerationReader};
+
+use crate::fsops;
+use crate::names::{self, check_name, escape};
+use crate::problems::Problems;
+
+/// Entries in one batch of work, at most.
+pub const BATCH_ENTRIES: usize = 32;
+
+/// Bytes of file data in one batch of work, roughly at most (a larger file
+/// is a batch of its own).
+pub const BATCH_BYTES: u64 = 4 << 20;
+
+/// Batches waiting for a worker, at most.
+pub const QUEUE: usize = 64;
+
+/// A path below the generation's root, as components (none for `/`).
+pub type Parts = Vec<Vec<u8>>;
+
+/// A path to restore, with the generation's entries for it and for each
+/// directory on the way to it.
+pub struct Root {
+    pub parts: Parts,
+    /// Entries of `parts[..1]`, `parts[..2]`, ...; the last is the root's own.
+    pub entries: Vec<Entry>,
+}
+
+/// Work for a worker: one entry that is not a directory.
+pub struct Job {
+    /// The directory it goes in.
+    pub parent: Arc<OwnedFd>,
+    /// Its absolute path in the generation (and below the target).
+    pub path: Vec<u8>,
+    pub entry: Entry,
+    /// The (device, inode) of a hard-linked file restored first of its links.
+    pub leader: Option<(u64, u64)>,
+}
+
+impl Job {
+    /// The name to make in `parent`.
+    pub fn name(&self) -> &[u8] {
+        &self.entry.name
+    }
+}
+
+/// A hard link to make after the workers are done.
+pub struct Link {
+    pub parts: Parts,
+    pub leader: Parts,
+    pub key: (u64, u64),
+}
+
+/// A directory whose metadata is set at the end.
+pub struct DirRecord {
+    pub parts: Parts,
+    pub entry: Entry,
+}
+
+/// What the walk leaves for later.
+#[derive(Default)]
+pub struct Walked {
+    /// Directories made, each after its parent.
+    pub dirs: Vec<DirRecord>,
+    pub links: Vec<Link>,
+}
+
+/// The first file met for a (device, inode) pair.
+struct Leader {
+    parts: Parts,
+    checksum: Vec<u8>,
+    size: u64,
+}
+
+/// A directory to walk: made, not yet opened.
+struct Pending {
+    parent: Arc<OwnedFd>,
+    parts: Parts,
+}
+
+fn child_parts(parts: &[Vec<u8>], name: &[u8]) -> Parts {
+    let mut child = parts.to_vec();
+    child.push(name.to_vec());
+    child
+}
+
+/// The walker's state.
+pub struct Walker<'a> {
+    reader: &'a GenerationReader,
+    root: Arc<OwnedFd>,
+    problems: &'a Problems,
+    tx: SyncSender<Vec<Job>>,
+    walked: Walked,
+    leaders: HashMap<(u64, u64), Leader>,
+    /// Directories on the way to requested paths made so far.
+    made: HashSet<Parts>,
+    stack: Vec<Pending>,
+    batch: Vec<Job>,
+    batch_bytes: u64,
+    /// The workers are gone: stop.
+    stopped: bool,
+}
+
+impl<'a> Walker<'a> {
+    /// A walker restoring into the directory `root`, sending work to `tx`.
+    pub fn new(
+        reader: &'a GenerationReader,
+        root: Arc<OwnedFd>,
+        problems: &'a Problems,
+        tx: SyncSender<Vec<Job>>,
+    ) -> Self {
+        Walker {
+            reader,
+            root,
+            problems,
+            tx,
+            walked: Walked::default(),
+            leaders: HashMap::new(),
+            made: HashSet::new(),
+            stack: Vec::new(),
+            batch: Vec::new(),
+            batch_bytes: 0,
+            stopped: false,
+        }
+    }
+
+    /// Walk every root; closes the queue when done.
+    pub fn run(mut self, roots: &[Root]) -> Walked {
+        for root in roots {
+            if self.stopped {
+                break;
+            }
+            if root.parts.is_empty() {
+                // The generation's root: its entries go in the target itself.
+                let dir = Arc::clone(&self.root);
+                self.walk_dir(dir, &[]);
+            } else if let Some(parent) = self.make_parents(root) {
+                let entry = root.entries.last().cloned().unwrap_or_default();
+                self.place(parent, root.parts.clone(), entry);
+                self.flush();
+            }
+            while let Some(pending) = self.stack.pop() {
+                if self.stopped {
+                    break;
+                }
+                let name = pending.parts.last().map(Vec::as_slice).unwrap_or_default();
+                match fsops::open_dir_at(pending.parent.as_fd(), name) {
+                    Ok(fd) => self.walk_dir(Arc::new(fd), &pending.parts),
+                    Err(e) => self.problems.report(
+                        &names::from_parts(&pending.parts),
+                        format!("cannot open restored folder: {e}"),
+                    ),
+                }
+            }
+        }
+        self.flush();
+        self.walked
+    }
+
+    /// Make the directories on the way to `root` that are not made yet, and
+    /// return the one it goes in.
+    fn make_parents(&mut self, root: &Root) -> Option<Arc<OwnedFd>> {
+        let mut dir = Arc::clone(&self.root);
+        let last = root.parts.len().saturating_sub(1);
+        for (i, entry) in root.entries.iter().take(last).enumerate() {
+            let parts = root.parts[..=i].to_vec();
+            let name = &root.parts[i];
+            let opened = if self.made.contains(&parts) {
+                fsops::open_dir_at(dir.as_fd(), name)
+            } else {
+                fsops::make_dir(dir.as_fd(), name)
+            };
+            match opened {
+                Ok(fd) => dir = Arc::new(fd),
+                Err(e) => {
+                    self.problems.report(
+                        &names::from_parts(&parts),
+                        format!("cannot make folder: {e}"),
+                    );
+                    return None;
+                }
+            }
+            if self.made.insert(parts.clone()) {
+                self.walked.dirs.push(DirRecord {
+                    parts,
+                    entry: entry.clone(),
+                });
+            }
+        }
+        Some(dir)
+    }
+
+    /// Restore the entries of the generation directory `parts`, made and
+    /// opened as `dir`: other entries first (queued), then subdirectories
+    /// (made, and pushed to be walked).
+    ///
+    /// Both go largest first: files by size, subdirectories by the bytes of
+    /// file data below them, which the generation records. A restore takes
+    /// at least as long as its largest file, which one worker writes (its
+    /// checksum must be computed in order); starting the large files early
+    /// lets the many small ones fill the time instead of waiting for a
+    /// large one found last.
+    fn walk_dir(&mut self, dir: Arc<OwnedFd>, parts: &[Vec<u8>]) {
+        let path = names::from_parts(parts);
+        let entries = match self.reader.list_dir(names::as_path(&path)) {
+            Ok(Some(entries)) => entries,
+            Ok(None) => {
+                self.problems
+                    .report(&path, "the generation has no such folder");
+                return;
+            }
+            Err(e) => {
+                self.problems.report(
+                    &path,
+                    format!("cannot read the folder from the repository: {e}"),
+                );
+                return;
+            }
+        };
+        let (mut subdirs, mut others): (Vec<Entry>, Vec<Entry>) =
+            entries.into_iter().partition(|e| e.kind == EntryKind::Dir);
+        // Largest first (see `largest_first`); the sorts are stable, so
+        // entries of equal size stay in name order.
+        others.sort_by_key(|e| std::cmp::Reverse(e.size));
+        subdirs.sort_by_key(|e| std::cmp::Reverse(e.subtree_bytes));
+        for entry in others {
+            let child = child_parts(parts, &entry.name);
+            self.place(Arc::clone(&dir), child, entry);
+        }
+        self.flush();
+        // Pushed in reverse, so that the largest is walked first.
+        for entry in subdirs.into_iter().rev() {
+            let child = child_parts(parts, &entry.name);
+            self.place(Arc::clone(&dir), child, entry);
+        }
+    }
+
+    /// Restore one entry in `parent`: make a directory and remember to walk
+    /// it, note a hard link for later, or queue the entry for a worker.
+    fn place(&mut self, parent: Arc<OwnedFd>, parts: Parts, entry: Entry) {
+        let name = parts.last().map(Vec::as_slice).unwrap_or_default();
+        let named_right = check_name(&entry.name).and_then(|()| {
+            if entry.name == name {
+                Ok(())
+            } else {
+                Err("the entry's name does not match its place in the generation")
+            }
+        });
+        if let Err(why) = named_right {
+            let parent_path = names::from_parts(&parts[..parts.len().saturating_sub(1)]);
+            self.problems.report(
+                &parent_path,
+                format!(
+                    "refused to restore the entry named '{}': {why}",
+                    escape(&entry.name)
+                ),
+            );
+            return;
+        }
+        if entry.kind == EntryKind::Dir {
+            match rustix::fs::mkdirat(parent.as_fd(), name, rustix::fs::Mode::from_raw_mode(0o700))
+            {
+                Ok(()) => {
+                    self.walked.dirs.push(DirRecord {
+                        parts: parts.clone(),
+                        entry,
+                    });
+                    self.stack.push(Pending { parent, parts });
+                }
+                Err(e) => self.problems.report(
+                    &names::from_parts(&parts),
+                    format!("cannot make folder: {}", io::Error::from(e)),
+                ),
+            }
+            return;
+        }
+        let mut leader = None;
+        if entry.kind == EntryKind::File && entry.nlink > 1 {
+            let key = (entry.dev, entry.ino);
+            match self.leaders.get(&key) {
+                Some(first) if first.checksum == entry.checksum && first.size == entry.size => {
+                    self.walked.links.push(Link {
+                        parts,
+                        leader: first.parts.clone(),
+                        key,
+                    });
+                    return;
+                }
+                // The same inode with other content: the generation is
+                // inconsistent; restore this one as a file of its own.
+                Some(_) => {}
+                None => {
+                    self.leaders.insert(
+                        key,
+                        Leader {
+                            parts: parts.clone(),
+                            checksum: entry.checksum.clone(),
+                            size: entry.size,
+                        },
+                    );
+                    leader = Some(key);
+                }
+            }
+        }
+        let size = if entry.kind == EntryKind::File {
+            entry.size
+        } else {
+            0
+        };
+        if !self.batch.is_empty()
+            && (self.batch.len() >= BATCH_ENTRIES || self.batch_bytes + size > BATCH_BYTES)
+        {
+            self.flush();
+        }
+        self.batch_bytes += size;
+        self.batch.push(Job {
+            parent,
+            path: names::from_parts(&parts),
+            entry,
+            leader,
+        });
+    }
+
+    /// Hand the batch being filled to the workers.
+    fn flush(&mut self) {
+        if self.batch.is_empty() || self.stopped {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        if self.tx.send(batch).is_err() {
+            self.problems
+                .report(b"/", "the restore workers stopped unexpectedly");
+            self.stopped = true;
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! Test plugin "hostile": writes generations that a careless restore would
+//! follow out of its target folder, so that the black-box tests can check
+//! that `obnam restore` refuses them.
+//!
+//! * `hostile-nul CLIENT`: through the repository API, a generation with a
+//!   file whose name contains a NUL byte, next to a good file.
+//! * `hostile-raw CLIENT OUTSIDE`: a generation whose directory trees are
+//!   written by hand, because the API's generation builder (rightly) cannot
+//!   make them: entries named `..` and with `/` in their names (one of them
+//!   an absolute path into OUTSIDE), a symlink to OUTSIDE followed by a
+//!   directory of the same name with a file in it, a symlink followed by a
+//!   file of the same name, and one good file. File data goes through the
+//!   API; the tree pack, its index object and the generation object are
+//!   written into the repository folder as `docs/repository-format.md`
+//!   describes them (no data filters, so every object has an empty filter
+//!   header). The repository must be a local folder.
+//! * `hostile-damaged CLIENT`: through the API, a generation under `/data`
+//!   with a good file, a file whose checksum does not match its content, a
+//!   file with a chunk that was never stored, and a file whose recorded size
+//!   differs from its content's.
+//!
+//! Each prints the id of the generation it wrote.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use plugin_api::{App, ChunkId, Context, Entry, EntryKind, Plugin, Repository, Result};
+use serde::Serialize;
+
+#[derive(Default)]
+struct Hostile;
+
+fn arg(args: &[std::ffi::OsString], i: usize, what: &str) -> Result<String> {
+    args.get(i)
+        .map(|a| a.to_string_lossy().into_owned())
+        .ok_or_else(|| plugin_api::Error::msg(format!("missing argument: {what}")))
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Store `data` as one chunk; its id and checksum (the token is SHA-256 of
+/// the data in an unencrypted repository).
+fn store(repo: &Repository, data: &[u8]) -> Result<(ChunkId, Vec<u8>)> {
+    let token = repo.token(data);
+    let id = match repo.find_chunks(token).first() {
+        Some(id) => *id,
+        None => repo.put_chunk(token, data)?,
+    };
+    Ok((id, token.0.to_vec()))
+}
+
+fn nul(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
+    let client = arg(&args, 0, "CLIENT")?;
+    let repo = ctx.repository(true)?;
+    repo.add_client(&client)?;
+    repo.lock_client(&client)?;
+    let builder = repo.begin_generation(&client, false)?;
+    let dir = Entry {
+        kind: EntryKind::Dir,
+        mode: 0o40755,
+        nlink: 2,
+        ..Entry::default()
+    };
+    builder.put(Path::new("/evil"), &dir)?;
+    for (name, data) in [(&b"good"[..], &b"good\n"[..]), (b"bad\0name", b"pwned\n")] {
+        let (id, checksum) = store(&repo, data)?;
+        let mut path = b"/evil/".to_vec();
+        path.extend_from_slice(name);
+        let file = Entry {
+            kind: EntryKind::File,
+            mode: 0o100644,
+            nlink: 1,
+            size: data.len() as u64,
+            checksum,
+            chunks: vec![id],
+            ..Entry::default()
+        };
+        use std::os::unix::ffi::OsStringExt;
+        builder.put(&PathBuf::from(std::ffi::OsString::from_vec(path)), &file)?;
+    }
+    builder.finish_dir(Path::new("/evil"))?;
+    let gen = builder.commit(false)?;
+    repo.unlock_client(&client)?;
+    ctx.outln(&gen.id)
+}
+
+fn damaged(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
+    let client = arg(&args, 0, "CLIENT")?;
+    let repo = ctx.repository(true)?;
+    repo.add_client(&client)?;
+    repo.lock_client(&client)?;
+    let builder = repo.begin_generation(&client, false)?;
+    let dir = Entry {
+        kind: EntryKind::Dir,
+        mode: 0o40755,
+        nlink: 2,
+        ..Entry::default()
+    };
+    builder.put(Path::new("/data"), &dir)?;
+    let file = |data: &[u8]| -> Result<Entry> {
+        let (id, checksum) = store(&repo, data)?;
+        Ok(Entry {
+            kind: EntryKind::File,
+            mode: 0o100644,
+            nlink: 1,
+            size: data.len() as u64,
+            checksum,
+            chunks: vec![id],
+            ..Entry::default()
+        })
+    };
+    builder.put(Path::new("/data/good"), &file(b"good\n")?)?;
+    let mut bad_checksum = file(b"content\n")?;
+    bad_checksum.checksum = vec![0; 32];
+    builder.put(Path::new("/data/bad-checksum"), &bad_checksum)?;
+    let mut missing = file(b"stored\n")?;
+    missing.chunks.push(ChunkId {
+        token: repo.token(b"this chunk was never stored"),
+        variant: 0,
+    });
+    builder.put(Path::new("/data/missing-chunk"), &missing)?;
+    let mut wrong_size = file(b"sized\n")?;
+    wrong_size.size = 1000;
+    builder.put(Path::new("/data/wrong-size"), &wrong_size)?;
+    builder.finish_dir(Path::new("/data"))?;
+    let gen = builder.commit(false)?;
+    repo.unlock_client(&client)?;
+    ctx.outln(&gen.id)
+}
+
+/// A tree entry as the repository format stores it.
+#[derive(Serialize, Clone)]
+struct RawEntry {
+    #[serde(with = "serde_bytes")]
+    name: Vec<u8>,
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: i64,
+    mtime_ns: u32,
+    ctime: i64,
+    ctime_ns: u32,
+    nlink: u64,
+    dev: u64,
+    ino: u64,
+    #[serde(with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
+    target: Vec<u8>,
+    #[serde(with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
+    checksum: Vec<u8>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    chunks: Vec<serde_bytes::ByteBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subtree: Option<serde_bytes::ByteBuf>,
+}
+
+#[derive(Serialize)]
+struct RawTree {
+    entries: Vec<RawEntry>,
+}
+
+fn stored_id(id: &ChunkId) -> serde_bytes::ByteBuf {
+    let mut bytes = id.token.0.to_vec();
+    if id.variant != 0 {
+        bytes.extend_from_slice(&id.variant.to_le_bytes());
+    }
+    serde_bytes::ByteBuf::from(bytes)
+}
+
+fn base(name: &[u8], kind: &'static str, mode: u32) -> RawEntry {
+    RawEntry {
+        name: name.to_vec(),
+        kind,
+        mode,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 1_000_000_000,
+        mtime_ns: 0,
+        ctime: 1_000_000_000,
+        ctime_ns: 0,
+        nlink: 1,
+        dev: 1,
+        ino: 0,
+        target: Vec::new(),
+        checksum: Vec::new(),
+        chunks: Vec::new(),
+        subtree: None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Collects tree blobs and writes them as one tree pack with its index.
+struct TreePack<'a> {
+    repo: &'a Repository,
+    blobs: Vec<(ChunkId, Vec<u8>)>,
+    next_ino: u64,
+}
+
+impl TreePack<'_> {
+    fn file(&mut self, name: &[u8], data: &[u8]) -> Result<RawEntry> {
+        let (id, checksum) = store(self.repo, data)?;
+        self.next_ino += 1;
+        let mut e = base(name, "file", 0o100644);
+        e.size = data.len() as u64;
+        e.checksum = checksum;
+        e.chunks = vec![stored_id(&id)];
+        e.ino = self.next_ino;
+        Ok(e)
+    }
+
+    fn symlink(&mut self, name: &[u8], target: &[u8]) -> RawEntry {
+        self.next_ino += 1;
+        let mut e = base(name, "symlink", 0o120777);
+        e.target = target.to_vec();
+        e.ino = self.next_ino;
+        e
+    }
+
+    /// A directory entry whose subtree holds `entries` (kept in the order
+    /// given: a hostile tree need not be sorted).
+    fn dir(&mut self, name: &[u8], entries: Vec<RawEntry>) -> Result<RawEntry> {
+        let id = self.tree(entries)?;
+        self.next_ino += 1;
+        let mut e = base(name, "dir", 0o40755);
+        e.nlink = 2;
+        e.subtree = Some(stored_id(&id));
+        e.ino = self.next_ino;
+        Ok(e)
+    }
+
+    fn tree(&mut self, entries: Vec<RawEntry>) -> Result<ChunkId> {
+        let bytes = rmp_serde::to_vec_named(&RawTree { entries })
+            .map_err(|e| plugin_api::Error::msg(format!("encoding a tree: {e}")))?;
+        let id = ChunkId {
+            token: self.repo.token(&bytes),
+            variant: 0,
+        };
+        if !self.blobs.iter().any(|(b, _)| *b == id) {
+            self.blobs.push((id, bytes));
+        }
+        Ok(id)
+    }
+
+    /// Write the pack and the index object into the repository folder.
+    fn write(self, folder: &Path) -> Result<()> {
+        let seed = format!("hostile {}", now_ns());
+        let pack_id = self.repo.token(format!("{seed} pack").as_bytes()).0[..16].to_vec();
+        let index_id = self.repo.token(format!("{seed} index").as_bytes()).0[..16].to_vec();
+        let mut pack = b"OBNAMPK1".to_vec();
+        let mut places = Vec::new();
+        for (id, bytes) in &self.blobs {
+            let offset = pack.len() as u32;
+            pack.push(0); // no filter tags
+            pack.extend_from_slice(bytes);
+            places.push((*id, offset, (bytes.len() + 1) as u32));
+        }
+        let mut trailer = vec![0u8]; // no filter tags
+        trailer.extend_from_slice(&(places.len() as u32).to_le_bytes());
+        let mut index = vec![0u8]; // no filter tags
+        index.extend_from_slice(b"OBNAMIX1");
+        index.extend_from_slice(&1u32.to_le_bytes());
+        index.extend_from_slice(&pack_id);
+        index.extend_from_slice(&(places.len() as u32).to_le_bytes());
+        for (id, offset, length) in &places {
+            for out in [&mut trailer, &mut index] {
+                out.extend_from_slice(&id.token.0);
+                out.extend_from_slice(&id.variant.to_le_bytes());
+            }
+            index.extend_from_slice(&0u32.to_le_bytes()); // pack number
+            for out in [&mut trailer, &mut index] {
+                out.extend_from_slice(&offset.to_le_bytes());
+                out.extend_from_slice(&length.to_le_bytes());
+                out.push(1); // tree blob
+            }
+        }
+        pack.extend_from_slice(&trailer);
+        pack.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
+        pack.extend_from_slice(b"OBPK");
+        let pack_hex = hex(&pack_id);
+        let pack_dir = folder.join("packs").join(&pack_hex[..2]);
+        std::fs::create_dir_all(&pack_dir)?;
+        std::fs::write(pack_dir.join(&pack_hex), pack)?;
+        std::fs::create_dir_all(folder.join("index"))?;
+        std::fs::write(folder.join("index").join(hex(&index_id)), index)?;
+        Ok(())
+    }
+}
+
+fn raw(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
+    let client = arg(&args, 0, "CLIENT")?;
+    let outside = arg(&args, 1, "OUTSIDE")?;
+    let url = ctx
+        .string("repository")?
+        .ok_or_else(|| plugin_api::Error::msg("hostile-raw needs --repository"))?;
+    let folder = PathBuf::from(url.strip_prefix("file://").unwrap_or(&url));
+    let repo = ctx.repository(true)?;
+    repo.add_client(&client)?;
+    repo.lock_client(&client)?;
+    let mut trees = TreePack {
+        repo: &repo,
+        blobs: Vec::new(),
+        next_ino: 100,
+    };
+
+    let escaped1 = trees.file(b"escaped1", b"pwned 1\n")?;
+    let up2 = trees.dir(b"..", vec![escaped1])?;
+    let up1 = trees.dir(b"..", vec![up2])?;
+    let slashed = trees.file(b"../../escaped2", b"pwned 2\n")?;
+    let absolute = trees.file(format!("{outside}/escaped3").as_bytes(), b"pwned 3\n")?;
+    let good = trees.file(b"good", b"good\n")?;
+    let link = trees.symlink(b"link", outside.as_bytes());
+    let escaped4 = trees.file(b"escaped4", b"pwned 4\n")?;
+    let below = trees.dir(b"link", vec![escaped4])?;
+    let link2 = trees.symlink(b"link2", format!("{outside}/escaped5").as_bytes());
+    let over = trees.file(b"link2", b"pwned 5\n")?;
+    let dot = trees.file(b".", b"pwned 6\n")?;
+    let nul = trees.file(b"nul\0name", b"pwned 7\n")?;
+    let evil = trees.dir(
+        b"evil",
+        vec![
+            up1, slashed, absolute, dot, good, link, below, link2, over, nul,
+        ],
+    )?;
+    let root = trees.tree(vec![evil])?;
+    repo.flush()?;
+    trees.write(&folder)?;
+
+    let client_id = hex(&repo.token(format!("obnam-client\0{client}").as_bytes()).0[..16]);
+    let gen_id = hex(&repo.token(format!("gen {}", now_ns()).as_bytes()).0[..8]);
+    let gen = serde_json::json!({
+        "id": gen_id,
+        "client": client,
+        "started": now_ns(),
+        "ended": now_ns(),
+        "file_count": 9,
+        "data_size": 64,
+        "is_checkpoint": false,
+        "root": stored_id(&root).into_vec(),
+    });
+    let gen_dir = folder.join("generations").join(client_id);
+    std::fs::create_dir_all(&gen_dir)?;
+    let mut object = vec![0u8]; // no filter tags
+    object.extend_from_slice(&serde_json::to_vec(&gen)?);
+    std::fs::write(gen_dir.join(&gen_id), object)?;
+    repo.unlock_client(&client)?;
+    ctx.outln(&gen_id)
+}
+
+impl Plugin for Hostile {
+    fn enable(&self, app: &mut App<'_>) -> Result<()> {
+        app.add_subcommand(
+            "hostile-nul",
+            "CLIENT",
+            "write a generation with a NUL byte in a file name",
+            nul,
+        );
+        app.add_subcommand(
+            "hostile-damaged",
+            "CLIENT",
+            "write a generation with a wrong checksum, a missing chunk and a wrong size",
+            damaged,
+        );
+        app.add_subcommand(
+            "hostile-raw",
+            "CLIENT OUTSIDE",
+            "write a generation with unsafe names and symlinks with entries below them",
+            raw,
+        );
+        Ok(())
+    }
+}
+
+plugin_api::export_plugin!("hostile", Hostile);
