@@ -34,9 +34,9 @@ pub const BACKUP_STARTING: &str = "backup-starting";
 /// directory left out takes its subtree with it).
 pub const BACKUP_EXCLUDE: &str = "backup-exclude";
 /// Called once at the end of a backup with a JSON object: `roots` (list of
-/// paths), `generation` (id, or null with --pretend), and statistics
-/// (`files`, `directories`, `bytes_read`, `bytes_new`, `excluded`,
-/// `errors`, `seconds`, `pretend`).
+/// paths), `client`, `generation` (id, or null with --pretend), `pretend`,
+/// and statistics (`files`, `directories`, `files_read`, `bytes_found`,
+/// `bytes_read`, `bytes_new`, `excluded`, `errors`, `seconds`).
 pub const BACKUP_FINISHED: &str = "backup-finished";
 /// Called to find chunk boundaries in a file's data.
 pub const BACKUP_CHUNK_BOUNDARIES: &str = "backup-chunk-boundaries";

@@ -564,3 +564,34 @@ fn running_out_of_space_stops_the_backup_cleanly() {
         "the repository still opens and checks: {fsck:?}"
     );
 }
+
+#[test]
+fn what_fails_now_keeps_its_previous_version() {
+    let w = World::new();
+    w.file("file", b"version one");
+    w.file("dir/inner", b"inner one");
+    w.file("other", b"other one");
+    w.backup(&[]).ok();
+    w.file("file", b"version two");
+    w.file("dir/inner", b"inner two");
+    w.file("other", b"other two");
+    // A file and a whole directory fail as if unreadable.
+    let run = w
+        .backup(&[
+            "--testing-fail-matching",
+            "/file$",
+            "--testing-fail-matching",
+            "/dir$",
+        ])
+        .fails();
+    assert!(
+        run.stderr
+            .ends_with("ERROR: There were errors during the backup\n"),
+        "{}",
+        run.stderr
+    );
+    let restored = w.restore(&[]);
+    assert_eq!(fs::read(restored.join("file")).unwrap(), b"version one");
+    assert_eq!(fs::read(restored.join("dir/inner")).unwrap(), b"inner one");
+    assert_eq!(fs::read(restored.join("other")).unwrap(), b"other two");
+}

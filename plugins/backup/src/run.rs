@@ -10,7 +10,7 @@
 //! has left it and its files are all done; directories are finished in the
 //! order the walk leaves them, so children always come before parents.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -153,6 +153,10 @@ fn real(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<S
             }
             walker.drain()
         })();
+        if result.is_err() {
+            // Workers drop what is queued and commit no more checkpoints.
+            shared.abort.store(true, Ordering::Relaxed);
+        }
         drop(jobs_tx);
         result
     })?;
@@ -277,7 +281,7 @@ impl Shared<'_> {
         let due = |s: &Self| {
             s.stored.load(Ordering::Relaxed) >= s.next_checkpoint.load(Ordering::Relaxed)
         };
-        if self.checkpoint_every == 0 || !due(self) {
+        if self.checkpoint_every == 0 || self.abort.load(Ordering::Relaxed) || !due(self) {
             return Ok(());
         }
         let Ok(_only_one) = self.checkpointing.try_lock() else {
@@ -363,6 +367,31 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
     }
 
+    /// The previous generation's entries of a directory, by name: one
+    /// lookup per directory rather than one per file.
+    fn previous_dir(&self, dir: &Path) -> Result<HashMap<Vec<u8>, Entry>> {
+        let entries = match &self.sink {
+            Sink::Build { shared, .. } => shared.builder.previous_dir(dir)?,
+            Sink::Pretend(Some(reader)) => reader.list_dir(dir)?,
+            Sink::Pretend(None) => None,
+        };
+        Ok(entries
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect())
+    }
+
+    /// Something could not be looked at now: keep what the previous
+    /// generation had for it (a directory with its whole subtree), so that a
+    /// passing error loses nothing that was backed up before.
+    fn keep_previous(&self, path: &Path, previous: Option<Entry>) -> Result<()> {
+        match previous {
+            Some(prev) => self.put(path, &prev),
+            None => Ok(()),
+        }
+    }
+
     fn put(&self, path: &Path, entry: &Entry) -> Result<()> {
         match &self.sink {
             Sink::Build { shared, .. } => shared.builder.put(path, entry),
@@ -403,7 +432,8 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
         let root_stat = metadata::file_stat(&meta);
         let root_ticket = Arc::new(Ticket::default());
-        self.visit(root, meta, root, root_stat, &root_ticket)?;
+        let previous = self.previous(root)?;
+        self.visit(root, meta, previous, root, root_stat, &root_ticket)?;
         self.finish_ready(false)
     }
 
@@ -412,6 +442,7 @@ impl<'a, 'c> Walker<'a, 'c> {
         &mut self,
         path: &Path,
         meta: std::fs::Metadata,
+        previous: Option<Entry>,
         root: &Path,
         root_stat: FileStat,
         parent_ticket: &Arc<Ticket>,
@@ -420,18 +451,9 @@ impl<'a, 'c> Walker<'a, 'c> {
             Ok(e) => e,
             Err(e) => {
                 report(self.stats, path, &e.to_string());
-                return Ok(());
+                return self.keep_previous(path, previous);
             }
         };
-        if entry.kind == EntryKind::Dir {
-            add(&self.stats.directories, 1);
-            if path != Path::new("/") {
-                self.put(path, &entry)?;
-            }
-            return self.walk_dir(path, root, root_stat);
-        }
-        add(&self.stats.files, 1);
-        add(&self.stats.bytes_found, entry.size);
         if self
             .settings
             .fail_matching
@@ -443,9 +465,17 @@ impl<'a, 'c> Walker<'a, 'c> {
                 path,
                 "simulated failure (--testing-fail-matching)",
             );
-            return Ok(());
+            return self.keep_previous(path, previous);
         }
-        let previous = self.previous(path)?;
+        if entry.kind == EntryKind::Dir {
+            add(&self.stats.directories, 1);
+            if path != Path::new("/") {
+                self.put(path, &entry)?;
+            }
+            return self.walk_dir(path, root, root_stat);
+        }
+        add(&self.stats.files, 1);
+        add(&self.stats.bytes_found, entry.size);
         if let Some(prev) = previous.as_ref().filter(|p| metadata::unchanged(&entry, p)) {
             entry.chunks = prev.chunks.clone();
             entry.checksum = prev.checksum.clone();
@@ -479,36 +509,41 @@ impl<'a, 'c> Walker<'a, 'c> {
 
     fn walk_dir(&mut self, dir: &Path, root: &Path, root_stat: FileStat) -> Result<()> {
         let ticket = Arc::new(Ticket::default());
-        match walk::children(dir) {
-            Ok(children) => {
-                for child in children {
-                    if self.aborted() {
-                        break;
-                    }
-                    let meta = match walk::lstat(&child) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            report(self.stats, &child, &e.to_string());
-                            continue;
-                        }
-                    };
-                    let seen = self.stats.files.load(Ordering::Relaxed);
-                    if let Some(reason) = self.excluder.reason(
-                        &child,
-                        metadata::file_stat(&meta),
-                        root,
-                        root_stat,
-                        seen,
-                    )? {
-                        add(&self.stats.excluded, 1);
-                        self.say(&format!("excluded {} ({reason})", child.display()))?;
-                        continue;
-                    }
-                    self.visit(&child, meta, root, root_stat, &ticket)?;
-                    self.progress();
-                }
+        let children = match walk::children(dir) {
+            Ok(children) => children,
+            Err(e) => {
+                // Not finishing the directory keeps its previous contents.
+                report(self.stats, dir, &e.to_string());
+                return Ok(());
             }
-            Err(e) => report(self.stats, dir, &e.to_string()),
+        };
+        let mut previous = self.previous_dir(dir)?;
+        for child in children {
+            if self.aborted() {
+                break;
+            }
+            let prev = child
+                .file_name()
+                .and_then(|n| previous.remove(n.as_bytes()));
+            let meta = match walk::lstat(&child) {
+                Ok(m) => m,
+                Err(e) => {
+                    report(self.stats, &child, &e.to_string());
+                    self.keep_previous(&child, prev)?;
+                    continue;
+                }
+            };
+            let seen = self.stats.files.load(Ordering::Relaxed);
+            if let Some(reason) =
+                self.excluder
+                    .reason(&child, metadata::file_stat(&meta), root, root_stat, seen)?
+            {
+                add(&self.stats.excluded, 1);
+                self.say(&format!("excluded {} ({reason})", child.display()))?;
+                continue;
+            }
+            self.visit(&child, meta, prev, root, root_stat, &ticket)?;
+            self.progress();
         }
         self.to_finish.push_back((dir.to_path_buf(), ticket));
         self.finish_ready(false)

@@ -18,7 +18,7 @@ pub fn register(app: &mut App<'_>) {
     app.add_setting(
         Setting::bytesize("checkpoint")
             .default("1GiB")
-            .help("commit a checkpoint generation after every SIZE bytes written to the repository")
+            .help("commit a checkpoint generation after every SIZE bytes of new data stored")
             .group(GROUP_BACKUP),
     );
     app.add_setting(

@@ -18,7 +18,7 @@ mod policy;
 use std::sync::{Arc, OnceLock};
 
 use plugin_api::payloads::{
-    SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_STORE_CHUNK,
+    SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_STARTING, BACKUP_STORE_CHUNK,
 };
 use plugin_api::{
     App, Context, Plugin, Result, Setting, GROUP_BACKUP, GROUP_DEVELOPMENT, PRIORITY_DEFAULT,
@@ -85,19 +85,19 @@ impl Plugin for Dedup {
         app.add_setting(
             Setting::bytesize("chunk-min-size")
                 .default("64KiB")
-                .help("smallest content-defined chunk (64 B to 1 MiB)")
+                .help("smallest content-defined chunk (an even number of bytes, 64 B to 1 MiB)")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
             Setting::bytesize("chunk-avg-size")
                 .default("256KiB")
-                .help("average content-defined chunk (256 B to 4 MiB)")
+                .help("average content-defined chunk (an even number of bytes, 256 B to 4 MiB)")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
             Setting::bytesize("chunk-max-size")
                 .default("1MiB")
-                .help("largest content-defined chunk (1 KiB to 16 MiB)")
+                .help("largest content-defined chunk (an even number of bytes, 1 KiB to 16 MiB)")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
@@ -110,6 +110,13 @@ impl Plugin for Dedup {
         );
 
         let state = Arc::new(State::default());
+        // Check the chunk settings before the backup writes anything.
+        let s = state.clone();
+        app.add_json_callback(
+            BACKUP_STARTING,
+            PRIORITY_DEFAULT,
+            move |ctx: &Context<'_>, _| s.chunker(ctx).map(|_| ()),
+        );
         let s = state.clone();
         app.add_callback::<SplitRequest, _>(
             BACKUP_CHUNK_BOUNDARIES,
