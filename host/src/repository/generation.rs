@@ -183,7 +183,7 @@ impl GenerationReader {
                 }
             }
         };
-        let tree = Arc::new(self.repo.get_tree(&id)?);
+        let tree = self.repo.get_tree(&id)?;
         self.remember(key, tree.clone());
         Ok(Some(tree))
     }
@@ -224,7 +224,7 @@ impl Node {
     fn load(repo: &Repository, subtree: Option<&StoredChunkId>) -> RepoResult<Node> {
         let mut node = Node::default();
         if let Some(id) = subtree {
-            for entry in repo.get_tree(&id.0)?.entries {
+            for entry in repo.get_tree(&id.0)?.entries.iter().cloned() {
                 node.entries.insert(
                     entry.name.clone(),
                     Slot {

@@ -109,6 +109,33 @@ pub struct Repository {
     /// Index objects written by this process.
     session_indexes: Mutex<Vec<ObjectId>>,
     locks: lock::Locks,
+    tree_cache: Mutex<TreeCache>,
+}
+
+/// A small cache of decoded trees, oldest dropped first.
+#[derive(Default)]
+struct TreeCache {
+    map: HashMap<ChunkId, Arc<Tree>>,
+    order: std::collections::VecDeque<ChunkId>,
+}
+
+impl TreeCache {
+    const CAPACITY: usize = 256;
+
+    fn get(&self, id: &ChunkId) -> Option<Arc<Tree>> {
+        self.map.get(id).cloned()
+    }
+
+    fn insert(&mut self, id: ChunkId, tree: Arc<Tree>) {
+        if self.map.insert(id, tree).is_none() {
+            self.order.push_back(id);
+            if self.order.len() > Self::CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 impl Repository {
@@ -153,6 +180,7 @@ impl Repository {
             inflight: Mutex::new(HashMap::new()),
             inflight_done: Condvar::new(),
             session_indexes: Mutex::new(Vec::new()),
+            tree_cache: Mutex::new(TreeCache::default()),
         };
         repo.load_index()?;
         Ok(repo)
@@ -481,10 +509,27 @@ impl Repository {
         Ok(id)
     }
 
-    /// Read a tree object.
-    pub fn get_tree(&self, id: &ChunkId) -> RepoResult<Tree> {
+    /// Read a tree object. Recently read trees are kept decoded: a backup
+    /// reads each directory of the previous generation twice (to compare
+    /// with, and to build on).
+    pub fn get_tree(&self, id: &ChunkId) -> RepoResult<Arc<Tree>> {
+        if let Some(tree) = self
+            .tree_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            return Ok(tree);
+        }
         let bytes = self.get_blob(id, BlobKind::Tree)?;
-        Tree::decode(&bytes).map_err(|e| RepoError::corrupt(format!("tree/{id}"), e))
+        let tree = Arc::new(
+            Tree::decode(&bytes).map_err(|e| RepoError::corrupt(format!("tree/{id}"), e))?,
+        );
+        self.tree_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*id, tree.clone());
+        Ok(tree)
     }
 
     /// The storage id of a client.
