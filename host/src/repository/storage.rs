@@ -13,7 +13,7 @@
 //! the development crash limit (`--crash-limit N` ends the process abruptly
 //! before the write after the N-th, leaving the repository as `kill -9` would).
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -48,7 +48,12 @@ pub struct Storage {
     writes: AtomicU64,
     bytes_written: AtomicU64,
     crash_limit: Option<u64>,
+    /// Readers of recently read objects, by key.
+    readers: std::sync::Mutex<std::collections::HashMap<String, opendal::Reader>>,
 }
+
+/// How many objects' readers are kept open at most.
+const OPEN_READERS: usize = 64;
 
 /// The local folder a repository URL names, if it names one.
 pub fn local_path(url: &str) -> Option<PathBuf> {
@@ -95,6 +100,7 @@ impl Storage {
             writes: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             crash_limit,
+            readers: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -150,15 +156,31 @@ impl Storage {
             .map_err(|e| self.fail("read", key, e))
     }
 
-    /// Read `len` bytes of an object from `offset`.
+    /// Read `len` bytes of an object from `offset`. Readers of recently
+    /// read objects are kept open: a restore reads many blobs of each pack.
     pub fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StorageError> {
+        let cached = self
+            .readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned();
+        let reader = match cached {
+            Some(r) => r,
+            None => {
+                let r = self
+                    .block_on(self.op.reader(key))
+                    .map_err(|e| self.fail("read", key, e))?;
+                let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+                if readers.len() >= OPEN_READERS {
+                    readers.clear();
+                }
+                readers.insert(key.to_string(), r.clone());
+                r
+            }
+        };
         let data = self
-            .block_on(
-                self.op
-                    .read_with(key)
-                    .range(offset..offset + len)
-                    .into_future(),
-            )
+            .block_on(reader.read(offset..offset + len))
             .map(|b| b.to_vec())
             .map_err(|e| self.fail("read", key, e))?;
         if data.len() as u64 != len {
