@@ -13,7 +13,7 @@
 //! new major version.
 
 // The sabi_trait macro generates items that trip these lints.
-#![allow(non_local_definitions, non_camel_case_types, missing_docs)]
+#![allow(non_local_definitions, non_camel_case_types)]
 
 use abi_stable::{
     declare_root_module_statics,
@@ -32,10 +32,15 @@ pub const ROOT_MODULE_NAME: &str = "obnam_plugin";
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
+    /// Errors only.
     Error = 1,
+    /// Warnings and errors.
     Warn = 2,
+    /// Informational messages and above.
     Info = 3,
+    /// Debugging messages and above.
     Debug = 4,
+    /// Everything.
     Trace = 5,
 }
 
@@ -53,7 +58,9 @@ pub enum FailureKind {
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
 pub struct Failure {
+    /// What kind it is.
     pub kind: FailureKind,
+    /// The message, for the user.
     pub message: RString,
 }
 
@@ -64,11 +71,17 @@ pub type AbiResult<T> = RResult<T, Failure>;
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettingKind {
+    /// A single string.
     String = 0,
+    /// A list of strings.
     StringList = 1,
+    /// A boolean.
     Boolean = 2,
+    /// A signed integer.
     Integer = 3,
+    /// A byte size.
     ByteSize = 4,
+    /// One of a fixed set of words.
     Choice = 5,
 }
 
@@ -76,12 +89,17 @@ pub enum SettingKind {
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
 pub struct SettingSpec {
+    /// Its name.
     pub name: RString,
+    /// What kind it is.
     pub kind: SettingKind,
+    /// Help text shown by `--help`.
     pub help: RString,
+    /// Placeholder for the value in `--help`.
     pub metavar: RString,
     /// The default, written as it would be in a config file.
     pub default: ROption<RString>,
+    /// The help group it is listed under.
     pub group: RString,
     /// Allowed values of a `Choice` setting; the first is the default
     /// unless `default` says otherwise.
@@ -94,10 +112,15 @@ pub struct SettingSpec {
 pub enum SettingValue {
     /// A string or choice setting with no value.
     Unset,
+    /// A single string.
     String(RString),
+    /// A list of strings.
     StringList(RVec<RString>),
+    /// A boolean.
     Boolean(bool),
+    /// A signed integer.
     Integer(i64),
+    /// A byte size.
     ByteSize(u64),
 }
 
@@ -106,7 +129,9 @@ pub enum SettingValue {
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookKind {
+    /// Calls every callback with one payload.
     Plain = 0,
+    /// Threads bytes through its filters.
     Filter = 1,
 }
 
@@ -128,7 +153,9 @@ pub struct PayloadPtr(pub *mut ());
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, Default)]
 pub struct Filtered {
+    /// The bytes.
     pub data: RVec<u8>,
+    /// Tags of the filters that changed the bytes, in the order they ran.
     pub tags: RVec<RString>,
 }
 
@@ -240,6 +267,7 @@ pub type FilterBox = Filter_TO<'static, RBox<()>>;
 /// What a plugin calls, while being enabled, to register itself.
 #[sabi_trait]
 pub trait Registrar {
+    /// Add a subcommand: its name, argument synopsis, help and handler.
     fn add_subcommand(
         &mut self,
         name: RString,
@@ -248,6 +276,7 @@ pub trait Registrar {
         handler: SubcommandHandlerBox,
     );
 
+    /// Declare a setting.
     fn add_setting(&mut self, spec: SettingSpec);
 
     /// Create a hook owned by this plugin. For a plain hook `payload` is the

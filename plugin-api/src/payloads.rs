@@ -13,8 +13,6 @@
 //! Payload data is owned (`RVec`), so no payload borrows anything and
 //! moving data in and out of a payload costs no copy.
 
-#![allow(missing_docs)]
-
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -49,16 +47,25 @@ pub const BACKUP_STORE_CHUNK: &str = "backup-store-chunk";
 pub struct FileStat {
     /// `st_mode`: file type and permission bits.
     pub mode: u32,
+    /// Owner user id.
     pub uid: u32,
+    /// Owner group id.
     pub gid: u32,
+    /// Size in bytes.
     pub size: u64,
+    /// Modification time, seconds since the epoch.
     pub mtime: i64,
+    /// Nanoseconds part of the modification time.
     pub mtime_ns: u32,
+    /// Status-change time, seconds since the epoch.
     pub ctime: i64,
+    /// Nanoseconds part of the status-change time.
     pub ctime_ns: u32,
     /// Device of the file system holding it.
     pub dev: u64,
+    /// Inode number.
     pub ino: u64,
+    /// Number of hard links.
     pub nlink: u64,
     /// Device number of a device node.
     pub rdev: u64,
@@ -77,9 +84,11 @@ impl FileStat {
 pub struct ExcludeCandidate {
     /// The absolute path of the candidate (raw bytes).
     pub path: RVec<u8>,
+    /// The candidate's status.
     pub stat: FileStat,
     /// The backup root the candidate was found under.
     pub root: RVec<u8>,
+    /// The root's status.
     pub root_stat: FileStat,
     /// Files found so far in this backup (progress).
     pub files_seen: u64,
@@ -117,8 +126,11 @@ impl ExcludeCandidate {
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, Default)]
 pub struct SplitRequest {
+    /// The bytes.
     pub data: RVec<u8>,
+    /// Whether `data` reaches the end of the file.
     pub eof: bool,
+    /// Set by the handler: lengths of the complete chunks at the start of `data`.
     pub lengths: RVec<u32>,
     /// Set by the handler that answered; later callbacks leave it alone.
     pub handled: bool,
@@ -130,8 +142,11 @@ pub struct SplitRequest {
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, Default)]
 pub struct StoreChunkRequest {
+    /// The bytes.
     pub data: RVec<u8>,
+    /// The chunk's token (SHA-256 of its data, keyed once the repository is encrypted).
     pub token: Token,
+    /// Set by the handler: the id the file refers to for this chunk.
     pub chunk_id: ChunkId,
     /// Whether the chunk was stored anew (false: an existing copy is used).
     pub stored: bool,

@@ -4,7 +4,7 @@
 //! Plugin authors use the safe wrappers in `repository.rs`; these types
 //! are what crosses the boundary.
 
-#![allow(non_local_definitions, non_camel_case_types, missing_docs)]
+#![allow(non_local_definitions, non_camel_case_types)]
 
 use abi_stable::{
     sabi_trait,
@@ -24,7 +24,9 @@ pub struct Token(pub [u8; 32]);
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 pub struct ChunkId {
+    /// The chunk's token (SHA-256 of its data, keyed once the repository is encrypted).
     pub token: Token,
+    /// 0 for the first stored copy of a token; another copy has a random non-zero variant.
     pub variant: u64,
 }
 
@@ -32,12 +34,19 @@ pub struct ChunkId {
 #[repr(u8)]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum EntryKind {
+    /// A regular file.
     File = 0,
+    /// A directory.
     Dir = 1,
+    /// A symbolic link.
     Symlink = 2,
+    /// A named pipe.
     Fifo = 3,
+    /// A Unix socket.
     Socket = 4,
+    /// A character device.
     CharDevice = 5,
+    /// A block device.
     BlockDevice = 6,
 }
 
@@ -45,7 +54,9 @@ pub enum EntryKind {
 #[repr(C)]
 #[derive(StableAbi, Clone, PartialEq, Eq, Debug)]
 pub struct RawXattr {
+    /// Its name.
     pub name: RVec<u8>,
+    /// Its value.
     pub value: RVec<u8>,
 }
 
@@ -53,27 +64,49 @@ pub struct RawXattr {
 #[repr(C)]
 #[derive(StableAbi, Clone, PartialEq, Eq, Debug)]
 pub struct RawEntry {
+    /// Its name.
     pub name: RVec<u8>,
+    /// What kind it is.
     pub kind: EntryKind,
+    /// `st_mode`: file type and permission bits.
     pub mode: u32,
+    /// Owner user id.
     pub uid: u32,
+    /// Owner group id.
     pub gid: u32,
+    /// Owner user name, where known.
     pub user: RString,
+    /// The help group it is listed under.
     pub group: RString,
+    /// Size in bytes.
     pub size: u64,
+    /// Modification time, seconds since the epoch.
     pub mtime: i64,
+    /// Nanoseconds part of the modification time.
     pub mtime_ns: u32,
+    /// Status-change time, seconds since the epoch.
     pub ctime: i64,
+    /// Nanoseconds part of the status-change time.
     pub ctime_ns: u32,
+    /// Number of hard links.
     pub nlink: u64,
+    /// Device of the file system holding it.
     pub dev: u64,
+    /// Inode number.
     pub ino: u64,
+    /// Device number of a device node.
     pub rdev: u64,
+    /// A symlink's target.
     pub target: RVec<u8>,
+    /// Extended attributes.
     pub xattrs: RVec<RawXattr>,
+    /// SHA-256 of a regular file's content.
     pub checksum: RVec<u8>,
+    /// A regular file's chunks, in order.
     pub chunks: RVec<ChunkId>,
+    /// For a directory: files (non-directories) in its subtree.
     pub subtree_files: u64,
+    /// For a directory: bytes of file data in its subtree.
     pub subtree_bytes: u64,
 }
 
@@ -81,21 +114,31 @@ pub struct RawEntry {
 #[repr(C)]
 #[derive(StableAbi, Clone, PartialEq, Eq, Debug)]
 pub struct RawGeneration {
+    /// The generation id.
     pub id: RString,
+    /// The client it belongs to.
     pub client: RString,
+    /// Start of the run that made it, ns since the epoch.
     pub started_ns: i64,
+    /// End of the run, ns since the epoch.
     pub ended_ns: i64,
+    /// Files (non-directories) in it.
     pub file_count: u64,
+    /// Bytes of file data in it.
     pub data_size: u64,
+    /// Whether it is a checkpoint.
     pub is_checkpoint: bool,
 }
 
 /// Reads one committed generation.
 #[sabi_trait]
 pub trait GenerationReaderService: Send + Sync {
+    /// The boundary form of [`GenerationReader::info`](crate::GenerationReader::info).
     fn info(&self) -> RawGeneration;
+    /// The boundary form of [`GenerationReader::lookup`](crate::GenerationReader::lookup).
     fn lookup(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RawEntry>>;
     #[sabi(last_prefix_field)]
+    /// The boundary form of [`GenerationReader::list_dir`](crate::GenerationReader::list_dir).
     fn list_dir(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RVec<RawEntry>>>;
 }
 
@@ -105,15 +148,24 @@ pub type GenerationReaderBox = GenerationReaderService_TO<'static, RArc<()>>;
 /// Builds a client's next generation.
 #[sabi_trait]
 pub trait GenerationBuilderService: Send + Sync {
+    /// The boundary form of [`GenerationBuilder::previous_info`](crate::GenerationBuilder::previous_info).
     fn previous_info(&self) -> ROption<RawGeneration>;
+    /// The boundary form of [`GenerationBuilder::previous`](crate::GenerationBuilder::previous).
     fn previous(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RawEntry>>;
+    /// The boundary form of [`GenerationBuilder::previous_dir`](crate::GenerationBuilder::previous_dir).
     fn previous_dir(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RVec<RawEntry>>>;
+    /// The boundary form of [`GenerationBuilder::put`](crate::GenerationBuilder::put).
     fn put(&self, path: RSlice<'_, u8>, entry: RawEntry) -> AbiResult<()>;
+    /// The boundary form of [`GenerationBuilder::remove`](crate::GenerationBuilder::remove).
     fn remove(&self, path: RSlice<'_, u8>) -> AbiResult<()>;
+    /// The boundary form of [`GenerationBuilder::list`](crate::GenerationBuilder::list).
     fn list(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RVec<RawEntry>>>;
+    /// The boundary form of [`GenerationBuilder::finish_dir`](crate::GenerationBuilder::finish_dir).
     fn finish_dir(&self, path: RSlice<'_, u8>) -> AbiResult<()>;
+    /// The boundary form of [`GenerationBuilder::commit`](crate::GenerationBuilder::commit).
     fn commit(&self, checkpoint: bool) -> AbiResult<RawGeneration>;
     #[sabi(last_prefix_field)]
+    /// The boundary form of [`GenerationBuilder::remove_checkpoints`](crate::GenerationBuilder::remove_checkpoints).
     fn remove_checkpoints(&self) -> AbiResult<u64>;
 }
 
@@ -123,30 +175,50 @@ pub type GenerationBuilderBox = GenerationBuilderService_TO<'static, RArc<()>>;
 /// The repository, as the host offers it.
 #[sabi_trait]
 pub trait RepositoryService: Send + Sync {
+    /// The boundary form of [`Repository::id`](crate::Repository::id).
     fn repository_id(&self) -> RString;
+    /// The boundary form of [`Repository::url`](crate::Repository::url).
     fn url(&self) -> RString;
+    /// The boundary form of [`Repository::clients`](crate::Repository::clients).
     fn clients(&self) -> AbiResult<RVec<RString>>;
+    /// The boundary form of [`Repository::add_client`](crate::Repository::add_client).
     fn add_client(&self, name: RStr<'_>) -> AbiResult<()>;
+    /// The boundary form of [`Repository::lock_client`](crate::Repository::lock_client).
     fn lock_client(&self, name: RStr<'_>) -> AbiResult<()>;
+    /// The boundary form of [`Repository::unlock_client`](crate::Repository::unlock_client).
     fn unlock_client(&self, name: RStr<'_>) -> AbiResult<()>;
+    /// The boundary form of [`Repository::lock_exclusive`](crate::Repository::lock_exclusive).
     fn lock_exclusive(&self) -> AbiResult<()>;
+    /// The boundary form of [`Repository::unlock_exclusive`](crate::Repository::unlock_exclusive).
     fn unlock_exclusive(&self) -> AbiResult<()>;
+    /// The boundary form of [`Repository::force_unlock`](crate::Repository::force_unlock).
     fn force_unlock(&self, client: ROption<RStr<'_>>) -> AbiResult<RVec<RString>>;
+    /// The boundary form of [`Repository::token`](crate::Repository::token).
     fn token(&self, data: RSlice<'_, u8>) -> Token;
+    /// The boundary form of [`Repository::find_chunks`](crate::Repository::find_chunks).
     fn find_chunks(&self, token: Token) -> RVec<ChunkId>;
+    /// The boundary form of [`Repository::put_chunk`](crate::Repository::put_chunk).
     fn put_chunk(&self, token: Token, data: RSlice<'_, u8>) -> AbiResult<ChunkId>;
+    /// The boundary form of [`Repository::get_chunk`](crate::Repository::get_chunk).
     fn get_chunk(&self, id: ChunkId) -> AbiResult<RVec<u8>>;
+    /// The boundary form of [`Repository::has_chunk`](crate::Repository::has_chunk).
     fn has_chunk(&self, id: ChunkId) -> bool;
+    /// The boundary form of [`Repository::generations`](crate::Repository::generations).
     fn generations(&self, client: RStr<'_>) -> AbiResult<RVec<RawGeneration>>;
+    /// The boundary form of [`Repository::remove_generation`](crate::Repository::remove_generation).
     fn remove_generation(&self, client: RStr<'_>, id: RStr<'_>) -> AbiResult<()>;
+    /// The boundary form of [`Repository::open_generation`](crate::Repository::open_generation).
     fn open_generation(&self, client: RStr<'_>, id: RStr<'_>) -> AbiResult<GenerationReaderBox>;
+    /// The boundary form of [`Repository::begin_generation`](crate::Repository::begin_generation).
     fn begin_generation(
         &self,
         client: RStr<'_>,
         from_latest: bool,
     ) -> AbiResult<GenerationBuilderBox>;
+    /// The boundary form of [`Repository::flush`](crate::Repository::flush).
     fn flush(&self) -> AbiResult<()>;
     #[sabi(last_prefix_field)]
+    /// The boundary form of [`Repository::bytes_written`](crate::Repository::bytes_written).
     fn bytes_written(&self) -> u64;
 }
 
