@@ -5,8 +5,9 @@
 //! new generation and the backup's statistics. Without the setting it does
 //! nothing. A monitoring system can read the file to see that backups run.
 //!
-//! Build it with `cargo build --release` in this folder and load it with
-//! `obnam --plugin-dir target/release backup ...`.
+//! Build it with `cargo build --release` in this folder, copy
+//! `target/release/*.so` into a folder of its own (writable only by you),
+//! and load it with `obnam --plugin-dir THAT-FOLDER backup ...`.
 
 use std::io::Write;
 

@@ -5,8 +5,9 @@
 //! skip from inside them, e.g. with a comment line. The marker is its own
 //! setting, `--skip-marker TEXT`; an empty marker turns the plugin off.
 //!
-//! Build it with `cargo build --release` in this folder and load it with
-//! `obnam --plugin-dir target/release backup ...`.
+//! Build it with `cargo build --release` in this folder, copy
+//! `target/release/*.so` into a folder of its own (writable only by you),
+//! and load it with `obnam --plugin-dir THAT-FOLDER backup ...`.
 
 use std::io::Read;
 
