@@ -506,11 +506,8 @@ fn a_closed_output_pipe_stops_the_backup_with_the_repository_consistent() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(141), "stopped, not finished");
     assert!(files_under(&w.repo.join("locks")).is_empty(), "unlocked");
-    let gens = w.obnam(&["generations"]);
-    assert!(
-        gens.stderr.contains("has no generations"),
-        "nothing committed: {gens:?}"
-    );
+    let gens = w.obnam(&["generations"]).ok();
+    assert_eq!(gens.stdout, "", "nothing committed");
     w.obnam(&["fsck"]).ok();
     // The next backup completes.
     w.backup(&[]).ok();

@@ -38,6 +38,9 @@ fn force_lock(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     }
     let repo = ctx.repository(false)?;
     let client = ctx.string("client-name")?;
+    if ctx.boolean("pretend")? {
+        plugin_api::bail!("force-lock cannot pretend: it would have to remove locks to show which; run it without --pretend");
+    }
     let removed = if ctx.boolean("all-clients")? {
         repo.force_unlock(None)?
     } else {
