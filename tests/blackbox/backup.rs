@@ -4,49 +4,20 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use obnam_test_support::{Run, TestEnv};
+use obnam_test_support::{BackupWorld, Run};
 
-/// A test world with a repository and a folder of data to back up.
-struct World {
-    env: TestEnv,
-    repo: PathBuf,
-    data: PathBuf,
+/// The backup world, with what these tests add to it.
+trait Inspect {
+    fn restore(&self, extra: &[&str]) -> PathBuf;
+    fn repo_bytes(&self) -> u64;
+    fn generations(&self) -> Vec<String>;
 }
 
-impl World {
-    fn new() -> Self {
-        let env = TestEnv::new();
-        let repo = env.path().join("repo");
-        let data = env.path().join("data");
-        fs::create_dir(&data).unwrap();
-        World { env, repo, data }
-    }
+fn world() -> BackupWorld {
+    BackupWorld::new("testclient")
+}
 
-    fn obnam(&self, args: &[&str]) -> Run {
-        obnam_test_support::run(
-            self.env
-                .obnam()
-                .arg("--repository")
-                .arg(&self.repo)
-                .args(["--client-name", "testclient"])
-                .args(args),
-        )
-    }
-
-    fn backup(&self, extra: &[&str]) -> Run {
-        let data = self.data.to_str().unwrap().to_string();
-        let mut args: Vec<&str> = vec!["backup", &data];
-        args.extend_from_slice(extra);
-        self.obnam(&args)
-    }
-
-    fn file(&self, name: &str, content: &[u8]) -> PathBuf {
-        let path = self.data.join(name);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, content).unwrap();
-        path
-    }
-
+impl Inspect for BackupWorld {
     fn restore(&self, extra: &[&str]) -> PathBuf {
         let to = self.env.path().join(format!("restored-{}", next()));
         let mut args = vec!["restore", "--to", to.to_str().unwrap()];
@@ -117,7 +88,7 @@ fn files_read(run: &Run) -> u64 {
 
 #[test]
 fn backup_without_repository_roots_or_existing_root_fails_clearly() {
-    let w = World::new();
+    let w = world();
     let run =
         obnam_test_support::run(w.env.obnam().args(["backup", w.data.to_str().unwrap()])).fails();
     assert!(
@@ -140,7 +111,7 @@ fn backup_without_repository_roots_or_existing_root_fails_clearly() {
 
 #[test]
 fn roots_come_from_the_root_setting_too_and_may_be_files() {
-    let w = World::new();
+    let w = world();
     w.file("a", b"alpha");
     let single = w.env.write("single.txt", "just a file");
     let root = format!("--root={}", single.display());
@@ -154,7 +125,7 @@ fn roots_come_from_the_root_setting_too_and_may_be_files() {
 
 #[test]
 fn an_unchanged_file_is_not_read_again() {
-    let w = World::new();
+    let w = world();
     w.file("a", b"one");
     w.file("sub/b", b"two");
     let first = w.backup(&[]).ok();
@@ -171,7 +142,7 @@ fn an_unchanged_file_is_not_read_again() {
 
 #[test]
 fn deleted_files_and_dropped_roots_leave_the_next_generation() {
-    let w = World::new();
+    let w = world();
     w.file("keep", b"k");
     w.file("gone", b"g");
     let other = w.env.path().join("other");
@@ -197,7 +168,7 @@ fn deleted_files_and_dropped_roots_leave_the_next_generation() {
 
 #[test]
 fn a_file_that_fails_is_reported_and_the_rest_is_backed_up() {
-    let w = World::new();
+    let w = world();
     w.file("good1", b"good one");
     w.file("bad", b"bad file");
     w.file("good2", b"good two");
@@ -238,7 +209,7 @@ fn an_unreadable_file_is_an_error_and_others_are_kept() {
         // root reads mode-000 files; the simulated failure above covers this path.
         return;
     }
-    let w = World::new();
+    let w = world();
     w.file("ok", b"ok");
     let secret = w.file("secret", b"s");
     use std::os::unix::fs::PermissionsExt;
@@ -257,7 +228,7 @@ fn rustix_is_root() -> bool {
 
 #[test]
 fn checkpoints_stay_with_leave_checkpoints_and_go_without() {
-    let w = World::new();
+    let w = world();
     for i in 0..8 {
         w.file(&format!("f{i}"), &random_bytes(300_000, i));
     }
@@ -268,7 +239,7 @@ fn checkpoints_stay_with_leave_checkpoints_and_go_without() {
     assert!(checkpoints >= 3, "{gens:?}");
     assert_eq!(gens.len(), checkpoints + 1);
 
-    let w = World::new();
+    let w = world();
     for i in 0..8 {
         w.file(&format!("f{i}"), &random_bytes(300_000, i + 100));
     }
@@ -280,7 +251,7 @@ fn checkpoints_stay_with_leave_checkpoints_and_go_without() {
 
 #[test]
 fn a_checkpoint_is_made_in_the_middle_of_a_large_file() {
-    let w = World::new();
+    let w = world();
     w.file("big", &random_bytes(3_000_000, 7));
     w.backup(&["--checkpoint", "500KiB", "--leave-checkpoints"])
         .ok();
@@ -294,10 +265,10 @@ fn a_checkpoint_is_made_in_the_middle_of_a_large_file() {
 
 #[test]
 fn pretend_leaves_the_repository_byte_for_byte_unchanged() {
-    let w = World::new();
+    let w = world();
     w.file("a", b"first");
     w.backup(&[]).ok();
-    let snapshot = |w: &World| -> Vec<(PathBuf, Vec<u8>)> {
+    let snapshot = |w: &BackupWorld| -> Vec<(PathBuf, Vec<u8>)> {
         files_under(&w.repo)
             .into_iter()
             .map(|f| {
@@ -323,14 +294,14 @@ fn pretend_leaves_the_repository_byte_for_byte_unchanged() {
 
 #[test]
 fn deduplicate_never_stores_everything_again_and_fatalist_almost_nothing() {
-    let w = World::new();
+    let w = world();
     for i in 0..4 {
         w.file(&format!("f{i}"), &random_bytes(500_000, i));
     }
     w.backup(&[]).ok();
     let base = w.repo_bytes();
     // Make every file look changed, so that its content is read again.
-    let touch = |w: &World, t: i64| {
+    let touch = |w: &BackupWorld, t: i64| {
         for i in 0..4 {
             let p = w.data.join(format!("f{i}"));
             let f = fs::File::options().write(true).open(&p).unwrap();
@@ -372,7 +343,7 @@ fn deduplicate_never_stores_everything_again_and_fatalist_almost_nothing() {
 
 #[test]
 fn verify_keeps_colliding_chunks_apart() {
-    let w = World::new();
+    let w = world();
     // Small chunks and tokens of one byte: many different chunks collide.
     let small = [
         "--chunk-min-size",
@@ -400,7 +371,7 @@ fn verify_keeps_colliding_chunks_apart() {
 
 #[test]
 fn inserting_one_byte_near_the_start_costs_a_few_chunks() {
-    let w = World::new();
+    let w = world();
     let original = random_bytes(8 << 20, 3);
     w.file("big", &original);
     w.backup(&[]).ok();
@@ -416,7 +387,7 @@ fn inserting_one_byte_near_the_start_costs_a_few_chunks() {
     assert_eq!(fs::read(restored.join("big")).unwrap(), changed);
 
     // Fixed-size chunks re-store everything after the insertion.
-    let w2 = World::new();
+    let w2 = world();
     w2.file("big", &original);
     w2.backup(&["--chunking", "fixed"]).ok();
     let before = w2.repo_bytes();
@@ -431,7 +402,7 @@ fn inserting_one_byte_near_the_start_costs_a_few_chunks() {
 
 #[test]
 fn bad_chunk_settings_are_clear_errors() {
-    let w = World::new();
+    let w = world();
     w.file("a", b"x");
     let run = w.backup(&["--chunk-min-size", "3"]).fails().no_rust_panic();
     assert!(
@@ -450,7 +421,7 @@ fn bad_chunk_settings_are_clear_errors() {
 
 #[test]
 fn fsck_passes_a_good_repository_and_names_a_corrupt_file() {
-    let w = World::new();
+    let w = world();
     w.file("big", &random_bytes(1_000_000, 9));
     w.file("small", b"small");
     w.backup(&[]).ok();
@@ -483,7 +454,7 @@ fn fsck_passes_a_good_repository_and_names_a_corrupt_file() {
 fn a_closed_output_pipe_stops_the_backup_with_the_repository_consistent() {
     use std::io::Read;
     use std::process::Stdio;
-    let w = World::new();
+    let w = world();
     for i in 0..200 {
         w.file(&format!("d/f{i:03}"), format!("file {i}").as_bytes());
     }
@@ -515,7 +486,7 @@ fn a_closed_output_pipe_stops_the_backup_with_the_repository_consistent() {
 
 #[test]
 fn running_out_of_space_stops_the_backup_cleanly() {
-    let w = World::new();
+    let w = world();
     let small = w.env.path().join("small");
     fs::create_dir(&small).unwrap();
     let mounted = std::process::Command::new("mount")
@@ -564,7 +535,7 @@ fn running_out_of_space_stops_the_backup_cleanly() {
 
 #[test]
 fn what_fails_now_keeps_its_previous_version() {
-    let w = World::new();
+    let w = world();
     w.file("file", b"version one");
     w.file("dir/inner", b"inner one");
     w.file("other", b"other one");

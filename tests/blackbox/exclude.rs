@@ -1,49 +1,19 @@
 //! The bundled exclude plugin, through real backups.
 
 use std::fs;
-use std::path::PathBuf;
 
-use obnam_test_support::{Run, TestEnv};
+use obnam_test_support::BackupWorld;
 
-struct World {
-    env: TestEnv,
-    repo: PathBuf,
-    data: PathBuf,
+/// The backup world, with what these tests add to it.
+trait Listing {
+    fn backed_up(&self) -> Vec<String>;
 }
 
-impl World {
-    fn new() -> Self {
-        let env = TestEnv::new();
-        let repo = env.path().join("repo");
-        let data = env.path().join("data");
-        fs::create_dir(&data).unwrap();
-        World { env, repo, data }
-    }
+fn world() -> BackupWorld {
+    BackupWorld::new("c")
+}
 
-    fn obnam(&self, args: &[&str]) -> Run {
-        obnam_test_support::run(
-            self.env
-                .obnam()
-                .arg("--repository")
-                .arg(&self.repo)
-                .args(["--client-name", "c"])
-                .args(args),
-        )
-    }
-
-    fn backup(&self, extra: &[&str]) -> Run {
-        let mut args = vec!["backup", self.data.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        self.obnam(&args)
-    }
-
-    fn file(&self, rel: &str, content: &[u8]) -> PathBuf {
-        let p = self.data.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, content).unwrap();
-        p
-    }
-
+impl Listing for BackupWorld {
     /// The paths below the data folder in the latest generation, relative.
     fn backed_up(&self) -> Vec<String> {
         let run = self.obnam(&["ls", self.data.to_str().unwrap()]).ok();
@@ -67,7 +37,7 @@ fn rel(list: &[&str]) -> Vec<String> {
 
 #[test]
 fn exclude_prunes_a_folder_with_its_subtree_and_include_wins() {
-    let w = World::new();
+    let w = world();
     w.file("keep.txt", b"k");
     w.file("build/out.o", b"o");
     w.file("build/deep/more.o", b"o");
@@ -98,7 +68,7 @@ fn exclude_prunes_a_folder_with_its_subtree_and_include_wins() {
 
 #[test]
 fn exclude_from_reads_patterns_skipping_comments_and_blank_lines() {
-    let w = World::new();
+    let w = world();
     w.file("a.log", b"a");
     w.file("b.txt", b"b");
     w.file("#c", b"c");
@@ -116,7 +86,7 @@ fn exclude_from_reads_patterns_skipping_comments_and_blank_lines() {
 
 #[test]
 fn cache_folders_keep_only_their_tag() {
-    let w = World::new();
+    let w = world();
     w.file(
         "cache/CACHEDIR.TAG",
         b"Signature: 8a477f597d28d172789f06886806bc55\n# a cache\n",
@@ -143,7 +113,7 @@ fn cache_folders_keep_only_their_tag() {
 
 #[test]
 fn exclude_if_present_and_larger_than() {
-    let w = World::new();
+    let w = world();
     w.file("proj/.nobackup", b"");
     w.file("proj/src.rs", b"fn main() {}");
     w.file("small", &[1u8; 100]);
@@ -160,7 +130,7 @@ fn exclude_if_present_and_larger_than() {
 
 #[test]
 fn a_newly_excluded_file_leaves_the_next_generation() {
-    let w = World::new();
+    let w = world();
     w.file("a", b"a");
     w.file("secret", b"s");
     w.backup(&[]).ok();
@@ -171,7 +141,7 @@ fn a_newly_excluded_file_leaves_the_next_generation() {
 
 #[test]
 fn a_bad_pattern_stops_the_backup_before_anything_is_written() {
-    let w = World::new();
+    let w = world();
     w.file("a", b"a");
     let run = w
         .backup(&["--exclude", "ok", "--exclude", "(unclosed"])
@@ -188,7 +158,7 @@ fn a_bad_pattern_stops_the_backup_before_anything_is_written() {
 
 #[test]
 fn the_log_file_is_left_out() {
-    let w = World::new();
+    let w = world();
     w.file("a", b"a");
     let log = w.data.join("obnam.log");
     w.backup(&["--log", log.to_str().unwrap()]).ok();
@@ -198,7 +168,7 @@ fn the_log_file_is_left_out() {
 
 #[test]
 fn one_file_system_leaves_out_other_mounts() {
-    let w = World::new();
+    let w = world();
     w.file("here", b"h");
     let mnt = w.data.join("mnt");
     fs::create_dir(&mnt).unwrap();

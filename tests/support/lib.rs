@@ -200,3 +200,54 @@ impl TestEnv {
 pub fn run(cmd: &mut Command) -> Run {
     Run::from_output(cmd.output().expect("run obnam"))
 }
+
+/// A world for backup tests: a repository, a client and a folder of data.
+pub struct BackupWorld {
+    pub env: TestEnv,
+    pub repo: PathBuf,
+    pub data: PathBuf,
+    pub client: String,
+}
+
+impl BackupWorld {
+    /// A new world whose backups are made as `client`.
+    pub fn new(client: &str) -> Self {
+        let env = TestEnv::new();
+        let repo = env.path().join("repo");
+        let data = env.path().join("data");
+        fs::create_dir(&data).expect("data folder");
+        BackupWorld {
+            env,
+            repo,
+            data,
+            client: client.to_string(),
+        }
+    }
+
+    /// Run obnam on this world's repository as its client.
+    pub fn obnam(&self, args: &[&str]) -> Run {
+        run(self
+            .env
+            .obnam()
+            .arg("--repository")
+            .arg(&self.repo)
+            .args(["--client-name", &self.client])
+            .args(args))
+    }
+
+    /// Back up the data folder, with extra arguments.
+    pub fn backup(&self, extra: &[&str]) -> Run {
+        let data = self.data.to_str().expect("UTF-8 test path").to_string();
+        let mut args: Vec<&str> = vec!["backup", &data];
+        args.extend_from_slice(extra);
+        self.obnam(&args)
+    }
+
+    /// Write a file below the data folder (making folders on the way).
+    pub fn file(&self, rel: &str, content: &[u8]) -> PathBuf {
+        let path = self.data.join(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("folders");
+        fs::write(&path, content).expect("write file");
+        path
+    }
+}
