@@ -50,7 +50,7 @@ const FORMAT_NAME: &str = "obnam-repository";
 const MAX_INFLIGHT_PACKS: usize = 2;
 
 /// Default target size of a pack.
-pub const DEFAULT_PACK_SIZE: u64 = 16 << 20;
+pub const DEFAULT_PACK_SIZE: u64 = 8 << 20;
 
 /// The bootstrap object: the one object not passed through the data filters.
 #[derive(Clone, Debug, Serialize, Deserialize)]
