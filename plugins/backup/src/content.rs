@@ -169,7 +169,7 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
             let hook = self.storer.hook;
             let splitter = &mut self.splitter;
             std::thread::scope(|scope| -> Result<(), ContentError> {
-                let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(4);
+                let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(8);
                 let consumer = scope.spawn(move || -> Result<(Vec<ChunkId>, u64), ContentError> {
                     let mut storer = Storer::new(repo, hook);
                     let mut ids = Vec::new();
