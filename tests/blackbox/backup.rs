@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use obnam_test_support::{BackupWorld, Run};
+use obnam_test_support::{mount_small_tmpfs, running_as_root, unmount, BackupWorld, Run};
 
 /// The backup world, with what these tests add to it.
 trait Inspect {
@@ -205,8 +205,10 @@ fn a_file_that_fails_is_reported_and_the_rest_is_backed_up() {
 
 #[test]
 fn an_unreadable_file_is_an_error_and_others_are_kept() {
-    if rustix_is_root() {
-        // root reads mode-000 files; the simulated failure above covers this path.
+    if running_as_root() {
+        eprintln!(
+            "skipped: root reads mode-000 files (the simulated failure test covers this path)"
+        );
         return;
     }
     let w = world();
@@ -216,14 +218,6 @@ fn an_unreadable_file_is_an_error_and_others_are_kept() {
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
     let run = w.backup(&[]).fails();
     assert!(run.stderr.contains("Permission denied"), "{}", run.stderr);
-}
-
-fn rustix_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 #[test]
@@ -489,13 +483,7 @@ fn running_out_of_space_stops_the_backup_cleanly() {
     let w = world();
     let small = w.env.path().join("small");
     fs::create_dir(&small).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !mounted {
+    if !mount_small_tmpfs(&small) {
         eprintln!("skipped: cannot mount a small tmpfs here (not root?)");
         return;
     }
@@ -509,11 +497,8 @@ fn running_out_of_space_stops_the_backup_cleanly() {
             .args(["--client-name", "c", "backup"])
             .arg(&w.data),
     );
-    let unmount = || {
-        let _ = std::process::Command::new("umount").arg(&small).status();
-    };
     if run.code == 0 {
-        unmount();
+        unmount(&small);
         panic!("a backup larger than the file system succeeded: {run:?}");
     }
     let stderr = run.stderr.clone();
@@ -523,7 +508,7 @@ fn running_out_of_space_stops_the_backup_cleanly() {
         "c",
         "fsck",
     ]));
-    unmount();
+    unmount(&small);
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(locks.is_empty(), "unlocked: {locks:?}");

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use obnam_test_support::BackupWorld;
+use obnam_test_support::{mount_small_tmpfs, unmount, BackupWorld};
 
 /// The backup world, with what these tests add to it.
 trait Listing {
@@ -172,13 +172,7 @@ fn one_file_system_leaves_out_other_mounts() {
     w.file("here", b"h");
     let mnt = w.data.join("mnt");
     fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !mounted {
+    if !mount_small_tmpfs(&mnt) {
         eprintln!("skipped: cannot mount a tmpfs here (not root?)");
         return;
     }
@@ -195,7 +189,7 @@ fn one_file_system_leaves_out_other_mounts() {
     } else {
         Vec::new()
     };
-    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    unmount(&mnt);
     assert_eq!(with.code, 0, "{with:?}");
     assert_eq!(without.code, 0, "{without:?}");
     // The mount point's own inode is the mounted file system's root, so it

@@ -251,3 +251,29 @@ impl BackupWorld {
         path
     }
 }
+
+/// Mount a 1 MiB tmpfs on `dir` (for tests that need another file system
+/// or a full one). Returns false where the machine does not allow it (not
+/// root); the caller then skips, saying why.
+pub fn mount_small_tmpfs(dir: &Path) -> bool {
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(dir)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Unmount what [`mount_small_tmpfs`] mounted.
+pub fn unmount(dir: &Path) {
+    let _ = Command::new("umount").arg(dir).status();
+}
+
+/// Whether the tests run as root.
+pub fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
