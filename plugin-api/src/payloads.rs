@@ -1,4 +1,5 @@
-//! Payloads of the hooks that the bundled backup plugin creates. They live
+//! Payloads of the hooks that the host and the bundled backup plugin
+//! create. They live
 //! here, in the one crate every plugin shares, because a typed payload
 //! must be the same type (same defining crate) on both sides of a hook.
 //!
@@ -9,6 +10,8 @@
 //! | [`BACKUP_CHUNK_BOUNDARIES`] | [`SplitRequest`] | to cut a file's data into chunks |
 //! | [`BACKUP_STORE_CHUNK`] | [`StoreChunkRequest`] | for every chunk, to decide whether to store it |
 //! | [`BACKUP_FINISHED`] | JSON | once, at the end of a backup |
+//! | [`REPOSITORY_OPEN`] | JSON | once, when the repository is opened or created |
+//! | [`REPOSITORY_DATA`] | filter | for every repository object written or read |
 //!
 //! Payload data is owned (`RVec`), so no payload borrows anything and
 //! moving data in and out of a payload costs no copy.
@@ -40,6 +43,30 @@ pub const BACKUP_FINISHED: &str = "backup-finished";
 pub const BACKUP_CHUNK_BOUNDARIES: &str = "backup-chunk-boundaries";
 /// Called for every chunk to store it (or find it already stored).
 pub const BACKUP_STORE_CHUNK: &str = "backup-store-chunk";
+
+/// Host hook, called once when a repository is opened or created, before
+/// any filtered object is read or written, with a JSON object:
+///
+/// * `url`, `repository_id`: which repository;
+/// * `creating`: whether this open creates it;
+/// * `seal`: the seal recorded in its config (an object whose `filter`
+///   names the sealing filter's tag), or null;
+/// * `key_slots`: an object mapping each key slot id to its text.
+///
+/// A sealing (encryption) plugin answers by setting, in the same object:
+///
+/// * `token_key`: 64 hex digits, the key of the repository's chunk tokens
+///   (required to open a sealed repository);
+/// * when `creating`: `seal` (the object to record in the config) and
+///   `new_key_slots` (id to text) to store before the config.
+///
+/// An error from a callback stops the open; nothing is written.
+pub const REPOSITORY_OPEN: &str = "repository-open";
+/// Host filter hook that every repository object but the config and the
+/// key slots passes through (compression, encryption). The filter whose tag
+/// a repository's config names as its seal runs last, on the whole inner
+/// encoding; see `docs/repository-format.md`.
+pub const REPOSITORY_DATA: &str = "repository-data";
 
 /// A file's status, as `lstat` gave it.
 #[repr(C)]

@@ -220,6 +220,25 @@ pub trait RepositoryService: Send + Sync {
     #[sabi(last_prefix_field)]
     /// The boundary form of [`Repository::bytes_written`](crate::Repository::bytes_written).
     fn bytes_written(&self) -> u64;
+    // Added in 0.1.1 (after the last prefix field: optional to older plugins).
+    /// The boundary form of [`Repository::key_slots`](crate::Repository::key_slots).
+    fn key_slots(&self) -> AbiResult<RVec<RawKeySlot>>;
+    /// The boundary form of [`Repository::put_key_slot`](crate::Repository::put_key_slot).
+    fn put_key_slot(&self, id: RStr<'_>, text: RStr<'_>) -> AbiResult<()>;
+    /// The boundary form of [`Repository::remove_key_slot`](crate::Repository::remove_key_slot).
+    fn remove_key_slot(&self, id: RStr<'_>) -> AbiResult<()>;
+    /// The boundary form of [`Repository::is_encrypted`](crate::Repository::is_encrypted).
+    fn is_sealed(&self) -> bool;
+}
+
+/// A key slot at the boundary: its id and its text.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct RawKeySlot {
+    /// The slot's id (letters, digits, `-`, `_`).
+    pub id: RString,
+    /// The slot's text, as its plugin wrote it.
+    pub text: RString,
 }
 
 /// A repository handle.

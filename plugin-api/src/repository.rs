@@ -347,6 +347,34 @@ impl Repository {
     pub fn bytes_written(&self) -> u64 {
         self.inner.bytes_written()
     }
+
+    /// Whether the repository is encrypted: sealed by a filter named in its
+    /// config (see the `repository-open` hook).
+    pub fn is_encrypted(&self) -> bool {
+        self.inner.is_sealed()
+    }
+
+    /// The repository's key slots, `(id, text)`, sorted by id. Key slots
+    /// are stored as they are, outside the data filters: they hold what an
+    /// encryption plugin needs to unlock the repository.
+    pub fn key_slots(&self) -> Result<Vec<(String, String)>> {
+        let slots = unwrap_abi(self.inner.key_slots())?;
+        Ok(slots
+            .into_iter()
+            .map(|s| (s.id.into_string(), s.text.into_string()))
+            .collect())
+    }
+
+    /// Store a new key slot. `id` is 1 to 64 letters, digits, `-` or `_`;
+    /// an existing slot is never replaced.
+    pub fn put_key_slot(&self, id: &str, text: &str) -> Result<()> {
+        unwrap_abi(self.inner.put_key_slot(id.into(), text.into()))
+    }
+
+    /// Remove a key slot.
+    pub fn remove_key_slot(&self, id: &str) -> Result<()> {
+        unwrap_abi(self.inner.remove_key_slot(id.into()))
+    }
 }
 
 /// Reads a committed generation by path.

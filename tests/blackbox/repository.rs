@@ -372,12 +372,12 @@ fn a_repository_of_a_newer_format_is_refused() {
     w.run(&["repotest-run", "c1", "2"]).ok();
     let config = w.repo.join("config");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("\"version\": 1", "\"version\": 2")).unwrap();
+    std::fs::write(&config, text.replace("\"version\": 1", "\"version\": 3")).unwrap();
     let run = w.run(&["repotest-verify", "c1"]).fails();
     assert_eq!(
         run.stderr,
         format!(
-            "ERROR: repository {} has format version 2, which is newer than this obnam supports (1); upgrade obnam\n",
+            "ERROR: repository {} has format version 3, which is newer than this obnam supports (2); upgrade obnam\n",
             w.repo.display()
         )
     );

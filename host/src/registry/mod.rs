@@ -58,14 +58,22 @@ impl Registry {
     /// Create the hooks the host itself owns: `repository-data`, the filter
     /// hook every repository object passes through.
     pub fn create_host_hooks(&mut self) {
-        let created = self.hooks.create(
-            crate::services::repository::DATA_FILTER_HOOK,
-            HookKind::Filter,
-            <()>::LAYOUT,
-            HOST_OWNER,
-        );
-        if let Err(e) = created {
-            warn!("{e}");
+        let hooks = [
+            (
+                plugin_api::payloads::REPOSITORY_DATA,
+                HookKind::Filter,
+                <()>::LAYOUT,
+            ),
+            (
+                plugin_api::payloads::REPOSITORY_OPEN,
+                HookKind::Plain,
+                <plugin_api::JsonPayload as abi_stable::StableAbi>::LAYOUT,
+            ),
+        ];
+        for (name, kind, layout) in hooks {
+            if let Err(e) = self.hooks.create(name, kind, layout, HOST_OWNER) {
+                warn!("{e}");
+            }
         }
     }
 

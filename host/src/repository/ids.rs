@@ -37,6 +37,15 @@ impl Token {
     pub fn of(data: &[u8]) -> Self {
         Token(Sha256::digest(data).into())
     }
+
+    /// HMAC-SHA-256 of `data` under `key`: the token of a sealed repository.
+    pub fn keyed(key: &[u8; 32], data: &[u8]) -> Self {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
+            .expect("HMAC takes a key of any length");
+        mac.update(data);
+        Token(mac.finalize().into_bytes().into())
+    }
 }
 
 impl fmt::Debug for Token {

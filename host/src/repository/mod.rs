@@ -11,6 +11,7 @@
 //! clients/CLIENTID                one per client ([`Repository::add_client`])
 //! generations/CLIENTID/GENID      one per committed generation ([`generation`])
 //! locks/LOCKID                    one per lock held ([`lock`])
+//! keys/SLOTID                     key slots of a sealed repository ([`keys`])
 //! ```
 //!
 //! Write order makes every commit atomic: a pack is written before the index
@@ -22,6 +23,7 @@ pub mod error;
 pub mod generation;
 pub mod ids;
 pub mod index;
+pub mod keys;
 pub mod lock;
 pub mod object;
 pub mod pack;
@@ -42,8 +44,12 @@ use pack::Packer;
 use storage::{Storage, StorageError};
 use tree::Tree;
 
-/// The repository format version this obnam writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest repository format version this obnam reads and writes.
+/// Version 2 is a sealed (encrypted) repository: an obnam that knows only
+/// version 1 must refuse it rather than write plain objects into it.
+pub const FORMAT_VERSION: u32 = 2;
+/// The format version of a repository without a seal.
+const FORMAT_VERSION_PLAIN: u32 = 1;
 const FORMAT_NAME: &str = "obnam-repository";
 
 /// At most this many sealed packs wait to be written at once.
@@ -59,6 +65,18 @@ pub struct RepoConfig {
     pub version: u32,
     pub id: String,
     pub created: String,
+    /// The sealing filter, chosen when the repository was created: an
+    /// object whose `filter` member is the filter's tag, and whatever else
+    /// that filter records (its cipher, say). Absent: not sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<serde_json::Value>,
+}
+
+impl RepoConfig {
+    /// The tag of the sealing filter, if the repository has one.
+    pub fn seal_tag(&self) -> Option<&str> {
+        self.seal.as_ref()?.get("filter")?.as_str()
+    }
 }
 
 /// How to open a repository.
@@ -96,6 +114,10 @@ pub struct Repository {
     storage: Storage,
     filter: Arc<dyn ObjectFilter>,
     config: RepoConfig,
+    /// The sealing filter's tag (from the config), if any.
+    seal: Option<String>,
+    /// The key of chunk tokens in a sealed repository.
+    token_key: Option<[u8; 32]>,
     pack_size: usize,
     index: RwLock<Index>,
     /// Ids handed out but not yet in the index (so two threads storing the
@@ -146,20 +168,17 @@ impl Repository {
         filter: Arc<dyn ObjectFilter>,
     ) -> RepoResult<Self> {
         let storage = Storage::open(url, options.crash_limit)?;
-        let config = match storage.read("config") {
-            Ok(bytes) => parse_config(url, &bytes)?,
+        let (config, creating) = match storage.read("config") {
+            Ok(bytes) => (parse_config(url, &bytes)?, false),
             Err(StorageError::NotFound { .. }) if options.create => {
                 let config = RepoConfig {
                     format: FORMAT_NAME.into(),
-                    version: FORMAT_VERSION,
+                    version: FORMAT_VERSION_PLAIN,
                     id: ObjectId::random().to_hex(),
                     created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                    seal: None,
                 };
-                let bytes = serde_json::to_vec_pretty(&config)
-                    .map_err(|e| RepoError::corrupt("config", e))?;
-                storage.write("config", bytes)?;
-                tracing::info!("created repository {url} with id {}", config.id);
-                config
+                (config, true)
             }
             Err(StorageError::NotFound { .. }) => {
                 return Err(RepoError::NotARepository {
@@ -168,10 +187,13 @@ impl Repository {
             }
             Err(e) => return Err(e.into()),
         };
+        let (config, token_key) = keys::unlock(&storage, filter.as_ref(), config, creating)?;
         let repo = Repository {
             locks: lock::Locks::default(),
             storage,
             filter,
+            seal: config.seal_tag().map(str::to_string),
+            token_key,
             config,
             pack_size: options.pack_size.clamp(1 << 16, 1 << 30) as usize,
             index: RwLock::new(Index::default()),
@@ -226,7 +248,7 @@ impl Repository {
 
     /// Seal an object with the data filters and write it under `key`.
     pub(crate) fn write_object(&self, key: &str, data: Vec<u8>) -> RepoResult<()> {
-        let sealed = object::seal_whole(self.filter.as_ref(), key, data)?;
+        let sealed = object::seal_whole(self.filter.as_ref(), self.seal.as_deref(), key, data)?;
         self.storage.write(key, sealed)?;
         Ok(())
     }
@@ -234,7 +256,7 @@ impl Repository {
     /// Read an object written by [`write_object`](Self::write_object).
     pub(crate) fn read_object(&self, key: &str) -> RepoResult<Vec<u8>> {
         let stored = self.storage.read(key)?;
-        object::open(self.filter.as_ref(), key, stored)
+        object::open(self.filter.as_ref(), self.seal.as_deref(), key, stored)
     }
 
     fn load_index(&self) -> RepoResult<()> {
@@ -261,9 +283,19 @@ impl Repository {
         Ok(())
     }
 
-    /// The dedup token of some data.
+    /// The dedup token of some data: its SHA-256, or in a sealed
+    /// repository its HMAC-SHA-256 under the repository's token key, so
+    /// that stored ids reveal nothing about content to anyone without it.
     pub fn token(&self, data: &[u8]) -> Token {
-        Token::of(data)
+        match &self.token_key {
+            Some(key) => Token::keyed(key, data),
+            None => Token::of(data),
+        }
+    }
+
+    /// Whether the repository is sealed (encrypted).
+    pub fn is_sealed(&self) -> bool {
+        self.seal.is_some()
     }
 
     /// Every stored copy of a token.
@@ -313,8 +345,12 @@ impl Repository {
     }
 
     fn put_blob(&self, id: ChunkId, kind: BlobKind, data: Vec<u8>) -> RepoResult<()> {
-        let (header, payload) =
-            object::seal(self.filter.as_ref(), &Self::context(&id, kind), data)?;
+        let (header, payload) = object::seal(
+            self.filter.as_ref(),
+            self.seal.as_deref(),
+            &Self::context(&id, kind),
+            data,
+        )?;
         let full = {
             let mut slot = self.packers[kind as usize]
                 .lock()
@@ -351,6 +387,7 @@ impl Repository {
     fn start_sealing(&self, packer: Packer) -> RepoResult<(u32, Arc<pack::Sealed>)> {
         let trailer = object::seal_whole(
             self.filter.as_ref(),
+            self.seal.as_deref(),
             &format!("pack/{}", packer.id),
             pack::trailer(&packer.entries),
         )?;
@@ -484,7 +521,7 @@ impl Repository {
                 )?
             }
         };
-        object::open(self.filter.as_ref(), &context, stored)
+        object::open(self.filter.as_ref(), self.seal.as_deref(), &context, stored)
     }
 
     fn blob_in_memory(&self, location: &Location) -> Option<Vec<u8>> {
@@ -571,6 +608,21 @@ impl Repository {
     /// Locks held by this process.
     pub fn locks(&self) -> &lock::Locks {
         &self.locks
+    }
+
+    /// The key slots: id and text, sorted by id.
+    pub fn key_slots(&self) -> RepoResult<Vec<(String, String)>> {
+        keys::list(&self.storage)
+    }
+
+    /// Store a new key slot (never replacing one).
+    pub fn put_key_slot(&self, id: &str, text: &str) -> RepoResult<()> {
+        keys::put(&self.storage, id, text)
+    }
+
+    /// Remove a key slot.
+    pub fn remove_key_slot(&self, id: &str) -> RepoResult<()> {
+        keys::remove(&self.storage, id)
     }
 }
 

@@ -1,11 +1,11 @@
 //! Encoding of stored objects: the data-filter tags in front of each
 //! object's (possibly transformed) bytes.
 //!
-//! Every object except the bootstrap `config` passes through the
-//! repository's data filters (compression, encryption: plugins on the
-//! `repository-data` filter hook). On write each filter may transform the
-//! bytes and, if it did, its tag is recorded; on read the tags are undone
-//! in reverse. The stored form of an object is:
+//! Every object except the bootstrap `config` and the key slots passes
+//! through the repository's data filters (compression, encryption: plugins
+//! on the `repository-data` filter hook). On write each filter may
+//! transform the bytes and, if it did, its tag is recorded; on read the tags
+//! are undone in reverse. The stored form of an object is:
 //!
 //! ```text
 //! u8 number of tags
@@ -13,53 +13,121 @@
 //! the payload
 //! ```
 //!
+//! A repository may name one filter its *seal* (the encryption plugin's
+//! `encrypt`, recorded in the config when the repository is created). The
+//! seal runs last and wraps the whole of the inner encoding, tags included,
+//! so that nothing about the inner filters shows outside it and a tampered
+//! inner tag list cannot pass unnoticed. In such a repository every object
+//! is stored as a one-tag header naming the seal, then the sealed bytes of
+//! `inner header + payload`; an object that is not sealed is refused.
+//!
 //! The engine knows filters only through [`ObjectFilter`]; the host's
 //! service layer implements it with the hook registry.
 
 use super::error::{RepoError, RepoResult};
 
+/// What the engine asks of its keeper when it opens a repository: the
+/// repository's seal, if any, and its key slots.
+#[derive(Debug, Clone)]
+pub struct UnlockRequest {
+    /// The repository URL.
+    pub url: String,
+    /// The repository id.
+    pub repository_id: String,
+    /// Whether the repository is being created by this open.
+    pub creating: bool,
+    /// The seal recorded in the config (`None`: not sealed, or being created).
+    pub seal: Option<serde_json::Value>,
+    /// The key slots stored in the repository: id and text.
+    pub key_slots: Vec<(String, String)>,
+}
+
+/// The answer to an [`UnlockRequest`].
+#[derive(Debug, Clone, Default)]
+pub struct Unlocked {
+    /// For a repository being created: the seal to record (an object with
+    /// at least a `filter` member naming the sealing filter's tag).
+    pub seal: Option<serde_json::Value>,
+    /// Key slots to store: id and text.
+    pub new_key_slots: Vec<(String, String)>,
+    /// The key for chunk tokens (keyed HMAC-SHA-256); required once sealed.
+    pub token_key: Option<[u8; 32]>,
+}
+
 /// The data filters, as the repository engine sees them.
 pub trait ObjectFilter: Send + Sync {
-    /// Transform `data` for storage; returns the bytes and the tags of the
+    /// Transform `data` for storage with every filter except `skip` (the
+    /// seal, which runs separately); returns the bytes and the tags of the
     /// filters that changed them, in the order they ran. `context` names
     /// the object (`chunk/ID`, `tree/ID`, `index/ID`, ...).
-    fn encode(&self, context: &str, data: Vec<u8>) -> Result<(Vec<u8>, Vec<String>), String>;
+    fn encode(
+        &self,
+        context: &str,
+        data: Vec<u8>,
+        skip: Option<&str>,
+    ) -> Result<(Vec<u8>, Vec<String>), String>;
+
+    /// Run only the filter tagged `tag` on `data`; `None` if it left the
+    /// data unchanged.
+    fn encode_with(&self, tag: &str, context: &str, data: Vec<u8>)
+        -> Result<Option<Vec<u8>>, String>;
 
     /// Undo the filters named by `tags`, last first.
     fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String>;
+
+    /// Whether a loaded filter has the tag `tag`.
+    fn provides(&self, tag: &str) -> bool;
+
+    /// Called once when a repository is opened or created, before any
+    /// filtered object is read or written: unlock a sealed repository, or
+    /// choose a seal for a new one.
+    fn unlock(&self, request: &UnlockRequest) -> Result<Unlocked, String>;
 }
 
 /// No filters at all: for tests of the engine alone.
 pub struct NoFilters;
 
 impl ObjectFilter for NoFilters {
-    fn encode(&self, _: &str, data: Vec<u8>) -> Result<(Vec<u8>, Vec<String>), String> {
+    fn encode(
+        &self,
+        _: &str,
+        data: Vec<u8>,
+        _: Option<&str>,
+    ) -> Result<(Vec<u8>, Vec<String>), String> {
         Ok((data, Vec::new()))
+    }
+
+    fn encode_with(&self, tag: &str, _: &str, _: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        Err(missing_filter_message("the repository", tag))
     }
 
     fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
         match tags.first() {
             None => Ok(data),
-            Some(tag) => Err(format!(
-                "object {context} needs the '{tag}' filter; no loaded plugin provides it"
-            )),
+            Some(tag) => Err(missing_filter_message(&format!("object {context}"), tag)),
         }
+    }
+
+    fn provides(&self, _: &str) -> bool {
+        false
+    }
+
+    fn unlock(&self, _: &UnlockRequest) -> Result<Unlocked, String> {
+        Ok(Unlocked::default())
     }
 }
 
-/// Encode an object for storage: returns the tag header and the payload,
-/// kept apart so that a pack writer can append both without a copy.
-pub fn seal(
-    filter: &dyn ObjectFilter,
-    context: &str,
-    data: Vec<u8>,
-) -> RepoResult<(Vec<u8>, Vec<u8>)> {
-    let (payload, tags) = filter.encode(context, data).map_err(RepoError::Filter)?;
+/// The message for data that needs a filter no loaded plugin provides.
+pub fn missing_filter_message(what: &str, tag: &str) -> String {
+    format!("{what} needs the '{tag}' filter; no loaded plugin provides it")
+}
+
+fn encode_header(context: &str, tags: &[String]) -> RepoResult<Vec<u8>> {
     let mut header = Vec::with_capacity(1 + tags.iter().map(|t| t.len() + 1).sum::<usize>());
     let count = u8::try_from(tags.len())
         .map_err(|_| RepoError::Filter(format!("{context}: too many data filters")))?;
     header.push(count);
-    for tag in &tags {
+    for tag in tags {
         let len = u8::try_from(tag.len())
             .ok()
             .filter(|n| *n > 0)
@@ -67,24 +135,82 @@ pub fn seal(
         header.push(len);
         header.extend_from_slice(tag.as_bytes());
     }
-    Ok((header, payload))
+    Ok(header)
+}
+
+/// Encode an object for storage: returns the tag header and the payload,
+/// kept apart so that a pack writer can append both without a copy.
+/// `seal` names the repository's sealing filter, if it has one.
+pub fn seal(
+    filter: &dyn ObjectFilter,
+    seal: Option<&str>,
+    context: &str,
+    data: Vec<u8>,
+) -> RepoResult<(Vec<u8>, Vec<u8>)> {
+    let (payload, tags) = filter
+        .encode(context, data, seal)
+        .map_err(RepoError::Filter)?;
+    let header = encode_header(context, &tags)?;
+    let Some(seal) = seal else {
+        return Ok((header, payload));
+    };
+    let mut inner = header;
+    inner.extend_from_slice(&payload);
+    drop(payload);
+    let sealed = filter
+        .encode_with(seal, context, inner)
+        .map_err(RepoError::Filter)?
+        .ok_or_else(|| {
+            RepoError::Filter(format!(
+                "the '{seal}' filter left object {context} unsealed; refusing to store it"
+            ))
+        })?;
+    Ok((encode_header(context, &[seal.to_string()])?, sealed))
 }
 
 /// Encode an object as one buffer.
-pub fn seal_whole(filter: &dyn ObjectFilter, context: &str, data: Vec<u8>) -> RepoResult<Vec<u8>> {
-    let (mut header, payload) = seal(filter, context, data)?;
+pub fn seal_whole(
+    filter: &dyn ObjectFilter,
+    seal_tag: Option<&str>,
+    context: &str,
+    data: Vec<u8>,
+) -> RepoResult<Vec<u8>> {
+    let (mut header, payload) = seal(filter, seal_tag, context, data)?;
     header.extend_from_slice(&payload);
     Ok(header)
 }
 
-/// Decode a stored object.
-pub fn open(filter: &dyn ObjectFilter, context: &str, stored: Vec<u8>) -> RepoResult<Vec<u8>> {
+/// Decode a stored object. In a sealed repository the object must be
+/// sealed: anything else is refused as corrupt, so that an object put in
+/// by someone without the key is never taken for good.
+pub fn open(
+    filter: &dyn ObjectFilter,
+    seal: Option<&str>,
+    context: &str,
+    stored: Vec<u8>,
+) -> RepoResult<Vec<u8>> {
     let (tags, start) =
         parse_header(&stored).map_err(|reason| RepoError::corrupt(context, reason))?;
     let mut payload = stored;
     payload.drain(..start);
-    filter
+    let Some(seal) = seal else {
+        return filter
+            .decode(context, payload, &tags)
+            .map_err(RepoError::Filter);
+    };
+    if tags.len() != 1 || tags[0] != seal {
+        return Err(RepoError::corrupt(
+            context,
+            format!("it is not sealed with the repository's '{seal}' filter"),
+        ));
+    }
+    let mut inner = filter
         .decode(context, payload, &tags)
+        .map_err(RepoError::Filter)?;
+    let (tags, start) = parse_header(&inner).map_err(|reason| RepoError::corrupt(context, reason))?;
+    inner.drain(..start);
+    filter
+        .decode(context, inner, &tags)
         .map_err(RepoError::Filter)
 }
 
@@ -108,41 +234,96 @@ fn parse_header(stored: &[u8]) -> Result<(Vec<String>, usize), String> {
 mod tests {
     use super::*;
 
+    /// Upper-cases on write with two tags; "seal" reverses the bytes and
+    /// checks the context on read, as an AEAD's associated data would.
     struct Upper;
 
     impl ObjectFilter for Upper {
-        fn encode(&self, _: &str, data: Vec<u8>) -> Result<(Vec<u8>, Vec<String>), String> {
+        fn encode(
+            &self,
+            _: &str,
+            data: Vec<u8>,
+            _: Option<&str>,
+        ) -> Result<(Vec<u8>, Vec<String>), String> {
             Ok((data.to_ascii_uppercase(), vec!["upper".into(), "x".into()]))
         }
-        fn decode(&self, _: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
+        fn encode_with(
+            &self,
+            tag: &str,
+            context: &str,
+            mut data: Vec<u8>,
+        ) -> Result<Option<Vec<u8>>, String> {
+            assert_eq!(tag, "seal");
+            data.reverse();
+            data.extend_from_slice(context.as_bytes());
+            Ok(Some(data))
+        }
+        fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
+            if tags.is_empty() {
+                return Ok(data);
+            }
+            if tags == ["seal"] {
+                let mut data = data
+                    .strip_suffix(context.as_bytes())
+                    .ok_or("wrong context")?
+                    .to_vec();
+                data.reverse();
+                return Ok(data);
+            }
             assert_eq!(tags, ["upper", "x"]);
             Ok(data.to_ascii_lowercase())
+        }
+        fn provides(&self, _: &str) -> bool {
+            true
+        }
+        fn unlock(&self, _: &UnlockRequest) -> Result<Unlocked, String> {
+            Ok(Unlocked::default())
         }
     }
 
     #[test]
     fn tags_round_trip() {
-        let stored = seal_whole(&Upper, "c", b"hello".to_vec()).unwrap();
+        let stored = seal_whole(&Upper, None, "c", b"hello".to_vec()).unwrap();
         assert_eq!(stored, b"\x02\x05upper\x01xHELLO");
-        assert_eq!(open(&Upper, "c", stored).unwrap(), b"hello");
-        let plain = seal_whole(&NoFilters, "c", b"abc".to_vec()).unwrap();
+        assert_eq!(open(&Upper, None, "c", stored).unwrap(), b"hello");
+        let plain = seal_whole(&NoFilters, None, "c", b"abc".to_vec()).unwrap();
         assert_eq!(plain, b"\x00abc");
-        assert_eq!(open(&NoFilters, "c", plain).unwrap(), b"abc");
+        assert_eq!(open(&NoFilters, None, "c", plain).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn a_seal_wraps_the_inner_tags_and_is_required() {
+        let stored = seal_whole(&Upper, Some("seal"), "c", b"hi".to_vec()).unwrap();
+        // Only the seal's tag shows; the inner header is inside it.
+        assert_eq!(stored, b"\x01\x04sealIHx\x01reppu\x05\x02c");
+        assert_eq!(
+            open(&Upper, Some("seal"), "c", stored.clone()).unwrap(),
+            b"hi"
+        );
+        // Another object's context does not open it.
+        assert!(open(&Upper, Some("seal"), "d", stored).is_err());
+        // An unsealed object in a sealed repository is refused.
+        let plain = seal_whole(&Upper, None, "c", b"hi".to_vec()).unwrap();
+        let err = open(&Upper, Some("seal"), "c", plain).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "object c is corrupt: it is not sealed with the repository's 'seal' filter"
+        );
     }
 
     #[test]
     fn missing_filter_and_corrupt_header_are_named() {
-        let stored = seal_whole(&Upper, "chunk/1", b"x".to_vec()).unwrap();
-        let err = open(&NoFilters, "chunk/1", stored).unwrap_err();
+        let stored = seal_whole(&Upper, None, "chunk/1", b"x".to_vec()).unwrap();
+        let err = open(&NoFilters, None, "chunk/1", stored).unwrap_err();
         assert_eq!(
             err.to_string(),
             "object chunk/1 needs the 'upper' filter; no loaded plugin provides it"
         );
-        let err = open(&NoFilters, "index/2", vec![3, 9, b'a']).unwrap_err();
+        let err = open(&NoFilters, None, "index/2", vec![3, 9, b'a']).unwrap_err();
         assert_eq!(
             err.to_string(),
             "object index/2 is corrupt: its filter header is truncated"
         );
-        assert!(open(&NoFilters, "x", Vec::new()).is_err());
+        assert!(open(&NoFilters, None, "x", Vec::new()).is_err());
     }
 }

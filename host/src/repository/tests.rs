@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ids::Token;
-use super::object::{NoFilters, ObjectFilter};
+use super::object::{NoFilters, ObjectFilter, UnlockRequest, Unlocked};
 use super::tree::{EntryKind, TreeEntry};
 use super::*;
 
@@ -83,7 +83,7 @@ fn unknown_format_version_is_refused() {
     assert_eq!(
         err.to_string(),
         format!(
-            "repository {} has format version 99, which is newer than this obnam supports (1); upgrade obnam",
+            "repository {} has format version 99, which is newer than this obnam supports (2); upgrade obnam",
             dir.path().display()
         )
     );
@@ -208,15 +208,141 @@ fn a_held_lock_is_an_object_until_released() {
 struct Reverse;
 
 impl ObjectFilter for Reverse {
-    fn encode(&self, _: &str, mut data: Vec<u8>) -> Result<(Vec<u8>, Vec<String>), String> {
+    fn encode(
+        &self,
+        _: &str,
+        mut data: Vec<u8>,
+        _: Option<&str>,
+    ) -> Result<(Vec<u8>, Vec<String>), String> {
         data.reverse();
         Ok((data, vec!["reverse".into()]))
+    }
+    fn encode_with(&self, _: &str, _: &str, _: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        Err("no seal here".into())
     }
     fn decode(&self, _: &str, mut data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
         assert_eq!(tags, ["reverse"]);
         data.reverse();
         Ok(data)
     }
+    fn provides(&self, tag: &str) -> bool {
+        tag == "reverse"
+    }
+    fn unlock(&self, _: &UnlockRequest) -> Result<Unlocked, String> {
+        Ok(Unlocked::default())
+    }
+}
+
+/// A toy seal: XOR with a byte, the object's context appended and checked
+/// on read (as an AEAD's associated data), one key slot holding the byte.
+struct XorSeal {
+    /// What the "passphrase" says the key byte is.
+    key: u8,
+}
+
+impl ObjectFilter for XorSeal {
+    fn encode(
+        &self,
+        _: &str,
+        data: Vec<u8>,
+        skip: Option<&str>,
+    ) -> Result<(Vec<u8>, Vec<String>), String> {
+        assert_eq!(skip, Some("xor"));
+        Ok((data, Vec::new()))
+    }
+    fn encode_with(&self, tag: &str, context: &str, data: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        assert_eq!(tag, "xor");
+        let mut out: Vec<u8> = data.iter().map(|b| b ^ self.key).collect();
+        out.extend_from_slice(context.as_bytes());
+        Ok(Some(out))
+    }
+    fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
+        if tags.is_empty() {
+            return Ok(data);
+        }
+        assert_eq!(tags, ["xor"]);
+        let body = data
+            .strip_suffix(context.as_bytes())
+            .ok_or_else(|| format!("{context} fails authentication"))?;
+        Ok(body.iter().map(|b| b ^ self.key).collect())
+    }
+    fn provides(&self, tag: &str) -> bool {
+        tag == "xor"
+    }
+    fn unlock(&self, request: &UnlockRequest) -> Result<Unlocked, String> {
+        if request.creating {
+            return Ok(Unlocked {
+                seal: Some(serde_json::json!({"filter": "xor", "cipher": "toy"})),
+                new_key_slots: vec![("slot1".into(), format!("key={}", self.key))],
+                token_key: Some([self.key; 32]),
+            });
+        }
+        assert_eq!(request.seal.as_ref().unwrap()["cipher"], "toy");
+        let wanted = format!("key={}", self.key);
+        if !request.key_slots.iter().any(|(_, text)| *text == wanted) {
+            return Err("wrong passphrase".into());
+        }
+        Ok(Unlocked {
+            token_key: Some([self.key; 32]),
+            ..Unlocked::default()
+        })
+    }
+}
+
+#[test]
+fn a_sealed_repository_seals_every_object_and_keys_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().to_str().unwrap();
+    let create = OpenOptions {
+        create: true,
+        ..OpenOptions::default()
+    };
+    let repo = Arc::new(Repository::open(url, &create, Arc::new(XorSeal { key: 0x5a })).unwrap());
+    assert!(repo.is_sealed());
+    let data = b"some secret file content".to_vec();
+    let token = repo.token(&data);
+    assert_ne!(token, Token::of(&data), "tokens are keyed");
+    let id = repo.put_chunk(token, data.clone()).unwrap();
+    repo.add_client("c").unwrap();
+    repo.flush().unwrap();
+    drop(repo);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config")).unwrap()).unwrap();
+    assert_eq!(config["version"], 2);
+    assert_eq!(config["seal"]["filter"], "xor");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("keys/slot1")).unwrap(),
+        "key=90"
+    );
+    // Wrong key: refused at open. No filter: the missing-filter error.
+    let err = Repository::open(url, &OpenOptions::default(), Arc::new(XorSeal { key: 1 }))
+        .err()
+        .unwrap();
+    assert_eq!(err.to_string(), "wrong passphrase");
+    let err = Repository::open(url, &OpenOptions::default(), Arc::new(NoFilters))
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!("repository {url} is encrypted: it needs the 'xor' filter; no loaded plugin provides it")
+    );
+    let repo = Repository::open(url, &OpenOptions::default(), Arc::new(XorSeal { key: 0x5a })).unwrap();
+    assert_eq!(repo.get_chunk(&id).unwrap(), data);
+    assert_eq!(repo.clients().unwrap(), ["c"]);
+    assert_eq!(repo.key_slots().unwrap().len(), 1);
+    // An unsealed object slipped in is refused, naming it.
+    let client = std::fs::read_dir(dir.path().join("clients"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&client, b"\x00{\"name\":\"evil\",\"created\":0}").unwrap();
+    let err = repo.clients().unwrap_err().to_string();
+    assert!(
+        err.ends_with("is corrupt: it is not sealed with the repository's 'xor' filter"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -138,7 +138,7 @@ impl HostServices for Host {
         context: RStr<'_>,
         data: RVec<u8>,
     ) -> AbiResult<Filtered> {
-        guarded(|| self.run_filter_write(hook.as_str(), context.as_str(), data))
+        guarded(|| self.run_filter_write(hook.as_str(), context.as_str(), data, None))
     }
 
     fn filter_read(
@@ -189,19 +189,25 @@ impl Host {
             .is_some_and(|h| !h.filters.is_empty())
     }
 
-    /// Run data through a filter hook's write side (ascending priority).
+    /// Run data through a filter hook's write side (ascending priority),
+    /// leaving out the filter tagged `skip`.
     pub fn run_filter_write(
         &self,
         hook: &str,
         context: &str,
         data: RVec<u8>,
+        skip: Option<&str>,
     ) -> Result<Filtered, Error> {
         let def = self.filter_hook(hook)?;
         let mut out = Filtered {
             data,
             tags: RVec::new(),
         };
-        for f in &def.filters {
+        for f in def
+            .filters
+            .iter()
+            .filter(|f| Some(f.tag.as_str()) != skip)
+        {
             let encoded = f
                 .filter
                 .encode(self.as_abi(), RStr::from_str(context), out.data.as_rslice())
@@ -219,6 +225,65 @@ impl Host {
             }
         }
         Ok(out)
+    }
+
+    /// Run data through one filter of a filter hook, the one tagged `tag`.
+    pub fn run_one_filter(
+        &self,
+        hook: &str,
+        tag: &str,
+        context: &str,
+        data: &[u8],
+    ) -> Result<Option<RVec<u8>>, Error> {
+        let def = self.filter_hook(hook)?;
+        let f = def.filters.iter().find(|f| f.tag == tag).ok_or_else(|| {
+            Error::msg(crate::repository::object::missing_filter_message(
+                &format!("object {context}"),
+                tag,
+            ))
+        })?;
+        let encoded = f
+            .filter
+            .encode(self.as_abi(), RStr::from_str(context), RSlice::from_slice(data))
+            .into_result()
+            .map_err(|e| {
+                Error::msg(describe_failure(
+                    e,
+                    &f.plugin,
+                    &format!("filter '{}' writing {context}", f.tag),
+                ))
+            })?;
+        Ok(encoded.into_option())
+    }
+
+    /// Whether a filter hook has a filter tagged `tag`.
+    pub fn has_filter(&self, hook: &str, tag: &str) -> bool {
+        self.registry
+            .hooks
+            .by_name(hook)
+            .is_some_and(|h| h.filters.iter().any(|f| f.tag == tag))
+    }
+
+    /// Call a plain hook whose payload is JSON, from the host; returns the
+    /// document as the callbacks left it.
+    pub fn call_json_hook(
+        &self,
+        name: &str,
+        value: serde_json::Value,
+    ) -> Result<serde_json::Value, Error> {
+        let layout = <plugin_api::JsonPayload as abi_stable::StableAbi>::LAYOUT;
+        let id = self
+            .registry
+            .hooks
+            .resolve(name, layout)
+            .map_err(Error::msg)?;
+        let mut payload = plugin_api::JsonPayload {
+            json: value.to_string().into(),
+        };
+        let ptr = PayloadPtr(&mut payload as *mut plugin_api::JsonPayload as *mut ());
+        self.call_hook(id, ptr).into_result().map_err(|f| Error::msg(f.message))?;
+        serde_json::from_str(&payload.json)
+            .map_err(|e| Error::msg(format!("hook {name}: a callback left a payload that is not JSON: {e}")))
     }
 
     /// Undo a filter chain: the filters named by `tags`, last first.

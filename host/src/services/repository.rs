@@ -20,14 +20,15 @@ use plugin_api::Error;
 
 use crate::repository::generation::{Generation, GenerationBuilder, GenerationReader};
 use crate::repository::ids::{self, ChunkId};
-use crate::repository::object::ObjectFilter;
+use crate::repository::object::{ObjectFilter, UnlockRequest, Unlocked};
 use crate::repository::tree::{EntryKind, StoredChunkId, TreeEntry};
 use crate::repository::{RepoError, Repository};
 
 use super::Host;
 
 /// The name of the filter hook every repository object passes through.
-pub const DATA_FILTER_HOOK: &str = "repository-data";
+pub const DATA_FILTER_HOOK: &str = plugin_api::payloads::REPOSITORY_DATA;
+use plugin_api::payloads::REPOSITORY_OPEN;
 
 fn err(e: RepoError) -> Error {
     Error::msg(e)
@@ -187,18 +188,35 @@ pub struct HookFilter {
 }
 
 impl ObjectFilter for HookFilter {
-    fn encode(&self, context: &str, data: Vec<u8>) -> Result<(Vec<u8>, Vec<String>), String> {
+    fn encode(
+        &self,
+        context: &str,
+        data: Vec<u8>,
+        skip: Option<&str>,
+    ) -> Result<(Vec<u8>, Vec<String>), String> {
         if !self.host.has_filters(DATA_FILTER_HOOK) {
             return Ok((data, Vec::new()));
         }
         let out = self
             .host
-            .run_filter_write(DATA_FILTER_HOOK, context, RVec::from(data))
+            .run_filter_write(DATA_FILTER_HOOK, context, RVec::from(data), skip)
             .map_err(|e| e.to_string())?;
         Ok((
             out.data.into_vec(),
             out.tags.into_iter().map(RString::into_string).collect(),
         ))
+    }
+
+    fn encode_with(
+        &self,
+        tag: &str,
+        context: &str,
+        data: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        self.host
+            .run_one_filter(DATA_FILTER_HOOK, tag, context, &data)
+            .map(|out| out.map(RVec::into_vec))
+            .map_err(|e| e.to_string())
     }
 
     fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
@@ -209,6 +227,64 @@ impl ObjectFilter for HookFilter {
             .run_filter_read(DATA_FILTER_HOOK, context, RVec::from(data), tags)
             .map(RVec::into_vec)
             .map_err(|e| e.to_string())
+    }
+
+    fn provides(&self, tag: &str) -> bool {
+        self.host.has_filter(DATA_FILTER_HOOK, tag)
+    }
+
+    /// Ask the plugins on the `repository-open` hook (see
+    /// [`plugin_api::payloads::REPOSITORY_OPEN`]).
+    fn unlock(&self, request: &UnlockRequest) -> Result<Unlocked, String> {
+        let slots: serde_json::Map<String, serde_json::Value> = request
+            .key_slots
+            .iter()
+            .map(|(id, text)| (id.clone(), serde_json::Value::String(text.clone())))
+            .collect();
+        let payload = serde_json::json!({
+            "url": request.url,
+            "repository_id": request.repository_id,
+            "creating": request.creating,
+            "seal": request.seal,
+            "key_slots": slots,
+        });
+        let answer = self
+            .host
+            .call_json_hook(REPOSITORY_OPEN, payload)
+            .map_err(|e| e.to_string())?;
+        let bad = |what: &str| format!("hook {REPOSITORY_OPEN}: {what}");
+        let token_key = match answer.get("token_key") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => {
+                let bytes = v
+                    .as_str()
+                    .and_then(|t| hex::decode(t).ok())
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| bad("token_key is not 64 hex digits"))?;
+                Some(bytes)
+            }
+        };
+        let seal = match answer.get("seal") {
+            Some(v) if request.creating && !v.is_null() => Some(v.clone()),
+            _ => None,
+        };
+        let mut new_key_slots = Vec::new();
+        if let Some(v) = answer.get("new_key_slots").filter(|v| !v.is_null()) {
+            let map = v
+                .as_object()
+                .ok_or_else(|| bad("new_key_slots is not an object"))?;
+            for (id, text) in map {
+                let text = text
+                    .as_str()
+                    .ok_or_else(|| bad("a new key slot is not text"))?;
+                new_key_slots.push((id.clone(), text.to_string()));
+            }
+        }
+        Ok(Unlocked {
+            seal,
+            new_key_slots,
+            token_key,
+        })
     }
 }
 
@@ -369,6 +445,33 @@ impl RepositoryService for RepoService {
 
     fn bytes_written(&self) -> u64 {
         no_panic(|| self.repo.bytes_written())
+    }
+
+    fn key_slots(&self) -> AbiResult<RVec<abi::RawKeySlot>> {
+        guarded(|| {
+            Ok(self
+                .repo
+                .key_slots()
+                .map_err(err)?
+                .into_iter()
+                .map(|(id, text)| abi::RawKeySlot {
+                    id: id.into(),
+                    text: text.into(),
+                })
+                .collect())
+        })
+    }
+
+    fn put_key_slot(&self, id: RStr<'_>, text: RStr<'_>) -> AbiResult<()> {
+        guarded(|| self.repo.put_key_slot(id.as_str(), text.as_str()).map_err(err))
+    }
+
+    fn remove_key_slot(&self, id: RStr<'_>) -> AbiResult<()> {
+        guarded(|| self.repo.remove_key_slot(id.as_str()).map_err(err))
+    }
+
+    fn is_sealed(&self) -> bool {
+        no_panic(|| self.repo.is_sealed())
     }
 }
 

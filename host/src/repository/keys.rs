@@ -1,0 +1,163 @@
+//! Key slots and the unlocking of a repository when it is opened.
+//!
+//! The engine does no cryptography. A sealed (encrypted) repository names
+//! its sealing filter in the config; the plugin providing that filter keeps
+//! the repository's master key wrapped in *key slots*, small text objects
+//! under `keys/` that are stored as they are (they must be readable before
+//! anything can be decrypted). The engine stores and lists them for the
+//! plugin and, at open, hands them over through [`ObjectFilter::unlock`];
+//! the answer carries the key for chunk tokens and, for a new repository,
+//! the seal to record and the first key slots.
+//!
+//! Creation writes the key slots before the config: the config is what
+//! makes a folder a repository, so a crash in between leaves no repository
+//! whose keys are missing, only stray slots that the next creation removes.
+
+use super::error::{RepoError, RepoResult};
+use super::object::{missing_filter_message, ObjectFilter, UnlockRequest};
+use super::storage::{Storage, StorageError};
+use super::{RepoConfig, FORMAT_VERSION};
+
+const FOLDER: &str = "keys/";
+
+/// Whether `id` is acceptable as a key slot id: short, and only
+/// characters that are safe in every store's object names.
+pub fn valid_slot_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn bad_id(id: &str) -> RepoError {
+    RepoError::Usage(format!(
+        "'{id}' is not a valid key slot id (1 to 64 letters, digits, '-' or '_')"
+    ))
+}
+
+/// Every key slot: id and text, sorted by id.
+pub fn list(storage: &Storage) -> RepoResult<Vec<(String, String)>> {
+    let mut slots = Vec::new();
+    for id in storage.list(FOLDER)? {
+        let key = format!("{FOLDER}{id}");
+        let bytes = match storage.read(&key) {
+            Ok(bytes) => bytes,
+            // Removed since the listing.
+            Err(StorageError::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match String::from_utf8(bytes) {
+            Ok(text) => slots.push((id, text)),
+            Err(_) => tracing::warn!("key slot {key} is not text; ignoring it"),
+        }
+    }
+    slots.sort();
+    Ok(slots)
+}
+
+/// Store a key slot. An existing slot is never overwritten.
+pub fn put(storage: &Storage, id: &str, text: &str) -> RepoResult<()> {
+    if !valid_slot_id(id) {
+        return Err(bad_id(id));
+    }
+    let key = format!("{FOLDER}{id}");
+    if storage.exists(&key)? {
+        return Err(RepoError::Usage(format!("key slot {id} already exists")));
+    }
+    storage.write(&key, text.as_bytes().to_vec())?;
+    Ok(())
+}
+
+/// Remove a key slot.
+pub fn remove(storage: &Storage, id: &str) -> RepoResult<()> {
+    if !valid_slot_id(id) {
+        return Err(bad_id(id));
+    }
+    let key = format!("{FOLDER}{id}");
+    if !storage.exists(&key)? {
+        return Err(RepoError::Usage(format!("there is no key slot {id}")));
+    }
+    storage.delete(&key)?;
+    Ok(())
+}
+
+/// Unlock a repository being opened, or choose the seal of one being
+/// created (and then write its key slots and its config). Returns the
+/// config as it now is and the token key.
+pub fn unlock(
+    storage: &Storage,
+    filter: &dyn ObjectFilter,
+    mut config: RepoConfig,
+    creating: bool,
+) -> RepoResult<(RepoConfig, Option<[u8; 32]>)> {
+    let url = storage.url().to_string();
+    if let Some(tag) = config.seal_tag() {
+        if !filter.provides(tag) {
+            return Err(RepoError::Filter(missing_filter_message(
+                &format!("repository {url} is encrypted: it"),
+                tag,
+            )));
+        }
+    } else if config.seal.is_some() {
+        return Err(RepoError::corrupt("config", "its seal names no filter"));
+    }
+    let key_slots = if creating { Vec::new() } else { list(storage)? };
+    let request = UnlockRequest {
+        url: url.clone(),
+        repository_id: config.id.clone(),
+        creating,
+        seal: config.seal.clone(),
+        key_slots,
+    };
+    let answer = filter.unlock(&request).map_err(RepoError::Filter)?;
+    if creating {
+        if let Some(seal) = answer.seal {
+            let tag = seal.get("filter").and_then(|t| t.as_str()).unwrap_or("");
+            if !filter.provides(tag) {
+                return Err(RepoError::Filter(format!(
+                    "a plugin chose the seal '{tag}', but no loaded filter has that tag"
+                )));
+            }
+            if answer.new_key_slots.is_empty() {
+                return Err(RepoError::Filter(format!(
+                    "the '{tag}' seal gave no key slot; the repository would be unreadable"
+                )));
+            }
+            config.seal = Some(seal);
+            config.version = FORMAT_VERSION;
+        }
+        // Slots left by a creation that crashed before writing its config
+        // belong to a key nobody holds.
+        for (id, _) in list(storage)? {
+            storage.delete(&format!("{FOLDER}{id}"))?;
+        }
+        for (id, text) in &answer.new_key_slots {
+            put(storage, id, text)?;
+        }
+        let bytes =
+            serde_json::to_vec_pretty(&config).map_err(|e| RepoError::corrupt("config", e))?;
+        storage.write("config", bytes)?;
+        match config.seal_tag() {
+            Some(tag) => tracing::info!(
+                "created repository {url} with id {}, sealed with '{tag}'",
+                config.id
+            ),
+            None => tracing::info!("created repository {url} with id {}", config.id),
+        }
+    } else if !answer.new_key_slots.is_empty() || answer.seal.is_some() {
+        return Err(RepoError::Filter(
+            "a plugin tried to change the seal of an existing repository".into(),
+        ));
+    }
+    if let Some(tag) = config.seal_tag() {
+        if answer.token_key.is_none() {
+            return Err(RepoError::Filter(format!(
+                "repository {url} is encrypted, but the '{tag}' filter did not unlock it"
+            )));
+        }
+        Ok((config, answer.token_key))
+    } else {
+        Ok((config, None))
+    }
+}
