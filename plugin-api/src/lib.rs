@@ -74,7 +74,8 @@ pub use repository::{
     Token,
 };
 pub use settings::{
-    Setting, GROUP_BACKUP, GROUP_DEFAULT, GROUP_DEVELOPMENT, GROUP_PERFORMANCE, GROUP_RESTORE,
+    Setting, GROUP_BACKUP, GROUP_DEFAULT, GROUP_DEVELOPMENT, GROUP_ENCRYPTION, GROUP_PERFORMANCE,
+    GROUP_RESTORE,
 };
 
 /// Re-exported so that plugins use the same `tracing` as the forwarder.

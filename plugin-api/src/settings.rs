@@ -18,6 +18,8 @@ pub const GROUP_PERFORMANCE: &str = "Performance";
 pub const GROUP_DEVELOPMENT: &str = "Development";
 /// Help group of settings for restoring.
 pub const GROUP_RESTORE: &str = "Restoring";
+/// Help group of encryption and key settings.
+pub const GROUP_ENCRYPTION: &str = "Encryption";
 /// Help group used when a plugin names none.
 pub const GROUP_DEFAULT: &str = "Plugin settings";
 

@@ -3,6 +3,7 @@
 
 mod abi_version;
 mod backup;
+mod encryption;
 mod examples;
 mod exclude;
 mod faults;

@@ -69,8 +69,12 @@ pub trait ObjectFilter: Send + Sync {
 
     /// Run only the filter tagged `tag` on `data`; `None` if it left the
     /// data unchanged.
-    fn encode_with(&self, tag: &str, context: &str, data: Vec<u8>)
-        -> Result<Option<Vec<u8>>, String>;
+    fn encode_with(
+        &self,
+        tag: &str,
+        context: &str,
+        data: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, String>;
 
     /// Undo the filters named by `tags`, last first.
     fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String>;
@@ -207,7 +211,8 @@ pub fn open(
     let mut inner = filter
         .decode(context, payload, &tags)
         .map_err(RepoError::Filter)?;
-    let (tags, start) = parse_header(&inner).map_err(|reason| RepoError::corrupt(context, reason))?;
+    let (tags, start) =
+        parse_header(&inner).map_err(|reason| RepoError::corrupt(context, reason))?;
     inner.drain(..start);
     filter
         .decode(context, inner, &tags)

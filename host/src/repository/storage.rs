@@ -179,10 +179,23 @@ impl Storage {
                 r
             }
         };
-        let data = self
-            .block_on(reader.read(offset..offset + len))
-            .map(|b| b.to_vec())
-            .map_err(|e| self.fail("read", key, e))?;
+        let data = match self.block_on(reader.read(offset..offset + len)) {
+            Ok(b) => b.to_vec(),
+            // Say plainly what a short object means, rather than the
+            // store's account of the range request.
+            Err(e) if e.kind() == ErrorKind::RangeNotSatisfied => {
+                return Err(StorageError::Failed {
+                    url: self.url.clone(),
+                    op: "read",
+                    key: key.to_string(),
+                    message: format!(
+                        "it ends before byte {} (truncated or damaged)",
+                        offset + len
+                    ),
+                })
+            }
+            Err(e) => return Err(self.fail("read", key, e)),
+        };
         if data.len() as u64 != len {
             return Err(StorageError::Failed {
                 url: self.url.clone(),

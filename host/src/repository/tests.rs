@@ -250,7 +250,12 @@ impl ObjectFilter for XorSeal {
         assert_eq!(skip, Some("xor"));
         Ok((data, Vec::new()))
     }
-    fn encode_with(&self, tag: &str, context: &str, data: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+    fn encode_with(
+        &self,
+        tag: &str,
+        context: &str,
+        data: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, String> {
         assert_eq!(tag, "xor");
         let mut out: Vec<u8> = data.iter().map(|b| b ^ self.key).collect();
         out.extend_from_slice(context.as_bytes());
@@ -326,7 +331,12 @@ fn a_sealed_repository_seals_every_object_and_keys_its_tokens() {
         err.to_string(),
         format!("repository {url} is encrypted: it needs the 'xor' filter; no loaded plugin provides it")
     );
-    let repo = Repository::open(url, &OpenOptions::default(), Arc::new(XorSeal { key: 0x5a })).unwrap();
+    let repo = Repository::open(
+        url,
+        &OpenOptions::default(),
+        Arc::new(XorSeal { key: 0x5a }),
+    )
+    .unwrap();
     assert_eq!(repo.get_chunk(&id).unwrap(), data);
     assert_eq!(repo.clients().unwrap(), ["c"]);
     assert_eq!(repo.key_slots().unwrap().len(), 1);

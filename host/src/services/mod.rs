@@ -203,11 +203,7 @@ impl Host {
             data,
             tags: RVec::new(),
         };
-        for f in def
-            .filters
-            .iter()
-            .filter(|f| Some(f.tag.as_str()) != skip)
-        {
+        for f in def.filters.iter().filter(|f| Some(f.tag.as_str()) != skip) {
             let encoded = f
                 .filter
                 .encode(self.as_abi(), RStr::from_str(context), out.data.as_rslice())
@@ -244,7 +240,11 @@ impl Host {
         })?;
         let encoded = f
             .filter
-            .encode(self.as_abi(), RStr::from_str(context), RSlice::from_slice(data))
+            .encode(
+                self.as_abi(),
+                RStr::from_str(context),
+                RSlice::from_slice(data),
+            )
             .into_result()
             .map_err(|e| {
                 Error::msg(describe_failure(
@@ -281,9 +281,14 @@ impl Host {
             json: value.to_string().into(),
         };
         let ptr = PayloadPtr(&mut payload as *mut plugin_api::JsonPayload as *mut ());
-        self.call_hook(id, ptr).into_result().map_err(|f| Error::msg(f.message))?;
-        serde_json::from_str(&payload.json)
-            .map_err(|e| Error::msg(format!("hook {name}: a callback left a payload that is not JSON: {e}")))
+        self.call_hook(id, ptr)
+            .into_result()
+            .map_err(|f| Error::msg(f.message))?;
+        serde_json::from_str(&payload.json).map_err(|e| {
+            Error::msg(format!(
+                "hook {name}: a callback left a payload that is not JSON: {e}"
+            ))
+        })
     }
 
     /// Undo a filter chain: the filters named by `tags`, last first.

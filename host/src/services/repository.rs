@@ -463,7 +463,11 @@ impl RepositoryService for RepoService {
     }
 
     fn put_key_slot(&self, id: RStr<'_>, text: RStr<'_>) -> AbiResult<()> {
-        guarded(|| self.repo.put_key_slot(id.as_str(), text.as_str()).map_err(err))
+        guarded(|| {
+            self.repo
+                .put_key_slot(id.as_str(), text.as_str())
+                .map_err(err)
+        })
     }
 
     fn remove_key_slot(&self, id: RStr<'_>) -> AbiResult<()> {

@@ -1,0 +1,277 @@
+//! The `key` and `client-keys` commands.
+//!
+//! * `key list`: the key slots, marking the one that opened the repository;
+//! * `key add`: a new slot for a new passphrase or key file;
+//! * `key remove ID`: remove a slot; the last one is never removed;
+//! * `key passwd`: replace the slot that opened the repository by one for
+//!   a new secret (the new slot is written before the old one goes);
+//! * `client-keys`: the clients, and the key slots that open the
+//!   repository for them (every slot opens it for every client).
+//!
+//! Changes to slots take the repository's exclusive lock, so that two
+//! removals at once cannot leave it with none.
+
+use std::ffi::OsString;
+
+use plugin_api::serde_json::{self, json};
+use plugin_api::{App, Context, Error, Repository, Result};
+
+use crate::open::{describe, kdf_cost, origin};
+use crate::slots::{self, KeySlot, Origin};
+use crate::{RepoState, Shared, Unlocked};
+
+/// Register the commands.
+pub fn register(app: &mut App<'_>, state: Shared) {
+    let for_key = state.clone();
+    app.add_subcommand(
+        "key",
+        "list | add | remove ID | passwd",
+        "manage the key slots of an encrypted repository",
+        move |ctx, args| key(ctx, args, &for_key),
+    );
+    app.add_subcommand(
+        "client-keys",
+        "",
+        "list the clients of the repository and the key slots that open it",
+        move |ctx, args| client_keys(ctx, args, &state),
+    );
+}
+
+fn json_output(ctx: &Context<'_>) -> Result<bool> {
+    Ok(ctx.string("output-format")?.as_deref() == Some("json"))
+}
+
+/// The open repository and its unlocked keys; an error if it is not
+/// encrypted.
+fn unlocked<'s>(ctx: &Context<'_>, state: &'s Shared) -> Result<(Repository, &'s Unlocked)> {
+    let repo = ctx.repository(false)?;
+    match state.get() {
+        Some(RepoState::Sealed(u)) => Ok((repo, u)),
+        _ => Err(Error::msg(format!(
+            "repository {} is not encrypted; it has no keys",
+            repo.url()
+        ))),
+    }
+}
+
+fn key(ctx: &Context<'_>, args: Vec<OsString>, state: &Shared) -> Result<()> {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["list"] => list(ctx, state),
+        ["add"] => {
+            let (repo, keys) = unlocked(ctx, state)?;
+            let id = add(ctx, &repo, keys)?;
+            ctx.outln(&format!("added key slot {id}"))
+        }
+        ["remove", id] => remove(ctx, state, id),
+        ["passwd"] => passwd(ctx, state),
+        _ => Err(Error::msg(format!(
+            "usage: obnam key list | add | remove ID | passwd (not 'key {}')",
+            args.join(" ")
+        ))),
+    }
+}
+
+/// A key slot and who added it, as far as they can be read.
+struct SlotView {
+    slot: KeySlot,
+    origin: Option<Origin>,
+}
+
+fn parsed_slots(repo: &Repository, keys: &Unlocked) -> Result<Vec<(String, Option<SlotView>)>> {
+    Ok(repo
+        .key_slots()?
+        .into_iter()
+        .map(|(id, text)| {
+            let view = slots::parse(&text).ok().map(|slot| {
+                let origin = slots::origin_of(&slot, &keys.master, &keys.repository_id, &id).ok();
+                SlotView { slot, origin }
+            });
+            (id, view)
+        })
+        .collect())
+}
+
+fn list(ctx: &Context<'_>, state: &Shared) -> Result<()> {
+    let (repo, keys) = unlocked(ctx, state)?;
+    let slots = parsed_slots(&repo, keys)?;
+    if json_output(ctx)? {
+        let out: Vec<_> = slots
+            .iter()
+            .map(|(id, slot)| slot_json(id, slot.as_ref(), keys))
+            .collect();
+        return ctx.outln(&serde_json::to_string_pretty(&out).unwrap_or_default());
+    }
+    for (id, slot) in &slots {
+        ctx.outln(&slot_line(id, slot.as_ref(), keys))?;
+    }
+    Ok(())
+}
+
+fn slot_json(id: &str, view: Option<&SlotView>, keys: &Unlocked) -> serde_json::Value {
+    let opened = keys.opened_with.as_deref() == Some(id);
+    match view {
+        Some(v) => {
+            let o = v.origin.clone().unwrap_or_default();
+            json!({
+                "id": id, "kind": v.slot.kind, "label": o.label, "client": o.client,
+                "host": o.host, "created": o.created, "kdf": v.slot.kdf,
+                "cipher": v.slot.cipher, "opened_with": opened,
+            })
+        }
+        None => json!({"id": id, "kind": "damaged", "opened_with": opened}),
+    }
+}
+
+fn slot_line(id: &str, view: Option<&SlotView>, keys: &Unlocked) -> String {
+    let mark = if keys.opened_with.as_deref() == Some(id) {
+        "*"
+    } else {
+        " "
+    };
+    match view {
+        Some(SlotView {
+            slot,
+            origin: Some(o),
+        }) => {
+            let label = if o.label.is_empty() {
+                String::new()
+            } else {
+                format!("  \"{}\"", o.label)
+            };
+            format!(
+                "{mark} {id}  {:<10}  {}  added by {}@{}{label}",
+                slot.kind, o.created, o.client, o.host
+            )
+        }
+        Some(SlotView { slot, origin: None }) => {
+            format!(
+                "{mark} {id}  {:<10}  (its details cannot be read)",
+                slot.kind
+            )
+        }
+        None => format!("{mark} {id}  damaged (cannot be read)"),
+    }
+}
+
+/// Add a slot for the new secret; returns its id.
+fn add(ctx: &Context<'_>, repo: &Repository, keys: &Unlocked) -> Result<String> {
+    let cost = kdf_cost(ctx)?;
+    let secret = crate::secrets::new_secret(ctx)?;
+    let id = slots::new_slot_id().map_err(Error::msg)?;
+    let slot = slots::wrap(
+        &keys.master,
+        &secret,
+        cost,
+        keys.cipher,
+        &keys.repository_id,
+        &id,
+        &origin(ctx)?,
+    )
+    .map_err(Error::msg)?;
+    let text = serde_json::to_string_pretty(&slot).map_err(|e| Error::msg(e.to_string()))?;
+    repo.put_key_slot(&id, &text)?;
+    plugin_api::tracing::info!("added key slot {id} for {}", describe(&secret));
+    Ok(id)
+}
+
+/// Run `f` with the repository's exclusive lock held.
+fn exclusively<T>(repo: &Repository, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    repo.lock_exclusive()?;
+    let result = f();
+    let unlocked = repo.unlock_exclusive();
+    let value = result?;
+    unlocked?;
+    Ok(value)
+}
+
+fn remove(ctx: &Context<'_>, state: &Shared, id: &str) -> Result<()> {
+    let (repo, keys) = unlocked(ctx, state)?;
+    exclusively(&repo, || {
+        let slots = repo.key_slots()?;
+        if !slots.iter().any(|(s, _)| s == id) {
+            return Err(Error::msg(format!(
+                "repository {} has no key slot {id} (see obnam key list)",
+                keys.url
+            )));
+        }
+        if slots.len() == 1 {
+            return Err(Error::msg(format!(
+                "refusing to remove key slot {id}: it is the last one, and without it nobody \
+                 could open the repository"
+            )));
+        }
+        repo.remove_key_slot(id)
+    })?;
+    ctx.outln(&format!("removed key slot {id}"))?;
+    if keys.opened_with.as_deref() == Some(id) {
+        plugin_api::tracing::warn!(
+            "key slot {id} opened the repository in this run; from now on use another passphrase or key file"
+        );
+    }
+    Ok(())
+}
+
+fn passwd(ctx: &Context<'_>, state: &Shared) -> Result<()> {
+    let (repo, keys) = unlocked(ctx, state)?;
+    let old = keys.opened_with.clone().ok_or_else(|| {
+        Error::msg("the repository was just created; there is no key slot to replace yet")
+    })?;
+    let new = exclusively(&repo, || {
+        let new = add(ctx, &repo, keys)?;
+        repo.remove_key_slot(&old)?;
+        Ok(new)
+    })?;
+    ctx.outln(&format!("replaced key slot {old} by {new}"))
+}
+
+fn client_keys(ctx: &Context<'_>, args: Vec<OsString>, state: &Shared) -> Result<()> {
+    if !args.is_empty() {
+        return Err(Error::msg("client-keys takes no arguments"));
+    }
+    let repo = ctx.repository(false)?;
+    let clients = repo.clients()?;
+    let keys = match state.get() {
+        Some(RepoState::Sealed(u)) => Some(u),
+        _ => None,
+    };
+    let slots = match keys {
+        Some(k) => parsed_slots(&repo, k)?,
+        None => Vec::new(),
+    };
+    if json_output(ctx)? {
+        let slot_list: Vec<_> = match keys {
+            Some(k) => slots
+                .iter()
+                .map(|(id, s)| slot_json(id, s.as_ref(), k))
+                .collect(),
+            None => Vec::new(),
+        };
+        let out = json!({
+            "encrypted": keys.is_some(),
+            "clients": clients,
+            "key_slots": slot_list,
+        });
+        return ctx.outln(&serde_json::to_string_pretty(&out).unwrap_or_default());
+    }
+    let ids: Vec<&str> = slots.iter().map(|(id, _)| id.as_str()).collect();
+    for client in &clients {
+        if keys.is_some() {
+            ctx.outln(&format!("{client}: {}", ids.join(" ")))?;
+        } else {
+            ctx.outln(&format!("{client}: (repository not encrypted)"))?;
+        }
+    }
+    if let Some(keys) = keys {
+        ctx.outln("")?;
+        ctx.outln("key slots (each opens the repository for every client):")?;
+        for (id, slot) in &slots {
+            ctx.outln(&slot_line(id, slot.as_ref(), keys))?;
+        }
+    }
+    Ok(())
+}

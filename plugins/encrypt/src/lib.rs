@@ -1,0 +1,127 @@
+//! The encryption plugin: authenticated encryption of every repository
+//! object, a master key kept in key slots, and the `key` and `client-keys`
+//! commands.
+//!
+//! It works through two host hooks:
+//!
+//! * `repository-open` ([`open`]): when a repository is created with
+//!   `--encrypt`, it makes the master key and the first key slot and names
+//!   its filter, `encrypt`, as the repository's *seal*; when an encrypted
+//!   repository is opened, it unwraps the master key from a key slot with
+//!   the user's passphrase or key file, and hands the host the key of the
+//!   chunk tokens (which are then HMACs, so stored names reveal nothing).
+//! * `repository-data` ([`filter`]): the `encrypt` filter. As the seal it
+//!   runs last, on the whole inner encoding of each object (compressed
+//!   bytes and their tags), and binds the repository id and the object's
+//!   kind and id as associated data.
+//!
+//! In a repository that is not encrypted the filter leaves data alone; the
+//! engine refuses any object that is not sealed in one that is, so the two
+//! never mix.
+
+mod cipher;
+mod commands;
+mod filter;
+mod open;
+mod secrets;
+mod slots;
+
+use std::sync::{Arc, OnceLock};
+
+use plugin_api::payloads::{REPOSITORY_DATA, REPOSITORY_OPEN};
+use plugin_api::{App, Plugin, Result, Setting, GROUP_ENCRYPTION, PRIORITY_DEFAULT, PRIORITY_LATE};
+
+use cipher::Cipher;
+use slots::MasterKey;
+
+/// The tag of the encryption filter, recorded as the seal of encrypted
+/// repositories. It must never change.
+pub const FILTER_TAG: &str = "encrypt";
+
+/// What the plugin learnt when the repository was opened.
+pub enum RepoState {
+    /// Not encrypted (or sealed by some other plugin's filter).
+    Plain,
+    /// Encrypted, and unlocked.
+    Sealed(Unlocked),
+}
+
+/// An unlocked encrypted repository.
+pub struct Unlocked {
+    pub url: String,
+    pub repository_id: String,
+    pub cipher: Cipher,
+    pub master: MasterKey,
+    /// The key slot that opened it (none when it was just created).
+    pub opened_with: Option<String>,
+}
+
+/// The state shared by the hook callback, the filter and the commands.
+pub type Shared = Arc<OnceLock<RepoState>>;
+
+#[derive(Default)]
+struct Encrypt;
+
+impl Plugin for Encrypt {
+    fn enable(&self, app: &mut App<'_>) -> Result<()> {
+        let settings = [
+            Setting::boolean("encrypt").help(
+                "encrypt the repository when it is created (the choice is recorded in it; \
+                 an existing repository keeps its own)",
+            ),
+            Setting::string("cipher")
+                .default("xchacha20-poly1305")
+                .metavar("CIPHER")
+                .help(&format!(
+                    "cipher of a new encrypted repository: {}",
+                    Cipher::NAMES
+                )),
+            Setting::string("passphrase-file")
+                .metavar("FILE")
+                .help("read the repository passphrase from FILE (else OBNAM_PASSPHRASE, else a prompt)"),
+            Setting::string("key-file")
+                .metavar("FILE")
+                .help("open the repository with the key file FILE instead of a passphrase (a new repository with --encrypt creates FILE if missing)"),
+            Setting::string("new-passphrase-file")
+                .metavar("FILE")
+                .help("with key add / key passwd: the new passphrase is in FILE (else OBNAM_NEW_PASSPHRASE, else a prompt)"),
+            Setting::string("new-key-file")
+                .metavar("FILE")
+                .help("with key add: add a key-file slot for FILE (created with 32 random bytes if missing)"),
+            Setting::string("key-label")
+                .metavar("TEXT")
+                .help("with key add / key passwd: a label shown by key list"),
+            Setting::bytesize("kdf-memory")
+                .default("64MiB")
+                .metavar("SIZE")
+                .help("Argon2id memory cost of new passphrase slots (at least 64KiB)"),
+            Setting::integer("kdf-iterations")
+                .default("3")
+                .metavar("N")
+                .help("Argon2id time cost of new passphrase slots (at least 1)"),
+        ];
+        for s in settings {
+            app.add_setting(s.group(GROUP_ENCRYPTION));
+        }
+
+        let state: Shared = Arc::new(OnceLock::new());
+        let on_open = state.clone();
+        app.add_json_callback(REPOSITORY_OPEN, PRIORITY_DEFAULT, move |ctx, payload| {
+            open::on_open(ctx, payload, &on_open)
+        });
+        // Priority matters only in repositories this plugin does not seal;
+        // as the seal the host runs it last whatever its priority.
+        app.add_filter(
+            REPOSITORY_DATA,
+            PRIORITY_LATE,
+            FILTER_TAG,
+            filter::Encryption {
+                state: state.clone(),
+            },
+        );
+        commands::register(app, state);
+        Ok(())
+    }
+}
+
+plugin_api::export_plugin!("encrypt", Encrypt);

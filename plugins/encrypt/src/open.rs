@@ -1,0 +1,204 @@
+//! The `repository-open` callback: create the keys of a new encrypted
+//! repository, or unlock an existing one.
+
+use plugin_api::serde_json::{self, json, Value};
+use plugin_api::{Context, Error, Result};
+
+use crate::cipher::Cipher;
+use crate::secrets;
+use crate::slots::{self, KdfCost, MasterKey, Origin, Secret};
+use crate::{RepoState, Shared, Unlocked, FILTER_TAG};
+
+/// Argon2id costs for new passphrase slots, from the settings.
+pub fn kdf_cost(ctx: &Context<'_>) -> Result<KdfCost> {
+    let memory = ctx.bytesize("kdf-memory")?;
+    let iterations = ctx.integer("kdf-iterations")?;
+    let memory_kib = u32::try_from(memory / 1024)
+        .ok()
+        .filter(|kib| *kib >= 64)
+        .ok_or_else(|| {
+            Error::msg(format!(
+                "--kdf-memory must be from 64KiB to 4TiB, not {memory} bytes"
+            ))
+        })?;
+    let iterations = u32::try_from(iterations)
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| {
+            Error::msg(format!(
+                "--kdf-iterations must be at least 1, not {iterations}"
+            ))
+        })?;
+    Ok(KdfCost {
+        memory_kib,
+        iterations,
+    })
+}
+
+/// Who adds a key slot.
+pub fn origin(ctx: &Context<'_>) -> Result<Origin> {
+    Ok(Origin {
+        label: ctx.string("key-label")?.unwrap_or_default(),
+        client: ctx.string("client-name")?.unwrap_or_default(),
+        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        created: String::new(),
+    })
+}
+
+/// What a secret is, for messages.
+pub fn describe(secret: &Secret) -> String {
+    match secret {
+        Secret::Passphrase(_) => "the passphrase".into(),
+        Secret::KeyFile(_, path) => format!("the key file {path}"),
+    }
+}
+
+fn text(payload: &Value, name: &str) -> Result<String> {
+    payload
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| Error::msg(format!("hook repository-open: no '{name}' in the payload")))
+}
+
+/// Handle the `repository-open` hook.
+pub fn on_open(ctx: &Context<'_>, payload: &mut Value, state: &Shared) -> Result<()> {
+    let url = text(payload, "url")?;
+    let repository_id = text(payload, "repository_id")?;
+    let creating = payload.get("creating").and_then(Value::as_bool) == Some(true);
+    let encrypt = ctx.boolean("encrypt")?;
+    let seal = payload.get("seal").cloned().unwrap_or(Value::Null);
+    let ours = seal.get("filter").and_then(Value::as_str) == Some(FILTER_TAG);
+
+    let unlocked = if creating {
+        if !encrypt {
+            let _ = state.set(RepoState::Plain);
+            return Ok(());
+        }
+        create(ctx, payload, url, repository_id)?
+    } else if seal.is_null() {
+        if encrypt {
+            return Err(Error::msg(format!(
+                "repository {url} is not encrypted; --encrypt applies only when a repository \
+                 is created (back up into a new repository to have it encrypted)"
+            )));
+        }
+        let _ = state.set(RepoState::Plain);
+        return Ok(());
+    } else if !ours {
+        // Sealed by another plugin's filter: ours stays out of the way.
+        let _ = state.set(RepoState::Plain);
+        return Ok(());
+    } else {
+        unlock(ctx, payload, &seal, url, repository_id)?
+    };
+    payload["token_key"] = Value::String(hex::encode(unlocked.master.token_key()));
+    let _ = state.set(RepoState::Sealed(unlocked));
+    Ok(())
+}
+
+fn create(
+    ctx: &Context<'_>,
+    payload: &mut Value,
+    url: String,
+    repository_id: String,
+) -> Result<Unlocked> {
+    let name = ctx.string("cipher")?.unwrap_or_default();
+    let cipher = Cipher::from_name(&name).ok_or_else(|| {
+        Error::msg(format!(
+            "--cipher must be one of {}, not '{name}'",
+            Cipher::NAMES
+        ))
+    })?;
+    let cost = kdf_cost(ctx)?;
+    let secret = secrets::for_new_repository(ctx, &url)?;
+    let master = MasterKey::generate().map_err(Error::msg)?;
+    let slot_id = slots::new_slot_id().map_err(Error::msg)?;
+    let slot = slots::wrap(
+        &master,
+        &secret,
+        cost,
+        cipher,
+        &repository_id,
+        &slot_id,
+        &origin(ctx)?,
+    )
+    .map_err(Error::msg)?;
+    let slot_text = serde_json::to_string_pretty(&slot).map_err(|e| Error::msg(e.to_string()))?;
+    payload["seal"] = json!({"filter": FILTER_TAG, "cipher": cipher.name()});
+    payload["new_key_slots"] = json!({ slot_id.clone(): slot_text });
+    plugin_api::tracing::info!(
+        "encrypting new repository {url} with {}; first key slot {slot_id} ({})",
+        cipher.name(),
+        slot.kind
+    );
+    Ok(Unlocked {
+        url,
+        repository_id,
+        cipher,
+        master,
+        opened_with: None,
+    })
+}
+
+fn unlock(
+    ctx: &Context<'_>,
+    payload: &Value,
+    seal: &Value,
+    url: String,
+    repository_id: String,
+) -> Result<Unlocked> {
+    let name = seal.get("cipher").and_then(Value::as_str).unwrap_or("");
+    let cipher = Cipher::from_name(name).ok_or_else(|| {
+        Error::msg(format!(
+            "repository {url} is encrypted with cipher '{name}', which this obnam does not know"
+        ))
+    })?;
+    let slots: Vec<(String, String)> = payload
+        .get("key_slots")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(id, t)| Some((id.clone(), t.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    if slots.is_empty() {
+        return Err(Error::msg(format!(
+            "repository {url} is encrypted but has no key slots; nobody can open it"
+        )));
+    }
+    let secret = secrets::opening(ctx, &url)?;
+    for (id, text) in &slots {
+        let slot = match slots::parse(text) {
+            Ok(slot) => slot,
+            Err(e) => {
+                plugin_api::tracing::warn!(
+                    "key slot {id} of {url} is damaged and was skipped: {e}"
+                );
+                continue;
+            }
+        };
+        match slots::unwrap(&slot, &secret, &repository_id, id) {
+            Ok(Some(master)) => {
+                plugin_api::tracing::debug!("opened {url} with key slot {id}");
+                return Ok(Unlocked {
+                    url,
+                    repository_id,
+                    cipher,
+                    master,
+                    opened_with: Some(id.clone()),
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                plugin_api::tracing::warn!("key slot {id} of {url} is damaged and was skipped: {e}")
+            }
+        }
+    }
+    Err(Error::msg(format!(
+        "cannot open repository {url}: {} does not open any of its {} key slot(s)",
+        describe(&secret),
+        slots.len()
+    )))
+}

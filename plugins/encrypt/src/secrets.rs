@@ -1,0 +1,171 @@
+//! Where passphrases and key files come from.
+//!
+//! To open a repository: `--key-file` if given; otherwise a passphrase from
+//! `--passphrase-file`, then the `OBNAM_PASSPHRASE` environment variable,
+//! then a prompt when standard input is a terminal. A new secret (for a new
+//! repository's first slot, or `key add` / `key passwd`) comes the same way
+//! from `--new-key-file`, `--new-passphrase-file`, `OBNAM_NEW_PASSPHRASE`
+//! or a prompt asked twice; a new repository takes its first secret from
+//! where an existing one would be opened from (and `--key-file` names a key
+//! file to create if it is missing). Passphrases never travel as settings, so they are
+//! never shown by `--dump-config` or in logs.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use plugin_api::{Context, Error, Result};
+use zeroize::Zeroizing;
+
+use crate::slots::Secret;
+
+/// Environment variable holding the passphrase that opens a repository.
+pub const PASSPHRASE_VAR: &str = "OBNAM_PASSPHRASE";
+/// Environment variable holding a new passphrase for `key add`/`key passwd`.
+pub const NEW_PASSPHRASE_VAR: &str = "OBNAM_NEW_PASSPHRASE";
+
+/// Smallest key file accepted, in bytes.
+const MIN_KEY_FILE: usize = 32;
+
+fn read_key_file(path: &str) -> Result<Secret> {
+    let contents = Zeroizing::new(
+        std::fs::read(path).map_err(|e| Error::msg(format!("cannot read key file {path}: {e}")))?,
+    );
+    if contents.len() < MIN_KEY_FILE {
+        return Err(Error::msg(format!(
+            "key file {path} holds {} bytes; a key file needs at least {MIN_KEY_FILE} bytes of secret",
+            contents.len()
+        )));
+    }
+    Ok(Secret::KeyFile(contents, path.to_string()))
+}
+
+fn read_passphrase_file(path: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let mut text = Zeroizing::new(
+        std::fs::read(path)
+            .map_err(|e| Error::msg(format!("cannot read passphrase file {path}: {e}")))?,
+    );
+    // One trailing newline is the file's, not the passphrase's.
+    if text.last() == Some(&b'\n') {
+        text.pop();
+        if text.last() == Some(&b'\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
+fn non_empty(pass: Zeroizing<Vec<u8>>, source: &str) -> Result<Secret> {
+    if pass.is_empty() {
+        return Err(Error::msg(format!("the passphrase from {source} is empty")));
+    }
+    Ok(Secret::Passphrase(pass))
+}
+
+fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let pass = rpassword::prompt_password(text)
+        .map_err(|e| Error::msg(format!("cannot read a passphrase from the terminal: {e}")))?;
+    Ok(Zeroizing::new(pass.into_bytes()))
+}
+
+fn on_terminal() -> bool {
+    std::io::stdin().is_terminal() && Path::new("/dev/tty").exists()
+}
+
+/// The secret that opens the repository at `url`.
+pub fn opening(ctx: &Context<'_>, url: &str) -> Result<Secret> {
+    if let Some(path) = ctx.string("key-file")? {
+        return read_key_file(&path);
+    }
+    if let Some(path) = ctx.string("passphrase-file")? {
+        return non_empty(read_passphrase_file(&path)?, &path);
+    }
+    if let Some(pass) = std::env::var_os(PASSPHRASE_VAR) {
+        use std::os::unix::ffi::OsStringExt;
+        return non_empty(Zeroizing::new(pass.into_vec()), PASSPHRASE_VAR);
+    }
+    if on_terminal() {
+        return non_empty(prompt(&format!("Passphrase for {url}: "))?, "the terminal");
+    }
+    Err(Error::msg(format!(
+        "repository {url} is encrypted: give its passphrase in {PASSPHRASE_VAR}, \
+         with --passphrase-file or on a terminal, or give --key-file"
+    )))
+}
+
+/// The secret of a new repository's first key slot: what would open it
+/// (a key file named by `--key-file` is created if missing), asked twice
+/// on a terminal.
+pub fn for_new_repository(ctx: &Context<'_>, url: &str) -> Result<Secret> {
+    if let Some(path) = ctx.string("key-file")? {
+        create_key_file_if_missing(&path)?;
+        return read_key_file(&path);
+    }
+    if ctx.string("passphrase-file")?.is_some() || std::env::var_os(PASSPHRASE_VAR).is_some() {
+        return opening(ctx, url);
+    }
+    if on_terminal() {
+        return twice(&format!("New passphrase for {url}: "));
+    }
+    Err(Error::msg(format!(
+        "--encrypt needs a passphrase for the new repository {url}: give it in {PASSPHRASE_VAR}, \
+         with --passphrase-file or on a terminal, or give --key-file"
+    )))
+}
+
+fn twice(first_prompt: &str) -> Result<Secret> {
+    let first = prompt(first_prompt)?;
+    let second = prompt("The same passphrase again: ")?;
+    if *first != *second {
+        return Err(Error::msg(
+            "the two passphrases differ; nothing was changed",
+        ));
+    }
+    non_empty(first, "the terminal")
+}
+
+/// A new secret for a new key slot (`key add`, `key passwd`).
+pub fn new_secret(ctx: &Context<'_>) -> Result<Secret> {
+    if let Some(path) = ctx.string("new-key-file")? {
+        create_key_file_if_missing(&path)?;
+        return read_key_file(&path);
+    }
+    if let Some(path) = ctx.string("new-passphrase-file")? {
+        return non_empty(read_passphrase_file(&path)?, &path);
+    }
+    if let Some(pass) = std::env::var_os(NEW_PASSPHRASE_VAR) {
+        use std::os::unix::ffi::OsStringExt;
+        return non_empty(Zeroizing::new(pass.into_vec()), NEW_PASSPHRASE_VAR);
+    }
+    if on_terminal() {
+        return twice("New passphrase: ");
+    }
+    Err(Error::msg(format!(
+        "no new secret: give {NEW_PASSPHRASE_VAR}, --new-passphrase-file, --new-key-file, \
+         or run on a terminal"
+    )))
+}
+
+/// Make a key file of 32 random bytes (hex, mode 0600) if there is none.
+fn create_key_file_if_missing(path: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut secret = Zeroizing::new([0u8; 32]);
+    getrandom::fill(secret.as_mut()).map_err(|e| Error::msg(format!("no random numbers: {e}")))?;
+    let text = Zeroizing::new(format!("{}\n", hex::encode(secret.as_ref())));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut f) => {
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Error::msg(format!("cannot write key file {path}: {e}")))?;
+            plugin_api::tracing::warn!("created key file {path}: keep a copy of it somewhere safe");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::msg(format!("cannot create key file {path}: {e}"))),
+    }
+}

@@ -1,0 +1,517 @@
+//! The encryption plugin, end to end: encrypted round trips, what the raw
+//! repository files give away (nothing about file names or contents), key
+//! slots, wrong secrets, tampering, and the seal that keeps encrypted and
+//! plain objects from mixing.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use obnam_test_support::{run, BackupWorld, Run, TestEnv};
+
+/// Cheap Argon2id costs, so that each run unlocks in milliseconds. The
+/// costs are recorded in each slot; these tests do not measure them.
+const CHEAP_KDF: [&str; 4] = ["--kdf-memory", "256KiB", "--kdf-iterations", "1"];
+
+/// Deterministic pseudo-random bytes (incompressible).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+/// Run obnam on the world's repository with a passphrase in the environment.
+fn with_pass(w: &BackupWorld, pass: &str, args: &[&str]) -> Run {
+    run(w
+        .env
+        .obnam()
+        .env("OBNAM_PASSPHRASE", pass)
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", &w.client])
+        .args(CHEAP_KDF)
+        .args(args))
+}
+
+fn backup(w: &BackupWorld, pass: &str, extra: &[&str]) -> Run {
+    let data = w.data.to_str().unwrap().to_string();
+    let mut args = vec!["backup", data.as_str()];
+    args.extend_from_slice(extra);
+    with_pass(w, pass, &args)
+}
+
+/// Every file under `dir`, with its bytes.
+fn files_under(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = fs::read(&p).unwrap();
+                out.insert(p, bytes);
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(data)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// Restore the latest generation to `to` and compare the data folder.
+fn restore_and_compare(w: &BackupWorld, pass: &str, to: &Path) {
+    with_pass(w, pass, &["restore", "--to", to.to_str().unwrap()]).ok();
+    let restored = to.join(w.data.strip_prefix("/").unwrap());
+    let want = files_under(&w.data);
+    let got = files_under(&restored);
+    assert_eq!(want.len(), got.len());
+    for (path, bytes) in want {
+        let rel = path.strip_prefix(&w.data).unwrap();
+        assert_eq!(
+            got.get(&restored.join(rel)),
+            Some(&bytes),
+            "{}",
+            rel.display()
+        );
+    }
+}
+
+#[test]
+fn an_encrypted_repository_round_trips_and_its_files_give_nothing_away() {
+    let w = BackupWorld::new("distinctive-client-name-41");
+    let mut secrets: Vec<Vec<u8>> = vec![w.client.as_bytes().to_vec()];
+    for i in 0..5 {
+        let name = format!("quarterly-report-{i}-confidential.txt");
+        let text = format!("The merger with Initech closes on day {i}. ").repeat(2000);
+        w.file(&format!("docs/{name}"), text.as_bytes());
+        secrets.push(name.into_bytes());
+        // Whole-file SHA-256 (one chunk each) as hex and as bytes: with
+        // unkeyed tokens these would show in stored ids.
+        let sha = sha256_hex(text.as_bytes());
+        secrets.push(sha.clone().into_bytes());
+        secrets.push(hex_to_bytes(&sha));
+        secrets.push(text.as_bytes()[1000..1064].to_vec());
+    }
+    let blob = noise(3 << 20, 7);
+    w.file("media/holiday-video-secret.bin", &blob);
+    secrets.push(b"holiday-video-secret".to_vec());
+    secrets.push(blob[1 << 20..(1 << 20) + 64].to_vec());
+
+    backup(&w, "hunter2", &["--encrypt"]).ok();
+    let config = fs::read_to_string(w.repo.join("config")).unwrap();
+    assert!(config.contains("\"filter\": \"encrypt\""), "{config}");
+    assert!(config.contains("\"version\": 2"), "{config}");
+
+    for (path, bytes) in files_under(&w.repo) {
+        for secret in &secrets {
+            assert!(
+                !contains(&bytes, secret),
+                "{} holds {:?}",
+                path.display(),
+                String::from_utf8_lossy(secret)
+            );
+            let name = path.strip_prefix(&w.repo).unwrap().to_string_lossy();
+            assert!(
+                !contains(name.as_bytes(), secret),
+                "an object name gives away {:?}",
+                String::from_utf8_lossy(secret)
+            );
+        }
+    }
+
+    let to = w.env.path().join("restored");
+    restore_and_compare(&w, "hunter2", &to);
+    // Dedup works under keyed tokens: an unchanged second backup stores
+    // almost nothing.
+    let before: usize = files_under(&w.repo).values().map(Vec::len).sum();
+    let run = backup(&w, "hunter2", &[]).ok();
+    assert!(run.stdout.contains(" 0 B new"), "{}", run.stdout);
+    let after: usize = files_under(&w.repo).values().map(Vec::len).sum();
+    assert!(after - before < 64 << 10, "{before} -> {after}");
+    with_pass(&w, "hunter2", &["fsck", "--verify-data"]).ok();
+}
+
+fn hex_to_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn aes_gcm_works_too_and_an_unknown_cipher_is_refused_before_anything_is_written() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"aes content");
+    let run = backup(&w, "pw", &["--encrypt", "--cipher", "rot13"]).fails();
+    assert!(
+        run.stderr
+            .contains("--cipher must be one of xchacha20-poly1305, aes-256-gcm, not 'rot13'"),
+        "{}",
+        run.stderr
+    );
+    assert!(!w.repo.join("config").exists());
+    backup(&w, "pw", &["--encrypt", "--cipher", "aes-256-gcm"]).ok();
+    let config = fs::read_to_string(w.repo.join("config")).unwrap();
+    assert!(config.contains("aes-256-gcm"), "{config}");
+    restore_and_compare(&w, "pw", &w.env.path().join("out"));
+}
+
+#[test]
+fn a_wrong_or_missing_passphrase_is_refused_and_nothing_is_written() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"some content");
+    backup(&w, "right", &["--encrypt"]).ok();
+    let before = files_under(&w.repo);
+    let run = backup(&w, "wrong", &[]).fails().no_rust_panic();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: cannot open repository {}: the passphrase does not open any of its 1 key slot(s)\n",
+            w.repo.display()
+        )
+    );
+    let run = with_pass(&w, "wrong", &["restore", "--to", "/tmp/never-written"]).fails();
+    assert!(run
+        .stderr
+        .contains("does not open any of its 1 key slot(s)"));
+    assert!(!Path::new("/tmp/never-written").exists());
+    // No passphrase at all, and no terminal to ask on.
+    let run = w.obnam(&["ls"]).fails();
+    assert!(
+        run.stderr.contains(&format!(
+            "repository {} is encrypted: give its passphrase in OBNAM_PASSPHRASE",
+            w.repo.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        files_under(&w.repo),
+        before,
+        "a refused run changed the repository"
+    );
+    // A passphrase file works (its one trailing newline is not part of it).
+    let file = w.env.write("pass.txt", "right\n");
+    w.obnam(&["ls", "--passphrase-file", file.to_str().unwrap()])
+        .ok();
+}
+
+#[test]
+fn without_the_encryption_plugin_the_missing_filter_error_names_it() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"content");
+    backup(&w, "pw", &["--encrypt"]).ok();
+    let dir = w.env.path().join("some-plugins");
+    fs::create_dir(&dir).unwrap();
+    for name in ["backup", "dedup", "restore"] {
+        let lib = format!("libobnam_plugin_{name}.so");
+        fs::copy(obnam_test_support::target_dir().join(&lib), dir.join(&lib)).unwrap();
+    }
+    let run = run(w
+        .env
+        .obnam()
+        .env("OBNAM_PASSPHRASE", "pw")
+        .args(["--no-bundled-plugins", "--plugin-dir"])
+        .arg(&dir)
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", "c", "ls"]))
+    .fails();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: repository {} is encrypted: it needs the 'encrypt' filter; no loaded plugin provides it\n",
+            w.repo.display()
+        )
+    );
+}
+
+#[test]
+fn encryption_is_chosen_at_creation_and_never_mixed_into_a_plain_repository() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"plain content");
+    w.backup(&[]).ok();
+    let before = files_under(&w.repo);
+    let run = backup(&w, "pw", &["--encrypt"]).fails();
+    assert!(
+        run.stderr.contains(&format!(
+            "repository {} is not encrypted; --encrypt applies only when a repository is created",
+            w.repo.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(files_under(&w.repo), before);
+    // The key commands say so too.
+    let run = w.obnam(&["key", "list"]).fails();
+    assert!(
+        run.stderr.contains("is not encrypted; it has no keys"),
+        "{}",
+        run.stderr
+    );
+    // And an encrypted repository refuses an unsealed object slipped in.
+    let e = BackupWorld::new("c");
+    e.file("a.txt", b"x");
+    backup(&e, "pw", &["--encrypt"]).ok();
+    let client = fs::read_dir(e.repo.join("clients"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    fs::write(&client, b"\x00{\"name\":\"intruder\",\"created\":0}").unwrap();
+    let run = with_pass(&e, "pw", &["clients"]).fails();
+    assert!(
+        run.stderr
+            .contains("is corrupt: it is not sealed with the repository's 'encrypt' filter"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn key_slots_can_be_added_listed_removed_and_replaced() {
+    let w = BackupWorld::new("laptop");
+    w.file("a.txt", b"content under several keys");
+    backup(&w, "first", &["--encrypt"]).ok();
+
+    let add = |pass: &str, new: &str, extra: &[&str]| {
+        let mut args = vec!["key", "add"];
+        args.extend_from_slice(extra);
+        run(w
+            .env
+            .obnam()
+            .env("OBNAM_PASSPHRASE", pass)
+            .env("OBNAM_NEW_PASSPHRASE", new)
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "laptop"])
+            .args(CHEAP_KDF)
+            .args(&args))
+    };
+    let out = add("first", "second", &["--key-label", "spare"]).ok();
+    assert!(out.stdout.starts_with("added key slot "), "{}", out.stdout);
+    let second_id = out.stdout.trim().rsplit(' ').next().unwrap().to_string();
+    // A wrong current passphrase adds nothing.
+    add("nope", "third", &[]).fails();
+
+    let list = with_pass(&w, "second", &["key", "list"]).ok();
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", list.stdout);
+    let opened: Vec<&&str> = lines.iter().filter(|l| l.starts_with('*')).collect();
+    assert_eq!(opened.len(), 1);
+    assert!(opened[0].contains(&second_id) && opened[0].contains("\"spare\""));
+    assert!(list.stdout.contains("added by laptop@"));
+    let first_id = lines
+        .iter()
+        .find(|l| !l.contains(&second_id))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+
+    // Both passphrases open it; the JSON listing has both slots.
+    with_pass(&w, "first", &["ls"]).ok();
+    let json = with_pass(&w, "second", &["key", "list", "--output-format", "json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+
+    // Remove the first slot: its passphrase no longer opens the repository.
+    let out = with_pass(&w, "second", &["key", "remove", &first_id]).ok();
+    assert_eq!(out.stdout, format!("removed key slot {first_id}\n"));
+    with_pass(&w, "first", &["ls"]).fails();
+    // The last slot is never removed; an unknown one is named.
+    let run = with_pass(&w, "second", &["key", "remove", &second_id]).fails();
+    assert!(
+        run.stderr.contains(&format!(
+            "refusing to remove key slot {second_id}: it is the last one"
+        )),
+        "{}",
+        run.stderr
+    );
+    let run = with_pass(&w, "second", &["key", "remove", "feedface"]).fails();
+    assert!(
+        run.stderr.contains("has no key slot feedface"),
+        "{}",
+        run.stderr
+    );
+
+    // passwd replaces the slot that opened the repository.
+    let out = run_env(
+        &w,
+        &[
+            ("OBNAM_PASSPHRASE", "second"),
+            ("OBNAM_NEW_PASSPHRASE", "third"),
+        ],
+        &["key", "passwd"],
+    )
+    .ok();
+    assert!(
+        out.stdout
+            .starts_with(&format!("replaced key slot {second_id} by ")),
+        "{}",
+        out.stdout
+    );
+    with_pass(&w, "second", &["ls"]).fails();
+    with_pass(&w, "third", &["ls"]).ok();
+
+    // A key-file slot: the file is created (0600) and then opens the repository.
+    let key_file = w.env.path().join("repo.key");
+    let kf = key_file.to_str().unwrap();
+    add("third", "unused", &["--new-key-file", kf]).ok();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    w.obnam(&["ls", "--key-file", kf]).ok();
+    let list = w.obnam(&["key", "list", "--key-file", kf]).ok();
+    assert!(list.stdout.contains("key-file"), "{}", list.stdout);
+    let short = w.env.write("short.key", "too short");
+    let run = w
+        .obnam(&["ls", "--key-file", short.to_str().unwrap()])
+        .fails();
+    assert!(
+        run.stderr.contains("a key file needs at least 32 bytes"),
+        "{}",
+        run.stderr
+    );
+
+    // client-keys: every client, and the slots that open the repository.
+    let other = BackupWorld {
+        env: TestEnv::new(),
+        repo: w.repo.clone(),
+        data: w.data.clone(),
+        client: "desktop".into(),
+    };
+    backup(&other, "third", &[]).ok();
+    let ck = with_pass(&w, "third", &["client-keys"]).ok();
+    assert!(ck.stdout.starts_with("desktop: "), "{}", ck.stdout);
+    assert!(ck.stdout.contains("\nlaptop: "), "{}", ck.stdout);
+    let json = with_pass(&w, "third", &["client-keys", "--output-format", "json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["clients"], serde_json::json!(["desktop", "laptop"]));
+    assert_eq!(v["key_slots"].as_array().unwrap().len(), 2);
+    assert_eq!(v["encrypted"], true);
+}
+
+fn run_env(w: &BackupWorld, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut cmd = w.env.obnam();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(cmd
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", &w.client])
+        .args(CHEAP_KDF)
+        .args(args))
+}
+
+/// A world of five files of distinct random data, each in a pack of its
+/// own (the smallest pack size, files bigger than it), backed up encrypted.
+fn damaged_world() -> (BackupWorld, Vec<PathBuf>) {
+    let w = BackupWorld::new("c");
+    for i in 0..5 {
+        w.file(
+            &format!("f{i}.bin"),
+            &noise(100_000 + i * 1000, 100 + i as u64),
+        );
+    }
+    backup(&w, "pw", &["--encrypt", "--pack-size", "64KiB"]).ok();
+    // The data packs are the big ones; tree packs are small.
+    let mut packs: Vec<(u64, PathBuf)> = files_under(&w.repo.join("packs"))
+        .into_iter()
+        .map(|(p, b)| (b.len() as u64, p))
+        .filter(|(len, _)| *len > 90_000)
+        .collect();
+    packs.sort();
+    assert_eq!(packs.len(), 5, "one pack per file");
+    (w, packs.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Restore after damage: the restore fails naming the object, no file is
+/// restored with wrong contents, and exactly `intact` files restore.
+fn restore_after_damage(w: &BackupWorld, intact: usize, expect: &str) {
+    let to = w.env.path().join("restored");
+    let run = with_pass(w, "pw", &["restore", "--to", to.to_str().unwrap()])
+        .fails()
+        .no_rust_panic();
+    assert!(run.stderr.contains(expect), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("chunk"),
+        "the error names the object: {}",
+        run.stderr
+    );
+    let restored = to.join(w.data.strip_prefix("/").unwrap());
+    let mut good = 0;
+    for (path, bytes) in files_under(&w.data) {
+        let rel = path.strip_prefix(&w.data).unwrap();
+        if let Ok(got) = fs::read(restored.join(rel)) {
+            assert_eq!(
+                got,
+                bytes,
+                "{} was restored with wrong contents",
+                rel.display()
+            );
+            good += 1;
+        }
+    }
+    assert_eq!(good, intact, "{}", run.stderr);
+}
+
+#[test]
+fn a_flipped_byte_in_a_pack_is_caught_and_the_other_files_restore() {
+    let (w, packs) = damaged_world();
+    let mut bytes = fs::read(&packs[2]).unwrap();
+    bytes[5000] ^= 0x20;
+    fs::write(&packs[2], bytes).unwrap();
+    restore_after_damage(&w, 4, "cannot be decrypted: it fails authentication");
+    let run = with_pass(&w, "pw", &["fsck", "--verify-data"]).fails();
+    assert!(
+        run.stderr.contains("fails authentication") || run.stdout.contains("fails authentication")
+    );
+}
+
+#[test]
+fn a_truncated_pack_is_caught_and_the_other_files_restore() {
+    let (w, packs) = damaged_world();
+    let bytes = fs::read(&packs[0]).unwrap();
+    fs::write(&packs[0], &bytes[..bytes.len() / 2]).unwrap();
+    restore_after_damage(&w, 4, "");
+}
+
+#[test]
+fn swapped_packs_are_caught_and_the_other_files_restore() {
+    let (w, packs) = damaged_world();
+    let a = fs::read(&packs[1]).unwrap();
+    let b = fs::read(&packs[3]).unwrap();
+    fs::write(&packs[1], &b).unwrap();
+    fs::write(&packs[3], &a).unwrap();
+    restore_after_damage(&w, 3, "");
+}
