@@ -384,6 +384,6 @@ fn a_repository_of_a_newer_format_is_refused() {
     // Nothing was written to it.
     assert_eq!(
         std::fs::read_to_string(&config).unwrap(),
-        text.replace("\"version\": 1", "\"version\": 2")
+        text.replace("\"version\": 1", "\"version\": 3")
     );
 }
