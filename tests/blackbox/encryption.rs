@@ -173,7 +173,10 @@ fn aes_gcm_works_too_and_an_unknown_cipher_is_refused_before_anything_is_written
         "{}",
         run.stderr
     );
-    assert!(!w.repo.join("config").exists());
+    assert!(
+        !w.repo.exists(),
+        "a failed creation leaves no repository folder"
+    );
     backup(&w, "pw", &["--encrypt", "--cipher", "aes-256-gcm"]).ok();
     let config = fs::read_to_string(w.repo.join("config")).unwrap();
     assert!(config.contains("aes-256-gcm"), "{config}");
@@ -514,4 +517,75 @@ fn swapped_packs_are_caught_and_the_other_files_restore() {
     fs::write(&packs[1], &b).unwrap();
     fs::write(&packs[3], &a).unwrap();
     restore_after_damage(&w, 3, "");
+}
+
+/// Run obnam under `script`, which gives it a terminal, typing `input`.
+fn on_terminal(w: &BackupWorld, input: &str, args: &str) -> Option<Run> {
+    let obnam = obnam_test_support::target_dir().join("obnam");
+    let command = format!(
+        "{} --repository {} --client-name c --kdf-memory 256KiB {args}",
+        obnam.display(),
+        w.repo.display()
+    );
+    let mut script = std::process::Command::new("script");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OBNAM_") {
+            script.env_remove(&key);
+        }
+    }
+    let child = script
+        .args(["-qec", &command, "/dev/null"])
+        .env("HOME", w.env.home())
+        .current_dir(w.env.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("skipped: cannot run script(1) to give obnam a terminal: {e}");
+            return None;
+        }
+    };
+    use std::io::Write;
+    child.stdin.take()?.write_all(input.as_bytes()).ok()?;
+    Some(Run::from_output(child.wait_with_output().ok()?))
+}
+
+#[test]
+fn the_passphrase_is_asked_for_on_a_terminal() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"typed");
+    let data = w.data.display().to_string();
+    let Some(run) = on_terminal(&w, "sesame\nsesame\n", &format!("--encrypt backup {data}")) else {
+        return;
+    };
+    assert!(run.stdout.contains("New passphrase for"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("The same passphrase again"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Backed up 1 files"), "{}", run.stdout);
+    with_pass(&w, "sesame", &["ls"]).ok();
+    let run = on_terminal(&w, "open sesame\n", "ls").unwrap();
+    assert!(run.stdout.contains("Passphrase for"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("does not open any of its 1 key slot(s)"),
+        "{}",
+        run.stdout
+    );
+    // Two different answers create nothing.
+    let v = BackupWorld::new("c");
+    v.file("a.txt", b"typed");
+    let data = v.data.display().to_string();
+    let run = on_terminal(&v, "one\ntwo\n", &format!("--encrypt backup {data}")).unwrap();
+    assert!(
+        run.stdout.contains("the two passphrases differ"),
+        "{}",
+        run.stdout
+    );
+    assert!(!v.repo.exists());
 }

@@ -187,7 +187,15 @@ impl Repository {
             }
             Err(e) => return Err(e.into()),
         };
-        let (config, token_key) = keys::unlock(&storage, filter.as_ref(), config, creating)?;
+        let (config, token_key) = match keys::unlock(&storage, filter.as_ref(), config, creating) {
+            Ok(unlocked) => unlocked,
+            Err(e) => {
+                if creating {
+                    storage.abandon_creation();
+                }
+                return Err(e);
+            }
+        };
         let repo = Repository {
             locks: lock::Locks::default(),
             storage,

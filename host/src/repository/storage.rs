@@ -50,6 +50,8 @@ pub struct Storage {
     crash_limit: Option<u64>,
     /// Readers of recently read objects, by key.
     readers: std::sync::Mutex<std::collections::HashMap<String, opendal::Reader>>,
+    /// The local folder this open created, if it did.
+    made_root: Option<PathBuf>,
 }
 
 /// How many objects' readers are kept open at most.
@@ -79,6 +81,7 @@ impl Storage {
             return Err(StorageError::UnsupportedUrl(url.to_string()));
         };
         let root = absolute(&path);
+        let made_root = (!root.exists()).then(|| root.clone());
         // Repository objects are private to their owner.
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         let tmp = root.join(".tmp");
@@ -101,7 +104,18 @@ impl Storage {
             bytes_written: AtomicU64::new(0),
             crash_limit,
             readers: std::sync::Mutex::new(std::collections::HashMap::new()),
+            made_root,
         })
+    }
+
+    /// Undo what opening did to a store where creating a repository then
+    /// failed before writing anything: remove the folders opening made, if
+    /// they are still empty.
+    pub fn abandon_creation(&self) {
+        if let Some(root) = &self.made_root {
+            let _ = std::fs::remove_dir(root.join(".tmp"));
+            let _ = std::fs::remove_dir(root);
+        }
     }
 
     /// The repository URL, for messages.
