@@ -13,6 +13,8 @@ pub const GROUP_PERFORMANCE: &str = plugin_api::GROUP_PERFORMANCE;
 pub const GROUP_DEVELOPMENT: &str = plugin_api::GROUP_DEVELOPMENT;
 /// Help group of the logging settings.
 pub const GROUP_LOGGING: &str = "Logging";
+/// Help group of the settings of remote repositories.
+pub const GROUP_REMOTE: &str = "Remote repositories";
 
 /// Register the host's settings, before any plugin's.
 pub fn register(registry: &mut Registry) {
@@ -80,6 +82,44 @@ pub fn register(registry: &mut Registry) {
             GROUP_PERFORMANCE,
         )
         .default(Value::Bytes(crate::repository::DEFAULT_PACK_SIZE)),
+        def(
+            "ssh-key",
+            SettingKind::String,
+            "FILE",
+            "sftp:// repositories: log in with the SSH private key in FILE (else ssh's own defaults)",
+            GROUP_REMOTE,
+        ),
+        def(
+            "ssh-host-keys-check",
+            SettingKind::Choice,
+            "HOW",
+            "sftp:// repositories: check the server's host key: yes (it must be in ~/.ssh/known_hosts), ifknown (check it if known, add it if not), no (do not check)",
+            GROUP_REMOTE,
+        )
+        .choices(&["yes", "ifknown", "no"])
+        .default(Value::Str("yes".into())),
+        def(
+            "s3-endpoint",
+            SettingKind::String,
+            "URL",
+            "s3:// repositories: the S3 endpoint (else AWS_ENDPOINT_URL, else AWS); credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            GROUP_REMOTE,
+        ),
+        def(
+            "s3-region",
+            SettingKind::String,
+            "REGION",
+            "s3:// repositories: the region (else AWS_REGION, else us-east-1)",
+            GROUP_REMOTE,
+        ),
+        def(
+            "storage-timeout",
+            SettingKind::Integer,
+            "SECONDS",
+            "give up on one storage operation after SECONDS, and retry it",
+            GROUP_REMOTE,
+        )
+        .default(Value::Int(120)),
         def(
             "crash-limit",
             SettingKind::Integer,

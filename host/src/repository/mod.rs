@@ -24,6 +24,7 @@ pub mod generation;
 pub mod ids;
 pub mod index;
 pub mod keys;
+pub mod location;
 pub mod lock;
 pub mod object;
 pub mod pack;
@@ -86,8 +87,8 @@ pub struct OpenOptions {
     pub create: bool,
     /// Target size of pack files in bytes.
     pub pack_size: u64,
-    /// Development: end the process abruptly before the write after this many.
-    pub crash_limit: Option<u64>,
+    /// How to reach the storage (remote settings, the crash limit).
+    pub storage: storage::StorageOptions,
 }
 
 impl Default for OpenOptions {
@@ -95,7 +96,7 @@ impl Default for OpenOptions {
         OpenOptions {
             create: false,
             pack_size: DEFAULT_PACK_SIZE,
-            crash_limit: None,
+            storage: storage::StorageOptions::default(),
         }
     }
 }
@@ -167,7 +168,7 @@ impl Repository {
         options: &OpenOptions,
         filter: Arc<dyn ObjectFilter>,
     ) -> RepoResult<Self> {
-        let storage = Storage::open(url, options.crash_limit)?;
+        let storage = Storage::open(url, &options.storage)?;
         let (config, creating) = match storage.read("config") {
             Ok(bytes) => (parse_config(url, &bytes)?, false),
             Err(StorageError::NotFound { .. }) if options.create => {

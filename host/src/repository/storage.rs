@@ -3,21 +3,36 @@
 //!
 //! The repository needs only whole-object writes, whole and ranged reads,
 //! deletes and listing one folder. Objects are written once and never
-//! changed; nothing depends on rename. The URL's scheme picks the OpenDAL
-//! service: a plain path or `file://` is the local filesystem, where writes
-//! go through a temporary file (OpenDAL's atomic write) so that a crash
-//! never leaves a half-written object under its final name, and the
-//! process umask is set to 077 so objects are created 0600 and folders 0700.
+//! changed. The URL ([`Location`]) picks the OpenDAL service:
+//!
+//! * a local folder: writes go through a temporary file in `.tmp/`
+//!   (OpenDAL's atomic write), and the process umask is set to 077 so that
+//!   objects are created 0600 and folders 0700;
+//! * SFTP: OpenDAL writes straight to the final name, so obnam writes each
+//!   object to `.tmp/` on the server and renames it into place itself:
+//!   a killed run never leaves a half-written object under its final name;
+//! * S3: a PUT is atomic by itself.
+//!
+//! Every service gets the same layers: retries with exponential backoff
+//! and jitter for transient errors (OpenDAL's `RetryLayer`), and timeouts
+//! (`TimeoutLayer`), so that a flaky network costs time, not a backup,
+//! and a dead one ends the run with an error naming the URL.
 //!
 //! [`Storage`] adds what every backend shares: counting bytes written, and
 //! the development crash limit (`--crash-limit N` ends the process abruptly
 //! before the write after the N-th, leaving the repository as `kill -9` would).
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use opendal::{layers::RetryLayer, services, ErrorKind, Operator};
+use opendal::{
+    layers::{RetryLayer, TimeoutLayer},
+    services, ErrorKind, Operator,
+};
+
+pub use super::location::{BadUrl, Location};
 
 /// Exit code of a process stopped by the crash limit.
 pub const EXIT_CRASH_LIMIT: i32 = 75;
@@ -34,10 +49,30 @@ pub enum StorageError {
         key: String,
         message: String,
     },
-    #[error("unsupported repository URL '{0}' (use a folder path or a file:// URL)")]
-    UnsupportedUrl(String),
+    #[error(transparent)]
+    BadUrl(#[from] BadUrl),
+    #[error("cannot use repository {url}: {message}")]
+    Setup { url: String, message: String },
     #[error("cannot start the storage runtime: {0}")]
     Runtime(String),
+}
+
+/// How to reach remote storage: the settings of the remote services.
+#[derive(Clone, Debug, Default)]
+pub struct StorageOptions {
+    /// Development: end the process abruptly before the write after this many.
+    pub crash_limit: Option<u64>,
+    /// SFTP: the private key to log in with (else ssh's defaults).
+    pub ssh_key: Option<String>,
+    /// SFTP: how to check the server's host key: `yes` (must be in
+    /// known_hosts), `ifknown` (check if known, add if not), `no`.
+    pub ssh_host_keys_check: Option<String>,
+    /// S3: the endpoint URL (else AWS, or `AWS_ENDPOINT_URL`).
+    pub s3_endpoint: Option<String>,
+    /// S3: the region (else `AWS_REGION`, else `us-east-1`).
+    pub s3_region: Option<String>,
+    /// How long one storage operation may take before it is retried.
+    pub timeout: Option<Duration>,
 }
 
 /// Object storage for one repository.
@@ -45,6 +80,7 @@ pub struct Storage {
     op: Operator,
     runtime: tokio::runtime::Runtime,
     url: String,
+    location: Location,
     writes: AtomicU64,
     bytes_written: AtomicU64,
     crash_limit: Option<u64>,
@@ -59,50 +95,127 @@ const OPEN_READERS: usize = 64;
 
 /// The local folder a repository URL names, if it names one.
 pub fn local_path(url: &str) -> Option<PathBuf> {
-    if let Some(rest) = url.strip_prefix("file://") {
-        return Some(PathBuf::from(rest));
+    match Location::parse(url) {
+        Ok(Location::Local(path)) => Some(path),
+        _ => None,
     }
-    if url.contains("://") {
-        return None;
-    }
-    Some(PathBuf::from(url))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 impl Storage {
-    /// Open storage for `url`. `crash_limit` is the development crash limit.
-    pub fn open(url: &str, crash_limit: Option<u64>) -> Result<Self, StorageError> {
+    /// Open storage for `url`.
+    pub fn open(url: &str, options: &StorageOptions) -> Result<Self, StorageError> {
+        let location = Location::parse(url)?;
+        // The HTTP client of the S3 service, installed once per process.
+        static HTTP: std::sync::Once = std::sync::Once::new();
+        HTTP.call_once(opendal::install_default);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("obnam-storage")
             .enable_all()
             .build()
             .map_err(|e| StorageError::Runtime(e.to_string()))?;
-        let Some(path) = local_path(url) else {
-            return Err(StorageError::UnsupportedUrl(url.to_string()));
+        let setup = |e: opendal::Error| StorageError::Setup {
+            url: url.to_string(),
+            message: e.to_string(),
         };
-        let root = absolute(&path);
-        let made_root = (!root.exists()).then(|| root.clone());
-        // Repository objects are private to their owner.
-        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-        let tmp = root.join(".tmp");
-        let builder = services::Fs::default()
-            .root(&root.to_string_lossy())
-            .atomic_write_dir(&tmp.to_string_lossy());
-        let op = Operator::new(builder)
-            .map_err(|e| StorageError::Failed {
-                url: url.to_string(),
-                op: "open",
-                key: String::new(),
-                message: e.to_string(),
-            })?
-            .layer(RetryLayer::new());
+        let mut made_root = None;
+        let op = match &location {
+            Location::Local(root) => {
+                if !root.exists() {
+                    made_root = Some(root.clone());
+                }
+                // Repository objects are private to their owner.
+                rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+                let tmp = root.join(".tmp");
+                let builder = services::Fs::default()
+                    .root(&root.to_string_lossy())
+                    .atomic_write_dir(&tmp.to_string_lossy());
+                Operator::new(builder).map_err(setup)?
+            }
+            Location::Sftp {
+                user,
+                host,
+                port,
+                path,
+            } => {
+                let endpoint = match port {
+                    Some(p) if host.contains(':') => format!("[{host}]:{p}"),
+                    Some(p) => format!("{host}:{p}"),
+                    None => host.clone(),
+                };
+                let strategy = match options.ssh_host_keys_check.as_deref() {
+                    None | Some("yes") => "strict",
+                    Some("ifknown") => "add",
+                    Some("no") => "accept",
+                    Some(other) => {
+                        return Err(StorageError::Setup {
+                            url: url.to_string(),
+                            message: format!(
+                                "--ssh-host-keys-check must be yes, ifknown or no, not '{other}'"
+                            ),
+                        })
+                    }
+                };
+                let mut builder = services::Sftp::default()
+                    .endpoint(&format!("ssh://{endpoint}"))
+                    .root(path)
+                    .known_hosts_strategy(strategy);
+                if let Some(user) = user {
+                    builder = builder.user(user);
+                }
+                if let Some(key) = &options.ssh_key {
+                    builder = builder.key(key);
+                }
+                Operator::new(builder).map_err(setup)?
+            }
+            Location::S3 { bucket, prefix } => {
+                let region = options
+                    .s3_region
+                    .clone()
+                    .or_else(|| env("AWS_REGION"))
+                    .or_else(|| env("AWS_DEFAULT_REGION"))
+                    .unwrap_or_else(|| "us-east-1".into());
+                let mut builder = services::S3::default()
+                    .bucket(bucket)
+                    .root(&format!("/{prefix}"))
+                    .region(&region);
+                if let Some(endpoint) = options
+                    .s3_endpoint
+                    .clone()
+                    .or_else(|| env("AWS_ENDPOINT_URL"))
+                {
+                    builder = builder.endpoint(&endpoint);
+                }
+                Operator::new(builder).map_err(setup)?
+            }
+        };
+        let timeout = options.timeout.unwrap_or(Duration::from_secs(120));
+        let op = op
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(timeout)
+                    .with_io_timeout(timeout),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(6)
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(10))
+                    .with_factor(2.0)
+                    .with_jitter(),
+            );
         Ok(Storage {
             op,
             runtime,
             url: url.to_string(),
+            location,
             writes: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
-            crash_limit,
+            crash_limit: options.crash_limit,
             readers: std::sync::Mutex::new(std::collections::HashMap::new()),
             made_root,
         })
@@ -229,8 +342,23 @@ impl Storage {
         self.count_write();
         let data: bytes::Bytes = data.into();
         let len = data.len() as u64;
-        self.block_on(self.op.write(key, data))
-            .map_err(|e| self.fail("write", key, e))?;
+        match self.location {
+            Location::Sftp { .. } => {
+                // Write under a temporary name, then rename into place, so
+                // that a killed run leaves no partial object under `key`.
+                let tmp = format!(".tmp/{}", super::ids::ObjectId::random().to_hex());
+                self.block_on(self.op.write(&tmp, data))
+                    .map_err(|e| self.fail("write", key, e))?;
+                if let Err(e) = self.block_on(self.op.rename(&tmp, key)) {
+                    let _ = self.block_on(self.op.delete(&tmp));
+                    return Err(self.fail("write", key, e));
+                }
+            }
+            _ => {
+                self.block_on(self.op.write(key, data))
+                    .map_err(|e| self.fail("write", key, e))?;
+            }
+        }
         self.bytes_written.fetch_add(len, Ordering::Relaxed);
         Ok(())
     }
@@ -262,15 +390,5 @@ impl Storage {
             .collect();
         names.sort();
         Ok(names)
-    }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
     }
 }

@@ -12,7 +12,7 @@ fn open(dir: &std::path::Path, pack_size: u64) -> Arc<Repository> {
     let options = OpenOptions {
         create: true,
         pack_size,
-        crash_limit: None,
+        ..OpenOptions::default()
     };
     Arc::new(Repository::open(dir.to_str().unwrap(), &options, Arc::new(NoFilters)).unwrap())
 }

@@ -28,6 +28,7 @@ use plugin_api::repo_abi::{RepositoryBox, RepositoryService_TO};
 
 use crate::registry::hooks::HookDef;
 use crate::registry::Registry;
+use crate::repository::storage::StorageOptions;
 use crate::repository::{OpenOptions, Repository};
 use crate::settings::{Value, Values};
 use repository::{HookFilter, RepoService};
@@ -342,9 +343,22 @@ impl Host {
                         Some(Value::Bytes(n)) => *n,
                         _ => crate::repository::DEFAULT_PACK_SIZE,
                     },
-                    crash_limit: match self.values.get("crash-limit") {
-                        Some(Value::Int(n)) if *n > 0 => Some(*n as u64),
-                        _ => None,
+                    storage: StorageOptions {
+                        crash_limit: match self.values.get("crash-limit") {
+                            Some(Value::Int(n)) if *n > 0 => Some(*n as u64),
+                            _ => None,
+                        },
+                        ssh_key: self.values.string("ssh-key").map(str::to_string),
+                        ssh_host_keys_check: self
+                            .values
+                            .string("ssh-host-keys-check")
+                            .map(str::to_string),
+                        s3_endpoint: self.values.string("s3-endpoint").map(str::to_string),
+                        s3_region: self.values.string("s3-region").map(str::to_string),
+                        timeout: match self.values.get("storage-timeout") {
+                            Some(Value::Int(n)) if *n > 0 => Some(Duration::from_secs(*n as u64)),
+                            _ => None,
+                        },
                     },
                 };
                 let filter = Arc::new(HookFilter { host });

@@ -1,0 +1,251 @@
+//! Where a repository lives: the repository URL, parsed.
+//!
+//! * a folder path, or `file:///path`: the local filesystem;
+//! * `sftp://[user@]host[:port]/path`: a folder on an SSH server, reached
+//!   through the system's `ssh` client (OpenDAL's sftp service);
+//! * `s3://bucket[/prefix]`: a bucket (and a prefix in it) of an
+//!   S3-compatible store, with `--s3-endpoint` and `--s3-region`.
+//!
+//! Secrets never appear in a repository URL: a password in the URL is
+//! refused (without repeating it), SSH uses keys, and S3 credentials come
+//! from the usual `AWS_*` environment variables. So the URL can be shown
+//! in every message as it is.
+
+use std::path::PathBuf;
+
+/// A parsed repository URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A local folder (absolute).
+    Local(PathBuf),
+    /// A folder on an SFTP server.
+    Sftp {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+        /// Absolute path of the repository folder on the server.
+        path: String,
+    },
+    /// A prefix in an S3 bucket.
+    S3 {
+        bucket: String,
+        /// Prefix without leading or trailing `/`; may be empty.
+        prefix: String,
+    },
+}
+
+/// Why a URL is not a repository location.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("bad repository URL '{url}': {reason}")]
+pub struct BadUrl {
+    /// The URL, with any password removed.
+    pub url: String,
+    pub reason: String,
+}
+
+/// The URL with the password of its user part (if any) removed, for
+/// messages.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Location {
+    /// Parse a repository URL.
+    pub fn parse(url: &str) -> Result<Location, BadUrl> {
+        let bad = |reason: &str| BadUrl {
+            url: redacted(url),
+            reason: reason.to_string(),
+        };
+        let Some((scheme, rest)) = url.split_once("://") else {
+            if url.is_empty() {
+                return Err(bad("it is empty"));
+            }
+            return Ok(Location::Local(absolute(PathBuf::from(url))));
+        };
+        match scheme {
+            "file" => {
+                if !rest.starts_with('/') {
+                    return Err(bad("a file:// URL needs an absolute path (file:///path)"));
+                }
+                Ok(Location::Local(PathBuf::from(rest)))
+            }
+            "sftp" => {
+                let (authority, path) = match rest.find('/') {
+                    Some(i) => rest.split_at(i),
+                    None => return Err(bad("it names no folder (sftp://[user@]host[:port]/path)")),
+                };
+                let (user, hostport) = match authority.rsplit_once('@') {
+                    Some((userinfo, _)) if userinfo.contains(':') => {
+                        return Err(bad(
+                            "it holds a password; obnam logs in with SSH keys (see --ssh-key)",
+                        ))
+                    }
+                    Some((user, hostport)) if !user.is_empty() => {
+                        (Some(user.to_string()), hostport)
+                    }
+                    Some(_) => return Err(bad("its user name is empty")),
+                    None => (None, authority),
+                };
+                let (host, port) = split_port(hostport).map_err(|r| bad(&r))?;
+                if host.is_empty() {
+                    return Err(bad("it names no host"));
+                }
+                let path = path.trim_end_matches('/');
+                if path.is_empty() {
+                    return Err(bad("the repository cannot be the server's root folder"));
+                }
+                Ok(Location::Sftp {
+                    user,
+                    host,
+                    port,
+                    path: path.to_string(),
+                })
+            }
+            "s3" => {
+                let (bucket, prefix) = match rest.split_once('/') {
+                    Some((b, p)) => (b, p.trim_matches('/')),
+                    None => (rest, ""),
+                };
+                if bucket.contains('@') {
+                    return Err(bad(
+                        "it holds credentials; give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                    ));
+                }
+                if bucket.is_empty() {
+                    return Err(bad("it names no bucket (s3://bucket[/prefix])"));
+                }
+                Ok(Location::S3 {
+                    bucket: bucket.to_string(),
+                    prefix: prefix.to_string(),
+                })
+            }
+            other => Err(bad(&format!(
+                "unknown scheme '{other}' (use a folder path, file://, sftp:// or s3://)"
+            ))),
+        }
+    }
+
+    /// Whether this is a local folder.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Location::Local(_))
+    }
+}
+
+fn split_port(hostport: &str) -> Result<(String, Option<u16>), String> {
+    // [v6 address]:port, or host:port, or host.
+    if let Some(rest) = hostport.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address lacks its closing ']'")?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host.to_string(), Some(parse_port(p)?))),
+            None if after.is_empty() => Ok((host.to_string(), None)),
+            None => Err("unexpected text after the IPv6 address".into()),
+        };
+    }
+    match hostport.rsplit_once(':') {
+        Some((host, port)) => Ok((host.to_string(), Some(parse_port(port)?))),
+        None => Ok((hostport.to_string(), None)),
+    }
+}
+
+fn parse_port(p: &str) -> Result<u16, String> {
+    p.parse::<u16>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("'{p}' is not a port number"))
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(&path))
+            .unwrap_or(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        assert_eq!(
+            Location::parse("/srv/repo").unwrap(),
+            Location::Local("/srv/repo".into())
+        );
+        assert_eq!(
+            Location::parse("file:///srv/repo").unwrap(),
+            Location::Local("/srv/repo".into())
+        );
+        assert_eq!(
+            Location::parse("sftp://me@127.0.0.1:2222/srv/repo/").unwrap(),
+            Location::Sftp {
+                user: Some("me".into()),
+                host: "127.0.0.1".into(),
+                port: Some(2222),
+                path: "/srv/repo".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("sftp://[::1]/r").unwrap(),
+            Location::Sftp {
+                user: None,
+                host: "::1".into(),
+                port: None,
+                path: "/r".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("s3://bucket/a/b/").unwrap(),
+            Location::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("s3://bucket").unwrap(),
+            Location::S3 {
+                bucket: "bucket".into(),
+                prefix: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_named_without_their_secrets() {
+        let err = Location::parse("sftp://me:hunter2@host/r").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bad repository URL 'sftp://me:***@host/r': it holds a password; obnam logs in with SSH keys (see --ssh-key)"
+        );
+        assert!(!err.to_string().contains("hunter2"));
+        let err = Location::parse("s3://AKIA:secret@bucket/x").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert!(Location::parse("sftp://host").is_err());
+        assert!(Location::parse("sftp://host/").is_err());
+        assert!(Location::parse("sftp://host:99999/r").is_err());
+        assert!(Location::parse("s3://").is_err());
+        assert!(Location::parse("ftp://host/r")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown scheme 'ftp'"));
+        assert!(Location::parse("file://relative").is_err());
+        assert!(Location::parse("").is_err());
+    }
+}
