@@ -82,6 +82,21 @@ pub fn remove(storage: &Storage, id: &str) -> RepoResult<()> {
     Ok(())
 }
 
+/// Write a new repository's config unless another process created one
+/// first; returns the other's config if it did. On stores that ignore
+/// conditional writes the last writer wins, so the config is read back
+/// after a pause: whoever finds another id there lost.
+fn lost_creation_race(
+    storage: &Storage,
+    config: &RepoConfig,
+    bytes: Vec<u8>,
+) -> RepoResult<Option<RepoConfig>> {
+    let created = storage.create_new("config", bytes)?;
+    std::thread::sleep(storage.settle_time());
+    let stored = super::parse_config(storage.url(), &storage.read("config")?)?;
+    Ok((!created || stored.id != config.id).then_some(stored))
+}
+
 /// Unlock a repository being opened, or choose the seal of one being
 /// created (and then write its key slots and its config). Returns the
 /// config as it now is and the token key.
@@ -137,7 +152,21 @@ pub fn unlock(
         }
         let bytes =
             serde_json::to_vec_pretty(&config).map_err(|e| RepoError::corrupt("config", e))?;
-        storage.write("config", bytes)?;
+        if let Some(theirs) = lost_creation_race(storage, &config, bytes)? {
+            for (id, _) in &answer.new_key_slots {
+                let _ = storage.delete(&format!("{FOLDER}{id}"));
+            }
+            if config.seal.is_some() || theirs.seal.is_some() {
+                return Err(RepoError::Usage(format!(
+                    "another obnam created repository {url} at the same moment; \
+                     nothing was written; run again to use it"
+                )));
+            }
+            tracing::info!(
+                "repository {url} was created at the same moment by another obnam; using it"
+            );
+            return Ok((theirs, None));
+        }
         match config.seal_tag() {
             Some(tag) => tracing::info!(
                 "created repository {url} with id {}, sealed with '{tag}'",

@@ -642,7 +642,7 @@ struct ClientRecord {
     created: i64,
 }
 
-fn parse_config(url: &str, bytes: &[u8]) -> RepoResult<RepoConfig> {
+pub(crate) fn parse_config(url: &str, bytes: &[u8]) -> RepoResult<RepoConfig> {
     #[derive(Deserialize)]
     struct Probe {
         format: String,

@@ -22,7 +22,7 @@
 //! the development crash limit (`--crash-limit N` ends the process abruptly
 //! before the write after the N-th, leaving the repository as `kill -9` would).
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -361,6 +361,68 @@ impl Storage {
         }
         self.bytes_written.fetch_add(len, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Create an object only if there is none under `key`: returns whether
+    /// this call created it. Where the store can do that atomically it
+    /// does (a hard link on a local folder, SFTP's rename that refuses to
+    /// replace, S3's `If-None-Match`); a store that silently ignores
+    /// `If-None-Match` (Garage) overwrites, which the caller must detect by
+    /// reading back (see [`settle_time`](Self::settle_time)).
+    pub fn create_new(&self, key: &str, data: Vec<u8>) -> Result<bool, StorageError> {
+        match &self.location {
+            Location::Local(root) => {
+                let tmp = format!(".new-{}", super::ids::ObjectId::random().to_hex());
+                self.write(&tmp, data)?;
+                let linked = std::fs::hard_link(root.join(&tmp), root.join(key));
+                let _ = std::fs::remove_file(root.join(&tmp));
+                match linked {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(StorageError::Failed {
+                        url: self.url.clone(),
+                        op: "write",
+                        key: key.to_string(),
+                        message: e.to_string(),
+                    }),
+                }
+            }
+            Location::Sftp { .. } => match self.write(key, data) {
+                Ok(()) => Ok(true),
+                Err(e) => match self.exists(key) {
+                    Ok(true) => Ok(false),
+                    _ => Err(e),
+                },
+            },
+            Location::S3 { .. } => {
+                self.count_write();
+                let len = data.len() as u64;
+                match self.block_on(
+                    self.op
+                        .write_with(key, data)
+                        .if_not_exists(true)
+                        .into_future(),
+                ) {
+                    Ok(_) => {
+                        self.bytes_written.fetch_add(len, Ordering::Relaxed);
+                        Ok(true)
+                    }
+                    Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(false),
+                    Err(e) => Err(self.fail("write", key, e)),
+                }
+            }
+        }
+    }
+
+    /// How long to wait before reading back an object that another
+    /// process may have overwritten at the same moment: nothing locally or
+    /// over SFTP (their creation is atomic), a moment on S3, where some
+    /// stores ignore conditional writes.
+    pub fn settle_time(&self) -> Duration {
+        match self.location {
+            Location::S3 { .. } => Duration::from_secs(1),
+            _ => Duration::ZERO,
+        }
     }
 
     /// Delete an object; deleting one that does not exist is not an error.
