@@ -2,6 +2,7 @@
 //! real plugin libraries, in a folder and home of its own.
 
 mod abi_version;
+mod backends;
 mod backup;
 mod encryption;
 mod examples;

@@ -15,6 +15,7 @@ use std::process::{Command, Output};
 use tempfile::TempDir;
 
 pub mod awkward;
+pub mod backend;
 
 /// The cargo target profile folder holding `obnam` and the plugin libraries.
 pub fn target_dir() -> PathBuf {
