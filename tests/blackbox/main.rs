@@ -12,6 +12,7 @@ mod hooks;
 mod install;
 mod loading;
 mod logging;
+mod remote;
 mod repository;
 mod restore;
 mod settings;

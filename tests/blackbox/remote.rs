@@ -1,0 +1,319 @@
+//! What only shows on a network store: many clients at once on one S3
+//! repository (Garage, and moto for AWS-faithful behaviour), backups
+//! killed with SIGKILL over and over, and stores that cannot be reached or
+//! refuse the credentials.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use obnam_test_support::awkward::{assert_same, restored};
+use obnam_test_support::backend::Backend;
+use obnam_test_support::{run, Run, TestEnv};
+
+/// Deterministic pseudo-random bytes (incompressible).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+fn write(path: &Path, data: &[u8]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, data).unwrap();
+}
+
+/// The new bytes a backup stored, from its summary ("..., 3.0 MB new)").
+fn bytes_new(run: &Run) -> f64 {
+    let at = run
+        .stdout
+        .find(" new)")
+        .unwrap_or_else(|| panic!("{run:?}"));
+    let words: Vec<&str> = run.stdout[..at].rsplit(' ').take(2).collect();
+    let n: f64 = words[1].parse().unwrap();
+    n * match words[0] {
+        "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        other => panic!("unit {other} in {run:?}"),
+    }
+}
+
+fn backup_cmd(backend: &Backend, env: &TestEnv, url: &str, client: &str, data: &Path) -> Command {
+    let mut cmd = backend.obnam(env, url);
+    cmd.args(["--client-name", client, "backup"]).arg(data);
+    cmd
+}
+
+/// Four clients back up at the same time into one repository. Each has
+/// data of its own and a copy of one large shared file, which an earlier
+/// backup (of a fifth client) already stored: all four succeed, none
+/// stores the shared file again, and each restores exactly its own data.
+fn four_clients_at_once(backend: Backend) {
+    let env = TestEnv::new();
+    backend.prepare(&env);
+    let url = backend.repo_url(&env, "shared");
+    let shared = noise(6 << 20, 1);
+
+    let seed = env.path().join("seed");
+    write(&seed.join("shared.bin"), &shared);
+    run(&mut backup_cmd(&backend, &env, &url, "seed", &seed)).ok();
+
+    let own = 2 << 20;
+    let datas: Vec<PathBuf> = (0..4)
+        .map(|i| {
+            let d = env.path().join(format!("client{i}"));
+            write(&d.join("shared.bin"), &shared);
+            write(&d.join(format!("own/{i}.bin")), &noise(own, 100 + i as u64));
+            write(&d.join("own/small.txt"), format!("client {i}\n").as_bytes());
+            d
+        })
+        .collect();
+    let children: Vec<_> = datas
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            backup_cmd(&backend, &env, &url, &format!("client{i}"), d)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let run = Run::from_output(child.wait_with_output().unwrap()).ok();
+        let new = bytes_new(&run);
+        assert!(
+            new < own as f64 * 1.2,
+            "client{i} stored {new} bytes for {own} bytes of its own: the shared file was stored again: {run:?}"
+        );
+    }
+    let clients = run(backend.obnam(&env, &url).arg("clients")).ok();
+    assert_eq!(clients.stdout, "client0\nclient1\nclient2\nclient3\nseed\n");
+    for (i, d) in datas.iter().enumerate() {
+        let to = env.path().join(format!("restore{i}"));
+        run(backend
+            .obnam(&env, &url)
+            .args(["--client-name", &format!("client{i}"), "restore", "--to"])
+            .arg(&to))
+        .ok();
+        assert_same(d, &restored(&to, d));
+        // Only its own data: no other client's folder came back.
+        let top: Vec<_> = fs::read_dir(to.join(env.path().strip_prefix("/").unwrap()))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(top, [format!("client{i}")], "client{i} restored {top:?}");
+    }
+    run(backend
+        .obnam(&env, &url)
+        .args(["--client-name", "client0", "fsck", "--verify-data"]))
+    .ok();
+}
+
+#[test]
+fn four_clients_back_up_to_garage_at_once() {
+    if let Some(b) = Backend::garage() {
+        four_clients_at_once(b);
+    }
+}
+
+#[test]
+fn four_clients_back_up_to_moto_at_once() {
+    if let Some(b) = Backend::moto() {
+        four_clients_at_once(b);
+    }
+}
+
+#[test]
+fn four_clients_back_up_to_a_local_folder_at_once() {
+    four_clients_at_once(Backend::Local);
+}
+
+#[test]
+fn four_clients_back_up_over_sftp_at_once() {
+    if let Some(b) = Backend::sftp() {
+        four_clients_at_once(b);
+    }
+}
+
+/// A backup to S3 killed with SIGKILL at growing moments, again and
+/// again: every time the repository still opens and passes fsck, and at
+/// the end a backup completes and restores exactly.
+#[test]
+fn a_backup_to_s3_killed_again_and_again_completes_and_restores_exactly() {
+    let Some(backend) = Backend::garage() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "killed");
+    let data = env.path().join("data");
+    for i in 0..40 {
+        write(
+            &data.join(format!("d{}/f{i}.bin", i % 4)),
+            &noise(400_000, 500 + i),
+        );
+    }
+    let backup = || {
+        let mut cmd = backup_cmd(&backend, &env, &url, "c", &data);
+        cmd.args(["--pack-size", "256KiB", "--checkpoint", "2MiB"]);
+        cmd
+    };
+    let mut killed_while_running = 0;
+    for round in 0..8u64 {
+        let mut child = backup()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150 + round * 120));
+        if child.try_wait().unwrap().is_none() {
+            killed_while_running += 1;
+        }
+        Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+        // The killed run's lock is stale (its process is gone): fsck works.
+        run(backend
+            .obnam(&env, &url)
+            .args(["--client-name", "c", "fsck"]))
+        .ok();
+    }
+    assert!(
+        killed_while_running >= 4,
+        "only {killed_while_running} of 8 runs were still running when killed"
+    );
+    let finish = run(&mut backup()).ok();
+    assert!(
+        bytes_new(&finish) < 16e6,
+        "the runs before were not reused: {finish:?}"
+    );
+    let to = env.path().join("out");
+    run(backend
+        .obnam(&env, &url)
+        .args(["--client-name", "c", "restore", "--to"])
+        .arg(&to))
+    .ok();
+    assert_same(&data, &restored(&to, &data));
+    run(backend
+        .obnam(&env, &url)
+        .args(["--client-name", "c", "fsck", "--verify-data"]))
+    .ok();
+}
+
+/// A store that does not answer: retried, then a clear error naming the
+/// URL, exit code 1, in bounded time.
+#[test]
+fn an_unreachable_s3_store_fails_clearly() {
+    let env = TestEnv::new();
+    let started = Instant::now();
+    let run = run(env
+        .obnam()
+        .env("AWS_ACCESS_KEY_ID", "GK0b5a3e57c0ffee0000000001")
+        .env("AWS_SECRET_ACCESS_KEY", "secret-that-must-not-show")
+        .args([
+            "--repository",
+            "s3://nobucket/prefix",
+            "--s3-endpoint",
+            "http://127.0.0.1:9",
+            "--client-name",
+            "c",
+            "ls",
+        ]))
+    .fails()
+    .no_rust_panic();
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .starts_with("ERROR: s3://nobucket/prefix: cannot read config: "),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("secret-that-must-not-show"));
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn an_unreachable_sftp_server_fails_clearly() {
+    let env = TestEnv::new();
+    let run = run(env.obnam().args([
+        "--repository",
+        "sftp://nobody@127.0.0.1:9/srv/repo",
+        "--client-name",
+        "c",
+        "ls",
+    ]))
+    .fails()
+    .no_rust_panic();
+    assert!(
+        run.stderr
+            .starts_with("ERROR: sftp://nobody@127.0.0.1:9/srv/repo: cannot read config: "),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Wrong credentials: refused by the server, reported with the URL, and
+/// the secret appears neither on the terminal nor in the log.
+#[test]
+fn wrong_s3_credentials_are_reported_without_the_secret() {
+    let Some(Backend::S3 {
+        endpoint, bucket, ..
+    }) = Backend::garage()
+    else {
+        return;
+    };
+    let env = TestEnv::new();
+    let log = env.path().join("obnam.log");
+    let url = format!("s3://{bucket}/wrong-credentials");
+    let run = run(env
+        .obnam()
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "0000000000000000000000000000000000000000000000000000000000000bad",
+        )
+        .args(["--repository", &url, "--s3-endpoint", &endpoint])
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-level", "trace", "--client-name", "c", "ls"]))
+    .fails()
+    .no_rust_panic();
+    assert!(
+        run.stderr
+            .starts_with(&format!("ERROR: {url}: cannot read config: ")),
+        "{}",
+        run.stderr
+    );
+    let logged = fs::read_to_string(&log).unwrap_or_default();
+    for text in [&run.stderr, &run.stdout, &logged] {
+        assert!(!text.contains("0000000000000bad"), "{text}");
+    }
+}
+
+#[test]
+fn bad_repository_urls_are_named_without_their_secrets() {
+    let env = TestEnv::new();
+    let run = env
+        .run(["--repository", "sftp://me:hunter2@127.0.0.1/r", "ls"])
+        .fails();
+    assert_eq!(
+        run.stderr,
+        "ERROR: bad repository URL 'sftp://me:***@127.0.0.1/r': it holds a password; obnam logs in with SSH keys (see --ssh-key)\n"
+    );
+    let run = env.run(["--repository", "ftp://host/r", "ls"]).fails();
+    assert!(
+        run.stderr.contains("unknown scheme 'ftp'"),
+        "{}",
+        run.stderr
+    );
+}
