@@ -14,6 +14,8 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
+pub mod awkward;
+
 /// The cargo target profile folder holding `obnam` and the plugin libraries.
 pub fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("OBNAM_TEST_TARGET_DIR") {
