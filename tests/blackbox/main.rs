@@ -3,6 +3,7 @@
 
 mod abi_version;
 mod backup;
+mod compression;
 mod examples;
 mod exclude;
 mod faults;
