@@ -109,7 +109,7 @@ fn four_clients_at_once(backend: Backend) {
         // Only its own data: no other client's folder came back.
         let top: Vec<_> = fs::read_dir(to.join(env.path().strip_prefix("/").unwrap()))
             .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(top, [format!("client{i}")], "client{i} restored {top:?}");
     }

@@ -7,6 +7,11 @@ use std::process::{Child, Command, Stdio};
 
 use obnam_test_support::{Run, TestEnv};
 
+/// Small packs, so that a run makes many writes; uncompressed, so that
+/// how many (and so where a given crash point falls) does not depend on
+/// how well the data compresses.
+const SMALL_PACKS: [&str; 4] = ["--pack-size", "64KiB", "--compress-with", "none"];
+
 struct World {
     env: TestEnv,
     plugins: PathBuf,
@@ -33,6 +38,11 @@ impl World {
 
     fn run(&self, args: &[&str]) -> Run {
         obnam_test_support::run(&mut self.cmd(args))
+    }
+
+    /// Run with [`SMALL_PACKS`].
+    fn run_small_packs(&self, args: &[&str]) -> Run {
+        self.run(&[&SMALL_PACKS[..], args].concat())
     }
 
     /// Start `repotest-lock CLIENT 600` and wait until it holds the lock.
@@ -220,24 +230,14 @@ fn a_repository_is_needed_and_must_exist_for_reading() {
 fn every_crash_point_leaves_a_repository_that_opens_and_reads_back() {
     let w = World::new(&["repotest"]);
     let fresh = World::new(&["repotest"]);
-    let full = fresh
-        .run(&["--pack-size", "64KiB", "repotest-run", "c1", "45"])
-        .ok();
+    let full = fresh.run_small_packs(&["repotest-run", "c1", "45"]).ok();
     let full_bytes = field(&full, "bytes-written");
     let mut crashes = 0;
     let mut reuse_seen = false;
     // Crash before each write in turn, until the run gets through.
     for limit in 1..=500 {
         let limit = limit.to_string();
-        let run = w.run(&[
-            "--pack-size",
-            "64KiB",
-            "--crash-limit",
-            &limit,
-            "repotest-run",
-            "c1",
-            "45",
-        ]);
+        let run = w.run_small_packs(&["--crash-limit", &limit, "repotest-run", "c1", "45"]);
         let completed = run.code == 0;
         if !completed {
             assert_eq!(run.code, 75, "{run:?}");
@@ -248,9 +248,7 @@ fn every_crash_point_leaves_a_repository_that_opens_and_reads_back() {
         let verify = w.run(&["repotest-verify", "c1"]).ok();
         assert!(verify.stdout.ends_with(" ok\n"), "{verify:?}");
         // A rerun completes, reusing what earlier runs uploaded.
-        let rerun = w
-            .run(&["--pack-size", "64KiB", "repotest-run", "c1", "45"])
-            .ok();
+        let rerun = w.run_small_packs(&["repotest-run", "c1", "45"]).ok();
         if field(&rerun, "bytes-written") < full_bytes / 2 {
             reuse_seen = true;
         }
@@ -270,21 +268,11 @@ fn a_rerun_after_a_crash_reuses_chunks_from_checkpoints() {
     let w = World::new(&["repotest"]);
     let fresh = World::new(&["repotest"]);
     let full = field(
-        &fresh
-            .run(&["--pack-size", "64KiB", "repotest-run", "c1", "30"])
-            .ok(),
+        &fresh.run_small_packs(&["repotest-run", "c1", "30"]).ok(),
         "bytes-written",
     );
     // Stop late in the run, after some checkpoints.
-    let run = w.run(&[
-        "--pack-size",
-        "64KiB",
-        "--crash-limit",
-        "30",
-        "repotest-run",
-        "c1",
-        "30",
-    ]);
+    let run = w.run_small_packs(&["--crash-limit", "30", "repotest-run", "c1", "30"]);
     assert_eq!(run.code, 75, "{run:?}");
     let verify = w.run(&["repotest-verify", "c1"]).ok();
     assert!(
@@ -292,8 +280,7 @@ fn a_rerun_after_a_crash_reuses_chunks_from_checkpoints() {
         "a checkpoint survives: {verify:?}"
     );
     let rerun = field(
-        &w.run(&["--pack-size", "64KiB", "repotest-run", "c1", "30"])
-            .ok(),
+        &w.run_small_packs(&["repotest-run", "c1", "30"]).ok(),
         "bytes-written",
     );
     assert!(
@@ -319,7 +306,9 @@ fn all_files(dir: &Path) -> Vec<PathBuf> {
 fn a_data_filter_plugin_sees_every_object_and_is_needed_to_read_them() {
     let w = World::new(&["repotest", "xorfilter"]);
     let client = "client-with-a-long-recognisable-name";
-    w.run(&["repotest-run", client, "12"]).ok();
+    // Uncompressed: compression alone would hide the plain data below.
+    w.run(&["--compress-with", "none", "repotest-run", client, "12"])
+        .ok();
     w.run(&["repotest-verify", client]).ok();
     // No stored object but the config holds plain data: the repeated
     // block of every file would show.
