@@ -90,6 +90,38 @@ pub struct Storage {
     made_root: Option<PathBuf>,
 }
 
+/// An OpenDAL error in a sentence: what went wrong and its causes,
+/// without the request context (which may be long, and is no help to the
+/// user beyond the URL and object that obnam names itself).
+fn describe(e: &opendal::Error) -> String {
+    let mut parts = vec![match e.kind() {
+        ErrorKind::PermissionDenied => "access denied (check the credentials)".to_string(),
+        ErrorKind::ConfigInvalid => format!("bad storage settings: {}", e.message()),
+        _ => e.message().to_string(),
+    }];
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    let mut text = parts.join(": ");
+    if text.contains("failed to load signing credential") {
+        text.push_str(" (no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
+    }
+    if e.is_persistent()
+        && !matches!(
+            e.kind(),
+            ErrorKind::PermissionDenied | ErrorKind::ConfigInvalid
+        )
+    {
+        text.push_str(" (gave up after retrying)");
+    }
+    text
+}
+
 /// How many objects' readers are kept open at most.
 const OPEN_READERS: usize = 64;
 
@@ -256,7 +288,7 @@ impl Storage {
                 url: self.url.clone(),
                 op,
                 key: key.to_string(),
-                message: e.to_string(),
+                message: describe(&e),
             }
         }
     }
