@@ -28,7 +28,6 @@ struct World {
 impl World {
     fn new(backend: Backend) -> Self {
         let env = TestEnv::new();
-        backend.prepare(&env);
         let url = backend.repo_url(&env, "repo");
         let data = env.path().join("data");
         fs::create_dir(&data).unwrap();

@@ -59,7 +59,6 @@ fn backup_cmd(backend: &Backend, env: &TestEnv, url: &str, client: &str, data: &
 /// stores the shared file again, and each restores exactly its own data.
 fn four_clients_at_once(backend: Backend) {
     let env = TestEnv::new();
-    backend.prepare(&env);
     let url = backend.repo_url(&env, "shared");
     let shared = noise(6 << 20, 1);
 

@@ -7,7 +7,9 @@
 //! are:
 //!
 //! * SFTP: `SFTP_URL` (`sftp://user@127.0.0.1:PORT/folder`), `SFTP_KEY`,
-//!   `SFTP_KNOWN_HOSTS`;
+//!   `SFTP_KNOWN_HOSTS`; the server's host key must be in the user's
+//!   `~/.ssh/known_hosts` (`start-sftp.sh trust`), because ssh reads the
+//!   home folder of the user's account, not `$HOME`;
 //! * Garage: `S3_ENDPOINT`, `S3_BUCKET`, `AWS_ACCESS_KEY_ID`,
 //!   `AWS_SECRET_ACCESS_KEY`;
 //! * moto: `OBNAM_TEST_MOTO_ENDPOINT` (same bucket name and keys).
@@ -116,16 +118,6 @@ impl Backend {
             Backend::Local => env.path().join(name).display().to_string(),
             Backend::Sftp { base_url, .. } => format!("{base_url}/{unique}/{name}"),
             Backend::S3 { bucket, .. } => format!("s3://{bucket}/{unique}/{name}"),
-        }
-    }
-
-    /// Make `env` able to reach the backend: for SFTP, the server's host
-    /// key in the test home's `~/.ssh/known_hosts`, as a user would have it.
-    pub fn prepare(&self, env: &TestEnv) {
-        if let Backend::Sftp { known_hosts, .. } = self {
-            let ssh = env.home().join(".ssh");
-            std::fs::create_dir_all(&ssh).expect("~/.ssh");
-            std::fs::copy(known_hosts, ssh.join("known_hosts")).expect("known_hosts");
         }
     }
 

@@ -20,6 +20,9 @@ pub enum RepoError {
     Corrupt { object: String, reason: String },
     #[error("{0}")]
     Filter(String),
+    /// A storage read that failed, as the storage described it.
+    #[error("{0}")]
+    Read(String),
     #[error("chunk {0} is not in the repository")]
     NoSuchChunk(String),
     #[error("client '{0}' has no generation {1}")]

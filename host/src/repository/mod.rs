@@ -28,6 +28,7 @@ pub mod location;
 pub mod lock;
 pub mod object;
 pub mod pack;
+pub mod pack_cache;
 pub mod storage;
 pub mod tree;
 
@@ -53,8 +54,12 @@ pub const FORMAT_VERSION: u32 = 2;
 const FORMAT_VERSION_PLAIN: u32 = 1;
 const FORMAT_NAME: &str = "obnam-repository";
 
-/// At most this many sealed packs wait to be written at once.
+/// At most this many sealed packs wait to be written at once to a local
+/// folder, where a write costs little more than the copy.
 const MAX_INFLIGHT_PACKS: usize = 2;
+/// The same for a remote store, where each write waits for the network:
+/// more packs in flight keep the uploads overlapping with the work.
+const MAX_INFLIGHT_PACKS_REMOTE: usize = 6;
 
 /// Default target size of a pack.
 pub const DEFAULT_PACK_SIZE: u64 = 8 << 20;
@@ -133,6 +138,8 @@ pub struct Repository {
     session_indexes: Mutex<Vec<ObjectId>>,
     locks: lock::Locks,
     tree_cache: Mutex<TreeCache>,
+    /// Whole packs read from a remote store.
+    pack_cache: pack_cache::PackCache,
 }
 
 /// A small cache of decoded trees, oldest dropped first.
@@ -212,6 +219,7 @@ impl Repository {
             inflight_done: Condvar::new(),
             session_indexes: Mutex::new(Vec::new()),
             tree_cache: Mutex::new(TreeCache::default()),
+            pack_cache: pack_cache::PackCache::default(),
         };
         repo.load_index()?;
         Ok(repo)
@@ -407,7 +415,12 @@ impl Repository {
         });
         let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
         // Bound the memory held by packs waiting to be written.
-        while inflight.len() >= MAX_INFLIGHT_PACKS {
+        let limit = if self.storage.is_remote() {
+            MAX_INFLIGHT_PACKS_REMOTE
+        } else {
+            MAX_INFLIGHT_PACKS
+        };
+        while inflight.len() >= limit {
             inflight = self
                 .inflight_done
                 .wait(inflight)
@@ -523,14 +536,46 @@ impl Repository {
                     .read_index()
                     .pack_id(location.pack)
                     .ok_or_else(|| RepoError::corrupt(&context, "unknown pack"))?;
-                self.storage.read_range(
-                    &pack::key(&pack),
-                    location.offset as u64,
-                    location.length as u64,
-                )?
+                if self.storage.is_remote() {
+                    self.blob_from_cached_pack(pack, &location, &context)?
+                } else {
+                    self.storage.read_range(
+                        &pack::key(&pack),
+                        location.offset as u64,
+                        location.length as u64,
+                    )?
+                }
             }
         };
         object::open(self.filter.as_ref(), self.seal.as_deref(), &context, stored)
+    }
+
+    /// A blob of a pack on a remote store, read with the whole pack.
+    fn blob_from_cached_pack(
+        &self,
+        pack: ObjectId,
+        location: &Location,
+        context: &str,
+    ) -> RepoResult<Vec<u8>> {
+        let key = pack::key(&pack);
+        let bytes = self
+            .pack_cache
+            .get(pack, || {
+                self.storage
+                    .read(&key)
+                    .map(bytes::Bytes::from)
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(RepoError::Read)?;
+        let start = location.offset as usize;
+        let end = start + location.length as usize;
+        if end > bytes.len() {
+            return Err(RepoError::corrupt(
+                context,
+                format!("{key} ends before it (truncated or damaged)"),
+            ));
+        }
+        Ok(bytes.slice(start..end).to_vec())
     }
 
     fn blob_in_memory(&self, location: &Location) -> Option<Vec<u8>> {

@@ -263,6 +263,11 @@ impl Storage {
         }
     }
 
+    /// Whether the store is across a network (SFTP, S3).
+    pub fn is_remote(&self) -> bool {
+        !self.location.is_local()
+    }
+
     /// The repository URL, for messages.
     pub fn url(&self) -> &str {
         &self.url
