@@ -14,7 +14,7 @@ use std::process::{Child, Stdio};
 
 use obnam_test_support::awkward::{assert_same, make_awkward_tree, restored};
 use obnam_test_support::backend::Backend;
-use obnam_test_support::{run, Run, TestEnv};
+use obnam_test_support::{bytes_new, noise, run, Run, TestEnv};
 
 /// A test world on one backend: a repository URL, data, a client.
 struct World {
@@ -87,19 +87,6 @@ impl World {
     }
 }
 
-/// Deterministic pseudo-random bytes (incompressible).
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
-
 /// A number before `label` in the backup summary line, e.g. `files read`
 /// in "Backed up 3 files and 2 directories (1 files read, ...".
 fn summary_count(run: &Run, label: &str) -> u64 {
@@ -113,25 +100,6 @@ fn summary_count(run: &Run, label: &str) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-/// The new bytes a backup stored, from its summary ("..., 3.0 MB new)").
-fn bytes_new(run: &Run) -> f64 {
-    let at = run
-        .stdout
-        .find(" new)")
-        .unwrap_or_else(|| panic!("{run:?}"));
-    let before = &run.stdout[..at];
-    let words: Vec<&str> = before.rsplit(' ').take(2).collect();
-    let (unit, number) = (words[0], words[1]);
-    let n: f64 = number.parse().unwrap();
-    n * match unit {
-        "B" => 1.0,
-        "kB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        other => panic!("unit {other} in {run:?}"),
-    }
 }
 
 fn awkward_tree_round_trips_through_two_generations(backend: Backend) {

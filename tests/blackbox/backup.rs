@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use obnam_test_support::{mount_small_tmpfs, running_as_root, unmount, BackupWorld, Run};
+use obnam_test_support::{mount_small_tmpfs, noise, running_as_root, unmount, BackupWorld, Run};
 
 /// The backup world, with what these tests add to it.
 trait Inspect {
@@ -63,19 +63,6 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-/// Deterministic pseudo-random bytes.
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
 }
 
 /// A number from the summary line, e.g. `files read` in
@@ -224,7 +211,7 @@ fn an_unreadable_file_is_an_error_and_others_are_kept() {
 fn checkpoints_stay_with_leave_checkpoints_and_go_without() {
     let w = world();
     for i in 0..8 {
-        w.file(&format!("f{i}"), &random_bytes(300_000, i));
+        w.file(&format!("f{i}"), &noise(300_000, i));
     }
     w.backup(&["--checkpoint", "200KiB", "--leave-checkpoints"])
         .ok();
@@ -235,7 +222,7 @@ fn checkpoints_stay_with_leave_checkpoints_and_go_without() {
 
     let w = world();
     for i in 0..8 {
-        w.file(&format!("f{i}"), &random_bytes(300_000, i + 100));
+        w.file(&format!("f{i}"), &noise(300_000, i + 100));
     }
     w.backup(&["--checkpoint", "200KiB"]).ok();
     let gens = w.generations();
@@ -246,7 +233,7 @@ fn checkpoints_stay_with_leave_checkpoints_and_go_without() {
 #[test]
 fn a_checkpoint_is_made_in_the_middle_of_a_large_file() {
     let w = world();
-    w.file("big", &random_bytes(3_000_000, 7));
+    w.file("big", &noise(3_000_000, 7));
     w.backup(&["--checkpoint", "500KiB", "--leave-checkpoints"])
         .ok();
     let checkpoints = w
@@ -290,7 +277,7 @@ fn pretend_leaves_the_repository_byte_for_byte_unchanged() {
 fn deduplicate_never_stores_everything_again_and_fatalist_almost_nothing() {
     let w = world();
     for i in 0..4 {
-        w.file(&format!("f{i}"), &random_bytes(500_000, i));
+        w.file(&format!("f{i}"), &noise(500_000, i));
     }
     w.backup(&[]).ok();
     let base = w.repo_bytes();
@@ -330,7 +317,7 @@ fn deduplicate_never_stores_everything_again_and_fatalist_almost_nothing() {
     for i in 0..4 {
         assert_eq!(
             fs::read(restored.join(format!("f{i}"))).unwrap(),
-            random_bytes(500_000, i)
+            noise(500_000, i)
         );
     }
 }
@@ -348,7 +335,7 @@ fn verify_keeps_colliding_chunks_apart() {
         "16KiB",
     ];
     for i in 0..6 {
-        w.file(&format!("f{i}"), &random_bytes(200_000, i + 50));
+        w.file(&format!("f{i}"), &noise(200_000, i + 50));
     }
     let mut args = vec!["--testing-weak-tokens", "--deduplicate", "verify"];
     args.extend_from_slice(&small);
@@ -357,7 +344,7 @@ fn verify_keeps_colliding_chunks_apart() {
     for i in 0..6 {
         assert_eq!(
             fs::read(restored.join(format!("f{i}"))).unwrap(),
-            random_bytes(200_000, i + 50),
+            noise(200_000, i + 50),
             "f{i} restores exactly"
         );
     }
@@ -366,7 +353,7 @@ fn verify_keeps_colliding_chunks_apart() {
 #[test]
 fn inserting_one_byte_near_the_start_costs_a_few_chunks() {
     let w = world();
-    let original = random_bytes(8 << 20, 3);
+    let original = noise(8 << 20, 3);
     w.file("big", &original);
     w.backup(&[]).ok();
     let before = w.repo_bytes();
@@ -416,7 +403,7 @@ fn bad_chunk_settings_are_clear_errors() {
 #[test]
 fn fsck_passes_a_good_repository_and_names_a_corrupt_file() {
     let w = world();
-    w.file("big", &random_bytes(1_000_000, 9));
+    w.file("big", &noise(1_000_000, 9));
     w.file("small", b"small");
     w.backup(&[]).ok();
     let run = w.obnam(&["fsck", "--verify-data"]).ok();
@@ -488,7 +475,7 @@ fn running_out_of_space_stops_the_backup_cleanly() {
         return;
     }
     let repo = small.join("repo");
-    w.file("big", &random_bytes(3_000_000, 11));
+    w.file("big", &noise(3_000_000, 11));
     let run = obnam_test_support::run(
         w.env
             .obnam()

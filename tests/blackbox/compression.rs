@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use obnam_test_support::awkward::{assert_same, assert_sparse, make_awkward_tree, restored};
-use obnam_test_support::{target_dir, BackupWorld, Run};
+use obnam_test_support::{noise, target_dir, BackupWorld, Run};
 
 const CLIENT: &str = "compressed";
 
@@ -238,19 +238,6 @@ fn text(n: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(n);
     out
-}
-
-/// `n` bytes that do not compress (xorshift).
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// Back up the awkward tree with `settings`, check which tags its objects

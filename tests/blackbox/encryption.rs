@@ -7,24 +7,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use obnam_test_support::{run, BackupWorld, Run, TestEnv};
+use obnam_test_support::{noise, run, BackupWorld, Run, TestEnv};
 
 /// Cheap Argon2id costs, so that each run unlocks in milliseconds. The
 /// costs are recorded in each slot; these tests do not measure them.
 const CHEAP_KDF: [&str; 4] = ["--kdf-memory", "256KiB", "--kdf-iterations", "1"];
-
-/// Deterministic pseudo-random bytes (incompressible).
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
 
 /// Run obnam on the world's repository with a passphrase in the environment.
 fn with_pass(w: &BackupWorld, pass: &str, args: &[&str]) -> Run {

@@ -10,41 +10,11 @@ use std::time::{Duration, Instant};
 
 use obnam_test_support::awkward::{assert_same, restored};
 use obnam_test_support::backend::Backend;
-use obnam_test_support::{run, Run, TestEnv};
-
-/// Deterministic pseudo-random bytes (incompressible).
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
+use obnam_test_support::{bytes_new, noise, run, Run, TestEnv};
 
 fn write(path: &Path, data: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, data).unwrap();
-}
-
-/// The new bytes a backup stored, from its summary ("..., 3.0 MB new)").
-fn bytes_new(run: &Run) -> f64 {
-    let at = run
-        .stdout
-        .find(" new)")
-        .unwrap_or_else(|| panic!("{run:?}"));
-    let words: Vec<&str> = run.stdout[..at].rsplit(' ').take(2).collect();
-    let n: f64 = words[1].parse().unwrap();
-    n * match words[0] {
-        "B" => 1.0,
-        "kB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        other => panic!("unit {other} in {run:?}"),
-    }
 }
 
 fn backup_cmd(backend: &Backend, env: &TestEnv, url: &str, client: &str, data: &Path) -> Command {

@@ -281,3 +281,35 @@ pub fn running_as_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// `n` deterministic pseudo-random bytes from `seed` (xorshift): data that
+/// neither compresses nor deduplicates against other seeds.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+/// The new bytes a backup stored, read from its summary line
+/// (`Backed up ... (N files read, X MB, Y MB new) ...`).
+pub fn bytes_new(run: &Run) -> f64 {
+    let at = run
+        .stdout
+        .find(" new)")
+        .unwrap_or_else(|| panic!("no summary line: {run:?}"));
+    let words: Vec<&str> = run.stdout[..at].rsplit(' ').take(2).collect();
+    let n: f64 = words[1].parse().expect("a number");
+    n * match words[0] {
+        "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        other => panic!("unit {other} in {run:?}"),
+    }
+}
