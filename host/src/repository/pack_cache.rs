@@ -21,12 +21,19 @@ use super::ids::ObjectId;
 /// Packs kept at most (with 8 MiB packs, 64 MiB).
 pub const CAPACITY: usize = 8;
 
+/// Packs fetched at once at most: each fetch holds a pack's worth of
+/// memory twice for a moment, and more at once does not read faster.
+pub const FETCHES: usize = 2;
+
 type Slot = Arc<OnceLock<Result<Bytes, String>>>;
 
 /// Recently read packs, by id.
 #[derive(Default)]
 pub struct PackCache {
     inner: Mutex<Inner>,
+    /// Fetches running now, bounded by [`FETCHES`].
+    fetching: Mutex<usize>,
+    fetched: std::sync::Condvar,
 }
 
 #[derive(Default)]
@@ -51,6 +58,23 @@ impl Inner {
 }
 
 impl PackCache {
+    /// Run `fetch` once fewer than [`FETCHES`] others are running.
+    fn bounded<T>(&self, fetch: impl FnOnce() -> T) -> T {
+        let mut running = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= FETCHES {
+            running = self
+                .fetched
+                .wait(running)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        drop(running);
+        let out = fetch();
+        *self.fetching.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.fetched.notify_one();
+        out
+    }
+
     /// The bytes of pack `id`, fetched with `fetch` unless they are here
     /// or another thread is fetching them already. A failed fetch is not
     /// kept: the next read tries again.
@@ -65,7 +89,7 @@ impl PackCache {
             inner.touch(id);
             slot
         };
-        let result = slot.get_or_init(fetch).clone();
+        let result = slot.get_or_init(|| self.bounded(fetch)).clone();
         if result.is_err() {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             if inner.slots.get(&id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {

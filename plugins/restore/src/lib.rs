@@ -62,7 +62,7 @@ impl Plugin for RestorePlugin {
         app.add_setting(
             Setting::integer("restore-workers")
                 .metavar("N")
-                .help("restore N files at once (0: four per processor, from 4 to 32)")
+                .help("restore N files at once (0: four per processor, from 4 to 32; at most 4 from sftp:// or s3://)")
                 .group(GROUP_PERFORMANCE),
         );
         app.add_subcommand(

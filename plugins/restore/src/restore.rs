@@ -138,7 +138,8 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
 }
 
 /// The number of worker threads: `--restore-workers`, or four per
-/// processor (from 4 to 32). Workers spend much of their time waiting for
+/// processor (from 4 to 32; at most 4 from a remote repository). Workers
+/// spend much of their time waiting for
 /// the repository's storage and for the file system, so more of them than
 /// processors keeps the processors busy.
 fn workers(ctx: &Context<'_>) -> Result<usize> {
@@ -150,8 +151,21 @@ fn workers(ctx: &Context<'_>) -> Result<usize> {
         return Ok(n.min(256) as usize);
     }
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Ok((cpus * 4).clamp(4, 32))
+    let local = (cpus * 4).clamp(4, 32);
+    // From a remote store, more workers than this only wait for each
+    // other's downloads (and hold their memory): measured over SFTP and S3.
+    let remote = ctx
+        .string("repository")?
+        .is_some_and(|url| url.starts_with("sftp://") || url.starts_with("s3://"));
+    Ok(if remote {
+        local.min(REMOTE_WORKERS)
+    } else {
+        local
+    })
 }
+
+/// The automatic number of workers for a remote repository.
+const REMOTE_WORKERS: usize = 4;
 
 /// The paths given on the command line, as components: all of `/` if none;
 /// repeated paths, and paths inside another one given, are dropped.
