@@ -138,12 +138,19 @@ fn a_backup_to_s3_killed_again_and_again_completes_and_restores_exactly() {
     };
     let mut killed_while_running = 0;
     for round in 0..8u64 {
+        // New data every round, so that every run has uploading to do.
+        for i in 0..4 {
+            write(
+                &data.join(format!("new{round}/f{i}.bin")),
+                &noise(300_000, 9_000 + round * 10 + i),
+            );
+        }
         let mut child = backup()
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(150 + round * 120));
+        std::thread::sleep(Duration::from_millis(80 + round * 40));
         if child.try_wait().unwrap().is_none() {
             killed_while_running += 1;
         }

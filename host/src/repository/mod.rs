@@ -132,10 +132,14 @@ pub struct Repository {
     /// The pack being filled, per blob kind (data, tree).
     packers: [Mutex<Option<Packer>>; 2],
     /// Packs sealed and being written, by pack number, readable meanwhile.
-    inflight: Mutex<HashMap<u32, Arc<pack::Sealed>>>,
-    inflight_done: Condvar,
+    inflight: Arc<Mutex<HashMap<u32, Arc<pack::Sealed>>>>,
+    inflight_done: Arc<Condvar>,
+    /// The first failure of a background upload (remote stores): once set,
+    /// every later store and flush fails with it, so that nothing is ever
+    /// committed that refers to a pack that was not written.
+    upload_failure: Arc<Mutex<Option<String>>>,
     /// Index objects written by this process.
-    session_indexes: Mutex<Vec<ObjectId>>,
+    session_indexes: Arc<Mutex<Vec<ObjectId>>>,
     locks: lock::Locks,
     tree_cache: Mutex<TreeCache>,
     /// Whole packs read from a remote store.
@@ -215,9 +219,10 @@ impl Repository {
             index: RwLock::new(Index::default()),
             reserved: Mutex::new(HashSet::new()),
             packers: [Mutex::new(None), Mutex::new(None)],
-            inflight: Mutex::new(HashMap::new()),
-            inflight_done: Condvar::new(),
-            session_indexes: Mutex::new(Vec::new()),
+            inflight: Arc::new(Mutex::new(HashMap::new())),
+            inflight_done: Arc::new(Condvar::new()),
+            upload_failure: Arc::new(Mutex::new(None)),
+            session_indexes: Arc::new(Mutex::new(Vec::new())),
             tree_cache: Mutex::new(TreeCache::default()),
             pack_cache: pack_cache::PackCache::default(),
         };
@@ -362,6 +367,7 @@ impl Repository {
     }
 
     fn put_blob(&self, id: ChunkId, kind: BlobKind, data: Vec<u8>) -> RepoResult<()> {
+        self.check_uploads()?;
         let (header, payload) = object::seal(
             self.filter.as_ref(),
             self.seal.as_deref(),
@@ -432,11 +438,78 @@ impl Repository {
 
     /// Write a pack, then the index object listing its blobs.
     fn seal(&self, number: u32, sealed: Arc<pack::Sealed>) -> RepoResult<()> {
+        if self.storage.is_remote() {
+            return self.seal_in_background(number, sealed);
+        }
         let result = self.write_pack(&sealed);
         let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
         inflight.remove(&number);
         self.inflight_done.notify_all();
         result
+    }
+
+    /// On a remote store, [`seal`](Self::seal) without waiting: the pack
+    /// and then its index object are uploaded in the background, in that
+    /// order, while the caller goes on cutting and compressing chunks. The
+    /// pack stays readable from memory until its upload is done.
+    fn seal_in_background(&self, number: u32, sealed: Arc<pack::Sealed>) -> RepoResult<()> {
+        let done = move |inflight: &Mutex<HashMap<u32, Arc<pack::Sealed>>>, cond: &Condvar| {
+            inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&number);
+            cond.notify_all();
+        };
+        let index_id = ObjectId::random();
+        let index_key = format!("index/{index_id}");
+        let index_object = index::encode(&self.read_index(), &sealed.entries);
+        let index_object = match object::seal_whole(
+            self.filter.as_ref(),
+            self.seal.as_deref(),
+            &index_key,
+            index_object,
+        ) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                done(&self.inflight, &self.inflight_done);
+                return Err(e);
+            }
+        };
+        let (inflight, cond) = (self.inflight.clone(), self.inflight_done.clone());
+        let (failure, indexes) = (self.upload_failure.clone(), self.session_indexes.clone());
+        self.storage.write_in_background(
+            vec![
+                (pack::key(&sealed.id), sealed.bytes.clone()),
+                (index_key, bytes::Bytes::from(index_object)),
+            ],
+            move |result| {
+                match result {
+                    Ok(()) => indexes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(index_id),
+                    Err(e) => {
+                        let mut failure = failure.lock().unwrap_or_else(|e| e.into_inner());
+                        failure.get_or_insert(e.to_string());
+                    }
+                }
+                done(&inflight, &cond);
+            },
+        );
+        self.check_uploads()?;
+        self.refresh_locks()
+    }
+
+    /// Fail if a background upload failed.
+    fn check_uploads(&self) -> RepoResult<()> {
+        match &*self
+            .upload_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            Some(message) => Err(RepoError::Read(message.clone())),
+            None => Ok(()),
+        }
     }
 
     fn write_pack(&self, sealed: &pack::Sealed) -> RepoResult<()> {
@@ -476,7 +549,8 @@ impl Repository {
                 .wait(inflight)
                 .unwrap_or_else(|e| e.into_inner());
         }
-        Ok(())
+        drop(inflight);
+        self.check_uploads()
     }
 
     /// Replace the index objects this process wrote by one. Call only after

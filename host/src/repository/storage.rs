@@ -82,12 +82,29 @@ pub struct Storage {
     url: String,
     location: Location,
     writes: AtomicU64,
-    bytes_written: AtomicU64,
+    bytes_written: std::sync::Arc<AtomicU64>,
     crash_limit: Option<u64>,
     /// Readers of recently read objects, by key.
     readers: std::sync::Mutex<std::collections::HashMap<String, opendal::Reader>>,
     /// The local folder this open created, if it did.
     made_root: Option<PathBuf>,
+}
+
+/// A failed storage operation as a [`StorageError`].
+fn failure(url: &str, op: &'static str, key: &str, e: opendal::Error) -> StorageError {
+    if e.kind() == ErrorKind::NotFound {
+        StorageError::NotFound {
+            url: url.to_string(),
+            key: key.to_string(),
+        }
+    } else {
+        StorageError::Failed {
+            url: url.to_string(),
+            op,
+            key: key.to_string(),
+            message: describe(&e),
+        }
+    }
 }
 
 /// An OpenDAL error in a sentence: what went wrong and its causes,
@@ -246,7 +263,7 @@ impl Storage {
             url: url.to_string(),
             location,
             writes: AtomicU64::new(0),
-            bytes_written: AtomicU64::new(0),
+            bytes_written: std::sync::Arc::new(AtomicU64::new(0)),
             crash_limit: options.crash_limit,
             readers: std::sync::Mutex::new(std::collections::HashMap::new()),
             made_root,
@@ -283,19 +300,45 @@ impl Storage {
     }
 
     fn fail(&self, op: &'static str, key: &str, e: opendal::Error) -> StorageError {
-        if e.kind() == ErrorKind::NotFound {
-            StorageError::NotFound {
-                url: self.url.clone(),
-                key: key.to_string(),
-            }
-        } else {
-            StorageError::Failed {
-                url: self.url.clone(),
-                op,
-                key: key.to_string(),
-                message: describe(&e),
-            }
+        failure(&self.url, op, key, e)
+    }
+
+    /// Write objects one after the other, in the background: returns at
+    /// once, and calls `done` with the outcome once the last is written or
+    /// one failed (the rest are then not written). The crash limit counts
+    /// the writes now, in order, as [`write`](Self::write) would.
+    pub fn write_in_background(
+        &self,
+        objects: Vec<(String, bytes::Bytes)>,
+        done: impl FnOnce(Result<(), StorageError>) + Send + 'static,
+    ) {
+        for _ in &objects {
+            self.count_write();
         }
+        let op = self.op.clone();
+        let url = self.url.clone();
+        let sftp = matches!(self.location, Location::Sftp { .. });
+        let bytes_written = self.bytes_written.clone();
+        self.runtime.spawn(async move {
+            for (key, data) in objects {
+                let len = data.len() as u64;
+                let written = if sftp {
+                    let tmp = format!(".tmp/{}", super::ids::ObjectId::random().to_hex());
+                    match op.write(&tmp, data).await {
+                        Ok(_) => op.rename(&tmp, &key).await,
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    op.write(&key, data).await.map(|_| ())
+                };
+                if let Err(e) = written {
+                    done(Err(failure(&url, "write", &key, e)));
+                    return;
+                }
+                bytes_written.fetch_add(len, Ordering::Relaxed);
+            }
+            done(Ok(()));
+        });
     }
 
     /// Count a modifying operation; end the process if the crash limit is reached.
