@@ -6,11 +6,19 @@
 //! a tampered or truncated object is found) and checks each file's
 //! whole-file checksum. Problems are reported one per line, naming the
 //! client, the generation and the path, and the run ends non-zero.
+//!
+//! Verifying is the slow part, so it is done once per distinct thing: a
+//! chunk's content is checked against its token once per run, and a
+//! file's content once per distinct (size, checksum, chunk list), however
+//! many generations hold the same unchanged file. The files of a
+//! generation are verified by several threads at once.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use plugin_api::{
     App, ChunkId, Context, Entry, EntryKind, GenerationReader, Plugin, Repository, Result, Setting,
@@ -40,40 +48,48 @@ impl Plugin for Fsck {
 /// What one check found.
 #[derive(Default)]
 struct Report {
-    generations: u64,
-    files: u64,
-    chunks_checked: u64,
-    problems: u64,
+    generations: AtomicU64,
+    files: AtomicU64,
+    chunks_checked: AtomicU64,
+    problems: AtomicU64,
 }
 
-struct Checker<'a, 'c> {
-    ctx: &'a Context<'c>,
+/// Threads that verify files at once: the chunks are read and decoded
+/// (decrypted, decompressed) and hashed, which keeps every processor busy.
+fn verify_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+struct Checker {
     repo: Repository,
     verify_data: bool,
     /// Chunks already read and found good (with --verify-data).
-    verified: HashSet<ChunkId>,
+    verified_chunks: Mutex<HashSet<ChunkId>>,
+    /// Files whose content was already checked: a digest of their size,
+    /// checksum and chunk list.
+    verified_files: Mutex<HashSet<[u8; 32]>>,
     report: Report,
 }
 
-impl Checker<'_, '_> {
-    fn problem(&mut self, what: &str) -> Result<()> {
-        self.report.problems += 1;
+impl Checker {
+    fn problem(&self, what: &str) {
+        self.report.problems.fetch_add(1, Ordering::Relaxed);
         plugin_api::tracing::error!("{what}");
-        Ok(())
     }
 
-    fn check_generation(&mut self, client: &str, reader: &GenerationReader) -> Result<()> {
+    fn check_generation(&self, ctx: &Context<'_>, client: &str, reader: &GenerationReader) {
+        let gen = reader.info().id;
+        let mut files = Vec::new();
         let mut stack = vec![PathBuf::from("/")];
         while let Some(dir) = stack.pop() {
             let entries = match reader.list_dir(&dir) {
                 Ok(Some(e)) => e,
                 Ok(None) => continue,
                 Err(e) => {
-                    let id = reader.info().id;
                     self.problem(&format!(
-                        "client {client}, generation {id}: {}: {e}",
+                        "client {client}, generation {gen}: {}: {e}",
                         dir.display()
-                    ))?;
+                    ));
                     continue;
                 }
             };
@@ -81,56 +97,109 @@ impl Checker<'_, '_> {
                 let path = dir.join(OsStr::from_bytes(&entry.name));
                 match entry.kind {
                     EntryKind::Dir => stack.push(path),
-                    EntryKind::File => self.check_file(client, &reader.info().id, &path, &entry)?,
+                    EntryKind::File => files.push((path, entry)),
                     _ => {}
                 }
             }
-            self.ctx
-                .status(&format!("{} files checked", self.report.files));
         }
-        Ok(())
+        let next = AtomicUsize::new(0);
+        let work = |show: Option<&Context<'_>>| loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((path, entry)) = files.get(i) else {
+                break;
+            };
+            self.check_file(client, &gen, path, entry);
+            if let Some(ctx) = show.filter(|_| i % 64 == 0) {
+                ctx.status(&format!(
+                    "{} files checked",
+                    self.report.files.load(Ordering::Relaxed)
+                ));
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..verify_threads() {
+                scope.spawn(|| work(None));
+            }
+            // This thread works too, and alone shows progress.
+            work(Some(ctx));
+        });
     }
 
-    fn check_file(&mut self, client: &str, gen: &str, path: &Path, entry: &Entry) -> Result<()> {
-        self.report.files += 1;
+    fn check_file(&self, client: &str, gen: &str, path: &Path, entry: &Entry) {
+        self.report.files.fetch_add(1, Ordering::Relaxed);
         let place = format!("client {client}, generation {gen}: {}", path.display());
-        let mut hasher = self.verify_data.then(Sha256::new);
-        let mut size = 0u64;
         for id in &entry.chunks {
             if !self.repo.has_chunk(*id) {
                 return self.problem(&format!("{place}: chunk {} is missing", hex(id)));
             }
-            if let Some(h) = hasher.as_mut() {
-                let data = match self.repo.get_chunk(*id) {
-                    Ok(d) => d,
-                    Err(e) => return self.problem(&format!("{place}: {e}")),
-                };
-                if self.verified.insert(*id) {
-                    self.report.chunks_checked += 1;
-                    if self.repo.token(&data) != id.token {
-                        return self.problem(&format!(
-                            "{place}: chunk {} does not match its checksum",
-                            hex(id)
-                        ));
-                    }
+        }
+        if !self.verify_data {
+            return;
+        }
+        let key = file_key(entry);
+        if self
+            .verified_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return;
+        }
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        for id in &entry.chunks {
+            let data = match self.repo.get_chunk(*id) {
+                Ok(d) => d,
+                Err(e) => return self.problem(&format!("{place}: {e}")),
+            };
+            let first = self
+                .verified_chunks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(*id);
+            if first {
+                self.report.chunks_checked.fetch_add(1, Ordering::Relaxed);
+                if self.repo.token(&data) != id.token {
+                    self.verified_chunks
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(id);
+                    return self.problem(&format!(
+                        "{place}: chunk {} does not match its checksum",
+                        hex(id)
+                    ));
                 }
-                size += data.len() as u64;
-                h.update(&data);
             }
+            size += data.len() as u64;
+            hasher.update(&data);
         }
-        if let Some(h) = hasher {
-            if size != entry.size {
-                return self.problem(&format!(
-                    "{place}: its chunks hold {size} bytes, not {}",
-                    entry.size
-                ));
-            }
-            if h.finalize().as_slice() != entry.checksum.as_slice() {
-                return self.problem(&format!("{place}: its content does not match its checksum"));
-            }
+        if size != entry.size {
+            return self.problem(&format!(
+                "{place}: its chunks hold {size} bytes, not {}",
+                entry.size
+            ));
         }
-        Ok(())
+        if hasher.finalize().as_slice() != entry.checksum.as_slice() {
+            return self.problem(&format!("{place}: its content does not match its checksum"));
+        }
+        self.verified_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
     }
+}
+
+/// What makes two file entries the same content: size, checksum, chunks.
+fn file_key(entry: &Entry) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(entry.size.to_le_bytes());
+    h.update((entry.checksum.len() as u64).to_le_bytes());
+    h.update(&entry.checksum);
+    for id in &entry.chunks {
+        h.update(id.token.0);
+        h.update(id.variant.to_le_bytes());
+    }
+    h.finalize().into()
 }
 
 fn hex(id: &ChunkId) -> String {
@@ -142,32 +211,34 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         plugin_api::bail!("fsck takes no arguments, got '{}'", arg.to_string_lossy());
     }
     let repo = ctx.repository(false)?;
-    let mut checker = Checker {
-        ctx,
+    let checker = Checker {
         repo: repo.clone(),
         verify_data: ctx.boolean("verify-data")?,
-        verified: HashSet::new(),
+        verified_chunks: Mutex::new(HashSet::new()),
+        verified_files: Mutex::new(HashSet::new()),
         report: Report::default(),
     };
     for client in repo.clients()? {
         for gen in repo.generations(&client)? {
-            checker.report.generations += 1;
+            checker.report.generations.fetch_add(1, Ordering::Relaxed);
             match repo.open_generation(&client, &gen.id) {
-                Ok(reader) => checker.check_generation(&client, &reader)?,
-                Err(e) => {
-                    checker.problem(&format!("client {client}, generation {}: {e}", gen.id))?
-                }
+                Ok(reader) => checker.check_generation(ctx, &client, &reader),
+                Err(e) => checker.problem(&format!("client {client}, generation {}: {e}", gen.id)),
             }
         }
     }
     let r = &checker.report;
+    let problems = r.problems.load(Ordering::Relaxed);
     if !ctx.boolean("quiet")? {
         ctx.outln(&format!(
             "Checked {} generations, {} files, {} chunks read; {} problems",
-            r.generations, r.files, r.chunks_checked, r.problems
+            r.generations.load(Ordering::Relaxed),
+            r.files.load(Ordering::Relaxed),
+            r.chunks_checked.load(Ordering::Relaxed),
+            problems
         ))?;
     }
-    if r.problems > 0 {
+    if problems > 0 {
         plugin_api::bail!("The repository has problems");
     }
     Ok(())
