@@ -109,7 +109,7 @@ impl Checker {
                 break;
             };
             self.check_file(client, &gen, path, entry);
-            if let Some(ctx) = show.filter(|_| i % 64 == 0) {
+            if let Some(ctx) = show.filter(|_| i.is_multiple_of(64)) {
                 ctx.status(&format!(
                     "{} files checked",
                     self.report.files.load(Ordering::Relaxed)
