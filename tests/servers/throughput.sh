@@ -34,6 +34,7 @@ trap stop EXIT
 . "$S3_STATE_DIR/env.sh"
 "$HERE/start-sftp.sh" trust
 
+calc() { awk "BEGIN { print $1 }"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A BACKUP RESTORE
@@ -53,7 +54,7 @@ for store in local sftp s3; do
     t2=$(date +%s.%N)
     diff -r "$CORPUS" "$SCRATCH/restored$CORPUS" >/dev/null || { echo "restore from $store differs" >&2; exit 1; }
     rm -rf "$SCRATCH/restored" "$SCRATCH/local-repo-$rep" "$SFTP_ROOT/repo-$rep"
-    b+=("$(echo "$t1 - $t0" | bc)"); r+=("$(echo "$t2 - $t1" | bc)")
+    b+=("$(calc "$t1 - $t0")"); r+=("$(calc "$t2 - $t1")")
     echo "  $store rep $rep: backup ${b[-1]} s, restore ${r[-1]} s" >&2
   done
   BACKUP[$store]=$(printf '%s\n' "${b[@]}" | median)
@@ -66,6 +67,6 @@ echo "|---|---|---|---|---|---|---|"
 for store in local sftp s3; do
   b=${BACKUP[$store]}; r=${RESTORE[$store]}
   printf '| %s | %.2f s | %.0f | %.2f | %.2f s | %.0f | %.2f |\n' "$store" "$b" \
-    "$(echo "$bytes / $b / 1000000" | bc -l)" "$(echo "${BACKUP[local]} / $b" | bc -l)" \
-    "$r" "$(echo "$bytes / $r / 1000000" | bc -l)" "$(echo "${RESTORE[local]} / $r" | bc -l)"
+    "$(calc "$bytes / $b / 1000000")" "$(calc "${BACKUP[local]} / $b")" \
+    "$r" "$(calc "$bytes / $r / 1000000")" "$(calc "${RESTORE[local]} / $r")"
 done
