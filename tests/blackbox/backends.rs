@@ -8,13 +8,12 @@
 //! starts the servers and requires them.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Child;
 
 use obnam_test_support::awkward::{assert_same, make_awkward_tree, restored};
 use obnam_test_support::backend::Backend;
-use obnam_test_support::{bytes_new, noise, run, Run, TestEnv};
+use obnam_test_support::{bytes_new, noise, run, spawn_holding_lock, Run, TestEnv};
 
 /// A test world on one backend: a repository URL, data, a client.
 struct World {
@@ -231,22 +230,13 @@ fn pretend_changes_nothing(backend: Backend) {
 /// holds the lock.
 fn hold_lock(w: &World, client: &str) -> Child {
     let plugins = w.env.plugin_dir("test-plugins", &["repotest"]);
-    let mut child = w
-        .backend
-        .obnam(&w.env, &w.url)
-        .arg("--plugin-dir")
-        .arg(&plugins)
-        .args(["repotest-lock", client, "600"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "locked\n");
-    child
+    spawn_holding_lock(
+        w.backend
+            .obnam(&w.env, &w.url)
+            .arg("--plugin-dir")
+            .arg(&plugins)
+            .args(["repotest-lock", client, "600"]),
+    )
 }
 
 fn clients_lock_each_other_out_but_not_other_clients(backend: Backend) {

@@ -1,7 +1,6 @@
 //! The repository through the real host and a test plugin: concurrent
 //! clients, locks, crash safety, data filters, format versions.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -47,18 +46,7 @@ impl World {
 
     /// Start `repotest-lock CLIENT 600` and wait until it holds the lock.
     fn hold_lock(&self, client: &str) -> Child {
-        let mut child = self
-            .cmd(&["repotest-lock", client, "600"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line, "locked\n");
-        child
+        obnam_test_support::spawn_holding_lock(&mut self.cmd(&["repotest-lock", client, "600"]))
     }
 
     fn lock_files(&self) -> Vec<PathBuf> {

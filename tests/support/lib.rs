@@ -313,3 +313,20 @@ pub fn bytes_new(run: &Run) -> f64 {
         other => panic!("unit {other} in {run:?}"),
     }
 }
+
+/// Start `cmd`, a `repotest-lock CLIENT SECONDS` run (the `repotest` test
+/// plugin), and return it once it prints that it holds the lock.
+pub fn spawn_holding_lock(cmd: &mut Command) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the lock holder");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().expect("its output"))
+        .read_line(&mut line)
+        .expect("read its output");
+    assert_eq!(line, "locked\n");
+    child
+}
