@@ -8,8 +8,9 @@
 //! * `client-keys`: the clients, and the key slots that open the
 //!   repository for them (every slot opens it for every client).
 //!
-//! Changes to slots take the repository's exclusive lock, so that two
-//! removals at once cannot leave it with none.
+//! Removals (`key remove`, `key passwd`) take the repository's exclusive
+//! lock, so that two at once cannot leave it with no slot; adding a slot
+//! writes one new object and needs no lock.
 
 use std::ffi::OsString;
 
