@@ -90,6 +90,27 @@ pub struct Storage {
     made_root: Option<PathBuf>,
 }
 
+/// Write one whole object. Over SFTP, which writes in place, it goes
+/// under a temporary name first and is then renamed into place, so that
+/// a killed run never leaves a partial object under `key`.
+async fn put(
+    op: &Operator,
+    sftp: bool,
+    key: &str,
+    data: bytes::Bytes,
+) -> Result<(), opendal::Error> {
+    if !sftp {
+        return op.write(key, data).await.map(|_| ());
+    }
+    let tmp = format!(".tmp/{}", super::ids::ObjectId::random().to_hex());
+    op.write(&tmp, data).await?;
+    if let Err(e) = op.rename(&tmp, key).await {
+        let _ = op.delete(&tmp).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// A failed storage operation as a [`StorageError`].
 fn failure(url: &str, op: &'static str, key: &str, e: opendal::Error) -> StorageError {
     if e.kind() == ErrorKind::NotFound {
@@ -322,16 +343,7 @@ impl Storage {
         self.runtime.spawn(async move {
             for (key, data) in objects {
                 let len = data.len() as u64;
-                let written = if sftp {
-                    let tmp = format!(".tmp/{}", super::ids::ObjectId::random().to_hex());
-                    match op.write(&tmp, data).await {
-                        Ok(_) => op.rename(&tmp, &key).await,
-                        Err(e) => Err(e),
-                    }
-                } else {
-                    op.write(&key, data).await.map(|_| ())
-                };
-                if let Err(e) = written {
+                if let Err(e) = put(&op, sftp, &key, data).await {
                     done(Err(failure(&url, "write", &key, e)));
                     return;
                 }
@@ -422,23 +434,9 @@ impl Storage {
         self.count_write();
         let data: bytes::Bytes = data.into();
         let len = data.len() as u64;
-        match self.location {
-            Location::Sftp { .. } => {
-                // Write under a temporary name, then rename into place, so
-                // that a killed run leaves no partial object under `key`.
-                let tmp = format!(".tmp/{}", super::ids::ObjectId::random().to_hex());
-                self.block_on(self.op.write(&tmp, data))
-                    .map_err(|e| self.fail("write", key, e))?;
-                if let Err(e) = self.block_on(self.op.rename(&tmp, key)) {
-                    let _ = self.block_on(self.op.delete(&tmp));
-                    return Err(self.fail("write", key, e));
-                }
-            }
-            _ => {
-                self.block_on(self.op.write(key, data))
-                    .map_err(|e| self.fail("write", key, e))?;
-            }
-        }
+        let sftp = matches!(self.location, Location::Sftp { .. });
+        self.block_on(put(&self.op, sftp, key, data))
+            .map_err(|e| self.fail("write", key, e))?;
         self.bytes_written.fetch_add(len, Ordering::Relaxed);
         Ok(())
     }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use abi_stable::std_types::{RArc, RString};
 use plugin_api::repo_abi::{RepositoryBox, RepositoryService_TO};
 
-use crate::registry::hooks::HookDef;
+use crate::registry::hooks::{FilterEntry, HookDef};
 use crate::registry::Registry;
 use crate::repository::storage::StorageOptions;
 use crate::repository::{OpenOptions, Repository};
@@ -205,18 +205,7 @@ impl Host {
             tags: RVec::new(),
         };
         for f in def.filters.iter().filter(|f| Some(f.tag.as_str()) != skip) {
-            let encoded = f
-                .filter
-                .encode(self.as_abi(), RStr::from_str(context), out.data.as_rslice())
-                .into_result()
-                .map_err(|e| {
-                    Error::msg(describe_failure(
-                        e,
-                        &f.plugin,
-                        &format!("filter '{}' writing {context}", f.tag),
-                    ))
-                })?;
-            if let Some(data) = encoded.into_option() {
+            if let Some(data) = self.encode_with(f, context, out.data.as_rslice())? {
                 out.data = data;
                 out.tags.push(f.tag.as_str().into());
             }
@@ -239,13 +228,19 @@ impl Host {
                 tag,
             ))
         })?;
+        self.encode_with(f, context, RSlice::from_slice(data))
+    }
+
+    /// The write side of one filter; `None` if it left the data alone.
+    fn encode_with(
+        &self,
+        f: &FilterEntry,
+        context: &str,
+        data: RSlice<'_, u8>,
+    ) -> Result<Option<RVec<u8>>, Error> {
         let encoded = f
             .filter
-            .encode(
-                self.as_abi(),
-                RStr::from_str(context),
-                RSlice::from_slice(data),
-            )
+            .encode(self.as_abi(), RStr::from_str(context), data)
             .into_result()
             .map_err(|e| {
                 Error::msg(describe_failure(

@@ -181,12 +181,12 @@ fn zstd_compress(level: i32, data: &[u8], out: &mut Vec<u8>) -> bool {
 
 fn zstd_decompress(body: &[u8], len: usize) -> Result<Vec<u8>, String> {
     ZSTD_DECOMPRESSOR.with_borrow_mut(|slot| {
-        if slot.is_none() {
-            let d =
-                zstd::bulk::Decompressor::new().map_err(|e| format!("cannot set up zstd: {e}"))?;
-            *slot = Some(d);
-        }
-        let decompressor = slot.as_mut().expect("set just above");
+        let decompressor = match slot {
+            Some(d) => d,
+            None => slot.insert(
+                zstd::bulk::Decompressor::new().map_err(|e| format!("cannot set up zstd: {e}"))?,
+            ),
+        };
         let mut out = Vec::with_capacity(len);
         decompressor
             .decompress_to_buffer(body, &mut out)
