@@ -114,6 +114,111 @@ fn four_clients_back_up_over_sftp_at_once() {
     }
 }
 
+/// Four processes back up into a repository that does not exist yet, all
+/// at the same moment, so that all four try to create it: a test plugin
+/// holds each creator, after it found no config and before it writes one,
+/// until all four have got that far (or two seconds have passed). Exactly
+/// one creates the repository; the others wait for its creation claim and
+/// use it. With encryption this shows as exactly one key slot and no
+/// failed run (a creator that lost a race it did not see coming must stop,
+/// its key being useless); in both cases every client's backup is in the
+/// one repository and restores exactly, and no claim is left.
+fn four_creators_at_once(backend: Backend, encrypted: bool) {
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "created");
+    let plugins = env.plugin_dir("test-plugins", &["repotest"]);
+    let barrier = env.path().join("barrier");
+    let cmd = |client: &str| {
+        let mut cmd = backend.obnam(&env, &url);
+        cmd.arg("--plugin-dir")
+            .arg(&plugins)
+            .args(["--client-name", client])
+            .env("OBNAM_TEST_CREATION_BARRIER", &barrier)
+            .env("OBNAM_TEST_CREATION_BARRIER_COUNT", "4");
+        if encrypted {
+            cmd.args(["--kdf-memory", "256KiB", "--kdf-iterations", "1"])
+                .env("OBNAM_PASSPHRASE", "same for all");
+        }
+        cmd
+    };
+    let datas: Vec<PathBuf> = (0..4)
+        .map(|i| {
+            let d = env.path().join(format!("client{i}"));
+            write(&d.join("own.bin"), &noise(300_000, 700 + i as u64));
+            d
+        })
+        .collect();
+    let children: Vec<_> = datas
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut c = cmd(&format!("client{i}"));
+            if encrypted {
+                c.arg("--encrypt");
+            }
+            c.arg("backup")
+                .arg(d)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        Run::from_output(child.wait_with_output().unwrap()).ok();
+    }
+    let clients = run(cmd("client0").arg("clients")).ok();
+    assert_eq!(clients.stdout, "client0\nclient1\nclient2\nclient3\n");
+    if encrypted {
+        let slots = run(cmd("client0").args(["key", "list"])).ok();
+        assert_eq!(slots.stdout.lines().count(), 1, "{}", slots.stdout);
+    }
+    for (i, d) in datas.iter().enumerate() {
+        let to = env.path().join(format!("restore{i}"));
+        run(cmd(&format!("client{i}"))
+            .args(["restore", "--to"])
+            .arg(&to))
+        .ok();
+        assert_same(d, &restored(&to, d));
+    }
+    if backend.is_local() {
+        assert!(
+            !Path::new(&url).join("creating").exists(),
+            "the creation claims' folder was left behind"
+        );
+    }
+}
+
+#[test]
+fn four_creators_of_one_repository_on_garage() {
+    if let Some(b) = Backend::garage() {
+        four_creators_at_once(b.clone(), false);
+        four_creators_at_once(b, true);
+    }
+}
+
+#[test]
+fn four_creators_of_one_repository_on_moto() {
+    if let Some(b) = Backend::moto() {
+        four_creators_at_once(b.clone(), false);
+        four_creators_at_once(b, true);
+    }
+}
+
+#[test]
+fn four_creators_of_one_repository_in_a_local_folder() {
+    four_creators_at_once(Backend::Local, false);
+    four_creators_at_once(Backend::Local, true);
+}
+
+#[test]
+fn four_creators_of_one_repository_over_sftp() {
+    if let Some(b) = Backend::sftp() {
+        four_creators_at_once(b.clone(), false);
+        four_creators_at_once(b, true);
+    }
+}
+
 /// Backups to S3 killed with SIGKILL at growing moments, again and again,
 /// each with new data to upload: every time the repository still opens
 /// and passes fsck, and at the end a backup completes and restores

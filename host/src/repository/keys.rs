@@ -13,6 +13,7 @@
 //! makes a folder a repository, so a crash in between leaves no repository
 //! whose keys are missing, only stray slots that the next creation removes.
 
+use super::creation::ClaimGuard;
 use super::error::{RepoError, RepoResult};
 use super::object::{missing_filter_message, ObjectFilter, UnlockRequest};
 use super::storage::{Storage, StorageError};
@@ -83,16 +84,23 @@ pub fn remove(storage: &Storage, id: &str) -> RepoResult<()> {
 }
 
 /// Write a new repository's config unless another process created one
-/// first; returns the other's config if it did. On stores that ignore
-/// conditional writes the last writer wins, so the config is read back
-/// after a pause: whoever finds another id there lost.
+/// first; returns the other's config if it did. The creation claim keeps
+/// other creators away; this catches what it cannot: a claim broken as
+/// stale while its holder was still at work.
 fn lost_creation_race(
     storage: &Storage,
+    claim: &ClaimGuard<'_>,
     config: &RepoConfig,
     bytes: Vec<u8>,
 ) -> RepoResult<Option<RepoConfig>> {
+    if !claim.still_held()? {
+        return Err(RepoError::Usage(format!(
+            "another obnam took over creating repository {} while this one waited; \
+             nothing was written; run again to use it",
+            storage.url()
+        )));
+    }
     let created = storage.create_new("config", bytes)?;
-    std::thread::sleep(storage.settle_time());
     let stored = super::parse_config(storage.url(), &storage.read("config")?)?;
     Ok((!created || stored.id != config.id).then_some(stored))
 }
@@ -104,8 +112,9 @@ pub fn unlock(
     storage: &Storage,
     filter: &dyn ObjectFilter,
     mut config: RepoConfig,
-    creating: bool,
+    claim: Option<&ClaimGuard<'_>>,
 ) -> RepoResult<(RepoConfig, Option<[u8; 32]>)> {
+    let creating = claim.is_some();
     let url = storage.url().to_string();
     if let Some(tag) = config.seal_tag() {
         if !filter.provides(tag) {
@@ -126,7 +135,7 @@ pub fn unlock(
         key_slots,
     };
     let answer = filter.unlock(&request).map_err(RepoError::Filter)?;
-    if creating {
+    if let Some(claim) = claim {
         if let Some(seal) = answer.seal {
             let tag = seal.get("filter").and_then(|t| t.as_str()).unwrap_or("");
             if !filter.provides(tag) {
@@ -152,7 +161,7 @@ pub fn unlock(
         }
         let bytes =
             serde_json::to_vec_pretty(&config).map_err(|e| RepoError::corrupt("config", e))?;
-        if let Some(theirs) = lost_creation_race(storage, &config, bytes)? {
+        if let Some(theirs) = lost_creation_race(storage, claim, &config, bytes)? {
             for (id, _) in &answer.new_key_slots {
                 let _ = storage.delete(&format!("{FOLDER}{id}"));
             }

@@ -74,7 +74,7 @@ impl LockRecord {
         )
     }
 
-    fn staleness(&self, my_host: &str, now: i64) -> Option<String> {
+    pub(super) fn staleness(&self, my_host: &str, now: i64) -> Option<String> {
         if self.host == my_host {
             if self.pid == std::process::id() {
                 return Some(format!(
@@ -91,12 +91,12 @@ impl LockRecord {
     }
 }
 
-fn format_time(ns: i64) -> String {
+pub(super) fn format_time(ns: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn host_name() -> String {
+pub(super) fn host_name() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 

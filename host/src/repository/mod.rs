@@ -12,6 +12,7 @@
 //! generations/CLIENTID/GENID      one per committed generation ([`generation`])
 //! locks/LOCKID                    one per lock held ([`lock`])
 //! keys/SLOTID                     key slots of a sealed repository ([`keys`])
+//! creating/CLAIMID                only while a process creates the repository ([`creation`])
 //! ```
 //!
 //! Write order makes every commit atomic: a pack is written before the index
@@ -19,6 +20,7 @@
 //! blobs. A reader therefore never sees a generation whose data is missing;
 //! a crash leaves at most unreferenced packs and index objects behind.
 
+pub mod creation;
 pub mod error;
 pub mod generation;
 pub mod ids;
@@ -94,6 +96,8 @@ pub struct OpenOptions {
     pub pack_size: u64,
     /// How to reach the storage (remote settings, the crash limit).
     pub storage: storage::StorageOptions,
+    /// How long to wait for another process creating the repository.
+    pub lock_timeout: std::time::Duration,
 }
 
 impl Default for OpenOptions {
@@ -102,6 +106,7 @@ impl Default for OpenOptions {
             create: false,
             pack_size: DEFAULT_PACK_SIZE,
             storage: storage::StorageOptions::default(),
+            lock_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -180,17 +185,19 @@ impl Repository {
         filter: Arc<dyn ObjectFilter>,
     ) -> RepoResult<Self> {
         let storage = Storage::open(url, &options.storage)?;
-        let (config, creating) = match storage.read("config") {
-            Ok(bytes) => (parse_config(url, &bytes)?, false),
+        let (config, token_key) = match storage.read("config") {
+            Ok(bytes) => {
+                let config = parse_config(url, &bytes)?;
+                keys::unlock(&storage, filter.as_ref(), config, None)?
+            }
             Err(StorageError::NotFound { .. }) if options.create => {
-                let config = RepoConfig {
-                    format: FORMAT_NAME.into(),
-                    version: FORMAT_VERSION_PLAIN,
-                    id: ObjectId::random().to_hex(),
-                    created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-                    seal: None,
-                };
-                (config, true)
+                match Self::create(&storage, options, filter.as_ref()) {
+                    Ok(unlocked) => unlocked,
+                    Err(e) => {
+                        storage.abandon_creation();
+                        return Err(e);
+                    }
+                }
             }
             Err(StorageError::NotFound { .. }) => {
                 return Err(RepoError::NotARepository {
@@ -198,15 +205,6 @@ impl Repository {
                 })
             }
             Err(e) => return Err(e.into()),
-        };
-        let (config, token_key) = match keys::unlock(&storage, filter.as_ref(), config, creating) {
-            Ok(unlocked) => unlocked,
-            Err(e) => {
-                if creating {
-                    storage.abandon_creation();
-                }
-                return Err(e);
-            }
         };
         let repo = Repository {
             locks: lock::Locks::default(),
@@ -228,6 +226,37 @@ impl Repository {
         };
         repo.load_index()?;
         Ok(repo)
+    }
+
+    /// Create a new repository in `storage` (or open the one another
+    /// process created meanwhile): claim the creation, then let the
+    /// filters choose the seal and write the key slots and the config.
+    fn create(
+        storage: &Storage,
+        options: &OpenOptions,
+        filter: &dyn ObjectFilter,
+    ) -> RepoResult<(RepoConfig, Option<[u8; 32]>)> {
+        let guard = match creation::claim(storage, options.lock_timeout)? {
+            creation::Claim::Won(guard) => guard,
+            creation::Claim::Created(bytes) => {
+                let config = parse_config(storage.url(), &bytes)?;
+                tracing::info!(
+                    "repository {} was created meanwhile by another obnam; using it",
+                    storage.url()
+                );
+                return keys::unlock(storage, filter, config, None);
+            }
+        };
+        let config = RepoConfig {
+            format: FORMAT_NAME.into(),
+            version: FORMAT_VERSION_PLAIN,
+            id: ObjectId::random().to_hex(),
+            created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            seal: None,
+        };
+        // The guard removes the claim when this returns, in success or
+        // failure (and before the caller abandons a failed creation).
+        keys::unlock(storage, filter, config, Some(&guard))
     }
 
     /// The repository's config object.

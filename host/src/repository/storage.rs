@@ -301,6 +301,21 @@ impl Storage {
         }
     }
 
+    /// Remove `folder` (ending in `/`) if it is an empty directory on a
+    /// local filesystem or an SFTP server; object stores have no empty
+    /// folders. Best effort: a folder that is not empty stays.
+    pub fn remove_empty_folder(&self, folder: &str) {
+        match &self.location {
+            Location::Local(root) => {
+                let _ = std::fs::remove_dir(root.join(folder));
+            }
+            Location::Sftp { .. } => {
+                let _ = self.block_on(self.op.delete(folder));
+            }
+            Location::S3 { .. } => {}
+        }
+    }
+
     /// Whether the store is across a network (SFTP, S3).
     pub fn is_remote(&self) -> bool {
         !self.location.is_local()
@@ -445,8 +460,8 @@ impl Storage {
     /// this call created it. Where the store can do that atomically it
     /// does (a hard link on a local folder, SFTP's rename that refuses to
     /// replace, S3's `If-None-Match`); a store that silently ignores
-    /// `If-None-Match` (Garage) overwrites, which the caller must detect by
-    /// reading back (see [`settle_time`](Self::settle_time)).
+    /// `If-None-Match` (Garage) overwrites, which is why creators first
+    /// claim the creation ([`super::creation`]).
     pub fn create_new(&self, key: &str, data: Vec<u8>) -> Result<bool, StorageError> {
         match &self.location {
             Location::Local(root) => {
@@ -489,17 +504,6 @@ impl Storage {
                     Err(e) => Err(self.fail("write", key, e)),
                 }
             }
-        }
-    }
-
-    /// How long to wait before reading back an object that another
-    /// process may have overwritten at the same moment: nothing locally or
-    /// over SFTP (their creation is atomic), a moment on S3, where some
-    /// stores ignore conditional writes.
-    pub fn settle_time(&self) -> Duration {
-        match self.location {
-            Location::S3 { .. } => Duration::from_secs(1),
-            _ => Duration::ZERO,
         }
     }
 

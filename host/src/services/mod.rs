@@ -323,6 +323,10 @@ impl Host {
             .myself
             .get()
             .ok_or_else(|| Error::msg("the host was not installed"))?;
+        let lock_timeout = match self.values.get("lock-timeout") {
+            Some(Value::Int(n)) => Duration::from_secs((*n).max(0) as u64),
+            _ => Duration::from_secs(60),
+        };
         let mut slot = self.repository.lock().unwrap_or_else(|e| e.into_inner());
         let repo = match slot.as_ref() {
             Some(repo) => repo.clone(),
@@ -355,16 +359,13 @@ impl Host {
                             _ => None,
                         },
                     },
+                    lock_timeout,
                 };
                 let filter = Arc::new(HookFilter { host });
                 let repo = Arc::new(Repository::open(url, &options, filter).map_err(Error::msg)?);
                 *slot = Some(repo.clone());
                 repo
             }
-        };
-        let lock_timeout = match self.values.get("lock-timeout") {
-            Some(Value::Int(n)) => Duration::from_secs((*n).max(0) as u64),
-            _ => Duration::from_secs(60),
         };
         Ok(RepositoryService_TO::from_ptr(
             RArc::new(RepoService { repo, lock_timeout }),

@@ -9,6 +9,12 @@
 //! * `repotest-verify CLIENT`: read every generation of CLIENT (checkpoints
 //!   too) and check every file's content, byte for byte.
 //! * `repotest-lock CLIENT SECONDS`: hold CLIENT's lock for a while.
+//! * A creation barrier, for races between creators: when
+//!   `OBNAM_TEST_CREATION_BARRIER=DIR` is set, the `repository-open` hook
+//!   of a process creating a repository marks its arrival in DIR and waits
+//!   until `OBNAM_TEST_CREATION_BARRIER_COUNT` processes have arrived, or
+//!   two seconds have passed. Creators that all got this far then write
+//!   their key slots and config at the same moment.
 
 use std::path::{Path, PathBuf};
 
@@ -134,6 +140,29 @@ fn hold_lock(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     Ok(())
 }
 
+/// The `repository-open` hook: the creation barrier (see the top).
+fn creation_barrier(payload: &serde_json::Value) -> Result<()> {
+    let Some(dir) = std::env::var_os("OBNAM_TEST_CREATION_BARRIER") else {
+        return Ok(());
+    };
+    if payload.get("creating").and_then(serde_json::Value::as_bool) != Some(true) {
+        return Ok(());
+    }
+    let count: usize = std::env::var("OBNAM_TEST_CREATION_BARRIER_COUNT")
+        .unwrap_or_else(|_| "2".into())
+        .parse()?;
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(std::process::id().to_string()), b"")?;
+    let start = std::time::Instant::now();
+    while std::fs::read_dir(&dir)?.count() < count
+        && start.elapsed() < std::time::Duration::from_secs(2)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 impl Plugin for RepoTest {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_subcommand(
@@ -153,6 +182,11 @@ impl Plugin for RepoTest {
             "CLIENT SECONDS",
             "hold CLIENT's lock for SECONDS",
             hold_lock,
+        );
+        app.add_json_callback(
+            plugin_api::payloads::REPOSITORY_OPEN,
+            plugin_api::PRIORITY_DEFAULT,
+            |_ctx, payload| creation_barrier(payload),
         );
         Ok(())
     }
