@@ -2,7 +2,7 @@
 # throughput.sh - the same backup and restore into a local folder, over SFTP
 # and into Garage S3, all on this machine, in one run.
 #
-# usage: tests/servers/throughput.sh [-r REPS] OBNAM CORPUS SCRATCH
+# usage: tests/servers/throughput.sh [-r REPS] [-p] OBNAM CORPUS SCRATCH
 #
 #   OBNAM    the obnam binary (its bundled plugins beside it)
 #   CORPUS   the tree to back up (e.g. make_corpus.py's corpus_v1)
@@ -13,11 +13,14 @@
 # under SCRATCH, so the three stores share one file system, and stops them
 # at the end. Prints, per store, the median wall time of an initial backup
 # and of a full restore, and the ratio of each to the local folder's.
+# With -p, restic (from PATH) does the same into a local folder and into
+# the same Garage, as a reference for what the machine allows.
 set -euo pipefail
 REPS=3
-while getopts "r:" o; do case $o in r) REPS=$OPTARG ;; *) exit 2 ;; esac; done
+PEERS=0
+while getopts "r:p" o; do case $o in r) REPS=$OPTARG ;; p) PEERS=1 ;; *) exit 2 ;; esac; done
 shift $((OPTIND-1))
-[ $# -eq 3 ] || { sed -n '2,16p' "$0"; exit 2; }
+[ $# -eq 3 ] || { sed -n '2,18p' "$0"; exit 2; }
 OBNAM=$(realpath "$1"); CORPUS=$(realpath "$2"); SCRATCH=$(mkdir -p "$3" && realpath "$3")
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -54,6 +57,13 @@ for store in local sftp s3; do
     t2=$(date +%s.%N)
     diff -r "$CORPUS" "$SCRATCH/restored$CORPUS" >/dev/null || { echo "restore from $store differs" >&2; exit 1; }
     rm -rf "$SCRATCH/restored" "$SCRATCH/local-repo-$rep" "$SFTP_ROOT/repo-$rep"
+    # Every run starts from an empty store: Garage is restarted empty, so
+    # that earlier repetitions' objects neither fill the tmpfs nor grow
+    # Garage's metadata.
+    if [ "$store" = s3 ]; then
+      "$HERE/start-s3.sh" stop >/dev/null 2>&1
+      "$HERE/start-s3.sh" start >/dev/null 2>&1
+    fi
     b+=("$(calc "$t1 - $t0")"); r+=("$(calc "$t2 - $t1")")
     echo "  $store rep $rep: backup ${b[-1]} s, restore ${r[-1]} s" >&2
   done
@@ -61,12 +71,47 @@ for store in local sftp s3; do
   RESTORE[$store]=$(printf '%s\n' "${r[@]}" | median)
 done
 
+# restic, for reference: the same steps into a local folder and Garage.
+STORES=(local sftp s3)
+if [ "$PEERS" = 1 ]; then
+  export RESTIC_PASSWORD=bench
+  for store in restic-local restic-s3; do
+    b=(); r=()
+    for rep in $(seq 1 "$REPS"); do
+      case $store in
+        restic-local) url="$SCRATCH/restic-repo-$rep" ;;
+        restic-s3) url="s3:$S3_ENDPOINT/$S3_BUCKET/restic-$rep" ;;
+      esac
+      restic -q -r "$url" init >/dev/null
+      t0=$(date +%s.%N)
+      restic -q -r "$url" backup "$CORPUS" >/dev/null
+      t1=$(date +%s.%N)
+      rm -rf "$SCRATCH/restored"
+      restic -q -r "$url" restore latest --target "$SCRATCH/restored" >/dev/null
+      t2=$(date +%s.%N)
+      diff -r "$CORPUS" "$SCRATCH/restored$CORPUS" >/dev/null || { echo "restic restore from $store differs" >&2; exit 1; }
+      rm -rf "$SCRATCH/restored" "$SCRATCH/restic-repo-$rep"
+      if [ "$store" = restic-s3 ]; then
+        "$HERE/start-s3.sh" stop >/dev/null 2>&1
+        "$HERE/start-s3.sh" start >/dev/null 2>&1
+      fi
+      b+=("$(calc "$t1 - $t0")"); r+=("$(calc "$t2 - $t1")")
+      echo "  $store rep $rep: backup ${b[-1]} s, restore ${r[-1]} s" >&2
+    done
+    BACKUP[$store]=$(printf '%s\n' "${b[@]}" | median)
+    RESTORE[$store]=$(printf '%s\n' "${r[@]}" | median)
+  done
+  STORES+=(restic-local restic-s3)
+fi
+
 bytes=$(du -sb "$CORPUS" | cut -f1)
 echo "| store | backup (median of $REPS) | MB/s | vs local | restore | MB/s | vs local |"
 echo "|---|---|---|---|---|---|---|"
-for store in local sftp s3; do
+for store in "${STORES[@]}"; do
   b=${BACKUP[$store]}; r=${RESTORE[$store]}
+  # restic's rows are compared with restic's own local folder.
+  base=local; case $store in restic-*) base=restic-local ;; esac
   printf '| %s | %.2f s | %.0f | %.2f | %.2f s | %.0f | %.2f |\n' "$store" "$b" \
-    "$(calc "$bytes / $b / 1000000")" "$(calc "${BACKUP[local]} / $b")" \
-    "$r" "$(calc "$bytes / $r / 1000000")" "$(calc "${RESTORE[local]} / $r")"
+    "$(calc "$bytes / $b / 1000000")" "$(calc "${BACKUP[$base]} / $b")" \
+    "$r" "$(calc "$bytes / $r / 1000000")" "$(calc "${RESTORE[$base]} / $r")"
 done

@@ -22,8 +22,10 @@ use super::ids::ObjectId;
 pub const CAPACITY: usize = 8;
 
 /// Packs fetched at once at most: each fetch holds a pack's worth of
-/// memory twice for a moment, and more at once does not read faster.
-pub const FETCHES: usize = 2;
+/// memory twice for a moment. Measured restoring 1.1 GB from Garage on
+/// the same machine: 2 at once took 3.57 s (median of 3), 4 took 3.26 s,
+/// 6 no less.
+pub const FETCHES: usize = 4;
 
 type Slot = Arc<OnceLock<Result<Bytes, String>>>;
 
