@@ -161,6 +161,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
         }
     };
     release_locks(host);
+    host.close_repository();
     result.map(|()| 0)
 }
 

@@ -351,6 +351,75 @@ fn an_unreachable_sftp_server_fails_clearly() {
     );
 }
 
+/// The processes whose command line mentions `text`.
+fn processes_mentioning(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(text) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+/// Over SFTP each connection is an ssh process (a master that obnam's
+/// SSH library starts, which would otherwise persist): when a run ends,
+/// successful or not, none of them is left behind.
+#[test]
+fn sftp_runs_leave_no_ssh_process_behind() {
+    let Some(backend) = Backend::sftp() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "repo");
+    let data = env.path().join("data");
+    for i in 0..6 {
+        write(&data.join(format!("f{i}")), &noise(200_000, 40 + i));
+    }
+    let home = env.home().display().to_string();
+    let left = || {
+        // Closing a connection asks its ssh to exit: give it a moment.
+        let start = Instant::now();
+        loop {
+            let left = processes_mentioning(&home);
+            if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    run(&mut backup_cmd(&backend, &env, &url, "c", &data)).ok();
+    assert_eq!(left(), Vec::<String>::new(), "after a backup");
+    let to = env.path().join("out");
+    run(backend
+        .obnam(&env, &url)
+        .args(["--client-name", "c", "restore", "--to"])
+        .arg(&to))
+    .ok();
+    assert_eq!(left(), Vec::<String>::new(), "after a restore");
+    // A run that fails after connecting (no such generation).
+    run(backend.obnam(&env, &url).args([
+        "--client-name",
+        "c",
+        "ls",
+        "--generation",
+        "0123456789abcdef",
+    ]))
+    .fails();
+    assert_eq!(left(), Vec::<String>::new(), "after a failed run");
+}
+
 /// Wrong credentials: refused by the server, reported with the URL, and
 /// the secret appears neither on the terminal nor in the log.
 #[test]

@@ -259,6 +259,13 @@ impl Repository {
         keys::unlock(storage, filter, config, Some(&guard))
     }
 
+    /// End the connections to the storage: for the end of a run, when
+    /// plugins may still hold handles to the repository but will not use
+    /// them.
+    pub fn close(&self) {
+        self.storage.close();
+    }
+
     /// The repository's config object.
     pub fn config(&self) -> &RepoConfig {
         &self.config

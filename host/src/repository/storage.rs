@@ -77,8 +77,12 @@ pub struct StorageOptions {
 
 /// Object storage for one repository.
 pub struct Storage {
-    op: Operator,
-    runtime: tokio::runtime::Runtime,
+    /// The store; `None` once [`close`](Self::close)d.
+    op: std::sync::RwLock<Option<Operator>>,
+    /// Runs the store's futures; `None` once closed.
+    runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+    /// The runtime's handle, for running futures.
+    handle: tokio::runtime::Handle,
     url: String,
     location: Location,
     writes: AtomicU64,
@@ -279,8 +283,9 @@ impl Storage {
                     .with_jitter(),
             );
         Ok(Storage {
-            op,
-            runtime,
+            op: std::sync::RwLock::new(Some(op)),
+            handle: runtime.handle().clone(),
+            runtime: std::sync::Mutex::new(Some(runtime)),
             url: url.to_string(),
             location,
             writes: AtomicU64::new(0),
@@ -310,7 +315,7 @@ impl Storage {
                 let _ = std::fs::remove_dir(root.join(folder));
             }
             Location::Sftp { .. } => {
-                let _ = self.block_on(self.op.delete(folder));
+                let _ = self.block_on(async { self.op()?.delete(folder).await });
             }
             Location::S3 { .. } => {}
         }
@@ -331,8 +336,42 @@ impl Storage {
         self.bytes_written.load(Ordering::Relaxed)
     }
 
+    /// The store, unless it was closed.
+    fn op(&self) -> Result<Operator, opendal::Error> {
+        self.op
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| opendal::Error::new(ErrorKind::Unexpected, "the repository was closed"))
+    }
+
+    /// End the connections to the store (over SFTP, the ssh processes that
+    /// carry them exit). For the end of a run: later operations fail, and
+    /// an upload still running in the background (after a failure) is
+    /// stopped, as a crash would stop it, which the write order makes safe.
+    pub fn close(&self) {
+        let op = self.op.write().unwrap_or_else(|e| e.into_inner()).take();
+        let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(readers);
+        drop(op);
+        // A connection's own tasks (an SFTP session's reader and writer)
+        // hold it open until they end; shutting the runtime down ends them,
+        // and so the connections (each SFTP one runs `ssh -O exit`, which
+        // takes a while on a busy machine). This returns as soon as they
+        // are done; the bound is for an upload still hanging after a
+        // failure.
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(runtime) = runtime {
+            runtime.shutdown_timeout(Duration::from_secs(10));
+        }
+    }
+
     fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
-        self.runtime.block_on(f)
+        self.handle.block_on(f)
     }
 
     fn fail(&self, op: &'static str, key: &str, e: opendal::Error) -> StorageError {
@@ -351,11 +390,18 @@ impl Storage {
         for _ in &objects {
             self.count_write();
         }
-        let op = self.op.clone();
+        let op = match self.op() {
+            Ok(op) => op,
+            Err(e) => {
+                let key = objects.first().map_or("", |(k, _)| k.as_str());
+                done(Err(self.fail("write", key, e)));
+                return;
+            }
+        };
         let url = self.url.clone();
         let sftp = matches!(self.location, Location::Sftp { .. });
         let bytes_written = self.bytes_written.clone();
-        self.runtime.spawn(async move {
+        self.handle.spawn(async move {
             for (key, data) in objects {
                 let len = data.len() as u64;
                 if let Err(e) = put(&op, sftp, &key, data).await {
@@ -385,7 +431,7 @@ impl Storage {
     pub fn read(&self, key: &str) -> Result<Vec<u8>, StorageError> {
         // `to_bytes` is free for a buffer in one piece, and so is turning
         // uniquely owned `Bytes` into a `Vec`: no copy of a large object.
-        self.block_on(self.op.read(key))
+        self.block_on(async { self.op()?.read(key).await })
             .map(|b| Vec::from(b.to_bytes()))
             .map_err(|e| self.fail("read", key, e))
     }
@@ -403,7 +449,7 @@ impl Storage {
             Some(r) => r,
             None => {
                 let r = self
-                    .block_on(self.op.reader(key))
+                    .block_on(async { self.op()?.reader(key).await })
                     .map_err(|e| self.fail("read", key, e))?;
                 let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
                 if readers.len() >= OPEN_READERS {
@@ -450,7 +496,7 @@ impl Storage {
         let data: bytes::Bytes = data.into();
         let len = data.len() as u64;
         let sftp = matches!(self.location, Location::Sftp { .. });
-        self.block_on(put(&self.op, sftp, key, data))
+        self.block_on(async { put(&self.op()?, sftp, key, data).await })
             .map_err(|e| self.fail("write", key, e))?;
         self.bytes_written.fetch_add(len, Ordering::Relaxed);
         Ok(())
@@ -490,12 +536,8 @@ impl Storage {
             Location::S3 { .. } => {
                 self.count_write();
                 let len = data.len() as u64;
-                match self.block_on(
-                    self.op
-                        .write_with(key, data)
-                        .if_not_exists(true)
-                        .into_future(),
-                ) {
+                let op = self.op().map_err(|e| self.fail("write", key, e))?;
+                match self.block_on(op.write_with(key, data).if_not_exists(true).into_future()) {
                     Ok(_) => {
                         self.bytes_written.fetch_add(len, Ordering::Relaxed);
                         Ok(true)
@@ -510,19 +552,19 @@ impl Storage {
     /// Delete an object; deleting one that does not exist is not an error.
     pub fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.count_write();
-        self.block_on(self.op.delete(key))
+        self.block_on(async { self.op()?.delete(key).await })
             .map_err(|e| self.fail("delete", key, e))
     }
 
     /// Whether an object exists.
     pub fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        self.block_on(self.op.exists(key))
+        self.block_on(async { self.op()?.exists(key).await })
             .map_err(|e| self.fail("check", key, e))
     }
 
     /// The names of the objects directly in `folder` (which ends in `/`).
     pub fn list(&self, folder: &str) -> Result<Vec<String>, StorageError> {
-        let entries = match self.block_on(self.op.list(folder)) {
+        let entries = match self.block_on(async { self.op()?.list(folder).await }) {
             Ok(entries) => entries,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.fail("list", folder, e)),

@@ -67,6 +67,21 @@ impl Host {
             .clone()
     }
 
+    /// Close the repository this run opened, at the end of the run: its
+    /// storage's connections end, so that over SFTP the ssh processes that
+    /// carry them exit rather than outlive obnam. Plugins may still hold
+    /// handles (in their state), but nothing runs after this.
+    pub fn close_repository(&self) {
+        let repo = self
+            .repository
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(repo) = repo {
+            repo.close();
+        }
+    }
+
     /// The host as an ABI trait object.
     pub fn as_abi(&self) -> HostRef<'_> {
         HostServices_TO::from_ptr(RRef::new(self), TD_Opaque)
