@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use obnam_test_support::awkward::{assert_same, restored};
 use obnam_test_support::backend::Backend;
+use obnam_test_support::flaky_proxy::FlakyProxy;
 use obnam_test_support::{bytes_new, noise, run, Run, TestEnv};
 
 fn write(path: &Path, data: &[u8]) {
@@ -294,6 +295,86 @@ fn a_backup_to_s3_killed_again_and_again_completes_and_restores_exactly() {
     .ok();
     assert_same(&data, &restored(&to, &data));
     run(backend
+        .obnam(&env, &url)
+        .args(["--client-name", "c", "fsck", "--verify-data"]))
+    .ok();
+}
+
+/// Network faults in the middle of a backup to S3: every connection cut
+/// and new ones refused for 1.5 s, then every byte held for 3 s (longer
+/// than `--storage-timeout`). Both are ridden out by retrying with
+/// backoff: the backup succeeds and restores exactly, and fsck passes.
+#[test]
+fn a_backup_to_s3_rides_out_cut_and_stalled_connections() {
+    let Some(Backend::S3 { endpoint, .. }) = Backend::garage() else {
+        return;
+    };
+    let target: std::net::SocketAddr = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    // 1 MB/s per connection: the backup takes seconds, so that the faults
+    // land while it runs.
+    let proxy = FlakyProxy::start(target, 1_000_000);
+    let backend = Backend::S3 {
+        name: "garage",
+        endpoint: format!("http://127.0.0.1:{}", proxy.port),
+        bucket: match Backend::garage() {
+            Some(Backend::S3 { bucket, .. }) => bucket,
+            _ => unreachable!(),
+        },
+    };
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "flaky");
+    let data = env.path().join("data");
+    for i in 0..30 {
+        write(&data.join(format!("f{i}.bin")), &noise(400_000, 900 + i));
+    }
+    let mut cmd = backup_cmd(&backend, &env, &url, "c", &data);
+    cmd.args(["--pack-size", "256KiB", "--storage-timeout", "2"]);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until `bytes` have passed; the backup must still be running.
+    let wait_for = |child: &mut std::process::Child, bytes: u64, before: &str| {
+        let start = Instant::now();
+        while proxy.passed() < bytes
+            && child.try_wait().unwrap().is_none()
+            && start.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+            }
+            panic!("the backup ended ({status}) before the {before}: {stderr}");
+        }
+    };
+    wait_for(&mut child, 2_000_000, "cut");
+    proxy.cut();
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy.heal();
+    wait_for(&mut child, proxy.passed() + 2_000_000, "stall");
+    proxy.stall();
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.heal();
+    Run::from_output(child.wait_with_output().unwrap()).ok();
+
+    // Read back directly from the server, not through the proxy.
+    let direct = Backend::garage().unwrap();
+    let to = env.path().join("out");
+    run(direct
+        .obnam(&env, &url)
+        .args(["--client-name", "c", "restore", "--to"])
+        .arg(&to))
+    .ok();
+    assert_same(&data, &restored(&to, &data));
+    run(direct
         .obnam(&env, &url)
         .args(["--client-name", "c", "fsck", "--verify-data"]))
     .ok();

@@ -16,6 +16,7 @@ use tempfile::TempDir;
 
 pub mod awkward;
 pub mod backend;
+pub mod flaky_proxy;
 
 /// The cargo target profile folder holding `obnam` and the plugin libraries.
 pub fn target_dir() -> PathBuf {
