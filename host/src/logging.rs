@@ -1,5 +1,6 @@
-//! The host's log: warnings for the user on standard error, and everything
-//! up to `--log-level` in the `--log` file.
+//! The host's log: obnam's warnings for the user on standard error, and
+//! everything up to `--log-level` (the libraries' events too) in the
+//! `--log` file.
 //!
 //! Logging starts before the settings are known (plugin loading already
 //! warns), so events are buffered in memory until [`configure`] names the
@@ -140,7 +141,14 @@ impl<S: Subscriber> Layer<S> for HostLayer {
         let mut text = TextVisitor::default();
         event.record(&mut text);
         let st = state();
-        if level <= LogLevel::Warn && !st.quiet.load(Ordering::Relaxed) {
+        // The terminal gets obnam's own warnings and errors (the host's and
+        // the plugins'); those of the libraries below (an SSH session that
+        // broke and will be retried, say) go to the log file only: obnam
+        // reports what they mean for the run itself.
+        if level <= LogLevel::Warn
+            && meta.target().starts_with("obnam")
+            && !st.quiet.load(Ordering::Relaxed)
+        {
             crate::output::clear_status();
             eprintln!("{}: {}", level_name(level), text.message());
         }

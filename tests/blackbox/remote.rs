@@ -300,39 +300,58 @@ fn a_backup_to_s3_killed_again_and_again_completes_and_restores_exactly() {
     .ok();
 }
 
-/// Network faults in the middle of a backup to S3: every connection cut
-/// and new ones refused for 1.5 s, then every byte held for 3 s (longer
-/// than `--storage-timeout`). Both are ridden out by retrying with
-/// backoff: the backup succeeds and restores exactly, and fsck passes.
-#[test]
-fn a_backup_to_s3_rides_out_cut_and_stalled_connections() {
-    let Some(Backend::S3 { endpoint, .. }) = Backend::garage() else {
-        return;
+/// Network faults in the middle of a backup: every connection cut and
+/// new ones refused for 1.5 s, then every byte held for 3 s (longer than
+/// `--storage-timeout`). Both are ridden out by retrying with backoff
+/// (over SFTP, each failed operation again from the start, on a working
+/// connection): the backup succeeds and restores exactly, and fsck passes.
+fn rides_out_cut_and_stalled_connections(direct: Backend) {
+    let address = |s: &str| -> std::net::SocketAddr {
+        let rest = s.split_once("://").map_or(s, |(_, r)| r);
+        let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
+        rest.split('/').next().unwrap().parse().unwrap()
     };
-    let target: std::net::SocketAddr = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let target = match &direct {
+        Backend::S3 { endpoint, .. } => address(endpoint),
+        Backend::Sftp { base_url, .. } => address(base_url),
+        Backend::Local => unreachable!("a local folder has no network"),
+    };
     // 1 MB/s per connection: the backup takes seconds, so that the faults
     // land while it runs.
     let proxy = FlakyProxy::start(target, 1_000_000);
-    let backend = Backend::S3 {
-        name: "garage",
-        endpoint: format!("http://127.0.0.1:{}", proxy.port),
-        bucket: match Backend::garage() {
-            Some(Backend::S3 { bucket, .. }) => bucket,
-            _ => unreachable!(),
+    let through = format!("127.0.0.1:{}", proxy.port);
+    let proxied = match &direct {
+        Backend::S3 {
+            name,
+            endpoint,
+            bucket,
+        } => Backend::S3 {
+            name,
+            endpoint: endpoint.replace(&target.to_string(), &through),
+            bucket: bucket.clone(),
         },
+        Backend::Sftp {
+            base_url,
+            key,
+            known_hosts,
+        } => Backend::Sftp {
+            base_url: base_url.replace(&target.to_string(), &through),
+            key: key.clone(),
+            known_hosts: known_hosts.clone(),
+        },
+        Backend::Local => unreachable!(),
     };
     let env = TestEnv::new();
-    let url = backend.repo_url(&env, "flaky");
     let data = env.path().join("data");
     for i in 0..30 {
         write(&data.join(format!("f{i}.bin")), &noise(400_000, 900 + i));
     }
-    let mut cmd = backup_cmd(&backend, &env, &url, "c", &data);
+    let mut cmd = backup_cmd(&proxied, &env, &proxied.repo_url(&env, "flaky"), "c", &data);
     cmd.args(["--pack-size", "256KiB", "--storage-timeout", "2"]);
+    if !proxied.is_local() {
+        // Host keys are known by host and port; the proxy's port is new.
+        cmd.args(["--ssh-host-keys-check", "no"]);
+    }
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -366,7 +385,7 @@ fn a_backup_to_s3_rides_out_cut_and_stalled_connections() {
     Run::from_output(child.wait_with_output().unwrap()).ok();
 
     // Read back directly from the server, not through the proxy.
-    let direct = Backend::garage().unwrap();
+    let url = direct.repo_url(&env, "flaky");
     let to = env.path().join("out");
     run(direct
         .obnam(&env, &url)
@@ -378,6 +397,20 @@ fn a_backup_to_s3_rides_out_cut_and_stalled_connections() {
         .obnam(&env, &url)
         .args(["--client-name", "c", "fsck", "--verify-data"]))
     .ok();
+}
+
+#[test]
+fn a_backup_to_s3_rides_out_cut_and_stalled_connections() {
+    if let Some(b) = Backend::garage() {
+        rides_out_cut_and_stalled_connections(b);
+    }
+}
+
+#[test]
+fn a_backup_over_sftp_rides_out_cut_and_stalled_connections() {
+    if let Some(b) = Backend::sftp() {
+        rides_out_cut_and_stalled_connections(b);
+    }
 }
 
 /// A store that does not answer: retried, then a clear error naming the

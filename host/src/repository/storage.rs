@@ -115,6 +115,76 @@ async fn put(
     Ok(())
 }
 
+/// How many times a failed SFTP operation is run again, and the first wait
+/// (doubling, at most 10 s, with jitter): the same budget as the retry
+/// layer of the other stores, about 12 s in all.
+const SFTP_RETRIES: u32 = 6;
+const SFTP_FIRST_WAIT: Duration = Duration::from_millis(200);
+
+/// Whether a failed SFTP operation is worth running again: a transient
+/// failure, or no SSH connection at all (which OpenDAL's sftp service
+/// reports as permanent, though a network blip or a restarting server
+/// causes it as often as a wrong address does).
+fn sftp_retryable(e: &opendal::Error) -> bool {
+    if e.is_temporary() {
+        return true;
+    }
+    if e.kind() != ErrorKind::Unexpected || e.message() != "ssh error" {
+        return false;
+    }
+    // What ssh said; some failures no retry will cure.
+    let mut said = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        said.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ![
+        "Permission denied",
+        "Host key verification failed",
+        "Could not resolve hostname",
+        "No such file or directory",
+    ]
+    .iter()
+    .any(|hopeless| said.contains(hopeless))
+}
+
+/// Run `f` with `op`. Over SFTP a failure worth retrying runs the whole
+/// operation again, from a fresh start (the connection pool hands out a
+/// working session, and a write begins a new file), with growing waits:
+/// OpenDAL's retry layer, which the other stores use, would retry on the
+/// same file handle of a session that broke, in vain. Elsewhere `f` runs
+/// once, and the retry layer inside `op` retries.
+async fn run_retrying<T, F, Fut>(op: &Operator, sftp: bool, f: F) -> Result<T, opendal::Error>
+where
+    F: Fn(Operator) -> Fut,
+    Fut: Future<Output = Result<T, opendal::Error>>,
+{
+    if !sftp {
+        return f(op.clone()).await;
+    }
+    let mut wait = SFTP_FIRST_WAIT;
+    for _ in 0..SFTP_RETRIES {
+        match f(op.clone()).await {
+            Err(e) if sftp_retryable(&e) => {
+                let jitter = u32::from(super::ids::ObjectId::random().0[0]);
+                let this_wait = wait + wait * jitter / 512;
+                tracing::debug!("SFTP operation failed ({e}); trying again in {this_wait:?}");
+                tokio::time::sleep(this_wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            other => return other,
+        }
+    }
+    f(op.clone()).await.map_err(|e| {
+        if sftp_retryable(&e) {
+            e.set_persistent()
+        } else {
+            e
+        }
+    })
+}
+
 /// A failed storage operation as a [`StorageError`].
 fn failure(url: &str, op: &'static str, key: &str, e: opendal::Error) -> StorageError {
     if e.kind() == ErrorKind::NotFound {
@@ -268,20 +338,24 @@ impl Storage {
             }
         };
         let timeout = options.timeout.unwrap_or(Duration::from_secs(120));
-        let op = op
-            .layer(
-                TimeoutLayer::new()
-                    .with_timeout(timeout)
-                    .with_io_timeout(timeout),
-            )
-            .layer(
+        let op = op.layer(
+            TimeoutLayer::new()
+                .with_timeout(timeout)
+                .with_io_timeout(timeout),
+        );
+        // Over SFTP whole operations are retried instead ([`run_retrying`]).
+        let op = if matches!(location, Location::Sftp { .. }) {
+            op
+        } else {
+            op.layer(
                 RetryLayer::new()
                     .with_max_times(6)
                     .with_min_delay(Duration::from_millis(200))
                     .with_max_delay(Duration::from_secs(10))
                     .with_factor(2.0)
                     .with_jitter(),
-            );
+            )
+        };
         Ok(Storage {
             op: std::sync::RwLock::new(Some(op)),
             handle: runtime.handle().clone(),
@@ -370,6 +444,20 @@ impl Storage {
         }
     }
 
+    /// Run a storage operation: `f` with the store, retried as
+    /// [`run_retrying`] says.
+    fn run<T, F, Fut>(&self, f: F) -> Result<T, opendal::Error>
+    where
+        F: Fn(Operator) -> Fut,
+        Fut: Future<Output = Result<T, opendal::Error>>,
+    {
+        let sftp = matches!(self.location, Location::Sftp { .. });
+        self.block_on(async {
+            let op = self.op()?;
+            run_retrying(&op, sftp, f).await
+        })
+    }
+
     fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
         self.handle.block_on(f)
     }
@@ -404,7 +492,12 @@ impl Storage {
         self.handle.spawn(async move {
             for (key, data) in objects {
                 let len = data.len() as u64;
-                if let Err(e) = put(&op, sftp, &key, data).await {
+                let written = run_retrying(&op, sftp, |op| {
+                    let (key, data) = (key.clone(), data.clone());
+                    async move { put(&op, sftp, &key, data).await }
+                })
+                .await;
+                if let Err(e) = written {
                     done(Err(failure(&url, "write", &key, e)));
                     return;
                 }
@@ -431,7 +524,7 @@ impl Storage {
     pub fn read(&self, key: &str) -> Result<Vec<u8>, StorageError> {
         // `to_bytes` is free for a buffer in one piece, and so is turning
         // uniquely owned `Bytes` into a `Vec`: no copy of a large object.
-        self.block_on(async { self.op()?.read(key).await })
+        self.run(|op| async move { op.read(key).await })
             .map(|b| Vec::from(b.to_bytes()))
             .map_err(|e| self.fail("read", key, e))
     }
@@ -449,7 +542,7 @@ impl Storage {
             Some(r) => r,
             None => {
                 let r = self
-                    .block_on(async { self.op()?.reader(key).await })
+                    .run(|op| async move { op.reader(key).await })
                     .map_err(|e| self.fail("read", key, e))?;
                 let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
                 if readers.len() >= OPEN_READERS {
@@ -496,8 +589,11 @@ impl Storage {
         let data: bytes::Bytes = data.into();
         let len = data.len() as u64;
         let sftp = matches!(self.location, Location::Sftp { .. });
-        self.block_on(async { put(&self.op()?, sftp, key, data).await })
-            .map_err(|e| self.fail("write", key, e))?;
+        self.run(|op| {
+            let data = data.clone();
+            async move { put(&op, sftp, key, data).await }
+        })
+        .map_err(|e| self.fail("write", key, e))?;
         self.bytes_written.fetch_add(len, Ordering::Relaxed);
         Ok(())
     }
@@ -552,19 +648,19 @@ impl Storage {
     /// Delete an object; deleting one that does not exist is not an error.
     pub fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.count_write();
-        self.block_on(async { self.op()?.delete(key).await })
+        self.run(|op| async move { op.delete(key).await })
             .map_err(|e| self.fail("delete", key, e))
     }
 
     /// Whether an object exists.
     pub fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        self.block_on(async { self.op()?.exists(key).await })
+        self.run(|op| async move { op.exists(key).await })
             .map_err(|e| self.fail("check", key, e))
     }
 
     /// The names of the objects directly in `folder` (which ends in `/`).
     pub fn list(&self, folder: &str) -> Result<Vec<String>, StorageError> {
-        let entries = match self.block_on(async { self.op()?.list(folder).await }) {
+        let entries = match self.run(|op| async move { op.list(folder).await }) {
             Ok(entries) => entries,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.fail("list", folder, e)),
