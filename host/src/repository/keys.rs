@@ -100,9 +100,11 @@ fn lost_creation_race(
             storage.url()
         )));
     }
-    let created = storage.create_new("config", bytes)?;
+    // Whether this call created it matters less than whose it is: a write
+    // retried after a lost answer finds its own config already there.
+    storage.create_new("config", bytes)?;
     let stored = super::parse_config(storage.url(), &storage.read("config")?)?;
-    Ok((!created || stored.id != config.id).then_some(stored))
+    Ok((stored.id != config.id).then_some(stored))
 }
 
 /// Unlock a repository being opened, or choose the seal of one being
