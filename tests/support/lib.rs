@@ -118,6 +118,32 @@ impl Default for TestEnv {
     }
 }
 
+impl Drop for TestEnv {
+    /// End the SSH connection processes that obnam runs of this world left
+    /// behind: those of runs killed or crashed on purpose (a run that ends
+    /// normally ends its own, which a test checks). Left alone they would
+    /// outlive the tests, one set per such run.
+    fn drop(&mut self) {
+        let marker = self.home().join(".local/state/.ssh-connection");
+        let marker = marker.to_string_lossy();
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            if String::from_utf8_lossy(&cmdline).contains(marker.as_ref()) {
+                let _ = Command::new("kill").arg(&pid).status();
+            }
+        }
+    }
+}
+
 impl TestEnv {
     /// A new, empty world.
     pub fn new() -> Self {
