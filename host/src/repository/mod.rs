@@ -671,10 +671,7 @@ impl Repository {
         let bytes = self
             .pack_cache
             .get(pack, || {
-                self.storage
-                    .read(&key)
-                    .map(bytes::Bytes::from)
-                    .map_err(|e| e.to_string())
+                self.storage.read_pieces(&key).map_err(|e| e.to_string())
             })
             .map_err(RepoError::Read)?;
         let start = location.offset as usize;

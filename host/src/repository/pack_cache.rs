@@ -7,6 +7,11 @@
 //! store the engine reads the whole pack once, with one request, and
 //! serves the blobs of the next reads from memory.
 //!
+//! A pack is kept as the pieces it arrived in (an OpenDAL `Buffer`), not
+//! copied into one block of 8 MiB: blobs are copied out of the pieces.
+//! Large blocks allocated and freed over and over made the C allocator
+//! keep much more memory than the cache holds.
+//!
 //! Several threads (restore workers) asking for the same pack at once
 //! share one fetch. The cache holds at most [`CAPACITY`] packs and drops
 //! the one used least recently.
@@ -14,7 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use bytes::Bytes;
+use opendal::Buffer;
 
 use super::ids::ObjectId;
 
@@ -27,7 +32,7 @@ pub const CAPACITY: usize = 8;
 /// 6 no less.
 pub const FETCHES: usize = 4;
 
-type Slot = Arc<OnceLock<Result<Bytes, String>>>;
+type Slot = Arc<OnceLock<Result<Buffer, String>>>;
 
 /// Recently read packs, by id.
 #[derive(Default)]
@@ -83,8 +88,8 @@ impl PackCache {
     pub fn get(
         &self,
         id: ObjectId,
-        fetch: impl FnOnce() -> Result<Bytes, String>,
-    ) -> Result<Bytes, String> {
+        fetch: impl FnOnce() -> Result<Buffer, String>,
+    ) -> Result<Buffer, String> {
         let slot = {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             let slot = inner.slots.entry(id).or_default().clone();
@@ -118,12 +123,12 @@ mod tests {
         let fetches = AtomicUsize::new(0);
         let fetch = |n: u8| {
             fetches.fetch_add(1, Ordering::SeqCst);
-            Ok(Bytes::from(vec![n; 4]))
+            Ok(Buffer::from(vec![n; 4]))
         };
         for round in 0..3 {
             for n in 0..CAPACITY as u8 {
                 assert_eq!(
-                    cache.get(id(n), || fetch(n)).unwrap()[0],
+                    cache.get(id(n), || fetch(n)).unwrap().to_vec()[0],
                     n,
                     "round {round}"
                 );
@@ -141,8 +146,11 @@ mod tests {
         let cache = PackCache::default();
         assert!(cache.get(id(1), || Err("network down".into())).is_err());
         assert_eq!(
-            cache.get(id(1), || Ok(Bytes::from_static(b"ok"))).unwrap(),
-            Bytes::from_static(b"ok")
+            cache
+                .get(id(1), || Ok(Buffer::from(b"ok".to_vec())))
+                .unwrap()
+                .to_vec(),
+            b"ok".to_vec()
         );
     }
 
@@ -158,14 +166,14 @@ mod tests {
                         .get(id(7), || {
                             fetches.fetch_add(1, Ordering::SeqCst);
                             std::thread::sleep(std::time::Duration::from_millis(50));
-                            Ok(Bytes::from_static(b"pack"))
+                            Ok(Buffer::from(b"pack".to_vec()))
                         })
                         .unwrap()
                 })
             })
             .collect();
         for t in threads {
-            assert_eq!(t.join().unwrap(), Bytes::from_static(b"pack"));
+            assert_eq!(t.join().unwrap().to_vec(), b"pack".to_vec());
         }
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
     }

@@ -537,6 +537,13 @@ impl Storage {
             .map_err(|e| self.fail("read", key, e))
     }
 
+    /// Read a whole object as the pieces it arrived in, without copying
+    /// them into one block.
+    pub fn read_pieces(&self, key: &str) -> Result<opendal::Buffer, StorageError> {
+        self.run(|op| async move { op.read(key).await })
+            .map_err(|e| self.fail("read", key, e))
+    }
+
     /// Read `len` bytes of an object from `offset`. Readers of recently
     /// read objects are kept open: a restore reads many blobs of each pack.
     pub fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StorageError> {
