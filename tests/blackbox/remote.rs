@@ -11,7 +11,27 @@ use std::time::{Duration, Instant};
 use obnam_test_support::awkward::{assert_same, restored};
 use obnam_test_support::backend::Backend;
 use obnam_test_support::flaky_proxy::FlakyProxy;
-use obnam_test_support::{bytes_new, noise, run, Run, TestEnv};
+use obnam_test_support::{bytes_new, noise, processes_mentioning, run, Run, TestEnv};
+
+/// One `#[test]` per backend for a scenario `fn(Backend)`:
+/// `on_backends!(scenario: garage, sftp)` makes `scenario::garage` and
+/// `scenario::sftp`. A remote backend whose server is not running is
+/// skipped, or fails under `.ci/run` (see [`Backend`]).
+macro_rules! on_backends {
+    ($scenario:ident: $($backend:ident),+) => {
+        mod $scenario {
+            use super::*;
+            $(
+                #[test]
+                fn $backend() {
+                    if let Some(b) = Backend::$backend() {
+                        super::$scenario(b);
+                    }
+                }
+            )+
+        }
+    };
+}
 
 fn write(path: &Path, data: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -89,31 +109,7 @@ fn four_clients_at_once(backend: Backend) {
     .ok();
 }
 
-#[test]
-fn four_clients_back_up_to_garage_at_once() {
-    if let Some(b) = Backend::garage() {
-        four_clients_at_once(b);
-    }
-}
-
-#[test]
-fn four_clients_back_up_to_moto_at_once() {
-    if let Some(b) = Backend::moto() {
-        four_clients_at_once(b);
-    }
-}
-
-#[test]
-fn four_clients_back_up_to_a_local_folder_at_once() {
-    four_clients_at_once(Backend::Local);
-}
-
-#[test]
-fn four_clients_back_up_over_sftp_at_once() {
-    if let Some(b) = Backend::sftp() {
-        four_clients_at_once(b);
-    }
-}
+on_backends!(four_clients_at_once: garage, moto, local, sftp);
 
 /// Four processes back up into a repository that does not exist yet, all
 /// at the same moment, so that all four try to create it: a test plugin
@@ -124,7 +120,7 @@ fn four_clients_back_up_over_sftp_at_once() {
 /// failed run (a creator that lost a race it did not see coming must stop,
 /// its key being useless); in both cases every client's backup is in the
 /// one repository and restores exactly, and no claim is left.
-fn four_creators_at_once(backend: Backend, encrypted: bool) {
+fn four_creators_at_once_with(backend: Backend, encrypted: bool) {
     let env = TestEnv::new();
     let url = backend.repo_url(&env, "created");
     let plugins = env.plugin_dir("test-plugins", &["repotest"]);
@@ -190,35 +186,13 @@ fn four_creators_at_once(backend: Backend, encrypted: bool) {
     }
 }
 
-#[test]
-fn four_creators_of_one_repository_on_garage() {
-    if let Some(b) = Backend::garage() {
-        four_creators_at_once(b.clone(), false);
-        four_creators_at_once(b, true);
-    }
+/// Both kinds of repository: plain, then encrypted.
+fn four_creators_at_once(backend: Backend) {
+    four_creators_at_once_with(backend.clone(), false);
+    four_creators_at_once_with(backend, true);
 }
 
-#[test]
-fn four_creators_of_one_repository_on_moto() {
-    if let Some(b) = Backend::moto() {
-        four_creators_at_once(b.clone(), false);
-        four_creators_at_once(b, true);
-    }
-}
-
-#[test]
-fn four_creators_of_one_repository_in_a_local_folder() {
-    four_creators_at_once(Backend::Local, false);
-    four_creators_at_once(Backend::Local, true);
-}
-
-#[test]
-fn four_creators_of_one_repository_over_sftp() {
-    if let Some(b) = Backend::sftp() {
-        four_creators_at_once(b.clone(), false);
-        four_creators_at_once(b, true);
-    }
-}
+on_backends!(four_creators_at_once: garage, moto, local, sftp);
 
 /// Backups to S3 killed with SIGKILL at growing moments, again and again,
 /// each with new data to upload: every time the repository still opens
@@ -402,19 +376,7 @@ fn rides_out_cut_and_stalled_connections(direct: Backend) {
     .ok();
 }
 
-#[test]
-fn a_backup_to_s3_rides_out_cut_and_stalled_connections() {
-    if let Some(b) = Backend::garage() {
-        rides_out_cut_and_stalled_connections(b);
-    }
-}
-
-#[test]
-fn a_backup_over_sftp_rides_out_cut_and_stalled_connections() {
-    if let Some(b) = Backend::sftp() {
-        rides_out_cut_and_stalled_connections(b);
-    }
-}
+on_backends!(rides_out_cut_and_stalled_connections: garage, sftp);
 
 /// A store that does not answer: retried, then a clear error naming the
 /// URL, exit code 1, in bounded time.
@@ -468,28 +430,6 @@ fn an_unreachable_sftp_server_fails_clearly() {
     );
 }
 
-/// The processes whose command line mentions `text`.
-fn processes_mentioning(text: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-        {
-            continue;
-        }
-        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(text) {
-                found.push(cmdline);
-            }
-        }
-    }
-    found
-}
-
 /// Over SFTP each connection is an ssh process (a master that obnam's
 /// SSH library starts, which would otherwise persist): when a run ends,
 /// successful or not, none of them is left behind.
@@ -509,7 +449,10 @@ fn sftp_runs_leave_no_ssh_process_behind() {
         // Closing a connection asks its ssh to exit: give it a moment.
         let start = Instant::now();
         loop {
-            let left = processes_mentioning(&home);
+            let left: Vec<String> = processes_mentioning(&home)
+                .into_iter()
+                .map(|(_, cmdline)| cmdline)
+                .collect();
             if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
                 return left;
             }

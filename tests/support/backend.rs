@@ -56,6 +56,11 @@ fn missing(what: &str, vars: &str) -> Option<Backend> {
 }
 
 impl Backend {
+    /// A local folder: always there.
+    pub fn local() -> Option<Backend> {
+        Some(Backend::Local)
+    }
+
     /// The SFTP server, if one was started.
     pub fn sftp() -> Option<Backend> {
         match (var("SFTP_URL"), var("SFTP_KEY"), var("SFTP_KNOWN_HOSTS")) {

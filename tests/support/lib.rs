@@ -125,23 +125,31 @@ impl Drop for TestEnv {
     /// outlive the tests, one set per such run.
     fn drop(&mut self) {
         let marker = self.home().join(".local/state/.ssh-connection");
-        let marker = marker.to_string_lossy();
-        let Ok(entries) = fs::read_dir("/proc") else {
-            return;
+        for (pid, _) in processes_mentioning(&marker.to_string_lossy()) {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// The processes whose command line mentions `text`: their ids and
+/// command lines (arguments joined by spaces).
+pub fn processes_mentioning(text: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
         };
-        for entry in entries.flatten() {
-            let pid = entry.file_name().to_string_lossy().into_owned();
-            if !pid.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            if String::from_utf8_lossy(&cmdline).contains(marker.as_ref()) {
-                let _ = Command::new("kill").arg(&pid).status();
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(text) {
+                found.push((pid, cmdline));
             }
         }
     }
+    found
 }
 
 impl TestEnv {
