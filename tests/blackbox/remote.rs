@@ -194,6 +194,22 @@ fn four_creators_at_once(backend: Backend) {
 
 on_backends!(four_creators_at_once: garage, moto, local, sftp);
 
+/// Client `c`'s latest generation in `url` restores to exactly `data`, and
+/// `fsck --verify-data` passes.
+fn restores_exactly_and_checks(backend: &Backend, env: &TestEnv, url: &str, data: &Path) {
+    let to = env.path().join("out");
+    run(backend
+        .obnam(env, url)
+        .args(["--client-name", "c", "restore", "--to"])
+        .arg(&to))
+    .ok();
+    assert_same(data, &restored(&to, data));
+    run(backend
+        .obnam(env, url)
+        .args(["--client-name", "c", "fsck", "--verify-data"]))
+    .ok();
+}
+
 /// Backups to S3 killed with SIGKILL at growing moments, again and again,
 /// each with new data to upload: every time the repository still opens
 /// and passes fsck, and at the end a backup completes and restores
@@ -261,17 +277,7 @@ fn a_backup_to_s3_killed_again_and_again_completes_and_restores_exactly() {
         bytes_new(&finish) < 8.0 * 1.2e6 + 0.5e6,
         "data stored before was stored again: {finish:?}"
     );
-    let to = env.path().join("out");
-    run(backend
-        .obnam(&env, &url)
-        .args(["--client-name", "c", "restore", "--to"])
-        .arg(&to))
-    .ok();
-    assert_same(&data, &restored(&to, &data));
-    run(backend
-        .obnam(&env, &url)
-        .args(["--client-name", "c", "fsck", "--verify-data"]))
-    .ok();
+    restores_exactly_and_checks(&backend, &env, &url, &data);
 }
 
 /// Network faults in the middle of a backup: every connection cut and
@@ -362,18 +368,7 @@ fn rides_out_cut_and_stalled_connections(direct: Backend) {
     assert!(!done.stderr.contains("ERROR"), "{done:?}");
 
     // Read back directly from the server, not through the proxy.
-    let url = direct.repo_url(&env, "flaky");
-    let to = env.path().join("out");
-    run(direct
-        .obnam(&env, &url)
-        .args(["--client-name", "c", "restore", "--to"])
-        .arg(&to))
-    .ok();
-    assert_same(&data, &restored(&to, &data));
-    run(direct
-        .obnam(&env, &url)
-        .args(["--client-name", "c", "fsck", "--verify-data"]))
-    .ok();
+    restores_exactly_and_checks(&direct, &env, &direct.repo_url(&env, "flaky"), &data);
 }
 
 on_backends!(rides_out_cut_and_stalled_connections: garage, sftp);
