@@ -104,6 +104,60 @@ fn a_folder_without_a_repository_is_not_opened_unless_creating() {
         .ends_with("is not an obnam repository (it has no config object)"));
 }
 
+/// Write a creation claim into `dir` as another process would.
+fn foreign_claim(dir: &std::path::Path, host: &str, pid: u32, age: Duration) -> std::path::PathBuf {
+    let when = now_ns() - age.as_nanos() as i64;
+    let record = lock::LockRecord {
+        kind: lock::LockKind::Exclusive,
+        client: String::new(),
+        host: host.to_string(),
+        pid,
+        created: when,
+        refreshed: when,
+    };
+    std::fs::create_dir_all(dir.join("creating")).unwrap();
+    let path = dir.join("creating").join(ids::ObjectId::random().to_hex());
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_live_creation_claim_is_waited_for_then_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // Another host's claim, fresh: its creator may well be at work.
+    let claim = foreign_claim(dir.path(), "elsewhere", 4242, Duration::ZERO);
+    let options = OpenOptions {
+        create: true,
+        lock_timeout: Duration::from_millis(300),
+        ..OpenOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let err = Repository::open(dir.path().to_str().unwrap(), &options, Arc::new(NoFilters))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it did not wait"
+    );
+    let name = format!("creating/{}", claim.file_name().unwrap().to_str().unwrap());
+    assert!(
+        err.contains("is being created by host elsewhere (pid 4242)")
+            && err.contains(&format!("delete {name} and run again")),
+        "{err}"
+    );
+    assert!(!dir.path().join("config").exists(), "nothing was created");
+    // Once the claim is stale, the next creator breaks it and creates.
+    std::fs::remove_file(&claim).unwrap();
+    foreign_claim(dir.path(), "elsewhere", 4242, lock::STALE_AFTER * 2);
+    Repository::open(dir.path().to_str().unwrap(), &options, Arc::new(NoFilters)).unwrap();
+    assert!(dir.path().join("config").exists());
+    assert!(
+        !dir.path().join("creating").exists(),
+        "claims were left behind"
+    );
+}
+
 fn file(size: u64) -> TreeEntry {
     let mut e = TreeEntry::bare_dir(b"x");
     e.kind = EntryKind::File;
