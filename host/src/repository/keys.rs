@@ -100,8 +100,8 @@ fn lost_creation_race(
             storage.url()
         )));
     }
-    // Whether this call created it matters less than whose it is: a write
-    // retried after a lost answer finds its own config already there.
+    // Whose it is, not whether this call wrote it, tells: a write retried
+    // after a lost answer finds its own config already there.
     storage.create_new("config", bytes)?;
     let stored = super::parse_config(storage.url(), &storage.read("config")?)?;
     Ok((stored.id != config.id).then_some(stored))

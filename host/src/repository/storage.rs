@@ -613,13 +613,14 @@ impl Storage {
         Ok(())
     }
 
-    /// Create an object only if there is none under `key`: returns whether
-    /// this call created it. Where the store can do that atomically it
-    /// does (a hard link on a local folder, SFTP's rename that refuses to
-    /// replace, S3's `If-None-Match`); a store that silently ignores
-    /// `If-None-Match` (Garage) overwrites, which is why creators first
-    /// claim the creation ([`super::creation`]).
-    pub fn create_new(&self, key: &str, data: Vec<u8>) -> Result<bool, StorageError> {
+    /// Create an object unless there is one under `key` already (then
+    /// nothing is written, and it is not an error: the caller reads the
+    /// object back to learn whose it is). Where the store can do that
+    /// atomically it does (a hard link on a local folder, SFTP's rename
+    /// that refuses to replace, S3's `If-None-Match`); a store that
+    /// silently ignores `If-None-Match` (Garage) overwrites, which is why
+    /// creators first claim the creation ([`super::creation`]).
+    pub fn create_new(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
         match &self.location {
             Location::Local(root) => {
                 let tmp = format!(".new-{}", super::ids::ObjectId::random().to_hex());
@@ -627,23 +628,20 @@ impl Storage {
                 let linked = std::fs::hard_link(root.join(&tmp), root.join(key));
                 let _ = std::fs::remove_file(root.join(&tmp));
                 match linked {
-                    Ok(()) => Ok(true),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                    Err(e) => Err(StorageError::Failed {
-                        url: self.url.clone(),
-                        op: "write",
-                        key: key.to_string(),
-                        message: e.to_string(),
-                    }),
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                        Err(StorageError::Failed {
+                            url: self.url.clone(),
+                            op: "write",
+                            key: key.to_string(),
+                            message: e.to_string(),
+                        })
+                    }
+                    _ => Ok(()),
                 }
             }
-            Location::Sftp { .. } => match self.write(key, data) {
-                Ok(()) => Ok(true),
-                Err(e) => match self.exists(key) {
-                    Ok(true) => Ok(false),
-                    _ => Err(e),
-                },
-            },
+            // A refused rename onto an existing object counts as written
+            // ([`put`]).
+            Location::Sftp { .. } => self.write(key, data),
             Location::S3 { .. } => {
                 self.count_write();
                 let len = data.len() as u64;
@@ -651,9 +649,9 @@ impl Storage {
                 match self.block_on(op.write_with(key, data).if_not_exists(true).into_future()) {
                     Ok(_) => {
                         self.bytes_written.fetch_add(len, Ordering::Relaxed);
-                        Ok(true)
+                        Ok(())
                     }
-                    Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(false),
+                    Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(()),
                     Err(e) => Err(self.fail("write", key, e)),
                 }
             }
