@@ -286,41 +286,13 @@ fn a_backup_to_s3_killed_again_and_again_completes_and_restores_exactly() {
 /// (over SFTP, each failed operation again from the start, on a working
 /// connection): the backup succeeds and restores exactly, and fsck passes.
 fn rides_out_cut_and_stalled_connections(direct: Backend) {
-    let address = |s: &str| -> std::net::SocketAddr {
-        let rest = s.split_once("://").map_or(s, |(_, r)| r);
-        let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
-        rest.split('/').next().unwrap().parse().unwrap()
-    };
-    let target = match &direct {
-        Backend::S3 { endpoint, .. } => address(endpoint),
-        Backend::Sftp { base_url, .. } => address(base_url),
-        Backend::Local => unreachable!("a local folder has no network"),
-    };
+    let target = direct
+        .server_address()
+        .expect("a remote store has an address");
     // 1 MB/s per connection: the backup takes seconds, so that the faults
     // land while it runs.
     let proxy = FlakyProxy::start(target, 1_000_000);
-    let through = format!("127.0.0.1:{}", proxy.port);
-    let proxied = match &direct {
-        Backend::S3 {
-            name,
-            endpoint,
-            bucket,
-        } => Backend::S3 {
-            name,
-            endpoint: endpoint.replace(&target.to_string(), &through),
-            bucket: bucket.clone(),
-        },
-        Backend::Sftp {
-            base_url,
-            key,
-            known_hosts,
-        } => Backend::Sftp {
-            base_url: base_url.replace(&target.to_string(), &through),
-            key: key.clone(),
-            known_hosts: known_hosts.clone(),
-        },
-        Backend::Local => unreachable!(),
-    };
+    let proxied = direct.via_port(proxy.port);
     let env = TestEnv::new();
     let data = env.path().join("data");
     for i in 0..30 {
@@ -366,12 +338,46 @@ fn rides_out_cut_and_stalled_connections(direct: Backend) {
     // What broke and was retried is the libraries' business (in the log),
     // not an error on the terminal of a run that succeeded.
     assert!(!done.stderr.contains("ERROR"), "{done:?}");
+    // Connection attempts abandoned at a timeout leave no ssh behind.
+    assert_eq!(ssh_processes_left(&env), Vec::<String>::new());
 
     // Read back directly from the server, not through the proxy.
     restores_exactly_and_checks(&direct, &env, &direct.repo_url(&env, "flaky"), &data);
 }
 
 on_backends!(rides_out_cut_and_stalled_connections: garage, sftp);
+
+/// An SFTP server that accepts connections and then says nothing: every
+/// attempt times out and the run fails naming the URL. The ssh processes
+/// of the abandoned attempts end with the run, rather than wait on the
+/// silent server (for as long as it keeps the connection open).
+#[test]
+fn a_silent_sftp_server_fails_clearly_and_leaves_no_ssh_behind() {
+    let Some(direct) = Backend::sftp() else {
+        return;
+    };
+    let proxy = FlakyProxy::start(direct.server_address().expect("SFTP address"), 0);
+    proxy.stall();
+    let silent = direct.via_port(proxy.port);
+    let env = TestEnv::new();
+    let url = silent.repo_url(&env, "silent");
+    let run = run(silent.obnam(&env, &url).args([
+        "--storage-timeout",
+        "1",
+        "--ssh-host-keys-check",
+        "no",
+        "--client-name",
+        "c",
+        "ls",
+    ]))
+    .fails();
+    assert!(
+        run.stderr.starts_with(&format!("ERROR: {url}: ")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ssh_processes_left(&env), Vec::<String>::new());
+}
 
 /// A store that does not answer: retried, then a clear error naming the
 /// URL, exit code 1, in bounded time.
@@ -425,6 +431,24 @@ fn an_unreachable_sftp_server_fails_clearly() {
     );
 }
 
+/// The command lines of processes still running that mention the test
+/// world's home folder (where SFTP connections keep their ssh control
+/// sockets), after giving connections that were closed a moment to exit.
+fn ssh_processes_left(env: &TestEnv) -> Vec<String> {
+    let home = env.home().display().to_string();
+    let start = Instant::now();
+    loop {
+        let left: Vec<String> = processes_mentioning(&home)
+            .into_iter()
+            .map(|(_, cmdline)| cmdline)
+            .collect();
+        if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Over SFTP each connection is an ssh process (a master that obnam's
 /// SSH library starts, which would otherwise persist): when a run ends,
 /// successful or not, none of them is left behind.
@@ -439,21 +463,7 @@ fn sftp_runs_leave_no_ssh_process_behind() {
     for i in 0..6 {
         write(&data.join(format!("f{i}")), &noise(200_000, 40 + i));
     }
-    let home = env.home().display().to_string();
-    let left = || {
-        // Closing a connection asks its ssh to exit: give it a moment.
-        let start = Instant::now();
-        loop {
-            let left: Vec<String> = processes_mentioning(&home)
-                .into_iter()
-                .map(|(_, cmdline)| cmdline)
-                .collect();
-            if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
-                return left;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let left = || ssh_processes_left(&env);
     run(&mut backup_cmd(&backend, &env, &url, "c", &data)).ok();
     assert_eq!(left(), Vec::<String>::new(), "after a backup");
     let to = env.path().join("out");

@@ -135,6 +135,38 @@ impl Backend {
         }
     }
 
+    /// The server's address, for a proxy in front of it; `None` for a
+    /// local folder.
+    pub fn server_address(&self) -> Option<std::net::SocketAddr> {
+        let url = match self {
+            Backend::Local => return None,
+            Backend::Sftp { base_url, .. } => base_url,
+            Backend::S3 { endpoint, .. } => endpoint,
+        };
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
+        rest.split('/').next()?.parse().ok()
+    }
+
+    /// The same server, reached through `port` on 127.0.0.1 (a proxy).
+    pub fn via_port(&self, port: u16) -> Backend {
+        let Some(server) = self.server_address() else {
+            return self.clone();
+        };
+        let through = format!("127.0.0.1:{port}");
+        let mut proxied = self.clone();
+        match &mut proxied {
+            Backend::Local => {}
+            Backend::Sftp { base_url, .. } => {
+                *base_url = base_url.replace(&server.to_string(), &through)
+            }
+            Backend::S3 { endpoint, .. } => {
+                *endpoint = endpoint.replace(&server.to_string(), &through)
+            }
+        }
+        proxied
+    }
+
     /// An obnam command for the backend: `env`'s command, with the
     /// backend's arguments and the repository URL.
     pub fn obnam(&self, env: &TestEnv, url: &str) -> Command {

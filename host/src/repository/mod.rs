@@ -31,6 +31,7 @@ pub mod lock;
 pub mod object;
 pub mod pack;
 pub mod pack_cache;
+mod ssh_processes;
 pub mod storage;
 pub mod tree;
 

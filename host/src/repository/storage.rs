@@ -25,7 +25,9 @@
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::ssh_processes;
 
 use opendal::{
     layers::{RetryLayer, TimeoutLayer},
@@ -33,6 +35,9 @@ use opendal::{
 };
 
 pub use super::location::{BadUrl, Location};
+
+/// How long closing the storage waits for its connections to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// Exit code of a process stopped by the crash limit.
 pub const EXIT_CRASH_LIMIT: i32 = 75;
@@ -294,6 +299,8 @@ impl Storage {
                 port,
                 path,
             } => {
+                // Before any ssh process is started (see ssh_processes).
+                ssh_processes::adopt_orphans();
                 let endpoint = match port {
                     Some(p) if host.contains(':') => format!("[{host}]:{p}"),
                     Some(p) => format!("{host}:{p}"),
@@ -436,19 +443,40 @@ impl Storage {
         let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()));
         drop(readers);
         drop(op);
-        // A connection's own tasks (an SFTP session's reader and writer)
-        // hold it open until they end; shutting the runtime down ends them,
-        // and so the connections (each SFTP one runs `ssh -O exit`, which
-        // takes a while on a busy machine). This returns as soon as they
-        // are done; the bound is for an upload still hanging after a
-        // failure.
         let runtime = self
             .runtime
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some(runtime) = runtime {
-            runtime.shutdown_timeout(Duration::from_secs(10));
+        let Some(runtime) = runtime else {
+            return;
+        };
+        // Over SFTP a connection's own task outlives the operator: it ends
+        // its ssh master (`ssh -O exit`) and only then deletes the master's
+        // control folder. Shutting the runtime down drops unfinished tasks,
+        // and a task dropped between the two deletes the folder before the
+        // exit request reaches the master, which then runs on. So let them
+        // finish first; the bound is for a connection that hangs. (Over S3
+        // the HTTP client's idle connections are tasks that would only end
+        // with the runtime, and nothing needs to finish.)
+        let sftp = matches!(self.location, Location::Sftp { .. });
+        if sftp {
+            let start = Instant::now();
+            runtime.block_on(async {
+                let metrics = tokio::runtime::Handle::current().metrics();
+                while metrics.num_alive_tasks() > 0 && start.elapsed() < CLOSE_WAIT {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+            tracing::debug!(
+                "SFTP connections closed in {:?} ({} tasks left)",
+                start.elapsed(),
+                runtime.metrics().num_alive_tasks()
+            );
+        }
+        runtime.shutdown_timeout(Duration::from_secs(10));
+        if sftp {
+            ssh_processes::end_leftovers();
         }
     }
 
@@ -685,5 +713,13 @@ impl Storage {
             .collect();
         names.sort();
         Ok(names)
+    }
+}
+
+/// A storage dropped without [`Storage::close`] (a repository that failed
+/// to open) closes its connections all the same.
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.close();
     }
 }
