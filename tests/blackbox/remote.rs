@@ -522,6 +522,37 @@ fn wrong_s3_credentials_are_reported_without_the_secret() {
     }
 }
 
+/// No credentials at all: said plainly, naming the variables to set, and
+/// not as a network failure that was retried.
+#[test]
+fn missing_s3_credentials_are_named_at_once() {
+    let Some(backend) = Backend::garage() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "no-credentials");
+    let mut cmd = backend.obnam(&env, &url);
+    for name in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+    ] {
+        cmd.env_remove(name);
+    }
+    // Nothing but 127.0.0.1: no asking a cloud's metadata service.
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+    let run = run(cmd.args(["--client-name", "c", "ls"])).fails();
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [format!(
+            "ERROR: {url}: cannot read config: signing http request: failed to load \
+             signing credential (no S3 credentials: set AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY)"
+        )]
+    );
+}
+
 #[test]
 fn bad_repository_urls_are_named_without_their_secrets() {
     let env = TestEnv::new();

@@ -234,10 +234,14 @@ fn describe(e: &opendal::Error) -> String {
         source = cause.source();
     }
     let mut text = parts.join(": ");
-    if text.contains("failed to load signing credential") {
+    // Missing credentials fail before any request is made: not retried,
+    // whatever the error's status says.
+    let no_credentials = text.contains("failed to load signing credential");
+    if no_credentials {
         text.push_str(" (no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
     }
     if e.is_persistent()
+        && !no_credentials
         && !matches!(
             e.kind(),
             ErrorKind::PermissionDenied | ErrorKind::ConfigInvalid
