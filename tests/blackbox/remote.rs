@@ -522,6 +522,26 @@ fn wrong_s3_credentials_are_reported_without_the_secret() {
     }
 }
 
+/// A bucket that does not exist is named as such, on Garage and on moto.
+fn a_missing_bucket_is_named(backend: Backend) {
+    let env = TestEnv::new();
+    let url = "s3://no-such-bucket-for-obnam/repo";
+    let run = run(backend
+        .obnam(&env, url)
+        .args(["--client-name", "c", "backup"])
+        .arg(env.path()))
+    .fails();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: {url}: cannot read config: the bucket does not exist (obnam does not \
+             create buckets: create it with the S3 provider's tools)\n"
+        )
+    );
+}
+
+on_backends!(a_missing_bucket_is_named: garage, moto);
+
 /// No credentials at all: said plainly, naming the variables to set, and
 /// not as a network failure that was retried.
 #[test]

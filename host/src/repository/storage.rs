@@ -222,6 +222,11 @@ fn failure(url: &str, op: &'static str, key: &str, e: opendal::Error) -> Storage
 fn describe(e: &opendal::Error) -> String {
     let mut parts = vec![match e.kind() {
         ErrorKind::PermissionDenied => "access denied (check the credentials)".to_string(),
+        ErrorKind::ConfigInvalid if e.message().contains("\"NoSuchBucket\"") => {
+            "the bucket does not exist (obnam does not create buckets: create it with \
+             the S3 provider's tools)"
+                .to_string()
+        }
         ErrorKind::ConfigInvalid => format!("bad storage settings: {}", e.message()),
         _ => e.message().to_string(),
     }];
