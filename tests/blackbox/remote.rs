@@ -522,6 +522,40 @@ fn wrong_s3_credentials_are_reported_without_the_secret() {
     }
 }
 
+/// An SFTP path where no folder can be made (under /proc on the server):
+/// the failed write says so, rather than that some object is missing.
+#[test]
+fn an_sftp_path_where_no_folder_can_be_made_is_named() {
+    let Some(backend) = Backend::sftp() else {
+        return;
+    };
+    let Backend::Sftp { base_url, .. } = &backend else {
+        unreachable!()
+    };
+    let env = TestEnv::new();
+    let server = &base_url[..base_url["sftp://".len()..].find('/').unwrap() + "sftp://".len()];
+    let url = format!("{server}/proc/obnam-test-repo");
+    let run = run(backend
+        .obnam(&env, &url)
+        .args(["--client-name", "c", "backup"])
+        .arg(env.path()))
+    .fails();
+    assert!(
+        run.stderr
+            .starts_with(&format!("ERROR: {url}: cannot write ")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.ends_with(
+            ": its folder does not exist and cannot be made (is the repository path a \
+             folder that may be written to?)\n"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
 /// A bucket that does not exist is named as such, on Garage and on moto.
 fn a_missing_bucket_is_named(backend: Backend) {
     let env = TestEnv::new();

@@ -1,6 +1,7 @@
 //! The repository through the real host and a test plugin: concurrent
 //! clients, locks, crash safety, data filters, format versions.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -212,6 +213,52 @@ fn a_repository_is_needed_and_must_exist_for_reading() {
             w.repo.display()
         )
     );
+}
+
+/// A repository path that is a file, or under one: named plainly, and
+/// the file is left as it was.
+#[test]
+fn a_repository_path_that_is_not_a_folder_is_named() {
+    let w = World::new(&["repotest"]);
+    let file = w.env.path().join("a-file");
+    fs::write(&file, b"not a repository").unwrap();
+    let run = obnam_test_support::run(
+        w.env
+            .obnam()
+            .arg("--plugin-dir")
+            .arg(&w.plugins)
+            .arg("--repository")
+            .arg(&file)
+            .args(["repotest-run", "c1", "1"]),
+    )
+    .fails();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: cannot use repository {}: it is not a folder\n",
+            file.display()
+        )
+    );
+    let under = file.join("repo");
+    let run = obnam_test_support::run(
+        w.env
+            .obnam()
+            .arg("--plugin-dir")
+            .arg(&w.plugins)
+            .arg("--repository")
+            .arg(&under)
+            .args(["repotest-run", "c1", "1"]),
+    )
+    .fails();
+    assert!(
+        run.stderr.starts_with(&format!(
+            "ERROR: cannot use repository {}: ",
+            under.display()
+        )) && run.stderr.contains("Not a directory"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(fs::read(&file).unwrap(), b"not a repository");
 }
 
 #[test]

@@ -201,7 +201,18 @@ where
 
 /// A failed storage operation as a [`StorageError`].
 fn failure(url: &str, op: &'static str, key: &str, e: opendal::Error) -> StorageError {
-    if e.kind() == ErrorKind::NotFound {
+    if e.kind() == ErrorKind::NotFound && op == "write" {
+        // Over SFTP the folders are made as needed; a write finding none
+        // means that they could not be made.
+        StorageError::Failed {
+            url: url.to_string(),
+            op,
+            key: key.to_string(),
+            message: "its folder does not exist and cannot be made (is the repository \
+                      path a folder that may be written to?)"
+                .to_string(),
+        }
+    } else if e.kind() == ErrorKind::NotFound {
         StorageError::NotFound {
             url: url.to_string(),
             key: key.to_string(),
@@ -287,11 +298,17 @@ impl Storage {
             .map_err(|e| StorageError::Runtime(e.to_string()))?;
         let setup = |e: opendal::Error| StorageError::Setup {
             url: url.to_string(),
-            message: e.to_string(),
+            message: describe(&e),
         };
         let mut made_root = None;
         let op = match &location {
             Location::Local(root) => {
+                if root.exists() && !root.is_dir() {
+                    return Err(StorageError::Setup {
+                        url: url.to_string(),
+                        message: "it is not a folder".into(),
+                    });
+                }
                 if !root.exists() {
                     made_root = Some(root.clone());
                 }
