@@ -19,6 +19,7 @@
 pub mod builtin;
 pub mod cli;
 pub mod host_settings;
+pub mod interrupt;
 pub mod loader;
 pub mod logging;
 pub mod output;
@@ -58,6 +59,7 @@ pub fn run() -> i32 {
     match result.into_result() {
         Ok(code) => code,
         Err(failure) => {
+            interrupt::hold_if_interrupted();
             output::clear_status();
             eprintln!(
                 "ERROR: internal error (a bug in obnam): {}",
@@ -72,6 +74,9 @@ fn main_with(args: Vec<OsString>) -> i32 {
     let pre = cli::prescan(&args);
     logging::init(pre.quiet);
     let result = start(args, pre);
+    // An interruption decides the outcome, whatever the command made of
+    // its refused writes.
+    interrupt::hold_if_interrupted();
     output::clear_status();
     match result {
         Ok(code) => code,
@@ -143,6 +148,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
         env!("CARGO_PKG_VERSION")
     );
     let host = Host::install(registry, values);
+    interrupt::install(host);
     let result = match &def.handler {
         None => builtin::run(&name, host, registry),
         Some(handler) => {

@@ -280,6 +280,26 @@ fn a_backup_to_s3_killed_again_and_again_completes_and_restores_exactly() {
     restores_exactly_and_checks(&backend, &env, &url, &data);
 }
 
+/// Wait until `bytes` have passed through `proxy` in all; `child` (a
+/// backup) must still be running then, or the test cannot do its `next`
+/// step in the middle of it.
+fn wait_for_bytes(proxy: &FlakyProxy, child: &mut std::process::Child, bytes: u64, next: &str) {
+    let start = Instant::now();
+    while proxy.passed() < bytes
+        && child.try_wait().unwrap().is_none()
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Some(status) = child.try_wait().unwrap() {
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+        }
+        panic!("the backup ended ({status}) before the {next}: {stderr}");
+    }
+}
+
 /// Network faults in the middle of a backup: every connection cut and
 /// new ones refused for 1.5 s, then every byte held for 3 s (longer than
 /// `--storage-timeout`). Both are ridden out by retrying with backoff
@@ -309,28 +329,11 @@ fn rides_out_cut_and_stalled_connections(direct: Backend) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until `bytes` have passed; the backup must still be running.
-    let wait_for = |child: &mut std::process::Child, bytes: u64, before: &str| {
-        let start = Instant::now();
-        while proxy.passed() < bytes
-            && child.try_wait().unwrap().is_none()
-            && start.elapsed() < Duration::from_secs(60)
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
-            }
-            panic!("the backup ended ({status}) before the {before}: {stderr}");
-        }
-    };
-    wait_for(&mut child, 2_000_000, "cut");
+    wait_for_bytes(&proxy, &mut child, 2_000_000, "cut");
     proxy.cut();
     std::thread::sleep(Duration::from_millis(1500));
     proxy.heal();
-    wait_for(&mut child, proxy.passed() + 2_000_000, "stall");
+    wait_for_bytes(&proxy, &mut child, proxy.passed() + 2_000_000, "stall");
     proxy.stall();
     std::thread::sleep(Duration::from_secs(3));
     proxy.heal();
@@ -346,6 +349,59 @@ fn rides_out_cut_and_stalled_connections(direct: Backend) {
 }
 
 on_backends!(rides_out_cut_and_stalled_connections: garage, sftp);
+
+/// Ctrl-C (SIGINT), or SIGTERM, in the middle of a backup to a remote
+/// store: the run ends with exit code 128 + the signal and says so, its
+/// lock is released (the next run has no stale lock to break), no ssh
+/// process is left behind, and the next backup completes and restores
+/// exactly.
+fn an_interrupted_backup_winds_down(direct: Backend) {
+    let target = direct
+        .server_address()
+        .expect("a remote store has an address");
+    // 1 MB/s per connection: the backup takes seconds, so that the
+    // signal lands while it runs.
+    let proxy = FlakyProxy::start(target, 1_000_000);
+    let proxied = direct.via_port(proxy.port);
+    let env = TestEnv::new();
+    let data = env.path().join("data");
+    for i in 0..30 {
+        write(&data.join(format!("f{i}.bin")), &noise(400_000, 700 + i));
+    }
+    let url = proxied.repo_url(&env, "interrupted");
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let mut cmd = backup_cmd(&proxied, &env, &url, "c", &data);
+        cmd.args(["--pack-size", "256KiB"]);
+        if !proxied.is_local() {
+            // Host keys are known by host and port; the proxy's port is new.
+            cmd.args(["--ssh-host-keys-check", "no"]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_bytes(&proxy, &mut child, proxy.passed() + 1_500_000, "signal");
+        Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{stderr}");
+        assert!(
+            stderr.ends_with(&format!("ERROR: interrupted by SIG{signal}\n")),
+            "{stderr}"
+        );
+        assert_eq!(ssh_processes_left(&env), Vec::<String>::new());
+    }
+    let url = direct.repo_url(&env, "interrupted");
+    let done = run(&mut backup_cmd(&direct, &env, &url, "c", &data)).ok();
+    assert!(!done.stderr.contains("stale lock"), "{done:?}");
+    restores_exactly_and_checks(&direct, &env, &url, &data);
+}
+
+on_backends!(an_interrupted_backup_winds_down: garage, sftp);
 
 /// An SFTP server that accepts connections and then says nothing: every
 /// attempt times out and the run fails naming the URL. The ssh processes

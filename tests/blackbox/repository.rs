@@ -161,6 +161,30 @@ fn the_lock_of_a_killed_process_is_broken_with_a_warning() {
     assert!(w.lock_files().is_empty());
 }
 
+/// Ctrl-C (SIGINT), SIGTERM or SIGHUP: the run releases its lock before
+/// it ends, with exit code 128 + the signal and a message saying why.
+#[test]
+fn an_interrupted_run_releases_its_lock() {
+    let w = World::new(&["repotest"]);
+    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+        let mut holder = w.hold_lock("c1");
+        assert_eq!(w.lock_files().len(), 1);
+        let mut stderr = holder.stderr.take();
+        Command::new("kill")
+            .args([&format!("-{signal}"), &holder.id().to_string()])
+            .status()
+            .unwrap();
+        let status = holder.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "SIG{signal}");
+        let mut said = String::new();
+        if let Some(e) = stderr.as_mut() {
+            std::io::Read::read_to_string(e, &mut said).unwrap();
+        }
+        assert_eq!(said, format!("ERROR: interrupted by SIG{signal}\n"));
+        assert!(w.lock_files().is_empty(), "SIG{signal}");
+    }
+}
+
 #[test]
 fn force_lock_removes_the_clients_locks() {
     let w = World::new(&["repotest"]);

@@ -355,7 +355,7 @@ pub fn spawn_holding_lock(cmd: &mut Command) -> std::process::Child {
     use std::io::BufRead;
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the lock holder");
     let mut line = String::new();

@@ -267,6 +267,13 @@ impl Repository {
         self.storage.close();
     }
 
+    /// Write nothing more: the run was interrupted. What was written is
+    /// as a crash would leave it (consistent, by the order of writes);
+    /// locks can still be released.
+    pub fn stop_writes(&self) {
+        self.storage.stop_writes();
+    }
+
     /// The repository's config object.
     pub fn config(&self) -> &RepoConfig {
         &self.config

@@ -61,6 +61,8 @@ pub enum StorageError {
     Setup { url: String, message: String },
     #[error("cannot start the storage runtime: {0}")]
     Runtime(String),
+    #[error("{url}: not writing {key}: the run was interrupted")]
+    Interrupted { url: String, key: String },
 }
 
 /// How to reach remote storage: the settings of the remote services.
@@ -98,6 +100,8 @@ pub struct Storage {
     readers: std::sync::Mutex<std::collections::HashMap<String, opendal::Reader>>,
     /// The local folder this open created, if it did.
     made_root: Option<PathBuf>,
+    /// Set when the run is interrupted: no write starts after it.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 /// Write one whole object. Over SFTP, which writes in place, it goes
@@ -409,6 +413,7 @@ impl Storage {
             crash_limit: options.crash_limit,
             readers: std::sync::Mutex::new(std::collections::HashMap::new()),
             made_root,
+            stopped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -538,8 +543,11 @@ impl Storage {
         objects: Vec<(String, bytes::Bytes)>,
         done: impl FnOnce(Result<(), StorageError>) + Send + 'static,
     ) {
-        for _ in &objects {
-            self.count_write();
+        for (key, _) in &objects {
+            if let Err(e) = self.begin_write(key) {
+                done(Err(e));
+                return;
+            }
         }
         let op = match self.op() {
             Ok(op) => op,
@@ -568,6 +576,25 @@ impl Storage {
             }
             done(Ok(()));
         });
+    }
+
+    /// Start no write after this (the run was interrupted and is ending):
+    /// writes fail with [`StorageError::Interrupted`]. Deletes go on, so
+    /// that locks can be released.
+    pub fn stop_writes(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Check that writing `key` may start, and count it.
+    fn begin_write(&self, key: &str) -> Result<(), StorageError> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(StorageError::Interrupted {
+                url: self.url.clone(),
+                key: key.to_string(),
+            });
+        }
+        self.count_write();
+        Ok(())
     }
 
     /// Count a modifying operation; end the process if the crash limit is reached.
@@ -672,7 +699,7 @@ impl Storage {
 
     /// Write a whole object.
     pub fn write(&self, key: &str, data: impl Into<bytes::Bytes>) -> Result<(), StorageError> {
-        self.count_write();
+        self.begin_write(key)?;
         let data: bytes::Bytes = data.into();
         let len = data.len() as u64;
         let sftp = matches!(self.location, Location::Sftp { .. });
@@ -715,7 +742,7 @@ impl Storage {
             // ([`put`]).
             Location::Sftp { .. } => self.write(key, data),
             Location::S3 { .. } => {
-                self.count_write();
+                self.begin_write(key)?;
                 let len = data.len() as u64;
                 let op = self.op().map_err(|e| self.fail("write", key, e))?;
                 match self.block_on(op.write_with(key, data).if_not_exists(true).into_future()) {

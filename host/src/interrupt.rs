@@ -1,0 +1,99 @@
+//! What happens when the run is interrupted: Ctrl-C (SIGINT), SIGTERM or
+//! SIGHUP.
+//!
+//! Without this, the process would simply die, as with `kill -9`. The
+//! repository survives that (every write is ordered so that a crash leaves
+//! it consistent), but the run's locks would stay until they are judged
+//! stale, and over SFTP the ssh processes carrying the connections would
+//! run on. So a thread waits for these signals and, on the first:
+//!
+//! 1. stops the repository from starting any more writes;
+//! 2. releases the run's locks;
+//! 3. closes the repository (its connections, and their ssh processes);
+//! 4. ends the process with exit code 128 + the signal's number, after
+//!    saying `ERROR: interrupted by SIGINT`.
+//!
+//! Meanwhile the command's own thread sees its writes refused and fails;
+//! [`hold_if_interrupted`] keeps it from printing that failure or ending
+//! the process first. A second signal ends the process at once.
+
+use std::sync::OnceLock;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::output;
+use crate::services::Host;
+
+/// The signal that interrupted the run, once one has.
+static INTERRUPTED: OnceLock<i32> = OnceLock::new();
+
+/// Start the thread that handles interruptions for the run of `host`.
+pub fn install(host: &'static Host) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::warn!("cannot handle interruptions (Ctrl-C will stop obnam abruptly): {e}");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("obnam-interrupt".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if INTERRUPTED.set(signal).is_err() {
+                    // A second signal: the user does not want to wait.
+                    std::process::exit(128 + signal);
+                }
+                // Winding down may take a while on a slow network: in a
+                // thread of its own, so that this one hears a second signal.
+                let end = move || {
+                    wind_down(host);
+                    output::clear_status();
+                    eprintln!("ERROR: interrupted by {}", name(signal));
+                    std::process::exit(128 + signal);
+                };
+                let spawned = std::thread::Builder::new()
+                    .name("obnam-wind-down".into())
+                    .spawn(end);
+                if spawned.is_err() {
+                    end();
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot handle interruptions (Ctrl-C will stop obnam abruptly): {e}");
+    }
+}
+
+/// Leave the repository as the end of a run would: nothing more written,
+/// locks released, connections closed.
+fn wind_down(host: &Host) {
+    if let Some(repo) = host.opened_repository() {
+        repo.stop_writes();
+        if let Err(e) = repo.unlock_all() {
+            tracing::warn!("could not release a lock: {e}");
+        }
+    }
+    host.close_repository();
+}
+
+/// If the run was interrupted, wait for the interruption's thread to end
+/// the process; otherwise return at once. For the command's thread, before
+/// it reports an outcome that the interruption decides.
+pub fn hold_if_interrupted() {
+    if INTERRUPTED.get().is_some() {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+fn name(signal: i32) -> &'static str {
+    match signal {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
+}
