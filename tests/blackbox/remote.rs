@@ -376,14 +376,17 @@ fn an_interrupted_backup_winds_down(direct: Backend) {
             // Host keys are known by host and port; the proxy's port is new.
             cmd.args(["--ssh-host-keys-check", "no"]);
         }
-        let mut child = cmd
+        // In a process group of its own, signalled as a whole, as a
+        // terminal's Ctrl-C does: the ssh processes that obnam starts in
+        // its group get the signal too.
+        let mut child = std::os::unix::process::CommandExt::process_group(&mut cmd, 0)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         wait_for_bytes(&proxy, &mut child, proxy.passed() + 1_500_000, "signal");
         Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
+            .args([&format!("-{signal}"), "--", &format!("-{}", child.id())])
             .status()
             .unwrap();
         let output = child.wait_with_output().unwrap();

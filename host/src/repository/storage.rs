@@ -39,6 +39,10 @@ pub use super::location::{BadUrl, Location};
 
 /// How long closing the storage waits for its connections to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
+/// The same when the run was interrupted: the command's thread may still
+/// be in the middle of an operation, holding connections open, and what
+/// is left is ended by [`ssh_processes::end_leftovers`].
+const CLOSE_WAIT_INTERRUPTED: Duration = Duration::from_secs(1);
 
 /// Exit code of a process stopped by the crash limit.
 pub const EXIT_CRASH_LIMIT: i32 = 75;
@@ -102,6 +106,36 @@ pub struct Storage {
     made_root: Option<PathBuf>,
     /// Set when the run is interrupted: no write starts after it.
     stopped: std::sync::atomic::AtomicBool,
+    /// The background writes that may still be running, for closing.
+    background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+/// The callback of a background write, called exactly once: with the
+/// outcome, or with [`StorageError::Interrupted`] if the write is abandoned
+/// (its task aborted when the storage closes before it ends).
+struct Completion<F: FnOnce(Result<(), StorageError>)> {
+    done: Option<F>,
+    url: String,
+    key: String,
+}
+
+impl<F: FnOnce(Result<(), StorageError>)> Completion<F> {
+    fn finish(mut self, outcome: Result<(), StorageError>) {
+        if let Some(done) = self.done.take() {
+            done(outcome);
+        }
+    }
+}
+
+impl<F: FnOnce(Result<(), StorageError>)> Drop for Completion<F> {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(Err(StorageError::Interrupted {
+                url: std::mem::take(&mut self.url),
+                key: std::mem::take(&mut self.key),
+            }));
+        }
+    }
 }
 
 /// Write one whole object. Over SFTP, which writes in place, it goes
@@ -414,6 +448,7 @@ impl Storage {
             readers: std::sync::Mutex::new(std::collections::HashMap::new()),
             made_root,
             stopped: std::sync::atomic::AtomicBool::new(false),
+            background: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -483,6 +518,14 @@ impl Storage {
         let Some(runtime) = runtime else {
             return;
         };
+        // Background writes still running belong to a run that failed or
+        // was interrupted (a run that succeeded waited for them): what they
+        // would write is not needed, as after a crash, and a write retrying
+        // on a broken connection would hold up the end of the run.
+        for task in std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()))
+        {
+            task.abort();
+        }
         // Over SFTP a connection's own task outlives the operator: it ends
         // its ssh master (`ssh -O exit`) and only then deletes the master's
         // control folder. Shutting the runtime down drops unfinished tasks,
@@ -494,9 +537,14 @@ impl Storage {
         let sftp = matches!(self.location, Location::Sftp { .. });
         if sftp {
             let start = Instant::now();
+            let bound = if self.stopped.load(Ordering::SeqCst) {
+                CLOSE_WAIT_INTERRUPTED
+            } else {
+                CLOSE_WAIT
+            };
             runtime.block_on(async {
                 let metrics = tokio::runtime::Handle::current().metrics();
-                while metrics.num_alive_tasks() > 0 && start.elapsed() < CLOSE_WAIT {
+                while metrics.num_alive_tasks() > 0 && start.elapsed() < bound {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             });
@@ -560,7 +608,12 @@ impl Storage {
         let url = self.url.clone();
         let sftp = matches!(self.location, Location::Sftp { .. });
         let bytes_written = self.bytes_written.clone();
-        self.handle.spawn(async move {
+        let completion = Completion {
+            done: Some(done),
+            url: url.clone(),
+            key: objects.first().map_or_else(String::new, |(k, _)| k.clone()),
+        };
+        let task = self.handle.spawn(async move {
             for (key, data) in objects {
                 let len = data.len() as u64;
                 let written = run_retrying(&op, sftp, |op| {
@@ -569,13 +622,16 @@ impl Storage {
                 })
                 .await;
                 if let Err(e) = written {
-                    done(Err(failure(&url, "write", &key, e)));
+                    completion.finish(Err(failure(&url, "write", &key, e)));
                     return;
                 }
                 bytes_written.fetch_add(len, Ordering::Relaxed);
             }
-            done(Ok(()));
+            completion.finish(Ok(()));
         });
+        let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        background.retain(|task| !task.is_finished());
+        background.push(task.abort_handle());
     }
 
     /// Start no write after this (the run was interrupted and is ending):

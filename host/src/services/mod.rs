@@ -72,12 +72,12 @@ impl Host {
     /// carry them exit rather than outlive obnam. Plugins may still hold
     /// handles (in their state), but nothing runs after this.
     pub fn close_repository(&self) {
-        let repo = self
-            .repository
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(repo) = repo {
+        // Closed with the slot locked: a second caller (the command's
+        // thread and an interruption's, at the same moment) returns only
+        // once the first has finished closing, so that the process cannot
+        // end half-way through (with ssh processes not yet ended).
+        let mut slot = self.repository.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(repo) = slot.take() {
             repo.close();
         }
     }
