@@ -615,6 +615,40 @@ fn an_sftp_path_where_no_folder_can_be_made_is_named() {
     );
 }
 
+/// What crashed writers left in `.tmp/` (a local folder and SFTP write
+/// there first) is deleted by the next backup once it is a day old; a
+/// newer file, which a running writer may still be writing, stays.
+fn stale_temporaries_are_removed(backend: Backend) {
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "tidy");
+    let data = env.path().join("data");
+    write(&data.join("f"), &noise(100_000, 5));
+    run(&mut backup_cmd(&backend, &env, &url, "c", &data)).ok();
+    // The SFTP server is on this machine: its folder is the URL's path.
+    let folder = match url.strip_prefix("sftp://") {
+        Some(rest) => PathBuf::from(&rest[rest.find('/').unwrap()..]),
+        None => PathBuf::from(&url),
+    }
+    .join(".tmp");
+    fs::create_dir_all(&folder).unwrap();
+    let (old, new) = (folder.join("old-leftover"), folder.join("new-leftover"));
+    for file in [&old, &new] {
+        fs::write(file, b"half an object").unwrap();
+    }
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+    run(&mut backup_cmd(&backend, &env, &url, "c", &data)).ok();
+    assert!(!old.exists(), "a two-day-old leftover stays");
+    assert!(new.exists(), "a new temporary file was removed");
+}
+
+on_backends!(stale_temporaries_are_removed: local, sftp);
+
 /// A bucket that does not exist is named as such, on Garage and on moto.
 fn a_missing_bucket_is_named(backend: Backend) {
     let env = TestEnv::new();

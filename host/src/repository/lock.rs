@@ -100,6 +100,9 @@ pub(super) fn host_name() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
+/// How old a file in `.tmp/` must be to be taken for a crashed writer's.
+const STALE_TEMPORARY: Duration = Duration::from_secs(24 * 3600);
+
 /// Locks held by this process.
 #[derive(Default)]
 pub struct Locks {
@@ -110,7 +113,13 @@ pub struct Locks {
 impl Repository {
     /// Lock a client for a backup (or other work on its generations).
     pub fn lock_client(&self, client: &str, timeout: Duration) -> RepoResult<()> {
-        self.acquire(LockKind::Client, client, timeout)
+        self.acquire(LockKind::Client, client, timeout)?;
+        // A writer is starting: a good moment to tidy up after crashed ones.
+        let removed = self.storage().remove_stale_temporaries(STALE_TEMPORARY);
+        if removed > 0 {
+            tracing::info!("removed {removed} temporary files left in .tmp/ by interrupted writes");
+        }
+        Ok(())
     }
 
     /// Take the repository for destructive work.

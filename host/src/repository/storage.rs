@@ -477,6 +477,49 @@ impl Storage {
         }
     }
 
+    /// Delete what crashed writers left in `.tmp/` (a local folder and
+    /// SFTP write objects there first): files last modified more than `age`
+    /// ago, which no running writer can still be writing. Best effort:
+    /// returns how many were deleted.
+    pub fn remove_stale_temporaries(&self, age: Duration) -> usize {
+        let Some(cutoff) = std::time::SystemTime::now().checked_sub(age) else {
+            return 0;
+        };
+        match &self.location {
+            Location::Local(root) => {
+                let Ok(entries) = std::fs::read_dir(root.join(".tmp")) else {
+                    return 0;
+                };
+                entries
+                    .flatten()
+                    .filter(|e| {
+                        e.metadata()
+                            .and_then(|m| m.modified())
+                            .is_ok_and(|t| t < cutoff)
+                    })
+                    .filter(|e| std::fs::remove_file(e.path()).is_ok())
+                    .count()
+            }
+            Location::Sftp { .. } => {
+                let Ok(names) = self.list(".tmp/") else {
+                    return 0;
+                };
+                names
+                    .iter()
+                    .map(|name| format!(".tmp/{name}"))
+                    .filter(|key| {
+                        self.run(|op| async move { op.stat(key).await })
+                            .ok()
+                            .and_then(|m| m.last_modified())
+                            .is_some_and(|t| std::time::SystemTime::from(t) < cutoff)
+                    })
+                    .filter(|key| self.run(|op| async move { op.delete(key).await }).is_ok())
+                    .count()
+            }
+            Location::S3 { .. } => 0,
+        }
+    }
+
     /// Whether the store is across a network (SFTP, S3).
     pub fn is_remote(&self) -> bool {
         !self.location.is_local()
