@@ -893,3 +893,57 @@ impl Drop for Storage {
         self.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    type Outcomes = Arc<Mutex<Vec<Result<(), String>>>>;
+
+    fn completion(outcomes: &Outcomes) -> Completion<impl FnOnce(Result<(), StorageError>)> {
+        let outcomes = outcomes.clone();
+        Completion {
+            done: Some(move |r: Result<(), StorageError>| {
+                outcomes.lock().unwrap().push(r.map_err(|e| e.to_string()))
+            }),
+            url: "s3://b/r".into(),
+            key: "packs/ab".into(),
+        }
+    }
+
+    #[test]
+    fn a_background_write_reports_once_even_when_abandoned() {
+        let outcomes = Outcomes::default();
+        completion(&outcomes).finish(Ok(()));
+        drop(completion(&outcomes));
+        assert_eq!(
+            *outcomes.lock().unwrap(),
+            [
+                Ok(()),
+                Err("s3://b/r: not writing packs/ab: the run was interrupted".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn no_write_starts_once_writes_are_stopped_but_deletes_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let storage = Storage::open(root.to_str().unwrap(), &StorageOptions::default()).unwrap();
+        storage.write("a", b"1".to_vec()).unwrap();
+        storage.stop_writes();
+        assert!(matches!(
+            storage.write("b", b"2".to_vec()),
+            Err(StorageError::Interrupted { .. })
+        ));
+        let (tx, rx) = std::sync::mpsc::channel();
+        storage.write_in_background(
+            vec![("c".into(), bytes::Bytes::from_static(b"3"))],
+            move |r| tx.send(r.is_err()).unwrap(),
+        );
+        assert!(rx.recv().unwrap(), "a background write started");
+        storage.delete("a").unwrap();
+        assert_eq!(storage.list("").unwrap(), Vec::<String>::new());
+    }
+}
