@@ -1,5 +1,4 @@
-//! What happens when the run is interrupted: Ctrl-C (SIGINT), SIGTERM or
-//! SIGHUP.
+//! What happens when the run is interrupted: Ctrl-C (SIGINT) or SIGTERM.
 //!
 //! Without this, the process would simply die, as with `kill -9`. The
 //! repository survives that (every write is ordered so that a crash leaves
@@ -16,10 +15,14 @@
 //! Meanwhile the command's own thread sees its writes refused and fails;
 //! [`hold_if_interrupted`] keeps it from printing that failure or ending
 //! the process first. A second signal ends the process at once.
+//!
+//! SIGHUP is left alone: `nohup obnam backup` ignores it, and a handler
+//! installed here would undo that (a handler replaces an inherited
+//! "ignore").
 
 use std::sync::OnceLock;
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::output;
@@ -30,7 +33,7 @@ static INTERRUPTED: OnceLock<i32> = OnceLock::new();
 
 /// Start the thread that handles interruptions for the run of `host`.
 pub fn install(host: &'static Host) {
-    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
         Err(e) => {
             tracing::warn!("cannot handle interruptions (Ctrl-C will stop obnam abruptly): {e}");
@@ -93,7 +96,6 @@ fn name(signal: i32) -> &'static str {
     match signal {
         SIGINT => "SIGINT",
         SIGTERM => "SIGTERM",
-        SIGHUP => "SIGHUP",
         _ => "a signal",
     }
 }

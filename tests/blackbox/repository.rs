@@ -161,12 +161,12 @@ fn the_lock_of_a_killed_process_is_broken_with_a_warning() {
     assert!(w.lock_files().is_empty());
 }
 
-/// Ctrl-C (SIGINT), SIGTERM or SIGHUP: the run releases its lock before
-/// it ends, with exit code 128 + the signal and a message saying why.
+/// Ctrl-C (SIGINT) or SIGTERM: the run releases its lock before it ends,
+/// with exit code 128 + the signal and a message saying why.
 #[test]
 fn an_interrupted_run_releases_its_lock() {
     let w = World::new(&["repotest"]);
-    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
         let mut holder = w.hold_lock("c1");
         assert_eq!(w.lock_files().len(), 1);
         let mut stderr = holder.stderr.take();
@@ -183,6 +183,38 @@ fn an_interrupted_run_releases_its_lock() {
         assert_eq!(said, format!("ERROR: interrupted by SIG{signal}\n"));
         assert!(w.lock_files().is_empty(), "SIG{signal}");
     }
+}
+
+/// SIGHUP is not taken over: under `nohup` the run goes on after a hangup.
+#[test]
+fn a_hangup_under_nohup_does_not_stop_a_run() {
+    let w = World::new(&["repotest"]);
+    let direct = w.cmd(&["repotest-lock", "c1", "600"]);
+    let mut cmd = Command::new("nohup");
+    cmd.arg(direct.get_program()).args(direct.get_args());
+    for (key, value) in direct.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    if let Some(dir) = direct.get_current_dir() {
+        cmd.current_dir(dir);
+    }
+    let mut holder = obnam_test_support::spawn_holding_lock(&mut cmd);
+    Command::new("kill")
+        .args(["-HUP", &holder.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(holder.try_wait().unwrap().is_none(), "a hangup stopped it");
+    assert_eq!(w.lock_files().len(), 1);
+    Command::new("kill")
+        .args(["-INT", &holder.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(holder.wait().unwrap().code(), Some(130));
+    assert!(w.lock_files().is_empty());
 }
 
 #[test]
