@@ -1,4 +1,5 @@
-//! What happens when the run is interrupted: Ctrl-C (SIGINT) or SIGTERM.
+//! What happens when the run is interrupted: Ctrl-C (SIGINT), SIGTERM, or
+//! SIGHUP (the terminal went away).
 //!
 //! Without this, the process would simply die, as with `kill -9`. The
 //! repository survives that (every write is ordered so that a crash leaves
@@ -16,13 +17,14 @@
 //! [`hold_if_interrupted`] keeps it from printing that failure or ending
 //! the process first. A second signal ends the process at once.
 //!
-//! SIGHUP is left alone: `nohup obnam backup` ignores it, and a handler
-//! installed here would undo that (a handler replaces an inherited
-//! "ignore").
+//! A signal that obnam was started with ignored stays ignored: `nohup`
+//! ignores SIGHUP so that a run goes on after a logout, and a shell
+//! running a script ignores SIGINT for the jobs it starts in the
+//! background; a handler would replace that inherited "ignore".
 
 use std::sync::OnceLock;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::output;
@@ -33,7 +35,11 @@ static INTERRUPTED: OnceLock<i32> = OnceLock::new();
 
 /// Start the thread that handles interruptions for the run of `host`.
 pub fn install(host: &'static Host) {
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let handled: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
+        .into_iter()
+        .filter(|&signal| !ignored_at_start(signal))
+        .collect();
+    let mut signals = match Signals::new(&handled) {
         Ok(signals) => signals,
         Err(e) => {
             tracing::warn!("cannot handle interruptions (Ctrl-C will stop obnam abruptly): {e}");
@@ -96,6 +102,45 @@ fn name(signal: i32) -> &'static str {
     match signal {
         SIGINT => "SIGINT",
         SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
         _ => "a signal",
+    }
+}
+
+/// Whether the process started with `signal` ignored, from the `SigIgn`
+/// mask of `/proc/self/status` (bit N-1 for signal N). Read before any
+/// handler is installed, so it is what the parent left. Elsewhere than
+/// Linux: SIGHUP is taken as ignored (left alone, as it may be meant to
+/// be), the others as not.
+fn ignored_at_start(signal: i32) -> bool {
+    let mask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("SigIgn:"))?;
+            u64::from_str_radix(line["SigIgn:".len()..].trim(), 16).ok()
+        });
+    match mask {
+        Some(mask) => signal_in_mask(mask, signal),
+        None => signal == SIGHUP,
+    }
+}
+
+fn signal_in_mask(mask: u64, signal: i32) -> bool {
+    (1..=64).contains(&signal) && mask & (1 << (signal - 1)) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ignored_mask_is_read_by_signal_number() {
+        // `nohup` leaves SigIgn 0000000000000001: SIGHUP (1) ignored.
+        assert!(signal_in_mask(0x1, SIGHUP));
+        assert!(!signal_in_mask(0x1, SIGINT));
+        assert!(signal_in_mask(0x3, SIGINT));
+        assert!(signal_in_mask(1 << (SIGTERM - 1), SIGTERM));
+        assert!(!signal_in_mask(u64::MAX, 0));
+        assert!(!signal_in_mask(u64::MAX, 65));
     }
 }

@@ -161,12 +161,12 @@ fn the_lock_of_a_killed_process_is_broken_with_a_warning() {
     assert!(w.lock_files().is_empty());
 }
 
-/// Ctrl-C (SIGINT) or SIGTERM: the run releases its lock before it ends,
-/// with exit code 128 + the signal and a message saying why.
+/// Ctrl-C (SIGINT), SIGTERM or SIGHUP: the run releases its lock before
+/// it ends, with exit code 128 + the signal and a message saying why.
 #[test]
 fn an_interrupted_run_releases_its_lock() {
     let w = World::new(&["repotest"]);
-    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
         let mut holder = w.hold_lock("c1");
         assert_eq!(w.lock_files().len(), 1);
         let mut stderr = holder.stderr.take();
@@ -185,7 +185,8 @@ fn an_interrupted_run_releases_its_lock() {
     }
 }
 
-/// SIGHUP is not taken over: under `nohup` the run goes on after a hangup.
+/// A signal ignored when obnam starts stays ignored: under `nohup` the
+/// run goes on after a hangup.
 #[test]
 fn a_hangup_under_nohup_does_not_stop_a_run() {
     let w = World::new(&["repotest"]);
