@@ -179,9 +179,11 @@ fn four_creators_at_once_with(backend: Backend, encrypted: bool) {
         assert_same(d, &restored(&to, d));
     }
     if backend.is_local() {
+        // The folder itself stays: removing it when empty would race
+        // with another creator writing its claim into it.
         assert!(
-            !Path::new(&url).join("creating").exists(),
-            "the creation claims' folder was left behind"
+            fs::read_dir(Path::new(&url).join("creating")).map_or(true, |mut d| d.next().is_none()),
+            "creation claims were left behind"
         );
     }
 }

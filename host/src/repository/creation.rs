@@ -61,8 +61,9 @@ impl Drop for ClaimGuard<'_> {
         if let Err(e) = self.storage.delete(&self.key) {
             tracing::warn!("could not remove the creation claim {}: {e}", self.key);
         }
-        // On a filesystem the folder stays behind; remove it if empty.
-        self.storage.remove_empty_folder(FOLDER);
+        // On a filesystem the empty `creating/` folder stays: removing it
+        // would race with another creator's write into it (made, then
+        // removed, before the claim lands), and fail that creator.
     }
 }
 

@@ -462,21 +462,6 @@ impl Storage {
         }
     }
 
-    /// Remove `folder` (ending in `/`) if it is an empty directory on a
-    /// local filesystem or an SFTP server; object stores have no empty
-    /// folders. Best effort: a folder that is not empty stays.
-    pub fn remove_empty_folder(&self, folder: &str) {
-        match &self.location {
-            Location::Local(root) => {
-                let _ = std::fs::remove_dir(root.join(folder));
-            }
-            Location::Sftp { .. } => {
-                let _ = self.block_on(async { self.op()?.delete(folder).await });
-            }
-            Location::S3 { .. } => {}
-        }
-    }
-
     /// Delete what crashed writers left in `.tmp/` (a local folder and
     /// SFTP write objects there first): files last modified more than `age`
     /// ago, which no running writer can still be writing. Best effort:
