@@ -15,7 +15,9 @@
 //!
 //! Meanwhile the command's own thread sees its writes refused and fails;
 //! [`hold_if_interrupted`] keeps it from printing that failure or ending
-//! the process first. A second signal ends the process at once.
+//! the process first, and the terminal shows nothing more from any thread
+//! (warnings about refused writes still go to the log) but the final
+//! line. A second signal ends the process at once.
 //!
 //! A signal that obnam was started with ignored stays ignored: `nohup`
 //! ignores SIGHUP so that a run goes on after a logout, and a shell
@@ -56,9 +58,9 @@ pub fn install(host: &'static Host) {
                 }
                 // Winding down may take a while on a slow network: in a
                 // thread of its own, so that this one hears a second signal.
+                output::silence_terminal();
                 let end = move || {
                     wind_down(host);
-                    output::clear_status();
                     eprintln!("ERROR: interrupted by {}", name(signal));
                     std::process::exit(128 + signal);
                 };

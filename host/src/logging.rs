@@ -148,6 +148,7 @@ impl<S: Subscriber> Layer<S> for HostLayer {
         if level <= LogLevel::Warn
             && meta.target().starts_with("obnam")
             && !st.quiet.load(Ordering::Relaxed)
+            && !crate::output::terminal_silenced()
         {
             crate::output::clear_status();
             eprintln!("{}: {}", level_name(level), text.message());

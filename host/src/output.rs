@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 static STATUS_SHOWN: AtomicBool = AtomicBool::new(false);
 static LAST_STATUS: Mutex<Option<Instant>> = Mutex::new(None);
+static TERMINAL_SILENCED: AtomicBool = AtomicBool::new(false);
 
 /// How often the status line is redrawn at most.
 const STATUS_INTERVAL: Duration = Duration::from_millis(100);
@@ -55,9 +56,23 @@ pub fn stdout_closed() -> bool {
     STDOUT_CLOSED.load(Ordering::Relaxed)
 }
 
+/// Show nothing more on standard error (no status line, no warnings):
+/// the run was interrupted, and what its threads report on their way down
+/// is noise. The log file still gets it; the interruption says the last
+/// word itself.
+pub fn silence_terminal() {
+    TERMINAL_SILENCED.store(true, Ordering::SeqCst);
+    clear_status();
+}
+
+/// Whether [`silence_terminal`] was called.
+pub fn terminal_silenced() -> bool {
+    TERMINAL_SILENCED.load(Ordering::SeqCst)
+}
+
 /// Show a status line on a terminal, at most ten times a second.
 pub fn status(text: &str, quiet: bool) {
-    if quiet || !std::io::stderr().is_terminal() {
+    if quiet || terminal_silenced() || !std::io::stderr().is_terminal() {
         return;
     }
     let mut last = LAST_STATUS.lock().unwrap_or_else(|e| e.into_inner());

@@ -48,30 +48,35 @@ mod linux {
     const GRACE: Duration = Duration::from_secs(2);
 
     pub(super) fn end_leftovers() {
-        let children = ssh_children();
-        let mut alive = Vec::new();
-        for (pid, zombie) in children {
-            if zombie {
-                reap(pid);
-            } else {
-                tracing::debug!(
-                    "ending ssh process {} left by a connection",
-                    pid.as_raw_nonzero()
-                );
-                if kill_process(pid, Signal::TERM).is_ok() {
-                    alive.push(pid);
+        // Scanned again until none is left: an ssh that forks its master
+        // while being ended leaves the master to be re-parented to obnam
+        // only after the scan that found its parent.
+        let start = Instant::now();
+        let mut signalled: Vec<Pid> = Vec::new();
+        loop {
+            let children = ssh_children();
+            if children.is_empty() {
+                return;
+            }
+            for (pid, zombie) in children {
+                if zombie {
+                    reap(pid);
+                } else if !signalled.contains(&pid) {
+                    tracing::debug!(
+                        "ending ssh process {} left by a connection",
+                        pid.as_raw_nonzero()
+                    );
+                    let _ = kill_process(pid, Signal::TERM);
+                    signalled.push(pid);
+                } else if start.elapsed() > GRACE {
+                    let _ = kill_process(pid, Signal::KILL);
+                    reap(pid);
+                } else {
+                    reap(pid);
                 }
             }
-        }
-        let start = Instant::now();
-        while !alive.is_empty() {
-            alive.retain(|&pid| !reap(pid));
-            if start.elapsed() > GRACE {
-                for &pid in &alive {
-                    let _ = kill_process(pid, Signal::KILL);
-                    let _ = waitpid(Some(pid), WaitOptions::empty());
-                }
-                break;
+            if start.elapsed() > GRACE * 2 {
+                return;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
