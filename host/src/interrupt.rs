@@ -54,11 +54,16 @@ pub fn install(host: &'static Host) {
             for signal in signals.forever() {
                 if INTERRUPTED.set(signal).is_err() {
                     // A second signal: the user does not want to wait.
+                    eprintln!(
+                        "ERROR: interrupted by {} again: stopped at once (a lock may be left \
+                         behind, to be broken as stale)",
+                        name(signal)
+                    );
                     std::process::exit(128 + signal);
                 }
+                output::silence_terminal();
                 // Winding down may take a while on a slow network: in a
                 // thread of its own, so that this one hears a second signal.
-                output::silence_terminal();
                 let end = move || {
                     wind_down(host);
                     eprintln!("ERROR: interrupted by {}", name(signal));

@@ -457,7 +457,11 @@ impl Storage {
     /// they are still empty.
     pub fn abandon_creation(&self) {
         if let Some(root) = &self.made_root {
-            let _ = std::fs::remove_dir(root.join(".tmp"));
+            // The folders only this process's creation made (`creating/`
+            // stays after a creation claim), if empty.
+            for folder in [".tmp", "creating"] {
+                let _ = std::fs::remove_dir(root.join(folder));
+            }
             let _ = std::fs::remove_dir(root);
         }
     }
