@@ -302,40 +302,68 @@ fn wait_for_bytes(proxy: &FlakyProxy, child: &mut std::process::Child, bytes: u6
     }
 }
 
+/// A remote store behind a [`FlakyProxy`] at 1 MB/s per connection, so
+/// that a backup takes seconds and what a test does to the proxy or to
+/// obnam lands while it runs; and 12 MB of data to back up through it.
+struct SlowStore {
+    proxy: FlakyProxy,
+    proxied: Backend,
+    env: TestEnv,
+    data: PathBuf,
+}
+
+impl SlowStore {
+    fn new(direct: &Backend, seed: u64) -> Self {
+        let target = direct
+            .server_address()
+            .expect("a remote store has an address");
+        let proxy = FlakyProxy::start(target, 1_000_000);
+        let proxied = direct.via_port(proxy.port);
+        let env = TestEnv::new();
+        let data = env.path().join("data");
+        for i in 0..30 {
+            write(&data.join(format!("f{i}.bin")), &noise(400_000, seed + i));
+        }
+        SlowStore {
+            proxy,
+            proxied,
+            env,
+            data,
+        }
+    }
+
+    /// A backup of the data through the proxy into `name`, in small packs.
+    fn backup(&self, name: &str) -> Command {
+        let url = self.proxied.repo_url(&self.env, name);
+        let mut cmd = backup_cmd(&self.proxied, &self.env, &url, "c", &self.data);
+        cmd.args(["--pack-size", "256KiB"]);
+        if !self.proxied.is_local() {
+            // Host keys are known by host and port; the proxy's port is new.
+            cmd.args(["--ssh-host-keys-check", "no"]);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    }
+}
+
 /// Network faults in the middle of a backup: every connection cut and
 /// new ones refused for 1.5 s, then every byte held for 3 s (longer than
 /// `--storage-timeout`). Both are ridden out by retrying with backoff
 /// (over SFTP, each failed operation again from the start, on a working
 /// connection): the backup succeeds and restores exactly, and fsck passes.
 fn rides_out_cut_and_stalled_connections(direct: Backend) {
-    let target = direct
-        .server_address()
-        .expect("a remote store has an address");
-    // 1 MB/s per connection: the backup takes seconds, so that the faults
-    // land while it runs.
-    let proxy = FlakyProxy::start(target, 1_000_000);
-    let proxied = direct.via_port(proxy.port);
-    let env = TestEnv::new();
-    let data = env.path().join("data");
-    for i in 0..30 {
-        write(&data.join(format!("f{i}.bin")), &noise(400_000, 900 + i));
-    }
-    let mut cmd = backup_cmd(&proxied, &env, &proxied.repo_url(&env, "flaky"), "c", &data);
-    cmd.args(["--pack-size", "256KiB", "--storage-timeout", "2"]);
-    if !proxied.is_local() {
-        // Host keys are known by host and port; the proxy's port is new.
-        cmd.args(["--ssh-host-keys-check", "no"]);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let store = SlowStore::new(&direct, 900);
+    let (proxy, env, data) = (&store.proxy, &store.env, &store.data);
+    let mut child = store
+        .backup("flaky")
+        .args(["--storage-timeout", "2"])
         .spawn()
         .unwrap();
-    wait_for_bytes(&proxy, &mut child, 2_000_000, "cut");
+    wait_for_bytes(proxy, &mut child, 2_000_000, "cut");
     proxy.cut();
     std::thread::sleep(Duration::from_millis(1500));
     proxy.heal();
-    wait_for_bytes(&proxy, &mut child, proxy.passed() + 2_000_000, "stall");
+    wait_for_bytes(proxy, &mut child, proxy.passed() + 2_000_000, "stall");
     proxy.stall();
     std::thread::sleep(Duration::from_secs(3));
     proxy.heal();
@@ -344,10 +372,10 @@ fn rides_out_cut_and_stalled_connections(direct: Backend) {
     // not an error on the terminal of a run that succeeded.
     assert!(!done.stderr.contains("ERROR"), "{done:?}");
     // Connection attempts abandoned at a timeout leave no ssh behind.
-    assert_eq!(ssh_processes_left(&env), Vec::<String>::new());
+    assert_eq!(ssh_processes_left(env), Vec::<String>::new());
 
     // Read back directly from the server, not through the proxy.
-    restores_exactly_and_checks(&direct, &env, &direct.repo_url(&env, "flaky"), &data);
+    restores_exactly_and_checks(&direct, env, &direct.repo_url(env, "flaky"), data);
 }
 
 on_backends!(rides_out_cut_and_stalled_connections: garage, sftp);
@@ -358,35 +386,17 @@ on_backends!(rides_out_cut_and_stalled_connections: garage, sftp);
 /// process is left behind, and the next backup completes and restores
 /// exactly.
 fn an_interrupted_backup_winds_down(direct: Backend) {
-    let target = direct
-        .server_address()
-        .expect("a remote store has an address");
-    // 1 MB/s per connection: the backup takes seconds, so that the
-    // signal lands while it runs.
-    let proxy = FlakyProxy::start(target, 1_000_000);
-    let proxied = direct.via_port(proxy.port);
-    let env = TestEnv::new();
-    let data = env.path().join("data");
-    for i in 0..30 {
-        write(&data.join(format!("f{i}.bin")), &noise(400_000, 700 + i));
-    }
-    let url = proxied.repo_url(&env, "interrupted");
+    let store = SlowStore::new(&direct, 700);
+    let (proxy, env, data) = (&store.proxy, &store.env, &store.data);
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
-        let mut cmd = backup_cmd(&proxied, &env, &url, "c", &data);
-        cmd.args(["--pack-size", "256KiB"]);
-        if !proxied.is_local() {
-            // Host keys are known by host and port; the proxy's port is new.
-            cmd.args(["--ssh-host-keys-check", "no"]);
-        }
         // In a process group of its own, signalled as a whole, as a
         // terminal's Ctrl-C does: the ssh processes that obnam starts in
         // its group get the signal too.
+        let mut cmd = store.backup("interrupted");
         let mut child = std::os::unix::process::CommandExt::process_group(&mut cmd, 0)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        wait_for_bytes(&proxy, &mut child, proxy.passed() + 1_500_000, "signal");
+        wait_for_bytes(proxy, &mut child, proxy.passed() + 1_500_000, "signal");
         Command::new("kill")
             .args([&format!("-{signal}"), "--", &format!("-{}", child.id())])
             .status()
@@ -398,12 +408,12 @@ fn an_interrupted_backup_winds_down(direct: Backend) {
             stderr.ends_with(&format!("ERROR: interrupted by SIG{signal}\n")),
             "{stderr}"
         );
-        assert_eq!(ssh_processes_left(&env), Vec::<String>::new());
+        assert_eq!(ssh_processes_left(env), Vec::<String>::new());
     }
-    let url = direct.repo_url(&env, "interrupted");
-    let done = run(&mut backup_cmd(&direct, &env, &url, "c", &data)).ok();
+    let url = direct.repo_url(env, "interrupted");
+    let done = run(&mut backup_cmd(&direct, env, &url, "c", data)).ok();
     assert!(!done.stderr.contains("stale lock"), "{done:?}");
-    restores_exactly_and_checks(&direct, &env, &url, &data);
+    restores_exactly_and_checks(&direct, env, &url, data);
 }
 
 on_backends!(an_interrupted_backup_winds_down: garage, sftp);

@@ -40,6 +40,19 @@ impl World {
         obnam_test_support::run(&mut self.cmd(args))
     }
 
+    /// Run against another repository path than the world's own.
+    fn run_on(&self, repo: &Path, args: &[&str]) -> Run {
+        obnam_test_support::run(
+            self.env
+                .obnam()
+                .arg("--plugin-dir")
+                .arg(&self.plugins)
+                .arg("--repository")
+                .arg(repo)
+                .args(args),
+        )
+    }
+
     /// Run with [`SMALL_PACKS`].
     fn run_small_packs(&self, args: &[&str]) -> Run {
         self.run(&[&SMALL_PACKS[..], args].concat())
@@ -279,16 +292,7 @@ fn a_repository_path_that_is_not_a_folder_is_named() {
     let w = World::new(&["repotest"]);
     let file = w.env.path().join("a-file");
     fs::write(&file, b"not a repository").unwrap();
-    let run = obnam_test_support::run(
-        w.env
-            .obnam()
-            .arg("--plugin-dir")
-            .arg(&w.plugins)
-            .arg("--repository")
-            .arg(&file)
-            .args(["repotest-run", "c1", "1"]),
-    )
-    .fails();
+    let run = w.run_on(&file, &["repotest-run", "c1", "1"]).fails();
     assert_eq!(
         run.stderr,
         format!(
@@ -297,16 +301,7 @@ fn a_repository_path_that_is_not_a_folder_is_named() {
         )
     );
     let under = file.join("repo");
-    let run = obnam_test_support::run(
-        w.env
-            .obnam()
-            .arg("--plugin-dir")
-            .arg(&w.plugins)
-            .arg("--repository")
-            .arg(&under)
-            .args(["repotest-run", "c1", "1"]),
-    )
-    .fails();
+    let run = w.run_on(&under, &["repotest-run", "c1", "1"]).fails();
     assert!(
         run.stderr.starts_with(&format!(
             "ERROR: cannot use repository {}: ",
