@@ -509,6 +509,12 @@ impl Storage {
         }
     }
 
+    /// Whether the store is an SFTP server, which several steps treat
+    /// apart (whole-operation retries, renames into place, ssh processes).
+    fn is_sftp(&self) -> bool {
+        matches!(self.location, Location::Sftp { .. })
+    }
+
     /// Whether the store is across a network (SFTP, S3).
     pub fn is_remote(&self) -> bool {
         !self.location.is_local()
@@ -566,7 +572,7 @@ impl Storage {
         // finish first; the bound is for a connection that hangs. (Over S3
         // the HTTP client's idle connections are tasks that would only end
         // with the runtime, and nothing needs to finish.)
-        let sftp = matches!(self.location, Location::Sftp { .. });
+        let sftp = self.is_sftp();
         if sftp {
             let start = Instant::now();
             let bound = if self.stopped.load(Ordering::SeqCst) {
@@ -599,7 +605,7 @@ impl Storage {
         F: Fn(Operator) -> Fut,
         Fut: Future<Output = Result<T, opendal::Error>>,
     {
-        let sftp = matches!(self.location, Location::Sftp { .. });
+        let sftp = self.is_sftp();
         self.block_on(async {
             let op = self.op()?;
             run_retrying(&op, sftp, f).await
@@ -638,7 +644,7 @@ impl Storage {
             }
         };
         let url = self.url.clone();
-        let sftp = matches!(self.location, Location::Sftp { .. });
+        let sftp = self.is_sftp();
         let bytes_written = self.bytes_written.clone();
         let completion = Completion {
             done: Some(done),
@@ -710,7 +716,7 @@ impl Storage {
     /// Read a whole object as the pieces it arrived in, without copying
     /// them into one block.
     pub fn read_pieces(&self, key: &str) -> Result<opendal::Buffer, StorageError> {
-        if !matches!(self.location, Location::Sftp { .. }) {
+        if !self.is_sftp() {
             return self
                 .run(|op| async move { op.read(key).await })
                 .map_err(|e| self.fail("read", key, e));
@@ -790,7 +796,7 @@ impl Storage {
         self.begin_write(key)?;
         let data: bytes::Bytes = data.into();
         let len = data.len() as u64;
-        let sftp = matches!(self.location, Location::Sftp { .. });
+        let sftp = self.is_sftp();
         self.run(|op| {
             let data = data.clone();
             async move { put(&op, sftp, key, data).await }
