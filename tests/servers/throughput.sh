@@ -40,6 +40,30 @@ trap stop EXIT
 calc() { awk "BEGIN { print $1 }"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
+# The end of one repetition of STORE (times t0, t1, t2 taken): check the
+# restore against the corpus, remove what it made (the restored tree and
+# the given paths), restart Garage empty if it was used, so that every
+# run starts from an empty store (earlier repetitions' objects would fill
+# the tmpfs and grow Garage's metadata), and record the times in b and r.
+finish_rep() {
+  local store=$1; shift
+  diff -r "$CORPUS" "$SCRATCH/restored$CORPUS" >/dev/null || { echo "restore from $store differs" >&2; exit 1; }
+  rm -rf "$SCRATCH/restored" "$@"
+  case $store in
+    s3|restic-s3)
+      "$HERE/start-s3.sh" stop >/dev/null 2>&1
+      "$HERE/start-s3.sh" start >/dev/null 2>&1 ;;
+  esac
+  b+=("$(calc "$t1 - $t0")"); r+=("$(calc "$t2 - $t1")")
+  echo "  $store rep $rep: backup ${b[-1]} s, restore ${r[-1]} s" >&2
+}
+
+# The medians of STORE's repetitions.
+record_medians() {
+  BACKUP[$1]=$(printf '%s\n' "${b[@]}" | median)
+  RESTORE[$1]=$(printf '%s\n' "${r[@]}" | median)
+}
+
 declare -A BACKUP RESTORE
 for store in local sftp s3; do
   b=(); r=()
@@ -55,20 +79,9 @@ for store in local sftp s3; do
     rm -rf "$SCRATCH/restored"
     "$OBNAM" --no-default-configs --quiet -r "$url" "${args[@]}" --client-name bench restore --to "$SCRATCH/restored"
     t2=$(date +%s.%N)
-    diff -r "$CORPUS" "$SCRATCH/restored$CORPUS" >/dev/null || { echo "restore from $store differs" >&2; exit 1; }
-    rm -rf "$SCRATCH/restored" "$SCRATCH/local-repo-$rep" "$SFTP_ROOT/repo-$rep"
-    # Every run starts from an empty store: Garage is restarted empty, so
-    # that earlier repetitions' objects neither fill the tmpfs nor grow
-    # Garage's metadata.
-    if [ "$store" = s3 ]; then
-      "$HERE/start-s3.sh" stop >/dev/null 2>&1
-      "$HERE/start-s3.sh" start >/dev/null 2>&1
-    fi
-    b+=("$(calc "$t1 - $t0")"); r+=("$(calc "$t2 - $t1")")
-    echo "  $store rep $rep: backup ${b[-1]} s, restore ${r[-1]} s" >&2
+    finish_rep "$store" "$SCRATCH/local-repo-$rep" "$SFTP_ROOT/repo-$rep"
   done
-  BACKUP[$store]=$(printf '%s\n' "${b[@]}" | median)
-  RESTORE[$store]=$(printf '%s\n' "${r[@]}" | median)
+  record_medians "$store"
 done
 
 # restic, for reference: the same steps into a local folder and Garage.
@@ -89,17 +102,9 @@ if [ "$PEERS" = 1 ]; then
       rm -rf "$SCRATCH/restored"
       restic -q -r "$url" restore latest --target "$SCRATCH/restored" >/dev/null
       t2=$(date +%s.%N)
-      diff -r "$CORPUS" "$SCRATCH/restored$CORPUS" >/dev/null || { echo "restic restore from $store differs" >&2; exit 1; }
-      rm -rf "$SCRATCH/restored" "$SCRATCH/restic-repo-$rep"
-      if [ "$store" = restic-s3 ]; then
-        "$HERE/start-s3.sh" stop >/dev/null 2>&1
-        "$HERE/start-s3.sh" start >/dev/null 2>&1
-      fi
-      b+=("$(calc "$t1 - $t0")"); r+=("$(calc "$t2 - $t1")")
-      echo "  $store rep $rep: backup ${b[-1]} s, restore ${r[-1]} s" >&2
+      finish_rep "$store" "$SCRATCH/restic-repo-$rep"
     done
-    BACKUP[$store]=$(printf '%s\n' "${b[@]}" | median)
-    RESTORE[$store]=$(printf '%s\n' "${r[@]}" | median)
+    record_medians "$store"
   done
   STORES+=(restic-local restic-s3)
 fi
