@@ -55,6 +55,7 @@ mod context;
 mod error;
 mod export;
 pub mod guard;
+pub mod limits;
 mod hooks;
 pub mod logging;
 pub mod payloads;
