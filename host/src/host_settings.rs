@@ -128,6 +128,14 @@ pub fn register(registry: &mut Registry) {
             GROUP_DEVELOPMENT,
         ),
         def(
+            "testing-weak-tokens",
+            SettingKind::Boolean,
+            "",
+            "development: keep only the first byte of each chunk's token, so that \
+             different chunks collide on purpose",
+            GROUP_DEVELOPMENT,
+        ),
+        def(
             "log",
             SettingKind::String,
             "FILE",

@@ -37,6 +37,10 @@ pub const MAX_PACK_LEN: u64 = (1 << 30) + (MAX_TREE_LEN as u64) + (MAX_INDEX_LEN
 /// two per level at least), so no backup reaches it.
 pub const MAX_TREE_DEPTH: usize = 4096;
 
+/// The longest path in a generation, in bytes (sixteen times Linux's
+/// PATH_MAX, which bounds what a backup can name).
+pub const MAX_PATH_LEN: usize = 64 << 10;
+
 /// The largest object of any kind a reader accepts.
 pub const MAX_OBJECT_LEN: usize = MAX_TREE_LEN;
 

@@ -142,6 +142,28 @@ pub trait GenerationReaderService: Send + Sync {
     fn list_dir(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RVec<RawEntry>>>;
 }
 
+/// What [`Repository::forget_missing_packs`](crate::Repository::forget_missing_packs) found.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct RawMissingPacks {
+    /// Packs the index lists that the storage no longer holds.
+    pub packs: u64,
+    /// Chunks and trees that were in them.
+    pub blobs: u64,
+}
+
+/// What [`Repository::check_objects`](crate::Repository::check_objects) found.
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Debug, Default)]
+pub struct RawObjectReport {
+    /// One line per problem, naming the object.
+    pub problems: RVec<RString>,
+    /// Packs read whole and checked.
+    pub packs_checked: u64,
+    /// Blobs checked against their ids.
+    pub blobs_checked: u64,
+}
+
 /// A generation reader handle.
 pub type GenerationReaderBox = GenerationReaderService_TO<'static, RArc<()>>;
 
@@ -229,6 +251,11 @@ pub trait RepositoryService: Send + Sync {
     fn remove_key_slot(&self, id: RStr<'_>) -> AbiResult<()>;
     /// The boundary form of [`Repository::is_encrypted`](crate::Repository::is_encrypted).
     fn is_sealed(&self) -> bool;
+    // Added in 0.1.2.
+    /// The boundary form of [`Repository::forget_missing_packs`](crate::Repository::forget_missing_packs).
+    fn forget_missing_packs(&self) -> AbiResult<RawMissingPacks>;
+    /// The boundary form of [`Repository::check_objects`](crate::Repository::check_objects).
+    fn check_objects(&self, verify_data: bool) -> AbiResult<RawObjectReport>;
 }
 
 /// A key slot at the boundary: its id and its text.

@@ -375,6 +375,34 @@ impl Repository {
     pub fn remove_key_slot(&self, id: &str) -> Result<()> {
         unwrap_abi(self.inner.remove_key_slot(id.into()))
     }
+
+    /// Find the packs that the index lists but the storage no longer
+    /// holds (lost to a disk error, say), and forget their chunks and
+    /// trees: they count as absent from then on, so that a backup stores
+    /// them again from the files that still have them. One listing of the
+    /// packs. Returns `(packs, blobs)` forgotten.
+    pub fn forget_missing_packs(&self) -> Result<(u64, u64)> {
+        let found = unwrap_abi(self.inner.forget_missing_packs())?;
+        Ok((found.packs, found.blobs))
+    }
+
+    /// Check the repository's objects as objects: index objects that could
+    /// not be read, packs the index lists that are gone, and with
+    /// `verify_data` every pack read whole, its own list of blobs compared
+    /// with the index, and every blob checked against its id. Returns the
+    /// problems (one line each), the packs and the blobs checked.
+    pub fn check_objects(&self, verify_data: bool) -> Result<(Vec<String>, u64, u64)> {
+        let report = unwrap_abi(self.inner.check_objects(verify_data))?;
+        Ok((
+            report
+                .problems
+                .into_iter()
+                .map(RString::into_string)
+                .collect(),
+            report.packs_checked,
+            report.blobs_checked,
+        ))
+    }
 }
 
 /// Reads a committed generation by path.

@@ -458,18 +458,18 @@ fn a_repository_of_a_newer_format_is_refused() {
     w.run(&["repotest-run", "c1", "2"]).ok();
     let config = w.repo.join("config");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("\"version\": 1", "\"version\": 3")).unwrap();
+    std::fs::write(&config, text.replace("\"version\": 3", "\"version\": 4")).unwrap();
     let run = w.run(&["repotest-verify", "c1"]).fails();
     assert_eq!(
         run.stderr,
         format!(
-            "ERROR: repository {} has format version 3, which is newer than this obnam supports (2); upgrade obnam\n",
+            "ERROR: repository {} has format version 4, which is newer than this obnam supports (3); upgrade obnam\n",
             w.repo.display()
         )
     );
     // Nothing was written to it.
     assert_eq!(
         std::fs::read_to_string(&config).unwrap(),
-        text.replace("\"version\": 1", "\"version\": 3")
+        text.replace("\"version\": 3", "\"version\": 4")
     );
 }

@@ -97,13 +97,22 @@ impl Repository {
     }
 }
 
-/// Split an absolute path into its components, refusing `.`, `..` and
-/// relative paths.
+/// Split an absolute path into its components, refusing `.`, `..`,
+/// relative paths, and paths longer or deeper than the format allows
+/// (so that a walk of a damaged generation ends, and its memory stays
+/// bounded).
 pub fn components(path: &[u8]) -> RepoResult<Vec<&[u8]>> {
+    use plugin_api::limits::{MAX_PATH_LEN, MAX_TREE_DEPTH};
     if path.first() != Some(&b'/') {
         return Err(RepoError::BadPath(format!(
             "'{}' is not an absolute path",
             String::from_utf8_lossy(path)
+        )));
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Err(RepoError::BadPath(format!(
+            "a path of {} bytes is longer than the format allows ({MAX_PATH_LEN})",
+            path.len()
         )));
     }
     let parts: Vec<&[u8]> = path
@@ -116,16 +125,65 @@ pub fn components(path: &[u8]) -> RepoResult<Vec<&[u8]>> {
             String::from_utf8_lossy(path)
         )));
     }
+    if parts.len() > MAX_TREE_DEPTH {
+        return Err(RepoError::BadPath(format!(
+            "a path {} folders deep is deeper than the format allows ({MAX_TREE_DEPTH})",
+            parts.len()
+        )));
+    }
     Ok(parts)
 }
 
 const READER_CACHE: usize = 64;
 
+/// The ids of the trees on the way from the root to a directory, the
+/// directory's own last: shared between a directory and its children, so
+/// that it costs one link per directory, however deep.
+struct Ancestry {
+    id: ChunkId,
+    parent: Option<Arc<Ancestry>>,
+}
+
+impl Ancestry {
+    fn child(self: &Arc<Self>, id: ChunkId) -> Arc<Self> {
+        Arc::new(Ancestry {
+            id,
+            parent: Some(self.clone()),
+        })
+    }
+
+    fn contains(&self, id: &ChunkId) -> bool {
+        let mut link = Some(self);
+        while let Some(l) = link {
+            if l.id == *id {
+                return true;
+            }
+            link = l.parent.as_deref();
+        }
+        false
+    }
+}
+
+/// A directory's tree as the reader found it: the tree, and the ids of
+/// the trees above it (`None` for an empty directory stored without a
+/// tree, which has nothing below it).
+#[derive(Clone)]
+struct Found {
+    tree: Arc<Tree>,
+    ancestry: Option<Arc<Ancestry>>,
+}
+
 /// Reads a generation's entries by path.
+///
+/// A generation is read from the root down, one tree per folder on the
+/// way. Since a tree is named by its content, a tree cannot contain
+/// itself; a damaged or hostile repository could still try, so the
+/// reader refuses a folder whose tree is one of its own ancestors, and
+/// paths deeper than the format allows ([`components`]).
 pub struct GenerationReader {
     repo: Arc<Repository>,
     generation: Generation,
-    cache: Mutex<VecDeque<(Vec<u8>, Arc<Tree>)>>,
+    cache: Mutex<VecDeque<(Vec<u8>, Found)>>,
 }
 
 impl GenerationReader {
@@ -143,49 +201,81 @@ impl GenerationReader {
         &self.generation
     }
 
-    fn cached(&self, key: &[u8]) -> Option<Arc<Tree>> {
+    fn cached(&self, key: &[u8]) -> Option<Found> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.iter().find(|(k, _)| k == key).map(|(_, t)| t.clone())
+        cache.iter().find(|(k, _)| k == key).map(|(_, f)| f.clone())
     }
 
-    fn remember(&self, key: Vec<u8>, tree: Arc<Tree>) {
+    fn remember(&self, key: Vec<u8>, found: Found) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= READER_CACHE {
             cache.pop_front();
         }
-        cache.push_back((key, tree));
+        cache.push_back((key, found));
     }
 
     /// The tree of the directory at `parts` (the root for none), or `None`
-    /// if there is no directory there.
+    /// if there is no directory there. Starts from the cached parent when
+    /// there is one (a walk lists a folder's children after it), else
+    /// from the root.
     fn tree(&self, parts: &[&[u8]]) -> RepoResult<Option<Arc<Tree>>> {
         let key = parts.join(&b'/');
-        if let Some(t) = self.cached(&key) {
-            return Ok(Some(t));
+        if let Some(found) = self.cached(&key) {
+            return Ok(Some(found.tree));
         }
-        let id = match parts.split_last() {
-            None => self.generation.root.0,
-            Some((name, parent)) => {
-                let Some(parent) = self.tree(parent)? else {
-                    return Ok(None);
+        let from_parent = parts
+            .split_last()
+            .and_then(|(_, parent)| self.cached(&parent.join(&b'/')));
+        let (mut found, start) = match from_parent {
+            Some(found) => (found, parts.len() - 1),
+            None => {
+                let root = self.generation.root.0;
+                let found = Found {
+                    tree: self.repo.get_tree(&root)?,
+                    ancestry: Some(Arc::new(Ancestry {
+                        id: root,
+                        parent: None,
+                    })),
                 };
-                match parent.get(name) {
-                    Some(TreeEntry {
-                        kind: EntryKind::Dir,
-                        subtree: Some(id),
-                        ..
-                    }) => id.0,
-                    Some(TreeEntry {
-                        kind: EntryKind::Dir,
-                        ..
-                    }) => return Ok(Some(Arc::new(Tree::default()))),
-                    _ => return Ok(None),
-                }
+                (found, 0)
             }
         };
-        let tree = self.repo.get_tree(&id)?;
-        self.remember(key, tree.clone());
-        Ok(Some(tree))
+        for (depth, name) in parts.iter().enumerate().skip(start) {
+            let subtree = match found.tree.get(name) {
+                Some(TreeEntry {
+                    kind: EntryKind::Dir,
+                    subtree,
+                    ..
+                }) => subtree.map(|id| id.0),
+                _ => return Ok(None),
+            };
+            found = match (subtree, &found.ancestry) {
+                (Some(id), Some(ancestry)) => {
+                    if ancestry.contains(&id) {
+                        let path = parts[..=depth].join(&b'/');
+                        return Err(RepoError::corrupt(
+                            format!("tree/{id}"),
+                            format!(
+                                "the folder /{} contains itself (its tree is one of its \
+                                 own parents' trees)",
+                                String::from_utf8_lossy(&path)
+                            ),
+                        ));
+                    }
+                    Found {
+                        tree: self.repo.get_tree(&id)?,
+                        ancestry: Some(ancestry.child(id)),
+                    }
+                }
+                // An empty folder, stored without a tree of its own.
+                (None, _) | (_, None) => Found {
+                    tree: Arc::new(Tree::default()),
+                    ancestry: None,
+                },
+            };
+        }
+        self.remember(key, found.clone());
+        Ok(Some(found.tree))
     }
 
     /// The entry at an absolute path, if there is one. The root itself has
@@ -203,6 +293,23 @@ impl GenerationReader {
     pub fn list_dir(&self, path: &[u8]) -> RepoResult<Option<Vec<TreeEntry>>> {
         let parts = components(path)?;
         Ok(self.tree(&parts)?.map(|t| t.entries.clone()))
+    }
+}
+
+/// A tree of the previous generation that is no longer in the repository
+/// (its pack was lost, see `check.rs`) leaves nothing to compare with: what
+/// was below it is backed up as new, rather than the backup failing.
+fn lost_tree_is_absent<T>(found: RepoResult<Option<T>>, path: &[u8]) -> RepoResult<Option<T>> {
+    match found {
+        Err(RepoError::NoSuchChunk(id)) => {
+            tracing::warn!(
+                "the previous generation's tree {id} on the way to {} is missing; \
+                 backing up what is there as new",
+                String::from_utf8_lossy(path)
+            );
+            Ok(None)
+        }
+        other => other,
     }
 }
 
@@ -224,7 +331,14 @@ impl Node {
     fn load(repo: &Repository, subtree: Option<&StoredChunkId>) -> RepoResult<Node> {
         let mut node = Node::default();
         if let Some(id) = subtree {
-            for entry in repo.get_tree(&id.0)?.entries.iter().cloned() {
+            let tree = match repo.get_tree(&id.0) {
+                Ok(tree) => tree,
+                // Lost with its pack: the directory starts empty, and the
+                // backup puts back what it finds.
+                Err(RepoError::NoSuchChunk(_)) => Arc::new(Tree::default()),
+                Err(e) => return Err(e),
+            };
+            for entry in tree.entries.iter().cloned() {
                 node.entries.insert(
                     entry.name.clone(),
                     Slot {
@@ -359,7 +473,7 @@ impl GenerationBuilder {
     /// The entry at `path` in the previous generation.
     pub fn previous(&self, path: &[u8]) -> RepoResult<Option<TreeEntry>> {
         match &self.previous {
-            Some(r) => r.lookup(path),
+            Some(r) => lost_tree_is_absent(r.lookup(path), path),
             None => Ok(None),
         }
     }
@@ -367,7 +481,7 @@ impl GenerationBuilder {
     /// The entries of a directory in the previous generation.
     pub fn previous_dir(&self, path: &[u8]) -> RepoResult<Option<Vec<TreeEntry>>> {
         match &self.previous {
-            Some(r) => r.list_dir(path),
+            Some(r) => lost_tree_is_absent(r.list_dir(path), path),
             None => Ok(None),
         }
     }

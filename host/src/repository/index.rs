@@ -149,6 +149,30 @@ impl Index {
     }
 
     /// Number of chunks known.
+    /// Drop every blob whose pack `keep` refuses (by pack number);
+    /// returns how many were dropped.
+    pub fn retain_packs(&mut self, keep: impl Fn(u32) -> bool) -> usize {
+        let before = self.len();
+        self.loaded.retain(|e| keep(e.location.pack));
+        self.added.retain(|_, location| keep(location.pack));
+        before - self.len()
+    }
+
+    /// Every pack number any blob is in, with the blobs it holds.
+    pub fn blobs_by_pack(&self) -> HashMap<u32, Vec<IndexEntry>> {
+        let mut packs: HashMap<u32, Vec<IndexEntry>> = HashMap::new();
+        for e in &self.loaded {
+            packs.entry(e.location.pack).or_default().push(*e);
+        }
+        for (id, location) in &self.added {
+            packs.entry(location.pack).or_default().push(IndexEntry {
+                id: *id,
+                location: *location,
+            });
+        }
+        packs
+    }
+
     pub fn len(&self) -> usize {
         self.loaded.len() + self.added.len()
     }

@@ -42,7 +42,7 @@ pub fn list(storage: &Storage) -> RepoResult<Vec<(String, String)>> {
     let mut slots = Vec::new();
     for id in storage.list(FOLDER)? {
         let key = format!("{FOLDER}{id}");
-        let bytes = match storage.read(&key) {
+        let bytes = match storage.read_limited(&key, super::RECORD_LIMIT) {
             Ok(bytes) => bytes,
             // Removed since the listing.
             Err(StorageError::NotFound { .. }) => continue,
@@ -103,7 +103,10 @@ fn lost_creation_race(
     // Whose it is, not whether this call wrote it, tells: a write retried
     // after a lost answer finds its own config already there.
     storage.create_new("config", bytes)?;
-    let stored = super::parse_config(storage.url(), &storage.read("config")?)?;
+    let stored = super::parse_config(
+        storage.url(),
+        &storage.read_limited("config", super::RECORD_LIMIT)?,
+    )?;
     Ok((stored.id != config.id).then_some(stored))
 }
 
@@ -129,6 +132,16 @@ pub fn unlock(
         return Err(RepoError::corrupt("config", "its seal names no filter"));
     }
     let key_slots = if creating { Vec::new() } else { list(storage)? };
+    // Key slots belong to a sealed repository. Without a seal in the
+    // config, obnam would take plain objects put in by anyone for good:
+    // refuse a config that lost its seal rather than read it as plain.
+    if config.seal.is_none() && !key_slots.is_empty() {
+        return Err(RepoError::corrupt(
+            "config",
+            "it names no seal, but the repository holds key slots: \
+             an encrypted repository whose config was altered",
+        ));
+    }
     let request = UnlockRequest {
         url: url.clone(),
         repository_id: config.id.clone(),

@@ -20,6 +20,7 @@
 //! blobs. A reader therefore never sees a generation whose data is missing;
 //! a crash leaves at most unreferenced packs and index objects behind.
 
+pub mod check;
 pub mod creation;
 pub mod error;
 pub mod generation;
@@ -49,12 +50,21 @@ use pack::Packer;
 use storage::{Storage, StorageError};
 use tree::Tree;
 
-/// The newest repository format version this obnam reads and writes.
-/// Version 2 is a sealed (encrypted) repository: an obnam that knows only
-/// version 1 must refuse it rather than write plain objects into it.
-pub const FORMAT_VERSION: u32 = 2;
-/// The format version of a repository without a seal.
-const FORMAT_VERSION_PLAIN: u32 = 1;
+/// The newest repository format version this obnam reads, and the one it
+/// writes. Version 1 is a repository without a seal, version 2 one with a
+/// seal (so that an obnam that knows only version 1 refuses it rather than
+/// write plain objects into it); version 3, sealed or not, stores a
+/// checksum with every object that is not named by its content, so that
+/// nothing read back is used unverified. Versions 1 and 2 are still read.
+pub const FORMAT_VERSION: u32 = 3;
+/// The first version whose objects carry checksums.
+const FIRST_CHECKSUM_VERSION: u32 = 3;
+/// Bytes a blob's stored form may exceed its decoded limit by: the filter
+/// header, a compressor's framing of data that did not shrink, a seal's
+/// nonce and tag.
+const STORED_SLACK: usize = 64 << 10;
+/// The most read of a plain record (the config, a key slot).
+pub(crate) const RECORD_LIMIT: u64 = plugin_api::limits::MAX_RECORD_LEN as u64;
 const FORMAT_NAME: &str = "obnam-repository";
 
 /// At most this many sealed packs wait to be written at once to a local
@@ -99,6 +109,10 @@ pub struct OpenOptions {
     pub storage: storage::StorageOptions,
     /// How long to wait for another process creating the repository.
     pub lock_timeout: std::time::Duration,
+    /// Development: keep only the first byte of chunk tokens, so that
+    /// different chunks collide and the dedup modes that must tell them
+    /// apart can be tested.
+    pub weak_tokens: bool,
 }
 
 impl Default for OpenOptions {
@@ -108,6 +122,7 @@ impl Default for OpenOptions {
             pack_size: DEFAULT_PACK_SIZE,
             storage: storage::StorageOptions::default(),
             lock_timeout: std::time::Duration::from_secs(60),
+            weak_tokens: false,
         }
     }
 }
@@ -128,6 +143,10 @@ pub struct Repository {
     config: RepoConfig,
     /// The sealing filter's tag (from the config), if any.
     seal: Option<String>,
+    /// Whether objects carry checksums (format 3 and later).
+    checksums: bool,
+    /// Development: chunk tokens keep only their first byte.
+    weak_tokens: bool,
     /// The key of chunk tokens in a sealed repository.
     token_key: Option<[u8; 32]>,
     pack_size: usize,
@@ -150,6 +169,9 @@ pub struct Repository {
     tree_cache: Mutex<TreeCache>,
     /// Whole packs read from a remote store.
     pack_cache: pack_cache::PackCache,
+    /// Index objects that could not be read when the repository was
+    /// opened, and why (their blobs count as absent).
+    damaged_indexes: Mutex<Vec<String>>,
 }
 
 /// A small cache of decoded trees, oldest dropped first.
@@ -186,7 +208,7 @@ impl Repository {
         filter: Arc<dyn ObjectFilter>,
     ) -> RepoResult<Self> {
         let storage = Storage::open(url, &options.storage)?;
-        let (config, token_key) = match storage.read("config") {
+        let (config, token_key) = match storage.read_limited("config", RECORD_LIMIT) {
             Ok(bytes) => {
                 let config = parse_config(url, &bytes)?;
                 keys::unlock(&storage, filter.as_ref(), config, None)?
@@ -212,6 +234,8 @@ impl Repository {
             storage,
             filter,
             seal: config.seal_tag().map(str::to_string),
+            checksums: config.version >= FIRST_CHECKSUM_VERSION,
+            weak_tokens: options.weak_tokens,
             token_key,
             config,
             pack_size: options.pack_size.clamp(1 << 16, 1 << 30) as usize,
@@ -224,6 +248,7 @@ impl Repository {
             session_indexes: Arc::new(Mutex::new(Vec::new())),
             tree_cache: Mutex::new(TreeCache::default()),
             pack_cache: pack_cache::PackCache::default(),
+            damaged_indexes: Mutex::new(Vec::new()),
         };
         repo.load_index()?;
         Ok(repo)
@@ -250,7 +275,7 @@ impl Repository {
         };
         let config = RepoConfig {
             format: FORMAT_NAME.into(),
-            version: FORMAT_VERSION_PLAIN,
+            version: FORMAT_VERSION,
             id: ObjectId::random().to_hex(),
             created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             seal: None,
@@ -312,17 +337,38 @@ impl Repository {
         self.index.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The stored form of an object that is not named by its content: its
+    /// checksum appended (format 3), then the data filters.
+    fn encode_object(&self, key: &str, mut data: Vec<u8>) -> RepoResult<Vec<u8>> {
+        if self.checksums {
+            object::add_checksum(key, &mut data);
+        }
+        object::seal_whole(self.filter.as_ref(), self.seal.as_deref(), key, data)
+    }
+
+    /// Undo [`encode_object`](Self::encode_object), checking the checksum.
+    fn decode_object(&self, key: &str, stored: Vec<u8>) -> RepoResult<Vec<u8>> {
+        let plain = object::open(self.filter.as_ref(), self.seal.as_deref(), key, stored)?;
+        if self.checksums {
+            object::strip_checksum(key, plain)
+        } else {
+            Ok(plain)
+        }
+    }
+
     /// Seal an object with the data filters and write it under `key`.
     pub(crate) fn write_object(&self, key: &str, data: Vec<u8>) -> RepoResult<()> {
-        let sealed = object::seal_whole(self.filter.as_ref(), self.seal.as_deref(), key, data)?;
+        let sealed = self.encode_object(key, data)?;
         self.storage.write(key, sealed)?;
         Ok(())
     }
 
-    /// Read an object written by [`write_object`](Self::write_object).
+    /// Read an object written by [`write_object`](Self::write_object),
+    /// verified; no more than the format allows for its kind is read.
     pub(crate) fn read_object(&self, key: &str) -> RepoResult<Vec<u8>> {
-        let stored = self.storage.read(key)?;
-        object::open(self.filter.as_ref(), self.seal.as_deref(), key, stored)
+        let limit = plugin_api::limits::max_decoded_len(key) + STORED_SLACK;
+        let stored = self.storage.read_limited(key, limit as u64)?;
+        self.decode_object(key, stored)
     }
 
     fn load_index(&self) -> RepoResult<()> {
@@ -334,11 +380,20 @@ impl Repository {
                 Ok(data) => data,
                 // Merged into another index object and deleted since the listing.
                 Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
+                // A damaged index object loses track of its blobs, not of
+                // the whole repository: they count as absent (a backup
+                // stores them again), and fsck reports the object. (A
+                // filter that is not loaded is not damage: that fails.)
+                Err(e @ RepoError::Corrupt { .. }) => {
+                    self.index_damaged(e.to_string());
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
-            let entries =
-                index::decode(&mut index, &data).map_err(|e| RepoError::corrupt(&key, e))?;
-            index.extend_loaded(entries);
+            match index::decode(&mut index, &data) {
+                Ok(entries) => index.extend_loaded(entries),
+                Err(e) => self.index_damaged(RepoError::corrupt(&key, e).to_string()),
+            }
         }
         index.finish_loading();
         tracing::debug!(
@@ -349,10 +404,82 @@ impl Repository {
         Ok(())
     }
 
+    fn index_damaged(&self, problem: String) {
+        tracing::error!("{problem}; its blobs count as absent");
+        self.damaged_indexes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(problem);
+    }
+
+    /// The index objects that could not be read at open, and why.
+    pub fn damaged_index_objects(&self) -> Vec<String> {
+        self.damaged_indexes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn filter(&self) -> &dyn ObjectFilter {
+        self.filter.as_ref()
+    }
+
+    fn seal_tag(&self) -> Option<&str> {
+        self.seal.as_deref()
+    }
+
+    /// The numbers of the packs this process is filling or writing.
+    fn packs_in_memory(&self) -> HashSet<u32> {
+        let mut numbers: HashSet<u32> = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        for slot in &self.packers {
+            if let Some(p) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                numbers.insert(p.number);
+            }
+        }
+        numbers
+    }
+
+    /// Check a blob's plain bytes against its id: a blob is named by its
+    /// content, so nothing else can vouch for it.
+    fn verify_blob(&self, context: &str, id: &ChunkId, plain: &[u8]) -> RepoResult<()> {
+        let token = if context.starts_with("tree/") {
+            self.strong_token(plain)
+        } else {
+            self.token(plain)
+        };
+        if token != id.token {
+            return Err(RepoError::corrupt(
+                context,
+                "its content does not match its id (damaged or altered)",
+            ));
+        }
+        Ok(())
+    }
+
     /// The dedup token of some data: its SHA-256, or in a sealed
     /// repository its HMAC-SHA-256 under the repository's token key, so
     /// that stored ids reveal nothing about content to anyone without it.
+    ///
+    /// This is the token of file chunks; with the development setting
+    /// `testing-weak-tokens` it keeps only its first byte.
     pub fn token(&self, data: &[u8]) -> Token {
+        let token = self.strong_token(data);
+        if !self.weak_tokens {
+            return token;
+        }
+        let mut weak = [0u8; 32];
+        weak[0] = token.0[0];
+        Token(weak)
+    }
+
+    /// The token of trees and client names, never weakened.
+    fn strong_token(&self, data: &[u8]) -> Token {
         match &self.token_key {
             Some(key) => Token::keyed(key, data),
             None => Token::of(data),
@@ -452,9 +579,7 @@ impl Repository {
     /// its blobs stay readable while it is written. Called with the
     /// packer's slot locked, so that its blobs are always findable.
     fn start_sealing(&self, packer: Packer) -> RepoResult<(u32, Arc<pack::Sealed>)> {
-        let trailer = object::seal_whole(
-            self.filter.as_ref(),
-            self.seal.as_deref(),
+        let trailer = self.encode_object(
             &format!("pack/{}", packer.id),
             pack::trailer(&packer.entries),
         )?;
@@ -507,12 +632,7 @@ impl Repository {
         let index_id = ObjectId::random();
         let index_key = format!("index/{index_id}");
         let index_object = index::encode(&self.read_index(), &sealed.entries);
-        let index_object = match object::seal_whole(
-            self.filter.as_ref(),
-            self.seal.as_deref(),
-            &index_key,
-            index_object,
-        ) {
+        let index_object = match self.encode_object(&index_key, index_object) {
             Ok(bytes) => bytes,
             Err(e) => {
                 done(&self.inflight, &self.inflight_done);
@@ -647,6 +767,16 @@ impl Repository {
                 "the index lists it as another kind of blob",
             ));
         }
+        let limit = plugin_api::limits::max_decoded_len(&context) + STORED_SLACK;
+        if location.length as usize > limit {
+            return Err(RepoError::corrupt(
+                context,
+                format!(
+                    "the index says it is {} bytes long, more than the format allows",
+                    location.length
+                ),
+            ));
+        }
         let stored = match self.blob_in_memory(&location) {
             Some(bytes) => bytes,
             None => {
@@ -665,7 +795,9 @@ impl Repository {
                 }
             }
         };
-        object::open(self.filter.as_ref(), self.seal.as_deref(), &context, stored)
+        let plain = object::open(self.filter.as_ref(), self.seal.as_deref(), &context, stored)?;
+        self.verify_blob(&context, id, &plain)?;
+        Ok(plain)
     }
 
     /// A blob of a pack on a remote store, read with the whole pack.
@@ -707,7 +839,7 @@ impl Repository {
     /// Store a tree object (once: an identical tree is reused).
     pub fn put_tree(&self, tree: &Tree) -> RepoResult<ChunkId> {
         let bytes = tree.encode();
-        let id = ChunkId::first(self.token(&bytes));
+        let id = ChunkId::first(self.strong_token(&bytes));
         if self.has_chunk(&id) {
             return Ok(id);
         }
@@ -740,7 +872,7 @@ impl Repository {
 
     /// The storage id of a client.
     pub fn client_id(&self, name: &str) -> String {
-        let token = self.token(format!("obnam-client\0{name}").as_bytes());
+        let token = self.strong_token(format!("obnam-client\0{name}").as_bytes());
         hex::encode(&token.0[..16])
     }
 
@@ -823,7 +955,16 @@ pub(crate) fn parse_config(url: &str, bytes: &[u8]) -> RepoResult<RepoConfig> {
             supported: FORMAT_VERSION,
         });
     }
-    serde_json::from_slice(bytes).map_err(|e| RepoError::corrupt("config", e))
+    let config: RepoConfig =
+        serde_json::from_slice(bytes).map_err(|e| RepoError::corrupt("config", e))?;
+    // Version 1 predates seals and version 2 is always sealed: a config
+    // that says otherwise was not written by obnam.
+    match (config.version, config.seal.is_some()) {
+        (0, _) => Err(RepoError::corrupt("config", "it has version 0")),
+        (1, true) => Err(RepoError::corrupt("config", "version 1 cannot have a seal")),
+        (2, false) => Err(RepoError::corrupt("config", "version 2 must have a seal")),
+        _ => Ok(config),
+    }
 }
 
 #[cfg(test)]

@@ -21,10 +21,73 @@
 //! is stored as a one-tag header naming the seal, then the sealed bytes of
 //! `inner header + payload`; an object that is not sealed is refused.
 //!
+//! Nothing read from a repository is used before it is verified (format
+//! 3): an object named by its content (a chunk, a tree) is checked against
+//! its id by the caller, which knows how ids are made; every other object
+//! carries a checksum of its plain bytes, bound to its name, which
+//! [`strip_checksum`] checks (see [`add_checksum`]). Decoded objects are
+//! also held to the size limits of the format ([`check_decoded_len`]), so
+//! that a filter that believed a hostile length claim is still caught.
+//!
 //! The engine knows filters only through [`ObjectFilter`]; the host's
 //! service layer implements it with the hook registry.
 
+use sha2::{Digest, Sha256};
+
 use super::error::{RepoError, RepoResult};
+
+/// Bytes of the checksum that ends the plain bytes of every object not
+/// named by its content (format 3).
+pub const CHECKSUM_LEN: usize = 32;
+
+/// The checksum of an object's plain bytes: SHA-256 of a domain string,
+/// the object's context (its name) and the bytes. The name is part of it
+/// so that an object copied or moved to another name is found out too.
+fn checksum(context: &str, data: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let mut h = Sha256::new();
+    h.update(b"obnam object checksum\0");
+    h.update(context.as_bytes());
+    h.update(b"\0");
+    h.update(data);
+    h.finalize().into()
+}
+
+/// Append the checksum of `data`, stored under `context`, to it.
+pub fn add_checksum(context: &str, data: &mut Vec<u8>) {
+    let sum = checksum(context, data);
+    data.extend_from_slice(&sum);
+}
+
+/// Check and remove the checksum that [`add_checksum`] appended.
+pub fn strip_checksum(context: &str, mut data: Vec<u8>) -> RepoResult<Vec<u8>> {
+    let Some(end) = data.len().checked_sub(CHECKSUM_LEN) else {
+        return Err(RepoError::corrupt(
+            context,
+            "it is too short to hold its checksum",
+        ));
+    };
+    if checksum(context, &data[..end]) != data[end..] {
+        return Err(RepoError::corrupt(
+            context,
+            "its content does not match its checksum (damaged or altered)",
+        ));
+    }
+    data.truncate(end);
+    Ok(data)
+}
+
+/// Refuse decoded bytes longer than the format allows for the object
+/// named by `context` (with `extra` bytes of checksum).
+pub fn check_decoded_len(context: &str, len: usize, extra: usize) -> RepoResult<()> {
+    let limit = plugin_api::limits::max_decoded_len(context) + extra;
+    if len > limit {
+        return Err(RepoError::corrupt(
+            context,
+            format!("it decodes to {len} bytes, more than the format allows ({limit})"),
+        ));
+    }
+    Ok(())
+}
 
 /// What the engine asks of its keeper when it opens a repository: the
 /// repository's seal, if any, and its key slots.
@@ -198,9 +261,11 @@ pub fn open(
     let mut payload = stored;
     payload.drain(..start);
     let Some(seal) = seal else {
-        return filter
+        let plain = filter
             .decode(context, payload, &tags)
-            .map_err(RepoError::Filter);
+            .map_err(RepoError::Filter)?;
+        check_decoded_len(context, plain.len(), CHECKSUM_LEN)?;
+        return Ok(plain);
     };
     if tags.len() != 1 || tags[0] != seal {
         return Err(RepoError::corrupt(
@@ -214,9 +279,11 @@ pub fn open(
     let (tags, start) =
         parse_header(&inner).map_err(|reason| RepoError::corrupt(context, reason))?;
     inner.drain(..start);
-    filter
+    let plain = filter
         .decode(context, inner, &tags)
-        .map_err(RepoError::Filter)
+        .map_err(RepoError::Filter)?;
+    check_decoded_len(context, plain.len(), CHECKSUM_LEN)?;
+    Ok(plain)
 }
 
 fn parse_header(stored: &[u8]) -> Result<(Vec<String>, usize), String> {

@@ -713,6 +713,40 @@ impl Storage {
             .map_err(|e| self.fail("read", key, e))
     }
 
+    /// Read a whole object that may be at most `limit` bytes long: a
+    /// larger one is refused as soon as more than `limit` bytes have
+    /// arrived, so that a damaged or hostile repository cannot make obnam
+    /// read a huge object into memory.
+    pub fn read_limited(&self, key: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
+        let read = self.run(|op| async move {
+            let mut stream = op.reader(key).await?.into_stream(..).await?;
+            let mut out: Vec<u8> = Vec::new();
+            while let Some(buffer) = stream.try_next().await? {
+                if (out.len() + buffer.len()) as u64 > limit {
+                    return Ok(None);
+                }
+                // Copied out as it arrives: see `read_pieces` on SFTP.
+                for piece in buffer {
+                    out.extend_from_slice(&piece);
+                }
+            }
+            Ok(Some(out))
+        });
+        match read {
+            Ok(Some(data)) => Ok(data),
+            Ok(None) => Err(StorageError::Failed {
+                url: self.url.clone(),
+                op: "read",
+                key: key.to_string(),
+                message: format!(
+                    "it is larger than the format allows for it ({limit} bytes); \
+                     damaged or not written by obnam"
+                ),
+            }),
+            Err(e) => Err(self.fail("read", key, e)),
+        }
+    }
+
     /// Read a whole object as the pieces it arrived in, without copying
     /// them into one block.
     pub fn read_pieces(&self, key: &str) -> Result<opendal::Buffer, StorageError> {
@@ -862,6 +896,23 @@ impl Storage {
     pub fn exists(&self, key: &str) -> Result<bool, StorageError> {
         self.run(|op| async move { op.exists(key).await })
             .map_err(|e| self.fail("check", key, e))
+    }
+
+    /// The keys of every object below `folder`, at any depth, sorted.
+    pub fn list_recursive(&self, folder: &str) -> Result<Vec<String>, StorageError> {
+        let entries = match self.run(|op| async move { op.list_with(folder).recursive(true).await })
+        {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.fail("list", folder, e)),
+        };
+        let mut keys: Vec<String> = entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .map(|e| e.path().to_string())
+            .collect();
+        keys.sort();
+        Ok(keys)
     }
 
     /// The names of the objects directly in `folder` (which ends in `/`).

@@ -53,17 +53,33 @@ fn ten_thousand_chunks_round_trip_across_packs() {
 fn a_second_copy_of_a_token_gets_its_own_id() {
     let dir = tempfile::tempdir().unwrap();
     let repo = open(dir.path(), 1 << 20);
-    let token = Token([7; 32]);
-    let a = repo.put_chunk(token, b"first".to_vec()).unwrap();
-    let b = repo.put_chunk(token, b"second".to_vec()).unwrap();
+    let token = repo.token(b"same");
+    let a = repo.put_chunk(token, b"same".to_vec()).unwrap();
+    let b = repo.put_chunk(token, b"same".to_vec()).unwrap();
     assert_eq!(a.variant, 0);
     assert_ne!(a, b);
     assert_eq!(repo.find_chunks(&token).len(), 2);
-    assert_eq!(repo.get_chunk(&b).unwrap(), b"second");
+    assert_eq!(repo.get_chunk(&b).unwrap(), b"same");
     repo.flush().unwrap();
     let again = open(dir.path(), 1 << 20);
-    assert_eq!(again.get_chunk(&a).unwrap(), b"first");
-    assert_eq!(again.get_chunk(&b).unwrap(), b"second");
+    assert_eq!(again.get_chunk(&a).unwrap(), b"same");
+    assert_eq!(again.get_chunk(&b).unwrap(), b"same");
+}
+
+#[test]
+fn a_chunk_whose_content_does_not_match_its_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    let id = repo
+        .put_chunk(Token([7; 32]), b"not what the id says".to_vec())
+        .unwrap();
+    repo.flush().unwrap();
+    let again = open(dir.path(), 1 << 20);
+    let err = again.get_chunk(&id).unwrap_err().to_string();
+    assert!(
+        err.contains("is corrupt: its content does not match its id"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -72,7 +88,7 @@ fn unknown_format_version_is_refused() {
     drop(open(dir.path(), 1 << 20));
     let config = dir.path().join("config");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("\"version\": 1", "\"version\": 99")).unwrap();
+    std::fs::write(&config, text.replace("\"version\": 3", "\"version\": 99")).unwrap();
     let err = Repository::open(
         dir.path().to_str().unwrap(),
         &OpenOptions::default(),
@@ -83,7 +99,7 @@ fn unknown_format_version_is_refused() {
     assert_eq!(
         err.to_string(),
         format!(
-            "repository {} has format version 99, which is newer than this obnam supports (2); upgrade obnam",
+            "repository {} has format version 99, which is newer than this obnam supports (3); upgrade obnam",
             dir.path().display()
         )
     );
@@ -367,7 +383,7 @@ fn a_sealed_repository_seals_every_object_and_keys_its_tokens() {
     drop(repo);
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("config")).unwrap()).unwrap();
-    assert_eq!(config["version"], 2);
+    assert_eq!(config["version"], 3);
     assert_eq!(config["seal"]["filter"], "xor");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("keys/slot1")).unwrap(),

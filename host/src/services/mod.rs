@@ -375,6 +375,10 @@ impl Host {
                         },
                     },
                     lock_timeout,
+                    weak_tokens: matches!(
+                        self.values.get("testing-weak-tokens"),
+                        Some(Value::Bool(true))
+                    ),
                 };
                 let filter = Arc::new(HookFilter { host });
                 let repo = Arc::new(Repository::open(url, &options, filter).map_err(Error::msg)?);

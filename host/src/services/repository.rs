@@ -477,6 +477,27 @@ impl RepositoryService for RepoService {
     fn is_sealed(&self) -> bool {
         no_panic(|| self.repo.is_sealed())
     }
+
+    fn forget_missing_packs(&self) -> AbiResult<abi::RawMissingPacks> {
+        guarded(|| {
+            let found = self.repo.forget_missing_packs().map_err(err)?;
+            Ok(abi::RawMissingPacks {
+                packs: found.packs as u64,
+                blobs: found.blobs as u64,
+            })
+        })
+    }
+
+    fn check_objects(&self, verify_data: bool) -> AbiResult<abi::RawObjectReport> {
+        guarded(|| {
+            let report = self.repo.check_objects(verify_data).map_err(err)?;
+            Ok(abi::RawObjectReport {
+                problems: report.problems.into_iter().map(RString::from).collect(),
+                packs_checked: report.packs_checked,
+                blobs_checked: report.blobs_checked,
+            })
+        })
+    }
 }
 
 struct ReaderService {

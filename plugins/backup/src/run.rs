@@ -106,10 +106,24 @@ fn real(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<S
     let repo = ctx.repository(true)?;
     repo.add_client(&settings.client)?;
     repo.lock_client(&settings.client)?;
+    // A pack lost since the last run (a disk error, a careless `rm`) must
+    // not poison this one: its chunks count as absent, so that unchanged
+    // files that used them are read again and the new generation restores.
+    let (lost_packs, lost_blobs) = repo.forget_missing_packs()?;
+    if lost_packs > 0 {
+        plugin_api::tracing::warn!(
+            "{lost_packs} packs that the repository's index lists are missing; \
+             the {lost_blobs} chunks and trees they held will be stored again from \
+             the files that still have them (run fsck to see what older \
+             generations lost)"
+        );
+    }
     let builder = repo.begin_generation(&settings.client, true)?;
     let split_hook = ctx.hook::<SplitRequest>(BACKUP_CHUNK_BOUNDARIES)?;
     let store_hook = ctx.hook::<StoreChunkRequest>(BACKUP_STORE_CHUNK)?;
     let shared = Shared {
+        repo: repo.clone(),
+        healed: AtomicU64::new(0),
         builder: &builder,
         stats,
         abort: AtomicBool::new(false),
@@ -170,6 +184,13 @@ fn real(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<S
     }
     drop_old_roots(&builder, Path::new("/"), &settings.roots)?;
     let gen = builder.commit(false)?;
+    let healed = shared.healed.load(Ordering::Relaxed);
+    if healed > 0 {
+        plugin_api::tracing::warn!(
+            "{healed} unchanged files were read again because chunks they used \
+             were missing from the repository; they are stored again"
+        );
+    }
     if !settings.leave_checkpoints && !stats.had_errors() {
         builder.remove_checkpoints()?;
     }
@@ -213,6 +234,9 @@ struct Ticket {
 
 /// What the walker and the workers share during a real backup.
 struct Shared<'a> {
+    repo: plugin_api::Repository,
+    /// Unchanged files read again because chunks they used are gone.
+    healed: AtomicU64,
     builder: &'a GenerationBuilder,
     stats: &'a Stats,
     abort: AtomicBool,
@@ -392,6 +416,22 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
     }
 
+    /// Whether the repository still holds every chunk of a file's previous
+    /// entry: a file whose chunks were lost is read again, however
+    /// unchanged it looks.
+    fn chunks_present(&self, previous: &Entry) -> bool {
+        match &self.sink {
+            Sink::Build { shared, .. } => {
+                let present = previous.chunks.iter().all(|id| shared.repo.has_chunk(*id));
+                if !present {
+                    shared.healed.fetch_add(1, Ordering::Relaxed);
+                }
+                present
+            }
+            Sink::Pretend(_) => true,
+        }
+    }
+
     fn put(&self, path: &Path, entry: &Entry) -> Result<()> {
         match &self.sink {
             Sink::Build { shared, .. } => shared.builder.put(path, entry),
@@ -476,7 +516,10 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
         add(&self.stats.files, 1);
         add(&self.stats.bytes_found, entry.size);
-        if let Some(prev) = previous.as_ref().filter(|p| metadata::unchanged(&entry, p)) {
+        if let Some(prev) = previous
+            .as_ref()
+            .filter(|p| metadata::unchanged(&entry, p) && self.chunks_present(p))
+        {
             entry.chunks = prev.chunks.clone();
             entry.checksum = prev.checksum.clone();
             return self.put(path, &entry);

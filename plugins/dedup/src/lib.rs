@@ -20,9 +20,7 @@ use std::sync::{Arc, OnceLock};
 use plugin_api::payloads::{
     SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_STARTING, BACKUP_STORE_CHUNK,
 };
-use plugin_api::{
-    App, Context, Plugin, Result, Setting, GROUP_BACKUP, GROUP_DEVELOPMENT, PRIORITY_DEFAULT,
-};
+use plugin_api::{App, Context, Plugin, Result, Setting, GROUP_BACKUP, PRIORITY_DEFAULT};
 
 use chunking::Chunker;
 use policy::Policy;
@@ -99,14 +97,6 @@ impl Plugin for Dedup {
                 .default("1MiB")
                 .help("largest content-defined chunk (an even number of bytes, 1 KiB to 16 MiB)")
                 .group(GROUP_BACKUP),
-        );
-        app.add_setting(
-            Setting::boolean("testing-weak-tokens")
-                .help(
-                    "development testing helper: keep only the first byte of each chunk's \
-                     token, so that different chunks collide on purpose",
-                )
-                .group(GROUP_DEVELOPMENT),
         );
 
         let state = Arc::new(State::default());

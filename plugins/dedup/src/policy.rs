@@ -1,7 +1,7 @@
 //! The dedup policy: reuse a stored chunk, or store a new copy.
 
 use plugin_api::payloads::StoreChunkRequest;
-use plugin_api::{Context, Repository, Result, Token};
+use plugin_api::{Context, Repository, Result};
 
 /// The `deduplicate` modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +17,6 @@ pub enum Mode {
 /// The policy of this run.
 pub struct Policy {
     mode: Mode,
-    weak_tokens: bool,
     repo: Repository,
 }
 
@@ -31,18 +30,15 @@ impl Policy {
         };
         Ok(Policy {
             mode,
-            weak_tokens: ctx.boolean("testing-weak-tokens")?,
             repo: ctx.repository(false)?,
         })
     }
 
     /// Store a chunk or reuse a stored copy, as the mode says.
     pub fn store(&self, req: &mut StoreChunkRequest) -> Result<()> {
-        let token = if self.weak_tokens {
-            weaken(req.token)
-        } else {
-            req.token
-        };
+        // (With the development setting `testing-weak-tokens`, the host
+        // makes tokens collide: see `Repository::token`.)
+        let token = req.token;
         let reuse = match self.mode {
             Mode::Never => None,
             Mode::Fatalist => self.repo.find_chunks(token).first().copied(),
@@ -69,12 +65,4 @@ impl Policy {
         }
         Ok(())
     }
-}
-
-/// Keep only the first byte of a token: a development aid that makes
-/// different chunks collide.
-fn weaken(token: Token) -> Token {
-    let mut bytes = [0u8; 32];
-    bytes[0] = token.0[0];
-    Token(bytes)
 }

@@ -1,11 +1,18 @@
 //! `obnam fsck`: check that every generation of every client can be read.
 //!
-//! Without options it reads every tree of every generation and checks
-//! that every chunk a file refers to is in the index. With
-//! `--verify-data` it also reads every chunk (through the data filters, so
-//! a tampered or truncated object is found) and checks each file's
-//! whole-file checksum. Problems are reported one per line, naming the
-//! client, the generation and the path, and the run ends non-zero.
+//! Without options it checks structure without reading file data: the
+//! repository's objects as objects (index objects that cannot be read,
+//! packs the index lists that are gone), then every tree of every
+//! generation (each verified against its id as it is read, so a damaged
+//! tree, a folder that contains itself, or a path deeper than the format
+//! allows is found), every name in them (with the check every walker
+//! shares, so an entry named `/` or `` is reported, not walked), and that
+//! every chunk a file refers to is in the index. With `--verify-data` it
+//! also reads every pack whole (its own list of blobs against the index,
+//! every blob against its id), every chunk of every file (through the data
+//! filters), and checks each file's whole-file checksum. Each problem is
+//! reported once, on one line naming the object and the client,
+//! generation and path that reach it, and the run ends non-zero.
 //!
 //! Verifying is the slow part, so it is done once per distinct thing: a
 //! chunk's content is checked against its token once per run, and a
@@ -20,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use plugin_api::names::check_entry_name;
 use plugin_api::{
     App, ChunkId, Context, Entry, EntryKind, GenerationReader, Plugin, Repository, Result, Setting,
 };
@@ -68,6 +76,11 @@ struct Checker {
     /// Files whose content was already checked: a digest of their size,
     /// checksum and chunk list.
     verified_files: Mutex<HashSet<[u8; 32]>>,
+    /// What was reported already (the damaged object's own description):
+    /// a tree or chunk that many generations share is reported once.
+    reported: Mutex<HashSet<String>>,
+    /// Files and folders not checked because of a problem reported once.
+    affected: AtomicU64,
     report: Report,
 }
 
@@ -75,6 +88,21 @@ impl Checker {
     fn problem(&self, what: &str) {
         self.report.problems.fetch_add(1, Ordering::Relaxed);
         plugin_api::tracing::error!("{what}");
+    }
+
+    /// Report a problem with an object, reached at `place`, unless the
+    /// same object's problem was reported already.
+    fn object_problem(&self, place: &str, what: &str) {
+        let first = self
+            .reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(what.to_string());
+        if first {
+            self.problem(&format!("{place}: {what}"));
+        } else {
+            self.affected.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn check_generation(&self, ctx: &Context<'_>, client: &str, reader: &GenerationReader) {
@@ -86,14 +114,22 @@ impl Checker {
                 Ok(Some(e)) => e,
                 Ok(None) => continue,
                 Err(e) => {
-                    self.problem(&format!(
-                        "client {client}, generation {gen}: {}: {e}",
-                        dir.display()
-                    ));
+                    let place = format!("client {client}, generation {gen}: {}", dir.display());
+                    self.object_problem(&place, &e.to_string());
                     continue;
                 }
             };
             for entry in entries {
+                // A name that is not a file name would make a path that
+                // is not below `dir` (`/` joined to anything is `/`).
+                if let Err(why) = check_entry_name(&entry.name) {
+                    self.problem(&format!(
+                        "client {client}, generation {gen}: {}: an entry named {:?} cannot be restored: {why}",
+                        dir.display(),
+                        String::from_utf8_lossy(&entry.name)
+                    ));
+                    continue;
+                }
                 let path = dir.join(OsStr::from_bytes(&entry.name));
                 match entry.kind {
                     EntryKind::Dir => stack.push(path),
@@ -130,7 +166,10 @@ impl Checker {
         let place = format!("client {client}, generation {gen}: {}", path.display());
         for id in &entry.chunks {
             if !self.repo.has_chunk(*id) {
-                return self.problem(&format!("{place}: chunk {} is missing", hex(id)));
+                return self.object_problem(
+                    &place,
+                    &format!("chunk {} is not in the repository", hex(id)),
+                );
             }
         }
         if !self.verify_data {
@@ -150,7 +189,7 @@ impl Checker {
         for id in &entry.chunks {
             let data = match self.repo.get_chunk(*id) {
                 Ok(d) => d,
-                Err(e) => return self.problem(&format!("{place}: {e}")),
+                Err(e) => return self.object_problem(&place, &e.to_string()),
             };
             let first = self
                 .verified_chunks
@@ -211,13 +250,23 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         plugin_api::bail!("fsck takes no arguments, got '{}'", arg.to_string_lossy());
     }
     let repo = ctx.repository(false)?;
+    let verify_data = ctx.boolean("verify-data")?;
     let checker = Checker {
         repo: repo.clone(),
-        verify_data: ctx.boolean("verify-data")?,
+        verify_data,
         verified_chunks: Mutex::new(HashSet::new()),
         verified_files: Mutex::new(HashSet::new()),
+        reported: Mutex::new(HashSet::new()),
+        affected: AtomicU64::new(0),
         report: Report::default(),
     };
+    if verify_data {
+        ctx.status("checking every pack");
+    }
+    let (problems, packs, blobs) = repo.check_objects(verify_data)?;
+    for problem in &problems {
+        checker.problem(problem);
+    }
     for client in repo.clients()? {
         for gen in repo.generations(&client)? {
             checker.report.generations.fetch_add(1, Ordering::Relaxed);
@@ -230,6 +279,15 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     let r = &checker.report;
     let problems = r.problems.load(Ordering::Relaxed);
     if !ctx.boolean("quiet")? {
+        let affected = checker.affected.load(Ordering::Relaxed);
+        if affected > 0 {
+            ctx.outln(&format!(
+                "{affected} more files and folders reach objects reported above"
+            ))?;
+        }
+        if verify_data {
+            ctx.outln(&format!("Checked {packs} packs, {blobs} blobs in them"))?;
+        }
         ctx.outln(&format!(
             "Checked {} generations, {} files, {} chunks read; {} problems",
             r.generations.load(Ordering::Relaxed),

@@ -13,22 +13,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Why a stored name cannot be restored, or `Ok` if it can.
-pub fn check_name(name: &[u8]) -> Result<(), &'static str> {
-    if name.is_empty() {
-        return Err("the name is empty");
-    }
-    if name == b"." || name == b".." {
-        return Err("the name is '.' or '..'");
-    }
-    if name.contains(&b'/') {
-        return Err("the name contains '/'");
-    }
-    if name.contains(&0) {
-        return Err("the name contains a NUL byte");
-    }
-    Ok(())
-}
+/// Why a stored name cannot be restored, or `Ok` if it can: the check
+/// every walker of a generation shares.
+pub use plugin_api::names::check_entry_name as check_name;
 
 /// The absolute generation path of `name` in the directory `parent`.
 pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {

@@ -194,6 +194,21 @@ fn base(name: &[u8], kind: &'static str, mode: u32) -> RawEntry {
     }
 }
 
+/// An object of format 3 as `docs/repository-format.md` gives it: the
+/// filter header and plain bytes in `object` (no filters, so one 0 byte of
+/// header), then the checksum of the plain bytes bound to the object's
+/// name.
+fn checksummed(context: &str, mut object: Vec<u8>) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"obnam object checksum\0");
+    h.update(context.as_bytes());
+    h.update(b"\0");
+    h.update(&object[1..]);
+    object.extend_from_slice(&h.finalize());
+    object
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -282,6 +297,8 @@ impl TreePack<'_> {
                 out.push(1); // tree blob
             }
         }
+        let trailer = checksummed(&format!("pack/{}", hex(&pack_id)), trailer);
+        let index = checksummed(&format!("index/{}", hex(&index_id)), index);
         pack.extend_from_slice(&trailer);
         pack.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
         pack.extend_from_slice(b"OBPK");
@@ -346,10 +363,11 @@ fn raw(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         "is_checkpoint": false,
         "root": stored_id(&root).into_vec(),
     });
-    let gen_dir = folder.join("generations").join(client_id);
+    let gen_dir = folder.join("generations").join(&client_id);
     std::fs::create_dir_all(&gen_dir)?;
     let mut object = vec![0u8]; // no filter tags
     object.extend_from_slice(&serde_json::to_vec(&gen)?);
+    let object = checksummed(&format!("generations/{client_id}/{gen_id}"), object);
     std::fs::write(gen_dir.join(&gen_id), object)?;
     repo.unlock_client(&client)?;
     ctx.outln(&gen_id)

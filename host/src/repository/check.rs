@@ -1,0 +1,177 @@
+//! Checks of the repository's objects as objects: that the packs the index
+//! lists exist, that each pack's trailer agrees with the index, and that
+//! every blob decodes to its id. The walk of generations (trees, files) is
+//! the fsck plugin's; this is what only the engine can see.
+//!
+//! A lost pack (a disk error, a careless `rm`) must not poison later
+//! backups: [`Repository::forget_missing_packs`] drops the index entries of
+//! packs that are gone, so that the blobs they held count as absent and a
+//! backup stores them again from the files that still have them.
+
+use std::collections::HashSet;
+
+use super::error::{RepoError, RepoResult};
+use super::ids::ObjectId;
+use super::index::IndexEntry;
+use super::{object, pack, Repository};
+
+/// What [`Repository::forget_missing_packs`] found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MissingPacks {
+    /// Packs the index lists that the storage does not hold.
+    pub packs: usize,
+    /// Blobs (chunks and trees) that were in them.
+    pub blobs: usize,
+}
+
+/// What [`Repository::check_objects`] found: one line per problem.
+#[derive(Debug, Default)]
+pub struct ObjectReport {
+    pub problems: Vec<String>,
+    pub packs_checked: u64,
+    pub blobs_checked: u64,
+}
+
+/// The id of the pack stored under `key` (`packs/XX/PACKID`), if it is one.
+fn pack_id_of(key: &str) -> Option<ObjectId> {
+    let name = key.strip_prefix("packs/")?;
+    let (folder, id) = name.split_once('/')?;
+    let id = ObjectId::from_hex(id).ok()?;
+    (id.to_hex().starts_with(folder) && folder.len() == 2).then_some(id)
+}
+
+impl Repository {
+    /// The packs the storage holds (one listing).
+    fn stored_packs(&self) -> RepoResult<HashSet<ObjectId>> {
+        Ok(self
+            .storage()
+            .list_recursive("packs/")?
+            .iter()
+            .filter_map(|key| pack_id_of(key))
+            .collect())
+    }
+
+    /// Drop the index entries of every pack the storage no longer holds,
+    /// so that their blobs count as absent (and are stored again by
+    /// whoever has their data). Returns what was dropped.
+    pub fn forget_missing_packs(&self) -> RepoResult<MissingPacks> {
+        let stored = self.stored_packs()?;
+        let mut index = self.write_index();
+        let missing: HashSet<u32> = index
+            .blobs_by_pack()
+            .into_keys()
+            .filter(|n| index.pack_id(*n).is_none_or(|id| !stored.contains(&id)))
+            .collect();
+        // Packs this process is still writing are not in the listing yet.
+        let writing: HashSet<u32> = self.packs_in_memory();
+        let missing: HashSet<u32> = missing.difference(&writing).copied().collect();
+        if missing.is_empty() {
+            return Ok(MissingPacks::default());
+        }
+        let blobs = index.retain_packs(|n| !missing.contains(&n));
+        Ok(MissingPacks {
+            packs: missing.len(),
+            blobs,
+        })
+    }
+
+    /// Check the objects of the repository: index objects that could not be
+    /// read, packs the index lists that are gone, and with `verify_data`
+    /// every pack read whole: its trailer, its agreement with the index,
+    /// and every blob in it against its id.
+    pub fn check_objects(&self, verify_data: bool) -> RepoResult<ObjectReport> {
+        let mut report = ObjectReport {
+            problems: self.damaged_index_objects(),
+            ..ObjectReport::default()
+        };
+        let stored = self.stored_packs()?;
+        let by_pack = self.read_index().blobs_by_pack();
+        let mut packs: Vec<(ObjectId, Vec<IndexEntry>)> = by_pack
+            .into_iter()
+            .filter_map(|(n, entries)| Some((self.read_index().pack_id(n)?, entries)))
+            .collect();
+        packs.sort_by_key(|(id, _)| *id);
+        for (id, entries) in &packs {
+            if !stored.contains(id) {
+                report.problems.push(format!(
+                    "{} is missing: the index lists {} blobs in it",
+                    pack::key(id),
+                    entries.len()
+                ));
+                continue;
+            }
+            if verify_data {
+                report.packs_checked += 1;
+                match self.check_pack(id, entries) {
+                    Ok((checked, problems)) => {
+                        report.blobs_checked += checked;
+                        report.problems.extend(problems);
+                    }
+                    Err(e) => report.problems.push(e.to_string()),
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Read one pack whole and check it; returns the blobs checked and the
+    /// problems found.
+    fn check_pack(&self, id: &ObjectId, indexed: &[IndexEntry]) -> RepoResult<(u64, Vec<String>)> {
+        let key = pack::key(id);
+        let bytes = self
+            .storage()
+            .read_limited(&key, plugin_api::limits::MAX_PACK_LEN)?;
+        let sealed_trailer =
+            pack::split_trailer(&bytes).map_err(|e| RepoError::corrupt(&key, e))?;
+        let trailer = self.decode_object(&format!("pack/{id}"), sealed_trailer.to_vec())?;
+        let listed = pack::decode_trailer(&trailer, 0).map_err(|e| RepoError::corrupt(&key, e))?;
+        let mut problems = Vec::new();
+        let in_trailer: HashSet<(_, u32, u32)> = listed
+            .iter()
+            .map(|e| (e.id, e.location.offset, e.location.length))
+            .collect();
+        for e in indexed {
+            if !in_trailer.contains(&(e.id, e.location.offset, e.location.length)) {
+                problems.push(format!(
+                    "{key}: the index places blob {} at bytes {}..{}, which the pack's own list does not",
+                    e.id,
+                    e.location.offset,
+                    u64::from(e.location.offset) + u64::from(e.location.length)
+                ));
+            }
+        }
+        let mut checked = 0;
+        for e in &listed {
+            let context = Self::context(&e.id, e.location.kind);
+            let start = e.location.offset as usize;
+            let Some(stored) = start
+                .checked_add(e.location.length as usize)
+                .and_then(|end| bytes.get(start..end))
+            else {
+                problems.push(format!("{key}: blob {} lies outside the pack", e.id));
+                continue;
+            };
+            checked += 1;
+            let verified = object::open(self.filter(), self.seal_tag(), &context, stored.to_vec())
+                .and_then(|plain| self.verify_blob(&context, &e.id, &plain));
+            if let Err(e) = verified {
+                problems.push(format!("{key}: {e}"));
+            }
+        }
+        Ok((checked, problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_keys_are_recognised() {
+        let id = ObjectId([0xab; 16]);
+        assert_eq!(pack_id_of(&pack::key(&id)), Some(id));
+        assert_eq!(pack_id_of("packs/ab/xyz"), None);
+        assert_eq!(pack_id_of(&format!("packs/cd/{}", id.to_hex())), None);
+        assert_eq!(pack_id_of("index/ab"), None);
+    }
+}
