@@ -11,6 +11,7 @@ mod exclude;
 mod faults;
 mod hooks;
 mod install;
+mod integrity;
 mod loading;
 mod logging;
 mod remote;

@@ -17,6 +17,7 @@ use tempfile::TempDir;
 pub mod awkward;
 pub mod backend;
 pub mod flaky_proxy;
+pub mod handmade;
 
 /// The cargo target profile folder holding `obnam` and the plugin libraries.
 pub fn target_dir() -> PathBuf {

@@ -68,7 +68,15 @@ impl Repository {
         if missing.is_empty() {
             return Ok(MissingPacks::default());
         }
+        let lost: Vec<_> = index
+            .blobs_by_pack()
+            .into_iter()
+            .filter(|(n, _)| missing.contains(n))
+            .flat_map(|(_, entries)| entries.into_iter().map(|e| e.id))
+            .collect();
         let blobs = index.retain_packs(|n| !missing.contains(&n));
+        drop(index);
+        self.mark_lost(lost);
         Ok(MissingPacks {
             packs: missing.len(),
             blobs,

@@ -172,6 +172,10 @@ pub struct Repository {
     /// Index objects that could not be read when the repository was
     /// opened, and why (their blobs count as absent).
     damaged_indexes: Mutex<Vec<String>>,
+    /// Ids of blobs whose pack was found missing: never handed out again,
+    /// so that a blob stored anew cannot be mistaken for the lost copy
+    /// (which older index objects still list).
+    lost: Mutex<HashSet<ChunkId>>,
 }
 
 /// A small cache of decoded trees, oldest dropped first.
@@ -249,6 +253,7 @@ impl Repository {
             tree_cache: Mutex::new(TreeCache::default()),
             pack_cache: pack_cache::PackCache::default(),
             damaged_indexes: Mutex::new(Vec::new()),
+            lost: Mutex::new(HashSet::new()),
         };
         repo.load_index()?;
         Ok(repo)
@@ -404,6 +409,21 @@ impl Repository {
         Ok(())
     }
 
+    fn is_lost(&self, id: &ChunkId) -> bool {
+        self.lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+
+    /// Remember blobs lost with their packs (see `lost`).
+    pub(crate) fn mark_lost(&self, ids: impl IntoIterator<Item = ChunkId>) {
+        self.lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ids);
+    }
+
     fn index_damaged(&self, problem: String) {
         tracing::error!("{problem}; its blobs count as absent");
         self.damaged_indexes
@@ -515,17 +535,22 @@ impl Repository {
 
     fn allocate_id(&self, token: Token) -> ChunkId {
         let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        let lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = |id: &ChunkId| {
+            reserved.contains(id) || lost.contains(id) || self.read_index().get(id).is_some()
+        };
         let first = ChunkId::first(token);
-        let id = if reserved.contains(&first) || self.read_index().get(&first).is_some() {
+        let id = if taken(&first) {
             loop {
                 let id = ChunkId::another(token);
-                if !reserved.contains(&id) && self.read_index().get(&id).is_none() {
+                if !taken(&id) {
                     break id;
                 }
             }
         } else {
             first
         };
+        drop(lost);
         reserved.insert(id);
         id
     }
@@ -839,12 +864,28 @@ impl Repository {
     /// Store a tree object (once: an identical tree is reused).
     pub fn put_tree(&self, tree: &Tree) -> RepoResult<ChunkId> {
         let bytes = tree.encode();
-        let id = ChunkId::first(self.strong_token(&bytes));
-        if self.has_chunk(&id) {
-            return Ok(id);
+        let token = self.strong_token(&bytes);
+        let first = ChunkId::first(token);
+        if self.has_chunk(&first) {
+            return Ok(first);
         }
-        self.put_blob(id, BlobKind::Tree, bytes)?;
-        Ok(id)
+        // A tree whose first copy was lost with its pack is stored again
+        // under a new variant (see `lost`).
+        let id = if self.is_lost(&first) {
+            let found = self.find_chunks(&token).into_iter().next();
+            match found {
+                Some(id) => return Ok(id),
+                None => self.allocate_id(token),
+            }
+        } else {
+            first
+        };
+        let result = self.put_blob(id, BlobKind::Tree, bytes);
+        self.reserved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        result.map(|()| id)
     }
 
     /// Read a tree object. Recently read trees are kept decoded: a backup

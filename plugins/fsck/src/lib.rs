@@ -267,6 +267,8 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     for problem in &problems {
         checker.problem(problem);
     }
+    // What was in packs that are gone counts as missing in the walk below.
+    repo.forget_missing_packs()?;
     for client in repo.clients()? {
         for gen in repo.generations(&client)? {
             checker.report.generations.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,302 @@
+//! Damaged and hostile repositories: every object read back is verified,
+//! every walk ends, and a lost pack heals at the next backup
+//! (`docs/repository-format.md`, "What is verified where").
+//!
+//! The hostile repositories are written by hand (`support/handmade.rs`),
+//! as an attacker would, after the format's documentation.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use obnam_test_support::handmade::{self, Entry, Handmade};
+use obnam_test_support::{BackupWorld, Run, TestEnv};
+
+/// Run obnam with `args`, killing it after `limit`: a run that hangs or
+/// spins fails the test instead of stalling the suite.
+fn run_within(env: &TestEnv, args: &[&str], limit: Duration) -> Run {
+    let mut child = env
+        .obnam()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start obnam");
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "obnam {args:?} was still running after {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Run::from_output(child.wait_with_output().expect("output"))
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Flip `mask` into the first occurrence of `needle` in any file below
+/// `dir`; returns the file changed.
+fn flip_first(dir: &Path, needle: &[u8], mask: u8) -> PathBuf {
+    for path in files_under(dir) {
+        let mut bytes = fs::read(&path).unwrap();
+        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+            bytes[at] ^= mask;
+            fs::write(&path, bytes).unwrap();
+            return path;
+        }
+    }
+    panic!("{:?} is in no file below {}", needle, dir.display());
+}
+
+fn repo_args(repo: &Path) -> Vec<String> {
+    vec![
+        "--repository".into(),
+        repo.to_str().unwrap().into(),
+        "--client-name".into(),
+        "evil".into(),
+    ]
+}
+
+fn args<'a>(base: &'a [String], more: &[&'a str]) -> Vec<&'a str> {
+    base.iter()
+        .map(String::as_str)
+        .chain(more.iter().copied())
+        .collect()
+}
+
+#[test]
+fn a_flipped_bit_in_a_tree_fails_restore_and_fsck() {
+    let w = BackupWorld::new("c");
+    w.file("text.txt", b"some words\n");
+    w.backup(&["--compress-with", "none"]).ok();
+    // `text.txt` becomes `Text.txt` in the stored tree.
+    let pack = flip_first(&w.repo.join("packs"), b"text.txt", 0x20);
+    assert!(pack.starts_with(w.repo.join("packs")));
+    let target = w.env.path().join("restored");
+    let run = w
+        .obnam(&["restore", "--to", target.to_str().unwrap()])
+        .fails()
+        .no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("is corrupt: its content does not match its id"),
+        "{run:#?}"
+    );
+    assert!(
+        files_under(&target)
+            .iter()
+            .all(|p| !p.ends_with("Text.txt")),
+        "the altered name was restored: {:?}",
+        files_under(&target)
+    );
+    for extra in [&[][..], &["--verify-data"][..]] {
+        let mut a = vec!["fsck"];
+        a.extend_from_slice(extra);
+        let run = w.obnam(&a).fails().no_rust_panic();
+        assert!(
+            run.stderr.contains("object tree/") && run.stderr.contains("does not match its id"),
+            "fsck {extra:?}: {run:#?}"
+        );
+        assert!(!run.stdout.contains("; 0 problems"), "{run:#?}");
+    }
+}
+
+#[test]
+fn a_flipped_bit_in_a_generation_or_index_object_is_named() {
+    let w = BackupWorld::new("c");
+    w.file("a", b"file a\n");
+    w.backup(&["--compress-with", "none"]).ok();
+    // The generation's file count, 1, becomes 3.
+    let gens = files_under(&w.repo.join("generations"));
+    let mut bytes = fs::read(&gens[0]).unwrap();
+    let at = bytes
+        .windows(14)
+        .position(|x| x == b"\"file_count\":1")
+        .unwrap();
+    bytes[at + 13] ^= 0x02;
+    fs::write(&gens[0], bytes).unwrap();
+    let run = w.obnam(&["generations"]).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains("object generations/")
+            && run.stderr.contains("does not match its checksum"),
+        "{run:#?}"
+    );
+
+    // A damaged index object: its blobs count as absent, and fsck names it.
+    let w = BackupWorld::new("c");
+    w.file("a", b"file a\n");
+    w.backup(&["--compress-with", "none"]).ok();
+    let index = files_under(&w.repo.join("index"));
+    let mut bytes = fs::read(&index[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&index[0], bytes).unwrap();
+    let run = w.obnam(&["fsck"]).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains("object index/") && run.stderr.contains("does not match its checksum"),
+        "{run:#?}"
+    );
+}
+
+/// A generation whose root tree claims an id that is not its content's,
+/// and that contains itself through that id.
+fn self_containing(repo: &Path) {
+    let mut h = Handmade::default();
+    let claimed = handmade::token(b"any id at all");
+    h.tree_as(claimed, &[Entry::dir(b"loop", claimed)]);
+    h.write(repo, "evil", claimed);
+}
+
+#[test]
+fn a_tree_that_contains_itself_ends_every_walk() {
+    let env = TestEnv::new();
+    let repo = env.path().join("repo");
+    self_containing(&repo);
+    let base = repo_args(&repo);
+    let target = env.path().join("target");
+    let limit = Duration::from_secs(60);
+    for (what, more) in [
+        ("restore", vec!["restore", "--to", target.to_str().unwrap()]),
+        ("ls", vec!["ls"]),
+        ("fsck", vec!["fsck"]),
+    ] {
+        let run = run_within(&env, &args(&base, &more), limit)
+            .fails()
+            .no_rust_panic();
+        assert!(
+            run.stderr.contains("does not match its id"),
+            "{what}: {run:#?}"
+        );
+    }
+    assert!(
+        files_under(&target).is_empty(),
+        "{:?}",
+        files_under(&target)
+    );
+}
+
+#[test]
+fn a_chain_of_folders_deeper_than_the_format_allows_is_refused() {
+    let env = TestEnv::new();
+    let repo = env.path().join("repo");
+    let mut h = Handmade::default();
+    let content = b"at the bottom\n";
+    let chunk = h.chunk(content);
+    let mut tree = h.tree(&[Entry::file(b"f", chunk, content)]);
+    for _ in 0..5000 {
+        tree = h.tree(&[Entry::dir(b"d", tree)]);
+    }
+    h.write(&repo, "evil", tree);
+    let base = repo_args(&repo);
+    let target = env.path().join("target");
+    let limit = Duration::from_secs(300);
+    for (what, more) in [
+        ("restore", vec!["restore", "--to", target.to_str().unwrap()]),
+        ("fsck", vec!["fsck"]),
+    ] {
+        let run = run_within(&env, &args(&base, &more), limit)
+            .fails()
+            .no_rust_panic();
+        assert!(
+            run.stderr.contains("deeper than the format allows (4096)"),
+            "{what}: {}",
+            &run.stderr[..run.stderr.len().min(2000)]
+        );
+    }
+}
+
+#[test]
+fn names_that_are_not_file_names_end_fsck_ls_and_restore() {
+    let env = TestEnv::new();
+    let repo = env.path().join("repo");
+    let mut h = Handmade::default();
+    let content = b"good\n";
+    let chunk = h.chunk(content);
+    let inner = h.tree(&[Entry::file(b"good", chunk, content)]);
+    let root = h.tree(&[
+        Entry::dir(b"/", inner),
+        Entry::dir(b"", inner),
+        Entry::dir(b"ok", inner),
+    ]);
+    h.write(&repo, "evil", root);
+    let base = repo_args(&repo);
+    let target = env.path().join("target");
+    let limit = Duration::from_secs(60);
+    let run = run_within(&env, &args(&base, &["fsck"]), limit)
+        .fails()
+        .no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("an entry named \"/\" cannot be restored")
+            && run
+                .stderr
+                .contains("an entry named \"\" cannot be restored"),
+        "{run:#?}"
+    );
+    assert!(run.stdout.contains("; 2 problems"), "{run:#?}");
+    run_within(&env, &args(&base, &["ls"]), limit).no_rust_panic();
+    let run = run_within(
+        &env,
+        &args(&base, &["restore", "--to", target.to_str().unwrap()]),
+        limit,
+    )
+    .fails()
+    .no_rust_panic();
+    assert!(run.stderr.contains("entry named"), "{run:#?}");
+    // The proper folder beside them is restored.
+    assert_eq!(fs::read(target.join("ok/good")).unwrap(), content);
+}
+
+#[test]
+fn a_lost_pack_heals_at_the_next_backup() {
+    let w = BackupWorld::new("c");
+    // Small packs: each file's chunks land in packs of their own.
+    let a = obnam_test_support::noise(300_000, 1);
+    let b = obnam_test_support::noise(300_000, 2);
+    w.file("a", &a);
+    w.file("b", &b);
+    let settings = ["--compress-with", "none", "--pack-size", "64KiB"];
+    w.backup(&settings).ok();
+    // Lose the data pack that holds the start of `a`.
+    let pack = flip_first(&w.repo.join("packs"), &a[..64], 0);
+    fs::remove_file(&pack).unwrap();
+    let run = w.backup(&settings).ok();
+    assert!(
+        run.stderr
+            .contains("packs that the repository's index lists are missing"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stderr.contains("unchanged files were read again"),
+        "{run:#?}"
+    );
+    // The new generation restores exactly.
+    let target = w.env.path().join("restored");
+    w.obnam(&["restore", "--to", target.to_str().unwrap()]).ok();
+    let restored = target.join(w.data.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(restored.join("a")).unwrap(), a);
+    assert_eq!(fs::read(restored.join("b")).unwrap(), b);
+    // fsck names the pack and what the first generation lost, once.
+    let run = w.obnam(&["fsck"]).fails().no_rust_panic();
+    assert!(run.stderr.contains("is not in the repository"), "{run:#?}");
+}
