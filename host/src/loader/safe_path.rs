@@ -177,8 +177,8 @@ mod tests {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
 
-    /// A private folder outside /tmp's siblings' reach: tempfile makes it
-    /// 0700 under the sticky /tmp.
+    /// A private folder: tempfile makes it 0700, under the sticky /tmp,
+    /// which is allowed above a plugin folder.
     fn private_dir() -> tempfile::TempDir {
         tempfile::tempdir().unwrap()
     }
