@@ -1,7 +1,11 @@
 //! Finding plugins: bundled, `--plugin-dir`, `OBNAM_PLUGIN_DIR`, overrides,
 //! and what `--help` and `obnam plugins` show.
 
-use obnam_test_support::{target_dir, TestEnv};
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use obnam_test_support::{running_as_root, target_dir, test_plugin, TestEnv};
 
 #[test]
 fn help_without_plugins_lists_no_plugin_subcommands() {
@@ -188,4 +192,164 @@ fn help_subcommand_shows_a_plugin_subcommand() {
         "{}",
         run.stdout
     );
+}
+
+/// A folder under the test's world with the given mode (which `mkdir`'s
+/// umask would otherwise trim).
+fn folder(env: &TestEnv, relative: &str, mode: u32) -> PathBuf {
+    let dir = env.path().join(relative);
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+    dir
+}
+
+/// Copy a test plugin into `dir` with the given mode; return its path.
+fn plugin_file(dir: &Path, name: &str, mode: u32) -> PathBuf {
+    let src = test_plugin(name);
+    let dest = dir.join(src.file_name().unwrap());
+    fs::copy(&src, &dest).unwrap();
+    fs::set_permissions(&dest, fs::Permissions::from_mode(mode)).unwrap();
+    dest
+}
+
+/// The names `obnam plugins` lists, in order.
+fn listed(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect()
+}
+
+#[test]
+fn plugin_reached_through_a_symlink_into_a_world_writable_folder_is_refused() {
+    let env = TestEnv::new();
+    // Anyone may put a file in /tmp-like folders; a plugin there is anyone's.
+    let evil = folder(&env, "evil", 0o1777);
+    let target = plugin_file(&evil, "gamma", 0o755);
+    let dir = env.plugin_dir("plugins", &["alpha"]);
+    let link = dir.join("libobnam_testplugin_gamma.so");
+    symlink(&target, &link).unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert_eq!(listed(&run.stdout), ["alpha"], "{}", run.stdout);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "WARNING: ignoring {}: folder {} is writable by everyone (mode 1777); make it writable by its owner only\n",
+            link.display(),
+            evil.canonicalize().unwrap().display()
+        )
+    );
+}
+
+#[test]
+fn plugin_folder_under_a_world_writable_parent_is_refused() {
+    let env = TestEnv::new();
+    // Whoever can write the parent can rename the plugin folder away and
+    // put a folder of their own plugins in its place.
+    let shared = folder(&env, "shared", 0o777);
+    let dir = env.plugin_dir("shared/plugins", &["alpha"]);
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "WARNING: ignoring plugin folder {}: folder {} is writable by everyone (mode 0777); make it writable by its owner only\n",
+            dir.display(),
+            shared.canonicalize().unwrap().display()
+        )
+    );
+    // The same parent, writable by its group only, is refused as well.
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o770)).unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr.contains(&format!(
+            "folder {} is writable by its group (mode 0770)",
+            shared.canonicalize().unwrap().display()
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn group_writable_plugin_file_is_refused_naming_the_real_file() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha"]);
+    let direct = plugin_file(&dir, "beta", 0o775);
+    let store = folder(&env, "store", 0o755);
+    let real = plugin_file(&store, "gamma", 0o775);
+    let link = dir.join("libobnam_testplugin_gamma.so");
+    symlink(&real, &link).unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert_eq!(listed(&run.stdout), ["alpha"], "{}", run.stdout);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "WARNING: ignoring {}: it is writable by its group (mode 0775); make it writable by its owner only\n\
+             WARNING: ignoring {}: its real file {} is writable by its group (mode 0775); make it writable by its owner only\n",
+            direct.display(),
+            link.display(),
+            real.canonicalize().unwrap().display()
+        )
+    );
+}
+
+#[test]
+fn plugin_folder_under_a_folder_of_another_user_is_refused() {
+    if !running_as_root() {
+        eprintln!("skipped: giving a folder to another user needs root");
+        return;
+    }
+    let env = TestEnv::new();
+    let theirs = folder(&env, "theirs", 0o755);
+    let dir = env.plugin_dir("theirs/plugins", &["alpha"]);
+    // 65534 is "nobody": neither root nor the user running the tests.
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "WARNING: ignoring plugin folder {}: folder {} is owned by user 65534, neither root nor the user running obnam\n",
+            dir.display(),
+            theirs.canonicalize().unwrap().display()
+        )
+    );
+}
+
+#[test]
+fn plugins_in_private_folders_load_also_through_symlinks() {
+    let env = TestEnv::new();
+    // The world is under /tmp (world-writable, sticky): a sticky folder
+    // above the plugin folder is allowed, so these plugins load.
+    folder(&env, "sticky", 0o1777);
+    folder(&env, "sticky/private", 0o700);
+    let store = folder(&env, "sticky/private/store", 0o755);
+    let real = plugin_file(&store, "alpha", 0o755);
+    let dir = env.plugin_dir("sticky/private/plugins", &["beta"]);
+    let link = dir.join("libobnam_testplugin_alpha.so");
+    symlink(&real, &link).unwrap();
+    // The plugin folder itself named through a symlink.
+    let dir_link = env.path().join("plugins-link");
+    symlink(&dir, &dir_link).unwrap();
+    let run = env.run_with(&dir_link, ["plugins"]).ok();
+    assert_eq!(listed(&run.stdout), ["alpha", "beta"], "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            dir_link
+                .join("libobnam_testplugin_alpha.so")
+                .to_str()
+                .unwrap()
+        ),
+        "listed under the name it was found by: {}",
+        run.stdout
+    );
+    assert_eq!(run.stderr, "");
+    // What loaded is the plugin that was checked: its subcommand runs.
+    let run = env
+        .run_with(&dir_link, ["--no-default-configs", "alpha-show"])
+        .ok();
+    assert!(run.stdout.contains("alpha-int=7\n"), "{}", run.stdout);
+    assert_eq!(run.stderr, "");
 }

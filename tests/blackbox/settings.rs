@@ -369,3 +369,90 @@ fn bad_values_on_the_command_line_and_environment_name_the_setting() {
         "ERROR: setting 'alpha-bool': environment variable OBNAM_ALPHA_BOOL: 'perhaps' is not a boolean (use yes or no)\n"
     );
 }
+
+/// How long a run that reads a config file may take before the test calls
+/// it hung: far more than reading any sane config file needs.
+const CONFIG_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl World {
+    /// [`World::show`] with a deadline: a run that would read without end
+    /// or wait forever fails the test instead of hanging it.
+    fn show_with_deadline(&self, args: &[&str]) -> Run {
+        let mut cmd = self.env.obnam();
+        cmd.arg("--no-bundled-plugins")
+            .arg("--plugin-dir")
+            .arg(&self.plugins)
+            .args(args);
+        obnam_test_support::run_with_deadline(&mut cmd, CONFIG_DEADLINE)
+    }
+}
+
+#[test]
+fn config_file_that_is_a_device_is_refused_without_reading_it() {
+    let w = World::new();
+    let run = w
+        .show_with_deadline(&["--config", "/dev/zero", "alpha-show"])
+        .fails()
+        .no_rust_panic();
+    assert_eq!(
+        run.stderr,
+        "ERROR: cannot read config file /dev/zero: it is a character device, not a regular file\n"
+    );
+    assert_eq!(run.stdout, "", "the subcommand must not run");
+}
+
+#[test]
+fn config_file_that_is_a_fifo_is_refused_without_waiting_for_a_writer() {
+    let w = World::new();
+    let fifo = w.env.path().join("fifo.conf");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    let run = w
+        .show_with_deadline(&["--config", fifo.to_str().unwrap(), "alpha-show"])
+        .fails()
+        .no_rust_panic();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: cannot read config file {}: it is a FIFO, not a regular file\n",
+            fifo.display()
+        )
+    );
+    assert_eq!(run.stdout, "", "the subcommand must not run");
+}
+
+#[test]
+fn huge_config_file_is_refused_without_reading_it() {
+    let w = World::new();
+    // Sparse: 2 GiB long, no disk space. Read, it would be 2 GiB of zero
+    // bytes in memory, which the deadline helper's memory limit catches.
+    let huge = w.env.path().join("huge.conf");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(2 << 30))
+        .expect("make a sparse file");
+    let expected = |path: &std::path::Path| {
+        format!(
+            "ERROR: cannot read config file {}: it has 2147483648 bytes; a config file may have at most 1048576 bytes (1 MiB)\n",
+            path.display()
+        )
+    };
+    let run = w
+        .show_with_deadline(&["--config", huge.to_str().unwrap(), "alpha-show"])
+        .fails()
+        .no_rust_panic();
+    assert_eq!(run.stderr, expected(&huge));
+    assert_eq!(run.stdout, "", "the subcommand must not run");
+
+    // The same holds for a config file in a default place.
+    let default = w.env.home().join(".obnam.conf");
+    std::fs::rename(&huge, &default).unwrap();
+    let run = w
+        .show_with_deadline(&["alpha-show"])
+        .fails()
+        .no_rust_panic();
+    assert_eq!(run.stderr, expected(&default));
+    assert_eq!(run.stdout, "", "the subcommand must not run");
+}

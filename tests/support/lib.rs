@@ -241,6 +241,75 @@ pub fn run(cmd: &mut Command) -> Run {
     Run::from_output(cmd.output().expect("run obnam"))
 }
 
+/// The most resident memory [`run_with_deadline`] lets obnam use before it
+/// kills it: far more than any command of the tests needs, far less than
+/// the machine has, so a run that reads without end fails the test instead
+/// of taking the machine's memory.
+pub const RUN_MEMORY_LIMIT: u64 = 1 << 30;
+
+/// Run a prepared command, killing it if it has not ended after `deadline`
+/// or if its resident memory passes [`RUN_MEMORY_LIMIT`]: for runs that
+/// would hang (reading a FIFO) or read without end (`/dev/zero`) if obnam
+/// did not guard against it. Either way the test fails, saying which.
+#[track_caller]
+pub fn run_with_deadline(cmd: &mut Command, deadline: std::time::Duration) -> Run {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::Instant;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run obnam");
+    // Read both pipes while waiting, so a chatty run cannot block on a full pipe.
+    let collect = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = collect(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = collect(Box::new(child.stderr.take().expect("stderr")));
+    let started = Instant::now();
+    let killed_because = loop {
+        if let Some(status) = child.try_wait().expect("wait for obnam") {
+            return Run {
+                code: status.code().unwrap_or(-1),
+                stdout: stdout.join().expect("stdout reader"),
+                stderr: stderr.join().expect("stderr reader"),
+            };
+        }
+        let rss = resident_bytes(child.id());
+        if rss > RUN_MEMORY_LIMIT {
+            break format!("its resident memory reached {rss} bytes");
+        }
+        if started.elapsed() > deadline {
+            break format!("it was still running after {deadline:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!(
+        "obnam was killed: {killed_because}\nstderr so far:\n{}",
+        stderr.join().unwrap_or_default()
+    );
+}
+
+/// The resident memory of a process, from `/proc/PID/status` (0 if unknown).
+fn resident_bytes(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
 /// A world for backup tests: a repository, a client and a folder of data.
 pub struct BackupWorld {
     pub env: TestEnv,

@@ -7,7 +7,6 @@
 //! headers) must lie inside the file.
 
 use std::fs::File;
-use std::path::Path;
 
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::read::ReadCache;
@@ -26,9 +25,9 @@ pub enum ElfError {
     Corrupt(String),
 }
 
-/// Check that `path` is a complete 64-bit ELF shared object.
-pub fn check(path: &Path) -> Result<(), ElfError> {
-    let file = File::open(path)?;
+/// Check that the open `file` is a complete 64-bit ELF shared object. The
+/// caller loads this same open file, so what is checked is what is loaded.
+pub fn check(file: &File) -> Result<(), ElfError> {
     let len = file.metadata()?.len();
     let cache = ReadCache::new(file);
     let magic = object::ReadRef::read_bytes_at(&cache, 0, 5).map_err(|_| ElfError::NotElf)?;
@@ -72,13 +71,18 @@ pub fn check(path: &Path) -> Result<(), ElfError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    fn check_path(path: &Path) -> Result<(), ElfError> {
+        check(&File::open(path)?)
+    }
 
     #[test]
     fn text_file_is_not_elf() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.so");
         std::fs::write(&p, "hello, world").unwrap();
-        assert!(matches!(check(&p), Err(ElfError::NotElf)));
+        assert!(matches!(check_path(&p), Err(ElfError::NotElf)));
     }
 
     #[test]
@@ -90,8 +94,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("cut.so");
         std::fs::write(&p, &data[..data.len() / 2]).unwrap();
-        assert!(matches!(check(&p), Err(ElfError::Corrupt(_))));
+        assert!(matches!(check_path(&p), Err(ElfError::Corrupt(_))));
         std::fs::write(&p, &data[..100]).unwrap();
-        assert!(check(&p).is_err());
+        assert!(check_path(&p).is_err());
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! Plugins come from folders, in this order: the bundled folder (next to
 //! the executable), each folder of `OBNAM_PLUGIN_DIR`, each `--plugin-dir`.
-//! Each file is checked ([`elf_check`]) before the system loader sees it,
-//! then opened with abi_stable, whose library header tells which plugin-api
-//! version the plugin was built against. An incompatible version is refused
+//! A folder, and then each file, is refused if anyone but root and the user
+//! running obnam could have written it or a folder on its real path
+//! ([`safe_path`]). The file is opened once; the open file is checked
+//! ([`elf_check`]) before the system loader sees it, then loaded through
+//! `/proc/self/fd/N` with abi_stable, whose library header tells which
+//! plugin-api version the plugin was built against. An incompatible version is refused
 //! with one line naming both versions, before abi_stable's layout check
 //! (whose report runs to thousands of lines) is even tried. A file that is
 //! not a plugin gets a one-line warning and the host goes on. When two
@@ -13,7 +16,10 @@
 //! Libraries are never unloaded.
 
 mod elf_check;
+mod safe_path;
 
+use std::fs::File;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
@@ -82,37 +88,10 @@ pub fn load_all(dirs: &[PluginDir]) -> Vec<LoadedPlugin> {
     loaded
 }
 
-/// Refuse a plugin folder or file that someone else could have written,
-/// as ssh refuses loose key permissions: writable by group or others, or
-/// owned by a user other than root and the one running obnam.
-pub fn check_permissions(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot check it: {e}"))?;
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o022 != 0 {
-        return Err(format!(
-            "it is writable by {} (mode {mode:04o}); make it writable by its owner only",
-            if mode & 0o002 != 0 {
-                "everyone"
-            } else {
-                "its group"
-            }
-        ));
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(format!(
-            "it is owned by user {}, neither root nor the user running obnam",
-            meta.uid()
-        ));
-    }
-    Ok(())
-}
-
 /// The files of a folder that may be plugins, in name order.
 fn candidates(dir: &PluginDir) -> Vec<PathBuf> {
     if dir.path.exists() {
-        if let Err(why) = check_permissions(&dir.path) {
+        if let Err(why) = safe_path::check_folder(&dir.path) {
             warn!("ignoring plugin folder {}: {why}", dir.path.display());
             return Vec::new();
         }
@@ -164,21 +143,9 @@ fn load_one(path: &Path) -> Option<LoadedPlugin> {
 }
 
 fn try_load(path: &Path) -> Result<LoadedPlugin, String> {
-    check_permissions(path)?;
-    elf_check::check(path).map_err(|e| e.to_string())?;
-    let header = lib_header_from_path(path).map_err(|e| match e {
-        LibraryError::GetSymbolError { .. } => {
-            "not an obnam plugin (a shared library without the obnam plugin entry point)"
-                .to_string()
-        }
-        LibraryError::OpenError { err, .. } => {
-            format!("cannot load the library: {}", first_line(&err.to_string()))
-        }
-        other => format!(
-            "not a usable obnam plugin: {}",
-            first_line(&other.to_string())
-        ),
-    })?;
+    let file = safe_path::open_plugin(path)?;
+    elf_check::check(&file).map_err(|e| e.to_string())?;
+    let header = load_open_file(file)?;
     let api_version = header.version_strings().version.to_string();
     if !api_compatible(API_VERSION, &api_version) {
         let newer = parse_version(&api_version) > parse_version(API_VERSION);
@@ -210,6 +177,50 @@ fn try_load(path: &Path) -> Result<LoadedPlugin, String> {
         api_version,
         path: path.to_path_buf(),
         module,
+    })
+}
+
+/// Where the system loader finds the files opened by this process.
+const PROC_FD: &str = "/proc/self/fd";
+
+/// Load the open, checked `file` through `/proc/self/fd/N`: the system
+/// loader opens that name afresh and gets the very file that was checked,
+/// whatever has happened to its path since.
+fn load_open_file(file: File) -> Result<&'static abi_stable::library::LibHeader, String> {
+    if !Path::new(PROC_FD).is_dir() {
+        return Err(format!(
+            "cannot load it: {PROC_FD} is missing (is /proc mounted?); \
+             obnam loads plugins only through it"
+        ));
+    }
+    let fd_path = format!("{PROC_FD}/{}", file.as_raw_fd());
+    let result = lib_header_from_path(Path::new(&fd_path));
+    if !matches!(result, Err(LibraryError::OpenError { .. })) {
+        // The library is (or may still be) loaded under the name
+        // /proc/self/fd/N. The system loader reuses a loaded library whose
+        // name matches, so that number must never name another file in this
+        // process: the file stays open for as long as the process runs, as
+        // the library stays loaded. This also lets a backtrace's symbol
+        // lookup read the library under that name.
+        let _ = file.into_raw_fd();
+    }
+    // The system loader's messages name the library /proc/self/fd/N, which
+    // tells the user nothing; the caller names the file.
+    result.map_err(|e| {
+        let message = match e {
+            LibraryError::GetSymbolError { .. } => {
+                "not an obnam plugin (a shared library without the obnam plugin entry point)"
+                    .to_string()
+            }
+            LibraryError::OpenError { err, .. } => {
+                format!("cannot load the library: {}", first_line(&err.to_string()))
+            }
+            other => format!(
+                "not a usable obnam plugin: {}",
+                first_line(&other.to_string())
+            ),
+        };
+        message.replace(&format!("{fd_path}: "), "")
     })
 }
 
