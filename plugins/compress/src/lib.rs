@@ -26,6 +26,8 @@
 mod codec;
 mod config;
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod test_alloc;
 
 use std::sync::{Arc, OnceLock};
