@@ -12,6 +12,10 @@
 //! peak, then an abort under a memory cap). The same restore of the
 //! repository before tampering must succeed under the same cap, so that
 //! the cap itself is not what fails.
+//!
+//! Likewise for the encryption plugin's key slots: a slot that demands
+//! terabytes of Argon2id memory or billions of passes is skipped with a
+//! warning, and the repository opens with its real slot.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -220,4 +224,66 @@ fn a_compression_bomb_is_refused_before_it_is_allocated() {
             && run.stderr.contains(&limit),
         "the error names the object chunk/{chunk}, its claim {claim} and the limit {limit}:\n{run:#?}"
     );
+}
+
+/// Key slots that demand terabytes of Argon2id memory, or billions of
+/// passes, put before the repository's real slot (slots are tried in id
+/// order): opening must skip each with a warning that names it and the
+/// bound, and open with the real slot, within the same memory cap.
+#[test]
+fn key_slots_demanding_terabytes_or_billions_of_passes_are_skipped() {
+    let w = BackupWorld::new("slots");
+    w.file("f", b"hello");
+    let pass_file = w.env.write("pass", "correct horse");
+    let pass_file = pass_file.to_str().unwrap();
+    let cheap = [
+        "--passphrase-file",
+        pass_file,
+        "--kdf-memory",
+        "256KiB",
+        "--kdf-iterations",
+        "1",
+    ];
+    let mut args = vec!["--encrypt"];
+    args.extend_from_slice(&cheap);
+    w.backup(&args).no_rust_panic().ok();
+
+    // The stored slot, as docs/repository-format.md describes it.
+    let keys = w.repo.join("keys");
+    let real: Vec<PathBuf> = fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(real.len(), 1, "{real:?}");
+    let slot: serde_json::Value = serde_json::from_slice(&fs::read(&real[0]).unwrap()).unwrap();
+    assert_eq!(slot["kdf"]["name"], "argon2id", "{slot}");
+    for (id, field, value) in [
+        ("0000000000000000", "memory_kib", u64::from(u32::MAX)),
+        ("0000000000000001", "iterations", 4_000_000_000),
+    ] {
+        let mut hostile = slot.clone();
+        hostile["kdf"][field] = value.into();
+        fs::write(keys.join(id), hostile.to_string()).unwrap();
+    }
+
+    let mut args = vec!["genids"];
+    args.extend_from_slice(&cheap);
+    let run = obnam_capped(&w, &args).no_rust_panic();
+    assert_eq!(run.code, 0, "the real slot opens the repository:\n{run:#?}");
+    for (id, why) in [
+        (
+            "0000000000000000",
+            "its Argon2id memory cost of 4294967295 KiB is more than the limit of 4194304 KiB (4 GiB)",
+        ),
+        (
+            "0000000000000001",
+            "its Argon2id time cost of 4000000000 iterations is more than the limit of 64",
+        ),
+    ] {
+        assert!(
+            run.stderr.contains(&format!("key slot {id} of "))
+                && run.stderr.contains(why),
+            "a warning names slot {id} and says: {why}\n{run:#?}"
+        );
+    }
 }
