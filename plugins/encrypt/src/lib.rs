@@ -22,6 +22,8 @@
 mod cipher;
 mod commands;
 mod filter;
+#[cfg(test)]
+mod fuzz;
 mod open;
 mod secrets;
 mod slots;

@@ -373,7 +373,7 @@ pub fn unwrap(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const CHEAP: KdfCost = KdfCost {
@@ -390,7 +390,7 @@ mod tests {
         }
     }
 
-    fn pass(p: &str) -> Secret {
+    pub(crate) fn pass(p: &str) -> Secret {
         Secret::Passphrase(Zeroizing::new(p.as_bytes().to_vec()))
     }
 
