@@ -101,10 +101,10 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let at = any::<usize>();
     prop_oneof![
-        (at.clone(), 1..=255u8).prop_map(|(at, bits)| Mutation::Flip { at, bits }),
-        (at.clone(), any::<u8>()).prop_map(|(at, byte)| Mutation::Set { at, byte }),
-        (at.clone(), any::<u8>()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
-        (at.clone(), 1..64usize).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        (at, 1..=255u8).prop_map(|(at, bits)| Mutation::Flip { at, bits }),
+        (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Set { at, byte }),
+        (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
+        (at, 1..64usize).prop_map(|(at, len)| Mutation::Delete { at, len }),
         at.prop_map(|at| Mutation::Truncate { at }),
     ]
 }
