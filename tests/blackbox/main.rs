@@ -10,6 +10,7 @@ mod examples;
 mod exclude;
 mod faults;
 mod hooks;
+mod hostile_filters;
 mod install;
 mod integrity;
 mod loading;

@@ -9,7 +9,11 @@
 //! The payload of a compressed object (after the host's filter header) is:
 //!
 //! ```text
-//! varint     the original length in bytes (unsigned LEB128, at most 1 GiB)
+//! varint     the original length in bytes (unsigned LEB128), at most
+//!            what the format allows the object to decode to
+//!            (`plugin_api::limits::max_decoded_len`: 64 MiB for a chunk,
+//!            256 MiB for a tree, an index object or a pack trailer, 1 MiB
+//!            for a record)
 //! bytes      the compressed data: one zstd frame (tag `zstd`) or a raw
 //!            DEFLATE stream, RFC 1951, without zlib or gzip framing (tag
 //!            `deflate`)
@@ -17,8 +21,23 @@
 //!
 //! The length comes first so that decoding allocates exactly once, exactly
 //! as much as it needs, and can refuse an absurd claim before allocating
-//! anything. Decoding checks that the data decompresses to exactly that
-//! length and that nothing follows the compressed stream.
+//! anything (a "decompression bomb": a few stored bytes that claim, and
+//! may really inflate to, gigabytes). Decoding refuses a claim over the
+//! object's limit, and a claim more than the compressed bytes could ever
+//! give (every zstd block of at most 128 KiB takes at least 4 bytes; DEFLATE
+//! gives at most 258 bytes for 2 bits), so that what it allocates is
+//! bounded by the limit and by a fixed multiple of the stored size. It
+//! decompresses into that one buffer and never grows it: the codecs stop
+//! with an error as soon as the data would give more. It checks that the
+//! data decompresses to exactly the length claimed and that nothing
+//! follows the compressed stream (for zstd: exactly one frame, whose
+//! declared content size, if any, is the claim).
+//!
+//! The zstd frame is decoded in one call into that buffer, which serves as
+//! the decoder's window: a frame's window size (which a streaming decoder
+//! would allocate, up to 2 GiB) costs nothing here, so no window is ever
+//! refused: zstd at any level (22, or long-distance matching with 128 MiB
+//! windows) decodes as long as its content fits the claim.
 //!
 //! Compressing is worth it only when it saves something: [`compress`]
 //! returns `None` unless the stored object (this payload plus the host's
@@ -39,9 +58,17 @@ use std::ops::RangeInclusive;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-/// The largest original length a compressed object may claim. Larger
-/// objects are stored as they are; a claim beyond this is refused on read.
-pub const MAX_LEN: usize = 1 << 30;
+use plugin_api::limits::max_decoded_len;
+
+/// The most that one byte of a zstd frame can decompress to: a block gives
+/// at most 128 KiB and takes at least 4 bytes (a 3-byte header and the
+/// byte of an RLE block; a compressed block takes more).
+pub(crate) const ZSTD_MAX_RATIO: usize = (128 << 10) / 4;
+
+/// The most that one byte of a raw DEFLATE stream can decompress to: a
+/// match gives at most 258 bytes and takes at least 2 bits (one-symbol
+/// Huffman codes for its length and its distance).
+pub(crate) const DEFLATE_MAX_RATIO: usize = 258 * 4;
 
 /// Objects smaller than this are stored as they are: the codec's header
 /// alone would eat what they could save.
@@ -93,13 +120,19 @@ fn budget(codec: Codec, original: usize) -> usize {
     original.saturating_sub(original.div_ceil(100).max(1) + overhead)
 }
 
-/// Compress `data` with `codec` at `level` (which must be in
-/// [`Codec::levels`]). Returns `None` when it is not worth it: the data is
-/// too small, too large, or does not shrink by 1%.
-pub fn compress(codec: Codec, level: i32, data: &[u8]) -> Option<Vec<u8>> {
+/// Compress `data`, the object named by `context`, with `codec` at
+/// `level` (which must be in [`Codec::levels`]). Returns `None` when it is
+/// not worth it: the data is too small or does not shrink by 1%; and when
+/// the data is larger than the format allows for its kind of object, since
+/// [`decompress`] would refuse it (it is stored as it is, and whatever
+/// reads it judges its size).
+pub fn compress(codec: Codec, level: i32, context: &str, data: &[u8]) -> Option<Vec<u8>> {
     // An unchecked level could make a codec panic; the settings never
     // let one through, but storing the data as it is is always correct.
-    if data.len() < MIN_LEN || data.len() > MAX_LEN || !codec.levels().contains(&level) {
+    if data.len() < MIN_LEN
+        || data.len() > max_decoded_len(context)
+        || !codec.levels().contains(&level)
+    {
         return None;
     }
     let budget = budget(codec, data.len());
@@ -126,15 +159,30 @@ pub fn decompress(codec: Codec, context: &str, stored: &[u8]) -> Result<Vec<u8>,
         )
     };
     let (len, start) = read_varint(stored).map_err(|why| bad(why.into()))?;
-    if len > MAX_LEN as u64 {
+    let limit = max_decoded_len(context);
+    if len > limit as u64 {
         return Err(bad(format!(
-            "it claims {len} bytes of data, more than the limit of {MAX_LEN}"
+            "it claims {len} bytes of data, more than the limit of {limit} bytes ({}) \
+             for {}",
+            mib(limit),
+            kind_of(context)
         )));
     }
     let len = len as usize;
     let body = &stored[start..];
     if body.is_empty() {
         return Err(bad("nothing follows its length field".into()));
+    }
+    let ratio = match codec {
+        Codec::Zstd => ZSTD_MAX_RATIO,
+        Codec::Deflate => DEFLATE_MAX_RATIO,
+    };
+    if len > body.len().saturating_mul(ratio) {
+        return Err(bad(format!(
+            "it claims {len} bytes of data, more than its {} bytes of compressed data \
+             can give",
+            body.len()
+        )));
     }
     let out = match codec {
         Codec::Zstd => zstd_decompress(body, len),
@@ -148,6 +196,22 @@ pub fn decompress(codec: Codec, context: &str, stored: &[u8]) -> Result<Vec<u8>,
         )));
     }
     Ok(out)
+}
+
+/// A size in MiB, for messages.
+fn mib(n: usize) -> String {
+    format!("{} MiB", n >> 20)
+}
+
+/// What kind of object `context` names, for messages.
+fn kind_of(context: &str) -> &'static str {
+    match context.split('/').next().unwrap_or("") {
+        "chunk" => "a file chunk",
+        "tree" => "a tree object",
+        "pack" => "a pack trailer",
+        "index" => "an index object",
+        _ => "a record",
+    }
 }
 
 thread_local! {
@@ -187,6 +251,28 @@ fn zstd_decompress(body: &[u8], len: usize) -> Result<Vec<u8>, String> {
                 zstd::bulk::Decompressor::new().map_err(|e| format!("cannot set up zstd: {e}"))?,
             ),
         };
+        // Exactly one frame, which says it gives what the object claims:
+        // checked before allocating for the claim.
+        let frame = zstd::zstd_safe::find_frame_compressed_size(body)
+            .map_err(|_| "it is not a complete zstd frame".to_string())?;
+        if frame != body.len() {
+            return Err(format!(
+                "{} bytes of garbage follow the zstd frame",
+                body.len() - frame
+            ));
+        }
+        match zstd::zstd_safe::get_frame_content_size(body) {
+            Ok(None) => {}
+            Ok(Some(declared)) if declared == len as u64 => {}
+            Ok(Some(declared)) => {
+                return Err(format!(
+                    "its zstd frame declares {declared} bytes, not the {len} it claims"
+                ))
+            }
+            Err(_) => return Err("it is not a zstd frame".into()),
+        }
+        // Decoded into this buffer, never grown: zstd stops with an error
+        // as soon as the frame would give more.
         let mut out = Vec::with_capacity(len);
         decompressor
             .decompress_to_buffer(body, &mut out)
@@ -225,6 +311,8 @@ fn deflate_decompress(body: &[u8], len: usize) -> Result<Vec<u8>, String> {
             }
             None => slot.insert(Decompress::new(false)),
         };
+        // Decoded into this buffer, never grown: decompress_vec writes only
+        // into its spare capacity and stops when it is full.
         let mut out = Vec::with_capacity(len);
         let status = decompressor
             .decompress_vec(body, &mut out, FlushDecompress::Finish)
@@ -249,7 +337,7 @@ fn deflate_decompress(body: &[u8], len: usize) -> Result<Vec<u8>, String> {
 
 /// Append `n` as unsigned LEB128: seven bits a byte, low bits first, the
 /// high bit set on every byte but the last.
-fn write_varint(out: &mut Vec<u8>, n: usize) {
+pub(crate) fn write_varint(out: &mut Vec<u8>, n: usize) {
     let mut n = n as u64;
     while n >= 0x80 {
         out.push((n as u8 & 0x7f) | 0x80);
@@ -260,7 +348,7 @@ fn write_varint(out: &mut Vec<u8>, n: usize) {
 
 /// Read a varint written by [`write_varint`]: the value and the number of
 /// bytes it took.
-fn read_varint(data: &[u8]) -> Result<(u64, usize), &'static str> {
+pub(crate) fn read_varint(data: &[u8]) -> Result<(u64, usize), &'static str> {
     let mut n: u64 = 0;
     for (i, &byte) in data.iter().enumerate() {
         if i == 10 || (i == 9 && byte > 1) {
@@ -275,11 +363,13 @@ fn read_varint(data: &[u8]) -> Result<(u64, usize), &'static str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::test_alloc::largest_allocation;
+    use plugin_api::limits::{MAX_CHUNK_LEN, MAX_INDEX_LEN, MAX_RECORD_LEN, MAX_TREE_LEN};
 
     /// Text that compresses well: numbered lines of words.
-    fn text(n: usize) -> Vec<u8> {
+    pub(crate) fn text(n: usize) -> Vec<u8> {
         let mut out = Vec::new();
         let mut i = 0;
         while out.len() < n {
@@ -317,7 +407,7 @@ mod tests {
             ] {
                 for n in [MIN_LEN, 100, 1000, 65_536, 1 << 20] {
                     let data = text(n);
-                    let Some(stored) = compress(codec, level, &data) else {
+                    let Some(stored) = compress(codec, level, "chunk/x", &data) else {
                         // zstd's fastest levels barely compress, small
                         // objects may not gain 1%, and deflate 0 only stores.
                         let may_fail =
@@ -336,23 +426,23 @@ mod tests {
     #[test]
     fn levels_out_of_range_compress_nothing_rather_than_panic() {
         let data = text(10_000);
-        assert_eq!(compress(Codec::Deflate, 10, &data), None);
-        assert_eq!(compress(Codec::Deflate, -1, &data), None);
-        assert_eq!(compress(Codec::Zstd, 23, &data), None);
+        assert_eq!(compress(Codec::Deflate, 10, "chunk/x", &data), None);
+        assert_eq!(compress(Codec::Deflate, -1, "chunk/x", &data), None);
+        assert_eq!(compress(Codec::Zstd, 23, "chunk/x", &data), None);
     }
 
     #[test]
     fn deflate_level_zero_never_shrinks_and_so_is_not_kept() {
-        assert_eq!(compress(Codec::Deflate, 0, &text(100_000)), None);
+        assert_eq!(compress(Codec::Deflate, 0, "chunk/x", &text(100_000)), None);
     }
 
     #[test]
     fn the_stored_form_starts_with_the_length() {
         let data = text(300);
-        let stored = compress(Codec::Zstd, 3, &data).unwrap();
+        let stored = compress(Codec::Zstd, 3, "chunk/x", &data).unwrap();
         // 300 = 0b10_0101100: 0xac, 0x02; then a zstd frame's magic number.
         assert_eq!(&stored[..6], &[0xac, 0x02, 0x28, 0xb5, 0x2f, 0xfd]);
-        let stored = compress(Codec::Deflate, 6, &data).unwrap();
+        let stored = compress(Codec::Deflate, 6, "chunk/x", &data).unwrap();
         assert_eq!(&stored[..2], &[0xac, 0x02]);
     }
 
@@ -360,14 +450,17 @@ mod tests {
     fn incompressible_and_tiny_data_is_left_alone() {
         for codec in Codec::ALL {
             for n in [MIN_LEN, 1000, 1 << 20] {
-                assert_eq!(compress(codec, codec.default_level(), &noise(n)), None);
+                assert_eq!(
+                    compress(codec, codec.default_level(), "chunk/x", &noise(n)),
+                    None
+                );
             }
             // Below the minimum, even data that would shrink.
             assert_eq!(
-                compress(codec, codec.default_level(), &[0; MIN_LEN - 1]),
+                compress(codec, codec.default_level(), "chunk/x", &[0; MIN_LEN - 1]),
                 None
             );
-            assert_eq!(compress(codec, codec.default_level(), &[]), None);
+            assert_eq!(compress(codec, codec.default_level(), "chunk/x", &[]), None);
         }
     }
 
@@ -402,7 +495,7 @@ mod tests {
                 let mut data = noise(n - tail);
                 data.extend(std::iter::repeat_n(b'a', tail));
                 let worth = unlimited(codec, &data) + overhead + n / 100 <= n;
-                match compress(codec, codec.default_level(), &data) {
+                match compress(codec, codec.default_level(), "chunk/x", &data) {
                     Some(stored) => {
                         assert!(worth, "{codec:?} tail {tail}: kept {}", stored.len());
                         assert_eq!(stored.len(), unlimited(codec, &data));
@@ -453,7 +546,7 @@ mod tests {
     fn truncated_extended_or_mislabelled_data_is_refused() {
         let data = text(10_000);
         for codec in Codec::ALL {
-            let stored = compress(codec, codec.default_level(), &data).unwrap();
+            let stored = compress(codec, codec.default_level(), "chunk/x", &data).unwrap();
             let len_bytes = 2; // 10_000 needs two varint bytes
             for cut in [len_bytes, len_bytes + 1, stored.len() / 2, stored.len() - 1] {
                 let err = decompress(codec, "chunk/c", &stored[..cut]).unwrap_err();
@@ -478,15 +571,15 @@ mod tests {
                 let _ = decompress(codec, "chunk/c", &bent);
             }
         }
-        let zstd = compress(Codec::Zstd, 3, &data).unwrap();
+        let zstd = compress(Codec::Zstd, 3, "chunk/x", &data).unwrap();
         assert!(decompress(Codec::Deflate, "chunk/d", &zstd).is_err());
-        let deflate = compress(Codec::Deflate, 6, &data).unwrap();
+        let deflate = compress(Codec::Deflate, 6, "chunk/x", &data).unwrap();
         assert!(decompress(Codec::Zstd, "chunk/d", &deflate).is_err());
     }
 
     #[test]
     fn varints_round_trip() {
-        for n in [0, 1, 127, 128, 300, 16_383, 16_384, MAX_LEN, usize::MAX] {
+        for n in [0, 1, 127, 128, 300, 16_383, 16_384, 1 << 30, usize::MAX] {
             let mut buf = Vec::new();
             write_varint(&mut buf, n);
             assert_eq!(read_varint(&buf), Ok((n as u64, buf.len())), "{n}");
@@ -496,15 +589,15 @@ mod tests {
     #[test]
     fn contexts_follow_level_changes_on_one_thread() {
         let data = text(200_000);
-        let fast = compress(Codec::Zstd, -5, &data).unwrap();
-        let small = compress(Codec::Zstd, 19, &data).unwrap();
+        let fast = compress(Codec::Zstd, -5, "chunk/x", &data).unwrap();
+        let small = compress(Codec::Zstd, 19, "chunk/x", &data).unwrap();
         assert!(small.len() < fast.len(), "{} {}", small.len(), fast.len());
-        let fast2 = compress(Codec::Zstd, -5, &data).unwrap();
+        let fast2 = compress(Codec::Zstd, -5, "chunk/x", &data).unwrap();
         assert_eq!(fast, fast2);
-        let d1 = compress(Codec::Deflate, 1, &data).unwrap();
-        let d9 = compress(Codec::Deflate, 9, &data).unwrap();
+        let d1 = compress(Codec::Deflate, 1, "chunk/x", &data).unwrap();
+        let d9 = compress(Codec::Deflate, 9, "chunk/x", &data).unwrap();
         assert!(d9.len() < d1.len());
-        assert_eq!(compress(Codec::Deflate, 1, &data).unwrap(), d1);
+        assert_eq!(compress(Codec::Deflate, 1, "chunk/x", &data).unwrap(), d1);
     }
 
     #[test]
@@ -516,11 +609,243 @@ mod tests {
                     let codec = Codec::ALL[i % 2];
                     for round in 0..20 {
                         let level = if round % 2 == 0 { 1 } else { 3 };
-                        let stored = compress(codec, level, data).unwrap();
+                        let stored = compress(codec, level, "chunk/x", data).unwrap();
                         assert_eq!(&decompress(codec, "c", &stored).unwrap(), data);
                     }
                 });
             }
         });
+    }
+
+    /// A zstd frame (RFC 8878) made by hand, of `len` zero bytes in RLE
+    /// blocks of 128 KiB (4 bytes each: 1 GiB takes 32 KiB). `declared`
+    /// is the content size its header states (`None`: none), and
+    /// `window_log` its window size, from 10 to 41 (zstd decodes up to 31).
+    pub(crate) fn rle_frame(len: usize, declared: Option<u64>, window_log: u8) -> Vec<u8> {
+        const BLOCK: usize = 128 << 10;
+        let mut out = vec![0x28, 0xb5, 0x2f, 0xfd];
+        // Frame header descriptor: an 8-byte content size or none; not
+        // single-segment, so a window descriptor follows; no checksum, no
+        // dictionary.
+        out.push(if declared.is_some() { 0xc0 } else { 0x00 });
+        out.push((window_log - 10) << 3);
+        if let Some(n) = declared {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        let mut left = len;
+        loop {
+            let n = left.min(BLOCK);
+            left -= n;
+            let last = u32::from(left == 0);
+            // Block header: last flag, type 1 (RLE), size; then the byte.
+            let header = last | (1 << 1) | ((n as u32) << 3);
+            out.extend_from_slice(&header.to_le_bytes()[..3]);
+            out.push(0);
+            if left == 0 {
+                return out;
+            }
+        }
+    }
+
+    /// The stored form: `claim` as a varint, then `body`.
+    pub(crate) fn claiming(claim: u64, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_varint(&mut out, claim as usize);
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// Room for an error message and the codecs' own small buffers.
+    const SLACK: usize = 64 << 10;
+
+    #[test]
+    fn hand_made_frames_are_what_zstd_reads() {
+        let frame = rle_frame(300_000, Some(300_000), 17);
+        assert_eq!(
+            zstd::bulk::decompress(&frame, 300_000).unwrap(),
+            vec![0; 300_000]
+        );
+        let stored = claiming(300_000, &frame);
+        assert_eq!(
+            decompress(Codec::Zstd, "chunk/x", &stored).unwrap(),
+            vec![0; 300_000]
+        );
+    }
+
+    #[test]
+    fn a_claim_over_the_limit_of_its_kind_of_object_is_refused_before_allocating() {
+        for (context, limit, kind) in [
+            ("chunk/ab", MAX_CHUNK_LEN, "a file chunk"),
+            ("tree/ab", MAX_TREE_LEN, "a tree object"),
+            ("pack/ab", MAX_INDEX_LEN, "a pack trailer"),
+            ("index/ab", MAX_INDEX_LEN, "an index object"),
+            ("generations/c/g", MAX_RECORD_LEN, "a record"),
+            ("clients/c", MAX_RECORD_LEN, "a record"),
+        ] {
+            let claim = limit as u64 + 1;
+            // A body that really gives that much: the limit is what stops it.
+            let frame = rle_frame(claim as usize, Some(claim), 17);
+            let (result, largest) =
+                largest_allocation(|| decompress(Codec::Zstd, context, &claiming(claim, &frame)));
+            let err = result.unwrap_err();
+            assert!(
+                err.starts_with(&format!("object {context} cannot be decompressed")),
+                "{err}"
+            );
+            assert!(
+                err.contains(&format!(
+                    "claims {claim} bytes of data, more than the limit of {limit} bytes ({} MiB) for {kind}",
+                    limit >> 20
+                )),
+                "{err}"
+            );
+            assert!(largest < SLACK, "{context}: allocated {largest}");
+            for codec in Codec::ALL {
+                let err = decompress(codec, context, &claiming(claim, b"x")).unwrap_err();
+                assert!(err.contains("more than the limit"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_zstd_bomb_within_the_limit_costs_no_more_than_its_claim() {
+        let gib = 1u64 << 30;
+        // Its frame says 1 GiB: refused from the frame header.
+        let frame = rle_frame(gib as usize, Some(gib), 17);
+        let (result, largest) =
+            largest_allocation(|| decompress(Codec::Zstd, "chunk/x", &claiming(1 << 20, &frame)));
+        let err = result.unwrap_err();
+        assert!(
+            err.contains("declares 1073741824 bytes, not the 1048576 it claims"),
+            "{err}"
+        );
+        assert!(largest < SLACK, "allocated {largest}");
+        // Its frame does not say: zstd stops when the claim is full.
+        let frame = rle_frame(gib as usize, None, 17);
+        let (result, largest) =
+            largest_allocation(|| decompress(Codec::Zstd, "chunk/x", &claiming(1 << 20, &frame)));
+        let err = result.unwrap_err();
+        assert!(err.contains("longer than the 1048576 bytes"), "{err}");
+        assert!(largest <= (1 << 20) + SLACK, "allocated {largest}");
+    }
+
+    #[test]
+    fn a_claim_more_than_the_compressed_bytes_can_give_is_refused_before_allocating() {
+        for codec in Codec::ALL {
+            let (result, largest) = largest_allocation(|| {
+                decompress(
+                    codec,
+                    "chunk/x",
+                    &claiming(MAX_CHUNK_LEN as u64, b"0123456789"),
+                )
+            });
+            let err = result.unwrap_err();
+            assert!(
+                err.contains(&format!(
+                    "claims {MAX_CHUNK_LEN} bytes of data, more than its 10 bytes of compressed data can give"
+                )),
+                "{codec:?}: {err}"
+            );
+            assert!(largest < SLACK, "{codec:?}: allocated {largest}");
+        }
+        // The bound is the format's: the most compressible data, at every
+        // level, stays within it.
+        let zeros = vec![0u8; 4 << 20];
+        for (codec, levels) in [(Codec::Zstd, &[1, 3, 19][..]), (Codec::Deflate, &[1, 6, 9])] {
+            for &level in levels {
+                let stored = compress(codec, level, "chunk/x", &zeros).unwrap();
+                assert_eq!(
+                    decompress(codec, "chunk/x", &stored).unwrap(),
+                    zeros,
+                    "{codec:?} {level}"
+                );
+            }
+        }
+        // A hand-made frame of nothing but 4-byte RLE blocks is the
+        // densest zstd there is, and is not refused.
+        let frame = rle_frame(4 << 20, Some(4 << 20), 17);
+        assert_eq!(
+            decompress(Codec::Zstd, "chunk/x", &claiming(4 << 20, &frame)).unwrap(),
+            zeros
+        );
+    }
+
+    #[test]
+    fn a_deflate_bomb_within_the_limit_costs_no_more_than_its_claim() {
+        let mut c = Compress::new(Compression::new(9), false);
+        let mut body = Vec::with_capacity(1 << 20);
+        let zeros = vec![0u8; 64 << 20];
+        c.compress_vec(&zeros, &mut body, FlushCompress::Finish)
+            .unwrap();
+        drop(zeros);
+        let (result, largest) =
+            largest_allocation(|| decompress(Codec::Deflate, "chunk/x", &claiming(1 << 20, &body)));
+        let err = result.unwrap_err();
+        assert!(err.contains("longer than the 1048576 bytes"), "{err}");
+        assert!(largest <= (1 << 20) + SLACK, "allocated {largest}");
+    }
+
+    #[test]
+    fn huge_zstd_windows_cost_nothing_and_every_zstd_obnam_could_write_is_read() {
+        // A frame that demands a 2 GiB window (a streaming decoder would
+        // allocate it) for 1000 bytes: decoded into the 1000-byte buffer.
+        let frame = rle_frame(1000, Some(1000), 31);
+        let (result, largest) =
+            largest_allocation(|| decompress(Codec::Zstd, "chunk/x", &claiming(1000, &frame)));
+        assert_eq!(result.unwrap(), vec![0; 1000]);
+        assert!(largest < SLACK, "allocated {largest}");
+        // Beyond what zstd itself accepts: refused, not allocated.
+        let frame = rle_frame(1000, Some(1000), 41);
+        let err = decompress(Codec::Zstd, "chunk/x", &claiming(1000, &frame)).unwrap_err();
+        assert!(err.contains("object chunk/x"), "{err}");
+        // zstd's largest level, and long-distance matching with a 128 MiB
+        // window (obnam uses neither by default): read back.
+        let data = text(256 << 10);
+        let stored = compress(Codec::Zstd, 22, "chunk/x", &data).unwrap();
+        assert_eq!(decompress(Codec::Zstd, "chunk/x", &stored).unwrap(), data);
+        let mut long = zstd::bulk::Compressor::new(3).unwrap();
+        long.set_parameter(zstd::zstd_safe::CParameter::EnableLongDistanceMatching(
+            true,
+        ))
+        .unwrap();
+        long.set_parameter(zstd::zstd_safe::CParameter::WindowLog(27))
+            .unwrap();
+        let frame = long.compress(&data).unwrap();
+        let stored = claiming(data.len() as u64, &frame);
+        assert_eq!(decompress(Codec::Zstd, "chunk/x", &stored).unwrap(), data);
+    }
+
+    #[test]
+    fn the_writer_never_compresses_what_the_reader_would_refuse() {
+        for codec in Codec::ALL {
+            let level = codec.default_level();
+            let record = text(MAX_RECORD_LEN);
+            let stored = compress(codec, level, "generations/c/g", &record).unwrap();
+            assert_eq!(
+                decompress(codec, "generations/c/g", &stored).unwrap(),
+                record
+            );
+            let over = text(MAX_RECORD_LEN + 1);
+            assert_eq!(compress(codec, level, "generations/c/g", &over), None);
+            // The same bytes are a small chunk.
+            assert!(compress(codec, level, "chunk/x", &over).is_some());
+        }
+        let zeros = vec![0u8; MAX_CHUNK_LEN + 1];
+        assert_eq!(compress(Codec::Zstd, 1, "chunk/x", &zeros), None);
+        let stored = compress(Codec::Zstd, 1, "chunk/x", &zeros[1..]).unwrap();
+        assert_eq!(
+            decompress(Codec::Zstd, "chunk/x", &stored).unwrap().len(),
+            MAX_CHUNK_LEN
+        );
+    }
+
+    #[test]
+    fn concatenated_frames_are_refused() {
+        let data = text(10_000);
+        let frame = zstd::bulk::compress(&data[..5000], 3).unwrap();
+        let mut two = frame.clone();
+        two.extend_from_slice(&zstd::bulk::compress(&data[5000..], 3).unwrap());
+        let err = decompress(Codec::Zstd, "chunk/x", &claiming(10_000, &two)).unwrap_err();
+        assert!(err.contains("garbage follow the zstd frame"), "{err}");
     }
 }

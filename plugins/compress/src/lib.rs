@@ -25,6 +25,10 @@
 
 mod codec;
 mod config;
+#[cfg(test)]
+mod fuzz;
+#[cfg(test)]
+mod test_alloc;
 
 use std::sync::{Arc, OnceLock};
 
@@ -74,7 +78,7 @@ impl DataFilter for CodecFilter {
         if plan.codec != Some(self.codec) {
             return Ok(None);
         }
-        Ok(codec::compress(self.codec, plan.level, data))
+        Ok(codec::compress(self.codec, plan.level, context, data))
     }
 
     fn decode(&self, _: &Context<'_>, context: &str, data: &[u8]) -> Result<Vec<u8>> {

@@ -22,6 +22,8 @@
 mod cipher;
 mod commands;
 mod filter;
+#[cfg(test)]
+mod fuzz;
 mod open;
 mod secrets;
 mod slots;
@@ -94,11 +96,11 @@ impl Plugin for Encrypt {
             Setting::bytesize("kdf-memory")
                 .default("64MiB")
                 .metavar("SIZE")
-                .help("Argon2id memory cost of new passphrase slots (at least 64KiB)"),
+                .help("Argon2id memory cost of new passphrase slots (64KiB to 4GiB)"),
             Setting::integer("kdf-iterations")
                 .default("3")
                 .metavar("N")
-                .help("Argon2id time cost of new passphrase slots (at least 1)"),
+                .help("Argon2id time cost of new passphrase slots (1 to 64)"),
         ];
         for s in settings {
             app.add_setting(s.group(GROUP_ENCRYPTION));

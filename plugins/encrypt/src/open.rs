@@ -13,20 +13,22 @@ use crate::{RepoState, Shared, Unlocked, FILTER_TAG};
 pub fn kdf_cost(ctx: &Context<'_>) -> Result<KdfCost> {
     let memory = ctx.bytesize("kdf-memory")?;
     let iterations = ctx.integer("kdf-iterations")?;
+    // No more than a key slot may demand when it is read.
     let memory_kib = u32::try_from(memory / 1024)
         .ok()
-        .filter(|kib| *kib >= 64)
+        .filter(|kib| (64..=slots::MAX_KDF_MEMORY_KIB).contains(kib))
         .ok_or_else(|| {
             Error::msg(format!(
-                "--kdf-memory must be from 64KiB to 4TiB, not {memory} bytes"
+                "--kdf-memory must be from 64KiB to 4GiB, not {memory} bytes"
             ))
         })?;
     let iterations = u32::try_from(iterations)
         .ok()
-        .filter(|n| *n >= 1)
+        .filter(|n| (1..=slots::MAX_KDF_ITERATIONS).contains(n))
         .ok_or_else(|| {
             Error::msg(format!(
-                "--kdf-iterations must be at least 1, not {iterations}"
+                "--kdf-iterations must be from 1 to {}, not {iterations}",
+                slots::MAX_KDF_ITERATIONS
             ))
         })?;
     Ok(KdfCost {

@@ -65,6 +65,36 @@ impl Secret {
     }
 }
 
+/// The most Argon2id memory a key slot may demand: 4 GiB, twice the
+/// largest that RFC 9106 recommends (2 GiB with one pass). Obnam writes
+/// 64 MiB unless `--kdf-memory` says otherwise, and that setting accepts
+/// no more than this. A slot that demands more is refused when it is read
+/// (opening skips it with a warning) rather than making every attempt to
+/// open the repository allocate terabytes.
+pub const MAX_KDF_MEMORY_KIB: u32 = 4 << 20;
+
+/// The most Argon2id passes a key slot may demand. Obnam writes 3 unless
+/// `--kdf-iterations` says otherwise (recommendations range from 1 to
+/// about 10); a slot must not be able to make opening run for days.
+pub const MAX_KDF_ITERATIONS: u32 = 64;
+
+/// The most Argon2id lanes a key slot may name. Obnam writes 1.
+pub const MAX_KDF_PARALLELISM: u32 = 16;
+
+/// The longest salt, in bytes, of either KDF. Obnam writes 16.
+pub const MAX_SALT_LEN: usize = 64;
+
+/// The length of a wrapped master key: a cipher id, a nonce of at most 24
+/// bytes, the key and a 16-byte tag.
+const MAX_WRAPPED_LEN: usize = 1 + 24 + MASTER_LEN + 16;
+
+/// The longest encrypted [`Origin`] (`info`): its label, client and host
+/// name together.
+pub const MAX_INFO_LEN: usize = 64 << 10;
+
+/// The longest text of a key slot, like any small record of the format.
+pub const MAX_SLOT_TEXT_LEN: usize = plugin_api::limits::MAX_RECORD_LEN;
+
 /// Argon2id costs for new passphrase slots.
 #[derive(Clone, Copy, Debug)]
 pub struct KdfCost {
@@ -131,7 +161,7 @@ pub fn origin_of(
 ) -> Result<Origin, String> {
     let cipher = Cipher::from_name(&slot.cipher)
         .ok_or_else(|| format!("it names an unknown cipher '{}'", slot.cipher))?;
-    let blob = hex::decode(&slot.info).map_err(|_| "its info is not hex".to_string())?;
+    let blob = bounded_hex("info", &slot.info, MAX_INFO_LEN)?;
     let plain = cipher
         .open(
             &master.object_key(),
@@ -157,7 +187,58 @@ pub fn new_slot_id() -> Result<String, String> {
     random_hex(8)
 }
 
+/// Check that `hex` is at most `max` bytes once decoded, and decode it.
+fn bounded_hex(what: &str, hex: &str, max: usize) -> Result<Vec<u8>, String> {
+    if hex.len() > 2 * max {
+        return Err(format!(
+            "its {what} is {} hex digits long, more than the {} it may be",
+            hex.len(),
+            2 * max
+        ));
+    }
+    hex::decode(hex).map_err(|_| format!("its {what} is not hex"))
+}
+
+/// Check that a slot's KDF asks for no more than the bounds above, so
+/// that opening never allocates or computes without limit for a damaged or
+/// hostile slot.
+pub fn check_kdf(kdf: &Kdf) -> Result<(), String> {
+    let salt = match kdf {
+        Kdf::Argon2id {
+            memory_kib,
+            iterations,
+            parallelism,
+            salt,
+        } => {
+            if *memory_kib > MAX_KDF_MEMORY_KIB {
+                return Err(format!(
+                    "its Argon2id memory cost of {memory_kib} KiB is more than the limit of \
+                     {MAX_KDF_MEMORY_KIB} KiB (4 GiB)"
+                ));
+            }
+            if *iterations > MAX_KDF_ITERATIONS {
+                return Err(format!(
+                    "its Argon2id time cost of {iterations} iterations is more than the limit \
+                     of {MAX_KDF_ITERATIONS}"
+                ));
+            }
+            if *parallelism > MAX_KDF_PARALLELISM {
+                return Err(format!(
+                    "its Argon2id parallelism of {parallelism} is more than the limit of \
+                     {MAX_KDF_PARALLELISM}"
+                ));
+            }
+            argon2::Params::new(*memory_kib, *iterations, *parallelism, Some(32))
+                .map_err(|e| format!("its Argon2id parameters are invalid: {e}"))?;
+            salt
+        }
+        Kdf::HkdfSha256 { salt } => salt,
+    };
+    bounded_hex("salt", salt, MAX_SALT_LEN).map(drop)
+}
+
 fn derive(kdf: &Kdf, secret: &Secret) -> Result<Zeroizing<[u8; 32]>, String> {
+    check_kdf(kdf)?;
     let mut kek = Zeroizing::new([0u8; 32]);
     match (kdf, secret) {
         (
@@ -169,7 +250,7 @@ fn derive(kdf: &Kdf, secret: &Secret) -> Result<Zeroizing<[u8; 32]>, String> {
             },
             Secret::Passphrase(pass),
         ) => {
-            let salt = hex::decode(salt).map_err(|_| "its salt is not hex".to_string())?;
+            let salt = bounded_hex("salt", salt, MAX_SALT_LEN)?;
             let params = argon2::Params::new(*memory_kib, *iterations, *parallelism, Some(32))
                 .map_err(|e| format!("its Argon2id parameters are invalid: {e}"))?;
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
@@ -177,7 +258,7 @@ fn derive(kdf: &Kdf, secret: &Secret) -> Result<Zeroizing<[u8; 32]>, String> {
                 .map_err(|e| format!("Argon2id failed: {e}"))?;
         }
         (Kdf::HkdfSha256 { salt }, Secret::KeyFile(contents, _)) => {
-            let salt = hex::decode(salt).map_err(|_| "its salt is not hex".to_string())?;
+            let salt = bounded_hex("salt", salt, MAX_SALT_LEN)?;
             hkdf::Hkdf::<sha2::Sha256>::new(Some(&salt), contents)
                 .expand(b"obnam key file", kek.as_mut())
                 .map_err(|_| "HKDF failed".to_string())?;
@@ -222,6 +303,13 @@ pub fn wrap(
         &info_associated_data(repository_id, slot_id),
         &info,
     )?;
+    if info.len() > MAX_INFO_LEN {
+        return Err(format!(
+            "the key label, client name and host name are too long together: encrypted they \
+             take {} bytes, more than the {MAX_INFO_LEN} a key slot keeps",
+            info.len()
+        ));
+    }
     Ok(KeySlot {
         obnam_key_slot: 1,
         kind: secret.kind().into(),
@@ -232,8 +320,16 @@ pub fn wrap(
     })
 }
 
-/// Parse a slot's text.
+/// Parse a slot's text, and check that it asks for nothing beyond the
+/// bounds above: a slot that does is refused here, before any of it is
+/// used.
 pub fn parse(text: &str) -> Result<KeySlot, String> {
+    if text.len() > MAX_SLOT_TEXT_LEN {
+        return Err(format!(
+            "it is {} bytes long, more than the limit of {MAX_SLOT_TEXT_LEN} for a key slot",
+            text.len()
+        ));
+    }
     let slot: KeySlot =
         serde_json::from_str(text).map_err(|e| format!("it is not a key slot: {e}"))?;
     if slot.obnam_key_slot != 1 {
@@ -242,6 +338,9 @@ pub fn parse(text: &str) -> Result<KeySlot, String> {
             slot.obnam_key_slot
         ));
     }
+    check_kdf(&slot.kdf)?;
+    bounded_hex("key", &slot.wrapped, MAX_WRAPPED_LEN)?;
+    bounded_hex("info", &slot.info, MAX_INFO_LEN)?;
     Ok(slot)
 }
 
@@ -259,7 +358,7 @@ pub fn unwrap(
     let cipher = Cipher::from_name(&slot.cipher)
         .ok_or_else(|| format!("it names an unknown cipher '{}'", slot.cipher))?;
     let kek = derive(&slot.kdf, secret)?;
-    let wrapped = hex::decode(&slot.wrapped).map_err(|_| "its key is not hex".to_string())?;
+    let wrapped = bounded_hex("key", &slot.wrapped, MAX_WRAPPED_LEN)?;
     match cipher.open(&kek, &associated_data(repository_id, slot_id), &wrapped) {
         Ok(plain) => {
             let plain = Zeroizing::new(plain);
@@ -274,7 +373,7 @@ pub fn unwrap(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const CHEAP: KdfCost = KdfCost {
@@ -291,7 +390,7 @@ mod tests {
         }
     }
 
-    fn pass(p: &str) -> Secret {
+    pub(crate) fn pass(p: &str) -> Secret {
         Secret::Passphrase(Zeroizing::new(p.as_bytes().to_vec()))
     }
 
@@ -374,5 +473,126 @@ mod tests {
         slot.obnam_key_slot = 9;
         let text = serde_json::to_string(&slot).unwrap();
         assert!(parse(&text).unwrap_err().contains("format 9"));
+    }
+
+    /// The text of a valid, cheap passphrase slot, as JSON to edit.
+    pub(crate) fn valid_slot_json() -> serde_json::Value {
+        let master = MasterKey::generate().unwrap();
+        let slot = wrap(
+            &master,
+            &pass("p"),
+            CHEAP,
+            Cipher::XChaCha20Poly1305,
+            "r",
+            "s",
+            &origin(),
+        )
+        .unwrap();
+        serde_json::to_value(&slot).unwrap()
+    }
+
+    #[test]
+    fn slots_demanding_too_much_are_refused_when_parsed() {
+        let long_hex = "ab".repeat(1 << 16);
+        for (pointer, value, why) in [
+            (
+                "/kdf/memory_kib",
+                serde_json::json!(u32::MAX),
+                "its Argon2id memory cost of 4294967295 KiB is more than the limit of 4194304 KiB (4 GiB)",
+            ),
+            (
+                "/kdf/iterations",
+                serde_json::json!(4_000_000_000u32),
+                "its Argon2id time cost of 4000000000 iterations is more than the limit of 64",
+            ),
+            (
+                "/kdf/parallelism",
+                serde_json::json!(0xff_ffff),
+                "its Argon2id parallelism of 16777215 is more than the limit of 16",
+            ),
+            (
+                "/kdf/parallelism",
+                serde_json::json!(0),
+                "its Argon2id parameters are invalid",
+            ),
+            (
+                "/kdf/salt",
+                serde_json::json!(long_hex),
+                "its salt is 131072 hex digits long, more than the 128 it may be",
+            ),
+            (
+                "/wrapped",
+                serde_json::json!(long_hex),
+                "its key is 131072 hex digits long, more than the 210 it may be",
+            ),
+            ("/wrapped", serde_json::json!("xyz"), "its key is not hex"),
+            (
+                "/info",
+                serde_json::json!("ab".repeat(MAX_INFO_LEN + 1)),
+                "its info is 131074 hex digits long, more than the 131072 it may be",
+            ),
+        ] {
+            let mut slot = valid_slot_json();
+            *slot.pointer_mut(pointer).unwrap() = value;
+            let err = parse(&slot.to_string()).unwrap_err();
+            assert!(err.contains(why), "{pointer}: {err}");
+            // Also when such a slot is used without being parsed.
+            let slot: KeySlot = serde_json::from_value(slot).unwrap();
+            if pointer.starts_with("/kdf") {
+                let err = unwrap(&slot, &pass("p"), "r", "s").err().unwrap();
+                assert!(err.contains(why), "{pointer}: {err}");
+            }
+        }
+        let huge = format!("{}{}", valid_slot_json(), " ".repeat(MAX_SLOT_TEXT_LEN));
+        assert!(parse(&huge)
+            .unwrap_err()
+            .contains("more than the limit of 1048576 for a key slot"));
+    }
+
+    #[test]
+    fn the_bounds_admit_what_obnam_writes() {
+        let mut slot = valid_slot_json();
+        parse(&slot.to_string()).unwrap();
+        // The largest costs the settings accept.
+        slot["kdf"]["memory_kib"] = MAX_KDF_MEMORY_KIB.into();
+        slot["kdf"]["iterations"] = MAX_KDF_ITERATIONS.into();
+        parse(&slot.to_string()).unwrap();
+        for cipher in [Cipher::XChaCha20Poly1305, Cipher::Aes256Gcm] {
+            let master = MasterKey::generate().unwrap();
+            let file = Secret::KeyFile(Zeroizing::new(vec![1; 32]), "f".into());
+            let slot = wrap(&master, &file, CHEAP, cipher, "r", "s", &origin()).unwrap();
+            parse(&serde_json::to_string(&slot).unwrap()).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_label_too_long_for_a_slot_is_refused_when_the_slot_is_made() {
+        let master = MasterKey::generate().unwrap();
+        let mut long = origin();
+        long.label = "x".repeat(MAX_INFO_LEN);
+        let err = wrap(
+            &master,
+            &pass("p"),
+            CHEAP,
+            Cipher::XChaCha20Poly1305,
+            "r",
+            "s",
+            &long,
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("too long together"), "{err}");
+        long.label = "x".repeat(MAX_INFO_LEN - 200);
+        let slot = wrap(
+            &master,
+            &pass("p"),
+            CHEAP,
+            Cipher::XChaCha20Poly1305,
+            "r",
+            "s",
+            &long,
+        )
+        .unwrap();
+        parse(&serde_json::to_string(&slot).unwrap()).unwrap();
     }
 }
