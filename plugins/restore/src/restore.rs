@@ -275,6 +275,10 @@ fn pretend(
     }
     while let Some(dir) = stack.pop() {
         for e in reader.list_dir(names::as_path(&dir))?.unwrap_or_default() {
+            // Refused by the restore itself (and `/` would walk `dir` again).
+            if names::check_name(&e.name).is_err() {
+                continue;
+            }
             if e.kind == EntryKind::Dir {
                 dirs += 1;
                 stack.push(names::join(&dir, &e.name));
@@ -547,15 +551,16 @@ impl Restorer<'_, '_> {
     /// after its parent, so the reverse order finishes children first, and
     /// nothing is created in a directory after its mode and time are set.
     fn finish_dirs(&self, dirs: &[DirRecord]) {
-        for (done, dir) in dirs.iter().rev().enumerate() {
+        for (done, (index, dir)) in dirs.iter().enumerate().rev().enumerate() {
             if done % 64 == 0 {
                 self.ctx.status(&format!(
                     "Restoring: setting folder metadata, {done}/{}",
                     dirs.len()
                 ));
             }
-            let path = names::from_parts(&dir.parts);
-            match fsops::open_dir_path(self.root.as_fd(), &dir.parts) {
+            let parts = walk::dir_parts(dirs, index);
+            let path = names::from_parts(&parts);
+            match fsops::open_dir_path(self.root.as_fd(), &parts) {
                 Ok(fd) => {
                     for p in metadata::apply_fd(fd.as_fd(), &dir.entry, &self.policy) {
                         self.error(&path, p);

@@ -22,7 +22,7 @@
 //! file is restored, and the directories to give their metadata at the
 //! very end.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc::SyncSender;
@@ -80,10 +80,27 @@ pub struct Link {
     pub key: (u64, u64),
 }
 
-/// A directory whose metadata is set at the end.
+/// A directory whose metadata is set at the end. It names its parent by
+/// its place in [`Walked::dirs`] rather than holding its whole path, so
+/// that the records of a deep tree take memory in proportion to its depth,
+/// not to the square of it.
 pub struct DirRecord {
-    pub parts: Parts,
+    /// The record of the directory it is in (`None`: the target itself).
+    pub parent: Option<usize>,
+    /// Its generation entry; `entry.name` is its name in its parent.
     pub entry: Entry,
+}
+
+/// The path, as components, of the directory recorded at `dirs[index]`.
+pub fn dir_parts(dirs: &[DirRecord], index: usize) -> Parts {
+    let mut parts = Vec::new();
+    let mut at = Some(index);
+    while let Some(i) = at {
+        parts.push(dirs[i].entry.name.clone());
+        at = dirs[i].parent;
+    }
+    parts.reverse();
+    parts
 }
 
 /// What the walk leaves for later.
@@ -101,10 +118,10 @@ struct Leader {
     size: u64,
 }
 
-/// A directory to walk: made, not yet opened.
+/// A directory to walk: made, not yet opened; `dir` is its record.
 struct Pending {
     parent: Arc<OwnedFd>,
-    parts: Parts,
+    dir: usize,
 }
 
 fn child_parts(parts: &[Vec<u8>], name: &[u8]) -> Parts {
@@ -121,8 +138,9 @@ pub struct Walker<'a> {
     tx: SyncSender<Vec<Job>>,
     walked: Walked,
     leaders: HashMap<(u64, u64), Leader>,
-    /// Directories on the way to requested paths made so far.
-    made: HashSet<Parts>,
+    /// Directories on the way to requested paths made so far, and their
+    /// records.
+    made: HashMap<Parts, usize>,
     stack: Vec<Pending>,
     batch: Vec<Job>,
     batch_bytes: u64,
@@ -145,7 +163,7 @@ impl<'a> Walker<'a> {
             tx,
             walked: Walked::default(),
             leaders: HashMap::new(),
-            made: HashSet::new(),
+            made: HashMap::new(),
             stack: Vec::new(),
             batch: Vec::new(),
             batch_bytes: 0,
@@ -162,21 +180,22 @@ impl<'a> Walker<'a> {
             if root.parts.is_empty() {
                 // The generation's root: its entries go in the target itself.
                 let dir = Arc::clone(&self.root);
-                self.walk_dir(dir, &[]);
-            } else if let Some(parent) = self.make_parents(root) {
+                self.walk_dir(dir, &[], None);
+            } else if let Some((parent, record)) = self.make_parents(root) {
                 let entry = root.entries.last().cloned().unwrap_or_default();
-                self.place(parent, root.parts.clone(), entry);
+                self.place(parent, root.parts.clone(), record, entry);
                 self.flush();
             }
             while let Some(pending) = self.stack.pop() {
                 if self.stopped {
                     break;
                 }
-                let name = pending.parts.last().map(Vec::as_slice).unwrap_or_default();
+                let parts = dir_parts(&self.walked.dirs, pending.dir);
+                let name = parts.last().map(Vec::as_slice).unwrap_or_default();
                 match fsops::open_dir_at(pending.parent.as_fd(), name) {
-                    Ok(fd) => self.walk_dir(Arc::new(fd), &pending.parts),
+                    Ok(fd) => self.walk_dir(Arc::new(fd), &parts, Some(pending.dir)),
                     Err(e) => self.problems.report(
-                        &names::from_parts(&pending.parts),
+                        &names::from_parts(&parts),
                         format!("cannot open restored folder: {e}"),
                     ),
                 }
@@ -187,14 +206,15 @@ impl<'a> Walker<'a> {
     }
 
     /// Make the directories on the way to `root` that are not made yet, and
-    /// return the one it goes in.
-    fn make_parents(&mut self, root: &Root) -> Option<Arc<OwnedFd>> {
+    /// return the one it goes in, with its record.
+    fn make_parents(&mut self, root: &Root) -> Option<(Arc<OwnedFd>, Option<usize>)> {
         let mut dir = Arc::clone(&self.root);
+        let mut record = None;
         let last = root.parts.len().saturating_sub(1);
         for (i, entry) in root.entries.iter().take(last).enumerate() {
             let parts = root.parts[..=i].to_vec();
             let name = &root.parts[i];
-            let opened = if self.made.contains(&parts) {
+            let opened = if self.made.contains_key(&parts) {
                 fsops::open_dir_at(dir.as_fd(), name)
             } else {
                 fsops::make_dir(dir.as_fd(), name)
@@ -209,14 +229,22 @@ impl<'a> Walker<'a> {
                     return None;
                 }
             }
-            if self.made.insert(parts.clone()) {
-                self.walked.dirs.push(DirRecord {
-                    parts,
-                    entry: entry.clone(),
-                });
-            }
+            record = Some(match self.made.get(&parts) {
+                Some(index) => *index,
+                None => {
+                    let mut entry = entry.clone();
+                    entry.name = name.clone();
+                    self.walked.dirs.push(DirRecord {
+                        parent: record,
+                        entry,
+                    });
+                    let index = self.walked.dirs.len() - 1;
+                    self.made.insert(parts, index);
+                    index
+                }
+            });
         }
-        Some(dir)
+        Some((dir, record))
     }
 
     /// Restore the entries of the generation directory `parts`, made and
@@ -229,7 +257,7 @@ impl<'a> Walker<'a> {
     /// checksum must be computed in order); starting the large files early
     /// lets the many small ones fill the time instead of waiting for a
     /// large one found last.
-    fn walk_dir(&mut self, dir: Arc<OwnedFd>, parts: &[Vec<u8>]) {
+    fn walk_dir(&mut self, dir: Arc<OwnedFd>, parts: &[Vec<u8>], record: Option<usize>) {
         let path = names::from_parts(parts);
         let entries = match self.reader.list_dir(names::as_path(&path)) {
             Ok(Some(entries)) => entries,
@@ -254,19 +282,20 @@ impl<'a> Walker<'a> {
         subdirs.sort_by_key(|e| std::cmp::Reverse(e.subtree_bytes));
         for entry in others {
             let child = child_parts(parts, &entry.name);
-            self.place(Arc::clone(&dir), child, entry);
+            self.place(Arc::clone(&dir), child, record, entry);
         }
         self.flush();
         // Pushed in reverse, so that the largest is walked first.
         for entry in subdirs.into_iter().rev() {
             let child = child_parts(parts, &entry.name);
-            self.place(Arc::clone(&dir), child, entry);
+            self.place(Arc::clone(&dir), child, record, entry);
         }
     }
 
-    /// Restore one entry in `parent`: make a directory and remember to walk
-    /// it, note a hard link for later, or queue the entry for a worker.
-    fn place(&mut self, parent: Arc<OwnedFd>, parts: Parts, entry: Entry) {
+    /// Restore one entry in `parent` (recorded as `record`): make a
+    /// directory and remember to walk it, note a hard link for later, or
+    /// queue the entry for a worker.
+    fn place(&mut self, parent: Arc<OwnedFd>, parts: Parts, record: Option<usize>, entry: Entry) {
         let name = parts.last().map(Vec::as_slice).unwrap_or_default();
         let named_right = check_name(&entry.name).and_then(|()| {
             if entry.name == name {
@@ -291,10 +320,11 @@ impl<'a> Walker<'a> {
             {
                 Ok(()) => {
                     self.walked.dirs.push(DirRecord {
-                        parts: parts.clone(),
+                        parent: record,
                         entry,
                     });
-                    self.stack.push(Pending { parent, parts });
+                    let dir = self.walked.dirs.len() - 1;
+                    self.stack.push(Pending { parent, dir });
                 }
                 Err(e) => self.problems.report(
                     &names::from_parts(&parts),

@@ -1,0 +1,242 @@
+//! Property tests ("fuzzing" on stable Rust) of the engine's decoders of
+//! repository data: the filter header and object checksums
+//! ([`object`](super::object)), index objects, pack headers and trailers,
+//! tree objects, generation, client and lock records, the config, and
+//! paths handed to a generation reader.
+//!
+//! Random bytes, and valid objects with bytes flipped, inserted, deleted or
+//! cut off, must never panic; counts and lengths read from the data are
+//! checked before anything is allocated for them (the decoders cap what
+//! they reserve, and a claim the data cannot hold fails); each decoder is
+//! a single pass over its input, so none can loop.
+//!
+//! The number of cases is fixed ([`CASES`]) so that CI spends a few
+//! seconds; `PROPTEST_CASES` overrides it for a longer run.
+
+use proptest::prelude::*;
+
+use super::generation::{components, Generation};
+use super::ids::{ChunkId, ObjectId, Token};
+use super::index::{self, BlobKind, Index, IndexEntry, Location};
+use super::lock::LockRecord;
+use super::object::{self, NoFilters};
+use super::pack;
+use super::tree::{EntryKind, StoredChunkId, Tree, TreeEntry};
+
+/// Cases per property, unless `PROPTEST_CASES` says otherwise.
+const CASES: u32 = 1000;
+
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CASES);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// One change to valid input.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip { at: usize, bits: u8 },
+    Insert { at: usize, byte: u8 },
+    Delete { at: usize, len: usize },
+    Truncate { at: usize },
+}
+
+fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
+    let at = any::<usize>();
+    let one = prop_oneof![
+        (at, 1..=255u8).prop_map(|(at, bits)| Mutation::Flip { at, bits }),
+        (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
+        (at, 1..16usize).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        at.prop_map(|at| Mutation::Truncate { at }),
+    ];
+    prop::collection::vec(one, 1..6)
+}
+
+/// Apply `mutations`, positions taken modulo the length.
+fn mutate(mut data: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+    for m in mutations {
+        let n = data.len().max(1);
+        match *m {
+            Mutation::Flip { at, bits } => {
+                if let Some(b) = data.get_mut(at % n) {
+                    *b ^= bits;
+                }
+            }
+            Mutation::Insert { at, byte } => data.insert(at % (data.len() + 1), byte),
+            Mutation::Delete { at, len } => {
+                let at = at % n;
+                let end = (at + len).min(data.len());
+                data.drain(at.min(end)..end);
+            }
+            Mutation::Truncate { at } => data.truncate(at % n),
+        }
+    }
+    data
+}
+
+fn random_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..2048)
+}
+
+fn entry(i: u8, pack: u32) -> IndexEntry {
+    IndexEntry {
+        id: ChunkId {
+            token: Token([i; 32]),
+            variant: u64::from(i % 3),
+        },
+        location: Location {
+            pack,
+            offset: u32::from(i) * 100,
+            length: 100,
+            kind: if i % 2 == 0 {
+                BlobKind::Data
+            } else {
+                BlobKind::Tree
+            },
+        },
+    }
+}
+
+fn valid_index() -> Vec<u8> {
+    let mut index = Index::default();
+    let a = index.pack_number(ObjectId([1; 16]));
+    let b = index.pack_number(ObjectId([2; 16]));
+    let entries: Vec<IndexEntry> = (0..20)
+        .map(|i| entry(i, if i < 10 { a } else { b }))
+        .collect();
+    index::encode(&index, &entries)
+}
+
+fn valid_pack() -> Vec<u8> {
+    let entries: Vec<IndexEntry> = (0..8).map(|i| entry(i, 0)).collect();
+    let mut trailer = pack::trailer(&entries);
+    object::add_checksum("pack/p", &mut trailer);
+    let sealed = object::seal_whole(&NoFilters, None, "pack/p", trailer).unwrap();
+    pack::finish(pack::MAGIC.to_vec(), &sealed)
+}
+
+fn valid_tree() -> Vec<u8> {
+    let mut file = TreeEntry::bare_dir(b"file\xff");
+    file.kind = EntryKind::File;
+    file.size = 7;
+    file.chunks = vec![StoredChunkId(ChunkId::first(Token([3; 32])))];
+    let mut dir = TreeEntry::bare_dir(b"dir");
+    dir.subtree = Some(StoredChunkId(ChunkId::first(Token([4; 32]))));
+    Tree {
+        entries: vec![dir, file],
+    }
+    .encode()
+}
+
+fn valid_generation() -> Vec<u8> {
+    serde_json::to_vec(&Generation {
+        id: "0123456789abcdef".into(),
+        client: "c".into(),
+        started: 1,
+        ended: 2,
+        file_count: 3,
+        data_size: 4,
+        is_checkpoint: false,
+        root: StoredChunkId(ChunkId::first(Token([5; 32]))),
+    })
+    .unwrap()
+}
+
+const VALID_CONFIG: &[u8] = br#"{"format": "obnam-repository", "version": 3, "id": "00112233445566778899aabbccddeeff", "created": "2026-12-01T00:00:00Z"}"#;
+
+/// Every decoder of the engine on the same bytes: none may panic.
+fn decode_everything(data: &[u8]) {
+    let mut index = Index::default();
+    let _ = index::decode(&mut index, data);
+    if let Ok(trailer) = pack::split_trailer(data) {
+        let _ = pack::decode_trailer(trailer, 0);
+    }
+    let _ = pack::decode_trailer(data, 0);
+    let _ = Tree::decode(data);
+    let _ = serde_json::from_slice::<Generation>(data);
+    let _ = serde_json::from_slice::<LockRecord>(data);
+    let _ = super::parse_config("u", data);
+    let _ = object::open(&NoFilters, None, "index/x", data.to_vec());
+    let _ = object::open(&NoFilters, Some("seal"), "index/x", data.to_vec());
+    let _ = object::strip_checksum("index/x", data.to_vec());
+    let mut path = b"/".to_vec();
+    path.extend_from_slice(data);
+    let _ = components(&path);
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn random_bytes_never_panic(data in random_bytes()) {
+        decode_everything(&data);
+    }
+
+    #[test]
+    fn mutated_index_objects_never_panic(m in mutations()) {
+        let data = mutate(valid_index(), &m);
+        decode_everything(&data);
+        let mut index = Index::default();
+        if let Ok(entries) = index::decode(&mut index, &data) {
+            // What decodes holds no more entries than the bytes can.
+            prop_assert!(entries.len() <= data.len() / 53);
+        }
+    }
+
+    #[test]
+    fn mutated_packs_never_panic(m in mutations()) {
+        let data = mutate(valid_pack(), &m);
+        decode_everything(&data);
+        if let Ok(trailer) = pack::split_trailer(&data) {
+            if let Ok(plain) = object::open(&NoFilters, None, "pack/p", trailer.to_vec()) {
+                let checked = object::strip_checksum("pack/p", plain);
+                if let Ok(plain) = checked {
+                    let _ = pack::decode_trailer(&plain, 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_trees_never_panic(m in mutations()) {
+        decode_everything(&mutate(valid_tree(), &m));
+    }
+
+    #[test]
+    fn mutated_records_never_panic(m in mutations()) {
+        decode_everything(&mutate(valid_generation(), &m));
+        decode_everything(&mutate(VALID_CONFIG.to_vec(), &m));
+    }
+
+    #[test]
+    fn a_changed_object_never_passes_its_checksum(m in mutations(), data in random_bytes()) {
+        let mut stored = data.clone();
+        object::add_checksum("generations/c/g", &mut stored);
+        let changed = mutate(stored.clone(), &m);
+        let result = object::strip_checksum("generations/c/g", changed.clone());
+        if changed == stored {
+            prop_assert_eq!(result.unwrap(), data);
+        } else {
+            prop_assert!(result.is_err());
+        }
+        // Nor under another name.
+        prop_assert!(object::strip_checksum("generations/c/h", stored).is_err());
+    }
+}
+
+#[test]
+fn a_count_beyond_the_data_allocates_nothing_large() {
+    // An index object claiming 2^32-1 packs and entries in 16 bytes.
+    let mut data = b"OBNAMIX1".to_vec();
+    data.extend_from_slice(&u32::MAX.to_le_bytes());
+    data.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert!(index::decode(&mut Index::default(), &data).is_err());
+    // A trailer claiming 2^32-1 blobs.
+    assert!(pack::decode_trailer(&u32::MAX.to_le_bytes(), 0).is_err());
+}
