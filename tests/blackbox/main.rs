@@ -4,6 +4,7 @@
 mod abi_version;
 mod backends;
 mod backup;
+mod changing;
 mod compression;
 mod encryption;
 mod examples;

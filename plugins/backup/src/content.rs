@@ -3,7 +3,7 @@
 //! chunk's token, store it or reuse a stored copy (the `backup-store-chunk`
 //! hook), and compute the whole-file SHA-256 on the way.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -15,6 +15,9 @@ use sha2::{Digest, Sha256};
 
 /// How much of a file is read at once (at least twice the largest chunk).
 const BLOCK: usize = 4 << 20;
+
+/// The smallest read past the size a file claimed (see `fill`).
+const MIN_EXCESS_READ: usize = 64 << 10;
 
 /// Why a file's content could not be backed up.
 pub enum ContentError {
@@ -43,12 +46,116 @@ fn io(e: std::io::Error) -> ContentError {
     }
 }
 
+const CHANGED: &str = "it changed while it was being backed up";
+
+/// What the walk's `lstat` said about a file: the file opened must be the
+/// same one, and must not change while it is read.
+pub struct Walked {
+    pub size: u64,
+    pub mtime: (i64, u32),
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl Walked {
+    /// Whether `meta` (an `fstat` of the open file) shows it changed since
+    /// the walk. The size counts only as `stat` tells it, not as compared
+    /// with what was read: a file in `/proc` says 0 bytes and holds more.
+    fn changed(&self, meta: &Metadata) -> bool {
+        meta.size() != self.size || (meta.mtime(), meta.mtime_nsec() as u32) != self.mtime
+    }
+
+    /// Fail the file if its `fstat` shows it changed since the walk.
+    fn check(&self, file: &File) -> Result<(), ContentError> {
+        if self.changed(&file.metadata().map_err(io)?) {
+            return Err(ContentError::File(CHANGED.into()));
+        }
+        Ok(())
+    }
+}
+
+/// How a file that is not the regular file the walk saw is described.
+fn what(meta: &Metadata) -> &'static str {
+    use plugin_api::EntryKind;
+    match crate::metadata::kind_of(meta.mode()) {
+        EntryKind::Dir => "a folder",
+        EntryKind::Symlink => "a symbolic link",
+        EntryKind::Fifo => "a FIFO",
+        EntryKind::Socket => "a socket",
+        EntryKind::CharDevice => "a character device",
+        EntryKind::BlockDevice => "a block device",
+        _ => "something else",
+    }
+}
+
+/// Why `meta` is not the file the walk saw, if it is not: an object of
+/// another type, or another regular file put in its place (which is just a
+/// changed file).
+fn replaced(meta: &Metadata, walked: &Walked) -> Option<ContentError> {
+    if !meta.is_file() {
+        Some(ContentError::File(format!(
+            "it changed into {} since it was scanned; not backed up",
+            what(meta)
+        )))
+    } else if (meta.dev(), meta.ino()) != (walked.dev, walked.ino) {
+        Some(ContentError::File(CHANGED.into()))
+    } else {
+        None
+    }
+}
+
+/// Open the regular file the walk saw at `path`, and only that.
+///
+/// Whoever can write in a backed-up folder can put something else in the
+/// file's place between the walk and this open. `O_NONBLOCK` keeps a FIFO
+/// (or a device) from blocking the open, which would stall the backup
+/// for good; `O_NOFOLLOW` keeps a symlink from being followed to a file its
+/// maker could not read. The `fstat` of what was opened then checks it is a
+/// regular file, the same one (device and inode) the walk saw, unchanged.
+fn open(path: &Path, walked: &Walked) -> Result<File, ContentError> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let file = match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(e) => {
+            // A symlink fails with ELOOP, a socket with ENXIO: say what
+            // is there now rather than how the open failed.
+            return Err(std::fs::symlink_metadata(path)
+                .ok()
+                .and_then(|now| replaced(&now, walked))
+                .unwrap_or_else(|| io(e.into())));
+        }
+    };
+    let meta = file.metadata().map_err(io)?;
+    if let Some(e) = replaced(&meta, walked) {
+        return Err(e);
+    }
+    if walked.changed(&meta) {
+        return Err(ContentError::File(CHANGED.into()));
+    }
+    // Now that it is known to be a regular file, reads wait for data as
+    // usual: Linux ignores O_NONBLOCK for regular files, but a network or
+    // FUSE file system may heed it and fail a read with EAGAIN.
+    let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| io(e.into()))?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK).map_err(|e| io(e.into()))?;
+    Ok(file)
+}
+
 /// What storing a file's content produced.
 pub struct Stored {
     pub chunks: Vec<ChunkId>,
     pub checksum: Vec<u8>,
+    /// The bytes read, which are the file's size as recorded: it may
+    /// differ from the size `stat` gives for files such as those in `/proc`.
     pub bytes_read: u64,
     pub bytes_new: u64,
+}
+
+/// The chunks of a file stored so far, and the bytes they added.
+#[derive(Default)]
+struct Collected {
+    chunks: Vec<ChunkId>,
+    bytes_new: u64,
 }
 
 /// Files at least this large are read on one thread while their chunks
@@ -97,6 +204,20 @@ impl Storer {
             if req.stored { chunk.len() as u64 } else { 0 },
         ))
     }
+
+    /// Store the next chunk of a file and add it to `out`.
+    fn add(
+        &mut self,
+        ctx: &Context<'_>,
+        chunk: &[u8],
+        out: &mut Collected,
+        after_chunk: AfterChunk<'_>,
+    ) -> Result<(), ContentError> {
+        let (id, added) = self.store(ctx, chunk)?;
+        out.chunks.push(id);
+        out.bytes_new += added;
+        after_chunk(added).map_err(ContentError::Fatal)
+    }
 }
 
 /// Called after each chunk with the bytes it added (for checkpoints).
@@ -130,62 +251,54 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
         }
     }
 
-    /// Store the content of the file at `path`, whose `lstat` gave
-    /// `size` and `mtime` when the walk found it.
+    /// Store the content of the regular file at `path` that the walk saw
+    /// as `walked`.
+    ///
+    /// The file is read to its end, however long it is: the size `stat`
+    /// gave is a hint for the buffers, not a limit. A file whose `fstat`
+    /// shows another size or modification time than the walk saw, when it
+    /// is opened or after any block, changed while it was backed up: it
+    /// fails at once, however much of it is still to come.
     pub fn store_file(
         &mut self,
         path: &Path,
-        size: u64,
-        mtime: (i64, u32),
+        walked: &Walked,
         after_chunk: AfterChunk<'_>,
     ) -> Result<Stored, ContentError> {
-        let mut file = File::open(path).map_err(io)?;
-        let opened = file.metadata().map_err(io)?;
-        if !opened.is_file() {
-            return Err(ContentError::File("it is no longer a regular file".into()));
-        }
+        let mut file = open(path, walked)?;
         let mut hasher = Sha256::new();
         let mut bytes_read = 0u64;
-        let mut chunks = Vec::new();
-        let mut bytes_new = 0u64;
         let ctx = self.ctx;
-        if size < PIPELINE_FROM {
+        let collected = if walked.size < PIPELINE_FROM {
+            let mut out = Collected::default();
             let storer = &mut self.storer;
             self.splitter.read_chunks(
                 ctx,
                 &mut file,
-                size,
+                walked,
                 &mut hasher,
                 &mut bytes_read,
-                &mut |chunk| {
-                    let (id, added) = storer.store(ctx, chunk)?;
-                    chunks.push(id);
-                    bytes_new += added;
-                    after_chunk(added).map_err(ContentError::Fatal)
-                },
+                &mut |chunk| storer.add(ctx, chunk, &mut out, after_chunk),
             )?;
+            out
         } else {
             let repo = self.storer.repo.clone();
             let hook = self.storer.hook;
             let splitter = &mut self.splitter;
-            std::thread::scope(|scope| -> Result<(), ContentError> {
+            std::thread::scope(|scope| -> Result<Collected, ContentError> {
                 let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(8);
-                let consumer = scope.spawn(move || -> Result<(Vec<ChunkId>, u64), ContentError> {
+                let consumer = scope.spawn(move || -> Result<Collected, ContentError> {
                     let mut storer = Storer::new(repo, hook);
-                    let mut ids = Vec::new();
-                    let mut new = 0;
+                    let mut out = Collected::default();
                     for chunk in rx {
-                        let (id, added) = storer.store(ctx, &chunk)?;
-                        ids.push(id);
-                        new += added;
-                        after_chunk(added).map_err(ContentError::Fatal)?;
+                        storer.add(ctx, &chunk, &mut out, after_chunk)?;
                     }
-                    Ok((ids, new))
+                    Ok(out)
                 });
                 let read = splitter.read_chunks(
                     ctx,
                     &mut file,
-                    size,
+                    walked,
                     &mut hasher,
                     &mut bytes_read,
                     &mut |chunk| {
@@ -199,38 +312,28 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
                 let stored = consumer.join().map_err(|_| {
                     ContentError::Fatal(plugin_api::Error::msg("a chunk storing thread panicked"))
                 })?;
-                let (ids, new) = stored?;
+                let out = stored?;
                 read?;
-                chunks = ids;
-                bytes_new = new;
-                Ok(())
-            })?;
-        }
-        let now = std::fs::symlink_metadata(path).map_err(io)?;
-        if bytes_read != size
-            || now.size() != bytes_read
-            || (now.mtime(), now.mtime_nsec() as u32) != mtime
-        {
-            return Err(ContentError::File(
-                "it changed while it was being backed up".into(),
-            ));
-        }
+                Ok(out)
+            })?
+        };
         Ok(Stored {
-            chunks,
+            chunks: collected.chunks,
             checksum: hasher.finalize().to_vec(),
             bytes_read,
-            bytes_new,
+            bytes_new: collected.bytes_new,
         })
     }
 }
 
 impl Splitter {
-    /// Read a file to its end, cut it into chunks and hand each to `on_chunk`.
+    /// Read a file to its end, cut it into chunks and hand each to
+    /// `on_chunk`; fail if the file changes on the way.
     fn read_chunks(
         &mut self,
         ctx: &Context<'_>,
         file: &mut File,
-        size: u64,
+        walked: &Walked,
         hasher: &mut Sha256,
         bytes_read: &mut u64,
         on_chunk: &mut dyn FnMut(&[u8]) -> Result<(), ContentError>,
@@ -239,8 +342,10 @@ impl Splitter {
         data.clear();
         let mut eof = false;
         while !eof || !data.is_empty() {
-            let expected = size.saturating_sub(*bytes_read);
-            eof = fill(file, &mut data, expected, hasher, bytes_read).map_err(io)?;
+            eof = fill(file, &mut data, walked.size, hasher, bytes_read).map_err(io)?;
+            // Checked after every block, not only at the end: a file that
+            // is appended to as fast as it is read would have no end.
+            walked.check(file)?;
             self.req.data = std::mem::take(&mut data);
             self.req.eof = eof;
             self.req.lengths.clear();
@@ -276,25 +381,33 @@ impl Splitter {
     }
 }
 
-/// Read until `data` holds a block, or the file ends; hash what was read.
-/// `expected` is how much of the file should be left, so that the buffer
-/// grows only as far as needed (one byte more, to see the end).
-/// Returns whether the end of the file was reached.
+/// Read until `data` holds a block, or the file ends; hash what was read
+/// and add its length to `total`. Returns whether the end was reached.
+///
+/// Up to the `size` the file claimed, the buffer grows only as far as
+/// needed (one byte more, to see the end), so that a small file costs a
+/// small buffer. Past it, the file is longer than it said (a `/proc` file
+/// says 0 bytes): each call reads as much as was read past the size so far,
+/// at least `MIN_EXCESS_READ` and at most a block, so that the number of
+/// reads and chunking calls grows with the data read, never one per byte.
 fn fill(
     file: &mut File,
     data: &mut RVec<u8>,
-    expected: u64,
+    size: u64,
     hasher: &mut Sha256,
     total: &mut u64,
 ) -> std::io::Result<bool> {
     let start = data.len();
     let room = BLOCK.saturating_sub(start).max(BLOCK / 2);
-    let want = start
-        + room.min(
-            usize::try_from(expected)
-                .unwrap_or(usize::MAX)
-                .saturating_add(1),
-        );
+    let to_read = match size.checked_sub(*total) {
+        Some(left) if left > 0 => usize::try_from(left)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1),
+        _ => usize::try_from(*total - size)
+            .unwrap_or(usize::MAX)
+            .max(MIN_EXCESS_READ),
+    };
+    let want = start + room.min(to_read);
     data.resize(want, 0);
     let mut filled = start;
     let mut eof = false;

@@ -24,7 +24,7 @@ use plugin_api::payloads::{
 };
 use plugin_api::{Context, Entry, EntryKind, GenerationBuilder, GenerationReader, Result};
 
-use crate::content::{ContentError, ContentWriter};
+use crate::content::{ContentError, ContentWriter, Walked};
 use crate::metadata::{self, Names};
 use crate::settings::BackupSettings;
 use crate::stats::{add, Stats};
@@ -271,17 +271,25 @@ impl Shared<'_> {
     }
 
     fn store_file(&self, writer: &mut ContentWriter<'_, '_>, job: &Job) -> Result<()> {
-        let mtime = (job.entry.mtime, job.entry.mtime_ns);
+        let walked = Walked {
+            size: job.entry.size,
+            mtime: (job.entry.mtime, job.entry.mtime_ns),
+            dev: job.entry.dev,
+            ino: job.entry.ino,
+        };
         let after_chunk = |added: u64| {
             self.stored.fetch_add(added, Ordering::Relaxed);
             self.maybe_checkpoint()
         };
-        match writer.store_file(&job.path, job.entry.size, mtime, &after_chunk) {
+        match writer.store_file(&job.path, &walked, &after_chunk) {
             Ok(stored) => {
                 add(&self.stats.files_read, 1);
                 add(&self.stats.bytes_read, stored.bytes_read);
                 add(&self.stats.bytes_new, stored.bytes_new);
                 let mut entry = job.entry.clone();
+                // What was read, which a file in /proc, say, does not
+                // claim: a restore gives back the content as read.
+                entry.size = stored.bytes_read;
                 entry.chunks = stored.chunks;
                 entry.checksum = stored.checksum;
                 self.builder.put(&job.path, &entry)

@@ -20,11 +20,22 @@
 //!   differs from its content's.
 //!
 //! Each prints the id of the generation it wrote.
+//!
+//! It also plays a user who changes files under a running backup: with
+//! `OBNAM_TEST_SWAP=NAME:ACTION` set, its `backup-exclude` callback acts on
+//! the file named NAME when the walk meets it, that is after the walk's
+//! `lstat` and before a worker reads the file, so the race is won every
+//! time. ACTION is `fifo` (replace the file with a FIFO), `symlink=TARGET`
+//! (replace it with a symlink to TARGET) or `grow=BYTES` (append BYTES
+//! bytes to it).
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use plugin_api::{App, ChunkId, Context, Entry, EntryKind, Plugin, Repository, Result};
+use plugin_api::payloads::{ExcludeCandidate, BACKUP_EXCLUDE};
+use plugin_api::{
+    App, ChunkId, Context, Entry, EntryKind, Plugin, Repository, Result, PRIORITY_DEFAULT,
+};
 use serde::Serialize;
 
 #[derive(Default)]
@@ -373,6 +384,56 @@ fn raw(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     ctx.outln(&gen_id)
 }
 
+/// Carry out `OBNAM_TEST_SWAP` on `path` if it names this file.
+fn swap(path: &[u8]) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(spec) = std::env::var_os("OBNAM_TEST_SWAP") else {
+        return Ok(());
+    };
+    let spec = spec.to_string_lossy().into_owned();
+    let (name, action) = spec
+        .split_once(':')
+        .ok_or_else(|| plugin_api::Error::msg("OBNAM_TEST_SWAP is NAME:ACTION"))?;
+    let path = Path::new(std::ffi::OsStr::from_bytes(path));
+    if path.file_name().map(|n| n.as_bytes()) != Some(name.as_bytes()) {
+        return Ok(());
+    }
+    let failed = |e: std::io::Error| plugin_api::Error::msg(format!("swap {action}: {e}"));
+    if action == "fifo" {
+        std::fs::remove_file(path).map_err(failed)?;
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .map_err(|e| failed(e.into()))?;
+    } else if let Some(target) = action.strip_prefix("symlink=") {
+        std::fs::remove_file(path).map_err(failed)?;
+        std::os::unix::fs::symlink(target, path).map_err(failed)?;
+    } else if let Some(bytes) = action.strip_prefix("grow=") {
+        use std::io::Write;
+        let bytes: usize = bytes
+            .parse()
+            .map_err(|_| plugin_api::Error::msg("grow=BYTES needs a number"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(failed)?;
+        let block = vec![b'g'; 1 << 20];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(block.len());
+            file.write_all(&block[..n]).map_err(failed)?;
+            left -= n;
+        }
+    } else {
+        plugin_api::bail!("unknown OBNAM_TEST_SWAP action {action}");
+    }
+    Ok(())
+}
+
 impl Plugin for Hostile {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_subcommand(
@@ -393,6 +454,9 @@ impl Plugin for Hostile {
             "write a generation with unsafe names and symlinks with entries below them",
             raw,
         );
+        app.add_callback::<ExcludeCandidate, _>(BACKUP_EXCLUDE, PRIORITY_DEFAULT, |_, c| {
+            swap(&c.path)
+        });
         Ok(())
     }
 }

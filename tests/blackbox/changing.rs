@@ -1,0 +1,227 @@
+//! Files that change, or lie about their size, under a running backup: a
+//! file that grows between the walk and the read, a file whose `stat` size
+//! is not its length (`/proc`), and a file replaced by a FIFO or a symlink
+//! after the walk saw it. The swaps are made by the `hostile` test plugin's
+//! `backup-exclude` callback (`OBNAM_TEST_SWAP`), which runs after the
+//! walk's `lstat` of the file and before a worker opens it, so every run
+//! loses the race the same way.
+//!
+//! Each backup runs under a deadline and is killed if it passes it: the
+//! faults these tests guard against made a backup spin or hang, and a test
+//! must fail then, not hang with it.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use obnam_test_support::{noise, BackupWorld, Run};
+
+/// Far longer than any of these backups takes when it works.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Run `cmd` to its end, or kill it at `DEADLINE` and fail the test.
+#[track_caller]
+fn run_with_deadline(cmd: &mut Command) -> Run {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start obnam");
+    // Read both pipes on threads, so that a full pipe cannot stall obnam.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = pipe.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for obnam") {
+            break Some(status);
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let run = Run {
+        code: status.and_then(|s| s.code()).unwrap_or(-1),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
+    assert!(
+        status.is_some(),
+        "obnam did not finish within {DEADLINE:?} and was killed:\n{run:#?}"
+    );
+    run
+}
+
+/// `obnam ARGS` on the world's repository and client, with the hostile
+/// test plugin loaded next to the bundled ones and `OBNAM_TEST_SWAP=swap`.
+fn obnam_swapping(w: &BackupWorld, swap: &str, args: &[&str]) -> Run {
+    let plugins = w.env.plugin_dir("hostile-plugin", &["hostile"]);
+    let mut cmd = w.env.obnam();
+    cmd.arg("--plugin-dir")
+        .arg(plugins)
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", &w.client])
+        .args(args)
+        .env("OBNAM_TEST_SWAP", swap);
+    run_with_deadline(&mut cmd).no_rust_panic()
+}
+
+/// Back up the world's data folder, with `swap` done during the walk.
+fn backup_swapping(w: &BackupWorld, swap: &str) -> Run {
+    obnam_swapping(w, swap, &["backup", w.data.to_str().unwrap()])
+}
+
+/// Restore the latest generation into a new folder; the path the data
+/// folder has there.
+fn restore(w: &BackupWorld, name: &str) -> PathBuf {
+    let to = w.env.path().join(name);
+    w.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+    to.join(w.data.strip_prefix("/").unwrap())
+}
+
+/// Whether `needle` is anywhere in the files under `dir`, as it is.
+fn in_files_under(dir: &Path, needle: &[u8]) -> bool {
+    fs::read_dir(dir).unwrap().any(|e| {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            in_files_under(&p, needle)
+        } else {
+            let bytes = fs::read(&p).unwrap();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        }
+    })
+}
+
+/// The error line a file that could not be backed up gets.
+fn error_about(run: &Run, path: &Path) -> String {
+    let prefix = format!("ERROR: {}: ", path.display());
+    run.stderr
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no error about {}:\n{run:#?}", path.display()))
+        .to_string()
+}
+
+/// A file that grows by tens of MiB after the walk saw its size: the
+/// backup finishes promptly, reports the file as changed, keeps the
+/// version of the previous backup, and backs up the rest. Both ways of
+/// reading are covered: a small file (read on one thread) and one of
+/// 16 MiB or more (read and stored on two).
+#[test]
+fn a_file_that_grows_while_it_is_backed_up_is_reported_and_the_previous_version_kept() {
+    for (name, start) in [("small", 100usize), ("large", 20 << 20)] {
+        let w = BackupWorld::new("testclient");
+        let first = noise(start, 1);
+        let log = w.file("log", &first);
+        w.file("other", b"other file\n");
+        w.backup(&[]).ok();
+
+        let mut second = first.clone();
+        second.extend_from_slice(b"second backup\n");
+        fs::write(&log, &second).unwrap();
+        let run = backup_swapping(&w, "log:grow=33554432").fails();
+        assert!(
+            error_about(&run, &log).ends_with("it changed while it was being backed up"),
+            "{name}: {run:#?}"
+        );
+        assert!(
+            run.stdout.contains("Generation "),
+            "{name}: the generation was committed: {run:#?}"
+        );
+        let restored = restore(&w, &format!("restored-{name}"));
+        assert!(
+            fs::read(restored.join("log")).unwrap() == first,
+            "{name}: the changed file keeps its previous version"
+        );
+        assert_eq!(fs::read(restored.join("other")).unwrap(), b"other file\n");
+    }
+}
+
+/// `/proc/kallsyms` says it has 0 bytes and holds megabytes: it is backed
+/// up as read, promptly, and restores to what was read.
+#[test]
+fn a_file_longer_than_its_stat_size_is_backed_up_as_read() {
+    let kallsyms = Path::new("/proc/kallsyms");
+    let expected = match fs::read(kallsyms) {
+        Ok(data) if data.len() > 1 << 20 && fs::metadata(kallsyms).unwrap().len() == 0 => data,
+        _ => {
+            eprintln!("skipped: no /proc/kallsyms of over 1 MiB that claims 0 bytes here");
+            return;
+        }
+    };
+    let w = BackupWorld::new("testclient");
+    let run = obnam_swapping(&w, "", &["backup", "/proc/kallsyms", "/proc/version"]).ok();
+    assert!(run.stdout.contains("Generation "), "{run:#?}");
+    let to = w.env.path().join("restored");
+    w.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+    let restored = fs::read(to.join("proc/kallsyms")).unwrap();
+    assert!(
+        restored == expected,
+        "restored {} bytes, read {} bytes",
+        restored.len(),
+        expected.len()
+    );
+    assert_eq!(
+        fs::read(to.join("proc/version")).unwrap(),
+        fs::read("/proc/version").unwrap()
+    );
+}
+
+/// A file replaced by a FIFO after the walk saw it: the backup neither
+/// hangs waiting for a writer nor reads the FIFO; it names the file, says
+/// what happened, and backs up the rest.
+#[test]
+fn a_file_swapped_for_a_fifo_after_the_walk_is_skipped_by_name() {
+    let w = BackupWorld::new("testclient");
+    w.file("a", b"before\n");
+    let victim = w.file("victim", b"victim\n");
+    w.file("z", b"after\n");
+    let run = backup_swapping(&w, "victim:fifo").fails();
+    let error = error_about(&run, &victim);
+    assert!(error.contains("FIFO"), "{error}");
+    assert!(run.stdout.contains("Generation "), "{run:#?}");
+    let restored = restore(&w, "restored");
+    assert_eq!(fs::read(restored.join("a")).unwrap(), b"before\n");
+    assert_eq!(fs::read(restored.join("z")).unwrap(), b"after\n");
+    assert!(
+        !restored.join("victim").exists(),
+        "no content was read for it"
+    );
+}
+
+/// A file replaced by a symlink after the walk saw it: the link is not
+/// followed, so the target's content (a file the attacker could not read)
+/// is nowhere in the repository, and the file is named in an error.
+#[test]
+fn a_file_swapped_for_a_symlink_after_the_walk_is_not_followed() {
+    let w = BackupWorld::new("testclient");
+    let secret = noise(256 << 10, 7);
+    let target = w.env.write("secret", &secret);
+    w.file("a", b"before\n");
+    // As long as the target, so that only following the link, not its
+    // size, can put the target's content in the repository.
+    let victim = w.file("victim", &noise(secret.len(), 8));
+    let run = backup_swapping(&w, &format!("victim:symlink={}", target.display())).fails();
+    let error = error_about(&run, &victim);
+    assert!(error.contains("symbolic link"), "{error}");
+    assert!(
+        !in_files_under(&w.repo, &secret[..4096]),
+        "the symlink's target was read into the repository"
+    );
+    let restored = restore(&w, "restored");
+    assert_eq!(fs::read(restored.join("a")).unwrap(), b"before\n");
+    assert!(fs::symlink_metadata(restored.join("victim")).is_err());
+}
