@@ -94,7 +94,7 @@ fn entry(i: u8, pack: u32) -> IndexEntry {
             pack,
             offset: u32::from(i) * 100,
             length: 100,
-            kind: if i % 2 == 0 {
+            kind: if i.is_multiple_of(2) {
                 BlobKind::Data
             } else {
                 BlobKind::Tree
