@@ -59,6 +59,11 @@ pub struct IndexEntry {
 }
 
 const MAGIC: &[u8; 8] = b"OBNAMIX1";
+
+/// The most entries a writer puts in one index object (or one pack, whose
+/// trailer lists as many): about 53 MiB, well under the format's limit
+/// on index objects and trailers.
+pub const MAX_ENTRIES_PER_OBJECT: usize = 1 << 20;
 const ENTRY_BYTES: usize = 53;
 
 /// The in-memory index of a repository.

@@ -524,6 +524,14 @@ impl Repository {
     /// Store a new copy of a chunk and return its id: the first copy of a
     /// token gets variant 0, later copies a random variant.
     pub fn put_chunk(&self, token: Token, data: Vec<u8>) -> RepoResult<ChunkId> {
+        // Never write what no reader would accept.
+        if data.len() > plugin_api::limits::MAX_CHUNK_LEN {
+            return Err(RepoError::Usage(format!(
+                "a chunk of {} bytes is larger than the format allows ({})",
+                data.len(),
+                plugin_api::limits::MAX_CHUNK_LEN
+            )));
+        }
         let id = self.allocate_id(token);
         let result = self.put_blob(id, BlobKind::Data, data);
         self.reserved
@@ -758,20 +766,23 @@ impl Repository {
                 .extend(written);
             return Ok(());
         }
-        let merged_id = ObjectId::random();
-        let data = {
-            let index = self.read_index();
-            let entries: Vec<IndexEntry> = index.added_entries();
-            index::encode(&index, &entries)
-        };
-        self.write_object(&format!("index/{merged_id}"), data)?;
+        // Merged objects stay well under the largest index object a
+        // reader accepts; all are written before any old one is deleted.
+        let entries: Vec<IndexEntry> = self.read_index().added_entries();
+        let mut merged = Vec::new();
+        for group in entries.chunks(index::MAX_ENTRIES_PER_OBJECT) {
+            let merged_id = ObjectId::random();
+            let data = index::encode(&self.read_index(), group);
+            self.write_object(&format!("index/{merged_id}"), data)?;
+            merged.push(merged_id);
+        }
         for id in &written {
             self.storage.delete(&format!("index/{id}"))?;
         }
         self.session_indexes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(merged_id);
+            .extend(merged);
         Ok(())
     }
 
@@ -864,6 +875,15 @@ impl Repository {
     /// Store a tree object (once: an identical tree is reused).
     pub fn put_tree(&self, tree: &Tree) -> RepoResult<ChunkId> {
         let bytes = tree.encode();
+        if bytes.len() > plugin_api::limits::MAX_TREE_LEN {
+            return Err(RepoError::Usage(format!(
+                "a folder of {} entries is too large to store: its tree object \
+                 would be {} bytes, more than the format allows ({})",
+                tree.entries.len(),
+                bytes.len(),
+                plugin_api::limits::MAX_TREE_LEN
+            )));
+        }
         let token = self.strong_token(&bytes);
         let first = ChunkId::first(token);
         if self.has_chunk(&first) {

@@ -50,9 +50,12 @@ impl Packer {
         }
     }
 
-    /// Whether adding `len` more bytes would pass `target`.
+    /// Whether adding `len` more bytes would pass `target` (or the pack
+    /// already lists as many blobs as an index object may).
     pub fn would_overflow(&self, len: usize, target: usize) -> bool {
-        !self.entries.is_empty() && self.buf.len() + len > target
+        !self.entries.is_empty()
+            && (self.buf.len() + len > target
+                || self.entries.len() >= super::index::MAX_ENTRIES_PER_OBJECT)
     }
 
     /// Append a sealed blob; returns where it is.
