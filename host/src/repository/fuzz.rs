@@ -23,61 +23,13 @@ use super::object::{self, NoFilters};
 use super::pack;
 use super::tree::{EntryKind, StoredChunkId, Tree, TreeEntry};
 
+use fuzz_support::{mutate, mutations};
+
 /// Cases per property, unless `PROPTEST_CASES` says otherwise.
 const CASES: u32 = 1000;
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(CASES);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-/// One change to valid input.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip { at: usize, bits: u8 },
-    Insert { at: usize, byte: u8 },
-    Delete { at: usize, len: usize },
-    Truncate { at: usize },
-}
-
-fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
-    let at = any::<usize>();
-    let one = prop_oneof![
-        (at, 1..=255u8).prop_map(|(at, bits)| Mutation::Flip { at, bits }),
-        (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
-        (at, 1..16usize).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        at.prop_map(|at| Mutation::Truncate { at }),
-    ];
-    prop::collection::vec(one, 1..6)
-}
-
-/// Apply `mutations`, positions taken modulo the length.
-fn mutate(mut data: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
-    for m in mutations {
-        let n = data.len().max(1);
-        match *m {
-            Mutation::Flip { at, bits } => {
-                if let Some(b) = data.get_mut(at % n) {
-                    *b ^= bits;
-                }
-            }
-            Mutation::Insert { at, byte } => data.insert(at % (data.len() + 1), byte),
-            Mutation::Delete { at, len } => {
-                let at = at % n;
-                let end = (at + len).min(data.len());
-                data.drain(at.min(end)..end);
-            }
-            Mutation::Truncate { at } => data.truncate(at % n),
-        }
-    }
-    data
+    fuzz_support::config(CASES)
 }
 
 fn random_bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -179,7 +131,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_index_objects_never_panic(m in mutations()) {
+    fn mutated_index_objects_never_panic(m in mutations(5)) {
         let data = mutate(valid_index(), &m);
         decode_everything(&data);
         let mut index = Index::default();
@@ -190,7 +142,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_packs_never_panic(m in mutations()) {
+    fn mutated_packs_never_panic(m in mutations(5)) {
         let data = mutate(valid_pack(), &m);
         decode_everything(&data);
         if let Ok(trailer) = pack::split_trailer(&data) {
@@ -204,18 +156,18 @@ proptest! {
     }
 
     #[test]
-    fn mutated_trees_never_panic(m in mutations()) {
+    fn mutated_trees_never_panic(m in mutations(5)) {
         decode_everything(&mutate(valid_tree(), &m));
     }
 
     #[test]
-    fn mutated_records_never_panic(m in mutations()) {
+    fn mutated_records_never_panic(m in mutations(5)) {
         decode_everything(&mutate(valid_generation(), &m));
         decode_everything(&mutate(VALID_CONFIG.to_vec(), &m));
     }
 
     #[test]
-    fn a_changed_object_never_passes_its_checksum(m in mutations(), data in random_bytes()) {
+    fn a_changed_object_never_passes_its_checksum(m in mutations(5), data in random_bytes()) {
         let mut stored = data.clone();
         object::add_checksum("generations/c/g", &mut stored);
         let changed = mutate(stored.clone(), &m);

@@ -20,21 +20,13 @@ use crate::codec::{decompress, Codec, DEFLATE_MAX_RATIO, ZSTD_MAX_RATIO};
 use crate::test_alloc::largest_allocation;
 use plugin_api::limits::max_decoded_len;
 
+use fuzz_support::{mutate, mutation};
+
 /// Cases per property, unless `PROPTEST_CASES` says otherwise.
 const CASES: u32 = 2000;
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(CASES);
-    ProptestConfig {
-        cases,
-        // Failures are kept as regression cases in the tests below, not
-        // in files beside the sources.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    fuzz_support::config(CASES)
 }
 
 /// Room for error messages and the codecs' own small buffers.
@@ -86,55 +78,6 @@ fn check(codec: Codec, context: &str, stored: &[u8]) -> Result<(), TestCaseError
         ),
     }
     Ok(())
-}
-
-/// One change to a valid object.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip { at: usize, bits: u8 },
-    Set { at: usize, byte: u8 },
-    Insert { at: usize, byte: u8 },
-    Delete { at: usize, len: usize },
-    Truncate { at: usize },
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    let at = any::<usize>();
-    prop_oneof![
-        (at, 1..=255u8).prop_map(|(at, bits)| Mutation::Flip { at, bits }),
-        (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Set { at, byte }),
-        (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
-        (at, 1..64usize).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        at.prop_map(|at| Mutation::Truncate { at }),
-    ]
-}
-
-/// Apply `mutations`; positions are taken modulo the length, and the
-/// first few bytes (the length field) are hit as often as any other.
-fn mutate(mut data: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
-    for m in mutations {
-        let n = data.len().max(1);
-        match *m {
-            Mutation::Flip { at, bits } => {
-                if let Some(b) = data.get_mut(at % n) {
-                    *b ^= bits;
-                }
-            }
-            Mutation::Set { at, byte } => {
-                if let Some(b) = data.get_mut(at % n) {
-                    *b = byte;
-                }
-            }
-            Mutation::Insert { at, byte } => data.insert(at % (data.len() + 1), byte),
-            Mutation::Delete { at, len } => {
-                let at = at % n;
-                let end = (at + len).min(data.len());
-                data.drain(at.min(end)..end);
-            }
-            Mutation::Truncate { at } => data.truncate(at % n),
-        }
-    }
-    data
 }
 
 /// A valid stored object: text, noise and runs, compressed with `codec`

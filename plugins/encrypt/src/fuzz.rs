@@ -15,6 +15,7 @@
 
 use std::sync::OnceLock;
 
+use fuzz_support::{mutate, mutation};
 use plugin_api::serde_json;
 use proptest::prelude::*;
 use zeroize::Zeroizing;
@@ -27,60 +28,11 @@ use crate::slots::{self, Kdf, MasterKey, MASTER_LEN};
 const CASES: u32 = 2000;
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(CASES);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    fuzz_support::config(CASES)
 }
 
 fn cipher() -> impl Strategy<Value = Cipher> {
     prop_oneof![Just(Cipher::XChaCha20Poly1305), Just(Cipher::Aes256Gcm)]
-}
-
-/// One change to valid input.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip { at: usize, bits: u8 },
-    Insert { at: usize, byte: u8 },
-    Delete { at: usize, len: usize },
-    Truncate { at: usize },
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    let at = any::<usize>();
-    prop_oneof![
-        (at, 1..=255u8).prop_map(|(at, bits)| Mutation::Flip { at, bits }),
-        (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
-        (at, 1..16usize).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        at.prop_map(|at| Mutation::Truncate { at }),
-    ]
-}
-
-/// Apply `mutations`, positions taken modulo the length.
-fn mutate(mut data: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
-    for m in mutations {
-        let n = data.len().max(1);
-        match *m {
-            Mutation::Flip { at, bits } => {
-                if let Some(b) = data.get_mut(at % n) {
-                    *b ^= bits;
-                }
-            }
-            Mutation::Insert { at, byte } => data.insert(at % (data.len() + 1), byte),
-            Mutation::Delete { at, len } => {
-                let at = at % n;
-                let end = (at + len).min(data.len());
-                data.drain(at.min(end)..end);
-            }
-            Mutation::Truncate { at } => data.truncate(at % n),
-        }
-    }
-    data
 }
 
 const KEY: [u8; 32] = [7; 32];
