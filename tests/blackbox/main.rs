@@ -6,6 +6,7 @@ mod backends;
 mod backup;
 mod changing;
 mod compression;
+mod concurrency;
 mod encryption;
 mod examples;
 mod exclude;

@@ -114,6 +114,13 @@ impl Repository {
     /// Lock a client for a backup (or other work on its generations).
     pub fn lock_client(&self, client: &str, timeout: Duration) -> RepoResult<()> {
         self.acquire(LockKind::Client, client, timeout)?;
+        // The run that held the lock before may have stored chunks and
+        // trees since this process loaded the index: the client's latest
+        // generation refers to them.
+        if let Err(e) = self.load_index() {
+            let _ = self.unlock_client(client);
+            return Err(e);
+        }
         // A writer is starting: a good moment to tidy up after crashed ones.
         let removed = self.storage().remove_stale_temporaries(STALE_TEMPORARY);
         if removed > 0 {

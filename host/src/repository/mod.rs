@@ -172,6 +172,8 @@ pub struct Repository {
     /// Index objects that could not be read when the repository was
     /// opened, and why (their blobs count as absent).
     damaged_indexes: Mutex<Vec<String>>,
+    /// Index objects loaded (or found damaged) so far, by name.
+    known_indexes: Mutex<HashSet<String>>,
     /// Ids of blobs whose pack was found missing: never handed out again,
     /// so that a blob stored anew cannot be mistaken for the lost copy
     /// (which older index objects still list).
@@ -254,6 +256,7 @@ impl Repository {
             pack_cache: pack_cache::PackCache::default(),
             damaged_indexes: Mutex::new(Vec::new()),
             lost: Mutex::new(HashSet::new()),
+            known_indexes: Mutex::new(HashSet::new()),
         };
         repo.load_index()?;
         Ok(repo)
@@ -376,10 +379,30 @@ impl Repository {
         self.decode_object(key, stored)
     }
 
-    fn load_index(&self) -> RepoResult<()> {
+    /// Load every index object not loaded yet: all of them when the
+    /// repository is opened, and again when a run takes a client's lock,
+    /// so that it knows what the run that held the lock before it stored
+    /// (its index was loaded before it waited).
+    pub(crate) fn load_index(&self) -> RepoResult<()> {
         let names = self.storage.list("index/")?;
+        let own: HashSet<String> = self
+            .session_indexes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(ObjectId::to_hex)
+            .collect();
+        let mut known = self.known_indexes.lock().unwrap_or_else(|e| e.into_inner());
+        let new: Vec<String> = names
+            .into_iter()
+            .filter(|n| !known.contains(n) && !own.contains(n))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
         let mut index = self.write_index();
-        for name in names {
+        for name in new {
+            known.insert(name.clone());
             let key = format!("index/{name}");
             let data = match self.read_object(&key) {
                 Ok(data) => data,
