@@ -54,3 +54,48 @@ fn simultaneous_backups_of_one_client_all_succeed() {
         );
     }
 }
+
+#[test]
+fn generations_are_listed_in_commit_order_and_latest_is_the_finished_one() {
+    // Checkpoints of one run share its start time: only the order of
+    // commits can tell them and the finished generation apart.
+    for round in 0..3 {
+        let w = BackupWorld::new("c");
+        for i in 0..12 {
+            w.file(&format!("f{i:02}"), &noise(500_000, i + round * 100));
+        }
+        let run = w
+            .backup(&["--checkpoint", "1MiB", "--leave-checkpoints"])
+            .ok();
+        let finished = run
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Generation "))
+            .expect("the new generation's id")
+            .to_string();
+        let gens = w.obnam(&["generations"]).ok();
+        let lines: Vec<&str> = gens.stdout.lines().collect();
+        assert!(lines.len() >= 3, "{gens:#?}");
+        assert!(
+            lines.last().unwrap().starts_with(&finished),
+            "the finished generation is not the last: {gens:#?}"
+        );
+        // Each checkpoint holds more than the one before.
+        let counts: Vec<u64> = lines
+            .iter()
+            .map(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                let at = words.iter().position(|w| *w == "files").unwrap();
+                words[at - 1].parse().unwrap()
+            })
+            .collect();
+        assert!(counts.windows(2).all(|p| p[0] <= p[1]), "{gens:#?}");
+        // The latest is what a plain restore brings back: every file.
+        let target = w.env.path().join("restored");
+        let restore = w.obnam(&["restore", "--to", target.to_str().unwrap()]).ok();
+        assert!(
+            restore.stdout.starts_with("Restored 12 files"),
+            "{restore:#?}"
+        );
+    }
+}

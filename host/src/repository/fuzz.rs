@@ -96,6 +96,7 @@ fn valid_generation() -> Vec<u8> {
         data_size: 4,
         is_checkpoint: false,
         root: StoredChunkId(ChunkId::first(Token([5; 32]))),
+        seq: 6,
     })
     .unwrap()
 }

@@ -40,6 +40,17 @@ pub struct Generation {
     pub data_size: u64,
     pub is_checkpoint: bool,
     pub root: StoredChunkId,
+    /// The generation's place in its client's order: one more than the
+    /// highest of the client's generations when it was committed (under
+    /// the client's lock, so no two commits of a client interleave). 0 in
+    /// generations written before obnam recorded it; they come first, in
+    /// the order of their start times.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Repository {
@@ -47,7 +58,9 @@ impl Repository {
         format!("generations/{}/{id}", self.client_id(client))
     }
 
-    /// A client's generations, oldest first.
+    /// A client's generations, oldest first: in the order they were
+    /// committed (`seq`), whatever the clocks of the machines that made
+    /// them said.
     pub fn generations(&self, client: &str) -> RepoResult<Vec<Generation>> {
         let folder = format!("generations/{}/", self.client_id(client));
         let mut gens = Vec::new();
@@ -63,7 +76,7 @@ impl Repository {
                 serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
             gens.push(gen);
         }
-        gens.sort_by(|a, b| (a.started, &a.id).cmp(&(b.started, &b.id)));
+        gens.sort_by(|a, b| (a.seq, a.started, &a.id).cmp(&(b.seq, b.started, &b.id)));
         Ok(gens)
     }
 
@@ -427,6 +440,8 @@ struct BuilderState {
     root: Node,
     checkpoints: Vec<String>,
     finished: bool,
+    /// The `seq` of the next generation this builder commits.
+    next_seq: u64,
 }
 
 /// Builds a client's next generation.
@@ -442,11 +457,9 @@ impl GenerationBuilder {
     /// Start a new generation for `client`: from its latest generation, or
     /// from nothing.
     pub fn new(repo: Arc<Repository>, client: &str, from_latest: bool) -> RepoResult<Self> {
-        let latest = if from_latest {
-            repo.generations(client)?.pop()
-        } else {
-            None
-        };
+        let mut generations = repo.generations(client)?;
+        let next_seq = generations.iter().map(|g| g.seq).max().unwrap_or(0) + 1;
+        let latest = if from_latest { generations.pop() } else { None };
         let root = match &latest {
             Some(gen) => Node::load(&repo, Some(&gen.root))?,
             None => Node::default(),
@@ -461,6 +474,7 @@ impl GenerationBuilder {
                 root,
                 checkpoints: Vec::new(),
                 finished: false,
+                next_seq,
             }),
         })
     }
@@ -607,8 +621,10 @@ impl GenerationBuilder {
             data_size: bytes,
             is_checkpoint: checkpoint,
             root: StoredChunkId(root),
+            seq: state.next_seq,
         };
         self.repo.write_generation(&gen)?;
+        state.next_seq += 1;
         self.repo.refresh_locks()?;
         if checkpoint {
             state.checkpoints.push(gen.id.clone());
