@@ -1,0 +1,929 @@
+//! One schedule played against one repository: the clients, the model of
+//! what must be true, the steps, and the invariants checked after each.
+//!
+//! The model records, for every backup that reported success, the
+//! manifest of the tree it backed up ([`Manifest`]); for every run that
+//! did not (killed, interrupted, crashed, failed), the manifest of the
+//! tree it was backing up. After every step the harness checks:
+//!
+//! 1. every process ended for an allowed reason: success, the signal or
+//!    crash limit the schedule gave it, or an injected storage fault with
+//!    a clear `ERROR:` line; never a panic, never a hang;
+//!    a run without faults always succeeds (the next run after any crash
+//!    succeeds without `force-lock`: stale locks of dead processes are
+//!    broken, see the recovery step);
+//! 2. every generation whose backup reported success is listed, in commit
+//!    order, and restores exactly (names, types, content, mode, owner,
+//!    times, hard links, holes);
+//! 3. no generation exists that no run created: generations the model
+//!    does not know are only left by runs that did not report success (or
+//!    kept with `--leave-checkpoints`), at most one finished generation
+//!    per such run, and every file they hold is a file of the tree of one
+//!    of the client's runs;
+//! 4. `latest` is the finished generation of the client's last run, when
+//!    that run succeeded;
+//! 5. `fsck --verify-data` finds no problem;
+//! 6. a restore that reports success under injected faults restored the
+//!    right data (faults may stop a run, never corrupt its result);
+//! 7. at the end, after one clean backup of every client, no lock is left.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use obnam_test_support::backend::Backend;
+use obnam_test_support::TestEnv;
+
+use crate::manifest::Manifest;
+use crate::rng::Rng;
+use crate::runs::{run_together, Fault, Outcome};
+use crate::sources::Source;
+
+/// What one schedule is made of.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub seed: u64,
+    pub steps: usize,
+    pub clients: usize,
+    pub backend: Backend,
+    /// Whether the schedule injects storage faults (`--testing-storage-faults`).
+    pub storage_faults: bool,
+}
+
+/// What a schedule did, for the summary.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub steps: u64,
+    pub processes: u64,
+    pub backups: u64,
+    pub backups_committed: u64,
+    pub kills: u64,
+    pub interrupts: u64,
+    pub crash_limits: u64,
+    pub storage_fault_runs: u64,
+    pub runs_stopped_by_faults: u64,
+    pub concurrent_groups: u64,
+    pub same_client_overlaps: u64,
+    pub restores_verified: u64,
+    pub fscks: u64,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: &Stats) {
+        self.steps += o.steps;
+        self.processes += o.processes;
+        self.backups += o.backups;
+        self.backups_committed += o.backups_committed;
+        self.kills += o.kills;
+        self.interrupts += o.interrupts;
+        self.crash_limits += o.crash_limits;
+        self.storage_fault_runs += o.storage_fault_runs;
+        self.runs_stopped_by_faults += o.runs_stopped_by_faults;
+        self.concurrent_groups += o.concurrent_groups;
+        self.same_client_overlaps += o.same_client_overlaps;
+        self.restores_verified += o.restores_verified;
+        self.fscks += o.fscks;
+    }
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} steps, {} obnam processes: {} backups ({} committed), {} kill -9, {} SIGINT, \
+             {} crash limits, {} runs with storage faults ({} runs stopped by a fault in all), \
+             {} concurrent groups ({} with one client twice), {} restores verified, {} fsck",
+            self.steps,
+            self.processes,
+            self.backups,
+            self.backups_committed,
+            self.kills,
+            self.interrupts,
+            self.crash_limits,
+            self.storage_fault_runs,
+            self.runs_stopped_by_faults,
+            self.concurrent_groups,
+            self.same_client_overlaps,
+            self.restores_verified,
+            self.fscks
+        )
+    }
+}
+
+/// A generation the model knows: a backup reported it.
+struct Committed {
+    id: String,
+    tree: Arc<Manifest>,
+    /// The step of the run: generations of later steps are later.
+    step: usize,
+    verified: bool,
+}
+
+struct Client {
+    name: String,
+    source: Source,
+    committed: Vec<Committed>,
+    /// Trees of runs that did not report success.
+    interrupted: Vec<Arc<Manifest>>,
+    /// Whether some successful run kept its checkpoints.
+    kept_checkpoints: bool,
+    /// Generations the model does not know, already checked.
+    checked_unknown: BTreeSet<String>,
+    /// The generations committed by the client's last step with backups,
+    /// if every backup of that step succeeded: `latest` must be one of them.
+    latest_must_be: Option<Vec<String>>,
+    /// A run of this client failed: the next step backs it up cleanly.
+    needs_recovery: bool,
+}
+
+/// One process of a step.
+#[derive(Clone, Debug)]
+enum Job {
+    Backup {
+        client: usize,
+        fault: Fault,
+        checkpoint: Option<&'static str>,
+        keep_checkpoints: bool,
+    },
+    /// Restore the `pick`-th (modulo) committed generation.
+    Restore {
+        client: usize,
+        pick: u64,
+        fault: Fault,
+    },
+    Fsck {
+        fault: Fault,
+    },
+    Ls {
+        client: usize,
+    },
+}
+
+/// A failed invariant.
+type Broken = String;
+
+pub struct World {
+    cfg: Config,
+    env: TestEnv,
+    url: String,
+    clients: Vec<Client>,
+    log: String,
+    pub stats: Stats,
+    scratch: u64,
+    /// The clients backed up since the last check.
+    touched: BTreeSet<usize>,
+}
+
+impl World {
+    pub fn new(cfg: Config) -> World {
+        let env = TestEnv::new();
+        let url = cfg.backend.repo_url(&env, "repo");
+        let mut rng = Rng::new(cfg.seed ^ 0x005e_ed0f_7ee5);
+        let clients = (0..cfg.clients)
+            .map(|i| Client {
+                name: format!("client{i}"),
+                source: Source::create(env.path().join(format!("src{i}")), &mut rng),
+                committed: Vec::new(),
+                interrupted: Vec::new(),
+                kept_checkpoints: false,
+                checked_unknown: BTreeSet::new(),
+                latest_must_be: None,
+                needs_recovery: false,
+            })
+            .collect();
+        World {
+            cfg,
+            env,
+            url,
+            clients,
+            log: String::new(),
+            stats: Stats::default(),
+            scratch: 0,
+            touched: BTreeSet::new(),
+        }
+    }
+
+    fn obnam(&self, client: usize) -> Command {
+        let mut cmd = self.cfg.backend.obnam(&self.env, &self.url);
+        cmd.args(["--client-name", &self.clients[client].name])
+            .args(["--lock-timeout", "200"]);
+        cmd
+    }
+
+    /// Play the whole schedule; on a broken invariant, panic with the
+    /// seed, the schedule so far and how to replay it.
+    pub fn play(&mut self) {
+        let mut rng = Rng::new(self.cfg.seed);
+        for step in 0..self.cfg.steps {
+            let result = self
+                .step(step, &mut rng)
+                .and_then(|()| self.check(step, &mut rng));
+            if let Err(broken) = result {
+                self.fail(step, &broken);
+            }
+        }
+        if let Err(broken) = self.finish() {
+            self.fail(self.cfg.steps, &broken);
+        }
+    }
+
+    fn fail(&self, step: usize, broken: &str) -> ! {
+        panic!(
+            "\ntorture: INVARIANT BROKEN at step {step} (seed {seed}, {backend:?}, {clients} clients, \
+             storage faults {faults}):\n{broken}\n\nschedule so far:\n{log}\n\
+             replay: OBNAM_TORTURE_SEED={seed} OBNAM_TORTURE_STEPS={steps} cargo test -p obnam-tests \
+             --test torture replay -- --nocapture\n",
+            seed = self.cfg.seed,
+            backend = self.cfg.backend,
+            clients = self.cfg.clients,
+            faults = self.cfg.storage_faults,
+            log = self.log,
+            steps = self.cfg.steps,
+        )
+    }
+
+    fn note(&mut self, line: impl AsRef<str>) {
+        self.log.push_str(line.as_ref());
+        self.log.push('\n');
+    }
+
+    // ------------------------------------------------------------ schedule
+
+    /// A fault for a run. Draws the same number of values whatever it picks.
+    fn draw_fault(&self, rng: &mut Rng, signals: bool) -> Fault {
+        let kind = rng.below(100);
+        let delay = rng.range(0, 1500);
+        let limit = rng.range(1, 60);
+        let spec = storage_spec(rng);
+        match kind {
+            0..=39 => Fault::None,
+            40..=54 if signals => Fault::Kill { after_ms: delay },
+            55..=64 if signals => Fault::Interrupt { after_ms: delay },
+            65..=79 if signals => Fault::CrashLimit(limit),
+            80..=99 if self.cfg.storage_faults => Fault::Storage(spec),
+            _ => Fault::None,
+        }
+    }
+
+    fn draw_backup(&self, rng: &mut Rng, client: usize) -> Job {
+        let fault = self.draw_fault(rng, true);
+        let checkpoint = [None, Some("64KiB"), Some("256KiB"), Some("1MiB")][rng.index(4)];
+        let keep_checkpoints = rng.chance(0.1);
+        Job::Backup {
+            client,
+            fault,
+            checkpoint,
+            keep_checkpoints,
+        }
+    }
+
+    fn draw_job(&self, rng: &mut Rng) -> Job {
+        let kind = rng.below(10);
+        let client = rng.index(self.clients.len());
+        let pick = rng.next_u64();
+        let backup = self.draw_backup(rng, client);
+        let fault = self.draw_fault(rng, false);
+        match kind {
+            0..=5 => backup,
+            6 | 7 => Job::Restore {
+                client,
+                pick,
+                fault,
+            },
+            8 => Job::Fsck { fault },
+            _ => Job::Ls { client },
+        }
+    }
+
+    /// Draw and run one step.
+    fn step(&mut self, step: usize, rng: &mut Rng) -> Result<(), Broken> {
+        self.stats.steps += 1;
+        // A client whose run failed is backed up cleanly first: the next
+        // run after a crash must succeed, without force-lock.
+        let recover: Vec<usize> = (0..self.clients.len())
+            .filter(|&c| self.clients[c].needs_recovery)
+            .collect();
+        if !recover.is_empty() {
+            let jobs = recover
+                .iter()
+                .map(|&client| Job::Backup {
+                    client,
+                    fault: Fault::None,
+                    checkpoint: None,
+                    keep_checkpoints: false,
+                })
+                .collect();
+            self.note(format!("step {step}: recovery"));
+            self.run_jobs(step, jobs, &[])?;
+        }
+        let kind = rng.below(100);
+        let mut edits: Vec<(usize, Rng, usize)> = Vec::new();
+        let mut jobs = Vec::new();
+        let size = rng.range(2, 5) as usize;
+        // Draw every kind's values, so the stream does not depend on the kind.
+        let single_client = rng.index(self.clients.len());
+        let single = self.draw_backup(rng, single_client);
+        let group: Vec<Job> = (0..size).map(|_| self.draw_job(rng)).collect();
+        let same_client_group: Vec<Job> = (0..size)
+            .map(|_| self.draw_backup(rng, single_client))
+            .collect();
+        let verify = self.draw_job(rng);
+        let fsck_fault = self.draw_fault(rng, false);
+        let edit_rngs: Vec<(Rng, usize)> = (0..self.clients.len())
+            .map(|_| (rng.fork(), rng.range(0, 8) as usize))
+            .collect();
+        match kind {
+            0..=34 => jobs.push(single),
+            35..=64 => jobs = group,
+            65..=79 => {
+                jobs = same_client_group;
+                self.stats.same_client_overlaps += 1;
+            }
+            80..=89 => jobs.push(match verify {
+                r @ Job::Restore { .. } => r,
+                Job::Backup { client, .. } | Job::Ls { client } => Job::Ls { client },
+                f @ Job::Fsck { .. } => f,
+            }),
+            _ => jobs.push(Job::Fsck { fault: fsck_fault }),
+        }
+        // The trees of the clients backed up in this step change first.
+        for (client, (edit_rng, count)) in edit_rngs.into_iter().enumerate() {
+            if jobs
+                .iter()
+                .any(|j| matches!(j, Job::Backup { client: c, .. } if *c == client))
+            {
+                edits.push((client, edit_rng, count));
+            }
+        }
+        for (client, mut edit_rng, count) in edits {
+            let done = self.clients[client].source.mutate(&mut edit_rng, count);
+            self.note(format!(
+                "step {step}: edit client{client}: {}",
+                done.join("; ")
+            ));
+        }
+        self.note(format!("step {step}:"));
+        self.run_jobs(step, jobs, &[])
+    }
+
+    /// Run the jobs of a step at the same time and check how each ended.
+    fn run_jobs(&mut self, step: usize, jobs: Vec<Job>, _: &[()]) -> Result<(), Broken> {
+        if jobs.len() > 1 {
+            self.stats.concurrent_groups += 1;
+        }
+        // The trees as the backups of this step see them.
+        let mut trees: Vec<Option<Arc<Manifest>>> = vec![None; self.clients.len()];
+        let mut commands = Vec::new();
+        let mut targets: Vec<Option<(PathBuf, Arc<Manifest>, String)>> = Vec::new();
+        for job in &jobs {
+            let mut target = None;
+            let (cmd, fault) = match job {
+                Job::Backup {
+                    client,
+                    fault,
+                    checkpoint,
+                    keep_checkpoints,
+                } => {
+                    self.touched.insert(*client);
+                    let c = &self.clients[*client];
+                    trees[*client].get_or_insert_with(|| Arc::new(Manifest::of(&c.source.root)));
+                    let mut cmd = self.obnam(*client);
+                    cmd.arg("backup").arg(&c.source.root).args(fault.args());
+                    if let Some(size) = checkpoint {
+                        cmd.args(["--checkpoint", size]);
+                    }
+                    if *keep_checkpoints {
+                        cmd.arg("--leave-checkpoints");
+                    }
+                    (cmd, fault.clone())
+                }
+                Job::Restore {
+                    client,
+                    pick,
+                    fault,
+                } => {
+                    let c = &self.clients[*client];
+                    if c.committed.is_empty() {
+                        let mut cmd = self.obnam(*client);
+                        cmd.arg("clients");
+                        (cmd, Fault::None)
+                    } else {
+                        let g = &c.committed[(*pick % c.committed.len() as u64) as usize];
+                        self.scratch += 1;
+                        let dir = self.env.path().join(format!("restore{}", self.scratch));
+                        let mut cmd = self.obnam(*client);
+                        cmd.args(["restore", "--generation", &g.id, "--to"])
+                            .arg(&dir)
+                            .args(fault.args());
+                        target = Some((dir, g.tree.clone(), g.id.clone()));
+                        (cmd, fault.clone())
+                    }
+                }
+                Job::Fsck { fault } => {
+                    let mut cmd = self.obnam(0);
+                    cmd.args(["fsck", "--verify-data"]).args(fault.args());
+                    (cmd, fault.clone())
+                }
+                Job::Ls { client } => {
+                    let mut cmd = self.obnam(*client);
+                    if self.clients[*client].committed.is_empty() {
+                        cmd.arg("generations");
+                    } else {
+                        cmd.arg("ls");
+                    }
+                    (cmd, Fault::None)
+                }
+            };
+            commands.push((cmd, fault));
+            targets.push(target);
+        }
+        let faults: Vec<Fault> = commands.iter().map(|(_, f)| f.clone()).collect();
+        let outcomes = run_together(commands);
+        self.stats.processes += outcomes.len() as u64;
+        let mut problems = Vec::new();
+        // Per client: the ids committed by this step's backups, and
+        // whether every backup of it succeeded.
+        let mut committed_now: Vec<Option<(Vec<String>, bool)>> = vec![None; self.clients.len()];
+        for ((job, outcome), (fault, target)) in
+            jobs.iter().zip(&outcomes).zip(faults.iter().zip(targets))
+        {
+            let what = describe(job);
+            self.note(format!("  {what}: {}", outcome.summary()));
+            if let Err(e) = allowed(fault, outcome) {
+                problems.push(format!(
+                    "{what}: {e}\nstdout:\n{}\nstderr:\n{}",
+                    outcome.stdout, outcome.stderr
+                ));
+                continue;
+            }
+            self.count_fault(fault, outcome);
+            match job {
+                Job::Backup {
+                    client,
+                    keep_checkpoints,
+                    ..
+                } => {
+                    self.stats.backups += 1;
+                    let tree = trees[*client].clone().expect("tree taken");
+                    let entry = committed_now[*client].get_or_insert((Vec::new(), true));
+                    let generation = outcome
+                        .stdout
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Generation "))
+                        .map(str::to_string);
+                    let c = &mut self.clients[*client];
+                    match (outcome.ok(), generation) {
+                        (true, Some(id)) => {
+                            self.log.push_str(&format!(
+                                "    committed {id}: tree digest {}\n",
+                                tree.digest()
+                            ));
+                            self.stats.backups_committed += 1;
+                            c.kept_checkpoints |= *keep_checkpoints;
+                            entry.0.push(id.clone());
+                            c.committed.push(Committed {
+                                id,
+                                tree,
+                                step,
+                                verified: false,
+                            });
+                        }
+                        (true, None) => problems.push(format!(
+                            "{what}: succeeded without naming its generation:\n{}",
+                            outcome.stdout
+                        )),
+                        (false, _) => {
+                            entry.1 = false;
+                            c.interrupted.push(tree);
+                            c.needs_recovery = true;
+                        }
+                    }
+                }
+                Job::Restore { .. } => {
+                    if let (true, Some((dir, tree, id))) = (outcome.ok(), target) {
+                        let src = self.clients[restore_client(job)].source.root.clone();
+                        if let Err(e) = self.compare_restore(&dir, &src, &tree) {
+                            problems.push(format!(
+                                "{what}: restored generation {id} differs from what was backed up{}:\n{e}",
+                                if *fault == Fault::None { "" } else { " (a run with injected faults reported success)" }
+                            ));
+                        }
+                    }
+                }
+                Job::Fsck { .. } => {
+                    self.stats.fscks += 1;
+                    if outcome.ok() && !outcome.stdout.contains(" 0 problems") {
+                        problems.push(format!(
+                            "{what}: fsck succeeded but reported:\n{}",
+                            outcome.stdout
+                        ));
+                    }
+                }
+                Job::Ls { .. } => {}
+            }
+        }
+        for (client, now) in committed_now.into_iter().enumerate() {
+            if let Some((ids, all_ok)) = now {
+                self.clients[client].latest_must_be = all_ok.then_some(ids);
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n\n"))
+        }
+    }
+
+    fn count_fault(&mut self, fault: &Fault, outcome: &Outcome) {
+        let stopped = !outcome.ok();
+        match fault {
+            Fault::None => {}
+            Fault::Kill { .. } => self.stats.kills += u64::from(outcome.signalled),
+            Fault::Interrupt { .. } => self.stats.interrupts += u64::from(outcome.signalled),
+            Fault::CrashLimit(_) => self.stats.crash_limits += u64::from(stopped),
+            Fault::Storage(_) => self.stats.storage_fault_runs += 1,
+        }
+        if *fault != Fault::None && stopped {
+            self.stats.runs_stopped_by_faults += 1;
+        }
+    }
+
+    /// Restore-and-compare helper: the tree below `dir` for `src` must be `tree`.
+    fn compare_restore(&mut self, dir: &Path, src: &Path, tree: &Manifest) -> Result<(), String> {
+        let restored = dir.join(src.strip_prefix("/").expect("absolute source"));
+        if !restored.is_dir() {
+            return Err(format!("{} was not restored", restored.display()));
+        }
+        let diffs = tree.differences(&Manifest::of(&restored));
+        self.stats.restores_verified += 1;
+        let _ = fs::remove_dir_all(dir);
+        if diffs.is_empty() {
+            Ok(())
+        } else {
+            Err(diffs.join("\n"))
+        }
+    }
+
+    // ---------------------------------------------------------- invariants
+
+    /// The invariants that hold between steps.
+    fn check(&mut self, step: usize, rng: &mut Rng) -> Result<(), Broken> {
+        // The clients whose backups ran (the others' generations are
+        // checked at the end), and one generation verified before, again.
+        let recheck = rng.next_u64();
+        let again = (recheck % self.clients.len() as u64) as usize;
+        let touched = std::mem::take(&mut self.touched);
+        for client in 0..self.clients.len() {
+            if touched.contains(&client) {
+                self.check_generations(client)?;
+            }
+            self.verify_committed(client, (client == again).then_some(recheck >> 8))?;
+        }
+        if step % 4 == 3 {
+            self.fsck()?;
+        }
+        Ok(())
+    }
+
+    /// The client's generations as obnam lists them: (id, is_checkpoint).
+    fn generations(&mut self, client: usize) -> Result<Vec<(String, bool)>, Broken> {
+        let out = run_together(vec![(
+            {
+                let mut c = self.obnam(client);
+                c.args(["generations", "--output-format", "json"]);
+                c
+            },
+            Fault::None,
+        )])
+        .remove(0);
+        self.stats.processes += 1;
+        allowed(&Fault::None, &out)
+            .map_err(|e| format!("generations of client{client}: {e}\n{}", out.stderr))?;
+        let list: serde_json::Value =
+            serde_json::from_str(&out.stdout).map_err(|e| format!("generations JSON: {e}"))?;
+        Ok(list
+            .as_array()
+            .ok_or("generations JSON is not a list")?
+            .iter()
+            .map(|g| {
+                (
+                    g["id"].as_str().unwrap_or_default().to_string(),
+                    g["is_checkpoint"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect())
+    }
+
+    fn check_generations(&mut self, client: usize) -> Result<(), Broken> {
+        let listed = self.generations(client)?;
+        let name = self.clients[client].name.clone();
+        let position = |id: &str| listed.iter().position(|(g, _)| g == id);
+        let c = &self.clients[client];
+        // Every committed generation is there, in commit order (runs of
+        // one step may commit in any order among themselves).
+        let mut positions = Vec::new();
+        for g in &c.committed {
+            let Some(pos) = position(&g.id) else {
+                return Err(format!(
+                    "{name}: committed generation {} is missing: {listed:?}",
+                    g.id
+                ));
+            };
+            positions.push((g.step, pos, g.id.as_str()));
+        }
+        for (i, a) in positions.iter().enumerate() {
+            for b in &positions[i + 1..] {
+                if a.0 < b.0 && a.1 > b.1 {
+                    return Err(format!(
+                        "{name}: generation {} (step {}) is listed after {} (step {}): {listed:?}",
+                        a.2, a.0, b.2, b.0
+                    ));
+                }
+            }
+        }
+        // Generations the model does not know come from runs that did not
+        // report success (or kept checkpoints).
+        let known: BTreeSet<&str> = c.committed.iter().map(|g| g.id.as_str()).collect();
+        let unknown: Vec<(String, bool)> = listed
+            .iter()
+            .filter(|(id, _)| !known.contains(id.as_str()))
+            .cloned()
+            .collect();
+        let finished_unknown = unknown.iter().filter(|(_, cp)| !cp).count();
+        if finished_unknown > c.interrupted.len() {
+            return Err(format!(
+                "{name}: {finished_unknown} finished generations that no successful run reported, \
+                 but only {} runs failed: {unknown:?}",
+                c.interrupted.len()
+            ));
+        }
+        if !unknown.is_empty() && c.interrupted.is_empty() && !c.kept_checkpoints {
+            return Err(format!(
+                "{name}: generations that no run created: {unknown:?}"
+            ));
+        }
+        if let (Some(ids), Some((latest, _))) = (&c.latest_must_be, listed.last()) {
+            if !ids.contains(latest) {
+                return Err(format!(
+                    "{name}: latest is {latest}, not the generation of the last run ({ids:?}): {listed:?}"
+                ));
+            }
+        }
+        for (id, _) in unknown {
+            if !self.clients[client].checked_unknown.contains(&id) {
+                self.check_unknown(client, &id)?;
+                self.clients[client].checked_unknown.insert(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// A generation of a run that did not report success holds only files
+    /// that were in the tree of one of the client's runs, with their content.
+    fn check_unknown(&mut self, client: usize, id: &str) -> Result<(), Broken> {
+        self.scratch += 1;
+        let dir = self.env.path().join(format!("restore{}", self.scratch));
+        let mut cmd = self.obnam(client);
+        cmd.args(["restore", "--generation", id, "--to"]).arg(&dir);
+        let out = run_together(vec![(cmd, Fault::None)]).remove(0);
+        self.stats.processes += 1;
+        allowed(&Fault::None, &out).map_err(|e| format!("restore of {id}: {e}\n{}", out.stderr))?;
+        let c = &self.clients[client];
+        let restored = dir.join(c.source.root.strip_prefix("/").expect("absolute"));
+        let got = if restored.exists() {
+            Manifest::of(&restored)
+        } else {
+            Manifest::default()
+        };
+        let trees: Vec<&Manifest> = c
+            .committed
+            .iter()
+            .map(|g| &*g.tree)
+            .chain(c.interrupted.iter().map(|t| &**t))
+            .collect();
+        for (path, entry) in &got.entries {
+            if entry.content == "dir" {
+                continue;
+            }
+            if !trees.iter().any(|t| t.contains_content(path, entry)) {
+                return Err(format!(
+                    "{}: generation {id} (from a run that did not report success) holds {path:?} \
+                     as {}, which no tree of the client had",
+                    c.name, entry.content
+                ));
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+        self.stats.restores_verified += 1;
+        Ok(())
+    }
+
+    /// Restore every committed generation not yet verified (and, with
+    /// `recheck`, one already verified) and compare with its tree.
+    fn verify_committed(&mut self, client: usize, recheck: Option<u64>) -> Result<(), Broken> {
+        let n = self.clients[client].committed.len();
+        let again = recheck.filter(|_| n > 0).map(|r| (r % n as u64) as usize);
+        for i in 0..n {
+            let g = &self.clients[client].committed[i];
+            if g.verified && Some(i) != again {
+                continue;
+            }
+            let (id, tree) = (g.id.clone(), g.tree.clone());
+            self.scratch += 1;
+            let dir = self.env.path().join(format!("restore{}", self.scratch));
+            let mut cmd = self.obnam(client);
+            cmd.args(["restore", "--generation", &id, "--to"]).arg(&dir);
+            let out = run_together(vec![(cmd, Fault::None)]).remove(0);
+            self.stats.processes += 1;
+            let name = self.clients[client].name.clone();
+            allowed(&Fault::None, &out)
+                .map_err(|e| format!("{name}: restore of committed {id}: {e}\n{}", out.stderr))?;
+            let src = self.clients[client].source.root.clone();
+            self.compare_restore(&dir, &src, &tree)
+                .map_err(|e| format!("{name}: committed generation {id} restores wrong:\n{e}"))?;
+            self.clients[client].committed[i].verified = true;
+        }
+        Ok(())
+    }
+
+    fn fsck(&mut self) -> Result<(), Broken> {
+        let mut cmd = self.obnam(0);
+        cmd.args(["fsck", "--verify-data"]);
+        let out = run_together(vec![(cmd, Fault::None)]).remove(0);
+        self.stats.processes += 1;
+        self.stats.fscks += 1;
+        allowed(&Fault::None, &out)
+            .map_err(|e| format!("fsck --verify-data: {e}\n{}\n{}", out.stdout, out.stderr))?;
+        if !out.stdout.contains(" 0 problems") {
+            return Err(format!(
+                "fsck --verify-data found problems:\n{}",
+                out.stdout
+            ));
+        }
+        Ok(())
+    }
+
+    /// The end: one clean backup of every client; every committed
+    /// generation restores; fsck is clean; no lock is left.
+    fn finish(&mut self) -> Result<(), Broken> {
+        let jobs = (0..self.clients.len())
+            .map(|client| Job::Backup {
+                client,
+                fault: Fault::None,
+                checkpoint: None,
+                keep_checkpoints: false,
+            })
+            .collect();
+        self.note("end: a clean backup of every client");
+        self.run_jobs(self.cfg.steps, jobs, &[])?;
+        for client in 0..self.clients.len() {
+            self.check_generations(client)?;
+            for g in &mut self.clients[client].committed {
+                g.verified = false;
+            }
+            self.verify_committed(client, None)?;
+        }
+        self.fsck()?;
+        if self.cfg.backend.is_local() {
+            let locks = Path::new(&self.url).join("locks");
+            let left: Vec<_> = fs::read_dir(&locks)
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            if !left.is_empty() {
+                return Err(format!(
+                    "locks left after clean runs of every client: {left:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "seed {} on {:?}: {}",
+            self.cfg.seed,
+            backend_name(&self.cfg.backend),
+            self.stats
+        );
+        s
+    }
+}
+
+fn backend_name(b: &Backend) -> &'static str {
+    match b {
+        Backend::Local => "local",
+        Backend::Sftp { .. } => "sftp",
+        Backend::S3 { name, .. } => name,
+    }
+}
+
+fn restore_client(job: &Job) -> usize {
+    match job {
+        Job::Restore { client, .. } => *client,
+        _ => unreachable!("only restores restore"),
+    }
+}
+
+fn describe(job: &Job) -> String {
+    match job {
+        Job::Backup {
+            client,
+            fault,
+            checkpoint,
+            keep_checkpoints,
+        } => format!(
+            "backup client{client} {fault:?}{}{}",
+            checkpoint
+                .map(|c| format!(" --checkpoint {c}"))
+                .unwrap_or_default(),
+            if *keep_checkpoints {
+                " --leave-checkpoints"
+            } else {
+                ""
+            }
+        ),
+        Job::Restore {
+            client,
+            pick,
+            fault,
+        } => format!("restore client{client} #{} {fault:?}", pick % 1000),
+        Job::Fsck { fault } => format!("fsck --verify-data {fault:?}"),
+        Job::Ls { client } => format!("ls client{client}"),
+    }
+}
+
+/// A storage fault plan: one to three kinds at modest rates, and a seed.
+fn storage_spec(rng: &mut Rng) -> String {
+    const KINDS: [&str; 8] = [
+        "write-fail",
+        "write-lost-ack",
+        "delete-fail",
+        "read-fail",
+        "short-read",
+        "slow",
+        "stale-list",
+        "list-fail",
+    ];
+    let count = rng.range(1, 4) as usize;
+    let mut items: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        let kind = KINDS[rng.index(KINDS.len())];
+        let rate = [0.01, 0.03, 0.1, 0.3][rng.index(4)];
+        if items.len() < count && !items.iter().any(|i| i.starts_with(&format!("{kind}="))) {
+            items.push(format!("{kind}={rate}"));
+        }
+    }
+    items.push(format!("seed={}", rng.next_u64()));
+    items.join(",")
+}
+
+/// Whether a process ended for a reason its fault allows.
+fn allowed(fault: &Fault, o: &Outcome) -> Result<(), String> {
+    for needle in ["panicked at", "RUST_BACKTRACE", "stack backtrace"] {
+        if o.stderr.contains(needle) {
+            return Err(format!("a panic reached the user ({needle})"));
+        }
+    }
+    if o.code == Some(101) {
+        return Err("exit code 101 (a panic)".into());
+    }
+    if o.ok() {
+        return Ok(());
+    }
+    let error_line = o.stderr.lines().any(|l| l.starts_with("ERROR:"));
+    match fault {
+        Fault::None => Err(format!("a run without faults failed ({})", o.summary())),
+        Fault::Kill { .. } if o.signalled && o.signal == Some(9) => Ok(()),
+        Fault::Interrupt { .. }
+            if o.signalled
+                && (o.signal == Some(2)
+                    || (o.code == Some(130) && o.stderr.contains("interrupted by SIGINT"))) =>
+        {
+            Ok(())
+        }
+        Fault::CrashLimit(_) if o.code == Some(75) && o.stderr.contains("crash limit") => Ok(()),
+        Fault::Storage(spec) => {
+            let only_benign = spec.split(',').all(|i| {
+                i.starts_with("slow=") || i.starts_with("stale-list=") || i.starts_with("seed=")
+            });
+            if only_benign {
+                Err("a run with only slow operations and stale listings failed".into())
+            } else if !error_line {
+                Err("failed without an ERROR line".into())
+            } else if !spec.contains("short-read") && !o.stderr.contains("injected storage fault") {
+                Err("failed under injected faults without naming one".into())
+            } else {
+                Ok(())
+            }
+        }
+        _ => Err(format!(
+            "ended in a way its fault ({fault:?}) does not explain: {}",
+            o.summary()
+        )),
+    }
+}
