@@ -117,13 +117,14 @@ fn bomb(stored_len: usize) -> Vec<u8> {
 /// pack:    "OBNAMPK1", blobs, trailer, u32 LE trailer length, "OBPK"
 /// trailer: u8 0 (no filter tags), u32 LE N, N entries of 49 bytes:
 ///          token (32), variant (u64 LE), offset (u32 LE),
-///          length (u32 LE), kind (u8: 0 = file data, 1 = tree)
+///          length (u32 LE), kind (u8: 0 = file data, 1 = tree),
+///          then the trailer's checksum (32 bytes)
 /// ```
 ///
 /// The new blob has exactly the old one's length and offset, so the
-/// trailer and the index objects stay valid without being rewritten. If
-/// the format gains per-object checksums, they are checked on the decoded
-/// bytes, which the bomb must never get to.
+/// trailer and the index objects (and their checksums) stay valid without
+/// being rewritten. A blob is checked against its id on its decoded bytes,
+/// which the bomb must never get to.
 fn replace_data_blobs(repo: &Path, make: impl Fn(usize) -> Vec<u8>) -> Vec<String> {
     let packs: Vec<PathBuf> = fs::read_dir(repo.join("packs"))
         .unwrap()
@@ -155,8 +156,9 @@ fn replace_data_blobs(repo: &Path, make: impl Fn(usize) -> Vec<u8>) -> Vec<Strin
             pack.display()
         );
         let count = u32_at(&trailer, 1) as usize;
-        assert_eq!(trailer.len(), 5 + count * 49, "{}", pack.display());
-        for entry in trailer[5..].chunks(49) {
+        // Format 3 ends the trailer with its 32-byte checksum.
+        assert_eq!(trailer.len(), 5 + count * 49 + 32, "{}", pack.display());
+        for entry in trailer[5..5 + count * 49].chunks(49) {
             if entry[48] != 0 {
                 continue; // a tree
             }

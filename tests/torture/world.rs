@@ -255,8 +255,11 @@ impl World {
     /// A fault for a run. Draws the same number of values whatever it picks.
     fn draw_fault(&self, rng: &mut Rng, signals: bool) -> Fault {
         let kind = rng.below(100);
-        let delay = rng.range(0, 1500);
-        let limit = rng.range(1, 60);
+        // Most kills land early (a release build backs up these trees in
+        // tens of milliseconds), some late.
+        let delays = [rng.range(0, 150), rng.range(0, 600), rng.range(0, 2000)];
+        let delay = delays[rng.index(3)];
+        let limit = rng.range(1, 25);
         let spec = storage_spec(rng);
         match kind {
             0..=39 => Fault::None,
