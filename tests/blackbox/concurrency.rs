@@ -99,3 +99,35 @@ fn generations_are_listed_in_commit_order_and_latest_is_the_finished_one() {
         );
     }
 }
+
+#[test]
+fn readers_beside_a_backup_see_every_generation_complete() {
+    // A reader that opened the repository (and loaded its index) before a
+    // backup committed must still read that backup's generation whole when
+    // it lists it: fsck and restore of `latest` run beside backups, in a
+    // loop, while the backups commit new data.
+    let w = BackupWorld::new("c");
+    w.file("seed", b"first");
+    w.backup(&[]).ok();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let readers = s.spawn(|| {
+            let mut runs = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || runs < 3 {
+                w.obnam(&["fsck", "--verify-data"]).ok().no_rust_panic();
+                let target = w.env.path().join(format!("restored{runs}"));
+                w.obnam(&["restore", "--to", target.to_str().unwrap()])
+                    .ok()
+                    .no_rust_panic();
+                runs += 1;
+            }
+            runs
+        });
+        for i in 0..12 {
+            w.file(&format!("f{i}"), &noise(300_000, 1000 + i));
+            w.backup(&[]).ok();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(readers.join().unwrap() >= 3);
+    });
+}

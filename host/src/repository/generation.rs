@@ -77,6 +77,7 @@ impl Repository {
             gens.push(gen);
         }
         gens.sort_by(|a, b| (a.seq, a.started, &a.id).cmp(&(b.seq, b.started, &b.id)));
+        self.load_index_for_generations()?;
         Ok(gens)
     }
 
@@ -92,7 +93,19 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))
+        let gen = serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
+        self.load_index_for_generations()?;
+        Ok(gen)
+    }
+
+    /// Load the index objects written since the index was loaded, after
+    /// reading generations: a generation is committed only after the
+    /// index objects of everything it refers to, so once these are loaded
+    /// every generation just read is complete in the index, even one that
+    /// a concurrent backup committed after this process opened the
+    /// repository (an `fsck` or `restore` running beside a backup).
+    fn load_index_for_generations(&self) -> RepoResult<()> {
+        self.load_index()
     }
 
     /// Remove a generation (its data stays until unreferenced data is pruned).
