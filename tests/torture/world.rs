@@ -262,11 +262,11 @@ impl World {
         let limit = rng.range(1, 25);
         let spec = storage_spec(rng);
         match kind {
-            0..=39 => Fault::None,
-            40..=54 if signals => Fault::Kill { after_ms: delay },
-            55..=64 if signals => Fault::Interrupt { after_ms: delay },
-            65..=79 if signals => Fault::CrashLimit(limit),
-            80..=99 if self.cfg.storage_faults => Fault::Storage(spec),
+            0..=29 => Fault::None,
+            30..=49 if signals => Fault::Kill { after_ms: delay },
+            50..=59 if signals => Fault::Interrupt { after_ms: delay },
+            60..=74 if signals => Fault::CrashLimit(limit),
+            75..=99 if self.cfg.storage_faults => Fault::Storage(spec),
             _ => Fault::None,
         }
     }
