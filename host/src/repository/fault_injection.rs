@@ -327,7 +327,7 @@ impl Decision {
             return Err(self.error(kind, "it was done, but reported as failed"));
         }
         if let Some(keep) = self.keep {
-            let len = out.len();
+            let len = out.byte_len();
             // Strictly shorter (an empty object cannot be cut).
             let cut = ((len as f64 * keep) as usize).min(len.saturating_sub(1));
             if cut < len {
@@ -337,7 +337,7 @@ impl Decision {
                     self.verb(),
                     self.key
                 );
-                out.truncate(cut);
+                out.keep_first(cut);
             }
         }
         Ok(())
@@ -348,11 +348,11 @@ impl Decision {
 /// can be cut, anything else is left alone.
 pub trait Faultable {
     /// The number of bytes (0 for what is not bytes).
-    fn len(&self) -> usize {
+    fn byte_len(&self) -> usize {
         0
     }
     /// Keep the first `n` bytes.
-    fn truncate(&mut self, _n: usize) {}
+    fn keep_first(&mut self, _n: usize) {}
 }
 
 impl Faultable for () {}
@@ -360,20 +360,20 @@ impl Faultable for bool {}
 impl Faultable for Vec<String> {}
 
 impl Faultable for Vec<u8> {
-    fn len(&self) -> usize {
-        Vec::len(self)
+    fn byte_len(&self) -> usize {
+        self.len()
     }
-    fn truncate(&mut self, n: usize) {
-        Vec::truncate(self, n);
+    fn keep_first(&mut self, n: usize) {
+        self.truncate(n);
     }
 }
 
 impl Faultable for opendal::Buffer {
-    fn len(&self) -> usize {
-        opendal::Buffer::len(self)
+    fn byte_len(&self) -> usize {
+        self.len()
     }
-    fn truncate(&mut self, n: usize) {
-        opendal::Buffer::truncate(self, n);
+    fn keep_first(&mut self, n: usize) {
+        self.truncate(n);
     }
 }
 
