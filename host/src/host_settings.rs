@@ -3,7 +3,8 @@
 use plugin_api::abi::SettingKind;
 
 use crate::registry::{Registry, HOST_OWNER};
-use crate::settings::{SettingDef, Value};
+use crate::repository::fault_injection::FaultSpec;
+use crate::settings::{SettingDef, Value, Values};
 
 /// Help group of the host's settings.
 pub const GROUP_GLOBAL: &str = "Global options";
@@ -136,6 +137,15 @@ pub fn register(registry: &mut Registry) {
             GROUP_DEVELOPMENT,
         ),
         def(
+            "testing-storage-faults",
+            SettingKind::String,
+            "SPEC",
+            "development: inject storage faults: comma-separated KIND=PROBABILITY items \
+             (write-fail, write-lost-ack, delete-fail, read-fail, short-read, slow, \
+             stale-list, list-fail) and seed=N",
+            GROUP_DEVELOPMENT,
+        ),
+        def(
             "log",
             SettingKind::String,
             "FILE",
@@ -156,6 +166,15 @@ pub fn register(registry: &mut Registry) {
         if let Err(e) = registry.settings.add(d) {
             tracing::error!("{e}");
         }
+    }
+}
+
+/// The storage faults the `testing-storage-faults` setting asks for, or
+/// why its value is bad.
+pub fn storage_faults(values: &Values) -> Result<Option<FaultSpec>, String> {
+    match values.string("testing-storage-faults") {
+        Some(text) => FaultSpec::parse(text).map_err(|e| format!("--testing-storage-faults: {e}")),
+        None => Ok(None),
     }
 }
 

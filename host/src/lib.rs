@@ -126,6 +126,8 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     let files = config_file_list(&inv);
     let values = layer_settings(registry, &inv, &files)?;
     configure_logging(registry, &values)?;
+    // A bad development setting is refused before any command runs.
+    host_settings::storage_faults(&values).map_err(|e| anyhow!(e))?;
 
     if inv.list_config_files {
         for f in &files {

@@ -21,3 +21,4 @@ mod remote;
 mod repository;
 mod restore;
 mod settings;
+mod storage_faults;

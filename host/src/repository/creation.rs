@@ -84,7 +84,13 @@ pub fn claim(storage: &Storage, timeout: Duration) -> RepoResult<Claim<'_>> {
         };
         let key = format!("{FOLDER}{}", ObjectId::random());
         let data = serde_json::to_vec(&record).map_err(|e| RepoError::corrupt(&key, e))?;
-        storage.write(&key, data)?;
+        if let Err(e) = storage.write(&key, data) {
+            // The claim may have landed all the same (its answer lost):
+            // left there, it would hold up other creators until found
+            // stale.
+            let _ = storage.delete(&key);
+            return Err(e.into());
+        }
         let guard = ClaimGuard { storage, key };
         let blocker = first_live_claim(storage, &guard.key, &host)?;
         // A creator that finished before this claim was written has already

@@ -148,8 +148,21 @@ impl Repository {
                 refreshed: now,
             };
             let id = ObjectId::random();
-            self.write_lock(&id, &record)?;
-            let blocker = self.first_conflict(&id, &record, &host)?;
+            // A failed write or check leaves no lock behind: the write may
+            // have landed all the same (its answer lost), and a lock that
+            // nobody holds would keep other runs waiting until it is found
+            // stale (at once on this host, after `STALE_AFTER` elsewhere).
+            if let Err(e) = self.write_lock(&id, &record) {
+                self.remove_unheld_lock(&id);
+                return Err(e);
+            }
+            let blocker = match self.first_conflict(&id, &record, &host) {
+                Ok(blocker) => blocker,
+                Err(e) => {
+                    self.remove_unheld_lock(&id);
+                    return Err(e);
+                }
+            };
             let Some((other_id, other)) = blocker else {
                 self.locks
                     .held
@@ -170,6 +183,15 @@ impl Repository {
             let wait =
                 (Duration::from_millis(500) + jitter).min(timeout.saturating_sub(start.elapsed()));
             std::thread::sleep(wait.max(Duration::from_millis(10)));
+        }
+    }
+
+    /// Delete a lock object this process wrote but does not hold (after a
+    /// failure), if it is there. Best effort: one left behind is stale as
+    /// soon as this process is gone.
+    fn remove_unheld_lock(&self, id: &ObjectId) {
+        if let Err(e) = self.storage().delete(&format!("locks/{id}")) {
+            tracing::warn!("could not remove the lock locks/{id} after a failure: {e}");
         }
     }
 
@@ -288,10 +310,15 @@ impl Repository {
             let new_id = ObjectId::random();
             let mut fresh = record.clone();
             fresh.refreshed = now_ns();
-            self.write_lock(&new_id, &fresh)?;
-            self.storage().delete(&format!("locks/{id}"))?;
-            *id = new_id;
+            if let Err(e) = self.write_lock(&new_id, &fresh) {
+                self.remove_unheld_lock(&new_id);
+                return Err(e);
+            }
+            // Held from now on, so that releasing it removes it even if
+            // removing the old one fails.
+            let old = std::mem::replace(id, new_id);
             *record = fresh;
+            self.storage().delete(&format!("locks/{old}"))?;
         }
         Ok(())
     }

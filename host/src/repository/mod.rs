@@ -23,6 +23,7 @@
 pub mod check;
 pub mod creation;
 pub mod error;
+pub mod fault_injection;
 pub mod generation;
 pub mod ids;
 pub mod index;

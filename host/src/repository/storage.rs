@@ -19,14 +19,17 @@
 //! and a dead one ends the run with an error naming the URL.
 //!
 //! [`Storage`] adds what every backend shares: counting bytes written, and
-//! the development crash limit (`--crash-limit N` ends the process abruptly
-//! before the write after the N-th, leaving the repository as `kill -9` would).
+//! two development aids: the crash limit (`--crash-limit N` ends the process
+//! abruptly before the write after the N-th, leaving the repository as
+//! `kill -9` would), and injected faults (`--testing-storage-faults`, see
+//! [`super::fault_injection`]), which every operation consults first.
 
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::fault_injection::{FaultSpec, Faults, Op};
 use super::ssh_processes;
 
 use futures_util::TryStreamExt;
@@ -74,6 +77,8 @@ pub enum StorageError {
 pub struct StorageOptions {
     /// Development: end the process abruptly before the write after this many.
     pub crash_limit: Option<u64>,
+    /// Development: the storage faults to inject (`--testing-storage-faults`).
+    pub faults: Option<FaultSpec>,
     /// SFTP: the private key to log in with (else ssh's defaults).
     pub ssh_key: Option<String>,
     /// SFTP: how to check the server's host key: `yes` (must be in
@@ -100,6 +105,8 @@ pub struct Storage {
     writes: AtomicU64,
     bytes_written: std::sync::Arc<AtomicU64>,
     crash_limit: Option<u64>,
+    /// Development: faults injected on purpose; none normally.
+    faults: Faults,
     /// Readers of recently read objects, by key.
     readers: std::sync::Mutex<std::collections::HashMap<String, opendal::Reader>>,
     /// The local folder this open created, if it did.
@@ -445,6 +452,7 @@ impl Storage {
             writes: AtomicU64::new(0),
             bytes_written: std::sync::Arc::new(AtomicU64::new(0)),
             crash_limit: options.crash_limit,
+            faults: Faults::new(options.faults.as_ref(), url),
             readers: std::sync::Mutex::new(std::collections::HashMap::new()),
             made_root,
             stopped: std::sync::atomic::AtomicBool::new(false),
@@ -456,6 +464,12 @@ impl Storage {
     /// failed before writing anything: remove the folders opening made, if
     /// they are still empty.
     pub fn abandon_creation(&self) {
+        if !self
+            .faults
+            .allows(Op::Delete, "the folders a failed creation made")
+        {
+            return;
+        }
         if let Some(root) = &self.made_root {
             // The folders only this process's creation made (`creating/`
             // stays after a creation claim), if empty.
@@ -479,6 +493,9 @@ impl Storage {
                 let Ok(entries) = std::fs::read_dir(root.join(".tmp")) else {
                     return 0;
                 };
+                if !self.faults.allows(Op::List, ".tmp/") {
+                    return 0;
+                }
                 entries
                     .flatten()
                     .filter(|e| {
@@ -497,12 +514,17 @@ impl Storage {
                     .iter()
                     .map(|name| format!(".tmp/{name}"))
                     .filter(|key| {
-                        self.run(|op| async move { op.stat(key).await })
-                            .ok()
-                            .and_then(|m| m.last_modified())
-                            .is_some_and(|t| std::time::SystemTime::from(t) < cutoff)
+                        self.faults.allows(Op::Exists, key)
+                            && self
+                                .run(|op| async move { op.stat(key).await })
+                                .ok()
+                                .and_then(|m| m.last_modified())
+                                .is_some_and(|t| std::time::SystemTime::from(t) < cutoff)
                     })
-                    .filter(|key| self.run(|op| async move { op.delete(key).await }).is_ok())
+                    .filter(|key| {
+                        self.faults.allows(Op::Delete, key)
+                            && self.run(|op| async move { op.delete(key).await }).is_ok()
+                    })
                     .count()
             }
             Location::S3 { .. } => 0,
@@ -643,6 +665,12 @@ impl Storage {
                 return;
             }
         };
+        // Drawn now, in order, so that a seed decides them as it decides
+        // the faults of the calling thread's other operations.
+        let faults: Vec<_> = objects
+            .iter()
+            .map(|(key, _)| self.faults.decide(Op::Write, key).unwrap_or_default())
+            .collect();
         let url = self.url.clone();
         let sftp = self.is_sftp();
         let bytes_written = self.bytes_written.clone();
@@ -652,15 +680,17 @@ impl Storage {
             key: objects.first().map_or_else(String::new, |(k, _)| k.clone()),
         };
         let task = self.handle.spawn(async move {
-            for (key, data) in objects {
+            for ((key, data), faults) in objects.into_iter().zip(faults) {
                 let len = data.len() as u64;
-                let written = run_retrying(&op, sftp, |op| {
+                let write = run_retrying(&op, sftp, |op| {
                     let (key, data) = (key.clone(), data.clone());
                     async move { put(&op, sftp, &key, data).await }
-                })
-                .await;
+                });
+                let written = faults
+                    .run_async(async { write.await.map_err(|e| failure(&url, "write", &key, e)) })
+                    .await;
                 if let Err(e) = written {
-                    completion.finish(Err(failure(&url, "write", &key, e)));
+                    completion.finish(Err(e));
                     return;
                 }
                 bytes_written.fetch_add(len, Ordering::Relaxed);
@@ -708,9 +738,11 @@ impl Storage {
     pub fn read(&self, key: &str) -> Result<Vec<u8>, StorageError> {
         // `to_bytes` is free for a buffer in one piece, and so is turning
         // uniquely owned `Bytes` into a `Vec`: no copy of a large object.
-        self.run(|op| async move { op.read(key).await })
-            .map(|b| Vec::from(b.to_bytes()))
-            .map_err(|e| self.fail("read", key, e))
+        self.faults.run(Op::Read, key, || {
+            self.run(|op| async move { op.read(key).await })
+                .map(|b| Vec::from(b.to_bytes()))
+                .map_err(|e| self.fail("read", key, e))
+        })
     }
 
     /// Read a whole object that may be at most `limit` bytes long: a
@@ -718,117 +750,130 @@ impl Storage {
     /// arrived, so that a damaged or hostile repository cannot make obnam
     /// read a huge object into memory.
     pub fn read_limited(&self, key: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
-        let read = self.run(|op| async move {
-            let mut stream = op.reader(key).await?.into_stream(..).await?;
-            let mut out: Vec<u8> = Vec::new();
-            while let Some(buffer) = stream.try_next().await? {
-                if (out.len() + buffer.len()) as u64 > limit {
-                    return Ok(None);
+        self.faults.run(Op::Read, key, || {
+            let read = self.run(|op| async move {
+                let mut stream = op.reader(key).await?.into_stream(..).await?;
+                let mut out: Vec<u8> = Vec::new();
+                while let Some(buffer) = stream.try_next().await? {
+                    if (out.len() + buffer.len()) as u64 > limit {
+                        return Ok(None);
+                    }
+                    // Copied out as it arrives: see `read_pieces` on SFTP.
+                    for piece in buffer {
+                        out.extend_from_slice(&piece);
+                    }
                 }
-                // Copied out as it arrives: see `read_pieces` on SFTP.
-                for piece in buffer {
-                    out.extend_from_slice(&piece);
-                }
+                Ok(Some(out))
+            });
+            match read {
+                Ok(Some(data)) => Ok(data),
+                Ok(None) => Err(StorageError::Failed {
+                    url: self.url.clone(),
+                    op: "read",
+                    key: key.to_string(),
+                    message: format!(
+                        "it is larger than the format allows for it ({limit} bytes); \
+                         damaged or not written by obnam"
+                    ),
+                }),
+                Err(e) => Err(self.fail("read", key, e)),
             }
-            Ok(Some(out))
-        });
-        match read {
-            Ok(Some(data)) => Ok(data),
-            Ok(None) => Err(StorageError::Failed {
-                url: self.url.clone(),
-                op: "read",
-                key: key.to_string(),
-                message: format!(
-                    "it is larger than the format allows for it ({limit} bytes); \
-                     damaged or not written by obnam"
-                ),
-            }),
-            Err(e) => Err(self.fail("read", key, e)),
-        }
+        })
     }
 
     /// Read a whole object as the pieces it arrived in, without copying
     /// them into one block.
     pub fn read_pieces(&self, key: &str) -> Result<opendal::Buffer, StorageError> {
-        if !self.is_sftp() {
-            return self
-                .run(|op| async move { op.read(key).await })
-                .map_err(|e| self.fail("read", key, e));
-        }
-        // OpenDAL's SFTP reader reserves 2 MiB for every read, and the
-        // server answers with far less (256 KiB from OpenSSH). Collected
-        // as they come, each piece would keep its whole 2 MiB block alive:
-        // 80 MiB for an 8 MiB pack. A copy of each piece, made as it
-        // arrives, lets the reader reuse one block.
-        self.run(|op| async move {
-            let mut stream = op.reader(key).await?.into_stream(..).await?;
-            let mut pieces = Vec::new();
-            while let Some(buffer) = stream.try_next().await? {
-                pieces.extend(buffer.map(|piece| bytes::Bytes::copy_from_slice(&piece)));
+        self.faults.run(Op::Read, key, || {
+            if !self.is_sftp() {
+                return self
+                    .run(|op| async move { op.read(key).await })
+                    .map_err(|e| self.fail("read", key, e));
             }
-            Ok(opendal::Buffer::from(pieces))
+            // OpenDAL's SFTP reader reserves 2 MiB for every read, and the
+            // server answers with far less (256 KiB from OpenSSH). Collected
+            // as they come, each piece would keep its whole 2 MiB block alive:
+            // 80 MiB for an 8 MiB pack. A copy of each piece, made as it
+            // arrives, lets the reader reuse one block.
+            self.run(|op| async move {
+                let mut stream = op.reader(key).await?.into_stream(..).await?;
+                let mut pieces = Vec::new();
+                while let Some(buffer) = stream.try_next().await? {
+                    pieces.extend(buffer.map(|piece| bytes::Bytes::copy_from_slice(&piece)));
+                }
+                Ok(opendal::Buffer::from(pieces))
+            })
+            .map_err(|e| self.fail("read", key, e))
         })
-        .map_err(|e| self.fail("read", key, e))
     }
 
     /// Read `len` bytes of an object from `offset`. Readers of recently
     /// read objects are kept open: a restore reads many blobs of each pack.
     pub fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StorageError> {
-        let cached = self
-            .readers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned();
-        let reader = match cached {
-            Some(r) => r,
-            None => {
-                let r = self
-                    .run(|op| async move { op.reader(key).await })
-                    .map_err(|e| self.fail("read", key, e))?;
-                let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-                if readers.len() >= OPEN_READERS {
-                    readers.clear();
+        self.faults.run(Op::Read, key, || {
+            let cached = self
+                .readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+                .cloned();
+            let reader = match cached {
+                Some(r) => r,
+                None => {
+                    let r = self
+                        .run(|op| async move { op.reader(key).await })
+                        .map_err(|e| self.fail("read", key, e))?;
+                    let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+                    if readers.len() >= OPEN_READERS {
+                        readers.clear();
+                    }
+                    readers.insert(key.to_string(), r.clone());
+                    r
                 }
-                readers.insert(key.to_string(), r.clone());
-                r
-            }
-        };
-        let data = match self.block_on(reader.read(offset..offset + len)) {
-            Ok(b) => b.to_vec(),
-            // Say plainly what a short object means, rather than the
-            // store's account of the range request.
-            Err(e) if e.kind() == ErrorKind::RangeNotSatisfied => {
+            };
+            let data = match self.block_on(reader.read(offset..offset + len)) {
+                Ok(b) => b.to_vec(),
+                // Say plainly what a short object means, rather than the
+                // store's account of the range request.
+                Err(e) if e.kind() == ErrorKind::RangeNotSatisfied => {
+                    return Err(StorageError::Failed {
+                        url: self.url.clone(),
+                        op: "read",
+                        key: key.to_string(),
+                        message: format!(
+                            "it ends before byte {} (truncated or damaged)",
+                            offset + len
+                        ),
+                    })
+                }
+                Err(e) => return Err(self.fail("read", key, e)),
+            };
+            if data.len() as u64 != len {
                 return Err(StorageError::Failed {
                     url: self.url.clone(),
                     op: "read",
                     key: key.to_string(),
                     message: format!(
-                        "it ends before byte {} (truncated or damaged)",
-                        offset + len
+                        "expected {len} bytes at offset {offset}, got {}",
+                        data.len()
                     ),
-                })
+                });
             }
-            Err(e) => return Err(self.fail("read", key, e)),
-        };
-        if data.len() as u64 != len {
-            return Err(StorageError::Failed {
-                url: self.url.clone(),
-                op: "read",
-                key: key.to_string(),
-                message: format!(
-                    "expected {len} bytes at offset {offset}, got {}",
-                    data.len()
-                ),
-            });
-        }
-        Ok(data)
+            Ok(data)
+        })
     }
 
     /// Write a whole object.
     pub fn write(&self, key: &str, data: impl Into<bytes::Bytes>) -> Result<(), StorageError> {
         self.begin_write(key)?;
-        let data: bytes::Bytes = data.into();
+        let data = data.into();
+        self.faults
+            .run(Op::Write, key, || self.put_counted(key, data))
+    }
+
+    /// Write a whole object whose write [`begin_write`](Self::begin_write)
+    /// has counted.
+    fn put_counted(&self, key: &str, data: bytes::Bytes) -> Result<(), StorageError> {
         let len = data.len() as u64;
         let sftp = self.is_sftp();
         self.run(|op| {
@@ -848,87 +893,98 @@ impl Storage {
     /// silently ignores `If-None-Match` (Garage) overwrites, which is why
     /// creators first claim the creation ([`super::creation`]).
     pub fn create_new(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
-        match &self.location {
-            Location::Local(root) => {
-                let tmp = format!(".new-{}", super::ids::ObjectId::random().to_hex());
-                self.write(&tmp, data)?;
-                let linked = std::fs::hard_link(root.join(&tmp), root.join(key));
-                let _ = std::fs::remove_file(root.join(&tmp));
-                match linked {
-                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                        Err(StorageError::Failed {
-                            url: self.url.clone(),
-                            op: "write",
-                            key: key.to_string(),
-                            message: e.to_string(),
-                        })
+        self.begin_write(key)?;
+        self.faults.run(Op::Write, key, || {
+            match &self.location {
+                Location::Local(root) => {
+                    let tmp = format!(".new-{}", super::ids::ObjectId::random().to_hex());
+                    self.put_counted(&tmp, data.into())?;
+                    let linked = std::fs::hard_link(root.join(&tmp), root.join(key));
+                    let _ = std::fs::remove_file(root.join(&tmp));
+                    match linked {
+                        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                            Err(StorageError::Failed {
+                                url: self.url.clone(),
+                                op: "write",
+                                key: key.to_string(),
+                                message: e.to_string(),
+                            })
+                        }
+                        _ => Ok(()),
                     }
-                    _ => Ok(()),
+                }
+                // A refused rename onto an existing object counts as written
+                // ([`put`]).
+                Location::Sftp { .. } => self.put_counted(key, data.into()),
+                Location::S3 { .. } => {
+                    let len = data.len() as u64;
+                    let op = self.op().map_err(|e| self.fail("write", key, e))?;
+                    match self.block_on(op.write_with(key, data).if_not_exists(true).into_future())
+                    {
+                        Ok(_) => {
+                            self.bytes_written.fetch_add(len, Ordering::Relaxed);
+                            Ok(())
+                        }
+                        Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(()),
+                        Err(e) => Err(self.fail("write", key, e)),
+                    }
                 }
             }
-            // A refused rename onto an existing object counts as written
-            // ([`put`]).
-            Location::Sftp { .. } => self.write(key, data),
-            Location::S3 { .. } => {
-                self.begin_write(key)?;
-                let len = data.len() as u64;
-                let op = self.op().map_err(|e| self.fail("write", key, e))?;
-                match self.block_on(op.write_with(key, data).if_not_exists(true).into_future()) {
-                    Ok(_) => {
-                        self.bytes_written.fetch_add(len, Ordering::Relaxed);
-                        Ok(())
-                    }
-                    Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(()),
-                    Err(e) => Err(self.fail("write", key, e)),
-                }
-            }
-        }
+        })
     }
 
     /// Delete an object; deleting one that does not exist is not an error.
     pub fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.count_write();
-        self.run(|op| async move { op.delete(key).await })
-            .map_err(|e| self.fail("delete", key, e))
+        self.faults.run(Op::Delete, key, || {
+            self.run(|op| async move { op.delete(key).await })
+                .map_err(|e| self.fail("delete", key, e))
+        })
     }
 
     /// Whether an object exists.
     pub fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        self.run(|op| async move { op.exists(key).await })
-            .map_err(|e| self.fail("check", key, e))
+        self.faults.run(Op::Exists, key, || {
+            self.run(|op| async move { op.exists(key).await })
+                .map_err(|e| self.fail("check", key, e))
+        })
     }
 
     /// The keys of every object below `folder`, at any depth, sorted.
     pub fn list_recursive(&self, folder: &str) -> Result<Vec<String>, StorageError> {
-        let entries = match self.run(|op| async move { op.list_with(folder).recursive(true).await })
-        {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.fail("list", folder, e)),
-        };
-        let mut keys: Vec<String> = entries
-            .into_iter()
-            .filter(|e| e.metadata().is_file())
-            .map(|e| e.path().to_string())
-            .collect();
-        keys.sort();
-        Ok(keys)
+        self.faults.run(Op::List, folder, || {
+            let entries =
+                match self.run(|op| async move { op.list_with(folder).recursive(true).await }) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(self.fail("list", folder, e)),
+                };
+            let mut keys: Vec<String> = entries
+                .into_iter()
+                .filter(|e| e.metadata().is_file())
+                .map(|e| e.path().to_string())
+                .collect();
+            keys.sort();
+            Ok(keys)
+        })
     }
 
     /// The names of the objects directly in `folder` (which ends in `/`).
     pub fn list(&self, folder: &str) -> Result<Vec<String>, StorageError> {
-        let entries = match self.run(|op| async move { op.list(folder).await }) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.fail("list", folder, e)),
-        };
-        let mut names: Vec<String> = entries
-            .into_iter()
-            .filter(|e| e.metadata().is_file())
-            .map(|e| e.name().to_string())
-            .collect();
-        names.sort();
-        Ok(names)
+        self.faults.run(Op::List, folder, || {
+            let entries = match self.run(|op| async move { op.list(folder).await }) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(self.fail("list", folder, e)),
+            };
+            let mut names: Vec<String> = entries
+                .into_iter()
+                .filter(|e| e.metadata().is_file())
+                .map(|e| e.name().to_string())
+                .collect();
+            names.sort();
+            Ok(names)
+        })
     }
 }
 

@@ -275,6 +275,99 @@ fn a_held_lock_is_an_object_until_released() {
     // Conflicts between processes are tested black-box (tests/blackbox/repository.rs).
 }
 
+/// The repository in `dir` (made if need be), opened with injected
+/// storage faults.
+fn open_with_faults(dir: &std::path::Path, faults: &str) -> RepoResult<Repository> {
+    let mut options = OpenOptions {
+        create: true,
+        lock_timeout: Duration::from_secs(2),
+        ..OpenOptions::default()
+    };
+    options.storage.faults = fault_injection::FaultSpec::parse(faults).unwrap();
+    Repository::open(dir.to_str().unwrap(), &options, Arc::new(NoFilters))
+}
+
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_lock_whose_write_reported_failure_is_not_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), 1 << 20));
+    // The lock lands, but the run is told that writing it failed.
+    let repo = open_with_faults(dir.path(), "write-lost-ack=1").unwrap();
+    let e = repo.lock_client("one", Duration::ZERO).unwrap_err();
+    assert!(e.to_string().contains("injected storage fault"), "{e}");
+    assert!(!repo.holds_lock("one"));
+    assert_eq!(names_in(&dir.path().join("locks")), Vec::<String>::new());
+}
+
+#[test]
+fn a_lock_check_that_fails_leaves_no_lock_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), 1 << 20));
+    // Another lock that cannot be read: the check fails.
+    let foreign = ObjectId([0x11; 16]).to_hex();
+    std::fs::create_dir_all(dir.path().join("locks")).unwrap();
+    std::fs::write(dir.path().join("locks").join(&foreign), b"damaged").unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    let e = repo.lock_client("one", Duration::ZERO).unwrap_err();
+    assert!(e.to_string().contains("corrupt"), "{e}");
+    assert_eq!(names_in(&dir.path().join("locks")), [foreign]);
+}
+
+#[test]
+fn a_creation_claim_whose_write_reported_failure_is_not_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let e = open_with_faults(&root, "write-lost-ack=1").err().unwrap();
+    assert!(e.to_string().contains("injected storage fault"), "{e}");
+    assert_eq!(names_in(&root.join("creating")), Vec::<String>::new());
+    // Nothing stands in the way of the next creation.
+    drop(open(&root, 1 << 20));
+}
+
+#[test]
+fn a_repository_survives_runs_with_every_kind_of_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), 1 << 16));
+    let every = "write-fail=0.1,write-lost-ack=0.1,delete-fail=0.1,read-fail=0.1,\
+                 short-read=0.1,list-fail=0.1";
+    let mut stored = Vec::new();
+    for seed in 0..20u32 {
+        let Ok(repo) = open_with_faults(dir.path(), &format!("{every},seed={seed}")) else {
+            continue;
+        };
+        if repo.lock_client("c", Duration::ZERO).is_err() {
+            continue;
+        }
+        let data = chunk(seed);
+        let put = repo
+            .put_chunk(repo.token(&data), data.clone())
+            .and_then(|id| repo.flush().map(|()| id));
+        if let Ok(id) = put {
+            stored.push((id, data));
+        }
+        let _ = repo.unlock_all();
+    }
+    // A fault-free run finds every chunk whose storing succeeded, and no
+    // lock held by the processes above (this one) stands in its way.
+    let repo = open(dir.path(), 1 << 16);
+    repo.lock_client("c", Duration::ZERO).unwrap();
+    assert!(!stored.is_empty());
+    for (id, data) in stored {
+        assert_eq!(repo.get_chunk(&id).unwrap(), data);
+    }
+}
+
 struct Reverse;
 
 impl ObjectFilter for Reverse {

@@ -362,6 +362,9 @@ impl Host {
                             Some(Value::Int(n)) if *n > 0 => Some(*n as u64),
                             _ => None,
                         },
+                        // Checked when the run started (`lib.rs`).
+                        faults: crate::host_settings::storage_faults(&self.values)
+                            .map_err(Error::msg)?,
                         ssh_key: self.values.string("ssh-key").map(str::to_string),
                         ssh_host_keys_check: self
                             .values
