@@ -217,7 +217,22 @@ impl World {
     /// seed, the schedule so far and how to replay it.
     pub fn play(&mut self) {
         let mut rng = Rng::new(self.cfg.seed);
-        for step in 0..self.cfg.steps {
+        // Step 0: every client backs up at once, so the repository is
+        // created by simultaneous first runs, and commands other than
+        // backup have a repository to work on.
+        let start = (0..self.clients.len())
+            .map(|client| Job::Backup {
+                client,
+                fault: Fault::None,
+                checkpoint: None,
+                keep_checkpoints: false,
+            })
+            .collect();
+        self.note("step 0: a first backup of every client, at once");
+        if let Err(broken) = self.run_jobs(0, start) {
+            self.fail(0, &broken);
+        }
+        for step in 1..=self.cfg.steps {
             let result = self
                 .step(step, &mut rng)
                 .and_then(|()| self.check(step, &mut rng));
@@ -226,7 +241,7 @@ impl World {
             }
         }
         if let Err(broken) = self.finish() {
-            self.fail(self.cfg.steps, &broken);
+            self.fail(self.cfg.steps + 1, &broken);
         }
     }
 
@@ -320,7 +335,7 @@ impl World {
                 })
                 .collect();
             self.note(format!("step {step}: recovery"));
-            self.run_jobs(step, jobs, &[])?;
+            self.run_jobs(step, jobs)?;
         }
         let kind = rng.below(100);
         let mut edits: Vec<(usize, Rng, usize)> = Vec::new();
@@ -369,11 +384,11 @@ impl World {
             ));
         }
         self.note(format!("step {step}:"));
-        self.run_jobs(step, jobs, &[])
+        self.run_jobs(step, jobs)
     }
 
     /// Run the jobs of a step at the same time and check how each ended.
-    fn run_jobs(&mut self, step: usize, jobs: Vec<Job>, _: &[()]) -> Result<(), Broken> {
+    fn run_jobs(&mut self, step: usize, jobs: Vec<Job>) -> Result<(), Broken> {
         if jobs.len() > 1 {
             self.stats.concurrent_groups += 1;
         }
@@ -781,7 +796,7 @@ impl World {
             })
             .collect();
         self.note("end: a clean backup of every client");
-        self.run_jobs(self.cfg.steps, jobs, &[])?;
+        self.run_jobs(self.cfg.steps + 1, jobs)?;
         for client in 0..self.clients.len() {
             self.check_generations(client)?;
             for g in &mut self.clients[client].committed {
