@@ -24,9 +24,11 @@ pub mod loader;
 pub mod logging;
 pub mod output;
 pub mod registry;
-pub mod repository;
 pub mod services;
 pub mod settings;
+
+#[cfg(test)]
+mod limits_agree;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
