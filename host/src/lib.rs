@@ -16,6 +16,8 @@
 //! Errors reach the user as one `ERROR: ...` line on standard error and a
 //! non-zero exit code; a panic anywhere is caught and reported the same way.
 
+#![forbid(unsafe_code)]
+
 pub mod builtin;
 pub mod cli;
 pub mod host_settings;
