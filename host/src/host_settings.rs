@@ -1,9 +1,9 @@
 //! The host's own settings: the ones every subcommand shares.
 
+use obnam_repository::fault_injection::FaultSpec;
 use plugin_api::abi::SettingKind;
 
 use crate::registry::{Registry, HOST_OWNER};
-use crate::repository::fault_injection::FaultSpec;
 use crate::settings::{SettingDef, Value, Values};
 
 /// Help group of the host's settings.
@@ -82,7 +82,7 @@ pub fn register(registry: &mut Registry) {
             "target size of the repository's pack files",
             GROUP_PERFORMANCE,
         )
-        .default(Value::Bytes(crate::repository::DEFAULT_PACK_SIZE)),
+        .default(Value::Bytes(obnam_repository::DEFAULT_PACK_SIZE)),
         def(
             "ssh-key",
             SettingKind::String,

@@ -16,6 +16,8 @@
 //! Errors reach the user as one `ERROR: ...` line on standard error and a
 //! non-zero exit code; a panic anywhere is caught and reported the same way.
 
+#![forbid(unsafe_code)]
+
 pub mod builtin;
 pub mod cli;
 pub mod host_settings;
@@ -24,9 +26,11 @@ pub mod loader;
 pub mod logging;
 pub mod output;
 pub mod registry;
-pub mod repository;
 pub mod services;
 pub mod settings;
+
+#[cfg(test)]
+mod limits_agree;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

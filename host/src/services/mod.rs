@@ -24,12 +24,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use abi_stable::std_types::{RArc, RString};
+use obnam_repository::storage::StorageOptions;
+use obnam_repository::{OpenOptions, Repository};
 use plugin_api::repo_abi::{RepositoryBox, RepositoryService_TO};
 
 use crate::registry::hooks::{FilterEntry, HookDef};
 use crate::registry::Registry;
-use crate::repository::storage::StorageOptions;
-use crate::repository::{OpenOptions, Repository};
 use crate::settings::{Value, Values};
 use repository::{HookFilter, RepoService};
 
@@ -238,7 +238,7 @@ impl Host {
     ) -> Result<Option<RVec<u8>>, Error> {
         let def = self.filter_hook(hook)?;
         let f = def.filters.iter().find(|f| f.tag == tag).ok_or_else(|| {
-            Error::msg(crate::repository::object::missing_filter_message(
+            Error::msg(obnam_repository::object::missing_filter_message(
                 &format!("object {context}"),
                 tag,
             ))
@@ -355,7 +355,7 @@ impl Host {
                     create,
                     pack_size: match self.values.get("pack-size") {
                         Some(Value::Bytes(n)) => *n,
-                        _ => crate::repository::DEFAULT_PACK_SIZE,
+                        _ => obnam_repository::DEFAULT_PACK_SIZE,
                     },
                     storage: StorageOptions {
                         crash_limit: match self.values.get("crash-limit") {

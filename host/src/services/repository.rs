@@ -18,11 +18,11 @@ use plugin_api::repo_abi::{
 };
 use plugin_api::Error;
 
-use crate::repository::generation::{Generation, GenerationBuilder, GenerationReader};
-use crate::repository::ids::{self, ChunkId};
-use crate::repository::object::{ObjectFilter, UnlockRequest, Unlocked};
-use crate::repository::tree::{EntryKind, StoredChunkId, TreeEntry};
-use crate::repository::{RepoError, Repository};
+use obnam_repository::generation::{Generation, GenerationBuilder, GenerationReader};
+use obnam_repository::ids::{self, ChunkId};
+use obnam_repository::object::{ObjectFilter, UnlockRequest, Unlocked};
+use obnam_repository::tree::{EntryKind, StoredChunkId, TreeEntry};
+use obnam_repository::{RepoError, Repository};
 
 use super::Host;
 

@@ -1,8 +1,8 @@
 //! Measures the memory the chunk index takes for a large repository.
 //!
 //! ```sh
-//! cargo run --release -p obnam-host --example index_memory -- create /tmp/big 1000000
-//! cargo run --release -p obnam-host --example index_memory -- open /tmp/big
+//! cargo run --release -p obnam-repository --example index_memory -- create /tmp/big 1000000
+//! cargo run --release -p obnam-repository --example index_memory -- open /tmp/big
 //! ```
 //!
 //! `create` stores N tiny distinct chunks; `open` opens the repository
@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use obnam_host::repository::object::NoFilters;
-use obnam_host::repository::{OpenOptions, Repository};
+use obnam_repository::object::NoFilters;
+use obnam_repository::{OpenOptions, Repository};
 
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -128,7 +128,7 @@ impl Repository {
 /// (so that a walk of a damaged generation ends, and its memory stays
 /// bounded).
 pub fn components(path: &[u8]) -> RepoResult<Vec<&[u8]>> {
-    use plugin_api::limits::{MAX_PATH_LEN, MAX_TREE_DEPTH};
+    use crate::limits::{MAX_PATH_LEN, MAX_TREE_DEPTH};
     if path.first() != Some(&b'/') {
         return Err(RepoError::BadPath(format!(
             "'{}' is not an absolute path",

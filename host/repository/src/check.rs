@@ -128,7 +128,7 @@ impl Repository {
         let key = pack::key(id);
         let bytes = self
             .storage()
-            .read_limited(&key, plugin_api::limits::MAX_PACK_LEN)?;
+            .read_limited(&key, crate::limits::MAX_PACK_LEN)?;
         let sealed_trailer =
             pack::split_trailer(&bytes).map_err(|e| RepoError::corrupt(&key, e))?;
         let trailer = self.decode_object(&format!("pack/{id}"), sealed_trailer.to_vec())?;

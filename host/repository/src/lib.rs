@@ -1,24 +1,114 @@
-//! The repository engine: storage, object formats, packs, the chunk index,
-//! generations and locks. It knows nothing of plugins; the host's service
-//! layer (`services::repository`) offers it to them.
+//! The obnam repository engine: the repository format, and everything
+//! that reads and writes it (storage, packs, the chunk index, trees,
+//! generations, locks, key slots, checks).
 //!
-//! Objects of a repository (see `docs/repository-format.md`):
+//! It knows nothing of plugins: it depends on no plugin machinery, and
+//! sees the data filters (compression, encryption) only through its own
+//! [`object::ObjectFilter`] trait. The host (crate `obnam-host`) opens a
+//! [`Repository`] and offers it to plugins through its service layer
+//! (`services::repository`), which converts between this crate's types
+//! and the plugin ABI's. `docs/repository-format.md` is the reference for
+//! what is stored; `docs/architecture.md` describes the engine's shape.
+//!
+//! # The objects
+//!
+//! A repository is a folder of objects (a local folder, a folder over
+//! SFTP, or a prefix of an S3 bucket). Objects are written once and never
+//! modified, under names unique to their writer, so concurrent writers
+//! never overwrite each other:
 //!
 //! ```text
-//! config                          bootstrap: format version and repository id (plain JSON)
-//! packs/XX/PACKID                 chunks and tree objects ([`pack`])
-//! index/INDEXID                   where each blob is ([`index`])
-//! clients/CLIENTID                one per client ([`Repository::add_client`])
-//! generations/CLIENTID/GENID      one per committed generation ([`generation`])
-//! locks/LOCKID                    one per lock held ([`lock`])
+//! config                          bootstrap: format version, repository id, the seal (plain JSON)
 //! keys/SLOTID                     key slots of a sealed repository ([`keys`])
+//! packs/XX/PACKID                 blobs (file chunks, or trees) and a trailer listing them ([`pack`])
+//! index/INDEXID                   where each blob is: pack, offset, length ([`index`])
+//! clients/CLIENTID                one per client ([`Repository::add_client`])
+//! generations/CLIENTID/GENID      one per committed generation, naming its root tree ([`generation`])
+//! locks/LOCKID                    one per lock held ([`lock`])
 //! creating/CLAIMID                only while a process creates the repository ([`creation`])
 //! ```
 //!
-//! Write order makes every commit atomic: a pack is written before the index
-//! object that lists it, and both before the generation that refers to its
-//! blobs. A reader therefore never sees a generation whose data is missing;
-//! a crash leaves at most unreferenced packs and index objects behind.
+//! - **`config`** is the one object not passed through the data filters:
+//!   it must be readable before anything else can be decoded. It is
+//!   written once, with the store's create-if-absent where there is one,
+//!   and never rewritten. Its `version` ([`FORMAT_VERSION`]) is checked
+//!   at every open.
+//! - **Key slots** hold the wrapped master key of a sealed (encrypted)
+//!   repository; they are stored as the seal's plugin gives them.
+//! - **Packs** hold blobs back to back, each a filtered object, and end
+//!   with a filtered **trailer** that lists them; a pack holds blobs of
+//!   one kind ([`index::BlobKind`]). Blobs are named by their content
+//!   ([`ids::ChunkId`]: a token and a variant).
+//! - **Index objects** list where each blob is; every index object is
+//!   loaded into the in-memory index ([`index::Index`]) at open.
+//! - **Trees** ([`tree`]) are blobs: one directory's entries, naming the
+//!   chunks of each file and the tree of each subdirectory.
+//! - **Generations** name the root tree of one backup, and **clients**
+//!   the clients that have made them.
+//! - **Locks** keep two runs from building one client's next generation
+//!   at once, and destructive work away from running backups; the
+//!   **creation claim** keeps two processes from creating one repository
+//!   at once. Neither is needed for the consistency of the data.
+//!
+//! In format 3 every object not named by its content carries a checksum
+//! bound to its name ([`object`]); blobs are checked against their ids.
+//! Every decoder refuses a claimed size over the format's [`limits`]
+//! before allocating for it.
+//!
+//! # The write order
+//!
+//! Nothing is ever updated in place, so what a crash can leave behind is
+//! decided by the order in which objects appear:
+//!
+//! 1. **Creation**: the claim (`creating/`), then the key slots, then
+//!    `config`, then the claim is removed. Until `config` exists there is
+//!    no repository; a later creator removes stray key slots, and breaks
+//!    a claim left behind as stale.
+//! 2. **A backup** takes the client's lock, then stores blobs into packs.
+//!    A full pack is written, and only then its index object. A commit
+//!    ([`generation::GenerationBuilder::commit`]) writes the trees,
+//!    flushes (writes the packs being filled and their index objects, and
+//!    waits for those still being written), and only then writes the
+//!    generation object. After the final commit, the index objects this
+//!    run wrote are merged: the merged objects are written before the
+//!    others are deleted. Then the checkpoints are removed and the lock
+//!    released.
+//!
+//! So packs come before the index objects that list them, and both before
+//! the generation that refers to their blobs. A crash at any moment
+//! leaves the last committed generation whole; what it may leave besides
+//! is unreferenced: packs without an index object, index objects no
+//! generation needs, checkpoints, a stale lock or claim, a half-written
+//! file in `.tmp/` that nothing reads. Two index objects may list the
+//! same blob; a reader takes either.
+//!
+//! **Readers** take no lock and rely on that order instead: they load the
+//! index objects at open, and load those written since each time after
+//! they read generation objects ([`Repository::generations`],
+//! [`Repository::generation`]). Every generation a reader has just read
+//! is therefore complete in its index, even one a backup running beside
+//! it committed after the reader opened the repository.
+//!
+//! # The modules, in dependency order
+//!
+//! - Foundations: [`limits`] (the format's size limits), [`ids`] (tokens,
+//!   chunk, object and generation ids), [`error`] ([`RepoError`]).
+//! - Storage: [`location`] (repository URLs), [`fault_injection`]
+//!   (development: injected storage faults), `ssh_processes` (the ssh
+//!   processes of SFTP), [`storage`] (objects over OpenDAL, on a private
+//!   tokio runtime).
+//! - Stored forms: [`object`] (filter header, checksums, the
+//!   [`object::ObjectFilter`] trait), [`index`] (index objects and the
+//!   in-memory index), [`pack`] (packs and trailers), [`pack_cache`]
+//!   (whole packs read from a remote store), [`tree`] (tree objects).
+//! - The repository: this module ([`Repository`]: open or create, the
+//!   `config`, chunk and tree put and get, flush, index consolidation,
+//!   clients), with [`creation`] (the creation claim), [`keys`] (key
+//!   slots and unlocking), [`lock`] (locks), [`generation`] (generations,
+//!   their readers and builders) and [`check`] (lost packs, fsck's checks
+//!   of the objects) adding to it.
+
+#![forbid(unsafe_code)]
 
 pub mod check;
 pub mod creation;
@@ -28,6 +118,7 @@ pub mod generation;
 pub mod ids;
 pub mod index;
 pub mod keys;
+pub mod limits;
 pub mod location;
 pub mod lock;
 pub mod object;
@@ -65,7 +156,7 @@ const FIRST_CHECKSUM_VERSION: u32 = 3;
 /// nonce and tag.
 const STORED_SLACK: usize = 64 << 10;
 /// The most read of a plain record (the config, a key slot).
-pub(crate) const RECORD_LIMIT: u64 = plugin_api::limits::MAX_RECORD_LEN as u64;
+pub(crate) const RECORD_LIMIT: u64 = crate::limits::MAX_RECORD_LEN as u64;
 const FORMAT_NAME: &str = "obnam-repository";
 
 /// At most this many sealed packs wait to be written at once to a local
@@ -375,7 +466,7 @@ impl Repository {
     /// Read an object written by [`write_object`](Self::write_object),
     /// verified; no more than the format allows for its kind is read.
     pub(crate) fn read_object(&self, key: &str) -> RepoResult<Vec<u8>> {
-        let limit = plugin_api::limits::max_decoded_len(key) + STORED_SLACK;
+        let limit = crate::limits::max_decoded_len(key) + STORED_SLACK;
         let stored = self.storage.read_limited(key, limit as u64)?;
         self.decode_object(key, stored)
     }
@@ -549,11 +640,11 @@ impl Repository {
     /// token gets variant 0, later copies a random variant.
     pub fn put_chunk(&self, token: Token, data: Vec<u8>) -> RepoResult<ChunkId> {
         // Never write what no reader would accept.
-        if data.len() > plugin_api::limits::MAX_CHUNK_LEN {
+        if data.len() > crate::limits::MAX_CHUNK_LEN {
             return Err(RepoError::Usage(format!(
                 "a chunk of {} bytes is larger than the format allows ({})",
                 data.len(),
-                plugin_api::limits::MAX_CHUNK_LEN
+                crate::limits::MAX_CHUNK_LEN
             )));
         }
         let id = self.allocate_id(token);
@@ -827,7 +918,7 @@ impl Repository {
                 "the index lists it as another kind of blob",
             ));
         }
-        let limit = plugin_api::limits::max_decoded_len(&context) + STORED_SLACK;
+        let limit = crate::limits::max_decoded_len(&context) + STORED_SLACK;
         if location.length as usize > limit {
             return Err(RepoError::corrupt(
                 context,
@@ -899,13 +990,13 @@ impl Repository {
     /// Store a tree object (once: an identical tree is reused).
     pub fn put_tree(&self, tree: &Tree) -> RepoResult<ChunkId> {
         let bytes = tree.encode();
-        if bytes.len() > plugin_api::limits::MAX_TREE_LEN {
+        if bytes.len() > crate::limits::MAX_TREE_LEN {
             return Err(RepoError::Usage(format!(
                 "a folder of {} entries is too large to store: its tree object \
                  would be {} bytes, more than the format allows ({})",
                 tree.entries.len(),
                 bytes.len(),
-                plugin_api::limits::MAX_TREE_LEN
+                crate::limits::MAX_TREE_LEN
             )));
         }
         let token = self.strong_token(&bytes);

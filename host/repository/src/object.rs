@@ -79,7 +79,7 @@ pub fn strip_checksum(context: &str, mut data: Vec<u8>) -> RepoResult<Vec<u8>> {
 /// Refuse decoded bytes longer than the format allows for the object
 /// named by `context` (with `extra` bytes of checksum).
 pub fn check_decoded_len(context: &str, len: usize, extra: usize) -> RepoResult<()> {
-    let limit = plugin_api::limits::max_decoded_len(context) + extra;
+    let limit = crate::limits::max_decoded_len(context) + extra;
     if len > limit {
         return Err(RepoError::corrupt(
             context,
