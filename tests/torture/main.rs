@@ -31,10 +31,15 @@ use world::{Config, Stats, World};
 
 /// Seeds that found faults once (each comment says which), played in
 /// every short run.
-const REGRESSION_SEEDS: &[u64] = &[];
+const REGRESSION_SEEDS: &[u64] = &[
+    // An fsck beside a backup reported the backup's new generation as
+    // missing chunks (readers now load the index objects written since
+    // they opened the repository after reading generations).
+    1,
+];
 
 /// Seeds played in every short run besides the regression seeds.
-const FIXED_SEEDS: &[u64] = &[1, 2];
+const FIXED_SEEDS: &[u64] = &[2];
 
 /// Steps of one schedule in the short run.
 const SHORT_STEPS: usize = 10;
