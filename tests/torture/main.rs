@@ -23,6 +23,7 @@ mod runs;
 mod sources;
 mod world;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use obnam_test_support::backend::Backend;
@@ -99,7 +100,12 @@ fn local(seed: u64, steps: usize) -> Config {
 #[test]
 fn short_run() {
     let random = random_seed();
-    eprintln!("torture: this run's random seed is {random}");
+    // Straight to the standard error, past the test harness's capture:
+    // the log of every run names its random seed.
+    let _ = writeln!(
+        std::io::stderr(),
+        "torture: this run's random seed is {random}"
+    );
     let mut configs: Vec<Config> = REGRESSION_SEEDS
         .iter()
         .chain(FIXED_SEEDS)
@@ -113,7 +119,7 @@ fn short_run() {
         });
     }
     let total = play_all(configs);
-    eprintln!("torture short run: {total}");
+    let _ = writeln!(std::io::stderr(), "torture short run: {total}");
 }
 
 /// Replays one schedule: `OBNAM_TORTURE_SEED`, `OBNAM_TORTURE_STEPS`,
