@@ -110,6 +110,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod check;
 pub mod creation;
 pub mod error;
@@ -124,7 +125,6 @@ pub mod lock;
 pub mod object;
 pub mod pack;
 pub mod pack_cache;
-mod ssh_processes;
 pub mod storage;
 pub mod tree;
 
