@@ -3,7 +3,7 @@
 //! final name, so each object is written to `.tmp/` on the server and
 //! renamed into place: a killed run never leaves a half-written object
 //! under its final name. Whole operations are retried, and the ssh
-//! processes are ended when the storage closes ([`ssh_processes`]).
+//! processes are ended when the storage closes (`ssh_processes`).
 
 use std::time::{Duration, Instant, SystemTime};
 

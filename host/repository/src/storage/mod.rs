@@ -15,7 +15,7 @@
 //! run with an error naming the URL.
 //!
 //! [`Storage`] adds what every backend shares: counting bytes written,
-//! background writes ([`background`]), refusing writes once the run is
+//! background writes (`background.rs`), refusing writes once the run is
 //! interrupted, and two development aids: the crash limit (`--crash-limit
 //! N` ends the process abruptly before the write after the N-th, leaving
 //! the repository as `kill -9` would), and injected faults
