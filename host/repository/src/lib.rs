@@ -94,9 +94,12 @@
 //! - Foundations: [`limits`] (the format's size limits), [`ids`] (tokens,
 //!   chunk, object and generation ids), [`error`] ([`RepoError`]).
 //! - Storage: [`location`] (repository URLs), [`fault_injection`]
-//!   (development: injected storage faults), `ssh_processes` (the ssh
-//!   processes of SFTP), [`storage`] (objects over OpenDAL, on a private
-//!   tokio runtime).
+//!   (development: injected storage faults), [`backend`] (the
+//!   [`backend::Backend`] trait and one module per store:
+//!   [`backend::local`], [`backend::sftp`] with the ssh processes of
+//!   SFTP, [`backend::s3`]), [`storage`] (objects over OpenDAL, on a
+//!   private tokio runtime, the same for every store: retries, reads,
+//!   background writes, byte counts, the crash limit, injected faults).
 //! - Stored forms: [`object`] (filter header, checksums, the
 //!   [`object::ObjectFilter`] trait), [`index`] (index objects and the
 //!   in-memory index), [`pack`] (packs and trailers), [`pack_cache`]
@@ -110,6 +113,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod check;
 pub mod creation;
 pub mod error;
@@ -124,7 +128,6 @@ pub mod lock;
 pub mod object;
 pub mod pack;
 pub mod pack_cache;
-mod ssh_processes;
 pub mod storage;
 pub mod tree;
 

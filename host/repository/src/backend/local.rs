@@ -1,0 +1,100 @@
+//! A repository in a local folder (OpenDAL's fs service). Writes go
+//! through a temporary file in `.tmp/` (OpenDAL's atomic write), a new
+//! object that must not replace another is made by a hard link, and the
+//! process umask is set so that objects are private to their owner.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use opendal::{services, Operator};
+
+use super::Backend;
+use crate::fault_injection::Op;
+use crate::storage::{Storage, StorageError};
+
+/// A local folder.
+pub struct Local {
+    root: PathBuf,
+    /// Whether this open is to create the folder (it did not exist).
+    made_root: bool,
+}
+
+/// Open the folder `root` (made when first written to).
+pub fn open(root: &Path, url: &str) -> Result<(Box<dyn Backend>, Operator), StorageError> {
+    if root.exists() && !root.is_dir() {
+        return Err(StorageError::Setup {
+            url: url.to_string(),
+            message: "it is not a folder".into(),
+        });
+    }
+    let made_root = !root.exists();
+    // Repository objects are private to their owner: with umask 077 the
+    // objects (and `.tmp/`'s files, renamed into place) are created 0600
+    // and the folders 0700. OpenDAL's fs service takes no permissions to
+    // create with, so the process umask is the one way to say it; the
+    // host creates nothing else that the umask would make less readable.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let tmp = root.join(".tmp");
+    let builder = services::Fs::default()
+        .root(&root.to_string_lossy())
+        .atomic_write_dir(&tmp.to_string_lossy());
+    let op = Operator::new(builder).map_err(|e| super::setup_error(url, e))?;
+    let backend = Local {
+        root: root.to_path_buf(),
+        made_root,
+    };
+    Ok((Box::new(backend), op))
+}
+
+impl Backend for Local {
+    fn is_remote(&self) -> bool {
+        false
+    }
+
+    /// Written under a temporary name, then hard-linked to `key`, which
+    /// fails if `key` exists.
+    fn create_new(&self, storage: &Storage, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
+        let tmp = format!(".new-{}", crate::ids::ObjectId::random().to_hex());
+        storage.put_counted(&tmp, data.into())?;
+        let linked = std::fs::hard_link(self.root.join(&tmp), self.root.join(key));
+        let _ = std::fs::remove_file(self.root.join(&tmp));
+        match linked {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(StorageError::Failed {
+                url: storage.url().to_string(),
+                op: "write",
+                key: key.to_string(),
+                message: e.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn remove_stale_temporaries(&self, storage: &Storage, cutoff: SystemTime) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.root.join(".tmp")) else {
+            return 0;
+        };
+        if !storage.faults_allow(Op::List, ".tmp/") {
+            return 0;
+        }
+        entries
+            .flatten()
+            .filter(|e| {
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff)
+            })
+            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .count()
+    }
+
+    /// The folders only this process's creation made (`creating/` stays
+    /// after a creation claim), if empty.
+    fn abandon_creation(&self) {
+        if self.made_root {
+            for folder in [".tmp", "creating"] {
+                let _ = std::fs::remove_dir(self.root.join(folder));
+            }
+            let _ = std::fs::remove_dir(&self.root);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The stores a repository can live in, one module each: [`local`] (a
+//! folder), [`sftp`] (a folder on an SSH server) and [`s3`] (a prefix of
+//! an S3 bucket). Each is an OpenDAL service plus what that store does its
+//! own way, behind the [`Backend`] trait.
+//!
+//! [`Storage`] holds what every store shares (the runtime, timeouts and
+//! retries, byte counts, background writes, the crash limit, injected
+//! faults) and asks its backend only the questions of this trait. No code
+//! outside a store's own module, but [`open`] (which picks the module
+//! from the parsed [`Location`]), asks which store it is.
+
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::BoxFuture;
+use opendal::Operator;
+
+use super::location::Location;
+use super::storage::{Storage, StorageError, StorageOptions};
+
+pub mod local;
+pub mod s3;
+pub mod sftp;
+
+/// How failed operations of a store are retried.
+pub enum Retries {
+    /// By OpenDAL's retry layer, inside the operator: transient errors,
+    /// with exponential backoff and jitter.
+    InOperator,
+    /// By running the whole operation again from a fresh start (see
+    /// [`super::storage`]'s `run_retrying`), as long as `retryable` says
+    /// a failure is worth it.
+    WholeOperation {
+        retryable: fn(&opendal::Error) -> bool,
+    },
+}
+
+/// One kind of store: what it does its own way. The defaults are what an
+/// object store does (S3).
+pub trait Backend: Send + Sync + 'static {
+    /// How failed operations are retried.
+    fn retries(&self) -> Retries {
+        Retries::InOperator
+    }
+
+    /// Whether each operation waits for the network: the engine then
+    /// uploads packs in the background, keeps more of them in flight, and
+    /// reads whole packs rather than one blob at a time.
+    fn is_remote(&self) -> bool {
+        true
+    }
+
+    /// Write one whole object atomically: a killed run never leaves a
+    /// partial object under `key`.
+    fn put<'a>(
+        &'a self,
+        op: &'a Operator,
+        key: &'a str,
+        data: bytes::Bytes,
+    ) -> BoxFuture<'a, Result<(), opendal::Error>> {
+        Box::pin(async move { op.write(key, data).await.map(|_| ()) })
+    }
+
+    /// Read a whole object as the pieces it arrived in.
+    fn read_whole<'a>(
+        &'a self,
+        op: &'a Operator,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<opendal::Buffer, opendal::Error>> {
+        Box::pin(async move { op.read(key).await })
+    }
+
+    /// Create an object unless there is one under `key` already, as
+    /// atomically as the store can ([`Storage::create_new`]). The write
+    /// is counted already; fault injection is the caller's.
+    fn create_new(&self, storage: &Storage, key: &str, data: Vec<u8>) -> Result<(), StorageError>;
+
+    /// Delete the temporary objects that crashed writers left, last
+    /// modified before `cutoff`; returns how many were deleted.
+    fn remove_stale_temporaries(&self, _storage: &Storage, _cutoff: SystemTime) -> usize {
+        0
+    }
+
+    /// Remove what opening created, if creating the repository failed
+    /// before anything was written.
+    fn abandon_creation(&self) {}
+
+    /// End the runtime that ran the store's futures, and whatever the
+    /// store's connections left behind. `interrupted`: the run was.
+    fn close(&self, runtime: tokio::runtime::Runtime, _interrupted: bool) {
+        runtime.shutdown_timeout(Duration::from_secs(10));
+    }
+}
+
+/// Open the store `location` names: its backend, and its OpenDAL
+/// operator without the shared layers.
+pub fn open(
+    location: &Location,
+    url: &str,
+    options: &StorageOptions,
+) -> Result<(Box<dyn Backend>, Operator), StorageError> {
+    match location {
+        Location::Local(root) => local::open(root, url),
+        Location::Sftp {
+            user,
+            host,
+            port,
+            path,
+        } => sftp::open(
+            url,
+            &sftp::Server {
+                user: user.as_deref(),
+                host,
+                port: *port,
+                path,
+            },
+            options,
+        ),
+        Location::S3 { bucket, prefix } => s3::open(url, bucket, prefix, options),
+    }
+}
+
+/// An error of an OpenDAL service's setup as a [`StorageError`].
+pub(crate) fn setup_error(url: &str, e: opendal::Error) -> StorageError {
+    StorageError::Setup {
+        url: url.to_string(),
+        message: super::storage::describe(&e),
+    }
+}

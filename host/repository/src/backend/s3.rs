@@ -1,0 +1,65 @@
+//! A repository under a prefix of an S3 bucket (OpenDAL's s3 service). A
+//! PUT is atomic by itself, and `If-None-Match` makes a new object that
+//! must not replace another.
+
+use std::future::IntoFuture;
+
+use opendal::{services, ErrorKind, Operator};
+
+use super::Backend;
+use crate::storage::{Storage, StorageError, StorageOptions};
+
+/// An S3 bucket.
+pub struct S3;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Open `prefix` in `bucket`, at `--s3-endpoint` (else `AWS_ENDPOINT_URL`,
+/// else AWS) in `--s3-region` (else `AWS_REGION`, `AWS_DEFAULT_REGION`,
+/// `us-east-1`).
+pub fn open(
+    url: &str,
+    bucket: &str,
+    prefix: &str,
+    options: &StorageOptions,
+) -> Result<(Box<dyn Backend>, Operator), StorageError> {
+    let region = options
+        .s3_region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".into());
+    let mut builder = services::S3::default()
+        .bucket(bucket)
+        .root(&format!("/{prefix}"))
+        .region(&region);
+    if let Some(endpoint) = options
+        .s3_endpoint
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+    {
+        builder = builder.endpoint(&endpoint);
+    }
+    let op = Operator::new(builder).map_err(|e| super::setup_error(url, e))?;
+    Ok((Box::new(S3), op))
+}
+
+impl Backend for S3 {
+    /// A PUT with `If-None-Match: *`. A store that silently ignores it
+    /// (Garage) overwrites, which is why creators first claim the
+    /// creation ([`crate::creation`]).
+    fn create_new(&self, storage: &Storage, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
+        let len = data.len() as u64;
+        let op = storage.op().map_err(|e| storage.fail("write", key, e))?;
+        match storage.block_on(op.write_with(key, data).if_not_exists(true).into_future()) {
+            Ok(_) => {
+                storage.count_bytes(len);
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(()),
+            Err(e) => Err(storage.fail("write", key, e)),
+        }
+    }
+}

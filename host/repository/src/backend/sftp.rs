@@ -1,0 +1,215 @@
+//! A repository in a folder on an SSH server (OpenDAL's sftp service,
+//! through the system's `ssh` client). OpenDAL writes straight to the
+//! final name, so each object is written to `.tmp/` on the server and
+//! renamed into place: a killed run never leaves a half-written object
+//! under its final name. Whole operations are retried, and the ssh
+//! processes are ended when the storage closes (`ssh_processes`).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::{future::BoxFuture, TryStreamExt};
+use opendal::{services, ErrorKind, Operator};
+
+use super::{Backend, Retries};
+use crate::fault_injection::Op;
+use crate::storage::{Storage, StorageError, StorageOptions};
+
+mod ssh_processes;
+
+/// How long closing the storage waits for its connections to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+/// The same when the run was interrupted: the command's thread may still
+/// be in the middle of an operation, holding connections open, and what
+/// is left is ended by [`ssh_processes::end_leftovers`].
+const CLOSE_WAIT_INTERRUPTED: Duration = Duration::from_secs(1);
+
+/// An SFTP server.
+pub struct Sftp;
+
+/// Where the repository is on an SFTP server.
+pub struct Server<'a> {
+    pub user: Option<&'a str>,
+    pub host: &'a str,
+    pub port: Option<u16>,
+    pub path: &'a str,
+}
+
+/// Open the folder on `server`, logging in with `--ssh-key` (else ssh's
+/// defaults) and checking the host key as `--ssh-host-keys-check` says.
+pub fn open(
+    url: &str,
+    server: &Server,
+    options: &StorageOptions,
+) -> Result<(Box<dyn Backend>, Operator), StorageError> {
+    // Before any ssh process is started (see ssh_processes).
+    ssh_processes::adopt_orphans();
+    let host = server.host;
+    let endpoint = match server.port {
+        Some(p) if host.contains(':') => format!("[{host}]:{p}"),
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let strategy = match options.ssh_host_keys_check.as_deref() {
+        None | Some("yes") => "strict",
+        Some("ifknown") => "add",
+        Some("no") => "accept",
+        Some(other) => {
+            return Err(StorageError::Setup {
+                url: url.to_string(),
+                message: format!("--ssh-host-keys-check must be yes, ifknown or no, not '{other}'"),
+            })
+        }
+    };
+    let mut builder = services::Sftp::default()
+        .endpoint(&format!("ssh://{endpoint}"))
+        .root(server.path)
+        .known_hosts_strategy(strategy);
+    if let Some(user) = server.user {
+        builder = builder.user(user);
+    }
+    if let Some(key) = &options.ssh_key {
+        builder = builder.key(key);
+    }
+    let op = Operator::new(builder).map_err(|e| super::setup_error(url, e))?;
+    Ok((Box::new(Sftp), op))
+}
+
+/// Whether a failed SFTP operation is worth running again: a transient
+/// failure, or no SSH connection at all (which OpenDAL's sftp service
+/// reports as permanent, though a network blip or a restarting server
+/// causes it as often as a wrong address does).
+fn retryable(e: &opendal::Error) -> bool {
+    if e.is_temporary() {
+        return true;
+    }
+    if e.kind() != ErrorKind::Unexpected || e.message() != "ssh error" {
+        return false;
+    }
+    // What ssh said; some failures no retry will cure.
+    let mut said = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        said.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ![
+        "Permission denied",
+        "Host key verification failed",
+        "Could not resolve hostname",
+        "No such file or directory",
+    ]
+    .iter()
+    .any(|hopeless| said.contains(hopeless))
+}
+
+impl Backend for Sftp {
+    /// OpenDAL's retry layer would retry on the same file handle of a
+    /// session that broke, in vain: whole operations are run again.
+    fn retries(&self) -> Retries {
+        Retries::WholeOperation { retryable }
+    }
+
+    /// Under a temporary name first, then renamed into place.
+    fn put<'a>(
+        &'a self,
+        op: &'a Operator,
+        key: &'a str,
+        data: bytes::Bytes,
+    ) -> BoxFuture<'a, Result<(), opendal::Error>> {
+        Box::pin(async move {
+            let tmp = format!(".tmp/{}", crate::ids::ObjectId::random().to_hex());
+            op.write(&tmp, data).await?;
+            if let Err(e) = op.rename(&tmp, key).await {
+                let _ = op.delete(&tmp).await;
+                // A rename refused because `key` exists: most likely this
+                // very write, run again after its first rename went through
+                // but the answer was lost with the connection. Every key but
+                // `config` is unique to its writer, and `config`'s creator
+                // checks the id it reads back.
+                if op.exists(key).await.unwrap_or(false) {
+                    return Ok(());
+                }
+                return Err(e);
+            }
+            Ok(())
+        })
+    }
+
+    /// OpenDAL's SFTP reader reserves 2 MiB for every read, and the
+    /// server answers with far less (256 KiB from OpenSSH). Collected as
+    /// they come, each piece would keep its whole 2 MiB block alive:
+    /// 80 MiB for an 8 MiB pack. A copy of each piece, made as it
+    /// arrives, lets the reader reuse one block.
+    fn read_whole<'a>(
+        &'a self,
+        op: &'a Operator,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<opendal::Buffer, opendal::Error>> {
+        Box::pin(async move {
+            let mut stream = op.reader(key).await?.into_stream(..).await?;
+            let mut pieces = Vec::new();
+            while let Some(buffer) = stream.try_next().await? {
+                pieces.extend(buffer.map(|piece| bytes::Bytes::copy_from_slice(&piece)));
+            }
+            Ok(opendal::Buffer::from(pieces))
+        })
+    }
+
+    /// A refused rename onto an existing object counts as written
+    /// ([`put`](Self::put)).
+    fn create_new(&self, storage: &Storage, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
+        storage.put_counted(key, data.into())
+    }
+
+    fn remove_stale_temporaries(&self, storage: &Storage, cutoff: SystemTime) -> usize {
+        let Ok(names) = storage.list(".tmp/") else {
+            return 0;
+        };
+        names
+            .iter()
+            .map(|name| format!(".tmp/{name}"))
+            .filter(|key| {
+                storage.faults_allow(Op::Exists, key)
+                    && storage
+                        .run(|op| async move { op.stat(key).await })
+                        .ok()
+                        .and_then(|m| m.last_modified())
+                        .is_some_and(|t| SystemTime::from(t) < cutoff)
+            })
+            .filter(|key| {
+                storage.faults_allow(Op::Delete, key)
+                    && storage
+                        .run(|op| async move { op.delete(key).await })
+                        .is_ok()
+            })
+            .count()
+    }
+
+    /// A connection's own task outlives the operator: it ends its ssh
+    /// master (`ssh -O exit`) and only then deletes the master's control
+    /// folder. Shutting the runtime down drops unfinished tasks, and a
+    /// task dropped between the two deletes the folder before the exit
+    /// request reaches the master, which then runs on. So let them finish
+    /// first; the bound is for a connection that hangs.
+    fn close(&self, runtime: tokio::runtime::Runtime, interrupted: bool) {
+        let start = Instant::now();
+        let bound = if interrupted {
+            CLOSE_WAIT_INTERRUPTED
+        } else {
+            CLOSE_WAIT
+        };
+        runtime.block_on(async {
+            let metrics = tokio::runtime::Handle::current().metrics();
+            while metrics.num_alive_tasks() > 0 && start.elapsed() < bound {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        tracing::debug!(
+            "SFTP connections closed in {:?} ({} tasks left)",
+            start.elapsed(),
+            runtime.metrics().num_alive_tasks()
+        );
+        runtime.shutdown_timeout(Duration::from_secs(10));
+        ssh_processes::end_leftovers();
+    }
+}

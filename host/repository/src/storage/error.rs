@@ -1,0 +1,96 @@
+//! Storage errors, in words: what failed, on which URL and object.
+
+use opendal::ErrorKind;
+
+use super::BadUrl;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{url}: object {key} does not exist")]
+    NotFound { url: String, key: String },
+    #[error("{url}: cannot {op} {key}: {message}")]
+    Failed {
+        url: String,
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error(transparent)]
+    BadUrl(#[from] BadUrl),
+    #[error("cannot use repository {url}: {message}")]
+    Setup { url: String, message: String },
+    #[error("cannot start the storage runtime: {0}")]
+    Runtime(String),
+    #[error("{url}: not writing {key}: the run was interrupted")]
+    Interrupted { url: String, key: String },
+}
+
+/// A failed storage operation as a [`StorageError`].
+pub(super) fn failure(url: &str, op: &'static str, key: &str, e: opendal::Error) -> StorageError {
+    if e.kind() == ErrorKind::NotFound && op == "write" {
+        // Over SFTP the folders are made as needed; a write finding none
+        // means that they could not be made.
+        StorageError::Failed {
+            url: url.to_string(),
+            op,
+            key: key.to_string(),
+            message: "its folder does not exist and cannot be made (is the repository \
+                      path a folder that may be written to?)"
+                .to_string(),
+        }
+    } else if e.kind() == ErrorKind::NotFound {
+        StorageError::NotFound {
+            url: url.to_string(),
+            key: key.to_string(),
+        }
+    } else {
+        StorageError::Failed {
+            url: url.to_string(),
+            op,
+            key: key.to_string(),
+            message: describe(&e),
+        }
+    }
+}
+
+/// An OpenDAL error in a sentence: what went wrong and its causes,
+/// without the request context (which may be long, and is no help to the
+/// user beyond the URL and object that obnam names itself).
+pub(crate) fn describe(e: &opendal::Error) -> String {
+    let mut parts = vec![match e.kind() {
+        ErrorKind::PermissionDenied => "access denied (check the credentials)".to_string(),
+        ErrorKind::ConfigInvalid if e.message().contains("\"NoSuchBucket\"") => {
+            "the bucket does not exist (obnam does not create buckets: create it with \
+             the S3 provider's tools)"
+                .to_string()
+        }
+        ErrorKind::ConfigInvalid => format!("bad storage settings: {}", e.message()),
+        _ => e.message().to_string(),
+    }];
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    let mut text = parts.join(": ");
+    // Missing credentials fail before any request is made: not retried,
+    // whatever the error's status says.
+    let no_credentials = text.contains("failed to load signing credential");
+    if no_credentials {
+        text.push_str(" (no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
+    }
+    if e.is_persistent()
+        && !no_credentials
+        && !matches!(
+            e.kind(),
+            ErrorKind::PermissionDenied | ErrorKind::ConfigInvalid
+        )
+    {
+        text.push_str(" (gave up after retrying)");
+    }
+    text
+}

@@ -1,0 +1,423 @@
+//! Where repository objects live: a small synchronous object-store
+//! interface over an Apache OpenDAL `Operator`.
+//!
+//! The repository needs only whole-object writes, whole and ranged reads,
+//! deletes and listing one folder. Objects are written once and never
+//! changed. The URL ([`Location`]) picks the store, and the store's own
+//! module in [`crate::backend`] ([`Backend`]) does what that store does its
+//! own way (atomic writes, creating an object only if absent, cleaning up
+//! temporaries, closing its connections).
+//!
+//! Every store gets a `TimeoutLayer`, and retries with exponential backoff
+//! and jitter for transient errors (OpenDAL's `RetryLayer`, or whole
+//! operations run again where the store asks for it: see [`retry`]), so
+//! that a flaky network costs time, not a backup, and a dead one ends the
+//! run with an error naming the URL.
+//!
+//! [`Storage`] adds what every backend shares: counting bytes written,
+//! background writes (`background.rs`), refusing writes once the run is
+//! interrupted, and two development aids: the crash limit (`--crash-limit
+//! N` ends the process abruptly before the write after the N-th, leaving
+//! the repository as `kill -9` would), and injected faults
+//! (`--testing-storage-faults`, see [`super::fault_injection`]), which
+//! every operation consults first, whatever the store.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::backend::{Backend, Retries};
+use super::fault_injection::{FaultSpec, Faults, Op};
+
+use opendal::{
+    layers::{RetryLayer, TimeoutLayer},
+    ErrorKind, Operator,
+};
+
+mod background;
+mod error;
+mod read;
+pub mod retry;
+
+pub use super::location::{BadUrl, Location};
+pub(crate) use error::describe;
+use error::failure;
+pub use error::StorageError;
+
+/// Exit code of a process stopped by the crash limit.
+pub const EXIT_CRASH_LIMIT: i32 = 75;
+
+/// How to reach remote storage: the settings of the remote services.
+#[derive(Clone, Debug, Default)]
+pub struct StorageOptions {
+    /// Development: end the process abruptly before the write after this many.
+    pub crash_limit: Option<u64>,
+    /// Development: the storage faults to inject (`--testing-storage-faults`).
+    pub faults: Option<FaultSpec>,
+    /// SFTP: the private key to log in with (else ssh's defaults).
+    pub ssh_key: Option<String>,
+    /// SFTP: how to check the server's host key: `yes` (must be in
+    /// known_hosts), `ifknown` (check if known, add if not), `no`.
+    pub ssh_host_keys_check: Option<String>,
+    /// S3: the endpoint URL (else AWS, or `AWS_ENDPOINT_URL`).
+    pub s3_endpoint: Option<String>,
+    /// S3: the region (else `AWS_REGION`, else `us-east-1`).
+    pub s3_region: Option<String>,
+    /// How long one storage operation may take before it is retried.
+    pub timeout: Option<Duration>,
+}
+
+/// Object storage for one repository.
+pub struct Storage {
+    /// The store; `None` once [`close`](Self::close)d.
+    op: std::sync::RwLock<Option<Operator>>,
+    /// Runs the store's futures; `None` once closed.
+    runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+    /// The runtime's handle, for running futures.
+    handle: tokio::runtime::Handle,
+    url: String,
+    /// What the store does its own way.
+    backend: std::sync::Arc<dyn Backend>,
+    writes: AtomicU64,
+    bytes_written: std::sync::Arc<AtomicU64>,
+    crash_limit: Option<u64>,
+    /// Development: faults injected on purpose; none normally.
+    faults: Faults,
+    /// Readers of recently read objects, by key.
+    readers: std::sync::Mutex<std::collections::HashMap<String, opendal::Reader>>,
+    /// Set when the run is interrupted: no write starts after it.
+    stopped: std::sync::atomic::AtomicBool,
+    /// The background writes that may still be running, for closing.
+    background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+/// The local folder a repository URL names, if it names one.
+pub fn local_path(url: &str) -> Option<PathBuf> {
+    match Location::parse(url) {
+        Ok(Location::Local(path)) => Some(path),
+        _ => None,
+    }
+}
+
+impl Storage {
+    /// Open storage for `url`.
+    pub fn open(url: &str, options: &StorageOptions) -> Result<Self, StorageError> {
+        let location = Location::parse(url)?;
+        // The HTTP client of the S3 service, installed once per process.
+        static HTTP: std::sync::Once = std::sync::Once::new();
+        HTTP.call_once(opendal::install_default);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("obnam-storage")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Runtime(e.to_string()))?;
+        let (backend, op) = super::backend::open(&location, url, options)?;
+        let op = with_layers(op, backend.as_ref(), options);
+        Ok(Storage {
+            op: std::sync::RwLock::new(Some(op)),
+            handle: runtime.handle().clone(),
+            runtime: std::sync::Mutex::new(Some(runtime)),
+            url: url.to_string(),
+            backend: backend.into(),
+            writes: AtomicU64::new(0),
+            bytes_written: std::sync::Arc::new(AtomicU64::new(0)),
+            crash_limit: options.crash_limit,
+            faults: Faults::new(options.faults.as_ref(), url),
+            readers: std::sync::Mutex::new(std::collections::HashMap::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            background: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Undo what opening did to a store where creating a repository then
+    /// failed before writing anything: remove the folders opening made, if
+    /// they are still empty.
+    pub fn abandon_creation(&self) {
+        if self
+            .faults
+            .allows(Op::Delete, "the folders a failed creation made")
+        {
+            self.backend.abandon_creation();
+        }
+    }
+
+    /// Delete what crashed writers left in `.tmp/` (a local folder and
+    /// SFTP write objects there first): files last modified more than `age`
+    /// ago, which no running writer can still be writing. Best effort:
+    /// returns how many were deleted.
+    pub fn remove_stale_temporaries(&self, age: Duration) -> usize {
+        let Some(cutoff) = std::time::SystemTime::now().checked_sub(age) else {
+            return 0;
+        };
+        self.backend.remove_stale_temporaries(self, cutoff)
+    }
+
+    /// Whether each operation waits for the network (SFTP, S3): the engine
+    /// then uploads packs in the background, keeps more in flight, and
+    /// reads whole packs rather than one blob at a time.
+    pub fn is_remote(&self) -> bool {
+        self.backend.is_remote()
+    }
+
+    /// Whether development's injected faults let `op` on `key` go ahead
+    /// (for the steps of a store's own operations).
+    pub(crate) fn faults_allow(&self, op: Op, key: &str) -> bool {
+        self.faults.allows(op, key)
+    }
+
+    /// Count `len` more bytes written.
+    pub(crate) fn count_bytes(&self, len: u64) {
+        self.bytes_written.fetch_add(len, Ordering::Relaxed);
+    }
+    /// The repository URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Bytes written so far by this process.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// The store, unless it was closed.
+    pub(crate) fn op(&self) -> Result<Operator, opendal::Error> {
+        self.op
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| opendal::Error::new(ErrorKind::Unexpected, "the repository was closed"))
+    }
+
+    /// End the connections to the store (over SFTP, the ssh processes that
+    /// carry them exit). For the end of a run: later operations fail, and
+    /// an upload still running in the background (after a failure) is
+    /// stopped, as a crash would stop it, which the write order makes safe.
+    pub fn close(&self) {
+        let op = self.op.write().unwrap_or_else(|e| e.into_inner()).take();
+        let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(readers);
+        drop(op);
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(runtime) = runtime else {
+            return;
+        };
+        // Background writes still running belong to a run that failed or
+        // was interrupted (a run that succeeded waited for them): what they
+        // would write is not needed, as after a crash, and a write retrying
+        // on a broken connection would hold up the end of the run.
+        for task in std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()))
+        {
+            task.abort();
+        }
+        // The store ends the runtime, after what its connections must
+        // finish (over S3 the HTTP client's idle connections are tasks
+        // that would only end with the runtime, and nothing needs to).
+        self.backend
+            .close(runtime, self.stopped.load(Ordering::SeqCst));
+    }
+
+    /// Run a storage operation: `f` with the store, retried as the store's
+    /// [`Retries`] say ([`retry::run`]).
+    pub(crate) fn run<T, F, Fut>(&self, f: F) -> Result<T, opendal::Error>
+    where
+        F: Fn(Operator) -> Fut,
+        Fut: Future<Output = Result<T, opendal::Error>>,
+    {
+        let retries = self.backend.retries();
+        self.block_on(async {
+            let op = self.op()?;
+            retry::run(&op, &retries, f).await
+        })
+    }
+
+    pub(crate) fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
+        self.handle.block_on(f)
+    }
+
+    pub(crate) fn fail(&self, op: &'static str, key: &str, e: opendal::Error) -> StorageError {
+        failure(&self.url, op, key, e)
+    }
+
+    /// Start no write after this (the run was interrupted and is ending):
+    /// writes fail with [`StorageError::Interrupted`]. Deletes go on, so
+    /// that locks can be released.
+    pub fn stop_writes(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Check that writing `key` may start, and count it.
+    fn begin_write(&self, key: &str) -> Result<(), StorageError> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(StorageError::Interrupted {
+                url: self.url.clone(),
+                key: key.to_string(),
+            });
+        }
+        self.count_write();
+        Ok(())
+    }
+
+    /// Count a modifying operation; end the process if the crash limit is reached.
+    fn count_write(&self) {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(limit) = self.crash_limit {
+            if n > limit {
+                eprintln!(
+                    "obnam: crash limit of {limit} repository writes reached; stopping abruptly"
+                );
+                std::process::exit(EXIT_CRASH_LIMIT);
+            }
+        }
+    }
+
+    /// Write a whole object.
+    pub fn write(&self, key: &str, data: impl Into<bytes::Bytes>) -> Result<(), StorageError> {
+        self.begin_write(key)?;
+        let data = data.into();
+        self.faults
+            .run(Op::Write, key, || self.put_counted(key, data))
+    }
+
+    /// Write a whole object whose write [`begin_write`](Self::begin_write)
+    /// has counted.
+    pub(crate) fn put_counted(&self, key: &str, data: bytes::Bytes) -> Result<(), StorageError> {
+        let len = data.len() as u64;
+        let backend = self.backend.clone();
+        self.run(|op| {
+            let (data, backend) = (data.clone(), backend.clone());
+            async move { backend.put(&op, key, data).await }
+        })
+        .map_err(|e| self.fail("write", key, e))?;
+        self.count_bytes(len);
+        Ok(())
+    }
+
+    /// Create an object unless there is one under `key` already (then
+    /// nothing is written, and it is not an error: the caller reads the
+    /// object back to learn whose it is). Where the store can do that
+    /// atomically it does (a hard link on a local folder, SFTP's rename
+    /// that refuses to replace, S3's `If-None-Match`); a store that
+    /// silently ignores `If-None-Match` (Garage) overwrites, which is why
+    /// creators first claim the creation ([`super::creation`]).
+    pub fn create_new(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
+        self.begin_write(key)?;
+        self.faults
+            .run(Op::Write, key, || self.backend.create_new(self, key, data))
+    }
+
+    /// Delete an object; deleting one that does not exist is not an error.
+    pub fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.count_write();
+        self.faults.run(Op::Delete, key, || {
+            self.run(|op| async move { op.delete(key).await })
+                .map_err(|e| self.fail("delete", key, e))
+        })
+    }
+
+    /// Whether an object exists.
+    pub fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        self.faults.run(Op::Exists, key, || {
+            self.run(|op| async move { op.exists(key).await })
+                .map_err(|e| self.fail("check", key, e))
+        })
+    }
+
+    /// The keys of every object below `folder`, at any depth, sorted.
+    pub fn list_recursive(&self, folder: &str) -> Result<Vec<String>, StorageError> {
+        self.faults.run(Op::List, folder, || {
+            let entries =
+                match self.run(|op| async move { op.list_with(folder).recursive(true).await }) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(self.fail("list", folder, e)),
+                };
+            let mut keys: Vec<String> = entries
+                .into_iter()
+                .filter(|e| e.metadata().is_file())
+                .map(|e| e.path().to_string())
+                .collect();
+            keys.sort();
+            Ok(keys)
+        })
+    }
+
+    /// The names of the objects directly in `folder` (which ends in `/`).
+    pub fn list(&self, folder: &str) -> Result<Vec<String>, StorageError> {
+        self.faults.run(Op::List, folder, || {
+            let entries = match self.run(|op| async move { op.list(folder).await }) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(self.fail("list", folder, e)),
+            };
+            let mut names: Vec<String> = entries
+                .into_iter()
+                .filter(|e| e.metadata().is_file())
+                .map(|e| e.name().to_string())
+                .collect();
+            names.sort();
+            Ok(names)
+        })
+    }
+}
+
+/// `op` with the layers every store gets: timeouts, and retries unless
+/// the store retries whole operations.
+fn with_layers(op: Operator, backend: &dyn Backend, options: &StorageOptions) -> Operator {
+    let timeout = options.timeout.unwrap_or(Duration::from_secs(120));
+    let op = op.layer(
+        TimeoutLayer::new()
+            .with_timeout(timeout)
+            .with_io_timeout(timeout),
+    );
+    match backend.retries() {
+        Retries::WholeOperation { .. } => op,
+        Retries::InOperator => op.layer(
+            RetryLayer::new()
+                .with_max_times(6)
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(10))
+                .with_factor(2.0)
+                .with_jitter(),
+        ),
+    }
+}
+
+/// A storage dropped without [`Storage::close`] (a repository that failed
+/// to open) closes its connections all the same.
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_write_starts_once_writes_are_stopped_but_deletes_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let storage = Storage::open(root.to_str().unwrap(), &StorageOptions::default()).unwrap();
+        storage.write("a", b"1".to_vec()).unwrap();
+        storage.stop_writes();
+        assert!(matches!(
+            storage.write("b", b"2".to_vec()),
+            Err(StorageError::Interrupted { .. })
+        ));
+        let (tx, rx) = std::sync::mpsc::channel();
+        storage.write_in_background(
+            vec![("c".into(), bytes::Bytes::from_static(b"3"))],
+            move |r| tx.send(r.is_err()).unwrap(),
+        );
+        assert!(rx.recv().unwrap(), "a background write started");
+        storage.delete("a").unwrap();
+        assert_eq!(storage.list("").unwrap(), Vec::<String>::new());
+    }
+}

@@ -1,0 +1,47 @@
+//! Whole operations run again, for a store whose failures OpenDAL's
+//! retry layer cannot cure ([`Retries::WholeOperation`]: SFTP, where the
+//! layer would retry on the same file handle of a session that broke).
+
+use std::future::Future;
+use std::time::Duration;
+
+use opendal::Operator;
+
+use crate::backend::Retries;
+
+/// How many times a failed operation is run again, and the first wait
+/// (doubling, at most 10 s, with jitter): the same budget as the retry
+/// layer of the other stores, about 12 s in all.
+const RETRIES: u32 = 6;
+const FIRST_WAIT: Duration = Duration::from_millis(200);
+
+/// Run `f` with `op`. Where the store retries whole operations, a failure
+/// worth retrying runs the whole operation again, from a fresh start (the
+/// connection pool hands out a working session, and a write begins a new
+/// file), with growing waits. Elsewhere `f` runs once, and the retry
+/// layer inside `op` retries.
+pub async fn run<T, F, Fut>(op: &Operator, retries: &Retries, f: F) -> Result<T, opendal::Error>
+where
+    F: Fn(Operator) -> Fut,
+    Fut: Future<Output = Result<T, opendal::Error>>,
+{
+    let Retries::WholeOperation { retryable } = retries else {
+        return f(op.clone()).await;
+    };
+    let mut wait = FIRST_WAIT;
+    for _ in 0..RETRIES {
+        match f(op.clone()).await {
+            Err(e) if retryable(&e) => {
+                let jitter = u32::from(crate::ids::ObjectId::random().0[0]);
+                let this_wait = wait + wait * jitter / 512;
+                tracing::debug!("SFTP operation failed ({e}); trying again in {this_wait:?}");
+                tokio::time::sleep(this_wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            other => return other,
+        }
+    }
+    f(op.clone())
+        .await
+        .map_err(|e| if retryable(&e) { e.set_persistent() } else { e })
+}
