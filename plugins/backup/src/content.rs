@@ -36,13 +36,13 @@ impl From<plugin_api::Error> for ContentError {
 }
 
 fn io(e: std::io::Error) -> ContentError {
-    match e.raw_os_error() {
+    match e.kind() {
         // Out of space or a broken pipe stops everything at once.
-        Some(28) | Some(32) => ContentError::Fatal(plugin_api::Error::msg(e)),
-        _ => ContentError::File(match e.kind() {
-            ErrorKind::NotFound => "it vanished during the backup".to_string(),
-            _ => e.to_string(),
-        }),
+        ErrorKind::StorageFull | ErrorKind::BrokenPipe => {
+            ContentError::Fatal(plugin_api::Error::msg(e))
+        }
+        ErrorKind::NotFound => ContentError::File("it vanished during the backup".to_string()),
+        _ => ContentError::File(e.to_string()),
     }
 }
 
@@ -265,83 +265,107 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
         walked: &Walked,
         after_chunk: AfterChunk<'_>,
     ) -> Result<Stored, ContentError> {
-        let mut file = open(path, walked)?;
-        let mut hasher = Sha256::new();
-        let mut bytes_read = 0u64;
-        let ctx = self.ctx;
+        let mut source = Source {
+            file: open(path, walked)?,
+            walked,
+            hasher: Sha256::new(),
+            bytes_read: 0,
+        };
         let collected = if walked.size < PIPELINE_FROM {
-            let mut out = Collected::default();
-            let storer = &mut self.storer;
-            self.splitter.read_chunks(
-                ctx,
-                &mut file,
-                walked,
-                &mut hasher,
-                &mut bytes_read,
-                &mut |chunk| storer.add(ctx, chunk, &mut out, after_chunk),
-            )?;
-            out
+            self.store_inline(&mut source, after_chunk)?
         } else {
-            let repo = self.storer.repo.clone();
-            let hook = self.storer.hook;
-            let splitter = &mut self.splitter;
-            std::thread::scope(|scope| -> Result<Collected, ContentError> {
-                let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(8);
-                let consumer = scope.spawn(move || -> Result<Collected, ContentError> {
-                    let mut storer = Storer::new(repo, hook);
-                    let mut out = Collected::default();
-                    for chunk in rx {
-                        storer.add(ctx, &chunk, &mut out, after_chunk)?;
-                    }
-                    Ok(out)
-                });
-                let read = splitter.read_chunks(
-                    ctx,
-                    &mut file,
-                    walked,
-                    &mut hasher,
-                    &mut bytes_read,
-                    &mut |chunk| {
-                        // A send fails only if the storing thread stopped on an error,
-                        // which joining it reports.
-                        tx.send(chunk.to_vec())
-                            .map_err(|_| ContentError::File(String::new()))
-                    },
-                );
-                drop(tx);
-                let stored = consumer.join().map_err(|_| {
-                    ContentError::Fatal(plugin_api::Error::msg("a chunk storing thread panicked"))
-                })?;
-                let out = stored?;
-                read?;
-                Ok(out)
-            })?
+            self.store_piped(&mut source, after_chunk)?
         };
         Ok(Stored {
             chunks: collected.chunks,
-            checksum: hasher.finalize().to_vec(),
-            bytes_read,
+            checksum: source.hasher.finalize().to_vec(),
+            bytes_read: source.bytes_read,
             bytes_new: collected.bytes_new,
+        })
+    }
+
+    /// Store each chunk as soon as it is cut, on this thread.
+    fn store_inline(
+        &mut self,
+        source: &mut Source<'_>,
+        after_chunk: AfterChunk<'_>,
+    ) -> Result<Collected, ContentError> {
+        let ctx = self.ctx;
+        let storer = &mut self.storer;
+        let mut out = Collected::default();
+        self.splitter.read_chunks(ctx, source, &mut |chunk| {
+            storer.add(ctx, chunk, &mut out, after_chunk)
+        })?;
+        Ok(out)
+    }
+
+    /// Cut chunks on this thread and store them on another, through a
+    /// short queue: for large files.
+    fn store_piped(
+        &mut self,
+        source: &mut Source<'_>,
+        after_chunk: AfterChunk<'_>,
+    ) -> Result<Collected, ContentError> {
+        let ctx = self.ctx;
+        let repo = self.storer.repo.clone();
+        let hook = self.storer.hook;
+        let splitter = &mut self.splitter;
+        std::thread::scope(|scope| {
+            let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(8);
+            let consumer = scope.spawn(move || -> Result<Collected, ContentError> {
+                let mut storer = Storer::new(repo, hook);
+                let mut out = Collected::default();
+                for chunk in rx {
+                    storer.add(ctx, &chunk, &mut out, after_chunk)?;
+                }
+                Ok(out)
+            });
+            let read = splitter.read_chunks(ctx, source, &mut |chunk| {
+                // A send fails only if the storing thread stopped on an
+                // error, which joining it reports.
+                tx.send(chunk.to_vec())
+                    .map_err(|_| ContentError::File(String::new()))
+            });
+            drop(tx);
+            let stored = consumer.join().map_err(|_| {
+                ContentError::Fatal(plugin_api::Error::msg("a chunk storing thread panicked"))
+            })?;
+            let out = stored?;
+            read?;
+            Ok(out)
         })
     }
 }
 
+/// An open file being read: what the walk saw of it, and what was read of
+/// it so far.
+struct Source<'w> {
+    file: File,
+    walked: &'w Walked,
+    hasher: Sha256,
+    bytes_read: u64,
+}
+
 impl Splitter {
-    /// Read a file to its end, cut it into chunks and hand each to
-    /// `on_chunk`; fail if the file changes on the way.
+    /// The one chunk loop, whoever stores the chunks: read a file to its
+    /// end in growing reads (see `fill`), cut it into chunks and hand each
+    /// to `on_chunk`; fail if the file changes on the way.
     fn read_chunks(
         &mut self,
         ctx: &Context<'_>,
-        file: &mut File,
-        walked: &Walked,
-        hasher: &mut Sha256,
-        bytes_read: &mut u64,
+        source: &mut Source<'_>,
         on_chunk: &mut dyn FnMut(&[u8]) -> Result<(), ContentError>,
     ) -> Result<(), ContentError> {
         let mut data = std::mem::take(&mut self.req.data);
         data.clear();
         let mut eof = false;
         while !eof || !data.is_empty() {
+            let Source {
+                file,
+                walked,
+                hasher,
+                bytes_read,
+            } = source;
             eof = fill(file, &mut data, walked.size, hasher, bytes_read).map_err(io)?;
             // Checked after every block, not only at the end: a file that
             // is appended to as fast as it is read would have no end.
@@ -358,26 +382,38 @@ impl Splitter {
                     "no loaded plugin cuts file data into chunks (is the dedup plugin loaded?)",
                 )));
             }
-            let mut pos = 0usize;
-            for i in 0..self.req.lengths.len() {
-                let end = pos + self.req.lengths[i] as usize;
-                let chunk = data.get(pos..end).ok_or_else(|| {
-                    ContentError::Fatal(plugin_api::Error::msg(
-                        "a chunking plugin gave chunks past the data",
-                    ))
-                })?;
-                on_chunk(chunk)?;
-                pos = end;
-            }
-            if eof && pos < data.len() {
-                return Err(ContentError::Fatal(plugin_api::Error::msg(
-                    "a chunking plugin left data at the end of a file unchunked",
-                )));
-            }
+            let pos = self.hand_out(&data, eof, on_chunk)?;
             data.drain(..pos);
         }
         self.req.data = data;
         Ok(())
+    }
+
+    /// Hand the chunks the hook cut from `data` to `on_chunk`; returns
+    /// where the data not yet chunked starts.
+    fn hand_out(
+        &self,
+        data: &[u8],
+        eof: bool,
+        on_chunk: &mut dyn FnMut(&[u8]) -> Result<(), ContentError>,
+    ) -> Result<usize, ContentError> {
+        let mut pos = 0usize;
+        for &len in self.req.lengths.iter() {
+            let end = pos + len as usize;
+            let chunk = data.get(pos..end).ok_or_else(|| {
+                ContentError::Fatal(plugin_api::Error::msg(
+                    "a chunking plugin gave chunks past the data",
+                ))
+            })?;
+            on_chunk(chunk)?;
+            pos = end;
+        }
+        if eof && pos < data.len() {
+            return Err(ContentError::Fatal(plugin_api::Error::msg(
+                "a chunking plugin left data at the end of a file unchunked",
+            )));
+        }
+        Ok(pos)
     }
 }
 

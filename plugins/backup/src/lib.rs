@@ -13,6 +13,8 @@
 //! storing), [`run`] (the pipeline, checkpoints, the commit), [`stats`]
 //! (counting and progress).
 
+#![forbid(unsafe_code)]
+
 mod content;
 mod metadata;
 mod run;

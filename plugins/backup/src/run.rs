@@ -9,20 +9,28 @@
 //! entries not seen in this run dropped, its tree written) once the walk
 //! has left it and its files are all done; directories are finished in the
 //! order the walk leaves them, so children always come before parents.
+//!
+//! Nothing polls. Each directory holds a [`Ticket`]: a count of what still
+//! has to report before it is complete (its files out with the workers,
+//! and the walk itself until it leaves the directory). Whoever brings the
+//! count to zero completes the directory; a worker that does so (or that
+//! fails, which stops the run) wakes the walker through the completions
+//! channel, on which the walker waits when it has nothing else to do.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Receiver, Sender};
 
 use plugin_api::payloads::{
     FileStat, SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_FINISHED,
     BACKUP_STARTING, BACKUP_STORE_CHUNK,
 };
-use plugin_api::{Context, Entry, EntryKind, GenerationBuilder, GenerationReader, Result};
+use plugin_api::{Context, Entry, EntryKind, GenerationBuilder, GenerationReader, Hook, Result};
 
 use crate::content::{ContentError, ContentWriter, Walked};
 use crate::metadata::{self, Names};
@@ -128,52 +136,13 @@ fn real(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<S
         stats,
         abort: AtomicBool::new(false),
         fatal: Mutex::new(None),
-        done: (Mutex::new(()), Condvar::new()),
         checkpoint_every: settings.checkpoint,
         stored: AtomicU64::new(0),
         next_checkpoint: AtomicU64::new(settings.checkpoint),
         checkpointing: Mutex::new(()),
         names: Names::default(),
     };
-    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(settings.threads * 4);
-    std::thread::scope(|scope| -> Result<()> {
-        for _ in 0..settings.threads {
-            let rx = jobs_rx.clone();
-            let shared = &shared;
-            let repo = repo.clone();
-            scope.spawn(move || {
-                let mut writer = ContentWriter::new(ctx, repo, split_hook, store_hook);
-                for job in rx {
-                    shared.back_up_file(&mut writer, job);
-                }
-            });
-        }
-        drop(jobs_rx);
-        let result = (|| {
-            let mut walker = Walker::new(
-                ctx,
-                settings,
-                stats,
-                Sink::Build {
-                    shared: &shared,
-                    jobs: jobs_tx.clone(),
-                },
-            )?;
-            for root in &settings.roots {
-                walker.root(root)?;
-                if shared.abort.load(Ordering::Relaxed) {
-                    break;
-                }
-            }
-            walker.drain()
-        })();
-        if result.is_err() {
-            // Workers drop what is queued and commit no more checkpoints.
-            shared.abort.store(true, Ordering::Relaxed);
-        }
-        drop(jobs_tx);
-        result
-    })?;
+    walk_with_workers(ctx, settings, &shared, split_hook, store_hook)?;
     if let Some(e) = shared
         .fatal
         .lock()
@@ -196,6 +165,63 @@ fn real(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<S
     }
     repo.unlock_client(&settings.client)?;
     Ok(gen.id)
+}
+
+/// The walk on this thread, changed files read by `settings.threads`
+/// workers; returns when all are done.
+fn walk_with_workers(
+    ctx: &Context<'_>,
+    settings: &BackupSettings,
+    shared: &Shared<'_>,
+    split_hook: Hook<SplitRequest>,
+    store_hook: Hook<StoreChunkRequest>,
+) -> Result<()> {
+    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(settings.threads * 4);
+    // Unbounded, but a message is sent only when a directory completes or
+    // the run stops, and the walker takes them as it goes.
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..settings.threads {
+            let rx = jobs_rx.clone();
+            let done = done_tx.clone();
+            let repo = shared.repo.clone();
+            scope.spawn(move || {
+                let mut writer = ContentWriter::new(ctx, repo, split_hook, store_hook);
+                for job in rx {
+                    shared.back_up_file(&mut writer, job, &done);
+                }
+            });
+        }
+        drop(jobs_rx);
+        // Only the workers hold senders: if they are all gone, a wait for
+        // completions ends instead of hanging.
+        drop(done_tx);
+        let result = (|| {
+            let mut walker = Walker::new(
+                ctx,
+                settings,
+                shared.stats,
+                Sink::Build {
+                    shared,
+                    jobs: jobs_tx.clone(),
+                    done: done_rx,
+                },
+            )?;
+            for root in &settings.roots {
+                walker.root(root)?;
+                if shared.abort.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            walker.drain()
+        })();
+        if result.is_err() {
+            // Workers drop what is queued and commit no more checkpoints.
+            shared.abort.store(true, Ordering::Relaxed);
+        }
+        drop(jobs_tx);
+        result
+    })
 }
 
 /// Remove from the new generation everything at the top that is neither a
@@ -226,10 +252,35 @@ struct Job {
     ticket: Arc<Ticket>,
 }
 
-/// Files of a directory still being read by workers.
-#[derive(Default)]
+/// What a directory waits for before it can be finished: its files out
+/// with the workers, plus one for the walk until it leaves the directory.
 struct Ticket {
     pending: AtomicUsize,
+}
+
+impl Ticket {
+    /// A ticket held by the walk, which is in the directory.
+    fn new() -> Arc<Self> {
+        Arc::new(Ticket {
+            pending: AtomicUsize::new(1),
+        })
+    }
+
+    /// One more file of the directory goes to a worker.
+    fn hold(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A file is done, or the walk left the directory: returns whether
+    /// that was the last thing the directory waited for.
+    fn release(&self) -> bool {
+        self.pending.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Whether the directory waits for nothing more.
+    fn complete(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
 }
 
 /// What the walker and the workers share during a real backup.
@@ -241,8 +292,6 @@ struct Shared<'a> {
     stats: &'a Stats,
     abort: AtomicBool,
     fatal: Mutex<Option<plugin_api::Error>>,
-    /// Signalled whenever a worker finishes a file.
-    done: (Mutex<()>, Condvar),
     checkpoint_every: u64,
     /// Bytes of new chunks stored so far in this run.
     stored: AtomicU64,
@@ -259,15 +308,23 @@ impl Shared<'_> {
         fatal.get_or_insert(e);
     }
 
-    fn back_up_file(&self, writer: &mut ContentWriter<'_, '_>, job: Job) {
+    /// Back up a file for a worker; tell the walker (through `done`) if
+    /// that completed its directory or stopped the run.
+    fn back_up_file(&self, writer: &mut ContentWriter<'_, '_>, job: Job, done: &Sender<()>) {
+        let mut wake = false;
         if !self.abort.load(Ordering::Relaxed) {
             if let Err(e) = self.store_file(writer, &job) {
                 self.fail(e);
+                wake = true;
             }
         }
-        job.ticket.pending.fetch_sub(1, Ordering::AcqRel);
-        let _guard = self.done.0.lock().unwrap_or_else(|e| e.into_inner());
-        self.done.1.notify_all();
+        if job.ticket.release() {
+            wake = true;
+        }
+        if wake {
+            // The walker may have stopped waiting for good: nothing to tell.
+            let _ = done.send(());
+        }
     }
 
     fn store_file(&self, writer: &mut ContentWriter<'_, '_>, job: &Job) -> Result<()> {
@@ -345,7 +402,9 @@ enum Sink<'a> {
     /// A real backup.
     Build {
         shared: &'a Shared<'a>,
-        jobs: crossbeam_channel::Sender<Job>,
+        jobs: Sender<Job>,
+        /// A message whenever a worker completes a directory or stops the run.
+        done: Receiver<()>,
     },
     /// `--pretend`: only counted, compared with the latest generation.
     Pretend(Option<&'a GenerationReader>),
@@ -479,7 +538,9 @@ impl<'a, 'c> Walker<'a, 'c> {
             }
         }
         let root_stat = metadata::file_stat(&meta);
-        let root_ticket = Arc::new(Ticket::default());
+        // A root that is a file belongs to no directory the run finishes:
+        // nothing waits on this ticket.
+        let root_ticket = Ticket::new();
         let previous = self.previous(root)?;
         self.visit(root, meta, previous, root, root_stat, &root_ticket)?;
         self.finish_ready(false)
@@ -543,7 +604,7 @@ impl<'a, 'c> Walker<'a, 'c> {
                 Ok(())
             }
             Sink::Build { jobs, .. } => {
-                parent_ticket.pending.fetch_add(1, Ordering::AcqRel);
+                parent_ticket.hold();
                 let job = Job {
                     path: path.to_path_buf(),
                     entry,
@@ -551,7 +612,8 @@ impl<'a, 'c> Walker<'a, 'c> {
                     ticket: parent_ticket.clone(),
                 };
                 if jobs.send(job).is_err() {
-                    parent_ticket.pending.fetch_sub(1, Ordering::AcqRel);
+                    // The walk still holds the ticket: this is not the last.
+                    parent_ticket.release();
                 }
                 Ok(())
             }
@@ -559,7 +621,7 @@ impl<'a, 'c> Walker<'a, 'c> {
     }
 
     fn walk_dir(&mut self, dir: &Path, root: &Path, root_stat: FileStat) -> Result<()> {
-        let ticket = Arc::new(Ticket::default());
+        let ticket = Ticket::new();
         let children = match walk::children(dir) {
             Ok(children) => children,
             Err(e) => {
@@ -596,6 +658,8 @@ impl<'a, 'c> Walker<'a, 'c> {
             self.visit(&child, meta, prev, root, root_stat, &ticket)?;
             self.progress();
         }
+        // The walk leaves: the directory now waits only for its files.
+        ticket.release();
         self.to_finish.push_back((dir.to_path_buf(), ticket));
         self.finish_ready(false)
     }
@@ -606,21 +670,27 @@ impl<'a, 'c> Walker<'a, 'c> {
 
     /// Finish the directories whose files are all done, in order; with
     /// `block`, wait for all of them.
+    ///
+    /// A wait ends with a message from a worker that completed a directory
+    /// or stopped the run; every such change sends one, so none is missed.
     fn finish_ready(&mut self, block: bool) -> Result<()> {
-        let Sink::Build { shared, .. } = &self.sink else {
+        let Sink::Build { shared, done, .. } = &self.sink else {
             self.to_finish.clear();
             return Ok(());
         };
         while let Some((dir, ticket)) = self.to_finish.front() {
-            if ticket.pending.load(Ordering::Acquire) > 0 {
+            // The state is in the tickets: the messages so far are stale.
+            while done.try_recv().is_ok() {}
+            if !ticket.complete() {
                 if !block || shared.abort.load(Ordering::Relaxed) {
                     if shared.abort.load(Ordering::Relaxed) {
                         self.to_finish.clear();
                     }
                     return Ok(());
                 }
-                let guard = shared.done.0.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = shared.done.1.wait_timeout(guard, Duration::from_millis(20));
+                if done.recv().is_err() {
+                    plugin_api::bail!("the backup's worker threads stopped");
+                }
                 continue;
             }
             shared.builder.finish_dir(dir)?;
