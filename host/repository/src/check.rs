@@ -10,10 +10,11 @@
 
 use std::collections::HashSet;
 
+use super::blobs::blob_context;
 use super::error::{RepoError, RepoResult};
 use super::ids::ObjectId;
 use super::index::IndexEntry;
-use super::{object, pack, Repository};
+use super::{pack, Repository};
 
 /// What [`Repository::forget_missing_packs`] found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -56,14 +57,14 @@ impl Repository {
     /// whoever has their data). Returns what was dropped.
     pub fn forget_missing_packs(&self) -> RepoResult<MissingPacks> {
         let stored = self.stored_packs()?;
-        let mut index = self.write_index();
+        let mut index = self.catalog.write();
         let missing: HashSet<u32> = index
             .blobs_by_pack()
             .into_keys()
             .filter(|n| index.pack_id(*n).is_none_or(|id| !stored.contains(&id)))
             .collect();
         // Packs this process is still writing are not in the listing yet.
-        let writing: HashSet<u32> = self.packs_in_memory();
+        let writing: HashSet<u32> = self.uploads.packs_in_memory();
         let missing: HashSet<u32> = missing.difference(&writing).copied().collect();
         if missing.is_empty() {
             return Ok(MissingPacks::default());
@@ -76,7 +77,7 @@ impl Repository {
             .collect();
         let blobs = index.retain_packs(|n| !missing.contains(&n));
         drop(index);
-        self.mark_lost(lost);
+        self.catalog.mark_lost(lost);
         Ok(MissingPacks {
             packs: missing.len(),
             blobs,
@@ -93,10 +94,10 @@ impl Repository {
             ..ObjectReport::default()
         };
         let stored = self.stored_packs()?;
-        let by_pack = self.read_index().blobs_by_pack();
+        let by_pack = self.catalog.read().blobs_by_pack();
         let mut packs: Vec<(ObjectId, Vec<IndexEntry>)> = by_pack
             .into_iter()
-            .filter_map(|(n, entries)| Some((self.read_index().pack_id(n)?, entries)))
+            .filter_map(|(n, entries)| Some((self.catalog.read().pack_id(n)?, entries)))
             .collect();
         packs.sort_by_key(|(id, _)| *id);
         for (id, entries) in &packs {
@@ -131,7 +132,9 @@ impl Repository {
             .read_limited(&key, crate::limits::MAX_PACK_LEN)?;
         let sealed_trailer =
             pack::split_trailer(&bytes).map_err(|e| RepoError::corrupt(&key, e))?;
-        let trailer = self.decode_object(&format!("pack/{id}"), sealed_trailer.to_vec())?;
+        let trailer = self
+            .codec
+            .decode(&format!("pack/{id}"), sealed_trailer.to_vec())?;
         let listed = pack::decode_trailer(&trailer, 0).map_err(|e| RepoError::corrupt(&key, e))?;
         let mut problems = Vec::new();
         let in_trailer: HashSet<(_, u32, u32)> = listed
@@ -150,7 +153,7 @@ impl Repository {
         }
         let mut checked = 0;
         for e in &listed {
-            let context = Self::context(&e.id, e.location.kind);
+            let context = blob_context(&e.id, e.location.kind);
             let start = e.location.offset as usize;
             let Some(stored) = start
                 .checked_add(e.location.length as usize)
@@ -160,7 +163,9 @@ impl Repository {
                 continue;
             };
             checked += 1;
-            let verified = object::open(self.filter(), self.seal_tag(), &context, stored.to_vec())
+            let verified = self
+                .codec
+                .open_blob(&context, stored.to_vec())
                 .and_then(|plain| self.verify_blob(&context, &e.id, &plain));
             if let Err(e) = verified {
                 problems.push(format!("{key}: {e}"));

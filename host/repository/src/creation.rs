@@ -123,7 +123,7 @@ pub fn claim(storage: &Storage, timeout: Duration) -> RepoResult<Claim<'_>> {
 
 /// The config, if the repository exists by now.
 fn read_config(storage: &Storage) -> RepoResult<Option<Vec<u8>>> {
-    match storage.read_limited("config", super::RECORD_LIMIT) {
+    match storage.read_limited("config", super::config::RECORD_LIMIT) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(StorageError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),

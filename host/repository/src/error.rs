@@ -1,6 +1,8 @@
 //! The repository's error type.
 
+use super::ids::ChunkId;
 use super::storage::StorageError;
+use super::upload::UploadError;
 
 /// Why a repository operation failed. Every message names the object or
 /// the lock concerned, so that the user can tell what is wrong.
@@ -20,11 +22,11 @@ pub enum RepoError {
     Corrupt { object: String, reason: String },
     #[error("{0}")]
     Filter(String),
-    /// A storage read that failed, as the storage described it.
-    #[error("{0}")]
-    Read(String),
+    /// A background upload failed earlier in the run.
+    #[error(transparent)]
+    Upload(#[from] UploadError),
     #[error("chunk {0} is not in the repository")]
-    NoSuchChunk(String),
+    NoSuchChunk(ChunkId),
     #[error("client '{0}' has no generation {1}")]
     NoSuchGeneration(String, String),
     #[error("client '{0}' has no generations")]

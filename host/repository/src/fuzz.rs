@@ -114,7 +114,7 @@ fn decode_everything(data: &[u8]) {
     let _ = Tree::decode(data);
     let _ = serde_json::from_slice::<Generation>(data);
     let _ = serde_json::from_slice::<LockRecord>(data);
-    let _ = super::parse_config("u", data);
+    let _ = super::config::parse_config("u", data);
     let _ = object::open(&NoFilters, None, "index/x", data.to_vec());
     let _ = object::open(&NoFilters, Some("seal"), "index/x", data.to_vec());
     let _ = object::strip_checksum("index/x", data.to_vec());

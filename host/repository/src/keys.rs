@@ -9,15 +9,20 @@
 //! the answer carries the key for chunk tokens and, for a new repository,
 //! the seal to record and the first key slots.
 //!
+//! This module also adds to [`Repository`] the operations on key slots
+//! ([`Repository::key_slots`], [`Repository::put_key_slot`],
+//! [`Repository::remove_key_slot`]).
+//!
 //! Creation writes the key slots before the config: the config is what
 //! makes a folder a repository, so a crash in between leaves no repository
 //! whose keys are missing, only stray slots that the next creation removes.
 
+use super::config::{parse_config, RepoConfig, FORMAT_VERSION, RECORD_LIMIT};
 use super::creation::ClaimGuard;
 use super::error::{RepoError, RepoResult};
-use super::object::{missing_filter_message, ObjectFilter, UnlockRequest};
+use super::object::{missing_filter_message, ObjectFilter, UnlockRequest, Unlocked};
 use super::storage::{Storage, StorageError};
-use super::{RepoConfig, FORMAT_VERSION};
+use super::Repository;
 
 const FOLDER: &str = "keys/";
 
@@ -42,7 +47,7 @@ pub fn list(storage: &Storage) -> RepoResult<Vec<(String, String)>> {
     let mut slots = Vec::new();
     for id in storage.list(FOLDER)? {
         let key = format!("{FOLDER}{id}");
-        let bytes = match storage.read_limited(&key, super::RECORD_LIMIT) {
+        let bytes = match storage.read_limited(&key, RECORD_LIMIT) {
             Ok(bytes) => bytes,
             // Removed since the listing.
             Err(StorageError::NotFound { .. }) => continue,
@@ -103,9 +108,9 @@ fn lost_creation_race(
     // Whose it is, not whether this call wrote it, tells: a write retried
     // after a lost answer finds its own config already there.
     storage.create_new("config", bytes)?;
-    let stored = super::parse_config(
+    let stored = parse_config(
         storage.url(),
-        &storage.read_limited("config", super::RECORD_LIMIT)?,
+        &storage.read_limited("config", RECORD_LIMIT)?,
     )?;
     Ok((stored.id != config.id).then_some(stored))
 }
@@ -151,52 +156,8 @@ pub fn unlock(
     };
     let answer = filter.unlock(&request).map_err(RepoError::Filter)?;
     if let Some(claim) = claim {
-        if let Some(seal) = answer.seal {
-            let tag = seal.get("filter").and_then(|t| t.as_str()).unwrap_or("");
-            if !filter.provides(tag) {
-                return Err(RepoError::Filter(format!(
-                    "a plugin chose the seal '{tag}', but no loaded filter has that tag"
-                )));
-            }
-            if answer.new_key_slots.is_empty() {
-                return Err(RepoError::Filter(format!(
-                    "the '{tag}' seal gave no key slot; the repository would be unreadable"
-                )));
-            }
-            config.seal = Some(seal);
-            config.version = FORMAT_VERSION;
-        }
-        // Slots left by a creation that crashed before writing its config
-        // belong to a key nobody holds.
-        for (id, _) in list(storage)? {
-            storage.delete(&format!("{FOLDER}{id}"))?;
-        }
-        for (id, text) in &answer.new_key_slots {
-            put(storage, id, text)?;
-        }
-        let bytes =
-            serde_json::to_vec_pretty(&config).map_err(|e| RepoError::corrupt("config", e))?;
-        if let Some(theirs) = lost_creation_race(storage, claim, &config, bytes)? {
-            for (id, _) in &answer.new_key_slots {
-                let _ = storage.delete(&format!("{FOLDER}{id}"));
-            }
-            if config.seal.is_some() || theirs.seal.is_some() {
-                return Err(RepoError::Usage(format!(
-                    "another obnam created repository {url} at the same moment; \
-                     nothing was written; run again to use it"
-                )));
-            }
-            tracing::info!(
-                "repository {url} was created at the same moment by another obnam; using it"
-            );
+        if let Some(theirs) = write_new(storage, filter, &mut config, claim, &answer)? {
             return Ok((theirs, None));
-        }
-        match config.seal_tag() {
-            Some(tag) => tracing::info!(
-                "created repository {url} with id {}, sealed with '{tag}'",
-                config.id
-            ),
-            None => tracing::info!("created repository {url} with id {}", config.id),
         }
     } else if !answer.new_key_slots.is_empty() || answer.seal.is_some() {
         return Err(RepoError::Filter(
@@ -212,5 +173,83 @@ pub fn unlock(
         Ok((config, answer.token_key))
     } else {
         Ok((config, None))
+    }
+}
+
+/// Make a new repository of what the filters answered: record the seal
+/// they chose, and write the key slots and then the config. Returns the
+/// config of another obnam that created the repository at the same
+/// moment, if one did (and then nothing of this one is left).
+fn write_new(
+    storage: &Storage,
+    filter: &dyn ObjectFilter,
+    config: &mut RepoConfig,
+    claim: &ClaimGuard<'_>,
+    answer: &Unlocked,
+) -> RepoResult<Option<RepoConfig>> {
+    let url = storage.url();
+    if let Some(seal) = &answer.seal {
+        let tag = seal.get("filter").and_then(|t| t.as_str()).unwrap_or("");
+        if !filter.provides(tag) {
+            return Err(RepoError::Filter(format!(
+                "a plugin chose the seal '{tag}', but no loaded filter has that tag"
+            )));
+        }
+        if answer.new_key_slots.is_empty() {
+            return Err(RepoError::Filter(format!(
+                "the '{tag}' seal gave no key slot; the repository would be unreadable"
+            )));
+        }
+        config.seal = Some(seal.clone());
+        config.version = FORMAT_VERSION;
+    }
+    // Slots left by a creation that crashed before writing its config
+    // belong to a key nobody holds.
+    for (id, _) in list(storage)? {
+        storage.delete(&format!("{FOLDER}{id}"))?;
+    }
+    for (id, text) in &answer.new_key_slots {
+        put(storage, id, text)?;
+    }
+    let bytes = serde_json::to_vec_pretty(&config).map_err(|e| RepoError::corrupt("config", e))?;
+    if let Some(theirs) = lost_creation_race(storage, claim, config, bytes)? {
+        for (id, _) in &answer.new_key_slots {
+            let _ = storage.delete(&format!("{FOLDER}{id}"));
+        }
+        if config.seal.is_some() || theirs.seal.is_some() {
+            return Err(RepoError::Usage(format!(
+                "another obnam created repository {url} at the same moment; \
+                 nothing was written; run again to use it"
+            )));
+        }
+        tracing::info!(
+            "repository {url} was created at the same moment by another obnam; using it"
+        );
+        return Ok(Some(theirs));
+    }
+    match config.seal_tag() {
+        Some(tag) => tracing::info!(
+            "created repository {url} with id {}, sealed with '{tag}'",
+            config.id
+        ),
+        None => tracing::info!("created repository {url} with id {}", config.id),
+    }
+    Ok(None)
+}
+
+impl Repository {
+    /// The key slots: id and text, sorted by id.
+    pub fn key_slots(&self) -> RepoResult<Vec<(String, String)>> {
+        list(&self.storage)
+    }
+
+    /// Store a new key slot (never replacing one).
+    pub fn put_key_slot(&self, id: &str, text: &str) -> RepoResult<()> {
+        put(&self.storage, id, text)
+    }
+
+    /// Remove a key slot.
+    pub fn remove_key_slot(&self, id: &str) -> RepoResult<()> {
+        remove(&self.storage, id)
     }
 }

@@ -35,7 +35,7 @@ pub enum Location {
 }
 
 /// Why a URL is not a repository location.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[error("bad repository URL '{url}': {reason}")]
 pub struct BadUrl {
     /// The URL, with any password removed.
@@ -136,11 +136,6 @@ impl Location {
                 "unknown scheme '{other}' (use a folder path, file://, sftp:// or s3://)"
             ))),
         }
-    }
-
-    /// Whether this is a local folder.
-    pub fn is_local(&self) -> bool {
-        matches!(self, Location::Local(_))
     }
 }
 

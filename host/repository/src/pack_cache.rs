@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use opendal::Buffer;
 
 use super::ids::ObjectId;
+use super::storage::StorageError;
 
 /// Packs kept at most (with 8 MiB packs, 64 MiB).
 pub const CAPACITY: usize = 8;
@@ -32,7 +33,7 @@ pub const CAPACITY: usize = 8;
 /// 6 no less.
 pub const FETCHES: usize = 4;
 
-type Slot = Arc<OnceLock<Result<Buffer, String>>>;
+type Slot = Arc<OnceLock<Result<Buffer, StorageError>>>;
 
 /// Recently read packs, by id.
 #[derive(Default)]
@@ -88,8 +89,8 @@ impl PackCache {
     pub fn get(
         &self,
         id: ObjectId,
-        fetch: impl FnOnce() -> Result<Buffer, String>,
-    ) -> Result<Buffer, String> {
+        fetch: impl FnOnce() -> Result<Buffer, StorageError>,
+    ) -> Result<Buffer, StorageError> {
         let slot = {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             let slot = inner.slots.entry(id).or_default().clone();
@@ -144,7 +145,9 @@ mod tests {
     #[test]
     fn a_failed_fetch_is_tried_again() {
         let cache = PackCache::default();
-        assert!(cache.get(id(1), || Err("network down".into())).is_err());
+        assert!(cache
+            .get(id(1), || Err(StorageError::Runtime("network down".into())))
+            .is_err());
         assert_eq!(
             cache
                 .get(id(1), || Ok(Buffer::from(b"ok".to_vec())))

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ids::Token;
+use super::ids::{ObjectId, Token};
 use super::object::{NoFilters, ObjectFilter, UnlockRequest, Unlocked};
 use super::tree::{EntryKind, TreeEntry};
 use super::*;

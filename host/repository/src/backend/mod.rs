@@ -34,6 +34,23 @@ pub enum Retries {
     },
 }
 
+/// What the engine asks of a store before it decides how to use it: one
+/// field per question, so that no caller needs to know which store it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Whether packs are written in the background, overlapping with the
+    /// work of cutting and compressing chunks (worth it where each write
+    /// waits for the network; a local write costs little more than the
+    /// copy, and failing at once is simpler).
+    pub background_writes: bool,
+    /// How many sealed packs may wait to be written at once: more keep
+    /// slow uploads overlapping, fewer bound the memory they hold.
+    pub packs_in_flight: usize,
+    /// Whether a blob is read with its whole pack, kept for the next reads
+    /// (a request costs a round trip), rather than with a ranged read.
+    pub whole_pack_reads: bool,
+}
+
 /// One kind of store: what it does its own way. The defaults are what an
 /// object store does (S3).
 pub trait Backend: Send + Sync + 'static {
@@ -42,11 +59,14 @@ pub trait Backend: Send + Sync + 'static {
         Retries::InOperator
     }
 
-    /// Whether each operation waits for the network: the engine then
-    /// uploads packs in the background, keeps more of them in flight, and
-    /// reads whole packs rather than one blob at a time.
-    fn is_remote(&self) -> bool {
-        true
+    /// What the engine should do to use the store well. The default is
+    /// that of a store where every operation waits for the network.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            background_writes: true,
+            packs_in_flight: 6,
+            whole_pack_reads: true,
+        }
     }
 
     /// Write one whole object atomically: a killed run never leaves a

@@ -5,7 +5,7 @@ use opendal::ErrorKind;
 use super::BadUrl;
 
 /// Why a storage operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("{url}: object {key} does not exist")]
     NotFound { url: String, key: String },

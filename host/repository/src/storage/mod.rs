@@ -23,10 +23,10 @@
 //! every operation consults first, whatever the store.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use super::backend::Capabilities;
 use super::backend::{Backend, Retries};
 use super::fault_injection::{FaultSpec, Faults, Op};
 
@@ -92,14 +92,6 @@ pub struct Storage {
     background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
-/// The local folder a repository URL names, if it names one.
-pub fn local_path(url: &str) -> Option<PathBuf> {
-    match Location::parse(url) {
-        Ok(Location::Local(path)) => Some(path),
-        _ => None,
-    }
-}
-
 impl Storage {
     /// Open storage for `url`.
     pub fn open(url: &str, options: &StorageOptions) -> Result<Self, StorageError> {
@@ -154,11 +146,9 @@ impl Storage {
         self.backend.remove_stale_temporaries(self, cutoff)
     }
 
-    /// Whether each operation waits for the network (SFTP, S3): the engine
-    /// then uploads packs in the background, keeps more in flight, and
-    /// reads whole packs rather than one blob at a time.
-    pub fn is_remote(&self) -> bool {
-        self.backend.is_remote()
+    /// What the engine should do to use this store well.
+    pub fn capabilities(&self) -> Capabilities {
+        self.backend.capabilities()
     }
 
     /// Whether development's injected faults let `op` on `key` go ahead

@@ -1,0 +1,201 @@
+//! Chunks and trees: the blobs of the repository, stored into packs and
+//! read back, each checked against its id.
+//!
+//! This module adds to [`Repository`] storing and reading blobs:
+//! [`Repository::put_chunk`], [`Repository::get_chunk`],
+//! [`Repository::put_tree`] and [`Repository::get_tree`]. Storing hands
+//! the blob to the upload pipeline ([`crate::upload`]). Reading finds it
+//! through the index: in a pack this process is still filling or
+//! writing, else in the store, with a ranged read or, where the store
+//! prefers it ([`crate::storage::Capabilities::whole_pack_reads`]), with
+//! its whole pack, kept a while ([`crate::pack_cache`]). Decoded trees are
+//! kept a while too ([`crate::tree_cache`]).
+
+use std::sync::Arc;
+
+use super::codec::STORED_SLACK;
+use super::error::{RepoError, RepoResult};
+use super::ids::{ChunkId, ObjectId, Token};
+use super::index::{BlobKind, Location};
+use super::pack;
+use super::pack_cache::PackCache;
+use super::tree::Tree;
+use super::tree_cache::TreeCache;
+use super::Repository;
+
+/// What is kept of blobs read: whole packs, decoded trees.
+#[derive(Default)]
+pub(crate) struct ReadCaches {
+    packs: PackCache,
+    trees: TreeCache,
+}
+
+/// The context of a blob: how its stored form and messages name it.
+pub(crate) fn blob_context(id: &ChunkId, kind: BlobKind) -> String {
+    match kind {
+        BlobKind::Data => format!("chunk/{id}"),
+        BlobKind::Tree => format!("tree/{id}"),
+    }
+}
+
+impl Repository {
+    /// Store a new copy of a chunk and return its id: the first copy of a
+    /// token gets variant 0, later copies a random variant.
+    pub fn put_chunk(&self, token: Token, data: Vec<u8>) -> RepoResult<ChunkId> {
+        // Never write what no reader would accept.
+        if data.len() > crate::limits::MAX_CHUNK_LEN {
+            return Err(RepoError::Usage(format!(
+                "a chunk of {} bytes is larger than the format allows ({})",
+                data.len(),
+                crate::limits::MAX_CHUNK_LEN
+            )));
+        }
+        let id = self.catalog.allocate(token);
+        let result = self.uploads.put(self, id, BlobKind::Data, data);
+        self.catalog.release(&id);
+        result.map(|()| id)
+    }
+
+    /// The plain data of a chunk.
+    pub fn get_chunk(&self, id: &ChunkId) -> RepoResult<Vec<u8>> {
+        self.get_blob(id, BlobKind::Data)
+    }
+
+    /// Store a tree object (once: an identical tree is reused).
+    pub fn put_tree(&self, tree: &Tree) -> RepoResult<ChunkId> {
+        let bytes = tree.encode();
+        if bytes.len() > crate::limits::MAX_TREE_LEN {
+            return Err(RepoError::Usage(format!(
+                "a folder of {} entries is too large to store: its tree object \
+                 would be {} bytes, more than the format allows ({})",
+                tree.entries.len(),
+                bytes.len(),
+                crate::limits::MAX_TREE_LEN
+            )));
+        }
+        let token = self.tokens.strong(&bytes);
+        let first = ChunkId::first(token);
+        if self.has_chunk(&first) {
+            return Ok(first);
+        }
+        // A tree whose first copy was lost with its pack is stored again
+        // under a new variant (see `Catalog::lost`).
+        let id = if self.catalog.is_lost(&first) {
+            let found = self.find_chunks(&token).into_iter().next();
+            match found {
+                Some(id) => return Ok(id),
+                None => self.catalog.allocate(token),
+            }
+        } else {
+            first
+        };
+        let result = self.uploads.put(self, id, BlobKind::Tree, bytes);
+        self.catalog.release(&id);
+        result.map(|()| id)
+    }
+
+    /// Read a tree object. Recently read trees are kept decoded: a backup
+    /// reads each directory of the previous generation twice (to compare
+    /// with, and to build on).
+    pub fn get_tree(&self, id: &ChunkId) -> RepoResult<Arc<Tree>> {
+        if let Some(tree) = self.caches.trees.get(id) {
+            return Ok(tree);
+        }
+        let bytes = self.get_blob(id, BlobKind::Tree)?;
+        let tree = Arc::new(
+            Tree::decode(&bytes).map_err(|e| RepoError::corrupt(format!("tree/{id}"), e))?,
+        );
+        self.caches.trees.insert(*id, tree.clone());
+        Ok(tree)
+    }
+
+    fn get_blob(&self, id: &ChunkId, kind: BlobKind) -> RepoResult<Vec<u8>> {
+        let location = self
+            .catalog
+            .read()
+            .get(id)
+            .ok_or(RepoError::NoSuchChunk(*id))?;
+        let context = blob_context(id, kind);
+        if location.kind != kind {
+            return Err(RepoError::corrupt(
+                context,
+                "the index lists it as another kind of blob",
+            ));
+        }
+        let limit = crate::limits::max_decoded_len(&context) + STORED_SLACK;
+        if location.length as usize > limit {
+            return Err(RepoError::corrupt(
+                context,
+                format!(
+                    "the index says it is {} bytes long, more than the format allows",
+                    location.length
+                ),
+            ));
+        }
+        let stored = match self.uploads.blob(&location) {
+            Some(bytes) => bytes,
+            None => self.stored_blob(&location, &context)?,
+        };
+        let plain = self.codec.open_blob(&context, stored)?;
+        self.verify_blob(&context, id, &plain)?;
+        Ok(plain)
+    }
+
+    /// The stored bytes of a blob in a pack in the store.
+    fn stored_blob(&self, location: &Location, context: &str) -> RepoResult<Vec<u8>> {
+        let pack = self
+            .catalog
+            .read()
+            .pack_id(location.pack)
+            .ok_or_else(|| RepoError::corrupt(context, "unknown pack"))?;
+        if self.storage.capabilities().whole_pack_reads {
+            self.blob_from_cached_pack(pack, location, context)
+        } else {
+            Ok(self.storage.read_range(
+                &pack::key(&pack),
+                location.offset as u64,
+                location.length as u64,
+            )?)
+        }
+    }
+
+    /// A blob of a pack, read with the whole pack.
+    fn blob_from_cached_pack(
+        &self,
+        pack: ObjectId,
+        location: &Location,
+        context: &str,
+    ) -> RepoResult<Vec<u8>> {
+        let key = pack::key(&pack);
+        let bytes = self
+            .caches
+            .packs
+            .get(pack, || self.storage.read_pieces(&key))?;
+        let start = location.offset as usize;
+        let end = start + location.length as usize;
+        if end > bytes.len() {
+            return Err(RepoError::corrupt(
+                context,
+                format!("{key} ends before it (truncated or damaged)"),
+            ));
+        }
+        Ok(bytes.slice(start..end).to_vec())
+    }
+
+    /// Check a blob's plain bytes against its id: a blob is named by its
+    /// content, so nothing else can vouch for it.
+    pub(crate) fn verify_blob(&self, context: &str, id: &ChunkId, plain: &[u8]) -> RepoResult<()> {
+        let token = if context.starts_with("tree/") {
+            self.tokens.strong(plain)
+        } else {
+            self.tokens.chunk(plain)
+        };
+        if token != id.token {
+            return Err(RepoError::corrupt(
+                context,
+                "its content does not match its id (damaged or altered)",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,57 @@
+//! Clients: the names of the machines (or users) that make generations,
+//! one object each under `clients/`, named by a token of the name so that
+//! a sealed repository does not show them. This module adds to
+//! [`Repository`] [`Repository::client_id`], [`Repository::clients`] and
+//! [`Repository::add_client`].
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{RepoError, RepoResult};
+use super::{now_ns, Repository};
+
+/// The object of one client.
+#[derive(Serialize, Deserialize)]
+struct ClientRecord {
+    name: String,
+    created: i64,
+}
+
+impl Repository {
+    /// The storage id of a client.
+    pub fn client_id(&self, name: &str) -> String {
+        let token = self
+            .tokens
+            .strong(format!("obnam-client\0{name}").as_bytes());
+        hex::encode(&token.0[..16])
+    }
+
+    /// The names of all clients.
+    pub fn clients(&self) -> RepoResult<Vec<String>> {
+        let mut names = Vec::new();
+        for id in self.storage.list("clients/")? {
+            let data = self.read_object(&format!("clients/{id}"))?;
+            let record: ClientRecord = serde_json::from_slice(&data)
+                .map_err(|e| RepoError::corrupt(format!("clients/{id}"), e))?;
+            names.push(record.name);
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Add a client if it is not there yet.
+    pub fn add_client(&self, name: &str) -> RepoResult<()> {
+        if name.is_empty() {
+            return Err(RepoError::Usage("a client name must not be empty".into()));
+        }
+        let key = format!("clients/{}", self.client_id(name));
+        if self.storage.exists(&key)? {
+            return Ok(());
+        }
+        let record = ClientRecord {
+            name: name.to_string(),
+            created: now_ns(),
+        };
+        let data = serde_json::to_vec(&record).map_err(|e| RepoError::corrupt(&key, e))?;
+        self.write_object(&key, data)
+    }
+}

@@ -1,0 +1,101 @@
+//! The codec of one open repository: how its objects are turned into
+//! their stored form and back, with the data filters, the seal named in
+//! its `config`, and (format 3) the checksums of objects not named by
+//! their content.
+//!
+//! [`object`] has the pieces (headers, checksums, the filter trait); this
+//! module holds them together for one repository, so that nothing else
+//! needs to know whether it is sealed or carries checksums. It adds to
+//! [`Repository`] the two operations every other module stores its own
+//! objects with: `Repository::write_object` and
+//! `Repository::read_object`.
+
+use std::sync::Arc;
+
+use super::config::{RepoConfig, FIRST_CHECKSUM_VERSION};
+use super::error::RepoResult;
+use super::object::{self, ObjectFilter};
+use super::Repository;
+
+/// Bytes a blob's stored form may exceed its decoded limit by: the filter
+/// header, a compressor's framing of data that did not shrink, a seal's
+/// nonce and tag.
+pub(crate) const STORED_SLACK: usize = 64 << 10;
+
+/// The data filters and the rules of one repository's format version.
+pub(crate) struct Codec {
+    filter: Arc<dyn ObjectFilter>,
+    /// The sealing filter's tag (from the config), if any.
+    seal: Option<String>,
+    /// Whether objects carry checksums (format 3 and later).
+    checksums: bool,
+}
+
+impl Codec {
+    /// The codec of the repository whose config is `config`.
+    pub fn new(filter: Arc<dyn ObjectFilter>, config: &RepoConfig) -> Self {
+        Codec {
+            filter,
+            seal: config.seal_tag().map(str::to_string),
+            checksums: config.version >= FIRST_CHECKSUM_VERSION,
+        }
+    }
+
+    /// The data filters.
+    pub fn filter(&self) -> &dyn ObjectFilter {
+        self.filter.as_ref()
+    }
+
+    /// The sealing filter's tag, if the repository is sealed.
+    pub fn seal_tag(&self) -> Option<&str> {
+        self.seal.as_deref()
+    }
+
+    /// The stored form of an object that is not named by its content: its
+    /// checksum appended (format 3), then the data filters.
+    pub fn encode(&self, key: &str, mut data: Vec<u8>) -> RepoResult<Vec<u8>> {
+        if self.checksums {
+            object::add_checksum(key, &mut data);
+        }
+        object::seal_whole(self.filter(), self.seal_tag(), key, data)
+    }
+
+    /// Undo [`encode`](Self::encode), checking the checksum.
+    pub fn decode(&self, key: &str, stored: Vec<u8>) -> RepoResult<Vec<u8>> {
+        let plain = self.open_blob(key, stored)?;
+        if self.checksums {
+            object::strip_checksum(key, plain)
+        } else {
+            Ok(plain)
+        }
+    }
+
+    /// The stored form of a blob, as its filter header and its payload
+    /// (a blob is checked against its id, so it carries no checksum).
+    pub fn seal_blob(&self, context: &str, data: Vec<u8>) -> RepoResult<(Vec<u8>, Vec<u8>)> {
+        object::seal(self.filter(), self.seal_tag(), context, data)
+    }
+
+    /// The plain bytes of a stored blob (or of any object, before its
+    /// checksum is checked).
+    pub fn open_blob(&self, context: &str, stored: Vec<u8>) -> RepoResult<Vec<u8>> {
+        object::open(self.filter(), self.seal_tag(), context, stored)
+    }
+}
+
+impl Repository {
+    /// Seal an object with the data filters and write it under `key`.
+    pub(crate) fn write_object(&self, key: &str, data: Vec<u8>) -> RepoResult<()> {
+        let sealed = self.codec.encode(key, data)?;
+        self.storage.write(key, sealed)?;
+        Ok(())
+    }
+
+    /// Read an object written by [`write_object`](Self::write_object),
+    /// verified; no more than the format allows for its kind is read.
+    pub(crate) fn read_object(&self, key: &str) -> RepoResult<Vec<u8>> {
+        let limit = crate::limits::max_decoded_len(key) + STORED_SLACK;
+        let stored = self.storage.read_limited(key, limit as u64)?;
+        self.codec.decode(key, stored)
+    }
+}

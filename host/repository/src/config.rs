@@ -1,0 +1,79 @@
+//! The bootstrap `config` object: the format's name and versions, and
+//! how a `config` read back is checked before anything else is trusted.
+//!
+//! It is the one object not passed through the data filters (it must be
+//! readable before anything else can be decoded), so it lives apart from
+//! the codec of the other objects ([`crate::codec`]).
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{RepoError, RepoResult};
+
+/// The newest repository format version this obnam reads, and the one it
+/// writes. Version 1 is a repository without a seal, version 2 one with a
+/// seal (so that an obnam that knows only version 1 refuses it rather than
+/// write plain objects into it); version 3, sealed or not, stores a
+/// checksum with every object that is not named by its content, so that
+/// nothing read back is used unverified. Versions 1 and 2 are still read.
+pub const FORMAT_VERSION: u32 = 3;
+/// The first version whose objects carry checksums.
+pub(crate) const FIRST_CHECKSUM_VERSION: u32 = 3;
+/// The most read of a plain record (the config, a key slot).
+pub(crate) const RECORD_LIMIT: u64 = crate::limits::MAX_RECORD_LEN as u64;
+/// The `format` member of every config.
+pub(crate) const FORMAT_NAME: &str = "obnam-repository";
+
+/// The bootstrap object: the one object not passed through the data filters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RepoConfig {
+    pub format: String,
+    pub version: u32,
+    pub id: String,
+    pub created: String,
+    /// The sealing filter, chosen when the repository was created: an
+    /// object whose `filter` member is the filter's tag, and whatever else
+    /// that filter records (its cipher, say). Absent: not sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<serde_json::Value>,
+}
+
+impl RepoConfig {
+    /// The tag of the sealing filter, if the repository has one.
+    pub fn seal_tag(&self) -> Option<&str> {
+        self.seal.as_ref()?.get("filter")?.as_str()
+    }
+}
+
+/// Parse and check a `config` read from the repository at `url`.
+pub(crate) fn parse_config(url: &str, bytes: &[u8]) -> RepoResult<RepoConfig> {
+    #[derive(Deserialize)]
+    struct Probe {
+        format: String,
+        version: u32,
+    }
+    let probe: Probe =
+        serde_json::from_slice(bytes).map_err(|e| RepoError::corrupt("config", e))?;
+    if probe.format != FORMAT_NAME {
+        return Err(RepoError::corrupt(
+            "config",
+            format!("unknown format '{}'", probe.format),
+        ));
+    }
+    if probe.version > FORMAT_VERSION {
+        return Err(RepoError::TooNew {
+            url: url.to_string(),
+            found: probe.version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let config: RepoConfig =
+        serde_json::from_slice(bytes).map_err(|e| RepoError::corrupt("config", e))?;
+    // Version 1 predates seals and version 2 is always sealed: a config
+    // that says otherwise was not written by obnam.
+    match (config.version, config.seal.is_some()) {
+        (0, _) => Err(RepoError::corrupt("config", "it has version 0")),
+        (1, true) => Err(RepoError::corrupt("config", "version 1 cannot have a seal")),
+        (2, false) => Err(RepoError::corrupt("config", "version 2 must have a seal")),
+        _ => Ok(config),
+    }
+}

@@ -1,0 +1,124 @@
+//! Opening a repository: reading and checking its `config`, unlocking it
+//! (or creating it, when asked to and the URL holds none), and loading
+//! its index. This module adds [`Repository::open`] to the repository.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::catalog::Catalog;
+use super::codec::Codec;
+use super::config::{parse_config, RepoConfig, FORMAT_NAME, FORMAT_VERSION, RECORD_LIMIT};
+use super::error::{RepoError, RepoResult};
+use super::ids::ObjectId;
+use super::object::ObjectFilter;
+use super::storage::{Storage, StorageError, StorageOptions};
+use super::tokens::Tokens;
+use super::upload::Uploads;
+use super::{creation, keys, lock, Repository};
+
+/// Default target size of a pack.
+pub const DEFAULT_PACK_SIZE: u64 = 8 << 20;
+
+/// How to open a repository.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Create the repository if the URL holds none.
+    pub create: bool,
+    /// Target size of pack files in bytes.
+    pub pack_size: u64,
+    /// How to reach the storage (remote settings, the crash limit).
+    pub storage: StorageOptions,
+    /// How long to wait for another process creating the repository.
+    pub lock_timeout: Duration,
+    /// Development: keep only the first byte of chunk tokens, so that
+    /// different chunks collide and the dedup modes that must tell them
+    /// apart can be tested.
+    pub weak_tokens: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            create: false,
+            pack_size: DEFAULT_PACK_SIZE,
+            storage: StorageOptions::default(),
+            lock_timeout: Duration::from_secs(60),
+            weak_tokens: false,
+        }
+    }
+}
+
+impl Repository {
+    /// Open (or create) the repository at `url`.
+    pub fn open(
+        url: &str,
+        options: &OpenOptions,
+        filter: Arc<dyn ObjectFilter>,
+    ) -> RepoResult<Self> {
+        let storage = Storage::open(url, &options.storage)?;
+        let (config, token_key) = match storage.read_limited("config", RECORD_LIMIT) {
+            Ok(bytes) => {
+                let config = parse_config(url, &bytes)?;
+                keys::unlock(&storage, filter.as_ref(), config, None)?
+            }
+            Err(StorageError::NotFound { .. }) if options.create => {
+                match create(&storage, options, filter.as_ref()) {
+                    Ok(unlocked) => unlocked,
+                    Err(e) => {
+                        storage.abandon_creation();
+                        return Err(e);
+                    }
+                }
+            }
+            Err(StorageError::NotFound { .. }) => {
+                return Err(RepoError::NotARepository {
+                    url: url.to_string(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let repo = Repository {
+            codec: Codec::new(filter, &config),
+            tokens: Tokens::new(token_key, options.weak_tokens),
+            uploads: Uploads::new(options.pack_size, storage.capabilities()),
+            catalog: Catalog::default(),
+            caches: Default::default(),
+            locks: lock::Locks::default(),
+            storage,
+            config,
+        };
+        repo.load_index()?;
+        Ok(repo)
+    }
+}
+
+/// Create a new repository in `storage` (or open the one another process
+/// created meanwhile): claim the creation, then let the filters choose
+/// the seal and write the key slots and the config.
+fn create(
+    storage: &Storage,
+    options: &OpenOptions,
+    filter: &dyn ObjectFilter,
+) -> RepoResult<(RepoConfig, Option<[u8; 32]>)> {
+    let guard = match creation::claim(storage, options.lock_timeout)? {
+        creation::Claim::Won(guard) => guard,
+        creation::Claim::Created(bytes) => {
+            let config = parse_config(storage.url(), &bytes)?;
+            tracing::info!(
+                "repository {} was created meanwhile by another obnam; using it",
+                storage.url()
+            );
+            return keys::unlock(storage, filter, config, None);
+        }
+    };
+    let config = RepoConfig {
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+        id: ObjectId::random().to_hex(),
+        created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        seal: None,
+    };
+    // The guard removes the claim when this returns, in success or
+    // failure (and before the caller abandons a failed creation).
+    keys::unlock(storage, filter, config, Some(&guard))
+}

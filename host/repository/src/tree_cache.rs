@@ -1,0 +1,48 @@
+//! A small cache of decoded trees, shared by the threads of a run.
+//!
+//! A backup reads each directory of the previous generation twice (to
+//! compare with, and to build on): keeping recently read trees decoded
+//! saves the second read and decode.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use super::ids::ChunkId;
+use super::tree::Tree;
+
+/// Trees kept at most.
+const CAPACITY: usize = 256;
+
+/// Recently read trees, by id; the oldest is dropped first.
+#[derive(Default)]
+pub(crate) struct TreeCache(Mutex<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<ChunkId, Arc<Tree>>,
+    order: VecDeque<ChunkId>,
+}
+
+impl TreeCache {
+    /// The tree `id`, if it is here.
+    pub fn get(&self, id: &ChunkId) -> Option<Arc<Tree>> {
+        self.lock().map.get(id).cloned()
+    }
+
+    /// Keep a tree.
+    pub fn insert(&self, id: ChunkId, tree: Arc<Tree>) {
+        let mut inner = self.lock();
+        if inner.map.insert(id, tree).is_none() {
+            inner.order.push_back(id);
+            if inner.order.len() > CAPACITY {
+                if let Some(old) = inner.order.pop_front() {
+                    inner.map.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,311 @@
+//! The pack-upload pipeline: blobs go into a pack being filled (one per
+//! blob kind); a full pack is sealed (its trailer appended) and written,
+//! and then the index object that lists its blobs. All of it is one
+//! `Uploads`, held by the [`Repository`].
+//!
+//! A sealed pack stays readable from memory while it is written (it is
+//! "in flight"), and the number of packs in flight is bounded, to bound
+//! the memory they hold. Where the store asks for it
+//! ([`Capabilities::background_writes`]) packs are written in the
+//! background, overlapping with the work of cutting and compressing
+//! chunks; the first failure of such an upload is kept
+//! ([`UploadError`]), and every later store and flush fails with it, so
+//! that nothing is ever committed that refers to a pack that was not
+//! written.
+//!
+//! The pipeline uses the repository's storage, codec and catalog, which
+//! each call is given. This module adds to [`Repository`] the operations
+//! that end the pipeline's work: [`Repository::flush`] and
+//! [`Repository::consolidate_index`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use super::blobs::blob_context;
+use super::error::RepoResult;
+use super::ids::{ChunkId, ObjectId};
+use super::index::{self, BlobKind, IndexEntry, Location};
+use super::pack::{self, Packer, Sealed};
+use super::storage::{Capabilities, StorageError};
+use super::Repository;
+
+/// Lock `m`, whether or not a thread panicked holding it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The first failure of a background upload, which every later store and
+/// flush of the run fails with.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct UploadError(StorageError);
+
+/// Packs sealed and being written, by pack number, readable meanwhile;
+/// shared with the completions of background writes.
+#[derive(Default)]
+struct InFlight {
+    packs: Mutex<HashMap<u32, Arc<Sealed>>>,
+    /// Signalled whenever a pack leaves.
+    done: Condvar,
+}
+
+impl InFlight {
+    fn remove(&self, number: u32) {
+        lock(&self.packs).remove(&number);
+        self.done.notify_all();
+    }
+
+    /// Wait until fewer than `limit` packs are in flight, and return them.
+    fn wait_below(&self, limit: usize) -> MutexGuard<'_, HashMap<u32, Arc<Sealed>>> {
+        let mut packs = lock(&self.packs);
+        while packs.len() >= limit {
+            packs = self.done.wait(packs).unwrap_or_else(|e| e.into_inner());
+        }
+        packs
+    }
+}
+
+/// The pack-upload pipeline of one repository.
+pub(crate) struct Uploads {
+    /// Target size of a pack.
+    pack_size: usize,
+    /// What the store asks for: background writes, packs in flight.
+    capabilities: Capabilities,
+    /// The pack being filled, per blob kind (data, tree).
+    packers: [Mutex<Option<Packer>>; 2],
+    in_flight: Arc<InFlight>,
+    /// The first failure of a background upload.
+    failure: Arc<Mutex<Option<UploadError>>>,
+    /// Index objects written by this process.
+    written: Arc<Mutex<Vec<ObjectId>>>,
+}
+
+impl Uploads {
+    /// A pipeline making packs of about `pack_size` bytes (clamped to
+    /// what the format allows), for a store of `capabilities`.
+    pub fn new(pack_size: u64, capabilities: Capabilities) -> Self {
+        Uploads {
+            pack_size: pack_size.clamp(1 << 16, 1 << 30) as usize,
+            capabilities,
+            packers: [Mutex::new(None), Mutex::new(None)],
+            in_flight: Arc::default(),
+            failure: Arc::default(),
+            written: Arc::default(),
+        }
+    }
+
+    /// Fail if a background upload failed.
+    pub fn check(&self) -> Result<(), UploadError> {
+        match &*lock(&self.failure) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Add a blob to the pack being filled for its kind; seal and write
+    /// that pack first if the blob would overflow it.
+    pub fn put(
+        &self,
+        repo: &Repository,
+        id: ChunkId,
+        kind: BlobKind,
+        data: Vec<u8>,
+    ) -> RepoResult<()> {
+        self.check()?;
+        let (header, payload) = repo.codec.seal_blob(&blob_context(&id, kind), data)?;
+        let full = {
+            let mut slot = lock(&self.packers[kind as usize]);
+            let len = header.len() + payload.len();
+            let full = match slot.as_ref() {
+                Some(p) if p.would_overflow(len, self.pack_size) => slot.take(),
+                _ => None,
+            };
+            let packer = match slot.as_mut() {
+                Some(p) => p,
+                None => {
+                    let pack = ObjectId::random();
+                    let number = repo.catalog.write().pack_number(pack);
+                    slot.insert(Packer::new(pack, number, kind, self.pack_size + (1 << 16)))
+                }
+            };
+            let location = packer.add(id, &header, &payload);
+            repo.catalog.write().add(id, location);
+            match full {
+                Some(p) => Some(self.start_sealing(repo, p)?),
+                None => None,
+            }
+        };
+        if let Some((number, sealed)) = full {
+            self.seal(repo, number, sealed)?;
+        }
+        Ok(())
+    }
+
+    /// Finish a full packer's bytes and move it to the in-flight set, where
+    /// its blobs stay readable while it is written. Called with the
+    /// packer's slot locked, so that its blobs are always findable.
+    fn start_sealing(&self, repo: &Repository, packer: Packer) -> RepoResult<(u32, Arc<Sealed>)> {
+        let trailer = repo.codec.encode(
+            &format!("pack/{}", packer.id),
+            pack::trailer(&packer.entries),
+        )?;
+        let sealed = Arc::new(Sealed {
+            id: packer.id,
+            bytes: bytes::Bytes::from(pack::finish(packer.buf, &trailer)),
+            entries: packer.entries,
+        });
+        // Bound the memory held by packs waiting to be written.
+        let mut in_flight = self.in_flight.wait_below(self.capabilities.packs_in_flight);
+        in_flight.insert(packer.number, sealed.clone());
+        Ok((packer.number, sealed))
+    }
+
+    /// Write a pack, then the index object listing its blobs.
+    fn seal(&self, repo: &Repository, number: u32, sealed: Arc<Sealed>) -> RepoResult<()> {
+        if self.capabilities.background_writes {
+            return self.seal_in_background(repo, number, sealed);
+        }
+        let result = self.write_pack(repo, &sealed);
+        self.in_flight.remove(number);
+        result
+    }
+
+    /// [`seal`](Self::seal) without waiting: the pack and then its index
+    /// object are written in the background, in that order, while the
+    /// caller goes on cutting and compressing chunks. The pack stays
+    /// readable from memory until its upload is done.
+    fn seal_in_background(
+        &self,
+        repo: &Repository,
+        number: u32,
+        sealed: Arc<Sealed>,
+    ) -> RepoResult<()> {
+        let index_id = ObjectId::random();
+        let index_key = format!("index/{index_id}");
+        let index_object = index::encode(&repo.catalog.read(), &sealed.entries);
+        let index_object = match repo.codec.encode(&index_key, index_object) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.in_flight.remove(number);
+                return Err(e);
+            }
+        };
+        let in_flight = self.in_flight.clone();
+        let (failure, written) = (self.failure.clone(), self.written.clone());
+        repo.storage.write_in_background(
+            vec![
+                (pack::key(&sealed.id), sealed.bytes.clone()),
+                (index_key, bytes::Bytes::from(index_object)),
+            ],
+            move |result| {
+                match result {
+                    Ok(()) => lock(&written).push(index_id),
+                    Err(e) => {
+                        lock(&failure).get_or_insert(UploadError(e));
+                    }
+                }
+                in_flight.remove(number);
+            },
+        );
+        self.check()?;
+        repo.refresh_locks()
+    }
+
+    fn write_pack(&self, repo: &Repository, sealed: &Sealed) -> RepoResult<()> {
+        repo.storage
+            .write(&pack::key(&sealed.id), sealed.bytes.clone())?;
+        let index_id = ObjectId::random();
+        let data = index::encode(&repo.catalog.read(), &sealed.entries);
+        repo.write_object(&format!("index/{index_id}"), data)?;
+        lock(&self.written).push(index_id);
+        // A long run keeps its locks fresh as it writes.
+        repo.refresh_locks()
+    }
+
+    /// Write every pack still being filled, and wait for packs other
+    /// threads are writing.
+    fn flush(&self, repo: &Repository) -> RepoResult<()> {
+        for slot in &self.packers {
+            let sealed = {
+                let mut slot = lock(slot);
+                match slot.take() {
+                    Some(p) => Some(self.start_sealing(repo, p)?),
+                    None => None,
+                }
+            };
+            if let Some((number, sealed)) = sealed {
+                self.seal(repo, number, sealed)?;
+            }
+        }
+        drop(self.in_flight.wait_below(1));
+        Ok(self.check()?)
+    }
+
+    /// Replace the index objects this process wrote by as few as hold
+    /// their entries.
+    fn consolidate(&self, repo: &Repository) -> RepoResult<()> {
+        let written = std::mem::take(&mut *lock(&self.written));
+        if written.len() < 2 {
+            lock(&self.written).extend(written);
+            return Ok(());
+        }
+        // Merged objects stay well under the largest index object a
+        // reader accepts; all are written before any old one is deleted.
+        let entries: Vec<IndexEntry> = repo.catalog.read().added_entries();
+        let mut merged = Vec::new();
+        for group in entries.chunks(index::MAX_ENTRIES_PER_OBJECT) {
+            let merged_id = ObjectId::random();
+            let data = index::encode(&repo.catalog.read(), group);
+            repo.write_object(&format!("index/{merged_id}"), data)?;
+            merged.push(merged_id);
+        }
+        for id in &written {
+            repo.storage.delete(&format!("index/{id}"))?;
+        }
+        lock(&self.written).extend(merged);
+        Ok(())
+    }
+
+    /// The stored bytes of a blob in a pack being filled or written.
+    pub fn blob(&self, location: &Location) -> Option<Vec<u8>> {
+        for slot in &self.packers {
+            let guard = lock(slot);
+            if let Some(p) = guard.as_ref().filter(|p| p.number == location.pack) {
+                return p.blob(location);
+            }
+        }
+        let in_flight = lock(&self.in_flight.packs);
+        in_flight.get(&location.pack).and_then(|p| p.blob(location))
+    }
+
+    /// The numbers of the packs this process is filling or writing.
+    pub fn packs_in_memory(&self) -> HashSet<u32> {
+        let mut numbers: HashSet<u32> = lock(&self.in_flight.packs).keys().copied().collect();
+        for slot in &self.packers {
+            if let Some(p) = lock(slot).as_ref() {
+                numbers.insert(p.number);
+            }
+        }
+        numbers
+    }
+
+    /// The names of the index objects this process wrote.
+    pub fn written_index_names(&self) -> HashSet<String> {
+        lock(&self.written).iter().map(ObjectId::to_hex).collect()
+    }
+}
+
+impl Repository {
+    /// Write every pack still being filled, and wait for packs other
+    /// threads are writing. After this, every blob put so far is durable
+    /// and indexed.
+    pub fn flush(&self) -> RepoResult<()> {
+        self.uploads.flush(self)
+    }
+
+    /// Replace the index objects this process wrote by one. Call only after
+    /// a successful final commit.
+    pub fn consolidate_index(&self) -> RepoResult<()> {
+        self.uploads.consolidate(self)
+    }
+}
