@@ -1,0 +1,355 @@
+//! Building a client's next generation: an in-memory overlay of the
+//! directories being changed, on top of the client's latest generation,
+//! written as trees when a directory is finished, at a checkpoint, and at
+//! the commit.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use super::{components, Generation, GenerationReader};
+use crate::error::{RepoError, RepoResult};
+use crate::ids::{ChunkId, GenerationId};
+use crate::tree::{EntryKind, StoredChunkId, Tree, TreeEntry};
+use crate::{now_ns, Repository};
+
+/// A tree of the previous generation that is no longer in the repository
+/// (its pack was lost, see `check.rs`) leaves nothing to compare with: what
+/// was below it is backed up as new, rather than the backup failing.
+fn lost_tree_is_absent<T>(found: RepoResult<Option<T>>, path: &[u8]) -> RepoResult<Option<T>> {
+    match found {
+        Err(RepoError::NoSuchChunk(id)) => {
+            tracing::warn!(
+                "the previous generation's tree {id} on the way to {} is missing; \
+                 backing up what is there as new",
+                String::from_utf8_lossy(path)
+            );
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
+/// One directory of the overlay.
+#[derive(Default)]
+struct Node {
+    entries: BTreeMap<Vec<u8>, Slot>,
+}
+
+struct Slot {
+    entry: TreeEntry,
+    /// Put in this run (so kept when its directory is finished).
+    touched: bool,
+    /// A directory's content, when loaded into memory.
+    child: Option<Box<Node>>,
+}
+
+impl Node {
+    fn load(repo: &Repository, subtree: Option<&StoredChunkId>) -> RepoResult<Node> {
+        let mut node = Node::default();
+        if let Some(id) = subtree {
+            let tree = match repo.get_tree(&id.0) {
+                Ok(tree) => tree,
+                // Lost with its pack: the directory starts empty, and the
+                // backup puts back what it finds.
+                Err(RepoError::NoSuchChunk(_)) => Arc::new(Tree::default()),
+                Err(e) => return Err(e),
+            };
+            for entry in tree.entries.iter().cloned() {
+                node.entries.insert(
+                    entry.name.clone(),
+                    Slot {
+                        entry,
+                        touched: false,
+                        child: None,
+                    },
+                );
+            }
+        }
+        Ok(node)
+    }
+
+    /// The directory at `parts` below this one, loading (and with `create`,
+    /// making) directories on the way.
+    fn descend(
+        &mut self,
+        repo: &Repository,
+        parts: &[&[u8]],
+        create: bool,
+    ) -> RepoResult<Option<&mut Node>> {
+        let Some((first, rest)) = parts.split_first() else {
+            return Ok(Some(self));
+        };
+        if !self.entries.contains_key(*first) {
+            if !create {
+                return Ok(None);
+            }
+            self.entries
+                .insert(first.to_vec(), Slot::new_dir(TreeEntry::bare_dir(first)));
+        }
+        let slot = self
+            .entries
+            .get_mut(*first)
+            .ok_or_else(|| RepoError::BadPath("vanished".into()))?;
+        if slot.entry.kind != EntryKind::Dir {
+            if !create {
+                return Ok(None);
+            }
+            *slot = Slot::new_dir(TreeEntry::bare_dir(first));
+        }
+        if slot.child.is_none() {
+            slot.child = Some(Box::new(Node::load(repo, slot.entry.subtree.as_ref())?));
+        }
+        match slot.child.as_mut() {
+            Some(child) => child.descend(repo, rest, create),
+            None => Ok(None),
+        }
+    }
+
+    /// Write this directory (and any loaded subdirectories) as tree objects.
+    /// With `collapse`, loaded subdirectories are dropped from memory.
+    fn write(&mut self, repo: &Repository, collapse: bool) -> RepoResult<(ChunkId, u64, u64)> {
+        let mut tree = Tree::default();
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for slot in self.entries.values_mut() {
+            if let Some(child) = slot.child.as_mut() {
+                let (id, f, b) = child.write(repo, collapse)?;
+                slot.entry.subtree = Some(StoredChunkId(id));
+                slot.entry.subtree_files = f;
+                slot.entry.subtree_bytes = b;
+                if collapse {
+                    slot.child = None;
+                }
+            }
+            let (f, b) = slot.entry.totals();
+            files += f;
+            bytes += b;
+            tree.entries.push(slot.entry.clone());
+        }
+        Ok((repo.put_tree(&tree)?, files, bytes))
+    }
+}
+
+impl Slot {
+    fn new_dir(entry: TreeEntry) -> Self {
+        Slot {
+            entry,
+            touched: false,
+            child: Some(Box::new(Node::default())),
+        }
+    }
+}
+
+struct BuilderState {
+    root: Node,
+    checkpoints: Vec<String>,
+    finished: bool,
+    /// The `seq` of the next generation this builder commits.
+    next_seq: u64,
+}
+
+/// Builds a client's next generation.
+pub struct GenerationBuilder {
+    repo: Arc<Repository>,
+    client: String,
+    started: i64,
+    previous: Option<GenerationReader>,
+    state: Mutex<BuilderState>,
+}
+
+impl GenerationBuilder {
+    /// Start a new generation for `client`: from its latest generation, or
+    /// from nothing.
+    pub fn new(repo: Arc<Repository>, client: &str, from_latest: bool) -> RepoResult<Self> {
+        let mut generations = repo.generations(client)?;
+        let next_seq = generations.iter().map(|g| g.seq).max().unwrap_or(0) + 1;
+        let latest = if from_latest { generations.pop() } else { None };
+        let root = match &latest {
+            Some(gen) => Node::load(&repo, Some(&gen.root))?,
+            None => Node::default(),
+        };
+        let previous = latest.map(|g| GenerationReader::new(repo.clone(), g));
+        Ok(GenerationBuilder {
+            repo,
+            client: client.to_string(),
+            started: now_ns(),
+            previous,
+            state: Mutex::new(BuilderState {
+                root,
+                checkpoints: Vec::new(),
+                finished: false,
+                next_seq,
+            }),
+        })
+    }
+
+    /// The generation this one starts from.
+    pub fn previous_generation(&self) -> Option<&Generation> {
+        self.previous.as_ref().map(|r| r.generation())
+    }
+
+    /// The entry at `path` in the previous generation.
+    pub fn previous(&self, path: &[u8]) -> RepoResult<Option<TreeEntry>> {
+        match &self.previous {
+            Some(r) => lost_tree_is_absent(r.lookup(path), path),
+            None => Ok(None),
+        }
+    }
+
+    /// The entries of a directory in the previous generation.
+    pub fn previous_dir(&self, path: &[u8]) -> RepoResult<Option<Vec<TreeEntry>>> {
+        match &self.previous {
+            Some(r) => lost_tree_is_absent(r.list_dir(path), path),
+            None => Ok(None),
+        }
+    }
+
+    fn state(&self) -> RepoResult<std::sync::MutexGuard<'_, BuilderState>> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.finished {
+            return Err(RepoError::Usage(
+                "the generation was already committed".into(),
+            ));
+        }
+        Ok(state)
+    }
+
+    /// Add or replace the entry at `path` (its name is taken from the path).
+    /// Parent directories that do not exist yet are made, bare.
+    pub fn put(&self, path: &[u8], mut entry: TreeEntry) -> RepoResult<()> {
+        let parts = components(path)?;
+        let Some((name, parent)) = parts.split_last() else {
+            return Err(RepoError::BadPath(
+                "the root directory has no entry to put".into(),
+            ));
+        };
+        entry.name = name.to_vec();
+        let mut state = self.state()?;
+        let node = state
+            .root
+            .descend(&self.repo, parent, true)?
+            .ok_or_else(|| RepoError::BadPath("cannot make parent directory".into()))?;
+        match node.entries.get_mut(*name) {
+            Some(slot) if slot.entry.kind == EntryKind::Dir && entry.kind == EntryKind::Dir => {
+                entry.subtree = slot.entry.subtree;
+                entry.subtree_files = slot.entry.subtree_files;
+                entry.subtree_bytes = slot.entry.subtree_bytes;
+                slot.entry = entry;
+                slot.touched = true;
+            }
+            _ => {
+                let is_dir = entry.kind == EntryKind::Dir;
+                if is_dir {
+                    entry.subtree = None;
+                }
+                node.entries.insert(
+                    name.to_vec(),
+                    Slot {
+                        entry,
+                        touched: true,
+                        child: is_dir.then(|| Box::new(Node::default())),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove the entry at `path` (and its subtree); no error if absent.
+    pub fn remove(&self, path: &[u8]) -> RepoResult<()> {
+        let parts = components(path)?;
+        let Some((name, parent)) = parts.split_last() else {
+            return Err(RepoError::BadPath(
+                "cannot remove the root directory".into(),
+            ));
+        };
+        let mut state = self.state()?;
+        if let Some(node) = state.root.descend(&self.repo, parent, false)? {
+            node.entries.remove(*name);
+        }
+        Ok(())
+    }
+
+    /// The entries the new generation has at a directory now.
+    pub fn list(&self, path: &[u8]) -> RepoResult<Option<Vec<TreeEntry>>> {
+        let parts = components(path)?;
+        let mut state = self.state()?;
+        Ok(state
+            .root
+            .descend(&self.repo, &parts, false)?
+            .map(|node| node.entries.values().map(|s| s.entry.clone()).collect()))
+    }
+
+    /// The directory at `path` has been walked: drop its entries that were
+    /// not put in this run, write it, and free its memory.
+    pub fn finish_dir(&self, path: &[u8]) -> RepoResult<()> {
+        let parts = components(path)?;
+        let mut state = self.state()?;
+        let Some(node) = state.root.descend(&self.repo, &parts, false)? else {
+            return Err(RepoError::BadPath(format!(
+                "'{}' is not a directory of the new generation",
+                String::from_utf8_lossy(path)
+            )));
+        };
+        node.entries.retain(|_, slot| slot.touched);
+        let Some((name, parent)) = parts.split_last() else {
+            return Ok(());
+        };
+        let parent = state
+            .root
+            .descend(&self.repo, parent, false)?
+            .ok_or_else(|| RepoError::BadPath("parent vanished".into()))?;
+        if let Some(slot) = parent.entries.get_mut(*name) {
+            if let Some(mut child) = slot.child.take() {
+                let (id, files, bytes) = child.write(&self.repo, true)?;
+                slot.entry.subtree = Some(StoredChunkId(id));
+                slot.entry.subtree_files = files;
+                slot.entry.subtree_bytes = bytes;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commit what has been built: as a checkpoint (and carry on), or as
+    /// the final generation.
+    pub fn commit(&self, checkpoint: bool) -> RepoResult<Generation> {
+        let mut state = self.state()?;
+        let (root, files, bytes) = state.root.write(&self.repo, false)?;
+        self.repo.flush()?;
+        let gen = Generation {
+            id: GenerationId::random().to_string(),
+            client: self.client.clone(),
+            started: self.started,
+            ended: now_ns(),
+            file_count: files,
+            data_size: bytes,
+            is_checkpoint: checkpoint,
+            root: StoredChunkId(root),
+            seq: state.next_seq,
+        };
+        self.repo.write_generation(&gen)?;
+        state.next_seq += 1;
+        self.repo.refresh_locks()?;
+        if checkpoint {
+            state.checkpoints.push(gen.id.clone());
+        } else {
+            state.finished = true;
+            self.repo.consolidate_index()?;
+        }
+        Ok(gen)
+    }
+
+    /// Remove the checkpoints committed by this builder.
+    pub fn remove_checkpoints(&self) -> RepoResult<usize> {
+        let ids = std::mem::take(
+            &mut self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .checkpoints,
+        );
+        for id in &ids {
+            self.repo.remove_generation(&self.client, id)?;
+        }
+        Ok(ids.len())
+    }
+}

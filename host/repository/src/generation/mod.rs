@@ -1,0 +1,169 @@
+//! Generations: a client's committed snapshots, how they are read, and how
+//! a new one is built.
+//!
+//! A generation object (`generations/CLIENTID/GENID`, JSON through the data
+//! filters) records start and end time, file count, data size, whether it
+//! is a checkpoint, and the id of its root tree. Generations are immutable.
+//!
+//! [`GenerationReader`] looks up entries by absolute path, loading only the
+//! trees on the way (with a small cache, so a walk in order reads each tree
+//! once). [`GenerationBuilder`] makes the next generation: it starts from
+//! the client's latest generation and keeps an in-memory overlay of the
+//! directories being changed. A backup puts the entries it finds and calls
+//! [`GenerationBuilder::finish_dir`] when it has walked a directory: then
+//! entries of that directory not put in this run are dropped and the
+//! directory is written as a tree object and dropped from memory, so
+//! memory holds only the directories on the current path of the walk.
+//! A checkpoint writes the overlay as it is (unvisited directories keep
+//! their old content) and carries on.
+//!
+//! This module has the generation object and adds to [`Repository`] the
+//! operations on generation objects ([`Repository::generations`],
+//! [`Repository::generation`], [`Repository::remove_generation`]); the
+//! reader is in `reader.rs`, the builder in `builder.rs`.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{RepoError, RepoResult};
+use super::ids::GenerationId;
+use super::storage::StorageError;
+use super::tree::StoredChunkId;
+use super::Repository;
+
+mod builder;
+mod reader;
+
+pub use builder::GenerationBuilder;
+pub use reader::GenerationReader;
+
+/// A committed generation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Generation {
+    pub id: String,
+    pub client: String,
+    /// Start and end of the run that made it, in ns since the epoch.
+    pub started: i64,
+    pub ended: i64,
+    pub file_count: u64,
+    pub data_size: u64,
+    pub is_checkpoint: bool,
+    pub root: StoredChunkId,
+    /// The generation's place in its client's order: one more than the
+    /// highest of the client's generations when it was committed (under
+    /// the client's lock, so no two commits of a client interleave). 0 in
+    /// generations written before obnam recorded it; they come first, in
+    /// the order of their start times.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Repository {
+    fn generation_key(&self, client: &str, id: &str) -> String {
+        format!("generations/{}/{id}", self.client_id(client))
+    }
+
+    /// A client's generations, oldest first: in the order they were
+    /// committed (`seq`), whatever the clocks of the machines that made
+    /// them said.
+    pub fn generations(&self, client: &str) -> RepoResult<Vec<Generation>> {
+        let folder = format!("generations/{}/", self.client_id(client));
+        let mut gens = Vec::new();
+        for name in self.storage().list(&folder)? {
+            let key = format!("{folder}{name}");
+            let data = match self.read_object(&key) {
+                Ok(d) => d,
+                // Removed (a checkpoint, say) since the listing.
+                Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
+                Err(e) => return Err(e),
+            };
+            let gen: Generation =
+                serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
+            gens.push(gen);
+        }
+        gens.sort_by(|a, b| (a.seq, a.started, &a.id).cmp(&(b.seq, b.started, &b.id)));
+        self.load_index_for_generations()?;
+        Ok(gens)
+    }
+
+    /// One generation by id.
+    pub fn generation(&self, client: &str, id: &str) -> RepoResult<Generation> {
+        let gen_id = GenerationId::parse(id)
+            .map_err(|_| RepoError::NoSuchGeneration(client.into(), id.into()))?;
+        let key = self.generation_key(client, gen_id.as_str());
+        let data = match self.read_object(&key) {
+            Ok(d) => d,
+            Err(RepoError::Storage(StorageError::NotFound { .. })) => {
+                return Err(RepoError::NoSuchGeneration(client.into(), id.into()))
+            }
+            Err(e) => return Err(e),
+        };
+        let gen = serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
+        self.load_index_for_generations()?;
+        Ok(gen)
+    }
+
+    /// Load the index objects written since the index was loaded, after
+    /// reading generations: a generation is committed only after the
+    /// index objects of everything it refers to, so once these are loaded
+    /// every generation just read is complete in the index, even one that
+    /// a concurrent backup committed after this process opened the
+    /// repository (an `fsck` or `restore` running beside a backup).
+    fn load_index_for_generations(&self) -> RepoResult<()> {
+        self.load_index()
+    }
+
+    /// Remove a generation (its data stays until unreferenced data is pruned).
+    pub fn remove_generation(&self, client: &str, id: &str) -> RepoResult<()> {
+        let gen = self.generation(client, id)?;
+        self.storage()
+            .delete(&self.generation_key(client, &gen.id))?;
+        Ok(())
+    }
+
+    fn write_generation(&self, gen: &Generation) -> RepoResult<()> {
+        let key = self.generation_key(&gen.client, &gen.id);
+        let data = serde_json::to_vec(gen).map_err(|e| RepoError::corrupt(&key, e))?;
+        self.write_object(&key, data)
+    }
+}
+
+/// Split an absolute path into its components, refusing `.`, `..`,
+/// relative paths, and paths longer or deeper than the format allows
+/// (so that a walk of a damaged generation ends, and its memory stays
+/// bounded).
+pub fn components(path: &[u8]) -> RepoResult<Vec<&[u8]>> {
+    use crate::limits::{MAX_PATH_LEN, MAX_TREE_DEPTH};
+    if path.first() != Some(&b'/') {
+        return Err(RepoError::BadPath(format!(
+            "'{}' is not an absolute path",
+            String::from_utf8_lossy(path)
+        )));
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Err(RepoError::BadPath(format!(
+            "a path of {} bytes is longer than the format allows ({MAX_PATH_LEN})",
+            path.len()
+        )));
+    }
+    let parts: Vec<&[u8]> = path
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    if parts.iter().any(|c| *c == b"." || *c == b"..") {
+        return Err(RepoError::BadPath(format!(
+            "'{}' contains '.' or '..'",
+            String::from_utf8_lossy(path)
+        )));
+    }
+    if parts.len() > MAX_TREE_DEPTH {
+        return Err(RepoError::BadPath(format!(
+            "a path {} folders deep is deeper than the format allows ({MAX_TREE_DEPTH})",
+            parts.len()
+        )));
+    }
+    Ok(parts)
+}

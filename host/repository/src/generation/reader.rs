@@ -1,0 +1,173 @@
+//! Reading a generation: its entries by path, one tree per folder on the
+//! way, with a small cache so that a walk in order reads each tree once.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use super::{components, Generation};
+use crate::error::{RepoError, RepoResult};
+use crate::ids::ChunkId;
+use crate::tree::{EntryKind, Tree, TreeEntry};
+use crate::Repository;
+
+const READER_CACHE: usize = 64;
+
+/// The ids of the trees on the way from the root to a directory, the
+/// directory's own last: shared between a directory and its children, so
+/// that it costs one link per directory, however deep.
+struct Ancestry {
+    id: ChunkId,
+    parent: Option<Arc<Ancestry>>,
+}
+
+impl Ancestry {
+    fn child(self: &Arc<Self>, id: ChunkId) -> Arc<Self> {
+        Arc::new(Ancestry {
+            id,
+            parent: Some(self.clone()),
+        })
+    }
+
+    fn contains(&self, id: &ChunkId) -> bool {
+        let mut link = Some(self);
+        while let Some(l) = link {
+            if l.id == *id {
+                return true;
+            }
+            link = l.parent.as_deref();
+        }
+        false
+    }
+}
+
+/// A directory's tree as the reader found it: the tree, and the ids of
+/// the trees above it (`None` for an empty directory stored without a
+/// tree, which has nothing below it).
+#[derive(Clone)]
+struct Found {
+    tree: Arc<Tree>,
+    ancestry: Option<Arc<Ancestry>>,
+}
+
+/// Reads a generation's entries by path.
+///
+/// A generation is read from the root down, one tree per folder on the
+/// way. Since a tree is named by its content, a tree cannot contain
+/// itself; a damaged or hostile repository could still try, so the
+/// reader refuses a folder whose tree is one of its own ancestors, and
+/// paths deeper than the format allows ([`components`]).
+pub struct GenerationReader {
+    repo: Arc<Repository>,
+    generation: Generation,
+    cache: Mutex<VecDeque<(Vec<u8>, Found)>>,
+}
+
+impl GenerationReader {
+    /// A reader of `generation`.
+    pub fn new(repo: Arc<Repository>, generation: Generation) -> Self {
+        GenerationReader {
+            repo,
+            generation,
+            cache: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The generation read.
+    pub fn generation(&self) -> &Generation {
+        &self.generation
+    }
+
+    fn cached(&self, key: &[u8]) -> Option<Found> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.iter().find(|(k, _)| k == key).map(|(_, f)| f.clone())
+    }
+
+    fn remember(&self, key: Vec<u8>, found: Found) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= READER_CACHE {
+            cache.pop_front();
+        }
+        cache.push_back((key, found));
+    }
+
+    /// The tree of the directory at `parts` (the root for none), or `None`
+    /// if there is no directory there. Starts from the cached parent when
+    /// there is one (a walk lists a folder's children after it), else
+    /// from the root.
+    fn tree(&self, parts: &[&[u8]]) -> RepoResult<Option<Arc<Tree>>> {
+        let key = parts.join(&b'/');
+        if let Some(found) = self.cached(&key) {
+            return Ok(Some(found.tree));
+        }
+        let from_parent = parts
+            .split_last()
+            .and_then(|(_, parent)| self.cached(&parent.join(&b'/')));
+        let (mut found, start) = match from_parent {
+            Some(found) => (found, parts.len() - 1),
+            None => {
+                let root = self.generation.root.0;
+                let found = Found {
+                    tree: self.repo.get_tree(&root)?,
+                    ancestry: Some(Arc::new(Ancestry {
+                        id: root,
+                        parent: None,
+                    })),
+                };
+                (found, 0)
+            }
+        };
+        for (depth, name) in parts.iter().enumerate().skip(start) {
+            let subtree = match found.tree.get(name) {
+                Some(TreeEntry {
+                    kind: EntryKind::Dir,
+                    subtree,
+                    ..
+                }) => subtree.map(|id| id.0),
+                _ => return Ok(None),
+            };
+            found = match (subtree, &found.ancestry) {
+                (Some(id), Some(ancestry)) => {
+                    if ancestry.contains(&id) {
+                        let path = parts[..=depth].join(&b'/');
+                        return Err(RepoError::corrupt(
+                            format!("tree/{id}"),
+                            format!(
+                                "the folder /{} contains itself (its tree is one of its \
+                                 own parents' trees)",
+                                String::from_utf8_lossy(&path)
+                            ),
+                        ));
+                    }
+                    Found {
+                        tree: self.repo.get_tree(&id)?,
+                        ancestry: Some(ancestry.child(id)),
+                    }
+                }
+                // An empty folder, stored without a tree of its own.
+                (None, _) | (_, None) => Found {
+                    tree: Arc::new(Tree::default()),
+                    ancestry: None,
+                },
+            };
+        }
+        self.remember(key, found.clone());
+        Ok(Some(found.tree))
+    }
+
+    /// The entry at an absolute path, if there is one. The root itself has
+    /// no entry.
+    pub fn lookup(&self, path: &[u8]) -> RepoResult<Option<TreeEntry>> {
+        let parts = components(path)?;
+        let Some((name, parent)) = parts.split_last() else {
+            return Ok(None);
+        };
+        Ok(self.tree(parent)?.and_then(|t| t.get(name).cloned()))
+    }
+
+    /// The entries of the directory at an absolute path, or `None` if it is
+    /// not a directory in this generation.
+    pub fn list_dir(&self, path: &[u8]) -> RepoResult<Option<Vec<TreeEntry>>> {
+        let parts = components(path)?;
+        Ok(self.tree(&parts)?.map(|t| t.entries.clone()))
+    }
+}
