@@ -103,15 +103,11 @@ pub fn claim(storage: &Storage, timeout: Duration) -> RepoResult<Claim<'_>> {
         };
         drop(guard);
         if start.elapsed() >= timeout {
-            return Err(RepoError::Locked(format!(
-                "repository {} is being created by host {} (pid {}) since {} (claim {other_key}); \
-                 gave up after waiting {}s (--lock-timeout); if that process is gone, delete {other_key} and run again",
-                storage.url(),
-                other.host,
-                other.pid,
-                super::lock::format_time(other.created),
-                timeout.as_secs()
-            )));
+            return Err(RepoError::BeingCreated {
+                url: storage.url().to_string(),
+                holder: other.holder(other_key),
+                waited: timeout,
+            });
         }
         // Short: the other creator usually needs well under a second.
         let jitter = Duration::from_millis(u64::from(ObjectId::random().0[0]));

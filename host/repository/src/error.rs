@@ -1,6 +1,9 @@
 //! The repository's error type.
 
+use std::time::Duration;
+
 use super::ids::ChunkId;
+use super::limits::{MAX_PATH_LEN, MAX_TREE_DEPTH};
 use super::storage::StorageError;
 use super::upload::UploadError;
 
@@ -31,10 +34,35 @@ pub enum RepoError {
     NoSuchGeneration(String, String),
     #[error("client '{0}' has no generations")]
     NoGenerations(String),
-    #[error("{0}")]
-    Locked(String),
-    #[error("{0}")]
-    BadPath(String),
+    /// A lock held by another process that did not go away in time.
+    #[error(
+        "{} is locked by {holder} (lock {}); gave up after waiting {}s (--lock-timeout); \
+         if that process is gone, remove the lock with 'obnam force-lock'",
+        lock_target(client.as_deref()),
+        holder.object,
+        waited.as_secs()
+    )]
+    Locked {
+        /// The client whose lock it is; `None`: the exclusive lock.
+        client: Option<String>,
+        holder: Holder,
+        waited: Duration,
+    },
+    /// Another process creating the repository did not finish in time.
+    #[error(
+        "repository {url} is being created by {holder} (claim {}); gave up after waiting {}s \
+         (--lock-timeout); if that process is gone, delete {} and run again",
+        holder.object,
+        waited.as_secs(),
+        holder.object
+    )]
+    BeingCreated {
+        url: String,
+        holder: Holder,
+        waited: Duration,
+    },
+    #[error(transparent)]
+    BadPath(#[from] BadPath),
     #[error("{0}")]
     Usage(String),
 }
@@ -48,5 +76,114 @@ impl RepoError {
     }
 }
 
+/// What a lock is on, in messages.
+fn lock_target(client: Option<&str>) -> String {
+    match client {
+        Some(client) => format!("client '{client}'"),
+        None => "the repository".to_string(),
+    }
+}
+
+/// The process that holds a lock or a creation claim.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("host {host} (pid {pid}) since {since}")]
+pub struct Holder {
+    pub host: String,
+    pub pid: u32,
+    /// When it took the lock (RFC 3339, in seconds).
+    pub since: String,
+    /// The lock or claim object (`locks/ID`, `creating/ID`).
+    pub object: String,
+}
+
+/// Why a path in a generation was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadPath {
+    #[error("'{0}' is not an absolute path")]
+    NotAbsolute(String),
+    #[error("a path of {0} bytes is longer than the format allows ({MAX_PATH_LEN})")]
+    TooLong(usize),
+    #[error("'{0}' contains '.' or '..'")]
+    DotComponent(String),
+    #[error("a path {0} folders deep is deeper than the format allows ({MAX_TREE_DEPTH})")]
+    TooDeep(usize),
+    #[error("the root directory has no entry to put")]
+    PutRoot,
+    #[error("cannot remove the root directory")]
+    RemoveRoot,
+    #[error("'{0}' is not a directory of the new generation")]
+    NotADirectory(String),
+    #[error("cannot make parent directory")]
+    NoParent,
+    /// A folder of the overlay gone while it was walked (a bug).
+    #[error("vanished")]
+    Vanished,
+    /// The parent of a finished folder gone from the overlay (a bug).
+    #[error("parent vanished")]
+    ParentVanished,
+}
+
 /// Result type of the repository.
 pub type RepoResult<T> = Result<T, RepoError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(object: &str) -> Holder {
+        Holder {
+            host: "h".into(),
+            pid: 7,
+            since: "2026-01-02T03:04:05Z".into(),
+            object: object.into(),
+        }
+    }
+
+    #[test]
+    fn lock_messages_are_as_they_were() {
+        let e = RepoError::Locked {
+            client: Some("c".into()),
+            holder: holder("locks/L"),
+            waited: Duration::from_secs(3),
+        };
+        assert_eq!(
+            e.to_string(),
+            "client 'c' is locked by host h (pid 7) since 2026-01-02T03:04:05Z (lock locks/L); \
+             gave up after waiting 3s (--lock-timeout); if that process is gone, remove the \
+             lock with 'obnam force-lock'"
+        );
+        let e = RepoError::Locked {
+            client: None,
+            holder: holder("locks/L"),
+            waited: Duration::from_secs(3),
+        };
+        assert!(e
+            .to_string()
+            .starts_with("the repository is locked by host h"));
+        let e = RepoError::BeingCreated {
+            url: "/r".into(),
+            holder: holder("creating/C"),
+            waited: Duration::from_secs(60),
+        };
+        assert_eq!(
+            e.to_string(),
+            "repository /r is being created by host h (pid 7) since 2026-01-02T03:04:05Z \
+             (claim creating/C); gave up after waiting 60s (--lock-timeout); if that process \
+             is gone, delete creating/C and run again"
+        );
+    }
+
+    #[test]
+    fn path_messages_are_as_they_were() {
+        let e = RepoError::from(BadPath::TooDeep(9));
+        assert_eq!(
+            e.to_string(),
+            format!("a path 9 folders deep is deeper than the format allows ({MAX_TREE_DEPTH})")
+        );
+        let e = RepoError::from(BadPath::NotADirectory("/a".into()));
+        assert_eq!(
+            e.to_string(),
+            "'/a' is not a directory of the new generation"
+        );
+    }
+}

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{RepoError, RepoResult};
+use super::error::{Holder, RepoError, RepoResult};
 use super::ids::ObjectId;
 use super::storage::StorageError;
 use super::{now_ns, Repository};
@@ -61,16 +61,24 @@ impl LockRecord {
             || self.client == other.client
     }
 
+    /// The process that holds this lock or claim, stored as `object`.
+    pub(super) fn holder(&self, object: String) -> Holder {
+        Holder {
+            host: self.host.clone(),
+            pid: self.pid,
+            since: format_time(self.created),
+            object,
+        }
+    }
+
     fn describe(&self, id: &str) -> String {
         let what = match self.kind {
             LockKind::Client => format!("client '{}'", self.client),
             LockKind::Exclusive => "the repository".to_string(),
         };
         format!(
-            "{what} is locked by host {} (pid {}) since {} (lock locks/{id})",
-            self.host,
-            self.pid,
-            format_time(self.created)
+            "{what} is locked by {} (lock locks/{id})",
+            self.holder(format!("locks/{id}"))
         )
     }
 
@@ -173,11 +181,11 @@ impl Repository {
             };
             self.storage().delete(&format!("locks/{id}"))?;
             if start.elapsed() >= timeout {
-                return Err(RepoError::Locked(format!(
-                    "{}; gave up after waiting {}s (--lock-timeout); if that process is gone, remove the lock with 'obnam force-lock'",
-                    other.describe(&other_id),
-                    timeout.as_secs()
-                )));
+                return Err(RepoError::Locked {
+                    client: (other.kind == LockKind::Client).then(|| other.client.clone()),
+                    holder: other.holder(format!("locks/{other_id}")),
+                    waited: timeout,
+                });
             }
             let jitter = Duration::from_millis(u64::from(ObjectId::random().0[0]) * 2);
             let wait =

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::{components, Generation, GenerationReader};
-use crate::error::{RepoError, RepoResult};
+use crate::error::{BadPath, RepoError, RepoResult};
 use crate::ids::{ChunkId, GenerationId};
 use crate::tree::{EntryKind, StoredChunkId, Tree, TreeEntry};
 use crate::{now_ns, Repository};
@@ -86,10 +86,7 @@ impl Node {
             self.entries
                 .insert(first.to_vec(), Slot::new_dir(TreeEntry::bare_dir(first)));
         }
-        let slot = self
-            .entries
-            .get_mut(*first)
-            .ok_or_else(|| RepoError::BadPath("vanished".into()))?;
+        let slot = self.entries.get_mut(*first).ok_or(BadPath::Vanished)?;
         if slot.entry.kind != EntryKind::Dir {
             if !create {
                 return Ok(None);
@@ -218,16 +215,14 @@ impl GenerationBuilder {
     pub fn put(&self, path: &[u8], mut entry: TreeEntry) -> RepoResult<()> {
         let parts = components(path)?;
         let Some((name, parent)) = parts.split_last() else {
-            return Err(RepoError::BadPath(
-                "the root directory has no entry to put".into(),
-            ));
+            return Err(BadPath::PutRoot.into());
         };
         entry.name = name.to_vec();
         let mut state = self.state()?;
         let node = state
             .root
             .descend(&self.repo, parent, true)?
-            .ok_or_else(|| RepoError::BadPath("cannot make parent directory".into()))?;
+            .ok_or(BadPath::NoParent)?;
         match node.entries.get_mut(*name) {
             Some(slot) if slot.entry.kind == EntryKind::Dir && entry.kind == EntryKind::Dir => {
                 entry.subtree = slot.entry.subtree;
@@ -258,9 +253,7 @@ impl GenerationBuilder {
     pub fn remove(&self, path: &[u8]) -> RepoResult<()> {
         let parts = components(path)?;
         let Some((name, parent)) = parts.split_last() else {
-            return Err(RepoError::BadPath(
-                "cannot remove the root directory".into(),
-            ));
+            return Err(BadPath::RemoveRoot.into());
         };
         let mut state = self.state()?;
         if let Some(node) = state.root.descend(&self.repo, parent, false)? {
@@ -285,10 +278,7 @@ impl GenerationBuilder {
         let parts = components(path)?;
         let mut state = self.state()?;
         let Some(node) = state.root.descend(&self.repo, &parts, false)? else {
-            return Err(RepoError::BadPath(format!(
-                "'{}' is not a directory of the new generation",
-                String::from_utf8_lossy(path)
-            )));
+            return Err(BadPath::NotADirectory(String::from_utf8_lossy(path).into()).into());
         };
         node.entries.retain(|_, slot| slot.touched);
         let Some((name, parent)) = parts.split_last() else {
@@ -297,7 +287,7 @@ impl GenerationBuilder {
         let parent = state
             .root
             .descend(&self.repo, parent, false)?
-            .ok_or_else(|| RepoError::BadPath("parent vanished".into()))?;
+            .ok_or(BadPath::ParentVanished)?;
         if let Some(slot) = parent.entries.get_mut(*name) {
             if let Some(mut child) = slot.child.take() {
                 let (id, files, bytes) = child.write(&self.repo, true)?;

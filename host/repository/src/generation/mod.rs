@@ -24,7 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{RepoError, RepoResult};
+use super::error::{BadPath, RepoError, RepoResult};
 use super::ids::GenerationId;
 use super::storage::StorageError;
 use super::tree::StoredChunkId;
@@ -138,32 +138,20 @@ impl Repository {
 pub fn components(path: &[u8]) -> RepoResult<Vec<&[u8]>> {
     use crate::limits::{MAX_PATH_LEN, MAX_TREE_DEPTH};
     if path.first() != Some(&b'/') {
-        return Err(RepoError::BadPath(format!(
-            "'{}' is not an absolute path",
-            String::from_utf8_lossy(path)
-        )));
+        return Err(BadPath::NotAbsolute(String::from_utf8_lossy(path).into()).into());
     }
     if path.len() > MAX_PATH_LEN {
-        return Err(RepoError::BadPath(format!(
-            "a path of {} bytes is longer than the format allows ({MAX_PATH_LEN})",
-            path.len()
-        )));
+        return Err(BadPath::TooLong(path.len()).into());
     }
     let parts: Vec<&[u8]> = path
         .split(|b| *b == b'/')
         .filter(|c| !c.is_empty())
         .collect();
     if parts.iter().any(|c| *c == b"." || *c == b"..") {
-        return Err(RepoError::BadPath(format!(
-            "'{}' contains '.' or '..'",
-            String::from_utf8_lossy(path)
-        )));
+        return Err(BadPath::DotComponent(String::from_utf8_lossy(path).into()).into());
     }
     if parts.len() > MAX_TREE_DEPTH {
-        return Err(RepoError::BadPath(format!(
-            "a path {} folders deep is deeper than the format allows ({MAX_TREE_DEPTH})",
-            parts.len()
-        )));
+        return Err(BadPath::TooDeep(parts.len()).into());
     }
     Ok(parts)
 }
