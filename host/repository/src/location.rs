@@ -10,6 +10,12 @@
 //! refused (without repeating it), SSH uses keys, and S3 credentials come
 //! from the usual `AWS_*` environment variables. So the URL can be shown
 //! in every message as it is.
+//!
+//! The forms are parsed here rather than with the `url` crate, which
+//! would not keep them: it percent-encodes a path with spaces (so a
+//! folder `my repo` would become `my%20repo`), reads an empty user name
+//! (`sftp://@host/r`) as none, accepts port 0 and keeps the brackets of
+//! an IPv6 host, each of which this parser treats its own way.
 
 use std::path::PathBuf;
 

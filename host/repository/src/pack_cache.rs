@@ -15,6 +15,12 @@
 //! Several threads (restore workers) asking for the same pack at once
 //! share one fetch. The cache holds at most [`CAPACITY`] packs and drops
 //! the one used least recently.
+//!
+//! It is not `quick_cache`, which splits its capacity among shards (four
+//! per core) and puts new entries in a cold queue of 3% of it: for a few
+//! packs of 8 MiB each, a new pack would fit in neither unless tuned away,
+//! and its one-fetch-per-key guard would still not bound the fetches
+//! running at once ([`FETCHES`]), which this cache must.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};

@@ -3,6 +3,11 @@
 //! A backup reads each directory of the previous generation twice (to
 //! compare with, and to build on): keeping recently read trees decoded
 //! saves the second read and decode.
+//!
+//! It is a plain FIFO window, not `quick_cache`: that cache's S3-FIFO
+//! policy keeps a tree read once in a cold queue of 3% of its capacity
+//! (8 trees of 256), but a backup reads a directory the second time only
+//! after the trees below it, so most second reads would miss.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
