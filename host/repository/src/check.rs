@@ -7,6 +7,9 @@
 //! backups: [`Repository::forget_missing_packs`] drops the index entries of
 //! packs that are gone, so that the blobs they held count as absent and a
 //! backup stores them again from the files that still have them.
+//!
+//! This module adds to [`Repository`] those two operations:
+//! [`Repository::forget_missing_packs`] and [`Repository::check_objects`].
 
 use std::collections::HashSet;
 

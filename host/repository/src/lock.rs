@@ -15,6 +15,10 @@
 //! (same host, no such pid) or when it has not been refreshed for
 //! [`STALE_AFTER`]. Held locks are refreshed every [`REFRESH_EVERY`] while
 //! the holder writes to the repository.
+//!
+//! This module adds to [`Repository`] the operations on locks
+//! ([`Repository::lock_client`], [`Repository::lock_exclusive`], the
+//! unlocks, [`Repository::refresh_locks`], [`Repository::force_unlock`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
