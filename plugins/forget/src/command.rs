@@ -75,9 +75,15 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         check_named_exist(&repo, &clients, ids)?;
     }
     let tz = TimeZone::system();
+    let run = Run {
+        ctx,
+        repo: &repo,
+        request: &request,
+        tz: &tz,
+    };
     let mut report = Vec::new();
     for client in &clients {
-        report.push(forget_client(ctx, &repo, client, &request, &tz)?);
+        report.push(run.client(client)?);
     }
     if request.json {
         ctx.outln(&serde_json::to_string_pretty(&Value::Array(report))?)?;
@@ -120,78 +126,80 @@ fn check_named_exist(repo: &Repository, clients: &[String], ids: &HashSet<String
     Ok(())
 }
 
-/// Judge one client's generations under its lock, report, and remove.
-fn forget_client(
-    ctx: &Context<'_>,
-    repo: &Repository,
-    client: &str,
-    request: &Request,
-    tz: &TimeZone,
-) -> Result<Value> {
-    // --pretend changes nothing, so it needs no lock.
-    if !request.pretend {
-        repo.lock_client(client)?;
-    }
-    let result = judge_and_remove(ctx, repo, client, request, tz);
-    if !request.pretend {
-        let unlocked = repo.unlock_client(client);
-        let value = result?;
-        unlocked?;
-        return Ok(value);
-    }
-    result
+/// One forget run over its clients.
+struct Run<'a, 'c> {
+    ctx: &'a Context<'c>,
+    repo: &'a Repository,
+    request: &'a Request,
+    tz: &'a TimeZone,
 }
 
-fn judge_and_remove(
-    ctx: &Context<'_>,
-    repo: &Repository,
-    client: &str,
-    request: &Request,
-    tz: &TimeZone,
-) -> Result<Value> {
-    let infos = repo.generations(client)?;
-    let gens: Vec<Gen> = infos
-        .iter()
-        .map(|g| Gen {
-            id: g.id.clone(),
-            started_ns: g.started_ns,
-            is_checkpoint: g.is_checkpoint,
-        })
-        .collect();
-    let decisions = decide(&gens, &request.selection.as_selection(), tz);
-    if !request.json {
-        print_table(ctx, client, &infos, &decisions, request.pretend, tz)?;
+impl Run<'_, '_> {
+    /// Judge one client's generations under its lock, report, and remove.
+    fn client(&self, client: &str) -> Result<Value> {
+        // --pretend changes nothing, so it needs no lock.
+        if self.request.pretend {
+            return self.judge_and_remove(client);
+        }
+        self.repo.lock_client(client)?;
+        let result = self.judge_and_remove(client);
+        let unlocked = self.repo.unlock_client(client);
+        let value = result?;
+        unlocked?;
+        Ok(value)
     }
-    let mut removed = 0u64;
-    if !request.pretend {
-        for (info, d) in infos.iter().zip(&decisions) {
-            if !d.keep {
-                repo.remove_generation(client, &info.id)?;
-                removed += 1;
+
+    fn judge_and_remove(&self, client: &str) -> Result<Value> {
+        let Run {
+            ctx,
+            repo,
+            request,
+            tz,
+        } = *self;
+        let infos = repo.generations(client)?;
+        let gens: Vec<Gen> = infos
+            .iter()
+            .map(|g| Gen {
+                id: g.id.clone(),
+                started_ns: g.started_ns,
+                is_checkpoint: g.is_checkpoint,
+            })
+            .collect();
+        let decisions = decide(&gens, &request.selection.as_selection(), tz);
+        if !request.json {
+            print_table(ctx, client, &infos, &decisions, request.pretend, tz)?;
+        }
+        let mut removed = 0u64;
+        if !request.pretend {
+            for (info, d) in infos.iter().zip(&decisions) {
+                if !d.keep {
+                    repo.remove_generation(client, &info.id)?;
+                    removed += 1;
+                }
             }
         }
+        let kept = decisions.iter().filter(|d| d.keep).count();
+        let going = decisions.len() - kept;
+        if !request.json {
+            let verb = if request.pretend {
+                "would remove"
+            } else {
+                "removed"
+            };
+            ctx.outln(&format!(
+                "client {client}: kept {kept}, {verb} {going} of {} generations",
+                decisions.len()
+            ))?;
+        }
+        debug_assert!(request.pretend || removed as usize == going);
+        Ok(json!({
+            "client": client,
+            "pretend": request.pretend,
+            "generations": infos.iter().zip(&decisions).map(|(g, d)| generation_json(g, d, tz)).collect::<Vec<_>>(),
+            "kept": kept,
+            "removed": going,
+        }))
     }
-    let kept = decisions.iter().filter(|d| d.keep).count();
-    let going = decisions.len() - kept;
-    if !request.json {
-        let verb = if request.pretend {
-            "would remove"
-        } else {
-            "removed"
-        };
-        ctx.outln(&format!(
-            "client {client}: kept {kept}, {verb} {going} of {} generations",
-            decisions.len()
-        ))?;
-    }
-    debug_assert!(request.pretend || removed as usize == going);
-    Ok(json!({
-        "client": client,
-        "pretend": request.pretend,
-        "generations": infos.iter().zip(&decisions).map(|(g, d)| generation_json(g, d, tz)).collect::<Vec<_>>(),
-        "kept": kept,
-        "removed": going,
-    }))
 }
 
 fn local_time(ns: i64, tz: &TimeZone) -> String {

@@ -102,20 +102,21 @@ impl Policy {
             if part.is_empty() {
                 return Err(bad(part, "an empty rule (two commas, or one at an end)"));
             }
-            let (digits, unit) =
-                match part.chars().last() {
-                    Some(c) if c.is_ascii_digit() => (part, None),
-                    Some(c) => match Unit::from_suffix(c) {
-                        Some(unit) => (&part[..part.len() - c.len_utf8()], Some(unit)),
-                        None => return Err(bad(
+            let (digits, unit) = match part.chars().last() {
+                Some(c) if c.is_ascii_digit() => (part, None),
+                Some(c) => match Unit::from_suffix(c) {
+                    Some(unit) => (&part[..part.len() - c.len_utf8()], Some(unit)),
+                    None => {
+                        return Err(bad(
                             part,
                             &format!(
                                 "unknown unit '{c}' (use h, d, w, m or y, or no unit for a count)"
                             ),
-                        )),
-                    },
-                    None => unreachable!("empty parts were refused above"),
-                };
+                        ))
+                    }
+                },
+                None => unreachable!("empty parts were refused above"),
+            };
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad(
                     part,
