@@ -29,7 +29,6 @@ pub mod registry;
 pub mod services;
 pub mod settings;
 
-
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
