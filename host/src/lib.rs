@@ -29,9 +29,6 @@ pub mod registry;
 pub mod services;
 pub mod settings;
 
-#[cfg(test)]
-mod limits_agree;
-
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 

@@ -13,11 +13,11 @@
 //! A filter's decoder finds its bound with [`max_decoded_len`], from the
 //! context the host gives it (`chunk/ID`, `tree/ID`, `index/ID`, ...).
 //!
-//! The limits are facts of the repository format, and the repository
-//! engine (the host's crate `obnam-repository`, module `limits`) owns them.
-//! This module is a copy for plugins, which depend on this crate alone; a
-//! test in the host, which depends on both, checks that every constant and
-//! [`max_decoded_len`] agree, so a change to one must be made to the other.
+//! The limits are facts of the repository format. This file is their one
+//! definition: plugin-api publishes it for the data filters, and the
+//! repository engine (`obnam-repository`, which depends on no plugin
+//! machinery) compiles this same file as its module `limits`, so the two
+//! cannot differ.
 
 /// The largest file chunk: the largest fixed chunk size (`--chunk-size`
 /// accepts at most 64 MiB; content-defined chunks end at 16 MiB).

@@ -137,6 +137,9 @@ pub mod generation;
 pub mod ids;
 pub mod index;
 pub mod keys;
+// The format's size limits: one source file, shared with plugin-api
+// (which publishes it for the data filters) without depending on it.
+#[path = "../../../plugin-api/src/limits.rs"]
 pub mod limits;
 pub mod location;
 pub mod lock;

@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+mod dir_cursor;
 mod fetch;
 mod format;
 mod fsops;

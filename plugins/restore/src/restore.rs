@@ -54,6 +54,7 @@ use sha2::{Digest, Sha256};
 
 use plugin_api::{Context, Entry, EntryKind, Error, GenerationReader, Repository, Result};
 
+use crate::dir_cursor::DirCursor;
 use crate::fetch;
 use crate::format;
 use crate::fsops;
@@ -551,6 +552,7 @@ impl Restorer<'_, '_> {
     /// after its parent, so the reverse order finishes children first, and
     /// nothing is created in a directory after its mode and time are set.
     fn finish_dirs(&self, dirs: &[DirRecord]) {
+        let mut cursor = DirCursor::new(self.root.as_fd(), dirs);
         for (done, (index, dir)) in dirs.iter().enumerate().rev().enumerate() {
             if done % 64 == 0 {
                 self.ctx.status(&format!(
@@ -558,15 +560,16 @@ impl Restorer<'_, '_> {
                     dirs.len()
                 ));
             }
-            let parts = walk::dir_parts(dirs, index);
-            let path = names::from_parts(&parts);
-            match fsops::open_dir_path(self.root.as_fd(), &parts) {
+            // The path is built only for a message: building it for every
+            // folder would cost the square of a deep tree's depth.
+            let path = || names::from_parts(&walk::dir_parts(dirs, index));
+            match cursor.open(index) {
                 Ok(fd) => {
-                    for p in metadata::apply_fd(fd.as_fd(), &dir.entry, &self.policy) {
-                        self.error(&path, p);
+                    for p in metadata::apply_fd(fd, &dir.entry, &self.policy) {
+                        self.error(&path(), p);
                     }
                 }
-                Err(e) => self.error(&path, format!("cannot open restored folder: {e}")),
+                Err(e) => self.error(&path(), format!("cannot open restored folder: {e}")),
             }
         }
     }

@@ -1,0 +1,254 @@
+//! The `forget` and `remove-client` subcommands: choosing the clients,
+//! holding each client's lock while its generations are judged and
+//! removed, and reporting what was kept and why.
+//!
+//! A client's lock is the one its backups hold, so a forget never runs
+//! while a backup of the same client builds on the generation it would
+//! remove; backups of other clients go on. Every named generation is
+//! looked up before anything is removed, so a typo removes nothing.
+//! forget removes generation records only: the chunks they alone used
+//! stay in the repository until a prune.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+
+use jiff::tz::TimeZone;
+use serde_json::{json, Value};
+
+use plugin_api::{Context, GenerationInfo, Repository, Result};
+
+use crate::decide::{decide, Decision, Gen, Selection};
+use crate::policy::Policy;
+
+/// What one forget run was asked to do.
+struct Request {
+    selection: SelectionSpec,
+    pretend: bool,
+    json: bool,
+}
+
+enum SelectionSpec {
+    Named(HashSet<String>),
+    Policy(Policy),
+    CheckpointsOnly,
+}
+
+impl SelectionSpec {
+    fn as_selection(&self) -> Selection<'_> {
+        match self {
+            SelectionSpec::Named(ids) => Selection::Named(ids),
+            SelectionSpec::Policy(p) => Selection::Policy(p),
+            SelectionSpec::CheckpointsOnly => Selection::CheckpointsOnly,
+        }
+    }
+}
+
+/// `obnam forget [GENID]...` and `obnam forget --keep POLICY`.
+pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
+    let mut ids = HashSet::new();
+    for arg in &args {
+        match arg.to_str() {
+            Some(id) if !id.is_empty() => {
+                ids.insert(id.to_string());
+            }
+            _ => plugin_api::bail!(
+                "forget: '{}' is not a generation id (see 'obnam generations')",
+                arg.to_string_lossy()
+            ),
+        }
+    }
+    let keep = ctx.string("keep")?.filter(|k| !k.is_empty());
+    let selection = match (ids.is_empty(), keep) {
+        (false, Some(_)) => plugin_api::bail!("forget: give generation ids or --keep, not both"),
+        (false, None) => SelectionSpec::Named(ids),
+        (true, Some(text)) => SelectionSpec::Policy(Policy::parse(&text)?),
+        (true, None) => SelectionSpec::CheckpointsOnly,
+    };
+    let request = Request {
+        selection,
+        pretend: ctx.boolean("pretend")?,
+        json: ctx.string("output-format")?.as_deref() == Some("json"),
+    };
+    let repo = ctx.repository(false)?;
+    let clients = chosen_clients(ctx, &repo)?;
+    if let SelectionSpec::Named(ids) = &request.selection {
+        check_named_exist(&repo, &clients, ids)?;
+    }
+    let tz = TimeZone::system();
+    let run = Run {
+        ctx,
+        repo: &repo,
+        request: &request,
+        tz: &tz,
+    };
+    let mut report = Vec::new();
+    for client in &clients {
+        report.push(run.client(client)?);
+    }
+    if request.json {
+        ctx.outln(&serde_json::to_string_pretty(&Value::Array(report))?)?;
+    }
+    Ok(())
+}
+
+/// `--all-clients`, or the client of `--client-name`.
+fn chosen_clients(ctx: &Context<'_>, repo: &Repository) -> Result<Vec<String>> {
+    if ctx.boolean("all-clients")? {
+        let mut clients = repo.clients()?;
+        clients.sort();
+        return Ok(clients);
+    }
+    match ctx.string("client-name")? {
+        Some(name) if !name.is_empty() => Ok(vec![name]),
+        _ => plugin_api::bail!("no client name: set --client-name, or give --all-clients"),
+    }
+}
+
+/// Every named id must be a generation of one of `clients`.
+fn check_named_exist(repo: &Repository, clients: &[String], ids: &HashSet<String>) -> Result<()> {
+    let mut found = HashSet::new();
+    for client in clients {
+        for g in repo.generations(client)? {
+            found.insert(g.id);
+        }
+    }
+    let mut missing: Vec<&String> = ids.iter().filter(|id| !found.contains(*id)).collect();
+    missing.sort();
+    if let Some(first) = missing.first() {
+        let whose = match clients {
+            [one] => format!("client '{one}'"),
+            _ => "any client".to_string(),
+        };
+        plugin_api::bail!(
+            "forget: {whose} has no generation '{first}' (see 'obnam generations'); nothing was removed"
+        );
+    }
+    Ok(())
+}
+
+/// One forget run over its clients.
+struct Run<'a, 'c> {
+    ctx: &'a Context<'c>,
+    repo: &'a Repository,
+    request: &'a Request,
+    tz: &'a TimeZone,
+}
+
+impl Run<'_, '_> {
+    /// Judge one client's generations under its lock, report, and remove.
+    fn client(&self, client: &str) -> Result<Value> {
+        // --pretend changes nothing, so it needs no lock.
+        if self.request.pretend {
+            return self.judge_and_remove(client);
+        }
+        self.repo.lock_client(client)?;
+        let result = self.judge_and_remove(client);
+        let unlocked = self.repo.unlock_client(client);
+        let value = result?;
+        unlocked?;
+        Ok(value)
+    }
+
+    fn judge_and_remove(&self, client: &str) -> Result<Value> {
+        let Run {
+            ctx,
+            repo,
+            request,
+            tz,
+        } = *self;
+        let infos = repo.generations(client)?;
+        let gens: Vec<Gen> = infos
+            .iter()
+            .map(|g| Gen {
+                id: g.id.clone(),
+                started_ns: g.started_ns,
+                is_checkpoint: g.is_checkpoint,
+            })
+            .collect();
+        let decisions = decide(&gens, &request.selection.as_selection(), tz);
+        if !request.json {
+            print_table(ctx, client, &infos, &decisions, request.pretend, tz)?;
+        }
+        let mut removed = 0u64;
+        if !request.pretend {
+            for (info, d) in infos.iter().zip(&decisions) {
+                if !d.keep {
+                    repo.remove_generation(client, &info.id)?;
+                    removed += 1;
+                }
+            }
+        }
+        let kept = decisions.iter().filter(|d| d.keep).count();
+        let going = decisions.len() - kept;
+        if !request.json {
+            let verb = if request.pretend {
+                "would remove"
+            } else {
+                "removed"
+            };
+            ctx.outln(&format!(
+                "client {client}: kept {kept}, {verb} {going} of {} generations",
+                decisions.len()
+            ))?;
+        }
+        debug_assert!(request.pretend || removed as usize == going);
+        Ok(json!({
+            "client": client,
+            "pretend": request.pretend,
+            "generations": infos.iter().zip(&decisions).map(|(g, d)| generation_json(g, d, tz)).collect::<Vec<_>>(),
+            "kept": kept,
+            "removed": going,
+        }))
+    }
+}
+
+fn local_time(ns: i64, tz: &TimeZone) -> String {
+    match jiff::Timestamp::from_nanosecond(i128::from(ns)) {
+        Ok(ts) => ts
+            .to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S %z")
+            .to_string(),
+        Err(_) => format!("{ns} ns"),
+    }
+}
+
+fn print_table(
+    ctx: &Context<'_>,
+    client: &str,
+    infos: &[GenerationInfo],
+    decisions: &[Decision],
+    pretend: bool,
+    tz: &TimeZone,
+) -> Result<()> {
+    ctx.outln(&format!("client {client}:"))?;
+    for (g, d) in infos.iter().zip(decisions) {
+        let action = match (d.keep, pretend) {
+            (true, _) => "keep",
+            (false, true) => "would remove",
+            (false, false) => "remove",
+        };
+        let kind = if g.is_checkpoint {
+            "checkpoint"
+        } else {
+            "generation"
+        };
+        ctx.outln(&format!(
+            "  {action:<12} {} {kind:<10} {}  {}",
+            g.id,
+            local_time(g.started_ns, tz),
+            d.reasons.join(", ")
+        ))?;
+    }
+    Ok(())
+}
+
+fn generation_json(g: &GenerationInfo, d: &Decision, tz: &TimeZone) -> Value {
+    json!({
+        "id": g.id,
+        "started": local_time(g.started_ns, tz),
+        "started_ns": g.started_ns,
+        "checkpoint": g.is_checkpoint,
+        "action": if d.keep { "keep" } else { "remove" },
+        "reasons": d.reasons,
+    })
+}

@@ -1,0 +1,354 @@
+//! Which generations of one client a forget run keeps, and why.
+//!
+//! This is the whole of forget's judgement, kept apart from the
+//! repository so that it can be tested on made-up histories. The input is
+//! a client's generations in commit order (oldest first, as `generations`
+//! lists them); the output is one [`Decision`] per generation with the
+//! reasons behind it, which `--pretend` shows.
+//!
+//! The rules, in the order they are applied:
+//!
+//! * Checkpoints are judged apart from complete generations. One older
+//!   than the client's newest complete generation is removed by any
+//!   forget run: nothing should restore from it. Of the checkpoints newer
+//!   than every complete generation (an unfinished run), the newest is
+//!   kept and the older ones removed, since the newest covers the most.
+//! * Generations named on the command line are removed, and only they.
+//! * Under a policy, the latest complete generation is always kept; a
+//!   count `N` keeps the newest N; a unit rule `Nd` keeps the newest
+//!   generation of each of the last N days that have one (hours, ISO
+//!   weeks, months and years alike), in the given time zone. A
+//!   generation no rule keeps is removed.
+//! * With neither names nor a policy, complete generations are kept.
+
+use std::collections::HashSet;
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+use crate::policy::{Policy, Rule, Unit};
+
+/// What forget knows about one generation.
+#[derive(Clone, Debug)]
+pub struct Gen {
+    pub id: String,
+    /// When the run that made it started, in ns since the epoch: the
+    /// moment the generation stands for.
+    pub started_ns: i64,
+    pub is_checkpoint: bool,
+}
+
+/// What a forget run asks for.
+pub enum Selection<'a> {
+    /// Remove these generations (by id).
+    Named(&'a HashSet<String>),
+    /// Keep what the policy keeps.
+    Policy(&'a Policy),
+    /// Only remove checkpoints nothing should restore from.
+    CheckpointsOnly,
+}
+
+/// The verdict on one generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub keep: bool,
+    /// Why: the rules that keep it, or the one reason it goes.
+    pub reasons: Vec<String>,
+}
+
+impl Decision {
+    fn keep(reason: impl Into<String>) -> Decision {
+        Decision {
+            keep: true,
+            reasons: vec![reason.into()],
+        }
+    }
+
+    fn remove(reason: impl Into<String>) -> Decision {
+        Decision {
+            keep: false,
+            reasons: vec![reason.into()],
+        }
+    }
+}
+
+/// Decide on every generation of `gens` (commit order, oldest first).
+pub fn decide(gens: &[Gen], selection: &Selection<'_>, tz: &TimeZone) -> Vec<Decision> {
+    let latest_complete = gens.iter().rposition(|g| !g.is_checkpoint);
+    let newest_checkpoint = gens.iter().rposition(|g| g.is_checkpoint);
+    let mut decisions: Vec<Option<Decision>> = vec![None; gens.len()];
+
+    for (i, g) in gens.iter().enumerate().filter(|(_, g)| g.is_checkpoint) {
+        decisions[i] = Some(match latest_complete {
+            Some(c) if i < c => {
+                Decision::remove("checkpoint older than the latest complete generation")
+            }
+            _ if Some(i) == newest_checkpoint => {
+                Decision::keep("newest checkpoint of an unfinished run")
+            }
+            _ => Decision::remove("checkpoint superseded by a newer checkpoint"),
+        });
+        let _ = g;
+    }
+
+    // Complete generations, newest first: the rules count from the newest.
+    let complete: Vec<usize> = (0..gens.len())
+        .rev()
+        .filter(|&i| !gens[i].is_checkpoint)
+        .collect();
+    match selection {
+        Selection::Named(ids) => {
+            for &i in &complete {
+                decisions[i] = Some(if ids.contains(&gens[i].id) {
+                    Decision::remove("named")
+                } else {
+                    Decision::keep("not named")
+                });
+            }
+            // A named checkpoint goes too, whatever the rules above said.
+            for (i, g) in gens.iter().enumerate() {
+                if g.is_checkpoint && ids.contains(&g.id) {
+                    decisions[i] = Some(Decision::remove("named"));
+                }
+            }
+        }
+        Selection::CheckpointsOnly => {
+            for &i in &complete {
+                decisions[i] = Some(Decision::keep("no --keep given"));
+            }
+        }
+        Selection::Policy(policy) => {
+            let reasons = apply_policy(gens, &complete, policy, tz);
+            for (&i, reasons) in complete.iter().zip(reasons) {
+                decisions[i] = Some(if reasons.is_empty() {
+                    Decision::remove("not kept by --keep")
+                } else {
+                    Decision {
+                        keep: true,
+                        reasons,
+                    }
+                });
+            }
+        }
+    }
+    decisions
+        .into_iter()
+        .map(|d| d.expect("every generation is either a checkpoint or complete"))
+        .collect()
+}
+
+/// For each of `complete` (indices into `gens`, newest first), the rules
+/// of `policy` that keep it; the first is always kept as the latest.
+fn apply_policy(
+    gens: &[Gen],
+    complete: &[usize],
+    policy: &Policy,
+    tz: &TimeZone,
+) -> Vec<Vec<String>> {
+    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); complete.len()];
+    if let Some(first) = reasons.first_mut() {
+        first.push("latest".to_string());
+    }
+    for rule in &policy.rules {
+        match *rule {
+            Rule::Last(n) => {
+                for r in reasons.iter_mut().take(n as usize) {
+                    r.push(rule.to_string());
+                }
+            }
+            Rule::Every(n, unit) => {
+                let mut seen = HashSet::new();
+                for (pos, &i) in complete.iter().enumerate() {
+                    if seen.len() == n as usize {
+                        break;
+                    }
+                    if seen.insert(period(gens[i].started_ns, unit, tz)) {
+                        reasons[pos].push(rule.to_string());
+                    }
+                }
+            }
+        }
+    }
+    reasons
+}
+
+/// The calendar period of `unit` that the instant `ns` falls in, in `tz`,
+/// as a number that is equal for two instants exactly when the periods
+/// are the same.
+fn period(ns: i64, unit: Unit, tz: &TimeZone) -> i64 {
+    let Ok(ts) = Timestamp::from_nanosecond(i128::from(ns)) else {
+        // Outside jiff's range (years beyond ±9999): its own period.
+        return ns;
+    };
+    let t = ts.to_zoned(tz.clone());
+    let (y, m, d, h) = (
+        i64::from(t.year()),
+        i64::from(t.month()),
+        i64::from(t.day()),
+        i64::from(t.hour()),
+    );
+    match unit {
+        Unit::Hour => ((y * 100 + m) * 100 + d) * 100 + h,
+        Unit::Day => (y * 100 + m) * 100 + d,
+        Unit::Week => {
+            let w = t.date().iso_week_date();
+            i64::from(w.year()) * 100 + i64::from(w.week())
+        }
+        Unit::Month => y * 100 + m,
+        Unit::Year => y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000_000_000;
+    const DAY: i64 = 24 * HOUR;
+
+    /// 2026-01-05T00:00:00Z, a Monday.
+    const MONDAY: i64 = 1_767_571_200 * 1_000_000_000;
+
+    fn gen(id: &str, started_ns: i64) -> Gen {
+        Gen {
+            id: id.into(),
+            started_ns,
+            is_checkpoint: false,
+        }
+    }
+
+    fn checkpoint(id: &str, started_ns: i64) -> Gen {
+        Gen {
+            is_checkpoint: true,
+            ..gen(id, started_ns)
+        }
+    }
+
+    fn kept(gens: &[Gen], policy: &str) -> Vec<String> {
+        let policy = Policy::parse(policy).unwrap();
+        decide(gens, &Selection::Policy(&policy), &TimeZone::UTC)
+            .iter()
+            .zip(gens)
+            .filter(|(d, _)| d.keep)
+            .map(|(_, g)| g.id.clone())
+            .collect()
+    }
+
+    /// Backups every six hours for `days` days from MONDAY.
+    fn four_a_day(days: i64) -> Vec<Gen> {
+        (0..days * 4)
+            .map(|i| gen(&format!("g{i}"), MONDAY + i * 6 * HOUR))
+            .collect()
+    }
+
+    #[test]
+    fn daily_keeps_the_newest_of_each_of_the_last_days() {
+        let gens = four_a_day(10);
+        // The newest of each day is the 18:00 one: g3, g7, ... g39.
+        assert_eq!(kept(&gens, "3d"), vec!["g31", "g35", "g39"]);
+    }
+
+    #[test]
+    fn hourly_counts_hours_that_have_a_generation() {
+        let gens = four_a_day(2);
+        assert_eq!(kept(&gens, "3h"), vec!["g5", "g6", "g7"]);
+    }
+
+    #[test]
+    fn weekly_uses_iso_weeks_monthly_and_yearly_calendar_ones() {
+        // Days 0..21 from a Monday: three ISO weeks.
+        let gens: Vec<Gen> = (0..21)
+            .map(|i| gen(&format!("d{i}"), MONDAY + i * DAY))
+            .collect();
+        assert_eq!(kept(&gens, "2w"), vec!["d13", "d20"]);
+        assert_eq!(kept(&gens, "5w"), vec!["d6", "d13", "d20"]);
+        // One generation on the 1st of each month of 2026 and 2027.
+        let months: Vec<Gen> = (0..24)
+            .map(|i| {
+                let date = jiff::civil::date(2026 + (i / 12) as i16, (i % 12 + 1) as i8, 1);
+                let ns = date
+                    .to_zoned(TimeZone::UTC)
+                    .unwrap()
+                    .timestamp()
+                    .as_nanosecond() as i64;
+                gen(&format!("m{i}"), ns)
+            })
+            .collect();
+        assert_eq!(kept(&months, "2m"), vec!["m22", "m23"]);
+        assert_eq!(kept(&months, "2y"), vec!["m11", "m23"]);
+    }
+
+    #[test]
+    fn a_count_keeps_the_newest_and_rules_add_up() {
+        let gens = four_a_day(3);
+        assert_eq!(kept(&gens, "2"), vec!["g10", "g11"]);
+        assert_eq!(kept(&gens, "2,3d"), vec!["g3", "g7", "g10", "g11"]);
+    }
+
+    #[test]
+    fn the_latest_is_kept_with_its_reasons() {
+        let gens = four_a_day(3);
+        let policy = Policy::parse("1d,2").unwrap();
+        let d = decide(&gens, &Selection::Policy(&policy), &TimeZone::UTC);
+        assert_eq!(d[11].reasons, vec!["latest", "daily 1", "last 2"]);
+        assert_eq!(d[10].reasons, vec!["last 2"]);
+        assert_eq!(d[9], Decision::remove("not kept by --keep"));
+    }
+
+    #[test]
+    fn the_time_zone_decides_where_a_day_ends() {
+        // 23:00 and 01:00 UTC are two UTC days but one day at UTC-3.
+        let gens = vec![gen("a", MONDAY - HOUR), gen("b", MONDAY + HOUR)];
+        let policy = Policy::parse("2d").unwrap();
+        let at = |tz: TimeZone| {
+            decide(&gens, &Selection::Policy(&policy), &tz)
+                .iter()
+                .filter(|d| d.keep)
+                .count()
+        };
+        assert_eq!(at(TimeZone::UTC), 2);
+        assert_eq!(at(TimeZone::fixed(jiff::tz::offset(-3))), 1);
+    }
+
+    #[test]
+    fn checkpoints_before_the_latest_complete_go_and_the_newest_after_stays() {
+        let gens = vec![
+            checkpoint("c1", MONDAY),
+            gen("g1", MONDAY),
+            checkpoint("c2", MONDAY + HOUR),
+            checkpoint("c3", MONDAY + HOUR),
+        ];
+        for selection in [
+            Selection::CheckpointsOnly,
+            Selection::Policy(&Policy::parse("1").unwrap()),
+        ] {
+            let d = decide(&gens, &selection, &TimeZone::UTC);
+            let keep: Vec<bool> = d.iter().map(|d| d.keep).collect();
+            assert_eq!(keep, vec![false, true, false, true]);
+        }
+        // With no complete generation at all, the newest checkpoint stays.
+        let only = vec![checkpoint("c1", MONDAY), checkpoint("c2", MONDAY)];
+        let d = decide(&only, &Selection::CheckpointsOnly, &TimeZone::UTC);
+        assert_eq!((d[0].keep, d[1].keep), (false, true));
+    }
+
+    #[test]
+    fn named_generations_go_and_only_they() {
+        let gens = four_a_day(1);
+        let ids: HashSet<String> = ["g1".to_string(), "g3".to_string()].into();
+        let d = decide(&gens, &Selection::Named(&ids), &TimeZone::UTC);
+        let keep: Vec<bool> = d.iter().map(|d| d.keep).collect();
+        assert_eq!(keep, vec![true, false, true, false]);
+    }
+
+    #[test]
+    fn clocks_out_of_order_still_keep_one_per_period() {
+        // Commit order disagrees with the clock: each day is still kept once.
+        let gens = vec![
+            gen("a", MONDAY + DAY),
+            gen("b", MONDAY),
+            gen("c", MONDAY + DAY + HOUR),
+        ];
+        assert_eq!(kept(&gens, "5d"), vec!["b", "c"]);
+    }
+}

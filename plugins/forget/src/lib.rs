@@ -1,0 +1,52 @@
+//! The bundled `forget` plugin of obnam: a repository that keeps what a
+//! retention policy says, and no more.
+//!
+//! Subcommands:
+//!
+//! * `forget [GENID]...`: remove the named generations of the client;
+//! * `forget --keep POLICY`: remove the generations the policy does not
+//!   keep (Obnam's syntax, e.g. `72h,7d,5w,12m,1y`; see [`policy`]);
+//! * `forget` alone: remove only checkpoints nothing should restore from.
+//!
+//! With `--all-clients` it works on every client, `--pretend` shows the
+//! verdicts without removing anything, and `--output-format json` gives
+//! them as one JSON document. forget removes generation records; the data
+//! only they used comes back with `prune`.
+//!
+//! The judgement is in [`decide`] (pure, tested on made-up histories), the
+//! repository work in [`command`].
+
+#![forbid(unsafe_code)]
+
+mod command;
+mod decide;
+mod policy;
+
+use plugin_api::{App, Plugin, Result, Setting, GROUP_BACKUP};
+
+#[derive(Default)]
+struct ForgetPlugin;
+
+impl Plugin for ForgetPlugin {
+    fn enable(&self, app: &mut App<'_>) -> Result<()> {
+        app.add_setting(
+            Setting::string("keep")
+                .metavar("POLICY")
+                .help(
+                    "with forget: keep the generations of POLICY and remove the rest; e.g. \
+                     72h,7d,5w,12m,1y keeps the newest of each of the last 72 hours, 7 days, \
+                     5 weeks, 12 months and 1 year that have one; a plain N keeps the last N",
+                )
+                .group(GROUP_BACKUP),
+        );
+        app.add_subcommand(
+            "forget",
+            "[GENID]...",
+            "remove the named generations, or those --keep POLICY does not keep (and old checkpoints)",
+            command::forget,
+        );
+        Ok(())
+    }
+}
+
+plugin_api::export_plugin!("forget", ForgetPlugin);
