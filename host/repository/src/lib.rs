@@ -127,6 +127,7 @@ pub mod backend;
 pub mod blobs;
 pub mod catalog;
 pub mod check;
+pub mod clock;
 pub mod clients;
 pub mod codec;
 pub mod config;
@@ -161,6 +162,7 @@ pub use open::{OpenOptions, DEFAULT_PACK_SIZE};
 
 use blobs::ReadCaches;
 use catalog::Catalog;
+use clock::GenerationClock;
 use codec::Codec;
 use storage::Storage;
 use tokens::Tokens;
@@ -193,6 +195,8 @@ pub struct Repository {
     /// Whole packs and decoded trees read.
     caches: ReadCaches,
     locks: lock::Locks,
+    /// The time generations record (real, unless a test set it).
+    clock: GenerationClock,
 }
 
 impl Repository {

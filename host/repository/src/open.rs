@@ -2,6 +2,7 @@
 //! (or creating it, when asked to and the URL holds none), and loading
 //! its index. This module adds [`Repository::open`] to the repository.
 
+use crate::clock::GenerationClock;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -34,6 +35,11 @@ pub struct OpenOptions {
     /// different chunks collide and the dedup modes that must tell them
     /// apart can be tested.
     pub weak_tokens: bool,
+    /// Development: the time, in ns since the epoch, at which generations
+    /// made by this process say their run started (their end is as much
+    /// later as the run really took), so that retention policies can be
+    /// tested on histories of days and years. Locks keep the real time.
+    pub generation_clock: Option<i64>,
 }
 
 impl Default for OpenOptions {
@@ -44,6 +50,7 @@ impl Default for OpenOptions {
             storage: StorageOptions::default(),
             lock_timeout: Duration::from_secs(60),
             weak_tokens: false,
+            generation_clock: None,
         }
     }
 }
@@ -84,6 +91,7 @@ impl Repository {
             catalog: Catalog::default(),
             caches: Default::default(),
             locks: lock::Locks::default(),
+            clock: GenerationClock::new(options.generation_clock),
             storage,
             config,
         };

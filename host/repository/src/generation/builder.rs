@@ -10,7 +10,7 @@ use super::{components, Generation, GenerationReader};
 use crate::error::{BadPath, RepoError, RepoResult};
 use crate::ids::{ChunkId, GenerationId};
 use crate::tree::{EntryKind, StoredChunkId, Tree, TreeEntry};
-use crate::{now_ns, Repository};
+use crate::Repository;
 
 /// A tree of the previous generation that is no longer in the repository
 /// (its pack was lost, see `check.rs`) leaves nothing to compare with: what
@@ -165,10 +165,11 @@ impl GenerationBuilder {
             None => Node::default(),
         };
         let previous = latest.map(|g| GenerationReader::new(repo.clone(), g));
+        let started = repo.clock.now_ns();
         Ok(GenerationBuilder {
             repo,
             client: client.to_string(),
-            started: now_ns(),
+            started,
             previous,
             state: Mutex::new(BuilderState {
                 root,
@@ -309,7 +310,7 @@ impl GenerationBuilder {
             id: GenerationId::random().to_string(),
             client: self.client.clone(),
             started: self.started,
-            ended: now_ns(),
+            ended: self.repo.clock.now_ns(),
             file_count: files,
             data_size: bytes,
             is_checkpoint: checkpoint,
