@@ -16,7 +16,10 @@
 //! Libraries are never unloaded.
 
 mod elf_check;
+mod enable;
 mod safe_path;
+
+pub use enable::Registration;
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, IntoRawFd};
