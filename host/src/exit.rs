@@ -2,7 +2,7 @@
 //!
 //! A leaf module: it imports nothing from the rest of the crate, so any
 //! module may name an exit code without pulling in the ones that decide
-//! it. Only [`run`](crate::run) and the interruption thread end the process.
+//! it. Only `run` (the crate root) and the interruption thread end the process.
 
 /// Exit code of a run that succeeded.
 pub const EXIT_SUCCESS: i32 = 0;

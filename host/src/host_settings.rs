@@ -1,6 +1,6 @@
 //! The host's own settings: the definitions of the ones every subcommand
 //! shares. What their values mean is up to the modules that read them
-//! (the repository's settings: [`services`](crate::services)).
+//! (the repository's settings: the services module).
 
 use plugin_api::abi::SettingKind;
 

@@ -14,7 +14,16 @@
 //! 5. run the subcommand, offering plugins the host's [`services`].
 //!
 //! Errors reach the user as one `ERROR: ...` line on standard error and a
-//! non-zero exit code; a panic anywhere is caught and reported the same way.
+//! non-zero exit code ([`exit`]); a panic anywhere is caught and reported
+//! the same way. Only [`run`] decides the exit code (and the interruption
+//! thread, [`interrupt`], which ends the process itself).
+//!
+//! Layers, lowest first, each using only those below it: [`exit`],
+//! [`output`], [`logging`], [`settings`] (with [`host_settings`]);
+//! [`loader`]; [`registry`]; [`cli`], [`services`]; [`builtin`],
+//! [`interrupt`]; this root. The boundary types of plugin-api are adapted
+//! in two places only, [`loader`] and [`services`]: nowhere else does the
+//! host name `abi_stable` or implement an ABI trait.
 
 #![forbid(unsafe_code)]
 
