@@ -54,6 +54,7 @@
 pub mod abi;
 mod app;
 mod context;
+mod entry;
 mod error;
 mod export;
 mod failure;
