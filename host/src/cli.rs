@@ -14,20 +14,9 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use plugin_api::abi::SettingKind;
 
+use crate::exit::EXIT_SUCCESS;
 use crate::registry::Registry;
 use crate::settings::{SettingDef, Value};
-
-/// Options that are not settings.
-pub const META_OPTIONS: &[&str] = &[
-    "config",
-    "no-default-configs",
-    "dump-config",
-    "list-config-files",
-    "plugin-dir",
-    "no-bundled-plugins",
-    "help",
-    "version",
-];
 
 const META_HEADING: &str = "Configuration and plugins";
 const ARGS_ID: &str = "ARGS";
@@ -245,7 +234,7 @@ pub fn parse(
             return match e.kind() {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
                     let _ = e.print();
-                    Err(ParseStop::Printed(0))
+                    Err(ParseStop::Printed(EXIT_SUCCESS))
                 }
                 _ => {
                     let text = e.render().to_string();
@@ -363,7 +352,9 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         let mut registry = Registry::default();
-        crate::host_settings::register(&mut registry);
+        for def in crate::host_settings::definitions(1 << 20) {
+            registry.settings.add(def).unwrap();
+        }
         build(&registry).debug_assert();
     }
 }

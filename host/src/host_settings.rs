@@ -1,10 +1,10 @@
-//! The host's own settings: the ones every subcommand shares.
+//! The host's own settings: the definitions of the ones every subcommand
+//! shares. What their values mean is up to the modules that read them
+//! (the repository's settings: the services module).
 
-use obnam_repository::fault_injection::FaultSpec;
 use plugin_api::abi::SettingKind;
 
-use crate::registry::{Registry, HOST_OWNER};
-use crate::settings::{SettingDef, Value, Values};
+use crate::settings::{SettingDef, Value, HOST_OWNER};
 
 /// Help group of the host's settings.
 pub const GROUP_GLOBAL: &str = "Global options";
@@ -17,10 +17,21 @@ pub const GROUP_LOGGING: &str = "Logging";
 /// Help group of the settings of remote repositories.
 pub const GROUP_REMOTE: &str = "Remote repositories";
 
-/// Register the host's settings, before any plugin's.
-pub fn register(registry: &mut Registry) {
+/// The host's settings, to be registered before any plugin's;
+/// `pack_size` is the repository engine's default pack size.
+pub fn definitions(pack_size: u64) -> Vec<SettingDef> {
+    let mut defs = global();
+    defs.extend(performance(pack_size));
+    defs.extend(remote());
+    defs.extend(development());
+    defs.extend(logging());
+    defs
+}
+
+/// The settings listed under [`GROUP_GLOBAL`].
+fn global() -> Vec<SettingDef> {
     let host_name = gethostname::gethostname().to_string_lossy().into_owned();
-    let defs = [
+    vec![
         def(
             "repository",
             SettingKind::String,
@@ -75,14 +86,24 @@ pub fn register(registry: &mut Registry) {
             GROUP_GLOBAL,
         )
         .default(Value::Int(60)),
-        def(
-            "pack-size",
-            SettingKind::ByteSize,
-            "SIZE",
-            "target size of the repository's pack files",
-            GROUP_PERFORMANCE,
-        )
-        .default(Value::Bytes(obnam_repository::DEFAULT_PACK_SIZE)),
+    ]
+}
+
+/// The settings listed under [`GROUP_PERFORMANCE`].
+fn performance(pack_size: u64) -> Vec<SettingDef> {
+    vec![def(
+        "pack-size",
+        SettingKind::ByteSize,
+        "SIZE",
+        "target size of the repository's pack files",
+        GROUP_PERFORMANCE,
+    )
+    .default(Value::Bytes(pack_size))]
+}
+
+/// The settings listed under [`GROUP_REMOTE`].
+fn remote() -> Vec<SettingDef> {
+    vec![
         def(
             "ssh-key",
             SettingKind::String,
@@ -121,6 +142,12 @@ pub fn register(registry: &mut Registry) {
             GROUP_REMOTE,
         )
         .default(Value::Int(120)),
+    ]
+}
+
+/// The settings listed under [`GROUP_DEVELOPMENT`].
+fn development() -> Vec<SettingDef> {
+    vec![
         def(
             "crash-limit",
             SettingKind::Integer,
@@ -145,6 +172,12 @@ pub fn register(registry: &mut Registry) {
              stale-list, list-fail) and seed=N",
             GROUP_DEVELOPMENT,
         ),
+    ]
+}
+
+/// The settings listed under [`GROUP_LOGGING`].
+fn logging() -> Vec<SettingDef> {
+    vec![
         def(
             "log",
             SettingKind::String,
@@ -160,22 +193,7 @@ pub fn register(registry: &mut Registry) {
             GROUP_LOGGING,
         )
         .choices(&["info", "debug", "trace", "warning", "error"]),
-    ];
-    for d in defs {
-        // The host's names are fixed and distinct; a failure here is a bug.
-        if let Err(e) = registry.settings.add(d) {
-            tracing::error!("{e}");
-        }
-    }
-}
-
-/// The storage faults the `testing-storage-faults` setting asks for, or
-/// why its value is bad.
-pub fn storage_faults(values: &Values) -> Result<Option<FaultSpec>, String> {
-    match values.string("testing-storage-faults") {
-        Some(text) => FaultSpec::parse(text).map_err(|e| format!("--testing-storage-faults: {e}")),
-        None => Ok(None),
-    }
+    ]
 }
 
 fn def(name: &str, kind: SettingKind, metavar: &str, help: &str, group: &str) -> SettingDef {

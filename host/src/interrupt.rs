@@ -24,11 +24,12 @@
 //! running a script ignores SIGINT for the jobs it starts in the
 //! background; a handler would replace that inherited "ignore".
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::exit;
 use crate::output;
 use crate::services::Host;
 
@@ -36,7 +37,7 @@ use crate::services::Host;
 static INTERRUPTED: OnceLock<i32> = OnceLock::new();
 
 /// Start the thread that handles interruptions for the run of `host`.
-pub fn install(host: &'static Host) {
+pub fn install(host: Arc<Host>) {
     let handled: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
         .into_iter()
         .filter(|&signal| !ignored_at_start(signal))
@@ -59,27 +60,30 @@ pub fn install(host: &'static Host) {
                          behind, to be broken as stale)",
                         name(signal)
                     );
-                    std::process::exit(128 + signal);
+                    std::process::exit(exit::interrupted_by(signal));
                 }
                 output::silence_terminal();
                 // Winding down may take a while on a slow network: in a
                 // thread of its own, so that this one hears a second signal.
-                let end = move || {
-                    wind_down(host);
-                    eprintln!("ERROR: interrupted by {}", name(signal));
-                    std::process::exit(128 + signal);
-                };
+                let winding = host.clone();
                 let spawned = std::thread::Builder::new()
                     .name("obnam-wind-down".into())
-                    .spawn(end);
+                    .spawn(move || end_run(&winding, signal));
                 if spawned.is_err() {
-                    end();
+                    end_run(&host, signal);
                 }
             }
         });
     if let Err(e) = spawned {
         tracing::warn!("cannot handle interruptions (Ctrl-C will stop obnam abruptly): {e}");
     }
+}
+
+/// Wind down and end the process, as interrupted by `signal`.
+fn end_run(host: &Host, signal: i32) -> ! {
+    wind_down(host);
+    eprintln!("ERROR: interrupted by {}", name(signal));
+    std::process::exit(exit::interrupted_by(signal));
 }
 
 /// Leave the repository as the end of a run would: nothing more written,

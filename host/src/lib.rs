@@ -14,12 +14,22 @@
 //! 5. run the subcommand, offering plugins the host's [`services`].
 //!
 //! Errors reach the user as one `ERROR: ...` line on standard error and a
-//! non-zero exit code; a panic anywhere is caught and reported the same way.
+//! non-zero exit code ([`exit`]); a panic anywhere is caught and reported
+//! the same way. Only [`run`] decides the exit code (and the interruption
+//! thread, [`interrupt`], which ends the process itself).
+//!
+//! Layers, lowest first, each using only those below it: [`exit`],
+//! [`output`], [`logging`], [`settings`] (with [`host_settings`]);
+//! [`loader`]; [`registry`]; [`cli`], [`services`]; [`builtin`],
+//! [`interrupt`]; this root. The boundary types of plugin-api are adapted
+//! in two places only, [`loader`] and [`services`]: nowhere else does the
+//! host name `abi_stable` or implement an ABI trait.
 
 #![forbid(unsafe_code)]
 
 pub mod builtin;
 pub mod cli;
+pub mod exit;
 pub mod host_settings;
 pub mod interrupt;
 pub mod loader;
@@ -32,26 +42,15 @@ pub mod settings;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use abi_stable::{sabi_trait::TD_Opaque, std_types::RVec};
 use anyhow::{anyhow, bail, Context as _, Result};
-use plugin_api::abi::HostLogger_TO;
 use plugin_api::guard;
 
 use crate::cli::{Invocation, ParseStop};
+use crate::exit::{EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_FAILURE, EXIT_SUCCESS, EXIT_USAGE};
 use crate::loader::PluginDir;
-use crate::logging::PluginLogger;
 use crate::registry::Registry;
-use crate::services::{describe_failure, Host};
+use crate::services::Host;
 use crate::settings::{config_files, Values};
-
-/// Exit code of a run that failed.
-pub const EXIT_FAILURE: i32 = 1;
-/// Exit code of a usage error on the command line.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code when standard output was closed before the command finished.
-pub const EXIT_BROKEN_PIPE: i32 = 141;
-/// Exit code of a bug in obnam itself (a caught panic).
-pub const EXIT_BUG: i32 = 70;
 
 /// Run obnam with the process's arguments; returns the exit code.
 pub fn run() -> i32 {
@@ -85,6 +84,10 @@ fn main_with(args: Vec<OsString>) -> i32 {
         // no message, but the exit code says the command did not finish,
         // as a process killed by SIGPIPE would (a backup stopped this way
         // committed nothing).
+        Err(e) if e.is::<InternalError>() => {
+            eprintln!("ERROR: {e}");
+            EXIT_BUG
+        }
         Err(_) if output::stdout_closed() => EXIT_BROKEN_PIPE,
         Err(e) => {
             eprintln!("ERROR: {e:#}");
@@ -93,21 +96,26 @@ fn main_with(args: Vec<OsString>) -> i32 {
     }
 }
 
+/// A bug in obnam that was caught and could not be reported as an
+/// ordinary error: the run ends with [`EXIT_BUG`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct InternalError(&'static str);
+
 fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     let dirs = plugin_dirs(&pre)?;
     let plugins = loader::load_all(&dirs);
     for p in &plugins {
-        let logger = HostLogger_TO::from_value(
-            PluginLogger {
-                plugin: p.name.clone(),
-            },
-            TD_Opaque,
-        );
-        (p.module.init())(logger, logging::max_level());
+        p.init_logging();
     }
 
     let mut registry = Registry::default();
-    host_settings::register(&mut registry);
+    for def in host_settings::definitions(services::DEFAULT_PACK_SIZE) {
+        // The host's names are fixed and distinct; a failure here is a bug.
+        if let Err(e) = registry.settings.add(def) {
+            tracing::error!("{e}");
+        }
+    }
     builtin::register(&mut registry);
     registry.create_host_hooks();
     registry.enable_plugins(plugins);
@@ -128,17 +136,17 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     let values = layer_settings(registry, &inv, &files)?;
     configure_logging(registry, &values)?;
     // A bad development setting is refused before any command runs.
-    host_settings::storage_faults(&values).map_err(|e| anyhow!(e))?;
+    services::check_settings(&values).map_err(|e| anyhow!(e))?;
 
     if inv.list_config_files {
         for f in &files {
             output::line(&f.display().to_string())?;
         }
-        return Ok(0);
+        return Ok(EXIT_SUCCESS);
     }
     if inv.dump_config {
         output::write(values.dump(&registry.settings).as_bytes())?;
-        return Ok(0);
+        return Ok(EXIT_SUCCESS);
     }
     let Some((name, sub_args)) = inv.subcommand else {
         bail!("no subcommand given; 'obnam --help' lists them");
@@ -150,28 +158,19 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
         "obnam {} running subcommand {name}",
         env!("CARGO_PKG_VERSION")
     );
-    let host = Host::install(registry, values);
-    interrupt::install(host);
+    let host = Host::new(registry, values);
+    interrupt::install(host.clone());
     let result = match &def.handler {
-        None => builtin::run(&name, host, registry),
-        Some(handler) => {
-            use std::os::unix::ffi::OsStringExt;
-            let raw: RVec<RVec<u8>> = sub_args
-                .into_iter()
-                .map(|a| RVec::from(a.into_vec()))
-                .collect();
-            handler.run(host.as_abi(), raw).into_result().map_err(|f| {
-                anyhow!(describe_failure(
-                    f,
-                    &def.owner,
-                    &format!("subcommand '{name}'")
-                ))
-            })
-        }
+        None => builtin::run(&name, &host, registry),
+        Some(_) => host.run_subcommand(def, sub_args).map_err(|e| anyhow!(e)),
     };
-    release_locks(host);
+    release_locks(&host);
     host.close_repository();
-    result.map(|()| 0)
+    // A bug in a service that could not report it decides the outcome.
+    if let Some(bug) = host.internal_error() {
+        return Err(InternalError(bug).into());
+    }
+    result.map(|()| EXIT_SUCCESS)
 }
 
 /// Release every lock still held, whatever the subcommand's outcome.
@@ -250,7 +249,7 @@ fn configure_logging(registry: &Registry, values: &Values) -> Result<()> {
         )
     })?;
     for p in &registry.plugins {
-        (p.module.set_log_level())(logging::max_level());
+        p.set_log_level(logging::max_level());
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! Logging starts before the settings are known (plugin loading already
 //! warns), so events are buffered in memory until [`configure`] names the
 //! log file and level; then the buffer is written out. Events forwarded by
-//! plugins arrive through [`PluginLogger`] and are re-emitted here with
+//! plugins arrive through [`plugin_event`] and are re-emitted here with
 //! target `obnam::plugin` and a `plugin` field.
 
 use std::fs::{File, OpenOptions};
@@ -16,12 +16,13 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
-use abi_stable::std_types::RStr;
-use plugin_api::abi::{HostLogger, LogLevel};
+use plugin_api::abi::LogLevel;
 use plugin_api::logging::{level_to_abi, TextVisitor};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
+
+use crate::output;
 
 /// Most events kept before the log file is known.
 const BUFFER_LIMIT: usize = 10_000;
@@ -148,9 +149,9 @@ impl<S: Subscriber> Layer<S> for HostLayer {
         if level <= LogLevel::Warn
             && meta.target().starts_with("obnam")
             && !st.quiet.load(Ordering::Relaxed)
-            && !crate::output::terminal_silenced()
+            && !output::terminal_silenced()
         {
-            crate::output::clear_status();
+            output::clear_status();
             eprintln!("{}: {}", level_name(level), text.message());
         }
         let message = text.finish();
@@ -175,32 +176,25 @@ impl<S: Subscriber> Layer<S> for HostLayer {
     }
 }
 
-/// The logger handed to one plugin: re-emits its events in the host's log.
-pub struct PluginLogger {
-    pub plugin: String,
-}
-
-impl HostLogger for PluginLogger {
-    fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
-        let plugin = self.plugin.as_str();
-        let (target, message) = (target.as_str(), message.as_str());
-        // A panic must not unwind into the plugin.
-        let _ = std::panic::catch_unwind(|| match level {
-            LogLevel::Error => {
-                tracing::error!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
-            }
-            LogLevel::Warn => {
-                tracing::warn!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
-            }
-            LogLevel::Info => {
-                tracing::info!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
-            }
-            LogLevel::Debug => {
-                tracing::debug!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
-            }
-            LogLevel::Trace => {
-                tracing::trace!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
-            }
-        });
-    }
+/// Re-emit an event a plugin forwarded, with target `obnam::plugin` and
+/// the plugin's name.
+pub fn plugin_event(plugin: &str, level: LogLevel, target: &str, message: &str) {
+    // A panic must not unwind into the plugin.
+    let _ = std::panic::catch_unwind(|| match level {
+        LogLevel::Error => {
+            tracing::error!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
+        }
+        LogLevel::Warn => {
+            tracing::warn!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
+        }
+        LogLevel::Info => {
+            tracing::info!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
+        }
+        LogLevel::Debug => {
+            tracing::debug!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
+        }
+        LogLevel::Trace => {
+            tracing::trace!(target: "obnam::plugin", plugin, plugin_target = target, "{message}")
+        }
+    });
 }

@@ -3,6 +3,13 @@
 //!
 //! Output goes through one place so that a closed pipe (`obnam ls | head`)
 //! is noticed once and ends the run quietly instead of with an error.
+//!
+//! The status line is kept hand-written rather than built on `indicatif`:
+//! an indicatif bar owns its line and redraws it on its own schedule with
+//! its own escape sequences, whereas here every write to standard output
+//! and every warning clears the line first, an interruption silences it,
+//! and a plugin's status text is drawn as given, so the crate would need
+//! as much glue as these few functions are.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};

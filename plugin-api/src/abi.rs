@@ -16,14 +16,38 @@
 #![allow(non_local_definitions, non_camel_case_types)]
 
 use abi_stable::{
+    abi_stability::abi_checking::check_layout_compatibility,
     declare_root_module_statics,
     library::RootModule,
     package_version_strings, sabi_trait,
-    sabi_types::VersionStrings,
-    std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec},
-    type_layout::TypeLayout,
+    sabi_trait::TD_Opaque,
+    sabi_types::{RMut, RRef, VersionStrings},
+    std_types::{RBox, ROption, RSlice, RStr, RString, RVec},
     StableAbi,
 };
+
+use crate::repo_abi::RepositoryBox;
+
+pub use crate::failure::{AbiResult, Failure, FailureKind};
+
+/// The layout of a type that crosses the boundary, as abi_stable records it
+/// (hook payloads are checked by it).
+pub use abi_stable::type_layout::TypeLayout;
+
+/// The layout of `T`.
+pub fn layout_of<T: StableAbi>() -> &'static TypeLayout {
+    T::LAYOUT
+}
+
+/// Whether a value of layout `found` may be used where layout `expected`
+/// is; if not, abi_stable's report of the difference (which may run to
+/// many lines).
+pub fn check_layout(
+    expected: &'static TypeLayout,
+    found: &'static TypeLayout,
+) -> Result<(), String> {
+    check_layout_compatibility(expected, found).map_err(|e| e.to_string())
+}
 
 /// The name under which every plugin exports its root module.
 pub const ROOT_MODULE_NAME: &str = "obnam_plugin";
@@ -43,29 +67,6 @@ pub enum LogLevel {
     /// Everything.
     Trace = 5,
 }
-
-/// What went wrong in a plugin callback or a host service.
-#[repr(u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// An ordinary error returned by the code.
-    Error = 0,
-    /// The code panicked; the panic was caught on its own side of the boundary.
-    Panic = 1,
-}
-
-/// An error crossing the boundary: a kind and a human-readable message.
-#[repr(C)]
-#[derive(StableAbi, Debug, Clone)]
-pub struct Failure {
-    /// What kind it is.
-    pub kind: FailureKind,
-    /// The message, for the user.
-    pub message: RString,
-}
-
-/// Result type of every fallible call across the boundary.
-pub type AbiResult<T> = RResult<T, Failure>;
 
 /// The type of a setting, which decides how its text is parsed.
 #[repr(u8)]
@@ -148,6 +149,13 @@ pub struct HookId(pub u32);
 #[derive(StableAbi, Debug, Clone, Copy)]
 pub struct PayloadPtr(pub *mut ());
 
+impl PayloadPtr {
+    /// A pointer to `payload`, valid while the borrow lasts.
+    pub fn from_mut<P>(payload: &mut P) -> Self {
+        PayloadPtr((payload as *mut P).cast())
+    }
+}
+
 /// Data that went through the write side of a filter hook, with the tags of
 /// the filters that changed it, in the order they ran.
 #[repr(C)]
@@ -195,7 +203,7 @@ pub trait HostServices: Send + Sync {
 
     /// Open the repository named by the `repository` setting; `create`
     /// makes one if there is none. Every call returns the same repository.
-    fn repository(&self, create: bool) -> AbiResult<crate::repo_abi::RepositoryBox>;
+    fn repository(&self, create: bool) -> AbiResult<RepositoryBox>;
 
     /// Show a short, transient status line (progress) unless `--quiet`.
     #[sabi(last_prefix_field)]
@@ -203,7 +211,12 @@ pub trait HostServices: Send + Sync {
 }
 
 /// The host services as a plugin receives them.
-pub type HostRef<'a> = HostServices_TO<'a, abi_stable::sabi_types::RRef<'a, ()>>;
+pub type HostRef<'a> = HostServices_TO<'a, RRef<'a, ()>>;
+
+/// The host's services as the trait object handed to plugins (for the host).
+pub fn host_ref<S: HostServices>(services: &S) -> HostRef<'_> {
+    HostServices_TO::from_ptr(RRef::new(services), TD_Opaque)
+}
 
 /// Where a plugin's log events go: implemented by the host.
 #[sabi_trait]
@@ -215,6 +228,11 @@ pub trait HostLogger: Send + Sync {
 
 /// Owned host logger, handed to a plugin once at load.
 pub type HostLoggerBox = HostLogger_TO<'static, RBox<()>>;
+
+/// A host logger as the owned trait object handed to a plugin (for the host).
+pub fn host_logger<L: HostLogger + 'static>(logger: L) -> HostLoggerBox {
+    HostLogger_TO::from_value(logger, TD_Opaque)
+}
 
 /// A subcommand's implementation.
 #[sabi_trait]
@@ -298,7 +316,12 @@ pub trait Registrar {
 }
 
 /// The registrar as a plugin receives it.
-pub type RegistrarMut<'a> = Registrar_TO<'a, abi_stable::sabi_types::RMut<'a, ()>>;
+pub type RegistrarMut<'a> = Registrar_TO<'a, RMut<'a, ()>>;
+
+/// A registrar as the trait object handed to a plugin's `enable` (for the host).
+pub fn registrar<R: Registrar>(registrar: &mut R) -> RegistrarMut<'_> {
+    Registrar_TO::from_ptr(RMut::new(registrar), TD_Opaque)
+}
 
 /// The root module every plugin library exports.
 #[repr(C)]

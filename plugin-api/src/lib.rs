@@ -48,12 +48,16 @@
 //! methods the host lacks).
 
 #![deny(missing_docs)]
+// `unsafe` lives only in this crate (and the host's loader): each block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod abi;
 mod app;
 mod context;
+mod entry;
 mod error;
 mod export;
+mod failure;
 pub mod guard;
 mod hooks;
 pub mod limits;

@@ -8,11 +8,12 @@
 
 use abi_stable::{
     sabi_trait,
+    sabi_trait::TD_Opaque,
     std_types::{RArc, ROption, RSlice, RStr, RString, RVec},
     StableAbi,
 };
 
-use crate::abi::AbiResult;
+use crate::failure::AbiResult;
 
 /// A chunk's dedup key: SHA-256 of its plain data (keyed once the
 /// repository is encrypted).
@@ -76,7 +77,7 @@ pub struct RawEntry {
     pub gid: u32,
     /// Owner user name, where known.
     pub user: RString,
-    /// The help group it is listed under.
+    /// Owner group name, where known.
     pub group: RString,
     /// Size in bytes.
     pub size: u64,
@@ -112,7 +113,7 @@ pub struct RawEntry {
 
 /// A generation's description.
 #[repr(C)]
-#[derive(StableAbi, Clone, PartialEq, Eq, Debug)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Debug, Default)]
 pub struct RawGeneration {
     /// The generation id.
     pub id: RString,
@@ -167,6 +168,13 @@ pub struct RawObjectReport {
 /// A generation reader handle.
 pub type GenerationReaderBox = GenerationReaderService_TO<'static, RArc<()>>;
 
+/// A generation reader as the handle handed to a plugin (for the host).
+pub fn generation_reader_box<S: GenerationReaderService + 'static>(
+    service: S,
+) -> GenerationReaderBox {
+    GenerationReaderService_TO::from_ptr(RArc::new(service), TD_Opaque)
+}
+
 /// Builds a client's next generation.
 #[sabi_trait]
 pub trait GenerationBuilderService: Send + Sync {
@@ -193,6 +201,13 @@ pub trait GenerationBuilderService: Send + Sync {
 
 /// A generation builder handle.
 pub type GenerationBuilderBox = GenerationBuilderService_TO<'static, RArc<()>>;
+
+/// A generation builder as the handle handed to a plugin (for the host).
+pub fn generation_builder_box<S: GenerationBuilderService + 'static>(
+    service: S,
+) -> GenerationBuilderBox {
+    GenerationBuilderService_TO::from_ptr(RArc::new(service), TD_Opaque)
+}
 
 /// The repository, as the host offers it.
 #[sabi_trait]
@@ -270,3 +285,8 @@ pub struct RawKeySlot {
 
 /// A repository handle.
 pub type RepositoryBox = RepositoryService_TO<'static, RArc<()>>;
+
+/// A repository as the handle handed to a plugin (for the host).
+pub fn repository_box<S: RepositoryService + 'static>(service: S) -> RepositoryBox {
+    RepositoryService_TO::from_ptr(RArc::new(service), TD_Opaque)
+}

@@ -13,10 +13,16 @@
 //! not a plugin gets a one-line warning and the host goes on. When two
 //! folders hold a plugin of the same name, the later folder wins.
 //!
-//! Libraries are never unloaded.
+//! Libraries are never unloaded. A loaded plugin is then initialised and
+//! enabled through [`LoadedPlugin`]'s methods (in `enable.rs`), which
+//! implement the host's side of the ABI traits a plugin is handed before
+//! it runs (`Registrar`, `HostLogger`).
 
 mod elf_check;
+mod enable;
 mod safe_path;
+
+pub use enable::Registration;
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, IntoRawFd};

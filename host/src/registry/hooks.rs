@@ -7,9 +7,7 @@
 //! that pass a bare pointer. Callbacks and filters run in ascending
 //! priority; equal priorities keep the order of registration.
 
-use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
-use abi_stable::type_layout::TypeLayout;
-use plugin_api::abi::{FilterBox, HookCallbackBox, HookId, HookKind};
+use plugin_api::abi::{check_layout, FilterBox, HookCallbackBox, HookId, HookKind, TypeLayout};
 
 /// A callback bound to a plain hook.
 pub struct Callback {
@@ -166,7 +164,7 @@ impl HookRegistry {
                         "plugin '{plugin}' adds a callback to filter hook '{hook_name}'; ignored"
                     ));
                 }
-                if let Err(e) = check_layout_compatibility(hook.payload, payload) {
+                if let Err(e) = check_layout(hook.payload, payload) {
                     tracing::debug!("payload layout mismatch on hook {hook_name}: {e}");
                     return Err(format!(
                         "plugin '{plugin}' expects another payload type for hook '{hook_name}' \
@@ -206,7 +204,7 @@ impl HookRegistry {
         if hook.kind != HookKind::Plain {
             return Err(format!("hook '{name}' is a filter hook, not a plain one"));
         }
-        if let Err(e) = check_layout_compatibility(hook.payload, payload) {
+        if let Err(e) = check_layout(hook.payload, payload) {
             tracing::debug!("payload layout mismatch on hook {name}: {e}");
             return Err(format!(
                 "the payload type given for hook '{name}' does not match the one plugin '{}' created it with",

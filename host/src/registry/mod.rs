@@ -1,28 +1,19 @@
 //! The host's registries: subcommands, settings and hooks, filled by
 //! enabling each loaded plugin (Obnam's `app`).
 //!
-//! Each plugin registers through its own [`Staging`] area; what it
+//! Each plugin registers into its own [`Registration`]; what it
 //! registered is merged into the [`Registry`] only if its `enable` succeeds,
 //! so a plugin that fails half-way leaves nothing behind. Conflicts (a
 //! subcommand, setting or hook name already taken) keep the first and warn.
 
 pub mod hooks;
 
-use abi_stable::{
-    sabi_trait::TD_Opaque, sabi_types::RMut, std_types::RString, type_layout::TypeLayout, StableAbi,
-};
-use plugin_api::abi::{
-    FilterBox, HookCallbackBox, HookKind, Registrar, Registrar_TO, SettingSpec,
-    SubcommandHandlerBox,
-};
+use plugin_api::abi::{layout_of, HookKind, SubcommandHandlerBox};
 use tracing::warn;
 
-use crate::loader::LoadedPlugin;
-use crate::settings::{SettingDef, SettingsRegistry};
+use crate::loader::{LoadedPlugin, Registration};
+use crate::settings::{SettingDef, SettingsRegistry, HOST_OWNER};
 pub use hooks::HookRegistry;
-
-/// The name that owns the host's own settings and subcommands.
-pub const HOST_OWNER: &str = "obnam";
 
 /// A subcommand and who implements it.
 pub struct SubcommandDef {
@@ -62,12 +53,12 @@ impl Registry {
             (
                 plugin_api::payloads::REPOSITORY_DATA,
                 HookKind::Filter,
-                <()>::LAYOUT,
+                layout_of::<()>(),
             ),
             (
                 plugin_api::payloads::REPOSITORY_OPEN,
                 HookKind::Plain,
-                <plugin_api::JsonPayload as abi_stable::StableAbi>::LAYOUT,
+                layout_of::<plugin_api::JsonPayload>(),
             ),
         ];
         for (name, kind, layout) in hooks {
@@ -80,23 +71,15 @@ impl Registry {
     /// Enable each plugin, merge what it registered, and bind hooks.
     pub fn enable_plugins(&mut self, plugins: Vec<LoadedPlugin>) {
         for plugin in plugins {
-            let mut staging = Staging::default();
-            let registrar = Registrar_TO::from_ptr(RMut::new(&mut staging), TD_Opaque);
-            match (plugin.module.enable())(registrar).into_result() {
-                Ok(()) => {
-                    self.merge(&plugin.name, staging);
+            match plugin.enable() {
+                Ok(registration) => {
+                    self.merge(&plugin.name, registration);
                     self.plugins.push(plugin);
                 }
-                Err(failure) => warn!(
-                    "plugin '{}' ({}) failed to start and is not used: {}{}",
+                Err(why) => warn!(
+                    "plugin '{}' ({}) failed to start and is not used: {why}",
                     plugin.name,
                     plugin.path.display(),
-                    if failure.kind == plugin_api::abi::FailureKind::Panic {
-                        "panic: "
-                    } else {
-                        ""
-                    },
-                    failure.message
                 ),
             }
         }
@@ -105,7 +88,7 @@ impl Registry {
         }
     }
 
-    fn merge(&mut self, plugin: &str, staging: Staging) {
+    fn merge(&mut self, plugin: &str, staging: Registration) {
         for (name, synopsis, help, handler) in staging.subcommands {
             let valid = !name.is_empty()
                 && name != "help"
@@ -157,52 +140,5 @@ impl Registry {
     /// A subcommand by name.
     pub fn subcommand(&self, name: &str) -> Option<&SubcommandDef> {
         self.subcommands.iter().find(|s| s.name == name)
-    }
-}
-
-/// What one plugin registered while being enabled.
-#[derive(Default)]
-struct Staging {
-    subcommands: Vec<(String, String, String, SubcommandHandlerBox)>,
-    settings: Vec<SettingSpec>,
-    hooks: Vec<(String, HookKind, &'static TypeLayout)>,
-    callbacks: Vec<(String, i32, &'static TypeLayout, HookCallbackBox)>,
-    filters: Vec<(String, i32, String, FilterBox)>,
-}
-
-impl Registrar for Staging {
-    fn add_subcommand(
-        &mut self,
-        name: RString,
-        synopsis: RString,
-        help: RString,
-        handler: SubcommandHandlerBox,
-    ) {
-        self.subcommands
-            .push((name.into(), synopsis.into(), help.into(), handler));
-    }
-
-    fn add_setting(&mut self, spec: SettingSpec) {
-        self.settings.push(spec);
-    }
-
-    fn new_hook(&mut self, name: RString, kind: HookKind, payload: &'static TypeLayout) {
-        self.hooks.push((name.into(), kind, payload));
-    }
-
-    fn add_callback(
-        &mut self,
-        hook: RString,
-        priority: i32,
-        payload: &'static TypeLayout,
-        callback: HookCallbackBox,
-    ) {
-        self.callbacks
-            .push((hook.into(), priority, payload, callback));
-    }
-
-    fn add_filter(&mut self, hook: RString, priority: i32, tag: RString, filter: FilterBox) {
-        self.filters
-            .push((hook.into(), priority, tag.into(), filter));
     }
 }

@@ -1,62 +1,67 @@
 //! The services the host offers to running plugins, behind the ABI's
-//! [`HostServices`] trait: settings, hooks, filters, output, progress, and
-//! the repository ([`repository`]).
+//! [`HostServices`] trait: settings, hooks, filters ([`filters`]), output,
+//! progress, and the repository ([`repository`], its values converted by
+//! [`convert`]). This module and its children, with the loader, are the
+//! host's adapter to the boundary types of plugin-api.
 //!
 //! Every method runs inside [`guarded`], so a bug in the host surfaces in
 //! the plugin as an error rather than a panic unwinding through `extern "C"`.
 
-use abi_stable::{
-    sabi_trait::TD_Opaque,
-    sabi_types::RRef,
-    std_types::{RSlice, RStr, RVec},
-    type_layout::TypeLayout,
-};
-use plugin_api::abi::{
-    AbiResult, Failure, FailureKind, Filtered, HookId, HostRef, HostServices, HostServices_TO,
-    PayloadPtr, SettingValue,
-};
-use plugin_api::guard::guarded;
-use plugin_api::Error;
-
+pub mod convert;
+pub mod filters;
 pub mod repository;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use abi_stable::std_types::{RArc, RString};
+use obnam_repository::fault_injection::FaultSpec;
 use obnam_repository::storage::StorageOptions;
 use obnam_repository::{OpenOptions, Repository};
-use plugin_api::repo_abi::{RepositoryBox, RepositoryService_TO};
+use plugin_api::abi::{
+    host_ref, AbiResult, Failure, FailureKind, Filtered, HookId, HostRef, HostServices, PayloadPtr,
+    SettingValue, TypeLayout,
+};
+use plugin_api::guard::guarded;
+use plugin_api::repo_abi::{repository_box, RepositoryBox};
+use plugin_api::types::{RSlice, RStr, RString, RVec};
+use plugin_api::Error;
 
-use crate::registry::hooks::{FilterEntry, HookDef};
-use crate::registry::Registry;
+use crate::registry::{Registry, SubcommandDef};
 use crate::settings::{Value, Values};
-use repository::{HookFilter, RepoService};
+use filters::HookFilter;
+use repository::{RepoService, ServiceBug};
 
-/// The host as plugins see it during one run. There is one per process,
-/// made by [`Host::install`] and living to the end of the process.
+/// The engine's default size of pack files (the `pack-size` setting's default).
+pub const DEFAULT_PACK_SIZE: u64 = obnam_repository::DEFAULT_PACK_SIZE;
+
+/// The host as plugins see it during one run: made by [`Host::new`], shared
+/// by the command's thread and the interruption's.
 pub struct Host {
     registry: &'static Registry,
     values: Values,
     quiet: bool,
     repository: Mutex<Option<Arc<Repository>>>,
-    /// This host, for the repository's data filters, which call plugins.
-    myself: OnceLock<&'static Host>,
+    /// Whether a repository service met a bug it could not report.
+    bug: Arc<ServiceBug>,
+    /// This host, weakly, for the repository's data filters, which call
+    /// plugins (the repository it opens holds them).
+    myself: Weak<Host>,
 }
 
 impl Host {
-    /// The process's host over a registry and the effective settings.
-    pub fn install(registry: &'static Registry, values: Values) -> &'static Host {
+    /// The host of this run over a registry and the effective settings.
+    pub fn new(registry: &'static Registry, values: Values) -> Arc<Host> {
         let quiet = values.boolean("quiet");
-        let host: &'static Host = Box::leak(Box::new(Host {
+        Arc::new_cyclic(|myself| Host {
             registry,
             values,
             quiet,
             repository: Mutex::new(None),
-            myself: OnceLock::new(),
-        }));
-        let _ = host.myself.set(host);
-        host
+            bug: Arc::default(),
+            myself: myself.clone(),
+        })
     }
 
     /// The repository, if a plugin opened it.
@@ -84,12 +89,45 @@ impl Host {
 
     /// The host as an ABI trait object.
     pub fn as_abi(&self) -> HostRef<'_> {
-        HostServices_TO::from_ptr(RRef::new(self), TD_Opaque)
+        host_ref(self)
     }
 
     /// The effective settings.
     pub fn values(&self) -> &Values {
         &self.values
+    }
+
+    /// If a repository service met a bug it could not report through its
+    /// result, what to tell the user; the run then ends as a bug.
+    pub fn internal_error(&self) -> Option<&'static str> {
+        self.bug.happened().then_some(repository::BUG_MESSAGE)
+    }
+
+    /// Run a plugin's subcommand with the arguments that follow its name.
+    pub fn run_subcommand(&self, def: &SubcommandDef, args: Vec<OsString>) -> Result<(), String> {
+        let Some(handler) = &def.handler else {
+            return Err(format!("subcommand '{}' has no handler", def.name));
+        };
+        let raw: RVec<RVec<u8>> = args.into_iter().map(|a| a.into_vec().into()).collect();
+        handler
+            .run(self.as_abi(), raw)
+            .into_result()
+            .map_err(|f| describe_failure(f, &def.owner, &format!("subcommand '{}'", def.name)))
+    }
+}
+
+/// Check the settings whose values only this module reads, so that a bad
+/// one is refused before any command runs.
+pub fn check_settings(values: &Values) -> Result<(), String> {
+    storage_faults(values).map(|_| ())
+}
+
+/// The storage faults the `testing-storage-faults` setting asks for, or
+/// why its value is bad.
+fn storage_faults(values: &Values) -> Result<Option<FaultSpec>, String> {
+    match values.string("testing-storage-faults") {
+        Some(text) => FaultSpec::parse(text).map_err(|e| format!("--testing-storage-faults: {e}")),
+        None => Ok(None),
     }
 }
 
@@ -186,158 +224,7 @@ impl HostServices for Host {
 }
 
 impl Host {
-    fn filter_hook(&self, name: &str) -> Result<&HookDef, Error> {
-        let def =
-            self.registry.hooks.by_name(name).ok_or_else(|| {
-                Error::msg(format!("no loaded plugin creates filter hook '{name}'"))
-            })?;
-        if def.kind != plugin_api::abi::HookKind::Filter {
-            return Err(Error::msg(format!("hook '{name}' is not a filter hook")));
-        }
-        Ok(def)
-    }
-
-    /// Whether any plugin adds a filter to a filter hook.
-    pub fn has_filters(&self, hook: &str) -> bool {
-        self.registry
-            .hooks
-            .by_name(hook)
-            .is_some_and(|h| !h.filters.is_empty())
-    }
-
-    /// Run data through a filter hook's write side (ascending priority),
-    /// leaving out the filter tagged `skip`.
-    pub fn run_filter_write(
-        &self,
-        hook: &str,
-        context: &str,
-        data: RVec<u8>,
-        skip: Option<&str>,
-    ) -> Result<Filtered, Error> {
-        let def = self.filter_hook(hook)?;
-        let mut out = Filtered {
-            data,
-            tags: RVec::new(),
-        };
-        for f in def.filters.iter().filter(|f| Some(f.tag.as_str()) != skip) {
-            if let Some(data) = self.encode_with(f, context, out.data.as_rslice())? {
-                out.data = data;
-                out.tags.push(f.tag.as_str().into());
-            }
-        }
-        Ok(out)
-    }
-
-    /// Run data through one filter of a filter hook, the one tagged `tag`.
-    pub fn run_one_filter(
-        &self,
-        hook: &str,
-        tag: &str,
-        context: &str,
-        data: &[u8],
-    ) -> Result<Option<RVec<u8>>, Error> {
-        let def = self.filter_hook(hook)?;
-        let f = def.filters.iter().find(|f| f.tag == tag).ok_or_else(|| {
-            Error::msg(obnam_repository::object::missing_filter_message(
-                &format!("object {context}"),
-                tag,
-            ))
-        })?;
-        self.encode_with(f, context, RSlice::from_slice(data))
-    }
-
-    /// The write side of one filter; `None` if it left the data alone.
-    fn encode_with(
-        &self,
-        f: &FilterEntry,
-        context: &str,
-        data: RSlice<'_, u8>,
-    ) -> Result<Option<RVec<u8>>, Error> {
-        let encoded = f
-            .filter
-            .encode(self.as_abi(), RStr::from_str(context), data)
-            .into_result()
-            .map_err(|e| {
-                Error::msg(describe_failure(
-                    e,
-                    &f.plugin,
-                    &format!("filter '{}' writing {context}", f.tag),
-                ))
-            })?;
-        Ok(encoded.into_option())
-    }
-
-    /// Whether a filter hook has a filter tagged `tag`.
-    pub fn has_filter(&self, hook: &str, tag: &str) -> bool {
-        self.registry
-            .hooks
-            .by_name(hook)
-            .is_some_and(|h| h.filters.iter().any(|f| f.tag == tag))
-    }
-
-    /// Call a plain hook whose payload is JSON, from the host; returns the
-    /// document as the callbacks left it.
-    pub fn call_json_hook(
-        &self,
-        name: &str,
-        value: serde_json::Value,
-    ) -> Result<serde_json::Value, Error> {
-        let layout = <plugin_api::JsonPayload as abi_stable::StableAbi>::LAYOUT;
-        let id = self
-            .registry
-            .hooks
-            .resolve(name, layout)
-            .map_err(Error::msg)?;
-        let mut payload = plugin_api::JsonPayload {
-            json: value.to_string().into(),
-        };
-        let ptr = PayloadPtr(&mut payload as *mut plugin_api::JsonPayload as *mut ());
-        self.call_hook(id, ptr)
-            .into_result()
-            .map_err(|f| Error::msg(f.message))?;
-        serde_json::from_str(&payload.json).map_err(|e| {
-            Error::msg(format!(
-                "hook {name}: a callback left a payload that is not JSON: {e}"
-            ))
-        })
-    }
-
-    /// Undo a filter chain: the filters named by `tags`, last first.
-    pub fn run_filter_read(
-        &self,
-        hook: &str,
-        context: &str,
-        data: RVec<u8>,
-        tags: &[String],
-    ) -> Result<RVec<u8>, Error> {
-        let def = self.filter_hook(hook)?;
-        let mut bytes = data;
-        for tag in tags.iter().rev() {
-            let f = def.filters.iter().find(|f| &f.tag == tag).ok_or_else(|| {
-                Error::msg(format!(
-                    "object {context} needs the '{tag}' filter; no loaded plugin provides it"
-                ))
-            })?;
-            bytes = f
-                .filter
-                .decode(self.as_abi(), RStr::from_str(context), bytes.as_rslice())
-                .into_result()
-                .map_err(|e| {
-                    Error::msg(describe_failure(
-                        e,
-                        &f.plugin,
-                        &format!("filter '{}' reading {context}", f.tag),
-                    ))
-                })?;
-        }
-        Ok(bytes)
-    }
-
     fn open_repository(&self, create: bool) -> Result<RepositoryBox, Error> {
-        let host = *self
-            .myself
-            .get()
-            .ok_or_else(|| Error::msg("the host was not installed"))?;
         let lock_timeout = match self.values.get("lock-timeout") {
             Some(Value::Int(n)) => Duration::from_secs((*n).max(0) as u64),
             _ => Duration::from_secs(60),
@@ -351,47 +238,48 @@ impl Host {
                         "No --repository setting. You need to give it on the command line or in a configuration file",
                     )
                 })?;
-                let options = OpenOptions {
-                    create,
-                    pack_size: match self.values.get("pack-size") {
-                        Some(Value::Bytes(n)) => *n,
-                        _ => obnam_repository::DEFAULT_PACK_SIZE,
-                    },
-                    storage: StorageOptions {
-                        crash_limit: match self.values.get("crash-limit") {
-                            Some(Value::Int(n)) if *n > 0 => Some(*n as u64),
-                            _ => None,
-                        },
-                        // Checked when the run started (`lib.rs`).
-                        faults: crate::host_settings::storage_faults(&self.values)
-                            .map_err(Error::msg)?,
-                        ssh_key: self.values.string("ssh-key").map(str::to_string),
-                        ssh_host_keys_check: self
-                            .values
-                            .string("ssh-host-keys-check")
-                            .map(str::to_string),
-                        s3_endpoint: self.values.string("s3-endpoint").map(str::to_string),
-                        s3_region: self.values.string("s3-region").map(str::to_string),
-                        timeout: match self.values.get("storage-timeout") {
-                            Some(Value::Int(n)) if *n > 0 => Some(Duration::from_secs(*n as u64)),
-                            _ => None,
-                        },
-                    },
-                    lock_timeout,
-                    weak_tokens: matches!(
-                        self.values.get("testing-weak-tokens"),
-                        Some(Value::Bool(true))
-                    ),
-                };
-                let filter = Arc::new(HookFilter { host });
+                let options = open_options(&self.values, create, lock_timeout)?;
+                let filter = Arc::new(HookFilter::new(self.myself.clone()));
                 let repo = Arc::new(Repository::open(url, &options, filter).map_err(Error::msg)?);
                 *slot = Some(repo.clone());
                 repo
             }
         };
-        Ok(RepositoryService_TO::from_ptr(
-            RArc::new(RepoService { repo, lock_timeout }),
-            TD_Opaque,
-        ))
+        Ok(repository_box(RepoService::new(
+            repo,
+            lock_timeout,
+            self.bug.clone(),
+        )))
     }
+}
+
+/// How to open the repository, from the settings.
+fn open_options(
+    values: &Values,
+    create: bool,
+    lock_timeout: Duration,
+) -> Result<OpenOptions, Error> {
+    let positive = |name: &str| match values.get(name) {
+        Some(Value::Int(n)) if *n > 0 => Some(*n as u64),
+        _ => None,
+    };
+    Ok(OpenOptions {
+        create,
+        pack_size: match values.get("pack-size") {
+            Some(Value::Bytes(n)) => *n,
+            _ => DEFAULT_PACK_SIZE,
+        },
+        storage: StorageOptions {
+            crash_limit: positive("crash-limit"),
+            // Checked when the run started (`check_settings`).
+            faults: storage_faults(values).map_err(Error::msg)?,
+            ssh_key: values.string("ssh-key").map(str::to_string),
+            ssh_host_keys_check: values.string("ssh-host-keys-check").map(str::to_string),
+            s3_endpoint: values.string("s3-endpoint").map(str::to_string),
+            s3_region: values.string("s3-region").map(str::to_string),
+            timeout: positive("storage-timeout").map(Duration::from_secs),
+        },
+        lock_timeout,
+        weak_tokens: matches!(values.get("testing-weak-tokens"), Some(Value::Bool(true))),
+    })
 }

@@ -4,6 +4,12 @@
 //! case-insensitive; a trailing `b` (or `B`) is optional: `k`, `kb` mean
 //! 1000, `ki`, `kib` mean 1024, and so on for `m`, `g`, `t`, `p`. A bare
 //! number is bytes.
+//!
+//! Kept hand-written rather than using the `bytesize` or `parse-size`
+//! crates: both accept fractions (`1.5GiB`, which this refuses on purpose
+//! with its own message) and other forms obnam never took, their errors
+//! are not these messages, and neither formats a size as the largest unit
+//! that divides it exactly, which [`format`] must do for `--dump-config`.
 
 /// Why a byte size could not be parsed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -16,6 +16,22 @@ use std::collections::BTreeMap;
 
 use plugin_api::abi::{SettingKind, SettingSpec, SettingValue};
 
+/// The name that owns the host's own settings, subcommands and hooks.
+pub const HOST_OWNER: &str = "obnam";
+
+/// Options of the command line that are not settings (they decide where
+/// settings and plugins come from): no setting may take their names.
+pub const META_OPTIONS: &[&str] = &[
+    "config",
+    "no-default-configs",
+    "dump-config",
+    "list-config-files",
+    "plugin-dir",
+    "no-bundled-plugins",
+    "help",
+    "version",
+];
+
 impl SettingError {
     /// What was wrong, without the setting's name.
     pub fn reason(&self) -> &str {
@@ -236,7 +252,7 @@ impl SettingsRegistry {
     /// saying by whom.
     pub fn add(&mut self, def: SettingDef) -> Result<(), String> {
         for long in def.long_names() {
-            if crate::cli::META_OPTIONS.contains(&long.as_str()) {
+            if META_OPTIONS.contains(&long.as_str()) {
                 return Err(format!(
                     "setting '{}' of plugin '{}' would use the option --{long}, which is reserved by obnam; ignored",
                     def.name, def.owner
@@ -349,7 +365,7 @@ impl Values {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use abi_stable::std_types::RVec;
+    use plugin_api::types::RVec;
 
     fn spec(name: &str, kind: SettingKind, default: Option<&str>, choices: &[&str]) -> SettingSpec {
         SettingSpec {

@@ -23,6 +23,8 @@
 //! plugin), the repository's `config` (never filtered), objects under 64
 //! bytes, and anything that does not shrink by at least 1% ([`codec`]).
 
+#![cfg_attr(not(test), forbid(unsafe_code))]
+
 mod codec;
 mod config;
 #[cfg(test)]

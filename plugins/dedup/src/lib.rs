@@ -12,6 +12,8 @@
 //!   Obnam: `fatalist` reuses a stored chunk with the same token, `verify`
 //!   reuses it only after comparing the bytes, `never` stores every chunk.
 
+#![forbid(unsafe_code)]
+
 mod chunking;
 mod policy;
 

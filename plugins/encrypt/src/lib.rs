@@ -19,6 +19,8 @@
 //! engine refuses any object that is not sealed in one that is, so the two
 //! never mix.
 
+#![forbid(unsafe_code)]
+
 mod cipher;
 mod commands;
 mod filter;

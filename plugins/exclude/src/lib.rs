@@ -18,6 +18,8 @@
 //! `backup-starting` hook), so a bad one stops the backup before anything
 //! is written.
 
+#![forbid(unsafe_code)]
+
 mod rules;
 
 use std::sync::{Arc, OnceLock};

@@ -7,6 +7,8 @@
 //! someone waits for them; this is for the cases that cannot be detected,
 //! such as a lock held by a dead process on another host.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{App, Context, Plugin, Result, Setting, GROUP_BACKUP};
 
 #[derive(Default)]

@@ -20,6 +20,8 @@
 //! many generations hold the same unchanged file. The files of a
 //! generation are verified by several threads at once.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -8,6 +8,8 @@
 //! `cargo test` spends a few seconds per property; `PROPTEST_CASES`
 //! overrides it for a long run.
 
+#![forbid(unsafe_code)]
+
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 

@@ -3,6 +3,8 @@
 //! (`alpha-data`), and offers subcommands that exercise them, fail, panic
 //! and log. The black-box tests in `tests/` drive it through the real host.
 
+#![forbid(unsafe_code)]
+
 use obnam_testplugin_payloads::AlphaEvent;
 use plugin_api::types::RString;
 use plugin_api::{App, Context, Plugin, Result, Setting, PRIORITY_DEFAULT};

@@ -2,6 +2,8 @@
 //! several priorities, with a JSON callback, filters (one may fail), and a
 //! callback that fails or panics on demand.
 
+#![forbid(unsafe_code)]
+
 use obnam_testplugin_payloads::AlphaEvent;
 use plugin_api::{
     App, Context, DataFilter, Plugin, Result, PRIORITY_DEFAULT, PRIORITY_EARLY, PRIORITY_LATE,

@@ -1,6 +1,8 @@
 //! Test plugin "gamma": every registration here is wrong in some way the
 //! host must notice, warn about and survive; one subcommand works.
 
+#![forbid(unsafe_code)]
+
 use abi_stable::StableAbi;
 use plugin_api::{App, Plugin, Result, Setting, PRIORITY_DEFAULT};
 

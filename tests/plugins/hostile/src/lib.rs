@@ -29,6 +29,8 @@
 //! (replace it with a symlink to TARGET) or `grow=BYTES` (append BYTES
 //! bytes to it).
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 

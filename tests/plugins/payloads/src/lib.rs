@@ -5,6 +5,8 @@
 //! that exchange a typed payload share one crate that defines it, as they
 //! would share `plugin-api`'s own payload types.
 
+#![forbid(unsafe_code)]
+
 use abi_stable::{std_types::RString, StableAbi};
 
 /// Each callback of `alpha-event` bumps `counter` and appends its mark to `trail`.

@@ -16,6 +16,8 @@
 //!   two seconds have passed. Creators that all got this far then write
 //!   their key slots and config at the same moment.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 
 use plugin_api::{App, Context, Entry, EntryKind, Plugin, Result};

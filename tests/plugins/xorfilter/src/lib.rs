@@ -3,6 +3,8 @@
 //! passing through the `repository-data` filter hook, and what happens when
 //! the filter is missing.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{App, Context, DataFilter, Plugin, Result, PRIORITY_DEFAULT};
 
 #[derive(Default)]

@@ -1,0 +1,115 @@
+//! Enabling a loaded plugin: the host's side of the [`Registrar`] a
+//! plugin's `enable` registers through, and the logger handed to it first.
+//!
+//! What a plugin registers is collected in a [`Registration`] of ordinary
+//! Rust values (and the plugin's boxed callbacks), which the registry
+//! merges only if `enable` succeeds.
+
+use plugin_api::abi::{
+    host_logger, registrar, FailureKind, FilterBox, HookCallbackBox, HookKind, HostLogger,
+    LogLevel, Registrar, SettingSpec, SubcommandHandlerBox, TypeLayout,
+};
+use plugin_api::types::{RStr, RString};
+
+use super::LoadedPlugin;
+use crate::logging;
+
+/// A subcommand a plugin registered: name, synopsis, help and handler.
+pub type SubcommandReg = (String, String, String, SubcommandHandlerBox);
+/// A hook a plugin created: name, kind and payload layout.
+pub type HookReg = (String, HookKind, &'static TypeLayout);
+/// A callback a plugin added: hook, priority, payload layout and callback.
+pub type CallbackReg = (String, i32, &'static TypeLayout, HookCallbackBox);
+/// A filter a plugin added: hook, priority, tag and filter.
+pub type FilterReg = (String, i32, String, FilterBox);
+
+/// What one plugin registered while being enabled.
+#[derive(Default)]
+pub struct Registration {
+    pub subcommands: Vec<SubcommandReg>,
+    pub settings: Vec<SettingSpec>,
+    pub hooks: Vec<HookReg>,
+    pub callbacks: Vec<CallbackReg>,
+    pub filters: Vec<FilterReg>,
+}
+
+impl Registrar for Registration {
+    fn add_subcommand(
+        &mut self,
+        name: RString,
+        synopsis: RString,
+        help: RString,
+        handler: SubcommandHandlerBox,
+    ) {
+        self.subcommands
+            .push((name.into(), synopsis.into(), help.into(), handler));
+    }
+
+    fn add_setting(&mut self, spec: SettingSpec) {
+        self.settings.push(spec);
+    }
+
+    fn new_hook(&mut self, name: RString, kind: HookKind, payload: &'static TypeLayout) {
+        self.hooks.push((name.into(), kind, payload));
+    }
+
+    fn add_callback(
+        &mut self,
+        hook: RString,
+        priority: i32,
+        payload: &'static TypeLayout,
+        callback: HookCallbackBox,
+    ) {
+        self.callbacks
+            .push((hook.into(), priority, payload, callback));
+    }
+
+    fn add_filter(&mut self, hook: RString, priority: i32, tag: RString, filter: FilterBox) {
+        self.filters
+            .push((hook.into(), priority, tag.into(), filter));
+    }
+}
+
+impl LoadedPlugin {
+    /// Hand the plugin its logger and the current maximum log level.
+    pub fn init_logging(&self) {
+        let logger = host_logger(PluginLogger {
+            plugin: self.name.clone(),
+        });
+        (self.module.init())(logger, logging::max_level());
+    }
+
+    /// Tell the plugin the maximum log level, once the settings are known.
+    pub fn set_log_level(&self, level: LogLevel) {
+        (self.module.set_log_level())(level);
+    }
+
+    /// Enable the plugin: what it registered, or why it failed (a panic
+    /// says so first).
+    pub fn enable(&self) -> Result<Registration, String> {
+        let mut registration = Registration::default();
+        match (self.module.enable())(registrar(&mut registration)).into_result() {
+            Ok(()) => Ok(registration),
+            Err(failure) => Err(format!(
+                "{}{}",
+                if failure.kind == FailureKind::Panic {
+                    "panic: "
+                } else {
+                    ""
+                },
+                failure.message
+            )),
+        }
+    }
+}
+
+/// The logger handed to one plugin: re-emits its events in the host's log.
+struct PluginLogger {
+    plugin: String,
+}
+
+impl HostLogger for PluginLogger {
+    fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
+        logging::plugin_event(&self.plugin, level, target.as_str(), message.as_str());
+    }
+}

@@ -1,0 +1,291 @@
+//! Filter hooks and JSON hooks run by the host: the `repository-data`
+//! filters every repository object passes through ([`HookFilter`], the
+//! engine's [`ObjectFilter`]), and the `repository-open` hook that unlocks
+//! an encrypted repository.
+
+use std::sync::{Arc, Weak};
+
+use obnam_repository::object::{ObjectFilter, UnlockRequest, Unlocked};
+use plugin_api::abi::{layout_of, Filtered, HookKind, HostServices, PayloadPtr};
+use plugin_api::payloads::REPOSITORY_OPEN;
+use plugin_api::types::{RSlice, RStr, RString, RVec};
+use plugin_api::Error;
+
+use super::{describe_failure, Host};
+use crate::registry::hooks::{FilterEntry, HookDef};
+
+/// The name of the filter hook every repository object passes through.
+pub const DATA_FILTER_HOOK: &str = plugin_api::payloads::REPOSITORY_DATA;
+
+impl Host {
+    fn filter_hook(&self, name: &str) -> Result<&HookDef, Error> {
+        let def =
+            self.registry.hooks.by_name(name).ok_or_else(|| {
+                Error::msg(format!("no loaded plugin creates filter hook '{name}'"))
+            })?;
+        if def.kind != HookKind::Filter {
+            return Err(Error::msg(format!("hook '{name}' is not a filter hook")));
+        }
+        Ok(def)
+    }
+
+    /// Whether any plugin adds a filter to a filter hook.
+    pub fn has_filters(&self, hook: &str) -> bool {
+        self.registry
+            .hooks
+            .by_name(hook)
+            .is_some_and(|h| !h.filters.is_empty())
+    }
+
+    /// Run data through a filter hook's write side (ascending priority),
+    /// leaving out the filter tagged `skip`.
+    pub fn run_filter_write(
+        &self,
+        hook: &str,
+        context: &str,
+        data: RVec<u8>,
+        skip: Option<&str>,
+    ) -> Result<Filtered, Error> {
+        let def = self.filter_hook(hook)?;
+        let mut out = Filtered {
+            data,
+            tags: RVec::new(),
+        };
+        for f in def.filters.iter().filter(|f| Some(f.tag.as_str()) != skip) {
+            if let Some(data) = self.encode_with(f, context, out.data.as_rslice())? {
+                out.data = data;
+                out.tags.push(f.tag.as_str().into());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Run data through one filter of a filter hook, the one tagged `tag`.
+    pub fn run_one_filter(
+        &self,
+        hook: &str,
+        tag: &str,
+        context: &str,
+        data: &[u8],
+    ) -> Result<Option<RVec<u8>>, Error> {
+        let def = self.filter_hook(hook)?;
+        let f = def.filters.iter().find(|f| f.tag == tag).ok_or_else(|| {
+            Error::msg(obnam_repository::object::missing_filter_message(
+                &format!("object {context}"),
+                tag,
+            ))
+        })?;
+        self.encode_with(f, context, RSlice::from_slice(data))
+    }
+
+    /// The write side of one filter; `None` if it left the data alone.
+    fn encode_with(
+        &self,
+        f: &FilterEntry,
+        context: &str,
+        data: RSlice<'_, u8>,
+    ) -> Result<Option<RVec<u8>>, Error> {
+        let encoded = f
+            .filter
+            .encode(self.as_abi(), RStr::from_str(context), data)
+            .into_result()
+            .map_err(|e| {
+                Error::msg(describe_failure(
+                    e,
+                    &f.plugin,
+                    &format!("filter '{}' writing {context}", f.tag),
+                ))
+            })?;
+        Ok(encoded.into_option())
+    }
+
+    /// Whether a filter hook has a filter tagged `tag`.
+    pub fn has_filter(&self, hook: &str, tag: &str) -> bool {
+        self.registry
+            .hooks
+            .by_name(hook)
+            .is_some_and(|h| h.filters.iter().any(|f| f.tag == tag))
+    }
+
+    /// Call a plain hook whose payload is JSON, from the host; returns the
+    /// document as the callbacks left it.
+    pub fn call_json_hook(
+        &self,
+        name: &str,
+        value: serde_json::Value,
+    ) -> Result<serde_json::Value, Error> {
+        let layout = layout_of::<plugin_api::JsonPayload>();
+        let id = self
+            .registry
+            .hooks
+            .resolve(name, layout)
+            .map_err(Error::msg)?;
+        let mut payload = plugin_api::JsonPayload {
+            json: value.to_string().into(),
+        };
+        let ptr = PayloadPtr::from_mut(&mut payload);
+        self.call_hook(id, ptr)
+            .into_result()
+            .map_err(|f| Error::msg(f.message))?;
+        serde_json::from_str(&payload.json).map_err(|e| {
+            Error::msg(format!(
+                "hook {name}: a callback left a payload that is not JSON: {e}"
+            ))
+        })
+    }
+
+    /// Undo a filter chain: the filters named by `tags`, last first.
+    pub fn run_filter_read(
+        &self,
+        hook: &str,
+        context: &str,
+        data: RVec<u8>,
+        tags: &[String],
+    ) -> Result<RVec<u8>, Error> {
+        let def = self.filter_hook(hook)?;
+        let mut bytes = data;
+        for tag in tags.iter().rev() {
+            let f = def.filters.iter().find(|f| &f.tag == tag).ok_or_else(|| {
+                Error::msg(format!(
+                    "object {context} needs the '{tag}' filter; no loaded plugin provides it"
+                ))
+            })?;
+            bytes = f
+                .filter
+                .decode(self.as_abi(), RStr::from_str(context), bytes.as_rslice())
+                .into_result()
+                .map_err(|e| {
+                    Error::msg(describe_failure(
+                        e,
+                        &f.plugin,
+                        &format!("filter '{}' reading {context}", f.tag),
+                    ))
+                })?;
+        }
+        Ok(bytes)
+    }
+}
+
+/// The data filters of the engine, run through the `repository-data` hook.
+///
+/// It holds the host weakly: the host holds the repository, which holds
+/// this filter.
+pub struct HookFilter {
+    host: Weak<Host>,
+}
+
+impl HookFilter {
+    /// The data filters of `host`.
+    pub fn new(host: Weak<Host>) -> Self {
+        HookFilter { host }
+    }
+
+    fn host(&self) -> Result<Arc<Host>, String> {
+        self.host
+            .upgrade()
+            .ok_or_else(|| "the run has ended: no plugin filters are left".to_string())
+    }
+}
+
+impl ObjectFilter for HookFilter {
+    fn encode(
+        &self,
+        context: &str,
+        data: Vec<u8>,
+        skip: Option<&str>,
+    ) -> Result<(Vec<u8>, Vec<String>), String> {
+        let host = self.host()?;
+        if !host.has_filters(DATA_FILTER_HOOK) {
+            return Ok((data, Vec::new()));
+        }
+        let out = host
+            .run_filter_write(DATA_FILTER_HOOK, context, RVec::from(data), skip)
+            .map_err(|e| e.to_string())?;
+        Ok((
+            out.data.into_vec(),
+            out.tags.into_iter().map(RString::into_string).collect(),
+        ))
+    }
+
+    fn encode_with(
+        &self,
+        tag: &str,
+        context: &str,
+        data: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        self.host()?
+            .run_one_filter(DATA_FILTER_HOOK, tag, context, &data)
+            .map(|out| out.map(RVec::into_vec))
+            .map_err(|e| e.to_string())
+    }
+
+    fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
+        if tags.is_empty() {
+            return Ok(data);
+        }
+        self.host()?
+            .run_filter_read(DATA_FILTER_HOOK, context, RVec::from(data), tags)
+            .map(RVec::into_vec)
+            .map_err(|e| e.to_string())
+    }
+
+    fn provides(&self, tag: &str) -> bool {
+        self.host
+            .upgrade()
+            .is_some_and(|host| host.has_filter(DATA_FILTER_HOOK, tag))
+    }
+
+    /// Ask the plugins on the `repository-open` hook (see
+    /// [`plugin_api::payloads::REPOSITORY_OPEN`]).
+    fn unlock(&self, request: &UnlockRequest) -> Result<Unlocked, String> {
+        let slots: serde_json::Map<String, serde_json::Value> = request
+            .key_slots
+            .iter()
+            .map(|(id, text)| (id.clone(), serde_json::Value::String(text.clone())))
+            .collect();
+        let payload = serde_json::json!({
+            "url": request.url,
+            "repository_id": request.repository_id,
+            "creating": request.creating,
+            "seal": request.seal,
+            "key_slots": slots,
+        });
+        let answer = self
+            .host()?
+            .call_json_hook(REPOSITORY_OPEN, payload)
+            .map_err(|e| e.to_string())?;
+        let bad = |what: &str| format!("hook {REPOSITORY_OPEN}: {what}");
+        let token_key = match answer.get("token_key") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => {
+                let bytes = v
+                    .as_str()
+                    .and_then(|t| hex::decode(t).ok())
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| bad("token_key is not 64 hex digits"))?;
+                Some(bytes)
+            }
+        };
+        let seal = match answer.get("seal") {
+            Some(v) if request.creating && !v.is_null() => Some(v.clone()),
+            _ => None,
+        };
+        let mut new_key_slots = Vec::new();
+        if let Some(v) = answer.get("new_key_slots").filter(|v| !v.is_null()) {
+            let map = v
+                .as_object()
+                .ok_or_else(|| bad("new_key_slots is not an object"))?;
+            for (id, text) in map {
+                let text = text
+                    .as_str()
+                    .ok_or_else(|| bad("a new key slot is not text"))?;
+                new_key_slots.push((id.clone(), text.to_string()));
+            }
+        }
+        Ok(Unlocked {
+            seal,
+            new_key_slots,
+            token_key,
+        })
+    }
+}
