@@ -172,6 +172,14 @@ fn development() -> Vec<SettingDef> {
              stale-list, list-fail) and seed=N",
             GROUP_DEVELOPMENT,
         ),
+        def(
+            "testing-generation-time",
+            SettingKind::String,
+            "TIME",
+            "development: generations made by this run say it started at TIME \
+             (RFC 3339, e.g. 2026-01-05T10:00:00Z), to try retention policies",
+            GROUP_DEVELOPMENT,
+        ),
     ]
 }
 

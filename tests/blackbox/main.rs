@@ -11,6 +11,7 @@ mod encryption;
 mod examples;
 mod exclude;
 mod faults;
+mod forget;
 mod hooks;
 mod hostile_filters;
 mod install;

@@ -119,7 +119,26 @@ impl Host {
 /// Check the settings whose values only this module reads, so that a bad
 /// one is refused before any command runs.
 pub fn check_settings(values: &Values) -> Result<(), String> {
-    storage_faults(values).map(|_| ())
+    storage_faults(values)?;
+    generation_clock(values)?;
+    Ok(())
+}
+
+/// The start time the `testing-generation-time` setting gives the
+/// generations of this run, in ns since the epoch, or why its value is bad.
+fn generation_clock(values: &Values) -> Result<Option<i64>, String> {
+    let Some(text) = values.string("testing-generation-time") else {
+        return Ok(None);
+    };
+    let bad = |why: String| format!("--testing-generation-time: '{text}' is not a time: {why}");
+    let time = humantime::parse_rfc3339_weak(text).map_err(|e| bad(e.to_string()))?;
+    let ns = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| bad("it is before 1970".into()))?
+        .as_nanos();
+    i64::try_from(ns)
+        .map(Some)
+        .map_err(|_| bad("it is after 2262".into()))
 }
 
 /// The storage faults the `testing-storage-faults` setting asks for, or
@@ -281,5 +300,7 @@ fn open_options(
         },
         lock_timeout,
         weak_tokens: matches!(values.get("testing-weak-tokens"), Some(Value::Bool(true))),
+        // Checked when the run started (`check_settings`).
+        generation_clock: generation_clock(values).map_err(Error::msg)?,
     })
 }

@@ -1,0 +1,375 @@
+//! `obnam forget`: retention policies on histories made with set times
+//! (`--testing-generation-time`), checkpoints, named generations, bad
+//! policies, and what the kept generations still restore.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+
+use serde_json::Value;
+
+use obnam_test_support::{noise, BackupWorld, Run};
+
+/// The times of a history of twelve backups (UTC): two years, several
+/// months, two ISO weeks (2025-11-03 and 2025-11-10 are Mondays), several
+/// days and hours, and two backups in one hour.
+const TIMES: [&str; 12] = [
+    "2024-06-15T10:00:00Z",
+    "2025-03-01T10:00:00Z",
+    "2025-03-20T10:00:00Z",
+    "2025-11-03T09:00:00Z",
+    "2025-11-05T09:00:00Z",
+    "2025-11-10T09:00:00Z",
+    "2025-11-11T08:00:00Z",
+    "2025-11-11T20:00:00Z",
+    "2025-11-12T07:00:00Z",
+    "2025-11-12T07:30:00Z",
+    "2025-11-12T08:15:00Z",
+    "2025-11-12T09:45:00Z",
+];
+
+/// A world with one backup per entry of [`TIMES`], each with a file of
+/// its own content; returns the generation ids in order.
+fn history(w: &BackupWorld) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (i, time) in TIMES.iter().enumerate() {
+        w.file("f", &noise(3000, i as u64));
+        let run = w.backup(&["--testing-generation-time", time]).ok();
+        ids.push(generation_of(&run));
+    }
+    ids
+}
+
+fn generation_of(run: &Run) -> String {
+    run.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Generation "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the new generation's id")
+        .to_string()
+}
+
+/// Run obnam in UTC, so that periods do not depend on the machine's zone.
+fn obnam_utc(w: &BackupWorld, args: &[&str]) -> Run {
+    obnam_test_support::run(
+        w.env
+            .obnam()
+            .env("TZ", "UTC")
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", &w.client])
+            .args(args),
+    )
+}
+
+fn json(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+}
+
+/// What `forget --pretend --output-format json --keep POLICY` keeps:
+/// indices into TIMES, and the reasons of each.
+fn pretend_keep(w: &BackupWorld, ids: &[String], policy: &str) -> BTreeMap<usize, Vec<String>> {
+    let run = obnam_utc(
+        w,
+        &[
+            "forget",
+            "--keep",
+            policy,
+            "--pretend",
+            "--output-format",
+            "json",
+        ],
+    )
+    .ok();
+    let report = json(&run);
+    let gens = report[0]["generations"].as_array().expect("generations");
+    assert_eq!(gens.len(), ids.len(), "{run:#?}");
+    let mut kept = BTreeMap::new();
+    for g in gens {
+        let at = ids
+            .iter()
+            .position(|id| g["id"] == **id)
+            .expect("a known id");
+        if g["action"] == "keep" {
+            let reasons = g["reasons"].as_array().unwrap().iter();
+            kept.insert(
+                at,
+                reasons.map(|r| r.as_str().unwrap().to_string()).collect(),
+            );
+        } else {
+            assert_eq!(g["action"], "remove", "{g}");
+        }
+    }
+    kept
+}
+
+fn listed(w: &BackupWorld) -> Vec<String> {
+    let run = w.obnam(&["generations", "--output-format", "json"]).ok();
+    json(&run)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_unit_keeps_the_newest_generation_of_each_period() {
+    let w = BackupWorld::new("c");
+    let ids = history(&w);
+    for (policy, expected) in [
+        ("1", vec![11]),
+        ("3", vec![9, 10, 11]),
+        ("4h", vec![7, 9, 10, 11]),
+        ("2d", vec![7, 11]),
+        ("3d", vec![5, 7, 11]),
+        ("2w", vec![4, 11]),
+        ("3m", vec![0, 2, 11]),
+        ("2y", vec![0, 11]),
+        ("2d,2w", vec![4, 7, 11]),
+        ("100d", vec![0, 1, 2, 3, 4, 5, 7, 11]),
+        // Every hour but one holds one generation; 8 and 9 share an hour.
+        ("72h,7d,5w,12m,1y", vec![0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11]),
+    ] {
+        let kept = pretend_keep(&w, &ids, policy);
+        let got: Vec<usize> = kept.keys().copied().collect();
+        assert_eq!(got, expected, "--keep {policy}");
+        // The latest complete generation is always kept, and says so.
+        assert_eq!(kept[&11][0], "latest", "--keep {policy}: {kept:?}");
+    }
+    // --pretend removed nothing.
+    assert_eq!(listed(&w), ids);
+}
+
+#[test]
+fn forget_removes_what_the_policy_does_not_keep_and_the_rest_restores() {
+    let w = BackupWorld::new("c");
+    let ids = history(&w);
+    let run = obnam_utc(&w, &["forget", "--keep", "3d"])
+        .ok()
+        .no_rust_panic();
+    assert!(
+        run.stdout
+            .contains("client c: kept 3, removed 9 of 12 generations"),
+        "{run:#?}"
+    );
+    let kept = [5, 7, 11];
+    assert_eq!(listed(&w), kept.map(|i| ids[i].clone()).to_vec());
+    for i in kept {
+        let target = w.env.path().join(format!("restored-{i}"));
+        w.obnam(&[
+            "restore",
+            "--generation",
+            &ids[i],
+            "--to",
+            target.to_str().unwrap(),
+        ])
+        .ok();
+        let file = target.join(w.data.strip_prefix("/").unwrap()).join("f");
+        assert_eq!(
+            fs::read(file).unwrap(),
+            noise(3000, i as u64),
+            "generation {i}"
+        );
+    }
+    w.obnam(&["fsck", "--verify-data"]).ok();
+    // A forgotten generation is gone for every command.
+    let gone = w.obnam(&["restore", "--generation", &ids[0], "--to", "/nonexistent-x"]);
+    assert!(gone.fails().stderr.contains(&ids[0]));
+    // Forgetting again with the same policy removes nothing more.
+    let again = obnam_utc(&w, &["forget", "--keep", "3d"]).ok();
+    assert!(
+        again.stdout.contains("kept 3, removed 0 of 3"),
+        "{again:#?}"
+    );
+}
+
+#[test]
+fn periods_follow_the_local_time_zone() {
+    let w = BackupWorld::new("c");
+    // 23:30 and 00:30 UTC: two days in UTC, one day at UTC-5.
+    let mut ids = Vec::new();
+    for (i, time) in ["2025-11-11T23:30:00Z", "2025-11-12T00:30:00Z"]
+        .iter()
+        .enumerate()
+    {
+        w.file("f", &noise(100, i as u64));
+        ids.push(generation_of(
+            &w.backup(&["--testing-generation-time", time]).ok(),
+        ));
+    }
+    let kept = |tz: &str| {
+        let run = obnam_test_support::run(
+            w.env
+                .obnam()
+                .env("TZ", tz)
+                .arg("--repository")
+                .arg(&w.repo)
+                .args(["--client-name", "c", "forget", "--keep", "5d", "--pretend"]),
+        )
+        .ok();
+        run.stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("keep"))
+            .count()
+    };
+    assert_eq!(kept("UTC"), 2);
+    assert_eq!(kept("EST5"), 1);
+}
+
+#[test]
+fn named_generations_are_removed_and_an_unknown_name_removes_nothing() {
+    let w = BackupWorld::new("c");
+    let ids = history(&w);
+    let run = w.obnam(&["forget", &ids[3], "nosuchgeneration"]).fails();
+    assert!(
+        run.stderr.contains("no generation 'nosuchgeneration'"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("nothing was removed"), "{run:#?}");
+    assert_eq!(listed(&w), ids);
+    w.obnam(&["forget", &ids[3], &ids[11]]).ok();
+    let mut left = ids.clone();
+    left.retain(|id| *id != ids[3] && *id != ids[11]);
+    assert_eq!(listed(&w), left);
+    let both = w.obnam(&["forget", "--keep", "1", &ids[0]]).fails();
+    assert!(both.stderr.contains("not both"), "{both:#?}");
+}
+
+#[test]
+fn bad_policies_are_refused_naming_the_bad_rule() {
+    let w = BackupWorld::new("c");
+    w.file("f", b"x");
+    w.backup(&[]).ok();
+    for (policy, named) in [
+        ("7x", "'7x'"),
+        ("-3d", "'-3d'"),
+        ("0d", "'0d'"),
+        ("7d,,1y", "''"),
+        ("3d,2d", "'2d'"),
+        ("1.5w", "'1.5w'"),
+    ] {
+        let run = w
+            .obnam(&["forget", "--keep", policy])
+            .fails()
+            .no_rust_panic();
+        assert!(
+            run.stderr.contains("--keep") && run.stderr.contains(named),
+            "{policy}: {run:#?}"
+        );
+    }
+    // An empty policy is refused too, not taken as "keep nothing".
+    let run = w.obnam(&["forget", "--keep", " "]).fails();
+    assert!(run.stderr.contains("empty"), "{run:#?}");
+    assert_eq!(listed(&w).len(), 1);
+}
+
+#[test]
+fn checkpoints_older_than_the_latest_complete_generation_go_at_any_forget() {
+    let w = BackupWorld::new("c");
+    for i in 0..12 {
+        w.file(&format!("f{i:02}"), &noise(500_000, i));
+    }
+    let run = w
+        .backup(&["--checkpoint", "1MiB", "--leave-checkpoints"])
+        .ok();
+    let finished = generation_of(&run);
+    let before = listed(&w);
+    assert!(before.len() >= 3, "{before:?}");
+    let forget = w.obnam(&["forget"]).ok();
+    assert!(
+        forget
+            .stdout
+            .contains("checkpoint older than the latest complete generation"),
+        "{forget:#?}"
+    );
+    assert_eq!(listed(&w), vec![finished]);
+}
+
+/// Checkpoints of an interrupted run after the last complete generation:
+/// the newest stays (the next backup continues from it), older ones go.
+#[test]
+fn the_newest_checkpoint_of_an_unfinished_run_is_kept() {
+    let w = BackupWorld::new("c");
+    w.file("first", b"complete");
+    let complete = generation_of(&w.backup(&[]).ok());
+    for i in 0..12 {
+        w.file(&format!("f{i:02}"), &noise(500_000, i + 50));
+    }
+    // Crash runs at growing write counts until at least two checkpoints
+    // stand after the complete generation.
+    let checkpoints_after = |w: &BackupWorld| -> Vec<(String, bool)> {
+        let run = w.obnam(&["generations", "--output-format", "json"]).ok();
+        json(&run)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["id"].as_str().unwrap().to_string(),
+                    g["is_checkpoint"] == true,
+                )
+            })
+            .collect()
+    };
+    let mut limit = 4;
+    loop {
+        let run = w.backup(&["--checkpoint", "1MiB", "--crash-limit", &limit.to_string()]);
+        assert_ne!(
+            run.code, 0,
+            "the crash limit {limit} did not stop the run: {run:#?}"
+        );
+        let gens = checkpoints_after(&w);
+        if gens.iter().filter(|(_, cp)| *cp).count() >= 2 {
+            break;
+        }
+        limit += 4;
+    }
+    let gens = checkpoints_after(&w);
+    let newest = gens.last().unwrap().clone();
+    assert!(newest.1, "{gens:?}");
+    let forget = w.obnam(&["forget"]).ok();
+    assert!(
+        forget
+            .stdout
+            .contains("newest checkpoint of an unfinished run"),
+        "{forget:#?}"
+    );
+    assert_eq!(listed(&w), vec![complete, newest.0]);
+    // The next backup continues from it and finishes; fsck is clean.
+    w.backup(&[]).ok();
+    w.obnam(&["fsck", "--verify-data"]).ok();
+}
+
+#[test]
+fn all_clients_applies_the_policy_to_every_client() {
+    let w = BackupWorld::new("a");
+    let mut per_client: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for client in ["a", "b"] {
+        for (i, time) in TIMES[9..].iter().enumerate() {
+            w.file("f", &noise(100, i as u64));
+            let data = w.data.to_str().unwrap().to_string();
+            let run = obnam_test_support::run(
+                w.env
+                    .obnam()
+                    .arg("--repository")
+                    .arg(&w.repo)
+                    .args(["--client-name", client, "--testing-generation-time", time])
+                    .args(["backup", &data]),
+            )
+            .ok();
+            per_client
+                .entry(client.into())
+                .or_default()
+                .insert(generation_of(&run));
+        }
+    }
+    let run = obnam_utc(&w, &["--all-clients", "forget", "--keep", "1"]).ok();
+    assert!(
+        run.stdout.contains("client a: kept 1, removed 2"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.contains("client b: kept 1, removed 2"),
+        "{run:#?}"
+    );
+}
