@@ -48,6 +48,17 @@ fn global() -> Vec<SettingDef> {
             GROUP_GLOBAL,
         )
         .default(Value::Str(host_name)),
+        // Several commands work on one client or on all (force-lock,
+        // forget): one setting, owned by the host, whichever plugins are
+        // loaded.
+        def(
+            "all-clients",
+            SettingKind::Boolean,
+            "",
+            "work on every client in the repository, not only --client-name's \
+             (force-lock, forget)",
+            GROUP_GLOBAL,
+        ),
         def(
             "quiet",
             SettingKind::Boolean,

@@ -2,25 +2,21 @@
 //! can no longer release them (killed, or on a host that went away).
 //!
 //! By default it removes the locks of the client named by `--client-name`
-//! and the exclusive repository lock; with `--all-clients`, every lock.
+//! and the exclusive repository lock; with `--all-clients` (a setting of
+//! the host's), every lock.
 //! Locks of processes that are gone are also broken automatically when
 //! someone waits for them; this is for the cases that cannot be detected,
 //! such as a lock held by a dead process on another host.
 
 #![forbid(unsafe_code)]
 
-use plugin_api::{App, Context, Plugin, Result, Setting, GROUP_BACKUP};
+use plugin_api::{App, Context, Plugin, Result};
 
 #[derive(Default)]
 struct ForceLock;
 
 impl Plugin for ForceLock {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
-        app.add_setting(
-            Setting::boolean("all-clients")
-                .help("with force-lock: remove the locks of every client, not only --client-name's")
-                .group(GROUP_BACKUP),
-        );
         app.add_subcommand(
             "force-lock",
             "",
