@@ -68,6 +68,12 @@ impl Shield {
         }
     }
 
+    /// Run an engine call for a method that can fail: its error becomes
+    /// the plugin's error, its value the ABI's form of it.
+    fn call<T: Convert<U>, U>(&self, f: impl FnOnce() -> Result<T, RepoError>) -> AbiResult<U> {
+        self.guarded(|| Ok(f().map_err(err)?.convert()))
+    }
+
     /// Run a method that can fail, failing at once after a bug.
     fn guarded<T>(&self, f: impl FnOnce() -> Result<T, Error>) -> AbiResult<T> {
         guarded(|| {
@@ -110,36 +116,30 @@ impl RepositoryService for RepoService {
     }
 
     fn clients(&self) -> AbiResult<RVec<RString>> {
-        self.shield
-            .guarded(|| Ok(self.repo().clients().map_err(err)?.convert()))
+        self.shield.call(|| self.repo().clients())
     }
 
     fn add_client(&self, name: RStr<'_>) -> AbiResult<()> {
-        self.shield
-            .guarded(|| self.repo().add_client(name.as_str()).map_err(err))
+        self.shield.call(|| self.repo().add_client(name.as_str()))
     }
 
     fn lock_client(&self, name: RStr<'_>) -> AbiResult<()> {
-        self.shield.guarded(|| {
-            self.repo()
-                .lock_client(name.as_str(), self.lock_timeout)
-                .map_err(err)
-        })
+        self.shield
+            .call(|| self.repo().lock_client(name.as_str(), self.lock_timeout))
     }
 
     fn unlock_client(&self, name: RStr<'_>) -> AbiResult<()> {
         self.shield
-            .guarded(|| self.repo().unlock_client(name.as_str()).map_err(err))
+            .call(|| self.repo().unlock_client(name.as_str()))
     }
 
     fn lock_exclusive(&self) -> AbiResult<()> {
         self.shield
-            .guarded(|| self.repo().lock_exclusive(self.lock_timeout).map_err(err))
+            .call(|| self.repo().lock_exclusive(self.lock_timeout))
     }
 
     fn unlock_exclusive(&self) -> AbiResult<()> {
-        self.shield
-            .guarded(|| self.repo().unlock_exclusive().map_err(err))
+        self.shield.call(|| self.repo().unlock_exclusive())
     }
 
     fn force_unlock(&self, client: ROption<RStr<'_>>) -> AbiResult<RVec<RString>> {
@@ -174,8 +174,7 @@ impl RepositoryService for RepoService {
     }
 
     fn get_chunk(&self, id: abi::ChunkId) -> AbiResult<RVec<u8>> {
-        self.shield
-            .guarded(|| Ok(self.repo().get_chunk(&id.convert()).map_err(err)?.convert()))
+        self.shield.call(|| self.repo().get_chunk(&id.convert()))
     }
 
     fn has_chunk(&self, id: abi::ChunkId) -> bool {
@@ -184,21 +183,13 @@ impl RepositoryService for RepoService {
     }
 
     fn generations(&self, client: RStr<'_>) -> AbiResult<RVec<RawGeneration>> {
-        self.shield.guarded(|| {
-            Ok(self
-                .repo()
-                .generations(client.as_str())
-                .map_err(err)?
-                .convert())
-        })
+        self.shield
+            .call(|| self.repo().generations(client.as_str()))
     }
 
     fn remove_generation(&self, client: RStr<'_>, id: RStr<'_>) -> AbiResult<()> {
-        self.shield.guarded(|| {
-            self.repo()
-                .remove_generation(client.as_str(), id.as_str())
-                .map_err(err)
-        })
+        self.shield
+            .call(|| self.repo().remove_generation(client.as_str(), id.as_str()))
     }
 
     fn open_generation(&self, client: RStr<'_>, id: RStr<'_>) -> AbiResult<GenerationReaderBox> {
@@ -232,7 +223,7 @@ impl RepositoryService for RepoService {
     }
 
     fn flush(&self) -> AbiResult<()> {
-        self.shield.guarded(|| self.repo().flush().map_err(err))
+        self.shield.call(|| self.repo().flush())
     }
 
     fn bytes_written(&self) -> u64 {
@@ -240,21 +231,17 @@ impl RepositoryService for RepoService {
     }
 
     fn key_slots(&self) -> AbiResult<RVec<abi::RawKeySlot>> {
-        self.shield
-            .guarded(|| Ok(self.repo().key_slots().map_err(err)?.convert()))
+        self.shield.call(|| self.repo().key_slots())
     }
 
     fn put_key_slot(&self, id: RStr<'_>, text: RStr<'_>) -> AbiResult<()> {
-        self.shield.guarded(|| {
-            self.repo()
-                .put_key_slot(id.as_str(), text.as_str())
-                .map_err(err)
-        })
+        self.shield
+            .call(|| self.repo().put_key_slot(id.as_str(), text.as_str()))
     }
 
     fn remove_key_slot(&self, id: RStr<'_>) -> AbiResult<()> {
         self.shield
-            .guarded(|| self.repo().remove_key_slot(id.as_str()).map_err(err))
+            .call(|| self.repo().remove_key_slot(id.as_str()))
     }
 
     fn is_sealed(&self) -> bool {
@@ -262,18 +249,11 @@ impl RepositoryService for RepoService {
     }
 
     fn forget_missing_packs(&self) -> AbiResult<abi::RawMissingPacks> {
-        self.shield
-            .guarded(|| Ok(self.repo().forget_missing_packs().map_err(err)?.convert()))
+        self.shield.call(|| self.repo().forget_missing_packs())
     }
 
     fn check_objects(&self, verify_data: bool) -> AbiResult<abi::RawObjectReport> {
-        self.shield.guarded(|| {
-            Ok(self
-                .repo()
-                .check_objects(verify_data)
-                .map_err(err)?
-                .convert())
-        })
+        self.shield.call(|| self.repo().check_objects(verify_data))
     }
 }
 
@@ -288,18 +268,11 @@ impl GenerationReaderService for ReaderService {
     }
 
     fn lookup(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RawEntry>> {
-        self.shield
-            .guarded(|| Ok(self.reader.lookup(path.as_slice()).map_err(err)?.convert()))
+        self.shield.call(|| self.reader.lookup(path.as_slice()))
     }
 
     fn list_dir(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RVec<RawEntry>>> {
-        self.shield.guarded(|| {
-            Ok(self
-                .reader
-                .list_dir(path.as_slice())
-                .map_err(err)?
-                .convert())
-        })
+        self.shield.call(|| self.reader.list_dir(path.as_slice()))
     }
 }
 
@@ -315,55 +288,37 @@ impl GenerationBuilderService for BuilderService {
     }
 
     fn previous(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RawEntry>> {
-        self.shield.guarded(|| {
-            Ok(self
-                .builder
-                .previous(path.as_slice())
-                .map_err(err)?
-                .convert())
-        })
+        self.shield.call(|| self.builder.previous(path.as_slice()))
     }
 
     fn previous_dir(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RVec<RawEntry>>> {
-        self.shield.guarded(|| {
-            Ok(self
-                .builder
-                .previous_dir(path.as_slice())
-                .map_err(err)?
-                .convert())
-        })
+        self.shield
+            .call(|| self.builder.previous_dir(path.as_slice()))
     }
 
     fn put(&self, path: RSlice<'_, u8>, entry: RawEntry) -> AbiResult<()> {
-        self.shield.guarded(|| {
-            self.builder
-                .put(path.as_slice(), entry.convert())
-                .map_err(err)
-        })
+        self.shield
+            .call(|| self.builder.put(path.as_slice(), entry.convert()))
     }
 
     fn remove(&self, path: RSlice<'_, u8>) -> AbiResult<()> {
-        self.shield
-            .guarded(|| self.builder.remove(path.as_slice()).map_err(err))
+        self.shield.call(|| self.builder.remove(path.as_slice()))
     }
 
     fn list(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RVec<RawEntry>>> {
-        self.shield
-            .guarded(|| Ok(self.builder.list(path.as_slice()).map_err(err)?.convert()))
+        self.shield.call(|| self.builder.list(path.as_slice()))
     }
 
     fn finish_dir(&self, path: RSlice<'_, u8>) -> AbiResult<()> {
         self.shield
-            .guarded(|| self.builder.finish_dir(path.as_slice()).map_err(err))
+            .call(|| self.builder.finish_dir(path.as_slice()))
     }
 
     fn commit(&self, checkpoint: bool) -> AbiResult<RawGeneration> {
-        self.shield
-            .guarded(|| Ok(self.builder.commit(checkpoint).map_err(err)?.convert()))
+        self.shield.call(|| self.builder.commit(checkpoint))
     }
 
     fn remove_checkpoints(&self) -> AbiResult<u64> {
-        self.shield
-            .guarded(|| Ok(self.builder.remove_checkpoints().map_err(err)?.convert()))
+        self.shield.call(|| self.builder.remove_checkpoints())
     }
 }
