@@ -105,7 +105,7 @@ pub fn claim(storage: &Storage, timeout: Duration) -> RepoResult<Claim<'_>> {
         if start.elapsed() >= timeout {
             return Err(RepoError::BeingCreated {
                 url: storage.url().to_string(),
-                holder: other.holder(other_key),
+                holder: Box::new(other.holder(other_key)),
                 waited: timeout,
             });
         }

@@ -45,7 +45,7 @@ pub enum RepoError {
     Locked {
         /// The client whose lock it is; `None`: the exclusive lock.
         client: Option<String>,
-        holder: Holder,
+        holder: Box<Holder>,
         waited: Duration,
     },
     /// Another process creating the repository did not finish in time.
@@ -58,7 +58,7 @@ pub enum RepoError {
     )]
     BeingCreated {
         url: String,
-        holder: Holder,
+        holder: Box<Holder>,
         waited: Duration,
     },
     #[error(transparent)]
@@ -143,7 +143,7 @@ mod tests {
     fn lock_messages_are_as_they_were() {
         let e = RepoError::Locked {
             client: Some("c".into()),
-            holder: holder("locks/L"),
+            holder: Box::new(holder("locks/L")),
             waited: Duration::from_secs(3),
         };
         assert_eq!(
@@ -154,7 +154,7 @@ mod tests {
         );
         let e = RepoError::Locked {
             client: None,
-            holder: holder("locks/L"),
+            holder: Box::new(holder("locks/L")),
             waited: Duration::from_secs(3),
         };
         assert!(e
@@ -162,7 +162,7 @@ mod tests {
             .starts_with("the repository is locked by host h"));
         let e = RepoError::BeingCreated {
             url: "/r".into(),
-            holder: holder("creating/C"),
+            holder: Box::new(holder("creating/C")),
             waited: Duration::from_secs(60),
         };
         assert_eq!(

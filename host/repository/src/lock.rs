@@ -187,7 +187,7 @@ impl Repository {
             if start.elapsed() >= timeout {
                 return Err(RepoError::Locked {
                     client: (other.kind == LockKind::Client).then(|| other.client.clone()),
-                    holder: other.holder(format!("locks/{other_id}")),
+                    holder: Box::new(other.holder(format!("locks/{other_id}"))),
                     waited: timeout,
                 });
             }
