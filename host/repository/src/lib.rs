@@ -93,7 +93,8 @@
 //!
 //! - Foundations: [`limits`] (the format's size limits), [`ids`] (tokens,
 //!   chunk, object and generation ids), [`error`] ([`RepoError`]),
-//!   [`config`] (the `config` object and the format versions).
+//!   [`config`] (the `config` object and the format versions), [`clock`]
+//!   (the time generations record).
 //! - Storage: [`location`] (repository URLs), [`fault_injection`]
 //!   (development: injected storage faults), [`backend`] (the
 //!   [`backend::Backend`] trait, the [`backend::Capabilities`] the engine
