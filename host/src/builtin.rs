@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use crate::loader::LoadedPlugin;
 use crate::output;
 use crate::registry::Registry;
 use crate::services::Host;
@@ -40,18 +41,10 @@ fn plugins(host: &Host, registry: &Registry) -> Result<()> {
         output::line(&serde_json::to_string_pretty(&list)?)?;
         return Ok(());
     }
-    let name_width = registry
-        .plugins
-        .iter()
-        .map(|p| p.name.len())
-        .max()
-        .unwrap_or(0);
-    let version_width = registry
-        .plugins
-        .iter()
-        .map(|p| p.version.len())
-        .max()
-        .unwrap_or(0);
+    let widest =
+        |len: fn(&LoadedPlugin) -> usize| registry.plugins.iter().map(len).max().unwrap_or(0);
+    let name_width = widest(|p| p.name.len());
+    let version_width = widest(|p| p.version.len());
     for p in &registry.plugins {
         output::line(&format!(
             "{:name_width$}  {:version_width$}  {}",

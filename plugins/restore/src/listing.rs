@@ -54,13 +54,22 @@ pub fn clients(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     Ok(())
 }
 
+/// The client's generations for a listing command that takes no
+/// arguments. A client without generations lists none: that is not an
+/// error.
+fn listed_generations(
+    ctx: &Context<'_>,
+    command: &str,
+    args: &[OsString],
+) -> Result<Vec<GenerationInfo>> {
+    no_arguments(command, args)?;
+    let repo = ctx.repository(false)?;
+    repo.generations(&select::client(ctx)?)
+}
+
 /// `obnam genids`: one generation id per line, oldest first.
 pub fn genids(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
-    no_arguments("genids", &args)?;
-    let repo = ctx.repository(false)?;
-    let client = select::client(ctx)?;
-    // A client without generations lists none: that is not an error.
-    let gens = repo.generations(&client)?;
+    let gens = listed_generations(ctx, "genids", &args)?;
     if json_output(ctx)? {
         let ids: Vec<&str> = gens.iter().map(|g| g.id.as_str()).collect();
         return pretty(ctx, &json!(ids));
@@ -102,11 +111,7 @@ fn generation_json(gen: &GenerationInfo) -> Value {
 
 /// `obnam generations`: one line per generation, oldest first.
 pub fn generations(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
-    no_arguments("generations", &args)?;
-    let repo = ctx.repository(false)?;
-    let client = select::client(ctx)?;
-    // A client without generations lists none: that is not an error.
-    let gens = repo.generations(&client)?;
+    let gens = listed_generations(ctx, "generations", &args)?;
     if json_output(ctx)? {
         let list: Vec<Value> = gens.iter().map(generation_json).collect();
         return pretty(ctx, &Value::Array(list));
