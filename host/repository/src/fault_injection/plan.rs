@@ -48,38 +48,29 @@ impl FaultPlan {
             p > 0.0 && rng.unit() < p
         };
         let slow = hit(FaultKind::Slow);
-        let (fail_before, fail_after, short, stale) = match op {
-            Op::Write => (
-                hit(FaultKind::WriteFail).then_some(FaultKind::WriteFail),
-                hit(FaultKind::WriteLostAck).then_some(FaultKind::WriteLostAck),
-                false,
-                false,
-            ),
-            Op::Delete => (
-                hit(FaultKind::DeleteFail).then_some(FaultKind::DeleteFail),
-                None,
-                false,
-                false,
-            ),
-            Op::Read => (
-                hit(FaultKind::ReadFail).then_some(FaultKind::ReadFail),
-                None,
-                hit(FaultKind::ShortRead),
-                false,
-            ),
-            Op::Exists => (
-                hit(FaultKind::ReadFail).then_some(FaultKind::ReadFail),
-                None,
-                false,
-                false,
-            ),
-            Op::List => (
-                hit(FaultKind::ListFail).then_some(FaultKind::ListFail),
-                None,
-                false,
-                hit(FaultKind::StaleList),
-            ),
+        // The kinds that apply to the operation, in the order they draw.
+        let kinds: &[FaultKind] = match op {
+            Op::Write => &[FaultKind::WriteFail, FaultKind::WriteLostAck],
+            Op::Delete => &[FaultKind::DeleteFail],
+            Op::Read => &[FaultKind::ReadFail, FaultKind::ShortRead],
+            Op::Exists => &[FaultKind::ReadFail],
+            Op::List => &[FaultKind::ListFail, FaultKind::StaleList],
         };
+        let hits: Vec<FaultKind> = kinds.iter().copied().filter(|&k| hit(k)).collect();
+        let fail_before = hits.iter().copied().find(|k| {
+            matches!(
+                k,
+                FaultKind::WriteFail
+                    | FaultKind::DeleteFail
+                    | FaultKind::ReadFail
+                    | FaultKind::ListFail
+            )
+        });
+        let fail_after = hits
+            .contains(&FaultKind::WriteLostAck)
+            .then_some(FaultKind::WriteLostAck);
+        let short = hits.contains(&FaultKind::ShortRead);
+        let stale = hits.contains(&FaultKind::StaleList);
         // The amounts, drawn after the hits, in this order.
         let delay = slow.then(|| Duration::from_millis(1 + rng.next() % SLOW_MAX_MS));
         let keep = short.then(|| rng.unit());
