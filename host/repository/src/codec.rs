@@ -6,15 +6,16 @@
 //! [`object`] has the pieces (headers, checksums, the filter trait); this
 //! module holds them together for one repository, so that nothing else
 //! needs to know whether it is sealed or carries checksums. It adds to
-//! [`Repository`] the two operations every other module stores its own
-//! objects with: `Repository::write_object` and
-//! `Repository::read_object`.
+//! [`Repository`] the operations every other module stores its own
+//! objects with: `Repository::write_object`, `Repository::read_object`,
+//! and `Repository::read_records` (every JSON record of a folder).
 
 use std::sync::Arc;
 
 use super::config::{RepoConfig, FIRST_CHECKSUM_VERSION};
-use super::error::RepoResult;
+use super::error::{RepoError, RepoResult};
 use super::object::{self, ObjectFilter};
+use super::storage::StorageError;
 use super::Repository;
 
 /// Bytes a blob's stored form may exceed its decoded limit by: the filter
@@ -97,5 +98,31 @@ impl Repository {
         let limit = crate::limits::max_decoded_len(key) + STORED_SLACK;
         let stored = self.storage.read_limited(key, limit as u64)?;
         self.codec.decode(key, stored)
+    }
+
+    /// Read every JSON record directly in `folder` (which ends in `/`)
+    /// whose name `wanted` accepts, with its name. A record listed but
+    /// gone when read (removed since the listing) is skipped; one that
+    /// cannot be read or parsed is an error naming it.
+    pub(crate) fn read_records<T: serde::de::DeserializeOwned>(
+        &self,
+        folder: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> RepoResult<Vec<(String, T)>> {
+        let mut records = Vec::new();
+        for name in self.storage.list(folder)? {
+            if !wanted(&name) {
+                continue;
+            }
+            let key = format!("{folder}{name}");
+            let data = match self.read_object(&key) {
+                Ok(d) => d,
+                Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
+                Err(e) => return Err(e),
+            };
+            let record = serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
+            records.push((name, record));
+        }
+        Ok(records)
     }
 }

@@ -27,7 +27,6 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Holder, RepoError, RepoResult};
 use super::ids::ObjectId;
-use super::storage::StorageError;
 use super::{now_ns, Repository};
 
 /// A lock not refreshed for this long is stale.
@@ -215,21 +214,8 @@ impl Repository {
     /// All lock objects but `except`, with their records. A lock listed but
     /// already gone is skipped.
     fn other_locks(&self, except: Option<&ObjectId>) -> RepoResult<Vec<(String, LockRecord)>> {
-        let mut out = Vec::new();
-        for name in self.storage().list("locks/")? {
-            if except.is_some_and(|id| id.to_hex() == name) {
-                continue;
-            }
-            let key = format!("locks/{name}");
-            let data = match self.read_object(&key) {
-                Ok(d) => d,
-                Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
-                Err(e) => return Err(e),
-            };
-            let record: LockRecord =
-                serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
-            out.push((name, record));
-        }
+        let out: Vec<(String, LockRecord)> =
+            self.read_records("locks/", |name| except.is_none_or(|id| id.to_hex() != name))?;
         Ok(out)
     }
 

@@ -71,19 +71,13 @@ impl Repository {
     /// them said.
     pub fn generations(&self, client: &str) -> RepoResult<Vec<Generation>> {
         let folder = format!("generations/{}/", self.client_id(client));
-        let mut gens = Vec::new();
-        for name in self.storage().list(&folder)? {
-            let key = format!("{folder}{name}");
-            let data = match self.read_object(&key) {
-                Ok(d) => d,
-                // Removed (a checkpoint, say) since the listing.
-                Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
-                Err(e) => return Err(e),
-            };
-            let gen: Generation =
-                serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
-            gens.push(gen);
-        }
+        // A record gone since the listing was removed meanwhile (a
+        // checkpoint, say).
+        let mut gens: Vec<Generation> = self
+            .read_records(&folder, |_| true)?
+            .into_iter()
+            .map(|(_, gen)| gen)
+            .collect();
         gens.sort_by(|a, b| (a.seq, a.started, &a.id).cmp(&(b.seq, b.started, &b.id)));
         self.load_index_for_generations()?;
         Ok(gens)

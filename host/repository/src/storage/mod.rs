@@ -320,27 +320,21 @@ impl Storage {
 
     /// The keys of every object below `folder`, at any depth, sorted.
     pub fn list_recursive(&self, folder: &str) -> Result<Vec<String>, StorageError> {
-        self.faults.run(Op::List, folder, || {
-            let entries =
-                match self.run(|op| async move { op.list_with(folder).recursive(true).await }) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-                    Err(e) => return Err(self.fail("list", folder, e)),
-                };
-            let mut keys: Vec<String> = entries
-                .into_iter()
-                .filter(|e| e.metadata().is_file())
-                .map(|e| e.path().to_string())
-                .collect();
-            keys.sort();
-            Ok(keys)
-        })
+        self.list_files(folder, true)
     }
 
     /// The names of the objects directly in `folder` (which ends in `/`).
     pub fn list(&self, folder: &str) -> Result<Vec<String>, StorageError> {
+        self.list_files(folder, false)
+    }
+
+    /// The objects in `folder`, sorted: their whole keys if `recursive`,
+    /// else their names. A folder that does not exist holds none.
+    fn list_files(&self, folder: &str, recursive: bool) -> Result<Vec<String>, StorageError> {
         self.faults.run(Op::List, folder, || {
-            let entries = match self.run(|op| async move { op.list(folder).await }) {
+            let listed =
+                self.run(|op| async move { op.list_with(folder).recursive(recursive).await });
+            let entries = match listed {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
                 Err(e) => return Err(self.fail("list", folder, e)),
@@ -348,7 +342,10 @@ impl Storage {
             let mut names: Vec<String> = entries
                 .into_iter()
                 .filter(|e| e.metadata().is_file())
-                .map(|e| e.name().to_string())
+                .map(|e| match recursive {
+                    true => e.path().to_string(),
+                    false => e.name().to_string(),
+                })
                 .collect();
             names.sort();
             Ok(names)
