@@ -76,94 +76,63 @@ impl Decision {
 pub fn decide(gens: &[Gen], selection: &Selection<'_>, tz: &TimeZone) -> Vec<Decision> {
     let latest_complete = gens.iter().rposition(|g| !g.is_checkpoint);
     let newest_checkpoint = gens.iter().rposition(|g| g.is_checkpoint);
-    let mut decisions: Vec<Option<Decision>> = vec![None; gens.len()];
-
-    for (i, g) in gens.iter().enumerate().filter(|(_, g)| g.is_checkpoint) {
-        decisions[i] = Some(match latest_complete {
-            Some(c) if i < c => {
-                Decision::remove("checkpoint older than the latest complete generation")
-            }
-            _ if Some(i) == newest_checkpoint => {
-                Decision::keep("newest checkpoint of an unfinished run")
-            }
-            _ => Decision::remove("checkpoint superseded by a newer checkpoint"),
-        });
-        let _ = g;
-    }
-
-    // Complete generations, newest first: the rules count from the newest.
-    let complete: Vec<usize> = (0..gens.len())
-        .rev()
-        .filter(|&i| !gens[i].is_checkpoint)
-        .collect();
-    match selection {
-        Selection::Named(ids) => {
-            for &i in &complete {
-                decisions[i] = Some(if ids.contains(&gens[i].id) {
-                    Decision::remove("named")
-                } else {
-                    Decision::keep("not named")
-                });
-            }
-            // A named checkpoint goes too, whatever the rules above said.
-            for (i, g) in gens.iter().enumerate() {
-                if g.is_checkpoint && ids.contains(&g.id) {
-                    decisions[i] = Some(Decision::remove("named"));
+    let kept_by = match selection {
+        Selection::Policy(policy) => apply_policy(gens, policy, tz),
+        _ => vec![Vec::new(); gens.len()],
+    };
+    gens.iter()
+        .zip(kept_by)
+        .enumerate()
+        .map(|(i, (g, reasons))| match selection {
+            Selection::Named(ids) if ids.contains(&g.id) => Decision::remove("named"),
+            _ if g.is_checkpoint => match latest_complete {
+                Some(c) if i < c => {
+                    Decision::remove("checkpoint older than the latest complete generation")
                 }
-            }
-        }
-        Selection::CheckpointsOnly => {
-            for &i in &complete {
-                decisions[i] = Some(Decision::keep("no --keep given"));
-            }
-        }
-        Selection::Policy(policy) => {
-            let reasons = apply_policy(gens, &complete, policy, tz);
-            for (&i, reasons) in complete.iter().zip(reasons) {
-                decisions[i] = Some(if reasons.is_empty() {
-                    Decision::remove("not kept by --keep")
-                } else {
-                    Decision {
-                        keep: true,
-                        reasons,
-                    }
-                });
-            }
-        }
-    }
-    decisions
-        .into_iter()
-        .map(|d| d.expect("every generation is either a checkpoint or complete"))
+                _ if Some(i) == newest_checkpoint => {
+                    Decision::keep("newest checkpoint of an unfinished run")
+                }
+                _ => Decision::remove("checkpoint superseded by a newer checkpoint"),
+            },
+            Selection::Named(_) => Decision::keep("not named"),
+            Selection::CheckpointsOnly => Decision::keep("no --keep given"),
+            Selection::Policy(_) if reasons.is_empty() => Decision::remove("not kept by --keep"),
+            Selection::Policy(_) => Decision {
+                keep: true,
+                reasons,
+            },
+        })
         .collect()
 }
 
-/// For each of `complete` (indices into `gens`, newest first), the rules
-/// of `policy` that keep it; the first is always kept as the latest.
-fn apply_policy(
-    gens: &[Gen],
-    complete: &[usize],
-    policy: &Policy,
-    tz: &TimeZone,
-) -> Vec<Vec<String>> {
-    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); complete.len()];
-    if let Some(first) = reasons.first_mut() {
-        first.push("latest".to_string());
+/// For each generation of `gens`, the rules of `policy` that keep it
+/// (none for a checkpoint: checkpoints are judged apart). The rules count
+/// complete generations from the newest, which is always kept as the
+/// latest.
+fn apply_policy(gens: &[Gen], policy: &Policy, tz: &TimeZone) -> Vec<Vec<String>> {
+    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); gens.len()];
+    let newest_first: Vec<usize> = (0..gens.len())
+        .rev()
+        .filter(|&i| !gens[i].is_checkpoint)
+        .collect();
+    if let Some(&latest) = newest_first.first() {
+        reasons[latest].push("latest".to_string());
     }
     for rule in &policy.rules {
         match *rule {
             Rule::Last(n) => {
-                for r in reasons.iter_mut().take(n as usize) {
-                    r.push(rule.to_string());
+                for &i in newest_first.iter().take(n as usize) {
+                    reasons[i].push(rule.to_string());
                 }
             }
             Rule::Every(n, unit) => {
                 let mut seen = HashSet::new();
-                for (pos, &i) in complete.iter().enumerate() {
+                for &i in &newest_first {
                     if seen.len() == n as usize {
                         break;
                     }
                     if seen.insert(period(gens[i].started_ns, unit, tz)) {
-                        reasons[pos].push(rule.to_string());
+                        reasons[i].push(rule.to_string());
                     }
                 }
             }
