@@ -212,7 +212,10 @@ impl Repository {
             .delete
             .extend(verdicts.unlisted.iter().map(pack::key));
         report.rewrite = verdicts.rewrite.iter().map(|p| pack::key(&p.id)).collect();
-        if options.pretend || verdicts.is_empty() {
+        if verdicts.is_empty() {
+            return Ok(report);
+        }
+        if options.pretend {
             let going = verdicts.delete.iter().chain(&verdicts.rewrite);
             report.bytes_freed = going.map(|p| p.bytes).sum();
             report.packs_deleted =
