@@ -278,3 +278,6 @@ impl Repository {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests;
