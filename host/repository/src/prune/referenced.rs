@@ -120,7 +120,7 @@ impl Repository {
         // even on trees that contain themselves.
         let mut stack = vec![root];
         while let Some(id) = stack.pop() {
-            let tree = match self.get_tree(&id) {
+            let tree = match self.read_tree_once(&id) {
                 Ok(tree) => tree,
                 Err(RepoError::NoSuchChunk(_)) => {
                     tracing::warn!(
