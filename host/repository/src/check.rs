@@ -46,7 +46,7 @@ fn pack_id_of(key: &str) -> Option<ObjectId> {
 
 impl Repository {
     /// The packs the storage holds (one listing).
-    fn stored_packs(&self) -> RepoResult<HashSet<ObjectId>> {
+    pub(crate) fn stored_packs(&self) -> RepoResult<HashSet<ObjectId>> {
         Ok(self
             .storage()
             .list_recursive("packs/")?
@@ -72,13 +72,9 @@ impl Repository {
         if missing.is_empty() {
             return Ok(MissingPacks::default());
         }
-        let lost: Vec<_> = index
-            .blobs_by_pack()
-            .into_iter()
-            .filter(|(n, _)| missing.contains(n))
-            .flat_map(|(_, entries)| entries.into_iter().map(|e| e.id))
-            .collect();
-        let blobs = index.retain_packs(|n| !missing.contains(&n));
+        let entries_before = index.len();
+        let lost = index.retain_packs(|n| !missing.contains(&n));
+        let blobs = entries_before - index.len();
         drop(index);
         self.catalog.mark_lost(lost);
         Ok(MissingPacks {
