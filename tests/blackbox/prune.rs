@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use obnam_test_support::awkward::{assert_same, restored};
+use obnam_test_support::awkward::{compare_trees, restored, set_mtime};
 use obnam_test_support::{noise, run, BackupWorld, Run};
 
 /// Small packs and small fixed-size chunks: many packs and many blobs from
@@ -113,40 +113,51 @@ fn backup_kept(w: &BackupWorld, client: &str, source: &Path, name: &str, extra: 
     }
 }
 
-/// Restore `kept` from `repo` and compare it with its copy.
-#[track_caller]
-fn assert_restores(w: &BackupWorld, repo: &Path, kept: &Kept) {
-    let target = w.env.path().join("restored");
-    if target.exists() {
-        fs::remove_dir_all(&target).unwrap();
-    }
-    let run = obnam_on(
-        w,
-        repo,
-        &kept.client,
-        &[
-            "restore",
-            "--generation",
-            &kept.id,
-            "--to",
-            target.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(
-        run.code, 0,
-        "generation {} of {} does not restore: {run:#?}",
-        kept.id, kept.client
-    );
-    assert_same(&kept.copy, &restored(&target, &kept.source));
-    fs::remove_dir_all(&target).unwrap();
-}
-
-/// Every kept generation restores exactly and `fsck --verify-data` is clean.
+/// Every kept generation restores exactly, and `fsck --verify-data` is
+/// clean. The generations are restored side by side into one folder and
+/// compared in one go with their copies, side by side in another (both
+/// folders' own times set alike).
 #[track_caller]
 fn assert_intact(w: &BackupWorld, repo: &Path, kept: &[Kept], when: &str) {
-    for k in kept {
-        assert_restores(w, repo, k);
+    let scratch = repo.with_extension("check");
+    if scratch.exists() {
+        fs::remove_dir_all(&scratch).unwrap();
     }
+    let (expected, got) = (scratch.join("expected"), scratch.join("got"));
+    fs::create_dir_all(&expected).unwrap();
+    fs::create_dir_all(&got).unwrap();
+    for k in kept {
+        copy_tree(&k.copy, &expected.join(&k.id));
+        let target = scratch.join("restore");
+        let run = obnam_on(
+            w,
+            repo,
+            &k.client,
+            &[
+                "restore",
+                "--generation",
+                &k.id,
+                "--to",
+                target.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            run.code, 0,
+            "{when}: generation {} of {} does not restore: {run:#?}",
+            k.id, k.client
+        );
+        fs::rename(restored(&target, &k.source), got.join(&k.id)).unwrap();
+        fs::remove_dir_all(&target).unwrap();
+    }
+    set_mtime(&expected, 1_000_000_000, 0);
+    set_mtime(&got, 1_000_000_000, 0);
+    let diffs = compare_trees(&expected, &got, true);
+    assert!(
+        diffs.is_empty(),
+        "{when}: generations restore differently (a name below is a generation id):\n{}",
+        diffs.join("\n")
+    );
+    fs::remove_dir_all(&scratch).unwrap();
     let fsck = obnam_on(w, repo, &w.client, &["fsck", "--verify-data"]);
     assert_eq!(fsck.code, 0, "{when}: fsck found problems: {fsck:#?}");
 }
@@ -446,44 +457,58 @@ fn a_prune_stopped_at_any_write_or_delete_loses_nothing_and_a_rerun_finishes_it(
     assert_intact(&w, &reference, &kept, "uncrashed prune");
 
     let ops = modifying_operations(&w, &pre);
-    // Limits 1..ops stop the prune before its operation 2..=ops.
-    let points: Vec<u64> = if ops <= 61 {
+    // Limits 1..ops stop the prune before its operation 2..=ops: all of
+    // them, or 52 spread evenly from the first to the last (a point takes
+    // about 4 s: ten obnam runs).
+    let points: Vec<u64> = if ops <= 53 {
         (1..ops).collect()
     } else {
-        (0..60).map(|i| 1 + i * (ops - 2) / 59).collect()
+        (0..52).map(|i| 1 + i * (ops - 2) / 51).collect()
     };
     assert!(
         points.len() >= 50,
         "a prune of this history makes only {ops} writes and deletes"
     );
-    let copy = w.env.path().join("crashed");
-    for &limit in &points {
-        let crashed = prune_copy(&w, &pre, &copy, limit);
+    // Each point on a copy of its own; two at a time (the machine's
+    // processors), each thread taking every other point.
+    let check = |limit: u64, copy: &Path| {
+        let crashed = prune_copy(&w, &pre, copy, limit);
         assert_eq!(
             crashed.code, 75,
             "crash limit {limit} of {ops}: {crashed:#?}"
         );
         assert!(crashed.stderr.contains("crash limit"), "{crashed:#?}");
         let when = format!("crash limit {limit} of {ops}");
-        assert_intact(&w, &copy, &kept, &format!("after {when}"));
+        assert_intact(&w, copy, &kept, &format!("after {when}"));
 
-        let rerun = obnam_on(&w, &copy, "c", &["--pack-size", "64KiB", "prune"]);
+        let rerun = obnam_on(&w, copy, "c", &["--pack-size", "64KiB", "prune"]);
         assert_eq!(rerun.code, 0, "prune after {when}: {rerun:#?}");
         let rerun = rerun.no_rust_panic();
-        assert_intact(&w, &copy, &kept, &format!("prune after {when}"));
-        let (n, bytes) = packs(&copy);
+        assert_intact(&w, copy, &kept, &format!("prune after {when}"));
+        let (n, bytes) = packs(copy);
         assert!(
             n <= ref_packs + 1 && bytes as f64 <= ref_bytes as f64 * 1.01,
             "after {when} and a prune without one, {n} packs hold {bytes} bytes; \
              an uncrashed prune leaves {ref_packs} packs of {ref_bytes} bytes\n{rerun:#?}\n{:#?}",
-            files_below(&copy)
+            files_below(copy)
         );
         assert!(
             files_below(&copy.join("prune")).is_empty(),
             "after {when} and a prune without one, a plan is left: {:#?}",
             files_below(&copy.join("prune"))
         );
-    }
+    };
+    std::thread::scope(|s| {
+        for slot in 0..2 {
+            let (check, points) = (&check, &points);
+            let copy = w.env.path().join(format!("crashed-{slot}"));
+            s.spawn(move || {
+                for &limit in points.iter().skip(slot).step_by(2) {
+                    check(limit, &copy);
+                }
+            });
+        }
+    });
     eprintln!(
         "{} crash points of {ops} operations checked in {:?}",
         points.len(),
