@@ -206,12 +206,36 @@ fn packs(repo: &Path) -> (usize, u64) {
     (p.len(), p.values().sum())
 }
 
-/// Run `prune --output-format json` with `extra` on `repo`; it must succeed.
+/// Run `prune --output-format json` with `extra` on `repo` (no other run
+/// at the same time); it must succeed, and its report must count the
+/// packs it deleted (see [`assert_counts_deleted`]).
+#[track_caller]
 fn prune_json(w: &BackupWorld, repo: &Path, extra: &[&str]) -> Value {
     let mut args = vec!["prune", "--output-format", "json"];
     args.extend_from_slice(extra);
+    let before = files_below(&repo.join("packs"));
     let run = obnam_on(w, repo, &w.client, &args).ok().no_rust_panic();
-    json(&run)
+    let report = json(&run);
+    assert_counts_deleted(&before, repo, &report);
+    report
+}
+
+/// "packs deleted" counts every pack file the prune deleted (`before`:
+/// the packs before it ran), those of an earlier prune's plan that it
+/// finished included; the earlier prune may have deleted some of them
+/// already, so then it may count more.
+#[track_caller]
+fn assert_counts_deleted(before: &BTreeMap<String, u64>, repo: &Path, report: &Value) {
+    let after = files_below(&repo.join("packs"));
+    let gone = before.keys().filter(|k| !after.contains_key(*k)).count() as u64;
+    let reported = number(report, "packs_deleted");
+    if report["pretend"] == true {
+        assert_eq!(gone, 0, "{report}");
+    } else if number(report, "finished_earlier_plans") == 0 {
+        assert_eq!(reported, gone, "{gone} packs were deleted: {report}");
+    } else {
+        assert!(reported >= gone, "{gone} packs were deleted: {report}");
+    }
 }
 
 /// The packs a prune report names: (wholly unused packs, deleted; packs
@@ -481,15 +505,21 @@ fn a_prune_stopped_at_any_write_or_delete_loses_nothing_and_a_rerun_finishes_it(
         let when = format!("crash limit {limit} of {ops}");
         assert_intact(&w, copy, &kept, &format!("after {when}"));
 
-        let rerun = obnam_on(&w, copy, "c", &["--pack-size", "64KiB", "prune"]);
+        let before = files_below(&copy.join("packs"));
+        let rerun = obnam_on(
+            &w,
+            copy,
+            "c",
+            &["--pack-size", "64KiB", "prune", "--output-format", "json"],
+        );
         assert_eq!(rerun.code, 0, "prune after {when}: {rerun:#?}");
-        let rerun = rerun.no_rust_panic();
+        let rerun = json(&rerun.no_rust_panic());
         assert_intact(&w, copy, &kept, &format!("prune after {when}"));
         let (n, bytes) = packs(copy);
         assert!(
             n <= ref_packs + 1 && bytes as f64 <= ref_bytes as f64 * 1.01,
             "after {when} and a prune without one, {n} packs hold {bytes} bytes; \
-             an uncrashed prune leaves {ref_packs} packs of {ref_bytes} bytes\n{rerun:#?}\n{:#?}",
+             an uncrashed prune leaves {ref_packs} packs of {ref_bytes} bytes\n{rerun}\n{:#?}",
             files_below(copy)
         );
         assert!(
@@ -497,6 +527,7 @@ fn a_prune_stopped_at_any_write_or_delete_loses_nothing_and_a_rerun_finishes_it(
             "after {when} and a prune without one, a plan is left: {:#?}",
             files_below(&copy.join("prune"))
         );
+        assert_counts_deleted(&before, copy, &rerun);
     };
     std::thread::scope(|s| {
         for slot in 0..2 {
