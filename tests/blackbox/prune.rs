@@ -730,11 +730,11 @@ fn finish(child: Child) -> Run {
     Run::from_output(child.wait_with_output().expect("wait for obnam"))
 }
 
-/// Wait until `dir` holds a file whose name ends in `suffix`.
-fn wait_for_file(dir: &Path, suffix: &str, child: &mut Child) {
+/// Wait until `dir` holds at least `count` files.
+fn wait_for_files(dir: &Path, count: usize, child: &mut Child) {
     let start = Instant::now();
     loop {
-        if files_below(dir).keys().any(|k| k.ends_with(suffix)) {
+        if files_below(dir).len() >= count {
             return;
         }
         if let Some(status) = child.try_wait().unwrap() {
@@ -746,38 +746,59 @@ fn wait_for_file(dir: &Path, suffix: &str, child: &mut Child) {
                 .read_to_string(&mut err)
                 .unwrap();
             panic!(
-                "the run ended ({status}) before {}/*{suffix} appeared: {err}",
+                "the run ended ({status}) before {} held {count} files: {err}",
                 dir.display()
             );
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "nothing in {}",
+            "{} never held {count} files",
             dir.display()
         );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
+/// How a prune meets a backup of another client in
+/// [`a_prune_while_another_client_backs_up_loses_nothing_of_that_backup`].
+#[derive(Clone, Copy, Debug)]
+enum Meeting {
+    /// The backup holds its lock when the prune starts: the prune must
+    /// see it, and leave its deletes to a later prune.
+    BackupFirst,
+    /// A prune's plan waits for a backup that is then killed; the next
+    /// backup starts after the plan (and must keep clear of its packs),
+    /// and a second prune carries the plan out while that backup runs.
+    PlanFirst,
+    /// The prune has written its plan and is deleting (slowly) when the
+    /// backup starts.
+    DuringDeletion,
+    /// Both start at once.
+    Together,
+}
+
 #[test]
 fn a_prune_while_another_client_backs_up_loses_nothing_of_that_backup() {
     let w = BackupWorld::new("a");
     let b_data = w.env.path().join("data-b");
+    let c_data = w.env.path().join("data-c");
     let mut kept: Vec<Kept> = Vec::new();
-    for round in 0..3u64 {
+    let rounds = [
+        Meeting::BackupFirst,
+        Meeting::PlanFirst,
+        Meeting::DuringDeletion,
+        Meeting::Together,
+    ];
+    for (round, meeting) in rounds.into_iter().enumerate() {
+        let round = round as u64;
         // Client a: a generation that is forgotten (its data goes) and one
         // that is kept.
         let seed = 10_000 * (round + 1);
         for i in 0..12 {
             w.file(&format!("old/f{i:02}"), &noise(150_000, seed + i));
         }
-        let forgotten = backup_kept(
-            &w,
-            "a",
-            &w.data,
-            &format!("a-old-{round}"),
-            &["--pack-size", "256KiB"],
-        );
+        let small_packs = ["--pack-size", "256KiB"];
+        let forgotten = backup_kept(&w, "a", &w.data, &format!("a-old-{round}"), &small_packs);
         fs::remove_dir_all(w.data.join("old")).unwrap();
         w.file(&format!("r{round}"), &noise(100_000, seed + 99));
         kept.push(backup_kept(
@@ -785,43 +806,39 @@ fn a_prune_while_another_client_backs_up_loses_nothing_of_that_backup() {
             "a",
             &w.data,
             &format!("a-{round}"),
-            &["--pack-size", "256KiB"],
+            &small_packs,
         ));
         w.obnam(&["forget", &forgotten.id]).ok();
 
-        // Client b backs up, slowly, content that is only in the forgotten
-        // generation (the prune's packs: a backup that reuses it must not
-        // lose it) and content of its own.
-        if b_data.exists() {
-            fs::remove_dir_all(&b_data).unwrap();
+        // Client b backs up content that is only in the forgotten
+        // generation (in the packs the prune deletes: a backup that
+        // builds on them loses it) and content of its own.
+        for (dir, own) in [(&b_data, 500), (&c_data, 700)] {
+            if dir.exists() {
+                fs::remove_dir_all(dir).unwrap();
+            }
+            for i in 0..12 {
+                let path = dir.join(format!("copy/f{i:02}"));
+                fs::create_dir_all(path.parent().unwrap()).unwrap();
+                fs::write(&path, noise(150_000, seed + i)).unwrap();
+            }
+            for i in 0..8 {
+                fs::write(dir.join(format!("own{i}")), noise(100_000, seed + own + i)).unwrap();
+            }
         }
-        for i in 0..12 {
-            let path = b_data.join(format!("copy/f{i:02}"));
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(&path, noise(150_000, seed + i)).unwrap();
-        }
-        for i in 0..8 {
-            fs::write(
-                b_data.join(format!("own{i}")),
-                noise(100_000, seed + 500 + i),
-            )
-            .unwrap();
-        }
-        let backup_b = |slow: bool| {
+        let backup = |client: &str, data: &Path, slow: bool| {
             let mut cmd = w.env.obnam();
-            cmd.arg("--repository").arg(&w.repo).args([
-                "--client-name",
-                "b",
-                "--pack-size",
-                "256KiB",
-            ]);
+            cmd.arg("--repository")
+                .arg(&w.repo)
+                .args(["--client-name", client])
+                .args(small_packs);
             if slow {
                 cmd.args(["--testing-storage-faults", &format!("slow=1,seed={round}")]);
             }
-            cmd.args(["backup", b_data.to_str().unwrap()]);
+            cmd.args(["backup", data.to_str().unwrap()]);
             spawn(&mut cmd)
         };
-        let prune_cmd = |slow: bool| {
+        let prune = |slow: bool| {
             let mut cmd = w.env.obnam();
             cmd.arg("--repository")
                 .arg(&w.repo)
@@ -829,89 +846,95 @@ fn a_prune_while_another_client_backs_up_loses_nothing_of_that_backup() {
             if slow {
                 cmd.args(["--testing-storage-faults", &format!("slow=1,seed={round}")]);
             }
-            cmd.args(["--pack-size", "256KiB", "prune", "--output-format", "json"]);
+            cmd.args(small_packs)
+                .args(["prune", "--output-format", "json"]);
             spawn(&mut cmd)
         };
-        let (backup, prune, began_first) = match round {
-            // The backup holds its lock when the prune starts: the prune
-            // must see it, and leave its deletes to a later prune.
-            0 => {
-                let mut backup = backup_b(true);
-                wait_for_file(&w.repo.join("locks"), "", &mut backup);
-                let prune = prune_cmd(false);
-                (backup, prune, "backup")
+        let locks = w.repo.join("locks");
+        let (b, first) = match meeting {
+            Meeting::BackupFirst => {
+                let mut b = backup("b", &b_data, true);
+                wait_for_files(&locks, 1, &mut b);
+                let first = finish(prune(false)).ok();
+                assert_eq!(
+                    json(&first)["deferred"],
+                    true,
+                    "round {round}: the prune did not wait for a backup that began before it: {first:#?}"
+                );
+                (b, first)
             }
-            // The prune has written its plan when the backup starts: the
-            // backup must see it and keep clear of its packs.
-            1 => {
-                let mut prune = prune_cmd(true);
-                wait_for_file(&w.repo.join("prune"), "", &mut prune);
-                let backup = backup_b(false);
-                (backup, prune, "prune")
+            Meeting::PlanFirst => {
+                let mut c = backup("c", &c_data, true);
+                wait_for_files(&locks, 1, &mut c);
+                let first = finish(prune(false)).ok();
+                assert_eq!(json(&first)["deferred"], true, "round {round}: {first:#?}");
+                c.kill().unwrap();
+                c.wait().unwrap();
+                // b starts after the plan; the plan's packs are still
+                // listed by the index b loads. Once b has stored its
+                // first pack (it has looked at its first files: it is
+                // past the moment where it could see packs go), a
+                // second prune carries the plan out.
+                let packs_before_b = files_below(&w.repo.join("packs")).len();
+                let mut b = backup("b", &b_data, true);
+                wait_for_files(&locks, 2, &mut b);
+                wait_for_files(&w.repo.join("packs"), packs_before_b + 1, &mut b);
+                let second = prune_cmd_json(&w, small_packs);
+                assert_eq!(
+                    number(&second, "finished_earlier_plans"),
+                    1,
+                    "round {round}: the plan of the killed backup's time was not carried out: {second}"
+                );
+                (b, first)
             }
-            // Both at once.
-            _ => {
-                let backup = backup_b(true);
-                let prune = prune_cmd(true);
-                (backup, prune, "neither")
+            Meeting::DuringDeletion => {
+                let mut p = prune(true);
+                wait_for_files(&w.repo.join("prune"), 1, &mut p);
+                let b = backup("b", &b_data, false);
+                (b, finish(p))
             }
+            Meeting::Together => (backup("b", &b_data, true), finish(prune(true))),
         };
-        let backup = finish(backup);
-        let prune = finish(prune);
+        let b = finish(b);
         assert_eq!(
-            backup.code, 0,
-            "round {round}: the backup of b failed during a prune: {backup:#?}\nprune: {prune:#?}"
+            b.code, 0,
+            "round {round} ({meeting:?}): the backup of b failed beside a prune: {b:#?}\nprune: {first:#?}"
         );
         assert_eq!(
-            prune.code, 0,
-            "round {round}: {prune:#?}\nbackup: {backup:#?}"
+            first.code, 0,
+            "round {round} ({meeting:?}): {first:#?}\nbackup: {b:#?}"
         );
-        let report = json(&prune);
-        if began_first == "backup" {
-            assert_eq!(
-                report["deferred"], true,
-                "round {round}: the prune did not wait for a backup that began before it: {report}"
-            );
-        }
         let b_copy = w.env.path().join("copies").join(format!("b-{round}"));
         copy_tree(&b_data, &b_copy);
-        let b_gen = Kept {
+        kept.push(Kept {
             client: "b".into(),
-            id: generation_of(&backup),
+            id: generation_of(&b),
             source: b_data.clone(),
             copy: b_copy,
-        };
-        kept.push(b_gen);
-        assert_intact(
-            &w,
-            &w.repo,
-            &kept,
-            &format!("round {round}, after the prune"),
-        );
+        });
+        let when = format!("round {round} ({meeting:?})");
+        assert_intact(&w, &w.repo, &kept, &format!("{when}, after the prune"));
 
-        // A following prune, with no backup running, finishes a deferred
-        // plan; what the backup committed still restores.
-        let next = prune_json(&w, &w.repo, &["--pack-size", "256KiB"]);
-        assert_eq!(next["deferred"], false, "round {round}: {next}");
-        if report["deferred"] == true {
-            assert!(
-                number(&next, "finished_earlier_plans") >= 1,
-                "round {round}: the deferred plan was not finished: {report} then {next}"
-            );
-        }
+        // A following prune, with no backup running, carries out a plan
+        // left waiting; what the backup committed still restores.
+        let next = prune_json(&w, &w.repo, &small_packs);
+        assert_eq!(next["deferred"], false, "{when}: {next}");
         assert!(
             files_below(&w.repo.join("prune")).is_empty(),
-            "round {round}: a plan is left: {:#?}",
+            "{when}: a plan is left: {:#?}",
             files_below(&w.repo.join("prune"))
         );
-        assert_intact(
-            &w,
-            &w.repo,
-            &kept,
-            &format!("round {round}, after the next prune"),
-        );
-        assert_eq!(left_to_do(&w, &w.repo, &["--pack-size", "256KiB"]).0, 0);
+        assert_intact(&w, &w.repo, &kept, &format!("{when}, after the next prune"));
+        assert_eq!(left_to_do(&w, &w.repo, &small_packs).0, 0, "{when}");
     }
+}
+
+/// Run `prune --output-format json` on the world's repository while other
+/// runs may be going on; it must succeed.
+fn prune_cmd_json(w: &BackupWorld, extra: [&str; 2]) -> Value {
+    let mut args = extra.to_vec();
+    args.extend(["prune", "--output-format", "json"]);
+    json(&w.obnam(&args).ok().no_rust_panic())
 }
 
 #[test]
