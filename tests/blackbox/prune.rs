@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use obnam_test_support::awkward::{compare_trees, restored, set_mtime};
+use obnam_test_support::awkward::{assert_same, compare_trees, restored, set_mtime};
 use obnam_test_support::{noise, run, BackupWorld, Run};
 
 /// Small packs and small fixed-size chunks: many packs and many blobs from
@@ -1020,4 +1020,47 @@ fn forget_with_prune_forgets_then_prunes() {
     );
     assert_eq!(left_to_do(&w, &w.repo, &[]).0, 0);
     assert_intact(&w, &w.repo, &[second], "after forget --prune");
+}
+
+/// Readers take no lock: a restore and an `fsck --verify-data` that run
+/// (slowly) while a prune rewrites and deletes the packs they read find
+/// the blobs in their new packs, and succeed.
+#[test]
+fn a_restore_and_an_fsck_during_a_prune_find_the_rewritten_blobs() {
+    let w = BackupWorld::new("c");
+    let second = partly_used_history(&w);
+    let target = w.env.path().join("restored-during");
+    let slow = |args: &[&str]| {
+        let mut cmd = w.env.obnam();
+        cmd.arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "c"])
+            .args(["--testing-storage-faults", "slow=1,seed=3"])
+            .args(args);
+        spawn(&mut cmd)
+    };
+    let mut restore = slow(&[
+        "restore",
+        "--generation",
+        &second.id,
+        "--to",
+        target.to_str().unwrap(),
+    ]);
+    let fsck = slow(&["fsck", "--verify-data"]);
+    wait_for_files(&target, 1, &mut restore);
+    let report = prune_cmd_json(&w, ["--pack-size", "64KiB"]);
+    let (unused, rewritten) = pack_counts(&report);
+    assert!(unused > 0 && rewritten > 0, "{report}");
+    let restore = finish(restore);
+    assert_eq!(
+        restore.code, 0,
+        "a restore during a prune failed: {restore:#?}\n{report}"
+    );
+    let fsck = finish(fsck);
+    assert_eq!(
+        fsck.code, 0,
+        "an fsck during a prune failed: {fsck:#?}\n{report}"
+    );
+    assert_same(&second.copy, &restored(&target, &second.source));
+    assert_intact(&w, &w.repo, &[second], "after the prune");
 }
