@@ -19,6 +19,7 @@ mod integrity;
 mod loading;
 mod logging;
 mod prune;
+mod prune_interleavings;
 mod remote;
 mod repository;
 mod restore;

@@ -92,10 +92,11 @@ impl Catalog {
         lock(&self.reserved).remove(id);
     }
 
-    /// Take index objects written by this process as loaded (their
-    /// entries are in the index already).
-    pub fn mark_known(&self, names: impl IntoIterator<Item = String>) {
-        lock(&self.known).extend(names);
+    /// Take an index object written by this process as loaded (its
+    /// entries are in the index already), listing `packs`.
+    pub fn mark_known(&self, name: String, packs: Vec<u32>) {
+        lock(&self.known).insert(name.clone());
+        lock(&self.object_packs).insert(name, packs);
     }
 
     /// The index objects loaded so far, with the packs each lists.
@@ -145,9 +146,7 @@ impl Repository {
             };
             match index::decode(&mut index, &data) {
                 Ok(entries) => {
-                    let mut packs: Vec<u32> = entries.iter().map(|e| e.location.pack).collect();
-                    packs.sort_unstable();
-                    packs.dedup();
+                    let packs = crate::prune::packs_of(&entries);
                     lock(&self.catalog.object_packs).insert(name, packs);
                     index.extend_loaded(entries)
                 }

@@ -110,7 +110,8 @@ impl Repository {
         for group in entries.chunks(index::MAX_ENTRIES_PER_OBJECT) {
             let name = crate::ids::ObjectId::random().to_hex();
             self.write_object(&format!("index/{name}"), index::encode(&index, group))?;
-            self.catalog.mark_known([name]);
+            self.catalog
+                .mark_known(name, super::rewrite::packs_of(group));
         }
         Ok(())
     }

@@ -36,13 +36,14 @@ pub mod verdict;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::error::RepoResult;
+use crate::error::{RepoError, RepoResult};
 use crate::ids::ObjectId;
 use crate::pack;
 use crate::Repository;
 
 use plan::Plan;
 use referenced::Referenced;
+pub(crate) use rewrite::packs_of;
 
 /// How a prune is to run.
 #[derive(Clone, Debug)]
@@ -178,23 +179,43 @@ impl Repository {
         }
         // 2. Walk.
         self.load_index()?;
+        // What a damaged index object lists is unknown: its packs would
+        // look unlisted, and the blobs generations need from them absent.
+        if let Some(problem) = self.damaged_index_objects().first() {
+            return Err(RepoError::Usage(format!(
+                "prune: {problem}; nothing was deleted (run 'obnam fsck')"
+            )));
+        }
         self.walk_new_generations(&mut refs, &mut |done, total| {
             progress(PruneStep::Walk, done, total)
         })?;
         report.generations = refs.generations() as u64;
         // 3. Decide.
         let stored = self.stored_packs()?;
-        let verdicts = {
+        let mut verdicts = {
             let index = self.catalog.read();
             verdict::decide(&index, &refs.blobs, &stored, options.repack_threshold)
         };
+        // Packs no index object lists may hold what generations miss
+        // (an index object deleted by hand, say): keep them then.
+        if (verdicts.missing_blobs > 0 || refs.missing_trees > 0) && !verdicts.unlisted.is_empty() {
+            tracing::warn!(
+                "keeping {} packs that no index object lists, as generations refer to data \
+                 that is in no listed pack",
+                verdicts.unlisted.len()
+            );
+            verdicts.unlisted.clear();
+        }
         report.missing_blobs = verdicts.missing_blobs;
         report.delete = verdicts.delete.iter().map(|p| pack::key(&p.id)).collect();
         report
             .delete
             .extend(verdicts.unlisted.iter().map(pack::key));
         report.rewrite = verdicts.rewrite.iter().map(|p| pack::key(&p.id)).collect();
-        if options.pretend || verdicts.is_empty() {
+        if verdicts.is_empty() {
+            return Ok(report);
+        }
+        if options.pretend {
             let going = verdicts.delete.iter().chain(&verdicts.rewrite);
             report.bytes_freed = going.map(|p| p.bytes).sum();
             report.packs_deleted =
@@ -257,3 +278,6 @@ impl Repository {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -50,8 +50,8 @@ impl Repository {
             .filter(|k| !refs.walked.contains(k))
             .collect();
         let total = keys.len() as u64;
-        for (done, key) in keys.into_iter().enumerate() {
-            progress(done as u64, total);
+        let mut gens = Vec::with_capacity(keys.len());
+        for key in keys {
             let data = match self.read_object(&key) {
                 Ok(data) => data,
                 // Forgotten since the listing: nothing to keep for it.
@@ -60,9 +60,14 @@ impl Repository {
             };
             let gen: Generation =
                 serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
-            // A generation is committed after the index objects of what it
-            // refers to: load those written since.
-            self.load_index()?;
+            gens.push((key, gen));
+        }
+        // A generation is committed after the index objects of what it
+        // refers to: once those written until now are loaded, every
+        // generation just read is complete in the index.
+        self.load_index()?;
+        for (done, (key, gen)) in gens.into_iter().enumerate() {
+            progress(done as u64, total);
             self.walk_tree(gen.root.0, refs)?;
             refs.walked.insert(key);
         }

@@ -13,6 +13,14 @@ use crate::Repository;
 
 use super::verdict::PackUse;
 
+/// The pack numbers `entries` are in, each once.
+pub(crate) fn packs_of(entries: &[IndexEntry]) -> Vec<u32> {
+    let mut packs: Vec<u32> = entries.iter().map(|e| e.location.pack).collect();
+    packs.sort_unstable();
+    packs.dedup();
+    packs
+}
+
 /// Entries per index object a prune writes: small enough that encoding
 /// one holds little memory beside the index.
 const ENTRIES_PER_OBJECT: usize = 1 << 18;
@@ -91,12 +99,9 @@ impl Repository {
             group.extend(entries.by_ref().take(ENTRIES_PER_OBJECT));
             let name = ObjectId::random().to_hex();
             self.write_object(&format!("index/{name}"), index::encode(&index, &group))?;
+            self.catalog.mark_known(name.clone(), packs_of(&group));
             names.push(name);
         }
-        drop(entries);
-        drop(index);
-        // Their entries are in memory already.
-        self.catalog.mark_known(names.iter().cloned());
         Ok(names)
     }
 }

@@ -157,3 +157,108 @@ pub fn used_entries(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Token;
+    use crate::index::{BlobKind, Location};
+
+    fn id(n: u8) -> ChunkId {
+        ChunkId {
+            token: Token([n; 32]),
+            variant: 0,
+        }
+    }
+
+    /// An index of packs, each a list of (blob, length), as loaded from
+    /// index objects (where a blob may be listed in two packs).
+    fn index_of(packs: &[(ObjectId, &[(u8, u32)])]) -> Index {
+        let mut index = Index::default();
+        let mut entries = Vec::new();
+        for (pack, blobs) in packs {
+            let number = index.pack_number(*pack);
+            let mut offset = 8;
+            for (n, len) in *blobs {
+                entries.push(IndexEntry {
+                    id: id(*n),
+                    location: Location {
+                        pack: number,
+                        offset,
+                        length: *len,
+                        kind: BlobKind::Data,
+                    },
+                });
+                offset += len;
+            }
+        }
+        index.extend_loaded(entries);
+        index.finish_loading();
+        index
+    }
+
+    fn pack(n: u8) -> ObjectId {
+        ObjectId([n; 16])
+    }
+
+    #[test]
+    fn unused_packs_go_and_half_used_ones_are_rewritten_over_the_threshold() {
+        let index = index_of(&[
+            (pack(1), &[(1, 100), (2, 100)]),
+            (pack(2), &[(3, 100), (4, 100)]),
+            (pack(3), &[(5, 100), (6, 300)]),
+        ]);
+        let stored: HashSet<ObjectId> = [pack(1), pack(2), pack(3), pack(9)].into();
+        let referenced: HashSet<ChunkId> = [id(1), id(2), id(3), id(6)].into();
+        let v = decide(&index, &referenced, &stored, 20);
+        assert!(v.delete.is_empty());
+        // Pack 2: half unused (over 20 %); pack 3: a quarter (over 20 %).
+        let rewrite: Vec<ObjectId> = v.rewrite.iter().map(|p| p.id).collect();
+        assert_eq!(rewrite, vec![pack(2), pack(3)]);
+        assert_eq!(v.unlisted, vec![pack(9)]);
+        // At 30 % only pack 2 goes; at 100 % none.
+        assert_eq!(decide(&index, &referenced, &stored, 30).rewrite.len(), 1);
+        assert!(decide(&index, &referenced, &stored, 100).rewrite.is_empty());
+        // Nothing referenced: every pack goes, none is rewritten.
+        let v = decide(&index, &HashSet::new(), &stored, 0);
+        assert_eq!(v.delete.len(), 3);
+        assert!(v.rewrite.is_empty());
+    }
+
+    #[test]
+    fn a_blob_in_two_packs_is_used_in_one() {
+        // Blob 1 in pack 1, and a copy of it in pack 2 (left by an
+        // earlier rewrite).
+        let index = index_of(&[(pack(1), &[(1, 100)]), (pack(2), &[(2, 100), (1, 100)])]);
+        assert_eq!(index.locations(&id(1)).len(), 2);
+        let stored: HashSet<ObjectId> = [pack(1), pack(2)].into();
+        let referenced: HashSet<ChunkId> = [id(1)].into();
+        let v = decide(&index, &referenced, &stored, 20);
+        // Pack 1 holds the copy; pack 2 holds nothing used.
+        let deleted: Vec<ObjectId> = v.delete.iter().map(|p| p.id).collect();
+        assert_eq!(deleted, vec![pack(2)]);
+        assert!(v.rewrite.is_empty());
+        assert_eq!(v.missing_blobs, 0);
+    }
+
+    #[test]
+    fn referenced_blobs_in_no_stored_pack_are_counted() {
+        let index = index_of(&[(pack(1), &[(1, 100)])]);
+        let stored: HashSet<ObjectId> = HashSet::new();
+        let referenced: HashSet<ChunkId> = [id(1), id(7)].into();
+        let v = decide(&index, &referenced, &stored, 20);
+        assert_eq!(v.missing_blobs, 2);
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn used_entries_are_the_copies_decide_counted() {
+        let index = index_of(&[(pack(1), &[(1, 100), (2, 100)])]);
+        let stored: HashSet<ObjectId> = [pack(1)].into();
+        let referenced: HashSet<ChunkId> = [id(2)].into();
+        let v = decide(&index, &referenced, &stored, 20);
+        let used = used_entries(&index, &referenced, &stored, &v.rewrite);
+        let ids: Vec<ChunkId> = used.values().flatten().map(|e| e.id).collect();
+        assert_eq!(ids, vec![id(2)]);
+    }
+}
