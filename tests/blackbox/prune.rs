@@ -1069,15 +1069,15 @@ fn a_restore_and_an_fsck_during_a_prune_find_the_rewritten_blobs() {
     let (unused, rewritten) = pack_counts(&report);
     assert!(unused > 0 && rewritten > 0, "{report}");
     let restore = finish(restore);
-    assert_eq!(
-        restore.code, 0,
-        "a restore during a prune failed: {restore:#?}\n{report}"
-    );
     let fsck = finish(fsck);
-    assert_eq!(
-        fsck.code, 0,
-        "an fsck during a prune failed: {fsck:#?}\n{report}"
-    );
+    let mut failed = Vec::new();
+    if restore.code != 0 {
+        failed.push(format!("a restore during a prune failed: {restore:#?}"));
+    }
+    if fsck.code != 0 {
+        failed.push(format!("an fsck during a prune failed: {fsck:#?}"));
+    }
+    assert!(failed.is_empty(), "{}\n{report}", failed.join("\n"));
     assert_same(&second.copy, &restored(&target, &second.source));
     assert_intact(&w, &w.repo, &[second], "after the prune");
 }
