@@ -89,6 +89,19 @@ make_history() {
     if [ "$g" -gt 1 ]; then
       rm -f "$DATA/.corpus-v2"
       python3 "$MAKE_CORPUS" mutate "$DATA" --seed $((42 + g)) >/dev/null
+      # mutate gives what it changes one fixed time; a file changed again
+      # with the same size would then look unchanged to obnam, which
+      # (like Obnam) goes by mtime and size, not ctime: give each
+      # generation's changes a time of their own.
+      python3 - "$DATA" "$g" <<'EOF'
+import os, sys
+root, g = sys.argv[1], int(sys.argv[2])
+mut = 1_700_000_000 + 30 * 86400   # make_corpus.py's MUT_TIME
+for d, dirs, files in os.walk(root):
+    for n in [d] + [os.path.join(d, f) for f in files]:
+        if int(os.lstat(n).st_mtime) == mut:
+            os.utime(n, (mut + 3600 * g, mut + 3600 * g), follow_symlinks=False)
+EOF
     fi
     if [ "$CHURN" -gt 0 ]; then
       mkdir -p "$DATA/churn"; rm -f "$DATA"/churn/*
