@@ -67,16 +67,21 @@ EOF
 done
 ids=$(ob --repository "$PRE" genids | awk 'NR % 2 == 1')
 # shellcheck disable=SC2086
-ob --quiet --repository "$PRE" forget $ids
+ob --quiet --repository "$PRE" forget $ids >/dev/null
 echo "# forgot: $(echo $ids)" >&2
-timed fsck ob --quiet --repository "$PRE" fsck
+timed fsck "$OBNAM" --no-default-configs --client-name bench --quiet --repository "$PRE" fsck
 for rep in $(seq 1 "$REPS"); do
   rm -rf "$WORK"; cp -a "$PRE" "$WORK"; sync
-  timed prune ob --repository "$WORK" prune --output-format json
+  timed prune "$OBNAM" --no-default-configs --client-name bench --repository "$WORK" prune --output-format json
 done
 ob --quiet --repository "$WORK" fsck --verify-data
 echo "# after the prune: fsck --verify-data clean; the repository holds $(du -sb "$WORK" | cut -f1) bytes (before: $(du -sb "$PRE" | cut -f1))" >&2
-echo "# prune report: $(cat "$SCRATCH/prune.log")" >&2
+python3 - "$SCRATCH/prune.log" >&2 <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+keys = ("packs_deleted", "packs_rewritten", "bytes_freed", "bytes_rewritten", "index_objects_deleted", "generations")
+print("# prune report:", ", ".join(f"{k} {d[k]}" for k in keys))
+EOF
 for n in fsck prune; do
   awk -v n=$n '$1 == n' "$SCRATCH/times" >"$SCRATCH/t.$n"
   printf '%s: wall %s s (median of %d), CPU %s s, peak RSS %d MiB (max %d)\n' "$n" \
