@@ -1041,43 +1041,68 @@ fn forget_with_prune_forgets_then_prunes() {
 
 /// Readers take no lock: a restore and an `fsck --verify-data` that run
 /// (slowly) while a prune rewrites and deletes the packs they read find
-/// the blobs in their new packs, and succeed.
+/// the blobs in their new packs, and succeed. Three times, on copies of
+/// one repository, as the moment the prune meets the readers varies.
 #[test]
 fn a_restore_and_an_fsck_during_a_prune_find_the_rewritten_blobs() {
     let w = BackupWorld::new("c");
     let second = partly_used_history(&w);
-    let target = w.env.path().join("restored-during");
-    let slow = |args: &[&str]| {
-        let mut cmd = w.env.obnam();
-        cmd.arg("--repository")
-            .arg(&w.repo)
-            .args(["--client-name", "c"])
-            .args(["--testing-storage-faults", "slow=1,seed=3"])
-            .args(args);
-        spawn(&mut cmd)
-    };
-    let mut restore = slow(&[
-        "restore",
-        "--generation",
-        &second.id,
-        "--to",
-        target.to_str().unwrap(),
-    ]);
-    let fsck = slow(&["fsck", "--verify-data"]);
-    wait_for_files(&target, 1, &mut restore);
-    let report = prune_cmd_json(&w, ["--pack-size", "64KiB"]);
-    let (unused, rewritten) = pack_counts(&report);
-    assert!(unused > 0 && rewritten > 0, "{report}");
-    let restore = finish(restore);
-    let fsck = finish(fsck);
-    let mut failed = Vec::new();
-    if restore.code != 0 {
-        failed.push(format!("a restore during a prune failed: {restore:#?}"));
+    let pre = w.env.path().join("pre-prune");
+    copy_tree(&w.repo, &pre);
+    for round in 0..3 {
+        let repo = w.env.path().join(format!("repo-{round}"));
+        copy_tree(&pre, &repo);
+        let target = w.env.path().join(format!("restored-during-{round}"));
+        let slow = |args: &[&str]| {
+            let mut cmd = w.env.obnam();
+            cmd.arg("--repository")
+                .arg(&repo)
+                .args(["--client-name", "c"])
+                .args(["--testing-storage-faults", &format!("slow=1,seed={round}")])
+                .args(args);
+            spawn(&mut cmd)
+        };
+        let mut restore = slow(&[
+            "restore",
+            "--generation",
+            &second.id,
+            "--to",
+            target.to_str().unwrap(),
+        ]);
+        let fsck = slow(&["fsck", "--verify-data"]);
+        wait_for_files(&target, 1, &mut restore);
+        let report = json(
+            &obnam_on(
+                &w,
+                &repo,
+                "c",
+                &["--pack-size", "64KiB", "prune", "--output-format", "json"],
+            )
+            .ok()
+            .no_rust_panic(),
+        );
+        let (unused, rewritten) = pack_counts(&report);
+        assert!(unused > 0 && rewritten > 0, "{report}");
+        let restore = finish(restore);
+        let fsck = finish(fsck);
+        let mut failed = Vec::new();
+        if restore.code != 0 {
+            failed.push(format!("a restore during a prune failed: {restore:#?}"));
+        }
+        if fsck.code != 0 {
+            failed.push(format!("an fsck during a prune failed: {fsck:#?}"));
+        }
+        assert!(
+            failed.is_empty(),
+            "round {round}: {}\n{report}",
+            failed.join("\n")
+        );
+        assert_same(&second.copy, &restored(&target, &second.source));
+        assert_intact(
+            &w,
+            &repo,
+            std::slice::from_ref(&second),
+            &format!("round {round}, after the prune"),
+        );
     }
-    if fsck.code != 0 {
-        failed.push(format!("an fsck during a prune failed: {fsck:#?}"));
-    }
-    assert!(failed.is_empty(), "{}\n{report}", failed.join("\n"));
-    assert_same(&second.copy, &restored(&target, &second.source));
-    assert_intact(&w, &w.repo, &[second], "after the prune");
 }
