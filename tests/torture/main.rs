@@ -15,8 +15,10 @@
 //! * A failure prints the seed and the schedule; replay it with
 //!   `OBNAM_TORTURE_SEED=N OBNAM_TORTURE_STEPS=M cargo test -p obnam-tests
 //!   --test torture replay -- --nocapture`. A failing seed, once fixed,
-//!   joins [`REGRESSION_SEEDS`].
+//!   joins [`REGRESSION_SEEDS`]. `OBNAM_TORTURE_LOG=1` prints every
+//!   schedule played, failed or not.
 
+mod forget;
 mod manifest;
 mod rng;
 mod runs;
@@ -61,8 +63,12 @@ fn play(cfg: Config) -> Stats {
         "torture: seed {} on {:?}, {} steps, {} clients",
         cfg.seed, cfg.backend, cfg.steps, cfg.clients
     );
+    let cfg_seed = cfg.seed;
     let mut world = World::new(cfg);
     world.play();
+    if std::env::var("OBNAM_TORTURE_LOG").as_deref() == Ok("1") {
+        eprintln!("torture: the schedule of seed {}:\n{}", cfg_seed, world.schedule());
+    }
     eprintln!("torture: {}", world.summary());
     world.stats.clone()
 }

@@ -12,22 +12,38 @@
 //!    a run without faults always succeeds (the next run after any crash
 //!    succeeds without `force-lock`: stale locks of dead processes are
 //!    broken, see the recovery step);
-//! 2. every generation whose backup reported success is listed, in commit
-//!    order, and restores exactly (names, types, content, mode, owner,
-//!    times, hard links, holes);
+//! 2. every generation whose backup reported success, and that no forget
+//!    removed, is listed, in commit order, and restores exactly (names,
+//!    types, content, mode, owner, times, hard links, holes);
 //! 3. no generation exists that no run created: generations the model
 //!    does not know are only left by runs that did not report success (or
 //!    kept with `--leave-checkpoints`), at most one finished generation
 //!    per such run, and every file they hold is a file of the tree of one
 //!    of the client's runs;
 //! 4. `latest` is the finished generation of the client's last run, when
-//!    that run succeeded;
+//!    that run succeeded (and no forget removed it since);
 //! 5. `fsck --verify-data` finds no problem;
 //! 6. a restore that reports success under injected faults restored the
 //!    right data (faults may stop a run, never corrupt its result);
-//! 7. at the end, after one clean backup of every client, no lock is left.
+//! 7. at the end, after one clean backup of every client, no lock is left;
+//! 8. a forget removes what it says and nothing else, whatever runs beside
+//!    it (backups of its own client and of others, restores, fsck) and
+//!    however it ends. One that reported success removed exactly the
+//!    generations its report (JSON or text) marks `remove`, and the
+//!    complete ones it keeps are still listed; named, it removed exactly
+//!    the named complete generations; under a policy it kept the latest
+//!    complete generation, and a plain count `N` kept the newest N. One
+//!    that did not report (killed, crashed, failed on a storage fault)
+//!    removed only named generations, or, under a policy, only
+//!    generations that had enough newer complete ones during the step
+//!    (see `forget::could_remove`). With no backup of its client beside
+//!    it, a forget decides exactly what its `--pretend` run said. A
+//!    removed generation is never listed again; the model forgets it (it
+//!    no longer has to restore), and a restore or `ls` beside the forget
+//!    may fail, with an `ERROR:` line, only if a generation it could have
+//!    been reading was removed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -37,6 +53,7 @@ use std::sync::Arc;
 use obnam_test_support::backend::Backend;
 use obnam_test_support::TestEnv;
 
+use crate::forget::{self as forget_report, ClientReport, Selection, POLICIES};
 use crate::manifest::Manifest;
 use crate::rng::Rng;
 use crate::runs::{run_together, Fault, Outcome};
@@ -69,6 +86,11 @@ pub struct Stats {
     pub same_client_overlaps: u64,
     pub restores_verified: u64,
     pub fscks: u64,
+    pub forgets: u64,
+    /// Forgets that reported success.
+    pub forgets_reported: u64,
+    /// Committed generations that forgets removed.
+    pub generations_forgotten: u64,
 }
 
 impl Stats {
@@ -86,6 +108,9 @@ impl Stats {
         self.same_client_overlaps += o.same_client_overlaps;
         self.restores_verified += o.restores_verified;
         self.fscks += o.fscks;
+        self.forgets += o.forgets;
+        self.forgets_reported += o.forgets_reported;
+        self.generations_forgotten += o.generations_forgotten;
     }
 }
 
@@ -95,7 +120,8 @@ impl std::fmt::Display for Stats {
             f,
             "{} steps, {} obnam processes: {} backups ({} committed), {} kill -9, {} SIGINT, \
              {} crash limits, {} runs with storage faults ({} runs stopped by a fault in all), \
-             {} concurrent groups ({} with one client twice), {} restores verified, {} fsck",
+             {} concurrent groups ({} with one client twice), {} restores verified, {} fsck, \
+             {} forgets ({} reported success, {} committed generations removed)",
             self.steps,
             self.processes,
             self.backups,
@@ -108,7 +134,10 @@ impl std::fmt::Display for Stats {
             self.concurrent_groups,
             self.same_client_overlaps,
             self.restores_verified,
-            self.fscks
+            self.fscks,
+            self.forgets,
+            self.forgets_reported,
+            self.generations_forgotten
         )
     }
 }
@@ -126,6 +155,8 @@ struct Client {
     name: String,
     source: Source,
     committed: Vec<Committed>,
+    /// Committed generations that a forget removed: never listed again.
+    forgotten: Vec<Committed>,
     /// Trees of runs that did not report success.
     interrupted: Vec<Arc<Manifest>>,
     /// Whether some successful run kept its checkpoints.
@@ -160,6 +191,26 @@ enum Job {
     Ls {
         client: usize,
     },
+    /// `forget` for the client (or every client), after a `--pretend` run
+    /// of the same request just before the step.
+    Forget {
+        client: usize,
+        all_clients: bool,
+        selection: Selection,
+        fault: Fault,
+        /// Whether the real run reports in JSON (else in text).
+        json: bool,
+    },
+}
+
+/// What the model knows of a forget of the running step.
+struct PendingForget {
+    /// The clients it works on.
+    clients: Vec<usize>,
+    /// The generation ids it names (resolved from the model).
+    named: Option<BTreeSet<String>>,
+    /// Its `--pretend` report just before the step, per client.
+    before: BTreeMap<usize, ClientReport>,
 }
 
 /// A failed invariant.
@@ -187,6 +238,7 @@ impl World {
                 name: format!("client{i}"),
                 source: Source::create(env.path().join(format!("src{i}")), &mut rng),
                 committed: Vec::new(),
+                forgotten: Vec::new(),
                 interrupted: Vec::new(),
                 kept_checkpoints: false,
                 checked_unknown: BTreeSet::new(),
@@ -217,6 +269,11 @@ impl World {
     /// seed, the schedule so far and how to replay it.
     pub fn play(&mut self) {
         let mut rng = Rng::new(self.cfg.seed);
+        // Operations added to the harness later (forget) draw from a
+        // stream of their own: a seed's backups, restores and faults stay
+        // what they were before, so a regression seed still plays the
+        // schedule that found its fault, with the new operations beside.
+        let mut ops = Rng::new(self.cfg.seed ^ 0x0f0e_6e70_9e0b_5e5d);
         // Step 0: every client backs up at once, so the repository is
         // created by simultaneous first runs, and commands other than
         // backup have a repository to work on.
@@ -234,7 +291,7 @@ impl World {
         }
         for step in 1..=self.cfg.steps {
             let result = self
-                .step(step, &mut rng)
+                .step(step, &mut rng, &mut ops)
                 .and_then(|()| self.check(step, &mut rng));
             if let Err(broken) = result {
                 self.fail(step, &broken);
@@ -269,10 +326,16 @@ impl World {
 
     /// A fault for a run. Draws the same number of values whatever it picks.
     fn draw_fault(&self, rng: &mut Rng, signals: bool) -> Fault {
-        let kind = rng.below(100);
         // Most kills land early (a release build backs up these trees in
         // tens of milliseconds), some late.
-        let delays = [rng.range(0, 150), rng.range(0, 600), rng.range(0, 2000)];
+        self.draw_fault_within(rng, signals, [150, 600, 2000])
+    }
+
+    /// [`draw_fault`](Self::draw_fault) with signals due within one of
+    /// `spans` milliseconds (picked at random).
+    fn draw_fault_within(&self, rng: &mut Rng, signals: bool, spans: [u64; 3]) -> Fault {
+        let kind = rng.below(100);
+        let delays = spans.map(|span| rng.range(0, span));
         let delay = delays[rng.index(3)];
         let limit = rng.range(1, 25);
         let spec = storage_spec(rng);
@@ -298,6 +361,33 @@ impl World {
         }
     }
 
+    /// A forget of `client`, from the stream of the later operations.
+    fn draw_forget(&self, ops: &mut Rng, client: usize) -> Job {
+        let how = ops.below(100);
+        let picks = [ops.next_u64(), ops.next_u64()];
+        let picks = picks[..1 + usize::from(ops.chance(0.3))].to_vec();
+        let policy = POLICIES[ops.index(POLICIES.len())];
+        let all_clients = ops.chance(0.15);
+        let json = ops.chance(0.6);
+        // A forget takes a few hundred milliseconds in a debug build
+        // (most of it starting up, the removals at the end): signals
+        // spread over that, so that some land among the removals.
+        let fault = self.draw_fault_within(ops, true, [250, 450, 700]);
+        let (selection, all_clients) = match how {
+            // Named ids are one client's.
+            0..=44 => (Selection::Named(picks), false),
+            45..=89 => (Selection::Keep(policy), all_clients),
+            _ => (Selection::CheckpointsOnly, all_clients),
+        };
+        Job::Forget {
+            client,
+            all_clients,
+            selection,
+            fault,
+            json,
+        }
+    }
+
     fn draw_job(&self, rng: &mut Rng) -> Job {
         let kind = rng.below(10);
         let client = rng.index(self.clients.len());
@@ -317,7 +407,7 @@ impl World {
     }
 
     /// Draw and run one step.
-    fn step(&mut self, step: usize, rng: &mut Rng) -> Result<(), Broken> {
+    fn step(&mut self, step: usize, rng: &mut Rng, ops: &mut Rng) -> Result<(), Broken> {
         self.stats.steps += 1;
         // A client whose run failed is backed up cleanly first: the next
         // run after a crash must succeed, without force-lock.
@@ -353,6 +443,8 @@ impl World {
         let edit_rngs: Vec<(Rng, usize)> = (0..self.clients.len())
             .map(|_| (rng.fork(), rng.range(0, 8) as usize))
             .collect();
+        let forget_roll = ops.below(100);
+        let forget_client = ops.index(self.clients.len());
         match kind {
             0..=34 => jobs.push(single),
             35..=64 => jobs = group,
@@ -363,9 +455,21 @@ impl World {
             80..=89 => jobs.push(match verify {
                 r @ Job::Restore { .. } => r,
                 Job::Backup { client, .. } | Job::Ls { client } => Job::Ls { client },
-                f @ Job::Fsck { .. } => f,
+                j @ (Job::Fsck { .. } | Job::Forget { .. }) => j,
             }),
             _ => jobs.push(Job::Fsck { fault: fsck_fault }),
+        }
+        // A forget in four steps of ten, beside whatever the step runs:
+        // in a group of one client's backups it is that client's, so it
+        // waits for their lock and they for its.
+        let forget_client = if (65..=79).contains(&kind) {
+            single_client
+        } else {
+            forget_client
+        };
+        let forget = self.draw_forget(ops, forget_client);
+        if forget_roll < 40 {
+            jobs.push(forget);
         }
         // The trees of the clients backed up in this step change first.
         for (client, (edit_rng, count)) in edit_rngs.into_iter().enumerate() {
@@ -392,6 +496,20 @@ impl World {
         if jobs.len() > 1 {
             self.stats.concurrent_groups += 1;
         }
+        // What each forget will do, as its --pretend run says now.
+        let mut pending: Vec<Option<PendingForget>> = Vec::new();
+        for job in &jobs {
+            pending.push(match job {
+                Job::Forget { .. } => Some(self.prepare_forget(job)?),
+                _ => None,
+            });
+        }
+        // The clients a forget of this step works on.
+        let forgetting: BTreeSet<usize> = pending
+            .iter()
+            .flatten()
+            .flat_map(|p| p.clients.iter().copied())
+            .collect();
         // The trees as the backups of this step see them.
         let mut trees: Vec<Option<Arc<Manifest>>> = vec![None; self.clients.len()];
         let mut commands = Vec::new();
@@ -454,6 +572,24 @@ impl World {
                     }
                     (cmd, Fault::None)
                 }
+                Job::Forget {
+                    client,
+                    all_clients,
+                    selection,
+                    fault,
+                    json,
+                } => {
+                    let named = pending[commands.len()]
+                        .as_ref()
+                        .and_then(|p| p.named.as_ref());
+                    let mut options = fault.args();
+                    if *json {
+                        options.extend(["--output-format".into(), "json".into()]);
+                    }
+                    let cmd =
+                        self.forget_command(*client, *all_clients, selection, named, &options);
+                    (cmd, fault.clone())
+                }
             };
             commands.push((cmd, fault));
             targets.push(target);
@@ -465,12 +601,31 @@ impl World {
         // Per client: the ids committed by this step's backups, and
         // whether every backup of it succeeded.
         let mut committed_now: Vec<Option<(Vec<String>, bool)>> = vec![None; self.clients.len()];
+        // Per client: backups of this step that did not report success.
+        let mut failed_now = vec![0usize; self.clients.len()];
+        // Restores and `ls` that failed beside a forget of their client:
+        // (client, the generation a restore read, what ran, why it failed).
+        let mut beside_forget: Vec<(usize, Option<String>, String, String)> = Vec::new();
         for ((job, outcome), (fault, target)) in
             jobs.iter().zip(&outcomes).zip(faults.iter().zip(targets))
         {
             let what = describe(job);
             self.note(format!("  {what}: {}", outcome.summary()));
+            let reader = match job {
+                Job::Restore { client, .. } | Job::Ls { client } => Some(*client),
+                _ => None,
+            };
             if let Err(e) = allowed(fault, outcome) {
+                // A restore or ls whose generation a forget removed under it
+                // may fail cleanly; whether one was removed is known once
+                // the forgets are reconciled, below.
+                if let Some(client) = reader.filter(|c| forgetting.contains(c)) {
+                    if failed_cleanly(outcome) {
+                        let id = target.as_ref().map(|(_, _, id)| id.clone());
+                        beside_forget.push((client, id, what, e));
+                        continue;
+                    }
+                }
                 problems.push(format!(
                     "{what}: {e}\nstdout:\n{}\nstderr:\n{}",
                     outcome.stdout, outcome.stderr
@@ -515,6 +670,7 @@ impl World {
                         )),
                         (false, _) => {
                             entry.1 = false;
+                            failed_now[*client] += 1;
                             c.interrupted.push(tree);
                             c.needs_recovery = true;
                         }
@@ -541,11 +697,50 @@ impl World {
                     }
                 }
                 Job::Ls { .. } => {}
+                Job::Forget { .. } => {
+                    self.stats.forgets += 1;
+                    self.stats.forgets_reported += u64::from(outcome.ok());
+                }
             }
         }
+        let new_ids: Vec<Vec<String>> = committed_now
+            .iter()
+            .map(|now| now.as_ref().map(|(ids, _)| ids.clone()).unwrap_or_default())
+            .collect();
         for (client, now) in committed_now.into_iter().enumerate() {
             if let Some((ids, all_ok)) = now {
                 self.clients[client].latest_must_be = all_ok.then_some(ids);
+            }
+        }
+        // Reconcile the model with what the forgets did: per client, the
+        // generations (any, known to the model or not) gone in this step.
+        let mut gone: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+        for ((job, outcome), pending) in jobs.iter().zip(&outcomes).zip(&pending) {
+            let Some(pending) = pending else { continue };
+            if !problems.is_empty() {
+                break;
+            }
+            match self.reconcile_forget(job, pending, outcome, &new_ids, &failed_now) {
+                Ok(ids) => gone.extend(ids),
+                Err(e) => problems.push(format!(
+                    "{}: {e}\nstdout:\n{}\nstderr:\n{}",
+                    describe(job),
+                    outcome.stdout,
+                    outcome.stderr
+                )),
+            }
+        }
+        for (client, id, what, e) in beside_forget {
+            let removed = gone.get(&client);
+            let explained = match &id {
+                Some(id) => removed.is_some_and(|r| r.contains(id)),
+                None => removed.is_some_and(|r| !r.is_empty()),
+            };
+            if !explained {
+                problems.push(format!(
+                    "{what}: {e}, beside a forget that removed no generation it could have \
+                     been reading (removed: {removed:?})"
+                ));
             }
         }
         if problems.is_empty() {
@@ -553,6 +748,192 @@ impl World {
         } else {
             Err(problems.join("\n\n"))
         }
+    }
+
+    // ------------------------------------------------------------- forget
+
+    /// `forget` with `options` for the request (ids last).
+    fn forget_command(
+        &self,
+        client: usize,
+        all_clients: bool,
+        selection: &Selection,
+        named: Option<&BTreeSet<String>>,
+        options: &[String],
+    ) -> Command {
+        let mut cmd = self.obnam(client);
+        cmd.arg("forget").args(options);
+        if all_clients {
+            cmd.arg("--all-clients");
+        }
+        if let Selection::Keep(policy) = selection {
+            cmd.args(["--keep", policy]);
+        }
+        cmd.args(named.into_iter().flatten());
+        cmd
+    }
+
+    /// Resolve a forget's named ids from the model and learn, from a
+    /// `--pretend` run, every generation of its clients just before the
+    /// step and what the forget would do now.
+    fn prepare_forget(&mut self, job: &Job) -> Result<PendingForget, Broken> {
+        let Job::Forget {
+            client,
+            all_clients,
+            selection,
+            ..
+        } = job
+        else {
+            unreachable!("only forgets are prepared")
+        };
+        let named = match selection {
+            Selection::Named(picks) => {
+                let committed = &self.clients[*client].committed;
+                // No committed generation: a forget without ids, which
+                // removes old checkpoints only.
+                Some(
+                    picks
+                        .iter()
+                        .filter(|_| !committed.is_empty())
+                        .map(|p| committed[(p % committed.len() as u64) as usize].id.clone())
+                        .collect::<BTreeSet<String>>(),
+                )
+            }
+            _ => None,
+        };
+        let cmd = self.forget_command(
+            *client,
+            *all_clients,
+            selection,
+            named.as_ref(),
+            &["--pretend", "--output-format", "json"].map(String::from),
+        );
+        let out = run_together(vec![(cmd, Fault::None)]).remove(0);
+        self.stats.processes += 1;
+        allowed(&Fault::None, &out)
+            .map_err(|e| format!("forget --pretend: {e}\n{}\n{}", out.stdout, out.stderr))?;
+        let reports = forget_report::parse_json(&out.stdout)?;
+        let clients: Vec<usize> = if *all_clients {
+            (0..self.clients.len()).collect()
+        } else {
+            vec![*client]
+        };
+        let mut before = BTreeMap::new();
+        for &c in &clients {
+            let name = &self.clients[c].name;
+            let report = reports
+                .iter()
+                .find(|r| &r.client == name)
+                .ok_or_else(|| format!("forget --pretend reported nothing for {name}:\n{}", out.stdout))?;
+            self.log.push_str(&format!(
+                "  ({} of {name}: forget --pretend would remove {:?})\n",
+                describe(job),
+                report.removed()
+            ));
+            before.insert(c, report.clone());
+        }
+        Ok(PendingForget {
+            clients,
+            named,
+            before,
+        })
+    }
+
+    /// Bring the model in line with what a forget of the step did, and
+    /// check it did only what it may (invariant 8). `new` and `failed` are
+    /// per client the generations the step's backups reported and the
+    /// number of its backups that did not report. Returns, per client,
+    /// the generations (known to the model or not) gone in the step.
+    fn reconcile_forget(
+        &mut self,
+        job: &Job,
+        pending: &PendingForget,
+        outcome: &Outcome,
+        new: &[Vec<String>],
+        failed: &[usize],
+    ) -> Result<BTreeMap<usize, BTreeSet<String>>, Broken> {
+        let Job::Forget {
+            selection, json, ..
+        } = job
+        else {
+            unreachable!("only forgets are reconciled")
+        };
+        let reports = match (outcome.ok(), json) {
+            (false, _) => None,
+            (true, true) => Some(forget_report::parse_json(&outcome.stdout)?),
+            (true, false) => Some(forget_report::parse_text(&outcome.stdout)?),
+        };
+        let mut gone = BTreeMap::new();
+        for &c in &pending.clients {
+            let listed = self.generations(c)?;
+            let now: BTreeSet<String> = listed.iter().map(|(id, _)| id.clone()).collect();
+            let name = self.clients[c].name.clone();
+            let before = &pending.before[&c];
+            let made: BTreeSet<String> = new[c].iter().cloned().collect();
+            let may_go = match &reports {
+                Some(reports) => {
+                    let report = reports
+                        .iter()
+                        .find(|r| r.client == name)
+                        .ok_or_else(|| format!("its report has no part for {name}"))?;
+                    let beside = !made.is_empty() || failed[c] > 0;
+                    check_forget_report(
+                        &name,
+                        report,
+                        selection,
+                        pending.named.as_ref(),
+                        before,
+                        beside,
+                        &now,
+                    )?;
+                    report.removed()
+                }
+                None => match (selection, &pending.named) {
+                    (_, Some(named)) => named.clone(),
+                    (Selection::Keep(policy), None) => forget_report::could_remove(
+                        before,
+                        &made,
+                        failed[c],
+                        forget_report::newer_needed(policy),
+                    ),
+                    _ => BTreeSet::new(),
+                },
+            };
+            let client = &mut self.clients[c];
+            let lost: BTreeSet<String> = client
+                .committed
+                .iter()
+                .filter(|g| !now.contains(&g.id))
+                .map(|g| g.id.clone())
+                .collect();
+            if let Some(id) = lost.iter().find(|id| !may_go.contains(*id)) {
+                return Err(format!(
+                    "{name}: committed generation {id} is gone, but this forget could not have \
+                     removed it (it could remove {may_go:?}); listed now: {listed:?}"
+                ));
+            }
+            let (forgotten, kept) = std::mem::take(&mut client.committed)
+                .into_iter()
+                .partition(|g| lost.contains(&g.id));
+            client.committed = kept;
+            client.forgotten.extend::<Vec<Committed>>(forgotten);
+            if let Some(ids) = &mut client.latest_must_be {
+                ids.retain(|id| !lost.contains(id));
+                if ids.is_empty() {
+                    client.latest_must_be = None;
+                }
+            }
+            client.needs_recovery |= !outcome.ok();
+            self.stats.generations_forgotten += lost.len() as u64;
+            self.touched.insert(c);
+            if !lost.is_empty() {
+                self.log
+                    .push_str(&format!("    {name}: forgot {lost:?}\n"));
+            }
+            let existed = before.verdicts.iter().map(|v| &v.id).chain(&made);
+            gone.insert(c, existed.filter(|id| !now.contains(*id)).cloned().collect());
+        }
+        Ok(gone)
     }
 
     fn count_fault(&mut self, fault: &Fault, outcome: &Outcome) {
@@ -662,6 +1043,13 @@ impl World {
                 }
             }
         }
+        // A generation a forget removed never comes back.
+        if let Some(g) = c.forgotten.iter().find(|g| position(&g.id).is_some()) {
+            return Err(format!(
+                "{name}: generation {}, which a forget removed, is listed again: {listed:?}",
+                g.id
+            ));
+        }
         // Generations the model does not know come from runs that did not
         // report success (or kept checkpoints).
         let known: BTreeSet<&str> = c.committed.iter().map(|g| g.id.as_str()).collect();
@@ -719,6 +1107,7 @@ impl World {
         let trees: Vec<&Manifest> = c
             .committed
             .iter()
+            .chain(&c.forgotten)
             .map(|g| &*g.tree)
             .chain(c.interrupted.iter().map(|t| &**t))
             .collect();
@@ -819,6 +1208,11 @@ impl World {
         Ok(())
     }
 
+    /// The schedule as played so far, with what each run did.
+    pub fn schedule(&self) -> &str {
+        &self.log
+    }
+
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let _ = write!(
@@ -838,6 +1232,90 @@ fn backend_name(b: &Backend) -> &'static str {
         Backend::Sftp { .. } => "sftp",
         Backend::S3 { name, .. } => name,
     }
+}
+
+/// What a forget that reported success says must hold (invariant 8):
+/// `now` is the client's list after the step, `before` the `--pretend`
+/// report, `beside` whether a backup of the client ran in the step.
+fn check_forget_report(
+    name: &str,
+    report: &ClientReport,
+    selection: &Selection,
+    named: Option<&BTreeSet<String>>,
+    before: &ClientReport,
+    beside: bool,
+    now: &BTreeSet<String>,
+) -> Result<(), Broken> {
+    for v in &report.verdicts {
+        if v.remove && now.contains(&v.id) {
+            return Err(format!(
+                "{name}: the forget reported removing {}, which is still listed",
+                v.id
+            ));
+        }
+        // (A checkpoint it kept may be gone: the backup it was left for
+        // can finish beside it and remove its checkpoints.)
+        if !v.remove && !v.checkpoint && !now.contains(&v.id) {
+            return Err(format!(
+                "{name}: the forget reported keeping {}, which is gone",
+                v.id
+            ));
+        }
+    }
+    let complete: Vec<_> = report.complete().collect();
+    let removed: BTreeSet<String> = complete
+        .iter()
+        .filter(|v| v.remove)
+        .map(|v| v.id.clone())
+        .collect();
+    match (selection, named) {
+        (_, Some(named)) if removed != *named => {
+            return Err(format!(
+                "{name}: named {named:?}, the forget removed complete generations {removed:?}"
+            ))
+        }
+        (Selection::Keep(policy), _) => {
+            if complete.last().is_some_and(|v| v.remove) {
+                return Err(format!(
+                    "{name}: --keep {policy} removed the latest complete generation: {report:?}"
+                ));
+            }
+            if let Some(n) = forget_report::plain_count(policy) {
+                for (i, v) in complete.iter().enumerate() {
+                    if v.remove == (i + n >= complete.len()) {
+                        return Err(format!(
+                            "{name}: --keep {policy} must keep the newest {n} complete \
+                             generations and only them: {report:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        (Selection::CheckpointsOnly, _) if !removed.is_empty() => {
+            return Err(format!(
+                "{name}: a forget without ids or --keep removed complete generations {removed:?}"
+            ))
+        }
+        _ => {}
+    }
+    if !beside && report.verdicts != before.verdicts {
+        return Err(format!(
+            "{name}: with no backup of the client beside it, the forget decided otherwise than \
+             its --pretend run just before:\npretend: {before:?}\nforget:  {report:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a run failed the way a run may fail for a reason outside its
+/// control: an `ERROR:` line and an ordinary exit, no panic, no signal.
+fn failed_cleanly(o: &Outcome) -> bool {
+    !o.ok()
+        && o.code.is_some_and(|c| c != 101)
+        && !["panicked at", "RUST_BACKTRACE", "stack backtrace"]
+            .iter()
+            .any(|n| o.stderr.contains(n))
+        && o.stderr.lines().any(|l| l.starts_with("ERROR:"))
 }
 
 fn restore_client(job: &Job) -> usize {
@@ -872,6 +1350,29 @@ fn describe(job: &Job) -> String {
         } => format!("restore client{client} #{} {fault:?}", pick % 1000),
         Job::Fsck { fault } => format!("fsck --verify-data {fault:?}"),
         Job::Ls { client } => format!("ls client{client}"),
+        Job::Forget {
+            client,
+            all_clients,
+            selection,
+            fault,
+            json,
+        } => format!(
+            "forget {} {} {fault:?}{}",
+            if *all_clients {
+                "--all-clients".to_string()
+            } else {
+                format!("client{client}")
+            },
+            match selection {
+                Selection::Named(picks) => format!(
+                    "named #{:?}",
+                    picks.iter().map(|p| p % 1000).collect::<Vec<_>>()
+                ),
+                Selection::Keep(policy) => format!("--keep {policy}"),
+                Selection::CheckpointsOnly => "(checkpoints only)".into(),
+            },
+            if *json { " json" } else { "" }
+        ),
     }
 }
 
