@@ -59,7 +59,7 @@ pub fn max_decoded_len(context: &str) -> usize {
     match kind {
         "chunk" => MAX_CHUNK_LEN,
         "tree" => MAX_TREE_LEN,
-        "pack" | "index" => MAX_INDEX_LEN,
+        "pack" | "index" | "prune" => MAX_INDEX_LEN,
         _ => MAX_RECORD_LEN,
     }
 }

@@ -9,6 +9,7 @@
 use abi_stable::{
     sabi_trait,
     sabi_trait::TD_Opaque,
+    sabi_types::RRef,
     std_types::{RArc, ROption, RSlice, RStr, RString, RVec},
     StableAbi,
 };
@@ -271,7 +272,75 @@ pub trait RepositoryService: Send + Sync {
     fn forget_missing_packs(&self) -> AbiResult<RawMissingPacks>;
     /// The boundary form of [`Repository::check_objects`](crate::Repository::check_objects).
     fn check_objects(&self, verify_data: bool) -> AbiResult<RawObjectReport>;
+    // Added in 0.1.3.
+    /// The boundary form of [`Repository::prune`](crate::Repository::prune).
+    fn prune(
+        &self,
+        options: RawPruneOptions,
+        progress: PruneProgressRef<'_>,
+    ) -> AbiResult<RawPruneReport>;
+    /// The boundary form of [`Repository::remove_client`](crate::Repository::remove_client).
+    fn remove_client(&self, name: RStr<'_>) -> AbiResult<u64>;
 }
+
+/// How a prune is to run, at the boundary.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct RawPruneOptions {
+    /// Rewrite a pack whose unused bytes are more than this many percent (0 to 100).
+    pub repack_threshold: u8,
+    /// Decide and report only.
+    pub pretend: bool,
+}
+
+/// What a prune did, at the boundary (see [`PruneReport`](crate::PruneReport)).
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Debug, Default)]
+pub struct RawPruneReport {
+    /// Whether it only pretended.
+    pub pretend: bool,
+    /// Packs deleted (or to delete).
+    pub packs_deleted: u64,
+    /// Packs rewritten (or to rewrite).
+    pub packs_rewritten: u64,
+    /// Bytes of the packs deleted.
+    pub bytes_freed: u64,
+    /// Bytes copied into new packs.
+    pub bytes_rewritten: u64,
+    /// Index objects deleted.
+    pub index_objects_deleted: u64,
+    /// Whether the deletion waits for running backups.
+    pub deferred: bool,
+    /// How many runs it waits for.
+    pub waiting_runs: u64,
+    /// Plans of earlier prunes finished.
+    pub finished_earlier_plans: u64,
+    /// Plans of earlier prunes abandoned.
+    pub abandoned_plans: u64,
+    /// Planned packs kept for generations committed since the plan.
+    pub packs_kept_for_new_generations: u64,
+    /// Generations walked.
+    pub generations: u64,
+    /// Blobs referred to that are in no stored pack.
+    pub missing_blobs: u64,
+    /// Keys of the packs (to be) deleted with nothing used in them.
+    pub delete: RVec<RString>,
+    /// Keys of the packs (to be) rewritten.
+    pub rewrite: RVec<RString>,
+}
+
+/// Where a prune reports its progress: implemented by the plugin that
+/// runs it, called by the host.
+#[sabi_trait]
+pub trait PruneProgressService {
+    /// Step (0: walking generations, 1: rewriting packs, 2: deleting),
+    /// what is done of it, and its total.
+    #[sabi(last_prefix_field)]
+    fn report(&self, step: u8, done: u64, total: u64);
+}
+
+/// A prune progress handle, borrowed for the length of the call.
+pub type PruneProgressRef<'a> = PruneProgressService_TO<'a, RRef<'a, ()>>;
 
 /// A key slot at the boundary: its id and its text.
 #[repr(C)]

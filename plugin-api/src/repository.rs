@@ -20,7 +20,9 @@ pub use crate::entry::Entry;
 use crate::guard::unwrap_abi;
 pub use crate::repo_abi::{ChunkId, EntryKind, Token};
 use crate::repo_abi::{
-    GenerationBuilderBox, GenerationReaderBox, RawEntry, RawGeneration, RepositoryBox,
+    GenerationBuilderBox, GenerationReaderBox, PruneProgressRef, PruneProgressService,
+    PruneProgressService_TO, RawEntry, RawGeneration, RawPruneOptions, RawPruneReport,
+    RepositoryBox,
 };
 use crate::Result;
 
@@ -54,6 +56,103 @@ impl GenerationInfo {
             data_size: raw.data_size,
             is_checkpoint: raw.is_checkpoint,
         }
+    }
+}
+
+/// How a prune is to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Rewrite a pack whose unused bytes are more than this many percent
+    /// (0 to 100; 0 rewrites any pack with an unused byte, 100 none).
+    pub repack_threshold: u8,
+    /// Decide and report only: write and delete nothing.
+    pub pretend: bool,
+}
+
+/// The steps a prune reports progress in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PruneStep {
+    /// Walking generations (done and total generations).
+    Walk,
+    /// Copying used blobs out of packs (done and total packs).
+    Rewrite,
+    /// Deleting (done and total objects).
+    Delete,
+}
+
+/// What a prune did or, pretending, would do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Whether it only pretended.
+    pub pretend: bool,
+    /// Packs deleted (with nothing used in them, and rewritten ones).
+    pub packs_deleted: u64,
+    /// Packs whose used blobs were copied into new packs.
+    pub packs_rewritten: u64,
+    /// Bytes of the packs deleted; less `bytes_rewritten`, the space
+    /// that came back.
+    pub bytes_freed: u64,
+    /// Bytes copied into new packs.
+    pub bytes_rewritten: u64,
+    /// Index objects deleted (replaced by new ones).
+    pub index_objects_deleted: u64,
+    /// The deletion waits for backups that began before the prune's
+    /// plan: a later prune carries it out.
+    pub deferred: bool,
+    /// How many runs the deletion waits for.
+    pub waiting_runs: u64,
+    /// Plans of earlier prunes carried out by this one.
+    pub finished_earlier_plans: u64,
+    /// Plans of earlier prunes that stopped before recording which runs
+    /// they waited for: dropped (nothing deleted for them).
+    pub abandoned_plans: u64,
+    /// Planned packs kept, as generations committed since need them.
+    pub packs_kept_for_new_generations: u64,
+    /// Generations walked.
+    pub generations: u64,
+    /// Blobs generations refer to that are in no stored pack (`fsck`
+    /// reports them).
+    pub missing_blobs: u64,
+    /// Keys of the packs (to be) deleted with nothing used in them.
+    pub delete: Vec<String>,
+    /// Keys of the packs (to be) rewritten.
+    pub rewrite: Vec<String>,
+}
+
+impl PruneReport {
+    fn from_raw(r: RawPruneReport) -> Self {
+        let strings = |v: RVec<RString>| v.into_iter().map(RString::into_string).collect();
+        PruneReport {
+            pretend: r.pretend,
+            packs_deleted: r.packs_deleted,
+            packs_rewritten: r.packs_rewritten,
+            bytes_freed: r.bytes_freed,
+            bytes_rewritten: r.bytes_rewritten,
+            index_objects_deleted: r.index_objects_deleted,
+            deferred: r.deferred,
+            waiting_runs: r.waiting_runs,
+            finished_earlier_plans: r.finished_earlier_plans,
+            abandoned_plans: r.abandoned_plans,
+            packs_kept_for_new_generations: r.packs_kept_for_new_generations,
+            generations: r.generations,
+            missing_blobs: r.missing_blobs,
+            delete: strings(r.delete),
+            rewrite: strings(r.rewrite),
+        }
+    }
+}
+
+/// A plugin's progress function, as the host calls it.
+struct ProgressFn<F>(F);
+
+impl<F: Fn(PruneStep, u64, u64)> PruneProgressService for ProgressFn<F> {
+    fn report(&self, step: u8, done: u64, total: u64) {
+        let step = match step {
+            0 => PruneStep::Walk,
+            1 => PruneStep::Rewrite,
+            _ => PruneStep::Delete,
+        };
+        (self.0)(step, done, total)
     }
 }
 
@@ -256,6 +355,38 @@ impl Repository {
             report.packs_checked,
             report.blobs_checked,
         ))
+    }
+}
+
+impl Repository {
+    /// Remove every blob no generation of any client refers to: delete
+    /// the packs with nothing used in them, and rewrite those whose
+    /// unused share is over the threshold. Backups of every client may
+    /// run meanwhile; the deletion waits for those that began before the
+    /// prune decided (see `docs/repository-format.md`). `progress` is
+    /// called as the prune goes.
+    pub fn prune(
+        &self,
+        options: PruneOptions,
+        progress: impl Fn(PruneStep, u64, u64),
+    ) -> Result<PruneReport> {
+        let raw = RawPruneOptions {
+            repack_threshold: options.repack_threshold,
+            pretend: options.pretend,
+        };
+        let progress = ProgressFn(progress);
+        let progress: PruneProgressRef<'_> =
+            PruneProgressService_TO::from_ptr(&progress, abi_stable::sabi_trait::TD_Opaque);
+        Ok(PruneReport::from_raw(unwrap_abi(
+            self.inner.prune(raw, progress),
+        )?))
+    }
+
+    /// Remove a client: every generation of it, then the client itself.
+    /// The caller holds the client's lock. Returns how many generations
+    /// were removed. Their data goes with the next prune.
+    pub fn remove_client(&self, name: &str) -> Result<u64> {
+        unwrap_abi(self.inner.remove_client(RStr::from_str(name)))
     }
 }
 

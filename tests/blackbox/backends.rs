@@ -292,6 +292,51 @@ fn encrypted_repositories_round_trip(backend: Backend) {
     with("pw", &["fsck", "--verify-data"]).ok();
 }
 
+/// forget and prune on every store: space comes back, the deletion waits
+/// for a backup that held its lock when the prune planned, and what is
+/// kept restores exactly.
+fn forget_and_prune_give_space_back_beside_a_running_backup(backend: Backend) {
+    let w = World::new(backend);
+    for i in 0..8 {
+        w.file(&format!("f{i}"), &noise(120_000, i));
+    }
+    w.backup(&["--pack-size", "64KiB"]).ok();
+    for round in 0..2u64 {
+        for i in 0..4 {
+            w.file(&format!("f{i}"), &noise(120_000, 100 + round * 10 + i));
+        }
+        w.backup(&["--pack-size", "64KiB"]).ok();
+    }
+    let expected = w.restore("before", None);
+    w.obnam(&["forget", "--keep", "1"]).ok();
+
+    // A run of another client holds its lock: the deletion waits for it.
+    let mut holder = hold_lock(&w, "client2");
+    let first = w.obnam(&["prune", "--output-format", "json"]).ok();
+    let first: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(first["deferred"], true, "{first:#}");
+    assert_eq!(first["packs_deleted"], 0, "{first:#}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    let second = w.obnam(&["prune", "--output-format", "json"]).ok();
+    let second: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(second["finished_earlier_plans"], 1, "{second:#}");
+    // Two rounds of 4 changed files of 120 kB are gone.
+    assert!(
+        second["bytes_freed"].as_u64().unwrap() >= 900_000,
+        "{second:#}"
+    );
+    assert_same(&expected, &w.restore("after", None));
+    let fsck = w.obnam(&["fsck", "--verify-data"]).ok();
+    assert!(fsck.stdout.contains("0 problems"), "{}", fsck.stdout);
+
+    // Nothing to do twice.
+    let third = w.obnam(&["prune", "--output-format", "json"]).ok();
+    let third: serde_json::Value = serde_json::from_str(&third.stdout).unwrap();
+    assert_eq!(third["packs_deleted"], 0, "{third:#}");
+}
+
 macro_rules! conformance {
     ($($scenario:ident),* $(,)?) => {
         mod local {
@@ -318,4 +363,5 @@ conformance!(
     pretend_changes_nothing,
     clients_lock_each_other_out_but_not_other_clients,
     encrypted_repositories_round_trip,
+    forget_and_prune_give_space_back_beside_a_running_backup,
 );

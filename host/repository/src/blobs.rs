@@ -19,6 +19,7 @@ use super::ids::{ChunkId, ObjectId, Token};
 use super::index::{BlobKind, Location};
 use super::pack;
 use super::pack_cache::PackCache;
+use super::storage::StorageError;
 use super::tree::Tree;
 use super::tree_cache::TreeCache;
 use super::Repository;
@@ -74,21 +75,14 @@ impl Repository {
             )));
         }
         let token = self.tokens.strong(&bytes);
-        let first = ChunkId::first(token);
-        if self.has_chunk(&first) {
-            return Ok(first);
+        // Any stored copy of the same tree will do: its id names its
+        // content. A copy that a prune plans to delete does not count, nor
+        // one lost with its pack: then a new copy is stored, under a
+        // variant no other copy ever had (see `Catalog::allocate`).
+        if let Some(id) = self.find_chunks(&token).into_iter().next() {
+            return Ok(id);
         }
-        // A tree whose first copy was lost with its pack is stored again
-        // under a new variant (see `Catalog::lost`).
-        let id = if self.catalog.is_lost(&first) {
-            let found = self.find_chunks(&token).into_iter().next();
-            match found {
-                Some(id) => return Ok(id),
-                None => self.catalog.allocate(token),
-            }
-        } else {
-            first
-        };
+        let id = self.catalog.allocate(token);
         let result = self.uploads.put(self, id, BlobKind::Tree, bytes);
         self.catalog.release(&id);
         result.map(|()| id)
@@ -110,6 +104,21 @@ impl Repository {
     }
 
     fn get_blob(&self, id: &ChunkId, kind: BlobKind) -> RepoResult<Vec<u8>> {
+        match self.try_get_blob(id, kind) {
+            // A prune may have copied the blob elsewhere and deleted the
+            // pack this process knew it in: the index objects listing the
+            // pack went before the pack, so the index loaded afresh knows
+            // only the copy.
+            Err(RepoError::Storage(StorageError::NotFound { .. })) => {
+                tracing::debug!("a pack of {id} is gone; loading the index again");
+                self.reload_index()?;
+                self.try_get_blob(id, kind)
+            }
+            other => other,
+        }
+    }
+
+    fn try_get_blob(&self, id: &ChunkId, kind: BlobKind) -> RepoResult<Vec<u8>> {
         let location = self
             .catalog
             .read()

@@ -10,7 +10,7 @@
 //! ([`Repository::has_chunk`], [`Repository::find_chunks`], counts, the
 //! damaged index objects).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::error::{RepoError, RepoResult};
@@ -37,6 +37,9 @@ pub(crate) struct Catalog {
     lost: Mutex<HashSet<ChunkId>>,
     /// Index objects loaded (or found damaged) so far, by name.
     known: Mutex<HashSet<String>>,
+    /// The packs each loaded index object lists (by pack number): a prune
+    /// keeps any pack an index object it does not replace still lists.
+    object_packs: Mutex<HashMap<String, Vec<u32>>>,
     /// Index objects that could not be read, and why (their blobs count
     /// as absent).
     damaged: Mutex<Vec<String>>,
@@ -51,11 +54,6 @@ impl Catalog {
     /// The index, for changing.
     pub fn write(&self) -> RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether a blob was lost with its pack.
-    pub fn is_lost(&self, id: &ChunkId) -> bool {
-        lock(&self.lost).contains(id)
     }
 
     /// Remember blobs lost with their packs (see `lost`).
@@ -92,6 +90,18 @@ impl Catalog {
     /// stored.
     pub fn release(&self, id: &ChunkId) {
         lock(&self.reserved).remove(id);
+    }
+
+    /// Take an index object written by this process as loaded (its
+    /// entries are in the index already), listing `packs`.
+    pub fn mark_known(&self, name: String, packs: Vec<u32>) {
+        lock(&self.known).insert(name.clone());
+        lock(&self.object_packs).insert(name, packs);
+    }
+
+    /// The index objects loaded so far, with the packs each lists.
+    pub fn object_packs(&self) -> HashMap<String, Vec<u32>> {
+        lock(&self.object_packs).clone()
     }
 
     fn index_damaged(&self, problem: String) {
@@ -135,7 +145,11 @@ impl Repository {
                 Err(e) => return Err(e),
             };
             match index::decode(&mut index, &data) {
-                Ok(entries) => index.extend_loaded(entries),
+                Ok(entries) => {
+                    let packs = crate::prune::packs_of(&entries);
+                    lock(&self.catalog.object_packs).insert(name, packs);
+                    index.extend_loaded(entries)
+                }
                 Err(e) => self
                     .catalog
                     .index_damaged(RepoError::corrupt(&key, e).to_string()),
@@ -148,6 +162,20 @@ impl Repository {
             index.memory_bytes()
         );
         Ok(())
+    }
+
+    /// Load every index object again, from scratch: after a pack was found
+    /// gone while reading, since a prune may have moved its blobs (it
+    /// deletes the index objects that list a pack before the pack).
+    pub(crate) fn reload_index(&self) -> RepoResult<()> {
+        {
+            let mut known = lock(&self.catalog.known);
+            let mut index = self.catalog.write();
+            index.clear_loaded();
+            known.clear();
+            lock(&self.catalog.object_packs).clear();
+        }
+        self.load_index()
     }
 
     /// The index objects that could not be read at open, and why.
@@ -170,8 +198,9 @@ impl Repository {
         self.catalog.read().find(token)
     }
 
-    /// Whether a chunk is stored.
+    /// Whether a chunk is stored (in a pack no prune plans to delete: what
+    /// a backup may refer to without storing it again).
     pub fn has_chunk(&self, id: &ChunkId) -> bool {
-        self.catalog.read().get(id).is_some()
+        self.catalog.read().get_kept(id).is_some()
     }
 }

@@ -17,6 +17,7 @@ use super::blobs::blob_context;
 use super::error::{RepoError, RepoResult};
 use super::ids::ObjectId;
 use super::index::IndexEntry;
+use super::storage::StorageError;
 use super::{pack, Repository};
 
 /// What [`Repository::forget_missing_packs`] found.
@@ -46,7 +47,7 @@ fn pack_id_of(key: &str) -> Option<ObjectId> {
 
 impl Repository {
     /// The packs the storage holds (one listing).
-    fn stored_packs(&self) -> RepoResult<HashSet<ObjectId>> {
+    pub(crate) fn stored_packs(&self) -> RepoResult<HashSet<ObjectId>> {
         Ok(self
             .storage()
             .list_recursive("packs/")?
@@ -72,13 +73,9 @@ impl Repository {
         if missing.is_empty() {
             return Ok(MissingPacks::default());
         }
-        let lost: Vec<_> = index
-            .blobs_by_pack()
-            .into_iter()
-            .filter(|(n, _)| missing.contains(n))
-            .flat_map(|(_, entries)| entries.into_iter().map(|e| e.id))
-            .collect();
-        let blobs = index.retain_packs(|n| !missing.contains(&n));
+        let entries_before = index.len();
+        let lost = index.retain_packs(|n| !missing.contains(&n));
+        let blobs = entries_before - index.len();
         drop(index);
         self.catalog.mark_lost(lost);
         Ok(MissingPacks {
@@ -96,6 +93,36 @@ impl Repository {
             problems: self.damaged_index_objects(),
             ..ObjectReport::default()
         };
+        let mut gone = self.check_listed_packs(verify_data, &mut report)?;
+        if !gone.is_empty() {
+            // A prune running meanwhile deletes the index objects that
+            // list a pack before the pack: with the index loaded afresh,
+            // the packs it deleted are listed no more. A pack still listed
+            // is missing indeed.
+            self.reload_index()?;
+            let listed: HashSet<ObjectId> = {
+                let index = self.catalog.read();
+                index
+                    .blobs_by_pack()
+                    .into_keys()
+                    .filter_map(|n| index.pack_id(n))
+                    .collect()
+            };
+            let stored = self.stored_packs()?;
+            gone.retain(|(id, _)| listed.contains(id) && !stored.contains(id));
+            report.problems.extend(gone.into_iter().map(|(_, p)| p));
+        }
+        Ok(report)
+    }
+
+    /// Check every pack the index lists (see [`check_objects`]); returns
+    /// the packs found gone, with the problem each would be, for a second
+    /// look.
+    fn check_listed_packs(
+        &self,
+        verify_data: bool,
+        report: &mut ObjectReport,
+    ) -> RepoResult<Vec<(ObjectId, String)>> {
         let stored = self.stored_packs()?;
         let by_pack = self.catalog.read().blobs_by_pack();
         let mut packs: Vec<(ObjectId, Vec<IndexEntry>)> = by_pack
@@ -103,13 +130,15 @@ impl Repository {
             .filter_map(|(n, entries)| Some((self.catalog.read().pack_id(n)?, entries)))
             .collect();
         packs.sort_by_key(|(id, _)| *id);
+        let mut gone = Vec::new();
         for (id, entries) in &packs {
+            let missing = format!(
+                "{} is missing: the index lists {} blobs in it",
+                pack::key(id),
+                entries.len()
+            );
             if !stored.contains(id) {
-                report.problems.push(format!(
-                    "{} is missing: the index lists {} blobs in it",
-                    pack::key(id),
-                    entries.len()
-                ));
+                gone.push((*id, missing));
                 continue;
             }
             if verify_data {
@@ -119,11 +148,14 @@ impl Repository {
                         report.blobs_checked += checked;
                         report.problems.extend(problems);
                     }
+                    Err(RepoError::Storage(StorageError::NotFound { .. })) => {
+                        gone.push((*id, missing));
+                    }
                     Err(e) => report.problems.push(e.to_string()),
                 }
             }
         }
-        Ok(report)
+        Ok(gone)
     }
 
     /// Read one pack whole and check it; returns the blobs checked and the

@@ -54,4 +54,19 @@ impl Repository {
         let data = serde_json::to_vec(&record).map_err(|e| RepoError::corrupt(&key, e))?;
         self.write_object(&key, data)
     }
+
+    /// Remove a client: every generation of it, then its record. The
+    /// caller holds the client's lock. Returns how many generations went.
+    pub fn remove_client(&self, name: &str) -> RepoResult<u64> {
+        let key = format!("clients/{}", self.client_id(name));
+        if !self.storage.exists(&key)? {
+            return Err(RepoError::Usage(format!("there is no client '{name}'")));
+        }
+        let generations = self.generations(name)?;
+        for gen in &generations {
+            self.remove_generation(name, &gen.id)?;
+        }
+        self.storage.delete(&key)?;
+        Ok(generations.len() as u64)
+    }
 }

@@ -7,6 +7,14 @@
 //! a small ordered map beside it. Both are searched by token (all copies
 //! of a token are adjacent) and by chunk id.
 //!
+//! One blob may be listed in two packs: a prune copies the blobs still
+//! needed out of a pack it is about to delete ([`crate::prune`]). Both
+//! places are kept. Packs that a prune plans to delete are *planned*
+//! ([`Index::set_planned`]): a blob in one is still read from there if no
+//! other copy is known, but it no longer counts as stored for dedup
+//! ([`Index::get_kept`], [`Index::find`]), so that nothing new comes to
+//! depend on it.
+//!
 //! An index object (`index/ID`) lists entries for one or more packs:
 //!
 //! ```text
@@ -17,7 +25,7 @@
 //!         pack list above), offset (u32 LE), length (u32 LE), kind (u8)
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::ids::{ChunkId, ObjectId, Token};
 
@@ -75,6 +83,8 @@ pub struct Index {
     loaded: Vec<IndexEntry>,
     /// Entries added by this process.
     added: BTreeMap<ChunkId, Location>,
+    /// Packs a prune plans to delete, by number.
+    planned: HashSet<u32>,
 }
 
 impl Index {
@@ -104,12 +114,51 @@ impl Index {
         }
     }
 
-    /// Sort what was loaded and drop duplicate entries (the same chunk
-    /// listed by two index objects).
+    /// Sort what was loaded and drop duplicate entries (the same blob in
+    /// the same pack, listed by two index objects). Copies of a blob in
+    /// different packs are all kept.
     pub fn finish_loading(&mut self) {
-        self.loaded.sort_unstable_by_key(|e| e.id);
-        self.loaded.dedup_by(|a, b| a.id == b.id);
+        self.loaded
+            .sort_unstable_by_key(|e| (e.id, e.location.pack, e.location.offset));
+        self.loaded
+            .dedup_by(|a, b| a.id == b.id && a.location.pack == b.location.pack);
         self.loaded.shrink_to_fit();
+    }
+
+    /// Forget every entry loaded from index objects (the pack table and
+    /// this process's own entries stay): before loading them all again.
+    pub fn clear_loaded(&mut self) {
+        self.loaded = Vec::new();
+    }
+
+    /// Mark packs that a prune plans to delete (see the module's docs).
+    pub fn set_planned(&mut self, packs: impl IntoIterator<Item = ObjectId>) {
+        for pack in packs {
+            let n = self.pack_number(pack);
+            self.planned.insert(n);
+        }
+    }
+
+    /// Whether a pack (by number) is planned for deletion.
+    pub fn is_planned(&self, pack: u32) -> bool {
+        self.planned.contains(&pack)
+    }
+
+    /// The loaded copies of a blob, in pack order.
+    fn loaded_copies(&self, id: &ChunkId) -> &[IndexEntry] {
+        let start = self.loaded.partition_point(|e| e.id < *id);
+        let len = self.loaded[start..]
+            .iter()
+            .take_while(|e| e.id == *id)
+            .count();
+        &self.loaded[start..start + len]
+    }
+
+    /// Every place a blob is stored.
+    pub fn locations(&self, id: &ChunkId) -> Vec<Location> {
+        let mut out: Vec<Location> = self.added.get(id).copied().into_iter().collect();
+        out.extend(self.loaded_copies(id).iter().map(|e| e.location));
+        out
     }
 
     /// Record a chunk stored by this process.
@@ -117,25 +166,44 @@ impl Index {
         self.added.insert(id, location);
     }
 
-    /// Where a chunk is.
+    /// Where to read a blob: a copy in a pack that stays if there is one,
+    /// else one in a pack planned for deletion (still there until the
+    /// prune's deletion, and read again from elsewhere after it).
     pub fn get(&self, id: &ChunkId) -> Option<Location> {
         if let Some(loc) = self.added.get(id) {
             return Some(*loc);
         }
-        self.loaded
-            .binary_search_by(|e| e.id.cmp(id))
-            .ok()
-            .map(|i| self.loaded[i].location)
+        let copies = self.loaded_copies(id);
+        copies
+            .iter()
+            .find(|e| !self.planned.contains(&e.location.pack))
+            .or(copies.first())
+            .map(|e| e.location)
     }
 
-    /// Every stored copy of a token, first copy first.
+    /// Where a blob is in a pack that is not planned for deletion: what
+    /// dedup may build on.
+    pub fn get_kept(&self, id: &ChunkId) -> Option<Location> {
+        if let Some(loc) = self.added.get(id) {
+            return Some(*loc);
+        }
+        self.loaded_copies(id)
+            .iter()
+            .find(|e| !self.planned.contains(&e.location.pack))
+            .map(|e| e.location)
+    }
+
+    /// Every copy of a token in a pack not planned for deletion, first
+    /// copy first.
     pub fn find(&self, token: &Token) -> Vec<ChunkId> {
         let start = self.loaded.partition_point(|e| e.id.token < *token);
         let mut ids: Vec<ChunkId> = self.loaded[start..]
             .iter()
             .take_while(|e| e.id.token == *token)
+            .filter(|e| !self.planned.contains(&e.location.pack))
             .map(|e| e.id)
             .collect();
+        ids.dedup();
         let low = ChunkId {
             token: *token,
             variant: 0,
@@ -153,14 +221,39 @@ impl Index {
         ids
     }
 
-    /// Number of chunks known.
-    /// Drop every blob whose pack `keep` refuses (by pack number);
-    /// returns how many were dropped.
-    pub fn retain_packs(&mut self, keep: impl Fn(u32) -> bool) -> usize {
-        let before = self.len();
-        self.loaded.retain(|e| keep(e.location.pack));
-        self.added.retain(|_, location| keep(location.pack));
-        before - self.len()
+    /// Drop every entry whose pack `keep` refuses (by pack number);
+    /// returns the ids dropped that have no other copy left.
+    pub fn retain_packs(&mut self, keep: impl Fn(u32) -> bool) -> Vec<ChunkId> {
+        let mut dropped = Vec::new();
+        self.loaded.retain(|e| {
+            let kept = keep(e.location.pack);
+            if !kept {
+                dropped.push(e.id);
+            }
+            kept
+        });
+        self.added.retain(|id, location| {
+            let kept = keep(location.pack);
+            if !kept {
+                dropped.push(*id);
+            }
+            kept
+        });
+        dropped.sort_unstable();
+        dropped.dedup();
+        dropped.retain(|id| self.get(id).is_none());
+        dropped
+    }
+
+    /// Every entry, loaded ones first.
+    pub fn entries(&self) -> impl Iterator<Item = IndexEntry> + '_ {
+        self.loaded
+            .iter()
+            .copied()
+            .chain(self.added.iter().map(|(id, location)| IndexEntry {
+                id: *id,
+                location: *location,
+            }))
     }
 
     /// Every pack number any blob is in, with the blobs it holds.
@@ -178,6 +271,7 @@ impl Index {
         packs
     }
 
+    /// Number of entries (a blob stored in two packs counts twice).
     pub fn len(&self) -> usize {
         self.loaded.len() + self.added.len()
     }

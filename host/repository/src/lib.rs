@@ -149,6 +149,7 @@ pub mod object;
 pub mod open;
 pub mod pack;
 pub mod pack_cache;
+pub mod prune;
 pub mod storage;
 pub mod tokens;
 pub mod tree;

@@ -42,6 +42,9 @@ pub enum LockKind {
     Client,
     /// The whole repository: nothing else may run.
     Exclusive,
+    /// A prune: keeps a second prune away, and nothing else (backups of
+    /// every client run beside it; see [`crate::prune`]).
+    Prune,
 }
 
 /// The content of a lock object.
@@ -59,9 +62,23 @@ pub struct LockRecord {
 
 impl LockRecord {
     fn conflicts_with(&self, other: &LockRecord) -> bool {
-        self.kind == LockKind::Exclusive
-            || other.kind == LockKind::Exclusive
-            || self.client == other.client
+        use LockKind::*;
+        match (self.kind, other.kind) {
+            (Exclusive, _) | (_, Exclusive) => true,
+            (Client, Client) => self.client == other.client,
+            (Prune, Prune) => true,
+            (Client, Prune) | (Prune, Client) => false,
+        }
+    }
+
+    /// The run that holds this lock: the same through every refresh
+    /// (which writes a new lock object with the same creation time).
+    pub fn run(&self) -> Run {
+        Run {
+            host: self.host.clone(),
+            pid: self.pid,
+            created: self.created,
+        }
     }
 
     /// The process that holds this lock or claim, stored as `object`.
@@ -78,6 +95,7 @@ impl LockRecord {
         let what = match self.kind {
             LockKind::Client => format!("client '{}'", self.client),
             LockKind::Exclusive => "the repository".to_string(),
+            LockKind::Prune => "pruning".to_string(),
         };
         format!(
             "{what} is locked by {} (lock locks/{id})",
@@ -100,6 +118,15 @@ impl LockRecord {
         let age = Duration::from_nanos(now.saturating_sub(self.refreshed).max(0) as u64);
         (age > STALE_AFTER).then(|| format!("not refreshed for {}s", age.as_secs()))
     }
+}
+
+/// One run that holds a lock, as a prune records it: host, process and
+/// the time the lock was taken.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Run {
+    pub host: String,
+    pub pid: u32,
+    pub created: i64,
 }
 
 pub(super) fn format_time(ns: i64) -> String {
@@ -125,6 +152,12 @@ impl Repository {
     /// Lock a client for a backup (or other work on its generations).
     pub fn lock_client(&self, client: &str, timeout: Duration) -> RepoResult<()> {
         self.acquire(LockKind::Client, client, timeout)?;
+        // Before the index objects written since the open are loaded:
+        // see `prune::plan` for why this order.
+        if let Err(e) = self.avoid_planned_packs() {
+            let _ = self.unlock_client(client);
+            return Err(e);
+        }
         // The run that held the lock before may have stored chunks and
         // trees since this process loaded the index: the client's latest
         // generation refers to them.
@@ -143,6 +176,35 @@ impl Repository {
     /// Take the repository for destructive work.
     pub fn lock_exclusive(&self, timeout: Duration) -> RepoResult<()> {
         self.acquire(LockKind::Exclusive, "", timeout)
+    }
+
+    /// Keep other prunes away (and nothing else).
+    pub fn lock_prune(&self, timeout: Duration) -> RepoResult<()> {
+        self.acquire(LockKind::Prune, "", timeout)
+    }
+
+    /// Release the prune lock.
+    pub fn unlock_prune(&self) -> RepoResult<()> {
+        self.release(|r| r.kind == LockKind::Prune)
+    }
+
+    /// The runs that hold a lock on a client or on the whole repository
+    /// and are alive (their locks not stale): what a prune waits for.
+    pub fn live_runs(&self) -> RepoResult<Vec<Run>> {
+        let host = host_name();
+        let now = now_ns();
+        let mine = std::process::id();
+        let mut runs: Vec<Run> = self
+            .other_locks(None)?
+            .into_iter()
+            .filter(|(_, r)| r.kind != LockKind::Prune)
+            .filter(|(_, r)| !(r.host == host && r.pid == mine))
+            .filter(|(_, r)| r.staleness(&host, now).is_none())
+            .map(|(_, r)| r.run())
+            .collect();
+        runs.sort_by(|a, b| (&a.host, a.pid, a.created).cmp(&(&b.host, b.pid, b.created)));
+        runs.dedup();
+        Ok(runs)
     }
 
     fn acquire(&self, kind: LockKind, client: &str, timeout: Duration) -> RepoResult<()> {
@@ -180,6 +242,12 @@ impl Repository {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push((id, record));
+                // Refreshes are counted from here (see `refresh_locks`).
+                self.locks
+                    .last_refresh
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert_with(Instant::now);
                 return Ok(());
             };
             self.storage().delete(&format!("locks/{id}"))?;

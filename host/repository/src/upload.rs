@@ -113,6 +113,31 @@ impl Uploads {
     ) -> RepoResult<()> {
         self.check()?;
         let (header, payload) = repo.codec.seal_blob(&blob_context(&id, kind), data)?;
+        self.put_sealed(repo, id, kind, &header, &payload)
+    }
+
+    /// Add a blob already in its stored form (filter header and payload,
+    /// as read from another pack): a prune copying the blobs still needed
+    /// out of a pack it will delete.
+    pub fn put_stored(
+        &self,
+        repo: &Repository,
+        id: ChunkId,
+        kind: BlobKind,
+        stored: &[u8],
+    ) -> RepoResult<()> {
+        self.check()?;
+        self.put_sealed(repo, id, kind, &[], stored)
+    }
+
+    fn put_sealed(
+        &self,
+        repo: &Repository,
+        id: ChunkId,
+        kind: BlobKind,
+        header: &[u8],
+        payload: &[u8],
+    ) -> RepoResult<()> {
         let full = {
             let mut slot = lock(&self.packers[kind as usize]);
             let len = header.len() + payload.len();
@@ -128,7 +153,7 @@ impl Uploads {
                     slot.insert(Packer::new(pack, number, kind, self.pack_size + (1 << 16)))
                 }
             };
-            let location = packer.add(id, &header, &payload);
+            let location = packer.add(id, header, payload);
             repo.catalog.write().add(id, location);
             match full {
                 Some(p) => Some(self.start_sealing(repo, p)?),

@@ -10,9 +10,11 @@
 use obnam_repository::check::{MissingPacks, ObjectReport};
 use obnam_repository::generation::Generation;
 use obnam_repository::ids;
+use obnam_repository::prune::PruneReport;
 use obnam_repository::tree::{self, StoredChunkId, TreeEntry};
 use plugin_api::repo_abi::{
-    self as abi, RawEntry, RawGeneration, RawKeySlot, RawMissingPacks, RawObjectReport, RawXattr,
+    self as abi, RawEntry, RawGeneration, RawKeySlot, RawMissingPacks, RawObjectReport,
+    RawPruneReport, RawXattr,
 };
 use plugin_api::types::{ROption, RString, RVec};
 use serde_bytes::ByteBuf;
@@ -238,6 +240,11 @@ impl Convert<RawGeneration> for &Generation {
 
 convert_fields!(m: MissingPacks => RawMissingPacks { packs, blobs });
 convert_fields!(r: ObjectReport => RawObjectReport { problems, packs_checked, blobs_checked });
+convert_fields!(r: PruneReport => RawPruneReport {
+    pretend, packs_deleted, packs_rewritten, bytes_freed, bytes_rewritten,
+    index_objects_deleted, deferred, waiting_runs, finished_earlier_plans, abandoned_plans,
+    packs_kept_for_new_generations, generations, missing_blobs, delete, rewrite,
+});
 
 #[cfg(test)]
 mod tests {

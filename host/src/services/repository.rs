@@ -17,6 +17,7 @@ use plugin_api::types::{ROption, RSlice, RStr, RString, RVec};
 use plugin_api::Error;
 
 use obnam_repository::generation::{GenerationBuilder, GenerationReader};
+use obnam_repository::prune::{PruneOptions, PruneStep};
 use obnam_repository::{RepoError, Repository};
 
 use super::convert::Convert;
@@ -254,6 +255,33 @@ impl RepositoryService for RepoService {
 
     fn check_objects(&self, verify_data: bool) -> AbiResult<abi::RawObjectReport> {
         self.shield.call(|| self.repo().check_objects(verify_data))
+    }
+
+    fn prune(
+        &self,
+        options: abi::RawPruneOptions,
+        progress: abi::PruneProgressRef<'_>,
+    ) -> AbiResult<abi::RawPruneReport> {
+        let options = PruneOptions {
+            repack_threshold: options.repack_threshold.min(100),
+            pretend: options.pretend,
+            lock_timeout: self.lock_timeout,
+        };
+        self.shield.call(|| {
+            self.repo().prune(&options, &mut |step, done, total| {
+                let step = match step {
+                    PruneStep::Walk => 0,
+                    PruneStep::Rewrite => 1,
+                    PruneStep::Delete => 2,
+                };
+                progress.report(step, done, total)
+            })
+        })
+    }
+
+    fn remove_client(&self, name: RStr<'_>) -> AbiResult<u64> {
+        self.shield
+            .call(|| self.repo().remove_client(name.as_str()))
     }
 }
 

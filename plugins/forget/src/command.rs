@@ -1,4 +1,4 @@
-//! The `forget` and `remove-client` subcommands: choosing the clients,
+//! The `forget` subcommand: choosing the clients,
 //! holding each client's lock while its generations are judged and
 //! removed, and reporting what was kept and why.
 //!
@@ -87,6 +87,9 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     }
     if request.json {
         ctx.outln(&serde_json::to_string_pretty(&Value::Array(report))?)?;
+    }
+    if ctx.boolean("prune")? {
+        crate::prune::run(ctx)?;
     }
     Ok(())
 }

@@ -8,10 +8,15 @@
 //!   keep (Obnam's syntax, e.g. `72h,7d,5w,12m,1y`; see [`policy`]);
 //! * `forget` alone: remove only checkpoints nothing should restore from.
 //!
-//! With `--all-clients` it works on every client, `--pretend` shows the
-//! verdicts without removing anything, and `--output-format json` gives
-//! them as one JSON document. forget removes generation records; the data
-//! only they used comes back with `prune`.
+//! * `forget ... --prune`: then prune;
+//! * `prune`: give back the space of data no generation refers to (the
+//!   engine does the work, beside running backups; see [`prune`]);
+//! * `remove-client NAME`: every generation of a client, and the client.
+//!
+//! With `--all-clients` forget works on every client, `--pretend` shows
+//! the verdicts without removing anything, and `--output-format json`
+//! gives them as one JSON document. forget removes generation records;
+//! the data only they used comes back with `prune`.
 //!
 //! The judgement is in [`decide`] (pure, tested on made-up histories), the
 //! repository work in [`command`].
@@ -21,6 +26,8 @@
 mod command;
 mod decide;
 mod policy;
+mod prune;
+mod remove_client;
 
 use plugin_api::{App, Plugin, Result, Setting, GROUP_BACKUP};
 
@@ -38,6 +45,33 @@ impl Plugin for ForgetPlugin {
                      5 weeks, 12 months and 1 year that have one; a plain N keeps the last N",
                 )
                 .group(GROUP_BACKUP),
+        );
+        app.add_setting(
+            Setting::boolean("prune")
+                .help("with forget: prune afterwards, giving back the space of what was removed")
+                .group(GROUP_BACKUP),
+        );
+        app.add_setting(
+            Setting::integer("repack-threshold")
+                .metavar("PERCENT")
+                .help(
+                    "with prune: rewrite a pack once more than PERCENT of its bytes are unused \
+                     (0: any unused byte; 100: never, only delete wholly unused packs)",
+                )
+                .default(prune::DEFAULT_REPACK_THRESHOLD)
+                .group(GROUP_BACKUP),
+        );
+        app.add_subcommand(
+            "prune",
+            "",
+            "delete the data no generation refers to; backups may run meanwhile",
+            prune::prune,
+        );
+        app.add_subcommand(
+            "remove-client",
+            "NAME",
+            "remove a client and all its generations (their data goes with the next prune)",
+            remove_client::remove_client,
         );
         app.add_subcommand(
             "forget",

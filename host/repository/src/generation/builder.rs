@@ -219,6 +219,10 @@ impl GenerationBuilder {
             return Err(BadPath::PutRoot.into());
         };
         entry.name = name.to_vec();
+        // A backup that stores nothing for a long while (unchanged files)
+        // must still keep its lock fresh: prunes and other hosts take a
+        // lock not refreshed for half an hour for a dead run's.
+        self.repo.refresh_locks()?;
         let mut state = self.state()?;
         let node = state
             .root

@@ -6,6 +6,11 @@
 //!   and the file number, committing a checkpoint every 10 files, then
 //!   commit and remove the checkpoints. Prints the generation id and the
 //!   bytes written.
+//!   Two variables make it a tool for tests of interleavings: with
+//!   `OBNAM_TEST_CONTENT_OF=NAME` the files hold what NAME's would (so
+//!   that one client's run dedups against another's data), and with
+//!   `OBNAM_TEST_GATE=FILE` it prints `locked` once it holds the lock and
+//!   then waits until FILE exists before it looks anything up.
 //! * `repotest-verify CLIENT`: read every generation of CLIENT (checkpoints
 //!   too) and check every file's content, byte for byte.
 //! * `repotest-lock CLIENT SECONDS`: hold CLIENT's lock for a while.
@@ -55,8 +60,15 @@ fn run(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     let client = arg(&args, 0, "CLIENT")?;
     let count: u64 = arg(&args, 1, "COUNT")?.parse()?;
     let repo = ctx.repository(true)?;
+    let content_of = std::env::var("OBNAM_TEST_CONTENT_OF").unwrap_or_else(|_| client.clone());
     repo.add_client(&client)?;
     repo.lock_client(&client)?;
+    if let Some(gate) = std::env::var_os("OBNAM_TEST_GATE") {
+        ctx.outln("locked")?;
+        while !Path::new(&gate).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
     let builder = repo.begin_generation(&client, true)?;
     let dir = Entry {
         kind: EntryKind::Dir,
@@ -65,7 +77,7 @@ fn run(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     };
     builder.put(Path::new("/data"), &dir)?;
     for i in 0..count {
-        let data = content(&client, i);
+        let data = content(&content_of, i);
         let mut chunks = Vec::new();
         for piece in chunks_of(&data) {
             let token = repo.token(piece);
@@ -102,6 +114,7 @@ fn run(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
 
 fn verify(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     let client = arg(&args, 0, "CLIENT")?;
+    let content_of = std::env::var("OBNAM_TEST_CONTENT_OF").unwrap_or_else(|_| client.clone());
     let repo = ctx.repository(false)?;
     let gens = repo.generations(&client)?;
     let mut files = 0;
@@ -123,7 +136,7 @@ fn verify(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
             for id in &entry.chunks {
                 data.extend_from_slice(&repo.get_chunk(*id)?);
             }
-            if data != content(&client, i) || Sha256::digest(&data).to_vec() != entry.checksum {
+            if data != content(&content_of, i) || Sha256::digest(&data).to_vec() != entry.checksum {
                 plugin_api::bail!("generation {}: {name} does not read back", gen.id);
             }
             files += 1;

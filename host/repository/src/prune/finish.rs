@@ -1,0 +1,129 @@
+//! Step 6 of a prune: carry out a plan, once no run that may have missed
+//! it is alive.
+//!
+//! Before anything goes, a planned pack is kept if
+//!
+//! - an index object the plan does not delete lists it (a pack that no
+//!   index object listed when the plan was made, whose writer listed it
+//!   since; or one an interrupted earlier attempt kept), or
+//! - a generation needs a blob whose every copy is in a planned pack (a
+//!   generation committed after the walk that made the plan).
+//!
+//! A pack kept for the second reason gets an index object of its own
+//! first. Then the plan's index objects are deleted, then its packs (so
+//! that a reader that finds a pack gone and loads the index again finds
+//! the blobs' new places), then the plan. Every step can be repeated: a
+//! prune stopped half-way is finished by the next.
+
+use std::collections::HashSet;
+
+use crate::error::RepoResult;
+use crate::index::{self, IndexEntry};
+use crate::pack;
+use crate::Repository;
+
+use super::plan::Plan;
+use super::referenced::Referenced;
+use super::{PruneReport, PruneStep};
+
+impl Repository {
+    /// Carry out plan `id`; `refs` must hold every generation committed
+    /// until now.
+    pub(super) fn finish_plan(
+        &self,
+        id: &str,
+        plan: &Plan,
+        refs: &Referenced,
+        report: &mut PruneReport,
+        progress: &mut dyn FnMut(PruneStep, u64, u64),
+    ) -> RepoResult<()> {
+        self.load_index()?;
+        let pack_ids = plan.pack_ids(id)?;
+        let planned: HashSet<u32> = {
+            let mut index = self.catalog.write();
+            pack_ids.iter().map(|p| index.pack_number(*p)).collect()
+        };
+        // Kept: listed by an index object that stays.
+        let deleted_objects: HashSet<&str> = plan.index.iter().map(String::as_str).collect();
+        let mut kept: HashSet<u32> = self
+            .catalog
+            .object_packs()
+            .into_iter()
+            .filter(|(name, _)| !deleted_objects.contains(name.as_str()))
+            .flat_map(|(_, packs)| packs)
+            .filter(|n| planned.contains(n))
+            .collect();
+        // Kept: the only place of a blob a generation needs.
+        let mut needed: HashSet<u32> = HashSet::new();
+        {
+            let index = self.catalog.read();
+            for blob in &refs.blobs {
+                let places = index.locations(blob);
+                let stays = |n: &u32| !planned.contains(n) || kept.contains(n);
+                if !places.is_empty() && !places.iter().any(|l| stays(&l.pack)) {
+                    needed.insert(places[0].pack);
+                }
+            }
+        }
+        if !needed.is_empty() {
+            self.index_packs_again(&needed)?;
+            kept.extend(&needed);
+        }
+        report.packs_kept_for_new_generations += kept.len() as u64;
+        // Index objects, then packs, then the plan.
+        let going: Vec<(u32, String)> = {
+            let index = self.catalog.read();
+            planned
+                .iter()
+                .filter(|n| !kept.contains(n))
+                .filter_map(|n| Some((*n, pack::key(&index.pack_id(*n)?))))
+                .collect()
+        };
+        let total = (plan.index.len() + going.len()) as u64;
+        let mut done = 0;
+        for name in &plan.index {
+            progress(PruneStep::Delete, done, total);
+            self.storage().delete(&format!("index/{name}"))?;
+            done += 1;
+        }
+        let bytes = self.pack_bytes(going.iter().map(|(n, _)| *n));
+        for (_, key) in &going {
+            progress(PruneStep::Delete, done, total);
+            self.storage().delete(key)?;
+            done += 1;
+        }
+        progress(PruneStep::Delete, total, total);
+        self.remove_plan(id)?;
+        report.index_objects_deleted += plan.index.len() as u64;
+        report.packs_deleted += going.len() as u64;
+        report.bytes_freed += bytes;
+        Ok(())
+    }
+
+    /// Write index objects listing the blobs of `packs` (kept after all).
+    fn index_packs_again(&self, packs: &HashSet<u32>) -> RepoResult<()> {
+        let index = self.catalog.read();
+        let entries: Vec<IndexEntry> = index
+            .entries()
+            .filter(|e| packs.contains(&e.location.pack))
+            .collect();
+        for group in entries.chunks(index::MAX_ENTRIES_PER_OBJECT) {
+            let name = crate::ids::ObjectId::random().to_hex();
+            self.write_object(&format!("index/{name}"), index::encode(&index, group))?;
+            self.catalog
+                .mark_known(name, super::rewrite::packs_of(group));
+        }
+        Ok(())
+    }
+
+    /// Bytes of the blobs the index lists in `packs`.
+    fn pack_bytes(&self, packs: impl Iterator<Item = u32>) -> u64 {
+        let packs: HashSet<u32> = packs.collect();
+        self.catalog
+            .read()
+            .entries()
+            .filter(|e| packs.contains(&e.location.pack))
+            .map(|e| u64::from(e.location.length))
+            .sum()
+    }
+}

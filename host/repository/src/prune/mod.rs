@@ -1,0 +1,283 @@
+//! Prune: give back the space of blobs no generation refers to, while
+//! backups of every client go on.
+//!
+//! A prune takes the prune lock (one prune at a time; backups are not
+//! stopped), then:
+//!
+//! 1. **Finishes earlier plans** ([`plan`]) whose runs have all ended,
+//!    abandons those without a runs record, and stops if a plan still
+//!    waits for a running backup (one plan at a time).
+//! 2. **Walks** every generation of every client ([`referenced`]).
+//! 3. **Decides** which packs go ([`verdict`]): those with nothing used
+//!    (deleted), and those over the unused threshold (rewritten).
+//! 4. **Writes** the used blobs of the packs to rewrite into new packs,
+//!    and new index objects listing every blob of every pack that stays;
+//!    nothing is deleted yet.
+//! 5. **Writes the plan**: the packs and index objects to delete. Then
+//!    lists the locks, and records the runs it found.
+//! 6. **Deletes** ([`finish`]) at once if no run was found; otherwise a
+//!    later prune does, once those runs have ended. Before deleting it
+//!    walks the generations committed since step 2 and keeps any pack
+//!    they still need.
+//!
+//! Why no interleaving with a backup loses data is argued in
+//! `docs/repository-format.md` ("Pruning beside backups"); in short: a
+//! backup writes its lock, then reads the plans; a prune writes its plan,
+//! then reads the locks; so every backup either knows the plan (and
+//! builds on no planned pack) or is a run the plan waits for (and what it
+//! commits is walked before anything is deleted).
+
+mod finish;
+pub mod plan;
+pub mod referenced;
+mod rewrite;
+pub mod verdict;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::error::{RepoError, RepoResult};
+use crate::ids::ObjectId;
+use crate::pack;
+use crate::Repository;
+
+use plan::Plan;
+use referenced::Referenced;
+pub(crate) use rewrite::packs_of;
+
+/// How a prune is to run.
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    /// Rewrite a pack whose unused bytes are more than this many percent.
+    pub repack_threshold: u8,
+    /// Decide and report only: write and delete nothing.
+    pub pretend: bool,
+    /// How long to wait for another prune to finish.
+    pub lock_timeout: Duration,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            repack_threshold: 20,
+            pretend: false,
+            lock_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The steps a prune reports progress in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PruneStep {
+    /// Walking generations: done and total generations.
+    Walk,
+    /// Copying used blobs out of packs: done and total packs.
+    Rewrite,
+    /// Deleting: done and total objects.
+    Delete,
+}
+
+/// What a prune did (or, pretending, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub pretend: bool,
+    /// Packs deleted (or to delete): with nothing used, and rewritten ones.
+    pub packs_deleted: u64,
+    /// Packs whose used blobs were copied into new packs.
+    pub packs_rewritten: u64,
+    /// Bytes of the packs deleted (of the blobs the index lists in
+    /// them); less `bytes_rewritten`, the space that comes back.
+    pub bytes_freed: u64,
+    /// Bytes copied into new packs.
+    pub bytes_rewritten: u64,
+    pub index_objects_deleted: u64,
+    /// The deletion waits for backups that began before the plan.
+    pub deferred: bool,
+    /// How many runs it waits for.
+    pub waiting_runs: u64,
+    /// Plans of earlier prunes finished by this one.
+    pub finished_earlier_plans: u64,
+    /// Plans of earlier prunes that stopped before recording their runs.
+    pub abandoned_plans: u64,
+    /// Packs a plan named that were kept, as generations committed since
+    /// still need them.
+    pub packs_kept_for_new_generations: u64,
+    /// Generations walked.
+    pub generations: u64,
+    /// Blobs referred to that are in no stored pack (see `fsck`).
+    pub missing_blobs: u64,
+    /// Keys of the packs (to be) deleted with nothing used in them.
+    pub delete: Vec<String>,
+    /// Keys of the packs (to be) rewritten.
+    pub rewrite: Vec<String>,
+}
+
+impl Repository {
+    /// Prune the repository (see the module's docs). `progress` is told
+    /// the step, what is done of it and its total.
+    pub fn prune(
+        &self,
+        options: &PruneOptions,
+        progress: &mut dyn FnMut(PruneStep, u64, u64),
+    ) -> RepoResult<PruneReport> {
+        if options.pretend {
+            return self.prune_steps(options, progress);
+        }
+        self.lock_prune(options.lock_timeout)?;
+        let result = self.prune_steps(options, progress);
+        let unlocked = self.unlock_prune();
+        let report = result?;
+        unlocked?;
+        Ok(report)
+    }
+
+    fn prune_steps(
+        &self,
+        options: &PruneOptions,
+        progress: &mut dyn FnMut(PruneStep, u64, u64),
+    ) -> RepoResult<PruneReport> {
+        let mut report = PruneReport {
+            pretend: options.pretend,
+            ..PruneReport::default()
+        };
+        let mut refs = Referenced::default();
+        // 1. Earlier plans.
+        if !options.pretend {
+            let plans = self.read_plans()?;
+            let live = if plans.is_empty() {
+                Vec::new()
+            } else {
+                self.live_runs()?
+            };
+            for stored in plans {
+                match &stored.runs {
+                    None => {
+                        tracing::info!(
+                            "abandoning the plan prune/{} of a prune that stopped early",
+                            stored.id
+                        );
+                        self.remove_plan(&stored.id)?;
+                        report.abandoned_plans += 1;
+                    }
+                    Some(runs) if runs.iter().any(|r| live.contains(r)) => {
+                        report.deferred = true;
+                        report.waiting_runs +=
+                            runs.iter().filter(|r| live.contains(r)).count() as u64;
+                    }
+                    Some(_) => {
+                        self.walk_new_generations(&mut refs, &mut |done, total| {
+                            progress(PruneStep::Walk, done, total)
+                        })?;
+                        self.finish_plan(&stored.id, &stored.plan, &refs, &mut report, progress)?;
+                        report.finished_earlier_plans += 1;
+                    }
+                }
+            }
+            if report.deferred {
+                return Ok(report);
+            }
+        }
+        // 2. Walk.
+        self.load_index()?;
+        // What a damaged index object lists is unknown: its packs would
+        // look unlisted, and the blobs generations need from them absent.
+        if let Some(problem) = self.damaged_index_objects().first() {
+            return Err(RepoError::Usage(format!(
+                "prune: {problem}; nothing was deleted (run 'obnam fsck')"
+            )));
+        }
+        self.walk_new_generations(&mut refs, &mut |done, total| {
+            progress(PruneStep::Walk, done, total)
+        })?;
+        report.generations = refs.generations() as u64;
+        // 3. Decide.
+        let stored = self.stored_packs()?;
+        let mut verdicts = {
+            let index = self.catalog.read();
+            verdict::decide(&index, &refs.blobs, &stored, options.repack_threshold)
+        };
+        // Packs no index object lists may hold what generations miss
+        // (an index object deleted by hand, say): keep them then.
+        if (verdicts.missing_blobs > 0 || refs.missing_trees > 0) && !verdicts.unlisted.is_empty() {
+            tracing::warn!(
+                "keeping {} packs that no index object lists, as generations refer to data \
+                 that is in no listed pack",
+                verdicts.unlisted.len()
+            );
+            verdicts.unlisted.clear();
+        }
+        report.missing_blobs = verdicts.missing_blobs;
+        report.delete = verdicts.delete.iter().map(|p| pack::key(&p.id)).collect();
+        report
+            .delete
+            .extend(verdicts.unlisted.iter().map(pack::key));
+        report.rewrite = verdicts.rewrite.iter().map(|p| pack::key(&p.id)).collect();
+        if verdicts.is_empty() {
+            return Ok(report);
+        }
+        if options.pretend {
+            let going = verdicts.delete.iter().chain(&verdicts.rewrite);
+            report.bytes_freed = going.map(|p| p.bytes).sum();
+            report.packs_deleted =
+                (verdicts.delete.len() + verdicts.rewrite.len() + verdicts.unlisted.len()) as u64;
+            report.packs_rewritten = verdicts.rewrite.len() as u64;
+            report.bytes_rewritten = verdicts.rewrite.iter().map(|p| p.used).sum();
+            return Ok(report);
+        }
+        // 4. Copy what is used out of the packs to rewrite; index anew
+        // every blob of every pack that stays.
+        let used = {
+            let index = self.catalog.read();
+            verdict::used_entries(&index, &refs.blobs, &stored, &verdicts.rewrite)
+        };
+        report.bytes_rewritten =
+            self.copy_used_blobs(&verdicts.rewrite, &used, &mut |done, total| {
+                progress(PruneStep::Rewrite, done, total)
+            })?;
+        report.packs_rewritten = verdicts.rewrite.len() as u64;
+        let doomed = verdicts.doomed();
+        let replaced = self.loaded_and_own_index_objects();
+        // The packs just written are stored too.
+        let stored = self.stored_packs()?;
+        let written = self.write_index_of_kept_packs(&stored, &doomed)?;
+        // 5. The plan, then the runs that may have missed it.
+        let mut packs: Vec<ObjectId> = verdicts
+            .delete
+            .iter()
+            .chain(&verdicts.rewrite)
+            .map(|p| p.id)
+            .chain(verdicts.unlisted.iter().copied())
+            .collect();
+        packs.sort();
+        let written: HashSet<String> = written.into_iter().collect();
+        let plan = Plan {
+            created: crate::now_ns(),
+            packs: packs.iter().map(ObjectId::to_hex).collect(),
+            index: replaced
+                .into_iter()
+                .filter(|n| !written.contains(n))
+                .collect(),
+        };
+        let plan_id = self.write_plan(&plan)?;
+        let runs = self.live_runs()?;
+        self.write_plan_runs(&plan_id, &runs)?;
+        // 6. Delete now, or leave it to a later prune.
+        if runs.is_empty() {
+            self.walk_new_generations(&mut refs, &mut |done, total| {
+                progress(PruneStep::Walk, done, total)
+            })?;
+            self.finish_plan(&plan_id, &plan, &refs, &mut report, progress)?;
+        } else {
+            tracing::info!(
+                "the deletion waits for {} runs that began before this prune's plan",
+                runs.len()
+            );
+            report.deferred = true;
+            report.waiting_runs = runs.len() as u64;
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,109 @@
+//! What the generations refer to: every tree and chunk reachable from
+//! the root tree of any generation of any client, checkpoints included.
+//!
+//! The walk reads each tree once, however many generations share it, so
+//! walking a new generation after the others costs only the directories
+//! it changed. A tree that cannot be found in the index (lost with its
+//! pack) is counted and skipped: what only it refers to can no longer be
+//! restored anyway. Any other failure to read a generation or a tree ends
+//! the prune before it deletes anything: what it refers to is unknown.
+
+use std::collections::HashSet;
+
+use crate::error::{RepoError, RepoResult};
+use crate::generation::Generation;
+use crate::ids::ChunkId;
+use crate::storage::StorageError;
+use crate::Repository;
+
+/// The blobs generations refer to, and the generations walked so far.
+#[derive(Default)]
+pub struct Referenced {
+    /// Trees and chunks.
+    pub blobs: HashSet<ChunkId>,
+    /// Generation objects walked (their storage keys).
+    walked: HashSet<String>,
+    /// Trees referred to that the index does not know.
+    pub missing_trees: u64,
+}
+
+impl Referenced {
+    /// Number of generations walked.
+    pub fn generations(&self) -> usize {
+        self.walked.len()
+    }
+}
+
+impl Repository {
+    /// Walk every generation not walked yet (one listing of
+    /// `generations/`); `progress` is told the generations done and the
+    /// total.
+    pub(crate) fn walk_new_generations(
+        &self,
+        refs: &mut Referenced,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> RepoResult<()> {
+        let keys: Vec<String> = self
+            .storage()
+            .list_recursive("generations/")?
+            .into_iter()
+            .filter(|k| !refs.walked.contains(k))
+            .collect();
+        let total = keys.len() as u64;
+        let mut gens = Vec::with_capacity(keys.len());
+        for key in keys {
+            let data = match self.read_object(&key) {
+                Ok(data) => data,
+                // Forgotten since the listing: nothing to keep for it.
+                Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
+                Err(e) => return Err(e),
+            };
+            let gen: Generation =
+                serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
+            gens.push((key, gen));
+        }
+        // A generation is committed after the index objects of what it
+        // refers to: once those written until now are loaded, every
+        // generation just read is complete in the index.
+        self.load_index()?;
+        for (done, (key, gen)) in gens.into_iter().enumerate() {
+            progress(done as u64, total);
+            self.walk_tree(gen.root.0, refs)?;
+            refs.walked.insert(key);
+        }
+        progress(total, total);
+        Ok(())
+    }
+
+    /// Mark a tree and everything below it.
+    fn walk_tree(&self, root: ChunkId, refs: &mut Referenced) -> RepoResult<()> {
+        if !refs.blobs.insert(root) {
+            return Ok(());
+        }
+        // Each tree is pushed once (when first marked), so the walk ends
+        // even on trees that contain themselves.
+        let mut stack = vec![root];
+        while let Some(id) = stack.pop() {
+            let tree = match self.get_tree(&id) {
+                Ok(tree) => tree,
+                Err(RepoError::NoSuchChunk(_)) => {
+                    tracing::warn!(
+                        "tree/{id} is in no pack (lost?): what only it refers to is not kept"
+                    );
+                    refs.missing_trees += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for entry in &tree.entries {
+                refs.blobs.extend(entry.chunks.iter().map(|c| c.0));
+                if let Some(sub) = entry.subtree {
+                    if refs.blobs.insert(sub.0) {
+                        stack.push(sub.0);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,107 @@
+//! Step 4 of a prune: copy the used blobs out of the packs to rewrite,
+//! and index anew every blob of every pack that stays. Nothing is
+//! deleted here: what this writes only duplicates what is there.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::blobs::blob_context;
+use crate::error::{RepoError, RepoResult};
+use crate::ids::ObjectId;
+use crate::index::{self, IndexEntry};
+use crate::pack;
+use crate::Repository;
+
+use super::verdict::PackUse;
+
+/// The pack numbers `entries` are in, each once.
+pub(crate) fn packs_of(entries: &[IndexEntry]) -> Vec<u32> {
+    let mut packs: Vec<u32> = entries.iter().map(|e| e.location.pack).collect();
+    packs.sort_unstable();
+    packs.dedup();
+    packs
+}
+
+/// Entries per index object a prune writes: small enough that encoding
+/// one holds little memory beside the index.
+const ENTRIES_PER_OBJECT: usize = 1 << 18;
+
+impl Repository {
+    /// Copy the used blobs of `packs` (`used`, by pack number) into new
+    /// packs, each checked against its id on the way; returns the bytes
+    /// copied. The new packs and their index objects are written when
+    /// this returns.
+    pub(super) fn copy_used_blobs(
+        &self,
+        packs: &[PackUse],
+        used: &HashMap<u32, Vec<IndexEntry>>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> RepoResult<u64> {
+        let total = packs.len() as u64;
+        let mut copied = 0;
+        for (done, p) in packs.iter().enumerate() {
+            progress(done as u64, total);
+            let Some(entries) = used.get(&p.number) else {
+                continue;
+            };
+            let key = pack::key(&p.id);
+            let bytes = self
+                .storage()
+                .read_limited(&key, crate::limits::MAX_PACK_LEN)?;
+            for e in entries {
+                let context = blob_context(&e.id, e.location.kind);
+                let start = e.location.offset as usize;
+                let stored = start
+                    .checked_add(e.location.length as usize)
+                    .and_then(|end| bytes.get(start..end))
+                    .ok_or_else(|| {
+                        RepoError::corrupt(&key, format!("blob {} lies outside the pack", e.id))
+                    })?;
+                // Never carry damage into a new pack: a used blob that
+                // does not match its id stops the prune (run fsck).
+                let plain = self.codec.open_blob(&context, stored.to_vec())?;
+                self.verify_blob(&context, &e.id, &plain)?;
+                self.uploads
+                    .put_stored(self, e.id, e.location.kind, stored)?;
+                copied += u64::from(e.location.length);
+            }
+        }
+        self.flush()?;
+        progress(total, total);
+        Ok(copied)
+    }
+
+    /// The index objects loaded so far and those this process wrote: what
+    /// the index objects of kept packs replace.
+    pub(super) fn loaded_and_own_index_objects(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.catalog.object_packs().into_keys().collect();
+        names.extend(self.uploads.written_index_names());
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Write index objects listing every blob of every stored pack that
+    /// is not `doomed`; returns their names.
+    pub(super) fn write_index_of_kept_packs(
+        &self,
+        stored: &HashSet<ObjectId>,
+        doomed: &HashSet<u32>,
+    ) -> RepoResult<Vec<String>> {
+        let index = self.catalog.read();
+        let keep = |n: u32| {
+            !doomed.contains(&n) && index.pack_id(n).is_some_and(|id| stored.contains(&id))
+        };
+        let mut names = Vec::new();
+        let mut group: Vec<IndexEntry> = Vec::with_capacity(ENTRIES_PER_OBJECT);
+        let mut entries = index.entries().filter(|e| keep(e.location.pack)).peekable();
+        while entries.peek().is_some() {
+            group.clear();
+            group.extend(entries.by_ref().take(ENTRIES_PER_OBJECT));
+            let name = ObjectId::random().to_hex();
+            self.write_object(&format!("index/{name}"), index::encode(&index, &group))?;
+            self.catalog.mark_known(name.clone(), packs_of(&group));
+            names.push(name);
+        }
+        Ok(names)
+    }
+}

@@ -1,0 +1,158 @@
+//! Prune on the engine alone: what a reader that opened the repository
+//! before a prune sees after it, and a second prune with nothing to do.
+
+use std::sync::Arc;
+
+use crate::generation::{Generation, GenerationBuilder, GenerationReader};
+use crate::ids::ChunkId;
+use crate::tree::{EntryKind, StoredChunkId, TreeEntry};
+use crate::{OpenOptions, Repository};
+
+use super::{PruneOptions, PruneReport};
+
+fn open(dir: &std::path::Path) -> Arc<Repository> {
+    let options = OpenOptions {
+        create: true,
+        pack_size: 1 << 16,
+        ..OpenOptions::default()
+    };
+    Arc::new(
+        Repository::open(
+            dir.to_str().unwrap(),
+            &options,
+            Arc::new(crate::object::NoFilters),
+        )
+        .unwrap(),
+    )
+}
+
+fn data(i: u32) -> Vec<u8> {
+    let mut d = format!("file {i} ").into_bytes();
+    d.resize(3000, (i % 200) as u8 + 1);
+    d
+}
+
+/// A generation of client `c` holding files `files`, one chunk each.
+fn backup(repo: &Arc<Repository>, files: impl Iterator<Item = u32>) -> (Generation, Vec<ChunkId>) {
+    repo.add_client("c").unwrap();
+    let b = GenerationBuilder::new(repo.clone(), "c", false).unwrap();
+    b.put(b"/d", TreeEntry::bare_dir(b"")).unwrap();
+    let mut ids = Vec::new();
+    for i in files {
+        let d = data(i);
+        let token = repo.token(&d);
+        let id = match repo.find_chunks(&token).first() {
+            Some(id) => *id,
+            None => repo.put_chunk(token, d.clone()).unwrap(),
+        };
+        let mut e = TreeEntry::bare_dir(b"x");
+        e.kind = EntryKind::File;
+        e.mode = 0o100644;
+        e.size = d.len() as u64;
+        e.chunks = vec![StoredChunkId(id)];
+        b.put(format!("/d/f{i}").as_bytes(), e).unwrap();
+        ids.push(id);
+    }
+    b.finish_dir(b"/d").unwrap();
+    (b.commit(false).unwrap(), ids)
+}
+
+fn prune(repo: &Repository, threshold: u8) -> PruneReport {
+    let options = PruneOptions {
+        repack_threshold: threshold,
+        ..PruneOptions::default()
+    };
+    repo.prune(&options, &mut |_, _, _| {}).unwrap()
+}
+
+#[test]
+fn a_reader_opened_before_a_prune_reads_the_blobs_it_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path());
+    let (first, _) = backup(&repo, 0..20);
+    let (second, kept) = backup(&repo, 0..10);
+    repo.remove_generation("c", &first.id).unwrap();
+    drop(repo);
+
+    // A reader that loaded the index before the prune.
+    let reader = open(dir.path());
+    assert_eq!(reader.generations("c").unwrap().len(), 1);
+
+    let pruner = open(dir.path());
+    let report = prune(&pruner, 20);
+    assert!(report.packs_rewritten > 0, "{report:?}");
+    assert!(report.packs_deleted > 0, "{report:?}");
+    assert!(!report.deferred);
+
+    // Its index places the kept chunks in packs that are gone now.
+    for (i, id) in kept.iter().enumerate() {
+        assert_eq!(reader.get_chunk(id).unwrap(), data(i as u32));
+    }
+    let gen = GenerationReader::new(reader.clone(), second);
+    assert_eq!(gen.list_dir(b"/d").unwrap().unwrap().len(), 10);
+
+    // Nothing more to do, and nothing lost.
+    let again = prune(&open(dir.path()), 20);
+    assert_eq!(
+        (again.packs_deleted, again.packs_rewritten),
+        (0, 0),
+        "{again:?}"
+    );
+    let fresh = open(dir.path());
+    assert!(fresh.check_objects(true).unwrap().problems.is_empty());
+    for (i, id) in kept.iter().enumerate() {
+        assert_eq!(fresh.get_chunk(id).unwrap(), data(i as u32));
+    }
+}
+
+#[test]
+fn pretending_writes_nothing_and_tells_what_a_prune_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path());
+    let (first, _) = backup(&repo, 0..20);
+    backup(&repo, 10..30);
+    repo.remove_generation("c", &first.id).unwrap();
+    let listing = |dir: &std::path::Path| {
+        let mut names: Vec<_> = walkdir(dir);
+        names.sort();
+        names
+    };
+    let before = listing(dir.path());
+    let options = PruneOptions {
+        pretend: true,
+        ..PruneOptions::default()
+    };
+    let pretended = open(dir.path()).prune(&options, &mut |_, _, _| {}).unwrap();
+    assert_eq!(listing(dir.path()), before);
+    let done = prune(&open(dir.path()), 20);
+    for (what, p, d) in [
+        ("packs deleted", pretended.packs_deleted, done.packs_deleted),
+        (
+            "packs rewritten",
+            pretended.packs_rewritten,
+            done.packs_rewritten,
+        ),
+        ("bytes freed", pretended.bytes_freed, done.bytes_freed),
+        (
+            "bytes rewritten",
+            pretended.bytes_rewritten,
+            done.bytes_rewritten,
+        ),
+    ] {
+        assert_eq!(p, d, "{what}: {pretended:?} {done:?}");
+    }
+    assert!(done.packs_deleted > 0);
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walkdir(&e.path()));
+        } else {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
+}

@@ -1,0 +1,264 @@
+//! Which packs a prune deletes and which it rewrites: a pure function of
+//! the index, the blobs referred to and the packs stored.
+//!
+//! Each referred-to blob needs one copy: the first one in a stored pack,
+//! in pack order, is *the* copy; others are as unused as blobs nothing
+//! refers to. A pack with no used byte is deleted; one whose unused
+//! share of bytes is over the threshold is rewritten (its used blobs
+//! copied into new packs, then it is deleted). Packs the storage holds
+//! that no index object lists are deleted too (left by a run that
+//! stopped before it wrote their index object; the plan's later steps
+//! keep any that turns out listed after all).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::ids::{ChunkId, ObjectId};
+use crate::index::{Index, IndexEntry, Location};
+
+/// How much of one pack is used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackUse {
+    pub id: ObjectId,
+    pub number: u32,
+    /// Bytes of blobs the index lists in it.
+    pub bytes: u64,
+    /// Bytes of those that are used.
+    pub used: u64,
+    pub blobs: u64,
+    pub used_blobs: u64,
+}
+
+impl PackUse {
+    /// Bytes not used.
+    pub fn unused(&self) -> u64 {
+        self.bytes - self.used
+    }
+}
+
+/// What a prune will do with the packs.
+#[derive(Debug, Default)]
+pub struct Verdicts {
+    /// Packs with nothing used in them.
+    pub delete: Vec<PackUse>,
+    /// Packs used in part, over the threshold.
+    pub rewrite: Vec<PackUse>,
+    /// Packs stored that no index object lists.
+    pub unlisted: Vec<ObjectId>,
+    /// Referred-to blobs that are in no stored pack.
+    pub missing_blobs: u64,
+}
+
+impl Verdicts {
+    /// Whether the prune has nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.delete.is_empty() && self.rewrite.is_empty() && self.unlisted.is_empty()
+    }
+
+    /// The numbers of the packs that go (deleted or rewritten).
+    pub fn doomed(&self) -> HashSet<u32> {
+        self.delete
+            .iter()
+            .chain(&self.rewrite)
+            .map(|p| p.number)
+            .collect()
+    }
+}
+
+/// The copy of a blob that a prune keeps: the first in a stored pack, in
+/// pack-id order.
+fn the_copy(index: &Index, id: &ChunkId, stored: &HashSet<ObjectId>) -> Option<Location> {
+    index
+        .locations(id)
+        .into_iter()
+        .filter_map(|l| Some((index.pack_id(l.pack)?, l)))
+        .filter(|(pack, _)| stored.contains(pack))
+        .min_by_key(|(pack, l)| (*pack, l.offset))
+        .map(|(_, l)| l)
+}
+
+/// Decide, for a `threshold` in percent of unused bytes (0: rewrite a
+/// pack with any unused byte; 100: never rewrite).
+pub fn decide(
+    index: &Index,
+    referenced: &HashSet<ChunkId>,
+    stored: &HashSet<ObjectId>,
+    threshold: u8,
+) -> Verdicts {
+    let mut packs: BTreeMap<ObjectId, PackUse> = BTreeMap::new();
+    for e in index.entries() {
+        let Some(id) = index
+            .pack_id(e.location.pack)
+            .filter(|id| stored.contains(id))
+        else {
+            continue;
+        };
+        let p = packs.entry(id).or_insert_with(|| PackUse {
+            id,
+            number: e.location.pack,
+            bytes: 0,
+            used: 0,
+            blobs: 0,
+            used_blobs: 0,
+        });
+        p.bytes += u64::from(e.location.length);
+        p.blobs += 1;
+    }
+    let mut missing_blobs = 0;
+    for id in referenced {
+        match the_copy(index, id, stored).and_then(|l| Some((index.pack_id(l.pack)?, l))) {
+            Some((pack, l)) => {
+                if let Some(p) = packs.get_mut(&pack) {
+                    p.used += u64::from(l.length);
+                    p.used_blobs += 1;
+                }
+            }
+            None => missing_blobs += 1,
+        }
+    }
+    let listed: HashSet<ObjectId> = packs.keys().copied().collect();
+    let mut verdicts = Verdicts {
+        missing_blobs,
+        unlisted: stored.difference(&listed).copied().collect(),
+        ..Verdicts::default()
+    };
+    verdicts.unlisted.sort();
+    for p in packs.into_values() {
+        if p.used == 0 {
+            verdicts.delete.push(p);
+        } else if p.unused() > 0
+            && u128::from(p.unused()) * 100 > u128::from(threshold) * u128::from(p.bytes)
+        {
+            verdicts.rewrite.push(p);
+        }
+    }
+    verdicts
+}
+
+/// The used blobs of the packs to rewrite, by pack number: the copies
+/// [`decide`] counted as used.
+pub fn used_entries(
+    index: &Index,
+    referenced: &HashSet<ChunkId>,
+    stored: &HashSet<ObjectId>,
+    rewrite: &[PackUse],
+) -> HashMap<u32, Vec<IndexEntry>> {
+    let wanted: HashSet<u32> = rewrite.iter().map(|p| p.number).collect();
+    let mut out: HashMap<u32, Vec<IndexEntry>> = HashMap::new();
+    for e in index.entries() {
+        if wanted.contains(&e.location.pack)
+            && referenced.contains(&e.id)
+            && the_copy(index, &e.id, stored) == Some(e.location)
+        {
+            out.entry(e.location.pack).or_default().push(e);
+        }
+    }
+    for entries in out.values_mut() {
+        entries.sort_by_key(|e| e.location.offset);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Token;
+    use crate::index::{BlobKind, Location};
+
+    fn id(n: u8) -> ChunkId {
+        ChunkId {
+            token: Token([n; 32]),
+            variant: 0,
+        }
+    }
+
+    /// An index of packs, each a list of (blob, length), as loaded from
+    /// index objects (where a blob may be listed in two packs).
+    fn index_of(packs: &[(ObjectId, &[(u8, u32)])]) -> Index {
+        let mut index = Index::default();
+        let mut entries = Vec::new();
+        for (pack, blobs) in packs {
+            let number = index.pack_number(*pack);
+            let mut offset = 8;
+            for (n, len) in *blobs {
+                entries.push(IndexEntry {
+                    id: id(*n),
+                    location: Location {
+                        pack: number,
+                        offset,
+                        length: *len,
+                        kind: BlobKind::Data,
+                    },
+                });
+                offset += len;
+            }
+        }
+        index.extend_loaded(entries);
+        index.finish_loading();
+        index
+    }
+
+    fn pack(n: u8) -> ObjectId {
+        ObjectId([n; 16])
+    }
+
+    #[test]
+    fn unused_packs_go_and_half_used_ones_are_rewritten_over_the_threshold() {
+        let index = index_of(&[
+            (pack(1), &[(1, 100), (2, 100)]),
+            (pack(2), &[(3, 100), (4, 100)]),
+            (pack(3), &[(5, 100), (6, 300)]),
+        ]);
+        let stored: HashSet<ObjectId> = [pack(1), pack(2), pack(3), pack(9)].into();
+        let referenced: HashSet<ChunkId> = [id(1), id(2), id(3), id(6)].into();
+        let v = decide(&index, &referenced, &stored, 20);
+        assert!(v.delete.is_empty());
+        // Pack 2: half unused (over 20 %); pack 3: a quarter (over 20 %).
+        let rewrite: Vec<ObjectId> = v.rewrite.iter().map(|p| p.id).collect();
+        assert_eq!(rewrite, vec![pack(2), pack(3)]);
+        assert_eq!(v.unlisted, vec![pack(9)]);
+        // At 30 % only pack 2 goes; at 100 % none.
+        assert_eq!(decide(&index, &referenced, &stored, 30).rewrite.len(), 1);
+        assert!(decide(&index, &referenced, &stored, 100).rewrite.is_empty());
+        // Nothing referenced: every pack goes, none is rewritten.
+        let v = decide(&index, &HashSet::new(), &stored, 0);
+        assert_eq!(v.delete.len(), 3);
+        assert!(v.rewrite.is_empty());
+    }
+
+    #[test]
+    fn a_blob_in_two_packs_is_used_in_one() {
+        // Blob 1 in pack 1, and a copy of it in pack 2 (left by an
+        // earlier rewrite).
+        let index = index_of(&[(pack(1), &[(1, 100)]), (pack(2), &[(2, 100), (1, 100)])]);
+        assert_eq!(index.locations(&id(1)).len(), 2);
+        let stored: HashSet<ObjectId> = [pack(1), pack(2)].into();
+        let referenced: HashSet<ChunkId> = [id(1)].into();
+        let v = decide(&index, &referenced, &stored, 20);
+        // Pack 1 holds the copy; pack 2 holds nothing used.
+        let deleted: Vec<ObjectId> = v.delete.iter().map(|p| p.id).collect();
+        assert_eq!(deleted, vec![pack(2)]);
+        assert!(v.rewrite.is_empty());
+        assert_eq!(v.missing_blobs, 0);
+    }
+
+    #[test]
+    fn referenced_blobs_in_no_stored_pack_are_counted() {
+        let index = index_of(&[(pack(1), &[(1, 100)])]);
+        let stored: HashSet<ObjectId> = HashSet::new();
+        let referenced: HashSet<ChunkId> = [id(1), id(7)].into();
+        let v = decide(&index, &referenced, &stored, 20);
+        assert_eq!(v.missing_blobs, 2);
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn used_entries_are_the_copies_decide_counted() {
+        let index = index_of(&[(pack(1), &[(1, 100), (2, 100)])]);
+        let stored: HashSet<ObjectId> = [pack(1)].into();
+        let referenced: HashSet<ChunkId> = [id(2)].into();
+        let v = decide(&index, &referenced, &stored, 20);
+        let used = used_entries(&index, &referenced, &stored, &v.rewrite);
+        let ids: Vec<ChunkId> = used.values().flatten().map(|e| e.id).collect();
+        assert_eq!(ids, vec![id(2)]);
+    }
+}

@@ -1,0 +1,151 @@
+//! The `prune` subcommand (and `forget --prune`): the repository's
+//! engine does the work ([`Repository::prune`]); this reads the
+//! settings, shows progress and reports what was done.
+
+use std::ffi::OsString;
+use std::time::Instant;
+
+use serde_json::json;
+
+use plugin_api::{Context, PruneOptions, PruneReport, PruneStep, Result};
+
+/// The default of `--repack-threshold`: a pack is rewritten once more
+/// than a fifth of it is unused (restic's default too).
+pub const DEFAULT_REPACK_THRESHOLD: &str = "20";
+
+/// `obnam prune`.
+pub fn prune(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
+    if let Some(arg) = args.first() {
+        plugin_api::bail!(
+            "prune: takes no arguments, got '{}' (to remove generations use 'obnam forget')",
+            arg.to_string_lossy()
+        );
+    }
+    run(ctx)
+}
+
+/// Read the settings, prune, and report.
+pub fn run(ctx: &Context<'_>) -> Result<()> {
+    let options = PruneOptions {
+        repack_threshold: threshold(ctx)?,
+        pretend: ctx.boolean("pretend")?,
+    };
+    let json = ctx.string("output-format")?.as_deref() == Some("json");
+    let repo = ctx.repository(false)?;
+    let started = Instant::now();
+    let report = repo.prune(options, |step, done, total| {
+        let what = match step {
+            PruneStep::Walk => "generations walked",
+            PruneStep::Rewrite => "packs rewritten",
+            PruneStep::Delete => "objects deleted",
+        };
+        ctx.status(&format!("prune: {done}/{total} {what}"));
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    if json {
+        print_json(ctx, &report, seconds)
+    } else {
+        print_text(ctx, &report, seconds)
+    }
+}
+
+/// `--repack-threshold`, checked: a percentage.
+fn threshold(ctx: &Context<'_>) -> Result<u8> {
+    let value = ctx.integer("repack-threshold")?;
+    match u8::try_from(value) {
+        Ok(v) if v <= 100 => Ok(v),
+        _ => plugin_api::bail!("--repack-threshold: {value} is not a percentage (give 0 to 100)"),
+    }
+}
+
+fn print_text(ctx: &Context<'_>, r: &PruneReport, seconds: f64) -> Result<()> {
+    if r.abandoned_plans > 0 {
+        ctx.outln(&format!(
+            "dropped {} plan(s) of earlier prunes that stopped before deleting",
+            r.abandoned_plans
+        ))?;
+    }
+    if r.finished_earlier_plans > 0 {
+        ctx.outln(&format!(
+            "finished {} plan(s) of earlier prunes",
+            r.finished_earlier_plans
+        ))?;
+    }
+    if r.missing_blobs > 0 {
+        ctx.outln(&format!(
+            "warning: generations refer to {} blobs that are in no pack (run 'obnam fsck')",
+            r.missing_blobs
+        ))?;
+    }
+    if r.pretend {
+        for key in &r.delete {
+            ctx.outln(&format!("delete {key}"))?;
+        }
+        for key in &r.rewrite {
+            ctx.outln(&format!("rewrite {key}"))?;
+        }
+        ctx.outln(&format!("packs to delete: {}", r.packs_deleted))?;
+        ctx.outln(&format!("packs to rewrite: {}", r.packs_rewritten))?;
+        ctx.outln(&format!("bytes to free: {}", r.bytes_freed))?;
+        ctx.outln(&format!("bytes to rewrite: {}", r.bytes_rewritten))?;
+        ctx.outln(&format!(
+            "space to come back: {}",
+            human_bytes(r.bytes_freed.saturating_sub(r.bytes_rewritten))
+        ))?;
+    } else {
+        if r.deferred {
+            ctx.outln(&format!(
+                "deletion deferred: {} backups that began before this prune are still running; \
+                 the next prune finishes it",
+                r.waiting_runs
+            ))?;
+        }
+        ctx.outln(&format!("packs deleted: {}", r.packs_deleted))?;
+        ctx.outln(&format!("packs rewritten: {}", r.packs_rewritten))?;
+        ctx.outln(&format!("bytes freed: {}", r.bytes_freed))?;
+        ctx.outln(&format!("bytes rewritten: {}", r.bytes_rewritten))?;
+        ctx.outln(&format!(
+            "space given back: {}",
+            human_bytes(r.bytes_freed.saturating_sub(r.bytes_rewritten))
+        ))?;
+    }
+    ctx.outln(&format!("time: {seconds:.2} s"))
+}
+
+/// Bytes for people: `1.5 MiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn print_json(ctx: &Context<'_>, r: &PruneReport, seconds: f64) -> Result<()> {
+    let value = json!({
+        "pretend": r.pretend,
+        "packs_deleted": r.packs_deleted,
+        "packs_rewritten": r.packs_rewritten,
+        "bytes_freed": r.bytes_freed,
+        "bytes_rewritten": r.bytes_rewritten,
+        "index_objects_deleted": r.index_objects_deleted,
+        "deferred": r.deferred,
+        "waiting_runs": r.waiting_runs,
+        "finished_earlier_plans": r.finished_earlier_plans,
+        "abandoned_plans": r.abandoned_plans,
+        "packs_kept_for_new_generations": r.packs_kept_for_new_generations,
+        "generations": r.generations,
+        "missing_blobs": r.missing_blobs,
+        "seconds": seconds,
+        "delete": r.delete,
+        "rewrite": r.rewrite,
+    });
+    ctx.outln(&serde_json::to_string_pretty(&value)?)
+}

@@ -1,0 +1,42 @@
+//! The `remove-client NAME` subcommand: every generation of a client,
+//! then the client itself, under the client's lock (so never while a
+//! backup of it runs). The data goes with the next prune.
+
+use std::ffi::OsString;
+
+use plugin_api::{Context, Result};
+
+/// `obnam remove-client NAME`.
+pub fn remove_client(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
+    let name = match args.as_slice() {
+        [one] => match one.to_str() {
+            Some(name) if !name.is_empty() => name.to_string(),
+            _ => plugin_api::bail!(
+                "remove-client: '{}' is not a client name",
+                one.to_string_lossy()
+            ),
+        },
+        [] => plugin_api::bail!("remove-client: give the name of the client to remove"),
+        _ => plugin_api::bail!("remove-client: give one client name, got {}", args.len()),
+    };
+    let repo = ctx.repository(false)?;
+    if !repo.clients()?.contains(&name) {
+        plugin_api::bail!(
+            "remove-client: there is no client '{name}' (see 'obnam clients'); nothing was removed"
+        );
+    }
+    if ctx.boolean("pretend")? {
+        let count = repo.generations(&name)?.len();
+        return ctx.outln(&format!(
+            "would remove client {name} and its {count} generations"
+        ));
+    }
+    repo.lock_client(&name)?;
+    let removed = repo.remove_client(&name);
+    let unlocked = repo.unlock_client(&name);
+    let count = removed?;
+    unlocked?;
+    ctx.outln(&format!(
+        "removed client {name} and its {count} generations"
+    ))
+}
