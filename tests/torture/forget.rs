@@ -60,10 +60,11 @@ impl ClientReport {
     }
 }
 
-/// Read `forget --output-format json`: an array of per-client objects.
+/// Read `forget --output-format json`: an array of per-client objects
+/// (the first JSON document of `stdout`: with `--prune`, prune's follows).
 pub fn parse_json(stdout: &str) -> Result<Vec<ClientReport>, String> {
-    let doc: serde_json::Value =
-        serde_json::from_str(stdout).map_err(|e| format!("forget JSON: {e}:\n{stdout}"))?;
+    let docs = crate::prune::json_documents(stdout)?;
+    let doc = docs.first().ok_or("forget printed no JSON")?;
     let clients = doc.as_array().ok_or("forget JSON is not a list")?;
     clients
         .iter()
@@ -260,7 +261,10 @@ mod tests {
         let before = report(&[("a", false, false), ("x", true, false), ("b", false, false)]);
         let none = BTreeSet::new();
         // Nothing new: the latest stays, and with two needed, all stay.
-        assert_eq!(could_remove(&before, &none, 0, 1), BTreeSet::from(["a".into()]));
+        assert_eq!(
+            could_remove(&before, &none, 0, 1),
+            BTreeSet::from(["a".into()])
+        );
         assert!(could_remove(&before, &none, 0, 2).is_empty());
         // A failed backup may have made one more: then b may go too.
         assert_eq!(

@@ -20,6 +20,7 @@
 
 mod forget;
 mod manifest;
+mod prune;
 mod rng;
 mod runs;
 mod sources;
@@ -67,7 +68,11 @@ fn play(cfg: Config) -> Stats {
     let mut world = World::new(cfg);
     world.play();
     if std::env::var("OBNAM_TORTURE_LOG").as_deref() == Ok("1") {
-        eprintln!("torture: the schedule of seed {}:\n{}", cfg_seed, world.schedule());
+        eprintln!(
+            "torture: the schedule of seed {}:\n{}",
+            cfg_seed,
+            world.schedule()
+        );
     }
     eprintln!("torture: {}", world.summary());
     world.stats.clone()

@@ -22,7 +22,9 @@
 //!    of the client's runs;
 //! 4. `latest` is the finished generation of the client's last run, when
 //!    that run succeeded (and no forget removed it since);
-//! 5. `fsck --verify-data` finds no problem;
+//! 5. `fsck --verify-data` finds no problem (one beside a forget may name
+//!    the generations that forget removed under it: see
+//!    `World::fsck_beside_forget`);
 //! 6. a restore that reports success under injected faults restored the
 //!    right data (faults may stop a run, never corrupt its result);
 //! 7. at the end, after one clean backup of every client, no lock is left;
@@ -41,7 +43,16 @@
 //!    removed generation is never listed again; the model forgets it (it
 //!    no longer has to restore), and a restore or `ls` beside the forget
 //!    may fail, with an `ERROR:` line, only if a generation it could have
-//!    been reading was removed.
+//!    been reading was removed;
+//! 9. a prune (alone, `forget --prune`, or two at once) beside backups of
+//!    every client, restores, forgets and fsck, killed or crashed or
+//!    failed on a storage fault at any moment, loses nothing: invariants
+//!    2 to 6 hold after it (the end restores every committed generation
+//!    after its prunes, and fsck follows), a prune without faults after a
+//!    failed one succeeds, and at
+//!    the end a prune with nothing beside it carries out every plan,
+//!    finds no generation referring to data in no pack, leaves no plan,
+//!    and leaves a second prune nothing to delete or rewrite.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -91,6 +102,15 @@ pub struct Stats {
     pub forgets_reported: u64,
     /// Committed generations that forgets removed.
     pub generations_forgotten: u64,
+    /// Prunes (`forget --prune` included) and those that reported success.
+    pub prunes: u64,
+    pub prunes_reported: u64,
+    /// Reported prunes whose deletion waited for runs beside them.
+    pub prunes_deferred: u64,
+    pub packs_deleted: u64,
+    pub packs_rewritten: u64,
+    /// fsck runs that named generations a forget removed under them.
+    pub fsck_forget_races: u64,
 }
 
 impl Stats {
@@ -111,6 +131,12 @@ impl Stats {
         self.forgets += o.forgets;
         self.forgets_reported += o.forgets_reported;
         self.generations_forgotten += o.generations_forgotten;
+        self.prunes += o.prunes;
+        self.prunes_reported += o.prunes_reported;
+        self.prunes_deferred += o.prunes_deferred;
+        self.packs_deleted += o.packs_deleted;
+        self.packs_rewritten += o.packs_rewritten;
+        self.fsck_forget_races += o.fsck_forget_races;
     }
 }
 
@@ -121,7 +147,9 @@ impl std::fmt::Display for Stats {
             "{} steps, {} obnam processes: {} backups ({} committed), {} kill -9, {} SIGINT, \
              {} crash limits, {} runs with storage faults ({} runs stopped by a fault in all), \
              {} concurrent groups ({} with one client twice), {} restores verified, {} fsck, \
-             {} forgets ({} reported success, {} committed generations removed)",
+             {} forgets ({} reported success, {} committed generations removed), \
+             {} prunes ({} reported success, {} deferred; {} packs deleted, {} rewritten), \
+             {} fsck beside a forget named generations it removed",
             self.steps,
             self.processes,
             self.backups,
@@ -137,7 +165,13 @@ impl std::fmt::Display for Stats {
             self.fscks,
             self.forgets,
             self.forgets_reported,
-            self.generations_forgotten
+            self.generations_forgotten,
+            self.prunes,
+            self.prunes_reported,
+            self.prunes_deferred,
+            self.packs_deleted,
+            self.packs_rewritten,
+            self.fsck_forget_races
         )
     }
 }
@@ -200,6 +234,32 @@ enum Job {
         fault: Fault,
         /// Whether the real run reports in JSON (else in text).
         json: bool,
+        /// `--prune`: prune after forgetting.
+        prune: bool,
+    },
+    Prune {
+        fault: Fault,
+        /// `--repack-threshold` (default 20).
+        threshold: Option<u8>,
+        pretend: bool,
+        json: bool,
+    },
+}
+
+/// A run beside a forget that failed: explained once it is known what the
+/// forgets removed.
+enum BesideForget {
+    /// A restore (of the generation) or `ls` of the client.
+    Reader {
+        client: usize,
+        id: Option<String>,
+        what: String,
+        why: String,
+    },
+    Fsck {
+        what: String,
+        why: String,
+        outcome: Outcome,
     },
 }
 
@@ -226,6 +286,8 @@ pub struct World {
     scratch: u64,
     /// The clients backed up since the last check.
     touched: BTreeSet<usize>,
+    /// A prune failed: the next step starts with one without faults.
+    prune_needs_recovery: bool,
 }
 
 impl World {
@@ -255,6 +317,7 @@ impl World {
             stats: Stats::default(),
             scratch: 0,
             touched: BTreeSet::new(),
+            prune_needs_recovery: false,
         }
     }
 
@@ -373,6 +436,7 @@ impl World {
         // (most of it starting up, the removals at the end): signals
         // spread over that, so that some land among the removals.
         let fault = self.draw_fault_within(ops, true, [250, 450, 700]);
+        let prune = ops.chance(0.2);
         let (selection, all_clients) = match how {
             // Named ids are one client's.
             0..=44 => (Selection::Named(picks), false),
@@ -384,6 +448,26 @@ impl World {
             all_clients,
             selection,
             fault,
+            json,
+            prune,
+        }
+    }
+
+    /// A prune, from the stream of the later operations.
+    fn draw_prune(&self, ops: &mut Rng) -> Job {
+        // A prune of these repositories takes from a few hundred
+        // milliseconds to a few seconds (beside backups, restores and
+        // fsck on two cores): signals spread over all of it.
+        let fault = self.draw_fault_within(ops, true, [300, 900, 2500]);
+        // 0 rewrites every pack with an unused byte (the copying path at
+        // its busiest); 100 only deletes.
+        let threshold = [None, Some(0), Some(50), Some(100)][ops.index(4)];
+        let pretend = ops.chance(0.15);
+        let json = ops.chance(0.5);
+        Job::Prune {
+            fault,
+            threshold,
+            pretend,
             json,
         }
     }
@@ -414,8 +498,8 @@ impl World {
         let recover: Vec<usize> = (0..self.clients.len())
             .filter(|&c| self.clients[c].needs_recovery)
             .collect();
-        if !recover.is_empty() {
-            let jobs = recover
+        if !recover.is_empty() || self.prune_needs_recovery {
+            let mut jobs: Vec<Job> = recover
                 .iter()
                 .map(|&client| Job::Backup {
                     client,
@@ -424,6 +508,17 @@ impl World {
                     keep_checkpoints: false,
                 })
                 .collect();
+            // After a failed prune, one without faults, beside the
+            // recovering backups: it must succeed, finishing or dropping
+            // what the failed one left.
+            if std::mem::take(&mut self.prune_needs_recovery) {
+                jobs.push(Job::Prune {
+                    fault: Fault::None,
+                    threshold: None,
+                    pretend: false,
+                    json: true,
+                });
+            }
             self.note(format!("step {step}: recovery"));
             self.run_jobs(step, jobs)?;
         }
@@ -445,6 +540,8 @@ impl World {
             .collect();
         let forget_roll = ops.below(100);
         let forget_client = ops.index(self.clients.len());
+        let prune_roll = ops.below(100);
+        let prunes = [self.draw_prune(ops), self.draw_prune(ops)];
         match kind {
             0..=34 => jobs.push(single),
             35..=64 => jobs = group,
@@ -455,7 +552,7 @@ impl World {
             80..=89 => jobs.push(match verify {
                 r @ Job::Restore { .. } => r,
                 Job::Backup { client, .. } | Job::Ls { client } => Job::Ls { client },
-                j @ (Job::Fsck { .. } | Job::Forget { .. }) => j,
+                j @ (Job::Fsck { .. } | Job::Forget { .. } | Job::Prune { .. }) => j,
             }),
             _ => jobs.push(Job::Fsck { fault: fsck_fault }),
         }
@@ -470,6 +567,15 @@ impl World {
         let forget = self.draw_forget(ops, forget_client);
         if forget_roll < 40 {
             jobs.push(forget);
+        }
+        // A prune in three steps of ten, beside whatever the step runs
+        // (a forget of its step included), and now and then two at once.
+        let [prune, second] = prunes;
+        if prune_roll < 30 {
+            jobs.push(prune);
+        }
+        if prune_roll < 6 {
+            jobs.push(second);
         }
         // The trees of the clients backed up in this step change first.
         for (client, (edit_rng, count)) in edit_rngs.into_iter().enumerate() {
@@ -578,6 +684,7 @@ impl World {
                     selection,
                     fault,
                     json,
+                    prune,
                 } => {
                     let named = pending[commands.len()]
                         .as_ref()
@@ -586,8 +693,32 @@ impl World {
                     if *json {
                         options.extend(["--output-format".into(), "json".into()]);
                     }
+                    if *prune {
+                        options.push("--prune".into());
+                    }
                     let cmd =
                         self.forget_command(*client, *all_clients, selection, named, &options);
+                    (cmd, fault.clone())
+                }
+                Job::Prune {
+                    fault,
+                    threshold,
+                    pretend,
+                    json,
+                } => {
+                    // A prune is the repository's, not a client's: the
+                    // client name it is given is ignored.
+                    let mut cmd = self.obnam(0);
+                    cmd.arg("prune").args(fault.args());
+                    if let Some(t) = threshold {
+                        cmd.args(["--repack-threshold", &t.to_string()]);
+                    }
+                    if *pretend {
+                        cmd.arg("--pretend");
+                    }
+                    if *json {
+                        cmd.args(["--output-format", "json"]);
+                    }
                     (cmd, fault.clone())
                 }
             };
@@ -603,9 +734,8 @@ impl World {
         let mut committed_now: Vec<Option<(Vec<String>, bool)>> = vec![None; self.clients.len()];
         // Per client: backups of this step that did not report success.
         let mut failed_now = vec![0usize; self.clients.len()];
-        // Restores and `ls` that failed beside a forget of their client:
-        // (client, the generation a restore read, what ran, why it failed).
-        let mut beside_forget: Vec<(usize, Option<String>, String, String)> = Vec::new();
+        // Runs that failed beside a forget, to be explained by what it removed.
+        let mut beside_forget: Vec<BesideForget> = Vec::new();
         for ((job, outcome), (fault, target)) in
             jobs.iter().zip(&outcomes).zip(faults.iter().zip(targets))
         {
@@ -622,9 +752,26 @@ impl World {
                 if let Some(client) = reader.filter(|c| forgetting.contains(c)) {
                     if failed_cleanly(outcome) {
                         let id = target.as_ref().map(|(_, _, id)| id.clone());
-                        beside_forget.push((client, id, what, e));
+                        beside_forget.push(BesideForget::Reader {
+                            client,
+                            id,
+                            what,
+                            why: e,
+                        });
                         continue;
                     }
+                }
+                if matches!(job, Job::Fsck { .. })
+                    && !forgetting.is_empty()
+                    && failed_cleanly(outcome)
+                {
+                    self.stats.fscks += 1;
+                    beside_forget.push(BesideForget::Fsck {
+                        what,
+                        why: e,
+                        outcome: outcome.clone(),
+                    });
+                    continue;
                 }
                 problems.push(format!(
                     "{what}: {e}\nstdout:\n{}\nstderr:\n{}",
@@ -697,9 +844,21 @@ impl World {
                     }
                 }
                 Job::Ls { .. } => {}
-                Job::Forget { .. } => {
+                Job::Forget { prune, json, .. } => {
                     self.stats.forgets += 1;
                     self.stats.forgets_reported += u64::from(outcome.ok());
+                    if *prune {
+                        self.stats.prunes += 1;
+                        if let Err(e) = self.prune_ended(outcome, *json, false, true) {
+                            problems.push(format!("{what}: {e}"));
+                        }
+                    }
+                }
+                Job::Prune { json, pretend, .. } => {
+                    self.stats.prunes += 1;
+                    if let Err(e) = self.prune_ended(outcome, *json, *pretend, false) {
+                        problems.push(format!("{what}: {e}"));
+                    }
                 }
             }
         }
@@ -730,17 +889,40 @@ impl World {
                 )),
             }
         }
-        for (client, id, what, e) in beside_forget {
-            let removed = gone.get(&client);
-            let explained = match &id {
-                Some(id) => removed.is_some_and(|r| r.contains(id)),
-                None => removed.is_some_and(|r| !r.is_empty()),
-            };
-            if !explained {
-                problems.push(format!(
-                    "{what}: {e}, beside a forget that removed no generation it could have \
-                     been reading (removed: {removed:?})"
-                ));
+        for beside in beside_forget {
+            match beside {
+                BesideForget::Reader {
+                    client,
+                    id,
+                    what,
+                    why,
+                } => {
+                    let removed = gone.get(&client);
+                    let explained = match &id {
+                        Some(id) => removed.is_some_and(|r| r.contains(id)),
+                        None => removed.is_some_and(|r| !r.is_empty()),
+                    };
+                    if !explained {
+                        problems.push(format!(
+                            "{what}: {why}, beside a forget that removed no generation it could \
+                             have been reading (removed: {removed:?})"
+                        ));
+                    }
+                }
+                BesideForget::Fsck { what, why, outcome } => {
+                    match self.fsck_beside_forget(&outcome, &gone) {
+                        Ok(()) => {
+                            self.stats.fsck_forget_races += 1;
+                            self.note(
+                                "    (fsck named only generations a forget removed under it)",
+                            );
+                        }
+                        Err(e) => problems.push(format!(
+                            "{what}: {why}{e}\nstdout:\n{}\nstderr:\n{}",
+                            outcome.stdout, outcome.stderr
+                        )),
+                    }
+                }
             }
         }
         if problems.is_empty() {
@@ -821,10 +1003,12 @@ impl World {
         let mut before = BTreeMap::new();
         for &c in &clients {
             let name = &self.clients[c].name;
-            let report = reports
-                .iter()
-                .find(|r| &r.client == name)
-                .ok_or_else(|| format!("forget --pretend reported nothing for {name}:\n{}", out.stdout))?;
+            let report = reports.iter().find(|r| &r.client == name).ok_or_else(|| {
+                format!(
+                    "forget --pretend reported nothing for {name}:\n{}",
+                    out.stdout
+                )
+            })?;
             self.log.push_str(&format!(
                 "  ({} of {name}: forget --pretend would remove {:?})\n",
                 describe(job),
@@ -923,17 +1107,182 @@ impl World {
                     client.latest_must_be = None;
                 }
             }
-            client.needs_recovery |= !outcome.ok();
+            // (A forget that failed leaves no recovery run: it may leave
+            // its lock, and the client's next run, whatever it is, must
+            // break it; a run without faults must succeed.)
             self.stats.generations_forgotten += lost.len() as u64;
             self.touched.insert(c);
             if !lost.is_empty() {
-                self.log
-                    .push_str(&format!("    {name}: forgot {lost:?}\n"));
+                self.log.push_str(&format!("    {name}: forgot {lost:?}\n"));
             }
             let existed = before.verdicts.iter().map(|v| &v.id).chain(&made);
-            gone.insert(c, existed.filter(|id| !now.contains(*id)).cloned().collect());
+            gone.insert(
+                c,
+                existed.filter(|id| !now.contains(*id)).cloned().collect(),
+            );
         }
         Ok(gone)
+    }
+
+    /// An fsck that failed beside a forget: fsck lists a client's
+    /// generations, then opens each, and a forget beside it can remove one
+    /// in between; fsck (plugins/fsck as of this writing) then reports
+    /// "client C, generation G: client 'C' has no generation G" as a
+    /// problem of the repository and fails. That is a false alarm of
+    /// fsck's, not damage, and a bug to fix there; the harness accepts
+    /// such an fsck only when every problem it names is a generation that
+    /// a forget of the step removed, and counts it in the summary. With
+    /// `OBNAM_TORTURE_STRICT=1` it fails the schedule instead (to show the
+    /// bug, and once it is fixed, to keep it fixed).
+    fn fsck_beside_forget(
+        &self,
+        o: &Outcome,
+        gone: &BTreeMap<usize, BTreeSet<String>>,
+    ) -> Result<(), String> {
+        if std::env::var("OBNAM_TORTURE_STRICT").as_deref() == Ok("1") {
+            return Err(
+                " (beside a forget; OBNAM_TORTURE_STRICT=1 accepts no such failure)".into(),
+            );
+        }
+        let mut named = 0;
+        for line in o.stderr.lines().filter(|l| l.starts_with("ERROR:")) {
+            if line == "ERROR: The repository has problems" {
+                continue;
+            }
+            let removed_beside = gone.iter().any(|(c, ids)| {
+                let name = &self.clients[*c].name;
+                ids.iter().any(|id| {
+                    line == format!(
+                        "ERROR: client {name}, generation {id}: client '{name}' has no generation {id}"
+                    )
+                })
+            });
+            if !removed_beside {
+                return Err(format!(
+                    "; a problem that no forget beside it explains: {line}"
+                ));
+            }
+            named += 1;
+        }
+        if named == 0 || !o.stdout.contains(&format!("; {named} problems")) {
+            return Err(format!(
+                "; beside a forget, but not counting {named} problems, one per generation it removed"
+            ));
+        }
+        Ok(())
+    }
+
+    // -------------------------------------------------------------- prune
+
+    /// Read the report of a prune (or of `forget --prune`, whose JSON
+    /// comes second) that reported success, for the summary; a failed one
+    /// is followed by one without faults in the next step.
+    fn prune_ended(
+        &mut self,
+        outcome: &Outcome,
+        json: bool,
+        pretend: bool,
+        after_forget: bool,
+    ) -> Result<(), Broken> {
+        if !outcome.ok() {
+            self.prune_needs_recovery = true;
+            return Ok(());
+        }
+        self.stats.prunes_reported += 1;
+        let figures = if json {
+            let docs = crate::prune::json_documents(&outcome.stdout)?;
+            let doc = docs
+                .get(usize::from(after_forget))
+                .ok_or_else(|| format!("no prune JSON in:\n{}", outcome.stdout))?;
+            crate::prune::from_json(doc)?
+        } else {
+            crate::prune::from_text(&outcome.stdout)?
+        };
+        if figures.pretend != pretend {
+            return Err(format!(
+                "asked for pretend={pretend}, the report says pretend={}:\n{}",
+                figures.pretend, outcome.stdout
+            ));
+        }
+        self.log_prune(&figures);
+        Ok(())
+    }
+
+    fn log_prune(&mut self, f: &crate::prune::Figures) {
+        if !f.pretend {
+            self.stats.packs_deleted += f.packs_deleted;
+            self.stats.packs_rewritten += f.packs_rewritten;
+            self.stats.prunes_deferred += u64::from(f.deferred);
+        }
+        self.log.push_str(&format!(
+            "    prune{}: {} packs deleted, {} rewritten{}\n",
+            if f.pretend { " --pretend" } else { "" },
+            f.packs_deleted,
+            f.packs_rewritten,
+            if f.deferred {
+                ", deletion deferred"
+            } else {
+                ""
+            }
+        ));
+    }
+
+    /// `obnam prune --output-format json ARGS` with nothing beside it.
+    fn prune_alone(&mut self, args: &[&str]) -> Result<crate::prune::Figures, Broken> {
+        let mut cmd = self.obnam(0);
+        cmd.args(["prune", "--output-format", "json"]).args(args);
+        let out = run_together(vec![(cmd, Fault::None)]).remove(0);
+        self.stats.processes += 1;
+        self.stats.prunes += 1;
+        self.note(format!("  prune {}: {}", args.join(" "), out.summary()));
+        allowed(&Fault::None, &out)
+            .map_err(|e| format!("prune {args:?}: {e}\n{}\n{}", out.stdout, out.stderr))?;
+        self.stats.prunes_reported += 1;
+        let docs = crate::prune::json_documents(&out.stdout)?;
+        let figures = crate::prune::from_json(docs.first().ok_or("prune printed no JSON")?)?;
+        self.log_prune(&figures);
+        Ok(figures)
+    }
+
+    /// The end's prunes, with nothing beside them (invariant 9): the first
+    /// carries out every plan left and its own, with every generation's
+    /// data in a pack; one that only deletes follows it, and after them a
+    /// third has nothing left to delete or rewrite. (The second is there
+    /// because packs the first wrote hold copies of blobs that older packs
+    /// may hold too, and which copy counts can change once they exist.)
+    fn final_prune(&mut self) -> Result<(), Broken> {
+        for args in [&[][..], &["--repack-threshold", "100"][..]] {
+            let f = self.prune_alone(args)?;
+            if f.deferred {
+                return Err(format!(
+                    "prune {args:?} with nothing beside it deferred its deletion: {f:?}"
+                ));
+            }
+            if f.missing_blobs != Some(0) {
+                return Err(format!(
+                    "prune {args:?}: generations refer to blobs in no pack: {f:?}"
+                ));
+            }
+        }
+        let last = self.prune_alone(&["--repack-threshold", "100", "--pretend"])?;
+        if last.packs_deleted != 0 || last.packs_rewritten != 0 {
+            return Err(format!(
+                "after two prunes with nothing beside them, a third would still delete or \
+                 rewrite packs: {last:?}"
+            ));
+        }
+        if self.cfg.backend.is_local() {
+            let plans = Path::new(&self.url).join("prune");
+            let left: Vec<_> = fs::read_dir(&plans)
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            if !left.is_empty() {
+                return Err(format!(
+                    "prune objects left after the final prunes: {left:?}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn count_fault(&mut self, fault: &Fault, outcome: &Outcome) {
@@ -975,6 +1324,11 @@ impl World {
         let recheck = rng.next_u64();
         let again = (recheck % self.clients.len() as u64) as usize;
         let touched = std::mem::take(&mut self.touched);
+        // (A prune that deleted what generations need shows in the
+        // generation verified again, or in the next fsck, every fourth step,
+        // or at the end, which verifies them all: restoring or checking
+        // every generation after every prune would make the short run too
+        // slow in a debug build.)
         for client in 0..self.clients.len() {
             if touched.contains(&client) {
                 self.check_generations(client)?;
@@ -1188,6 +1542,10 @@ impl World {
         self.run_jobs(self.cfg.steps + 1, jobs)?;
         for client in 0..self.clients.len() {
             self.check_generations(client)?;
+        }
+        self.final_prune()?;
+        for client in 0..self.clients.len() {
+            self.check_generations(client)?;
             for g in &mut self.clients[client].committed {
                 g.verified = false;
             }
@@ -1356,21 +1714,37 @@ fn describe(job: &Job) -> String {
             selection,
             fault,
             json,
+            prune,
+        } => {
+            format!(
+                "forget {} {} {fault:?}{}",
+                if *all_clients {
+                    "--all-clients".to_string()
+                } else {
+                    format!("client{client}")
+                },
+                match selection {
+                    Selection::Named(picks) => format!(
+                        "named #{:?}",
+                        picks.iter().map(|p| p % 1000).collect::<Vec<_>>()
+                    ),
+                    Selection::Keep(policy) => format!("--keep {policy}"),
+                    Selection::CheckpointsOnly => "(checkpoints only)".into(),
+                },
+                if *json { " json" } else { "" }
+            ) + if *prune { " --prune" } else { "" }
+        }
+        Job::Prune {
+            fault,
+            threshold,
+            pretend,
+            json,
         } => format!(
-            "forget {} {} {fault:?}{}",
-            if *all_clients {
-                "--all-clients".to_string()
-            } else {
-                format!("client{client}")
-            },
-            match selection {
-                Selection::Named(picks) => format!(
-                    "named #{:?}",
-                    picks.iter().map(|p| p % 1000).collect::<Vec<_>>()
-                ),
-                Selection::Keep(policy) => format!("--keep {policy}"),
-                Selection::CheckpointsOnly => "(checkpoints only)".into(),
-            },
+            "prune {fault:?}{}{}{}",
+            threshold
+                .map(|t| format!(" --repack-threshold {t}"))
+                .unwrap_or_default(),
+            if *pretend { " --pretend" } else { "" },
             if *json { " json" } else { "" }
         ),
     }
