@@ -60,6 +60,7 @@ mod export;
 mod failure;
 pub mod guard;
 mod hooks;
+pub mod human;
 pub mod limits;
 pub mod logging;
 pub mod names;

@@ -45,20 +45,9 @@ pub fn add(n: &AtomicU64, by: u64) {
     n.fetch_add(by, Ordering::Relaxed);
 }
 
-/// Bytes for people: `1.2 GB`, `340 kB`.
+/// Bytes for people: `1.2 GB`, `340.0 kB`.
 pub fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    plugin_api::human::bytes(n)
 }
 
 impl Stats {

@@ -90,7 +90,7 @@ fn print_text(ctx: &Context<'_>, r: &PruneReport, seconds: f64) -> Result<()> {
         ctx.outln(&format!("bytes to rewrite: {}", r.bytes_rewritten))?;
         ctx.outln(&format!(
             "space to come back: {}",
-            human_bytes(r.bytes_freed.saturating_sub(r.bytes_rewritten))
+            plugin_api::human::bytes(r.bytes_freed.saturating_sub(r.bytes_rewritten))
         ))?;
     } else {
         if r.deferred {
@@ -106,26 +106,10 @@ fn print_text(ctx: &Context<'_>, r: &PruneReport, seconds: f64) -> Result<()> {
         ctx.outln(&format!("bytes rewritten: {}", r.bytes_rewritten))?;
         ctx.outln(&format!(
             "space given back: {}",
-            human_bytes(r.bytes_freed.saturating_sub(r.bytes_rewritten))
+            plugin_api::human::bytes(r.bytes_freed.saturating_sub(r.bytes_rewritten))
         ))?;
     }
     ctx.outln(&format!("time: {seconds:.2} s"))
-}
-
-/// Bytes for people: `1.5 MiB`.
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 fn print_json(ctx: &Context<'_>, r: &PruneReport, seconds: f64) -> Result<()> {

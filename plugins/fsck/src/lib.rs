@@ -83,13 +83,47 @@ struct Checker {
     reported: Mutex<HashSet<String>>,
     /// Files and folders not checked because of a problem reported once.
     affected: AtomicU64,
+    /// The problems of the generation being checked, held until it is
+    /// known to be still there (a forget, and a prune after it, may remove
+    /// a generation, and the data only it used, while it is checked).
+    /// Each with the object's description if it is one `reported` holds.
+    held: Mutex<Vec<(Option<String>, String)>>,
     report: Report,
 }
 
 impl Checker {
     fn problem(&self, what: &str) {
-        self.report.problems.fetch_add(1, Ordering::Relaxed);
-        plugin_api::tracing::error!("{what}");
+        self.hold(None, what.to_string());
+    }
+
+    fn hold(&self, object: Option<String>, line: String) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((object, line));
+    }
+
+    /// Report the problems held, unless they are of a generation removed
+    /// since the check began (`removed`).
+    fn report_held(&self, removed: bool) {
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
+        if removed {
+            plugin_api::tracing::info!(
+                "a generation was removed while it was checked: its {} problems are not reported",
+                held.len()
+            );
+            // Objects it found damaged are reported again if another
+            // generation reaches them.
+            let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+            for object in held.into_iter().filter_map(|(object, _)| object) {
+                reported.remove(&object);
+            }
+            return;
+        }
+        for (_, what) in held {
+            self.report.problems.fetch_add(1, Ordering::Relaxed);
+            plugin_api::tracing::error!("{what}");
+        }
     }
 
     /// Report a problem with an object, reached at `place`, unless the
@@ -101,7 +135,7 @@ impl Checker {
             .unwrap_or_else(|e| e.into_inner())
             .insert(what.to_string());
         if first {
-            self.problem(&format!("{place}: {what}"));
+            self.hold(Some(what.to_string()), format!("{place}: {what}"));
         } else {
             self.affected.fetch_add(1, Ordering::Relaxed);
         }
@@ -260,6 +294,7 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         verified_files: Mutex::new(HashSet::new()),
         reported: Mutex::new(HashSet::new()),
         affected: AtomicU64::new(0),
+        held: Mutex::new(Vec::new()),
         report: Report::default(),
     };
     if verify_data {
@@ -269,6 +304,7 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     for problem in &problems {
         checker.problem(problem);
     }
+    checker.report_held(false);
     // What was in packs that are gone counts as missing in the walk below.
     repo.forget_missing_packs()?;
     for client in repo.clients()? {
@@ -278,6 +314,14 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
                 Ok(reader) => checker.check_generation(ctx, &client, &reader),
                 Err(e) => checker.problem(&format!("client {client}, generation {}: {e}", gen.id)),
             }
+            let had_problems = !checker
+                .held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
+            let removed =
+                had_problems && !repo.generations(&client)?.iter().any(|g| g.id == gen.id);
+            checker.report_held(removed);
         }
     }
     let r = &checker.report;
