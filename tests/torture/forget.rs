@@ -19,6 +19,9 @@ pub enum Selection {
     /// Generation ids picked from the client's committed generations
     /// (each value modulo their number; one or two ids).
     Named(Vec<u64>),
+    /// The client's newest committed generation, by id: the one its next
+    /// backup builds on.
+    NamedLatest,
     /// `--keep POLICY`.
     Keep(&'static str),
     /// Neither: only checkpoints nothing should restore from go.

@@ -22,9 +22,8 @@
 //!    of the client's runs;
 //! 4. `latest` is the finished generation of the client's last run, when
 //!    that run succeeded (and no forget removed it since);
-//! 5. `fsck --verify-data` finds no problem (one beside a forget may name
-//!    the generations that forget removed under it: see
-//!    `World::fsck_beside_forget`);
+//! 5. `fsck --verify-data` finds no problem (one beside a forget or a
+//!    prune included: a generation removed under it is no damage);
 //! 6. a restore that reports success under injected faults restored the
 //!    right data (faults may stop a run, never corrupt its result);
 //! 7. at the end, after one clean backup of every client, no lock is left;
@@ -47,12 +46,13 @@
 //! 9. a prune (alone, `forget --prune`, or two at once) beside backups of
 //!    every client, restores, forgets and fsck, killed or crashed or
 //!    failed on a storage fault at any moment, loses nothing: invariants
-//!    2 to 6 hold after it (the end restores every committed generation
-//!    after its prunes, and fsck follows), a prune without faults after a
-//!    failed one succeeds, and at
-//!    the end a prune with nothing beside it carries out every plan,
-//!    finds no generation referring to data in no pack, leaves no plan,
-//!    and leaves a second prune nothing to delete or rewrite.
+//!    2 to 6 hold after it (a restore beside it without faults succeeds
+//!    and is exact; the end restores every committed generation after its
+//!    prunes, and fsck follows); a prune without faults after a failed one
+//!    succeeds; at the end, prunes with nothing beside them carry out
+//!    every plan without deferring, find no generation referring to data
+//!    in no pack, leave no plan and no lock, and leave a further prune
+//!    nothing to delete or rewrite.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -109,8 +109,6 @@ pub struct Stats {
     pub prunes_deferred: u64,
     pub packs_deleted: u64,
     pub packs_rewritten: u64,
-    /// fsck runs that named generations a forget removed under them.
-    pub fsck_forget_races: u64,
 }
 
 impl Stats {
@@ -136,7 +134,6 @@ impl Stats {
         self.prunes_deferred += o.prunes_deferred;
         self.packs_deleted += o.packs_deleted;
         self.packs_rewritten += o.packs_rewritten;
-        self.fsck_forget_races += o.fsck_forget_races;
     }
 }
 
@@ -148,8 +145,7 @@ impl std::fmt::Display for Stats {
              {} crash limits, {} runs with storage faults ({} runs stopped by a fault in all), \
              {} concurrent groups ({} with one client twice), {} restores verified, {} fsck, \
              {} forgets ({} reported success, {} committed generations removed), \
-             {} prunes ({} reported success, {} deferred; {} packs deleted, {} rewritten), \
-             {} fsck beside a forget named generations it removed",
+             {} prunes ({} reported success, {} deferred; {} packs deleted, {} rewritten)",
             self.steps,
             self.processes,
             self.backups,
@@ -170,8 +166,7 @@ impl std::fmt::Display for Stats {
             self.prunes_reported,
             self.prunes_deferred,
             self.packs_deleted,
-            self.packs_rewritten,
-            self.fsck_forget_races
+            self.packs_rewritten
         )
     }
 }
@@ -246,21 +241,13 @@ enum Job {
     },
 }
 
-/// A run beside a forget that failed: explained once it is known what the
-/// forgets removed.
-enum BesideForget {
-    /// A restore (of the generation) or `ls` of the client.
-    Reader {
-        client: usize,
-        id: Option<String>,
-        what: String,
-        why: String,
-    },
-    Fsck {
-        what: String,
-        why: String,
-        outcome: Outcome,
-    },
+/// A restore (of the generation) or `ls` of the client that failed beside
+/// a forget of it: explained once it is known what the forgets removed.
+struct BesideForget {
+    client: usize,
+    id: Option<String>,
+    what: String,
+    why: String,
 }
 
 /// What the model knows of a forget of the running step.
@@ -542,6 +529,9 @@ impl World {
         let forget_client = ops.index(self.clients.len());
         let prune_roll = ops.below(100);
         let prunes = [self.draw_prune(ops), self.draw_prune(ops)];
+        let race_roll = ops.below(100);
+        let race_fault = self.draw_fault_within(ops, true, [250, 450, 700]);
+        let race_prune = self.draw_prune(ops);
         match kind {
             0..=34 => jobs.push(single),
             35..=64 => jobs = group,
@@ -576,6 +566,26 @@ impl World {
         }
         if prune_roll < 6 {
             jobs.push(second);
+        }
+        // The race prune's design is about: a backup that builds on a
+        // generation a forget removes beside it, while a prune decides
+        // what nothing refers to. In about one step of ten without a
+        // forget, the latest generation of a client the step backs up is
+        // forgotten by name, and a prune runs, all at once.
+        let backed_up = jobs.iter().find_map(|j| match j {
+            Job::Backup { client, .. } => Some(*client),
+            _ => None,
+        });
+        if let (true, Some(client)) = (forget_roll >= 40 && race_roll < 15, backed_up) {
+            jobs.push(Job::Forget {
+                client,
+                all_clients: false,
+                selection: Selection::NamedLatest,
+                fault: race_fault,
+                json: true,
+                prune: false,
+            });
+            jobs.push(race_prune);
         }
         // The trees of the clients backed up in this step change first.
         for (client, (edit_rng, count)) in edit_rngs.into_iter().enumerate() {
@@ -752,7 +762,7 @@ impl World {
                 if let Some(client) = reader.filter(|c| forgetting.contains(c)) {
                     if failed_cleanly(outcome) {
                         let id = target.as_ref().map(|(_, _, id)| id.clone());
-                        beside_forget.push(BesideForget::Reader {
+                        beside_forget.push(BesideForget {
                             client,
                             id,
                             what,
@@ -760,18 +770,6 @@ impl World {
                         });
                         continue;
                     }
-                }
-                if matches!(job, Job::Fsck { .. })
-                    && !forgetting.is_empty()
-                    && failed_cleanly(outcome)
-                {
-                    self.stats.fscks += 1;
-                    beside_forget.push(BesideForget::Fsck {
-                        what,
-                        why: e,
-                        outcome: outcome.clone(),
-                    });
-                    continue;
                 }
                 problems.push(format!(
                     "{what}: {e}\nstdout:\n{}\nstderr:\n{}",
@@ -889,40 +887,23 @@ impl World {
                 )),
             }
         }
-        for beside in beside_forget {
-            match beside {
-                BesideForget::Reader {
-                    client,
-                    id,
-                    what,
-                    why,
-                } => {
-                    let removed = gone.get(&client);
-                    let explained = match &id {
-                        Some(id) => removed.is_some_and(|r| r.contains(id)),
-                        None => removed.is_some_and(|r| !r.is_empty()),
-                    };
-                    if !explained {
-                        problems.push(format!(
-                            "{what}: {why}, beside a forget that removed no generation it could \
-                             have been reading (removed: {removed:?})"
-                        ));
-                    }
-                }
-                BesideForget::Fsck { what, why, outcome } => {
-                    match self.fsck_beside_forget(&outcome, &gone) {
-                        Ok(()) => {
-                            self.stats.fsck_forget_races += 1;
-                            self.note(
-                                "    (fsck named only generations a forget removed under it)",
-                            );
-                        }
-                        Err(e) => problems.push(format!(
-                            "{what}: {why}{e}\nstdout:\n{}\nstderr:\n{}",
-                            outcome.stdout, outcome.stderr
-                        )),
-                    }
-                }
+        for BesideForget {
+            client,
+            id,
+            what,
+            why,
+        } in beside_forget
+        {
+            let removed = gone.get(&client);
+            let explained = match &id {
+                Some(id) => removed.is_some_and(|r| r.contains(id)),
+                None => removed.is_some_and(|r| !r.is_empty()),
+            };
+            if !explained {
+                problems.push(format!(
+                    "{what}: {why}, beside a forget that removed no generation it could \
+                     have been reading (removed: {removed:?})"
+                ));
             }
         }
         if problems.is_empty() {
@@ -969,6 +950,14 @@ impl World {
             unreachable!("only forgets are prepared")
         };
         let named = match selection {
+            Selection::NamedLatest => Some(
+                self.clients[*client]
+                    .committed
+                    .last()
+                    .map(|g| g.id.clone())
+                    .into_iter()
+                    .collect(),
+            ),
             Selection::Named(picks) => {
                 let committed = &self.clients[*client].committed;
                 // No committed generation: a forget without ids, which
@@ -1122,54 +1111,6 @@ impl World {
             );
         }
         Ok(gone)
-    }
-
-    /// An fsck that failed beside a forget: fsck lists a client's
-    /// generations, then opens each, and a forget beside it can remove one
-    /// in between; fsck (plugins/fsck as of this writing) then reports
-    /// "client C, generation G: client 'C' has no generation G" as a
-    /// problem of the repository and fails. That is a false alarm of
-    /// fsck's, not damage, and a bug to fix there; the harness accepts
-    /// such an fsck only when every problem it names is a generation that
-    /// a forget of the step removed, and counts it in the summary. With
-    /// `OBNAM_TORTURE_STRICT=1` it fails the schedule instead (to show the
-    /// bug, and once it is fixed, to keep it fixed).
-    fn fsck_beside_forget(
-        &self,
-        o: &Outcome,
-        gone: &BTreeMap<usize, BTreeSet<String>>,
-    ) -> Result<(), String> {
-        if std::env::var("OBNAM_TORTURE_STRICT").as_deref() == Ok("1") {
-            return Err(
-                " (beside a forget; OBNAM_TORTURE_STRICT=1 accepts no such failure)".into(),
-            );
-        }
-        let mut named = 0;
-        for line in o.stderr.lines().filter(|l| l.starts_with("ERROR:")) {
-            if line == "ERROR: The repository has problems" {
-                continue;
-            }
-            let removed_beside = gone.iter().any(|(c, ids)| {
-                let name = &self.clients[*c].name;
-                ids.iter().any(|id| {
-                    line == format!(
-                        "ERROR: client {name}, generation {id}: client '{name}' has no generation {id}"
-                    )
-                })
-            });
-            if !removed_beside {
-                return Err(format!(
-                    "; a problem that no forget beside it explains: {line}"
-                ));
-            }
-            named += 1;
-        }
-        if named == 0 || !o.stdout.contains(&format!("; {named} problems")) {
-            return Err(format!(
-                "; beside a forget, but not counting {named} problems, one per generation it removed"
-            ));
-        }
-        Ok(())
     }
 
     // -------------------------------------------------------------- prune
@@ -1728,6 +1669,7 @@ fn describe(job: &Job) -> String {
                         "named #{:?}",
                         picks.iter().map(|p| p % 1000).collect::<Vec<_>>()
                     ),
+                    Selection::NamedLatest => "named latest".into(),
                     Selection::Keep(policy) => format!("--keep {policy}"),
                     Selection::CheckpointsOnly => "(checkpoints only)".into(),
                 },
