@@ -96,11 +96,23 @@ impl Repository {
             return Ok(tree);
         }
         let bytes = self.get_blob(id, BlobKind::Tree)?;
-        let tree = Arc::new(
-            Tree::decode(&bytes).map_err(|e| RepoError::corrupt(format!("tree/{id}"), e))?,
-        );
-        self.caches.trees.insert(*id, tree.clone());
+        let len = bytes.len();
+        let tree = Arc::new(self.decode_tree(id, &bytes)?);
+        self.caches.trees.insert(*id, tree.clone(), len);
         Ok(tree)
+    }
+
+    /// Read a tree object without keeping it: for a walk that reads each
+    /// tree once (a prune's).
+    pub fn read_tree_once(&self, id: &ChunkId) -> RepoResult<Tree> {
+        if let Some(tree) = self.caches.trees.get(id) {
+            return Ok((*tree).clone());
+        }
+        self.decode_tree(id, &self.get_blob(id, BlobKind::Tree)?)
+    }
+
+    fn decode_tree(&self, id: &ChunkId, bytes: &[u8]) -> RepoResult<Tree> {
+        Tree::decode(bytes).map_err(|e| RepoError::corrupt(format!("tree/{id}"), e))
     }
 
     fn get_blob(&self, id: &ChunkId, kind: BlobKind) -> RepoResult<Vec<u8>> {

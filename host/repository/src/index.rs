@@ -245,6 +245,36 @@ impl Index {
         dropped
     }
 
+    /// Every blob once, in id order, with every place it is stored
+    /// (loaded copies and this process's own, merged; no allocation per
+    /// blob).
+    pub fn for_each_blob(&self, mut f: impl FnMut(ChunkId, &[Location])) {
+        let mut added = self.added.iter().peekable();
+        let mut places: Vec<Location> = Vec::new();
+        let mut i = 0;
+        loop {
+            let next_loaded = self.loaded.get(i).map(|e| e.id);
+            let next_added = added.peek().map(|(id, _)| **id);
+            let id = match (next_loaded, next_added) {
+                (None, None) => break,
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+            };
+            places.clear();
+            if next_added == Some(id) {
+                if let Some((_, loc)) = added.next() {
+                    places.push(*loc);
+                }
+            }
+            while let Some(e) = self.loaded.get(i).filter(|e| e.id == id) {
+                places.push(e.location);
+                i += 1;
+            }
+            f(id, &places);
+        }
+    }
+
     /// Every entry, loaded ones first.
     pub fn entries(&self) -> impl Iterator<Item = IndexEntry> + '_ {
         self.loaded
@@ -420,6 +450,44 @@ mod tests {
                 kind: BlobKind::Data,
             },
         }
+    }
+
+    #[test]
+    fn every_blob_comes_once_with_every_place() {
+        let mut index = Index::default();
+        let (a, b, c) = (ObjectId::random(), ObjectId::random(), ObjectId::random());
+        let loaded = vec![
+            entry(&mut index, 1, 0, a),
+            entry(&mut index, 1, 0, b),
+            entry(&mut index, 3, 0, a),
+        ];
+        index.extend_loaded(loaded);
+        index.finish_loading();
+        for n in [2, 3] {
+            let e = entry(&mut index, n, 0, c);
+            index.add(e.id, e.location);
+        }
+        let mut seen = Vec::new();
+        index.for_each_blob(|id, places| {
+            let mut packs: Vec<ObjectId> = places
+                .iter()
+                .filter_map(|l| index.pack_id(l.pack))
+                .collect();
+            packs.sort();
+            seen.push((id.token.0[0], packs));
+        });
+        let sorted = |mut v: Vec<ObjectId>| {
+            v.sort();
+            v
+        };
+        assert_eq!(
+            seen,
+            vec![
+                (1, sorted(vec![a, b])),
+                (2, vec![c]),
+                (3, sorted(vec![a, c])),
+            ]
+        );
     }
 
     #[test]

@@ -17,6 +17,9 @@ use super::tree::Tree;
 
 /// Trees kept at most.
 const CAPACITY: usize = 256;
+/// Bytes of trees (as stored, before decoding) kept at most: a folder of
+/// a million files is a tree of tens of megabytes.
+const CAPACITY_BYTES: usize = 64 << 20;
 
 /// Recently read trees, by id; the oldest is dropped first.
 #[derive(Default)]
@@ -25,7 +28,9 @@ pub(crate) struct TreeCache(Mutex<Inner>);
 #[derive(Default)]
 struct Inner {
     map: HashMap<ChunkId, Arc<Tree>>,
-    order: VecDeque<ChunkId>,
+    /// Oldest first, with each tree's size.
+    order: VecDeque<(ChunkId, usize)>,
+    bytes: usize,
 }
 
 impl TreeCache {
@@ -34,15 +39,21 @@ impl TreeCache {
         self.lock().map.get(id).cloned()
     }
 
-    /// Keep a tree.
-    pub fn insert(&self, id: ChunkId, tree: Arc<Tree>) {
+    /// Keep a tree of `bytes` bytes (as stored).
+    pub fn insert(&self, id: ChunkId, tree: Arc<Tree>, bytes: usize) {
+        if bytes > CAPACITY_BYTES / 4 {
+            return;
+        }
         let mut inner = self.lock();
         if inner.map.insert(id, tree).is_none() {
-            inner.order.push_back(id);
-            if inner.order.len() > CAPACITY {
-                if let Some(old) = inner.order.pop_front() {
-                    inner.map.remove(&old);
-                }
+            inner.order.push_back((id, bytes));
+            inner.bytes += bytes;
+            while inner.order.len() > CAPACITY || inner.bytes > CAPACITY_BYTES {
+                let Some((old, size)) = inner.order.pop_front() else {
+                    break;
+                };
+                inner.map.remove(&old);
+                inner.bytes -= size;
             }
         }
     }

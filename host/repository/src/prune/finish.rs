@@ -55,16 +55,12 @@ impl Repository {
             .collect();
         // Kept: the only place of a blob a generation needs.
         let mut needed: HashSet<u32> = HashSet::new();
-        {
-            let index = self.catalog.read();
-            for blob in &refs.blobs {
-                let places = index.locations(blob);
-                let stays = |n: &u32| !planned.contains(n) || kept.contains(n);
-                if !places.is_empty() && !places.iter().any(|l| stays(&l.pack)) {
-                    needed.insert(places[0].pack);
-                }
+        self.catalog.read().for_each_blob(|id, places| {
+            let stays = |n: &u32| !planned.contains(n) || kept.contains(n);
+            if refs.blobs.contains(&id) && !places.iter().any(|l| stays(&l.pack)) {
+                needed.insert(places[0].pack);
             }
-        }
+        });
         if !needed.is_empty() {
             self.index_packs_again(&needed)?;
             kept.extend(&needed);

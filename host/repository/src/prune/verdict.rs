@@ -12,8 +12,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::ids::{ChunkId, ObjectId};
+use crate::ids::ObjectId;
 use crate::index::{Index, IndexEntry, Location};
+
+use super::referenced::Used;
 
 /// How much of one pack is used.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,13 +66,12 @@ impl Verdicts {
     }
 }
 
-/// The copy of a blob that a prune keeps: the first in a stored pack, in
-/// pack-id order.
-fn the_copy(index: &Index, id: &ChunkId, stored: &HashSet<ObjectId>) -> Option<Location> {
-    index
-        .locations(id)
-        .into_iter()
-        .filter_map(|l| Some((index.pack_id(l.pack)?, l)))
+/// The copy of a blob that a prune keeps, of `places`: the first in a
+/// stored pack, in pack-id order.
+fn the_copy(index: &Index, places: &[Location], stored: &HashSet<ObjectId>) -> Option<Location> {
+    places
+        .iter()
+        .filter_map(|l| Some((index.pack_id(l.pack)?, *l)))
         .filter(|(pack, _)| stored.contains(pack))
         .min_by_key(|(pack, l)| (*pack, l.offset))
         .map(|(_, l)| l)
@@ -80,44 +81,43 @@ fn the_copy(index: &Index, id: &ChunkId, stored: &HashSet<ObjectId>) -> Option<L
 /// pack with any unused byte; 100: never rewrite).
 pub fn decide(
     index: &Index,
-    referenced: &HashSet<ChunkId>,
+    referenced: &Used,
     stored: &HashSet<ObjectId>,
     threshold: u8,
 ) -> Verdicts {
     let mut packs: BTreeMap<ObjectId, PackUse> = BTreeMap::new();
-    for e in index.entries() {
-        let Some(id) = index
-            .pack_id(e.location.pack)
-            .filter(|id| stored.contains(id))
-        else {
-            continue;
-        };
-        let p = packs.entry(id).or_insert_with(|| PackUse {
-            id,
-            number: e.location.pack,
-            bytes: 0,
-            used: 0,
-            blobs: 0,
-            used_blobs: 0,
-        });
-        p.bytes += u64::from(e.location.length);
-        p.blobs += 1;
-    }
-    let mut missing_blobs = 0;
-    for id in referenced {
-        match the_copy(index, id, stored).and_then(|l| Some((index.pack_id(l.pack)?, l))) {
-            Some((pack, l)) => {
-                if let Some(p) = packs.get_mut(&pack) {
-                    p.used += u64::from(l.length);
-                    p.used_blobs += 1;
-                }
-            }
-            None => missing_blobs += 1,
+    let mut found = 0;
+    index.for_each_blob(|id, places| {
+        for l in places {
+            let Some(pack) = index.pack_id(l.pack).filter(|p| stored.contains(p)) else {
+                continue;
+            };
+            let p = packs.entry(pack).or_insert_with(|| PackUse {
+                id: pack,
+                number: l.pack,
+                bytes: 0,
+                used: 0,
+                blobs: 0,
+                used_blobs: 0,
+            });
+            p.bytes += u64::from(l.length);
+            p.blobs += 1;
         }
-    }
+        if !referenced.contains(&id) {
+            return;
+        }
+        if let Some(l) = the_copy(index, places, stored) {
+            found += 1;
+            let pack = index.pack_id(l.pack).unwrap_or(ObjectId([0; 16]));
+            if let Some(p) = packs.get_mut(&pack) {
+                p.used += u64::from(l.length);
+                p.used_blobs += 1;
+            }
+        }
+    });
     let listed: HashSet<ObjectId> = packs.keys().copied().collect();
     let mut verdicts = Verdicts {
-        missing_blobs,
+        missing_blobs: (referenced.len() as u64).saturating_sub(found),
         unlisted: stored.difference(&listed).copied().collect(),
         ..Verdicts::default()
     };
@@ -138,20 +138,24 @@ pub fn decide(
 /// [`decide`] counted as used.
 pub fn used_entries(
     index: &Index,
-    referenced: &HashSet<ChunkId>,
+    referenced: &Used,
     stored: &HashSet<ObjectId>,
     rewrite: &[PackUse],
 ) -> HashMap<u32, Vec<IndexEntry>> {
     let wanted: HashSet<u32> = rewrite.iter().map(|p| p.number).collect();
     let mut out: HashMap<u32, Vec<IndexEntry>> = HashMap::new();
-    for e in index.entries() {
-        if wanted.contains(&e.location.pack)
-            && referenced.contains(&e.id)
-            && the_copy(index, &e.id, stored) == Some(e.location)
-        {
-            out.entry(e.location.pack).or_default().push(e);
+    index.for_each_blob(|id, places| {
+        if !places.iter().any(|l| wanted.contains(&l.pack)) || !referenced.contains(&id) {
+            return;
         }
-    }
+        if let Some(location) = the_copy(index, places, stored) {
+            if wanted.contains(&location.pack) {
+                out.entry(location.pack)
+                    .or_default()
+                    .push(IndexEntry { id, location });
+            }
+        }
+    });
     for entries in out.values_mut() {
         entries.sort_by_key(|e| e.location.offset);
     }
@@ -161,7 +165,7 @@ pub fn used_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::Token;
+    use crate::ids::{ChunkId, Token};
     use crate::index::{BlobKind, Location};
 
     fn id(n: u8) -> ChunkId {
@@ -197,6 +201,14 @@ mod tests {
         index
     }
 
+    fn used(ids: &[u8]) -> Used {
+        let mut set = Used::default();
+        for n in ids {
+            set.insert(&id(*n));
+        }
+        set
+    }
+
     fn pack(n: u8) -> ObjectId {
         ObjectId([n; 16])
     }
@@ -209,7 +221,7 @@ mod tests {
             (pack(3), &[(5, 100), (6, 300)]),
         ]);
         let stored: HashSet<ObjectId> = [pack(1), pack(2), pack(3), pack(9)].into();
-        let referenced: HashSet<ChunkId> = [id(1), id(2), id(3), id(6)].into();
+        let referenced = used(&[1, 2, 3, 6]);
         let v = decide(&index, &referenced, &stored, 20);
         assert!(v.delete.is_empty());
         // Pack 2: half unused (over 20 %); pack 3: a quarter (over 20 %).
@@ -220,7 +232,7 @@ mod tests {
         assert_eq!(decide(&index, &referenced, &stored, 30).rewrite.len(), 1);
         assert!(decide(&index, &referenced, &stored, 100).rewrite.is_empty());
         // Nothing referenced: every pack goes, none is rewritten.
-        let v = decide(&index, &HashSet::new(), &stored, 0);
+        let v = decide(&index, &Used::default(), &stored, 0);
         assert_eq!(v.delete.len(), 3);
         assert!(v.rewrite.is_empty());
     }
@@ -232,7 +244,7 @@ mod tests {
         let index = index_of(&[(pack(1), &[(1, 100)]), (pack(2), &[(2, 100), (1, 100)])]);
         assert_eq!(index.locations(&id(1)).len(), 2);
         let stored: HashSet<ObjectId> = [pack(1), pack(2)].into();
-        let referenced: HashSet<ChunkId> = [id(1)].into();
+        let referenced = used(&[1]);
         let v = decide(&index, &referenced, &stored, 20);
         // Pack 1 holds the copy; pack 2 holds nothing used.
         let deleted: Vec<ObjectId> = v.delete.iter().map(|p| p.id).collect();
@@ -245,7 +257,7 @@ mod tests {
     fn referenced_blobs_in_no_stored_pack_are_counted() {
         let index = index_of(&[(pack(1), &[(1, 100)])]);
         let stored: HashSet<ObjectId> = HashSet::new();
-        let referenced: HashSet<ChunkId> = [id(1), id(7)].into();
+        let referenced = used(&[1, 7]);
         let v = decide(&index, &referenced, &stored, 20);
         assert_eq!(v.missing_blobs, 2);
         assert!(v.is_empty());
@@ -255,7 +267,7 @@ mod tests {
     fn used_entries_are_the_copies_decide_counted() {
         let index = index_of(&[(pack(1), &[(1, 100), (2, 100)])]);
         let stored: HashSet<ObjectId> = [pack(1)].into();
-        let referenced: HashSet<ChunkId> = [id(2)].into();
+        let referenced = used(&[2]);
         let v = decide(&index, &referenced, &stored, 20);
         let used = used_entries(&index, &referenced, &stored, &v.rewrite);
         let ids: Vec<ChunkId> = used.values().flatten().map(|e| e.id).collect();
