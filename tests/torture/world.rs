@@ -319,7 +319,7 @@ impl World {
     /// seed, the schedule so far and how to replay it.
     pub fn play(&mut self) {
         let mut rng = Rng::new(self.cfg.seed);
-        // Operations added to the harness later (forget) draw from a
+        // Operations added to the harness later (forget, prune) draw from a
         // stream of their own: a seed's backups, restores and faults stay
         // what they were before, so a regression seed still plays the
         // schedule that found its fault, with the new operations beside.
