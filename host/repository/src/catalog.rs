@@ -116,9 +116,22 @@ impl Repository {
     /// so that it knows what the run that held the lock before it stored
     /// (its index was loaded before it waited).
     pub(crate) fn load_index(&self) -> RepoResult<()> {
+        self.load_index_objects(false)
+    }
+
+    /// Load the index objects not loaded yet, or with `fresh` all of them
+    /// in place of those loaded. The index is locked for writing the whole
+    /// time when `fresh`, so that no reader ever finds it emptied.
+    fn load_index_objects(&self, fresh: bool) -> RepoResult<()> {
         let names = self.storage.list("index/")?;
         let own = self.uploads.written_index_names();
         let mut known = lock(&self.catalog.known);
+        let mut fresh_index = fresh.then(|| self.catalog.write());
+        if let Some(index) = fresh_index.as_mut() {
+            index.clear_loaded();
+            known.clear();
+            lock(&self.catalog.object_packs).clear();
+        }
         let new: Vec<String> = names
             .into_iter()
             .filter(|n| !known.contains(n) && !own.contains(n))
@@ -126,7 +139,10 @@ impl Repository {
         if new.is_empty() {
             return Ok(());
         }
-        let mut index = self.catalog.write();
+        let mut index = match fresh_index {
+            Some(index) => index,
+            None => self.catalog.write(),
+        };
         for name in new {
             known.insert(name.clone());
             let key = format!("index/{name}");
@@ -168,14 +184,7 @@ impl Repository {
     /// gone while reading, since a prune may have moved its blobs (it
     /// deletes the index objects that list a pack before the pack).
     pub(crate) fn reload_index(&self) -> RepoResult<()> {
-        {
-            let mut known = lock(&self.catalog.known);
-            let mut index = self.catalog.write();
-            index.clear_loaded();
-            known.clear();
-            lock(&self.catalog.object_packs).clear();
-        }
-        self.load_index()
+        self.load_index_objects(true)
     }
 
     /// The index objects that could not be read at open, and why.
