@@ -1,8 +1,10 @@
 //! The torture harness: seeded, randomized schedules of real `obnam`
-//! processes — several clients, simultaneous runs (of one client too),
-//! `kill -9`, `SIGINT`, the crash limit and injected storage faults —
-//! against one repository, with a model of what must be true after every
-//! step (see `world.rs` for the invariants).
+//! processes — backups, restores, `ls`, fsck, forget and prune of several
+//! clients, simultaneous runs (of one client too), `kill -9`, `SIGINT`,
+//! the crash limit and injected storage faults — against one repository,
+//! with a model of what must be true after every step (see `world.rs` for
+//! the invariants; `forget.rs` and `prune.rs` for what the model reads
+//! from those commands).
 //!
 //! * `cargo test -p obnam-tests --test torture` runs the short form: the
 //!   fixed seeds below (regression cases included) and one random seed,
@@ -15,9 +17,12 @@
 //! * A failure prints the seed and the schedule; replay it with
 //!   `OBNAM_TORTURE_SEED=N OBNAM_TORTURE_STEPS=M cargo test -p obnam-tests
 //!   --test torture replay -- --nocapture`. A failing seed, once fixed,
-//!   joins [`REGRESSION_SEEDS`].
+//!   joins [`REGRESSION_SEEDS`]. `OBNAM_TORTURE_LOG=1` prints every
+//!   schedule played, failed or not.
 
+mod forget;
 mod manifest;
+mod prune;
 mod rng;
 mod runs;
 mod sources;
@@ -61,8 +66,16 @@ fn play(cfg: Config) -> Stats {
         "torture: seed {} on {:?}, {} steps, {} clients",
         cfg.seed, cfg.backend, cfg.steps, cfg.clients
     );
+    let cfg_seed = cfg.seed;
     let mut world = World::new(cfg);
     world.play();
+    if std::env::var("OBNAM_TORTURE_LOG").as_deref() == Ok("1") {
+        eprintln!(
+            "torture: the schedule of seed {}:\n{}",
+            cfg_seed,
+            world.schedule()
+        );
+    }
     eprintln!("torture: {}", world.summary());
     world.stats.clone()
 }

@@ -12,22 +12,49 @@
 //!    a run without faults always succeeds (the next run after any crash
 //!    succeeds without `force-lock`: stale locks of dead processes are
 //!    broken, see the recovery step);
-//! 2. every generation whose backup reported success is listed, in commit
-//!    order, and restores exactly (names, types, content, mode, owner,
-//!    times, hard links, holes);
+//! 2. every generation whose backup reported success, and that no forget
+//!    removed, is listed, in commit order, and restores exactly (names,
+//!    types, content, mode, owner, times, hard links, holes);
 //! 3. no generation exists that no run created: generations the model
 //!    does not know are only left by runs that did not report success (or
 //!    kept with `--leave-checkpoints`), at most one finished generation
 //!    per such run, and every file they hold is a file of the tree of one
 //!    of the client's runs;
 //! 4. `latest` is the finished generation of the client's last run, when
-//!    that run succeeded;
-//! 5. `fsck --verify-data` finds no problem;
+//!    that run succeeded (and no forget removed it since);
+//! 5. `fsck --verify-data` finds no problem (one beside a forget or a
+//!    prune included: a generation removed under it is no damage);
 //! 6. a restore that reports success under injected faults restored the
 //!    right data (faults may stop a run, never corrupt its result);
-//! 7. at the end, after one clean backup of every client, no lock is left.
+//! 7. at the end, after one clean backup of every client, no lock is left;
+//! 8. a forget removes what it says and nothing else, whatever runs beside
+//!    it (backups of its own client and of others, restores, fsck) and
+//!    however it ends. One that reported success removed exactly the
+//!    generations its report (JSON or text) marks `remove`, and the
+//!    complete ones it keeps are still listed; named, it removed exactly
+//!    the named complete generations; under a policy it kept the latest
+//!    complete generation, and a plain count `N` kept the newest N. One
+//!    that did not report (killed, crashed, failed on a storage fault)
+//!    removed only named generations, or, under a policy, only
+//!    generations that had enough newer complete ones during the step
+//!    (see `forget::could_remove`). With no backup of its client beside
+//!    it, a forget decides exactly what its `--pretend` run said. A
+//!    removed generation is never listed again; the model forgets it (it
+//!    no longer has to restore), and a restore or `ls` beside the forget
+//!    may fail, with an `ERROR:` line, only if a generation it could have
+//!    been reading was removed;
+//! 9. a prune (alone, `forget --prune`, or two at once) beside backups of
+//!    every client, restores, forgets and fsck, killed or crashed or
+//!    failed on a storage fault at any moment, loses nothing: invariants
+//!    2 to 6 hold after it (a restore beside it without faults succeeds
+//!    and is exact; the end restores every committed generation after its
+//!    prunes, and fsck follows); a prune without faults after a failed one
+//!    succeeds; at the end, prunes with nothing beside them carry out
+//!    every plan without deferring, find no generation referring to data
+//!    in no pack, leave no plan and no lock, and leave a further prune
+//!    nothing to delete or rewrite.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -37,6 +64,7 @@ use std::sync::Arc;
 use obnam_test_support::backend::Backend;
 use obnam_test_support::TestEnv;
 
+use crate::forget::{self as forget_report, ClientReport, Selection, POLICIES};
 use crate::manifest::Manifest;
 use crate::rng::Rng;
 use crate::runs::{run_together, Fault, Outcome};
@@ -69,6 +97,18 @@ pub struct Stats {
     pub same_client_overlaps: u64,
     pub restores_verified: u64,
     pub fscks: u64,
+    pub forgets: u64,
+    /// Forgets that reported success.
+    pub forgets_reported: u64,
+    /// Committed generations that forgets removed.
+    pub generations_forgotten: u64,
+    /// Prunes (`forget --prune` included) and those that reported success.
+    pub prunes: u64,
+    pub prunes_reported: u64,
+    /// Reported prunes whose deletion waited for runs beside them.
+    pub prunes_deferred: u64,
+    pub packs_deleted: u64,
+    pub packs_rewritten: u64,
 }
 
 impl Stats {
@@ -86,6 +126,14 @@ impl Stats {
         self.same_client_overlaps += o.same_client_overlaps;
         self.restores_verified += o.restores_verified;
         self.fscks += o.fscks;
+        self.forgets += o.forgets;
+        self.forgets_reported += o.forgets_reported;
+        self.generations_forgotten += o.generations_forgotten;
+        self.prunes += o.prunes;
+        self.prunes_reported += o.prunes_reported;
+        self.prunes_deferred += o.prunes_deferred;
+        self.packs_deleted += o.packs_deleted;
+        self.packs_rewritten += o.packs_rewritten;
     }
 }
 
@@ -95,7 +143,9 @@ impl std::fmt::Display for Stats {
             f,
             "{} steps, {} obnam processes: {} backups ({} committed), {} kill -9, {} SIGINT, \
              {} crash limits, {} runs with storage faults ({} runs stopped by a fault in all), \
-             {} concurrent groups ({} with one client twice), {} restores verified, {} fsck",
+             {} concurrent groups ({} with one client twice), {} restores verified, {} fsck, \
+             {} forgets ({} reported success, {} committed generations removed), \
+             {} prunes ({} reported success, {} deferred; {} packs deleted, {} rewritten)",
             self.steps,
             self.processes,
             self.backups,
@@ -108,7 +158,15 @@ impl std::fmt::Display for Stats {
             self.concurrent_groups,
             self.same_client_overlaps,
             self.restores_verified,
-            self.fscks
+            self.fscks,
+            self.forgets,
+            self.forgets_reported,
+            self.generations_forgotten,
+            self.prunes,
+            self.prunes_reported,
+            self.prunes_deferred,
+            self.packs_deleted,
+            self.packs_rewritten
         )
     }
 }
@@ -126,6 +184,8 @@ struct Client {
     name: String,
     source: Source,
     committed: Vec<Committed>,
+    /// Committed generations that a forget removed: never listed again.
+    forgotten: Vec<Committed>,
     /// Trees of runs that did not report success.
     interrupted: Vec<Arc<Manifest>>,
     /// Whether some successful run kept its checkpoints.
@@ -160,6 +220,44 @@ enum Job {
     Ls {
         client: usize,
     },
+    /// `forget` for the client (or every client), after a `--pretend` run
+    /// of the same request just before the step.
+    Forget {
+        client: usize,
+        all_clients: bool,
+        selection: Selection,
+        fault: Fault,
+        /// Whether the real run reports in JSON (else in text).
+        json: bool,
+        /// `--prune`: prune after forgetting.
+        prune: bool,
+    },
+    Prune {
+        fault: Fault,
+        /// `--repack-threshold` (default 20).
+        threshold: Option<u8>,
+        pretend: bool,
+        json: bool,
+    },
+}
+
+/// A restore (of the generation) or `ls` of the client that failed beside
+/// a forget of it: explained once it is known what the forgets removed.
+struct BesideForget {
+    client: usize,
+    id: Option<String>,
+    what: String,
+    why: String,
+}
+
+/// What the model knows of a forget of the running step.
+struct PendingForget {
+    /// The clients it works on.
+    clients: Vec<usize>,
+    /// The generation ids it names (resolved from the model).
+    named: Option<BTreeSet<String>>,
+    /// Its `--pretend` report just before the step, per client.
+    before: BTreeMap<usize, ClientReport>,
 }
 
 /// A failed invariant.
@@ -175,6 +273,8 @@ pub struct World {
     scratch: u64,
     /// The clients backed up since the last check.
     touched: BTreeSet<usize>,
+    /// A prune failed: the next step starts with one without faults.
+    prune_needs_recovery: bool,
 }
 
 impl World {
@@ -187,6 +287,7 @@ impl World {
                 name: format!("client{i}"),
                 source: Source::create(env.path().join(format!("src{i}")), &mut rng),
                 committed: Vec::new(),
+                forgotten: Vec::new(),
                 interrupted: Vec::new(),
                 kept_checkpoints: false,
                 checked_unknown: BTreeSet::new(),
@@ -203,6 +304,7 @@ impl World {
             stats: Stats::default(),
             scratch: 0,
             touched: BTreeSet::new(),
+            prune_needs_recovery: false,
         }
     }
 
@@ -217,6 +319,11 @@ impl World {
     /// seed, the schedule so far and how to replay it.
     pub fn play(&mut self) {
         let mut rng = Rng::new(self.cfg.seed);
+        // Operations added to the harness later (forget, prune) draw from a
+        // stream of their own: a seed's backups, restores and faults stay
+        // what they were before, so a regression seed still plays the
+        // schedule that found its fault, with the new operations beside.
+        let mut ops = Rng::new(self.cfg.seed ^ 0x0f0e_6e70_9e0b_5e5d);
         // Step 0: every client backs up at once, so the repository is
         // created by simultaneous first runs, and commands other than
         // backup have a repository to work on.
@@ -234,7 +341,7 @@ impl World {
         }
         for step in 1..=self.cfg.steps {
             let result = self
-                .step(step, &mut rng)
+                .step(step, &mut rng, &mut ops)
                 .and_then(|()| self.check(step, &mut rng));
             if let Err(broken) = result {
                 self.fail(step, &broken);
@@ -269,10 +376,16 @@ impl World {
 
     /// A fault for a run. Draws the same number of values whatever it picks.
     fn draw_fault(&self, rng: &mut Rng, signals: bool) -> Fault {
-        let kind = rng.below(100);
         // Most kills land early (a release build backs up these trees in
         // tens of milliseconds), some late.
-        let delays = [rng.range(0, 150), rng.range(0, 600), rng.range(0, 2000)];
+        self.draw_fault_within(rng, signals, [150, 600, 2000])
+    }
+
+    /// [`draw_fault`](Self::draw_fault) with signals due within one of
+    /// `spans` milliseconds (picked at random).
+    fn draw_fault_within(&self, rng: &mut Rng, signals: bool, spans: [u64; 3]) -> Fault {
+        let kind = rng.below(100);
+        let delays = spans.map(|span| rng.range(0, span));
         let delay = delays[rng.index(3)];
         let limit = rng.range(1, 25);
         let spec = storage_spec(rng);
@@ -298,6 +411,54 @@ impl World {
         }
     }
 
+    /// A forget of `client`, from the stream of the later operations.
+    fn draw_forget(&self, ops: &mut Rng, client: usize) -> Job {
+        let how = ops.below(100);
+        let picks = [ops.next_u64(), ops.next_u64()];
+        let picks = picks[..1 + usize::from(ops.chance(0.3))].to_vec();
+        let policy = POLICIES[ops.index(POLICIES.len())];
+        let all_clients = ops.chance(0.15);
+        let json = ops.chance(0.6);
+        // A forget takes a few hundred milliseconds in a debug build
+        // (most of it starting up, the removals at the end): signals
+        // spread over that, so that some land among the removals.
+        let fault = self.draw_fault_within(ops, true, [250, 450, 700]);
+        let prune = ops.chance(0.2);
+        let (selection, all_clients) = match how {
+            // Named ids are one client's.
+            0..=44 => (Selection::Named(picks), false),
+            45..=89 => (Selection::Keep(policy), all_clients),
+            _ => (Selection::CheckpointsOnly, all_clients),
+        };
+        Job::Forget {
+            client,
+            all_clients,
+            selection,
+            fault,
+            json,
+            prune,
+        }
+    }
+
+    /// A prune, from the stream of the later operations.
+    fn draw_prune(&self, ops: &mut Rng) -> Job {
+        // A prune of these repositories takes from a few hundred
+        // milliseconds to a few seconds (beside backups, restores and
+        // fsck on two cores): signals spread over all of it.
+        let fault = self.draw_fault_within(ops, true, [300, 900, 2500]);
+        // 0 rewrites every pack with an unused byte (the copying path at
+        // its busiest); 100 only deletes.
+        let threshold = [None, Some(0), Some(50), Some(100)][ops.index(4)];
+        let pretend = ops.chance(0.15);
+        let json = ops.chance(0.5);
+        Job::Prune {
+            fault,
+            threshold,
+            pretend,
+            json,
+        }
+    }
+
     fn draw_job(&self, rng: &mut Rng) -> Job {
         let kind = rng.below(10);
         let client = rng.index(self.clients.len());
@@ -317,15 +478,15 @@ impl World {
     }
 
     /// Draw and run one step.
-    fn step(&mut self, step: usize, rng: &mut Rng) -> Result<(), Broken> {
+    fn step(&mut self, step: usize, rng: &mut Rng, ops: &mut Rng) -> Result<(), Broken> {
         self.stats.steps += 1;
         // A client whose run failed is backed up cleanly first: the next
         // run after a crash must succeed, without force-lock.
         let recover: Vec<usize> = (0..self.clients.len())
             .filter(|&c| self.clients[c].needs_recovery)
             .collect();
-        if !recover.is_empty() {
-            let jobs = recover
+        if !recover.is_empty() || self.prune_needs_recovery {
+            let mut jobs: Vec<Job> = recover
                 .iter()
                 .map(|&client| Job::Backup {
                     client,
@@ -334,6 +495,17 @@ impl World {
                     keep_checkpoints: false,
                 })
                 .collect();
+            // After a failed prune, one without faults, beside the
+            // recovering backups: it must succeed, finishing or dropping
+            // what the failed one left.
+            if std::mem::take(&mut self.prune_needs_recovery) {
+                jobs.push(Job::Prune {
+                    fault: Fault::None,
+                    threshold: None,
+                    pretend: false,
+                    json: true,
+                });
+            }
             self.note(format!("step {step}: recovery"));
             self.run_jobs(step, jobs)?;
         }
@@ -353,6 +525,13 @@ impl World {
         let edit_rngs: Vec<(Rng, usize)> = (0..self.clients.len())
             .map(|_| (rng.fork(), rng.range(0, 8) as usize))
             .collect();
+        let forget_roll = ops.below(100);
+        let forget_client = ops.index(self.clients.len());
+        let prune_roll = ops.below(100);
+        let prunes = [self.draw_prune(ops), self.draw_prune(ops)];
+        let race_roll = ops.below(100);
+        let race_fault = self.draw_fault_within(ops, true, [250, 450, 700]);
+        let race_prune = self.draw_prune(ops);
         match kind {
             0..=34 => jobs.push(single),
             35..=64 => jobs = group,
@@ -363,9 +542,50 @@ impl World {
             80..=89 => jobs.push(match verify {
                 r @ Job::Restore { .. } => r,
                 Job::Backup { client, .. } | Job::Ls { client } => Job::Ls { client },
-                f @ Job::Fsck { .. } => f,
+                j @ (Job::Fsck { .. } | Job::Forget { .. } | Job::Prune { .. }) => j,
             }),
             _ => jobs.push(Job::Fsck { fault: fsck_fault }),
+        }
+        // A forget in four steps of ten, beside whatever the step runs:
+        // in a group of one client's backups it is that client's, so it
+        // waits for their lock and they for its.
+        let forget_client = if (65..=79).contains(&kind) {
+            single_client
+        } else {
+            forget_client
+        };
+        let forget = self.draw_forget(ops, forget_client);
+        if forget_roll < 40 {
+            jobs.push(forget);
+        }
+        // A prune in three steps of ten, beside whatever the step runs
+        // (a forget of its step included), and now and then two at once.
+        let [prune, second] = prunes;
+        if prune_roll < 30 {
+            jobs.push(prune);
+        }
+        if prune_roll < 6 {
+            jobs.push(second);
+        }
+        // The race prune's design is about: a backup that builds on a
+        // generation a forget removes beside it, while a prune decides
+        // what nothing refers to. In about one step of ten without a
+        // forget, the latest generation of a client the step backs up is
+        // forgotten by name, and a prune runs, all at once.
+        let backed_up = jobs.iter().find_map(|j| match j {
+            Job::Backup { client, .. } => Some(*client),
+            _ => None,
+        });
+        if let (true, Some(client)) = (forget_roll >= 40 && race_roll < 15, backed_up) {
+            jobs.push(Job::Forget {
+                client,
+                all_clients: false,
+                selection: Selection::NamedLatest,
+                fault: race_fault,
+                json: true,
+                prune: false,
+            });
+            jobs.push(race_prune);
         }
         // The trees of the clients backed up in this step change first.
         for (client, (edit_rng, count)) in edit_rngs.into_iter().enumerate() {
@@ -392,6 +612,20 @@ impl World {
         if jobs.len() > 1 {
             self.stats.concurrent_groups += 1;
         }
+        // What each forget will do, as its --pretend run says now.
+        let mut pending: Vec<Option<PendingForget>> = Vec::new();
+        for job in &jobs {
+            pending.push(match job {
+                Job::Forget { .. } => Some(self.prepare_forget(job)?),
+                _ => None,
+            });
+        }
+        // The clients a forget of this step works on.
+        let forgetting: BTreeSet<usize> = pending
+            .iter()
+            .flatten()
+            .flat_map(|p| p.clients.iter().copied())
+            .collect();
         // The trees as the backups of this step see them.
         let mut trees: Vec<Option<Arc<Manifest>>> = vec![None; self.clients.len()];
         let mut commands = Vec::new();
@@ -454,6 +688,49 @@ impl World {
                     }
                     (cmd, Fault::None)
                 }
+                Job::Forget {
+                    client,
+                    all_clients,
+                    selection,
+                    fault,
+                    json,
+                    prune,
+                } => {
+                    let named = pending[commands.len()]
+                        .as_ref()
+                        .and_then(|p| p.named.as_ref());
+                    let mut options = fault.args();
+                    if *json {
+                        options.extend(["--output-format".into(), "json".into()]);
+                    }
+                    if *prune {
+                        options.push("--prune".into());
+                    }
+                    let cmd =
+                        self.forget_command(*client, *all_clients, selection, named, &options);
+                    (cmd, fault.clone())
+                }
+                Job::Prune {
+                    fault,
+                    threshold,
+                    pretend,
+                    json,
+                } => {
+                    // A prune is the repository's, not a client's: the
+                    // client name it is given is ignored.
+                    let mut cmd = self.obnam(0);
+                    cmd.arg("prune").args(fault.args());
+                    if let Some(t) = threshold {
+                        cmd.args(["--repack-threshold", &t.to_string()]);
+                    }
+                    if *pretend {
+                        cmd.arg("--pretend");
+                    }
+                    if *json {
+                        cmd.args(["--output-format", "json"]);
+                    }
+                    (cmd, fault.clone())
+                }
             };
             commands.push((cmd, fault));
             targets.push(target);
@@ -465,12 +742,35 @@ impl World {
         // Per client: the ids committed by this step's backups, and
         // whether every backup of it succeeded.
         let mut committed_now: Vec<Option<(Vec<String>, bool)>> = vec![None; self.clients.len()];
+        // Per client: backups of this step that did not report success.
+        let mut failed_now = vec![0usize; self.clients.len()];
+        // Runs that failed beside a forget, to be explained by what it removed.
+        let mut beside_forget: Vec<BesideForget> = Vec::new();
         for ((job, outcome), (fault, target)) in
             jobs.iter().zip(&outcomes).zip(faults.iter().zip(targets))
         {
             let what = describe(job);
             self.note(format!("  {what}: {}", outcome.summary()));
+            let reader = match job {
+                Job::Restore { client, .. } | Job::Ls { client } => Some(*client),
+                _ => None,
+            };
             if let Err(e) = allowed(fault, outcome) {
+                // A restore or ls whose generation a forget removed under it
+                // may fail cleanly; whether one was removed is known once
+                // the forgets are reconciled, below.
+                if let Some(client) = reader.filter(|c| forgetting.contains(c)) {
+                    if failed_cleanly(outcome) {
+                        let id = target.as_ref().map(|(_, _, id)| id.clone());
+                        beside_forget.push(BesideForget {
+                            client,
+                            id,
+                            what,
+                            why: e,
+                        });
+                        continue;
+                    }
+                }
                 problems.push(format!(
                     "{what}: {e}\nstdout:\n{}\nstderr:\n{}",
                     outcome.stdout, outcome.stderr
@@ -515,6 +815,7 @@ impl World {
                         )),
                         (false, _) => {
                             entry.1 = false;
+                            failed_now[*client] += 1;
                             c.interrupted.push(tree);
                             c.needs_recovery = true;
                         }
@@ -541,11 +842,68 @@ impl World {
                     }
                 }
                 Job::Ls { .. } => {}
+                Job::Forget { prune, json, .. } => {
+                    self.stats.forgets += 1;
+                    self.stats.forgets_reported += u64::from(outcome.ok());
+                    if *prune {
+                        self.stats.prunes += 1;
+                        if let Err(e) = self.prune_ended(outcome, *json, false, true) {
+                            problems.push(format!("{what}: {e}"));
+                        }
+                    }
+                }
+                Job::Prune { json, pretend, .. } => {
+                    self.stats.prunes += 1;
+                    if let Err(e) = self.prune_ended(outcome, *json, *pretend, false) {
+                        problems.push(format!("{what}: {e}"));
+                    }
+                }
             }
         }
+        let new_ids: Vec<Vec<String>> = committed_now
+            .iter()
+            .map(|now| now.as_ref().map(|(ids, _)| ids.clone()).unwrap_or_default())
+            .collect();
         for (client, now) in committed_now.into_iter().enumerate() {
             if let Some((ids, all_ok)) = now {
                 self.clients[client].latest_must_be = all_ok.then_some(ids);
+            }
+        }
+        // Reconcile the model with what the forgets did: per client, the
+        // generations (any, known to the model or not) gone in this step.
+        let mut gone: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+        for ((job, outcome), pending) in jobs.iter().zip(&outcomes).zip(&pending) {
+            let Some(pending) = pending else { continue };
+            if !problems.is_empty() {
+                break;
+            }
+            match self.reconcile_forget(job, pending, outcome, &new_ids, &failed_now) {
+                Ok(ids) => gone.extend(ids),
+                Err(e) => problems.push(format!(
+                    "{}: {e}\nstdout:\n{}\nstderr:\n{}",
+                    describe(job),
+                    outcome.stdout,
+                    outcome.stderr
+                )),
+            }
+        }
+        for BesideForget {
+            client,
+            id,
+            what,
+            why,
+        } in beside_forget
+        {
+            let removed = gone.get(&client);
+            let explained = match &id {
+                Some(id) => removed.is_some_and(|r| r.contains(id)),
+                None => removed.is_some_and(|r| !r.is_empty()),
+            };
+            if !explained {
+                problems.push(format!(
+                    "{what}: {why}, beside a forget that removed no generation it could \
+                     have been reading (removed: {removed:?})"
+                ));
             }
         }
         if problems.is_empty() {
@@ -553,6 +911,319 @@ impl World {
         } else {
             Err(problems.join("\n\n"))
         }
+    }
+
+    // ------------------------------------------------------------- forget
+
+    /// `forget` with `options` for the request (ids last).
+    fn forget_command(
+        &self,
+        client: usize,
+        all_clients: bool,
+        selection: &Selection,
+        named: Option<&BTreeSet<String>>,
+        options: &[String],
+    ) -> Command {
+        let mut cmd = self.obnam(client);
+        cmd.arg("forget").args(options);
+        if all_clients {
+            cmd.arg("--all-clients");
+        }
+        if let Selection::Keep(policy) = selection {
+            cmd.args(["--keep", policy]);
+        }
+        cmd.args(named.into_iter().flatten());
+        cmd
+    }
+
+    /// Resolve a forget's named ids from the model and learn, from a
+    /// `--pretend` run, every generation of its clients just before the
+    /// step and what the forget would do now.
+    fn prepare_forget(&mut self, job: &Job) -> Result<PendingForget, Broken> {
+        let Job::Forget {
+            client,
+            all_clients,
+            selection,
+            ..
+        } = job
+        else {
+            unreachable!("only forgets are prepared")
+        };
+        let named = match selection {
+            Selection::NamedLatest => Some(
+                self.clients[*client]
+                    .committed
+                    .last()
+                    .map(|g| g.id.clone())
+                    .into_iter()
+                    .collect(),
+            ),
+            Selection::Named(picks) => {
+                let committed = &self.clients[*client].committed;
+                // No committed generation: a forget without ids, which
+                // removes old checkpoints only.
+                Some(
+                    picks
+                        .iter()
+                        .filter(|_| !committed.is_empty())
+                        .map(|p| committed[(p % committed.len() as u64) as usize].id.clone())
+                        .collect::<BTreeSet<String>>(),
+                )
+            }
+            _ => None,
+        };
+        let cmd = self.forget_command(
+            *client,
+            *all_clients,
+            selection,
+            named.as_ref(),
+            &["--pretend", "--output-format", "json"].map(String::from),
+        );
+        let out = run_together(vec![(cmd, Fault::None)]).remove(0);
+        self.stats.processes += 1;
+        allowed(&Fault::None, &out)
+            .map_err(|e| format!("forget --pretend: {e}\n{}\n{}", out.stdout, out.stderr))?;
+        let reports = forget_report::parse_json(&out.stdout)?;
+        let clients: Vec<usize> = if *all_clients {
+            (0..self.clients.len()).collect()
+        } else {
+            vec![*client]
+        };
+        let mut before = BTreeMap::new();
+        for &c in &clients {
+            let name = &self.clients[c].name;
+            let report = reports.iter().find(|r| &r.client == name).ok_or_else(|| {
+                format!(
+                    "forget --pretend reported nothing for {name}:\n{}",
+                    out.stdout
+                )
+            })?;
+            self.log.push_str(&format!(
+                "  ({} of {name}: forget --pretend would remove {:?})\n",
+                describe(job),
+                report.removed()
+            ));
+            before.insert(c, report.clone());
+        }
+        Ok(PendingForget {
+            clients,
+            named,
+            before,
+        })
+    }
+
+    /// Bring the model in line with what a forget of the step did, and
+    /// check it did only what it may (invariant 8). `new` and `failed` are
+    /// per client the generations the step's backups reported and the
+    /// number of its backups that did not report. Returns, per client,
+    /// the generations (known to the model or not) gone in the step.
+    fn reconcile_forget(
+        &mut self,
+        job: &Job,
+        pending: &PendingForget,
+        outcome: &Outcome,
+        new: &[Vec<String>],
+        failed: &[usize],
+    ) -> Result<BTreeMap<usize, BTreeSet<String>>, Broken> {
+        let Job::Forget {
+            selection, json, ..
+        } = job
+        else {
+            unreachable!("only forgets are reconciled")
+        };
+        let reports = match (outcome.ok(), json) {
+            (false, _) => None,
+            (true, true) => Some(forget_report::parse_json(&outcome.stdout)?),
+            (true, false) => Some(forget_report::parse_text(&outcome.stdout)?),
+        };
+        let mut gone = BTreeMap::new();
+        for &c in &pending.clients {
+            let listed = self.generations(c)?;
+            let now: BTreeSet<String> = listed.iter().map(|(id, _)| id.clone()).collect();
+            let name = self.clients[c].name.clone();
+            let before = &pending.before[&c];
+            let made: BTreeSet<String> = new[c].iter().cloned().collect();
+            let may_go = match &reports {
+                Some(reports) => {
+                    let report = reports
+                        .iter()
+                        .find(|r| r.client == name)
+                        .ok_or_else(|| format!("its report has no part for {name}"))?;
+                    let beside = !made.is_empty() || failed[c] > 0;
+                    check_forget_report(
+                        &name,
+                        report,
+                        selection,
+                        pending.named.as_ref(),
+                        before,
+                        beside,
+                        &now,
+                    )?;
+                    report.removed()
+                }
+                None => match (selection, &pending.named) {
+                    (_, Some(named)) => named.clone(),
+                    (Selection::Keep(policy), None) => forget_report::could_remove(
+                        before,
+                        &made,
+                        failed[c],
+                        forget_report::newer_needed(policy),
+                    ),
+                    _ => BTreeSet::new(),
+                },
+            };
+            let client = &mut self.clients[c];
+            let lost: BTreeSet<String> = client
+                .committed
+                .iter()
+                .filter(|g| !now.contains(&g.id))
+                .map(|g| g.id.clone())
+                .collect();
+            if let Some(id) = lost.iter().find(|id| !may_go.contains(*id)) {
+                return Err(format!(
+                    "{name}: committed generation {id} is gone, but this forget could not have \
+                     removed it (it could remove {may_go:?}); listed now: {listed:?}"
+                ));
+            }
+            let (forgotten, kept) = std::mem::take(&mut client.committed)
+                .into_iter()
+                .partition(|g| lost.contains(&g.id));
+            client.committed = kept;
+            client.forgotten.extend::<Vec<Committed>>(forgotten);
+            if let Some(ids) = &mut client.latest_must_be {
+                ids.retain(|id| !lost.contains(id));
+                if ids.is_empty() {
+                    client.latest_must_be = None;
+                }
+            }
+            // (A forget that failed leaves no recovery run: it may leave
+            // its lock, and the client's next run, whatever it is, must
+            // break it; a run without faults must succeed.)
+            self.stats.generations_forgotten += lost.len() as u64;
+            self.touched.insert(c);
+            if !lost.is_empty() {
+                self.log.push_str(&format!("    {name}: forgot {lost:?}\n"));
+            }
+            let existed = before.verdicts.iter().map(|v| &v.id).chain(&made);
+            gone.insert(
+                c,
+                existed.filter(|id| !now.contains(*id)).cloned().collect(),
+            );
+        }
+        Ok(gone)
+    }
+
+    // -------------------------------------------------------------- prune
+
+    /// Read the report of a prune (or of `forget --prune`, whose JSON
+    /// comes second) that reported success, for the summary; a failed one
+    /// is followed by one without faults in the next step.
+    fn prune_ended(
+        &mut self,
+        outcome: &Outcome,
+        json: bool,
+        pretend: bool,
+        after_forget: bool,
+    ) -> Result<(), Broken> {
+        if !outcome.ok() {
+            self.prune_needs_recovery = true;
+            return Ok(());
+        }
+        self.stats.prunes_reported += 1;
+        let figures = if json {
+            let docs = crate::prune::json_documents(&outcome.stdout)?;
+            let doc = docs
+                .get(usize::from(after_forget))
+                .ok_or_else(|| format!("no prune JSON in:\n{}", outcome.stdout))?;
+            crate::prune::from_json(doc)?
+        } else {
+            crate::prune::from_text(&outcome.stdout)?
+        };
+        if figures.pretend != pretend {
+            return Err(format!(
+                "asked for pretend={pretend}, the report says pretend={}:\n{}",
+                figures.pretend, outcome.stdout
+            ));
+        }
+        self.log_prune(&figures);
+        Ok(())
+    }
+
+    fn log_prune(&mut self, f: &crate::prune::Figures) {
+        if !f.pretend {
+            self.stats.packs_deleted += f.packs_deleted;
+            self.stats.packs_rewritten += f.packs_rewritten;
+            self.stats.prunes_deferred += u64::from(f.deferred);
+        }
+        self.log.push_str(&format!(
+            "    prune{}: {} packs deleted, {} rewritten{}\n",
+            if f.pretend { " --pretend" } else { "" },
+            f.packs_deleted,
+            f.packs_rewritten,
+            if f.deferred {
+                ", deletion deferred"
+            } else {
+                ""
+            }
+        ));
+    }
+
+    /// `obnam prune --output-format json ARGS` with nothing beside it.
+    fn prune_alone(&mut self, args: &[&str]) -> Result<crate::prune::Figures, Broken> {
+        let mut cmd = self.obnam(0);
+        cmd.args(["prune", "--output-format", "json"]).args(args);
+        let out = run_together(vec![(cmd, Fault::None)]).remove(0);
+        self.stats.processes += 1;
+        self.stats.prunes += 1;
+        self.note(format!("  prune {}: {}", args.join(" "), out.summary()));
+        allowed(&Fault::None, &out)
+            .map_err(|e| format!("prune {args:?}: {e}\n{}\n{}", out.stdout, out.stderr))?;
+        self.stats.prunes_reported += 1;
+        let docs = crate::prune::json_documents(&out.stdout)?;
+        let figures = crate::prune::from_json(docs.first().ok_or("prune printed no JSON")?)?;
+        self.log_prune(&figures);
+        Ok(figures)
+    }
+
+    /// The end's prunes, with nothing beside them (invariant 9): the first
+    /// carries out every plan left and its own, with every generation's
+    /// data in a pack; one that only deletes follows it, and after them a
+    /// third has nothing left to delete or rewrite. (The second is there
+    /// because packs the first wrote hold copies of blobs that older packs
+    /// may hold too, and which copy counts can change once they exist.)
+    fn final_prune(&mut self) -> Result<(), Broken> {
+        for args in [&[][..], &["--repack-threshold", "100"][..]] {
+            let f = self.prune_alone(args)?;
+            if f.deferred {
+                return Err(format!(
+                    "prune {args:?} with nothing beside it deferred its deletion: {f:?}"
+                ));
+            }
+            if f.missing_blobs != Some(0) {
+                return Err(format!(
+                    "prune {args:?}: generations refer to blobs in no pack: {f:?}"
+                ));
+            }
+        }
+        let last = self.prune_alone(&["--repack-threshold", "100", "--pretend"])?;
+        if last.packs_deleted != 0 || last.packs_rewritten != 0 {
+            return Err(format!(
+                "after two prunes with nothing beside them, a third would still delete or \
+                 rewrite packs: {last:?}"
+            ));
+        }
+        if self.cfg.backend.is_local() {
+            let plans = Path::new(&self.url).join("prune");
+            let left: Vec<_> = fs::read_dir(&plans)
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            if !left.is_empty() {
+                return Err(format!(
+                    "prune objects left after the final prunes: {left:?}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn count_fault(&mut self, fault: &Fault, outcome: &Outcome) {
@@ -594,6 +1265,11 @@ impl World {
         let recheck = rng.next_u64();
         let again = (recheck % self.clients.len() as u64) as usize;
         let touched = std::mem::take(&mut self.touched);
+        // (A prune that deleted what generations need shows in the
+        // generation verified again, or in the next fsck, every fourth step,
+        // or at the end, which verifies them all: restoring or checking
+        // every generation after every prune would make the short run too
+        // slow in a debug build.)
         for client in 0..self.clients.len() {
             if touched.contains(&client) {
                 self.check_generations(client)?;
@@ -662,6 +1338,13 @@ impl World {
                 }
             }
         }
+        // A generation a forget removed never comes back.
+        if let Some(g) = c.forgotten.iter().find(|g| position(&g.id).is_some()) {
+            return Err(format!(
+                "{name}: generation {}, which a forget removed, is listed again: {listed:?}",
+                g.id
+            ));
+        }
         // Generations the model does not know come from runs that did not
         // report success (or kept checkpoints).
         let known: BTreeSet<&str> = c.committed.iter().map(|g| g.id.as_str()).collect();
@@ -719,6 +1402,7 @@ impl World {
         let trees: Vec<&Manifest> = c
             .committed
             .iter()
+            .chain(&c.forgotten)
             .map(|g| &*g.tree)
             .chain(c.interrupted.iter().map(|t| &**t))
             .collect();
@@ -799,6 +1483,10 @@ impl World {
         self.run_jobs(self.cfg.steps + 1, jobs)?;
         for client in 0..self.clients.len() {
             self.check_generations(client)?;
+        }
+        self.final_prune()?;
+        for client in 0..self.clients.len() {
+            self.check_generations(client)?;
             for g in &mut self.clients[client].committed {
                 g.verified = false;
             }
@@ -817,6 +1505,11 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// The schedule as played so far, with what each run did.
+    pub fn schedule(&self) -> &str {
+        &self.log
     }
 
     pub fn summary(&self) -> String {
@@ -838,6 +1531,90 @@ fn backend_name(b: &Backend) -> &'static str {
         Backend::Sftp { .. } => "sftp",
         Backend::S3 { name, .. } => name,
     }
+}
+
+/// What a forget that reported success says must hold (invariant 8):
+/// `now` is the client's list after the step, `before` the `--pretend`
+/// report, `beside` whether a backup of the client ran in the step.
+fn check_forget_report(
+    name: &str,
+    report: &ClientReport,
+    selection: &Selection,
+    named: Option<&BTreeSet<String>>,
+    before: &ClientReport,
+    beside: bool,
+    now: &BTreeSet<String>,
+) -> Result<(), Broken> {
+    for v in &report.verdicts {
+        if v.remove && now.contains(&v.id) {
+            return Err(format!(
+                "{name}: the forget reported removing {}, which is still listed",
+                v.id
+            ));
+        }
+        // (A checkpoint it kept may be gone: the backup it was left for
+        // can finish beside it and remove its checkpoints.)
+        if !v.remove && !v.checkpoint && !now.contains(&v.id) {
+            return Err(format!(
+                "{name}: the forget reported keeping {}, which is gone",
+                v.id
+            ));
+        }
+    }
+    let complete: Vec<_> = report.complete().collect();
+    let removed: BTreeSet<String> = complete
+        .iter()
+        .filter(|v| v.remove)
+        .map(|v| v.id.clone())
+        .collect();
+    match (selection, named) {
+        (_, Some(named)) if removed != *named => {
+            return Err(format!(
+                "{name}: named {named:?}, the forget removed complete generations {removed:?}"
+            ))
+        }
+        (Selection::Keep(policy), _) => {
+            if complete.last().is_some_and(|v| v.remove) {
+                return Err(format!(
+                    "{name}: --keep {policy} removed the latest complete generation: {report:?}"
+                ));
+            }
+            if let Some(n) = forget_report::plain_count(policy) {
+                for (i, v) in complete.iter().enumerate() {
+                    if v.remove == (i + n >= complete.len()) {
+                        return Err(format!(
+                            "{name}: --keep {policy} must keep the newest {n} complete \
+                             generations and only them: {report:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        (Selection::CheckpointsOnly, _) if !removed.is_empty() => {
+            return Err(format!(
+                "{name}: a forget without ids or --keep removed complete generations {removed:?}"
+            ))
+        }
+        _ => {}
+    }
+    if !beside && report.verdicts != before.verdicts {
+        return Err(format!(
+            "{name}: with no backup of the client beside it, the forget decided otherwise than \
+             its --pretend run just before:\npretend: {before:?}\nforget:  {report:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a run failed the way a run may fail for a reason outside its
+/// control: an `ERROR:` line and an ordinary exit, no panic, no signal.
+fn failed_cleanly(o: &Outcome) -> bool {
+    !o.ok()
+        && o.code.is_some_and(|c| c != 101)
+        && !["panicked at", "RUST_BACKTRACE", "stack backtrace"]
+            .iter()
+            .any(|n| o.stderr.contains(n))
+        && o.stderr.lines().any(|l| l.starts_with("ERROR:"))
 }
 
 fn restore_client(job: &Job) -> usize {
@@ -872,6 +1649,46 @@ fn describe(job: &Job) -> String {
         } => format!("restore client{client} #{} {fault:?}", pick % 1000),
         Job::Fsck { fault } => format!("fsck --verify-data {fault:?}"),
         Job::Ls { client } => format!("ls client{client}"),
+        Job::Forget {
+            client,
+            all_clients,
+            selection,
+            fault,
+            json,
+            prune,
+        } => {
+            format!(
+                "forget {} {} {fault:?}{}",
+                if *all_clients {
+                    "--all-clients".to_string()
+                } else {
+                    format!("client{client}")
+                },
+                match selection {
+                    Selection::Named(picks) => format!(
+                        "named #{:?}",
+                        picks.iter().map(|p| p % 1000).collect::<Vec<_>>()
+                    ),
+                    Selection::NamedLatest => "named latest".into(),
+                    Selection::Keep(policy) => format!("--keep {policy}"),
+                    Selection::CheckpointsOnly => "(checkpoints only)".into(),
+                },
+                if *json { " json" } else { "" }
+            ) + if *prune { " --prune" } else { "" }
+        }
+        Job::Prune {
+            fault,
+            threshold,
+            pretend,
+            json,
+        } => format!(
+            "prune {fault:?}{}{}{}",
+            threshold
+                .map(|t| format!(" --repack-threshold {t}"))
+                .unwrap_or_default(),
+            if *pretend { " --pretend" } else { "" },
+            if *json { " json" } else { "" }
+        ),
     }
 }
 
