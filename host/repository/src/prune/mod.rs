@@ -15,7 +15,7 @@
 //!    nothing is deleted yet.
 //! 5. **Writes the plan**: the packs and index objects to delete. Then
 //!    lists the locks, and records the runs it found.
-//! 6. **Deletes** ([`finish`]) at once if no run was found; otherwise a
+//! 6. **Deletes** (`finish`) at once if no run was found; otherwise a
 //!    later prune does, once those runs have ended. Before deleting it
 //!    walks the generations committed since step 2 and keeps any pack
 //!    they still need.

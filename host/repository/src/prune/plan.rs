@@ -12,7 +12,7 @@
 //! abandoned (deleted, and nothing else), which is always safe.
 //!
 //! A backup lists the plans right after it takes its client's lock
-//! ([`Repository::avoid_planned_packs`]) and, from then on, does not
+//! (`Repository::avoid_planned_packs`) and, from then on, does not
 //! build on a blob whose only copies are in planned packs (see
 //! [`crate::index`]).
 
