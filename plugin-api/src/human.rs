@@ -1,19 +1,19 @@
 //! Figures for people, the same in every command's output.
 
-/// Bytes in decimal units: `1.2 GB`, `340.0 kB`, `17 B`.
+/// Bytes in decimal units with one decimal: `17 B`, `340.0 kB`, `1.2 GB`
+/// (a value that would round to `1000.0` of a unit is shown in the next).
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = n as f64;
+    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1000.0;
     let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
+    while value >= 999.95 && unit + 1 < UNITS.len() {
         value /= 1000.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -23,5 +23,10 @@ mod tests {
         assert_eq!(super::bytes(17), "17 B");
         assert_eq!(super::bytes(340_000), "340.0 kB");
         assert_eq!(super::bytes(1_234_567_890), "1.2 GB");
+        assert_eq!(super::bytes(0), "0 B");
+        assert_eq!(super::bytes(999), "999 B");
+        assert_eq!(super::bytes(1000), "1.0 kB");
+        assert_eq!(super::bytes(999_999), "1.0 MB");
+        assert_eq!(super::bytes(u64::MAX), "18.4 EB");
     }
 }

@@ -104,11 +104,13 @@ impl Repository {
 
     /// Read a tree object without keeping it: for a walk that reads each
     /// tree once (a prune's).
-    pub fn read_tree_once(&self, id: &ChunkId) -> RepoResult<Tree> {
+    pub fn read_tree_once(&self, id: &ChunkId) -> RepoResult<Arc<Tree>> {
         if let Some(tree) = self.caches.trees.get(id) {
-            return Ok((*tree).clone());
+            return Ok(tree);
         }
-        self.decode_tree(id, &self.get_blob(id, BlobKind::Tree)?)
+        Ok(Arc::new(
+            self.decode_tree(id, &self.get_blob(id, BlobKind::Tree)?)?,
+        ))
     }
 
     fn decode_tree(&self, id: &ChunkId, bytes: &[u8]) -> RepoResult<Tree> {

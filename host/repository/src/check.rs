@@ -102,9 +102,9 @@ impl Repository {
             self.reload_index()?;
             let listed: HashSet<ObjectId> = {
                 let index = self.catalog.read();
-                index
-                    .blobs_by_pack()
-                    .into_keys()
+                let numbers: HashSet<u32> = index.entries().map(|e| e.location.pack).collect();
+                numbers
+                    .into_iter()
                     .filter_map(|n| index.pack_id(n))
                     .collect()
             };

@@ -139,11 +139,6 @@ impl Index {
         }
     }
 
-    /// Whether a pack (by number) is planned for deletion.
-    pub fn is_planned(&self, pack: u32) -> bool {
-        self.planned.contains(&pack)
-    }
-
     /// The loaded copies of a blob, in pack order.
     fn loaded_copies(&self, id: &ChunkId) -> &[IndexEntry] {
         let start = self.loaded.partition_point(|e| e.id < *id);
@@ -152,13 +147,6 @@ impl Index {
             .take_while(|e| e.id == *id)
             .count();
         &self.loaded[start..start + len]
-    }
-
-    /// Every place a blob is stored.
-    pub fn locations(&self, id: &ChunkId) -> Vec<Location> {
-        let mut out: Vec<Location> = self.added.get(id).copied().into_iter().collect();
-        out.extend(self.loaded_copies(id).iter().map(|e| e.location));
-        out
     }
 
     /// Record a chunk stored by this process.

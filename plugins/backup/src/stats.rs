@@ -46,9 +46,7 @@ pub fn add(n: &AtomicU64, by: u64) {
 }
 
 /// Bytes for people: `1.2 GB`, `340.0 kB`.
-pub fn human(n: u64) -> String {
-    plugin_api::human::bytes(n)
-}
+pub use plugin_api::human::bytes as human;
 
 impl Stats {
     /// A one-line progress report.

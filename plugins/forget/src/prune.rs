@@ -84,31 +84,47 @@ fn print_text(ctx: &Context<'_>, r: &PruneReport, seconds: f64) -> Result<()> {
         for key in &r.rewrite {
             ctx.outln(&format!("rewrite {key}"))?;
         }
-        ctx.outln(&format!("packs to delete: {}", r.packs_deleted))?;
-        ctx.outln(&format!("packs to rewrite: {}", r.packs_rewritten))?;
-        ctx.outln(&format!("bytes to free: {}", r.bytes_freed))?;
-        ctx.outln(&format!("bytes to rewrite: {}", r.bytes_rewritten))?;
+    } else if r.deferred {
         ctx.outln(&format!(
-            "space to come back: {}",
-            plugin_api::human::bytes(r.bytes_freed.saturating_sub(r.bytes_rewritten))
-        ))?;
-    } else {
-        if r.deferred {
-            ctx.outln(&format!(
-                "deletion deferred: {} backups that began before this prune are still running; \
-                 the next prune finishes it",
-                r.waiting_runs
-            ))?;
-        }
-        ctx.outln(&format!("packs deleted: {}", r.packs_deleted))?;
-        ctx.outln(&format!("packs rewritten: {}", r.packs_rewritten))?;
-        ctx.outln(&format!("bytes freed: {}", r.bytes_freed))?;
-        ctx.outln(&format!("bytes rewritten: {}", r.bytes_rewritten))?;
-        ctx.outln(&format!(
-            "space given back: {}",
-            plugin_api::human::bytes(r.bytes_freed.saturating_sub(r.bytes_rewritten))
+            "deletion deferred: {} backups that began before this prune are still running; \
+             the next prune finishes it",
+            r.waiting_runs
         ))?;
     }
+    // The same figures, worded for what would happen or what did.
+    let labels = if r.pretend {
+        [
+            "packs to delete",
+            "packs to rewrite",
+            "bytes to free",
+            "bytes to rewrite",
+        ]
+    } else {
+        [
+            "packs deleted",
+            "packs rewritten",
+            "bytes freed",
+            "bytes rewritten",
+        ]
+    };
+    let figures = [
+        r.packs_deleted,
+        r.packs_rewritten,
+        r.bytes_freed,
+        r.bytes_rewritten,
+    ];
+    for (label, figure) in labels.iter().zip(figures) {
+        ctx.outln(&format!("{label}: {figure}"))?;
+    }
+    let space = if r.pretend {
+        "space to come back"
+    } else {
+        "space given back"
+    };
+    ctx.outln(&format!(
+        "{space}: {}",
+        plugin_api::human::bytes(r.bytes_freed.saturating_sub(r.bytes_rewritten))
+    ))?;
     ctx.outln(&format!("time: {seconds:.2} s"))
 }
 

@@ -41,20 +41,9 @@ pub fn mode_string(kind: EntryKind, mode: u32) -> String {
     s
 }
 
-/// A byte count in decimal units with one decimal: `512 B`, `1.2 GB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 999.95 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
+/// A byte count in decimal units with one decimal: `512 B`, `1.2 GB`
+/// (the one form every bundled command prints).
+pub use plugin_api::human::bytes;
 
 /// A speed: bytes per second over `seconds` (a zero duration counts as
 /// one millisecond, so that nothing divides by zero).

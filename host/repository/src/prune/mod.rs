@@ -33,7 +33,6 @@ pub mod referenced;
 mod rewrite;
 pub mod verdict;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::error::{RepoError, RepoResult};
@@ -165,9 +164,7 @@ impl Repository {
                             runs.iter().filter(|r| live.contains(r)).count() as u64;
                     }
                     Some(_) => {
-                        self.walk_new_generations(&mut refs, &mut |done, total| {
-                            progress(PruneStep::Walk, done, total)
-                        })?;
+                        self.walk_new_generations(&mut refs, progress)?;
                         self.finish_plan(&stored.id, &stored.plan, &refs, &mut report, progress)?;
                         report.finished_earlier_plans += 1;
                     }
@@ -186,9 +183,7 @@ impl Repository {
                 "prune: {problem}; nothing was deleted (run 'obnam fsck')"
             )));
         }
-        self.walk_new_generations(&mut refs, &mut |done, total| {
-            progress(PruneStep::Walk, done, total)
-        })?;
+        self.walk_new_generations(&mut refs, progress)?;
         report.generations = refs.generations() as u64;
         // 3. Decide.
         let stored = self.stored_packs()?;
@@ -239,7 +234,7 @@ impl Repository {
         let replaced = self.loaded_and_own_index_objects();
         // The packs just written are stored too.
         let stored = self.stored_packs()?;
-        let written = self.write_index_of_kept_packs(&stored, &doomed)?;
+        self.write_index_of_kept_packs(&stored, &doomed)?;
         // 5. The plan, then the runs that may have missed it.
         let mut packs: Vec<ObjectId> = verdicts
             .delete
@@ -249,23 +244,18 @@ impl Repository {
             .chain(verdicts.unlisted.iter().copied())
             .collect();
         packs.sort();
-        let written: HashSet<String> = written.into_iter().collect();
         let plan = Plan {
             created: crate::now_ns(),
             packs: packs.iter().map(ObjectId::to_hex).collect(),
-            index: replaced
-                .into_iter()
-                .filter(|n| !written.contains(n))
-                .collect(),
+            // Listed before the new index objects were written: those stay.
+            index: replaced,
         };
         let plan_id = self.write_plan(&plan)?;
         let runs = self.live_runs()?;
         self.write_plan_runs(&plan_id, &runs)?;
         // 6. Delete now, or leave it to a later prune.
         if runs.is_empty() {
-            self.walk_new_generations(&mut refs, &mut |done, total| {
-                progress(PruneStep::Walk, done, total)
-            })?;
+            self.walk_new_generations(&mut refs, progress)?;
             self.finish_plan(&plan_id, &plan, &refs, &mut report, progress)?;
         } else {
             tracing::info!(

@@ -16,6 +16,8 @@ use crate::ids::ChunkId;
 use crate::storage::StorageError;
 use crate::Repository;
 
+use super::PruneStep;
+
 /// A set of blob ids kept in 16 bytes each: 8 bytes of the token and the
 /// variant. Two blobs whose tokens share their first 8 bytes (about one
 /// pair in 10^7 among a million blobs) are taken for one: both count as
@@ -77,7 +79,7 @@ impl Repository {
     pub(crate) fn walk_new_generations(
         &self,
         refs: &mut Referenced,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut dyn FnMut(PruneStep, u64, u64),
     ) -> RepoResult<()> {
         let keys: Vec<String> = self
             .storage()
@@ -103,11 +105,11 @@ impl Repository {
         // generation just read is complete in the index.
         self.load_index()?;
         for (done, (key, gen)) in gens.into_iter().enumerate() {
-            progress(done as u64, total);
+            progress(PruneStep::Walk, done as u64, total);
             self.walk_tree(gen.root.0, refs)?;
             refs.walked.insert(key);
         }
-        progress(total, total);
+        progress(PruneStep::Walk, total, total);
         Ok(())
     }
 

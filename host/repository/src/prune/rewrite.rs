@@ -81,17 +81,16 @@ impl Repository {
     }
 
     /// Write index objects listing every blob of every stored pack that
-    /// is not `doomed`; returns their names.
+    /// is not `doomed`.
     pub(super) fn write_index_of_kept_packs(
         &self,
         stored: &HashSet<ObjectId>,
         doomed: &HashSet<u32>,
-    ) -> RepoResult<Vec<String>> {
+    ) -> RepoResult<()> {
         let index = self.catalog.read();
         let keep = |n: u32| {
             !doomed.contains(&n) && index.pack_id(n).is_some_and(|id| stored.contains(&id))
         };
-        let mut names = Vec::new();
         let mut group: Vec<IndexEntry> = Vec::with_capacity(ENTRIES_PER_OBJECT);
         let mut entries = index.entries().filter(|e| keep(e.location.pack)).peekable();
         while entries.peek().is_some() {
@@ -99,9 +98,8 @@ impl Repository {
             group.extend(entries.by_ref().take(ENTRIES_PER_OBJECT));
             let name = ObjectId::random().to_hex();
             self.write_object(&format!("index/{name}"), index::encode(&index, &group))?;
-            self.catalog.mark_known(name.clone(), packs_of(&group));
-            names.push(name);
+            self.catalog.mark_known(name, packs_of(&group));
         }
-        Ok(names)
+        Ok(())
     }
 }
