@@ -26,6 +26,9 @@ pub enum Selection {
     Keep(&'static str),
     /// Neither: only checkpoints nothing should restore from go.
     CheckpointsOnly,
+    /// `remove-client`: every generation of the client, then the client
+    /// (its next backup starts it again, from nothing).
+    WholeClient,
 }
 
 /// The policies the schedules use. Every generation of a schedule is made

@@ -42,7 +42,10 @@
 //!    removed generation is never listed again; the model forgets it (it
 //!    no longer has to restore), and a restore or `ls` beside the forget
 //!    may fail, with an `ERROR:` line, only if a generation it could have
-//!    been reading was removed;
+//!    been reading was removed. `remove-client` is a forget of every
+//!    generation of its client: one that reported success left none of
+//!    those there before the step (a backup beside it may start the
+//!    client again), one that did not may have removed any of them;
 //! 9. a prune (alone, `forget --prune`, or two at once) beside backups of
 //!    every client, restores, forgets and fsck, killed or crashed or
 //!    failed on a storage fault at any moment, loses nothing: invariants
@@ -263,6 +266,20 @@ struct PendingForget {
 /// A failed invariant.
 type Broken = String;
 
+/// The part of a forget's report for client `name`. With `--all-clients`
+/// a client that `remove-client` removed (and no backup started again)
+/// has none: it was not there to judge, so it is judged to lose nothing.
+fn client_part(reports: &[ClientReport], name: &str, all_clients: bool) -> Option<ClientReport> {
+    match reports.iter().find(|r| r.client == name) {
+        Some(report) => Some(report.clone()),
+        None if all_clients => Some(ClientReport {
+            client: name.to_string(),
+            verdicts: Vec::new(),
+        }),
+        None => None,
+    }
+}
+
 pub struct World {
     cfg: Config,
     env: TestEnv,
@@ -428,7 +445,9 @@ impl World {
             // Named ids are one client's.
             0..=44 => (Selection::Named(picks), false),
             45..=89 => (Selection::Keep(policy), all_clients),
-            _ => (Selection::CheckpointsOnly, all_clients),
+            90..=95 => (Selection::CheckpointsOnly, all_clients),
+            // remove-client works on one client.
+            _ => (Selection::WholeClient, false),
         };
         Job::Forget {
             client,
@@ -706,8 +725,16 @@ impl World {
                     if *prune {
                         options.push("--prune".into());
                     }
-                    let cmd =
-                        self.forget_command(*client, *all_clients, selection, named, &options);
+                    let cmd = match selection {
+                        Selection::WholeClient => {
+                            let mut cmd = self.obnam(*client);
+                            cmd.arg("remove-client")
+                                .arg(&self.clients[*client].name)
+                                .args(fault.args());
+                            cmd
+                        }
+                        _ => self.forget_command(*client, *all_clients, selection, named, &options),
+                    };
                     (cmd, fault.clone())
                 }
                 Job::Prune {
@@ -992,7 +1019,7 @@ impl World {
         let mut before = BTreeMap::new();
         for &c in &clients {
             let name = &self.clients[c].name;
-            let report = reports.iter().find(|r| &r.client == name).ok_or_else(|| {
+            let report = client_part(&reports, name, *all_clients).ok_or_else(|| {
                 format!(
                     "forget --pretend reported nothing for {name}:\n{}",
                     out.stdout
@@ -1031,7 +1058,8 @@ impl World {
         else {
             unreachable!("only forgets are reconciled")
         };
-        let reports = match (outcome.ok(), json) {
+        let whole_client = matches!(selection, Selection::WholeClient);
+        let reports = match (outcome.ok() && !whole_client, json) {
             (false, _) => None,
             (true, true) => Some(forget_report::parse_json(&outcome.stdout)?),
             (true, false) => Some(forget_report::parse_text(&outcome.stdout)?),
@@ -1045,10 +1073,16 @@ impl World {
             let made: BTreeSet<String> = new[c].iter().cloned().collect();
             let may_go = match &reports {
                 Some(reports) => {
-                    let report = reports
-                        .iter()
-                        .find(|r| r.client == name)
+                    let all_clients = matches!(
+                        job,
+                        Job::Forget {
+                            all_clients: true,
+                            ..
+                        }
+                    );
+                    let report = client_part(reports, &name, all_clients)
                         .ok_or_else(|| format!("its report has no part for {name}"))?;
+                    let report = &report;
                     let beside = !made.is_empty() || failed[c] > 0;
                     check_forget_report(
                         &name,
@@ -1061,6 +1095,14 @@ impl World {
                     )?;
                     report.removed()
                 }
+                // remove-client removes every generation there is when it
+                // holds the client's lock, a backup's of this step too.
+                None if whole_client => before
+                    .verdicts
+                    .iter()
+                    .map(|v| v.id.clone())
+                    .chain(made.iter().cloned())
+                    .collect(),
                 None => match (selection, &pending.named) {
                     (_, Some(named)) => named.clone(),
                     (Selection::Keep(policy), None) => forget_report::could_remove(
@@ -1072,6 +1114,27 @@ impl World {
                     _ => BTreeSet::new(),
                 },
             };
+            if whole_client && outcome.ok() {
+                // Only what a backup of this step made after it may be
+                // listed (a backup that ran after it starts the client
+                // again, and one that failed may leave a checkpoint).
+                if let Some(id) = before.verdicts.iter().find(|v| now.contains(&v.id)) {
+                    return Err(format!(
+                        "{name}: remove-client reported success, but generation {} is still \
+                         listed: {listed:?}",
+                        id.id
+                    ));
+                }
+                if !outcome
+                    .stdout
+                    .contains(&format!("removed client {name} and its "))
+                {
+                    return Err(format!(
+                        "{name}: remove-client did not say what it removed:\n{}",
+                        outcome.stdout
+                    ));
+                }
+            }
             let client = &mut self.clients[c];
             let lost: BTreeSet<String> = client
                 .committed
@@ -1212,18 +1275,7 @@ impl World {
                  rewrite packs: {last:?}"
             ));
         }
-        if self.cfg.backend.is_local() {
-            let plans = Path::new(&self.url).join("prune");
-            let left: Vec<_> = fs::read_dir(&plans)
-                .map(|d| d.flatten().map(|e| e.file_name()).collect())
-                .unwrap_or_default();
-            if !left.is_empty() {
-                return Err(format!(
-                    "prune objects left after the final prunes: {left:?}"
-                ));
-            }
-        }
-        Ok(())
+        self.folder_is_empty("prune", "prune objects left after the final prunes")
     }
 
     fn count_fault(&mut self, fault: &Fault, outcome: &Outcome) {
@@ -1493,18 +1545,23 @@ impl World {
             self.verify_committed(client, None)?;
         }
         self.fsck()?;
-        if self.cfg.backend.is_local() {
-            let locks = Path::new(&self.url).join("locks");
-            let left: Vec<_> = fs::read_dir(&locks)
-                .map(|d| d.flatten().map(|e| e.file_name()).collect())
-                .unwrap_or_default();
-            if !left.is_empty() {
-                return Err(format!(
-                    "locks left after clean runs of every client: {left:?}"
-                ));
-            }
+        self.folder_is_empty("locks", "locks left after clean runs of every client")
+    }
+
+    /// On a local repository, that `folder` holds no object (`what` says
+    /// why it must not).
+    fn folder_is_empty(&self, folder: &str, what: &str) -> Result<(), Broken> {
+        if !self.cfg.backend.is_local() {
+            return Ok(());
         }
-        Ok(())
+        let left: Vec<_> = fs::read_dir(Path::new(&self.url).join(folder))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{what}: {left:?}"))
+        }
     }
 
     /// The schedule as played so far, with what each run did.
@@ -1672,6 +1729,7 @@ fn describe(job: &Job) -> String {
                     Selection::NamedLatest => "named latest".into(),
                     Selection::Keep(policy) => format!("--keep {policy}"),
                     Selection::CheckpointsOnly => "(checkpoints only)".into(),
+                    Selection::WholeClient => "remove-client".into(),
                 },
                 if *json { " json" } else { "" }
             ) + if *prune { " --prune" } else { "" }
