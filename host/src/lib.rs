@@ -170,7 +170,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     if let Some(bug) = host.internal_error() {
         return Err(InternalError(bug).into());
     }
-    result.map(|()| EXIT_SUCCESS)
+    result.map(|()| host.exit_code())
 }
 
 /// Release every lock still held, whatever the subcommand's outcome.

@@ -208,6 +208,11 @@ pub trait HostServices: Send + Sync {
     /// Show a short, transient status line (progress) unless `--quiet`.
     #[sabi(last_prefix_field)]
     fn status(&self, line: RStr<'_>);
+
+    // Added in 0.1.4 (after the last prefix field: optional to older plugins).
+    /// Set the exit code the run ends with if the subcommand returns
+    /// successfully (0 to 125; see [`Context::set_exit_code`](crate::Context::set_exit_code)).
+    fn set_exit_code(&self, code: i32) -> AbiResult<()>;
 }
 
 /// The host services as a plugin receives them.

@@ -170,6 +170,15 @@ impl<'a> Context<'a> {
     pub fn status(&self, line: &str) {
         self.host.status(RStr::from_str(line));
     }
+
+    /// Set the exit code of the run, for a subcommand whose outcome is
+    /// more than success or failure (a monitoring check, say). It applies
+    /// only if the subcommand then returns `Ok`; an error still ends the
+    /// run with 1. `code` is 0 to 125 (126 and up mean other things to a
+    /// shell). Since 0.1.4.
+    pub fn set_exit_code(&self, code: i32) -> Result<()> {
+        unwrap_abi(self.host.set_exit_code(code))
+    }
 }
 
 fn mismatch(name: &str, wanted: &str, got: &SettingValue) -> Error {

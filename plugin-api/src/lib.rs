@@ -77,8 +77,8 @@ pub use error::{Error, Result};
 pub use export::__private;
 pub use hooks::{Hook, JsonPayload, PRIORITY_DEFAULT, PRIORITY_EARLY, PRIORITY_LATE};
 pub use repository::{
-    ChunkId, Entry, EntryKind, GenerationBuilder, GenerationInfo, GenerationReader, PruneOptions,
-    PruneReport, PruneStep, Repository, Token,
+    ChunkId, ClientUsage, Entry, EntryKind, GenerationBuilder, GenerationInfo, GenerationReader,
+    PruneOptions, PruneReport, PruneStep, Repository, Token, TreeId, Usage,
 };
 pub use settings::{
     Setting, GROUP_BACKUP, GROUP_DEFAULT, GROUP_DEVELOPMENT, GROUP_ENCRYPTION, GROUP_PERFORMANCE,

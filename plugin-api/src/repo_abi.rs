@@ -142,6 +142,11 @@ pub trait GenerationReaderService: Send + Sync {
     #[sabi(last_prefix_field)]
     /// The boundary form of [`GenerationReader::list_dir`](crate::GenerationReader::list_dir).
     fn list_dir(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RVec<RawEntry>>>;
+    // Added in 0.1.4 (after the last prefix field: optional to older plugins).
+    /// The boundary form of [`GenerationReader::subtree_id`](crate::GenerationReader::subtree_id):
+    /// `RNone` if the path is no directory, `RSome(RNone)` for an empty
+    /// directory stored without a tree.
+    fn subtree_id(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<ROption<ChunkId>>>;
 }
 
 /// What [`Repository::forget_missing_packs`](crate::Repository::forget_missing_packs) found.
@@ -281,6 +286,56 @@ pub trait RepositoryService: Send + Sync {
     ) -> AbiResult<RawPruneReport>;
     /// The boundary form of [`Repository::remove_client`](crate::Repository::remove_client).
     fn remove_client(&self, name: RStr<'_>) -> AbiResult<u64>;
+    // Added in 0.1.4.
+    /// The boundary form of [`Repository::usage`](crate::Repository::usage).
+    fn usage(&self) -> AbiResult<RawUsage>;
+}
+
+/// One client's share of a repository, at the boundary (see
+/// [`ClientUsage`](crate::ClientUsage)).
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Debug, Default)]
+pub struct RawClientUsage {
+    /// The client's name.
+    pub name: RString,
+    /// Generations, checkpoints included.
+    pub generations: u64,
+    /// Of those, checkpoints.
+    pub checkpoints: u64,
+    /// Files in the newest generation.
+    pub latest_files: u64,
+    /// Bytes of file data in the newest generation.
+    pub latest_bytes: u64,
+    /// Bytes of file data summed over every generation.
+    pub logical_bytes: u64,
+    /// Blobs its generations refer to, each once.
+    pub blobs: u64,
+    /// Stored bytes of those blobs.
+    pub stored_bytes: u64,
+}
+
+/// The space of a repository, at the boundary (see [`Usage`](crate::Usage)).
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Debug, Default)]
+pub struct RawUsage {
+    /// Per client, by name.
+    pub clients: RVec<RawClientUsage>,
+    /// Packs stored.
+    pub packs: u64,
+    /// Bytes of the blobs the index lists in stored packs.
+    pub pack_bytes: u64,
+    /// Blobs the index lists in stored packs.
+    pub blobs: u64,
+    /// Blobs some generation refers to.
+    pub used_blobs: u64,
+    /// Stored bytes of those.
+    pub used_bytes: u64,
+    /// Packs with nothing used in them.
+    pub unused_packs: u64,
+    /// Packs partly used.
+    pub partly_used_packs: u64,
+    /// Blobs referred to that are in no stored pack.
+    pub missing_blobs: u64,
 }
 
 /// How a prune is to run, at the boundary.

@@ -142,6 +142,89 @@ impl PruneReport {
     }
 }
 
+/// One client's share of a repository (see [`Repository::usage`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientUsage {
+    /// The client's name.
+    pub name: String,
+    /// Generations, checkpoints included.
+    pub generations: u64,
+    /// Of those, checkpoints.
+    pub checkpoints: u64,
+    /// Files in the newest generation.
+    pub latest_files: u64,
+    /// Bytes of file data in the newest generation.
+    pub latest_bytes: u64,
+    /// Bytes of file data summed over every generation: what a full copy
+    /// of each would take.
+    pub logical_bytes: u64,
+    /// Blobs (chunks and directory trees) its generations refer to, each
+    /// counted once.
+    pub blobs: u64,
+    /// Stored bytes of those blobs, as stored (compressed, encrypted):
+    /// blobs shared with other clients count for each.
+    pub stored_bytes: u64,
+}
+
+/// The space of a repository (see [`Repository::usage`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Per client, by name.
+    pub clients: Vec<ClientUsage>,
+    /// Packs stored.
+    pub packs: u64,
+    /// Bytes of the blobs the index lists in stored packs.
+    pub pack_bytes: u64,
+    /// Blobs the index lists in stored packs (every stored copy).
+    pub blobs: u64,
+    /// Blobs some generation refers to, each counted once.
+    pub used_blobs: u64,
+    /// Stored bytes of those: what the repository needs.
+    pub used_bytes: u64,
+    /// Packs with nothing used in them (a prune deletes them).
+    pub unused_packs: u64,
+    /// Packs with both used and unused bytes.
+    pub partly_used_packs: u64,
+    /// Blobs generations refer to that are in no stored pack (`fsck`
+    /// reports them).
+    pub missing_blobs: u64,
+}
+
+impl Usage {
+    fn from_raw(r: crate::repo_abi::RawUsage) -> Self {
+        Usage {
+            clients: r
+                .clients
+                .into_iter()
+                .map(|c| ClientUsage {
+                    name: c.name.into_string(),
+                    generations: c.generations,
+                    checkpoints: c.checkpoints,
+                    latest_files: c.latest_files,
+                    latest_bytes: c.latest_bytes,
+                    logical_bytes: c.logical_bytes,
+                    blobs: c.blobs,
+                    stored_bytes: c.stored_bytes,
+                })
+                .collect(),
+            packs: r.packs,
+            pack_bytes: r.pack_bytes,
+            blobs: r.blobs,
+            used_blobs: r.used_blobs,
+            used_bytes: r.used_bytes,
+            unused_packs: r.unused_packs,
+            partly_used_packs: r.partly_used_packs,
+            missing_blobs: r.missing_blobs,
+        }
+    }
+
+    /// Bytes in packs that no generation needs (a prune with
+    /// `--repack-threshold 0` would give them back).
+    pub fn unused_bytes(&self) -> u64 {
+        self.pack_bytes.saturating_sub(self.used_bytes)
+    }
+}
+
 /// A plugin's progress function, as the host calls it.
 struct ProgressFn<F>(F);
 
@@ -382,6 +465,14 @@ impl Repository {
         )?))
     }
 
+    /// Where the repository's space goes: per client, its generations
+    /// and what they cost in storage; for the repository, its packs and
+    /// how much of them is used. Reads every generation's trees and the
+    /// index; writes nothing and takes no lock. Since 0.1.4.
+    pub fn usage(&self) -> Result<Usage> {
+        Ok(Usage::from_raw(unwrap_abi(self.inner.usage())?))
+    }
+
     /// Remove a client: every generation of it, then the client itself.
     /// The caller holds the client's lock. Returns how many generations
     /// were removed. Their data goes with the next prune.
@@ -412,7 +503,24 @@ impl GenerationReader {
     pub fn list_dir(&self, path: &Path) -> Result<Option<Vec<Entry>>> {
         Ok(entries(unwrap_abi(self.inner.list_dir(path_bytes(path)))?))
     }
+
+    /// The id of the directory at an absolute path (`/` for the root), or
+    /// `None` if it is not a directory in this generation. Directories
+    /// are named by their content, all the way down: two with the same
+    /// id, in this generation or another of the repository, hold the same
+    /// entries with the same metadata and data, so a comparison can skip
+    /// them unread. Since 0.1.4.
+    pub fn subtree_id(&self, path: &Path) -> Result<Option<TreeId>> {
+        Ok(unwrap_abi(self.inner.subtree_id(path_bytes(path)))?
+            .into_option()
+            .map(|id| TreeId(id.into_option())))
+    }
 }
+
+/// What a directory holds, as an id: equal ids mean equal subtrees (see
+/// [`GenerationReader::subtree_id`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TreeId(Option<ChunkId>);
 
 /// Builds a client's next generation. See the host's documentation of the
 /// builder: `put` what the walk finds, `finish_dir` each walked directory,

@@ -14,6 +14,7 @@ mod faults;
 mod forget;
 mod hooks;
 mod hostile_filters;
+mod inspect;
 mod install;
 mod integrity;
 mod loading;

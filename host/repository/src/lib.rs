@@ -155,6 +155,7 @@ pub mod tokens;
 pub mod tree;
 pub mod tree_cache;
 pub mod upload;
+pub mod usage;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

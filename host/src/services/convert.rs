@@ -12,9 +12,10 @@ use obnam_repository::generation::Generation;
 use obnam_repository::ids;
 use obnam_repository::prune::PruneReport;
 use obnam_repository::tree::{self, StoredChunkId, TreeEntry};
+use obnam_repository::usage::{ClientUsage, Usage};
 use plugin_api::repo_abi::{
-    self as abi, RawEntry, RawGeneration, RawKeySlot, RawMissingPacks, RawObjectReport,
-    RawPruneReport, RawXattr,
+    self as abi, RawClientUsage, RawEntry, RawGeneration, RawKeySlot, RawMissingPacks,
+    RawObjectReport, RawPruneReport, RawUsage, RawXattr,
 };
 use plugin_api::types::{ROption, RString, RVec};
 use serde_bytes::ByteBuf;
@@ -86,6 +87,7 @@ convert_lists!(
     (ByteBuf, ByteBuf) => RawXattr,
     (String, String) => RawKeySlot,
     String => RString,
+    ClientUsage => RawClientUsage,
 );
 
 impl Convert<Vec<StoredChunkId>> for RVec<abi::ChunkId> {
@@ -244,6 +246,14 @@ convert_fields!(r: PruneReport => RawPruneReport {
     pretend, packs_deleted, packs_rewritten, bytes_freed, bytes_rewritten,
     index_objects_deleted, deferred, waiting_runs, finished_earlier_plans, abandoned_plans,
     packs_kept_for_new_generations, generations, missing_blobs, delete, rewrite,
+});
+convert_fields!(c: ClientUsage => RawClientUsage {
+    name, generations, checkpoints, latest_files, latest_bytes, logical_bytes, blobs,
+    stored_bytes,
+});
+convert_fields!(u: Usage => RawUsage {
+    clients, packs, pack_bytes, blobs, used_blobs, used_bytes, unused_packs,
+    partly_used_packs, missing_blobs,
 });
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod repository;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -48,6 +49,8 @@ pub struct Host {
     /// This host, weakly, for the repository's data filters, which call
     /// plugins (the repository it opens holds them).
     myself: Weak<Host>,
+    /// The exit code a subcommand chose for a successful run.
+    exit_code: AtomicI32,
 }
 
 impl Host {
@@ -61,6 +64,7 @@ impl Host {
             repository: Mutex::new(None),
             bug: Arc::default(),
             myself: myself.clone(),
+            exit_code: AtomicI32::new(0),
         })
     }
 
@@ -90,6 +94,12 @@ impl Host {
     /// The host as an ABI trait object.
     pub fn as_abi(&self) -> HostRef<'_> {
         host_ref(self)
+    }
+
+    /// The exit code of a run whose subcommand succeeded: 0 unless the
+    /// subcommand chose another ([`HostServices::set_exit_code`]).
+    pub fn exit_code(&self) -> i32 {
+        self.exit_code.load(Ordering::Relaxed)
     }
 
     /// The effective settings.
@@ -239,6 +249,18 @@ impl HostServices for Host {
             crate::output::status(line.as_str(), self.quiet);
             Ok(())
         });
+    }
+
+    fn set_exit_code(&self, code: i32) -> AbiResult<()> {
+        guarded(|| {
+            if !(0..=125).contains(&code) {
+                return Err(Error::msg(format!(
+                    "exit code {code} is out of range: a subcommand may choose 0 to 125"
+                )));
+            }
+            self.exit_code.store(code, Ordering::Relaxed);
+            Ok(())
+        })
     }
 }
 

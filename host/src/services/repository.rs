@@ -11,7 +11,7 @@ use plugin_api::guard::guarded;
 use plugin_api::repo_abi::{
     self as abi, generation_builder_box, generation_reader_box, GenerationBuilderBox,
     GenerationBuilderService, GenerationReaderBox, GenerationReaderService, RawEntry,
-    RawGeneration, RepositoryService,
+    RawGeneration, RawUsage, RepositoryService,
 };
 use plugin_api::types::{ROption, RSlice, RStr, RString, RVec};
 use plugin_api::Error;
@@ -283,6 +283,10 @@ impl RepositoryService for RepoService {
         self.shield
             .call(|| self.repo().remove_client(name.as_str()))
     }
+
+    fn usage(&self) -> AbiResult<RawUsage> {
+        self.shield.call(|| self.repo().usage())
+    }
 }
 
 struct ReaderService {
@@ -301,6 +305,10 @@ impl GenerationReaderService for ReaderService {
 
     fn list_dir(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<RVec<RawEntry>>> {
         self.shield.call(|| self.reader.list_dir(path.as_slice()))
+    }
+
+    fn subtree_id(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<ROption<abi::ChunkId>>> {
+        self.shield.call(|| self.reader.subtree_id(path.as_slice()))
     }
 }
 

@@ -25,9 +25,12 @@
 #![forbid(unsafe_code)]
 
 mod dir_cursor;
+mod dump;
 mod fetch;
+mod find;
 mod format;
 mod fsops;
+mod kdirstat;
 mod listing;
 mod metadata;
 mod names;
@@ -53,10 +56,10 @@ impl Plugin for RestorePlugin {
         app.add_setting(
             Setting::string("generation")
                 .metavar("GEN")
-                .default(select::LATEST)
                 .help(
-                    "the generation to restore or list: an id, or 'latest' for the \
-                     newest one (checkpoints included)",
+                    "the generation to work on: an id, or 'latest' for the newest one \
+                     (checkpoints included); the default is latest, except for find \
+                     (every generation) and diff (the latest two)",
                 )
                 .group(GROUP_RESTORE),
         );
@@ -95,6 +98,26 @@ impl Plugin for RestorePlugin {
             "",
             "list the clients in the repository",
             listing::clients,
+        );
+        app.add_subcommand(
+            "find",
+            "PATTERN...",
+            "list the paths matching a regular expression, in every generation (or the one \
+             --generation names), with the generations each version is in",
+            find::run,
+        );
+        app.add_subcommand(
+            "dump",
+            "PATH",
+            "write a file of a generation to standard output, or a directory (or any other \
+             object) as a tar stream",
+            dump::run,
+        );
+        app.add_subcommand(
+            "kdirstat",
+            "",
+            "print a generation as a KDirStat/QDirStat cache file, to see where the space went",
+            kdirstat::run,
         );
         Ok(())
     }

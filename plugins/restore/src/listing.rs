@@ -21,11 +21,11 @@ use crate::names::{self, escape};
 use crate::select;
 
 /// Whether `--output-format json` was given.
-fn json_output(ctx: &Context<'_>) -> Result<bool> {
+pub(crate) fn json_output(ctx: &Context<'_>) -> Result<bool> {
     Ok(ctx.string("output-format")?.as_deref() == Some("json"))
 }
 
-fn no_arguments(command: &str, args: &[OsString]) -> Result<()> {
+pub(crate) fn no_arguments(command: &str, args: &[OsString]) -> Result<()> {
     if let Some(arg) = args.first() {
         plugin_api::bail!(
             "{command} takes no arguments, got '{}'",
@@ -35,7 +35,7 @@ fn no_arguments(command: &str, args: &[OsString]) -> Result<()> {
     Ok(())
 }
 
-fn pretty(ctx: &Context<'_>, value: &Value) -> Result<()> {
+pub(crate) fn pretty(ctx: &Context<'_>, value: &Value) -> Result<()> {
     ctx.outln(&serde_json::to_string_pretty(value)?)
 }
 
@@ -162,7 +162,7 @@ pub fn ls_line(shown: &str, entry: &Entry) -> String {
 
 /// A byte string for JSON: the string itself if UTF-8, else the escaped
 /// text, with the exact bytes under `<key>_bytes`.
-fn bytes_fields(obj: &mut serde_json::Map<String, Value>, key: &str, bytes: &[u8]) {
+pub(crate) fn bytes_fields(obj: &mut serde_json::Map<String, Value>, key: &str, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(s) => {
             obj.insert(key.into(), json!(s));
@@ -171,6 +171,19 @@ fn bytes_fields(obj: &mut serde_json::Map<String, Value>, key: &str, bytes: &[u8
             obj.insert(key.into(), json!(escape(bytes)));
             obj.insert(format!("{key}_bytes"), json!(bytes));
         }
+    }
+}
+
+/// The name of an entry's kind in JSON output.
+pub(crate) fn kind_name(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+        EntryKind::Symlink => "symlink",
+        EntryKind::Fifo => "fifo",
+        EntryKind::Socket => "socket",
+        EntryKind::CharDevice => "chardevice",
+        EntryKind::BlockDevice => "blockdevice",
     }
 }
 
@@ -185,16 +198,7 @@ pub fn ls_json(path: &[u8], shown: &str, entry: &Entry) -> Value {
         obj.insert("path".into(), json!(shown));
         obj.insert("unsafe_name".into(), json!(true));
     }
-    let kind = match entry.kind {
-        EntryKind::File => "file",
-        EntryKind::Dir => "dir",
-        EntryKind::Symlink => "symlink",
-        EntryKind::Fifo => "fifo",
-        EntryKind::Socket => "socket",
-        EntryKind::CharDevice => "chardevice",
-        EntryKind::BlockDevice => "blockdevice",
-    };
-    obj.insert("kind".into(), json!(kind));
+    obj.insert("kind".into(), json!(kind_name(entry.kind)));
     obj.insert("mode".into(), json!(entry.mode));
     obj.insert(
         "mode_string".into(),
@@ -224,7 +228,7 @@ pub fn ls_json(path: &[u8], shown: &str, entry: &Entry) -> Value {
     Value::Object(obj)
 }
 
-fn os_path(path: &[u8]) -> OsString {
+pub(crate) fn os_path(path: &[u8]) -> OsString {
     OsString::from_vec(path.to_vec())
 }
 

@@ -54,6 +54,14 @@ pub fn choose<'a>(
     }
 }
 
+/// The value of `--generation` if one was given.
+pub fn given_generation(ctx: &Context<'_>) -> Result<Option<String>> {
+    Ok(ctx
+        .string("generation")?
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty()))
+}
+
 /// The generation chosen by `--generation` for the current client.
 pub fn generation(ctx: &Context<'_>, repo: &Repository, client: &str) -> Result<GenerationInfo> {
     let wanted = ctx

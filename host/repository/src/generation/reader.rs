@@ -164,6 +164,29 @@ impl GenerationReader {
         Ok(self.tree(parent)?.and_then(|t| t.get(name).cloned()))
     }
 
+    /// The id of the tree of the directory at an absolute path (`/` for
+    /// the root): `None` if it is not a directory in this generation,
+    /// `Some(None)` for an empty directory stored without a tree. A tree
+    /// is named by its content, so two directories with the same id hold
+    /// the same entries, all the way down: a comparison of generations
+    /// can skip them without reading them.
+    pub fn subtree_id(&self, path: &[u8]) -> RepoResult<Option<Option<ChunkId>>> {
+        let parts = components(path)?;
+        let Some((name, parent)) = parts.split_last() else {
+            return Ok(Some(Some(self.generation.root.0)));
+        };
+        Ok(
+            match self.tree(parent)?.and_then(|t| t.get(name).cloned()) {
+                Some(TreeEntry {
+                    kind: EntryKind::Dir,
+                    subtree,
+                    ..
+                }) => Some(subtree.map(|id| id.0)),
+                _ => None,
+            },
+        )
+    }
+
     /// The entries of the directory at an absolute path, or `None` if it is
     /// not a directory in this generation.
     pub fn list_dir(&self, path: &[u8]) -> RepoResult<Option<Vec<TreeEntry>>> {

@@ -114,7 +114,7 @@ impl Repository {
     }
 
     /// Mark a tree and everything below it.
-    fn walk_tree(&self, root: ChunkId, refs: &mut Referenced) -> RepoResult<()> {
+    pub(crate) fn walk_tree(&self, root: ChunkId, refs: &mut Referenced) -> RepoResult<()> {
         if !refs.blobs.insert(&root) {
             return Ok(());
         }

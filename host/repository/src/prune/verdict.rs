@@ -77,14 +77,13 @@ fn the_copy(index: &Index, places: &[Location], stored: &HashSet<ObjectId>) -> O
         .map(|(_, l)| l)
 }
 
-/// Decide, for a `threshold` in percent of unused bytes (0: rewrite a
-/// pack with any unused byte; 100: never rewrite).
-pub fn decide(
+/// How much of each stored pack the index lists is used, by pack id, and
+/// how many of the `referenced` blobs have a copy in a stored pack.
+pub fn pack_uses(
     index: &Index,
     referenced: &Used,
     stored: &HashSet<ObjectId>,
-    threshold: u8,
-) -> Verdicts {
+) -> (BTreeMap<ObjectId, PackUse>, u64) {
     let mut packs: BTreeMap<ObjectId, PackUse> = BTreeMap::new();
     let mut found = 0;
     index.for_each_blob(|id, places| {
@@ -115,6 +114,24 @@ pub fn decide(
             }
         }
     });
+    (packs, found)
+}
+
+/// The stored length of the copy of blob `id` that counts as used (see
+/// [`the_copy`]), if a stored pack holds one.
+pub fn used_length(index: &Index, places: &[Location], stored: &HashSet<ObjectId>) -> Option<u32> {
+    the_copy(index, places, stored).map(|l| l.length)
+}
+
+/// Decide, for a `threshold` in percent of unused bytes (0: rewrite a
+/// pack with any unused byte; 100: never rewrite).
+pub fn decide(
+    index: &Index,
+    referenced: &Used,
+    stored: &HashSet<ObjectId>,
+    threshold: u8,
+) -> Verdicts {
+    let (packs, found) = pack_uses(index, referenced, stored);
     let listed: HashSet<ObjectId> = packs.keys().copied().collect();
     let mut verdicts = Verdicts {
         missing_blobs: (referenced.len() as u64).saturating_sub(found),

@@ -1,0 +1,166 @@
+//! `obnam nagios-last-backup-age`: a Nagios (or Icinga, Naemon, ...)
+//! check of how old the client's latest complete backup is.
+//!
+//! It prints one status line, `OBNAM STATUS: text|perfdata`, and exits
+//! with the code Nagios reads: 0 OK, 1 WARNING (older than `--warn-age`),
+//! 2 CRITICAL (older than `--critical-age`, or no complete backup at all),
+//! 3 UNKNOWN (the check itself could not be made: a bad setting, a
+//! repository that cannot be read). Checkpoints of an unfinished backup do
+//! not count: they are not a backup to rely on. The age runs from the end
+//! of the backup run. Exactly `--warn-age` old is still OK: the state
+//! changes once the age is over the limit.
+
+use std::ffi::OsString;
+
+use plugin_api::{Context, GenerationInfo, Result};
+
+use crate::age;
+
+/// The states of a Nagios check, as exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+    Unknown = 3,
+}
+
+impl State {
+    fn word(self) -> &'static str {
+        match self {
+            State::Ok => "OK",
+            State::Warning => "WARNING",
+            State::Critical => "CRITICAL",
+            State::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// The limits, in seconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub warn: i64,
+    pub critical: i64,
+}
+
+/// The state for a backup `age_ns` old.
+pub fn judge(age_ns: i128, limits: Limits) -> State {
+    let over = |secs: i64| age_ns > i128::from(secs) * 1_000_000_000;
+    if over(limits.critical) {
+        State::Critical
+    } else if over(limits.warn) {
+        State::Warning
+    } else {
+        State::Ok
+    }
+}
+
+/// The state and the status line (without the `OBNAM STATE: ` prefix).
+fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
+    if let Some(arg) = args.first() {
+        plugin_api::bail!(
+            "nagios-last-backup-age takes no arguments, got '{}'",
+            arg.to_string_lossy()
+        );
+    }
+    let limits = Limits {
+        warn: age::parse("warn-age", &ctx.string("warn-age")?.unwrap_or_default())?,
+        critical: age::parse(
+            "critical-age",
+            &ctx.string("critical-age")?.unwrap_or_default(),
+        )?,
+    };
+    if limits.critical < limits.warn {
+        plugin_api::bail!(
+            "--critical-age ({}) is less than --warn-age ({}): a backup would be critical \
+             before it is a warning",
+            age::words(limits.critical),
+            age::words(limits.warn)
+        );
+    }
+    let now_ns = now_ns(ctx)?;
+    let client = match ctx.string("client-name")? {
+        Some(name) if !name.is_empty() => name,
+        _ => plugin_api::bail!("no client name: set --client-name"),
+    };
+    let repo = ctx.repository(false)?;
+    let gens = repo.generations(&client)?;
+    let Some(latest) = gens.iter().rev().find(|g| !g.is_checkpoint) else {
+        let also = if gens.is_empty() {
+            String::new()
+        } else {
+            format!(" (only {} checkpoints of unfinished runs)", gens.len())
+        };
+        return Ok((
+            State::Critical,
+            format!(
+                "client {client} has no complete backup in {}{also}",
+                repo.url()
+            ),
+        ));
+    };
+    let age_ns = i128::from(now_ns) - i128::from(latest.ended_ns);
+    let state = judge(age_ns, limits);
+    Ok((state, describe(&client, latest, age_ns, limits)))
+}
+
+fn describe(client: &str, latest: &GenerationInfo, age_ns: i128, limits: Limits) -> String {
+    let age_secs = (age_ns / 1_000_000_000) as i64;
+    let ended = jiff::Timestamp::from_nanosecond(i128::from(latest.ended_ns))
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| latest.ended_ns.to_string());
+    format!(
+        "latest backup of {client} is {} old (generation {}, ended {ended})\
+         |age={age_secs}s;{};{};0",
+        age::words(age_secs),
+        latest.id,
+        limits.warn,
+        limits.critical
+    )
+}
+
+/// Now, or `--testing-now`.
+fn now_ns(ctx: &Context<'_>) -> Result<i64> {
+    let now = match ctx.string("testing-now")?.filter(|s| !s.is_empty()) {
+        Some(text) => text.trim().parse::<jiff::Timestamp>().map_err(|e| {
+            plugin_api::Error::msg(format!(
+                "--testing-now '{text}' is not a time (RFC 3339, such as \
+                 2026-01-05T10:00:00Z): {e}"
+            ))
+        })?,
+        None => jiff::Timestamp::now(),
+    };
+    i64::try_from(now.as_nanosecond())
+        .map_err(|_| plugin_api::Error::msg("--testing-now is out of range"))
+}
+
+/// `obnam nagios-last-backup-age`.
+pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
+    let (state, text) = match check(ctx, &args) {
+        Ok(found) => found,
+        Err(e) => (State::Unknown, e.message().to_string()),
+    };
+    ctx.outln(&format!("OBNAM {}: {text}", state.word()))?;
+    ctx.set_exit_code(state as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i128 = 1_000_000_000;
+
+    #[test]
+    fn boundaries() {
+        let limits = Limits {
+            warn: 86_400,
+            critical: 3 * 86_400,
+        };
+        assert_eq!(judge(0, limits), State::Ok);
+        assert_eq!(judge(-5 * S, limits), State::Ok);
+        assert_eq!(judge(86_400 * S, limits), State::Ok);
+        assert_eq!(judge(86_400 * S + 1, limits), State::Warning);
+        assert_eq!(judge(3 * 86_400 * S, limits), State::Warning);
+        assert_eq!(judge(3 * 86_400 * S + 1, limits), State::Critical);
+    }
+}

@@ -1,0 +1,515 @@
+//! `obnam dump [--generation G] PATH`: something of a generation on
+//! standard output, for piping into other tools, without restoring it.
+//!
+//! A regular file gives its content. Anything else (a directory with
+//! everything below it, a symlink, a device) gives a tar stream, GNU
+//! format, named as `tar -C PARENT -c NAME` would name it (so `obnam
+//! dump /home/alice | tar x` makes `./alice`; a dump of `/` names
+//! everything from the root, without the leading `/`). The stream keeps
+//! what tar can keep:
+//!
+//! * owners by number and name, modes (setuid, sticky and all), symlink
+//!   targets, FIFOs and device nodes;
+//! * modification times to the nanosecond, and times before 1970 (in a
+//!   PAX `mtime` record where the header cannot hold them);
+//! * extended attributes (PAX `SCHILY.xattr.*` records: extract with
+//!   `tar --xattrs --xattrs-include='*'`);
+//! * hard links within the dumped tree, as tar links to the first name;
+//! * holes: a file with block-aligned runs of zeros is stored as a GNU
+//!   sparse file, so that `tar x` makes it sparse again.
+//!
+//! Sockets cannot be in a tar stream: they are left out, with a warning.
+//!
+//! Every file's size and checksum are checked before its header is
+//! written: a file whose content does not read back as it was backed up
+//! ends the dump with an error (exit code 1), never with a silently
+//! wrong stream.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{self, BufWriter, Read, Write};
+use std::ops::Range;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+use tar::{EntryType, Header};
+
+use plugin_api::{ChunkId, Context, Entry, EntryKind, Repository, Result};
+
+use crate::fetch;
+use crate::format;
+use crate::names::{self, escape};
+use crate::select;
+use crate::sparse;
+
+/// Files up to this size keep their data from the first read (which
+/// checks them and finds their holes) for the second (which writes them).
+const KEEP_FIRST_READ: u64 = 16 << 20;
+
+/// Standard output through the host, as an `io::Write`.
+struct Stdout<'a, 'c>(&'a Context<'c>);
+
+impl Write for Stdout<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .output(buf)
+            .map_err(|e| io::Error::other(e.message().to_string()))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the first read of a file found: its data ranges (file offsets,
+/// block-aligned, holes left out) and, for a small file, its content.
+struct Scanned {
+    ranges: Vec<Range<u64>>,
+    content: Option<Vec<u8>>,
+}
+
+impl Scanned {
+    fn data_bytes(&self) -> u64 {
+        self.ranges.iter().map(|r| r.end - r.start).sum()
+    }
+}
+
+/// Read a file's chunks once: check its size and checksum, and find its
+/// holes.
+fn scan(repo: &Repository, shown: &str, entry: &Entry) -> Result<Scanned> {
+    let keep = entry.size <= KEEP_FIRST_READ;
+    let mut content = Vec::new();
+    let mut ranges: Vec<Range<u64>> = Vec::new();
+    let mut hasher = Sha256::new();
+    let mut offset = 0u64;
+    fetch::for_each_chunk(repo, &entry.chunks, |chunk| {
+        hasher.update(&chunk.data);
+        if keep {
+            content.extend_from_slice(&chunk.data);
+        }
+        let here = if chunk.zero {
+            Vec::new()
+        } else {
+            sparse::write_ranges(offset, &chunk.data)
+        };
+        for r in here {
+            let r = offset + r.start as u64..offset + r.end as u64;
+            match ranges.last_mut() {
+                Some(last) if last.end == r.start => last.end = r.end,
+                _ => ranges.push(r),
+            }
+        }
+        offset += chunk.data.len() as u64;
+        Ok(())
+    })
+    .map_err(|e| plugin_api::Error::msg(format!("{shown}: {e}")))?;
+    if offset != entry.size {
+        plugin_api::bail!(
+            "{shown}: its chunks hold {offset} bytes, but it was backed up with {}",
+            entry.size
+        );
+    }
+    if !entry.checksum.is_empty() && hasher.finalize().as_slice() != entry.checksum.as_slice() {
+        plugin_api::bail!(
+            "{shown}: checksum mismatch: the content read back is not what was backed up"
+        );
+    }
+    Ok(Scanned {
+        ranges,
+        content: keep.then_some(content),
+    })
+}
+
+/// A number in a 12-byte GNU header field: octal, or base-256 when it
+/// does not fit.
+fn numeric12(value: u64) -> [u8; 12] {
+    let mut field = [0u8; 12];
+    if value < 0o777_7777_7777 {
+        let text = format!("{value:011o}");
+        field[..11].copy_from_slice(text.as_bytes());
+    } else {
+        field[0] = 0x80;
+        field[4..].copy_from_slice(&value.to_be_bytes());
+    }
+    field
+}
+
+/// The sparse map of a file: its data ranges, and a last empty one at
+/// its end when it ends in a hole (as GNU tar writes it).
+fn sparse_map(ranges: &[Range<u64>], size: u64) -> Vec<(u64, u64)> {
+    let mut map: Vec<(u64, u64)> = ranges.iter().map(|r| (r.start, r.end - r.start)).collect();
+    if ranges.last().is_none_or(|r| r.end < size) {
+        map.push((size, 0));
+    }
+    map
+}
+
+/// Fill a GNU sparse header (type `S`) for `map`, and return the
+/// extension blocks that must follow it (for more than 4 ranges).
+fn sparse_header(header: &mut Header, map: &[(u64, u64)], size: u64) -> Vec<u8> {
+    header.set_entry_type(EntryType::GNUSparse);
+    let gnu = header.as_gnu_mut().expect("a GNU header");
+    gnu.realsize = numeric12(size);
+    let (first, rest) = map.split_at(map.len().min(4));
+    for (slot, (offset, len)) in gnu.sparse.iter_mut().zip(first) {
+        slot.offset = numeric12(*offset);
+        slot.numbytes = numeric12(*len);
+    }
+    let mut blocks = Vec::new();
+    gnu.isextended = [u8::from(!rest.is_empty())];
+    let mut groups = rest.chunks(21).peekable();
+    while let Some(group) = groups.next() {
+        let mut ext = tar::GnuExtSparseHeader::new();
+        for (slot, (offset, len)) in ext.sparse.iter_mut().zip(group) {
+            slot.offset = numeric12(*offset);
+            slot.numbytes = numeric12(*len);
+        }
+        ext.isextended = [u8::from(groups.peek().is_some())];
+        blocks.extend_from_slice(ext.as_bytes());
+    }
+    blocks
+}
+
+/// A file's tar data: the sparse extension blocks, then the bytes of its
+/// data ranges, read chunk by chunk (the second read).
+struct FileData<'r> {
+    repo: &'r Repository,
+    chunks: &'r [ChunkId],
+    ranges: Vec<Range<u64>>,
+    next_chunk: usize,
+    /// File offset of the next chunk.
+    offset: u64,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl FileData<'_> {
+    /// Put the next chunk's bytes that are in the data ranges into `buf`.
+    fn refill(&mut self) -> io::Result<bool> {
+        while self.next_chunk < self.chunks.len() {
+            let id = self.chunks[self.next_chunk];
+            self.next_chunk += 1;
+            let data = self
+                .repo
+                .get_chunk(id)
+                .map_err(|e| io::Error::other(e.message().to_string()))?;
+            let (start, end) = (self.offset, self.offset + data.len() as u64);
+            self.offset = end;
+            self.buf.clear();
+            self.pos = 0;
+            for r in &self.ranges {
+                let (s, e) = (r.start.max(start), r.end.min(end));
+                if s < e {
+                    self.buf
+                        .extend_from_slice(&data[(s - start) as usize..(e - start) as usize]);
+                }
+            }
+            if !self.buf.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl Read for FileData<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.buf.len() && !self.refill()? {
+            return Ok(0);
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Writes the tar stream.
+struct TarDump<'a, 'c> {
+    repo: Repository,
+    tar: tar::Builder<BufWriter<Stdout<'a, 'c>>>,
+    /// The tar name of the first dumped name of each hard-linked file.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+/// A tar header with an entry's metadata, and the PAX records it needs.
+fn header_for(entry: &Entry, kind: EntryType) -> (Header, Vec<(String, Vec<u8>)>) {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(entry.mode & 0o7777);
+    h.set_uid(entry.uid.into());
+    h.set_gid(entry.gid.into());
+    // Names longer than the header holds are left to the numbers.
+    let _ = h.set_username(&entry.user);
+    let _ = h.set_groupname(&entry.group);
+    h.set_mtime(entry.mtime.max(0) as u64);
+    h.set_size(0);
+    let mut pax = Vec::new();
+    if entry.mtime_ns != 0 || entry.mtime < 0 {
+        pax.push((
+            "mtime".to_string(),
+            pax_time(entry.mtime, entry.mtime_ns).into_bytes(),
+        ));
+    }
+    for (name, value) in &entry.xattrs {
+        match std::str::from_utf8(name) {
+            Ok(name) => pax.push((format!("SCHILY.xattr.{name}"), value.clone())),
+            Err(_) => plugin_api::tracing::warn!(
+                "an extended attribute whose name is not UTF-8 ({}) cannot be in a tar stream",
+                escape(name)
+            ),
+        }
+    }
+    (h, pax)
+}
+
+/// A time as a PAX decimal: seconds and nanoseconds since 1970, which
+/// may be negative (`-1.5` is half a second before `-1`).
+pub fn pax_time(secs: i64, nanos: u32) -> String {
+    let total = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+    let sign = if total < 0 { "-" } else { "" };
+    let abs = total.unsigned_abs();
+    format!("{sign}{}.{:09}", abs / 1_000_000_000, abs % 1_000_000_000)
+}
+
+impl TarDump<'_, '_> {
+    fn pax(&mut self, records: &[(String, Vec<u8>)]) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.tar
+            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+    }
+
+    /// Add one object; `name` is its name in the stream.
+    fn add(&mut self, name: PathBuf, shown: &str, entry: &Entry) -> Result<()> {
+        let kind = match entry.kind {
+            EntryKind::Dir => EntryType::Directory,
+            EntryKind::File => EntryType::Regular,
+            EntryKind::Symlink => EntryType::Symlink,
+            EntryKind::Fifo => EntryType::Fifo,
+            EntryKind::CharDevice => EntryType::Char,
+            EntryKind::BlockDevice => EntryType::Block,
+            EntryKind::Socket => {
+                plugin_api::tracing::warn!("{shown}: a socket cannot be in a tar stream; left out");
+                return Ok(());
+            }
+        };
+        let (mut h, pax) = header_for(entry, kind);
+        if entry.kind == EntryKind::File && entry.nlink > 1 {
+            if let Some(first) = self.links.get(&(entry.dev, entry.ino)).cloned() {
+                h.set_entry_type(EntryType::Link);
+                self.pax(&pax)?;
+                self.tar.append_link(&mut h, &name, &first)?;
+                return Ok(());
+            }
+            self.links.insert((entry.dev, entry.ino), name.clone());
+        }
+        match entry.kind {
+            EntryKind::Symlink => {
+                self.pax(&pax)?;
+                self.tar
+                    .append_link(&mut h, &name, names::as_path(&entry.target))?;
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice => {
+                let (major, minor) = format::major_minor(entry.rdev);
+                h.set_device_major(major as u32)?;
+                h.set_device_minor(minor as u32)?;
+                self.pax(&pax)?;
+                self.tar.append_data(&mut h, &name, io::empty())?;
+            }
+            EntryKind::File => self.add_file(h, pax, name, shown, entry)?,
+            _ => {
+                self.pax(&pax)?;
+                self.tar.append_data(&mut h, &name, io::empty())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_file(
+        &mut self,
+        mut h: Header,
+        pax: Vec<(String, Vec<u8>)>,
+        name: PathBuf,
+        shown: &str,
+        entry: &Entry,
+    ) -> Result<()> {
+        let scanned = scan(&self.repo, shown, entry)?;
+        let data = scanned.data_bytes();
+        let holes = data < entry.size;
+        self.pax(&pax)?;
+        if !holes {
+            h.set_size(entry.size);
+            if let Some(content) = &scanned.content {
+                self.tar.append_data(&mut h, &name, content.as_slice())?;
+                return Ok(());
+            }
+        } else {
+            h.set_size(data);
+        }
+        let prefix = if holes {
+            sparse_header(&mut h, &sparse_map(&scanned.ranges, entry.size), entry.size)
+        } else {
+            Vec::new()
+        };
+        let body = FileData {
+            repo: &self.repo,
+            chunks: &entry.chunks,
+            ranges: if holes {
+                scanned.ranges
+            } else {
+                std::iter::once(0..entry.size).collect()
+            },
+            next_chunk: 0,
+            offset: 0,
+            buf: Vec::new(),
+            pos: 0,
+        };
+        // The extension blocks are whole 512-byte blocks right after the
+        // header, as GNU tar reads them; the size field counts only data.
+        self.tar
+            .append_data(&mut h, &name, prefix.as_slice().chain(body))?;
+        Ok(())
+    }
+}
+
+/// The name in the stream of `path`, below a dump of `top` whose own name
+/// in the stream is `top_name`.
+fn stream_name(top: &[u8], top_name: &[u8], path: &[u8]) -> PathBuf {
+    let rest = &path[top.len()..];
+    let rest = rest.strip_prefix(b"/").unwrap_or(rest);
+    let mut name = top_name.to_vec();
+    if !name.is_empty() && !rest.is_empty() {
+        name.push(b'/');
+    }
+    name.extend_from_slice(rest);
+    PathBuf::from(OsString::from_vec(name))
+}
+
+/// `obnam dump PATH`.
+pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
+    let [arg] = args.as_slice() else {
+        plugin_api::bail!("dump needs exactly one PATH (an absolute path in the generation)");
+    };
+    let parts = names::parse_absolute(arg).map_err(plugin_api::Error::msg)?;
+    let path = names::from_parts(&parts);
+    let repo = ctx.repository(false)?;
+    let client = select::client(ctx)?;
+    let gen = select::generation(ctx, &repo, &client)?;
+    let reader = repo.open_generation(&client, &gen.id)?;
+    let top = if path == b"/" {
+        None
+    } else {
+        match reader.lookup(names::as_path(&path))? {
+            Some(entry) => Some(entry),
+            None => plugin_api::bail!("{} is not in generation {}", escape(&path), gen.id),
+        }
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, Stdout(ctx));
+    if let Some(entry) = top.as_ref().filter(|e| e.kind == EntryKind::File) {
+        let mut hasher = Sha256::new();
+        fetch::for_each_chunk(&repo, &entry.chunks, |chunk| {
+            hasher.update(&chunk.data);
+            out.write_all(&chunk.data).map_err(|e| e.to_string())
+        })
+        .map_err(|e| plugin_api::Error::msg(format!("{}: {e}", escape(&path))))?;
+        out.flush()?;
+        if !entry.checksum.is_empty() && hasher.finalize().as_slice() != entry.checksum.as_slice() {
+            plugin_api::bail!(
+                "{}: checksum mismatch: the content read back is not what was backed up",
+                escape(&path)
+            );
+        }
+        return Ok(());
+    }
+    let top_name: Vec<u8> = parts.last().cloned().unwrap_or_default();
+    let mut dump = TarDump {
+        repo: repo.clone(),
+        tar: tar::Builder::new(out),
+        links: HashMap::new(),
+    };
+    // Parents before their contents, in name order.
+    let mut stack: Vec<(Vec<u8>, Option<Entry>)> = vec![(path.clone(), top)];
+    while let Some((here, entry)) = stack.pop() {
+        let shown = escape(&here);
+        let is_dir = entry.as_ref().is_none_or(|e| e.kind == EntryKind::Dir);
+        if let Some(entry) = &entry {
+            dump.add(stream_name(&path, &top_name, &here), &shown, entry)?;
+        }
+        if is_dir {
+            let children = reader.list_dir(names::as_path(&here))?.unwrap_or_default();
+            for child in children.into_iter().rev() {
+                if let Err(why) = names::check_name(&child.name) {
+                    plugin_api::tracing::warn!(
+                        "{}: left out: {why}",
+                        names::show_child(&here, &child.name)
+                    );
+                    continue;
+                }
+                stack.push((names::join(&here, &child.name), Some(child)));
+            }
+        }
+    }
+    let mut out = dump.tar.into_inner()?;
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_fit_their_fields() {
+        assert_eq!(&numeric12(8), b"00000000010\0");
+        let big = numeric12(1 << 40);
+        assert_eq!(big[0], 0x80);
+        assert_eq!(u64::from_be_bytes(big[4..].try_into().unwrap()), 1 << 40);
+    }
+
+    #[test]
+    fn pax_times_before_1970() {
+        assert_eq!(pax_time(5, 7), "5.000000007");
+        assert_eq!(pax_time(-236_000_000, 987_654_321), "-235999999.012345679");
+        assert_eq!(pax_time(-1, 0), "-1.000000000");
+    }
+
+    #[test]
+    fn sparse_maps_end_at_the_size() {
+        let one = |r: Range<u64>| std::iter::once(r).collect::<Vec<_>>();
+        assert_eq!(sparse_map(&one(0..4096), 8192), vec![(0, 4096), (8192, 0)]);
+        assert_eq!(sparse_map(&one(4096..8192), 8192), vec![(4096, 4096)]);
+        assert_eq!(sparse_map(&[], 100), vec![(100, 0)]);
+    }
+
+    #[test]
+    fn many_ranges_need_extension_blocks() {
+        let map: Vec<(u64, u64)> = (0..30).map(|i| (i * 8192, 4096)).collect();
+        let mut h = Header::new_gnu();
+        let blocks = sparse_header(&mut h, &map, 30 * 8192);
+        // 4 in the header, 21 in the first block, 5 in the second.
+        assert_eq!(blocks.len(), 1024);
+        assert_eq!(blocks[504], 1);
+        assert_eq!(blocks[512 + 504], 0);
+        assert_eq!(h.as_gnu().unwrap().isextended, [1]);
+    }
+
+    #[test]
+    fn stream_names_start_at_the_dumped_name() {
+        assert_eq!(
+            stream_name(b"/home/a", b"a", b"/home/a"),
+            PathBuf::from("a")
+        );
+        assert_eq!(
+            stream_name(b"/home/a", b"a", b"/home/a/x/y"),
+            PathBuf::from("a/x/y")
+        );
+        assert_eq!(
+            stream_name(b"/", b"", b"/etc/passwd"),
+            PathBuf::from("etc/passwd")
+        );
+    }
+}

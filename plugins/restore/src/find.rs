@@ -1,0 +1,213 @@
+//! `obnam find PATTERN...`: which paths match, in which generations.
+//!
+//! Each PATTERN is a regular expression, searched for anywhere in an
+//! entry's absolute path (as for `--exclude`: anchor it with `^` and `$`
+//! to match whole paths). A path matches if any pattern does. Every
+//! generation of the client is searched unless `--generation` names one.
+//!
+//! The output groups by path, then by *version*: the entry's kind, mode,
+//! size, modification time, content checksum and symlink target. A file
+//! unchanged over ten generations is one version listed with ten
+//! generation ids; a file changed once is two versions.
+//!
+//! Directories are named by their content ([`TreeId`]), so a directory
+//! that did not change between generations is searched once: its
+//! matches are remembered by path and id, and reused.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::rc::Rc;
+
+use regex::bytes::Regex;
+use serde_json::{json, Value};
+
+use plugin_api::{Context, Entry, EntryKind, GenerationReader, Result, TreeId};
+
+use crate::format;
+use crate::listing::{bytes_fields, json_output, kind_name, pretty};
+use crate::names::{self, escape};
+use crate::select;
+
+/// What makes two entries at one path the same version.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    kind: u8,
+    mode: u32,
+    size: u64,
+    mtime: i64,
+    mtime_ns: u32,
+    checksum: Vec<u8>,
+    target: Vec<u8>,
+}
+
+impl Version {
+    fn of(e: &Entry) -> Self {
+        Version {
+            kind: e.kind as u8,
+            mode: e.mode,
+            size: e.size,
+            mtime: e.mtime,
+            mtime_ns: e.mtime_ns,
+            checksum: e.checksum.clone(),
+            target: e.target.clone(),
+        }
+    }
+}
+
+/// A match: a path, and its entry there.
+type Found = (Vec<u8>, Rc<Entry>);
+
+/// Searches generations, remembering each directory's matches.
+struct Finder {
+    patterns: Vec<Regex>,
+    memo: HashMap<(Vec<u8>, TreeId), Rc<Vec<Found>>>,
+}
+
+impl Finder {
+    fn matches(&self, path: &[u8]) -> bool {
+        self.patterns.iter().any(|p| p.is_match(path))
+    }
+
+    /// The matches at and below the directory `path` (whose id is `id`).
+    fn search(
+        &mut self,
+        reader: &GenerationReader,
+        path: &[u8],
+        id: TreeId,
+    ) -> Result<Rc<Vec<Found>>> {
+        if let Some(found) = self.memo.get(&(path.to_vec(), id)) {
+            return Ok(found.clone());
+        }
+        let mut found = Vec::new();
+        let children = reader.list_dir(names::as_path(path))?.unwrap_or_default();
+        for child in children {
+            if let Err(why) = names::check_name(&child.name) {
+                plugin_api::tracing::warn!(
+                    "{}: skipped: {why}",
+                    names::show_child(path, &child.name)
+                );
+                continue;
+            }
+            let child_path = names::join(path, &child.name);
+            let is_dir = child.kind == EntryKind::Dir;
+            if self.matches(&child_path) {
+                found.push((child_path.clone(), Rc::new(child)));
+            }
+            if is_dir {
+                if let Some(child_id) = reader.subtree_id(names::as_path(&child_path))? {
+                    found.extend(self.search(reader, &child_path, child_id)?.iter().cloned());
+                }
+            }
+        }
+        let found = Rc::new(found);
+        self.memo.insert((path.to_vec(), id), found.clone());
+        Ok(found)
+    }
+}
+
+/// Per path, per version: the entry (of the first generation it is in)
+/// and the generations it is in, oldest first.
+type Results = BTreeMap<Vec<u8>, BTreeMap<Version, (Rc<Entry>, Vec<String>)>>;
+
+fn text_line(path: &[u8], entry: &Entry, gens: &[String]) -> String {
+    let mut line = format!(
+        "{} {:>10} {} {}",
+        format::mode_string(entry.kind, entry.mode),
+        entry.size,
+        format::time(entry.mtime, entry.mtime_ns),
+        escape(path)
+    );
+    if entry.kind == EntryKind::Symlink {
+        line.push_str(" -> ");
+        line.push_str(&escape(&entry.target));
+    }
+    line.push_str("  in ");
+    line.push_str(&gens.join(" "));
+    line
+}
+
+fn json_version(path: &[u8], entry: &Entry, gens: &[String]) -> Value {
+    let mut obj = serde_json::Map::new();
+    bytes_fields(&mut obj, "path", path);
+    obj.insert("kind".into(), json!(kind_name(entry.kind)));
+    obj.insert("mode".into(), json!(entry.mode));
+    obj.insert("size".into(), json!(entry.size));
+    obj.insert("mtime".into(), json!(entry.mtime));
+    obj.insert("mtime_ns".into(), json!(entry.mtime_ns));
+    obj.insert(
+        "mtime_text".into(),
+        json!(format::time_rfc3339(entry.mtime, entry.mtime_ns)),
+    );
+    if entry.kind == EntryKind::Symlink {
+        bytes_fields(&mut obj, "target", &entry.target);
+    }
+    obj.insert("generations".into(), json!(gens));
+    Value::Object(obj)
+}
+
+/// `obnam find PATTERN...`.
+pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
+    if args.is_empty() {
+        plugin_api::bail!("find needs at least one PATTERN (a regular expression)");
+    }
+    let mut patterns = Vec::new();
+    for arg in &args {
+        let text = arg.to_str().ok_or_else(|| {
+            plugin_api::Error::msg(format!(
+                "find: pattern '{}' is not UTF-8",
+                escape(arg.as_encoded_bytes())
+            ))
+        })?;
+        patterns.push(
+            Regex::new(text)
+                .map_err(|e| plugin_api::Error::msg(format!("find: bad pattern '{text}': {e}")))?,
+        );
+    }
+    let repo = ctx.repository(false)?;
+    let client = select::client(ctx)?;
+    let gens = select::generations(&repo, &client)?;
+    let searched = match select::given_generation(ctx)? {
+        Some(wanted) => vec![select::choose(&gens, &wanted, &client)?.clone()],
+        None => gens,
+    };
+    let mut finder = Finder {
+        patterns,
+        memo: HashMap::new(),
+    };
+    let mut results = Results::new();
+    for gen in &searched {
+        ctx.status(&format!("find: searching generation {}", gen.id));
+        let reader = repo.open_generation(&client, &gen.id)?;
+        let Some(root) = reader.subtree_id(std::path::Path::new("/"))? else {
+            continue;
+        };
+        for (path, entry) in finder.search(&reader, b"/", root)?.iter() {
+            results
+                .entry(path.clone())
+                .or_default()
+                .entry(Version::of(entry))
+                .or_insert_with(|| (entry.clone(), Vec::new()))
+                .1
+                .push(gen.id.clone());
+        }
+    }
+    // Each path's versions in the order of the first generation they are in.
+    let order = |ids: &Vec<String>| searched.iter().position(|g| g.id == ids[0]);
+    let json = json_output(ctx)?;
+    let mut list = Vec::new();
+    for (path, versions) in &results {
+        let mut versions: Vec<_> = versions.values().collect();
+        versions.sort_by_key(|(_, ids)| order(ids));
+        for (entry, ids) in versions {
+            if json {
+                list.push(json_version(path, entry, ids));
+            } else {
+                ctx.outln(&text_line(path, entry, ids))?;
+            }
+        }
+    }
+    if json {
+        pretty(ctx, &Value::Array(list))?;
+    }
+    Ok(())
+}

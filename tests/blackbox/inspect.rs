@@ -1,0 +1,291 @@
+//! The commands that look into generations without restoring them:
+//! `find`, `dump` and `kdirstat` (and `diff` and `verify`), on the
+//! awkward tree and on generations with known differences.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use obnam_test_support::awkward::{assert_same, assert_sparse, make_awkward_tree};
+use obnam_test_support::{Run, TestEnv};
+use serde_json::Value;
+
+const CLIENT: &str = "inspector";
+
+pub struct World {
+    pub env: TestEnv,
+    pub repo: PathBuf,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let env = TestEnv::new();
+        let repo = env.path().join("repo");
+        World { env, repo }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.env.path()
+    }
+
+    pub fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
+        let mut cmd = self.env.obnam();
+        cmd.arg("--repository")
+            .arg(&self.repo)
+            .arg("--client-name")
+            .arg(CLIENT)
+            .args(args);
+        cmd
+    }
+
+    pub fn obnam<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
+        obnam_test_support::run(&mut self.command(args)).no_rust_panic()
+    }
+
+    /// Back up `root`; the new generation's id.
+    pub fn backup(&self, root: &Path) -> String {
+        self.obnam(&[OsStr::new("backup"), root.as_os_str()]).ok();
+        self.genids().pop().expect("a generation")
+    }
+
+    pub fn genids(&self) -> Vec<String> {
+        self.obnam(&["genids"])
+            .ok()
+            .stdout
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn json<S: AsRef<OsStr>>(&self, args: &[S]) -> Value {
+        let mut all: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
+        all.extend([OsStr::new("--output-format"), OsStr::new("json")]);
+        let run = self.obnam(&all).ok();
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+    }
+
+    /// The raw standard output of a command that must succeed.
+    pub fn raw<S: AsRef<OsStr>>(&self, args: &[S]) -> Vec<u8> {
+        let out = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+}
+
+#[test]
+fn dump_of_a_directory_is_a_tar_stream_that_tar_extracts_exactly() {
+    let w = World::new();
+    let tree = w.path().join("awkward");
+    let awkward = make_awkward_tree(&tree);
+    w.backup(&tree);
+    let tar_file = w.path().join("dump.tar");
+    fs::write(&tar_file, w.raw(&[OsStr::new("dump"), tree.as_os_str()])).unwrap();
+    let out = w.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let status = Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "-xpf"])
+        .arg(&tar_file)
+        .arg("-C")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "tar could not extract the dump");
+    assert_same(&tree, &out.join("awkward"));
+    assert_sparse(
+        &out.join("awkward")
+            .join(awkward.sparse.file_name().unwrap()),
+    );
+    // The 64 MiB sparse file costs its data in the stream, not its size.
+    let len = fs::metadata(&tar_file).unwrap().len();
+    assert!(
+        len < 4 << 20,
+        "the dump is {len} bytes: holes were written out"
+    );
+}
+
+#[test]
+fn dump_of_a_file_is_its_content() {
+    let w = World::new();
+    let tree = w.path().join("awkward");
+    let awkward = make_awkward_tree(&tree);
+    w.backup(&tree);
+    for file in [
+        tree.join("plain.txt"),
+        awkward.sparse.clone(),
+        tree.join("dir2/link2"),
+    ] {
+        let got = w.raw(&[OsStr::new("dump"), file.as_os_str()]);
+        assert!(got == fs::read(&file).unwrap(), "{}", file.display());
+    }
+    // Not a file of the generation: clear errors, nothing on stdout.
+    let missing = tree.join("no-such-file");
+    let run = w.obnam(&[OsStr::new("dump"), missing.as_os_str()]).fails();
+    assert!(
+        run.stderr.contains("no-such-file is not in generation"),
+        "{run:#?}"
+    );
+    assert!(run.stdout.is_empty());
+    let run = w.obnam(&["dump", "relative/path"]).fails();
+    assert!(run.stderr.contains("relative/path"), "{run:#?}");
+    let run = w.obnam(&["dump"]).fails();
+    assert!(run.stderr.contains("exactly one PATH"), "{run:#?}");
+}
+
+/// A tree whose generations differ in known ways.
+fn planted(w: &World) -> (PathBuf, Vec<String>) {
+    let root = w.path().join("data");
+    fs::create_dir_all(root.join("docs/old")).unwrap();
+    fs::write(root.join("docs/a.txt"), "a").unwrap();
+    fs::write(root.join("docs/b.txt"), "b, first").unwrap();
+    fs::write(root.join("docs/old/z.txt"), "z").unwrap();
+    fs::write(root.join("image.png"), "png").unwrap();
+    let g1 = w.backup(&root);
+    fs::write(root.join("docs/b.txt"), "b, second version").unwrap();
+    fs::write(root.join("c.txt"), "c").unwrap();
+    let g2 = w.backup(&root);
+    fs::remove_file(root.join("docs/a.txt")).unwrap();
+    let g3 = w.backup(&root);
+    (root, vec![g1, g2, g3])
+}
+
+#[test]
+fn find_lists_each_version_with_its_generations() {
+    let w = World::new();
+    let (root, gens) = planted(&w);
+    let found = w.json(&["find", r"\.txt$"]);
+    let mut got: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+    for v in found.as_array().unwrap() {
+        let path = v["path"].as_str().unwrap();
+        let rel = path
+            .strip_prefix(root.to_str().unwrap())
+            .unwrap()
+            .to_string();
+        let ids = v["generations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_str().unwrap().to_string())
+            .collect();
+        got.entry(rel).or_default().push(ids);
+    }
+    let (g1, g2, g3) = (&gens[0], &gens[1], &gens[2]);
+    let want: BTreeMap<String, Vec<Vec<String>>> = [
+        ("/docs/a.txt", vec![vec![g1, g2]]),
+        ("/docs/b.txt", vec![vec![g1], vec![g2, g3]]),
+        ("/docs/old/z.txt", vec![vec![g1, g2, g3]]),
+        ("/c.txt", vec![vec![g2, g3]]),
+    ]
+    .into_iter()
+    .map(|(p, v)| {
+        (
+            p.to_string(),
+            v.into_iter()
+                .map(|ids| ids.into_iter().cloned().collect())
+                .collect(),
+        )
+    })
+    .collect();
+    assert_eq!(got, want);
+
+    // One generation, and several patterns.
+    let text = w
+        .obnam(&["find", "--generation", g1.as_str(), "a\\.txt$", "png$"])
+        .ok()
+        .stdout;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("/docs/a.txt") && l.ends_with(&format!("in {g1}"))));
+    assert!(lines.iter().any(|l| l.contains("/image.png")));
+
+    // Nothing matches: no output, success. A bad pattern: a clear error.
+    assert_eq!(w.obnam(&["find", "nothing-like-this"]).ok().stdout, "");
+    let run = w.obnam(&["find", "("]).fails();
+    assert!(run.stderr.contains("bad pattern '('"), "{run:#?}");
+    let run = w.obnam(&["find"]).fails();
+    assert!(run.stderr.contains("at least one PATTERN"), "{run:#?}");
+}
+
+/// Undo a cache file's percent-encoding.
+fn decode(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn kdirstat_cache_file_parses_back_to_the_generation() {
+    let w = World::new();
+    let tree = w.path().join("awkward");
+    make_awkward_tree(&tree);
+    w.backup(&tree);
+    let out = w.raw(&["kdirstat"]);
+    let text = String::from_utf8(out).expect("a cache file is ASCII");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("[kdirstat 4.0 cache file]"));
+    let mut dir: Option<Vec<u8>> = None;
+    let mut paths = BTreeSet::new();
+    let mut file_bytes = 0u64;
+    for line in lines.filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        if let Some(rest) = line.strip_prefix("D ") {
+            let fields: Vec<&str> = rest.split('\t').collect();
+            assert_eq!(fields.len(), 3, "{line}");
+            assert!(fields[2].starts_with("0x"), "{line}");
+            let path = decode(fields[0]);
+            paths.insert(path.clone());
+            dir = Some(path);
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert!(fields.len() >= 4, "{line}");
+        assert!(
+            ["F", "L", "FIFO", "CharDev", "BlockDev", "Socket"].contains(&fields[0]),
+            "{line}"
+        );
+        let parent = dir.clone().expect("entries follow their directory");
+        let mut path = parent.clone();
+        if path != b"/" {
+            path.push(b'/');
+        }
+        path.extend(decode(fields[1]));
+        assert!(paths.insert(path), "{line}");
+        if fields[0] == "F" {
+            file_bytes += fields[2].parse::<u64>().unwrap();
+        }
+    }
+    // Every object of the tree is there, under its exact name.
+    let mut want = BTreeSet::new();
+    let mut all = Vec::new();
+    obnam_test_support::awkward::collect(&tree, &mut all);
+    for p in &all {
+        want.insert(p.as_os_str().as_bytes().to_vec());
+    }
+    let below: BTreeSet<Vec<u8>> = paths
+        .iter()
+        .filter(|p| p.starts_with(tree.as_os_str().as_bytes()))
+        .cloned()
+        .collect();
+    assert_eq!(below, want);
+    // The files' sizes sum to the generation's size.
+    let gens = w.json(&["generations"]);
+    let size = gens[0]["data_size"].as_u64().unwrap();
+    assert_eq!(file_bytes, size);
+}
