@@ -32,17 +32,26 @@ impl World {
     }
 
     pub fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
+        self.command_as(CLIENT, args)
+    }
+
+    /// A command run as another client.
+    pub fn command_as<S: AsRef<OsStr>>(&self, client: &str, args: &[S]) -> Command {
         let mut cmd = self.env.obnam();
         cmd.arg("--repository")
             .arg(&self.repo)
             .arg("--client-name")
-            .arg(CLIENT)
+            .arg(client)
             .args(args);
         cmd
     }
 
     pub fn obnam<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
         obnam_test_support::run(&mut self.command(args)).no_rust_panic()
+    }
+
+    pub fn obnam_as<S: AsRef<OsStr>>(&self, client: &str, args: &[S]) -> Run {
+        obnam_test_support::run(&mut self.command_as(client, args)).no_rust_panic()
     }
 
     /// Back up `root`; the new generation's id.

@@ -22,6 +22,7 @@ mod logging;
 mod prune;
 mod prune_interleavings;
 mod remote;
+mod report;
 mod repository;
 mod restore;
 mod settings;
