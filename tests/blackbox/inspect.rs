@@ -298,3 +298,184 @@ fn kdirstat_cache_file_parses_back_to_the_generation() {
     let size = gens[0]["data_size"].as_u64().unwrap();
     assert_eq!(file_bytes, size);
 }
+
+#[test]
+fn diff_lists_exactly_the_planted_changes() {
+    let w = World::new();
+    let d = w.path().join("data");
+    let write = |rel: &str, data: &str| {
+        let p = d.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+    };
+    write("keep.txt", "kept");
+    write("change.txt", "version 1");
+    write("gone.txt", "soon gone");
+    write("meta.txt", "metadata changes");
+    write("thing", "a file, then a symlink");
+    write("olddir/x", "x");
+    write("olddir/y", "y");
+    write("same/deep/file", "untouched");
+    let g1 = w.backup(&d);
+    // Same size: the checksum tells.
+    write("change.txt", "version 2");
+    fs::remove_file(d.join("gone.txt")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(d.join("meta.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::remove_file(d.join("thing")).unwrap();
+    std::os::unix::fs::symlink("keep.txt", d.join("thing")).unwrap();
+    fs::remove_dir_all(d.join("olddir")).unwrap();
+    write("newdir/p", "p");
+    write("newdir/q", "q");
+    let g2 = w.backup(&d);
+
+    let report = w.json(&["diff"]);
+    assert_eq!(report["from"], g1.as_str());
+    assert_eq!(report["to"], g2.as_str());
+    let root = d.to_str().unwrap();
+    let got: BTreeSet<(String, String)> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let path = c["path"].as_str().unwrap();
+            (
+                path.strip_prefix(root).unwrap_or(path).to_string(),
+                c["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<(String, String)> = [
+        ("/change.txt", "modified"),
+        ("/gone.txt", "removed"),
+        ("/meta.txt", "metadata"),
+        ("/thing", "kind"),
+        ("/olddir", "removed"),
+        ("/olddir/x", "removed"),
+        ("/olddir/y", "removed"),
+        ("/newdir", "added"),
+        ("/newdir/p", "added"),
+        ("/newdir/q", "added"),
+    ]
+    .into_iter()
+    .map(|(p, c)| (p.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(got, want, "{report:#}");
+    assert_eq!(report["summary"]["added"], 3);
+
+    // Text, and the generations named: the other way round, and one
+    // generation with itself.
+    let text = w.obnam(&["diff", g2.as_str(), g1.as_str()]).ok().stdout;
+    assert!(text.contains(&format!("+  {root}/gone.txt")), "{text}");
+    assert!(text.contains(&format!("-  {root}/newdir/q")), "{text}");
+    assert!(
+        text.contains(&format!("U  {root}/meta.txt  (mode 100600 -> 100644)")),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("4 added, 3 removed, 1 modified, 1 metadata only, 1 changed kind\n"),
+        "{text}"
+    );
+    let same = w.obnam(&["diff", g1.as_str(), g1.as_str()]).ok().stdout;
+    assert!(
+        same.ends_with("0 added, 0 removed, 0 modified, 0 metadata only, 0 changed kind\n"),
+        "{same}"
+    );
+    let run = w.obnam(&["diff", "nope"]).fails();
+    assert!(run.stderr.contains("no generation 'nope'"), "{run:#?}");
+}
+
+#[test]
+fn verify_finds_each_kind_of_difference_and_is_silent_on_an_untouched_tree() {
+    use obnam_test_support::awkward::{set_mtime, set_xattr};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let w = World::new();
+    let tree = w.path().join("awkward");
+    make_awkward_tree(&tree);
+    w.backup(&tree);
+    let tree_arg = tree.as_os_str();
+    let run = w.obnam(&[OsStr::new("verify"), tree_arg]).ok();
+    assert!(run.stdout.contains("no differences"), "{run:#?}");
+    let run = w
+        .obnam(&[
+            OsStr::new("verify"),
+            OsStr::new("--verify-randomly"),
+            OsStr::new("3"),
+            tree_arg,
+        ])
+        .ok();
+    assert!(run.stdout.starts_with("verified 3 objects"), "{run:#?}");
+
+    // One change of each kind, each found, and only those.
+    let plain = tree.join("plain.txt");
+    let m = fs::metadata(&plain).unwrap();
+    fs::write(&plain, b"hello, World\n").unwrap();
+    set_mtime(&plain, m.mtime(), m.mtime_nsec() as u32);
+    let setuid = tree.join("setuid-prog");
+    fs::set_permissions(&setuid, fs::Permissions::from_mode(0o755)).unwrap();
+    set_xattr(&tree.join("with-xattrs"), "user.plain", b"another value");
+    fs::remove_file(tree.join("dir1/nested/deeper/file")).unwrap();
+    fs::write(tree.join("dir2/added"), "new").unwrap();
+    let run = w.obnam(&[OsStr::new("verify"), tree_arg]).fails();
+    let root = tree.to_str().unwrap();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let expect = [
+        format!("{root}/plain.txt: content"),
+        format!("{root}/setuid-prog: mode 104755 -> 100755"),
+        format!("{root}/with-xattrs: extended attributes"),
+        format!("{root}/dir1/nested/deeper/file: in the backup, not on disk"),
+        format!("{root}/dir2/added: on disk, not in the backup"),
+    ];
+    for e in &expect {
+        assert!(
+            lines.iter().any(|l| l.starts_with(e.as_str())),
+            "{e}:\n{}",
+            run.stdout
+        );
+    }
+    // The folders whose entries changed have new times; nothing else differs.
+    let others: Vec<&&str> = lines
+        .iter()
+        .filter(|l| !expect.iter().any(|e| l.starts_with(e.as_str())))
+        .filter(|l| {
+            !(l.starts_with(&format!("{root}/dir1/nested/deeper: mtime"))
+                || l.starts_with(&format!("{root}/dir2: mtime")))
+        })
+        .collect();
+    assert!(others.is_empty(), "unexpected: {others:?}\n{}", run.stdout);
+    assert!(
+        run.stderr.contains("differences between generation"),
+        "{run:#?}"
+    );
+
+    // Excluded at backup, excluded at verify.
+    let w = World::new();
+    let d = w.path().join("data");
+    fs::create_dir(&d).unwrap();
+    fs::write(d.join("kept"), "k").unwrap();
+    fs::write(d.join("junk.tmp"), "j").unwrap();
+    w.obnam(&[
+        OsStr::new("backup"),
+        OsStr::new("--exclude"),
+        OsStr::new(r"\.tmp$"),
+        d.as_os_str(),
+    ])
+    .ok();
+    let run = w.obnam(&[OsStr::new("verify"), d.as_os_str()]).fails();
+    assert!(
+        run.stdout.contains("junk.tmp: on disk, not in the backup"),
+        "{run:#?}"
+    );
+    w.obnam(&[
+        OsStr::new("verify"),
+        OsStr::new("--exclude"),
+        OsStr::new(r"\.tmp$"),
+        d.as_os_str(),
+    ])
+    .ok();
+    let run = w.obnam(&["verify"]).fails();
+    assert!(run.stderr.contains("verify needs the paths"), "{run:#?}");
+    let run = w.obnam(&["verify", "/not/backed/up"]).fails();
+    assert!(run.stderr.contains("is not in generation"), "{run:#?}");
+}

@@ -78,7 +78,7 @@ fn run_tool(program: &str, args: &[&OsStr]) {
 const SET_XATTR: &str = "import os, sys
 os.setxattr(os.fsencode(sys.argv[1]), sys.argv[2], bytes.fromhex(sys.argv[3]), follow_symlinks=False)";
 
-fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
     run_tool(
         "python3",

@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+mod diff;
 mod dir_cursor;
 mod dump;
 mod fetch;
@@ -38,6 +39,7 @@ mod problems;
 mod restore;
 mod select;
 mod sparse;
+mod verify;
 mod walk;
 
 use plugin_api::{App, Plugin, Result, Setting, GROUP_PERFORMANCE, GROUP_RESTORE};
@@ -58,9 +60,15 @@ impl Plugin for RestorePlugin {
                 .metavar("GEN")
                 .help(
                     "the generation to work on: an id, or 'latest' for the newest one \
-                     (checkpoints included); the default is latest, except for find \
-                     (every generation) and diff (the latest two)",
+                     (checkpoints included); the default is latest, except for find, \
+                     which searches every generation unless given one",
                 )
+                .group(GROUP_RESTORE),
+        );
+        app.add_setting(
+            Setting::integer("verify-randomly")
+                .metavar("N")
+                .help("with verify: check only N regular files chosen at random (0: everything)")
                 .group(GROUP_RESTORE),
         );
         app.add_setting(
@@ -107,11 +115,25 @@ impl Plugin for RestorePlugin {
             find::run,
         );
         app.add_subcommand(
+            "diff",
+            "[GEN1] [GEN2]",
+            "show what was added, removed and changed between two generations (default: the \
+             latest two; one id: it and the latest)",
+            diff::run,
+        );
+        app.add_subcommand(
             "dump",
             "PATH",
             "write a file of a generation to standard output, or a directory (or any other \
              object) as a tar stream",
             dump::run,
+        );
+        app.add_subcommand(
+            "verify",
+            "[PATH]...",
+            "compare the file system with a generation (default latest): contents, metadata, \
+             and what was added or removed; ends non-zero on any difference",
+            verify::run,
         );
         app.add_subcommand(
             "kdirstat",

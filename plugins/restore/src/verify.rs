@@ -1,0 +1,454 @@
+//! `obnam verify [PATH]...`: does the file system still hold what a
+//! generation (default latest) recorded?
+//!
+//! For every object below each PATH (absolute; without PATH, the backup
+//! roots of the `root` setting, as `obnam backup` would take them) it
+//! compares the generation's entry with the live object: kind, mode,
+//! owner, modification time, extended attributes, symlink target, device
+//! number, size, and the content of regular files (read and hashed with
+//! SHA-256, compared with the checksum recorded at backup). Objects in
+//! the generation that are gone, and objects on disk that the generation
+//! lacks, are differences too, except those the `backup-exclude` hook
+//! leaves out (so `--exclude` patterns given to backup should be given
+//! to verify as well). Status-change times and link counts are not
+//! compared: they change without the object changing.
+//!
+//! Each difference is one line, `PATH: what`, on standard output; the run
+//! ends non-zero if there was any. `--verify-randomly N` checks only N
+//! regular files chosen at random (a quick nightly spot check); objects
+//! added on disk are then not looked for.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::{self, Metadata};
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use plugin_api::payloads::{ExcludeCandidate, FileStat, BACKUP_EXCLUDE};
+use plugin_api::{Context, Entry, EntryKind, GenerationReader, Hook, Result};
+
+use crate::names::{self, escape};
+use crate::select;
+
+/// The kind of a live object, from its mode.
+fn kind_of(mode: u32) -> EntryKind {
+    match mode & 0o170000 {
+        0o040000 => EntryKind::Dir,
+        0o120000 => EntryKind::Symlink,
+        0o010000 => EntryKind::Fifo,
+        0o140000 => EntryKind::Socket,
+        0o020000 => EntryKind::CharDevice,
+        0o060000 => EntryKind::BlockDevice,
+        _ => EntryKind::File,
+    }
+}
+
+fn kind_word(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File => "a file",
+        EntryKind::Dir => "a directory",
+        EntryKind::Symlink => "a symlink",
+        EntryKind::Fifo => "a FIFO",
+        EntryKind::Socket => "a socket",
+        EntryKind::CharDevice => "a character device",
+        EntryKind::BlockDevice => "a block device",
+    }
+}
+
+/// A live object's extended attributes, sorted (as a backup records
+/// them); none where the file system has no support for them.
+fn live_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(95) => return Ok(Vec::new()), // EOPNOTSUPP
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        if let Some(value) = xattr::get(path, &name)? {
+            out.push((name.as_bytes().to_vec(), value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// SHA-256 of a file's content.
+fn hash_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize().to_vec());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// The metadata differences between a recorded entry and a live object of
+/// the same kind, in words (`mode 100644 -> 100600`: backup, then disk).
+pub fn metadata_differences(e: &Entry, m: &Metadata) -> Vec<String> {
+    let mut what = Vec::new();
+    if e.mode != m.mode() {
+        what.push(format!("mode {:o} -> {:o}", e.mode, m.mode()));
+    }
+    if e.uid != m.uid() {
+        what.push(format!("owner {} -> {}", e.uid, m.uid()));
+    }
+    if e.gid != m.gid() {
+        what.push(format!("group {} -> {}", e.gid, m.gid()));
+    }
+    if (e.mtime, e.mtime_ns) != (m.mtime(), m.mtime_nsec() as u32) {
+        what.push(format!(
+            "mtime {}.{:09} -> {}.{:09}",
+            e.mtime,
+            e.mtime_ns,
+            m.mtime(),
+            m.mtime_nsec()
+        ));
+    }
+    if matches!(e.kind, EntryKind::CharDevice | EntryKind::BlockDevice) && e.rdev != m.rdev() {
+        what.push(format!("device number {:#x} -> {:#x}", e.rdev, m.rdev()));
+    }
+    if e.kind == EntryKind::File && e.size != m.size() {
+        what.push(format!("size {} -> {}", e.size, m.size()));
+    }
+    what
+}
+
+/// Verifies, and counts what it found.
+struct Verifier<'a, 'c> {
+    ctx: &'a Context<'c>,
+    exclude: Option<Hook<ExcludeCandidate>>,
+    repository_dir: Option<PathBuf>,
+    checked: u64,
+    differences: u64,
+}
+
+impl Verifier<'_, '_> {
+    fn differ(&mut self, path: &[u8], what: &str) -> Result<()> {
+        self.differences += 1;
+        self.ctx.outln(&format!("{}: {what}", escape(path)))
+    }
+
+    /// Compare one entry with the live object at `path`.
+    fn entry(&mut self, path: &[u8], e: &Entry) -> Result<Option<Metadata>> {
+        self.checked += 1;
+        let live = names::as_path(path);
+        let m = match fs::symlink_metadata(live) {
+            Ok(m) => m,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                self.differ(path, "in the backup, not on disk")?;
+                return Ok(None);
+            }
+            Err(err) => {
+                self.differ(path, &format!("cannot be read: {err}"))?;
+                return Ok(None);
+            }
+        };
+        let kind = kind_of(m.mode());
+        if kind != e.kind {
+            self.differ(
+                path,
+                &format!(
+                    "{} in the backup, {} on disk",
+                    kind_word(e.kind),
+                    kind_word(kind)
+                ),
+            )?;
+            return Ok(None);
+        }
+        let mut what = metadata_differences(e, &m);
+        match live_xattrs(live) {
+            Ok(x) if x != e.xattrs => what.push("extended attributes".into()),
+            Ok(_) => {}
+            Err(err) => what.push(format!("extended attributes cannot be read: {err}")),
+        }
+        if kind == EntryKind::Symlink {
+            match fs::read_link(live) {
+                Ok(t) if t.as_os_str().as_bytes() == e.target.as_slice() => {}
+                Ok(t) => what.push(format!(
+                    "symlink target {} -> {}",
+                    escape(&e.target),
+                    escape(t.as_os_str().as_bytes())
+                )),
+                Err(err) => what.push(format!("symlink cannot be read: {err}")),
+            }
+        }
+        if kind == EntryKind::File && e.size == m.size() && !e.checksum.is_empty() {
+            match hash_file(live) {
+                Ok(sum) if sum == e.checksum => {}
+                Ok(_) => what.push("content".into()),
+                Err(err) => what.push(format!("content cannot be read: {err}")),
+            }
+        }
+        if !what.is_empty() {
+            self.differ(path, &what.join(", "))?;
+        }
+        Ok(Some(m))
+    }
+
+    /// Whether the backup would have left out the live object at `path`.
+    fn excluded(&self, path: &Path, m: &Metadata, root: &Path, root_m: &Metadata) -> Result<bool> {
+        if self.repository_dir.as_deref() == Some(path) {
+            return Ok(true);
+        }
+        let Some(hook) = self.exclude else {
+            return Ok(false);
+        };
+        let mut p = ExcludeCandidate {
+            path: path.as_os_str().as_bytes().into(),
+            stat: stat(m),
+            root: root.as_os_str().as_bytes().into(),
+            root_stat: stat(root_m),
+            ..ExcludeCandidate::default()
+        };
+        self.ctx.call(hook, &mut p)?;
+        Ok(p.exclude)
+    }
+
+    /// Everything below the root `root`, whose live status is `root_m`.
+    fn tree(&mut self, reader: &GenerationReader, root: &[u8], root_m: &Metadata) -> Result<()> {
+        let mut stack = vec![root.to_vec()];
+        while let Some(dir) = stack.pop() {
+            self.ctx.status(&format!(
+                "verify: {} ({} checked)",
+                escape(&dir),
+                self.checked
+            ));
+            let mut recorded = BTreeMap::new();
+            for e in reader.list_dir(names::as_path(&dir))?.unwrap_or_default() {
+                if names::check_name(&e.name).is_ok() {
+                    recorded.insert(e.name.clone(), e);
+                }
+            }
+            let mut below = Vec::new();
+            for (name, e) in &recorded {
+                let child = names::join(&dir, name);
+                if let Some(m) = self.entry(&child, e)? {
+                    if m.is_dir() {
+                        below.push(child);
+                    }
+                }
+            }
+            // What is on disk and not in the backup.
+            if let Ok(listing) = fs::read_dir(names::as_path(&dir)) {
+                let mut added: Vec<Vec<u8>> = listing
+                    .flatten()
+                    .map(|d| d.file_name().into_vec())
+                    .filter(|n| !recorded.contains_key(n))
+                    .collect();
+                added.sort();
+                for name in added {
+                    let child = names::join(&dir, &name);
+                    let path = names::as_path(&child);
+                    let Ok(m) = fs::symlink_metadata(path) else {
+                        continue;
+                    };
+                    if !self.excluded(path, &m, names::as_path(root), root_m)? {
+                        self.differ(&child, "on disk, not in the backup")?;
+                    }
+                }
+            }
+            stack.extend(below.into_iter().rev());
+        }
+        Ok(())
+    }
+}
+
+fn stat(m: &Metadata) -> FileStat {
+    FileStat {
+        mode: m.mode(),
+        uid: m.uid(),
+        gid: m.gid(),
+        size: m.size(),
+        mtime: m.mtime(),
+        mtime_ns: m.mtime_nsec() as u32,
+        ctime: m.ctime(),
+        ctime_ns: m.ctime_nsec() as u32,
+        dev: m.dev(),
+        ino: m.ino(),
+        nlink: m.nlink(),
+        rdev: m.rdev(),
+    }
+}
+
+/// A small random generator (xorshift), seeded from the clock and the
+/// process: a spot check needs variety, not cryptographic quality.
+struct Random(u64);
+
+impl Random {
+    fn new() -> Self {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Random((t ^ u64::from(std::process::id()).rotate_left(32)) | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// `n` regular files chosen at random below `roots` (reservoir sampling:
+/// one pass, memory for `n` entries).
+fn random_files(
+    reader: &GenerationReader,
+    roots: &[(Vec<u8>, Entry)],
+    n: u64,
+) -> Result<Vec<(Vec<u8>, Entry)>> {
+    let mut rng = Random::new();
+    let mut chosen: Vec<(Vec<u8>, Entry)> = Vec::new();
+    let mut seen = 0u64;
+    let mut consider = |path: Vec<u8>, e: Entry, chosen: &mut Vec<(Vec<u8>, Entry)>| {
+        seen += 1;
+        if (chosen.len() as u64) < n {
+            chosen.push((path, e));
+        } else {
+            let k = rng.below(seen);
+            if k < n {
+                chosen[k as usize] = (path, e);
+            }
+        }
+    };
+    let mut stack = Vec::new();
+    for (path, e) in roots {
+        match e.kind {
+            EntryKind::Dir => stack.push(path.clone()),
+            EntryKind::File => consider(path.clone(), e.clone(), &mut chosen),
+            _ => {}
+        }
+    }
+    while let Some(dir) = stack.pop() {
+        for e in reader.list_dir(names::as_path(&dir))?.unwrap_or_default() {
+            if names::check_name(&e.name).is_err() {
+                continue;
+            }
+            let child = names::join(&dir, &e.name);
+            match e.kind {
+                EntryKind::Dir => stack.push(child),
+                EntryKind::File => consider(child, e, &mut chosen),
+                _ => {}
+            }
+        }
+    }
+    chosen.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(chosen)
+}
+
+/// `obnam verify [PATH]...`.
+pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
+    let mut roots: Vec<Vec<u8>> = Vec::new();
+    let given: Vec<OsString> = if args.is_empty() {
+        // The backup plugin's setting; absent if it is not loaded.
+        ctx.string_list("root")
+            .unwrap_or_default()
+            .into_iter()
+            .map(OsString::from)
+            .collect()
+    } else {
+        args
+    };
+    if given.is_empty() {
+        plugin_api::bail!(
+            "verify needs the paths to compare (the backed-up folders), as arguments or as \
+             'root' in the configuration"
+        );
+    }
+    for arg in &given {
+        let parts = names::parse_absolute(arg).map_err(plugin_api::Error::msg)?;
+        roots.push(names::from_parts(&parts));
+    }
+    let randomly = ctx.integer("verify-randomly")?;
+    if randomly < 0 {
+        plugin_api::bail!("--verify-randomly {randomly}: give a number of files, 0 for all");
+    }
+    let repo = ctx.repository(false)?;
+    let client = select::client(ctx)?;
+    let gen = select::generation(ctx, &repo, &client)?;
+    let reader = repo.open_generation(&client, &gen.id)?;
+    let mut entries = Vec::new();
+    for root in &roots {
+        match reader.lookup(names::as_path(root))? {
+            Some(e) => entries.push((root.clone(), e)),
+            None => plugin_api::bail!("{} is not in generation {}", escape(root), gen.id),
+        }
+    }
+    let repository_dir = ctx
+        .string("repository")?
+        .filter(|r| r.starts_with('/'))
+        .map(PathBuf::from);
+    let mut v = Verifier {
+        ctx,
+        exclude: ctx.hook::<ExcludeCandidate>(BACKUP_EXCLUDE).ok(),
+        repository_dir,
+        checked: 0,
+        differences: 0,
+    };
+    if randomly > 0 {
+        for (path, e) in random_files(&reader, &entries, randomly as u64)? {
+            v.entry(&path, &e)?;
+        }
+    } else {
+        for (root, e) in &entries {
+            if let Some(m) = v.entry(root, e)? {
+                if m.is_dir() {
+                    v.tree(&reader, root, &m)?;
+                }
+            }
+        }
+    }
+    if v.differences > 0 {
+        plugin_api::bail!(
+            "verify: {} {} between generation {} and the file system ({} objects checked)",
+            v.differences,
+            if v.differences == 1 {
+                "difference"
+            } else {
+                "differences"
+            },
+            gen.id,
+            v.checked
+        );
+    }
+    ctx.outln(&format!(
+        "verified {} {} against generation {}: no differences",
+        v.checked,
+        if v.checked == 1 { "object" } else { "objects" },
+        gen.id
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_from_modes() {
+        assert_eq!(kind_of(0o100644), EntryKind::File);
+        assert_eq!(kind_of(0o040755), EntryKind::Dir);
+        assert_eq!(kind_of(0o120777), EntryKind::Symlink);
+        assert_eq!(kind_of(0o010644), EntryKind::Fifo);
+        assert_eq!(kind_of(0o020600), EntryKind::CharDevice);
+        assert_eq!(kind_of(0o060600), EntryKind::BlockDevice);
+        assert_eq!(kind_of(0o140755), EntryKind::Socket);
+    }
+
+    #[test]
+    fn a_random_sample_has_the_size_asked_for() {
+        let mut rng = Random::new();
+        for _ in 0..1000 {
+            assert!(rng.below(7) < 7);
+        }
+    }
+}
