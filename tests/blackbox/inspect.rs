@@ -479,3 +479,62 @@ fn verify_finds_each_kind_of_difference_and_is_silent_on_an_untouched_tree() {
     let run = w.obnam(&["verify", "/not/backed/up"]).fails();
     assert!(run.stderr.contains("is not in generation"), "{run:#?}");
 }
+
+/// The trees a command read from storage, from its trace log.
+fn trees_read(w: &World, args: &[&str]) -> usize {
+    let log = w.path().join("trace.log");
+    let _ = fs::remove_file(&log);
+    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    all.extend([
+        OsStr::new("--log"),
+        log.as_os_str(),
+        OsStr::new("--log-level"),
+        OsStr::new("trace"),
+    ]);
+    w.obnam(&all).ok();
+    fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("read tree/"))
+        .count()
+}
+
+#[test]
+fn diff_reads_only_the_folders_on_the_way_to_a_change() {
+    let w = World::new();
+    let d = w.path().join("wide");
+    // 20 folders of 10 subfolders of 5 files: 221 folders in all.
+    for i in 0..20 {
+        for j in 0..10 {
+            let dir = d.join(format!("d{i:02}/s{j}"));
+            fs::create_dir_all(&dir).unwrap();
+            for k in 0..5 {
+                fs::write(dir.join(format!("f{k}")), format!("{i} {j} {k}")).unwrap();
+            }
+        }
+    }
+    w.backup(&d);
+    // One changed file, deep down.
+    fs::write(d.join("d07/s3/f2"), "changed, and longer").unwrap();
+    w.backup(&d);
+    let folders_above = d.ancestors().count() - 1;
+    let read = trees_read(&w, &["diff"]);
+    // Both generations' folders from the root to d07/s3, and no other.
+    let on_the_way = 2 * (folders_above + 3);
+    assert!(
+        read <= on_the_way,
+        "diff read {read} trees; {on_the_way} lead to the change"
+    );
+    // A full listing reads them all: the measure works.
+    let listed = trees_read(&w, &["ls"]);
+    assert!(listed > 221, "ls read {listed} trees");
+    let text = w.obnam(&["diff"]).ok().stdout;
+    assert!(
+        text.contains("M  ") && text.contains("/d07/s3/f2"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("0 added, 0 removed, 1 modified, 0 metadata only, 0 changed kind\n"),
+        "{text}"
+    );
+}

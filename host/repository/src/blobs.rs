@@ -97,6 +97,10 @@ impl Repository {
         }
         let bytes = self.get_blob(id, BlobKind::Tree)?;
         let len = bytes.len();
+        // At trace level, every tree read from storage: shows how much of
+        // a generation a command had to read (`diff` reads only changed
+        // folders).
+        tracing::trace!("read tree/{id} ({len} bytes)");
         let tree = Arc::new(self.decode_tree(id, &bytes)?);
         self.caches.trees.insert(*id, tree.clone(), len);
         Ok(tree)
