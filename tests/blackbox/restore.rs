@@ -542,3 +542,54 @@ fn pretend_writes_nothing() {
     assert!(run.stdout.contains("Would restore 1 file and"), "{run:#?}");
     assert!(!target.exists());
 }
+
+/// `find`, `diff`, `dump`, `kdirstat` and `verify` on hostile and damaged
+/// generations: clear errors or escaped names, never a panic, and nothing
+/// written anywhere.
+#[test]
+fn inspection_commands_survive_hostile_and_damaged_generations() {
+    let world = World::new();
+    let outside = world.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    world.hostile(&[
+        OsStr::new("hostile-raw"),
+        OsStr::new("evil"),
+        outside.as_os_str(),
+    ]);
+    world.hostile(&["hostile-damaged", CLIENT]);
+    let before = everything(world.path());
+    let as_client = |client: &str, args: &[&str]| {
+        let mut cmd = world.env.obnam();
+        cmd.arg("--repository")
+            .arg(&world.repo)
+            .args(["--client-name", client])
+            .args(args);
+        obnam_test_support::run(&mut cmd).no_rust_panic()
+    };
+    // Names that are not safe are skipped (with a warning), not followed.
+    let run = as_client("evil", &["find", "escaped"]).ok();
+    assert_eq!(
+        run.stdout.lines().count(),
+        1,
+        "only escaped4, below the folder named link: {run:#?}"
+    );
+    assert!(!run.stdout.contains("/evil/../"), "{run:#?}");
+    let run = as_client("evil", &["find", "good"]).ok();
+    assert!(run.stdout.contains("/evil/good  in "), "{run:#?}");
+    as_client("evil", &["kdirstat"]).ok();
+    let run = as_client("evil", &["diff"]).fails();
+    assert!(run.stderr.contains("has only one"), "{run:#?}");
+    as_client("evil", &["dump", "/evil"]);
+    as_client("evil", &["verify", "/evil"]).fails();
+
+    // Damaged data: a dump refuses it before writing it.
+    let run = as_client(CLIENT, &["dump", "/data/bad-checksum"]).fails();
+    assert!(run.stderr.contains("checksum mismatch"), "{run:#?}");
+    let run = as_client(CLIENT, &["dump", "/data"]).fails();
+    assert!(run.stderr.contains("/data/"), "{run:#?}");
+    let run = as_client(CLIENT, &["dump", "/data/good"]).ok();
+    assert_eq!(run.stdout, "good\n");
+    as_client(CLIENT, &["find", "."]).ok();
+
+    assert_eq!(everything(world.path()), before, "something was written");
+}
