@@ -84,15 +84,15 @@ impl Repository {
         self.load_index()?;
         let mut names = self.clients()?;
         names.sort();
-        let mut all = Referenced::default();
+        let mut all = Used::default();
         let mut per_client: Vec<(ClientUsage, Used)> = Vec::with_capacity(names.len());
         for name in names {
             let gens = self.generations(&name)?;
             let mut mine = Referenced::default();
             for g in &gens {
                 self.walk_tree(g.root.0, &mut mine)?;
-                self.walk_tree(g.root.0, &mut all)?;
             }
+            all.extend(&mine.blobs);
             let latest = gens.last();
             let client = ClientUsage {
                 name,
@@ -108,7 +108,7 @@ impl Repository {
         }
         let stored: HashSet<ObjectId> = self.stored_packs()?;
         let index = self.catalog.read();
-        let (packs, found) = verdict::pack_uses(&index, &all.blobs, &stored);
+        let (packs, found) = verdict::pack_uses(&index, &all, &stored);
         index.for_each_blob(|id, places| {
             let Some(length) = verdict::used_length(&index, places, &stored) else {
                 return;
@@ -125,7 +125,7 @@ impl Repository {
             // use; they count as unused packs of no listed bytes.
             packs: stored.len() as u64,
             used_blobs: found,
-            missing_blobs: (all.blobs.len() as u64).saturating_sub(found),
+            missing_blobs: (all.len() as u64).saturating_sub(found),
             unused_packs: (stored.len() - packs.len()) as u64,
             ..Usage::default()
         };

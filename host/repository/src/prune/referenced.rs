@@ -43,6 +43,11 @@ impl Used {
         self.0.contains(&Self::key(id))
     }
 
+    /// Add every blob of `other`.
+    pub fn extend(&mut self, other: &Used) {
+        self.0.extend(other.0.iter().copied());
+    }
+
     /// How many blobs are in the set.
     pub fn len(&self) -> usize {
         self.0.len()
