@@ -146,20 +146,21 @@ impl<K: Hash + Eq + Clone> ChunkCache<K> {
     }
 
     fn insert(&self, state: &mut State<K>, key: &K, data: Arc<Vec<u8>>) {
-        let size = data.len() as u64;
+        // Capacity, not length: the memory the chunk really holds.
+        let size = data.capacity() as u64;
         while state.bytes + size > self.capacity {
             let Some((_, oldest)) = state.order.pop_first() else {
                 break;
             };
             if let Some(slot) = state.slots.remove(&oldest) {
-                state.bytes -= slot.data.len() as u64;
+                state.bytes -= slot.data.capacity() as u64;
             }
         }
         state.clock += 1;
         let used = state.clock;
         if let Some(old) = state.slots.insert(key.clone(), Slot { data, used }) {
             state.order.remove(&old.used);
-            state.bytes -= old.data.len() as u64;
+            state.bytes -= old.data.capacity() as u64;
         }
         state.order.insert(used, key.clone());
         state.bytes += size;

@@ -275,9 +275,14 @@ impl ObnamFs {
     fn chunk(&self, id: &ChunkId) -> Result<Arc<Vec<u8>>, Errno> {
         self.cache
             .get_or_fetch(id, || {
-                self.repo
+                let mut data = self
+                    .repo
                     .get_chunk(*id)
-                    .map_err(|e| format!("cannot read a chunk: {e}"))
+                    .map_err(|e| format!("cannot read a chunk: {e}"))?;
+                // The repository may hand over a buffer with room to
+                // spare (decompression): the cache holds what it counts.
+                data.shrink_to_fit();
+                Ok(data)
             })
             .map_err(|e| {
                 tracing::warn!("mount: {e}");

@@ -42,7 +42,7 @@ impl Plugin for MountPlugin {
         app.add_setting(
             Setting::bytesize("mount-cache-size")
                 .metavar("SIZE")
-                .default("64MiB")
+                .default("32MiB")
                 .help("keep up to SIZE of file data read through 'obnam mount' in memory")
                 .group(GROUP_PERFORMANCE),
         );
