@@ -19,6 +19,7 @@ mod install;
 mod integrity;
 mod loading;
 mod logging;
+mod mount;
 mod prune;
 mod prune_interleavings;
 mod remote;

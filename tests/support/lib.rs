@@ -18,6 +18,7 @@ pub mod awkward;
 pub mod backend;
 pub mod flaky_proxy;
 pub mod handmade;
+pub mod mount;
 
 /// The cargo target profile folder holding `obnam` and the plugin libraries.
 pub fn target_dir() -> PathBuf {

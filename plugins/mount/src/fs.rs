@@ -1,0 +1,568 @@
+//! The file system the kernel sees: [`ObnamFs`] answers FUSE requests
+//! from a client's generations.
+//!
+//! Everything is read-only, and nothing changes while the mount lasts
+//! (the generations are those there were when it began), so the kernel
+//! may cache attributes, names and file data for long ([`TTL`], and
+//! `FOPEN_KEEP_CACHE`).
+//!
+//! Several FUSE threads serve requests at once ([`crate::mount::THREADS`]),
+//! so that listing a directory does not wait for a large file's chunks.
+//! The inode table is behind a read-write lock that is never held while
+//! the repository is read: a directory is listed from the repository
+//! first, then its children are entered in the table.
+//!
+//! A repository error becomes `EIO` for the program that asked, with the
+//! reason in obnam's log; the mount goes on.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+use plugin_api::tracing;
+use plugin_api::{ChunkId, Entry, EntryKind, GenerationInfo, GenerationReader, Repository};
+
+use crate::attr;
+use crate::cache::ChunkCache;
+use crate::inodes::{child_path, Child, Children, Ino, NodeKind, Table, ROOT};
+use crate::layout::{Layout, Position};
+use crate::naming;
+
+/// How long the kernel may keep attributes and names: nothing changes.
+const TTL: Duration = Duration::from_secs(3600);
+
+/// Chunks read at once to learn where a file's later chunks start.
+const LEARN_AT_ONCE: usize = 4;
+
+/// How far the kernel reads ahead of a sequential reader.
+const MAX_READAHEAD: u32 = 1 << 20;
+
+/// A generation of the mount: its description, its directory name, and
+/// its reader once opened.
+struct Gen {
+    info: GenerationInfo,
+    name: String,
+    reader: Mutex<Option<Arc<GenerationReader>>>,
+}
+
+/// What a file's layout is known to be, and the lock that one reader at
+/// a time holds to learn more of it.
+#[derive(Default)]
+struct FileLayout {
+    known: Mutex<Layout>,
+    learning: Mutex<()>,
+}
+
+/// What a directory's listing comes from.
+enum Listing {
+    Top,
+    Dir { gen: usize, path: Vec<u8> },
+}
+
+/// A client's generations as a FUSE file system.
+pub struct ObnamFs {
+    repo: Repository,
+    client: String,
+    gens: Vec<Gen>,
+    table: RwLock<Table>,
+    cache: ChunkCache<ChunkId>,
+    layouts: Mutex<HashMap<Ino, Arc<FileLayout>>>,
+    /// Owner of the directories the mount makes: whoever mounted.
+    owner: (u32, u32),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether a stored name can be shown as a directory entry: not empty,
+/// not `.` or `..`, no `/` and no NUL. A damaged or hostile generation
+/// might hold others; they are left out (and logged).
+fn showable(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.iter().any(|&b| b == b'/' || b == 0)
+}
+
+impl ObnamFs {
+    /// The file system of `gens` (oldest first), with a chunk cache of
+    /// `cache_bytes`.
+    pub fn new(
+        repo: Repository,
+        client: String,
+        gens: Vec<GenerationInfo>,
+        cache_bytes: u64,
+        owner: (u32, u32),
+    ) -> Self {
+        let gens: Vec<Gen> = gens
+            .into_iter()
+            .map(|info| Gen {
+                name: naming::generation_dir(&info),
+                info,
+                reader: Mutex::new(None),
+            })
+            .collect();
+        ObnamFs {
+            repo,
+            client,
+            table: RwLock::new(Table::new(gens.len())),
+            gens,
+            cache: ChunkCache::new(cache_bytes),
+            layouts: Mutex::new(HashMap::new()),
+            owner,
+        }
+    }
+
+    fn table(&self) -> RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn table_mut(&self) -> RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A generation's reader, opened on first use.
+    fn reader(&self, gen: usize) -> Result<Arc<GenerationReader>, Errno> {
+        let slot = self.gens.get(gen).ok_or(Errno::ENOENT)?;
+        let mut reader = lock(&slot.reader);
+        if let Some(r) = reader.as_ref() {
+            return Ok(r.clone());
+        }
+        let opened = self
+            .repo
+            .open_generation(&self.client, &slot.info.id)
+            .map_err(|e| {
+                tracing::warn!("mount: cannot open generation {}: {e}", slot.info.id);
+                Errno::EIO
+            })?;
+        let opened = Arc::new(opened);
+        *reader = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// The newest generation's start, for the times of the mount's top.
+    fn newest_start(&self) -> SystemTime {
+        self.gens
+            .last()
+            .map(|g| attr::time_ns(g.info.started_ns))
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// The attributes of an inode.
+    fn attr(&self, ino: Ino) -> Result<FileAttr, Errno> {
+        let table = self.table();
+        let node = table.get(ino).ok_or(Errno::ENOENT)?;
+        Ok(match &node.kind {
+            NodeKind::Root => {
+                let nlink = u32::try_from(self.gens.len() + 2).unwrap_or(u32::MAX);
+                attr::made_dir_attr(ino, self.newest_start(), self.owner, nlink)
+            }
+            NodeKind::Generation(gen) => {
+                let start = attr::time_ns(self.gens[*gen].info.started_ns);
+                // 1: the number of folders inside is not known until listed.
+                attr::made_dir_attr(ino, start, self.owner, 1)
+            }
+            NodeKind::Latest => {
+                let target = self.gens.last().map(|g| g.name.len()).unwrap_or(0);
+                attr::latest_attr(ino, target, self.newest_start(), self.owner)
+            }
+            NodeKind::Entry { entry, .. } => attr::entry_attr(ino, entry),
+        })
+    }
+
+    /// The entry of an inode inside a generation.
+    fn entry(&self, ino: Ino) -> Result<Arc<Entry>, Errno> {
+        let table = self.table();
+        match &table.get(ino).ok_or(Errno::ENOENT)?.kind {
+            NodeKind::Entry { entry, .. } => Ok(entry.clone()),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// A directory's children: listed once, then remembered.
+    fn children(&self, ino: Ino) -> Result<Arc<Children>, Errno> {
+        let listing = {
+            let table = self.table();
+            let node = table.get(ino).ok_or(Errno::ENOENT)?;
+            if let Some(children) = &node.children {
+                return Ok(children.clone());
+            }
+            match &node.kind {
+                NodeKind::Root => Listing::Top,
+                NodeKind::Generation(gen) => Listing::Dir {
+                    gen: *gen,
+                    path: b"/".to_vec(),
+                },
+                NodeKind::Entry { gen, path, entry } if entry.kind == EntryKind::Dir => {
+                    Listing::Dir {
+                        gen: *gen,
+                        path: path.clone(),
+                    }
+                }
+                _ => return Err(Errno::ENOTDIR),
+            }
+        };
+        match listing {
+            Listing::Top => {
+                let mut children: Vec<Child> = self
+                    .gens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| Child {
+                        name: g.name.as_bytes().to_vec(),
+                        ino: Table::generation(i),
+                    })
+                    .collect();
+                let mut table = self.table_mut();
+                if let Some(latest) = table.latest() {
+                    children.push(Child {
+                        name: naming::LATEST.as_bytes().to_vec(),
+                        ino: latest,
+                    });
+                }
+                table.set_children(ino, children).ok_or(Errno::ENOENT)
+            }
+            Listing::Dir { gen, path } => {
+                let reader = self.reader(gen)?;
+                let entries = reader
+                    .list_dir(Path::new(OsStr::from_bytes(&path)))
+                    .map_err(|e| {
+                        tracing::warn!(
+                            "mount: cannot list {} in generation {}: {e}",
+                            String::from_utf8_lossy(&path),
+                            self.gens[gen].info.id
+                        );
+                        Errno::EIO
+                    })?
+                    // Listed as a directory but without a tree: empty.
+                    .unwrap_or_default();
+                let mut table = self.table_mut();
+                let mut children = Vec::with_capacity(entries.len());
+                for entry in entries {
+                    if !showable(&entry.name) {
+                        tracing::warn!(
+                            "mount: left out an entry with an impossible name {:?} in {}",
+                            String::from_utf8_lossy(&entry.name),
+                            String::from_utf8_lossy(&path)
+                        );
+                        continue;
+                    }
+                    let name = entry.name.clone();
+                    let child = table.intern(gen, ino, child_path(&path, &name), entry);
+                    children.push(Child { name, ino: child });
+                }
+                table.set_children(ino, children).ok_or(Errno::ENOENT)
+            }
+        }
+    }
+
+    /// The FUSE file type of an inode.
+    fn kind_of(table: &Table, ino: Ino) -> FileType {
+        match table.get(ino).map(|n| &n.kind) {
+            Some(NodeKind::Latest) => FileType::Symlink,
+            Some(NodeKind::Entry { entry, .. }) => attr::file_type(entry.kind),
+            _ => FileType::Directory,
+        }
+    }
+
+    /// A chunk's data, from the cache or the repository.
+    fn chunk(&self, id: &ChunkId) -> Result<Arc<Vec<u8>>, Errno> {
+        self.cache
+            .get_or_fetch(id, || {
+                let mut data = self
+                    .repo
+                    .get_chunk(*id)
+                    .map_err(|e| format!("cannot read a chunk: {e}"))?;
+                // The repository may hand over a buffer with room to
+                // spare (decompression): the cache holds what it counts.
+                data.shrink_to_fit();
+                Ok(data)
+            })
+            .map_err(|e| {
+                tracing::warn!("mount: {e}");
+                Errno::EIO
+            })
+    }
+
+    fn layout(&self, ino: Ino) -> Arc<FileLayout> {
+        lock(&self.layouts).entry(ino).or_default().clone()
+    }
+
+    /// Where file offset `pos` is among `chunks`, learning the layout as
+    /// far as needed; `None` past the last chunk.
+    fn locate(
+        &self,
+        layout: &FileLayout,
+        chunks: &[ChunkId],
+        pos: u64,
+    ) -> Result<Option<Position>, Errno> {
+        if let Some(p) = lock(&layout.known).locate(pos) {
+            return Ok(Some(p));
+        }
+        // One reader learns at a time; the others wait, then find what
+        // it learnt.
+        let _learning = lock(&layout.learning);
+        loop {
+            let (plan, known) = {
+                let known = lock(&layout.known);
+                if let Some(p) = known.locate(pos) {
+                    return Ok(Some(p));
+                }
+                (known.plan(chunks, LEARN_AT_ONCE), known.known())
+            };
+            if plan.is_empty() {
+                return Ok(None);
+            }
+            let fetched = self.fetch_lengths(chunks, &plan)?;
+            let mut learnt = lock(&layout.known);
+            learnt.learn(chunks, &fetched);
+            if learnt.known() == known {
+                // Cannot happen: the first chunk planned is the first
+                // unknown one. Refuse rather than loop.
+                tracing::warn!("mount: a file's layout did not grow");
+                return Err(Errno::EIO);
+            }
+        }
+    }
+
+    /// Read the planned chunks (at once, each into the cache) and give
+    /// their lengths.
+    fn fetch_lengths(
+        &self,
+        chunks: &[ChunkId],
+        plan: &[usize],
+    ) -> Result<Vec<(usize, u64)>, Errno> {
+        if let [only] = plan {
+            return Ok(vec![(*only, self.chunk(&chunks[*only])?.len() as u64)]);
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = plan
+                .iter()
+                .map(|&i| s.spawn(move || self.chunk(&chunks[i]).map(|d| (i, d.len() as u64))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(Errno::EIO)))
+                .collect()
+        })
+    }
+
+    /// Up to `size` bytes of a file from `offset`.
+    fn read_file(&self, ino: Ino, entry: &Entry, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let end = entry.size.min(offset.saturating_add(u64::from(size)));
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let layout = self.layout(ino);
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut pos = offset;
+        while pos < end {
+            let Some(at) = self.locate(&layout, &entry.chunks, pos)? else {
+                // The chunks hold less than the recorded size (the file
+                // shrank while it was backed up): what there is.
+                break;
+            };
+            let data = self.chunk(&entry.chunks[at.index])?;
+            let Some(rest) = data.get(at.within..) else {
+                break;
+            };
+            let take = rest.len().min((end - pos) as usize);
+            if take == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[..take]);
+            pos += take as u64;
+        }
+        Ok(out)
+    }
+}
+
+/// Answer a request for an extended attribute's value or the list of
+/// names: its size when asked with size 0, the data when it fits.
+fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
+    if size == 0 {
+        reply.size(u32::try_from(data.len()).unwrap_or(u32::MAX));
+    } else if data.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(data);
+    }
+}
+
+impl Filesystem for ObnamFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // The kernel's largest read-ahead it allows, up to 1 MiB: larger
+        // reads mean fewer round trips for a sequential reader.
+        if let Err(nearest) = config.set_max_readahead(MAX_READAHEAD) {
+            let _ = config.set_max_readahead(nearest);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let found = self.children(parent.0).and_then(|children| {
+            let child = children.find(name.as_bytes()).ok_or(Errno::ENOENT)?;
+            self.attr(child.ino)
+        });
+        match found {
+            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.attr(ino.0) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let target = {
+            let table = self.table();
+            match table.get(ino.0).map(|n| &n.kind) {
+                Some(NodeKind::Latest) => self.gens.last().map(|g| g.name.as_bytes().to_vec()),
+                Some(NodeKind::Entry { entry, .. }) if entry.kind == EntryKind::Symlink => {
+                    Some(entry.target.clone())
+                }
+                _ => None,
+            }
+        };
+        match target {
+            Some(target) => reply.data(&target),
+            None => reply.error(Errno::EINVAL),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        match self.entry(ino.0) {
+            Ok(entry) if entry.kind == EntryKind::File => {
+                // The content never changes: the kernel may keep what it
+                // read from one open to the next.
+                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
+            }
+            Ok(_) => reply.error(Errno::EINVAL),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let data = self.entry(ino.0).and_then(|entry| {
+            if entry.kind != EntryKind::File {
+                return Err(Errno::EINVAL);
+            }
+            self.read_file(ino.0, &entry, offset, size)
+        });
+        match data {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.children(ino.0) {
+            // Listings never change either.
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let children = match self.children(ino.0) {
+            Ok(children) => children,
+            Err(e) => return reply.error(e),
+        };
+        let table = self.table();
+        let parent = table.get(ino.0).map(|n| n.parent).unwrap_or(ROOT);
+        let dots = [(ino.0, &b"."[..]), (parent, &b".."[..])];
+        let all = dots
+            .into_iter()
+            .chain(children.list().iter().map(|c| (c.ino, c.name.as_slice())));
+        // An entry's offset is where the next listing call resumes.
+        for (i, (child, name)) in all.enumerate().skip(offset as usize) {
+            let kind = Self::kind_of(&table, child);
+            if reply.add(INodeNo(child), i as u64 + 1, kind, OsStr::from_bytes(name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let files = self.table().len() as u64;
+        reply.statfs(0, 0, 0, files, 0, 4096, 255, 4096);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let value = match self.entry(ino.0) {
+            Ok(entry) => entry
+                .xattrs
+                .iter()
+                .find(|(n, _)| n.as_slice() == name.as_bytes())
+                .map(|(_, v)| v.clone()),
+            // The directories the mount makes have no attributes.
+            Err(_) if self.table().get(ino.0).is_some() => None,
+            Err(e) => return reply.error(e),
+        };
+        match value {
+            Some(value) => reply_xattr(reply, size, &value),
+            None => reply.error(Errno::NO_XATTR),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let mut names = Vec::new();
+        match self.entry(ino.0) {
+            Ok(entry) => {
+                for (name, _) in &entry.xattrs {
+                    names.extend_from_slice(name);
+                    names.push(0);
+                }
+            }
+            Err(_) if self.table().get(ino.0).is_some() => {}
+            Err(e) => return reply.error(e),
+        }
+        reply_xattr(reply, size, &names);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn impossible_names_are_not_shown() {
+        assert!(showable(b"a"));
+        assert!(showable(b"\xff\xfe"));
+        assert!(showable(b"new\nline"));
+        for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
+            assert!(!showable(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! `obnam mount`, end to end: generations mounted with FUSE and compared
+//! field by field with the originals (the comparison of the restore
+//! tests), a large file read at odd offsets and whole while another
+//! process lists directories, unmounting by `fusermount3 -u` and by
+//! Ctrl-C, a second mount of the same point, and the errors where FUSE
+//! is missing.
+//!
+//! Where FUSE is not available the tests that mount say so and pass
+//! (`obnam_test_support::mount::fuse_or_skip`), unless
+//! `OBNAM_TEST_REQUIRE_FUSE=1`. Every mount is held by a guard that
+//! unmounts it even when an assertion fails, and each test checks that
+//! nothing (obnam, or fusermount3's helper) is left running for the
+//! mount point after it is unmounted.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use obnam_test_support::awkward::{
+    assert_same, make_awkward_tree, restored, set_final_times, set_mtime,
+};
+use obnam_test_support::mount::{fuse_or_skip, mounted_type, wait_no_process, Mounted};
+use obnam_test_support::{noise, Run, TestEnv};
+
+const CLIENT: &str = "mountclient";
+
+struct World {
+    env: TestEnv,
+    repo: PathBuf,
+}
+
+impl World {
+    fn new() -> Self {
+        let env = TestEnv::new();
+        let repo = env.path().join("repo");
+        World { env, repo }
+    }
+
+    fn path(&self) -> &Path {
+        self.env.path()
+    }
+
+    fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> std::process::Command {
+        let mut cmd = self.env.obnam();
+        cmd.arg("--repository")
+            .arg(&self.repo)
+            .arg("--client-name")
+            .arg(CLIENT)
+            .args(args);
+        cmd
+    }
+
+    fn obnam<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
+        obnam_test_support::run(&mut self.command(args)).no_rust_panic()
+    }
+
+    fn backup(&self, root: &Path) {
+        self.obnam(&[OsStr::new("backup"), root.as_os_str()]).ok();
+    }
+
+    fn genids(&self) -> Vec<String> {
+        let run = self.obnam(&["genids"]).ok();
+        run.stdout.lines().map(str::to_string).collect()
+    }
+
+    /// An empty folder to mount on.
+    fn mount_point(&self, name: &str) -> PathBuf {
+        let point = self.path().join(name);
+        fs::create_dir(&point).expect("mount point");
+        point
+    }
+
+    /// Mount the client's generations at `point`.
+    fn mount(&self, point: &Path) -> Mounted {
+        let mut cmd = self.command(&[OsStr::new("mount"), point.as_os_str()]);
+        Mounted::start(&mut cmd, point)
+    }
+}
+
+/// Assert that nothing is mounted at `point` and no process (obnam, or
+/// fusermount3's auto-unmount helper) mentions it any more.
+#[track_caller]
+fn assert_all_gone(point: &Path) {
+    assert!(
+        obnam_test_support::mount::wait_unmounted(point, Duration::from_secs(10)),
+        "{} is still mounted",
+        point.display()
+    );
+    let left = wait_no_process(&point.to_string_lossy(), Duration::from_secs(10));
+    assert!(left.is_empty(), "processes left behind: {left:#?}");
+}
+
+/// The names at the top of a mount, sorted.
+fn top_names(point: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(point)
+        .expect("list the mount")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn mount_shows_every_generation_as_backed_up() {
+    if !fuse_or_skip("mount_shows_every_generation_as_backed_up") {
+        return;
+    }
+    let world = World::new();
+    let tree = make_awkward_tree(&world.path().join("data"));
+    let original = tree.root.clone();
+    world.backup(&original);
+    // Generation 1 as restore gives it back (the restore tests show that
+    // this is the original as it was), to compare the mount's older
+    // generation with.
+    let first = world.path().join("first");
+    world
+        .obnam(&[OsStr::new("restore"), OsStr::new("--to"), first.as_os_str()])
+        .ok();
+
+    // Change the tree (an edit, renames, removals, a new file), then
+    // generation 2.
+    fs::write(
+        original.join("plain.txt"),
+        b"changed, and longer than before\n",
+    )
+    .unwrap();
+    fs::rename(original.join("dir1/nested"), original.join("dir2/moved")).unwrap();
+    fs::remove_file(original.join("three-b")).unwrap();
+    fs::remove_file(original.join("fifo")).unwrap();
+    fs::write(original.join("dir1/brand-new"), b"new in generation 2\n").unwrap();
+    fs::set_permissions(
+        original.join("readonly-dir"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    set_final_times(&original);
+    fs::set_permissions(
+        original.join("readonly-dir"),
+        fs::Permissions::from_mode(0o555),
+    )
+    .unwrap();
+    set_mtime(&original.join("old.txt"), -1, 1);
+    world.backup(&original);
+    let ids = world.genids();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+
+    let point = world.mount_point("mnt");
+    let mut mounted = world.mount(&point);
+    assert_eq!(mounted_type(&point).as_deref(), Some("fuse.obnam"));
+
+    // The top: a directory per generation, oldest first by name, and
+    // `latest` pointing at the newest.
+    let names = top_names(&point);
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names[0].ends_with(&format!("_{}", ids[0])), "{names:?}");
+    assert!(names[1].ends_with(&format!("_{}", ids[1])), "{names:?}");
+    assert_eq!(names[2], "latest");
+    assert_eq!(
+        fs::read_link(point.join("latest")).unwrap(),
+        Path::new(&names[1])
+    );
+
+    // The newest generation is the tree as it is now, field by field:
+    // contents, sizes, modes, owners, times, symlinks, devices, hard
+    // links with their counts, extended attributes.
+    assert_same(&original, &restored(&point.join("latest"), &original));
+    // The older one is the tree as it was.
+    assert_same(
+        &restored(&first, &original),
+        &restored(&point.join(&names[0]), &original),
+    );
+
+    // Read-only.
+    let inside = restored(&point.join("latest"), &original);
+    let err = fs::write(inside.join("plain.txt"), b"no").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(30), "EROFS expected: {err}");
+    assert!(fs::create_dir(inside.join("new-dir")).is_err());
+
+    // Inode numbers are stable: the same path gives the same inode.
+    let a = fs::symlink_metadata(inside.join("dir1/linked")).unwrap();
+    let b = fs::symlink_metadata(inside.join("dir1/linked")).unwrap();
+    let c = fs::symlink_metadata(inside.join("dir2/link2")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+    assert_eq!(a.ino(), c.ino(), "hard links are one inode");
+
+    let run = mounted.unmount();
+    assert_eq!(
+        run.code, 0,
+        "fusermount3 -u ends obnam mount successfully: {run:#?}"
+    );
+    assert!(run.stdout.contains("Mounted 2 generations"), "{run:#?}");
+    assert_all_gone(&point);
+}
+
+#[test]
+fn a_large_file_reads_through_the_mount_while_another_process_lists() {
+    if !fuse_or_skip("a_large_file_reads_through_the_mount_while_another_process_lists") {
+        return;
+    }
+    let world = World::new();
+    let data = world.path().join("data");
+    for d in 0..10 {
+        for f in 0..20 {
+            world
+                .env
+                .write(&format!("data/d{d}/f{f}"), format!("file {d}/{f}\n"));
+        }
+    }
+    // 64 MiB that neither compresses nor deduplicates: about 256
+    // content-defined chunks of different lengths.
+    let big = noise(64 << 20, 42);
+    fs::write(data.join("big.bin"), &big).unwrap();
+    world.backup(&data);
+
+    let point = world.mount_point("mnt");
+    let mut mounted = world.mount(&point);
+    let inside = restored(&point.join("latest"), &data);
+    let path = inside.join("big.bin");
+    assert_eq!(fs::metadata(&path).unwrap().len(), big.len() as u64);
+
+    let lister = {
+        let inside = inside.clone();
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("for i in 1 2 3 4 5 6 7 8 9 10; do ls -lR \"$1\" > /dev/null || exit 1; done")
+            .arg("sh")
+            .arg(&inside)
+            .spawn()
+            .expect("start ls")
+    };
+
+    // Odd offsets first, the far end before anything else: the mount
+    // must find them without being read in order.
+    let file = fs::File::open(&path).unwrap();
+    for (offset, len) in [
+        ((64 << 20) - 10, 10usize),
+        (33_554_431, 70_000),
+        (12_345_678, 1),
+        (0, 4096),
+        (1_048_575, 300_000),
+    ] {
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, offset as u64).unwrap();
+        assert!(
+            buf == big[offset..offset + len],
+            "bytes at {offset}..{} differ",
+            offset + len
+        );
+    }
+    drop(file);
+    // Then the whole file, while `ls -lR` runs.
+    let whole = fs::read(&path).unwrap();
+    assert!(whole == big, "the file read through the mount differs");
+
+    let mut lister = lister;
+    let status = lister.wait().unwrap();
+    assert!(status.success(), "ls -lR through the mount failed");
+
+    let run = mounted.unmount();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_all_gone(&point);
+}
+
+#[test]
+fn ctrl_c_unmounts_and_leaves_no_process() {
+    if !fuse_or_skip("ctrl_c_unmounts_and_leaves_no_process") {
+        return;
+    }
+    let world = World::new();
+    let data = world.path().join("data");
+    world.env.write("data/file", "content\n");
+    world.backup(&data);
+    for signal in ["INT", "TERM"] {
+        let point = world.mount_point(&format!("mnt-{signal}"));
+        let mut mounted = world.mount(&point);
+        let inside = restored(&point.join("latest"), &data);
+        assert_eq!(fs::read(inside.join("file")).unwrap(), b"content\n");
+        let run = mounted.signal(signal);
+        assert_ne!(run.code, 0, "{run:#?}");
+        assert!(
+            run.stderr.contains(&format!("interrupted by SIG{signal}")),
+            "{run:#?}"
+        );
+        assert_all_gone(&point);
+        assert!(
+            top_names(&point).is_empty(),
+            "the mount point is an empty folder again"
+        );
+    }
+}
+
+#[test]
+fn a_second_mount_of_the_same_point_is_refused() {
+    if !fuse_or_skip("a_second_mount_of_the_same_point_is_refused") {
+        return;
+    }
+    let world = World::new();
+    let data = world.path().join("data");
+    world.env.write("data/file", "content\n");
+    world.backup(&data);
+    let point = world.mount_point("mnt");
+    let mut mounted = world.mount(&point);
+
+    let run = world
+        .obnam(&[OsStr::new("mount"), point.as_os_str()])
+        .fails();
+    let shown = point.display().to_string();
+    assert!(
+        run.stderr.contains(&shown) && run.stderr.contains("already a mount point"),
+        "{run:#?}"
+    );
+    // The first mount is unharmed.
+    let inside = restored(&point.join("latest"), &data);
+    assert_eq!(fs::read(inside.join("file")).unwrap(), b"content\n");
+
+    let run = mounted.unmount();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_all_gone(&point);
+}
+
+#[test]
+fn mount_without_fuse_or_a_mount_point_says_why() {
+    // Runs everywhere: these fail before anything is mounted.
+    let world = World::new();
+    let data = world.path().join("data");
+    world.env.write("data/file", "content\n");
+    world.backup(&data);
+    let point = world.mount_point("mnt");
+
+    // No fusermount3 on PATH.
+    let empty = world.path().join("empty-path");
+    fs::create_dir(&empty).unwrap();
+    let mut cmd = world.command(&[OsStr::new("mount"), point.as_os_str()]);
+    cmd.env("PATH", &empty);
+    let run = obnam_test_support::run(&mut cmd).no_rust_panic().fails();
+    assert!(
+        run.stderr.contains("FUSE is not available") && run.stderr.contains("fusermount3"),
+        "{run:#?}"
+    );
+
+    if obnam_test_support::mount::fuse_unavailable().is_none() {
+        // No such mount point, and a file as one.
+        let run = world
+            .obnam(&[
+                OsStr::new("mount"),
+                world.path().join("nowhere").as_os_str(),
+            ])
+            .fails();
+        assert!(run.stderr.contains("does not exist"), "{run:#?}");
+        let file = world.env.write("a-file", "x");
+        let run = world
+            .obnam(&[OsStr::new("mount"), file.as_os_str()])
+            .fails();
+        assert!(run.stderr.contains("not a directory"), "{run:#?}");
+        // A client with nothing backed up.
+        let mut cmd = world.env.obnam();
+        cmd.arg("--repository")
+            .arg(&world.repo)
+            .args(["--client-name", "nobody", "mount"])
+            .arg(&point);
+        let run = obnam_test_support::run(&mut cmd).no_rust_panic().fails();
+        assert!(run.stderr.contains("no generations"), "{run:#?}");
+    }
+    assert!(mounted_type(&point).is_none());
+}
