@@ -8,9 +8,35 @@ use std::process::Command;
 
 use obnam_test_support::{workspace_dir, TestEnv};
 
-/// Build an example plugin in its folder; returns its library.
+/// Copy a folder (without its `target`).
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// Build an example plugin as a plugin author would: copied out of the
+/// obnam checkout with `plugin-api` beside it (so no obnam workspace is
+/// above either), with plain `cargo build`. Returns its library.
 fn build_example(name: &str, lib: &str) -> PathBuf {
-    let dir = workspace_dir().join("examples").join(name);
+    let outside = tempfile::tempdir().unwrap();
+    copy_tree(
+        &workspace_dir().join("plugin-api"),
+        &outside.path().join("plugin-api"),
+    );
+    let dir = outside.path().join("examples").join(name);
+    copy_tree(&workspace_dir().join("examples").join(name), &dir);
     let target = workspace_dir().join("target/nested-examples");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
