@@ -456,3 +456,73 @@ fn huge_config_file_is_refused_without_reading_it() {
     assert_eq!(run.stderr, expected(&default));
     assert_eq!(run.stdout, "", "the subcommand must not run");
 }
+
+/// Numbers outside a setting's range are refused before anything runs,
+/// naming the setting, from the command line and from a config file.
+#[test]
+fn numeric_settings_out_of_range_are_refused() {
+    let env = TestEnv::new();
+    let repo = env.path().join("repo");
+    let data = env.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    for (setting, value, says) in [
+        (
+            "--lock-timeout",
+            "-5",
+            "--lock-timeout -5: give the seconds to wait for a lock",
+        ),
+        (
+            "--storage-timeout",
+            "0",
+            "--storage-timeout 0: give the seconds",
+        ),
+        (
+            "--pack-size",
+            "1",
+            "--pack-size 1 bytes: a pack is 64KiB to 1GiB",
+        ),
+        ("--pack-size", "2GiB", "a pack is 64KiB to 1GiB"),
+        ("--crash-limit", "-1", "--crash-limit -1"),
+    ] {
+        let arg = format!("{setting}={value}");
+        let run = env
+            .run([
+                "--repository",
+                repo.to_str().unwrap(),
+                "--client-name",
+                "c",
+                arg.as_str(),
+                "backup",
+                data.to_str().unwrap(),
+            ])
+            .fails()
+            .no_rust_panic();
+        assert!(run.stderr.contains(says), "{arg}: {run:#?}");
+        assert!(!repo.exists(), "{arg}: the backup ran");
+    }
+    let conf = env.write("bad.conf", "[config]\nlock-timeout = -5\n");
+    let run = env
+        .run([
+            "--config",
+            conf.to_str().unwrap(),
+            "--repository",
+            repo.to_str().unwrap(),
+            "clients",
+        ])
+        .fails()
+        .no_rust_panic();
+    assert!(run.stderr.contains("--lock-timeout -5"), "{run:#?}");
+    // The edges are fine.
+    env.run([
+        "--repository",
+        repo.to_str().unwrap(),
+        "--client-name",
+        "c",
+        "--lock-timeout=0",
+        "--storage-timeout=1",
+        "--pack-size=64KiB",
+        "backup",
+        data.to_str().unwrap(),
+    ])
+    .ok();
+}

@@ -131,6 +131,43 @@ impl Host {
 pub fn check_settings(values: &Values) -> Result<(), String> {
     storage_faults(values)?;
     generation_clock(values)?;
+    check_numbers(values)
+}
+
+/// The smallest and largest `pack-size`: smaller packs would make a file
+/// per chunk, larger ones more than a pack may hold.
+pub const PACK_SIZE_RANGE: (u64, u64) = (64 << 10, 1 << 30);
+
+/// Numeric settings out of their range are refused, naming the setting,
+/// the value and the range, rather than clamped behind the user's back.
+fn check_numbers(values: &Values) -> Result<(), String> {
+    let int = |name: &str, least: i64, meaning: &str| match values.get(name) {
+        Some(Value::Int(n)) if *n < least => Err(format!("--{name} {n}: {meaning}")),
+        _ => Ok(()),
+    };
+    int(
+        "lock-timeout",
+        0,
+        "give the seconds to wait for a lock, 0 (do not wait) or more",
+    )?;
+    int(
+        "storage-timeout",
+        1,
+        "give the seconds one storage operation may take, 1 or more",
+    )?;
+    int(
+        "crash-limit",
+        0,
+        "give a number of writes, or 0 for no limit",
+    )?;
+    if let Some(Value::Bytes(n)) = values.get("pack-size") {
+        let (least, most) = PACK_SIZE_RANGE;
+        if !(least..=most).contains(n) {
+            return Err(format!(
+                "--pack-size {n} bytes: a pack is 64KiB to 1GiB (default 8MiB)"
+            ));
+        }
+    }
     Ok(())
 }
 
