@@ -7,6 +7,10 @@
 # already holds a build, such as target/debug), then installs
 #   DIR/bin/obnam                      the host
 #   DIR/lib/obnam/plugins/*.so         the bundled plugins
+#   DIR/share/man/man1/obnam.1         the manual page (obnam manpage)
+#   DIR/share/bash-completion/completions/obnam, DIR/share/zsh/site-functions/_obnam,
+#   DIR/share/fish/vendor_completions.d/obnam.fish
+#                                      shell completions (obnam completions SHELL)
 # The default prefix is /usr/local. The installed obnam finds its plugins
 # in ../lib/obnam/plugins relative to itself.
 set -eu
@@ -19,7 +23,7 @@ while [ $# -gt 0 ]; do
         --prefix=*) prefix=${1#--prefix=}; shift ;;
         --from) from=$2; shift 2 ;;
         --from=*) from=${1#--from=}; shift ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -39,4 +43,15 @@ for lib in "$from"/libobnam_plugin_*.so; do
     install -m 0755 "$lib" "$prefix/lib/obnam/plugins/"
     found=$((found + 1))
 done
+# Made by the installed obnam, with the plugins it loads from where it
+# now finds them, so that their subcommands and settings are included.
+obnam="$prefix/bin/obnam --no-default-configs"
+share=$prefix/share
+mkdir -p "$share/man/man1" "$share/bash-completion/completions" \
+    "$share/zsh/site-functions" "$share/fish/vendor_completions.d"
+$obnam manpage >"$share/man/man1/obnam.1"
+$obnam completions bash >"$share/bash-completion/completions/obnam"
+$obnam completions zsh >"$share/zsh/site-functions/_obnam"
+$obnam completions fish >"$share/fish/vendor_completions.d/obnam.fish"
 echo "installed $prefix/bin/obnam and $found plugin(s) in $prefix/lib/obnam/plugins"
+echo "installed the manual page and bash, zsh and fish completions in $share"

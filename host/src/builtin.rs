@@ -1,6 +1,13 @@
-//! Subcommands of the host itself: only what describes the host's own state.
+//! Subcommands of the host itself: only what describes the host's own
+//! state: the plugins it loaded, and its command line (shell completions
+//! and the manual page), which the loaded plugins' subcommands and
+//! settings are part of.
 
-use anyhow::Result;
+use std::ffi::OsString;
+use std::str::FromStr;
+
+use anyhow::{bail, Result};
+use clap_complete::Shell;
 
 use crate::loader::LoadedPlugin;
 use crate::output;
@@ -14,14 +21,61 @@ pub fn register(registry: &mut Registry) {
         "",
         "list the loaded plugins: name, version and the file each came from",
     );
+    registry.add_builtin_subcommand(
+        "completions",
+        "SHELL",
+        "print shell completions (bash, zsh, fish, elvish, powershell)",
+    );
+    registry.add_builtin_subcommand(
+        "manpage",
+        "",
+        "print the manual page (roff: obnam manpage | man -l -)",
+    );
 }
 
 /// Run a built-in subcommand.
-pub fn run(name: &str, host: &Host, registry: &Registry) -> Result<()> {
+pub fn run(name: &str, args: &[OsString], host: &Host, registry: &Registry) -> Result<()> {
     match name {
-        "plugins" => plugins(host, registry),
-        other => anyhow::bail!("unknown built-in subcommand '{other}'"),
+        "plugins" => {
+            no_arguments(name, args)?;
+            plugins(host, registry)
+        }
+        "completions" => completions(args, registry),
+        "manpage" => {
+            no_arguments(name, args)?;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(crate::cli::build(registry)).render(&mut page)?;
+            Ok(output::write(&page)?)
+        }
+        other => bail!("unknown built-in subcommand '{other}'"),
     }
+}
+
+fn no_arguments(name: &str, args: &[OsString]) -> Result<()> {
+    match args.first() {
+        Some(arg) => bail!("{name} takes no arguments, got '{}'", arg.to_string_lossy()),
+        None => Ok(()),
+    }
+}
+
+/// `obnam completions SHELL`.
+fn completions(args: &[OsString], registry: &Registry) -> Result<()> {
+    const SHELLS: &str = "bash, zsh, fish, elvish or powershell";
+    let [shell] = args else {
+        bail!("completions needs one SHELL: {SHELLS}");
+    };
+    let name = shell.to_string_lossy();
+    let Ok(shell) = Shell::from_str(&name) else {
+        bail!("completions: unknown shell '{name}' (use {SHELLS})");
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut crate::cli::build(registry),
+        "obnam",
+        &mut script,
+    );
+    Ok(output::write(&script)?)
 }
 
 fn plugins(host: &Host, registry: &Registry) -> Result<()> {

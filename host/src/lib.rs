@@ -161,7 +161,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     let host = Host::new(registry, values);
     interrupt::install(host.clone());
     let result = match &def.handler {
-        None => builtin::run(&name, &host, registry),
+        None => builtin::run(&name, &sub_args, &host, registry),
         Some(_) => host.run_subcommand(def, sub_args).map_err(|e| anyhow!(e)),
     };
     release_locks(&host);

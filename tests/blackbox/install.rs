@@ -1,5 +1,7 @@
 //! The install script puts `obnam` in PREFIX/bin and the bundled plugins in
-//! PREFIX/lib/obnam/plugins, where the installed binary finds them.
+//! PREFIX/lib/obnam/plugins, where the installed binary finds them, and
+//! the manual page and shell completions under PREFIX/share, made with
+//! those plugins. `obnam completions` and `obnam manpage` themselves.
 
 use std::process::Command;
 
@@ -52,4 +54,73 @@ fn installed_obnam_finds_its_bundled_plugins() {
             run.stdout
         );
     }
+}
+
+#[test]
+fn install_adds_the_manual_page_and_completions_with_the_plugins_settings() {
+    let env = TestEnv::new();
+    let prefix = env.path().join("prefix");
+    let out = Command::new(workspace_dir().join("install.sh"))
+        .arg("--prefix")
+        .arg(&prefix)
+        .arg("--from")
+        .arg(target_dir())
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |rel: &str| std::fs::read_to_string(prefix.join(rel)).unwrap();
+    let man = read("share/man/man1/obnam.1");
+    assert!(man.contains(".TH obnam 1"), "{man}");
+    // A bundled plugin's setting and subcommand are in each.
+    assert!(man.contains("restore\\-workers"), "{man}");
+    for (file, needle) in [
+        (
+            "share/bash-completion/completions/obnam",
+            "--restore-workers",
+        ),
+        ("share/zsh/site-functions/_obnam", "--restore-workers"),
+        (
+            "share/fish/vendor_completions.d/obnam.fish",
+            "restore-workers",
+        ),
+    ] {
+        let text = read(file);
+        assert!(text.contains(needle), "{file}");
+        assert!(text.contains("nagios-last-backup-age"), "{file}");
+    }
+    let bash = Command::new("bash")
+        .arg("-n")
+        .arg(prefix.join("share/bash-completion/completions/obnam"))
+        .status()
+        .unwrap();
+    assert!(bash.success(), "the bash completions do not parse");
+}
+
+#[test]
+fn completions_include_third_party_plugins_and_bad_shells_are_named() {
+    let env = TestEnv::new();
+    let plugins = env.plugin_dir("third", &["alpha"]);
+    let run = env
+        .run([
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+            "completions",
+            "bash",
+        ])
+        .ok();
+    assert!(
+        run.stdout.contains("alpha-show"),
+        "the test plugin's subcommand"
+    );
+    let run = env.run(["completions", "nosh"]).fails().no_rust_panic();
+    assert!(run.stderr.contains("unknown shell 'nosh'"), "{run:#?}");
+    let run = env.run(["completions"]).fails().no_rust_panic();
+    assert!(run.stderr.contains("needs one SHELL"), "{run:#?}");
+    let run = env.run(["manpage", "extra"]).fails().no_rust_panic();
+    assert!(run.stderr.contains("takes no arguments"), "{run:#?}");
 }
