@@ -236,10 +236,28 @@ pub fn parse(
                     let _ = e.print();
                     Err(ParseStop::Printed(EXIT_SUCCESS))
                 }
-                _ => {
+                kind => {
                     let text = e.render().to_string();
-                    let text = text.strip_prefix("error: ").unwrap_or(&text);
-                    Err(ParseStop::Error(text.trim_end().to_string()))
+                    let mut text = text
+                        .strip_prefix("error: ")
+                        .unwrap_or(&text)
+                        .trim_end()
+                        .to_string();
+                    // Settings and subcommands come from plugins: a name
+                    // nothing resembles may belong to one not loaded.
+                    let what = match kind {
+                        ErrorKind::UnknownArgument => Some("setting"),
+                        ErrorKind::InvalidSubcommand => Some("subcommand"),
+                        _ => None,
+                    };
+                    if let Some(what) = what.filter(|_| !text.contains("tip: a similar")) {
+                        text.push_str(&format!(
+                            "\n\nNo loaded plugin provides this {what}. If a plugin you use does, \
+                             give its folder with --plugin-dir or OBNAM_PLUGIN_DIR \
+                             ('obnam plugins' lists the loaded ones)."
+                        ));
+                    }
+                    Err(ParseStop::Error(text))
                 }
             };
         }

@@ -356,3 +356,41 @@ fn plugins_in_private_folders_load_also_through_symlinks() {
     assert!(run.stdout.contains("alpha-int=7\n"), "{}", run.stdout);
     assert_eq!(run.stderr, "");
 }
+
+/// A setting or subcommand nothing loaded resembles may be a plugin's
+/// that is not loaded: the error says where plugins come from. A typo
+/// gets clap's suggestion instead.
+#[test]
+fn unknown_names_point_at_plugins_or_at_the_nearest_name() {
+    let env = TestEnv::new();
+    let run = env.run(["backup", "--skip-media", "/x"]).fails();
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr.contains("unexpected argument '--skip-media'"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stderr
+            .contains("No loaded plugin provides this setting"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("--plugin-dir"), "{run:#?}");
+    let run = env.run(["--no-bundled-plugins", "backup", "/x"]).fails();
+    assert!(
+        run.stderr
+            .contains("No loaded plugin provides this subcommand"),
+        "{run:#?}"
+    );
+    let run = env.run(["bakup"]).fails();
+    assert!(
+        run.stderr.contains("a similar subcommand exists: 'backup'"),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("No loaded plugin"), "{run:#?}");
+    let run = env.run(["backup", "--exlude", "x", "/x"]).fails();
+    assert!(
+        run.stderr
+            .contains("a similar argument exists: '--exclude'"),
+        "{run:#?}"
+    );
+}
