@@ -5,7 +5,7 @@
 //!
 //! It reads what a prune reads (every generation's trees, the index, the
 //! listing of packs) and decides the same way which copy of a blob counts
-//! ([`prune::verdict`]), so "unused" here is exactly what a prune with
+//! ([`crate::prune::verdict`]), so "unused" here is exactly what a prune with
 //! `--repack-threshold 0` would give back. It writes nothing and takes no
 //! lock: backups and prunes running beside it only make its figures a
 //! moment old.

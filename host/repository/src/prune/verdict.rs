@@ -118,7 +118,7 @@ pub fn pack_uses(
 }
 
 /// The stored length of the copy of blob `id` that counts as used (see
-/// [`the_copy`]), if a stored pack holds one.
+/// `the_copy`), if a stored pack holds one.
 pub fn used_length(index: &Index, places: &[Location], stored: &HashSet<ObjectId>) -> Option<u32> {
     the_copy(index, places, stored).map(|l| l.length)
 }
