@@ -16,8 +16,21 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A count and the noun it counts, singular for one: `1 file`, `0 files`,
+/// `2 generations`. Since 0.1.4.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_is_singular() {
+        assert_eq!(super::count(1, "file", "files"), "1 file");
+        assert_eq!(super::count(0, "file", "files"), "0 files");
+        assert_eq!(super::count(2, "directory", "directories"), "2 directories");
+    }
+
     #[test]
     fn units_step_by_a_thousand() {
         assert_eq!(super::bytes(17), "17 B");

@@ -87,11 +87,14 @@ impl World {
 }
 
 /// A number before `label` in the backup summary line, e.g. `files read`
-/// in "Backed up 3 files and 2 directories (1 files read, ...".
+/// in "Backed up 3 files and 2 directories (1 file read, ..." (a plural
+/// label is found in its singular form too).
 fn summary_count(run: &Run, label: &str) -> u64 {
+    let singular = label.replacen("files", "file", 1);
     let at = run
         .stdout
         .find(label)
+        .or_else(|| run.stdout.find(&singular))
         .unwrap_or_else(|| panic!("{label}: {run:?}"));
     run.stdout[..at]
         .split(|c: char| !c.is_ascii_digit())

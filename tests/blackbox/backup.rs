@@ -66,9 +66,13 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A number from the summary line, e.g. `files read` in
-/// "Backed up 3 files and 2 directories (1 files read, ...".
+/// "Backed up 3 files and 2 directories (1 file read, ...".
 fn files_read(run: &Run) -> u64 {
-    let at = run.stdout.find(" files read").expect("summary line");
+    let at = run
+        .stdout
+        .find(" files read")
+        .or_else(|| run.stdout.find(" file read"))
+        .expect("summary line");
     let before = &run.stdout[..at];
     before.rsplit(['(', ' ']).next().unwrap().parse().unwrap()
 }

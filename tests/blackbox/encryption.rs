@@ -554,7 +554,7 @@ fn the_passphrase_is_asked_for_on_a_terminal() {
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("Backed up 1 files"), "{}", run.stdout);
+    assert!(run.stdout.contains("Backed up 1 file "), "{}", run.stdout);
     with_pass(&w, "sesame", &["ls"]).ok();
     let run = on_terminal(&w, "open sesame\n", "ls").unwrap();
     assert!(run.stdout.contains("Passphrase for"), "{}", run.stdout);

@@ -134,9 +134,14 @@ pub fn parse_text(stdout: &str) -> Result<Vec<ClientReport>, String> {
                 .ok_or_else(|| format!("forget text: summary of a client not listed: {line:?}"))?;
             let kept = current.verdicts.iter().filter(|v| !v.remove).count();
             let removed = current.verdicts.len() - kept;
+            let all = current.verdicts.len();
             let want = format!(
-                "kept {kept}, removed {removed} of {} generations",
-                current.verdicts.len()
+                "kept {kept}, removed {removed} of {all} {}",
+                if all == 1 {
+                    "generation"
+                } else {
+                    "generations"
+                }
             );
             if counts != want {
                 return Err(format!(

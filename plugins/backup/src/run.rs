@@ -353,6 +353,8 @@ impl Shared<'_> {
             }
             Err(ContentError::File(reason)) => {
                 report(self.stats, &job.path, &reason);
+                // Counted when found; not backed up after all.
+                self.stats.files.fetch_sub(1, Ordering::Relaxed);
                 // Keep the version of the previous backup, if there is one:
                 // a file that failed now is not lost from the new generation.
                 match &job.previous {
@@ -596,7 +598,15 @@ impl<'a, 'c> Walker<'a, 'c> {
         if entry.kind != EntryKind::File {
             return self.put(path, &entry);
         }
-        self.say(&format!("backing up {}", path.display()))?;
+        self.say(&format!(
+            "{} {}",
+            if matches!(self.sink, Sink::Pretend(_)) {
+                "would back up"
+            } else {
+                "backing up"
+            },
+            path.display()
+        ))?;
         match &self.sink {
             Sink::Pretend(_) => {
                 add(&self.stats.files_read, 1);

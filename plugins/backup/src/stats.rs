@@ -47,16 +47,17 @@ pub fn add(n: &AtomicU64, by: u64) {
 
 /// Bytes for people: `1.2 GB`, `340.0 kB`.
 pub use plugin_api::human::bytes as human;
+use plugin_api::human::count;
 
 impl Stats {
     /// A one-line progress report.
     pub fn progress(&self) -> String {
         format!(
-            "{} files, {} read, {} new, {} errors",
-            get(&self.files),
+            "{}, {} read, {} new, {}",
+            count(get(&self.files), "file", "files"),
             human(get(&self.bytes_read)),
             human(get(&self.bytes_new)),
-            get(&self.errors)
+            count(get(&self.errors), "error", "errors")
         )
     }
 
@@ -71,24 +72,24 @@ impl Stats {
         let speed = get(&self.bytes_read) as f64 / secs.max(0.001);
         if pretend {
             return format!(
-                "Would back up {} files and {} directories ({} to read); {} excluded",
-                get(&self.files),
-                get(&self.directories),
+                "Would back up {} and {} ({} to read); {} excluded",
+                count(get(&self.files), "file", "files"),
+                count(get(&self.directories), "directory", "directories"),
                 human(get(&self.bytes_read)),
                 get(&self.excluded)
             );
         }
         format!(
-            "Backed up {} files and {} directories ({} files read, {}, {} new) in {:.1} s ({}/s); {} excluded, {} errors",
-            get(&self.files),
-            get(&self.directories),
-            get(&self.files_read),
+            "Backed up {} and {} ({} read, {}, {} new) in {:.1} s ({}/s); {} excluded, {}",
+            count(get(&self.files), "file", "files"),
+            count(get(&self.directories), "directory", "directories"),
+            count(get(&self.files_read), "file", "files"),
             human(get(&self.bytes_read)),
             human(get(&self.bytes_new)),
             secs,
             human(speed as u64),
             get(&self.excluded),
-            get(&self.errors)
+            count(get(&self.errors), "error", "errors")
         )
     }
 

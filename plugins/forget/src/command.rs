@@ -188,8 +188,8 @@ impl Run<'_, '_> {
                 "removed"
             };
             ctx.outln(&format!(
-                "client {client}: kept {kept}, {verb} {going} of {} generations",
-                decisions.len()
+                "client {client}: kept {kept}, {verb} {going} of {}",
+                plugin_api::human::count(decisions.len() as u64, "generation", "generations")
             ))?;
         }
         Ok(json!({

@@ -109,8 +109,8 @@ impl Checker {
         let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
         if removed {
             plugin_api::tracing::info!(
-                "a generation was removed while it was checked: its {} problems are not reported",
-                held.len()
+                "a generation was removed while it was checked: its {} are not reported",
+                plugin_api::human::count(held.len() as u64, "problem", "problems")
             );
             // Objects it found damaged are reported again if another
             // generation reaches them.
@@ -183,8 +183,12 @@ impl Checker {
             self.check_file(client, &gen, path, entry);
             if let Some(ctx) = show.filter(|_| i.is_multiple_of(64)) {
                 ctx.status(&format!(
-                    "{} files checked",
-                    self.report.files.load(Ordering::Relaxed)
+                    "{} checked",
+                    plugin_api::human::count(
+                        self.report.files.load(Ordering::Relaxed),
+                        "file",
+                        "files"
+                    )
                 ));
             }
         };
@@ -336,12 +340,17 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         if verify_data {
             ctx.outln(&format!("Checked {packs} packs, {blobs} blobs in them"))?;
         }
+        let count = plugin_api::human::count;
         ctx.outln(&format!(
-            "Checked {} generations, {} files, {} chunks read; {} problems",
-            r.generations.load(Ordering::Relaxed),
-            r.files.load(Ordering::Relaxed),
-            r.chunks_checked.load(Ordering::Relaxed),
-            problems
+            "Checked {}, {}, {} read; {}",
+            count(
+                r.generations.load(Ordering::Relaxed),
+                "generation",
+                "generations"
+            ),
+            count(r.files.load(Ordering::Relaxed), "file", "files"),
+            count(r.chunks_checked.load(Ordering::Relaxed), "chunk", "chunks"),
+            count(problems, "problem", "problems")
         ))?;
     }
     if problems > 0 {

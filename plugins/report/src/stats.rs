@@ -39,9 +39,7 @@ fn percent(part: u64, whole: u64) -> String {
     format!("{:.1} %", part as f64 * 100.0 / whole as f64)
 }
 
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+use plugin_api::human::count as plural;
 
 fn client_lines(c: &ClientUsage) -> Vec<String> {
     vec![

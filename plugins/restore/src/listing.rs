@@ -83,11 +83,11 @@ pub fn genids(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
 /// One line of `obnam generations`.
 fn generation_line(gen: &GenerationInfo) -> String {
     let mut line = format!(
-        "{}  {} .. {}  {} files  {}",
+        "{}  {} .. {}  {}  {}",
         gen.id,
         format::time_ns(gen.started_ns),
         format::time_ns(gen.ended_ns),
-        gen.file_count,
+        plugin_api::human::count(gen.file_count, "file", "files"),
         format::bytes(gen.data_size)
     );
     if gen.is_checkpoint {

@@ -354,8 +354,8 @@ impl Restorer<'_, '_> {
     fn show_progress(&self) {
         let errors = self.problems.count();
         let mut line = format!(
-            "Restoring: {} files, {}",
-            self.files.load(Ordering::Relaxed),
+            "Restoring: {}, {}",
+            plugin_api::human::count(self.files.load(Ordering::Relaxed), "file", "files"),
             format::bytes(self.progress_bytes.load(Ordering::Relaxed))
         );
         if errors > 0 {
