@@ -17,6 +17,7 @@ mod hostile_filters;
 mod inspect;
 mod install;
 mod integrity;
+mod json_output;
 mod loading;
 mod logging;
 mod mount;

@@ -70,12 +70,6 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     } else {
         Some(real(ctx, &settings, &stats)?)
     };
-    if !settings.quiet {
-        ctx.outln(&stats.summary(settings.pretend))?;
-        if let Some(id) = &generation {
-            ctx.outln(&format!("Generation {id}"))?;
-        }
-    }
     let mut finished = stats.to_json();
     finished["roots"] = roots_json;
     finished["generation"] = generation
@@ -84,6 +78,16 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         .unwrap_or_default();
     finished["client"] = settings.client.clone().into();
     finished["pretend"] = settings.pretend.into();
+    if ctx.string("output-format")?.as_deref() == Some("json") {
+        // What the backup-finished hook gets, as one object: a program
+        // that asked for JSON gets it even with --quiet.
+        ctx.outln(&serde_json::to_string_pretty(&finished)?)?;
+    } else if !settings.quiet {
+        ctx.outln(&stats.summary(settings.pretend))?;
+        if let Some(id) = &generation {
+            ctx.outln(&format!("Generation {id}"))?;
+        }
+    }
     ctx.call_json(BACKUP_FINISHED, &mut finished)?;
     if stats.had_errors() {
         plugin_api::bail!("There were errors during the backup");

@@ -62,6 +62,8 @@ struct Report {
     files: AtomicU64,
     chunks_checked: AtomicU64,
     problems: AtomicU64,
+    /// The problems reported, for `--output-format json`.
+    lines: Mutex<Vec<String>>,
 }
 
 /// Threads that verify files at once: the chunks are read and decoded
@@ -123,6 +125,11 @@ impl Checker {
         for (_, what) in held {
             self.report.problems.fetch_add(1, Ordering::Relaxed);
             plugin_api::tracing::error!("{what}");
+            self.report
+                .lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(what);
         }
     }
 
@@ -330,7 +337,19 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     }
     let r = &checker.report;
     let problems = r.problems.load(Ordering::Relaxed);
-    if !ctx.boolean("quiet")? {
+    if ctx.string("output-format")?.as_deref() == Some("json") {
+        let lines = std::mem::take(&mut *r.lines.lock().unwrap_or_else(|e| e.into_inner()));
+        ctx.outln(&serde_json::to_string_pretty(&serde_json::json!({
+            "generations": r.generations.load(Ordering::Relaxed),
+            "files": r.files.load(Ordering::Relaxed),
+            "chunks_read": r.chunks_checked.load(Ordering::Relaxed),
+            "verify_data": verify_data,
+            "packs_checked": packs,
+            "blobs_checked": blobs,
+            "affected": checker.affected.load(Ordering::Relaxed),
+            "problems": lines,
+        }))?)?;
+    } else if !ctx.boolean("quiet")? {
         let affected = checker.affected.load(Ordering::Relaxed);
         if affected > 0 {
             ctx.outln(&format!(

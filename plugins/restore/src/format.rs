@@ -52,10 +52,8 @@ pub fn speed(n: u64, seconds: f64) -> String {
     format!("{}/s", bytes((n as f64 / seconds) as u64))
 }
 
-/// A count with the word for what is counted: `1 file`, `2 files`.
-pub fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+/// A count and its noun, singular for one (`1 file`).
+pub use plugin_api::human::count;
 
 /// A duration in seconds with one decimal.
 pub fn seconds(s: f64) -> String {

@@ -105,7 +105,20 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let files = restorer.files.load(Ordering::Relaxed);
     let bytes = restorer.bytes.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
-    if !quiet {
+    let errors = restorer.problems.into_lines();
+    if ctx.string("output-format")?.as_deref() == Some("json") {
+        // One object, even with --quiet: a program asked for it.
+        ctx.outln(&serde_json::to_string_pretty(&serde_json::json!({
+            "generation": gen.id,
+            "client": client,
+            "to": to,
+            "files": files,
+            "bytes": bytes,
+            "seconds": secs,
+            "errors": errors.len(),
+            "problems": errors,
+        }))?)?;
+    } else if !quiet {
         ctx.outln(&format!(
             "Restored {}, {} in {} ({})",
             format::count(files, "file", "files"),
@@ -114,12 +127,10 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             format::speed(bytes, secs)
         ))?;
     }
-    let errors = restorer.problems.into_lines();
     if !errors.is_empty() {
         let mut message = format!(
-            "There were errors during the restore: {} problem{}",
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" }
+            "There were errors during the restore: {}",
+            format::count(errors.len() as u64, "problem", "problems")
         );
         if quiet {
             for e in errors.iter().take(ERRORS_REPEATED) {

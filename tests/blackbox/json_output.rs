@@ -1,0 +1,81 @@
+//! `--output-format json` of the commands that report something at the
+//! end: backup, restore and fsck print one JSON object a program can read
+//! (even with `--quiet`), with the figures the text gives.
+
+use std::ffi::OsStr;
+use std::fs;
+
+use serde_json::Value;
+
+use crate::inspect::World;
+
+fn json(run: &obnam_test_support::Run) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+}
+
+#[test]
+fn backup_restore_and_fsck_report_in_json() {
+    let w = World::new();
+    let data = w.path().join("data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::write(data.join("a"), "aaaa").unwrap();
+    fs::write(data.join("sub/b"), "bb").unwrap();
+    let run = w
+        .obnam(&[
+            OsStr::new("backup"),
+            OsStr::new("--output-format"),
+            OsStr::new("json"),
+            OsStr::new("--quiet"),
+            data.as_os_str(),
+        ])
+        .ok();
+    let b = json(&run);
+    assert_eq!(b["files"], 2, "{b:#}");
+    assert_eq!(b["files_read"], 2, "{b:#}");
+    assert_eq!(b["bytes_read"], 6, "{b:#}");
+    assert_eq!(b["errors"], 0, "{b:#}");
+    assert_eq!(b["pretend"], false, "{b:#}");
+    assert_eq!(b["generation"].as_str().unwrap(), w.genids()[0]);
+    assert!(b["roots"][0].as_str().unwrap().ends_with("/data"), "{b:#}");
+
+    let to = w.path().join("restored");
+    let run = w
+        .obnam(&[
+            OsStr::new("restore"),
+            OsStr::new("--to"),
+            to.as_os_str(),
+            OsStr::new("--output-format"),
+            OsStr::new("json"),
+        ])
+        .ok();
+    let r = json(&run);
+    assert_eq!(r["files"], 2, "{r:#}");
+    assert_eq!(r["bytes"], 6, "{r:#}");
+    assert_eq!(r["errors"], 0, "{r:#}");
+    assert_eq!(r["problems"], serde_json::json!([]), "{r:#}");
+    assert_eq!(
+        fs::read(to.join(data.strip_prefix("/").unwrap()).join("sub/b")).unwrap(),
+        b"bb"
+    );
+
+    let run = w.obnam(&["fsck", "--output-format", "json"]).ok();
+    let f = json(&run);
+    assert_eq!(f["generations"], 1, "{f:#}");
+    assert_eq!(f["files"], 2, "{f:#}");
+    assert_eq!(f["problems"], serde_json::json!([]), "{f:#}");
+
+    // A lost pack: fsck lists the problems, and fails.
+    let mut packs = Vec::new();
+    obnam_test_support::awkward::collect(&w.repo.join("packs"), &mut packs);
+    let pack = packs.into_iter().find(|p| p.is_file()).expect("a pack");
+    fs::remove_file(&pack).unwrap();
+    let run = w.obnam(&["fsck", "--output-format", "json"]).fails();
+    let f = json(&run);
+    let problems = f["problems"].as_array().unwrap();
+    assert!(!problems.is_empty(), "{f:#}");
+    let name = pack.file_name().unwrap().to_str().unwrap();
+    assert!(
+        problems.iter().any(|p| p.as_str().unwrap().contains(name)),
+        "the missing pack is named: {f:#}"
+    );
+}
