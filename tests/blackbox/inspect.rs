@@ -538,3 +538,20 @@ fn diff_reads_only_the_folders_on_the_way_to_a_change() {
         "{text}"
     );
 }
+
+#[test]
+fn json_times_are_rfc3339_and_nanoseconds_since_1970() {
+    let w = World::new();
+    let d = w.path().join("data");
+    fs::create_dir(&d).unwrap();
+    let old = d.join("old.txt");
+    fs::write(&old, "from the sixties").unwrap();
+    obnam_test_support::awkward::set_mtime(&old, -236_000_000, 987_654_321);
+    w.backup(&d);
+    let ls = w.json(&[OsStr::new("ls"), old.as_os_str()]);
+    assert_eq!(ls[0]["mtime_ns"], -235_999_999_012_345_679i64, "{ls:#}");
+    assert_eq!(ls[0]["mtime"], "1962-07-10T12:26:40.987654321Z", "{ls:#}");
+    let found = w.json(&["find", "old"]);
+    assert_eq!(found[0]["mtime_ns"], ls[0]["mtime_ns"]);
+    assert_eq!(found[0]["mtime"], ls[0]["mtime"]);
+}

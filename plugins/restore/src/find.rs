@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use plugin_api::{Context, Entry, EntryKind, GenerationReader, Result, TreeId};
 
 use crate::format;
-use crate::listing::{bytes_fields, json_output, kind_name, pretty};
+use crate::listing::{bytes_fields, json_output, kind_name, pretty, time_fields};
 use crate::names::{self, escape};
 use crate::select;
 
@@ -132,12 +132,7 @@ fn json_version(path: &[u8], entry: &Entry, gens: &[String]) -> Value {
     obj.insert("kind".into(), json!(kind_name(entry.kind)));
     obj.insert("mode".into(), json!(entry.mode));
     obj.insert("size".into(), json!(entry.size));
-    obj.insert("mtime".into(), json!(entry.mtime));
-    obj.insert("mtime_ns".into(), json!(entry.mtime_ns));
-    obj.insert(
-        "mtime_text".into(),
-        json!(format::time_rfc3339(entry.mtime, entry.mtime_ns)),
-    );
+    time_fields(&mut obj, "mtime", entry.mtime, entry.mtime_ns);
     if entry.kind == EntryKind::Symlink {
         bytes_fields(&mut obj, "target", &entry.target);
     }

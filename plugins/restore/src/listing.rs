@@ -174,6 +174,20 @@ pub(crate) fn bytes_fields(obj: &mut serde_json::Map<String, Value>, key: &str, 
     }
 }
 
+/// A time in JSON as every listing gives times: `NAME` in RFC 3339 (UTC,
+/// to the nanosecond) and `NAME_ns`, nanoseconds since 1970 (negative
+/// before), as `generations` gives `started` and `started_ns`.
+pub(crate) fn time_fields(
+    obj: &mut serde_json::Map<String, Value>,
+    name: &str,
+    secs: i64,
+    nanos: u32,
+) {
+    obj.insert(name.into(), json!(format::time_rfc3339(secs, nanos)));
+    let ns = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+    obj.insert(format!("{name}_ns"), json!(ns as i64));
+}
+
 /// The name of an entry's kind in JSON output.
 pub(crate) fn kind_name(kind: EntryKind) -> &'static str {
     match kind {
@@ -210,12 +224,7 @@ pub fn ls_json(path: &[u8], shown: &str, entry: &Entry) -> Value {
     obj.insert("user".into(), json!(entry.user));
     obj.insert("group".into(), json!(entry.group));
     obj.insert("size".into(), json!(entry.size));
-    obj.insert("mtime".into(), json!(entry.mtime));
-    obj.insert("mtime_ns".into(), json!(entry.mtime_ns));
-    obj.insert(
-        "mtime_text".into(),
-        json!(format::time_rfc3339(entry.mtime, entry.mtime_ns)),
-    );
+    time_fields(&mut obj, "mtime", entry.mtime, entry.mtime_ns);
     if entry.kind == EntryKind::Symlink {
         bytes_fields(&mut obj, "target", &entry.target);
     }
