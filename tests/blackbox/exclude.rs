@@ -197,3 +197,86 @@ fn one_file_system_leaves_out_other_mounts() {
     assert_eq!(listed_with, rel(&["here"]));
     assert_eq!(listed_without, rel(&["here", "mnt", "mnt/there"]));
 }
+
+/// Borg-style pattern prefixes: shell globs, path prefixes and explicit
+/// regular expressions, each leaving out exactly what it says; a glob
+/// given as a regular expression is refused with a hint.
+#[test]
+fn pattern_styles_exclude_what_they_say() {
+    let env = obnam_test_support::TestEnv::new();
+    let data = env.path().join("data");
+    for rel in [
+        "a.tmp",
+        "deep/er/b.tmp",
+        "b.tmpl",
+        "cache/x",
+        "cache2/y",
+        "legit",
+        "src/.git/config",
+        "keep.txt",
+    ] {
+        let p = data.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, rel).unwrap();
+    }
+    let repo = env.path().join("repo");
+    let root = data.to_str().unwrap();
+    let cache = format!("pp:{root}/cache");
+    env.run([
+        "--repository",
+        repo.to_str().unwrap(),
+        "--client-name",
+        "c",
+        "backup",
+        "--exclude",
+        "sh:*.tmp",
+        "--exclude",
+        cache.as_str(),
+        "--exclude",
+        "re:/\\.git$",
+        root,
+    ])
+    .ok();
+    let listed = env
+        .run([
+            "--repository",
+            repo.to_str().unwrap(),
+            "--client-name",
+            "c",
+            "ls",
+            root,
+        ])
+        .ok()
+        .stdout;
+    let paths: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter_map(|p| p.strip_prefix(root))
+        .collect();
+    for kept in ["/b.tmpl", "/cache2/y", "/legit", "/keep.txt", "/src"] {
+        assert!(paths.contains(&kept), "{kept} kept: {paths:?}");
+    }
+    for gone in [
+        "/a.tmp",
+        "/deep/er/b.tmp",
+        "/cache",
+        "/cache/x",
+        "/src/.git",
+    ] {
+        assert!(!paths.contains(&gone), "{gone} excluded: {paths:?}");
+    }
+    let run = env
+        .run([
+            "--repository",
+            repo.to_str().unwrap(),
+            "--client-name",
+            "c",
+            "backup",
+            "--exclude",
+            "*.tmp",
+            root,
+        ])
+        .fails()
+        .no_rust_panic();
+    assert!(run.stderr.contains("write 'sh:*.tmp'"), "{run:#?}");
+}

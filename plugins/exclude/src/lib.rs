@@ -3,10 +3,11 @@
 //!
 //! Rules, each a small predicate ([`rules`]), checked in this order:
 //!
-//! 1. `--include REGEX`: a path that matches is never excluded by the
+//! 1. `--include PATTERN`: a path that matches is never excluded by the
 //!    pattern rules below (the other rules still apply);
-//! 2. `--exclude REGEX` and `--exclude-from FILE`: a path whose absolute
-//!    form matches (a regex search, as Obnam did) is excluded;
+//! 2. `--exclude PATTERN` and `--exclude-from FILE`: a path whose absolute
+//!    form matches is excluded (a regular expression searched anywhere,
+//!    as Obnam did, or another style by prefix: see [`patterns`]);
 //! 3. `--exclude-caches`: the contents of a directory holding a valid
 //!    `CACHEDIR.TAG` are excluded, the tag file itself is kept;
 //! 4. `--exclude-if-present NAME`: a directory holding a file NAME is excluded;
@@ -20,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+mod patterns;
 mod rules;
 
 use std::sync::{Arc, OnceLock};
@@ -42,13 +44,13 @@ impl Plugin for Exclude {
         };
         app.add_setting(list(
             "exclude",
-            "REGEX",
-            "leave out files and folders whose absolute path matches REGEX (a folder takes its contents with it)",
+            "PATTERN",
+            "leave out files and folders whose absolute path matches PATTERN, a regular expression, or a shell glob as sh:GLOB, or a path and all below it as pp:PATH (a folder takes its contents with it)",
         ));
         app.add_setting(list(
             "include",
-            "REGEX",
-            "never leave out, by --exclude or --exclude-from, a path that matches REGEX",
+            "PATTERN",
+            "never leave out, by --exclude or --exclude-from, a path that matches PATTERN (styles as for --exclude)",
         ));
         app.add_setting(list(
             "exclude-from",

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use plugin_api::payloads::ExcludeCandidate;
 use plugin_api::{Context, Error, Result};
-use regex::bytes::{Regex, RegexSet};
+
+use crate::patterns::PatternSet;
 
 /// The signature a `CACHEDIR.TAG` file starts with
 /// (<https://bford.info/cachedir/>).
@@ -13,9 +14,8 @@ const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55"
 
 /// The rules of one backup run.
 pub struct Rules {
-    include: RegexSet,
-    exclude: RegexSet,
-    exclude_patterns: Vec<String>,
+    include: PatternSet,
+    exclude: PatternSet,
     exclude_caches: bool,
     if_present: Vec<String>,
     larger_than: u64,
@@ -23,24 +23,8 @@ pub struct Rules {
     log_file: Option<PathBuf>,
 }
 
-fn compile(setting: &str, patterns: &[String]) -> Result<RegexSet> {
-    for p in patterns {
-        Regex::new(p).map_err(|e| {
-            Error::msg(format!(
-                "--{setting}: bad regular expression '{p}': {}",
-                first_line(&e.to_string())
-            ))
-        })?;
-    }
-    RegexSet::new(patterns).map_err(|e| Error::msg(format!("--{setting}: {e}")))
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or(text)
-        .trim()
+fn compile(setting: &str, patterns: &[String]) -> Result<PatternSet> {
+    PatternSet::new(setting, patterns).map_err(Error::msg)
 }
 
 /// Patterns from an `--exclude-from` file.
@@ -70,7 +54,6 @@ impl Rules {
         Ok(Rules {
             include: compile("include", &include)?,
             exclude: compile("exclude", &exclude)?,
-            exclude_patterns: exclude,
             exclude_caches: ctx.boolean("exclude-caches")?,
             if_present: ctx.string_list("exclude-if-present")?,
             larger_than: ctx.bytesize("exclude-larger-than")?,
@@ -84,8 +67,8 @@ impl Rules {
         let path = c.path();
         let bytes = path.as_os_str().as_bytes();
         if !self.include.is_match(bytes) {
-            if let Some(i) = self.exclude.matches(bytes).iter().next() {
-                return Some(format!("matches --exclude '{}'", self.exclude_patterns[i]));
+            if let Some(pattern) = self.exclude.first_match(bytes) {
+                return Some(format!("matches --exclude '{pattern}'"));
             }
         }
         if self.exclude_caches && path.file_name() != Some("CACHEDIR.TAG".as_ref()) {
