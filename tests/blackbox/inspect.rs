@@ -555,3 +555,48 @@ fn json_times_are_rfc3339_and_nanoseconds_since_1970() {
     assert_eq!(found[0]["mtime_ns"], ls[0]["mtime_ns"]);
     assert_eq!(found[0]["mtime"], ls[0]["mtime"]);
 }
+
+#[test]
+fn ls_and_restore_take_patterns_as_paths() {
+    let w = World::new();
+    let d = w.path().join("data");
+    for rel in ["a/x.odt", "a/y.txt", "b/deep/z.odt", "c/w.txt"] {
+        let p = d.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, rel).unwrap();
+    }
+    w.backup(&d);
+    let root = d.to_str().unwrap();
+    let listed: Vec<String> = w
+        .obnam(&["ls", "sh:*.odt"])
+        .ok()
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    assert_eq!(
+        listed,
+        [format!("{root}/a/x.odt"), format!("{root}/b/deep/z.odt")]
+    );
+    // A folder selected by a pattern comes with its contents.
+    let to = w.path().join("out");
+    let re = format!("re:^{root}/(a|c)$");
+    w.obnam(&[
+        OsStr::new("restore"),
+        OsStr::new("--to"),
+        to.as_os_str(),
+        OsStr::new(re.as_str()),
+    ])
+    .ok();
+    let inside = to.join(d.strip_prefix("/").unwrap());
+    assert!(inside.join("a/x.odt").is_file() && inside.join("c/w.txt").is_file());
+    assert!(!inside.join("b").exists());
+    let run = w.obnam(&["ls", "sh:*.nothing"]).fails();
+    assert!(
+        run.stderr
+            .contains("pattern 'sh:*.nothing' matches nothing in generation"),
+        "{run:#?}"
+    );
+    let run = w.obnam(&["ls", "sh:["]).fails();
+    assert!(run.stderr.contains("ls: bad shell glob 'sh:['"), "{run:#?}");
+}

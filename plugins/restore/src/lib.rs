@@ -35,6 +35,7 @@ mod kdirstat;
 mod listing;
 mod metadata;
 mod names;
+mod path_args;
 mod problems;
 mod restore;
 mod select;

@@ -275,15 +275,15 @@ impl LsOutput<'_, '_> {
 /// `obnam ls [PATH...]`: every entry of the generation (or below the given
 /// paths), recursively, in name order, parents before their contents.
 pub fn ls(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
-    let mut roots = Vec::new();
-    for arg in &args {
-        let parts = names::parse_absolute(arg).map_err(plugin_api::Error::msg)?;
-        roots.push(names::from_parts(&parts));
-    }
+    let requested = crate::path_args::parse("ls", &args)?;
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
     let gen = select::generation(ctx, &repo, &client)?;
     let reader = repo.open_generation(&client, &gen.id)?;
+    let roots: Vec<Vec<u8>> = crate::path_args::expand(&reader, requested, &gen.id)?
+        .iter()
+        .map(|parts| names::from_parts(parts))
+        .collect();
 
     // Every path must exist before anything is printed. The stack holds
     // paths, their printable form, and their entries (none for `/`).

@@ -60,6 +60,7 @@ use crate::format;
 use crate::fsops;
 use crate::metadata::{self, Policy};
 use crate::names::{self, escape};
+use crate::path_args;
 use crate::problems::Problems;
 use crate::select;
 use crate::sparse::SparseWriter;
@@ -73,11 +74,12 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let Some(to) = ctx.string("to")?.filter(|s| !s.is_empty()) else {
         plugin_api::bail!("restore needs --to DIR: the folder to restore into");
     };
-    let roots = requested_roots(&args)?;
+    let requested = path_args::parse("restore", &args)?;
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
     let gen = select::generation(ctx, &repo, &client)?;
     let reader = repo.open_generation(&client, &gen.id)?;
+    let roots = requested_roots(path_args::expand(&reader, requested, &gen.id)?);
     let roots = resolve_roots(&reader, roots, &gen.id)?;
     let quiet = ctx.boolean("quiet")?;
 
@@ -179,17 +181,14 @@ fn workers(ctx: &Context<'_>) -> Result<usize> {
 /// The automatic number of workers for a remote repository.
 const REMOTE_WORKERS: usize = 4;
 
-/// The paths given on the command line, as components: all of `/` if none;
-/// repeated paths, and paths inside another one given, are dropped.
-fn requested_roots(args: &[OsString]) -> Result<Vec<Parts>> {
-    let mut roots = Vec::new();
-    for arg in args {
-        roots.push(names::parse_absolute(arg).map_err(Error::msg)?);
-    }
+/// The paths asked for (given, or selected by patterns), as components:
+/// all of `/` if none; repeated paths, and paths inside another one, are
+/// dropped.
+fn requested_roots(mut roots: Vec<Parts>) -> Vec<Parts> {
     if roots.is_empty() {
         roots.push(Vec::new());
     }
-    Ok(prune_nested(roots))
+    prune_nested(roots)
 }
 
 /// Sort `roots` and drop each one that is, or is inside, another.
@@ -627,8 +626,8 @@ mod tests {
 
     #[test]
     fn no_paths_means_everything() {
-        assert_eq!(requested_roots(&[]).unwrap(), vec![Vec::<Vec<u8>>::new()]);
-        assert!(requested_roots(&[OsString::from("relative")]).is_err());
+        assert_eq!(requested_roots(Vec::new()), vec![Vec::<Vec<u8>>::new()]);
+        assert!(path_args::parse("restore", &[OsString::from("relative")]).is_err());
     }
 
     #[test]
