@@ -542,36 +542,3 @@ fn what_fails_now_keeps_its_previous_version() {
     assert_eq!(fs::read(restored.join("dir/inner")).unwrap(), b"inner one");
     assert_eq!(fs::read(restored.join("other")).unwrap(), b"other two");
 }
-
-/// The first backup into a path that holds no repository says, once, that
-/// it created one there (a typo in --repository would otherwise pass
-/// unnoticed), and how to have it encrypted.
-#[test]
-fn creating_a_repository_is_said_once() {
-    let env = obnam_test_support::TestEnv::new();
-    let data = env.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::write(data.join("f"), "x").unwrap();
-    let repo = env.path().join("typo-repo");
-    let backup = || {
-        env.run([
-            "--repository",
-            repo.to_str().unwrap(),
-            "--client-name",
-            "c",
-            "backup",
-            data.to_str().unwrap(),
-        ])
-        .ok()
-    };
-    let first = backup();
-    let said = format!(
-        "WARNING: {} was not an obnam repository: created a new one there (not encrypted; \
-         to encrypt a repository, give --encrypt when it is created)",
-        repo.display()
-    );
-    assert!(first.stderr.contains(&said), "{first:#?}");
-    assert_eq!(first.stderr.matches("created a new one").count(), 1);
-    let second = backup();
-    assert!(!second.stderr.contains("created a new one"), "{second:#?}");
-}

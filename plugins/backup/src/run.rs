@@ -30,9 +30,7 @@ use plugin_api::payloads::{
     FileStat, SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_FINISHED,
     BACKUP_STARTING, BACKUP_STORE_CHUNK,
 };
-use plugin_api::{
-    Context, Entry, EntryKind, GenerationBuilder, GenerationReader, Hook, Repository, Result,
-};
+use plugin_api::{Context, Entry, EntryKind, GenerationBuilder, GenerationReader, Hook, Result};
 
 use crate::content::{ContentError, ContentWriter, Walked};
 use crate::metadata::{self, Names};
@@ -115,36 +113,9 @@ fn pretend(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Resul
     Ok(())
 }
 
-/// The repository, created if `--repository` names none yet. Creating
-/// one is said, once, on standard error: a typo in `--repository` should
-/// not pass unnoticed (nor a repository meant to be encrypted made
-/// without `--encrypt`).
-fn open_or_create(ctx: &Context<'_>) -> Result<Repository> {
-    match ctx.repository(false) {
-        Ok(repo) => Ok(repo),
-        Err(e) if e.message().contains("is not an obnam repository") => {
-            let repo = ctx.repository(true)?;
-            let how = if repo.is_encrypted() {
-                "encrypted".to_string()
-            } else if ctx.boolean("encrypt").is_ok() {
-                "not encrypted; to encrypt a repository, give --encrypt when it is created"
-                    .to_string()
-            } else {
-                "not encrypted".to_string()
-            };
-            plugin_api::tracing::warn!(
-                "{} was not an obnam repository: created a new one there ({how})",
-                repo.url()
-            );
-            Ok(repo)
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// A real backup: returns the new generation's id.
 fn real(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<String> {
-    let repo = open_or_create(ctx)?;
+    let repo = ctx.repository(true)?;
     repo.add_client(&settings.client)?;
     repo.lock_client(&settings.client)?;
     // A pack lost since the last run (a disk error, a careless `rm`) must
