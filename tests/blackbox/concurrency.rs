@@ -85,7 +85,10 @@ fn generations_are_listed_in_commit_order_and_latest_is_the_finished_one() {
             .iter()
             .map(|l| {
                 let words: Vec<&str> = l.split_whitespace().collect();
-                let at = words.iter().position(|w| *w == "files").unwrap();
+                let at = words
+                    .iter()
+                    .position(|w| *w == "files" || *w == "file")
+                    .unwrap();
                 words[at - 1].parse().unwrap()
             })
             .collect();
