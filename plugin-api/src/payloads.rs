@@ -99,6 +99,25 @@ pub struct FileStat {
 }
 
 impl FileStat {
+    /// The status `lstat` (or `stat`) gave. Since 0.1.4.
+    pub fn from_metadata(m: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileStat {
+            mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_ns: m.mtime_nsec() as u32,
+            ctime: m.ctime(),
+            ctime_ns: m.ctime_nsec() as u32,
+            dev: m.dev(),
+            ino: m.ino(),
+            nlink: m.nlink(),
+            rdev: m.rdev(),
+        }
+    }
+
     /// Whether this is a directory.
     pub fn is_dir(&self) -> bool {
         self.mode & 0o170000 == 0o040000

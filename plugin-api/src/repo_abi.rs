@@ -52,6 +52,21 @@ pub enum EntryKind {
     BlockDevice = 6,
 }
 
+impl EntryKind {
+    /// The kind an `st_mode` says (its file-type bits). Since 0.1.4.
+    pub fn from_mode(mode: u32) -> Self {
+        match mode & 0o170000 {
+            0o040000 => EntryKind::Dir,
+            0o120000 => EntryKind::Symlink,
+            0o010000 => EntryKind::Fifo,
+            0o140000 => EntryKind::Socket,
+            0o020000 => EntryKind::CharDevice,
+            0o060000 => EntryKind::BlockDevice,
+            _ => EntryKind::File,
+        }
+    }
+}
+
 /// An extended attribute.
 #[repr(C)]
 #[derive(StableAbi, Clone, PartialEq, Eq, Debug)]
@@ -413,4 +428,20 @@ pub type RepositoryBox = RepositoryService_TO<'static, RArc<()>>;
 /// A repository as the handle handed to a plugin (for the host).
 pub fn repository_box<S: RepositoryService + 'static>(service: S) -> RepositoryBox {
     RepositoryService_TO::from_ptr(RArc::new(service), TD_Opaque)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EntryKind;
+
+    #[test]
+    fn kinds_from_modes() {
+        assert_eq!(EntryKind::from_mode(0o100644), EntryKind::File);
+        assert_eq!(EntryKind::from_mode(0o040755), EntryKind::Dir);
+        assert_eq!(EntryKind::from_mode(0o120777), EntryKind::Symlink);
+        assert_eq!(EntryKind::from_mode(0o010644), EntryKind::Fifo);
+        assert_eq!(EntryKind::from_mode(0o020600), EntryKind::CharDevice);
+        assert_eq!(EntryKind::from_mode(0o060600), EntryKind::BlockDevice);
+        assert_eq!(EntryKind::from_mode(0o140755), EntryKind::Socket);
+    }
 }

@@ -223,6 +223,16 @@ impl Usage {
     pub fn unused_bytes(&self) -> u64 {
         self.pack_bytes.saturating_sub(self.used_bytes)
     }
+
+    /// Generations of every client.
+    pub fn generations(&self) -> u64 {
+        self.clients.iter().map(|c| c.generations).sum()
+    }
+
+    /// Bytes of file data over every generation of every client.
+    pub fn logical_bytes(&self) -> u64 {
+        self.clients.iter().map(|c| c.logical_bytes).sum()
+    }
 }
 
 /// A plugin's progress function, as the host calls it.

@@ -66,18 +66,6 @@ pub struct Usage {
     pub missing_blobs: u64,
 }
 
-impl Usage {
-    /// Bytes in packs that no generation needs (a prune gives them back).
-    pub fn unused_bytes(&self) -> u64 {
-        self.pack_bytes.saturating_sub(self.used_bytes)
-    }
-
-    /// Bytes of file data over every generation of every client.
-    pub fn logical_bytes(&self) -> u64 {
-        self.clients.iter().map(|c| c.logical_bytes).sum()
-    }
-}
-
 impl Repository {
     /// Measure the repository's space (see the module's docs).
     pub fn usage(&self) -> RepoResult<Usage> {

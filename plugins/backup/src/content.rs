@@ -77,7 +77,7 @@ impl Walked {
 /// How a file that is not the regular file the walk saw is described.
 fn what(meta: &Metadata) -> &'static str {
     use plugin_api::EntryKind;
-    match crate::metadata::kind_of(meta.mode()) {
+    match plugin_api::EntryKind::from_mode(meta.mode()) {
         EntryKind::Dir => "a folder",
         EntryKind::Symlink => "a symbolic link",
         EntryKind::Fifo => "a FIFO",

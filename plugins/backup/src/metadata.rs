@@ -8,39 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-use plugin_api::payloads::FileStat;
 use plugin_api::{Entry, EntryKind};
-
-/// The kind of a file from its mode.
-pub fn kind_of(mode: u32) -> EntryKind {
-    match mode & 0o170000 {
-        0o040000 => EntryKind::Dir,
-        0o120000 => EntryKind::Symlink,
-        0o010000 => EntryKind::Fifo,
-        0o140000 => EntryKind::Socket,
-        0o020000 => EntryKind::CharDevice,
-        0o060000 => EntryKind::BlockDevice,
-        _ => EntryKind::File,
-    }
-}
-
-/// The status of a file, for the exclude hook.
-pub fn file_stat(m: &Metadata) -> FileStat {
-    FileStat {
-        mode: m.mode(),
-        uid: m.uid(),
-        gid: m.gid(),
-        size: m.size(),
-        mtime: m.mtime(),
-        mtime_ns: m.mtime_nsec() as u32,
-        ctime: m.ctime(),
-        ctime_ns: m.ctime_nsec() as u32,
-        dev: m.dev(),
-        ino: m.ino(),
-        nlink: m.nlink(),
-        rdev: m.rdev(),
-    }
-}
 
 /// User and group names by id, looked up once each.
 #[derive(Default)]
@@ -96,7 +64,7 @@ pub fn xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 
 /// The entry for a file, without content (checksum and chunks).
 pub fn entry(path: &Path, m: &Metadata, names: &Names) -> std::io::Result<Entry> {
-    let kind = kind_of(m.mode());
+    let kind = EntryKind::from_mode(m.mode());
     let target = if kind == EntryKind::Symlink {
         std::fs::read_link(path)?.as_os_str().as_bytes().to_vec()
     } else {

@@ -543,7 +543,7 @@ impl<'a, 'c> Walker<'a, 'c> {
                 Err(e) => report(self.stats, parent, &e.to_string()),
             }
         }
-        let root_stat = metadata::file_stat(&meta);
+        let root_stat = FileStat::from_metadata(&meta);
         // A root that is a file belongs to no directory the run finishes:
         // nothing waits on this ticket.
         let root_ticket = Ticket::new();
@@ -661,10 +661,13 @@ impl<'a, 'c> Walker<'a, 'c> {
                 }
             };
             let seen = self.stats.files.load(Ordering::Relaxed);
-            if let Some(reason) =
-                self.excluder
-                    .reason(&child, metadata::file_stat(&meta), root, root_stat, seen)?
-            {
+            if let Some(reason) = self.excluder.reason(
+                &child,
+                FileStat::from_metadata(&meta),
+                root,
+                root_stat,
+                seen,
+            )? {
                 add(&self.stats.excluded, 1);
                 self.say(&format!("excluded {} ({reason})", child.display()))?;
                 continue;

@@ -73,8 +73,8 @@ fn client_lines(c: &ClientUsage) -> Vec<String> {
 
 /// The report as text lines.
 pub fn text(url: &str, u: &Usage) -> Vec<String> {
-    let generations: u64 = u.clients.iter().map(|c| c.generations).sum();
-    let logical: u64 = u.clients.iter().map(|c| c.logical_bytes).sum();
+    let generations = u.generations();
+    let logical = u.logical_bytes();
     let mut lines = vec![
         format!("repository {url}"),
         format!(
@@ -134,11 +134,11 @@ pub fn json(url: &str, u: &Usage) -> Value {
             })
         })
         .collect();
-    let logical: u64 = u.clients.iter().map(|c| c.logical_bytes).sum();
+    let logical = u.logical_bytes();
     json!({
         "repository": url,
         "clients": clients,
-        "generations": u.clients.iter().map(|c| c.generations).sum::<u64>(),
+        "generations": u.generations(),
         "logical_bytes": logical,
         "used_blobs": u.used_blobs,
         "used_bytes": u.used_bytes,

@@ -67,6 +67,9 @@ impl Write for Stdout<'_, '_> {
 /// block-aligned, holes left out) and, for a small file, its content.
 struct Scanned {
     ranges: Vec<Range<u64>>,
+    /// Each chunk's length, in order: the second read skips the chunks
+    /// that lie wholly in a hole without fetching them.
+    lengths: Vec<u64>,
     content: Option<Vec<u8>>,
 }
 
@@ -82,6 +85,7 @@ fn scan(repo: &Repository, shown: &str, entry: &Entry) -> Result<Scanned> {
     let keep = entry.size <= KEEP_FIRST_READ;
     let mut content = Vec::new();
     let mut ranges: Vec<Range<u64>> = Vec::new();
+    let mut lengths = Vec::with_capacity(entry.chunks.len());
     let mut hasher = Sha256::new();
     let mut offset = 0u64;
     fetch::for_each_chunk(repo, &entry.chunks, |chunk| {
@@ -89,6 +93,7 @@ fn scan(repo: &Repository, shown: &str, entry: &Entry) -> Result<Scanned> {
         if keep {
             content.extend_from_slice(&chunk.data);
         }
+        lengths.push(chunk.data.len() as u64);
         let here = if chunk.zero {
             Vec::new()
         } else {
@@ -118,6 +123,7 @@ fn scan(repo: &Repository, shown: &str, entry: &Entry) -> Result<Scanned> {
     }
     Ok(Scanned {
         ranges,
+        lengths,
         content: keep.then_some(content),
     })
 }
@@ -150,7 +156,10 @@ fn sparse_map(ranges: &[Range<u64>], size: u64) -> Vec<(u64, u64)> {
 /// extension blocks that must follow it (for more than 4 ranges).
 fn sparse_header(header: &mut Header, map: &[(u64, u64)], size: u64) -> Vec<u8> {
     header.set_entry_type(EntryType::GNUSparse);
-    let gnu = header.as_gnu_mut().expect("a GNU header");
+    // Every header of the stream is made by `header_for`, as GNU.
+    let Some(gnu) = header.as_gnu_mut() else {
+        return Vec::new();
+    };
     gnu.realsize = numeric12(size);
     let (first, rest) = map.split_at(map.len().min(4));
     for (slot, (offset, len)) in gnu.sparse.iter_mut().zip(first) {
@@ -177,7 +186,12 @@ fn sparse_header(header: &mut Header, map: &[(u64, u64)], size: u64) -> Vec<u8> 
 struct FileData<'r> {
     repo: &'r Repository,
     chunks: &'r [ChunkId],
+    /// The chunks' lengths, from the first read.
+    lengths: Vec<u64>,
+    /// File offsets to write, in order.
     ranges: Vec<Range<u64>>,
+    /// The first range not wholly before the next chunk.
+    next_range: usize,
     next_chunk: usize,
     /// File offset of the next chunk.
     offset: u64,
@@ -189,26 +203,46 @@ impl FileData<'_> {
     /// Put the next chunk's bytes that are in the data ranges into `buf`.
     fn refill(&mut self) -> io::Result<bool> {
         while self.next_chunk < self.chunks.len() {
-            let id = self.chunks[self.next_chunk];
+            let (id, len) = (self.chunks[self.next_chunk], self.lengths[self.next_chunk]);
             self.next_chunk += 1;
+            let (start, end) = (self.offset, self.offset + len);
+            self.offset = end;
+            while self
+                .ranges
+                .get(self.next_range)
+                .is_some_and(|r| r.end <= start)
+            {
+                self.next_range += 1;
+            }
+            // A chunk wholly in a hole is not read again.
+            if self
+                .ranges
+                .get(self.next_range)
+                .is_none_or(|r| r.start >= end)
+            {
+                continue;
+            }
             let data = self
                 .repo
                 .get_chunk(id)
                 .map_err(|e| io::Error::other(e.message().to_string()))?;
-            let (start, end) = (self.offset, self.offset + data.len() as u64);
-            self.offset = end;
+            if data.len() as u64 != len {
+                return Err(io::Error::other(format!(
+                    "chunk {} read back with another length",
+                    self.next_chunk - 1
+                )));
+            }
             self.buf.clear();
             self.pos = 0;
-            for r in &self.ranges {
+            for r in self.ranges[self.next_range..]
+                .iter()
+                .take_while(|r| r.start < end)
+            {
                 let (s, e) = (r.start.max(start), r.end.min(end));
-                if s < e {
-                    self.buf
-                        .extend_from_slice(&data[(s - start) as usize..(e - start) as usize]);
-                }
+                self.buf
+                    .extend_from_slice(&data[(s - start) as usize..(e - start) as usize]);
             }
-            if !self.buf.is_empty() {
-                return Ok(true);
-            }
+            return Ok(true);
         }
         Ok(false)
     }
@@ -358,6 +392,8 @@ impl TarDump<'_, '_> {
         let body = FileData {
             repo: &self.repo,
             chunks: &entry.chunks,
+            lengths: scanned.lengths,
+            next_range: 0,
             ranges: if holes {
                 scanned.ranges
             } else {

@@ -34,19 +34,6 @@ use plugin_api::{Context, Entry, EntryKind, GenerationReader, Hook, Result};
 use crate::names::{self, escape};
 use crate::select;
 
-/// The kind of a live object, from its mode.
-fn kind_of(mode: u32) -> EntryKind {
-    match mode & 0o170000 {
-        0o040000 => EntryKind::Dir,
-        0o120000 => EntryKind::Symlink,
-        0o010000 => EntryKind::Fifo,
-        0o140000 => EntryKind::Socket,
-        0o020000 => EntryKind::CharDevice,
-        0o060000 => EntryKind::BlockDevice,
-        _ => EntryKind::File,
-    }
-}
-
 fn kind_word(kind: EntryKind) -> &'static str {
     match kind {
         EntryKind::File => "a file",
@@ -152,7 +139,7 @@ impl Verifier<'_, '_> {
                 return Ok(None);
             }
         };
-        let kind = kind_of(m.mode());
+        let kind = EntryKind::from_mode(m.mode());
         if kind != e.kind {
             self.differ(
                 path,
@@ -204,9 +191,9 @@ impl Verifier<'_, '_> {
         };
         let mut p = ExcludeCandidate {
             path: path.as_os_str().as_bytes().into(),
-            stat: stat(m),
+            stat: FileStat::from_metadata(m),
             root: root.as_os_str().as_bytes().into(),
-            root_stat: stat(root_m),
+            root_stat: FileStat::from_metadata(root_m),
             ..ExcludeCandidate::default()
         };
         self.ctx.call(hook, &mut p)?;
@@ -259,23 +246,6 @@ impl Verifier<'_, '_> {
             stack.extend(below.into_iter().rev());
         }
         Ok(())
-    }
-}
-
-fn stat(m: &Metadata) -> FileStat {
-    FileStat {
-        mode: m.mode(),
-        uid: m.uid(),
-        gid: m.gid(),
-        size: m.size(),
-        mtime: m.mtime(),
-        mtime_ns: m.mtime_nsec() as u32,
-        ctime: m.ctime(),
-        ctime_ns: m.ctime_nsec() as u32,
-        dev: m.dev(),
-        ino: m.ino(),
-        nlink: m.nlink(),
-        rdev: m.rdev(),
     }
 }
 
@@ -432,17 +402,6 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kinds_from_modes() {
-        assert_eq!(kind_of(0o100644), EntryKind::File);
-        assert_eq!(kind_of(0o040755), EntryKind::Dir);
-        assert_eq!(kind_of(0o120777), EntryKind::Symlink);
-        assert_eq!(kind_of(0o010644), EntryKind::Fifo);
-        assert_eq!(kind_of(0o020600), EntryKind::CharDevice);
-        assert_eq!(kind_of(0o060600), EntryKind::BlockDevice);
-        assert_eq!(kind_of(0o140755), EntryKind::Socket);
-    }
 
     #[test]
     fn a_random_sample_has_the_size_asked_for() {
