@@ -9,6 +9,7 @@ use std::str::FromStr;
 use anyhow::{bail, Result};
 use clap_complete::Shell;
 
+use crate::cli::{self, HelpLayout};
 use crate::loader::LoadedPlugin;
 use crate::output;
 use crate::registry::Registry;
@@ -44,7 +45,7 @@ pub fn run(name: &str, args: &[OsString], host: &Host, registry: &Registry) -> R
         "manpage" => {
             no_arguments(name, args)?;
             let mut page = Vec::new();
-            clap_mangen::Man::new(crate::cli::build(registry)).render(&mut page)?;
+            clap_mangen::Man::new(cli::build(registry, HelpLayout::Flat)).render(&mut page)?;
             Ok(output::write(&page)?)
         }
         other => bail!("unknown built-in subcommand '{other}'"),
@@ -71,7 +72,7 @@ fn completions(args: &[OsString], registry: &Registry) -> Result<()> {
     let mut script = Vec::new();
     clap_complete::generate(
         shell,
-        &mut crate::cli::build(registry),
+        &mut cli::build(registry, HelpLayout::Scoped),
         "obnam",
         &mut script,
     );

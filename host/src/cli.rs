@@ -68,12 +68,41 @@ pub struct Invocation {
     pub values: Vec<(String, Value)>,
 }
 
+/// Where `--help` lists the settings that belong to some subcommands only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelpLayout {
+    /// Under those subcommands' help only; `obnam --help` lists the
+    /// settings that belong to every subcommand. What the user sees.
+    Scoped,
+    /// Every setting under `obnam --help` (the manual page, which clap
+    /// renders from the top-level command alone).
+    Flat,
+}
+
 /// Build the command line from the registry.
-pub fn build(registry: &Registry) -> Command {
+///
+/// Every setting is a global option, accepted before or after any
+/// subcommand, and parsed the same wherever it is given. With
+/// [`HelpLayout::Scoped`] a setting that names its subcommands is hidden
+/// from the top-level help, and each of its subcommands gets a visible copy
+/// of the option (same id, so clap's value propagation treats the two as
+/// one; clap does not push a global option into a subcommand that has one
+/// of that id). The other subcommands inherit the hidden global one.
+pub fn build(registry: &Registry, layout: HelpLayout) -> Command {
+    let after_help = match layout {
+        HelpLayout::Scoped => {
+            "Subcommands and their settings come from plugins; 'obnam plugins' lists them. \
+             'obnam SUBCOMMAND --help' shows the settings of a subcommand too."
+        }
+        HelpLayout::Flat => {
+            "Subcommands and their settings come from plugins; 'obnam plugins' lists them."
+        }
+    };
+    let scoped = |def: &SettingDef| layout == HelpLayout::Scoped && !def.subcommands.is_empty();
     let mut cmd = Command::new("obnam")
         .version(version())
         .about("A deduplicating backup program whose every command is a plugin")
-        .after_help("Subcommands and their settings come from plugins; 'obnam plugins' lists them.")
+        .after_help(after_help)
         .disable_version_flag(true)
         .arg(
             Arg::new("version")
@@ -85,22 +114,32 @@ pub fn build(registry: &Registry) -> Command {
         .max_term_width(100);
     cmd = cmd.args(meta_args());
     for def in registry.settings.iter() {
-        cmd = cmd.args(setting_args(def));
+        let hide = scoped(def);
+        cmd = cmd.args(setting_args(def).into_iter().map(|a| a.hide(hide)));
     }
     for sub in &registry.subcommands {
         let usage = format!("obnam {} [OPTIONS] {}", sub.name, sub.synopsis);
-        cmd = cmd.subcommand(
-            Command::new(sub.name.clone())
-                .about(sub.help.clone())
-                .override_usage(usage)
-                .arg(
-                    Arg::new(ARGS_ID)
-                        .num_args(0..)
-                        .action(ArgAction::Append)
-                        .value_parser(clap::value_parser!(OsString))
-                        .hide(true),
-                ),
-        );
+        let mut command = Command::new(sub.name.clone())
+            .about(sub.help.clone())
+            .override_usage(usage)
+            .arg(
+                Arg::new(ARGS_ID)
+                    .num_args(0..)
+                    .action(ArgAction::Append)
+                    .value_parser(clap::value_parser!(OsString))
+                    .hide(true),
+            );
+        // The subcommand's own plugin's settings first: help lists groups
+        // in the order their first option was added.
+        let (own, others): (Vec<&SettingDef>, Vec<&SettingDef>) = registry
+            .settings
+            .iter()
+            .filter(|def| scoped(def) && def.subcommands.contains(&sub.name))
+            .partition(|def| def.owner == sub.owner);
+        for def in own.into_iter().chain(others) {
+            command = command.args(setting_args(def).into_iter().map(|a| a.global(false)));
+        }
+        cmd = cmd.subcommand(command);
     }
     cmd
 }
@@ -373,6 +412,7 @@ mod tests {
         for def in crate::host_settings::definitions(1 << 20) {
             registry.settings.add(def).unwrap();
         }
-        build(&registry).debug_assert();
+        build(&registry, HelpLayout::Scoped).debug_assert();
+        build(&registry, HelpLayout::Flat).debug_assert();
     }
 }

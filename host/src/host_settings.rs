@@ -58,7 +58,8 @@ fn global() -> Vec<SettingDef> {
             "work on every client in the repository, not only --client-name's \
              (force-lock, forget)",
             GROUP_GLOBAL,
-        ),
+        )
+        .subcommands(&["force-lock", "forget"]),
         def(
             "quiet",
             SettingKind::Boolean,
@@ -80,6 +81,14 @@ fn global() -> Vec<SettingDef> {
             "do not change anything, only report what would be done",
             GROUP_GLOBAL,
         )
+        .subcommands(&[
+            "backup",
+            "restore",
+            "forget",
+            "prune",
+            "remove-client",
+            "force-lock",
+        ])
         .alias("dry-run"),
         def(
             "output-format",
@@ -109,6 +118,7 @@ fn performance(pack_size: u64) -> Vec<SettingDef> {
         "target size of the repository's pack files",
         GROUP_PERFORMANCE,
     )
+    .subcommands(&["backup", "forget", "prune"])
     .default(Value::Bytes(pack_size))]
 }
 
@@ -173,7 +183,8 @@ fn development() -> Vec<SettingDef> {
             "development: keep only the first byte of each chunk's token, so that \
              different chunks collide on purpose",
             GROUP_DEVELOPMENT,
-        ),
+        )
+        .subcommands(&["backup"]),
         def(
             "testing-storage-faults",
             SettingKind::String,
@@ -190,7 +201,8 @@ fn development() -> Vec<SettingDef> {
             "development: generations made by this run say it started at TIME \
              (RFC 3339, e.g. 2026-01-05T10:00:00Z), to try retention policies",
             GROUP_DEVELOPMENT,
-        ),
+        )
+        .subcommands(&["backup"]),
     ]
 }
 
@@ -233,6 +245,7 @@ fn def(name: &str, kind: SettingKind, metavar: &str, help: &str, group: &str) ->
         owner: HOST_OWNER.into(),
         short: None,
         aliases: Vec::new(),
+        subcommands: Vec::new(),
     }
 }
 
@@ -244,6 +257,12 @@ impl SettingDef {
 
     fn alias(mut self, alias: &str) -> Self {
         self.aliases.push(alias.into());
+        self
+    }
+
+    /// The subcommands whose help lists it (the others accept it too).
+    fn subcommands(mut self, names: &[&str]) -> Self {
+        self.subcommands = names.iter().map(|n| n.to_string()).collect();
         self
     }
 

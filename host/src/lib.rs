@@ -122,7 +122,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     // The registry lives as long as the process: plugins hold handles into it.
     let registry: &'static Registry = Box::leak(Box::new(registry));
 
-    let command = cli::build(registry);
+    let command = cli::build(registry, cli::HelpLayout::Scoped);
     let inv = match cli::parse(command, registry, args) {
         Ok(inv) => inv,
         Err(ParseStop::Printed(code)) => return Ok(code),

@@ -318,6 +318,13 @@ pub trait Registrar {
     /// Add a filter to a filter hook; `tag` names it in stored data.
     #[sabi(last_prefix_field)]
     fn add_filter(&mut self, hook: RString, priority: i32, tag: RString, filter: FilterBox);
+
+    // Added in 0.1.5 (after the last prefix field: optional to older plugins).
+    /// Say which subcommands a setting this plugin declared belongs to:
+    /// their `--help` lists it, the other subcommands' help does not (it is
+    /// still accepted everywhere). A setting never scoped is listed under
+    /// every subcommand.
+    fn set_setting_subcommands(&mut self, setting: RString, subcommands: RVec<RString>);
 }
 
 /// The registrar as a plugin receives it.

@@ -54,7 +54,13 @@ impl<'a> App<'a> {
 
     /// Declare a setting.
     pub fn add_setting(&mut self, setting: Setting) {
-        self.registrar.add_setting(setting.into_spec());
+        let (spec, subcommands) = setting.into_parts();
+        let name = spec.name.clone();
+        self.registrar.add_setting(spec);
+        if !subcommands.is_empty() {
+            self.registrar
+                .set_setting_subcommands(name, subcommands.into_iter().map(Into::into).collect());
+        }
     }
 
     /// Create a plain hook whose payload type is `P`.

@@ -37,6 +37,7 @@ pub const GROUP_DEFAULT: &str = "Plugin settings";
 #[derive(Debug, Clone)]
 pub struct Setting {
     spec: SettingSpec,
+    subcommands: Vec<String>,
 }
 
 impl Setting {
@@ -51,6 +52,7 @@ impl Setting {
                 group: GROUP_DEFAULT.into(),
                 choices: RVec::new(),
             },
+            subcommands: Vec::new(),
         }
     }
 
@@ -114,12 +116,22 @@ impl Setting {
         self
     }
 
+    /// The subcommands the setting belongs to: `obnam SUBCOMMAND --help`
+    /// lists it only under these (and `obnam --help` leaves it to them).
+    /// It is still accepted with any subcommand and in config files. A
+    /// setting without subcommands belongs to every subcommand. Names of
+    /// subcommands that are not loaded are ignored. (Since 0.1.5.)
+    pub fn subcommands(mut self, names: &[&str]) -> Self {
+        self.subcommands = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
     /// The name of the setting.
     pub fn name(&self) -> &str {
         &self.spec.name
     }
 
-    pub(crate) fn into_spec(self) -> SettingSpec {
-        self.spec
+    pub(crate) fn into_parts(self) -> (SettingSpec, Vec<String>) {
+        (self.spec, self.subcommands)
     }
 }

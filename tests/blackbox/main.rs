@@ -12,6 +12,7 @@ mod examples;
 mod exclude;
 mod faults;
 mod forget;
+mod help;
 mod hooks;
 mod hostile_filters;
 mod inspect;

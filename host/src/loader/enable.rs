@@ -9,7 +9,7 @@ use plugin_api::abi::{
     host_logger, registrar, FailureKind, FilterBox, HookCallbackBox, HookKind, HostLogger,
     LogLevel, Registrar, SettingSpec, SubcommandHandlerBox, TypeLayout,
 };
-use plugin_api::types::{RStr, RString};
+use plugin_api::types::{RStr, RString, RVec};
 
 use super::LoadedPlugin;
 use crate::logging;
@@ -31,6 +31,8 @@ pub struct Registration {
     pub hooks: Vec<HookReg>,
     pub callbacks: Vec<CallbackReg>,
     pub filters: Vec<FilterReg>,
+    /// Settings and the subcommands they belong to (plugin-api 0.1.5).
+    pub setting_scopes: Vec<(String, Vec<String>)>,
 }
 
 impl Registrar for Registration {
@@ -67,6 +69,13 @@ impl Registrar for Registration {
     fn add_filter(&mut self, hook: RString, priority: i32, tag: RString, filter: FilterBox) {
         self.filters
             .push((hook.into(), priority, tag.into(), filter));
+    }
+
+    fn set_setting_subcommands(&mut self, setting: RString, subcommands: RVec<RString>) {
+        self.setting_scopes.push((
+            setting.into(),
+            subcommands.into_iter().map(Into::into).collect(),
+        ));
     }
 }
 

@@ -115,13 +115,27 @@ impl Registry {
                 handler: Some(handler),
             });
         }
+        let mut scopes = staging.setting_scopes;
         for spec in staging.settings {
+            // A setting's scope is the last one its plugin gave it.
+            let scope = scopes
+                .iter()
+                .rposition(|(name, _)| spec.name.as_str() == name)
+                .map(|i| scopes[i].1.clone());
+            scopes.retain(|(name, _)| spec.name.as_str() != name);
             let result = SettingDef::from_spec(&spec, plugin)
+                .map(|mut def| {
+                    def.subcommands = scope.unwrap_or_default();
+                    def
+                })
                 .map_err(|e| format!("plugin '{plugin}': {e}; ignored"))
                 .and_then(|def| self.settings.add(def));
             if let Err(w) = result {
                 warn!("{w}");
             }
+        }
+        for (name, _) in scopes {
+            warn!("plugin '{plugin}' names the subcommands of setting '{name}', which it does not declare; ignored");
         }
         for (name, kind, payload) in staging.hooks {
             if let Err(w) = self.hooks.create(&name, kind, payload, plugin) {

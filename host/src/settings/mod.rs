@@ -96,6 +96,8 @@ pub struct SettingDef {
     pub short: Option<char>,
     /// Other long names on the command line (host settings only).
     pub aliases: Vec<String>,
+    /// The subcommands whose `--help` lists it; empty: every subcommand.
+    pub subcommands: Vec<String>,
 }
 
 impl SettingDef {
@@ -132,6 +134,7 @@ impl SettingDef {
             owner: owner.to_string(),
             short: None,
             aliases: Vec::new(),
+            subcommands: Vec::new(),
         };
         def.default = match spec.default.as_ref().into_option() {
             Some(text) => def

@@ -11,39 +11,46 @@ use regex::Regex;
 pub fn register(app: &mut App<'_>) {
     app.add_setting(
         Setting::string_list("root")
+            .subcommands(&["backup", "verify"])
             .metavar("DIR")
             .help("what to back up (besides the folders and files named on the command line)")
             .group(GROUP_BACKUP),
     );
     app.add_setting(
         Setting::bytesize("checkpoint")
+            .subcommands(&["backup"])
             .default("1GiB")
             .help("commit a checkpoint generation after every SIZE bytes of new data stored")
             .group(GROUP_BACKUP),
     );
     app.add_setting(
         Setting::boolean("leave-checkpoints")
+            .subcommands(&["backup"])
             .help("keep the checkpoint generations of a backup that finished well")
             .group(GROUP_BACKUP),
     );
     app.add_setting(
         Setting::boolean("small-files-in-btree")
+            .subcommands(&["backup"])
             .help("accepted so that old configuration files still work; it does nothing")
             .group(GROUP_BACKUP),
     );
     app.add_setting(
         Setting::integer("chunkids-per-group")
+                .subcommands(&["backup"])
             .default("1024")
             .help("accepted so that old configuration files still work; it does nothing (chunk lists are stored whole)")
             .group(GROUP_PERFORMANCE),
     );
     app.add_setting(
         Setting::integer("backup-threads")
+            .subcommands(&["backup"])
             .help("how many files to read at once (0: one per processor)")
             .group(GROUP_PERFORMANCE),
     );
     app.add_setting(
         Setting::string_list("testing-fail-matching")
+                .subcommands(&["backup"])
             .metavar("REGEX")
             .help("development testing helper: a file whose path matches fails as if it could not be read")
             .group(GROUP_DEVELOPMENT),

@@ -92,6 +92,7 @@ impl Plugin for Compress {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_setting(
             Setting::choice(config::WITH, &config::CHOICES)
+                .subcommands(&["backup"])
                 .default(config::DEFAULT)
                 .metavar("CODEC")
                 .help(
@@ -103,6 +104,7 @@ impl Plugin for Compress {
         );
         app.add_setting(
             Setting::string(config::LEVEL)
+                .subcommands(&["backup"])
                 .metavar("LEVEL")
                 .help(&format!(
                     "compression level, higher is smaller and slower: for zstd {} (fastest) \

@@ -59,6 +59,7 @@ impl Plugin for Dedup {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_setting(
             Setting::choice("deduplicate", &["fatalist", "never", "verify"])
+                .subcommands(&["backup"])
                 .metavar("MODE")
                 .help(
                     "how to find duplicate data and store it only once: fatalist (reuse a \
@@ -69,6 +70,7 @@ impl Plugin for Dedup {
         );
         app.add_setting(
             Setting::choice("chunking", &["content-defined", "fixed"])
+                .subcommands(&["backup"])
                 .metavar("METHOD")
                 .help(
                     "how to cut files into chunks: content-defined (FastCDC; an insertion \
@@ -78,24 +80,28 @@ impl Plugin for Dedup {
         );
         app.add_setting(
             Setting::bytesize("chunk-size")
+                .subcommands(&["backup"])
                 .default("1MiB")
                 .help("size of chunks with --chunking fixed")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
             Setting::bytesize("chunk-min-size")
+                .subcommands(&["backup"])
                 .default("64KiB")
                 .help("smallest content-defined chunk (an even number of bytes, 64 B to 1 MiB)")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
             Setting::bytesize("chunk-avg-size")
+                .subcommands(&["backup"])
                 .default("256KiB")
                 .help("average content-defined chunk (an even number of bytes, 256 B to 4 MiB)")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
             Setting::bytesize("chunk-max-size")
+                .subcommands(&["backup"])
                 .default("1MiB")
                 .help("largest content-defined chunk (an even number of bytes, 1 KiB to 16 MiB)")
                 .group(GROUP_BACKUP),

@@ -69,11 +69,13 @@ struct Encrypt;
 impl Plugin for Encrypt {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         let settings = [
-            Setting::boolean("encrypt").help(
+            Setting::boolean("encrypt")
+                .subcommands(&["backup"]).help(
                 "encrypt the repository when it is created (the choice is recorded in it; \
                  an existing repository keeps its own)",
             ),
             Setting::string("cipher")
+                .subcommands(&["backup"])
                 .default("xchacha20-poly1305")
                 .metavar("CIPHER")
                 .help(&format!(
@@ -87,19 +89,24 @@ impl Plugin for Encrypt {
                 .metavar("FILE")
                 .help("open the repository with the key file FILE instead of a passphrase (a new repository with --encrypt creates FILE if missing)"),
             Setting::string("new-passphrase-file")
+                .subcommands(&["key"])
                 .metavar("FILE")
                 .help("with key add / key passwd: the new passphrase is in FILE (else OBNAM_NEW_PASSPHRASE, else a prompt)"),
             Setting::string("new-key-file")
+                .subcommands(&["key"])
                 .metavar("FILE")
                 .help("with key add: add a key-file slot for FILE (created with 32 random bytes if missing)"),
             Setting::string("key-label")
+                .subcommands(&["key"])
                 .metavar("TEXT")
                 .help("with key add / key passwd: a label shown by key list"),
             Setting::bytesize("kdf-memory")
+                .subcommands(&["backup", "key"])
                 .default("64MiB")
                 .metavar("SIZE")
                 .help("Argon2id memory cost of new passphrase slots (64KiB to 4GiB)"),
             Setting::integer("kdf-iterations")
+                .subcommands(&["backup", "key"])
                 .default("3")
                 .metavar("N")
                 .help("Argon2id time cost of new passphrase slots (1 to 64)"),

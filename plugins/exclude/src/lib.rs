@@ -38,6 +38,7 @@ impl Plugin for Exclude {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         let list = |name: &str, metavar: &str, help: &str| {
             Setting::string_list(name)
+                .subcommands(&["backup", "verify"])
                 .metavar(metavar)
                 .help(help)
                 .group(GROUP_BACKUP)
@@ -59,6 +60,7 @@ impl Plugin for Exclude {
         ));
         app.add_setting(
             Setting::boolean("exclude-caches")
+                .subcommands(&["backup", "verify"])
                 .help("leave out the contents of folders marked with a CACHEDIR.TAG file (the tag file is kept)")
                 .group(GROUP_BACKUP),
         );
@@ -69,11 +71,13 @@ impl Plugin for Exclude {
         ));
         app.add_setting(
             Setting::bytesize("exclude-larger-than")
+                .subcommands(&["backup", "verify"])
                 .help("leave out files larger than SIZE (0: no limit)")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
             Setting::boolean("one-file-system")
+                .subcommands(&["backup", "verify"])
                 .help("leave out everything on another file system than its backup root")
                 .group(GROUP_BACKUP),
         );

@@ -38,6 +38,7 @@ impl Plugin for ForgetPlugin {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_setting(
             Setting::string("keep")
+                .subcommands(&["forget"])
                 .metavar("POLICY")
                 .help(
                     "with forget: keep the generations of POLICY and remove the rest; e.g. \
@@ -48,11 +49,13 @@ impl Plugin for ForgetPlugin {
         );
         app.add_setting(
             Setting::boolean("prune")
+                .subcommands(&["forget"])
                 .help("with forget: prune afterwards, giving back the space of what was removed")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
             Setting::integer("repack-threshold")
+                .subcommands(&["forget", "prune"])
                 .metavar("PERCENT")
                 .help(
                     "with prune: rewrite a pack once more than PERCENT of its bytes are unused \

@@ -42,6 +42,7 @@ impl Plugin for Fsck {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_setting(
             Setting::boolean("verify-data")
+                .subcommands(&["fsck"])
                 .help("with fsck: read every chunk and check every file's checksum")
                 .group("Checking"),
         );

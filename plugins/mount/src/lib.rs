@@ -41,6 +41,7 @@ impl Plugin for MountPlugin {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_setting(
             Setting::bytesize("mount-cache-size")
+                .subcommands(&["mount"])
                 .metavar("SIZE")
                 .default("32MiB")
                 .help("keep up to SIZE of file data read through 'obnam mount' in memory")

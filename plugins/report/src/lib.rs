@@ -27,6 +27,7 @@ impl Plugin for ReportPlugin {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_setting(
             Setting::string("warn-age")
+                .subcommands(&["nagios-last-backup-age"])
                 .metavar("AGE")
                 .default("1d")
                 .help(
@@ -37,6 +38,7 @@ impl Plugin for ReportPlugin {
         );
         app.add_setting(
             Setting::string("critical-age")
+                .subcommands(&["nagios-last-backup-age"])
                 .metavar("AGE")
                 .default("3d")
                 .help(
@@ -47,6 +49,7 @@ impl Plugin for ReportPlugin {
         );
         app.add_setting(
             Setting::string("testing-now")
+                .subcommands(&["nagios-last-backup-age"])
                 .metavar("TIME")
                 .help(
                     "nagios-last-backup-age judges ages as if it were TIME (RFC 3339); for \

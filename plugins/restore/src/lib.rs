@@ -52,12 +52,14 @@ impl Plugin for RestorePlugin {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_setting(
             Setting::string("to")
+                .subcommands(&["restore"])
                 .metavar("DIR")
                 .help("restore into DIR, which must be empty or not exist yet")
                 .group(GROUP_RESTORE),
         );
         app.add_setting(
             Setting::string("generation")
+                .subcommands(&["restore", "ls", "find", "dump", "verify", "kdirstat"])
                 .metavar("GEN")
                 .help(
                     "the generation to work on: an id, or 'latest' for the newest one \
@@ -68,12 +70,14 @@ impl Plugin for RestorePlugin {
         );
         app.add_setting(
             Setting::integer("verify-randomly")
+                .subcommands(&["verify"])
                 .metavar("N")
                 .help("with verify: check only N regular files chosen at random (0: everything)")
                 .group(GROUP_RESTORE),
         );
         app.add_setting(
             Setting::integer("restore-workers")
+                .subcommands(&["restore"])
                 .metavar("N")
                 .help("restore N files at once (0: four per processor, from 4 to 32; at most 4 from sftp:// or s3://)")
                 .group(GROUP_PERFORMANCE),

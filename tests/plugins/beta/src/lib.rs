@@ -6,7 +6,8 @@
 
 use obnam_testplugin_payloads::AlphaEvent;
 use plugin_api::{
-    App, Context, DataFilter, Plugin, Result, PRIORITY_DEFAULT, PRIORITY_EARLY, PRIORITY_LATE,
+    App, Context, DataFilter, Plugin, Result, Setting, PRIORITY_DEFAULT, PRIORITY_EARLY,
+    PRIORITY_LATE,
 };
 
 #[derive(Default)]
@@ -70,6 +71,15 @@ impl DataFilter for Brackets {
 
 impl Plugin for Beta {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
+        // A setting that belongs to other plugins' subcommands: their help
+        // lists it, the rest do not.
+        app.add_setting(
+            Setting::string("beta-note")
+                .metavar("TEXT")
+                .help("a note for alpha-show and backup")
+                .group("Beta testing")
+                .subcommands(&["alpha-show", "backup", "no-such-subcommand"]),
+        );
         // Registered late-first on purpose: order must follow priority.
         app.add_callback::<AlphaEvent, _>("alpha-event", PRIORITY_LATE, |_, ev| {
             mark(ev, "beta750")
