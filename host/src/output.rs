@@ -100,3 +100,14 @@ pub fn clear_status() {
         eprint!("\r\x1b[K");
     }
 }
+
+/// Tell the user something they should not miss, once, on standard error
+/// (unless `--quiet`): not a warning, since nothing went wrong.
+pub fn notice(text: &str, quiet: bool) {
+    tracing::info!("{text}");
+    if quiet || terminal_silenced() {
+        return;
+    }
+    clear_status();
+    eprintln!("obnam: {text}");
+}

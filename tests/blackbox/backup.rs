@@ -542,3 +542,100 @@ fn what_fails_now_keeps_its_previous_version() {
     assert_eq!(fs::read(restored.join("dir/inner")).unwrap(), b"inner one");
     assert_eq!(fs::read(restored.join("other")).unwrap(), b"other two");
 }
+
+/// The lines of a run's standard error that announce a new repository.
+fn creation_notices(run: &Run) -> Vec<String> {
+    run.stderr
+        .lines()
+        .filter(|l| l.contains("created a new"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_first_backup_says_once_that_it_created_a_repository() {
+    let w = world();
+    w.file("a", b"hello");
+    let first = w.backup(&[]).ok();
+    let notices = creation_notices(&first);
+    assert_eq!(notices.len(), 1, "{first:#?}");
+    let repo = w.repo.to_str().unwrap();
+    assert!(notices[0].contains(repo), "names the path: {notices:?}");
+    assert!(
+        notices[0].contains("not encrypted") && notices[0].contains("--encrypt"),
+        "suggests --encrypt: {notices:?}"
+    );
+    // Only the run that made it says so.
+    let second = w.backup(&[]).ok();
+    assert_eq!(
+        creation_notices(&second),
+        Vec::<String>::new(),
+        "{second:#?}"
+    );
+
+    // An encrypted one says what it is, and suggests nothing.
+    let w = world();
+    w.file("a", b"hello");
+    let passphrase = w.env.write("passphrase", "correct horse");
+    let run = w
+        .backup(&[
+            "--encrypt",
+            "--passphrase-file",
+            passphrase.to_str().unwrap(),
+        ])
+        .ok();
+    let notices = creation_notices(&run);
+    assert_eq!(notices.len(), 1, "{run:#?}");
+    assert!(
+        notices[0].contains("new encrypted repository"),
+        "{notices:?}"
+    );
+    assert!(!notices[0].contains("--encrypt"), "{notices:?}");
+
+    // --quiet silences it.
+    let w = world();
+    w.file("a", b"hello");
+    let run = w.backup(&["--quiet"]).ok();
+    assert_eq!(run.stderr, "", "{run:#?}");
+}
+
+#[test]
+fn of_simultaneous_first_backups_only_the_creator_says_so() {
+    let w = world();
+    w.file("a", b"hello");
+    let data = w.data.to_str().unwrap().to_string();
+    let children: Vec<std::process::Child> = (0..4)
+        .map(|i| {
+            w.env
+                .obnam()
+                .arg("--repository")
+                .arg(&w.repo)
+                .args(["--client-name", &format!("client{i}"), "backup", &data])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start obnam")
+        })
+        .collect();
+    let runs: Vec<Run> = children
+        .into_iter()
+        .map(|c| Run::from_output(c.wait_with_output().expect("wait")))
+        .map(Run::ok)
+        .collect();
+    let notices: usize = runs.iter().map(|r| creation_notices(r).len()).sum();
+    assert_eq!(notices, 1, "{runs:#?}");
+}
+
+#[test]
+fn commands_that_only_read_create_nothing_and_announce_nothing() {
+    let w = world();
+    for args in [&["generations"][..], &["ls"], &["fsck"]] {
+        let run = w.obnam(args).fails().no_rust_panic();
+        assert!(
+            run.stderr.contains("is not an obnam repository"),
+            "{args:?}: {run:#?}"
+        );
+        assert_eq!(creation_notices(&run), Vec::<String>::new(), "{run:#?}");
+        assert!(!w.repo.exists(), "{args:?} made {}", w.repo.display());
+    }
+}

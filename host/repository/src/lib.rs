@@ -200,6 +200,8 @@ pub struct Repository {
     locks: lock::Locks,
     /// The time generations record (real, unless a test set it).
     clock: GenerationClock,
+    /// Whether this process created the repository when it opened it.
+    created: bool,
 }
 
 impl Repository {
@@ -235,6 +237,13 @@ impl Repository {
     /// Bytes written to storage by this process.
     pub fn bytes_written(&self) -> u64 {
         self.storage.bytes_written()
+    }
+
+    /// Whether opening it created it: true in the one process that wrote
+    /// its config, false in every other, even one that asked to create it
+    /// and found that another process had just done so.
+    pub fn created_by_this_process(&self) -> bool {
+        self.created
     }
 
     /// Whether the repository is sealed (encrypted).

@@ -63,6 +63,7 @@ impl Repository {
         filter: Arc<dyn ObjectFilter>,
     ) -> RepoResult<Self> {
         let storage = Storage::open(url, &options.storage)?;
+        let mut created = false;
         let (config, token_key) = match storage.read_limited("config", RECORD_LIMIT) {
             Ok(bytes) => {
                 let config = parse_config(url, &bytes)?;
@@ -70,19 +71,28 @@ impl Repository {
             }
             Err(StorageError::NotFound { .. }) if options.create => {
                 match create(&storage, options, filter.as_ref()) {
-                    Ok(unlocked) => unlocked,
+                    Ok((unlocked, won)) => {
+                        created = won;
+                        unlocked
+                    }
                     Err(e) => {
                         storage.abandon_creation();
                         return Err(e);
                     }
                 }
             }
-            Err(StorageError::NotFound { .. }) => {
-                return Err(RepoError::NotARepository {
-                    url: url.to_string(),
-                })
+            Err(e) => {
+                // Opening a local folder makes it: a reader pointed at the
+                // wrong path must not leave one behind (only folders this
+                // open made, and only while empty, are removed).
+                storage.abandon_creation();
+                return Err(match e {
+                    StorageError::NotFound { .. } => RepoError::NotARepository {
+                        url: url.to_string(),
+                    },
+                    e => e.into(),
+                });
             }
-            Err(e) => return Err(e.into()),
         };
         let repo = Repository {
             codec: Codec::new(filter, &config),
@@ -94,6 +104,7 @@ impl Repository {
             clock: GenerationClock::new(options.generation_clock),
             storage,
             config,
+            created,
         };
         repo.load_index()?;
         Ok(repo)
@@ -102,12 +113,13 @@ impl Repository {
 
 /// Create a new repository in `storage` (or open the one another process
 /// created meanwhile): claim the creation, then let the filters choose
-/// the seal and write the key slots and the config.
+/// the seal and write the key slots and the config. Also says whether
+/// this process made it (false: another one did meanwhile).
 fn create(
     storage: &Storage,
     options: &OpenOptions,
     filter: &dyn ObjectFilter,
-) -> RepoResult<(RepoConfig, Option<[u8; 32]>)> {
+) -> RepoResult<((RepoConfig, Option<[u8; 32]>), bool)> {
     let guard = match creation::claim(storage, options.lock_timeout)? {
         creation::Claim::Won(guard) => guard,
         creation::Claim::Created(bytes) => {
@@ -116,7 +128,7 @@ fn create(
                 "repository {} was created meanwhile by another obnam; using it",
                 storage.url()
             );
-            return keys::unlock(storage, filter, config, None);
+            return Ok((keys::unlock(storage, filter, config, None)?, false));
         }
     };
     let config = RepoConfig {
@@ -128,5 +140,5 @@ fn create(
     };
     // The guard removes the claim when this returns, in success or
     // failure (and before the caller abandons a failed creation).
-    keys::unlock(storage, filter, config, Some(&guard))
+    Ok((keys::unlock(storage, filter, config, Some(&guard))?, true))
 }

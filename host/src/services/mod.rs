@@ -319,6 +319,9 @@ impl Host {
                 let options = open_options(&self.values, create, lock_timeout)?;
                 let filter = Arc::new(HookFilter::new(self.myself.clone()));
                 let repo = Arc::new(Repository::open(url, &options, filter).map_err(Error::msg)?);
+                if repo.created_by_this_process() {
+                    announce_new_repository(&repo, self.quiet);
+                }
                 *slot = Some(repo.clone());
                 repo
             }
@@ -329,6 +332,22 @@ impl Host {
             self.bug.clone(),
         )))
     }
+}
+
+/// Say that a run created a repository, so that a mistyped `--repository`
+/// does not pass unnoticed (the run itself goes on into the new one), and
+/// that encryption is chosen now or never.
+fn announce_new_repository(repo: &Repository, quiet: bool) {
+    let url = repo.url();
+    let text = if repo.is_sealed() {
+        format!("created a new encrypted repository at {url}")
+    } else {
+        format!(
+            "created a new repository at {url}; it is not encrypted \
+             (to encrypt a new repository, give --encrypt to its first backup)"
+        )
+    };
+    crate::output::notice(&text, quiet);
 }
 
 /// How to open the repository, from the settings.
