@@ -111,6 +111,9 @@ impl Repository {
     }
 }
 
+/// A repository's config and its token key, as [`keys::unlock`] gives them.
+type Unlocked = (RepoConfig, Option<[u8; 32]>);
+
 /// Create a new repository in `storage` (or open the one another process
 /// created meanwhile): claim the creation, then let the filters choose
 /// the seal and write the key slots and the config. Also says whether
@@ -119,7 +122,7 @@ fn create(
     storage: &Storage,
     options: &OpenOptions,
     filter: &dyn ObjectFilter,
-) -> RepoResult<((RepoConfig, Option<[u8; 32]>), bool)> {
+) -> RepoResult<(Unlocked, bool)> {
     let guard = match creation::claim(storage, options.lock_timeout)? {
         creation::Claim::Won(guard) => guard,
         creation::Claim::Created(bytes) => {
