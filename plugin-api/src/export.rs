@@ -20,15 +20,21 @@ macro_rules! __root_module_symbol {
 /// Export a plugin from a `cdylib` crate.
 ///
 /// `$name` is the plugin's name (unique among loaded plugins, shown by
-/// `obnam plugins`); `$plugin` is a type implementing [`Plugin`] and
-/// `Default`. The plugin's version is its crate's `CARGO_PKG_VERSION`.
+/// `obnam plugins`); `$plugin`, if given, is a type implementing [`Plugin`]
+/// and `Default`, whose `enable` registers by hand. Whatever the plugin
+/// declared with [`submit!`](crate::submit) is registered too (after
+/// `enable`). The plugin's version is its crate's `CARGO_PKG_VERSION`.
 ///
 /// ```ignore
-/// plugin_api::export_plugin!("hello", HelloPlugin);
+/// plugin_api::export_plugin!("hello", HelloPlugin); // enable, and declarations
+/// plugin_api::export_plugin!("hello");              // declarations only
 /// ```
 #[macro_export]
 macro_rules! export_plugin {
-    ($name:expr, $plugin:ty) => {
+    ($name:expr $(,)?) => {
+        $crate::export_plugin!($name, $crate::__private::DeclarationsOnly);
+    };
+    ($name:expr, $plugin:ty $(,)?) => {
         #[doc(hidden)]
         #[unsafe(export_name = $crate::__root_module_symbol!())]
         pub static OBNAM_PLUGIN_LIB_HEADER: $crate::__private::LibHeader = {
@@ -60,6 +66,7 @@ macro_rules! export_plugin {
 pub mod __private {
     pub use abi_stable::library::{LibHeader, RootModuleResult};
     pub use abi_stable::std_types::RStr;
+    pub use inventory;
 
     use super::*;
 
@@ -97,12 +104,27 @@ pub mod __private {
         .leak_into_prefix()
     }
 
-    /// Enable a plugin of type `P`.
+    /// Enable a plugin of type `P`: its own registrations, then its
+    /// declarations.
     pub fn enable<P: Plugin + Default>(registrar: RegistrarMut<'_>) -> AbiResult<()> {
         guard::guarded(|| {
             let plugin = P::default();
-            plugin.enable(&mut App::new(registrar))
+            let mut app = App::new(registrar);
+            plugin.enable(&mut app)?;
+            crate::declare::register_all(&mut app);
+            Ok(())
         })
+    }
+
+    /// The plugin of `export_plugin!(NAME)`: it registers only what was
+    /// declared with `submit!`.
+    #[derive(Default)]
+    pub struct DeclarationsOnly;
+
+    impl Plugin for DeclarationsOnly {
+        fn enable(&self, _: &mut App<'_>) -> crate::Result<()> {
+            Ok(())
+        }
     }
 
     extern "C" fn init(logger: HostLoggerBox, max_level: LogLevel) {

@@ -8,6 +8,9 @@
 //! * [`Plugin`]: the trait a plugin implements; its [`enable`](Plugin::enable)
 //!   method registers what the plugin offers through an [`App`];
 //! * [`export_plugin!`]: the one macro that exports the plugin from its library;
+//! * [`submit!`] and the [`declare`] module: subcommands, settings, hooks,
+//!   callbacks and filters declared where they are defined, registered
+//!   without a hand-written `enable`;
 //! * [`Setting`]: typed settings (string, list, boolean, integer, byte size,
 //!   choice) that become command-line options, config keys and environment variables;
 //! * hooks: plain hooks with typed payloads, JSON hooks, and filter hooks;
@@ -54,6 +57,7 @@
 pub mod abi;
 mod app;
 mod context;
+pub mod declare;
 mod entry;
 mod error;
 mod export;

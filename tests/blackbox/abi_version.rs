@@ -37,7 +37,7 @@ fn build_plugin_against(root: &Path, api_version: &str) -> PathBuf {
         format!(
             "[package]\nname = \"obnam-plugin-api\"\nversion = \"{api_version}\"\nedition = \"2021\"\n\n\
              [lib]\nname = \"plugin_api\"\n\n[dependencies]\nabi_stable = \"0.11.3\"\n\
-             serde_json = \"1\"\ntracing = \"0.1.44\"\ntracing-core = \"0.1\"\n"
+             serde_json = \"1\"\ntracing = \"0.1.44\"\ntracing-core = \"0.1\"\ninventory = \"0.3\"\n"
         ),
     )
     .unwrap();

@@ -91,12 +91,21 @@ fn third_party_plugins_build_alone_and_work_in_a_backup() {
         "{}",
         listed.stdout
     );
-    let help = obnam(&["--help"]).ok();
+    // skip-marker says its setting belongs to backup (and verify);
+    // backup-summary says nothing, so its setting is under every subcommand.
+    let help = obnam(&["backup", "--help"]).ok();
     assert!(
         help.stdout.contains("--skip-marker <TEXT>"),
         "{}",
         help.stdout
     );
+    assert!(
+        help.stdout.contains("--summary-file <FILE>"),
+        "{}",
+        help.stdout
+    );
+    let help = obnam(&["--help"]).ok();
+    assert!(!help.stdout.contains("--skip-marker"), "{}", help.stdout);
     assert!(
         help.stdout.contains("--summary-file <FILE>"),
         "{}",

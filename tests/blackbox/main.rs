@@ -7,6 +7,7 @@ mod backup;
 mod changing;
 mod compression;
 mod concurrency;
+mod declarations;
 mod encryption;
 mod examples;
 mod exclude;
