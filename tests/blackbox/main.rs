@@ -8,6 +8,7 @@ mod changing;
 mod compression;
 mod concurrency;
 mod declarations;
+mod docs_settings;
 mod encryption;
 mod examples;
 mod exclude;
