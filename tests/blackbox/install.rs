@@ -124,3 +124,62 @@ fn completions_include_third_party_plugins_and_bad_shells_are_named() {
     let run = env.run(["manpage", "extra"]).fails().no_rust_panic();
     assert!(run.stderr.contains("takes no arguments"), "{run:#?}");
 }
+
+/// Ask the completion function bash loaded from `obnam completions bash`
+/// what it offers after `words` (the last one being completed).
+fn bash_completes(env: &TestEnv, words: &[&str]) -> Vec<String> {
+    let script = env.run(["completions", "bash"]).ok().stdout;
+    let file = env.write("obnam.bash", script);
+    let words_array = words
+        .iter()
+        .map(|w| format!("'{w}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let program = format!(
+        "source '{}'\n\
+         complete -p obnam >&2 || exit 9\n\
+         COMP_WORDS=({words_array}); COMP_CWORD={}\n\
+         COMP_LINE='{}'; COMP_POINT=${{#COMP_LINE}}\n\
+         func=$(complete -p obnam | sed -n 's/.*-F \\([^ ]*\\) .*/\\1/p')\n\
+         \"$func\" obnam '{}' '{}'\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display(),
+        words.len() - 1,
+        words.join(" "),
+        words[words.len() - 1],
+        words[words.len().saturating_sub(2)],
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(program)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bash did not load the completions: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("obnam"),
+        "complete -p obnam: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn bash_loads_the_completions_and_completes_subcommands_and_settings() {
+    let env = TestEnv::new();
+    let offered = bash_completes(&env, &["obnam", "rest"]);
+    assert_eq!(offered, ["restore"], "{offered:?}");
+    let offered = bash_completes(&env, &["obnam", "restore", "--t"]);
+    assert!(offered.iter().any(|w| w == "--to"), "{offered:?}");
+    let offered = bash_completes(&env, &["obnam", "backup", "--exclude-"]);
+    assert!(
+        offered.iter().any(|w| w == "--exclude-caches"),
+        "{offered:?}"
+    );
+}

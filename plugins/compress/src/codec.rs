@@ -455,7 +455,10 @@ pub(crate) mod tests {
         for codec in Codec::ALL {
             let stored = compress(codec, codec.default_level(), "chunk/x", &mixed).unwrap();
             assert_eq!(decompress(codec, "chunk/x", &stored).unwrap(), mixed);
-            assert_eq!(compress(codec, codec.default_level(), "chunk/x", &noise(n)), None);
+            assert_eq!(
+                compress(codec, codec.default_level(), "chunk/x", &noise(n)),
+                None
+            );
         }
         // Small objects are never probed (they are compressed or not on
         // their own merits).
