@@ -161,9 +161,18 @@ fn four_creators_at_once_with(backend: Backend, encrypted: bool) {
                 .unwrap()
         })
         .collect();
+    let mut notices = 0;
     for child in children {
-        Run::from_output(child.wait_with_output().unwrap()).ok();
+        let run = Run::from_output(child.wait_with_output().unwrap()).ok();
+        notices += run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("created a new"))
+            .count();
     }
+    // Only the one whose config is there says it created the repository,
+    // even on a store that ignores conditional writes.
+    assert_eq!(notices, 1, "creation notices");
     let clients = run(cmd("client0").arg("clients")).ok();
     assert_eq!(clients.stdout, "client0\nclient1\nclient2\nclient3\n");
     if encrypted {

@@ -143,5 +143,10 @@ fn create(
     };
     // The guard removes the claim when this returns, in success or
     // failure (and before the caller abandons a failed creation).
-    Ok((keys::unlock(storage, filter, config, Some(&guard))?, true))
+    let ours = config.id.clone();
+    let unlocked = keys::unlock(storage, filter, config, Some(&guard))?;
+    // On a store without conditional writes two processes may both win
+    // the claim; the config that is there says whose repository it is.
+    let won = unlocked.0.id == ours;
+    Ok((unlocked, won))
 }
