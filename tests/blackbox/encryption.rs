@@ -111,7 +111,8 @@ fn an_encrypted_repository_round_trips_and_its_files_give_nothing_away() {
     backup(&w, "hunter2", &["--encrypt"]).ok();
     let config = fs::read_to_string(w.repo.join("config")).unwrap();
     assert!(config.contains("\"filter\": \"encrypt\""), "{config}");
-    assert!(config.contains("\"version\": 3"), "{config}");
+    assert!(config.contains("\"version\": 4"), "{config}");
+    assert!(config.contains("\"tokens\": \"blake3\""), "{config}");
 
     for (path, bytes) in files_under(&w.repo) {
         for secret in &secrets {

@@ -14,8 +14,14 @@ use super::error::{RepoError, RepoResult};
 /// seal (so that an obnam that knows only version 1 refuses it rather than
 /// write plain objects into it); version 3, sealed or not, stores a
 /// checksum with every object that is not named by its content, so that
-/// nothing read back is used unverified. Versions 1 and 2 are still read.
-pub const FORMAT_VERSION: u32 = 3;
+/// nothing read back is used unverified; version 4 names the function of
+/// its tokens (`tokens`: BLAKE3), where older versions use SHA-256, so that
+/// an obnam that knows only SHA-256 tokens refuses it rather than store
+/// every chunk again under tokens of its own. Versions 1 to 3 are still
+/// read (and written to: a repository keeps its version and its tokens).
+pub const FORMAT_VERSION: u32 = 4;
+/// The first version that names its token function.
+pub(crate) const FIRST_TOKENS_VERSION: u32 = 4;
 /// The first version whose objects carry checksums.
 pub(crate) const FIRST_CHECKSUM_VERSION: u32 = 3;
 /// The most read of a plain record (the config, a key slot).
@@ -35,6 +41,10 @@ pub struct RepoConfig {
     /// that filter records (its cipher, say). Absent: not sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<serde_json::Value>,
+    /// The function tokens are made with (version 4 on: `blake3`).
+    /// Absent (versions 1 to 3): SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<String>,
 }
 
 impl RepoConfig {
@@ -71,9 +81,29 @@ pub(crate) fn parse_config(url: &str, bytes: &[u8]) -> RepoResult<RepoConfig> {
     // Version 1 predates seals and version 2 is always sealed: a config
     // that says otherwise was not written by obnam.
     match (config.version, config.seal.is_some()) {
-        (0, _) => Err(RepoError::corrupt("config", "it has version 0")),
-        (1, true) => Err(RepoError::corrupt("config", "version 1 cannot have a seal")),
-        (2, false) => Err(RepoError::corrupt("config", "version 2 must have a seal")),
-        _ => Ok(config),
+        (0, _) => return Err(RepoError::corrupt("config", "it has version 0")),
+        (1, true) => return Err(RepoError::corrupt("config", "version 1 cannot have a seal")),
+        (2, false) => return Err(RepoError::corrupt("config", "version 2 must have a seal")),
+        _ => {}
+    }
+    // From version 4 the token function is named, and must be one this
+    // obnam makes: a wrong guess would store every chunk again.
+    match (
+        config.version >= FIRST_TOKENS_VERSION,
+        config.tokens.as_deref(),
+    ) {
+        (true, Some(crate::tokens::TokenFunction::BLAKE3)) | (false, None) => Ok(config),
+        (true, Some(other)) => Err(RepoError::corrupt(
+            "config",
+            format!("it names the token function '{other}', which this obnam does not know"),
+        )),
+        (true, None) => Err(RepoError::corrupt(
+            "config",
+            format!("version {} must name its token function", config.version),
+        )),
+        (false, Some(_)) => Err(RepoError::corrupt(
+            "config",
+            format!("version {} cannot name a token function", config.version),
+        )),
     }
 }

@@ -102,6 +102,7 @@ fn valid_generation() -> Vec<u8> {
 }
 
 const VALID_CONFIG: &[u8] = br#"{"format": "obnam-repository", "version": 3, "id": "00112233445566778899aabbccddeeff", "created": "2026-12-01T00:00:00Z"}"#;
+const VALID_CONFIG_V4: &[u8] = br#"{"format": "obnam-repository", "version": 4, "id": "00112233445566778899aabbccddeeff", "created": "2026-12-01T00:00:00Z", "tokens": "blake3"}"#;
 
 /// Every decoder of the engine on the same bytes: none may panic.
 fn decode_everything(data: &[u8]) {
@@ -165,6 +166,7 @@ proptest! {
     fn mutated_records_never_panic(m in mutations(5)) {
         decode_everything(&mutate(valid_generation(), &m));
         decode_everything(&mutate(VALID_CONFIG.to_vec(), &m));
+        decode_everything(&mutate(VALID_CONFIG_V4.to_vec(), &m));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Identifiers of repository objects, each a type of its own.
 //!
-//! * [`Token`]: the dedup key of a chunk, SHA-256 of its plain data
-//!   (keyed once the repository is encrypted).
+//! * [`Token`]: the dedup key of a chunk, a hash of its plain data
+//!   (BLAKE3 in repositories of format version 4, SHA-256 before; keyed
+//!   once the repository is encrypted).
 //! * [`ChunkId`]: names one stored copy of a chunk: its token plus a
 //!   variant, 0 for the first copy. Two copies of one token (a deliberate
 //!   second copy, or two different chunks whose tokens collide) differ in
@@ -45,6 +46,17 @@ impl Token {
             .expect("HMAC takes a key of any length");
         mac.update(data);
         Token(mac.finalize().into_bytes().into())
+    }
+
+    /// BLAKE3 of `data`: the token of a plain repository of version 4.
+    pub fn blake3(data: &[u8]) -> Self {
+        Token(*blake3::hash(data).as_bytes())
+    }
+
+    /// BLAKE3 of `data` in its keyed mode (a MAC) under `key`: the token
+    /// of a sealed repository of version 4.
+    pub fn blake3_keyed(key: &[u8; 32], data: &[u8]) -> Self {
+        Token(*blake3::keyed_hash(key, data).as_bytes())
     }
 }
 

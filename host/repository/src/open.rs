@@ -13,7 +13,7 @@ use super::error::{RepoError, RepoResult};
 use super::ids::ObjectId;
 use super::object::ObjectFilter;
 use super::storage::{Storage, StorageError, StorageOptions};
-use super::tokens::Tokens;
+use super::tokens::{TokenFunction, Tokens};
 use super::upload::Uploads;
 use super::{creation, keys, lock, Repository};
 
@@ -96,7 +96,7 @@ impl Repository {
         };
         let repo = Repository {
             codec: Codec::new(filter, &config),
-            tokens: Tokens::new(token_key, options.weak_tokens),
+            tokens: Tokens::new(TokenFunction::of(&config), token_key, options.weak_tokens),
             uploads: Uploads::new(options.pack_size, storage.capabilities()),
             catalog: Catalog::default(),
             caches: Default::default(),
@@ -140,6 +140,7 @@ fn create(
         id: ObjectId::random().to_hex(),
         created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         seal: None,
+        tokens: Some(TokenFunction::BLAKE3.into()),
     };
     // The guard removes the claim when this returns, in success or
     // failure (and before the caller abandons a failed creation).

@@ -88,7 +88,7 @@ fn unknown_format_version_is_refused() {
     drop(open(dir.path(), 1 << 20));
     let config = dir.path().join("config");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("\"version\": 3", "\"version\": 99")).unwrap();
+    std::fs::write(&config, text.replace("\"version\": 4", "\"version\": 99")).unwrap();
     let err = Repository::open(
         dir.path().to_str().unwrap(),
         &OpenOptions::default(),
@@ -99,10 +99,76 @@ fn unknown_format_version_is_refused() {
     assert_eq!(
         err.to_string(),
         format!(
-            "repository {} has format version 99, which is newer than this obnam supports (3); upgrade obnam",
+            "repository {} has format version 99, which is newer than this obnam supports (4); upgrade obnam",
             dir.path().display()
         )
     );
+}
+
+#[test]
+fn a_new_repository_makes_blake3_tokens_and_an_older_one_keeps_sha256() {
+    let data = b"the same chunk in two repositories".to_vec();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    assert_eq!(repo.config().version, 4);
+    assert_eq!(repo.config().tokens.as_deref(), Some("blake3"));
+    assert_eq!(repo.token(&data), Token::blake3(&data));
+    drop(repo);
+
+    // A version 3 repository (before any data: the config alone says
+    // what its tokens are) keeps making SHA-256 tokens, and stays version 3.
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), 1 << 20));
+    let config = dir.path().join("config");
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    value["version"] = 3.into();
+    value.as_object_mut().unwrap().remove("tokens");
+    std::fs::write(&config, serde_json::to_vec(&value).unwrap()).unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    assert_eq!(repo.token(&data), Token::of(&data));
+    let id = repo.put_chunk(repo.token(&data), data.clone()).unwrap();
+    repo.flush().unwrap();
+    drop(repo);
+    let repo = open(dir.path(), 1 << 20);
+    assert_eq!(repo.config().version, 3);
+    assert_eq!(repo.get_chunk(&id).unwrap(), data);
+}
+
+#[test]
+fn a_config_must_name_a_known_token_function_exactly_from_version_4() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), 1 << 20));
+    let config = dir.path().join("config");
+    let fresh: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    for (version, tokens, why) in [
+        (4, None, "version 4 must name its token function"),
+        (
+            4,
+            Some("md5"),
+            "it names the token function 'md5', which this obnam does not know",
+        ),
+        (3, Some("blake3"), "version 3 cannot name a token function"),
+    ] {
+        let mut value = fresh.clone();
+        value["version"] = version.into();
+        match tokens {
+            Some(t) => value["tokens"] = t.into(),
+            None => {
+                value.as_object_mut().unwrap().remove("tokens");
+            }
+        }
+        std::fs::write(&config, serde_json::to_vec(&value).unwrap()).unwrap();
+        let err = Repository::open(
+            dir.path().to_str().unwrap(),
+            &OpenOptions::default(),
+            Arc::new(NoFilters),
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains(why), "{version} {tokens:?}: {err}");
+    }
 }
 
 #[test]
@@ -470,13 +536,15 @@ fn a_sealed_repository_seals_every_object_and_keys_its_tokens() {
     let data = b"some secret file content".to_vec();
     let token = repo.token(&data);
     assert_ne!(token, Token::of(&data), "tokens are keyed");
+    assert_ne!(token, Token::blake3(&data), "tokens are keyed");
     let id = repo.put_chunk(token, data.clone()).unwrap();
     repo.add_client("c").unwrap();
     repo.flush().unwrap();
     drop(repo);
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("config")).unwrap()).unwrap();
-    assert_eq!(config["version"], 3);
+    assert_eq!(config["version"], 4);
+    assert_eq!(config["tokens"], "blake3");
     assert_eq!(config["seal"]["filter"], "xor");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("keys/slot1")).unwrap(),
