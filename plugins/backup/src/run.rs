@@ -78,7 +78,10 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         .unwrap_or_default();
     finished["client"] = settings.client.clone().into();
     finished["pretend"] = settings.pretend.into();
-    if ctx.string("output-format")?.as_deref() == Some("json") {
+    if matches!(
+        ctx.string("output-format")?.as_deref(),
+        Some("json" | "json-lines")
+    ) {
         // What the backup-finished hook gets, as one object: a program
         // that asked for JSON gets it even with --quiet.
         ctx.outln(&serde_json::to_string_pretty(&finished)?)?;

@@ -108,7 +108,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let bytes = restorer.bytes.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
     let errors = restorer.problems.into_lines();
-    if ctx.string("output-format")?.as_deref() == Some("json") {
+    if crate::listing::json_output(ctx)? {
         // One object, even with --quiet: a program asked for it.
         ctx.outln(&serde_json::to_string_pretty(&serde_json::json!({
             "generation": gen.id,
