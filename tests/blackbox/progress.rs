@@ -1,13 +1,14 @@
-//! Progress of backup: the `--output-format json-lines` stream (status
-//! objects, then one summary), which the other commands treat as `json`,
-//! and the status line on a terminal.
+//! Progress of backup and restore: the `--output-format json-lines`
+//! stream (status objects, then one summary), which the other commands
+//! treat as `json`, and the status line on a terminal.
 //!
 //! A slow store (`--testing-storage-faults slow=1`: every repository
-//! operation waits 1 to 300 ms) with small packs makes a backup
+//! operation waits 1 to 300 ms) with small packs makes a backup or restore
 //! of a small tree last several seconds, so that the stream has several
 //! status objects (one at the start, then one a second). No assertion is
 //! about time itself.
 
+use obnam_test_support::awkward::{assert_same, restored};
 use obnam_test_support::{noise, BackupWorld, Run};
 use serde_json::Value;
 
@@ -238,6 +239,44 @@ fn a_json_lines_stream_reports_failed_files_and_ends_with_the_summary() {
     let (_, summary) = split(&lines);
     assert_eq!(summary["pretend"], true, "{summary}");
     assert!(summary["generation"].is_null(), "{summary}");
+}
+
+#[test]
+fn a_json_lines_restore_through_a_slow_store_streams_status_then_one_summary() {
+    let w = BackupWorld::new("c");
+    let (files, _, file_bytes) = make_tree(&w);
+    w.backup(&["--pack-size", "64KiB"]).ok();
+    let to = w.env.path().join("restored");
+    let run = w
+        .obnam(&[
+            "restore",
+            "--to",
+            to.to_str().unwrap(),
+            "--output-format",
+            "json-lines",
+            "--restore-workers",
+            "1",
+            "--testing-storage-faults",
+            "slow=1,seed=5",
+        ])
+        .ok();
+    no_status_line(&run.stderr);
+    let lines = stream(&run);
+    let (status, summary) = split(&lines);
+    check_status(
+        &status,
+        &["files_done", "bytes_done", "files", "bytes", "errors"],
+        // The generation's size is that of its regular files.
+        (files, file_bytes),
+    );
+    for s in &status {
+        assert!(!s["files_total"].is_null(), "known from the start: {s}");
+    }
+    assert_eq!(u(summary, "files"), files, "{summary}");
+    assert_eq!(u(summary, "bytes"), file_bytes, "{summary}");
+    assert_eq!(u(summary, "errors"), 0, "{summary}");
+    assert_eq!(summary["problems"], serde_json::json!([]));
+    assert_same(&w.data, &restored(&to, &w.data));
 }
 
 #[test]
