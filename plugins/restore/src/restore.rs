@@ -601,7 +601,10 @@ impl Restorer<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for link in links {
+            // Done, as the generation's totals count it: a name, and the
+            // file's size again.
             self.entries_done.fetch_add(1, Ordering::Relaxed);
+            self.progress_bytes.fetch_add(link.size, Ordering::Relaxed);
             let path = names::from_parts(&link.parts);
             let leader = names::from_parts(&link.leader);
             if !ok.contains(&link.key) {
