@@ -80,7 +80,12 @@ fn completions(args: &[OsString], registry: &Registry) -> Result<()> {
 }
 
 fn plugins(host: &Host, registry: &Registry) -> Result<()> {
-    if host.values().string("output-format") == Some("json") {
+    // json-lines streams only from commands that report progress; here
+    // it is json.
+    if matches!(
+        host.values().string("output-format"),
+        Some("json" | "json-lines")
+    ) {
         let list: Vec<serde_json::Value> = registry
             .plugins
             .iter()

@@ -94,10 +94,12 @@ fn global() -> Vec<SettingDef> {
             "output-format",
             SettingKind::Choice,
             "FORMAT",
-            "format of structured output",
+            "format of structured output: json prints one JSON document; json-lines \
+             makes backup and restore print a stream of JSON objects, one per line \
+             (progress, then a summary), and the other commands what json prints",
             GROUP_GLOBAL,
         )
-        .choices(&["text", "json"]),
+        .choices(&["text", "json", "json-lines"]),
         def(
             "lock-timeout",
             SettingKind::Integer,

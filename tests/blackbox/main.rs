@@ -24,6 +24,7 @@ mod json_output;
 mod loading;
 mod logging;
 mod mount;
+mod progress;
 mod prune;
 mod prune_interleavings;
 mod remote;

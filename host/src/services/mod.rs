@@ -42,7 +42,9 @@ pub const DEFAULT_PACK_SIZE: u64 = obnam_repository::DEFAULT_PACK_SIZE;
 pub struct Host {
     registry: &'static Registry,
     values: Values,
-    quiet: bool,
+    /// No status line: `--quiet`, or `--output-format json-lines` (whose
+    /// stream on standard output is the progress).
+    no_status: bool,
     repository: Mutex<Option<Arc<Repository>>>,
     /// Whether a repository service met a bug it could not report.
     bug: Arc<ServiceBug>,
@@ -56,11 +58,12 @@ pub struct Host {
 impl Host {
     /// The host of this run over a registry and the effective settings.
     pub fn new(registry: &'static Registry, values: Values) -> Arc<Host> {
-        let quiet = values.boolean("quiet");
+        let no_status =
+            values.boolean("quiet") || values.string("output-format") == Some("json-lines");
         Arc::new_cyclic(|myself| Host {
             registry,
             values,
-            quiet,
+            no_status,
             repository: Mutex::new(None),
             bug: Arc::default(),
             myself: myself.clone(),
@@ -283,7 +286,7 @@ impl HostServices for Host {
 
     fn status(&self, line: RStr<'_>) {
         let _ = guarded(|| {
-            crate::output::status(line.as_str(), self.quiet);
+            crate::output::status(line.as_str(), self.no_status);
             Ok(())
         });
     }

@@ -216,12 +216,13 @@ impl Storer {
         let (id, added) = self.store(ctx, chunk)?;
         out.chunks.push(id);
         out.bytes_new += added;
-        after_chunk(added).map_err(ContentError::Fatal)
+        after_chunk(chunk.len() as u64, added).map_err(ContentError::Fatal)
     }
 }
 
-/// Called after each chunk with the bytes it added (for checkpoints).
-pub type AfterChunk<'f> = &'f (dyn Fn(u64) -> plugin_api::Result<()> + Sync);
+/// Called after each chunk with its length (for the progress) and the
+/// bytes it added to the repository (for checkpoints).
+pub type AfterChunk<'f> = &'f (dyn Fn(u64, u64) -> plugin_api::Result<()> + Sync);
 
 /// The hooks and buffers of one worker, reused file after file.
 pub struct ContentWriter<'a, 'c> {

@@ -11,13 +11,15 @@
 //! asked for), [`walk`] (finding objects, exclusion), [`metadata`] (what a
 //! `stat` says, and whether a file changed), [`content`] (reading, chunking,
 //! storing), [`run`] (the pipeline, checkpoints, the commit), [`stats`]
-//! (counting and progress).
+//! (counting and progress), [`scan`] (the totals the progress needs for a
+//! percentage, counted by a thread of their own).
 
 #![forbid(unsafe_code)]
 
 mod content;
 mod metadata;
 mod run;
+mod scan;
 mod settings;
 mod stats;
 mod walk;

@@ -16,6 +16,11 @@
 //! count to zero completes the directory; a worker that does so (or that
 //! fails, which stops the run) wakes the walker through the completions
 //! channel, on which the walker waits when it has nothing else to do.
+//!
+//! Progress is reported by a thread of its own (see the `progress`
+//! crate), from the counters in [`Stats`]; while someone sees it (a
+//! terminal, or a json-lines stream), the [`Scan`] counts on another
+//! thread what there is to back up, for a percentage and the time left.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
@@ -31,9 +36,11 @@ use plugin_api::payloads::{
     BACKUP_STARTING, BACKUP_STORE_CHUNK,
 };
 use plugin_api::{Context, Entry, EntryKind, GenerationBuilder, GenerationReader, Hook, Result};
+use progress::{Events, OutputFormat, Reporter, Show};
 
 use crate::content::{ContentError, ContentWriter, Walked};
 use crate::metadata::{self, Names};
+use crate::scan::Scan;
 use crate::settings::BackupSettings;
 use crate::stats::{add, Stats};
 use crate::walk::{self, Excluder};
@@ -63,12 +70,52 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         "pretend": settings.pretend,
     });
     ctx.call_json(BACKUP_STARTING, &mut starting)?;
-    let stats = Stats::default();
-    let generation = if settings.pretend {
-        pretend(ctx, &settings, &stats)?;
-        None
-    } else {
-        Some(real(ctx, &settings, &stats)?)
+    let show = Show::of(ctx)?;
+    let stats = Stats::new(Events::new(show));
+    let reporter = Reporter::new(ctx, show, stats.started);
+    // Totals are counted only for someone to see them.
+    let scan = (show != Show::Nothing).then(Scan::default);
+    let result = std::thread::scope(|scope| {
+        let scan = scan.as_ref();
+        if let Some(scan) = scan {
+            // Without the thread there are no totals, and no more harm.
+            let _ = std::thread::Builder::new()
+                .name("backup-scan".into())
+                .spawn_scoped(scope, || scan.run(&settings.roots));
+        }
+        // The scan stops when the backup does, however it ends.
+        let _stop = StopScan(scan);
+        let progress = Progress {
+            reporter: &reporter,
+            scan,
+        };
+        reporter.run(
+            |r| {
+                let snapshot = stats.snapshot(scan);
+                r.status(
+                    &stats.events,
+                    &snapshot,
+                    || stats.status_json(scan),
+                    || stats.progress(&snapshot, scan),
+                )
+            },
+            || {
+                if settings.pretend {
+                    pretend(ctx, &settings, &stats, progress).map(|()| None)
+                } else {
+                    real(ctx, &settings, &stats, progress).map(Some)
+                }
+            },
+        )
+    });
+    let generation = match result {
+        Ok(generation) => generation,
+        Err(e) => {
+            // The errors met so far are part of the stream; the error that
+            // stopped the run is on standard error.
+            let _ = reporter.flush(&stats.events);
+            return Err(e);
+        }
     };
     let mut finished = stats.to_json();
     finished["roots"] = roots_json;
@@ -78,15 +125,18 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         .unwrap_or_default();
     finished["client"] = settings.client.clone().into();
     finished["pretend"] = settings.pretend.into();
-    if ctx.string("output-format")?.as_deref() == Some("json") {
+    match settings.output {
         // What the backup-finished hook gets, as one object: a program
         // that asked for JSON gets it even with --quiet.
-        ctx.outln(&serde_json::to_string_pretty(&finished)?)?;
-    } else if !settings.quiet {
-        ctx.outln(&stats.summary(settings.pretend))?;
-        if let Some(id) = &generation {
-            ctx.outln(&format!("Generation {id}"))?;
+        OutputFormat::Json => ctx.outln(&serde_json::to_string_pretty(&finished)?)?,
+        OutputFormat::JsonLines => reporter.summary(&stats.events, &finished)?,
+        OutputFormat::Text if !settings.quiet => {
+            ctx.outln(&stats.summary(settings.pretend))?;
+            if let Some(id) = &generation {
+                ctx.outln(&format!("Generation {id}"))?;
+            }
         }
+        OutputFormat::Text => {}
     }
     ctx.call_json(BACKUP_FINISHED, &mut finished)?;
     if stats.had_errors() {
@@ -95,8 +145,32 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     Ok(())
 }
 
+/// How a run reports its progress: the reporter (whose stream may fail),
+/// and the scan, if one runs, which the walk tells what it leaves out.
+#[derive(Clone, Copy)]
+struct Progress<'a, 'c> {
+    reporter: &'a Reporter<'a, 'c>,
+    scan: Option<&'a Scan>,
+}
+
+/// Stops the scan when dropped.
+struct StopScan<'a>(Option<&'a Scan>);
+
+impl Drop for StopScan<'_> {
+    fn drop(&mut self) {
+        if let Some(scan) = self.0 {
+            scan.stop();
+        }
+    }
+}
+
 /// `--pretend`: walk and report, reading the repository only.
-fn pretend(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<()> {
+fn pretend<'c>(
+    ctx: &Context<'c>,
+    settings: &BackupSettings,
+    stats: &Stats,
+    progress: Progress<'_, 'c>,
+) -> Result<()> {
     let previous = match ctx.repository(false) {
         Ok(repo) => match repo.generations(&settings.client)?.last() {
             Some(gen) => Some(repo.open_generation(&settings.client, &gen.id)?),
@@ -105,7 +179,13 @@ fn pretend(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Resul
         // No repository yet: everything would be new.
         Err(_) => None,
     };
-    let mut walker = Walker::new(ctx, settings, stats, Sink::Pretend(previous.as_ref()))?;
+    let mut walker = Walker::new(
+        ctx,
+        settings,
+        stats,
+        progress,
+        Sink::Pretend(previous.as_ref()),
+    )?;
     for root in &settings.roots {
         walker.root(root)?;
     }
@@ -114,7 +194,12 @@ fn pretend(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Resul
 }
 
 /// A real backup: returns the new generation's id.
-fn real(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<String> {
+fn real<'c>(
+    ctx: &Context<'c>,
+    settings: &BackupSettings,
+    stats: &Stats,
+    progress: Progress<'_, 'c>,
+) -> Result<String> {
     let repo = ctx.repository(true)?;
     repo.add_client(&settings.client)?;
     repo.lock_client(&settings.client)?;
@@ -146,7 +231,7 @@ fn real(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<S
         checkpointing: Mutex::new(()),
         names: Names::default(),
     };
-    walk_with_workers(ctx, settings, &shared, split_hook, store_hook)?;
+    walk_with_workers(ctx, settings, &shared, progress, split_hook, store_hook)?;
     if let Some(e) = shared
         .fatal
         .lock()
@@ -173,10 +258,11 @@ fn real(ctx: &Context<'_>, settings: &BackupSettings, stats: &Stats) -> Result<S
 
 /// The walk on this thread, changed files read by `settings.threads`
 /// workers; returns when all are done.
-fn walk_with_workers(
-    ctx: &Context<'_>,
+fn walk_with_workers<'c>(
+    ctx: &Context<'c>,
     settings: &BackupSettings,
     shared: &Shared<'_>,
+    progress: Progress<'_, 'c>,
     split_hook: Hook<SplitRequest>,
     store_hook: Hook<StoreChunkRequest>,
 ) -> Result<()> {
@@ -205,6 +291,7 @@ fn walk_with_workers(
                 ctx,
                 settings,
                 shared.stats,
+                progress,
                 Sink::Build {
                     shared,
                     jobs: jobs_tx.clone(),
@@ -316,12 +403,19 @@ impl Shared<'_> {
     /// that completed its directory or stopped the run.
     fn back_up_file(&self, writer: &mut ContentWriter<'_, '_>, job: Job, done: &Sender<()>) {
         let mut wake = false;
+        // Bytes read so far, for the progress.
+        let read = AtomicU64::new(0);
         if !self.abort.load(Ordering::Relaxed) {
-            if let Err(e) = self.store_file(writer, &job) {
+            self.stats.current.set(job.path.as_os_str().as_bytes());
+            if let Err(e) = self.store_file(writer, &job, &read) {
                 self.fail(e);
                 wake = true;
             }
         }
+        // What the chunks did not count of the size the walk saw (all of
+        // it, for a file that failed or was never read).
+        self.stats
+            .done(job.entry.size.saturating_sub(read.load(Ordering::Relaxed)));
         if job.ticket.release() {
             wake = true;
         }
@@ -331,14 +425,23 @@ impl Shared<'_> {
         }
     }
 
-    fn store_file(&self, writer: &mut ContentWriter<'_, '_>, job: &Job) -> Result<()> {
+    fn store_file(
+        &self,
+        writer: &mut ContentWriter<'_, '_>,
+        job: &Job,
+        read: &AtomicU64,
+    ) -> Result<()> {
         let walked = Walked {
             size: job.entry.size,
             mtime: (job.entry.mtime, job.entry.mtime_ns),
             dev: job.entry.dev,
             ino: job.entry.ino,
         };
-        let after_chunk = |added: u64| {
+        let size = job.entry.size;
+        let after_chunk = |len: u64, added: u64| {
+            // Progress counts up to the size the walk saw, as the scan did.
+            let before = read.fetch_add(len, Ordering::Relaxed);
+            add(&self.stats.bytes_done, len.min(size.saturating_sub(before)));
             self.stored.fetch_add(added, Ordering::Relaxed);
             self.maybe_checkpoint()
         };
@@ -397,10 +500,12 @@ impl Shared<'_> {
     }
 }
 
-/// Report a file that could not be backed up.
+/// Report a file that could not be backed up (on standard error, and in
+/// a json-lines stream).
 fn report(stats: &Stats, path: &Path, reason: &str) {
     add(&stats.errors, 1);
     plugin_api::tracing::error!("{}: {reason}", path.display());
+    stats.events.error(&path.to_string_lossy(), reason);
 }
 
 /// Where the walk's findings go.
@@ -420,6 +525,7 @@ struct Walker<'a, 'c> {
     ctx: &'a Context<'c>,
     settings: &'a BackupSettings,
     stats: &'a Stats,
+    progress: Progress<'a, 'c>,
     sink: Sink<'a>,
     excluder: Excluder<'a, 'c>,
     /// Directories the walk has left, in that order, with their tickets.
@@ -432,12 +538,14 @@ impl<'a, 'c> Walker<'a, 'c> {
         ctx: &'a Context<'c>,
         settings: &'a BackupSettings,
         stats: &'a Stats,
+        progress: Progress<'a, 'c>,
         sink: Sink<'a>,
     ) -> Result<Self> {
         Ok(Walker {
             ctx,
             settings,
             stats,
+            progress,
             sink,
             excluder: Excluder::new(ctx, settings.repository_dir.clone())?,
             to_finish: VecDeque::new(),
@@ -512,11 +620,31 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
     }
 
+    /// A `--verbose` line (not in a json-lines stream, which holds only
+    /// JSON).
     fn say(&self, line: &str) -> Result<()> {
-        if self.settings.verbose {
+        if self.settings.verbose && self.settings.output != OutputFormat::JsonLines {
             self.ctx.outln(line)?;
         }
         Ok(())
+    }
+
+    /// The walk leaves out `meta` and, for a folder, what is below it:
+    /// not to be counted in the scan's totals.
+    fn left_out(&self, meta: &std::fs::Metadata) {
+        if let Some(scan) = self.progress.scan {
+            scan.left_out(meta);
+        }
+    }
+
+    /// The walk is done with an object: count it for the progress (a
+    /// folder that is not walked is left out of the totals instead).
+    fn skipped(&self, meta: &std::fs::Metadata) {
+        if meta.is_dir() {
+            self.left_out(meta);
+        } else {
+            self.stats.done(meta.len());
+        }
     }
 
     /// Back up one root, recording its parent directories first.
@@ -566,6 +694,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             Ok(e) => e,
             Err(e) => {
                 report(self.stats, path, &e.to_string());
+                self.skipped(&meta);
                 return self.keep_previous(path, previous);
             }
         };
@@ -580,6 +709,7 @@ impl<'a, 'c> Walker<'a, 'c> {
                 path,
                 "simulated failure (--testing-fail-matching)",
             );
+            self.skipped(&meta);
             return self.keep_previous(path, previous);
         }
         if entry.kind == EntryKind::Dir {
@@ -587,20 +717,28 @@ impl<'a, 'c> Walker<'a, 'c> {
             if path != Path::new("/") {
                 self.put(path, &entry)?;
             }
+            if let Some(scan) = self.progress.scan {
+                scan.entered(&meta);
+            }
             return self.walk_dir(path, root, root_stat);
         }
         add(&self.stats.files, 1);
         add(&self.stats.bytes_found, entry.size);
+        self.stats.current.offer(path.as_os_str().as_bytes());
         if let Some(prev) = previous
             .as_ref()
             .filter(|p| metadata::unchanged(&entry, p) && self.chunks_present(p))
         {
             entry.chunks = prev.chunks.clone();
             entry.checksum = prev.checksum.clone();
-            return self.put(path, &entry);
+            self.put(path, &entry)?;
+            self.stats.done(meta.len());
+            return Ok(());
         }
         if entry.kind != EntryKind::File {
-            return self.put(path, &entry);
+            self.put(path, &entry)?;
+            self.stats.done(meta.len());
+            return Ok(());
         }
         self.say(&format!(
             "{} {}",
@@ -615,6 +753,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             Sink::Pretend(_) => {
                 add(&self.stats.files_read, 1);
                 add(&self.stats.bytes_read, entry.size);
+                self.stats.done(meta.len());
                 Ok(())
             }
             Sink::Build { jobs, .. } => {
@@ -649,6 +788,8 @@ impl<'a, 'c> Walker<'a, 'c> {
             if self.aborted() {
                 break;
             }
+            // A json-lines stream that cannot be written stops the run.
+            self.progress.reporter.check()?;
             let prev = child
                 .file_name()
                 .and_then(|n| previous.remove(n.as_bytes()));
@@ -669,20 +810,16 @@ impl<'a, 'c> Walker<'a, 'c> {
                 seen,
             )? {
                 add(&self.stats.excluded, 1);
+                self.left_out(&meta);
                 self.say(&format!("excluded {} ({reason})", child.display()))?;
                 continue;
             }
             self.visit(&child, meta, prev, root, root_stat, &ticket)?;
-            self.progress();
         }
         // The walk leaves: the directory now waits only for its files.
         ticket.release();
         self.to_finish.push_back((dir.to_path_buf(), ticket));
         self.finish_ready(false)
-    }
-
-    fn progress(&self) {
-        self.ctx.status(&self.stats.progress());
     }
 
     /// Finish the directories whose files are all done, in order; with

@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use plugin_api::{
     App, Context, Result, Setting, GROUP_BACKUP, GROUP_DEVELOPMENT, GROUP_PERFORMANCE,
 };
+use progress::OutputFormat;
 use regex::Regex;
 
 /// Declare the backup's settings.
@@ -67,6 +68,8 @@ pub struct BackupSettings {
     pub pretend: bool,
     pub verbose: bool,
     pub quiet: bool,
+    /// `--output-format`.
+    pub output: OutputFormat,
     pub threads: usize,
     /// The repository's folder, if local: never backed up into itself.
     pub repository_dir: Option<PathBuf>,
@@ -113,6 +116,7 @@ impl BackupSettings {
             pretend: ctx.boolean("pretend")?,
             verbose: ctx.boolean("verbose")?,
             quiet: ctx.boolean("quiet")?,
+            output: OutputFormat::of(ctx)?,
             threads,
             repository_dir,
         })

@@ -3,6 +3,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use progress::{Amount, Current, Events, Snapshot};
+
+use crate::scan::Scan;
+
 /// The statistics of one run; shared by the walker and the workers.
 pub struct Stats {
     pub started: Instant,
@@ -18,6 +22,16 @@ pub struct Stats {
     pub bytes_found: AtomicU64,
     pub excluded: AtomicU64,
     pub errors: AtomicU64,
+    /// Non-directories dealt with, for the progress: recorded, read, or
+    /// failed (`files` counts only those backed up).
+    pub files_done: AtomicU64,
+    /// Of the sizes the walk saw, the part dealt with so far: a changed
+    /// file adds its chunks as they are stored, an unchanged one its size.
+    pub bytes_done: AtomicU64,
+    /// The file being worked on, for the progress.
+    pub current: Current,
+    /// The `error` objects of a json-lines stream.
+    pub events: Events,
 }
 
 impl Default for Stats {
@@ -32,6 +46,10 @@ impl Default for Stats {
             bytes_found: AtomicU64::new(0),
             excluded: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            files_done: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+            current: Current::default(),
+            events: Events::default(),
         }
     }
 }
@@ -50,15 +68,71 @@ pub use plugin_api::human::bytes as human;
 use plugin_api::human::count;
 
 impl Stats {
-    /// A one-line progress report.
-    pub fn progress(&self) -> String {
-        format!(
+    /// Statistics whose json-lines stream (if any) gets `events`.
+    pub fn new(events: Events) -> Self {
+        Stats {
+            events,
+            ..Stats::default()
+        }
+    }
+
+    /// A non-directory of `size` bytes (as the walk saw it) is dealt with.
+    pub fn done(&self, size: u64) {
+        add(&self.files_done, 1);
+        add(&self.bytes_done, size);
+    }
+
+    /// Where the backup is, with the scan's totals once it has finished.
+    pub fn snapshot(&self, scan: Option<&Scan>) -> Snapshot {
+        Snapshot {
+            elapsed: self.started.elapsed().as_secs_f64(),
+            done: Amount::new(get(&self.files_done), get(&self.bytes_done)),
+            total: scan.and_then(Scan::total),
+            current: self.current.get(),
+        }
+    }
+
+    /// The status line: once the scan has finished, the percentage, the
+    /// time left and the current file; before, what was done, and what
+    /// the scan found so far.
+    pub fn progress(&self, snapshot: &Snapshot, scan: Option<&Scan>) -> String {
+        if let Some(line) = snapshot.line("", get(&self.errors)) {
+            return line;
+        }
+        let mut line = format!(
             "{}, {} read, {} new, {}",
             count(get(&self.files), "file", "files"),
             human(get(&self.bytes_read)),
             human(get(&self.bytes_new)),
             count(get(&self.errors), "error", "errors")
-        )
+        );
+        if let Some(scan) = scan {
+            let found = scan.so_far();
+            line.push_str(&format!(
+                "; found {}, {}",
+                count(found.files, "file", "files"),
+                human(found.bytes)
+            ));
+        }
+        line
+    }
+
+    /// The figures of a `status` object of the json-lines stream: those
+    /// of the summary so far, and the scan's.
+    pub fn status_json(&self, scan: Option<&Scan>) -> serde_json::Map<String, serde_json::Value> {
+        let mut fields = match self.to_json() {
+            serde_json::Value::Object(fields) => fields,
+            _ => serde_json::Map::new(),
+        };
+        // The status object's own `seconds` is the same.
+        fields.remove("seconds");
+        if let Some(scan) = scan {
+            let found = scan.so_far();
+            fields.insert("scan_finished".into(), scan.is_finished().into());
+            fields.insert("files_scanned".into(), found.files.into());
+            fields.insert("bytes_scanned".into(), found.bytes.into());
+        }
+        fields
     }
 
     /// Whether any file failed.

@@ -38,8 +38,13 @@ pub fn register(app: &mut App<'_>, state: Shared) {
     );
 }
 
+/// Whether `--output-format` asks for JSON: `json`, or `json-lines`,
+/// which is the same for commands that do not stream progress.
 fn json_output(ctx: &Context<'_>) -> Result<bool> {
-    Ok(ctx.string("output-format")?.as_deref() == Some("json"))
+    Ok(matches!(
+        ctx.string("output-format")?.as_deref(),
+        Some("json" | "json-lines")
+    ))
 }
 
 /// The open repository and its unlocked keys; an error if it is not

@@ -67,7 +67,7 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let request = Request {
         selection,
         pretend: ctx.boolean("pretend")?,
-        json: ctx.string("output-format")?.as_deref() == Some("json"),
+        json: crate::json_output(ctx)?,
     };
     let repo = ctx.repository(false)?;
     let clients = chosen_clients(ctx, &repo)?;

@@ -20,9 +20,11 @@ use crate::format;
 use crate::names::{self, escape};
 use crate::select;
 
-/// Whether `--output-format json` was given.
+/// Whether `--output-format` asks for JSON: `json`, or `json-lines`,
+/// which is the same for the commands that do not stream progress (all
+/// but restore).
 pub(crate) fn json_output(ctx: &Context<'_>) -> Result<bool> {
-    Ok(ctx.string("output-format")?.as_deref() == Some("json"))
+    Ok(progress::OutputFormat::of(ctx)?.is_json())
 }
 
 pub(crate) fn no_arguments(command: &str, args: &[OsString]) -> Result<()> {

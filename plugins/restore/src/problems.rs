@@ -8,18 +8,38 @@
 use std::fmt::Display;
 use std::sync::Mutex;
 
+use progress::Events;
+
 use crate::names::escape;
 
 /// The problems met so far. Safe to share between threads.
 #[derive(Default)]
 pub struct Problems {
     lines: Mutex<Vec<String>>,
+    /// The `error` objects of a json-lines stream.
+    events: Events,
 }
 
 impl Problems {
+    /// Problems that also go to a json-lines stream through `events`.
+    pub fn new(events: Events) -> Self {
+        Problems {
+            lines: Mutex::default(),
+            events,
+        }
+    }
+
+    /// The `error` objects for a json-lines stream.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
     /// Report a problem with `path` (shown escaped) and keep it.
     pub fn report(&self, path: &[u8], message: impl Display) {
-        let line = format!("{}: {message}", escape(path));
+        let path = escape(path);
+        let message = message.to_string();
+        let line = format!("{path}: {message}");
+        self.events.error(&path, &message);
         plugin_api::tracing::error!("{line}");
         self.lines
             .lock()
@@ -33,8 +53,18 @@ impl Problems {
     }
 
     /// Every problem reported, in order.
+    #[cfg(test)]
     pub fn into_lines(self) -> Vec<String> {
-        self.lines.into_inner().unwrap_or_else(|e| e.into_inner())
+        self.into_parts().0
+    }
+
+    /// Every problem reported, in order, and the `error` objects not yet
+    /// written to the stream.
+    pub fn into_parts(self) -> (Vec<String>, Events) {
+        (
+            self.lines.into_inner().unwrap_or_else(|e| e.into_inner()),
+            self.events,
+        )
     }
 }
 

@@ -34,6 +34,10 @@
 //! `--quiet`, which hides the per-entry errors, the final message lists the
 //! first few of them.
 //!
+//! Progress is reported by a thread of its own (see the `progress`
+//! crate): the bytes written so far against the size the generation
+//! records for what is restored, on a terminal or in a json-lines stream.
+//!
 //! Paths below the target are the generation's absolute paths: restoring
 //! `/home/x` into `DIR` makes `DIR/home/x`, and the directories on the way
 //! (`DIR/home`) get the metadata the generation records for them.
@@ -48,11 +52,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use plugin_api::{Context, Entry, EntryKind, Error, GenerationReader, Repository, Result};
+use plugin_api::{
+    Context, Entry, EntryKind, Error, GenerationInfo, GenerationReader, Repository, Result,
+};
+use progress::{Amount, Current, Events, OutputFormat, Reporter, Show, Snapshot};
 
 use crate::dir_cursor::DirCursor;
 use crate::fetch;
@@ -89,8 +96,8 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
 
     let started = Instant::now();
     let target = prepare_target(Path::new(&to))?;
+    let show = Show::of(ctx)?;
     let restorer = Restorer {
-        ctx,
         repo,
         reader: &reader,
         root: Arc::new(target),
@@ -98,19 +105,33 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         files: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         progress_bytes: AtomicU64::new(0),
-        problems: Problems::default(),
+        entries_done: AtomicU64::new(0),
+        dirs_finished: AtomicU64::new(0),
+        dirs_to_finish: AtomicU64::new(0),
+        current: Current::default(),
+        problems: Problems::new(Events::new(show)),
         leaders_ok: Mutex::new(HashSet::new()),
     };
     let workers = workers(ctx)?;
-    restorer.restore(&roots, workers)?;
+    let reporter = Reporter::new(ctx, show, started);
+    let total = totals(&gen, &roots);
+    let restored = reporter.run(
+        |r| restorer.report(r, total),
+        || restorer.restore(&roots, workers),
+    );
+    if let Err(e) = restored {
+        let _ = reporter.flush(restorer.problems.events());
+        return Err(e);
+    }
 
     let files = restorer.files.load(Ordering::Relaxed);
     let bytes = restorer.bytes.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
-    let errors = restorer.problems.into_lines();
-    if ctx.string("output-format")?.as_deref() == Some("json") {
+    let (errors, events) = restorer.problems.into_parts();
+    let format = OutputFormat::of(ctx)?;
+    if format.is_json() {
         // One object, even with --quiet: a program asked for it.
-        ctx.outln(&serde_json::to_string_pretty(&serde_json::json!({
+        let summary = serde_json::json!({
             "generation": gen.id,
             "client": client,
             "to": to,
@@ -119,7 +140,12 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             "seconds": secs,
             "errors": errors.len(),
             "problems": errors,
-        }))?)?;
+        });
+        if format == OutputFormat::JsonLines {
+            reporter.summary(&events, &summary)?;
+        } else {
+            ctx.outln(&serde_json::to_string_pretty(&summary)?)?;
+        }
     } else if !quiet {
         ctx.outln(&format!(
             "Restored {}, {} in {} ({})",
@@ -180,6 +206,25 @@ fn workers(ctx: &Context<'_>) -> Result<usize> {
 
 /// The automatic number of workers for a remote repository.
 const REMOTE_WORKERS: usize = 4;
+
+/// What the restore of `roots` of `gen` has to do, as the generation
+/// records it: the whole generation's file count and data size, or the
+/// totals of the folders (and the files) asked for. `None` if the
+/// generation records nothing (such as one written before it kept totals).
+fn totals(gen: &GenerationInfo, roots: &[Root]) -> Option<Amount> {
+    let mut total = Amount::default();
+    for root in roots {
+        let (files, bytes) = match root.entries.last() {
+            None => (gen.file_count, gen.data_size),
+            Some(e) if e.kind == EntryKind::Dir => (e.subtree_files, e.subtree_bytes),
+            Some(e) if e.kind == EntryKind::File => (1, e.size),
+            Some(_) => (1, 0),
+        };
+        total.files += files;
+        total.bytes += bytes;
+    }
+    (total != Amount::default()).then_some(total)
+}
 
 /// The paths asked for (given, or selected by patterns), as components:
 /// all of `/` if none; repeated paths, and paths inside another one, are
@@ -310,8 +355,7 @@ fn pretend(
     ))
 }
 
-struct Restorer<'a, 'c> {
-    ctx: &'a Context<'c>,
+struct Restorer<'a> {
     repo: Repository,
     reader: &'a GenerationReader,
     root: Arc<OwnedFd>,
@@ -320,14 +364,22 @@ struct Restorer<'a, 'c> {
     files: AtomicU64,
     /// Bytes of regular files restored.
     bytes: AtomicU64,
-    /// Bytes written so far, for the progress line.
+    /// Bytes written so far, for the progress.
     progress_bytes: AtomicU64,
+    /// Entries other than directories dealt with (restored or not), for
+    /// the progress.
+    entries_done: AtomicU64,
+    /// Directories whose metadata is set, of those to set, at the end.
+    dirs_finished: AtomicU64,
+    dirs_to_finish: AtomicU64,
+    /// The file being restored, for the progress.
+    current: Current,
     problems: Problems,
     /// Hard-link leaders that were restored.
     leaders_ok: Mutex<HashSet<(u64, u64)>>,
 }
 
-impl Restorer<'_, '_> {
+impl Restorer<'_> {
     /// Report a problem with `path` and count it.
     fn error(&self, path: &[u8], message: impl std::fmt::Display) {
         self.problems.report(path, message);
@@ -342,10 +394,6 @@ impl Restorer<'_, '_> {
         let walked = std::thread::scope(|s| -> Result<Walked> {
             let walker = s.spawn(move || walker.run(roots));
             let pool: Vec<_> = (0..workers).map(|_| s.spawn(|| self.work(&rx))).collect();
-            while !(walker.is_finished() && pool.iter().all(|w| w.is_finished())) {
-                self.show_progress();
-                std::thread::sleep(Duration::from_millis(100));
-            }
             let mut panicked = false;
             for w in pool {
                 panicked |= w.join().is_err();
@@ -361,17 +409,44 @@ impl Restorer<'_, '_> {
         Ok(())
     }
 
-    fn show_progress(&self) {
-        let errors = self.problems.count();
-        let mut line = format!(
-            "Restoring: {}, {}",
-            plugin_api::human::count(self.files.load(Ordering::Relaxed), "file", "files"),
-            format::bytes(self.progress_bytes.load(Ordering::Relaxed))
-        );
-        if errors > 0 {
-            line.push_str(&format!(", {errors} errors"));
-        }
-        self.ctx.status(&line);
+    /// Report the progress, against `total` if known.
+    fn report(&self, reporter: &Reporter<'_, '_>, total: Option<Amount>) {
+        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let snapshot = Snapshot {
+            elapsed: reporter.elapsed(),
+            done: Amount::new(get(&self.entries_done), get(&self.progress_bytes)),
+            total,
+            current: self.current.get(),
+        };
+        let errors = self.problems.count() as u64;
+        let extra = || {
+            let mut fields = serde_json::Map::new();
+            fields.insert("files".into(), get(&self.files).into());
+            fields.insert("bytes".into(), get(&self.bytes).into());
+            fields.insert("errors".into(), errors.into());
+            fields
+        };
+        let line = || {
+            let to_finish = get(&self.dirs_to_finish);
+            if to_finish > 0 {
+                return format!(
+                    "Restoring: setting folder metadata, {}/{to_finish}",
+                    get(&self.dirs_finished)
+                );
+            }
+            snapshot.line("Restoring: ", errors).unwrap_or_else(|| {
+                let mut line = format!(
+                    "Restoring: {}, {}",
+                    format::count(get(&self.files), "file", "files"),
+                    format::bytes(get(&self.progress_bytes))
+                );
+                if errors > 0 {
+                    line.push_str(&format!(", {}", format::count(errors, "error", "errors")));
+                }
+                line
+            })
+        };
+        reporter.status(self.problems.events(), &snapshot, extra, line);
     }
 
     /// A worker: restore queued entries until the queue is closed.
@@ -385,6 +460,7 @@ impl Restorer<'_, '_> {
                 return;
             };
             for job in batch {
+                self.current.set(&job.path);
                 // A bug with one entry must not stop this worker: the walker
                 // could then wait for it forever.
                 let restored =
@@ -401,6 +477,7 @@ impl Restorer<'_, '_> {
                             );
                             false
                         });
+                self.entries_done.fetch_add(1, Ordering::Relaxed);
                 if restored {
                     self.files.fetch_add(1, Ordering::Relaxed);
                     if let Some(key) = job.leader {
@@ -524,6 +601,10 @@ impl Restorer<'_, '_> {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for link in links {
+            // Done, as the generation's totals count it: a name, and the
+            // file's size again.
+            self.entries_done.fetch_add(1, Ordering::Relaxed);
+            self.progress_bytes.fetch_add(link.size, Ordering::Relaxed);
             let path = names::from_parts(&link.parts);
             let leader = names::from_parts(&link.leader);
             if !ok.contains(&link.key) {
@@ -563,13 +644,10 @@ impl Restorer<'_, '_> {
     /// nothing is created in a directory after its mode and time are set.
     fn finish_dirs(&self, dirs: &[DirRecord]) {
         let mut cursor = DirCursor::new(self.root.as_fd(), dirs);
+        self.dirs_to_finish
+            .store(dirs.len() as u64, Ordering::Relaxed);
         for (done, (index, dir)) in dirs.iter().enumerate().rev().enumerate() {
-            if done % 64 == 0 {
-                self.ctx.status(&format!(
-                    "Restoring: setting folder metadata, {done}/{}",
-                    dirs.len()
-                ));
-            }
+            self.dirs_finished.store(done as u64, Ordering::Relaxed);
             // The path is built only for a message: building it for every
             // folder would cost the square of a deep tree's depth.
             let path = || names::from_parts(&walk::dir_parts(dirs, index));

@@ -78,6 +78,9 @@ pub struct Link {
     pub parts: Parts,
     pub leader: Parts,
     pub key: (u64, u64),
+    /// The file's size, which the generation's data size counts for every
+    /// name (for the progress).
+    pub size: u64,
 }
 
 /// A directory whose metadata is set at the end. It names its parent by
@@ -342,6 +345,7 @@ impl<'a> Walker<'a> {
                         parts,
                         leader: first.parts.clone(),
                         key,
+                        size: entry.size,
                     });
                     return;
                 }
