@@ -323,7 +323,7 @@ impl Host {
                 let filter = Arc::new(HookFilter::new(self.myself.clone()));
                 let repo = Arc::new(Repository::open(url, &options, filter).map_err(Error::msg)?);
                 if repo.created_by_this_process() {
-                    announce_new_repository(&repo, self.quiet);
+                    announce_new_repository(&repo, self.values.boolean("quiet"));
                 }
                 *slot = Some(repo.clone());
                 repo
