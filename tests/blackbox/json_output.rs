@@ -79,3 +79,91 @@ fn backup_restore_and_fsck_report_in_json() {
         "the missing pack is named: {f:#}"
     );
 }
+
+/// An RFC 3339 time in UTC, as every command's JSON gives times.
+fn assert_rfc3339_utc(v: &Value, what: &str) {
+    let t = v
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: not a string: {v}"));
+    let b = t.as_bytes();
+    assert!(
+        t.len() >= 20
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+            && b[13] == b':'
+            && b[16] == b':'
+            && t.ends_with('Z'),
+        "{what}: {t}"
+    );
+}
+
+#[test]
+fn verify_force_lock_and_forget_report_in_json_with_times_as_elsewhere() {
+    let w = World::new();
+    let data = w.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a"), "aaaa").unwrap();
+    fs::write(data.join("b"), "bb").unwrap();
+    w.obnam(&[OsStr::new("backup"), data.as_os_str()]).ok();
+
+    let run = w
+        .obnam(&[
+            OsStr::new("verify"),
+            OsStr::new("--output-format"),
+            OsStr::new("json"),
+            data.as_os_str(),
+        ])
+        .ok();
+    let v = json(&run);
+    assert_eq!(v["checked"], 3, "{v:#}");
+    assert_eq!(v["differences"], serde_json::json!([]), "{v:#}");
+    assert_eq!(v["generation"].as_str().unwrap(), w.genids()[0]);
+
+    fs::write(data.join("b"), "bbbbbb").unwrap();
+    let run = w
+        .obnam(&[
+            OsStr::new("verify"),
+            OsStr::new("--output-format"),
+            OsStr::new("json-lines"),
+            data.as_os_str(),
+        ])
+        .fails();
+    let v = json(&run);
+    let differences = v["differences"].as_array().unwrap();
+    assert_eq!(differences.len(), 1, "{v:#}");
+    assert!(
+        differences[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/data/b"),
+        "{v:#}"
+    );
+    assert!(
+        differences[0]["difference"]
+            .as_str()
+            .unwrap()
+            .contains("size 2 -> 6"),
+        "{v:#}"
+    );
+
+    let run = w.obnam(&["force-lock", "--output-format", "json"]).ok();
+    assert_eq!(json(&run), serde_json::json!({ "removed": [] }));
+
+    let run = w
+        .obnam(&[
+            "forget",
+            "--keep",
+            "1",
+            "--pretend",
+            "--output-format",
+            "json",
+        ])
+        .ok();
+    let f = json(&run);
+    let g = &f[0]["generations"][0];
+    assert_rfc3339_utc(&g["started"], "forget's started");
+    let generations = json(&w.obnam(&["generations", "--output-format", "json"]).ok());
+    assert_eq!(g["started_ns"], generations[0]["started_ns"], "{f:#}");
+    assert_eq!(g["started"], generations[0]["started"], "{f:#}");
+}

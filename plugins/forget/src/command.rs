@@ -195,7 +195,7 @@ impl Run<'_, '_> {
         Ok(json!({
             "client": client,
             "pretend": request.pretend,
-            "generations": infos.iter().zip(&decisions).map(|(g, d)| generation_json(g, d, tz)).collect::<Vec<_>>(),
+            "generations": infos.iter().zip(&decisions).map(|(g, d)| generation_json(g, d)).collect::<Vec<_>>(),
             "kept": kept,
             "removed": going,
         }))
@@ -242,10 +242,18 @@ fn print_table(
     Ok(())
 }
 
-fn generation_json(g: &GenerationInfo, d: &Decision, tz: &TimeZone) -> Value {
+/// A time in JSON as every command gives it: RFC 3339 in UTC, to the
+/// nanosecond (the `_ns` field beside it has the number).
+fn rfc3339(ns: i64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(ns))
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("@{}", ns.div_euclid(1_000_000_000)))
+}
+
+fn generation_json(g: &GenerationInfo, d: &Decision) -> Value {
     json!({
         "id": g.id,
-        "started": local_time(g.started_ns, tz),
+        "started": rfc3339(g.started_ns),
         "started_ns": g.started_ns,
         "checkpoint": g.is_checkpoint,
         "action": if d.keep { "keep" } else { "remove" },

@@ -26,6 +26,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use progress::OutputFormat;
 use sha2::{Digest, Sha256};
 
 use plugin_api::payloads::{ExcludeCandidate, FileStat, BACKUP_EXCLUDE};
@@ -116,12 +117,21 @@ struct Verifier<'a, 'c> {
     repository_dir: Option<PathBuf>,
     checked: u64,
     differences: u64,
+    /// With JSON output, the differences as they are found (printed as
+    /// one object at the end); else they are printed at once.
+    found: Option<Vec<serde_json::Value>>,
 }
 
 impl Verifier<'_, '_> {
     fn differ(&mut self, path: &[u8], what: &str) -> Result<()> {
         self.differences += 1;
-        self.ctx.outln(&format!("{}: {what}", escape(path)))
+        match &mut self.found {
+            Some(found) => {
+                found.push(serde_json::json!({ "path": escape(path), "difference": what }));
+                Ok(())
+            }
+            None => self.ctx.outln(&format!("{}: {what}", escape(path))),
+        }
     }
 
     /// Compare one entry with the live object at `path`.
@@ -364,6 +374,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         repository_dir,
         checked: 0,
         differences: 0,
+        found: OutputFormat::of(ctx)?.is_json().then(Vec::new),
     };
     if randomly > 0 {
         for (path, e) in random_files(&reader, &entries, randomly as u64)? {
@@ -378,6 +389,14 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             }
         }
     }
+    if let Some(found) = v.found.take() {
+        let json = serde_json::json!({
+            "generation": gen.id,
+            "checked": v.checked,
+            "differences": found,
+        });
+        ctx.outln(&serde_json::to_string_pretty(&json)?)?;
+    }
     if v.differences > 0 {
         plugin_api::bail!(
             "verify: {} {} between generation {} and the file system ({} objects checked)",
@@ -390,6 +409,9 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             gen.id,
             v.checked
         );
+    }
+    if OutputFormat::of(ctx)?.is_json() {
+        return Ok(());
     }
     ctx.outln(&format!(
         "verified {} {} against generation {}: no differences",
