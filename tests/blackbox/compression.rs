@@ -549,7 +549,7 @@ fn the_plugin_and_its_settings_are_listed() {
         .unwrap_or_else(|| panic!("compress not listed:\n{}", run.stdout));
     assert!(line.ends_with("/libobnam_plugin_compress.so"), "{line}");
 
-    let help = w.obnam(&["--help"]).ok().stdout;
+    let help = w.obnam(&["backup", "--help"]).ok().stdout;
     let backing_up: Vec<&str> = help
         .lines()
         .skip_while(|l| *l != "Backing up:")
