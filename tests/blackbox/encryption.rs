@@ -577,3 +577,46 @@ fn the_passphrase_is_asked_for_on_a_terminal() {
     );
     assert!(!v.repo.exists());
 }
+
+#[test]
+fn key_add_remove_and_passwd_report_in_json() {
+    let w = BackupWorld::new("laptop");
+    w.file("a.txt", b"content");
+    backup(&w, "first", &["--encrypt"]).ok();
+    let key = |pass: &str, new: &str, args: &[&str]| {
+        run(w
+            .env
+            .obnam()
+            .env("OBNAM_PASSPHRASE", pass)
+            .env("OBNAM_NEW_PASSPHRASE", new)
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "laptop", "--output-format", "json"])
+            .args(CHEAP_KDF)
+            .arg("key")
+            .args(args))
+        .ok()
+    };
+    let slots = |pass: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&key(pass, "", &["list"]).stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = slots("first");
+    assert_eq!(first.len(), 1);
+    let added: serde_json::Value =
+        serde_json::from_str(&key("first", "second", &["add"]).stdout).unwrap();
+    let second = added["added"].as_str().unwrap().to_string();
+    assert_eq!(slots("second").len(), 2);
+    let replaced: serde_json::Value =
+        serde_json::from_str(&key("second", "third", &["passwd"]).stdout).unwrap();
+    assert_eq!(replaced["removed"], second.as_str());
+    let third = replaced["added"].as_str().unwrap().to_string();
+    let removed: serde_json::Value =
+        serde_json::from_str(&key("third", "", &["remove", &first[0]]).stdout).unwrap();
+    assert_eq!(removed, serde_json::json!({ "removed": first[0] }));
+    assert_eq!(slots("third"), [third]);
+}

@@ -166,4 +166,22 @@ fn verify_force_lock_and_forget_report_in_json_with_times_as_elsewhere() {
     let generations = json(&w.obnam(&["generations", "--output-format", "json"]).ok());
     assert_eq!(g["started_ns"], generations[0]["started_ns"], "{f:#}");
     assert_eq!(g["started"], generations[0]["started"], "{f:#}");
+
+    // remove-client: text with a singular count, and JSON.
+    let client = w.obnam(&["clients"]).ok().stdout.trim().to_string();
+    let run = w
+        .obnam(&["remove-client", client.as_str(), "--pretend"])
+        .ok();
+    assert_eq!(
+        run.stdout,
+        format!("would remove client {client} and its 1 generation\n")
+    );
+    let run = w
+        .obnam(&["remove-client", client.as_str(), "--output-format", "json"])
+        .ok();
+    assert_eq!(
+        json(&run),
+        serde_json::json!({ "client": client, "generations": 1, "pretend": false })
+    );
+    assert_eq!(w.obnam(&["clients"]).ok().stdout, "");
 }

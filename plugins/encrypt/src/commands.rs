@@ -71,6 +71,9 @@ fn key(ctx: &Context<'_>, args: Vec<OsString>, state: &Shared) -> Result<()> {
         ["add"] => {
             let (repo, keys) = unlocked(ctx, state)?;
             let id = add(ctx, &repo, keys)?;
+            if json_output(ctx)? {
+                return ctx.outln(&json!({ "added": id }).to_string());
+            }
             ctx.outln(&format!("added key slot {id}"))
         }
         ["remove", id] => remove(ctx, state, id),
@@ -213,7 +216,11 @@ fn remove(ctx: &Context<'_>, state: &Shared, id: &str) -> Result<()> {
         }
         repo.remove_key_slot(id)
     })?;
-    ctx.outln(&format!("removed key slot {id}"))?;
+    if json_output(ctx)? {
+        ctx.outln(&json!({ "removed": id }).to_string())?;
+    } else {
+        ctx.outln(&format!("removed key slot {id}"))?;
+    }
     if keys.opened_with.as_deref() == Some(id) {
         plugin_api::tracing::warn!(
             "key slot {id} opened the repository in this run; from now on use another passphrase or key file"
@@ -232,6 +239,9 @@ fn passwd(ctx: &Context<'_>, state: &Shared) -> Result<()> {
         repo.remove_key_slot(&old)?;
         Ok(new)
     })?;
+    if json_output(ctx)? {
+        return ctx.outln(&json!({ "removed": old, "added": new }).to_string());
+    }
     ctx.outln(&format!("replaced key slot {old} by {new}"))
 }
 

@@ -25,18 +25,26 @@ pub fn remove_client(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             "remove-client: there is no client '{name}' (see 'obnam clients'); nothing was removed"
         );
     }
-    if ctx.boolean("pretend")? {
-        let count = repo.generations(&name)?.len();
-        return ctx.outln(&format!(
-            "would remove client {name} and its {count} generations"
-        ));
+    let pretend = ctx.boolean("pretend")?;
+    let count = if pretend {
+        repo.generations(&name)?.len() as u64
+    } else {
+        repo.lock_client(&name)?;
+        let removed = repo.remove_client(&name);
+        let unlocked = repo.unlock_client(&name);
+        let count = removed?;
+        unlocked?;
+        count as u64
+    };
+    if crate::json_output(ctx)? {
+        let json = plugin_api::serde_json::json!({
+            "client": name,
+            "generations": count,
+            "pretend": pretend,
+        });
+        return ctx.outln(&json.to_string());
     }
-    repo.lock_client(&name)?;
-    let removed = repo.remove_client(&name);
-    let unlocked = repo.unlock_client(&name);
-    let count = removed?;
-    unlocked?;
-    ctx.outln(&format!(
-        "removed client {name} and its {count} generations"
-    ))
+    let generations = plugin_api::human::count(count, "generation", "generations");
+    let verb = if pretend { "would remove" } else { "removed" };
+    ctx.outln(&format!("{verb} client {name} and its {generations}"))
 }
