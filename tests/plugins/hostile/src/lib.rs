@@ -55,15 +55,16 @@ fn now_ns() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// Store `data` as one chunk; its id and checksum (the token is SHA-256 of
-/// the data in an unencrypted repository).
+/// Store `data` as one chunk; its id and the file checksum a backup
+/// records for a file of these bytes (SHA-256, whatever the tokens are).
 fn store(repo: &Repository, data: &[u8]) -> Result<(ChunkId, Vec<u8>)> {
+    use sha2::{Digest, Sha256};
     let token = repo.token(data);
     let id = match repo.find_chunks(token).first() {
         Some(id) => *id,
         None => repo.put_chunk(token, data)?,
     };
-    Ok((id, token.0.to_vec()))
+    Ok((id, Sha256::digest(data).to_vec()))
 }
 
 fn nul(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
