@@ -190,7 +190,7 @@ pub struct SplitRequest {
 pub struct StoreChunkRequest {
     /// The bytes.
     pub data: RVec<u8>,
-    /// The chunk's token (SHA-256 of its data, keyed once the repository is encrypted).
+    /// The chunk's token (`Repository::token` of its data: see `Token`).
     pub token: Token,
     /// Set by the handler: the id the file refers to for this chunk.
     pub chunk_id: ChunkId,

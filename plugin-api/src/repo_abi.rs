@@ -16,8 +16,9 @@ use abi_stable::{
 
 use crate::failure::AbiResult;
 
-/// A chunk's dedup key: SHA-256 of its plain data (keyed once the
-/// repository is encrypted).
+/// A chunk's dedup key: a hash of its plain data with the function the
+/// repository was created with (BLAKE3, or SHA-256 in repositories of
+/// format version 3 and older), keyed once the repository is encrypted.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 pub struct Token(pub [u8; 32]);
@@ -26,7 +27,7 @@ pub struct Token(pub [u8; 32]);
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 pub struct ChunkId {
-    /// The chunk's token (SHA-256 of its data, keyed once the repository is encrypted).
+    /// The chunk's token (see [`Token`]).
     pub token: Token,
     /// 0 for the first stored copy of a token; another copy has a random non-zero variant.
     pub variant: u64,
