@@ -31,6 +31,14 @@ impl<'a> Context<'a> {
         unwrap_abi(self.host.setting(RStr::from_str(name)))
     }
 
+    /// What the host's `output-format` setting asks for (see
+    /// [`OutputFormat`](crate::OutputFormat)). Since 0.1.5.
+    pub fn output_format(&self) -> Result<crate::OutputFormat> {
+        Ok(crate::OutputFormat::parse(
+            self.string("output-format")?.as_deref(),
+        ))
+    }
+
     /// A string or choice setting; `None` if it has no value.
     pub fn string(&self, name: &str) -> Result<Option<String>> {
         match self.setting(name)? {

@@ -68,6 +68,7 @@ pub mod human;
 pub mod limits;
 pub mod logging;
 pub mod names;
+mod output_format;
 pub mod payloads;
 pub mod repo_abi;
 mod repository;
@@ -80,6 +81,7 @@ pub use error::{Error, Result};
 #[doc(hidden)]
 pub use export::__private;
 pub use hooks::{Hook, JsonPayload, PRIORITY_DEFAULT, PRIORITY_EARLY, PRIORITY_LATE};
+pub use output_format::OutputFormat;
 pub use repository::{
     ChunkId, ClientUsage, Entry, EntryKind, GenerationBuilder, GenerationInfo, GenerationReader,
     PruneOptions, PruneReport, PruneStep, Repository, Token, TreeId, Usage,

@@ -116,7 +116,7 @@ impl BackupSettings {
             pretend: ctx.boolean("pretend")?,
             verbose: ctx.boolean("verbose")?,
             quiet: ctx.boolean("quiet")?,
-            output: OutputFormat::of(ctx)?,
+            output: ctx.output_format()?,
             threads,
             repository_dir,
         })

@@ -38,15 +38,6 @@ pub fn register(app: &mut App<'_>, state: Shared) {
     );
 }
 
-/// Whether `--output-format` asks for JSON: `json`, or `json-lines`,
-/// which is the same for commands that do not stream progress.
-fn json_output(ctx: &Context<'_>) -> Result<bool> {
-    Ok(matches!(
-        ctx.string("output-format")?.as_deref(),
-        Some("json" | "json-lines")
-    ))
-}
-
 /// The open repository and its unlocked keys; an error if it is not
 /// encrypted.
 fn unlocked<'s>(ctx: &Context<'_>, state: &'s Shared) -> Result<(Repository, &'s Unlocked)> {
@@ -71,7 +62,7 @@ fn key(ctx: &Context<'_>, args: Vec<OsString>, state: &Shared) -> Result<()> {
         ["add"] => {
             let (repo, keys) = unlocked(ctx, state)?;
             let id = add(ctx, &repo, keys)?;
-            if json_output(ctx)? {
+            if ctx.output_format()?.is_json() {
                 return ctx.outln(&json!({ "added": id }).to_string());
             }
             ctx.outln(&format!("added key slot {id}"))
@@ -108,7 +99,7 @@ fn parsed_slots(repo: &Repository, keys: &Unlocked) -> Result<Vec<(String, Optio
 fn list(ctx: &Context<'_>, state: &Shared) -> Result<()> {
     let (repo, keys) = unlocked(ctx, state)?;
     let slots = parsed_slots(&repo, keys)?;
-    if json_output(ctx)? {
+    if ctx.output_format()?.is_json() {
         let out: Vec<_> = slots
             .iter()
             .map(|(id, slot)| slot_json(id, slot.as_ref(), keys))
@@ -216,7 +207,7 @@ fn remove(ctx: &Context<'_>, state: &Shared, id: &str) -> Result<()> {
         }
         repo.remove_key_slot(id)
     })?;
-    if json_output(ctx)? {
+    if ctx.output_format()?.is_json() {
         ctx.outln(&json!({ "removed": id }).to_string())?;
     } else {
         ctx.outln(&format!("removed key slot {id}"))?;
@@ -239,7 +230,7 @@ fn passwd(ctx: &Context<'_>, state: &Shared) -> Result<()> {
         repo.remove_key_slot(&old)?;
         Ok(new)
     })?;
-    if json_output(ctx)? {
+    if ctx.output_format()?.is_json() {
         return ctx.outln(&json!({ "removed": old, "added": new }).to_string());
     }
     ctx.outln(&format!("replaced key slot {old} by {new}"))
@@ -259,7 +250,7 @@ fn client_keys(ctx: &Context<'_>, args: Vec<OsString>, state: &Shared) -> Result
         Some(k) => parsed_slots(&repo, k)?,
         None => Vec::new(),
     };
-    if json_output(ctx)? {
+    if ctx.output_format()?.is_json() {
         let slot_list: Vec<_> = match keys {
             Some(k) => slots
                 .iter()

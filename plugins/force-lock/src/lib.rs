@@ -44,8 +44,7 @@ fn force_lock(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     } else {
         repo.force_unlock(client.as_deref())?
     };
-    let format = ctx.string("output-format")?;
-    if matches!(format.as_deref(), Some("json" | "json-lines")) {
+    if ctx.output_format()?.is_json() {
         let json = plugin_api::serde_json::json!({ "removed": removed });
         return ctx.outln(&json.to_string());
     }

@@ -67,7 +67,7 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let request = Request {
         selection,
         pretend: ctx.boolean("pretend")?,
-        json: crate::json_output(ctx)?,
+        json: ctx.output_format()?.is_json(),
     };
     let repo = ctx.repository(false)?;
     let clients = chosen_clients(ctx, &repo)?;

@@ -29,7 +29,7 @@ mod policy;
 mod prune;
 mod remove_client;
 
-use plugin_api::{App, Context, Plugin, Result, Setting, GROUP_BACKUP};
+use plugin_api::{App, Plugin, Result, Setting, GROUP_BACKUP};
 
 #[derive(Default)]
 struct ForgetPlugin;
@@ -87,12 +87,3 @@ impl Plugin for ForgetPlugin {
 }
 
 plugin_api::export_plugin!("forget", ForgetPlugin);
-
-/// Whether `--output-format` asks for JSON: `json`, or `json-lines`,
-/// which is the same for commands that do not stream progress.
-pub(crate) fn json_output(ctx: &Context<'_>) -> Result<bool> {
-    Ok(matches!(
-        ctx.string("output-format")?.as_deref(),
-        Some("json" | "json-lines")
-    ))
-}

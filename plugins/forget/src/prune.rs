@@ -30,7 +30,7 @@ pub fn run(ctx: &Context<'_>) -> Result<()> {
         repack_threshold: threshold(ctx)?,
         pretend: ctx.boolean("pretend")?,
     };
-    let json = crate::json_output(ctx)?;
+    let json = ctx.output_format()?.is_json();
     let repo = ctx.repository(false)?;
     let started = Instant::now();
     let report = repo.prune(options, |step, done, total| {

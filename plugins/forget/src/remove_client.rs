@@ -36,7 +36,7 @@ pub fn remove_client(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         unlocked?;
         count as u64
     };
-    if crate::json_output(ctx)? {
+    if ctx.output_format()?.is_json() {
         let json = plugin_api::serde_json::json!({
             "client": name,
             "generations": count,

@@ -338,7 +338,7 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     }
     let r = &checker.report;
     let problems = r.problems.load(Ordering::Relaxed);
-    if json_output(ctx)? {
+    if ctx.output_format()?.is_json() {
         let lines = std::mem::take(&mut *r.lines.lock().unwrap_or_else(|e| e.into_inner()));
         ctx.outln(&serde_json::to_string_pretty(&serde_json::json!({
             "generations": r.generations.load(Ordering::Relaxed),
@@ -380,12 +380,3 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
 }
 
 plugin_api::export_plugin!("fsck", Fsck);
-
-/// Whether `--output-format` asks for JSON: `json`, or `json-lines`,
-/// which is the same for commands that do not stream progress.
-fn json_output(ctx: &Context<'_>) -> Result<bool> {
-    Ok(matches!(
-        ctx.string("output-format")?.as_deref(),
-        Some("json" | "json-lines")
-    ))
-}

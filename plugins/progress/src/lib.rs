@@ -31,37 +31,7 @@ use plugin_api::human::{bytes, count};
 use plugin_api::{Context, Error, Result};
 use serde_json::{json, Map, Value};
 
-/// What `--output-format` asks for.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum OutputFormat {
-    Text,
-    /// One JSON document at the end.
-    Json,
-    /// A stream of JSON objects, one per line; the commands that do not
-    /// stream print what `Json` prints.
-    JsonLines,
-}
-
-impl OutputFormat {
-    /// The format the `output-format` setting names.
-    pub fn of(ctx: &Context<'_>) -> Result<Self> {
-        Ok(Self::parse(ctx.string("output-format")?.as_deref()))
-    }
-
-    /// The format a value of `output-format` names (text for anything else).
-    pub fn parse(value: Option<&str>) -> Self {
-        match value {
-            Some("json") => OutputFormat::Json,
-            Some("json-lines") => OutputFormat::JsonLines,
-            _ => OutputFormat::Text,
-        }
-    }
-
-    /// Whether the output is JSON (a document or a stream).
-    pub fn is_json(self) -> bool {
-        self != OutputFormat::Text
-    }
-}
+pub use plugin_api::OutputFormat;
 
 /// How a run shows its progress.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -90,7 +60,7 @@ impl Show {
     /// (even with `--quiet`: a program asked for it), else a status line
     /// when standard error is a terminal and not `--quiet`.
     pub fn of(ctx: &Context<'_>) -> Result<Self> {
-        if OutputFormat::of(ctx)? == OutputFormat::JsonLines {
+        if ctx.output_format()? == OutputFormat::JsonLines {
             return Ok(Show::Stream);
         }
         if ctx.boolean("quiet")? || !std::io::stderr().is_terminal() {
@@ -647,13 +617,5 @@ mod tests {
         c.offer(b"/e");
         assert_eq!(c.get().as_deref(), Some("/big"));
         assert_eq!(Current::default().get(), None);
-    }
-
-    #[test]
-    fn output_formats() {
-        assert_eq!(OutputFormat::parse(None), OutputFormat::Text);
-        assert_eq!(OutputFormat::parse(Some("json")), OutputFormat::Json);
-        assert!(OutputFormat::parse(Some("json-lines")).is_json());
-        assert!(!OutputFormat::parse(Some("text")).is_json());
     }
 }

@@ -18,7 +18,7 @@ mod age;
 mod nagios;
 mod stats;
 
-use plugin_api::{App, Context, Plugin, Result, Setting, GROUP_DEFAULT, GROUP_DEVELOPMENT};
+use plugin_api::{App, Plugin, Result, Setting, GROUP_DEFAULT, GROUP_DEVELOPMENT};
 
 #[derive(Default)]
 struct ReportPlugin;
@@ -76,12 +76,3 @@ impl Plugin for ReportPlugin {
 }
 
 plugin_api::export_plugin!("report", ReportPlugin);
-
-/// Whether `--output-format` asks for JSON: `json`, or `json-lines`,
-/// which is the same for commands that do not stream progress.
-pub(crate) fn json_output(ctx: &Context<'_>) -> Result<bool> {
-    Ok(matches!(
-        ctx.string("output-format")?.as_deref(),
-        Some("json" | "json-lines")
-    ))
-}

@@ -161,7 +161,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let repo = ctx.repository(false)?;
     ctx.status("stats: reading every generation's directories");
     let usage = repo.usage()?;
-    if crate::json_output(ctx)? {
+    if ctx.output_format()?.is_json() {
         return ctx.outln(&serde_json::to_string_pretty(&json(&repo.url(), &usage))?);
     }
     for line in text(&repo.url(), &usage) {

@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 use plugin_api::{Context, Entry, EntryKind, GenerationInfo, GenerationReader, Result};
 
 use crate::format;
-use crate::listing::{bytes_fields, json_output, kind_name, pretty};
+use crate::listing::{bytes_fields, kind_name, pretty};
 use crate::names::{self, escape};
 use crate::select;
 
@@ -317,7 +317,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         Change::Kind,
     ]
     .map(|c| (c, count(c)));
-    if json_output(ctx)? {
+    if ctx.output_format()?.is_json() {
         let changes: Vec<Value> = lines
             .iter()
             .map(|l| {

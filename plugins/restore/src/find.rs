@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use plugin_api::{Context, Entry, EntryKind, GenerationReader, Result, TreeId};
 
 use crate::format;
-use crate::listing::{bytes_fields, json_output, kind_name, pretty, time_fields};
+use crate::listing::{bytes_fields, kind_name, pretty, time_fields};
 use crate::names::{self, escape};
 use crate::select;
 
@@ -188,7 +188,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     }
     // Each path's versions in the order of the first generation they are in.
     let order = |ids: &Vec<String>| searched.iter().position(|g| g.id == ids[0]);
-    let json = json_output(ctx)?;
+    let json = ctx.output_format()?.is_json();
     let mut list = Vec::new();
     for (path, versions) in &results {
         let mut versions: Vec<_> = versions.values().collect();

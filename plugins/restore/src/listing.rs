@@ -20,13 +20,6 @@ use crate::format;
 use crate::names::{self, escape};
 use crate::select;
 
-/// Whether `--output-format` asks for JSON: `json`, or `json-lines`,
-/// which is the same for the commands that do not stream progress (all
-/// but restore).
-pub(crate) fn json_output(ctx: &Context<'_>) -> Result<bool> {
-    Ok(progress::OutputFormat::of(ctx)?.is_json())
-}
-
 pub(crate) fn no_arguments(command: &str, args: &[OsString]) -> Result<()> {
     if let Some(arg) = args.first() {
         plugin_api::bail!(
@@ -47,7 +40,7 @@ pub fn clients(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let repo = ctx.repository(false)?;
     let mut names = repo.clients()?;
     names.sort();
-    if json_output(ctx)? {
+    if ctx.output_format()?.is_json() {
         return pretty(ctx, &json!(names));
     }
     for name in names {
@@ -72,7 +65,7 @@ fn listed_generations(
 /// `obnam genids`: one generation id per line, oldest first.
 pub fn genids(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let gens = listed_generations(ctx, "genids", &args)?;
-    if json_output(ctx)? {
+    if ctx.output_format()?.is_json() {
         let ids: Vec<&str> = gens.iter().map(|g| g.id.as_str()).collect();
         return pretty(ctx, &json!(ids));
     }
@@ -114,7 +107,7 @@ fn generation_json(gen: &GenerationInfo) -> Value {
 /// `obnam generations`: one line per generation, oldest first.
 pub fn generations(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let gens = listed_generations(ctx, "generations", &args)?;
-    if json_output(ctx)? {
+    if ctx.output_format()?.is_json() {
         let list: Vec<Value> = gens.iter().map(generation_json).collect();
         return pretty(ctx, &Value::Array(list));
     }
@@ -306,7 +299,7 @@ pub fn ls(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
 
     let mut out = LsOutput {
         ctx,
-        json: json_output(ctx)?,
+        json: ctx.output_format()?.is_json(),
         first: true,
     };
     while let Some((path, shown, entry)) = stack.pop() {

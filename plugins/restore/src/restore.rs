@@ -128,7 +128,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let bytes = restorer.bytes.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
     let (errors, events) = restorer.problems.into_parts();
-    let format = OutputFormat::of(ctx)?;
+    let format = ctx.output_format()?;
     if format.is_json() {
         // One object, even with --quiet: a program asked for it.
         let summary = serde_json::json!({

@@ -26,7 +26,6 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use progress::OutputFormat;
 use sha2::{Digest, Sha256};
 
 use plugin_api::payloads::{ExcludeCandidate, FileStat, BACKUP_EXCLUDE};
@@ -374,7 +373,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         repository_dir,
         checked: 0,
         differences: 0,
-        found: OutputFormat::of(ctx)?.is_json().then(Vec::new),
+        found: ctx.output_format()?.is_json().then(Vec::new),
     };
     if randomly > 0 {
         for (path, e) in random_files(&reader, &entries, randomly as u64)? {
@@ -410,7 +409,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             v.checked
         );
     }
-    if OutputFormat::of(ctx)?.is_json() {
+    if ctx.output_format()?.is_json() {
         return Ok(());
     }
     ctx.outln(&format!(
