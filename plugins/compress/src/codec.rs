@@ -176,24 +176,36 @@ pub fn looks_incompressible(data: &[u8]) -> bool {
     if data.len() < PROBE_MIN_LEN {
         return false;
     }
-    let mut sample = Vec::with_capacity(PROBE_PIECES * PROBE_PIECE_LEN);
-    for i in 0..PROBE_PIECES {
-        let start = data.len() / PROBE_PIECES * i;
-        sample.extend_from_slice(&data[start..start + PROBE_PIECE_LEN]);
-    }
-    // 97% of the sample, and room for zstd's frame header.
-    let limit = sample.len() - sample.len() * 3 / 100;
-    let mut out = Vec::with_capacity(limit);
-    !ZSTD_PROBE.with_borrow_mut(|slot| {
-        if slot.is_none() {
-            *slot = zstd::bulk::Compressor::new(1).ok();
-        }
-        let Some(compressor) = slot.as_mut() else {
-            return true;
+    ZSTD_PROBE.with_borrow_mut(|probe| {
+        let probe = probe.get_or_insert_with(|| Probe {
+            compressor: zstd::bulk::Compressor::new(1).ok(),
+            sample: Vec::with_capacity(PROBE_PIECES * PROBE_PIECE_LEN),
+            // 97% of the sample: what must hold its compressed form.
+            out: vec![0; PROBE_PIECES * PROBE_PIECE_LEN * 97 / 100],
+        });
+        let Some(compressor) = probe.compressor.as_mut() else {
+            return false;
         };
+        probe.sample.clear();
+        for i in 0..PROBE_PIECES {
+            let start = data.len() / PROBE_PIECES * i;
+            probe
+                .sample
+                .extend_from_slice(&data[start..start + PROBE_PIECE_LEN]);
+        }
         // Fails when the output does not fit: the sample did not shrink.
-        compressor.compress_to_buffer(&sample, &mut out).is_ok()
+        compressor
+            .compress_to_buffer(&probe.sample, &mut probe.out[..])
+            .is_err()
     })
+}
+
+/// The buffers and the compressor of [`looks_incompressible`], kept per
+/// thread: it runs for every chunk a backup stores.
+struct Probe {
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    sample: Vec<u8>,
+    out: Vec<u8>,
 }
 
 /// Undo [`compress`]. `context` names the object in error messages.
@@ -269,9 +281,8 @@ thread_local! {
     /// This thread's deflate compressor, with the level it was made for.
     static DEFLATE_COMPRESSOR: RefCell<Option<(i32, Compress)>> = const { RefCell::new(None) };
     static DEFLATE_DECOMPRESSOR: RefCell<Option<Decompress>> = const { RefCell::new(None) };
-    /// This thread's zstd compressor for [`looks_incompressible`]'s samples.
-    static ZSTD_PROBE: RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { RefCell::new(None) };
+    /// This thread's zstd compressor and buffers for [`looks_incompressible`].
+    static ZSTD_PROBE: RefCell<Option<Probe>> = const { RefCell::new(None) };
 }
 
 /// Append a zstd frame of `data` to `out`, within its capacity.
