@@ -507,38 +507,9 @@ fn swapped_packs_are_caught_and_the_other_files_restore() {
     restore_after_damage(&w, 3, "");
 }
 
-/// Run obnam under `script`, which gives it a terminal, typing `input`.
+/// Run obnam under `script` with cheap passphrase slots, typing `input`.
 fn on_terminal(w: &BackupWorld, input: &str, args: &str) -> Option<Run> {
-    let obnam = obnam_test_support::target_dir().join("obnam");
-    let command = format!(
-        "{} --repository {} --client-name c --kdf-memory 256KiB {args}",
-        obnam.display(),
-        w.repo.display()
-    );
-    let mut script = std::process::Command::new("script");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("OBNAM_") {
-            script.env_remove(&key);
-        }
-    }
-    let child = script
-        .args(["-qec", &command, "/dev/null"])
-        .env("HOME", w.env.home())
-        .current_dir(w.env.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("skipped: cannot run script(1) to give obnam a terminal: {e}");
-            return None;
-        }
-    };
-    use std::io::Write;
-    child.stdin.take()?.write_all(input.as_bytes()).ok()?;
-    Some(Run::from_output(child.wait_with_output().ok()?))
+    w.on_terminal(input, &format!("--kdf-memory 256KiB {args}"))
 }
 
 #[test]

@@ -314,44 +314,13 @@ fn json_lines_is_json_for_commands_that_do_not_stream() {
     }
 }
 
-/// Run obnam with `args` under `script`, which gives it a terminal (its
-/// standard output and error both go to it). `None` if `script` cannot
-/// run here.
-fn on_terminal(w: &BackupWorld, args: &str) -> Option<Run> {
-    let obnam = obnam_test_support::target_dir().join("obnam");
-    let command = format!(
-        "{} --repository {} --client-name c {args}",
-        obnam.display(),
-        w.repo.display()
-    );
-    let mut script = std::process::Command::new("script");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("OBNAM_") {
-            script.env_remove(&key);
-        }
-    }
-    let out = script
-        .args(["-qec", &command, "/dev/null"])
-        .env("HOME", w.env.home())
-        .current_dir(w.env.path())
-        .stdin(std::process::Stdio::null())
-        .output();
-    match out {
-        Ok(out) => Some(Run::from_output(out)),
-        Err(e) => {
-            eprintln!("skipped: cannot run script(1) to give obnam a terminal: {e}");
-            None
-        }
-    }
-}
-
 #[test]
 fn on_a_terminal_backup_shows_percent_and_the_total_and_json_lines_no_status_line() {
     let w = BackupWorld::new("c");
     w.file("only", &noise(200_000, 3));
     let data = w.data.display().to_string();
     let slow = SLOW.join(" ");
-    let Some(run) = on_terminal(&w, &format!("{slow} backup {data}")) else {
+    let Some(run) = w.on_terminal("", &format!("{slow} backup {data}")) else {
         return;
     };
     let run = run.ok();
@@ -370,7 +339,7 @@ fn on_a_terminal_backup_shows_percent_and_the_total_and_json_lines_no_status_lin
     // with the stream (a warning is written in pieces, which a line of
     // the stream could come between).
     w.file("second", &noise(200_000, 4));
-    let Some(run) = on_terminal(&w, &format!("--output-format json-lines backup {data}")) else {
+    let Some(run) = w.on_terminal("", &format!("--output-format json-lines backup {data}")) else {
         return;
     };
     let run = run.ok();

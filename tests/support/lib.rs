@@ -353,6 +353,43 @@ impl BackupWorld {
         self.obnam(&args)
     }
 
+    /// Run obnam on this world's repository as its client under
+    /// `script`, which gives it a terminal (its standard output and error
+    /// both go to it), typing `input`. `args` is shell text. `None` if
+    /// `script` cannot run here (the caller skips, saying so).
+    pub fn on_terminal(&self, input: &str, args: &str) -> Option<Run> {
+        let command = format!(
+            "{} --repository {} --client-name {} {args}",
+            target_dir().join("obnam").display(),
+            self.repo.display(),
+            self.client
+        );
+        let mut script = Command::new("script");
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("OBNAM_") {
+                script.env_remove(&key);
+            }
+        }
+        let child = script
+            .args(["-qec", &command, "/dev/null"])
+            .env("HOME", self.env.home())
+            .current_dir(self.env.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skipped: cannot run script(1) to give obnam a terminal: {e}");
+                return None;
+            }
+        };
+        use std::io::Write;
+        child.stdin.take()?.write_all(input.as_bytes()).ok()?;
+        Some(Run::from_output(child.wait_with_output().ok()?))
+    }
+
     /// Write a file below the data folder (making folders on the way).
     pub fn file(&self, rel: &str, content: &[u8]) -> PathBuf {
         let path = self.data.join(rel);
