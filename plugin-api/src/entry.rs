@@ -45,7 +45,8 @@ pub struct Entry {
     pub target: Vec<u8>,
     /// Extended attributes: (name, value).
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Whole-file checksum (SHA-256) of a regular file.
+    /// Whole-file checksum of a regular file, of the kind it says (see
+    /// [`checksum`](crate::checksum)).
     pub checksum: Vec<u8>,
     /// A regular file's chunks, in order.
     pub chunks: Vec<ChunkId>,

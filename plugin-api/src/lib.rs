@@ -56,6 +56,7 @@
 
 pub mod abi;
 mod app;
+pub mod checksum;
 mod context;
 pub mod declare;
 mod entry;

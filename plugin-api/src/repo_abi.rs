@@ -118,7 +118,7 @@ pub struct RawEntry {
     pub target: RVec<u8>,
     /// Extended attributes.
     pub xattrs: RVec<RawXattr>,
-    /// SHA-256 of a regular file's content.
+    /// A regular file's whole-file checksum (see [`checksum`](crate::checksum)).
     pub checksum: RVec<u8>,
     /// A regular file's chunks, in order.
     pub chunks: RVec<ChunkId>,
@@ -305,6 +305,10 @@ pub trait RepositoryService: Send + Sync {
     // Added in 0.1.4.
     /// The boundary form of [`Repository::usage`](crate::Repository::usage).
     fn usage(&self) -> AbiResult<RawUsage>;
+    // Added in 0.1.6.
+    /// The boundary form of [`Repository::file_checksum_kind`](crate::Repository::file_checksum_kind):
+    /// a [`ChecksumKind::code`](crate::checksum::ChecksumKind::code).
+    fn file_checksum_kind(&self) -> u8;
 }
 
 /// One client's share of a repository, at the boundary (see

@@ -483,6 +483,14 @@ impl Repository {
         Ok(Usage::from_raw(unwrap_abi(self.inner.usage())?))
     }
 
+    /// The kind of whole-file checksum a backup records in this
+    /// repository (see [`checksum`](crate::checksum)): the BLAKE3 block
+    /// list in repositories of format version 4, SHA-256 in older ones,
+    /// which older obnam must still read. Since 0.1.6.
+    pub fn file_checksum_kind(&self) -> crate::checksum::ChecksumKind {
+        crate::checksum::ChecksumKind::from_code(self.inner.file_checksum_kind())
+    }
+
     /// Remove a client: every generation of it, then the client itself.
     /// The caller holds the client's lock. Returns how many generations
     /// were removed. Their data goes with the next prune.

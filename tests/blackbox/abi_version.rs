@@ -32,12 +32,17 @@ fn build_plugin_against(root: &Path, api_version: &str) -> PathBuf {
     fs::create_dir_all(&api).unwrap();
     let ws = workspace_dir();
     copy_dir(&ws.join("plugin-api/src"), &api.join("src"));
+    // plugin-api's own dependencies, whatever they are now: only the
+    // version changes.
+    let manifest = fs::read_to_string(ws.join("plugin-api/Cargo.toml")).unwrap();
+    let dependencies = &manifest[manifest
+        .find("[dependencies]")
+        .expect("plugin-api has dependencies")..];
     fs::write(
         api.join("Cargo.toml"),
         format!(
             "[package]\nname = \"obnam-plugin-api\"\nversion = \"{api_version}\"\nedition = \"2021\"\n\n\
-             [lib]\nname = \"plugin_api\"\n\n[dependencies]\nabi_stable = \"0.11.3\"\n\
-             serde_json = \"1\"\ntracing = \"0.1.44\"\ntracing-core = \"0.1\"\ninventory = \"0.3\"\n"
+             [lib]\nname = \"plugin_api\"\n\n{dependencies}"
         ),
     )
     .unwrap();

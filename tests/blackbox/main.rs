@@ -32,4 +32,5 @@ mod report;
 mod repository;
 mod restore;
 mod settings;
+mod sparse;
 mod storage_faults;

@@ -18,7 +18,9 @@ use plugin_api::Error;
 
 use obnam_repository::generation::{GenerationBuilder, GenerationReader};
 use obnam_repository::prune::{PruneOptions, PruneStep};
+use obnam_repository::tokens::TokenFunction;
 use obnam_repository::{RepoError, Repository};
+use plugin_api::checksum::ChecksumKind;
 
 use super::convert::Convert;
 
@@ -286,6 +288,18 @@ impl RepositoryService for RepoService {
 
     fn usage(&self) -> AbiResult<RawUsage> {
         self.shield.call(|| self.repo().usage())
+    }
+
+    fn file_checksum_kind(&self) -> u8 {
+        // Whole-file checksums change with tokens, at format version 4:
+        // an older obnam reading a version 3 repository must find SHA-256.
+        self.shield.no_panic(|| {
+            match TokenFunction::of(self.repo().config()) {
+                TokenFunction::Blake3 => ChecksumKind::Blake3Blocks,
+                TokenFunction::Sha256 => ChecksumKind::Sha256,
+            }
+            .code()
+        })
     }
 }
 

@@ -1,23 +1,41 @@
 //! Reading a changed file and storing its content: read in large blocks,
 //! cut into chunks (the `backup-chunk-boundaries` hook), compute each
 //! chunk's token, store it or reuse a stored copy (the `backup-store-chunk`
-//! hook), and compute the whole-file SHA-256 on the way.
+//! hook), and compute the whole-file checksum on the way (of the kind the
+//! repository asks for: see `plugin_api::checksum`).
+//!
+//! A sparse file is read by its data only: `SEEK_DATA`/`SEEK_HOLE` find
+//! its holes, and a hole is recorded as one stored chunk of zeros repeated
+//! (what a dense run of zeros deduplicates to anyway), without reading,
+//! cutting or hashing its zeros. Restores already write such chunks as
+//! holes, and the checksum is the same as if the zeros had been read.
 
+use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io::{ErrorKind, Read};
+use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use plugin_api::checksum::{ChecksumKind, FileHasher};
 use plugin_api::payloads::{SplitRequest, StoreChunkRequest};
 use plugin_api::types::RVec;
 use plugin_api::{ChunkId, Context, Hook, Repository};
-use sha2::{Digest, Sha256};
 
 /// How much of a file is read at once (at least twice the largest chunk).
 const BLOCK: usize = 4 << 20;
 
 /// The smallest read past the size a file claimed (see `fill`).
 const MIN_EXCESS_READ: usize = 64 << 10;
+
+/// The smallest hole skipped unread: smaller ones are read as zeros, so
+/// that a file with many small holes is not cut into many small chunks
+/// (each data segment ends a chunk).
+const HOLE_MIN: u64 = 1 << 20;
+
+/// The length of the chunk of zeros a hole is recorded as (repeated, and
+/// one shorter chunk for the rest): the largest content-defined chunk.
+const HOLE_CHUNK: u64 = 16 << 20;
 
 /// Why a file's content could not be backed up.
 pub enum ContentError {
@@ -149,6 +167,8 @@ pub struct Stored {
     /// differ from the size `stat` gives for files such as those in `/proc`.
     pub bytes_read: u64,
     pub bytes_new: u64,
+    /// Of `bytes_read`, the bytes of holes, which were not read.
+    pub bytes_in_holes: u64,
 }
 
 /// The chunks of a file stored so far, and the bytes they added.
@@ -174,6 +194,8 @@ struct Storer {
     repo: Repository,
     hook: Hook<StoreChunkRequest>,
     req: StoreChunkRequest,
+    /// The chunks of zeros stored for holes, by length.
+    zero_chunks: HashMap<u64, ChunkId>,
 }
 
 impl Storer {
@@ -182,7 +204,21 @@ impl Storer {
             repo,
             hook,
             req: StoreChunkRequest::default(),
+            zero_chunks: HashMap::new(),
         }
+    }
+
+    /// The chunk of `len` zeros a hole is recorded as: stored through the
+    /// hook the first time (like any chunk, so dedup and the filters see
+    /// it), reused after. Returns its id and the bytes it added.
+    fn zero_chunk(&mut self, ctx: &Context<'_>, len: u64) -> Result<(ChunkId, u64), ContentError> {
+        if let Some(id) = self.zero_chunks.get(&len) {
+            return Ok((*id, 0));
+        }
+        let zeros = vec![0u8; len as usize];
+        let (id, added) = self.store(ctx, &zeros)?;
+        self.zero_chunks.insert(len, id);
+        Ok((id, added))
     }
 
     /// Store one chunk; returns its id and the bytes it added to the repository.
@@ -205,19 +241,36 @@ impl Storer {
         ))
     }
 
-    /// Store the next chunk of a file and add it to `out`.
+    /// Store the next piece of a file and add it to `out`.
     fn add(
         &mut self,
         ctx: &Context<'_>,
-        chunk: &[u8],
+        piece: Piece<'_>,
         out: &mut Collected,
         after_chunk: AfterChunk<'_>,
     ) -> Result<(), ContentError> {
-        let (id, added) = self.store(ctx, chunk)?;
+        let ((id, added), len) = match piece {
+            Piece::Data(chunk) => (self.store(ctx, chunk)?, chunk.len() as u64),
+            Piece::Zeros(len) => (self.zero_chunk(ctx, len)?, len),
+        };
         out.chunks.push(id);
         out.bytes_new += added;
-        after_chunk(chunk.len() as u64, added).map_err(ContentError::Fatal)
+        after_chunk(len, added).map_err(ContentError::Fatal)
     }
+}
+
+/// A piece of a file's content, as it is stored: a chunk of data, or a
+/// hole's zeros (at most [`HOLE_CHUNK`] of them).
+#[derive(Clone, Copy)]
+enum Piece<'a> {
+    Data(&'a [u8]),
+    Zeros(u64),
+}
+
+/// A piece handed from the reading thread to the storing one.
+enum OwnedPiece {
+    Data(Vec<u8>),
+    Zeros(u64),
 }
 
 /// Called after each chunk with its length (for the progress) and the
@@ -229,6 +282,8 @@ pub struct ContentWriter<'a, 'c> {
     ctx: &'a Context<'c>,
     splitter: Splitter,
     storer: Storer,
+    /// The kind of whole-file checksum the repository records.
+    checksum_kind: ChecksumKind,
 }
 
 impl<'a, 'c> ContentWriter<'a, 'c> {
@@ -248,6 +303,7 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
                     ..SplitRequest::default()
                 },
             },
+            checksum_kind: repo.file_checksum_kind(),
             storer: Storer::new(repo, store_hook),
         }
     }
@@ -266,22 +322,28 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
         walked: &Walked,
         after_chunk: AfterChunk<'_>,
     ) -> Result<Stored, ContentError> {
+        let file = open(path, walked)?;
+        let plan = sparse_plan(&file, walked.size).map_err(io)?;
         let mut source = Source {
-            file: open(path, walked)?,
+            file,
             walked,
-            hasher: Sha256::new(),
+            hasher: FileHasher::new(self.checksum_kind),
             bytes_read: 0,
+            end: None,
+            holes: 0,
         };
+        let plan = plan.as_deref();
         let collected = if walked.size < PIPELINE_FROM {
-            self.store_inline(&mut source, after_chunk)?
+            self.store_inline(&mut source, plan, after_chunk)?
         } else {
-            self.store_piped(&mut source, after_chunk)?
+            self.store_piped(&mut source, plan, after_chunk)?
         };
         Ok(Stored {
             chunks: collected.chunks,
-            checksum: source.hasher.finalize().to_vec(),
+            checksum: source.hasher.finish(),
             bytes_read: source.bytes_read,
             bytes_new: collected.bytes_new,
+            bytes_in_holes: source.holes,
         })
     }
 
@@ -289,13 +351,14 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
     fn store_inline(
         &mut self,
         source: &mut Source<'_>,
+        plan: Option<&[Segment]>,
         after_chunk: AfterChunk<'_>,
     ) -> Result<Collected, ContentError> {
         let ctx = self.ctx;
         let storer = &mut self.storer;
         let mut out = Collected::default();
-        self.splitter.read_chunks(ctx, source, &mut |chunk| {
-            storer.add(ctx, chunk, &mut out, after_chunk)
+        self.splitter.read_file(ctx, source, plan, &mut |piece| {
+            storer.add(ctx, piece, &mut out, after_chunk)
         })?;
         Ok(out)
     }
@@ -305,6 +368,7 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
     fn store_piped(
         &mut self,
         source: &mut Source<'_>,
+        plan: Option<&[Segment]>,
         after_chunk: AfterChunk<'_>,
     ) -> Result<Collected, ContentError> {
         let ctx = self.ctx;
@@ -312,19 +376,27 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
         let hook = self.storer.hook;
         let splitter = &mut self.splitter;
         std::thread::scope(|scope| {
-            let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(8);
+            let (tx, rx) = crossbeam_channel::bounded::<OwnedPiece>(8);
             let consumer = scope.spawn(move || -> Result<Collected, ContentError> {
                 let mut storer = Storer::new(repo, hook);
                 let mut out = Collected::default();
-                for chunk in rx {
-                    storer.add(ctx, &chunk, &mut out, after_chunk)?;
+                for piece in rx {
+                    let piece = match &piece {
+                        OwnedPiece::Data(chunk) => Piece::Data(chunk),
+                        OwnedPiece::Zeros(len) => Piece::Zeros(*len),
+                    };
+                    storer.add(ctx, piece, &mut out, after_chunk)?;
                 }
                 Ok(out)
             });
-            let read = splitter.read_chunks(ctx, source, &mut |chunk| {
+            let read = splitter.read_file(ctx, source, plan, &mut |piece| {
+                let owned = match piece {
+                    Piece::Data(chunk) => OwnedPiece::Data(chunk.to_vec()),
+                    Piece::Zeros(len) => OwnedPiece::Zeros(len),
+                };
                 // A send fails only if the storing thread stopped on an
                 // error, which joining it reports.
-                tx.send(chunk.to_vec())
+                tx.send(owned)
                     .map_err(|_| ContentError::File(String::new()))
             });
             drop(tx);
@@ -343,11 +415,127 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
 struct Source<'w> {
     file: File,
     walked: &'w Walked,
-    hasher: Sha256,
+    hasher: FileHasher,
+    /// Where in the file the next read starts (holes skipped count too).
     bytes_read: u64,
+    /// Where the data being read ends (a sparse file's data segment), or
+    /// `None` to read to the end of the file.
+    end: Option<u64>,
+    /// Bytes of holes skipped.
+    holes: u64,
+}
+
+/// A part of a sparse file: data to read, or a hole of so many bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Data(Range<u64>),
+    Hole(u64),
+}
+
+/// A file's data segments and holes (holes of at least [`HOLE_MIN`]), in
+/// order, from `SEEK_DATA` and `SEEK_HOLE`; `None` if it has no such hole
+/// or the file system cannot tell. Leaves the file's offset at 0.
+///
+/// Only a file whose allocated blocks fall short of its size by
+/// [`HOLE_MIN`] is looked at, so that a dense file costs no `lseek`s. What
+/// the plan says is checked like everything else: a file written to while
+/// it is read changes its modification time, and fails as changed.
+fn sparse_plan(file: &File, size: u64) -> std::io::Result<Option<Vec<Segment>>> {
+    use rustix::fs::SeekFrom;
+    let meta = file.metadata()?;
+    if meta.blocks().saturating_mul(512).saturating_add(HOLE_MIN) > size {
+        return Ok(None);
+    }
+    let plan = (|| {
+        let mut plan = Vec::new();
+        // [data_from, pos) is data not yet in the plan: holes too small
+        // to skip stay in it.
+        let (mut data_from, mut pos) = (0u64, 0u64);
+        while pos < size {
+            let data = match rustix::fs::seek(file, SeekFrom::Data(pos)) {
+                Ok(at) => at.min(size),
+                // No data after `pos`: the rest is a hole.
+                Err(rustix::io::Errno::NXIO) => size,
+                Err(_) => return None,
+            };
+            if data < pos {
+                return None;
+            }
+            if data - pos >= HOLE_MIN {
+                if pos > data_from {
+                    plan.push(Segment::Data(data_from..pos));
+                }
+                plan.push(Segment::Hole(data - pos));
+                data_from = data;
+            }
+            if data >= size {
+                break;
+            }
+            let hole = match rustix::fs::seek(file, SeekFrom::Hole(data)) {
+                Ok(at) => at.min(size),
+                Err(_) => return None,
+            };
+            if hole <= data {
+                return None;
+            }
+            pos = hole;
+        }
+        if size > data_from {
+            plan.push(Segment::Data(data_from..size));
+        }
+        plan.iter()
+            .any(|s| matches!(s, Segment::Hole(_)))
+            .then_some(plan)
+    })();
+    rustix::fs::seek(file, SeekFrom::Start(0))?;
+    Ok(plan)
 }
 
 impl Splitter {
+    /// Read a whole file and hand out its pieces in order: with no plan,
+    /// everything through [`read_chunks`](Self::read_chunks); with a
+    /// sparse file's plan, each data segment through it and each hole as
+    /// chunks of zeros, which are neither read nor cut nor hashed.
+    fn read_file(
+        &mut self,
+        ctx: &Context<'_>,
+        source: &mut Source<'_>,
+        plan: Option<&[Segment]>,
+        on_piece: &mut dyn FnMut(Piece<'_>) -> Result<(), ContentError>,
+    ) -> Result<(), ContentError> {
+        let Some(plan) = plan else {
+            return self.read_chunks(ctx, source, &mut |chunk| on_piece(Piece::Data(chunk)));
+        };
+        for segment in plan {
+            match segment {
+                Segment::Hole(len) => {
+                    source.hasher.update_zeros(*len);
+                    source.bytes_read += len;
+                    source.holes += len;
+                    let mut left = *len;
+                    while left > 0 {
+                        let now = left.min(HOLE_CHUNK);
+                        on_piece(Piece::Zeros(now))?;
+                        left -= now;
+                    }
+                }
+                Segment::Data(range) => {
+                    rustix::fs::seek(&source.file, rustix::fs::SeekFrom::Start(range.start))
+                        .map_err(|e| io(e.into()))?;
+                    source.end = Some(range.end);
+                    self.read_chunks(ctx, source, &mut |chunk| on_piece(Piece::Data(chunk)))?;
+                    // Shorter than planned: it was truncated meanwhile.
+                    if source.bytes_read != range.end {
+                        return Err(ContentError::File(CHANGED.into()));
+                    }
+                }
+            }
+        }
+        source.end = None;
+        // A file of holes only was never checked while read.
+        source.walked.check(&source.file)
+    }
+
     /// The one chunk loop, whoever stores the chunks: read a file to its
     /// end in growing reads (see `fill`), cut it into chunks and hand each
     /// to `on_chunk`; fail if the file changes on the way.
@@ -366,8 +554,10 @@ impl Splitter {
                 walked,
                 hasher,
                 bytes_read,
+                end,
+                holes: _,
             } = source;
-            eof = fill(file, &mut data, walked.size, hasher, bytes_read).map_err(io)?;
+            eof = fill(file, &mut data, walked.size, *end, hasher, bytes_read).map_err(io)?;
             // Checked after every block, not only at the end: a file that
             // is appended to as fast as it is read would have no end.
             walked.check(file)?;
@@ -418,8 +608,9 @@ impl Splitter {
     }
 }
 
-/// Read until `data` holds a block, or the file ends; hash what was read
-/// and add its length to `total`. Returns whether the end was reached.
+/// Read until `data` holds a block, or the file (or the data segment
+/// ending at `end`) ends; hash what was read and add its length to
+/// `total`. Returns whether the end was reached.
 ///
 /// Up to the `size` the file claimed, the buffer grows only as far as
 /// needed (one byte more, to see the end), so that a small file costs a
@@ -431,16 +622,18 @@ fn fill(
     file: &mut File,
     data: &mut RVec<u8>,
     size: u64,
-    hasher: &mut Sha256,
+    end: Option<u64>,
+    hasher: &mut FileHasher,
     total: &mut u64,
 ) -> std::io::Result<bool> {
     let start = data.len();
     let room = BLOCK.saturating_sub(start).max(BLOCK / 2);
-    let to_read = match size.checked_sub(*total) {
-        Some(left) if left > 0 => usize::try_from(left)
+    let to_read = match (end, size.checked_sub(*total)) {
+        (Some(end), _) => usize::try_from(end.saturating_sub(*total)).unwrap_or(usize::MAX),
+        (None, Some(left)) if left > 0 => usize::try_from(left)
             .unwrap_or(usize::MAX)
             .saturating_add(1),
-        _ => usize::try_from(*total - size)
+        (None, _) => usize::try_from(*total - size)
             .unwrap_or(usize::MAX)
             .max(MIN_EXCESS_READ),
     };
@@ -465,5 +658,6 @@ fn fill(
     data.truncate(filled);
     hasher.update(&data[start..filled]);
     *total += (filled - start) as u64;
-    Ok(eof)
+    // A data segment ends where the holes said, not at a short read.
+    Ok(eof || end == Some(*total))
 }

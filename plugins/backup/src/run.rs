@@ -450,6 +450,7 @@ impl Shared<'_> {
                 add(&self.stats.files_read, 1);
                 add(&self.stats.bytes_read, stored.bytes_read);
                 add(&self.stats.bytes_new, stored.bytes_new);
+                add(&self.stats.bytes_in_holes, stored.bytes_in_holes);
                 let mut entry = job.entry.clone();
                 // What was read, which a file in /proc, say, does not
                 // claim: a restore gives back the content as read.

@@ -16,6 +16,8 @@ pub struct Stats {
     /// Files whose content was read.
     pub files_read: AtomicU64,
     pub bytes_read: AtomicU64,
+    /// Of `bytes_read`, the holes of sparse files, which were not read.
+    pub bytes_in_holes: AtomicU64,
     /// Bytes of chunks stored anew.
     pub bytes_new: AtomicU64,
     /// Bytes of files found (their sizes).
@@ -42,6 +44,7 @@ impl Default for Stats {
             directories: AtomicU64::new(0),
             files_read: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
+            bytes_in_holes: AtomicU64::new(0),
             bytes_new: AtomicU64::new(0),
             bytes_found: AtomicU64::new(0),
             excluded: AtomicU64::new(0),
@@ -153,8 +156,12 @@ impl Stats {
                 get(&self.excluded)
             );
         }
+        let holes = match get(&self.bytes_in_holes) {
+            0 => String::new(),
+            n => format!(" ({} of it holes)", human(n)),
+        };
         format!(
-            "Backed up {} and {} ({} read, {}, {} new) in {:.1} s ({}/s); {} excluded, {}",
+            "Backed up {} and {} ({} read, {}{holes}, {} new) in {:.1} s ({}/s); {} excluded, {}",
             count(get(&self.files), "file", "files"),
             count(get(&self.directories), "directory", "directories"),
             count(get(&self.files_read), "file", "files"),
@@ -175,6 +182,7 @@ impl Stats {
             "files_read": get(&self.files_read),
             "bytes_found": get(&self.bytes_found),
             "bytes_read": get(&self.bytes_read),
+            "bytes_in_holes": get(&self.bytes_in_holes),
             "bytes_new": get(&self.bytes_new),
             "excluded": get(&self.excluded),
             "errors": get(&self.errors),

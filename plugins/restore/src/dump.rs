@@ -32,7 +32,7 @@ use std::ops::Range;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
+use plugin_api::checksum::ContentCheck;
 use tar::{EntryType, Header};
 
 use plugin_api::{ChunkId, Context, Entry, EntryKind, Repository, Result};
@@ -86,10 +86,14 @@ fn scan(repo: &Repository, shown: &str, entry: &Entry) -> Result<Scanned> {
     let mut content = Vec::new();
     let mut ranges: Vec<Range<u64>> = Vec::new();
     let mut lengths = Vec::with_capacity(entry.chunks.len());
-    let mut hasher = Sha256::new();
+    let mut check = ContentCheck::new(&entry.checksum);
     let mut offset = 0u64;
     fetch::for_each_chunk(repo, &entry.chunks, |chunk| {
-        hasher.update(&chunk.data);
+        if chunk.zero {
+            check.update_zeros(chunk.data.len() as u64);
+        } else {
+            check.update(&chunk.data);
+        }
         if keep {
             content.extend_from_slice(&chunk.data);
         }
@@ -116,11 +120,9 @@ fn scan(repo: &Repository, shown: &str, entry: &Entry) -> Result<Scanned> {
             entry.size
         );
     }
-    if !entry.checksum.is_empty() && hasher.finalize().as_slice() != entry.checksum.as_slice() {
-        plugin_api::bail!(
-            "{shown}: checksum mismatch: the content read back is not what was backed up"
-        );
-    }
+    check
+        .finish()
+        .map_err(|e| plugin_api::Error::msg(format!("{shown}: {e}")))?;
     Ok(Scanned {
         ranges,
         lengths,
@@ -446,19 +448,20 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     };
     let mut out = BufWriter::with_capacity(1 << 20, Stdout(ctx));
     if let Some(entry) = top.as_ref().filter(|e| e.kind == EntryKind::File) {
-        let mut hasher = Sha256::new();
+        let mut check = ContentCheck::new(&entry.checksum);
         fetch::for_each_chunk(&repo, &entry.chunks, |chunk| {
-            hasher.update(&chunk.data);
+            if chunk.zero {
+                check.update_zeros(chunk.data.len() as u64);
+            } else {
+                check.update(&chunk.data);
+            }
             out.write_all(&chunk.data).map_err(|e| e.to_string())
         })
         .map_err(|e| plugin_api::Error::msg(format!("{}: {e}", escape(&path))))?;
         out.flush()?;
-        if !entry.checksum.is_empty() && hasher.finalize().as_slice() != entry.checksum.as_slice() {
-            plugin_api::bail!(
-                "{}: checksum mismatch: the content read back is not what was backed up",
-                escape(&path)
-            );
-        }
+        check
+            .finish()
+            .map_err(|e| plugin_api::Error::msg(format!("{}: {e}", escape(&path))))?;
         return Ok(());
     }
     let top_name: Vec<u8> = parts.last().cloned().unwrap_or_default();

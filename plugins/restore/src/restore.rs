@@ -14,7 +14,7 @@
 //! 3. **Workers** restore entries in parallel: a regular file's chunks are
 //!    read from the repository (ahead of time for large files, see
 //!    [`crate::fetch`]), written with holes kept (see [`crate::sparse`])
-//!    and checked against the recorded SHA-256 as they are written; then
+//!    and checked against the recorded checksum as they are written; then
 //!    its metadata is set (see [`crate::metadata`]).
 //! 4. **Hard links**: the first regular file of a (device, inode) pair met
 //!    in the walk is restored; the others are linked to it once all
@@ -54,7 +54,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
+use plugin_api::checksum::ContentCheck;
 
 use plugin_api::{
     Context, Entry, EntryKind, Error, GenerationInfo, GenerationReader, Repository, Result,
@@ -561,12 +561,13 @@ impl Restorer<'_> {
     /// Write a file's chunks, keeping holes, and check size and checksum.
     fn write_content(&self, file: &fs::File, entry: &Entry) -> std::result::Result<(), String> {
         let mut writer = SparseWriter::new(file);
-        let mut hasher = Sha256::new();
+        let mut check = ContentCheck::new(&entry.checksum);
         fetch::for_each_chunk(&self.repo, &entry.chunks, |chunk| {
-            hasher.update(&chunk.data);
             if chunk.zero {
+                check.update_zeros(chunk.data.len() as u64);
                 writer.skip_zeros(chunk.data.len() as u64);
             } else {
+                check.update(&chunk.data);
                 writer
                     .write(&chunk.data)
                     .map_err(|e| format!("cannot write: {e}"))?;
@@ -585,12 +586,7 @@ impl Restorer<'_> {
         writer
             .finish()
             .map_err(|e| format!("cannot set the file's length: {e}"))?;
-        if !entry.checksum.is_empty() && hasher.finalize().as_slice() != entry.checksum.as_slice() {
-            return Err(
-                "checksum mismatch: the content read back is not what was backed up".into(),
-            );
-        }
-        Ok(())
+        check.finish().map_err(|e| e.to_string())
     }
 
     /// Make the hard links noted by the walker.

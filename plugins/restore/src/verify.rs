@@ -5,8 +5,8 @@
 //! roots of the `root` setting, as `obnam backup` would take them) it
 //! compares the generation's entry with the live object: kind, mode,
 //! owner, modification time, extended attributes, symlink target, device
-//! number, size, and the content of regular files (read and hashed with
-//! SHA-256, compared with the checksum recorded at backup). Objects in
+//! number, size, and the content of regular files (read and hashed,
+//! compared with the checksum recorded at backup). Objects in
 //! the generation that are gone, and objects on disk that the generation
 //! lacks, are differences too, except those the `backup-exclude` hook
 //! leaves out (so `--exclude` patterns given to backup should be given
@@ -26,7 +26,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use plugin_api::checksum::{ChecksumError, ContentCheck};
 
 use plugin_api::payloads::{ExcludeCandidate, FileStat, BACKUP_EXCLUDE};
 use plugin_api::{Context, Entry, EntryKind, GenerationReader, Hook, Result};
@@ -64,17 +64,52 @@ fn live_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
-/// SHA-256 of a file's content.
-fn hash_file(path: &Path) -> std::io::Result<Vec<u8>> {
+/// Read a live file's content through a check against the checksum a
+/// backup recorded (of whichever kind that checksum is). Holes, where the
+/// file system tells them (`SEEK_DATA`/`SEEK_HOLE`), are hashed as their
+/// zeros without being read, as the backup did.
+fn check_file<'r>(path: &Path, recorded: &'r [u8]) -> std::io::Result<ContentCheck<'r>> {
+    use rustix::fs::SeekFrom;
     let mut file = fs::File::open(path)?;
-    let mut hasher = Sha256::new();
+    let size = file.metadata()?.len();
+    let mut check = ContentCheck::new(recorded);
     let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    while pos < size {
+        let data = match rustix::fs::seek(&file, SeekFrom::Data(pos)) {
+            Ok(at) => at.clamp(pos, size),
+            Err(rustix::io::Errno::NXIO) => size,
+            Err(_) => pos,
+        };
+        check.update_zeros(data - pos);
+        pos = data;
+        if pos == size {
+            break;
+        }
+        let end = match rustix::fs::seek(&file, SeekFrom::Hole(pos)) {
+            Ok(at) if at > pos => at.min(size),
+            _ => size,
+        };
+        rustix::fs::seek(&file, SeekFrom::Start(pos))?;
+        while pos < end {
+            let want = buf.len().min((end - pos) as usize);
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                // Shorter than it said: what was hashed is the content.
+                return Ok(check);
+            }
+            check.update(&buf[..n]);
+            pos += n as u64;
+        }
+    }
+    // Whatever it grew by since it was looked at is content too.
+    rustix::fs::seek(&file, SeekFrom::Start(pos))?;
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
-            return Ok(hasher.finalize().to_vec());
+            return Ok(check);
         }
-        hasher.update(&buf[..n]);
+        check.update(&buf[..n]);
     }
 }
 
@@ -178,9 +213,10 @@ impl Verifier<'_, '_> {
             }
         }
         if kind == EntryKind::File && e.size == m.size() && !e.checksum.is_empty() {
-            match hash_file(live) {
-                Ok(sum) if sum == e.checksum => {}
-                Ok(_) => what.push("content".into()),
+            match check_file(live, &e.checksum).map(ContentCheck::finish) {
+                Ok(Ok(())) => {}
+                Ok(Err(ChecksumError::Mismatch)) => what.push("content".into()),
+                Ok(Err(err)) => what.push(format!("content cannot be checked: {err}")),
                 Err(err) => what.push(format!("content cannot be read: {err}")),
             }
         }
