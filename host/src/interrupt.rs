@@ -7,10 +7,12 @@
 //! stale, and over SFTP the ssh processes carrying the connections would
 //! run on. So a thread waits for these signals and, on the first:
 //!
-//! 1. stops the repository from starting any more writes;
-//! 2. releases the run's locks;
-//! 3. closes the repository (its connections, and their ssh processes);
-//! 4. ends the process with exit code 128 + the signal's number, after
+//! 1. calls the `run-interrupted` hook, so that plugins release what
+//!    they hold outside the repository (the mount plugin unmounts);
+//! 2. stops the repository from starting any more writes;
+//! 3. releases the run's locks;
+//! 4. closes the repository (its connections, and their ssh processes);
+//! 5. ends the process with exit code 128 + the signal's number, after
 //!    saying `ERROR: interrupted by SIGINT`.
 //!
 //! Meanwhile the command's own thread sees its writes refused and fails;
@@ -81,9 +83,19 @@ pub fn install(host: Arc<Host>) {
 
 /// Wind down and end the process, as interrupted by `signal`.
 fn end_run(host: &Host, signal: i32) -> ! {
+    tell_plugins(host, signal);
     wind_down(host);
     eprintln!("ERROR: interrupted by {}", name(signal));
     std::process::exit(exit::interrupted_by(signal));
+}
+
+/// Call the `run-interrupted` hook (see
+/// [`plugin_api::payloads::RUN_INTERRUPTED`]); a failure is logged.
+fn tell_plugins(host: &Host, signal: i32) {
+    let payload = serde_json::json!({ "signal": name(signal) });
+    if let Err(e) = host.call_json_hook(plugin_api::payloads::RUN_INTERRUPTED, payload) {
+        tracing::warn!("hook {}: {e}", plugin_api::payloads::RUN_INTERRUPTED);
+    }
 }
 
 /// Leave the repository as the end of a run would: nothing more written,

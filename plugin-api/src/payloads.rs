@@ -62,6 +62,15 @@ pub const BACKUP_STORE_CHUNK: &str = "backup-store-chunk";
 ///
 /// An error from a callback stops the open; nothing is written.
 pub const REPOSITORY_OPEN: &str = "repository-open";
+/// Host hook (JSON payload `{"signal": "SIGINT"}`, or `SIGTERM`, `SIGHUP`)
+/// called once when the run is interrupted, before the host releases its
+/// locks and ends the process: a plugin releases here what it holds
+/// outside the repository (a mount, a child process, a temporary file),
+/// which the end of the process would not undo, or not at once. It is
+/// called on the host's interruption thread while the command's threads
+/// go on; callbacks must be quick and may not block on them. Errors are
+/// logged and do not stop the others. Since 0.1.6.
+pub const RUN_INTERRUPTED: &str = "run-interrupted";
 /// Host filter hook that every repository object but the config and the
 /// key slots passes through (compression, encryption). The filter whose tag
 /// a repository's config names as its seal runs last, on the whole inner

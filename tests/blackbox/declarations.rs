@@ -101,3 +101,64 @@ fn a_declared_exclude_callback_takes_part_in_backups() {
     assert!(restored.join("sub").is_dir());
     assert!(!restored.join("sub/delta-skip").exists());
 }
+
+#[test]
+fn plugins_hear_of_an_interruption_before_the_process_ends() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["delta"]);
+    for signal in ["INT", "TERM", "HUP"] {
+        let note = env.path().join(format!("interrupted-{signal}"));
+        let mut child = env
+            .obnam()
+            .arg("--plugin-dir")
+            .arg(&dir)
+            .arg("delta-wait")
+            .env("DELTA_INTERRUPTED", &note)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its standard input stays open until it has ended: it must end
+        // by the signal, not by the end of its input.
+        let stdin = child.stdin.take();
+        // Interrupt it once it is running its command.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "waiting\n");
+        let killed = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("interrupted by SIG{signal}")),
+            "{:?} {stderr}",
+            out.status
+        );
+        assert_ne!(out.status.code(), Some(0));
+        let said: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&note).expect("the callback ran")).unwrap();
+        assert_eq!(
+            said,
+            serde_json::json!({ "signal": format!("SIG{signal}") })
+        );
+    }
+    // A run that is not interrupted does not call it.
+    let note = env.path().join("not-interrupted");
+    let mut cmd = env.obnam();
+    cmd.arg("--plugin-dir")
+        .arg(&dir)
+        .arg("delta-wait")
+        .env("DELTA_INTERRUPTED", &note)
+        .stdin(Stdio::null());
+    obnam_test_support::run(&mut cmd).ok();
+    assert!(!note.exists());
+}

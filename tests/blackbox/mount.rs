@@ -79,13 +79,13 @@ impl World {
     }
 }
 
-/// Tests that mount hold this shared; the Ctrl-C test holds it alone.
-/// Under the full suite, an interrupted mount started at the same moment
-/// as other mounts of the same test process has now and then stayed
-/// mounted (the auto-unmount helper never saw its end) until the test
-/// process ended; alone, it unmounts in milliseconds every time. Until
-/// that is understood, the Ctrl-C test checks the single mount (see
-/// docs/user-guide.md, "obnam mount", on stale mounts).
+/// Tests that mount hold this shared; the Ctrl-C test holds it alone, so
+/// that its checks that no helper process is left are about its own
+/// mount. (An interrupted mount used to stay mounted now and then on a
+/// busy machine: fusermount3's auto-unmount helper could run between the
+/// kernel's closing of obnam's socket and of its FUSE device, find the
+/// file system still connected, and leave it. The mount plugin now
+/// unmounts on the `run-interrupted` hook; see plugins/mount/src/mount.rs.)
 static MOUNTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// Assert that nothing is mounted at `point` and no process (obnam, or

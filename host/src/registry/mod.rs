@@ -47,7 +47,8 @@ impl Registry {
     }
 
     /// Create the hooks the host itself owns: `repository-data`, the filter
-    /// hook every repository object passes through.
+    /// hook every repository object passes through; `repository-open`;
+    /// and `run-interrupted`.
     pub fn create_host_hooks(&mut self) {
         let hooks = [
             (
@@ -57,6 +58,11 @@ impl Registry {
             ),
             (
                 plugin_api::payloads::REPOSITORY_OPEN,
+                HookKind::Plain,
+                layout_of::<plugin_api::JsonPayload>(),
+            ),
+            (
+                plugin_api::payloads::RUN_INTERRUPTED,
                 HookKind::Plain,
                 layout_of::<plugin_api::JsonPayload>(),
             ),

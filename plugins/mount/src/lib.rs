@@ -32,7 +32,8 @@ mod layout;
 mod mount;
 mod naming;
 
-use plugin_api::{App, Plugin, Result, Setting, GROUP_PERFORMANCE};
+use plugin_api::payloads::RUN_INTERRUPTED;
+use plugin_api::{App, Plugin, Result, Setting, GROUP_PERFORMANCE, PRIORITY_DEFAULT};
 
 #[derive(Default)]
 struct MountPlugin;
@@ -53,6 +54,7 @@ impl Plugin for MountPlugin {
             "show the client's generations, read-only, at MOUNTPOINT (FUSE) until unmounted",
             mount::run,
         );
+        app.add_json_callback(RUN_INTERRUPTED, PRIORITY_DEFAULT, mount::on_interrupted);
         Ok(())
     }
 }

@@ -3,13 +3,20 @@
 //!
 //! The mount is made by `fusermount3` (Debian package `fuse3`), asked for
 //! `auto_unmount`: fusermount3 then stays behind as a small helper that
-//! unmounts as soon as obnam's connection to the kernel closes, however
-//! obnam ends. That is what makes Ctrl-C leave nothing mounted: the
-//! host's interruption handler ends the process (a plugin is not told of
-//! it), the kernel closes the connection, and the helper unmounts and
-//! exits. `fusermount3 -u MOUNTPOINT` (or `umount` as root) ends the
-//! mount the ordinary way: the session ends, and the command returns
-//! successfully.
+//! unmounts when obnam's end of a socket it shares with it closes,
+//! however obnam ends (even `kill -9`). `fusermount3 -u MOUNTPOINT` (or
+//! `umount` as root) ends the mount the ordinary way: the session ends,
+//! and the command returns successfully.
+//!
+//! Ctrl-C (or SIGTERM, SIGHUP) does not rely on the helper. The helper
+//! unmounts only if the file system is no longer connected (its `stat`
+//! fails with `ENOTCONN`): otherwise, it reasons, another process took
+//! the FUSE device over. But when a process ends, the kernel may close
+//! its socket before its FUSE device, and a helper that runs in between
+//! (on a busy machine, now and then) leaves the mount in place. So the
+//! plugin listens on the host's `run-interrupted` hook, called before
+//! the process ends, and unmounts itself ([`on_interrupted`]: a lazy
+//! `fusermount3 -u -z`, which a busy mount does not stop).
 //!
 //! `auto_unmount` needs `allow_other`, which fusermount3 grants to
 //! ordinary users only if `/etc/fuse.conf` says `user_allow_other`; the
@@ -28,6 +35,8 @@ use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 use plugin_api::tracing;
@@ -206,6 +215,55 @@ fn owner() -> (u32, u32) {
         .unwrap_or((0, 0))
 }
 
+/// A mount being served: what an interruption unmounts.
+struct Serving {
+    /// The fusermount3 (or fusermount) that made it.
+    helper: PathBuf,
+    /// Its mount point (canonical).
+    point: PathBuf,
+}
+
+/// The mount this process is serving, if any.
+static SERVING: Mutex<Option<Serving>> = Mutex::new(None);
+
+fn serving() -> std::sync::MutexGuard<'static, Option<Serving>> {
+    SERVING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The `run-interrupted` callback: unmount the mount being served, if
+/// any, before the process ends (see the module's docs for why the
+/// auto-unmount helper is not enough). Lazy, so that a program with a
+/// file open in the mount does not keep it there.
+pub fn on_interrupted(_: &Context<'_>, _: &mut plugin_api::serde_json::Value) -> Result<()> {
+    let Some(Serving { helper, point }) = serving().take() else {
+        return Ok(());
+    };
+    let out = Command::new(&helper)
+        .args(["-u", "-z", "--"])
+        .arg(&point)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            tracing::info!("mount: unmounted {} on interruption", point.display())
+        }
+        Ok(out) => tracing::warn!(
+            "mount: could not unmount {} on interruption ({}): {}",
+            point.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => tracing::warn!(
+            "mount: could not run {} to unmount {}: {e}",
+            helper.display(),
+            point.display()
+        ),
+    }
+    Ok(())
+}
+
 /// `obnam mount MOUNTPOINT`.
 pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let mountpoint = match args.as_slice() {
@@ -250,20 +308,29 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
                 .map_err(|e| plugin_api::Error::msg(format!("cannot mount at {shown}: {e}")))?;
             eprintln!(
                 "WARNING: mounted without auto_unmount (it needs 'user_allow_other' in \
-                 /etc/fuse.conf): if obnam is interrupted, run 'fusermount3 -u {shown}'"
+                 /etc/fuse.conf): if obnam is killed (kill -9), run 'fusermount3 -u {shown}'"
             );
             session
         }
         Err(e) => plugin_api::bail!("cannot mount at {shown}: {}", e.to_string().trim()),
     };
-    ctx.outln(&format!(
-        "Mounted {count} generation{} of client {client} at {shown} (read-only). \
-         Unmount with 'fusermount3 -u {shown}' or Ctrl-C.",
-        if count == 1 { "" } else { "s" }
-    ))?;
-    session
-        .run()
-        .map_err(|e| plugin_api::Error::msg(format!("the mount at {shown} failed: {e}")))?;
+    *serving() = Some(Serving {
+        helper,
+        point: canonical,
+    });
+    let served = ctx
+        .outln(&format!(
+            "Mounted {count} generation{} of client {client} at {shown} (read-only). \
+             Unmount with 'fusermount3 -u {shown}' or Ctrl-C.",
+            if count == 1 { "" } else { "s" }
+        ))
+        .and_then(|()| {
+            session
+                .run()
+                .map_err(|e| plugin_api::Error::msg(format!("the mount at {shown} failed: {e}")))
+        });
+    serving().take();
+    served?;
     tracing::info!("mount: {shown} was unmounted");
     Ok(())
 }

@@ -10,7 +10,7 @@ use plugin_api::declare::{
     AddCallback, AddFilter, AddJsonCallback, AddSetting, AddSubcommand, NewFilterHook, NewHook,
     NewJsonHook,
 };
-use plugin_api::payloads::{ExcludeCandidate, BACKUP_EXCLUDE};
+use plugin_api::payloads::{ExcludeCandidate, BACKUP_EXCLUDE, RUN_INTERRUPTED};
 use plugin_api::{
     App, Context, DataFilter, Plugin, Result, Setting, PRIORITY_EARLY, PRIORITY_LATE,
 };
@@ -75,6 +75,36 @@ plugin_api::submit!(AddCallback::new(BACKUP_EXCLUDE, PRIORITY_EARLY, skip_named)
 fn skip_named(_: &Context<'_>, candidate: &mut ExcludeCandidate) -> Result<()> {
     if candidate.path().file_name() == Some("delta-skip".as_ref()) {
         candidate.exclude_because("delta leaves out files called delta-skip");
+    }
+    Ok(())
+}
+
+// Waits until its standard input ends: a command to interrupt.
+plugin_api::submit!(AddSubcommand::new(
+    "delta-wait",
+    "",
+    "print 'waiting' and wait until standard input ends",
+    wait
+));
+
+fn wait(ctx: &Context<'_>, _: Vec<OsString>) -> Result<()> {
+    ctx.outln("waiting")?;
+    let mut sink = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)?;
+    Ok(())
+}
+
+// Writes what the host's `run-interrupted` hook says into the file that
+// DELTA_INTERRUPTED names.
+plugin_api::submit!(AddJsonCallback::new(
+    RUN_INTERRUPTED,
+    PRIORITY_EARLY,
+    note_interruption
+));
+
+fn note_interruption(_: &Context<'_>, value: &mut plugin_api::serde_json::Value) -> Result<()> {
+    if let Some(file) = std::env::var_os("DELTA_INTERRUPTED") {
+        std::fs::write(file, value.to_string())?;
     }
     Ok(())
 }
