@@ -460,17 +460,17 @@ fn bad_settings_fail_clearly_before_anything_is_written() {
         (
             &["--compress-level", "23"],
             1,
-            format!("--compress-level must be an integer from {min} to 22 for --compress-with zstd (unset: 3), not '23'"),
+            format!("--compress-level must be an integer from {min} to 22 for --compress-with zstd (unset: 1), not '23'"),
         ),
         (
             &["--compress-level", "-200000"],
             1,
-            format!("--compress-level must be an integer from {min} to 22 for --compress-with zstd (unset: 3), not '-200000'"),
+            format!("--compress-level must be an integer from {min} to 22 for --compress-with zstd (unset: 1), not '-200000'"),
         ),
         (
             &["--compress-level", "fast"],
             1,
-            format!("--compress-level must be an integer from {min} to 22 for --compress-with zstd (unset: 3), not 'fast'"),
+            format!("--compress-level must be an integer from {min} to 22 for --compress-with zstd (unset: 1), not 'fast'"),
         ),
         (
             &["--compress-with", "deflate", "--compress-level", "10"],

@@ -223,10 +223,27 @@ impl Storer {
 
     /// Store one chunk; returns its id and the bytes it added to the repository.
     fn store(&mut self, ctx: &Context<'_>, chunk: &[u8]) -> Result<(ChunkId, u64), ContentError> {
+        self.req.data.clear();
+        self.req.data.extend_from_copy_slice(chunk);
+        self.store_request(ctx)
+    }
+
+    /// Store a chunk the caller owns, without copying it: it becomes the
+    /// request's data.
+    fn store_owned(
+        &mut self,
+        ctx: &Context<'_>,
+        mut chunk: RVec<u8>,
+    ) -> Result<(ChunkId, u64), ContentError> {
+        std::mem::swap(&mut self.req.data, &mut chunk);
+        self.store_request(ctx)
+    }
+
+    /// Store the chunk in the request's data.
+    fn store_request(&mut self, ctx: &Context<'_>) -> Result<(ChunkId, u64), ContentError> {
         let req = &mut self.req;
-        req.data.clear();
-        req.data.extend_from_copy_slice(chunk);
-        req.token = self.repo.token(chunk);
+        let len = req.data.len() as u64;
+        req.token = self.repo.token(req.data.as_slice());
         req.handled = false;
         req.stored = false;
         ctx.call(self.hook, req)?;
@@ -235,10 +252,7 @@ impl Storer {
                 "no loaded plugin stores chunks (is the dedup plugin loaded?)",
             )));
         }
-        Ok((
-            req.chunk_id,
-            if req.stored { chunk.len() as u64 } else { 0 },
-        ))
+        Ok((req.chunk_id, if req.stored { len } else { 0 }))
     }
 
     /// Store the next piece of a file and add it to `out`.
@@ -251,6 +265,10 @@ impl Storer {
     ) -> Result<(), ContentError> {
         let ((id, added), len) = match piece {
             Piece::Data(chunk) => (self.store(ctx, chunk)?, chunk.len() as u64),
+            Piece::Owned(chunk) => {
+                let len = chunk.len() as u64;
+                (self.store_owned(ctx, chunk)?, len)
+            }
             Piece::Zeros(len) => (self.zero_chunk(ctx, len)?, len),
         };
         out.chunks.push(id);
@@ -259,17 +277,12 @@ impl Storer {
     }
 }
 
-/// A piece of a file's content, as it is stored: a chunk of data, or a
+/// A piece of a file's content, as it is stored: a chunk of data
+/// (borrowed, or owned when it was handed from another thread), or a
 /// hole's zeros (at most [`HOLE_CHUNK`] of them).
-#[derive(Clone, Copy)]
 enum Piece<'a> {
     Data(&'a [u8]),
-    Zeros(u64),
-}
-
-/// A piece handed from the reading thread to the storing one.
-enum OwnedPiece {
-    Data(Vec<u8>),
+    Owned(RVec<u8>),
     Zeros(u64),
 }
 
@@ -376,23 +389,22 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
         let hook = self.storer.hook;
         let splitter = &mut self.splitter;
         std::thread::scope(|scope| {
-            let (tx, rx) = crossbeam_channel::bounded::<OwnedPiece>(8);
+            let (tx, rx) = crossbeam_channel::bounded::<Piece<'static>>(8);
             let consumer = scope.spawn(move || -> Result<Collected, ContentError> {
                 let mut storer = Storer::new(repo, hook);
                 let mut out = Collected::default();
                 for piece in rx {
-                    let piece = match &piece {
-                        OwnedPiece::Data(chunk) => Piece::Data(chunk),
-                        OwnedPiece::Zeros(len) => Piece::Zeros(*len),
-                    };
                     storer.add(ctx, piece, &mut out, after_chunk)?;
                 }
                 Ok(out)
             });
             let read = splitter.read_file(ctx, source, plan, &mut |piece| {
+                // The one copy of a chunk on its way to the storing
+                // thread: it becomes the request's data there.
                 let owned = match piece {
-                    Piece::Data(chunk) => OwnedPiece::Data(chunk.to_vec()),
-                    Piece::Zeros(len) => OwnedPiece::Zeros(len),
+                    Piece::Data(chunk) => Piece::Owned(RVec::from(chunk)),
+                    Piece::Owned(chunk) => Piece::Owned(chunk),
+                    Piece::Zeros(len) => Piece::Zeros(len),
                 };
                 // A send fails only if the storing thread stopped on an
                 // error, which joining it reports.

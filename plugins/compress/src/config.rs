@@ -92,20 +92,20 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_zstd_at_its_default_level() {
+    fn defaults_are_zstd_at_level_1() {
         let zstd = Some(Codec::Zstd);
         assert_eq!(
             plan(None, None),
             Ok(Plan {
                 codec: zstd,
-                level: 3
+                level: 1
             })
         );
         assert_eq!(
             plan(Some("zstd"), None),
             Ok(Plan {
                 codec: zstd,
-                level: 3
+                level: 1
             })
         );
         assert_eq!(
@@ -153,7 +153,7 @@ mod tests {
         ] {
             let err = plan(Some(with), Some(level)).unwrap_err();
             let range = if with == "zstd" {
-                format!("from {min} to 22 for --compress-with zstd (unset: 3)")
+                format!("from {min} to 22 for --compress-with zstd (unset: 1)")
             } else {
                 "from 0 to 9 for --compress-with deflate (unset: 6)".to_string()
             };

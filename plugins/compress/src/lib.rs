@@ -13,7 +13,7 @@
 //! is therefore safe; old objects keep their tags.
 //!
 //! Settings ([`config`]): `--compress-with none|zstd|deflate` and
-//! `--compress-level N` (unset: the codec's own default). They are checked
+//! `--compress-level N` (unset: zstd 1, deflate 6; see `Codec::default_level`). They are checked
 //! when a backup starts (the `backup-starting` hook), so that a bad level
 //! stops the backup before the repository is even created, and again on
 //! first use by any other command that writes.
