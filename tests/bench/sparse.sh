@@ -25,7 +25,7 @@ shift $((OPTIND-1))
 [ $# -eq 2 ] || { sed -n '2,12p' "$0"; exit 2; }
 OBNAM=$(realpath "$1"); SCRATCH=$(mkdir -p "$2" && realpath "$2")
 export HOME="$SCRATCH/home"; mkdir -p "$HOME"
-ob() { "$OBNAM" --no-default-configs --client-name bench "$@"; }
+OB=("$OBNAM" --no-default-configs --client-name bench)
 
 mkdir -p "$SCRATCH/sparse" "$SCRATCH/dense"
 S="$SCRATCH/sparse/file.img"; D="$SCRATCH/dense/file.bin"
@@ -56,8 +56,8 @@ rm -f "$SCRATCH/times"
 for r in $(seq "$REPS"); do
   for kind in sparse dense; do
     rm -rf "$SCRATCH/repo-$kind" "$SCRATCH/out-$kind"
-    timed "backup-$kind" ob --repository "$SCRATCH/repo-$kind" backup "$SCRATCH/$kind"
-    timed "restore-$kind" ob --repository "$SCRATCH/repo-$kind" restore --to "$SCRATCH/out-$kind"
+    timed "backup-$kind" "${OB[@]}" --repository "$SCRATCH/repo-$kind" backup "$SCRATCH/$kind"
+    timed "restore-$kind" "${OB[@]}" --repository "$SCRATCH/repo-$kind" restore --to "$SCRATCH/out-$kind"
   done
 done
 

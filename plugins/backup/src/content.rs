@@ -269,17 +269,40 @@ impl Storer {
                 let len = chunk.len() as u64;
                 (self.store_owned(ctx, chunk)?, len)
             }
-            Piece::Zeros(len) => (self.zero_chunk(ctx, len)?, len),
+            Piece::Zeros(len) => return self.add_zeros(ctx, len, out, after_chunk),
         };
         out.chunks.push(id);
         out.bytes_new += added;
         after_chunk(len, added).map_err(ContentError::Fatal)
     }
+
+    /// Add a hole of `len` bytes: chunks of [`HOLE_CHUNK`] zeros, and a
+    /// shorter one for the rest.
+    fn add_zeros(
+        &mut self,
+        ctx: &Context<'_>,
+        len: u64,
+        out: &mut Collected,
+        after_chunk: AfterChunk<'_>,
+    ) -> Result<(), ContentError> {
+        let mut left = len;
+        while left > 0 {
+            let now = left.min(HOLE_CHUNK);
+            let (id, added) = self.zero_chunk(ctx, now)?;
+            out.chunks.push(id);
+            out.bytes_new += added;
+            after_chunk(now, added).map_err(ContentError::Fatal)?;
+            left -= now;
+        }
+        Ok(())
+    }
 }
 
 /// A piece of a file's content, as it is stored: a chunk of data
 /// (borrowed, or owned when it was handed from another thread), or a
-/// hole's zeros (at most [`HOLE_CHUNK`] of them).
+/// hole's zeros (stored as chunks of at most [`HOLE_CHUNK`]: one piece
+/// for the whole hole, so that a long hole is one message between the
+/// reading and the storing thread, not thousands).
 enum Piece<'a> {
     Data(&'a [u8]),
     Owned(RVec<u8>),
@@ -524,12 +547,7 @@ impl Splitter {
                     source.hasher.update_zeros(*len);
                     source.bytes_read += len;
                     source.holes += len;
-                    let mut left = *len;
-                    while left > 0 {
-                        let now = left.min(HOLE_CHUNK);
-                        on_piece(Piece::Zeros(now))?;
-                        left -= now;
-                    }
+                    on_piece(Piece::Zeros(*len))?;
                 }
                 Segment::Data(range) => {
                     rustix::fs::seek(&source.file, rustix::fs::SeekFrom::Start(range.start))
