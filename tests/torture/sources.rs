@@ -174,7 +174,9 @@ impl Source {
         let l = self.listing();
         let dir = l.dirs[rng.index(l.dirs.len())].clone();
         let path = dir.join(self.fresh("sparse"));
-        let len = rng.range(100_000, 3_000_000);
+        // Up to 24 MB: holes of 1 MiB or more are recorded unread, and
+        // those over 16 MiB take more than one chunk of zeros.
+        let len = rng.range(100_000, 24_000_000);
         let f = File::create(&path).expect("create");
         f.set_len(len).expect("set_len");
         let mut f = f;
