@@ -81,6 +81,12 @@ fn assert_same_sparse(a: &Path, b: &Path) {
     }
 }
 
+/// The id of a world's first generation.
+fn first_generation(w: &BackupWorld) -> String {
+    let ids = w.obnam(&["genids"]).ok().stdout;
+    ids.lines().next().expect("a generation").to_string()
+}
+
 fn json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
@@ -140,14 +146,7 @@ fn holes_are_recorded_unread_and_restored_as_holes() {
     w.obnam(&["restore", "--to", again.to_str().unwrap()]).ok();
     assert_same_sparse(&huge, &restored(&again, &huge));
     // And verify sees the difference from the first generation.
-    let first = w
-        .obnam(&["genids"])
-        .ok()
-        .stdout
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
+    let first = first_generation(&w);
     let differs = w
         .obnam(&["verify", "--generation", &first, w.data.to_str().unwrap()])
         .fails();
@@ -248,14 +247,7 @@ fn new_repositories_record_block_list_checksums_and_old_ones_sha256() {
     let to = old.env.path().join("restored");
     old.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
     assert_eq!(fs::read(restored(&to, &new_file)).unwrap(), content);
-    let first = old
-        .obnam(&["genids"])
-        .ok()
-        .stdout
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
+    let first = first_generation(&old);
     let to_old = old.env.path().join("restored-old");
     old.obnam(&[
         "restore",
