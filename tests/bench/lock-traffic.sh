@@ -19,7 +19,7 @@
 #                 (default 20)
 #   -i IMPL       the server, started by tests/servers/start-s3.sh and
 #                 stopped at the end (default moto)
-#   -p PORT       its port (default 3920; not CI's 3900 or 3910)
+#   -p PORT       its port (default 3920; not CI's 3900 or 3910; garage also PORT+1, PORT+3)
 #
 # Timed (in the example, not here): first, for HELD = 0, 10, 50, 100 and
 # CLIENTS, HELD clients take their locks and keep them while one more
@@ -36,7 +36,7 @@ CLIENTS=200; SECONDS_=60; REPS=20; IMPL=moto; PORT=3920
 while getopts "c:s:n:i:p:h" o; do
   case $o in
     c) CLIENTS=$OPTARG ;; s) SECONDS_=$OPTARG ;; n) REPS=$OPTARG ;;
-    i) IMPL=$OPTARG ;; p) PORT=$OPTARG ;; *) sed -n '2,34p' "$0"; exit 2 ;;
+    i) IMPL=$OPTARG ;; p) PORT=$OPTARG ;; *) sed -n '2,33p' "$0"; exit 2 ;;
   esac
 done
 shift $((OPTIND-1))

@@ -9,8 +9,10 @@
 #
 #   OBNAM    the obnam binary (release build; its bundled plugins beside it)
 #   SCRATCH  work folder (a tmpfs measures CPU, not the disk); needs about
-#            4 times FILES * 2.5 KiB (the tree, a repository per tool,
-#            and the two smaller trees)
+#            8 GB for a million files: the trees (4 KiB a file on tmpfs)
+#            and one repository at a time (each is removed after its
+#            steps); delete SCRATCH afterwards, the trees are kept for a
+#            rerun
 #   -n       files in the big tree (default 1000000; a multiple of 1000)
 #   -r       repetitions of every timed step (default 3); medians printed
 #   -t       tools (default "obnam restic")
@@ -42,10 +44,10 @@
 set -euo pipefail
 FILES=1000000; REPS=3; TOOLS="obnam restic"
 while getopts "n:r:t:h" o; do
-  case $o in n) FILES=$OPTARG ;; r) REPS=$OPTARG ;; t) TOOLS=$OPTARG ;; *) sed -n '2,40p' "$0"; exit 2 ;; esac
+  case $o in n) FILES=$OPTARG ;; r) REPS=$OPTARG ;; t) TOOLS=$OPTARG ;; *) sed -n '2,43p' "$0"; exit 2 ;; esac
 done
 shift $((OPTIND-1))
-[ $# -eq 2 ] || { sed -n '2,16p' "$0"; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,18p' "$0"; exit 2; }
 [ $((FILES % 1000)) -eq 0 ] && [ "$FILES" -ge 10000 ] || { echo "FILES must be a multiple of 1000, at least 10000" >&2; exit 2; }
 OBNAM=$(realpath "$1"); SCRATCH=$(mkdir -p "$2" && realpath "$2")
 export HOME="$SCRATCH/home"; mkdir -p "$HOME"
