@@ -248,6 +248,35 @@ fn file(size: u64) -> TreeEntry {
     e
 }
 
+/// A finished folder is written by moving its entries (not copying
+/// them): a subfolder still in memory, never finished itself, is written
+/// with it, with its totals, and nothing of the folder is lost.
+#[test]
+fn finishing_a_folder_writes_its_unfinished_subfolders() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    repo.add_client("c").unwrap();
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    for d in [&b"/data"[..], b"/data/a", b"/data/a/deep"] {
+        b.put(d, TreeEntry::bare_dir(b"")).unwrap();
+    }
+    b.put(b"/data/a/one", file(10)).unwrap();
+    b.put(b"/data/a/deep/two", file(20)).unwrap();
+    b.put(b"/data/three", file(3)).unwrap();
+    // Only /data/a is finished: /data/a/deep is written as part of it.
+    b.finish_dir(b"/data/a").unwrap();
+    b.finish_dir(b"/data").unwrap();
+    let g = b.commit(false).unwrap();
+    assert_eq!((g.file_count, g.data_size), (3, 33));
+    let r = generation::GenerationReader::new(repo.clone(), g);
+    let a = r.lookup(b"/data/a").unwrap().unwrap();
+    assert_eq!((a.subtree_files, a.subtree_bytes), (2, 30));
+    let deep = r.lookup(b"/data/a/deep").unwrap().unwrap();
+    assert_eq!((deep.subtree_files, deep.subtree_bytes), (1, 20));
+    assert_eq!(r.lookup(b"/data/a/deep/two").unwrap().unwrap().size, 20);
+    assert_eq!(r.lookup(b"/data/three").unwrap().unwrap().size, 3);
+}
+
 #[test]
 fn generations_build_incrementally_and_reuse_unchanged_trees() {
     let dir = tempfile::tempdir().unwrap();
