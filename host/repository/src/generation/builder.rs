@@ -104,24 +104,15 @@ impl Node {
 
     /// Write this directory (and any loaded subdirectories) as tree
     /// objects, keeping them in memory (a checkpoint goes on building).
-    fn write(&mut self, repo: &Repository) -> RepoResult<(ChunkId, u64, u64)> {
-        let mut tree = Tree {
-            entries: Vec::with_capacity(self.entries.len()),
-        };
-        let (mut files, mut bytes) = (0u64, 0u64);
+    fn write(&mut self, repo: &Repository) -> RepoResult<Written> {
+        let mut entries = Vec::with_capacity(self.entries.len());
         for slot in self.entries.values_mut() {
             if let Some(child) = slot.child.as_mut() {
-                let (id, f, b) = child.write(repo)?;
-                slot.entry.subtree = Some(StoredChunkId(id));
-                slot.entry.subtree_files = f;
-                slot.entry.subtree_bytes = b;
+                record_subtree(&mut slot.entry, child.write(repo)?);
             }
-            let (f, b) = slot.entry.totals();
-            files += f;
-            bytes += b;
-            tree.entries.push(slot.entry.clone());
+            entries.push(slot.entry.clone());
         }
-        Ok((repo.put_tree(&tree)?, files, bytes))
+        put_entries(repo, entries)
     }
 
     /// Write this directory (and any loaded subdirectories) as tree
@@ -130,25 +121,39 @@ impl Node {
     /// overlay's memory is freed as they go. Of a folder of 100,000 files
     /// this halves what is held at once (the overlay, its copy and the
     /// encoded tree were).
-    fn into_tree(self, repo: &Repository) -> RepoResult<(ChunkId, u64, u64)> {
-        let mut tree = Tree {
-            entries: Vec::with_capacity(self.entries.len()),
-        };
-        let (mut files, mut bytes) = (0u64, 0u64);
+    fn into_tree(self, repo: &Repository) -> RepoResult<Written> {
+        let mut entries = Vec::with_capacity(self.entries.len());
         for (_, mut slot) in self.entries {
             if let Some(child) = slot.child.take() {
-                let (id, f, b) = child.into_tree(repo)?;
-                slot.entry.subtree = Some(StoredChunkId(id));
-                slot.entry.subtree_files = f;
-                slot.entry.subtree_bytes = b;
+                record_subtree(&mut slot.entry, child.into_tree(repo)?);
             }
-            let (f, b) = slot.entry.totals();
-            files += f;
-            bytes += b;
-            tree.entries.push(slot.entry);
+            entries.push(slot.entry);
         }
-        Ok((repo.put_tree(&tree)?, files, bytes))
+        put_entries(repo, entries)
     }
+}
+
+/// A directory written as tree objects: its tree's id, and the files and
+/// bytes of file data in its subtree.
+type Written = (ChunkId, u64, u64);
+
+/// Record a written subdirectory in the entry that names it.
+fn record_subtree(entry: &mut TreeEntry, (id, files, bytes): Written) {
+    entry.subtree = Some(StoredChunkId(id));
+    entry.subtree_files = files;
+    entry.subtree_bytes = bytes;
+}
+
+/// Store a directory's entries (subdirectories already written) as a
+/// tree object, with the totals of its subtree.
+fn put_entries(repo: &Repository, entries: Vec<TreeEntry>) -> RepoResult<Written> {
+    let (files, bytes) = entries
+        .iter()
+        .map(TreeEntry::totals)
+        .fold((0u64, 0u64), |(files, bytes), (f, b)| {
+            (files + f, bytes + b)
+        });
+    Ok((repo.put_tree(&Tree { entries })?, files, bytes))
 }
 
 impl Slot {
@@ -320,10 +325,7 @@ impl GenerationBuilder {
             .ok_or(BadPath::ParentVanished)?;
         if let Some(slot) = parent.entries.get_mut(*name) {
             if let Some(child) = slot.child.take() {
-                let (id, files, bytes) = child.into_tree(&self.repo)?;
-                slot.entry.subtree = Some(StoredChunkId(id));
-                slot.entry.subtree_files = files;
-                slot.entry.subtree_bytes = bytes;
+                record_subtree(&mut slot.entry, child.into_tree(&self.repo)?);
             }
         }
         Ok(())
