@@ -215,8 +215,10 @@ impl Storer {
         if let Some(id) = self.zero_chunks.get(&len) {
             return Ok((*id, 0));
         }
-        let zeros = vec![0u8; len as usize];
-        let (id, added) = self.store(ctx, &zeros)?;
+        // Made in the request's own buffer: no second 16 MiB to copy from.
+        self.req.data.clear();
+        self.req.data.resize(len as usize, 0);
+        let (id, added) = self.store_request(ctx)?;
         self.zero_chunks.insert(len, id);
         Ok((id, added))
     }
