@@ -186,6 +186,8 @@ impl TestEnv {
         }
         cmd.env("HOME", self.home())
             .env_remove("XDG_CONFIG_HOME")
+            // The index cache goes under the test's HOME too.
+            .env_remove("XDG_CACHE_HOME")
             .current_dir(self.path());
         cmd
     }

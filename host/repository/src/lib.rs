@@ -138,6 +138,7 @@ pub mod fault_injection;
 pub mod generation;
 pub mod ids;
 pub mod index;
+pub mod index_cache;
 pub mod keys;
 // The format's size limits: one source file, shared with plugin-api
 // (which publishes it for the data filters) without depending on it.
@@ -150,6 +151,7 @@ pub mod open;
 pub mod pack;
 pub mod pack_cache;
 pub mod prune;
+pub mod segment;
 pub mod storage;
 pub mod tokens;
 pub mod tree;

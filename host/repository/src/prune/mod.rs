@@ -42,7 +42,6 @@ use crate::Repository;
 
 use plan::Plan;
 use referenced::Referenced;
-pub(crate) use rewrite::packs_of;
 
 /// How a prune is to run.
 #[derive(Clone, Debug)]
@@ -189,7 +188,7 @@ impl Repository {
         let stored = self.stored_packs()?;
         let mut verdicts = {
             let index = self.catalog.read();
-            verdict::decide(&index, &refs.blobs, &stored, options.repack_threshold)
+            verdict::decide(&index, &refs.blobs, &stored, options.repack_threshold)?
         };
         // Packs no index object lists may hold what generations miss
         // (an index object deleted by hand, say): keep them then.
@@ -223,7 +222,7 @@ impl Repository {
         // every blob of every pack that stays.
         let used = {
             let index = self.catalog.read();
-            verdict::used_entries(&index, &refs.blobs, &stored, &verdicts.rewrite)
+            verdict::used_entries(&index, &refs.blobs, &stored, &verdicts.rewrite)?
         };
         report.bytes_rewritten =
             self.copy_used_blobs(&verdicts.rewrite, &used, &mut |done, total| {
