@@ -262,4 +262,6 @@ impl Repository {
 #[cfg(test)]
 mod fuzz;
 #[cfg(test)]
+mod index_tests;
+#[cfg(test)]
 mod tests;
