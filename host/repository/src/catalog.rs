@@ -174,7 +174,7 @@ impl Repository {
             }
             self.take_listed(index, &names, &mut known);
         }
-        let new: Vec<String> = names
+        let mut new: Vec<String> = names
             .into_iter()
             .filter(|n| !known.contains(n) && !own.contains(n))
             .collect();
@@ -187,38 +187,54 @@ impl Repository {
         };
         let mut batch: Vec<(IndexEntry, u32)> = Vec::new();
         let mut objects: Vec<(String, u64)> = Vec::new();
-        for name in new {
-            known.insert(name.clone());
-            let key = format!("index/{name}");
-            let data = match self.read_object(&key) {
-                Ok(data) => data,
-                // Merged into another index object and deleted since the listing.
-                Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
-                // A damaged index object loses track of its blobs, not of
-                // the whole repository: they count as absent (a backup
-                // stores them again), and fsck reports the object. (A
-                // filter that is not loaded is not damage: that fails.)
-                Err(e @ RepoError::Corrupt { .. }) => {
-                    self.catalog.index_damaged(e.to_string());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            match index::decode(&mut index, &data) {
-                Ok(entries) => {
-                    let number = objects.len() as u32;
-                    objects.push((name, entries.len() as u64));
-                    batch.extend(entries.into_iter().map(|e| (e, number)));
-                    if batch.len() >= BATCH_ENTRIES {
-                        let entries = std::mem::take(&mut batch);
-                        self.catalog.cache.add_batch(&mut index, entries, &objects);
-                        objects.clear();
+        // An index object gone since the listing was merged into another,
+        // written before it was deleted: a second listing finds that one.
+        for listing in 0..3 {
+            let mut gone = false;
+            for name in new {
+                known.insert(name.clone());
+                let key = format!("index/{name}");
+                let data = match self.read_object(&key) {
+                    Ok(data) => data,
+                    Err(RepoError::Storage(StorageError::NotFound { .. })) => {
+                        gone = true;
+                        continue;
                     }
+                    // A damaged index object loses track of its blobs, not of
+                    // the whole repository: they count as absent (a backup
+                    // stores them again), and fsck reports the object. (A
+                    // filter that is not loaded is not damage: that fails.)
+                    Err(e @ RepoError::Corrupt { .. }) => {
+                        self.catalog.index_damaged(e.to_string());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                match index::decode(&mut index, &data) {
+                    Ok(entries) => {
+                        let number = objects.len() as u32;
+                        objects.push((name, entries.len() as u64));
+                        batch.extend(entries.into_iter().map(|e| (e, number)));
+                        if batch.len() >= BATCH_ENTRIES {
+                            let entries = std::mem::take(&mut batch);
+                            self.catalog.cache.add_batch(&mut index, entries, &objects);
+                            objects.clear();
+                        }
+                    }
+                    Err(e) => self
+                        .catalog
+                        .index_damaged(RepoError::corrupt(&key, e).to_string()),
                 }
-                Err(e) => self
-                    .catalog
-                    .index_damaged(RepoError::corrupt(&key, e).to_string()),
             }
+            if !gone || listing == 2 {
+                break;
+            }
+            new = self
+                .storage
+                .list("index/")?
+                .into_iter()
+                .filter(|n| !known.contains(n) && !own.contains(n))
+                .collect();
         }
         self.catalog.cache.add_batch(&mut index, batch, &objects);
         self.catalog.cache.compact(&mut index);

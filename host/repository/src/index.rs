@@ -344,6 +344,47 @@ impl Index {
         out
     }
 
+    /// The live index objects of the segments, with how many entries
+    /// each listed.
+    pub fn object_sizes(&self) -> Vec<(String, u64)> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.segment.objects.iter().zip(&s.live))
+            .filter(|(_, live)| **live)
+            .map(|(o, _)| (o.name.clone(), o.entries))
+            .collect()
+    }
+
+    /// Every trusted entry that the live index objects `objects` listed,
+    /// segment by segment, a page at a time.
+    pub fn for_each_entry_of(
+        &self,
+        objects: &HashSet<String>,
+        mut f: impl FnMut(IndexEntry),
+    ) -> Result<(), SegmentError> {
+        for s in &self.segments {
+            let wanted: Vec<bool> = s
+                .segment
+                .objects
+                .iter()
+                .map(|o| objects.contains(&o.name))
+                .collect();
+            if !wanted.iter().any(|w| *w) {
+                continue;
+            }
+            let mut cursor = s.segment.cursor();
+            while let Some(e) = cursor.peek()?.copied() {
+                cursor.advance();
+                if wanted.get(e.object as usize).copied().unwrap_or(false) {
+                    if let Some(t) = s.trusted(&e, &self.dropped) {
+                        f(t);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Drop every entry whose pack `keep` refuses (by pack number);
     /// returns the ids dropped that have no other copy left, and how many
     /// entries were dropped. Reads the segments through only if a listed

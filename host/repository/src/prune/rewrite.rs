@@ -23,7 +23,7 @@ pub(crate) fn packs_of(entries: &[IndexEntry]) -> Vec<u32> {
 
 /// Entries per index object a prune writes: small enough that encoding
 /// one holds little memory beside the index.
-const ENTRIES_PER_OBJECT: usize = 1 << 18;
+pub(super) const ENTRIES_PER_OBJECT: usize = 1 << 18;
 
 impl Repository {
     /// Copy the used blobs of `packs` (`used`, by pack number) into new
