@@ -64,14 +64,15 @@
 //! cost a byte or more per chunk of memory, which is what this design
 //! avoids.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::ids::ObjectId;
-use super::index::{Index, IndexEntry, LoadedSegment};
+use super::index::{BlobKind, Index, IndexEntry, LoadedSegment};
 use super::segment::{CoveredObject, SegEntry, Segment, SegmentWriter};
 
 /// Segments a run keeps before it merges some.
@@ -363,29 +364,41 @@ impl IndexCache {
             .collect();
         let mut fill = |w: &mut SegmentWriter| -> io::Result<()> {
             let mut cursors: Vec<_> = inputs.iter().map(|s| s.segment.cursor()).collect();
-            loop {
-                let mut best: Option<(usize, SegEntry)> = None;
-                for (k, cursor) in cursors.iter_mut().enumerate() {
-                    while let Some(e) = cursor.peek().map_err(io::Error::other)?.copied() {
-                        let object = object_maps[k].get(e.object as usize).copied().flatten();
-                        let pack = pack_maps[k].get(e.pack as usize).copied().flatten();
-                        if let (Some(object), Some(pack)) = (object, pack) {
-                            let out = SegEntry { object, pack, ..e };
-                            let key = |e: &SegEntry| (e.id, e.pack, e.offset, e.object);
-                            if best.is_none_or(|(_, b)| key(&out) < key(&b)) {
-                                best = Some((k, out));
-                            }
-                            break;
-                        }
-                        cursor.advance();
+            // The next trusted entry of input `k`, renumbered.
+            let mut next = |k: usize| -> io::Result<Option<SegEntry>> {
+                let cursor = &mut cursors[k];
+                while let Some(e) = cursor.peek().map_err(io::Error::other)?.copied() {
+                    cursor.advance();
+                    let object = object_maps[k].get(e.object as usize).copied().flatten();
+                    let pack = pack_maps[k].get(e.pack as usize).copied().flatten();
+                    if let (Some(object), Some(pack)) = (object, pack) {
+                        return Ok(Some(SegEntry { object, pack, ..e }));
                     }
                 }
-                let Some((k, out)) = best else {
-                    return Ok(());
-                };
-                w.push(&out)?;
-                cursors[k].advance();
+                Ok(None)
+            };
+            let key = |e: &SegEntry| (e.id, e.pack, e.offset, e.object);
+            let mut heads = BinaryHeap::new();
+            for k in 0..inputs.len() {
+                if let Some(e) = next(k)? {
+                    heads.push(Reverse((key(&e), k, e.length, e.kind as u8)));
+                }
             }
+            while let Some(Reverse(((id, pack, offset, object), k, length, kind))) = heads.pop() {
+                let kind = BlobKind::from_u8(kind).ok_or_else(|| io::Error::other("bad kind"))?;
+                w.push(&SegEntry {
+                    id,
+                    pack,
+                    offset,
+                    length,
+                    kind,
+                    object,
+                })?;
+                if let Some(e) = next(k)? {
+                    heads.push(Reverse((key(&e), k, e.length, e.kind as u8)));
+                }
+            }
+            Ok(())
         };
         write_segment(self.dir.as_deref(), &packs, &objects, &mut fill)
     }

@@ -40,7 +40,10 @@
 //!   one kind ([`index::BlobKind`]). Blobs are named by their content
 //!   ([`ids::ChunkId`]: a token and a variant).
 //! - **Index objects** list where each blob is; every index object is
-//!   loaded into the in-memory index ([`index::Index`]) at open.
+//!   loaded into the index ([`index::Index`]) at open: read once per
+//!   machine into the local index cache ([`index_cache`]), whose sorted
+//!   segment files a run reads a page at a time, so that its memory does
+//!   not grow with the repository's chunks.
 //! - **Trees** ([`tree`]) are blobs: one directory's entries, naming the
 //!   chunks of each file and the tree of each subdirectory.
 //! - **Generations** name the root tree of one backup, and **clients**
@@ -105,12 +108,13 @@
 //!   counts, the crash limit, injected faults).
 //! - Stored forms: [`object`] (filter header, checksums, the
 //!   [`object::ObjectFilter`] trait), [`index`] (index objects and the
-//!   in-memory index), [`pack`] (packs and trailers), [`tree`] (tree
-//!   objects).
+//!   index a run consults), [`segment`] (the index cache's sorted, paged
+//!   files), [`pack`] (packs and trailers), [`tree`] (tree objects).
 //! - The parts of an open repository, each a field of [`Repository`]:
 //!   [`codec`] (one repository's filters, seal and checksums; reading and
 //!   writing its objects), [`tokens`] (how its tokens are made),
-//!   [`catalog`] (the in-memory index, and the ids reserved and lost),
+//!   [`catalog`] (the index, and the ids reserved and lost),
+//!   [`index_cache`] (where the loaded index is kept on local disk),
 //!   [`upload`] (the pack-upload pipeline, [`upload::UploadError`]),
 //!   [`pack_cache`] (whole packs read, kept a while) and [`tree_cache`]
 //!   (decoded trees, kept a while).

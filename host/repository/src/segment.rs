@@ -24,7 +24,7 @@
 //!   "OBNAMSG1", salt (32), entries N (u64), packs P (u32), objects O (u32),
 //!   tables length T (u64), hash (16: BLAKE3 of the 64 bytes before it and the tables)
 //! ceil(N / 73) pages of 4096 bytes: 73 entries of 56 bytes, then a u64
-//!   checksum (BLAKE3 keyed by the salt, of the page number and the 4088 bytes)
+//!   checksum (BLAKE3 keyed by the salt, of the 4088 bytes and the page number)
 //! tables (T bytes):
 //!   P pack ids (16 bytes each, ascending)
 //!   O objects: name length (u16), name, entries (u64), packs listed K (u32), K pack numbers (u32)
@@ -40,7 +40,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::ids::{ChunkId, ObjectId, Token};
 use super::index::BlobKind;
@@ -115,6 +115,9 @@ pub struct Segment {
     keys: Vec<u64>,
     /// Set when a page failed its check: the segment is not used again.
     broken: AtomicBool,
+    /// One bit per page: checked already. The file is never changed in
+    /// place, so a page that passed once is not hashed again in this run.
+    checked: Vec<AtomicU64>,
 }
 
 fn prefix(token: &Token) -> u64 {
@@ -125,8 +128,10 @@ fn prefix(token: &Token) -> u64 {
 
 fn page_checksum(salt: &[u8; 32], page: u64, bytes: &[u8]) -> u64 {
     let mut h = blake3::Hasher::new_keyed(salt);
-    h.update(&page.to_le_bytes());
+    // The page first, whole: BLAKE3 hashes its 1 KiB chunks in parallel
+    // only while its buffer is empty.
     h.update(bytes);
+    h.update(&page.to_le_bytes());
     let mut out = [0u8; 8];
     out.copy_from_slice(&h.finalize().as_bytes()[..8]);
     u64::from_le_bytes(out)
@@ -209,6 +214,7 @@ impl Segment {
     pub fn memory_bytes(&self) -> usize {
         self.packs.capacity() * 16
             + self.keys.capacity() * 8
+            + self.checked.capacity() * 8
             + self
                 .objects
                 .iter()
@@ -255,6 +261,7 @@ impl Segment {
             objects: Vec::new(),
             keys: Vec::new(),
             broken: AtomicBool::new(false),
+            checked: Vec::new(),
         };
         segment
             .parse_tables(&header, &tables, packs, objects, pages)
@@ -290,6 +297,7 @@ impl Segment {
             objects: Vec::new(),
             keys: Vec::new(),
             broken: AtomicBool::new(false),
+            checked: Vec::new(),
         };
         segment
             .parse_tables(&header, &tables, packs, objects, pages)
@@ -366,6 +374,9 @@ impl Segment {
         }
         self.packs = pack_ids;
         self.objects = covered;
+        self.checked = (0..keys.len().div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
         self.keys = keys;
         Ok(())
     }
@@ -374,13 +385,23 @@ impl Segment {
         self.keys.len() as u64
     }
 
-    /// Read and check page `n`, appending its entries to `out`. A page
-    /// that fails its check marks the segment broken.
+    /// Read and check page `n`, appending its entries to `out`.
     pub fn read_page(&self, n: u64, out: &mut Vec<SegEntry>) -> Result<(), SegmentError> {
+        let mut page = [0u8; PAGE_BYTES];
+        let count = self.checked_page(n, &mut page)?;
+        for raw in page[..CHECKSUM_AT].chunks_exact(ENTRY_BYTES).take(count) {
+            out.push(self.decode_entry(raw)?);
+        }
+        Ok(())
+    }
+
+    /// Read and check page `n` into `buf`; returns how many entries it
+    /// holds. A page that fails its check marks the segment broken.
+    fn checked_page(&self, n: u64, buf: &mut [u8; PAGE_BYTES]) -> Result<usize, SegmentError> {
         if self.is_broken() {
             return Err(self.error("damaged earlier in this run"));
         }
-        let result = self.read_page_unchecked(n, out);
+        let result = self.read_checked_page(n, buf);
         if result.is_err() && !self.broken.swap(true, Ordering::Relaxed) {
             // Not used again by this run; the next one rebuilds it.
             if let Some(path) = &self.path {
@@ -390,15 +411,14 @@ impl Segment {
         result
     }
 
-    fn read_page_unchecked(&self, n: u64, out: &mut Vec<SegEntry>) -> Result<(), SegmentError> {
+    fn read_checked_page(&self, n: u64, buf: &mut [u8; PAGE_BYTES]) -> Result<usize, SegmentError> {
         if n >= self.pages() {
             return Err(self.error(format!("no page {n}")));
         }
         let at = PAGE_BYTES as u64 + n * PAGE_BYTES as u64;
-        let mut buf = [0u8; PAGE_BYTES];
         match &self.bytes {
             Bytes::File(f) => f
-                .read_exact_at(&mut buf, at)
+                .read_exact_at(buf, at)
                 .map_err(|e| self.error(format!("reading page {n}: {e}")))?,
             Bytes::Memory(data) => {
                 let page = data
@@ -407,17 +427,24 @@ impl Segment {
                 buf.copy_from_slice(page);
             }
         }
-        let (body, sum) = buf.split_at(CHECKSUM_AT);
-        let mut stored = [0u8; 8];
-        stored.copy_from_slice(sum);
-        if page_checksum(&self.salt, n, body) != u64::from_le_bytes(stored) {
-            return Err(self.error(format!("page {n} does not match its checksum")));
+        let (word, bit) = ((n / 64) as usize, 1u64 << (n % 64));
+        let done = self
+            .checked
+            .get(word)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & bit != 0);
+        if !done {
+            let (body, sum) = buf.split_at(CHECKSUM_AT);
+            let mut stored = [0u8; 8];
+            stored.copy_from_slice(sum);
+            if page_checksum(&self.salt, n, body) != u64::from_le_bytes(stored) {
+                return Err(self.error(format!("page {n} does not match its checksum")));
+            }
+            if let Some(w) = self.checked.get(word) {
+                w.fetch_or(bit, Ordering::Relaxed);
+            }
         }
         let count = (self.entries - n * ENTRIES_PER_PAGE as u64).min(ENTRIES_PER_PAGE as u64);
-        for raw in body.chunks_exact(ENTRY_BYTES).take(count as usize) {
-            out.push(self.decode_entry(raw)?);
-        }
-        Ok(())
+        Ok(count as usize)
     }
 
     fn decode_entry(&self, raw: &[u8]) -> Result<SegEntry, SegmentError> {
@@ -457,22 +484,26 @@ impl Segment {
         // The entries of `token` start in the last page whose key is
         // below it, or in the first page whose key is it.
         let first = self.keys.partition_point(|k| *k < key).saturating_sub(1) as u64;
-        let mut page = Vec::with_capacity(ENTRIES_PER_PAGE);
+        let mut page = [0u8; PAGE_BYTES];
         for n in first..self.pages() {
             if n > first && self.keys[n as usize] > key {
                 break;
             }
-            page.clear();
-            self.read_page(n, &mut page)?;
-            for e in &page {
-                let wanted = match id {
-                    Some(id) => e.id == *id,
-                    None => e.id.token == *token,
-                };
-                if wanted {
-                    out.push(*e);
-                } else if e.id.token > *token {
+            let count = self.checked_page(n, &mut page)?;
+            let raw: Vec<&[u8]> = page[..CHECKSUM_AT]
+                .chunks_exact(ENTRY_BYTES)
+                .take(count)
+                .collect();
+            // Entries are sorted by token: only those of `token` are
+            // decoded.
+            let start = raw.partition_point(|e| e[..32] < token.0[..]);
+            for e in &raw[start..] {
+                if e[..32] != token.0[..] {
                     return Ok(());
+                }
+                let e = self.decode_entry(e)?;
+                if id.is_none_or(|id| e.id == *id) {
+                    out.push(e);
                 }
             }
         }
