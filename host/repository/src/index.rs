@@ -102,6 +102,11 @@ pub struct LoadedSegment {
 }
 
 impl LoadedSegment {
+    /// The id of the segment's pack number `local`.
+    pub fn pack_id(&self, index: &Index, local: u32) -> Option<ObjectId> {
+        index.pack_id(*self.numbers.get(local as usize)?)
+    }
+
     /// An entry as the index gives it, if it is trusted.
     fn trusted(&self, e: &SegEntry, dropped: &HashSet<u32>) -> Option<IndexEntry> {
         if !self.live.get(e.object as usize).copied().unwrap_or(false) {
@@ -144,8 +149,13 @@ impl LoadedSegment {
 /// The index of a repository as this process sees it.
 #[derive(Default)]
 pub struct Index {
+    /// Pack ids by number.
     packs: Vec<ObjectId>,
-    pack_numbers: HashMap<ObjectId, u32>,
+    /// Pack numbers in pack-id order, of the packs numbered when it was
+    /// last sorted (4 bytes a pack, where a hash map takes about 24).
+    by_id: Vec<u32>,
+    /// Numbers of the packs numbered since.
+    recent: HashMap<ObjectId, u32>,
     /// The loaded entries, in segments.
     segments: Vec<LoadedSegment>,
     /// Entries given to [`extend_loaded`](Self::extend_loaded), until
@@ -162,13 +172,31 @@ pub struct Index {
 impl Index {
     /// The number of a pack, adding it to the pack table if new.
     pub fn pack_number(&mut self, pack: ObjectId) -> u32 {
-        if let Some(n) = self.pack_numbers.get(&pack) {
+        if let Ok(i) = self
+            .by_id
+            .binary_search_by_key(&pack, |n| self.packs[*n as usize])
+        {
+            return self.by_id[i];
+        }
+        if let Some(n) = self.recent.get(&pack) {
             return *n;
         }
         let n = self.packs.len() as u32;
         self.packs.push(pack);
-        self.pack_numbers.insert(pack, n);
+        self.recent.insert(pack, n);
         n
+    }
+
+    /// Sort the packs numbered recently into `by_id`, once they are many.
+    fn settle_pack_table(&mut self) {
+        if self.recent.len() < 1024 || self.recent.len() * 8 < self.by_id.len() {
+            return;
+        }
+        let packs = &self.packs;
+        self.by_id = (0..packs.len() as u32).collect();
+        self.by_id.sort_unstable_by_key(|n| packs[*n as usize]);
+        self.by_id.shrink_to_fit();
+        self.recent = HashMap::new();
     }
 
     /// The pack id of a pack number.
@@ -177,8 +205,14 @@ impl Index {
     }
 
     /// Use a segment, with which of its index objects are live.
-    pub fn add_segment(&mut self, segment: Arc<Segment>, live: Vec<bool>) {
-        let numbers = segment.packs.iter().map(|p| self.pack_number(*p)).collect();
+    pub fn add_segment(&mut self, mut segment: Segment, live: Vec<bool>) {
+        let numbers = segment
+            .take_packs()
+            .into_iter()
+            .map(|p| self.pack_number(p))
+            .collect();
+        self.settle_pack_table();
+        let segment = Arc::new(segment);
         self.segments.push(LoadedSegment {
             segment,
             numbers,
@@ -222,7 +256,7 @@ impl Index {
         let count = entries.len() as u64;
         let tagged = entries.into_iter().map(|e| (e, 0)).collect();
         match crate::index_cache::build_segment(self, tagged, &[("(memory)".into(), count)], None) {
-            Ok(segment) => self.add_segment(Arc::new(segment), vec![true]),
+            Ok(segment) => self.add_segment(segment, vec![true]),
             // Only a failure to get randomness for the salt gets here.
             Err(e) => tracing::error!("could not keep loaded index entries: {e}"),
         }
@@ -542,7 +576,8 @@ impl Index {
             .sum();
         segments
             + self.packs.capacity() * std::mem::size_of::<ObjectId>()
-            + self.pack_numbers.capacity() * (std::mem::size_of::<(ObjectId, u32)>() + 1)
+            + self.by_id.capacity() * 4
+            + self.recent.capacity() * (std::mem::size_of::<(ObjectId, u32)>() + 1)
             // A B-tree node holds up to 11 entries of 40 + 16 bytes.
             + self.added.len() * 64
     }
@@ -772,6 +807,30 @@ mod tests {
                 (3, sorted(vec![a, c])),
             ]
         );
+    }
+
+    #[test]
+    fn pack_numbers_stay_when_the_pack_table_is_sorted() {
+        let mut index = Index::default();
+        let ids: Vec<ObjectId> = (0..5000).map(|_| ObjectId::random()).collect();
+        let numbers: Vec<u32> = ids.iter().map(|p| index.pack_number(*p)).collect();
+        // A segment added sorts the table (its own packs included).
+        let e = entry(&mut index, 1, 0, ids[7]);
+        let extra = ObjectId::random();
+        let f = entry(&mut index, 2, 0, extra);
+        index.extend_loaded(vec![e, f]);
+        index.finish_loading();
+        assert!(index.recent.is_empty() && index.by_id.len() == 5001);
+        for (id, n) in ids.iter().zip(&numbers) {
+            assert_eq!(index.pack_number(*id), *n);
+            assert_eq!(index.pack_id(*n), Some(*id));
+        }
+        let n = index.pack_number(extra);
+        assert_eq!(index.pack_id(n), Some(extra));
+        let new = ObjectId::random();
+        assert_eq!(index.pack_number(new), 5001);
+        assert_eq!(index.pack_number(new), 5001);
+        assert_eq!(index.get(&e.id).map(|l| l.pack), Some(numbers[7]));
     }
 
     #[test]

@@ -215,7 +215,7 @@ impl IndexCache {
     /// Open every whole segment in the folder, largest first. A file that
     /// fails its checks is deleted; temporary files left by killed runs
     /// are removed.
-    pub fn segments(&self) -> Vec<Arc<Segment>> {
+    pub fn segments(&self) -> Vec<Segment> {
         let Some(dir) = &self.dir else {
             return Vec::new();
         };
@@ -243,7 +243,7 @@ impl IndexCache {
                 continue;
             }
             match Segment::open(&path) {
-                Ok(segment) => segments.push(Arc::new(segment)),
+                Ok(segment) => segments.push(segment),
                 // Gone since the listing: merged by another run.
                 Err(_) if !path.exists() => {}
                 Err(e) => {
@@ -286,7 +286,7 @@ impl IndexCache {
             }
         };
         let live = vec![true; segment.objects.len()];
-        index.add_segment(Arc::new(segment), live);
+        index.add_segment(segment, live);
     }
 
     /// Merge segments while there are more than [`MAX_SEGMENTS`] (see the
@@ -308,7 +308,7 @@ impl IndexCache {
                 .collect();
             let gone = index.remove_segments(|s| inputs.contains(&Arc::as_ptr(&s.segment)));
             let live = vec![true; merged.objects.len()];
-            index.add_segment(Arc::new(merged), live);
+            index.add_segment(merged, live);
             for segment in gone {
                 self.remove(&segment);
             }
@@ -328,12 +328,7 @@ impl IndexCache {
                 if s.live.get(o).copied().unwrap_or(false) {
                     map[o] = Some(kept.len() as u32);
                     kept.push((k, object));
-                    packs.extend(
-                        object
-                            .packs
-                            .iter()
-                            .filter_map(|n| s.segment.packs.get(*n as usize)),
-                    );
+                    packs.extend(object.packs.iter().filter_map(|n| s.pack_id(index, *n)));
                 }
             }
             object_maps.push(map);
@@ -343,10 +338,11 @@ impl IndexCache {
         let pack_maps: Vec<Vec<Option<u32>>> = inputs
             .iter()
             .map(|s| {
-                s.segment
-                    .packs
-                    .iter()
-                    .map(|p| packs.binary_search(p).ok().map(|n| n as u32))
+                (0..s.segment.pack_count() as u32)
+                    .map(|n| {
+                        let id = s.pack_id(index, n)?;
+                        packs.binary_search(&id).ok().map(|n| n as u32)
+                    })
                     .collect()
             })
             .collect();

@@ -108,8 +108,11 @@ pub struct Segment {
     bytes: Bytes,
     salt: [u8; 32],
     entries: u64,
-    /// Pack ids, ascending.
+    /// Pack ids, ascending (taken by the index that uses the segment:
+    /// see [`take_packs`](Self::take_packs)).
     pub packs: Vec<ObjectId>,
+    /// How many packs the pack table holds.
+    pack_count: u32,
     pub objects: Vec<CoveredObject>,
     /// The first 8 bytes of the first token of each page.
     keys: Vec<u64>,
@@ -222,6 +225,17 @@ impl Segment {
                 .sum::<usize>()
     }
 
+    /// Take the pack table out (the index keeps one pack table for all
+    /// segments, and the segment's numbers into it).
+    pub fn take_packs(&mut self) -> Vec<ObjectId> {
+        std::mem::take(&mut self.packs)
+    }
+
+    /// How many packs the segment's pack table holds.
+    pub fn pack_count(&self) -> usize {
+        self.pack_count as usize
+    }
+
     /// Whether a page failed its check since it was opened.
     pub fn is_broken(&self) -> bool {
         self.broken.load(Ordering::Relaxed)
@@ -258,6 +272,7 @@ impl Segment {
             salt,
             entries,
             packs: Vec::new(),
+            pack_count: 0,
             objects: Vec::new(),
             keys: Vec::new(),
             broken: AtomicBool::new(false),
@@ -294,6 +309,7 @@ impl Segment {
             salt,
             entries,
             packs: Vec::new(),
+            pack_count: 0,
             objects: Vec::new(),
             keys: Vec::new(),
             broken: AtomicBool::new(false),
@@ -373,6 +389,7 @@ impl Segment {
             keys.push(r.u64()?);
         }
         self.packs = pack_ids;
+        self.pack_count = packs;
         self.objects = covered;
         self.checked = (0..keys.len().div_ceil(64))
             .map(|_| AtomicU64::new(0))
@@ -459,7 +476,7 @@ impl Segment {
         let kind =
             BlobKind::from_u8((last >> 24) as u8).ok_or_else(|| self.error("unknown blob kind"))?;
         let object = last & 0x00ff_ffff;
-        if pack as usize >= self.packs.len() || object as usize >= self.objects.len() {
+        if pack >= self.pack_count || object as usize >= self.objects.len() {
             return Err(self.error("pack or object number out of range"));
         }
         Ok(SegEntry {
