@@ -196,6 +196,7 @@ impl Index {
         self.by_id = (0..packs.len() as u32).collect();
         self.by_id.sort_unstable_by_key(|n| packs[*n as usize]);
         self.by_id.shrink_to_fit();
+        self.packs.shrink_to_fit();
         self.recent = HashMap::new();
     }
 
