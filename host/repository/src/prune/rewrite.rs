@@ -75,9 +75,15 @@ impl Repository {
     /// prune replaces. The others stay as they are, so that the clients'
     /// index caches ([`crate::index_cache`]) keep them: a prune makes
     /// each client read again only the index objects it rewrote.
+    ///
+    /// Only index objects read into the index count: those this process
+    /// wrote itself have no entries of their own there to write anew,
+    /// so they stay (and any pack they list is kept, by the plan's last
+    /// step).
     pub(super) fn index_objects_listing(&self, doomed: &HashSet<u32>) -> Vec<String> {
         let mut names: Vec<String> = self
             .catalog
+            .read()
             .object_packs()
             .into_iter()
             .filter(|(_, packs)| packs.iter().any(|p| doomed.contains(p)))
