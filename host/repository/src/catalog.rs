@@ -76,6 +76,11 @@ impl Catalog {
         self.index.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The index cache.
+    pub fn cache(&self) -> &IndexCache {
+        &self.cache
+    }
+
     /// Remember blobs lost with their packs (see `lost`).
     pub fn mark_lost(&self, ids: impl IntoIterator<Item = ChunkId>) {
         lock(&self.lost).extend(ids);

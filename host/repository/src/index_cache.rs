@@ -112,9 +112,7 @@ pub struct IndexCache {
 
 impl Drop for IndexCache {
     fn drop(&mut self) {
-        if let (true, Some(dir)) = (self.temporary, &self.dir) {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        self.remove_temporary();
     }
 }
 
@@ -156,6 +154,39 @@ fn make_private_dir(dir: &Path) -> io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
+/// How the name of a temporary cache folder begins; the process id
+/// follows, then a random name.
+const TEMPORARY_PREFIX: &str = "obnam-index-";
+
+/// Remove the temporary cache folders of processes that are gone: a
+/// process that ends with `exit` (or is killed) does not remove its own.
+fn remove_orphaned_temporary_caches() {
+    let Ok(listing) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in listing.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMPORARY_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest
+            .split_once('-')
+            .and_then(|(p, _)| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        // Only folders of this user: another user's are not ours to judge.
+        let ours = entry.metadata().is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid() == rustix::process::getuid().as_raw()
+        });
+        if !alive && ours {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn random_name() -> String {
     ObjectId::random().to_hex()
 }
@@ -185,7 +216,12 @@ impl IndexCache {
             }
         }
         if *setting != IndexCacheDir::Memory {
-            let dir = std::env::temp_dir().join(format!("obnam-index-{}", random_name()));
+            remove_orphaned_temporary_caches();
+            let dir = std::env::temp_dir().join(format!(
+                "{TEMPORARY_PREFIX}{}-{}",
+                std::process::id(),
+                random_name()
+            ));
             let made = {
                 use std::os::unix::fs::DirBuilderExt;
                 std::fs::DirBuilder::new().mode(0o700).create(&dir)
@@ -206,6 +242,15 @@ impl IndexCache {
         IndexCache {
             dir: None,
             temporary: false,
+        }
+    }
+
+    /// Remove the folder if it is this run's own (at the end of the run:
+    /// segments open stay readable, and one written after is kept in
+    /// memory).
+    pub fn remove_temporary(&self) {
+        if let (true, Some(dir)) = (self.temporary, &self.dir) {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 

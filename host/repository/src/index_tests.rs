@@ -650,3 +650,31 @@ fn an_unusable_cache_folder_falls_back_to_a_temporary_one() {
     assert!(cache.dir().unwrap().starts_with(dir.path()));
     assert_eq!(cache.dir().unwrap().parent().unwrap(), dir.path());
 }
+
+#[test]
+fn temporary_caches_go_at_close_and_orphans_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(
+        dir.path().to_str().unwrap(),
+        &OpenOptions {
+            create: true,
+            ..OpenOptions::default()
+        },
+        Arc::new(NoFilters),
+    )
+    .unwrap();
+    let own = repo.catalog.cache().dir().unwrap().to_path_buf();
+    assert!(own.is_dir());
+    repo.close();
+    assert!(!own.exists());
+    // One left by a process that is gone (a pid above the kernel's
+    // largest, 2^22), and one of a live process (this one).
+    let orphan = std::env::temp_dir().join("obnam-index-2147483646-test");
+    let live = std::env::temp_dir().join(format!("obnam-index-{}-test", std::process::id()));
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::create_dir_all(&live).unwrap();
+    drop(IndexCache::open(&IndexCacheDir::Temporary, "r"));
+    assert!(!orphan.exists());
+    assert!(live.exists());
+    std::fs::remove_dir_all(&live).unwrap();
+}

@@ -216,6 +216,8 @@ impl Repository {
     /// them.
     pub fn close(&self) {
         self.storage.close();
+        // The process may end with `exit`, which drops nothing.
+        self.catalog.cache().remove_temporary();
     }
 
     /// Write nothing more: the run was interrupted. What was written is
