@@ -14,10 +14,9 @@
 //! where a remote object costs a round trip.
 //!
 //! **Where**: `$XDG_CACHE_HOME/obnam/index/REPOSITORY-ID/`, else
-//! `~/.cache/obnam/index/REPOSITORY-ID/` ([`IndexCacheDir::User`]),
-//! made with mode 0700; segment files are 0600. (The `obnam` binary uses
-//! a temporary cache for each run for now, [`IndexCacheDir::Temporary`]:
-//! see `docs/performance.md`, "The chunk index at scale", for why.) If that cannot be made, a private temporary folder for the run,
+//! `~/.cache/obnam/index/REPOSITORY-ID/` ([`IndexCacheDir::User`], what
+//! the `obnam` binary uses), made with mode 0700; segment files are
+//! 0600. If that cannot be made, a private temporary folder for the run,
 //! removed at its end; if not even that, segments kept in memory (as
 //! before, but still sorted and compact). The cache of a sealed
 //! repository holds its entries in the clear: tokens (keyed, so they say
@@ -89,13 +88,12 @@ const STALE_TMP: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum IndexCacheDir {
     /// In the user's cache folder (`$XDG_CACHE_HOME`, else `~/.cache`),
-    /// kept from run to run.
+    /// kept from run to run: what the `obnam` binary uses.
     User,
     /// Under this folder (a folder per repository is made in it).
     At(PathBuf),
     /// A private temporary folder, removed when the repository is
-    /// closed: nothing is kept from run to run (what the `obnam` binary
-    /// uses for now).
+    /// closed: nothing is kept from run to run.
     #[default]
     Temporary,
     /// In memory only.

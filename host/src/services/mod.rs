@@ -384,14 +384,8 @@ fn open_options(
         weak_tokens: matches!(values.get("testing-weak-tokens"), Some(Value::Bool(true))),
         // Checked when the run started (`check_settings`).
         generation_clock: generation_clock(values).map_err(Error::msg)?,
-        // A temporary cache for the run: the paged index bounds the
-        // run's memory. The cache kept from run to run
-        // (`IndexCacheDir::User`, which reads only the index objects
-        // written since) is not used yet: with it, the black-box test of
-        // a prune stopped at every write
-        // (`prune::a_prune_stopped_at_any_write_or_delete_loses_nothing_...`)
-        // found generations that no longer restore, and the cause is not
-        // found yet.
-        index_cache: IndexCacheDir::Temporary,
+        // Kept from run to run, so that a run reads from the repository
+        // only the index objects written since the last one.
+        index_cache: IndexCacheDir::User,
     })
 }

@@ -20,9 +20,11 @@
 use std::collections::HashSet;
 
 use crate::error::RepoResult;
+use crate::ids::ObjectId;
+use crate::index::{self, IndexEntry};
 use crate::Repository;
 
-use super::rewrite::ENTRIES_PER_OBJECT;
+use super::rewrite::{packs_of, ENTRIES_PER_OBJECT};
 
 /// Small index objects a prune leaves as they are; more, and it merges
 /// them.
@@ -46,7 +48,34 @@ impl Repository {
         if small.len() <= COMPACT_ABOVE {
             return Ok(0);
         }
-        self.write_entries_of(&small, |_| true)?;
+        let index = self.catalog.read();
+        let mut group: Vec<IndexEntry> = Vec::with_capacity(ENTRIES_PER_OBJECT);
+        let mut failed = None;
+        let write = |group: &[IndexEntry]| -> RepoResult<()> {
+            let name = ObjectId::random().to_hex();
+            self.write_object(&format!("index/{name}"), index::encode(&index, group))?;
+            self.catalog.mark_known(name, packs_of(group));
+            Ok(())
+        };
+        index.for_each_entry_of(&small, |e| {
+            if failed.is_some() {
+                return;
+            }
+            group.push(e);
+            if group.len() == ENTRIES_PER_OBJECT {
+                if let Err(e) = write(&group) {
+                    failed = Some(e);
+                }
+                group.clear();
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !group.is_empty() {
+            write(&group)?;
+        }
+        drop(index);
         tracing::info!("merged {} small index objects", small.len());
         for name in &small {
             self.storage().delete(&format!("index/{name}"))?;

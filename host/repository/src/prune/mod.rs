@@ -11,10 +11,8 @@
 //! 3. **Decides** which packs go ([`verdict`]): those with nothing used
 //!    (deleted), and those over the unused threshold (rewritten).
 //! 4. **Writes** the used blobs of the packs to rewrite into new packs,
-//!    and, for each index object that lists a pack that goes, new ones
-//!    listing the rest of its blobs; nothing is deleted yet. (Index
-//!    objects that list no such pack stay, so that clients' index caches
-//!    keep them.)
+//!    and new index objects listing every blob of every pack that stays;
+//!    nothing is deleted yet.
 //! 5. **Writes the plan**: the packs and index objects to delete. Then
 //!    lists the locks, and records the runs it found.
 //! 6. **Deletes** (`finish`) at once if no run was found; otherwise a
@@ -23,7 +21,8 @@
 //!    they still need.
 //!
 //! A prune with no pack to delete merges the small index objects
-//! backups left, if there are many (`compact`).
+//! backups left, if there are many (`compact`); one that deletes packs
+//! rewrites every index object anyway (step 4).
 //!
 //! Why no interleaving with a backup loses data is argued in
 //! `docs/repository-format.md` ("Pruning beside backups"); in short: a
@@ -241,10 +240,10 @@ impl Repository {
             })?;
         report.packs_rewritten = verdicts.rewrite.len() as u64;
         let doomed = verdicts.doomed();
-        let replaced = self.index_objects_listing(&doomed);
+        let replaced = self.loaded_and_own_index_objects();
         // The packs just written are stored too.
         let stored = self.stored_packs()?;
-        self.write_index_of_kept_packs(&replaced, &stored, &doomed)?;
+        self.write_index_of_kept_packs(&stored, &doomed)?;
         // 5. The plan, then the runs that may have missed it.
         let mut packs: Vec<ObjectId> = verdicts
             .delete
@@ -257,8 +256,7 @@ impl Repository {
         let plan = Plan {
             created: crate::now_ns(),
             packs: packs.iter().map(ObjectId::to_hex).collect(),
-            // Those that list a pack that goes, listed before the new
-            // index objects were written: those stay.
+            // Listed before the new index objects were written: those stay.
             index: replaced,
         };
         let plan_id = self.write_plan(&plan)?;

@@ -1,7 +1,6 @@
 //! Step 4 of a prune: copy the used blobs out of the packs to rewrite,
-//! and write anew the index objects that list a pack that goes, without
-//! those packs. Nothing is deleted here: what this writes only
-//! duplicates what is there.
+//! and index anew every blob of every pack that stays. Nothing is
+//! deleted here: what this writes only duplicates what is there.
 
 use std::collections::{HashMap, HashSet};
 
@@ -71,85 +70,46 @@ impl Repository {
         Ok(copied)
     }
 
-    /// The index objects loaded that list a pack of `doomed`: those a
-    /// prune replaces. The others stay as they are, so that the clients'
-    /// index caches ([`crate::index_cache`]) keep them: a prune makes
-    /// each client read again only the index objects it rewrote.
-    ///
-    /// Only index objects read into the index count: those this process
-    /// wrote itself have no entries of their own there to write anew,
-    /// so they stay (and any pack they list is kept, by the plan's last
-    /// step).
-    pub(super) fn index_objects_listing(&self, doomed: &HashSet<u32>) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .catalog
-            .read()
-            .object_packs()
-            .into_iter()
-            .filter(|(_, packs)| packs.iter().any(|p| doomed.contains(p)))
-            .map(|(name, _)| name)
-            .collect();
+    /// The index objects loaded so far and those this process wrote: what
+    /// the index objects of kept packs replace.
+    pub(super) fn loaded_and_own_index_objects(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.catalog.object_packs().into_keys().collect();
+        names.extend(self.uploads.written_index_names());
         names.sort();
+        names.dedup();
         names
     }
 
-    /// Write index objects listing every entry of the index objects
-    /// `replaced` whose pack is stored and not `doomed`.
+    /// Write index objects listing every blob of every stored pack that
+    /// is not `doomed`.
     pub(super) fn write_index_of_kept_packs(
         &self,
-        replaced: &[String],
         stored: &HashSet<ObjectId>,
         doomed: &HashSet<u32>,
     ) -> RepoResult<()> {
-        let going: HashSet<u32> = {
-            let index = self.catalog.read();
-            index
-                .listed_packs()
-                .into_iter()
-                .filter(|n| {
-                    doomed.contains(n) || index.pack_id(*n).is_none_or(|id| !stored.contains(&id))
-                })
-                .collect()
-        };
-        let replaced: HashSet<String> = replaced.iter().cloned().collect();
-        self.write_entries_of(&replaced, |n| !going.contains(&n))
-    }
-
-    /// Write index objects of [`ENTRIES_PER_OBJECT`] entries listing the
-    /// entries of the loaded index objects `objects` that `keep` accepts
-    /// (by pack number). Reads the index cache's segments in order.
-    pub(super) fn write_entries_of(
-        &self,
-        objects: &HashSet<String>,
-        keep: impl Fn(u32) -> bool,
-    ) -> RepoResult<()> {
         let index = self.catalog.read();
-        let mut group: Vec<IndexEntry> = Vec::with_capacity(ENTRIES_PER_OBJECT);
-        let mut failed = None;
-        let write = |group: &[IndexEntry]| -> RepoResult<()> {
-            let name = ObjectId::random().to_hex();
-            self.write_object(&format!("index/{name}"), index::encode(&index, group))?;
-            self.catalog.mark_known(name, packs_of(group));
-            Ok(())
+        let keep = |n: u32| {
+            !doomed.contains(&n) && index.pack_id(n).is_some_and(|id| stored.contains(&id))
         };
-        index.for_each_entry_of(objects, |e| {
-            if failed.is_some() || !keep(e.location.pack) {
-                return;
-            }
-            group.push(e);
-            if group.len() == ENTRIES_PER_OBJECT {
-                if let Err(e) = write(&group) {
-                    failed = Some(e);
+        let mut group: Vec<IndexEntry> = Vec::with_capacity(ENTRIES_PER_OBJECT);
+        let mut entries = index.entries();
+        loop {
+            group.clear();
+            for e in entries.by_ref() {
+                let e = e?;
+                if keep(e.location.pack) {
+                    group.push(e);
+                    if group.len() == ENTRIES_PER_OBJECT {
+                        break;
+                    }
                 }
-                group.clear();
             }
-        })?;
-        if let Some(e) = failed {
-            return Err(e);
+            if group.is_empty() {
+                return Ok(());
+            }
+            let name = ObjectId::random().to_hex();
+            self.write_object(&format!("index/{name}"), index::encode(&index, &group))?;
+            self.catalog.mark_known(name, packs_of(&group));
         }
-        if !group.is_empty() {
-            write(&group)?;
-        }
-        Ok(())
     }
 }

@@ -192,35 +192,3 @@ fn a_prune_with_nothing_to_delete_merges_many_small_index_objects() {
         "{again:?}"
     );
 }
-
-#[test]
-fn a_prune_rewrites_only_the_index_objects_of_packs_that_go() {
-    let dir = tempfile::tempdir().unwrap();
-    let names = || -> std::collections::HashSet<String> {
-        std::fs::read_dir(dir.path().join("index"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .collect()
-    };
-    let (first, _) = backup(&open(dir.path()), 0..20);
-    let before_second = names();
-    let (second, kept) = backup(&open(dir.path()), 100..110);
-    let of_second: std::collections::HashSet<String> =
-        names().difference(&before_second).cloned().collect();
-    assert!(!of_second.is_empty());
-    let repo = open(dir.path());
-    repo.remove_generation("c", &first.id).unwrap();
-    let report = prune(&repo, 20);
-    assert!(report.packs_deleted > 0, "{report:?}");
-    // The second run's index objects list none of the packs that went:
-    // they are still there, as they were.
-    let after = names();
-    assert!(of_second.is_subset(&after), "{of_second:?} {after:?}");
-    let fresh = open(dir.path());
-    assert!(fresh.check_objects(true).unwrap().problems.is_empty());
-    for (i, id) in kept.iter().enumerate() {
-        assert_eq!(fresh.get_chunk(id).unwrap(), data(100 + i as u32));
-    }
-    let gen = GenerationReader::new(fresh.clone(), second);
-    assert_eq!(gen.list_dir(b"/d").unwrap().unwrap().len(), 10);
-}
