@@ -156,3 +156,39 @@ fn walkdir(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn a_prune_with_nothing_to_delete_merges_many_small_index_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = Vec::new();
+    // Each run its own process, leaving its own index object.
+    for run in 0..20 {
+        let (_, ids) = backup(&open(dir.path()), run * 3..run * 3 + 3);
+        all.extend(ids);
+    }
+    let index_objects = || std::fs::read_dir(dir.path().join("index")).unwrap().count();
+    let before = index_objects();
+    assert!(before > super::compact::COMPACT_ABOVE, "{before}");
+    // A reader that loaded the index before the merge.
+    let reader = open(dir.path());
+    let report = prune(&open(dir.path()), 20);
+    assert_eq!(report.packs_deleted, 0, "{report:?}");
+    assert_eq!(report.index_objects_deleted, before as u64, "{report:?}");
+    assert_eq!(index_objects(), 1);
+    // Nothing is lost: not for a new reader, not for the old one once it
+    // loads the index again, not for the next prune.
+    let fresh = open(dir.path());
+    assert!(fresh.check_objects(true).unwrap().problems.is_empty());
+    for (i, id) in all.iter().enumerate() {
+        assert_eq!(fresh.get_chunk(id).unwrap(), data(i as u32));
+        assert!(fresh.has_chunk(id));
+    }
+    reader.reload_index().unwrap();
+    assert!(all.iter().all(|id| reader.has_chunk(id)));
+    let again = prune(&open(dir.path()), 20);
+    assert_eq!(
+        (again.packs_deleted, again.index_objects_deleted),
+        (0, 0),
+        "{again:?}"
+    );
+}
