@@ -37,6 +37,11 @@ impl Repository {
     /// Merge the small index objects loaded if there are more than
     /// [`COMPACT_ABOVE`]; returns how many were replaced.
     pub(super) fn compact_index_objects(&self) -> RepoResult<u64> {
+        // Only index objects listed now: one loaded earlier in the run may
+        // have been merged away by a backup since (or deleted by this
+        // prune, finishing an earlier plan), and its entries must not
+        // come back under a new name.
+        self.reload_index()?;
         let small: HashSet<String> = self
             .catalog
             .read()

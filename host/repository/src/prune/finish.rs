@@ -92,6 +92,11 @@ impl Repository {
         }
         progress(PruneStep::Delete, total, total);
         self.remove_plan(id)?;
+        // What this process loaded lists the index objects and packs just
+        // deleted; a prune that goes on (after finishing an earlier plan)
+        // must see the repository as it is now, or it would, say, merge
+        // the deleted index objects' entries into a new one.
+        self.reload_index()?;
         report.index_objects_deleted += plan.index.len() as u64;
         report.packs_deleted += going.len() as u64;
         report.bytes_freed += bytes;

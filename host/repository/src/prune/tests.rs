@@ -192,3 +192,67 @@ fn a_prune_with_nothing_to_delete_merges_many_small_index_objects() {
         "{again:?}"
     );
 }
+
+/// A lock object of a backup run on another host, live (refreshed now):
+/// a prune's plan waits for it.
+fn write_foreign_lock(repo: &Repository) -> String {
+    let now = crate::now_ns();
+    let record = crate::lock::LockRecord {
+        kind: crate::lock::LockKind::Client,
+        client: "other".into(),
+        host: "another-host.invalid".into(),
+        pid: 4242,
+        created: now,
+        refreshed: now,
+    };
+    let name = crate::ids::ObjectId::random().to_hex();
+    repo.write_object(
+        &format!("locks/{name}"),
+        serde_json::to_vec(&record).unwrap(),
+    )
+    .unwrap();
+    name
+}
+
+/// A prune that finishes an earlier plan (deleting index objects and
+/// packs) and then goes on in the same run must not act on what it had
+/// loaded before: here, merging the small index objects it just deleted
+/// would list again the blobs of the packs it just deleted.
+#[test]
+fn a_prune_that_finishes_an_earlier_plan_then_acts_on_the_repository_as_it_is_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gens = Vec::new();
+    // Each run its own process, leaving its own small index object.
+    for run in 0..20 {
+        gens.push(backup(&open(dir.path()), run * 3..run * 3 + 3));
+    }
+    let repo = open(dir.path());
+    for (generation, _) in &gens[..10] {
+        repo.remove_generation("c", &generation.id).unwrap();
+    }
+    drop(repo);
+    // A backup elsewhere that began before the plan: the deletion waits.
+    let lock = write_foreign_lock(&open(dir.path()));
+    let first = prune(&open(dir.path()), 20);
+    assert!(first.deferred, "{first:?}");
+    assert_eq!(first.packs_deleted, 0, "{first:?}");
+    std::fs::remove_file(dir.path().join("locks").join(&lock)).unwrap();
+
+    let second = prune(&open(dir.path()), 20);
+    assert_eq!(second.finished_earlier_plans, 1, "{second:?}");
+    assert!(second.packs_deleted > 0, "{second:?}");
+    let fresh = open(dir.path());
+    let problems = fresh.check_objects(true).unwrap().problems;
+    assert!(problems.is_empty(), "{problems:#?}");
+    for (_, ids) in &gens[10..] {
+        for id in ids {
+            assert!(fresh.get_chunk(id).is_ok(), "chunk {id:?} lost");
+        }
+    }
+    let third = prune(&open(dir.path()), 20);
+    assert_eq!(
+        (third.packs_deleted, third.missing_blobs),
+        (0, 0),
+        "{third:?}"
+    );
+}
