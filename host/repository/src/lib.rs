@@ -24,7 +24,7 @@
 //! index/INDEXID                   where each blob is: pack, offset, length ([`index`])
 //! clients/CLIENTID                one per client ([`Repository::add_client`])
 //! generations/CLIENTID/GENID      one per committed generation, naming its root tree ([`generation`])
-//! locks/LOCKID                    one per lock held ([`lock`])
+//! locks/KIND.ID                   one per lock held, its kind (and client) in its name ([`lock`])
 //! creating/CLAIMID                only while a process creates the repository ([`creation`])
 //! ```
 //!
