@@ -138,8 +138,39 @@ impl Catalog {
 }
 
 impl Repository {
-    /// Load every index object not loaded yet: all of them when the
-    /// repository is opened, and again when a run takes a client's lock,
+    /// Load the index if this process has not loaded it yet. The index is
+    /// loaded at its first use, not when the repository is opened: a
+    /// command that reads no blob (listing clients or generations,
+    /// forgetting one) neither lists nor reads the index objects, nor
+    /// builds the local index cache on a machine that has none.
+    pub(crate) fn ensure_index(&self) -> RepoResult<()> {
+        if *lock(&self.catalog.opened) {
+            return Ok(());
+        }
+        self.load_index()
+    }
+
+    /// [`ensure_index`](Self::ensure_index) for the questions that have no
+    /// error to give: an index that cannot be loaded is logged, and the
+    /// answer is the cautious one (a chunk not known is stored again).
+    fn ensure_index_or_log(&self) -> bool {
+        match self.ensure_index() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("cannot load the index: {e}");
+                false
+            }
+        }
+    }
+
+    /// Whether this process has loaded the index (see
+    /// [`ensure_index`](Self::ensure_index)).
+    pub(crate) fn index_loaded(&self) -> bool {
+        *lock(&self.catalog.opened)
+    }
+
+    /// Load every index object not loaded yet: all of them at the first
+    /// use of the index, and again when a run takes a client's lock,
     /// so that it knows what the run that held the lock before it stored
     /// (its index was loaded before it waited).
     pub(crate) fn load_index(&self) -> RepoResult<()> {
@@ -277,13 +308,18 @@ impl Repository {
         self.load_index_objects(true)
     }
 
-    /// The index objects that could not be read at open, and why.
+    /// The index objects that could not be read, and why (an index that
+    /// cannot be loaded at all is one such problem).
     pub fn damaged_index_objects(&self) -> Vec<String> {
+        if let Err(e) = self.ensure_index() {
+            return vec![format!("the index could not be loaded: {e}")];
+        }
         lock(&self.catalog.damaged).clone()
     }
 
     /// Number of chunks and tree objects in the index.
     pub fn chunk_count(&self) -> usize {
+        self.ensure_index_or_log();
         self.catalog.read().len()
     }
 
@@ -295,12 +331,15 @@ impl Repository {
 
     /// Every stored copy of a token.
     pub fn find_chunks(&self, token: &Token) -> Vec<ChunkId> {
+        if !self.ensure_index_or_log() {
+            return Vec::new();
+        }
         self.catalog.read().find(token)
     }
 
     /// Whether a chunk is stored (in a pack no prune plans to delete: what
     /// a backup may refer to without storing it again).
     pub fn has_chunk(&self, id: &ChunkId) -> bool {
-        self.catalog.read().get_kept(id).is_some()
+        self.ensure_index_or_log() && self.catalog.read().get_kept(id).is_some()
     }
 }

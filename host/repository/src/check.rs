@@ -60,6 +60,7 @@ impl Repository {
     /// so that their blobs count as absent (and are stored again by
     /// whoever has their data). Returns what was dropped.
     pub fn forget_missing_packs(&self) -> RepoResult<MissingPacks> {
+        self.ensure_index()?;
         let stored = self.stored_packs()?;
         let mut index = self.catalog.write();
         let missing: HashSet<u32> = index
@@ -87,6 +88,7 @@ impl Repository {
     /// every pack read whole: its trailer, its agreement with the index,
     /// and every blob in it against its id.
     pub fn check_objects(&self, verify_data: bool) -> RepoResult<ObjectReport> {
+        self.ensure_index()?;
         let mut report = ObjectReport {
             problems: self.damaged_index_objects(),
             ..ObjectReport::default()

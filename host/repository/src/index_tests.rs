@@ -355,8 +355,13 @@ fn options(cache: &Path) -> OpenOptions {
     }
 }
 
+/// The repository at `repo`, opened with its index cache in `cache`, and
+/// its index loaded (as a run's first use of it would).
 fn open_with(repo: &Path, cache: &Path) -> Repository {
-    Repository::open(repo.to_str().unwrap(), &options(cache), Arc::new(NoFilters)).unwrap()
+    let repo =
+        Repository::open(repo.to_str().unwrap(), &options(cache), Arc::new(NoFilters)).unwrap();
+    repo.ensure_index().unwrap();
+    repo
 }
 
 fn chunk(i: u32) -> Vec<u8> {
@@ -438,6 +443,38 @@ fn a_second_run_reads_its_index_from_the_cache() {
         let folder = std::fs::metadata(f.parent().unwrap()).unwrap();
         assert_eq!(folder.permissions().mode() & 0o777, 0o700);
     }
+}
+
+/// The index is loaded at its first use: listing clients and
+/// generations reads no index object and builds no cache, and the first
+/// chunk read does both.
+#[test]
+fn the_index_is_loaded_at_its_first_use_not_at_open() {
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let repo = Arc::new(open_with(dir.path(), cache.path()));
+    repo.add_client("c").unwrap();
+    let b = crate::generation::GenerationBuilder::new(repo.clone(), "c", false).unwrap();
+    b.put(b"/d", crate::tree::TreeEntry::bare_dir(b"")).unwrap();
+    let ids = store(&repo, 0..50);
+    b.finish_dir(b"/d").unwrap();
+    b.commit(false).unwrap();
+    drop(b);
+    drop(repo);
+    let lazy = Repository::open(
+        dir.path().to_str().unwrap(),
+        &options(cache.path()),
+        Arc::new(NoFilters),
+    )
+    .unwrap();
+    assert_eq!(lazy.clients().unwrap(), ["c"]);
+    assert_eq!(lazy.generations("c").unwrap().len(), 1);
+    // A load would have written the index objects' entries to the cache.
+    assert!(segment_files(cache.path()).is_empty());
+    assert!(!lazy.index_loaded());
+    assert_eq!(lazy.get_chunk(&ids[7]).unwrap(), chunk(7));
+    assert!(lazy.index_loaded());
+    assert!(!segment_files(cache.path()).is_empty());
+    assert_all_there(&lazy, &ids, 0);
 }
 
 #[test]

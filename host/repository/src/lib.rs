@@ -40,7 +40,8 @@
 //!   one kind ([`index::BlobKind`]). Blobs are named by their content
 //!   ([`ids::ChunkId`]: a token and a variant).
 //! - **Index objects** list where each blob is; every index object is
-//!   loaded into the index ([`index::Index`]) at open: read once per
+//!   loaded into the index ([`index::Index`]) at the index's first use
+//!   in a run (not at open, so that listing generations reads none): read once per
 //!   machine into the local index cache ([`index_cache`]), whose sorted
 //!   segment files a run reads a page at a time, so that its memory does
 //!   not grow with the repository's chunks.
@@ -86,8 +87,8 @@
 //! same blob; a reader takes either.
 //!
 //! **Readers** take no lock and rely on that order instead: they load the
-//! index objects at open, and load those written since each time after
-//! they read generation objects ([`Repository::generations`],
+//! index objects at the index's first use, and, once loaded, load those
+//! written since each time after they read generation objects ([`Repository::generations`],
 //! [`Repository::generation`]). Every generation a reader has just read
 //! is therefore complete in its index, even one a backup running beside
 //! it committed after the reader opened the repository.

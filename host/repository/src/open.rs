@@ -111,7 +111,7 @@ impl Repository {
             config,
             created,
         };
-        repo.load_index()?;
+        // The index is loaded at its first use (`ensure_index`).
         Ok(repo)
     }
 }

@@ -635,14 +635,17 @@ fn every_object_but_config_passes_the_filters() {
     drop(b);
     drop(repo);
     // Without the filter, nothing can be read and the error names the tag.
-    let err = Repository::open(url, &OpenOptions::default(), Arc::new(NoFilters))
-        .err()
-        .unwrap();
-    assert!(
-        err.to_string()
-            .contains("needs the 'reverse' filter; no loaded plugin provides it"),
-        "{err}"
-    );
+    let without = Repository::open(url, &OpenOptions::default(), Arc::new(NoFilters)).unwrap();
+    for err in [
+        without.clients().unwrap_err(),
+        without.get_chunk(&id).unwrap_err(),
+    ] {
+        assert!(
+            err.to_string()
+                .contains("needs the 'reverse' filter; no loaded plugin provides it"),
+            "{err}"
+        );
+    }
     let repo = Arc::new(Repository::open(url, &OpenOptions::default(), Arc::new(Reverse)).unwrap());
     assert_eq!(repo.get_chunk(&id).unwrap(), data);
     assert_eq!(repo.clients().unwrap(), vec!["c".to_string()]);
