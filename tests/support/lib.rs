@@ -186,6 +186,8 @@ impl TestEnv {
         }
         cmd.env("HOME", self.home())
             .env_remove("XDG_CONFIG_HOME")
+            // The index cache goes under the test's HOME too.
+            .env_remove("XDG_CACHE_HOME")
             .current_dir(self.path());
         cmd
     }
@@ -373,6 +375,7 @@ impl BackupWorld {
         let child = script
             .args(["-qec", &command, "/dev/null"])
             .env("HOME", self.env.home())
+            .env_remove("XDG_CACHE_HOME")
             .current_dir(self.env.path())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

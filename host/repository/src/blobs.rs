@@ -51,6 +51,7 @@ impl Repository {
                 crate::limits::MAX_CHUNK_LEN
             )));
         }
+        self.ensure_index()?;
         let id = self.catalog.allocate(token);
         let result = self.uploads.put(self, id, BlobKind::Data, data);
         self.catalog.release(&id);
@@ -82,6 +83,7 @@ impl Repository {
         if let Some(id) = self.find_chunks(&token).into_iter().next() {
             return Ok(id);
         }
+        self.ensure_index()?;
         let id = self.catalog.allocate(token);
         let result = self.uploads.put(self, id, BlobKind::Tree, bytes);
         self.catalog.release(&id);
@@ -137,6 +139,7 @@ impl Repository {
     }
 
     fn try_get_blob(&self, id: &ChunkId, kind: BlobKind) -> RepoResult<Vec<u8>> {
+        self.ensure_index()?;
         let location = self
             .catalog
             .read()

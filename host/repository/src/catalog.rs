@@ -1,5 +1,6 @@
-//! What this process knows of the repository's blobs: the in-memory
-//! index ([`Index`]), and beside it the ids handed out but not yet
+//! What this process knows of the repository's blobs: the index
+//! ([`Index`], its loaded part in the local index cache,
+//! [`crate::index_cache`]), and beside it the ids handed out but not yet
 //! indexed, the ids lost with their packs, and which index objects were
 //! loaded or found damaged.
 //!
@@ -15,7 +16,8 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::error::{RepoError, RepoResult};
 use super::ids::{ChunkId, Token};
-use super::index::{self, Index};
+use super::index::{self, Index, IndexEntry};
+use super::index_cache::{IndexCache, BATCH_ENTRIES};
 use super::storage::StorageError;
 use super::Repository;
 
@@ -24,8 +26,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The in-memory index and what goes with it.
-#[derive(Default)]
+/// The index and what goes with it.
 pub(crate) struct Catalog {
     index: RwLock<Index>,
     /// Ids handed out but not yet in the index (so two threads storing the
@@ -37,15 +38,34 @@ pub(crate) struct Catalog {
     lost: Mutex<HashSet<ChunkId>>,
     /// Index objects loaded (or found damaged) so far, by name.
     known: Mutex<HashSet<String>>,
-    /// The packs each loaded index object lists (by pack number): a prune
-    /// keeps any pack an index object it does not replace still lists.
-    object_packs: Mutex<HashMap<String, Vec<u32>>>,
+    /// The packs each index object this process wrote and took as loaded
+    /// lists ([`mark_known`](Self::mark_known)); the index has those of
+    /// the others.
+    own_packs: Mutex<HashMap<String, Vec<u32>>>,
     /// Index objects that could not be read, and why (their blobs count
     /// as absent).
     damaged: Mutex<Vec<String>>,
+    /// Where the loaded entries are kept.
+    cache: IndexCache,
+    /// Whether the cache's segments were opened (at the first load).
+    opened: Mutex<bool>,
 }
 
 impl Catalog {
+    /// A catalog whose loaded entries are kept in `cache`.
+    pub fn new(cache: IndexCache) -> Self {
+        Catalog {
+            index: RwLock::default(),
+            reserved: Mutex::default(),
+            lost: Mutex::default(),
+            known: Mutex::default(),
+            own_packs: Mutex::default(),
+            damaged: Mutex::default(),
+            cache,
+            opened: Mutex::new(false),
+        }
+    }
+
     /// The index, for reading.
     pub fn read(&self) -> RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(|e| e.into_inner())
@@ -54,6 +74,11 @@ impl Catalog {
     /// The index, for changing.
     pub fn write(&self) -> RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The index cache.
+    pub fn cache(&self) -> &IndexCache {
+        &self.cache
     }
 
     /// Remember blobs lost with their packs (see `lost`).
@@ -96,12 +121,14 @@ impl Catalog {
     /// entries are in the index already), listing `packs`.
     pub fn mark_known(&self, name: String, packs: Vec<u32>) {
         lock(&self.known).insert(name.clone());
-        lock(&self.object_packs).insert(name, packs);
+        lock(&self.own_packs).insert(name, packs);
     }
 
     /// The index objects loaded so far, with the packs each lists.
     pub fn object_packs(&self) -> HashMap<String, Vec<u32>> {
-        lock(&self.object_packs).clone()
+        let mut packs = self.read().object_packs();
+        packs.extend(lock(&self.own_packs).clone());
+        packs
     }
 
     fn index_damaged(&self, problem: String) {
@@ -111,73 +138,167 @@ impl Catalog {
 }
 
 impl Repository {
-    /// Load every index object not loaded yet: all of them when the
-    /// repository is opened, and again when a run takes a client's lock,
+    /// Load the index if this process has not loaded it yet. The index is
+    /// loaded at its first use, not when the repository is opened: a
+    /// command that reads no blob (listing clients or generations,
+    /// forgetting one) neither lists nor reads the index objects, nor
+    /// builds the local index cache on a machine that has none.
+    pub(crate) fn ensure_index(&self) -> RepoResult<()> {
+        if *lock(&self.catalog.opened) {
+            return Ok(());
+        }
+        self.load_index()
+    }
+
+    /// [`ensure_index`](Self::ensure_index) for the questions that have no
+    /// error to give: an index that cannot be loaded is logged, and the
+    /// answer is the cautious one (a chunk not known is stored again).
+    fn ensure_index_or_log(&self) -> bool {
+        match self.ensure_index() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("cannot load the index: {e}");
+                false
+            }
+        }
+    }
+
+    /// Whether this process has loaded the index (see
+    /// [`ensure_index`](Self::ensure_index)).
+    pub(crate) fn index_loaded(&self) -> bool {
+        *lock(&self.catalog.opened)
+    }
+
+    /// Load every index object not loaded yet: all of them at the first
+    /// use of the index, and again when a run takes a client's lock,
     /// so that it knows what the run that held the lock before it stored
     /// (its index was loaded before it waited).
     pub(crate) fn load_index(&self) -> RepoResult<()> {
         self.load_index_objects(false)
     }
 
-    /// Load the index objects not loaded yet, or with `fresh` all of them
-    /// in place of those loaded. The index is locked for writing the whole
-    /// time when `fresh`, so that no reader ever finds it emptied.
+    /// Load the index objects not loaded yet, or with `fresh` take
+    /// afresh which of those loaded are still there. The index is locked
+    /// for writing the whole time when `fresh`, so that no reader ever
+    /// finds it half done.
+    ///
+    /// The entries of index objects the local cache holds are not read
+    /// again; the others are read, a batch at a time, and written to the
+    /// cache as they are (see [`crate::index_cache`]).
     fn load_index_objects(&self, fresh: bool) -> RepoResult<()> {
         let names = self.storage.list("index/")?;
         let own = self.uploads.written_index_names();
         let mut known = lock(&self.catalog.known);
-        let mut fresh_index = fresh.then(|| self.catalog.write());
-        if let Some(index) = fresh_index.as_mut() {
-            index.clear_loaded();
-            known.clear();
-            lock(&self.catalog.object_packs).clear();
+        let mut opened = lock(&self.catalog.opened);
+        let first = !*opened;
+        let mut held = (fresh || first).then(|| self.catalog.write());
+        if let Some(index) = held.as_mut() {
+            if first {
+                for segment in self.catalog.cache.segments() {
+                    let live = vec![false; segment.objects.len()];
+                    index.add_segment(segment, live);
+                }
+                *opened = true;
+            }
+            if fresh {
+                index.clear_dropped();
+                known.clear();
+                lock(&self.catalog.own_packs).clear();
+                for broken in index.remove_segments(|s| s.segment.is_broken()) {
+                    self.catalog.cache.remove(&broken);
+                }
+            }
+            self.take_listed(index, &names, &mut known);
         }
-        let new: Vec<String> = names
+        let mut new: Vec<String> = names
             .into_iter()
             .filter(|n| !known.contains(n) && !own.contains(n))
             .collect();
-        if new.is_empty() {
+        if new.is_empty() && held.is_none() {
             return Ok(());
         }
-        let mut index = match fresh_index {
+        let mut index = match held {
             Some(index) => index,
             None => self.catalog.write(),
         };
-        for name in new {
-            known.insert(name.clone());
-            let key = format!("index/{name}");
-            let data = match self.read_object(&key) {
-                Ok(data) => data,
-                // Merged into another index object and deleted since the listing.
-                Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
-                // A damaged index object loses track of its blobs, not of
-                // the whole repository: they count as absent (a backup
-                // stores them again), and fsck reports the object. (A
-                // filter that is not loaded is not damage: that fails.)
-                Err(e @ RepoError::Corrupt { .. }) => {
-                    self.catalog.index_damaged(e.to_string());
-                    continue;
+        let mut batch: Vec<(IndexEntry, u32)> = Vec::new();
+        let mut objects: Vec<(String, u64)> = Vec::new();
+        // An index object gone since the listing was merged into another,
+        // written before it was deleted: a second listing finds that one.
+        for listing in 0..3 {
+            let mut gone = false;
+            for name in new {
+                known.insert(name.clone());
+                let key = format!("index/{name}");
+                let data = match self.read_object(&key) {
+                    Ok(data) => data,
+                    Err(RepoError::Storage(StorageError::NotFound { .. })) => {
+                        gone = true;
+                        continue;
+                    }
+                    // A damaged index object loses track of its blobs, not of
+                    // the whole repository: they count as absent (a backup
+                    // stores them again), and fsck reports the object. (A
+                    // filter that is not loaded is not damage: that fails.)
+                    Err(e @ RepoError::Corrupt { .. }) => {
+                        self.catalog.index_damaged(e.to_string());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                match index::decode(&mut index, &data) {
+                    Ok(entries) => {
+                        let number = objects.len() as u32;
+                        objects.push((name, entries.len() as u64));
+                        batch.extend(entries.into_iter().map(|e| (e, number)));
+                        if batch.len() >= BATCH_ENTRIES {
+                            let entries = std::mem::take(&mut batch);
+                            self.catalog.cache.add_batch(&mut index, entries, &objects);
+                            objects.clear();
+                        }
+                    }
+                    Err(e) => self
+                        .catalog
+                        .index_damaged(RepoError::corrupt(&key, e).to_string()),
                 }
-                Err(e) => return Err(e),
-            };
-            match index::decode(&mut index, &data) {
-                Ok(entries) => {
-                    let packs = crate::prune::packs_of(&entries);
-                    lock(&self.catalog.object_packs).insert(name, packs);
-                    index.extend_loaded(entries)
-                }
-                Err(e) => self
-                    .catalog
-                    .index_damaged(RepoError::corrupt(&key, e).to_string()),
             }
+            if !gone || listing == 2 {
+                break;
+            }
+            new = self
+                .storage
+                .list("index/")?
+                .into_iter()
+                .filter(|n| !known.contains(n) && !own.contains(n))
+                .collect();
         }
-        index.finish_loading();
+        self.catalog.cache.add_batch(&mut index, batch, &objects);
+        self.catalog.cache.compact(&mut index);
         tracing::debug!(
-            "index: {} blobs, {} bytes in memory",
+            "index: {} blobs in {} segments, {} bytes in memory",
             index.len(),
+            index.segments().len(),
             index.memory_bytes()
         );
         Ok(())
+    }
+
+    /// Take each listed index object from the first segment that covers
+    /// it, and no other: those are live, and known (not read again);
+    /// stop using segments with no live object, and delete them.
+    fn take_listed(&self, index: &mut Index, names: &[String], known: &mut HashSet<String>) {
+        let listed: HashSet<&str> = names.iter().map(String::as_str).collect();
+        let mut taken: HashSet<String> = HashSet::new();
+        for s in index.segments_mut() {
+            let segment = s.segment.clone();
+            for (object, live) in segment.objects.iter().zip(s.live.iter_mut()) {
+                *live = listed.contains(object.name.as_str()) && taken.insert(object.name.clone());
+            }
+        }
+        for unused in index.remove_segments(|s| !s.live.iter().any(|l| *l)) {
+            self.catalog.cache.remove(&unused);
+        }
+        known.extend(taken);
     }
 
     /// Load every index object again, from scratch: after a pack was found
@@ -187,29 +308,38 @@ impl Repository {
         self.load_index_objects(true)
     }
 
-    /// The index objects that could not be read at open, and why.
+    /// The index objects that could not be read, and why (an index that
+    /// cannot be loaded at all is one such problem).
     pub fn damaged_index_objects(&self) -> Vec<String> {
+        if let Err(e) = self.ensure_index() {
+            return vec![format!("the index could not be loaded: {e}")];
+        }
         lock(&self.catalog.damaged).clone()
     }
 
     /// Number of chunks and tree objects in the index.
     pub fn chunk_count(&self) -> usize {
+        self.ensure_index_or_log();
         self.catalog.read().len()
     }
 
-    /// Bytes of memory the index holds.
+    /// Bytes of memory the index holds (not the pages of its segments,
+    /// which are read when needed).
     pub fn index_memory_bytes(&self) -> usize {
         self.catalog.read().memory_bytes()
     }
 
     /// Every stored copy of a token.
     pub fn find_chunks(&self, token: &Token) -> Vec<ChunkId> {
+        if !self.ensure_index_or_log() {
+            return Vec::new();
+        }
         self.catalog.read().find(token)
     }
 
     /// Whether a chunk is stored (in a pack no prune plans to delete: what
     /// a backup may refer to without storing it again).
     pub fn has_chunk(&self, id: &ChunkId) -> bool {
-        self.catalog.read().get_kept(id).is_some()
+        self.ensure_index_or_log() && self.catalog.read().get_kept(id).is_some()
     }
 }

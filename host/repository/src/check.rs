@@ -60,11 +60,12 @@ impl Repository {
     /// so that their blobs count as absent (and are stored again by
     /// whoever has their data). Returns what was dropped.
     pub fn forget_missing_packs(&self) -> RepoResult<MissingPacks> {
+        self.ensure_index()?;
         let stored = self.stored_packs()?;
         let mut index = self.catalog.write();
         let missing: HashSet<u32> = index
-            .blobs_by_pack()
-            .into_keys()
+            .listed_packs()
+            .into_iter()
             .filter(|n| index.pack_id(*n).is_none_or(|id| !stored.contains(&id)))
             .collect();
         // Packs this process is still writing are not in the listing yet.
@@ -73,9 +74,7 @@ impl Repository {
         if missing.is_empty() {
             return Ok(MissingPacks::default());
         }
-        let entries_before = index.len();
-        let lost = index.retain_packs(|n| !missing.contains(&n));
-        let blobs = entries_before - index.len();
+        let (lost, blobs) = index.retain_packs(|n| !missing.contains(&n))?;
         drop(index);
         self.catalog.mark_lost(lost);
         Ok(MissingPacks {
@@ -89,6 +88,7 @@ impl Repository {
     /// every pack read whole: its trailer, its agreement with the index,
     /// and every blob in it against its id.
     pub fn check_objects(&self, verify_data: bool) -> RepoResult<ObjectReport> {
+        self.ensure_index()?;
         let mut report = ObjectReport {
             problems: self.damaged_index_objects(),
             ..ObjectReport::default()
@@ -102,8 +102,8 @@ impl Repository {
             self.reload_index()?;
             let listed: HashSet<ObjectId> = {
                 let index = self.catalog.read();
-                let numbers: HashSet<u32> = index.entries().map(|e| e.location.pack).collect();
-                numbers
+                index
+                    .listed_packs()
                     .into_iter()
                     .filter_map(|n| index.pack_id(n))
                     .collect()
@@ -124,7 +124,7 @@ impl Repository {
         report: &mut ObjectReport,
     ) -> RepoResult<Vec<(ObjectId, String)>> {
         let stored = self.stored_packs()?;
-        let by_pack = self.catalog.read().blobs_by_pack();
+        let by_pack = self.catalog.read().blobs_by_pack()?;
         let mut packs: Vec<(ObjectId, Vec<IndexEntry>)> = by_pack
             .into_iter()
             .filter_map(|(n, entries)| Some((self.catalog.read().pack_id(n)?, entries)))

@@ -67,6 +67,20 @@ pub enum RepoError {
     Usage(String),
 }
 
+impl From<crate::segment::SegmentError> for RepoError {
+    /// A damaged file of the local index cache: deleted when found, and
+    /// rebuilt from the repository by the next run.
+    fn from(e: crate::segment::SegmentError) -> Self {
+        RepoError::Corrupt {
+            object: format!("index cache file {}", e.path),
+            reason: format!(
+                "{}; it was deleted, and the next run rebuilds it from the repository",
+                e.reason
+            ),
+        }
+    }
+}
+
 impl RepoError {
     pub(crate) fn corrupt(object: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         RepoError::Corrupt {

@@ -1,19 +1,34 @@
 //! The chunk index: where each stored chunk is (pack, offset, length),
-//! in memory and as index objects.
+//! as this process sees it, and as index objects.
 //!
-//! In memory, the entries read when the repository is opened are one
-//! sorted vector of 56-byte [`IndexEntry`] values (no per-entry heap
-//! allocation, no hash-table slack); chunks stored by this process are in
-//! a small ordered map beside it. Both are searched by token (all copies
-//! of a token are adjacent) and by chunk id.
+//! The entries of the index objects in the repository (the *loaded*
+//! entries) are not held in memory: they are in sorted, immutable
+//! segment files on local disk ([`crate::segment`]), which a process
+//! reads a page at a time; [`crate::index_cache`] decides which segments
+//! exist and builds them from the index objects. In memory are only each
+//! segment's tables (about 1/500 of its size), the pack table (one entry
+//! per pack, not per chunk), and the chunks stored by this process (a
+//! small ordered map: a run's new chunks). So the memory of a run grows
+//! with the repository's packs and the run's own new chunks, not with
+//! the repository's chunks; a lookup reads one 4 KiB page per segment
+//! (a few, see [`crate::index_cache`]).
+//!
+//! An entry of a segment is trusted only if the index object it came
+//! from is *live* for this process: listed in `index/` when it was last
+//! listed (the first load, or a fresh reload), and covered by no other
+//! segment loaded before it (each index object is read from one
+//! segment). So entries of index objects deleted since (merged by a run,
+//! or by a prune that moved the blobs and deleted their pack) are never
+//! used, however old the cache. A blob listed in the same pack by two
+//! live index objects is one copy.
 //!
 //! One blob may be listed in two packs: a prune copies the blobs still
 //! needed out of a pack it is about to delete ([`crate::prune`]). Both
-//! places are kept. Packs that a prune plans to delete are *planned*
-//! ([`Index::set_planned`]): a blob in one is still read from there if no
-//! other copy is known, but it no longer counts as stored for dedup
-//! ([`Index::get_kept`], [`Index::find`]), so that nothing new comes to
-//! depend on it.
+//! places are kept, in pack-id order. Packs that a prune plans to delete
+//! are *planned* ([`Index::set_planned`]): a blob in one is still read
+//! from there if no other copy is known, but it no longer counts as
+//! stored for dedup ([`Index::get_kept`], [`Index::find`]), so that
+//! nothing new comes to depend on it.
 //!
 //! An index object (`index/ID`) lists entries for one or more packs:
 //!
@@ -26,8 +41,10 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use super::ids::{ChunkId, ObjectId, Token};
+use super::segment::{SegEntry, Segment, SegmentCursor, SegmentError};
 
 /// What a blob holds.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,7 +57,7 @@ pub enum BlobKind {
 }
 
 impl BlobKind {
-    fn from_u8(b: u8) -> Option<Self> {
+    pub(crate) fn from_u8(b: u8) -> Option<Self> {
         match b {
             0 => Some(BlobKind::Data),
             1 => Some(BlobKind::Tree),
@@ -59,8 +76,8 @@ pub struct Location {
     pub kind: BlobKind,
 }
 
-/// One entry of the in-memory index.
-#[derive(Clone, Copy, Debug)]
+/// One entry of the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
     pub id: ChunkId,
     pub location: Location,
@@ -74,29 +91,113 @@ const MAGIC: &[u8; 8] = b"OBNAMIX1";
 pub const MAX_ENTRIES_PER_OBJECT: usize = 1 << 20;
 const ENTRY_BYTES: usize = 53;
 
-/// The in-memory index of a repository.
+/// A segment as this process uses it.
+pub struct LoadedSegment {
+    pub segment: Arc<Segment>,
+    /// This process's number of each of the segment's packs.
+    numbers: Vec<u32>,
+    /// Whether each index object the segment covers is live (see the
+    /// module's docs), by the segment's object number.
+    pub live: Vec<bool>,
+}
+
+impl LoadedSegment {
+    /// The id of the segment's pack number `local`.
+    pub fn pack_id(&self, index: &Index, local: u32) -> Option<ObjectId> {
+        index.pack_id(*self.numbers.get(local as usize)?)
+    }
+
+    /// An entry as the index gives it, if it is trusted.
+    fn trusted(&self, e: &SegEntry, dropped: &HashSet<u32>) -> Option<IndexEntry> {
+        if !self.live.get(e.object as usize).copied().unwrap_or(false) {
+            return None;
+        }
+        let pack = *self.numbers.get(e.pack as usize)?;
+        if dropped.contains(&pack) {
+            return None;
+        }
+        Some(IndexEntry {
+            id: e.id,
+            location: Location {
+                pack,
+                offset: e.offset,
+                length: e.length,
+                kind: e.kind,
+            },
+        })
+    }
+
+    /// The live index objects it covers, with the packs each lists (by
+    /// this process's numbers).
+    fn live_objects(&self) -> impl Iterator<Item = (&str, Vec<u32>)> + '_ {
+        self.segment
+            .objects
+            .iter()
+            .zip(&self.live)
+            .filter(|(_, live)| **live)
+            .map(|(o, _)| {
+                let packs = o
+                    .packs
+                    .iter()
+                    .filter_map(|n| self.numbers.get(*n as usize).copied())
+                    .collect();
+                (o.name.as_str(), packs)
+            })
+    }
+}
+
+/// The index of a repository as this process sees it.
 #[derive(Default)]
 pub struct Index {
+    /// Pack ids by number.
     packs: Vec<ObjectId>,
-    pack_numbers: HashMap<ObjectId, u32>,
-    /// Entries read at open, sorted by id.
-    loaded: Vec<IndexEntry>,
+    /// Pack numbers in pack-id order, of the packs numbered when it was
+    /// last sorted (4 bytes a pack, where a hash map takes about 24).
+    by_id: Vec<u32>,
+    /// Numbers of the packs numbered since.
+    recent: HashMap<ObjectId, u32>,
+    /// The loaded entries, in segments.
+    segments: Vec<LoadedSegment>,
+    /// Entries given to [`extend_loaded`](Self::extend_loaded), until
+    /// [`finish_loading`](Self::finish_loading) makes them a segment.
+    pending: Vec<IndexEntry>,
     /// Entries added by this process.
     added: BTreeMap<ChunkId, Location>,
     /// Packs a prune plans to delete, by number.
     planned: HashSet<u32>,
+    /// Packs whose loaded entries no longer count (found missing).
+    dropped: HashSet<u32>,
 }
 
 impl Index {
     /// The number of a pack, adding it to the pack table if new.
     pub fn pack_number(&mut self, pack: ObjectId) -> u32 {
-        if let Some(n) = self.pack_numbers.get(&pack) {
+        if let Ok(i) = self
+            .by_id
+            .binary_search_by_key(&pack, |n| self.packs[*n as usize])
+        {
+            return self.by_id[i];
+        }
+        if let Some(n) = self.recent.get(&pack) {
             return *n;
         }
         let n = self.packs.len() as u32;
         self.packs.push(pack);
-        self.pack_numbers.insert(pack, n);
+        self.recent.insert(pack, n);
         n
+    }
+
+    /// Sort the packs numbered recently into `by_id`, once they are many.
+    fn settle_pack_table(&mut self) {
+        if self.recent.len() < 1024 || self.recent.len() * 8 < self.by_id.len() {
+            return;
+        }
+        let packs = &self.packs;
+        self.by_id = (0..packs.len() as u32).collect();
+        self.by_id.sort_unstable_by_key(|n| packs[*n as usize]);
+        self.by_id.shrink_to_fit();
+        self.packs.shrink_to_fit();
+        self.recent = HashMap::new();
     }
 
     /// The pack id of a pack number.
@@ -104,31 +205,68 @@ impl Index {
         self.packs.get(number as usize).copied()
     }
 
-    /// Add entries read from an index object (call [`finish_loading`](Self::finish_loading) after).
+    /// Use a segment, with which of its index objects are live.
+    pub fn add_segment(&mut self, mut segment: Segment, live: Vec<bool>) {
+        let numbers = segment
+            .take_packs()
+            .into_iter()
+            .map(|p| self.pack_number(p))
+            .collect();
+        self.settle_pack_table();
+        let segment = Arc::new(segment);
+        self.segments.push(LoadedSegment {
+            segment,
+            numbers,
+            live,
+        });
+    }
+
+    /// The segments in use.
+    pub fn segments(&self) -> &[LoadedSegment] {
+        &self.segments
+    }
+
+    /// The segments in use, to change which of their objects are live.
+    pub fn segments_mut(&mut self) -> &mut [LoadedSegment] {
+        &mut self.segments
+    }
+
+    /// Stop using the segments `drop` picks; returns them.
+    pub fn remove_segments(&mut self, drop: impl Fn(&LoadedSegment) -> bool) -> Vec<Arc<Segment>> {
+        let (gone, kept) = std::mem::take(&mut self.segments)
+            .into_iter()
+            .partition(|s| drop(s));
+        self.segments = kept;
+        gone.into_iter().map(|s: LoadedSegment| s.segment).collect()
+    }
+
+    /// Add entries held in memory as loaded ones, listed by an index
+    /// object named `(memory)` (call [`finish_loading`](Self::finish_loading)
+    /// after): for tests, and for callers that have the entries at hand.
     pub fn extend_loaded(&mut self, entries: Vec<IndexEntry>) {
-        if self.loaded.is_empty() {
-            // The common case of one consolidated index object: no copy.
-            self.loaded = entries;
-        } else {
-            self.loaded.extend(entries);
+        self.pending.extend(entries);
+    }
+
+    /// Make the entries given to [`extend_loaded`](Self::extend_loaded) a
+    /// segment kept in memory.
+    pub fn finish_loading(&mut self) {
+        let entries = std::mem::take(&mut self.pending);
+        if entries.is_empty() {
+            return;
+        }
+        let count = entries.len() as u64;
+        let tagged = entries.into_iter().map(|e| (e, 0)).collect();
+        match crate::index_cache::build_segment(self, tagged, &[("(memory)".into(), count)], None) {
+            Ok(segment) => self.add_segment(segment, vec![true]),
+            // Only a failure to get randomness for the salt gets here.
+            Err(e) => tracing::error!("could not keep loaded index entries: {e}"),
         }
     }
 
-    /// Sort what was loaded and drop duplicate entries (the same blob in
-    /// the same pack, listed by two index objects). Copies of a blob in
-    /// different packs are all kept.
-    pub fn finish_loading(&mut self) {
-        self.loaded
-            .sort_unstable_by_key(|e| (e.id, e.location.pack, e.location.offset));
-        self.loaded
-            .dedup_by(|a, b| a.id == b.id && a.location.pack == b.location.pack);
-        self.loaded.shrink_to_fit();
-    }
-
-    /// Forget every entry loaded from index objects (the pack table and
-    /// this process's own entries stay): before loading them all again.
-    pub fn clear_loaded(&mut self) {
-        self.loaded = Vec::new();
+    /// Forget the packs whose loaded entries were dropped (before the
+    /// loaded entries are taken afresh).
+    pub fn clear_dropped(&mut self) {
+        self.dropped.clear();
     }
 
     /// Mark packs that a prune plans to delete (see the module's docs).
@@ -139,14 +277,27 @@ impl Index {
         }
     }
 
-    /// The loaded copies of a blob, in pack order.
-    fn loaded_copies(&self, id: &ChunkId) -> &[IndexEntry] {
-        let start = self.loaded.partition_point(|e| e.id < *id);
-        let len = self.loaded[start..]
-            .iter()
-            .take_while(|e| e.id == *id)
-            .count();
-        &self.loaded[start..start + len]
+    /// The trusted loaded copies of `id` (every id of `token` if `id` is
+    /// `None`), one per pack, in (id, pack id) order. A segment that
+    /// cannot be read counts as holding none: a chunk taken as absent is
+    /// stored again, never the other way round.
+    fn loaded_copies(&self, token: &Token, id: Option<&ChunkId>) -> Vec<IndexEntry> {
+        let mut raw = Vec::new();
+        let mut out = Vec::new();
+        for s in &self.segments {
+            if s.segment.is_broken() {
+                continue;
+            }
+            raw.clear();
+            if let Err(e) = s.segment.lookup(token, id, &mut raw) {
+                tracing::error!("{e}; it is not used again, and rebuilt by the next run");
+                continue;
+            }
+            out.extend(raw.iter().filter_map(|e| s.trusted(e, &self.dropped)));
+        }
+        out.sort_unstable_by_key(|e| (e.id, self.pack_id(e.location.pack), e.location.offset));
+        out.dedup_by_key(|e| (e.id, e.location.pack));
+        out
     }
 
     /// Record a chunk stored by this process.
@@ -161,7 +312,7 @@ impl Index {
         if let Some(loc) = self.added.get(id) {
             return Some(*loc);
         }
-        let copies = self.loaded_copies(id);
+        let copies = self.loaded_copies(&id.token, Some(id));
         copies
             .iter()
             .find(|e| !self.planned.contains(&e.location.pack))
@@ -175,23 +326,21 @@ impl Index {
         if let Some(loc) = self.added.get(id) {
             return Some(*loc);
         }
-        self.loaded_copies(id)
+        self.loaded_copies(&id.token, Some(id))
             .iter()
             .find(|e| !self.planned.contains(&e.location.pack))
             .map(|e| e.location)
     }
 
-    /// Every copy of a token in a pack not planned for deletion, first
-    /// copy first.
+    /// Every copy of a token in a pack not planned for deletion, in id
+    /// order.
     pub fn find(&self, token: &Token) -> Vec<ChunkId> {
-        let start = self.loaded.partition_point(|e| e.id.token < *token);
-        let mut ids: Vec<ChunkId> = self.loaded[start..]
+        let mut ids: Vec<ChunkId> = self
+            .loaded_copies(token, None)
             .iter()
-            .take_while(|e| e.id.token == *token)
             .filter(|e| !self.planned.contains(&e.location.pack))
             .map(|e| e.id)
             .collect();
-        ids.dedup();
         let low = ChunkId {
             token: *token,
             variant: 0,
@@ -200,26 +349,100 @@ impl Index {
             token: *token,
             variant: u64::MAX,
         };
-        for (id, _) in self.added.range(low..=high) {
-            if !ids.contains(id) {
-                ids.push(*id);
-            }
-        }
+        ids.extend(self.added.range(low..=high).map(|(id, _)| *id));
         ids.sort_unstable();
+        ids.dedup();
         ids
     }
 
-    /// Drop every entry whose pack `keep` refuses (by pack number);
-    /// returns the ids dropped that have no other copy left.
-    pub fn retain_packs(&mut self, keep: impl Fn(u32) -> bool) -> Vec<ChunkId> {
-        let mut dropped = Vec::new();
-        self.loaded.retain(|e| {
-            let kept = keep(e.location.pack);
-            if !kept {
-                dropped.push(e.id);
+    /// The packs that hold a trusted entry: listed by a live index object
+    /// and not dropped, or holding a blob of this process.
+    pub fn listed_packs(&self) -> HashSet<u32> {
+        let mut packs: HashSet<u32> = self
+            .segments
+            .iter()
+            .flat_map(|s| s.live_objects().flat_map(|(_, packs)| packs))
+            .filter(|n| !self.dropped.contains(n))
+            .collect();
+        packs.extend(self.added.values().map(|l| l.pack));
+        packs
+    }
+
+    /// The live index objects of the segments, with the packs each lists.
+    pub fn object_packs(&self) -> HashMap<String, Vec<u32>> {
+        let mut out: HashMap<String, Vec<u32>> = HashMap::new();
+        for s in &self.segments {
+            for (name, packs) in s.live_objects() {
+                out.entry(name.to_string()).or_default().extend(packs);
             }
-            kept
-        });
+        }
+        out
+    }
+
+    /// The live index objects of the segments, with how many entries
+    /// each listed.
+    pub fn object_sizes(&self) -> Vec<(String, u64)> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.segment.objects.iter().zip(&s.live))
+            .filter(|(_, live)| **live)
+            .map(|(o, _)| (o.name.clone(), o.entries))
+            .collect()
+    }
+
+    /// Every trusted entry that the live index objects `objects` listed,
+    /// segment by segment, a page at a time.
+    pub fn for_each_entry_of(
+        &self,
+        objects: &HashSet<String>,
+        mut f: impl FnMut(IndexEntry),
+    ) -> Result<(), SegmentError> {
+        for s in &self.segments {
+            let wanted: Vec<bool> = s
+                .segment
+                .objects
+                .iter()
+                .map(|o| objects.contains(&o.name))
+                .collect();
+            if !wanted.iter().any(|w| *w) {
+                continue;
+            }
+            let mut cursor = s.segment.cursor();
+            while let Some(e) = cursor.peek()?.copied() {
+                cursor.advance();
+                if wanted.get(e.object as usize).copied().unwrap_or(false) {
+                    if let Some(t) = s.trusted(&e, &self.dropped) {
+                        f(t);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop every entry whose pack `keep` refuses (by pack number);
+    /// returns the ids dropped that have no other copy left, and how many
+    /// entries were dropped. Reads the segments through only if a listed
+    /// pack is refused.
+    pub fn retain_packs(
+        &mut self,
+        keep: impl Fn(u32) -> bool,
+    ) -> Result<(Vec<ChunkId>, usize), SegmentError> {
+        let going: HashSet<u32> = self
+            .listed_packs()
+            .into_iter()
+            .filter(|n| !keep(*n))
+            .collect();
+        let mut dropped = Vec::new();
+        if !going.is_empty() {
+            for e in self.loaded_entries() {
+                let e = e?;
+                if going.contains(&e.location.pack) {
+                    dropped.push(e.id);
+                }
+            }
+        }
+        self.dropped.extend(going);
         self.added.retain(|id, location| {
             let kept = keep(location.pack);
             if !kept {
@@ -227,71 +450,115 @@ impl Index {
             }
             kept
         });
+        let count = dropped.len();
         dropped.sort_unstable();
         dropped.dedup();
         dropped.retain(|id| self.get(id).is_none());
-        dropped
+        Ok((dropped, count))
+    }
+
+    /// The trusted loaded entries and this process's, merged by id: read
+    /// in order, one page of each segment at a time.
+    fn blobs(&self, with_added: bool) -> Blobs<'_> {
+        Blobs {
+            index: self,
+            cursors: self
+                .segments
+                .iter()
+                .map(|s| (s.segment.cursor(), s))
+                .collect(),
+            added: if with_added {
+                Some(self.added.iter().peekable())
+            } else {
+                None
+            },
+        }
     }
 
     /// Every blob once, in id order, with every place it is stored
-    /// (loaded copies and this process's own, merged; no allocation per
-    /// blob).
-    pub fn for_each_blob(&self, mut f: impl FnMut(ChunkId, &[Location])) {
-        let mut added = self.added.iter().peekable();
-        let mut places: Vec<Location> = Vec::new();
-        let mut i = 0;
-        loop {
-            let next_loaded = self.loaded.get(i).map(|e| e.id);
-            let next_added = added.peek().map(|(id, _)| **id);
-            let id = match (next_loaded, next_added) {
-                (None, None) => break,
-                (Some(a), Some(b)) => a.min(b),
-                (Some(a), None) => a,
-                (None, Some(b)) => b,
-            };
-            places.clear();
-            if next_added == Some(id) {
-                if let Some((_, loc)) = added.next() {
-                    places.push(*loc);
-                }
-            }
-            while let Some(e) = self.loaded.get(i).filter(|e| e.id == id) {
-                places.push(e.location);
-                i += 1;
-            }
+    /// (loaded copies and this process's own, merged, one per pack). Reads
+    /// the segments through in order, a page at a time.
+    pub fn for_each_blob(
+        &self,
+        mut f: impl FnMut(ChunkId, &[Location]),
+    ) -> Result<(), SegmentError> {
+        let mut blobs = self.blobs(true);
+        let mut places = Vec::new();
+        while let Some(id) = blobs.next_blob(&mut places)? {
             f(id, &places);
         }
+        Ok(())
     }
 
-    /// Every entry, loaded ones first.
-    pub fn entries(&self) -> impl Iterator<Item = IndexEntry> + '_ {
-        self.loaded
-            .iter()
-            .copied()
-            .chain(self.added.iter().map(|(id, location)| IndexEntry {
-                id: *id,
-                location: *location,
+    /// Every trusted loaded entry, in id order (one per blob and pack).
+    fn loaded_entries(&self) -> impl Iterator<Item = Result<IndexEntry, SegmentError>> + '_ {
+        let mut blobs = self.blobs(false);
+        let mut places: Vec<Location> = Vec::new();
+        let mut current: Option<ChunkId> = None;
+        let mut next = 0;
+        let mut failed = false;
+        std::iter::from_fn(move || loop {
+            if failed {
+                return None;
+            }
+            if let (Some(id), Some(location)) = (current, places.get(next)) {
+                next += 1;
+                return Some(Ok(IndexEntry {
+                    id,
+                    location: *location,
+                }));
+            }
+            match blobs.next_blob(&mut places) {
+                Ok(Some(id)) => {
+                    current = Some(id);
+                    next = 0;
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    failed = true;
+                    return Some(Err(e));
+                }
+            }
+        })
+    }
+
+    /// Every entry, loaded ones first (read from the segments as the
+    /// iterator goes: a segment that cannot be read ends it with an
+    /// error).
+    pub fn entries(&self) -> impl Iterator<Item = Result<IndexEntry, SegmentError>> + '_ {
+        self.loaded_entries()
+            .chain(self.added.iter().map(|(id, location)| {
+                Ok(IndexEntry {
+                    id: *id,
+                    location: *location,
+                })
             }))
     }
 
-    /// Every pack number any blob is in, with the blobs it holds.
-    pub fn blobs_by_pack(&self) -> HashMap<u32, Vec<IndexEntry>> {
+    /// Every pack number any blob is in, with the blobs it holds. This
+    /// holds every entry in memory at once (fsck's check of every pack
+    /// uses it).
+    pub fn blobs_by_pack(&self) -> Result<HashMap<u32, Vec<IndexEntry>>, SegmentError> {
         let mut packs: HashMap<u32, Vec<IndexEntry>> = HashMap::new();
-        for e in &self.loaded {
-            packs.entry(e.location.pack).or_default().push(*e);
+        for e in self.entries() {
+            let e = e?;
+            packs.entry(e.location.pack).or_default().push(e);
         }
-        for (id, location) in &self.added {
-            packs.entry(location.pack).or_default().push(IndexEntry {
-                id: *id,
-                location: *location,
-            });
-        }
-        packs
+        Ok(packs)
     }
 
-    /// Number of entries (a blob stored in two packs counts twice).
+    /// Number of entries: those the live index objects listed (a blob
+    /// that two of them list in one pack counts twice), and this
+    /// process's.
     pub fn len(&self) -> usize {
-        self.loaded.len() + self.added.len()
+        let loaded: u64 = self
+            .segments
+            .iter()
+            .flat_map(|s| s.segment.objects.iter().zip(&s.live))
+            .filter(|(_, live)| **live)
+            .map(|(o, _)| o.entries)
+            .sum();
+        loaded as usize + self.added.len()
     }
 
     /// Whether the index is empty.
@@ -299,11 +566,21 @@ impl Index {
         self.len() == 0
     }
 
-    /// Bytes of memory held by the loaded entries and the pack table.
+    /// Bytes of memory held by the index: the segments' tables, the pack
+    /// table and this process's entries (the pages of segments are read
+    /// when needed, and not kept).
     pub fn memory_bytes(&self) -> usize {
-        self.loaded.capacity() * std::mem::size_of::<IndexEntry>()
+        let segments: usize = self
+            .segments
+            .iter()
+            .map(|s| s.segment.memory_bytes() + s.numbers.capacity() * 4 + s.live.capacity())
+            .sum();
+        segments
             + self.packs.capacity() * std::mem::size_of::<ObjectId>()
-            + self.pack_numbers.capacity() * (std::mem::size_of::<(ObjectId, u32)>() + 1)
+            + self.by_id.capacity() * 4
+            + self.recent.capacity() * (std::mem::size_of::<(ObjectId, u32)>() + 1)
+            // A B-tree node holds up to 11 entries of 40 + 16 bytes.
+            + self.added.len() * 64
     }
 
     /// The chunks added by this process, grouped for an index object.
@@ -315,6 +592,59 @@ impl Index {
                 location: *location,
             })
             .collect()
+    }
+}
+
+/// The merge of the segments' entries (and this process's) by id.
+struct Blobs<'a> {
+    index: &'a Index,
+    cursors: Vec<(SegmentCursor<'a>, &'a LoadedSegment)>,
+    added: Option<std::iter::Peekable<std::collections::btree_map::Iter<'a, ChunkId, Location>>>,
+}
+
+impl Blobs<'_> {
+    /// The next blob, its places in `places` (one per pack, in pack-id
+    /// order).
+    fn next_blob(&mut self, places: &mut Vec<Location>) -> Result<Option<ChunkId>, SegmentError> {
+        let dropped = &self.index.dropped;
+        let mut min: Option<ChunkId> = None;
+        for (cursor, s) in self.cursors.iter_mut() {
+            // Skip what is not trusted, so that the head is a blob.
+            while let Some(e) = cursor.peek()?.copied() {
+                if s.trusted(&e, dropped).is_some() {
+                    min = Some(min.map_or(e.id, |m| m.min(e.id)));
+                    break;
+                }
+                cursor.advance();
+            }
+        }
+        if let Some((id, _)) = self.added.as_mut().and_then(|a| a.peek()) {
+            min = Some(min.map_or(**id, |m| m.min(**id)));
+        }
+        let Some(id) = min else {
+            return Ok(None);
+        };
+        places.clear();
+        if let Some(added) = self.added.as_mut() {
+            if let Some((_, location)) = added.next_if(|(a, _)| **a == id) {
+                places.push(*location);
+            }
+        }
+        for (cursor, s) in self.cursors.iter_mut() {
+            while let Some(e) = cursor.peek()?.copied() {
+                if e.id != id {
+                    break;
+                }
+                if let Some(t) = s.trusted(&e, dropped) {
+                    places.push(t.location);
+                }
+                cursor.advance();
+            }
+        }
+        let index = self.index;
+        places.sort_unstable_by_key(|l| (index.pack_id(l.pack), l.offset));
+        places.dedup_by_key(|l| l.pack);
+        Ok(Some(id))
     }
 }
 
@@ -456,14 +786,16 @@ mod tests {
             index.add(e.id, e.location);
         }
         let mut seen = Vec::new();
-        index.for_each_blob(|id, places| {
-            let mut packs: Vec<ObjectId> = places
-                .iter()
-                .filter_map(|l| index.pack_id(l.pack))
-                .collect();
-            packs.sort();
-            seen.push((id.token.0[0], packs));
-        });
+        index
+            .for_each_blob(|id, places| {
+                let mut packs: Vec<ObjectId> = places
+                    .iter()
+                    .filter_map(|l| index.pack_id(l.pack))
+                    .collect();
+                packs.sort();
+                seen.push((id.token.0[0], packs));
+            })
+            .unwrap();
         let sorted = |mut v: Vec<ObjectId>| {
             v.sort();
             v
@@ -476,6 +808,30 @@ mod tests {
                 (3, sorted(vec![a, c])),
             ]
         );
+    }
+
+    #[test]
+    fn pack_numbers_stay_when_the_pack_table_is_sorted() {
+        let mut index = Index::default();
+        let ids: Vec<ObjectId> = (0..5000).map(|_| ObjectId::random()).collect();
+        let numbers: Vec<u32> = ids.iter().map(|p| index.pack_number(*p)).collect();
+        // A segment added sorts the table (its own packs included).
+        let e = entry(&mut index, 1, 0, ids[7]);
+        let extra = ObjectId::random();
+        let f = entry(&mut index, 2, 0, extra);
+        index.extend_loaded(vec![e, f]);
+        index.finish_loading();
+        assert!(index.recent.is_empty() && index.by_id.len() == 5001);
+        for (id, n) in ids.iter().zip(&numbers) {
+            assert_eq!(index.pack_number(*id), *n);
+            assert_eq!(index.pack_id(*n), Some(*id));
+        }
+        let n = index.pack_number(extra);
+        assert_eq!(index.pack_id(n), Some(extra));
+        let new = ObjectId::random();
+        assert_eq!(index.pack_number(new), 5001);
+        assert_eq!(index.pack_number(new), 5001);
+        assert_eq!(index.get(&e.id).map(|l| l.pack), Some(numbers[7]));
     }
 
     #[test]

@@ -24,7 +24,7 @@
 //! index/INDEXID                   where each blob is: pack, offset, length ([`index`])
 //! clients/CLIENTID                one per client ([`Repository::add_client`])
 //! generations/CLIENTID/GENID      one per committed generation, naming its root tree ([`generation`])
-//! locks/LOCKID                    one per lock held ([`lock`])
+//! locks/KIND.ID                   one per lock held, its kind (and client) in its name ([`lock`])
 //! creating/CLAIMID                only while a process creates the repository ([`creation`])
 //! ```
 //!
@@ -40,7 +40,11 @@
 //!   one kind ([`index::BlobKind`]). Blobs are named by their content
 //!   ([`ids::ChunkId`]: a token and a variant).
 //! - **Index objects** list where each blob is; every index object is
-//!   loaded into the in-memory index ([`index::Index`]) at open.
+//!   loaded into the index ([`index::Index`]) at the index's first use
+//!   in a run (not at open, so that listing generations reads none): read once per
+//!   machine into the local index cache ([`index_cache`]), whose sorted
+//!   segment files a run reads a page at a time, so that its memory does
+//!   not grow with the repository's chunks.
 //! - **Trees** ([`tree`]) are blobs: one directory's entries, naming the
 //!   chunks of each file and the tree of each subdirectory.
 //! - **Generations** name the root tree of one backup, and **clients**
@@ -83,8 +87,8 @@
 //! same blob; a reader takes either.
 //!
 //! **Readers** take no lock and rely on that order instead: they load the
-//! index objects at open, and load those written since each time after
-//! they read generation objects ([`Repository::generations`],
+//! index objects at the index's first use, and, once loaded, load those
+//! written since each time after they read generation objects ([`Repository::generations`],
 //! [`Repository::generation`]). Every generation a reader has just read
 //! is therefore complete in its index, even one a backup running beside
 //! it committed after the reader opened the repository.
@@ -105,12 +109,13 @@
 //!   counts, the crash limit, injected faults).
 //! - Stored forms: [`object`] (filter header, checksums, the
 //!   [`object::ObjectFilter`] trait), [`index`] (index objects and the
-//!   in-memory index), [`pack`] (packs and trailers), [`tree`] (tree
-//!   objects).
+//!   index a run consults), [`segment`] (the index cache's sorted, paged
+//!   files), [`pack`] (packs and trailers), [`tree`] (tree objects).
 //! - The parts of an open repository, each a field of [`Repository`]:
 //!   [`codec`] (one repository's filters, seal and checksums; reading and
 //!   writing its objects), [`tokens`] (how its tokens are made),
-//!   [`catalog`] (the in-memory index, and the ids reserved and lost),
+//!   [`catalog`] (the index, and the ids reserved and lost),
+//!   [`index_cache`] (where the loaded index is kept on local disk),
 //!   [`upload`] (the pack-upload pipeline, [`upload::UploadError`]),
 //!   [`pack_cache`] (whole packs read, kept a while) and [`tree_cache`]
 //!   (decoded trees, kept a while).
@@ -138,6 +143,7 @@ pub mod fault_injection;
 pub mod generation;
 pub mod ids;
 pub mod index;
+pub mod index_cache;
 pub mod keys;
 // The format's size limits: one source file, shared with plugin-api
 // (which publishes it for the data filters) without depending on it.
@@ -150,6 +156,7 @@ pub mod open;
 pub mod pack;
 pub mod pack_cache;
 pub mod prune;
+pub mod segment;
 pub mod storage;
 pub mod tokens;
 pub mod tree;
@@ -210,6 +217,8 @@ impl Repository {
     /// them.
     pub fn close(&self) {
         self.storage.close();
+        // The process may end with `exit`, which drops nothing.
+        self.catalog.cache().remove_temporary();
     }
 
     /// Write nothing more: the run was interrupted. What was written is
@@ -259,5 +268,7 @@ impl Repository {
 
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod index_tests;
 #[cfg(test)]
 mod tests;

@@ -1,15 +1,23 @@
 //! Locks: who is working on which client, and who has the repository to
 //! itself.
 //!
-//! A lock is an object `locks/ID` recording its kind (a client's lock, or
-//! the exclusive repository lock), the client, the host, the process id and
-//! when it was taken and last refreshed. Locks work on stores without
-//! conditional writes: a process writes its own lock object under a fresh
-//! name, then lists the locks; if a live conflicting lock exists it deletes
-//! its own and waits, retrying until `--lock-timeout`. Because a lock is
-//! written before the listing that checks it, of two processes racing at
-//! least one sees the other, so both never proceed (both may back off and
-//! retry, with random jitter).
+//! A lock is an object `locks/NAME` recording its kind (a client's lock,
+//! the exclusive repository lock, or a prune's), the client, the host, the
+//! process id and when it was taken and last refreshed. Locks work on
+//! stores without conditional writes: a process writes its own lock object
+//! under a fresh name, then lists the locks; if a live conflicting lock
+//! exists it deletes its own and waits, retrying until `--lock-timeout`.
+//! Because a lock is written before the listing that checks it, of two
+//! processes racing at least one sees the other, so both never proceed
+//! (both may back off and retry, with random jitter).
+//!
+//! The name says what the lock is for ([`LockName`]): its kind and, for a
+//! client's lock, a hash of the client's name. So a run reads only the
+//! lock objects that may conflict with its own (the exclusive and prune
+//! locks, and those of its own client), and taking a lock costs the same
+//! few requests however many other clients hold theirs; N clients locking
+//! at once make O(N) requests, not N²/2. A name without a tag (written
+//! before tags, or by a writer this one does not know) is always read.
 //!
 //! A lock is stale, and broken with a warning, when its process is gone
 //! (same host, no such pid) or when it has not been refreshed for
@@ -120,6 +128,81 @@ impl LockRecord {
     }
 }
 
+/// The name of a lock object: `x.ID` (exclusive), `p.ID` (prune),
+/// `c.CLIENTHASH.ID` (a client's lock; the hash is the first 8 bytes of
+/// BLAKE3 of the client's name, in hex), where ID is a random object id.
+/// Any other name (a bare object id, as written before tags) says
+/// nothing, and its object is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockName(String);
+
+/// What a lock object's name says of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Tag {
+    Exclusive,
+    Prune,
+    /// A client's lock, by the hash of the client's name.
+    Client(String),
+    /// Nothing: the object must be read.
+    Unknown,
+}
+
+/// The hash of a client's name that its lock names carry.
+fn client_hash(client: &str) -> String {
+    hex::encode(&blake3::hash(client.as_bytes()).as_bytes()[..8])
+}
+
+impl LockName {
+    /// A fresh name for a lock of `record`'s kind and client.
+    pub fn new(record: &LockRecord) -> LockName {
+        let id = ObjectId::random().to_hex();
+        LockName(match record.kind {
+            LockKind::Exclusive => format!("x.{id}"),
+            LockKind::Prune => format!("p.{id}"),
+            LockKind::Client => format!("c.{}.{id}", client_hash(&record.client)),
+        })
+    }
+
+    /// The name as stored under `locks/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn tag(name: &str) -> Tag {
+        let parts: Vec<&str> = name.split('.').collect();
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        match parts.as_slice() {
+            ["x", id] if hex(id, 32) => Tag::Exclusive,
+            ["p", id] if hex(id, 32) => Tag::Prune,
+            ["c", client, id] if hex(client, 16) && hex(id, 32) => Tag::Client(client.to_string()),
+            _ => Tag::Unknown,
+        }
+    }
+
+    /// Whether the lock object called `name` may conflict with a lock of
+    /// `record`: false only when its name shows it cannot.
+    fn may_conflict(name: &str, record: &LockRecord) -> bool {
+        match (record.kind, Self::tag(name)) {
+            (_, Tag::Unknown) | (LockKind::Exclusive, _) | (_, Tag::Exclusive) => true,
+            (LockKind::Client, Tag::Client(hash)) => hash == client_hash(&record.client),
+            (LockKind::Client, Tag::Prune) | (LockKind::Prune, Tag::Client(_)) => false,
+            (LockKind::Prune, Tag::Prune) => true,
+        }
+    }
+
+    /// Whether the lock object called `name` may be a run's lock (on a
+    /// client or the repository), which a prune waits for.
+    fn may_be_a_run(name: &str) -> bool {
+        Self::tag(name) != Tag::Prune
+    }
+}
+
+impl std::fmt::Display for LockName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// One run that holds a lock, as a prune records it: host, process and
 /// the time the lock was taken.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -144,7 +227,7 @@ const STALE_TEMPORARY: Duration = Duration::from_secs(24 * 3600);
 /// Locks held by this process.
 #[derive(Default)]
 pub struct Locks {
-    held: Mutex<Vec<(ObjectId, LockRecord)>>,
+    held: Mutex<Vec<(LockName, LockRecord)>>,
     last_refresh: Mutex<Option<Instant>>,
 }
 
@@ -195,7 +278,7 @@ impl Repository {
         let now = now_ns();
         let mine = std::process::id();
         let mut runs: Vec<Run> = self
-            .other_locks(None)?
+            .read_locks(LockName::may_be_a_run)?
             .into_iter()
             .filter(|(_, r)| r.kind != LockKind::Prune)
             .filter(|(_, r)| !(r.host == host && r.pid == mine))
@@ -220,7 +303,7 @@ impl Repository {
                 created: now,
                 refreshed: now,
             };
-            let id = ObjectId::random();
+            let id = LockName::new(&record);
             // A failed write or check leaves no lock behind: the write may
             // have landed all the same (its answer lost), and a lock that
             // nobody holds would keep other runs waiting until it is found
@@ -268,28 +351,26 @@ impl Repository {
     /// Delete a lock object this process wrote but does not hold (after a
     /// failure), if it is there. Best effort: one left behind is stale as
     /// soon as this process is gone.
-    fn remove_unheld_lock(&self, id: &ObjectId) {
+    fn remove_unheld_lock(&self, id: &LockName) {
         if let Err(e) = self.storage().delete(&format!("locks/{id}")) {
             tracing::warn!("could not remove the lock locks/{id} after a failure: {e}");
         }
     }
 
-    fn write_lock(&self, id: &ObjectId, record: &LockRecord) -> RepoResult<()> {
+    fn write_lock(&self, id: &LockName, record: &LockRecord) -> RepoResult<()> {
         let data = serde_json::to_vec(record).map_err(|e| RepoError::corrupt("lock", e))?;
         self.write_object(&format!("locks/{id}"), data)
     }
 
-    /// All lock objects but `except`, with their records. A lock listed but
-    /// already gone is skipped.
-    fn other_locks(&self, except: Option<&ObjectId>) -> RepoResult<Vec<(String, LockRecord)>> {
-        let out: Vec<(String, LockRecord)> =
-            self.read_records("locks/", |name| except.is_none_or(|id| id.to_hex() != name))?;
-        Ok(out)
+    /// The lock objects whose names `wanted` picks, with their records. A
+    /// lock listed but already gone is skipped.
+    fn read_locks(&self, wanted: impl Fn(&str) -> bool) -> RepoResult<Vec<(String, LockRecord)>> {
+        self.read_records("locks/", wanted)
     }
 
     fn first_conflict(
         &self,
-        mine: &ObjectId,
+        mine: &LockName,
         record: &LockRecord,
         host: &str,
     ) -> RepoResult<Option<(String, LockRecord)>> {
@@ -300,10 +381,16 @@ impl Repository {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(id, _)| id.to_hex())
+            .map(|(id, _)| id.to_string())
             .collect();
-        for (name, other) in self.other_locks(Some(mine))? {
-            if held.contains(&name) || !record.conflicts_with(&other) {
+        // Only the locks whose names say they may conflict are read.
+        let candidates = self.read_locks(|name| {
+            name != mine.as_str()
+                && !held.iter().any(|h| h == name)
+                && LockName::may_conflict(name, record)
+        })?;
+        for (name, other) in candidates {
+            if !record.conflicts_with(&other) {
                 continue;
             }
             if let Some(why) = other.staleness(host, now) {
@@ -373,8 +460,8 @@ impl Repository {
         }
         let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
         for (id, record) in held.iter_mut() {
-            let new_id = ObjectId::random();
             let mut fresh = record.clone();
+            let new_id = LockName::new(&fresh);
             fresh.refreshed = now_ns();
             if let Err(e) = self.write_lock(&new_id, &fresh) {
                 self.remove_unheld_lock(&new_id);
@@ -393,7 +480,7 @@ impl Repository {
     /// `client` is `None`. Returns a description of each removed lock.
     pub fn force_unlock(&self, client: Option<&str>) -> RepoResult<Vec<String>> {
         let mut removed = Vec::new();
-        for (name, record) in self.other_locks(None)? {
+        for (name, record) in self.read_locks(|_| true)? {
             let matches = match client {
                 None => true,
                 Some(c) => record.kind == LockKind::Exclusive || record.client == c,

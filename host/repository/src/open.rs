@@ -11,6 +11,7 @@ use super::codec::Codec;
 use super::config::{parse_config, RepoConfig, FORMAT_NAME, FORMAT_VERSION, RECORD_LIMIT};
 use super::error::{RepoError, RepoResult};
 use super::ids::ObjectId;
+use super::index_cache::{IndexCache, IndexCacheDir};
 use super::object::ObjectFilter;
 use super::storage::{Storage, StorageError, StorageOptions};
 use super::tokens::{TokenFunction, Tokens};
@@ -40,6 +41,9 @@ pub struct OpenOptions {
     /// later as the run really took), so that retention policies can be
     /// tested on histories of days and years. Locks keep the real time.
     pub generation_clock: Option<i64>,
+    /// Where the local cache of the index is (see [`crate::index_cache`]);
+    /// by default a temporary one, kept for the run only.
+    pub index_cache: IndexCacheDir,
 }
 
 impl Default for OpenOptions {
@@ -51,6 +55,7 @@ impl Default for OpenOptions {
             lock_timeout: Duration::from_secs(60),
             weak_tokens: false,
             generation_clock: None,
+            index_cache: IndexCacheDir::default(),
         }
     }
 }
@@ -98,7 +103,7 @@ impl Repository {
             codec: Codec::new(filter, &config),
             tokens: Tokens::new(TokenFunction::of(&config), token_key, options.weak_tokens),
             uploads: Uploads::new(options.pack_size, storage.capabilities()),
-            catalog: Catalog::default(),
+            catalog: Catalog::new(IndexCache::open(&options.index_cache, &config.id)),
             caches: Default::default(),
             locks: lock::Locks::default(),
             clock: GenerationClock::new(options.generation_clock),
@@ -106,7 +111,7 @@ impl Repository {
             config,
             created,
         };
-        repo.load_index()?;
+        // The index is loaded at its first use (`ensure_index`).
         Ok(repo)
     }
 }

@@ -635,14 +635,17 @@ fn every_object_but_config_passes_the_filters() {
     drop(b);
     drop(repo);
     // Without the filter, nothing can be read and the error names the tag.
-    let err = Repository::open(url, &OpenOptions::default(), Arc::new(NoFilters))
-        .err()
-        .unwrap();
-    assert!(
-        err.to_string()
-            .contains("needs the 'reverse' filter; no loaded plugin provides it"),
-        "{err}"
-    );
+    let without = Repository::open(url, &OpenOptions::default(), Arc::new(NoFilters)).unwrap();
+    for err in [
+        without.clients().unwrap_err(),
+        without.get_chunk(&id).unwrap_err(),
+    ] {
+        assert!(
+            err.to_string()
+                .contains("needs the 'reverse' filter; no loaded plugin provides it"),
+            "{err}"
+        );
+    }
     let repo = Arc::new(Repository::open(url, &OpenOptions::default(), Arc::new(Reverse)).unwrap());
     assert_eq!(repo.get_chunk(&id).unwrap(), data);
     assert_eq!(repo.clients().unwrap(), vec!["c".to_string()]);
@@ -689,4 +692,81 @@ fn objects_are_private_to_their_owner() {
             assert_eq!(parent, 0o700, "{}", f.display());
         }
     }
+}
+
+/// A lock's name says its kind and client, so taking a lock reads only
+/// the lock objects that may conflict with it: damaged objects under the
+/// names of other clients' locks (or, for a client's lock, a prune's)
+/// are never read, while one under a name that may conflict (its own
+/// client's, the exclusive lock's, or a name without a tag, as written
+/// before tags) is read, and found damaged.
+#[test]
+fn taking_a_lock_reads_only_the_locks_its_name_may_conflict_with() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), 1 << 20));
+    let locks = dir.path().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let record = |kind, client: &str| lock::LockRecord {
+        kind,
+        client: client.into(),
+        host: "elsewhere".into(),
+        pid: 1,
+        created: 0,
+        refreshed: 0,
+    };
+    let damaged_as = |kind, client: &str| {
+        let name = lock::LockName::new(&record(kind, client)).to_string();
+        std::fs::write(locks.join(&name), b"damaged").unwrap();
+        name
+    };
+    let unreadable: Vec<String> = (0..50)
+        .map(|i| damaged_as(lock::LockKind::Client, &format!("other-{i}")))
+        .chain([damaged_as(lock::LockKind::Prune, "")])
+        .collect();
+    let repo = open(dir.path(), 1 << 20);
+    repo.lock_client("one", Duration::ZERO).unwrap();
+    repo.unlock_client("one").unwrap();
+    // A prune's lock reads no client's.
+    repo.lock_prune(Duration::ZERO).unwrap_err();
+    for name in &unreadable {
+        if name.starts_with("p.") {
+            std::fs::remove_file(locks.join(name)).unwrap();
+        }
+    }
+    repo.lock_prune(Duration::ZERO).unwrap();
+    repo.unlock_prune().unwrap();
+    // The exclusive lock may conflict with anything: it reads them all.
+    let e = repo.lock_exclusive(Duration::ZERO).unwrap_err();
+    assert!(e.to_string().contains("corrupt"), "{e}");
+
+    for (kind, client) in [
+        (lock::LockKind::Client, "one"),
+        (lock::LockKind::Exclusive, ""),
+    ] {
+        let name = damaged_as(kind, client);
+        let e = repo.lock_client("one", Duration::ZERO).unwrap_err();
+        assert!(e.to_string().contains("corrupt"), "{name}: {e}");
+        std::fs::remove_file(locks.join(&name)).unwrap();
+    }
+    let untagged = ObjectId::random().to_hex();
+    std::fs::write(locks.join(&untagged), b"damaged").unwrap();
+    let e = repo.lock_client("one", Duration::ZERO).unwrap_err();
+    assert!(e.to_string().contains("corrupt"), "{e}");
+    std::fs::remove_file(locks.join(&untagged)).unwrap();
+
+    // A live lock of the same client written before tags still counts.
+    let old = record(lock::LockKind::Client, "one");
+    let old = lock::LockRecord {
+        created: now_ns(),
+        refreshed: now_ns(),
+        ..old
+    };
+    repo.write_object(
+        &format!("locks/{untagged}"),
+        serde_json::to_vec(&old).unwrap(),
+    )
+    .unwrap();
+    let e = repo.lock_client("one", Duration::ZERO).unwrap_err();
+    assert!(e.to_string().contains("locked by"), "{e}");
+    assert!(!repo.holds_lock("one"));
 }

@@ -96,7 +96,7 @@ impl Repository {
         }
         let stored: HashSet<ObjectId> = self.stored_packs()?;
         let index = self.catalog.read();
-        let (packs, found) = verdict::pack_uses(&index, &all, &stored);
+        let (packs, found) = verdict::pack_uses(&index, &all, &stored)?;
         index.for_each_blob(|id, places| {
             let Some(length) = verdict::used_length(&index, places, &stored) else {
                 return;
@@ -106,7 +106,7 @@ impl Repository {
                     client.stored_bytes += u64::from(length);
                 }
             }
-        });
+        })?;
         let mut usage = Usage {
             clients: per_client.into_iter().map(|(c, _)| c).collect(),
             // Packs no index object lists hold nothing a generation can

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use obnam_repository::fault_injection::FaultSpec;
+use obnam_repository::index_cache::IndexCacheDir;
 use obnam_repository::storage::StorageOptions;
 use obnam_repository::{OpenOptions, Repository};
 use plugin_api::abi::{
@@ -383,5 +384,8 @@ fn open_options(
         weak_tokens: matches!(values.get("testing-weak-tokens"), Some(Value::Bool(true))),
         // Checked when the run started (`check_settings`).
         generation_clock: generation_clock(values).map_err(Error::msg)?,
+        // Kept from run to run, so that a run reads from the repository
+        // only the index objects written since the last one.
+        index_cache: IndexCacheDir::User,
     })
 }

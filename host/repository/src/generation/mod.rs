@@ -106,8 +106,14 @@ impl Repository {
     /// every generation just read is complete in the index, even one that
     /// a concurrent backup committed after this process opened the
     /// repository (an `fsck` or `restore` running beside a backup).
+    /// An index not loaded yet needs nothing now: it is loaded at its
+    /// first use, after these reads.
     fn load_index_for_generations(&self) -> RepoResult<()> {
-        self.load_index()
+        if self.index_loaded() {
+            self.load_index()
+        } else {
+            Ok(())
+        }
     }
 
     /// Remove a generation (its data stays until unreferenced data is pruned).

@@ -58,9 +58,11 @@ impl Repository {
         self.catalog.read().for_each_blob(|id, places| {
             let stays = |n: &u32| !planned.contains(n) || kept.contains(n);
             if refs.blobs.contains(&id) && !places.iter().any(|l| stays(&l.pack)) {
-                needed.insert(places[0].pack);
+                if let Some(first) = places.first() {
+                    needed.insert(first.pack);
+                }
             }
-        });
+        })?;
         if !needed.is_empty() {
             self.index_packs_again(&needed)?;
             kept.extend(&needed);
@@ -82,7 +84,7 @@ impl Repository {
             self.storage().delete(&format!("index/{name}"))?;
             done += 1;
         }
-        let bytes = self.pack_bytes(going.iter().map(|(n, _)| *n));
+        let bytes = self.pack_bytes(going.iter().map(|(n, _)| *n))?;
         for (_, key) in &going {
             progress(PruneStep::Delete, done, total);
             self.storage().delete(key)?;
@@ -90,6 +92,11 @@ impl Repository {
         }
         progress(PruneStep::Delete, total, total);
         self.remove_plan(id)?;
+        // What this process loaded lists the index objects and packs just
+        // deleted; a prune that goes on (after finishing an earlier plan)
+        // must see the repository as it is now, or it would, say, merge
+        // the deleted index objects' entries into a new one.
+        self.reload_index()?;
         report.index_objects_deleted += plan.index.len() as u64;
         report.packs_deleted += going.len() as u64;
         report.bytes_freed += bytes;
@@ -99,10 +106,13 @@ impl Repository {
     /// Write index objects listing the blobs of `packs` (kept after all).
     fn index_packs_again(&self, packs: &HashSet<u32>) -> RepoResult<()> {
         let index = self.catalog.read();
-        let entries: Vec<IndexEntry> = index
-            .entries()
-            .filter(|e| packs.contains(&e.location.pack))
-            .collect();
+        let mut entries: Vec<IndexEntry> = Vec::new();
+        for e in index.entries() {
+            let e = e?;
+            if packs.contains(&e.location.pack) {
+                entries.push(e);
+            }
+        }
         for group in entries.chunks(index::MAX_ENTRIES_PER_OBJECT) {
             let name = crate::ids::ObjectId::random().to_hex();
             self.write_object(&format!("index/{name}"), index::encode(&index, group))?;
@@ -113,13 +123,15 @@ impl Repository {
     }
 
     /// Bytes of the blobs the index lists in `packs`.
-    fn pack_bytes(&self, packs: impl Iterator<Item = u32>) -> u64 {
+    fn pack_bytes(&self, packs: impl Iterator<Item = u32>) -> RepoResult<u64> {
         let packs: HashSet<u32> = packs.collect();
-        self.catalog
-            .read()
-            .entries()
-            .filter(|e| packs.contains(&e.location.pack))
-            .map(|e| u64::from(e.location.length))
-            .sum()
+        let mut bytes = 0;
+        for e in self.catalog.read().entries() {
+            let e = e?;
+            if packs.contains(&e.location.pack) {
+                bytes += u64::from(e.location.length);
+            }
+        }
+        Ok(bytes)
     }
 }

@@ -20,6 +20,10 @@
 //!    walks the generations committed since step 2 and keeps any pack
 //!    they still need.
 //!
+//! A prune with no pack to delete merges the small index objects
+//! backups left, if there are many (`compact`); one that deletes packs
+//! rewrites every index object anyway (step 4).
+//!
 //! Why no interleaving with a backup loses data is argued in
 //! `docs/repository-format.md` ("Pruning beside backups"); in short: a
 //! backup writes its lock, then reads the plans; a prune writes its plan,
@@ -27,6 +31,7 @@
 //! builds on no planned pack) or is a run the plan waits for (and what it
 //! commits is walked before anything is deleted).
 
+mod compact;
 mod finish;
 pub mod plan;
 pub mod referenced;
@@ -42,7 +47,6 @@ use crate::Repository;
 
 use plan::Plan;
 use referenced::Referenced;
-pub(crate) use rewrite::packs_of;
 
 /// How a prune is to run.
 #[derive(Clone, Debug)]
@@ -189,7 +193,7 @@ impl Repository {
         let stored = self.stored_packs()?;
         let mut verdicts = {
             let index = self.catalog.read();
-            verdict::decide(&index, &refs.blobs, &stored, options.repack_threshold)
+            verdict::decide(&index, &refs.blobs, &stored, options.repack_threshold)?
         };
         // Packs no index object lists may hold what generations miss
         // (an index object deleted by hand, say): keep them then.
@@ -208,6 +212,11 @@ impl Repository {
             .extend(verdicts.unlisted.iter().map(pack::key));
         report.rewrite = verdicts.rewrite.iter().map(|p| pack::key(&p.id)).collect();
         if verdicts.is_empty() {
+            // Nothing to delete: a moment to merge the small index
+            // objects backups left (`compact`).
+            if !options.pretend {
+                report.index_objects_deleted += self.compact_index_objects()?;
+            }
             return Ok(report);
         }
         if options.pretend {
@@ -223,7 +232,7 @@ impl Repository {
         // every blob of every pack that stays.
         let used = {
             let index = self.catalog.read();
-            verdict::used_entries(&index, &refs.blobs, &stored, &verdicts.rewrite)
+            verdict::used_entries(&index, &refs.blobs, &stored, &verdicts.rewrite)?
         };
         report.bytes_rewritten =
             self.copy_used_blobs(&verdicts.rewrite, &used, &mut |done, total| {

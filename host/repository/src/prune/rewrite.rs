@@ -23,7 +23,7 @@ pub(crate) fn packs_of(entries: &[IndexEntry]) -> Vec<u32> {
 
 /// Entries per index object a prune writes: small enough that encoding
 /// one holds little memory beside the index.
-const ENTRIES_PER_OBJECT: usize = 1 << 18;
+pub(super) const ENTRIES_PER_OBJECT: usize = 1 << 18;
 
 impl Repository {
     /// Copy the used blobs of `packs` (`used`, by pack number) into new
@@ -92,14 +92,24 @@ impl Repository {
             !doomed.contains(&n) && index.pack_id(n).is_some_and(|id| stored.contains(&id))
         };
         let mut group: Vec<IndexEntry> = Vec::with_capacity(ENTRIES_PER_OBJECT);
-        let mut entries = index.entries().filter(|e| keep(e.location.pack)).peekable();
-        while entries.peek().is_some() {
+        let mut entries = index.entries();
+        loop {
             group.clear();
-            group.extend(entries.by_ref().take(ENTRIES_PER_OBJECT));
+            for e in entries.by_ref() {
+                let e = e?;
+                if keep(e.location.pack) {
+                    group.push(e);
+                    if group.len() == ENTRIES_PER_OBJECT {
+                        break;
+                    }
+                }
+            }
+            if group.is_empty() {
+                return Ok(());
+            }
             let name = ObjectId::random().to_hex();
             self.write_object(&format!("index/{name}"), index::encode(&index, &group))?;
             self.catalog.mark_known(name, packs_of(&group));
         }
-        Ok(())
     }
 }

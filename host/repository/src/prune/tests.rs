@@ -156,3 +156,103 @@ fn walkdir(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn a_prune_with_nothing_to_delete_merges_many_small_index_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = Vec::new();
+    // Each run its own process, leaving its own index object.
+    for run in 0..20 {
+        let (_, ids) = backup(&open(dir.path()), run * 3..run * 3 + 3);
+        all.extend(ids);
+    }
+    let index_objects = || std::fs::read_dir(dir.path().join("index")).unwrap().count();
+    let before = index_objects();
+    assert!(before > super::compact::COMPACT_ABOVE, "{before}");
+    // A reader that loaded the index before the merge.
+    let reader = open(dir.path());
+    let report = prune(&open(dir.path()), 20);
+    assert_eq!(report.packs_deleted, 0, "{report:?}");
+    assert_eq!(report.index_objects_deleted, before as u64, "{report:?}");
+    assert_eq!(index_objects(), 1);
+    // Nothing is lost: not for a new reader, not for the old one once it
+    // loads the index again, not for the next prune.
+    let fresh = open(dir.path());
+    assert!(fresh.check_objects(true).unwrap().problems.is_empty());
+    for (i, id) in all.iter().enumerate() {
+        assert_eq!(fresh.get_chunk(id).unwrap(), data(i as u32));
+        assert!(fresh.has_chunk(id));
+    }
+    reader.reload_index().unwrap();
+    assert!(all.iter().all(|id| reader.has_chunk(id)));
+    let again = prune(&open(dir.path()), 20);
+    assert_eq!(
+        (again.packs_deleted, again.index_objects_deleted),
+        (0, 0),
+        "{again:?}"
+    );
+}
+
+/// A lock object of a backup run on another host, live (refreshed now):
+/// a prune's plan waits for it.
+fn write_foreign_lock(repo: &Repository) -> String {
+    let now = crate::now_ns();
+    let record = crate::lock::LockRecord {
+        kind: crate::lock::LockKind::Client,
+        client: "other".into(),
+        host: "another-host.invalid".into(),
+        pid: 4242,
+        created: now,
+        refreshed: now,
+    };
+    let name = crate::ids::ObjectId::random().to_hex();
+    repo.write_object(
+        &format!("locks/{name}"),
+        serde_json::to_vec(&record).unwrap(),
+    )
+    .unwrap();
+    name
+}
+
+/// A prune that finishes an earlier plan (deleting index objects and
+/// packs) and then goes on in the same run must not act on what it had
+/// loaded before: here, merging the small index objects it just deleted
+/// would list again the blobs of the packs it just deleted.
+#[test]
+fn a_prune_that_finishes_an_earlier_plan_then_acts_on_the_repository_as_it_is_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gens = Vec::new();
+    // Each run its own process, leaving its own small index object.
+    for run in 0..20 {
+        gens.push(backup(&open(dir.path()), run * 3..run * 3 + 3));
+    }
+    let repo = open(dir.path());
+    for (generation, _) in &gens[..10] {
+        repo.remove_generation("c", &generation.id).unwrap();
+    }
+    drop(repo);
+    // A backup elsewhere that began before the plan: the deletion waits.
+    let lock = write_foreign_lock(&open(dir.path()));
+    let first = prune(&open(dir.path()), 20);
+    assert!(first.deferred, "{first:?}");
+    assert_eq!(first.packs_deleted, 0, "{first:?}");
+    std::fs::remove_file(dir.path().join("locks").join(&lock)).unwrap();
+
+    let second = prune(&open(dir.path()), 20);
+    assert_eq!(second.finished_earlier_plans, 1, "{second:?}");
+    assert!(second.packs_deleted > 0, "{second:?}");
+    let fresh = open(dir.path());
+    let problems = fresh.check_objects(true).unwrap().problems;
+    assert!(problems.is_empty(), "{problems:#?}");
+    for (_, ids) in &gens[10..] {
+        for id in ids {
+            assert!(fresh.get_chunk(id).is_ok(), "chunk {id:?} lost");
+        }
+    }
+    let third = prune(&open(dir.path()), 20);
+    assert_eq!(
+        (third.packs_deleted, third.missing_blobs),
+        (0, 0),
+        "{third:?}"
+    );
+}

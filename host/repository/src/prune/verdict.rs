@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::ids::ObjectId;
 use crate::index::{Index, IndexEntry, Location};
+use crate::segment::SegmentError;
 
 use super::referenced::Used;
 
@@ -83,7 +84,7 @@ pub fn pack_uses(
     index: &Index,
     referenced: &Used,
     stored: &HashSet<ObjectId>,
-) -> (BTreeMap<ObjectId, PackUse>, u64) {
+) -> Result<(BTreeMap<ObjectId, PackUse>, u64), SegmentError> {
     let mut packs: BTreeMap<ObjectId, PackUse> = BTreeMap::new();
     let mut found = 0;
     index.for_each_blob(|id, places| {
@@ -113,8 +114,8 @@ pub fn pack_uses(
                 p.used_blobs += 1;
             }
         }
-    });
-    (packs, found)
+    })?;
+    Ok((packs, found))
 }
 
 /// The stored length of the copy of blob `id` that counts as used (see
@@ -130,8 +131,8 @@ pub fn decide(
     referenced: &Used,
     stored: &HashSet<ObjectId>,
     threshold: u8,
-) -> Verdicts {
-    let (packs, found) = pack_uses(index, referenced, stored);
+) -> Result<Verdicts, SegmentError> {
+    let (packs, found) = pack_uses(index, referenced, stored)?;
     let listed: HashSet<ObjectId> = packs.keys().copied().collect();
     let mut verdicts = Verdicts {
         missing_blobs: (referenced.len() as u64).saturating_sub(found),
@@ -148,7 +149,7 @@ pub fn decide(
             verdicts.rewrite.push(p);
         }
     }
-    verdicts
+    Ok(verdicts)
 }
 
 /// The used blobs of the packs to rewrite, by pack number: the copies
@@ -158,7 +159,7 @@ pub fn used_entries(
     referenced: &Used,
     stored: &HashSet<ObjectId>,
     rewrite: &[PackUse],
-) -> HashMap<u32, Vec<IndexEntry>> {
+) -> Result<HashMap<u32, Vec<IndexEntry>>, SegmentError> {
     let wanted: HashSet<u32> = rewrite.iter().map(|p| p.number).collect();
     let mut out: HashMap<u32, Vec<IndexEntry>> = HashMap::new();
     index.for_each_blob(|id, places| {
@@ -172,11 +173,11 @@ pub fn used_entries(
                     .push(IndexEntry { id, location });
             }
         }
-    });
+    })?;
     for entries in out.values_mut() {
         entries.sort_by_key(|e| e.location.offset);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -239,17 +240,26 @@ mod tests {
         ]);
         let stored: HashSet<ObjectId> = [pack(1), pack(2), pack(3), pack(9)].into();
         let referenced = used(&[1, 2, 3, 6]);
-        let v = decide(&index, &referenced, &stored, 20);
+        let v = decide(&index, &referenced, &stored, 20).unwrap();
         assert!(v.delete.is_empty());
         // Pack 2: half unused (over 20 %); pack 3: a quarter (over 20 %).
         let rewrite: Vec<ObjectId> = v.rewrite.iter().map(|p| p.id).collect();
         assert_eq!(rewrite, vec![pack(2), pack(3)]);
         assert_eq!(v.unlisted, vec![pack(9)]);
         // At 30 % only pack 2 goes; at 100 % none.
-        assert_eq!(decide(&index, &referenced, &stored, 30).rewrite.len(), 1);
-        assert!(decide(&index, &referenced, &stored, 100).rewrite.is_empty());
+        assert_eq!(
+            decide(&index, &referenced, &stored, 30)
+                .unwrap()
+                .rewrite
+                .len(),
+            1
+        );
+        assert!(decide(&index, &referenced, &stored, 100)
+            .unwrap()
+            .rewrite
+            .is_empty());
         // Nothing referenced: every pack goes, none is rewritten.
-        let v = decide(&index, &Used::default(), &stored, 0);
+        let v = decide(&index, &Used::default(), &stored, 0).unwrap();
         assert_eq!(v.delete.len(), 3);
         assert!(v.rewrite.is_empty());
     }
@@ -260,15 +270,17 @@ mod tests {
         // earlier rewrite).
         let index = index_of(&[(pack(1), &[(1, 100)]), (pack(2), &[(2, 100), (1, 100)])]);
         let mut copies = 0;
-        index.for_each_blob(|blob, places| {
-            if blob == id(1) {
-                copies = places.len();
-            }
-        });
+        index
+            .for_each_blob(|blob, places| {
+                if blob == id(1) {
+                    copies = places.len();
+                }
+            })
+            .unwrap();
         assert_eq!(copies, 2);
         let stored: HashSet<ObjectId> = [pack(1), pack(2)].into();
         let referenced = used(&[1]);
-        let v = decide(&index, &referenced, &stored, 20);
+        let v = decide(&index, &referenced, &stored, 20).unwrap();
         // Pack 1 holds the copy; pack 2 holds nothing used.
         let deleted: Vec<ObjectId> = v.delete.iter().map(|p| p.id).collect();
         assert_eq!(deleted, vec![pack(2)]);
@@ -281,7 +293,7 @@ mod tests {
         let index = index_of(&[(pack(1), &[(1, 100)])]);
         let stored: HashSet<ObjectId> = HashSet::new();
         let referenced = used(&[1, 7]);
-        let v = decide(&index, &referenced, &stored, 20);
+        let v = decide(&index, &referenced, &stored, 20).unwrap();
         assert_eq!(v.missing_blobs, 2);
         assert!(v.is_empty());
     }
@@ -291,8 +303,8 @@ mod tests {
         let index = index_of(&[(pack(1), &[(1, 100), (2, 100)])]);
         let stored: HashSet<ObjectId> = [pack(1)].into();
         let referenced = used(&[2]);
-        let v = decide(&index, &referenced, &stored, 20);
-        let used = used_entries(&index, &referenced, &stored, &v.rewrite);
+        let v = decide(&index, &referenced, &stored, 20).unwrap();
+        let used = used_entries(&index, &referenced, &stored, &v.rewrite).unwrap();
         let ids: Vec<ChunkId> = used.values().flatten().map(|e| e.id).collect();
         assert_eq!(ids, vec![id(2)]);
     }
