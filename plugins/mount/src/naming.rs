@@ -2,10 +2,12 @@
 //! and `latest`.
 //!
 //! A generation's directory is named by its start time (UTC, to the
-//! second) and its id: `2025-01-31T12-34-56Z_0123456789abcdef`, with
-//! `_checkpoint` appended for a checkpoint. The time comes first so that
-//! `ls` lists generations oldest first; the id keeps names unique (two
-//! generations may start in the same second) and says which generation
+//! millisecond) and its id: `2025-01-31T12-34-56.789Z_0123456789abcdef`,
+//! with `_checkpoint` appended for a checkpoint. The time comes first so
+//! that `ls` lists generations oldest first; to the millisecond, because
+//! two backups of one client easily start in the same second (a small
+//! tree backs up in less), and the id after the time would then order
+//! them at random. The id keeps names unique and says which generation
 //! it is for the other commands (`restore --generation ID`). The time has
 //! no colons: a colon in a file name upsets `scp`, `rsync` and file
 //! sharing with other systems.
@@ -25,10 +27,10 @@ pub const LATEST: &str = "latest";
 
 /// The directory name of a generation.
 pub fn generation_dir(gen: &GenerationInfo) -> String {
-    let secs = gen.started_ns.div_euclid(1_000_000_000);
-    let time = match jiff::Timestamp::from_second(secs) {
-        Ok(t) => t.strftime("%Y-%m-%dT%H-%M-%SZ").to_string(),
-        Err(_) => format!("{secs}"),
+    let millis = gen.started_ns.div_euclid(1_000_000);
+    let time = match jiff::Timestamp::from_millisecond(millis) {
+        Ok(t) => t.strftime("%Y-%m-%dT%H-%M-%S%.3fZ").to_string(),
+        Err(_) => format!("{millis}"),
     };
     // Ids are hex today; a repository written by something else must
     // still not make a name with a slash (a path) or a NUL (no name).
@@ -63,19 +65,22 @@ mod tests {
     #[test]
     fn names_are_utc_start_time_then_id() {
         let g = gen("0123456789abcdef", 1_700_000_000_123_456_789, false);
-        assert_eq!(generation_dir(&g), "2023-11-14T22-13-20Z_0123456789abcdef");
+        assert_eq!(
+            generation_dir(&g),
+            "2023-11-14T22-13-20.123Z_0123456789abcdef"
+        );
     }
 
     #[test]
     fn checkpoints_say_so() {
         let g = gen("ab", 0, true);
-        assert_eq!(generation_dir(&g), "1970-01-01T00-00-00Z_ab_checkpoint");
+        assert_eq!(generation_dir(&g), "1970-01-01T00-00-00.000Z_ab_checkpoint");
     }
 
     #[test]
     fn times_before_1970_round_down() {
         let g = gen("ab", -1, false);
-        assert_eq!(generation_dir(&g), "1969-12-31T23-59-59Z_ab");
+        assert_eq!(generation_dir(&g), "1969-12-31T23-59-59.999Z_ab");
     }
 
     #[test]
@@ -90,5 +95,10 @@ mod tests {
         let a = generation_dir(&gen("ffff", 1_000_000_000_000_000_000, false));
         let b = generation_dir(&gen("0000", 1_600_000_000_000_000_000, false));
         assert!(a < b);
+        // Two backups started in the same second, the later one's id
+        // sorting first.
+        let first = generation_dir(&gen("ffff", 1_700_000_000_120_000_000, false));
+        let second = generation_dir(&gen("0000", 1_700_000_000_480_000_000, false));
+        assert!(first < second, "{first} {second}");
     }
 }
