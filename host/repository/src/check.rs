@@ -12,6 +12,8 @@
 //! [`Repository::forget_missing_packs`] and [`Repository::check_objects`].
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use super::blobs::blob_context;
 use super::error::{RepoError, RepoResult};
@@ -19,6 +21,9 @@ use super::ids::ObjectId;
 use super::index::IndexEntry;
 use super::storage::StorageError;
 use super::{pack, Repository};
+
+/// What the check of one pack found: the blobs checked, and the problems.
+type PackCheck = (u64, Vec<String>);
 
 /// What [`Repository::forget_missing_packs`] found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -130,37 +135,76 @@ impl Repository {
             .filter_map(|(n, entries)| Some((self.catalog.read().pack_id(n)?, entries)))
             .collect();
         packs.sort_by_key(|(id, _)| *id);
-        let mut gone = Vec::new();
-        for (id, entries) in &packs {
-            let missing = format!(
+        let missing = |id: &ObjectId, entries: &[IndexEntry]| {
+            format!(
                 "{} is missing: the index lists {} blobs in it",
                 pack::key(id),
                 entries.len()
-            );
+            )
+        };
+        let mut gone = Vec::new();
+        let mut to_check = Vec::new();
+        for (id, entries) in &packs {
             if !stored.contains(id) {
-                gone.push((*id, missing));
-                continue;
+                gone.push((*id, missing(id, entries)));
+            } else if verify_data {
+                to_check.push((id, entries.as_slice()));
             }
-            if verify_data {
-                report.packs_checked += 1;
-                match self.check_pack(id, entries) {
-                    Ok((checked, problems)) => {
-                        report.blobs_checked += checked;
-                        report.problems.extend(problems);
-                    }
-                    Err(RepoError::Storage(StorageError::NotFound { .. })) => {
-                        gone.push((*id, missing));
-                    }
-                    Err(e) => report.problems.push(e.to_string()),
+        }
+        // In pack-id order, whichever thread checked each.
+        for ((id, entries), result) in to_check.iter().zip(self.check_packs(&to_check)) {
+            report.packs_checked += 1;
+            match result {
+                Ok((checked, problems)) => {
+                    report.blobs_checked += checked;
+                    report.problems.extend(problems);
                 }
+                Err(RepoError::Storage(StorageError::NotFound { .. })) => {
+                    gone.push((**id, missing(id, entries)));
+                }
+                Err(e) => report.problems.push(e.to_string()),
             }
         }
         Ok(gone)
     }
 
+    /// [`check_pack`](Self::check_pack) each of `packs`, on as many
+    /// threads as there are processors (a pack is read, decrypted,
+    /// decompressed and hashed: work for every core), each holding one
+    /// pack at a time; the results in the order of `packs`.
+    fn check_packs(&self, packs: &[(&ObjectId, &[IndexEntry])]) -> Vec<RepoResult<PackCheck>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8)
+            .min(packs.len().max(1));
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<RepoResult<PackCheck>>>> =
+            Mutex::new((0..packs.len()).map(|_| None).collect());
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((id, entries)) = packs.get(i) else {
+                return;
+            };
+            let result = self.check_pack(id, entries);
+            results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(work);
+            }
+            work();
+        });
+        results
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(RepoError::Usage("a pack was not checked".into()))))
+            .collect()
+    }
+
     /// Read one pack whole and check it; returns the blobs checked and the
     /// problems found.
-    fn check_pack(&self, id: &ObjectId, indexed: &[IndexEntry]) -> RepoResult<(u64, Vec<String>)> {
+    fn check_pack(&self, id: &ObjectId, indexed: &[IndexEntry]) -> RepoResult<PackCheck> {
         let key = pack::key(id);
         let bytes = self
             .storage()
