@@ -16,6 +16,8 @@ use std::io::{ErrorKind, Read};
 use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use plugin_api::checksum::{ChecksumKind, FileHasher};
 use plugin_api::payloads::{SplitRequest, StoreChunkRequest};
@@ -194,17 +196,22 @@ struct Storer {
     repo: Repository,
     hook: Hook<StoreChunkRequest>,
     req: StoreChunkRequest,
-    /// The chunks of zeros stored for holes, by length.
-    zero_chunks: HashMap<u64, ChunkId>,
+    /// The chunks of zeros stored for holes, by length: shared by a
+    /// worker's storers (see `store_piped`), so that a hole's chunk is made
+    /// and stored once, not once per storing thread.
+    zero_chunks: ZeroChunks,
 }
 
+/// Chunks of zeros stored, by length.
+type ZeroChunks = Arc<Mutex<HashMap<u64, ChunkId>>>;
+
 impl Storer {
-    fn new(repo: Repository, hook: Hook<StoreChunkRequest>) -> Self {
+    fn new(repo: Repository, hook: Hook<StoreChunkRequest>, zero_chunks: ZeroChunks) -> Self {
         Storer {
             repo,
             hook,
             req: StoreChunkRequest::default(),
-            zero_chunks: HashMap::new(),
+            zero_chunks,
         }
     }
 
@@ -212,14 +219,26 @@ impl Storer {
     /// hook the first time (like any chunk, so dedup and the filters see
     /// it), reused after. Returns its id and the bytes it added.
     fn zero_chunk(&mut self, ctx: &Context<'_>, len: u64) -> Result<(ChunkId, u64), ContentError> {
-        if let Some(id) = self.zero_chunks.get(&len) {
-            return Ok((*id, 0));
+        let known = self
+            .zero_chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&len)
+            .copied();
+        if let Some(id) = known {
+            return Ok((id, 0));
         }
         // Made in the request's own buffer: no second 16 MiB to copy from.
         self.req.data.clear();
         self.req.data.resize(len as usize, 0);
         let (id, added) = self.store_request(ctx)?;
-        self.zero_chunks.insert(len, id);
+        // The request's buffer goes back to a chunk's size: a 16 MiB one
+        // kept by every storer adds up.
+        self.req.data = RVec::new();
+        self.zero_chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(len, id);
         Ok((id, added))
     }
 
@@ -342,7 +361,7 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
                 },
             },
             checksum_kind: repo.file_checksum_kind(),
-            storer: Storer::new(repo, store_hook),
+            storer: Storer::new(repo, store_hook, ZeroChunks::default()),
         }
     }
 
@@ -401,8 +420,13 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
         Ok(out)
     }
 
-    /// Cut chunks on this thread and store them on another, through a
-    /// short queue: for large files.
+    /// Cut chunks on this thread and store them on others, through a short
+    /// queue: for large files. Storing (hashing, compressing, encrypting,
+    /// packing) costs several times what cutting does, so one large file
+    /// (a disk image at the end of a run, with nothing else left to do)
+    /// keeps every processor busy only if several threads store its chunks;
+    /// each piece carries its place in the file, and the chunk list is put
+    /// back in order at the end.
     fn store_piped(
         &mut self,
         source: &mut Source<'_>,
@@ -410,41 +434,98 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
         after_chunk: AfterChunk<'_>,
     ) -> Result<Collected, ContentError> {
         let ctx = self.ctx;
-        let repo = self.storer.repo.clone();
+        let repo = &self.storer.repo;
         let hook = self.storer.hook;
+        let zero_chunks = &self.storer.zero_chunks;
         let splitter = &mut self.splitter;
+        let storers = storing_threads();
+        let failed = AtomicBool::new(false);
         std::thread::scope(|scope| {
-            let (tx, rx) = crossbeam_channel::bounded::<Piece<'static>>(8);
-            let consumer = scope.spawn(move || -> Result<Collected, ContentError> {
-                let mut storer = Storer::new(repo, hook);
-                let mut out = Collected::default();
-                for piece in rx {
-                    storer.add(ctx, piece, &mut out, after_chunk)?;
-                }
-                Ok(out)
-            });
+            let (tx, rx) = crossbeam_channel::bounded::<(usize, Piece<'static>)>(4 + 2 * storers);
+            let consumers: Vec<_> = (0..storers)
+                .map(|_| {
+                    let (rx, failed, repo) = (rx.clone(), &failed, repo.clone());
+                    let zero_chunks = zero_chunks.clone();
+                    scope.spawn(move || -> Result<StoredPieces, ContentError> {
+                        let mut storer = Storer::new(repo, hook, zero_chunks);
+                        let mut stored = StoredPieces::default();
+                        for (place, piece) in rx {
+                            if failed.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let mut one = Collected::default();
+                            if let Err(e) = storer.add(ctx, piece, &mut one, after_chunk) {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                            stored.bytes_new += one.bytes_new;
+                            stored.pieces.push((place, one.chunks));
+                        }
+                        Ok(stored)
+                    })
+                })
+                .collect();
+            drop(rx);
+            let mut place = 0;
             let read = splitter.read_file(ctx, source, plan, &mut |piece| {
-                // The one copy of a chunk on its way to the storing
-                // thread: it becomes the request's data there.
+                // The one copy of a chunk on its way to a storing thread:
+                // it becomes the request's data there.
                 let owned = match piece {
                     Piece::Data(chunk) => Piece::Owned(RVec::from(chunk)),
                     Piece::Owned(chunk) => Piece::Owned(chunk),
                     Piece::Zeros(len) => Piece::Zeros(len),
                 };
-                // A send fails only if the storing thread stopped on an
-                // error, which joining it reports.
-                tx.send(owned)
+                place += 1;
+                // A send fails only if every storing thread stopped on an
+                // error, which joining them reports.
+                if failed.load(Ordering::Relaxed) {
+                    return Err(ContentError::File(String::new()));
+                }
+                tx.send((place, owned))
                     .map_err(|_| ContentError::File(String::new()))
             });
             drop(tx);
-            let stored = consumer.join().map_err(|_| {
-                ContentError::Fatal(plugin_api::Error::msg("a chunk storing thread panicked"))
-            })?;
-            let out = stored?;
+            let mut out = Collected::default();
+            let mut pieces = Vec::new();
+            let mut first_error = None;
+            for consumer in consumers {
+                let stored = consumer.join().map_err(|_| {
+                    ContentError::Fatal(plugin_api::Error::msg("a chunk storing thread panicked"))
+                })?;
+                match stored {
+                    Ok(stored) => {
+                        out.bytes_new += stored.bytes_new;
+                        pieces.extend(stored.pieces);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
             read?;
+            pieces.sort_unstable_by_key(|(place, _)| *place);
+            out.chunks = pieces.into_iter().flat_map(|(_, chunks)| chunks).collect();
             Ok(out)
         })
     }
+}
+
+/// What one storing thread of [`ContentWriter::store_piped`] stored: the
+/// chunks of each piece it took, by the piece's place in the file.
+#[derive(Default)]
+struct StoredPieces {
+    pieces: Vec<(usize, Vec<ChunkId>)>,
+    bytes_new: u64,
+}
+
+/// How many threads store the chunks of one large file: one per
+/// processor, at most four (the reading thread cuts far faster than one
+/// thread stores, and no faster than about four).
+fn storing_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
 }
 
 /// An open file being read: what the walk saw of it, and what was read of
