@@ -35,9 +35,26 @@ const MIN_EXCESS_READ: usize = 64 << 10;
 /// (each data segment ends a chunk).
 const HOLE_MIN: u64 = 1 << 20;
 
-/// The length of the chunk of zeros a hole is recorded as (repeated, and
-/// one shorter chunk for the rest): the largest content-defined chunk.
+/// The length of the chunk of zeros a hole is recorded as (repeated; the
+/// rest in chunks of zeros of the powers of two it is made of, see
+/// [`zero_piece`]): the largest content-defined chunk.
 const HOLE_CHUNK: u64 = 16 << 20;
+
+/// The length of the next chunk of zeros for a hole of which `left` bytes
+/// are still to be recorded: [`HOLE_CHUNK`] while that much is left, then
+/// the largest power of two not above what is left. So every hole, of
+/// whatever length, is made of at most 25 distinct chunks of zeros (1 B to
+/// 16 MiB), each stored once in a repository: a hole's odd remainder is
+/// not a new chunk of its own (which, with compression off, would cost its
+/// whole length, again for every hole of another length).
+fn zero_piece(left: u64) -> u64 {
+    if left >= HOLE_CHUNK {
+        HOLE_CHUNK
+    } else {
+        // `left` is non-zero here: the caller stops at zero.
+        1 << (63 - left.max(1).leading_zeros())
+    }
+}
 
 /// Why a file's content could not be backed up.
 pub enum ContentError {
@@ -297,8 +314,8 @@ impl Storer {
         after_chunk(len, added).map_err(ContentError::Fatal)
     }
 
-    /// Add a hole of `len` bytes: chunks of [`HOLE_CHUNK`] zeros, and a
-    /// shorter one for the rest.
+    /// Add a hole of `len` bytes: chunks of [`HOLE_CHUNK`] zeros, and the
+    /// rest in chunks of powers of two ([`zero_piece`]).
     fn add_zeros(
         &mut self,
         ctx: &Context<'_>,
@@ -308,7 +325,7 @@ impl Storer {
     ) -> Result<(), ContentError> {
         let mut left = len;
         while left > 0 {
-            let now = left.min(HOLE_CHUNK);
+            let now = zero_piece(left);
             let (id, added) = self.zero_chunk(ctx, now)?;
             out.chunks.push(id);
             out.bytes_new += added;
@@ -773,4 +790,37 @@ fn fill(
     *total += (filled - start) as u64;
     // A data segment ends where the holes said, not at a short read.
     Ok(eof || end == Some(*total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hole of any length is recorded as chunks of zeros that add up to
+    /// it, drawn from 25 lengths at most, whatever the holes.
+    #[test]
+    fn holes_are_made_of_few_distinct_chunks_of_zeros() {
+        let mut lengths = std::collections::BTreeSet::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let holes = (0..2000u64).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            1 + x % (100 << 20)
+        });
+        for hole in holes.chain([1, HOLE_MIN, HOLE_CHUNK, HOLE_CHUNK + 1, 3 * HOLE_CHUNK - 1]) {
+            let mut left = hole;
+            let mut pieces = 0;
+            while left > 0 {
+                let piece = zero_piece(left);
+                assert!(piece > 0 && piece <= left, "{hole}: {piece} of {left}");
+                assert!(piece == HOLE_CHUNK || piece.is_power_of_two(), "{piece}");
+                lengths.insert(piece);
+                left -= piece;
+                pieces += 1;
+            }
+            assert!(pieces <= hole / HOLE_CHUNK + 24, "{hole}: {pieces} pieces");
+        }
+        assert!(lengths.len() <= 25, "{lengths:?}");
+    }
 }
