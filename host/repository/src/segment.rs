@@ -266,9 +266,18 @@ impl Segment {
         let mut tables = vec![0u8; tables_len];
         file.read_exact_at(&mut tables, tables_at)
             .map_err(|e| fail(format!("reading the tables: {e}")))?;
-        let mut segment = Segment {
-            path: Some(path.to_path_buf()),
-            bytes: Bytes::File(file),
+        let mut segment = Segment::unparsed(Some(path), Bytes::File(file), salt, entries);
+        segment
+            .parse_tables(&header, &tables, packs, objects, pages)
+            .map_err(&fail)?;
+        Ok(segment)
+    }
+
+    /// A segment whose tables are still to be parsed (`parse_tables`).
+    fn unparsed(path: Option<&Path>, bytes: Bytes, salt: [u8; 32], entries: u64) -> Segment {
+        Segment {
+            path: path.map(Path::to_path_buf),
+            bytes,
             salt,
             entries,
             packs: Vec::new(),
@@ -277,11 +286,7 @@ impl Segment {
             keys: Vec::new(),
             broken: AtomicBool::new(false),
             checked: Vec::new(),
-        };
-        segment
-            .parse_tables(&header, &tables, packs, objects, pages)
-            .map_err(&fail)?;
-        Ok(segment)
+        }
     }
 
     /// Check and use a whole segment held in memory (as written by a
@@ -303,18 +308,7 @@ impl Segment {
             return Err(fail("length disagrees with the header".into()));
         }
         let tables = data[tables_at as usize..].to_vec();
-        let mut segment = Segment {
-            path: None,
-            bytes: Bytes::Memory(Vec::new()),
-            salt,
-            entries,
-            packs: Vec::new(),
-            pack_count: 0,
-            objects: Vec::new(),
-            keys: Vec::new(),
-            broken: AtomicBool::new(false),
-            checked: Vec::new(),
-        };
+        let mut segment = Segment::unparsed(None, Bytes::Memory(Vec::new()), salt, entries);
         segment
             .parse_tables(&header, &tables, packs, objects, pages)
             .map_err(&fail)?;
