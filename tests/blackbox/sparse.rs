@@ -185,6 +185,65 @@ fn small_holes_and_dense_files_are_read_as_they_are() {
     }
 }
 
+/// A sparse file rewritten with the same data shifted, so that other
+/// zeros surround each piece of data in the file system's blocks (what
+/// inserting bytes into a disk image does): the next backup stores almost
+/// nothing new, and both generations restore.
+#[test]
+fn the_same_data_with_other_zeros_around_it_deduplicates() {
+    let w = BackupWorld::new("shifted");
+    let image = w.data.join("disk.img");
+    let (a, b) = (noise(3 * MIB as usize, 21), noise(5 * MIB as usize, 22));
+    let place = |shift: u64| {
+        let _ = fs::remove_file(&image);
+        sparse_file(
+            &image,
+            40 * MIB,
+            &[(4 * MIB + 100 + shift, &a), (20 * MIB + 1234 + shift, &b)],
+        );
+        // Data, not holes: zeros written around each piece.
+        write_at(&image, 4 * MIB + 100 + shift + a.len() as u64, &[0; 9000]);
+    };
+    place(0);
+    let first = w
+        .backup(&["--compress-with", "none", "--output-format", "json"])
+        .ok();
+    let first = json(&first.stdout);
+    assert!(first["bytes_new"].as_u64().unwrap() > 8 * MIB, "{first}");
+    let before = w.env.path().join("before");
+    fs::copy(&image, &before).unwrap();
+
+    place(3000);
+    let second = w
+        .backup(&["--compress-with", "none", "--output-format", "json"])
+        .ok();
+    let second = json(&second.stdout);
+    let new = second["bytes_new"].as_u64().unwrap();
+    assert!(new < 64 << 10, "{new} bytes stored anew: {second}");
+
+    let to = w.env.path().join("restored");
+    w.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+    assert_eq!(
+        fs::read(restored(&to, &image)).unwrap(),
+        fs::read(&image).unwrap()
+    );
+    let old = w.env.path().join("restored-first");
+    let gen = first_generation(&w);
+    w.obnam(&[
+        "restore",
+        "--generation",
+        &gen,
+        "--to",
+        old.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(
+        fs::read(restored(&old, &image)).unwrap(),
+        fs::read(&before).unwrap()
+    );
+    w.obnam(&["verify", w.data.to_str().unwrap()]).ok();
+}
+
 /// The BLAKE3 block list checksum, computed from the format's
 /// description (docs/repository-format.md), independently of obnam.
 fn block_list_checksum(content: &[u8]) -> Vec<u8> {

@@ -9,6 +9,10 @@
 //! (what a dense run of zeros deduplicates to anyway), without reading,
 //! cutting or hashing its zeros. Restores already write such chunks as
 //! holes, and the checksum is the same as if the zeros had been read.
+//! Each data segment of such a file is chunked from its first to its last
+//! non-zero byte, its zeros at either edge recorded like a hole's, so that
+//! the same data with other zeros around it (a rewritten disk image)
+//! deduplicates whole.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -560,11 +564,117 @@ struct Source<'w> {
     holes: u64,
 }
 
-/// A part of a sparse file: data to read, or a hole of so many bytes.
+/// A part of a sparse file: data to read, a hole of so many bytes, or so
+/// many zeros at the edge of a data segment (found by
+/// [`trim_zero_edges`], and not read again).
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
     Data(Range<u64>),
     Hole(u64),
+    Zeros(u64),
+}
+
+/// How much of a data segment's edge is read at a time to find where its
+/// zeros end.
+const EDGE_READ: usize = 64 << 10;
+
+/// Cut each data segment of a sparse file's plan at its first and last
+/// non-zero byte: the zeros before and after become [`Segment::Zeros`].
+///
+/// Why: a file system allocates whole blocks, and a program that copies
+/// or rewrites a sparse file (a disk image with bytes inserted) leaves
+/// holes only where whole blocks of its own were zero. So the same data
+/// comes back with a different number of zeros before it, and chunking
+/// that starts at the segment's first byte would cut other chunks at its
+/// start and end, losing their deduplication. Chunking from the first
+/// non-zero byte makes the cuts depend on the data alone. Costs one read
+/// of [`EDGE_READ`] at each edge, in the common case, which the page
+/// cache serves again when the data is read.
+fn trim_zero_edges(file: &File, plan: Vec<Segment>) -> std::io::Result<Vec<Segment>> {
+    let mut out = Vec::with_capacity(plan.len() + 2);
+    let mut buf = vec![0u8; EDGE_READ];
+    for segment in plan {
+        let Segment::Data(range) = segment else {
+            out.push(segment);
+            continue;
+        };
+        let Some(first) = first_non_zero(file, range.clone(), &mut buf)? else {
+            // Shorter than planned (the read fails as changed later) or
+            // all zeros.
+            match zeros_or_short(file, &range)? {
+                true => out.push(Segment::Zeros(range.end - range.start)),
+                false => out.push(Segment::Data(range)),
+            }
+            continue;
+        };
+        let Some(last) = last_non_zero(file, first..range.end, &mut buf)? else {
+            out.push(Segment::Data(range));
+            continue;
+        };
+        if first > range.start {
+            out.push(Segment::Zeros(first - range.start));
+        }
+        out.push(Segment::Data(first..last + 1));
+        if range.end > last + 1 {
+            out.push(Segment::Zeros(range.end - last - 1));
+        }
+    }
+    Ok(out)
+}
+
+/// Read `range` of `file` into `buf` (at most its length), all of it:
+/// `None` if the file ends first.
+fn read_edge<'b>(
+    file: &File,
+    range: &Range<u64>,
+    buf: &'b mut [u8],
+) -> std::io::Result<Option<&'b [u8]>> {
+    use std::os::unix::fs::FileExt;
+    let len = usize::try_from(range.end - range.start).map_or(buf.len(), |n| n.min(buf.len()));
+    match file.read_exact_at(&mut buf[..len], range.start) {
+        Ok(()) => Ok(Some(&buf[..len])),
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Where the first non-zero byte of `range` is; `None` if there is none,
+/// or the file ended first.
+fn first_non_zero(file: &File, range: Range<u64>, buf: &mut [u8]) -> std::io::Result<Option<u64>> {
+    let mut pos = range.start;
+    while pos < range.end {
+        let Some(read) = read_edge(file, &(pos..range.end), buf)? else {
+            return Ok(None);
+        };
+        if let Some(i) = read.iter().position(|&b| b != 0) {
+            return Ok(Some(pos + i as u64));
+        }
+        pos += read.len() as u64;
+    }
+    Ok(None)
+}
+
+/// Where the last non-zero byte of `range` is, reading from its end;
+/// `None` if there is none, or the file ended first.
+fn last_non_zero(file: &File, range: Range<u64>, buf: &mut [u8]) -> std::io::Result<Option<u64>> {
+    let mut end = range.end;
+    while end > range.start {
+        let from = end.saturating_sub(buf.len() as u64).max(range.start);
+        let Some(read) = read_edge(file, &(from..end), buf)? else {
+            return Ok(None);
+        };
+        if let Some(i) = read.iter().rposition(|&b| b != 0) {
+            return Ok(Some(from + i as u64));
+        }
+        end = from;
+    }
+    Ok(None)
+}
+
+/// Whether a data segment with no non-zero byte is there whole (so all
+/// zeros), not cut short by a truncation.
+fn zeros_or_short(file: &File, range: &Range<u64>) -> std::io::Result<bool> {
+    Ok(file.metadata()?.len() >= range.end)
 }
 
 /// A file's data segments and holes (holes of at least [`HOLE_MIN`]), in
@@ -623,7 +733,7 @@ fn sparse_plan(file: &File, size: u64) -> std::io::Result<Option<Vec<Segment>>> 
             .then_some(plan)
     })();
     rustix::fs::seek(file, SeekFrom::Start(0))?;
-    Ok(plan)
+    plan.map(|plan| trim_zero_edges(file, plan)).transpose()
 }
 
 impl Splitter {
@@ -647,6 +757,11 @@ impl Splitter {
                     source.hasher.update_zeros(*len);
                     source.bytes_read += len;
                     source.holes += len;
+                    on_piece(Piece::Zeros(*len))?;
+                }
+                Segment::Zeros(len) => {
+                    source.hasher.update_zeros(*len);
+                    source.bytes_read += len;
                     on_piece(Piece::Zeros(*len))?;
                 }
                 Segment::Data(range) => {
@@ -795,6 +910,58 @@ fn fill(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+
+    /// A file's plan, each data segment cut to its non-zero bytes: the
+    /// same data with other zeros around it gives the same data segments,
+    /// shifted; zeros only become zeros; a file shorter than planned keeps
+    /// its segment (to fail as changed when read).
+    #[test]
+    fn data_segments_are_cut_at_their_first_and_last_non_zero_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251 + 1) as u8).collect();
+        let write = |at: u64, len: u64| {
+            let mut f = File::create(&path).unwrap();
+            f.set_len(len).unwrap();
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(&data).unwrap();
+            File::open(&path).unwrap()
+        };
+        let len = data.len() as u64;
+        for (lead, trail) in [
+            (0, 0),
+            (1, 1),
+            (3000, 70_000),
+            (150_000, 5),
+            (65_536, 65_536),
+        ] {
+            let f = write(lead, lead + len + trail);
+            let plan = vec![Segment::Hole(8 << 20), Segment::Data(0..lead + len + trail)];
+            let mut want = vec![Segment::Hole(8 << 20)];
+            if lead > 0 {
+                want.push(Segment::Zeros(lead));
+            }
+            want.push(Segment::Data(lead..lead + len));
+            if trail > 0 {
+                want.push(Segment::Zeros(trail));
+            }
+            assert_eq!(trim_zero_edges(&f, plan).unwrap(), want, "{lead} {trail}");
+        }
+        File::create(&path).unwrap().set_len(300_000).unwrap();
+        let zeros = File::open(&path).unwrap();
+        let plan = vec![Segment::Data(0..300_000), Segment::Hole(1 << 20)];
+        assert_eq!(
+            trim_zero_edges(&zeros, plan).unwrap(),
+            vec![Segment::Zeros(300_000), Segment::Hole(1 << 20)]
+        );
+        let plan = vec![Segment::Data(0..400_000)];
+        assert_eq!(
+            trim_zero_edges(&zeros, plan.clone()).unwrap(),
+            plan,
+            "shorter than planned"
+        );
+    }
 
     /// A hole of any length is recorded as chunks of zeros that add up to
     /// it, drawn from 25 lengths at most, whatever the holes.
