@@ -64,7 +64,8 @@ impl Write for Stdout<'_, '_> {
 }
 
 /// What the first read of a file found: its data ranges (file offsets,
-/// block-aligned, holes left out) and, for a small file, its content.
+/// whole blocks of [`sparse::BLOCK`], holes left out) and, for a small
+/// file, its content.
 struct Scanned {
     ranges: Vec<Range<u64>>,
     /// Each chunk's length, in order: the second read skips the chunks
@@ -104,10 +105,19 @@ fn scan(repo: &Repository, shown: &str, entry: &Entry) -> Result<Scanned> {
             sparse::write_ranges(offset, &chunk.data)
         };
         for r in here {
-            let r = offset + r.start as u64..offset + r.end as u64;
+            // Whole blocks: GNU tar reads each range's data from a
+            // 512-byte boundary of the stream, so a range that ends
+            // within a block would shift every range after it. A chunk
+            // may start within a block (a backup records the zeros at
+            // the edges of a sparse file's data as chunks of their own).
+            let start = (offset + r.start as u64) / sparse::BLOCK * sparse::BLOCK;
+            let end = (offset + r.end as u64)
+                .div_ceil(sparse::BLOCK)
+                .saturating_mul(sparse::BLOCK)
+                .min(entry.size);
             match ranges.last_mut() {
-                Some(last) if last.end == r.start => last.end = r.end,
-                _ => ranges.push(r),
+                Some(last) if last.end >= start => last.end = last.end.max(end),
+                _ => ranges.push(start..end),
             }
         }
         offset += chunk.data.len() as u64;

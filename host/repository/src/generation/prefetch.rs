@@ -1,0 +1,168 @@
+//! Reading the previous generation's trees ahead of a backup's walk.
+//!
+//! A backup that finds most files unchanged spends much of its time on
+//! one thread, the walk, and a good part of that reading the previous
+//! generation's trees (a ranged read from the store, then decrypting,
+//! decompressing and decoding), one per directory, just before it walks
+//! the directory. A thread of its own reads them ahead into the
+//! repository's tree cache, so the reading runs on another processor and,
+//! against a remote store, its round trips overlap the walk's work.
+//!
+//! It walks the previous generation depth first, as the backup does, from
+//! the directory the backup listed last: each time the backup lists a
+//! directory, its subdirectories go on top of the stack of trees to read,
+//! and each tree read puts its own subdirectories on top. So the trees
+//! read next are those the walk reaches next. It stays at most
+//! [`MAX_AHEAD`] trees ahead of the walk (it knows where the walk is by
+//! the trees of the directories the walk lists), so that the tree cache
+//! never drops what it read before the walk gets there.
+//!
+//! A tree read ahead that fails is not reported here: the walk reads it
+//! again itself, and reports what went wrong then.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use crate::ids::ChunkId;
+use crate::tree::EntryKind;
+use crate::Repository;
+
+/// The most trees read ahead of the walk: well within the tree cache's
+/// few hundred.
+const MAX_AHEAD: usize = 48;
+
+/// The most trees waiting; when more wait, those the walk reaches last
+/// are dropped.
+const MAX_WAITING: usize = 256;
+
+/// The most trees remembered as already expanded (see [`Waiting::seen`]).
+const MAX_SEEN: usize = 4096;
+
+/// What the reading thread has to do.
+#[derive(Default)]
+struct Waiting {
+    /// Trees to read, the next on top.
+    stack: Vec<ChunkId>,
+    /// The trees read that the walk has not listed yet, in the order read
+    /// (the walk's order).
+    ahead: VecDeque<ChunkId>,
+    /// Trees whose subdirectories were put on the stack already.
+    seen: HashSet<ChunkId>,
+    stop: bool,
+}
+
+impl Waiting {
+    /// Put `trees` (in the walk's order) on top of the stack.
+    fn push(&mut self, trees: impl Iterator<Item = ChunkId>) {
+        let from = self.stack.len();
+        self.stack.extend(trees.take(MAX_WAITING));
+        self.stack[from..].reverse();
+        let excess = self.stack.len().saturating_sub(MAX_WAITING);
+        self.stack.drain(..excess);
+    }
+}
+
+/// A thread reading trees ahead into the repository's tree cache; it
+/// stops (dropping what still waits) when this is dropped.
+pub(crate) struct TreePrefetcher {
+    waiting: Arc<(Mutex<Waiting>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The subdirectories' trees of a tree's entries, in order.
+fn subdirectories(entries: &[crate::tree::TreeEntry]) -> impl Iterator<Item = ChunkId> + '_ {
+    entries.iter().filter_map(|e| match e.kind {
+        EntryKind::Dir => e.subtree.as_ref().map(|id| id.0),
+        _ => None,
+    })
+}
+
+impl TreePrefetcher {
+    /// Start the thread; `None` if no thread could be started (then
+    /// nothing is read ahead).
+    pub(crate) fn start(repo: Arc<Repository>) -> Option<Self> {
+        let waiting = Arc::new((Mutex::new(Waiting::default()), Condvar::new()));
+        let shared = waiting.clone();
+        let thread = std::thread::Builder::new()
+            .name("obnam-tree-prefetch".into())
+            .spawn(move || read_ahead(&repo, &shared))
+            .ok()?;
+        Some(TreePrefetcher {
+            waiting,
+            thread: Some(thread),
+        })
+    }
+
+    /// The walk listed a directory, of tree `id` (`None` for an empty one
+    /// stored without a tree), with these entries: read its
+    /// subdirectories' trees, and below them, ahead.
+    pub(crate) fn listed(&self, id: Option<ChunkId>, entries: &[crate::tree::TreeEntry]) {
+        let (lock, ready) = &*self.waiting;
+        let mut w = lock.lock().unwrap_or_else(|e| e.into_inner());
+        match id.and_then(|id| w.ahead.iter().position(|a| *a == id)) {
+            // The walk got here: what was read before it is behind it
+            // now, and its subdirectories wait on the stack already.
+            Some(at) => drop(w.ahead.drain(..=at)),
+            // Not read ahead: the walk is ahead of the reading, or off
+            // its path (a new directory). Its subdirectories come first
+            // now; and the oldest tree read ahead is taken to be behind
+            // the walk, so that trees the walk never lists (excluded,
+            // deleted) cannot stop the reading for good.
+            None => {
+                w.ahead.pop_front();
+                w.push(subdirectories(entries));
+            }
+        }
+        ready.notify_one();
+    }
+}
+
+/// The reading thread: read the tree on top of the stack and put its
+/// subdirectories on top, while it is less than [`MAX_AHEAD`] trees ahead
+/// of the walk.
+fn read_ahead(repo: &Repository, waiting: &(Mutex<Waiting>, Condvar)) {
+    let (lock, ready) = waiting;
+    loop {
+        let id = {
+            let mut w = lock.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if w.stop {
+                    return;
+                }
+                if w.ahead.len() < MAX_AHEAD {
+                    if let Some(id) = w.stack.pop() {
+                        break id;
+                    }
+                }
+                w = ready.wait(w).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        match repo.get_tree(&id) {
+            Ok(tree) => {
+                let mut w = lock.lock().unwrap_or_else(|e| e.into_inner());
+                if w.seen.len() >= MAX_SEEN {
+                    w.seen.clear();
+                }
+                w.ahead.push_back(id);
+                // A tree met again (identical folders) is not walked again.
+                if w.seen.insert(id) {
+                    w.push(subdirectories(&tree.entries));
+                }
+            }
+            Err(e) => tracing::debug!("reading tree/{id} ahead: {e}"),
+        }
+    }
+}
+
+impl Drop for TreePrefetcher {
+    fn drop(&mut self) {
+        let (lock, ready) = &*self.waiting;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        ready.notify_one();
+        if let Some(thread) = self.thread.take() {
+            // It finishes the one read it is in, at most.
+            let _ = thread.join();
+        }
+    }
+}
