@@ -108,6 +108,12 @@ impl Repository {
         Ok(tree)
     }
 
+    /// How many trees were read from the store and kept, so far.
+    #[cfg(test)]
+    pub(crate) fn trees_read(&self) -> u64 {
+        self.caches.trees.inserted()
+    }
+
     /// Read a tree object without keeping it: for a walk that reads each
     /// tree once (a prune's).
     pub fn read_tree_once(&self, id: &ChunkId) -> RepoResult<Arc<Tree>> {

@@ -58,6 +58,14 @@ const HEADER_FIELDS: usize = 64;
 pub const MAX_OBJECTS: usize = 1 << 24;
 /// The longest index object name a segment records.
 const MAX_NAME: usize = 255;
+/// The largest segment file read whole into memory when opened, rather
+/// than a page at a time: about 150,000 entries. A backup looks up every
+/// chunk of every unchanged file (to find lost ones), and a lookup in
+/// memory costs a tenth of a page read through the OS. With at most a
+/// few segments (see [`crate::index_cache::MAX_SEGMENTS`]), this bounds
+/// the memory so held to a few times 8 MiB; larger segments, of larger
+/// repositories, are read a page at a time.
+const IN_MEMORY_MAX: u64 = 8 << 20;
 /// The most entries a segment may claim (far beyond any real one; it
 /// keeps the arithmetic on the claimed sizes from overflowing).
 const MAX_ENTRIES: u64 = 1 << 40;
@@ -98,7 +106,8 @@ pub struct CoveredObject {
 /// Where a segment's bytes are.
 enum Bytes {
     File(File),
-    /// A segment kept in memory: when no cache file could be written.
+    /// A segment kept in memory: a small one (see [`IN_MEMORY_MAX`]), or
+    /// when no cache file could be written.
     Memory(Vec<u8>),
 }
 
@@ -213,9 +222,15 @@ impl Segment {
         self.entries == 0
     }
 
-    /// Bytes of memory its tables hold.
+    /// Bytes of memory its tables (and its pages, if held in memory)
+    /// hold.
     pub fn memory_bytes(&self) -> usize {
-        self.packs.capacity() * 16
+        let pages = match &self.bytes {
+            Bytes::File(_) => 0,
+            Bytes::Memory(data) => data.capacity(),
+        };
+        pages
+            + self.packs.capacity() * 16
             + self.keys.capacity() * 8
             + self.checked.capacity() * 8
             + self
@@ -243,6 +258,12 @@ impl Segment {
 
     /// Open and check a segment file.
     pub fn open(path: &Path) -> Result<Segment, SegmentError> {
+        Segment::open_held_up_to(path, IN_MEMORY_MAX)
+    }
+
+    /// Open and check a segment file, read whole into memory if it is at
+    /// most `in_memory_max` bytes.
+    fn open_held_up_to(path: &Path, in_memory_max: u64) -> Result<Segment, SegmentError> {
         let fail = |reason: String| SegmentError {
             path: path.display().to_string(),
             reason,
@@ -263,6 +284,18 @@ impl Segment {
             )));
         }
         let tables_len = usize::try_from(tables_len).map_err(|e| fail(e.to_string()))?;
+        if len <= in_memory_max {
+            // Read whole: a lookup then costs no system call.
+            let mut data = vec![0u8; len as usize];
+            file.read_exact_at(&mut data, 0)
+                .map_err(|e| fail(format!("reading the segment: {e}")))?;
+            let tables = data[tables_at as usize..].to_vec();
+            let mut segment = Segment::unparsed(Some(path), Bytes::Memory(data), salt, entries);
+            segment
+                .parse_tables(&header, &tables, packs, objects, pages)
+                .map_err(&fail)?;
+            return Ok(segment);
+        }
         let mut tables = vec![0u8; tables_len];
         file.read_exact_at(&mut tables, tables_at)
             .map_err(|e| fail(format!("reading the tables: {e}")))?;
@@ -398,17 +431,21 @@ impl Segment {
 
     /// Read and check page `n`, appending its entries to `out`.
     pub fn read_page(&self, n: u64, out: &mut Vec<SegEntry>) -> Result<(), SegmentError> {
-        let mut page = [0u8; PAGE_BYTES];
-        let count = self.checked_page(n, &mut page)?;
-        for raw in page[..CHECKSUM_AT].chunks_exact(ENTRY_BYTES).take(count) {
+        let mut buf = [0u8; PAGE_BYTES];
+        let entries = self.checked_page(n, &mut buf)?;
+        for raw in entries.chunks_exact(ENTRY_BYTES) {
             out.push(self.decode_entry(raw)?);
         }
         Ok(())
     }
 
-    /// Read and check page `n` into `buf`; returns how many entries it
-    /// holds. A page that fails its check marks the segment broken.
-    fn checked_page(&self, n: u64, buf: &mut [u8; PAGE_BYTES]) -> Result<usize, SegmentError> {
+    /// Page `n`, checked: its entries' bytes (from memory, or read into
+    /// `buf`). A page that fails its check marks the segment broken.
+    fn checked_page<'a>(
+        &'a self,
+        n: u64,
+        buf: &'a mut [u8; PAGE_BYTES],
+    ) -> Result<&'a [u8], SegmentError> {
         if self.is_broken() {
             return Err(self.error("damaged earlier in this run"));
         }
@@ -422,29 +459,32 @@ impl Segment {
         result
     }
 
-    fn read_checked_page(&self, n: u64, buf: &mut [u8; PAGE_BYTES]) -> Result<usize, SegmentError> {
+    fn read_checked_page<'a>(
+        &'a self,
+        n: u64,
+        buf: &'a mut [u8; PAGE_BYTES],
+    ) -> Result<&'a [u8], SegmentError> {
         if n >= self.pages() {
             return Err(self.error(format!("no page {n}")));
         }
         let at = PAGE_BYTES as u64 + n * PAGE_BYTES as u64;
-        match &self.bytes {
-            Bytes::File(f) => f
-                .read_exact_at(buf, at)
-                .map_err(|e| self.error(format!("reading page {n}: {e}")))?,
-            Bytes::Memory(data) => {
-                let page = data
-                    .get(at as usize..at as usize + PAGE_BYTES)
-                    .ok_or_else(|| self.error(format!("no page {n}")))?;
-                buf.copy_from_slice(page);
+        let page: &[u8] = match &self.bytes {
+            Bytes::File(f) => {
+                f.read_exact_at(buf, at)
+                    .map_err(|e| self.error(format!("reading page {n}: {e}")))?;
+                buf
             }
-        }
+            Bytes::Memory(data) => data
+                .get(at as usize..at as usize + PAGE_BYTES)
+                .ok_or_else(|| self.error(format!("no page {n}")))?,
+        };
         let (word, bit) = ((n / 64) as usize, 1u64 << (n % 64));
         let done = self
             .checked
             .get(word)
             .is_some_and(|w| w.load(Ordering::Relaxed) & bit != 0);
+        let (body, sum) = page.split_at(CHECKSUM_AT);
         if !done {
-            let (body, sum) = buf.split_at(CHECKSUM_AT);
             let mut stored = [0u8; 8];
             stored.copy_from_slice(sum);
             if page_checksum(&self.salt, n, body) != u64::from_le_bytes(stored) {
@@ -455,7 +495,7 @@ impl Segment {
             }
         }
         let count = (self.entries - n * ENTRIES_PER_PAGE as u64).min(ENTRIES_PER_PAGE as u64);
-        Ok(count as usize)
+        Ok(&body[..count as usize * ENTRY_BYTES])
     }
 
     fn decode_entry(&self, raw: &[u8]) -> Result<SegEntry, SegmentError> {
@@ -495,20 +535,26 @@ impl Segment {
         // The entries of `token` start in the last page whose key is
         // below it, or in the first page whose key is it.
         let first = self.keys.partition_point(|k| *k < key).saturating_sub(1) as u64;
-        let mut page = [0u8; PAGE_BYTES];
+        let mut buf = [0u8; PAGE_BYTES];
         for n in first..self.pages() {
             if n > first && self.keys[n as usize] > key {
                 break;
             }
-            let count = self.checked_page(n, &mut page)?;
-            let raw: Vec<&[u8]> = page[..CHECKSUM_AT]
-                .chunks_exact(ENTRY_BYTES)
-                .take(count)
-                .collect();
+            let page = self.checked_page(n, &mut buf)?;
+            let entry = |i: usize| &page[i * ENTRY_BYTES..(i + 1) * ENTRY_BYTES];
+            let count = page.len() / ENTRY_BYTES;
             // Entries are sorted by token: only those of `token` are
             // decoded.
-            let start = raw.partition_point(|e| e[..32] < token.0[..]);
-            for e in &raw[start..] {
+            let (mut lo, mut hi) = (0, count);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if entry(mid)[..32] < token.0[..] {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            for e in (lo..count).map(entry) {
                 if e[..32] != token.0[..] {
                     return Ok(());
                 }
@@ -825,6 +871,38 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, n);
+    }
+
+    /// A segment file is found the same whether it is read a page at a
+    /// time or held whole, and a page damaged on disk is caught either
+    /// way (and the file deleted).
+    #[test]
+    fn a_segment_file_read_by_pages_or_held_whole_gives_the_same_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        let bytes = segment_bytes(1000);
+        for limit in [0, IN_MEMORY_MAX] {
+            std::fs::write(&path, &bytes).unwrap();
+            let segment = Segment::open_held_up_to(&path, limit).unwrap();
+            assert_eq!(
+                matches!(segment.bytes, Bytes::Memory(_)),
+                limit > 0,
+                "{limit}"
+            );
+            for i in [0, 73, 999, 5000] {
+                let e = entry(i, i % 2, 0);
+                let mut out = Vec::new();
+                segment.lookup(&e.id.token, None, &mut out).unwrap();
+                assert_eq!(out, if i < 1000 { vec![e] } else { vec![] }, "{limit} {i}");
+            }
+            let mut bad = bytes.clone();
+            bad[PAGE_BYTES * 3 + 17] ^= 1;
+            std::fs::write(&path, &bad).unwrap();
+            let segment = Segment::open_held_up_to(&path, limit).unwrap();
+            let e = entry(2 * 73 + 1, 1, 0);
+            assert!(segment.lookup(&e.id.token, None, &mut Vec::new()).is_err());
+            assert!(segment.is_broken() && !path.exists(), "{limit}");
+        }
     }
 
     #[test]

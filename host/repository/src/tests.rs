@@ -332,6 +332,62 @@ fn generations_build_incrementally_and_reuse_unchanged_trees() {
     assert!(new.lookup(b"/data/../etc").is_err());
 }
 
+/// A backup's walk lists the previous generation's folders one by one,
+/// depth first; the trees read ahead for it are read about once each,
+/// whether the walk lists every folder or skips some (excluded ones), and
+/// every listing is right.
+#[test]
+fn the_previous_generation_is_read_ahead_once_in_the_walks_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    repo.add_client("c").unwrap();
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    b.put(b"/data", TreeEntry::bare_dir(b"")).unwrap();
+    let path = |d: u64, s: Option<u64>| match s {
+        Some(s) => format!("/data/d{d:02}/s{s:02}").into_bytes(),
+        None => format!("/data/d{d:02}").into_bytes(),
+    };
+    for d in 0..20 {
+        b.put(&path(d, None), TreeEntry::bare_dir(b"")).unwrap();
+        for s in 0..30 {
+            b.put(&path(d, Some(s)), TreeEntry::bare_dir(b"")).unwrap();
+            let mut f = path(d, Some(s));
+            f.extend_from_slice(b"/f");
+            b.put(&f, file(d * 100 + s)).unwrap();
+            b.finish_dir(&path(d, Some(s))).unwrap();
+        }
+        b.finish_dir(&path(d, None)).unwrap();
+    }
+    b.finish_dir(b"/data").unwrap();
+    b.commit(false).unwrap();
+    // The root, /data, 20 folders, 600 subfolders: all different.
+    let trees = 1 + 1 + 20 + 600;
+
+    for every in [1, 2] {
+        let before = repo.trees_read();
+        let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+        let top = b.previous_dir(b"/data").unwrap().unwrap();
+        assert_eq!(top.len(), 20);
+        for d in (0..20).step_by(every) {
+            let subs = b.previous_dir(&path(d, None)).unwrap().unwrap();
+            assert_eq!(subs.len(), 30);
+            for s in 0..30 {
+                let files = b.previous_dir(&path(d, Some(s))).unwrap().unwrap();
+                assert_eq!(files.len(), 1);
+                assert_eq!(files[0].size, d * 100 + s);
+                // A walk that does some work per folder.
+                std::thread::sleep(std::time::Duration::from_micros(300));
+            }
+        }
+        drop(b);
+        let read = repo.trees_read() - before;
+        assert!(
+            read <= trees + trees / 5,
+            "every {every}: {read} trees read for {trees}"
+        );
+    }
+}
+
 #[test]
 fn checkpoints_are_generations_until_removed() {
     let dir = tempfile::tempdir().unwrap();

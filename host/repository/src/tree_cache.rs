@@ -31,6 +31,8 @@ struct Inner {
     /// Oldest first, with each tree's size.
     order: VecDeque<(ChunkId, usize)>,
     bytes: usize,
+    /// Trees kept so far (read from the store, that is): for tests.
+    inserted: u64,
 }
 
 impl TreeCache {
@@ -45,6 +47,7 @@ impl TreeCache {
             return;
         }
         let mut inner = self.lock();
+        inner.inserted += 1;
         if inner.map.insert(id, tree).is_none() {
             inner.order.push_back((id, bytes));
             inner.bytes += bytes;
@@ -56,6 +59,12 @@ impl TreeCache {
                 inner.bytes -= size;
             }
         }
+    }
+
+    /// How many trees were offered to the cache so far.
+    #[cfg(test)]
+    pub fn inserted(&self) -> u64 {
+        self.lock().inserted
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

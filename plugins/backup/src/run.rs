@@ -667,7 +667,8 @@ impl<'a, 'c> Walker<'a, 'c> {
             if parent == Path::new("/") {
                 continue;
             }
-            match walk::lstat(parent).and_then(|m| metadata::entry(parent, &m, self.names())) {
+            match walk::lstat(parent).and_then(|m| metadata::entry(parent, &m, self.names(), None))
+            {
                 Ok(entry) => self.put(parent, &entry)?,
                 Err(e) => report(self.stats, parent, &e.to_string()),
             }
@@ -691,7 +692,7 @@ impl<'a, 'c> Walker<'a, 'c> {
         root_stat: FileStat,
         parent_ticket: &Arc<Ticket>,
     ) -> Result<()> {
-        let mut entry = match metadata::entry(path, &meta, self.names()) {
+        let mut entry = match metadata::entry(path, &meta, self.names(), previous.as_ref()) {
             Ok(e) => e,
             Err(e) => {
                 report(self.stats, path, &e.to_string());

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use super::prefetch::TreePrefetcher;
 use super::{components, Generation, GenerationReader};
 use crate::error::{BadPath, RepoError, RepoResult};
 use crate::ids::{ChunkId, GenerationId};
@@ -180,6 +181,8 @@ pub struct GenerationBuilder {
     client: String,
     started: i64,
     previous: Option<GenerationReader>,
+    /// Reads the previous generation's trees ahead of the walk.
+    prefetch: Option<TreePrefetcher>,
     state: Mutex<BuilderState>,
 }
 
@@ -195,12 +198,16 @@ impl GenerationBuilder {
             None => Node::default(),
         };
         let previous = latest.map(|g| GenerationReader::new(repo.clone(), g));
+        let prefetch = previous
+            .as_ref()
+            .and_then(|_| TreePrefetcher::start(repo.clone()));
         let started = repo.clock.now_ns();
         Ok(GenerationBuilder {
             repo,
             client: client.to_string(),
             started,
             previous,
+            prefetch,
             state: Mutex::new(BuilderState {
                 root,
                 checkpoints: Vec::new(),
@@ -223,12 +230,21 @@ impl GenerationBuilder {
         }
     }
 
-    /// The entries of a directory in the previous generation.
+    /// The entries of a directory in the previous generation. The trees
+    /// of its subdirectories are read ahead (see [`super::prefetch`]): a
+    /// backup asks for a directory just before it walks it.
     pub fn previous_dir(&self, path: &[u8]) -> RepoResult<Option<Vec<TreeEntry>>> {
-        match &self.previous {
-            Some(r) => lost_tree_is_absent(r.list_dir(path), path),
-            None => Ok(None),
+        let Some(reader) = &self.previous else {
+            return Ok(None);
+        };
+        let entries = lost_tree_is_absent(reader.list_dir(path), path)?;
+        if let (Some(entries), Some(prefetch)) = (&entries, &self.prefetch) {
+            // Cheap: the reader just found this directory.
+            if let Ok(Some(id)) = reader.subtree_id(path) {
+                prefetch.listed(id, entries);
+            }
         }
+        Ok(entries)
     }
 
     fn state(&self) -> RepoResult<std::sync::MutexGuard<'_, BuilderState>> {

@@ -31,6 +31,7 @@ use super::tree::StoredChunkId;
 use super::Repository;
 
 mod builder;
+mod prefetch;
 mod reader;
 
 pub use builder::GenerationBuilder;
