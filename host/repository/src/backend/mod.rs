@@ -94,6 +94,28 @@ pub trait Backend: Send + Sync + 'static {
     /// is counted already; fault injection is the caller's.
     fn create_new(&self, storage: &Storage, key: &str, data: Vec<u8>) -> Result<(), StorageError>;
 
+    /// Read `len` bytes of object `key` from `offset`, on the calling
+    /// thread, where the store can do that without the async runtime (a
+    /// local file: one `pread`); `None` where it cannot, and the read goes
+    /// through OpenDAL. A read through the runtime costs two thread
+    /// hand-offs, which for the small reads of trees and chunks in a local
+    /// folder cost more than the read itself.
+    fn read_range_direct(
+        &self,
+        _key: &str,
+        _offset: u64,
+        _len: u64,
+    ) -> Option<std::io::Result<Vec<u8>>> {
+        None
+    }
+
+    /// Read object `key` whole, if it is at most `limit` bytes long (else
+    /// an error of kind `FileTooLarge`), on the calling thread where the
+    /// store can (see [`read_range_direct`](Self::read_range_direct)).
+    fn read_limited_direct(&self, _key: &str, _limit: u64) -> Option<std::io::Result<Vec<u8>>> {
+        None
+    }
+
     /// Delete the temporary objects that crashed writers left, last
     /// modified before `cutoff`; returns how many were deleted.
     fn remove_stale_temporaries(&self, _storage: &Storage, _cutoff: SystemTime) -> usize {

@@ -407,4 +407,55 @@ mod tests {
         storage.delete("a").unwrap();
         assert_eq!(storage.list("").unwrap(), Vec::<String>::new());
     }
+
+    /// A local folder's reads are done on the calling thread (see
+    /// `Backend::read_range_direct`): they read the same bytes and fail
+    /// with the same errors as reads through OpenDAL, and an object
+    /// deleted while open still reads as it was.
+    #[test]
+    fn local_reads_on_the_calling_thread_read_and_fail_as_through_opendal() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let storage = Storage::open(root.to_str().unwrap(), &StorageOptions::default()).unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        storage.write("packs/ab/obj", data.clone()).unwrap();
+        assert_eq!(
+            storage.read_range("packs/ab/obj", 100, 50).unwrap(),
+            &data[100..150]
+        );
+        assert_eq!(storage.read_range("packs/ab/obj", 0, 10_000).unwrap(), data);
+        assert_eq!(storage.read_limited("packs/ab/obj", 10_000).unwrap(), data);
+        assert_eq!(storage.read("packs/ab/obj").unwrap(), data);
+
+        let short = storage.read_range("packs/ab/obj", 9_990, 20).unwrap_err();
+        assert!(
+            short.to_string().contains("ends before byte 10010"),
+            "{short}"
+        );
+        let large = storage.read_limited("packs/ab/obj", 9_999).unwrap_err();
+        assert!(
+            large.to_string().contains("larger than the format allows"),
+            "{large}"
+        );
+        for missing in [
+            storage.read_range("packs/ab/none", 0, 1).unwrap_err(),
+            storage.read_limited("packs/ab/none", 10).unwrap_err(),
+        ] {
+            assert!(
+                matches!(missing, StorageError::NotFound { .. }),
+                "{missing}"
+            );
+        }
+
+        // Open since the first read: deleted, it reads as it was.
+        storage.delete("packs/ab/obj").unwrap();
+        assert_eq!(
+            storage.read_range("packs/ab/obj", 5, 5).unwrap(),
+            &data[5..10]
+        );
+        assert!(matches!(
+            storage.read_limited("packs/ab/obj", 1 << 20),
+            Err(StorageError::NotFound { .. })
+        ));
+    }
 }

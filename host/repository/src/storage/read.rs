@@ -28,6 +28,12 @@ impl Storage {
     /// read a huge object into memory.
     pub fn read_limited(&self, key: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
         self.faults.run(Op::Read, key, || {
+            if let Some(read) = self.backend.read_limited_direct(key, limit) {
+                return read.map_err(|e| match e.kind() {
+                    std::io::ErrorKind::FileTooLarge => self.too_large(key, limit),
+                    _ => self.direct_failure(key, e, None),
+                });
+            }
             let read = self.run(|op| async move {
                 let mut stream = op.reader(key).await?.into_stream(..).await?;
                 let mut out: Vec<u8> = Vec::new();
@@ -44,18 +50,48 @@ impl Storage {
             });
             match read {
                 Ok(Some(data)) => Ok(data),
-                Ok(None) => Err(StorageError::Failed {
-                    url: self.url.clone(),
-                    op: "read",
-                    key: key.to_string(),
-                    message: format!(
-                        "it is larger than the format allows for it ({limit} bytes); \
-                         damaged or not written by obnam"
-                    ),
-                }),
+                Ok(None) => Err(self.too_large(key, limit)),
                 Err(e) => Err(self.fail("read", key, e)),
             }
         })
+    }
+
+    /// The error of an object larger than `limit` bytes.
+    fn too_large(&self, key: &str, limit: u64) -> StorageError {
+        StorageError::Failed {
+            url: self.url.clone(),
+            op: "read",
+            key: key.to_string(),
+            message: format!(
+                "it is larger than the format allows for it ({limit} bytes); \
+                 damaged or not written by obnam"
+            ),
+        }
+    }
+
+    /// The error of a read done on the calling thread (see
+    /// [`Backend::read_range_direct`](crate::backend::Backend::read_range_direct)),
+    /// in the words of a read through OpenDAL; `end` is where a ranged
+    /// read ends.
+    fn direct_failure(&self, key: &str, e: std::io::Error, end: Option<u64>) -> StorageError {
+        match (e.kind(), end) {
+            (std::io::ErrorKind::NotFound, _) => StorageError::NotFound {
+                url: self.url.clone(),
+                key: key.to_string(),
+            },
+            (std::io::ErrorKind::UnexpectedEof, Some(end)) => StorageError::Failed {
+                url: self.url.clone(),
+                op: "read",
+                key: key.to_string(),
+                message: format!("it ends before byte {end} (truncated or damaged)"),
+            },
+            _ => StorageError::Failed {
+                url: self.url.clone(),
+                op: "read",
+                key: key.to_string(),
+                message: e.to_string(),
+            },
+        }
     }
 
     /// Read a whole object as the pieces it arrived in, without copying
@@ -75,6 +111,9 @@ impl Storage {
     /// read objects are kept open: a restore reads many blobs of each pack.
     pub fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StorageError> {
         self.faults.run(Op::Read, key, || {
+            if let Some(read) = self.backend.read_range_direct(key, offset, len) {
+                return read.map_err(|e| self.direct_failure(key, e, Some(offset + len)));
+            }
             let cached = self
                 .readers
                 .lock()
