@@ -309,6 +309,13 @@ pub trait RepositoryService: Send + Sync {
     /// The boundary form of [`Repository::file_checksum_kind`](crate::Repository::file_checksum_kind):
     /// a [`ChecksumKind::code`](crate::checksum::ChecksumKind::code).
     fn file_checksum_kind(&self) -> u8;
+    // Added in 0.1.7.
+    /// The boundary form of [`Repository::check_objects_except`](crate::Repository::check_objects_except).
+    fn check_objects_except(
+        &self,
+        verify_data: bool,
+        verified: RSlice<'_, ChunkId>,
+    ) -> AbiResult<RawObjectReport>;
 }
 
 /// One client's share of a repository, at the boundary (see

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use super::blobs::blob_context;
 use super::error::{RepoError, RepoResult};
-use super::ids::ObjectId;
+use super::ids::{ChunkId, ObjectId};
 use super::index::IndexEntry;
 use super::storage::StorageError;
 use super::{pack, Repository};
@@ -93,12 +93,26 @@ impl Repository {
     /// every pack read whole: its trailer, its agreement with the index,
     /// and every blob in it against its id.
     pub fn check_objects(&self, verify_data: bool) -> RepoResult<ObjectReport> {
+        self.check_objects_except(verify_data, &HashSet::new())
+    }
+
+    /// [`check_objects`](Self::check_objects), except that a blob in
+    /// `verified` is not decoded and checked again where the pack holds
+    /// it at the place the index gives: fsck reads every file's chunks
+    /// through the index first (each checked against its id as it is
+    /// read, see [`get_chunk`](Self::get_chunk)), and then only the
+    /// packs' trailers, trees and blobs no file uses are left to check.
+    pub fn check_objects_except(
+        &self,
+        verify_data: bool,
+        verified: &HashSet<ChunkId>,
+    ) -> RepoResult<ObjectReport> {
         self.ensure_index()?;
         let mut report = ObjectReport {
             problems: self.damaged_index_objects(),
             ..ObjectReport::default()
         };
-        let mut gone = self.check_listed_packs(verify_data, &mut report)?;
+        let mut gone = self.check_listed_packs(verify_data, verified, &mut report)?;
         if !gone.is_empty() {
             // A prune running meanwhile deletes the index objects that
             // list a pack before the pack: with the index loaded afresh,
@@ -126,6 +140,7 @@ impl Repository {
     fn check_listed_packs(
         &self,
         verify_data: bool,
+        verified: &HashSet<ChunkId>,
         report: &mut ObjectReport,
     ) -> RepoResult<Vec<(ObjectId, String)>> {
         let stored = self.stored_packs()?;
@@ -152,7 +167,7 @@ impl Repository {
             }
         }
         // In pack-id order, whichever thread checked each.
-        for ((id, entries), result) in to_check.iter().zip(self.check_packs(&to_check)) {
+        for ((id, entries), result) in to_check.iter().zip(self.check_packs(&to_check, verified)) {
             report.packs_checked += 1;
             match result {
                 Ok((checked, problems)) => {
@@ -172,7 +187,11 @@ impl Repository {
     /// threads as there are processors (a pack is read, decrypted,
     /// decompressed and hashed: work for every core), each holding one
     /// pack at a time; the results in the order of `packs`.
-    fn check_packs(&self, packs: &[(&ObjectId, &[IndexEntry])]) -> Vec<RepoResult<PackCheck>> {
+    fn check_packs(
+        &self,
+        packs: &[(&ObjectId, &[IndexEntry])],
+        verified: &HashSet<ChunkId>,
+    ) -> Vec<RepoResult<PackCheck>> {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 8)
@@ -185,7 +204,7 @@ impl Repository {
             let Some((id, entries)) = packs.get(i) else {
                 return;
             };
-            let result = self.check_pack(id, entries);
+            let result = self.check_pack(id, entries, verified);
             results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
         };
         std::thread::scope(|scope| {
@@ -204,7 +223,12 @@ impl Repository {
 
     /// Read one pack whole and check it; returns the blobs checked and the
     /// problems found.
-    fn check_pack(&self, id: &ObjectId, indexed: &[IndexEntry]) -> RepoResult<PackCheck> {
+    fn check_pack(
+        &self,
+        id: &ObjectId,
+        indexed: &[IndexEntry],
+        verified: &HashSet<ChunkId>,
+    ) -> RepoResult<PackCheck> {
         let key = pack::key(id);
         let bytes = self
             .storage()
@@ -230,6 +254,12 @@ impl Repository {
                 ));
             }
         }
+        // Where the index places each blob of this pack: a blob read and
+        // checked through the index was read from there.
+        let in_index: HashSet<(_, u32, u32)> = indexed
+            .iter()
+            .map(|e| (e.id, e.location.offset, e.location.length))
+            .collect();
         let mut checked = 0;
         for e in &listed {
             let context = blob_context(&e.id, e.location.kind);
@@ -242,6 +272,11 @@ impl Repository {
                 continue;
             };
             checked += 1;
+            if verified.contains(&e.id)
+                && in_index.contains(&(e.id, e.location.offset, e.location.length))
+            {
+                continue;
+            }
             let verified = self
                 .codec
                 .open_blob(&context, stored.to_vec())

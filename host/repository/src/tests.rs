@@ -49,6 +49,59 @@ fn ten_thousand_chunks_round_trip_across_packs() {
     }
 }
 
+/// The check of the packs decodes only the blobs its caller did not read
+/// and check already (fsck reads every file's chunks first): a damaged
+/// blob it was not told of is found; one it was told of counts as
+/// checked, not decoded again.
+#[test]
+fn the_check_of_packs_skips_only_the_blobs_verified_already() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    let ids: Vec<_> = (0..50)
+        .map(|i| {
+            let data = chunk(i);
+            repo.put_chunk(repo.token(&data), data).unwrap()
+        })
+        .collect();
+    repo.flush().unwrap();
+    let all: std::collections::HashSet<_> = ids.iter().copied().collect();
+    let clean = repo.check_objects_except(true, &all).unwrap();
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    assert_eq!(clean.blobs_checked, 50);
+
+    // Damage chunk 7 where its pack holds it.
+    let needle = b"chunk number 7 ";
+    let mut damaged = false;
+    for folder in std::fs::read_dir(dir.path().join("packs")).unwrap() {
+        for pack in std::fs::read_dir(folder.unwrap().path()).unwrap() {
+            let path = pack.unwrap().path();
+            let mut bytes = std::fs::read(&path).unwrap();
+            if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+                bytes[at + needle.len() + 3] ^= 1;
+                std::fs::write(&path, bytes).unwrap();
+                damaged = true;
+            }
+        }
+    }
+    assert!(damaged, "chunk 7 was not found in a pack");
+    let mut but_seven = all.clone();
+    but_seven.remove(&ids[7]);
+    for report in [
+        repo.check_objects(true).unwrap(),
+        repo.check_objects_except(true, &but_seven).unwrap(),
+    ] {
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(
+            report.problems[0].contains(&ids[7].to_string()),
+            "{:?}",
+            report.problems
+        );
+    }
+    let told = repo.check_objects_except(true, &all).unwrap();
+    assert!(told.problems.is_empty(), "{:?}", told.problems);
+    assert_eq!(told.blobs_checked, 50);
+}
+
 #[test]
 fn a_second_copy_of_a_token_gets_its_own_id() {
     let dir = tempfile::tempdir().unwrap();

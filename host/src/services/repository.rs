@@ -2,6 +2,7 @@
 //! generation readers and builders behind the boundary's traits
 //! ([`plugin_api::repo_abi`]). Values cross by [`convert`](super::convert).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -288,6 +289,17 @@ impl RepositoryService for RepoService {
 
     fn usage(&self) -> AbiResult<RawUsage> {
         self.shield.call(|| self.repo().usage())
+    }
+
+    fn check_objects_except(
+        &self,
+        verify_data: bool,
+        verified: RSlice<'_, abi::ChunkId>,
+    ) -> AbiResult<abi::RawObjectReport> {
+        let verified: HashSet<obnam_repository::ids::ChunkId> =
+            verified.iter().map(|id| (*id).convert()).collect();
+        self.shield
+            .call(|| self.repo().check_objects_except(verify_data, &verified))
     }
 
     fn file_checksum_kind(&self) -> u8 {

@@ -8,18 +8,20 @@
 //! allows is found), every name in them (with the check every walker
 //! shares, so an entry named `/` or `` is reported, not walked), and that
 //! every chunk a file refers to is in the index. With `--verify-data` it
-//! also reads every pack whole (its own list of blobs against the index,
-//! every blob against its id), every chunk of every file (through the data
-//! filters), and checks each file's whole-file checksum. Each problem is
-//! reported once, on one line naming the object and the client,
-//! generation and path that reach it, and the run ends non-zero.
+//! also reads every chunk of every file (through the data filters) and
+//! checks each file's whole-file checksum, then reads every pack whole
+//! (its own list of blobs against the index, every blob against its id).
+//! Each problem is reported once, on one line naming the object and the
+//! client, generation and path that reach it, and the run ends non-zero.
 //!
 //! Verifying is the slow part, so it is done once per distinct thing: a
 //! file's content once per distinct (size, checksum, chunk list), however
-//! many generations hold the same unchanged file (each chunk read is
-//! checked against its id by the repository as it reads it, so the
-//! walk does not hash it again). The files of a
-//! generation are verified by several threads at once.
+//! many generations hold the same unchanged file, and a chunk decoded and
+//! checked against its id once: as the walk reads it (the repository
+//! checks it as it reads it, so the walk does not hash it again), and the
+//! check of the packs then decodes only what the walk did not read
+//! (`Repository::check_objects_except`: trees, blobs no file uses). The
+//! files of a generation are verified by several threads at once.
 
 #![forbid(unsafe_code)]
 
@@ -322,10 +324,9 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         held: Mutex::new(Vec::new()),
         report: Report::default(),
     };
-    if verify_data {
-        ctx.status("checking every pack");
-    }
-    let (problems, packs, blobs) = repo.check_objects(verify_data)?;
+    // First the objects as objects, without reading the packs: index
+    // objects that cannot be read, packs that are gone.
+    let (problems, mut packs, mut blobs) = repo.check_objects(false)?;
     for problem in &problems {
         checker.problem(problem);
     }
@@ -348,6 +349,27 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
                 had_problems && !repo.generations(&client)?.iter().any(|g| g.id == gen.id);
             checker.report_held(removed);
         }
+    }
+    if verify_data {
+        // Then every pack read whole: its list of blobs against the
+        // index, and every blob against its id, but for the chunks the
+        // walk read and checked already (each is decoded once).
+        ctx.status("checking every pack");
+        let verified: Vec<ChunkId> = checker
+            .verified_chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        let (more, p, b) = repo.check_objects_except(true, &verified)?;
+        (packs, blobs) = (p, b);
+        // What the first check found (damaged index objects) is reported
+        // once.
+        for problem in more.iter().filter(|m| !problems.contains(m)) {
+            checker.problem(problem);
+        }
+        checker.report_held(false);
     }
     let r = &checker.report;
     let problems = r.problems.load(Ordering::Relaxed);

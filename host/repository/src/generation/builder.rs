@@ -231,7 +231,7 @@ impl GenerationBuilder {
     }
 
     /// The entries of a directory in the previous generation. The trees
-    /// of its subdirectories are read ahead (see [`super::prefetch`]): a
+    /// of its subdirectories are read ahead (see `prefetch.rs`): a
     /// backup asks for a directory just before it walks it.
     pub fn previous_dir(&self, path: &[u8]) -> RepoResult<Option<Vec<TreeEntry>>> {
         let Some(reader) = &self.previous else {
