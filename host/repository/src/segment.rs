@@ -270,6 +270,13 @@ impl Segment {
         };
         let file = File::open(path).map_err(|e| fail(e.to_string()))?;
         let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+        if len <= in_memory_max {
+            // Read whole: a lookup then costs no system call.
+            let mut data = vec![0u8; len as usize];
+            file.read_exact_at(&mut data, 0)
+                .map_err(|e| fail(format!("reading the segment: {e}")))?;
+            return Segment::whole(data, Some(path));
+        }
         let mut header = [0u8; HEADER_FIELDS + 16];
         file.read_exact_at(&mut header, 0)
             .map_err(|e| fail(format!("reading the header: {e}")))?;
@@ -284,18 +291,6 @@ impl Segment {
             )));
         }
         let tables_len = usize::try_from(tables_len).map_err(|e| fail(e.to_string()))?;
-        if len <= in_memory_max {
-            // Read whole: a lookup then costs no system call.
-            let mut data = vec![0u8; len as usize];
-            file.read_exact_at(&mut data, 0)
-                .map_err(|e| fail(format!("reading the segment: {e}")))?;
-            let tables = data[tables_at as usize..].to_vec();
-            let mut segment = Segment::unparsed(Some(path), Bytes::Memory(data), salt, entries);
-            segment
-                .parse_tables(&header, &tables, packs, objects, pages)
-                .map_err(&fail)?;
-            return Ok(segment);
-        }
         let mut tables = vec![0u8; tables_len];
         file.read_exact_at(&mut tables, tables_at)
             .map_err(|e| fail(format!("reading the tables: {e}")))?;
@@ -325,8 +320,14 @@ impl Segment {
     /// Check and use a whole segment held in memory (as written by a
     /// [`SegmentWriter`] without a file).
     pub fn from_bytes(data: Vec<u8>) -> Result<Segment, SegmentError> {
+        Segment::whole(data, None)
+    }
+
+    /// Check and use a whole segment held in memory: made in memory
+    /// (`path` is `None`), or a small segment file read whole.
+    fn whole(data: Vec<u8>, path: Option<&Path>) -> Result<Segment, SegmentError> {
         let fail = |reason: String| SegmentError {
-            path: "(memory)".into(),
+            path: path.map_or_else(|| "(memory)".into(), |p| p.display().to_string()),
             reason,
         };
         let header: [u8; HEADER_FIELDS + 16] = data
@@ -338,10 +339,14 @@ impl Segment {
         let pages = pages_for(entries);
         let tables_at = PAGE_BYTES as u64 + pages * PAGE_BYTES as u64;
         if tables_at.checked_add(tables_len) != Some(data.len() as u64) {
-            return Err(fail("length disagrees with the header".into()));
+            return Err(fail(format!(
+                "{} bytes, not the {} its header announces",
+                data.len(),
+                tables_at.saturating_add(tables_len)
+            )));
         }
         let tables = data[tables_at as usize..].to_vec();
-        let mut segment = Segment::unparsed(None, Bytes::Memory(Vec::new()), salt, entries);
+        let mut segment = Segment::unparsed(path, Bytes::Memory(Vec::new()), salt, entries);
         segment
             .parse_tables(&header, &tables, packs, objects, pages)
             .map_err(&fail)?;

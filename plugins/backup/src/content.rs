@@ -753,15 +753,13 @@ impl Splitter {
         };
         for segment in plan {
             match segment {
-                Segment::Hole(len) => {
+                Segment::Hole(len) | Segment::Zeros(len) => {
                     source.hasher.update_zeros(*len);
                     source.bytes_read += len;
-                    source.holes += len;
-                    on_piece(Piece::Zeros(*len))?;
-                }
-                Segment::Zeros(len) => {
-                    source.hasher.update_zeros(*len);
-                    source.bytes_read += len;
+                    // Edge zeros were read (to find where they end).
+                    if matches!(segment, Segment::Hole(_)) {
+                        source.holes += len;
+                    }
                     on_piece(Piece::Zeros(*len))?;
                 }
                 Segment::Data(range) => {

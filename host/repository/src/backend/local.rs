@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -126,7 +126,7 @@ impl Backend for Local {
     fn read_limited_direct(&self, key: &str, limit: u64) -> Option<std::io::Result<Vec<u8>>> {
         let read = || {
             // Opened afresh, not kept: read whole once (a pack checked,
-            // an index object), and this file's offset is its own.
+            // an index object).
             let mut f = File::open(self.root.join(key))?;
             let len = f.metadata()?.len();
             if len > limit {
@@ -134,7 +134,6 @@ impl Backend for Local {
             }
             let mut data = Vec::with_capacity(len as usize);
             // One byte more than the limit shows a file that grew.
-            f.rewind()?;
             (&mut f).take(limit + 1).read_to_end(&mut data)?;
             if data.len() as u64 > limit {
                 return Err(std::io::ErrorKind::FileTooLarge.into());
