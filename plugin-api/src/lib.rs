@@ -55,6 +55,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod abi;
+pub mod allocator;
 mod app;
 pub mod checksum;
 mod context;
