@@ -107,7 +107,7 @@ fn create(dir: &str, n: u64, per_pack: u64) -> Result<(), Box<dyn std::error::Er
         if checksums {
             object::add_checksum(key, &mut data);
         }
-        object::seal_whole(&NoFilters, None, key, data)
+        object::seal_whole(&NoFilters, None, key, &data)
     };
     // The local store makes folders as objects are written into them.
     std::fs::create_dir_all(std::path::Path::new(dir).join("index"))?;

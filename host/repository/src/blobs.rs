@@ -42,7 +42,8 @@ pub(crate) fn blob_context(id: &ChunkId, kind: BlobKind) -> String {
 impl Repository {
     /// Store a new copy of a chunk and return its id: the first copy of a
     /// token gets variant 0, later copies a random variant.
-    pub fn put_chunk(&self, token: Token, data: Vec<u8>) -> RepoResult<ChunkId> {
+    pub fn put_chunk(&self, token: Token, data: impl AsRef<[u8]>) -> RepoResult<ChunkId> {
+        let data = data.as_ref();
         // Never write what no reader would accept.
         if data.len() > crate::limits::MAX_CHUNK_LEN {
             return Err(RepoError::Usage(format!(
@@ -85,7 +86,7 @@ impl Repository {
         }
         self.ensure_index()?;
         let id = self.catalog.allocate(token);
-        let result = self.uploads.put(self, id, BlobKind::Tree, bytes);
+        let result = self.uploads.put(self, id, BlobKind::Tree, &bytes);
         self.catalog.release(&id);
         result.map(|()| id)
     }

@@ -10,6 +10,7 @@
 //! objects with: `Repository::write_object`, `Repository::read_object`,
 //! and `Repository::read_records` (every JSON record of a folder).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::config::{RepoConfig, FIRST_CHECKSUM_VERSION};
@@ -58,7 +59,7 @@ impl Codec {
         if self.checksums {
             object::add_checksum(key, &mut data);
         }
-        object::seal_whole(self.filter(), self.seal_tag(), key, data)
+        object::seal_whole(self.filter(), self.seal_tag(), key, &data)
     }
 
     /// Undo [`encode`](Self::encode), checking the checksum.
@@ -73,7 +74,11 @@ impl Codec {
 
     /// The stored form of a blob, as its filter header and its payload
     /// (a blob is checked against its id, so it carries no checksum).
-    pub fn seal_blob(&self, context: &str, data: Vec<u8>) -> RepoResult<(Vec<u8>, Vec<u8>)> {
+    pub fn seal_blob<'d>(
+        &self,
+        context: &str,
+        data: &'d [u8],
+    ) -> RepoResult<(Vec<u8>, Cow<'d, [u8]>)> {
         object::seal(self.filter(), self.seal_tag(), context, data)
     }
 

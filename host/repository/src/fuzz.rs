@@ -71,7 +71,7 @@ fn valid_pack() -> Vec<u8> {
     let entries: Vec<IndexEntry> = (0..8).map(|i| entry(i, 0)).collect();
     let mut trailer = pack::trailer(&entries);
     object::add_checksum("pack/p", &mut trailer);
-    let sealed = object::seal_whole(&NoFilters, None, "pack/p", trailer).unwrap();
+    let sealed = object::seal_whole(&NoFilters, None, "pack/p", &trailer).unwrap();
     pack::finish(pack::MAGIC.to_vec(), &sealed)
 }
 

@@ -32,6 +32,8 @@
 //! The engine knows filters only through [`ObjectFilter`]; the host's
 //! service layer implements it with the hook registry.
 
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
 
 use super::error::{RepoError, RepoResult};
@@ -120,24 +122,22 @@ pub struct Unlocked {
 /// The data filters, as the repository engine sees them.
 pub trait ObjectFilter: Send + Sync {
     /// Transform `data` for storage with every filter except `skip` (the
-    /// seal, which runs separately); returns the bytes and the tags of the
-    /// filters that changed them, in the order they ran. `context` names
-    /// the object (`chunk/ID`, `tree/ID`, `index/ID`, ...).
-    fn encode(
+    /// seal, which runs separately); returns the bytes (borrowed when no
+    /// filter changed them: a chunk that does not compress is copied only
+    /// into its pack) and the tags of the filters that changed them, in the
+    /// order they ran. `context` names the object (`chunk/ID`, `tree/ID`,
+    /// `index/ID`, ...).
+    fn encode<'d>(
         &self,
         context: &str,
-        data: Vec<u8>,
+        data: &'d [u8],
         skip: Option<&str>,
-    ) -> Result<(Vec<u8>, Vec<String>), String>;
+    ) -> Result<(Cow<'d, [u8]>, Vec<String>), String>;
 
     /// Run only the filter tagged `tag` on `data`; `None` if it left the
     /// data unchanged.
-    fn encode_with(
-        &self,
-        tag: &str,
-        context: &str,
-        data: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, String>;
+    fn encode_with(&self, tag: &str, context: &str, data: &[u8])
+        -> Result<Option<Vec<u8>>, String>;
 
     /// Undo the filters named by `tags`, last first.
     fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String>;
@@ -155,16 +155,16 @@ pub trait ObjectFilter: Send + Sync {
 pub struct NoFilters;
 
 impl ObjectFilter for NoFilters {
-    fn encode(
+    fn encode<'d>(
         &self,
         _: &str,
-        data: Vec<u8>,
+        data: &'d [u8],
         _: Option<&str>,
-    ) -> Result<(Vec<u8>, Vec<String>), String> {
-        Ok((data, Vec::new()))
+    ) -> Result<(Cow<'d, [u8]>, Vec<String>), String> {
+        Ok((Cow::Borrowed(data), Vec::new()))
     }
 
-    fn encode_with(&self, tag: &str, _: &str, _: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+    fn encode_with(&self, tag: &str, _: &str, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
         Err(missing_filter_message("the repository", tag))
     }
 
@@ -208,12 +208,12 @@ fn encode_header(context: &str, tags: &[String]) -> RepoResult<Vec<u8>> {
 /// Encode an object for storage: returns the tag header and the payload,
 /// kept apart so that a pack writer can append both without a copy.
 /// `seal` names the repository's sealing filter, if it has one.
-pub fn seal(
+pub fn seal<'d>(
     filter: &dyn ObjectFilter,
     seal: Option<&str>,
     context: &str,
-    data: Vec<u8>,
-) -> RepoResult<(Vec<u8>, Vec<u8>)> {
+    data: &'d [u8],
+) -> RepoResult<(Vec<u8>, Cow<'d, [u8]>)> {
     let (payload, tags) = filter
         .encode(context, data, seal)
         .map_err(RepoError::Filter)?;
@@ -225,14 +225,17 @@ pub fn seal(
     inner.extend_from_slice(&payload);
     drop(payload);
     let sealed = filter
-        .encode_with(seal, context, inner)
+        .encode_with(seal, context, &inner)
         .map_err(RepoError::Filter)?
         .ok_or_else(|| {
             RepoError::Filter(format!(
                 "the '{seal}' filter left object {context} unsealed; refusing to store it"
             ))
         })?;
-    Ok((encode_header(context, &[seal.to_string()])?, sealed))
+    Ok((
+        encode_header(context, &[seal.to_string()])?,
+        Cow::Owned(sealed),
+    ))
 }
 
 /// Encode an object as one buffer.
@@ -240,7 +243,7 @@ pub fn seal_whole(
     filter: &dyn ObjectFilter,
     seal_tag: Option<&str>,
     context: &str,
-    data: Vec<u8>,
+    data: &[u8],
 ) -> RepoResult<Vec<u8>> {
     let (mut header, payload) = seal(filter, seal_tag, context, data)?;
     header.extend_from_slice(&payload);
@@ -311,21 +314,25 @@ mod tests {
     struct Upper;
 
     impl ObjectFilter for Upper {
-        fn encode(
+        fn encode<'d>(
             &self,
             _: &str,
-            data: Vec<u8>,
+            data: &'d [u8],
             _: Option<&str>,
-        ) -> Result<(Vec<u8>, Vec<String>), String> {
-            Ok((data.to_ascii_uppercase(), vec!["upper".into(), "x".into()]))
+        ) -> Result<(Cow<'d, [u8]>, Vec<String>), String> {
+            Ok((
+                Cow::Owned(data.to_ascii_uppercase()),
+                vec!["upper".into(), "x".into()],
+            ))
         }
         fn encode_with(
             &self,
             tag: &str,
             context: &str,
-            mut data: Vec<u8>,
+            data: &[u8],
         ) -> Result<Option<Vec<u8>>, String> {
             assert_eq!(tag, "seal");
+            let mut data = data.to_vec();
             data.reverse();
             data.extend_from_slice(context.as_bytes());
             Ok(Some(data))
@@ -355,17 +362,17 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        let stored = seal_whole(&Upper, None, "c", b"hello".to_vec()).unwrap();
+        let stored = seal_whole(&Upper, None, "c", b"hello").unwrap();
         assert_eq!(stored, b"\x02\x05upper\x01xHELLO");
         assert_eq!(open(&Upper, None, "c", stored).unwrap(), b"hello");
-        let plain = seal_whole(&NoFilters, None, "c", b"abc".to_vec()).unwrap();
+        let plain = seal_whole(&NoFilters, None, "c", b"abc").unwrap();
         assert_eq!(plain, b"\x00abc");
         assert_eq!(open(&NoFilters, None, "c", plain).unwrap(), b"abc");
     }
 
     #[test]
     fn a_seal_wraps_the_inner_tags_and_is_required() {
-        let stored = seal_whole(&Upper, Some("seal"), "c", b"hi".to_vec()).unwrap();
+        let stored = seal_whole(&Upper, Some("seal"), "c", b"hi").unwrap();
         // Only the seal's tag shows; the inner header is inside it.
         assert_eq!(stored, b"\x01\x04sealIHx\x01reppu\x05\x02c");
         assert_eq!(
@@ -375,7 +382,7 @@ mod tests {
         // Another object's context does not open it.
         assert!(open(&Upper, Some("seal"), "d", stored).is_err());
         // An unsealed object in a sealed repository is refused.
-        let plain = seal_whole(&Upper, None, "c", b"hi".to_vec()).unwrap();
+        let plain = seal_whole(&Upper, None, "c", b"hi").unwrap();
         let err = open(&Upper, Some("seal"), "c", plain).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -385,7 +392,7 @@ mod tests {
 
     #[test]
     fn missing_filter_and_corrupt_header_are_named() {
-        let stored = seal_whole(&Upper, None, "chunk/1", b"x".to_vec()).unwrap();
+        let stored = seal_whole(&Upper, None, "chunk/1", b"x").unwrap();
         let err = open(&NoFilters, None, "chunk/1", stored).unwrap_err();
         assert_eq!(
             err.to_string(),

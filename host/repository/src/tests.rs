@@ -1,5 +1,6 @@
 //! Tests of the engine alone, on a local folder, without plugins.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -575,16 +576,17 @@ fn a_repository_survives_runs_with_every_kind_of_fault() {
 struct Reverse;
 
 impl ObjectFilter for Reverse {
-    fn encode(
+    fn encode<'d>(
         &self,
         _: &str,
-        mut data: Vec<u8>,
+        data: &'d [u8],
         _: Option<&str>,
-    ) -> Result<(Vec<u8>, Vec<String>), String> {
+    ) -> Result<(Cow<'d, [u8]>, Vec<String>), String> {
+        let mut data = data.to_vec();
         data.reverse();
-        Ok((data, vec!["reverse".into()]))
+        Ok((Cow::Owned(data), vec!["reverse".into()]))
     }
-    fn encode_with(&self, _: &str, _: &str, _: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+    fn encode_with(&self, _: &str, _: &str, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
         Err("no seal here".into())
     }
     fn decode(&self, _: &str, mut data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
@@ -608,20 +610,20 @@ struct XorSeal {
 }
 
 impl ObjectFilter for XorSeal {
-    fn encode(
+    fn encode<'d>(
         &self,
         _: &str,
-        data: Vec<u8>,
+        data: &'d [u8],
         skip: Option<&str>,
-    ) -> Result<(Vec<u8>, Vec<String>), String> {
+    ) -> Result<(Cow<'d, [u8]>, Vec<String>), String> {
         assert_eq!(skip, Some("xor"));
-        Ok((data, Vec::new()))
+        Ok((Cow::Borrowed(data), Vec::new()))
     }
     fn encode_with(
         &self,
         tag: &str,
         context: &str,
-        data: Vec<u8>,
+        data: &[u8],
     ) -> Result<Option<Vec<u8>>, String> {
         assert_eq!(tag, "xor");
         let mut out: Vec<u8> = data.iter().map(|b| b ^ self.key).collect();

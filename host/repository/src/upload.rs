@@ -109,7 +109,7 @@ impl Uploads {
         repo: &Repository,
         id: ChunkId,
         kind: BlobKind,
-        data: Vec<u8>,
+        data: &[u8],
     ) -> RepoResult<()> {
         self.check()?;
         let (header, payload) = repo.codec.seal_blob(&blob_context(&id, kind), data)?;

@@ -3,6 +3,7 @@
 //! engine's [`ObjectFilter`]), and the `repository-open` hook that unlocks
 //! an encrypted repository.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Weak};
 
 use obnam_repository::object::{ObjectFilter, UnlockRequest, Unlocked};
@@ -46,18 +47,34 @@ impl Host {
         data: RVec<u8>,
         skip: Option<&str>,
     ) -> Result<Filtered, Error> {
+        let (changed, tags) = self.run_filter_write_borrowed(hook, context, &data, skip)?;
+        Ok(Filtered {
+            data: changed.unwrap_or(data),
+            tags,
+        })
+    }
+
+    /// [`run_filter_write`](Self::run_filter_write) on borrowed data: the
+    /// bytes the filters made, or `None` if none changed the data, and
+    /// the tags of those that did.
+    pub fn run_filter_write_borrowed(
+        &self,
+        hook: &str,
+        context: &str,
+        data: &[u8],
+        skip: Option<&str>,
+    ) -> Result<(Option<RVec<u8>>, RVec<RString>), Error> {
         let def = self.filter_hook(hook)?;
-        let mut out = Filtered {
-            data,
-            tags: RVec::new(),
-        };
+        let mut changed: Option<RVec<u8>> = None;
+        let mut tags = RVec::new();
         for f in def.filters.iter().filter(|f| Some(f.tag.as_str()) != skip) {
-            if let Some(data) = self.encode_with(f, context, out.data.as_rslice())? {
-                out.data = data;
-                out.tags.push(f.tag.as_str().into());
+            let input = changed.as_ref().map_or(data, |c| c.as_slice());
+            if let Some(out) = self.encode_with(f, context, RSlice::from_slice(input))? {
+                changed = Some(out);
+                tags.push(f.tag.as_str().into());
             }
         }
-        Ok(out)
+        Ok((changed, tags))
     }
 
     /// Run data through one filter of a filter hook, the one tagged `tag`.
@@ -188,22 +205,22 @@ impl HookFilter {
 }
 
 impl ObjectFilter for HookFilter {
-    fn encode(
+    fn encode<'d>(
         &self,
         context: &str,
-        data: Vec<u8>,
+        data: &'d [u8],
         skip: Option<&str>,
-    ) -> Result<(Vec<u8>, Vec<String>), String> {
+    ) -> Result<(Cow<'d, [u8]>, Vec<String>), String> {
         let host = self.host()?;
         if !host.has_filters(DATA_FILTER_HOOK) {
-            return Ok((data, Vec::new()));
+            return Ok((Cow::Borrowed(data), Vec::new()));
         }
-        let out = host
-            .run_filter_write(DATA_FILTER_HOOK, context, RVec::from(data), skip)
+        let (changed, tags) = host
+            .run_filter_write_borrowed(DATA_FILTER_HOOK, context, data, skip)
             .map_err(|e| e.to_string())?;
         Ok((
-            out.data.into_vec(),
-            out.tags.into_iter().map(RString::into_string).collect(),
+            changed.map_or(Cow::Borrowed(data), |c| Cow::Owned(c.into_vec())),
+            tags.into_iter().map(RString::into_string).collect(),
         ))
     }
 
@@ -211,10 +228,10 @@ impl ObjectFilter for HookFilter {
         &self,
         tag: &str,
         context: &str,
-        data: Vec<u8>,
+        data: &[u8],
     ) -> Result<Option<Vec<u8>>, String> {
         self.host()?
-            .run_one_filter(DATA_FILTER_HOOK, tag, context, &data)
+            .run_one_filter(DATA_FILTER_HOOK, tag, context, data)
             .map(|out| out.map(RVec::into_vec))
             .map_err(|e| e.to_string())
     }

@@ -171,7 +171,7 @@ impl RepositoryService for RepoService {
         self.shield.guarded(|| {
             let id = self
                 .repo()
-                .put_chunk(token.convert(), data.as_slice().to_vec())
+                .put_chunk(token.convert(), data.as_slice())
                 .map_err(err)?;
             Ok(id.convert())
         })
