@@ -108,8 +108,8 @@ fn a_second_copy_of_a_token_gets_its_own_id() {
     let dir = tempfile::tempdir().unwrap();
     let repo = open(dir.path(), 1 << 20);
     let token = repo.token(b"same");
-    let a = repo.put_chunk(token, b"same".to_vec()).unwrap();
-    let b = repo.put_chunk(token, b"same".to_vec()).unwrap();
+    let a = repo.put_chunk(token, b"same").unwrap();
+    let b = repo.put_chunk(token, b"same").unwrap();
     assert_eq!(a.variant, 0);
     assert_ne!(a, b);
     assert_eq!(repo.find_chunks(&token).len(), 2);
@@ -125,7 +125,7 @@ fn a_chunk_whose_content_does_not_match_its_id_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let repo = open(dir.path(), 1 << 20);
     let id = repo
-        .put_chunk(Token([7; 32]), b"not what the id says".to_vec())
+        .put_chunk(Token([7; 32]), b"not what the id says")
         .unwrap();
     repo.flush().unwrap();
     let again = open(dir.path(), 1 << 20);
@@ -789,7 +789,7 @@ fn objects_are_private_to_their_owner() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let repo = open(dir.path(), 1 << 20);
-    repo.put_chunk(Token([1; 32]), b"x".to_vec()).unwrap();
+    repo.put_chunk(Token([1; 32]), b"x").unwrap();
     repo.flush().unwrap();
     for f in walk(dir.path()) {
         let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
