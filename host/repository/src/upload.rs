@@ -34,6 +34,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The room a tree pack's buffer starts with (see
+/// [`Uploads::first_capacity`]).
+const TREE_PACK_START: usize = 256 << 10;
+
 /// The first failure of a background upload, which every later store and
 /// flush of the run fails with.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -94,6 +98,20 @@ impl Uploads {
         }
     }
 
+    /// The room a new pack's buffer starts with. A data pack fills up
+    /// fast, so it gets all it will hold (with room for its trailer) at
+    /// once, not copied as it grows. A tree pack fills slowly (a backup's
+    /// trees are a small part of its data) and is often written part full
+    /// at the end of a run: it starts small and grows, so that it does not
+    /// hold a pack's worth of memory for the whole run.
+    fn first_capacity(&self, kind: BlobKind) -> usize {
+        let full = self.pack_size + (1 << 16);
+        match kind {
+            BlobKind::Data => full,
+            BlobKind::Tree => full.min(TREE_PACK_START),
+        }
+    }
+
     /// Fail if a background upload failed.
     pub fn check(&self) -> Result<(), UploadError> {
         match &*lock(&self.failure) {
@@ -150,7 +168,7 @@ impl Uploads {
                 None => {
                     let pack = ObjectId::random();
                     let number = repo.catalog.write().pack_number(pack);
-                    slot.insert(Packer::new(pack, number, kind, self.pack_size + (1 << 16)))
+                    slot.insert(Packer::new(pack, number, kind, self.first_capacity(kind)))
                 }
             };
             let location = packer.add(id, header, payload);
