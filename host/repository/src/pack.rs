@@ -50,11 +50,15 @@ impl Packer {
         }
     }
 
-    /// Whether adding `len` more bytes would pass `target` (or the pack
-    /// already lists as many blobs as an index object may).
+    /// Whether adding a blob of `len` bytes would take the pack past
+    /// `target`, its trailer counted (or the pack already lists as many
+    /// blobs as an index object may). Counting the trailer keeps a pack of
+    /// many small blobs within the buffer it was given: its trailer (49
+    /// bytes a blob) once overflowed the slack, and the whole pack was
+    /// copied into a buffer twice its size to append it.
     pub fn would_overflow(&self, len: usize, target: usize) -> bool {
         !self.entries.is_empty()
-            && (self.buf.len() + len > target
+            && (self.buf.len() + len + trailer_len(self.entries.len() + 1) > target
                 || self.entries.len() >= super::index::MAX_ENTRIES_PER_OBJECT)
     }
 
@@ -98,9 +102,22 @@ impl Sealed {
     }
 }
 
+/// The length of one blob's record in a pack trailer.
+const TRAILER_RECORD_LEN: usize = 32 + 8 + 4 + 4 + 1;
+
+/// The length of the plain bytes of the trailer of a pack of `blobs` blobs.
+pub fn trailer_len(blobs: usize) -> usize {
+    4 + blobs * TRAILER_RECORD_LEN
+}
+
+/// Room for what sealing a trailer adds to its plain bytes (the object
+/// header naming the pack and the filters, an encryption's nonce and tag)
+/// and for the length and magic after it.
+pub const TRAILER_SLACK: usize = 4 << 10;
+
 /// The plain bytes of a pack trailer.
 pub fn trailer(entries: &[IndexEntry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + entries.len() * 49);
+    let mut out = Vec::with_capacity(trailer_len(entries.len()));
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for e in entries {
         out.extend_from_slice(&e.id.token.0);

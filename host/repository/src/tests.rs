@@ -50,6 +50,38 @@ fn ten_thousand_chunks_round_trip_across_packs() {
     }
 }
 
+/// A pack of many small blobs stays within the size it was given, its
+/// trailer (49 bytes a blob) counted: a pack is made in a buffer of that
+/// size, and a trailer that did not fit once made the whole pack be
+/// copied into a buffer of twice the size.
+#[test]
+fn a_pack_of_small_blobs_keeps_its_trailer_within_the_pack_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let pack_size = 1 << 16;
+    let repo = open(dir.path(), pack_size);
+    let mut ids = Vec::new();
+    for i in 0..5_000u32 {
+        let data = i.to_le_bytes();
+        ids.push(repo.put_chunk(repo.token(&data), data).unwrap());
+    }
+    repo.flush().unwrap();
+    let mut packs = 0;
+    for folder in std::fs::read_dir(dir.path().join("packs")).unwrap() {
+        for pack in std::fs::read_dir(folder.unwrap().path()).unwrap() {
+            let len = pack.unwrap().metadata().unwrap().len() as usize;
+            assert!(
+                len <= pack_size as usize + pack::TRAILER_SLACK,
+                "a pack of {len} bytes, more than {pack_size} and the slack"
+            );
+            packs += 1;
+        }
+    }
+    assert!(packs >= 4, "{packs} packs");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(repo.get_chunk(id).unwrap(), (i as u32).to_le_bytes());
+    }
+}
+
 /// The check of the packs decodes only the blobs its caller did not read
 /// and check already (fsck reads every file's chunks first): a damaged
 /// blob it was not told of is found; one it was told of counts as

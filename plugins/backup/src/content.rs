@@ -29,7 +29,7 @@ use plugin_api::types::RVec;
 use plugin_api::{ChunkId, Context, Hook, Repository};
 
 /// How much of a file is read at once (at least twice the largest chunk).
-const BLOCK: usize = 4 << 20;
+const BLOCK: usize = 2 << 20;
 
 /// The smallest read past the size a file claimed (see `fill`).
 const MIN_EXCESS_READ: usize = 64 << 10;
