@@ -32,6 +32,12 @@ use crate::Repository;
 /// few hundred.
 const MAX_AHEAD: usize = 48;
 
+/// The reading thread, once asleep, is woken when the walk has caught up
+/// to this many trees ahead or fewer: so it reads in bursts, not one tree
+/// per directory the walk lists (each a wake-up of another thread, 3 % of
+/// the walk's time in a no-change backup's profile).
+const WAKE_AT: usize = MAX_AHEAD / 2;
+
 /// The most trees waiting; when more wait, those the walk reaches last
 /// are dropped.
 const MAX_WAITING: usize = 256;
@@ -50,6 +56,8 @@ struct Waiting {
     /// Trees whose subdirectories were put on the stack already.
     seen: HashSet<ChunkId>,
     stop: bool,
+    /// Whether the reading thread waits to be woken.
+    asleep: bool,
 }
 
 impl Waiting {
@@ -114,7 +122,9 @@ impl TreePrefetcher {
                 w.push(subdirectories(entries));
             }
         }
-        ready.notify_one();
+        if w.asleep && w.ahead.len() <= WAKE_AT {
+            ready.notify_one();
+        }
     }
 }
 
@@ -135,7 +145,9 @@ fn read_ahead(repo: &Repository, waiting: &(Mutex<Waiting>, Condvar)) {
                         break id;
                     }
                 }
+                w.asleep = true;
                 w = ready.wait(w).unwrap_or_else(|e| e.into_inner());
+                w.asleep = false;
             }
         };
         match repo.get_tree(&id) {
