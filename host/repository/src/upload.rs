@@ -100,10 +100,11 @@ impl Uploads {
 
     /// The room a new pack's buffer starts with. A data pack fills up
     /// fast, so it gets all it will hold (its trailer counted, see
-    /// [`Packer::would_overflow`]) at once, not copied as it grows. A tree pack fills slowly (a backup's
-    /// trees are a small part of its data) and is often written part full
-    /// at the end of a run: it starts small and grows, so that it does not
-    /// hold a pack's worth of memory for the whole run.
+    /// [`Packer::would_overflow`]) at once, not copied as it grows. A tree
+    /// pack fills slowly (a backup's trees are a small part of its data)
+    /// and is often written part full at the end of a run: it starts small
+    /// and grows, so that it does not hold a pack's worth of memory for the
+    /// whole run.
     fn first_capacity(&self, kind: BlobKind) -> usize {
         let full = self.pack_size + pack::TRAILER_SLACK;
         match kind {
