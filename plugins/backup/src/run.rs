@@ -786,7 +786,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             }
         };
         let mut previous = self.previous_dir(dir)?;
-        for child in children {
+        for walk::Child { path: child, meta } in children {
             if self.aborted() {
                 break;
             }
@@ -795,7 +795,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             let prev = child
                 .file_name()
                 .and_then(|n| previous.remove(n.as_bytes()));
-            let meta = match walk::lstat(&child) {
+            let meta = match meta {
                 Ok(m) => m,
                 Err(e) => {
                     report(self.stats, &child, &e.to_string());

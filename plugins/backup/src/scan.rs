@@ -124,7 +124,7 @@ impl Scan {
     fn dir(&self, top: &Path, top_key: Key) -> Option<Amount> {
         struct Frame {
             key: Key,
-            children: std::vec::IntoIter<PathBuf>,
+            children: std::vec::IntoIter<walk::Child>,
             total: Amount,
         }
         let enter = |dir: &Path, key: Key| -> Option<Frame> {
@@ -146,7 +146,8 @@ impl Scan {
             }
             let frame = stack.last_mut()?;
             if let Some(child) = frame.children.next() {
-                let Ok(meta) = walk::lstat(&child) else {
+                let walk::Child { path: child, meta } = child;
+                let Ok(meta) = meta else {
                     continue;
                 };
                 if meta.is_dir() {

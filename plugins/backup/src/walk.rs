@@ -8,17 +8,35 @@ use std::path::{Path, PathBuf};
 use plugin_api::payloads::{ExcludeCandidate, FileStat};
 use plugin_api::{Context, Hook, Result};
 
-/// The children of a directory, sorted by name bytes.
-pub fn children(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
+/// The children of a directory, sorted by name bytes, each with its
+/// `lstat` or the error that stat gave.
+///
+/// Each child is stat'ed through the open folder (`statx` on the folder's
+/// descriptor and the child's name), not by its full path: the kernel then
+/// does not walk the path from the root again for every file, which was a
+/// tenth of a no-change backup's time.
+pub fn children(dir: &Path) -> std::io::Result<Vec<Child>> {
+    let mut out: Vec<Child> = std::fs::read_dir(dir)?
+        .map(|e| {
+            e.map(|e| Child {
+                path: e.path(),
+                meta: e.metadata(),
+            })
+        })
         .collect::<std::io::Result<_>>()?;
     out.sort_by(|a, b| {
-        a.file_name()
+        a.path
+            .file_name()
             .map(|n| n.as_bytes())
-            .cmp(&b.file_name().map(|n| n.as_bytes()))
+            .cmp(&b.path.file_name().map(|n| n.as_bytes()))
     });
     Ok(out)
+}
+
+/// One child of a folder, as [`children`] found it.
+pub struct Child {
+    pub path: PathBuf,
+    pub meta: std::io::Result<Metadata>,
 }
 
 /// Asks the `backup-exclude` hook about each candidate.
