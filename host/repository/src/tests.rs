@@ -418,6 +418,178 @@ fn generations_build_incrementally_and_reuse_unchanged_trees() {
     assert!(new.lookup(b"/data/../etc").is_err());
 }
 
+/// A backup that finds every folder as it was writes no tree: the new
+/// generation names the previous one's trees. A tree in a pack that a
+/// prune plans to delete is not named again but stored anew, and so is
+/// every folder above it.
+#[test]
+fn an_unchanged_folder_is_its_previous_tree_unless_a_prune_plans_to_delete_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |repo: &Arc<Repository>| {
+        let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+        for d in [&b"/data"[..], b"/data/a", b"/data/b"] {
+            b.put(d, TreeEntry::bare_dir(b"")).unwrap();
+        }
+        b.put(b"/data/a/one", file(10)).unwrap();
+        b.put(b"/data/a/two", file(20)).unwrap();
+        b.finish_dir(b"/data/a").unwrap();
+        b.put(b"/data/b/three", file(3)).unwrap();
+        b.finish_dir(b"/data/b").unwrap();
+        b.finish_dir(b"/data").unwrap();
+        b.commit(false).unwrap()
+    };
+    let subtree = |repo: &Arc<Repository>, g: &generation::Generation, path: &[u8]| {
+        generation::GenerationReader::new(repo.clone(), g.clone())
+            .lookup(path)
+            .unwrap()
+            .unwrap()
+            .subtree
+            .unwrap()
+    };
+    let repo = open(dir.path(), 1 << 20);
+    repo.add_client("c").unwrap();
+    let g1 = run(&repo);
+    drop(repo);
+
+    // A later run, which finds the trees in the index it loads.
+    let repo = open(dir.path(), 1 << 20);
+    let stored = repo.chunk_count();
+    let g2 = run(&repo);
+    assert_eq!(g2.root, g1.root);
+    assert_eq!((g2.file_count, g2.data_size), (3, 33));
+    assert_eq!(repo.chunk_count(), stored, "no tree was stored again");
+    drop(repo);
+
+    let repo = open(dir.path(), 1 << 20);
+    let b_tree = subtree(&repo, &g1, b"/data/b");
+    let pack = {
+        let index = repo.catalog.read();
+        let location = index.get(&b_tree.0).unwrap();
+        index.pack_id(location.pack).unwrap()
+    };
+    repo.catalog.write().set_planned([pack]);
+    let g3 = run(&repo);
+    let new_b_tree = subtree(&repo, &g3, b"/data/b");
+    assert_ne!(new_b_tree, b_tree);
+    assert_ne!(g3.root, g1.root);
+    assert!(repo.has_chunk(&new_b_tree.0));
+    assert!(repo.has_chunk(&g3.root.0));
+    let r = generation::GenerationReader::new(repo.clone(), g3.clone());
+    assert_eq!(r.lookup(b"/data/b/three").unwrap().unwrap().size, 3);
+    assert_eq!(r.lookup(b"/data/a/two").unwrap().unwrap().size, 20);
+    assert_eq!((g3.file_count, g3.data_size), (3, 33));
+}
+
+/// A folder whose entries come back changed, fewer or more is written
+/// anew, whichever way it changed; one put back as it was is not.
+#[test]
+fn a_folder_is_written_anew_for_any_change_to_its_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    repo.add_client("c").unwrap();
+    let base = |b: &generation::GenerationBuilder| {
+        b.put(b"/d", TreeEntry::bare_dir(b"")).unwrap();
+        b.put(b"/d/sub", TreeEntry::bare_dir(b"")).unwrap();
+        b.put(b"/d/sub/x", file(1)).unwrap();
+        b.finish_dir(b"/d/sub").unwrap();
+    };
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    base(&b);
+    b.put(b"/d/f", file(5)).unwrap();
+    b.put(b"/d/g", file(6)).unwrap();
+    b.finish_dir(b"/d").unwrap();
+    let g1 = b.commit(false).unwrap();
+    let listing = |g: &generation::Generation| -> Vec<(Vec<u8>, u64)> {
+        generation::GenerationReader::new(repo.clone(), g.clone())
+            .list_dir(b"/d")
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.size))
+            .collect()
+    };
+    type Change = fn(&generation::GenerationBuilder);
+    /// Each folder's name and size afterwards.
+    type Listing = Vec<(&'static [u8], u64)>;
+    let changes: [(&str, Change, Listing); 5] = [
+        (
+            "a file changed",
+            |b| {
+                b.put(b"/d/f", file(7)).unwrap();
+                b.put(b"/d/g", file(6)).unwrap();
+            },
+            vec![(b"f", 7), (b"g", 6), (b"sub", 0)],
+        ),
+        (
+            "a file gone",
+            |b| b.put(b"/d/g", file(6)).unwrap(),
+            vec![(b"g", 6), (b"sub", 0)],
+        ),
+        (
+            "a file added",
+            |b| {
+                b.put(b"/d/f", file(5)).unwrap();
+                b.put(b"/d/e", file(4)).unwrap();
+                b.put(b"/d/g", file(6)).unwrap();
+            },
+            vec![(b"e", 4), (b"f", 5), (b"g", 6), (b"sub", 0)],
+        ),
+        (
+            "a file removed after it was put",
+            |b| {
+                b.put(b"/d/f", file(5)).unwrap();
+                b.put(b"/d/g", file(6)).unwrap();
+                b.remove(b"/d/f").unwrap();
+            },
+            vec![(b"g", 6), (b"sub", 0)],
+        ),
+        (
+            "a file become a folder",
+            |b| {
+                b.put(b"/d/f", TreeEntry::bare_dir(b"")).unwrap();
+                b.finish_dir(b"/d/f").unwrap();
+                b.put(b"/d/g", file(6)).unwrap();
+            },
+            vec![(b"f", 0), (b"g", 6), (b"sub", 0)],
+        ),
+    ];
+    for (what, change, expected) in changes {
+        // Every round starts from g1.
+        for g in repo
+            .generations("c")
+            .unwrap()
+            .iter()
+            .filter(|g| g.id != g1.id)
+        {
+            repo.remove_generation("c", &g.id).unwrap();
+        }
+        let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+        base(&b);
+        change(&b);
+        b.finish_dir(b"/d").unwrap();
+        let g = b.commit(false).unwrap();
+        assert_ne!(g.root, g1.root, "{what}");
+        let expected: Vec<(Vec<u8>, u64)> =
+            expected.into_iter().map(|(n, s)| (n.to_vec(), s)).collect();
+        assert_eq!(listing(&g), expected, "{what}");
+    }
+    // And put back as it was: the same tree.
+    for g in repo
+        .generations("c")
+        .unwrap()
+        .iter()
+        .filter(|g| g.id != g1.id)
+    {
+        repo.remove_generation("c", &g.id).unwrap();
+    }
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    base(&b);
+    b.put(b"/d/f", file(5)).unwrap();
+    b.put(b"/d/g", file(6)).unwrap();
+    b.finish_dir(b"/d").unwrap();
+    assert_eq!(b.commit(false).unwrap().root, g1.root);
+}
+
 /// A backup's walk lists the previous generation's folders one by one,
 /// depth first; the trees read ahead for it are read about once each,
 /// whether the walk lists every folder or skips some (excluded ones), and

@@ -30,10 +30,43 @@ fn lost_tree_is_absent<T>(found: RepoResult<Option<T>>, path: &[u8]) -> RepoResu
     }
 }
 
-/// One directory of the overlay.
+/// What became, in this run, of an entry of a directory's previous tree.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fate {
+    /// Not put (yet): a checkpoint keeps it, finishing the directory
+    /// drops it.
+    Untouched,
+    /// Put again, exactly as it was.
+    Kept,
+    /// Removed, or moved into [`Node::changed`], which then holds its
+    /// name.
+    Gone,
+}
+
+/// One directory of the overlay: its previous tree, shared with the tree
+/// cache rather than copied, what became of each of that tree's entries,
+/// and the entries that differ from it.
+///
+/// Most directories of a backup are unchanged. Keeping the previous tree
+/// as it is (not one map entry per file) and writing nothing for a
+/// directory whose entries all came back unchanged is what makes an
+/// unchanged folder of 100,000 files cost a comparison per file, not a
+/// copy, an encoding and a hash of the whole folder.
 #[derive(Default)]
 struct Node {
-    entries: BTreeMap<Vec<u8>, Slot>,
+    /// The directory's tree in the generation this one starts from (none
+    /// for a new directory), in strict name order.
+    base: Option<Arc<Tree>>,
+    /// The id `base` is stored under, when it may stand for this
+    /// directory again (`None` for a tree rebuilt on loading).
+    base_id: Option<ChunkId>,
+    /// One per entry of `base`.
+    fates: Vec<Fate>,
+    /// Entries put in this run that differ from `base`, and `base`'s
+    /// directories that a put or the walk went into (with their loaded
+    /// content). No name is both here and in `base` with a fate other
+    /// than [`Fate::Gone`].
+    changed: BTreeMap<Vec<u8>, Slot>,
 }
 
 struct Slot {
@@ -46,27 +79,127 @@ struct Slot {
 
 impl Node {
     fn load(repo: &Repository, subtree: Option<&StoredChunkId>) -> RepoResult<Node> {
-        let mut node = Node::default();
-        if let Some(id) = subtree {
-            let tree = match repo.get_tree(&id.0) {
-                Ok(tree) => tree,
-                // Lost with its pack: the directory starts empty, and the
-                // backup puts back what it finds.
-                Err(RepoError::NoSuchChunk(_)) => Arc::new(Tree::default()),
-                Err(e) => return Err(e),
-            };
-            for entry in tree.entries.iter().cloned() {
-                node.entries.insert(
-                    entry.name.clone(),
+        let Some(id) = subtree else {
+            return Ok(Node::default());
+        };
+        let tree = match repo.get_tree(&id.0) {
+            Ok(tree) => tree,
+            // Lost with its pack: the directory starts empty, and the
+            // backup puts back what it finds.
+            Err(RepoError::NoSuchChunk(_)) => return Ok(Node::default()),
+            Err(e) => return Err(e),
+        };
+        let in_order = tree.entries.windows(2).all(|w| w[0].name < w[1].name);
+        let (tree, base_id) = if in_order {
+            (tree, Some(id.0))
+        } else {
+            // Not in strict name order, so never written by obnam: sorted
+            // here, the last of equal names kept, and written anew.
+            let by_name: BTreeMap<Vec<u8>, TreeEntry> = tree
+                .entries
+                .iter()
+                .map(|e| (e.name.clone(), e.clone()))
+                .collect();
+            let entries = by_name.into_values().collect();
+            (Arc::new(Tree { entries }), None)
+        };
+        Ok(Node {
+            fates: vec![Fate::Untouched; tree.entries.len()],
+            base: Some(tree),
+            base_id,
+            changed: BTreeMap::new(),
+        })
+    }
+
+    fn base_entries(&self) -> &[TreeEntry] {
+        self.base.as_deref().map_or(&[], |t| &t.entries)
+    }
+
+    /// The index in `base` of the entry called `name`, if it is still
+    /// there (not [`Fate::Gone`]).
+    fn in_base(&self, name: &[u8]) -> Option<usize> {
+        let i = self
+            .base_entries()
+            .binary_search_by(|e| e.name.as_slice().cmp(name))
+            .ok()?;
+        (self.fates[i] != Fate::Gone).then_some(i)
+    }
+
+    /// Move entry `i` of `base` into `changed`, to be changed or to hold
+    /// its directory's content.
+    fn take_from_base(&mut self, i: usize) -> &mut Slot {
+        let entry = self.base_entries()[i].clone();
+        let touched = self.fates[i] == Fate::Kept;
+        self.fates[i] = Fate::Gone;
+        self.changed.entry(entry.name.clone()).or_insert(Slot {
+            entry,
+            touched,
+            child: None,
+        })
+    }
+
+    /// The slot of entry `name`, taken from `base` into `changed` if it is
+    /// there; `None` if the directory has no such entry.
+    fn slot_mut(&mut self, name: &[u8]) -> Option<&mut Slot> {
+        if self.changed.contains_key(name) {
+            return self.changed.get_mut(name);
+        }
+        let i = self.in_base(name)?;
+        Some(self.take_from_base(i))
+    }
+
+    /// Put `entry` (named `name`) in this directory.
+    fn put(&mut self, name: &[u8], mut entry: TreeEntry) {
+        // The common case: a file put back as it was.
+        if entry.kind != EntryKind::Dir && !self.changed.contains_key(name) {
+            if let Some(i) = self.in_base(name) {
+                if self.base_entries()[i] == entry {
+                    self.fates[i] = Fate::Kept;
+                    return;
+                }
+            }
+        }
+        match self.slot_mut(name) {
+            Some(slot) if slot.entry.kind == EntryKind::Dir && entry.kind == EntryKind::Dir => {
+                entry.subtree = slot.entry.subtree;
+                entry.subtree_files = slot.entry.subtree_files;
+                entry.subtree_bytes = slot.entry.subtree_bytes;
+                slot.entry = entry;
+                slot.touched = true;
+            }
+            _ => {
+                let is_dir = entry.kind == EntryKind::Dir;
+                if is_dir {
+                    entry.subtree = None;
+                }
+                self.changed.insert(
+                    name.to_vec(),
                     Slot {
                         entry,
-                        touched: false,
-                        child: None,
+                        touched: true,
+                        child: is_dir.then(|| Box::new(Node::default())),
                     },
                 );
             }
         }
-        Ok(node)
+    }
+
+    /// Remove entry `name`, if there is one.
+    fn remove(&mut self, name: &[u8]) {
+        self.changed.remove(name);
+        if let Some(i) = self.in_base(name) {
+            self.fates[i] = Fate::Gone;
+        }
+    }
+
+    /// Drop the entries not put in this run (the directory was walked).
+    fn drop_untouched(&mut self) {
+        self.changed.retain(|_, slot| slot.touched);
+        for fate in &mut self.fates {
+            if *fate == Fate::Untouched {
+                *fate = Fate::Gone;
+            }
+        }
     }
 
     /// The directory at `parts` below this one, loading (and with `create`,
@@ -80,20 +213,24 @@ impl Node {
         let Some((first, rest)) = parts.split_first() else {
             return Ok(Some(self));
         };
-        if !self.entries.contains_key(*first) {
-            if !create {
-                return Ok(None);
+        let is_dir = match self.changed.get(*first) {
+            Some(slot) => Some(slot.entry.kind == EntryKind::Dir),
+            None => self
+                .in_base(first)
+                .map(|i| self.base_entries()[i].kind == EntryKind::Dir),
+        };
+        match is_dir {
+            Some(true) => {}
+            Some(false) | None if !create => return Ok(None),
+            Some(false) | None => {
+                if let Some(i) = self.in_base(first) {
+                    self.fates[i] = Fate::Gone;
+                }
+                self.changed
+                    .insert(first.to_vec(), Slot::new_dir(TreeEntry::bare_dir(first)));
             }
-            self.entries
-                .insert(first.to_vec(), Slot::new_dir(TreeEntry::bare_dir(first)));
         }
-        let slot = self.entries.get_mut(*first).ok_or(BadPath::Vanished)?;
-        if slot.entry.kind != EntryKind::Dir {
-            if !create {
-                return Ok(None);
-            }
-            *slot = Slot::new_dir(TreeEntry::bare_dir(first));
-        }
+        let slot = self.slot_mut(first).ok_or(BadPath::Vanished)?;
         if slot.child.is_none() {
             slot.child = Some(Box::new(Node::load(repo, slot.entry.subtree.as_ref())?));
         }
@@ -103,34 +240,99 @@ impl Node {
         }
     }
 
+    /// The directory's entries now, in name order.
+    fn entries(&self) -> Vec<TreeEntry> {
+        let base = self
+            .base_entries()
+            .iter()
+            .zip(&self.fates)
+            .filter(|(_, fate)| **fate != Fate::Gone)
+            .map(|(e, _)| e.clone());
+        merge_by_name(base, self.changed.values().map(|s| s.entry.clone()))
+    }
+
+    /// The stored tree that this directory is again, if it is exactly its
+    /// previous tree, still stored where no prune plans to delete it: then
+    /// nothing needs writing. Subdirectories must have been written first
+    /// (their ids are part of the comparison).
+    fn unchanged(&self, repo: &Repository) -> Option<Written> {
+        let id = self.base_id?;
+        let base = self.base_entries();
+        let mut same = self.fates.iter().filter(|f| **f != Fate::Gone).count();
+        for (name, slot) in &self.changed {
+            let i = base
+                .binary_search_by(|e| e.name.as_slice().cmp(name))
+                .ok()?;
+            if base[i] != slot.entry {
+                return None;
+            }
+            same += 1;
+        }
+        if same != base.len() || !repo.has_chunk(&id) {
+            return None;
+        }
+        let (files, bytes) = totals(base.iter());
+        Some((id, files, bytes))
+    }
+
     /// Write this directory (and any loaded subdirectories) as tree
     /// objects, keeping them in memory (a checkpoint goes on building).
     fn write(&mut self, repo: &Repository) -> RepoResult<Written> {
-        let mut entries = Vec::with_capacity(self.entries.len());
-        for slot in self.entries.values_mut() {
+        for slot in self.changed.values_mut() {
             if let Some(child) = slot.child.as_mut() {
                 record_subtree(&mut slot.entry, child.write(repo)?);
             }
-            entries.push(slot.entry.clone());
         }
-        put_entries(repo, entries)
+        if let Some(written) = self.unchanged(repo) {
+            return Ok(written);
+        }
+        put_entries(repo, self.entries())
     }
 
     /// Write this directory (and any loaded subdirectories) as tree
     /// objects, consuming it: a finished directory is not kept, so its
-    /// entries move into the tree rather than being copied, and the
-    /// overlay's memory is freed as they go. Of a folder of 100,000 files
-    /// this halves what is held at once (the overlay, its copy and the
-    /// encoded tree were).
-    fn into_tree(self, repo: &Repository) -> RepoResult<Written> {
-        let mut entries = Vec::with_capacity(self.entries.len());
-        for (_, mut slot) in self.entries {
+    /// changed entries move into the tree rather than being copied, and
+    /// the overlay's memory is freed as they go.
+    fn into_tree(mut self, repo: &Repository) -> RepoResult<Written> {
+        for slot in self.changed.values_mut() {
             if let Some(child) = slot.child.take() {
                 record_subtree(&mut slot.entry, child.into_tree(repo)?);
             }
-            entries.push(slot.entry);
         }
+        if let Some(written) = self.unchanged(repo) {
+            return Ok(written);
+        }
+        let fates = self.fates;
+        let base: Vec<TreeEntry> = match self.base.map(Arc::try_unwrap) {
+            Some(Ok(tree)) => tree.entries,
+            Some(Err(shared)) => shared.entries.clone(),
+            None => Vec::new(),
+        };
+        let base = base
+            .into_iter()
+            .zip(fates)
+            .filter(|(_, fate)| *fate != Fate::Gone)
+            .map(|(e, _)| e);
+        let entries = merge_by_name(base, self.changed.into_values().map(|s| s.entry));
         put_entries(repo, entries)
+    }
+}
+
+/// Two lists of entries in name order, with no name in both, as one.
+fn merge_by_name(
+    a: impl Iterator<Item = TreeEntry>,
+    b: impl Iterator<Item = TreeEntry>,
+) -> Vec<TreeEntry> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    let mut out = Vec::with_capacity(a.size_hint().0 + b.size_hint().0);
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.name < y.name,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return out,
+        };
+        out.extend(if take_a { a.next() } else { b.next() });
     }
 }
 
@@ -145,15 +347,19 @@ fn record_subtree(entry: &mut TreeEntry, (id, files, bytes): Written) {
     entry.subtree_bytes = bytes;
 }
 
-/// Store a directory's entries (subdirectories already written) as a
-/// tree object, with the totals of its subtree.
-fn put_entries(repo: &Repository, entries: Vec<TreeEntry>) -> RepoResult<Written> {
-    let (files, bytes) = entries
-        .iter()
+/// The files and bytes of file data in a directory's subtree.
+fn totals<'a>(entries: impl Iterator<Item = &'a TreeEntry>) -> (u64, u64) {
+    entries
         .map(TreeEntry::totals)
         .fold((0u64, 0u64), |(files, bytes), (f, b)| {
             (files + f, bytes + b)
-        });
+        })
+}
+
+/// Store a directory's entries (subdirectories already written) as a
+/// tree object, with the totals of its subtree.
+fn put_entries(repo: &Repository, entries: Vec<TreeEntry>) -> RepoResult<Written> {
+    let (files, bytes) = totals(entries.iter());
     Ok((repo.put_tree(&Tree { entries })?, files, bytes))
 }
 
@@ -270,33 +476,11 @@ impl GenerationBuilder {
         // lock not refreshed for half an hour for a dead run's.
         self.repo.refresh_locks()?;
         let mut state = self.state()?;
-        let node = state
+        state
             .root
             .descend(&self.repo, parent, true)?
-            .ok_or(BadPath::NoParent)?;
-        match node.entries.get_mut(*name) {
-            Some(slot) if slot.entry.kind == EntryKind::Dir && entry.kind == EntryKind::Dir => {
-                entry.subtree = slot.entry.subtree;
-                entry.subtree_files = slot.entry.subtree_files;
-                entry.subtree_bytes = slot.entry.subtree_bytes;
-                slot.entry = entry;
-                slot.touched = true;
-            }
-            _ => {
-                let is_dir = entry.kind == EntryKind::Dir;
-                if is_dir {
-                    entry.subtree = None;
-                }
-                node.entries.insert(
-                    name.to_vec(),
-                    Slot {
-                        entry,
-                        touched: true,
-                        child: is_dir.then(|| Box::new(Node::default())),
-                    },
-                );
-            }
-        }
+            .ok_or(BadPath::NoParent)?
+            .put(name, entry);
         Ok(())
     }
 
@@ -308,7 +492,7 @@ impl GenerationBuilder {
         };
         let mut state = self.state()?;
         if let Some(node) = state.root.descend(&self.repo, parent, false)? {
-            node.entries.remove(*name);
+            node.remove(name);
         }
         Ok(())
     }
@@ -320,7 +504,7 @@ impl GenerationBuilder {
         Ok(state
             .root
             .descend(&self.repo, &parts, false)?
-            .map(|node| node.entries.values().map(|s| s.entry.clone()).collect()))
+            .map(|node| node.entries()))
     }
 
     /// The directory at `path` has been walked: drop its entries that were
@@ -331,7 +515,7 @@ impl GenerationBuilder {
         let Some(node) = state.root.descend(&self.repo, &parts, false)? else {
             return Err(BadPath::NotADirectory(String::from_utf8_lossy(path).into()).into());
         };
-        node.entries.retain(|_, slot| slot.touched);
+        node.drop_untouched();
         let Some((name, parent)) = parts.split_last() else {
             return Ok(());
         };
@@ -339,7 +523,7 @@ impl GenerationBuilder {
             .root
             .descend(&self.repo, parent, false)?
             .ok_or(BadPath::ParentVanished)?;
-        if let Some(slot) = parent.entries.get_mut(*name) {
+        if let Some(slot) = parent.changed.get_mut(*name) {
             if let Some(child) = slot.child.take() {
                 record_subtree(&mut slot.entry, child.into_tree(&self.repo)?);
             }

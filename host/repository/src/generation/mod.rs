@@ -13,7 +13,9 @@
 //! [`GenerationBuilder::finish_dir`] when it has walked a directory: then
 //! entries of that directory not put in this run are dropped and the
 //! directory is written as a tree object and dropped from memory, so
-//! memory holds only the directories on the current path of the walk.
+//! memory holds only the directories on the current path of the walk. A
+//! directory whose entries all came back unchanged is not written: it is
+//! its previous tree again.
 //! A checkpoint writes the overlay as it is (unvisited directories keep
 //! their old content) and carries on.
 //!
