@@ -22,7 +22,7 @@
 //! terminal, or a json-lines stream), the [`Scan`] counts on another
 //! thread what there is to back up, for a percentage and the time left.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -573,19 +573,15 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
     }
 
-    /// The previous generation's entries of a directory, by name: one
-    /// lookup per directory rather than one per file.
-    fn previous_dir(&self, dir: &Path) -> Result<HashMap<Vec<u8>, Entry>> {
+    /// The previous generation's entries of a directory: one lookup per
+    /// directory rather than one per file.
+    fn previous_dir(&self, dir: &Path) -> Result<PreviousDir> {
         let entries = match &self.sink {
             Sink::Build { shared, .. } => shared.builder.previous_dir(dir)?,
             Sink::Pretend(Some(reader)) => reader.list_dir(dir)?,
             Sink::Pretend(None) => None,
         };
-        Ok(entries
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| (e.name.clone(), e))
-            .collect())
+        Ok(PreviousDir::new(entries.unwrap_or_default()))
     }
 
     /// Something could not be looked at now: keep what the previous
@@ -792,9 +788,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             }
             // A json-lines stream that cannot be written stops the run.
             self.progress.reporter.check()?;
-            let prev = child
-                .file_name()
-                .and_then(|n| previous.remove(n.as_bytes()));
+            let prev = child.file_name().and_then(|n| previous.take(n.as_bytes()));
             let meta = match meta {
                 Ok(m) => m,
                 Err(e) => {
@@ -858,5 +852,77 @@ impl<'a, 'c> Walker<'a, 'c> {
     /// Wait for the workers and finish every directory.
     fn drain(&mut self) -> Result<()> {
         self.finish_ready(true)
+    }
+}
+
+/// A directory's entries in the previous generation, handed out as the
+/// walk meets their names. The walk takes a folder's children in name
+/// order, the order of the entries: one pass with a cursor matches them,
+/// with no map of the folder (which for 100,000 files was 38 MB).
+struct PreviousDir {
+    entries: Vec<Option<Entry>>,
+    next: usize,
+}
+
+impl PreviousDir {
+    fn new(mut entries: Vec<Entry>) -> Self {
+        // Trees are written in name order; one that is not (damaged, or
+        // not written by obnam) is put in order here.
+        if !entries.windows(2).all(|w| w[0].name < w[1].name) {
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        PreviousDir {
+            entries: entries.into_iter().map(Some).collect(),
+            next: 0,
+        }
+    }
+
+    /// The entry called `name`. Names must be asked for in increasing
+    /// order: an entry before the last name asked for is not found.
+    fn take(&mut self, name: &[u8]) -> Option<Entry> {
+        while let Some(slot) = self.entries.get_mut(self.next) {
+            match slot.as_ref().map(|e| e.name.as_slice().cmp(name)) {
+                Some(std::cmp::Ordering::Less) | None => self.next += 1,
+                Some(std::cmp::Ordering::Equal) => {
+                    self.next += 1;
+                    return slot.take();
+                }
+                Some(std::cmp::Ordering::Greater) => return None,
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str, size: u64) -> Entry {
+        Entry {
+            name: name.as_bytes().to_vec(),
+            size,
+            ..Entry::default()
+        }
+    }
+
+    /// The walk's children come in name order; each finds its own
+    /// previous entry, new names find none, and the entries of vanished
+    /// files are passed over.
+    #[test]
+    fn a_previous_folder_hands_each_child_its_own_entry() {
+        for given in [
+            vec![named("a", 1), named("c", 3), named("d", 4), named("f", 6)],
+            // Out of order (not written by obnam): put in order first.
+            vec![named("f", 6), named("a", 1), named("d", 4), named("c", 3)],
+        ] {
+            let mut previous = PreviousDir::new(given);
+            let found: Vec<Option<u64>> = ["a", "b", "d", "e", "f", "g"]
+                .iter()
+                .map(|n| previous.take(n.as_bytes()).map(|e| e.size))
+                .collect();
+            assert_eq!(found, [Some(1), None, Some(4), None, Some(6), None]);
+        }
+        assert!(PreviousDir::new(Vec::new()).take(b"a").is_none());
     }
 }
