@@ -30,6 +30,26 @@ fn lost_tree_is_absent<T>(found: RepoResult<Option<T>>, path: &[u8]) -> RepoResu
     }
 }
 
+/// Where the overlay gets the previous generation's trees: the folder the
+/// walk listed last, which the puts that follow load next, or else the
+/// repository (and its tree cache). A large folder's tree is too large
+/// for the cache (100,000 files make tens of megabytes): handing over the
+/// one the walk listed saves decoding it a second time and holding two
+/// copies.
+struct Trees<'a> {
+    repo: &'a Repository,
+    listed: Option<&'a (ChunkId, Arc<Tree>)>,
+}
+
+impl Trees<'_> {
+    fn get(&self, id: &ChunkId) -> RepoResult<Arc<Tree>> {
+        match self.listed {
+            Some((listed, tree)) if listed == id => Ok(tree.clone()),
+            _ => self.repo.get_tree(id),
+        }
+    }
+}
+
 /// What became, in this run, of an entry of a directory's previous tree.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Fate {
@@ -78,11 +98,11 @@ struct Slot {
 }
 
 impl Node {
-    fn load(repo: &Repository, subtree: Option<&StoredChunkId>) -> RepoResult<Node> {
+    fn load(trees: &Trees, subtree: Option<&StoredChunkId>) -> RepoResult<Node> {
         let Some(id) = subtree else {
             return Ok(Node::default());
         };
-        let tree = match repo.get_tree(&id.0) {
+        let tree = match trees.get(&id.0) {
             Ok(tree) => tree,
             // Lost with its pack: the directory starts empty, and the
             // backup puts back what it finds.
@@ -206,7 +226,7 @@ impl Node {
     /// making) directories on the way.
     fn descend(
         &mut self,
-        repo: &Repository,
+        trees: &Trees,
         parts: &[&[u8]],
         create: bool,
     ) -> RepoResult<Option<&mut Node>> {
@@ -232,10 +252,10 @@ impl Node {
         }
         let slot = self.slot_mut(first).ok_or(BadPath::Vanished)?;
         if slot.child.is_none() {
-            slot.child = Some(Box::new(Node::load(repo, slot.entry.subtree.as_ref())?));
+            slot.child = Some(Box::new(Node::load(trees, slot.entry.subtree.as_ref())?));
         }
         match slot.child.as_mut() {
-            Some(child) => child.descend(repo, rest, create),
+            Some(child) => child.descend(trees, rest, create),
             None => Ok(None),
         }
     }
@@ -375,10 +395,28 @@ impl Slot {
 
 struct BuilderState {
     root: Node,
+    /// The previous tree of the folder the walk listed last.
+    listed: Option<(ChunkId, Arc<Tree>)>,
     checkpoints: Vec<String>,
     finished: bool,
     /// The `seq` of the next generation this builder commits.
     next_seq: u64,
+}
+
+impl BuilderState {
+    /// The directory at `parts`, as [`Node::descend`] finds it.
+    fn descend(
+        &mut self,
+        repo: &Repository,
+        parts: &[&[u8]],
+        create: bool,
+    ) -> RepoResult<Option<&mut Node>> {
+        let trees = Trees {
+            repo,
+            listed: self.listed.as_ref(),
+        };
+        self.root.descend(&trees, parts, create)
+    }
 }
 
 /// Builds a client's next generation.
@@ -400,7 +438,13 @@ impl GenerationBuilder {
         let next_seq = generations.iter().map(|g| g.seq).max().unwrap_or(0) + 1;
         let latest = if from_latest { generations.pop() } else { None };
         let root = match &latest {
-            Some(gen) => Node::load(&repo, Some(&gen.root))?,
+            Some(gen) => Node::load(
+                &Trees {
+                    repo: &repo,
+                    listed: None,
+                },
+                Some(&gen.root),
+            )?,
             None => Node::default(),
         };
         let previous = latest.map(|g| GenerationReader::new(repo.clone(), g));
@@ -416,6 +460,7 @@ impl GenerationBuilder {
             prefetch,
             state: Mutex::new(BuilderState {
                 root,
+                listed: None,
                 checkpoints: Vec::new(),
                 finished: false,
                 next_seq,
@@ -443,14 +488,20 @@ impl GenerationBuilder {
         let Some(reader) = &self.previous else {
             return Ok(None);
         };
-        let entries = lost_tree_is_absent(reader.list_dir(path), path)?;
-        if let (Some(entries), Some(prefetch)) = (&entries, &self.prefetch) {
-            // Cheap: the reader just found this directory.
-            if let Ok(Some(id)) = reader.subtree_id(path) {
-                prefetch.listed(id, entries);
+        let Some(tree) = lost_tree_is_absent(reader.dir(path), path)? else {
+            return Ok(None);
+        };
+        // Cheap: the reader just found this directory.
+        if let Ok(Some(id)) = reader.subtree_id(path) {
+            if let Some(prefetch) = &self.prefetch {
+                prefetch.listed(id, &tree.entries);
+            }
+            if let Some(id) = id {
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.listed = Some((id, tree.clone()));
             }
         }
-        Ok(entries)
+        Ok(Some(tree.entries.clone()))
     }
 
     fn state(&self) -> RepoResult<std::sync::MutexGuard<'_, BuilderState>> {
@@ -477,7 +528,6 @@ impl GenerationBuilder {
         self.repo.refresh_locks()?;
         let mut state = self.state()?;
         state
-            .root
             .descend(&self.repo, parent, true)?
             .ok_or(BadPath::NoParent)?
             .put(name, entry);
@@ -491,7 +541,7 @@ impl GenerationBuilder {
             return Err(BadPath::RemoveRoot.into());
         };
         let mut state = self.state()?;
-        if let Some(node) = state.root.descend(&self.repo, parent, false)? {
+        if let Some(node) = state.descend(&self.repo, parent, false)? {
             node.remove(name);
         }
         Ok(())
@@ -502,7 +552,6 @@ impl GenerationBuilder {
         let parts = components(path)?;
         let mut state = self.state()?;
         Ok(state
-            .root
             .descend(&self.repo, &parts, false)?
             .map(|node| node.entries()))
     }
@@ -512,7 +561,7 @@ impl GenerationBuilder {
     pub fn finish_dir(&self, path: &[u8]) -> RepoResult<()> {
         let parts = components(path)?;
         let mut state = self.state()?;
-        let Some(node) = state.root.descend(&self.repo, &parts, false)? else {
+        let Some(node) = state.descend(&self.repo, &parts, false)? else {
             return Err(BadPath::NotADirectory(String::from_utf8_lossy(path).into()).into());
         };
         node.drop_untouched();
@@ -520,7 +569,6 @@ impl GenerationBuilder {
             return Ok(());
         };
         let parent = state
-            .root
             .descend(&self.repo, parent, false)?
             .ok_or(BadPath::ParentVanished)?;
         if let Some(slot) = parent.changed.get_mut(*name) {

@@ -190,7 +190,12 @@ impl GenerationReader {
     /// The entries of the directory at an absolute path, or `None` if it is
     /// not a directory in this generation.
     pub fn list_dir(&self, path: &[u8]) -> RepoResult<Option<Vec<TreeEntry>>> {
-        let parts = components(path)?;
-        Ok(self.tree(&parts)?.map(|t| t.entries.clone()))
+        Ok(self.dir(path)?.map(|t| t.entries.clone()))
+    }
+
+    /// The tree of a directory (as [`list_dir`](Self::list_dir), shared
+    /// rather than copied).
+    pub fn dir(&self, path: &[u8]) -> RepoResult<Option<Arc<Tree>>> {
+        self.tree(&components(path)?)
     }
 }
