@@ -18,6 +18,11 @@ use super::error::{RepoError, RepoResult};
 use super::ids::{ChunkId, Token};
 use super::index::{self, Index, IndexEntry};
 use super::index_cache::{IndexCache, BATCH_ENTRIES};
+
+/// Index objects read at once when loading the index: on a remote store
+/// each is a round trip. They are held until decoded, and a consolidated
+/// one is about a megabyte per gigabyte of new data, so not too many.
+const INDEX_READ_WINDOW: usize = 16;
 use super::storage::StorageError;
 use super::Repository;
 
@@ -227,39 +232,44 @@ impl Repository {
         // written before it was deleted: a second listing finds that one.
         for listing in 0..3 {
             let mut gone = false;
-            for name in new {
-                known.insert(name.clone());
-                let key = format!("index/{name}");
-                let data = match self.read_object(&key) {
-                    Ok(data) => data,
-                    Err(RepoError::Storage(StorageError::NotFound { .. })) => {
-                        gone = true;
-                        continue;
-                    }
-                    // A damaged index object loses track of its blobs, not of
-                    // the whole repository: they count as absent (a backup
-                    // stores them again), and fsck reports the object. (A
-                    // filter that is not loaded is not damage: that fails.)
-                    Err(e @ RepoError::Corrupt { .. }) => {
-                        self.catalog.index_damaged(e.to_string());
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                match index::decode(&mut index, &data) {
-                    Ok(entries) => {
-                        let number = objects.len() as u32;
-                        objects.push((name, entries.len() as u64));
-                        batch.extend(entries.into_iter().map(|e| (e, number)));
-                        if batch.len() >= BATCH_ENTRIES {
-                            let entries = std::mem::take(&mut batch);
-                            self.catalog.cache.add_batch(&mut index, entries, &objects);
-                            objects.clear();
+            // Read a window at a time, many at once (a new machine's first
+            // run reads one index object per backup ever made).
+            for window in new.chunks(INDEX_READ_WINDOW) {
+                let keys: Vec<String> = window.iter().map(|n| format!("index/{n}")).collect();
+                for ((name, key), data) in window.iter().zip(&keys).zip(self.read_objects(&keys)) {
+                    known.insert(name.clone());
+                    let data = match data {
+                        Ok(data) => data,
+                        Err(RepoError::Storage(StorageError::NotFound { .. })) => {
+                            gone = true;
+                            continue;
                         }
+                        // A damaged index object loses track of its blobs, not
+                        // of the whole repository: they count as absent (a
+                        // backup stores them again), and fsck reports the
+                        // object. (A filter that is not loaded is not damage:
+                        // that fails.)
+                        Err(e @ RepoError::Corrupt { .. }) => {
+                            self.catalog.index_damaged(e.to_string());
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    match index::decode(&mut index, &data) {
+                        Ok(entries) => {
+                            let number = objects.len() as u32;
+                            objects.push((name.clone(), entries.len() as u64));
+                            batch.extend(entries.into_iter().map(|e| (e, number)));
+                            if batch.len() >= BATCH_ENTRIES {
+                                let entries = std::mem::take(&mut batch);
+                                self.catalog.cache.add_batch(&mut index, entries, &objects);
+                                objects.clear();
+                            }
+                        }
+                        Err(e) => self
+                            .catalog
+                            .index_damaged(RepoError::corrupt(key, e).to_string()),
                     }
-                    Err(e) => self
-                        .catalog
-                        .index_damaged(RepoError::corrupt(&key, e).to_string()),
                 }
             }
             if !gone || listing == 2 {

@@ -11,6 +11,7 @@
 //! and `Repository::read_records` (every JSON record of a folder).
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::config::{RepoConfig, FIRST_CHECKSUM_VERSION};
@@ -105,28 +106,77 @@ impl Repository {
         self.codec.decode(key, stored)
     }
 
+    /// Read several objects as [`read_object`](Self::read_object) does,
+    /// as many at once as the store does well (see
+    /// [`crate::storage::Capabilities::parallel_reads`]); the results in
+    /// the order of `keys`. All are held at once: callers pass a few
+    /// dozen or small objects.
+    pub(crate) fn read_objects(&self, keys: &[String]) -> Vec<RepoResult<Vec<u8>>> {
+        let workers = self.storage.capabilities().parallel_reads.min(keys.len());
+        if workers <= 1 {
+            return keys.iter().map(|key| self.read_object(key)).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let read: Vec<Vec<(usize, RepoResult<Vec<u8>>)>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(key) = keys.get(i) else {
+                                break;
+                            };
+                            mine.push((i, self.read_object(key)));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        // Each index was taken by exactly one worker, and a worker that
+        // panicked took the call with it: sorted, these are `keys`' results.
+        let mut read: Vec<(usize, RepoResult<Vec<u8>>)> = read.into_iter().flatten().collect();
+        read.sort_by_key(|(i, _)| *i);
+        read.into_iter().map(|(_, result)| result).collect()
+    }
+
     /// Read every JSON record directly in `folder` (which ends in `/`)
     /// whose name `wanted` accepts, with its name. A record listed but
     /// gone when read (removed since the listing) is skipped; one that
-    /// cannot be read or parsed is an error naming it.
+    /// cannot be read or parsed is an error naming it. The records are
+    /// read many at once ([`read_objects`](Self::read_objects)).
     pub(crate) fn read_records<T: serde::de::DeserializeOwned>(
         &self,
         folder: &str,
         wanted: impl Fn(&str) -> bool,
     ) -> RepoResult<Vec<(String, T)>> {
-        let mut records = Vec::new();
-        for name in self.storage.list(folder)? {
-            if !wanted(&name) {
-                continue;
+        /// Records read at once: they are small (a generation's is a few
+        /// hundred bytes).
+        const WINDOW: usize = 256;
+        let names: Vec<String> = self
+            .storage
+            .list(folder)?
+            .into_iter()
+            .filter(|name| wanted(name))
+            .collect();
+        let mut records = Vec::with_capacity(names.len());
+        for window in names.chunks(WINDOW) {
+            let keys: Vec<String> = window.iter().map(|n| format!("{folder}{n}")).collect();
+            for ((name, key), data) in window.iter().zip(&keys).zip(self.read_objects(&keys)) {
+                let data = match data {
+                    Ok(d) => d,
+                    Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
+                    Err(e) => return Err(e),
+                };
+                let record =
+                    serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(key, e))?;
+                records.push((name.clone(), record));
             }
-            let key = format!("{folder}{name}");
-            let data = match self.read_object(&key) {
-                Ok(d) => d,
-                Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
-                Err(e) => return Err(e),
-            };
-            let record = serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
-            records.push((name, record));
         }
         Ok(records)
     }

@@ -418,6 +418,36 @@ fn generations_build_incrementally_and_reuse_unchanged_trees() {
     assert!(new.lookup(b"/data/../etc").is_err());
 }
 
+/// Objects read many at once come back in the order asked for, each
+/// with its own content, and one that is not there as its own error,
+/// however the reads finish.
+#[test]
+fn objects_read_at_once_come_back_in_the_order_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    let keys: Vec<String> = (0..40).map(|i| format!("clients/test-{i:02}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        if i % 7 != 3 {
+            repo.write_object(key, format!("object {i}").into_bytes())
+                .unwrap();
+        }
+    }
+    drop(repo);
+    // Reads delayed at random finish out of order.
+    let repo = open_with_faults(dir.path(), "slow=0.5,seed=7").unwrap();
+    let read = repo.read_objects(&keys);
+    assert_eq!(read.len(), keys.len());
+    for (i, result) in read.into_iter().enumerate() {
+        match result {
+            Ok(data) => assert_eq!(data, format!("object {i}").into_bytes()),
+            Err(RepoError::Storage(storage::StorageError::NotFound { .. })) => {
+                assert_eq!(i % 7, 3)
+            }
+            Err(e) => panic!("object {i}: {e}"),
+        }
+    }
+}
+
 /// A backup that finds every folder as it was writes no tree: the new
 /// generation names the previous one's trees. A tree in a pack that a
 /// prune plans to delete is not named again but stored anew, and so is

@@ -49,6 +49,10 @@ pub struct Capabilities {
     /// Whether a blob is read with its whole pack, kept for the next reads
     /// (a request costs a round trip), rather than with a ranged read.
     pub whole_pack_reads: bool,
+    /// How many small objects (generation records, index objects) are
+    /// read at once: on a remote store each is a round trip, and a client
+    /// with years of generations has thousands.
+    pub parallel_reads: usize,
 }
 
 /// One kind of store: what it does its own way. The defaults are what an
@@ -66,6 +70,7 @@ pub trait Backend: Send + Sync + 'static {
             background_writes: true,
             packs_in_flight: 6,
             whole_pack_reads: true,
+            parallel_reads: 16,
         }
     }
 
