@@ -11,8 +11,8 @@
 //! 3. **Decides** which packs go ([`verdict`]): those with nothing used
 //!    (deleted), and those over the unused threshold (rewritten).
 //! 4. **Writes** the used blobs of the packs to rewrite into new packs,
-//!    and new index objects listing every blob of every pack that stays;
-//!    nothing is deleted yet.
+//!    and new index objects in place of those that list a pack that goes:
+//!    they list the packs those listed that stay. Nothing is deleted yet.
 //! 5. **Writes the plan**: the packs and index objects to delete. Then
 //!    lists the locks, and records the runs it found.
 //! 6. **Deletes** (`finish`) at once if no run was found; otherwise a
@@ -22,7 +22,7 @@
 //!
 //! A prune with no pack to delete merges the small index objects
 //! backups left, if there are many (`compact`); one that deletes packs
-//! rewrites every index object anyway (step 4).
+//! rewrites only the index objects that list them (step 4).
 //!
 //! Why no interleaving with a backup loses data is argued in
 //! `docs/repository-format.md` ("Pruning beside backups"); in short: a
@@ -229,7 +229,8 @@ impl Repository {
             return Ok(report);
         }
         // 4. Copy what is used out of the packs to rewrite; index anew
-        // every blob of every pack that stays.
+        // the packs that stay of the index objects that list one that
+        // goes.
         let used = {
             let index = self.catalog.read();
             verdict::used_entries(&index, &refs.blobs, &stored, &verdicts.rewrite)?
@@ -240,10 +241,10 @@ impl Repository {
             })?;
         report.packs_rewritten = verdicts.rewrite.len() as u64;
         let doomed = verdicts.doomed();
-        let replaced = self.loaded_and_own_index_objects();
         // The packs just written are stored too.
         let stored = self.stored_packs()?;
-        self.write_index_of_kept_packs(&stored, &doomed)?;
+        let (replaced, relist) = self.index_objects_to_replace(&stored, &doomed);
+        self.write_index_of_packs(&relist)?;
         // 5. The plan, then the runs that may have missed it.
         let mut packs: Vec<ObjectId> = verdicts
             .delete

@@ -1,6 +1,7 @@
 //! Step 4 of a prune: copy the used blobs out of the packs to rewrite,
-//! and index anew every blob of every pack that stays. Nothing is
-//! deleted here: what this writes only duplicates what is there.
+//! and index anew the packs that stay of the index objects that list a
+//! pack that goes. Nothing is deleted here: what this writes only
+//! duplicates what is there.
 
 use std::collections::{HashMap, HashSet};
 
@@ -70,34 +71,48 @@ impl Repository {
         Ok(copied)
     }
 
-    /// The index objects loaded so far and those this process wrote: what
-    /// the index objects of kept packs replace.
-    pub(super) fn loaded_and_own_index_objects(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.catalog.object_packs().into_keys().collect();
-        names.extend(self.uploads.written_index_names());
-        names.sort();
-        names.dedup();
-        names
-    }
-
-    /// Write index objects listing every blob of every stored pack that
-    /// is not `doomed`.
-    pub(super) fn write_index_of_kept_packs(
+    /// The index objects a prune replaces: those that list a pack that
+    /// goes (`doomed`) or that is no longer stored; and the packs they
+    /// list that stay, to be listed anew ([`Self::write_index_of_packs`]).
+    /// Every other index object stays as it is: a prune that deletes a
+    /// few packs rewrites the few index objects that list them, not the
+    /// whole index (which for 100 TB is some 20 GB of index objects).
+    pub(super) fn index_objects_to_replace(
         &self,
         stored: &HashSet<ObjectId>,
         doomed: &HashSet<u32>,
-    ) -> RepoResult<()> {
+    ) -> (Vec<String>, HashSet<u32>) {
+        // Taken before the index is locked below: this locks it too.
+        let objects = self.catalog.object_packs();
         let index = self.catalog.read();
-        let keep = |n: u32| {
-            !doomed.contains(&n) && index.pack_id(n).is_some_and(|id| stored.contains(&id))
-        };
+        let goes =
+            |n: u32| doomed.contains(&n) || index.pack_id(n).is_none_or(|id| !stored.contains(&id));
+        let mut replaced = Vec::new();
+        let mut relist = HashSet::new();
+        for (name, packs) in objects {
+            if packs.iter().any(|n| goes(*n)) {
+                relist.extend(packs.into_iter().filter(|n| !goes(*n)));
+                replaced.push(name);
+            }
+        }
+        replaced.sort();
+        (replaced, relist)
+    }
+
+    /// Write index objects listing every blob of `packs` (each blob as
+    /// often as the index holds it: a duplicate entry is harmless).
+    pub(super) fn write_index_of_packs(&self, packs: &HashSet<u32>) -> RepoResult<()> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let index = self.catalog.read();
         let mut group: Vec<IndexEntry> = Vec::with_capacity(ENTRIES_PER_OBJECT);
         let mut entries = index.entries();
         loop {
             group.clear();
             for e in entries.by_ref() {
                 let e = e?;
-                if keep(e.location.pack) {
+                if packs.contains(&e.location.pack) {
                     group.push(e);
                     if group.len() == ENTRIES_PER_OBJECT {
                         break;

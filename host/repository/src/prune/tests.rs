@@ -256,3 +256,60 @@ fn a_prune_that_finishes_an_earlier_plan_then_acts_on_the_repository_as_it_is_no
         "{third:?}"
     );
 }
+
+/// A prune rewrites only the index objects that list a pack it deletes:
+/// the others stay as they were, and everything kept is still listed.
+#[test]
+fn a_prune_rewrites_only_the_index_objects_of_the_packs_it_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let index_objects = || -> std::collections::BTreeSet<String> {
+        // No folder before the first backup.
+        std::fs::read_dir(dir.path().join("index"))
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    // Three runs, each its own packs and index object.
+    let mut runs = Vec::new();
+    for files in [0..20, 100..120, 200..220] {
+        let before = index_objects();
+        let repo = open(dir.path());
+        let (gen, ids) = backup(&repo, files);
+        let written: Vec<String> = index_objects().difference(&before).cloned().collect();
+        assert!(!written.is_empty());
+        runs.push((gen, ids, written));
+    }
+    // The middle run's data is no longer used.
+    let repo = open(dir.path());
+    repo.remove_generation("c", &runs[1].0.id).unwrap();
+    drop(repo);
+    let report = prune(&open(dir.path()), 20);
+    assert!(report.packs_deleted > 0, "{report:?}");
+    assert!(!report.deferred);
+
+    let now = index_objects();
+    for name in runs[0].2.iter().chain(&runs[2].2) {
+        assert!(
+            now.contains(name),
+            "index object {name} of a kept run was rewritten"
+        );
+    }
+    for name in &runs[1].2 {
+        assert!(
+            !now.contains(name),
+            "index object {name} lists deleted packs"
+        );
+    }
+    let fresh = open(dir.path());
+    assert!(fresh.check_objects(true).unwrap().problems.is_empty());
+    for (i, id) in runs[0].1.iter().enumerate() {
+        assert_eq!(fresh.get_chunk(id).unwrap(), data(i as u32));
+    }
+    for (i, id) in runs[2].1.iter().enumerate() {
+        assert_eq!(fresh.get_chunk(id).unwrap(), data(200 + i as u32));
+    }
+    for id in &runs[1].1 {
+        assert!(!fresh.has_chunk(id));
+    }
+}
