@@ -639,3 +639,50 @@ fn commands_that_only_read_create_nothing_and_announce_nothing() {
         assert!(!w.repo.exists(), "{args:?} made {}", w.repo.display());
     }
 }
+
+/// A tree hundreds of folders deep backs up and restores whole, bit for
+/// bit and metadata too, even with few file descriptors: the walk lists a
+/// folder and stats its children through it, then closes it before it
+/// goes below, so the folders it holds open do not grow with the depth.
+#[test]
+fn a_tree_hundreds_of_folders_deep_backs_up_with_few_file_descriptors() {
+    let w = world();
+    let mut dir = w.data.clone();
+    for level in 0..300 {
+        dir.push("d");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("f"), format!("level {level}\n")).unwrap();
+    }
+    // 300 folders held open at once would not fit in 256 descriptors.
+    let limited = |args: &[&str]| {
+        let plain = w.env.obnam();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
+            .arg(plain.get_program())
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", &w.client])
+            .args(args);
+        for (key, value) in plain.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        if let Some(dir) = plain.get_current_dir() {
+            cmd.current_dir(dir);
+        }
+        obnam_test_support::run(&mut cmd)
+    };
+    let data = w.data.to_str().unwrap().to_string();
+    let run = limited(&["backup", &data]).ok();
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains(" 0 errors"), "{said}");
+    // Again, with nothing changed: every folder compared with its
+    // previous tree.
+    limited(&["backup", &data]).ok();
+    let restored = w.restore(&[]);
+    let differences = obnam_test_support::awkward::compare_trees(&w.data, &restored, true);
+    assert!(differences.is_empty(), "{differences:?}");
+}
