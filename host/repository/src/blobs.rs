@@ -65,13 +65,16 @@ impl Repository {
     }
 
     /// Store a tree object (once: an identical tree is reused).
-    pub fn put_tree(&self, tree: &Tree) -> RepoResult<ChunkId> {
+    pub fn put_tree(&self, tree: Tree) -> RepoResult<ChunkId> {
+        let entries = tree.entries.len();
         let bytes = tree.encode();
+        // Freed before the encoding is compressed and packed: a folder of
+        // 100,000 files holds tens of megabytes in each form.
+        drop(tree);
         if bytes.len() > crate::limits::MAX_TREE_LEN {
             return Err(RepoError::Usage(format!(
-                "a folder of {} entries is too large to store: its tree object \
+                "a folder of {entries} entries is too large to store: its tree object \
                  would be {} bytes, more than the format allows ({})",
-                tree.entries.len(),
                 bytes.len(),
                 crate::limits::MAX_TREE_LEN
             )));

@@ -380,7 +380,7 @@ fn totals<'a>(entries: impl Iterator<Item = &'a TreeEntry>) -> (u64, u64) {
 /// tree object, with the totals of its subtree.
 fn put_entries(repo: &Repository, entries: Vec<TreeEntry>) -> RepoResult<Written> {
     let (files, bytes) = totals(entries.iter());
-    Ok((repo.put_tree(&Tree { entries })?, files, bytes))
+    Ok((repo.put_tree(Tree { entries })?, files, bytes))
 }
 
 impl Slot {
