@@ -583,16 +583,16 @@ fn a_folder_is_written_anew_for_any_change_to_its_entries() {
             vec![(b"f", 0), (b"g", 6), (b"sub", 0)],
         ),
     ];
-    for (what, change, expected) in changes {
-        // Every round starts from g1.
-        for g in repo
-            .generations("c")
-            .unwrap()
-            .iter()
-            .filter(|g| g.id != g1.id)
-        {
-            repo.remove_generation("c", &g.id).unwrap();
+    // Every round starts from g1.
+    let back_to_g1 = || {
+        for g in repo.generations("c").unwrap() {
+            if g.id != g1.id {
+                repo.remove_generation("c", &g.id).unwrap();
+            }
         }
+    };
+    for (what, change, expected) in changes {
+        back_to_g1();
         let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
         base(&b);
         change(&b);
@@ -604,14 +604,7 @@ fn a_folder_is_written_anew_for_any_change_to_its_entries() {
         assert_eq!(listing(&g), expected, "{what}");
     }
     // And put back as it was: the same tree.
-    for g in repo
-        .generations("c")
-        .unwrap()
-        .iter()
-        .filter(|g| g.id != g1.id)
-    {
-        repo.remove_generation("c", &g.id).unwrap();
-    }
+    back_to_g1();
     let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
     base(&b);
     b.put(b"/d/f", file(5)).unwrap();
