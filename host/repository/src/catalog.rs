@@ -19,12 +19,13 @@ use super::ids::{ChunkId, Token};
 use super::index::{self, Index, IndexEntry};
 use super::index_cache::{IndexCache, BATCH_ENTRIES};
 
+use super::storage::StorageError;
+use super::Repository;
+
 /// Index objects read at once when loading the index: on a remote store
 /// each is a round trip. They are held until decoded, and a consolidated
 /// one is about a megabyte per gigabyte of new data, so not too many.
 const INDEX_READ_WINDOW: usize = 16;
-use super::storage::StorageError;
-use super::Repository;
 
 /// Lock `m`, whether or not a thread panicked holding it.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

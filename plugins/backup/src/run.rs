@@ -782,13 +782,16 @@ impl<'a, 'c> Walker<'a, 'c> {
             }
         };
         let mut previous = self.previous_dir(dir)?;
-        for walk::Child { path: child, meta } in children {
+        for listed in children {
             if self.aborted() {
                 break;
             }
             // A json-lines stream that cannot be written stops the run.
             self.progress.reporter.check()?;
-            let prev = child.file_name().and_then(|n| previous.take(n.as_bytes()));
+            let prev = previous.take(listed.name());
+            let walk::Child {
+                path: child, meta, ..
+            } = listed;
             let meta = match meta {
                 Ok(m) => m,
                 Err(e) => {
@@ -860,8 +863,7 @@ impl<'a, 'c> Walker<'a, 'c> {
 /// order, the order of the entries: one pass with a cursor matches them,
 /// with no map of the folder (which for 100,000 files was 38 MB).
 struct PreviousDir {
-    entries: Vec<Option<Entry>>,
-    next: usize,
+    entries: std::iter::Peekable<std::vec::IntoIter<Entry>>,
 }
 
 impl PreviousDir {
@@ -872,22 +874,18 @@ impl PreviousDir {
             entries.sort_by(|a, b| a.name.cmp(&b.name));
         }
         PreviousDir {
-            entries: entries.into_iter().map(Some).collect(),
-            next: 0,
+            entries: entries.into_iter().peekable(),
         }
     }
 
     /// The entry called `name`. Names must be asked for in increasing
     /// order: an entry before the last name asked for is not found.
     fn take(&mut self, name: &[u8]) -> Option<Entry> {
-        while let Some(slot) = self.entries.get_mut(self.next) {
-            match slot.as_ref().map(|e| e.name.as_slice().cmp(name)) {
-                Some(std::cmp::Ordering::Less) | None => self.next += 1,
-                Some(std::cmp::Ordering::Equal) => {
-                    self.next += 1;
-                    return slot.take();
-                }
-                Some(std::cmp::Ordering::Greater) => return None,
+        while let Some(e) = self.entries.peek() {
+            match e.name.as_slice().cmp(name) {
+                std::cmp::Ordering::Less => drop(self.entries.next()),
+                std::cmp::Ordering::Equal => return self.entries.next(),
+                std::cmp::Ordering::Greater => return None,
             }
         }
         None

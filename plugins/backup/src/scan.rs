@@ -146,7 +146,9 @@ impl Scan {
             }
             let frame = stack.last_mut()?;
             if let Some(child) = frame.children.next() {
-                let walk::Child { path: child, meta } = child;
+                let walk::Child {
+                    path: child, meta, ..
+                } = child;
                 let Ok(meta) = meta else {
                     continue;
                 };

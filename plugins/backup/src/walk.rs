@@ -18,18 +18,17 @@ use plugin_api::{Context, Hook, Result};
 pub fn children(dir: &Path) -> std::io::Result<Vec<Child>> {
     let mut out: Vec<Child> = std::fs::read_dir(dir)?
         .map(|e| {
-            e.map(|e| Child {
-                path: e.path(),
-                meta: e.metadata(),
+            e.map(|e| {
+                let path = e.path();
+                Child {
+                    name_at: path.as_os_str().len() - path.file_name().map_or(0, |n| n.len()),
+                    path,
+                    meta: e.metadata(),
+                }
             })
         })
         .collect::<std::io::Result<_>>()?;
-    out.sort_by(|a, b| {
-        a.path
-            .file_name()
-            .map(|n| n.as_bytes())
-            .cmp(&b.path.file_name().map(|n| n.as_bytes()))
-    });
+    out.sort_by(|a, b| a.name().cmp(b.name()));
     Ok(out)
 }
 
@@ -37,6 +36,16 @@ pub fn children(dir: &Path) -> std::io::Result<Vec<Child>> {
 pub struct Child {
     pub path: PathBuf,
     pub meta: std::io::Result<Metadata>,
+    /// Where the name starts in `path`: found once, not parsed from the
+    /// path again at every comparison of the sort.
+    name_at: usize,
+}
+
+impl Child {
+    /// The child's name (the last component of its path).
+    pub fn name(&self) -> &[u8] {
+        &self.path.as_os_str().as_bytes()[self.name_at..]
+    }
 }
 
 /// Asks the `backup-exclude` hook about each candidate.

@@ -135,14 +135,18 @@ impl Node {
         self.base.as_deref().map_or(&[], |t| &t.entries)
     }
 
-    /// The index in `base` of the entry called `name`, if it is still
-    /// there (not [`Fate::Gone`]).
-    fn in_base(&self, name: &[u8]) -> Option<usize> {
-        let i = self
-            .base_entries()
+    /// The index in `base` of the entry called `name`, whatever its fate.
+    fn base_index(&self, name: &[u8]) -> Option<usize> {
+        self.base_entries()
             .binary_search_by(|e| e.name.as_slice().cmp(name))
-            .ok()?;
-        (self.fates[i] != Fate::Gone).then_some(i)
+            .ok()
+    }
+
+    /// The index in `base` of the entry called `name`, if it is still
+    /// there (not [`Fate::Gone`]; then no entry of `changed` has its name).
+    fn in_base(&self, name: &[u8]) -> Option<usize> {
+        self.base_index(name)
+            .filter(|i| self.fates[*i] != Fate::Gone)
     }
 
     /// Move entry `i` of `base` into `changed`, to be changed or to hold
@@ -171,7 +175,7 @@ impl Node {
     /// Put `entry` (named `name`) in this directory.
     fn put(&mut self, name: &[u8], mut entry: TreeEntry) {
         // The common case: a file put back as it was.
-        if entry.kind != EntryKind::Dir && !self.changed.contains_key(name) {
+        if entry.kind != EntryKind::Dir {
             if let Some(i) = self.in_base(name) {
                 if self.base_entries()[i] == entry {
                     self.fates[i] = Fate::Kept;
@@ -280,10 +284,7 @@ impl Node {
         let base = self.base_entries();
         let mut same = self.fates.iter().filter(|f| **f != Fate::Gone).count();
         for (name, slot) in &self.changed {
-            let i = base
-                .binary_search_by(|e| e.name.as_slice().cmp(name))
-                .ok()?;
-            if base[i] != slot.entry {
+            if base[self.base_index(name)?] != slot.entry {
                 return None;
             }
             same += 1;
