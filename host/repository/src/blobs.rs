@@ -71,6 +71,12 @@ impl Repository {
         // Freed before the encoding is compressed and packed: a folder of
         // 100,000 files holds tens of megabytes in each form.
         drop(tree);
+        self.put_encoded_tree(&bytes, entries)
+    }
+
+    /// Store a tree object already encoded (see
+    /// [`crate::tree::encode_entries`]) of `entries` entries.
+    pub(crate) fn put_encoded_tree(&self, bytes: &[u8], entries: usize) -> RepoResult<ChunkId> {
         if bytes.len() > crate::limits::MAX_TREE_LEN {
             return Err(RepoError::Usage(format!(
                 "a folder of {entries} entries is too large to store: its tree object \
@@ -79,7 +85,7 @@ impl Repository {
                 crate::limits::MAX_TREE_LEN
             )));
         }
-        let token = self.tokens.strong(&bytes);
+        let token = self.tokens.strong(bytes);
         // Any stored copy of the same tree will do: its id names its
         // content. A copy that a prune plans to delete does not count, nor
         // one lost with its pack: then a new copy is stored, under a
@@ -89,7 +95,7 @@ impl Repository {
         }
         self.ensure_index()?;
         let id = self.catalog.allocate(token);
-        let result = self.uploads.put(self, id, BlobKind::Tree, &bytes);
+        let result = self.uploads.put(self, id, BlobKind::Tree, bytes);
         self.catalog.release(&id);
         result.map(|()| id)
     }

@@ -264,15 +264,45 @@ impl Node {
         }
     }
 
-    /// The directory's entries now, in name order.
-    fn entries(&self) -> Vec<TreeEntry> {
+    /// The directory's entries now, in name order: those of its previous
+    /// tree still there, merged with the changed ones.
+    fn current(
+        &self,
+    ) -> MergeByName<'_, impl Iterator<Item = &TreeEntry>, impl Iterator<Item = &TreeEntry>> {
         let base = self
             .base_entries()
             .iter()
             .zip(&self.fates)
             .filter(|(_, fate)| **fate != Fate::Gone)
-            .map(|(e, _)| e.clone());
-        merge_by_name(base, self.changed.values().map(|s| s.entry.clone()))
+            .map(|(e, _)| e);
+        let len = self.fates.iter().filter(|f| **f != Fate::Gone).count() + self.changed.len();
+        MergeByName {
+            a: base.peekable(),
+            b: self.changed.values().map(|s| &s.entry).peekable(),
+            len,
+        }
+    }
+
+    /// The directory's entries now, in name order, as a list.
+    fn entries(&self) -> Vec<TreeEntry> {
+        self.current().cloned().collect()
+    }
+
+    /// Encode the directory as a tree object (subdirectories already
+    /// written), straight from the overlay: no list of its entries is
+    /// made, so a large folder is not held twice. Returns the encoding,
+    /// its number of entries, and the totals of the subtree.
+    fn encode(&self) -> RepoResult<EncodedTree> {
+        let (files, bytes) = totals(self.current());
+        let entries = self.current().len();
+        let encoded = crate::tree::encode_entries(self.current())
+            .map_err(|e| RepoError::Usage(format!("internal error encoding a tree: {e}")))?;
+        Ok(EncodedTree {
+            encoded,
+            entries,
+            files,
+            bytes,
+        })
     }
 
     /// The stored tree that this directory is again, if it is exactly its
@@ -307,7 +337,7 @@ impl Node {
         if let Some(written) = self.unchanged(repo) {
             return Ok(written);
         }
-        put_entries(repo, self.entries())
+        self.encode()?.put(repo)
     }
 
     /// Write this directory (and any loaded subdirectories) as tree
@@ -323,37 +353,66 @@ impl Node {
         if let Some(written) = self.unchanged(repo) {
             return Ok(written);
         }
-        let fates = self.fates;
-        let base: Vec<TreeEntry> = match self.base.map(Arc::try_unwrap) {
-            Some(Ok(tree)) => tree.entries,
-            Some(Err(shared)) => shared.entries.clone(),
-            None => Vec::new(),
-        };
-        let base = base
-            .into_iter()
-            .zip(fates)
-            .filter(|(_, fate)| *fate != Fate::Gone)
-            .map(|(e, _)| e);
-        let entries = merge_by_name(base, self.changed.into_values().map(|s| s.entry));
-        put_entries(repo, entries)
+        let tree = self.encode()?;
+        // Freed before the encoding is compressed and packed.
+        drop(self);
+        tree.put(repo)
     }
 }
 
-/// Two lists of entries in name order, with no name in both, as one.
-fn merge_by_name(
-    a: impl Iterator<Item = TreeEntry>,
-    b: impl Iterator<Item = TreeEntry>,
-) -> Vec<TreeEntry> {
-    let (mut a, mut b) = (a.peekable(), b.peekable());
-    let mut out = Vec::with_capacity(a.size_hint().0 + b.size_hint().0);
-    loop {
-        let take_a = match (a.peek(), b.peek()) {
+/// Two iterators of entries in name order, with no name in both, as one;
+/// `len` is the sum of their lengths.
+struct MergeByName<'a, A: Iterator<Item = &'a TreeEntry>, B: Iterator<Item = &'a TreeEntry>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+    len: usize,
+}
+
+impl<'a, A, B> Iterator for MergeByName<'a, A, B>
+where
+    A: Iterator<Item = &'a TreeEntry>,
+    B: Iterator<Item = &'a TreeEntry>,
+{
+    type Item = &'a TreeEntry;
+
+    fn next(&mut self) -> Option<&'a TreeEntry> {
+        let take_a = match (self.a.peek(), self.b.peek()) {
             (Some(x), Some(y)) => x.name < y.name,
             (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => return out,
+            (None, _) => false,
         };
-        out.extend(if take_a { a.next() } else { b.next() });
+        let next = if take_a { self.a.next() } else { self.b.next() };
+        if next.is_some() {
+            self.len = self.len.saturating_sub(1);
+        }
+        next
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len, Some(self.len))
+    }
+}
+
+impl<'a, A, B> ExactSizeIterator for MergeByName<'a, A, B>
+where
+    A: Iterator<Item = &'a TreeEntry>,
+    B: Iterator<Item = &'a TreeEntry>,
+{
+}
+
+/// A directory encoded as a tree object, not yet stored.
+struct EncodedTree {
+    encoded: Vec<u8>,
+    entries: usize,
+    /// Files and bytes of file data in its subtree.
+    files: u64,
+    bytes: u64,
+}
+
+impl EncodedTree {
+    fn put(self, repo: &Repository) -> RepoResult<Written> {
+        let id = repo.put_encoded_tree(&self.encoded, self.entries)?;
+        Ok((id, self.files, self.bytes))
     }
 }
 
@@ -375,13 +434,6 @@ fn totals<'a>(entries: impl Iterator<Item = &'a TreeEntry>) -> (u64, u64) {
         .fold((0u64, 0u64), |(files, bytes), (f, b)| {
             (files + f, bytes + b)
         })
-}
-
-/// Store a directory's entries (subdirectories already written) as a
-/// tree object, with the totals of its subtree.
-fn put_entries(repo: &Repository, entries: Vec<TreeEntry>) -> RepoResult<Written> {
-    let (files, bytes) = totals(entries.iter());
-    Ok((repo.put_tree(Tree { entries })?, files, bytes))
 }
 
 impl Slot {
