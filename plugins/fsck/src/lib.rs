@@ -240,7 +240,7 @@ impl Checker {
         let mut size = 0u64;
         // A run of one chunk (a sparse file's holes are one zero chunk
         // repeated) is read and checked once.
-        let mut previous: Option<(ChunkId, Vec<u8>, bool)> = None;
+        let mut previous: Option<(ChunkId, plugin_api::types::RVec<u8>, bool)> = None;
         for id in &entry.chunks {
             if let Some((last, data, zero)) = &previous {
                 if last == id {
@@ -252,7 +252,7 @@ impl Checker {
                     continue;
                 }
             }
-            let data = match self.repo.get_chunk(*id) {
+            let data = match self.repo.get_chunk_data(*id) {
                 Ok(d) => d,
                 Err(e) => return self.object_problem(&place, &e.to_string()),
             };

@@ -236,7 +236,7 @@ impl FileData<'_> {
             }
             let data = self
                 .repo
-                .get_chunk(id)
+                .get_chunk_data(id)
                 .map_err(|e| io::Error::other(e.message().to_string()))?;
             if data.len() as u64 != len {
                 return Err(io::Error::other(format!(

@@ -16,6 +16,7 @@
 
 use std::sync::mpsc::{sync_channel, Receiver};
 
+use plugin_api::types::RVec;
 use plugin_api::{ChunkId, Repository};
 
 use crate::sparse;
@@ -29,15 +30,16 @@ pub const FETCHERS: usize = 2;
 /// Chunks each read-ahead thread may hold before the writer takes them.
 pub const AHEAD: usize = 2;
 
-/// A chunk's data, and whether it is all zeros.
+/// A chunk's data (as the host read it, not copied), and whether it is
+/// all zeros.
 pub struct Chunk {
-    pub data: Vec<u8>,
+    pub data: RVec<u8>,
     pub zero: bool,
 }
 
 fn fetch(repo: &Repository, id: ChunkId) -> Result<Chunk, String> {
     let data = repo
-        .get_chunk(id)
+        .get_chunk_data(id)
         .map_err(|e| format!("cannot read chunk {}: {e}", chunk_hex(&id)))?;
     let zero = sparse::is_zero(&data);
     Ok(Chunk { data, zero })
