@@ -219,6 +219,11 @@ pub trait GenerationBuilderService: Send + Sync {
     #[sabi(last_prefix_field)]
     /// The boundary form of [`GenerationBuilder::remove_checkpoints`](crate::GenerationBuilder::remove_checkpoints).
     fn remove_checkpoints(&self) -> AbiResult<u64>;
+    // Added in 0.1.8.
+    /// The boundary form of [`GenerationBuilder::keep`](crate::GenerationBuilder::keep):
+    /// the names each end with a zero byte (no file name holds one); the
+    /// answer is the positions of those not kept.
+    fn keep(&self, dir: RSlice<'_, u8>, names: RSlice<'_, u8>) -> AbiResult<RVec<u32>>;
 }
 
 /// A generation builder handle.

@@ -631,4 +631,33 @@ impl GenerationBuilder {
     pub fn remove_checkpoints(&self) -> Result<u64> {
         unwrap_abi(self.inner.remove_checkpoints())
     }
+
+    /// Keep entries of the directory `dir` exactly as the generation this
+    /// one starts from has them, given by name (files, not directories):
+    /// what a backup does with an unchanged file, as one call for many
+    /// rather than a [`put`](Self::put) of each. A name is kept only if
+    /// the builder still holds it as it was (not put, removed or replaced
+    /// in this run) and it is not a directory; returns the positions in
+    /// `names` of those it did not keep, which the caller puts instead.
+    /// Since 0.1.8.
+    pub fn keep(&self, dir: &Path, names: &[&[u8]]) -> Result<Vec<usize>> {
+        let mut joined = Vec::with_capacity(names.iter().map(|n| n.len() + 1).sum());
+        for name in names {
+            if name.is_empty() || name.contains(&0) || name.contains(&b'/') {
+                return Err(crate::Error::msg(format!(
+                    "cannot keep {:?}: not a file name",
+                    String::from_utf8_lossy(name)
+                )));
+            }
+            joined.extend_from_slice(name);
+            joined.push(0);
+        }
+        Ok(unwrap_abi(
+            self.inner
+                .keep(path_bytes(dir), RSlice::from_slice(&joined)),
+        )?
+        .into_iter()
+        .map(|i| i as usize)
+        .collect())
+    }
 }

@@ -131,6 +131,56 @@ fn an_unchanged_file_is_not_read_again() {
     assert_eq!(fs::read(restored.join("a")).unwrap(), b"one");
 }
 
+/// Unchanged files are kept in batches: a folder of more of them than
+/// a batch, with changed, new, removed and re-moded files among them and
+/// a subfolder walked in the middle, comes back exactly as it is now.
+#[test]
+fn many_unchanged_files_around_changed_ones_are_all_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = world();
+    for i in 0..700 {
+        w.file(&format!("big/f{i:03}"), format!("file {i}").as_bytes());
+    }
+    for i in 0..300 {
+        w.file(
+            &format!("big/f350-sub/g{i:03}"),
+            format!("sub {i}").as_bytes(),
+        );
+    }
+    w.backup(&[]).ok();
+    w.file("big/f100", b"changed content");
+    w.file("big/f350-sub/g250", b"changed in the subfolder");
+    w.file("big/f650new", b"new");
+    fs::remove_file(w.data.join("big/f300")).unwrap();
+    fs::set_permissions(w.data.join("big/f500"), fs::Permissions::from_mode(0o600)).unwrap();
+    let second = w.backup(&[]).ok();
+    // The changed, the new and the re-moded file are read; no other.
+    assert_eq!(files_read(&second), 4, "{}", second.stdout);
+    let restored = w.restore(&[]);
+    let mut count = 0;
+    for dir in ["big", "big/f350-sub"] {
+        for e in fs::read_dir(w.data.join(dir)).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                continue;
+            }
+            let rel = Path::new(dir).join(e.file_name());
+            let back = restored.join(&rel);
+            assert_eq!(
+                fs::read(&back).unwrap(),
+                fs::read(e.path()).unwrap(),
+                "{rel:?}"
+            );
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode();
+            assert_eq!(mode(&back), mode(&e.path()), "{rel:?}");
+            count += 1;
+        }
+    }
+    assert_eq!(count, 700 + 300);
+    assert!(!restored.join("big/f300").exists());
+    assert_eq!(files_under(&restored).len(), count);
+}
+
 #[test]
 fn deleted_files_and_dropped_roots_leave_the_next_generation() {
     let w = world();

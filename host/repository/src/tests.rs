@@ -510,6 +510,72 @@ fn an_unchanged_folder_is_its_previous_tree_unless_a_prune_plans_to_delete_it() 
     assert_eq!((g3.file_count, g3.data_size), (3, 33));
 }
 
+/// Keeping files by name is putting them back as they were: the same
+/// generation, the same trees. A name is refused (for the caller to put)
+/// if it is not in the previous generation's folder as it was: absent,
+/// a directory, already put or removed in this run, or in a folder the
+/// builder does not hold.
+#[test]
+fn keeping_files_by_name_is_putting_them_back_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    repo.add_client("c").unwrap();
+    let first = {
+        let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+        b.put(b"/d", TreeEntry::bare_dir(b"")).unwrap();
+        b.put(b"/d/sub", TreeEntry::bare_dir(b"")).unwrap();
+        for (name, size) in [(&b"/d/a"[..], 1), (b"/d/b", 2), (b"/d/c", 3), (b"/d/e", 5)] {
+            b.put(name, file(size)).unwrap();
+        }
+        b.finish_dir(b"/d/sub").unwrap();
+        b.finish_dir(b"/d").unwrap();
+        b.commit(false).unwrap()
+    };
+
+    // Every file kept: the very same generation.
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    b.put(b"/d", TreeEntry::bare_dir(b"")).unwrap();
+    b.put(b"/d/sub", TreeEntry::bare_dir(b"")).unwrap();
+    b.finish_dir(b"/d/sub").unwrap();
+    let names: [&[u8]; 4] = [b"a", b"b", b"c", b"e"];
+    assert_eq!(b.keep(b"/d", names).unwrap(), Vec::<u32>::new());
+    b.finish_dir(b"/d").unwrap();
+    let kept = b.commit(false).unwrap();
+    assert_eq!(kept.root, first.root, "the same trees");
+    assert_eq!((kept.file_count, kept.data_size), (4, 11));
+
+    // Refused: absent, a directory, put already, removed; a folder not
+    // held. What is refused is not changed by the call.
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    b.put(b"/d", TreeEntry::bare_dir(b"")).unwrap();
+    b.put(b"/d/b", file(20)).unwrap();
+    b.remove(b"/d/c").unwrap();
+    let names: [&[u8]; 6] = [b"a", b"nothing", b"sub", b"b", b"c", b"e"];
+    assert_eq!(b.keep(b"/d", names).unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(b.keep(b"/elsewhere", [&b"a"[..]]).unwrap(), vec![0]);
+    b.put(b"/d/sub", TreeEntry::bare_dir(b"")).unwrap();
+    b.finish_dir(b"/d/sub").unwrap();
+    b.finish_dir(b"/d").unwrap();
+    let g = b.commit(false).unwrap();
+    let r = generation::GenerationReader::new(repo.clone(), g.clone());
+    assert_eq!(r.lookup(b"/d/a").unwrap().unwrap().size, 1);
+    assert_eq!(r.lookup(b"/d/b").unwrap().unwrap().size, 20);
+    assert!(r.lookup(b"/d/c").unwrap().is_none());
+    assert_eq!(r.lookup(b"/d/e").unwrap().unwrap().size, 5);
+    assert_eq!((g.file_count, g.data_size), (3, 26));
+
+    // A file neither kept nor put is dropped when its folder is finished.
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    b.put(b"/d", TreeEntry::bare_dir(b"")).unwrap();
+    assert_eq!(b.keep(b"/d", [&b"a"[..]]).unwrap(), Vec::<u32>::new());
+    b.finish_dir(b"/d").unwrap();
+    let g = b.commit(false).unwrap();
+    let r = generation::GenerationReader::new(repo.clone(), g.clone());
+    assert!(r.lookup(b"/d/a").unwrap().is_some());
+    assert!(r.lookup(b"/d/e").unwrap().is_none());
+    assert!(r.lookup(b"/d/sub").unwrap().is_none());
+}
+
 /// A folder whose entries come back changed, fewer or more is written
 /// anew, whichever way it changed; one put back as it was is not.
 #[test]

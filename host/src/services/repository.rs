@@ -383,4 +383,18 @@ impl GenerationBuilderService for BuilderService {
     fn remove_checkpoints(&self) -> AbiResult<u64> {
         self.shield.call(|| self.builder.remove_checkpoints())
     }
+
+    fn keep(&self, dir: RSlice<'_, u8>, names: RSlice<'_, u8>) -> AbiResult<RVec<u32>> {
+        self.shield.guarded(|| {
+            let names = names.as_slice();
+            // Each name ends with a zero byte.
+            let names = names
+                .strip_suffix(&[0])
+                .map(|n| n.split(|b| *b == 0))
+                .into_iter()
+                .flatten();
+            let refused = self.builder.keep(dir.as_slice(), names).map_err(err)?;
+            Ok(refused.into_iter().collect())
+        })
+    }
 }

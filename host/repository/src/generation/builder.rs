@@ -208,6 +208,18 @@ impl Node {
         }
     }
 
+    /// Keep entry `name` (not a directory) as `base` has it, if it is
+    /// still there; whether it was.
+    fn keep(&mut self, name: &[u8]) -> bool {
+        match self.in_base(name) {
+            Some(i) if self.base_entries()[i].kind != EntryKind::Dir => {
+                self.fates[i] = Fate::Kept;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Remove entry `name`, if there is one.
     fn remove(&mut self, name: &[u8]) {
         self.changed.remove(name);
@@ -585,6 +597,35 @@ impl GenerationBuilder {
             .ok_or(BadPath::NoParent)?
             .put(name, entry);
         Ok(())
+    }
+
+    /// Keep entries of the directory `dir` (files, not directories), given
+    /// by name, exactly as the generation this one starts from has them:
+    /// what a backup does with unchanged files, without an entry to
+    /// compare for each. A name is kept only if the directory still holds
+    /// it as it was (not put, removed or replaced in this run); returns
+    /// the positions of the names not kept, for the caller to put.
+    pub fn keep<'n>(
+        &self,
+        dir: &[u8],
+        names: impl IntoIterator<Item = &'n [u8]>,
+    ) -> RepoResult<Vec<u32>> {
+        let parts = components(dir)?;
+        // As `put`: a run of unchanged files keeps the lock fresh.
+        self.repo.refresh_locks()?;
+        let mut state = self.state()?;
+        let mut node = state.descend(&self.repo, &parts, false)?;
+        let mut refused = Vec::new();
+        for (i, name) in names.into_iter().enumerate() {
+            let kept = match node.as_deref_mut() {
+                Some(node) => node.keep(name),
+                None => false,
+            };
+            if !kept {
+                refused.push(u32::try_from(i).unwrap_or(u32::MAX));
+            }
+        }
+        Ok(refused)
     }
 
     /// Remove the entry at `path` (and its subtree); no error if absent.
