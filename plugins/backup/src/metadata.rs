@@ -2,12 +2,11 @@
 //! generation entry; and whether a file changed since the previous backup.
 
 use std::collections::HashMap;
-use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 
+use plugin_api::payloads::FileStat;
 use plugin_api::{Entry, EntryKind};
 
 /// User and group names by id, looked up once each.
@@ -68,12 +67,12 @@ pub fn xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 /// (which no program can set back), and a symlink's target never changes
 /// in place. This saves one or two system calls per file of a backup that
 /// finds most files unchanged.
-fn same_inode_unchanged(m: &Metadata, before: &Entry) -> bool {
-    before.ino == m.ino()
-        && before.dev == m.dev()
-        && before.ctime == m.ctime()
-        && before.ctime_ns == m.ctime_nsec() as u32
-        && before.kind == EntryKind::from_mode(m.mode())
+fn same_inode_unchanged(m: &FileStat, before: &Entry) -> bool {
+    before.ino == m.ino
+        && before.dev == m.dev
+        && before.ctime == m.ctime
+        && before.ctime_ns == m.ctime_ns
+        && before.kind == EntryKind::from_mode(m.mode)
 }
 
 /// The entry for a file, without content (checksum and chunks); its
@@ -81,11 +80,11 @@ fn same_inode_unchanged(m: &Metadata, before: &Entry) -> bool {
 /// previous generation's entry) if the inode did not change since.
 pub fn entry(
     path: &Path,
-    m: &Metadata,
+    m: &FileStat,
     names: &Names,
     before: Option<&Entry>,
 ) -> std::io::Result<Entry> {
-    let kind = EntryKind::from_mode(m.mode());
+    let kind = EntryKind::from_mode(m.mode);
     let before = before.filter(|b| same_inode_unchanged(m, b));
     let target = if kind != EntryKind::Symlink {
         Vec::new()
@@ -104,20 +103,20 @@ pub fn entry(
             .map(|n| n.as_bytes().to_vec())
             .unwrap_or_default(),
         kind,
-        mode: m.mode(),
-        uid: m.uid(),
-        gid: m.gid(),
-        user: names.user(m.uid()),
-        group: names.group(m.gid()),
-        size: if kind == EntryKind::Dir { 0 } else { m.size() },
-        mtime: m.mtime(),
-        mtime_ns: m.mtime_nsec() as u32,
-        ctime: m.ctime(),
-        ctime_ns: m.ctime_nsec() as u32,
-        nlink: m.nlink(),
-        dev: m.dev(),
-        ino: m.ino(),
-        rdev: m.rdev(),
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        user: names.user(m.uid),
+        group: names.group(m.gid),
+        size: if kind == EntryKind::Dir { 0 } else { m.size },
+        mtime: m.mtime,
+        mtime_ns: m.mtime_ns,
+        ctime: m.ctime,
+        ctime_ns: m.ctime_ns,
+        nlink: m.nlink,
+        dev: m.dev,
+        ino: m.ino,
+        rdev: m.rdev,
         target,
         xattrs,
         ..Entry::default()
@@ -155,7 +154,7 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         std::os::unix::fs::symlink("f", &link).unwrap();
         let names = Names::default();
-        let stat = |p: &Path| std::fs::symlink_metadata(p).unwrap();
+        let stat = |p: &Path| FileStat::from_metadata(&std::fs::symlink_metadata(p).unwrap());
         let first = entry(&file, &stat(&file), &names, None).unwrap();
         let mut before = first.clone();
         before.xattrs = vec![(b"user.was".to_vec(), b"1".to_vec())];

@@ -644,7 +644,7 @@ impl<'a, 'c> Walker<'a, 'c> {
 
     /// The walk leaves out `meta` and, for a folder, what is below it:
     /// not to be counted in the scan's totals.
-    fn left_out(&self, meta: &std::fs::Metadata) {
+    fn left_out(&self, meta: &FileStat) {
         if let Some(scan) = self.progress.scan {
             scan.left_out(meta);
         }
@@ -652,11 +652,11 @@ impl<'a, 'c> Walker<'a, 'c> {
 
     /// The walk is done with an object: count it for the progress (a
     /// folder that is not walked is left out of the totals instead).
-    fn skipped(&self, meta: &std::fs::Metadata) {
+    fn skipped(&self, meta: &FileStat) {
         if meta.is_dir() {
             self.left_out(meta);
         } else {
-            self.stats.done(meta.len());
+            self.stats.done(meta.size);
         }
     }
 
@@ -685,7 +685,7 @@ impl<'a, 'c> Walker<'a, 'c> {
                 Err(e) => report(self.stats, parent, &e.to_string()),
             }
         }
-        let root_stat = FileStat::from_metadata(&meta);
+        let root_stat = meta;
         // A root that is a file belongs to no directory the run finishes:
         // nothing waits on this ticket.
         let root_ticket = Ticket::new();
@@ -698,7 +698,7 @@ impl<'a, 'c> Walker<'a, 'c> {
     fn visit(
         &mut self,
         path: &Path,
-        meta: std::fs::Metadata,
+        meta: FileStat,
         mut previous: Option<Entry>,
         root: &Path,
         root_stat: FileStat,
@@ -751,7 +751,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             let same = entry == prev;
             entry.chunks = chunks;
             entry.checksum = checksum;
-            self.stats.done(meta.len());
+            self.stats.done(meta.size);
             return match self.keeping.last_mut() {
                 Some(batch) if same && Some(batch.dir.as_path()) == path.parent() => {
                     batch.entries.push(entry);
@@ -765,7 +765,7 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
         if entry.kind != EntryKind::File {
             self.put(path, &entry)?;
-            self.stats.done(meta.len());
+            self.stats.done(meta.size);
             return Ok(());
         }
         self.say(&format!(
@@ -781,7 +781,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             Sink::Pretend(_) => {
                 add(&self.stats.files_read, 1);
                 add(&self.stats.bytes_read, entry.size);
-                self.stats.done(meta.len());
+                self.stats.done(meta.size);
                 Ok(())
             }
             Sink::Build { jobs, .. } => {
@@ -837,13 +837,7 @@ impl<'a, 'c> Walker<'a, 'c> {
                 }
             };
             let seen = self.stats.files.load(Ordering::Relaxed);
-            if let Some(reason) = self.excluder.reason(
-                &child,
-                FileStat::from_metadata(&meta),
-                root,
-                root_stat,
-                seen,
-            )? {
+            if let Some(reason) = self.excluder.reason(&child, meta, root, root_stat, seen)? {
                 add(&self.stats.excluded, 1);
                 self.left_out(&meta);
                 self.say(&format!("excluded {} ({reason})", child.display()))?;

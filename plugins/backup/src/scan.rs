@@ -26,12 +26,11 @@
 //! exclusions, the total falls as the backup goes.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
+use plugin_api::payloads::FileStat;
 use progress::Amount;
 
 use crate::walk;
@@ -42,8 +41,8 @@ pub const KEPT_DIRS: usize = 1 << 18;
 /// A folder, by device and inode.
 type Key = (u64, u64);
 
-fn key(meta: &Metadata) -> Key {
-    (meta.dev(), meta.ino())
+fn key(meta: &FileStat) -> Key {
+    (meta.dev, meta.ino)
 }
 
 /// The folders the walk and the scan must agree on.
@@ -84,7 +83,7 @@ impl Scan {
                 Ok(meta) if meta.is_dir() => {
                     self.dir(root, key(&meta));
                 }
-                Ok(meta) => self.add(1, meta.len()),
+                Ok(meta) => self.add(1, meta.size),
                 Err(_) => {}
             }
         }
@@ -158,8 +157,8 @@ impl Scan {
                     }
                 } else {
                     frame.total.files += 1;
-                    frame.total.bytes += meta.len();
-                    self.add(1, meta.len());
+                    frame.total.bytes += meta.size;
+                    self.add(1, meta.size);
                 }
                 continue;
             }
@@ -192,9 +191,9 @@ impl Scan {
 
     /// The walk left out this object (excluded, or a folder it did not
     /// walk): take it off the totals.
-    pub fn left_out(&self, meta: &Metadata) {
+    pub fn left_out(&self, meta: &FileStat) {
         if !meta.is_dir() {
-            self.subtract(Amount::new(1, meta.len()));
+            self.subtract(Amount::new(1, meta.size));
             return;
         }
         let key = key(meta);
@@ -209,7 +208,7 @@ impl Scan {
 
     /// The walk goes into this folder: what the scan kept for it is no
     /// longer needed.
-    pub fn entered(&self, meta: &Metadata) {
+    pub fn entered(&self, meta: &FileStat) {
         self.dirs().finished.remove(&key(meta));
     }
 
