@@ -386,13 +386,15 @@ impl GenerationBuilderService for BuilderService {
 
     fn keep(&self, dir: RSlice<'_, u8>, names: RSlice<'_, u8>) -> AbiResult<RVec<u32>> {
         self.shield.guarded(|| {
-            let names = names.as_slice();
-            // Each name ends with a zero byte.
-            let names = names
-                .strip_suffix(&[0])
-                .map(|n| n.split(|b| *b == 0))
-                .into_iter()
-                .flatten();
+            // Each name ends with a zero byte: nothing, or a list whose
+            // last name is not ended, is refused rather than read as no
+            // names (which would keep nothing and refuse nothing).
+            let names = match names.as_slice() {
+                [] => None,
+                [.., 0] => names.as_slice().strip_suffix(&[0]),
+                _ => return Err(Error::msg("keep: the names do not end with a zero byte")),
+            };
+            let names = names.map(|n| n.split(|b| *b == 0)).into_iter().flatten();
             let refused = self.builder.keep(dir.as_slice(), names).map_err(err)?;
             Ok(refused.into_iter().collect())
         })

@@ -305,8 +305,9 @@ impl Node {
     /// made, so a large folder is not held twice. Returns the encoding,
     /// its number of entries, and the totals of the subtree.
     fn encode(&self) -> RepoResult<EncodedTree> {
-        let (files, bytes) = totals(self.current());
-        let entries = self.current().len();
+        let current = self.current();
+        let entries = current.len();
+        let (files, bytes) = totals(current);
         let encoded = crate::tree::encode_entries(self.current())
             .map_err(|e| RepoError::Usage(format!("internal error encoding a tree: {e}")))?;
         Ok(EncodedTree {
