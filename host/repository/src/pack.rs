@@ -37,9 +37,9 @@ pub struct Packer {
 }
 
 impl Packer {
-    /// A new, empty pack.
-    pub fn new(id: ObjectId, number: u32, kind: BlobKind, capacity: usize) -> Self {
-        let mut buf = Vec::with_capacity(capacity);
+    /// A new, empty pack in `buf` (its content dropped, its room kept).
+    pub fn new(id: ObjectId, number: u32, kind: BlobKind, mut buf: Vec<u8>) -> Self {
+        buf.clear();
         buf.extend_from_slice(MAGIC);
         Packer {
             id,
@@ -88,6 +88,7 @@ impl Packer {
 /// A pack whose bytes are complete, being written (and readable meanwhile).
 pub struct Sealed {
     pub id: ObjectId,
+    pub kind: BlobKind,
     pub entries: Vec<IndexEntry>,
     pub bytes: bytes::Bytes,
 }

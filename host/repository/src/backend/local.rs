@@ -1,9 +1,10 @@
-//! A repository in a local folder (OpenDAL's fs service). Writes go
-//! through a temporary file in `.tmp/` (OpenDAL's atomic write), a new
-//! object that must not replace another is made by a hard link, and the
-//! process umask is set so that objects are private to their owner.
-//! Reads of a range and of a whole object are plain `pread`s on the
-//! calling thread, through files kept open (see
+//! A repository in a local folder (OpenDAL's fs service, for listing and
+//! deleting). Writes go through a temporary file in `.tmp/`, synced and
+//! renamed into place, on the calling thread (see
+//! [`Backend::put_direct`]); a new object that must not replace another
+//! is made by a hard link, and the process umask is set so that objects
+//! are private to their owner. Reads of a range and of a whole object are
+//! plain `pread`s on the calling thread, through files kept open (see
 //! [`Backend::read_range_direct`]).
 
 use std::collections::HashMap;
@@ -47,6 +48,47 @@ impl Local {
         }
         open.insert(key.to_string(), f.clone());
         Ok(f)
+    }
+}
+
+impl Local {
+    /// See [`Backend::put_direct`].
+    fn put_whole(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
+        use std::io::{ErrorKind, Write};
+        let tmp_dir = self.root.join(".tmp");
+        let tmp = tmp_dir.join(crate::ids::ObjectId::random().to_hex());
+        let create = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+        };
+        let mut file = match create() {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                std::fs::create_dir_all(&tmp_dir)?;
+                create()?
+            }
+            other => other?,
+        };
+        let written = file
+            .write_all(data)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| {
+                let target = self.root.join(key);
+                match std::fs::rename(&tmp, &target) {
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        if let Some(parent) = target.parent() {
+                            std::fs::create_dir_all(parent)?;
+                        }
+                        std::fs::rename(&tmp, &target)
+                    }
+                    other => other,
+                }
+            });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 }
 
@@ -138,6 +180,15 @@ impl Backend for Local {
             Ok(data)
         };
         Some(read())
+    }
+
+    /// Written to a new file in `.tmp/`, synced, and renamed to `key`
+    /// (replacing what is there, as OpenDAL's atomic write does), making
+    /// the folders on the way as needed. A run killed meanwhile leaves only
+    /// the temporary file, which a later run removes
+    /// ([`remove_stale_temporaries`](Backend::remove_stale_temporaries)).
+    fn put_direct(&self, key: &str, data: &[u8]) -> Option<std::io::Result<()>> {
+        Some(self.put_whole(key, data))
     }
 
     fn read_limited_direct(&self, key: &str, limit: u64) -> Option<std::io::Result<Vec<u8>>> {

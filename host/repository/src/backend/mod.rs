@@ -114,6 +114,17 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// Write object `key` whole on the calling thread, where the store can
+    /// do that without the async runtime (a local file: a temporary file
+    /// written, synced and renamed into place, as OpenDAL's atomic write
+    /// does); `None` where it cannot, and the write goes through OpenDAL.
+    /// Through the runtime a local write of one pack took about ten thread
+    /// hand-offs (a blocking task for each step), a quarter of all the
+    /// context switches of an initial backup.
+    fn put_direct(&self, _key: &str, _data: &[u8]) -> Option<std::io::Result<()>> {
+        None
+    }
+
     /// Read object `key` whole, if it is at most `limit` bytes long (else
     /// an error of kind `FileTooLarge`), on the calling thread where the
     /// store can (see [`read_range_direct`](Self::read_range_direct)).

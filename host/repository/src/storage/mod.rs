@@ -278,6 +278,11 @@ impl Storage {
     /// has counted.
     pub(crate) fn put_counted(&self, key: &str, data: bytes::Bytes) -> Result<(), StorageError> {
         let len = data.len() as u64;
+        if let Some(put) = self.backend.put_direct(key, &data) {
+            put.map_err(|e| self.direct_write_failure(key, e))?;
+            self.count_bytes(len);
+            return Ok(());
+        }
         let backend = self.backend.clone();
         self.run(|op| {
             let (data, backend) = (data.clone(), backend.clone());
@@ -286,6 +291,24 @@ impl Storage {
         .map_err(|e| self.fail("write", key, e))?;
         self.count_bytes(len);
         Ok(())
+    }
+
+    /// The error of a write done on the calling thread (see
+    /// [`Backend::put_direct`](crate::backend::Backend::put_direct)), in
+    /// the words of a write through OpenDAL.
+    fn direct_write_failure(&self, key: &str, e: std::io::Error) -> StorageError {
+        StorageError::Failed {
+            url: self.url.clone(),
+            op: "write",
+            key: key.to_string(),
+            message: if e.kind() == std::io::ErrorKind::NotFound {
+                "its folder does not exist and cannot be made (is the repository \
+                 path a folder that may be written to?)"
+                    .to_string()
+            } else {
+                e.to_string()
+            },
+        }
     }
 
     /// Create an object unless there is one under `key` already (then
@@ -457,5 +480,42 @@ mod tests {
             storage.read_limited("packs/ab/obj", 1 << 20),
             Err(StorageError::NotFound { .. })
         ));
+    }
+
+    /// A local folder's writes are done on the calling thread (see
+    /// `Backend::put_direct`): an object is whole under its key, in folders
+    /// made as needed, a rewrite replaces it, nothing stays in `.tmp/`, and
+    /// a write that cannot be made fails naming the object and leaves no
+    /// temporary file behind.
+    #[test]
+    fn local_writes_on_the_calling_thread_are_whole_and_fail_clearly() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let storage = Storage::open(root.to_str().unwrap(), &StorageOptions::default()).unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        storage.write("packs/cd/obj", data.clone()).unwrap();
+        assert_eq!(std::fs::read(root.join("packs/cd/obj")).unwrap(), data);
+        let mode = std::fs::metadata(root.join("packs/cd/obj"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "private to its owner: {mode:o}");
+        storage.write("packs/cd/obj", b"again".to_vec()).unwrap();
+        assert_eq!(storage.read_limited("packs/cd/obj", 100).unwrap(), b"again");
+        assert_eq!(std::fs::read_dir(root.join(".tmp")).unwrap().count(), 0);
+        assert_eq!(storage.bytes_written(), 100_005);
+
+        // Where the object's folder cannot be made, the write fails and
+        // says which object; its temporary file is gone.
+        std::fs::write(root.join("blocked"), b"a file, not a folder").unwrap();
+        let e = storage.write("blocked/obj", data.clone()).unwrap_err();
+        let message = e.to_string();
+        assert!(message.contains("blocked/obj"), "{message}");
+        assert!(
+            matches!(e, StorageError::Failed { op: "write", .. }),
+            "{e:?}"
+        );
+        assert_eq!(std::fs::read_dir(root.join(".tmp")).unwrap().count(), 0);
     }
 }
