@@ -5,7 +5,7 @@
 //! The walk runs on the calling thread, depth first, children in name
 //! order. Unchanged files and everything that is not a regular file are
 //! recorded at once; changed files go to a pool of workers through a
-//! bounded queue (which bounds memory). A directory is finished (its
+//! bounded queue (which bounds memory), small ones in batches ([`Batch`]). A directory is finished (its
 //! entries not seen in this run dropped, its tree written) once the walk
 //! has left it and its files are all done; directories are finished in the
 //! order the walk leaves them, so children always come before parents.
@@ -266,7 +266,7 @@ fn walk_with_workers<'c>(
     split_hook: Hook<SplitRequest>,
     store_hook: Hook<StoreChunkRequest>,
 ) -> Result<()> {
-    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(settings.threads * 4);
+    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Vec<Job>>(settings.threads * 4);
     // Unbounded, but a message is sent only when a directory completes or
     // the run stops, and the walker takes them as it goes.
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
@@ -277,8 +277,10 @@ fn walk_with_workers<'c>(
             let repo = shared.repo.clone();
             scope.spawn(move || {
                 let mut writer = ContentWriter::new(ctx, repo, split_hook, store_hook);
-                for job in rx {
-                    shared.back_up_file(&mut writer, job, &done);
+                for batch in rx {
+                    for job in batch {
+                        shared.back_up_file(&mut writer, job, &done);
+                    }
                 }
             });
         }
@@ -295,6 +297,7 @@ fn walk_with_workers<'c>(
                 Sink::Build {
                     shared,
                     jobs: jobs_tx.clone(),
+                    batch: Batch::default(),
                     done: done_rx,
                 },
             )?;
@@ -333,6 +336,48 @@ fn drop_old_roots(builder: &GenerationBuilder, dir: &Path, roots: &[PathBuf]) ->
         }
     }
     Ok(())
+}
+
+/// Changed files for the workers, gathered by the walk and sent together:
+/// a message per small file (a wake-up of a worker, often a context switch
+/// each way) cost more than reading the file. A batch goes when it holds
+/// [`BATCH_FILES`] files or [`BATCH_BYTES`] bytes (so a large file goes
+/// at once), and when the walk leaves a folder or waits for the workers.
+#[derive(Default)]
+struct Batch {
+    jobs: Vec<Job>,
+    bytes: u64,
+}
+
+/// The most files in a [`Batch`].
+const BATCH_FILES: usize = 32;
+
+/// The most bytes (by the sizes the walk saw) in a [`Batch`].
+const BATCH_BYTES: u64 = 1 << 20;
+
+impl Batch {
+    /// Add a job; returns whether the batch should go now.
+    fn add(&mut self, job: Job) -> bool {
+        self.bytes += job.entry.size;
+        self.jobs.push(job);
+        self.jobs.len() >= BATCH_FILES || self.bytes >= BATCH_BYTES
+    }
+
+    /// Send the jobs gathered, if any. If no worker takes them any more
+    /// (they all stopped), their folders' tickets are released: nothing
+    /// else will.
+    fn send(&mut self, jobs: &Sender<Vec<Job>>) {
+        if self.jobs.is_empty() {
+            return;
+        }
+        self.bytes = 0;
+        if let Err(unsent) = jobs.send(std::mem::take(&mut self.jobs)) {
+            for job in unsent.0 {
+                // The walk still holds the ticket: this is not the last.
+                job.ticket.release();
+            }
+        }
+    }
 }
 
 /// A changed file for a worker.
@@ -514,7 +559,9 @@ enum Sink<'a> {
     /// A real backup.
     Build {
         shared: &'a Shared<'a>,
-        jobs: Sender<Job>,
+        jobs: Sender<Vec<Job>>,
+        /// Changed files not yet sent to the workers.
+        batch: Batch,
         /// A message whenever a worker completes a directory or stops the run.
         done: Receiver<()>,
     },
@@ -777,14 +824,14 @@ impl<'a, 'c> Walker<'a, 'c> {
             },
             path.display()
         ))?;
-        match &self.sink {
+        match &mut self.sink {
             Sink::Pretend(_) => {
                 add(&self.stats.files_read, 1);
                 add(&self.stats.bytes_read, entry.size);
                 self.stats.done(meta.size);
                 Ok(())
             }
-            Sink::Build { jobs, .. } => {
+            Sink::Build { jobs, batch, .. } => {
                 parent_ticket.hold();
                 let job = Job {
                     path: path.to_path_buf(),
@@ -792,9 +839,8 @@ impl<'a, 'c> Walker<'a, 'c> {
                     previous,
                     ticket: parent_ticket.clone(),
                 };
-                if jobs.send(job).is_err() {
-                    // The walk still holds the ticket: this is not the last.
-                    parent_ticket.release();
+                if batch.add(job) {
+                    batch.send(jobs);
                 }
                 Ok(())
             }
@@ -847,10 +893,18 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
         self.flush_kept()?;
         self.keeping.pop();
+        self.send_batch();
         // The walk leaves: the directory now waits only for its files.
         ticket.release();
         self.to_finish.push_back((dir.to_path_buf(), ticket));
         self.finish_ready(false)
+    }
+
+    /// Send the changed files gathered to the workers.
+    fn send_batch(&mut self) {
+        if let Sink::Build { jobs, batch, .. } = &mut self.sink {
+            batch.send(jobs);
+        }
     }
 
     /// Keep the unchanged files gathered in the folder being walked, and
@@ -910,6 +964,7 @@ impl<'a, 'c> Walker<'a, 'c> {
 
     /// Wait for the workers and finish every directory.
     fn drain(&mut self) -> Result<()> {
+        self.send_batch();
         self.finish_ready(true)
     }
 }
