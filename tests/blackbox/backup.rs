@@ -493,8 +493,15 @@ fn a_closed_output_pipe_stops_the_backup_with_the_repository_consistent() {
     use std::io::Read;
     use std::process::Stdio;
     let w = world();
-    for i in 0..200 {
-        w.file(&format!("d/f{i:03}"), format!("file {i}").as_bytes());
+    // More "backing up" lines than a pipe holds (64 KiB): the walk cannot
+    // write them all before the pipe is closed, however fast it runs (it
+    // no longer waits for the workers file by file), so the close always
+    // comes before the commit.
+    for i in 0..2_000 {
+        w.file(
+            &format!("d/a-file-with-a-name-long-enough-to-fill-the-pipe-{i:04}"),
+            format!("file {i}").as_bytes(),
+        );
     }
     let mut child = w
         .env
