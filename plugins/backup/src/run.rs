@@ -5,10 +5,11 @@
 //! The walk runs on the calling thread, depth first, children in name
 //! order. Unchanged files and everything that is not a regular file are
 //! recorded at once; changed files go to a pool of workers through a
-//! bounded queue (which bounds memory), small ones in batches ([`Batch`]). A directory is finished (its
-//! entries not seen in this run dropped, its tree written) once the walk
-//! has left it and its files are all done; directories are finished in the
-//! order the walk leaves them, so children always come before parents.
+//! bounded queue (which bounds memory), in batches ([`Batch`]). A
+//! directory is finished (its entries not seen in this run dropped, its
+//! tree written) once the walk has left it and its files are all done;
+//! directories are finished in the order the walk leaves them, so children
+//! always come before parents.
 //!
 //! Nothing polls. Each directory holds a [`Ticket`]: a count of what still
 //! has to report before it is complete (its files out with the workers,

@@ -49,9 +49,7 @@ impl Local {
         open.insert(key.to_string(), f.clone());
         Ok(f)
     }
-}
 
-impl Local {
     /// See [`Backend::put_direct`].
     fn put_whole(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
         use std::io::{ErrorKind, Write};

@@ -26,6 +26,26 @@ pub enum StorageError {
     Interrupted { url: String, key: String },
 }
 
+/// Why a write failed that found no folder to write in.
+const NO_FOLDER: &str =
+    "its folder does not exist and cannot be made (is the repository path a folder that may be written to?)";
+
+/// A failed write done on the calling thread (see
+/// [`Backend::put_direct`](crate::backend::Backend::put_direct)), in the
+/// words of [`failure`].
+pub(super) fn write_failure(url: &str, key: &str, e: std::io::Error) -> StorageError {
+    StorageError::Failed {
+        url: url.to_string(),
+        op: "write",
+        key: key.to_string(),
+        message: if e.kind() == std::io::ErrorKind::NotFound {
+            NO_FOLDER.to_string()
+        } else {
+            e.to_string()
+        },
+    }
+}
+
 /// A failed storage operation as a [`StorageError`].
 pub(super) fn failure(url: &str, op: &'static str, key: &str, e: opendal::Error) -> StorageError {
     if e.kind() == ErrorKind::NotFound && op == "write" {
@@ -35,9 +55,7 @@ pub(super) fn failure(url: &str, op: &'static str, key: &str, e: opendal::Error)
             url: url.to_string(),
             op,
             key: key.to_string(),
-            message: "its folder does not exist and cannot be made (is the repository \
-                      path a folder that may be written to?)"
-                .to_string(),
+            message: NO_FOLDER.to_string(),
         }
     } else if e.kind() == ErrorKind::NotFound {
         StorageError::NotFound {

@@ -42,8 +42,8 @@ pub mod retry;
 
 pub use super::location::{BadUrl, Location};
 pub(crate) use error::describe;
-use error::failure;
 pub use error::StorageError;
+use error::{failure, write_failure};
 
 /// Exit code of a process stopped by the crash limit.
 pub const EXIT_CRASH_LIMIT: i32 = 75;
@@ -279,7 +279,7 @@ impl Storage {
     pub(crate) fn put_counted(&self, key: &str, data: bytes::Bytes) -> Result<(), StorageError> {
         let len = data.len() as u64;
         if let Some(put) = self.backend.put_direct(key, &data) {
-            put.map_err(|e| self.direct_write_failure(key, e))?;
+            put.map_err(|e| write_failure(&self.url, key, e))?;
             self.count_bytes(len);
             return Ok(());
         }
@@ -291,24 +291,6 @@ impl Storage {
         .map_err(|e| self.fail("write", key, e))?;
         self.count_bytes(len);
         Ok(())
-    }
-
-    /// The error of a write done on the calling thread (see
-    /// [`Backend::put_direct`](crate::backend::Backend::put_direct)), in
-    /// the words of a write through OpenDAL.
-    fn direct_write_failure(&self, key: &str, e: std::io::Error) -> StorageError {
-        StorageError::Failed {
-            url: self.url.clone(),
-            op: "write",
-            key: key.to_string(),
-            message: if e.kind() == std::io::ErrorKind::NotFound {
-                "its folder does not exist and cannot be made (is the repository \
-                 path a folder that may be written to?)"
-                    .to_string()
-            } else {
-                e.to_string()
-            },
-        }
     }
 
     /// Create an object unless there is one under `key` already (then
