@@ -57,6 +57,20 @@ pub fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> AbiResult<T> {
     }
 }
 
+/// Run `f`, catching a panic, for work a plugin runs on threads of its own
+/// (where a panic would otherwise end the thread and leave whoever waits
+/// for its work waiting for ever). The error is the panic's message and
+/// where it was raised, as the hook recorded them.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        LAST_PANIC
+            .with(|slot| slot.borrow_mut().take())
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic with no message".to_string())
+    })
+}
+
 /// Convert a boundary result back into the safe layer's `Result`.
 pub fn unwrap_abi<T>(r: AbiResult<T>) -> Result<T, Error> {
     r.into_result().map_err(|f: Failure| Error::from(f))

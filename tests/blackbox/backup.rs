@@ -245,6 +245,56 @@ fn a_file_that_fails_is_reported_and_the_rest_is_backed_up() {
 }
 
 #[test]
+fn a_bug_while_reading_a_file_stops_the_backup_with_an_error_not_a_hang() {
+    let w = world();
+    // Enough files that the one that panics shares its worker with others
+    // and its folder waits for more than it.
+    for i in 0..300 {
+        w.file(&format!("d/f{i:03}"), format!("first {i}").as_bytes());
+    }
+    w.backup(&[]).ok();
+    let first = w.generations();
+    for i in (0..300).step_by(7) {
+        w.file(&format!("d/f{i:03}"), format!("second {i}").as_bytes());
+    }
+    // f147 is changed (147 = 21 x 7), so a worker reads it, and panics.
+    let run = obnam_test_support::run_with_deadline(
+        w.env
+            .obnam()
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "testclient", "backup"])
+            .arg(&w.data)
+            .args(["--testing-panic-matching", "/f147$"]),
+        std::time::Duration::from_secs(120),
+    )
+    .fails()
+    .no_rust_panic();
+    assert_eq!(run.code, 1, "{run:?}");
+    let bad = w.data.join("d/f147");
+    assert!(
+        run.stderr.contains(&format!(
+            "ERROR: internal error (a bug in obnam) backing up {}: simulated bug",
+            bad.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(files_under(&w.repo.join("locks")).is_empty(), "unlocked");
+    assert_eq!(w.generations(), first, "nothing committed");
+    w.obnam(&["fsck"]).ok();
+    // The first generation is whole, and the next backup completes.
+    let restored = w.restore(&[]);
+    for i in 0..300 {
+        let got = fs::read(restored.join(format!("d/f{i:03}"))).unwrap();
+        assert_eq!(got, format!("first {i}").as_bytes());
+    }
+    w.backup(&[]).ok();
+    let restored = w.restore(&[]);
+    assert_eq!(fs::read(restored.join("d/f147")).unwrap(), b"second 147");
+}
+
+#[test]
 fn an_unreadable_file_is_an_error_and_others_are_kept() {
     if running_as_root() {
         eprintln!(

@@ -231,6 +231,7 @@ fn real<'c>(
         next_checkpoint: AtomicU64::new(settings.checkpoint),
         checkpointing: Mutex::new(()),
         names: Names::default(),
+        panic_matching: &settings.panic_matching,
     };
     walk_with_workers(ctx, settings, &shared, progress, split_hook, store_hook)?;
     if let Some(e) = shared
@@ -436,6 +437,8 @@ struct Shared<'a> {
     next_checkpoint: AtomicU64,
     checkpointing: Mutex<()>,
     names: Names,
+    /// `--testing-panic-matching`.
+    panic_matching: &'a [regex::Regex],
 }
 
 impl Shared<'_> {
@@ -453,7 +456,19 @@ impl Shared<'_> {
         let read = AtomicU64::new(0);
         if !self.abort.load(Ordering::Relaxed) {
             self.stats.current.set(job.path.as_os_str().as_bytes());
-            if let Err(e) = self.store_file(writer, &job, &read) {
+            // A panic here is a bug; caught, it stops the run with an
+            // error, where uncaught it would end this worker and leave
+            // the walk waiting for ever for the files it held. The writer
+            // may be left half-way, but it is not used again: the run is
+            // aborted, and later jobs are only counted off.
+            let stored = plugin_api::guard::catch_panic(|| self.store_file(writer, &job, &read))
+                .unwrap_or_else(|what| {
+                    Err(plugin_api::Error::msg(format!(
+                        "internal error (a bug in obnam) backing up {}: {what}",
+                        job.path.display()
+                    )))
+                });
+            if let Err(e) = stored {
                 self.fail(e);
                 wake = true;
             }
@@ -483,6 +498,13 @@ impl Shared<'_> {
             dev: job.entry.dev,
             ino: job.entry.ino,
         };
+        if self
+            .panic_matching
+            .iter()
+            .any(|re| re.is_match(&job.path.to_string_lossy()))
+        {
+            panic!("simulated bug (--testing-panic-matching)");
+        }
         let size = job.entry.size;
         let after_chunk = |len: u64, added: u64| {
             // Progress counts up to the size the walk saw, as the scan did.

@@ -56,6 +56,13 @@ pub fn register(app: &mut App<'_>) {
             .help("development testing helper: a file whose path matches fails as if it could not be read")
             .group(GROUP_DEVELOPMENT),
     );
+    app.add_setting(
+        Setting::string_list("testing-panic-matching")
+                .subcommands(&["backup"])
+            .metavar("REGEX")
+            .help("development testing helper: the thread that reads a file whose path matches panics, as a bug would")
+            .group(GROUP_DEVELOPMENT),
+    );
 }
 
 /// Everything a backup run needs to know from the settings.
@@ -65,6 +72,8 @@ pub struct BackupSettings {
     pub checkpoint: u64,
     pub leave_checkpoints: bool,
     pub fail_matching: Vec<Regex>,
+    /// `--testing-panic-matching`: files whose reading panics.
+    pub panic_matching: Vec<Regex>,
     pub pretend: bool,
     pub verbose: bool,
     pub quiet: bool,
@@ -88,15 +97,8 @@ impl BackupSettings {
         let all = roots.clone();
         roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o)));
 
-        let mut fail_matching = Vec::new();
-        for pattern in ctx.string_list("testing-fail-matching")? {
-            let re = Regex::new(&pattern).map_err(|e| {
-                plugin_api::Error::msg(format!(
-                    "--testing-fail-matching: bad regular expression '{pattern}': {e}"
-                ))
-            })?;
-            fail_matching.push(re);
-        }
+        let fail_matching = regex_list(ctx, "testing-fail-matching")?;
+        let panic_matching = regex_list(ctx, "testing-panic-matching")?;
         let threads = match ctx.integer("backup-threads")? {
             n if n > 0 => n as usize,
             _ => std::thread::available_parallelism()
@@ -113,6 +115,7 @@ impl BackupSettings {
             checkpoint: ctx.bytesize("checkpoint")?,
             leave_checkpoints: ctx.boolean("leave-checkpoints")?,
             fail_matching,
+            panic_matching,
             pretend: ctx.boolean("pretend")?,
             verbose: ctx.boolean("verbose")?,
             quiet: ctx.boolean("quiet")?,
@@ -121,6 +124,21 @@ impl BackupSettings {
             repository_dir,
         })
     }
+}
+
+/// The regular expressions of a list setting, or an error naming the
+/// setting and the expression that does not compile.
+fn regex_list(ctx: &Context<'_>, setting: &str) -> Result<Vec<Regex>> {
+    let mut list = Vec::new();
+    for pattern in ctx.string_list(setting)? {
+        let re = Regex::new(&pattern).map_err(|e| {
+            plugin_api::Error::msg(format!(
+                "--{setting}: bad regular expression '{pattern}': {e}"
+            ))
+        })?;
+        list.push(re);
+    }
+    Ok(list)
 }
 
 /// An absolute, lexically normalised path (symlinks are not resolved: a

@@ -47,7 +47,6 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -463,20 +462,14 @@ impl Restorer<'_> {
                 self.current.set(&job.path);
                 // A bug with one entry must not stop this worker: the walker
                 // could then wait for it forever.
-                let restored =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| self.restore_entry(&job)))
-                        .unwrap_or_else(|panic| {
-                            let what = panic
-                                .downcast_ref::<&str>()
-                                .map(|s| s.to_string())
-                                .or_else(|| panic.downcast_ref::<String>().cloned())
-                                .unwrap_or_default();
-                            self.error(
-                                &job.path,
-                                format!("internal error (a bug in obnam) restoring it: {what}"),
-                            );
-                            false
-                        });
+                let restored = plugin_api::guard::catch_panic(|| self.restore_entry(&job))
+                    .unwrap_or_else(|what| {
+                        self.error(
+                            &job.path,
+                            format!("internal error (a bug in obnam) restoring it: {what}"),
+                        );
+                        false
+                    });
                 self.entries_done.fetch_add(1, Ordering::Relaxed);
                 if restored {
                     self.files.fetch_add(1, Ordering::Relaxed);
