@@ -55,7 +55,17 @@ struct InFlight {
 
 impl InFlight {
     fn remove(&self, number: u32) {
-        lock(&self.packs).remove(&number);
+        self.remove_then(number, || ());
+    }
+
+    /// Remove a pack, and do `then` before any waiter sees it gone: a
+    /// waiter that finds room also finds what `then` did (the pack's
+    /// buffer kept for the next pack).
+    fn remove_then(&self, number: u32, then: impl FnOnce()) {
+        let mut packs = lock(&self.packs);
+        drop(packs.remove(&number));
+        then();
+        drop(packs);
         self.done.notify_all();
     }
 
@@ -166,9 +176,18 @@ impl Uploads {
         let full = {
             let mut slot = lock(&self.packers[kind as usize]);
             let len = header.len() + payload.len();
-            let full = match slot.as_ref() {
-                Some(p) if p.would_overflow(len, self.pack_size) => slot.take(),
-                _ => None,
+            // A full pack is sealed before the next one is started: the
+            // sealing waits until the pack in flight is written, whose
+            // buffer the next pack then takes. Started first, the next
+            // pack would find no buffer to take and make a third.
+            let full = match slot.take() {
+                Some(p) if p.would_overflow(len, self.pack_size) => {
+                    Some(self.start_sealing(repo, p)?)
+                }
+                open => {
+                    *slot = open;
+                    None
+                }
             };
             let packer = match slot.as_mut() {
                 Some(p) => p,
@@ -185,10 +204,7 @@ impl Uploads {
             };
             let location = packer.add(id, header, payload);
             repo.catalog.write().add(id, location);
-            match full {
-                Some(p) => Some(self.start_sealing(repo, p)?),
-                None => None,
-            }
+            full
         };
         if let Some((number, sealed)) = full {
             self.seal(repo, number, sealed)?;
@@ -222,8 +238,8 @@ impl Uploads {
             return self.seal_in_background(repo, number, sealed);
         }
         let result = self.write_pack(repo, &sealed);
-        self.in_flight.remove(number);
-        self.keep_buffer(sealed);
+        self.in_flight
+            .remove_then(number, || self.keep_buffer(sealed));
         result
     }
 
