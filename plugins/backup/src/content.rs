@@ -253,26 +253,25 @@ impl Storer {
     /// hook the first time (like any chunk, so dedup and the filters see
     /// it), reused after. Returns its id and the bytes it added.
     fn zero_chunk(&mut self, ctx: &Context<'_>, len: u64) -> Result<(ChunkId, u64), ContentError> {
-        let known = self
-            .zero_chunks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&len)
-            .copied();
-        if let Some(id) = known {
+        // Held while a chunk of zeros is made: a storer that needs one of
+        // the same length waits for it instead of making a second (up to
+        // 16 MiB each, several at once when a large file starts with
+        // holes).
+        let zero_chunks = self.zero_chunks.clone();
+        let mut known = zero_chunks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&id) = known.get(&len) {
             return Ok((id, 0));
         }
-        // Made in the request's own buffer: no second 16 MiB to copy from.
-        self.req.data.clear();
-        self.req.data.resize(len as usize, 0);
-        let (id, added) = self.store_request(ctx)?;
-        // The request's buffer goes back to a chunk's size: a 16 MiB one
-        // kept by every storer adds up.
-        self.req.data = RVec::new();
-        self.zero_chunks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(len, id);
+        // Zeroed by the allocator (`calloc`): a large block is fresh pages,
+        // which hashing and copying the chunk read without making them
+        // resident. The request's own buffer is put back after, so that a
+        // storer does not keep a 16 MiB one.
+        let mut zeros = RVec::from(vec![0u8; len as usize]);
+        std::mem::swap(&mut self.req.data, &mut zeros);
+        let stored = self.store_request(ctx);
+        std::mem::swap(&mut self.req.data, &mut zeros);
+        let (id, added) = stored?;
+        known.insert(len, id);
         Ok((id, added))
     }
 
