@@ -351,6 +351,6 @@ impl Repository {
     /// Whether a chunk is stored (in a pack no prune plans to delete: what
     /// a backup may refer to without storing it again).
     pub fn has_chunk(&self, id: &ChunkId) -> bool {
-        self.ensure_index_or_log() && self.catalog.read().get_kept(id).is_some()
+        self.ensure_index_or_log() && self.catalog.read().has_kept(id)
     }
 }

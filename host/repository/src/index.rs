@@ -322,6 +322,29 @@ impl Index {
 
     /// Where a blob is in a pack that is not planned for deletion: what
     /// dedup may build on.
+    /// Whether a blob is in a pack not planned for deletion: what
+    /// [`get_kept`](Self::get_kept) finds, found without gathering every
+    /// copy (the question a backup asks of each chunk of each unchanged
+    /// file).
+    pub fn has_kept(&self, id: &ChunkId) -> bool {
+        if self.added.contains_key(id) {
+            return true;
+        }
+        self.segments.iter().any(|s| {
+            if s.segment.is_broken() {
+                return false;
+            }
+            let kept = |e: &SegEntry| {
+                s.trusted(e, &self.dropped)
+                    .is_some_and(|e| !self.planned.contains(&e.location.pack))
+            };
+            s.segment.any_of(id, kept).unwrap_or_else(|e| {
+                tracing::error!("{e}; it is not used again, and rebuilt by the next run");
+                false
+            })
+        })
+    }
+
     pub fn get_kept(&self, id: &ChunkId) -> Option<Location> {
         if let Some(loc) = self.added.get(id) {
             return Some(*loc);

@@ -217,6 +217,11 @@ fn assert_same(index: &Index, model: &Model, probe: &[ChunkId]) {
     for id in probe {
         assert_eq!(at(index.get(id)), model.get(id), "get {id}");
         assert_eq!(at(index.get_kept(id)), model.get_kept(id), "get_kept {id}");
+        assert_eq!(
+            index.has_kept(id),
+            model.get_kept(id).is_some(),
+            "has_kept {id}"
+        );
         assert_eq!(index.find(&id.token), model.find(&id.token), "find {id}");
     }
     let mut blobs = Vec::new();

@@ -38,6 +38,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -133,8 +134,13 @@ pub struct Segment {
 }
 
 fn prefix(token: &Token) -> u64 {
+    prefix_of(&token.0)
+}
+
+/// The first eight bytes of an encoded entry (or token) as a number.
+fn prefix_of(raw: &[u8]) -> u64 {
     let mut b = [0u8; 8];
-    b.copy_from_slice(&token.0[..8]);
+    b.copy_from_slice(&raw[..8]);
     u64::from_be_bytes(b)
 }
 
@@ -529,12 +535,45 @@ impl Segment {
     }
 
     /// Every entry of chunk `id`, or of any id of `token` when `id` is
-    /// `None`, appended to `out` (usually one page read).
+    /// `None`, added to `out`.
     pub fn lookup(
         &self,
         token: &Token,
         id: Option<&ChunkId>,
         out: &mut Vec<SegEntry>,
+    ) -> Result<(), SegmentError> {
+        self.visit(token, |e| {
+            if id.is_none_or(|id| e.id == *id) {
+                out.push(e);
+            }
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// Whether an entry of chunk `id` is one that `accept` takes, looking
+    /// no further than the first: what a backup asks of every chunk of
+    /// every unchanged file, answered without gathering entries.
+    pub fn any_of(
+        &self,
+        id: &ChunkId,
+        mut accept: impl FnMut(&SegEntry) -> bool,
+    ) -> Result<bool, SegmentError> {
+        let mut found = false;
+        self.visit(&id.token, |e| {
+            if e.id == *id && accept(&e) {
+                found = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(found)
+    }
+
+    /// Call `each` with the entries of `token`, in order, until it breaks.
+    fn visit(
+        &self,
+        token: &Token,
+        mut each: impl FnMut(SegEntry) -> ControlFlow<()>,
     ) -> Result<(), SegmentError> {
         let key = prefix(token);
         // The entries of `token` start in the last page whose key is
@@ -549,11 +588,17 @@ impl Segment {
             let entry = |i: usize| &page[i * ENTRY_BYTES..(i + 1) * ENTRY_BYTES];
             let count = page.len() / ENTRY_BYTES;
             // Entries are sorted by token: only those of `token` are
-            // decoded.
+            // decoded. A token's first eight bytes, compared as a number,
+            // decide almost every step of the search; the whole token is
+            // compared only where they are equal.
+            let below = |raw: &[u8]| match prefix_of(raw).cmp(&key) {
+                std::cmp::Ordering::Equal => raw[..32] < token.0[..],
+                other => other.is_lt(),
+            };
             let (mut lo, mut hi) = (0, count);
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
-                if entry(mid)[..32] < token.0[..] {
+                if below(entry(mid)) {
                     lo = mid + 1;
                 } else {
                     hi = mid;
@@ -563,9 +608,8 @@ impl Segment {
                 if e[..32] != token.0[..] {
                     return Ok(());
                 }
-                let e = self.decode_entry(e)?;
-                if id.is_none_or(|id| e.id == *id) {
-                    out.push(e);
+                if each(self.decode_entry(e)?).is_break() {
+                    return Ok(());
                 }
             }
         }
