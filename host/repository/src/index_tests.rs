@@ -450,6 +450,34 @@ fn a_second_run_reads_its_index_from_the_cache() {
     }
 }
 
+/// A run that merges the index objects it wrote keeps their entries in
+/// the cache: the next run on the machine reads none of them back.
+#[test]
+fn a_run_that_merges_its_index_objects_leaves_them_in_the_cache() {
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let repo = open_with(dir.path(), cache.path());
+    let ids = store(&repo, 0..500);
+    repo.consolidate_index().unwrap();
+    drop(repo);
+    let objects: Vec<PathBuf> = std::fs::read_dir(dir.path().join("index"))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    assert_eq!(objects.len(), 1, "merged into one");
+    // Garbled, the merged object is not read: its entries come from the
+    // cache, and are all there.
+    std::fs::write(&objects[0], b"garbage").unwrap();
+    let repo = open_with(dir.path(), cache.path());
+    assert!(repo.damaged_index_objects().is_empty());
+    assert_all_there(&repo, &ids, 0);
+    drop(repo);
+    // A run with another cache reads it, and finds it damaged.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let repo = open_with(dir.path(), elsewhere.path());
+    assert!(!repo.damaged_index_objects().is_empty());
+    assert!(ids.iter().all(|id| !repo.has_chunk(id)));
+}
+
 /// The index is loaded at its first use: listing clients and
 /// generations reads no index object and builds no cache, and the first
 /// chunk read does both.
@@ -465,20 +493,22 @@ fn the_index_is_loaded_at_its_first_use_not_at_open() {
     b.commit(false).unwrap();
     drop(b);
     drop(repo);
+    // On another machine (the run above left its entries in its cache).
+    let other = tempfile::tempdir().unwrap();
     let lazy = Repository::open(
         dir.path().to_str().unwrap(),
-        &options(cache.path()),
+        &options(other.path()),
         Arc::new(NoFilters),
     )
     .unwrap();
     assert_eq!(lazy.clients().unwrap(), ["c"]);
     assert_eq!(lazy.generations("c").unwrap().len(), 1);
     // A load would have written the index objects' entries to the cache.
-    assert!(segment_files(cache.path()).is_empty());
+    assert!(segment_files(other.path()).is_empty());
     assert!(!lazy.index_loaded());
     assert_eq!(lazy.get_chunk(&ids[7]).unwrap(), chunk(7));
     assert!(lazy.index_loaded());
-    assert!(!segment_files(cache.path()).is_empty());
+    assert!(!segment_files(other.path()).is_empty());
     assert_all_there(&lazy, &ids, 0);
 }
 

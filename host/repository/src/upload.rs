@@ -347,12 +347,21 @@ impl Uploads {
             let merged_id = ObjectId::random();
             let data = index::encode(&repo.catalog.read(), group);
             repo.write_object(&format!("index/{merged_id}"), data)?;
-            merged.push(merged_id);
+            merged.push((merged_id, group));
         }
         for id in &written {
             repo.storage.delete(&format!("index/{id}"))?;
         }
-        lock(&self.written).extend(merged);
+        // The next run finds the merged objects in the local cache. Only
+        // these: each holds exactly the entries it was encoded from.
+        let objects: Vec<(String, &[IndexEntry])> = merged
+            .iter()
+            .map(|(id, group)| (id.to_hex(), *group))
+            .collect();
+        repo.catalog
+            .cache()
+            .remember(&repo.catalog.read(), &objects);
+        lock(&self.written).extend(merged.into_iter().map(|(id, _)| id));
         Ok(())
     }
 
