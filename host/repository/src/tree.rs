@@ -31,24 +31,28 @@ pub struct StoredChunkId(pub ChunkId);
 
 impl Serialize for StoredChunkId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut bytes = self.0.token.0.to_vec();
-        if self.0.variant != 0 {
-            bytes.extend_from_slice(&self.0.variant.to_le_bytes());
-        }
-        serde_bytes::Bytes::new(&bytes).serialize(s)
+        let mut bytes = [0u8; 40];
+        bytes[..32].copy_from_slice(&self.0.token.0);
+        let len = if self.0.variant != 0 {
+            bytes[32..].copy_from_slice(&self.0.variant.to_le_bytes());
+            40
+        } else {
+            32
+        };
+        serde_bytes::Bytes::new(&bytes[..len]).serialize(s)
     }
 }
 
-impl<'de> Deserialize<'de> for StoredChunkId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
+impl StoredChunkId {
+    /// A chunk id from its stored bytes (see the type's docs).
+    fn from_stored(bytes: &[u8]) -> Result<Self, String> {
         let (token, variant) = match bytes.len() {
-            32 => (&bytes[..], 0),
+            32 => (bytes, 0),
             40 => (
                 &bytes[..32],
-                u64::from_le_bytes(bytes[32..].try_into().map_err(serde::de::Error::custom)?),
+                u64::from_le_bytes(bytes[32..].try_into().map_err(|e| format!("{e}"))?),
             ),
-            n => return Err(serde::de::Error::custom(format!("chunk id of {n} bytes"))),
+            n => return Err(format!("chunk id of {n} bytes")),
         };
         let mut t = [0u8; 32];
         t.copy_from_slice(token);
@@ -56,6 +60,41 @@ impl<'de> Deserialize<'de> for StoredChunkId {
             token: Token(t),
             variant,
         }))
+    }
+}
+
+/// Reads a [`StoredChunkId`] from the decoder's bytes where they are (a
+/// tree holds one per chunk of each file: no buffer is made for each).
+struct StoredChunkIdVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StoredChunkIdVisitor {
+    type Value = StoredChunkId;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a chunk id of 32 or 40 bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+        StoredChunkId::from_stored(v).map_err(E::custom)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut bytes = [0u8; 40];
+        let mut len = 0;
+        while let Some(b) = seq.next_element::<u8>()? {
+            if len == bytes.len() {
+                return Err(serde::de::Error::custom("chunk id of more than 40 bytes"));
+            }
+            bytes[len] = b;
+            len += 1;
+        }
+        StoredChunkId::from_stored(&bytes[..len]).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredChunkId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_bytes(StoredChunkIdVisitor)
     }
 }
 
@@ -259,5 +298,29 @@ mod tests {
         assert_eq!(bytes, derived, "the same bytes as the derived encoding");
         let empty = Tree::default();
         assert_eq!(empty.encode(), rmp_serde::to_vec_named(&empty).unwrap());
+    }
+
+    #[test]
+    fn chunk_ids_are_read_from_bytes_or_a_list_of_bytes_and_bad_lengths_refused() {
+        let id = |bytes: &[u8]| rmp_serde::from_slice::<StoredChunkId>(bytes);
+        let token = Token([7; 32]);
+        let stored = rmp_serde::to_vec(&serde_bytes::Bytes::new(&[7; 32])).unwrap();
+        assert_eq!(id(&stored).unwrap().0, ChunkId::first(token));
+        let mut with_variant = [7u8; 40];
+        with_variant[32..].copy_from_slice(&5u64.to_le_bytes());
+        let stored = rmp_serde::to_vec(&serde_bytes::Bytes::new(&with_variant)).unwrap();
+        let expected = ChunkId { token, variant: 5 };
+        assert_eq!(id(&stored).unwrap().0, expected);
+        // A list of numbers, as a writer without byte strings makes it.
+        let listed = rmp_serde::to_vec(&with_variant.to_vec()).unwrap();
+        assert_eq!(id(&listed).unwrap().0, expected);
+        for bad in [0, 31, 33, 39, 41] {
+            let stored = rmp_serde::to_vec(&serde_bytes::Bytes::new(&vec![1; bad])).unwrap();
+            let e = id(&stored).unwrap_err().to_string();
+            assert!(e.contains(&format!("chunk id of {bad} bytes")), "{e}");
+            let listed = rmp_serde::to_vec(&vec![1u8; bad]).unwrap();
+            assert!(id(&listed).is_err(), "a list of {bad} bytes");
+        }
+        assert!(id(&rmp_serde::to_vec("text").unwrap()).is_err());
     }
 }
