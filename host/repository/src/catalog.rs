@@ -25,7 +25,7 @@ use super::Repository;
 /// Index objects read at once when loading the index: on a remote store
 /// each is a round trip. They are held until decoded, and a consolidated
 /// one is about a megabyte per gigabyte of new data, so not too many.
-const INDEX_READ_WINDOW: usize = 16;
+pub(crate) const INDEX_READ_WINDOW: usize = 16;
 
 /// Lock `m`, whether or not a thread panicked holding it.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

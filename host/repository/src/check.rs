@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use super::blobs::blob_context;
 use super::error::{RepoError, RepoResult};
 use super::ids::{ChunkId, ObjectId};
-use super::index::IndexEntry;
+use super::index::{self, IndexEntry};
 use super::storage::StorageError;
 use super::{pack, Repository};
 
@@ -112,6 +112,11 @@ impl Repository {
             problems: self.damaged_index_objects(),
             ..ObjectReport::default()
         };
+        for problem in self.check_index_objects()? {
+            if !report.problems.contains(&problem) {
+                report.problems.push(problem);
+            }
+        }
         let mut gone = self.check_listed_packs(verify_data, verified, &mut report)?;
         if !gone.is_empty() {
             // A prune running meanwhile deletes the index objects that
@@ -132,6 +137,33 @@ impl Repository {
             report.problems.extend(gone.into_iter().map(|(_, p)| p));
         }
         Ok(report)
+    }
+
+    /// Read and decode every index object the repository lists, whatever
+    /// this machine's index cache holds: a run takes the entries of an
+    /// object the cache covers from the cache (and the run that wrote an
+    /// object leaves it there), so damage to the object in the repository,
+    /// which every other machine would meet, is found only here. Returns
+    /// the problems (an object deleted meanwhile, by a prune, is none).
+    fn check_index_objects(&self) -> RepoResult<Vec<String>> {
+        let names = self.storage.list("index/")?;
+        let mut problems = Vec::new();
+        for window in names.chunks(crate::catalog::INDEX_READ_WINDOW) {
+            let keys: Vec<String> = window.iter().map(|n| format!("index/{n}")).collect();
+            for (key, data) in keys.iter().zip(self.read_objects(&keys)) {
+                match data {
+                    Ok(data) => {
+                        if let Err(e) = index::decode(&mut index::Index::default(), &data) {
+                            problems.push(RepoError::corrupt(key, e).to_string());
+                        }
+                    }
+                    Err(RepoError::Storage(StorageError::NotFound { .. })) => {}
+                    Err(e @ RepoError::Corrupt { .. }) => problems.push(e.to_string()),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(problems)
     }
 
     /// Check every pack the index lists (see [`check_objects`]); returns
