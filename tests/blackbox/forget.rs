@@ -313,6 +313,7 @@ fn the_newest_checkpoint_of_an_unfinished_run_is_kept() {
     };
     let mut limit = 4;
     let mut fresh = 0;
+    let mut completes = 1;
     loop {
         let run = w.backup(&["--checkpoint", "1MiB", "--crash-limit", &limit.to_string()]);
         assert_ne!(
@@ -325,14 +326,18 @@ fn the_newest_checkpoint_of_an_unfinished_run_is_kept() {
         if unfinished >= 2 {
             break;
         }
-        if gens.last().is_some_and(|(_, cp)| !cp) {
+        let complete_now = gens.iter().filter(|(_, cp)| !cp).count();
+        if complete_now > completes {
             // The crash came after the run had committed (which run gets
-            // that far depends on how its checkpoints fell): new data, so
-            // that the next runs have something to checkpoint again.
+            // that far depends on how its checkpoints fell): new data, and
+            // the crash runs start over, as after the first backup.
+            completes = complete_now;
             fresh += 1;
             for i in 0..12 {
                 w.file(&format!("f{i:02}"), &noise(500_000, 100 * fresh + i));
             }
+            limit = 4;
+            continue;
         }
         limit += 4;
     }

@@ -51,6 +51,10 @@ pub(crate) struct Catalog {
     /// Index objects that could not be read, and why (their blobs count
     /// as absent).
     damaged: Mutex<Vec<String>>,
+    /// Index objects this process read from the repository (rather than
+    /// take from the cache), each with the problem it had if any: a check
+    /// of the repository's index objects reads only the others.
+    read_back: Mutex<HashMap<String, Option<String>>>,
     /// Where the loaded entries are kept.
     cache: IndexCache,
     /// Whether the cache's segments were opened (at the first load).
@@ -67,6 +71,7 @@ impl Catalog {
             known: Mutex::default(),
             own_packs: Mutex::default(),
             damaged: Mutex::default(),
+            read_back: Mutex::default(),
             cache,
             opened: Mutex::new(false),
         }
@@ -137,9 +142,22 @@ impl Catalog {
         packs
     }
 
-    fn index_damaged(&self, problem: String) {
+    fn index_damaged(&self, name: &str, problem: String) {
         tracing::error!("{problem}; its blobs count as absent");
+        self.read_back(name, Some(problem.clone()));
         lock(&self.damaged).push(problem);
+    }
+
+    /// Record that index object `name` was read from the repository, and
+    /// the problem it had if any.
+    pub fn read_back(&self, name: &str, problem: Option<String>) {
+        lock(&self.read_back).insert(name.to_string(), problem);
+    }
+
+    /// What [`read_back`](Self::read_back) recorded of `name`: `None` if
+    /// this process has not read it, else its problem if any.
+    pub fn read_back_problem(&self, name: &str) -> Option<Option<String>> {
+        lock(&self.read_back).get(name).cloned()
     }
 }
 
@@ -251,13 +269,14 @@ impl Repository {
                         // object. (A filter that is not loaded is not damage:
                         // that fails.)
                         Err(e @ RepoError::Corrupt { .. }) => {
-                            self.catalog.index_damaged(e.to_string());
+                            self.catalog.index_damaged(name, e.to_string());
                             continue;
                         }
                         Err(e) => return Err(e),
                     };
                     match index::decode(&mut index, &data) {
                         Ok(entries) => {
+                            self.catalog.read_back(name, None);
                             let number = objects.len() as u32;
                             objects.push((name.clone(), entries.len() as u64));
                             batch.extend(entries.into_iter().map(|e| (e, number)));
@@ -269,7 +288,7 @@ impl Repository {
                         }
                         Err(e) => self
                             .catalog
-                            .index_damaged(RepoError::corrupt(key, e).to_string()),
+                            .index_damaged(name, RepoError::corrupt(key, e).to_string()),
                     }
                 }
             }

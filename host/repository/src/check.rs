@@ -143,24 +143,32 @@ impl Repository {
     /// this machine's index cache holds: a run takes the entries of an
     /// object the cache covers from the cache (and the run that wrote an
     /// object leaves it there), so damage to the object in the repository,
-    /// which every other machine would meet, is found only here. Returns
-    /// the problems (an object deleted meanwhile, by a prune, is none).
+    /// which every other machine would meet, is found only here. An object
+    /// this process read already (loading the index, or an earlier check)
+    /// is not read again. Returns the problems (an object deleted
+    /// meanwhile, by a prune, is none).
     fn check_index_objects(&self) -> RepoResult<Vec<String>> {
-        let names = self.storage.list("index/")?;
         let mut problems = Vec::new();
-        for window in names.chunks(crate::catalog::INDEX_READ_WINDOW) {
+        let mut unread = Vec::new();
+        for name in self.storage.list("index/")? {
+            match self.catalog.read_back_problem(&name) {
+                Some(problem) => problems.extend(problem),
+                None => unread.push(name),
+            }
+        }
+        for window in unread.chunks(crate::catalog::INDEX_READ_WINDOW) {
             let keys: Vec<String> = window.iter().map(|n| format!("index/{n}")).collect();
-            for (key, data) in keys.iter().zip(self.read_objects(&keys)) {
-                match data {
-                    Ok(data) => {
-                        if let Err(e) = index::decode(&mut index::Index::default(), &data) {
-                            problems.push(RepoError::corrupt(key, e).to_string());
-                        }
-                    }
-                    Err(RepoError::Storage(StorageError::NotFound { .. })) => {}
-                    Err(e @ RepoError::Corrupt { .. }) => problems.push(e.to_string()),
+            for ((name, key), data) in window.iter().zip(&keys).zip(self.read_objects(&keys)) {
+                let problem = match data {
+                    Ok(data) => index::decode(&mut index::Index::default(), &data)
+                        .err()
+                        .map(|e| RepoError::corrupt(key, e).to_string()),
+                    Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
+                    Err(e @ RepoError::Corrupt { .. }) => Some(e.to_string()),
                     Err(e) => return Err(e),
-                }
+                };
+                self.catalog.read_back(name, problem.clone());
+                problems.extend(problem);
             }
         }
         Ok(problems)

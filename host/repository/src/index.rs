@@ -91,6 +91,12 @@ const MAGIC: &[u8; 8] = b"OBNAMIX1";
 pub const MAX_ENTRIES_PER_OBJECT: usize = 1 << 20;
 const ENTRY_BYTES: usize = 53;
 
+/// Log a segment found damaged in a lookup: it counts as holding nothing
+/// from then on, and the next run rebuilds it.
+fn log_broken(e: &SegmentError) {
+    tracing::error!("{e}; it is not used again, and rebuilt by the next run");
+}
+
 /// A segment as this process uses it.
 pub struct LoadedSegment {
     pub segment: Arc<Segment>,
@@ -290,7 +296,7 @@ impl Index {
             }
             raw.clear();
             if let Err(e) = s.segment.lookup(token, id, &mut raw) {
-                tracing::error!("{e}; it is not used again, and rebuilt by the next run");
+                log_broken(&e);
                 continue;
             }
             out.extend(raw.iter().filter_map(|e| s.trusted(e, &self.dropped)));
@@ -320,8 +326,6 @@ impl Index {
             .map(|e| e.location)
     }
 
-    /// Where a blob is in a pack that is not planned for deletion: what
-    /// dedup may build on.
     /// Whether a blob is in a pack not planned for deletion: what
     /// [`get_kept`](Self::get_kept) finds, found without gathering every
     /// copy (the question a backup asks of each chunk of each unchanged
@@ -339,12 +343,14 @@ impl Index {
                     .is_some_and(|e| !self.planned.contains(&e.location.pack))
             };
             s.segment.any_of(id, kept).unwrap_or_else(|e| {
-                tracing::error!("{e}; it is not used again, and rebuilt by the next run");
+                log_broken(&e);
                 false
             })
         })
     }
 
+    /// Where a blob is in a pack that is not planned for deletion: what
+    /// dedup may build on.
     pub fn get_kept(&self, id: &ChunkId) -> Option<Location> {
         if let Some(loc) = self.added.get(id) {
             return Some(*loc);
