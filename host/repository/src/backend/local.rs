@@ -24,6 +24,10 @@ use crate::storage::{Storage, StorageError};
 /// many blobs of each pack, a few packs at a time.
 const OPEN_FILES: usize = 64;
 
+/// How many folders deep a recursive listing goes below the folder
+/// listed (the deepest keys, `packs/XX/ID`, are one below `packs/`).
+const MAX_LIST_DEPTH: usize = 8;
+
 /// A local folder.
 pub struct Local {
     root: PathBuf,
@@ -207,6 +211,58 @@ impl Backend for Local {
             Ok(data)
         };
         Some(read())
+    }
+
+    /// Files, as OpenDAL's fs service lists them: a symbolic link counts
+    /// as what it points to (an object moved elsewhere and linked back
+    /// reads through the link, so it must be listed too, or a backup would
+    /// take its pack for lost); a dangling one as nothing. The kind of
+    /// any other entry comes from the directory entry, with no `stat`.
+    /// Keys are at most a few folders deep, so a descent stops at
+    /// [`MAX_LIST_DEPTH`] (a link to a folder above it would loop).
+    fn list_direct(&self, folder: &str, recursive: bool) -> Option<std::io::Result<Vec<String>>> {
+        let mut out = Vec::new();
+        // Folders still to read: key prefixes ending in `/`, and depth.
+        let mut folders = vec![(folder.to_string(), 0)];
+        while let Some((prefix, depth)) = folders.pop() {
+            let path = self.root.join(&prefix);
+            let entries = match std::fs::read_dir(&path) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Some(Err(e)),
+            };
+            for entry in entries {
+                let listed = entry.and_then(|entry| {
+                    let kind = entry.file_type()?;
+                    let (is_file, is_dir) = if kind.is_symlink() {
+                        match std::fs::metadata(entry.path()) {
+                            Ok(target) => (target.is_file(), target.is_dir()),
+                            Err(_) => (false, false),
+                        }
+                    } else {
+                        (kind.is_file(), kind.is_dir())
+                    };
+                    Ok((entry.file_name(), is_file, is_dir))
+                });
+                let (name, is_file, is_dir) = match listed {
+                    Ok(listed) => listed,
+                    Err(e) => return Some(Err(e)),
+                };
+                // Keys are UTF-8: anything else is no object of ours.
+                let Some(name) = name.to_str() else {
+                    continue;
+                };
+                if is_file {
+                    out.push(match recursive {
+                        true => format!("{prefix}{name}"),
+                        false => name.to_string(),
+                    });
+                } else if is_dir && recursive && depth < MAX_LIST_DEPTH {
+                    folders.push((format!("{prefix}{name}/"), depth + 1));
+                }
+            }
+        }
+        Some(Ok(out))
     }
 
     fn remove_stale_temporaries(&self, storage: &Storage, cutoff: SystemTime) -> usize {

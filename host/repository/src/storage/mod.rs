@@ -337,6 +337,16 @@ impl Storage {
     /// else their names. A folder that does not exist holds none.
     fn list_files(&self, folder: &str, recursive: bool) -> Result<Vec<String>, StorageError> {
         self.faults.run(Op::List, folder, || {
+            if let Some(listed) = self.backend.list_direct(folder, recursive) {
+                let mut names = listed.map_err(|e| StorageError::Failed {
+                    url: self.url.clone(),
+                    op: "list",
+                    key: folder.to_string(),
+                    message: e.to_string(),
+                })?;
+                names.sort();
+                return Ok(names);
+            }
             let listed =
                 self.run(|op| async move { op.list_with(folder).recursive(recursive).await });
             let entries = match listed {
@@ -499,5 +509,77 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(std::fs::read_dir(root.join(".tmp")).unwrap().count(), 0);
+    }
+
+    /// A local folder is listed on the calling thread (see
+    /// `Backend::list_direct`): the same objects as OpenDAL's fs service
+    /// lists (a symbolic link to a file included), and none in a folder
+    /// that does not exist; a folder reached by a symbolic link is listed
+    /// too (OpenDAL's own listing panics there, in a debug build), and a
+    /// link that makes a loop ends.
+    #[test]
+    fn a_local_listing_on_the_calling_thread_is_opendals() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let storage = Storage::open(root.to_str().unwrap(), &StorageOptions::default()).unwrap();
+        for key in [
+            "packs/ab/x",
+            "packs/ab/y",
+            "packs/cd/z",
+            "packs/top",
+            "index/i",
+            "config",
+        ] {
+            storage.write(key, b"data".to_vec()).unwrap();
+        }
+        std::fs::create_dir_all(root.join("packs/empty/deeper")).unwrap();
+        std::os::unix::fs::symlink(root.join("packs/ab/x"), root.join("packs/cd/linked")).unwrap();
+        std::os::unix::fs::symlink(root.join("nowhere"), root.join("packs/cd/dangling")).unwrap();
+        let opendal = |folder: &'static str, recursive: bool| {
+            let entries = storage
+                .run(|op| async move { op.list_with(folder).recursive(recursive).await })
+                .unwrap();
+            let mut names: Vec<String> = entries
+                .into_iter()
+                .filter(|e| e.metadata().is_file())
+                .map(|e| match recursive {
+                    true => e.path().to_string(),
+                    false => e.name().to_string(),
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        let all = [
+            "packs/ab/x",
+            "packs/ab/y",
+            "packs/cd/linked",
+            "packs/cd/z",
+            "packs/top",
+        ];
+        assert_eq!(storage.list_recursive("packs/").unwrap(), all);
+        assert_eq!(
+            storage.list_recursive("packs/").unwrap(),
+            opendal("packs/", true)
+        );
+        assert_eq!(storage.list("packs/").unwrap(), ["top"]);
+        assert_eq!(storage.list("packs/").unwrap(), opendal("packs/", false));
+        assert_eq!(
+            storage.list("packs/cd/").unwrap(),
+            opendal("packs/cd/", false)
+        );
+        assert_eq!(storage.list("").unwrap(), opendal("", false));
+        assert_eq!(storage.list("").unwrap(), ["config"]);
+        assert!(storage.list("generations/").unwrap().is_empty());
+        assert!(storage.list_recursive("generations/").unwrap().is_empty());
+
+        // A folder moved elsewhere and linked back; a link to its parent.
+        std::fs::rename(root.join("packs/ab"), dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("moved"), root.join("packs/ab")).unwrap();
+        std::os::unix::fs::symlink(root.join("packs"), root.join("packs/cd/loop")).unwrap();
+        let listed = storage.list_recursive("packs/").unwrap();
+        assert_eq!(&listed[..2], ["packs/ab/x", "packs/ab/y"]);
+        assert!(listed.contains(&"packs/cd/z".to_string()), "{listed:?}");
+        assert!(listed.len() < 100, "{} keys", listed.len());
     }
 }
