@@ -54,6 +54,7 @@ use crate::settings::{config_files, Values};
 
 /// Run obnam with the process's arguments; returns the exit code.
 pub fn run() -> i32 {
+    plugin_api::allocator::restart_with_thread_caches();
     plugin_api::allocator::set_up();
     guard::install_panic_hook();
     let result = guard::guarded(|| Ok(main_with(std::env::args_os().collect())));

@@ -18,6 +18,20 @@
 //! thread's own cache without the arena's lock, and the large ones (chunks,
 //! packs) are few, so threads seldom wait on each other for an arena.
 //!
+//! And **a larger per-thread cache of small free blocks** (128 of each
+//! size instead of glibc's 7). With one arena, a thread whose cache is
+//! full or empty takes the arena's lock, and threads that hand blocks to
+//! one another (the walk and the reader of the previous generation's
+//! trees, the reading thread of a large file and its storers) empty and
+//! fill their caches all the time: half of a no-change backup's context
+//! switches were waits on that lock. With the larger cache the no-change
+//! backup of the benchmark corpus takes 0.124 -> 0.110 s (processor time
+//! 0.145 -> 0.123 s), for a peak 1-2 MB higher; initial backups and
+//! restores take as long as before.
+//! glibc reads that setting only from the environment when a process
+//! starts (`GLIBC_TUNABLES`), so obnam starts itself again with it set
+//! ([`restart_with_thread_caches`]).
+//!
 //! Tried and not kept: a fixed threshold of 1 MiB for blocks mapped on
 //! their own (glibc raises it, by default, to the largest such block
 //! freed). It brought a backup's peak to 71 MiB, but every pack read whole
@@ -41,5 +55,50 @@ pub fn set_up() {
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
+    }
+}
+
+/// The glibc tunable of the per-thread cache's length, and obnam's value.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TCACHE_COUNT: (&str, u32) = ("glibc.malloc.tcache_count", 128);
+
+/// Start this program again, with the same arguments, environment and
+/// open files, with glibc's per-thread cache of small blocks set as the
+/// module documentation says; returns (and the process goes on as it is)
+/// where that is not to be done or cannot be: not glibc, the setting made
+/// already (by this function, or by the user, whose value stands), or the
+/// program's file not found or not executable. Call it first thing in
+/// `main`, before anything else is done that the new process would do
+/// again.
+pub fn restart_with_thread_caches() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::process::CommandExt;
+
+        let (name, count) = TCACHE_COUNT;
+        let current = std::env::var_os("GLIBC_TUNABLES").unwrap_or_default();
+        if current
+            .as_bytes()
+            .windows(name.len())
+            .any(|w| w == name.as_bytes())
+        {
+            return;
+        }
+        let Ok(program) = std::env::current_exe() else {
+            return;
+        };
+        let mut tunables = current;
+        if !tunables.is_empty() {
+            tunables.push(":");
+        }
+        tunables.push(format!("{name}={count}"));
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new(program);
+        if let Some(arg0) = args.next() {
+            command.arg0(arg0);
+        }
+        // `exec` returns only if it failed; then this process goes on.
+        let _ = command.args(args).env("GLIBC_TUNABLES", tunables).exec();
     }
 }

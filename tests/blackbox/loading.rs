@@ -394,3 +394,46 @@ fn unknown_names_point_at_plugins_or_at_the_nearest_name() {
         "{run:#?}"
     );
 }
+
+/// obnam starts itself again with glibc's per-thread cache of small
+/// blocks enlarged (`plugin_api::allocator`): the setting is added to
+/// the user's own `GLIBC_TUNABLES`, a value the user gave for it stands,
+/// and the arguments arrive as they were given, bytes that are not UTF-8
+/// included.
+#[test]
+fn obnam_restarts_itself_with_larger_thread_caches_and_the_same_arguments() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha"]);
+    let show = |tunables: Option<&str>| {
+        let mut cmd = env.obnam();
+        match tunables {
+            Some(t) => cmd.env("GLIBC_TUNABLES", t),
+            None => cmd.env_remove("GLIBC_TUNABLES"),
+        };
+        cmd.arg("--no-bundled-plugins")
+            .arg("--plugin-dir")
+            .arg(&dir);
+        cmd.args([
+            "--no-default-configs",
+            "alpha-env",
+            "GLIBC_TUNABLES",
+            "two words",
+        ]);
+        cmd.arg(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        obnam_test_support::run(&mut cmd).ok().stdout
+    };
+    let args = "[116, 119, 111, 32, 119, 111, 114, 100, 115]\n[99, 97, 102, 233]\n";
+    assert_eq!(
+        show(None),
+        format!("GLIBC_TUNABLES=glibc.malloc.tcache_count=128\n{args}")
+    );
+    assert_eq!(
+        show(Some("glibc.malloc.trim_threshold=1000000")),
+        format!("GLIBC_TUNABLES=glibc.malloc.trim_threshold=1000000:glibc.malloc.tcache_count=128\n{args}")
+    );
+    assert_eq!(
+        show(Some("glibc.malloc.tcache_count=3")),
+        format!("GLIBC_TUNABLES=glibc.malloc.tcache_count=3\n{args}")
+    );
+}

@@ -84,6 +84,27 @@ impl Plugin for Alpha {
                 ctx.outln(&format!("counter={} trail={}", ev.counter, ev.trail))
             },
         );
+        app.add_subcommand(
+            "alpha-env",
+            "NAME [ARG...]",
+            "print the environment variable NAME and the bytes of each ARG",
+            |ctx, args| {
+                use std::os::unix::ffi::OsStrExt;
+                let name = args.first().cloned().unwrap_or_default();
+                match std::env::var_os(&name) {
+                    Some(v) => ctx.outln(&format!(
+                        "{}={}",
+                        name.to_string_lossy(),
+                        v.to_string_lossy()
+                    ))?,
+                    None => ctx.outln(&format!("{} unset", name.to_string_lossy()))?,
+                }
+                for arg in args.iter().skip(1) {
+                    ctx.outln(&format!("{:?}", arg.as_bytes()))?;
+                }
+                Ok(())
+            },
+        );
         app.add_subcommand("alpha-json", "", "call the alpha-json hook", |ctx, _| {
             let mut value = serde_json::json!({"seen": []});
             ctx.call_json("alpha-json", &mut value)?;
