@@ -219,7 +219,7 @@ impl Backend for Local {
     /// take its pack for lost); a dangling one as nothing. The kind of
     /// any other entry comes from the directory entry, with no `stat`.
     /// Keys are at most a few folders deep, so a descent stops at
-    /// [`MAX_LIST_DEPTH`] (a link to a folder above it would loop).
+    /// `MAX_LIST_DEPTH` (a link to a folder above it would loop).
     fn list_direct(&self, folder: &str, recursive: bool) -> Option<std::io::Result<Vec<String>>> {
         let mut out = Vec::new();
         // Folders still to read: key prefixes ending in `/`, and depth.
