@@ -10,7 +10,6 @@
 //! objects with: `Repository::write_object`, `Repository::read_object`,
 //! and `Repository::read_records` (every JSON record of a folder).
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -79,7 +78,7 @@ impl Codec {
         &self,
         context: &str,
         data: &'d [u8],
-    ) -> RepoResult<(Vec<u8>, Cow<'d, [u8]>)> {
+    ) -> RepoResult<(Vec<u8>, object::Encoded<'d>)> {
         object::seal(self.filter(), self.seal_tag(), context, data)
     }
 

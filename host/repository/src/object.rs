@@ -32,8 +32,6 @@
 //! The engine knows filters only through [`ObjectFilter`]; the host's
 //! service layer implements it with the hook registry.
 
-use std::borrow::Cow;
-
 use sha2::{Digest, Sha256};
 
 use super::error::{RepoError, RepoResult};
@@ -119,12 +117,56 @@ pub struct Unlocked {
     pub token_key: Option<[u8; 32]>,
 }
 
+/// Bytes a data filter made, in the buffer it made them in: a plugin's
+/// buffer (an `RVec` from another library, which could only be turned
+/// into a `Vec` of the host's by copying it) is used where it is. Each
+/// object of an initial backup went through one such copy per filter
+/// that changed it: a compressed chunk once, an encrypted one twice.
+pub struct FilterOutput(Box<dyn AsRef<[u8]> + Send + Sync>);
+
+impl FilterOutput {
+    /// The bytes of `buffer`, kept in it.
+    pub fn new(buffer: impl AsRef<[u8]> + Send + Sync + 'static) -> Self {
+        FilterOutput(Box::new(buffer))
+    }
+}
+
+impl From<Vec<u8>> for FilterOutput {
+    fn from(bytes: Vec<u8>) -> Self {
+        FilterOutput::new(bytes)
+    }
+}
+
+impl std::ops::Deref for FilterOutput {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
+}
+
+/// An object's data as the filters left it: the data itself where none
+/// changed it (a chunk that does not compress is copied only into its
+/// pack), else what the last one made.
+pub enum Encoded<'d> {
+    Unchanged(&'d [u8]),
+    Changed(FilterOutput),
+}
+
+impl std::ops::Deref for Encoded<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Encoded::Unchanged(bytes) => bytes,
+            Encoded::Changed(output) => output,
+        }
+    }
+}
+
 /// The data filters, as the repository engine sees them.
 pub trait ObjectFilter: Send + Sync {
     /// Transform `data` for storage with every filter except `skip` (the
-    /// seal, which runs separately); returns the bytes (borrowed when no
-    /// filter changed them: a chunk that does not compress is copied only
-    /// into its pack) and the tags of the filters that changed them, in the
+    /// seal, which runs separately); returns the bytes (the data itself
+    /// when no filter changed them) and the tags of the filters that changed them, in the
     /// order they ran. `context` names the object (`chunk/ID`, `tree/ID`,
     /// `index/ID`, ...).
     fn encode<'d>(
@@ -132,12 +174,16 @@ pub trait ObjectFilter: Send + Sync {
         context: &str,
         data: &'d [u8],
         skip: Option<&str>,
-    ) -> Result<(Cow<'d, [u8]>, Vec<String>), String>;
+    ) -> Result<(Encoded<'d>, Vec<String>), String>;
 
     /// Run only the filter tagged `tag` on `data`; `None` if it left the
     /// data unchanged.
-    fn encode_with(&self, tag: &str, context: &str, data: &[u8])
-        -> Result<Option<Vec<u8>>, String>;
+    fn encode_with(
+        &self,
+        tag: &str,
+        context: &str,
+        data: &[u8],
+    ) -> Result<Option<FilterOutput>, String>;
 
     /// Undo the filters named by `tags`, last first.
     fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String>;
@@ -160,11 +206,11 @@ impl ObjectFilter for NoFilters {
         _: &str,
         data: &'d [u8],
         _: Option<&str>,
-    ) -> Result<(Cow<'d, [u8]>, Vec<String>), String> {
-        Ok((Cow::Borrowed(data), Vec::new()))
+    ) -> Result<(Encoded<'d>, Vec<String>), String> {
+        Ok((Encoded::Unchanged(data), Vec::new()))
     }
 
-    fn encode_with(&self, tag: &str, _: &str, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    fn encode_with(&self, tag: &str, _: &str, _: &[u8]) -> Result<Option<FilterOutput>, String> {
         Err(missing_filter_message("the repository", tag))
     }
 
@@ -213,7 +259,7 @@ pub fn seal<'d>(
     seal: Option<&str>,
     context: &str,
     data: &'d [u8],
-) -> RepoResult<(Vec<u8>, Cow<'d, [u8]>)> {
+) -> RepoResult<(Vec<u8>, Encoded<'d>)> {
     let (payload, tags) = filter
         .encode(context, data, seal)
         .map_err(RepoError::Filter)?;
@@ -234,7 +280,7 @@ pub fn seal<'d>(
         })?;
     Ok((
         encode_header(context, &[seal.to_string()])?,
-        Cow::Owned(sealed),
+        Encoded::Changed(sealed),
     ))
 }
 
@@ -319,9 +365,9 @@ mod tests {
             _: &str,
             data: &'d [u8],
             _: Option<&str>,
-        ) -> Result<(Cow<'d, [u8]>, Vec<String>), String> {
+        ) -> Result<(Encoded<'d>, Vec<String>), String> {
             Ok((
-                Cow::Owned(data.to_ascii_uppercase()),
+                Encoded::Changed(data.to_ascii_uppercase().into()),
                 vec!["upper".into(), "x".into()],
             ))
         }
@@ -330,12 +376,12 @@ mod tests {
             tag: &str,
             context: &str,
             data: &[u8],
-        ) -> Result<Option<Vec<u8>>, String> {
+        ) -> Result<Option<FilterOutput>, String> {
             assert_eq!(tag, "seal");
             let mut data = data.to_vec();
             data.reverse();
             data.extend_from_slice(context.as_bytes());
-            Ok(Some(data))
+            Ok(Some(data.into()))
         }
         fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
             if tags.is_empty() {

@@ -1,11 +1,10 @@
 //! Tests of the engine alone, on a local folder, without plugins.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::ids::{ObjectId, Token};
-use super::object::{NoFilters, ObjectFilter, UnlockRequest, Unlocked};
+use super::object::{Encoded, FilterOutput, NoFilters, ObjectFilter, UnlockRequest, Unlocked};
 use super::tree::{EntryKind, TreeEntry};
 use super::*;
 
@@ -874,12 +873,12 @@ impl ObjectFilter for Reverse {
         _: &str,
         data: &'d [u8],
         _: Option<&str>,
-    ) -> Result<(Cow<'d, [u8]>, Vec<String>), String> {
+    ) -> Result<(Encoded<'d>, Vec<String>), String> {
         let mut data = data.to_vec();
         data.reverse();
-        Ok((Cow::Owned(data), vec!["reverse".into()]))
+        Ok((Encoded::Changed(data.into()), vec!["reverse".into()]))
     }
-    fn encode_with(&self, _: &str, _: &str, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    fn encode_with(&self, _: &str, _: &str, _: &[u8]) -> Result<Option<FilterOutput>, String> {
         Err("no seal here".into())
     }
     fn decode(&self, _: &str, mut data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
@@ -908,20 +907,20 @@ impl ObjectFilter for XorSeal {
         _: &str,
         data: &'d [u8],
         skip: Option<&str>,
-    ) -> Result<(Cow<'d, [u8]>, Vec<String>), String> {
+    ) -> Result<(Encoded<'d>, Vec<String>), String> {
         assert_eq!(skip, Some("xor"));
-        Ok((Cow::Borrowed(data), Vec::new()))
+        Ok((Encoded::Unchanged(data), Vec::new()))
     }
     fn encode_with(
         &self,
         tag: &str,
         context: &str,
         data: &[u8],
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<FilterOutput>, String> {
         assert_eq!(tag, "xor");
         let mut out: Vec<u8> = data.iter().map(|b| b ^ self.key).collect();
         out.extend_from_slice(context.as_bytes());
-        Ok(Some(out))
+        Ok(Some(out.into()))
     }
     fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
         if tags.is_empty() {

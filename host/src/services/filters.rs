@@ -3,10 +3,9 @@
 //! engine's [`ObjectFilter`]), and the `repository-open` hook that unlocks
 //! an encrypted repository.
 
-use std::borrow::Cow;
 use std::sync::{Arc, Weak};
 
-use obnam_repository::object::{ObjectFilter, UnlockRequest, Unlocked};
+use obnam_repository::object::{Encoded, FilterOutput, ObjectFilter, UnlockRequest, Unlocked};
 use plugin_api::abi::{layout_of, Filtered, HookKind, HostServices, PayloadPtr};
 use plugin_api::payloads::REPOSITORY_OPEN;
 use plugin_api::types::{RSlice, RStr, RString, RVec};
@@ -210,16 +209,19 @@ impl ObjectFilter for HookFilter {
         context: &str,
         data: &'d [u8],
         skip: Option<&str>,
-    ) -> Result<(Cow<'d, [u8]>, Vec<String>), String> {
+    ) -> Result<(Encoded<'d>, Vec<String>), String> {
         let host = self.host()?;
         if !host.has_filters(DATA_FILTER_HOOK) {
-            return Ok((Cow::Borrowed(data), Vec::new()));
+            return Ok((Encoded::Unchanged(data), Vec::new()));
         }
         let (changed, tags) = host
             .run_filter_write_borrowed(DATA_FILTER_HOOK, context, data, skip)
             .map_err(|e| e.to_string())?;
         Ok((
-            changed.map_or(Cow::Borrowed(data), |c| Cow::Owned(c.into_vec())),
+            // The plugin's buffer is kept, not copied into a `Vec`.
+            changed.map_or(Encoded::Unchanged(data), |c| {
+                Encoded::Changed(FilterOutput::new(c))
+            }),
             tags.into_iter().map(RString::into_string).collect(),
         ))
     }
@@ -229,10 +231,10 @@ impl ObjectFilter for HookFilter {
         tag: &str,
         context: &str,
         data: &[u8],
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<FilterOutput>, String> {
         self.host()?
             .run_one_filter(DATA_FILTER_HOOK, tag, context, data)
-            .map(|out| out.map(RVec::into_vec))
+            .map(|out| out.map(FilterOutput::new))
             .map_err(|e| e.to_string())
     }
 
