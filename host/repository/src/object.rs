@@ -121,13 +121,38 @@ pub struct Unlocked {
 /// buffer (an `RVec` from another library, which could only be turned
 /// into a `Vec` of the host's by copying it) is used where it is. Each
 /// object of an initial backup went through one such copy per filter
-/// that changed it: a compressed chunk once, an encrypted one twice.
-pub struct FilterOutput(Box<dyn AsRef<[u8]> + Send + Sync>);
+/// that changed it (a compressed chunk once, an encrypted one twice), and
+/// each object read back as many, and a `memmove` of its bytes to drop
+/// its header.
+pub struct FilterOutput(Box<dyn FilterBuffer>);
+
+/// A buffer a [`FilterOutput`] can hold.
+pub trait FilterBuffer: Send + Sync + 'static {
+    /// The bytes.
+    fn bytes(&self) -> &[u8];
+    /// The bytes as a `Vec`: the buffer itself where it is one, else a
+    /// copy.
+    fn into_vec(self: Box<Self>) -> Vec<u8>;
+}
+
+impl FilterBuffer for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn into_vec(self: Box<Self>) -> Vec<u8> {
+        *self
+    }
+}
 
 impl FilterOutput {
     /// The bytes of `buffer`, kept in it.
-    pub fn new(buffer: impl AsRef<[u8]> + Send + Sync + 'static) -> Self {
+    pub fn new(buffer: impl FilterBuffer) -> Self {
         FilterOutput(Box::new(buffer))
+    }
+
+    /// The bytes as a `Vec` (see [`FilterBuffer::into_vec`]).
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0.into_vec()
     }
 }
 
@@ -140,7 +165,7 @@ impl From<Vec<u8>> for FilterOutput {
 impl std::ops::Deref for FilterOutput {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        (*self.0).as_ref()
+        self.0.bytes()
     }
 }
 
@@ -185,8 +210,8 @@ pub trait ObjectFilter: Send + Sync {
         data: &[u8],
     ) -> Result<Option<FilterOutput>, String>;
 
-    /// Undo the filters named by `tags`, last first.
-    fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String>;
+    /// Undo the filters named by `tags` (at least one), last first.
+    fn decode(&self, context: &str, data: &[u8], tags: &[String]) -> Result<FilterOutput, String>;
 
     /// Whether a loaded filter has the tag `tag`.
     fn provides(&self, tag: &str) -> bool;
@@ -214,9 +239,9 @@ impl ObjectFilter for NoFilters {
         Err(missing_filter_message("the repository", tag))
     }
 
-    fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
+    fn decode(&self, context: &str, data: &[u8], tags: &[String]) -> Result<FilterOutput, String> {
         match tags.first() {
-            None => Ok(data),
+            None => Ok(data.to_vec().into()),
             Some(tag) => Err(missing_filter_message(&format!("object {context}"), tag)),
         }
     }
@@ -307,32 +332,54 @@ pub fn open(
 ) -> RepoResult<Vec<u8>> {
     let (tags, start) =
         parse_header(&stored).map_err(|reason| RepoError::corrupt(context, reason))?;
-    let mut payload = stored;
-    payload.drain(..start);
-    let Some(seal) = seal else {
-        let plain = filter
-            .decode(context, payload, &tags)
-            .map_err(RepoError::Filter)?;
-        check_decoded_len(context, plain.len(), CHECKSUM_LEN)?;
-        return Ok(plain);
+    let plain = match seal {
+        None => unfilter(filter, context, stored, start, &tags)?,
+        Some(seal) => {
+            if tags.len() != 1 || tags[0] != seal {
+                return Err(RepoError::corrupt(
+                    context,
+                    format!("it is not sealed with the repository's '{seal}' filter"),
+                ));
+            }
+            let inner = filter
+                .decode(context, &stored[start..], &tags)
+                .map_err(RepoError::Filter)?;
+            drop(stored);
+            let (tags, start) =
+                parse_header(&inner).map_err(|reason| RepoError::corrupt(context, reason))?;
+            if tags.is_empty() {
+                inner[start..].to_vec()
+            } else {
+                filter
+                    .decode(context, &inner[start..], &tags)
+                    .map_err(RepoError::Filter)?
+                    .into_vec()
+            }
+        }
     };
-    if tags.len() != 1 || tags[0] != seal {
-        return Err(RepoError::corrupt(
-            context,
-            format!("it is not sealed with the repository's '{seal}' filter"),
-        ));
-    }
-    let mut inner = filter
-        .decode(context, payload, &tags)
-        .map_err(RepoError::Filter)?;
-    let (tags, start) =
-        parse_header(&inner).map_err(|reason| RepoError::corrupt(context, reason))?;
-    inner.drain(..start);
-    let plain = filter
-        .decode(context, inner, &tags)
-        .map_err(RepoError::Filter)?;
     check_decoded_len(context, plain.len(), CHECKSUM_LEN)?;
     Ok(plain)
+}
+
+/// The bytes of `stored` after its header (which ends at `start`), with
+/// the filters of `tags` undone: the payload is moved to the front of
+/// `stored` only when there are none, else the filters read it where it
+/// is.
+fn unfilter(
+    filter: &dyn ObjectFilter,
+    context: &str,
+    mut stored: Vec<u8>,
+    start: usize,
+    tags: &[String],
+) -> RepoResult<Vec<u8>> {
+    if tags.is_empty() {
+        stored.drain(..start);
+        return Ok(stored);
+    }
+    Ok(filter
+        .decode(context, &stored[start..], tags)
+        .map_err(RepoError::Filter)?
+        .into_vec())
 }
 
 fn parse_header(stored: &[u8]) -> Result<(Vec<String>, usize), String> {
@@ -383,20 +430,22 @@ mod tests {
             data.extend_from_slice(context.as_bytes());
             Ok(Some(data.into()))
         }
-        fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
-            if tags.is_empty() {
-                return Ok(data);
-            }
+        fn decode(
+            &self,
+            context: &str,
+            data: &[u8],
+            tags: &[String],
+        ) -> Result<FilterOutput, String> {
             if tags == ["seal"] {
                 let mut data = data
                     .strip_suffix(context.as_bytes())
                     .ok_or("wrong context")?
                     .to_vec();
                 data.reverse();
-                return Ok(data);
+                return Ok(data.into());
             }
             assert_eq!(tags, ["upper", "x"]);
-            Ok(data.to_ascii_lowercase())
+            Ok(data.to_ascii_lowercase().into())
         }
         fn provides(&self, _: &str) -> bool {
             true

@@ -881,10 +881,11 @@ impl ObjectFilter for Reverse {
     fn encode_with(&self, _: &str, _: &str, _: &[u8]) -> Result<Option<FilterOutput>, String> {
         Err("no seal here".into())
     }
-    fn decode(&self, _: &str, mut data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
+    fn decode(&self, _: &str, data: &[u8], tags: &[String]) -> Result<FilterOutput, String> {
         assert_eq!(tags, ["reverse"]);
+        let mut data = data.to_vec();
         data.reverse();
-        Ok(data)
+        Ok(data.into())
     }
     fn provides(&self, tag: &str) -> bool {
         tag == "reverse"
@@ -922,15 +923,16 @@ impl ObjectFilter for XorSeal {
         out.extend_from_slice(context.as_bytes());
         Ok(Some(out.into()))
     }
-    fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
-        if tags.is_empty() {
-            return Ok(data);
-        }
+    fn decode(&self, context: &str, data: &[u8], tags: &[String]) -> Result<FilterOutput, String> {
         assert_eq!(tags, ["xor"]);
         let body = data
             .strip_suffix(context.as_bytes())
             .ok_or_else(|| format!("{context} fails authentication"))?;
-        Ok(body.iter().map(|b| b ^ self.key).collect())
+        Ok(body
+            .iter()
+            .map(|b| b ^ self.key)
+            .collect::<Vec<u8>>()
+            .into())
     }
     fn provides(&self, tag: &str) -> bool {
         tag == "xor"

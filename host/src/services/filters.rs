@@ -5,7 +5,9 @@
 
 use std::sync::{Arc, Weak};
 
-use obnam_repository::object::{Encoded, FilterOutput, ObjectFilter, UnlockRequest, Unlocked};
+use obnam_repository::object::{
+    Encoded, FilterBuffer, FilterOutput, ObjectFilter, UnlockRequest, Unlocked,
+};
 use plugin_api::abi::{layout_of, Filtered, HookKind, HostServices, PayloadPtr};
 use plugin_api::payloads::REPOSITORY_OPEN;
 use plugin_api::types::{RSlice, RStr, RString, RVec};
@@ -158,27 +160,60 @@ impl Host {
         data: RVec<u8>,
         tags: &[String],
     ) -> Result<RVec<u8>, Error> {
+        if tags.is_empty() {
+            return Ok(data);
+        }
+        self.run_filter_read_borrowed(hook, context, &data, tags)
+    }
+
+    /// [`run_filter_read`](Self::run_filter_read) on borrowed data, with
+    /// at least one filter to undo: the first reads the data where it is.
+    pub fn run_filter_read_borrowed(
+        &self,
+        hook: &str,
+        context: &str,
+        data: &[u8],
+        tags: &[String],
+    ) -> Result<RVec<u8>, Error> {
         let def = self.filter_hook(hook)?;
-        let mut bytes = data;
+        let mut bytes: Option<RVec<u8>> = None;
         for tag in tags.iter().rev() {
             let f = def.filters.iter().find(|f| &f.tag == tag).ok_or_else(|| {
                 Error::msg(format!(
                     "object {context} needs the '{tag}' filter; no loaded plugin provides it"
                 ))
             })?;
-            bytes = f
-                .filter
-                .decode(self.as_abi(), RStr::from_str(context), bytes.as_rslice())
-                .into_result()
-                .map_err(|e| {
-                    Error::msg(describe_failure(
-                        e,
-                        &f.plugin,
-                        &format!("filter '{}' reading {context}", f.tag),
-                    ))
-                })?;
+            let input = bytes.as_ref().map_or(data, |b| b.as_slice());
+            bytes = Some(
+                f.filter
+                    .decode(
+                        self.as_abi(),
+                        RStr::from_str(context),
+                        RSlice::from_slice(input),
+                    )
+                    .into_result()
+                    .map_err(|e| {
+                        Error::msg(describe_failure(
+                            e,
+                            &f.plugin,
+                            &format!("filter '{}' reading {context}", f.tag),
+                        ))
+                    })?,
+            );
         }
-        Ok(bytes)
+        bytes.ok_or_else(|| Error::msg(format!("object {context}: no filter to undo")))
+    }
+}
+
+/// A plugin's buffer, held as the engine's [`FilterOutput`] without a copy.
+struct PluginBytes(RVec<u8>);
+
+impl FilterBuffer for PluginBytes {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn into_vec(self: Box<Self>) -> Vec<u8> {
+        self.0.into_vec()
     }
 }
 
@@ -220,7 +255,7 @@ impl ObjectFilter for HookFilter {
         Ok((
             // The plugin's buffer is kept, not copied into a `Vec`.
             changed.map_or(Encoded::Unchanged(data), |c| {
-                Encoded::Changed(FilterOutput::new(c))
+                Encoded::Changed(FilterOutput::new(PluginBytes(c)))
             }),
             tags.into_iter().map(RString::into_string).collect(),
         ))
@@ -234,17 +269,14 @@ impl ObjectFilter for HookFilter {
     ) -> Result<Option<FilterOutput>, String> {
         self.host()?
             .run_one_filter(DATA_FILTER_HOOK, tag, context, data)
-            .map(|out| out.map(FilterOutput::new))
+            .map(|out| out.map(|c| FilterOutput::new(PluginBytes(c))))
             .map_err(|e| e.to_string())
     }
 
-    fn decode(&self, context: &str, data: Vec<u8>, tags: &[String]) -> Result<Vec<u8>, String> {
-        if tags.is_empty() {
-            return Ok(data);
-        }
+    fn decode(&self, context: &str, data: &[u8], tags: &[String]) -> Result<FilterOutput, String> {
         self.host()?
-            .run_filter_read(DATA_FILTER_HOOK, context, RVec::from(data), tags)
-            .map(RVec::into_vec)
+            .run_filter_read_borrowed(DATA_FILTER_HOOK, context, data, tags)
+            .map(|out| FilterOutput::new(PluginBytes(out)))
             .map_err(|e| e.to_string())
     }
 
