@@ -347,24 +347,32 @@ impl Storage {
                 names.sort();
                 return Ok(names);
             }
-            let listed =
-                self.run(|op| async move { op.list_with(folder).recursive(recursive).await });
-            let entries = match listed {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(self.fail("list", folder, e)),
-            };
-            let mut names: Vec<String> = entries
-                .into_iter()
-                .filter(|e| e.metadata().is_file())
-                .map(|e| match recursive {
-                    true => e.path().to_string(),
-                    false => e.name().to_string(),
-                })
-                .collect();
-            names.sort();
-            Ok(names)
+            match self.list_through_opendal(folder, recursive) {
+                Ok(names) => Ok(names),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(self.fail("list", folder, e)),
+            }
         })
+    }
+
+    /// [`list_files`](Self::list_files) through OpenDAL, on the runtime.
+    fn list_through_opendal(
+        &self,
+        folder: &str,
+        recursive: bool,
+    ) -> Result<Vec<String>, opendal::Error> {
+        let entries =
+            self.run(|op| async move { op.list_with(folder).recursive(recursive).await })?;
+        let mut names: Vec<String> = entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .map(|e| match recursive {
+                true => e.path().to_string(),
+                false => e.name().to_string(),
+            })
+            .collect();
+        names.sort();
+        Ok(names)
     }
 }
 
@@ -535,20 +543,8 @@ mod tests {
         std::fs::create_dir_all(root.join("packs/empty/deeper")).unwrap();
         std::os::unix::fs::symlink(root.join("packs/ab/x"), root.join("packs/cd/linked")).unwrap();
         std::os::unix::fs::symlink(root.join("nowhere"), root.join("packs/cd/dangling")).unwrap();
-        let opendal = |folder: &'static str, recursive: bool| {
-            let entries = storage
-                .run(|op| async move { op.list_with(folder).recursive(recursive).await })
-                .unwrap();
-            let mut names: Vec<String> = entries
-                .into_iter()
-                .filter(|e| e.metadata().is_file())
-                .map(|e| match recursive {
-                    true => e.path().to_string(),
-                    false => e.name().to_string(),
-                })
-                .collect();
-            names.sort();
-            names
+        let opendal = |folder: &str, recursive: bool| {
+            storage.list_through_opendal(folder, recursive).unwrap()
         };
         let all = [
             "packs/ab/x",
