@@ -261,7 +261,7 @@ impl Index {
             return;
         }
         let count = entries.len() as u64;
-        let tagged = entries.into_iter().map(|e| (e, 0)).collect();
+        let tagged = entries.iter().map(|e| (*e, 0));
         match crate::index_cache::build_segment(self, tagged, &[("(memory)".into(), count)], None) {
             Ok(segment) => self.add_segment(segment, vec![true]),
             // Only a failure to get randomness for the salt gets here.
