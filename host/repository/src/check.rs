@@ -319,7 +319,7 @@ impl Repository {
             }
             let verified = self
                 .codec
-                .open_blob(&context, stored.to_vec())
+                .open_blob_borrowed(&context, stored)
                 .and_then(|plain| self.verify_blob(&context, &e.id, &plain));
             if let Err(e) = verified {
                 problems.push(format!("{key}: {e}"));

@@ -87,6 +87,16 @@ impl Codec {
     pub fn open_blob(&self, context: &str, stored: Vec<u8>) -> RepoResult<Vec<u8>> {
         object::open(self.filter(), self.seal_tag(), context, stored)
     }
+
+    /// [`open_blob`](Self::open_blob) of bytes that stay where they are
+    /// (see [`object::open_borrowed`]).
+    pub fn open_blob_borrowed<'s>(
+        &self,
+        context: &str,
+        stored: &'s [u8],
+    ) -> RepoResult<object::Encoded<'s>> {
+        object::open_borrowed(self.filter(), self.seal_tag(), context, stored)
+    }
 }
 
 impl Repository {

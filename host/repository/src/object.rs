@@ -169,9 +169,9 @@ impl std::ops::Deref for FilterOutput {
     }
 }
 
-/// An object's data as the filters left it: the data itself where none
-/// changed it (a chunk that does not compress is copied only into its
-/// pack), else what the last one made.
+/// An object's data as the filters left it, written or read: the data
+/// itself where none changed it (a chunk that does not compress is copied
+/// only into its pack), else what the last one made.
 pub enum Encoded<'d> {
     Unchanged(&'d [u8]),
     Changed(FilterOutput),
@@ -330,10 +330,35 @@ pub fn open(
     context: &str,
     stored: Vec<u8>,
 ) -> RepoResult<Vec<u8>> {
+    let start = match open_borrowed(filter, seal, context, &stored)? {
+        // No filter: the payload is the end of `stored`.
+        Encoded::Unchanged(plain) => stored.len() - plain.len(),
+        Encoded::Changed(plain) => return Ok(plain.into_vec()),
+    };
+    let mut plain = stored;
+    plain.drain(..start);
+    Ok(plain)
+}
+
+/// [`open`] of bytes that stay where they are (a blob in a pack read
+/// whole, which `fsck --verify-data` and a prune only check): the payload
+/// itself where no filter changed it, not a copy, else what the filters
+/// made of it.
+pub fn open_borrowed<'s>(
+    filter: &dyn ObjectFilter,
+    seal: Option<&str>,
+    context: &str,
+    stored: &'s [u8],
+) -> RepoResult<Encoded<'s>> {
     let (tags, start) =
-        parse_header(&stored).map_err(|reason| RepoError::corrupt(context, reason))?;
+        parse_header(stored).map_err(|reason| RepoError::corrupt(context, reason))?;
     let plain = match seal {
-        None => unfilter(filter, context, stored, start, &tags)?,
+        None if tags.is_empty() => Encoded::Unchanged(&stored[start..]),
+        None => Encoded::Changed(
+            filter
+                .decode(context, &stored[start..], &tags)
+                .map_err(RepoError::Filter)?,
+        ),
         Some(seal) => {
             if tags.len() != 1 || tags[0] != seal {
                 return Err(RepoError::corrupt(
@@ -344,42 +369,19 @@ pub fn open(
             let inner = filter
                 .decode(context, &stored[start..], &tags)
                 .map_err(RepoError::Filter)?;
-            drop(stored);
             let (tags, start) =
                 parse_header(&inner).map_err(|reason| RepoError::corrupt(context, reason))?;
-            if tags.is_empty() {
-                inner[start..].to_vec()
+            Encoded::Changed(if tags.is_empty() {
+                inner[start..].to_vec().into()
             } else {
                 filter
                     .decode(context, &inner[start..], &tags)
                     .map_err(RepoError::Filter)?
-                    .into_vec()
-            }
+            })
         }
     };
     check_decoded_len(context, plain.len(), CHECKSUM_LEN)?;
     Ok(plain)
-}
-
-/// The bytes of `stored` after its header (which ends at `start`), with
-/// the filters of `tags` undone: the payload is moved to the front of
-/// `stored` only when there are none, else the filters read it where it
-/// is.
-fn unfilter(
-    filter: &dyn ObjectFilter,
-    context: &str,
-    mut stored: Vec<u8>,
-    start: usize,
-    tags: &[String],
-) -> RepoResult<Vec<u8>> {
-    if tags.is_empty() {
-        stored.drain(..start);
-        return Ok(stored);
-    }
-    Ok(filter
-        .decode(context, &stored[start..], tags)
-        .map_err(RepoError::Filter)?
-        .into_vec())
 }
 
 fn parse_header(stored: &[u8]) -> Result<(Vec<String>, usize), String> {

@@ -59,7 +59,7 @@ impl Repository {
                     })?;
                 // Never carry damage into a new pack: a used blob that
                 // does not match its id stops the prune (run fsck).
-                let plain = self.codec.open_blob(&context, stored.to_vec())?;
+                let plain = self.codec.open_blob_borrowed(&context, stored)?;
                 self.verify_blob(&context, &e.id, &plain)?;
                 self.uploads
                     .put_stored(self, e.id, e.location.kind, stored)?;
