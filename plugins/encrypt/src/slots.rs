@@ -253,8 +253,14 @@ fn derive(kdf: &Kdf, secret: &Secret) -> Result<Zeroizing<[u8; 32]>, String> {
             let salt = bounded_hex("salt", salt, MAX_SALT_LEN)?;
             let params = argon2::Params::new(*memory_kib, *iterations, *parallelism, Some(32))
                 .map_err(|e| format!("its Argon2id parameters are invalid: {e}"))?;
+            // Its memory in huge pages: 64 MiB in 4 KiB pages cost a third
+            // of the time that unlocking takes.
+            let memory = plugin_api::allocator::huge_page_vec(
+                params.block_count(),
+                argon2::Block::default(),
+            );
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-                .hash_password_into(pass, &salt, kek.as_mut())
+                .hash_password_into_with_memory(pass, &salt, kek.as_mut(), memory)
                 .map_err(|e| format!("Argon2id failed: {e}"))?;
         }
         (Kdf::HkdfSha256 { salt }, Secret::KeyFile(contents, _)) => {
