@@ -151,13 +151,15 @@ fn hex_to_bytes(hex: &str) -> Vec<u8> {
 }
 
 #[test]
-fn aes_gcm_works_too_and_an_unknown_cipher_is_refused_before_anything_is_written() {
+fn every_cipher_works_and_an_unknown_cipher_is_refused_before_anything_is_written() {
     let w = BackupWorld::new("c");
     w.file("a.txt", b"aes content");
     let run = backup(&w, "pw", &["--encrypt", "--cipher", "rot13"]).fails();
     assert!(
-        run.stderr
-            .contains("--cipher must be one of xchacha20-poly1305, aes-256-gcm, not 'rot13'"),
+        run.stderr.contains(
+            "--cipher must be one of auto, xaes-256-gcm, xchacha20-poly1305, aes-256-gcm, \
+             not 'rot13'"
+        ),
         "{}",
         run.stderr
     );
@@ -165,9 +167,47 @@ fn aes_gcm_works_too_and_an_unknown_cipher_is_refused_before_anything_is_written
         !w.repo.exists(),
         "a failed creation leaves no repository folder"
     );
-    backup(&w, "pw", &["--encrypt", "--cipher", "aes-256-gcm"]).ok();
+    for cipher in ["xaes-256-gcm", "xchacha20-poly1305", "aes-256-gcm"] {
+        let w = BackupWorld::new("c");
+        w.file("a.txt", b"aes content");
+        w.file("big.bin", &noise(300_000, 3));
+        backup(&w, "pw", &["--encrypt", "--cipher", cipher]).ok();
+        let config = fs::read_to_string(w.repo.join("config")).unwrap();
+        assert!(config.contains(&format!("\"{cipher}\"")), "{config}");
+        restore_and_compare(&w, "pw", &w.env.path().join("out"));
+        with_pass(&w, "pw", &["fsck", "--verify-data"]).ok();
+    }
+}
+
+/// A new encrypted repository gets XAES-256-GCM where the processor has
+/// instructions for AES and GCM, XChaCha20-Poly1305 elsewhere: the two
+/// ciphers whose random nonces are safe for any number of objects.
+#[test]
+fn a_new_encrypted_repository_gets_the_faster_safe_cipher_of_this_processor() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"content");
+    backup(&w, "pw", &["--encrypt"]).ok();
     let config = fs::read_to_string(w.repo.join("config")).unwrap();
-    assert!(config.contains("aes-256-gcm"), "{config}");
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags") || l.starts_with("Features"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let aes = flags.contains(&"aes") && (flags.contains(&"pclmulqdq") || flags.contains(&"pmull"));
+    let want = if aes {
+        "xaes-256-gcm"
+    } else {
+        "xchacha20-poly1305"
+    };
+    let recorded = |name: &str| config.contains(&format!("\"{name}\""));
+    assert!(recorded(want), "{config}");
+    let other = if aes {
+        "xchacha20-poly1305"
+    } else {
+        "xaes-256-gcm"
+    };
+    assert!(!recorded(other), "{config}");
     restore_and_compare(&w, "pw", &w.env.path().join("out"));
 }
 

@@ -32,7 +32,7 @@ fn config() -> ProptestConfig {
 }
 
 fn cipher() -> impl Strategy<Value = Cipher> {
-    prop_oneof![Just(Cipher::XChaCha20Poly1305), Just(Cipher::Aes256Gcm)]
+    prop::sample::select(Cipher::ALL.to_vec())
 }
 
 const KEY: [u8; 32] = [7; 32];

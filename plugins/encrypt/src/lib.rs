@@ -42,6 +42,10 @@ use slots::MasterKey;
 /// repositories. It must never change.
 pub const FILTER_TAG: &str = "encrypt";
 
+/// The `--cipher` that picks the faster of the ciphers with 192-bit
+/// nonces on this processor ([`Cipher::for_this_processor`]).
+pub const AUTO_CIPHER: &str = "auto";
+
 /// What the plugin learnt when the repository was opened.
 pub enum RepoState {
     /// Not encrypted (or sealed by some other plugin's filter).
@@ -76,10 +80,11 @@ impl Plugin for Encrypt {
             ),
             Setting::string("cipher")
                 .subcommands(&["backup"])
-                .default("xchacha20-poly1305")
+                .default(AUTO_CIPHER)
                 .metavar("CIPHER")
                 .help(&format!(
-                    "cipher of a new encrypted repository: {}",
+                    "cipher of a new encrypted repository: {AUTO_CIPHER} (xaes-256-gcm where \
+                     the processor has AES instructions, else xchacha20-poly1305), {}",
                     Cipher::NAMES
                 )),
             Setting::string("passphrase-file")

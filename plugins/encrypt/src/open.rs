@@ -7,7 +7,7 @@ use plugin_api::{Context, Error, Result};
 use crate::cipher::Cipher;
 use crate::secrets;
 use crate::slots::{self, KdfCost, MasterKey, Origin, Secret};
-use crate::{RepoState, Shared, Unlocked, FILTER_TAG};
+use crate::{RepoState, Shared, Unlocked, AUTO_CIPHER, FILTER_TAG};
 
 /// Argon2id costs for new passphrase slots, from the settings.
 pub fn kdf_cost(ctx: &Context<'_>) -> Result<KdfCost> {
@@ -106,9 +106,13 @@ fn create(
     repository_id: String,
 ) -> Result<Unlocked> {
     let name = ctx.string("cipher")?.unwrap_or_default();
-    let cipher = Cipher::from_name(&name).ok_or_else(|| {
+    let cipher = match name.as_str() {
+        AUTO_CIPHER => Some(Cipher::for_this_processor()),
+        name => Cipher::from_name(name),
+    }
+    .ok_or_else(|| {
         Error::msg(format!(
-            "--cipher must be one of {}, not '{name}'",
+            "--cipher must be one of {AUTO_CIPHER}, {}, not '{name}'",
             Cipher::NAMES
         ))
     })?;

@@ -563,7 +563,7 @@ pub(crate) mod tests {
         slot["kdf"]["memory_kib"] = MAX_KDF_MEMORY_KIB.into();
         slot["kdf"]["iterations"] = MAX_KDF_ITERATIONS.into();
         parse(&slot.to_string()).unwrap();
-        for cipher in [Cipher::XChaCha20Poly1305, Cipher::Aes256Gcm] {
+        for cipher in Cipher::ALL {
             let master = MasterKey::generate().unwrap();
             let file = Secret::KeyFile(Zeroizing::new(vec![1; 32]), "f".into());
             let slot = wrap(&master, &file, CHEAP, cipher, "r", "s", &origin()).unwrap();
