@@ -8,15 +8,16 @@
 //!
 //! * `cargo test -p obnam-tests --test torture` runs the short form: the
 //!   fixed seeds below (regression cases included) and one random seed,
-//!   which it prints, on a local folder, and one seed on moto S3 when
-//!   `.ci/run` started it.
+//!   which it prints, on a local folder, one of them into an encrypted
+//!   repository, and one seed on moto S3 when `.ci/run` started it.
 //! * The long form runs random seeds for a while and prints its figures:
 //!   `OBNAM_TORTURE_MINUTES=30 cargo test --release -p obnam-tests --test
 //!   torture long_run -- --ignored --nocapture` (build the workspace in
-//!   release first). It uses Garage and moto too when they are running.
+//!   release first). It uses Garage and moto too when they are running;
+//!   every other seed's repository is encrypted.
 //! * A failure prints the seed and the schedule; replay it with
-//!   `OBNAM_TORTURE_SEED=N OBNAM_TORTURE_STEPS=M cargo test -p obnam-tests
-//!   --test torture replay -- --nocapture`. A failing seed, once fixed,
+//!   `OBNAM_TORTURE_SEED=N OBNAM_TORTURE_STEPS=M OBNAM_TORTURE_ENCRYPTED=B
+//!   cargo test -p obnam-tests --test torture replay -- --nocapture`. A failing seed, once fixed,
 //!   joins [`REGRESSION_SEEDS`]. `OBNAM_TORTURE_LOG=1` prints every
 //!   schedule played, failed or not.
 
@@ -47,6 +48,9 @@ const REGRESSION_SEEDS: &[u64] = &[
 /// Seeds played in every short run besides the regression seeds.
 const FIXED_SEEDS: &[u64] = &[2];
 
+/// The seed played into an encrypted repository in every short run.
+const ENCRYPTED_SEED: u64 = 3;
+
 /// Steps of one schedule in the short run.
 const SHORT_STEPS: usize = 10;
 
@@ -63,8 +67,8 @@ fn random_seed() -> u64 {
 
 fn play(cfg: Config) -> Stats {
     eprintln!(
-        "torture: seed {} on {:?}, {} steps, {} clients",
-        cfg.seed, cfg.backend, cfg.steps, cfg.clients
+        "torture: seed {} on {:?}, {} steps, {} clients, encrypted {}",
+        cfg.seed, cfg.backend, cfg.steps, cfg.clients, cfg.encrypted
     );
     let cfg_seed = cfg.seed;
     let mut world = World::new(cfg);
@@ -107,6 +111,7 @@ fn local(seed: u64, steps: usize) -> Config {
         clients: 3,
         backend: Backend::Local,
         storage_faults: std::env::var("OBNAM_TORTURE_STORAGE_FAULTS").as_deref() != Ok("0"),
+        encrypted: false,
     }
 }
 
@@ -125,6 +130,10 @@ fn short_run() {
         .chain([&random])
         .map(|&seed| local(seed, SHORT_STEPS))
         .collect();
+    configs.push(Config {
+        encrypted: true,
+        ..local(ENCRYPTED_SEED, SHORT_STEPS)
+    });
     if let Some(moto) = Backend::moto() {
         configs.push(Config {
             backend: moto,
@@ -136,8 +145,9 @@ fn short_run() {
 }
 
 /// Replays one schedule: `OBNAM_TORTURE_SEED`, `OBNAM_TORTURE_STEPS`,
-/// `OBNAM_TORTURE_BACKEND` (`local`, `moto`, `garage`, `sftp`). Without a
-/// seed it does nothing.
+/// `OBNAM_TORTURE_BACKEND` (`local`, `moto`, `garage`, `sftp`),
+/// `OBNAM_TORTURE_ENCRYPTED` (`true` for an encrypted repository). Without
+/// a seed it does nothing.
 #[test]
 fn replay() {
     let Some(seed) = env_u64("OBNAM_TORTURE_SEED") else {
@@ -153,6 +163,7 @@ fn replay() {
     .expect("the backend's server");
     play(Config {
         backend,
+        encrypted: std::env::var("OBNAM_TORTURE_ENCRYPTED").as_deref() == Ok("true"),
         ..local(seed, steps)
     });
 }
@@ -178,6 +189,7 @@ fn long_run() {
                 seeds.push(seed);
                 Config {
                     backend: b.clone(),
+                    encrypted: seeds.len() % 2 == 0,
                     ..local(seed, steps)
                 }
             })

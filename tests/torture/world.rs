@@ -82,6 +82,9 @@ pub struct Config {
     pub backend: Backend,
     /// Whether the schedule injects storage faults (`--testing-storage-faults`).
     pub storage_faults: bool,
+    /// Whether the repository is encrypted (created with `--encrypt` by
+    /// the clients' simultaneous first backups; every run unlocks it).
+    pub encrypted: bool,
 }
 
 /// What a schedule did, for the summary.
@@ -329,6 +332,18 @@ impl World {
         let mut cmd = self.cfg.backend.obnam(&self.env, &self.url);
         cmd.args(["--client-name", &self.clients[client].name])
             .args(["--lock-timeout", "200"]);
+        if self.cfg.encrypted {
+            // The cipher is the default (the processor's); the key
+            // derivation as cheap as the settings allow, as it is paid by
+            // every run.
+            cmd.env("OBNAM_PASSPHRASE", "torture passphrase").args([
+                "--encrypt",
+                "--kdf-memory",
+                "64KiB",
+                "--kdf-iterations",
+                "1",
+            ]);
+        }
         cmd
     }
 
@@ -372,13 +387,15 @@ impl World {
     fn fail(&self, step: usize, broken: &str) -> ! {
         panic!(
             "\ntorture: INVARIANT BROKEN at step {step} (seed {seed}, {backend:?}, {clients} clients, \
-             storage faults {faults}):\n{broken}\n\nschedule so far:\n{log}\n\
-             replay: OBNAM_TORTURE_SEED={seed} OBNAM_TORTURE_STEPS={steps} cargo test -p obnam-tests \
+             storage faults {faults}, encrypted {encrypted}):\n{broken}\n\nschedule so far:\n{log}\n\
+             replay: OBNAM_TORTURE_SEED={seed} OBNAM_TORTURE_STEPS={steps} \
+             OBNAM_TORTURE_ENCRYPTED={encrypted} cargo test -p obnam-tests \
              --test torture replay -- --nocapture\n",
             seed = self.cfg.seed,
             backend = self.cfg.backend,
             clients = self.cfg.clients,
             faults = self.cfg.storage_faults,
+            encrypted = self.cfg.encrypted,
             log = self.log,
             steps = self.cfg.steps,
         )
