@@ -89,7 +89,7 @@ impl Cipher {
     /// The faster of the two ciphers with 192-bit nonces on this
     /// processor: XAES-256-GCM where it has instructions for AES and for
     /// GCM's carry-less multiplication (3 times XChaCha20-Poly1305's speed
-    /// there), XChaCha20-Poly1305 elsewhere (3 to 10 times AES's speed in
+    /// there), XChaCha20-Poly1305 elsewhere (several times AES's speed in
     /// software).
     pub fn for_this_processor() -> Cipher {
         #[cfg(target_arch = "x86_64")]
