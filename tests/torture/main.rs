@@ -37,12 +37,16 @@ use obnam_test_support::backend::Backend;
 use world::{Config, Stats, World};
 
 /// Seeds that found faults once (each comment says which), played in
-/// every short run.
-const REGRESSION_SEEDS: &[u64] = &[
+/// every short run, each for as many steps as it took to find its fault.
+const REGRESSION_SEEDS: &[(u64, usize)] = &[
     // An fsck beside a backup reported the backup's new generation as
     // missing chunks (readers now load the index objects written since
     // they opened the repository after reading generations).
-    1,
+    (1, SHORT_STEPS),
+    // The harness's own fault, found by the long run: a `remove-client`
+    // drawn as a forget "with --prune" had its text output read as a
+    // forget's and a prune's JSON (at step 11).
+    (1796458253091404261, 12),
 ];
 
 /// Seeds played in every short run besides the regression seeds.
@@ -126,9 +130,10 @@ fn short_run() {
     );
     let mut configs: Vec<Config> = REGRESSION_SEEDS
         .iter()
-        .chain(FIXED_SEEDS)
-        .chain([&random])
-        .map(|&seed| local(seed, SHORT_STEPS))
+        .copied()
+        .chain(FIXED_SEEDS.iter().map(|&seed| (seed, SHORT_STEPS)))
+        .chain([(random, SHORT_STEPS)])
+        .map(|(seed, steps)| local(seed, steps))
         .collect();
     configs.push(Config {
         encrypted: true,

@@ -466,13 +466,18 @@ impl World {
             // remove-client works on one client.
             _ => (Selection::WholeClient, false),
         };
+        // remove-client prints text and has no `--prune`: the model must
+        // not read its output as JSON nor look for a prune's report in it
+        // (the long run found a schedule that did). Drawn all the same, so
+        // that the rest of the stream stays as it was.
+        let whole_client = matches!(selection, Selection::WholeClient);
         Job::Forget {
             client,
             all_clients,
             selection,
             fault,
-            json,
-            prune,
+            json: json && !whole_client,
+            prune: prune && !whole_client,
         }
     }
 
