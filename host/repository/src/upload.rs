@@ -79,6 +79,21 @@ impl InFlight {
     }
 }
 
+/// A failure of writing a pack or its index object, as the storage
+/// error later stores and flushes fail with.
+fn as_storage_error(e: &super::error::RepoError) -> StorageError {
+    match e {
+        super::error::RepoError::Storage(e) => e.clone(),
+        super::error::RepoError::Upload(UploadError(e)) => e.clone(),
+        other => StorageError::Failed {
+            url: String::new(),
+            op: "write",
+            key: "a pack".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
 /// The pack-upload pipeline of one repository.
 pub(crate) struct Uploads {
     /// Target size of a pack.
@@ -238,6 +253,14 @@ impl Uploads {
             return self.seal_in_background(repo, number, sealed);
         }
         let result = self.write_pack(repo, &sealed);
+        if let Err(e) = &result {
+            // Its blobs are in the catalog, where other threads find them
+            // (deduplicating against them) and a checkpoint another thread
+            // commits would refer to them: every later store and flush
+            // fails, as after a background write's failure. Recorded before
+            // the pack leaves the in-flight set, which a flush waits on.
+            lock(&self.failure).get_or_insert_with(|| UploadError(as_storage_error(e)));
+        }
         self.in_flight
             .remove_then(number, || self.keep_buffer(sealed));
         result
