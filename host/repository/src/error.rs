@@ -25,7 +25,7 @@ pub enum RepoError {
     Corrupt { object: String, reason: String },
     #[error("{0}")]
     Filter(String),
-    /// A background upload failed earlier in the run.
+    /// Making or writing a pack failed earlier in the run.
     #[error(transparent)]
     Upload(#[from] UploadError),
     #[error("chunk {0} is not in the repository")]

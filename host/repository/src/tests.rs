@@ -875,6 +875,62 @@ fn after_a_failed_pack_write_no_flush_succeeds() {
     assert!(checked >= 5, "only {checked} runs had a pack write fail");
 }
 
+/// No filter, except that making the first pack's trailer fails once.
+struct FirstTrailerFails(std::sync::atomic::AtomicBool);
+
+impl ObjectFilter for FirstTrailerFails {
+    fn encode<'d>(
+        &self,
+        context: &str,
+        data: &'d [u8],
+        _: Option<&str>,
+    ) -> Result<(Encoded<'d>, Vec<String>), String> {
+        use std::sync::atomic::Ordering;
+        if context.starts_with("pack/") && !self.0.swap(true, Ordering::SeqCst) {
+            return Err("the filter failed on this trailer".into());
+        }
+        Ok((Encoded::Unchanged(data), Vec::new()))
+    }
+    fn encode_with(&self, t: &str, c: &str, d: &[u8]) -> Result<Option<FilterOutput>, String> {
+        NoFilters.encode_with(t, c, d)
+    }
+    fn decode(&self, c: &str, d: &[u8], t: &[String]) -> Result<FilterOutput, String> {
+        NoFilters.decode(c, d, t)
+    }
+    fn provides(&self, _: &str) -> bool {
+        false
+    }
+    fn unlock(&self, _: &UnlockRequest) -> Result<Unlocked, String> {
+        Ok(Unlocked::default())
+    }
+}
+
+/// A pack lost before it is written (its trailer could not be made) stops
+/// every later flush too, though the next trailers are made: its blobs
+/// are in the catalog all the same.
+#[test]
+fn after_a_pack_that_could_not_be_made_no_flush_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), 1 << 16));
+    let options = OpenOptions {
+        pack_size: 1 << 16,
+        ..OpenOptions::default()
+    };
+    let filter = Arc::new(FirstTrailerFails(Default::default()));
+    let repo = Repository::open(dir.path().to_str().unwrap(), &options, filter).unwrap();
+    let e = (0..200u32)
+        .find_map(|i| {
+            let data = chunk(i);
+            repo.put_chunk(repo.token(&data), data).err()
+        })
+        .expect("a pack was made");
+    assert!(e.to_string().contains("failed on this trailer"), "{e}");
+    for _ in 0..3 {
+        let e = repo.flush().unwrap_err();
+        assert!(e.to_string().contains("failed on this trailer"), "{e}");
+    }
+}
+
 #[test]
 fn a_repository_survives_runs_with_every_kind_of_fault() {
     let dir = tempfile::tempdir().unwrap();

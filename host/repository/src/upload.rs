@@ -8,10 +8,10 @@
 //! the memory they hold. Where the store asks for it
 //! ([`Capabilities::background_writes`]) packs are written in the
 //! background, overlapping with the work of cutting and compressing
-//! chunks; the first failure of such an upload is kept
-//! ([`UploadError`]), and every later store and flush fails with it, so
-//! that nothing is ever committed that refers to a pack that was not
-//! written.
+//! chunks. The first failure to make or write a pack, in the background
+//! or not, is kept ([`UploadError`]), and every later store and flush
+//! fails with it, so that nothing is ever committed that refers to a pack
+//! that was not written.
 //!
 //! The pipeline uses the repository's storage, codec and catalog, which
 //! each call is given. This module adds to [`Repository`] the operations
@@ -38,8 +38,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// [`Uploads::first_capacity`]).
 const TREE_PACK_START: usize = 256 << 10;
 
-/// The first failure of a background upload, which every later store and
-/// flush of the run fails with.
+/// The first failure to make or write a pack (in the background or not),
+/// which every later store and flush of the run fails with.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct UploadError(StorageError);
@@ -76,21 +76,6 @@ impl InFlight {
             packs = self.done.wait(packs).unwrap_or_else(|e| e.into_inner());
         }
         packs
-    }
-}
-
-/// A failure of writing a pack or its index object, as the storage
-/// error later stores and flushes fail with.
-fn as_storage_error(e: &super::error::RepoError) -> StorageError {
-    match e {
-        super::error::RepoError::Storage(e) => e.clone(),
-        super::error::RepoError::Upload(UploadError(e)) => e.clone(),
-        other => StorageError::Failed {
-            url: String::new(),
-            op: "write",
-            key: "a pack".into(),
-            message: other.to_string(),
-        },
     }
 }
 
@@ -144,7 +129,28 @@ impl Uploads {
         }
     }
 
-    /// Fail if a background upload failed.
+    /// Keep `e`, a failure to make or write a pack (or its index object),
+    /// as the run's upload failure, before the pack leaves the in-flight
+    /// set that a flush waits on. The pack's blobs are in the catalog,
+    /// where other threads find them (deduplicating against them), and a
+    /// checkpoint another thread committed after a successful flush would
+    /// refer to blobs in no pack: so every later store and flush fails,
+    /// whichever thread writes and however the pack was lost.
+    fn keep_failure(&self, repo: &Repository, e: &super::error::RepoError) {
+        use super::error::RepoError;
+        let failure = match e {
+            RepoError::Storage(e) | RepoError::Upload(UploadError(e)) => e.clone(),
+            other => StorageError::Failed {
+                url: repo.storage.url().to_string(),
+                op: "write",
+                key: "a pack".into(),
+                message: other.to_string(),
+            },
+        };
+        lock(&self.failure).get_or_insert(UploadError(failure));
+    }
+
+    /// Fail if an upload failed (see [`keep_failure`](Self::keep_failure)).
     pub fn check(&self) -> Result<(), UploadError> {
         match &*lock(&self.failure) {
             Some(e) => Err(e.clone()),
@@ -231,10 +237,13 @@ impl Uploads {
     /// its blobs stay readable while it is written. Called with the
     /// packer's slot locked, so that its blobs are always findable.
     fn start_sealing(&self, repo: &Repository, packer: Packer) -> RepoResult<(u32, Arc<Sealed>)> {
-        let trailer = repo.codec.encode(
-            &format!("pack/{}", packer.id),
-            pack::trailer(&packer.entries),
-        )?;
+        let trailer = repo
+            .codec
+            .encode(
+                &format!("pack/{}", packer.id),
+                pack::trailer(&packer.entries),
+            )
+            .inspect_err(|e| self.keep_failure(repo, e))?;
         let sealed = Arc::new(Sealed {
             id: packer.id,
             kind: packer.kind,
@@ -252,15 +261,9 @@ impl Uploads {
         if self.capabilities.background_writes {
             return self.seal_in_background(repo, number, sealed);
         }
-        let result = self.write_pack(repo, &sealed);
-        if let Err(e) = &result {
-            // Its blobs are in the catalog, where other threads find them
-            // (deduplicating against them) and a checkpoint another thread
-            // commits would refer to them: every later store and flush
-            // fails, as after a background write's failure. Recorded before
-            // the pack leaves the in-flight set, which a flush waits on.
-            lock(&self.failure).get_or_insert_with(|| UploadError(as_storage_error(e)));
-        }
+        let result = self
+            .write_pack(repo, &sealed)
+            .inspect_err(|e| self.keep_failure(repo, e));
         self.in_flight
             .remove_then(number, || self.keep_buffer(sealed));
         result
@@ -299,6 +302,7 @@ impl Uploads {
         let index_object = match repo.codec.encode(&index_key, index_object) {
             Ok(bytes) => bytes,
             Err(e) => {
+                self.keep_failure(repo, &e);
                 self.in_flight.remove(number);
                 return Err(e);
             }
