@@ -52,10 +52,10 @@ const REGRESSION_SEEDS: &[(u64, usize)] = &[
 /// Seeds played in every short run besides the regression seeds.
 const FIXED_SEEDS: &[u64] = &[2];
 
-/// The seed played into an encrypted repository in every short run.
-/// (Not 3: its schedule failed now and then at step 6, too rarely to show
-/// the fix works; see docs/testing.md.)
-const ENCRYPTED_SEED: u64 = 4;
+/// The seed played into an encrypted repository in every short run: 3,
+/// whose schedule once failed now and then at step 6 (a checkpoint of a
+/// failed run referred to chunks in no pack; see docs/testing.md).
+const ENCRYPTED_SEED: u64 = 3;
 
 /// Steps of one schedule in the short run.
 const SHORT_STEPS: usize = 10;
