@@ -91,6 +91,12 @@ const MAGIC: &[u8; 8] = b"OBNAMIX1";
 pub const MAX_ENTRIES_PER_OBJECT: usize = 1 << 20;
 const ENTRY_BYTES: usize = 53;
 
+/// Entries per index object written by merging others (a run's own, at
+/// its end; a prune's rewritten and compacted ones): encoding one holds
+/// about 14 MiB beside the index, where one of [`MAX_ENTRIES_PER_OBJECT`]
+/// held 56.
+pub const ENTRIES_PER_MERGED_OBJECT: usize = 1 << 18;
+
 /// Log a segment found damaged in a lookup: it counts as holding nothing
 /// from then on, and the next run rebuilds it.
 fn log_broken(e: &SegmentError) {
@@ -612,15 +618,37 @@ impl Index {
             + self.added.len() * 64
     }
 
-    /// The chunks added by this process, grouped for an index object.
-    pub fn added_entries(&self) -> Vec<IndexEntry> {
+    /// Up to `limit` of the chunks added by this process, in id order:
+    /// the first ones, or those after `after`. A run's index objects are
+    /// merged a group at a time ([`ENTRIES_PER_MERGED_OBJECT`]), so that
+    /// no list of all its new chunks is made beside the map that holds
+    /// them.
+    pub fn added_after(&self, after: Option<&ChunkId>, limit: usize) -> Vec<IndexEntry> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
         self.added
-            .iter()
+            .range((from, Unbounded))
+            .take(limit)
             .map(|(id, location)| IndexEntry {
                 id: *id,
                 location: *location,
             })
             .collect()
+    }
+
+    /// The chunks added by this process from `first` to `last` (both
+    /// included), in id order.
+    pub fn added_range<'a>(
+        &'a self,
+        first: &ChunkId,
+        last: &ChunkId,
+    ) -> impl Iterator<Item = IndexEntry> + Clone + 'a {
+        self.added
+            .range(*first..=*last)
+            .map(|(id, location)| IndexEntry {
+                id: *id,
+                location: *location,
+            })
     }
 }
 

@@ -336,32 +336,27 @@ impl IndexCache {
     }
 
     /// Keep, for the runs after this one, the entries of index objects
-    /// this run wrote (`objects`: each object's name and its entries,
-    /// exactly those it holds), so that the next run does not read them
+    /// this run wrote (`objects`: each object's name and how many entries
+    /// it holds; `entries`: exactly those, each with its object's number),
+    /// so that the next run does not read them
     /// back from the repository and sort them into a segment itself (the
     /// first no-change backup of the benchmark corpus after its initial
     /// one spent 10 of its 140 ms on that). Only a folder that
     /// outlives the run is written to; a failure is only logged (the next
     /// run reads the objects, as it would have).
-    pub fn remember(&self, index: &Index, objects: &[(String, &[IndexEntry])]) {
+    pub fn remember(
+        &self,
+        index: &Index,
+        objects: &[(String, u64)],
+        entries: impl Iterator<Item = (IndexEntry, u32)> + Clone,
+    ) {
         let Some(dir) = self.dir.as_deref().filter(|_| !self.temporary) else {
             return;
         };
         if objects.is_empty() {
             return;
         }
-        let covered: Vec<(String, u64)> = objects
-            .iter()
-            .map(|(name, entries)| (name.clone(), entries.len() as u64))
-            .collect();
-        // The entries are read where they are, not gathered into a list
-        // first: for a million new chunks that list was 56 MB more at the
-        // end of the run.
-        let tagged = objects
-            .iter()
-            .enumerate()
-            .flat_map(|(number, (_, entries))| entries.iter().map(move |e| (*e, number as u32)));
-        if let Err(e) = build_segment(index, tagged, &covered, Some(dir)) {
+        if let Err(e) = build_segment(index, entries, objects, Some(dir)) {
             tracing::warn!("could not keep this run's index entries in the cache: {e}");
         }
     }
@@ -529,7 +524,10 @@ fn write_segment(
 
 /// Sort entries read from index objects (tagged with their object's
 /// number in `objects`: name, entries) and write them as a segment, in
-/// `dir` if it can be written there, else in memory.
+/// `dir` if it can be written there, else in memory. Entries that come
+/// in the segment's order already (a run's own, from its sorted map) are
+/// written as they come, not gathered into a sorted list first (64 bytes
+/// an entry).
 pub fn build_segment(
     index: &Index,
     entries: impl Iterator<Item = (IndexEntry, u32)> + Clone,
@@ -550,28 +548,37 @@ pub fn build_segment(
             Some((e.location.pack, local as u32))
         })
         .collect();
-    let mut object_packs: Vec<Vec<u32>> = vec![Vec::new(); objects.len()];
-    // Counted, not taken from the iterator's hint: one of several lists
-    // gives none, and the list of sorted entries must not grow by doubling.
-    let mut sorted: Vec<SegEntry> = Vec::with_capacity(entries.clone().count());
-    for (e, object) in entries {
-        let (Some(pack), Some(listed)) = (
-            numbers.get(&e.location.pack),
-            object_packs.get_mut(object as usize),
-        ) else {
-            continue;
-        };
-        listed.push(*pack);
-        sorted.push(SegEntry {
+    // An entry as the segment holds it, if its pack and object are known.
+    let seg_entry = |(e, object): (IndexEntry, u32)| -> Option<SegEntry> {
+        let pack = *numbers.get(&e.location.pack)?;
+        ((object as usize) < objects.len()).then_some(SegEntry {
             id: e.id,
-            pack: *pack,
+            pack,
             offset: e.location.offset,
             length: e.location.length,
             kind: e.location.kind,
             object,
-        });
+        })
+    };
+    let order = |e: &SegEntry| (e.id, e.pack, e.offset, e.object);
+    let mut object_packs: Vec<Vec<u32>> = vec![Vec::new(); objects.len()];
+    let mut in_order = true;
+    let mut previous = None;
+    for e in entries.clone().filter_map(seg_entry) {
+        object_packs[e.object as usize].push(e.pack);
+        in_order &= previous.is_none_or(|p| p <= order(&e));
+        previous = Some(order(&e));
     }
-    sorted.sort_unstable_by_key(|e| (e.id, e.pack, e.offset, e.object));
+    let sorted: Vec<SegEntry> = if in_order {
+        Vec::new()
+    } else {
+        // Counted, not taken from the iterator's hint: one of several
+        // lists gives none, and the list must not grow by doubling.
+        let mut sorted = Vec::with_capacity(entries.clone().count());
+        sorted.extend(entries.clone().filter_map(seg_entry));
+        sorted.sort_unstable_by_key(order);
+        sorted
+    };
     let covered: Vec<CoveredObject> = objects
         .iter()
         .zip(object_packs)
@@ -586,8 +593,14 @@ pub fn build_segment(
         })
         .collect();
     let mut fill = |w: &mut SegmentWriter| -> io::Result<()> {
-        for e in &sorted {
-            w.push(e)?;
+        if in_order {
+            for e in entries.clone().filter_map(seg_entry) {
+                w.push(&e)?;
+            }
+        } else {
+            for e in &sorted {
+                w.push(e)?;
+            }
         }
         Ok(())
     };

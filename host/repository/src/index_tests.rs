@@ -580,6 +580,62 @@ fn damaged_cache_files_are_rebuilt_and_never_invent_a_chunk() {
     }
 }
 
+/// A run's index objects are merged a group of chunks at a time (so that
+/// no list of all a run's new chunks is made): several objects, each
+/// listing the next chunks by id, which the next run on the machine finds
+/// in its cache and a run elsewhere reads from the repository.
+#[test]
+fn a_run_with_many_new_chunks_merges_them_into_several_objects() {
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let repo = open_with(dir.path(), cache.path());
+    repo.uploads.set_merged_entries(64);
+    let ids = store(&repo, 0..500);
+    repo.consolidate_index().unwrap();
+    drop(repo);
+    let objects: Vec<PathBuf> = std::fs::read_dir(dir.path().join("index"))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    assert_eq!(objects.len(), 8, "500 chunks in objects of 64");
+    // A run elsewhere reads them all from the repository.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let repo = open_with(dir.path(), elsewhere.path());
+    assert!(repo.damaged_index_objects().is_empty());
+    assert_all_there(&repo, &ids, 0);
+    let mut ranges = Vec::new();
+    let mut listed = HashSet::new();
+    for path in &objects {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let data = repo.read_object(&format!("index/{name}")).unwrap();
+        let mut index = Index::default();
+        let entries = super::index::decode(&mut index, &data).unwrap();
+        assert!(entries.len() <= 64 && !entries.is_empty());
+        assert!(entries.windows(2).all(|w| w[0].id < w[1].id), "in id order");
+        ranges.push((entries[0].id, entries[entries.len() - 1].id, entries.len()));
+        listed.extend(entries.iter().map(|e| e.id));
+    }
+    assert_eq!(listed, ids.iter().copied().collect::<HashSet<_>>());
+    ranges.sort();
+    assert!(
+        ranges.windows(2).all(|w| w[0].1 < w[1].0),
+        "ranges do not overlap"
+    );
+    assert_eq!(
+        ranges.iter().filter(|r| r.2 < 64).count(),
+        1,
+        "only the last is short"
+    );
+    drop(repo);
+    // This machine's next run takes them from its cache: garbled in the
+    // repository, they are not even read.
+    for path in &objects {
+        std::fs::write(path, b"garbage").unwrap();
+    }
+    let repo = open_with(dir.path(), cache.path());
+    assert!(repo.damaged_index_objects().is_empty());
+    assert_all_there(&repo, &ids, 0);
+}
+
 #[test]
 fn the_cache_follows_index_objects_that_come_merge_and_go() {
     let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -22,9 +22,8 @@ pub(crate) fn packs_of(entries: &[IndexEntry]) -> Vec<u32> {
     packs
 }
 
-/// Entries per index object a prune writes: small enough that encoding
-/// one holds little memory beside the index.
-pub(super) const ENTRIES_PER_OBJECT: usize = 1 << 18;
+/// Entries per index object a prune writes.
+pub(super) const ENTRIES_PER_OBJECT: usize = index::ENTRIES_PER_MERGED_OBJECT;
 
 impl Repository {
     /// Copy the used blobs of `packs` (`used`, by pack number) into new
