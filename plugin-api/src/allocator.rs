@@ -14,7 +14,7 @@
 //! benchmark corpus was about twice its peak of live heap (61 MiB of heap,
 //! 131 to 150 MiB resident, on two processors). With one arena it is 84
 //! MiB, a restore's 93 MiB is 69, and neither is slower (two arenas gave
-//! 101 and 76; see `docs/performance.md`). Small blocks come from each
+//! 101 and 76; see `docs/performance-history.md`). Small blocks come from each
 //! thread's own cache without the arena's lock, and the large ones (chunks,
 //! packs) are few, so threads seldom wait on each other for an arena.
 //!
