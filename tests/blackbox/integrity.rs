@@ -300,3 +300,36 @@ fn a_lost_pack_heals_at_the_next_backup() {
     let run = w.obnam(&["fsck"]).fails().no_rust_panic();
     assert!(run.stderr.contains("is not in the repository"), "{run:#?}");
 }
+
+/// `fsck` checks a generation's files a batch at a time (4,096) as its
+/// walk finds them, so that its memory follows the largest folder, not
+/// the generation: every file of a generation of several batches is
+/// checked once, and a damaged file is named whichever batch it is in.
+#[test]
+fn fsck_checks_every_file_of_a_generation_of_several_batches() {
+    let w = BackupWorld::new("c");
+    for d in 0..10 {
+        for f in 0..500 {
+            let content = format!("the content of file {d}/{f}, one of many\n");
+            w.file(&format!("d{d}/f{f}"), content.as_bytes());
+        }
+    }
+    w.backup(&["--compress-with", "none"]).ok();
+    let run = w.obnam(&["fsck", "--verify-data"]).ok();
+    assert!(
+        run.stdout
+            .contains("Checked 1 generation, 5000 files, 5000 chunks read; 0 problems"),
+        "{run:#?}"
+    );
+    // The first folder and the last one the walk reaches: one of them is
+    // in the first batch, the other in the last.
+    for (d, f) in [(0, 0), (9, 499)] {
+        let needle = format!("the content of file {d}/{f}, one of many");
+        flip_first(&w.repo.join("packs"), needle.as_bytes(), 0x01);
+    }
+    let run = w.obnam(&["fsck", "--verify-data"]).fails().no_rust_panic();
+    for name in ["/d0/f0:", "/d9/f499:"] {
+        assert!(run.stderr.contains(name), "{name} not named: {run:#?}");
+    }
+    assert!(run.stdout.contains("5000 files"), "{run:#?}");
+}
