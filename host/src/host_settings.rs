@@ -197,6 +197,16 @@ fn development() -> Vec<SettingDef> {
             GROUP_DEVELOPMENT,
         ),
         def(
+            "testing-new-chunks-in-memory",
+            SettingKind::Integer,
+            "N",
+            "development: a backup holds N of its new chunks in memory (not some \
+             262,144) before it moves those of packs already written to the local \
+             index cache",
+            GROUP_DEVELOPMENT,
+        )
+        .subcommands(&["backup"]),
+        def(
             "testing-generation-time",
             SettingKind::String,
             "TIME",

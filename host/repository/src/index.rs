@@ -7,11 +7,15 @@
 //! reads a page at a time; [`crate::index_cache`] decides which segments
 //! exist and builds them from the index objects. In memory are only each
 //! segment's tables (about 1/500 of its size), the pack table (one entry
-//! per pack, not per chunk), and the chunks stored by this process (a
-//! small ordered map: a run's new chunks). So the memory of a run grows
-//! with the repository's packs and the run's own new chunks, not with
-//! the repository's chunks; a lookup reads one 4 KiB page per segment
-//! (a few, see [`crate::index_cache`]).
+//! per pack, not per chunk), and the chunks stored by this process (an
+//! ordered map: a run's new chunks). A backup holds at most some 2^18 of
+//! those ([`crate::upload::NEW_CHUNKS_IN_MEMORY`]): the entries of packs
+//! already written then move to a segment of the run's own in the local
+//! cache ([`Index::add_own_segment`]), with a Bloom filter of its tokens
+//! ([`TokenFilter`], 10 bits a chunk), since nearly every lookup of a new
+//! chunk misses there. So the memory of a run grows with the
+//! repository's packs, not with its chunks nor the run's; a lookup reads
+//! one 4 KiB page per segment (a few, see [`crate::index_cache`]).
 //!
 //! An entry of a segment is trusted only if the index object it came
 //! from is *live* for this process: listed in `index/` when it was last
@@ -111,6 +115,68 @@ pub struct LoadedSegment {
     /// Whether each index object the segment covers is live (see the
     /// module's docs), by the segment's object number.
     pub live: Vec<bool>,
+    /// Whether it holds this process's own chunks, moved out of memory
+    /// ([`Index::add_own_segment`]): never merged with others, and read
+    /// with the chunks in memory when the run merges its index objects.
+    pub own: bool,
+    /// For an own segment, which tokens it may hold: nearly every lookup
+    /// of a new chunk misses in it, and is answered without a page read.
+    filter: Option<TokenFilter>,
+}
+
+impl LoadedSegment {
+    /// Whether the segment may hold a copy of `token` (false: it holds
+    /// none).
+    fn may_hold(&self, token: &Token) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.may_hold(token))
+    }
+}
+
+/// A Bloom filter of tokens: about 10 bits a token, 7 probes, so that 1
+/// in 100 tokens not in it seems to be. Tokens are hashes already (or
+/// keyed hashes): their bytes are the probes' hashes.
+pub struct TokenFilter {
+    bits: Vec<u64>,
+}
+
+impl TokenFilter {
+    const PROBES: u64 = 7;
+
+    /// A filter of `tokens` (a count of them first, to size it).
+    pub fn of(count: usize, tokens: impl Iterator<Item = Token>) -> Self {
+        let words = (count.max(1) * 10).div_ceil(64);
+        let mut filter = TokenFilter {
+            bits: vec![0; words],
+        };
+        for token in tokens {
+            for bit in filter.probes(&token) {
+                filter.bits[bit / 64] |= 1 << (bit % 64);
+            }
+        }
+        filter
+    }
+
+    fn probes(&self, token: &Token) -> impl Iterator<Item = usize> {
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&token.0[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        let (h1, h2) = (word(0), word(8) | 1);
+        let m = self.bits.len() as u64 * 64;
+        (0..Self::PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m) as usize)
+    }
+
+    /// Whether `token` may be one of the filter's (false: it is not).
+    pub fn may_hold(&self, token: &Token) -> bool {
+        self.probes(token)
+            .all(|bit| self.bits[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+
+    /// Bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.bits.len() * 8
+    }
 }
 
 impl LoadedSegment {
@@ -230,7 +296,60 @@ impl Index {
             segment,
             numbers,
             live,
+            own: false,
+            filter: None,
         });
+    }
+
+    /// Use a segment of this process's own chunks (see
+    /// [`forget_added_in_packs`](Self::forget_added_in_packs)): every
+    /// index object it covers is one this process wrote, live.
+    pub fn add_own_segment(&mut self, segment: Segment, filter: TokenFilter) {
+        let live = vec![true; segment.objects.len()];
+        self.add_segment(segment, live);
+        if let Some(s) = self.segments.last_mut() {
+            s.own = true;
+            s.filter = Some(filter);
+        }
+    }
+
+    /// Stop using the segments of this process's own chunks (the index
+    /// objects they cover were merged into others); returns them.
+    pub fn remove_own_segments(&mut self) -> Vec<Arc<Segment>> {
+        self.remove_segments(|s| s.own)
+    }
+
+    /// How many chunks this process added that are held in memory.
+    pub fn added_len(&self) -> usize {
+        self.added.len()
+    }
+
+    /// This process's chunks in memory that are in `packs` (pack number
+    /// to the number of the index object that lists the pack), in id
+    /// order, each with its object's number.
+    pub fn added_in_packs<'a>(
+        &'a self,
+        packs: &'a HashMap<u32, u32>,
+    ) -> impl Iterator<Item = (IndexEntry, u32)> + Clone + 'a {
+        self.added.iter().filter_map(|(id, location)| {
+            let object = *packs.get(&location.pack)?;
+            Some((
+                IndexEntry {
+                    id: *id,
+                    location: *location,
+                },
+                object,
+            ))
+        })
+    }
+
+    /// Drop from memory this process's chunks in `packs`: a segment of
+    /// them was just added ([`add_own_segment`](Self::add_own_segment)).
+    /// So a run that stores millions of new chunks does not hold them all
+    /// in memory (about 86 bytes each) until its end.
+    pub fn forget_added_in_packs(&mut self, packs: &HashMap<u32, u32>) {
+        self.added
+            .retain(|_, location| !packs.contains_key(&location.pack));
     }
 
     /// The segments in use.
@@ -297,7 +416,7 @@ impl Index {
         let mut raw = Vec::new();
         let mut out = Vec::new();
         for s in &self.segments {
-            if s.segment.is_broken() {
+            if s.segment.is_broken() || !s.may_hold(token) {
                 continue;
             }
             raw.clear();
@@ -341,7 +460,7 @@ impl Index {
             return true;
         }
         self.segments.iter().any(|s| {
-            if s.segment.is_broken() {
+            if s.segment.is_broken() || !s.may_hold(&id.token) {
                 return false;
             }
             let kept = |e: &SegEntry| {
@@ -608,7 +727,12 @@ impl Index {
         let segments: usize = self
             .segments
             .iter()
-            .map(|s| s.segment.memory_bytes() + s.numbers.capacity() * 4 + s.live.capacity())
+            .map(|s| {
+                s.segment.memory_bytes()
+                    + s.numbers.capacity() * 4
+                    + s.live.capacity()
+                    + s.filter.as_ref().map_or(0, TokenFilter::memory_bytes)
+            })
             .sum();
         segments
             + self.packs.capacity() * std::mem::size_of::<ObjectId>()
@@ -618,41 +742,62 @@ impl Index {
             + self.added.len() * 64
     }
 
-    /// Up to `limit` of the chunks added by this process, in id order:
-    /// the first ones, or those after `after`. A run's index objects are
-    /// merged a group at a time ([`ENTRIES_PER_MERGED_OBJECT`]), so that
-    /// no list of all its new chunks is made beside the map that holds
-    /// them.
-    pub fn added_after(&self, after: Option<&ChunkId>, limit: usize) -> Vec<IndexEntry> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let from = after.map_or(Unbounded, Excluded);
-        self.added
-            .range((from, Unbounded))
-            .take(limit)
-            .map(|(id, location)| IndexEntry {
-                id: *id,
-                location: *location,
+    /// This process's own chunks, in memory and in its own segments,
+    /// merged in id order (one entry per chunk and pack).
+    pub fn own_entries(&self) -> OwnEntries<'_> {
+        OwnEntries {
+            blobs: Blobs {
+                index: self,
+                cursors: self
+                    .segments
+                    .iter()
+                    .filter(|s| s.own)
+                    .map(|s| (s.segment.cursor(), s))
+                    .collect(),
+                added: Some(self.added.iter().peekable()),
+            },
+            places: Vec::new(),
+            current: None,
+            next: 0,
+            failed: false,
+        }
+    }
+
+    /// Up to `limit` of this process's own chunks ([`own_entries`](Self::own_entries)),
+    /// in id order: the first ones, or those after `after`. A run's index
+    /// objects are merged a group at a time ([`ENTRIES_PER_MERGED_OBJECT`]),
+    /// so that no list of all its new chunks is made.
+    pub fn own_after(
+        &self,
+        after: Option<&ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, SegmentError> {
+        self.own_entries()
+            .filter(|e| match (e, after) {
+                (Ok(e), Some(after)) => e.id > *after,
+                _ => true,
             })
+            .take(limit)
             .collect()
     }
 
-    /// The chunks added by this process from `first` to `last` (both
-    /// included), in id order.
-    pub fn added_range<'a>(
+    /// This process's own chunks from `first` to `last` (both included),
+    /// in id order; a segment that cannot be read ends them early.
+    pub fn own_range<'a>(
         &'a self,
         first: &ChunkId,
         last: &ChunkId,
     ) -> impl Iterator<Item = IndexEntry> + Clone + 'a {
-        self.added
-            .range(*first..=*last)
-            .map(|(id, location)| IndexEntry {
-                id: *id,
-                location: *location,
-            })
+        let (first, last) = (*first, *last);
+        self.own_entries()
+            .map_while(Result::ok)
+            .skip_while(move |e| e.id < first)
+            .take_while(move |e| e.id <= last)
     }
 }
 
 /// The merge of the segments' entries (and this process's) by id.
+#[derive(Clone)]
 struct Blobs<'a> {
     index: &'a Index,
     cursors: Vec<(SegmentCursor<'a>, &'a LoadedSegment)>,
@@ -702,6 +847,46 @@ impl Blobs<'_> {
         places.sort_unstable_by_key(|l| (index.pack_id(l.pack), l.offset));
         places.dedup_by_key(|l| l.pack);
         Ok(Some(id))
+    }
+}
+
+/// This process's own chunks in id order: see [`Index::own_entries`].
+#[derive(Clone)]
+pub struct OwnEntries<'a> {
+    blobs: Blobs<'a>,
+    places: Vec<Location>,
+    current: Option<ChunkId>,
+    next: usize,
+    failed: bool,
+}
+
+impl Iterator for OwnEntries<'_> {
+    type Item = Result<IndexEntry, SegmentError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            if let (Some(id), Some(location)) = (self.current, self.places.get(self.next)) {
+                self.next += 1;
+                return Some(Ok(IndexEntry {
+                    id,
+                    location: *location,
+                }));
+            }
+            match self.blobs.next_blob(&mut self.places) {
+                Ok(Some(id)) => {
+                    self.current = Some(id);
+                    self.next = 0;
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
     }
 }
 

@@ -338,26 +338,52 @@ impl IndexCache {
     /// Keep, for the runs after this one, the entries of index objects
     /// this run wrote (`objects`: each object's name and how many entries
     /// it holds; `entries`: exactly those, each with its object's number),
-    /// so that the next run does not read them
-    /// back from the repository and sort them into a segment itself (the
+    /// so that the next run does not read them back from the repository
+    /// and sort them into a segment itself (the
     /// first no-change backup of the benchmark corpus after its initial
     /// one spent 10 of its 140 ms on that). Only a folder that
     /// outlives the run is written to; a failure is only logged (the next
-    /// run reads the objects, as it would have).
+    /// run reads the objects, as it would have). Returns the segment, for
+    /// this run to use too.
     pub fn remember(
         &self,
         index: &Index,
         objects: &[(String, u64)],
         entries: impl Iterator<Item = (IndexEntry, u32)> + Clone,
-    ) {
-        let Some(dir) = self.dir.as_deref().filter(|_| !self.temporary) else {
-            return;
-        };
+    ) -> Option<Segment> {
+        let dir = self.dir.as_deref().filter(|_| !self.temporary)?;
         if objects.is_empty() {
-            return;
+            return None;
         }
-        if let Err(e) = build_segment(index, entries, objects, Some(dir)) {
-            tracing::warn!("could not keep this run's index entries in the cache: {e}");
+        match build_segment(index, entries, objects, Some(dir)) {
+            Ok(segment) => Some(segment),
+            Err(e) => {
+                tracing::warn!("could not keep this run's index entries in the cache: {e}");
+                None
+            }
+        }
+    }
+
+    /// Write this process's own chunks of packs whose index objects it
+    /// wrote (`objects`: each object's name and how many entries it holds;
+    /// `entries`: exactly those, each with its object's number) as a
+    /// segment in the folder, so that they need not be held in memory
+    /// until the run ends. `None` where there is no folder (a segment in
+    /// memory would save nothing) or it cannot be written.
+    pub fn keep_own(
+        &self,
+        index: &Index,
+        objects: &[(String, u64)],
+        entries: impl Iterator<Item = (IndexEntry, u32)> + Clone,
+    ) -> Option<Segment> {
+        let dir = self.dir.as_deref()?;
+        match build_segment(index, entries, objects, Some(dir)) {
+            Ok(segment) if segment.path().is_some() => Some(segment),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!("could not move this run's index entries to the cache: {e}");
+                None
+            }
         }
     }
 
@@ -365,8 +391,19 @@ impl IndexCache {
     /// module's docs). A merge that fails leaves the segments as they
     /// were.
     pub fn compact(&self, index: &mut Index) {
-        while index.segments().len() > MAX_SEGMENTS {
-            let picked = pick_merge(index.segments());
+        // A run's own segments are not merged: its merge of its index
+        // objects reads them, and they go when it has.
+        let loaded = |index: &Index| -> Vec<(usize, u64)> {
+            index
+                .segments()
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !s.own)
+                .map(|(i, s)| (i, s.segment.len()))
+                .collect()
+        };
+        while loaded(index).len() > MAX_SEGMENTS {
+            let picked = pick_merge(&loaded(index));
             let merged = match self.merge(index, &picked) {
                 Ok(merged) => merged,
                 Err(e) => {
@@ -475,10 +512,10 @@ impl IndexCache {
 /// Which segments to merge: the smallest ones, from the first (by size,
 /// largest first) that is no more than twice the total of those smaller
 /// than it; at least two.
-fn pick_merge(segments: &[LoadedSegment]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..segments.len()).collect();
-    order.sort_by_key(|i| std::cmp::Reverse(segments[*i].segment.len()));
-    let sizes: Vec<u64> = order.iter().map(|i| segments[*i].segment.len()).collect();
+fn pick_merge(segments: &[(usize, u64)]) -> Vec<usize> {
+    let mut order: Vec<(usize, u64)> = segments.to_vec();
+    order.sort_by_key(|(_, len)| std::cmp::Reverse(*len));
+    let sizes: Vec<u64> = order.iter().map(|(_, len)| *len).collect();
     let mut smaller = 0u64;
     let mut from = sizes.len().saturating_sub(2);
     for i in (0..sizes.len()).rev() {
@@ -487,7 +524,7 @@ fn pick_merge(segments: &[LoadedSegment]) -> Vec<usize> {
         }
         smaller += sizes[i];
     }
-    order[from..].to_vec()
+    order[from..].iter().map(|(i, _)| *i).collect()
 }
 
 /// Write a segment into `dir` (under a temporary name, renamed when whole),

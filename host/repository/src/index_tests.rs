@@ -636,6 +636,73 @@ fn a_run_with_many_new_chunks_merges_them_into_several_objects() {
     assert_all_there(&repo, &ids, 0);
 }
 
+/// A run that stores more new chunks than it holds in memory moves those
+/// of packs already written into a segment of its own in the local
+/// cache: every chunk is still found, during the run and after it (a run
+/// stopped before its merge leaves them to the next run), and the run's
+/// merge of its index objects takes them from there.
+#[test]
+fn a_run_keeps_most_of_its_new_chunks_on_disk_not_in_memory() {
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let own_segments = |repo: &Repository| {
+        let index = repo.catalog.read();
+        index.segments().iter().filter(|s| s.own).count()
+    };
+    let repo = open_with(dir.path(), cache.path());
+    repo.limit_new_chunks_in_memory(64);
+    let first = store(&repo, 0..500);
+    let in_memory = repo.catalog.read().added_len();
+    assert!(in_memory < 300, "{in_memory} of 500 chunks still in memory");
+    assert!(own_segments(&repo) > 0);
+    assert_all_there(&repo, &first, 0);
+    // Stopped here, without merging its index objects: the next run on
+    // this machine, and a run elsewhere, find every chunk.
+    drop(repo);
+    let repo = open_with(dir.path(), cache.path());
+    assert_all_there(&repo, &first, 0);
+    drop(repo);
+    let elsewhere = tempfile::tempdir().unwrap();
+    assert_all_there(&open_with(dir.path(), elsewhere.path()), &first, 0);
+
+    // A run that merges its index objects, a group of 100 at a time.
+    let repo = open_with(dir.path(), cache.path());
+    repo.limit_new_chunks_in_memory(64);
+    repo.uploads.set_merged_entries(100);
+    let before: HashSet<String> = repo.storage().list("index/").unwrap().into_iter().collect();
+    let second = store(&repo, 500..1000);
+    assert!(own_segments(&repo) > 0);
+    repo.consolidate_index().unwrap();
+    assert_eq!(
+        own_segments(&repo),
+        0,
+        "the merged objects' segment took over"
+    );
+    assert_all_there(&repo, &second, 500);
+    let after: HashSet<String> = repo.storage().list("index/").unwrap().into_iter().collect();
+    let merged: Vec<&String> = after.difference(&before).collect();
+    assert_eq!(merged.len(), 5, "500 chunks in objects of 100");
+    let mut listed = HashSet::new();
+    for name in merged {
+        let data = repo.read_object(&format!("index/{name}")).unwrap();
+        let mut index = Index::default();
+        let entries = super::index::decode(&mut index, &data).unwrap();
+        assert_eq!(entries.len(), 100);
+        listed.extend(entries.iter().map(|e| e.id));
+    }
+    assert_eq!(listed, second.iter().copied().collect::<HashSet<_>>());
+    drop(repo);
+    // Every chunk of both runs, for this machine and for another.
+    let repo = open_with(dir.path(), cache.path());
+    assert!(repo.damaged_index_objects().is_empty());
+    assert_all_there(&repo, &first, 0);
+    assert_all_there(&repo, &second, 500);
+    drop(repo);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let repo = open_with(dir.path(), elsewhere.path());
+    assert_all_there(&repo, &first, 0);
+    assert_all_there(&repo, &second, 500);
+}
+
 #[test]
 fn the_cache_follows_index_objects_that_come_merge_and_go() {
     let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -805,4 +872,26 @@ fn temporary_caches_go_at_close_and_orphans_at_the_next_open() {
     assert!(!orphan.exists());
     assert!(live.exists());
     std::fs::remove_dir_all(&live).unwrap();
+}
+
+/// The filter of an own segment never turns away a token it holds, and
+/// lets through few of those it does not (about 1 in 100).
+#[test]
+fn a_token_filter_holds_its_tokens_and_few_others() {
+    let token = |i: u64| {
+        let mut t = [0u8; 32];
+        t[..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+        t[8..16].copy_from_slice(
+            &(i ^ 0xdead_beef)
+                .wrapping_mul(0xbf58_476d_1ce4_e5b9)
+                .to_le_bytes(),
+        );
+        Token(t)
+    };
+    let filter = super::index::TokenFilter::of(10_000, (0..10_000).map(token));
+    assert!((0..10_000).all(|i| filter.may_hold(&token(i))));
+    let false_positives = (10_000..110_000)
+        .filter(|i| filter.may_hold(&token(*i)))
+        .count();
+    assert!(false_positives < 3_000, "{false_positives} of 100,000");
 }

@@ -44,6 +44,10 @@ pub struct OpenOptions {
     /// Where the local cache of the index is (see [`crate::index_cache`]);
     /// by default a temporary one, kept for the run only.
     pub index_cache: IndexCacheDir,
+    /// How many of its new chunks a backup holds in memory before it
+    /// moves those of packs already written to the local index cache
+    /// ([`crate::upload::NEW_CHUNKS_IN_MEMORY`]; tests ask for few).
+    pub new_chunks_in_memory: usize,
 }
 
 impl Default for OpenOptions {
@@ -56,6 +60,7 @@ impl Default for OpenOptions {
             weak_tokens: false,
             generation_clock: None,
             index_cache: IndexCacheDir::default(),
+            new_chunks_in_memory: crate::upload::NEW_CHUNKS_IN_MEMORY,
         }
     }
 }
@@ -102,7 +107,11 @@ impl Repository {
         let repo = Repository {
             codec: Codec::new(filter, &config),
             tokens: Tokens::new(TokenFunction::of(&config), token_key, options.weak_tokens),
-            uploads: Uploads::new(options.pack_size, storage.capabilities()),
+            uploads: Uploads::new(
+                options.pack_size,
+                storage.capabilities(),
+                options.new_chunks_in_memory,
+            ),
             catalog: Catalog::new(IndexCache::open(&options.index_cache, &config.id)),
             caches: Default::default(),
             locks: lock::Locks::default(),

@@ -649,6 +649,7 @@ fn parse_header_fields(header: &[u8; HEADER_FIELDS + 16]) -> Result<HeaderFields
 }
 
 /// The entries of a segment in order.
+#[derive(Clone)]
 pub struct SegmentCursor<'a> {
     segment: &'a Segment,
     page: u64,

@@ -27,6 +27,7 @@ use super::error::RepoResult;
 use super::ids::{ChunkId, ObjectId};
 use super::index::{self, BlobKind, Index, Location};
 use super::pack::{self, Packer, Sealed};
+use super::segment::Segment;
 use super::storage::{Capabilities, StorageError};
 use super::Repository;
 
@@ -34,6 +35,11 @@ use super::Repository;
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// How many of its new chunks a backup holds in memory before it moves
+/// those of packs already written to the local index cache (see
+/// [`Repository::limit_new_chunks_in_memory`]): about 22 MB of them.
+pub const NEW_CHUNKS_IN_MEMORY: usize = 1 << 18;
 
 /// The room a tree pack's buffer starts with (see
 /// [`Uploads::first_capacity`]).
@@ -110,12 +116,23 @@ pub(crate) struct Uploads {
     /// Entries per merged index object ([`index::ENTRIES_PER_MERGED_OBJECT`];
     /// tests set fewer).
     merged_entries: AtomicUsize,
+    /// The index objects this process wrote for one pack each, with the
+    /// pack's number, whose entries are still held in memory.
+    in_memory: Arc<Mutex<Vec<(ObjectId, u32)>>>,
+    /// How many of this process's chunks are held in memory before those
+    /// of written packs move to the local index cache (see
+    /// [`Uploads::spill`]); `usize::MAX`, never, unless a backup asks.
+    spill_at: AtomicUsize,
+    /// What `spill_at` becomes when a backup asks.
+    new_chunks_in_memory: usize,
+    /// Held by the thread that moves chunks out of memory.
+    spilling: Mutex<()>,
 }
 
 impl Uploads {
     /// A pipeline making packs of about `pack_size` bytes (clamped to
     /// what the format allows), for a store of `capabilities`.
-    pub fn new(pack_size: u64, capabilities: Capabilities) -> Self {
+    pub fn new(pack_size: u64, capabilities: Capabilities, new_chunks_in_memory: usize) -> Self {
         Uploads {
             pack_size: pack_size.clamp(1 << 16, 1 << 30) as usize,
             capabilities,
@@ -125,6 +142,10 @@ impl Uploads {
             written: Arc::default(),
             spare: Mutex::new(None),
             merged_entries: AtomicUsize::new(index::ENTRIES_PER_MERGED_OBJECT),
+            in_memory: Arc::default(),
+            spill_at: AtomicUsize::new(usize::MAX),
+            new_chunks_in_memory,
+            spilling: Mutex::new(()),
         }
     }
 
@@ -238,13 +259,79 @@ impl Uploads {
                 }
             };
             let location = packer.add(id, header, payload);
-            repo.catalog.write().add(id, location);
-            full
+            let mut index = repo.catalog.write();
+            index.add(id, location);
+            (
+                full,
+                index.added_len() >= self.spill_at.load(Ordering::Relaxed),
+            )
         };
+        let (full, spill) = full;
         if let Some((number, sealed)) = full {
             self.seal(repo, number, sealed)?;
         }
+        if spill {
+            self.spill(repo);
+        }
         Ok(())
+    }
+
+    /// Move this process's chunks of packs whose index objects are written
+    /// out of memory, into a segment of the local index cache (see
+    /// [`index::Index::add_own_segment`]): a run that stores millions of
+    /// new chunks held them all (about 86 bytes each) until its end. One
+    /// thread at a time; the others go on.
+    fn spill(&self, repo: &Repository) {
+        let Ok(_one) = self.spilling.try_lock() else {
+            return;
+        };
+        let objects = std::mem::take(&mut *lock(&self.in_memory));
+        if objects.is_empty() {
+            return;
+        }
+        let packs: HashMap<u32, u32> = objects
+            .iter()
+            .enumerate()
+            .map(|(n, (_, pack))| (*pack, n as u32))
+            .collect();
+        let mut index = repo.catalog.write();
+        let mut counts = vec![0u64; objects.len()];
+        for (_, object) in index.added_in_packs(&packs) {
+            counts[object as usize] += 1;
+        }
+        let names: Vec<(String, u64)> = objects
+            .iter()
+            .zip(counts)
+            .map(|((id, _), count)| (id.to_hex(), count))
+            .collect();
+        let kept = repo
+            .catalog
+            .cache()
+            .keep_own(&index, &names, index.added_in_packs(&packs));
+        match kept {
+            Some(segment) => {
+                let count = names.iter().map(|(_, n)| *n as usize).sum();
+                let tokens = index.added_in_packs(&packs).map(|(e, _)| e.id.token);
+                let filter = index::TokenFilter::of(count, tokens);
+                tracing::debug!(
+                    "index: {} of this run's chunks moved from memory to the cache",
+                    segment.len()
+                );
+                index.add_own_segment(segment, filter);
+                index.forget_added_in_packs(&packs);
+            }
+            None => {
+                // No folder to keep them in: they stay in memory, and no
+                // run of this process tries again.
+                self.spill_at.store(usize::MAX, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Hold at most about `chunks` of this process's own chunks in memory
+    /// (see [`spill`](Self::spill)).
+    pub fn spill_past(&self, chunks: usize) {
+        self.spill_at.store(chunks.max(1), Ordering::Relaxed);
     }
 
     /// Finish a full packer's bytes and move it to the in-flight set, where
@@ -276,7 +363,7 @@ impl Uploads {
             return self.seal_in_background(repo, number, sealed);
         }
         let result = self
-            .write_pack(repo, &sealed)
+            .write_pack(repo, number, &sealed)
             .inspect_err(|e| self.keep_failure(repo, e));
         self.in_flight
             .remove_then(number, || self.keep_buffer(sealed));
@@ -323,6 +410,7 @@ impl Uploads {
         };
         let in_flight = self.in_flight.clone();
         let (failure, written) = (self.failure.clone(), self.written.clone());
+        let in_memory = self.in_memory.clone();
         repo.storage.write_in_background(
             vec![
                 (pack::key(&sealed.id), sealed.bytes.clone()),
@@ -330,7 +418,10 @@ impl Uploads {
             ],
             move |result| {
                 match result {
-                    Ok(()) => lock(&written).push(index_id),
+                    Ok(()) => {
+                        lock(&written).push(index_id);
+                        lock(&in_memory).push((index_id, number));
+                    }
                     Err(e) => {
                         lock(&failure).get_or_insert(UploadError(e));
                     }
@@ -342,13 +433,14 @@ impl Uploads {
         repo.refresh_locks()
     }
 
-    fn write_pack(&self, repo: &Repository, sealed: &Sealed) -> RepoResult<()> {
+    fn write_pack(&self, repo: &Repository, number: u32, sealed: &Sealed) -> RepoResult<()> {
         repo.storage
             .write(&pack::key(&sealed.id), sealed.bytes.clone())?;
         let index_id = ObjectId::random();
         let data = index::encode(&repo.catalog.read(), &sealed.entries);
         repo.write_object(&format!("index/{index_id}"), data)?;
         lock(&self.written).push(index_id);
+        lock(&self.in_memory).push((index_id, number));
         // A long run keeps its locks fresh as it writes.
         repo.refresh_locks()
     }
@@ -394,7 +486,21 @@ impl Uploads {
             let group = repo
                 .catalog
                 .read()
-                .added_after(after.as_ref(), self.merged_entries.load(Ordering::Relaxed));
+                .own_after(after.as_ref(), self.merged_entries.load(Ordering::Relaxed));
+            let group = match group {
+                Ok(group) => group,
+                Err(e) => {
+                    // A segment of this run's chunks cannot be read: its
+                    // index objects stay as they are, and those merged so
+                    // far go (they list the same blobs).
+                    tracing::warn!("this run's index objects are not merged: {e}");
+                    for m in &merged {
+                        let _ = repo.storage.delete(&format!("index/{}", m.id));
+                    }
+                    lock(&self.written).extend(written);
+                    return Ok(());
+                }
+            };
             let (Some(first), Some(last)) = (group.first(), group.last()) else {
                 break;
             };
@@ -412,7 +518,21 @@ impl Uploads {
         for id in &written {
             repo.storage.delete(&format!("index/{id}"))?;
         }
-        self.remember_merged(repo, &merged);
+        lock(&self.in_memory).clear();
+        if let Some(segment) = self.remember_merged(repo, &merged) {
+            // The merged objects' segment answers for this run's chunks
+            // from now on; its own segments covered the index objects just
+            // deleted (without the cache's segment they stay, for this
+            // process: the next run drops them).
+            let mut index = repo.catalog.write();
+            let live = vec![true; segment.objects.len()];
+            index.add_segment(segment, live);
+            let gone = index.remove_own_segments();
+            drop(index);
+            for segment in gone {
+                repo.catalog.cache().remove(&segment);
+            }
+        }
         lock(&self.written).extend(merged.into_iter().map(|m| m.id));
         Ok(())
     }
@@ -428,24 +548,24 @@ impl Uploads {
     /// its last. Only if every range still holds what was written (no
     /// chunk came meanwhile): the cache must list exactly what each
     /// object does.
-    fn remember_merged(&self, repo: &Repository, merged: &[Merged]) {
+    fn remember_merged(&self, repo: &Repository, merged: &[Merged]) -> Option<Segment> {
         let index = repo.catalog.read();
         let index: &Index = &index;
         let exact = merged
             .iter()
-            .all(|m| index.added_range(&m.first, &m.last).count() as u64 == m.entries);
+            .all(|m| index.own_range(&m.first, &m.last).count() as u64 == m.entries);
         if !exact {
             tracing::warn!("this run's chunks changed while its index objects were merged; not kept in the cache");
-            return;
+            return None;
         }
         let objects: Vec<(String, u64)> =
             merged.iter().map(|m| (m.id.to_hex(), m.entries)).collect();
         let tagged = merged.iter().enumerate().flat_map(move |(number, m)| {
             index
-                .added_range(&m.first, &m.last)
+                .own_range(&m.first, &m.last)
                 .map(move |e| (e, number as u32))
         });
-        repo.catalog.cache().remember(index, &objects, tagged);
+        repo.catalog.cache().remember(index, &objects, tagged)
     }
 
     /// The stored bytes of a blob in a pack being filled or written.
@@ -483,6 +603,21 @@ impl Repository {
     /// and indexed.
     pub fn flush(&self) -> RepoResult<()> {
         self.uploads.flush(self)
+    }
+
+    /// Hold at most about `chunks` of this process's new chunks in memory:
+    /// those of packs already written move to the local index cache, a
+    /// segment of this run's own (where there is a cache folder). The
+    /// run's merge of its index objects reads them back from there.
+    pub fn limit_new_chunks_in_memory(&self, chunks: usize) {
+        self.uploads.spill_past(chunks);
+    }
+
+    /// [`limit_new_chunks_in_memory`](Self::limit_new_chunks_in_memory)
+    /// to what the repository was opened with
+    /// ([`crate::OpenOptions::new_chunks_in_memory`]): a backup asks.
+    pub fn limit_new_chunks_in_memory_for_backup(&self) {
+        self.uploads.spill_past(self.uploads.new_chunks_in_memory);
     }
 
     /// Replace the index objects this process wrote by one. Call only after

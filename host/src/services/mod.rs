@@ -387,5 +387,9 @@ fn open_options(
         // Kept from run to run, so that a run reads from the repository
         // only the index objects written since the last one.
         index_cache: IndexCacheDir::User,
+        new_chunks_in_memory: positive("testing-new-chunks-in-memory")
+            .map_or(obnam_repository::upload::NEW_CHUNKS_IN_MEMORY, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
     })
 }
