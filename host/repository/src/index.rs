@@ -45,6 +45,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use super::ids::{ChunkId, ObjectId, Token};
@@ -622,7 +623,7 @@ impl Index {
                 .map(|s| (s.segment.cursor(), s))
                 .collect(),
             added: if with_added {
-                Some(self.added.iter().peekable())
+                Some(self.added.range(..).peekable())
             } else {
                 None
             },
@@ -743,8 +744,13 @@ impl Index {
     }
 
     /// This process's own chunks, in memory and in its own segments,
-    /// merged in id order (one entry per chunk and pack).
-    pub fn own_entries(&self) -> OwnEntries<'_> {
+    /// merged in id order (one entry per chunk and pack), from the first
+    /// at or after `from` (and a few before it, from a segment's page).
+    fn own_entries_from(&self, from: Bound<ChunkId>) -> OwnEntries<'_> {
+        let start = match &from {
+            Bound::Included(id) | Bound::Excluded(id) => Some(id.token),
+            Bound::Unbounded => None,
+        };
         OwnEntries {
             blobs: Blobs {
                 index: self,
@@ -752,9 +758,15 @@ impl Index {
                     .segments
                     .iter()
                     .filter(|s| s.own)
-                    .map(|s| (s.segment.cursor(), s))
+                    .map(|s| {
+                        let cursor = match &start {
+                            Some(token) => s.segment.cursor_from(token),
+                            None => s.segment.cursor(),
+                        };
+                        (cursor, s)
+                    })
                     .collect(),
-                added: Some(self.added.iter().peekable()),
+                added: Some(self.added.range((from, Bound::Unbounded)).peekable()),
             },
             places: Vec::new(),
             current: None,
@@ -763,16 +775,18 @@ impl Index {
         }
     }
 
-    /// Up to `limit` of this process's own chunks ([`own_entries`](Self::own_entries)),
-    /// in id order: the first ones, or those after `after`. A run's index
-    /// objects are merged a group at a time ([`ENTRIES_PER_MERGED_OBJECT`]),
-    /// so that no list of all its new chunks is made.
+    /// Up to `limit` of this process's own chunks, in memory and in its
+    /// own segments, in id order: the first ones, or those after `after`.
+    /// A run's index objects are merged a group at a time
+    /// ([`ENTRIES_PER_MERGED_OBJECT`]), so that no list of all its new
+    /// chunks is made; each group is read from where the last one ended.
     pub fn own_after(
         &self,
         after: Option<&ChunkId>,
         limit: usize,
     ) -> Result<Vec<IndexEntry>, SegmentError> {
-        self.own_entries()
+        let from = after.map_or(Bound::Unbounded, |id| Bound::Excluded(*id));
+        self.own_entries_from(from)
             .filter(|e| match (e, after) {
                 (Ok(e), Some(after)) => e.id > *after,
                 _ => true,
@@ -789,7 +803,7 @@ impl Index {
         last: &ChunkId,
     ) -> impl Iterator<Item = IndexEntry> + Clone + 'a {
         let (first, last) = (*first, *last);
-        self.own_entries()
+        self.own_entries_from(Bound::Included(first))
             .map_while(Result::ok)
             .skip_while(move |e| e.id < first)
             .take_while(move |e| e.id <= last)
@@ -801,7 +815,7 @@ impl Index {
 struct Blobs<'a> {
     index: &'a Index,
     cursors: Vec<(SegmentCursor<'a>, &'a LoadedSegment)>,
-    added: Option<std::iter::Peekable<std::collections::btree_map::Iter<'a, ChunkId, Location>>>,
+    added: Option<std::iter::Peekable<std::collections::btree_map::Range<'a, ChunkId, Location>>>,
 }
 
 impl Blobs<'_> {
@@ -850,7 +864,7 @@ impl Blobs<'_> {
     }
 }
 
-/// This process's own chunks in id order: see [`Index::own_entries`].
+/// This process's own chunks in id order: see [`Index::own_after`].
 #[derive(Clone)]
 pub struct OwnEntries<'a> {
     blobs: Blobs<'a>,

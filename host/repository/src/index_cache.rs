@@ -355,13 +355,13 @@ impl IndexCache {
         if objects.is_empty() {
             return None;
         }
-        match build_segment(index, entries, objects, Some(dir)) {
-            Ok(segment) => Some(segment),
-            Err(e) => {
-                tracing::warn!("could not keep this run's index entries in the cache: {e}");
-                None
-            }
-        }
+        build_or_warn(
+            index,
+            entries,
+            objects,
+            dir,
+            "keep this run's index entries in the cache",
+        )
     }
 
     /// Write this process's own chunks of packs whose index objects it
@@ -377,14 +377,14 @@ impl IndexCache {
         entries: impl Iterator<Item = (IndexEntry, u32)> + Clone,
     ) -> Option<Segment> {
         let dir = self.dir.as_deref()?;
-        match build_segment(index, entries, objects, Some(dir)) {
-            Ok(segment) if segment.path().is_some() => Some(segment),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!("could not move this run's index entries to the cache: {e}");
-                None
-            }
-        }
+        build_or_warn(
+            index,
+            entries,
+            objects,
+            dir,
+            "move this run's index entries to the cache",
+        )
+        .filter(|segment| segment.path().is_some())
     }
 
     /// Merge segments while there are more than [`MAX_SEGMENTS`] (see the
@@ -507,6 +507,20 @@ impl IndexCache {
         };
         write_segment(self.dir.as_deref(), &packs, &objects, &mut fill)
     }
+}
+
+/// [`build_segment`] in `dir` (or, if it cannot be written there, in
+/// memory); a failure is logged as what could not be done.
+fn build_or_warn(
+    index: &Index,
+    entries: impl Iterator<Item = (IndexEntry, u32)> + Clone,
+    objects: &[(String, u64)],
+    dir: &Path,
+    what: &str,
+) -> Option<Segment> {
+    build_segment(index, entries, objects, Some(dir))
+        .inspect_err(|e| tracing::warn!("could not {what}: {e}"))
+        .ok()
 }
 
 /// Which segments to merge: the smallest ones, from the first (by size,

@@ -648,8 +648,19 @@ fn a_run_keeps_most_of_its_new_chunks_on_disk_not_in_memory() {
         let index = repo.catalog.read();
         index.segments().iter().filter(|s| s.own).count()
     };
-    let repo = open_with(dir.path(), cache.path());
-    repo.limit_new_chunks_in_memory(64);
+    // A backup's repository, opened to hold 64 new chunks in memory.
+    let open_backup = |cache: &Path| {
+        let options = OpenOptions {
+            new_chunks_in_memory: 64,
+            ..options(cache)
+        };
+        let repo =
+            Repository::open(dir.path().to_str().unwrap(), &options, Arc::new(NoFilters)).unwrap();
+        repo.ensure_index().unwrap();
+        repo.limit_new_chunks_in_memory();
+        repo
+    };
+    let repo = open_backup(cache.path());
     let first = store(&repo, 0..500);
     let in_memory = repo.catalog.read().added_len();
     assert!(in_memory < 300, "{in_memory} of 500 chunks still in memory");
@@ -665,8 +676,7 @@ fn a_run_keeps_most_of_its_new_chunks_on_disk_not_in_memory() {
     assert_all_there(&open_with(dir.path(), elsewhere.path()), &first, 0);
 
     // A run that merges its index objects, a group of 100 at a time.
-    let repo = open_with(dir.path(), cache.path());
-    repo.limit_new_chunks_in_memory(64);
+    let repo = open_backup(cache.path());
     repo.uploads.set_merged_entries(100);
     let before: HashSet<String> = repo.storage().list("index/").unwrap().into_iter().collect();
     let second = store(&repo, 500..1000);

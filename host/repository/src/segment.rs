@@ -618,9 +618,20 @@ impl Segment {
 
     /// Read the entries in order, a page at a time.
     pub fn cursor(&self) -> SegmentCursor<'_> {
+        self.cursor_at_page(0)
+    }
+
+    /// Read the entries in order from the page where those of `token`
+    /// would start (entries before it in that page come first).
+    pub fn cursor_from(&self, token: &Token) -> SegmentCursor<'_> {
+        let key = prefix(token);
+        self.cursor_at_page(self.keys.partition_point(|k| *k < key).saturating_sub(1) as u64)
+    }
+
+    fn cursor_at_page(&self, page: u64) -> SegmentCursor<'_> {
         SegmentCursor {
             segment: self,
-            page: 0,
+            page,
             buf: Vec::with_capacity(ENTRIES_PER_PAGE),
             pos: 0,
         }

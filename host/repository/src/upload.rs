@@ -328,12 +328,6 @@ impl Uploads {
         }
     }
 
-    /// Hold at most about `chunks` of this process's own chunks in memory
-    /// (see [`spill`](Self::spill)).
-    pub fn spill_past(&self, chunks: usize) {
-        self.spill_at.store(chunks.max(1), Ordering::Relaxed);
-    }
-
     /// Finish a full packer's bytes and move it to the in-flight set, where
     /// its blobs stay readable while it is written. Called with the
     /// packer's slot locked, so that its blobs are always findable.
@@ -605,19 +599,15 @@ impl Repository {
         self.uploads.flush(self)
     }
 
-    /// Hold at most about `chunks` of this process's new chunks in memory:
+    /// Hold at most about as many of this process's new chunks in memory
+    /// as it was opened with ([`crate::OpenOptions::new_chunks_in_memory`]):
     /// those of packs already written move to the local index cache, a
     /// segment of this run's own (where there is a cache folder). The
-    /// run's merge of its index objects reads them back from there.
-    pub fn limit_new_chunks_in_memory(&self, chunks: usize) {
-        self.uploads.spill_past(chunks);
-    }
-
-    /// [`limit_new_chunks_in_memory`](Self::limit_new_chunks_in_memory)
-    /// to what the repository was opened with
-    /// ([`crate::OpenOptions::new_chunks_in_memory`]): a backup asks.
-    pub fn limit_new_chunks_in_memory_for_backup(&self) {
-        self.uploads.spill_past(self.uploads.new_chunks_in_memory);
+    /// run's merge of its index objects reads them back from there. A
+    /// backup asks; other commands store few chunks.
+    pub fn limit_new_chunks_in_memory(&self) {
+        let chunks = self.uploads.new_chunks_in_memory.max(1);
+        self.uploads.spill_at.store(chunks, Ordering::Relaxed);
     }
 
     /// Replace the index objects this process wrote by one. Call only after

@@ -161,7 +161,7 @@ impl Checker {
     /// Walk a generation's folders, and check its files a batch at a
     /// time ([`FILE_BATCH`]) as the walk finds them: memory follows the
     /// largest folder, not the generation (gathering every file first held
-    /// about 400 bytes a file: 685 MB for a million).
+    /// about 500 bytes a file: 660 MB for a million).
     fn check_generation(&self, ctx: &Context<'_>, client: &str, reader: &GenerationReader) {
         let gen = reader.info().id;
         let mut files = Vec::new();

@@ -520,7 +520,7 @@ impl GenerationBuilder {
         let started = repo.clock.now_ns();
         // A backup may store millions of new chunks: all but the last
         // few are kept on local disk, not in memory, until its end.
-        repo.limit_new_chunks_in_memory_for_backup();
+        repo.limit_new_chunks_in_memory();
         Ok(GenerationBuilder {
             repo,
             client: client.to_string(),
