@@ -321,6 +321,11 @@ pub trait RepositoryService: Send + Sync {
         verify_data: bool,
         verified: RSlice<'_, ChunkId>,
     ) -> AbiResult<RawObjectReport>;
+    // Added in 0.1.9.
+    /// The boundary form of [`Repository::remember_chunk_reads`](crate::Repository::remember_chunk_reads).
+    fn remember_chunk_reads(&self);
+    /// The boundary form of [`Repository::chunks_read`](crate::Repository::chunks_read).
+    fn chunks_read(&self) -> u64;
 }
 
 /// One client's share of a repository, at the boundary (see

@@ -445,7 +445,10 @@ impl Repository {
     /// not be read, packs the index lists that are gone, and with
     /// `verify_data` every pack read whole, its own list of blobs compared
     /// with the index, and every blob checked against its id. Returns the
-    /// problems (one line each), the packs and the blobs checked.
+    /// problems (one line each), the packs and the blobs checked. With
+    /// `verify_data`, a chunk read since
+    /// [`remember_chunk_reads`](Self::remember_chunk_reads) is not decoded
+    /// again where the index places it (since 0.1.9).
     pub fn check_objects(&self, verify_data: bool) -> Result<(Vec<String>, u64, u64)> {
         Self::object_report(unwrap_abi(self.inner.check_objects(verify_data))?)
     }
@@ -465,6 +468,24 @@ impl Repository {
             self.inner
                 .check_objects_except(verify_data, RSlice::from_slice(verified)),
         )?)
+    }
+
+    /// From now on, have the repository remember where each chunk read
+    /// through [`get_chunk`](Self::get_chunk) or
+    /// [`get_chunk_data`](Self::get_chunk_data) (and found good against
+    /// its id) was stored, in 8 bytes a chunk, so that
+    /// [`check_objects`](Self::check_objects) with `verify_data` does not
+    /// decode it again. For fsck, which reads every file's chunks first.
+    /// Since 0.1.9.
+    pub fn remember_chunk_reads(&self) {
+        self.inner.remember_chunk_reads()
+    }
+
+    /// How many distinct chunks were read since
+    /// [`remember_chunk_reads`](Self::remember_chunk_reads), and not yet
+    /// taken by a [`check_objects`](Self::check_objects). Since 0.1.9.
+    pub fn chunks_read(&self) -> u64 {
+        self.inner.chunks_read()
     }
 
     fn object_report(report: RawObjectReport) -> Result<(Vec<String>, u64, u64)> {

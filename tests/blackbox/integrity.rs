@@ -333,3 +333,65 @@ fn fsck_checks_every_file_of_a_generation_of_several_batches() {
     }
     assert!(run.stdout.contains("5000 files"), "{run:#?}");
 }
+
+/// A folder found good in one generation is not checked again in the
+/// next ones that hold it unchanged, and yet: every file is counted in
+/// every generation; a damaged file in a folder that changed is named;
+/// and a damaged file in a folder every generation shares is named once,
+/// with the later generations that reach it counted (its folder is not
+/// taken as good).
+#[test]
+fn fsck_checks_each_folder_once_and_still_finds_damage_in_every_generation() {
+    let w = BackupWorld::new("c");
+    for d in ["a", "a/deeper", "b", "c"] {
+        for f in 0..20 {
+            let content = format!("file {f} of folder {d}, in every generation\n");
+            w.file(&format!("{d}/f{f}"), content.as_bytes());
+        }
+    }
+    let none = ["--compress-with", "none"];
+    w.backup(&none).ok();
+    w.file(
+        "c/f0",
+        b"the new content of c/f0, from the second generation on\n",
+    );
+    w.backup(&none).ok();
+    w.backup(&none).ok();
+    for extra in [&[][..], &["--verify-data"][..]] {
+        let run = w
+            .obnam(&[&["fsck", "--output-format", "json"][..], extra].concat())
+            .ok();
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(report["generations"], 3, "{run:#?}");
+        assert_eq!(report["files"], 3 * 80, "{run:#?}");
+        assert_eq!(report["problems"].as_array().unwrap().len(), 0);
+    }
+
+    flip_first(
+        &w.repo.join("packs"),
+        b"the new content of c/f0, from the second",
+        0x01,
+    );
+    flip_first(
+        &w.repo.join("packs"),
+        b"file 7 of folder a/deeper, in every",
+        0x01,
+    );
+    let run = w
+        .obnam(&["fsck", "--verify-data", "--output-format", "json"])
+        .fails()
+        .no_rust_panic();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let problems: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let naming = |path: &str| problems.iter().filter(|p| p.contains(path)).count();
+    assert_eq!(naming("/a/deeper/f7:"), 1, "{problems:#?}");
+    assert_eq!(naming("/c/f0:"), 1, "{problems:#?}");
+    // a/deeper/f7 in the second and third generations, c/f0 in the third.
+    assert_eq!(report["affected"], 3, "{run:#?}");
+    assert_eq!(report["files"], 3 * 80, "{run:#?}");
+}

@@ -19,16 +19,19 @@ use super::ids::{ChunkId, ObjectId, Token};
 use super::index::{BlobKind, Location};
 use super::pack;
 use super::pack_cache::PackCache;
+use super::read_record::ReadRecord;
 use super::storage::StorageError;
 use super::tree::Tree;
 use super::tree_cache::TreeCache;
 use super::Repository;
 
-/// What is kept of blobs read: whole packs, decoded trees.
+/// What is kept of blobs read: whole packs, decoded trees, and (for
+/// fsck) where the chunks read were.
 #[derive(Default)]
 pub(crate) struct ReadCaches {
     packs: PackCache,
     trees: TreeCache,
+    pub(crate) reads: ReadRecord,
 }
 
 /// The context of a blob: how its stored form and messages name it.
@@ -184,6 +187,11 @@ impl Repository {
         };
         let plain = self.codec.open_blob(&context, stored)?;
         self.verify_blob(&context, id, &plain)?;
+        if kind == BlobKind::Data && self.caches.reads.is_on() {
+            if let Some(pack) = self.catalog.read().pack_id(location.pack) {
+                self.caches.reads.note(pack, location.offset, id);
+            }
+        }
         Ok(plain)
     }
 

@@ -11,19 +11,29 @@
 //! This module adds to [`Repository`] those two operations:
 //! [`Repository::forget_missing_packs`] and [`Repository::check_objects`].
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::blobs::blob_context;
 use super::error::{RepoError, RepoResult};
 use super::ids::{ChunkId, ObjectId};
-use super::index::{self, IndexEntry};
+use super::index;
 use super::storage::StorageError;
 use super::{pack, Repository};
 
-/// What the check of one pack found: the blobs checked, and the problems.
-type PackCheck = (u64, Vec<String>);
+/// A blob's place as a pack's own list gives it: id, offset, length.
+type TrailerPlace = (ChunkId, u32, u32);
+
+/// What the check of one pack found.
+struct PackCheck {
+    /// Blobs of its own list that lie in it.
+    checked: u64,
+    problems: Vec<String>,
+    /// Its own list, if the index places fewer of the blobs where the
+    /// list does than it lists in the pack (to name the others).
+    listed_if_short: Option<HashSet<TrailerPlace>>,
+}
 
 /// What [`Repository::forget_missing_packs`] found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -91,17 +101,21 @@ impl Repository {
     /// Check the objects of the repository: index objects that could not be
     /// read, packs the index lists that are gone, and with `verify_data`
     /// every pack read whole: its trailer, its agreement with the index,
-    /// and every blob in it against its id.
+    /// and every blob in it against its id, but for the chunks read since
+    /// [`remember_chunk_reads`](Self::remember_chunk_reads) where the
+    /// index places them (each was checked against its id as it was read,
+    /// see [`get_chunk`](Self::get_chunk)): fsck reads every file's chunks
+    /// first, and then only the packs' trailers, trees and blobs no file
+    /// uses are left to decode.
     pub fn check_objects(&self, verify_data: bool) -> RepoResult<ObjectReport> {
         self.check_objects_except(verify_data, &HashSet::new())
     }
 
     /// [`check_objects`](Self::check_objects), except that a blob in
     /// `verified` is not decoded and checked again where the pack holds
-    /// it at the place the index gives: fsck reads every file's chunks
-    /// through the index first (each checked against its id as it is
-    /// read, see [`get_chunk`](Self::get_chunk)), and then only the
-    /// packs' trailers, trees and blobs no file uses are left to check.
+    /// it at the place the index gives either. (The fsck of plugin API
+    /// 0.1.7 and 0.1.8 gathered what it read into such a set; fsck now
+    /// has the engine remember where it read, in 8 bytes a chunk.)
     pub fn check_objects_except(
         &self,
         verify_data: bool,
@@ -177,6 +191,12 @@ impl Repository {
     /// Check every pack the index lists (see [`check_objects`]); returns
     /// the packs found gone, with the problem each would be, for a second
     /// look.
+    ///
+    /// What it holds does not grow with the blobs: a count of blobs per
+    /// pack, then one pack at a time per thread, each blob of its own list
+    /// looked up in the index. Only the lists of packs whose blobs the
+    /// index places elsewhere are kept, to name those blobs after one more
+    /// pass over the index.
     fn check_listed_packs(
         &self,
         verify_data: bool,
@@ -184,52 +204,91 @@ impl Repository {
         report: &mut ObjectReport,
     ) -> RepoResult<Vec<(ObjectId, String)>> {
         let stored = self.stored_packs()?;
-        let by_pack = self.catalog.read().blobs_by_pack()?;
-        let mut packs: Vec<(ObjectId, Vec<IndexEntry>)> = by_pack
-            .into_iter()
-            .filter_map(|(n, entries)| Some((self.catalog.read().pack_id(n)?, entries)))
-            .collect();
-        packs.sort_by_key(|(id, _)| *id);
-        let missing = |id: &ObjectId, entries: &[IndexEntry]| {
+        // In pack-id order.
+        let packs: BTreeMap<ObjectId, u64> = {
+            let index = self.catalog.read();
+            index
+                .blobs_per_pack()?
+                .into_iter()
+                .filter_map(|(n, blobs)| Some((index.pack_id(n)?, blobs)))
+                .collect()
+        };
+        let missing = |id: &ObjectId, blobs: u64| {
             format!(
-                "{} is missing: the index lists {} blobs in it",
-                pack::key(id),
-                entries.len()
+                "{} is missing: the index lists {blobs} blobs in it",
+                pack::key(id)
             )
         };
         let mut gone = Vec::new();
         let mut to_check = Vec::new();
-        for (id, entries) in &packs {
+        for (id, blobs) in &packs {
             if !stored.contains(id) {
-                gone.push((*id, missing(id, entries)));
+                gone.push((*id, missing(id, *blobs)));
             } else if verify_data {
-                to_check.push((id, entries.as_slice()));
+                to_check.push((*id, *blobs));
             }
         }
+        let mut elsewhere = HashMap::new();
         // In pack-id order, whichever thread checked each.
-        for ((id, entries), result) in to_check.iter().zip(self.check_packs(&to_check, verified)) {
+        for ((id, blobs), result) in to_check.iter().zip(self.check_packs(&to_check, verified)) {
             report.packs_checked += 1;
             match result {
-                Ok((checked, problems)) => {
-                    report.blobs_checked += checked;
-                    report.problems.extend(problems);
+                Ok(check) => {
+                    report.blobs_checked += check.checked;
+                    report.problems.extend(check.problems);
+                    if let Some(listed) = check.listed_if_short {
+                        elsewhere.insert(*id, listed);
+                    }
                 }
                 Err(RepoError::Storage(StorageError::NotFound { .. })) => {
-                    gone.push((**id, missing(id, entries)));
+                    gone.push((*id, missing(id, *blobs)));
                 }
                 Err(e) => report.problems.push(e.to_string()),
             }
         }
+        if !elsewhere.is_empty() {
+            report.problems.extend(self.placed_elsewhere(&elsewhere)?);
+        }
         Ok(gone)
     }
 
-    /// [`check_pack`](Self::check_pack) each of `packs`, on as many
-    /// threads as there are processors (a pack is read, decrypted,
-    /// decompressed and hashed: work for every core), each holding one
-    /// pack at a time; the results in the order of `packs`.
+    /// The blobs the index places in the packs of `listed` where their
+    /// own lists (given) do not: one problem each.
+    fn placed_elsewhere(
+        &self,
+        listed: &HashMap<ObjectId, HashSet<TrailerPlace>>,
+    ) -> RepoResult<Vec<String>> {
+        let index = self.catalog.read();
+        let mut problems = Vec::new();
+        index.for_each_blob(|id, places| {
+            for l in places {
+                let Some(pack) = index.pack_id(l.pack) else {
+                    continue;
+                };
+                if listed
+                    .get(&pack)
+                    .is_some_and(|own| !own.contains(&(id, l.offset, l.length)))
+                {
+                    problems.push(format!(
+                        "{}: the index places blob {id} at bytes {}..{}, which the pack's own list does not",
+                        pack::key(&pack),
+                        l.offset,
+                        u64::from(l.offset) + u64::from(l.length)
+                    ));
+                }
+            }
+        })?;
+        Ok(problems)
+    }
+
+    /// [`check_pack`](Self::check_pack) each of `packs` (with the number
+    /// of blobs the index lists in it), on as many threads as there are
+    /// processors (a pack is read, decrypted, decompressed and hashed:
+    /// work for every core), each holding one pack at a time; the results
+    /// in the order of `packs`.
     fn check_packs(
         &self,
-        packs: &[(&ObjectId, &[IndexEntry])],
+        packs: &[(ObjectId, u64)],
         verified: &HashSet<ChunkId>,
     ) -> Vec<RepoResult<PackCheck>> {
         let threads = std::thread::available_parallelism()
@@ -241,10 +300,10 @@ impl Repository {
             Mutex::new((0..packs.len()).map(|_| None).collect());
         let work = || loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some((id, entries)) = packs.get(i) else {
+            let Some((id, blobs)) = packs.get(i) else {
                 return;
             };
-            let result = self.check_pack(id, entries, verified);
+            let result = self.check_pack(id, *blobs, verified);
             results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
         };
         std::thread::scope(|scope| {
@@ -261,12 +320,15 @@ impl Repository {
             .collect()
     }
 
-    /// Read one pack whole and check it; returns the blobs checked and the
-    /// problems found.
+    /// Read one pack whole and check it against the index, which lists
+    /// `indexed` blobs in it: each blob of the pack's own list is looked
+    /// up, and decoded unless it was read where the index places it
+    /// (fsck's walk read it: [`crate::read_record`]; or it is in
+    /// `verified`).
     fn check_pack(
         &self,
         id: &ObjectId,
-        indexed: &[IndexEntry],
+        indexed: u64,
         verified: &HashSet<ChunkId>,
     ) -> RepoResult<PackCheck> {
         let key = pack::key(id);
@@ -279,29 +341,39 @@ impl Repository {
             .codec
             .decode(&format!("pack/{id}"), sealed_trailer.to_vec())?;
         let listed = pack::decode_trailer(&trailer, 0).map_err(|e| RepoError::corrupt(&key, e))?;
+        // Which blobs of the list the index places where the list does.
+        let placed: Vec<bool> = {
+            let index = self.catalog.read();
+            listed
+                .iter()
+                .map(|e| {
+                    index.places(&e.id).iter().any(|l| {
+                        l.offset == e.location.offset
+                            && l.length == e.location.length
+                            && index.pack_id(l.pack) == Some(*id)
+                    })
+                })
+                .collect()
+        };
+        // The index has one place per blob and pack: as many blobs placed
+        // as it lists, or it places some where the list has none.
+        let placed_blobs = listed
+            .iter()
+            .zip(&placed)
+            .filter(|(_, placed)| **placed)
+            .map(|(e, _)| e.id)
+            .collect::<HashSet<_>>()
+            .len() as u64;
+        let listed_if_short = (placed_blobs < indexed).then(|| {
+            listed
+                .iter()
+                .map(|e| (e.id, e.location.offset, e.location.length))
+                .collect()
+        });
+        let reads = self.caches.reads.take(id);
         let mut problems = Vec::new();
-        let in_trailer: HashSet<(_, u32, u32)> = listed
-            .iter()
-            .map(|e| (e.id, e.location.offset, e.location.length))
-            .collect();
-        for e in indexed {
-            if !in_trailer.contains(&(e.id, e.location.offset, e.location.length)) {
-                problems.push(format!(
-                    "{key}: the index places blob {} at bytes {}..{}, which the pack's own list does not",
-                    e.id,
-                    e.location.offset,
-                    u64::from(e.location.offset) + u64::from(e.location.length)
-                ));
-            }
-        }
-        // Where the index places each blob of this pack: a blob read and
-        // checked through the index was read from there.
-        let in_index: HashSet<(_, u32, u32)> = indexed
-            .iter()
-            .map(|e| (e.id, e.location.offset, e.location.length))
-            .collect();
         let mut checked = 0;
-        for e in &listed {
+        for (e, placed) in listed.iter().zip(placed) {
             let context = blob_context(&e.id, e.location.kind);
             let start = e.location.offset as usize;
             let Some(stored) = start
@@ -312,9 +384,9 @@ impl Repository {
                 continue;
             };
             checked += 1;
-            if verified.contains(&e.id)
-                && in_index.contains(&(e.id, e.location.offset, e.location.length))
-            {
+            // A blob read and checked through the index was read from
+            // where the index places it.
+            if placed && (reads.contains(e.location.offset, &e.id) || verified.contains(&e.id)) {
                 continue;
             }
             let verified = self
@@ -325,7 +397,11 @@ impl Repository {
                 problems.push(format!("{key}: {e}"));
             }
         }
-        Ok((checked, problems))
+        Ok(PackCheck {
+            checked,
+            problems,
+            listed_if_short,
+        })
     }
 }
 

@@ -452,6 +452,36 @@ impl Index {
             .map(|e| e.location)
     }
 
+    /// Every place a blob is stored: one per pack (loaded copies, and
+    /// this process's own), planned packs included. fsck's check of a
+    /// pack asks it of each blob the pack's own list names.
+    pub fn places(&self, id: &ChunkId) -> Vec<Location> {
+        let mut places: Vec<Location> = self
+            .loaded_copies(&id.token, Some(id))
+            .into_iter()
+            .map(|e| e.location)
+            .collect();
+        if let Some(own) = self.added.get(id) {
+            if !places.iter().any(|l| l.pack == own.pack) {
+                places.push(*own);
+            }
+        }
+        places
+    }
+
+    /// How many blobs the index lists in each pack (by pack number): one
+    /// per blob and pack, as [`for_each_blob`](Self::for_each_blob)
+    /// gives them.
+    pub fn blobs_per_pack(&self) -> Result<HashMap<u32, u64>, SegmentError> {
+        let mut packs: HashMap<u32, u64> = HashMap::new();
+        self.for_each_blob(|_, places| {
+            for l in places {
+                *packs.entry(l.pack).or_default() += 1;
+            }
+        })?;
+        Ok(packs)
+    }
+
     /// Whether a blob is in a pack not planned for deletion: what
     /// [`get_kept`](Self::get_kept) finds, found without gathering every
     /// copy (the question a backup asks of each chunk of each unchanged
@@ -688,18 +718,6 @@ impl Index {
                     location: *location,
                 })
             }))
-    }
-
-    /// Every pack number any blob is in, with the blobs it holds. This
-    /// holds every entry in memory at once (fsck's check of every pack
-    /// uses it).
-    pub fn blobs_by_pack(&self) -> Result<HashMap<u32, Vec<IndexEntry>>, SegmentError> {
-        let mut packs: HashMap<u32, Vec<IndexEntry>> = HashMap::new();
-        for e in self.entries() {
-            let e = e?;
-            packs.entry(e.location.pack).or_default().push(e);
-        }
-        Ok(packs)
     }
 
     /// Number of entries: those the live index objects listed (a blob

@@ -377,14 +377,7 @@ fn chunk(i: u32) -> Vec<u8> {
 
 /// Store chunks `range` in one run; returns their ids.
 fn store(repo: &Repository, range: std::ops::Range<u32>) -> Vec<ChunkId> {
-    let ids = range
-        .map(|i| {
-            let data = chunk(i);
-            repo.put_chunk(repo.token(&data), data).unwrap()
-        })
-        .collect();
-    repo.flush().unwrap();
-    ids
+    crate::tests::store_made(repo, range, chunk)
 }
 
 /// The segment files of the cache folder (of the one repository in it).

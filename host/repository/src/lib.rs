@@ -117,8 +117,9 @@
 //!   [`catalog`] (the index, and the ids reserved and lost),
 //!   [`index_cache`] (where the loaded index is kept on local disk),
 //!   [`upload`] (the pack-upload pipeline, [`upload::UploadError`]),
-//!   [`pack_cache`] (whole packs read, kept a while) and [`tree_cache`]
-//!   (decoded trees, kept a while).
+//!   [`pack_cache`] (whole packs read, kept a while), [`tree_cache`]
+//!   (decoded trees, kept a while) and [`read_record`] (where the chunks
+//!   fsck read were).
 //! - The repository's operations: this module ([`Repository`] and its
 //!   accessors), and the modules that each add a group of operations to
 //!   it: [`open`] (open or create), [`blobs`] (chunk and tree put and
@@ -156,6 +157,7 @@ pub mod open;
 pub mod pack;
 pub mod pack_cache;
 pub mod prune;
+pub mod read_record;
 pub mod segment;
 pub mod storage;
 pub mod tokens;

@@ -23,6 +23,23 @@ fn chunk(i: u32) -> Vec<u8> {
     data
 }
 
+/// Store chunks `range`, each made by `make`, in one run; returns their
+/// ids.
+pub(crate) fn store_made(
+    repo: &Repository,
+    range: std::ops::Range<u32>,
+    make: fn(u32) -> Vec<u8>,
+) -> Vec<ids::ChunkId> {
+    let ids = range
+        .map(|i| {
+            let data = make(i);
+            repo.put_chunk(repo.token(&data), data).unwrap()
+        })
+        .collect();
+    repo.flush().unwrap();
+    ids
+}
+
 #[test]
 fn ten_thousand_chunks_round_trip_across_packs() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,33 +106,13 @@ fn a_pack_of_small_blobs_keeps_its_trailer_within_the_pack_size() {
 fn the_check_of_packs_skips_only_the_blobs_verified_already() {
     let dir = tempfile::tempdir().unwrap();
     let repo = open(dir.path(), 1 << 20);
-    let ids: Vec<_> = (0..50)
-        .map(|i| {
-            let data = chunk(i);
-            repo.put_chunk(repo.token(&data), data).unwrap()
-        })
-        .collect();
-    repo.flush().unwrap();
+    let ids = store_made(&repo, 0..50, chunk);
     let all: std::collections::HashSet<_> = ids.iter().copied().collect();
     let clean = repo.check_objects_except(true, &all).unwrap();
     assert!(clean.problems.is_empty(), "{:?}", clean.problems);
     assert_eq!(clean.blobs_checked, 50);
 
-    // Damage chunk 7 where its pack holds it.
-    let needle = b"chunk number 7 ";
-    let mut damaged = false;
-    for folder in std::fs::read_dir(dir.path().join("packs")).unwrap() {
-        for pack in std::fs::read_dir(folder.unwrap().path()).unwrap() {
-            let path = pack.unwrap().path();
-            let mut bytes = std::fs::read(&path).unwrap();
-            if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
-                bytes[at + needle.len() + 3] ^= 1;
-                std::fs::write(&path, bytes).unwrap();
-                damaged = true;
-            }
-        }
-    }
-    assert!(damaged, "chunk 7 was not found in a pack");
+    damage_chunk(dir.path(), 7);
     let mut but_seven = all.clone();
     but_seven.remove(&ids[7]);
     for report in [
@@ -132,6 +129,133 @@ fn the_check_of_packs_skips_only_the_blobs_verified_already() {
     let told = repo.check_objects_except(true, &all).unwrap();
     assert!(told.problems.is_empty(), "{:?}", told.problems);
     assert_eq!(told.blobs_checked, 50);
+}
+
+/// Damage the stored copy of chunk `i` (see [`chunk`]) in whichever pack
+/// holds it.
+fn damage_chunk(dir: &std::path::Path, i: u32) {
+    let needle = format!("chunk number {i} ").into_bytes();
+    for folder in std::fs::read_dir(dir.join("packs")).unwrap() {
+        for pack in std::fs::read_dir(folder.unwrap().path()).unwrap() {
+            let path = pack.unwrap().path();
+            let mut bytes = std::fs::read(&path).unwrap();
+            if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+                bytes[at + needle.len() + 3] ^= 1;
+                std::fs::write(&path, bytes).unwrap();
+                return;
+            }
+        }
+    }
+    panic!("chunk {i} was not found in a pack");
+}
+
+/// What fsck relies on: once asked, the repository remembers where each
+/// chunk read was, and the check of the packs then decodes only the
+/// blobs not read (a damaged one among those is found); a chunk read
+/// good counts as checked, however its pack changed after; a chunk
+/// whose read failed, or read before the record began, is decoded.
+#[test]
+fn the_check_of_packs_decodes_only_the_chunks_not_read_since_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = store_made(&open(dir.path(), 1 << 16), 0..200, chunk);
+    // Every chunk read, twice over, then chunk 7 damaged: counted as
+    // read once each, and not decoded again.
+    let repo = open(dir.path(), 1 << 16);
+    repo.get_chunk(&ids[0]).unwrap();
+    repo.remember_chunk_reads();
+    for _ in 0..2 {
+        for id in &ids {
+            repo.get_chunk(id).unwrap();
+        }
+    }
+    assert_eq!(repo.chunks_read(), 200);
+    damage_chunk(dir.path(), 7);
+    let report = repo.check_objects(true).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.blobs_checked, 200);
+    assert!(report.packs_checked >= 3, "{} packs", report.packs_checked);
+
+    // Read all but chunk 7 (damaged) and chunk 12 (damaged before it
+    // was read: the read fails); both found.
+    damage_chunk(dir.path(), 12);
+    let repo = open(dir.path(), 1 << 16);
+    repo.remember_chunk_reads();
+    for (i, id) in ids.iter().enumerate() {
+        if i == 12 {
+            assert!(repo.get_chunk(id).is_err());
+        } else if i != 7 {
+            repo.get_chunk(id).unwrap();
+        }
+    }
+    assert_eq!(repo.chunks_read(), 198);
+    let report = repo.check_objects(true).unwrap();
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+    for i in [7, 12] {
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains(&ids[i].to_string())),
+            "{:?}",
+            report.problems
+        );
+    }
+    // Without the record every blob is decoded.
+    let repo = open(dir.path(), 1 << 16);
+    for id in &ids[..5] {
+        repo.get_chunk(id).unwrap();
+    }
+    assert_eq!(repo.chunks_read(), 0);
+    assert_eq!(repo.check_objects(true).unwrap().problems.len(), 2);
+}
+
+/// An index object that places a blob in a pack whose own list does not
+/// hold it there is named, with the pack and the place, by the check of
+/// the packs (which counts each pack's blobs rather than holding them).
+#[test]
+fn the_check_of_packs_names_a_blob_the_index_places_where_the_pack_has_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 16);
+    let ids = store_made(&repo, 0..200, chunk);
+    let (three, last) = {
+        let index = repo.catalog.read();
+        let three = index.get(&ids[3]).unwrap();
+        let last = index.get(&ids[199]).unwrap();
+        (three, last)
+    };
+    assert_ne!(three.pack, last.pack, "chunks 3 and 199 share a pack");
+    // Chunk 3 placed in the last chunk's pack too.
+    let (pack_of_last, data) = {
+        let index = repo.catalog.read();
+        let mut mine = index::Index::default();
+        let pack = index.pack_id(last.pack).unwrap();
+        let location = index::Location {
+            pack: mine.pack_number(pack),
+            ..three
+        };
+        let entry = index::IndexEntry {
+            id: ids[3],
+            location,
+        };
+        (pack, index::encode(&mine, &[entry]))
+    };
+    repo.write_object(&format!("index/{}", ObjectId::random().to_hex()), data)
+        .unwrap();
+    let repo = open(dir.path(), 1 << 16);
+    let report = repo.check_objects(true).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let problem = &report.problems[0];
+    assert!(
+        problem.starts_with(&pack::key(&pack_of_last))
+            && problem.contains(&format!(
+                "the index places blob {} at bytes {}..{}",
+                ids[3],
+                three.offset,
+                three.offset + three.length
+            )),
+        "{problem}"
+    );
+    assert_eq!(report.blobs_checked, 200);
 }
 
 #[test]

@@ -302,6 +302,14 @@ impl RepositoryService for RepoService {
             .call(|| self.repo().check_objects_except(verify_data, &verified))
     }
 
+    fn remember_chunk_reads(&self) {
+        self.shield.no_panic(|| self.repo().remember_chunk_reads())
+    }
+
+    fn chunks_read(&self) -> u64 {
+        self.shield.no_panic(|| self.repo().chunks_read())
+    }
+
     fn file_checksum_kind(&self) -> u8 {
         // Whole-file checksums change with tokens, at format version 4:
         // an older obnam reading a version 3 repository must find SHA-256.

@@ -14,28 +14,32 @@
 //! Each problem is reported once, on one line naming the object and the
 //! client, generation and path that reach it, and the run ends non-zero.
 //!
-//! Verifying is the slow part, so it is done once per distinct thing: a
-//! file's content once per distinct (size, checksum, chunk list), however
-//! many generations hold the same unchanged file, and a chunk decoded and
+//! Checking is the slow part, so it is done once per distinct thing: a
+//! folder's files once per distinct folder (folders are named by their
+//! content: the same id in another generation is the same files), a file
+//! of several chunks once per distinct (size, checksum, chunk list) in
+//! whichever folders it is, and a chunk decoded and
 //! checked against its id once: as the walk reads it (the repository
-//! checks it as it reads it, so the walk does not hash it again), and the
-//! check of the packs then decodes only what the walk did not read
-//! (`Repository::check_objects_except`: trees, blobs no file uses). The
-//! files of a generation are verified by several threads at once.
+//! checks it as it reads it, so the walk does not hash it again, and
+//! remembers where it read it: `Repository::remember_chunk_reads`), and
+//! the check of the packs then decodes only what the walk did not read
+//! (trees, blobs no file uses). The files of a generation are verified by
+//! several threads at once.
 
 #![forbid(unsafe_code)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use plugin_api::checksum::ContentCheck;
 use plugin_api::names::check_entry_name;
 use plugin_api::{
     App, ChunkId, Context, Entry, EntryKind, GenerationReader, Plugin, Repository, Result, Setting,
+    TreeId,
 };
 use sha2::{Digest, Sha256};
 
@@ -85,11 +89,17 @@ fn verify_threads() -> usize {
 struct Checker {
     repo: Repository,
     verify_data: bool,
-    /// Chunks already read and found good (with --verify-data).
-    verified_chunks: Mutex<HashSet<ChunkId>>,
-    /// Files whose content was already checked: a digest of their size,
-    /// checksum and chunk list.
-    verified_files: Mutex<HashSet<[u8; 32]>>,
+    /// Folders whose files were all checked and found good, by id: a
+    /// folder of the same id (in another generation) holds the same files,
+    /// which are not checked again, and one with no subfolder is not even
+    /// listed. One entry a folder, where one a file took 100 bytes (100 MB
+    /// for a million files).
+    clean_dirs: Mutex<HashMap<TreeId, CleanFolder>>,
+    /// Files of more than one chunk whose content was checked (with
+    /// --verify-data), by a digest of their size, checksum and chunk list:
+    /// such a file in a folder that changed is not read again. A file of
+    /// one chunk is: reading it costs about what remembering it saves.
+    verified_files: Mutex<HashSet<u128>>,
     /// What was reported already (the damaged object's own description):
     /// a tree or chunk that many generations share is reported once.
     reported: Mutex<HashSet<String>>,
@@ -161,12 +171,27 @@ impl Checker {
     /// Walk a generation's folders, and check its files a batch at a
     /// time ([`FILE_BATCH`]) as the walk finds them: memory follows the
     /// largest folder, not the generation (gathering every file first held
-    /// about 500 bytes a file: 660 MB for a million).
+    /// about 500 bytes a file: 660 MB for a million). The files of a
+    /// folder found clean before (`clean_dirs`) are not checked again.
     fn check_generation(&self, ctx: &Context<'_>, client: &str, reader: &GenerationReader) {
         let gen = reader.info().id;
-        let mut files = Vec::new();
+        let mut batch = Batch::default();
         let mut stack = vec![PathBuf::from("/")];
         while let Some(dir) = stack.pop() {
+            // An error here is one list_dir meets, and reports, too.
+            let id = reader.subtree_id(&dir).ok().flatten();
+            let known = id.and_then(|id| {
+                self.clean_dirs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&id)
+                    .copied()
+            });
+            if let Some(CleanFolder { files, leaf: true }) = known {
+                self.report.files.fetch_add(files, Ordering::Relaxed);
+                continue;
+            }
+            let known_clean = known.is_some();
             let entries = match reader.list_dir(&dir) {
                 Ok(Some(e)) => e,
                 Ok(None) => continue,
@@ -175,6 +200,12 @@ impl Checker {
                     self.object_problem(&place, &e.to_string());
                     continue;
                 }
+            };
+            let folder = batch.folders.len();
+            let mut names_good = true;
+            let mut seen = CleanFolder {
+                files: 0,
+                leaf: true,
             };
             for entry in entries {
                 // A name that is not a file name would make a path that
@@ -185,32 +216,48 @@ impl Checker {
                         dir.display(),
                         String::from_utf8_lossy(&entry.name)
                     ));
+                    names_good = false;
                     continue;
                 }
                 let path = dir.join(OsStr::from_bytes(&entry.name));
                 match entry.kind {
+                    EntryKind::Dir => seen.leaf = false,
+                    EntryKind::File => seen.files += 1,
+                    _ => {}
+                }
+                match entry.kind {
                     EntryKind::Dir => stack.push(path),
-                    EntryKind::File => files.push((path, entry)),
+                    EntryKind::File if known_clean => {
+                        self.report.files.fetch_add(1, Ordering::Relaxed);
+                    }
+                    EntryKind::File => batch.files.push((path, entry, folder)),
                     _ => {}
                 }
             }
-            if files.len() >= FILE_BATCH {
-                self.check_files(ctx, client, &gen, &files);
-                files.clear();
+            if let Some(id) = id.filter(|_| !known_clean) {
+                batch.folders.push((id, seen, AtomicBool::new(names_good)));
+            }
+            if batch.files.len() >= FILE_BATCH {
+                self.check_batch(ctx, client, &gen, &mut batch);
             }
         }
-        self.check_files(ctx, client, &gen, &files);
+        self.check_batch(ctx, client, &gen, &mut batch);
     }
 
-    /// Check `files` on [`verify_threads`] threads.
-    fn check_files(&self, ctx: &Context<'_>, client: &str, gen: &str, files: &[(PathBuf, Entry)]) {
+    /// Check the files of `batch` on [`verify_threads`] threads, remember
+    /// its folders whose files were all good, and empty it.
+    fn check_batch(&self, ctx: &Context<'_>, client: &str, gen: &str, batch: &mut Batch) {
         let next = AtomicUsize::new(0);
         let work = |show: Option<&Context<'_>>| loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some((path, entry)) = files.get(i) else {
+            let Some((path, entry, folder)) = batch.files.get(i) else {
                 break;
             };
-            self.check_file(client, gen, path, entry);
+            if !self.check_file(client, gen, path, entry) {
+                if let Some((_, _, good)) = batch.folders.get(*folder) {
+                    good.store(false, Ordering::Relaxed);
+                }
+            }
             if let Some(ctx) = show.filter(|_| i.is_multiple_of(64)) {
                 ctx.status(&format!(
                     "{} checked",
@@ -223,36 +270,45 @@ impl Checker {
             }
         };
         std::thread::scope(|scope| {
-            for _ in 1..verify_threads().min(files.len()) {
+            for _ in 1..verify_threads().min(batch.files.len()) {
                 scope.spawn(|| work(None));
             }
             // This thread works too, and alone shows progress.
             work(Some(ctx));
         });
+        let mut clean = self.clean_dirs.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, seen, good) in batch.folders.drain(..) {
+            if good.into_inner() {
+                clean.insert(id, seen);
+            }
+        }
+        batch.files.clear();
     }
 
-    fn check_file(&self, client: &str, gen: &str, path: &Path, entry: &Entry) {
+    /// Check one file; whether it is good.
+    fn check_file(&self, client: &str, gen: &str, path: &Path, entry: &Entry) -> bool {
         self.report.files.fetch_add(1, Ordering::Relaxed);
         let place = format!("client {client}, generation {gen}: {}", path.display());
         for id in &entry.chunks {
             if !self.repo.has_chunk(*id) {
-                return self.object_problem(
+                self.object_problem(
                     &place,
                     &format!("chunk {} is not in the repository", hex(id)),
                 );
+                return false;
             }
         }
         if !self.verify_data {
-            return;
+            return true;
         }
-        let key = file_key(entry);
-        if self
-            .verified_files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&key)
-        {
-            return;
+        let key = (entry.chunks.len() > 1).then(|| file_key(entry));
+        if key.is_some_and(|key| {
+            self.verified_files
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&key)
+        }) {
+            return true;
         }
         let mut check = ContentCheck::new(&entry.checksum);
         let mut size = 0u64;
@@ -272,18 +328,13 @@ impl Checker {
             }
             let data = match self.repo.get_chunk_data(*id) {
                 Ok(d) => d,
-                Err(e) => return self.object_problem(&place, &e.to_string()),
+                Err(e) => {
+                    self.object_problem(&place, &e.to_string());
+                    return false;
+                }
             };
             // The repository checked the chunk against its id as it read
-            // it (a mismatch is an error above); count it once.
-            let first = self
-                .verified_chunks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(*id);
-            if first {
-                self.report.chunks_checked.fetch_add(1, Ordering::Relaxed);
-            }
+            // it (a mismatch is an error above), and remembers where.
             size += data.len() as u64;
             let zero = data.iter().all(|&b| b == 0);
             match zero {
@@ -293,24 +344,50 @@ impl Checker {
             previous = Some((*id, data, zero));
         }
         if size != entry.size {
-            return self.problem(&format!(
+            self.problem(&format!(
                 "{place}: its chunks hold {size} bytes, not {}",
                 entry.size
             ));
+            return false;
         }
         // A file with content always has a checksum: none is damage too.
         if entry.checksum.is_empty() || check.finish().is_err() {
-            return self.problem(&format!("{place}: its content does not match its checksum"));
+            self.problem(&format!("{place}: its content does not match its checksum"));
+            return false;
         }
-        self.verified_files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key);
+        if let Some(key) = key {
+            self.verified_files
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key);
+        }
+        true
     }
 }
 
-/// What makes two file entries the same content: size, checksum, chunks.
-fn file_key(entry: &Entry) -> [u8; 32] {
+/// The files found in a generation's walk, to be checked together, and
+/// the folders they are in.
+#[derive(Default)]
+struct Batch {
+    /// Each file, with its folder's place in `folders`.
+    files: Vec<(PathBuf, Entry, usize)>,
+    /// The folders walked since the last batch, each with what it holds
+    /// and whether all its entries are good so far.
+    folders: Vec<(TreeId, CleanFolder, AtomicBool)>,
+}
+
+/// What a folder found good holds.
+#[derive(Clone, Copy)]
+struct CleanFolder {
+    /// Files (regular files) in it.
+    files: u64,
+    /// Whether it has no subfolder.
+    leaf: bool,
+}
+
+/// What makes two file entries the same content: size, checksum, chunks
+/// (128 bits of their SHA-256).
+fn file_key(entry: &Entry) -> u128 {
     let mut h = Sha256::new();
     h.update(entry.size.to_le_bytes());
     h.update((entry.checksum.len() as u64).to_le_bytes());
@@ -319,7 +396,10 @@ fn file_key(entry: &Entry) -> [u8; 32] {
         h.update(id.token.0);
         h.update(id.variant.to_le_bytes());
     }
-    h.finalize().into()
+    let digest: [u8; 32] = h.finalize().into();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(first)
 }
 
 fn hex(id: &ChunkId) -> String {
@@ -332,10 +412,15 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     }
     let repo = ctx.repository(false)?;
     let verify_data = ctx.boolean("verify-data")?;
+    if verify_data {
+        // The check of the packs at the end decodes only what the walk
+        // did not read.
+        repo.remember_chunk_reads();
+    }
     let checker = Checker {
         repo: repo.clone(),
         verify_data,
-        verified_chunks: Mutex::new(HashSet::new()),
+        clean_dirs: Mutex::new(HashMap::new()),
         verified_files: Mutex::new(HashSet::new()),
         reported: Mutex::new(HashSet::new()),
         affected: AtomicU64::new(0),
@@ -373,17 +458,11 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         // index, and every blob against its id, but for the chunks the
         // walk read and checked already (each is decoded once).
         ctx.status("checking every pack");
-        // Handed over as a list, and the set dropped: the engine makes a
-        // set of its own (at a million chunks each is some 60 MB).
-        let verified: Vec<ChunkId> = std::mem::take(
-            &mut *checker
-                .verified_chunks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
-        .into_iter()
-        .collect();
-        let (more, p, b) = repo.check_objects_except(true, &verified)?;
+        checker
+            .report
+            .chunks_checked
+            .store(repo.chunks_read(), Ordering::Relaxed);
+        let (more, p, b) = repo.check_objects(true)?;
         (packs, blobs) = (p, b);
         // What the first check found (damaged index objects) is reported
         // once.
