@@ -80,6 +80,7 @@ impl Repository {
             for g in &gens {
                 self.walk_tree(g.root.0, &mut mine)?;
             }
+            mine.blobs.settle();
             all.extend(&mine.blobs);
             let latest = gens.last();
             let client = ClientUsage {
@@ -94,6 +95,7 @@ impl Repository {
             };
             per_client.push((client, mine.blobs));
         }
+        all.settle();
         let stored: HashSet<ObjectId> = self.stored_packs()?;
         let index = self.catalog.read();
         let (packs, found) = verdict::pack_uses(&index, &all, &stored)?;

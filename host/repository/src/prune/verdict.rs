@@ -224,6 +224,7 @@ mod tests {
         for n in ids {
             set.insert(&id(*n));
         }
+        set.settle();
         set
     }
 
