@@ -67,13 +67,21 @@ pub struct Usage {
 }
 
 impl Repository {
-    /// Measure the repository's space (see the module's docs).
+    /// Measure the repository's space (see the module's docs). Each
+    /// client's blobs are measured as soon as its generations are walked,
+    /// and dropped: what it holds is the blobs of all clients and of one
+    /// (8 to 16 bytes a blob each), however many clients there are, at
+    /// the cost of one pass over the index per client.
     pub fn usage(&self) -> RepoResult<Usage> {
         self.load_index()?;
         let mut names = self.clients()?;
         names.sort();
+        // Listed again after the walks for the repository's figures: a
+        // pack written meanwhile counts there, as it did when every
+        // client was measured at the end.
+        let stored_before: HashSet<ObjectId> = self.stored_packs()?;
         let mut all = Used::default();
-        let mut per_client: Vec<(ClientUsage, Used)> = Vec::with_capacity(names.len());
+        let mut clients = Vec::with_capacity(names.len());
         for name in names {
             let gens = self.generations(&name)?;
             let mut mine = Referenced::default();
@@ -83,7 +91,16 @@ impl Repository {
             mine.blobs.settle();
             all.extend(&mine.blobs);
             let latest = gens.last();
-            let client = ClientUsage {
+            let mut stored_bytes = 0;
+            let index = self.catalog.read();
+            index.for_each_blob(|id, places| {
+                if mine.blobs.contains(&id) {
+                    if let Some(length) = verdict::used_length(&index, places, &stored_before) {
+                        stored_bytes += u64::from(length);
+                    }
+                }
+            })?;
+            clients.push(ClientUsage {
                 name,
                 generations: gens.len() as u64,
                 checkpoints: gens.iter().filter(|g| g.is_checkpoint).count() as u64,
@@ -91,26 +108,15 @@ impl Repository {
                 latest_bytes: latest.map_or(0, |g| g.data_size),
                 logical_bytes: gens.iter().map(|g| g.data_size).sum(),
                 blobs: mine.blobs.len() as u64,
-                stored_bytes: 0,
-            };
-            per_client.push((client, mine.blobs));
+                stored_bytes,
+            });
         }
         all.settle();
         let stored: HashSet<ObjectId> = self.stored_packs()?;
         let index = self.catalog.read();
         let (packs, found) = verdict::pack_uses(&index, &all, &stored)?;
-        index.for_each_blob(|id, places| {
-            let Some(length) = verdict::used_length(&index, places, &stored) else {
-                return;
-            };
-            for (client, used) in per_client.iter_mut() {
-                if used.contains(&id) {
-                    client.stored_bytes += u64::from(length);
-                }
-            }
-        })?;
         let mut usage = Usage {
-            clients: per_client.into_iter().map(|(c, _)| c).collect(),
+            clients,
             // Packs no index object lists hold nothing a generation can
             // use; they count as unused packs of no listed bytes.
             packs: stored.len() as u64,
