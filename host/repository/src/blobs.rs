@@ -117,7 +117,7 @@ impl Repository {
         // folders).
         tracing::trace!("read tree/{id} ({len} bytes)");
         let tree = Arc::new(self.decode_tree(id, &bytes)?);
-        self.caches.trees.insert(*id, tree.clone(), len);
+        self.caches.trees.insert(*id, tree.clone());
         Ok(tree)
     }
 

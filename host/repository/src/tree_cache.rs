@@ -17,9 +17,11 @@ use super::tree::Tree;
 
 /// Trees kept at most.
 const CAPACITY: usize = 256;
-/// Bytes of trees (as stored, before decoding) kept at most: a folder of
-/// a million files is a tree of tens of megabytes.
-const CAPACITY_BYTES: usize = 64 << 20;
+/// Bytes of memory the trees kept hold at most, decoded
+/// ([`Tree::memory_bytes`]): 64 MiB is 170 folders of 1,000 files, 16 of
+/// 10,000. It counted the trees as stored, a fifth of that, until 256
+/// folders of 10,000 files made a restore hold 411 MB.
+pub(crate) const CAPACITY_BYTES: usize = 64 << 20;
 
 /// Recently read trees, by id; the oldest is dropped first.
 #[derive(Default)]
@@ -41,9 +43,11 @@ impl TreeCache {
         self.lock().map.get(id).cloned()
     }
 
-    /// Keep a tree of `bytes` bytes (as stored).
-    pub fn insert(&self, id: ChunkId, tree: Arc<Tree>, bytes: usize) {
-        if bytes > CAPACITY_BYTES / 4 {
+    /// Keep a tree (not one that would take more than the whole cache:
+    /// a folder of over 150,000 files).
+    pub fn insert(&self, id: ChunkId, tree: Arc<Tree>) {
+        let bytes = tree.memory_bytes();
+        if bytes > CAPACITY_BYTES {
             return;
         }
         let mut inner = self.lock();
@@ -69,5 +73,76 @@ impl TreeCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Token;
+    use crate::tree::TreeEntry;
+
+    /// A tree of `files` entries, each with a name and one chunk, as a
+    /// folder of files is.
+    fn folder(files: usize) -> Arc<Tree> {
+        let entries = (0..files)
+            .map(|i| {
+                let mut e = TreeEntry::bare_dir(format!("file number {i}").as_bytes());
+                e.kind = crate::tree::EntryKind::File;
+                e.chunks = vec![crate::tree::StoredChunkId(ChunkId {
+                    token: Token([i as u8; 32]),
+                    variant: 0,
+                })];
+                e.checksum = vec![0xb3; 33];
+                e
+            })
+            .collect();
+        Arc::new(Tree { entries })
+    }
+
+    fn id(n: u8) -> ChunkId {
+        ChunkId {
+            token: Token([n; 32]),
+            variant: 0,
+        }
+    }
+
+    /// The cache counts trees by what they hold decoded: folders of
+    /// 10,000 files (a few MB each) fill it after a dozen or so, whatever
+    /// their stored size, and the newest are kept.
+    #[test]
+    fn the_cache_holds_at_most_its_bytes_of_decoded_trees() {
+        let big = folder(10_000);
+        let each = big.memory_bytes();
+        assert!(each > 10_000 * 300, "{each} bytes for 10,000 entries");
+        let cache = TreeCache::default();
+        for n in 0..40 {
+            cache.insert(id(n), big.clone());
+        }
+        let inner = cache.lock();
+        assert!(inner.bytes <= CAPACITY_BYTES, "{}", inner.bytes);
+        assert_eq!(inner.order.len(), CAPACITY_BYTES / each);
+        drop(inner);
+        assert!(cache.get(&id(39)).is_some() && cache.get(&id(0)).is_none());
+
+        // Small trees: the count bounds it.
+        let cache = TreeCache::default();
+        let small = folder(3);
+        for n in 0..=255u8 {
+            cache.insert(id(n), small.clone());
+        }
+        cache.insert(
+            ChunkId {
+                token: Token([1; 32]),
+                variant: 1,
+            },
+            small,
+        );
+        assert_eq!(cache.lock().order.len(), CAPACITY);
+
+        // A tree larger than the whole cache is not kept.
+        let cache = TreeCache::default();
+        cache.insert(id(1), folder(200_000));
+        assert!(cache.get(&id(1)).is_none());
     }
 }

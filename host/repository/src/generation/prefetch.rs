@@ -13,9 +13,10 @@
 //! directory, its subdirectories go on top of the stack of trees to read,
 //! and each tree read puts its own subdirectories on top. So the trees
 //! read next are those the walk reaches next. It stays at most
-//! [`MAX_AHEAD`] trees ahead of the walk (it knows where the walk is by
-//! the trees of the directories the walk lists), so that the tree cache
-//! never drops what it read before the walk gets there.
+//! [`MAX_AHEAD`] trees, and [`MAX_AHEAD_BYTES`] of them decoded, ahead of
+//! the walk (it knows where the walk is by the trees of the directories
+//! the walk lists), so that the tree cache never drops what it read
+//! before the walk gets there.
 //!
 //! A tree read ahead that fails is not reported here: the walk reads it
 //! again itself, and reports what went wrong then.
@@ -38,6 +39,11 @@ const MAX_AHEAD: usize = 48;
 /// the walk's time in a no-change backup's profile).
 const WAKE_AT: usize = MAX_AHEAD / 2;
 
+/// The most bytes of trees (decoded) read ahead of the walk: half the
+/// tree cache, which keeps the trees the walk is in too (folders of
+/// 10,000 files are 4 MB each: 8 ahead).
+const MAX_AHEAD_BYTES: usize = crate::tree_cache::CAPACITY_BYTES / 2;
+
 /// The most trees waiting; when more wait, those the walk reaches last
 /// are dropped.
 const MAX_WAITING: usize = 256;
@@ -51,8 +57,10 @@ struct Waiting {
     /// Trees to read, the next on top.
     stack: Vec<ChunkId>,
     /// The trees read that the walk has not listed yet, in the order read
-    /// (the walk's order).
-    ahead: VecDeque<ChunkId>,
+    /// (the walk's order), with the bytes each holds decoded.
+    ahead: VecDeque<(ChunkId, usize)>,
+    /// The bytes of the trees `ahead`.
+    ahead_bytes: usize,
     /// Trees whose subdirectories were put on the stack already.
     seen: HashSet<ChunkId>,
     stop: bool,
@@ -61,6 +69,23 @@ struct Waiting {
 }
 
 impl Waiting {
+    /// Whether the reading is as far ahead of the walk as it may be.
+    fn far_enough(&self) -> bool {
+        self.ahead.len() >= MAX_AHEAD || self.ahead_bytes >= MAX_AHEAD_BYTES
+    }
+
+    /// Whether the walk has caught up enough to wake the reading.
+    fn caught_up(&self) -> bool {
+        self.ahead.len() <= WAKE_AT && self.ahead_bytes <= MAX_AHEAD_BYTES / 2
+    }
+
+    /// The walk has passed the first `n` trees read ahead.
+    fn passed(&mut self, n: usize) {
+        for (_, bytes) in self.ahead.drain(..n.min(self.ahead.len())) {
+            self.ahead_bytes -= bytes;
+        }
+    }
+
     /// Put `trees` (in the walk's order) on top of the stack.
     fn push(&mut self, trees: impl Iterator<Item = ChunkId>) {
         let from = self.stack.len();
@@ -108,29 +133,29 @@ impl TreePrefetcher {
     pub(crate) fn listed(&self, id: Option<ChunkId>, entries: &[crate::tree::TreeEntry]) {
         let (lock, ready) = &*self.waiting;
         let mut w = lock.lock().unwrap_or_else(|e| e.into_inner());
-        match id.and_then(|id| w.ahead.iter().position(|a| *a == id)) {
+        match id.and_then(|id| w.ahead.iter().position(|(a, _)| *a == id)) {
             // The walk got here: what was read before it is behind it
             // now, and its subdirectories wait on the stack already.
-            Some(at) => drop(w.ahead.drain(..=at)),
+            Some(at) => w.passed(at + 1),
             // Not read ahead: the walk is ahead of the reading, or off
             // its path (a new directory). Its subdirectories come first
             // now; and the oldest tree read ahead is taken to be behind
             // the walk, so that trees the walk never lists (excluded,
             // deleted) cannot stop the reading for good.
             None => {
-                w.ahead.pop_front();
+                w.passed(1);
                 w.push(subdirectories(entries));
             }
         }
-        if w.asleep && w.ahead.len() <= WAKE_AT {
+        if w.asleep && w.caught_up() {
             ready.notify_one();
         }
     }
 }
 
 /// The reading thread: read the tree on top of the stack and put its
-/// subdirectories on top, while it is less than [`MAX_AHEAD`] trees ahead
-/// of the walk.
+/// subdirectories on top, while it is less than [`MAX_AHEAD`] trees (and
+/// [`MAX_AHEAD_BYTES`]) ahead of the walk.
 fn read_ahead(repo: &Repository, waiting: &(Mutex<Waiting>, Condvar)) {
     let (lock, ready) = waiting;
     loop {
@@ -140,7 +165,7 @@ fn read_ahead(repo: &Repository, waiting: &(Mutex<Waiting>, Condvar)) {
                 if w.stop {
                     return;
                 }
-                if w.ahead.len() < MAX_AHEAD {
+                if !w.far_enough() {
                     if let Some(id) = w.stack.pop() {
                         break id;
                     }
@@ -156,7 +181,9 @@ fn read_ahead(repo: &Repository, waiting: &(Mutex<Waiting>, Condvar)) {
                 if w.seen.len() >= MAX_SEEN {
                     w.seen.clear();
                 }
-                w.ahead.push_back(id);
+                let bytes = tree.memory_bytes();
+                w.ahead.push_back((id, bytes));
+                w.ahead_bytes += bytes;
                 // A tree met again (identical folders) is not walked again.
                 if w.seen.insert(id) {
                     w.push(subdirectories(&tree.entries));

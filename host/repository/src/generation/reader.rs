@@ -10,7 +10,46 @@ use crate::ids::ChunkId;
 use crate::tree::{EntryKind, Tree, TreeEntry};
 use crate::Repository;
 
+/// Folders whose trees a reader keeps by path, at most.
 const READER_CACHE: usize = 64;
+
+/// Bytes of those trees (decoded, [`Tree::memory_bytes`]) a reader keeps
+/// at most: a walk needs the folders on its way down, not 64 folders of
+/// 10,000 files (200 MB, which a restore of such a tree held).
+const READER_CACHE_BYTES: usize = 32 << 20;
+
+/// The trees a reader keeps by path (slash-joined), oldest first, with
+/// the bytes each holds.
+#[derive(Default)]
+struct ReaderCache {
+    found: VecDeque<(Vec<u8>, Found, usize)>,
+    bytes: usize,
+}
+
+impl ReaderCache {
+    fn get(&self, key: &[u8]) -> Option<Found> {
+        self.found
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, f, _)| f.clone())
+    }
+
+    /// Keep `found`, dropping the oldest past [`READER_CACHE`] folders or
+    /// [`READER_CACHE_BYTES`]; the newest is kept whatever its size (the
+    /// walk is in it).
+    fn keep(&mut self, key: Vec<u8>, found: Found) {
+        let bytes = found.tree.memory_bytes();
+        self.found.push_back((key, found, bytes));
+        self.bytes += bytes;
+        while self.found.len() > READER_CACHE
+            || (self.bytes > READER_CACHE_BYTES && self.found.len() > 1)
+        {
+            if let Some((_, _, old)) = self.found.pop_front() {
+                self.bytes -= old;
+            }
+        }
+    }
+}
 
 /// The ids of the trees on the way from the root to a directory, the
 /// directory's own last: shared between a directory and its children, so
@@ -59,7 +98,7 @@ struct Found {
 pub struct GenerationReader {
     repo: Arc<Repository>,
     generation: Generation,
-    cache: Mutex<VecDeque<(Vec<u8>, Found)>>,
+    cache: Mutex<ReaderCache>,
 }
 
 impl GenerationReader {
@@ -68,7 +107,7 @@ impl GenerationReader {
         GenerationReader {
             repo,
             generation,
-            cache: Mutex::new(VecDeque::new()),
+            cache: Mutex::new(ReaderCache::default()),
         }
     }
 
@@ -78,16 +117,17 @@ impl GenerationReader {
     }
 
     fn cached(&self, key: &[u8]) -> Option<Found> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.iter().find(|(k, _)| k == key).map(|(_, f)| f.clone())
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
     }
 
     fn remember(&self, key: Vec<u8>, found: Found) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= READER_CACHE {
-            cache.pop_front();
-        }
-        cache.push_back((key, found));
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keep(key, found);
     }
 
     /// The tree of the directory at `parts` (the root for none), or `None`
@@ -197,5 +237,47 @@ impl GenerationReader {
     /// rather than copied).
     pub fn dir(&self, path: &[u8]) -> RepoResult<Option<Arc<Tree>>> {
         self.tree(&components(path)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(files: usize) -> Found {
+        let entries = (0..files)
+            .map(|i| TreeEntry::bare_dir(format!("folder entry {i}").as_bytes()))
+            .collect();
+        Found {
+            tree: Arc::new(Tree { entries }),
+            ancestry: None,
+        }
+    }
+
+    /// A reader keeps the folders on a walk's way, not dozens of large
+    /// ones: at most its bytes of trees, and always the newest.
+    #[test]
+    fn a_reader_keeps_at_most_its_bytes_of_folders_and_the_newest() {
+        let big = folder(10_000);
+        let each = big.tree.memory_bytes();
+        let mut cache = ReaderCache::default();
+        for n in 0..40u32 {
+            cache.keep(n.to_le_bytes().to_vec(), big.clone());
+        }
+        assert!(cache.bytes <= READER_CACHE_BYTES, "{}", cache.bytes);
+        assert_eq!(cache.found.len(), READER_CACHE_BYTES / each);
+        assert!(cache.get(&39u32.to_le_bytes()).is_some());
+        assert!(cache.get(&0u32.to_le_bytes()).is_none());
+
+        let huge = folder(200_000);
+        cache.keep(b"huge".to_vec(), huge);
+        assert_eq!(cache.found.len(), 1, "the newest alone");
+        assert!(cache.get(b"huge").is_some());
+
+        let mut cache = ReaderCache::default();
+        for n in 0..100u32 {
+            cache.keep(n.to_le_bytes().to_vec(), folder(2));
+        }
+        assert_eq!(cache.found.len(), READER_CACHE);
     }
 }
