@@ -22,10 +22,52 @@ use super::index_cache::{IndexCache, BATCH_ENTRIES};
 use super::storage::StorageError;
 use super::Repository;
 
-/// Index objects read at once when loading the index: on a remote store
-/// each is a round trip. They are held until decoded, and a consolidated
-/// one is about a megabyte per gigabyte of new data, so not too many.
-pub(crate) const INDEX_READ_WINDOW: usize = 16;
+/// Index objects read at once when loading the index, at most: on a
+/// remote store each is a round trip.
+const INDEX_READ_WINDOW: usize = 16;
+
+/// Bytes of index objects (decoded by the filters) held at once while
+/// they are read, about: a merged object of 2^18 entries is 14 MB, and
+/// sixteen of those were 220 MB.
+const INDEX_READ_BYTES: usize = 32 << 20;
+
+/// How many index objects to read at once: many while they are small
+/// (backups' own, a few kilobytes), few once they are large (merged ones),
+/// so that what is held stays near [`INDEX_READ_BYTES`]. It starts at 2
+/// and follows the average size of the objects read so far (the names do
+/// not tell the sizes: a window of small ones may still hold a few large
+/// ones, at most [`INDEX_READ_WINDOW`] of them).
+pub(crate) struct IndexReadWindow {
+    objects: usize,
+    read: usize,
+    bytes: usize,
+}
+
+impl IndexReadWindow {
+    pub(crate) fn new() -> Self {
+        IndexReadWindow {
+            objects: 2,
+            read: 0,
+            bytes: 0,
+        }
+    }
+
+    /// The next window of `names`, from `at`: as many as the window holds.
+    pub(crate) fn next<'a>(&self, names: &'a [String], at: usize) -> &'a [String] {
+        let from = at.min(names.len());
+        &names[from..(from + self.objects).min(names.len())]
+    }
+
+    /// Objects of `bytes` each were read (a failed read counts none).
+    pub(crate) fn read(&mut self, bytes: impl IntoIterator<Item = usize>) {
+        for b in bytes {
+            self.read += 1;
+            self.bytes += b;
+        }
+        let average = self.bytes / self.read.max(1);
+        self.objects = (INDEX_READ_BYTES / average.max(1)).clamp(1, INDEX_READ_WINDOW);
+    }
+}
 
 /// Lock `m`, whether or not a thread panicked holding it.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -252,10 +294,17 @@ impl Repository {
         for listing in 0..3 {
             let mut gone = false;
             // Read a window at a time, many at once (a new machine's first
-            // run reads one index object per backup ever made).
-            for window in new.chunks(INDEX_READ_WINDOW) {
+            // run reads one index object per backup ever made), few if
+            // they are large.
+            let mut reading = IndexReadWindow::new();
+            let mut at = 0;
+            while at < new.len() {
+                let window = reading.next(&new, at);
+                at += window.len();
                 let keys: Vec<String> = window.iter().map(|n| format!("index/{n}")).collect();
-                for ((name, key), data) in window.iter().zip(&keys).zip(self.read_objects(&keys)) {
+                let read = self.read_objects(&keys);
+                reading.read(read.iter().filter_map(|r| r.as_ref().ok().map(Vec::len)));
+                for ((name, key), data) in window.iter().zip(&keys).zip(read) {
                     known.insert(name.clone());
                     let data = match data {
                         Ok(data) => data,
@@ -371,5 +420,29 @@ impl Repository {
     /// a backup may refer to without storing it again).
     pub fn has_chunk(&self, id: &ChunkId) -> bool {
         self.ensure_index_or_log() && self.catalog.read().has_kept(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many small index objects are read many at once, large ones a few
+    /// at a time, so that what is held stays near its bytes.
+    #[test]
+    fn the_index_read_window_follows_the_size_of_the_objects() {
+        let names: Vec<String> = (0..100).map(|n| n.to_string()).collect();
+        let mut window = IndexReadWindow::new();
+        assert_eq!(window.next(&names, 0).len(), 2, "it starts small");
+        window.read([4_000; 2]);
+        assert_eq!(window.next(&names, 4), &names[4..20]);
+        assert_eq!(window.next(&names, 95).len(), 5, "not past the end");
+        assert!(window.next(&names, 100).is_empty());
+
+        let mut window = IndexReadWindow::new();
+        window.read([14 << 20; 2]);
+        assert_eq!(window.next(&names, 4).len(), 2);
+        window.read([60 << 20; 10]);
+        assert_eq!(window.next(&names, 14).len(), 1, "at least one");
     }
 }

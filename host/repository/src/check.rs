@@ -170,9 +170,15 @@ impl Repository {
                 None => unread.push(name),
             }
         }
-        for window in unread.chunks(crate::catalog::INDEX_READ_WINDOW) {
+        let mut reading = crate::catalog::IndexReadWindow::new();
+        let mut at = 0;
+        while at < unread.len() {
+            let window = reading.next(&unread, at);
+            at += window.len();
             let keys: Vec<String> = window.iter().map(|n| format!("index/{n}")).collect();
-            for ((name, key), data) in window.iter().zip(&keys).zip(self.read_objects(&keys)) {
+            let read = self.read_objects(&keys);
+            reading.read(read.iter().filter_map(|r| r.as_ref().ok().map(Vec::len)));
+            for ((name, key), data) in window.iter().zip(&keys).zip(read) {
                 let problem = match data {
                     Ok(data) => index::decode(&mut index::Index::default(), &data)
                         .err()
