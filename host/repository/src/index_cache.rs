@@ -315,12 +315,24 @@ impl IndexCache {
     pub fn add_batch(
         &self,
         index: &mut Index,
-        entries: Vec<(IndexEntry, u32)>,
+        mut entries: Vec<(IndexEntry, u32)>,
         objects: &[(String, u64)],
     ) {
         if objects.is_empty() {
             return;
         }
+        // In the segment's order (pack ids order as the segment's pack
+        // numbers do), sorted where they are: the segment is then written
+        // as they come, not from a sorted copy (64 MB for a batch of 2^20
+        // entries, a new machine's first run's peak).
+        entries.sort_unstable_by_key(|(e, object)| {
+            (
+                e.id,
+                index.pack_id(e.location.pack),
+                e.location.offset,
+                *object,
+            )
+        });
         let segment =
             match build_segment(index, entries.iter().copied(), objects, self.dir.as_deref()) {
                 Ok(segment) => segment,
