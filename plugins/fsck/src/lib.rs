@@ -32,8 +32,8 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use plugin_api::checksum::ContentCheck;
 use plugin_api::names::check_entry_name;
@@ -75,10 +75,9 @@ struct Report {
     lines: Mutex<Vec<String>>,
 }
 
-/// Files checked together (on [`verify_threads`] threads) while the walk
-/// of a generation waits: enough that starting the threads costs nothing
-/// beside checking them, few enough to hold little memory.
-const FILE_BATCH: usize = 4096;
+/// Files the walk of a generation finds before they are checked, at most
+/// (about 500 bytes each).
+const FILE_QUEUE: usize = 4096;
 
 /// Threads that verify files at once: the chunks are read and decoded
 /// (decrypted, decompressed) and hashed, which keeps every processor busy.
@@ -168,14 +167,46 @@ impl Checker {
         }
     }
 
-    /// Walk a generation's folders, and check its files a batch at a
-    /// time ([`FILE_BATCH`]) as the walk finds them: memory follows the
-    /// largest folder, not the generation (gathering every file first held
-    /// about 500 bytes a file: 660 MB for a million). The files of a
+    /// Walk a generation's folders, and have [`verify_threads`] threads
+    /// check its files as the walk finds them, through a queue of at most
+    /// [`FILE_QUEUE`] files: memory follows the largest folder, not the
+    /// generation (gathering every file first held about 500 bytes a
+    /// file: 660 MB for a million), and no thread waits for another but
+    /// at the generation's end (checking in batches, the walk waiting for
+    /// each, left a processor idle at each batch's tail). The files of a
     /// folder found clean before (`clean_dirs`) are not checked again.
     fn check_generation(&self, ctx: &Context<'_>, client: &str, reader: &GenerationReader) {
         let gen = reader.info().id;
-        let mut batch = Batch::default();
+        let (queue, jobs) = std::sync::mpsc::sync_channel::<FileJob>(FILE_QUEUE);
+        let jobs = Mutex::new(jobs);
+        std::thread::scope(|scope| {
+            for _ in 0..verify_threads() {
+                scope.spawn(|| loop {
+                    let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((path, entry, folder)) = job else {
+                        break;
+                    };
+                    let good = self.check_file(client, &gen, &path, &entry);
+                    self.done_with_file(&folder, good);
+                });
+            }
+            self.walk_generation(ctx, client, &gen, reader, &queue);
+            // The threads end once the queue is empty and closed.
+            drop(queue);
+        });
+    }
+
+    /// The walk of [`check_generation`](Self::check_generation): each
+    /// file to check goes to `queue`.
+    fn walk_generation(
+        &self,
+        ctx: &Context<'_>,
+        client: &str,
+        gen: &str,
+        reader: &GenerationReader,
+        queue: &std::sync::mpsc::SyncSender<FileJob>,
+    ) {
+        let mut queued = 0u64;
         let mut stack = vec![PathBuf::from("/")];
         while let Some(dir) = stack.pop() {
             // An error here is one list_dir meets, and reports, too.
@@ -201,12 +232,25 @@ impl Checker {
                     continue;
                 }
             };
-            let folder = batch.folders.len();
-            let mut names_good = true;
             let mut seen = CleanFolder {
                 files: 0,
                 leaf: true,
             };
+            for entry in &entries {
+                match entry.kind {
+                    EntryKind::Dir => seen.leaf = false,
+                    EntryKind::File => seen.files += 1,
+                    _ => {}
+                }
+            }
+            // One more pending than its files, taken back when its
+            // listing is done: the folder is not found clean before.
+            let folder = Arc::new(Folder {
+                id: id.filter(|_| !known_clean),
+                seen,
+                pending: AtomicU64::new(1),
+                good: AtomicBool::new(true),
+            });
             for entry in entries {
                 // A name that is not a file name would make a path that
                 // is not below `dir` (`/` joined to anything is `/`).
@@ -216,73 +260,58 @@ impl Checker {
                         dir.display(),
                         String::from_utf8_lossy(&entry.name)
                     ));
-                    names_good = false;
+                    folder.good.store(false, Ordering::Relaxed);
                     continue;
                 }
                 let path = dir.join(OsStr::from_bytes(&entry.name));
-                match entry.kind {
-                    EntryKind::Dir => seen.leaf = false,
-                    EntryKind::File => seen.files += 1,
-                    _ => {}
-                }
                 match entry.kind {
                     EntryKind::Dir => stack.push(path),
                     EntryKind::File if known_clean => {
                         self.report.files.fetch_add(1, Ordering::Relaxed);
                     }
-                    EntryKind::File => batch.files.push((path, entry, folder)),
+                    EntryKind::File => {
+                        folder.pending.fetch_add(1, Ordering::Relaxed);
+                        if let Err(std::sync::mpsc::SendError((path, entry, folder))) =
+                            queue.send((path, entry, folder.clone()))
+                        {
+                            // No thread left to check it: check it here.
+                            let good = self.check_file(client, gen, &path, &entry);
+                            self.done_with_file(&folder, good);
+                        }
+                        queued += 1;
+                        if queued.is_multiple_of(64) {
+                            ctx.status(&format!(
+                                "{} checked",
+                                plugin_api::human::count(
+                                    self.report.files.load(Ordering::Relaxed),
+                                    "file",
+                                    "files"
+                                )
+                            ));
+                        }
+                    }
                     _ => {}
                 }
             }
-            if let Some(id) = id.filter(|_| !known_clean) {
-                batch.folders.push((id, seen, AtomicBool::new(names_good)));
-            }
-            if batch.files.len() >= FILE_BATCH {
-                self.check_batch(ctx, client, &gen, &mut batch);
-            }
+            self.done_with_file(&folder, true);
         }
-        self.check_batch(ctx, client, &gen, &mut batch);
     }
 
-    /// Check the files of `batch` on [`verify_threads`] threads, remember
-    /// its folders whose files were all good, and empty it.
-    fn check_batch(&self, ctx: &Context<'_>, client: &str, gen: &str, batch: &mut Batch) {
-        let next = AtomicUsize::new(0);
-        let work = |show: Option<&Context<'_>>| loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some((path, entry, folder)) = batch.files.get(i) else {
-                break;
-            };
-            if !self.check_file(client, gen, path, entry) {
-                if let Some((_, _, good)) = batch.folders.get(*folder) {
-                    good.store(false, Ordering::Relaxed);
-                }
-            }
-            if let Some(ctx) = show.filter(|_| i.is_multiple_of(64)) {
-                ctx.status(&format!(
-                    "{} checked",
-                    plugin_api::human::count(
-                        self.report.files.load(Ordering::Relaxed),
-                        "file",
-                        "files"
-                    )
-                ));
-            }
-        };
-        std::thread::scope(|scope| {
-            for _ in 1..verify_threads().min(batch.files.len()) {
-                scope.spawn(|| work(None));
-            }
-            // This thread works too, and alone shows progress.
-            work(Some(ctx));
-        });
-        let mut clean = self.clean_dirs.lock().unwrap_or_else(|e| e.into_inner());
-        for (id, seen, good) in batch.folders.drain(..) {
-            if good.into_inner() {
-                clean.insert(id, seen);
+    /// One of a folder's pending checks is done (`good` or not); the last
+    /// makes a good folder known clean.
+    fn done_with_file(&self, folder: &Folder, good: bool) {
+        if !good {
+            folder.good.store(false, Ordering::Relaxed);
+        }
+        if folder.pending.fetch_sub(1, Ordering::AcqRel) == 1 && folder.good.load(Ordering::Acquire)
+        {
+            if let Some(id) = folder.id {
+                self.clean_dirs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, folder.seen);
             }
         }
-        batch.files.clear();
     }
 
     /// Check one file; whether it is good.
@@ -365,15 +394,18 @@ impl Checker {
     }
 }
 
-/// The files found in a generation's walk, to be checked together, and
-/// the folders they are in.
-#[derive(Default)]
-struct Batch {
-    /// Each file, with its folder's place in `folders`.
-    files: Vec<(PathBuf, Entry, usize)>,
-    /// The folders walked since the last batch, each with what it holds
-    /// and whether all its entries are good so far.
-    folders: Vec<(TreeId, CleanFolder, AtomicBool)>,
+/// A file to check, with its folder.
+type FileJob = (PathBuf, Entry, Arc<Folder>);
+
+/// A folder whose files are being checked.
+struct Folder {
+    /// Its id, if it is to be remembered when found clean.
+    id: Option<TreeId>,
+    seen: CleanFolder,
+    /// Its files not checked yet, and one for its listing.
+    pending: AtomicU64,
+    /// Whether all its entries were good so far.
+    good: AtomicBool,
 }
 
 /// What a folder found good holds.
