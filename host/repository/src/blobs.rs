@@ -107,8 +107,15 @@ impl Repository {
     /// reads each directory of the previous generation twice (to compare
     /// with, and to build on).
     pub fn get_tree(&self, id: &ChunkId) -> RepoResult<Arc<Tree>> {
-        if let Some(tree) = self.caches.trees.get(id) {
-            return Ok(tree);
+        self.get_tree_sized(id).map(|(tree, _)| tree)
+    }
+
+    /// Read a tree object, as [`get_tree`](Self::get_tree), with what it
+    /// holds decoded ([`Tree::memory_bytes`]): for a caller that bounds
+    /// what it keeps by that, counted once per tree read.
+    pub fn get_tree_sized(&self, id: &ChunkId) -> RepoResult<(Arc<Tree>, usize)> {
+        if let Some(found) = self.caches.trees.get_sized(id) {
+            return Ok(found);
         }
         let bytes = self.get_blob(id, BlobKind::Tree)?;
         let len = bytes.len();
@@ -117,8 +124,8 @@ impl Repository {
         // folders).
         tracing::trace!("read tree/{id} ({len} bytes)");
         let tree = Arc::new(self.decode_tree(id, &bytes)?);
-        self.caches.trees.insert(*id, tree.clone());
-        Ok(tree)
+        let size = self.caches.trees.insert(*id, tree.clone());
+        Ok((tree, size))
     }
 
     /// How many trees were read from the store and kept, so far.

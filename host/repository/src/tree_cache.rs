@@ -29,7 +29,8 @@ pub(crate) struct TreeCache(Mutex<Inner>);
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<ChunkId, Arc<Tree>>,
+    /// Each tree with what it holds decoded ([`Tree::memory_bytes`]).
+    map: HashMap<ChunkId, (Arc<Tree>, usize)>,
     /// Oldest first, with each tree's size.
     order: VecDeque<(ChunkId, usize)>,
     bytes: usize,
@@ -40,19 +41,26 @@ struct Inner {
 impl TreeCache {
     /// The tree `id`, if it is here.
     pub fn get(&self, id: &ChunkId) -> Option<Arc<Tree>> {
+        self.get_sized(id).map(|(tree, _)| tree)
+    }
+
+    /// The tree `id` with what it holds decoded, if it is here.
+    pub fn get_sized(&self, id: &ChunkId) -> Option<(Arc<Tree>, usize)> {
         self.lock().map.get(id).cloned()
     }
 
     /// Keep a tree (not one that would take more than the whole cache:
-    /// a folder of over 150,000 files).
-    pub fn insert(&self, id: ChunkId, tree: Arc<Tree>) {
+    /// a folder of over 150,000 files). Returns what it holds decoded, so
+    /// that the caller's own bounds need not count it again (a pass over
+    /// every entry).
+    pub fn insert(&self, id: ChunkId, tree: Arc<Tree>) -> usize {
         let bytes = tree.memory_bytes();
         if bytes > CAPACITY_BYTES {
-            return;
+            return bytes;
         }
         let mut inner = self.lock();
         inner.inserted += 1;
-        if inner.map.insert(id, tree).is_none() {
+        if inner.map.insert(id, (tree, bytes)).is_none() {
             inner.order.push_back((id, bytes));
             inner.bytes += bytes;
             while inner.order.len() > CAPACITY || inner.bytes > CAPACITY_BYTES {
@@ -63,6 +71,7 @@ impl TreeCache {
                 inner.bytes -= size;
             }
         }
+        bytes
     }
 
     /// How many trees were offered to the cache so far.

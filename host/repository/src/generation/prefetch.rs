@@ -175,13 +175,12 @@ fn read_ahead(repo: &Repository, waiting: &(Mutex<Waiting>, Condvar)) {
                 w.asleep = false;
             }
         };
-        match repo.get_tree(&id) {
-            Ok(tree) => {
+        match repo.get_tree_sized(&id) {
+            Ok((tree, bytes)) => {
                 let mut w = lock.lock().unwrap_or_else(|e| e.into_inner());
                 if w.seen.len() >= MAX_SEEN {
                     w.seen.clear();
                 }
-                let bytes = tree.memory_bytes();
                 w.ahead.push_back((id, bytes));
                 w.ahead_bytes += bytes;
                 // A tree met again (identical folders) is not walked again.

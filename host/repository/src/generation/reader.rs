@@ -38,7 +38,7 @@ impl ReaderCache {
     /// [`READER_CACHE_BYTES`]; the newest is kept whatever its size (the
     /// walk is in it).
     fn keep(&mut self, key: Vec<u8>, found: Found) {
-        let bytes = found.tree.memory_bytes();
+        let bytes = found.bytes;
         self.found.push_back((key, found, bytes));
         self.bytes += bytes;
         while self.found.len() > READER_CACHE
@@ -85,6 +85,8 @@ impl Ancestry {
 #[derive(Clone)]
 struct Found {
     tree: Arc<Tree>,
+    /// What `tree` holds decoded ([`Tree::memory_bytes`]).
+    bytes: usize,
     ancestry: Option<Arc<Ancestry>>,
 }
 
@@ -146,8 +148,10 @@ impl GenerationReader {
             Some(found) => (found, parts.len() - 1),
             None => {
                 let root = self.generation.root.0;
+                let (tree, bytes) = self.repo.get_tree_sized(&root)?;
                 let found = Found {
-                    tree: self.repo.get_tree(&root)?,
+                    tree,
+                    bytes,
                     ancestry: Some(Arc::new(Ancestry {
                         id: root,
                         parent: None,
@@ -178,14 +182,17 @@ impl GenerationReader {
                             ),
                         ));
                     }
+                    let (tree, bytes) = self.repo.get_tree_sized(&id)?;
                     Found {
-                        tree: self.repo.get_tree(&id)?,
+                        tree,
+                        bytes,
                         ancestry: Some(ancestry.child(id)),
                     }
                 }
                 // An empty folder, stored without a tree of its own.
                 (None, _) | (_, None) => Found {
                     tree: Arc::new(Tree::default()),
+                    bytes: 0,
                     ancestry: None,
                 },
             };
@@ -248,8 +255,10 @@ mod tests {
         let entries = (0..files)
             .map(|i| TreeEntry::bare_dir(format!("folder entry {i}").as_bytes()))
             .collect();
+        let tree = Tree { entries };
         Found {
-            tree: Arc::new(Tree { entries }),
+            bytes: tree.memory_bytes(),
+            tree: Arc::new(tree),
             ancestry: None,
         }
     }
@@ -259,7 +268,7 @@ mod tests {
     #[test]
     fn a_reader_keeps_at_most_its_bytes_of_folders_and_the_newest() {
         let big = folder(10_000);
-        let each = big.tree.memory_bytes();
+        let each = big.bytes;
         let mut cache = ReaderCache::default();
         for n in 0..40u32 {
             cache.keep(n.to_le_bytes().to_vec(), big.clone());
