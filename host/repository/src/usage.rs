@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use crate::error::RepoResult;
 use crate::ids::ObjectId;
-use crate::prune::referenced::{Referenced, Used};
+use crate::prune::referenced::{Buckets, Referenced, Used};
 use crate::prune::verdict;
 use crate::Repository;
 
@@ -66,12 +66,21 @@ pub struct Usage {
     pub missing_blobs: u64,
 }
 
+/// Clients walked and not yet measured, as pairs of a blob's key
+/// ([`Used::key`]) and the client's number, at most this many (16 bytes
+/// each: 32 MiB) but for a single client with more blobs. A client's
+/// stored bytes come from a pass over the index; with one pass per client,
+/// 101 clients of a repository of a million chunks took 8 s, and a
+/// thousand clients would take a thousand passes. One pass measures all
+/// the clients of a batch.
+const BATCH_PAIRS: usize = if cfg!(test) { 300 } else { 1 << 21 };
+
 impl Repository {
-    /// Measure the repository's space (see the module's docs). Each
-    /// client's blobs are measured as soon as its generations are walked,
-    /// and dropped: what it holds is the blobs of all clients and of one
-    /// (8 to 16 bytes a blob each), however many clients there are, at
-    /// the cost of one pass over the index per client.
+    /// Measure the repository's space (see the module's docs). Clients
+    /// are walked one after the other, and measured by batches (see
+    /// [`BATCH_PAIRS`]): what it holds is the blobs of all clients (8 to
+    /// 16 bytes a blob) and a batch, and it passes over the index once a
+    /// batch, and once more for the repository's figures.
     pub fn usage(&self) -> RepoResult<Usage> {
         self.load_index()?;
         let mut names = self.clients()?;
@@ -82,6 +91,7 @@ impl Repository {
         let stored_before: HashSet<ObjectId> = self.stored_packs()?;
         let mut all = Used::default();
         let mut clients = Vec::with_capacity(names.len());
+        let mut batch: Vec<(u64, u32)> = Vec::new();
         for name in names {
             let gens = self.generations(&name)?;
             let mut mine = Referenced::default();
@@ -90,16 +100,9 @@ impl Repository {
             }
             mine.blobs.settle();
             all.extend(&mine.blobs);
+            let number = clients.len() as u32;
+            batch.extend(mine.blobs.keys().map(|key| (key, number)));
             let latest = gens.last();
-            let mut stored_bytes = 0;
-            let index = self.catalog.read();
-            index.for_each_blob(|id, places| {
-                if mine.blobs.contains(&id) {
-                    if let Some(length) = verdict::used_length(&index, places, &stored_before) {
-                        stored_bytes += u64::from(length);
-                    }
-                }
-            })?;
             clients.push(ClientUsage {
                 name,
                 generations: gens.len() as u64,
@@ -108,9 +111,13 @@ impl Repository {
                 latest_bytes: latest.map_or(0, |g| g.data_size),
                 logical_bytes: gens.iter().map(|g| g.data_size).sum(),
                 blobs: mine.blobs.len() as u64,
-                stored_bytes,
+                stored_bytes: 0,
             });
+            if batch.len() >= BATCH_PAIRS {
+                self.measure_batch(&mut batch, &mut clients, &stored_before)?;
+            }
         }
+        self.measure_batch(&mut batch, &mut clients, &stored_before)?;
         all.settle();
         let stored: HashSet<ObjectId> = self.stored_packs()?;
         let index = self.catalog.read();
@@ -136,5 +143,40 @@ impl Repository {
             }
         }
         Ok(usage)
+    }
+
+    /// Add to each client of `batch` the stored bytes of its blobs, in one
+    /// pass over the index, and empty the batch.
+    fn measure_batch(
+        &self,
+        batch: &mut Vec<(u64, u32)>,
+        clients: &mut [ClientUsage],
+        stored: &HashSet<ObjectId>,
+    ) -> RepoResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.sort_unstable();
+        let buckets = Buckets::of(batch, |&(key, _)| key);
+        let index = self.catalog.read();
+        index.for_each_blob(|id, places| {
+            let key = Used::key(&id);
+            let range = match &buckets {
+                Some(buckets) => buckets.range(key),
+                None => 0..batch.len(),
+            };
+            let part = &batch[range];
+            let from = part.partition_point(|&(k, _)| k < key);
+            let mut length = None;
+            for &(_, client) in part[from..].iter().take_while(|&&(k, _)| k == key) {
+                let length =
+                    *length.get_or_insert_with(|| verdict::used_length(&index, places, stored));
+                if let Some(length) = length {
+                    clients[client as usize].stored_bytes += u64::from(length);
+                }
+            }
+        })?;
+        batch.clear();
+        Ok(())
     }
 }

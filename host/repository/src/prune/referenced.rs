@@ -36,20 +36,54 @@ pub struct Used {
     /// Chunk keys: sorted and once each up to `settled`, as added after.
     chunks: Vec<u64>,
     settled: usize,
-    /// Where the sorted keys of each value of the top [`BUCKET_BITS`]
-    /// bits begin (and, last, the end): a lookup searches a few keys, not
-    /// the whole list (a prune asks of every blob of the index; a plain
-    /// binary search of a million keys made it 7 % slower).
-    starts: Vec<u32>,
+    /// Where the settled keys of each bucket begin: a lookup searches a
+    /// few keys, not the whole list (a prune asks of every blob of the
+    /// index; a plain binary search of a million keys made it 7 % slower).
+    starts: Option<Buckets>,
     trees: HashSet<u64>,
 }
 
-/// The bits of a key that choose its bucket (see `Used::starts`): 256 KiB
+/// The bits of a key that choose its bucket (see [`Buckets`]): 256 KiB
 /// of starts.
 const BUCKET_BITS: u32 = 16;
 
+/// Where the keys of each value of a sorted list's top [`BUCKET_BITS`]
+/// bits begin (and, last, the end): keys are spread evenly (they are
+/// hashes), so each bucket holds a few.
+pub(crate) struct Buckets(Vec<u32>);
+
+impl Buckets {
+    /// The buckets of `sorted`, ordered by `key`; none for a list too long
+    /// to be numbered in 32 bits.
+    pub(crate) fn of<T>(sorted: &[T], key: impl Fn(&T) -> u64) -> Option<Self> {
+        u32::try_from(sorted.len()).ok()?;
+        // Each bucket's start: the first key at or over its value.
+        let mut at = 0;
+        let mut starts: Vec<u32> = (0..1u64 << BUCKET_BITS)
+            .map(|bucket| {
+                while sorted
+                    .get(at)
+                    .is_some_and(|t| key(t) >> (64 - BUCKET_BITS) < bucket)
+                {
+                    at += 1;
+                }
+                at as u32
+            })
+            .collect();
+        starts.push(sorted.len() as u32);
+        Some(Buckets(starts))
+    }
+
+    /// The part of the list where `key` would be.
+    pub(crate) fn range(&self, key: u64) -> std::ops::Range<usize> {
+        let bucket = (key >> (64 - BUCKET_BITS)) as usize;
+        self.0[bucket] as usize..self.0[bucket + 1] as usize
+    }
+}
+
 impl Used {
-    fn key(id: &ChunkId) -> u64 {
+    /// The 8-byte key a blob is kept by.
+    pub(crate) fn key(id: &ChunkId) -> u64 {
         let mut prefix = [0u8; 8];
         prefix.copy_from_slice(&id.token.0[..8]);
         u64::from_le_bytes(prefix) ^ id.variant.rotate_left(32)
@@ -78,35 +112,18 @@ impl Used {
             self.chunks.sort_unstable();
             self.chunks.dedup();
             self.settled = self.chunks.len();
-            self.starts.clear();
+            self.starts = None;
         }
-        if self.starts.is_empty() && u32::try_from(self.chunks.len()).is_ok() {
-            // Each bucket's start: the first key at or over its value.
-            let mut at = 0;
-            self.starts = (0..1u64 << BUCKET_BITS)
-                .map(|bucket| {
-                    while self
-                        .chunks
-                        .get(at)
-                        .is_some_and(|k| k >> (64 - BUCKET_BITS) < bucket)
-                    {
-                        at += 1;
-                    }
-                    at as u32
-                })
-                .collect();
-            self.starts.push(self.chunks.len() as u32);
+        if self.starts.is_none() {
+            self.starts = Buckets::of(&self.chunks, |&k| k);
         }
     }
 
     /// Whether a settled chunk has `key`.
     fn has_settled(&self, key: u64) -> bool {
-        let bucket = (key >> (64 - BUCKET_BITS)) as usize;
-        match (self.starts.get(bucket), self.starts.get(bucket + 1)) {
-            (Some(&from), Some(&to)) => self.chunks[from as usize..to as usize]
-                .binary_search(&key)
-                .is_ok(),
-            _ => self.chunks[..self.settled].binary_search(&key).is_ok(),
+        match &self.starts {
+            Some(buckets) => self.chunks[buckets.range(key)].binary_search(&key).is_ok(),
+            None => self.chunks[..self.settled].binary_search(&key).is_ok(),
         }
     }
 
@@ -127,6 +144,12 @@ impl Used {
             self.push(*key);
         }
         self.trees.extend(other.trees.iter().copied());
+    }
+
+    /// The keys ([`key`](Self::key)) of the blobs in the set, trees
+    /// included (chunks once each after [`settle`](Self::settle)).
+    pub(crate) fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.chunks.iter().chain(&self.trees).copied()
     }
 
     /// How many blobs are in the set (chunks counted once since the last

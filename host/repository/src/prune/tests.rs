@@ -1,5 +1,6 @@
 //! Prune on the engine alone: what a reader that opened the repository
-//! before a prune sees after it, and a second prune with nothing to do.
+//! before a prune sees after it, and a second prune with nothing to do;
+//! and `stats`' measure of each client, which walks as a prune does.
 
 use std::sync::Arc;
 
@@ -8,6 +9,8 @@ use crate::ids::ChunkId;
 use crate::tree::{EntryKind, StoredChunkId, TreeEntry};
 use crate::{OpenOptions, Repository};
 
+use super::referenced::Referenced;
+use super::verdict;
 use super::{PruneOptions, PruneReport};
 
 fn open(dir: &std::path::Path) -> Arc<Repository> {
@@ -34,8 +37,18 @@ fn data(i: u32) -> Vec<u8> {
 
 /// A generation of client `c` holding files `files`, one chunk each.
 fn backup(repo: &Arc<Repository>, files: impl Iterator<Item = u32>) -> (Generation, Vec<ChunkId>) {
-    repo.add_client("c").unwrap();
-    let b = GenerationBuilder::new(repo.clone(), "c", false).unwrap();
+    backup_as(repo, "c", files)
+}
+
+/// A generation of `client` holding files `files`, one chunk each (file
+/// `i`'s content a function of `i` alone, so that clients share chunks).
+fn backup_as(
+    repo: &Arc<Repository>,
+    client: &str,
+    files: impl Iterator<Item = u32>,
+) -> (Generation, Vec<ChunkId>) {
+    repo.add_client(client).unwrap();
+    let b = GenerationBuilder::new(repo.clone(), client, false).unwrap();
     b.put(b"/d", TreeEntry::bare_dir(b"")).unwrap();
     let mut ids = Vec::new();
     for i in files {
@@ -312,4 +325,81 @@ fn a_prune_rewrites_only_the_index_objects_of_the_packs_it_deletes() {
     for id in &runs[1].1 {
         assert!(!fresh.has_chunk(id));
     }
+}
+
+/// The per-client figures as they were measured before batches: a
+/// walk into a set of keys, then a pass over the whole index.
+fn by_index_pass(repo: &Repository, client: &str) -> (u64, u64) {
+    let stored = repo.stored_packs().unwrap();
+    let mut refs = Referenced::default();
+    for g in repo.generations(client).unwrap() {
+        repo.walk_tree(g.root.0, &mut refs).unwrap();
+    }
+    refs.blobs.settle();
+    let mut bytes = 0;
+    let index = repo.catalog.read();
+    index
+        .for_each_blob(|id, places| {
+            if refs.blobs.contains(&id) {
+                if let Some(length) = verdict::used_length(&index, places, &stored) {
+                    bytes += u64::from(length);
+                }
+            }
+        })
+        .unwrap();
+    (refs.blobs.len() as u64, bytes)
+}
+
+/// Clients that share chunks, and chunks stored twice (two runs that
+/// stored the same new data at once): each client's blobs and stored
+/// bytes, measured in batches of clients (here of a few hundred
+/// blobs, so that Alice fills one alone and the others share one),
+/// are what a pass over the whole index for that client alone finds,
+/// and the repository's figures count what the clients share once.
+#[test]
+fn clients_measured_in_batches_are_measured_as_each_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = open(tmp.path());
+    backup_as(&repo, "alice", 0..300);
+    backup_as(&repo, "alice", 100..450);
+    backup_as(&repo, "bob", 200..260);
+    // Two runs store the same 50 new chunks at once, each in its own
+    // packs, before either knows of the other's.
+    let other = open(tmp.path());
+    other.load_index().unwrap();
+    for handle in [&repo, &other] {
+        for i in 1000..1050 {
+            let d = data(i);
+            handle.put_chunk(handle.token(&d), d).unwrap();
+        }
+    }
+    repo.flush().unwrap();
+    other.flush().unwrap();
+    let repo = open(tmp.path());
+    backup_as(&repo, "carol", 1000..1050);
+    backup_as(&repo, "dave", 1000..1050);
+    let twice = {
+        let index = repo.catalog.read();
+        let mut n = 0;
+        index
+            .for_each_blob(|_, places| n += u32::from(places.len() > 1))
+            .unwrap();
+        n
+    };
+    assert_eq!(twice, 50, "chunks with two copies");
+
+    let usage = repo.usage().unwrap();
+    let names: Vec<&str> = usage.clients.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["alice", "bob", "carol", "dave"]);
+    for c in &usage.clients {
+        let (blobs, bytes) = by_index_pass(&repo, &c.name);
+        assert_eq!((c.blobs, c.stored_bytes), (blobs, bytes), "{}", c.name);
+    }
+    let alice = &usage.clients[0];
+    // 450 chunks, the folder's two trees and the two roots.
+    assert_eq!(alice.blobs, 450 + 4, "{alice:?}");
+    assert!(alice.stored_bytes > 450 * 3000, "{alice:?}");
+    // Bob's chunks are all Alice's; Carol's and Dave's the same 50,
+    // and their generations the same two trees: 4 folders, 4 roots.
+    assert_eq!(usage.used_blobs, 450 + 50 + 4 + 4);
 }
