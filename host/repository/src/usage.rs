@@ -78,7 +78,7 @@ const BATCH_PAIRS: usize = if cfg!(test) { 300 } else { 1 << 21 };
 impl Repository {
     /// Measure the repository's space (see the module's docs). Clients
     /// are walked one after the other, and measured by batches (see
-    /// [`BATCH_PAIRS`]): what it holds is the blobs of all clients (8 to
+    /// `BATCH_PAIRS`): what it holds is the blobs of all clients (8 to
     /// 16 bytes a blob) and a batch, and it passes over the index once a
     /// batch, and once more for the repository's figures.
     pub fn usage(&self) -> RepoResult<Usage> {
