@@ -164,19 +164,33 @@ impl Repository {
         folder: &str,
         wanted: impl Fn(&str) -> bool,
     ) -> RepoResult<Vec<(String, T)>> {
-        /// Records read at once: they are small (a generation's is a few
-        /// hundred bytes).
-        const WINDOW: usize = 256;
-        let names: Vec<String> = self
+        let keys: Vec<String> = self
             .storage
             .list(folder)?
             .into_iter()
             .filter(|name| wanted(name))
+            .map(|name| format!("{folder}{name}"))
             .collect();
-        let mut records = Vec::with_capacity(names.len());
-        for window in names.chunks(WINDOW) {
-            let keys: Vec<String> = window.iter().map(|n| format!("{folder}{n}")).collect();
-            for ((name, key), data) in window.iter().zip(&keys).zip(self.read_objects(&keys)) {
+        Ok(self
+            .read_records_at(keys)?
+            .into_iter()
+            .map(|(key, record)| (key[folder.len()..].to_string(), record))
+            .collect())
+    }
+
+    /// Read the JSON records of `keys`, each with its key, as
+    /// [`read_records`](Self::read_records) does: many at once, one gone
+    /// since it was listed skipped.
+    pub(crate) fn read_records_at<T: serde::de::DeserializeOwned>(
+        &self,
+        keys: Vec<String>,
+    ) -> RepoResult<Vec<(String, T)>> {
+        /// Records read at once: they are small (a generation's is a few
+        /// hundred bytes).
+        const WINDOW: usize = 256;
+        let mut records = Vec::with_capacity(keys.len());
+        for window in keys.chunks(WINDOW) {
+            for (key, data) in window.iter().zip(self.read_objects(window)) {
                 let data = match data {
                     Ok(d) => d,
                     Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
@@ -184,7 +198,7 @@ impl Repository {
                 };
                 let record =
                     serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(key, e))?;
-                records.push((name.clone(), record));
+                records.push((key.clone(), record));
             }
         }
         Ok(records)

@@ -92,8 +92,11 @@ impl Repository {
         let mut all = Used::default();
         let mut clients = Vec::with_capacity(names.len());
         let mut batch: Vec<(u64, u32)> = Vec::new();
+        let mut generations = self.all_generations()?;
         for name in names {
-            let gens = self.generations(&name)?;
+            let gens = generations
+                .remove(&self.client_id(&name))
+                .unwrap_or_default();
             let mut mine = Referenced::default();
             for g in &gens {
                 self.walk_tree(g.root.0, &mut mine)?;

@@ -24,6 +24,8 @@
 //! [`Repository::generation`], [`Repository::remove_generation`]); the
 //! reader is in `reader.rs`, the builder in `builder.rs`.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::error::{BadPath, RepoError, RepoResult};
@@ -64,6 +66,11 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// Oldest first: in the order they were committed.
+fn sort_generations(gens: &mut Vec<Generation>) {
+    gens.sort_by(|a, b| (a.seq, a.started, &a.id).cmp(&(b.seq, b.started, &b.id)));
+}
+
 impl Repository {
     fn generation_key(&self, client: &str, id: &str) -> String {
         format!("generations/{}/{id}", self.client_id(client))
@@ -81,9 +88,28 @@ impl Repository {
             .into_iter()
             .map(|(_, gen)| gen)
             .collect();
-        gens.sort_by(|a, b| (a.seq, a.started, &a.id).cmp(&(b.seq, b.started, &b.id)));
+        sort_generations(&mut gens);
         self.load_index_for_generations()?;
         Ok(gens)
+    }
+
+    /// Every client's generations, oldest first, by client id (see
+    /// [`client_id`](Self::client_id)): one listing of `generations/` and
+    /// one of the index, where a call of [`generations`](Self::generations)
+    /// per client makes two listings a client.
+    pub(crate) fn all_generations(&self) -> RepoResult<HashMap<String, Vec<Generation>>> {
+        let keys = self.storage().list_recursive("generations/")?;
+        let mut by_client: HashMap<String, Vec<Generation>> = HashMap::new();
+        for (key, gen) in self.read_records_at::<Generation>(keys)? {
+            let client = key
+                .strip_prefix("generations/")
+                .and_then(|k| k.split_once('/'))
+                .map_or("", |(client, _)| client);
+            by_client.entry(client.to_string()).or_default().push(gen);
+        }
+        by_client.values_mut().for_each(sort_generations);
+        self.load_index_for_generations()?;
+        Ok(by_client)
     }
 
     /// One generation by id.

@@ -13,7 +13,6 @@ use std::collections::HashSet;
 use crate::error::{RepoError, RepoResult};
 use crate::generation::Generation;
 use crate::ids::ChunkId;
-use crate::storage::StorageError;
 use crate::Repository;
 
 use super::PruneStep;
@@ -197,19 +196,10 @@ impl Repository {
             .into_iter()
             .filter(|k| !refs.walked.contains(k))
             .collect();
-        let total = keys.len() as u64;
-        let mut gens = Vec::with_capacity(keys.len());
-        for key in keys {
-            let data = match self.read_object(&key) {
-                Ok(data) => data,
-                // Forgotten since the listing: nothing to keep for it.
-                Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
-                Err(e) => return Err(e),
-            };
-            let gen: Generation =
-                serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
-            gens.push((key, gen));
-        }
+        // Read many at once; one forgotten since the listing is skipped:
+        // nothing to keep for it.
+        let gens: Vec<(String, Generation)> = self.read_records_at(keys)?;
+        let total = gens.len() as u64;
         // A generation is committed after the index objects of what it
         // refers to: once those written until now are loaded, every
         // generation just read is complete in the index.
