@@ -67,7 +67,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// Oldest first: in the order they were committed.
-fn sort_generations(gens: &mut Vec<Generation>) {
+fn sort_generations(gens: &mut [Generation]) {
     gens.sort_by(|a, b| (a.seq, a.started, &a.id).cmp(&(b.seq, b.started, &b.id)));
 }
 
@@ -107,7 +107,9 @@ impl Repository {
                 .map_or("", |(client, _)| client);
             by_client.entry(client.to_string()).or_default().push(gen);
         }
-        by_client.values_mut().for_each(sort_generations);
+        by_client
+            .values_mut()
+            .for_each(|gens| sort_generations(gens));
         self.load_index_for_generations()?;
         Ok(by_client)
     }
