@@ -116,6 +116,14 @@ impl Repository {
 
     /// One generation by id.
     pub fn generation(&self, client: &str, id: &str) -> RepoResult<Generation> {
+        let gen = self.generation_record(client, id)?;
+        self.load_index_for_generations()?;
+        Ok(gen)
+    }
+
+    /// One generation's record, the index left as it is (for removing it,
+    /// which reads nothing it refers to).
+    fn generation_record(&self, client: &str, id: &str) -> RepoResult<Generation> {
         let gen_id = GenerationId::parse(id)
             .map_err(|_| RepoError::NoSuchGeneration(client.into(), id.into()))?;
         let key = self.generation_key(client, gen_id.as_str());
@@ -126,9 +134,7 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        let gen = serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
-        self.load_index_for_generations()?;
-        Ok(gen)
+        serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))
     }
 
     /// Load the index objects written since the index was loaded, after
@@ -149,7 +155,7 @@ impl Repository {
 
     /// Remove a generation (its data stays until unreferenced data is pruned).
     pub fn remove_generation(&self, client: &str, id: &str) -> RepoResult<()> {
-        let gen = self.generation(client, id)?;
+        let gen = self.generation_record(client, id)?;
         self.storage()
             .delete(&self.generation_key(client, &gen.id))?;
         Ok(())
