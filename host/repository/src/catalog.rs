@@ -12,6 +12,7 @@
 //! damaged index objects).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::error::{RepoError, RepoResult};
@@ -101,6 +102,14 @@ pub(crate) struct Catalog {
     cache: IndexCache,
     /// Whether the cache's segments were opened (at the first load).
     opened: Mutex<bool>,
+    /// Listings of `index/` begun, and one more than the number of the
+    /// latest that was loaded in full: see
+    /// [`Repository::generations_covered`].
+    pub(crate) listings_begun: AtomicU64,
+    listings_done: AtomicU64,
+    /// Generation records read, each with the number of the first listing
+    /// of `index/` begun after it was read.
+    generations_read: Mutex<HashMap<String, u64>>,
 }
 
 impl Catalog {
@@ -116,6 +125,9 @@ impl Catalog {
             read_back: Mutex::default(),
             cache,
             opened: Mutex::new(false),
+            listings_begun: AtomicU64::new(0),
+            listings_done: AtomicU64::new(0),
+            generations_read: Mutex::default(),
         }
     }
 
@@ -252,6 +264,33 @@ impl Repository {
     /// again; the others are read, a batch at a time, and written to the
     /// cache as they are (see [`crate::index_cache`]).
     fn load_index_objects(&self, fresh: bool) -> RepoResult<()> {
+        let listing = self.catalog.listings_begun.fetch_add(1, Ordering::SeqCst);
+        self.load_index_listed(fresh)?;
+        self.catalog
+            .listings_done
+            .fetch_max(listing + 1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether the index has loaded what each generation record of `keys`
+    /// refers to, by what this process saw: a generation is committed
+    /// after the index objects of everything it refers to, so a record
+    /// read before a listing of `index/` began is complete in the index
+    /// once that listing is loaded. Records not known so yet are noted as
+    /// read now: a listing begun from here on covers them.
+    pub(crate) fn generations_covered(&self, keys: &[String]) -> bool {
+        let begun = self.catalog.listings_begun.load(Ordering::SeqCst);
+        let done = self.catalog.listings_done.load(Ordering::SeqCst);
+        let mut read = lock(&self.catalog.generations_read);
+        let mut covered = true;
+        for key in keys {
+            let first_after = *read.entry(key.clone()).or_insert(begun);
+            covered &= first_after < done;
+        }
+        covered
+    }
+
+    fn load_index_listed(&self, fresh: bool) -> RepoResult<()> {
         let names = self.storage.list("index/")?;
         let own = self.uploads.written_index_names();
         let mut known = lock(&self.catalog.known);

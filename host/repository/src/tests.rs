@@ -486,6 +486,71 @@ fn finishing_a_folder_writes_its_unfinished_subfolders() {
     assert_eq!(r.lookup(b"/data/three").unwrap().unwrap().size, 3);
 }
 
+/// A generation of client `c` holding one file of one new chunk (`i`),
+/// committed by `repo`; the chunk's id with it.
+fn commit_one_file(repo: &Arc<Repository>, i: u32) -> (generation::Generation, ids::ChunkId) {
+    repo.add_client("c").unwrap();
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", false).unwrap();
+    b.put(b"/data", TreeEntry::bare_dir(b"")).unwrap();
+    let data = chunk(i);
+    let id = repo.put_chunk(repo.token(&data), &data).unwrap();
+    let mut f = file(data.len() as u64);
+    f.chunks = vec![tree::StoredChunkId(id)];
+    b.put(format!("/data/f{i}").as_bytes(), f).unwrap();
+    b.finish_dir(b"/data").unwrap();
+    (b.commit(false).unwrap(), id)
+}
+
+/// A process that reads generations while other runs commit them: a
+/// generation committed after it loaded the index is complete when
+/// opened (the index is listed again for it), and one whose record it
+/// read before a listing of the index it has loaded since is opened
+/// without another listing (a check opens every generation it lists).
+#[test]
+fn generations_read_before_a_listing_of_the_index_cost_no_other_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = commit_one_file(&open(dir.path(), 1 << 16), 1);
+    let reader = open(dir.path(), 1 << 16);
+    reader.load_index().unwrap();
+    let listings = || {
+        reader
+            .catalog
+            .listings_begun
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let before = listings();
+    assert_eq!(reader.generations("c").unwrap().len(), 1);
+    assert_eq!(
+        listings(),
+        before + 1,
+        "records read after the last listing"
+    );
+    reader.generation("c", &first.id).unwrap();
+    assert_eq!(listings(), before + 1, "read before a listing since");
+
+    // Another run commits a generation of a new chunk.
+    let (second, id) = commit_one_file(&open(dir.path(), 1 << 16), 2);
+    let gens = reader.generations("c").unwrap();
+    assert_eq!(gens.len(), 2);
+    assert_eq!(listings(), before + 2);
+    for g in &gens {
+        reader.generation("c", &g.id).unwrap();
+    }
+    assert_eq!(listings(), before + 2);
+    assert_eq!(reader.get_chunk(&id).unwrap(), chunk(2));
+
+    // A third, opened by id without listing the client's generations:
+    // the index is listed for it, and its chunk found.
+    let (third, id) = commit_one_file(&open(dir.path(), 1 << 16), 3);
+    let g = reader.generation("c", &third.id).unwrap();
+    assert_eq!(listings(), before + 3);
+    assert_eq!(reader.get_chunk(&id).unwrap(), chunk(3));
+    let r = generation::GenerationReader::new(reader.clone(), g);
+    assert!(r.lookup(b"/data/f3").unwrap().is_some());
+    assert!(reader.generation("c", &second.id).is_ok());
+    assert_eq!(listings(), before + 3);
+}
+
 #[test]
 fn generations_build_incrementally_and_reuse_unchanged_trees() {
     let dir = tempfile::tempdir().unwrap();

@@ -83,13 +83,14 @@ impl Repository {
         let folder = format!("generations/{}/", self.client_id(client));
         // A record gone since the listing was removed meanwhile (a
         // checkpoint, say).
-        let mut gens: Vec<Generation> = self
-            .read_records(&folder, |_| true)?
-            .into_iter()
-            .map(|(_, gen)| gen)
+        let records = self.read_records(&folder, |_| true)?;
+        let keys: Vec<String> = records
+            .iter()
+            .map(|(name, _)| format!("{folder}{name}"))
             .collect();
+        let mut gens: Vec<Generation> = records.into_iter().map(|(_, gen)| gen).collect();
         sort_generations(&mut gens);
-        self.load_index_for_generations()?;
+        self.load_index_for_generations(&keys)?;
         Ok(gens)
     }
 
@@ -99,8 +100,10 @@ impl Repository {
     /// per client makes two listings a client.
     pub(crate) fn all_generations(&self) -> RepoResult<HashMap<String, Vec<Generation>>> {
         let keys = self.storage().list_recursive("generations/")?;
+        let records = self.read_records_at::<Generation>(keys)?;
+        let keys: Vec<String> = records.iter().map(|(key, _)| key.clone()).collect();
         let mut by_client: HashMap<String, Vec<Generation>> = HashMap::new();
-        for (key, gen) in self.read_records_at::<Generation>(keys)? {
+        for (key, gen) in records {
             let client = key
                 .strip_prefix("generations/")
                 .and_then(|k| k.split_once('/'))
@@ -110,20 +113,20 @@ impl Repository {
         by_client
             .values_mut()
             .for_each(|gens| sort_generations(gens));
-        self.load_index_for_generations()?;
+        self.load_index_for_generations(&keys)?;
         Ok(by_client)
     }
 
     /// One generation by id.
     pub fn generation(&self, client: &str, id: &str) -> RepoResult<Generation> {
-        let gen = self.generation_record(client, id)?;
-        self.load_index_for_generations()?;
+        let (key, gen) = self.generation_record(client, id)?;
+        self.load_index_for_generations(&[key])?;
         Ok(gen)
     }
 
     /// One generation's record, the index left as it is (for removing it,
     /// which reads nothing it refers to).
-    fn generation_record(&self, client: &str, id: &str) -> RepoResult<Generation> {
+    fn generation_record(&self, client: &str, id: &str) -> RepoResult<(String, Generation)> {
         let gen_id = GenerationId::parse(id)
             .map_err(|_| RepoError::NoSuchGeneration(client.into(), id.into()))?;
         let key = self.generation_key(client, gen_id.as_str());
@@ -134,7 +137,8 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))
+        let gen = serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
+        Ok((key, gen))
     }
 
     /// Load the index objects written since the index was loaded, after
@@ -144,9 +148,16 @@ impl Repository {
     /// a concurrent backup committed after this process opened the
     /// repository (an `fsck` or `restore` running beside a backup).
     /// An index not loaded yet needs nothing now: it is loaded at its
-    /// first use, after these reads.
-    fn load_index_for_generations(&self) -> RepoResult<()> {
-        if self.index_loaded() {
+    /// first use, after these reads. Nor do records (by key) read before
+    /// a listing of the index this process has loaded since (see
+    /// [`generations_covered`](Self::generations_covered)): a check
+    /// that lists a client's generations and then opens each one lists
+    /// the index once, not once a generation.
+    fn load_index_for_generations(&self, keys: &[String]) -> RepoResult<()> {
+        // Noted even when the index is not loaded: its first load covers
+        // them.
+        let covered = self.generations_covered(keys);
+        if self.index_loaded() && !covered {
             self.load_index()
         } else {
             Ok(())
@@ -155,7 +166,7 @@ impl Repository {
 
     /// Remove a generation (its data stays until unreferenced data is pruned).
     pub fn remove_generation(&self, client: &str, id: &str) -> RepoResult<()> {
-        let gen = self.generation_record(client, id)?;
+        let (_, gen) = self.generation_record(client, id)?;
         self.storage()
             .delete(&self.generation_key(client, &gen.id))?;
         Ok(())
