@@ -68,7 +68,7 @@ pub struct Usage {
 
 /// Clients walked and not yet measured, as pairs of a blob's key
 /// ([`Used::key`]) and the client's number, at most this many (16 bytes
-/// each: 32 MiB) but for a single client with more blobs. A client's
+/// each: 32 MiB); a client with as many blobs is measured alone. A client's
 /// stored bytes come from a pass over the index; with one pass per client,
 /// 101 clients of a repository of a million chunks took 8 s, and a
 /// thousand clients would take a thousand passes. One pass measures all
@@ -104,7 +104,14 @@ impl Repository {
             mine.blobs.settle();
             all.extend(&mine.blobs);
             let number = clients.len() as u32;
-            batch.extend(mine.blobs.keys().map(|key| (key, number)));
+            // A client as large as a batch is measured alone, by its own
+            // set: its pairs would take twice the set's memory.
+            let alone = mine.blobs.len() >= BATCH_PAIRS;
+            if alone {
+                self.measure_batch(&mut batch, &mut clients, &stored_before)?;
+            } else {
+                batch.extend(mine.blobs.keys().map(|key| (key, number)));
+            }
             let latest = gens.last();
             clients.push(ClientUsage {
                 name,
@@ -114,7 +121,11 @@ impl Repository {
                 latest_bytes: latest.map_or(0, |g| g.data_size),
                 logical_bytes: gens.iter().map(|g| g.data_size).sum(),
                 blobs: mine.blobs.len() as u64,
-                stored_bytes: 0,
+                stored_bytes: if alone {
+                    self.stored_bytes_of(&mine.blobs, &stored_before)?
+                } else {
+                    0
+                },
             });
             if batch.len() >= BATCH_PAIRS {
                 self.measure_batch(&mut batch, &mut clients, &stored_before)?;
@@ -146,6 +157,25 @@ impl Repository {
             }
         }
         Ok(usage)
+    }
+
+    /// The stored bytes of the blobs of `set`, in one pass over the
+    /// index.
+    pub(crate) fn stored_bytes_of(
+        &self,
+        set: &Used,
+        stored: &HashSet<ObjectId>,
+    ) -> RepoResult<u64> {
+        let mut bytes = 0;
+        let index = self.catalog.read();
+        index.for_each_blob(|id, places| {
+            if set.contains(&id) {
+                if let Some(length) = verdict::used_length(&index, places, stored) {
+                    bytes += u64::from(length);
+                }
+            }
+        })?;
+        Ok(bytes)
     }
 
     /// Add to each client of `batch` the stored bytes of its blobs, in one

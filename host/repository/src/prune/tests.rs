@@ -10,7 +10,6 @@ use crate::tree::{EntryKind, StoredChunkId, TreeEntry};
 use crate::{OpenOptions, Repository};
 
 use super::referenced::Referenced;
-use super::verdict;
 use super::{PruneOptions, PruneReport};
 
 fn open(dir: &std::path::Path) -> Arc<Repository> {
@@ -327,8 +326,8 @@ fn a_prune_rewrites_only_the_index_objects_of_the_packs_it_deletes() {
     }
 }
 
-/// The per-client figures as they were measured before batches: a
-/// walk into a set of keys, then a pass over the whole index.
+/// A client's figures measured alone: a walk into a set of keys, then a
+/// pass over the whole index.
 fn by_index_pass(repo: &Repository, client: &str) -> (u64, u64) {
     let stored = repo.stored_packs().unwrap();
     let mut refs = Referenced::default();
@@ -336,32 +335,30 @@ fn by_index_pass(repo: &Repository, client: &str) -> (u64, u64) {
         repo.walk_tree(g.root.0, &mut refs).unwrap();
     }
     refs.blobs.settle();
-    let mut bytes = 0;
-    let index = repo.catalog.read();
-    index
-        .for_each_blob(|id, places| {
-            if refs.blobs.contains(&id) {
-                if let Some(length) = verdict::used_length(&index, places, &stored) {
-                    bytes += u64::from(length);
-                }
-            }
-        })
-        .unwrap();
+    let bytes = repo.stored_bytes_of(&refs.blobs, &stored).unwrap();
     (refs.blobs.len() as u64, bytes)
 }
 
 /// Clients that share chunks, and chunks stored twice (two runs that
 /// stored the same new data at once): each client's blobs and stored
-/// bytes, measured in batches of clients (here of a few hundred
-/// blobs, so that Alice fills one alone and the others share one),
-/// are what a pass over the whole index for that client alone finds,
-/// and the repository's figures count what the clients share once.
+/// bytes, measured in batches of clients (here of a few hundred blobs:
+/// Alice has more and is measured alone, the others share a batch), are
+/// what a pass over the whole index for that client alone finds, and
+/// the repository's figures count what the clients share once.
 #[test]
 fn clients_measured_in_batches_are_measured_as_each_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = open(tmp.path());
-    backup_as(&repo, "alice", 0..300);
-    backup_as(&repo, "alice", 100..450);
+    let (a1, mut alice_blobs) = backup_as(&repo, "alice", 0..300);
+    let (a2, more) = backup_as(&repo, "alice", 100..450);
+    alice_blobs.extend(more);
+    for g in [a1, a2] {
+        alice_blobs.push(g.root.0);
+        let reader = GenerationReader::new(repo.clone(), g);
+        alice_blobs.push(reader.lookup(b"/d").unwrap().unwrap().subtree.unwrap().0);
+    }
+    alice_blobs.sort();
+    alice_blobs.dedup();
     backup_as(&repo, "bob", 200..260);
     // Two runs store the same 50 new chunks at once, each in its own
     // packs, before either knows of the other's.
@@ -398,6 +395,16 @@ fn clients_measured_in_batches_are_measured_as_each_alone() {
     let alice = &usage.clients[0];
     // 450 chunks, the folder's two trees and the two roots.
     assert_eq!(alice.blobs, 450 + 4, "{alice:?}");
+    assert_eq!(alice_blobs.len(), 454);
+    // Her stored bytes, from each of her blobs looked up by id.
+    let looked_up: u64 = {
+        let index = repo.catalog.read();
+        alice_blobs
+            .iter()
+            .map(|id| u64::from(index.places(id)[0].length))
+            .sum()
+    };
+    assert_eq!(alice.stored_bytes, looked_up, "{alice:?}");
     assert!(alice.stored_bytes > 450 * 3000, "{alice:?}");
     // Bob's chunks are all Alice's; Carol's and Dave's the same 50,
     // and their generations the same two trees: 4 folders, 4 roots.
