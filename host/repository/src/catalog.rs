@@ -102,10 +102,11 @@ pub(crate) struct Catalog {
     cache: IndexCache,
     /// Whether the cache's segments were opened (at the first load).
     opened: Mutex<bool>,
-    /// Listings of `index/` begun, and one more than the number of the
-    /// latest that was loaded in full: see
+    /// Listings of `index/` begun (the next one's number): see
     /// [`Repository::generations_covered`].
     pub(crate) listings_begun: AtomicU64,
+    /// One more than the number of the latest listing of `index/` whose
+    /// index objects were loaded in full.
     listings_done: AtomicU64,
     /// Generation records read, each with the number of the first listing
     /// of `index/` begun after it was read.
