@@ -326,6 +326,9 @@ pub trait RepositoryService: Send + Sync {
     fn remember_chunk_reads(&self);
     /// The boundary form of [`Repository::chunks_read`](crate::Repository::chunks_read).
     fn chunks_read(&self) -> u64;
+    // Added in 0.1.10.
+    /// The boundary form of [`Repository::read_records_from_store`](crate::Repository::read_records_from_store).
+    fn read_records_from_store(&self);
 }
 
 /// One client's share of a repository, at the boundary (see

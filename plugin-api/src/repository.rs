@@ -488,6 +488,14 @@ impl Repository {
         self.inner.chunks_read()
     }
 
+    /// From now on, read every generation and client record from the
+    /// repository, never from this machine's cache of them (a remote
+    /// repository's records are cached beside the index): for a check,
+    /// which must see what the repository holds. Since 0.1.10.
+    pub fn read_records_from_store(&self) {
+        self.inner.read_records_from_store()
+    }
+
     fn object_report(report: RawObjectReport) -> Result<(Vec<String>, u64, u64)> {
         Ok((
             report

@@ -4,7 +4,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use obnam_test_support::{mount_small_tmpfs, noise, running_as_root, unmount, BackupWorld, Run};
+use obnam_test_support::{
+    files_under, mount_small_tmpfs, noise, running_as_root, unmount, BackupWorld, Run,
+};
 
 /// The backup world, with what these tests add to it.
 trait Inspect {
@@ -47,22 +49,6 @@ fn next() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                out.extend(files_under(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// A number from the summary line, e.g. `files read` in

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use obnam_test_support::handmade::{self, Entry, Handmade};
-use obnam_test_support::{BackupWorld, Run, TestEnv};
+use obnam_test_support::{files_under, BackupWorld, Run, TestEnv};
 
 /// Run obnam with `args`, killing it after `limit`: a run that hangs or
 /// spins fails the test instead of stalling the suite.
@@ -36,22 +36,6 @@ fn run_within(env: &TestEnv, args: &[&str], limit: Duration) -> Run {
         std::thread::sleep(Duration::from_millis(50));
     }
     Run::from_output(child.wait_with_output().expect("output"))
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files_under(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Flip `mask` into the first occurrence of `needle` in any file below

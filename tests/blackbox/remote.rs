@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use obnam_test_support::awkward::{assert_same, restored};
 use obnam_test_support::backend::Backend;
 use obnam_test_support::flaky_proxy::FlakyProxy;
-use obnam_test_support::{bytes_new, noise, processes_mentioning, run, Run, TestEnv};
+use obnam_test_support::{bytes_new, files_under, noise, processes_mentioning, run, Run, TestEnv};
 
 /// One `#[test]` per backend for a scenario `fn(Backend)`:
 /// `on_backends!(scenario: garage, sftp)` makes `scenario::garage` and
@@ -563,6 +563,70 @@ fn sftp_runs_leave_no_ssh_process_behind() {
     ]))
     .fails();
     assert_eq!(left(), Vec::<String>::new(), "after a failed run");
+}
+
+/// A remote repository's generation records are kept on this machine,
+/// beside the index cache, and a run reads again only the records whose
+/// listing changed. So a record altered on the server in a way its
+/// listing does not show (the same size, the same time) goes unseen by
+/// `genids`, and is named by `fsck`, which reads every record from the
+/// server; once its time changes, every run reads it again and names it.
+#[test]
+fn remote_generation_records_are_cached_and_checked_by_fsck() {
+    let Some(backend) = Backend::sftp() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "repo");
+    // The server is this machine: the URL's path is the folder.
+    let after_scheme = &url[url.find("://").unwrap() + 3..];
+    let on_server = PathBuf::from(&after_scheme[after_scheme.find('/').unwrap()..]);
+    let data = env.path().join("data");
+    write(&data.join("f"), b"first\n");
+    run(&mut backup_cmd(&backend, &env, &url, "c", &data)).ok();
+    write(&data.join("f"), b"second\n");
+    run(&mut backup_cmd(&backend, &env, &url, "c", &data)).ok();
+    let genids = || {
+        run(backend
+            .obnam(&env, &url)
+            .args(["--client-name", "c", "genids"]))
+    };
+    let ids = genids().ok().stdout;
+    assert_eq!(ids.lines().count(), 2, "{ids}");
+
+    let cache = env.home().join(".cache/obnam/index");
+    let cached: Vec<PathBuf> = files_under(&cache)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/records/generations/"))
+        .collect();
+    assert_eq!(cached.len(), 2, "{cached:?}");
+    let stored = files_under(&on_server.join("generations"));
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    for path in &stored {
+        let meta = fs::metadata(path).unwrap();
+        fs::write(path, vec![b'x'; meta.len() as usize]).unwrap();
+        let file = fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(meta.modified().unwrap()).unwrap();
+    }
+
+    assert_eq!(genids().ok().stdout, ids);
+    let fsck = run(backend
+        .obnam(&env, &url)
+        .args(["--client-name", "c", "fsck"]))
+    .fails()
+    .no_rust_panic();
+    assert!(fsck.stderr.contains("generations/"), "{fsck:#?}");
+
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let file = fs::File::options().write(true).open(&stored[0]).unwrap();
+    file.set_modified(later).unwrap();
+    let name = stored[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let listed = genids().fails().no_rust_panic();
+    assert!(listed.stderr.contains(&name), "{listed:#?}");
 }
 
 /// Wrong credentials: refused by the server, reported with the URL, and

@@ -428,6 +428,22 @@ pub fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The files below `dir`, at any depth, sorted (none if it cannot be
+/// read).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// `n` deterministic pseudo-random bytes from `seed` (xorshift): data that
 /// neither compresses nor deduplicates against other seeds.
 pub fn noise(n: usize, seed: u64) -> Vec<u8> {

@@ -27,13 +27,14 @@ impl Repository {
 
     /// The names of all clients.
     pub fn clients(&self) -> RepoResult<Vec<String>> {
-        let mut names = Vec::new();
-        for id in self.storage.list("clients/")? {
-            let data = self.read_object(&format!("clients/{id}"))?;
-            let record: ClientRecord = serde_json::from_slice(&data)
-                .map_err(|e| RepoError::corrupt(format!("clients/{id}"), e))?;
-            names.push(record.name);
-        }
+        // Many at once, and on a remote store only those this machine has
+        // not cached ([`crate::record_cache`]). One removed since the
+        // listing is skipped.
+        let mut names: Vec<String> = self
+            .read_listed_records::<ClientRecord>("clients/", false)?
+            .into_iter()
+            .map(|(_, record)| record.name)
+            .collect();
         names.sort();
         Ok(names)
     }

@@ -185,22 +185,35 @@ impl Repository {
         &self,
         keys: Vec<String>,
     ) -> RepoResult<Vec<(String, T)>> {
-        /// Records read at once: they are small (a generation's is a few
-        /// hundred bytes).
-        const WINDOW: usize = 256;
+        let read = self.read_objects_present(&keys)?;
         let mut records = Vec::with_capacity(keys.len());
-        for window in keys.chunks(WINDOW) {
-            for (key, data) in window.iter().zip(self.read_objects(window)) {
-                let data = match data {
-                    Ok(d) => d,
-                    Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
-                    Err(e) => return Err(e),
-                };
-                let record =
-                    serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(key, e))?;
-                records.push((key.clone(), record));
-            }
+        for (key, data) in keys.into_iter().zip(read) {
+            let Some(data) = data else {
+                continue;
+            };
+            let record = serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
+            records.push((key, record));
         }
         Ok(records)
+    }
+
+    /// Read the small objects of `keys` as
+    /// [`read_objects`](Self::read_objects) does, a window of them at a
+    /// time: `None` for one that is gone (removed since it was listed).
+    pub(crate) fn read_objects_present(&self, keys: &[String]) -> RepoResult<Vec<Option<Vec<u8>>>> {
+        /// Objects read at once: they are small (a generation's record is
+        /// a few hundred bytes).
+        const WINDOW: usize = 256;
+        let mut read = Vec::with_capacity(keys.len());
+        for window in keys.chunks(WINDOW) {
+            for data in self.read_objects(window) {
+                match data {
+                    Ok(d) => read.push(Some(d)),
+                    Err(RepoError::Storage(StorageError::NotFound { .. })) => read.push(None),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(read)
     }
 }

@@ -18,7 +18,9 @@
 //! the `obnam` binary uses), made with mode 0700; segment files are
 //! 0600. If that cannot be made, a private temporary folder for the run,
 //! removed at its end; if not even that, segments kept in memory (as
-//! before, but still sorted and compact). The cache of a sealed
+//! before, but still sorted and compact). The folder also holds
+//! `records/`, a remote store's generation and client records
+//! ([`crate::record_cache`]), which this module leaves alone. The cache of a sealed
 //! repository holds its entries in the clear: tokens (keyed, so they say
 //! nothing of the data without the key), pack ids (random), offsets and
 //! lengths; it is as private as the user's home folder.
@@ -255,6 +257,11 @@ impl IndexCache {
     /// The folder, if the cache has one.
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
+    }
+
+    /// Whether the folder is this run's own, removed at its end.
+    pub fn is_temporary(&self) -> bool {
+        self.temporary
     }
 
     /// Open every whole segment in the folder, largest first. A file that

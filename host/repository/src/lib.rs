@@ -116,6 +116,8 @@
 //!   writing its objects), [`tokens`] (how its tokens are made),
 //!   [`catalog`] (the index, and the ids reserved and lost),
 //!   [`index_cache`] (where the loaded index is kept on local disk),
+//!   [`record_cache`] (generation and client records of a remote store,
+//!   kept beside it),
 //!   [`upload`] (the pack-upload pipeline, [`upload::UploadError`]),
 //!   [`pack_cache`] (whole packs read, kept a while), [`tree_cache`]
 //!   (decoded trees, kept a while) and [`read_record`] (where the chunks
@@ -158,6 +160,7 @@ pub mod pack;
 pub mod pack_cache;
 pub mod prune;
 pub mod read_record;
+pub mod record_cache;
 pub mod segment;
 pub mod storage;
 pub mod tokens;
@@ -176,6 +179,7 @@ use blobs::ReadCaches;
 use catalog::Catalog;
 use clock::GenerationClock;
 use codec::Codec;
+use record_cache::RecordCache;
 use storage::Storage;
 use tokens::Tokens;
 use upload::Uploads;
@@ -202,6 +206,8 @@ pub struct Repository {
     tokens: Tokens,
     /// The in-memory index and the ids reserved and lost.
     catalog: Catalog,
+    /// Generation and client records kept on local disk.
+    records: RecordCache,
     /// The packs being filled and written.
     uploads: Uploads,
     /// Whole packs and decoded trees read.

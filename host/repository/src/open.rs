@@ -3,6 +3,7 @@
 //! its index. This module adds [`Repository::open`] to the repository.
 
 use crate::clock::GenerationClock;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +14,7 @@ use super::error::{RepoError, RepoResult};
 use super::ids::ObjectId;
 use super::index_cache::{IndexCache, IndexCacheDir};
 use super::object::ObjectFilter;
+use super::record_cache::RecordCache;
 use super::storage::{Storage, StorageError, StorageOptions};
 use super::tokens::{TokenFunction, Tokens};
 use super::upload::Uploads;
@@ -44,6 +46,11 @@ pub struct OpenOptions {
     /// Where the local cache of the index is (see [`crate::index_cache`]);
     /// by default a temporary one, kept for the run only.
     pub index_cache: IndexCacheDir,
+    /// Whether generation and client records are kept in the local cache
+    /// beside the index ([`crate::record_cache`]): `None` where the store
+    /// asks for it ([`crate::storage::Capabilities::cache_records`]) and
+    /// the index cache is kept from run to run.
+    pub cache_records: Option<bool>,
     /// How many of its new chunks a backup holds in memory before it
     /// moves those of packs already written to the local index cache
     /// ([`crate::upload::NEW_CHUNKS_IN_MEMORY`]; tests ask for few).
@@ -60,6 +67,7 @@ impl Default for OpenOptions {
             weak_tokens: false,
             generation_clock: None,
             index_cache: IndexCacheDir::default(),
+            cache_records: None,
             new_chunks_in_memory: crate::upload::NEW_CHUNKS_IN_MEMORY,
         }
     }
@@ -104,6 +112,7 @@ impl Repository {
                 });
             }
         };
+        let index_cache = IndexCache::open(&options.index_cache, &config.id);
         let repo = Repository {
             codec: Codec::new(filter, &config),
             tokens: Tokens::new(TokenFunction::of(&config), token_key, options.weak_tokens),
@@ -112,7 +121,8 @@ impl Repository {
                 storage.capabilities(),
                 options.new_chunks_in_memory,
             ),
-            catalog: Catalog::new(IndexCache::open(&options.index_cache, &config.id)),
+            records: RecordCache::new(record_dir(&index_cache, &storage, options)),
+            catalog: Catalog::new(index_cache),
             caches: Default::default(),
             locks: lock::Locks::default(),
             clock: GenerationClock::new(options.generation_clock),
@@ -123,6 +133,17 @@ impl Repository {
         // The index is loaded at its first use (`ensure_index`).
         Ok(repo)
     }
+}
+
+/// Where records are cached ([`crate::record_cache`]), if they are.
+fn record_dir(cache: &IndexCache, storage: &Storage, options: &OpenOptions) -> Option<PathBuf> {
+    let wanted = options
+        .cache_records
+        .unwrap_or_else(|| storage.capabilities().cache_records);
+    cache
+        .dir()
+        .filter(|_| wanted && !cache.is_temporary())
+        .map(|dir| dir.join("records"))
 }
 
 /// A repository's config and its token key, as [`keys::unlock`] gives them.

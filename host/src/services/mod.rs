@@ -387,6 +387,8 @@ fn open_options(
         // Kept from run to run, so that a run reads from the repository
         // only the index objects written since the last one.
         index_cache: IndexCacheDir::User,
+        // Beside it, a remote store's generation and client records.
+        cache_records: None,
         new_chunks_in_memory: positive("testing-new-chunks-in-memory")
             .map_or(obnam_repository::upload::NEW_CHUNKS_IN_MEMORY, |n| {
                 usize::try_from(n).unwrap_or(usize::MAX)

@@ -310,6 +310,11 @@ impl RepositoryService for RepoService {
         self.shield.no_panic(|| self.repo().chunks_read())
     }
 
+    fn read_records_from_store(&self) {
+        self.shield
+            .no_panic(|| self.repo().read_records_from_store())
+    }
+
     fn file_checksum_kind(&self) -> u8 {
         // Whole-file checksums change with tokens, at format version 4:
         // an older obnam reading a version 3 repository must find SHA-256.

@@ -443,6 +443,8 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         plugin_api::bail!("fsck takes no arguments, got '{}'", arg.to_string_lossy());
     }
     let repo = ctx.repository(false)?;
+    // What the repository holds, not what this machine cached of it.
+    repo.read_records_from_store();
     let verify_data = ctx.boolean("verify-data")?;
     if verify_data {
         // The check of the packs at the end decodes only what the walk

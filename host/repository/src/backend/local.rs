@@ -136,6 +136,9 @@ impl Backend for Local {
             // A local read costs no round trip: a few threads hide the
             // system calls of one another.
             parallel_reads: 4,
+            // A record read from the folder costs what one read from
+            // the cache would, and is checked against its checksum.
+            cache_records: false,
         }
     }
 

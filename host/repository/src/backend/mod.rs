@@ -53,6 +53,11 @@ pub struct Capabilities {
     /// read at once: on a remote store each is a round trip, and a client
     /// with years of generations has thousands.
     pub parallel_reads: usize,
+    /// Whether generation records are kept in the local cache, each
+    /// read again only when the listing shows another version of it
+    /// ([`crate::generation`]): where a read is a round trip, a client
+    /// with years of generations would read thousands at every run.
+    pub cache_records: bool,
 }
 
 /// One kind of store: what it does its own way. The defaults are what an
@@ -71,6 +76,7 @@ pub trait Backend: Send + Sync + 'static {
             packs_in_flight: 6,
             whole_pack_reads: true,
             parallel_reads: 16,
+            cache_records: true,
         }
     }
 

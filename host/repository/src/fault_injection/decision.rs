@@ -148,6 +148,7 @@ pub trait Faultable {
 impl Faultable for () {}
 impl Faultable for bool {}
 impl Faultable for Vec<String> {}
+impl Faultable for Vec<(String, crate::storage::Stamp)> {}
 
 impl Faultable for Vec<u8> {
     fn byte_len(&self) -> usize {

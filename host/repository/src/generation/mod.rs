@@ -82,12 +82,10 @@ impl Repository {
     pub fn generations(&self, client: &str) -> RepoResult<Vec<Generation>> {
         let folder = format!("generations/{}/", self.client_id(client));
         // A record gone since the listing was removed meanwhile (a
-        // checkpoint, say).
-        let records = self.read_records(&folder, |_| true)?;
-        let keys: Vec<String> = records
-            .iter()
-            .map(|(name, _)| format!("{folder}{name}"))
-            .collect();
+        // checkpoint, say). On a remote store, only the records this
+        // machine has not cached are read ([`crate::record_cache`]).
+        let records = self.read_listed_records::<Generation>(&folder, false)?;
+        let keys: Vec<String> = records.iter().map(|(key, _)| key.clone()).collect();
         let mut gens: Vec<Generation> = records.into_iter().map(|(_, gen)| gen).collect();
         sort_generations(&mut gens);
         self.load_index_for_generations(&keys)?;
@@ -99,8 +97,7 @@ impl Repository {
     /// one of the index, where a call of [`generations`](Self::generations)
     /// per client makes two listings a client.
     pub(crate) fn all_generations(&self) -> RepoResult<HashMap<String, Vec<Generation>>> {
-        let keys = self.storage().list_recursive("generations/")?;
-        let records = self.read_records_at::<Generation>(keys)?;
+        let records = self.read_listed_records::<Generation>("generations/", true)?;
         let keys: Vec<String> = records.iter().map(|(key, _)| key.clone()).collect();
         let mut by_client: HashMap<String, Vec<Generation>> = HashMap::new();
         for (key, gen) in records {
@@ -166,9 +163,9 @@ impl Repository {
 
     /// Remove a generation (its data stays until unreferenced data is pruned).
     pub fn remove_generation(&self, client: &str, id: &str) -> RepoResult<()> {
-        let (_, gen) = self.generation_record(client, id)?;
-        self.storage()
-            .delete(&self.generation_key(client, &gen.id))?;
+        let (key, _) = self.generation_record(client, id)?;
+        self.storage().delete(&key)?;
+        self.uncache_record(&key);
         Ok(())
     }
 

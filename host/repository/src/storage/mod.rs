@@ -68,6 +68,28 @@ pub struct StorageOptions {
     pub timeout: Option<Duration>,
 }
 
+/// What a listing says of one version of an object: a new version of the
+/// object (written again, or altered in place by a tool that rewrites the
+/// file) has another stamp, but for an alteration of the same size within
+/// the store's clock's resolution where the store gives no content hash
+/// (an SFTP server's times are in seconds; S3 gives an `ETag`, the MD5
+/// of a whole-object write).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stamp {
+    pub size: u64,
+    pub etag: Option<String>,
+    /// Last modified, in ns since the epoch.
+    pub modified_ns: Option<u128>,
+}
+
+impl Stamp {
+    /// Whether it tells versions apart at all: a store whose listing gives
+    /// neither a content hash nor a time gives only the size.
+    pub fn distinguishes_versions(&self) -> bool {
+        self.etag.is_some() || self.modified_ns.is_some()
+    }
+}
+
 /// Object storage for one repository.
 pub struct Storage {
     /// The store; `None` once [`close`](Self::close)d.
@@ -338,6 +360,47 @@ impl Storage {
     /// The names of the objects directly in `folder` (which ends in `/`).
     pub fn list(&self, folder: &str) -> Result<Vec<String>, StorageError> {
         self.list_files(folder, false)
+    }
+
+    /// The objects in `folder` (which ends in `/`), directly in it or, if
+    /// `recursive`, at any depth: their whole keys, sorted, each with
+    /// what the listing says of its version ([`Stamp`]). One listing, no
+    /// request per object (for the local cache of records,
+    /// [`crate::record_cache`]).
+    pub fn list_stamped(
+        &self,
+        folder: &str,
+        recursive: bool,
+    ) -> Result<Vec<(String, Stamp)>, StorageError> {
+        self.faults.run(Op::List, folder, || {
+            let listed =
+                self.run(|op| async move { op.list_with(folder).recursive(recursive).await });
+            let entries = match listed {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(self.fail("list", folder, e)),
+            };
+            let mut stamped: Vec<(String, Stamp)> = entries
+                .into_iter()
+                .filter(|e| e.metadata().is_file())
+                .map(|e| {
+                    let meta = e.metadata();
+                    let stamp = Stamp {
+                        size: meta.content_length(),
+                        etag: meta.etag().map(str::to_string),
+                        modified_ns: meta.last_modified().and_then(|t| {
+                            std::time::SystemTime::from(t)
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .ok()
+                                .map(|d| d.as_nanos())
+                        }),
+                    };
+                    (e.path().to_string(), stamp)
+                })
+                .collect();
+            stamped.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(stamped)
+        })
     }
 
     /// The objects in `folder`, sorted: their whole keys if `recursive`,

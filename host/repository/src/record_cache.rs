@@ -1,0 +1,444 @@
+//! The local cache of records: generation and client records read from a
+//! remote store, kept on the client's disk so that the next run reads
+//! again only the records it has not seen.
+//!
+//! Why: every backup finds its client's latest generation, and `obnam
+//! generations`, `restore` and `forget` list the generations too. Each
+//! record is an object, and on a remote store each read is a round trip:
+//! a client that backs up every hour for a year has 8,760 records, read
+//! at every run. A listing of the folder is one request per thousand
+//! names (S3), and says of each object its size and its version (an S3
+//! `ETag`, a modification time): with the cache, a run lists the folder
+//! and reads only the records whose version it has not cached.
+//!
+//! **Where**: beside the index cache ([`crate::index_cache`]), in
+//! `generations/` and `clients/` of the repository's folder there, so as
+//! private as it is (the records are held decoded: in a sealed repository
+//! their times, file counts and sizes are in the clear there, as the
+//! index entries are). A run whose index cache is temporary keeps no
+//! records: they would be gone at its end. A local folder keeps none
+//! either: a record read from it costs what one read from the cache does
+//! ([`crate::storage::Capabilities::cache_records`]).
+//!
+//! **What is trusted**: a cached record is used only for a key the
+//! listing just showed, with the same [`Stamp`] as when it was cached;
+//! what the listing does not show is never taken from the cache (a
+//! generation forgotten by another client is gone for this run too). A
+//! record altered in the store has another stamp and is read again (but
+//! an alteration of the same size within a second, on a store that gives
+//! times in seconds and no content hash: SFTP). Each file holds the
+//! BLAKE3 hash of the rest: a damaged file is not used (and is replaced
+//! by the next read). Files are written under a temporary name and
+//! renamed, so runs beside each other see whole files or none.
+//!
+//! **What is not**: `fsck` reads every record from the store
+//! ([`Repository::read_records_from_store`]): a check must see what the
+//! repository holds, and a record damaged in the store since it was
+//! cached would otherwise go unseen. Prune reads the records it needs
+//! from the store too.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::storage::Stamp;
+use super::Repository;
+
+/// The length of the hash before the rest of a cache file.
+const HASH_LEN: usize = 32;
+
+/// What a cache file holds after its hash: the record's stamp and its
+/// decoded bytes (JSON).
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    stamp: Stamp,
+    #[serde(with = "serde_bytes")]
+    record: Vec<u8>,
+}
+
+/// The records cached for one open repository.
+pub(crate) struct RecordCache {
+    /// The folder, or `None` if records are not cached.
+    dir: Option<PathBuf>,
+    /// Set by [`Repository::read_records_from_store`].
+    from_store: AtomicBool,
+}
+
+/// Whether `part` can name a file: the folders and names of records are
+/// hex ids; anything else is read from the store, not cached.
+fn plain(part: &str) -> bool {
+    !part.is_empty() && part.len() <= 64 && part.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+impl RecordCache {
+    /// A cache in `dir`, or none.
+    pub(crate) fn new(dir: Option<PathBuf>) -> Self {
+        RecordCache {
+            dir,
+            from_store: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether records are read through the cache.
+    pub(crate) fn in_use(&self) -> bool {
+        self.dir.is_some() && !self.from_store.load(Ordering::Relaxed)
+    }
+
+    /// The file of `key`: `generations/CLIENT/ID` or `clients/ID`.
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        let parts: Vec<&str> = key.split('/').collect();
+        let known = matches!(
+            parts.as_slice(),
+            ["generations", client, id] if plain(client) && plain(id)
+        ) || matches!(parts.as_slice(), ["clients", id] if plain(id));
+        known.then(|| parts.iter().fold(dir.clone(), |p, part| p.join(part)))
+    }
+
+    /// The record cached for `key` at version `stamp`, if there is a whole
+    /// one.
+    pub(crate) fn get(&self, key: &str, stamp: &Stamp) -> Option<Vec<u8>> {
+        if !stamp.distinguishes_versions() {
+            return None;
+        }
+        let bytes = std::fs::read(self.path(key)?).ok()?;
+        let (hash, rest) = bytes.split_at_checked(HASH_LEN)?;
+        if blake3::hash(rest).as_bytes() != hash {
+            return None;
+        }
+        let cached: Cached = rmp_serde::from_slice(rest).ok()?;
+        (cached.stamp == *stamp).then_some(cached.record)
+    }
+
+    /// Keep `record`, read from the store at version `stamp`, for `key`.
+    /// A failure is not an error: the record is read from the store again
+    /// next time.
+    pub(crate) fn put(&self, key: &str, stamp: &Stamp, record: &[u8]) {
+        if !stamp.distinguishes_versions() {
+            return;
+        }
+        let Some(path) = self.path(key) else {
+            return;
+        };
+        let cached = Cached {
+            stamp: stamp.clone(),
+            record: record.to_vec(),
+        };
+        let Ok(body) = rmp_serde::to_vec(&cached) else {
+            return;
+        };
+        let mut bytes = blake3::hash(&body).as_bytes().to_vec();
+        bytes.extend_from_slice(&body);
+        if let Err(e) = write_new(&path, &bytes) {
+            tracing::debug!("record cache {}: {e}", path.display());
+        }
+    }
+
+    /// Forget `key` (a record this process removed).
+    pub(crate) fn remove(&self, key: &str) {
+        if let Some(path) = self.path(key) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Remove the cached records under `folder` (a folder of records,
+    /// ending in `/`, or `generations/` for every client's) that are not
+    /// in `listed` (whole keys): records removed from the store.
+    pub(crate) fn retain(&self, folder: &str, listed: &HashSet<&str>) {
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        let mut folders = vec![(dir.join(folder.trim_end_matches('/')), folder.to_string())];
+        while let Some((path, prefix)) = folders.pop() {
+            let Ok(entries) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                let key = format!("{prefix}{name}");
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if is_dir && prefix == "generations/" {
+                    folders.push((entry.path(), format!("{key}/")));
+                } else if !is_dir && !listed.contains(key.as_str()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+}
+
+/// Write `bytes` to `path` under a temporary name, then rename it into
+/// place, making its folder as needed.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let folder = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
+    std::fs::create_dir_all(folder)?;
+    let name = path
+        .file_name()
+        .ok_or(std::io::ErrorKind::InvalidInput)?
+        .to_string_lossy();
+    let tmp = folder.join(format!(
+        ".tmp-{name}-{}",
+        crate::ids::ObjectId::random().to_hex()
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+impl Repository {
+    /// From now on, read every generation and client record from the
+    /// store, not from the local cache: for a check, which must see what
+    /// the repository holds.
+    pub fn read_records_from_store(&self) {
+        self.records.from_store.store(true, Ordering::Relaxed);
+    }
+
+    /// Every record under `folder` (ending in `/`): directly in it, or,
+    /// if `recursive`, at any depth; each with its whole key, sorted by
+    /// key. Through the local cache where it is in use; a record listed
+    /// but gone when read (removed since the listing) is skipped; one
+    /// that cannot be read or parsed is an error naming it.
+    pub(crate) fn read_listed_records<T: serde::de::DeserializeOwned>(
+        &self,
+        folder: &str,
+        recursive: bool,
+    ) -> crate::error::RepoResult<Vec<(String, T)>> {
+        if !self.records.in_use() {
+            let keys = match recursive {
+                true => self.storage().list_recursive(folder)?,
+                false => self
+                    .storage()
+                    .list(folder)?
+                    .into_iter()
+                    .map(|name| format!("{folder}{name}"))
+                    .collect(),
+            };
+            return self.read_records_at(keys);
+        }
+        let listed = self.storage().list_stamped(folder, recursive)?;
+        let mut records = Vec::with_capacity(listed.len());
+        let mut missing = Vec::new();
+        for (key, stamp) in &listed {
+            match self.records.get(key, stamp) {
+                Some(bytes) => records.push((key.clone(), bytes)),
+                None => missing.push((key.clone(), stamp)),
+            }
+        }
+        let keys: Vec<String> = missing.iter().map(|(key, _)| key.clone()).collect();
+        for ((key, stamp), bytes) in missing.iter().zip(self.read_objects_present(&keys)?) {
+            if let Some(bytes) = bytes {
+                self.records.put(key, stamp, &bytes);
+                records.push((key.clone(), bytes));
+            }
+        }
+        let keys: HashSet<&str> = listed.iter().map(|(key, _)| key.as_str()).collect();
+        self.records.retain(folder, &keys);
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        records
+            .into_iter()
+            .map(|(key, bytes)| {
+                let record = serde_json::from_slice(&bytes)
+                    .map_err(|e| crate::error::RepoError::corrupt(&key, e))?;
+                Ok((key, record))
+            })
+            .collect()
+    }
+
+    /// Forget the cached record of `key`: it was removed from the store.
+    pub(crate) fn uncache_record(&self, key: &str) {
+        self.records.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::generation::{Generation, GenerationBuilder};
+    use crate::index_cache::IndexCacheDir;
+    use crate::object::NoFilters;
+    use crate::tree::TreeEntry;
+    use crate::OpenOptions;
+
+    /// The repository in `repo`, its records cached under `cache` (as on
+    /// a remote store) or not.
+    fn open(repo: &Path, cache: &Path, cached: bool) -> Arc<Repository> {
+        let options = OpenOptions {
+            create: true,
+            index_cache: IndexCacheDir::At(cache.into()),
+            cache_records: Some(cached),
+            ..OpenOptions::default()
+        };
+        Arc::new(Repository::open(repo.to_str().unwrap(), &options, Arc::new(NoFilters)).unwrap())
+    }
+
+    /// Commit a generation of client `c` holding one folder.
+    fn commit(repo: &Arc<Repository>) -> Generation {
+        repo.add_client("c").unwrap();
+        let b = GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+        b.put(b"/data", TreeEntry::bare_dir(b"")).unwrap();
+        b.finish_dir(b"/data").unwrap();
+        b.commit(false).unwrap()
+    }
+
+    /// The files under `dir`, at any depth (no temporary ones).
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                out.extend(files(&entry.path()));
+            } else {
+                out.push(entry.path());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Write `bytes` over the file at `path` and give it back its
+    /// modification time: what a listing shows of it does not change.
+    fn alter_unseen(path: &Path, bytes: &[u8]) {
+        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        std::fs::write(path, bytes).unwrap();
+        set_modified(path, modified);
+    }
+
+    fn set_modified(path: &Path, when: SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+
+    /// A second run reads no record it cached; a record altered in the
+    /// store is read again once the listing shows it changed, and at once
+    /// by a run that reads from the store (fsck); a record removed from
+    /// the store is gone from the cache too.
+    #[test]
+    fn records_are_read_again_only_when_the_listing_shows_another_version() {
+        let repo_dir = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let writer = open(repo_dir.path(), cache.path(), true);
+        let made: Vec<Generation> = (0..3).map(|_| commit(&writer)).collect();
+        let client = writer.client_id("c");
+        let records = cache
+            .path()
+            .join(writer.config().id.clone())
+            .join("records");
+
+        let first = open(repo_dir.path(), cache.path(), true);
+        assert_eq!(first.generations("c").unwrap(), made);
+        assert_eq!(first.clients().unwrap(), ["c"]);
+        let cached = files(&records.join("generations").join(&client));
+        assert_eq!(cached.len(), 3, "{cached:?}");
+        assert_eq!(files(&records.join("clients")).len(), 1);
+
+        // Each record in the store replaced by garbage of its length,
+        // unseen by a listing: a run that trusts the cache does not see
+        // it; one that reads the store does, and names the record.
+        let stored = files(&repo_dir.path().join("generations").join(&client));
+        assert_eq!(stored.len(), 3);
+        for path in &stored {
+            let len = std::fs::metadata(path).unwrap().len() as usize;
+            alter_unseen(path, &vec![b'x'; len]);
+        }
+        let second = open(repo_dir.path(), cache.path(), true);
+        assert_eq!(second.generations("c").unwrap(), made);
+        let checker = open(repo_dir.path(), cache.path(), true);
+        checker.read_records_from_store();
+        let err = checker.generations("c").unwrap_err().to_string();
+        assert!(err.contains("generations/"), "{err}");
+        let uncached = open(repo_dir.path(), cache.path(), false);
+        assert!(uncached.generations("c").is_err());
+
+        // Seen as altered: read again, and the damage named.
+        let later = SystemTime::now() + Duration::from_secs(5);
+        set_modified(&stored[0], later);
+        let third = open(repo_dir.path(), cache.path(), true);
+        let err = third.generations("c").unwrap_err().to_string();
+        let name = stored[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(err.contains(&name), "{err}");
+
+        // Removed: gone from what a run lists, and from the cache.
+        std::fs::remove_file(&stored[0]).unwrap();
+        let fourth = open(repo_dir.path(), cache.path(), true);
+        let left = fourth.generations("c").unwrap();
+        assert_eq!(left.len(), 2);
+        assert!(left.iter().all(|g| !name.contains(&g.id)));
+        assert_eq!(files(&records.join("generations").join(&client)).len(), 2);
+    }
+
+    /// A cache file that fails its hash is not used: the record is read
+    /// from the store and cached again.
+    #[test]
+    fn a_damaged_cache_file_is_read_again_from_the_store() {
+        let repo_dir = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let writer = open(repo_dir.path(), cache.path(), true);
+        let made = vec![commit(&writer), commit(&writer)];
+        assert_eq!(writer.generations("c").unwrap(), made);
+        let records = cache
+            .path()
+            .join(writer.config().id.clone())
+            .join("records");
+        let cached = files(&records.join("generations"));
+        assert_eq!(cached.len(), 2);
+        let good = std::fs::read(&cached[0]).unwrap();
+        let mut bad = good.clone();
+        let last = bad.len() - 2;
+        bad[last] ^= 0x01;
+        std::fs::write(&cached[0], &bad).unwrap();
+
+        let reader = open(repo_dir.path(), cache.path(), true);
+        assert_eq!(reader.generations("c").unwrap(), made);
+        assert_eq!(std::fs::read(&cached[0]).unwrap(), good);
+    }
+
+    /// A listing that tells no versions apart (only sizes) is no ground
+    /// for trusting a cached record.
+    #[test]
+    fn records_are_not_cached_without_a_version_to_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = RecordCache::new(Some(dir.path().into()));
+        let key = "generations/00ff/0123456789abcdef";
+        let sized = Stamp {
+            size: 5,
+            etag: None,
+            modified_ns: None,
+        };
+        cache.put(key, &sized, b"{}");
+        assert!(files(dir.path()).is_empty());
+        let tagged = Stamp {
+            etag: Some("\"abc\"".into()),
+            ..sized
+        };
+        cache.put(key, &tagged, b"{}");
+        assert_eq!(cache.get(key, &tagged).as_deref(), Some(&b"{}"[..]));
+        let other = Stamp {
+            etag: Some("\"abd\"".into()),
+            ..tagged.clone()
+        };
+        assert_eq!(cache.get(key, &other), None);
+        // Keys that are not records of these kinds, or could name another
+        // file, are not cached.
+        for key in ["generations/../x/0123", "locks/abc", "generations/a/b/c"] {
+            cache.put(key, &tagged, b"{}");
+            assert_eq!(cache.get(key, &tagged), None, "{key}");
+        }
+        assert_eq!(files(dir.path()).len(), 1);
+    }
+}
