@@ -31,15 +31,21 @@
 //! by the next read). Files are written under a temporary name and
 //! renamed, so runs beside each other see whole files or none.
 //!
+//! **Within a run**: the generation records a run listed are kept in
+//! memory too, so that opening one of them by id (a restore lists the
+//! generations, then opens the one it picked; fsck opens each) reads its
+//! record no second time, whatever the store.
+//!
 //! **What is not**: `fsck` reads every record from the store
 //! ([`Repository::read_records_from_store`]): a check must see what the
 //! repository holds, and a record damaged in the store since it was
 //! cached would otherwise go unseen. Prune reads the records it needs
 //! from the store too.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +70,12 @@ pub(crate) struct RecordCache {
     dir: Option<PathBuf>,
     /// Set by [`Repository::read_records_from_store`].
     from_store: AtomicBool,
+    /// The generation records this process listed and read (or took
+    /// from the folder), by key, as decoded bytes: a command that lists
+    /// a client's generations and then opens one (restore, `ls`, fsck
+    /// opening each) does not read its record a second time. A few
+    /// hundred bytes a generation.
+    listed: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 /// Whether `part` can name a file: the folders and names of records are
@@ -78,7 +90,17 @@ impl RecordCache {
         RecordCache {
             dir,
             from_store: AtomicBool::new(false),
+            listed: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn listed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {
+        self.listed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The record of `key` as this process last listed it, if it did.
+    pub(crate) fn listed_record(&self, key: &str) -> Option<Vec<u8>> {
+        self.listed().get(key).cloned()
     }
 
     /// Whether records are read through the cache.
@@ -138,6 +160,7 @@ impl RecordCache {
 
     /// Forget `key` (a record this process removed).
     pub(crate) fn remove(&self, key: &str) {
+        self.listed().remove(key);
         if let Some(path) = self.path(key) {
             let _ = std::fs::remove_file(path);
         }
@@ -208,7 +231,9 @@ impl Repository {
         folder: &str,
         recursive: bool,
     ) -> crate::error::RepoResult<Vec<(String, T)>> {
-        if !self.records.in_use() {
+        let records = if self.records.in_use() {
+            self.read_records_through_cache(folder, recursive)?
+        } else {
             let keys = match recursive {
                 true => self.storage().list_recursive(folder)?,
                 false => self
@@ -218,8 +243,35 @@ impl Repository {
                     .map(|name| format!("{folder}{name}"))
                     .collect(),
             };
-            return self.read_records_at(keys);
+            let read = self.read_objects_present(&keys)?;
+            keys.into_iter()
+                .zip(read)
+                .filter_map(|(key, bytes)| Some((key, bytes?)))
+                .collect()
+        };
+        if folder.starts_with("generations/") {
+            let mut listed = self.records.listed();
+            for (key, bytes) in &records {
+                listed.insert(key.clone(), bytes.clone());
+            }
         }
+        records
+            .into_iter()
+            .map(|(key, bytes)| {
+                let record = serde_json::from_slice(&bytes)
+                    .map_err(|e| crate::error::RepoError::corrupt(&key, e))?;
+                Ok((key, record))
+            })
+            .collect()
+    }
+
+    /// The records of [`read_listed_records`](Self::read_listed_records)
+    /// through the cache, as decoded bytes, sorted by key.
+    fn read_records_through_cache(
+        &self,
+        folder: &str,
+        recursive: bool,
+    ) -> crate::error::RepoResult<Vec<(String, Vec<u8>)>> {
         let listed = self.storage().list_stamped(folder, recursive)?;
         let mut records = Vec::with_capacity(listed.len());
         let mut missing = Vec::new();
@@ -239,14 +291,7 @@ impl Repository {
         let keys: HashSet<&str> = listed.iter().map(|(key, _)| key.as_str()).collect();
         self.records.retain(folder, &keys);
         records.sort_by(|a, b| a.0.cmp(&b.0));
-        records
-            .into_iter()
-            .map(|(key, bytes)| {
-                let record = serde_json::from_slice(&bytes)
-                    .map_err(|e| crate::error::RepoError::corrupt(&key, e))?;
-                Ok((key, record))
-            })
-            .collect()
+        Ok(records)
     }
 
     /// Forget the cached record of `key`: it was removed from the store.
@@ -380,6 +425,34 @@ mod tests {
         assert_eq!(left.len(), 2);
         assert!(left.iter().all(|g| !name.contains(&g.id)));
         assert_eq!(files(&records.join("generations").join(&client)).len(), 2);
+    }
+
+    /// A generation this process listed is opened by id without reading
+    /// its record again; one it did not list (or removed) is read.
+    #[test]
+    fn a_generation_listed_is_opened_without_another_read() {
+        let repo_dir = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let writer = open(repo_dir.path(), cache.path(), false);
+        let made = vec![commit(&writer), commit(&writer)];
+        let lister = open(repo_dir.path(), cache.path(), false);
+        assert_eq!(lister.generations("c").unwrap(), made);
+        let client = writer.client_id("c");
+        let stored = files(&repo_dir.path().join("generations").join(&client));
+        for path in &stored {
+            std::fs::write(path, b"garbage").unwrap();
+        }
+        for gen in &made {
+            assert_eq!(&lister.generation("c", &gen.id).unwrap(), gen);
+        }
+        let other = open(repo_dir.path(), cache.path(), false);
+        assert!(other.generation("c", &made[0].id).is_err());
+        // Removed by this process: gone, even from what it listed.
+        lister.remove_generation("c", &made[1].id).unwrap();
+        assert!(matches!(
+            lister.generation("c", &made[1].id),
+            Err(crate::error::RepoError::NoSuchGeneration(..))
+        ));
     }
 
     /// A cache file that fails its hash is not used: the record is read

@@ -127,7 +127,10 @@ impl Repository {
         let gen_id = GenerationId::parse(id)
             .map_err(|_| RepoError::NoSuchGeneration(client.into(), id.into()))?;
         let key = self.generation_key(client, gen_id.as_str());
-        let data = match self.read_object(&key) {
+        // Listed by this process a moment ago (restore lists, then opens
+        // the one it picked), or read now.
+        let listed = self.records.listed_record(&key).map(Ok);
+        let data = match listed.unwrap_or_else(|| self.read_object(&key)) {
             Ok(d) => d,
             Err(RepoError::Storage(StorageError::NotFound { .. })) => {
                 return Err(RepoError::NoSuchGeneration(client.into(), id.into()))
