@@ -76,16 +76,30 @@ impl Repository {
     /// whoever has their data). Returns what was dropped.
     pub fn forget_missing_packs(&self) -> RepoResult<MissingPacks> {
         self.ensure_index()?;
-        let stored = self.stored_packs()?;
+        let mut missing = self.packs_missing()?;
+        // A prune running meanwhile deletes the index objects that list a
+        // pack before the pack, and writes those of the blobs it copied
+        // before either: with the index loaded afresh, a pack it deleted
+        // is listed no more, and its blobs are found in their copies. A
+        // pack still listed after a fresh load is missing indeed (a few
+        // loads, while a prune's deletions keep changing the answer).
+        for _ in 0..3 {
+            if missing.is_empty() {
+                return Ok(MissingPacks::default());
+            }
+            self.reload_index()?;
+            let again = self.packs_missing()?;
+            if again == missing {
+                break;
+            }
+            missing = again;
+        }
         let mut index = self.catalog.write();
         let missing: HashSet<u32> = index
             .listed_packs()
             .into_iter()
-            .filter(|n| index.pack_id(*n).is_none_or(|id| !stored.contains(&id)))
+            .filter(|n| missing.contains(&index.pack_id(*n)))
             .collect();
-        // Packs this process is still writing are not in the listing yet.
-        let writing: HashSet<u32> = self.uploads.packs_in_memory();
-        let missing: HashSet<u32> = missing.difference(&writing).copied().collect();
         if missing.is_empty() {
             return Ok(MissingPacks::default());
         }
@@ -96,6 +110,22 @@ impl Repository {
             packs: missing.len(),
             blobs,
         })
+    }
+
+    /// The packs the index lists that the storage does not hold (by id;
+    /// `None` for a pack number the index has no id for), but those this
+    /// process is still writing (not in the listing yet).
+    fn packs_missing(&self) -> RepoResult<HashSet<Option<ObjectId>>> {
+        let stored = self.stored_packs()?;
+        let writing: HashSet<u32> = self.uploads.packs_in_memory();
+        let index = self.catalog.read();
+        Ok(index
+            .listed_packs()
+            .into_iter()
+            .filter(|n| !writing.contains(n))
+            .map(|n| index.pack_id(n))
+            .filter(|id| id.is_none_or(|id| !stored.contains(&id)))
+            .collect())
     }
 
     /// Check the objects of the repository: index objects that could not be

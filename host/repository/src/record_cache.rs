@@ -70,12 +70,71 @@ pub(crate) struct RecordCache {
     dir: Option<PathBuf>,
     /// Set by [`Repository::read_records_from_store`].
     from_store: AtomicBool,
-    /// The generation records this process listed and read (or took
-    /// from the folder), by key, as decoded bytes: a command that lists
-    /// a client's generations and then opens one (restore, `ls`, fsck
-    /// opening each) does not read its record a second time. A few
-    /// hundred bytes a generation.
-    listed: Mutex<HashMap<String, Vec<u8>>>,
+    /// The generation records this process listed last (read, or taken
+    /// from the folder), as decoded bytes: a command that lists a
+    /// client's generations and then opens one (restore, `ls`, fsck
+    /// opening each) does not read its record a second time.
+    listed: Mutex<Listed>,
+}
+
+/// The records of [`RecordCache::listed`]: at most [`LISTED_BYTES`] of
+/// them (a few hundred bytes a generation), the ones listed longest ago
+/// dropped first (and read again if opened).
+#[derive(Default)]
+struct Listed {
+    /// Each record with the number of its latest listing.
+    by_key: HashMap<String, (u64, Vec<u8>)>,
+    /// Keys with the numbers of their listings, oldest first: a key
+    /// listed again has an older place, which is stale.
+    order: std::collections::VecDeque<(String, u64)>,
+    bytes: usize,
+    next: u64,
+}
+
+/// The most bytes of records [`Listed`] holds.
+const LISTED_BYTES: usize = 8 << 20;
+
+impl Listed {
+    fn insert(&mut self, key: &str, bytes: &[u8]) {
+        self.remove(key);
+        let number = self.next;
+        self.next += 1;
+        self.bytes += key.len() + bytes.len();
+        self.by_key
+            .insert(key.to_string(), (number, bytes.to_vec()));
+        self.order.push_back((key.to_string(), number));
+        while self.bytes > LISTED_BYTES {
+            let Some((oldest, number)) = self.order.pop_front() else {
+                break;
+            };
+            if self.is_latest(&oldest, number) {
+                self.remove(&oldest);
+            }
+        }
+        // The same records listed again and again (a mount lists them
+        // at each look) leave stale places behind: dropped once they
+        // outnumber the records.
+        if self.order.len() > 2 * self.by_key.len() + 1024 {
+            let by_key = &self.by_key;
+            self.order
+                .retain(|(key, number)| by_key.get(key).is_some_and(|(n, _)| n == number));
+        }
+    }
+
+    /// Whether listing `number` is the latest of `key`.
+    fn is_latest(&self, key: &str, number: u64) -> bool {
+        self.by_key.get(key).is_some_and(|(n, _)| *n == number)
+    }
+
+    fn get(&self, key: &str) -> Option<&[u8]> {
+        self.by_key.get(key).map(|(_, bytes)| bytes.as_slice())
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((_, old)) = self.by_key.remove(key) {
+            self.bytes -= key.len() + old.len();
+        }
+    }
 }
 
 /// Whether `part` can name a file: the folders and names of records are
@@ -90,17 +149,18 @@ impl RecordCache {
         RecordCache {
             dir,
             from_store: AtomicBool::new(false),
-            listed: Mutex::new(HashMap::new()),
+            listed: Mutex::new(Listed::default()),
         }
     }
 
-    fn listed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {
+    fn listed(&self) -> std::sync::MutexGuard<'_, Listed> {
         self.listed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The record of `key` as this process last listed it, if it did.
+    /// The record of `key` as this process last listed it, if it did
+    /// lately.
     pub(crate) fn listed_record(&self, key: &str) -> Option<Vec<u8>> {
-        self.listed().get(key).cloned()
+        self.listed().get(key).map(<[u8]>::to_vec)
     }
 
     /// Whether records are read through the cache.
@@ -252,7 +312,7 @@ impl Repository {
         if folder.starts_with("generations/") {
             let mut listed = self.records.listed();
             for (key, bytes) in &records {
-                listed.insert(key.clone(), bytes.clone());
+                listed.insert(key, bytes);
             }
         }
         records
@@ -453,6 +513,36 @@ mod tests {
             lister.generation("c", &made[1].id),
             Err(crate::error::RepoError::NoSuchGeneration(..))
         ));
+    }
+
+    /// What a run keeps of the records it listed stays within its bound,
+    /// the oldest dropped first, however often the same ones are listed.
+    #[test]
+    fn the_records_a_run_listed_are_bounded() {
+        let mut listed = Listed::default();
+        let record = vec![7u8; 1000];
+        let key = |i: usize| format!("generations/c/{i:016x}");
+        for round in 0..5 {
+            for i in 0..100 {
+                listed.insert(&key(i), &record);
+            }
+            assert_eq!(listed.by_key.len(), 100, "round {round}");
+        }
+        assert!(listed.order.len() <= 2 * 100 + 1024 + 1);
+        let fits = LISTED_BYTES / (record.len() + key(0).len());
+        for i in 100..100 + 2 * fits {
+            listed.insert(&key(i), &record);
+        }
+        assert!(listed.bytes <= LISTED_BYTES);
+        assert_eq!(listed.by_key.len(), fits);
+        assert!(listed.get(&key(0)).is_none());
+        assert_eq!(listed.get(&key(100 + 2 * fits - 1)), Some(&record[..]));
+        let held: usize = listed
+            .by_key
+            .iter()
+            .map(|(k, (_, b))| k.len() + b.len())
+            .sum();
+        assert_eq!(held, listed.bytes);
     }
 
     /// A cache file that fails its hash is not used: the record is read

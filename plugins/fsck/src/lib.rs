@@ -461,6 +461,21 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         held: Mutex::new(Vec::new()),
         report: Report::default(),
     };
+    // Every client's generations are listed before the index is loaded:
+    // its one listing then covers them all. Listed after it, each
+    // client's would need a listing of the index of its own (a
+    // generation committed since must be complete in the index).
+    // Only their ids are kept (the records are read again as each is
+    // opened), so that what this holds is small beside the checks.
+    let mut generations = Vec::new();
+    for client in repo.clients()? {
+        let ids: Vec<String> = repo
+            .generations(&client)?
+            .into_iter()
+            .map(|g| g.id)
+            .collect();
+        generations.push((client, ids));
+    }
     // First the objects as objects, without reading the packs: index
     // objects that cannot be read, packs that are gone.
     let (problems, mut packs, mut blobs) = repo.check_objects(false)?;
@@ -470,20 +485,19 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     checker.report_held(false);
     // What was in packs that are gone counts as missing in the walk below.
     repo.forget_missing_packs()?;
-    for client in repo.clients()? {
-        for gen in repo.generations(&client)? {
+    for (client, ids) in generations {
+        for id in ids {
             checker.report.generations.fetch_add(1, Ordering::Relaxed);
-            match repo.open_generation(&client, &gen.id) {
+            match repo.open_generation(&client, &id) {
                 Ok(reader) => checker.check_generation(ctx, &client, &reader),
-                Err(e) => checker.problem(&format!("client {client}, generation {}: {e}", gen.id)),
+                Err(e) => checker.problem(&format!("client {client}, generation {id}: {e}")),
             }
             let had_problems = !checker
                 .held
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .is_empty();
-            let removed =
-                had_problems && !repo.generations(&client)?.iter().any(|g| g.id == gen.id);
+            let removed = had_problems && !repo.generations(&client)?.iter().any(|g| g.id == id);
             checker.report_held(removed);
         }
     }
