@@ -31,7 +31,7 @@ impl Repository {
         // not cached ([`crate::record_cache`]). One removed since the
         // listing is skipped.
         let mut names: Vec<String> = self
-            .read_listed_records::<ClientRecord>("clients/", false)?
+            .read_listed_records::<ClientRecord>("clients/", false, &|_| true)?
             .into_iter()
             .map(|(_, record)| record.name)
             .collect();

@@ -39,8 +39,8 @@
 //! **What is not**: `fsck` reads every record from the store
 //! ([`Repository::read_records_from_store`]): a check must see what the
 //! repository holds, and a record damaged in the store since it was
-//! cached would otherwise go unseen. Prune reads the records it needs
-//! from the store too.
+//! cached would otherwise go unseen. (Prune takes them from the cache:
+//! what it keeps follows the record as its backup committed it.)
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -281,20 +281,22 @@ impl Repository {
         self.records.from_store.store(true, Ordering::Relaxed);
     }
 
-    /// Every record under `folder` (ending in `/`): directly in it, or,
-    /// if `recursive`, at any depth; each with its whole key, sorted by
-    /// key. Through the local cache where it is in use; a record listed
-    /// but gone when read (removed since the listing) is skipped; one
-    /// that cannot be read or parsed is an error naming it.
+    /// Every record under `folder` (ending in `/`) whose key `wanted`
+    /// accepts: directly in it, or, if `recursive`, at any depth; each
+    /// with its whole key, sorted by key. Through the local cache where
+    /// it is in use; a record listed but gone when read (removed since
+    /// the listing) is skipped; one that cannot be read or parsed is an
+    /// error naming it.
     pub(crate) fn read_listed_records<T: serde::de::DeserializeOwned>(
         &self,
         folder: &str,
         recursive: bool,
+        wanted: &dyn Fn(&str) -> bool,
     ) -> crate::error::RepoResult<Vec<(String, T)>> {
         let records = if self.records.in_use() {
-            self.read_records_through_cache(folder, recursive)?
+            self.read_records_through_cache(folder, recursive, wanted)?
         } else {
-            let keys = match recursive {
+            let keys: Vec<String> = match recursive {
                 true => self.storage().list_recursive(folder)?,
                 false => self
                     .storage()
@@ -303,6 +305,7 @@ impl Repository {
                     .map(|name| format!("{folder}{name}"))
                     .collect(),
             };
+            let keys: Vec<String> = keys.into_iter().filter(|key| wanted(key)).collect();
             let read = self.read_objects_present(&keys)?;
             keys.into_iter()
                 .zip(read)
@@ -331,11 +334,12 @@ impl Repository {
         &self,
         folder: &str,
         recursive: bool,
+        wanted: &dyn Fn(&str) -> bool,
     ) -> crate::error::RepoResult<Vec<(String, Vec<u8>)>> {
         let listed = self.storage().list_stamped(folder, recursive)?;
         let mut records = Vec::with_capacity(listed.len());
         let mut missing = Vec::new();
-        for (key, stamp) in &listed {
+        for (key, stamp) in listed.iter().filter(|(key, _)| wanted(key)) {
             match self.records.get(key, stamp) {
                 Some(bytes) => records.push((key.clone(), bytes)),
                 None => missing.push((key.clone(), stamp)),

@@ -84,7 +84,7 @@ impl Repository {
         // A record gone since the listing was removed meanwhile (a
         // checkpoint, say). On a remote store, only the records this
         // machine has not cached are read ([`crate::record_cache`]).
-        let records = self.read_listed_records::<Generation>(&folder, false)?;
+        let records = self.read_listed_records::<Generation>(&folder, false, &|_| true)?;
         let keys: Vec<String> = records.iter().map(|(key, _)| key.clone()).collect();
         let mut gens: Vec<Generation> = records.into_iter().map(|(_, gen)| gen).collect();
         sort_generations(&mut gens);
@@ -97,7 +97,7 @@ impl Repository {
     /// one of the index, where a call of [`generations`](Self::generations)
     /// per client makes two listings a client.
     pub(crate) fn all_generations(&self) -> RepoResult<HashMap<String, Vec<Generation>>> {
-        let records = self.read_listed_records::<Generation>("generations/", true)?;
+        let records = self.read_listed_records::<Generation>("generations/", true, &|_| true)?;
         let keys: Vec<String> = records.iter().map(|(key, _)| key.clone()).collect();
         let mut by_client: HashMap<String, Vec<Generation>> = HashMap::new();
         for (key, gen) in records {

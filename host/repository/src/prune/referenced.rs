@@ -190,15 +190,12 @@ impl Repository {
         refs: &mut Referenced,
         progress: &mut dyn FnMut(PruneStep, u64, u64),
     ) -> RepoResult<()> {
-        let keys: Vec<String> = self
-            .storage()
-            .list_recursive("generations/")?
-            .into_iter()
-            .filter(|k| !refs.walked.contains(k))
-            .collect();
-        // Read many at once; one forgotten since the listing is skipped:
-        // nothing to keep for it.
-        let gens: Vec<(String, Generation)> = self.read_records_at(keys)?;
+        // Read many at once (on a remote store, only those this machine
+        // has not cached: see `record_cache.rs`); one forgotten since the
+        // listing is skipped: nothing to keep for it.
+        let walked = &refs.walked;
+        let gens: Vec<(String, Generation)> =
+            self.read_listed_records("generations/", true, &|key| !walked.contains(key))?;
         let total = gens.len() as u64;
         // A generation is committed after the index objects of what it
         // refers to: once those written until now are loaded, every
