@@ -2,7 +2,8 @@
 //! repository data: the filter header and object checksums
 //! ([`object`](super::object)), index objects, the index cache's segment
 //! files ([`segment`](super::segment)), pack headers and trailers,
-//! tree objects, generation, client and lock records, the config, and
+//! tree objects, generation, client and lock records, the config, the
+//! files of the local record cache ([`record_cache`](super::record_cache)), and
 //! paths handed to a generation reader.
 //!
 //! Random bytes, and valid objects with bytes flipped, inserted, deleted or
@@ -22,7 +23,9 @@ use super::index::{self, BlobKind, Index, IndexEntry, Location};
 use super::lock::LockRecord;
 use super::object::{self, NoFilters};
 use super::pack;
+use super::record_cache::Cached;
 use super::segment::{CoveredObject, SegEntry, Segment, SegmentWriter};
+use super::storage::Stamp;
 use super::tree::{EntryKind, StoredChunkId, Tree, TreeEntry};
 
 use fuzz_support::{mutate, mutations};
@@ -172,6 +175,26 @@ fn decode_everything(data: &[u8]) {
     path.extend_from_slice(data);
     let _ = components(&path);
     let _ = Segment::from_bytes(data.to_vec());
+    let _ = Cached::decode(data);
+    // The same bytes behind a hash that matches them: what the decoder of
+    // a record cache file sees past its check.
+    let mut hashed = blake3::hash(data).as_bytes().to_vec();
+    hashed.extend_from_slice(data);
+    let _ = Cached::decode(&hashed);
+}
+
+/// A record cache file, as `record_cache.rs` writes it.
+fn valid_cache_file() -> Vec<u8> {
+    Cached {
+        stamp: Stamp {
+            size: 300,
+            etag: Some("\"0123456789abcdef\"".into()),
+            modified_ns: Some(1_700_000_000_000_000_000),
+        },
+        record: valid_generation(),
+    }
+    .encode()
+    .unwrap()
 }
 
 proptest! {
@@ -238,6 +261,19 @@ proptest! {
     }
 
     #[test]
+    fn mutated_record_cache_files_never_panic_nor_pass(m in mutations(5)) {
+        let good = valid_cache_file();
+        let data = mutate(good.clone(), &m);
+        decode_everything(&data);
+        // Past the hash, the mutated body decodes or fails, never panics.
+        let body = mutate(good[32..].to_vec(), &m);
+        decode_everything(&body);
+        if data != good {
+            prop_assert!(Cached::decode(&data).is_none());
+        }
+    }
+
+    #[test]
     fn a_changed_object_never_passes_its_checksum(m in mutations(5), data in random_bytes()) {
         let mut stored = data.clone();
         object::add_checksum("generations/c/g", &mut stored);
@@ -262,4 +298,22 @@ fn a_count_beyond_the_data_allocates_nothing_large() {
     assert!(index::decode(&mut Index::default(), &data).is_err());
     // A trailer claiming 2^32-1 blobs.
     assert!(pack::decode_trailer(&u32::MAX.to_le_bytes(), 0).is_err());
+    // A record cache file whose record claims 2^32-1 bytes (a valid hash
+    // over a body cut short): MessagePack's array of two, a stamp, and a
+    // bin32 header.
+    let mut body = vec![0x92];
+    body.extend(
+        rmp_serde::to_vec(&Stamp {
+            size: 1,
+            etag: None,
+            modified_ns: Some(1),
+        })
+        .unwrap(),
+    );
+    body.push(0xc6);
+    body.extend_from_slice(&u32::MAX.to_be_bytes());
+    body.extend_from_slice(b"short");
+    let mut file = blake3::hash(&body).as_bytes().to_vec();
+    file.extend_from_slice(&body);
+    assert_eq!(Cached::decode(&file), None);
 }

@@ -12,7 +12,8 @@
 //! and reads only the records whose version it has not cached.
 //!
 //! **Where**: beside the index cache ([`crate::index_cache`]), in
-//! `generations/` and `clients/` of the repository's folder there, so as
+//! `records/generations/` and `records/clients/` of the repository's
+//! folder there, so as
 //! private as it is (the records are held decoded: in a sealed repository
 //! their times, file counts and sizes are in the clear there, as the
 //! index entries are). A run whose index cache is temporary keeps no
@@ -55,13 +56,36 @@ use super::Repository;
 /// The length of the hash before the rest of a cache file.
 const HASH_LEN: usize = 32;
 
+/// The largest cache file read: a record of the largest size the format
+/// allows, its stamp and the hash.
+const MAX_FILE_LEN: u64 = crate::limits::MAX_RECORD_LEN as u64 + 4096;
+
 /// What a cache file holds after its hash: the record's stamp and its
 /// decoded bytes (JSON).
-#[derive(Serialize, Deserialize)]
-struct Cached {
-    stamp: Stamp,
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Cached {
+    pub(crate) stamp: Stamp,
     #[serde(with = "serde_bytes")]
-    record: Vec<u8>,
+    pub(crate) record: Vec<u8>,
+}
+
+impl Cached {
+    /// The bytes of a cache file: the hash of the rest, then the rest.
+    pub(crate) fn encode(&self) -> Option<Vec<u8>> {
+        let body = rmp_serde::to_vec(self).ok()?;
+        let mut bytes = blake3::hash(&body).as_bytes().to_vec();
+        bytes.extend_from_slice(&body);
+        Some(bytes)
+    }
+
+    /// What the bytes of a cache file hold, if they are whole.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Cached> {
+        let (hash, rest) = bytes.split_at_checked(HASH_LEN)?;
+        if blake3::hash(rest).as_bytes() != hash {
+            return None;
+        }
+        rmp_serde::from_slice(rest).ok()
+    }
 }
 
 /// The records cached for one open repository.
@@ -185,12 +209,14 @@ impl RecordCache {
         if !stamp.distinguishes_versions() {
             return None;
         }
-        let bytes = std::fs::read(self.path(key)?).ok()?;
-        let (hash, rest) = bytes.split_at_checked(HASH_LEN)?;
-        if blake3::hash(rest).as_bytes() != hash {
+        let file = std::fs::File::open(self.path(key)?).ok()?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_FILE_LEN + 1), &mut bytes)
+            .ok()?;
+        if bytes.len() as u64 > MAX_FILE_LEN {
             return None;
         }
-        let cached: Cached = rmp_serde::from_slice(rest).ok()?;
+        let cached = Cached::decode(&bytes)?;
         (cached.stamp == *stamp).then_some(cached.record)
     }
 
@@ -208,11 +234,9 @@ impl RecordCache {
             stamp: stamp.clone(),
             record: record.to_vec(),
         };
-        let Ok(body) = rmp_serde::to_vec(&cached) else {
+        let Some(bytes) = cached.encode() else {
             return;
         };
-        let mut bytes = blake3::hash(&body).as_bytes().to_vec();
-        bytes.extend_from_slice(&body);
         if let Err(e) = write_new(&path, &bytes) {
             tracing::debug!("record cache {}: {e}", path.display());
         }
