@@ -53,6 +53,9 @@ use serde::{Deserialize, Serialize};
 use super::storage::Stamp;
 use super::Repository;
 
+/// A record's key and its decoded bytes.
+type KeyedBytes = (String, Vec<u8>);
+
 /// The length of the hash before the rest of a cache file.
 const HASH_LEN: usize = 32;
 
@@ -157,6 +160,20 @@ impl Listed {
     fn remove(&mut self, key: &str) {
         if let Some((_, old)) = self.by_key.remove(key) {
             self.bytes -= key.len() + old.len();
+        }
+    }
+
+    /// Drop the records under `folder` that are not in `listed`: a new
+    /// listing of the folder no longer shows them (removed meanwhile).
+    fn retain_under(&mut self, folder: &str, listed: &HashSet<&str>) {
+        let gone: Vec<String> = self
+            .by_key
+            .keys()
+            .filter(|key| key.starts_with(folder) && !listed.contains(key.as_str()))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.remove(&key);
         }
     }
 }
@@ -317,10 +334,10 @@ impl Repository {
         recursive: bool,
         wanted: &dyn Fn(&str) -> bool,
     ) -> crate::error::RepoResult<Vec<(String, T)>> {
-        let records = if self.records.in_use() {
+        let (all, records) = if self.records.in_use() {
             self.read_records_through_cache(folder, recursive, wanted)?
         } else {
-            let keys: Vec<String> = match recursive {
+            let all: Vec<String> = match recursive {
                 true => self.storage().list_recursive(folder)?,
                 false => self
                     .storage()
@@ -329,15 +346,18 @@ impl Repository {
                     .map(|name| format!("{folder}{name}"))
                     .collect(),
             };
-            let keys: Vec<String> = keys.into_iter().filter(|key| wanted(key)).collect();
+            let keys: Vec<String> = all.iter().filter(|key| wanted(key)).cloned().collect();
             let read = self.read_objects_present(&keys)?;
-            keys.into_iter()
+            let records = keys
+                .into_iter()
                 .zip(read)
                 .filter_map(|(key, bytes)| Some((key, bytes?)))
-                .collect()
+                .collect();
+            (all, records)
         };
         if folder.starts_with("generations/") {
             let mut listed = self.records.listed();
+            listed.retain_under(folder, &all.iter().map(String::as_str).collect());
             for (key, bytes) in &records {
                 listed.insert(key, bytes);
             }
@@ -353,13 +373,14 @@ impl Repository {
     }
 
     /// The records of [`read_listed_records`](Self::read_listed_records)
-    /// through the cache, as decoded bytes, sorted by key.
+    /// through the cache, as decoded bytes, sorted by key; and every key
+    /// the listing showed, wanted or not.
     fn read_records_through_cache(
         &self,
         folder: &str,
         recursive: bool,
         wanted: &dyn Fn(&str) -> bool,
-    ) -> crate::error::RepoResult<Vec<(String, Vec<u8>)>> {
+    ) -> crate::error::RepoResult<(Vec<String>, Vec<KeyedBytes>)> {
         let listed = self.storage().list_stamped(folder, recursive)?;
         let mut records = Vec::with_capacity(listed.len());
         let mut missing = Vec::new();
@@ -379,7 +400,8 @@ impl Repository {
         let keys: HashSet<&str> = listed.iter().map(|(key, _)| key.as_str()).collect();
         self.records.retain(folder, &keys);
         records.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(records)
+        let all = listed.into_iter().map(|(key, _)| key).collect();
+        Ok((all, records))
     }
 
     /// Forget the cached record of `key`: it was removed from the store.
@@ -539,6 +561,18 @@ mod tests {
         lister.remove_generation("c", &made[1].id).unwrap();
         assert!(matches!(
             lister.generation("c", &made[1].id),
+            Err(crate::error::RepoError::NoSuchGeneration(..))
+        ));
+        // Removed by another process: gone once this one lists again.
+        let record = repo_dir
+            .path()
+            .join("generations")
+            .join(&client)
+            .join(&made[0].id);
+        std::fs::remove_file(record).unwrap();
+        assert_eq!(lister.generations("c").unwrap(), []);
+        assert!(matches!(
+            lister.generation("c", &made[0].id),
             Err(crate::error::RepoError::NoSuchGeneration(..))
         ));
     }
