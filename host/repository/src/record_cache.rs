@@ -35,7 +35,9 @@
 //! **Within a run**: the generation records a run listed are kept in
 //! memory too, so that opening one of them by id (a restore lists the
 //! generations, then opens the one it picked; fsck opens each) reads its
-//! record no second time, whatever the store.
+//! record no second time, whatever the store. They follow the run's
+//! latest listing of their folder (one removed since is dropped when the
+//! run lists again) and hold at most 8 MiB, the oldest dropped first.
 //!
 //! **What is not**: `fsck` reads every record from the store
 //! ([`Repository::read_records_from_store`]): a check must see what the
