@@ -629,6 +629,87 @@ fn remote_generation_records_are_cached_and_checked_by_fsck() {
     assert!(listed.stderr.contains(&name), "{listed:#?}");
 }
 
+/// Two machines back up one client into one repository, each with its
+/// own cache of the repository's records (its own HOME). What one
+/// forgets is gone for the other at its next run, whatever the other's
+/// cache held: `genids` lists only what is left, a forgotten generation
+/// cannot be restored, and the next backup goes on from what is left.
+fn a_generation_forgotten_elsewhere_is_gone_here(backend: Backend) {
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "repo");
+    let data = env.path().join("data");
+    let other_home = env.path().join("other-home");
+    fs::create_dir_all(&other_home).unwrap();
+    let on = |home: Option<&Path>, args: &[&str]| {
+        let mut cmd = backend.obnam(&env, &url);
+        if let Some(home) = home {
+            cmd.env("HOME", home);
+        }
+        cmd.args(["--client-name", "c"]).args(args);
+        run(&mut cmd)
+    };
+    for i in 0..3u8 {
+        write(&data.join("f"), &[b'0' + i; 100]);
+        run(&mut backup_cmd(&backend, &env, &url, "c", &data)).ok();
+    }
+    let ids: Vec<String> = on(None, &["genids"])
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+
+    on(Some(&other_home), &["forget", "--keep", "1"]).ok();
+
+    let left = on(None, &["genids"]).ok().stdout;
+    assert_eq!(left, format!("{}\n", ids[2]));
+    // A remote store's records are cached on this machine: what is left,
+    // and nothing of what was forgotten.
+    let cached = files_under(&env.home().join(".cache/obnam/index"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/records/generations/"))
+        .count();
+    assert_eq!(cached, if backend.is_local() { 0 } else { 1 });
+    let to = env.path().join("restored");
+    let gone = on(
+        None,
+        &[
+            "restore",
+            "--generation",
+            &ids[0],
+            "--to",
+            to.to_str().unwrap(),
+        ],
+    )
+    .fails()
+    .no_rust_panic();
+    assert!(gone.stderr.contains(&ids[0]), "{gone:#?}");
+    write(&data.join("f"), b"after the forget");
+    run(&mut backup_cmd(&backend, &env, &url, "c", &data)).ok();
+    let now: Vec<String> = on(None, &["genids"])
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert_eq!(now[0], ids[2]);
+    let restored = on(None, &["restore", "--to", to.to_str().unwrap()]).ok();
+    assert_eq!(restored.code, 0);
+    assert_eq!(
+        fs::read(restored_file(&to, &data.join("f"))).unwrap(),
+        b"after the forget"
+    );
+}
+
+/// Where `file` lands in a restore to `to`.
+fn restored_file(to: &Path, file: &Path) -> PathBuf {
+    to.join(file.strip_prefix("/").unwrap())
+}
+
+on_backends!(a_generation_forgotten_elsewhere_is_gone_here: garage, moto, sftp, local);
+
 /// Wrong credentials: refused by the server, reported with the URL, and
 /// the secret appears neither on the terminal nor in the log.
 #[test]
