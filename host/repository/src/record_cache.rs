@@ -45,7 +45,7 @@
 //! cached would otherwise go unseen. (Prune takes them from the cache:
 //! what it keeps follows the record as its backup committed it.)
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -113,9 +113,8 @@ pub(crate) struct RecordCache {
 struct Listed {
     /// Each record with the number of its latest listing.
     by_key: HashMap<String, (u64, Vec<u8>)>,
-    /// Keys with the numbers of their listings, oldest first: a key
-    /// listed again has an older place, which is stale.
-    order: std::collections::VecDeque<(String, u64)>,
+    /// The keys by the numbers of their latest listings: the oldest first.
+    by_number: BTreeMap<u64, String>,
     bytes: usize,
     next: u64,
 }
@@ -131,28 +130,13 @@ impl Listed {
         self.bytes += key.len() + bytes.len();
         self.by_key
             .insert(key.to_string(), (number, bytes.to_vec()));
-        self.order.push_back((key.to_string(), number));
+        self.by_number.insert(number, key.to_string());
         while self.bytes > LISTED_BYTES {
-            let Some((oldest, number)) = self.order.pop_front() else {
+            let Some((_, oldest)) = self.by_number.pop_first() else {
                 break;
             };
-            if self.is_latest(&oldest, number) {
-                self.remove(&oldest);
-            }
+            self.remove(&oldest);
         }
-        // The same records listed again and again (a mount lists them
-        // at each look) leave stale places behind: dropped once they
-        // outnumber the records.
-        if self.order.len() > 2 * self.by_key.len() + 1024 {
-            let by_key = &self.by_key;
-            self.order
-                .retain(|(key, number)| by_key.get(key).is_some_and(|(n, _)| n == number));
-        }
-    }
-
-    /// Whether listing `number` is the latest of `key`.
-    fn is_latest(&self, key: &str, number: u64) -> bool {
-        self.by_key.get(key).is_some_and(|(n, _)| *n == number)
     }
 
     fn get(&self, key: &str) -> Option<&[u8]> {
@@ -160,7 +144,8 @@ impl Listed {
     }
 
     fn remove(&mut self, key: &str) {
-        if let Some((_, old)) = self.by_key.remove(key) {
+        if let Some((number, old)) = self.by_key.remove(key) {
+            self.by_number.remove(&number);
             self.bytes -= key.len() + old.len();
         }
     }
@@ -592,7 +577,7 @@ mod tests {
             }
             assert_eq!(listed.by_key.len(), 100, "round {round}");
         }
-        assert!(listed.order.len() <= 2 * 100 + 1024 + 1);
+        assert_eq!(listed.by_number.len(), 100);
         let fits = LISTED_BYTES / (record.len() + key(0).len());
         for i in 100..100 + 2 * fits {
             listed.insert(&key(i), &record);

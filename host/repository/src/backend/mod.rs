@@ -53,10 +53,11 @@ pub struct Capabilities {
     /// read at once: on a remote store each is a round trip, and a client
     /// with years of generations has thousands.
     pub parallel_reads: usize,
-    /// Whether generation records are kept in the local cache, each
-    /// read again only when the listing shows another version of it
-    /// ([`crate::generation`]): where a read is a round trip, a client
-    /// with years of generations would read thousands at every run.
+    /// Whether generation and client records are kept in the local
+    /// cache, each read again only when the listing shows another
+    /// version of it ([`crate::record_cache`]): where a read is a round
+    /// trip, a client with years of generations would read thousands at
+    /// every run.
     pub cache_records: bool,
 }
 

@@ -373,16 +373,13 @@ impl Storage {
         recursive: bool,
     ) -> Result<Vec<(String, Stamp)>, StorageError> {
         self.faults.run(Op::List, folder, || {
-            let listed =
-                self.run(|op| async move { op.list_with(folder).recursive(recursive).await });
-            let entries = match listed {
-                Ok(entries) => entries,
+            let files = match self.files_through_opendal(folder, recursive) {
+                Ok(files) => files,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
                 Err(e) => return Err(self.fail("list", folder, e)),
             };
-            let mut stamped: Vec<(String, Stamp)> = entries
+            let mut stamped: Vec<(String, Stamp)> = files
                 .into_iter()
-                .filter(|e| e.metadata().is_file())
                 .map(|e| {
                     let meta = e.metadata();
                     let stamp = Stamp {
@@ -431,11 +428,9 @@ impl Storage {
         folder: &str,
         recursive: bool,
     ) -> Result<Vec<String>, opendal::Error> {
-        let entries =
-            self.run(|op| async move { op.list_with(folder).recursive(recursive).await })?;
-        let mut names: Vec<String> = entries
+        let mut names: Vec<String> = self
+            .files_through_opendal(folder, recursive)?
             .into_iter()
-            .filter(|e| e.metadata().is_file())
             .map(|e| match recursive {
                 true => e.path().to_string(),
                 false => e.name().to_string(),
@@ -443,6 +438,21 @@ impl Storage {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// The listing's entries of the objects (not the folders) in
+    /// `folder`, through OpenDAL, with what it says of each.
+    fn files_through_opendal(
+        &self,
+        folder: &str,
+        recursive: bool,
+    ) -> Result<Vec<opendal::Entry>, opendal::Error> {
+        let entries =
+            self.run(|op| async move { op.list_with(folder).recursive(recursive).await })?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .collect())
     }
 }
 
