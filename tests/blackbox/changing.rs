@@ -225,3 +225,66 @@ fn a_file_swapped_for_a_symlink_after_the_walk_is_not_followed() {
     assert_eq!(fs::read(restored.join("a")).unwrap(), b"before\n");
     assert!(fs::symlink_metadata(restored.join("victim")).is_err());
 }
+
+/// Every name under `dir`, at any depth.
+fn names_under(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        names.push(e.file_name().to_string_lossy().into_owned());
+        if e.file_type().unwrap().is_dir() {
+            names.extend(names_under(&e.path()));
+        }
+    }
+    names
+}
+
+/// A folder replaced by a symlink after the walk saw it (to `/etc`, say,
+/// by a user whose home a root backup walks): the link is not followed,
+/// so nothing of what it points to is listed or read, and the folder is
+/// named in an error. The rest is backed up.
+#[test]
+fn a_folder_swapped_for_a_symlink_after_the_walk_is_not_followed() {
+    let w = BackupWorld::new("testclient");
+    let secret = noise(64 << 10, 9);
+    let outside = w.env.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("secret-file"), &secret).unwrap();
+    w.file("a", b"before\n");
+    w.file("victim/mine", b"mine\n");
+    w.file("z", b"after\n");
+    let victim = w.data.join("victim");
+    let run = backup_swapping(&w, &format!("victim:symlink={}", outside.display())).fails();
+    let error = error_about(&run, &victim);
+    assert!(error.contains("symbolic link"), "{error}");
+    assert!(
+        !in_files_under(&w.repo, &secret[..4096]),
+        "what the symlink points to was read into the repository"
+    );
+    let listed = w.obnam(&["ls"]).ok().stdout;
+    assert!(!listed.contains("secret-file"), "{listed}");
+    let restored = restore(&w, "restored");
+    assert_eq!(fs::read(restored.join("a")).unwrap(), b"before\n");
+    assert_eq!(fs::read(restored.join("z")).unwrap(), b"after\n");
+    assert!(!names_under(&restored).contains(&"secret-file".to_string()));
+}
+
+/// A folder replaced by another folder after the walk saw it (or a path
+/// that, through a folder higher up swapped since, now leads elsewhere):
+/// the folder opened is not the one the walk saw, so it is not listed.
+#[test]
+fn a_folder_replaced_after_the_walk_is_not_listed() {
+    let w = BackupWorld::new("testclient");
+    let other = w.env.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("other-file"), b"not from the walked folder\n").unwrap();
+    w.file("victim/mine", b"mine\n");
+    w.file("z", b"after\n");
+    let victim = w.data.join("victim");
+    let run = backup_swapping(&w, &format!("victim:replace={}", other.display())).fails();
+    let error = error_about(&run, &victim);
+    assert!(error.contains("replaced by another folder"), "{error}");
+    let restored = restore(&w, "restored");
+    assert_eq!(fs::read(restored.join("z")).unwrap(), b"after\n");
+    assert!(!names_under(&restored).contains(&"other-file".to_string()));
+}

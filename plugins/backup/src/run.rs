@@ -804,7 +804,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             if let Some(scan) = self.progress.scan {
                 scan.entered(&meta);
             }
-            return self.walk_dir(path, root, root_stat);
+            return self.walk_dir(path, (meta.dev, meta.ino), root, root_stat);
         }
         add(&self.stats.files, 1);
         add(&self.stats.bytes_found, entry.size);
@@ -870,9 +870,15 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
     }
 
-    fn walk_dir(&mut self, dir: &Path, root: &Path, root_stat: FileStat) -> Result<()> {
+    fn walk_dir(
+        &mut self,
+        dir: &Path,
+        seen: (u64, u64),
+        root: &Path,
+        root_stat: FileStat,
+    ) -> Result<()> {
         let ticket = Ticket::new();
-        let children = match walk::children(dir) {
+        let children = match walk::children(dir, seen) {
             Ok(children) => children,
             Err(e) => {
                 // Not finishing the directory keeps its previous contents.

@@ -134,7 +134,7 @@ impl Scan {
                 key,
                 // A folder that cannot be listed counts as empty: the
                 // walk reports it.
-                children: walk::children(dir).unwrap_or_default().into_iter(),
+                children: walk::children(dir, key).unwrap_or_default().into_iter(),
                 total: Amount::default(),
             })
         };

@@ -26,8 +26,9 @@
 //! the file named NAME when the walk meets it, that is after the walk's
 //! `lstat` and before a worker reads the file, so the race is won every
 //! time. ACTION is `fifo` (replace the file with a FIFO), `symlink=TARGET`
-//! (replace it with a symlink to TARGET) or `grow=BYTES` (append BYTES
-//! bytes to it).
+//! (replace it, a file or a folder, with a symlink to TARGET), `replace=OTHER`
+//! (move the folder OTHER into its place) or `grow=BYTES` (append BYTES
+//! bytes to it). A folder replaced is moved aside to `NAME.moved`.
 
 #![forbid(unsafe_code)]
 
@@ -413,8 +414,11 @@ fn swap(path: &[u8]) -> Result<()> {
         )
         .map_err(|e| failed(e.into()))?;
     } else if let Some(target) = action.strip_prefix("symlink=") {
-        std::fs::remove_file(path).map_err(failed)?;
+        put_aside(path).map_err(failed)?;
         std::os::unix::fs::symlink(target, path).map_err(failed)?;
+    } else if let Some(other) = action.strip_prefix("replace=") {
+        put_aside(path).map_err(failed)?;
+        std::fs::rename(other, path).map_err(failed)?;
     } else if let Some(bytes) = action.strip_prefix("grow=") {
         use std::io::Write;
         let bytes: usize = bytes
@@ -435,6 +439,18 @@ fn swap(path: &[u8]) -> Result<()> {
         plugin_api::bail!("unknown OBNAM_TEST_SWAP action {action}");
     }
     Ok(())
+}
+
+/// Take the file or folder at `path` out of the way: a file is removed,
+/// a folder moved to `NAME.moved`.
+fn put_aside(path: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(".moved");
+        std::fs::rename(path, aside)
+    } else {
+        std::fs::remove_file(path)
+    }
 }
 
 impl Plugin for Hostile {
