@@ -85,8 +85,8 @@ pub use export::__private;
 pub use hooks::{Hook, JsonPayload, PRIORITY_DEFAULT, PRIORITY_EARLY, PRIORITY_LATE};
 pub use output_format::OutputFormat;
 pub use repository::{
-    ChunkId, ClientUsage, Entry, EntryKind, GenerationBuilder, GenerationInfo, GenerationReader,
-    PruneOptions, PruneReport, PruneStep, Repository, Token, TreeId, Usage,
+    ChunkId, ClientUsage, DamagedRecord, Entry, EntryKind, GenerationBuilder, GenerationInfo,
+    GenerationReader, PruneOptions, PruneReport, PruneStep, Repository, Token, TreeId, Usage,
 };
 pub use settings::{
     Setting, GROUP_BACKUP, GROUP_DEFAULT, GROUP_DEVELOPMENT, GROUP_ENCRYPTION, GROUP_PERFORMANCE,

@@ -329,6 +329,20 @@ pub trait RepositoryService: Send + Sync {
     // Added in 0.1.10.
     /// The boundary form of [`Repository::read_records_from_store`](crate::Repository::read_records_from_store).
     fn read_records_from_store(&self);
+    // Added in 0.1.11.
+    /// The boundary form of [`Repository::damaged_generations`](crate::Repository::damaged_generations).
+    fn damaged_generations(&self, client: RStr<'_>) -> AbiResult<RVec<RawDamagedRecord>>;
+}
+
+/// A damaged record at the boundary (see
+/// [`DamagedRecord`](crate::DamagedRecord)).
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Debug, Default)]
+pub struct RawDamagedRecord {
+    /// The record's id (a generation id).
+    pub id: RString,
+    /// What is wrong with it.
+    pub problem: RString,
 }
 
 /// One client's share of a repository, at the boundary (see

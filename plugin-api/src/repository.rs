@@ -26,6 +26,16 @@ use crate::repo_abi::{
 };
 use crate::Result;
 
+/// A record of the repository that cannot be used (see
+/// [`Repository::damaged_generations`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedRecord {
+    /// Its id.
+    pub id: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
 /// A generation's description.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenerationInfo {
@@ -494,6 +504,22 @@ impl Repository {
     /// which must see what the repository holds. Since 0.1.10.
     pub fn read_records_from_store(&self) {
         self.inner.read_records_from_store()
+    }
+
+    /// The generation records of `client` that are damaged: left out of
+    /// [`generations`](Self::generations), each with what is wrong with
+    /// it. [`remove_generation`](Self::remove_generation) removes one by
+    /// its id. Since 0.1.11.
+    pub fn damaged_generations(&self, client: &str) -> Result<Vec<DamagedRecord>> {
+        Ok(
+            unwrap_abi(self.inner.damaged_generations(RStr::from_str(client)))?
+                .into_iter()
+                .map(|r| DamagedRecord {
+                    id: r.id.into_string(),
+                    problem: r.problem.into_string(),
+                })
+                .collect(),
+        )
     }
 
     fn object_report(report: RawObjectReport) -> Result<(Vec<String>, u64, u64)> {

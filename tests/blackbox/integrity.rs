@@ -119,12 +119,15 @@ fn a_flipped_bit_in_a_generation_or_index_object_is_named() {
         .unwrap();
     bytes[at + 13] ^= 0x02;
     fs::write(&gens[0], bytes).unwrap();
-    let run = w.obnam(&["generations"]).fails().no_rust_panic();
+    // Left out of the listing, named (`damaged_records.rs` has the rest).
+    let run = w.obnam(&["generations"]).ok().no_rust_panic();
     assert!(
         run.stderr.contains("object generations/")
             && run.stderr.contains("does not match its checksum"),
         "{run:#?}"
     );
+    let run = w.obnam(&["fsck"]).fails().no_rust_panic();
+    assert!(run.stderr.contains("object generations/"), "{run:#?}");
 
     // A damaged index object: its blobs count as absent, and fsck names it.
     let w = BackupWorld::new("c");

@@ -7,6 +7,7 @@ mod backup;
 mod changing;
 mod compression;
 mod concurrency;
+mod damaged_records;
 mod declarations;
 mod docs_settings;
 mod encryption;

@@ -156,6 +156,11 @@ impl Repository {
             problems: self.damaged_index_objects(),
             ..ObjectReport::default()
         };
+        // The records the check listed before (fsck lists every client's
+        // generations first) that were damaged.
+        report.problems.extend(self.damaged.problems());
+        // A damaged lock keeps other runs waiting until it is removed.
+        report.problems.extend(self.damaged_locks()?);
         for problem in self.check_index_objects()? {
             if !report.problems.contains(&problem) {
                 report.problems.push(problem);

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::codec::Read;
 use super::error::{RepoError, RepoResult};
 use super::{now_ns, Repository};
 
@@ -14,6 +15,19 @@ use super::{now_ns, Repository};
 struct ClientRecord {
     name: String,
     created: i64,
+}
+
+impl crate::damaged_records::Record for ClientRecord {
+    /// `clients/CLIENTID`.
+    fn valid_key(key: &str) -> bool {
+        key.strip_prefix("clients/")
+            .is_some_and(crate::damaged_records::is_client_id)
+    }
+
+    fn mismatch(&self, repo: &Repository, key: &str) -> Option<String> {
+        (key != format!("clients/{}", repo.client_id(&self.name)))
+            .then(|| format!("it is the record of client '{}'", self.name))
+    }
 }
 
 impl Repository {
@@ -45,8 +59,23 @@ impl Repository {
             return Err(RepoError::Usage("a client name must not be empty".into()));
         }
         let key = format!("clients/{}", self.client_id(name));
-        if self.storage.exists(&key)? {
-            return Ok(());
+        // A record that is there but damaged is written again (see
+        // `damaged_records`): a read costs what the check of its
+        // existence did.
+        match self.read_objects_each(std::slice::from_ref(&key))?.pop() {
+            Some(Read::Bytes(bytes)) => {
+                let whole = serde_json::from_slice::<ClientRecord>(&bytes).is_ok_and(|r| {
+                    crate::damaged_records::Record::mismatch(&r, self, &key).is_none()
+                });
+                if whole {
+                    return Ok(());
+                }
+                tracing::warn!("{key}: the client's record is damaged; written again");
+            }
+            Some(Read::Damaged(problem)) => {
+                tracing::warn!("{problem}; the client's record is written again");
+            }
+            Some(Read::Gone) | None => {}
         }
         let record = ClientRecord {
             name: name.to_string(),
@@ -67,7 +96,14 @@ impl Repository {
         for gen in &generations {
             self.remove_generation(name, &gen.id)?;
         }
+        // Its damaged generation records go with it.
+        let damaged = self.damaged_generations(name)?;
+        for (id, _) in &damaged {
+            self.remove_generation(name, id)?;
+        }
         self.storage.delete(&key)?;
-        Ok(generations.len() as u64)
+        self.uncache_record(&key);
+        self.damaged.removed(&key);
+        Ok((generations.len() + damaged.len()) as u64)
     }
 }

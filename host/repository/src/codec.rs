@@ -198,6 +198,27 @@ impl Repository {
     }
 
     /// Read the small objects of `keys` as
+    /// [`read_objects_present`](Self::read_objects_present) does, but an
+    /// object damaged (see [`crate::damaged_records::is_damage`]) is
+    /// [`Read::Damaged`], not an error: for records, one of which must not
+    /// keep a client from its other generations.
+    pub(crate) fn read_objects_each(&self, keys: &[String]) -> RepoResult<Vec<Read>> {
+        const WINDOW: usize = 256;
+        let mut read = Vec::with_capacity(keys.len());
+        for window in keys.chunks(WINDOW) {
+            for data in self.read_objects(window) {
+                read.push(match data {
+                    Ok(d) => Read::Bytes(d),
+                    Err(RepoError::Storage(StorageError::NotFound { .. })) => Read::Gone,
+                    Err(e) if crate::damaged_records::is_damage(&e) => Read::Damaged(e.to_string()),
+                    Err(e) => return Err(e),
+                });
+            }
+        }
+        Ok(read)
+    }
+
+    /// Read the small objects of `keys` as
     /// [`read_objects`](Self::read_objects) does, a window of them at a
     /// time: `None` for one that is gone (removed since it was listed).
     pub(crate) fn read_objects_present(&self, keys: &[String]) -> RepoResult<Vec<Option<Vec<u8>>>> {
@@ -216,4 +237,14 @@ impl Repository {
         }
         Ok(read)
     }
+}
+
+/// What reading one object of [`Repository::read_objects_each`] gave.
+pub(crate) enum Read {
+    /// Its decoded bytes.
+    Bytes(Vec<u8>),
+    /// It is gone (removed since it was listed).
+    Gone,
+    /// It is damaged: what is wrong with it.
+    Damaged(String),
 }

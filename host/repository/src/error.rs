@@ -48,6 +48,22 @@ pub enum RepoError {
         holder: Box<Holder>,
         waited: Duration,
     },
+    /// A lock object that cannot be read (damaged) that did not go away
+    /// in time: its holder, if any, is unknown.
+    #[error(
+        "{} is locked by a damaged lock object {object} ({problem}); gave up after waiting {}s \
+         (--lock-timeout); if no other obnam is using the repository, remove it with \
+         'obnam force-lock'",
+        lock_target(client.as_deref()),
+        waited.as_secs()
+    )]
+    LockedByDamaged {
+        /// The client whose lock was asked for; `None`: the exclusive lock.
+        client: Option<String>,
+        object: String,
+        problem: String,
+        waited: Duration,
+    },
     /// Another process creating the repository did not finish in time.
     #[error(
         "repository {url} is being created by {holder} (claim {}); gave up after waiting {}s \

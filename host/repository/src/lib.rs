@@ -141,6 +141,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod creation;
+pub mod damaged_records;
 pub mod error;
 pub mod fault_injection;
 pub mod generation;
@@ -208,6 +209,8 @@ pub struct Repository {
     catalog: Catalog,
     /// Generation and client records kept on local disk.
     records: RecordCache,
+    /// Damaged records and stray names met.
+    damaged: damaged_records::DamagedRecords,
     /// The packs being filled and written.
     uploads: Uploads,
     /// Whole packs and decoded trees read.

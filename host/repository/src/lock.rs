@@ -24,6 +24,14 @@
 //! [`STALE_AFTER`]. Held locks are refreshed every [`REFRESH_EVERY`] while
 //! the holder writes to the repository.
 //!
+//! A lock object that cannot be read (damaged) says nothing of its
+//! holder: it counts as held by an unknown process, for what its name
+//! says it may lock, until its object has not changed for
+//! [`STALE_AFTER`] (where the store gives objects' times: a held lock is
+//! rewritten at every refresh), and `force-lock` removes it; `fsck`
+//! reports it. A name in `locks/` that is no lock's (a stray file) is
+//! ignored with a warning.
+//!
 //! This module adds to [`Repository`] the operations on locks
 //! ([`Repository::lock_client`], [`Repository::lock_exclusive`], the
 //! unlocks, [`Repository::refresh_locks`], [`Repository::force_unlock`]).
@@ -33,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::codec::Read;
 use super::error::{Holder, RepoError, RepoResult};
 use super::ids::ObjectId;
 use super::{now_ns, Repository};
@@ -195,11 +204,49 @@ impl LockName {
     fn may_be_a_run(name: &str) -> bool {
         Self::tag(name) != Tag::Prune
     }
+
+    /// Whether `name` is a lock's: tagged, or a bare object id as written
+    /// before tags.
+    fn is_lock_name(name: &str) -> bool {
+        Self::tag(name) != Tag::Unknown
+            || (name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
+    /// Whether the lock object called `name` may be a lock of `client` or
+    /// the exclusive lock: what `force-lock` for that client removes of a
+    /// lock whose content cannot be read.
+    fn may_lock_client(name: &str, client: &str) -> bool {
+        match Self::tag(name) {
+            Tag::Client(hash) => hash == client_hash(client),
+            Tag::Exclusive | Tag::Unknown => true,
+            Tag::Prune => false,
+        }
+    }
 }
 
 impl std::fmt::Display for LockName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A lock object as read: its record, or, if it cannot be read, what is
+/// wrong with it and when its object last changed (where the store says).
+#[derive(Clone, Debug)]
+enum ReadLock {
+    Record(LockRecord),
+    Damaged {
+        problem: String,
+        modified_ns: Option<u128>,
+    },
+}
+
+impl ReadLock {
+    fn record(self) -> Option<LockRecord> {
+        match self {
+            ReadLock::Record(r) => Some(r),
+            ReadLock::Damaged { .. } => None,
+        }
     }
 }
 
@@ -280,6 +327,8 @@ impl Repository {
         let mut runs: Vec<Run> = self
             .read_locks(LockName::may_be_a_run)?
             .into_iter()
+            // A damaged lock names no run to wait for.
+            .filter_map(|(name, lock)| lock.record().map(|r| (name, r)))
             .filter(|(_, r)| r.kind != LockKind::Prune)
             .filter(|(_, r)| !(r.host == host && r.pid == mine))
             .filter(|(_, r)| r.staleness(&host, now).is_none())
@@ -335,10 +384,18 @@ impl Repository {
             };
             self.storage().delete(&format!("locks/{id}"))?;
             if start.elapsed() >= timeout {
-                return Err(RepoError::Locked {
-                    client: (other.kind == LockKind::Client).then(|| other.client.clone()),
-                    holder: Box::new(other.holder(format!("locks/{other_id}"))),
-                    waited: timeout,
+                return Err(match other {
+                    ReadLock::Record(other) => RepoError::Locked {
+                        client: (other.kind == LockKind::Client).then(|| other.client.clone()),
+                        holder: Box::new(other.holder(format!("locks/{other_id}"))),
+                        waited: timeout,
+                    },
+                    ReadLock::Damaged { problem, .. } => RepoError::LockedByDamaged {
+                        client: (kind == LockKind::Client).then(|| client.to_string()),
+                        object: format!("locks/{other_id}"),
+                        problem,
+                        waited: timeout,
+                    },
                 });
             }
             let jitter = Duration::from_millis(u64::from(ObjectId::random().0[0]) * 2);
@@ -362,10 +419,66 @@ impl Repository {
         self.write_object(&format!("locks/{id}"), data)
     }
 
-    /// The lock objects whose names `wanted` picks, with their records. A
-    /// lock listed but already gone is skipped.
-    fn read_locks(&self, wanted: impl Fn(&str) -> bool) -> RepoResult<Vec<(String, LockRecord)>> {
-        self.read_records("locks/", wanted)
+    /// The lock objects whose names `wanted` picks, with their records or
+    /// what is wrong with them. A lock listed but already gone is
+    /// skipped; a name that is no lock's is ignored with a warning.
+    fn read_locks(&self, wanted: impl Fn(&str) -> bool) -> RepoResult<Vec<(String, ReadLock)>> {
+        let listed = self.storage().list_stamped("locks/", false)?;
+        let mut names = Vec::new();
+        let mut keys = Vec::new();
+        let mut times = Vec::new();
+        for (key, stamp) in listed {
+            let name = key.strip_prefix("locks/").unwrap_or(&key).to_string();
+            if !LockName::is_lock_name(&name) {
+                self.damaged.stray(&key);
+                continue;
+            }
+            if wanted(&name) {
+                names.push(name);
+                keys.push(key);
+                times.push(stamp.modified_ns);
+            }
+        }
+        let mut locks = Vec::with_capacity(keys.len());
+        for ((name, modified_ns), read) in names
+            .into_iter()
+            .zip(times)
+            .zip(self.read_objects_each(&keys)?)
+        {
+            let lock = match read {
+                Read::Gone => continue,
+                Read::Bytes(bytes) => match serde_json::from_slice(&bytes) {
+                    Ok(record) => ReadLock::Record(record),
+                    Err(e) => ReadLock::Damaged {
+                        problem: RepoError::corrupt(format!("locks/{name}"), e).to_string(),
+                        modified_ns,
+                    },
+                },
+                Read::Damaged(problem) => ReadLock::Damaged {
+                    problem,
+                    modified_ns,
+                },
+            };
+            locks.push((name, lock));
+        }
+        Ok(locks)
+    }
+
+    /// The lock objects that cannot be read, as the problems `fsck`
+    /// reports.
+    pub(crate) fn damaged_locks(&self) -> RepoResult<Vec<String>> {
+        Ok(self
+            .read_locks(|_| true)?
+            .into_iter()
+            .filter_map(|(name, lock)| match lock {
+                ReadLock::Damaged { problem, .. } => Some(format!(
+                    "damaged lock object locks/{name}: {problem}; it keeps other runs \
+                     waiting: if no other obnam is using the repository, 'obnam force-lock' \
+                     removes it"
+                )),
+                ReadLock::Record(_) => None,
+            })
+            .collect())
     }
 
     fn first_conflict(
@@ -373,7 +486,7 @@ impl Repository {
         mine: &LockName,
         record: &LockRecord,
         host: &str,
-    ) -> RepoResult<Option<(String, LockRecord)>> {
+    ) -> RepoResult<Option<(String, ReadLock)>> {
         let now = now_ns();
         let held: Vec<String> = self
             .locks
@@ -390,13 +503,37 @@ impl Repository {
                 && LockName::may_conflict(name, record)
         })?;
         for (name, other) in candidates {
-            if !record.conflicts_with(&other) {
-                continue;
-            }
-            if let Some(why) = other.staleness(host, now) {
-                tracing::warn!("breaking stale lock: {} ({why})", other.describe(&name));
-                self.storage().delete(&format!("locks/{name}"))?;
-                continue;
+            match &other {
+                ReadLock::Record(other) => {
+                    if !record.conflicts_with(other) {
+                        continue;
+                    }
+                    if let Some(why) = other.staleness(host, now) {
+                        tracing::warn!("breaking stale lock: {} ({why})", other.describe(&name));
+                        self.storage().delete(&format!("locks/{name}"))?;
+                        continue;
+                    }
+                }
+                // Its name said it may conflict, and its content cannot
+                // say otherwise. Untouched for long, it is held by no one:
+                // a held lock is rewritten at every refresh.
+                ReadLock::Damaged {
+                    problem,
+                    modified_ns,
+                } => {
+                    let age = modified_ns.map(|t| {
+                        Duration::from_nanos((now.max(0) as u128).saturating_sub(t) as u64)
+                    });
+                    if let Some(age) = age.filter(|age| *age > STALE_AFTER) {
+                        tracing::warn!(
+                            "breaking stale damaged lock locks/{name} ({problem}; not changed \
+                             for {}s)",
+                            age.as_secs()
+                        );
+                        self.storage().delete(&format!("locks/{name}"))?;
+                        continue;
+                    }
+                }
             }
             return Ok(Some((name, other)));
         }
@@ -480,14 +617,23 @@ impl Repository {
     /// `client` is `None`. Returns a description of each removed lock.
     pub fn force_unlock(&self, client: Option<&str>) -> RepoResult<Vec<String>> {
         let mut removed = Vec::new();
-        for (name, record) in self.read_locks(|_| true)? {
-            let matches = match client {
-                None => true,
-                Some(c) => record.kind == LockKind::Exclusive || record.client == c,
+        for (name, lock) in self.read_locks(|_| true)? {
+            let (matches, description) = match &lock {
+                ReadLock::Record(record) => (
+                    match client {
+                        None => true,
+                        Some(c) => record.kind == LockKind::Exclusive || record.client == c,
+                    },
+                    record.describe(&name),
+                ),
+                ReadLock::Damaged { problem, .. } => (
+                    client.is_none_or(|c| LockName::may_lock_client(&name, c)),
+                    format!("a damaged lock object locks/{name} ({problem})"),
+                ),
             };
             if matches {
                 self.storage().delete(&format!("locks/{name}"))?;
-                removed.push(record.describe(&name));
+                removed.push(description);
             }
         }
         Ok(removed)

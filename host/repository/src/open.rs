@@ -122,6 +122,7 @@ impl Repository {
                 options.new_chunks_in_memory,
             ),
             records: RecordCache::new(record_dir(&index_cache, &storage, options)),
+            damaged: Default::default(),
             catalog: Catalog::new(index_cache),
             caches: Default::default(),
             locks: lock::Locks::default(),

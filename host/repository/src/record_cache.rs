@@ -52,11 +52,13 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use super::codec::Read;
+use super::damaged_records::Record;
 use super::storage::Stamp;
 use super::Repository;
 
-/// A record's key and its decoded bytes.
-type KeyedBytes = (String, Vec<u8>);
+/// A record's key and what reading it gave.
+type KeyedRead = (String, Read);
 
 /// The length of the hash before the rest of a cache file.
 const HASH_LEN: usize = 32;
@@ -313,16 +315,24 @@ impl Repository {
     /// accepts: directly in it, or, if `recursive`, at any depth; each
     /// with its whole key, sorted by key. Through the local cache where
     /// it is in use; a record listed but gone when read (removed since
-    /// the listing) is skipped; one that cannot be read or parsed is an
-    /// error naming it.
-    pub(crate) fn read_listed_records<T: serde::de::DeserializeOwned>(
+    /// the listing) is skipped. A damaged record, and a name that is no
+    /// record's, are left out with a warning ([`crate::damaged_records`]);
+    /// a record that cannot be read for another reason is an error.
+    pub(crate) fn read_listed_records<T: Record>(
         &self,
         folder: &str,
         recursive: bool,
         wanted: &dyn Fn(&str) -> bool,
     ) -> crate::error::RepoResult<Vec<(String, T)>> {
-        let (all, records) = if self.records.in_use() {
-            self.read_records_through_cache(folder, recursive, wanted)?
+        let wanted = |key: &str| {
+            if !T::valid_key(key) {
+                self.damaged.stray(key);
+                return false;
+            }
+            wanted(key)
+        };
+        let (all, read) = if self.records.in_use() {
+            self.read_records_through_cache(folder, recursive, &wanted)?
         } else {
             let all: Vec<String> = match recursive {
                 true => self.storage().list_recursive(folder)?,
@@ -334,55 +344,69 @@ impl Repository {
                     .collect(),
             };
             let keys: Vec<String> = all.iter().filter(|key| wanted(key)).cloned().collect();
-            let read = self.read_objects_present(&keys)?;
-            let records = keys
-                .into_iter()
-                .zip(read)
-                .filter_map(|(key, bytes)| Some((key, bytes?)))
-                .collect();
-            (all, records)
+            let read = self.read_objects_each(&keys)?;
+            (all, keys.into_iter().zip(read).collect())
         };
+        let listed_keys: HashSet<&str> = all.iter().map(String::as_str).collect();
         if folder.starts_with("generations/") {
             let mut listed = self.records.listed();
-            listed.retain_under(folder, &all.iter().map(String::as_str).collect());
-            for (key, bytes) in &records {
-                listed.insert(key, bytes);
+            listed.retain_under(folder, &listed_keys);
+            for (key, read) in &read {
+                if let Read::Bytes(bytes) = read {
+                    listed.insert(key, bytes);
+                }
             }
         }
-        records
-            .into_iter()
-            .map(|(key, bytes)| {
-                let record = serde_json::from_slice(&bytes)
-                    .map_err(|e| crate::error::RepoError::corrupt(&key, e))?;
-                Ok((key, record))
-            })
-            .collect()
+        let mut records = Vec::with_capacity(read.len());
+        let mut damaged = Vec::new();
+        for (key, read) in read {
+            match read {
+                Read::Bytes(bytes) => {
+                    let problem = match serde_json::from_slice::<T>(&bytes) {
+                        Ok(record) => match record.mismatch(self, &key) {
+                            None => {
+                                records.push((key, record));
+                                continue;
+                            }
+                            Some(why) => why,
+                        },
+                        Err(e) => e.to_string(),
+                    };
+                    let problem = crate::error::RepoError::corrupt(&key, problem).to_string();
+                    damaged.push((key, problem));
+                }
+                Read::Gone => {}
+                Read::Damaged(problem) => damaged.push((key, problem)),
+            }
+        }
+        self.damaged.note(folder, &listed_keys, damaged);
+        Ok(records)
     }
 
     /// The records of [`read_listed_records`](Self::read_listed_records)
-    /// through the cache, as decoded bytes, sorted by key; and every key
-    /// the listing showed, wanted or not.
+    /// through the cache, as what reading each gave, sorted by key; and
+    /// every key the listing showed, wanted or not.
     fn read_records_through_cache(
         &self,
         folder: &str,
         recursive: bool,
         wanted: &dyn Fn(&str) -> bool,
-    ) -> crate::error::RepoResult<(Vec<String>, Vec<KeyedBytes>)> {
+    ) -> crate::error::RepoResult<(Vec<String>, Vec<KeyedRead>)> {
         let listed = self.storage().list_stamped(folder, recursive)?;
         let mut records = Vec::with_capacity(listed.len());
         let mut missing = Vec::new();
         for (key, stamp) in listed.iter().filter(|(key, _)| wanted(key)) {
             match self.records.get(key, stamp) {
-                Some(bytes) => records.push((key.clone(), bytes)),
+                Some(bytes) => records.push((key.clone(), Read::Bytes(bytes))),
                 None => missing.push((key.clone(), stamp)),
             }
         }
         let keys: Vec<String> = missing.iter().map(|(key, _)| key.clone()).collect();
-        for ((key, stamp), bytes) in missing.iter().zip(self.read_objects_present(&keys)?) {
-            if let Some(bytes) = bytes {
-                self.records.put(key, stamp, &bytes);
-                records.push((key.clone(), bytes));
+        for ((key, stamp), read) in missing.iter().zip(self.read_objects_each(&keys)?) {
+            if let Read::Bytes(bytes) = &read {
+                self.records.put(key, stamp, bytes);
             }
+            records.push((key.clone(), read));
         }
         let keys: HashSet<&str> = listed.iter().map(|(key, _)| key.as_str()).collect();
         self.records.retain(folder, &keys);
@@ -496,24 +520,33 @@ mod tests {
         }
         let second = open(repo_dir.path(), cache.path(), true);
         assert_eq!(second.generations("c").unwrap(), made);
+        // (Damaged records are left out, and named: see
+        // `damaged_records`.)
         let checker = open(repo_dir.path(), cache.path(), true);
         checker.read_records_from_store();
-        let err = checker.generations("c").unwrap_err().to_string();
-        assert!(err.contains("generations/"), "{err}");
+        assert_eq!(checker.generations("c").unwrap(), []);
+        let damaged = checker.damaged_generations("c").unwrap();
+        assert_eq!(damaged.len(), 3, "{damaged:?}");
+        assert!(
+            damaged.iter().all(|(_, p)| p.contains("generations/")),
+            "{damaged:?}"
+        );
         let uncached = open(repo_dir.path(), cache.path(), false);
-        assert!(uncached.generations("c").is_err());
+        assert_eq!(uncached.generations("c").unwrap(), []);
 
         // Seen as altered: read again, and the damage named.
         let later = SystemTime::now() + Duration::from_secs(5);
         set_modified(&stored[0], later);
         let third = open(repo_dir.path(), cache.path(), true);
-        let err = third.generations("c").unwrap_err().to_string();
+        assert_eq!(third.generations("c").unwrap().len(), 2);
         let name = stored[0]
             .file_name()
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        assert!(err.contains(&name), "{err}");
+        let damaged = third.damaged_generations("c").unwrap();
+        assert_eq!(damaged.len(), 1, "{damaged:?}");
+        assert_eq!(damaged[0].0, name);
 
         // Removed: gone from what a run lists, and from the cache.
         std::fs::remove_file(&stored[0]).unwrap();

@@ -1301,10 +1301,14 @@ fn a_sealed_repository_seals_every_object_and_keys_its_tokens() {
         .unwrap()
         .path();
     std::fs::write(&client, b"\x00{\"name\":\"evil\",\"created\":0}").unwrap();
-    let err = repo.clients().unwrap_err().to_string();
+    // Left out as damaged (see `damaged_records`), and named by a check.
+    assert_eq!(repo.clients().unwrap(), Vec::<String>::new());
+    let problems = repo.check_objects(false).unwrap().problems;
     assert!(
-        err.ends_with("is corrupt: it is not sealed with the repository's 'xor' filter"),
-        "{err}"
+        problems
+            .iter()
+            .any(|p| p.contains("is corrupt: it is not sealed with the repository's 'xor' filter")),
+        "{problems:?}"
     );
 }
 

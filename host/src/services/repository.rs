@@ -11,8 +11,8 @@ use plugin_api::abi::AbiResult;
 use plugin_api::guard::guarded;
 use plugin_api::repo_abi::{
     self as abi, generation_builder_box, generation_reader_box, GenerationBuilderBox,
-    GenerationBuilderService, GenerationReaderBox, GenerationReaderService, RawEntry,
-    RawGeneration, RawUsage, RepositoryService,
+    GenerationBuilderService, GenerationReaderBox, GenerationReaderService, RawDamagedRecord,
+    RawEntry, RawGeneration, RawUsage, RepositoryService,
 };
 use plugin_api::types::{ROption, RSlice, RStr, RString, RVec};
 use plugin_api::Error;
@@ -313,6 +313,22 @@ impl RepositoryService for RepoService {
     fn read_records_from_store(&self) {
         self.shield
             .no_panic(|| self.repo().read_records_from_store())
+    }
+
+    fn damaged_generations(&self, client: RStr<'_>) -> AbiResult<RVec<RawDamagedRecord>> {
+        self.shield.call(|| {
+            self.repo()
+                .damaged_generations(client.as_str())
+                .map(|damaged| {
+                    damaged
+                        .into_iter()
+                        .map(|(id, problem)| RawDamagedRecord {
+                            id: id.into(),
+                            problem: problem.into(),
+                        })
+                        .collect::<RVec<_>>()
+                })
+        })
     }
 
     fn file_checksum_kind(&self) -> u8 {

@@ -114,6 +114,10 @@ fn check_named_exist(repo: &Repository, clients: &[String], ids: &HashSet<String
         for g in repo.generations(client)? {
             found.insert(g.id);
         }
+        // A damaged record is removed by naming it.
+        for d in repo.damaged_generations(client)? {
+            found.insert(d.id);
+        }
     }
     let mut missing: Vec<&String> = ids.iter().filter(|id| !found.contains(*id)).collect();
     missing.sort();
@@ -179,6 +183,7 @@ impl Run<'_, '_> {
                 }
             }
         }
+        let damaged = self.remove_damaged_named(client)?;
         let kept = decisions.iter().filter(|d| d.keep).count();
         let going = decisions.len() - kept;
         if !request.json {
@@ -198,7 +203,39 @@ impl Run<'_, '_> {
             "generations": infos.iter().zip(&decisions).map(|(g, d)| generation_json(g, d)).collect::<Vec<_>>(),
             "kept": kept,
             "removed": going,
+            "damaged_removed": damaged,
         }))
+    }
+
+    /// Remove the damaged generation records of `client` named on the
+    /// command line (no policy judges them: they have no time), and say
+    /// so. Returns their ids.
+    fn remove_damaged_named(&self, client: &str) -> Result<Vec<String>> {
+        let SelectionSpec::Named(named) = &self.request.selection else {
+            return Ok(Vec::new());
+        };
+        let mut removed = Vec::new();
+        for d in self.repo.damaged_generations(client)? {
+            if !named.contains(&d.id) {
+                continue;
+            }
+            if !self.request.pretend {
+                self.repo.remove_generation(client, &d.id)?;
+            }
+            if !self.request.json {
+                let verb = if self.request.pretend {
+                    "would remove"
+                } else {
+                    "removed"
+                };
+                self.ctx.outln(&format!(
+                    "client {client}: {verb} the damaged record of generation {} ({})",
+                    d.id, d.problem
+                ))?;
+            }
+            removed.push(d.id);
+        }
+        Ok(removed)
     }
 }
 

@@ -62,6 +62,33 @@ pub struct Generation {
     pub seq: u64,
 }
 
+impl crate::damaged_records::Record for Generation {
+    /// `generations/CLIENTID/GENID`.
+    fn valid_key(key: &str) -> bool {
+        let parts: Vec<&str> = key.split('/').collect();
+        matches!(
+            parts.as_slice(),
+            ["generations", client, id]
+                if crate::damaged_records::is_client_id(client) && GenerationId::parse(id).is_ok()
+        )
+    }
+
+    /// A record under another generation's id, or another client's
+    /// folder, would show that generation twice, or in the wrong place.
+    fn mismatch(&self, repo: &Repository, key: &str) -> Option<String> {
+        if key.rsplit('/').next() != Some(self.id.as_str()) {
+            return Some(format!("it is the record of generation {}", self.id));
+        }
+        if key != repo.generation_key(&self.client, &self.id) {
+            return Some(format!(
+                "it is the record of a generation of client '{}'",
+                self.client
+            ));
+        }
+        None
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -137,7 +164,11 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        let gen = serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
+        let gen: Generation =
+            serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
+        if let Some(why) = crate::damaged_records::Record::mismatch(&gen, self, &key) {
+            return Err(RepoError::corrupt(&key, why));
+        }
         Ok((key, gen))
     }
 
@@ -165,11 +196,33 @@ impl Repository {
     }
 
     /// Remove a generation (its data stays until unreferenced data is pruned).
+    ///
+    /// A damaged record of that id is removed as well: forgetting is how
+    /// a user gets rid of one (see [`crate::damaged_records`]).
     pub fn remove_generation(&self, client: &str, id: &str) -> RepoResult<()> {
-        let (key, _) = self.generation_record(client, id)?;
+        let key = match self.generation_record(client, id) {
+            Ok((key, _)) => key,
+            Err(e) if crate::damaged_records::is_damage(&e) => self.generation_key(client, id),
+            Err(e) => return Err(e),
+        };
         self.storage().delete(&key)?;
         self.uncache_record(&key);
+        self.damaged.removed(&key);
         Ok(())
+    }
+
+    /// The ids of a client's generation records that are damaged, each
+    /// with its problem: left out of [`generations`](Self::generations),
+    /// which this lists again.
+    pub fn damaged_generations(&self, client: &str) -> RepoResult<Vec<(String, String)>> {
+        self.generations(client)?;
+        let folder = format!("generations/{}/", self.client_id(client));
+        Ok(self
+            .damaged
+            .under(&folder)
+            .into_iter()
+            .map(|(key, problem)| (key[folder.len()..].to_string(), problem))
+            .collect())
     }
 
     fn write_generation(&self, gen: &Generation) -> RepoResult<()> {

@@ -196,6 +196,16 @@ impl Repository {
         let walked = &refs.walked;
         let gens: Vec<(String, Generation)> =
             self.read_listed_records("generations/", true, &|key| !walked.contains(key))?;
+        // What a damaged record's generation refers to cannot be told
+        // from unused data: pruning now would delete it.
+        if let Some((key, problem)) = self.damaged.under("generations/").first() {
+            let id = key.rsplit('/').next().unwrap_or_default();
+            return Err(RepoError::Usage(format!(
+                "prune: {problem}; what that generation refers to cannot be told from unused \
+                 data, so nothing was deleted: remove the record with 'obnam forget {id}' (its \
+                 data then goes with this prune) or put it back, and prune again"
+            )));
+        }
         let total = gens.len() as u64;
         // A generation is committed after the index objects of what it
         // refers to: once those written until now are loaded, every

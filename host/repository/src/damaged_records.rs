@@ -1,0 +1,139 @@
+//! Generation and client records that cannot be used, and names in their
+//! folders that are not records at all: left out of listings, not fatal.
+//!
+//! Why: every command lists a client's generations (a backup, to find the
+//! one it starts from; a restore of an old generation, to find it), and
+//! `fsck`, `stats` and prune list every client's. One damaged record, or
+//! a stray file (`.DS_Store`, an editor's backup) in `generations/CLIENT/`,
+//! made all of them fail, `forget` included, so that the only way out
+//! was deleting the object by hand. Now:
+//!
+//! - **A damaged record** (it cannot be read, decoded or parsed, or it is
+//!   not the record its name says: another generation's, another
+//!   client's) is left out of the listing with a warning that says how to
+//!   remove it. `fsck` reports it as a problem. `forget GENID` removes a
+//!   damaged generation record by its id (its data goes at the next
+//!   prune); a backup writes a damaged client record again.
+//! - **Prune refuses to run** while a generation record is damaged: what
+//!   such a generation refers to cannot be told from unused data, and
+//!   prune would delete it. Nothing is deleted until the record is
+//!   forgotten (or put back).
+//! - **A stray name** (one that is no record's: not a generation id, not a
+//!   client id, or a folder where a record should be) is ignored with a
+//!   warning, as stray names in `index/` are. obnam never writes one.
+//!
+//! Only damage to the record's content counts (`is_damage`): a record
+//! that cannot be read for another reason (the store cannot be reached,
+//! the filter that decodes it is not loaded) fails the command, as
+//! before: leaving it out would show a client's generations as fewer than
+//! they are.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+use crate::error::RepoError;
+
+/// The damaged records and stray names one process met.
+#[derive(Default)]
+pub(crate) struct DamagedRecords {
+    /// Damaged records by key, with what is wrong with each.
+    damaged: Mutex<BTreeMap<String, String>>,
+    /// Stray names already warned about.
+    strays: Mutex<HashSet<String>>,
+}
+
+/// Whether reading a record failed for its content: damage, which leaves
+/// the record out, rather than a failure of the store or of the run.
+pub(crate) fn is_damage(e: &RepoError) -> bool {
+    matches!(e, RepoError::Corrupt { .. })
+}
+
+/// What to do about a damaged record of `key`: how a user removes it.
+fn remedy(key: &str) -> String {
+    match key
+        .strip_prefix("generations/")
+        .and_then(|k| k.split_once('/'))
+    {
+        Some((_, id)) => format!("'obnam forget {id}' removes it"),
+        None => "the next backup of its client writes it again".to_string(),
+    }
+}
+
+impl DamagedRecords {
+    /// Note what a listing of `folder` found: the damaged records among
+    /// the keys it showed (`listed`), each with its problem. A damaged
+    /// record noted before that the listing no longer shows was removed
+    /// since, and is forgotten. Each newly damaged record is warned about
+    /// once.
+    pub(crate) fn note(&self, folder: &str, listed: &HashSet<&str>, found: Vec<(String, String)>) {
+        let mut damaged = self.damaged.lock().unwrap_or_else(|e| e.into_inner());
+        damaged.retain(|key, _| !key.starts_with(folder) || listed.contains(key.as_str()));
+        for (key, problem) in found {
+            if !damaged.contains_key(&key) {
+                tracing::warn!(
+                    "damaged record left out: {problem}; {}; 'obnam fsck' reports it",
+                    remedy(&key)
+                );
+            }
+            damaged.insert(key, problem);
+        }
+    }
+
+    /// Warn, once, that `key` is in a folder of records but is none.
+    pub(crate) fn stray(&self, key: &str) {
+        let mut strays = self.strays.lock().unwrap_or_else(|e| e.into_inner());
+        if strays.insert(key.to_string()) {
+            tracing::warn!(
+                "{key} is not an object obnam writes (no object of its folder has such a name); ignored"
+            );
+        }
+    }
+
+    /// The damaged records noted under `prefix`, by key, with their
+    /// problems.
+    pub(crate) fn under(&self, prefix: &str) -> Vec<(String, String)> {
+        self.damaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .range(prefix.to_string()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, problem)| (key.clone(), problem.clone()))
+            .collect()
+    }
+
+    /// Every damaged record noted, as the problems `fsck` reports.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        self.under("")
+            .into_iter()
+            .map(|(key, problem)| format!("damaged record: {problem}; {}", remedy(&key)))
+            .collect()
+    }
+
+    /// Forget `key`: it was removed.
+    pub(crate) fn removed(&self, key: &str) {
+        self.damaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// A kind of record listed from a folder: which keys it may have, and
+/// whether a record read is the one its key names.
+pub(crate) trait Record: serde::de::DeserializeOwned {
+    /// Whether `key` is one a record of this kind may have (anything else
+    /// in its folder is a stray).
+    fn valid_key(key: &str) -> bool;
+
+    /// Why this record, read from `key`, is not the one `key` names, if it
+    /// is not.
+    fn mismatch(&self, repo: &crate::Repository, key: &str) -> Option<String>;
+}
+
+/// Whether `text` is a client id: 32 lower-case hex digits.
+pub(crate) fn is_client_id(text: &str) -> bool {
+    text.len() == 32
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}

@@ -1,0 +1,186 @@
+//! Damaged records, and files that are no record, in the folders of
+//! generation, client and lock records: each is left out or waited for
+//! with a message that says how to remove it, `fsck` reports it, and no
+//! one of them keeps a client from its other generations
+//! (`docs/user-guide.md`, "Damaged records").
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use obnam_test_support::{files_under, BackupWorld};
+
+/// The ids `genids` lists, and what it said on standard error.
+fn genids(w: &BackupWorld) -> (Vec<String>, String) {
+    let run = w.obnam(&["genids"]).ok().no_rust_panic();
+    (run.stdout.lines().map(str::to_string).collect(), run.stderr)
+}
+
+/// The record of generation `id`.
+fn record_of(w: &BackupWorld, id: &str) -> PathBuf {
+    files_under(&w.repo.join("generations"))
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == id))
+        .unwrap_or_else(|| panic!("no record of generation {id}"))
+}
+
+/// Flip one bit in the middle of the file at `path`.
+fn damage(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    fs::write(path, bytes).unwrap();
+}
+
+/// Two generations of a file `a`, "one" then "two"; their ids.
+fn two_generations(w: &BackupWorld) -> (String, String) {
+    w.file("a", b"one\n");
+    w.backup(&[]).ok();
+    w.file("a", b"two\n");
+    w.backup(&[]).ok();
+    let (ids, _) = genids(w);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    (ids[0].clone(), ids[1].clone())
+}
+
+/// A damaged generation record, and a stray file beside it, leave the
+/// client's other generations usable: listed, restored, built on by the
+/// next backup. fsck reports the damage, prune refuses to delete what
+/// the damaged generation may refer to, and `forget ID` removes it.
+#[test]
+fn a_damaged_generation_record_is_left_out_until_forgotten() {
+    let w = BackupWorld::new("c");
+    let (first, second) = two_generations(&w);
+    let record = record_of(&w, &second);
+    damage(&record);
+    fs::write(record.with_file_name(".DS_Store"), b"not a record").unwrap();
+    fs::create_dir(record.with_file_name("0123456789abcdef")).unwrap();
+
+    let (ids, stderr) = genids(&w);
+    assert_eq!(ids, vec![first.clone()]);
+    assert!(
+        stderr.contains(&format!("'obnam forget {second}' removes it")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(".DS_Store is not an object obnam writes"),
+        "{stderr}"
+    );
+
+    // The latest generation that can be read is the first.
+    let target = w.env.path().join("restored");
+    w.obnam(&["restore", "--to", target.to_str().unwrap()]).ok();
+    let restored = target.join(w.data.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(restored.join("a")).unwrap(), b"one\n");
+    w.file("a", b"three\n");
+    w.backup(&[]).ok().no_rust_panic();
+    assert_eq!(genids(&w).0.len(), 2);
+
+    let run = w.obnam(&["fsck"]).fails().no_rust_panic();
+    assert!(run.stderr.contains("damaged record"), "{run:#?}");
+    assert!(run.stderr.contains(&second), "{run:#?}");
+
+    let packs_before = files_under(&w.repo.join("packs"));
+    let run = w.obnam(&["prune"]).fails().no_rust_panic();
+    assert!(run.stderr.contains("nothing was deleted"), "{run:#?}");
+    assert!(
+        run.stderr.contains(&format!("obnam forget {second}")),
+        "{run:#?}"
+    );
+    assert_eq!(files_under(&w.repo.join("packs")), packs_before);
+
+    let run = w.obnam(&["forget", &second]).ok().no_rust_panic();
+    assert!(
+        run.stdout.contains("removed the damaged record"),
+        "{run:#?}"
+    );
+    assert!(!record.exists());
+    let (ids, stderr) = genids(&w);
+    assert_eq!(ids.len(), 2);
+    assert!(!stderr.contains("damaged record"), "{stderr}");
+    // What is not obnam's stays, with a warning, and is no problem.
+    w.obnam(&["fsck"]).ok().no_rust_panic();
+    w.obnam(&["prune"]).ok().no_rust_panic();
+    let run = w.obnam(&["fsck"]).ok().no_rust_panic();
+    assert!(run.stderr.contains(".DS_Store"), "{run:#?}");
+}
+
+/// A record that is whole but is another generation's (copied over, or
+/// put there by someone) is damage too: it would show that generation
+/// twice.
+#[test]
+fn a_generation_record_under_another_id_is_damage() {
+    let w = BackupWorld::new("c");
+    let (first, second) = two_generations(&w);
+    fs::copy(record_of(&w, &first), record_of(&w, &second)).unwrap();
+    let (ids, stderr) = genids(&w);
+    assert_eq!(ids, vec![first]);
+    assert!(stderr.contains(&second), "{stderr}");
+    w.obnam(&["fsck"]).fails().no_rust_panic();
+}
+
+/// A damaged client record: the client is left out of `clients` and
+/// fsck reports it, until the client's next backup writes it again.
+#[test]
+fn a_damaged_client_record_is_written_again_by_its_next_backup() {
+    let w = BackupWorld::new("c");
+    w.file("a", b"one\n");
+    w.backup(&[]).ok();
+    let clients = files_under(&w.repo.join("clients"));
+    assert_eq!(clients.len(), 1);
+    damage(&clients[0]);
+    let run = w.obnam(&["clients"]).ok().no_rust_panic();
+    assert_eq!(run.stdout.trim(), "");
+    assert!(run.stderr.contains("damaged record"), "{run:#?}");
+    w.obnam(&["fsck"]).fails().no_rust_panic();
+    let run = w.backup(&[]).ok().no_rust_panic();
+    assert!(run.stderr.contains("written again"), "{run:#?}");
+    assert_eq!(w.obnam(&["clients"]).ok().stdout.trim(), "c");
+    w.obnam(&["fsck"]).ok().no_rust_panic();
+}
+
+/// A lock object that cannot be read holds what its name says it may
+/// (here: everything, a bare id), named with the remedy; `force-lock`
+/// removes it and fsck reports it. One untouched for longer than a lock
+/// lives unrefreshed is broken. A stray file among the locks is ignored.
+#[test]
+fn a_damaged_lock_is_named_removed_by_force_lock_and_broken_when_old() {
+    let w = BackupWorld::new("c");
+    w.file("a", b"one\n");
+    w.backup(&[]).ok();
+    let locks = w.repo.join("locks");
+    let lock = locks.join("0123456789abcdef0123456789abcdef");
+    fs::write(&lock, b"garbage").unwrap();
+    fs::write(locks.join(".hidden"), b"not a lock").unwrap();
+
+    let run = w.backup(&["--lock-timeout", "1"]).fails().no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("damaged lock object locks/0123456789abcdef")
+            && run.stderr.contains("force-lock"),
+        "{run:#?}"
+    );
+    let run = w.obnam(&["fsck"]).fails().no_rust_panic();
+    assert!(run.stderr.contains("damaged lock object"), "{run:#?}");
+    let run = w.obnam(&["force-lock"]).ok().no_rust_panic();
+    assert!(run.stdout.contains("damaged lock object"), "{run:#?}");
+    assert!(!lock.exists());
+    let run = w.backup(&[]).ok().no_rust_panic();
+    assert!(run.stderr.contains("locks/.hidden"), "{run:#?}");
+
+    // Untouched for two hours: no one holds it.
+    fs::write(&lock, b"garbage").unwrap();
+    let old = SystemTime::now() - Duration::from_secs(2 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(&lock)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let run = w.backup(&["--lock-timeout", "1"]).ok().no_rust_panic();
+    assert!(
+        run.stderr.contains("breaking stale damaged lock"),
+        "{run:#?}"
+    );
+    assert!(!lock.exists());
+}
