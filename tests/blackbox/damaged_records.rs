@@ -44,8 +44,9 @@ fn two_generations(w: &BackupWorld) -> (String, String) {
 }
 
 /// A damaged generation record, and a stray file beside it, leave the
-/// client's other generations usable: listed, restored, built on by the
-/// next backup. fsck reports the damage, prune refuses to delete what
+/// client's other generations usable: listed, restored by id, built on by
+/// the next backup (`latest` is refused while the damaged one may be the
+/// newest). fsck reports the damage, prune refuses to delete what
 /// the damaged generation may refer to, and `forget ID` removes it.
 #[test]
 fn a_damaged_generation_record_is_left_out_until_forgotten() {
@@ -67,11 +68,18 @@ fn a_damaged_generation_record_is_left_out_until_forgotten() {
         "{stderr}"
     );
 
-    // The latest generation that can be read is the first.
+    // `latest` may be the damaged one: refused, with what to do; the
+    // first is restored by its id.
     let target = w.env.path().join("restored");
-    w.obnam(&["restore", "--to", target.to_str().unwrap()]).ok();
+    let to = target.to_str().unwrap();
+    let run = w.obnam(&["restore", "--to", to]).fails().no_rust_panic();
+    assert!(run.stderr.contains("--generation"), "{run:#?}");
+    assert!(!target.exists());
+    w.obnam(&["restore", "--generation", &first, "--to", to])
+        .ok();
     let restored = target.join(w.data.strip_prefix("/").unwrap());
     assert_eq!(fs::read(restored.join("a")).unwrap(), b"one\n");
+    // A backup starts from the newest generation it can read.
     w.file("a", b"three\n");
     w.backup(&[]).ok().no_rust_panic();
     assert_eq!(genids(&w).0.len(), 2);

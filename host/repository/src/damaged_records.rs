@@ -40,6 +40,9 @@ pub(crate) struct DamagedRecords {
     damaged: Mutex<BTreeMap<String, String>>,
     /// Stray names already warned about.
     strays: Mutex<HashSet<String>>,
+    /// The folders listed so far (what [`under`](Self::under) says of
+    /// them is as of their latest listing).
+    listed: Mutex<HashSet<String>>,
 }
 
 /// Whether reading a record failed for its content: damage, which leaves
@@ -66,6 +69,10 @@ impl DamagedRecords {
     /// since, and is forgotten. Each newly damaged record is warned about
     /// once.
     pub(crate) fn note(&self, folder: &str, listed: &HashSet<&str>, found: Vec<(String, String)>) {
+        self.listed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(folder.to_string());
         let mut damaged = self.damaged.lock().unwrap_or_else(|e| e.into_inner());
         damaged.retain(|key, _| !key.starts_with(folder) || listed.contains(key.as_str()));
         for (key, problem) in found {
@@ -99,6 +106,16 @@ impl DamagedRecords {
             .take_while(|(key, _)| key.starts_with(prefix))
             .map(|(key, problem)| (key.clone(), problem.clone()))
             .collect()
+    }
+
+    /// Whether `folder` has been listed, by itself or with a folder
+    /// above it.
+    pub(crate) fn was_listed(&self, folder: &str) -> bool {
+        self.listed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|f| folder.starts_with(f.as_str()))
     }
 
     /// Every damaged record noted, as the problems `fsck` reports.

@@ -297,6 +297,9 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
     let gens = select::generations(&repo, &client)?;
+    if args.len() < 2 {
+        select::newest_is_known(&repo, &client)?;
+    }
     let (old_gen, new_gen) = chosen(&gens, &args, &client)?;
     let old = repo.open_generation(&client, &old_gen.id)?;
     let new = repo.open_generation(&client, &new_gen.id)?;

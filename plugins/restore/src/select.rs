@@ -34,6 +34,23 @@ pub fn generations(repo: &Repository, client: &str) -> Result<Vec<GenerationInfo
     Ok(gens)
 }
 
+/// Fail if the client's newest generation may be one whose record is
+/// damaged (left out of its generations): `latest` would then name an
+/// older one without saying so. A named generation needs no such check.
+pub fn newest_is_known(repo: &Repository, client: &str) -> Result<()> {
+    if let Some(d) = repo.damaged_generations(client)?.first() {
+        plugin_api::bail!(
+            "the record of generation {} of client '{client}' is damaged, and it may be the \
+             newest ({}): name the generation to use with --generation (see 'obnam \
+             generations'), or remove the damaged record with 'obnam forget {}'",
+            d.id,
+            d.problem,
+            d.id
+        );
+    }
+    Ok(())
+}
+
 /// The generation `wanted` names among `gens` (oldest first).
 pub fn choose<'a>(
     gens: &'a [GenerationInfo],
@@ -68,6 +85,9 @@ pub fn generation(ctx: &Context<'_>, repo: &Repository, client: &str) -> Result<
         .string("generation")?
         .unwrap_or_else(|| LATEST.to_string());
     let gens = generations(repo, client)?;
+    if wanted.trim() == LATEST {
+        newest_is_known(repo, client)?;
+    }
     choose(&gens, wanted.trim(), client).cloned()
 }
 

@@ -212,11 +212,14 @@ impl Repository {
     }
 
     /// The ids of a client's generation records that are damaged, each
-    /// with its problem: left out of [`generations`](Self::generations),
-    /// which this lists again.
+    /// with its problem: left out of [`generations`](Self::generations).
+    /// As of this process's latest listing of them (made now if there was
+    /// none).
     pub fn damaged_generations(&self, client: &str) -> RepoResult<Vec<(String, String)>> {
-        self.generations(client)?;
         let folder = format!("generations/{}/", self.client_id(client));
+        if !self.damaged.was_listed(&folder) {
+            self.generations(client)?;
+        }
         Ok(self
             .damaged
             .under(&folder)
