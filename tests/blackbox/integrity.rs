@@ -379,3 +379,70 @@ fn fsck_checks_each_folder_once_and_still_finds_damage_in_every_generation() {
     assert_eq!(report["affected"], 3, "{run:#?}");
     assert_eq!(report["files"], 3 * 80, "{run:#?}");
 }
+
+/// Put a FIFO (a named pipe) where `path` was.
+fn make_fifo(path: &Path) {
+    let _ = fs::remove_file(path);
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// The key of an object below `repo`, as messages name it.
+fn key_of(repo: &Path, path: &Path) -> String {
+    path.strip_prefix(repo)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Something that is not a file where an object should be (a FIFO, which
+/// a read would wait on for a writer forever) is damage to that object,
+/// named; no command waits on it.
+#[test]
+fn a_fifo_in_place_of_an_object_is_damage_and_nothing_waits_on_it() {
+    let w = BackupWorld::new("c");
+    let content = obnam_test_support::noise(100_000, 3);
+    w.file("a", &content);
+    w.backup(&["--compress-with", "none"]).ok();
+    let base: Vec<String> = vec![
+        "--repository".into(),
+        w.repo.to_str().unwrap().into(),
+        "--client-name".into(),
+        "c".into(),
+    ];
+    let limit = Duration::from_secs(60);
+
+    // The pack that holds the file's data.
+    let pack = flip_first(&w.repo.join("packs"), &content[..64], 0);
+    make_fifo(&pack);
+    let pack_key = key_of(&w.repo, &pack);
+    let target = w.env.path().join("restored");
+    let run = run_within(
+        &w.env,
+        &args(&base, &["restore", "--to", target.to_str().unwrap()]),
+        limit,
+    )
+    .fails()
+    .no_rust_panic();
+    assert!(
+        run.stderr.contains(&pack_key) && run.stderr.contains("it is a FIFO"),
+        "{run:#?}"
+    );
+    for command in [&["verify"][..], &["stats"], &["ls"], &["fsck"]] {
+        run_within(&w.env, &args(&base, command), limit).no_rust_panic();
+    }
+
+    // The config.
+    make_fifo(&w.repo.join("config"));
+    let run = run_within(&w.env, &args(&base, &["generations"]), limit)
+        .fails()
+        .no_rust_panic();
+    assert!(
+        run.stderr.contains("config") && run.stderr.contains("it is a FIFO"),
+        "{run:#?}"
+    );
+}
