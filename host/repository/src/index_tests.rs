@@ -472,8 +472,8 @@ fn a_run_that_merges_its_index_objects_leaves_them_in_the_cache() {
 }
 
 /// The index is loaded at its first use: listing clients and
-/// generations reads no index object and builds no cache, and the first
-/// chunk read does both.
+/// generations, and taking a client's lock, read no index object and
+/// build no cache, and the first chunk read does both.
 #[test]
 fn the_index_is_loaded_at_its_first_use_not_at_open() {
     let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -499,6 +499,13 @@ fn the_index_is_loaded_at_its_first_use_not_at_open() {
     // A load would have written the index objects' entries to the cache.
     assert!(segment_files(other.path()).is_empty());
     assert!(!lazy.index_loaded());
+    // Nor does taking the client's lock (a forget takes it, and reads no
+    // chunk): the first use after it loads what the last holder stored.
+    lazy.lock_client("c", std::time::Duration::from_secs(5))
+        .unwrap();
+    assert!(!lazy.index_loaded());
+    assert!(segment_files(other.path()).is_empty());
+    lazy.unlock_client("c").unwrap();
     assert_eq!(lazy.get_chunk(&ids[7]).unwrap(), chunk(7));
     assert!(lazy.index_loaded());
     assert!(!segment_files(other.path()).is_empty());
