@@ -21,6 +21,15 @@
 //! (warnings about refused writes still go to the log) but the final
 //! line. A second signal ends the process at once.
 //!
+//! The wind-down never waits for the command's thread: the repository's
+//! slot is not held while the repository is opened (which may wait long,
+//! for another process's creation of it or a slow network), so a signal
+//! during the open ends the run at once (the open, if it finishes, then
+//! holds its thread until the process ends). Nor does the command's
+//! thread block forever in a read: a local repository's reads refuse a
+//! FIFO or device where an object should be rather than wait on it, and
+//! every remote operation has a timeout.
+//!
 //! A signal that obnam was started with ignored stays ignored: `nohup`
 //! ignores SIGHUP so that a run goes on after a logout, and a shell
 //! running a script ignores SIGINT for the jobs it starts in the

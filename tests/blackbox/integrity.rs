@@ -382,3 +382,144 @@ fn fsck_checks_each_folder_once_and_still_finds_damage_in_every_generation() {
     assert_eq!(report["affected"], 3, "{run:#?}");
     assert_eq!(report["files"], 3 * 80, "{run:#?}");
 }
+
+/// Put a FIFO (a named pipe) where `path` was.
+fn make_fifo(path: &Path) {
+    let _ = fs::remove_file(path);
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// The key of an object below `repo`, as messages name it.
+fn key_of(repo: &Path, path: &Path) -> String {
+    path.strip_prefix(repo)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Something that is not a file where an object should be (a FIFO, which
+/// a read would wait on for a writer forever) is damage to that object,
+/// named; no command waits on it.
+#[test]
+fn a_fifo_in_place_of_an_object_is_damage_and_nothing_waits_on_it() {
+    let w = BackupWorld::new("c");
+    let content = obnam_test_support::noise(100_000, 3);
+    w.file("a", &content);
+    w.backup(&["--compress-with", "none"]).ok();
+    let base: Vec<String> = vec![
+        "--repository".into(),
+        w.repo.to_str().unwrap().into(),
+        "--client-name".into(),
+        "c".into(),
+    ];
+    let limit = Duration::from_secs(60);
+
+    // The pack that holds the file's data.
+    let pack = flip_first(&w.repo.join("packs"), &content[..64], 0);
+    make_fifo(&pack);
+    let pack_key = key_of(&w.repo, &pack);
+    let target = w.env.path().join("restored");
+    let run = run_within(
+        &w.env,
+        &args(&base, &["restore", "--to", target.to_str().unwrap()]),
+        limit,
+    )
+    .fails()
+    .no_rust_panic();
+    assert!(
+        run.stderr.contains(&pack_key) && run.stderr.contains("it is a FIFO"),
+        "{run:#?}"
+    );
+    for command in [&["verify"][..], &["stats"], &["ls"], &["fsck"]] {
+        run_within(&w.env, &args(&base, command), limit).no_rust_panic();
+    }
+
+    // The config.
+    make_fifo(&w.repo.join("config"));
+    let run = run_within(&w.env, &args(&base, &["generations"]), limit)
+        .fails()
+        .no_rust_panic();
+    assert!(
+        run.stderr.contains("config") && run.stderr.contains("it is a FIFO"),
+        "{run:#?}"
+    );
+}
+
+/// Forget this machine's index cache, as a new machine would have none.
+fn cold_cache(w: &BackupWorld) {
+    fs::remove_dir_all(w.env.home()).unwrap();
+    fs::create_dir(w.env.home()).unwrap();
+}
+
+/// An index object whose bytes cannot be one in any way (a compressed
+/// stream that does not decompress, an object far larger than the format
+/// allows) is reported, and its blobs count as absent, by every command,
+/// as one whose checksum fails: none fails for it alone, prune refuses to
+/// delete anything, and the next backup heals.
+#[test]
+fn an_index_object_that_does_not_decompress_or_is_too_large_loses_only_its_blobs() {
+    let a = obnam_test_support::noise(200_000, 4);
+    for damage in ["last byte", "too large"] {
+        let w = BackupWorld::new("c");
+        w.file("a", &a);
+        w.backup(&[]).ok();
+        let objects = files_under(&w.repo.join("index"));
+        assert!(!objects.is_empty());
+        for object in &objects {
+            if damage == "last byte" {
+                let mut bytes = fs::read(object).unwrap();
+                *bytes.last_mut().unwrap() ^= 0x01;
+                fs::write(object, bytes).unwrap();
+            } else {
+                let f = fs::File::options().write(true).open(object).unwrap();
+                f.set_len(2 << 30).unwrap();
+            }
+        }
+        let expected = match damage {
+            "last byte" => "cannot be decompressed",
+            _ => "larger than the format allows",
+        };
+        cold_cache(&w);
+        let run = w.obnam(&["fsck"]).fails().no_rust_panic();
+        assert!(
+            run.stderr.contains("index/") && run.stderr.contains(expected),
+            "{damage}: {run:#?}"
+        );
+        assert!(
+            run.stdout.contains("Checked 1 generation"),
+            "{damage}: {run:#?}"
+        );
+        cold_cache(&w);
+        w.obnam(&["stats"]).ok();
+        cold_cache(&w);
+        w.obnam(&["forget", "--keep", "1"]).ok();
+        cold_cache(&w);
+        let target = w.env.path().join("restored");
+        let run = w
+            .obnam(&["restore", "--to", target.to_str().unwrap()])
+            .fails()
+            .no_rust_panic();
+        assert!(
+            run.stderr.contains("not in the repository"),
+            "{damage}: {run:#?}"
+        );
+        cold_cache(&w);
+        let run = w.obnam(&["prune"]).fails().no_rust_panic();
+        assert!(
+            run.stderr.contains("nothing was deleted"),
+            "{damage}: {run:#?}"
+        );
+        // The next backup stores the file again, and restores it.
+        cold_cache(&w);
+        w.backup(&[]).ok();
+        let target = w.env.path().join("healed");
+        w.obnam(&["restore", "--to", target.to_str().unwrap()]).ok();
+        let restored = target.join(w.data.strip_prefix("/").unwrap());
+        assert_eq!(fs::read(restored.join("a")).unwrap(), a, "{damage}");
+    }
+}

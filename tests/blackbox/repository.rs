@@ -479,3 +479,58 @@ fn a_repository_of_a_newer_format_is_refused() {
         text.replace("\"version\": 4", "\"version\": 5")
     );
 }
+
+/// A signal stops a run that is still opening the repository (here
+/// waiting, up to `--lock-timeout`, for another process's creation of
+/// it): the wind-down does not wait for the open to end.
+#[test]
+fn a_signal_stops_a_run_that_is_opening_the_repository() {
+    let w = obnam_test_support::BackupWorld::new("c");
+    w.file("a", b"some data\n");
+    // A live creation claim of a process on another host.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let claim = serde_json::json!({
+        "kind": "client", "client": "", "host": "elsewhere", "pid": 1,
+        "created": now, "refreshed": now,
+    });
+    std::fs::create_dir_all(w.repo.join("creating")).unwrap();
+    std::fs::write(
+        w.repo.join("creating/0123456789abcdef0123456789abcdef"),
+        claim.to_string(),
+    )
+    .unwrap();
+    let mut run = w
+        .env
+        .obnam()
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", "c", "--lock-timeout", "120", "backup"])
+        .arg(&w.data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(run.try_wait().unwrap().is_none(), "it did not wait");
+    Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while run.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            kill9(&mut run);
+            panic!("SIGTERM did not stop a run opening the repository");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ERROR: interrupted by SIGTERM"),
+        "{out:?}"
+    );
+}

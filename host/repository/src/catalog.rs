@@ -355,9 +355,12 @@ impl Repository {
                         // A damaged index object loses track of its blobs, not
                         // of the whole repository: they count as absent (a
                         // backup stores them again), and fsck reports the
-                        // object. (A filter that is not loaded is not damage:
-                        // that fails.)
-                        Err(e @ RepoError::Corrupt { .. }) => {
+                        // object. Damage is whatever makes its bytes not an
+                        // index object (a bad checksum, a filter that cannot
+                        // undo them, too large, not a file). A filter that is
+                        // not loaded, or a store that fails, is not damage:
+                        // that fails.
+                        Err(e) if e.is_damaged_object() => {
                             self.catalog.index_damaged(name, e.to_string());
                             continue;
                         }

@@ -219,7 +219,8 @@ impl Repository {
                         .err()
                         .map(|e| RepoError::corrupt(key, e).to_string()),
                     Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
-                    Err(e @ RepoError::Corrupt { .. }) => Some(e.to_string()),
+                    // As when the index is loaded: see `load_index_listed`.
+                    Err(e) if e.is_damaged_object() => Some(e.to_string()),
                     Err(e) => return Err(e),
                 };
                 self.catalog.read_back(name, problem.clone());

@@ -23,6 +23,14 @@ pub enum RepoError {
     },
     #[error("object {object} is corrupt: {reason}")]
     Corrupt { object: String, reason: String },
+    /// A loaded filter could not undo its work on an object's stored
+    /// bytes (they do not decompress, or fail authentication): the
+    /// object is damaged or altered. The filter's message names the
+    /// object, as the bundled filters' do; else it is named first.
+    #[error("{}", undecodable_message(object, message))]
+    Undecodable { object: String, message: String },
+    /// The data filters failed otherwise: one is not loaded, or refused
+    /// to write; not about one object's stored bytes.
     #[error("{0}")]
     Filter(String),
     /// Making or writing a pack failed earlier in the run.
@@ -98,11 +106,36 @@ impl From<crate::segment::SegmentError> for RepoError {
 }
 
 impl RepoError {
+    /// Whether the error is damage to the one object read (its bytes
+    /// cannot be that object: a bad checksum or id, a filter that cannot
+    /// undo them, a bad encoding, too large, not a regular file), rather
+    /// than a failure of the store, the filters or the run. A caller that
+    /// reads many objects may take such an object as damaged, report it
+    /// and go on without it; anything else stays an error.
+    pub fn is_damaged_object(&self) -> bool {
+        matches!(
+            self,
+            RepoError::Corrupt { .. }
+                | RepoError::Undecodable { .. }
+                | RepoError::Storage(StorageError::Damaged { .. })
+        )
+    }
+
     pub(crate) fn corrupt(object: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         RepoError::Corrupt {
             object: object.into(),
             reason: reason.to_string(),
         }
+    }
+}
+
+/// The message of [`RepoError::Undecodable`]: the filter's, naming the
+/// object if it does not.
+fn undecodable_message(object: &str, message: &str) -> String {
+    if message.contains(object) {
+        message.to_string()
+    } else {
+        format!("object {object} cannot be decoded: {message}")
     }
 }
 

@@ -472,8 +472,8 @@ fn a_run_that_merges_its_index_objects_leaves_them_in_the_cache() {
 }
 
 /// The index is loaded at its first use: listing clients and
-/// generations reads no index object and builds no cache, and the first
-/// chunk read does both.
+/// generations, and taking a client's lock, read no index object and
+/// build no cache, and the first chunk read does both.
 #[test]
 fn the_index_is_loaded_at_its_first_use_not_at_open() {
     let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -499,6 +499,13 @@ fn the_index_is_loaded_at_its_first_use_not_at_open() {
     // A load would have written the index objects' entries to the cache.
     assert!(segment_files(other.path()).is_empty());
     assert!(!lazy.index_loaded());
+    // Nor does taking the client's lock (a forget takes it, and reads no
+    // chunk): the first use after it loads what the last holder stored.
+    lazy.lock_client("c", std::time::Duration::from_secs(5))
+        .unwrap();
+    assert!(!lazy.index_loaded());
+    assert!(segment_files(other.path()).is_empty());
+    lazy.unlock_client("c").unwrap();
     assert_eq!(lazy.get_chunk(&ids[7]).unwrap(), chunk(7));
     assert!(lazy.index_loaded());
     assert!(!segment_files(other.path()).is_empty());
@@ -897,4 +904,118 @@ fn a_token_filter_holds_its_tokens_and_few_others() {
         .filter(|i| filter.may_hold(&token(*i)))
         .count();
     assert!(false_positives < 3_000, "{false_positives} of 100,000");
+}
+
+/// No filter on write; on read, a "sum" filter that is loaded but finds
+/// every object it is asked to undo damaged (as zstd does a stream whose
+/// last byte changed).
+struct SumAlwaysFails;
+
+impl crate::object::ObjectFilter for SumAlwaysFails {
+    fn encode<'d>(
+        &self,
+        context: &str,
+        data: &'d [u8],
+        skip: Option<&str>,
+    ) -> Result<(crate::object::Encoded<'d>, Vec<String>), String> {
+        NoFilters.encode(context, data, skip)
+    }
+    fn encode_with(
+        &self,
+        tag: &str,
+        context: &str,
+        data: &[u8],
+    ) -> Result<Option<crate::object::FilterOutput>, String> {
+        NoFilters.encode_with(tag, context, data)
+    }
+    fn decode(
+        &self,
+        context: &str,
+        _: &[u8],
+        _: &[String],
+    ) -> Result<crate::object::FilterOutput, String> {
+        Err(format!(
+            "object {context} cannot be summed: data corruption"
+        ))
+    }
+    fn provides(&self, tag: &str) -> bool {
+        tag == "sum"
+    }
+    fn unlock(&self, _: &crate::object::UnlockRequest) -> Result<crate::object::Unlocked, String> {
+        Ok(Default::default())
+    }
+}
+
+/// Every way an index object's bytes can fail to be one (a loaded filter
+/// that cannot undo them, larger than the format allows) is the same
+/// damage as a bad checksum: the object is reported, its blobs count as
+/// absent, the others are found, and a check of the objects goes on. A
+/// filter that is not loaded is no damage: loading the index fails.
+#[test]
+fn an_index_object_that_cannot_be_decoded_or_is_too_large_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut objects: Vec<PathBuf> = Vec::new();
+    let mut ids = Vec::new();
+    for run in 0..3u32 {
+        let cache = tempfile::tempdir().unwrap();
+        let repo = open_with(dir.path(), cache.path());
+        ids.push(store(&repo, run * 50..run * 50 + 50));
+        drop(repo);
+        let mut new: Vec<PathBuf> = std::fs::read_dir(dir.path().join("index"))
+            .unwrap()
+            .map(|f| f.unwrap().path())
+            .filter(|p| !objects.contains(p))
+            .collect();
+        assert_eq!(new.len(), 1, "one index object per run");
+        objects.append(&mut new);
+    }
+    let name = |p: &Path| format!("index/{}", p.file_name().unwrap().to_str().unwrap());
+    // The first needs the "sum" filter, which fails on it; the second is
+    // far larger than the format allows (a sparse file: not read).
+    std::fs::write(&objects[0], b"\x01\x03sumwhatever").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&objects[1])
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let repo = Repository::open(
+        dir.path().to_str().unwrap(),
+        &options(cache.path()),
+        Arc::new(SumAlwaysFails),
+    )
+    .unwrap();
+    let damaged = repo.damaged_index_objects();
+    assert_eq!(damaged.len(), 2, "{damaged:?}");
+    assert!(
+        damaged
+            .iter()
+            .any(|d| d.contains(&name(&objects[0])) && d.contains("cannot be summed")),
+        "{damaged:?}"
+    );
+    assert!(
+        damaged
+            .iter()
+            .any(|d| d.contains(&name(&objects[1])) && d.contains("larger than the format allows")),
+        "{damaged:?}"
+    );
+    assert!(ids[0].iter().chain(&ids[1]).all(|id| !repo.has_chunk(id)));
+    assert_all_there(&repo, &ids[2], 100);
+    let report = repo.check_objects(false).unwrap();
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+    drop(repo);
+
+    // Without the filter loaded, nothing is damaged: the run fails.
+    let cache = tempfile::tempdir().unwrap();
+    let repo = Repository::open(
+        dir.path().to_str().unwrap(),
+        &options(cache.path()),
+        Arc::new(NoFilters),
+    )
+    .unwrap();
+    let e = repo.ensure_index().unwrap_err();
+    assert!(!e.is_damaged_object(), "{e:?}");
+    assert!(e.to_string().contains("needs the 'sum' filter"), "{e}");
+    assert!(repo.check_objects(false).is_err());
 }

@@ -290,10 +290,14 @@ impl Repository {
         }
         // The run that held the lock before may have stored chunks and
         // trees since this process loaded the index: the client's latest
-        // generation refers to them.
-        if let Err(e) = self.load_index() {
-            let _ = self.unlock_client(client);
-            return Err(e);
+        // generation refers to them. An index not loaded yet is loaded
+        // whole at its first use, after this: a run that needs none (a
+        // forget) reads no index object.
+        if self.index_loaded() {
+            if let Err(e) = self.load_index() {
+                let _ = self.unlock_client(client);
+                return Err(e);
+            }
         }
         // A writer is starting: a good moment to tidy up after crashed ones.
         let removed = self.storage().remove_stale_temporaries(STALE_TEMPORARY);

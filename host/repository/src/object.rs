@@ -354,11 +354,7 @@ pub fn open_borrowed<'s>(
         parse_header(stored).map_err(|reason| RepoError::corrupt(context, reason))?;
     let plain = match seal {
         None if tags.is_empty() => Encoded::Unchanged(&stored[start..]),
-        None => Encoded::Changed(
-            filter
-                .decode(context, &stored[start..], &tags)
-                .map_err(RepoError::Filter)?,
-        ),
+        None => Encoded::Changed(decode(filter, context, &stored[start..], &tags)?),
         Some(seal) => {
             if tags.len() != 1 || tags[0] != seal {
                 return Err(RepoError::corrupt(
@@ -366,22 +362,44 @@ pub fn open_borrowed<'s>(
                     format!("it is not sealed with the repository's '{seal}' filter"),
                 ));
             }
-            let inner = filter
-                .decode(context, &stored[start..], &tags)
-                .map_err(RepoError::Filter)?;
+            let inner = decode(filter, context, &stored[start..], &tags)?;
             let (tags, start) =
                 parse_header(&inner).map_err(|reason| RepoError::corrupt(context, reason))?;
             Encoded::Changed(if tags.is_empty() {
                 inner[start..].to_vec().into()
             } else {
-                filter
-                    .decode(context, &inner[start..], &tags)
-                    .map_err(RepoError::Filter)?
+                decode(filter, context, &inner[start..], &tags)?
             })
         }
     };
     check_decoded_len(context, plain.len(), CHECKSUM_LEN)?;
     Ok(plain)
+}
+
+/// Undo the filters `tags` on an object's bytes. A tag that no loaded
+/// filter provides is the run's problem ([`RepoError::Filter`]: that
+/// plugin is needed), and is asked first; a loaded filter that fails on
+/// the bytes (they do not decompress, or fail authentication) says that
+/// the object is damaged ([`RepoError::Undecodable`]), so that a reader of
+/// many objects can tell the two apart.
+fn decode(
+    filter: &dyn ObjectFilter,
+    context: &str,
+    data: &[u8],
+    tags: &[String],
+) -> RepoResult<FilterOutput> {
+    if let Some(tag) = tags.iter().find(|tag| !filter.provides(tag)) {
+        return Err(RepoError::Filter(missing_filter_message(
+            &format!("object {context}"),
+            tag,
+        )));
+    }
+    filter
+        .decode(context, data, tags)
+        .map_err(|message| RepoError::Undecodable {
+            object: context.to_string(),
+            message,
+        })
 }
 
 fn parse_header(stored: &[u8]) -> Result<(Vec<String>, usize), String> {

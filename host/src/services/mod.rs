@@ -46,7 +46,15 @@ pub struct Host {
     /// No status line: `--quiet`, or `--output-format json-lines` (whose
     /// stream on standard output is the progress).
     no_status: bool,
+    /// The repository, once opened. Held only to read or set it, never
+    /// while the repository is opened: an interruption's wind-down reads
+    /// it, and must not wait for an open that may take long (waiting for
+    /// another process's creation, a slow network), or the signal would
+    /// not stop the run.
     repository: Mutex<Option<Arc<Repository>>>,
+    /// Held while the repository is opened, so that two threads asking at
+    /// once open it once.
+    opening: Mutex<()>,
     /// Whether a repository service met a bug it could not report.
     bug: Arc<ServiceBug>,
     /// This host, weakly, for the repository's data filters, which call
@@ -66,6 +74,7 @@ impl Host {
             values,
             no_status,
             repository: Mutex::new(None),
+            opening: Mutex::new(()),
             bug: Arc::default(),
             myself: myself.clone(),
             exit_code: AtomicI32::new(0),
@@ -311,9 +320,10 @@ impl Host {
             Some(Value::Int(n)) => Duration::from_secs((*n).max(0) as u64),
             _ => Duration::from_secs(60),
         };
-        let mut slot = self.repository.lock().unwrap_or_else(|e| e.into_inner());
-        let repo = match slot.as_ref() {
-            Some(repo) => repo.clone(),
+        let _opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+        let opened = self.opened_repository();
+        let repo = match opened {
+            Some(repo) => repo,
             None => {
                 let url = self.values.string("repository").ok_or_else(|| {
                     Error::msg(
@@ -326,7 +336,10 @@ impl Host {
                 if repo.created_by_this_process() {
                     announce_new_repository(&repo, self.values.boolean("quiet"));
                 }
-                *slot = Some(repo.clone());
+                *self.repository.lock().unwrap_or_else(|e| e.into_inner()) = Some(repo.clone());
+                // An interruption meanwhile found no repository to wind
+                // down, and is ending the process: use none.
+                crate::interrupt::hold_if_interrupted();
                 repo
             }
         };

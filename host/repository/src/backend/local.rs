@@ -5,7 +5,12 @@
 //! is made by a hard link, and the process umask is set so that objects
 //! are private to their owner. Reads of a range and of a whole object are
 //! plain `pread`s on the calling thread, through files kept open (see
-//! [`Backend::read_range_direct`]).
+//! [`Backend::read_range_direct`]). Every read of an object, whole or a
+//! range, refuses what is not a regular file under its name (a FIFO, a
+//! device, a socket, a folder) as damage to that object, without waiting
+//! on it: so no command ever blocks on one. A write renames a new file
+//! into place, and a listing lists only regular files (and links to
+//! them): neither opens what is there.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,7 +23,7 @@ use opendal::{services, Operator};
 
 use super::{Backend, Capabilities};
 use crate::fault_injection::Op;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{NotAnObject, Storage, StorageError};
 
 /// How many objects are kept open for reading at most: a restore reads
 /// many blobs of each pack, a few packs at a time.
@@ -46,11 +51,33 @@ impl Local {
         if let Some(f) = open.get(key) {
             return Ok(f.clone());
         }
-        let f = Arc::new(File::open(self.root.join(key))?);
+        let f = Arc::new(self.open_object(key)?);
         if open.len() >= OPEN_FILES {
             open.clear();
         }
         open.insert(key.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Open object `key` for reading, if it is a regular file (a symbolic
+    /// link counts as what it points to, as in a listing). Anything else
+    /// under an object's name is damage, refused with an error naming what
+    /// it is ([`NotAnObject`]): a FIFO would block the open until a writer
+    /// came, forever, and a read of a device may never end. So it is
+    /// looked at before it is opened (opening a device may do something
+    /// of its own), opened with `O_NONBLOCK` (a FIFO put there between the
+    /// look and the open does not block it; for a regular file the flag
+    /// changes nothing) and `O_NOCTTY`, and looked at again once open.
+    fn open_object(&self, key: &str) -> std::io::Result<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.root.join(key);
+        not_an_object(&std::fs::metadata(&path)?)?;
+        let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(&path)?;
+        not_an_object(&f.metadata()?)?;
         Ok(f)
     }
 
@@ -92,6 +119,29 @@ impl Local {
         }
         written
     }
+}
+
+/// Refuse what is not a regular file where an object should be (see
+/// [`Local::open_object`]), saying what it is.
+fn not_an_object(meta: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        "a folder"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "of another kind"
+    };
+    Err(std::io::Error::other(NotAnObject(format!(
+        "it is {what}, not a regular file (damaged, or not written by obnam)"
+    ))))
 }
 
 /// Open the folder `root` (made when first written to).
@@ -200,14 +250,16 @@ impl Backend for Local {
         let read = || {
             // Opened afresh, not kept: read whole once (a pack checked,
             // an index object).
-            let mut f = File::open(self.root.join(key))?;
+            let mut f = self.open_object(key)?;
             let len = f.metadata()?.len();
             if len > limit {
                 return Err(std::io::ErrorKind::FileTooLarge.into());
             }
             let mut data = Vec::with_capacity(len as usize);
             // One byte more than the limit shows a file that grew.
-            (&mut f).take(limit + 1).read_to_end(&mut data)?;
+            (&mut f)
+                .take(limit.saturating_add(1))
+                .read_to_end(&mut data)?;
             if data.len() as u64 > limit {
                 return Err(std::io::ErrorKind::FileTooLarge.into());
             }

@@ -149,6 +149,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Read object `key` whole, if it is at most `limit` bytes long (else
     /// an error of kind `FileTooLarge`), on the calling thread where the
     /// store can (see [`read_range_direct`](Self::read_range_direct)).
+    /// What cannot be an object (a local FIFO) is an error carrying
+    /// [`NotAnObject`](crate::storage::NotAnObject), here and in
+    /// `read_range_direct`; a store that can read this way reads every
+    /// whole object this way, so that none is opened through OpenDAL.
     fn read_limited_direct(&self, _key: &str, _limit: u64) -> Option<std::io::Result<Vec<u8>>> {
         None
     }

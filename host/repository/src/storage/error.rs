@@ -16,6 +16,17 @@ pub enum StorageError {
         key: String,
         message: String,
     },
+    /// What the store holds under an object's name cannot be that object
+    /// (larger than the format allows, or on a local folder not a regular
+    /// file): the object is damaged, the store itself works. Callers that
+    /// read objects in bulk take it as damage to that one object, not as a
+    /// failure of the run ([`crate::RepoError::is_damaged_object`]).
+    #[error("{url}: cannot read {key}: {reason}")]
+    Damaged {
+        url: String,
+        key: String,
+        reason: String,
+    },
     #[error(transparent)]
     BadUrl(#[from] BadUrl),
     #[error("cannot use repository {url}: {message}")]
@@ -111,4 +122,28 @@ pub(crate) fn describe(e: &opendal::Error) -> String {
         text.push_str(" (gave up after retrying)");
     }
     text
+}
+
+/// Why what a backend found under an object's name cannot be the object,
+/// carried in an [`std::io::Error`] from a read done on the calling
+/// thread (see [`crate::backend::Backend::read_limited_direct`]), and
+/// reported as [`StorageError::Damaged`].
+#[derive(Debug)]
+pub struct NotAnObject(pub String);
+
+impl std::fmt::Display for NotAnObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotAnObject {}
+
+impl NotAnObject {
+    /// The reason, if `e` carries one.
+    pub(super) fn of(e: &std::io::Error) -> Option<&str> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<NotAnObject>())
+            .map(|n| n.0.as_str())
+    }
 }

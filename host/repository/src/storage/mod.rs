@@ -42,8 +42,8 @@ pub mod retry;
 
 pub use super::location::{BadUrl, Location};
 pub(crate) use error::describe;
-pub use error::StorageError;
 use error::{failure, write_failure};
+pub use error::{NotAnObject, StorageError};
 
 /// Exit code of a process stopped by the crash limit.
 pub const EXIT_CRASH_LIMIT: i32 = 75;
@@ -590,6 +590,60 @@ mod tests {
             storage.read_limited("packs/ab/obj", 1 << 20),
             Err(StorageError::NotFound { .. })
         ));
+    }
+
+    /// What is not a regular file under an object's name in a local
+    /// folder (a FIFO, a folder, a device through a link) is refused at
+    /// once by every kind of read, as damage naming the object: a FIFO
+    /// opened for reading would wait for a writer forever.
+    #[test]
+    fn a_local_object_that_is_not_a_regular_file_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let storage = Storage::open(root.to_str().unwrap(), &StorageOptions::default()).unwrap();
+        storage.write("packs/ab/file", b"data".to_vec()).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("packs/ab/fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::fs::create_dir(root.join("packs/ab/folder")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", root.join("packs/ab/device")).unwrap();
+        let storage = std::sync::Arc::new(storage);
+        for (key, what) in [
+            ("packs/ab/fifo", "a FIFO"),
+            ("packs/ab/folder", "a folder"),
+            ("packs/ab/device", "a device"),
+        ] {
+            // On another thread, so that a read that blocks fails the
+            // test rather than hang it.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let reader = storage.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send([
+                    reader.read_limited(key, 1 << 20).err(),
+                    reader.read_range(key, 0, 4).err(),
+                    reader.read(key).err(),
+                    reader.read_pieces(key).err(),
+                ]);
+            });
+            let errors = rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("a read of {key} was still waiting after 10 s"));
+            for e in errors {
+                let e = e.unwrap_or_else(|| panic!("{key} was read"));
+                assert!(matches!(e, StorageError::Damaged { .. }), "{e:?}");
+                let message = e.to_string();
+                assert!(message.contains(key) && message.contains(what), "{message}");
+            }
+        }
+        // The regular file beside them reads as ever.
+        assert_eq!(storage.read_range("packs/ab/file", 0, 4).unwrap(), b"data");
+        // None of them is listed as an object.
+        assert_eq!(storage.list("packs/ab/").unwrap(), ["file"]);
     }
 
     /// A local folder's writes are done on the calling thread (see

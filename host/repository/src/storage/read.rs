@@ -16,6 +16,12 @@ impl Storage {
         // `to_bytes` is free for a buffer in one piece, and so is turning
         // uniquely owned `Bytes` into a `Vec`: no copy of a large object.
         self.faults.run(Op::Read, key, || {
+            // Where the store reads on the calling thread, it refuses what
+            // is not a regular file (see `read_limited_direct`), which
+            // OpenDAL's local folder would open and wait on.
+            if let Some(read) = self.backend.read_limited_direct(key, u64::MAX) {
+                return read.map_err(|e| self.direct_failure(key, e, None));
+            }
             self.run(|op| async move { op.read(key).await })
                 .map(|b| Vec::from(b.to_bytes()))
                 .map_err(|e| self.fail("read", key, e))
@@ -58,11 +64,10 @@ impl Storage {
 
     /// The error of an object larger than `limit` bytes.
     fn too_large(&self, key: &str, limit: u64) -> StorageError {
-        StorageError::Failed {
+        StorageError::Damaged {
             url: self.url.clone(),
-            op: "read",
             key: key.to_string(),
-            message: format!(
+            reason: format!(
                 "it is larger than the format allows for it ({limit} bytes); \
                  damaged or not written by obnam"
             ),
@@ -74,6 +79,13 @@ impl Storage {
     /// in the words of a read through OpenDAL; `end` is where a ranged
     /// read ends.
     fn direct_failure(&self, key: &str, e: std::io::Error, end: Option<u64>) -> StorageError {
+        if let Some(reason) = super::NotAnObject::of(&e) {
+            return StorageError::Damaged {
+                url: self.url.clone(),
+                key: key.to_string(),
+                reason: reason.to_string(),
+            };
+        }
         match (e.kind(), end) {
             (std::io::ErrorKind::NotFound, _) => StorageError::NotFound {
                 url: self.url.clone(),
@@ -98,6 +110,11 @@ impl Storage {
     /// them into one block.
     pub fn read_pieces(&self, key: &str) -> Result<opendal::Buffer, StorageError> {
         self.faults.run(Op::Read, key, || {
+            if let Some(read) = self.backend.read_limited_direct(key, u64::MAX) {
+                return read
+                    .map(opendal::Buffer::from)
+                    .map_err(|e| self.direct_failure(key, e, None));
+            }
             let backend = self.backend.clone();
             self.run(|op| {
                 let backend = backend.clone();
