@@ -192,3 +192,43 @@ fn a_damaged_lock_is_named_removed_by_force_lock_and_broken_when_old() {
     );
     assert!(!lock.exists());
 }
+
+/// In an encrypted repository a damaged record fails authentication: the
+/// same damage, left out and forgotten the same way.
+#[test]
+fn a_damaged_record_of_an_encrypted_repository_is_left_out_and_forgotten() {
+    let w = BackupWorld::new("c");
+    let obnam = |args: &[&str]| {
+        obnam_test_support::run(
+            w.env
+                .obnam()
+                .env("OBNAM_PASSPHRASE", "pw")
+                .arg("--repository")
+                .arg(&w.repo)
+                .args(["--client-name", "c"])
+                .args(args),
+        )
+    };
+    let data = w.data.to_str().unwrap().to_string();
+    w.file("a", b"one\n");
+    obnam(&["backup", &data, "--encrypt"]).ok();
+    w.file("a", b"two\n");
+    obnam(&["backup", &data]).ok();
+    let ids: Vec<String> = obnam(&["genids"])
+        .ok()
+        .stdout
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    damage(&record_of(&w, &ids[1]));
+    let run = obnam(&["genids"]).ok().no_rust_panic();
+    assert_eq!(run.stdout.trim(), ids[0]);
+    assert!(
+        run.stderr.contains(&format!("'obnam forget {}'", ids[1])),
+        "{run:#?}"
+    );
+    obnam(&["fsck"]).fails().no_rust_panic();
+    obnam(&["forget", &ids[1]]).ok().no_rust_panic();
+    obnam(&["fsck"]).ok().no_rust_panic();
+}

@@ -48,7 +48,7 @@ pub(crate) struct DamagedRecords {
 /// Whether reading a record failed for its content: damage, which leaves
 /// the record out, rather than a failure of the store or of the run.
 pub(crate) fn is_damage(e: &RepoError) -> bool {
-    matches!(e, RepoError::Corrupt { .. })
+    e.is_damaged_object()
 }
 
 /// What to do about a damaged record of `key`: how a user removes it.
