@@ -595,7 +595,8 @@ mod tests {
     /// What is not a regular file under an object's name in a local
     /// folder (a FIFO, a folder, a device through a link) is refused at
     /// once by every kind of read, as damage naming the object: a FIFO
-    /// opened for reading would wait for a writer forever.
+    /// opened for reading would wait for a writer forever. Writes open
+    /// nothing that is there.
     #[test]
     fn a_local_object_that_is_not_a_regular_file_is_refused_without_waiting() {
         let dir = tempfile::tempdir().unwrap();
@@ -644,6 +645,15 @@ mod tests {
         assert_eq!(storage.read_range("packs/ab/file", 0, 4).unwrap(), b"data");
         // None of them is listed as an object.
         assert_eq!(storage.list("packs/ab/").unwrap(), ["file"]);
+        // A write renames a new file into place, opening nothing there: it
+        // replaces a FIFO, and fails on a folder, naming the object.
+        storage.write("packs/ab/fifo", b"new".to_vec()).unwrap();
+        assert_eq!(storage.read_limited("packs/ab/fifo", 10).unwrap(), b"new");
+        let e = storage
+            .write("packs/ab/folder", b"new".to_vec())
+            .unwrap_err();
+        assert!(e.to_string().contains("packs/ab/folder"), "{e}");
+        assert_eq!(std::fs::read_dir(root.join(".tmp")).unwrap().count(), 0);
     }
 
     /// A local folder's writes are done on the calling thread (see
