@@ -779,3 +779,69 @@ fn a_tree_hundreds_of_folders_deep_backs_up_with_few_file_descriptors() {
     let differences = obnam_test_support::awkward::compare_trees(&w.data, &restored, true);
     assert!(differences.is_empty(), "{differences:?}");
 }
+
+/// Names that could fake output: a newline and an `ERROR:` line, terminal
+/// escapes, and two different bytes that are not UTF-8.
+const HOSTILE_NAMES: [&[u8]; 4] = [
+    b"evil\nERROR: fake line",
+    b"esc\x1b[2J\x1b]0;title\x07",
+    b"bad\xff",
+    b"bad\xfe",
+];
+
+/// No line of `text` is a faked one, no escape reaches the terminal, and
+/// each hostile name is shown escaped, as `ls` shows it.
+#[track_caller]
+fn shows_names_escaped(text: &str, dir: &Path) {
+    assert!(
+        !text.lines().any(|l| l.starts_with("ERROR: fake line")),
+        "a name made a line of its own:\n{text}"
+    );
+    assert!(!text.contains('\x1b'), "a raw escape: {text:?}");
+    assert!(!text.contains('\u{fffd}'), "a lossy name: {text:?}");
+    let d = dir.display();
+    for shown in [
+        format!("{d}/evil\\nERROR: fake line"),
+        format!("{d}/esc\\u{{001b}}[2J\\u{{001b}}]0;title\\u{{0007}}"),
+        format!("{d}/bad\\xff"),
+        format!("{d}/bad\\xfe"),
+    ] {
+        assert!(text.contains(&shown), "{shown} not in:\n{text}");
+    }
+}
+
+#[test]
+fn backup_messages_show_names_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let w = world();
+    for name in HOSTILE_NAMES {
+        fs::write(w.data.join(std::ffi::OsStr::from_bytes(name)), b"x").unwrap();
+    }
+    // The --verbose lines.
+    let run = w.backup(&["--verbose"]).ok();
+    shows_names_escaped(&run.stdout, &w.data);
+    // The error lines, on standard error and in a json-lines stream.
+    for name in HOSTILE_NAMES {
+        fs::write(w.data.join(std::ffi::OsStr::from_bytes(name)), b"changed").unwrap();
+    }
+    let run = w
+        .backup(&["--testing-fail-matching", "/(evil|esc|bad)"])
+        .fails();
+    shows_names_escaped(&run.stderr, &w.data);
+    let run = w
+        .backup(&[
+            "--testing-fail-matching",
+            "/(evil|esc|bad)",
+            "--output-format",
+            "json-lines",
+        ])
+        .fails();
+    let paths: Vec<String> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "error")
+        .map(|v| v["path"].as_str().unwrap().to_string())
+        .collect();
+    shows_names_escaped(&paths.join("\n"), &w.data);
+}

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use plugin_api::names::escape_path;
 use plugin_api::payloads::{
     FileStat, SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_FINISHED,
     BACKUP_STARTING, BACKUP_STORE_CHUNK,
@@ -56,14 +57,14 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         if walk::lstat(root).is_err() {
             plugin_api::bail!(
                 "Backup root does not exist or is not a directory: {}",
-                root.display()
+                escape_path(root)
             );
         }
     }
     let roots_json: serde_json::Value = settings
         .roots
         .iter()
-        .map(|r| serde_json::Value::from(r.to_string_lossy().into_owned()))
+        .map(|r| serde_json::Value::from(escape_path(r)))
         .collect();
     let mut starting = serde_json::json!({
         "roots": roots_json.clone(),
@@ -465,7 +466,7 @@ impl Shared<'_> {
                 .unwrap_or_else(|what| {
                     Err(plugin_api::Error::msg(format!(
                         "internal error (a bug in obnam) backing up {}: {what}",
-                        job.path.display()
+                        escape_path(&job.path)
                     )))
                 });
             if let Err(e) = stored {
@@ -573,8 +574,11 @@ impl Shared<'_> {
 /// a json-lines stream).
 fn report(stats: &Stats, path: &Path, reason: &str) {
     add(&stats.errors, 1);
-    plugin_api::tracing::error!("{}: {reason}", path.display());
-    stats.events.error(&path.to_string_lossy(), reason);
+    // Escaped, as every command shows names: a name holding a newline
+    // must not make a line of its own, nor escapes reach the terminal.
+    let shown = escape_path(path);
+    plugin_api::tracing::error!("{shown}: {reason}");
+    stats.events.error(&shown, reason);
 }
 
 /// Where the walk's findings go.
@@ -845,7 +849,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             } else {
                 "backing up"
             },
-            path.display()
+            escape_path(path)
         ))?;
         match &mut self.sink {
             Sink::Pretend(_) => {
@@ -915,7 +919,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             if let Some(reason) = self.excluder.reason(&child, meta, root, root_stat, seen)? {
                 add(&self.stats.excluded, 1);
                 self.left_out(&meta);
-                self.say(&format!("excluded {} ({reason})", child.display()))?;
+                self.say(&format!("excluded {} ({reason})", escape_path(&child)))?;
                 continue;
             }
             self.visit(&child, meta, prev, root, root_stat, &ticket)?;

@@ -277,7 +277,7 @@ fn resolve_roots(reader: &GenerationReader, roots: Vec<Parts>, gen: &str) -> Res
 /// Make sure the target folder is new or empty, make it if it is new, and
 /// open it.
 fn prepare_target(path: &Path) -> Result<OwnedFd> {
-    let shown = path.display();
+    let shown = names::escape_path(path);
     match fs::metadata(path) {
         Ok(meta) if !meta.is_dir() => {
             plugin_api::bail!("cannot restore into {shown}: it exists and is not a folder")
@@ -350,7 +350,7 @@ fn pretend(
         format::count(files, "file", "files"),
         format::count(dirs, "folder", "folders"),
         format::bytes(bytes),
-        to.display()
+        names::escape_path(to)
     ))
 }
 
