@@ -845,3 +845,74 @@ fn backup_messages_show_names_escaped() {
         .collect();
     shows_names_escaped(&paths.join("\n"), &w.data);
 }
+
+#[test]
+fn a_root_below_a_symlink_is_refused_beside_the_link_and_recorded_under_the_real_folder_alone() {
+    use obnam_test_support::awkward::set_mtime;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let w = world();
+    w.file("esc/realdir/file", b"in the real folder");
+    let real = w.data.join("esc/realdir");
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o750)).unwrap();
+    set_mtime(&real, 1_500_000_000, 123);
+    let link = w.data.join("esc/viasym");
+    std::os::unix::fs::symlink("realdir", &link).unwrap();
+    let below = link.join("file");
+    let (link_arg, below_arg) = (link.to_str().unwrap(), below.to_str().unwrap());
+
+    // Beside the link itself, or beside a root whose walk records the link
+    // as a link, the root below it cannot be backed up: refused, not
+    // silently dropped.
+    for outer in [link_arg, w.data.to_str().unwrap()] {
+        let run = w
+            .obnam(&["backup", outer, below_arg])
+            .fails()
+            .no_rust_panic();
+        assert!(
+            run.stderr.contains(&format!(
+                "backup root {below_arg} is below {link_arg}, a symbolic link"
+            )),
+            "{run:#?}"
+        );
+    }
+    assert!(!w.repo.exists(), "nothing was written");
+
+    // Alone, it is backed up at the path given; the link on the way is
+    // recorded as the folder it leads to, with that folder's metadata.
+    let run = w.obnam(&["backup", below_arg]).ok();
+    assert!(run.stdout.contains("0 errors"), "{run:#?}");
+    let listed: serde_json::Value = serde_json::from_str(
+        &w.obnam(&["ls", "--output-format", "json", link_arg])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let entry = |path: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not in {listed:#}"))
+            .clone()
+    };
+    let parent = entry(link_arg);
+    let m = fs::metadata(&real).unwrap();
+    assert_eq!(parent["kind"], "dir", "{parent:#}");
+    assert_eq!(parent["mode"], m.mode(), "{parent:#}");
+    assert_eq!(parent["uid"], m.uid(), "{parent:#}");
+    assert_eq!(parent["gid"], m.gid(), "{parent:#}");
+    assert_eq!(
+        parent["mtime_ns"], 1_500_000_000_000_000_123_i64,
+        "{parent:#}"
+    );
+    assert_eq!(entry(below_arg)["kind"], "file");
+    let restored = w.restore(&[]);
+    assert_eq!(
+        fs::read(restored.join("esc/viasym/file")).unwrap(),
+        b"in the real folder"
+    );
+    let m = fs::symlink_metadata(restored.join("esc/viasym")).unwrap();
+    assert!(m.is_dir());
+    assert_eq!(m.mode() & 0o7777, 0o750);
+}

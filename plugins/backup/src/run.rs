@@ -570,6 +570,21 @@ impl Shared<'_> {
     }
 }
 
+/// The entry of a folder on the way to a root. A symbolic link on the way
+/// (`/home` -> `/usr/home`) is recorded as the folder it leads to, with
+/// that folder's metadata: a generation cannot hold something below a
+/// link, and the root is recorded at the path it was given.
+fn parent_entry(parent: &Path, names: &Names) -> std::io::Result<Entry> {
+    let real = std::fs::canonicalize(parent)?;
+    let meta = walk::lstat(&real)?;
+    let mut entry = metadata::entry(&real, &meta, names, None)?;
+    entry.name = parent
+        .file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default();
+    Ok(entry)
+}
+
 /// Report a file that could not be backed up (on standard error, and in
 /// a json-lines stream).
 fn report(stats: &Stats, path: &Path, reason: &str) {
@@ -753,8 +768,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             if parent == Path::new("/") {
                 continue;
             }
-            match walk::lstat(parent).and_then(|m| metadata::entry(parent, &m, self.names(), None))
-            {
+            match parent_entry(parent, self.names()) {
                 Ok(entry) => self.put(parent, &entry)?,
                 Err(e) => report(self.stats, parent, &e.to_string()),
             }
