@@ -16,9 +16,10 @@
 //!    [`crate::fetch`]), written with holes kept (see [`crate::sparse`])
 //!    and checked against the recorded checksum as they are written; then
 //!    its metadata is set (see [`crate::metadata`]).
-//! 4. **Hard links**: the first regular file of a (device, inode) pair met
-//!    in the walk is restored; the others are linked to it once all
-//!    workers are done.
+//! 4. **Hard links**: the first object (not a folder) of a (device, inode)
+//!    pair met in the walk is restored; the others are linked to it once
+//!    all workers are done. That holds for FIFOs, device nodes and
+//!    symlinks with several names as well as for regular files.
 //! 5. **Directories** get their owner, attributes, mode and modification
 //!    time last, deepest first, after everything inside them exists.
 //!
