@@ -288,3 +288,32 @@ fn a_folder_replaced_after_the_walk_is_not_listed() {
     assert_eq!(fs::read(restored.join("z")).unwrap(), b"after\n");
     assert!(!names_under(&restored).contains(&"other-file".to_string()));
 }
+
+/// A file, a folder or a symlink that vanishes between the walk's `lstat`
+/// and the backup's next look at it is reported in the same words,
+/// whichever system call found it gone.
+#[test]
+fn whatever_vanishes_during_a_backup_gets_one_message() {
+    let w = BackupWorld::new("vanish");
+    w.file("keep", b"kept");
+    for name in ["gone-file", "gone-dir", "gone-link"] {
+        // Each is new to its backup, which then looks at it again (an
+        // unchanged inode's attributes and target are taken from the
+        // previous generation, without a look).
+        match name {
+            "gone-file" => drop(w.file(name, b"going")),
+            "gone-dir" => drop(w.file("gone-dir/inside", b"going too")),
+            _ => std::os::unix::fs::symlink("keep", w.data.join(name)).unwrap(),
+        }
+        let run = backup_swapping(&w, &format!("{name}:remove"));
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert_eq!(
+            error_about(&run, &w.data.join(name)),
+            format!(
+                "ERROR: {}: it vanished during the backup",
+                w.data.join(name).display()
+            )
+        );
+        assert!(!run.stderr.contains("os error 2"), "{run:#?}");
+    }
+}

@@ -40,7 +40,7 @@ use plugin_api::payloads::{
 use plugin_api::{Context, Entry, EntryKind, GenerationBuilder, GenerationReader, Hook, Result};
 use progress::{Events, OutputFormat, Reporter, Show};
 
-use crate::content::{ContentError, ContentWriter, Walked};
+use crate::content::{io_reason, ContentError, ContentWriter, Walked};
 use crate::metadata::{self, Names};
 use crate::scan::Scan;
 use crate::settings::BackupSettings;
@@ -754,7 +754,7 @@ impl<'a, 'c> Walker<'a, 'c> {
         let meta = match walk::lstat(root) {
             Ok(m) => m,
             Err(e) => {
-                report(self.stats, root, &e.to_string());
+                report(self.stats, root, &io_reason(&e));
                 return Ok(());
             }
         };
@@ -770,7 +770,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             }
             match parent_entry(parent, self.names()) {
                 Ok(entry) => self.put(parent, &entry)?,
-                Err(e) => report(self.stats, parent, &e.to_string()),
+                Err(e) => report(self.stats, parent, &io_reason(&e)),
             }
         }
         let root_stat = meta;
@@ -795,7 +795,7 @@ impl<'a, 'c> Walker<'a, 'c> {
         let mut entry = match metadata::entry(path, &meta, self.names(), previous.as_ref()) {
             Ok(e) => e,
             Err(e) => {
-                report(self.stats, path, &e.to_string());
+                report(self.stats, path, &io_reason(&e));
                 self.skipped(&meta);
                 return self.keep_previous(path, previous);
             }
@@ -900,7 +900,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             Ok(children) => children,
             Err(e) => {
                 // Not finishing the directory keeps its previous contents.
-                report(self.stats, dir, &e.to_string());
+                report(self.stats, dir, &io_reason(&e));
                 return Ok(());
             }
         };
@@ -924,7 +924,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             let meta = match meta {
                 Ok(m) => m,
                 Err(e) => {
-                    report(self.stats, &child, &e.to_string());
+                    report(self.stats, &child, &io_reason(&e));
                     self.keep_previous(&child, prev)?;
                     continue;
                 }
