@@ -317,3 +317,53 @@ fn whatever_vanishes_during_a_backup_gets_one_message() {
         assert!(!run.stderr.contains("os error 2"), "{run:#?}");
     }
 }
+
+/// A file or a folder that fails, and that the previous generation had,
+/// is kept as it was there: the summary counts it as an error, says it
+/// was kept, and the generation holds it.
+#[test]
+fn the_summary_says_what_failed_and_was_kept_from_the_previous_generation() {
+    let w = BackupWorld::new("kept");
+    w.file("only", b"first version");
+    w.file("sub/inside", b"in the folder");
+    w.backup(&[]).ok();
+    fs::write(w.data.join("only"), b"second version, longer").unwrap();
+    // The file fails; the folder is swapped for a symlink after the walk
+    // saw it, so it cannot be listed.
+    let run = obnam_swapping(
+        &w,
+        "sub:symlink=/etc",
+        &[
+            "backup",
+            w.data.to_str().unwrap(),
+            "--testing-fail-matching",
+            "/only$",
+        ],
+    );
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stdout
+            .starts_with("Backed up 0 files and 2 directories")
+            && run
+                .stdout
+                .contains("; 0 excluded, 2 errors (2 kept as the previous generation had it)\n"),
+        "{run:#?}"
+    );
+    let restored = restore(&w, "restored");
+    assert_eq!(fs::read(restored.join("only")).unwrap(), b"first version");
+    assert_eq!(
+        fs::read(restored.join("sub/inside")).unwrap(),
+        b"in the folder"
+    );
+    let run = w
+        .backup(&[
+            "--testing-fail-matching",
+            "/only$",
+            "--output-format",
+            "json",
+        ])
+        .fails();
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["kept"], 1, "{summary:#}");
+    assert_eq!(summary["errors"], 1, "{summary:#}");
+}

@@ -535,7 +535,10 @@ impl Shared<'_> {
                 // Keep the version of the previous backup, if there is one:
                 // a file that failed now is not lost from the new generation.
                 match &job.previous {
-                    Some(prev) => self.builder.put(&job.path, prev),
+                    Some(prev) => {
+                        add(&self.stats.kept, 1);
+                        self.builder.put(&job.path, prev)
+                    }
                     None => Ok(()),
                 }
             }
@@ -694,7 +697,10 @@ impl<'a, 'c> Walker<'a, 'c> {
     /// passing error loses nothing that was backed up before.
     fn keep_previous(&self, path: &Path, previous: Option<Entry>) -> Result<()> {
         match previous {
-            Some(prev) => self.put(path, &prev),
+            Some(prev) => {
+                add(&self.stats.kept, 1);
+                self.put(path, &prev)
+            }
             None => Ok(()),
         }
     }
@@ -901,6 +907,9 @@ impl<'a, 'c> Walker<'a, 'c> {
             Err(e) => {
                 // Not finishing the directory keeps its previous contents.
                 report(self.stats, dir, &io_reason(&e));
+                if self.previous(dir)?.is_some() {
+                    add(&self.stats.kept, 1);
+                }
                 return Ok(());
             }
         };
