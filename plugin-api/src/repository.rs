@@ -700,8 +700,8 @@ impl GenerationBuilder {
         for name in names {
             if name.is_empty() || name.contains(&0) || name.contains(&b'/') {
                 return Err(crate::Error::msg(format!(
-                    "cannot keep {:?}: not a file name",
-                    String::from_utf8_lossy(name)
+                    "cannot keep \"{}\": not a file name",
+                    crate::names::escape(name)
                 )));
             }
             joined.extend_from_slice(name);

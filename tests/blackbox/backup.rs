@@ -779,3 +779,140 @@ fn a_tree_hundreds_of_folders_deep_backs_up_with_few_file_descriptors() {
     let differences = obnam_test_support::awkward::compare_trees(&w.data, &restored, true);
     assert!(differences.is_empty(), "{differences:?}");
 }
+
+/// Names that could fake output: a newline and an `ERROR:` line, terminal
+/// escapes, and two different bytes that are not UTF-8.
+const HOSTILE_NAMES: [&[u8]; 4] = [
+    b"evil\nERROR: fake line",
+    b"esc\x1b[2J\x1b]0;title\x07",
+    b"bad\xff",
+    b"bad\xfe",
+];
+
+/// No line of `text` is a faked one, no escape reaches the terminal, and
+/// each hostile name is shown escaped, as `ls` shows it.
+#[track_caller]
+fn shows_names_escaped(text: &str, dir: &Path) {
+    assert!(
+        !text.lines().any(|l| l.starts_with("ERROR: fake line")),
+        "a name made a line of its own:\n{text}"
+    );
+    assert!(!text.contains('\x1b'), "a raw escape: {text:?}");
+    assert!(!text.contains('\u{fffd}'), "a lossy name: {text:?}");
+    let d = dir.display();
+    for shown in [
+        format!("{d}/evil\\nERROR: fake line"),
+        format!("{d}/esc\\u{{001b}}[2J\\u{{001b}}]0;title\\u{{0007}}"),
+        format!("{d}/bad\\xff"),
+        format!("{d}/bad\\xfe"),
+    ] {
+        assert!(text.contains(&shown), "{shown} not in:\n{text}");
+    }
+}
+
+#[test]
+fn backup_messages_show_names_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let w = world();
+    for name in HOSTILE_NAMES {
+        fs::write(w.data.join(std::ffi::OsStr::from_bytes(name)), b"x").unwrap();
+    }
+    // The --verbose lines.
+    let run = w.backup(&["--verbose"]).ok();
+    shows_names_escaped(&run.stdout, &w.data);
+    // The error lines, on standard error and in a json-lines stream.
+    for name in HOSTILE_NAMES {
+        fs::write(w.data.join(std::ffi::OsStr::from_bytes(name)), b"changed").unwrap();
+    }
+    let run = w
+        .backup(&["--testing-fail-matching", "/(evil|esc|bad)"])
+        .fails();
+    shows_names_escaped(&run.stderr, &w.data);
+    let run = w
+        .backup(&[
+            "--testing-fail-matching",
+            "/(evil|esc|bad)",
+            "--output-format",
+            "json-lines",
+        ])
+        .fails();
+    let paths: Vec<String> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "error")
+        .map(|v| v["path"].as_str().unwrap().to_string())
+        .collect();
+    shows_names_escaped(&paths.join("\n"), &w.data);
+}
+
+#[test]
+fn a_root_below_a_symlink_is_refused_beside_the_link_and_recorded_under_the_real_folder_alone() {
+    use obnam_test_support::awkward::set_mtime;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let w = world();
+    w.file("esc/realdir/file", b"in the real folder");
+    let real = w.data.join("esc/realdir");
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o750)).unwrap();
+    set_mtime(&real, 1_500_000_000, 123);
+    let link = w.data.join("esc/viasym");
+    std::os::unix::fs::symlink("realdir", &link).unwrap();
+    let below = link.join("file");
+    let (link_arg, below_arg) = (link.to_str().unwrap(), below.to_str().unwrap());
+
+    // Beside the link itself, or beside a root whose walk records the link
+    // as a link, the root below it cannot be backed up: refused, not
+    // silently dropped.
+    for outer in [link_arg, w.data.to_str().unwrap()] {
+        let run = w
+            .obnam(&["backup", outer, below_arg])
+            .fails()
+            .no_rust_panic();
+        assert!(
+            run.stderr.contains(&format!(
+                "backup root {below_arg} is below {link_arg}, a symbolic link"
+            )),
+            "{run:#?}"
+        );
+    }
+    assert!(!w.repo.exists(), "nothing was written");
+
+    // Alone, it is backed up at the path given; the link on the way is
+    // recorded as the folder it leads to, with that folder's metadata.
+    let run = w.obnam(&["backup", below_arg]).ok();
+    assert!(run.stdout.contains("0 errors"), "{run:#?}");
+    let listed: serde_json::Value = serde_json::from_str(
+        &w.obnam(&["ls", "--output-format", "json", link_arg])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let entry = |path: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not in {listed:#}"))
+            .clone()
+    };
+    let parent = entry(link_arg);
+    let m = fs::metadata(&real).unwrap();
+    assert_eq!(parent["kind"], "dir", "{parent:#}");
+    assert_eq!(parent["mode"], m.mode(), "{parent:#}");
+    assert_eq!(parent["uid"], m.uid(), "{parent:#}");
+    assert_eq!(parent["gid"], m.gid(), "{parent:#}");
+    assert_eq!(
+        parent["mtime_ns"], 1_500_000_000_000_000_123_i64,
+        "{parent:#}"
+    );
+    assert_eq!(entry(below_arg)["kind"], "file");
+    let restored = w.restore(&[]);
+    assert_eq!(
+        fs::read(restored.join("esc/viasym/file")).unwrap(),
+        b"in the real folder"
+    );
+    let m = fs::symlink_metadata(restored.join("esc/viasym")).unwrap();
+    assert!(m.is_dir());
+    assert_eq!(m.mode() & 0o7777, 0o750);
+}

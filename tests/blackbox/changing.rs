@@ -288,3 +288,82 @@ fn a_folder_replaced_after_the_walk_is_not_listed() {
     assert_eq!(fs::read(restored.join("z")).unwrap(), b"after\n");
     assert!(!names_under(&restored).contains(&"other-file".to_string()));
 }
+
+/// A file, a folder or a symlink that vanishes between the walk's `lstat`
+/// and the backup's next look at it is reported in the same words,
+/// whichever system call found it gone.
+#[test]
+fn whatever_vanishes_during_a_backup_gets_one_message() {
+    let w = BackupWorld::new("vanish");
+    w.file("keep", b"kept");
+    for name in ["gone-file", "gone-dir", "gone-link"] {
+        // Each is new to its backup, which then looks at it again (an
+        // unchanged inode's attributes and target are taken from the
+        // previous generation, without a look).
+        match name {
+            "gone-file" => drop(w.file(name, b"going")),
+            "gone-dir" => drop(w.file("gone-dir/inside", b"going too")),
+            _ => std::os::unix::fs::symlink("keep", w.data.join(name)).unwrap(),
+        }
+        let run = backup_swapping(&w, &format!("{name}:remove"));
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert_eq!(
+            error_about(&run, &w.data.join(name)),
+            format!(
+                "ERROR: {}: it vanished during the backup",
+                w.data.join(name).display()
+            )
+        );
+        assert!(!run.stderr.contains("os error 2"), "{run:#?}");
+    }
+}
+
+/// A file or a folder that fails, and that the previous generation had,
+/// is kept as it was there: the summary counts it as an error, says it
+/// was kept, and the generation holds it.
+#[test]
+fn the_summary_says_what_failed_and_was_kept_from_the_previous_generation() {
+    let w = BackupWorld::new("kept");
+    w.file("only", b"first version");
+    w.file("sub/inside", b"in the folder");
+    w.backup(&[]).ok();
+    fs::write(w.data.join("only"), b"second version, longer").unwrap();
+    // The file fails; the folder is swapped for a symlink after the walk
+    // saw it, so it cannot be listed.
+    let run = obnam_swapping(
+        &w,
+        "sub:symlink=/etc",
+        &[
+            "backup",
+            w.data.to_str().unwrap(),
+            "--testing-fail-matching",
+            "/only$",
+        ],
+    );
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stdout
+            .starts_with("Backed up 0 files and 2 directories")
+            && run
+                .stdout
+                .contains("; 0 excluded, 2 errors (2 kept as the previous generation had it)\n"),
+        "{run:#?}"
+    );
+    let restored = restore(&w, "restored");
+    assert_eq!(fs::read(restored.join("only")).unwrap(), b"first version");
+    assert_eq!(
+        fs::read(restored.join("sub/inside")).unwrap(),
+        b"in the folder"
+    );
+    let run = w
+        .backup(&[
+            "--testing-fail-matching",
+            "/only$",
+            "--output-format",
+            "json",
+        ])
+        .fails();
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["kept"], 1, "{summary:#}");
+    assert_eq!(summary["errors"], 1, "{summary:#}");
+}

@@ -600,3 +600,61 @@ fn ls_and_restore_take_patterns_as_paths() {
     let run = w.obnam(&["ls", "sh:["]).fails();
     assert!(run.stderr.contains("ls: bad shell glob 'sh:['"), "{run:#?}");
 }
+
+#[test]
+fn verify_fails_when_it_cannot_look_at_what_is_on_disk() {
+    let w = World::new();
+    let data = w.path().join("deep");
+    fs::create_dir(&data).unwrap();
+    // A chain of folders whose paths pass PATH_MAX (4096 bytes), each with
+    // a file: made by a process that goes down one relative step at a time
+    // (a shell's `cd` keeps the whole path, and fails past PATH_MAX).
+    let made = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import os, sys\n\
+             os.chdir(sys.argv[1])\n\
+             for _ in range(30):\n\
+             \x20   os.mkdir('d' * 200)\n\
+             \x20   os.chdir('d' * 200)\n\
+             \x20   open('f', 'w').write('x')\n",
+        )
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // The backup cannot reach below PATH_MAX, and says so.
+    let run = w.obnam(&[OsStr::new("backup"), data.as_os_str()]).fails();
+    assert!(run.stderr.contains("File name too long"), "{run:#?}");
+    // Verify sees no difference in what it could look at, but it could not
+    // look at everything: it says so and fails.
+    let run = w.obnam(&[OsStr::new("verify"), data.as_os_str()]).fails();
+    assert!(!run.stdout.contains("no differences"), "{run:#?}");
+    assert!(
+        run.stderr.contains("cannot be read: File name too long")
+            && run.stderr.contains("0 differences between generation")
+            && run.stderr.contains("could not be checked"),
+        "{run:#?}"
+    );
+    let run = w
+        .obnam(&[
+            OsStr::new("verify"),
+            OsStr::new("--output-format"),
+            OsStr::new("json"),
+            data.as_os_str(),
+        ])
+        .fails();
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["differences"], serde_json::json!([]), "{v:#}");
+    let errors = v["errors"].as_array().unwrap();
+    assert!(!errors.is_empty(), "{v:#}");
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("File name too long"),
+        "{v:#}"
+    );
+    // Cleaning up goes down the same way (rm -r copes with long paths).
+    let _ = Command::new("rm").arg("-rf").arg(&data).status();
+}

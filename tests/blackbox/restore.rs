@@ -596,3 +596,65 @@ fn inspection_commands_survive_hostile_and_damaged_generations() {
 
     assert_eq!(everything(world.path()), before, "something was written");
 }
+
+#[test]
+fn hard_links_of_fifos_devices_and_symlinks_are_restored_as_links() {
+    use obnam_test_support::BackupWorld;
+    let w = BackupWorld::new("links");
+    let d = &w.data;
+    let sh = |script: &str| {
+        let ok = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(d)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{script}");
+    };
+    sh("mkfifo f1 && ln f1 f2 && ln -s target s1 && ln -P s1 s2");
+    let devices = obnam_test_support::awkward::is_root();
+    if devices {
+        sh("mknod d1 c 1 5 && ln d1 d2");
+    } else {
+        eprintln!("not root: device nodes left out");
+    }
+    w.backup(&[]).ok();
+    let to = w.env.path().join("restored");
+    w.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+    let back = restored(&to, d);
+    let mut pairs = vec![("f1", "f2"), ("s1", "s2")];
+    if devices {
+        pairs.push(("d1", "d2"));
+    }
+    for (one, two) in pairs {
+        let a = fs::symlink_metadata(back.join(one)).unwrap();
+        let b = fs::symlink_metadata(back.join(two)).unwrap();
+        assert_eq!(a.nlink(), 2, "{one}");
+        assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "{one} and {two}");
+        assert_eq!(a.mode(), fs::symlink_metadata(d.join(one)).unwrap().mode());
+    }
+    assert_eq!(fs::read_link(back.join("s2")).unwrap(), Path::new("target"));
+    // A dump's tar stream links them too.
+    let out = w
+        .env
+        .obnam()
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", &w.client, "dump"])
+        .arg(d)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let tar = w.env.path().join("dump.tar");
+    fs::write(&tar, &out.stdout).unwrap();
+    let listed = std::process::Command::new("tar")
+        .arg("-tvf")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for link in ["data/f2 link to data/f1", "data/s2 link to data/s1"] {
+        assert!(listed.contains(link), "{link}:\n{listed}");
+    }
+}

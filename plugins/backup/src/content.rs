@@ -84,8 +84,18 @@ fn io(e: std::io::Error) -> ContentError {
         ErrorKind::StorageFull | ErrorKind::BrokenPipe => {
             ContentError::Fatal(plugin_api::Error::msg(e))
         }
-        ErrorKind::NotFound => ContentError::File("it vanished during the backup".to_string()),
-        _ => ContentError::File(e.to_string()),
+        _ => ContentError::File(io_reason(&e)),
+    }
+}
+
+/// Why an object could not be backed up, from the error of a system call
+/// on it: one that is gone says so in the same words wherever the backup
+/// found it gone (its `lstat`, its listing, its attributes, its content),
+/// not as the raw "No such file or directory".
+pub fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        ErrorKind::NotFound => "it vanished during the backup".to_string(),
+        _ => e.to_string(),
     }
 }
 

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use plugin_api::names::escape_path;
 use plugin_api::payloads::{
     FileStat, SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_FINISHED,
     BACKUP_STARTING, BACKUP_STORE_CHUNK,
@@ -39,7 +40,7 @@ use plugin_api::payloads::{
 use plugin_api::{Context, Entry, EntryKind, GenerationBuilder, GenerationReader, Hook, Result};
 use progress::{Events, OutputFormat, Reporter, Show};
 
-use crate::content::{ContentError, ContentWriter, Walked};
+use crate::content::{io_reason, ContentError, ContentWriter, Walked};
 use crate::metadata::{self, Names};
 use crate::scan::Scan;
 use crate::settings::BackupSettings;
@@ -56,14 +57,14 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         if walk::lstat(root).is_err() {
             plugin_api::bail!(
                 "Backup root does not exist or is not a directory: {}",
-                root.display()
+                escape_path(root)
             );
         }
     }
     let roots_json: serde_json::Value = settings
         .roots
         .iter()
-        .map(|r| serde_json::Value::from(r.to_string_lossy().into_owned()))
+        .map(|r| serde_json::Value::from(escape_path(r)))
         .collect();
     let mut starting = serde_json::json!({
         "roots": roots_json.clone(),
@@ -465,7 +466,7 @@ impl Shared<'_> {
                 .unwrap_or_else(|what| {
                     Err(plugin_api::Error::msg(format!(
                         "internal error (a bug in obnam) backing up {}: {what}",
-                        job.path.display()
+                        escape_path(&job.path)
                     )))
                 });
             if let Err(e) = stored {
@@ -534,7 +535,10 @@ impl Shared<'_> {
                 // Keep the version of the previous backup, if there is one:
                 // a file that failed now is not lost from the new generation.
                 match &job.previous {
-                    Some(prev) => self.builder.put(&job.path, prev),
+                    Some(prev) => {
+                        add(&self.stats.kept, 1);
+                        self.builder.put(&job.path, prev)
+                    }
                     None => Ok(()),
                 }
             }
@@ -569,12 +573,30 @@ impl Shared<'_> {
     }
 }
 
+/// The entry of a folder on the way to a root. A symbolic link on the way
+/// (`/home` -> `/usr/home`) is recorded as the folder it leads to, with
+/// that folder's metadata: a generation cannot hold something below a
+/// link, and the root is recorded at the path it was given.
+fn parent_entry(parent: &Path, names: &Names) -> std::io::Result<Entry> {
+    let real = std::fs::canonicalize(parent)?;
+    let meta = walk::lstat(&real)?;
+    let mut entry = metadata::entry(&real, &meta, names, None)?;
+    entry.name = parent
+        .file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default();
+    Ok(entry)
+}
+
 /// Report a file that could not be backed up (on standard error, and in
 /// a json-lines stream).
 fn report(stats: &Stats, path: &Path, reason: &str) {
     add(&stats.errors, 1);
-    plugin_api::tracing::error!("{}: {reason}", path.display());
-    stats.events.error(&path.to_string_lossy(), reason);
+    // Escaped, as every command shows names: a name holding a newline
+    // must not make a line of its own, nor escapes reach the terminal.
+    let shown = escape_path(path);
+    plugin_api::tracing::error!("{shown}: {reason}");
+    stats.events.error(&shown, reason);
 }
 
 /// Where the walk's findings go.
@@ -675,7 +697,10 @@ impl<'a, 'c> Walker<'a, 'c> {
     /// passing error loses nothing that was backed up before.
     fn keep_previous(&self, path: &Path, previous: Option<Entry>) -> Result<()> {
         match previous {
-            Some(prev) => self.put(path, &prev),
+            Some(prev) => {
+                add(&self.stats.kept, 1);
+                self.put(path, &prev)
+            }
             None => Ok(()),
         }
     }
@@ -735,7 +760,7 @@ impl<'a, 'c> Walker<'a, 'c> {
         let meta = match walk::lstat(root) {
             Ok(m) => m,
             Err(e) => {
-                report(self.stats, root, &e.to_string());
+                report(self.stats, root, &io_reason(&e));
                 return Ok(());
             }
         };
@@ -749,10 +774,9 @@ impl<'a, 'c> Walker<'a, 'c> {
             if parent == Path::new("/") {
                 continue;
             }
-            match walk::lstat(parent).and_then(|m| metadata::entry(parent, &m, self.names(), None))
-            {
+            match parent_entry(parent, self.names()) {
                 Ok(entry) => self.put(parent, &entry)?,
-                Err(e) => report(self.stats, parent, &e.to_string()),
+                Err(e) => report(self.stats, parent, &io_reason(&e)),
             }
         }
         let root_stat = meta;
@@ -777,7 +801,7 @@ impl<'a, 'c> Walker<'a, 'c> {
         let mut entry = match metadata::entry(path, &meta, self.names(), previous.as_ref()) {
             Ok(e) => e,
             Err(e) => {
-                report(self.stats, path, &e.to_string());
+                report(self.stats, path, &io_reason(&e));
                 self.skipped(&meta);
                 return self.keep_previous(path, previous);
             }
@@ -845,7 +869,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             } else {
                 "backing up"
             },
-            path.display()
+            escape_path(path)
         ))?;
         match &mut self.sink {
             Sink::Pretend(_) => {
@@ -882,7 +906,10 @@ impl<'a, 'c> Walker<'a, 'c> {
             Ok(children) => children,
             Err(e) => {
                 // Not finishing the directory keeps its previous contents.
-                report(self.stats, dir, &e.to_string());
+                report(self.stats, dir, &io_reason(&e));
+                if self.previous(dir)?.is_some() {
+                    add(&self.stats.kept, 1);
+                }
                 return Ok(());
             }
         };
@@ -906,7 +933,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             let meta = match meta {
                 Ok(m) => m,
                 Err(e) => {
-                    report(self.stats, &child, &e.to_string());
+                    report(self.stats, &child, &io_reason(&e));
                     self.keep_previous(&child, prev)?;
                     continue;
                 }
@@ -915,7 +942,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             if let Some(reason) = self.excluder.reason(&child, meta, root, root_stat, seen)? {
                 add(&self.stats.excluded, 1);
                 self.left_out(&meta);
-                self.say(&format!("excluded {} ({reason})", child.display()))?;
+                self.say(&format!("excluded {} ({reason})", escape_path(&child)))?;
                 continue;
             }
             self.visit(&child, meta, prev, root, root_stat, &ticket)?;

@@ -2,6 +2,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use plugin_api::names::escape_path;
 use plugin_api::{
     App, Context, Result, Setting, GROUP_BACKUP, GROUP_DEVELOPMENT, GROUP_PERFORMANCE,
 };
@@ -93,9 +94,7 @@ impl BackupSettings {
         let mut roots: Vec<PathBuf> = given.iter().map(|r| absolute(&cwd, r)).collect();
         roots.sort();
         roots.dedup();
-        // A root inside another root is walked with it.
-        let all = roots.clone();
-        roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o)));
+        let roots = drop_roots_walked_with_others(roots)?;
 
         let fail_matching = regex_list(ctx, "testing-fail-matching")?;
         let panic_matching = regex_list(ctx, "testing-panic-matching")?;
@@ -124,6 +123,55 @@ impl BackupSettings {
             repository_dir,
         })
     }
+}
+
+/// The roots, sorted and without repeats, less those that the walk of
+/// another root reaches: a root inside another is walked with it. The
+/// walk does not follow symbolic links, so a root below a symlink that
+/// another root's walk records as a link (the other root itself, or a link
+/// inside it) is not reached by it; it cannot be backed up beside it either,
+/// since a generation cannot hold a link and a folder at the same path.
+/// Such roots are refused, naming the link, rather than one of them
+/// silently dropped.
+fn drop_roots_walked_with_others(roots: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+    let mut kept = Vec::with_capacity(roots.len());
+    for r in &roots {
+        let mut inside = false;
+        for o in roots.iter().filter(|o| *o != r && r.starts_with(o)) {
+            match symlink_between(o, r) {
+                None => inside = true,
+                Some(link) => plugin_api::bail!(
+                    "backup root {} is below {}, a symbolic link that the root {} backs up \
+                     as a link: one generation cannot hold both; give the real path of {} \
+                     (or leave one of the two roots out)",
+                    escape_path(r),
+                    escape_path(&link),
+                    escape_path(o),
+                    escape_path(r)
+                ),
+            }
+        }
+        if !inside {
+            kept.push(r.clone());
+        }
+    }
+    Ok(kept)
+}
+
+/// The first symbolic link on the way from `outer` (included) down to
+/// `inner` (excluded), which `outer` is a prefix of. A path that cannot
+/// be looked at counts as no link: the backup reports it itself.
+fn symlink_between(outer: &Path, inner: &Path) -> Option<PathBuf> {
+    let mut on_the_way: Vec<&Path> = inner
+        .ancestors()
+        .skip(1)
+        .take_while(|a| a.starts_with(outer))
+        .collect();
+    on_the_way.reverse();
+    on_the_way
+        .into_iter()
+        .find(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
+        .map(Path::to_path_buf)
 }
 
 /// The regular expressions of a list setting, or an error naming the
@@ -179,5 +227,36 @@ mod tests {
         );
         assert_eq!(absolute(cwd, Path::new("/")), PathBuf::from("/"));
         assert_eq!(absolute(cwd, Path::new("/../..")), PathBuf::from("/"));
+    }
+
+    #[test]
+    fn a_root_is_walked_with_another_only_if_no_symlink_is_on_the_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink("real", d.join("link")).unwrap();
+        // A root inside a folder root is dropped.
+        let roots = vec![d.join("real"), d.join("real/sub")];
+        assert_eq!(
+            drop_roots_walked_with_others(roots).unwrap(),
+            vec![d.join("real")]
+        );
+        // Below a root that is a link, or below a link inside a root: refused.
+        for outer in [d.join("link"), d.to_path_buf()] {
+            let e = drop_roots_walked_with_others(vec![outer.clone(), d.join("link/sub")])
+                .expect_err("refused");
+            assert!(
+                e.to_string().contains(&format!(
+                    "is below {}, a symbolic link",
+                    d.join("link").display()
+                )),
+                "{e}"
+            );
+        }
+        // Alone, a root below a link is kept.
+        assert_eq!(
+            drop_roots_walked_with_others(vec![d.join("link/sub")]).unwrap(),
+            vec![d.join("link/sub")]
+        );
     }
 }

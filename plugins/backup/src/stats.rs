@@ -10,7 +10,9 @@ use crate::scan::Scan;
 /// The statistics of one run; shared by the walker and the workers.
 pub struct Stats {
     pub started: Instant,
-    /// Non-directories found (backed up or unchanged).
+    /// Non-directories backed up in this run: read, or found unchanged.
+    /// One that failed is not counted (it is an error), even when the new
+    /// generation holds its previous version (see `kept`).
     pub files: AtomicU64,
     pub directories: AtomicU64,
     /// Files whose content was read.
@@ -24,6 +26,10 @@ pub struct Stats {
     pub bytes_found: AtomicU64,
     pub excluded: AtomicU64,
     pub errors: AtomicU64,
+    /// Objects that failed (of `errors`) whose version of the previous
+    /// generation the new one holds instead: so that the summary does not
+    /// seem to say they are not in the generation.
+    pub kept: AtomicU64,
     /// Non-directories dealt with, for the progress: recorded, read, or
     /// failed (`files` counts only those backed up).
     pub files_done: AtomicU64,
@@ -49,6 +55,7 @@ impl Default for Stats {
             bytes_found: AtomicU64::new(0),
             excluded: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            kept: AtomicU64::new(0),
             files_done: AtomicU64::new(0),
             bytes_done: AtomicU64::new(0),
             current: Current::default(),
@@ -160,8 +167,12 @@ impl Stats {
             0 => String::new(),
             n => format!(" ({} of it holes)", human(n)),
         };
+        let kept = match get(&self.kept) {
+            0 => String::new(),
+            n => format!(" ({n} kept as the previous generation had it)"),
+        };
         format!(
-            "Backed up {} and {} ({} read, {}{holes}, {} new) in {:.1} s ({}/s); {} excluded, {}",
+            "Backed up {} and {} ({} read, {}{holes}, {} new) in {:.1} s ({}/s); {} excluded, {}{kept}",
             count(get(&self.files), "file", "files"),
             count(get(&self.directories), "directory", "directories"),
             count(get(&self.files_read), "file", "files"),
@@ -186,6 +197,7 @@ impl Stats {
             "bytes_new": get(&self.bytes_new),
             "excluded": get(&self.excluded),
             "errors": get(&self.errors),
+            "kept": get(&self.kept),
             "seconds": self.started.elapsed().as_secs_f64(),
         })
     }

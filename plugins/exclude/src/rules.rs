@@ -76,7 +76,7 @@ impl Rules {
                 if is_cache_dir(parent) {
                     return Some(format!(
                         "{} is a cache folder (CACHEDIR.TAG)",
-                        parent.display()
+                        plugin_api::names::escape_path(parent)
                     ));
                 }
             }

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use plugin_api::checksum::ContentCheck;
-use plugin_api::names::check_entry_name;
+use plugin_api::names::{check_entry_name, escape, escape_path};
 use plugin_api::{
     App, ChunkId, Context, Entry, EntryKind, GenerationReader, Plugin, Repository, Result, Setting,
     TreeId,
@@ -227,7 +227,7 @@ impl Checker {
                 Ok(Some(e)) => e,
                 Ok(None) => continue,
                 Err(e) => {
-                    let place = format!("client {client}, generation {gen}: {}", dir.display());
+                    let place = format!("client {client}, generation {gen}: {}", escape_path(&dir));
                     self.object_problem(&place, &e.to_string());
                     continue;
                 }
@@ -256,9 +256,9 @@ impl Checker {
                 // is not below `dir` (`/` joined to anything is `/`).
                 if let Err(why) = check_entry_name(&entry.name) {
                     self.problem(&format!(
-                        "client {client}, generation {gen}: {}: an entry named {:?} cannot be restored: {why}",
-                        dir.display(),
-                        String::from_utf8_lossy(&entry.name)
+                        "client {client}, generation {gen}: {}: an entry named \"{}\" cannot be restored: {why}",
+                        escape_path(&dir),
+                        escape(&entry.name)
                     ));
                     folder.good.store(false, Ordering::Relaxed);
                     continue;
@@ -317,7 +317,7 @@ impl Checker {
     /// Check one file; whether it is good.
     fn check_file(&self, client: &str, gen: &str, path: &Path, entry: &Entry) -> bool {
         self.report.files.fetch_add(1, Ordering::Relaxed);
-        let place = format!("client {client}, generation {gen}: {}", path.display());
+        let place = format!("client {client}, generation {gen}: {}", escape_path(path));
         for id in &entry.chunks {
             if !self.repo.has_chunk(*id) {
                 self.object_problem(

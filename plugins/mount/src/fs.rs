@@ -27,6 +27,7 @@ use fuser::{
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
+use plugin_api::names::escape;
 use plugin_api::tracing;
 use plugin_api::{ChunkId, Entry, EntryKind, GenerationInfo, GenerationReader, Repository};
 
@@ -235,7 +236,7 @@ impl ObnamFs {
                     .map_err(|e| {
                         tracing::warn!(
                             "mount: cannot list {} in generation {}: {e}",
-                            String::from_utf8_lossy(&path),
+                            escape(&path),
                             self.gens[gen].info.id
                         );
                         Errno::EIO
@@ -247,9 +248,9 @@ impl ObnamFs {
                 for entry in entries {
                     if !showable(&entry.name) {
                         tracing::warn!(
-                            "mount: left out an entry with an impossible name {:?} in {}",
-                            String::from_utf8_lossy(&entry.name),
-                            String::from_utf8_lossy(&path)
+                            "mount: left out an entry with an impossible name \"{}\" in {}",
+                            escape(&entry.name),
+                            escape(&path)
                         );
                         continue;
                     }

@@ -39,6 +39,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use fuser::{Config, MountOption, Session, SessionACL};
+use plugin_api::names::escape_path;
 use plugin_api::tracing;
 use plugin_api::{Context, Result};
 
@@ -130,7 +131,7 @@ pub fn mounted_at(mountinfo: &str, point: &Path) -> Option<String> {
 /// The mount point, checked: an existing directory with nothing mounted
 /// on it. Returns its canonical path.
 fn check_mountpoint(given: &Path) -> Result<PathBuf> {
-    let shown = given.display();
+    let shown = escape_path(given);
     let meta = match fs::metadata(given) {
         Ok(meta) => meta,
         Err(e) if e.raw_os_error() == Some(ENOTCONN) => plugin_api::bail!(
@@ -247,18 +248,18 @@ pub fn on_interrupted(_: &Context<'_>, _: &mut plugin_api::serde_json::Value) ->
         .output();
     match out {
         Ok(out) if out.status.success() => {
-            tracing::info!("mount: unmounted {} on interruption", point.display())
+            tracing::info!("mount: unmounted {} on interruption", escape_path(&point))
         }
         Ok(out) => tracing::warn!(
             "mount: could not unmount {} on interruption ({}): {}",
-            point.display(),
+            escape_path(&point),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ),
         Err(e) => tracing::warn!(
             "mount: could not run {} to unmount {}: {e}",
             helper.display(),
-            point.display()
+            escape_path(&point)
         ),
     }
     Ok(())
@@ -275,7 +276,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let cache_bytes = ctx.bytesize("mount-cache-size")?;
     let helper = check_fuse()?;
     let canonical = check_mountpoint(&mountpoint)?;
-    let shown = mountpoint.display();
+    let shown = escape_path(&mountpoint);
 
     let repo = ctx.repository(false)?;
     let gens = repo.generations(&client)?;

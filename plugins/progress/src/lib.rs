@@ -147,7 +147,9 @@ pub fn shorten_start(text: &str, width: usize) -> String {
 
 /// A name made safe for the terminal: control characters and
 /// bidirectional formatting characters become `?`, so that a hostile file
-/// name cannot garble the status line.
+/// name cannot garble the status line. A name from [`Current`] is escaped
+/// already (and unchanged by this); this guards the line against a
+/// [`Snapshot`] made with other text.
 pub fn printable(text: &str) -> String {
     text.chars()
         .map(|c| {
@@ -298,11 +300,13 @@ impl Current {
         held.extend_from_slice(path);
     }
 
-    /// The current file (converted lossily if it is not UTF-8), and ask
-    /// for a new one.
+    /// The current file, escaped as every command shows names
+    /// ([`plugin_api::names::escape`]: a name that is not UTF-8 or holds
+    /// control characters is shown, in the status line and the json-lines
+    /// stream alike, as `ls` shows it), and ask for a new one.
     pub fn get(&self) -> Option<String> {
         let held = self.path.lock().unwrap_or_else(|e| e.into_inner());
-        let path = (!held.is_empty()).then(|| String::from_utf8_lossy(&held).into_owned());
+        let path = (!held.is_empty()).then(|| plugin_api::names::escape(&held));
         drop(held);
         self.wanted.store(true, Ordering::Relaxed);
         path
@@ -617,5 +621,15 @@ mod tests {
         c.offer(b"/e");
         assert_eq!(c.get().as_deref(), Some("/big"));
         assert_eq!(Current::default().get(), None);
+    }
+
+    #[test]
+    fn the_current_file_is_escaped_as_ls_shows_names() {
+        let c = Current::default();
+        c.set(b"/d/evil\nERROR: x\x1b[2J\xff");
+        assert_eq!(
+            c.get().as_deref(),
+            Some("/d/evil\\nERROR: x\\u{001b}[2J\\xff")
+        );
     }
 }

@@ -344,7 +344,8 @@ impl TarDump<'_, '_> {
             }
         };
         let (mut h, pax) = header_for(entry, kind);
-        if entry.kind == EntryKind::File && entry.nlink > 1 {
+        // A FIFO, device node or symlink can have several names too.
+        if entry.kind != EntryKind::Dir && entry.nlink > 1 {
             if let Some(first) = self.links.get(&(entry.dev, entry.ino)).cloned() {
                 h.set_entry_type(EntryType::Link);
                 self.pax(&pax)?;

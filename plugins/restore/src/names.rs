@@ -17,6 +17,10 @@ use std::path::Path;
 /// every walker of a generation shares.
 pub use plugin_api::names::check_entry_name as check_name;
 
+/// Names and paths as printable text: the escaping every command shares,
+/// so that a name looks the same in `ls`, `restore`, `backup` and the rest.
+pub use plugin_api::names::{escape, escape_path, show_child};
+
 /// The absolute generation path of `name` in the directory `parent`.
 pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     let mut path = Vec::with_capacity(parent.len() + name.len() + 1);
@@ -70,55 +74,6 @@ pub fn from_parts(parts: &[Vec<u8>]) -> Vec<u8> {
     path
 }
 
-/// Whether `c` would change how a terminal shows the text after it: a
-/// control character, or a bidirectional formatting character.
-fn is_unsafe_char(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// `bytes` as printable text: valid UTF-8 is kept, except that `\` becomes
-/// `\\`, newline, tab and carriage return become `\n`, `\t`, `\r`, other
-/// control and bidirectional characters become `\u{XXXX}`, and bytes that
-/// are not UTF-8 become `\xNN`. Different inputs give different outputs.
-pub fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                '\r' => out.push_str("\\r"),
-                c if is_unsafe_char(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
-
-/// A single name as printable text: like [`escape`], and a `/` in it
-/// becomes `\x2f`, so that it cannot pass for a path separator.
-pub fn escape_name(name: &[u8]) -> String {
-    escape(name).replace('/', "\\x2f")
-}
-
-/// The path of `name` in the directory `parent`, as printable text; a name
-/// containing `/` (which only a damaged or hostile generation holds) shows
-/// it escaped.
-pub fn show_child(parent: &[u8], name: &[u8]) -> String {
-    let mut shown = escape(parent);
-    if !shown.ends_with('/') {
-        shown.push('/');
-    }
-    shown.push_str(&escape_name(name));
-    shown
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,39 +118,5 @@ mod tests {
             b"/a/b"
         );
         assert_eq!(from_parts(&[]), b"/");
-    }
-
-    #[test]
-    fn escape_keeps_plain_text() {
-        assert_eq!(escape(b"/home/liw/notes.txt"), "/home/liw/notes.txt");
-        assert_eq!(escape("/tmp/päivää €".as_bytes()), "/tmp/päivää €");
-    }
-
-    #[test]
-    fn escape_shows_awkward_bytes() {
-        assert_eq!(escape(b"a\nb"), "a\\nb");
-        assert_eq!(escape(b"a\tb\r"), "a\\tb\\r");
-        assert_eq!(escape(b"\x1b[31m"), "\\u{001b}[31m");
-        assert_eq!(escape(b"bad\xff\xfe"), "bad\\xff\\xfe");
-        assert_eq!(escape(b"back\\slash"), "back\\\\slash");
-        assert_eq!(escape("x\u{202e}y".as_bytes()), "x\\u{202e}y");
-    }
-
-    #[test]
-    fn names_with_slashes_are_shown_escaped() {
-        assert_eq!(escape_name(b"../../x"), "..\\x2f..\\x2fx");
-        assert_eq!(show_child(b"/", b"a"), "/a");
-        assert_eq!(
-            show_child(b"/evil", b"/etc/passwd"),
-            "/evil/\\x2fetc\\x2fpasswd"
-        );
-        assert_eq!(show_child(b"/d\n", b"x"), "/d\\n/x");
-    }
-
-    #[test]
-    fn escape_is_unambiguous() {
-        // A literal backslash-x text and a real invalid byte differ.
-        assert_ne!(escape(b"\\xff"), escape(b"\xff"));
-        assert_ne!(escape(b"\\n"), escape(b"\n"));
     }
 }

@@ -16,9 +16,10 @@
 //!    [`crate::fetch`]), written with holes kept (see [`crate::sparse`])
 //!    and checked against the recorded checksum as they are written; then
 //!    its metadata is set (see [`crate::metadata`]).
-//! 4. **Hard links**: the first regular file of a (device, inode) pair met
-//!    in the walk is restored; the others are linked to it once all
-//!    workers are done.
+//! 4. **Hard links**: the first object (not a folder) of a (device, inode)
+//!    pair met in the walk is restored; the others are linked to it once
+//!    all workers are done. That holds for FIFOs, device nodes and
+//!    symlinks with several names as well as for regular files.
 //! 5. **Directories** get their owner, attributes, mode and modification
 //!    time last, deepest first, after everything inside them exists.
 //!
@@ -277,7 +278,7 @@ fn resolve_roots(reader: &GenerationReader, roots: Vec<Parts>, gen: &str) -> Res
 /// Make sure the target folder is new or empty, make it if it is new, and
 /// open it.
 fn prepare_target(path: &Path) -> Result<OwnedFd> {
-    let shown = path.display();
+    let shown = names::escape_path(path);
     match fs::metadata(path) {
         Ok(meta) if !meta.is_dir() => {
             plugin_api::bail!("cannot restore into {shown}: it exists and is not a folder")
@@ -350,7 +351,7 @@ fn pretend(
         format::count(files, "file", "files"),
         format::count(dirs, "folder", "folders"),
         format::bytes(bytes),
-        to.display()
+        names::escape_path(to)
     ))
 }
 

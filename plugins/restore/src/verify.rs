@@ -14,7 +14,11 @@
 //! compared: they change without the object changing.
 //!
 //! Each difference is one line, `PATH: what`, on standard output; the run
-//! ends non-zero if there was any. `--verify-randomly N` checks only N
+//! ends non-zero if there was any. Whatever could not be looked at (an
+//! object that cannot be `lstat`ed, a folder that cannot be listed, a file
+//! that cannot be read, a path too long for the system) is an error, on
+//! standard error as `ERROR: PATH: what`, and ends the run non-zero too:
+//! verify never says "no differences" about something it did not see. `--verify-randomly N` checks only N
 //! regular files chosen at random (a quick nightly spot check); objects
 //! added on disk are then not looked for.
 
@@ -151,9 +155,13 @@ struct Verifier<'a, 'c> {
     repository_dir: Option<PathBuf>,
     checked: u64,
     differences: u64,
+    /// What could not be looked at.
+    errors: u64,
     /// With JSON output, the differences as they are found (printed as
     /// one object at the end); else they are printed at once.
     found: Option<Vec<serde_json::Value>>,
+    /// With JSON output, the errors (they are on standard error as well).
+    unchecked: Vec<serde_json::Value>,
 }
 
 impl Verifier<'_, '_> {
@@ -168,6 +176,17 @@ impl Verifier<'_, '_> {
         }
     }
 
+    /// Something at `path` could not be looked at: not a difference (it may
+    /// be the same), but the run must not say there are none.
+    fn cannot(&mut self, path: &[u8], what: &str) {
+        self.errors += 1;
+        plugin_api::tracing::error!("{}: {what}", escape(path));
+        if self.found.is_some() {
+            self.unchecked
+                .push(serde_json::json!({ "path": escape(path), "error": what }));
+        }
+    }
+
     /// Compare one entry with the live object at `path`.
     fn entry(&mut self, path: &[u8], e: &Entry) -> Result<Option<Metadata>> {
         self.checked += 1;
@@ -179,7 +198,7 @@ impl Verifier<'_, '_> {
                 return Ok(None);
             }
             Err(err) => {
-                self.differ(path, &format!("cannot be read: {err}"))?;
+                self.cannot(path, &format!("cannot be read: {err}"));
                 return Ok(None);
             }
         };
@@ -196,10 +215,12 @@ impl Verifier<'_, '_> {
             return Ok(None);
         }
         let mut what = metadata_differences(e, &m);
+        // What could not be looked at, reported apart from what differs.
+        let mut unseen = Vec::new();
         match live_xattrs(live) {
             Ok(x) if x != e.xattrs => what.push("extended attributes".into()),
             Ok(_) => {}
-            Err(err) => what.push(format!("extended attributes cannot be read: {err}")),
+            Err(err) => unseen.push(format!("extended attributes cannot be read: {err}")),
         }
         if kind == EntryKind::Symlink {
             match fs::read_link(live) {
@@ -209,19 +230,22 @@ impl Verifier<'_, '_> {
                     escape(&e.target),
                     escape(t.as_os_str().as_bytes())
                 )),
-                Err(err) => what.push(format!("symlink cannot be read: {err}")),
+                Err(err) => unseen.push(format!("symlink cannot be read: {err}")),
             }
         }
         if kind == EntryKind::File && e.size == m.size() && !e.checksum.is_empty() {
             match check_file(live, &e.checksum).map(ContentCheck::finish) {
                 Ok(Ok(())) => {}
                 Ok(Err(ChecksumError::Mismatch)) => what.push("content".into()),
-                Ok(Err(err)) => what.push(format!("content cannot be checked: {err}")),
-                Err(err) => what.push(format!("content cannot be read: {err}")),
+                Ok(Err(err)) => unseen.push(format!("content cannot be checked: {err}")),
+                Err(err) => unseen.push(format!("content cannot be read: {err}")),
             }
         }
         if !what.is_empty() {
             self.differ(path, &what.join(", "))?;
+        }
+        if !unseen.is_empty() {
+            self.cannot(path, &unseen.join(", "));
         }
         Ok(Some(m))
     }
@@ -269,23 +293,43 @@ impl Verifier<'_, '_> {
                     }
                 }
             }
-            // What is on disk and not in the backup.
-            if let Ok(listing) = fs::read_dir(names::as_path(&dir)) {
-                let mut added: Vec<Vec<u8>> = listing
-                    .flatten()
-                    .map(|d| d.file_name().into_vec())
-                    .filter(|n| !recorded.contains_key(n))
-                    .collect();
-                added.sort();
-                for name in added {
-                    let child = names::join(&dir, &name);
-                    let path = names::as_path(&child);
-                    let Ok(m) = fs::symlink_metadata(path) else {
-                        continue;
-                    };
-                    if !self.excluded(path, &m, names::as_path(root), root_m)? {
-                        self.differ(&child, "on disk, not in the backup")?;
+            // What is on disk and not in the backup. A folder that cannot
+            // be listed (or not to its end) may hold anything: an error.
+            let mut added = Vec::new();
+            match fs::read_dir(names::as_path(&dir)) {
+                Ok(listing) => {
+                    for d in listing {
+                        match d {
+                            Ok(d) => added.push(d.file_name().into_vec()),
+                            Err(err) => {
+                                self.cannot(&dir, &format!("cannot be listed: {err}"));
+                                break;
+                            }
+                        }
                     }
+                }
+                Err(err) => self.cannot(&dir, &format!("cannot be listed: {err}")),
+            }
+            added.retain(|n| !recorded.contains_key(n));
+            added.sort();
+            for name in added {
+                let child = names::join(&dir, &name);
+                let path = names::as_path(&child);
+                let m = match fs::symlink_metadata(path) {
+                    Ok(m) => m,
+                    // Gone since the listing: nothing to compare.
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    // On disk, and maybe not in the backup (a path longer
+                    // than the system takes, which a backup cannot have
+                    // stored either): it cannot be seen whether it is
+                    // excluded, nor what it is.
+                    Err(err) => {
+                        self.cannot(&child, &format!("on disk, cannot be read: {err}"));
+                        continue;
+                    }
+                };
+                if !self.excluded(path, &m, names::as_path(root), root_m)? {
+                    self.differ(&child, "on disk, not in the backup")?;
                 }
             }
             stack.extend(below.into_iter().rev());
@@ -409,7 +453,9 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         repository_dir,
         checked: 0,
         differences: 0,
+        errors: 0,
         found: ctx.output_format()?.is_json().then(Vec::new),
+        unchecked: Vec::new(),
     };
     if randomly > 0 {
         for (path, e) in random_files(&reader, &entries, randomly as u64)? {
@@ -429,12 +475,18 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             "generation": gen.id,
             "checked": v.checked,
             "differences": found,
+            "errors": v.unchecked,
         });
         ctx.outln(&serde_json::to_string_pretty(&json)?)?;
     }
-    if v.differences > 0 {
+    if v.differences > 0 || v.errors > 0 {
+        let unchecked = match v.errors {
+            0 => String::new(),
+            1 => ", and 1 object could not be checked".to_string(),
+            n => format!(", and {n} objects could not be checked"),
+        };
         plugin_api::bail!(
-            "verify: {} {} between generation {} and the file system ({} objects checked)",
+            "verify: {} {} between generation {} and the file system{unchecked} ({} objects checked)",
             v.differences,
             if v.differences == 1 {
                 "difference"

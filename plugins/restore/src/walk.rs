@@ -62,7 +62,8 @@ pub struct Job {
     /// Its absolute path in the generation (and below the target).
     pub path: Vec<u8>,
     pub entry: Entry,
-    /// The (device, inode) of a hard-linked file restored first of its links.
+    /// The (device, inode) of a hard-linked object restored first of its
+    /// links.
     pub leader: Option<(u64, u64)>,
 }
 
@@ -78,8 +79,8 @@ pub struct Link {
     pub parts: Parts,
     pub leader: Parts,
     pub key: (u64, u64),
-    /// The file's size, which the generation's data size counts for every
-    /// name (for the progress).
+    /// The size of a regular file, which the generation's data size counts
+    /// for every name (for the progress); 0 for other objects.
     pub size: u64,
 }
 
@@ -117,8 +118,20 @@ pub struct Walked {
 /// The first file met for a (device, inode) pair.
 struct Leader {
     parts: Parts,
-    checksum: Vec<u8>,
-    size: u64,
+    /// What the entry holds (see [`same_object`]).
+    entry: Entry,
+}
+
+/// Whether two entries with the same (device, inode) record the same
+/// object: same kind, and for a regular file the same content, for a
+/// symlink the same target, for a device node the same device number.
+/// Another generation is inconsistent, and each is restored on its own.
+fn same_object(first: &Entry, other: &Entry) -> bool {
+    first.kind == other.kind
+        && first.checksum == other.checksum
+        && first.size == other.size
+        && first.target == other.target
+        && first.rdev == other.rdev
 }
 
 /// A directory to walk: made, not yet opened; `dir` is its record.
@@ -336,40 +349,47 @@ impl<'a> Walker<'a> {
             }
             return;
         }
+        let size = if entry.kind == EntryKind::File {
+            entry.size
+        } else {
+            0
+        };
         let mut leader = None;
-        if entry.kind == EntryKind::File && entry.nlink > 1 {
+        // Any object but a folder can have several names: a FIFO, a device
+        // node or a symlink (`ln -P`) as well as a regular file. All are
+        // restored as links to the first name, so the link count and the
+        // shared inode come back.
+        if entry.nlink > 1 {
             let key = (entry.dev, entry.ino);
             match self.leaders.get(&key) {
-                Some(first) if first.checksum == entry.checksum && first.size == entry.size => {
+                Some(first) if same_object(&first.entry, &entry) => {
                     self.walked.links.push(Link {
                         parts,
                         leader: first.parts.clone(),
                         key,
-                        size: entry.size,
+                        size,
                     });
                     return;
                 }
                 // The same inode with other content: the generation is
-                // inconsistent; restore this one as a file of its own.
+                // inconsistent; restore this one as an object of its own.
                 Some(_) => {}
                 None => {
                     self.leaders.insert(
                         key,
                         Leader {
                             parts: parts.clone(),
-                            checksum: entry.checksum.clone(),
-                            size: entry.size,
+                            entry: Entry {
+                                chunks: Vec::new(),
+                                xattrs: Vec::new(),
+                                ..entry.clone()
+                            },
                         },
                     );
                     leader = Some(key);
                 }
             }
         }
-        let size = if entry.kind == EntryKind::File {
-            entry.size
-        } else {
-            0
-        };
         if !self.batch.is_empty()
             && (self.batch.len() >= BATCH_ENTRIES || self.batch_bytes + size > BATCH_BYTES)
         {

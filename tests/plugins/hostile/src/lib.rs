@@ -27,8 +27,9 @@
 //! `lstat` and before a worker reads the file, so the race is won every
 //! time. ACTION is `fifo` (replace the file with a FIFO), `symlink=TARGET`
 //! (replace it, a file or a folder, with a symlink to TARGET), `replace=OTHER`
-//! (move the folder OTHER into its place) or `grow=BYTES` (append BYTES
-//! bytes to it). A folder replaced is moved aside to `NAME.moved`.
+//! (move the folder OTHER into its place), `remove` (remove it, a file or
+//! a folder with what is in it) or `grow=BYTES` (append BYTES bytes to
+//! it). A folder replaced is moved aside to `NAME.moved`.
 
 #![forbid(unsafe_code)]
 
@@ -419,6 +420,12 @@ fn swap(path: &[u8]) -> Result<()> {
     } else if let Some(other) = action.strip_prefix("replace=") {
         put_aside(path).map_err(failed)?;
         std::fs::rename(other, path).map_err(failed)?;
+    } else if action == "remove" {
+        if std::fs::symlink_metadata(path).map_err(failed)?.is_dir() {
+            std::fs::remove_dir_all(path).map_err(failed)?;
+        } else {
+            std::fs::remove_file(path).map_err(failed)?;
+        }
     } else if let Some(bytes) = action.strip_prefix("grow=") {
         use std::io::Write;
         let bytes: usize = bytes
