@@ -31,6 +31,7 @@ mod remote;
 mod report;
 mod repository;
 mod restore;
+mod setting_values;
 mod settings;
 mod sparse;
 mod storage_faults;
