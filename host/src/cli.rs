@@ -269,10 +269,26 @@ pub fn parse(
     registry: &Registry,
     args: Vec<OsString>,
 ) -> Result<Invocation, ParseStop> {
+    // Kept to print the help of clap's own `help` subcommand, which clap
+    // does not do itself (`obnam help --help` would be an unknown
+    // subcommand '--help').
+    let mut built = cmd.clone();
     let matches = match cmd.try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
-            use clap::error::ErrorKind;
+            use clap::error::{ContextKind, ContextValue, ErrorKind};
+            let asked_help_of_help = e.kind() == ErrorKind::InvalidSubcommand
+                && matches!(
+                    e.get(ContextKind::InvalidSubcommand),
+                    Some(ContextValue::String(s)) if s == "--help" || s == "-h"
+                );
+            if asked_help_of_help {
+                built.build();
+                if let Some(help) = built.find_subcommand_mut("help") {
+                    let _ = help.print_help();
+                    return Err(ParseStop::Printed(EXIT_SUCCESS));
+                }
+            }
             return match e.kind() {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
                     let _ = e.print();

@@ -5,6 +5,7 @@ mod abi_version;
 mod backends;
 mod backup;
 mod changing;
+mod cli_edges;
 mod compression;
 mod concurrency;
 mod declarations;
