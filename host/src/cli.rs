@@ -243,9 +243,12 @@ fn setting_args(def: &SettingDef) -> Vec<Arg> {
             } else {
                 ArgAction::Set
             };
+            // Taken as bytes, so that a value that is not UTF-8 is refused
+            // below naming its option, not by clap naming none.
             vec![arg
                 .value_name(metavar)
                 .action(action)
+                .value_parser(clap::value_parser!(OsString))
                 .allow_hyphen_values(true)]
         }
     }
@@ -266,10 +269,26 @@ pub fn parse(
     registry: &Registry,
     args: Vec<OsString>,
 ) -> Result<Invocation, ParseStop> {
+    // Kept to print the help of clap's own `help` subcommand, which clap
+    // does not do itself (`obnam help --help` would be an unknown
+    // subcommand '--help').
+    let mut built = cmd.clone();
     let matches = match cmd.try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
-            use clap::error::ErrorKind;
+            use clap::error::{ContextKind, ContextValue, ErrorKind};
+            let asked_help_of_help = e.kind() == ErrorKind::InvalidSubcommand
+                && matches!(
+                    e.get(ContextKind::InvalidSubcommand),
+                    Some(ContextValue::String(s)) if s == "--help" || s == "-h"
+                );
+            if asked_help_of_help {
+                built.build();
+                if let Some(help) = built.find_subcommand_mut("help") {
+                    let _ = help.print_help();
+                    return Err(ParseStop::Printed(EXIT_SUCCESS));
+                }
+            }
             return match e.kind() {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
                     let _ = e.print();
@@ -332,6 +351,17 @@ pub fn parse(
     Ok(inv)
 }
 
+/// A setting's value as text: settings cross to plugins as UTF-8, so other
+/// bytes are refused, naming the option.
+fn utf8(name: &str, value: &OsString) -> Result<String, String> {
+    value.to_str().map(String::from).ok_or_else(|| {
+        format!(
+            "--{name}: {:?} is not UTF-8 text; settings are text, so this value cannot be given",
+            value
+        )
+    })
+}
+
 fn from_command_line(m: &ArgMatches, id: &str) -> bool {
     m.value_source(id) == Some(ValueSource::CommandLine)
 }
@@ -360,19 +390,26 @@ fn setting_value(def: &SettingDef, m: &ArgMatches) -> Result<Option<Value>, Stri
                 return Ok(None);
             }
             let items = m
-                .get_many::<String>(name)
-                .map(|v| v.cloned().collect())
-                .unwrap_or_default();
+                .get_many::<OsString>(name)
+                .map(|v| v.map(|item| utf8(name, item)).collect())
+                .unwrap_or(Ok(Vec::new()))?;
+            // An empty item is never what was meant: an empty pattern
+            // matches everything, an empty path is the current folder.
+            // Config files drop empty items between commas; here one was
+            // given on its own.
+            if items.iter().any(String::is_empty) {
+                return Err(format!("--{name}: a value must not be empty"));
+            }
             Ok(Some(Value::List(items)))
         }
         _ => {
             if !from_command_line(m, name) {
                 return Ok(None);
             }
-            let Some(text) = m.get_one::<String>(name) else {
+            let Some(text) = m.get_one::<OsString>(name) else {
                 return Ok(None);
             };
-            def.parse_one(text)
+            def.parse_one(&utf8(name, text)?)
                 .map(Some)
                 .map_err(|e| format!("--{name}: {}", e.reason()))
         }

@@ -47,7 +47,8 @@ fn global() -> Vec<SettingDef> {
             "name of this client in the repository",
             GROUP_GLOBAL,
         )
-        .default(Value::Str(host_name)),
+        .default(Value::Str(host_name))
+        .check(check_client_name),
         // Several commands work on one client or on all (force-lock,
         // forget): one setting, owned by the host, whichever plugins are
         // loaded.
@@ -104,10 +105,13 @@ fn global() -> Vec<SettingDef> {
             "lock-timeout",
             SettingKind::Integer,
             "SECONDS",
-            "how long to wait for a lock held by another process",
+            "how long to wait for a lock held by another process (0: do not wait; at most a week)",
             GROUP_GLOBAL,
         )
-        .default(Value::Int(60)),
+        .default(Value::Int(60))
+        // A week is longer than any wait meant; a bound keeps the
+        // deadline computable.
+        .within("0", "604800"),
     ]
 }
 
@@ -121,7 +125,10 @@ fn performance(pack_size: u64) -> Vec<SettingDef> {
         GROUP_PERFORMANCE,
     )
     .subcommands(&["backup", "forget", "prune"])
-    .default(Value::Bytes(pack_size))]
+    .default(Value::Bytes(pack_size))
+    // Smaller packs would make a file per chunk, larger ones more than a
+    // pack may hold.
+    .within("64KiB", "1GiB")]
 }
 
 /// The settings listed under [`GROUP_REMOTE`].
@@ -161,10 +168,11 @@ fn remote() -> Vec<SettingDef> {
             "storage-timeout",
             SettingKind::Integer,
             "SECONDS",
-            "give up on one storage operation after SECONDS, and retry it",
+            "give up on one storage operation after SECONDS, and retry it (1 to 86400)",
             GROUP_REMOTE,
         )
-        .default(Value::Int(120)),
+        .default(Value::Int(120))
+        .within("1", "86400"),
     ]
 }
 
@@ -177,7 +185,8 @@ fn development() -> Vec<SettingDef> {
             "N",
             "development: stop abruptly before the repository write after the N-th (0: never)",
             GROUP_DEVELOPMENT,
-        ),
+        )
+        .within("0", &i64::MAX.to_string()),
         def(
             "testing-weak-tokens",
             SettingKind::Boolean,
@@ -205,7 +214,9 @@ fn development() -> Vec<SettingDef> {
              index cache",
             GROUP_DEVELOPMENT,
         )
-        .subcommands(&["backup"]),
+        .subcommands(&["backup"])
+        // The count sizes memory: 64 times the default is plenty to try.
+        .within("0", "16777216"),
         def(
             "testing-generation-time",
             SettingKind::String,
@@ -239,6 +250,29 @@ fn logging() -> Vec<SettingDef> {
     ]
 }
 
+/// Why `name` cannot be a client's name. Checked where the setting is
+/// read, so that a bad name is refused before a repository is created or
+/// opened, in one wording for every command. A name is shown in listings
+/// and reports one per line: white space alone, or a control character
+/// (a newline, an escape sequence), would make those lie.
+pub fn check_client_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a client name must not be empty".into());
+    }
+    if name.trim().is_empty() {
+        return Err(format!(
+            "a client name must not be only white space (got {name:?})"
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "a client name must not contain control characters (got {name:?}, with U+{:04X})",
+            c as u32
+        ));
+    }
+    Ok(())
+}
+
 fn def(name: &str, kind: SettingKind, metavar: &str, help: &str, group: &str) -> SettingDef {
     let default = match kind {
         SettingKind::Boolean => Value::Bool(false),
@@ -258,6 +292,8 @@ fn def(name: &str, kind: SettingKind, metavar: &str, help: &str, group: &str) ->
         short: None,
         aliases: Vec::new(),
         subcommands: Vec::new(),
+        range: None,
+        check: None,
     }
 }
 
@@ -275,6 +311,20 @@ impl SettingDef {
     /// The subcommands whose help lists it (the others accept it too).
     fn subcommands(mut self, names: &[&str]) -> Self {
         self.subcommands = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
+    /// The host's ranges are fixed: one that does not parse is a bug,
+    /// caught by the tests.
+    fn within(mut self, least: &str, most: &str) -> Self {
+        if let Err(e) = self.set_range(least, most) {
+            tracing::error!("{e}");
+        }
+        self
+    }
+
+    fn check(mut self, check: crate::settings::ValueCheck) -> Self {
+        self.check = Some(check);
         self
     }
 

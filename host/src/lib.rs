@@ -135,19 +135,34 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     };
 
     let files = config_file_list(&inv);
+    // Before the settings are read: this is how one finds the file that
+    // makes reading them fail. Every file is listed; a bad one is named on
+    // standard error too, and the run fails.
+    if inv.list_config_files {
+        let mut bad = 0;
+        for f in &files {
+            output::line(&f.display().to_string())?;
+            let mut scratch = registry.settings.defaults();
+            if let Err(e) = config_files::apply_file(f, &registry.settings, &mut scratch) {
+                eprintln!("ERROR: {e}");
+                bad += 1;
+            }
+        }
+        if bad > 0 {
+            return Ok(EXIT_FAILURE);
+        }
+        return Ok(EXIT_SUCCESS);
+    }
     let values = layer_settings(registry, &inv, &files)?;
     configure_logging(registry, &values)?;
     // A bad development setting is refused before any command runs.
     services::check_settings(&values).map_err(|e| anyhow!(e))?;
 
-    if inv.list_config_files {
-        for f in &files {
-            output::line(&f.display().to_string())?;
-        }
-        return Ok(EXIT_SUCCESS);
-    }
     if inv.dump_config {
-        output::write(values.dump(&registry.settings).as_bytes())?;
+        let dump = values
+            .dump(&registry.settings)
+            .map_err(|e| anyhow!("cannot dump the settings: {e}"))?;
+        output::write(dump.as_bytes())?;
         return Ok(EXIT_SUCCESS);
     }
     let Some((name, sub_args)) = inv.subcommand else {
@@ -202,11 +217,33 @@ fn plugin_dirs(pre: &cli::Prescan) -> Result<Vec<PluginDir>> {
         .map(|p| (p, "OBNAM_PLUGIN_DIR"))
         .chain(pre.plugin_dirs.iter().cloned().map(|p| (p, "--plugin-dir")))
     {
-        if !path.is_dir() {
-            bail!(
+        if path.as_os_str().is_empty() {
+            bail!("plugin folder '' (from {source}) is an empty name");
+        }
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => bail!(
+                "plugin folder {} (from {source}) is not a folder",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
                 "plugin folder {} (from {source}) does not exist",
                 path.display()
-            );
+            ),
+            Err(e) => bail!(
+                "plugin folder {} (from {source}) cannot be used: {e}",
+                path.display()
+            ),
+        }
+        // The same folder named twice (or by two spellings) is loaded
+        // once: loading it again would only make each plugin override
+        // itself.
+        let same = |d: &PluginDir| match (d.path.canonicalize(), path.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => d.path == path,
+        };
+        if dirs.iter().any(same) {
+            continue;
         }
         dirs.push(PluginDir {
             path,
@@ -232,9 +269,9 @@ fn layer_settings(registry: &Registry, inv: &Invocation, files: &[PathBuf]) -> R
     for file in files {
         config_files::apply_file(file, &registry.settings, &mut values)?;
     }
-    values.apply_env(&registry.settings, |var| std::env::var(var).ok())?;
+    values.apply_env(&registry.settings, |var| std::env::var_os(var))?;
     for (name, value) in &inv.values {
-        values.set(name, value.clone());
+        values.set_from(name, value.clone(), settings::Source::CommandLine);
     }
     Ok(values)
 }

@@ -33,6 +33,10 @@ struct LogState {
     quiet: AtomicBool,
     configured: AtomicBool,
     file: Mutex<Option<File>>,
+    /// The log file's name, for the warning when it cannot be written.
+    path: Mutex<Option<std::path::PathBuf>>,
+    /// Whether a write to the log file failed (warned about once).
+    write_failed: AtomicBool,
     buffer: Mutex<Vec<(LogLevel, String)>>,
 }
 
@@ -45,6 +49,8 @@ fn state() -> &'static Arc<LogState> {
             quiet: AtomicBool::new(false),
             configured: AtomicBool::new(false),
             file: Mutex::new(None),
+            path: Mutex::new(None),
+            write_failed: AtomicBool::new(false),
             buffer: Mutex::new(Vec::new()),
         })
     })
@@ -84,11 +90,12 @@ pub fn configure(file: Option<&Path>, level: LogLevel, quiet: bool) -> std::io::
         ),
         None => None,
     };
+    *st.path.lock().unwrap_or_else(|e| e.into_inner()) = file.map(Path::to_path_buf);
     let buffered = std::mem::take(&mut *st.buffer.lock().unwrap_or_else(|e| e.into_inner()));
     if let Some(f) = opened.as_mut() {
         for (lvl, line) in buffered {
             if lvl <= level {
-                let _ = f.write_all(line.as_bytes());
+                write_line(st, f, &line);
             }
         }
     }
@@ -170,8 +177,25 @@ impl<S: Subscriber> Layer<S> for HostLayer {
         }
         if level as u8 <= st.file_level.load(Ordering::Relaxed) {
             if let Some(f) = st.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                let _ = f.write_all(line.as_bytes());
+                write_line(st, f, &line);
             }
+        }
+    }
+}
+
+/// Write a line to the log file. A log that cannot be written (a full
+/// disk, `/dev/full`) is said once on standard error, as a warning: the run
+/// goes on, but nobody should count on the log.
+fn write_line(st: &LogState, f: &mut File, line: &str) {
+    if let Err(e) = f.write_all(line.as_bytes()) {
+        let first = !st.write_failed.swap(true, Ordering::Relaxed);
+        if first && !st.quiet.load(Ordering::Relaxed) {
+            let path = st.path.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            output::clear_status();
+            eprintln!(
+                "WARNING: cannot write to the log file {}: {e}; the log is incomplete",
+                path.as_deref().unwrap_or(Path::new("")).display()
+            );
         }
     }
 }

@@ -325,6 +325,12 @@ pub trait Registrar {
     /// still accepted everywhere). A setting never scoped is listed under
     /// every subcommand.
     fn set_setting_subcommands(&mut self, setting: RString, subcommands: RVec<RString>);
+
+    // Added in 0.1.11.
+    /// Give an integer or byte-size setting this plugin declared the least
+    /// and the most it may be, as text the setting's type parses. The host
+    /// refuses a value outside before any command runs.
+    fn set_setting_range(&mut self, setting: RString, least: RString, most: RString);
 }
 
 /// The registrar as a plugin receives it.

@@ -54,12 +54,18 @@ impl<'a> App<'a> {
 
     /// Declare a setting.
     pub fn add_setting(&mut self, setting: Setting) {
-        let (spec, subcommands) = setting.into_parts();
+        let (spec, subcommands, range) = setting.into_parts();
         let name = spec.name.clone();
         self.registrar.add_setting(spec);
         if !subcommands.is_empty() {
+            self.registrar.set_setting_subcommands(
+                name.clone(),
+                subcommands.into_iter().map(Into::into).collect(),
+            );
+        }
+        if let Some((least, most)) = range {
             self.registrar
-                .set_setting_subcommands(name, subcommands.into_iter().map(Into::into).collect());
+                .set_setting_range(name, least.into(), most.into());
         }
     }
 

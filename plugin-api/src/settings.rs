@@ -38,6 +38,7 @@ pub const GROUP_DEFAULT: &str = "Plugin settings";
 pub struct Setting {
     spec: SettingSpec,
     subcommands: Vec<String>,
+    range: Option<(String, String)>,
 }
 
 impl Setting {
@@ -53,6 +54,7 @@ impl Setting {
                 choices: RVec::new(),
             },
             subcommands: Vec::new(),
+            range: None,
         }
     }
 
@@ -126,12 +128,25 @@ impl Setting {
         self
     }
 
+    /// The least and the most an integer or byte-size setting may be,
+    /// written as in a config file (`"1"`, `"64KiB"`). The host refuses a
+    /// value outside from the command line, a config file or the
+    /// environment before any command runs, naming where it came from; a
+    /// value that sizes memory or a count of threads must have one, so
+    /// that a huge value is an error, not an abort. A range that does not
+    /// parse, or that leaves out the default, makes the host refuse the
+    /// setting with a warning. (Since 0.1.11.)
+    pub fn range(mut self, least: &str, most: &str) -> Self {
+        self.range = Some((least.to_string(), most.to_string()));
+        self
+    }
+
     /// The name of the setting.
     pub fn name(&self) -> &str {
         &self.spec.name
     }
 
-    pub(crate) fn into_parts(self) -> (SettingSpec, Vec<String>) {
-        (self.spec, self.subcommands)
+    pub(crate) fn into_parts(self) -> (SettingSpec, Vec<String>, Option<(String, String)>) {
+        (self.spec, self.subcommands, self.range)
     }
 }

@@ -479,6 +479,16 @@ fn bad_chunk_settings_are_clear_errors() {
     let run = w.backup(&["--chunk-min-size", "3"]).fails().no_rust_panic();
     assert!(
         run.stderr
+            .contains("--chunk-min-size: '3' is out of range: give 64 to 1MiB"),
+        "{}",
+        run.stderr
+    );
+    let run = w
+        .backup(&["--chunk-min-size", "65"])
+        .fails()
+        .no_rust_panic();
+    assert!(
+        run.stderr
             .contains("--chunk-min-size must be an even number of bytes"),
         "{}",
         run.stderr

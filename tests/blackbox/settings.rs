@@ -302,7 +302,7 @@ fn unknown_key_in_a_config_file_names_the_file_and_key() {
     assert_eq!(
         run.stderr,
         format!(
-            "ERROR: config file {}: unknown setting 'no-such-setting'\n",
+            "ERROR: config file {}: line 3: unknown setting 'no-such-setting'\n",
             cfg.display()
         )
     );
@@ -328,7 +328,7 @@ fn unknown_section_and_bad_values_in_config_files_are_errors() {
     assert_eq!(
         run.stderr,
         format!(
-            "ERROR: config file {}: setting 'alpha-size': 'lots' is not a byte size (expected a number with an optional unit like 10MiB)\n",
+            "ERROR: config file {}: line 2: setting 'alpha-size': 'lots' is not a byte size (expected a number with an optional unit like 10MiB)\n",
             cfg.display()
         )
     );
@@ -457,72 +457,51 @@ fn huge_config_file_is_refused_without_reading_it() {
     assert_eq!(run.stdout, "", "the subcommand must not run");
 }
 
-/// Numbers outside a setting's range are refused before anything runs,
-/// naming the setting, from the command line and from a config file.
+/// Values a plain config file cannot say (a comma in a list item, white
+/// space at an end, quotes, backslashes) are quoted by `--dump-config` and
+/// read back exactly.
 #[test]
-fn numeric_settings_out_of_range_are_refused() {
-    let env = TestEnv::new();
-    let repo = env.path().join("repo");
-    let data = env.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    for (setting, value, says) in [
-        (
-            "--lock-timeout",
-            "-5",
-            "--lock-timeout -5: give the seconds to wait for a lock",
-        ),
-        (
-            "--storage-timeout",
-            "0",
-            "--storage-timeout 0: give the seconds",
-        ),
-        (
-            "--pack-size",
-            "1",
-            "--pack-size 1 bytes: a pack is 64KiB to 1GiB",
-        ),
-        ("--pack-size", "2GiB", "a pack is 64KiB to 1GiB"),
-        ("--crash-limit", "-1", "--crash-limit -1"),
-    ] {
-        let arg = format!("{setting}={value}");
-        let run = env
-            .run([
-                "--repository",
-                repo.to_str().unwrap(),
-                "--client-name",
-                "c",
-                arg.as_str(),
-                "backup",
-                data.to_str().unwrap(),
-            ])
-            .fails()
-            .no_rust_panic();
-        assert!(run.stderr.contains(says), "{arg}: {run:#?}");
-        assert!(!repo.exists(), "{arg}: the backup ran");
-    }
-    let conf = env.write("bad.conf", "[config]\nlock-timeout = -5\n");
-    let run = env
-        .run([
-            "--config",
-            conf.to_str().unwrap(),
-            "--repository",
-            repo.to_str().unwrap(),
-            "clients",
-        ])
-        .fails()
-        .no_rust_panic();
-    assert!(run.stderr.contains("--lock-timeout -5"), "{run:#?}");
-    // The edges are fine.
-    env.run([
-        "--repository",
-        repo.to_str().unwrap(),
-        "--client-name",
-        "c",
-        "--lock-timeout=0",
-        "--storage-timeout=1",
-        "--pack-size=64KiB",
-        "backup",
-        data.to_str().unwrap(),
-    ])
-    .ok();
+fn dump_config_round_trips_awkward_values() {
+    let w = World::new();
+    let values = [
+        "--alpha-list=f{1,2}$",
+        "--alpha-list= lead",
+        "--alpha-list=trail ",
+        "--alpha-list=a\"b",
+        "--alpha-list=\"quoted\"",
+        "--alpha-list='single'",
+        r"--alpha-list=back\slash\",
+        r"--alpha-list=\.tmp$",
+        "--alpha-list=ünï, ✓",
+        "--alpha-string= both ends ",
+        "--client-name=c9",
+    ];
+    let mut direct = vec!["--no-default-configs", "alpha-show"];
+    direct.extend(values);
+    let expected = w.show(&direct, &[]).ok().stdout;
+    assert!(
+        expected.contains(r#"alpha-list=["f{1,2}$", " lead", "trail ", "#),
+        "{expected}"
+    );
+    let mut dump = vec!["--no-default-configs", "--dump-config"];
+    dump.extend(values);
+    let dumped = w.show(&dump, &[]).ok().stdout;
+    assert!(
+        dumped.contains(r#"alpha-list = "f{1,2}$"," lead","trail ",a"b,"\"quoted\"","'single'",back\slash\,\.tmp$,"ünï, ✓""#),
+        "{dumped}"
+    );
+    let conf = w.env.write("dumped.conf", &dumped);
+    let shown = w
+        .show(
+            &[
+                "--no-default-configs",
+                "--config",
+                conf.to_str().unwrap(),
+                "alpha-show",
+            ],
+            &[],
+        )
+        .ok()
+        .stdout;
+    assert_eq!(shown, expected);
 }

@@ -33,6 +33,8 @@ pub struct Registration {
     pub filters: Vec<FilterReg>,
     /// Settings and the subcommands they belong to (plugin-api 0.1.5).
     pub setting_scopes: Vec<(String, Vec<String>)>,
+    /// The ranges of settings: name, least, most (as text).
+    pub setting_ranges: Vec<(String, String, String)>,
 }
 
 impl Registrar for Registration {
@@ -76,6 +78,11 @@ impl Registrar for Registration {
             setting.into(),
             subcommands.into_iter().map(Into::into).collect(),
         ));
+    }
+
+    fn set_setting_range(&mut self, setting: RString, least: RString, most: RString) {
+        self.setting_ranges
+            .push((setting.into(), least.into(), most.into()));
     }
 }
 

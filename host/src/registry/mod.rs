@@ -122,6 +122,7 @@ impl Registry {
             });
         }
         let mut scopes = staging.setting_scopes;
+        let mut ranges = staging.setting_ranges;
         for spec in staging.settings {
             // A setting's scope is the last one its plugin gave it.
             let scope = scopes
@@ -129,10 +130,18 @@ impl Registry {
                 .rposition(|(name, _)| spec.name.as_str() == name)
                 .map(|i| scopes[i].1.clone());
             scopes.retain(|(name, _)| spec.name.as_str() != name);
+            let range = ranges
+                .iter()
+                .rposition(|(name, _, _)| spec.name.as_str() == name)
+                .map(|i| ranges[i].clone());
+            ranges.retain(|(name, _, _)| spec.name.as_str() != name);
             let result = SettingDef::from_spec(&spec, plugin)
-                .map(|mut def| {
+                .and_then(|mut def| {
                     def.subcommands = scope.unwrap_or_default();
-                    def
+                    if let Some((_, least, most)) = range {
+                        def.set_range(&least, &most)?;
+                    }
+                    Ok(def)
                 })
                 .map_err(|e| format!("plugin '{plugin}': {e}; ignored"))
                 .and_then(|def| self.settings.add(def));
@@ -142,6 +151,9 @@ impl Registry {
         }
         for (name, _) in scopes {
             warn!("plugin '{plugin}' names the subcommands of setting '{name}', which it does not declare; ignored");
+        }
+        for (name, _, _) in ranges {
+            warn!("plugin '{plugin}' gives a range to setting '{name}', which it does not declare; ignored");
         }
         for (name, kind, payload) in staging.hooks {
             if let Err(w) = self.hooks.create(&name, kind, payload, plugin) {

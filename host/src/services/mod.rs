@@ -144,42 +144,17 @@ impl Host {
 pub fn check_settings(values: &Values) -> Result<(), String> {
     storage_faults(values)?;
     generation_clock(values)?;
-    check_numbers(values)
-}
-
-/// The smallest and largest `pack-size`: smaller packs would make a file
-/// per chunk, larger ones more than a pack may hold.
-pub const PACK_SIZE_RANGE: (u64, u64) = (64 << 10, 1 << 30);
-
-/// Numeric settings out of their range are refused, naming the setting,
-/// the value and the range, rather than clamped behind the user's back.
-fn check_numbers(values: &Values) -> Result<(), String> {
-    let int = |name: &str, least: i64, meaning: &str| match values.get(name) {
-        Some(Value::Int(n)) if *n < least => Err(format!("--{name} {n}: {meaning}")),
-        _ => Ok(()),
-    };
-    int(
-        "lock-timeout",
-        0,
-        "give the seconds to wait for a lock, 0 (do not wait) or more",
-    )?;
-    int(
-        "storage-timeout",
-        1,
-        "give the seconds one storage operation may take, 1 or more",
-    )?;
-    int(
-        "crash-limit",
-        0,
-        "give a number of writes, or 0 for no limit",
-    )?;
-    if let Some(Value::Bytes(n)) = values.get("pack-size") {
-        let (least, most) = PACK_SIZE_RANGE;
-        if !(least..=most).contains(n) {
-            return Err(format!(
-                "--pack-size {n} bytes: a pack is 64KiB to 1GiB (default 8MiB)"
-            ));
-        }
+    // Numbers out of range, and client names given anywhere, were refused
+    // where they were read, naming where they came from
+    // (SettingDef::parse). What is left is the default client name, the
+    // host name, which nobody wrote.
+    if let Some(name) = values.string("client-name") {
+        crate::host_settings::check_client_name(name).map_err(|why| {
+            format!(
+                "this machine's host name cannot be the client name: {why}; \
+                 give one with --client-name"
+            )
+        })?;
     }
     Ok(())
 }
@@ -190,7 +165,8 @@ fn generation_clock(values: &Values) -> Result<Option<i64>, String> {
     let Some(text) = values.string("testing-generation-time") else {
         return Ok(None);
     };
-    let bad = |why: String| format!("--testing-generation-time: '{text}' is not a time: {why}");
+    let origin = values.origin("testing-generation-time");
+    let bad = |why: String| format!("{origin}: '{text}' is not a time: {why}");
     let time = humantime::parse_rfc3339_weak(text).map_err(|e| bad(e.to_string()))?;
     let ns = time
         .duration_since(std::time::UNIX_EPOCH)
@@ -205,7 +181,8 @@ fn generation_clock(values: &Values) -> Result<Option<i64>, String> {
 /// why its value is bad.
 fn storage_faults(values: &Values) -> Result<Option<FaultSpec>, String> {
     match values.string("testing-storage-faults") {
-        Some(text) => FaultSpec::parse(text).map_err(|e| format!("--testing-storage-faults: {e}")),
+        Some(text) => FaultSpec::parse(text)
+            .map_err(|e| format!("{}: {e}", values.origin("testing-storage-faults"))),
         None => Ok(None),
     }
 }

@@ -11,7 +11,8 @@
 //! `$XDG_CONFIG_HOME/obnam/*.conf` (default `~/.config/obnam/*.conf`), then
 //! each `--config FILE`. Files in a folder are read in name order.
 //! `--no-default-configs` skips all but the `--config` files. A key that
-//! names no known setting is an error naming the file and the key.
+//! names no known setting, or is set twice in one file, is an error naming
+//! the file, the line and the key.
 //!
 //! A config file must be a regular file (or a symlink to one) of at most
 //! [`MAX_CONFIG_FILE_SIZE`] bytes: `--config /dev/zero` or a FIFO is
@@ -22,7 +23,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{SettingsRegistry, Values};
+use super::{SettingsRegistry, Source, Values};
 
 /// The largest config file obnam reads, in bytes. Config files hold a few
 /// lines of settings; a bigger one is something else named by mistake, and
@@ -37,12 +38,20 @@ pub enum ConfigError {
     Missing(PathBuf),
     #[error("cannot read config file {path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
-    #[error("config file {path}: unknown section [{section}] (settings go in [config])")]
-    UnknownSection { path: PathBuf, section: String },
-    #[error("config file {path}: unknown setting '{key}'")]
-    UnknownKey { path: PathBuf, key: String },
-    #[error("config file {path}: {reason}")]
-    BadValue { path: PathBuf, reason: String },
+    #[error("config file {path}: {error}")]
+    Syntax { path: PathBuf, error: SyntaxError },
+    #[error("config file {path}: line {line}: unknown setting '{key}'")]
+    UnknownKey {
+        path: PathBuf,
+        line: usize,
+        key: String,
+    },
+    #[error("config file {path}: line {line}: {reason}")]
+    BadValue {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 /// The default config files that exist on this machine, in reading order.
@@ -142,6 +151,107 @@ fn read_text(path: &Path) -> Result<String, ReadFailure> {
     String::from_utf8(bytes).map_err(|e| ReadFailure::Other(format!("it is not UTF-8 text: {e}")))
 }
 
+/// One `key = value` line of a config file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its line number, from 1.
+    pub line: usize,
+    pub key: String,
+    /// The value as written, without the white space around it; quotes
+    /// are the setting's parser's business ([`super::SettingDef::parse`]).
+    pub value: String,
+}
+
+/// Why the text of a config file is not a config file.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SyntaxError {
+    #[error("line {line}: a section header must end with ']'")]
+    UnclosedSection { line: usize },
+    #[error("line {line}: unknown section [{section}] (settings go in [config])")]
+    UnknownSection { line: usize, section: String },
+    #[error("line {line}: '{key}' is outside the [config] section")]
+    OutsideSection { line: usize, key: String },
+    #[error("line {line}: no setting name before '{separator}'")]
+    MissingKey { line: usize, separator: char },
+    #[error("line {line}: expected 'name = value', a [section] or a # comment, found '{text}'")]
+    NotASetting { line: usize, text: String },
+    #[error("line {line}: '{key}' is set again (first on line {first}); set it once")]
+    Duplicate {
+        line: usize,
+        key: String,
+        first: usize,
+    },
+}
+
+/// Parse the text of a config file: its settings, in order.
+///
+/// Our own parser rather than the rust-ini crate: its errors were Rust
+/// debug text with wrong line numbers, and it took a key set twice
+/// silently. What a file means is what it meant with rust-ini: comments
+/// are lines starting with `#` or `;`, a setting is `key = value` or
+/// `key: value` (split at the first `=` or `:`), white space around keys
+/// and values is dropped, and settings go in `[config]`.
+pub fn parse_text(text: &str) -> Result<Vec<Entry>, SyntaxError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut section: Option<String> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix('[') {
+            let name = rest
+                .strip_suffix(']')
+                .ok_or(SyntaxError::UnclosedSection { line })?
+                .trim();
+            if name != "config" {
+                return Err(SyntaxError::UnknownSection {
+                    line,
+                    section: name.to_string(),
+                });
+            }
+            section = Some(name.to_string());
+            continue;
+        }
+        let Some(at) = trimmed.find(['=', ':']) else {
+            return Err(SyntaxError::NotASetting {
+                line,
+                text: trimmed.to_string(),
+            });
+        };
+        let key = trimmed[..at].trim();
+        if key.is_empty() {
+            return Err(SyntaxError::MissingKey {
+                line,
+                separator: trimmed[at..].chars().next().unwrap_or('='),
+            });
+        }
+        if section.is_none() {
+            return Err(SyntaxError::OutsideSection {
+                line,
+                key: key.to_string(),
+            });
+        }
+        // A later line would silently win over an earlier one in the same
+        // file: almost always a mistake made while editing.
+        if let Some(first) = entries.iter().find(|e| e.key == key) {
+            return Err(SyntaxError::Duplicate {
+                line,
+                key: key.to_string(),
+                first: first.line,
+            });
+        }
+        entries.push(Entry {
+            line,
+            key: key.to_string(),
+            value: trimmed[at + 1..].trim().to_string(),
+        });
+    }
+    Ok(entries)
+}
+
 /// Apply one config file to `values`.
 pub fn apply_file(
     path: &Path,
@@ -155,40 +265,24 @@ pub fn apply_file(
             reason,
         },
     })?;
-    let ini = ini::Ini::load_from_str_noescape(&text).map_err(|e| ConfigError::Unreadable {
+    let entries = parse_text(&text).map_err(|e| ConfigError::Syntax {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        error: e,
     })?;
-    for (section, props) in ini.iter() {
-        match section {
-            Some("config") => {}
-            // Keys before any section header.
-            None if props.is_empty() => continue,
-            None => {
-                let key = props.iter().next().map(|(k, _)| k).unwrap_or_default();
-                return Err(ConfigError::BadValue {
-                    path: path.to_path_buf(),
-                    reason: format!("'{key}' is outside the [config] section"),
-                });
-            }
-            Some(other) => {
-                return Err(ConfigError::UnknownSection {
-                    path: path.to_path_buf(),
-                    section: other.to_string(),
-                })
-            }
-        }
-        for (key, text) in props.iter() {
-            let def = registry.get(key).ok_or_else(|| ConfigError::UnknownKey {
+    for entry in entries {
+        let def = registry
+            .get(&entry.key)
+            .ok_or_else(|| ConfigError::UnknownKey {
                 path: path.to_path_buf(),
-                key: key.to_string(),
+                line: entry.line,
+                key: entry.key.clone(),
             })?;
-            let value = def.parse(text).map_err(|e| ConfigError::BadValue {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-            values.set(key, value);
-        }
+        let value = def.parse(&entry.value).map_err(|e| ConfigError::BadValue {
+            path: path.to_path_buf(),
+            line: entry.line,
+            reason: e.to_string(),
+        })?;
+        values.set_from(&entry.key, value, Source::File(path.to_path_buf()));
     }
     Ok(())
 }
@@ -220,5 +314,42 @@ mod tests {
         assert_eq!(reason(&dir.path().join("none")), "missing");
         std::fs::write(&path, b"[config]\n\xff\n").unwrap();
         assert!(reason(&path).starts_with("it is not UTF-8 text"));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = |text: &str| parse_text(text).unwrap_err().to_string();
+        assert_eq!(
+            err("# comment\n\n[config\n"),
+            "line 3: a section header must end with ']'"
+        );
+        assert_eq!(
+            err("[config]\nroot = /a\n; c\nroot: /b\n"),
+            "line 4: 'root' is set again (first on line 2); set it once"
+        );
+        assert_eq!(
+            err("x = 1\n"),
+            "line 1: 'x' is outside the [config] section"
+        );
+        assert_eq!(err("[config]\n= 1\n"), "line 2: no setting name before '='");
+        assert_eq!(
+            err("[config]\njust words\n"),
+            "line 2: expected 'name = value', a [section] or a # comment, found 'just words'"
+        );
+        assert_eq!(
+            err("[config]\n[other]\n"),
+            "line 2: unknown section [other] (settings go in [config])"
+        );
+    }
+
+    #[test]
+    fn settings_are_read_as_rust_ini_read_them() {
+        let entries =
+            parse_text("\u{feff}# c\n; c\n  [ config ]\r\n a = b = c \nb: x:y\nc =\n").unwrap();
+        let got: Vec<(usize, &str, &str)> = entries
+            .iter()
+            .map(|e| (e.line, e.key.as_str(), e.value.as_str()))
+            .collect();
+        assert_eq!(got, [(4, "a", "b = c"), (5, "b", "x:y"), (6, "c", "")]);
     }
 }

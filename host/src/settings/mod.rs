@@ -11,6 +11,7 @@
 
 pub mod bytesize;
 pub mod config_files;
+pub mod quoting;
 
 use std::collections::BTreeMap;
 
@@ -80,6 +81,9 @@ pub enum SettingError {
     BadDefinition { name: String, reason: String },
 }
 
+/// A check of a string setting's value: why it is refused.
+pub type ValueCheck = fn(&str) -> Result<(), String>;
+
 /// A setting: its name, type, help and default.
 #[derive(Debug, Clone)]
 pub struct SettingDef {
@@ -98,6 +102,13 @@ pub struct SettingDef {
     pub aliases: Vec<String>,
     /// The subcommands whose `--help` lists it; empty: every subcommand.
     pub subcommands: Vec<String>,
+    /// The least and the most an integer or byte size may be, both
+    /// included; checked wherever a value is parsed, so that a value out
+    /// of range is refused naming where it came from.
+    pub range: Option<(i128, i128)>,
+    /// A check of a string's value (host settings only): why it is
+    /// refused, run wherever a value is parsed.
+    pub check: Option<ValueCheck>,
 }
 
 impl SettingDef {
@@ -135,6 +146,8 @@ impl SettingDef {
             short: None,
             aliases: Vec::new(),
             subcommands: Vec::new(),
+            range: None,
+            check: None,
         };
         def.default = match spec.default.as_ref().into_option() {
             Some(text) => def
@@ -143,6 +156,50 @@ impl SettingDef {
             None => def.implicit_default(),
         };
         Ok(def)
+    }
+
+    /// Give an integer or byte-size setting its range, written as values
+    /// of its type (`"1"`, `"64KiB"`); the default must be in it.
+    pub fn set_range(&mut self, least: &str, most: &str) -> Result<(), SettingError> {
+        let bad = |reason: String| SettingError::BadDefinition {
+            name: self.name.clone(),
+            reason,
+        };
+        if !matches!(self.kind, SettingKind::Integer | SettingKind::ByteSize) {
+            return Err(bad(
+                "only integer and byte-size settings have a range".into()
+            ));
+        }
+        let bound = |text: &str| {
+            self.parse_one(text)
+                .ok()
+                .and_then(|v| number(&v))
+                .ok_or_else(|| bad(format!("bad range: '{text}' is not a value of the setting")))
+        };
+        let (least, most) = (bound(least)?, bound(most)?);
+        if least > most {
+            return Err(bad(format!("bad range: {least} is more than {most}")));
+        }
+        self.range = Some((least, most));
+        if let Some(default) = number(&self.default) {
+            if !(least..=most).contains(&default) {
+                self.range = None;
+                return Err(bad(format!(
+                    "bad range: the default {} is outside it",
+                    self.format(&self.default)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The range as the user reads it: `0 to 1024`, `64KiB to 1GiB`.
+    fn range_text(&self, least: i128, most: i128) -> String {
+        let show = |n: i128| match self.kind {
+            SettingKind::ByteSize => bytesize::format(n as u64),
+            _ => n.to_string(),
+        };
+        format!("{} to {}", show(least), show(most))
     }
 
     /// The default of a setting that declares none.
@@ -158,37 +215,63 @@ impl SettingDef {
     }
 
     /// Parse a value from text as written in a config file or environment
-    /// variable (lists are comma-separated).
+    /// variable: lists are comma-separated, and a value or list item may be
+    /// quoted ([`quoting`]).
     pub fn parse(&self, text: &str) -> Result<Value, SettingError> {
+        let bad = |e: quoting::QuoteError| SettingError::BadValue {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        };
         if self.kind == SettingKind::StringList {
-            let items = text
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect();
-            return Ok(Value::List(items));
+            return quoting::split_list(text).map(Value::List).map_err(bad);
         }
-        self.parse_one(text)
+        let text = quoting::unquote(text).map_err(bad)?;
+        self.parse_one(&text)
     }
 
-    /// Parse one value as given on the command line (a list item is not split).
+    /// Parse one value as given on the command line (a list item is not
+    /// split), checking it against the setting's range.
     pub fn parse_one(&self, text: &str) -> Result<Value, SettingError> {
+        let value = self.parse_unchecked(text)?;
+        if let (Some((least, most)), Some(n)) = (self.range, number(&value)) {
+            if !(least..=most).contains(&n) {
+                return Err(SettingError::BadValue {
+                    name: self.name.clone(),
+                    reason: format!(
+                        "'{}' is out of range: give {}",
+                        text.trim(),
+                        self.range_text(least, most)
+                    ),
+                });
+            }
+        }
+        Ok(value)
+    }
+
+    fn parse_unchecked(&self, text: &str) -> Result<Value, SettingError> {
         let bad = |reason: String| SettingError::BadValue {
             name: self.name.clone(),
             reason,
         };
         match self.kind {
-            SettingKind::String => Ok(Value::Str(text.to_string())),
+            SettingKind::String => match self.check.map(|check| check(text)) {
+                Some(Err(reason)) => Err(bad(reason)),
+                _ => Ok(Value::Str(text.to_string())),
+            },
             SettingKind::StringList => Ok(Value::List(vec![text.to_string()])),
             SettingKind::Boolean => parse_bool(text)
                 .map(Value::Bool)
                 .ok_or_else(|| bad(format!("'{text}' is not a boolean (use yes or no)"))),
-            SettingKind::Integer => text
-                .trim()
-                .parse()
-                .map(Value::Int)
-                .map_err(|_| bad(format!("'{text}' is not an integer"))),
+            SettingKind::Integer => text.trim().parse().map(Value::Int).map_err(|e| {
+                use std::num::IntErrorKind;
+                // A number too long for 64 bits is an integer all the
+                // same: say what is wrong with it.
+                bad(match e.kind() {
+                    IntErrorKind::PosOverflow => format!("'{text}' is too large"),
+                    IntErrorKind::NegOverflow => format!("'{text}' is too small"),
+                    _ => format!("'{text}' is not an integer"),
+                })
+            }),
             SettingKind::ByteSize => bytesize::parse(text)
                 .map(Value::Bytes)
                 .map_err(|e| bad(e.to_string())),
@@ -206,12 +289,17 @@ impl SettingDef {
         }
     }
 
-    /// Write a value as text that [`parse`](Self::parse) reads back.
+    /// Write a value as text that [`parse`](Self::parse) reads back,
+    /// quoting what must be ([`quoting`]).
     pub fn format(&self, value: &Value) -> String {
         match value {
             Value::Unset => String::new(),
-            Value::Str(s) => s.clone(),
-            Value::List(v) => v.join(","),
+            Value::Str(s) => quoting::quote_value(s),
+            Value::List(v) => v
+                .iter()
+                .map(|item| quoting::quote_item(item))
+                .collect::<Vec<_>>()
+                .join(","),
             Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
             Value::Int(i) => i.to_string(),
             Value::Bytes(n) => bytesize::format(*n),
@@ -232,6 +320,15 @@ impl SettingDef {
     /// for `client-name`.
     pub fn env_var(&self) -> String {
         format!("OBNAM_{}", self.name.to_ascii_uppercase().replace('-', "_"))
+    }
+}
+
+/// A numeric value as one type, to compare with a range.
+fn number(value: &Value) -> Option<i128> {
+    match value {
+        Value::Int(n) => Some(i128::from(*n)),
+        Value::Bytes(n) => Some(i128::from(*n)),
+        _ => None,
     }
 }
 
@@ -298,17 +395,45 @@ impl SettingsRegistry {
                 .iter()
                 .map(|d| (d.name.clone(), d.default.clone()))
                 .collect(),
+            sources: BTreeMap::new(),
         }
     }
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(std::path::PathBuf),
+    Env(String),
+    CommandLine,
 }
 
 /// The effective value of every setting.
 #[derive(Debug, Clone, Default)]
 pub struct Values {
     map: BTreeMap<String, Value>,
+    sources: BTreeMap<String, Source>,
 }
 
 impl Values {
+    /// Set a value, remembering where it came from.
+    pub fn set_from(&mut self, name: &str, value: Value, source: Source) {
+        self.map.insert(name.to_string(), value);
+        self.sources.insert(name.to_string(), source);
+    }
+
+    /// A setting as the user wrote it, for an error about its value:
+    /// `--NAME`, `NAME in config file PATH`, `environment variable VAR`.
+    pub fn origin(&self, name: &str) -> String {
+        match self.sources.get(name) {
+            Some(Source::File(path)) => format!("{name} in config file {}", path.display()),
+            Some(Source::Env(var)) => format!("environment variable {var}"),
+            Some(Source::CommandLine) => format!("--{name}"),
+            Some(Source::Default) | None => format!("--{name} (its default)"),
+        }
+    }
+
     /// A value by name.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.map.get(name)
@@ -332,36 +457,58 @@ impl Values {
         matches!(self.map.get(name), Some(Value::Bool(true)))
     }
 
-    /// Apply `OBNAM_<NAME>` environment variables.
+    /// Apply `OBNAM_<NAME>` environment variables. A value that is not
+    /// UTF-8 is refused naming the variable: settings are text, and
+    /// skipping it would quietly use another value in its place.
     pub fn apply_env(
         &mut self,
         registry: &SettingsRegistry,
-        lookup: impl Fn(&str) -> Option<String>,
+        lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
     ) -> Result<(), SettingError> {
         for def in registry.iter() {
             let var = def.env_var();
-            if let Some(text) = lookup(&var) {
+            if let Some(raw) = lookup(&var) {
+                let text = raw.into_string().map_err(|raw| SettingError::BadValue {
+                    name: def.name.clone(),
+                    reason: format!(
+                        "environment variable {var}: its value {:?} is not UTF-8 text",
+                        raw
+                    ),
+                })?;
                 let value = def.parse(&text).map_err(|e| SettingError::BadValue {
                     name: def.name.clone(),
                     reason: format!("environment variable {var}: {}", e.reason()),
                 })?;
-                self.set(&def.name, value);
+                self.set_from(&def.name, value, Source::Env(var));
             }
         }
         Ok(())
     }
 
-    /// The effective settings in config-file format, readable back with `--config`.
-    pub fn dump(&self, registry: &SettingsRegistry) -> String {
+    /// The effective settings in config-file format, readable back with
+    /// `--config`; an error naming a setting whose value a config file
+    /// cannot hold (a line break), rather than a dump that reads back as
+    /// something else.
+    pub fn dump(&self, registry: &SettingsRegistry) -> Result<String, SettingError> {
         let mut out = String::from("[config]\n");
         for def in registry.iter() {
             let value = self.get(&def.name).unwrap_or(&def.default);
             if *value == Value::Unset {
                 continue;
             }
-            out.push_str(&format!("{} = {}\n", def.name, def.format(value)));
+            let text = def.format(value);
+            if text.contains(['\n', '\r']) {
+                return Err(SettingError::BadValue {
+                    name: def.name.clone(),
+                    reason: format!(
+                        "its value ({}) has a line break, which a config file cannot hold",
+                        self.origin(&def.name)
+                    ),
+                });
+            }
+            out.push_str(&format!("{} = {text}\n", def.name));
         }
-        out
+        Ok(out)
     }
 }
 
@@ -432,5 +579,47 @@ mod tests {
         let def = SettingDef::from_spec(&spec("client-name", SettingKind::String, None, &[]), "p")
             .unwrap();
         assert_eq!(def.env_var(), "OBNAM_CLIENT_NAME");
+    }
+
+    #[test]
+    fn ranges_are_checked_where_values_are_parsed() {
+        let mut def =
+            SettingDef::from_spec(&spec("n", SettingKind::Integer, Some("2"), &[]), "p").unwrap();
+        def.set_range("1", "10").unwrap();
+        assert_eq!(def.parse("10").unwrap(), Value::Int(10));
+        assert_eq!(
+            def.parse("11").unwrap_err().reason(),
+            "'11' is out of range: give 1 to 10"
+        );
+        assert_eq!(
+            def.parse_one("99999999999999999999").unwrap_err().reason(),
+            "'99999999999999999999' is too large"
+        );
+        assert!(def.set_range("3", "10").is_err(), "the default is outside");
+        assert!(def.set_range("10", "1").is_err());
+        assert!(def.set_range("one", "10").is_err());
+        let mut size =
+            SettingDef::from_spec(&spec("s", SettingKind::ByteSize, Some("1MiB"), &[]), "p")
+                .unwrap();
+        size.set_range("64KiB", "1GiB").unwrap();
+        assert_eq!(
+            size.parse("2GiB").unwrap_err().reason(),
+            "'2GiB' is out of range: give 64KiB to 1GiB"
+        );
+        let mut text =
+            SettingDef::from_spec(&spec("t", SettingKind::String, None, &[]), "p").unwrap();
+        assert!(text.set_range("1", "2").is_err());
+    }
+
+    #[test]
+    fn the_hosts_ranges_are_well_formed() {
+        for def in crate::host_settings::definitions(8 << 20) {
+            if matches!(
+                def.name.as_str(),
+                "lock-timeout" | "pack-size" | "storage-timeout"
+            ) {
+                assert!(def.range.is_some(), "{} has no range", def.name);
+            }
+        }
     }
 }

@@ -47,7 +47,10 @@ pub fn register(app: &mut App<'_>) {
     app.add_setting(
         Setting::integer("backup-threads")
             .subcommands(&["backup"])
-            .help("how many files to read at once (0: one per processor)")
+            .help("how many files to read at once, at most 1024 (0: one per processor)")
+            // Each is a thread, and the queue of work grows with them: a
+            // huge count would fail to start, or abort on allocation.
+            .range("0", "1024")
             .group(GROUP_PERFORMANCE),
     );
     app.add_setting(
@@ -90,6 +93,10 @@ impl BackupSettings {
     pub fn read(ctx: &Context<'_>, args: &[std::ffi::OsString]) -> Result<Self> {
         let mut given: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
         given.extend(ctx.string_list("root")?.into_iter().map(PathBuf::from));
+        // An empty name would be taken as the current folder.
+        if given.iter().any(|r| r.as_os_str().is_empty()) {
+            plugin_api::bail!("backup: a folder or file to back up must not be an empty name");
+        }
         let cwd = std::env::current_dir()?;
         let mut roots: Vec<PathBuf> = given.iter().map(|r| absolute(&cwd, r)).collect();
         roots.sort();

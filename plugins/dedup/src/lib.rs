@@ -82,7 +82,8 @@ impl Plugin for Dedup {
             Setting::bytesize("chunk-size")
                 .subcommands(&["backup"])
                 .default("1MiB")
-                .help("size of chunks with --chunking fixed")
+                .help("size of chunks with --chunking fixed (1 byte to 64 MiB)")
+                .range("1", "64MiB")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
@@ -90,6 +91,7 @@ impl Plugin for Dedup {
                 .subcommands(&["backup"])
                 .default("64KiB")
                 .help("smallest content-defined chunk (an even number of bytes, 64 B to 1 MiB)")
+                .range("64", "1MiB")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
@@ -97,6 +99,7 @@ impl Plugin for Dedup {
                 .subcommands(&["backup"])
                 .default("256KiB")
                 .help("average content-defined chunk (an even number of bytes, 256 B to 4 MiB)")
+                .range("256", "4MiB")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
@@ -104,6 +107,7 @@ impl Plugin for Dedup {
                 .subcommands(&["backup"])
                 .default("1MiB")
                 .help("largest content-defined chunk (an even number of bytes, 1 KiB to 16 MiB)")
+                .range("1KiB", "16MiB")
                 .group(GROUP_BACKUP),
         );
 

@@ -69,6 +69,9 @@ fn key(ctx: &Context<'_>, args: Vec<OsString>, state: &Shared) -> Result<()> {
         }
         ["remove", id] => remove(ctx, state, id),
         ["passwd"] => passwd(ctx, state),
+        [] => Err(Error::msg(
+            "usage: obnam key list | add | remove ID | passwd (give one of them)",
+        )),
         _ => Err(Error::msg(format!(
             "usage: obnam key list | add | remove ID | passwd (not 'key {}')",
             args.join(" ")

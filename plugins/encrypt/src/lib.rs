@@ -109,12 +109,14 @@ impl Plugin for Encrypt {
                 .subcommands(&["backup", "key"])
                 .default("64MiB")
                 .metavar("SIZE")
-                .help("Argon2id memory cost of new passphrase slots (64KiB to 4GiB)"),
+                .help("Argon2id memory cost of new passphrase slots (64KiB to 4GiB)")
+                .range("64KiB", "4GiB"),
             Setting::integer("kdf-iterations")
                 .subcommands(&["backup", "key"])
                 .default("3")
                 .metavar("N")
-                .help("Argon2id time cost of new passphrase slots (1 to 64)"),
+                .help("Argon2id time cost of new passphrase slots (1 to 64)")
+                .range("1", "64"),
         ];
         for s in settings {
             app.add_setting(s.group(GROUP_ENCRYPTION));

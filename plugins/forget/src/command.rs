@@ -57,7 +57,10 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             ),
         }
     }
-    let keep = ctx.string("keep")?.filter(|k| !k.is_empty());
+    // An empty --keep is a policy like any other, and refused by
+    // Policy::parse: taken as no --keep it would silently mean "remove
+    // checkpoints only".
+    let keep = ctx.string("keep")?;
     let selection = match (ids.is_empty(), keep) {
         (false, Some(_)) => plugin_api::bail!("forget: give generation ids or --keep, not both"),
         (false, None) => SelectionSpec::Named(ids),
@@ -103,7 +106,9 @@ fn chosen_clients(ctx: &Context<'_>, repo: &Repository) -> Result<Vec<String>> {
     }
     match ctx.string("client-name")? {
         Some(name) if !name.is_empty() => Ok(vec![name]),
-        _ => plugin_api::bail!("no client name: set --client-name, or give --all-clients"),
+        _ => plugin_api::bail!(
+            "a client name must not be empty: set --client-name, or give --all-clients"
+        ),
     }
 }
 

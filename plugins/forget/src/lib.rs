@@ -62,6 +62,7 @@ impl Plugin for ForgetPlugin {
                      (0: any unused byte; 100: never, only delete wholly unused packs)",
                 )
                 .default(prune::DEFAULT_REPACK_THRESHOLD)
+                .range("0", "100")
                 .group(GROUP_BACKUP),
         );
         app.add_subcommand(

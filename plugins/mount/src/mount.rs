@@ -62,7 +62,7 @@ const ENOTCONN: i32 = 107;
 fn client(ctx: &Context<'_>) -> Result<String> {
     match ctx.string("client-name")? {
         Some(name) if !name.is_empty() => Ok(name),
-        _ => plugin_api::bail!("no client name: set --client-name"),
+        _ => plugin_api::bail!("a client name must not be empty: set --client-name"),
     }
 }
 

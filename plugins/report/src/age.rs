@@ -14,8 +14,8 @@ pub fn parse(setting: &str, text: &str) -> Result<i64> {
     let (number, unit) = text.split_at(digits_end);
     if number.is_empty() {
         plugin_api::bail!(
-            "--{setting} '{text}': an age is a whole number and a unit (s, m, h, d, w), \
-             such as 36h or 2d"
+            "--{setting} '{text}': an age is a whole number with an optional unit \
+             (s, m, h, d, w; without one, seconds), such as 36h or 2d"
         );
     }
     let scale: i64 = match unit {
@@ -69,6 +69,8 @@ mod tests {
 
     #[test]
     fn every_unit() {
+        // A unit is optional, as the error about a bad age says.
+        assert_eq!(parse("a", "0").unwrap(), 0);
         assert_eq!(parse("a", "45").unwrap(), 45);
         assert_eq!(parse("a", "45s").unwrap(), 45);
         assert_eq!(parse("a", "90m").unwrap(), 5400);
@@ -81,8 +83,8 @@ mod tests {
     #[test]
     fn bad_ages_name_the_bad_part() {
         for (text, part) in [
-            ("", "whole number"),
-            ("d", "whole number"),
+            ("", "whole number with an optional unit"),
+            ("d", "without one, seconds"),
             ("-1d", "whole number"),
             ("1.5d", "unknown unit '.5d'"),
             ("3x", "unknown unit 'x'"),

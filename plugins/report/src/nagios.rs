@@ -81,7 +81,7 @@ fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
     let now_ns = now_ns(ctx)?;
     let client = match ctx.string("client-name")? {
         Some(name) if !name.is_empty() => name,
-        _ => plugin_api::bail!("no client name: set --client-name"),
+        _ => plugin_api::bail!("a client name must not be empty: set --client-name"),
     };
     let repo = ctx.repository(false)?;
     let gens = repo.generations(&client)?;

@@ -73,13 +73,16 @@ impl Plugin for RestorePlugin {
                 .subcommands(&["verify"])
                 .metavar("N")
                 .help("with verify: check only N regular files chosen at random (0: everything)")
+                .range("0", &i64::MAX.to_string())
                 .group(GROUP_RESTORE),
         );
         app.add_setting(
             Setting::integer("restore-workers")
                 .subcommands(&["restore"])
                 .metavar("N")
-                .help("restore N files at once (0: four per processor, from 4 to 32; at most 4 from sftp:// or s3://)")
+                .help("restore N files at once, at most 256 (0: four per processor, from 4 to 32; at most 4 from sftp:// or s3://)")
+                // Each worker is a thread with buffers of its own.
+                .range("0", "256")
                 .group(GROUP_PERFORMANCE),
         );
         app.add_subcommand(

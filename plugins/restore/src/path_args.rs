@@ -47,9 +47,19 @@ pub enum PathArg {
 pub fn parse(command: &str, args: &[OsString]) -> Result<Vec<PathArg>> {
     let mut out = Vec::new();
     for arg in args {
+        let bytes = arg.as_encoded_bytes();
         let text = arg.to_string_lossy();
         let styled = |prefix: &str| text.strip_prefix(prefix).map(str::to_string);
         if let Some(glob) = styled("sh:").or_else(|| styled("glob:")) {
+            // A glob is text to globset: bytes that are not UTF-8 would
+            // be turned into U+FFFD and never match.
+            if arg.to_str().is_none() {
+                plugin_api::bail!(
+                    "{command}: shell glob '{}' is not UTF-8 text; give the name with re: \
+                     (which matches bytes) or pp:",
+                    escape(bytes)
+                );
+            }
             let full = if glob.starts_with('/') || glob.starts_with("**") {
                 glob.clone()
             } else {
@@ -69,8 +79,8 @@ pub fn parse(command: &str, args: &[OsString]) -> Result<Vec<PathArg>> {
                 text: text.to_string(),
                 matcher: Matcher::Glob(g.compile_matcher()),
             });
-        } else if let Some(re) = styled("re:") {
-            let r = Regex::new(&re).map_err(|e| {
+        } else if let Some(re) = bytes.strip_prefix(b"re:") {
+            let r = Regex::new(&byte_pattern(re)).map_err(|e| {
                 plugin_api::Error::msg(format!("{command}: bad regular expression '{text}': {e}"))
             })?;
             out.push(PathArg::Pattern {
@@ -78,8 +88,10 @@ pub fn parse(command: &str, args: &[OsString]) -> Result<Vec<PathArg>> {
                 matcher: Matcher::Regex(r),
             });
         } else {
-            let path = match arg.as_encoded_bytes().strip_prefix(b"pp:") {
-                Some(rest) => OsString::from(String::from_utf8_lossy(rest).into_owned()),
+            // pp:PATH is PATH, whatever its bytes.
+            let path = match bytes.strip_prefix(b"pp:") {
+                Some(rest) => <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rest)
+                    .to_os_string(),
                 None => arg.clone(),
             };
             out.push(PathArg::Exact(
@@ -88,6 +100,21 @@ pub fn parse(command: &str, args: &[OsString]) -> Result<Vec<PathArg>> {
         }
     }
     Ok(out)
+}
+
+/// A regular expression's text from its bytes: bytes that are not UTF-8
+/// become byte escapes outside Unicode mode (`(?-u:\xFF)`), so that they
+/// match those bytes in a name, as the rest of the pattern matches its
+/// characters.
+fn byte_pattern(re: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in re.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("(?-u:\\x{b:02X})"));
+        }
+    }
+    out
 }
 
 /// The paths `args` select in the generation `reader` reads (`gen` is its
@@ -140,4 +167,33 @@ pub fn expand(reader: &GenerationReader, args: Vec<PathArg>, gen: &str) -> Resul
         );
     }
     Ok(exact)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStringExt;
+
+    fn arg(bytes: &[u8]) -> OsString {
+        OsString::from_vec(bytes.to_vec())
+    }
+
+    #[test]
+    fn patterns_match_names_that_are_not_utf8() {
+        let parsed = parse("ls", &[arg(b"re:/x_\xff$"), arg(b"pp:/a/b\xfe")]).unwrap();
+        match &parsed[0] {
+            PathArg::Pattern { matcher, .. } => {
+                assert!(matcher.is_match(b"/home/x_\xff"));
+                assert!(!matcher.is_match("/home/x_\u{ff}".as_bytes()));
+                assert!(!matcher.is_match("/home/x_\u{fffd}".as_bytes()));
+            }
+            PathArg::Exact(_) => panic!("re: is a pattern"),
+        }
+        match &parsed[1] {
+            PathArg::Exact(parts) => assert_eq!(names::from_parts(parts), b"/a/b\xfe"),
+            PathArg::Pattern { .. } => panic!("pp: is a path"),
+        }
+        let err = parse("ls", &[arg(b"sh:*\xff")]).err().unwrap();
+        assert!(err.message().contains("is not UTF-8 text"), "{err}");
+    }
 }

@@ -18,7 +18,7 @@ pub const LATEST: &str = "latest";
 pub fn client(ctx: &Context<'_>) -> Result<String> {
     match ctx.string("client-name")? {
         Some(name) if !name.is_empty() => Ok(name),
-        _ => plugin_api::bail!("no client name: set --client-name"),
+        _ => plugin_api::bail!("a client name must not be empty: set --client-name"),
     }
 }
 

@@ -146,13 +146,20 @@ fn not_an_object(meta: &std::fs::Metadata) -> std::io::Result<()> {
 
 /// Open the folder `root` (made when first written to).
 pub fn open(root: &Path, url: &str) -> Result<(Box<dyn Backend>, Operator), StorageError> {
-    if root.exists() && !root.is_dir() {
-        return Err(StorageError::Setup {
-            url: url.to_string(),
-            message: "it is not a folder".into(),
-        });
-    }
-    let made_root = !root.exists();
+    let setup = |message: String| StorageError::Setup {
+        url: url.to_string(),
+        message,
+    };
+    // Looked at here, so that a folder that cannot be used (a name too
+    // long, a part that is a file, no permission) is named in our words
+    // with the system's reason, not as OpenDAL's failure to canonicalize
+    // its "root".
+    let made_root = match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => false,
+        Ok(_) => return Err(setup("it is not a folder".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(setup(format!("cannot look at {}: {e}", root.display()))),
+    };
     // Repository objects are private to their owner: with umask 077 the
     // objects (and `.tmp/`'s files, renamed into place) are created 0600
     // and the folders 0700. OpenDAL's fs service takes no permissions to
@@ -163,7 +170,18 @@ pub fn open(root: &Path, url: &str) -> Result<(Box<dyn Backend>, Operator), Stor
     let builder = services::Fs::default()
         .root(&root.to_string_lossy())
         .atomic_write_dir(&tmp.to_string_lossy());
-    let op = Operator::new(builder).map_err(|e| super::setup_error(url, e))?;
+    // OpenDAL makes a missing folder here; its failure speaks of its
+    // "root dir": say it in our words, with the system's reason.
+    let op = Operator::new(builder).map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                return setup(format!("cannot make the folder {}: {io}", root.display()));
+            }
+            cause = c.source();
+        }
+        super::setup_error(url, e)
+    })?;
     let backend = Local {
         root: root.to_path_buf(),
         made_root,

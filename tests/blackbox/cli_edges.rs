@@ -1,0 +1,68 @@
+//! Small things at the edges of the command line: the help of `help`,
+//! usage of `key`, a log file that cannot be written, a repository folder
+//! that cannot be used.
+
+use std::path::Path;
+
+use obnam_test_support::{run as run_obnam, BackupWorld};
+
+#[test]
+fn key_without_a_subcommand_says_what_to_give() {
+    let w = BackupWorld::new("c");
+    let run = w.obnam(&["key"]).fails().no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("usage: obnam key list | add | remove ID | passwd (give one of them)"),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn help_of_the_help_subcommand_is_printed() {
+    let w = BackupWorld::new("c");
+    let run = w.obnam(&["help", "--help"]).ok();
+    assert!(run.stdout.contains("Usage: obnam help"), "{run:#?}");
+}
+
+#[test]
+fn a_log_file_that_cannot_be_written_is_warned_about_once() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let w = BackupWorld::new("c");
+    w.env.write("data/f", "x");
+    let run = w
+        .backup(&["--log", "/dev/full", "--log-level", "debug"])
+        .ok();
+    assert_eq!(
+        run.stderr
+            .matches("WARNING: cannot write to the log file /dev/full: ")
+            .count(),
+        1,
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn a_repository_folder_that_cannot_be_used_is_named_in_our_words() {
+    let w = BackupWorld::new("c");
+    let long_part = w.env.path().join("x".repeat(300)).join("repo");
+    let missing_parent = w.env.path().join("new").join("x".repeat(300));
+    let long_path = w
+        .env
+        .path()
+        .join(std::iter::repeat_n("d", 2100).collect::<Vec<_>>().join("/"));
+    for repo in [long_part, missing_parent, long_path] {
+        let mut cmd = w.env.obnam();
+        cmd.arg("--repository")
+            .arg(&repo)
+            .args(["--client-name", "c", "backup"])
+            .arg(&w.data);
+        let run = run_obnam(&mut cmd).fails().no_rust_panic();
+        assert!(
+            !run.stderr.contains("canonicalize") && !run.stderr.contains("root directory"),
+            "{run:#?}"
+        );
+        assert!(run.stderr.contains("File name too long"), "{run:#?}");
+    }
+}

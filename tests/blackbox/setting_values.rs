@@ -1,0 +1,343 @@
+//! Bad setting values, wherever they are written, are refused before
+//! anything is created, naming the setting and where the value came from;
+//! a bad value on the command line is a usage error (exit code 2), one in a
+//! config file or the environment an error (exit code 1).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use obnam_test_support::{run as run_obnam, BackupWorld, Run};
+
+/// Run a backup of the world's data with `args` before the subcommand
+/// and `vars` in the environment.
+fn backup(w: &BackupWorld, args: &[&OsStr], vars: &[(&str, &OsStr)]) -> Run {
+    let mut cmd = w.env.obnam();
+    cmd.arg("--repository").arg(&w.repo);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.args(args).arg("backup").arg(&w.data);
+    run_obnam(&mut cmd).no_rust_panic()
+}
+
+fn os(text: &str) -> &OsStr {
+    OsStr::new(text)
+}
+
+fn nothing_created(w: &BackupWorld, what: &str) {
+    assert!(!w.repo.exists(), "{what}: the repository was created");
+}
+
+#[test]
+fn counts_that_size_threads_or_memory_are_refused_before_anything_is_created() {
+    let w = BackupWorld::new("c");
+    for (setting, value, says) in [
+        ("backup-threads", "9223372036854775807", "give 0 to 1024"),
+        ("backup-threads", "4294967296", "give 0 to 1024"),
+        ("backup-threads", "100000", "give 0 to 1024"),
+        ("restore-workers", "1000", "give 0 to 256"),
+        ("kdf-iterations", "65", "give 1 to 64"),
+        ("kdf-memory", "1TiB", "give 64KiB to 4GiB"),
+        ("chunk-size", "1GiB", "give 1 to 64MiB"),
+        ("chunk-max-size", "1GiB", "give 1KiB to 16MiB"),
+        ("repack-threshold", "101", "give 0 to 100"),
+        (
+            "testing-new-chunks-in-memory",
+            "99999999999",
+            "give 0 to 16777216",
+        ),
+        ("verify-randomly", "-1", "give 0 to 9223372036854775807"),
+        ("lock-timeout", "-1", "give 0 to 604800"),
+        ("storage-timeout", "0", "give 1 to 86400"),
+        ("pack-size", "0", "give 64KiB to 1GiB"),
+        ("crash-limit", "-1", "give 0 to 9223372036854775807"),
+    ] {
+        let arg = format!("--{setting}={value}");
+        let run = backup(&w, &[os("--client-name=c"), os(&arg)], &[]);
+        assert_eq!(run.code, 2, "{arg}: {run:#?}");
+        assert_eq!(
+            run.stderr,
+            format!("ERROR: --{setting}: '{value}' is out of range: {says}\n"),
+            "{arg}"
+        );
+        nothing_created(&w, &arg);
+    }
+    // The edges are values like any other.
+    backup(
+        &w,
+        &[
+            os("--client-name=c"),
+            os("--backup-threads=1024"),
+            os("--lock-timeout=0"),
+            os("--storage-timeout=1"),
+            os("--pack-size=64KiB"),
+        ],
+        &[],
+    )
+    .ok();
+}
+
+#[test]
+fn a_value_out_of_range_names_where_it_came_from() {
+    let w = BackupWorld::new("c");
+    let conf = w
+        .env
+        .write("bad.conf", "[config]\n# why\nlock-timeout = -5\n");
+    let run = backup(&w, &[os("--config"), conf.as_os_str()], &[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: config file {}: line 3: setting 'lock-timeout': '-5' is out of range: give 0 to 604800\n",
+            conf.display()
+        )
+    );
+    let run = backup(&w, &[], &[("OBNAM_BACKUP_THREADS", os("100000"))]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        "ERROR: setting 'backup-threads': environment variable OBNAM_BACKUP_THREADS: \
+         '100000' is out of range: give 0 to 1024\n"
+    );
+    nothing_created(&w, "config file and environment");
+}
+
+#[test]
+fn an_integer_too_large_for_its_type_is_called_too_large() {
+    let w = BackupWorld::new("c");
+    for (value, says) in [
+        ("99999999999999999999", "is too large"),
+        ("-99999999999999999999", "is too small"),
+        ("12x", "is not an integer"),
+    ] {
+        let arg = format!("--lock-timeout={value}");
+        let run = backup(&w, &[os(&arg)], &[]);
+        assert_eq!(run.code, 2, "{run:#?}");
+        assert_eq!(
+            run.stderr,
+            format!("ERROR: --lock-timeout: '{value}' {says}\n")
+        );
+    }
+}
+
+#[test]
+fn an_environment_variable_that_is_not_utf8_is_an_error_naming_it() {
+    let w = BackupWorld::new("c");
+    let conf = w.env.write(
+        "c.conf",
+        format!("[config]\nrepository = {}\n", w.repo.display()),
+    );
+    for var in ["OBNAM_CLIENT_NAME", "OBNAM_REPOSITORY", "OBNAM_EXCLUDE"] {
+        let mut cmd = w.env.obnam();
+        cmd.arg("--config")
+            .arg(&conf)
+            .env(var, OsStr::from_bytes(b"x_\xff"))
+            .arg("backup")
+            .arg(&w.data);
+        let run = run_obnam(&mut cmd).no_rust_panic();
+        assert_eq!(run.code, 1, "{var}: {run:#?}");
+        assert!(
+            run.stderr.contains(&format!(
+                "environment variable {var}: its value \"x_\\xFF\" is not UTF-8 text"
+            )),
+            "{var}: {run:#?}"
+        );
+        nothing_created(&w, var);
+    }
+}
+
+#[test]
+fn an_option_value_that_is_not_utf8_is_refused_naming_the_option() {
+    let w = BackupWorld::new("c");
+    for option in ["--repository", "--log", "--root", "--exclude-from", "--to"] {
+        let value = OsStr::from_bytes(b"/tmp/x_\xff");
+        let mut cmd = w.env.obnam();
+        cmd.arg(option).arg(value).arg("backup").arg(&w.data);
+        let run = run_obnam(&mut cmd).no_rust_panic();
+        assert_eq!(run.code, 2, "{option}: {run:#?}");
+        assert!(
+            run.stderr.starts_with(&format!(
+                "ERROR: {option}: \"/tmp/x_\\xFF\" is not UTF-8 text"
+            )),
+            "{option}: {run:#?}"
+        );
+    }
+}
+
+#[test]
+fn empty_list_items_are_refused() {
+    let w = BackupWorld::new("c");
+    for setting in ["exclude", "include", "exclude-from", "root"] {
+        let run = backup(
+            &w,
+            &[os("--client-name=c"), os(&format!("--{setting}="))],
+            &[],
+        );
+        assert_eq!(run.code, 2, "{setting}: {run:#?}");
+        assert_eq!(
+            run.stderr,
+            format!("ERROR: --{setting}: a value must not be empty\n")
+        );
+        nothing_created(&w, setting);
+    }
+    let conf = w.env.write("e.conf", "[config]\nexclude = a, \"\"\n");
+    let run = backup(&w, &[os("--config"), conf.as_os_str()], &[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: config file {}: line 2: setting 'exclude': a list item must not be empty (\"\")\n",
+            conf.display()
+        )
+    );
+    // An empty name among the folders to back up would be the current one.
+    let mut cmd = w.env.obnam();
+    cmd.arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", "c", "backup", ""]);
+    let run = run_obnam(&mut cmd).fails().no_rust_panic();
+    assert!(run.stderr.contains("must not be an empty name"), "{run:#?}");
+}
+
+#[test]
+fn bad_client_names_are_refused_in_one_wording_before_anything_is_created() {
+    let w = BackupWorld::new("c");
+    for (name, says) in [
+        ("", "a client name must not be empty"),
+        (" ", "a client name must not be only white space (got \" \")"),
+        (
+            "a\nb",
+            "a client name must not contain control characters (got \"a\\nb\", with U+000A)",
+        ),
+        (
+            "a\u{1b}[31mb",
+            "a client name must not contain control characters (got \"a\\u{1b}[31mb\", with U+001B)",
+        ),
+    ] {
+        let arg = format!("--client-name={name}");
+        let run = backup(&w, &[os(&arg)], &[]);
+        assert_eq!(run.code, 2, "{name:?}: {run:#?}");
+        assert_eq!(run.stderr, format!("ERROR: --client-name: {says}\n"));
+        nothing_created(&w, name);
+        // Reading commands say the same.
+        let mut cmd = w.env.obnam();
+        cmd.arg("--repository").arg(&w.repo).arg(&arg).arg("generations");
+        let run = run_obnam(&mut cmd).no_rust_panic();
+        assert_eq!(run.stderr, format!("ERROR: --client-name: {says}\n"));
+    }
+    let run = backup(&w, &[], &[("OBNAM_CLIENT_NAME", os(""))]);
+    assert_eq!(
+        run.stderr,
+        "ERROR: setting 'client-name': environment variable OBNAM_CLIENT_NAME: \
+         a client name must not be empty\n"
+    );
+    nothing_created(&w, "environment");
+}
+
+#[test]
+fn forget_with_an_empty_keep_is_refused() {
+    let w = BackupWorld::new("c");
+    w.backup(&[]).ok();
+    for keep in ["", " "] {
+        let run = w.obnam(&["forget", "--keep", keep]).fails().no_rust_panic();
+        assert!(
+            run.stderr.contains("--keep: the policy is empty"),
+            "{keep:?}: {run:#?}"
+        );
+    }
+}
+
+#[test]
+fn config_file_syntax_errors_are_plain_and_name_the_line() {
+    let w = BackupWorld::new("c");
+    for (text, says) in [
+        (
+            "# a comment\n\n[config\n",
+            "line 3: a section header must end with ']'",
+        ),
+        (
+            "[config]\nlock-timeout = 5\n; again\nlock-timeout: 6\n",
+            "line 4: 'lock-timeout' is set again (first on line 2); set it once",
+        ),
+        (
+            "[config]\nexclude = \"a, b\n",
+            "line 2: setting 'exclude': the quote that starts \"a, b has no closing quote",
+        ),
+    ] {
+        let conf = w.env.write("syntax.conf", text);
+        let run = backup(&w, &[os("--config"), conf.as_os_str()], &[]);
+        assert_eq!(run.code, 1, "{text}: {run:#?}");
+        assert_eq!(
+            run.stderr,
+            format!("ERROR: config file {}: {says}\n", conf.display())
+        );
+    }
+}
+
+#[test]
+fn list_config_files_lists_a_malformed_default_file_and_names_it() {
+    let w = BackupWorld::new("c");
+    let good = w.env.write("home/.config/obnam/a.conf", "[config]\n");
+    let bad = w.env.home().join(".obnam.conf");
+    std::fs::write(&bad, "[config\n").unwrap();
+    let run = run_obnam(w.env.obnam().arg("--list-config-files")).no_rust_panic();
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(
+        run.stdout,
+        format!("{}\n{}\n", bad.display(), good.display())
+    );
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: config file {}: line 1: a section header must end with ']'\n",
+            bad.display()
+        )
+    );
+}
+
+#[test]
+fn plugin_folders_are_checked_and_loaded_once() {
+    let w = BackupWorld::new("c");
+    let file = w.env.write("not-a-folder", "x");
+    let run = run_obnam(w.env.obnam().arg("--plugin-dir").arg(&file).arg("plugins")).fails();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: plugin folder {} (from --plugin-dir) is not a folder\n",
+            file.display()
+        )
+    );
+    let run = run_obnam(w.env.obnam().args(["--plugin-dir", "", "plugins"])).fails();
+    assert_eq!(
+        run.stderr,
+        "ERROR: plugin folder '' (from --plugin-dir) is an empty name\n"
+    );
+    let dir = w.env.plugin_dir("plugins", &["alpha"]);
+    let twice = run_obnam(
+        w.env
+            .obnam()
+            .arg("--no-bundled-plugins")
+            .arg("--plugin-dir")
+            .arg(&dir)
+            .arg("--plugin-dir")
+            .arg(dir.join("."))
+            .arg("plugins"),
+    )
+    .ok();
+    assert_eq!(twice.stderr, "", "loaded twice: {twice:#?}");
+    assert_eq!(
+        twice.stdout.matches("alpha").count(),
+        run_obnam(
+            w.env
+                .obnam()
+                .arg("--no-bundled-plugins")
+                .arg("--plugin-dir")
+                .arg(&dir)
+                .arg("plugins")
+        )
+        .ok()
+        .stdout
+        .matches("alpha")
+        .count()
+    );
+}
