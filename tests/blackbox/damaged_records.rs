@@ -145,6 +145,14 @@ fn a_damaged_client_record_is_written_again_by_its_next_backup() {
     assert!(run.stderr.contains("written again"), "{run:#?}");
     assert_eq!(w.obnam(&["clients"]).ok().stdout.trim(), "c");
     w.obnam(&["fsck"]).ok().no_rust_panic();
+
+    // One that cannot be written again (a folder in its place) does not
+    // fail the backup: nothing refers to a client record.
+    fs::remove_file(&clients[0]).unwrap();
+    fs::create_dir(&clients[0]).unwrap();
+    fs::write(clients[0].join("x"), b"x").unwrap();
+    let run = w.backup(&[]).ok().no_rust_panic();
+    assert!(run.stderr.contains("could not be written again"), "{run:#?}");
 }
 
 /// A lock object that cannot be read holds what its name says it may

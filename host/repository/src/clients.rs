@@ -62,7 +62,7 @@ impl Repository {
         // A record that is there but damaged is written again (see
         // `damaged_records`): a read costs what the check of its
         // existence did.
-        match self.read_objects_each(std::slice::from_ref(&key))?.pop() {
+        let damaged = match self.read_objects_each(std::slice::from_ref(&key))?.pop() {
             Some(Read::Bytes(bytes)) => {
                 let whole = serde_json::from_slice::<ClientRecord>(&bytes).is_ok_and(|r| {
                     crate::damaged_records::Record::mismatch(&r, self, &key).is_none()
@@ -70,19 +70,33 @@ impl Repository {
                 if whole {
                     return Ok(());
                 }
-                tracing::warn!("{key}: the client's record is damaged; written again");
+                Some(format!("{key}: the client's record is damaged"))
             }
-            Some(Read::Damaged(problem)) => {
-                tracing::warn!("{problem}; the client's record is written again");
-            }
-            Some(Read::Gone) | None => {}
-        }
+            Some(Read::Damaged(problem)) => Some(problem),
+            Some(Read::Gone) | None => None,
+        };
         let record = ClientRecord {
             name: name.to_string(),
             created: now_ns(),
         };
         let data = serde_json::to_vec(&record).map_err(|e| RepoError::corrupt(&key, e))?;
-        self.write_object(&key, data)
+        let written = self.write_object(&key, data);
+        match (damaged, written) {
+            (None, written) => written,
+            (Some(problem), Ok(())) => {
+                tracing::warn!("{problem}; the client's record was written again");
+                Ok(())
+            }
+            // Nothing refers to a client record: a backup does not fail
+            // for one it cannot replace (a folder in its place, say).
+            (Some(problem), Err(e)) => {
+                tracing::warn!(
+                    "{problem}; it could not be written again ({e}): `obnam clients` and \
+                     `fsck` leave the client out until it is removed by hand"
+                );
+                Ok(())
+            }
+        }
     }
 
     /// Remove a client: every generation of it, then its record. The
