@@ -152,7 +152,10 @@ fn a_damaged_client_record_is_written_again_by_its_next_backup() {
     fs::create_dir(&clients[0]).unwrap();
     fs::write(clients[0].join("x"), b"x").unwrap();
     let run = w.backup(&[]).ok().no_rust_panic();
-    assert!(run.stderr.contains("could not be written again"), "{run:#?}");
+    assert!(
+        run.stderr.contains("could not be written again"),
+        "{run:#?}"
+    );
 }
 
 /// A lock object that cannot be read holds what its name says it may
