@@ -72,7 +72,7 @@ impl Repository {
                 }
                 Some(format!("{key}: the client's record is damaged"))
             }
-            Some(Read::Damaged(problem)) => Some(problem),
+            Some(Read::Damaged(e)) => Some(e.to_string()),
             Some(Read::Gone) | None => None,
         };
         let record = ClientRecord {

@@ -198,11 +198,15 @@ impl Repository {
     }
 
     /// Read the small objects of `keys` as
-    /// [`read_objects_present`](Self::read_objects_present) does, but an
-    /// object damaged (see [`crate::damaged_records::is_damage`]) is
-    /// [`Read::Damaged`], not an error: for records, one of which must not
-    /// keep a client from its other generations.
+    /// [`read_objects`](Self::read_objects) does, a window of them at a
+    /// time: for each, its bytes, [`Read::Gone`] if it was removed since it
+    /// was listed, or [`Read::Damaged`] if its content cannot be the object
+    /// (see [`crate::damaged_records::is_damage`]); any other failure is an
+    /// error. For records, one of which must not keep a client from its
+    /// other generations.
     pub(crate) fn read_objects_each(&self, keys: &[String]) -> RepoResult<Vec<Read>> {
+        /// Objects read at once: they are small (a generation's record is
+        /// a few hundred bytes).
         const WINDOW: usize = 256;
         let mut read = Vec::with_capacity(keys.len());
         for window in keys.chunks(WINDOW) {
@@ -210,7 +214,7 @@ impl Repository {
                 read.push(match data {
                     Ok(d) => Read::Bytes(d),
                     Err(RepoError::Storage(StorageError::NotFound { .. })) => Read::Gone,
-                    Err(e) if crate::damaged_records::is_damage(&e) => Read::Damaged(e.to_string()),
+                    Err(e) if crate::damaged_records::is_damage(&e) => Read::Damaged(e),
                     Err(e) => return Err(e),
                 });
             }
@@ -218,24 +222,17 @@ impl Repository {
         Ok(read)
     }
 
-    /// Read the small objects of `keys` as
-    /// [`read_objects`](Self::read_objects) does, a window of them at a
-    /// time: `None` for one that is gone (removed since it was listed).
+    /// [`read_objects_each`](Self::read_objects_each) where a damaged
+    /// object is an error: `None` for one that is gone.
     pub(crate) fn read_objects_present(&self, keys: &[String]) -> RepoResult<Vec<Option<Vec<u8>>>> {
-        /// Objects read at once: they are small (a generation's record is
-        /// a few hundred bytes).
-        const WINDOW: usize = 256;
-        let mut read = Vec::with_capacity(keys.len());
-        for window in keys.chunks(WINDOW) {
-            for data in self.read_objects(window) {
-                match data {
-                    Ok(d) => read.push(Some(d)),
-                    Err(RepoError::Storage(StorageError::NotFound { .. })) => read.push(None),
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(read)
+        self.read_objects_each(keys)?
+            .into_iter()
+            .map(|read| match read {
+                Read::Bytes(d) => Ok(Some(d)),
+                Read::Gone => Ok(None),
+                Read::Damaged(e) => Err(e),
+            })
+            .collect()
     }
 }
 
@@ -246,5 +243,5 @@ pub(crate) enum Read {
     /// It is gone (removed since it was listed).
     Gone,
     /// It is damaged: what is wrong with it.
-    Damaged(String),
+    Damaged(RepoError),
 }

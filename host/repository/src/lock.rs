@@ -427,28 +427,19 @@ impl Repository {
     /// what is wrong with them. A lock listed but already gone is
     /// skipped; a name that is no lock's is ignored with a warning.
     fn read_locks(&self, wanted: impl Fn(&str) -> bool) -> RepoResult<Vec<(String, ReadLock)>> {
-        let listed = self.storage().list_stamped("locks/", false)?;
-        let mut names = Vec::new();
         let mut keys = Vec::new();
-        let mut times = Vec::new();
-        for (key, stamp) in listed {
+        let mut picked = Vec::new();
+        for (key, stamp) in self.storage().list_stamped("locks/", false)? {
             let name = key.strip_prefix("locks/").unwrap_or(&key).to_string();
             if !LockName::is_lock_name(&name) {
                 self.damaged.stray(&key);
-                continue;
-            }
-            if wanted(&name) {
-                names.push(name);
+            } else if wanted(&name) {
                 keys.push(key);
-                times.push(stamp.modified_ns);
+                picked.push((name, stamp.modified_ns));
             }
         }
         let mut locks = Vec::with_capacity(keys.len());
-        for ((name, modified_ns), read) in names
-            .into_iter()
-            .zip(times)
-            .zip(self.read_objects_each(&keys)?)
-        {
+        for ((name, modified_ns), read) in picked.into_iter().zip(self.read_objects_each(&keys)?) {
             let lock = match read {
                 Read::Gone => continue,
                 Read::Bytes(bytes) => match serde_json::from_slice(&bytes) {
@@ -458,8 +449,8 @@ impl Repository {
                         modified_ns,
                     },
                 },
-                Read::Damaged(problem) => ReadLock::Damaged {
-                    problem,
+                Read::Damaged(e) => ReadLock::Damaged {
+                    problem: e.to_string(),
                     modified_ns,
                 },
             };

@@ -376,7 +376,7 @@ impl Repository {
                     damaged.push((key, problem));
                 }
                 Read::Gone => {}
-                Read::Damaged(problem) => damaged.push((key, problem)),
+                Read::Damaged(e) => damaged.push((key, e.to_string())),
             }
         }
         self.damaged.note(folder, &listed_keys, damaged);

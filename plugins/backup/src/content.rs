@@ -127,17 +127,18 @@ impl Walked {
     }
 }
 
-/// How a file that is not the regular file the walk saw is described.
-fn what(meta: &Metadata) -> &'static str {
+/// How an object that is not what the walk saw is described (a regular
+/// file in place of a folder the walk saw, or the other way round).
+pub(crate) fn what(meta: &Metadata) -> &'static str {
     use plugin_api::EntryKind;
     match plugin_api::EntryKind::from_mode(meta.mode()) {
+        EntryKind::File => "a file",
         EntryKind::Dir => "a folder",
         EntryKind::Symlink => "a symbolic link",
         EntryKind::Fifo => "a FIFO",
         EntryKind::Socket => "a socket",
         EntryKind::CharDevice => "a character device",
         EntryKind::BlockDevice => "a block device",
-        _ => "something else",
     }
 }
 

@@ -77,18 +77,12 @@ pub fn children(dir: &Path, seen: (u64, u64)) -> std::io::Result<Vec<Child>> {
 /// What is at `dir` now, if it is not a folder (the open of a folder
 /// failed): an error saying so.
 fn replaced(dir: &Path) -> Option<std::io::Error> {
-    let now = std::fs::symlink_metadata(dir).ok()?;
-    let what = if now.file_type().is_symlink() {
-        "a symbolic link"
-    } else if now.is_file() {
-        "a file"
-    } else if now.is_dir() {
-        return None;
-    } else {
-        "something other than a folder"
-    };
+    let now = std::fs::symlink_metadata(dir)
+        .ok()
+        .filter(|m| !m.is_dir())?;
     Some(std::io::Error::other(format!(
-        "it changed into {what} since it was scanned; not backed up"
+        "it changed into {} since it was scanned; not backed up",
+        crate::content::what(&now)
     )))
 }
 
