@@ -56,6 +56,13 @@
 //!    every plan without deferring, find no generation referring to data
 //!    in no pack, leave no plan and no lock, and leave a further prune
 //!    nothing to delete or rewrite.
+//! 10. on a local folder, now and then between steps, the record of a
+//!     committed generation is damaged and a stray file put beside it:
+//!     `genids` lists the client's other generations and names the damaged
+//!     one, prune refuses and deletes no pack, and `forget ID` removes the
+//!     record (and breaks a damaged lock object long untouched); the
+//!     generation then counts as forgotten (invariants 2 to 9 go on
+//!     holding for the rest).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -115,6 +122,8 @@ pub struct Stats {
     pub prunes_deferred: u64,
     pub packs_deleted: u64,
     pub packs_rewritten: u64,
+    /// Generation records damaged by the harness, then forgotten by id.
+    pub records_damaged: u64,
 }
 
 impl Stats {
@@ -132,6 +141,7 @@ impl Stats {
         self.same_client_overlaps += o.same_client_overlaps;
         self.restores_verified += o.restores_verified;
         self.fscks += o.fscks;
+        self.records_damaged += o.records_damaged;
         self.forgets += o.forgets;
         self.forgets_reported += o.forgets_reported;
         self.generations_forgotten += o.generations_forgotten;
@@ -151,7 +161,8 @@ impl std::fmt::Display for Stats {
              {} crash limits, {} runs with storage faults ({} runs stopped by a fault in all), \
              {} concurrent groups ({} with one client twice), {} restores verified, {} fsck, \
              {} forgets ({} reported success, {} committed generations removed), \
-             {} prunes ({} reported success, {} deferred; {} packs deleted, {} rewritten)",
+             {} prunes ({} reported success, {} deferred; {} packs deleted, {} rewritten), \
+             {} generation records damaged and forgotten",
             self.steps,
             self.processes,
             self.backups,
@@ -172,7 +183,8 @@ impl std::fmt::Display for Stats {
             self.prunes_reported,
             self.prunes_deferred,
             self.packs_deleted,
-            self.packs_rewritten
+            self.packs_rewritten,
+            self.records_damaged
         )
     }
 }
@@ -356,6 +368,8 @@ impl World {
         // what they were before, so a regression seed still plays the
         // schedule that found its fault, with the new operations beside.
         let mut ops = Rng::new(self.cfg.seed ^ 0x0f0e_6e70_9e0b_5e5d);
+        // And damage to records, later still, from a third.
+        let mut damage = Rng::new(self.cfg.seed ^ 0x0da3_a6ed_4ec0_4d5e);
         // Step 0: every client backs up at once, so the repository is
         // created by simultaneous first runs, and commands other than
         // backup have a repository to work on.
@@ -374,7 +388,8 @@ impl World {
         for step in 1..=self.cfg.steps {
             let result = self
                 .step(step, &mut rng, &mut ops)
-                .and_then(|()| self.check(step, &mut rng));
+                .and_then(|()| self.check(step, &mut rng))
+                .and_then(|()| self.maybe_damage_a_record(step, &mut damage));
             if let Err(broken) = result {
                 self.fail(step, &broken);
             }
@@ -1210,6 +1225,112 @@ impl World {
             );
         }
         Ok(gone)
+    }
+
+    // ----------------------------------------------------- damaged records
+
+    /// Now and then, on a local folder, with nothing beside it: damage the
+    /// record of one committed generation (and put a stray file beside
+    /// it), then check what `docs/user-guide.md` ("Damaged records")
+    /// promises: the other generations are still listed, prune deletes
+    /// nothing, and `forget ID` removes the damaged record. The model
+    /// then counts the generation as forgotten.
+    fn maybe_damage_a_record(&mut self, step: usize, damage: &mut Rng) -> Result<(), Broken> {
+        let roll = damage.below(100);
+        let pick_client = damage.index(self.clients.len());
+        let pick_gen = damage.below(1 << 16);
+        if roll >= 5 || !matches!(self.cfg.backend, Backend::Local) {
+            return Ok(());
+        }
+        let client = &self.clients[pick_client];
+        if client.committed.is_empty() {
+            return Ok(());
+        }
+        let id = client.committed[pick_gen as usize % client.committed.len()]
+            .id
+            .clone();
+        let name = client.name.clone();
+        let repo = Path::new(&self.url).to_path_buf();
+        let record = std::fs::read_dir(repo.join("generations"))
+            .map_err(|e| format!("damage: generations/: {e}"))?
+            .filter_map(|e| e.ok().map(|e| e.path().join(&id)))
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("damage: no record of committed generation {id}"))?;
+        let mut bytes = std::fs::read(&record).map_err(|e| format!("damage: {e}"))?;
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x10;
+        std::fs::write(&record, bytes).map_err(|e| format!("damage: {e}"))?;
+        let stray = record.with_file_name(".stray");
+        std::fs::write(&stray, b"not a record").map_err(|e| format!("damage: {e}"))?;
+        self.note(format!("step {step}: damage the record of {name}'s {id}"));
+        let packs = |repo: &Path| obnam_test_support::files_under(&repo.join("packs")).len();
+        let packs_before = packs(&repo);
+        let mut run = |args: &[&str]| {
+            let mut cmd = self.obnam(pick_client);
+            cmd.args(args);
+            let out = run_together(vec![(cmd, Fault::None)]).remove(0);
+            self.stats.processes += 1;
+            self.note(format!("  {}: {}", args.join(" "), out.summary()));
+            out
+        };
+        let listed = run(&["genids"]);
+        if listed.code != Some(0) || listed.stdout.contains(&id) || !listed.stderr.contains(&id) {
+            return Err(format!(
+                "{name}: genids with {id} damaged must list the others and name it:\n{}\n{}",
+                listed.stdout, listed.stderr
+            ));
+        }
+        let pruned = run(&["prune"]);
+        if pruned.code != Some(1) || !pruned.stderr.contains("nothing was deleted") {
+            return Err(format!(
+                "prune with {id} damaged must refuse:\n{}\n{}",
+                pruned.stdout, pruned.stderr
+            ));
+        }
+        // A damaged lock object, untouched for longer than a lock lives
+        // unrefreshed: the forget, which takes the client's lock, breaks it.
+        let lock = repo.join("locks").join("0da3a6ed0da3a6ed0da3a6ed0da3a6ed");
+        std::fs::write(&lock, b"garbage").map_err(|e| format!("damage: {e}"))?;
+        std::fs::File::options()
+            .write(true)
+            .open(&lock)
+            .and_then(|f| {
+                f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+            })
+            .map_err(|e| format!("damage: {e}"))?;
+        let forgot = run(&["forget", &id]);
+        if forgot.code != Some(0)
+            || !forgot.stdout.contains("removed the damaged record")
+            || !forgot.stderr.contains("breaking stale damaged lock")
+        {
+            return Err(format!(
+                "{name}: forget {id} must break the damaged lock and remove the damaged \
+                 record:\n{}\n{}",
+                forgot.stdout, forgot.stderr
+            ));
+        }
+        std::fs::remove_file(&stray).map_err(|e| format!("damage: {e}"))?;
+        if record.exists() || lock.exists() || packs(&repo) != packs_before {
+            return Err(format!(
+                "{id}: forget left its record or the damaged lock, or the refused prune \
+                 changed the packs"
+            ));
+        }
+        let client = &mut self.clients[pick_client];
+        let (gone, kept) = std::mem::take(&mut client.committed)
+            .into_iter()
+            .partition(|g| g.id == id);
+        client.committed = kept;
+        client.forgotten.extend::<Vec<Committed>>(gone);
+        if let Some(ids) = &mut client.latest_must_be {
+            ids.retain(|g| *g != id);
+            if ids.is_empty() {
+                client.latest_must_be = None;
+            }
+        }
+        self.stats.records_damaged += 1;
+        self.stats.generations_forgotten += 1;
+        Ok(())
     }
 
     // -------------------------------------------------------------- prune
