@@ -97,6 +97,11 @@ fn a_damaged_generation_record_is_left_out_until_forgotten() {
     );
     assert_eq!(files_under(&w.repo.join("packs")), packs_before);
 
+    // A policy cannot judge a history with a generation of unknown time.
+    let run = w.obnam(&["forget", "--keep", "1"]).fails().no_rust_panic();
+    assert!(run.stderr.contains("nothing was removed"), "{run:#?}");
+    assert_eq!(genids(&w).0.len(), 2);
+
     let run = w.obnam(&["forget", &second]).ok().no_rust_panic();
     assert!(
         run.stdout.contains("removed the damaged record"),

@@ -169,6 +169,27 @@ impl Run<'_, '_> {
             tz,
         } = *self;
         let infos = repo.generations(client)?;
+        // A damaged record has no time, so a policy cannot judge the
+        // history it is part of, nor can the report show it whole: unless
+        // the forget names it (which is how it is removed), nothing is.
+        let named = match &request.selection {
+            SelectionSpec::Named(ids) => Some(ids),
+            _ => None,
+        };
+        let damaged = repo.damaged_generations(client)?;
+        if let Some(d) = damaged
+            .iter()
+            .find(|d| named.is_none_or(|ids| !ids.contains(&d.id)))
+        {
+            plugin_api::bail!(
+                "forget: the record of generation {} of client '{client}' is damaged ({}), so \
+                 its history cannot be judged; nothing was removed: remove it first with \
+                 'obnam forget {}'",
+                d.id,
+                d.problem,
+                d.id
+            );
+        }
         let gens: Vec<Gen> = infos
             .iter()
             .map(|g| Gen {
