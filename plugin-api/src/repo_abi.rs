@@ -332,6 +332,14 @@ pub trait RepositoryService: Send + Sync {
     // Added in 0.1.11.
     /// The boundary form of [`Repository::damaged_generations`](crate::Repository::damaged_generations).
     fn damaged_generations(&self, client: RStr<'_>) -> AbiResult<RVec<RawDamagedRecord>>;
+    // Added in 0.1.12.
+    /// The boundary form of [`Repository::prune_pretending_forgotten`](crate::Repository::prune_pretending_forgotten).
+    fn prune_pretending_forgotten(
+        &self,
+        options: RawPruneOptions,
+        forgotten: RSlice<'_, RString>,
+        progress: PruneProgressRef<'_>,
+    ) -> AbiResult<RawPruneReport>;
 }
 
 /// A damaged record at the boundary (see

@@ -559,6 +559,38 @@ impl Repository {
         )?))
     }
 
+    /// What a pretend [`prune`](Self::prune) would do once the
+    /// generations `forgotten` (ids, of any client) are removed: what
+    /// `forget --prune --pretend` reports, as the generations it would
+    /// remove are still there. `options.pretend` must be set: a prune
+    /// that deletes never leaves out a generation that is there. Since
+    /// 0.1.12.
+    pub fn prune_pretending_forgotten(
+        &self,
+        options: PruneOptions,
+        forgotten: &[String],
+        progress: impl Fn(PruneStep, u64, u64),
+    ) -> Result<PruneReport> {
+        if !options.pretend {
+            crate::bail!("prune_pretending_forgotten: only a pretend prune leaves generations out");
+        }
+        let raw = RawPruneOptions {
+            repack_threshold: options.repack_threshold,
+            pretend: options.pretend,
+        };
+        let forgotten: Vec<RString> = forgotten
+            .iter()
+            .map(|id| RString::from(id.as_str()))
+            .collect();
+        let progress = ProgressFn(progress);
+        let progress: PruneProgressRef<'_> =
+            PruneProgressService_TO::from_ptr(&progress, abi_stable::sabi_trait::TD_Opaque);
+        Ok(PruneReport::from_raw(unwrap_abi(
+            self.inner
+                .prune_pretending_forgotten(raw, RSlice::from_slice(&forgotten), progress),
+        )?))
+    }
+
     /// Where the repository's space goes: per client, its generations
     /// and what they cost in storage; for the repository, its packs and
     /// how much of them is used. Reads every generation's trees and the

@@ -29,6 +29,7 @@ mod mount;
 mod progress;
 mod prune;
 mod prune_interleavings;
+mod quiet_and_reports;
 mod remote;
 mod report;
 mod repository;

@@ -1106,3 +1106,57 @@ fn a_restore_and_an_fsck_during_a_prune_find_the_rewritten_blobs() {
         );
     }
 }
+
+/// `forget --prune --pretend` says what the real `forget --prune` then
+/// gives back (the generations it would remove counted as gone, though
+/// they are still there), and with JSON both print one document: the
+/// forget's array under `forget`, the prune's object under `prune`.
+#[test]
+fn forget_with_prune_pretends_what_it_then_does_in_one_json_document() {
+    let w = BackupWorld::new("c");
+    w.file("gone.bin", &noise(900_000, 3));
+    backup_kept(&w, "c", &w.data, "first", &[]);
+    fs::remove_file(w.data.join("gone.bin")).unwrap();
+    w.file("kept.bin", &noise(200_000, 4));
+    let second = backup_kept(&w, "c", &w.data, "second", &[]);
+    let forget = |extra: &[&str]| {
+        let mut args = vec![
+            "forget",
+            "--keep",
+            "1",
+            "--prune",
+            "--output-format",
+            "json",
+        ];
+        args.extend(extra);
+        json(&w.obnam(&args).ok().no_rust_panic())
+    };
+    let pretend = forget(&["--pretend"]);
+    assert_eq!(pretend["forget"][0]["removed"], 1, "{pretend}");
+    assert_eq!(pretend["prune"]["pretend"], true, "{pretend}");
+    assert_eq!(genids(&w, "c").len(), 2, "--pretend removed nothing");
+    let real = forget(&[]);
+    assert_eq!(real["forget"][0]["removed"], 1, "{real}");
+    assert!(number(&real["prune"], "bytes_freed") > 800_000, "{real}");
+    for key in [
+        "bytes_freed",
+        "packs_deleted",
+        "packs_rewritten",
+        "bytes_rewritten",
+    ] {
+        assert_eq!(
+            pretend["prune"][key], real["prune"][key],
+            "{key}: the pretend run said what the real one then did\n{pretend}\n{real}"
+        );
+    }
+    assert_eq!(
+        names(&pretend["prune"], "delete"),
+        names(&real["prune"], "delete")
+    );
+    assert_eq!(genids(&w, "c"), vec![second.id.clone()]);
+    assert_intact(&w, &w.repo, &[second], "after forget --prune");
+
+    // A pretend prune of its own counts the generations that are there.
+    let alone = prune_json(&w, &w.repo, &["--pretend"]);
+    assert_eq!(number(&alone, "bytes_freed"), 0, "{alone}");
+}

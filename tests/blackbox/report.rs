@@ -87,9 +87,32 @@ fn nagios_exit_codes_at_each_age_boundary() {
     .ok();
     let gens = w.json(&["generations"]);
     let ended = i128::from(gens[0]["ended_ns"].as_i64().unwrap());
+    // Ended a little in the future (clocks that differ by a little): just
+    // made. More than 5 minutes ahead: a warning that the clocks disagree.
+    for (age, code, start) in [
+        (
+            -299_000_000_000,
+            0,
+            "OBNAM OK: latest backup of inspector is 0s old",
+        ),
+        (
+            -301_000_000_000,
+            1,
+            "OBNAM WARNING: latest backup of inspector ended 5m 1s in the future",
+        ),
+        (
+            -DAY,
+            1,
+            "OBNAM WARNING: latest backup of inspector ended 1d in the future",
+        ),
+    ] {
+        let (got, line) = nagios(&w, &rfc3339(ended + age), &[]);
+        assert_eq!(got, code, "age {age} ns: {line}");
+        assert!(line.starts_with(start), "{line}");
+        assert!(line.contains("clocks") == (code == 1), "{line}");
+    }
     for (age, code, word) in [
         (0, 0, "OK"),
-        (-DAY, 0, "OK"),
         (DAY, 0, "OK"),
         (DAY + 1, 1, "WARNING"),
         (3 * DAY, 1, "WARNING"),

@@ -167,11 +167,18 @@ fn generation_clock(values: &Values) -> Result<Option<i64>, String> {
     };
     let origin = values.origin("testing-generation-time");
     let bad = |why: String| format!("{origin}: '{text}' is not a time: {why}");
-    let time = humantime::parse_rfc3339_weak(text).map_err(|e| bad(e.to_string()))?;
-    let ns = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| bad("it is before 1970".into()))?
-        .as_nanos();
+    // RFC 3339 with its offset (`Z`, `+02:00`); without one, UTC.
+    let ns = match text.parse::<jiff::Timestamp>() {
+        Ok(t) => t.as_nanosecond(),
+        Err(_) => humantime::parse_rfc3339_weak(text)
+            .map_err(|e| bad(e.to_string()))?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| bad("it is before 1970".into()))?
+            .as_nanos() as i128,
+    };
+    if ns < 0 {
+        return Err(bad("it is before 1970".into()));
+    }
     i64::try_from(ns)
         .map(Some)
         .map_err(|_| bad("it is after 2262".into()))

@@ -265,10 +265,20 @@ impl RepositoryService for RepoService {
         options: abi::RawPruneOptions,
         progress: abi::PruneProgressRef<'_>,
     ) -> AbiResult<abi::RawPruneReport> {
+        self.prune_pretending_forgotten(options, RSlice::from_slice(&[]), progress)
+    }
+
+    fn prune_pretending_forgotten(
+        &self,
+        options: abi::RawPruneOptions,
+        forgotten: RSlice<'_, RString>,
+        progress: abi::PruneProgressRef<'_>,
+    ) -> AbiResult<abi::RawPruneReport> {
         let options = PruneOptions {
             repack_threshold: options.repack_threshold.min(100),
             pretend: options.pretend,
             lock_timeout: self.lock_timeout,
+            pretend_forgotten: forgotten.iter().map(|id| id.to_string()).collect(),
         };
         self.shield.call(|| {
             self.repo().prune(&options, &mut |step, done, total| {

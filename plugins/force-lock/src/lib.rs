@@ -48,6 +48,9 @@ fn force_lock(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         let json = plugin_api::serde_json::json!({ "removed": removed });
         return ctx.outln(&json.to_string());
     }
+    if ctx.boolean("quiet")? {
+        return Ok(());
+    }
     if removed.is_empty() {
         ctx.outln("no locks to remove")?;
     }

@@ -25,6 +25,8 @@ struct Request {
     selection: SelectionSpec,
     pretend: bool,
     json: bool,
+    /// Print the text report (not JSON, not `--quiet`).
+    text: bool,
 }
 
 enum SelectionSpec {
@@ -67,10 +69,12 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         (true, Some(text)) => SelectionSpec::Policy(Policy::parse(&text)?),
         (true, None) => SelectionSpec::CheckpointsOnly,
     };
+    let json = ctx.output_format()?.is_json();
     let request = Request {
         selection,
         pretend: ctx.boolean("pretend")?,
-        json: ctx.output_format()?.is_json(),
+        json,
+        text: !json && !ctx.boolean("quiet")?,
     };
     let repo = ctx.repository(false)?;
     let clients = chosen_clients(ctx, &repo)?;
@@ -85,16 +89,33 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         tz: &tz,
     };
     let mut report = Vec::new();
+    // What the forget removes, or with --pretend would remove.
+    let mut removed = Vec::new();
     for client in &clients {
-        report.push(run.client(client)?);
+        let (value, ids) = run.client(client)?;
+        report.push(value);
+        removed.extend(ids);
     }
+    let report = Value::Array(report);
+    if !ctx.boolean("prune")? {
+        if request.json {
+            ctx.outln(&serde_json::to_string_pretty(&report)?)?;
+        }
+        return Ok(());
+    }
+    // A real forget has removed them; a pretend prune must leave them out
+    // to say what the real one would give back.
+    let forgotten = if request.pretend { removed } else { Vec::new() };
+    let pruned = crate::prune::execute(ctx, &forgotten)?;
     if request.json {
-        ctx.outln(&serde_json::to_string_pretty(&Value::Array(report))?)?;
+        // One document, as every command prints.
+        let both = json!({ "forget": report, "prune": pruned.json() });
+        ctx.outln(&serde_json::to_string_pretty(&both)?)
+    } else if request.text {
+        pruned.print_text(ctx)
+    } else {
+        Ok(())
     }
-    if ctx.boolean("prune")? {
-        crate::prune::run(ctx)?;
-    }
-    Ok(())
 }
 
 /// `--all-clients`, or the client of `--client-name`.
@@ -148,7 +169,9 @@ struct Run<'a, 'c> {
 
 impl Run<'_, '_> {
     /// Judge one client's generations under its lock, report, and remove.
-    fn client(&self, client: &str) -> Result<Value> {
+    /// Returns the report and the ids of the generations removed (or with
+    /// `--pretend` to remove).
+    fn client(&self, client: &str) -> Result<(Value, Vec<String>)> {
         // --pretend changes nothing, so it needs no lock.
         if self.request.pretend {
             return self.judge_and_remove(client);
@@ -161,7 +184,7 @@ impl Run<'_, '_> {
         Ok(value)
     }
 
-    fn judge_and_remove(&self, client: &str) -> Result<Value> {
+    fn judge_and_remove(&self, client: &str) -> Result<(Value, Vec<String>)> {
         let Run {
             ctx,
             repo,
@@ -199,7 +222,7 @@ impl Run<'_, '_> {
             })
             .collect();
         let decisions = decide(&gens, &request.selection.as_selection(), tz);
-        if !request.json {
+        if request.text {
             print_table(ctx, client, &infos, &decisions, request.pretend, tz)?;
         }
         if !request.pretend {
@@ -212,7 +235,14 @@ impl Run<'_, '_> {
         let damaged = self.remove_damaged_named(client)?;
         let kept = decisions.iter().filter(|d| d.keep).count();
         let going = decisions.len() - kept;
-        if !request.json {
+        let removed = infos
+            .iter()
+            .zip(&decisions)
+            .filter(|(_, d)| !d.keep)
+            .map(|(g, _)| g.id.clone())
+            .chain(damaged.iter().cloned())
+            .collect();
+        if request.text {
             let verb = if request.pretend {
                 "would remove"
             } else {
@@ -223,14 +253,15 @@ impl Run<'_, '_> {
                 plugin_api::human::count(decisions.len() as u64, "generation", "generations")
             ))?;
         }
-        Ok(json!({
+        let value = json!({
             "client": client,
             "pretend": request.pretend,
             "generations": infos.iter().zip(&decisions).map(|(g, d)| generation_json(g, d)).collect::<Vec<_>>(),
             "kept": kept,
             "removed": going,
             "damaged_removed": damaged,
-        }))
+        });
+        Ok((value, removed))
     }
 
     /// Remove the damaged generation records of `client` named on the
@@ -248,7 +279,7 @@ impl Run<'_, '_> {
             if !self.request.pretend {
                 self.repo.remove_generation(client, &d.id)?;
             }
-            if !self.request.json {
+            if self.request.text {
                 let verb = if self.request.pretend {
                     "would remove"
                 } else {

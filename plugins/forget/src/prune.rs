@@ -26,27 +26,48 @@ pub fn prune(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
 
 /// Read the settings, prune, and report.
 pub fn run(ctx: &Context<'_>) -> Result<()> {
+    let outcome = execute(ctx, &[])?;
+    if ctx.output_format()?.is_json() {
+        ctx.outln(&serde_json::to_string_pretty(&outcome.json())?)
+    } else if ctx.boolean("quiet")? {
+        Ok(())
+    } else {
+        outcome.print_text(ctx)
+    }
+}
+
+/// What a prune did, or would do, and how long it took.
+pub struct Outcome {
+    report: PruneReport,
+    seconds: f64,
+}
+
+/// Read the settings and prune; with `--pretend`, as if the generations
+/// `forgotten` (which a pretend forget would remove) were gone.
+pub fn execute(ctx: &Context<'_>, forgotten: &[String]) -> Result<Outcome> {
     let options = PruneOptions {
         repack_threshold: threshold(ctx)?,
         pretend: ctx.boolean("pretend")?,
     };
-    let json = ctx.output_format()?.is_json();
     let repo = ctx.repository(false)?;
     let started = Instant::now();
-    let report = repo.prune(options, |step, done, total| {
+    let progress = |step, done, total| {
         let what = match step {
             PruneStep::Walk => "generations walked",
             PruneStep::Rewrite => "packs rewritten",
             PruneStep::Delete => "objects deleted",
         };
         ctx.status(&format!("prune: {done}/{total} {what}"));
-    })?;
-    let seconds = started.elapsed().as_secs_f64();
-    if json {
-        print_json(ctx, &report, seconds)
+    };
+    let report = if forgotten.is_empty() {
+        repo.prune(options, progress)?
     } else {
-        print_text(ctx, &report, seconds)
-    }
+        repo.prune_pretending_forgotten(options, forgotten, progress)?
+    };
+    Ok(Outcome {
+        report,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// `--repack-threshold`, checked: a percentage.
@@ -58,94 +79,99 @@ fn threshold(ctx: &Context<'_>) -> Result<u8> {
     }
 }
 
-fn print_text(ctx: &Context<'_>, r: &PruneReport, seconds: f64) -> Result<()> {
-    if r.abandoned_plans > 0 {
-        ctx.outln(&format!(
-            "dropped {} plan(s) of earlier prunes that stopped before deleting",
-            r.abandoned_plans
-        ))?;
-    }
-    if r.finished_earlier_plans > 0 {
-        ctx.outln(&format!(
-            "finished {} plan(s) of earlier prunes",
-            r.finished_earlier_plans
-        ))?;
-    }
-    if r.missing_blobs > 0 {
-        ctx.outln(&format!(
-            "warning: generations refer to {} blobs that are in no pack (run 'obnam fsck')",
-            r.missing_blobs
-        ))?;
-    }
-    if r.pretend {
-        for key in &r.delete {
-            ctx.outln(&format!("delete {key}"))?;
+impl Outcome {
+    /// The report as text, a line per figure.
+    pub fn print_text(&self, ctx: &Context<'_>) -> Result<()> {
+        let (r, seconds) = (&self.report, self.seconds);
+        if r.abandoned_plans > 0 {
+            ctx.outln(&format!(
+                "dropped {} plan(s) of earlier prunes that stopped before deleting",
+                r.abandoned_plans
+            ))?;
         }
-        for key in &r.rewrite {
-            ctx.outln(&format!("rewrite {key}"))?;
+        if r.finished_earlier_plans > 0 {
+            ctx.outln(&format!(
+                "finished {} plan(s) of earlier prunes",
+                r.finished_earlier_plans
+            ))?;
         }
-    } else if r.deferred {
-        ctx.outln(&format!(
-            "deletion deferred: {} backups that began before this prune are still running; \
+        if r.missing_blobs > 0 {
+            ctx.outln(&format!(
+                "warning: generations refer to {} blobs that are in no pack (run 'obnam fsck')",
+                r.missing_blobs
+            ))?;
+        }
+        if r.pretend {
+            for key in &r.delete {
+                ctx.outln(&format!("delete {key}"))?;
+            }
+            for key in &r.rewrite {
+                ctx.outln(&format!("rewrite {key}"))?;
+            }
+        } else if r.deferred {
+            ctx.outln(&format!(
+                "deletion deferred: {} backups that began before this prune are still running; \
              the next prune finishes it",
-            r.waiting_runs
+                r.waiting_runs
+            ))?;
+        }
+        // The same figures, worded for what would happen or what did.
+        let labels = if r.pretend {
+            [
+                "packs to delete",
+                "packs to rewrite",
+                "bytes to free",
+                "bytes to rewrite",
+            ]
+        } else {
+            [
+                "packs deleted",
+                "packs rewritten",
+                "bytes freed",
+                "bytes rewritten",
+            ]
+        };
+        let figures = [
+            r.packs_deleted,
+            r.packs_rewritten,
+            r.bytes_freed,
+            r.bytes_rewritten,
+        ];
+        for (label, figure) in labels.iter().zip(figures) {
+            ctx.outln(&format!("{label}: {figure}"))?;
+        }
+        let space = if r.pretend {
+            "space to come back"
+        } else {
+            "space given back"
+        };
+        ctx.outln(&format!(
+            "{space}: {}",
+            plugin_api::human::bytes(r.bytes_freed.saturating_sub(r.bytes_rewritten))
         ))?;
+        ctx.outln(&format!("time: {seconds:.2} s"))
     }
-    // The same figures, worded for what would happen or what did.
-    let labels = if r.pretend {
-        [
-            "packs to delete",
-            "packs to rewrite",
-            "bytes to free",
-            "bytes to rewrite",
-        ]
-    } else {
-        [
-            "packs deleted",
-            "packs rewritten",
-            "bytes freed",
-            "bytes rewritten",
-        ]
-    };
-    let figures = [
-        r.packs_deleted,
-        r.packs_rewritten,
-        r.bytes_freed,
-        r.bytes_rewritten,
-    ];
-    for (label, figure) in labels.iter().zip(figures) {
-        ctx.outln(&format!("{label}: {figure}"))?;
-    }
-    let space = if r.pretend {
-        "space to come back"
-    } else {
-        "space given back"
-    };
-    ctx.outln(&format!(
-        "{space}: {}",
-        plugin_api::human::bytes(r.bytes_freed.saturating_sub(r.bytes_rewritten))
-    ))?;
-    ctx.outln(&format!("time: {seconds:.2} s"))
-}
 
-fn print_json(ctx: &Context<'_>, r: &PruneReport, seconds: f64) -> Result<()> {
-    let value = json!({
-        "pretend": r.pretend,
-        "packs_deleted": r.packs_deleted,
-        "packs_rewritten": r.packs_rewritten,
-        "bytes_freed": r.bytes_freed,
-        "bytes_rewritten": r.bytes_rewritten,
-        "index_objects_deleted": r.index_objects_deleted,
-        "deferred": r.deferred,
-        "waiting_runs": r.waiting_runs,
-        "finished_earlier_plans": r.finished_earlier_plans,
-        "abandoned_plans": r.abandoned_plans,
-        "packs_kept_for_new_generations": r.packs_kept_for_new_generations,
-        "generations": r.generations,
-        "missing_blobs": r.missing_blobs,
-        "seconds": seconds,
-        "delete": r.delete,
-        "rewrite": r.rewrite,
-    });
-    ctx.outln(&serde_json::to_string_pretty(&value)?)
+    /// The report as one JSON object.
+    pub fn json(&self) -> serde_json::Value {
+        let (r, seconds) = (&self.report, self.seconds);
+        json!({
+            "pretend": r.pretend,
+            "packs_deleted": r.packs_deleted,
+            "packs_rewritten": r.packs_rewritten,
+            "bytes_freed": r.bytes_freed,
+            "bytes_rewritten": r.bytes_rewritten,
+            "index_objects_deleted": r.index_objects_deleted,
+            "deferred": r.deferred,
+            "waiting_runs": r.waiting_runs,
+            "finished_earlier_plans": r.finished_earlier_plans,
+            "abandoned_plans": r.abandoned_plans,
+            "packs_kept_for_new_generations": r.packs_kept_for_new_generations,
+            "generations": r.generations,
+            "missing_blobs": r.missing_blobs,
+            "seconds": seconds,
+            "delete": r.delete,
+            "rewrite": r.rewrite,
+        })
+    }
 }

@@ -44,6 +44,9 @@ pub fn remove_client(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         });
         return ctx.outln(&json.to_string());
     }
+    if ctx.boolean("quiet")? {
+        return Ok(());
+    }
     let generations = plugin_api::human::count(count, "generation", "generations");
     let verb = if pretend { "would remove" } else { "removed" };
     ctx.outln(&format!("{verb} client {name} and its {generations}"))

@@ -100,9 +100,31 @@ fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
         ));
     };
     let age_ns = i128::from(now_ns) - i128::from(latest.ended_ns);
+    if age_ns < -CLOCK_SKEW_NS {
+        // Not a backup to call fresh: its time says nothing about when
+        // it was made (a wrong clock here or on the client).
+        return Ok((
+            State::Warning,
+            format!(
+                "latest backup of {client} ended {} in the future (generation {}): the clocks \
+                 of this machine and of the one that made it disagree|age={}s;{};{};0",
+                age::words((-age_ns / 1_000_000_000) as i64),
+                latest.id,
+                age_ns / 1_000_000_000,
+                limits.warn,
+                limits.critical
+            ),
+        ));
+    }
+    // A little ahead is clocks that differ by a little: just made.
+    let age_ns = age_ns.max(0);
     let state = judge(age_ns, limits);
     Ok((state, describe(&client, latest, age_ns, limits)))
 }
+
+/// How far in the future a backup may have ended (clocks of two machines
+/// that differ a little) and still count as just made: 5 minutes.
+const CLOCK_SKEW_NS: i128 = 300 * 1_000_000_000;
 
 fn describe(client: &str, latest: &GenerationInfo, age_ns: i128, limits: Limits) -> String {
     let age_secs = (age_ns / 1_000_000_000) as i64;

@@ -13,7 +13,10 @@
 //! * modification times to the nanosecond, and times before 1970 (in a
 //!   PAX `mtime` record where the header cannot hold them);
 //! * extended attributes (PAX `SCHILY.xattr.*` records: extract with
-//!   `tar --xattrs --xattrs-include='*'`);
+//!   `tar --xattrs --xattrs-include='*'`), and POSIX ACLs also as GNU
+//!   tar writes them (`SCHILY.acl.access` and `SCHILY.acl.default`, in
+//!   the text form with numeric ids: extract with `tar --acls`), since GNU
+//!   tar restores ACLs only from those;
 //! * hard links within the dumped tree, as tar links to the first name;
 //! * holes: a file with block-aligned runs of zeros is stored as a GNU
 //!   sparse file, so that `tar x` makes it sparse again.
@@ -300,6 +303,20 @@ fn header_for(entry: &Entry, kind: EntryType) -> (Header, Vec<(String, Vec<u8>)>
         ));
     }
     for (name, value) in &entry.xattrs {
+        let acl = match name.as_slice() {
+            b"system.posix_acl_access" => Some("SCHILY.acl.access"),
+            b"system.posix_acl_default" => Some("SCHILY.acl.default"),
+            _ => None,
+        };
+        if let Some(key) = acl {
+            match acl_text(value) {
+                Some(text) => pax.push((key.to_string(), text.into_bytes())),
+                None => plugin_api::tracing::warn!(
+                    "the ACL of {} is not in the form Linux stores ACLs in: only its extended                      attribute is in the tar stream",
+                    escape(&entry.name)
+                ),
+            }
+        }
         match std::str::from_utf8(name) {
             Ok(name) => pax.push((format!("SCHILY.xattr.{name}"), value.clone())),
             Err(_) => plugin_api::tracing::warn!(
@@ -309,6 +326,46 @@ fn header_for(entry: &Entry, kind: EntryType) -> (Header, Vec<(String, Vec<u8>)>
         }
     }
     (h, pax)
+}
+
+/// A POSIX ACL as Linux stores it in `system.posix_acl_access` or
+/// `system.posix_acl_default` (a little-endian header of version 2, then
+/// entries of tag, permissions and id, 2 + 2 + 4 bytes), in the text form
+/// GNU tar writes (`user::rw-`, one entry a line), with numeric ids, which
+/// name the same owners wherever the stream is read. `None` if the bytes
+/// are not such an ACL (they come from the repository: anything).
+pub fn acl_text(value: &[u8]) -> Option<String> {
+    let (header, entries) = value.split_first_chunk::<4>()?;
+    if u32::from_le_bytes(*header) != 2 || entries.len() % 8 != 0 {
+        return None;
+    }
+    let mut text = String::new();
+    for entry in entries.chunks_exact(8) {
+        let tag = u16::from_le_bytes([entry[0], entry[1]]);
+        let perm = u16::from_le_bytes([entry[2], entry[3]]);
+        let id = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]);
+        let qualified = |kind: &str| format!("{kind}:{id}");
+        let who = match tag {
+            0x01 => "user:".to_string(),
+            0x02 => qualified("user"),
+            0x04 => "group:".to_string(),
+            0x08 => qualified("group"),
+            0x10 => "mask:".to_string(),
+            0x20 => "other:".to_string(),
+            _ => return None,
+        };
+        if perm & !7 != 0 {
+            return None;
+        }
+        let bit = |mask: u16, c: char| if perm & mask != 0 { c } else { '-' };
+        text.push_str(&format!(
+            "{who}:{}{}{}\n",
+            bit(4, 'r'),
+            bit(2, 'w'),
+            bit(1, 'x')
+        ));
+    }
+    Some(text)
 }
 
 /// A time as a PAX decimal: seconds and nanoseconds since 1970, which
@@ -518,6 +575,50 @@ mod tests {
         let big = numeric12(1 << 40);
         assert_eq!(big[0], 0x80);
         assert_eq!(u64::from_be_bytes(big[4..].try_into().unwrap()), 1 << 40);
+    }
+
+    #[test]
+    fn acls_read_as_gnu_tar_writes_them() {
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (0x01u16, 6u16, u32::MAX),
+            (0x02, 7, 1000),
+            (0x04, 4, u32::MAX),
+            (0x08, 5, 50),
+            (0x10, 7, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
+            acl.extend(tag.to_le_bytes());
+            acl.extend(perm.to_le_bytes());
+            acl.extend(id.to_le_bytes());
+        }
+        assert_eq!(
+            acl_text(&acl).unwrap(),
+            "user::rw-\nuser:1000:rwx\ngroup::r--\ngroup:50:r-x\nmask::rwx\nother::---\n"
+        );
+        // Not an ACL: a wrong version, a torn entry, an unknown tag, stray
+        // permission bits.
+        assert_eq!(acl_text(&acl[..acl.len() - 1]), None);
+        assert_eq!(acl_text(b"\x01\0\0\0"), None);
+        let mut bad = acl.clone();
+        bad[4] = 0x40;
+        assert_eq!(acl_text(&bad), None);
+        bad = acl.clone();
+        bad[6] = 8;
+        assert_eq!(acl_text(&bad), None);
+        // Random bytes never panic.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..2000 {
+            let bytes: Vec<u8> = (0..len % 61)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = acl_text(&bytes);
+        }
     }
 
     #[test]

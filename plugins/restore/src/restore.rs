@@ -91,7 +91,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let quiet = ctx.boolean("quiet")?;
 
     if ctx.boolean("pretend")? {
-        return pretend(ctx, &reader, &roots, Path::new(&to), &gen.id);
+        return pretend(ctx, &reader, &roots, Path::new(&to), (&client, &gen.id));
     }
 
     let started = Instant::now();
@@ -312,7 +312,7 @@ fn pretend(
     reader: &GenerationReader,
     roots: &[Root],
     to: &Path,
-    gen: &str,
+    (client, gen): (&str, &str),
 ) -> Result<()> {
     let (mut files, mut dirs, mut bytes) = (0u64, 0u64, 0u64);
     let mut stack: Vec<Vec<u8>> = Vec::new();
@@ -345,6 +345,28 @@ fn pretend(
                 }
             }
         }
+    }
+    let format = ctx.output_format()?;
+    if format.is_json() {
+        let mut summary = serde_json::Map::new();
+        summary.insert("pretend".into(), serde_json::json!(true));
+        summary.insert("generation".into(), serde_json::json!(gen));
+        summary.insert("client".into(), serde_json::json!(client));
+        crate::listing::bytes_fields(
+            &mut summary,
+            "to",
+            std::os::unix::ffi::OsStrExt::as_bytes(to.as_os_str()),
+        );
+        summary.insert("files".into(), serde_json::json!(files));
+        summary.insert("folders".into(), serde_json::json!(dirs));
+        summary.insert("bytes".into(), serde_json::json!(bytes));
+        let summary = serde_json::Value::Object(summary);
+        // A stream of one object, or one document.
+        return ctx.outln(&if format == OutputFormat::JsonLines {
+            serde_json::to_string(&summary)?
+        } else {
+            serde_json::to_string_pretty(&summary)?
+        });
     }
     ctx.outln(&format!(
         "Would restore {} and {}, {} from generation {gen} into {} (nothing was written)",

@@ -35,6 +35,7 @@ use plugin_api::checksum::{ChecksumError, ContentCheck};
 use plugin_api::payloads::{ExcludeCandidate, FileStat, BACKUP_EXCLUDE};
 use plugin_api::{Context, Entry, EntryKind, GenerationReader, Hook, Result};
 
+use crate::listing::bytes_fields;
 use crate::names::{self, escape};
 use crate::select;
 
@@ -164,12 +165,22 @@ struct Verifier<'a, 'c> {
     unchecked: Vec<serde_json::Value>,
 }
 
+/// A difference or error in JSON: the path as every listing gives one
+/// (the string, and its exact bytes in `path_bytes` if not UTF-8), and
+/// what was found under `key`.
+fn path_json(path: &[u8], key: &str, what: &str) -> serde_json::Value {
+    let mut obj = serde_json::Map::new();
+    bytes_fields(&mut obj, "path", path);
+    obj.insert(key.into(), serde_json::json!(what));
+    serde_json::Value::Object(obj)
+}
+
 impl Verifier<'_, '_> {
     fn differ(&mut self, path: &[u8], what: &str) -> Result<()> {
         self.differences += 1;
         match &mut self.found {
             Some(found) => {
-                found.push(serde_json::json!({ "path": escape(path), "difference": what }));
+                found.push(path_json(path, "difference", what));
                 Ok(())
             }
             None => self.ctx.outln(&format!("{}: {what}", escape(path))),
@@ -182,8 +193,7 @@ impl Verifier<'_, '_> {
         self.errors += 1;
         plugin_api::tracing::error!("{}: {what}", escape(path));
         if self.found.is_some() {
-            self.unchecked
-                .push(serde_json::json!({ "path": escape(path), "error": what }));
+            self.unchecked.push(path_json(path, "error", what));
         }
     }
 
@@ -497,7 +507,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             v.checked
         );
     }
-    if ctx.output_format()?.is_json() {
+    if ctx.output_format()?.is_json() || ctx.boolean("quiet")? {
         return Ok(());
     }
     ctx.outln(&format!(

@@ -38,6 +38,7 @@ pub mod referenced;
 mod rewrite;
 pub mod verdict;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::error::{RepoError, RepoResult};
@@ -57,6 +58,11 @@ pub struct PruneOptions {
     pub pretend: bool,
     /// How long to wait for another prune to finish.
     pub lock_timeout: Duration,
+    /// Generation ids (of any client) to leave out of the walk, as if
+    /// they were removed: what `forget --prune --pretend` reports. Only
+    /// with `pretend`; a prune that deletes refuses it, as leaving out a
+    /// generation that is there would delete what it refers to.
+    pub pretend_forgotten: HashSet<String>,
 }
 
 impl Default for PruneOptions {
@@ -65,6 +71,7 @@ impl Default for PruneOptions {
             repack_threshold: 20,
             pretend: false,
             lock_timeout: Duration::from_secs(60),
+            pretend_forgotten: HashSet::new(),
         }
     }
 }
@@ -143,7 +150,13 @@ impl Repository {
             pretend: options.pretend,
             ..PruneReport::default()
         };
+        if !options.pretend && !options.pretend_forgotten.is_empty() {
+            return Err(RepoError::Usage(
+                "prune: generations can be left out only of a pretend prune".to_string(),
+            ));
+        }
         let mut refs = Referenced::default();
+        refs.forgotten.clone_from(&options.pretend_forgotten);
         // 1. Earlier plans.
         if !options.pretend {
             let plans = self.read_plans()?;

@@ -172,6 +172,10 @@ pub struct Referenced {
     walked: HashSet<String>,
     /// Trees referred to that the index does not know.
     pub missing_trees: u64,
+    /// Ids of generations to walk as if they were gone: what a pretend
+    /// prune after a pretend forget must leave out (see
+    /// [`PruneOptions::pretend_forgotten`](super::PruneOptions)).
+    pub(super) forgotten: HashSet<String>,
 }
 
 impl Referenced {
@@ -193,13 +197,20 @@ impl Repository {
         // Read many at once (on a remote store, only those this machine
         // has not cached: see `record_cache.rs`); one forgotten since the
         // listing is skipped: nothing to keep for it.
-        let walked = &refs.walked;
+        let (walked, forgotten) = (&refs.walked, &refs.forgotten);
+        let id_of = |key: &str| key.rsplit('/').next().unwrap_or_default().to_string();
         let gens: Vec<(String, Generation)> =
-            self.read_listed_records("generations/", true, &|key| !walked.contains(key))?;
+            self.read_listed_records("generations/", true, &|key| {
+                !walked.contains(key) && !forgotten.contains(&id_of(key))
+            })?;
         // What a damaged record's generation refers to cannot be told
         // from unused data: pruning now would delete it.
-        if let Some((key, problem)) = self.damaged.under("generations/").first() {
-            let id = key.rsplit('/').next().unwrap_or_default();
+        let damaged = self.damaged.under("generations/");
+        if let Some((key, problem)) = damaged
+            .iter()
+            .find(|(key, _)| !forgotten.contains(&id_of(key)))
+        {
+            let id = id_of(key);
             return Err(RepoError::Usage(format!(
                 "prune: {problem}; what that generation refers to cannot be told from unused \
                  data, so nothing was deleted: remove the record with 'obnam forget {id}' (its \

@@ -439,3 +439,47 @@ fn clients_measured_in_batches_are_measured_as_each_alone() {
     // and their generations the same two trees: 4 folders, 4 roots.
     assert_eq!(usage.used_blobs, 450 + 50 + 4 + 4);
 }
+
+/// A pretend prune that leaves out the generations a forget would remove
+/// tells what the prune after that forget does; a prune that deletes
+/// never leaves out a generation that is there.
+#[test]
+fn leaving_generations_out_is_for_pretending_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path());
+    let (first, _) = backup(&repo, 0..20);
+    backup(&repo, 10..30);
+    let pretend = |forgotten: &[&str]| PruneOptions {
+        pretend: true,
+        pretend_forgotten: forgotten.iter().map(|s| s.to_string()).collect(),
+        ..PruneOptions::default()
+    };
+    let unchanged = repo.prune(&pretend(&[]), &mut |_, _, _| {}).unwrap();
+    assert_eq!(unchanged.bytes_freed, 0, "{unchanged:?}");
+    let told = repo
+        .prune(&pretend(&[first.id.as_str()]), &mut |_, _, _| {})
+        .unwrap();
+    assert!(told.bytes_freed > 0, "{told:?}");
+    assert_eq!(told.generations, 1, "{told:?}");
+
+    let refused = repo.prune(
+        &PruneOptions {
+            pretend: false,
+            ..pretend(&[first.id.as_str()])
+        },
+        &mut |_, _, _| {},
+    );
+    assert!(
+        matches!(refused, Err(crate::error::RepoError::Usage(_))),
+        "{refused:?}"
+    );
+    assert_eq!(repo.generations("c").unwrap().len(), 2, "nothing removed");
+
+    repo.remove_generation("c", &first.id).unwrap();
+    let done = prune(&open(dir.path()), 20);
+    assert_eq!(
+        (done.bytes_freed, done.packs_deleted, done.packs_rewritten),
+        (told.bytes_freed, told.packs_deleted, told.packs_rewritten),
+        "{told:?} {done:?}"
+    );
+}
