@@ -35,8 +35,9 @@ const SMALL: u64 = (ENTRIES_PER_OBJECT / 2) as u64;
 
 impl Repository {
     /// Merge the small index objects loaded if there are more than
-    /// [`COMPACT_ABOVE`]; returns how many were replaced.
-    pub(super) fn compact_index_objects(&self) -> RepoResult<u64> {
+    /// [`COMPACT_ABOVE`]; returns how many were replaced (with `pretend`,
+    /// how many would be, writing nothing).
+    pub(super) fn compact_index_objects(&self, pretend: bool) -> RepoResult<u64> {
         // Only index objects listed now: one loaded earlier in the run may
         // have been merged away by a backup since (or deleted by this
         // prune, finishing an earlier plan), and its entries must not
@@ -52,6 +53,9 @@ impl Repository {
             .collect();
         if small.len() <= COMPACT_ABOVE {
             return Ok(0);
+        }
+        if pretend {
+            return Ok(small.len() as u64);
         }
         let index = self.catalog.read();
         let mut group: Vec<IndexEntry> = Vec::with_capacity(ENTRIES_PER_OBJECT);

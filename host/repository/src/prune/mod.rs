@@ -227,9 +227,7 @@ impl Repository {
         if verdicts.is_empty() {
             // Nothing to delete: a moment to merge the small index
             // objects backups left (`compact`).
-            if !options.pretend {
-                report.index_objects_deleted += self.compact_index_objects()?;
-            }
+            report.index_objects_deleted += self.compact_index_objects(options.pretend)?;
             return Ok(report);
         }
         if options.pretend {

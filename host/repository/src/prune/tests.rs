@@ -210,6 +210,14 @@ fn a_prune_with_nothing_to_delete_merges_many_small_index_objects() {
     let index_objects = || std::fs::read_dir(dir.path().join("index")).unwrap().count();
     let before = index_objects();
     assert!(before > super::compact::COMPACT_ABOVE, "{before}");
+    // Pretending counts the objects it would merge, and merges none.
+    let options = PruneOptions {
+        pretend: true,
+        ..PruneOptions::default()
+    };
+    let told = open(dir.path()).prune(&options, &mut |_, _, _| {}).unwrap();
+    assert_eq!(told.index_objects_deleted, before as u64, "{told:?}");
+    assert_eq!(index_objects(), before);
     // A reader that loaded the index before the merge.
     let reader = open(dir.path());
     let report = prune(&open(dir.path()), 20);
