@@ -874,3 +874,49 @@ fn bad_repository_urls_are_named_without_their_secrets() {
         run.stderr
     );
 }
+
+/// An SFTP URL that names the server by an IPv6 address in brackets
+/// (`sftp://user@[::1]:PORT/path`) reaches it: a backup, a restore equal
+/// to the data, and a clean `fsck --verify-data`. (ssh was given the
+/// brackets as part of the host name.)
+#[test]
+fn an_sftp_url_with_an_ipv6_address_reaches_the_server() {
+    let Some(backend) = Backend::sftp() else {
+        return;
+    };
+    let Some(server) = backend.server_address() else {
+        unreachable!("an SFTP backend has a server")
+    };
+    if std::net::TcpStream::connect(("::1", server.port())).is_err() {
+        eprintln!("skipped: the SFTP server does not listen on ::1 (no IPv6 loopback here)");
+        return;
+    }
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "v6").replacen(
+        &server.to_string(),
+        &format!("[::1]:{}", server.port()),
+        1,
+    );
+    assert!(url.contains("@[::1]:"), "{url}");
+    let data = env.path().join("data");
+    write(&data.join("f"), &noise(300_000, 6));
+    write(&data.join("sub/g"), b"over IPv6");
+    // The host key is the same server's; what is tried here is the URL.
+    let no_check = ["--ssh-host-keys-check", "no"];
+    run(backup_cmd(&backend, &env, &url, "c", &data).args(no_check)).ok();
+    let to = env.path().join("out");
+    run(backend
+        .obnam(&env, &url)
+        .args(no_check)
+        .args(["--client-name", "c", "restore", "--to"])
+        .arg(&to))
+    .ok();
+    assert_same(&data, &restored(&to, &data));
+    run(backend.obnam(&env, &url).args(no_check).args([
+        "--client-name",
+        "c",
+        "fsck",
+        "--verify-data",
+    ]))
+    .ok();
+}

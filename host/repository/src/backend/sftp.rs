@@ -34,6 +34,19 @@ pub struct Server<'a> {
     pub path: &'a str,
 }
 
+/// The destination ssh is given for `host` and `port`, as OpenDAL's
+/// SFTP service hands it to `openssh`: `ssh://host:port`, or the bare
+/// host. `openssh` takes the port after the last `:` and gives ssh the
+/// rest as the host name, brackets and all, so an IPv6 address goes
+/// without its brackets (`ssh://::1:2222`), and without a port as a bare
+/// address (in `ssh://::1` the `1` would be taken for the port).
+fn ssh_destination(host: &str, port: Option<u16>) -> String {
+    match port {
+        Some(p) => format!("ssh://{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
 /// Open the folder on `server`, logging in with `--ssh-key` (else ssh's
 /// defaults) and checking the host key as `--ssh-host-keys-check` says.
 pub fn open(
@@ -43,12 +56,7 @@ pub fn open(
 ) -> Result<(Box<dyn Backend>, Operator), StorageError> {
     // Before any ssh process is started (see ssh_processes).
     ssh_processes::adopt_orphans();
-    let host = server.host;
-    let endpoint = match server.port {
-        Some(p) if host.contains(':') => format!("[{host}]:{p}"),
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    };
+    let endpoint = ssh_destination(server.host, server.port);
     let strategy = match options.ssh_host_keys_check.as_deref() {
         None | Some("yes") => "strict",
         Some("ifknown") => "add",
@@ -61,7 +69,7 @@ pub fn open(
         }
     };
     let mut builder = services::Sftp::default()
-        .endpoint(&format!("ssh://{endpoint}"))
+        .endpoint(&endpoint)
         .root(server.path)
         .known_hosts_strategy(strategy);
     if let Some(user) = server.user {
@@ -211,5 +219,18 @@ impl Backend for Sftp {
         );
         runtime.shutdown_timeout(Duration::from_secs(10));
         ssh_processes::end_leftovers();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ssh_destination;
+
+    #[test]
+    fn ipv6_addresses_reach_ssh_without_brackets() {
+        assert_eq!(ssh_destination("::1", Some(2222)), "ssh://::1:2222");
+        assert_eq!(ssh_destination("::1", None), "::1");
+        assert_eq!(ssh_destination("127.0.0.1", Some(22)), "ssh://127.0.0.1:22");
+        assert_eq!(ssh_destination("host", None), "host");
     }
 }
