@@ -592,6 +592,37 @@ fn the_passphrase_is_asked_for_on_a_terminal() {
     assert!(!v.repo.exists());
 }
 
+/// The question comes before any progress line, which would be drawn
+/// over it (and over what is typed), leaving a progress bar stuck at 0%.
+#[test]
+fn no_progress_line_is_drawn_before_the_passphrase_is_asked() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", &noise(300_000, 1));
+    let data = w.data.display().to_string();
+    for (input, args, question) in [
+        (
+            "sesame\nsesame\n",
+            format!("--encrypt backup {data}"),
+            "New passphrase for",
+        ),
+        ("sesame\n", format!("backup {data}"), "Passphrase for"),
+    ] {
+        let Some(run) = on_terminal(&w, input, &args) else {
+            return;
+        };
+        let asked = run
+            .stdout
+            .find(question)
+            .unwrap_or_else(|| panic!("not asked: {run:#?}"));
+        assert!(
+            !run.stdout[..asked].contains("\x1b[K"),
+            "a progress line before the question: {:?}",
+            &run.stdout[..asked + question.len()]
+        );
+        assert!(run.stdout.contains("Backed up "), "{run:#?}");
+    }
+}
+
 #[test]
 fn key_add_remove_and_passwd_report_in_json() {
     let w = BackupWorld::new("laptop");

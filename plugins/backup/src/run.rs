@@ -72,6 +72,16 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         "pretend": settings.pretend,
     });
     ctx.call_json(BACKUP_STARTING, &mut starting)?;
+    // Opened before the progress line starts: opening may ask for a
+    // passphrase on the terminal, and the progress line would be drawn
+    // over the question. (The host keeps the repository it opened, so the
+    // run below gets the same one.) With --pretend there may be none yet:
+    // then everything would be new.
+    let opened = if settings.pretend {
+        ctx.repository(false).ok()
+    } else {
+        Some(ctx.repository(true)?)
+    };
     let show = Show::of(ctx)?;
     let stats = Stats::new(Events::new(show));
     let reporter = Reporter::new(ctx, show, stats.started);
@@ -103,7 +113,7 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             },
             || {
                 if settings.pretend {
-                    pretend(ctx, &settings, &stats, progress).map(|()| None)
+                    pretend(ctx, opened.as_ref(), &settings, &stats, progress).map(|()| None)
                 } else {
                     real(ctx, &settings, &stats, progress).map(Some)
                 }
@@ -169,17 +179,18 @@ impl Drop for StopScan<'_> {
 /// `--pretend`: walk and report, reading the repository only.
 fn pretend<'c>(
     ctx: &Context<'c>,
+    repo: Option<&plugin_api::Repository>,
     settings: &BackupSettings,
     stats: &Stats,
     progress: Progress<'_, 'c>,
 ) -> Result<()> {
-    let previous = match ctx.repository(false) {
-        Ok(repo) => match repo.generations(&settings.client)?.last() {
+    let previous = match repo {
+        Some(repo) => match repo.generations(&settings.client)?.last() {
             Some(gen) => Some(repo.open_generation(&settings.client, &gen.id)?),
             None => None,
         },
         // No repository yet: everything would be new.
-        Err(_) => None,
+        None => None,
     };
     let mut walker = Walker::new(
         ctx,
