@@ -36,7 +36,7 @@ fn global() -> Vec<SettingDef> {
             "repository",
             SettingKind::String,
             "URL",
-            "the repository: a folder or file:// URL",
+            "the repository: a folder, or a file://, sftp://[user@]host[:port]/path or s3://bucket[/prefix] URL",
             GROUP_GLOBAL,
         )
         .short('r'),

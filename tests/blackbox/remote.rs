@@ -920,3 +920,33 @@ fn an_sftp_url_with_an_ipv6_address_reaches_the_server() {
     ]))
     .ok();
 }
+
+/// A `--ssh-key` that cannot be read is named as such before ssh runs
+/// (ssh itself would only say `Permission denied (publickey)`). No
+/// server is needed: nothing is connected to.
+#[test]
+fn an_ssh_key_file_that_cannot_be_read_is_named() {
+    let env = TestEnv::new();
+    let folder = env.path().join("a-folder");
+    fs::create_dir(&folder).unwrap();
+    for (key, why) in [
+        (env.path().join("no-such-key"), "No such file or directory"),
+        (folder, "it is not a file"),
+    ] {
+        let run = run(env
+            .obnam()
+            .args(["--repository", "sftp://127.0.0.1:9/r", "--client-name", "c"])
+            .arg("--ssh-key")
+            .arg(&key)
+            .arg("genids"))
+        .fails();
+        assert!(
+            run.stderr.contains(&format!(
+                "cannot read the --ssh-key file {}: {why}",
+                key.display()
+            )),
+            "{run:#?}"
+        );
+        assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
+    }
+}

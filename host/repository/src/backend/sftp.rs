@@ -76,6 +76,18 @@ pub fn open(
         builder = builder.user(user);
     }
     if let Some(key) = &options.ssh_key {
+        // ssh would only say `Permission denied (publickey)`.
+        let unreadable = match std::fs::File::open(key).and_then(|f| f.metadata()) {
+            Ok(m) if m.is_file() => None,
+            Ok(_) => Some("it is not a file".to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = unreadable {
+            return Err(StorageError::Setup {
+                url: url.to_string(),
+                message: format!("cannot read the --ssh-key file {key}: {why}"),
+            });
+        }
         builder = builder.key(key);
     }
     let op = Operator::new(builder).map_err(|e| super::setup_error(url, e))?;

@@ -105,7 +105,15 @@ pub(crate) fn describe(e: &opendal::Error) -> String {
         }
         source = cause.source();
     }
-    let mut text = parts.join(": ");
+    let mut text = one_line(&parts.join(": "));
+    // ssh's banner for a changed host key is 17 lines of warnings; what
+    // it means fits in one.
+    if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        text = "the server's host key is not the one known_hosts records for it (a \
+                reinstalled server, or someone in between): ssh refused to connect; if \
+                the change is expected, remove the old key with 'ssh-keygen -R HOST'"
+            .to_string();
+    }
     // Missing credentials fail before any request is made: not retried,
     // whatever the error's status says.
     let no_credentials = text.contains("failed to load signing credential");
@@ -122,6 +130,17 @@ pub(crate) fn describe(e: &opendal::Error) -> String {
         text.push_str(" (gave up after retrying)");
     }
     text
+}
+
+/// Text of several lines (what ssh printed, say) as one: errors are one
+/// line each. Blank lines and ssh's lines of `@` are left out.
+fn one_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '@'))
+        .collect();
+    lines.join(" ")
 }
 
 /// Why what a backend found under an object's name cannot be the object,
@@ -145,5 +164,22 @@ impl NotAnObject {
         e.get_ref()
             .and_then(|inner| inner.downcast_ref::<NotAnObject>())
             .map(|n| n.0.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn what_ssh_printed_on_several_lines_is_one() {
+        let ssh = "ssh error: failed to connect:\n@@@@@@@@@@\n@    WARNING: REMOTE HOST \
+                   IDENTIFICATION HAS CHANGED!     @\n@@@@@@@@@@\n\nIT IS POSSIBLE\r\nend";
+        assert_eq!(
+            one_line(ssh),
+            "ssh error: failed to connect: @    WARNING: REMOTE HOST IDENTIFICATION HAS \
+             CHANGED!     @ IT IS POSSIBLE end"
+        );
+        assert_eq!(one_line("one line"), "one line");
     }
 }
