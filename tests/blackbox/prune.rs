@@ -222,20 +222,32 @@ fn prune_json(w: &BackupWorld, repo: &Path, extra: &[&str]) -> Value {
 
 /// "packs deleted" counts every pack file the prune deleted (`before`:
 /// the packs before it ran), those of an earlier prune's plan that it
-/// finished included; the earlier prune may have deleted some of them
-/// already, so then it may count more.
+/// finished included (of which the earlier prune, stopped half-way, may
+/// have deleted some already: those are not counted again), and "bytes
+/// freed" is more than nothing if a pack went, and no more than the
+/// files that went.
 #[track_caller]
 fn assert_counts_deleted(before: &BTreeMap<String, u64>, repo: &Path, report: &Value) {
     let after = files_below(&repo.join("packs"));
-    let gone = before.keys().filter(|k| !after.contains_key(*k)).count() as u64;
+    let gone: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    let gone_bytes: u64 = gone.iter().map(|k| before[*k]).sum();
     let reported = number(report, "packs_deleted");
     if report["pretend"] == true {
-        assert_eq!(gone, 0, "{report}");
-    } else if number(report, "finished_earlier_plans") == 0 {
-        assert_eq!(reported, gone, "{gone} packs were deleted: {report}");
-    } else {
-        assert!(reported >= gone, "{gone} packs were deleted: {report}");
+        assert!(gone.is_empty(), "{report}");
+        return;
     }
+    assert_eq!(
+        reported,
+        gone.len() as u64,
+        "{} packs were deleted: {report}",
+        gone.len()
+    );
+    let freed = number(report, "bytes_freed");
+    assert_eq!(freed > 0, !gone.is_empty(), "{report}");
+    assert!(
+        freed <= gone_bytes,
+        "{freed} bytes freed, of {gone_bytes} bytes of packs deleted: {report}"
+    );
 }
 
 /// The packs a prune report names: (wholly unused packs, deleted; packs

@@ -15,7 +15,7 @@
 //! the blobs' new places), then the plan. Every step can be repeated: a
 //! prune stopped half-way is finished by the next.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::RepoResult;
 use crate::index::{self, IndexEntry};
@@ -77,6 +77,31 @@ impl Repository {
                 .filter_map(|n| Some((*n, pack::key(&index.pack_id(*n)?))))
                 .collect()
         };
+        // What is still there to delete, for the report: an earlier run
+        // of this plan, stopped half-way, may have deleted some already
+        // (and the index objects that listed a pack's blobs go first).
+        let packs_there: HashMap<String, u64> = self
+            .storage()
+            .list_stamped("packs/", true)?
+            .into_iter()
+            .map(|(key, stamp)| (key, stamp.size))
+            .collect();
+        let index_there: HashSet<String> = self.storage().list("index/")?.into_iter().collect();
+        let listed_bytes = self.pack_bytes(going.iter().map(|(n, _)| *n))?;
+        let (mut packs_deleted, mut bytes) = (0, 0);
+        for (n, key) in &going {
+            if let Some(&size) = packs_there.get(key) {
+                packs_deleted += 1;
+                // The bytes of its blobs, as a pretend prune counts them;
+                // the file's size if no index object lists them any more.
+                bytes += listed_bytes.get(n).copied().unwrap_or(size);
+            }
+        }
+        let index_deleted = plan
+            .index
+            .iter()
+            .filter(|name| index_there.contains(&format!("index/{name}")))
+            .count() as u64;
         let total = (plan.index.len() + going.len()) as u64;
         let mut done = 0;
         for name in &plan.index {
@@ -84,7 +109,6 @@ impl Repository {
             self.storage().delete(&format!("index/{name}"))?;
             done += 1;
         }
-        let bytes = self.pack_bytes(going.iter().map(|(n, _)| *n))?;
         for (_, key) in &going {
             progress(PruneStep::Delete, done, total);
             self.storage().delete(key)?;
@@ -97,8 +121,8 @@ impl Repository {
         // must see the repository as it is now, or it would, say, merge
         // the deleted index objects' entries into a new one.
         self.reload_index()?;
-        report.index_objects_deleted += plan.index.len() as u64;
-        report.packs_deleted += going.len() as u64;
+        report.index_objects_deleted += index_deleted;
+        report.packs_deleted += packs_deleted;
         report.bytes_freed += bytes;
         Ok(())
     }
@@ -123,13 +147,13 @@ impl Repository {
     }
 
     /// Bytes of the blobs the index lists in `packs`.
-    fn pack_bytes(&self, packs: impl Iterator<Item = u32>) -> RepoResult<u64> {
+    fn pack_bytes(&self, packs: impl Iterator<Item = u32>) -> RepoResult<HashMap<u32, u64>> {
         let packs: HashSet<u32> = packs.collect();
-        let mut bytes = 0;
+        let mut bytes = HashMap::new();
         for e in self.catalog.read().entries() {
             let e = e?;
             if packs.contains(&e.location.pack) {
-                bytes += u64::from(e.location.length);
+                *bytes.entry(e.location.pack).or_insert(0) += u64::from(e.location.length);
             }
         }
         Ok(bytes)
