@@ -32,6 +32,7 @@ mod prune_interleavings;
 mod remote;
 mod report;
 mod repository;
+mod rereading;
 mod restore;
 mod setting_values;
 mod settings;
