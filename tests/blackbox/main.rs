@@ -33,6 +33,7 @@ mod quiet_and_reports;
 mod remote;
 mod report;
 mod repository;
+mod rereading;
 mod restore;
 mod setting_values;
 mod settings;

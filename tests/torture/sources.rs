@@ -1,7 +1,10 @@
 //! The clients' trees, and how the schedule changes them between runs:
 //! new, changed, truncated, deleted and renamed files, hard links,
 //! symlinks, sparse files, copies of other files (for deduplication),
-//! folders, and changed modes and times.
+//! folders, changed modes and times, and files whose content changed
+//! while their size, mode and modification time did not (replaced by a
+//! rename, or rewritten in place with their mtime set back), which only
+//! their inode number or change time tells.
 //!
 //! Every choice comes from the step's [`Rng`], and the tree's state comes
 //! only from earlier choices, so a seed replays the same trees.
@@ -50,8 +53,10 @@ impl Source {
     fn mutate_once(&mut self, rng: &mut Rng) -> String {
         match rng.below(100) {
             0..=24 => self.new_file(rng),
-            25..=44 => self.change_file(rng),
-            45..=54 => self.delete(rng),
+            25..=40 => self.change_file(rng),
+            41..=43 => self.replace_keeping_mtime(rng),
+            44..=46 => self.rewrite_keeping_mtime(rng),
+            47..=54 => self.delete(rng),
             55..=62 => self.rename(rng),
             63..=68 => self.hard_link(rng),
             69..=73 => self.symlink(rng),
@@ -168,6 +173,87 @@ impl Source {
             }
         };
         format!("change {}: {what}", self.rel(&path))
+    }
+
+    /// A file with content, small enough to read whole and write again
+    /// (not the large sparse files), if there is one.
+    fn file_to_rewrite(&self, rng: &mut Rng) -> Option<PathBuf> {
+        let files: Vec<PathBuf> = self
+            .listing()
+            .files
+            .into_iter()
+            .filter(|p| {
+                let len = fs::symlink_metadata(p).expect("stat").len();
+                len > 0 && len <= 3_000_000
+            })
+            .collect();
+        (!files.is_empty()).then(|| files[rng.index(files.len())].clone())
+    }
+
+    /// Replace a file by another of the same size, mode and modification
+    /// time, written beside it and renamed over it (as an editor that
+    /// keeps the times, or `cp -p` of another version, does): only its
+    /// inode number and change time show the backup it is not the file
+    /// backed up before. The model expects the new content restored.
+    fn replace_keeping_mtime(&mut self, rng: &mut Rng) -> String {
+        let Some(path) = self.file_to_rewrite(rng) else {
+            return self.new_file(rng);
+        };
+        let old = fs::symlink_metadata(&path).expect("stat");
+        let mut data = fs::read(&path).expect("read");
+        let how = if rng.chance(0.5) {
+            // All new: every chunk is new.
+            let fresh = rng.bytes(data.len());
+            let same = fresh == data;
+            data = fresh;
+            if same {
+                data[0] ^= 0xff;
+            }
+            "all new bytes".to_string()
+        } else {
+            // A few bytes changed: most chunks deduplicate.
+            let range = change_bytes(&mut data, rng);
+            format!("bytes {range:?} changed")
+        };
+        let tmp = path.with_file_name(self.fresh("t"));
+        fs::write(&tmp, &data).expect("write");
+        // The mode after the write: writing clears a set-user-id bit.
+        fs::set_permissions(&tmp, old.permissions()).expect("chmod");
+        File::open(&tmp)
+            .expect("open")
+            .set_modified(old.modified().expect("mtime"))
+            .expect("set mtime");
+        fs::rename(&tmp, &path).expect("rename");
+        format!(
+            "replace {} by a file of the same size and mtime ({how})",
+            self.rel(&path)
+        )
+    }
+
+    /// Overwrite part of a file in place with other bytes, then set its
+    /// mode and modification time back to what they were (`touch -r`):
+    /// only its change time shows the backup it changed. The model
+    /// expects the new content restored.
+    fn rewrite_keeping_mtime(&mut self, rng: &mut Rng) -> String {
+        let Some(path) = self.file_to_rewrite(rng) else {
+            return self.new_file(rng);
+        };
+        let old = fs::symlink_metadata(&path).expect("stat");
+        let mut data = fs::read(&path).expect("read");
+        let range = change_bytes(&mut data, rng);
+        make_writable(&path);
+        let mut f = OpenOptions::new().write(true).open(&path).expect("open");
+        f.seek(SeekFrom::Start(range.start as u64)).expect("seek");
+        f.write_all(&data[range.clone()]).expect("write");
+        f.set_modified(old.modified().expect("mtime"))
+            .expect("set mtime");
+        drop(f);
+        // chmod sets no modification time.
+        fs::set_permissions(&path, old.permissions()).expect("chmod");
+        format!(
+            "rewrite {} in place, bytes {range:?}, mtime and mode set back",
+            self.rel(&path)
+        )
     }
 
     fn sparse_file(&mut self, rng: &mut Rng) -> String {
@@ -289,6 +375,18 @@ impl Source {
         f.set_modified(when).expect("set mtime");
         format!("touch {} {secs}.{nanos:09}", self.rel(&path))
     }
+}
+
+/// Change a run of up to 100,000 bytes of `data` (which is not empty),
+/// each to another value; returns where.
+fn change_bytes(data: &mut [u8], rng: &mut Rng) -> std::ops::Range<usize> {
+    let at = rng.index(data.len());
+    let n = rng.range(1, 100_000).min((data.len() - at) as u64) as usize;
+    for b in &mut data[at..at + n] {
+        // Never 0: each byte changes.
+        *b ^= rng.range(1, 256) as u8;
+    }
+    at..at + n
 }
 
 /// Let the harness write a file it made read-only.

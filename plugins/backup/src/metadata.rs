@@ -61,31 +61,116 @@ pub fn xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
-/// Whether `before` is the same inode as `m`, with the same change time:
-/// then its extended attributes and symlink target are what the file
-/// has now, unread. Setting or removing an attribute sets the change time
-/// (which no program can set back), and a symlink's target never changes
-/// in place. This saves one or two system calls per file of a backup that
-/// finds most files unchanged.
-fn same_inode_unchanged(m: &FileStat, before: &Entry) -> bool {
-    before.ino == m.ino
-        && before.dev == m.dev
-        && before.ctime == m.ctime
-        && before.ctime_ns == m.ctime_ns
-        && before.kind == EntryKind::from_mode(m.mode)
+/// Which signs of a change, besides those every backup compares, this
+/// backup trusts (`--ignore-inode`, `--ignore-ctime`). By default both
+/// the inode number and the change time count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChangeRule {
+    /// Inode numbers are not stable here (some FUSE and network file
+    /// systems): another inode number alone is no change.
+    pub ignore_inode: bool,
+    /// Change times are not to be trusted here: another change time alone
+    /// is no change.
+    pub ignore_ctime: bool,
+}
+
+impl ChangeRule {
+    /// Whether a file with inode number `ino` and change time `ctime` has
+    /// those of `before`, as far as the rule compares them.
+    ///
+    /// The device number is not compared: some file systems get another
+    /// one at each mount (NFS, btrfs subvolumes, removable disks), which
+    /// would make every file look changed after a reboot; at the same path,
+    /// the inode number and a change time to the nanosecond tell the file.
+    ///
+    /// An entry that recorded no inode number or change time (0, as a
+    /// hand-made or foreign generation may hold) matches no real file:
+    /// such a file is read once, and recorded with its own from then on.
+    fn same_inode(self, ino: u64, ctime: (i64, u32), before: &Entry) -> bool {
+        (self.ignore_inode || ino == before.ino)
+            && (self.ignore_ctime || ctime == (before.ctime, before.ctime_ns))
+    }
+
+    /// Whether `before` is the same inode as `m`, untouched since: then its
+    /// extended attributes and symlink target are what the file has now,
+    /// unread. Setting or removing an attribute sets the change time
+    /// (which no program can set back), and a symlink's target never
+    /// changes in place. This saves one or two system calls per file of a
+    /// backup that finds most files unchanged.
+    ///
+    /// Only when the rule trusts both the inode number and the change
+    /// time: an attribute set on a file whose change time is ignored, or
+    /// another file given the inode number the old one had, would
+    /// otherwise be missed. [`unchanged`](Self::unchanged) then compares
+    /// the attributes as read.
+    fn untouched(self, m: &FileStat, before: &Entry) -> bool {
+        !self.ignore_inode
+            && !self.ignore_ctime
+            && before.kind == EntryKind::from_mode(m.mode)
+            && self.same_inode(m.ino, (m.ctime, m.ctime_ns), before)
+    }
+
+    /// Whether a non-directory is unchanged since the previous generation,
+    /// so that its content need not be read again: same kind, mtime
+    /// (seconds and nanoseconds), mode, link count, size, owner and
+    /// extended attributes, and, unless the rule ignores them, the same
+    /// inode number and change time (seconds and nanoseconds).
+    ///
+    /// The modification time is whatever a program sets it to (`touch -r`,
+    /// `cp -p`, `rsync -t`, archive tools, editors that keep it), so the
+    /// other fields alone miss a file replaced by another of the same size
+    /// (written beside it, given its mtime, renamed over it) or rewritten
+    /// in place with its mtime set back: the old content would be kept,
+    /// silently. A file renamed into place is another inode, and every
+    /// write, `chmod`, `chown`, rename, link or attribute change sets the
+    /// change time to the clock, which no program can set back. Nothing
+    /// the backup does to a file it reads changes its change time (it
+    /// sets no times and no attributes; reading changes only the access
+    /// time, which sets no change time).
+    pub fn unchanged(self, now: &Entry, before: &Entry) -> bool {
+        now.kind == before.kind
+            && now.kind != EntryKind::Dir
+            && now.mtime == before.mtime
+            && now.mtime_ns == before.mtime_ns
+            && now.mode == before.mode
+            && now.nlink == before.nlink
+            && now.size == before.size
+            && now.uid == before.uid
+            && now.gid == before.gid
+            && now.xattrs == before.xattrs
+            && self.same_inode(now.ino, (now.ctime, now.ctime_ns), before)
+            && (now.kind != EntryKind::File || now.size == 0 || !before.chunks.is_empty())
+    }
+
+    /// Make `now`, a file that [`unchanged`](Self::unchanged) found
+    /// unchanged since `before`, the entry to record with `before`'s
+    /// content: under `--ignore-ctime` it keeps the change time recorded
+    /// with that content, not the file's. A change the setting hid (a
+    /// rewrite with the mtime set back) is then still seen by a later
+    /// backup without it, which reads the file again, rather than lost for
+    /// good behind a change time recorded as if the content had been read
+    /// at it. (The inode number is always the file's: it tells which
+    /// entries are hard links of each other.)
+    pub fn keep_content_of(self, now: &mut Entry, before: &Entry) {
+        if self.ignore_ctime {
+            (now.ctime, now.ctime_ns) = (before.ctime, before.ctime_ns);
+        }
+    }
 }
 
 /// The entry for a file, without content (checksum and chunks); its
 /// extended attributes and symlink target are taken from `before` (the
-/// previous generation's entry) if the inode did not change since.
+/// previous generation's entry) if the inode did not change since, as
+/// `rule` tells it (see [`ChangeRule::untouched`]).
 pub fn entry(
     path: &Path,
     m: &FileStat,
     names: &Names,
     before: Option<&Entry>,
+    rule: ChangeRule,
 ) -> std::io::Result<Entry> {
     let kind = EntryKind::from_mode(m.mode);
-    let before = before.filter(|b| same_inode_unchanged(m, b));
+    let before = before.filter(|b| rule.untouched(m, b));
     let target = if kind != EntryKind::Symlink {
         Vec::new()
     } else if let Some(b) = before {
@@ -123,30 +208,31 @@ pub fn entry(
     })
 }
 
-/// Whether a non-directory is unchanged since the previous generation, so
-/// that its content need not be read again: same kind, mtime (seconds and
-/// nanoseconds), mode, link count, size, owner and extended attributes.
-pub fn unchanged(now: &Entry, before: &Entry) -> bool {
-    now.kind == before.kind
-        && now.kind != EntryKind::Dir
-        && now.mtime == before.mtime
-        && now.mtime_ns == before.mtime_ns
-        && now.mode == before.mode
-        && now.nlink == before.nlink
-        && now.size == before.size
-        && now.uid == before.uid
-        && now.gid == before.gid
-        && now.xattrs == before.xattrs
-        && (now.kind != EntryKind::File || now.size == 0 || !before.chunks.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const DEFAULT: ChangeRule = ChangeRule {
+        ignore_inode: false,
+        ignore_ctime: false,
+    };
+    const NO_INODE: ChangeRule = ChangeRule {
+        ignore_inode: true,
+        ignore_ctime: false,
+    };
+    const NO_CTIME: ChangeRule = ChangeRule {
+        ignore_inode: false,
+        ignore_ctime: true,
+    };
+    const NEITHER: ChangeRule = ChangeRule {
+        ignore_inode: true,
+        ignore_ctime: true,
+    };
+
     /// The attributes and symlink target of an unchanged inode come from
     /// the previous entry; once an attribute is set (which sets the change
-    /// time), they are read again.
+    /// time), they are read again. Under `--ignore-inode` or
+    /// `--ignore-ctime` they are always read.
     #[test]
     fn attributes_are_read_again_only_when_the_inode_changed() {
         let dir = tempfile::tempdir().unwrap();
@@ -155,43 +241,68 @@ mod tests {
         std::os::unix::fs::symlink("f", &link).unwrap();
         let names = Names::default();
         let stat = |p: &Path| FileStat::from_metadata(&std::fs::symlink_metadata(p).unwrap());
-        let first = entry(&file, &stat(&file), &names, None).unwrap();
+        let first = entry(&file, &stat(&file), &names, None, DEFAULT).unwrap();
         let mut before = first.clone();
         before.xattrs = vec![(b"user.was".to_vec(), b"1".to_vec())];
-        let now = entry(&file, &stat(&file), &names, Some(&before)).unwrap();
+        let now = entry(&file, &stat(&file), &names, Some(&before), DEFAULT).unwrap();
         assert_eq!(now.xattrs, before.xattrs, "taken from the same inode");
-        let mut link_before = entry(&link, &stat(&link), &names, None).unwrap();
+        let mut link_before = entry(&link, &stat(&link), &names, None, DEFAULT).unwrap();
         assert_eq!(link_before.target, b"f");
         link_before.target = b"g".to_vec();
-        let link_now = entry(&link, &stat(&link), &names, Some(&link_before)).unwrap();
+        let link_now = entry(&link, &stat(&link), &names, Some(&link_before), DEFAULT).unwrap();
         assert_eq!(link_now.target, b"g");
-        // Another inode (the same name replaced) is read.
-        let mut other = before.clone();
-        other.ino += 1;
-        let now = entry(&file, &stat(&file), &names, Some(&other)).unwrap();
-        assert_eq!(now.xattrs, first.xattrs);
+        // With a sign of change ignored, nothing is taken on trust.
+        for rule in [NO_INODE, NO_CTIME, NEITHER] {
+            let now = entry(&file, &stat(&file), &names, Some(&before), rule).unwrap();
+            assert_eq!(now.xattrs, first.xattrs, "{rule:?}");
+            let link_now = entry(&link, &stat(&link), &names, Some(&link_before), rule).unwrap();
+            assert_eq!(link_now.target, b"f", "{rule:?}");
+        }
+        // Another inode (the same name replaced), or another change time,
+        // is read; another device is the same file (renumbered at a mount).
+        let changes: [fn(&mut Entry); 3] = [|e| e.ino += 1, |e| e.ctime -= 1, |e| e.ctime_ns ^= 1];
+        for change in changes {
+            let mut other = before.clone();
+            change(&mut other);
+            let now = entry(&file, &stat(&file), &names, Some(&other), DEFAULT).unwrap();
+            assert_eq!(now.xattrs, first.xattrs);
+        }
+        let mut other_device = before.clone();
+        other_device.dev += 1;
+        let now = entry(&file, &stat(&file), &names, Some(&other_device), DEFAULT).unwrap();
+        assert_eq!(now.xattrs, before.xattrs);
 
         std::thread::sleep(std::time::Duration::from_millis(30));
         if xattr::set(&file, "user.new", b"2").is_err() {
             return; // No user attributes on this file system.
         }
-        let now = entry(&file, &stat(&file), &names, Some(&before)).unwrap();
+        let now = entry(&file, &stat(&file), &names, Some(&before), DEFAULT).unwrap();
         assert_eq!(now.xattrs, vec![(b"user.new".to_vec(), b"2".to_vec())]);
     }
 
-    #[test]
-    fn a_change_of_any_compared_field_is_a_change() {
-        let base = Entry {
+    fn base() -> Entry {
+        Entry {
             kind: EntryKind::File,
             mode: 0o100644,
             size: 3,
             mtime: 10,
             mtime_ns: 5,
+            ctime: 20,
+            ctime_ns: 7,
             nlink: 1,
+            dev: 2049,
+            ino: 131,
             chunks: vec![Default::default()],
             ..Entry::default()
-        };
-        assert!(unchanged(&base, &base));
+        }
+    }
+
+    #[test]
+    fn a_change_of_any_compared_field_is_a_change() {
+        let base = base();
+        for rule in [DEFAULT, NO_INODE, NO_CTIME, NEITHER] {
+            assert!(rule.unchanged(&base, &base), "{rule:?}");
+        }
         let changes: [fn(&mut Entry); 7] = [
             |e| e.mtime += 1,
             |e| e.mtime_ns += 1,
@@ -204,11 +315,81 @@ mod tests {
         for change in changes {
             let mut now = base.clone();
             change(&mut now);
-            assert!(!unchanged(&now, &base));
+            for rule in [DEFAULT, NO_INODE, NO_CTIME, NEITHER] {
+                assert!(!rule.unchanged(&now, &base), "{rule:?}: {now:?}");
+            }
         }
-        // ctime alone does not make a file changed.
+        // The device number alone is no change: some file systems get
+        // another at each mount.
         let mut now = base.clone();
-        now.ctime += 100;
-        assert!(unchanged(&now, &base));
+        now.dev += 1;
+        assert!(DEFAULT.unchanged(&now, &base));
+    }
+
+    /// A file replaced by a rename is another inode; one rewritten in place
+    /// with its mtime set back has another change time. Each setting drops
+    /// its own sign, and only that one.
+    #[test]
+    fn inode_and_change_time_count_unless_ignored() {
+        let base = base();
+        let mut replaced = base.clone();
+        replaced.ino += 1;
+        let mut rewritten = base.clone();
+        rewritten.ctime_ns += 1;
+        let mut later = base.clone();
+        later.ctime += 1;
+        let mut both = replaced.clone();
+        both.ctime += 1;
+        for (now, changed_for) in [
+            (&replaced, [true, false, true, false]),
+            (&rewritten, [true, true, false, false]),
+            (&later, [true, true, false, false]),
+            (&both, [true, true, true, false]),
+        ] {
+            let rules = [DEFAULT, NO_INODE, NO_CTIME, NEITHER];
+            for (rule, changed) in rules.into_iter().zip(changed_for) {
+                assert_eq!(!rule.unchanged(now, &base), changed, "{rule:?}: {now:?}");
+            }
+        }
+    }
+
+    /// Under `--ignore-ctime`, a file found unchanged keeps the change time
+    /// recorded with its content; otherwise it has its own (the same).
+    #[test]
+    fn an_ignored_change_time_is_not_recorded_with_old_content() {
+        let before = base();
+        let mut now = before.clone();
+        (now.ino, now.ctime, now.ctime_ns) = (before.ino + 1, before.ctime + 5, 1);
+        for rule in [NO_CTIME, NEITHER] {
+            let mut recorded = now.clone();
+            rule.keep_content_of(&mut recorded, &before);
+            assert_eq!(
+                (recorded.ctime, recorded.ctime_ns),
+                (before.ctime, before.ctime_ns)
+            );
+            assert_eq!(recorded.ino, now.ino, "the inode is the file's");
+            assert!(
+                !DEFAULT.unchanged(&now, &recorded),
+                "seen by a later backup"
+            );
+        }
+        for rule in [DEFAULT, NO_INODE] {
+            let mut recorded = now.clone();
+            rule.keep_content_of(&mut recorded, &before);
+            assert_eq!(recorded, now);
+        }
+    }
+
+    /// An entry that recorded no inode number or change time (0) matches
+    /// no real file: the file is read once, then recorded with its own.
+    #[test]
+    fn an_entry_without_inode_or_change_time_is_read_once() {
+        let now = base();
+        let mut recorded = now.clone();
+        (recorded.ino, recorded.ctime, recorded.ctime_ns) = (0, 0, 0);
+        assert!(!DEFAULT.unchanged(&now, &recorded));
+        assert!(!NO_INODE.unchanged(&now, &recorded));
+        assert!(!NO_CTIME.unchanged(&now, &recorded));
+        assert!(NEITHER.unchanged(&now, &recorded));
     }
 }

@@ -591,7 +591,9 @@ impl Shared<'_> {
 fn parent_entry(parent: &Path, names: &Names) -> std::io::Result<Entry> {
     let real = std::fs::canonicalize(parent)?;
     let meta = walk::lstat(&real)?;
-    let mut entry = metadata::entry(&real, &meta, names, None)?;
+    // No previous entry to compare with: the rule is not used.
+    let rule = metadata::ChangeRule::default();
+    let mut entry = metadata::entry(&real, &meta, names, None, rule)?;
     entry.name = parent
         .file_name()
         .map(|n| n.as_bytes().to_vec())
@@ -809,7 +811,8 @@ impl<'a, 'c> Walker<'a, 'c> {
         root_stat: FileStat,
         parent_ticket: &Arc<Ticket>,
     ) -> Result<()> {
-        let mut entry = match metadata::entry(path, &meta, self.names(), previous.as_ref()) {
+        let rule = self.settings.change_rule;
+        let mut entry = match metadata::entry(path, &meta, self.names(), previous.as_ref(), rule) {
             Ok(e) => e,
             Err(e) => {
                 report(self.stats, path, &io_reason(&e));
@@ -846,8 +849,9 @@ impl<'a, 'c> Walker<'a, 'c> {
         self.stats.current.offer(path.as_os_str().as_bytes());
         let unchanged = previous
             .as_ref()
-            .is_some_and(|p| metadata::unchanged(&entry, p) && self.chunks_present(p));
+            .is_some_and(|p| rule.unchanged(&entry, p) && self.chunks_present(p));
         if let Some(mut prev) = previous.take_if(|_| unchanged) {
+            rule.keep_content_of(&mut entry, &prev);
             // The entry has no content yet: compared without the
             // previous one's, they are the same if nothing at all
             // changed (then the file is kept, not put).

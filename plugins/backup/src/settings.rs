@@ -9,6 +9,8 @@ use plugin_api::{
 use progress::OutputFormat;
 use regex::Regex;
 
+use crate::metadata::ChangeRule;
+
 /// Declare the backup's settings.
 pub fn register(app: &mut App<'_>) {
     app.add_setting(
@@ -29,6 +31,25 @@ pub fn register(app: &mut App<'_>) {
         Setting::boolean("leave-checkpoints")
             .subcommands(&["backup"])
             .help("keep the checkpoint generations of a backup that finished well")
+            .group(GROUP_BACKUP),
+    );
+    app.add_setting(
+        Setting::boolean("ignore-inode")
+            .subcommands(&["backup"])
+            .help(
+                "do not read a file again only because its inode number changed: for file \
+                 systems whose inode numbers are not stable (some FUSE and network file systems)",
+            )
+            .group(GROUP_BACKUP),
+    );
+    app.add_setting(
+        Setting::boolean("ignore-ctime")
+            .subcommands(&["backup"])
+            .help(
+                "do not read a file again only because its change time changed; a file \
+                 rewritten with its modification time set back is then missed (its old content \
+                 kept until a backup without this setting)",
+            )
             .group(GROUP_BACKUP),
     );
     app.add_setting(
@@ -75,6 +96,8 @@ pub struct BackupSettings {
     pub client: String,
     pub checkpoint: u64,
     pub leave_checkpoints: bool,
+    /// `--ignore-inode`, `--ignore-ctime`: what tells a file unchanged.
+    pub change_rule: ChangeRule,
     pub fail_matching: Vec<Regex>,
     /// `--testing-panic-matching`: files whose reading panics.
     pub panic_matching: Vec<Regex>,
@@ -120,6 +143,10 @@ impl BackupSettings {
             client: ctx.string("client-name")?.unwrap_or_default(),
             checkpoint: ctx.bytesize("checkpoint")?,
             leave_checkpoints: ctx.boolean("leave-checkpoints")?,
+            change_rule: ChangeRule {
+                ignore_inode: ctx.boolean("ignore-inode")?,
+                ignore_ctime: ctx.boolean("ignore-ctime")?,
+            },
             fail_matching,
             panic_matching,
             pretend: ctx.boolean("pretend")?,
