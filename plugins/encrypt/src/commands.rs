@@ -2,7 +2,8 @@
 //!
 //! * `key list`: the key slots, marking the one that opened the repository;
 //! * `key add`: a new slot for a new passphrase or key file;
-//! * `key remove ID`: remove a slot; the last one is never removed;
+//! * `key remove ID`: remove a slot, unless no other slot that can be
+//!   read would be left;
 //! * `key passwd`: replace the slot that opened the repository by one for
 //!   a new secret (the new slot is written before the old one goes);
 //! * `client-keys`: the clients, and the key slots that open the
@@ -192,24 +193,42 @@ fn exclusively<T>(repo: &Repository, f: impl FnOnce() -> Result<T>) -> Result<T>
     Ok(value)
 }
 
+/// Remove key slot `id`, with the exclusive lock held, unless no other
+/// slot that can be read would be left. Counting slots is not enough: a
+/// damaged slot, or one this obnam refuses to use, opens the repository
+/// for nobody, so removing the last good slot next to it would lock
+/// everyone out for good.
+fn remove_keeping_one(repo: &Repository, keys: &Unlocked, id: &str) -> Result<()> {
+    let slots = repo.key_slots()?;
+    if !slots.iter().any(|(s, _)| s == id) {
+        return Err(Error::msg(format!(
+            "repository {} has no key slot {id} (see obnam key list)",
+            keys.url
+        )));
+    }
+    if slots.len() == 1 {
+        return Err(Error::msg(format!(
+            "refusing to remove key slot {id}: it is the last one, and without it nobody \
+             could open the repository"
+        )));
+    }
+    let mut unusable = Vec::new();
+    for (other, text) in slots.iter().filter(|(s, _)| s != id) {
+        match slots::usable(text) {
+            Ok(_) => return repo.remove_key_slot(id),
+            Err(why) => unusable.push(format!("{other}: {why}")),
+        }
+    }
+    Err(Error::msg(format!(
+        "refusing to remove key slot {id}: no other key slot can be read ({}), and without one \
+         nobody could open the repository; nothing was removed",
+        unusable.join("; ")
+    )))
+}
+
 fn remove(ctx: &Context<'_>, state: &Shared, id: &str) -> Result<()> {
     let (repo, keys) = unlocked(ctx, state)?;
-    exclusively(&repo, || {
-        let slots = repo.key_slots()?;
-        if !slots.iter().any(|(s, _)| s == id) {
-            return Err(Error::msg(format!(
-                "repository {} has no key slot {id} (see obnam key list)",
-                keys.url
-            )));
-        }
-        if slots.len() == 1 {
-            return Err(Error::msg(format!(
-                "refusing to remove key slot {id}: it is the last one, and without it nobody \
-                 could open the repository"
-            )));
-        }
-        repo.remove_key_slot(id)
-    })?;
+    exclusively(&repo, || remove_keeping_one(&repo, keys, id))?;
     if ctx.output_format()?.is_json() {
         ctx.outln(&json!({ "removed": id }).to_string())?;
     } else {
@@ -229,8 +248,23 @@ fn passwd(ctx: &Context<'_>, state: &Shared) -> Result<()> {
         Error::msg("the repository was just created; there is no key slot to replace yet")
     })?;
     let new = exclusively(&repo, || {
+        // Removals take this lock too, so a slot still here stays until
+        // this run removes it. One that is gone was removed by another run
+        // (a `key passwd` opened with the same secret, say) after this one
+        // was opened with it: that secret no longer opens the repository,
+        // so it must not add a slot either.
+        if !repo.key_slots()?.iter().any(|(s, _)| *s == old) {
+            return Err(Error::msg(format!(
+                "key slot {old}, which opened the repository in this run, was removed by \
+                 another run meanwhile; nothing was changed (see obnam key list)"
+            )));
+        }
         let new = add(ctx, &repo, keys)?;
-        repo.remove_key_slot(&old)?;
+        remove_keeping_one(&repo, keys, &old).map_err(|e| {
+            Error::msg(format!(
+                "added key slot {new}, but key slot {old} was not removed: {e}"
+            ))
+        })?;
         Ok(new)
     })?;
     if ctx.output_format()?.is_json() {

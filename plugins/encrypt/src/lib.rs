@@ -78,7 +78,17 @@ impl Plugin for Encrypt {
                 "encrypt the repository when it is created (the choice is recorded in it; \
                  an existing repository keeps its own)",
             ),
-            Setting::string("cipher")
+            // A choice, so that a cipher this obnam does not know is a
+            // usage error everywhere, not only where a repository is made.
+            Setting::choice(
+                "cipher",
+                &[
+                    AUTO_CIPHER,
+                    Cipher::XAes256Gcm.name(),
+                    Cipher::XChaCha20Poly1305.name(),
+                    Cipher::Aes256Gcm.name(),
+                ],
+            )
                 .subcommands(&["backup"])
                 .default(AUTO_CIPHER)
                 .metavar("CIPHER")

@@ -50,7 +50,7 @@ pub fn origin(ctx: &Context<'_>) -> Result<Origin> {
 /// What a secret is, for messages.
 pub fn describe(secret: &Secret) -> String {
     match secret {
-        Secret::Passphrase(_) => "the passphrase".into(),
+        Secret::Passphrase(_, source) => format!("the passphrase from {source}"),
         Secret::KeyFile(_, path) => format!("the key file {path}"),
     }
 }
@@ -74,6 +74,15 @@ pub fn on_open(ctx: &Context<'_>, payload: &mut Value, state: &Shared) -> Result
 
     let unlocked = if creating {
         if !encrypt {
+            let given = secrets_given(ctx, true)?;
+            if !given.is_empty() {
+                plugin_api::tracing::warn!(
+                    "repository {url} was created without encryption: {} {} ignored (only \
+                     --encrypt makes an encrypted repository)",
+                    given.join(", "),
+                    if given.len() == 1 { "was" } else { "were" }
+                );
+            }
             let _ = state.set(RepoState::Plain);
             return Ok(());
         }
@@ -84,6 +93,16 @@ pub fn on_open(ctx: &Context<'_>, payload: &mut Value, state: &Shared) -> Result
                 "repository {url} is not encrypted; --encrypt applies only when a repository \
                  is created (back up into a new repository to have it encrypted)"
             )));
+        }
+        // Not the environment variable: it may well be set for all runs,
+        // whatever the repository.
+        let given = secrets_given(ctx, false)?;
+        if !given.is_empty() {
+            plugin_api::tracing::warn!(
+                "repository {url} is not encrypted: {} {} ignored",
+                given.join(", "),
+                if given.len() == 1 { "was" } else { "were" }
+            );
         }
         let _ = state.set(RepoState::Plain);
         return Ok(());
@@ -97,6 +116,24 @@ pub fn on_open(ctx: &Context<'_>, payload: &mut Value, state: &Shared) -> Result
     payload["token_key"] = Value::String(hex::encode(unlocked.master.token_key()));
     let _ = state.set(RepoState::Sealed(unlocked));
     Ok(())
+}
+
+/// The secrets given to a run, as the user named them: for a repository
+/// that is not encrypted they are not used, and saying so catches a
+/// forgotten `--encrypt` (a key file named for a new repository is not
+/// made either).
+fn secrets_given(ctx: &Context<'_>, with_environment: bool) -> Result<Vec<String>> {
+    let mut given = Vec::new();
+    if let Some(path) = ctx.string("key-file")? {
+        given.push(format!("--key-file {path}"));
+    }
+    if let Some(path) = ctx.string("passphrase-file")? {
+        given.push(format!("--passphrase-file {path}"));
+    }
+    if with_environment && std::env::var_os(secrets::PASSPHRASE_VAR).is_some() {
+        given.push(secrets::PASSPHRASE_VAR.to_string());
+    }
+    Ok(given)
 }
 
 fn create(
@@ -160,6 +197,17 @@ fn unlock(
             "repository {url} is encrypted with cipher '{name}', which this obnam does not know"
         ))
     })?;
+    // The recorded cipher is the one used; a different one named (on the
+    // command line or in a config file) was meant for something else.
+    if let Some(given) = ctx.string("cipher")? {
+        if given != AUTO_CIPHER && given != cipher.name() {
+            plugin_api::tracing::warn!(
+                "repository {url} is encrypted with {}; --cipher {given} applies only to a new \
+                 repository and was ignored",
+                cipher.name()
+            );
+        }
+    }
     let slots: Vec<(String, String)> = payload
         .get("key_slots")
         .and_then(Value::as_object)

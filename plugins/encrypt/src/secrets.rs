@@ -26,10 +26,49 @@ pub const NEW_PASSPHRASE_VAR: &str = "OBNAM_NEW_PASSPHRASE";
 /// Smallest key file accepted, in bytes.
 const MIN_KEY_FILE: usize = 32;
 
+/// The most bytes a passphrase file or key file may hold: 64 KiB. A key
+/// file needs 32 bytes of secret (obnam makes them of 65) and a
+/// passphrase is typed; a bigger file is something else named by mistake,
+/// or a device that never ends (`/dev/zero`), and reading it whole would
+/// only take memory.
+pub const MAX_SECRET_FILE: u64 = 64 << 10;
+
+/// The contents of the passphrase or key file (`what`) at `path`, if it
+/// holds no more than [`MAX_SECRET_FILE`] bytes. Reading stops one byte
+/// past the limit, so a device or FIFO that never ends is refused too.
+fn read_bounded(path: &str, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    let too_big = || {
+        Error::msg(format!(
+            "{what} {path} holds more than {MAX_SECRET_FILE} bytes ({} KiB), the most a {what} \
+             may hold",
+            MAX_SECRET_FILE >> 10
+        ))
+    };
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::msg(format!("cannot read {what} {path}: {e}")))?;
+    // A regular file's size tells at once, without reading it.
+    if file
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() > MAX_SECRET_FILE)
+    {
+        return Err(too_big());
+    }
+    // Room for the limit and one byte more (which tells that there are
+    // more), made once: a buffer grown while reading would leave copies
+    // of the secret behind in freed memory.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_SECRET_FILE as usize + 1));
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::msg(format!("cannot read {what} {path}: {e}")))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
 fn read_key_file(path: &str) -> Result<Secret> {
-    let contents = Zeroizing::new(
-        std::fs::read(path).map_err(|e| Error::msg(format!("cannot read key file {path}: {e}")))?,
-    );
+    let contents = read_bounded(path, "key file")?;
     if contents.len() < MIN_KEY_FILE {
         return Err(Error::msg(format!(
             "key file {path} holds {} bytes; a key file needs at least {MIN_KEY_FILE} bytes of secret",
@@ -40,10 +79,7 @@ fn read_key_file(path: &str) -> Result<Secret> {
 }
 
 fn read_passphrase_file(path: &str) -> Result<Zeroizing<Vec<u8>>> {
-    let mut text = Zeroizing::new(
-        std::fs::read(path)
-            .map_err(|e| Error::msg(format!("cannot read passphrase file {path}: {e}")))?,
-    );
+    let mut text = read_bounded(path, "passphrase file")?;
     // One trailing newline is the file's, not the passphrase's.
     if text.last() == Some(&b'\n') {
         text.pop();
@@ -54,11 +90,13 @@ fn read_passphrase_file(path: &str) -> Result<Zeroizing<Vec<u8>>> {
     Ok(text)
 }
 
+/// The passphrase from `source` (named in messages: of several places a
+/// passphrase may come from, only the first is used), if it is not empty.
 fn non_empty(pass: Zeroizing<Vec<u8>>, source: &str) -> Result<Secret> {
     if pass.is_empty() {
         return Err(Error::msg(format!("the passphrase from {source} is empty")));
     }
-    Ok(Secret::Passphrase(pass))
+    Ok(Secret::Passphrase(pass, source.to_string()))
 }
 
 fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>> {
@@ -77,7 +115,10 @@ pub fn opening(ctx: &Context<'_>, url: &str) -> Result<Secret> {
         return read_key_file(&path);
     }
     if let Some(path) = ctx.string("passphrase-file")? {
-        return non_empty(read_passphrase_file(&path)?, &path);
+        return non_empty(
+            read_passphrase_file(&path)?,
+            &format!("--passphrase-file {path}"),
+        );
     }
     if let Some(pass) = std::env::var_os(PASSPHRASE_VAR) {
         use std::os::unix::ffi::OsStringExt;
@@ -130,7 +171,10 @@ pub fn new_secret(ctx: &Context<'_>) -> Result<Secret> {
         return read_key_file(&path);
     }
     if let Some(path) = ctx.string("new-passphrase-file")? {
-        return non_empty(read_passphrase_file(&path)?, &path);
+        return non_empty(
+            read_passphrase_file(&path)?,
+            &format!("--new-passphrase-file {path}"),
+        );
     }
     if let Some(pass) = std::env::var_os(NEW_PASSPHRASE_VAR) {
         use std::os::unix::ffi::OsStringExt;

@@ -11,7 +11,8 @@
 //!   in the slot (so they can be raised for new slots without breaking
 //!   old ones);
 //! * a key file of at least 32 bytes of secret, through HKDF-SHA-256 with
-//!   a recorded salt (the file is already high in entropy).
+//!   a recorded salt (the file is already high in entropy). The file's
+//!   line ending is not part of its secret ([`key_file_forms`]).
 //!
 //! The wrapping is authenticated, and its associated data binds the
 //! repository id and the slot id: a slot copied from another repository,
@@ -50,8 +51,8 @@ impl MasterKey {
 
 /// What unlocks a slot.
 pub enum Secret {
-    /// A passphrase (its bytes).
-    Passphrase(Zeroizing<Vec<u8>>),
+    /// A passphrase (its bytes), and where it came from for messages.
+    Passphrase(Zeroizing<Vec<u8>>, String),
     /// The contents of a key file, and the file's name for messages.
     KeyFile(Zeroizing<Vec<u8>>, String),
 }
@@ -59,7 +60,7 @@ pub enum Secret {
 impl Secret {
     fn kind(&self) -> &'static str {
         match self {
-            Secret::Passphrase(_) => "passphrase",
+            Secret::Passphrase(..) => "passphrase",
             Secret::KeyFile(..) => "key-file",
         }
     }
@@ -248,7 +249,7 @@ fn derive(kdf: &Kdf, secret: &Secret) -> Result<Zeroizing<[u8; 32]>, String> {
                 parallelism,
                 salt,
             },
-            Secret::Passphrase(pass),
+            Secret::Passphrase(pass, _),
         ) => {
             let salt = bounded_hex("salt", salt, MAX_SALT_LEN)?;
             let params = argon2::Params::new(*memory_kib, *iterations, *parallelism, Some(32))
@@ -285,7 +286,7 @@ pub fn wrap(
     origin: &Origin,
 ) -> Result<KeySlot, String> {
     let kdf = match secret {
-        Secret::Passphrase(_) => Kdf::Argon2id {
+        Secret::Passphrase(..) => Kdf::Argon2id {
             memory_kib: cost.memory_kib,
             iterations: cost.iterations,
             parallelism: 1,
@@ -295,7 +296,13 @@ pub fn wrap(
             salt: random_hex(16)?,
         },
     };
-    let kek = derive(&kdf, secret)?;
+    let kek = match secret {
+        Secret::KeyFile(contents, path) => {
+            let canonical = key_file_forms(contents).swap_remove(0);
+            derive(&kdf, &Secret::KeyFile(canonical, path.clone()))?
+        }
+        Secret::Passphrase(..) => derive(&kdf, secret)?,
+    };
     let wrapped = cipher.seal(
         &kek,
         &associated_data(repository_id, slot_id),
@@ -363,19 +370,81 @@ pub fn unwrap(
     }
     let cipher = Cipher::from_name(&slot.cipher)
         .ok_or_else(|| format!("it names an unknown cipher '{}'", slot.cipher))?;
-    let kek = derive(&slot.kdf, secret)?;
-    let wrapped = bounded_hex("key", &slot.wrapped, MAX_WRAPPED_LEN)?;
-    match cipher.open(&kek, &associated_data(repository_id, slot_id), &wrapped) {
-        Ok(plain) => {
-            let plain = Zeroizing::new(plain);
-            let key: [u8; MASTER_LEN] = plain
-                .as_slice()
-                .try_into()
-                .map_err(|_| "its key has the wrong length".to_string())?;
-            Ok(Some(MasterKey(Zeroizing::new(key))))
+    let open_with = |secret: &Secret| -> Result<Option<MasterKey>, String> {
+        let kek = derive(&slot.kdf, secret)?;
+        let wrapped = bounded_hex("key", &slot.wrapped, MAX_WRAPPED_LEN)?;
+        match cipher.open(&kek, &associated_data(repository_id, slot_id), &wrapped) {
+            Ok(plain) => {
+                let plain = Zeroizing::new(plain);
+                let key: [u8; MASTER_LEN] = plain
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| "its key has the wrong length".to_string())?;
+                Ok(Some(MasterKey(Zeroizing::new(key))))
+            }
+            Err(_) => Ok(None),
         }
-        Err(_) => Ok(None),
+    };
+    match secret {
+        Secret::Passphrase(..) => open_with(secret),
+        Secret::KeyFile(contents, path) => {
+            // HKDF is cheap: each form costs microseconds.
+            for form in key_file_forms(contents) {
+                if let Some(master) = open_with(&Secret::KeyFile(form, path.clone()))? {
+                    return Ok(Some(master));
+                }
+            }
+            Ok(None)
+        }
     }
+}
+
+/// The forms of a key file's contents that may have made a slot, the
+/// canonical one first. A key file's line ending is not part of its
+/// secret: a key file opens the repository whether its final newline was
+/// lost, doubled or turned into CRLF on the way (copied by hand, through
+/// an editor, a password manager or another system). New slots are made
+/// from the canonical form, the contents without trailing CR and LF bytes
+/// and with one LF: what the key files that obnam makes hold (64 hex
+/// digits and a newline), so their slots did not change. Slots made from
+/// other files before were made from the contents exactly as read, which
+/// is tried too, and so are the forms without a line ending and with
+/// CRLF.
+pub fn key_file_forms(contents: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    let end = contents
+        .iter()
+        .rposition(|b| *b != b'\n' && *b != b'\r')
+        .map_or(0, |i| i + 1);
+    let bare = &contents[..end];
+    let mut forms: Vec<Zeroizing<Vec<u8>>> = Vec::with_capacity(4);
+    for form in [
+        [bare, b"\n"].concat(),
+        contents.to_vec(),
+        bare.to_vec(),
+        [bare, b"\r\n"].concat(),
+    ] {
+        let form = Zeroizing::new(form);
+        if !forms.iter().any(|f| f.as_slice() == form.as_slice()) {
+            forms.push(form);
+        }
+    }
+    forms
+}
+
+/// Parse a slot's text and check that this obnam could open it with the
+/// right secret: within the bounds ([`parse`]), of a kind that goes with
+/// its KDF, with a cipher this obnam knows. A slot that is not is no way
+/// into the repository, whatever the secret: a removal must leave one
+/// that is.
+pub fn usable(text: &str) -> Result<KeySlot, String> {
+    let slot = parse(text)?;
+    match (slot.kind.as_str(), &slot.kdf) {
+        ("passphrase", Kdf::Argon2id { .. }) | ("key-file", Kdf::HkdfSha256 { .. }) => {}
+        (kind, _) => return Err(format!("its kind '{kind}' does not go with its KDF")),
+    }
+    Cipher::from_name(&slot.cipher)
+        .ok_or_else(|| format!("it names an unknown cipher '{}'", slot.cipher))?;
+    Ok(slot)
 }
 
 #[cfg(test)]
@@ -397,7 +466,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn pass(p: &str) -> Secret {
-        Secret::Passphrase(Zeroizing::new(p.as_bytes().to_vec()))
+        Secret::Passphrase(Zeroizing::new(p.as_bytes().to_vec()), "a test".into())
     }
 
     #[test]
