@@ -16,6 +16,7 @@ const NOT_OBNAMS: &[(&str, &str)] = &[
     ("--workspace", "cargo build and cargo test"),
     ("--xattrs", "GNU tar, reading obnam dump's stream"),
     ("--xattrs-include", "GNU tar, reading obnam dump's stream"),
+    ("--acls", "GNU tar, reading obnam dump's stream"),
 ];
 
 /// The long options named in a text: `--name` not preceded by a letter,
