@@ -18,7 +18,7 @@
 use abi_stable::{
     abi_stability::abi_checking::check_layout_compatibility,
     declare_root_module_statics,
-    library::RootModule,
+    library::{LibHeader, RootModule},
     package_version_strings, sabi_trait,
     sabi_trait::TD_Opaque,
     sabi_types::{RMut, RRef, VersionStrings},
@@ -370,3 +370,52 @@ impl RootModule for PluginModRef {
 
 /// The plugin-api version this crate is (what a plugin records as "built against").
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why a plugin library's root module could not be used.
+#[derive(Debug)]
+pub enum RootModuleError {
+    /// The layouts of the types it shares with the host do not fit:
+    /// abi_stable's report (which may run to thousands of lines).
+    Layout(String),
+    /// Anything else (the module's constructor failed, no recorded layout).
+    Other(String),
+}
+
+/// The root module of the plugin library whose header abi_stable read,
+/// after checking that the layouts of the types the plugin and the host
+/// share fit (the version numbers are the caller's to check first).
+///
+/// Compatible releases of plugin-api append methods to the traits the host
+/// implements (`Registrar`, `HostServices`, the repository's services), so
+/// a plugin built against an older release sees a shorter list of methods
+/// than the host has. abi_stable's own check
+/// (`LibHeader::init_root_module`) takes the host's layouts as the
+/// interface and the library's as the implementation, as for a library
+/// that implements everything it shares; it refuses an interface with more
+/// trailing methods than the implementation, and so refused every plugin
+/// built against an older release once such a method was added. Here the
+/// plugin's view is the interface and the host's the implementation: the
+/// host must offer at least what the plugin may call. The prefix of every
+/// shared trait (the methods up to `#[sabi(last_prefix_field)]`) must still
+/// match exactly either way, and the traits a plugin implements
+/// (`SubcommandHandler`, `HookCallback`, `Filter`, [`PluginMod`]) never
+/// gain methods in a compatible release, which the version check enforces.
+pub fn root_module(header: &'static LibHeader) -> Result<PluginModRef, RootModuleError> {
+    let Some(plugin) = header.layout() else {
+        return Err(RootModuleError::Other(
+            "the library records no layout of its root module".into(),
+        ));
+    };
+    check_layout_compatibility(plugin, <PluginModRef as StableAbi>::LAYOUT)
+        .map_err(|e| RootModuleError::Layout(e.to_string()))?;
+    // SAFETY: `init_root_module_with_unchecked_layout` needs the library's
+    // root module to have the layout of `PluginModRef`. It was just
+    // checked, every shared type reachable from it included, with the
+    // plugin's layout as the interface: the plugin's types are the host's,
+    // but for trailing methods of prefix types (trait vtables, the root
+    // module) that only one side has. abi_stable reaches those through
+    // accessors that check, at run time, whether the other side has them,
+    // so a shorter list on either side is never read past its end.
+    unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
+        .map_err(|e| RootModuleError::Other(e.to_string()))
+}
