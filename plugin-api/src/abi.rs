@@ -125,6 +125,36 @@ pub enum SettingValue {
     ByteSize(u64),
 }
 
+/// The value of a path setting as bytes, as the host holds it: a Linux
+/// path is any bytes but NUL, and a value that is not UTF-8 (a folder named
+/// in Latin-1 by an old system) must reach the plugin as it is, which
+/// [`SettingValue`]'s strings cannot carry. Since 0.1.12.
+#[repr(C, u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub enum PathValue {
+    /// A single path setting with no value.
+    Unset,
+    /// A single path.
+    Path(RVec<u8>),
+    /// A list of paths.
+    PathList(RVec<RVec<u8>>),
+}
+
+/// Where a setting's value came from, so that a plugin's error about it
+/// names the place the user must change. Since 0.1.12.
+#[repr(C, u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub enum SettingSource {
+    /// Nobody set it: the setting's default.
+    Default,
+    /// An option on the command line.
+    CommandLine,
+    /// A config file (its path, as bytes) and the line (from 1).
+    ConfigFile(RVec<u8>, u64),
+    /// An environment variable (its name).
+    Environment(RString),
+}
+
 /// Whether a hook calls every callback with one payload, or threads data
 /// through a chain of filters.
 #[repr(u8)]
@@ -213,6 +243,15 @@ pub trait HostServices: Send + Sync {
     /// Set the exit code the run ends with if the subcommand returns
     /// successfully (0 to 125; see [`Context::set_exit_code`](crate::Context::set_exit_code)).
     fn set_exit_code(&self, code: i32) -> AbiResult<()>;
+
+    // Added in 0.1.12.
+    /// The value of a path setting (or of a string or string-list
+    /// setting) as bytes, which need not be UTF-8.
+    fn setting_path(&self, name: RStr<'_>) -> AbiResult<PathValue>;
+
+    // Added in 0.1.12.
+    /// Where a setting's value came from.
+    fn setting_source(&self, name: RStr<'_>) -> AbiResult<SettingSource>;
 }
 
 /// The host services as a plugin receives them.
@@ -331,6 +370,18 @@ pub trait Registrar {
     /// and the most it may be, as text the setting's type parses. The host
     /// refuses a value outside before any command runs.
     fn set_setting_range(&mut self, setting: RString, least: RString, most: RString);
+
+    // Added in 0.1.12.
+    /// Make a string or string-list setting this plugin declared a path
+    /// (or a list of paths): its values are bytes, which need not be UTF-8,
+    /// read with [`HostServices::setting_path`].
+    fn set_setting_path(&mut self, setting: RString);
+
+    // Added in 0.1.12.
+    /// Say that an integer or byte-size setting this plugin declared must
+    /// be a multiple of `factor` (text the setting's type parses). The host
+    /// refuses another value before any command runs.
+    fn set_setting_multiple(&mut self, setting: RString, factor: RString);
 }
 
 /// The registrar as a plugin receives it.

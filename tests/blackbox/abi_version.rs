@@ -7,6 +7,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -363,4 +364,20 @@ fn a_plugin_built_against_the_previous_release_loads_and_reads_its_settings() {
         .no_rust_panic();
     assert_eq!(run.code, 2, "{run:#?}");
     assert_eq!(run.stderr, "ERROR: --old-count: 'x' is not an integer\n");
+
+    // A path that is not UTF-8 cannot be text: an error that says so, not
+    // another path in its place.
+    let mut cmd = env.obnam();
+    cmd.args(["--no-bundled-plugins", "--plugin-dir"])
+        .arg(&dir)
+        .arg("-r")
+        .arg(OsStr::from_bytes(b"/srv/d\xe9p\xf4t"))
+        .arg("old-read");
+    let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains(
+            "setting 'repository' is the path \"/srv/d\\xe9p\\xf4t\", which is not UTF-8 text"
+        ),
+        "{run:#?}"
+    );
 }

@@ -120,6 +120,8 @@ fn an_integer_too_large_for_its_type_is_called_too_large() {
     }
 }
 
+/// Settings that are paths take any bytes (see `paths.rs`); the others
+/// are text.
 #[test]
 fn an_environment_variable_that_is_not_utf8_is_an_error_naming_it() {
     let w = BackupWorld::new("c");
@@ -127,7 +129,7 @@ fn an_environment_variable_that_is_not_utf8_is_an_error_naming_it() {
         "c.conf",
         format!("[config]\nrepository = {}\n", w.repo.display()),
     );
-    for var in ["OBNAM_CLIENT_NAME", "OBNAM_REPOSITORY", "OBNAM_EXCLUDE"] {
+    for var in ["OBNAM_CLIENT_NAME", "OBNAM_INCLUDE", "OBNAM_EXCLUDE"] {
         let mut cmd = w.env.obnam();
         cmd.arg("--config")
             .arg(&conf)
@@ -149,7 +151,13 @@ fn an_environment_variable_that_is_not_utf8_is_an_error_naming_it() {
 #[test]
 fn an_option_value_that_is_not_utf8_is_refused_naming_the_option() {
     let w = BackupWorld::new("c");
-    for option in ["--repository", "--log", "--root", "--exclude-from", "--to"] {
+    for option in [
+        "--client-name",
+        "--exclude",
+        "--include",
+        "--keep",
+        "--generation",
+    ] {
         let value = OsStr::from_bytes(b"/tmp/x_\xff");
         let mut cmd = w.env.obnam();
         cmd.arg(option).arg(value).arg("backup").arg(&w.data);

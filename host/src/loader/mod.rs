@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use plugin_api::abi::{PluginModRef, RootModuleError, API_VERSION};
+use plugin_api::names::escape_path;
 use tracing::{debug, warn};
 
 /// File-name prefix of bundled plugins (`libobnam_plugin_<name>.so`), which
@@ -98,7 +99,7 @@ pub fn load_all(dirs: &[PluginDir]) -> Vec<LoadedPlugin> {
 fn candidates(dir: &PluginDir) -> Vec<PathBuf> {
     if dir.path.exists() {
         if let Err(why) = safe_path::check_folder(&dir.path) {
-            warn!("ignoring plugin folder {}: {why}", dir.path.display());
+            warn!("ignoring plugin folder {}: {why}", escape_path(&dir.path));
             return Vec::new();
         }
     }
@@ -106,7 +107,7 @@ fn candidates(dir: &PluginDir) -> Vec<PathBuf> {
         Ok(entries) => entries,
         Err(e) => {
             if !dir.bundled {
-                warn!("cannot read plugin folder {}: {e}", dir.path.display());
+                warn!("cannot read plugin folder {}: {e}", escape_path(&dir.path));
             }
             return Vec::new();
         }
@@ -142,7 +143,7 @@ fn load_one(path: &Path) -> Option<LoadedPlugin> {
             Some(plugin)
         }
         Err(message) => {
-            warn!("ignoring {}: {message}", path.display());
+            warn!("ignoring {}: {message}", escape_path(path));
             None
         }
     }
