@@ -3,6 +3,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use plugin_api::names::escape_path;
 use plugin_api::payloads::ExcludeCandidate;
 use plugin_api::{Context, Error, Result};
 
@@ -17,7 +18,7 @@ pub struct Rules {
     include: PatternSet,
     exclude: PatternSet,
     exclude_caches: bool,
-    if_present: Vec<String>,
+    if_present: Vec<PathBuf>,
     larger_than: u64,
     one_file_system: bool,
     log_file: Option<PathBuf>,
@@ -27,10 +28,15 @@ fn compile(setting: &str, patterns: &[String]) -> Result<PatternSet> {
     PatternSet::new(setting, patterns).map_err(Error::msg)
 }
 
-/// Patterns from an `--exclude-from` file.
-fn patterns_from(file: &str) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::msg(format!("--exclude-from: cannot read {file}: {e}")))?;
+/// Patterns from an `--exclude-from` file, whose name need not be UTF-8
+/// (shown escaped).
+fn patterns_from(file: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::msg(format!(
+            "--exclude-from: cannot read {}: {e}",
+            escape_path(file)
+        ))
+    })?;
     Ok(text
         .lines()
         .map(str::trim_end)
@@ -43,19 +49,18 @@ impl Rules {
     /// Compile the rules from the settings; a bad pattern is an error naming it.
     pub fn from_settings(ctx: &Context<'_>) -> Result<Self> {
         let mut exclude = ctx.string_list("exclude")?;
-        for file in ctx.string_list("exclude-from")? {
+        for file in ctx.path_list("exclude-from")? {
             exclude.extend(patterns_from(&file)?);
         }
         let include = ctx.string_list("include")?;
-        let log_file = ctx.string("log")?.map(|l| {
-            let p = PathBuf::from(l);
-            std::path::absolute(&p).unwrap_or(p)
-        });
+        let log_file = ctx
+            .path("log")?
+            .map(|p| std::path::absolute(&p).unwrap_or(p));
         Ok(Rules {
             include: compile("include", &include)?,
             exclude: compile("exclude", &exclude)?,
             exclude_caches: ctx.boolean("exclude-caches")?,
-            if_present: ctx.string_list("exclude-if-present")?,
+            if_present: ctx.path_list("exclude-if-present")?,
             larger_than: ctx.bytesize("exclude-larger-than")?,
             one_file_system: ctx.boolean("one-file-system")?,
             log_file,
@@ -84,7 +89,10 @@ impl Rules {
         if c.stat.is_dir() {
             for name in &self.if_present {
                 if path.join(name).symlink_metadata().is_ok() {
-                    return Some(format!("it holds {name} (--exclude-if-present)"));
+                    return Some(format!(
+                        "it holds {} (--exclude-if-present)",
+                        escape_path(name)
+                    ));
                 }
             }
         } else if self.larger_than > 0 && c.stat.size > self.larger_than {

@@ -410,10 +410,10 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let mut roots: Vec<Vec<u8>> = Vec::new();
     let given: Vec<OsString> = if args.is_empty() {
         // The backup plugin's setting; absent if it is not loaded.
-        ctx.string_list("root")
+        ctx.path_list("root")
             .unwrap_or_default()
             .into_iter()
-            .map(OsString::from)
+            .map(PathBuf::into_os_string)
             .collect()
     } else {
         args
@@ -443,10 +443,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             None => plugin_api::bail!("{} is not in generation {}", escape(root), gen.id),
         }
     }
-    let repository_dir = ctx
-        .string("repository")?
-        .filter(|r| r.starts_with('/'))
-        .map(PathBuf::from);
+    let repository_dir = ctx.path("repository")?.filter(|r| r.is_absolute());
     let mut v = Verifier {
         ctx,
         exclude: ctx.hook::<ExcludeCandidate>(BACKUP_EXCLUDE).ok(),
