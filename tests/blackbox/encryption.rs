@@ -157,8 +157,8 @@ fn every_cipher_works_and_an_unknown_cipher_is_refused_before_anything_is_writte
     let run = backup(&w, "pw", &["--encrypt", "--cipher", "rot13"]).fails();
     assert!(
         run.stderr.contains(
-            "--cipher must be one of auto, xaes-256-gcm, xchacha20-poly1305, aes-256-gcm, \
-             not 'rot13'"
+            "--cipher: 'rot13' is not one of: auto, xaes-256-gcm, xchacha20-poly1305, \
+             aes-256-gcm"
         ),
         "{}",
         run.stderr

@@ -194,14 +194,13 @@ fn local_folder(repository: &Path) -> Option<PathBuf> {
 }
 
 /// The regular expressions of a list setting, or an error naming the
-/// setting and the expression that does not compile.
+/// setting, where its value came from, and the expression that does not
+/// compile.
 fn regex_list(ctx: &Context<'_>, setting: &str) -> Result<Vec<Regex>> {
     let mut list = Vec::new();
     for pattern in ctx.string_list(setting)? {
         let re = Regex::new(&pattern).map_err(|e| {
-            plugin_api::Error::msg(format!(
-                "--{setting}: bad regular expression '{pattern}': {e}"
-            ))
+            ctx.setting_error(setting, &format!("bad regular expression '{pattern}': {e}"))
         })?;
         list.push(re);
     }

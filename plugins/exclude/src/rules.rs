@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use plugin_api::names::escape_path;
 use plugin_api::payloads::ExcludeCandidate;
-use plugin_api::{Context, Error, Result};
+use plugin_api::{Context, Result};
 
 use crate::patterns::PatternSet;
 
@@ -24,41 +24,64 @@ pub struct Rules {
     log_file: Option<PathBuf>,
 }
 
-fn compile(setting: &str, patterns: &[String]) -> Result<PatternSet> {
-    PatternSet::new(setting, patterns).map_err(Error::msg)
+/// A pattern, and the line of the `--exclude-from` file it was read
+/// from, if it was.
+type Pattern = (String, Option<(PathBuf, usize)>);
+
+/// Compile the patterns of `setting`; an error says where the bad one came
+/// from: the setting (from the command line, a config file or the
+/// environment), or a line of an `--exclude-from` file.
+fn compile(ctx: &Context<'_>, setting: &str, patterns: &[Pattern]) -> Result<PatternSet> {
+    let texts: Vec<String> = patterns.iter().map(|(p, _)| p.clone()).collect();
+    PatternSet::new(&texts).map_err(|e| match e.index.and_then(|i| patterns[i].1.as_ref()) {
+        Some((file, line)) => ctx.setting_error(
+            "exclude-from",
+            &format!("{}: line {line}: {}", escape_path(file), e.reason),
+        ),
+        None => ctx.setting_error(setting, &e.reason),
+    })
 }
 
-/// Patterns from an `--exclude-from` file, whose name need not be UTF-8
-/// (shown escaped).
-fn patterns_from(file: &Path) -> Result<Vec<String>> {
+/// Patterns from an `--exclude-from` file, each with its line.
+fn patterns_from(ctx: &Context<'_>, file: &Path) -> Result<Vec<Pattern>> {
     let text = std::fs::read_to_string(file).map_err(|e| {
-        Error::msg(format!(
-            "--exclude-from: cannot read {}: {e}",
-            escape_path(file)
-        ))
+        ctx.setting_error(
+            "exclude-from",
+            &format!("cannot read {}: {e}", escape_path(file)),
+        )
     })?;
     Ok(text
         .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .map(String::from)
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_end()))
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(line, l)| (l.to_string(), Some((file.to_path_buf(), line))))
+        .collect())
+}
+
+/// The patterns of a list setting, from no file.
+fn patterns_of(ctx: &Context<'_>, setting: &str) -> Result<Vec<Pattern>> {
+    Ok(ctx
+        .string_list(setting)?
+        .into_iter()
+        .map(|p| (p, None))
         .collect())
 }
 
 impl Rules {
     /// Compile the rules from the settings; a bad pattern is an error naming it.
     pub fn from_settings(ctx: &Context<'_>) -> Result<Self> {
-        let mut exclude = ctx.string_list("exclude")?;
+        let mut exclude = patterns_of(ctx, "exclude")?;
         for file in ctx.path_list("exclude-from")? {
-            exclude.extend(patterns_from(&file)?);
+            exclude.extend(patterns_from(ctx, &file)?);
         }
-        let include = ctx.string_list("include")?;
+        let include = patterns_of(ctx, "include")?;
         let log_file = ctx
             .path("log")?
             .map(|p| std::path::absolute(&p).unwrap_or(p));
         Ok(Rules {
-            include: compile("include", &include)?,
-            exclude: compile("exclude", &exclude)?,
+            include: compile(ctx, "include", &include)?,
+            exclude: compile(ctx, "exclude", &exclude)?,
             exclude_caches: ctx.boolean("exclude-caches")?,
             if_present: ctx.path_list("exclude-if-present")?,
             larger_than: ctx.bytesize("exclude-larger-than")?,

@@ -64,7 +64,9 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let selection = match (ids.is_empty(), keep) {
         (false, Some(_)) => plugin_api::bail!("forget: give generation ids or --keep, not both"),
         (false, None) => SelectionSpec::Named(ids),
-        (true, Some(text)) => SelectionSpec::Policy(Policy::parse(&text)?),
+        (true, Some(text)) => SelectionSpec::Policy(
+            Policy::parse(&text).map_err(|e| ctx.setting_error("keep", &e.to_string()))?,
+        ),
         (true, None) => SelectionSpec::CheckpointsOnly,
     };
     let request = Request {

@@ -189,7 +189,11 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
 fn workers(ctx: &Context<'_>) -> Result<usize> {
     let n = ctx.integer("restore-workers")?;
     if n < 0 {
-        plugin_api::bail!("--restore-workers must be 0 (automatic) or more, not {n}");
+        // The host's range refuses it first; kept for a host that did not.
+        return Err(ctx.setting_error(
+            "restore-workers",
+            &format!("'{n}' is out of range: give 0 (automatic) or more"),
+        ));
     }
     if n > 0 {
         return Ok(n.min(256) as usize);
