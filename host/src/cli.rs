@@ -243,8 +243,9 @@ fn setting_args(def: &SettingDef) -> Vec<Arg> {
             } else {
                 ArgAction::Set
             };
-            // Taken as bytes, so that a value that is not UTF-8 is refused
-            // below naming its option, not by clap naming none.
+            // Taken as bytes: a path setting's value is bytes, and any
+            // other value that is not UTF-8 is refused below naming its
+            // option, not by clap naming none.
             vec![arg
                 .value_name(metavar)
                 .action(action)
@@ -351,17 +352,6 @@ pub fn parse(
     Ok(inv)
 }
 
-/// A setting's value as text: settings cross to plugins as UTF-8, so other
-/// bytes are refused, naming the option.
-fn utf8(name: &str, value: &OsString) -> Result<String, String> {
-    value.to_str().map(String::from).ok_or_else(|| {
-        format!(
-            "--{name}: {:?} is not UTF-8 text; settings are text, so this value cannot be given",
-            value
-        )
-    })
-}
-
 fn from_command_line(m: &ArgMatches, id: &str) -> bool {
     m.value_source(id) == Some(ValueSource::CommandLine)
 }
@@ -389,18 +379,34 @@ fn setting_value(def: &SettingDef, m: &ArgMatches) -> Result<Option<Value>, Stri
             if !from_command_line(m, name) {
                 return Ok(None);
             }
-            let items = m
+            let given: Vec<&OsString> = m
                 .get_many::<OsString>(name)
-                .map(|v| v.map(|item| utf8(name, item)).collect())
-                .unwrap_or(Ok(Vec::new()))?;
+                .map(|v| v.collect())
+                .unwrap_or_default();
             // An empty item is never what was meant: an empty pattern
             // matches everything, an empty path is the current folder.
             // Config files drop empty items between commas; here one was
             // given on its own.
-            if items.iter().any(String::is_empty) {
+            if given.iter().any(|item| item.is_empty()) {
                 return Err(format!("--{name}: a value must not be empty"));
             }
-            Ok(Some(Value::List(items)))
+            // Each item as one value (a path as its bytes, anything else
+            // as text), then together as the list.
+            let mut items = Vec::new();
+            let mut paths = Vec::new();
+            for item in given {
+                match def.parse_arg(item) {
+                    Ok(Value::List(one)) => items.extend(one),
+                    Ok(Value::Paths(one)) => paths.extend(one),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("--{name}: {}", e.reason())),
+                }
+            }
+            Ok(Some(if def.path {
+                Value::Paths(paths)
+            } else {
+                Value::List(items)
+            }))
         }
         _ => {
             if !from_command_line(m, name) {
@@ -409,7 +415,7 @@ fn setting_value(def: &SettingDef, m: &ArgMatches) -> Result<Option<Value>, Stri
             let Some(text) = m.get_one::<OsString>(name) else {
                 return Ok(None);
             };
-            def.parse_one(&utf8(name, text)?)
+            def.parse_arg(text)
                 .map(Some)
                 .map_err(|e| format!("--{name}: {}", e.reason()))
         }

@@ -39,7 +39,9 @@ fn global() -> Vec<SettingDef> {
             "the repository: a folder, or a file://, sftp://[user@]host[:port]/path or s3://bucket[/prefix] URL",
             GROUP_GLOBAL,
         )
-        .short('r'),
+        .short('r')
+        // A local folder's name need not be UTF-8.
+        .path(),
         def(
             "client-name",
             SettingKind::String,
@@ -140,7 +142,8 @@ fn remote() -> Vec<SettingDef> {
             "FILE",
             "sftp:// repositories: log in with the SSH private key in FILE (else ssh's own defaults)",
             GROUP_REMOTE,
-        ),
+        )
+        .path(),
         def(
             "ssh-host-keys-check",
             SettingKind::Choice,
@@ -238,7 +241,8 @@ fn logging() -> Vec<SettingDef> {
             "FILE",
             "write a log to FILE",
             GROUP_LOGGING,
-        ),
+        )
+        .path(),
         def(
             "log-level",
             SettingKind::Choice,
@@ -294,6 +298,8 @@ fn def(name: &str, kind: SettingKind, metavar: &str, help: &str, group: &str) ->
         subcommands: Vec::new(),
         range: None,
         check: None,
+        path: false,
+        multiple: None,
     }
 }
 
@@ -318,6 +324,16 @@ impl SettingDef {
     /// caught by the tests.
     fn within(mut self, least: &str, most: &str) -> Self {
         if let Err(e) = self.set_range(least, most) {
+            tracing::error!("{e}");
+        }
+        self
+    }
+
+    /// A path: bytes, which need not be UTF-8. The host's paths are
+    /// strings, so this cannot fail; a failure would be a bug, caught by
+    /// the tests.
+    fn path(mut self) -> Self {
+        if let Err(e) = self.set_path() {
             tracing::error!("{e}");
         }
         self

@@ -44,6 +44,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use plugin_api::guard;
+use plugin_api::names::escape_path;
 
 use crate::cli::{Invocation, ParseStop};
 use crate::exit::{EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_FAILURE, EXIT_SUCCESS, EXIT_USAGE};
@@ -141,7 +142,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     if inv.list_config_files {
         let mut bad = 0;
         for f in &files {
-            output::line(&f.display().to_string())?;
+            output::line(&escape_path(f))?;
             let mut scratch = registry.settings.defaults();
             if let Err(e) = config_files::apply_file(f, &registry.settings, &mut scratch) {
                 eprintln!("ERROR: {e}");
@@ -224,15 +225,15 @@ fn plugin_dirs(pre: &cli::Prescan) -> Result<Vec<PluginDir>> {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => bail!(
                 "plugin folder {} (from {source}) is not a folder",
-                path.display()
+                escape_path(&path)
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
                 "plugin folder {} (from {source}) does not exist",
-                path.display()
+                escape_path(&path)
             ),
             Err(e) => bail!(
                 "plugin folder {} (from {source}) cannot be used: {e}",
-                path.display()
+                escape_path(&path)
             ),
         }
         // The same folder named twice (or by two spellings) is loaded
@@ -280,11 +281,11 @@ fn configure_logging(registry: &Registry, values: &Values) -> Result<()> {
     let level_text = values.string("log-level").unwrap_or("info");
     let level = logging::parse_level(level_text)
         .ok_or_else(|| anyhow!("unknown log level '{level_text}'"))?;
-    let file = values.string("log").map(Path::new);
+    let file = values.path("log").map(Path::new);
     logging::configure(file, level, values.boolean("quiet")).with_context(|| {
         format!(
             "cannot open log file {}",
-            file.unwrap_or(Path::new("")).display()
+            escape_path(file.unwrap_or(Path::new("")))
         )
     })?;
     for p in &registry.plugins {

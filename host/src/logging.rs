@@ -194,7 +194,7 @@ fn write_line(st: &LogState, f: &mut File, line: &str) {
             output::clear_status();
             eprintln!(
                 "WARNING: cannot write to the log file {}: {e}; the log is incomplete",
-                path.as_deref().unwrap_or(Path::new("")).display()
+                plugin_api::names::escape_path(path.as_deref().unwrap_or(Path::new("")))
             );
         }
     }

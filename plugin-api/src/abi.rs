@@ -18,7 +18,7 @@
 use abi_stable::{
     abi_stability::abi_checking::check_layout_compatibility,
     declare_root_module_statics,
-    library::RootModule,
+    library::{LibHeader, RootModule},
     package_version_strings, sabi_trait,
     sabi_trait::TD_Opaque,
     sabi_types::{RMut, RRef, VersionStrings},
@@ -125,6 +125,36 @@ pub enum SettingValue {
     ByteSize(u64),
 }
 
+/// The value of a path setting as bytes, as the host holds it: a Linux
+/// path is any bytes but NUL, and a value that is not UTF-8 (a folder named
+/// in Latin-1 by an old system) must reach the plugin as it is, which
+/// [`SettingValue`]'s strings cannot carry. Since 0.1.12.
+#[repr(C, u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub enum PathValue {
+    /// A single path setting with no value.
+    Unset,
+    /// A single path.
+    Path(RVec<u8>),
+    /// A list of paths.
+    PathList(RVec<RVec<u8>>),
+}
+
+/// Where a setting's value came from, so that a plugin's error about it
+/// names the place the user must change. Since 0.1.12.
+#[repr(C, u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub enum SettingSource {
+    /// Nobody set it: the setting's default.
+    Default,
+    /// An option on the command line.
+    CommandLine,
+    /// A config file (its path, as bytes) and the line (from 1).
+    ConfigFile(RVec<u8>, u64),
+    /// An environment variable (its name).
+    Environment(RString),
+}
+
 /// Whether a hook calls every callback with one payload, or threads data
 /// through a chain of filters.
 #[repr(u8)]
@@ -213,6 +243,15 @@ pub trait HostServices: Send + Sync {
     /// Set the exit code the run ends with if the subcommand returns
     /// successfully (0 to 125; see [`Context::set_exit_code`](crate::Context::set_exit_code)).
     fn set_exit_code(&self, code: i32) -> AbiResult<()>;
+
+    // Added in 0.1.12.
+    /// The value of a path setting (or of a string or string-list
+    /// setting) as bytes, which need not be UTF-8.
+    fn setting_path(&self, name: RStr<'_>) -> AbiResult<PathValue>;
+
+    // Added in 0.1.12.
+    /// Where a setting's value came from.
+    fn setting_source(&self, name: RStr<'_>) -> AbiResult<SettingSource>;
 }
 
 /// The host services as a plugin receives them.
@@ -331,6 +370,18 @@ pub trait Registrar {
     /// and the most it may be, as text the setting's type parses. The host
     /// refuses a value outside before any command runs.
     fn set_setting_range(&mut self, setting: RString, least: RString, most: RString);
+
+    // Added in 0.1.12.
+    /// Make a string or string-list setting this plugin declared a path
+    /// (or a list of paths): its values are bytes, which need not be UTF-8,
+    /// read with [`HostServices::setting_path`].
+    fn set_setting_path(&mut self, setting: RString);
+
+    // Added in 0.1.12.
+    /// Say that an integer or byte-size setting this plugin declared must
+    /// be a multiple of `factor` (text the setting's type parses). The host
+    /// refuses another value before any command runs.
+    fn set_setting_multiple(&mut self, setting: RString, factor: RString);
 }
 
 /// The registrar as a plugin receives it.
@@ -370,3 +421,52 @@ impl RootModule for PluginModRef {
 
 /// The plugin-api version this crate is (what a plugin records as "built against").
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why a plugin library's root module could not be used.
+#[derive(Debug)]
+pub enum RootModuleError {
+    /// The layouts of the types it shares with the host do not fit:
+    /// abi_stable's report (which may run to thousands of lines).
+    Layout(String),
+    /// Anything else (the module's constructor failed, no recorded layout).
+    Other(String),
+}
+
+/// The root module of the plugin library whose header abi_stable read,
+/// after checking that the layouts of the types the plugin and the host
+/// share fit (the version numbers are the caller's to check first).
+///
+/// Compatible releases of plugin-api append methods to the traits the host
+/// implements (`Registrar`, `HostServices`, the repository's services), so
+/// a plugin built against an older release sees a shorter list of methods
+/// than the host has. abi_stable's own check
+/// (`LibHeader::init_root_module`) takes the host's layouts as the
+/// interface and the library's as the implementation, as for a library
+/// that implements everything it shares; it refuses an interface with more
+/// trailing methods than the implementation, and so refused every plugin
+/// built against an older release once such a method was added. Here the
+/// plugin's view is the interface and the host's the implementation: the
+/// host must offer at least what the plugin may call. The prefix of every
+/// shared trait (the methods up to `#[sabi(last_prefix_field)]`) must still
+/// match exactly either way, and the traits a plugin implements
+/// (`SubcommandHandler`, `HookCallback`, `Filter`, [`PluginMod`]) never
+/// gain methods in a compatible release, which the version check enforces.
+pub fn root_module(header: &'static LibHeader) -> Result<PluginModRef, RootModuleError> {
+    let Some(plugin) = header.layout() else {
+        return Err(RootModuleError::Other(
+            "the library records no layout of its root module".into(),
+        ));
+    };
+    check_layout_compatibility(plugin, <PluginModRef as StableAbi>::LAYOUT)
+        .map_err(|e| RootModuleError::Layout(e.to_string()))?;
+    // SAFETY: `init_root_module_with_unchecked_layout` needs the library's
+    // root module to have the layout of `PluginModRef`. It was just
+    // checked, every shared type reachable from it included, with the
+    // plugin's layout as the interface: the plugin's types are the host's,
+    // but for trailing methods of prefix types (trait vtables, the root
+    // module) that only one side has. abi_stable reaches those through
+    // accessors that check, at run time, whether the other side has them,
+    // so a shorter list on either side is never read past its end.
+    unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
+        .map_err(|e| RootModuleError::Other(e.to_string()))
+}

@@ -54,18 +54,26 @@ impl<'a> App<'a> {
 
     /// Declare a setting.
     pub fn add_setting(&mut self, setting: Setting) {
-        let (spec, subcommands, range) = setting.into_parts();
-        let name = spec.name.clone();
-        self.registrar.add_setting(spec);
-        if !subcommands.is_empty() {
+        let parts = setting.into_parts();
+        let name = parts.spec.name.clone();
+        self.registrar.add_setting(parts.spec);
+        // Before the range and the factor: those are checked against the
+        // default, which a path setting parses as a path.
+        if parts.path {
+            self.registrar.set_setting_path(name.clone());
+        }
+        if !parts.subcommands.is_empty() {
             self.registrar.set_setting_subcommands(
                 name.clone(),
-                subcommands.into_iter().map(Into::into).collect(),
+                parts.subcommands.into_iter().map(Into::into).collect(),
             );
         }
-        if let Some((least, most)) = range {
+        if let Some((least, most)) = parts.range {
             self.registrar
-                .set_setting_range(name, least.into(), most.into());
+                .set_setting_range(name.clone(), least.into(), most.into());
+        }
+        if let Some(factor) = parts.multiple_of {
+            self.registrar.set_setting_multiple(name, factor.into());
         }
     }
 

@@ -1,13 +1,16 @@
 //! What a running subcommand or callback gets from the host.
 
+use std::ffi::OsString;
 use std::marker::PhantomData;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 
 use abi_stable::{
     std_types::{RSlice, RStr, RString, RVec},
     StableAbi,
 };
 
-use crate::abi::{Filtered, HostRef, PayloadPtr, SettingValue};
+use crate::abi::{Filtered, HostRef, PathValue, PayloadPtr, SettingSource, SettingValue};
 use crate::guard::unwrap_abi;
 use crate::hooks::{Hook, JsonPayload};
 use crate::{Error, Result};
@@ -77,6 +80,58 @@ impl<'a> Context<'a> {
         match self.setting(name)? {
             SettingValue::ByteSize(n) => Ok(n),
             other => Err(mismatch(name, "a byte size", &other)),
+        }
+    }
+
+    /// A path setting ([`Setting::path`](crate::Setting::path)), or a
+    /// string setting read as a path; `None` if it has no value. The path
+    /// is the bytes given, which need not be UTF-8. Since 0.1.12.
+    pub fn path(&self, name: &str) -> Result<Option<PathBuf>> {
+        match unwrap_abi(self.host.setting_path(RStr::from_str(name)))? {
+            PathValue::Unset => Ok(None),
+            PathValue::Path(bytes) => Ok(Some(path_of(bytes))),
+            PathValue::PathList(_) => Err(Error::msg(format!(
+                "setting '{name}' is a path list, but the plugin read it as a path"
+            ))),
+        }
+    }
+
+    /// A path-list setting ([`Setting::path_list`](crate::Setting::path_list)),
+    /// or a string-list setting read as paths. Since 0.1.12.
+    pub fn path_list(&self, name: &str) -> Result<Vec<PathBuf>> {
+        match unwrap_abi(self.host.setting_path(RStr::from_str(name)))? {
+            PathValue::PathList(list) => Ok(list.into_iter().map(path_of).collect()),
+            PathValue::Unset | PathValue::Path(_) => Err(Error::msg(format!(
+                "setting '{name}' is a path, but the plugin read it as a path list"
+            ))),
+        }
+    }
+
+    /// Where the value of setting `name` came from. Since 0.1.12.
+    pub fn setting_origin(&self, name: &str) -> Result<SettingOrigin> {
+        let source = unwrap_abi(self.host.setting_source(RStr::from_str(name)))?;
+        Ok(match source {
+            SettingSource::Default => SettingOrigin::Default,
+            SettingSource::CommandLine => SettingOrigin::CommandLine,
+            SettingSource::ConfigFile(path, line) => SettingOrigin::ConfigFile {
+                path: path_of(path),
+                line,
+            },
+            SettingSource::Environment(variable) => SettingOrigin::Environment {
+                variable: variable.into_string(),
+            },
+        })
+    }
+
+    /// An error about the value of setting `name`: `reason`, after the
+    /// place the value came from, in the words the host uses for its own
+    /// checks (see [`SettingOrigin::error_prefix`]). Every check a plugin
+    /// makes of a setting's value should fail with one, so that the user
+    /// is told where to change it. Since 0.1.12.
+    pub fn setting_error(&self, name: &str, reason: &str) -> Error {
+        match self.setting_origin(name) {
+            Ok(origin) => Error::msg(format!("{}: {reason}", origin.error_prefix(name))),
+            Err(e) => e,
         }
     }
 
@@ -186,6 +241,79 @@ impl<'a> Context<'a> {
     /// shell). Since 0.1.4.
     pub fn set_exit_code(&self, code: i32) -> Result<()> {
         unwrap_abi(self.host.set_exit_code(code))
+    }
+}
+
+fn path_of(bytes: RVec<u8>) -> PathBuf {
+    PathBuf::from(OsString::from_vec(bytes.into_vec()))
+}
+
+/// Where a setting's value came from: [`Context::setting_origin`].
+/// Since 0.1.12.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingOrigin {
+    /// Nobody set it: the setting's default.
+    Default,
+    /// An option on the command line.
+    CommandLine,
+    /// A config file, and the line (from 1) that sets it.
+    ConfigFile {
+        /// The file, as it was named.
+        path: PathBuf,
+        /// The line, from 1.
+        line: u64,
+    },
+    /// An environment variable.
+    Environment {
+        /// Its name (`OBNAM_...`).
+        variable: String,
+    },
+}
+
+/// Where, in words: `the command line`, `config file FILE, line N`,
+/// `environment variable OBNAM_NAME`, `its default`; for an error about
+/// two values that do not fit together, to say where the other came from.
+impl std::fmt::Display for SettingOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettingOrigin::Default => f.write_str("its default"),
+            SettingOrigin::CommandLine => f.write_str("the command line"),
+            SettingOrigin::ConfigFile { path, line } => write!(
+                f,
+                "config file {}, line {line}",
+                crate::names::escape_path(path)
+            ),
+            SettingOrigin::Environment { variable } => {
+                write!(f, "environment variable {variable}")
+            }
+        }
+    }
+}
+
+impl SettingOrigin {
+    /// The start of an error about the value of setting `name` from here,
+    /// as the host writes it for a value it refuses itself; the reason
+    /// follows after `": "`:
+    ///
+    /// * `--NAME` (the command line),
+    /// * `config file FILE: line N: setting 'NAME'`,
+    /// * `setting 'NAME': environment variable OBNAM_NAME`,
+    /// * `--NAME (its default)`.
+    ///
+    /// A file name that is not UTF-8 is shown escaped
+    /// ([`names::escape_path`](crate::names::escape_path)).
+    pub fn error_prefix(&self, name: &str) -> String {
+        match self {
+            SettingOrigin::Default => format!("--{name} (its default)"),
+            SettingOrigin::CommandLine => format!("--{name}"),
+            SettingOrigin::ConfigFile { path, line } => format!(
+                "config file {}: line {line}: setting '{name}'",
+                crate::names::escape_path(path)
+            ),
+            SettingOrigin::Environment { variable } => {
+                format!("setting '{name}': environment variable {variable}")
+            }
+        }
     }
 }
 

@@ -11,8 +11,9 @@
 //! * [`submit!`] and the [`declare`] module: subcommands, settings, hooks,
 //!   callbacks and filters declared where they are defined, registered
 //!   without a hand-written `enable`;
-//! * [`Setting`]: typed settings (string, list, boolean, integer, byte size,
-//!   choice) that become command-line options, config keys and environment variables;
+//! * [`Setting`]: typed settings (string, list, path, path list, boolean,
+//!   integer, byte size, choice) that become command-line options, config
+//!   keys and environment variables;
 //! * hooks: plain hooks with typed payloads, JSON hooks, and filter hooks;
 //! * [`Context`]: what a running subcommand or callback gets from the host.
 //!
@@ -78,7 +79,7 @@ mod settings;
 
 pub use abi::{SettingValue, API_VERSION};
 pub use app::{App, DataFilter};
-pub use context::Context;
+pub use context::{Context, SettingOrigin};
 pub use error::{Error, Result};
 #[doc(hidden)]
 pub use export::__private;

@@ -39,6 +39,18 @@ pub struct Setting {
     spec: SettingSpec,
     subcommands: Vec<String>,
     range: Option<(String, String)>,
+    /// Whether its values are paths (bytes, not text).
+    path: bool,
+    multiple_of: Option<String>,
+}
+
+/// A declaration taken apart for the registrar.
+pub(crate) struct Parts {
+    pub spec: SettingSpec,
+    pub subcommands: Vec<String>,
+    pub range: Option<(String, String)>,
+    pub path: bool,
+    pub multiple_of: Option<String>,
 }
 
 impl Setting {
@@ -55,6 +67,8 @@ impl Setting {
             },
             subcommands: Vec::new(),
             range: None,
+            path: false,
+            multiple_of: None,
         }
     }
 
@@ -67,6 +81,27 @@ impl Setting {
     /// items with commas in a config file or environment variable.
     pub fn string_list(name: &str) -> Self {
         Self::new(name, SettingKind::StringList, "STRING")
+    }
+
+    /// A path: a file or folder name, which need not be UTF-8 (a Linux
+    /// path is any bytes but NUL). Unset unless a default is given; read
+    /// it with [`Context::path`](crate::Context::path). On the command line
+    /// and in the environment the value is taken as it is; a config file,
+    /// which is text, writes a byte that is not UTF-8 as `\xNN` inside
+    /// double quotes. (Since 0.1.12; a string before.)
+    pub fn path(name: &str) -> Self {
+        let mut s = Self::new(name, SettingKind::String, "PATH");
+        s.path = true;
+        s
+    }
+
+    /// A list of paths, given as [`string_list`](Self::string_list)'s items
+    /// are, each as [`path`](Self::path)'s value is; read it with
+    /// [`Context::path_list`](crate::Context::path_list). (Since 0.1.12.)
+    pub fn path_list(name: &str) -> Self {
+        let mut s = Self::new(name, SettingKind::StringList, "PATH");
+        s.path = true;
+        s
     }
 
     /// A boolean: `--NAME` sets it, `--no-NAME` clears it. False by default.
@@ -141,12 +176,31 @@ impl Setting {
         self
     }
 
+    /// That an integer or byte-size setting must be a multiple of
+    /// `factor`, written as in a config file (`.multiple_of("2")` for an
+    /// even number, `.multiple_of("4KiB")`). The host refuses another value
+    /// wherever it is written, before any command runs, naming where it
+    /// came from, as it does a value out of [`range`](Self::range). A
+    /// factor that does not parse or is not positive, or a default that is
+    /// not a multiple, makes the host refuse the setting with a warning.
+    /// (Since 0.1.12.)
+    pub fn multiple_of(mut self, factor: &str) -> Self {
+        self.multiple_of = Some(factor.to_string());
+        self
+    }
+
     /// The name of the setting.
     pub fn name(&self) -> &str {
         &self.spec.name
     }
 
-    pub(crate) fn into_parts(self) -> (SettingSpec, Vec<String>, Option<(String, String)>) {
-        (self.spec, self.subcommands, self.range)
+    pub(crate) fn into_parts(self) -> Parts {
+        Parts {
+            spec: self.spec,
+            subcommands: self.subcommands,
+            range: self.range,
+            path: self.path,
+            multiple_of: self.multiple_of,
+        }
     }
 }

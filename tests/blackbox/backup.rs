@@ -487,9 +487,10 @@ fn bad_chunk_settings_are_clear_errors() {
         .backup(&["--chunk-min-size", "65"])
         .fails()
         .no_rust_panic();
+    assert_eq!(run.code, 2, "{run:#?}");
     assert!(
         run.stderr
-            .contains("--chunk-min-size must be an even number of bytes"),
+            .contains("--chunk-min-size: '65' is not a multiple of 2"),
         "{}",
         run.stderr
     );

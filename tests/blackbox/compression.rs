@@ -460,27 +460,29 @@ fn bad_settings_fail_clearly_before_anything_is_written() {
         (
             &["--compress-level", "23"],
             1,
-            format!("--compress-level must be an integer from {min} to 22 for --compress-with zstd (unset: 1), not '23'"),
+            format!("--compress-level: '23' is out of range for zstd: give {min} to 22 (unset: 1)"),
         ),
         (
             &["--compress-level", "-200000"],
             1,
-            format!("--compress-level must be an integer from {min} to 22 for --compress-with zstd (unset: 1), not '-200000'"),
+            format!(
+                "--compress-level: '-200000' is out of range for zstd: give {min} to 22 (unset: 1)"
+            ),
         ),
         (
             &["--compress-level", "fast"],
             1,
-            format!("--compress-level must be an integer from {min} to 22 for --compress-with zstd (unset: 1), not 'fast'"),
+            "--compress-level: 'fast' is not an integer".into(),
         ),
         (
             &["--compress-with", "deflate", "--compress-level", "10"],
             1,
-            "--compress-level must be an integer from 0 to 9 for --compress-with deflate (unset: 6), not '10'".into(),
+            "--compress-level: '10' is out of range for deflate: give 0 to 9 (unset: 6)".into(),
         ),
         (
             &["--compress-with", "none", "--compress-level", "max"],
             1,
-            "--compress-level must be an integer, not 'max'".into(),
+            "--compress-level: 'max' is not an integer".into(),
         ),
     ];
     for (settings, code, message) in cases {
@@ -503,8 +505,10 @@ fn bad_settings_fail_clearly_before_anything_is_written() {
         .args(["backup", &data]);
     let run = obnam_test_support::run(&mut cmd).no_rust_panic().fails();
     assert!(
-        run.stderr
-            .contains("--compress-level must be an integer from"),
+        run.stderr.contains(
+            "setting 'compress-level': environment variable OBNAM_COMPRESS_LEVEL: \
+             '99' is out of range for zstd"
+        ),
         "{run:#?}"
     );
     assert!(!w.repo.exists());
@@ -528,9 +532,8 @@ fn a_bad_level_stops_any_other_writer_on_first_use() {
     };
     let run = repotest(&["--compress-with", "deflate", "--compress-level", "12"]).fails();
     assert!(
-        run.stderr.contains(
-            "--compress-level must be an integer from 0 to 9 for --compress-with deflate (unset: 6), not '12'"
-        ),
+        run.stderr
+            .contains("--compress-level: '12' is out of range for deflate: give 0 to 9 (unset: 6)"),
         "{run:#?}"
     );
     repotest(&["--compress-with", "deflate"]).ok();

@@ -155,10 +155,13 @@ fn every_cipher_works_and_an_unknown_cipher_is_refused_before_anything_is_writte
     let w = BackupWorld::new("c");
     w.file("a.txt", b"aes content");
     let run = backup(&w, "pw", &["--encrypt", "--cipher", "rot13"]).fails();
-    assert_eq!(
-        run.stderr,
-        "ERROR: --cipher: 'rot13' is not one of: auto, xaes-256-gcm, xchacha20-poly1305, \
-         aes-256-gcm\n"
+    assert!(
+        run.stderr.contains(
+            "--cipher: 'rot13' is not one of: auto, xaes-256-gcm, xchacha20-poly1305, \
+             aes-256-gcm"
+        ),
+        "{}",
+        run.stderr
     );
     assert!(
         !w.repo.exists(),

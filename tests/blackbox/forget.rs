@@ -233,6 +233,18 @@ fn named_generations_are_removed_and_an_unknown_name_removes_nothing() {
     assert_eq!(listed(&w), left);
     let both = w.obnam(&["forget", "--keep", "1", &ids[0]]).fails();
     assert!(both.stderr.contains("not both"), "{both:#?}");
+    // A --keep not on the command line is named where it is.
+    let mut cmd = w.env.obnam();
+    cmd.env("OBNAM_KEEP", "1")
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", &w.client, "forget", &ids[0]]);
+    let both = obnam_test_support::run(&mut cmd).fails();
+    assert!(
+        both.stderr
+            .contains("not both (--keep is set by environment variable OBNAM_KEEP)"),
+        "{both:#?}"
+    );
 }
 
 #[test]

@@ -26,6 +26,7 @@ mod json_output;
 mod loading;
 mod logging;
 mod mount;
+mod paths;
 mod progress;
 mod prune;
 mod prune_interleavings;

@@ -133,7 +133,7 @@ fn nagios_exit_codes_at_each_age_boundary() {
     let now = rfc3339(ended);
     for (extra, says) in [
         (vec!["--warn-age", "3x"], "unknown unit 'x'"),
-        (vec!["--critical-age=-1d"], "--critical-age '-1d'"),
+        (vec!["--critical-age=-1d"], "--critical-age: '-1d'"),
         (vec!["--warn-age", "4d"], "less than --warn-age"),
         (vec!["--testing-now", "yesterday"], "is not a time"),
     ] {

@@ -120,6 +120,8 @@ fn an_integer_too_large_for_its_type_is_called_too_large() {
     }
 }
 
+/// Settings that are paths take any bytes (see `paths.rs`); the others
+/// are text.
 #[test]
 fn an_environment_variable_that_is_not_utf8_is_an_error_naming_it() {
     let w = BackupWorld::new("c");
@@ -127,7 +129,7 @@ fn an_environment_variable_that_is_not_utf8_is_an_error_naming_it() {
         "c.conf",
         format!("[config]\nrepository = {}\n", w.repo.display()),
     );
-    for var in ["OBNAM_CLIENT_NAME", "OBNAM_REPOSITORY", "OBNAM_EXCLUDE"] {
+    for var in ["OBNAM_CLIENT_NAME", "OBNAM_INCLUDE", "OBNAM_EXCLUDE"] {
         let mut cmd = w.env.obnam();
         cmd.arg("--config")
             .arg(&conf)
@@ -149,7 +151,13 @@ fn an_environment_variable_that_is_not_utf8_is_an_error_naming_it() {
 #[test]
 fn an_option_value_that_is_not_utf8_is_refused_naming_the_option() {
     let w = BackupWorld::new("c");
-    for option in ["--repository", "--log", "--root", "--exclude-from", "--to"] {
+    for option in [
+        "--client-name",
+        "--exclude",
+        "--include",
+        "--keep",
+        "--generation",
+    ] {
         let value = OsStr::from_bytes(b"/tmp/x_\xff");
         let mut cmd = w.env.obnam();
         cmd.arg(option).arg(value).arg("backup").arg(&w.data);
@@ -339,5 +347,178 @@ fn plugin_folders_are_checked_and_loaded_once() {
         .stdout
         .matches("alpha")
         .count()
+    );
+}
+
+/// The prefix of an error about `setting`'s value, as the host writes it
+/// for each place a value can come from.
+fn from_file(conf: &std::path::Path, line: usize, setting: &str) -> String {
+    format!(
+        "ERROR: config file {}: line {line}: setting '{setting}': ",
+        conf.display()
+    )
+}
+
+fn from_env(setting: &str) -> String {
+    format!(
+        "ERROR: setting '{setting}': environment variable OBNAM_{}: ",
+        setting.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+#[test]
+fn checks_that_plugins_make_name_where_the_value_came_from() {
+    let w = BackupWorld::new("c");
+    let zstd = "'99' is out of range for zstd: give -131072 to 22 (unset: 1)";
+    // Checked by the plugin when the backup starts (the codec decides the
+    // range): an error, never a usage error.
+    let run = backup(&w, &[os("--compress-level=99")], &[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(run.stderr, format!("ERROR: --compress-level: {zstd}\n"));
+    let conf = w.env.write(
+        "level.conf",
+        "[config]\n# zstd's levels\ncompress-level = 99\n",
+    );
+    let run = backup(&w, &[os("--config"), conf.as_os_str()], &[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        format!("{}{zstd}\n", from_file(&conf, 3, "compress-level"))
+    );
+    let run = backup(&w, &[], &[("OBNAM_COMPRESS_LEVEL", os("99"))]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        format!("{}{zstd}\n", from_env("compress-level"))
+    );
+    nothing_created(&w, "compress-level");
+
+    // Declared by the plugin, checked by the host wherever it is written.
+    let odd = "'65' is not a multiple of 2";
+    let run = backup(&w, &[os("--chunk-min-size=65")], &[]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert_eq!(run.stderr, format!("ERROR: --chunk-min-size: {odd}\n"));
+    let conf = w.env.write(
+        "chunks.conf",
+        "[config]\nchunking = content-defined\nchunk-min-size = 65\n",
+    );
+    let run = backup(&w, &[os("--config"), conf.as_os_str()], &[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        format!("{}{odd}\n", from_file(&conf, 3, "chunk-min-size"))
+    );
+    let run = backup(&w, &[], &[("OBNAM_CHUNK_MAX_SIZE", os("1025"))]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "{}'1025' is not a multiple of 2\n",
+            from_env("chunk-max-size")
+        )
+    );
+    nothing_created(&w, "chunk sizes");
+
+    // A check of one value against another names where each came from.
+    let conf = w
+        .env
+        .write("grow.conf", "[config]\n\nchunk-min-size = 512KiB\n");
+    let run = backup(
+        &w,
+        &[
+            os("--config"),
+            conf.as_os_str(),
+            os("--chunk-avg-size=256KiB"),
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr
+            .starts_with(&from_file(&conf, 3, "chunk-min-size")),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("--chunk-avg-size"), "{run:#?}");
+    nothing_created(&w, "chunk sizes that do not grow");
+
+    let conf = w
+        .env
+        .write("cipher.conf", "[config]\nencrypt = yes\ncipher = rot13\n");
+    let run = backup(
+        &w,
+        &[os("--config"), conf.as_os_str()],
+        &[("OBNAM_PASSPHRASE", os("pw"))],
+    );
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.starts_with(&format!(
+            "{}'rot13' is not one of: auto, ",
+            from_file(&conf, 3, "cipher")
+        )),
+        "{run:#?}"
+    );
+    nothing_created(&w, "cipher");
+    let run = backup(&w, &[os("--testing-fail-matching=(")], &[]);
+    assert!(
+        run.stderr
+            .starts_with("ERROR: --testing-fail-matching: bad regular expression '('"),
+        "{run:#?}"
+    );
+    let conf = w.env.write("exclude.conf", "[config]\n\nexclude = a, (\n");
+    let run = backup(&w, &[os("--config"), conf.as_os_str()], &[]);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "{}bad regular expression '('",
+            from_file(&conf, 3, "exclude")
+        )),
+        "{run:#?}"
+    );
+    // A pattern read from a file: the file, its line, and where the file
+    // was named.
+    let list = w.env.write("patterns", "# comment\n\\.ok$\n(\n");
+    let run = backup(&w, &[os("--exclude-from"), list.as_os_str()], &[]);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "ERROR: --exclude-from: {}: line 3: bad regular expression '('",
+            list.display()
+        )),
+        "{run:#?}"
+    );
+    let run = backup(&w, &[], &[("OBNAM_EXCLUDE_FROM", os("/nonexistent/x"))]);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "{}cannot read /nonexistent/x",
+            from_env("exclude-from")
+        )),
+        "{run:#?}"
+    );
+    nothing_created(&w, "patterns");
+
+    // Commands other than backup say the same.
+    backup(&w, &[os("--client-name=c")], &[]).ok();
+    let conf = w.env.write("keep.conf", "[config]\n\nkeep = 7x\n");
+    let mut cmd = w.env.obnam();
+    cmd.arg("--repository")
+        .arg(&w.repo)
+        .arg("--config")
+        .arg(&conf)
+        .args(["--client-name", "c", "forget"]);
+    let run = run_obnam(&mut cmd).no_rust_panic();
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.starts_with(&from_file(&conf, 3, "keep")),
+        "{run:#?}"
+    );
+    let mut cmd = w.env.obnam();
+    cmd.arg("--repository")
+        .arg(&w.repo)
+        .env("OBNAM_WARN_AGE", "soon")
+        .args(["--client-name", "c", "nagios-last-backup-age"]);
+    let run = run_obnam(&mut cmd).no_rust_panic();
+    assert_eq!(run.code, 3, "{run:#?}");
+    assert!(
+        run.stdout
+            .starts_with(&from_env("warn-age").replacen("ERROR: ", "OBNAM UNKNOWN: ", 1)),
+        "{run:#?}"
     );
 }

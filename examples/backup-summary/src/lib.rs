@@ -19,9 +19,11 @@ use plugin_api::{App, Context, Plugin, Result, Setting, GROUP_BACKUP, PRIORITY_L
 struct BackupSummary;
 
 fn write_summary(ctx: &Context<'_>, finished: &mut Value) -> Result<()> {
-    let Some(file) = ctx.string("summary-file")? else {
+    let Some(file) = ctx.path("summary-file")? else {
         return Ok(());
     };
+    // A file's name need not be UTF-8: shown escaped.
+    let shown = plugin_api::names::escape_path(&file);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -31,17 +33,17 @@ fn write_summary(ctx: &Context<'_>, finished: &mut Value) -> Result<()> {
         .create(true)
         .append(true)
         .open(&file)
-        .map_err(|e| plugin_api::Error::msg(format!("--summary-file {file}: {e}")))?;
+        .map_err(|e| ctx.setting_error("summary-file", &format!("{shown}: {e}")))?;
     writeln!(out, "{line}")
-        .map_err(|e| plugin_api::Error::msg(format!("--summary-file {file}: {e}")))?;
-    plugin_api::tracing::info!("backup summary appended to {file}");
+        .map_err(|e| ctx.setting_error("summary-file", &format!("{shown}: {e}")))?;
+    plugin_api::tracing::info!("backup summary appended to {shown}");
     Ok(())
 }
 
 impl Plugin for BackupSummary {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_setting(
-            Setting::string("summary-file")
+            Setting::path("summary-file")
                 .metavar("FILE")
                 .help("append a JSON summary of each backup to FILE")
                 .group(GROUP_BACKUP),

@@ -154,7 +154,12 @@ pub mod keys;
 #[path = "../../../plugin-api/src/limits.rs"]
 pub mod limits;
 pub mod location;
+// How names that need not be UTF-8 are shown: one source file, shared
+// with plugin-api (every command shows names so), without depending on it.
 pub mod lock;
+#[path = "../../../plugin-api/src/names.rs"]
+#[allow(dead_code)]
+mod names;
 pub mod object;
 pub mod open;
 pub mod pack;

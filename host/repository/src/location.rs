@@ -17,6 +17,8 @@
 //! (`sftp://@host/r`) as none, accepts port 0 and keeps the brackets of
 //! an IPv6 host, each of which this parser treats its own way.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 /// A parsed repository URL.
@@ -145,6 +147,46 @@ impl Location {
     }
 }
 
+impl Location {
+    /// Parse a repository URL given as bytes. A URL is text, but a local
+    /// folder's name (given as a path or a `file://` URL) is any bytes, as
+    /// a Linux path is: one that is not UTF-8 (named in Latin-1 by an old
+    /// system) is a folder like another.
+    pub fn parse_os(url: &OsStr) -> Result<Location, BadUrl> {
+        if let Some(text) = url.to_str() {
+            return Location::parse(text);
+        }
+        let bytes = url.as_bytes();
+        let bad = |reason: &str| BadUrl {
+            url: shown(url),
+            reason: reason.to_string(),
+        };
+        match bytes.windows(3).position(|w| w == b"://") {
+            None => Ok(Location::Local(absolute(PathBuf::from(url)))),
+            Some(at) if &bytes[..at] == b"file" => {
+                let path = &bytes[at + 3..];
+                if !path.starts_with(b"/") {
+                    return Err(bad("a file:// URL needs an absolute path (file:///path)"));
+                }
+                Ok(Location::Local(PathBuf::from(OsStr::from_bytes(path))))
+            }
+            Some(_) => Err(bad(
+                "it is not UTF-8 text, which only a local folder's name may be",
+            )),
+        }
+    }
+}
+
+/// A repository URL as messages show it: as given if it is UTF-8 text,
+/// else escaped as every command shows a name that is not
+/// (`/srv/d\xe9p\xf4t`), so that it is not shown as another name.
+pub fn shown(url: &OsStr) -> String {
+    match url.to_str() {
+        Some(text) => text.to_string(),
+        None => crate::names::escape(url.as_bytes()),
+    }
+}
+
 fn split_port(hostport: &str) -> Result<(String, Option<u16>), String> {
     // [v6 address]:port, or host:port, or host.
     if let Some(rest) = hostport.strip_prefix('[') {
@@ -248,5 +290,29 @@ mod tests {
             .contains("unknown scheme 'ftp'"));
         assert!(Location::parse("file://relative").is_err());
         assert!(Location::parse("").is_err());
+    }
+
+    #[test]
+    fn a_local_folder_need_not_be_utf8() {
+        let os = |b: &[u8]| OsStr::from_bytes(b).to_os_string();
+        assert_eq!(
+            Location::parse_os(&os(b"/srv/d\xe9p\xf4t")).unwrap(),
+            Location::Local(PathBuf::from(os(b"/srv/d\xe9p\xf4t")))
+        );
+        assert_eq!(
+            Location::parse_os(&os(b"file:///srv/d\xe9p\xf4t")).unwrap(),
+            Location::Local(PathBuf::from(os(b"/srv/d\xe9p\xf4t")))
+        );
+        assert_eq!(shown(&os(b"/srv/d\xe9p\xf4t")), "/srv/d\\xe9p\\xf4t");
+        let err = Location::parse_os(&os(b"sftp://host/d\xe9p\xf4t")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bad repository URL 'sftp://host/d\\xe9p\\xf4t': it is not UTF-8 text, which only a local folder's name may be"
+        );
+        assert!(Location::parse_os(&os(b"file://r\xe9")).is_err());
+        assert_eq!(
+            Location::parse_os(&os(b"/srv/repo")),
+            Location::parse("/srv/repo")
+        );
     }
 }

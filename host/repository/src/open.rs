@@ -74,13 +74,16 @@ impl Default for OpenOptions {
 }
 
 impl Repository {
-    /// Open (or create) the repository at `url`.
+    /// Open (or create) the repository at `url`: a URL, or a local
+    /// folder's name, which need not be UTF-8.
     pub fn open(
-        url: &str,
+        url: impl AsRef<std::ffi::OsStr>,
         options: &OpenOptions,
         filter: Arc<dyn ObjectFilter>,
     ) -> RepoResult<Self> {
         let storage = Storage::open(url, &options.storage)?;
+        // As messages show it.
+        let url = &storage.url().to_string();
         let mut created = false;
         let (config, token_key) = match storage.read_limited("config", RECORD_LIMIT) {
             Ok(bytes) => {

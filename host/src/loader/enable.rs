@@ -35,6 +35,11 @@ pub struct Registration {
     pub setting_scopes: Vec<(String, Vec<String>)>,
     /// The ranges of settings: name, least, most (as text).
     pub setting_ranges: Vec<(String, String, String)>,
+    /// The settings that are paths (plugin-api 0.1.12).
+    pub setting_paths: Vec<String>,
+    /// What settings must be multiples of: name, factor (as text)
+    /// (plugin-api 0.1.12).
+    pub setting_multiples: Vec<(String, String)>,
 }
 
 impl Registrar for Registration {
@@ -83,6 +88,14 @@ impl Registrar for Registration {
     fn set_setting_range(&mut self, setting: RString, least: RString, most: RString) {
         self.setting_ranges
             .push((setting.into(), least.into(), most.into()));
+    }
+
+    fn set_setting_path(&mut self, setting: RString) {
+        self.setting_paths.push(setting.into());
+    }
+
+    fn set_setting_multiple(&mut self, setting: RString, factor: RString) {
+        self.setting_multiples.push((setting.into(), factor.into()));
     }
 }
 

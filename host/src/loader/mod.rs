@@ -29,7 +29,8 @@ use std::os::fd::{AsRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
-use plugin_api::abi::{PluginModRef, API_VERSION};
+use plugin_api::abi::{PluginModRef, RootModuleError, API_VERSION};
+use plugin_api::names::escape_path;
 use tracing::{debug, warn};
 
 /// File-name prefix of bundled plugins (`libobnam_plugin_<name>.so`), which
@@ -98,7 +99,7 @@ pub fn load_all(dirs: &[PluginDir]) -> Vec<LoadedPlugin> {
 fn candidates(dir: &PluginDir) -> Vec<PathBuf> {
     if dir.path.exists() {
         if let Err(why) = safe_path::check_folder(&dir.path) {
-            warn!("ignoring plugin folder {}: {why}", dir.path.display());
+            warn!("ignoring plugin folder {}: {why}", escape_path(&dir.path));
             return Vec::new();
         }
     }
@@ -106,7 +107,7 @@ fn candidates(dir: &PluginDir) -> Vec<PathBuf> {
         Ok(entries) => entries,
         Err(e) => {
             if !dir.bundled {
-                warn!("cannot read plugin folder {}: {e}", dir.path.display());
+                warn!("cannot read plugin folder {}: {e}", escape_path(&dir.path));
             }
             return Vec::new();
         }
@@ -142,7 +143,7 @@ fn load_one(path: &Path) -> Option<LoadedPlugin> {
             Some(plugin)
         }
         Err(message) => {
-            warn!("ignoring {}: {message}", path.display());
+            warn!("ignoring {}: {message}", escape_path(path));
             None
         }
     }
@@ -167,15 +168,18 @@ fn try_load(path: &Path) -> Result<LoadedPlugin, String> {
             )
         });
     }
-    let module = header.init_root_module::<PluginModRef>().map_err(|e| {
-        debug!("full ABI check report for {}: {e}", path.display());
-        match e {
-            LibraryError::AbiInstability(_) => format!(
+    // Checked with the plugin's view of the shared types as the interface,
+    // so that a plugin built against an older compatible plugin-api, which
+    // knows fewer of the host's methods, loads (see `abi::root_module`).
+    let module = plugin_api::abi::root_module(header).map_err(|e| match e {
+        RootModuleError::Layout(report) => {
+            debug!("full ABI check report for {}: {report}", path.display());
+            format!(
                 "plugin built against plugin-api {api_version} has a layout this obnam \
                  (plugin-api {API_VERSION}) cannot use; rebuild it (details in the log with --log FILE --log-level debug)"
-            ),
-            other => first_line(&other.to_string()),
+            )
         }
+        RootModuleError::Other(message) => first_line(&message),
     })?;
     Ok(LoadedPlugin {
         name: module.name()().to_string(),

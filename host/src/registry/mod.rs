@@ -123,6 +123,8 @@ impl Registry {
         }
         let mut scopes = staging.setting_scopes;
         let mut ranges = staging.setting_ranges;
+        let mut paths = staging.setting_paths;
+        let mut multiples = staging.setting_multiples;
         for spec in staging.settings {
             // A setting's scope is the last one its plugin gave it.
             let scope = scopes
@@ -135,11 +137,24 @@ impl Registry {
                 .rposition(|(name, _, _)| spec.name.as_str() == name)
                 .map(|i| ranges[i].clone());
             ranges.retain(|(name, _, _)| spec.name.as_str() != name);
+            let path = paths.iter().any(|name| spec.name.as_str() == name);
+            paths.retain(|name| spec.name.as_str() != name);
+            let multiple = multiples
+                .iter()
+                .rposition(|(name, _)| spec.name.as_str() == name)
+                .map(|i| multiples[i].1.clone());
+            multiples.retain(|(name, _)| spec.name.as_str() != name);
             let result = SettingDef::from_spec(&spec, plugin)
                 .and_then(|mut def| {
                     def.subcommands = scope.unwrap_or_default();
+                    if path {
+                        def.set_path()?;
+                    }
                     if let Some((_, least, most)) = range {
                         def.set_range(&least, &most)?;
+                    }
+                    if let Some(factor) = multiple {
+                        def.set_multiple(&factor)?;
                     }
                     Ok(def)
                 })
@@ -154,6 +169,12 @@ impl Registry {
         }
         for (name, _, _) in ranges {
             warn!("plugin '{plugin}' gives a range to setting '{name}', which it does not declare; ignored");
+        }
+        for name in paths {
+            warn!("plugin '{plugin}' makes setting '{name}' a path, which it does not declare; ignored");
+        }
+        for (name, _) in multiples {
+            warn!("plugin '{plugin}' gives a factor to setting '{name}', which it does not declare; ignored");
         }
         for (name, kind, payload) in staging.hooks {
             if let Err(w) = self.hooks.create(&name, kind, payload, plugin) {

@@ -22,8 +22,8 @@ use obnam_repository::index_cache::IndexCacheDir;
 use obnam_repository::storage::StorageOptions;
 use obnam_repository::{OpenOptions, Repository};
 use plugin_api::abi::{
-    host_ref, AbiResult, Failure, FailureKind, Filtered, HookId, HostRef, HostServices, PayloadPtr,
-    SettingValue, TypeLayout,
+    host_ref, AbiResult, Failure, FailureKind, Filtered, HookId, HostRef, HostServices, PathValue,
+    PayloadPtr, SettingSource, SettingValue, TypeLayout,
 };
 use plugin_api::guard::guarded;
 use plugin_api::repo_abi::{repository_box, RepositoryBox};
@@ -209,8 +209,9 @@ impl HostServices for Host {
         guarded(|| {
             self.values
                 .get(name.as_str())
-                .map(|v| v.to_abi())
-                .ok_or_else(|| Error::msg(format!("there is no setting '{name}'")))
+                .ok_or_else(|| Error::msg(format!("there is no setting '{name}'")))?
+                .to_abi(name.as_str())
+                .map_err(Error::msg)
         })
     }
 
@@ -296,6 +297,25 @@ impl HostServices for Host {
             Ok(())
         })
     }
+
+    fn setting_path(&self, name: RStr<'_>) -> AbiResult<PathValue> {
+        guarded(|| {
+            self.values
+                .get(name.as_str())
+                .ok_or_else(|| Error::msg(format!("there is no setting '{name}'")))?
+                .to_path_abi(name.as_str())
+                .map_err(Error::msg)
+        })
+    }
+
+    fn setting_source(&self, name: RStr<'_>) -> AbiResult<SettingSource> {
+        guarded(|| {
+            if self.values.get(name.as_str()).is_none() {
+                return Err(Error::msg(format!("there is no setting '{name}'")));
+            }
+            Ok(self.values.source(name.as_str()).to_abi())
+        })
+    }
 }
 
 impl Host {
@@ -309,7 +329,7 @@ impl Host {
         let repo = match opened {
             Some(repo) => repo,
             None => {
-                let url = self.values.string("repository").ok_or_else(|| {
+                let url = self.values.path("repository").ok_or_else(|| {
                     Error::msg(
                         "No --repository setting. You need to give it on the command line or in a configuration file",
                     )
@@ -351,6 +371,24 @@ fn announce_new_repository(repo: &Repository, quiet: bool) {
     crate::output::notice(&text, quiet);
 }
 
+/// The `ssh-key` file, as the name ssh is given: text. OpenDAL's sftp
+/// store takes the name of the key file as a string, so a name that is not
+/// UTF-8 cannot reach ssh; refused naming where it came from.
+fn ssh_key(values: &Values) -> Result<Option<String>, Error> {
+    let Some(path) = values.path("ssh-key") else {
+        return Ok(None);
+    };
+    match path.to_str() {
+        Some(text) => Ok(Some(text.to_string())),
+        None => Err(Error::msg(format!(
+            "{}: \"{}\" is not UTF-8 text, which ssh needs the name of a key file to be \
+             (give a link to it whose name is)",
+            values.origin("ssh-key"),
+            plugin_api::names::escape_path(std::path::Path::new(path))
+        ))),
+    }
+}
+
 /// How to open the repository, from the settings.
 fn open_options(
     values: &Values,
@@ -371,7 +409,7 @@ fn open_options(
             crash_limit: positive("crash-limit"),
             // Checked when the run started (`check_settings`).
             faults: storage_faults(values).map_err(Error::msg)?,
-            ssh_key: values.string("ssh-key").map(str::to_string),
+            ssh_key: ssh_key(values)?,
             ssh_host_keys_check: values.string("ssh-host-keys-check").map(str::to_string),
             s3_endpoint: values.string("s3-endpoint").map(str::to_string),
             s3_region: values.string("s3-region").map(str::to_string),

@@ -23,6 +23,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use plugin_api::names::escape_path;
+
 use super::{SettingsRegistry, Source, Values};
 
 /// The largest config file obnam reads, in bytes. Config files hold a few
@@ -31,22 +33,26 @@ use super::{SettingsRegistry, Source, Values};
 /// all of it).
 pub const MAX_CONFIG_FILE_SIZE: u64 = 1024 * 1024;
 
-/// Why a config file could not be used.
+/// Why a config file could not be used. Its name is shown escaped
+/// ([`plugin_api::names::escape_path`]): it need not be UTF-8.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {0} does not exist")]
+    #[error("config file {} does not exist", escape_path(.0))]
     Missing(PathBuf),
-    #[error("cannot read config file {path}: {reason}")]
+    #[error("cannot read config file {}: {reason}", escape_path(path))]
     Unreadable { path: PathBuf, reason: String },
-    #[error("config file {path}: {error}")]
+    #[error("config file {}: {error}", escape_path(path))]
     Syntax { path: PathBuf, error: SyntaxError },
-    #[error("config file {path}: line {line}: unknown setting '{key}'")]
+    #[error(
+        "config file {}: line {line}: unknown setting '{key}'",
+        escape_path(path)
+    )]
     UnknownKey {
         path: PathBuf,
         line: usize,
         key: String,
     },
-    #[error("config file {path}: line {line}: {reason}")]
+    #[error("config file {}: line {line}: {reason}", escape_path(path))]
     BadValue {
         path: PathBuf,
         line: usize,
@@ -282,7 +288,11 @@ pub fn apply_file(
             line: entry.line,
             reason: e.to_string(),
         })?;
-        values.set_from(&entry.key, value, Source::File(path.to_path_buf()));
+        values.set_from(
+            &entry.key,
+            value,
+            Source::File(path.to_path_buf(), entry.line),
+        );
     }
     Ok(())
 }

@@ -14,8 +14,15 @@ pub mod config_files;
 pub mod quoting;
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
 
-use plugin_api::abi::{SettingKind, SettingSpec, SettingValue};
+use plugin_api::abi::{PathValue, SettingKind, SettingSource, SettingSpec, SettingValue};
+use plugin_api::names::escape;
+use plugin_api::SettingOrigin;
+
+use quoting::Escapes;
 
 /// The name that owns the host's own settings, subcommands and hooks.
 pub const HOST_OWNER: &str = "obnam";
@@ -47,19 +54,38 @@ impl SettingError {
 /// A setting's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
-    /// A string or choice setting with no value.
+    /// A string, choice or path setting with no value.
     Unset,
     Str(String),
     List(Vec<String>),
     Bool(bool),
     Int(i64),
     Bytes(u64),
+    /// A path: bytes, which need not be UTF-8.
+    Path(OsString),
+    /// A list of paths.
+    Paths(Vec<OsString>),
 }
 
 impl Value {
-    /// The value as it crosses the plugin boundary.
-    pub fn to_abi(&self) -> SettingValue {
-        match self {
+    /// The value as it crosses the plugin boundary as text, to a plugin
+    /// that reads setting `name` with [`HostServices::setting`]
+    /// (every plugin built before 0.1.12, for paths too). A path that is
+    /// not UTF-8 cannot be text: an error naming it, rather than another
+    /// path that would be used in its place.
+    ///
+    /// [`HostServices::setting`]: plugin_api::abi::HostServices::setting
+    pub fn to_abi(&self, name: &str) -> Result<SettingValue, String> {
+        let text = |path: &OsStr| {
+            path.to_str().map(Into::into).ok_or_else(|| {
+                format!(
+                    "setting '{name}' is the path \"{}\", which is not UTF-8 text: \
+                     read it as a path (plugin-api 0.1.12: Context::path)",
+                    escape(path.as_bytes())
+                )
+            })
+        };
+        Ok(match self {
             Value::Unset => SettingValue::Unset,
             Value::Str(s) => SettingValue::String(s.as_str().into()),
             Value::List(v) => {
@@ -68,7 +94,34 @@ impl Value {
             Value::Bool(b) => SettingValue::Boolean(*b),
             Value::Int(i) => SettingValue::Integer(*i),
             Value::Bytes(n) => SettingValue::ByteSize(*n),
-        }
+            Value::Path(p) => SettingValue::String(text(p)?),
+            Value::Paths(v) => {
+                SettingValue::StringList(v.iter().map(|p| text(p)).collect::<Result<_, _>>()?)
+            }
+        })
+    }
+
+    /// The value as bytes, for a plugin that reads setting `name` as a
+    /// path: a path or a string (any text is a path), or a list of them.
+    pub fn to_path_abi(&self, name: &str) -> Result<PathValue, String> {
+        let bytes = |b: &[u8]| b.to_vec().into();
+        Ok(match self {
+            Value::Unset => PathValue::Unset,
+            Value::Path(p) => PathValue::Path(bytes(p.as_bytes())),
+            Value::Str(s) => PathValue::Path(bytes(s.as_bytes())),
+            Value::Paths(v) => PathValue::PathList(v.iter().map(|p| bytes(p.as_bytes())).collect()),
+            Value::List(v) => PathValue::PathList(v.iter().map(|s| bytes(s.as_bytes())).collect()),
+            Value::Bool(_) | Value::Int(_) | Value::Bytes(_) => {
+                let kind = match self {
+                    Value::Bool(_) => "a boolean",
+                    Value::Int(_) => "an integer",
+                    _ => "a byte size",
+                };
+                return Err(format!(
+                    "setting '{name}' is {kind}, but the plugin read it as a path"
+                ));
+            }
+        })
     }
 }
 
@@ -109,6 +162,12 @@ pub struct SettingDef {
     /// A check of a string's value (host settings only): why it is
     /// refused, run wherever a value is parsed.
     pub check: Option<ValueCheck>,
+    /// Whether a string or list setting holds paths: bytes, which need not
+    /// be UTF-8 ([`Value::Path`], [`Value::Paths`]).
+    pub path: bool,
+    /// What an integer or byte size must be a multiple of; checked where
+    /// the range is.
+    pub multiple: Option<i128>,
 }
 
 impl SettingDef {
@@ -148,6 +207,8 @@ impl SettingDef {
             subcommands: Vec::new(),
             range: None,
             check: None,
+            path: false,
+            multiple: None,
         };
         def.default = match spec.default.as_ref().into_option() {
             Some(text) => def
@@ -193,13 +254,70 @@ impl SettingDef {
         Ok(())
     }
 
-    /// The range as the user reads it: `0 to 1024`, `64KiB to 1GiB`.
-    fn range_text(&self, least: i128, most: i128) -> String {
-        let show = |n: i128| match self.kind {
+    /// Make a string or list setting hold paths: bytes, which need not be
+    /// UTF-8. Its default, parsed as text, becomes a path.
+    pub fn set_path(&mut self) -> Result<(), SettingError> {
+        if !matches!(self.kind, SettingKind::String | SettingKind::StringList) {
+            return Err(SettingError::BadDefinition {
+                name: self.name.clone(),
+                reason: "only string and string-list settings can be paths".into(),
+            });
+        }
+        self.path = true;
+        self.default = match std::mem::replace(&mut self.default, Value::Unset) {
+            Value::Str(s) => Value::Path(s.into()),
+            Value::List(v) => Value::Paths(v.into_iter().map(Into::into).collect()),
+            other => other,
+        };
+        Ok(())
+    }
+
+    /// Make an integer or byte-size setting take only multiples of
+    /// `factor` (a positive value of its type); the default must be one.
+    pub fn set_multiple(&mut self, factor: &str) -> Result<(), SettingError> {
+        let bad = |reason: String| SettingError::BadDefinition {
+            name: self.name.clone(),
+            reason,
+        };
+        if !matches!(self.kind, SettingKind::Integer | SettingKind::ByteSize) {
+            return Err(bad(
+                "only integer and byte-size settings can be limited to multiples".into(),
+            ));
+        }
+        let factor = self
+            .parse_unchecked(factor)
+            .ok()
+            .and_then(|v| number(&v))
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                bad(format!(
+                    "bad factor: '{factor}' is not a positive value of the setting"
+                ))
+            })?;
+        if let Some(default) = number(&self.default) {
+            if default % factor != 0 {
+                return Err(bad(format!(
+                    "bad factor: the default {} is not a multiple of {}",
+                    self.format(&self.default),
+                    self.show_number(factor)
+                )));
+            }
+        }
+        self.multiple = Some(factor);
+        Ok(())
+    }
+
+    /// A number of the setting's type as the user reads it: `1024`, `64KiB`.
+    fn show_number(&self, n: i128) -> String {
+        match self.kind {
             SettingKind::ByteSize => bytesize::format(n as u64),
             _ => n.to_string(),
-        };
-        format!("{} to {}", show(least), show(most))
+        }
+    }
+
+    /// The range as the user reads it: `0 to 1024`, `64KiB to 1GiB`.
+    fn range_text(&self, least: i128, most: i128) -> String {
+        format!("{} to {}", self.show_number(least), self.show_number(most))
     }
 
     /// The default of a setting that declares none.
@@ -222,6 +340,9 @@ impl SettingDef {
             name: self.name.clone(),
             reason: e.to_string(),
         };
+        if self.path {
+            return self.parse_path(text.as_bytes());
+        }
         if self.kind == SettingKind::StringList {
             return quoting::split_list(text).map(Value::List).map_err(bad);
         }
@@ -229,23 +350,81 @@ impl SettingDef {
         self.parse_one(&text)
     }
 
+    /// Parse a path setting's value as written in a config file or an
+    /// environment variable: bytes, quoted as text is, where `\xNN` in
+    /// double quotes is the byte NN ([`quoting`]).
+    fn parse_path(&self, bytes: &[u8]) -> Result<Value, SettingError> {
+        let bad = |e: quoting::QuoteError| SettingError::BadValue {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        };
+        let path = |bytes: Vec<u8>| OsString::from_vec(bytes);
+        if self.kind == SettingKind::StringList {
+            let items = quoting::split_list_bytes(bytes, Escapes::Bytes).map_err(bad)?;
+            return Ok(Value::Paths(items.into_iter().map(path).collect()));
+        }
+        let value = quoting::unquote_bytes(bytes, Escapes::Bytes).map_err(bad)?;
+        Ok(Value::Path(path(value.into_owned())))
+    }
+
+    /// Parse a value from an environment variable: bytes for a path
+    /// setting, else text as in a config file.
+    pub fn parse_os(&self, raw: &OsStr) -> Result<Value, SettingError> {
+        if self.path {
+            return self.parse_path(raw.as_bytes());
+        }
+        let text = raw.to_str().ok_or_else(|| SettingError::BadValue {
+            name: self.name.clone(),
+            reason: format!("its value {raw:?} is not UTF-8 text"),
+        })?;
+        self.parse(text)
+    }
+
     /// Parse one value as given on the command line (a list item is not
-    /// split), checking it against the setting's range.
+    /// split), checking it against the setting's range and factor.
     pub fn parse_one(&self, text: &str) -> Result<Value, SettingError> {
         let value = self.parse_unchecked(text)?;
+        let bad = |reason: String| SettingError::BadValue {
+            name: self.name.clone(),
+            reason,
+        };
         if let (Some((least, most)), Some(n)) = (self.range, number(&value)) {
             if !(least..=most).contains(&n) {
-                return Err(SettingError::BadValue {
-                    name: self.name.clone(),
-                    reason: format!(
-                        "'{}' is out of range: give {}",
-                        text.trim(),
-                        self.range_text(least, most)
-                    ),
-                });
+                return Err(bad(format!(
+                    "'{}' is out of range: give {}",
+                    text.trim(),
+                    self.range_text(least, most)
+                )));
+            }
+        }
+        if let (Some(factor), Some(n)) = (self.multiple, number(&value)) {
+            if n % factor != 0 {
+                return Err(bad(format!(
+                    "'{}' is not a multiple of {}",
+                    text.trim(),
+                    self.show_number(factor)
+                )));
             }
         }
         Ok(value)
+    }
+
+    /// One value as given on the command line, as bytes: a path as it is
+    /// (a list item is not split), anything else as text.
+    pub fn parse_arg(&self, raw: &OsStr) -> Result<Value, SettingError> {
+        if self.path {
+            return Ok(match self.kind {
+                SettingKind::StringList => Value::Paths(vec![raw.to_os_string()]),
+                _ => Value::Path(raw.to_os_string()),
+            });
+        }
+        let text = raw.to_str().ok_or_else(|| SettingError::BadValue {
+            name: self.name.clone(),
+            reason: format!(
+                "{raw:?} is not UTF-8 text; settings are text, so this value cannot be given"
+            ),
+        })?;
+        self.parse_one(text)
     }
 
     fn parse_unchecked(&self, text: &str) -> Result<Value, SettingError> {
@@ -303,6 +482,12 @@ impl SettingDef {
             Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
             Value::Int(i) => i.to_string(),
             Value::Bytes(n) => bytesize::format(*n),
+            Value::Path(p) => quoting::quote_path_value(p.as_bytes()),
+            Value::Paths(v) => v
+                .iter()
+                .map(|item| quoting::quote_path_item(item.as_bytes()))
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 
@@ -404,9 +589,40 @@ impl SettingsRegistry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Default,
-    File(std::path::PathBuf),
+    /// A config file, and the line (from 1).
+    File(PathBuf, usize),
     Env(String),
     CommandLine,
+}
+
+impl Source {
+    /// The source as plugin-api describes it ([`SettingOrigin`]), which
+    /// words the errors of plugins' checks as the host's own are worded.
+    pub fn to_origin(&self) -> SettingOrigin {
+        match self {
+            Source::Default => SettingOrigin::Default,
+            Source::File(path, line) => SettingOrigin::ConfigFile {
+                path: path.clone(),
+                line: *line as u64,
+            },
+            Source::Env(var) => SettingOrigin::Environment {
+                variable: var.clone(),
+            },
+            Source::CommandLine => SettingOrigin::CommandLine,
+        }
+    }
+
+    /// The source as it crosses the plugin boundary.
+    pub fn to_abi(&self) -> SettingSource {
+        match self {
+            Source::Default => SettingSource::Default,
+            Source::File(path, line) => {
+                SettingSource::ConfigFile(path.as_os_str().as_bytes().to_vec().into(), *line as u64)
+            }
+            Source::Env(var) => SettingSource::Environment(var.as_str().into()),
+            Source::CommandLine => SettingSource::CommandLine,
+        }
+    }
 }
 
 /// The effective value of every setting.
@@ -423,15 +639,17 @@ impl Values {
         self.sources.insert(name.to_string(), source);
     }
 
-    /// A setting as the user wrote it, for an error about its value:
-    /// `--NAME`, `NAME in config file PATH`, `environment variable VAR`.
+    /// Where a setting's value came from.
+    pub fn source(&self, name: &str) -> &Source {
+        self.sources.get(name).unwrap_or(&Source::Default)
+    }
+
+    /// The start of an error about a setting's value, naming where it came
+    /// from as every check does ([`SettingOrigin::error_prefix`]): `--NAME`,
+    /// `config file F: line N: setting 'NAME'`, `setting 'NAME':
+    /// environment variable VAR`.
     pub fn origin(&self, name: &str) -> String {
-        match self.sources.get(name) {
-            Some(Source::File(path)) => format!("{name} in config file {}", path.display()),
-            Some(Source::Env(var)) => format!("environment variable {var}"),
-            Some(Source::CommandLine) => format!("--{name}"),
-            Some(Source::Default) | None => format!("--{name} (its default)"),
-        }
+        self.source(name).to_origin().error_prefix(name)
     }
 
     /// A value by name.
@@ -442,6 +660,14 @@ impl Values {
     /// Set a value.
     pub fn set(&mut self, name: &str, value: Value) {
         self.map.insert(name.to_string(), value);
+    }
+
+    /// A path setting's value, if it has one.
+    pub fn path(&self, name: &str) -> Option<&OsStr> {
+        match self.map.get(name) {
+            Some(Value::Path(p)) => Some(p),
+            _ => None,
+        }
     }
 
     /// A string setting's value, if it has one.
@@ -458,24 +684,18 @@ impl Values {
     }
 
     /// Apply `OBNAM_<NAME>` environment variables. A value that is not
-    /// UTF-8 is refused naming the variable: settings are text, and
-    /// skipping it would quietly use another value in its place.
+    /// UTF-8 is refused naming the variable, unless the setting is a path:
+    /// other settings are text, and skipping it would quietly use another
+    /// value in its place.
     pub fn apply_env(
         &mut self,
         registry: &SettingsRegistry,
-        lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+        lookup: impl Fn(&str) -> Option<OsString>,
     ) -> Result<(), SettingError> {
         for def in registry.iter() {
             let var = def.env_var();
             if let Some(raw) = lookup(&var) {
-                let text = raw.into_string().map_err(|raw| SettingError::BadValue {
-                    name: def.name.clone(),
-                    reason: format!(
-                        "environment variable {var}: its value {:?} is not UTF-8 text",
-                        raw
-                    ),
-                })?;
-                let value = def.parse(&text).map_err(|e| SettingError::BadValue {
+                let value = def.parse_os(&raw).map_err(|e| SettingError::BadValue {
                     name: def.name.clone(),
                     reason: format!("environment variable {var}: {}", e.reason()),
                 })?;
@@ -498,11 +718,11 @@ impl Values {
             }
             let text = def.format(value);
             if text.contains(['\n', '\r']) {
+                let from = self.source(&def.name).to_origin();
                 return Err(SettingError::BadValue {
                     name: def.name.clone(),
                     reason: format!(
-                        "its value ({}) has a line break, which a config file cannot hold",
-                        self.origin(&def.name)
+                        "its value (from {from}) has a line break, which a config file cannot hold"
                     ),
                 });
             }
@@ -621,5 +841,138 @@ mod tests {
                 assert!(def.range.is_some(), "{} has no range", def.name);
             }
         }
+    }
+
+    fn os(bytes: &[u8]) -> OsString {
+        OsString::from_vec(bytes.to_vec())
+    }
+
+    #[test]
+    fn paths_are_bytes_wherever_they_are_written() {
+        let mut def =
+            SettingDef::from_spec(&spec("to", SettingKind::String, None, &[]), "p").unwrap();
+        def.set_path().unwrap();
+        let cafe = Value::Path(os(b"/caf\xe9"));
+        assert_eq!(def.parse(r#""/caf\xe9""#).unwrap(), cafe);
+        assert_eq!(def.parse_os(&os(b"/caf\xe9")).unwrap(), cafe);
+        assert_eq!(def.parse_arg(&os(b"/caf\xe9")).unwrap(), cafe);
+        assert_eq!(def.format(&cafe), r#""/caf\xe9""#);
+        assert_eq!(def.parse(&def.format(&cafe)).unwrap(), cafe);
+        // A plugin that reads it as text is told why it cannot.
+        let err = cafe.to_abi("to").unwrap_err();
+        assert!(
+            err.contains(r#""/caf\xe9", which is not UTF-8 text"#),
+            "{err}"
+        );
+        assert_eq!(
+            cafe.to_path_abi("to").unwrap(),
+            PathValue::Path(b"/caf\xe9".to_vec().into())
+        );
+        assert_eq!(
+            Value::Path("/ok".into()).to_abi("to").unwrap(),
+            SettingValue::String("/ok".into())
+        );
+
+        let mut list = SettingDef::from_spec(
+            &spec("roots", SettingKind::StringList, Some("/a, /b"), &[]),
+            "p",
+        )
+        .unwrap();
+        list.set_path().unwrap();
+        assert_eq!(list.default, Value::Paths(vec!["/a".into(), "/b".into()]));
+        let both = Value::Paths(vec![os(b"/caf\xe9"), os(b"/a, b")]);
+        assert_eq!(list.parse_os(&os(b"/caf\xe9, \"/a, b\"")).unwrap(), both);
+        assert_eq!(list.parse(&list.format(&both)).unwrap(), both);
+        assert_eq!(
+            list.parse_arg(&os(b"/x, y")).unwrap(),
+            Value::Paths(vec!["/x, y".into()])
+        );
+
+        // Only strings and lists are paths; others stay text.
+        let mut n =
+            SettingDef::from_spec(&spec("n", SettingKind::Integer, None, &[]), "p").unwrap();
+        assert!(n.set_path().is_err());
+        let text = SettingDef::from_spec(&spec("t", SettingKind::String, None, &[]), "p").unwrap();
+        assert!(text.parse_os(&os(b"x\xe9")).is_err());
+        assert_eq!(text.parse(r#""\xe9""#).unwrap(), Value::Str(r"\xe9".into()));
+    }
+
+    #[test]
+    fn multiples_are_checked_where_values_are_parsed() {
+        let mut def =
+            SettingDef::from_spec(&spec("s", SettingKind::ByteSize, Some("64KiB"), &[]), "p")
+                .unwrap();
+        def.set_range("64", "1MiB").unwrap();
+        def.set_multiple("2").unwrap();
+        assert_eq!(def.parse("66").unwrap(), Value::Bytes(66));
+        assert_eq!(
+            def.parse("65").unwrap_err().reason(),
+            "'65' is not a multiple of 2"
+        );
+        // The range is told first.
+        assert_eq!(
+            def.parse("3").unwrap_err().reason(),
+            "'3' is out of range: give 64 to 1MiB"
+        );
+        def.set_multiple("4KiB").unwrap();
+        assert_eq!(
+            def.parse_one("5000").unwrap_err().reason(),
+            "'5000' is not a multiple of 4KiB"
+        );
+        assert!(def.set_multiple("0").is_err());
+        assert!(def.set_multiple("-2").is_err());
+        assert!(def.set_multiple("many").is_err());
+        assert!(
+            def.set_multiple("128KiB").is_err(),
+            "the default is not one"
+        );
+        let mut text =
+            SettingDef::from_spec(&spec("t", SettingKind::String, None, &[]), "p").unwrap();
+        assert!(text.set_multiple("2").is_err());
+    }
+
+    #[test]
+    fn errors_about_values_name_their_source_in_one_wording() {
+        // What the host says of a value it refuses itself starts as what
+        // plugin-api makes a plugin's check say (`Context::setting_error`).
+        let mut registry = SettingsRegistry::default();
+        let mut def =
+            SettingDef::from_spec(&spec("n", SettingKind::Integer, Some("2"), &[]), "p").unwrap();
+        def.set_range("1", "10").unwrap();
+        registry.add(def).unwrap();
+        let origin = |source: Source| {
+            let mut values = registry.defaults();
+            values.set_from("n", Value::Int(5), source);
+            format!("{}: ", values.origin("n"))
+        };
+
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("c.conf");
+        std::fs::write(&conf, "[config]\n\nn = 11\n").unwrap();
+        let err = config_files::apply_file(&conf, &registry, &mut registry.defaults())
+            .unwrap_err()
+            .to_string();
+        let prefix = origin(Source::File(conf.clone(), 3));
+        assert!(err.starts_with(&prefix), "{err} / {prefix}");
+
+        let err = registry
+            .defaults()
+            .apply_env(&registry, |var| (var == "OBNAM_N").then(|| "11".into()))
+            .unwrap_err()
+            .to_string();
+        let prefix = origin(Source::Env("OBNAM_N".into()));
+        assert!(err.starts_with(&prefix), "{err} / {prefix}");
+
+        // The command line's errors are `--NAME: ...` (cli::parse).
+        assert_eq!(origin(Source::CommandLine), "--n: ");
+
+        // A config file's name that is not UTF-8 is shown escaped.
+        let latin1 = dir.path().join(OsStr::from_bytes(b"caf\xe9.conf"));
+        std::fs::write(&latin1, "[config]\nn = 0\n").unwrap();
+        let err = config_files::apply_file(&latin1, &registry, &mut registry.defaults())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("caf\\xe9.conf: line 2: setting 'n'"), "{err}");
+        assert!(origin(Source::File(latin1, 2)).contains("caf\\xe9.conf: line 2"));
     }
 }

@@ -14,7 +14,7 @@ use crate::metadata::ChangeRule;
 /// Declare the backup's settings.
 pub fn register(app: &mut App<'_>) {
     app.add_setting(
-        Setting::string_list("root")
+        Setting::path_list("root")
             .subcommands(&["backup", "verify"])
             .metavar("DIR")
             .help("what to back up (besides the folders and files named on the command line)")
@@ -115,7 +115,7 @@ impl BackupSettings {
     /// Read the settings, with `args` (the command line's roots) first.
     pub fn read(ctx: &Context<'_>, args: &[std::ffi::OsString]) -> Result<Self> {
         let mut given: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
-        given.extend(ctx.string_list("root")?.into_iter().map(PathBuf::from));
+        given.extend(ctx.path_list("root")?);
         // An empty name would be taken as the current folder.
         if given.iter().any(|r| r.as_os_str().is_empty()) {
             plugin_api::bail!("backup: a folder or file to back up must not be an empty name");
@@ -135,9 +135,9 @@ impl BackupSettings {
                 .unwrap_or(2),
         };
         let repository_dir = ctx
-            .string("repository")?
-            .filter(|r| !r.contains("://") || r.starts_with("file://"))
-            .map(|r| absolute(&cwd, Path::new(r.trim_start_matches("file://"))));
+            .path("repository")?
+            .and_then(|r| local_folder(&r))
+            .map(|r| absolute(&cwd, &r));
         Ok(BackupSettings {
             roots,
             client: ctx.string("client-name")?.unwrap_or_default(),
@@ -208,15 +208,26 @@ fn symlink_between(outer: &Path, inner: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
+/// The folder of a repository given as a folder or a `file://` URL (any
+/// bytes), or `None` for a remote one.
+fn local_folder(repository: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = repository.as_os_str().as_bytes();
+    match bytes.strip_prefix(b"file://") {
+        Some(path) => Some(PathBuf::from(std::ffi::OsStr::from_bytes(path))),
+        None if bytes.windows(3).any(|w| w == b"://") => None,
+        None => Some(repository.to_path_buf()),
+    }
+}
+
 /// The regular expressions of a list setting, or an error naming the
-/// setting and the expression that does not compile.
+/// setting, where its value came from, and the expression that does not
+/// compile.
 fn regex_list(ctx: &Context<'_>, setting: &str) -> Result<Vec<Regex>> {
     let mut list = Vec::new();
     for pattern in ctx.string_list(setting)? {
         let re = Regex::new(&pattern).map_err(|e| {
-            plugin_api::Error::msg(format!(
-                "--{setting}: bad regular expression '{pattern}': {e}"
-            ))
+            ctx.setting_error(setting, &format!("bad regular expression '{pattern}': {e}"))
         })?;
         list.push(re);
     }
@@ -247,6 +258,20 @@ pub fn absolute(cwd: &Path, path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_local_repository_has_a_folder() {
+        use std::os::unix::ffi::OsStrExt;
+        let latin1 = Path::new(std::ffi::OsStr::from_bytes(b"/srv/d\xe9p\xf4t"));
+        assert_eq!(local_folder(latin1), Some(latin1.to_path_buf()));
+        assert_eq!(
+            local_folder(Path::new("file:///srv/r")),
+            Some(PathBuf::from("/srv/r"))
+        );
+        assert_eq!(local_folder(Path::new("relative")), Some("relative".into()));
+        assert_eq!(local_folder(Path::new("sftp://h/srv/r")), None);
+        assert_eq!(local_folder(Path::new("s3://bucket")), None);
+    }
 
     #[test]
     fn paths_are_made_absolute_and_normal() {

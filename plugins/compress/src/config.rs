@@ -18,6 +18,14 @@ pub const CHOICES: [&str; 3] = ["none", "zstd", "deflate"];
 /// The default of `compress-with`.
 pub const DEFAULT: &str = "zstd";
 
+/// Why the settings make no plan: the setting whose value is bad, and
+/// what is wrong with it (the caller says where the value came from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
 /// How this run compresses the objects it writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
@@ -29,45 +37,55 @@ pub struct Plan {
 
 impl Plan {
     /// The plan for the two settings' values, as text; `None` where unset.
-    pub fn new(with: Option<&str>, level: Option<&str>) -> Result<Plan, String> {
+    pub fn new(with: Option<&str>, level: Option<&str>) -> Result<Plan, PlanError> {
         let codec = match with.unwrap_or(DEFAULT) {
             "none" => None,
             "zstd" => Some(Codec::Zstd),
             "deflate" => Some(Codec::Deflate),
             other => {
-                return Err(format!(
-                    "--{WITH}: '{other}' is not one of: {}",
-                    CHOICES.join(", ")
-                ))
+                return Err(PlanError {
+                    setting: WITH,
+                    reason: format!("'{other}' is not one of: {}", CHOICES.join(", ")),
+                })
             }
         };
+        let bad_level = |reason: String| PlanError {
+            setting: LEVEL,
+            reason,
+        };
         let level = level.map(str::trim);
+        // Wide enough that a long number is out of range, not "not an
+        // integer".
+        let number = |text: &str| {
+            text.parse::<i128>()
+                .map_err(|_| bad_level(format!("'{text}' is not an integer")))
+        };
         let Some(codec) = codec else {
             // A level means nothing without a codec, but a typo is still
             // worth pointing out.
             if let Some(text) = level {
-                if text.parse::<i64>().is_err() {
-                    return Err(format!("--{LEVEL} must be an integer, not '{text}'"));
-                }
+                number(text)?;
             }
             return Ok(Plan { codec, level: 0 });
         };
         let range = codec.levels();
-        let accepted = format!(
-            "an integer from {} to {} for --{WITH} {} (unset: {})",
-            range.start(),
-            range.end(),
-            codec.tag(),
-            codec.default_level()
-        );
         let level = match level {
             None => codec.default_level(),
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .and_then(|n| i32::try_from(n).ok())
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| format!("--{LEVEL} must be {accepted}, not '{text}'"))?,
+            Some(text) => {
+                let n = number(text)?;
+                i32::try_from(n)
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        bad_level(format!(
+                            "'{text}' is out of range for {}: give {} to {} (unset: {})",
+                            codec.tag(),
+                            range.start(),
+                            range.end(),
+                            codec.default_level()
+                        ))
+                    })?
+            }
         };
         Ok(Plan {
             codec: Some(codec),
@@ -75,11 +93,13 @@ impl Plan {
         })
     }
 
-    /// The plan the run's settings ask for.
+    /// The plan the run's settings ask for; an error names the setting
+    /// and where its value came from.
     pub fn from_settings(ctx: &plugin_api::Context<'_>) -> plugin_api::Result<Plan> {
         let with = ctx.string(WITH)?;
         let level = ctx.string(LEVEL)?;
-        Plan::new(with.as_deref(), level.as_deref()).map_err(plugin_api::Error::msg)
+        Plan::new(with.as_deref(), level.as_deref())
+            .map_err(|e| ctx.setting_error(e.setting, &e.reason))
     }
 }
 
@@ -87,8 +107,9 @@ impl Plan {
 mod tests {
     use super::*;
 
+    /// The plan, or the error as the command line's would read.
     fn plan(with: Option<&str>, level: Option<&str>) -> Result<Plan, String> {
-        Plan::new(with, level)
+        Plan::new(with, level).map_err(|e| format!("--{}: {}", e.setting, e.reason))
     }
 
     #[test]
@@ -145,21 +166,24 @@ mod tests {
             ("zstd", "23"),
             ("zstd", &(i64::from(min) - 1).to_string()),
             ("zstd", "99999999999999999999"),
-            ("zstd", "fast"),
-            ("zstd", ""),
-            ("zstd", "3.5"),
             ("deflate", "10"),
             ("deflate", "-1"),
         ] {
             let err = plan(Some(with), Some(level)).unwrap_err();
             let range = if with == "zstd" {
-                format!("from {min} to 22 for --compress-with zstd (unset: 1)")
+                format!("{min} to 22 (unset: 1)")
             } else {
-                "from 0 to 9 for --compress-with deflate (unset: 6)".to_string()
+                "0 to 9 (unset: 6)".to_string()
             };
             assert_eq!(
                 err,
-                format!("--compress-level must be an integer {range}, not '{level}'")
+                format!("--compress-level: '{level}' is out of range for {with}: give {range}")
+            );
+        }
+        for level in ["fast", "", "3.5"] {
+            assert_eq!(
+                plan(Some("zstd"), Some(level)).unwrap_err(),
+                format!("--compress-level: '{level}' is not an integer")
             );
         }
     }
@@ -169,7 +193,7 @@ mod tests {
         assert!(plan(Some("none"), Some("99")).is_ok());
         assert_eq!(
             plan(Some("none"), Some("max")).unwrap_err(),
-            "--compress-level must be an integer, not 'max'"
+            "--compress-level: 'max' is not an integer"
         );
     }
 

@@ -13,11 +13,18 @@ pub enum Chunker {
     Fixed { size: usize },
 }
 
+/// A content-defined chunk size. The host refused a value out of the
+/// setting's range or odd ([`Setting::multiple_of`](plugin_api::Setting::multiple_of)),
+/// wherever it was written; this is FastCDC's own limit, kept for a host
+/// that did not check.
 fn size(ctx: &Context<'_>, name: &str, low: usize, high: usize) -> Result<usize> {
     let n = ctx.bytesize(name)?;
     let n = usize::try_from(n).unwrap_or(usize::MAX);
     if n < low || n > high || n % 2 != 0 {
-        plugin_api::bail!("--{name} must be an even number of bytes from {low} to {high}, not {n}");
+        return Err(ctx.setting_error(
+            name,
+            &format!("'{n}' is out of range: give an even number of bytes from {low} to {high}"),
+        ));
     }
     Ok(n)
 }
@@ -29,7 +36,11 @@ impl Chunker {
             Some("fixed") => {
                 let n = ctx.bytesize("chunk-size")?;
                 if n == 0 || n > 64 << 20 {
-                    plugin_api::bail!("--chunk-size must be from 1 byte to 64 MiB, not {n}");
+                    // As above: the host's range refuses it first.
+                    return Err(ctx.setting_error(
+                        "chunk-size",
+                        &format!("'{n}' is out of range: give 1 to 64MiB"),
+                    ));
                 }
                 Ok(Chunker::Fixed { size: n as usize })
             }
@@ -38,9 +49,22 @@ impl Chunker {
                 let avg = size(ctx, "chunk-avg-size", AVERAGE_MIN, AVERAGE_MAX)?;
                 let max = size(ctx, "chunk-max-size", MAXIMUM_MIN, MAXIMUM_MAX)?;
                 if !(min <= avg && avg <= max) {
-                    plugin_api::bail!(
-                        "chunk sizes must grow: --chunk-min-size {min} <= --chunk-avg-size {avg} <= --chunk-max-size {max}"
-                    );
+                    // Two values that do not fit together: the error is
+                    // about the larger one that should be the smaller, and
+                    // says where the other came from.
+                    let (name, other, n, m) = if min > avg {
+                        ("chunk-min-size", "chunk-avg-size", min, avg)
+                    } else {
+                        ("chunk-avg-size", "chunk-max-size", avg, max)
+                    };
+                    let from = ctx.setting_origin(other)?;
+                    return Err(ctx.setting_error(
+                        name,
+                        &format!(
+                            "'{n}' is more than --{other} {m} (from {from}): chunk sizes must \
+                             grow, --chunk-min-size <= --chunk-avg-size <= --chunk-max-size"
+                        ),
+                    ));
                 }
                 Ok(Chunker::ContentDefined { min, avg, max })
             }

@@ -92,6 +92,9 @@ impl Plugin for Dedup {
                 .default("64KiB")
                 .help("smallest content-defined chunk (an even number of bytes, 64 B to 1 MiB)")
                 .range("64", "1MiB")
+                // FastCDC's sizes are even: refused by the host wherever
+                // they are written, before anything is done.
+                .multiple_of("2")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
@@ -100,6 +103,7 @@ impl Plugin for Dedup {
                 .default("256KiB")
                 .help("average content-defined chunk (an even number of bytes, 256 B to 4 MiB)")
                 .range("256", "4MiB")
+                .multiple_of("2")
                 .group(GROUP_BACKUP),
         );
         app.add_setting(
@@ -108,6 +112,7 @@ impl Plugin for Dedup {
                 .default("1MiB")
                 .help("largest content-defined chunk (an even number of bytes, 1 KiB to 16 MiB)")
                 .range("1KiB", "16MiB")
+                .multiple_of("2")
                 .group(GROUP_BACKUP),
         );
 

@@ -97,17 +97,17 @@ impl Plugin for Encrypt {
                      the processor has AES instructions, else xchacha20-poly1305), {}",
                     Cipher::NAMES
                 )),
-            Setting::string("passphrase-file")
+            Setting::path("passphrase-file")
                 .metavar("FILE")
                 .help("read the repository passphrase from FILE (else OBNAM_PASSPHRASE, else a prompt)"),
-            Setting::string("key-file")
+            Setting::path("key-file")
                 .metavar("FILE")
                 .help("open the repository with the key file FILE instead of a passphrase (a new repository with --encrypt creates FILE if missing)"),
-            Setting::string("new-passphrase-file")
+            Setting::path("new-passphrase-file")
                 .subcommands(&["key"])
                 .metavar("FILE")
                 .help("with key add / key passwd: the new passphrase is in FILE (else OBNAM_NEW_PASSPHRASE, else a prompt)"),
-            Setting::string("new-key-file")
+            Setting::path("new-key-file")
                 .subcommands(&["key"])
                 .metavar("FILE")
                 .help("with key add: add a key-file slot for FILE (created with 32 random bytes if missing)"),

@@ -14,22 +14,28 @@ pub fn kdf_cost(ctx: &Context<'_>) -> Result<KdfCost> {
     let memory = ctx.bytesize("kdf-memory")?;
     let iterations = ctx.integer("kdf-iterations")?;
     // No more than a key slot may demand when it is read.
+    // The host's ranges refuse these first; kept for what a slot may
+    // demand when it is read, whatever a setting's range says.
     let memory_kib = u32::try_from(memory / 1024)
         .ok()
         .filter(|kib| (64..=slots::MAX_KDF_MEMORY_KIB).contains(kib))
         .ok_or_else(|| {
-            Error::msg(format!(
-                "--kdf-memory must be from 64KiB to 4GiB, not {memory} bytes"
-            ))
+            ctx.setting_error(
+                "kdf-memory",
+                &format!("'{memory}' is out of range: give 64KiB to 4GiB"),
+            )
         })?;
     let iterations = u32::try_from(iterations)
         .ok()
         .filter(|n| (1..=slots::MAX_KDF_ITERATIONS).contains(n))
         .ok_or_else(|| {
-            Error::msg(format!(
-                "--kdf-iterations must be from 1 to {}, not {iterations}",
-                slots::MAX_KDF_ITERATIONS
-            ))
+            ctx.setting_error(
+                "kdf-iterations",
+                &format!(
+                    "'{iterations}' is out of range: give 1 to {}",
+                    slots::MAX_KDF_ITERATIONS
+                ),
+            )
         })?;
     Ok(KdfCost {
         memory_kib,
@@ -148,10 +154,10 @@ fn create(
         name => Cipher::from_name(name),
     }
     .ok_or_else(|| {
-        Error::msg(format!(
-            "--cipher must be one of {AUTO_CIPHER}, {}, not '{name}'",
-            Cipher::NAMES
-        ))
+        ctx.setting_error(
+            "cipher",
+            &format!("'{name}' is not one of: {AUTO_CIPHER}, {}", Cipher::NAMES),
+        )
     })?;
     let cost = kdf_cost(ctx)?;
     let secret = secrets::for_new_repository(ctx, &url)?;

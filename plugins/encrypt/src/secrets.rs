@@ -13,6 +13,7 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
+use plugin_api::names::escape_path;
 use plugin_api::{Context, Error, Result};
 use zeroize::Zeroizing;
 
@@ -36,8 +37,11 @@ pub const MAX_SECRET_FILE: u64 = 64 << 10;
 /// The contents of the passphrase or key file (`what`) at `path`, if it
 /// holds no more than [`MAX_SECRET_FILE`] bytes. Reading stops one byte
 /// past the limit, so a device or FIFO that never ends is refused too.
-fn read_bounded(path: &str, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+fn read_bounded(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
     use std::io::Read;
+    let opened = std::fs::File::open(path);
+    // Named escaped in messages: it need not be UTF-8.
+    let path = escape_path(path);
     let too_big = || {
         Error::msg(format!(
             "{what} {path} holds more than {MAX_SECRET_FILE} bytes ({} KiB), the most a {what} \
@@ -45,8 +49,7 @@ fn read_bounded(path: &str, what: &str) -> Result<Zeroizing<Vec<u8>>> {
             MAX_SECRET_FILE >> 10
         ))
     };
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::msg(format!("cannot read {what} {path}: {e}")))?;
+    let file = opened.map_err(|e| Error::msg(format!("cannot read {what} {path}: {e}")))?;
     // A regular file's size tells at once, without reading it.
     if file
         .metadata()
@@ -67,18 +70,21 @@ fn read_bounded(path: &str, what: &str) -> Result<Zeroizing<Vec<u8>>> {
     Ok(bytes)
 }
 
-fn read_key_file(path: &str) -> Result<Secret> {
+/// A key or passphrase file's name need not be UTF-8: messages show it
+/// escaped.
+fn read_key_file(path: &Path) -> Result<Secret> {
+    let shown = escape_path(path);
     let contents = read_bounded(path, "key file")?;
     if contents.len() < MIN_KEY_FILE {
         return Err(Error::msg(format!(
-            "key file {path} holds {} bytes; a key file needs at least {MIN_KEY_FILE} bytes of secret",
+            "key file {shown} holds {} bytes; a key file needs at least {MIN_KEY_FILE} bytes of secret",
             contents.len()
         )));
     }
-    Ok(Secret::KeyFile(contents, path.to_string()))
+    Ok(Secret::KeyFile(contents, shown))
 }
 
-fn read_passphrase_file(path: &str) -> Result<Zeroizing<Vec<u8>>> {
+fn read_passphrase_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     let mut text = read_bounded(path, "passphrase file")?;
     // One trailing newline is the file's, not the passphrase's.
     if text.last() == Some(&b'\n') {
@@ -111,13 +117,13 @@ fn on_terminal() -> bool {
 
 /// The secret that opens the repository at `url`.
 pub fn opening(ctx: &Context<'_>, url: &str) -> Result<Secret> {
-    if let Some(path) = ctx.string("key-file")? {
+    if let Some(path) = ctx.path("key-file")? {
         return read_key_file(&path);
     }
-    if let Some(path) = ctx.string("passphrase-file")? {
+    if let Some(path) = ctx.path("passphrase-file")? {
         return non_empty(
             read_passphrase_file(&path)?,
-            &format!("--passphrase-file {path}"),
+            &format!("--passphrase-file {}", escape_path(&path)),
         );
     }
     if let Some(pass) = std::env::var_os(PASSPHRASE_VAR) {
@@ -137,11 +143,11 @@ pub fn opening(ctx: &Context<'_>, url: &str) -> Result<Secret> {
 /// (a key file named by `--key-file` is created if missing), asked twice
 /// on a terminal.
 pub fn for_new_repository(ctx: &Context<'_>, url: &str) -> Result<Secret> {
-    if let Some(path) = ctx.string("key-file")? {
+    if let Some(path) = ctx.path("key-file")? {
         create_key_file_if_missing(&path)?;
         return read_key_file(&path);
     }
-    if ctx.string("passphrase-file")?.is_some() || std::env::var_os(PASSPHRASE_VAR).is_some() {
+    if ctx.path("passphrase-file")?.is_some() || std::env::var_os(PASSPHRASE_VAR).is_some() {
         return opening(ctx, url);
     }
     if on_terminal() {
@@ -166,14 +172,14 @@ fn twice(first_prompt: &str) -> Result<Secret> {
 
 /// A new secret for a new key slot (`key add`, `key passwd`).
 pub fn new_secret(ctx: &Context<'_>) -> Result<Secret> {
-    if let Some(path) = ctx.string("new-key-file")? {
+    if let Some(path) = ctx.path("new-key-file")? {
         create_key_file_if_missing(&path)?;
         return read_key_file(&path);
     }
-    if let Some(path) = ctx.string("new-passphrase-file")? {
+    if let Some(path) = ctx.path("new-passphrase-file")? {
         return non_empty(
             read_passphrase_file(&path)?,
-            &format!("--new-passphrase-file {path}"),
+            &format!("--new-passphrase-file {}", escape_path(&path)),
         );
     }
     if let Some(pass) = std::env::var_os(NEW_PASSPHRASE_VAR) {
@@ -190,9 +196,10 @@ pub fn new_secret(ctx: &Context<'_>) -> Result<Secret> {
 }
 
 /// Make a key file of 32 random bytes (hex, mode 0600) if there is none.
-fn create_key_file_if_missing(path: &str) -> Result<()> {
+fn create_key_file_if_missing(path: &Path) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let shown = escape_path(path);
     let mut secret = Zeroizing::new([0u8; 32]);
     getrandom::fill(secret.as_mut()).map_err(|e| Error::msg(format!("no random numbers: {e}")))?;
     let text = Zeroizing::new(format!("{}\n", hex::encode(secret.as_ref())));
@@ -205,11 +212,13 @@ fn create_key_file_if_missing(path: &str) -> Result<()> {
         Ok(mut f) => {
             f.write_all(text.as_bytes())
                 .and_then(|()| f.sync_all())
-                .map_err(|e| Error::msg(format!("cannot write key file {path}: {e}")))?;
-            plugin_api::tracing::warn!("created key file {path}: keep a copy of it somewhere safe");
+                .map_err(|e| Error::msg(format!("cannot write key file {shown}: {e}")))?;
+            plugin_api::tracing::warn!(
+                "created key file {shown}: keep a copy of it somewhere safe"
+            );
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::msg(format!("cannot create key file {path}: {e}"))),
+        Err(e) => Err(Error::msg(format!("cannot create key file {shown}: {e}"))),
     }
 }

@@ -36,13 +36,19 @@ struct Exclude;
 
 impl Plugin for Exclude {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
-        let list = |name: &str, metavar: &str, help: &str| {
-            Setting::string_list(name)
+        let scoped = |setting: Setting, metavar: &str, help: &str| {
+            setting
                 .subcommands(&["backup", "verify"])
                 .metavar(metavar)
                 .help(help)
                 .group(GROUP_BACKUP)
         };
+        let list = |name: &str, metavar: &str, help: &str| {
+            scoped(Setting::string_list(name), metavar, help)
+        };
+        // Files and names of files: bytes, which need not be UTF-8.
+        let paths =
+            |name: &str, metavar: &str, help: &str| scoped(Setting::path_list(name), metavar, help);
         app.add_setting(list(
             "exclude",
             "PATTERN",
@@ -53,7 +59,7 @@ impl Plugin for Exclude {
             "PATTERN",
             "never leave out, by --exclude or --exclude-from, a path that matches PATTERN (styles as for --exclude)",
         ));
-        app.add_setting(list(
+        app.add_setting(paths(
             "exclude-from",
             "FILE",
             "read --exclude patterns from FILE, one per line (blank lines and lines starting with # are skipped)",
@@ -64,7 +70,7 @@ impl Plugin for Exclude {
                 .help("leave out the contents of folders marked with a CACHEDIR.TAG file (the tag file is kept)")
                 .group(GROUP_BACKUP),
         );
-        app.add_setting(list(
+        app.add_setting(paths(
             "exclude-if-present",
             "NAME",
             "leave out folders that hold a file called NAME",

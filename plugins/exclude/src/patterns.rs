@@ -16,6 +16,16 @@
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use regex::bytes::{Regex, RegexSet};
 
+/// Why a set of patterns did not compile: which pattern (if one is to
+/// blame), and what is wrong with it. The caller says where the pattern
+/// came from.
+#[derive(Debug)]
+pub struct PatternError {
+    /// The index of the bad pattern.
+    pub index: Option<usize>,
+    pub reason: String,
+}
+
 /// A set of patterns of any styles; the first that matches is named.
 pub struct PatternSet {
     texts: Vec<String>,
@@ -46,8 +56,16 @@ fn build_glob(glob: &str) -> Result<globset::Glob, globset::Error> {
 }
 
 impl PatternSet {
-    /// Compile `patterns` given to `--SETTING`; an error names the bad one.
-    pub fn new(setting: &str, patterns: &[String]) -> Result<Self, String> {
+    /// Compile `patterns`; an error names the bad one.
+    pub fn new(patterns: &[String]) -> Result<Self, PatternError> {
+        let bad = |i: usize, reason: String| PatternError {
+            index: Some(i),
+            reason,
+        };
+        let whole = |reason: String| PatternError {
+            index: None,
+            reason,
+        };
         let mut regexes = Vec::new();
         let mut regex_at = Vec::new();
         let mut globs = GlobSetBuilder::new();
@@ -56,14 +74,15 @@ impl PatternSet {
         for (i, p) in patterns.iter().enumerate() {
             if let Some(glob) = p.strip_prefix("sh:").or_else(|| p.strip_prefix("glob:")) {
                 let g = build_glob(glob)
-                    .map_err(|e| format!("--{setting}: bad shell glob '{p}': {}", e.kind()))?;
+                    .map_err(|e| bad(i, format!("bad shell glob '{p}': {}", e.kind())))?;
                 globs.add(g);
                 glob_at.push(i);
             } else if let Some(prefix) = p.strip_prefix("pp:") {
                 let prefix = prefix.trim_end_matches('/');
                 if !prefix.starts_with('/') {
-                    return Err(format!(
-                        "--{setting}: bad path prefix '{p}': it must be an absolute path"
+                    return Err(bad(
+                        i,
+                        format!("bad path prefix '{p}': it must be an absolute path"),
                     ));
                 }
                 prefixes.push((prefix.as_bytes().to_vec(), i));
@@ -80,9 +99,7 @@ impl PatternSet {
                     } else {
                         String::new()
                     };
-                    return Err(format!(
-                        "--{setting}: bad regular expression '{p}': {why}{hint}"
-                    ));
+                    return Err(bad(i, format!("bad regular expression '{p}': {why}{hint}")));
                 }
                 regexes.push(re.to_string());
                 regex_at.push(i);
@@ -90,9 +107,9 @@ impl PatternSet {
         }
         Ok(PatternSet {
             texts: patterns.to_vec(),
-            regexes: RegexSet::new(&regexes).map_err(|e| format!("--{setting}: {e}"))?,
+            regexes: RegexSet::new(&regexes).map_err(|e| whole(e.to_string()))?,
             regex_at,
-            globs: globs.build().map_err(|e| format!("--{setting}: {e}"))?,
+            globs: globs.build().map_err(|e| whole(e.to_string()))?,
             glob_at,
             prefixes,
         })
@@ -153,11 +170,13 @@ mod tests {
     use super::*;
 
     fn set(p: &[&str]) -> PatternSet {
-        PatternSet::new(
-            "exclude",
-            &p.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap()
+        PatternSet::new(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn error(p: &[&str]) -> PatternError {
+        PatternSet::new(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .err()
+            .unwrap()
     }
 
     #[test]
@@ -205,22 +224,18 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_named_and_globs_get_a_hint() {
-        let err = PatternSet::new("exclude", &["*.tmp".to_string()])
-            .err()
-            .unwrap();
-        assert!(err.contains("bad regular expression '*.tmp'"), "{err}");
-        assert!(err.contains("write 'sh:*.tmp'"), "{err}");
-        let err = PatternSet::new("exclude", &["(".to_string()])
-            .err()
-            .unwrap();
-        assert!(!err.contains("sh:"), "{err}");
-        let err = PatternSet::new("include", &["sh:[".to_string()])
-            .err()
-            .unwrap();
-        assert!(err.contains("--include: bad shell glob 'sh:['"), "{err}");
-        let err = PatternSet::new("exclude", &["pp:relative".to_string()])
-            .err()
-            .unwrap();
-        assert!(err.contains("absolute"), "{err}");
+        let err = error(&["a", "*.tmp"]);
+        assert_eq!(err.index, Some(1));
+        assert!(
+            err.reason.starts_with("bad regular expression '*.tmp'"),
+            "{err:?}"
+        );
+        assert!(err.reason.contains("write 'sh:*.tmp'"), "{err:?}");
+        let err = error(&["("]);
+        assert!(!err.reason.contains("sh:"), "{err:?}");
+        let err = error(&["sh:["]);
+        assert!(err.reason.starts_with("bad shell glob 'sh:['"), "{err:?}");
+        let err = error(&["pp:relative"]);
+        assert!(err.reason.contains("absolute"), "{err:?}");
     }
 }

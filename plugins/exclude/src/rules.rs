@@ -3,8 +3,9 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use plugin_api::names::escape_path;
 use plugin_api::payloads::ExcludeCandidate;
-use plugin_api::{Context, Error, Result};
+use plugin_api::{Context, Result};
 
 use crate::patterns::PatternSet;
 
@@ -17,45 +18,72 @@ pub struct Rules {
     include: PatternSet,
     exclude: PatternSet,
     exclude_caches: bool,
-    if_present: Vec<String>,
+    if_present: Vec<PathBuf>,
     larger_than: u64,
     one_file_system: bool,
     log_file: Option<PathBuf>,
 }
 
-fn compile(setting: &str, patterns: &[String]) -> Result<PatternSet> {
-    PatternSet::new(setting, patterns).map_err(Error::msg)
+/// A pattern, and the line of the `--exclude-from` file it was read
+/// from, if it was.
+type Pattern = (String, Option<(PathBuf, usize)>);
+
+/// Compile the patterns of `setting`; an error says where the bad one came
+/// from: the setting (from the command line, a config file or the
+/// environment), or a line of an `--exclude-from` file.
+fn compile(ctx: &Context<'_>, setting: &str, patterns: &[Pattern]) -> Result<PatternSet> {
+    let texts: Vec<String> = patterns.iter().map(|(p, _)| p.clone()).collect();
+    PatternSet::new(&texts).map_err(|e| match e.index.and_then(|i| patterns[i].1.as_ref()) {
+        Some((file, line)) => ctx.setting_error(
+            "exclude-from",
+            &format!("{}: line {line}: {}", escape_path(file), e.reason),
+        ),
+        None => ctx.setting_error(setting, &e.reason),
+    })
 }
 
-/// Patterns from an `--exclude-from` file.
-fn patterns_from(file: &str) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::msg(format!("--exclude-from: cannot read {file}: {e}")))?;
+/// Patterns from an `--exclude-from` file, each with its line.
+fn patterns_from(ctx: &Context<'_>, file: &Path) -> Result<Vec<Pattern>> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        ctx.setting_error(
+            "exclude-from",
+            &format!("cannot read {}: {e}", escape_path(file)),
+        )
+    })?;
     Ok(text
         .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .map(String::from)
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_end()))
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(line, l)| (l.to_string(), Some((file.to_path_buf(), line))))
+        .collect())
+}
+
+/// The patterns of a list setting, from no file.
+fn patterns_of(ctx: &Context<'_>, setting: &str) -> Result<Vec<Pattern>> {
+    Ok(ctx
+        .string_list(setting)?
+        .into_iter()
+        .map(|p| (p, None))
         .collect())
 }
 
 impl Rules {
     /// Compile the rules from the settings; a bad pattern is an error naming it.
     pub fn from_settings(ctx: &Context<'_>) -> Result<Self> {
-        let mut exclude = ctx.string_list("exclude")?;
-        for file in ctx.string_list("exclude-from")? {
-            exclude.extend(patterns_from(&file)?);
+        let mut exclude = patterns_of(ctx, "exclude")?;
+        for file in ctx.path_list("exclude-from")? {
+            exclude.extend(patterns_from(ctx, &file)?);
         }
-        let include = ctx.string_list("include")?;
-        let log_file = ctx.string("log")?.map(|l| {
-            let p = PathBuf::from(l);
-            std::path::absolute(&p).unwrap_or(p)
-        });
+        let include = patterns_of(ctx, "include")?;
+        let log_file = ctx
+            .path("log")?
+            .map(|p| std::path::absolute(&p).unwrap_or(p));
         Ok(Rules {
-            include: compile("include", &include)?,
-            exclude: compile("exclude", &exclude)?,
+            include: compile(ctx, "include", &include)?,
+            exclude: compile(ctx, "exclude", &exclude)?,
             exclude_caches: ctx.boolean("exclude-caches")?,
-            if_present: ctx.string_list("exclude-if-present")?,
+            if_present: ctx.path_list("exclude-if-present")?,
             larger_than: ctx.bytesize("exclude-larger-than")?,
             one_file_system: ctx.boolean("one-file-system")?,
             log_file,
@@ -84,7 +112,10 @@ impl Rules {
         if c.stat.is_dir() {
             for name in &self.if_present {
                 if path.join(name).symlink_metadata().is_ok() {
-                    return Some(format!("it holds {name} (--exclude-if-present)"));
+                    return Some(format!(
+                        "it holds {} (--exclude-if-present)",
+                        escape_path(name)
+                    ));
                 }
             }
         } else if self.larger_than > 0 && c.stat.size > self.larger_than {

@@ -15,7 +15,7 @@ use std::ffi::OsString;
 use jiff::tz::TimeZone;
 use serde_json::{json, Value};
 
-use plugin_api::{Context, GenerationInfo, Repository, Result};
+use plugin_api::{Context, GenerationInfo, Repository, Result, SettingOrigin};
 
 use crate::decide::{decide, Decision, Gen, Selection};
 use crate::policy::Policy;
@@ -64,9 +64,19 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     // checkpoints only".
     let keep = ctx.string("keep")?;
     let selection = match (ids.is_empty(), keep) {
-        (false, Some(_)) => plugin_api::bail!("forget: give generation ids or --keep, not both"),
+        (false, Some(_)) => {
+            // A --keep from a config file or the environment is easy to
+            // forget: say where it is.
+            let from = match ctx.setting_origin("keep")? {
+                SettingOrigin::CommandLine => String::new(),
+                other => format!(" (--keep is set by {other})"),
+            };
+            plugin_api::bail!("forget: give generation ids or --keep, not both{from}")
+        }
         (false, None) => SelectionSpec::Named(ids),
-        (true, Some(text)) => SelectionSpec::Policy(Policy::parse(&text)?),
+        (true, Some(text)) => SelectionSpec::Policy(
+            Policy::parse(&text).map_err(|e| ctx.setting_error("keep", &e.to_string()))?,
+        ),
         (true, None) => SelectionSpec::CheckpointsOnly,
     };
     let json = ctx.output_format()?.is_json();

@@ -86,14 +86,14 @@ impl std::error::Error for PolicyError {}
 const MAX_COUNT: u32 = 1_000_000;
 
 impl Policy {
-    /// Parse Obnam's policy syntax, e.g. `72h,7d,5w,12m,1y` or `10`.
+    /// Parse Obnam's policy syntax, e.g. `72h,7d,5w,12m,1y` or `10`. The
+    /// error says what is wrong; the caller says where the text came from.
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
-        let bad = |part: &str, why: &str| {
-            PolicyError(format!("--keep: bad rule '{part}' in '{text}': {why}"))
-        };
+        let bad =
+            |part: &str, why: &str| PolicyError(format!("bad rule '{part}' in '{text}': {why}"));
         if text.trim().is_empty() {
             return Err(PolicyError(
-                "--keep: the policy is empty; give rules such as 7d,4w,12m or a count".into(),
+                "the policy is empty; give rules such as 7d,4w,12m or a count".into(),
             ));
         }
         let mut rules = Vec::new();
@@ -193,7 +193,7 @@ mod tests {
         ] {
             let e = Policy::parse(text).unwrap_err().to_string();
             assert!(e.contains(part), "{text}: {e}");
-            assert!(e.starts_with("--keep: "), "{text}: {e}");
+            assert!(e.starts_with("bad rule "), "{text}: {e}");
         }
         assert!(Policy::parse("").unwrap_err().to_string().contains("empty"));
         assert!(Policy::parse("  ")

@@ -75,7 +75,11 @@ fn threshold(ctx: &Context<'_>) -> Result<u8> {
     let value = ctx.integer("repack-threshold")?;
     match u8::try_from(value) {
         Ok(v) if v <= 100 => Ok(v),
-        _ => plugin_api::bail!("--repack-threshold: {value} is not a percentage (give 0 to 100)"),
+        // The host's range refuses it first; kept for a host that did not.
+        _ => Err(ctx.setting_error(
+            "repack-threshold",
+            &format!("'{value}' is out of range: give 0 to 100"),
+        )),
     }
 }
 

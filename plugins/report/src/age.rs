@@ -3,20 +3,19 @@
 //! A plain `N` is seconds. Nagios plugins commonly take ages this way, and
 //! so did Obnam 1's `--warn-age`.
 
-use plugin_api::Result;
-
-/// An age in seconds, from its text; the error names the bad part.
-pub fn parse(setting: &str, text: &str) -> Result<i64> {
+/// An age in seconds, from its text; the error names the bad part (the
+/// caller says where the text came from).
+pub fn parse(text: &str) -> Result<i64, String> {
     let text = text.trim();
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(digits_end);
     if number.is_empty() {
-        plugin_api::bail!(
-            "--{setting} '{text}': an age is a whole number with an optional unit \
+        return Err(format!(
+            "'{text}' is not an age: an age is a whole number with an optional unit \
              (s, m, h, d, w; without one, seconds), such as 36h or 2d"
-        );
+        ));
     }
     let scale: i64 = match unit {
         "" | "s" => 1,
@@ -25,14 +24,14 @@ pub fn parse(setting: &str, text: &str) -> Result<i64> {
         "d" => 86_400,
         "w" => 7 * 86_400,
         other => {
-            plugin_api::bail!("--{setting} '{text}': unknown unit '{other}' (use s, m, h, d or w)")
+            return Err(format!(
+                "'{text}' has an unknown unit '{other}' (use s, m, h, d or w)"
+            ))
         }
     };
-    let n: i64 = number
-        .parse()
-        .map_err(|_| plugin_api::Error::msg(format!("--{setting} '{text}': too large")))?;
-    n.checked_mul(scale)
-        .ok_or_else(|| plugin_api::Error::msg(format!("--{setting} '{text}': too large")))
+    let too_large = || format!("'{text}' is too large");
+    let n: i64 = number.parse().map_err(|_| too_large())?;
+    n.checked_mul(scale).ok_or_else(too_large)
 }
 
 /// An age in words: the largest units that fit, two of them at most
@@ -70,14 +69,14 @@ mod tests {
     #[test]
     fn every_unit() {
         // A unit is optional, as the error about a bad age says.
-        assert_eq!(parse("a", "0").unwrap(), 0);
-        assert_eq!(parse("a", "45").unwrap(), 45);
-        assert_eq!(parse("a", "45s").unwrap(), 45);
-        assert_eq!(parse("a", "90m").unwrap(), 5400);
-        assert_eq!(parse("a", "36h").unwrap(), 129_600);
-        assert_eq!(parse("a", "2d").unwrap(), 172_800);
-        assert_eq!(parse("a", "1w").unwrap(), 604_800);
-        assert_eq!(parse("a", " 3d ").unwrap(), 259_200);
+        assert_eq!(parse("0").unwrap(), 0);
+        assert_eq!(parse("45").unwrap(), 45);
+        assert_eq!(parse("45s").unwrap(), 45);
+        assert_eq!(parse("90m").unwrap(), 5400);
+        assert_eq!(parse("36h").unwrap(), 129_600);
+        assert_eq!(parse("2d").unwrap(), 172_800);
+        assert_eq!(parse("1w").unwrap(), 604_800);
+        assert_eq!(parse(" 3d ").unwrap(), 259_200);
     }
 
     #[test]
@@ -91,9 +90,12 @@ mod tests {
             ("99999999999999999999d", "too large"),
             ("999999999999999w", "too large"),
         ] {
-            let err = parse("warn-age", text).unwrap_err();
-            assert!(err.message().contains(part), "{text}: {err}");
-            assert!(err.message().contains("--warn-age"), "{text}: {err}");
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(part), "{text}: {err}");
+            assert!(
+                err.starts_with(&format!("'{}'", text.trim())),
+                "{text}: {err}"
+            );
         }
     }
 

@@ -63,20 +63,27 @@ fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
             arg.to_string_lossy()
         );
     }
+    let age = |setting: &str| -> Result<i64> {
+        let text = ctx.string(setting)?.unwrap_or_default();
+        age::parse(&text).map_err(|why| ctx.setting_error(setting, &why))
+    };
     let limits = Limits {
-        warn: age::parse("warn-age", &ctx.string("warn-age")?.unwrap_or_default())?,
-        critical: age::parse(
-            "critical-age",
-            &ctx.string("critical-age")?.unwrap_or_default(),
-        )?,
+        warn: age("warn-age")?,
+        critical: age("critical-age")?,
     };
     if limits.critical < limits.warn {
-        plugin_api::bail!(
-            "--critical-age ({}) is less than --warn-age ({}): a backup would be critical \
-             before it is a warning",
-            age::words(limits.critical),
-            age::words(limits.warn)
-        );
+        // Of two values that do not fit together, the error names where
+        // each came from.
+        let warn_from = ctx.setting_origin("warn-age")?;
+        return Err(ctx.setting_error(
+            "critical-age",
+            &format!(
+                "{} is less than --warn-age {} (from {warn_from}): a backup would be critical \
+                 before it is a warning",
+                age::words(limits.critical),
+                age::words(limits.warn)
+            ),
+        ));
     }
     let now_ns = now_ns(ctx)?;
     let client = match ctx.string("client-name")? {
@@ -145,15 +152,15 @@ fn describe(client: &str, latest: &GenerationInfo, age_ns: i128, limits: Limits)
 fn now_ns(ctx: &Context<'_>) -> Result<i64> {
     let now = match ctx.string("testing-now")?.filter(|s| !s.is_empty()) {
         Some(text) => text.trim().parse::<jiff::Timestamp>().map_err(|e| {
-            plugin_api::Error::msg(format!(
-                "--testing-now '{text}' is not a time (RFC 3339, such as \
-                 2026-01-05T10:00:00Z): {e}"
-            ))
+            ctx.setting_error(
+                "testing-now",
+                &format!("'{text}' is not a time (RFC 3339, such as 2026-01-05T10:00:00Z): {e}"),
+            )
         })?,
         None => jiff::Timestamp::now(),
     };
     i64::try_from(now.as_nanosecond())
-        .map_err(|_| plugin_api::Error::msg("--testing-now is out of range"))
+        .map_err(|_| ctx.setting_error("testing-now", "it is out of range"))
 }
 
 /// `obnam nagios-last-backup-age`.

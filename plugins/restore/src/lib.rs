@@ -51,7 +51,7 @@ struct RestorePlugin;
 impl Plugin for RestorePlugin {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_setting(
-            Setting::string("to")
+            Setting::path("to")
                 .subcommands(&["restore"])
                 .metavar("DIR")
                 .help("restore into DIR, which must be empty or not exist yet")

@@ -48,6 +48,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -78,7 +79,7 @@ const ERRORS_REPEATED: usize = 10;
 
 /// The `restore` subcommand.
 pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
-    let Some(to) = ctx.string("to")?.filter(|s| !s.is_empty()) else {
+    let Some(to) = ctx.path("to")?.filter(|p| !p.as_os_str().is_empty()) else {
         plugin_api::bail!("restore needs --to DIR: the folder to restore into");
     };
     let requested = path_args::parse("restore", &args)?;
@@ -91,11 +92,11 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let quiet = ctx.boolean("quiet")?;
 
     if ctx.boolean("pretend")? {
-        return pretend(ctx, &reader, &roots, Path::new(&to), (&client, &gen.id));
+        return pretend(ctx, &reader, &roots, &to, (&client, &gen.id));
     }
 
     let started = Instant::now();
-    let target = prepare_target(Path::new(&to))?;
+    let target = prepare_target(&to)?;
     let show = Show::of(ctx)?;
     let restorer = Restorer {
         repo,
@@ -131,16 +132,19 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let format = ctx.output_format()?;
     if format.is_json() {
         // One object, even with --quiet: a program asked for it.
-        let summary = serde_json::json!({
+        let mut summary = serde_json::json!({
             "generation": gen.id,
             "client": client,
-            "to": to,
             "files": files,
             "bytes": bytes,
             "seconds": secs,
             "errors": errors.len(),
             "problems": errors,
         });
+        if let Some(obj) = summary.as_object_mut() {
+            // The target need not be UTF-8: given as listings give names.
+            crate::listing::bytes_fields(obj, "to", to.as_os_str().as_bytes());
+        }
         if format == OutputFormat::JsonLines {
             reporter.summary(&events, &summary)?;
         } else {
@@ -185,7 +189,11 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
 fn workers(ctx: &Context<'_>) -> Result<usize> {
     let n = ctx.integer("restore-workers")?;
     if n < 0 {
-        plugin_api::bail!("--restore-workers must be 0 (automatic) or more, not {n}");
+        // The host's range refuses it first; kept for a host that did not.
+        return Err(ctx.setting_error(
+            "restore-workers",
+            &format!("'{n}' is out of range: give 0 (automatic) or more"),
+        ));
     }
     if n > 0 {
         return Ok(n.min(256) as usize);
@@ -194,9 +202,10 @@ fn workers(ctx: &Context<'_>) -> Result<usize> {
     let local = (cpus * 4).clamp(4, 32);
     // From a remote store, more workers than this only wait for each
     // other's downloads (and hold their memory): measured over SFTP and S3.
-    let remote = ctx
-        .string("repository")?
-        .is_some_and(|url| url.starts_with("sftp://") || url.starts_with("s3://"));
+    let remote = ctx.path("repository")?.is_some_and(|url| {
+        let url = url.as_os_str().as_bytes();
+        url.starts_with(b"sftp://") || url.starts_with(b"s3://")
+    });
     Ok(if remote {
         local.min(REMOTE_WORKERS)
     } else {

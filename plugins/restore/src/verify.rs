@@ -420,10 +420,10 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let mut roots: Vec<Vec<u8>> = Vec::new();
     let given: Vec<OsString> = if args.is_empty() {
         // The backup plugin's setting; absent if it is not loaded.
-        ctx.string_list("root")
+        ctx.path_list("root")
             .unwrap_or_default()
             .into_iter()
-            .map(OsString::from)
+            .map(PathBuf::into_os_string)
             .collect()
     } else {
         args
@@ -440,7 +440,11 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     }
     let randomly = ctx.integer("verify-randomly")?;
     if randomly < 0 {
-        plugin_api::bail!("--verify-randomly {randomly}: give a number of files, 0 for all");
+        // The host's range refuses it first; kept for a host that did not.
+        return Err(ctx.setting_error(
+            "verify-randomly",
+            &format!("'{randomly}' is out of range: give a number of files, 0 for all"),
+        ));
     }
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
@@ -453,10 +457,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             None => plugin_api::bail!("{} is not in generation {}", escape(root), gen.id),
         }
     }
-    let repository_dir = ctx
-        .string("repository")?
-        .filter(|r| r.starts_with('/'))
-        .map(PathBuf::from);
+    let repository_dir = ctx.path("repository")?.filter(|r| r.is_absolute());
     let mut v = Verifier {
         ctx,
         exclude: ctx.hook::<ExcludeCandidate>(BACKUP_EXCLUDE).ok(),

@@ -144,6 +144,11 @@ fn not_an_object(meta: &std::fs::Metadata) -> std::io::Result<()> {
     ))))
 }
 
+/// A folder's name for messages (escaped if not UTF-8).
+fn shown(path: &Path) -> String {
+    crate::location::shown(path.as_os_str())
+}
+
 /// Open the folder `root` (made when first written to).
 pub fn open(root: &Path, url: &str) -> Result<(Box<dyn Backend>, Operator), StorageError> {
     let setup = |message: String| StorageError::Setup {
@@ -158,7 +163,7 @@ pub fn open(root: &Path, url: &str) -> Result<(Box<dyn Backend>, Operator), Stor
         Ok(meta) if meta.is_dir() => false,
         Ok(_) => return Err(setup("it is not a folder".into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(e) => return Err(setup(format!("cannot look at {}: {e}", root.display()))),
+        Err(e) => return Err(setup(format!("cannot look at {}: {e}", shown(root)))),
     };
     // Repository objects are private to their owner: with umask 077 the
     // objects (and `.tmp/`'s files, renamed into place) are created 0600
@@ -166,9 +171,30 @@ pub fn open(root: &Path, url: &str) -> Result<(Box<dyn Backend>, Operator), Stor
     // create with, so the process umask is the one way to say it; the
     // host creates nothing else that the umask would make less readable.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let tmp = root.join(".tmp");
+    // OpenDAL takes its root as text, and a folder's name need not be
+    // UTF-8. It canonicalizes the root, so such a folder is handed to it
+    // as the link /proc/self/fd/N to the folder held open here, which
+    // it resolves to the real name (bytes and all) and keeps.
+    let held = match root.to_str() {
+        Some(_) => None,
+        None => {
+            std::fs::create_dir_all(root)
+                .map_err(|e| setup(format!("cannot make the folder {}: {e}", shown(root))))?;
+            let dir = File::open(root)
+                .map_err(|e| setup(format!("cannot open the folder {}: {e}", shown(root))))?;
+            Some(dir)
+        }
+    };
+    let opendal_root = match &held {
+        Some(dir) => {
+            use std::os::fd::AsRawFd;
+            PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        }
+        None => root.to_path_buf(),
+    };
+    let tmp = opendal_root.join(".tmp");
     let builder = services::Fs::default()
-        .root(&root.to_string_lossy())
+        .root(&opendal_root.to_string_lossy())
         .atomic_write_dir(&tmp.to_string_lossy());
     // OpenDAL makes a missing folder here; its failure speaks of its
     // "root dir": say it in our words, with the system's reason.
@@ -176,12 +202,13 @@ pub fn open(root: &Path, url: &str) -> Result<(Box<dyn Backend>, Operator), Stor
         let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
         while let Some(c) = cause {
             if let Some(io) = c.downcast_ref::<std::io::Error>() {
-                return setup(format!("cannot make the folder {}: {io}", root.display()));
+                return setup(format!("cannot make the folder {}: {io}", shown(root)));
             }
             cause = c.source();
         }
         super::setup_error(url, e)
     })?;
+    drop(held);
     let backend = Local {
         root: root.to_path_buf(),
         made_root,

@@ -22,6 +22,7 @@
 //! (`--testing-storage-faults`, see [`super::fault_injection`]), which
 //! every operation consults first, whatever the store.
 
+use std::ffi::OsStr;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -115,9 +116,11 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Open storage for `url`.
-    pub fn open(url: &str, options: &StorageOptions) -> Result<Self, StorageError> {
-        let location = Location::parse(url)?;
+    /// Open storage for `url`: a URL, or a local folder's name, which
+    /// need not be UTF-8 (messages then show it escaped).
+    pub fn open(url: impl AsRef<OsStr>, options: &StorageOptions) -> Result<Self, StorageError> {
+        let location = Location::parse_os(url.as_ref())?;
+        let url = &crate::location::shown(url.as_ref());
         // The HTTP client of the S3 service, installed once per process.
         static HTTP: std::sync::Once = std::sync::Once::new();
         HTTP.call_once(opendal::install_default);
