@@ -427,6 +427,72 @@ fn an_interrupted_backup_winds_down(direct: Backend) {
 
 on_backends!(an_interrupted_backup_winds_down: garage, sftp);
 
+/// The store goes away in the middle of a restore, for good: once a read
+/// has failed after its retries, the restore stops with one error naming
+/// the URL and what failed (not one per file, each after its own retries,
+/// for as long as files are left), exit code 1, and leaves no file
+/// half-written: every regular file in the target is the original.
+fn a_restore_stops_when_the_store_goes_away(direct: Backend) {
+    let store = SlowStore::new(&direct, 1100);
+    let (proxy, env, data) = (&store.proxy, &store.env, &store.data);
+    // Stored directly, so that only the restore goes through the proxy.
+    let url = direct.repo_url(env, "gone");
+    run(&mut backup_cmd(&direct, env, &url, "c", data)).ok();
+
+    let url = store.proxied.repo_url(env, "gone");
+    let to = env.path().join("out");
+    let mut cmd = store.proxied.obnam(env, &url);
+    cmd.args(["--client-name", "c", "restore", "--to"]).arg(&to);
+    if !store.proxied.is_local() {
+        // Host keys are known by host and port; the proxy's port is new.
+        cmd.args(["--ssh-host-keys-check", "no"]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = proxy.passed();
+    wait_for_bytes(proxy, &mut child, started + 2_000_000, "cut");
+    proxy.cut();
+    let cut = Instant::now();
+    // The retries take about 20 s; a restore going on file by file takes
+    // minutes.
+    while child.try_wait().unwrap().is_none() && cut.elapsed() < Duration::from_secs(100) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    if still_running {
+        child.kill().unwrap();
+    }
+    let done = Run::from_output(child.wait_with_output().unwrap());
+    assert!(
+        !still_running,
+        "still restoring 100 s after the cut: {done:?}"
+    );
+    assert_eq!(done.code, 1, "{done:?}");
+    // One error (ssh's own words in it may span lines).
+    assert_eq!(done.stderr.matches("ERROR").count(), 1, "{done:?}");
+    assert!(
+        done.stderr.starts_with(&format!("ERROR: {url}: ")),
+        "{done:?}"
+    );
+    assert!(done.stderr.contains("(gave up after retrying)"), "{done:?}");
+    assert!(done.stderr.contains("the restore stopped"), "{done:?}");
+    assert!(!done.stdout.contains("Restored"), "{done:?}");
+    for file in files_under(&to) {
+        let original = data.join(file.file_name().unwrap());
+        assert!(
+            fs::read(&file).unwrap() == fs::read(&original).unwrap(),
+            "{} is not the original",
+            file.display()
+        );
+    }
+    assert_eq!(ssh_processes_left(env), Vec::<String>::new());
+}
+
+on_backends!(a_restore_stops_when_the_store_goes_away: garage, sftp);
+
 /// An SFTP server that accepts connections and then says nothing: every
 /// attempt times out and the run fails naming the URL. The ssh processes
 /// of the abandoned attempts end with the run, rather than wait on the

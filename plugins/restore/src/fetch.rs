@@ -37,10 +37,52 @@ pub struct Chunk {
     pub zero: bool,
 }
 
-fn fetch(repo: &Repository, id: ChunkId) -> Result<Chunk, String> {
-    let data = repo
-        .get_chunk_data(id)
-        .map_err(|e| format!("cannot read chunk {}: {e}", chunk_hex(&id)))?;
+/// Why a file's chunks could not all be read and written.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// This file cannot be restored (a chunk missing or damaged, a failed
+    /// write): the restore goes on with the others.
+    File(String),
+    /// The repository's store failed (it cannot be reached): no other
+    /// file would fare better, so the restore stops. The store's message,
+    /// naming its URL.
+    Store(String),
+}
+
+impl From<String> for ReadError {
+    fn from(why: String) -> Self {
+        ReadError::File(why)
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::File(why) | ReadError::Store(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What the host adds to the message of a store operation that failed
+/// after its retries (see `describe` in host/repository/src/storage/error.rs,
+/// and the user guide's "remote stores"): the store, not one object, is
+/// at fault. The boundary carries only the message, and no error of one
+/// damaged or missing object says this.
+const GAVE_UP: &str = "(gave up after retrying)";
+
+/// Whether `message` is that of a store that failed after the retries.
+pub fn is_store_failure(message: &str) -> bool {
+    message.contains(GAVE_UP)
+}
+
+fn fetch(repo: &Repository, id: ChunkId) -> Result<Chunk, ReadError> {
+    let data = repo.get_chunk_data(id).map_err(|e| {
+        if is_store_failure(e.message()) {
+            ReadError::Store(e.to_string())
+        } else {
+            ReadError::File(format!("cannot read chunk {}: {e}", chunk_hex(&id)))
+        }
+    })?;
     let zero = sparse::is_zero(&data);
     Ok(Chunk { data, zero })
 }
@@ -63,7 +105,7 @@ pub fn for_each_chunk(
     repo: &Repository,
     chunks: &[ChunkId],
     mut each: impl FnMut(&Chunk) -> Result<(), String>,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     let reads = reads(chunks);
     if reads.len() <= READ_AHEAD_FROM {
         let mut current: Option<Chunk> = None;
@@ -78,7 +120,7 @@ pub fn for_each_chunk(
         return Ok(());
     }
     std::thread::scope(|s| {
-        let mut receivers: Vec<Receiver<Result<Chunk, String>>> = Vec::new();
+        let mut receivers: Vec<Receiver<Result<Chunk, ReadError>>> = Vec::new();
         for k in 0..FETCHERS {
             let (tx, rx) = sync_channel(AHEAD);
             receivers.push(rx);
@@ -107,7 +149,7 @@ pub fn for_each_chunk(
                 next_read += 1;
                 let chunk = rx
                     .recv()
-                    .map_err(|_| "a chunk reader stopped unexpectedly".to_string())??;
+                    .map_err(|_| ReadError::File("a chunk reader stopped unexpectedly".into()))??;
                 current = Some(chunk);
             }
             if let Some(chunk) = &current {
@@ -149,6 +191,18 @@ mod tests {
             reads(&[id(1), id(0), id(0), id(0), id(2), id(0)]),
             vec![0, 1, 4, 5]
         );
+    }
+
+    #[test]
+    fn only_a_store_that_gave_up_stops_a_restore() {
+        assert!(is_store_failure(
+            "sftp://h/r: cannot read packs/ab/cd: Connection refused (os error 111) \
+             (gave up after retrying)"
+        ));
+        assert!(!is_store_failure("chunk ab is not in the repository"));
+        assert!(!is_store_failure(
+            "object packs/ab is corrupt: bad checksum"
+        ));
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod kdirstat;
 mod listing;
 mod metadata;
 mod names;
+mod partial;
 mod path_args;
 mod problems;
 mod restore;
@@ -43,7 +44,10 @@ mod sparse;
 mod verify;
 mod walk;
 
-use plugin_api::{App, Plugin, Result, Setting, GROUP_PERFORMANCE, GROUP_RESTORE};
+use plugin_api::payloads::RUN_INTERRUPTED;
+use plugin_api::{
+    App, Plugin, Result, Setting, GROUP_PERFORMANCE, GROUP_RESTORE, PRIORITY_DEFAULT,
+};
 
 #[derive(Default)]
 struct RestorePlugin;
@@ -85,6 +89,8 @@ impl Plugin for RestorePlugin {
                 .range("0", "256")
                 .group(GROUP_PERFORMANCE),
         );
+        // A restore ended by a signal removes the files it was writing.
+        app.add_json_callback(RUN_INTERRUPTED, PRIORITY_DEFAULT, partial::on_interrupted);
         app.add_subcommand(
             "restore",
             "[PATH]...",

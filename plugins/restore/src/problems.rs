@@ -6,7 +6,7 @@
 //! from any thread.
 
 use std::fmt::Display;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use progress::Events;
 
@@ -18,6 +18,8 @@ pub struct Problems {
     lines: Mutex<Vec<String>>,
     /// The `error` objects of a json-lines stream.
     events: Events,
+    /// Why the whole restore stops early, if it does (the first reason).
+    stop: OnceLock<String>,
 }
 
 impl Problems {
@@ -26,6 +28,7 @@ impl Problems {
         Problems {
             lines: Mutex::default(),
             events,
+            stop: OnceLock::new(),
         }
     }
 
@@ -45,6 +48,19 @@ impl Problems {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(line);
+    }
+
+    /// Stop the whole restore, for `why` (not a problem with one entry: no
+    /// other would fare better). The first reason given is kept.
+    pub fn stop(&self, why: impl Display) {
+        let why = why.to_string();
+        plugin_api::tracing::debug!("restore stopping: {why}");
+        let _ = self.stop.set(why);
+    }
+
+    /// Why the restore stops, if it does.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stop.get().map(String::as_str)
     }
 
     /// How many problems there were.

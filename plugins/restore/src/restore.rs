@@ -35,6 +35,14 @@
 //! `--quiet`, which hides the per-entry errors, the final message lists the
 //! first few of them.
 //!
+//! A store that failed after its retries is not a problem with one entry:
+//! every other read would fail the same way, each after retries of its
+//! own. The restore then stops (see [`Problems::stop`]): the walker walks
+//! no further, the workers drain the queue without restoring, and the
+//! command fails with that one error. Whether it stops early so or is
+//! interrupted, no regular file is left half-written (see
+//! [`crate::partial`]).
+//!
 //! Progress is reported by a thread of its own (see the `progress`
 //! crate): the bytes written so far against the size the generation
 //! records for what is restored, on a terminal or in a json-lines stream.
@@ -63,11 +71,12 @@ use plugin_api::{
 use progress::{Amount, Current, Events, OutputFormat, Reporter, Show, Snapshot};
 
 use crate::dir_cursor::DirCursor;
-use crate::fetch;
+use crate::fetch::{self, ReadError};
 use crate::format;
 use crate::fsops;
 use crate::metadata::{self, Policy};
 use crate::names::{self, escape};
+use crate::partial;
 use crate::path_args;
 use crate::problems::Problems;
 use crate::select;
@@ -150,7 +159,10 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         } else {
             ctx.outln(&serde_json::to_string_pretty(&summary)?)?;
         }
-    } else if !quiet {
+    } else if !quiet && errors.is_empty() {
+        // Only on success, as the user guide says: after problems, the
+        // error below is the outcome, and a count of files "restored"
+        // beside it would read as a success.
         ctx.outln(&format!(
             "Restored {}, {} in {} ({})",
             format::count(files, "file", "files"),
@@ -435,6 +447,10 @@ impl Restorer<'_> {
             }
             walked.map_err(|_| Error::msg("internal error: the restore walker thread panicked"))
         })?;
+        // Each worker removed the file it was writing when it stopped.
+        if let Some(why) = self.problems.stopped() {
+            plugin_api::bail!("{why}; the restore stopped (the files it was writing were removed)");
+        }
         self.make_links(&walked.links);
         self.finish_dirs(&walked.dirs);
         Ok(())
@@ -491,6 +507,11 @@ impl Restorer<'_> {
                 return;
             };
             for job in batch {
+                // Stopping: the rest of the queue is drained, not
+                // restored, so that the walker is never left waiting.
+                if self.problems.stopped().is_some() {
+                    continue;
+                }
                 self.current.set(&job.path);
                 // A bug with one entry must not stop this worker: the walker
                 // could then wait for it forever.
@@ -561,30 +582,49 @@ impl Restorer<'_> {
     /// Restore a regular file: content, checked, then metadata. Returns the
     /// metadata problems, or `None` (with the error reported and the file
     /// removed) if the content could not be restored exactly.
+    ///
+    /// The file is registered as being written (see [`crate::partial`])
+    /// until its metadata is set, so that a restore ending early in any way
+    /// leaves it removed rather than half-written.
     fn restore_file(&self, job: &Job) -> Option<Vec<String>> {
-        let parent = job.parent.as_fd();
-        let file = match fsops::create_file(parent, job.name()) {
-            Ok(f) => f,
+        let (file, partial) = match partial::create(&job.parent, job.name()) {
+            Ok(created) => created,
             Err(e) => {
                 self.error(&job.path, format!("cannot create file: {e}"));
                 return None;
             }
         };
-        if let Err(why) = self.write_content(&file, &job.entry) {
-            drop(file);
-            let removed = match fsops::remove_file(parent, job.name()) {
-                Ok(()) => "the file was removed".to_string(),
-                Err(e) => format!("the damaged file could not be removed: {e}"),
-            };
-            self.error(&job.path, format!("not restored: {why}; {removed}"));
-            return None;
+        match self.write_content(&file, &job.entry) {
+            Ok(()) => {}
+            Err(ReadError::Store(why)) => {
+                drop(file);
+                if let Err(e) = partial.remove() {
+                    self.error(
+                        &job.path,
+                        format!("the unfinished file could not be removed: {e}"),
+                    );
+                }
+                self.problems.stop(why);
+                return None;
+            }
+            Err(ReadError::File(why)) => {
+                drop(file);
+                let removed = match partial.remove() {
+                    Ok(()) => "the file was removed".to_string(),
+                    Err(e) => format!("the damaged file could not be removed: {e}"),
+                };
+                self.error(&job.path, format!("not restored: {why}; {removed}"));
+                return None;
+            }
         }
         self.bytes.fetch_add(job.entry.size, Ordering::Relaxed);
-        Some(metadata::apply_fd(file.as_fd(), &job.entry, &self.policy))
+        let problems = metadata::apply_fd(file.as_fd(), &job.entry, &self.policy);
+        partial.keep();
+        Some(problems)
     }
 
     /// Write a file's chunks, keeping holes, and check size and checksum.
-    fn write_content(&self, file: &fs::File, entry: &Entry) -> std::result::Result<(), String> {
+    fn write_content(&self, file: &fs::File, entry: &Entry) -> std::result::Result<(), ReadError> {
         let mut writer = SparseWriter::new(file);
         let mut check = ContentCheck::new(&entry.checksum);
         fetch::for_each_chunk(&self.repo, &entry.chunks, |chunk| {
@@ -602,16 +642,16 @@ impl Restorer<'_> {
             Ok(())
         })?;
         if writer.len() != entry.size {
-            return Err(format!(
+            return Err(ReadError::File(format!(
                 "its chunks hold {} bytes, but the file had {}",
                 writer.len(),
                 entry.size
-            ));
+            )));
         }
         writer
             .finish()
             .map_err(|e| format!("cannot set the file's length: {e}"))?;
-        check.finish().map_err(|e| e.to_string())
+        check.finish().map_err(|e| ReadError::File(e.to_string()))
     }
 
     /// Make the hard links noted by the walker.

@@ -190,7 +190,7 @@ impl<'a> Walker<'a> {
     /// Walk every root; closes the queue when done.
     pub fn run(mut self, roots: &[Root]) -> Walked {
         for root in roots {
-            if self.stopped {
+            if self.must_stop() {
                 break;
             }
             if root.parts.is_empty() {
@@ -203,7 +203,7 @@ impl<'a> Walker<'a> {
                 self.flush();
             }
             while let Some(pending) = self.stack.pop() {
-                if self.stopped {
+                if self.must_stop() {
                     break;
                 }
                 let parts = dir_parts(&self.walked.dirs, pending.dir);
@@ -280,6 +280,10 @@ impl<'a> Walker<'a> {
             Ok(None) => {
                 self.problems
                     .report(&path, "the generation has no such folder");
+                return;
+            }
+            Err(e) if crate::fetch::is_store_failure(e.message()) => {
+                self.problems.stop(e);
                 return;
             }
             Err(e) => {
@@ -404,9 +408,15 @@ impl<'a> Walker<'a> {
         });
     }
 
+    /// Whether to walk no further: the workers are gone, or the restore
+    /// stops (see [`Problems::stop`]).
+    fn must_stop(&self) -> bool {
+        self.stopped || self.problems.stopped().is_some()
+    }
+
     /// Hand the batch being filled to the workers.
     fn flush(&mut self) {
-        if self.batch.is_empty() || self.stopped {
+        if self.batch.is_empty() || self.must_stop() {
             return;
         }
         let batch = std::mem::take(&mut self.batch);

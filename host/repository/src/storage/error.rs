@@ -127,6 +127,9 @@ pub(crate) fn describe(e: &opendal::Error) -> String {
             ErrorKind::PermissionDenied | ErrorKind::ConfigInvalid
         )
     {
+        // Plugins see only the message: the restore plugin stops a whole
+        // restore on these words (the store failed, not one object; see
+        // plugins/restore/src/fetch.rs), so they must stay as they are.
         text.push_str(" (gave up after retrying)");
     }
     text
