@@ -199,7 +199,7 @@ impl Repository {
     fn check_index_objects(&self) -> RepoResult<Vec<String>> {
         let mut problems = Vec::new();
         let mut unread = Vec::new();
-        for name in self.storage.list("index/")? {
+        for name in self.list_index_objects()? {
             match self.catalog.read_back_problem(&name) {
                 Some(problem) => problems.extend(problem),
                 None => unread.push(name),
