@@ -156,6 +156,8 @@ impl Repository {
             problems: self.damaged_index_objects(),
             ..ObjectReport::default()
         };
+        // Damaged prune plans are noted as damaged records are.
+        self.read_plans(true)?;
         // The records the check listed before (fsck lists every client's
         // generations first) that were damaged.
         report.problems.extend(self.damaged.problems());

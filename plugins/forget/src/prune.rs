@@ -61,7 +61,8 @@ fn threshold(ctx: &Context<'_>) -> Result<u8> {
 fn print_text(ctx: &Context<'_>, r: &PruneReport, seconds: f64) -> Result<()> {
     if r.abandoned_plans > 0 {
         ctx.outln(&format!(
-            "dropped {} plan(s) of earlier prunes that stopped before deleting",
+            "dropped {} plan(s) of earlier prunes that stopped before deleting or were damaged \
+             (nothing they name was deleted because of them)",
             r.abandoned_plans
         ))?;
     }
