@@ -23,7 +23,8 @@
 //!   prune removes it and decides afresh ([`crate::prune::plan`]).
 //! - **A stray name** (one that is no record's: not a generation id, not a
 //!   client id, or a folder where a record should be) is ignored with a
-//!   warning, as stray names in `index/` are. obnam never writes one.
+//!   warning. obnam never writes one. (Every file in `index/` is read as
+//!   an index object, and one that is none is a damaged index object.)
 //!
 //! Only damage to the record's content counts (`is_damage`): a record
 //! that cannot be read for another reason (the store cannot be reached,
