@@ -152,7 +152,8 @@ pub(crate) trait Record: serde::de::DeserializeOwned {
     fn valid_key(key: &str) -> bool;
 
     /// Why this record, read from `key`, is not the one `key` names, if it
-    /// is not.
+    /// is not. The reason may quote the record (the client it names): it
+    /// is shown escaped, as every corrupt object's reason is.
     fn mismatch(&self, repo: &crate::Repository, key: &str) -> Option<String>;
 }
 

@@ -153,8 +153,13 @@ pub mod keys;
 // (which publishes it for the data filters) without depending on it.
 #[path = "../../../plugin-api/src/limits.rs"]
 pub mod limits;
+// How a name read from a repository (a client's, a host's) is shown in
+// messages: one source file, shared with plugin-api, whose escaping every
+// command's messages use, so that the engine's show names the same way.
 pub mod location;
 pub mod lock;
+#[path = "../../../plugin-api/src/names.rs"]
+pub mod names;
 pub mod object;
 pub mod open;
 pub mod pack;
