@@ -156,11 +156,17 @@ impl Repository {
             problems: self.damaged_index_objects(),
             ..ObjectReport::default()
         };
-        // Damaged prune plans are noted as damaged records are.
-        self.read_plans(true)?;
         // The records the check listed before (fsck lists every client's
         // generations first) that were damaged.
         report.problems.extend(self.damaged.problems());
+        // A damaged prune plan stops backups until a prune removes it.
+        for damaged in self.read_plans(true)?.damaged {
+            report.problems.push(format!(
+                "damaged prune plan: {}; it is never carried out, and it stops backups until \
+                 'obnam prune' removes it, deleting nothing it names because of it",
+                damaged.problem()
+            ));
+        }
         // A damaged lock keeps other runs waiting until it is removed.
         report.problems.extend(self.damaged_locks()?);
         for problem in self.check_index_objects()? {

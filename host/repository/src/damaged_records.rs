@@ -18,9 +18,6 @@
 //!   such a generation refers to cannot be told from unused data, and
 //!   prune would delete it. Nothing is deleted until the record is
 //!   forgotten (or put back).
-//! - **A damaged prune plan** (its plan object or its runs record) is
-//!   never carried out: backups leave it out, `fsck` reports it, and
-//!   prune removes it and decides afresh ([`crate::prune::plan`]).
 //! - **A stray name** (one that is no record's: not a generation id, not a
 //!   client id, or a folder where a record should be) is ignored with a
 //!   warning. obnam never writes one. (Every file in `index/` is read as
@@ -57,11 +54,6 @@ pub(crate) fn is_damage(e: &RepoError) -> bool {
 
 /// What to do about a damaged record of `key`: how a user removes it.
 fn remedy(key: &str) -> String {
-    if key.starts_with("prune/") {
-        return "the plan is never carried out, and 'obnam prune' removes it, deleting \
-                nothing the plan names because of it"
-            .to_string();
-    }
     match key
         .strip_prefix("generations/")
         .and_then(|k| k.split_once('/'))

@@ -150,16 +150,19 @@ impl Repository {
         // decides afresh (see `plan`).
         if !options.pretend {
             let plans = self.read_plans(true)?;
-            for id in &plans.damaged {
+            for damaged in &plans.damaged {
+                let id = &damaged.id;
                 self.remove_plan(id).map_err(|e| {
                     RepoError::Usage(format!(
-                        "prune: cannot remove the damaged prune plan prune/{id}.plan: {e}; \
-                         nothing was deleted"
+                        "prune: cannot remove the damaged prune plan prune/{id}.plan ({}): {e}; \
+                         nothing was deleted",
+                        damaged.problem()
                     ))
                 })?;
                 tracing::warn!(
-                    "removed the damaged prune plan prune/{id}.plan: nothing it names was \
-                     deleted because of it; this prune decides afresh what is unused"
+                    "removed the damaged prune plan prune/{id}.plan ({}): nothing it names was \
+                     deleted because of it; this prune decides afresh what is unused",
+                    damaged.problem()
                 );
                 report.abandoned_plans += 1;
             }

@@ -24,19 +24,19 @@
 //! name) and decides afresh from the generations and the index as they
 //! are, by the usual protocol: what the damaged plan meant to delete is
 //! either still unused (and the fresh plan deletes it, once the runs that
-//! may have missed that plan have ended) or needed (and kept). A backup
-//! leaves it out with a warning, and `fsck` reports it: a damaged plan
-//! does not stop backups, as it did (every backup, and every prune,
-//! failed on it).
+//! may have missed that plan have ended) or needed (and kept). Abandoning
+//! deletes nothing but the plan, so it is safe even if the plan only
+//! seemed damaged (a read cut short) and was good. `fsck` reports it.
 //!
-//! That a backup may build on the packs a damaged plan names is safe
-//! because damage lasts: what one run cannot read, no prune can carry
-//! out, and the first prune to meet it removes it. The prune that writes
-//! a plan reads it back before it lists the locks, so that a plan stored
-//! damaged is never carried out from the writer's memory while backups
-//! that cannot read it build on its packs.
+//! A run that takes a client's lock (a backup) while a plan object is
+//! damaged stops, naming it and saying that `obnam prune` removes it: it
+//! cannot tell which packs the plan names, so anything it built on might
+//! be deleted, by a prune that reads the plan (one that was only misread
+//! here, or put back) and carries it out while the run goes on. (It used
+//! to stop too, with nothing to say what to do; and a plan replaced by a
+//! folder or a FIFO was not seen at all.)
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -114,10 +114,24 @@ pub(crate) struct Plans {
     /// The plans that can be carried out, each with its runs record if it
     /// has one (and it was asked for), oldest first.
     pub good: Vec<StoredPlan>,
-    /// The ids of the plans that must never be: their plan object, or
-    /// their runs record, is damaged. Each damaged object was noted, and
-    /// warned about, with its problem ([`crate::damaged_records`]).
-    pub damaged: Vec<String>,
+    /// The plans that must never be: their plan object, or their runs
+    /// record, is damaged.
+    pub damaged: Vec<DamagedPlan>,
+}
+
+/// A plan that must never be carried out.
+#[derive(Clone, Debug)]
+pub(crate) struct DamagedPlan {
+    pub id: String,
+    /// What is wrong with each of its damaged objects, naming it.
+    pub problems: Vec<String>,
+}
+
+impl DamagedPlan {
+    /// What is wrong with it, in one line.
+    pub fn problem(&self) -> String {
+        self.problems.join("; ")
+    }
 }
 
 /// The plan id and kind (`PLAN` or `RUNS`) of a name in `prune/`, if it
@@ -155,8 +169,7 @@ impl Repository {
         }
         let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
         let mut waits: BTreeMap<String, Vec<Run>> = BTreeMap::new();
-        let mut damaged: BTreeSet<String> = BTreeSet::new();
-        let mut found = Vec::new();
+        let mut damaged: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (key, read) in keys.iter().zip(self.read_objects_each(&keys)?) {
             let Some((id, kind)) = plan_object(&key[FOLDER.len()..]) else {
                 continue;
@@ -179,14 +192,11 @@ impl Repository {
                     Err(e) => RepoError::corrupt(key, e).to_string(),
                 },
             };
-            damaged.insert(id.to_string());
-            found.push((key.clone(), problem));
+            damaged.entry(id.to_string()).or_default().push(problem);
         }
-        let listed_keys: HashSet<&str> = listed.iter().map(String::as_str).collect();
-        self.damaged.note(FOLDER, &listed_keys, found);
         let mut good: Vec<StoredPlan> = plans
             .into_iter()
-            .filter(|(id, _)| !damaged.contains(id))
+            .filter(|(id, _)| !damaged.contains_key(id))
             .map(|(id, plan)| StoredPlan {
                 runs: waits.remove(&id),
                 id,
@@ -194,37 +204,20 @@ impl Repository {
             })
             .collect();
         good.sort_by(|a, b| (a.plan.created, &a.id).cmp(&(b.plan.created, &b.id)));
-        Ok(Plans {
-            good,
-            damaged: damaged.into_iter().collect(),
-        })
+        let damaged = damaged
+            .into_iter()
+            .map(|(id, problems)| DamagedPlan { id, problems })
+            .collect();
+        Ok(Plans { good, damaged })
     }
 
-    /// Write a new plan; returns its id. The plan is read back, so that
-    /// one stored damaged is never carried out (see the module's docs):
-    /// one that does not read back as written is removed, and the prune
-    /// stops before deleting anything.
+    /// Write a new plan; returns its id.
     pub(crate) fn write_plan(&self, plan: &Plan) -> RepoResult<String> {
         let id = ObjectId::random().to_hex();
         let key = format!("{FOLDER}{id}{PLAN}");
         let data = serde_json::to_vec(plan).map_err(|e| RepoError::corrupt(&key, e))?;
         self.write_object(&key, data)?;
-        let problem = match self.read_object(&key) {
-            Ok(bytes) => match decode_plan(&bytes) {
-                Ok(read) if read == *plan => return Ok(id),
-                Ok(_) => {
-                    RepoError::corrupt(&key, "it is not the plan that was written").to_string()
-                }
-                Err(why) => RepoError::corrupt(&key, why).to_string(),
-            },
-            Err(e) if e.is_damaged_object() => e.to_string(),
-            Err(e) => return Err(e),
-        };
-        self.remove_plan(&id)?;
-        Err(RepoError::Usage(format!(
-            "prune: the plan just written does not read back as written: {problem}; it was \
-             removed, and nothing was deleted"
-        )))
+        Ok(id)
     }
 
     /// Record the runs a plan waits for.
@@ -241,23 +234,25 @@ impl Repository {
     /// left with a runs record that belongs to nothing.
     pub(crate) fn remove_plan(&self, id: &str) -> RepoResult<()> {
         for kind in [RUNS, PLAN] {
-            let key = format!("{FOLDER}{id}{kind}");
-            self.storage().delete(&key)?;
-            self.damaged.removed(&key);
+            self.storage().delete(&format!("{FOLDER}{id}{kind}"))?;
         }
         Ok(())
     }
 
-    /// The packs some prune plans to delete (one listing of `prune/`). A
-    /// damaged plan is left out with a warning: it is never carried out
-    /// (see the module's docs).
+    /// The packs some prune plans to delete (one listing of `prune/`).
+    /// A damaged plan object is an error that names it and the way out:
+    /// what it names cannot be told (see the module's docs).
     pub(crate) fn planned_packs(&self) -> RepoResult<Vec<ObjectId>> {
-        Ok(self
-            .read_plans(false)?
-            .good
-            .iter()
-            .flat_map(|p| p.plan.pack_ids())
-            .collect())
+        let plans = self.read_plans(false)?;
+        if let Some(damaged) = plans.damaged.first() {
+            return Err(RepoError::Usage(format!(
+                "damaged prune plan: {}; no run takes a client's lock while it is there, as a \
+                 backup cannot tell which stored data the plan will delete: 'obnam prune' \
+                 removes it, deleting nothing it names because of it",
+                damaged.problem()
+            )));
+        }
+        Ok(plans.good.iter().flat_map(|p| p.plan.pack_ids()).collect())
     }
 
     /// Take note of the packs prunes plan to delete, so that nothing new
