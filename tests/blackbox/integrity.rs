@@ -523,3 +523,66 @@ fn an_index_object_that_does_not_decompress_or_is_too_large_loses_only_its_blobs
         assert_eq!(fs::read(restored.join("a")).unwrap(), a, "{damage}");
     }
 }
+
+/// An index object replaced by something that is not a file (a folder, a
+/// FIFO) is damage to it, named by every command that reads the index
+/// and by fsck as any other damage to an index object is: not an object
+/// that is silently absent. Nothing waits on the FIFO; the next backup
+/// heals.
+#[test]
+fn an_index_object_replaced_by_a_folder_or_fifo_is_named_as_damaged() {
+    let a = obnam_test_support::noise(200_000, 5);
+    let limit = Duration::from_secs(60);
+    for kind in ["folder", "FIFO"] {
+        let w = BackupWorld::new("c");
+        w.file("a", &a);
+        w.backup(&[]).ok();
+        let objects = files_under(&w.repo.join("index"));
+        assert!(!objects.is_empty());
+        let keys: Vec<String> = objects.iter().map(|o| key_of(&w.repo, o)).collect();
+        for object in &objects {
+            fs::remove_file(object).unwrap();
+            match kind {
+                "folder" => fs::create_dir(object).unwrap(),
+                _ => make_fifo(object),
+            }
+        }
+        let what = format!("it is a {kind}");
+        let base: Vec<String> = vec![
+            "--repository".into(),
+            w.repo.to_str().unwrap().into(),
+            "--client-name".into(),
+            "c".into(),
+        ];
+        let named = |run: &Run| keys.iter().all(|k| run.stderr.contains(k.as_str()));
+        cold_cache(&w);
+        let run = run_within(&w.env, &args(&base, &["fsck"]), limit)
+            .fails()
+            .no_rust_panic();
+        assert!(
+            named(&run) && run.stderr.contains(&what),
+            "{kind}: {run:#?}"
+        );
+        cold_cache(&w);
+        let run = run_within(&w.env, &args(&base, &["prune"]), limit)
+            .fails()
+            .no_rust_panic();
+        assert!(
+            named(&run) && run.stderr.contains("nothing was deleted"),
+            "{kind}: {run:#?}"
+        );
+        cold_cache(&w);
+        let data = w.data.to_str().unwrap().to_string();
+        let run = run_within(&w.env, &args(&base, &["backup", &data]), limit)
+            .ok()
+            .no_rust_panic();
+        assert!(
+            named(&run) && run.stderr.contains("its blobs count as absent"),
+            "{kind}: {run:#?}"
+        );
+        let target = w.env.path().join("healed");
+        w.obnam(&["restore", "--to", target.to_str().unwrap()]).ok();
+        let restored = target.join(w.data.strip_prefix("/").unwrap());
+        assert_eq!(fs::read(restored.join("a")).unwrap(), a, "{kind}");
+    }
+}

@@ -19,6 +19,7 @@ mod forget;
 mod help;
 mod hooks;
 mod hostile_filters;
+mod hostile_names;
 mod inspect;
 mod install;
 mod integrity;

@@ -378,3 +378,60 @@ fn mount_without_fuse_or_a_mount_point_says_why() {
     }
     assert!(mounted_type(&point).is_none());
 }
+
+/// mount shows the client's name as every command shows names: escaped.
+/// The command line refuses control characters in `--client-name`, but
+/// takes a backslash and a bidirectional override, which shown raw would
+/// make the name read as another (here one ending in `exe.txt`).
+#[test]
+fn mount_shows_the_client_name_escaped() {
+    const NAME: &str = "back\\slash\u{202e}txt.exe";
+    const SHOWN: &str = "back\\\\slash\\u{202e}txt.exe";
+    if !fuse_or_skip("mount_shows_the_client_name_escaped") {
+        return;
+    }
+    let _shared = MOUNTS.read().unwrap_or_else(|e| e.into_inner());
+    let world = World::new();
+    let as_client = |client: &str, args: &[&OsStr]| {
+        let mut cmd = world.env.obnam();
+        cmd.arg("--repository")
+            .arg(&world.repo)
+            .args(["--client-name", client])
+            .args(args);
+        cmd
+    };
+    let data = world.path().join("data");
+    world.env.write("data/file", "content\n");
+    obnam_test_support::run(&mut as_client(
+        NAME,
+        &[OsStr::new("backup"), data.as_os_str()],
+    ))
+    .ok();
+    let point = world.mount_point("mnt");
+
+    let none = format!("{NAME}-none");
+    let run = obnam_test_support::run(&mut as_client(
+        &none,
+        &[OsStr::new("mount"), point.as_os_str()],
+    ))
+    .no_rust_panic()
+    .fails();
+    assert!(
+        run.stderr
+            .contains(&format!("client '{SHOWN}-none' has no generations")),
+        "{run:#?}"
+    );
+
+    let mut mounted = Mounted::start(
+        &mut as_client(NAME, &[OsStr::new("mount"), point.as_os_str()]),
+        &point,
+    );
+    let run = mounted.unmount();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.stdout
+            .contains(&format!("Mounted 1 generation of client {SHOWN} at")),
+        "{run:#?}"
+    );
+    assert_all_gone(&point);
+}

@@ -181,3 +181,105 @@ fn a_backup_that_began_after_the_plan_builds_on_nothing_planned() {
     w.verify("new", "old");
     w.fsck_is_clean();
 }
+
+/// Damage the one plan of `repo` as `how` says; returns its key.
+fn damage_the_plan(repo: &Path, how: &str) -> String {
+    let plans: Vec<PathBuf> = fs::read_dir(repo.join("prune"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "plan"))
+        .collect();
+    assert_eq!(plans.len(), 1, "{plans:?}");
+    let plan = &plans[0];
+    match how {
+        "changed" => {
+            let mut bytes = fs::read(plan).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x10;
+            fs::write(plan, bytes).unwrap();
+        }
+        "folder" => {
+            fs::remove_file(plan).unwrap();
+            fs::create_dir(plan).unwrap();
+        }
+        "FIFO" => {
+            fs::remove_file(plan).unwrap();
+            let made = Command::new("mkfifo").arg(plan).status().unwrap();
+            assert!(made.success());
+        }
+        other => panic!("no damage {other}"),
+    }
+    format!("prune/{}", plan.file_name().unwrap().to_str().unwrap())
+}
+
+/// A plan that cannot be read (changed, or a folder or a FIFO in its
+/// place) is never carried out. A backup that would take its lock while
+/// it is there cannot tell what it names: it stops, naming it and saying
+/// that a prune removes it. fsck reports it. The next prune removes it,
+/// naming it, and plans afresh by the usual protocol (its deletion waits
+/// for the backup that holds a lock); the backup then goes on, keeping
+/// clear of the fresh plan, and what it committed survives the plan's
+/// carrying out.
+#[test]
+fn a_damaged_plan_stops_backups_until_a_prune_replaces_it() {
+    for how in ["changed", "folder", "FIFO"] {
+        let w = World::new();
+        w.obnam(&["repotest-run", "old", "40"]).ok();
+        let mut holder = spawn_holding_lock(&mut w.cmd(&["repotest-lock", "bystander", "600"]));
+        w.obnam(&["remove-client", "old"]).ok();
+        let first = w.prune_json();
+        assert_eq!(first["deferred"], true, "{how}: {first:#}");
+        let key = damage_the_plan(&w.repo, how);
+
+        let refused = run(w
+            .cmd(&["repotest-run", "new", "40"])
+            .env("OBNAM_TEST_CONTENT_OF", "old"))
+        .fails()
+        .no_rust_panic();
+        assert!(
+            refused.stderr.contains(&key) && refused.stderr.contains("'obnam prune' removes it"),
+            "{how}: {refused:#?}"
+        );
+        let fsck = w.obnam(&["fsck"]).fails().no_rust_panic();
+        assert!(
+            fsck.stderr.contains(&key) && fsck.stderr.contains("never carried out"),
+            "{how}: {fsck:#?}"
+        );
+
+        // The damaged plan goes; a fresh one waits for the bystander.
+        let second = w
+            .obnam(&["prune", "--output-format", "json"])
+            .ok()
+            .no_rust_panic();
+        assert!(
+            second
+                .stderr
+                .contains(&format!("removed the damaged prune plan {key}")),
+            "{how}: {second:#?}"
+        );
+        let report: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+        assert_eq!(report["abandoned_plans"], 1, "{how}: {report:#}");
+        assert_eq!(report["finished_earlier_plans"], 0, "{how}: {report:#}");
+        assert_eq!(report["deferred"], true, "{how}: {report:#}");
+        assert_eq!(report["waiting_runs"], 1, "{how}: {report:#}");
+        assert!(
+            fs::symlink_metadata(w.repo.join(&key)).is_err(),
+            "{how}: {key} is still there"
+        );
+
+        // Now the backup goes on, and the fresh plan, carried out once
+        // the bystander is gone, leaves what it committed.
+        run(w
+            .cmd(&["repotest-run", "new", "40"])
+            .env("OBNAM_TEST_CONTENT_OF", "old"))
+        .ok()
+        .no_rust_panic();
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        let third = w.prune_json();
+        assert_eq!(third["finished_earlier_plans"], 1, "{how}: {third:#}");
+        w.verify("new", "old");
+        w.fsck_is_clean();
+        assert_eq!(fs::read_dir(w.repo.join("prune")).unwrap().count(), 0);
+    }
+}

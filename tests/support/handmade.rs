@@ -119,6 +119,22 @@ fn unfiltered(bytes: Vec<u8>) -> Vec<u8> {
     out
 }
 
+/// The id of client `name` in a repository of format 3 or earlier
+/// without a seal (`clients/CLIENTID`, `generations/CLIENTID/`).
+pub fn client_id(name: &str) -> String {
+    hex(&token(format!("obnam-client\0{name}").as_bytes())[..16])
+}
+
+/// Write a JSON record under `key` in the repository in `folder` (format
+/// 3, no data filters), its checksum bound to `key`: whole, whatever it
+/// says.
+pub fn write_record(folder: &Path, key: &str, record: &serde_json::Value) {
+    let path = folder.join(key);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let plain = serde_json::to_vec(record).unwrap();
+    fs::write(path, unfiltered(checksummed(key, plain))).unwrap();
+}
+
 /// A repository being written by hand.
 #[derive(Default)]
 pub struct Handmade {
@@ -211,29 +227,26 @@ impl Handmade {
         fs::create_dir_all(folder.join("index")).unwrap();
         fs::write(folder.join(&key), unfiltered(checksummed(&key, index))).unwrap();
 
-        let client_id = hex(&token(format!("obnam-client\0{client}").as_bytes())[..16]);
+        let client_id = client_id(client);
         let key = format!("clients/{client_id}");
-        let record = serde_json::json!({"name": client, "created": 1});
-        fs::create_dir_all(folder.join("clients")).unwrap();
-        fs::write(
-            folder.join(&key),
-            unfiltered(checksummed(&key, serde_json::to_vec(&record).unwrap())),
-        )
-        .unwrap();
+        write_record(
+            folder,
+            &key,
+            &serde_json::json!({"name": client, "created": 1}),
+        );
 
         let gen_id = "0123456789abcdef".to_string();
         let key = format!("generations/{client_id}/{gen_id}");
-        let gen = serde_json::json!({
-            "id": gen_id, "client": client, "started": 1_700_000_000_000_000_000i64,
-            "ended": 1_700_000_000_000_000_001i64, "file_count": 1, "data_size": 1,
-            "is_checkpoint": false, "root": root.to_vec(),
-        });
-        fs::create_dir_all(folder.join("generations").join(&client_id)).unwrap();
-        fs::write(
-            folder.join(&key),
-            unfiltered(checksummed(&key, serde_json::to_vec(&gen).unwrap())),
-        )
-        .unwrap();
+        write_record(folder, &key, &generation_record(&gen_id, client, root));
         gen_id
     }
+}
+
+/// The record of generation `id` of `client`, whose root tree is `root`.
+pub fn generation_record(id: &str, client: &str, root: Id) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "client": client, "started": 1_700_000_000_000_000_000i64,
+        "ended": 1_700_000_000_000_000_001i64, "file_count": 1, "data_size": 1,
+        "is_checkpoint": false, "root": root.to_vec(),
+    })
 }

@@ -62,7 +62,13 @@
 //!     one, prune refuses and deletes no pack, and `forget ID` removes the
 //!     record (and breaks a damaged lock object long untouched); the
 //!     generation then counts as forgotten (invariants 2 to 9 go on
-//!     holding for the rest).
+//!     holding for the rest). And now and then, when an earlier prune
+//!     left a plan (deferred, or stopped), the plan is damaged (its plan
+//!     object or its runs record changed or cut short, or a folder or a
+//!     FIFO put in its place): a backup stops, naming it (when the plan
+//!     object is damaged), `fsck` names it, a prune removes it and
+//!     succeeds, and then a backup succeeds; invariants 2 to 9 go on
+//!     holding (a damaged plan is never carried out).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -124,6 +130,8 @@ pub struct Stats {
     pub packs_rewritten: u64,
     /// Generation records damaged by the harness, then forgotten by id.
     pub records_damaged: u64,
+    /// Prune plans damaged by the harness, then removed by a prune.
+    pub plans_damaged: u64,
 }
 
 impl Stats {
@@ -142,6 +150,7 @@ impl Stats {
         self.restores_verified += o.restores_verified;
         self.fscks += o.fscks;
         self.records_damaged += o.records_damaged;
+        self.plans_damaged += o.plans_damaged;
         self.forgets += o.forgets;
         self.forgets_reported += o.forgets_reported;
         self.generations_forgotten += o.generations_forgotten;
@@ -162,7 +171,8 @@ impl std::fmt::Display for Stats {
              {} concurrent groups ({} with one client twice), {} restores verified, {} fsck, \
              {} forgets ({} reported success, {} committed generations removed), \
              {} prunes ({} reported success, {} deferred; {} packs deleted, {} rewritten), \
-             {} generation records damaged and forgotten",
+             {} generation records damaged and forgotten, {} prune plans damaged and \
+             removed",
             self.steps,
             self.processes,
             self.backups,
@@ -184,7 +194,8 @@ impl std::fmt::Display for Stats {
             self.prunes_deferred,
             self.packs_deleted,
             self.packs_rewritten,
-            self.records_damaged
+            self.records_damaged,
+            self.plans_damaged
         )
     }
 }
@@ -368,8 +379,10 @@ impl World {
         // what they were before, so a regression seed still plays the
         // schedule that found its fault, with the new operations beside.
         let mut ops = Rng::new(self.cfg.seed ^ 0x0f0e_6e70_9e0b_5e5d);
-        // And damage to records, later still, from a third.
+        // And damage to records, later still, from a third; to prune
+        // plans, from a fourth.
         let mut damage = Rng::new(self.cfg.seed ^ 0x0da3_a6ed_4ec0_4d5e);
+        let mut plan_damage = Rng::new(self.cfg.seed ^ 0x9a1d_da3a_6ed0_7a15);
         // Step 0: every client backs up at once, so the repository is
         // created by simultaneous first runs, and commands other than
         // backup have a repository to work on.
@@ -389,7 +402,8 @@ impl World {
             let result = self
                 .step(step, &mut rng, &mut ops)
                 .and_then(|()| self.check(step, &mut rng))
-                .and_then(|()| self.maybe_damage_a_record(step, &mut damage));
+                .and_then(|()| self.maybe_damage_a_record(step, &mut damage))
+                .and_then(|()| self.maybe_damage_a_plan(step, &mut plan_damage));
             if let Err(broken) = result {
                 self.fail(step, &broken);
             }
@@ -1330,6 +1344,143 @@ impl World {
         }
         self.stats.records_damaged += 1;
         self.stats.generations_forgotten += 1;
+        Ok(())
+    }
+
+    /// Now and then, on a local folder, with nothing beside it, when an
+    /// earlier prune left a plan (its deletion deferred, or the prune
+    /// stopped): damage the plan, then check what `docs/user-guide.md`
+    /// ("Damaged records") promises: a backup stops, naming the plan
+    /// (when its plan object is damaged), `fsck` names it, a prune
+    /// removes it, deleting nothing because of it, and succeeds, and then
+    /// a backup goes on (the model checks it, and what it committed
+    /// restores at the next checks).
+    fn maybe_damage_a_plan(&mut self, step: usize, damage: &mut Rng) -> Result<(), Broken> {
+        let roll = damage.below(100);
+        let runs_record = damage.chance(0.3);
+        let how = damage.index(4);
+        let client = damage.index(self.clients.len());
+        if roll >= 50 || !matches!(self.cfg.backend, Backend::Local) {
+            return Ok(());
+        }
+        let folder = Path::new(&self.url).join("prune");
+        let mut plans: Vec<PathBuf> = fs::read_dir(&folder)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        plans.retain(|p| p.extension().is_some_and(|e| e == "plan") && p.is_file());
+        plans.sort();
+        let Some(plan) = plans.first() else {
+            return Ok(());
+        };
+        let runs = plan.with_extension("runs");
+        let target = if runs_record && runs.is_file() {
+            runs
+        } else {
+            plan.clone()
+        };
+        let shown = |p: &Path| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string()
+        };
+        let plan_key = format!("prune/{}", shown(plan));
+        let key = format!("prune/{}", shown(&target));
+        let what = match how {
+            0 => {
+                let mut bytes = fs::read(&target).map_err(|e| format!("damage: {e}"))?;
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x10;
+                fs::write(&target, bytes).map_err(|e| format!("damage: {e}"))?;
+                "a changed byte"
+            }
+            1 => {
+                let bytes = fs::read(&target).map_err(|e| format!("damage: {e}"))?;
+                fs::write(&target, &bytes[..bytes.len() / 2])
+                    .map_err(|e| format!("damage: {e}"))?;
+                "cut short"
+            }
+            2 => {
+                fs::remove_file(&target).map_err(|e| format!("damage: {e}"))?;
+                fs::create_dir(&target).map_err(|e| format!("damage: {e}"))?;
+                "a folder in its place"
+            }
+            _ => {
+                fs::remove_file(&target).map_err(|e| format!("damage: {e}"))?;
+                let made = Command::new("mkfifo")
+                    .arg(&target)
+                    .status()
+                    .map_err(|e| format!("damage: mkfifo: {e}"))?;
+                if !made.success() {
+                    return Err(format!("damage: mkfifo {}: {made}", target.display()));
+                }
+                "a FIFO in its place"
+            }
+        };
+        self.note(format!(
+            "step {step}: damage the prune plan object {key}: {what}"
+        ));
+        let root = self.clients[client].source.root.clone();
+        let mut run = |client: usize, args: &[&std::ffi::OsStr]| {
+            let mut cmd = self.obnam(client);
+            cmd.args(args);
+            let out = run_together(vec![(cmd, Fault::None)]).remove(0);
+            self.stats.processes += 1;
+            let shown: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
+            self.note(format!("  {}: {}", shown.join(" "), out.summary()));
+            out
+        };
+        // A backup cannot tell what a damaged plan object names: it stops
+        // before it starts, saying what to do (it reads no runs record).
+        if target == *plan {
+            let refused = run(client, &["backup".as_ref(), root.as_os_str()]);
+            if refused.code != Some(1)
+                || !refused.stderr.contains(&key)
+                || !refused.stderr.contains("'obnam prune' removes it")
+            {
+                return Err(format!(
+                    "a backup with {key} damaged must stop, naming it:\n{}\n{}",
+                    refused.stdout, refused.stderr
+                ));
+            }
+        }
+        let checked = run(0, &["fsck".as_ref()]);
+        let pruned = run(0, &["prune".as_ref()]);
+        self.stats.fscks += 1;
+        self.stats.prunes += 1;
+        if checked.code != Some(1)
+            || !checked.stderr.contains(&key)
+            || !checked.stderr.contains("never carried out")
+        {
+            return Err(format!(
+                "fsck with {key} damaged must name it:\n{}\n{}",
+                checked.stdout, checked.stderr
+            ));
+        }
+        if pruned.code != Some(0)
+            || !pruned
+                .stderr
+                .contains(&format!("removed the damaged prune plan {plan_key}"))
+            || fs::symlink_metadata(&target).is_ok()
+        {
+            return Err(format!(
+                "prune with {key} damaged must remove it and succeed:\n{}\n{}",
+                pruned.stdout, pruned.stderr
+            ));
+        }
+        // Then a backup goes on; run_jobs checks that it succeeds, and the
+        // model expects what it commits.
+        self.run_jobs(
+            step,
+            vec![Job::Backup {
+                client,
+                fault: Fault::None,
+                checkpoint: None,
+                keep_checkpoints: false,
+            }],
+        )?;
+        self.stats.prunes_reported += 1;
+        self.stats.plans_damaged += 1;
         Ok(())
     }
 

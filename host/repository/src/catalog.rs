@@ -197,10 +197,15 @@ impl Catalog {
         packs
     }
 
+    /// Index object `name` is damaged: said once, however many times the
+    /// index is loaded again.
     fn index_damaged(&self, name: &str, problem: String) {
-        tracing::error!("{problem}; its blobs count as absent");
         self.read_back(name, Some(problem.clone()));
-        lock(&self.damaged).push(problem);
+        let mut damaged = lock(&self.damaged);
+        if !damaged.contains(&problem) {
+            tracing::error!("{problem}; its blobs count as absent");
+            damaged.push(problem);
+        }
     }
 
     /// Record that index object `name` was read from the repository, and
@@ -291,8 +296,26 @@ impl Repository {
         covered
     }
 
+    /// The names of the index objects, sorted: those the store lists, and
+    /// those of what took an index object's place but cannot be one (on
+    /// a local folder: a folder, a FIFO), which a read then finds damaged
+    /// and names, as any other damage to an index object. Left out of the
+    /// listing, such an object's blobs would count as absent unnamed.
+    pub(crate) fn list_index_objects(&self) -> RepoResult<Vec<String>> {
+        let listing = self.storage.list_with_others("index/")?;
+        let mut names = listing.objects;
+        names.extend(
+            listing
+                .not_objects
+                .into_iter()
+                .filter(|n| crate::ids::ObjectId::is_name(n)),
+        );
+        names.sort();
+        Ok(names)
+    }
+
     fn load_index_listed(&self, fresh: bool) -> RepoResult<()> {
-        let names = self.storage.list("index/")?;
+        let names = self.list_index_objects()?;
         let own = self.uploads.written_index_names();
         let mut known = lock(&self.catalog.known);
         let mut opened = lock(&self.catalog.opened);
@@ -388,8 +411,7 @@ impl Repository {
                 break;
             }
             new = self
-                .storage
-                .list("index/")?
+                .list_index_objects()?
                 .into_iter()
                 .filter(|n| !known.contains(n) && !own.contains(n))
                 .collect();

@@ -159,6 +159,14 @@ impl Repository {
         // The records the check listed before (fsck lists every client's
         // generations first) that were damaged.
         report.problems.extend(self.damaged.problems());
+        // A damaged prune plan stops backups until a prune removes it.
+        for damaged in self.read_plans(true)?.damaged {
+            report.problems.push(format!(
+                "damaged prune plan: {}; it is never carried out, and it stops backups until \
+                 'obnam prune' removes it, deleting nothing it names because of it",
+                damaged.problem()
+            ));
+        }
         // A damaged lock keeps other runs waiting until it is removed.
         report.problems.extend(self.damaged_locks()?);
         for problem in self.check_index_objects()? {
@@ -199,7 +207,7 @@ impl Repository {
     fn check_index_objects(&self) -> RepoResult<Vec<String>> {
         let mut problems = Vec::new();
         let mut unread = Vec::new();
-        for name in self.storage.list("index/")? {
+        for name in self.list_index_objects()? {
             match self.catalog.read_back_problem(&name) {
                 Some(problem) => problems.extend(problem),
                 None => unread.push(name),

@@ -104,7 +104,10 @@ impl Repository {
     pub fn remove_client(&self, name: &str) -> RepoResult<u64> {
         let key = format!("clients/{}", self.client_id(name));
         if !self.storage.exists(&key)? {
-            return Err(RepoError::Usage(format!("there is no client '{name}'")));
+            return Err(RepoError::Usage(format!(
+                "there is no client '{}'",
+                crate::error::shown(name)
+            )));
         }
         let generations = self.generations(name)?;
         for gen in &generations {

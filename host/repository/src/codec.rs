@@ -8,7 +8,8 @@
 //! needs to know whether it is sealed or carries checksums. It adds to
 //! [`Repository`] the operations every other module stores its own
 //! objects with: `Repository::write_object`, `Repository::read_object`,
-//! and `Repository::read_records` (every JSON record of a folder).
+//! and `Repository::read_objects_each` (many small objects, each damaged
+//! or not).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -154,49 +155,6 @@ impl Repository {
         read.into_iter().map(|(_, result)| result).collect()
     }
 
-    /// Read every JSON record directly in `folder` (which ends in `/`)
-    /// whose name `wanted` accepts, with its name. A record listed but
-    /// gone when read (removed since the listing) is skipped; one that
-    /// cannot be read or parsed is an error naming it. The records are
-    /// read many at once ([`read_objects`](Self::read_objects)).
-    pub(crate) fn read_records<T: serde::de::DeserializeOwned>(
-        &self,
-        folder: &str,
-        wanted: impl Fn(&str) -> bool,
-    ) -> RepoResult<Vec<(String, T)>> {
-        let keys: Vec<String> = self
-            .storage
-            .list(folder)?
-            .into_iter()
-            .filter(|name| wanted(name))
-            .map(|name| format!("{folder}{name}"))
-            .collect();
-        Ok(self
-            .read_records_at(keys)?
-            .into_iter()
-            .map(|(key, record)| (key[folder.len()..].to_string(), record))
-            .collect())
-    }
-
-    /// Read the JSON records of `keys`, each with its key, as
-    /// [`read_records`](Self::read_records) does: many at once, one gone
-    /// since it was listed skipped.
-    pub(crate) fn read_records_at<T: serde::de::DeserializeOwned>(
-        &self,
-        keys: Vec<String>,
-    ) -> RepoResult<Vec<(String, T)>> {
-        let read = self.read_objects_present(&keys)?;
-        let mut records = Vec::with_capacity(keys.len());
-        for (key, data) in keys.into_iter().zip(read) {
-            let Some(data) = data else {
-                continue;
-            };
-            let record = serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
-            records.push((key, record));
-        }
-        Ok(records)
-    }
-
     /// Read the small objects of `keys` as
     /// [`read_objects`](Self::read_objects) does, a window of them at a
     /// time: for each, its bytes, [`Read::Gone`] if it was removed since it
@@ -220,19 +178,6 @@ impl Repository {
             }
         }
         Ok(read)
-    }
-
-    /// [`read_objects_each`](Self::read_objects_each) where a damaged
-    /// object is an error: `None` for one that is gone.
-    pub(crate) fn read_objects_present(&self, keys: &[String]) -> RepoResult<Vec<Option<Vec<u8>>>> {
-        self.read_objects_each(keys)?
-            .into_iter()
-            .map(|read| match read {
-                Read::Bytes(d) => Ok(Some(d)),
-                Read::Gone => Ok(None),
-                Read::Damaged(e) => Err(e),
-            })
-            .collect()
     }
 }
 

@@ -20,7 +20,8 @@
 //!   forgotten (or put back).
 //! - **A stray name** (one that is no record's: not a generation id, not a
 //!   client id, or a folder where a record should be) is ignored with a
-//!   warning, as stray names in `index/` are. obnam never writes one.
+//!   warning. obnam never writes one. (Every file in `index/` is read as
+//!   an index object, and one that is none is a damaged index object.)
 //!
 //! Only damage to the record's content counts (`is_damage`): a record
 //! that cannot be read for another reason (the store cannot be reached,
@@ -143,7 +144,8 @@ pub(crate) trait Record: serde::de::DeserializeOwned {
     fn valid_key(key: &str) -> bool;
 
     /// Why this record, read from `key`, is not the one `key` names, if it
-    /// is not.
+    /// is not. The reason may quote the record (the client it names): it
+    /// is shown escaped, as every corrupt object's reason is.
     fn mismatch(&self, repo: &crate::Repository, key: &str) -> Option<String>;
 }
 

@@ -21,7 +21,11 @@ pub enum RepoError {
         found: u32,
         supported: u32,
     },
-    #[error("object {object} is corrupt: {reason}")]
+    /// The reason is shown escaped ([`crate::names::escape`]): it may
+    /// quote what the object holds (a parser's message, the client a
+    /// record names), which is any text in a damaged or hostile
+    /// repository.
+    #[error("object {object} is corrupt: {}", shown(reason))]
     Corrupt { object: String, reason: String },
     /// A loaded filter could not undo its work on an object's stored
     /// bytes (they do not decompress, or fail authentication): the
@@ -38,9 +42,9 @@ pub enum RepoError {
     Upload(#[from] UploadError),
     #[error("chunk {0} is not in the repository")]
     NoSuchChunk(ChunkId),
-    #[error("client '{0}' has no generation {1}")]
+    #[error("client '{}' has no generation {}", shown(.0), shown(.1))]
     NoSuchGeneration(String, String),
-    #[error("client '{0}' has no generations")]
+    #[error("client '{}' has no generations", shown(.0))]
     NoGenerations(String),
     /// A lock held by another process that did not go away in time.
     #[error(
@@ -142,14 +146,22 @@ fn undecodable_message(object: &str, message: &str) -> String {
 /// What a lock is on, in messages.
 fn lock_target(client: Option<&str>) -> String {
     match client {
-        Some(client) => format!("client '{client}'"),
+        Some(client) => format!("client '{}'", shown(client)),
         None => "the repository".to_string(),
     }
 }
 
+/// `text` (a name read from the repository: a client's, a host's) as
+/// every message shows it: escaped as file names are, so that one holding
+/// a newline cannot fake an output line, nor an escape sequence reach the
+/// terminal.
+pub(crate) fn shown(text: &str) -> String {
+    crate::names::escape(text.as_bytes())
+}
+
 /// The process that holds a lock or a creation claim.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("host {host} (pid {pid}) since {since}")]
+#[error("host {} (pid {pid}) since {since}", shown(host))]
 pub struct Holder {
     pub host: String,
     pub pid: u32,
@@ -234,6 +246,46 @@ mod tests {
              (claim creating/C); gave up after waiting 60s (--lock-timeout); if that process \
              is gone, delete creating/C and run again"
         );
+    }
+
+    /// Names read from the repository (a lock's client and host, the
+    /// reason a record is not the one its name says) are shown escaped:
+    /// one holding a newline cannot fake a line, nor an escape sequence
+    /// reach the terminal.
+    #[test]
+    fn names_from_the_repository_are_shown_escaped() {
+        let e = RepoError::Locked {
+            client: Some("c\nERROR: x".into()),
+            holder: Box::new(Holder {
+                host: "h\x1b[2J".into(),
+                ..holder("locks/L")
+            }),
+            waited: Duration::from_secs(3),
+        };
+        let message = e.to_string();
+        assert!(
+            message.starts_with("client 'c\\nERROR: x' is locked by host h\\u{001b}[2J (pid 7)"),
+            "{message}"
+        );
+        let e = RepoError::corrupt("clients/X", "it is the record of client 'a\nb'");
+        assert_eq!(
+            e.to_string(),
+            "object clients/X is corrupt: it is the record of client 'a\\nb'"
+        );
+        let e = RepoError::NoGenerations("a\u{202e}b".into());
+        assert_eq!(e.to_string(), "client 'a\\u{202e}b' has no generations");
+        for message in [
+            RepoError::NoSuchGeneration("a\n".into(), "g\n".into()).to_string(),
+            RepoError::LockedByDamaged {
+                client: Some("a\n".into()),
+                object: "locks/L".into(),
+                problem: "p".into(),
+                waited: Duration::from_secs(1),
+            }
+            .to_string(),
+        ] {
+            assert!(!message.contains('\n'), "{message}");
+        }
     }
 
     #[test]

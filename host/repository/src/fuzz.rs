@@ -2,9 +2,10 @@
 //! repository data: the filter header and object checksums
 //! ([`object`](super::object)), index objects, the index cache's segment
 //! files ([`segment`](super::segment)), pack headers and trailers,
-//! tree objects, generation, client and lock records, the config, the
-//! files of the local record cache ([`record_cache`](super::record_cache)), and
-//! paths handed to a generation reader.
+//! tree objects, generation, client and lock records, prune plans and
+//! their runs records, the config, the files of the local record cache
+//! ([`record_cache`](super::record_cache)), and paths handed to a
+//! generation reader.
 //!
 //! Random bytes, and valid objects with bytes flipped, inserted, deleted or
 //! cut off, must never panic; counts and lengths read from the data are
@@ -23,6 +24,7 @@ use super::index::{self, BlobKind, Index, IndexEntry, Location};
 use super::lock::LockRecord;
 use super::object::{self, NoFilters};
 use super::pack;
+use super::prune::plan::{decode_plan, Plan, PlanRuns};
 use super::record_cache::Cached;
 use super::segment::{CoveredObject, SegEntry, Segment, SegmentWriter};
 use super::storage::Stamp;
@@ -106,6 +108,18 @@ fn valid_generation() -> Vec<u8> {
     .unwrap()
 }
 
+fn valid_plan() -> Vec<u8> {
+    serde_json::to_vec(&Plan {
+        created: 1,
+        packs: vec![ObjectId([1; 16]).to_hex(), ObjectId([2; 16]).to_hex()],
+        index: vec![ObjectId([3; 16]).to_hex()],
+    })
+    .unwrap()
+}
+
+const VALID_PLAN_RUNS: &[u8] =
+    br#"{"runs": [{"host": "h", "pid": 1234, "created": 1700000000000000000}]}"#;
+
 const VALID_CONFIG: &[u8] = br#"{"format": "obnam-repository", "version": 3, "id": "00112233445566778899aabbccddeeff", "created": "2026-12-01T00:00:00Z"}"#;
 const VALID_CONFIG_V4: &[u8] = br#"{"format": "obnam-repository", "version": 4, "id": "00112233445566778899aabbccddeeff", "created": "2026-12-01T00:00:00Z", "tokens": "blake3"}"#;
 
@@ -167,6 +181,8 @@ fn decode_everything(data: &[u8]) {
     let _ = Tree::decode(data);
     let _ = serde_json::from_slice::<Generation>(data);
     let _ = serde_json::from_slice::<LockRecord>(data);
+    let _ = decode_plan(data);
+    let _ = serde_json::from_slice::<PlanRuns>(data);
     let _ = super::config::parse_config("u", data);
     let _ = object::open(&NoFilters, None, "index/x", data.to_vec());
     let _ = object::open(&NoFilters, Some("seal"), "index/x", data.to_vec());
@@ -258,6 +274,20 @@ proptest! {
         decode_everything(&mutate(valid_generation(), &m));
         decode_everything(&mutate(VALID_CONFIG.to_vec(), &m));
         decode_everything(&mutate(VALID_CONFIG_V4.to_vec(), &m));
+        decode_everything(&mutate(VALID_PLAN_RUNS.to_vec(), &m));
+    }
+
+    #[test]
+    fn mutated_plans_never_panic_nor_name_what_is_no_object(m in mutations(5)) {
+        let data = mutate(valid_plan(), &m);
+        decode_everything(&data);
+        // A plan that decodes names only packs and index objects: carried
+        // out, it deletes nothing else.
+        if let Ok(plan) = decode_plan(&data) {
+            for name in plan.packs.iter().chain(&plan.index) {
+                prop_assert!(ObjectId::is_name(name), "{:?}", name);
+            }
+        }
     }
 
     #[test]

@@ -135,6 +135,15 @@ impl ObjectId {
         hex::encode(self.0)
     }
 
+    /// Whether `text` is a name obnam gives an object of this id: 32
+    /// lower-case hex digits, as [`to_hex`](Self::to_hex) writes them.
+    pub fn is_name(text: &str) -> bool {
+        text.len() == 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
     /// Parse 32 hex digits.
     pub fn from_hex(text: &str) -> Result<Self, BadId> {
         let mut bytes = [0u8; 16];

@@ -1019,3 +1019,68 @@ fn an_index_object_that_cannot_be_decoded_or_is_too_large_is_damaged() {
     assert!(e.to_string().contains("needs the 'sum' filter"), "{e}");
     assert!(repo.check_objects(false).is_err());
 }
+
+/// What took an index object's place in a local folder but cannot be one
+/// (a folder, a FIFO, a link to nothing) is damage to that object, named
+/// as any other: not an object that is silently absent. It is said once
+/// however often the index is loaded again; a folder whose name no index
+/// object has is none of obnam's, and not reported.
+#[test]
+fn an_index_object_replaced_by_what_is_not_a_file_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut objects: Vec<PathBuf> = Vec::new();
+    let mut ids = Vec::new();
+    for run in 0..4u32 {
+        let cache = tempfile::tempdir().unwrap();
+        let repo = open_with(dir.path(), cache.path());
+        ids.push(store(&repo, run * 50..run * 50 + 50));
+        drop(repo);
+        let mut new: Vec<PathBuf> = std::fs::read_dir(dir.path().join("index"))
+            .unwrap()
+            .map(|f| f.unwrap().path())
+            .filter(|p| !objects.contains(p))
+            .collect();
+        assert_eq!(new.len(), 1, "one index object per run");
+        objects.append(&mut new);
+    }
+    for object in &objects[..3] {
+        std::fs::remove_file(object).unwrap();
+    }
+    std::fs::create_dir(&objects[0]).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &objects[1],
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &objects[2]).unwrap();
+    std::fs::create_dir(dir.path().join("index/lost+found")).unwrap();
+    let name = |p: &Path| format!("index/{}", p.file_name().unwrap().to_str().unwrap());
+
+    let cache = tempfile::tempdir().unwrap();
+    let repo = open_with(dir.path(), cache.path());
+    let expected = [
+        (&objects[0], "it is a folder"),
+        (&objects[1], "it is a FIFO"),
+        (&objects[2], "it is a symbolic link to nothing"),
+    ];
+    let damaged = repo.damaged_index_objects();
+    assert_eq!(damaged.len(), 3, "{damaged:?}");
+    for (object, what) in expected {
+        assert!(
+            damaged
+                .iter()
+                .any(|d| d.contains(&name(object)) && d.contains(what)),
+            "{what}: {damaged:?}"
+        );
+    }
+    assert!(ids[..3].iter().flatten().all(|id| !repo.has_chunk(id)));
+    assert_all_there(&repo, &ids[3], 150);
+    repo.reload_index().unwrap();
+    assert_eq!(repo.damaged_index_objects(), damaged);
+    // fsck's check reads every index object again, and names the same.
+    let report = repo.check_objects(false).unwrap();
+    assert_eq!(report.problems, damaged);
+}

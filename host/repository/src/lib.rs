@@ -154,12 +154,13 @@ pub mod keys;
 #[path = "../../../plugin-api/src/limits.rs"]
 pub mod limits;
 pub mod location;
-// How names that need not be UTF-8 are shown: one source file, shared
-// with plugin-api (every command shows names so), without depending on it.
 pub mod lock;
+// How a name that need not be UTF-8, or that a repository holds (a
+// client's, a host's), is shown in messages: one source file, shared with
+// plugin-api without depending on it, so that the engine shows names as
+// every command does.
 #[path = "../../../plugin-api/src/names.rs"]
-#[allow(dead_code)]
-mod names;
+pub mod names;
 pub mod object;
 pub mod open;
 pub mod pack;

@@ -110,7 +110,7 @@ impl LockRecord {
 
     fn describe(&self, id: &str) -> String {
         let what = match self.kind {
-            LockKind::Client => format!("client '{}'", self.client),
+            LockKind::Client => format!("client '{}'", crate::error::shown(&self.client)),
             LockKind::Exclusive => "the repository".to_string(),
             LockKind::Prune => "pruning".to_string(),
         };

@@ -15,6 +15,7 @@
 
 use std::ffi::OsString;
 
+use plugin_api::names::escape;
 use plugin_api::serde_json::{self, json};
 use plugin_api::{App, Context, Error, Repository, Result};
 
@@ -142,14 +143,20 @@ fn slot_line(id: &str, view: Option<&SlotView>, keys: &Unlocked) -> String {
             slot,
             origin: Some(o),
         }) => {
+            // Shown as every command shows names: they are data in the
+            // repository, and may hold a newline or an escape sequence.
+            let shown = |text: &str| escape(text.as_bytes());
             let label = if o.label.is_empty() {
                 String::new()
             } else {
-                format!("  \"{}\"", o.label)
+                format!("  \"{}\"", shown(&o.label))
             };
             format!(
                 "{mark} {id}  {:<10}  {}  added by {}@{}{label}",
-                slot.kind, o.created, o.client, o.host
+                slot.kind,
+                shown(&o.created),
+                shown(&o.client),
+                shown(&o.host)
             )
         }
         Some(SlotView { slot, origin: None }) => {
@@ -304,6 +311,7 @@ fn client_keys(ctx: &Context<'_>, args: Vec<OsString>, state: &Shared) -> Result
     }
     let ids: Vec<&str> = slots.iter().map(|(id, _)| id.as_str()).collect();
     for client in &clients {
+        let client = escape(client.as_bytes());
         if keys.is_some() {
             ctx.outln(&format!("{client}: {}", ids.join(" ")))?;
         } else {

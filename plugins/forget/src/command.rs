@@ -15,6 +15,7 @@ use std::ffi::OsString;
 use jiff::tz::TimeZone;
 use serde_json::{json, Value};
 
+use plugin_api::names::escape;
 use plugin_api::{Context, GenerationInfo, Repository, Result, SettingOrigin};
 
 use crate::decide::{decide, Decision, Gen, Selection};
@@ -159,11 +160,12 @@ fn check_named_exist(repo: &Repository, clients: &[String], ids: &HashSet<String
     missing.sort();
     if let Some(first) = missing.first() {
         let whose = match clients {
-            [one] => format!("client '{one}'"),
+            [one] => format!("client '{}'", escape(one.as_bytes())),
             _ => "any client".to_string(),
         };
         plugin_api::bail!(
-            "forget: {whose} has no generation '{first}' (see 'obnam generations'); nothing was removed"
+            "forget: {whose} has no generation '{}' (see 'obnam generations'); nothing was removed",
+            escape(first.as_bytes())
         );
     }
     Ok(())
@@ -215,10 +217,11 @@ impl Run<'_, '_> {
             .find(|d| named.is_none_or(|ids| !ids.contains(&d.id)))
         {
             plugin_api::bail!(
-                "forget: the record of generation {} of client '{client}' is damaged ({}), so \
+                "forget: the record of generation {} of client '{}' is damaged ({}), so \
                  its history cannot be judged; nothing was removed: remove it first with \
                  'obnam forget {}'",
                 d.id,
+                escape(client.as_bytes()),
                 d.problem,
                 d.id
             );
@@ -259,7 +262,8 @@ impl Run<'_, '_> {
                 "removed"
             };
             ctx.outln(&format!(
-                "client {client}: kept {kept}, {verb} {going} of {}",
+                "client {}: kept {kept}, {verb} {going} of {}",
+                escape(client.as_bytes()),
                 plugin_api::human::count(decisions.len() as u64, "generation", "generations")
             ))?;
         }
@@ -296,8 +300,10 @@ impl Run<'_, '_> {
                     "removed"
                 };
                 self.ctx.outln(&format!(
-                    "client {client}: {verb} the damaged record of generation {} ({})",
-                    d.id, d.problem
+                    "client {}: {verb} the damaged record of generation {} ({})",
+                    escape(client.as_bytes()),
+                    d.id,
+                    d.problem
                 ))?;
             }
             removed.push(d.id);
@@ -324,7 +330,7 @@ fn print_table(
     pretend: bool,
     tz: &TimeZone,
 ) -> Result<()> {
-    ctx.outln(&format!("client {client}:"))?;
+    ctx.outln(&format!("client {}:", escape(client.as_bytes())))?;
     for (g, d) in infos.iter().zip(decisions) {
         let action = match (d.keep, pretend) {
             (true, _) => "keep",

@@ -89,7 +89,8 @@ impl Outcome {
         let (r, seconds) = (&self.report, self.seconds);
         if r.abandoned_plans > 0 {
             ctx.outln(&format!(
-                "dropped {} plan(s) of earlier prunes that stopped before deleting",
+                "dropped {} plan(s) of earlier prunes that stopped before deleting or were \
+                 damaged (nothing they name was deleted because of them)",
                 r.abandoned_plans
             ))?;
         }

@@ -3,7 +3,9 @@
 //! backup of it runs). The data goes with the next prune.
 
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 
+use plugin_api::names::escape;
 use plugin_api::{Context, Result};
 
 /// `obnam remove-client NAME`.
@@ -13,16 +15,19 @@ pub fn remove_client(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             Some(name) if !name.is_empty() => name.to_string(),
             _ => plugin_api::bail!(
                 "remove-client: '{}' is not a client name",
-                one.to_string_lossy()
+                escape(one.as_bytes())
             ),
         },
         [] => plugin_api::bail!("remove-client: give the name of the client to remove"),
         _ => plugin_api::bail!("remove-client: give one client name, got {}", args.len()),
     };
+    // Shown as every command shows names: a client's name in the
+    // repository may hold a newline or an escape sequence.
+    let shown = escape(name.as_bytes());
     let repo = ctx.repository(false)?;
     if !repo.clients()?.contains(&name) {
         plugin_api::bail!(
-            "remove-client: there is no client '{name}' (see 'obnam clients'); nothing was removed"
+            "remove-client: there is no client '{shown}' (see 'obnam clients'); nothing was removed"
         );
     }
     let pretend = ctx.boolean("pretend")?;
@@ -49,5 +54,5 @@ pub fn remove_client(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     }
     let generations = plugin_api::human::count(count, "generation", "generations");
     let verb = if pretend { "would remove" } else { "removed" };
-    ctx.outln(&format!("{verb} client {name} and its {generations}"))
+    ctx.outln(&format!("{verb} client {shown} and its {generations}"))
 }

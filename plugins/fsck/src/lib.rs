@@ -175,6 +175,7 @@ impl Checker {
     /// at the generation's end (checking in batches, the walk waiting for
     /// each, left a processor idle at each batch's tail). The files of a
     /// folder found clean before (`clean_dirs`) are not checked again.
+    /// `client` is the client's name as messages show it (escaped).
     fn check_generation(&self, ctx: &Context<'_>, client: &str, reader: &GenerationReader) {
         let gen = reader.info().id;
         let (queue, jobs) = std::sync::mpsc::sync_channel::<FileJob>(FILE_QUEUE);
@@ -486,11 +487,14 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     // What was in packs that are gone counts as missing in the walk below.
     repo.forget_missing_packs()?;
     for (client, ids) in generations {
+        // The name as every message shows it: it is the repository's, and
+        // may hold a newline or an escape sequence.
+        let shown = escape(client.as_bytes());
         for id in ids {
             checker.report.generations.fetch_add(1, Ordering::Relaxed);
             match repo.open_generation(&client, &id) {
-                Ok(reader) => checker.check_generation(ctx, &client, &reader),
-                Err(e) => checker.problem(&format!("client {client}, generation {id}: {e}")),
+                Ok(reader) => checker.check_generation(ctx, &shown, &reader),
+                Err(e) => checker.problem(&format!("client {shown}, generation {id}: {e}")),
             }
             let had_problems = !checker
                 .held

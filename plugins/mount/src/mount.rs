@@ -39,7 +39,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use fuser::{Config, MountOption, Session, SessionACL};
-use plugin_api::names::escape_path;
+use plugin_api::names::{escape, escape_path};
 use plugin_api::tracing;
 use plugin_api::{Context, Result};
 
@@ -278,11 +278,14 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let canonical = check_mountpoint(&mountpoint)?;
     let shown = escape_path(&mountpoint);
 
+    // The client's name as messages show it, as every command shows names.
+    let who = escape(client.as_bytes());
+
     let repo = ctx.repository(false)?;
     let gens = repo.generations(&client)?;
     if gens.is_empty() {
         plugin_api::bail!(
-            "client '{client}' has no generations in repository {}: nothing to mount",
+            "client '{who}' has no generations in repository {}: nothing to mount",
             repo.url()
         );
     }
@@ -298,7 +301,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     };
 
     tracing::info!(
-        "mount: mounting {count} generations of {client} at {shown} with {}",
+        "mount: mounting {count} generations of {who} at {shown} with {}",
         helper.display()
     );
     let session = match Session::new(make_fs(), &canonical, &config(true)) {
@@ -321,7 +324,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     });
     let served = ctx
         .outln(&format!(
-            "Mounted {count} generation{} of client {client} at {shown} (read-only). \
+            "Mounted {count} generation{} of client {who} at {shown} (read-only). \
              Unmount with 'fusermount3 -u {shown}' or Ctrl-C.",
             if count == 1 { "" } else { "s" }
         ))

@@ -12,6 +12,7 @@
 
 use std::ffi::OsString;
 
+use plugin_api::names::escape;
 use plugin_api::{Context, GenerationInfo, Result};
 
 use crate::age;
@@ -101,7 +102,8 @@ fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
         return Ok((
             State::Critical,
             format!(
-                "client {client} has no complete backup in {}{also}",
+                "client {} has no complete backup in {}{also}",
+                escape(client.as_bytes()),
                 repo.url()
             ),
         ));
@@ -139,8 +141,9 @@ fn describe(client: &str, latest: &GenerationInfo, age_ns: i128, limits: Limits)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| latest.ended_ns.to_string());
     format!(
-        "latest backup of {client} is {} old (generation {}, ended {ended})\
+        "latest backup of {} is {} old (generation {}, ended {ended})\
          |age={age_secs}s;{};{};0",
+        escape(client.as_bytes()),
         age::words(age_secs),
         latest.id,
         limits.warn,

@@ -45,7 +45,7 @@ fn client_lines(c: &ClientUsage) -> Vec<String> {
     vec![
         format!(
             "client {}: {}{}",
-            c.name,
+            plugin_api::names::escape(c.name.as_bytes()),
             plural(c.generations, "generation", "generations"),
             if c.checkpoints > 0 {
                 format!(" ({})", plural(c.checkpoints, "checkpoint", "checkpoints"))

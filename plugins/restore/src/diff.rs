@@ -283,7 +283,8 @@ fn chosen(
         0 => match gens {
             [.., a, b] => Ok((a.clone(), b.clone())),
             _ => plugin_api::bail!(
-                "diff needs two generations, and client '{client}' has only one (name two ids to compare others)"
+                "diff needs two generations, and client '{}' has only one (name two ids to compare others)",
+                escape(client.as_bytes())
             ),
         },
         1 => Ok((named[0].clone(), select::choose(gens, select::LATEST, client)?.clone())),

@@ -9,6 +9,7 @@
 //! the newest generation is a complete one.) Name a generation id to choose
 //! another.
 
+use plugin_api::names::escape;
 use plugin_api::{Context, GenerationInfo, Repository, Result};
 
 /// The value of `--generation` that means the newest generation.
@@ -27,7 +28,8 @@ pub fn generations(repo: &Repository, client: &str) -> Result<Vec<GenerationInfo
     let gens = repo.generations(client)?;
     if gens.is_empty() {
         plugin_api::bail!(
-            "client '{client}' has no generations in repository {}",
+            "client '{}' has no generations in repository {}",
+            escape(client.as_bytes()),
             repo.url()
         );
     }
@@ -40,10 +42,11 @@ pub fn generations(repo: &Repository, client: &str) -> Result<Vec<GenerationInfo
 pub fn newest_is_known(repo: &Repository, client: &str) -> Result<()> {
     if let Some(d) = repo.damaged_generations(client)?.first() {
         plugin_api::bail!(
-            "the record of generation {} of client '{client}' is damaged, and it may be the \
+            "the record of generation {} of client '{}' is damaged, and it may be the \
              newest ({}): name the generation to use with --generation (see 'obnam \
              generations'), or remove the damaged record with 'obnam forget {}'",
             d.id,
+            escape(client.as_bytes()),
             d.problem,
             d.id
         );
@@ -64,9 +67,13 @@ pub fn choose<'a>(
     };
     match found {
         Some(g) => Ok(g),
-        None if gens.is_empty() => plugin_api::bail!("client '{client}' has no generations"),
+        None if gens.is_empty() => {
+            plugin_api::bail!("client '{}' has no generations", escape(client.as_bytes()))
+        }
         None => plugin_api::bail!(
-            "client '{client}' has no generation '{wanted}' (see 'obnam generations')"
+            "client '{}' has no generation '{}' (see 'obnam generations')",
+            escape(client.as_bytes()),
+            escape(wanted.as_bytes())
         ),
     }
 }

@@ -10,7 +10,11 @@
 //! device, a socket, a folder) as damage to that object, without waiting
 //! on it: so no command ever blocks on one. A write renames a new file
 //! into place, and a listing lists only regular files (and links to
-//! them): neither opens what is there.
+//! them) as objects: neither opens what is there. A listing of one
+//! folder can also name the rest apart
+//! ([`Backend::list_direct_with_others`]), so that a reader of a folder
+//! whose every name is an object's can name what took an object's place
+//! as damage to it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -21,7 +25,7 @@ use std::time::SystemTime;
 
 use opendal::{services, Operator};
 
-use super::{Backend, Capabilities};
+use super::{Backend, Capabilities, FolderListing};
 use crate::fault_injection::Op;
 use crate::storage::{NotAnObject, Storage, StorageError};
 
@@ -71,7 +75,25 @@ impl Local {
     fn open_object(&self, key: &str) -> std::io::Result<File> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.root.join(key);
-        not_an_object(&std::fs::metadata(&path)?)?;
+        let meta = match std::fs::metadata(&path) {
+            // A symbolic link whose target is gone is there, and is no
+            // object: damage, as anything else under an object's name
+            // that cannot be read as one (a listing shows it apart).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return match std::fs::symlink_metadata(&path) {
+                    Ok(link) if link.file_type().is_symlink() => {
+                        Err(std::io::Error::other(NotAnObject(
+                            "it is a symbolic link to nothing, not a regular file (damaged, \
+                             or not written by obnam)"
+                                .to_string(),
+                        )))
+                    }
+                    _ => Err(e),
+                };
+            }
+            meta => meta?,
+        };
+        not_an_object(&meta)?;
         let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
         let f = std::fs::OpenOptions::new()
             .read(true)
@@ -79,6 +101,43 @@ impl Local {
             .open(&path)?;
         not_an_object(&f.metadata()?)?;
         Ok(f)
+    }
+
+    /// The entries directly in `folder` (a key prefix ending in `/`), each
+    /// with what it is: a symbolic link counts as what it points to, a
+    /// dangling one as [`Kind::Other`]. The kind of any other entry comes
+    /// from the directory entry, with no `stat`. A name that is not UTF-8
+    /// is no key of ours, and left out; a folder that does not exist holds
+    /// nothing.
+    fn entries(&self, folder: &str) -> std::io::Result<Vec<(String, Kind)>> {
+        let entries = match std::fs::read_dir(self.root.join(folder)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let (is_file, is_dir) = if kind.is_symlink() {
+                match std::fs::metadata(entry.path()) {
+                    Ok(target) => (target.is_file(), target.is_dir()),
+                    Err(_) => (false, false),
+                }
+            } else {
+                (kind.is_file(), kind.is_dir())
+            };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let kind = match (is_file, is_dir) {
+                (true, _) => Kind::File,
+                (_, true) => Kind::Folder,
+                _ => Kind::Other,
+            };
+            out.push((name, kind));
+        }
+        Ok(out)
     }
 
     /// See [`Backend::put_direct`].
@@ -119,6 +178,16 @@ impl Local {
         }
         written
     }
+}
+
+/// What an entry of a folder is, for a listing.
+enum Kind {
+    /// A regular file, or a link to one: an object.
+    File,
+    /// A folder, or a link to one.
+    Folder,
+    /// Anything else: a FIFO, a socket, a device, a dangling link.
+    Other,
 }
 
 /// Refuse what is not a regular file where an object should be (see
@@ -325,44 +394,41 @@ impl Backend for Local {
         // Folders still to read: key prefixes ending in `/`, and depth.
         let mut folders = vec![(folder.to_string(), 0)];
         while let Some((prefix, depth)) = folders.pop() {
-            let path = self.root.join(&prefix);
-            let entries = match std::fs::read_dir(&path) {
+            let entries = match self.entries(&prefix) {
                 Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Some(Err(e)),
             };
-            for entry in entries {
-                let listed = entry.and_then(|entry| {
-                    let kind = entry.file_type()?;
-                    let (is_file, is_dir) = if kind.is_symlink() {
-                        match std::fs::metadata(entry.path()) {
-                            Ok(target) => (target.is_file(), target.is_dir()),
-                            Err(_) => (false, false),
-                        }
-                    } else {
-                        (kind.is_file(), kind.is_dir())
-                    };
-                    Ok((entry.file_name(), is_file, is_dir))
-                });
-                let (name, is_file, is_dir) = match listed {
-                    Ok(listed) => listed,
-                    Err(e) => return Some(Err(e)),
-                };
-                // Keys are UTF-8: anything else is no object of ours.
-                let Some(name) = name.to_str() else {
-                    continue;
-                };
-                if is_file {
-                    out.push(match recursive {
+            for (name, kind) in entries {
+                match kind {
+                    Kind::File => out.push(match recursive {
                         true => format!("{prefix}{name}"),
-                        false => name.to_string(),
-                    });
-                } else if is_dir && recursive && depth < MAX_LIST_DEPTH {
-                    folders.push((format!("{prefix}{name}/"), depth + 1));
+                        false => name,
+                    }),
+                    Kind::Folder if recursive && depth < MAX_LIST_DEPTH => {
+                        folders.push((format!("{prefix}{name}/"), depth + 1));
+                    }
+                    Kind::Folder | Kind::Other => {}
                 }
             }
         }
         Some(Ok(out))
+    }
+
+    /// One `readdir` of `folder`: the regular files (and links to them),
+    /// and the names of everything else, which a folder of objects
+    /// holds only where something took an object's place.
+    fn list_direct_with_others(&self, folder: &str) -> Option<std::io::Result<FolderListing>> {
+        let listed = self.entries(folder).map(|entries| {
+            let mut listing = FolderListing::default();
+            for (name, kind) in entries {
+                match kind {
+                    Kind::File => listing.objects.push(name),
+                    Kind::Folder | Kind::Other => listing.not_objects.push(name),
+                }
+            }
+            listing
+        });
+        Some(listed)
     }
 
     fn remove_stale_temporaries(&self, storage: &Storage, cutoff: SystemTime) -> usize {

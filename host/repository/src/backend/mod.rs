@@ -61,6 +61,17 @@ pub struct Capabilities {
     pub cache_records: bool,
 }
 
+/// What one listing of a folder shows
+/// ([`Backend::list_direct_with_others`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FolderListing {
+    /// The names of the objects in it.
+    pub objects: Vec<String>,
+    /// The names of entries that cannot be objects: in a folder of
+    /// objects, something that took an object's place (damage).
+    pub not_objects: Vec<String>,
+}
+
 /// One kind of store: what it does its own way. The defaults are what an
 /// object store does (S3).
 pub trait Backend: Send + Sync + 'static {
@@ -143,6 +154,17 @@ pub trait Backend: Send + Sync + 'static {
     /// repository (87 folders), which every backup does, took longer than
     /// `readdir` alone by a factor of ten.
     fn list_direct(&self, _folder: &str, _recursive: bool) -> Option<std::io::Result<Vec<String>>> {
+        None
+    }
+
+    /// The names directly in `folder` (a key prefix ending in `/`), in one
+    /// listing on the calling thread where the store can: of its objects,
+    /// as [`list_direct`](Self::list_direct) lists them, and of what is
+    /// there under a name but cannot be an object (on a local folder: a
+    /// folder, a FIFO, a socket, a device, a dangling symbolic link);
+    /// unsorted. `None` where the store cannot, and the objects are listed
+    /// through OpenDAL: on an object store every name is an object.
+    fn list_direct_with_others(&self, _folder: &str) -> Option<std::io::Result<FolderListing>> {
         None
     }
 

@@ -149,6 +149,7 @@ impl Faultable for () {}
 impl Faultable for bool {}
 impl Faultable for Vec<String> {}
 impl Faultable for Vec<(String, crate::storage::Stamp)> {}
+impl Faultable for crate::storage::FolderListing {}
 
 impl Faultable for Vec<u8> {
     fn byte_len(&self) -> usize {

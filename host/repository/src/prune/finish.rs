@@ -38,7 +38,7 @@ impl Repository {
         progress: &mut dyn FnMut(PruneStep, u64, u64),
     ) -> RepoResult<()> {
         self.load_index()?;
-        let pack_ids = plan.pack_ids(id)?;
+        let pack_ids = plan.pack_ids();
         let planned: HashSet<u32> = {
             let mut index = self.catalog.write();
             pack_ids.iter().map(|p| index.pack_number(*p)).collect()

@@ -5,8 +5,9 @@
 //! stopped), then:
 //!
 //! 1. **Finishes earlier plans** ([`plan`]) whose runs have all ended,
-//!    abandons those without a runs record, and stops if a plan still
-//!    waits for a running backup (one plan at a time).
+//!    abandons those without a runs record and the damaged ones (never
+//!    carried out), and stops if a plan still waits for a running backup
+//!    (one plan at a time).
 //! 2. **Walks** every generation of every client ([`referenced`]).
 //! 3. **Decides** which packs go ([`verdict`]): those with nothing used
 //!    (deleted), and those over the unused threshold (rewritten).
@@ -157,15 +158,33 @@ impl Repository {
         }
         let mut refs = Referenced::default();
         refs.forgotten.clone_from(&options.pretend_forgotten);
-        // 1. Earlier plans.
+        // 1. Earlier plans. A damaged one is never carried out: it is
+        // abandoned, as one without a runs record is, and this prune
+        // decides afresh (see `plan`).
         if !options.pretend {
-            let plans = self.read_plans()?;
-            let live = if plans.is_empty() {
+            let plans = self.read_plans(true)?;
+            for damaged in &plans.damaged {
+                let id = &damaged.id;
+                self.remove_plan(id).map_err(|e| {
+                    RepoError::Usage(format!(
+                        "prune: cannot remove the damaged prune plan prune/{id}.plan ({}): {e}; \
+                         nothing was deleted",
+                        damaged.problem()
+                    ))
+                })?;
+                tracing::warn!(
+                    "removed the damaged prune plan prune/{id}.plan ({}): nothing it names was \
+                     deleted because of it; this prune decides afresh what is unused",
+                    damaged.problem()
+                );
+                report.abandoned_plans += 1;
+            }
+            let live = if plans.good.is_empty() {
                 Vec::new()
             } else {
                 self.live_runs()?
             };
-            for stored in plans {
+            for stored in plans.good {
                 match &stored.runs {
                     None => {
                         tracing::info!(

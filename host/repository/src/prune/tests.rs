@@ -491,3 +491,168 @@ fn leaving_generations_out_is_for_pretending_only() {
         "{told:?} {done:?}"
     );
 }
+
+/// The one file of `prune/` whose name ends in `suffix`.
+fn plan_file(dir: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let found: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("prune"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().ends_with(suffix))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.into_iter().next().unwrap()
+}
+
+/// Damage `path` (a plan object or a runs record) as `how` says.
+fn damage_plan_object(repo: &Repository, dir: &std::path::Path, path: &std::path::Path, how: &str) {
+    match how {
+        "flipped" => {
+            let mut bytes = std::fs::read(path).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x10;
+            std::fs::write(path, bytes).unwrap();
+        }
+        "truncated" => {
+            let bytes = std::fs::read(path).unwrap();
+            std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+        }
+        "random" => std::fs::write(path, crate::ids::ObjectId::random().0).unwrap(),
+        // Whole, checksum and all, but naming what is no index object: a
+        // plan carried out deletes what it names.
+        "names no object" => {
+            let key = path.strip_prefix(dir).unwrap().to_str().unwrap();
+            let plan = super::plan::Plan {
+                created: 1,
+                packs: Vec::new(),
+                index: vec!["../config".into()],
+            };
+            repo.write_object(key, serde_json::to_vec(&plan).unwrap())
+                .unwrap();
+        }
+        "folder" => {
+            std::fs::remove_file(path).unwrap();
+            std::fs::create_dir(path).unwrap();
+        }
+        "FIFO" => {
+            std::fs::remove_file(path).unwrap();
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                path,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+        }
+        other => panic!("no damage {other}"),
+    }
+}
+
+/// A prune plan that cannot be trusted (its plan object or its runs
+/// record changed, cut short, replaced by random bytes, naming what is
+/// no index object, or a folder or a FIFO in its place) is never carried
+/// out. A backup does not take its lock while a plan object is damaged,
+/// and says that a prune removes it; fsck reports it; a prune removes
+/// it, deleting nothing because of it, and plans afresh by the usual
+/// protocol; the backup then goes on, keeping clear of the fresh plan,
+/// and what it committed is kept.
+#[test]
+fn a_damaged_prune_plan_is_never_carried_out_and_prune_replaces_it() {
+    let cases = [
+        (".plan", "flipped"),
+        (".plan", "truncated"),
+        (".plan", "random"),
+        (".plan", "names no object"),
+        (".plan", "folder"),
+        (".plan", "FIFO"),
+        (".runs", "flipped"),
+        (".runs", "folder"),
+    ];
+    for (which, how) in cases {
+        let case = format!("{how} {which}");
+        let dir = tempfile::tempdir().unwrap();
+        let (old, old_ids) = backup(&open(dir.path()), 0..40);
+        let (_, kept_ids) = backup_as(&open(dir.path()), "b", 100..110);
+        open(dir.path()).remove_generation("c", &old.id).unwrap();
+        // A backup elsewhere that began before the plan: it waits.
+        let lock = write_foreign_lock(&open(dir.path()));
+        let first = prune(&open(dir.path()), 20);
+        assert!(first.deferred, "{case}: {first:?}");
+        let path = plan_file(dir.path(), which);
+        let key = path
+            .strip_prefix(dir.path())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        damage_plan_object(&open(dir.path()), dir.path(), &path, how);
+
+        // A backup cannot tell what a damaged plan object names: it does
+        // not take its lock, and says what to do. A plan whose runs
+        // record is damaged it reads as ever (a backup needs no runs
+        // record).
+        let lock_new =
+            |repo: &Repository| repo.lock_client("new", std::time::Duration::from_secs(5));
+        if which == ".plan" {
+            let e = lock_new(&open(dir.path())).unwrap_err().to_string();
+            assert!(
+                e.contains(&key) && e.contains("'obnam prune' removes it"),
+                "{case}: {e}"
+            );
+        } else {
+            let repo = open(dir.path());
+            lock_new(&repo).unwrap_or_else(|e| panic!("{case}: {e}"));
+            repo.unlock_client("new").unwrap();
+        }
+        let problems = open(dir.path()).check_objects(false).unwrap().problems;
+        assert!(
+            problems.iter().any(|p| p.contains(&key)),
+            "{case}: {problems:#?}"
+        );
+
+        // The backup elsewhere still runs: the damaged plan is removed,
+        // and a fresh one waits for that backup.
+        let second = prune(&open(dir.path()), 20);
+        assert_eq!(second.abandoned_plans, 1, "{case}: {second:?}");
+        assert_eq!(second.finished_earlier_plans, 0, "{case}: {second:?}");
+        assert!(second.deferred, "{case}: {second:?}");
+        assert_eq!(second.packs_deleted, 0, "{case}: {second:?}");
+        assert!(
+            std::fs::symlink_metadata(&path).is_err(),
+            "{case}: {key} is still there"
+        );
+        // A backup now takes its lock, and keeps clear of the fresh
+        // plan's packs: it stores half of the old client's files anew.
+        let repo = open(dir.path());
+        lock_new(&repo).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let (_, new_ids) = backup_as(&repo, "new", 0..20);
+        assert!(
+            new_ids.iter().all(|id| !old_ids.contains(id)),
+            "{case}: the backup built on planned packs"
+        );
+        repo.unlock_client("new").unwrap();
+        drop(repo);
+        std::fs::remove_file(dir.path().join("locks").join(&lock)).unwrap();
+        let third = prune(&open(dir.path()), 20);
+        assert_eq!(third.finished_earlier_plans, 1, "{case}: {third:?}");
+        let fresh = open(dir.path());
+        for id in new_ids.iter().chain(&kept_ids) {
+            fresh
+                .get_chunk(id)
+                .unwrap_or_else(|e| panic!("{case}: chunk lost: {e}"));
+        }
+        let problems = fresh.check_objects(true).unwrap().problems;
+        assert!(problems.is_empty(), "{case}: {problems:#?}");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("prune")).unwrap().count(),
+            0,
+            "{case}"
+        );
+        let fourth = prune(&fresh, 20);
+        assert_eq!(
+            (fourth.packs_deleted, fourth.missing_blobs),
+            (0, 0),
+            "{case}: {fourth:?}"
+        );
+    }
+}

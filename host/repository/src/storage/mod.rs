@@ -27,8 +27,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use super::backend::Capabilities;
 use super::backend::{Backend, Retries};
+pub use super::backend::{Capabilities, FolderListing};
 use super::fault_injection::{FaultSpec, Faults, Op};
 
 use opendal::{
@@ -365,6 +365,38 @@ impl Storage {
         self.list_files(folder, false)
     }
 
+    /// What one listing of `folder` (which ends in `/`) shows directly in
+    /// it: the names of its objects, as [`list`](Self::list) gives them,
+    /// and, apart, of what is there under a name but cannot be an object
+    /// (on a local folder: a folder, a FIFO, a socket, a device, a dangling
+    /// symbolic link), each sorted. For the folders whose every name is an
+    /// object's (index objects, prune plans): something else under one is
+    /// damage to that object, which a reader names rather than take the
+    /// object for absent. On other stores every name listed is an object.
+    pub fn list_with_others(&self, folder: &str) -> Result<FolderListing, StorageError> {
+        self.faults.run(Op::List, folder, || {
+            if let Some(listed) = self.backend.list_direct_with_others(folder) {
+                let mut listing = listed.map_err(|e| StorageError::Failed {
+                    url: self.url.clone(),
+                    op: "list",
+                    key: folder.to_string(),
+                    message: e.to_string(),
+                })?;
+                listing.objects.sort();
+                listing.not_objects.sort();
+                return Ok(listing);
+            }
+            match self.list_through_opendal(folder, false) {
+                Ok(objects) => Ok(FolderListing {
+                    objects,
+                    not_objects: Vec::new(),
+                }),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(FolderListing::default()),
+                Err(e) => Err(self.fail("list", folder, e)),
+            }
+        })
+    }
+
     /// The objects in `folder` (which ends in `/`), directly in it or, if
     /// `recursive`, at any depth: their whole keys, sorted, each with
     /// what the listing says of its version ([`Stamp`]). One listing, no
@@ -616,11 +648,13 @@ mod tests {
         .unwrap();
         std::fs::create_dir(root.join("packs/ab/folder")).unwrap();
         std::os::unix::fs::symlink("/dev/zero", root.join("packs/ab/device")).unwrap();
+        std::os::unix::fs::symlink(root.join("nowhere"), root.join("packs/ab/dangling")).unwrap();
         let storage = std::sync::Arc::new(storage);
         for (key, what) in [
             ("packs/ab/fifo", "a FIFO"),
             ("packs/ab/folder", "a folder"),
             ("packs/ab/device", "a device"),
+            ("packs/ab/dangling", "a symbolic link to nothing"),
         ] {
             // On another thread, so that a read that blocks fails the
             // test rather than hang it.
@@ -646,8 +680,20 @@ mod tests {
         }
         // The regular file beside them reads as ever.
         assert_eq!(storage.read_range("packs/ab/file", 0, 4).unwrap(), b"data");
-        // None of them is listed as an object.
+        // None of them is listed as an object; a listing with the others
+        // names them apart (a folder of objects holds them only where
+        // something took an object's place).
         assert_eq!(storage.list("packs/ab/").unwrap(), ["file"]);
+        let listing = storage.list_with_others("packs/ab/").unwrap();
+        assert_eq!(listing.objects, ["file"]);
+        assert_eq!(
+            listing.not_objects,
+            ["dangling", "device", "fifo", "folder"]
+        );
+        assert_eq!(
+            storage.list_with_others("nothing/").unwrap(),
+            FolderListing::default()
+        );
         // A write renames a new file into place, opening nothing there: it
         // replaces a FIFO, and fails on a folder, naming the object.
         storage.write("packs/ab/fifo", b"new".to_vec()).unwrap();
