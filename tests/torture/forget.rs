@@ -66,12 +66,22 @@ impl ClientReport {
     }
 }
 
-/// Read `forget --output-format json`: an array of per-client objects
-/// (the first JSON document of `stdout`: with `--prune`, prune's follows).
+/// Read `forget --output-format json`: one JSON document, an array of
+/// per-client objects (with `--prune`, that array under `forget` of an
+/// object whose `prune` is the prune's report).
 pub fn parse_json(stdout: &str) -> Result<Vec<ClientReport>, String> {
     let docs = crate::prune::json_documents(stdout)?;
-    let doc = docs.first().ok_or("forget printed no JSON")?;
-    let clients = doc.as_array().ok_or("forget JSON is not a list")?;
+    let [doc] = docs.as_slice() else {
+        return Err(format!(
+            "forget printed {} JSON documents, not one:\n{stdout}",
+            docs.len()
+        ));
+    };
+    let clients = doc
+        .get("forget")
+        .unwrap_or(doc)
+        .as_array()
+        .ok_or("forget JSON is not a list")?;
     clients
         .iter()
         .map(|c| {

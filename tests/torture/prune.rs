@@ -140,7 +140,8 @@ mod tests {
             (2, 1, false)
         );
         assert_eq!(j.missing_blobs, Some(0));
-        // forget's array, then prune's object.
+        // Documents one after the other are read apart (the harness then
+        // requires one).
         assert_eq!(json_documents(&format!("[]\n{json}")).unwrap().len(), 2);
         let pretend = "rewrite packs/bb/bb\npacks to delete: 0\npacks to rewrite: 2\ntime: 0 s\n";
         assert!(from_text(pretend).is_err());

@@ -1486,9 +1486,10 @@ impl World {
 
     // -------------------------------------------------------------- prune
 
-    /// Read the report of a prune (or of `forget --prune`, whose JSON
-    /// comes second) that reported success, for the summary; a failed one
-    /// is followed by one without faults in the next step.
+    /// Read the report of a prune (or of `forget --prune`, whose one JSON
+    /// document holds it under `prune`) that reported success, for the
+    /// summary; a failed one is followed by one without faults in the
+    /// next step.
     fn prune_ended(
         &mut self,
         outcome: &Outcome,
@@ -1503,9 +1504,17 @@ impl World {
         self.stats.prunes_reported += 1;
         let figures = if json {
             let docs = crate::prune::json_documents(&outcome.stdout)?;
-            let doc = docs
-                .get(usize::from(after_forget))
-                .ok_or_else(|| format!("no prune JSON in:\n{}", outcome.stdout))?;
+            let [doc] = docs.as_slice() else {
+                return Err(format!(
+                    "{} JSON documents, not one, in:\n{}",
+                    docs.len(),
+                    outcome.stdout
+                ));
+            };
+            let doc = if after_forget { &doc["prune"] } else { doc };
+            if doc.is_null() {
+                return Err(format!("no prune JSON in:\n{}", outcome.stdout));
+            }
             crate::prune::from_json(doc)?
         } else {
             crate::prune::from_text(&outcome.stdout)?
