@@ -575,6 +575,33 @@ impl Repository {
             .any(|(_, r)| r.kind == LockKind::Exclusive || r.client == client)
     }
 
+    /// Make a refresh of the held locks due, as if they were last
+    /// refreshed [`REFRESH_EVERY`] ago (for tests of long runs).
+    #[cfg(test)]
+    pub(crate) fn make_lock_refresh_due(&self) {
+        let mut last = self
+            .locks
+            .last_refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = last.as_mut() {
+            *t = Instant::now()
+                .checked_sub(REFRESH_EVERY + Duration::from_secs(1))
+                .unwrap_or(*t);
+        }
+    }
+
+    /// Whether a refresh of the held locks is due (none is if none are
+    /// held).
+    #[cfg(test)]
+    pub(crate) fn lock_refresh_due(&self) -> bool {
+        self.locks
+            .last_refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() >= REFRESH_EVERY)
+    }
+
     /// Rewrite held locks with a new refresh time if it is due.
     pub fn refresh_locks(&self) -> RepoResult<()> {
         {

@@ -105,11 +105,14 @@ impl Repository {
         let total = (plan.index.len() + going.len()) as u64;
         let mut done = 0;
         for name in &plan.index {
+            // Deleting many objects takes a while on a remote store.
+            self.refresh_locks()?;
             progress(PruneStep::Delete, done, total);
             self.storage().delete(&format!("index/{name}"))?;
             done += 1;
         }
         for (_, key) in &going {
+            self.refresh_locks()?;
             progress(PruneStep::Delete, done, total);
             self.storage().delete(key)?;
             done += 1;

@@ -242,6 +242,11 @@ impl Repository {
         // even on trees that contain themselves.
         let mut stack = vec![root];
         while let Some(id) = stack.pop() {
+            // A prune's walk of a large repository may take longer than a
+            // lock stays fresh, and writes nothing that would refresh it:
+            // a lock not refreshed would be broken as stale, and a second
+            // prune could run beside this one. (Cheap unless one is due.)
+            self.refresh_locks()?;
             let tree = match self.read_tree_once(&id) {
                 Ok(tree) => tree,
                 Err(RepoError::NoSuchChunk(_)) => {

@@ -656,3 +656,37 @@ fn a_damaged_prune_plan_is_never_carried_out_and_prune_replaces_it() {
         );
     }
 }
+
+/// A prune that walks for longer than a lock stays fresh keeps its lock
+/// fresh: it writes nothing while it walks, which would refresh it, and
+/// a lock not refreshed is broken as stale (a second prune could then
+/// run beside it). Each generation's walk here begins with a refresh
+/// due, and ends with it done.
+#[test]
+fn a_prune_refreshes_its_lock_while_it_walks() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path());
+    let (first, _) = backup(&repo, 0..20);
+    backup(&repo, 10..30);
+    backup(&repo, 30..40);
+    repo.remove_generation("c", &first.id).unwrap();
+    drop(repo);
+    let pruner = open(dir.path());
+    let mut walked = 0;
+    let report = pruner
+        .prune(&PruneOptions::default(), &mut |step, done, _| {
+            if step == super::PruneStep::Walk {
+                if done > 0 {
+                    assert!(
+                        !pruner.lock_refresh_due(),
+                        "generation {done}: walked with a stale lock"
+                    );
+                }
+                walked += 1;
+                pruner.make_lock_refresh_due();
+            }
+        })
+        .unwrap();
+    assert!(walked >= 2, "{walked}");
+    assert!(report.packs_deleted > 0, "{report:?}");
+}
