@@ -241,15 +241,6 @@ enum ReadLock {
     },
 }
 
-impl ReadLock {
-    fn record(self) -> Option<LockRecord> {
-        match self {
-            ReadLock::Record(r) => Some(r),
-            ReadLock::Damaged { .. } => None,
-        }
-    }
-}
-
 /// One run that holds a lock, as a prune records it: host, process and
 /// the time the lock was taken.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -328,16 +319,36 @@ impl Repository {
         let host = host_name();
         let now = now_ns();
         let mine = std::process::id();
-        let mut runs: Vec<Run> = self
-            .read_locks(LockName::may_be_a_run)?
-            .into_iter()
-            // A damaged lock names no run to wait for.
-            .filter_map(|(name, lock)| lock.record().map(|r| (name, r)))
-            .filter(|(_, r)| r.kind != LockKind::Prune)
-            .filter(|(_, r)| !(r.host == host && r.pid == mine))
-            .filter(|(_, r)| r.staleness(&host, now).is_none())
-            .map(|(_, r)| r.run())
-            .collect();
+        let mut runs: Vec<Run> = Vec::new();
+        for (name, lock) in self.read_locks(LockName::may_be_a_run)? {
+            match lock {
+                ReadLock::Record(r) => {
+                    if r.kind != LockKind::Prune
+                        && !(r.host == host && r.pid == mine)
+                        && r.staleness(&host, now).is_none()
+                    {
+                        runs.push(r.run());
+                    }
+                }
+                // A damaged lock may be a backup's, which began before the
+                // plan and may build on what it deletes: a run of unknown
+                // name, alive while its object stays and changes (a held
+                // lock is rewritten at every refresh; one untouched for
+                // longer than a lock stays fresh is held by no one).
+                ReadLock::Damaged { modified_ns, .. } => {
+                    let age = modified_ns.map(|t| {
+                        Duration::from_nanos((now.max(0) as u128).saturating_sub(t) as u64)
+                    });
+                    if age.is_none_or(|age| age <= STALE_AFTER) {
+                        runs.push(Run {
+                            host: format!("(the damaged lock locks/{name})"),
+                            pid: 0,
+                            created: 0,
+                        });
+                    }
+                }
+            }
+        }
         runs.sort_by(|a, b| (&a.host, a.pid, a.created).cmp(&(&b.host, b.pid, b.created)));
         runs.dedup();
         Ok(runs)

@@ -690,3 +690,39 @@ fn a_prune_refreshes_its_lock_while_it_walks() {
     assert!(walked >= 2, "{walked}");
     assert!(report.packs_deleted > 0, "{report:?}");
 }
+
+/// A damaged lock may be a backup's that began before the plan: the
+/// deletion waits while it stays (and is not old enough to be held by no
+/// one), as for any run the plan may have missed; once it is gone the
+/// next prune carries the plan out.
+#[test]
+fn a_prune_waits_for_a_damaged_lock_as_for_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path());
+    let (first, _) = backup(&repo, 0..20);
+    backup(&repo, 10..30);
+    repo.remove_generation("c", &first.id).unwrap();
+    drop(repo);
+    let packs = || walkdir(&dir.path().join("packs")).len();
+    let before = packs();
+    // A client's lock by its name (which a prune's own lock does not
+    // conflict with), whose content cannot be read.
+    let damaged = dir.path().join("locks").join(format!(
+        "c.0123456789abcdef.{}",
+        crate::ids::ObjectId::random().to_hex()
+    ));
+    std::fs::create_dir_all(damaged.parent().unwrap()).unwrap();
+    std::fs::write(&damaged, b"not a lock record").unwrap();
+
+    let waiting = prune(&open(dir.path()), 20);
+    assert!(waiting.deferred, "{waiting:?}");
+    assert_eq!(waiting.waiting_runs, 1, "{waiting:?}");
+    assert!(packs() >= before, "nothing deleted while it may run");
+
+    std::fs::remove_file(&damaged).unwrap();
+    let done = prune(&open(dir.path()), 20);
+    assert_eq!(done.finished_earlier_plans, 1, "{done:?}");
+    assert!(done.packs_deleted > 0, "{done:?}");
+    let fresh = open(dir.path());
+    assert!(fresh.check_objects(true).unwrap().problems.is_empty());
+}
