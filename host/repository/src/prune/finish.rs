@@ -28,11 +28,13 @@ use super::{PruneReport, PruneStep};
 
 impl Repository {
     /// Carry out plan `id`; `refs` must hold every generation committed
-    /// until now.
+    /// until now. `carried_over`: the plan is an earlier prune's, which
+    /// may have carried out part of it already.
     pub(super) fn finish_plan(
         &self,
         id: &str,
         plan: &Plan,
+        carried_over: bool,
         refs: &Referenced,
         report: &mut PruneReport,
         progress: &mut dyn FnMut(PruneStep, u64, u64),
@@ -78,30 +80,45 @@ impl Repository {
                 .collect()
         };
         // What is still there to delete, for the report: an earlier run
-        // of this plan, stopped half-way, may have deleted some already
-        // (and the index objects that listed a pack's blobs go first).
-        let packs_there: HashMap<String, u64> = self
-            .storage()
-            .list_stamped("packs/", true)?
-            .into_iter()
-            .map(|(key, stamp)| (key, stamp.size))
-            .collect();
-        let index_there: HashSet<String> = self.storage().list("index/")?.into_iter().collect();
+        // of a carried-over plan, stopped half-way, may have deleted some
+        // already (and the index objects that listed a pack's blobs go
+        // first). A plan just made names what was listed a moment ago:
+        // no listing of the whole store again.
+        let there = if carried_over {
+            let packs: HashMap<String, u64> = self
+                .storage()
+                .list_stamped("packs/", true)?
+                .into_iter()
+                .map(|(key, stamp)| (key, stamp.size))
+                .collect();
+            let index: HashSet<String> = self.storage().list("index/")?.into_iter().collect();
+            Some((packs, index))
+        } else {
+            None
+        };
         let listed_bytes = self.pack_bytes(going.iter().map(|(n, _)| *n))?;
         let (mut packs_deleted, mut bytes) = (0, 0);
         for (n, key) in &going {
-            if let Some(&size) = packs_there.get(key) {
-                packs_deleted += 1;
-                // The bytes of its blobs, as a pretend prune counts them;
-                // the file's size if no index object lists them any more.
-                bytes += listed_bytes.get(n).copied().unwrap_or(size);
-            }
+            let size = match &there {
+                Some((packs, _)) => match packs.get(key) {
+                    Some(&size) => Some(size),
+                    None => continue,
+                },
+                None => None,
+            };
+            packs_deleted += 1;
+            // The bytes of its blobs, as a pretend prune counts them; the
+            // file's size if no index object lists them any more.
+            bytes += listed_bytes.get(n).copied().or(size).unwrap_or(0);
         }
-        let index_deleted = plan
-            .index
-            .iter()
-            .filter(|name| index_there.contains(&format!("index/{name}")))
-            .count() as u64;
+        let index_deleted = match &there {
+            Some((_, index)) => plan
+                .index
+                .iter()
+                .filter(|name| index.contains(&format!("index/{name}")))
+                .count() as u64,
+            None => plan.index.len() as u64,
+        };
         let total = (plan.index.len() + going.len()) as u64;
         let mut done = 0;
         for name in &plan.index {

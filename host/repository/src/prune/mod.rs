@@ -201,7 +201,14 @@ impl Repository {
                     }
                     Some(_) => {
                         self.walk_new_generations(&mut refs, progress)?;
-                        self.finish_plan(&stored.id, &stored.plan, &refs, &mut report, progress)?;
+                        self.finish_plan(
+                            &stored.id,
+                            &stored.plan,
+                            true,
+                            &refs,
+                            &mut report,
+                            progress,
+                        )?;
                         report.finished_earlier_plans += 1;
                     }
                 }
@@ -296,7 +303,7 @@ impl Repository {
         // 6. Delete now, or leave it to a later prune.
         if runs.is_empty() {
             self.walk_new_generations(&mut refs, progress)?;
-            self.finish_plan(&plan_id, &plan, &refs, &mut report, progress)?;
+            self.finish_plan(&plan_id, &plan, false, &refs, &mut report, progress)?;
         } else {
             tracing::info!(
                 "the deletion waits for {} runs that began before this prune's plan",
