@@ -658,3 +658,36 @@ fn verify_fails_when_it_cannot_look_at_what_is_on_disk() {
     // Cleaning up goes down the same way (rm -r copes with long paths).
     let _ = Command::new("rm").arg("-rf").arg(&data).status();
 }
+
+/// verify takes a path as backup does: relative to the current folder
+/// (given, or as `root`), with `.` and `..` resolved; it compares what
+/// backup stored for the same argument. (It refused every relative path,
+/// so a `root` that backup took was refused by verify.)
+#[test]
+fn verify_takes_relative_paths_as_backup_does() {
+    let w = obnam_test_support::BackupWorld::new("c");
+    w.file("a.txt", b"first\n");
+    w.file("sub/b.txt", b"second\n");
+    w.obnam(&["backup", "data"]).ok();
+    for args in [
+        vec!["verify", "data"],
+        vec!["verify", "./data/sub/../"],
+        vec!["verify", "--root", "data"],
+        vec!["verify", "data/sub"],
+    ] {
+        let run = w.obnam(&args).ok();
+        assert!(run.stdout.contains("no differences"), "{args:?}: {run:#?}");
+    }
+    fs::write(w.data.join("sub/b.txt"), b"changed\n").unwrap();
+    let run = w.obnam(&["verify", "data"]).fails();
+    let changed = format!("{}/sub/b.txt: ", w.data.display());
+    assert!(run.stdout.contains(&changed), "{run:#?}");
+    // What backup did not store is named as the absolute path it is.
+    let run = w.obnam(&["verify", "elsewhere"]).fails();
+    let missing = w.env.path().join("elsewhere");
+    assert!(
+        run.stderr
+            .contains(&format!("{} is not in generation", missing.display())),
+        "{run:#?}"
+    );
+}

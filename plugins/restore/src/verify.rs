@@ -1,8 +1,9 @@
 //! `obnam verify [PATH]...`: does the file system still hold what a
 //! generation (default latest) recorded?
 //!
-//! For every object below each PATH (absolute; without PATH, the backup
-//! roots of the `root` setting, as `obnam backup` would take them) it
+//! For every object below each PATH (relative to the current folder or
+//! absolute, as `obnam backup` takes it; without PATH, the backup roots of
+//! the `root` setting) it
 //! compares the generation's entry with the live object: kind, mode,
 //! owner, modification time, extended attributes, symlink target, device
 //! number, size, and the content of regular files (read and hashed,
@@ -415,6 +416,29 @@ fn random_files(
     Ok(chosen)
 }
 
+/// The absolute path of `path`, a path of the file system (relative to
+/// `cwd`, or absolute), with `.` and `..` resolved by name: what `obnam
+/// backup` makes of the same argument, so that `obnam verify DIR` finds
+/// what `obnam backup DIR` stored, from the same folder. An empty one is
+/// left to be refused.
+fn live_path(cwd: &Path, path: &std::ffi::OsStr) -> PathBuf {
+    use std::path::Component;
+    if path.is_empty() {
+        return PathBuf::from(path);
+    }
+    let mut out = PathBuf::from("/");
+    for c in cwd.join(path).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
 /// `obnam verify [PATH]...`.
 pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let mut roots: Vec<Vec<u8>> = Vec::new();
@@ -434,8 +458,10 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
              'root' in the configuration"
         );
     }
+    let cwd = std::env::current_dir()?;
     for arg in &given {
-        let parts = names::parse_absolute(arg).map_err(plugin_api::Error::msg)?;
+        let parts = names::parse_absolute(live_path(&cwd, arg).as_os_str())
+            .map_err(plugin_api::Error::msg)?;
         roots.push(names::from_parts(&parts));
     }
     let randomly = ctx.integer("verify-randomly")?;
