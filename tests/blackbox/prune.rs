@@ -1172,3 +1172,60 @@ fn forget_with_prune_pretends_what_it_then_does_in_one_json_document() {
     let alone = prune_json(&w, &w.repo, &["--pretend"]);
     assert_eq!(number(&alone, "bytes_freed"), 0, "{alone}");
 }
+
+/// A pack that a prune would rewrite, holding a used blob damaged after
+/// it was written: the prune keeps that pack whole, says so, and does the
+/// rest; so does every later prune. (It stopped, and every later prune
+/// with it: the repository could no longer shrink.) The damage is not
+/// copied: the damaged file still fails to restore, naming it, and
+/// nothing else does.
+#[test]
+fn a_pack_with_a_damaged_used_blob_is_kept_and_prune_does_the_rest() {
+    let w = BackupWorld::new("c");
+    let second = partly_used_history(&w);
+    let pretend = prune_json(&w, &w.repo, &["--pretend", "--pack-size", "64KiB"]);
+    let rewrite: Vec<String> = names(&pretend, "rewrite").into_iter().collect();
+    assert!(rewrite.len() >= 2, "{pretend}");
+    let damaged = &rewrite[0];
+    let path = w.repo.join(damaged);
+    let mut bytes = fs::read(&path).unwrap();
+    for at in (100..bytes.len()).step_by(4096) {
+        bytes[at] ^= 0x5a;
+    }
+    fs::write(&path, &bytes).unwrap();
+
+    for round in ["first", "second"] {
+        let run = obnam_on(&w, &w.repo, "c", &["prune", "--pack-size", "64KiB"])
+            .ok()
+            .no_rust_panic();
+        assert!(
+            run.stderr.contains(&format!("{damaged} is kept as it is")),
+            "{round} prune: {run:#?}"
+        );
+        assert!(path.exists(), "{round} prune deleted the damaged pack");
+        assert_eq!(fs::read(&path).unwrap(), bytes, "{round} prune");
+    }
+    let (unused, partly) = left_to_do(&w, &w.repo, &["--pack-size", "64KiB"]);
+    assert_eq!((unused, partly), (0, 1), "only the damaged pack is left");
+
+    // keep.bin used the damaged blobs and fails to restore, naming
+    // them; the rest of the generation restores exactly.
+    let to = w.env.path().join("restored");
+    let run = w
+        .obnam(&[
+            "restore",
+            "--generation",
+            &second.id,
+            "--to",
+            to.to_str().unwrap(),
+        ])
+        .fails()
+        .no_rust_panic();
+    assert!(
+        run.stderr.contains("keep.bin") && run.stderr.contains("corrupt"),
+        "{run:#?}"
+    );
+    let fsck = w.obnam(&["fsck", "--verify-data"]).fails().no_rust_panic();
+    let pack_id = damaged.rsplit('/').next().unwrap();
+    assert!(fsck.stderr.contains(pack_id), "{fsck:#?}");
+}

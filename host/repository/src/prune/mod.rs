@@ -272,11 +272,18 @@ impl Repository {
             let index = self.catalog.read();
             verdict::used_entries(&index, &refs.blobs, &stored, &verdicts.rewrite)?
         };
-        report.bytes_rewritten =
+        let (copied, kept) =
             self.copy_used_blobs(&verdicts.rewrite, &used, &mut |done, total| {
                 progress(PruneStep::Rewrite, done, total)
             })?;
+        // A pack holding a damaged blob that is used stays whole.
+        verdicts.rewrite.retain(|p| !kept.contains(&p.number));
+        report.rewrite = verdicts.rewrite.iter().map(|p| pack::key(&p.id)).collect();
+        report.bytes_rewritten = copied;
         report.packs_rewritten = verdicts.rewrite.len() as u64;
+        if verdicts.is_empty() {
+            return Ok(report);
+        }
         let doomed = verdicts.doomed();
         // The packs just written are stored too.
         let stored = self.stored_packs()?;

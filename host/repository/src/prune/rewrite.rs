@@ -27,17 +27,26 @@ pub(super) const ENTRIES_PER_OBJECT: usize = index::ENTRIES_PER_MERGED_OBJECT;
 
 impl Repository {
     /// Copy the used blobs of `packs` (`used`, by pack number) into new
-    /// packs, each checked against its id on the way; returns the bytes
-    /// copied. The new packs and their index objects are written when
-    /// this returns.
+    /// packs, each checked against its id on the way. Returns the bytes
+    /// copied and the numbers of the packs left as they are: those that
+    /// hold a used blob that is damaged. The new packs and their index
+    /// objects are written when this returns.
+    ///
+    /// Damage is never carried into a new pack, and a pack holding a
+    /// damaged blob that generations use is not deleted either: it is
+    /// kept whole, with a warning, and the prune goes on with the rest.
+    /// (Stopping there would stop every later prune too, and the
+    /// repository could never shrink again.) A store that fails stops
+    /// the prune, as everywhere.
     pub(super) fn copy_used_blobs(
         &self,
         packs: &[PackUse],
         used: &HashMap<u32, Vec<IndexEntry>>,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> RepoResult<u64> {
+    ) -> RepoResult<(u64, HashSet<u32>)> {
         let total = packs.len() as u64;
         let mut copied = 0;
+        let mut kept = HashSet::new();
         for (done, p) in packs.iter().enumerate() {
             progress(done as u64, total);
             let Some(entries) = used.get(&p.number) else {
@@ -47,19 +56,29 @@ impl Repository {
             let bytes = self
                 .storage()
                 .read_limited(&key, crate::limits::MAX_PACK_LEN)?;
+            // Every used blob is checked before any is copied, so that a
+            // pack that stays leaves no copy of part of itself behind.
+            let mut checked = Vec::with_capacity(entries.len());
+            let mut damage = None;
             for e in entries {
-                let context = blob_context(&e.id, e.location.kind);
-                let start = e.location.offset as usize;
-                let stored = start
-                    .checked_add(e.location.length as usize)
-                    .and_then(|end| bytes.get(start..end))
-                    .ok_or_else(|| {
-                        RepoError::corrupt(&key, format!("blob {} lies outside the pack", e.id))
-                    })?;
-                // Never carry damage into a new pack: a used blob that
-                // does not match its id stops the prune (run fsck).
-                let plain = self.codec.open_blob_borrowed(&context, stored)?;
-                self.verify_blob(&context, &e.id, &plain)?;
+                match self.checked_blob(&key, &bytes, e) {
+                    Ok(stored) => checked.push((e, stored)),
+                    Err(error) if error.is_damaged_object() => {
+                        damage = Some(error);
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            if let Some(error) = damage {
+                tracing::warn!(
+                    "{key} is kept as it is, not rewritten: a blob that generations use in it \
+                     is damaged ({error}); 'obnam fsck --verify-data' names the files that use it"
+                );
+                kept.insert(p.number);
+                continue;
+            }
+            for (e, stored) in checked {
                 self.uploads
                     .put_stored(self, e.id, e.location.kind, stored)?;
                 copied += u64::from(e.location.length);
@@ -67,7 +86,23 @@ impl Repository {
         }
         self.flush()?;
         progress(total, total);
-        Ok(copied)
+        Ok((copied, kept))
+    }
+
+    /// The stored bytes of blob `e` in `bytes`, the pack `key`, once they
+    /// decode to what its id says.
+    fn checked_blob<'a>(&self, key: &str, bytes: &'a [u8], e: &IndexEntry) -> RepoResult<&'a [u8]> {
+        let context = blob_context(&e.id, e.location.kind);
+        let start = e.location.offset as usize;
+        let stored = start
+            .checked_add(e.location.length as usize)
+            .and_then(|end| bytes.get(start..end))
+            .ok_or_else(|| {
+                RepoError::corrupt(key, format!("blob {} lies outside the pack", e.id))
+            })?;
+        let plain = self.codec.open_blob_borrowed(&context, stored)?;
+        self.verify_blob(&context, &e.id, &plain)?;
+        Ok(stored)
     }
 
     /// The index objects a prune replaces: those that list a pack that

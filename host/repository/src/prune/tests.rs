@@ -726,3 +726,65 @@ fn a_prune_waits_for_a_damaged_lock_as_for_a_run() {
     let fresh = open(dir.path());
     assert!(fresh.check_objects(true).unwrap().problems.is_empty());
 }
+
+/// A pack to rewrite that holds a damaged blob generations use is kept
+/// whole: the damage is not copied, the pack is not deleted, and the
+/// prune goes on with the other packs (it stopped, and so did every
+/// later prune: the repository could no longer shrink).
+#[test]
+fn a_pack_holding_a_damaged_used_blob_is_kept_and_the_prune_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path());
+    // Two packs of 64 KiB, each with files that stay and files that go.
+    let (first, _) = backup(&repo, 0..60);
+    let (second, kept) = backup(&repo, (0..60).filter(|i| i % 3 == 0));
+    repo.remove_generation("c", &first.id).unwrap();
+    let (damaged_id, damaged_pack, packs) = {
+        repo.load_index().unwrap();
+        let index = repo.catalog.read();
+        let at = index.get(&kept[0]).unwrap();
+        let mut packs: Vec<u32> = kept.iter().map(|id| index.get(id).unwrap().pack).collect();
+        packs.sort_unstable();
+        packs.dedup();
+        let pack = index.pack_id(at.pack).unwrap();
+        let path = dir.path().join(crate::pack::key(&pack));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[at.offset as usize + at.length as usize / 2] ^= 0x55;
+        std::fs::write(&path, bytes).unwrap();
+        (kept[0], pack, packs)
+    };
+    assert!(
+        packs.len() >= 2,
+        "the kept files span {} packs",
+        packs.len()
+    );
+    drop(repo);
+
+    let report = prune(&open(dir.path()), 20);
+    let damaged_key = crate::pack::key(&damaged_pack);
+    assert!(!report.rewrite.contains(&damaged_key), "{report:?}");
+    assert_eq!(report.packs_rewritten, packs.len() as u64 - 1, "{report:?}");
+    assert!(dir.path().join(&damaged_key).exists());
+
+    // Every kept file reads back but the damaged one, whose damage was
+    // neither copied nor lost; a second prune has nothing left to do
+    // but that pack, and keeps it again.
+    let fresh = open(dir.path());
+    for (i, id) in kept.iter().enumerate() {
+        let read = fresh.get_chunk(id);
+        if *id == damaged_id {
+            assert!(read.unwrap_err().is_damaged_object());
+        } else {
+            assert_eq!(read.unwrap(), data(3 * i as u32));
+        }
+    }
+    let gen = GenerationReader::new(fresh.clone(), second);
+    assert_eq!(gen.list_dir(b"/d").unwrap().unwrap().len(), kept.len());
+    let again = prune(&open(dir.path()), 20);
+    assert_eq!(
+        (again.packs_deleted, again.packs_rewritten),
+        (0, 0),
+        "{again:?}"
+    );
+    assert!(dir.path().join(&damaged_key).exists());
+}
