@@ -280,3 +280,99 @@ fn pattern_styles_exclude_what_they_say() {
         .no_rust_panic();
     assert!(run.stderr.contains("write 'sh:*.tmp'"), "{run:#?}");
 }
+
+/// A root named inside another is a root of its own: the outer root's
+/// rules never leave it out, and `--one-file-system` keeps to its own
+/// file system below it; the folders on the way down to it that the outer
+/// root's rules leave out hold only the way to it, whatever the previous
+/// generation had in them. (The inner root was walked only as part of the
+/// outer one, and so left out by its rules, with exit 0.)
+#[test]
+fn a_root_inside_another_is_never_left_out_by_the_outer_roots_rules() {
+    let w = world();
+    w.file("top", b"t");
+    w.file("keep/alice/f", b"a");
+    w.file("keep/bob/f", b"b");
+    w.file("logs/a.log", b"l");
+    w.backup(&[]).ok();
+    assert_eq!(
+        w.backed_up(),
+        rel(&[
+            "keep",
+            "keep/alice",
+            "keep/alice/f",
+            "keep/bob",
+            "keep/bob/f",
+            "logs",
+            "logs/a.log",
+            "top"
+        ])
+    );
+    let data = w.data.to_str().unwrap().to_string();
+    let alice = format!("{data}/keep/alice");
+    let log = format!("{data}/logs/a.log");
+    let run = w
+        .obnam(&[
+            "backup",
+            &data,
+            &alice,
+            &log,
+            "--exclude",
+            "/keep$",
+            "--exclude",
+            r"\.log$",
+        ])
+        .ok();
+    assert!(run.stdout.contains("0 errors"), "{run:#?}");
+    assert_eq!(
+        w.backed_up(),
+        rel(&[
+            "keep",
+            "keep/alice",
+            "keep/alice/f",
+            "logs",
+            "logs/a.log",
+            "top"
+        ])
+    );
+    // Each generation restores as what was on disk then.
+    let to = w.env.path().join("restored");
+    w.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+    let back = to.join(w.data.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(back.join("keep/alice/f")).unwrap(), b"a");
+    assert!(!back.join("keep/bob").exists());
+
+    // Another file system inside the outer root, named as a root.
+    let mnt = w.data.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    if !mount_small_tmpfs(&mnt) {
+        eprintln!("skipped the --one-file-system part: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    fs::write(mnt.join("there"), "t").unwrap();
+    fs::create_dir(mnt.join("sub")).unwrap();
+    fs::write(mnt.join("sub/deeper"), "d").unwrap();
+    let mnt_s = mnt.to_str().unwrap().to_string();
+    let with = w.obnam(&["backup", &data, &mnt_s, "--one-file-system"]);
+    let listed = if with.code == 0 {
+        w.backed_up()
+    } else {
+        Vec::new()
+    };
+    unmount(&mnt);
+    assert_eq!(with.code, 0, "{with:?}");
+    assert!(with.stdout.contains("0 excluded"), "{with:#?}");
+    for path in [
+        "mnt",
+        "mnt/there",
+        "mnt/sub",
+        "mnt/sub/deeper",
+        "top",
+        "keep/bob/f",
+    ] {
+        assert!(
+            listed.contains(&path.to_string()),
+            "{path} not in {listed:?}"
+        );
+    }
+}

@@ -199,9 +199,7 @@ fn pretend<'c>(
         progress,
         Sink::Pretend(previous.as_ref()),
     )?;
-    for root in &settings.roots {
-        walker.root(root)?;
-    }
+    walker.roots(&settings.roots, || false)?;
     walker.drain()?;
     Ok(())
 }
@@ -315,12 +313,7 @@ fn walk_with_workers<'c>(
                     done: done_rx,
                 },
             )?;
-            for root in &settings.roots {
-                walker.root(root)?;
-                if shared.abort.load(Ordering::Relaxed) {
-                    break;
-                }
-            }
+            walker.roots(&settings.roots, || shared.abort.load(Ordering::Relaxed))?;
             walker.drain()
         })();
         if result.is_err() {
@@ -768,6 +761,27 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
     }
 
+    /// Back up `roots` (sorted) one after the other, until `stop` says so.
+    ///
+    /// A root inside an earlier one waits until every folder of the
+    /// earlier ones is finished: the folders on the way down to it that
+    /// the outer root's rules left out are dropped then, and made anew,
+    /// holding only the way to it, when it is walked ([`Self::root`]).
+    /// (Finished later, they would keep what the previous generation had
+    /// in them.)
+    fn roots(&mut self, roots: &[PathBuf], stop: impl Fn() -> bool) -> Result<()> {
+        for (i, root) in roots.iter().enumerate() {
+            if roots[..i].iter().any(|outer| root.starts_with(outer)) {
+                self.drain()?;
+            }
+            self.root(root)?;
+            if stop() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Back up one root, recording its parent directories first.
     fn root(&mut self, root: &Path) -> Result<()> {
         let meta = match walk::lstat(root) {
@@ -953,6 +967,17 @@ impl<'a, 'c> Walker<'a, 'c> {
                     continue;
                 }
             };
+            // A root inside this one is walked as a root of its own, after
+            // this one (the roots are sorted): never excluded by this
+            // root's rules. What the previous generation had there stays
+            // until that walk puts it anew, so that finishing this folder
+            // first does not drop it.
+            if self.settings.roots.binary_search(&child).is_ok() {
+                if let Some(prev) = prev {
+                    self.put(&child, &prev)?;
+                }
+                continue;
+            }
             let seen = self.stats.files.load(Ordering::Relaxed);
             if let Some(reason) = self.excluder.reason(&child, meta, root, root_stat, seen)? {
                 add(&self.stats.excluded, 1);

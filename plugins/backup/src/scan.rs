@@ -73,7 +73,8 @@ fn signed(n: u64) -> i64 {
 }
 
 impl Scan {
-    /// Count everything below `roots`; returns when done or stopped.
+    /// Count everything below `roots` (sorted, as the settings have
+    /// them); returns when done or stopped.
     pub fn run(&self, roots: &[PathBuf]) {
         for root in roots {
             if self.stopped() {
@@ -81,7 +82,7 @@ impl Scan {
             }
             match walk::lstat(root) {
                 Ok(meta) if meta.is_dir() => {
-                    self.dir(root, key(&meta));
+                    self.dir(root, key(&meta), roots);
                 }
                 Ok(meta) => self.add(1, meta.size),
                 Err(_) => {}
@@ -120,7 +121,9 @@ impl Scan {
     /// Count a folder's subtree (depth first, with a stack of its own, so
     /// that a deep tree cannot overflow the thread's stack). Returns its
     /// totals, or `None` if the walk left it out or the scan stopped.
-    fn dir(&self, top: &Path, top_key: Key) -> Option<Amount> {
+    /// A child that is one of `roots` (sorted) is left to be counted
+    /// as a root.
+    fn dir(&self, top: &Path, top_key: Key, roots: &[PathBuf]) -> Option<Amount> {
         struct Frame {
             key: Key,
             children: std::vec::IntoIter<walk::Child>,
@@ -151,6 +154,11 @@ impl Scan {
                 let Ok(meta) = meta else {
                     continue;
                 };
+                // Another root: counted when the scan gets to it, as the
+                // walk backs it up then.
+                if roots.binary_search(&child).is_ok() {
+                    continue;
+                }
                 if meta.is_dir() {
                     if let Some(frame) = enter(&child, key(&meta)) {
                         stack.push(frame);

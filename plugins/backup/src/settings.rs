@@ -92,6 +92,7 @@ pub fn register(app: &mut App<'_>) {
 
 /// Everything a backup run needs to know from the settings.
 pub struct BackupSettings {
+    /// Absolute, sorted, without repeats; one may be inside another.
     pub roots: Vec<PathBuf>,
     pub client: String,
     pub checkpoint: u64,
@@ -124,7 +125,7 @@ impl BackupSettings {
         let mut roots: Vec<PathBuf> = given.iter().map(|r| absolute(&cwd, r)).collect();
         roots.sort();
         roots.dedup();
-        let roots = drop_roots_walked_with_others(roots)?;
+        let roots = check_nested_roots(roots)?;
 
         let fail_matching = regex_list(ctx, "testing-fail-matching")?;
         let panic_matching = regex_list(ctx, "testing-panic-matching")?;
@@ -159,22 +160,23 @@ impl BackupSettings {
     }
 }
 
-/// The roots, sorted and without repeats, less those that the walk of
-/// another root reaches: a root inside another is walked with it. The
-/// walk does not follow symbolic links, so a root below a symlink that
-/// another root's walk records as a link (the other root itself, or a link
-/// inside it) is not reached by it; it cannot be backed up beside it either,
-/// since a generation cannot hold a link and a folder at the same path.
-/// Such roots are refused, naming the link, rather than one of them
-/// silently dropped.
-fn drop_roots_walked_with_others(roots: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
-    let mut kept = Vec::with_capacity(roots.len());
+/// The roots, sorted and without repeats, once checked that each can be
+/// backed up beside the others. A root inside another is walked as a root
+/// of its own: the walk of the outer one leaves it to that walk
+/// (`Walker::walk_dir`), so that the outer root's exclusions
+/// (`--one-file-system`, `--exclude`, the markers) never leave out a root
+/// the user named, and `--one-file-system` keeps to the inner root's own
+/// file system below it. The walk does not follow symbolic links, so a
+/// root below a symlink that another root's walk records as a link (the
+/// other root itself, or a link inside it) cannot be backed up beside it:
+/// a generation cannot hold a link and a folder at the same path. Such
+/// roots are refused, naming the link, rather than one of them silently
+/// dropped.
+fn check_nested_roots(roots: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
     for r in &roots {
-        let mut inside = false;
         for o in roots.iter().filter(|o| *o != r && r.starts_with(o)) {
-            match symlink_between(o, r) {
-                None => inside = true,
-                Some(link) => plugin_api::bail!(
+            if let Some(link) = symlink_between(o, r) {
+                plugin_api::bail!(
                     "backup root {} is below {}, a symbolic link that the root {} backs up \
                      as a link: one generation cannot hold both; give the real path of {} \
                      (or leave one of the two roots out)",
@@ -182,14 +184,11 @@ fn drop_roots_walked_with_others(roots: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
                     escape_path(&link),
                     escape_path(o),
                     escape_path(r)
-                ),
+                );
             }
         }
-        if !inside {
-            kept.push(r.clone());
-        }
     }
-    Ok(kept)
+    Ok(roots)
 }
 
 /// The first symbolic link on the way from `outer` (included) down to
@@ -294,16 +293,13 @@ mod tests {
         let d = dir.path();
         std::fs::create_dir_all(d.join("real/sub")).unwrap();
         std::os::unix::fs::symlink("real", d.join("link")).unwrap();
-        // A root inside a folder root is dropped.
+        // A root inside a folder root stays a root.
         let roots = vec![d.join("real"), d.join("real/sub")];
-        assert_eq!(
-            drop_roots_walked_with_others(roots).unwrap(),
-            vec![d.join("real")]
-        );
+        assert_eq!(check_nested_roots(roots.clone()).unwrap(), roots);
         // Below a root that is a link, or below a link inside a root: refused.
         for outer in [d.join("link"), d.to_path_buf()] {
-            let e = drop_roots_walked_with_others(vec![outer.clone(), d.join("link/sub")])
-                .expect_err("refused");
+            let e =
+                check_nested_roots(vec![outer.clone(), d.join("link/sub")]).expect_err("refused");
             assert!(
                 e.to_string().contains(&format!(
                     "is below {}, a symbolic link",
@@ -314,7 +310,7 @@ mod tests {
         }
         // Alone, a root below a link is kept.
         assert_eq!(
-            drop_roots_walked_with_others(vec![d.join("link/sub")]).unwrap(),
+            check_nested_roots(vec![d.join("link/sub")]).unwrap(),
             vec![d.join("link/sub")]
         );
     }
