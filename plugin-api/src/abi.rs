@@ -321,6 +321,16 @@ pub trait Filter: Send + Sync {
         context: RStr<'_>,
         data: RSlice<'_, u8>,
     ) -> AbiResult<RVec<u8>>;
+
+    // Added in 0.1.13 (after the last prefix field: a filter of an older
+    // plugin answers with this default).
+    /// Whether an error that `decode` returns means the bytes it was given
+    /// are damaged (they do not decompress, or fail authentication), as
+    /// opposed to the filter being unable to work now (a key it cannot
+    /// reach, a bug). See [`DataFilter::decode_errors_are_damage`](crate::DataFilter::decode_errors_are_damage).
+    fn decode_errors_are_damage(&self) -> bool {
+        false
+    }
 }
 
 /// Owned filter.

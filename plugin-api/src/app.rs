@@ -26,6 +26,22 @@ pub trait DataFilter: Send + Sync + 'static {
 
     /// Undo `encode`.
     fn decode(&self, ctx: &Context<'_>, context: &str, data: &[u8]) -> Result<Vec<u8>>;
+
+    /// Whether an error from [`decode`](Self::decode) means that the bytes
+    /// it was given are damaged: they do not decompress, or fail
+    /// authentication, and would fail the same way on every try. Then the
+    /// host treats the object as damaged (a record is left out with a
+    /// warning, a file's chunk is a problem of that file). Otherwise (the
+    /// default) an error from `decode` stops the run, as a panic does: the
+    /// filter cannot work now (a key it cannot reach, a setting missing,
+    /// a bug), and taking every object it could not read for damaged
+    /// would drop a client's history, or lead the user to remove records
+    /// that are sound. Answer `true` only if every error `decode` returns
+    /// is about the data. (Since 0.1.13; a filter of an older plugin
+    /// counts as answering `false`.)
+    fn decode_errors_are_damage(&self) -> bool {
+        false
+    }
 }
 
 /// What a plugin registers itself with: subcommands, settings, hooks and
@@ -207,5 +223,9 @@ impl<F: DataFilter> abi::Filter for FilterImpl<F> {
                 .decode(&Context::new(host), context.as_str(), data.as_slice())?;
             Ok(RVec::from(out))
         })
+    }
+
+    fn decode_errors_are_damage(&self) -> bool {
+        self.0.decode_errors_are_damage()
     }
 }

@@ -131,6 +131,7 @@ fn a_filter_error_on_read_is_reported() {
         .no_rust_panic();
     assert_eq!(
         run.stderr,
-        "ERROR: test/2: reversed data may not start with '!'\n"
+        "ERROR: plugin 'beta' failed in filter 'reverse' reading test/2: \
+         test/2: reversed data may not start with '!'\n"
     );
 }

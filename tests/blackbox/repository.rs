@@ -534,3 +534,76 @@ fn a_signal_stops_a_run_that_is_opening_the_repository() {
         "{out:?}"
     );
 }
+
+/// The files of `dir` at any depth, each with its content, but the locks
+/// (a run that fails still takes and drops its lock).
+fn contents_but_locks(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<(PathBuf, Vec<u8>)> = all_files(dir)
+        .into_iter()
+        .filter(|p| !p.starts_with(dir.join("locks")))
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A data filter that fails to read (an error it does not say is about
+/// the data, or a panic) stops the run, naming the plugin and the object:
+/// nothing is taken for damaged. (Every record was: a backup started the
+/// client's history afresh, rewrote its client record and exited 0, and
+/// the listings told the user to `forget` generations that were sound.)
+/// A filter that says its errors are about the data gets them treated as
+/// damage, as the bundled ones do.
+#[test]
+fn a_data_filter_that_cannot_read_stops_the_run_and_damages_nothing() {
+    let w = World::new(&["xorfilter"]);
+    let data = w.env.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), b"first").unwrap();
+    let root = data.to_str().unwrap();
+    w.run(&["backup", root]).ok();
+    std::fs::write(data.join("f"), b"second").unwrap();
+    w.run(&["backup", root]).ok();
+    let before = w.run(&["genids"]).ok().stdout;
+    assert_eq!(before.lines().count(), 2, "{before}");
+    let stored = contents_but_locks(&w.repo);
+
+    for how in ["fail", "panic"] {
+        for args in [
+            vec!["backup", root],
+            vec!["generations"],
+            vec!["forget", before.lines().next().unwrap()],
+            vec!["fsck"],
+        ] {
+            let mut cmd = w.cmd(&args);
+            cmd.env("OBNAM_TEST_XOR_DECODE", how);
+            let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+            let said = match how {
+                "fail" => "plugin 'xorfilter' failed in filter 'xor-test' reading ",
+                _ => "plugin 'xorfilter' panicked in filter 'xor-test' reading ",
+            };
+            assert!(run.stderr.contains(said), "{how} {args:?}: {run:#?}");
+            assert!(
+                !run.stderr.contains("damaged") && !run.stderr.contains("forget"),
+                "{how} {args:?}: {run:#?}"
+            );
+            assert!(
+                contents_but_locks(&w.repo) == stored,
+                "{how} {args:?} changed the repository"
+            );
+        }
+    }
+    // Once the filter works, every generation is there.
+    assert_eq!(w.run(&["genids"]).ok().stdout, before);
+
+    // A filter whose errors are about the data: the records it cannot
+    // read are damaged, left out with a warning.
+    let mut cmd = w.cmd(&["generations"]);
+    cmd.env("OBNAM_TEST_XOR_DECODE", "fail")
+        .env("OBNAM_TEST_XOR_ERRORS_ARE_DAMAGE", "1");
+    let run = obnam_test_support::run(&mut cmd).no_rust_panic();
+    assert!(run.stderr.contains("damaged record left out"), "{run:#?}");
+}

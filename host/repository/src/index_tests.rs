@@ -933,10 +933,10 @@ impl crate::object::ObjectFilter for SumAlwaysFails {
         context: &str,
         _: &[u8],
         _: &[String],
-    ) -> Result<crate::object::FilterOutput, String> {
-        Err(format!(
+    ) -> Result<crate::object::FilterOutput, crate::object::DecodeError> {
+        Err(crate::object::DecodeError::Damaged(format!(
             "object {context} cannot be summed: data corruption"
-        ))
+        )))
     }
     fn provides(&self, tag: &str) -> bool {
         tag == "sum"

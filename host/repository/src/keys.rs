@@ -200,6 +200,14 @@ fn write_new(
                 "the '{tag}' seal gave no key slot; the repository would be unreadable"
             )));
         }
+        // Checked before anything is written: a sealed repository whose
+        // creation gave no token key could never be opened again.
+        if answer.token_key.is_none() {
+            return Err(RepoError::Filter(format!(
+                "the '{tag}' seal gave no token key; the repository would be unreadable; \
+                 nothing was written"
+            )));
+        }
         config.seal = Some(seal.clone());
         config.version = FORMAT_VERSION;
     }

@@ -211,7 +211,12 @@ pub trait ObjectFilter: Send + Sync {
     ) -> Result<Option<FilterOutput>, String>;
 
     /// Undo the filters named by `tags` (at least one), last first.
-    fn decode(&self, context: &str, data: &[u8], tags: &[String]) -> Result<FilterOutput, String>;
+    fn decode(
+        &self,
+        context: &str,
+        data: &[u8],
+        tags: &[String],
+    ) -> Result<FilterOutput, DecodeError>;
 
     /// Whether a loaded filter has the tag `tag`.
     fn provides(&self, tag: &str) -> bool;
@@ -220,6 +225,27 @@ pub trait ObjectFilter: Send + Sync {
     /// filtered object is read or written: unlock a sealed repository, or
     /// choose a seal for a new one.
     fn unlock(&self, request: &UnlockRequest) -> Result<Unlocked, String>;
+}
+
+/// Why [`ObjectFilter::decode`] could not undo the filters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The stored bytes are damaged: a filter said so (they do not
+    /// decompress, or fail authentication). The object is damaged
+    /// ([`RepoError::Undecodable`]), as if its checksum failed.
+    Damaged(String),
+    /// The filter could not work (not loaded, a panic, an error it does
+    /// not say is about the data): the run's problem
+    /// ([`RepoError::Filter`]), not the object's.
+    Failed(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Damaged(message) | DecodeError::Failed(message) => f.write_str(message),
+        }
+    }
 }
 
 /// No filters at all: for tests of the engine alone.
@@ -239,10 +265,18 @@ impl ObjectFilter for NoFilters {
         Err(missing_filter_message("the repository", tag))
     }
 
-    fn decode(&self, context: &str, data: &[u8], tags: &[String]) -> Result<FilterOutput, String> {
+    fn decode(
+        &self,
+        context: &str,
+        data: &[u8],
+        tags: &[String],
+    ) -> Result<FilterOutput, DecodeError> {
         match tags.first() {
             None => Ok(data.to_vec().into()),
-            Some(tag) => Err(missing_filter_message(&format!("object {context}"), tag)),
+            Some(tag) => Err(DecodeError::Failed(missing_filter_message(
+                &format!("object {context}"),
+                tag,
+            ))),
         }
     }
 
@@ -378,10 +412,11 @@ pub fn open_borrowed<'s>(
 
 /// Undo the filters `tags` on an object's bytes. A tag that no loaded
 /// filter provides is the run's problem ([`RepoError::Filter`]: that
-/// plugin is needed), and is asked first; a loaded filter that fails on
-/// the bytes (they do not decompress, or fail authentication) says that
-/// the object is damaged ([`RepoError::Undecodable`]), so that a reader of
-/// many objects can tell the two apart.
+/// plugin is needed), and is asked first; a loaded filter that says the
+/// bytes are damaged (they do not decompress, or fail authentication)
+/// makes the object damaged ([`RepoError::Undecodable`]), and one that
+/// fails otherwise is the run's problem again ([`DecodeError`]), so that
+/// a reader of many objects can tell the two apart.
 fn decode(
     filter: &dyn ObjectFilter,
     context: &str,
@@ -394,12 +429,13 @@ fn decode(
             tag,
         )));
     }
-    filter
-        .decode(context, data, tags)
-        .map_err(|message| RepoError::Undecodable {
+    filter.decode(context, data, tags).map_err(|e| match e {
+        DecodeError::Damaged(message) => RepoError::Undecodable {
             object: context.to_string(),
             message,
-        })
+        },
+        DecodeError::Failed(message) => RepoError::Filter(message),
+    })
 }
 
 fn parse_header(stored: &[u8]) -> Result<(Vec<String>, usize), String> {
@@ -455,11 +491,11 @@ mod tests {
             context: &str,
             data: &[u8],
             tags: &[String],
-        ) -> Result<FilterOutput, String> {
+        ) -> Result<FilterOutput, DecodeError> {
             if tags == ["seal"] {
                 let mut data = data
                     .strip_suffix(context.as_bytes())
-                    .ok_or("wrong context")?
+                    .ok_or_else(|| DecodeError::Damaged("wrong context".into()))?
                     .to_vec();
                 data.reverse();
                 return Ok(data.into());

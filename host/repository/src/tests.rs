@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ids::{ObjectId, Token};
-use super::object::{Encoded, FilterOutput, NoFilters, ObjectFilter, UnlockRequest, Unlocked};
+use super::object::{
+    DecodeError, Encoded, FilterOutput, NoFilters, ObjectFilter, UnlockRequest, Unlocked,
+};
 use super::tree::{EntryKind, TreeEntry};
 use super::*;
 
@@ -1083,7 +1085,7 @@ impl ObjectFilter for FirstTrailerFails {
     fn encode_with(&self, t: &str, c: &str, d: &[u8]) -> Result<Option<FilterOutput>, String> {
         NoFilters.encode_with(t, c, d)
     }
-    fn decode(&self, c: &str, d: &[u8], t: &[String]) -> Result<FilterOutput, String> {
+    fn decode(&self, c: &str, d: &[u8], t: &[String]) -> Result<FilterOutput, DecodeError> {
         NoFilters.decode(c, d, t)
     }
     fn provides(&self, _: &str) -> bool {
@@ -1169,7 +1171,7 @@ impl ObjectFilter for Reverse {
     fn encode_with(&self, _: &str, _: &str, _: &[u8]) -> Result<Option<FilterOutput>, String> {
         Err("no seal here".into())
     }
-    fn decode(&self, _: &str, data: &[u8], tags: &[String]) -> Result<FilterOutput, String> {
+    fn decode(&self, _: &str, data: &[u8], tags: &[String]) -> Result<FilterOutput, DecodeError> {
         assert_eq!(tags, ["reverse"]);
         let mut data = data.to_vec();
         data.reverse();
@@ -1211,11 +1213,16 @@ impl ObjectFilter for XorSeal {
         out.extend_from_slice(context.as_bytes());
         Ok(Some(out.into()))
     }
-    fn decode(&self, context: &str, data: &[u8], tags: &[String]) -> Result<FilterOutput, String> {
+    fn decode(
+        &self,
+        context: &str,
+        data: &[u8],
+        tags: &[String],
+    ) -> Result<FilterOutput, DecodeError> {
         assert_eq!(tags, ["xor"]);
         let body = data
             .strip_suffix(context.as_bytes())
-            .ok_or_else(|| format!("{context} fails authentication"))?;
+            .ok_or_else(|| DecodeError::Damaged(format!("{context} fails authentication")))?;
         Ok(body
             .iter()
             .map(|b| b ^ self.key)
@@ -1466,4 +1473,61 @@ fn taking_a_lock_reads_only_the_locks_its_name_may_conflict_with() {
     let e = repo.lock_client("one", Duration::ZERO).unwrap_err();
     assert!(e.to_string().contains("locked by"), "{e}");
     assert!(!repo.holds_lock("one"));
+}
+
+/// A seal that gives a key slot but no token key when creating.
+struct SealWithoutTokenKey(XorSeal);
+
+impl ObjectFilter for SealWithoutTokenKey {
+    fn encode<'d>(
+        &self,
+        c: &str,
+        d: &'d [u8],
+        skip: Option<&str>,
+    ) -> Result<(Encoded<'d>, Vec<String>), String> {
+        self.0.encode(c, d, skip)
+    }
+    fn encode_with(&self, t: &str, c: &str, d: &[u8]) -> Result<Option<FilterOutput>, String> {
+        self.0.encode_with(t, c, d)
+    }
+    fn decode(&self, c: &str, d: &[u8], t: &[String]) -> Result<FilterOutput, DecodeError> {
+        self.0.decode(c, d, t)
+    }
+    fn provides(&self, tag: &str) -> bool {
+        self.0.provides(tag)
+    }
+    fn unlock(&self, request: &UnlockRequest) -> Result<Unlocked, String> {
+        let mut answer = self.0.unlock(request)?;
+        answer.token_key = None;
+        Ok(answer)
+    }
+}
+
+/// A seal chosen without a token key is refused before anything is
+/// written: the repository it made could never be opened (its config and
+/// key slots were written, and every later run was refused).
+#[test]
+fn a_seal_without_a_token_key_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("repo");
+    let url = url.to_str().unwrap();
+    let create = OpenOptions {
+        create: true,
+        ..OpenOptions::default()
+    };
+    let err = Repository::open(
+        url,
+        &create,
+        Arc::new(SealWithoutTokenKey(XorSeal { key: 7 })),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("gave no token key"), "{err}");
+    let path = dir.path().join("repo");
+    assert!(!path.join("config").exists());
+    assert!(
+        !path.join("keys").exists() || std::fs::read_dir(path.join("keys")).unwrap().count() == 0
+    );
+    // The folder is free for a repository that works.
+    Repository::open(url, &create, Arc::new(XorSeal { key: 7 })).unwrap();
 }

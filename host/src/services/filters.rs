@@ -6,9 +6,9 @@
 use std::sync::{Arc, Weak};
 
 use obnam_repository::object::{
-    Encoded, FilterBuffer, FilterOutput, ObjectFilter, UnlockRequest, Unlocked,
+    DecodeError, Encoded, FilterBuffer, FilterOutput, ObjectFilter, UnlockRequest, Unlocked,
 };
-use plugin_api::abi::{layout_of, Filtered, HookKind, HostServices, PayloadPtr};
+use plugin_api::abi::{layout_of, FailureKind, Filtered, HookKind, HostServices, PayloadPtr};
 use plugin_api::payloads::REPOSITORY_OPEN;
 use plugin_api::types::{RSlice, RStr, RString, RVec};
 use plugin_api::Error;
@@ -164,44 +164,59 @@ impl Host {
             return Ok(data);
         }
         self.run_filter_read_borrowed(hook, context, &data, tags)
+            .map_err(Error::msg)
     }
 
     /// [`run_filter_read`](Self::run_filter_read) on borrowed data, with
     /// at least one filter to undo: the first reads the data where it is.
+    /// A failure says whether it is damage to the data: an error of a
+    /// filter whose errors are about the data
+    /// ([`plugin_api::DataFilter::decode_errors_are_damage`]); never a
+    /// panic, nor a filter that is not loaded.
     pub fn run_filter_read_borrowed(
         &self,
         hook: &str,
         context: &str,
         data: &[u8],
         tags: &[String],
-    ) -> Result<RVec<u8>, Error> {
-        let def = self.filter_hook(hook)?;
+    ) -> Result<RVec<u8>, DecodeError> {
+        let def = self
+            .filter_hook(hook)
+            .map_err(|e| DecodeError::Failed(e.to_string()))?;
         let mut bytes: Option<RVec<u8>> = None;
         for tag in tags.iter().rev() {
             let f = def.filters.iter().find(|f| &f.tag == tag).ok_or_else(|| {
-                Error::msg(format!(
+                DecodeError::Failed(format!(
                     "object {context} needs the '{tag}' filter; no loaded plugin provides it"
                 ))
             })?;
             let input = bytes.as_ref().map_or(data, |b| b.as_slice());
-            bytes = Some(
-                f.filter
-                    .decode(
-                        self.as_abi(),
-                        RStr::from_str(context),
-                        RSlice::from_slice(input),
-                    )
-                    .into_result()
-                    .map_err(|e| {
-                        Error::msg(describe_failure(
-                            e,
-                            &f.plugin,
-                            &format!("filter '{}' reading {context}", f.tag),
-                        ))
-                    })?,
-            );
+            let decoded = f
+                .filter
+                .decode(
+                    self.as_abi(),
+                    RStr::from_str(context),
+                    RSlice::from_slice(input),
+                )
+                .into_result();
+            bytes = Some(decoded.map_err(|e| {
+                let place = format!("filter '{}' reading {context}", f.tag);
+                if e.kind == FailureKind::Error && f.filter.decode_errors_are_damage() {
+                    DecodeError::Damaged(describe_failure(e, &f.plugin, &place))
+                } else if e.kind == FailureKind::Error {
+                    // Not said to be about the data: the filter cannot
+                    // work now, and the run stops rather than take the
+                    // object for damaged.
+                    DecodeError::Failed(format!(
+                        "plugin '{}' failed in {place}: {}",
+                        f.plugin, e.message
+                    ))
+                } else {
+                    DecodeError::Failed(describe_failure(e, &f.plugin, &place))
+                }
+            })?);
         }
-        bytes.ok_or_else(|| Error::msg(format!("object {context}: no filter to undo")))
+        bytes.ok_or_else(|| DecodeError::Failed(format!("object {context}: no filter to undo")))
     }
 }
 
@@ -273,11 +288,16 @@ impl ObjectFilter for HookFilter {
             .map_err(|e| e.to_string())
     }
 
-    fn decode(&self, context: &str, data: &[u8], tags: &[String]) -> Result<FilterOutput, String> {
-        self.host()?
+    fn decode(
+        &self,
+        context: &str,
+        data: &[u8],
+        tags: &[String],
+    ) -> Result<FilterOutput, DecodeError> {
+        self.host()
+            .map_err(DecodeError::Failed)?
             .run_filter_read_borrowed(DATA_FILTER_HOOK, context, data, tags)
             .map(|out| FilterOutput::new(PluginBytes(out)))
-            .map_err(|e| e.to_string())
     }
 
     fn provides(&self, tag: &str) -> bool {

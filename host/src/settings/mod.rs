@@ -40,6 +40,16 @@ pub const META_OPTIONS: &[&str] = &[
     "version",
 ];
 
+/// Environment variables obnam reads itself, not as a setting's: a
+/// setting whose variable would be one of these is refused. Those of the
+/// passphrases hold secrets, which a setting's errors and `--dump-config`
+/// would show.
+pub const RESERVED_ENV: &[&str] = &[
+    "OBNAM_PASSPHRASE",
+    "OBNAM_NEW_PASSPHRASE",
+    "OBNAM_PLUGIN_DIR",
+];
+
 impl SettingError {
     /// What was wrong, without the setting's name.
     pub fn reason(&self) -> &str {
@@ -534,8 +544,17 @@ pub struct SettingsRegistry {
 impl SettingsRegistry {
     /// Add a definition; refuses a name already taken (by a setting, an
     /// alias, the `no-` form of a boolean, or one of obnam's own options),
-    /// saying by whom.
+    /// saying by whom, and a name whose environment variable obnam reads
+    /// itself ([`RESERVED_ENV`]).
     pub fn add(&mut self, def: SettingDef) -> Result<(), String> {
+        let var = def.env_var();
+        if RESERVED_ENV.contains(&var.as_str()) {
+            return Err(format!(
+                "setting '{}' of plugin '{}' would use the environment variable {var}, which \
+                 obnam reads itself; ignored",
+                def.name, def.owner
+            ));
+        }
         for long in def.long_names() {
             if META_OPTIONS.contains(&long.as_str()) {
                 return Err(format!(
@@ -792,6 +811,22 @@ mod tests {
             let v = def.parse(text).unwrap();
             assert_eq!(def.parse(&def.format(&v)).unwrap(), v);
         }
+    }
+
+    /// A setting whose variable is one obnam reads itself (a passphrase)
+    /// is refused: its errors and `--dump-config` would show the secret.
+    #[test]
+    fn settings_of_reserved_variables_are_refused() {
+        let mut registry = SettingsRegistry::default();
+        for name in ["passphrase", "new-passphrase"] {
+            let def =
+                SettingDef::from_spec(&spec(name, SettingKind::Integer, None, &[]), "p").unwrap();
+            let e = registry.add(def).unwrap_err();
+            assert!(e.contains("which obnam reads itself"), "{e}");
+        }
+        let def = SettingDef::from_spec(&spec("passphrases", SettingKind::String, None, &[]), "p")
+            .unwrap();
+        registry.add(def).unwrap();
     }
 
     #[test]

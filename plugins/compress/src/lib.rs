@@ -86,6 +86,12 @@ impl DataFilter for CodecFilter {
     fn decode(&self, _: &Context<'_>, context: &str, data: &[u8]) -> Result<Vec<u8>> {
         codec::decompress(self.codec, context, data).map_err(Error::msg)
     }
+
+    /// Every error of `decode` is about the bytes: they do not
+    /// decompress, or would decompress to more than an object may hold.
+    fn decode_errors_are_damage(&self) -> bool {
+        true
+    }
 }
 
 impl Plugin for Compress {

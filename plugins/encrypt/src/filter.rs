@@ -50,4 +50,10 @@ impl DataFilter for Encryption {
             ))),
         }
     }
+
+    /// Every error of `decode` is about the bytes: they fail
+    /// authentication, or are encrypted where nothing is.
+    fn decode_errors_are_damage(&self) -> bool {
+        true
+    }
 }

@@ -2,6 +2,11 @@
 //! byte, under the tag `xor-test`, so that the tests can show every object
 //! passing through the `repository-data` filter hook, and what happens when
 //! the filter is missing.
+//!
+//! With `OBNAM_TEST_XOR_DECODE=fail` its `decode` returns an error (as a
+//! filter that cannot reach its key would), with `=panic` it panics; with
+//! `OBNAM_TEST_XOR_ERRORS_ARE_DAMAGE=1` it says its errors are about the
+//! data (`DataFilter::decode_errors_are_damage`).
 
 #![forbid(unsafe_code)]
 
@@ -17,8 +22,16 @@ impl DataFilter for Xor {
         Ok(Some(data.iter().map(|b| b ^ 0x5a).collect()))
     }
 
-    fn decode(&self, _: &Context<'_>, _: &str, data: &[u8]) -> Result<Vec<u8>> {
-        Ok(data.iter().map(|b| b ^ 0x5a).collect())
+    fn decode(&self, _: &Context<'_>, context: &str, data: &[u8]) -> Result<Vec<u8>> {
+        match std::env::var("OBNAM_TEST_XOR_DECODE").as_deref() {
+            Ok("fail") => plugin_api::bail!("xor-test cannot reach its key to read {context}"),
+            Ok("panic") => panic!("xor-test panics reading {context}"),
+            _ => Ok(data.iter().map(|b| b ^ 0x5a).collect()),
+        }
+    }
+
+    fn decode_errors_are_damage(&self) -> bool {
+        std::env::var_os("OBNAM_TEST_XOR_ERRORS_ARE_DAMAGE").is_some()
     }
 }
 
