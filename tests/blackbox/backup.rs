@@ -83,7 +83,40 @@ fn backup_without_repository_roots_or_existing_root_fails_clearly() {
         run.stderr,
         "ERROR: Backup root does not exist or is not a directory: /no/such/root\n"
     );
+    // A root that cannot be looked at for another reason says why.
+    let file = w.file("plain", b"x");
+    let below = file.join("below");
+    let run = w
+        .obnam(&["backup", below.to_str().unwrap()])
+        .fails()
+        .no_rust_panic();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: backup root {}: Not a directory (os error 20)\n",
+            below.display()
+        )
+    );
+    // A URL is named as given, not taken for a folder below this one.
+    let run = w
+        .obnam(&["backup", "sftp://localhost/tmp"])
+        .fails()
+        .no_rust_panic();
+    assert!(
+        run.stderr.starts_with(
+            "ERROR: backup root sftp://localhost/tmp: obnam backs up local files only"
+        ),
+        "{run:#?}"
+    );
     assert!(!w.repo.exists(), "nothing written for a refused backup");
+    // A file:// URL is its path.
+    let url = format!("file://{}", w.data.display());
+    w.obnam(&["backup", &url]).ok();
+    let listed = w.obnam(&["ls"]).ok().stdout;
+    assert!(
+        listed.contains(&format!("{}/plain", w.data.display())),
+        "{listed}"
+    );
 }
 
 #[test]

@@ -231,6 +231,21 @@ fn restore_refuses_a_folder_that_is_not_empty() {
     fs::create_dir_all(&empty).unwrap();
     world.restore(&empty, &[]).ok();
     assert_eq!(fs::read(restored(&empty, &data.join("f"))).unwrap(), b"x");
+
+    // A link that leads nowhere is named as such (it said only "File
+    // exists"), and nothing is made where it points.
+    let dangling = world.path().join("dangling");
+    let nowhere = world.path().join("nowhere");
+    std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+    let run = world.restore(&dangling, &[]).fails();
+    assert!(
+        run.stderr.contains(&format!(
+            "is a symbolic link to {}, which does not exist",
+            nowhere.display()
+        )),
+        "{run:#?}"
+    );
+    assert!(!nowhere.exists());
 }
 
 #[test]

@@ -54,11 +54,16 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         plugin_api::bail!("No backup roots specified");
     }
     for root in &settings.roots {
-        if walk::lstat(root).is_err() {
-            plugin_api::bail!(
+        match walk::lstat(root) {
+            Ok(_) => {}
+            // Obnam's wording, for a root that is not there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => plugin_api::bail!(
                 "Backup root does not exist or is not a directory: {}",
                 escape_path(root)
-            );
+            ),
+            // Anything else (no permission to look, a folder on the way
+            // that is a file) is said as it is.
+            Err(e) => plugin_api::bail!("backup root {}: {e}", escape_path(root)),
         }
     }
     let roots_json: serde_json::Value = settings

@@ -121,6 +121,10 @@ impl BackupSettings {
         if given.iter().any(|r| r.as_os_str().is_empty()) {
             plugin_api::bail!("backup: a folder or file to back up must not be an empty name");
         }
+        let given = given
+            .into_iter()
+            .map(local_root)
+            .collect::<Result<Vec<PathBuf>>>()?;
         let cwd = std::env::current_dir()?;
         let mut roots: Vec<PathBuf> = given.iter().map(|r| absolute(&cwd, r)).collect();
         roots.sort();
@@ -233,6 +237,33 @@ fn regex_list(ctx: &Context<'_>, setting: &str) -> Result<Vec<Regex>> {
     Ok(list)
 }
 
+/// A root as a path: a `file://` URL (which Obnam 1.x took) is its path;
+/// any other URL is refused, naming it as given (it read as a folder
+/// `sftp:` below the current one). Live data is read from local files
+/// only.
+fn local_root(root: PathBuf) -> Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = root.as_os_str().as_bytes();
+    if let Some(path) = bytes.strip_prefix(b"file://") {
+        return Ok(PathBuf::from(std::ffi::OsStr::from_bytes(path)));
+    }
+    let scheme = bytes.iter().position(|b| *b == b':').map(|at| &bytes[..at]);
+    let is_url = scheme.is_some_and(|s| {
+        s.first().is_some_and(u8::is_ascii_alphabetic)
+            && s.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(b))
+            && bytes[s.len()..].starts_with(b"://")
+    });
+    if is_url {
+        plugin_api::bail!(
+            "backup root {}: obnam backs up local files only, not a URL (a file:// URL is \
+             taken as its path); to back up another machine's files, run obnam there",
+            escape_path(&root)
+        );
+    }
+    Ok(root)
+}
+
 /// An absolute, lexically normalised path (symlinks are not resolved: a
 /// root that is a symlink is backed up as a symlink).
 pub fn absolute(cwd: &Path, path: &Path) -> PathBuf {
@@ -285,6 +316,27 @@ mod tests {
         );
         assert_eq!(absolute(cwd, Path::new("/")), PathBuf::from("/"));
         assert_eq!(absolute(cwd, Path::new("/../..")), PathBuf::from("/"));
+    }
+
+    #[test]
+    fn roots_are_local_paths_or_file_urls() {
+        assert_eq!(
+            local_root(PathBuf::from("file:///srv/data")).unwrap(),
+            PathBuf::from("/srv/data")
+        );
+        for path in ["data", "/a:b", "sftp:x", "./sftp://x", "9p://x"] {
+            assert_eq!(
+                local_root(PathBuf::from(path)).unwrap(),
+                PathBuf::from(path)
+            );
+        }
+        for url in ["sftp://host/tmp", "s3://bucket/x", "https://h/"] {
+            let e = local_root(PathBuf::from(url)).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("backup root {url}: ")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -306,6 +306,12 @@ fn prepare_target(path: &Path) -> Result<OwnedFd> {
         }
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Ok(target) = fs::read_link(path) {
+                plugin_api::bail!(
+                    "cannot restore into {shown}: it is a symbolic link to {}, which does not exist",
+                    names::escape_path(&target)
+                );
+            }
             fs::create_dir_all(path)
                 .map_err(|e| Error::msg(format!("cannot create folder {shown}: {e}")))?;
         }
@@ -324,6 +330,18 @@ fn prepare_target(path: &Path) -> Result<OwnedFd> {
             "cannot restore into {shown}: the folder is not empty (restore only into an empty or new folder)"
         );
     }
+    // Said once, of the folder, rather than as a failure to make the
+    // first folder of the generation in it.
+    rustix::fs::access(
+        path,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    )
+    .map_err(|e| {
+        Error::msg(format!(
+            "cannot restore into {shown}: {}",
+            io::Error::from(e)
+        ))
+    })?;
     Ok(fd)
 }
 

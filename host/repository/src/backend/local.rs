@@ -271,7 +271,10 @@ pub fn open(root: &Path, url: &str) -> Result<(Box<dyn Backend>, Operator), Stor
         let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
         while let Some(c) = cause {
             if let Some(io) = c.downcast_ref::<std::io::Error>() {
-                return setup(format!("cannot make the folder {}: {io}", shown(root)));
+                // A folder that is there but cannot be entered (no
+                // permission) is not one obnam tried to make.
+                let what = if made_root { "make" } else { "use" };
+                return setup(format!("cannot {what} the folder {}: {io}", shown(root)));
             }
             cause = c.source();
         }
