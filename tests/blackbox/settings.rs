@@ -309,6 +309,32 @@ fn unknown_key_in_a_config_file_names_the_file_and_key() {
     assert_eq!(run.stdout, "");
 }
 
+/// An Obnam 1.x configuration with its logging settings still works:
+/// those are ignored with a warning naming the file and line (they
+/// stopped every run). Any other unknown key stays an error.
+#[test]
+fn obnam1_logging_settings_in_a_config_file_are_ignored_with_a_warning() {
+    let w = World::new();
+    let cfg = w.env.write(
+        "old.conf",
+        "[config]\nalpha-int = 3\nlog-max = 10mb\nlog-keep = 5\ntrace = obnamlib\n",
+    );
+    let run = w
+        .show(&["--config", cfg.to_str().unwrap(), "alpha-show"], &[])
+        .ok();
+    assert!(run.stdout.contains("alpha-int=3"), "{run:#?}");
+    for (line, key) in [(3, "log-max"), (4, "log-keep"), (5, "trace")] {
+        assert!(
+            run.stderr.contains(&format!(
+                "WARNING: config file {}: line {line}: '{key}' is a setting of Obnam 1.x that \
+                 this obnam does not have; ignored",
+                cfg.display()
+            )),
+            "{run:#?}"
+        );
+    }
+}
+
 #[test]
 fn unknown_section_and_bad_values_in_config_files_are_errors() {
     let w = World::new();

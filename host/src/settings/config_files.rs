@@ -258,6 +258,20 @@ pub fn parse_text(text: &str) -> Result<Vec<Entry>, SyntaxError> {
     Ok(entries)
 }
 
+/// Settings of Obnam 1.x (its logging and memory profiling) that this
+/// obnam does not have and whose absence changes nothing backed up: in a
+/// config file they are ignored with a warning, so that an old
+/// configuration does not stop every run. Any other unknown key is an
+/// error.
+pub const OBNAM1_IGNORED: &[&str] = &[
+    "log-max",
+    "log-keep",
+    "log-mode",
+    "trace",
+    "dump-memory-profile",
+    "memory-dump-interval",
+];
+
 /// Apply one config file to `values`.
 pub fn apply_file(
     path: &Path,
@@ -276,6 +290,16 @@ pub fn apply_file(
         error: e,
     })?;
     for entry in entries {
+        if registry.get(&entry.key).is_none() && OBNAM1_IGNORED.contains(&entry.key.as_str()) {
+            tracing::warn!(
+                "config file {}: line {}: '{}' is a setting of Obnam 1.x that this obnam does \
+                 not have; ignored",
+                escape_path(path),
+                entry.line,
+                entry.key
+            );
+            continue;
+        }
         let def = registry
             .get(&entry.key)
             .ok_or_else(|| ConfigError::UnknownKey {
