@@ -367,3 +367,28 @@ fn the_summary_says_what_failed_and_was_kept_from_the_previous_generation() {
     assert_eq!(summary["kept"], 1, "{summary:#}");
     assert_eq!(summary["errors"], 1, "{summary:#}");
 }
+
+/// A file that fails while it is read is counted in neither `files` nor
+/// `bytes_found` (what the summary and `backup-finished` say was backed
+/// up), only in `errors`: `bytes_found` counted it while `files` did not.
+#[test]
+fn a_file_that_fails_while_read_counts_as_an_error_only() {
+    let w = BackupWorld::new("counts");
+    w.file("good", b"0123456789");
+    w.file("turns", &[7u8; 5000]);
+    let run = obnam_swapping(
+        &w,
+        "turns:fifo",
+        &[
+            "backup",
+            w.data.to_str().unwrap(),
+            "--output-format",
+            "json",
+        ],
+    );
+    assert_eq!(run.code, 1, "{run:#?}");
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["errors"], 1, "{summary:#}");
+    assert_eq!(summary["files"], 1, "{summary:#}");
+    assert_eq!(summary["bytes_found"], 10, "{summary:#}");
+}

@@ -355,6 +355,31 @@ fn plugins_in_private_folders_load_also_through_symlinks() {
         .ok();
     assert!(run.stdout.contains("alpha-int=7\n"), "{}", run.stdout);
     assert_eq!(run.stderr, "");
+
+    // A link whose plugin was moved away, and a loop, are said; a folder
+    // is skipped.
+    let gone = store.join("moved-away.so");
+    symlink(&gone, dir.join("libgone.so")).unwrap();
+    symlink("loop.so", dir.join("loop.so")).unwrap();
+    fs::create_dir(dir.join("subfolder")).unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert_eq!(listed(&run.stdout), ["alpha", "beta"], "{}", run.stdout);
+    assert!(
+        run.stderr.contains(&format!(
+            "WARNING: ignoring {}: it is a symbolic link to {}, which does not exist",
+            dir.join("libgone.so").display(),
+            gone.display()
+        )),
+        "{run:#?}"
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "WARNING: ignoring {}: Too many levels of symbolic links",
+            dir.join("loop.so").display()
+        )),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("subfolder"), "{run:#?}");
 }
 
 /// A setting or subcommand nothing loaded resembles may be a plugin's

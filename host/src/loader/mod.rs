@@ -124,7 +124,25 @@ fn candidates(dir: &PluginDir) -> Vec<PathBuf> {
             }
         })
         .map(|e| e.path())
-        .filter(|p| p.is_file())
+        .filter(|p| match std::fs::metadata(p) {
+            Ok(meta) => meta.is_file(),
+            // A symbolic link that leads nowhere (its plugin moved or
+            // removed, or a loop) is said, not skipped in silence: the
+            // only sign would be a command or setting that is unknown.
+            Err(e) => {
+                if !dir.bundled {
+                    let why = match std::fs::read_link(p) {
+                        Ok(target) if e.kind() == std::io::ErrorKind::NotFound => format!(
+                            "it is a symbolic link to {}, which does not exist",
+                            escape_path(&target)
+                        ),
+                        _ => e.to_string(),
+                    };
+                    warn!("ignoring {}: {why}", escape_path(p));
+                }
+                false
+            }
+        })
         .collect();
     files.sort();
     files

@@ -539,8 +539,12 @@ impl Shared<'_> {
             }
             Err(ContentError::File(reason)) => {
                 report(self.stats, &job.path, &reason);
-                // Counted when found; not backed up after all.
+                // Counted when found; not backed up after all (the
+                // errors count it).
                 self.stats.files.fetch_sub(1, Ordering::Relaxed);
+                self.stats
+                    .bytes_found
+                    .fetch_sub(job.entry.size, Ordering::Relaxed);
                 // Keep the version of the previous backup, if there is one:
                 // a file that failed now is not lost from the new generation.
                 match &job.previous {
