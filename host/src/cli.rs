@@ -31,9 +31,24 @@ pub struct Prescan {
 
 /// Scan the arguments for the options that decide which plugins load.
 /// clap parses them again later, with the rest, so that they are checked
-/// and listed in `--help`.
+/// and listed in `--help`; and [`Invocation::plugins_as_prescanned`]
+/// checks that it read them as this scan did. (This scan does not know
+/// which plugin options take a value, so it takes `--alpha-name
+/// --plugin-dir=X` for a plugin folder, where clap, knowing the plugin,
+/// takes it for the value of `--alpha-name`.)
 pub fn prescan(args: &[OsString]) -> Prescan {
-    let mut pre = Prescan::default();
+    // `quiet` from the environment counts; one on the command line wins.
+    // (From a config file it counts only once the plugins, which say
+    // what a config file may hold, are loaded.)
+    let mut pre = Prescan {
+        quiet: std::env::var("OBNAM_QUIET").is_ok_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "yes" | "true" | "on" | "1"
+            )
+        }),
+        ..Prescan::default()
+    };
     let mut iter = args.iter().skip(1);
     while let Some(arg) = iter.next() {
         let Some(text) = arg.to_str() else { continue };
@@ -45,7 +60,9 @@ pub fn prescan(args: &[OsString]) -> Prescan {
                 }
             }
             "--no-bundled-plugins" => pre.no_bundled_plugins = true,
+            // The last of the two wins, as clap will have it.
             "--quiet" => pre.quiet = true,
+            "--no-quiet" => pre.quiet = false,
             _ => {
                 if let Some(dir) = text.strip_prefix("--plugin-dir=") {
                     pre.plugin_dirs.push(PathBuf::from(dir));
@@ -66,6 +83,31 @@ pub struct Invocation {
     pub list_config_files: bool,
     /// Settings given on the command line, in no particular order.
     pub values: Vec<(String, Value)>,
+    /// `--plugin-dir` and `--no-bundled-plugins` as clap read them.
+    pub plugin_dirs: Vec<PathBuf>,
+    pub no_bundled_plugins: bool,
+}
+
+impl Invocation {
+    /// Whether clap read the options that chose the plugins as
+    /// [`prescan`] did; if not, what to say.
+    pub fn plugins_as_prescanned(&self, pre: &Prescan) -> Result<(), String> {
+        let mut ours = self.plugin_dirs.clone();
+        let mut theirs = pre.plugin_dirs.clone();
+        ours.sort();
+        ours.dedup();
+        theirs.sort();
+        theirs.dedup();
+        if ours == theirs && self.no_bundled_plugins == pre.no_bundled_plugins {
+            return Ok(());
+        }
+        Err(
+            "--plugin-dir or --no-bundled-plugins is given as the value of another option, \
+             but was taken for itself to choose the plugins: give such a value as \
+             --OPTION=VALUE, or name the plugin folder apart"
+                .to_string(),
+        )
+    }
 }
 
 /// Where `--help` lists the settings that belong to some subcommands only.
@@ -337,6 +379,11 @@ pub fn parse(
         .get_many::<PathBuf>("config")
         .map(|v| v.cloned().collect())
         .unwrap_or_default();
+    inv.plugin_dirs = innermost
+        .get_many::<PathBuf>("plugin-dir")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
+    inv.no_bundled_plugins = scopes.iter().any(|m| m.get_flag("no-bundled-plugins"));
     for def in registry.settings.iter() {
         if let Some(value) = setting_value(def, innermost).map_err(ParseStop::Error)? {
             inv.values.push((def.name.clone(), value));
@@ -447,6 +494,46 @@ mod tests {
             vec![PathBuf::from("/a"), PathBuf::from("/b")]
         );
         assert!(pre.no_bundled_plugins);
+    }
+
+    #[test]
+    fn the_last_of_quiet_and_no_quiet_wins() {
+        let scan = |args: &[&str]| {
+            let args: Vec<OsString> = std::iter::once("obnam")
+                .chain(args.iter().copied())
+                .map(OsString::from)
+                .collect();
+            prescan(&args).quiet
+        };
+        assert!(scan(&["--quiet"]));
+        assert!(!scan(&["--quiet", "--no-quiet"]));
+        assert!(scan(&["--no-quiet", "--quiet"]));
+    }
+
+    /// A plugin option's value that reads as a plugin option (which the
+    /// scan took for one) is caught once clap has read the line.
+    #[test]
+    fn plugin_options_read_otherwise_than_scanned_are_refused() {
+        let pre = Prescan {
+            plugin_dirs: vec![PathBuf::from("/a"), PathBuf::from("/x")],
+            no_bundled_plugins: false,
+            quiet: false,
+        };
+        let read = |dirs: &[&str], no_bundled: bool| Invocation {
+            plugin_dirs: dirs.iter().map(PathBuf::from).collect(),
+            no_bundled_plugins: no_bundled,
+            ..Invocation::default()
+        };
+        assert!(read(&["/x", "/a", "/a"], false)
+            .plugins_as_prescanned(&pre)
+            .is_ok());
+        let err = read(&["/a"], false)
+            .plugins_as_prescanned(&pre)
+            .unwrap_err();
+        assert!(err.contains("--OPTION=VALUE"), "{err}");
+        assert!(read(&["/a", "/x"], true)
+            .plugins_as_prescanned(&pre)
+            .is_err());
     }
 
     #[test]

@@ -134,6 +134,10 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
             return Ok(EXIT_USAGE);
         }
     };
+    if let Err(message) = inv.plugins_as_prescanned(&pre) {
+        eprintln!("ERROR: {message}");
+        return Ok(EXIT_USAGE);
+    }
 
     let files = config_file_list(&inv);
     // Before the settings are read: this is how one finds the file that
