@@ -607,3 +607,25 @@ fn a_data_filter_that_cannot_read_stops_the_run_and_damages_nothing() {
     let run = obnam_test_support::run(&mut cmd).no_rust_panic();
     assert!(run.stderr.contains("damaged record left out"), "{run:#?}");
 }
+
+/// A filter whose tag no stored object can hold (empty) is refused when
+/// its plugin registers it, with a warning, and the rest works (it was
+/// accepted, and every backup then failed at its first write).
+#[test]
+fn a_filter_with_an_empty_tag_is_refused_at_registration() {
+    let w = World::new(&["xorfilter"]);
+    let data = w.env.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), b"content").unwrap();
+    let mut cmd = w.cmd(&["backup", data.to_str().unwrap()]);
+    cmd.env("OBNAM_TEST_XOR_EMPTY_TAG", "1");
+    let run = obnam_test_support::run(&mut cmd).ok();
+    assert!(
+        run.stderr.contains(
+            "WARNING: plugin 'xorfilter' adds a filter to hook 'repository-data' with the tag \"\", \
+             which is not 1 to 255 bytes long; ignored"
+        ),
+        "{run:#?}"
+    );
+    w.run(&["fsck"]).ok();
+}

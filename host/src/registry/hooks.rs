@@ -180,6 +180,15 @@ impl HookRegistry {
                         "plugin '{plugin}' adds a filter to plain hook '{hook_name}'; ignored"
                     ));
                 }
+                // A stored object's header holds each tag as 1 to 255
+                // bytes: refused here, not at the first write.
+                if entry.tag.is_empty() || entry.tag.len() > 255 {
+                    return Err(format!(
+                        "plugin '{plugin}' adds a filter to hook '{hook_name}' with the tag \
+                         {:?}, which is not 1 to 255 bytes long; ignored",
+                        entry.tag
+                    ));
+                }
                 if let Some(old) = hook.filters.iter().find(|f| f.tag == entry.tag) {
                     return Err(format!(
                         "plugin '{plugin}' adds filter '{}' to hook '{hook_name}', \

@@ -991,7 +991,11 @@ impl<'a, 'c> Walker<'a, 'c> {
             if let Some(reason) = self.excluder.reason(&child, meta, root, root_stat, seen)? {
                 add(&self.stats.excluded, 1);
                 self.left_out(&meta);
-                self.say(&format!("excluded {} ({reason})", escape_path(&child)))?;
+                self.say(&format!(
+                    "excluded {} ({})",
+                    escape_path(&child),
+                    plugin_api::names::escape(reason.as_bytes())
+                ))?;
                 continue;
             }
             self.visit(&child, meta, prev, root, root_stat, &ticket)?;

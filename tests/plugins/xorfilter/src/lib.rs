@@ -6,7 +6,8 @@
 //! With `OBNAM_TEST_XOR_DECODE=fail` its `decode` returns an error (as a
 //! filter that cannot reach its key would), with `=panic` it panics; with
 //! `OBNAM_TEST_XOR_ERRORS_ARE_DAMAGE=1` it says its errors are about the
-//! data (`DataFilter::decode_errors_are_damage`).
+//! data (`DataFilter::decode_errors_are_damage`). With
+//! `OBNAM_TEST_XOR_EMPTY_TAG=1` it also adds a filter with an empty tag.
 
 #![forbid(unsafe_code)]
 
@@ -38,6 +39,10 @@ impl DataFilter for Xor {
 impl Plugin for XorPlugin {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_filter("repository-data", PRIORITY_DEFAULT, "xor-test", Xor);
+        if std::env::var_os("OBNAM_TEST_XOR_EMPTY_TAG").is_some() {
+            // A tag no stored object can hold: refused at registration.
+            app.add_filter("repository-data", PRIORITY_DEFAULT, "", Xor);
+        }
         Ok(())
     }
 }
