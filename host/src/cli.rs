@@ -245,6 +245,9 @@ fn setting_args(def: &SettingDef) -> Vec<Arg> {
     if def.kind == SettingKind::Choice {
         help.push_str(&format!(" (one of: {})", def.choices.join(", ")));
     }
+    if let Some(limits) = def.limits_text() {
+        help.push_str(&format!(" [values: {limits}]"));
+    }
     match &def.default {
         Value::Unset | Value::Bool(false) => {}
         Value::List(v) if v.is_empty() => {}

@@ -107,7 +107,7 @@ fn global() -> Vec<SettingDef> {
             "lock-timeout",
             SettingKind::Integer,
             "SECONDS",
-            "how long to wait for a lock held by another process (0: do not wait; at most a week)",
+            "how long to wait for a lock held by another process (0: do not wait; 604800 is a week)",
             GROUP_GLOBAL,
         )
         .default(Value::Int(60))

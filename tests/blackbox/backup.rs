@@ -960,3 +960,54 @@ fn a_root_below_a_symlink_is_refused_beside_the_link_and_recorded_under_the_real
     assert!(m.is_dir());
     assert_eq!(m.mode() & 0o7777, 0o750);
 }
+
+/// A root that is a symbolic link to a folder: written as `link/` or
+/// `link/.`, the folder it leads to is backed up, at its real path, and a
+/// warning says so; written as `link`, the link alone, and a warning says
+/// how to back up the folder. (`link/` backed up only the link, with
+/// exit 0 and "1 file", where a user of Obnam 1.x or the shell expects
+/// the folder.)
+#[test]
+fn a_root_written_as_a_folder_through_a_symlink_backs_up_the_folder() {
+    let w = world();
+    w.file("real/sub/f", b"content");
+    let link = w.data.join("link");
+    std::os::unix::fs::symlink("real", &link).unwrap();
+    let real = w.data.join("real");
+    let link_s = link.to_str().unwrap().to_string();
+    for written in [format!("{link_s}/"), format!("{link_s}/.")] {
+        let run = w.obnam(&["backup", &written]).ok();
+        assert!(
+            run.stderr.contains(&format!(
+                "WARNING: backup root {written} is a symbolic link to the folder {}: that folder \
+                 is backed up, at its own path",
+                real.display()
+            )),
+            "{run:#?}"
+        );
+        let listed = w.obnam(&["ls"]).ok().stdout;
+        assert!(
+            listed.contains(&format!("{}/sub/f", real.display())),
+            "{written}: {listed}"
+        );
+    }
+    let run = w.obnam(&["backup", &link_s]).ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "backup root {link_s} is a symbolic link to a folder: only the link is backed up; \
+             write {link_s}/ to back up the folder it leads to"
+        )),
+        "{run:#?}"
+    );
+    let listed = w.obnam(&["ls"]).ok().stdout;
+    assert!(!listed.contains("sub/f"), "{listed}");
+    // A link that leads nowhere, written as a folder, is named.
+    std::os::unix::fs::symlink("gone", w.data.join("dangling")).unwrap();
+    let dangling = format!("{}/", w.data.join("dangling").display());
+    let run = w.obnam(&["backup", &dangling]).fails().no_rust_panic();
+    assert!(
+        run.stderr
+            .contains(&format!("ERROR: backup root {dangling}: ")),
+        "{run:#?}"
+    );
+}

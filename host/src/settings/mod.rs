@@ -330,6 +330,28 @@ impl SettingDef {
         format!("{} to {}", self.show_number(least), self.show_number(most))
     }
 
+    /// What `--help` says of the values a range or a factor allows, if
+    /// any: `1 to 10`, `a multiple of 4KiB`.
+    pub fn limits_text(&self) -> Option<String> {
+        let range = self.range.map(|(least, most)| {
+            // A range up to the type's largest value is only a floor.
+            if most >= i128::from(i64::MAX) {
+                format!("{} or more", self.show_number(least))
+            } else {
+                self.range_text(least, most)
+            }
+        });
+        let multiple = self
+            .multiple
+            .map(|f| format!("a multiple of {}", self.show_number(f)));
+        match (range, multiple) {
+            (None, None) => None,
+            (Some(r), None) => Some(r),
+            (None, Some(m)) => Some(m),
+            (Some(r), Some(m)) => Some(format!("{r}, {m}")),
+        }
+    }
+
     /// The default of a setting that declares none.
     fn implicit_default(&self) -> Value {
         match self.kind {

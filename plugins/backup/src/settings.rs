@@ -68,7 +68,7 @@ pub fn register(app: &mut App<'_>) {
     app.add_setting(
         Setting::integer("backup-threads")
             .subcommands(&["backup"])
-            .help("how many files to read at once, at most 1024 (0: one per processor)")
+            .help("how many files to read at once (0: one per processor)")
             // Each is a thread, and the queue of work grows with them: a
             // huge count would fail to start, or abort on allocation.
             .range("0", "1024")
@@ -126,7 +126,10 @@ impl BackupSettings {
             .map(local_root)
             .collect::<Result<Vec<PathBuf>>>()?;
         let cwd = std::env::current_dir()?;
-        let mut roots: Vec<PathBuf> = given.iter().map(|r| absolute(&cwd, r)).collect();
+        let mut roots: Vec<PathBuf> = given
+            .iter()
+            .map(|r| root_path(&cwd, r))
+            .collect::<Result<_>>()?;
         roots.sort();
         roots.dedup();
         let roots = check_nested_roots(roots)?;
@@ -262,6 +265,48 @@ fn local_root(root: PathBuf) -> Result<PathBuf> {
         );
     }
     Ok(root)
+}
+
+/// The absolute path of the root `given`. Written with a trailing `/` or
+/// `/.`, a root names a folder, as it does for the shell: where it is a
+/// symbolic link, the folder the link leads to, backed up at its real
+/// path, with a warning that says so. Written without, a root that is a
+/// symbolic link is the link (the walk never follows one); where it leads
+/// to a folder, a warning says how to back up that folder instead.
+fn root_path(cwd: &Path, given: &Path) -> Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = given.as_os_str().as_bytes();
+    let names_folder = bytes.len() > 1 && (bytes.ends_with(b"/") || bytes.ends_with(b"/."));
+    let path = absolute(cwd, given);
+    let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return Ok(path);
+    }
+    let shown = escape_path(given);
+    if !names_folder {
+        if path.is_dir() {
+            plugin_api::tracing::warn!(
+                "backup root {shown} is a symbolic link to a folder: only the link is backed \
+                 up; write {shown}/ to back up the folder it leads to"
+            );
+        }
+        return Ok(path);
+    }
+    match std::fs::canonicalize(&path) {
+        Ok(real) if real.is_dir() => {
+            plugin_api::tracing::warn!(
+                "backup root {shown} is a symbolic link to the folder {}: that folder is backed \
+                 up, at its own path",
+                escape_path(&real)
+            );
+            Ok(real)
+        }
+        Ok(real) => plugin_api::bail!(
+            "backup root {shown}: it leads to {}, which is not a folder",
+            escape_path(&real)
+        ),
+        Err(e) => plugin_api::bail!("backup root {shown}: {e}"),
+    }
 }
 
 /// An absolute, lexically normalised path (symlinks are not resolved: a

@@ -82,7 +82,7 @@ impl Plugin for Dedup {
             Setting::bytesize("chunk-size")
                 .subcommands(&["backup"])
                 .default("1MiB")
-                .help("size of chunks with --chunking fixed (1 byte to 64 MiB)")
+                .help("size of chunks with --chunking fixed")
                 .range("1", "64MiB")
                 .group(GROUP_BACKUP),
         );
@@ -90,7 +90,7 @@ impl Plugin for Dedup {
             Setting::bytesize("chunk-min-size")
                 .subcommands(&["backup"])
                 .default("64KiB")
-                .help("smallest content-defined chunk (an even number of bytes, 64 B to 1 MiB)")
+                .help("smallest content-defined chunk")
                 .range("64", "1MiB")
                 // FastCDC's sizes are even: refused by the host wherever
                 // they are written, before anything is done.
@@ -101,7 +101,7 @@ impl Plugin for Dedup {
             Setting::bytesize("chunk-avg-size")
                 .subcommands(&["backup"])
                 .default("256KiB")
-                .help("average content-defined chunk (an even number of bytes, 256 B to 4 MiB)")
+                .help("average content-defined chunk")
                 .range("256", "4MiB")
                 .multiple_of("2")
                 .group(GROUP_BACKUP),
@@ -110,7 +110,7 @@ impl Plugin for Dedup {
             Setting::bytesize("chunk-max-size")
                 .subcommands(&["backup"])
                 .default("1MiB")
-                .help("largest content-defined chunk (an even number of bytes, 1 KiB to 16 MiB)")
+                .help("largest content-defined chunk")
                 .range("1KiB", "16MiB")
                 .multiple_of("2")
                 .group(GROUP_BACKUP),

@@ -119,7 +119,7 @@ impl Plugin for Encrypt {
                 .subcommands(&["backup", "key"])
                 .default("64MiB")
                 .metavar("SIZE")
-                .help("Argon2id memory cost of new passphrase slots (64KiB to 4GiB)")
+                .help("Argon2id memory cost of new passphrase slots")
                 .range("64KiB", "4GiB"),
             Setting::integer("kdf-iterations")
                 .subcommands(&["backup", "key"])
