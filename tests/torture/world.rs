@@ -1,6 +1,10 @@
 //! One schedule played against one repository: the clients, the model of
 //! what must be true, the steps, and the invariants checked after each.
 //!
+//! Every other client's backups name, beside its tree, the first entry
+//! of it as a root of its own (walked apart, after the outer one): the
+//! tree backed up is the same.
+//!
 //! The model records, for every backup that reported success, the
 //! manifest of the tree it backed up ([`Manifest`]); for every run that
 //! did not (killed, interrupted, crashed, failed), the manifest of the
@@ -714,6 +718,15 @@ impl World {
                     trees[*client].get_or_insert_with(|| Arc::new(Manifest::of(&c.source.root)));
                     let mut cmd = self.obnam(*client);
                     cmd.arg("backup").arg(&c.source.root).args(fault.args());
+                    // Every other client also names the first thing in its
+                    // tree (a folder or a file) as a root of its own,
+                    // inside the other: what is backed up is the same
+                    // tree, walked in two parts.
+                    if client % 2 == 0 {
+                        if let Some(inner) = first_entry(&c.source.root) {
+                            cmd.arg(inner);
+                        }
+                    }
                     // Two of every three clients move their new chunks out
                     // of memory early (the second in small packs, so that
                     // many are written during a run); the third keeps the
@@ -2143,4 +2156,14 @@ fn allowed(fault: &Fault, o: &Outcome) -> Result<(), String> {
             o.summary()
         )),
     }
+}
+
+/// The first entry of the folder `dir` in name order, if it has one.
+fn first_entry(dir: &Path) -> Option<PathBuf> {
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    names.sort();
+    names.into_iter().next()
 }

@@ -569,14 +569,6 @@ impl SettingsRegistry {
     /// saying by whom, and a name whose environment variable obnam reads
     /// itself ([`RESERVED_ENV`]).
     pub fn add(&mut self, def: SettingDef) -> Result<(), String> {
-        let var = def.env_var();
-        if RESERVED_ENV.contains(&var.as_str()) {
-            return Err(format!(
-                "setting '{}' of plugin '{}' would use the environment variable {var}, which \
-                 obnam reads itself; ignored",
-                def.name, def.owner
-            ));
-        }
         for long in def.long_names() {
             if META_OPTIONS.contains(&long.as_str()) {
                 return Err(format!(
@@ -598,6 +590,14 @@ impl SettingsRegistry {
                 };
                 return Err(format!("{what}; ignored"));
             }
+        }
+        let var = def.env_var();
+        if RESERVED_ENV.contains(&var.as_str()) {
+            return Err(format!(
+                "setting '{}' of plugin '{}' would use the environment variable {var}, which \
+                 obnam reads itself; ignored",
+                def.name, def.owner
+            ));
         }
         self.defs.push(def);
         Ok(())
