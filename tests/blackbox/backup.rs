@@ -775,6 +775,21 @@ fn commands_that_only_read_create_nothing_and_announce_nothing() {
         assert_eq!(creation_notices(&run), Vec::<String>::new(), "{run:#?}");
         assert!(!w.repo.exists(), "{args:?} made {}", w.repo.display());
     }
+    // Nor the folders above a mistyped path (they were left, empty).
+    let deep = w.env.path().join("typo/a/b");
+    for args in [
+        &["generations"][..],
+        &["restore", "--to", "/tmp/never-made"],
+    ] {
+        let run = obnam_test_support::run(w.env.obnam().arg("--repository").arg(&deep).args(args))
+            .fails()
+            .no_rust_panic();
+        assert!(
+            run.stderr.contains("is not an obnam repository"),
+            "{run:#?}"
+        );
+        assert!(!w.env.path().join("typo").exists(), "{args:?}");
+    }
 }
 
 /// A tree hundreds of folders deep backs up and restores whole, bit for

@@ -37,6 +37,7 @@ mod report;
 mod repository;
 mod rereading;
 mod restore;
+mod s3_answers;
 mod setting_values;
 mod settings;
 mod sparse;

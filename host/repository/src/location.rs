@@ -83,6 +83,18 @@ impl Location {
             }
             return Ok(Location::Local(absolute(PathBuf::from(url))));
         };
+        // A URL is taken as written: a path with a space is written with
+        // the space. An escape such as `%20` would be taken for the three
+        // characters, and name another folder than the one meant.
+        if matches!(scheme, "sftp" | "s3") {
+            if let Some(escape) = percent_escape(rest) {
+                return Err(bad(&format!(
+                    "'{escape}' would be taken as it is written: obnam does not decode \
+                     %-escapes in a repository URL; write the character itself (a space as \
+                     a space, quoting the URL for the shell)"
+                )));
+            }
+        }
         match scheme {
             "file" => {
                 if !rest.starts_with('/') {
@@ -134,6 +146,14 @@ impl Location {
                 }
                 if bucket.is_empty() {
                     return Err(bad("it names no bucket (s3://bucket[/prefix])"));
+                }
+                // A request's signature is made over the path as the server
+                // reads it: `.` and `..` would be resolved on the way, and
+                // the request refused as if the credentials were wrong.
+                if prefix.split('/').any(|part| matches!(part, "." | "..")) {
+                    return Err(bad(
+                        "its prefix holds a '.' or '..' part, which S3 does not resolve",
+                    ));
                 }
                 Ok(Location::S3 {
                     bucket: bucket.to_string(),
@@ -199,10 +219,27 @@ fn split_port(hostport: &str) -> Result<(String, Option<u16>), String> {
             None => Err("unexpected text after the IPv6 address".into()),
         };
     }
+    // An IPv6 address has colons of its own: without brackets, which of
+    // them starts a port cannot be told (`::1:2322` is an address too).
+    if hostport.matches(':').count() > 1 {
+        return Err(format!(
+            "an IPv6 address must be in brackets: sftp://user@[{hostport}]/path, or \
+             sftp://user@[ADDRESS]:PORT/path"
+        ));
+    }
     match hostport.rsplit_once(':') {
         Some((host, port)) => Ok((host.to_string(), Some(parse_port(port)?))),
         None => Ok((hostport.to_string(), None)),
     }
+}
+
+/// The first `%XX` escape (two hex digits) in `text`, if any.
+fn percent_escape(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    (0..bytes.len().saturating_sub(2)).find_map(|i| {
+        (bytes[i] == b'%' && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit())
+            .then(|| &text[i..i + 3])
+    })
 }
 
 fn parse_port(p: &str) -> Result<u16, String> {
@@ -290,6 +327,30 @@ mod tests {
             .contains("unknown scheme 'ftp'"));
         assert!(Location::parse("file://relative").is_err());
         assert!(Location::parse("").is_err());
+        // An IPv6 address without brackets, %-escapes (taken as written,
+        // they would name another folder), and `..` in an S3 prefix.
+        let err = Location::parse("sftp://root@::1/r")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be in brackets"), "{err}");
+        assert!(Location::parse("sftp://root@[::1]/r").is_ok());
+        assert!(Location::parse("sftp://root@2001:db8::22/r").is_err());
+        let err = Location::parse("sftp://h/with%20space")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'%20' would be taken as it is written"),
+            "{err}"
+        );
+        assert!(Location::parse("s3://b/ta%6Dper").is_err());
+        assert!(Location::parse("sftp://ro%6Ft@h/r").is_err());
+        assert!(Location::parse("sftp://h/100%/r").is_ok());
+        assert!(Location::parse("sftp://h/with space").is_ok());
+        assert!(Location::parse("s3://b/../x").is_err());
+        assert!(Location::parse("s3://b/a/./x").is_err());
+        assert!(Location::parse("s3://b/a..b/x").is_ok());
+        // A local folder is a name, whatever it holds.
+        assert!(Location::parse("/srv/with%20space").is_ok());
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct Local {
     root: PathBuf,
     /// Whether this open is to create the folder (it did not exist).
     made_root: bool,
+    /// The folders above the root that did not exist either, nearest
+    /// first.
+    made_above: Vec<PathBuf>,
     /// Objects recently read, open. An object is never changed once
     /// written; one deleted meanwhile reads as it was, as through any
     /// reader opened before the delete.
@@ -234,6 +237,18 @@ pub fn open(root: &Path, url: &str) -> Result<(Box<dyn Backend>, Operator), Stor
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) => return Err(setup(format!("cannot look at {}: {e}", shown(root)))),
     };
+    // The folders above the root that opening will make too (OpenDAL
+    // makes the whole way down): a reader pointed at a mistyped path
+    // leaves none of them behind ([`Backend::abandon_creation`]).
+    let made_above: Vec<PathBuf> = match made_root {
+        false => Vec::new(),
+        true => root
+            .ancestors()
+            .skip(1)
+            .take_while(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_err())
+            .map(Path::to_path_buf)
+            .collect(),
+    };
     // Repository objects are private to their owner: with umask 077 the
     // objects (and `.tmp/`'s files, renamed into place) are created 0600
     // and the folders 0700. OpenDAL's fs service takes no permissions to
@@ -284,6 +299,7 @@ pub fn open(root: &Path, url: &str) -> Result<(Box<dyn Backend>, Operator), Stor
     let backend = Local {
         root: root.to_path_buf(),
         made_root,
+        made_above,
         open: Mutex::new(HashMap::new()),
     };
     Ok((Box::new(backend), op))
@@ -460,6 +476,12 @@ impl Backend for Local {
                 let _ = std::fs::remove_dir(self.root.join(folder));
             }
             let _ = std::fs::remove_dir(&self.root);
+            // Nearest first; each only while empty.
+            for folder in &self.made_above {
+                if std::fs::remove_dir(folder).is_err() {
+                    break;
+                }
+            }
         }
     }
 }

@@ -40,6 +40,16 @@ pub fn open(
         .clone()
         .or_else(|| env("AWS_ENDPOINT_URL"))
     {
+        // Without a scheme (or with another) the client tries TLS or a
+        // name lookup, and fails only after its retries, in their words.
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(StorageError::Setup {
+                url: url.to_string(),
+                message: format!(
+                    "the S3 endpoint '{endpoint}' must start with http:// or https://"
+                ),
+            });
+        }
         builder = builder.endpoint(&endpoint);
     }
     let op = Operator::new(builder).map_err(|e| super::setup_error(url, e))?;

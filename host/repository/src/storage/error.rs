@@ -106,6 +106,26 @@ pub(crate) fn describe(e: &opendal::Error) -> String {
         source = cause.source();
     }
     let mut text = one_line(&parts.join(": "));
+    // OpenDAL shows an S3 server's refusal as Rust's debug form of its
+    // error: its code and message are what a user can act on.
+    if let Some(said) = s3_refusal(&text) {
+        text = said;
+    }
+    // Something that is no S3 server (a web server) answers with a page.
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("<!doctype html") || lower.contains("<html") {
+        text = "the endpoint answered with a web page, not as an S3 server would \
+                (is --s3-endpoint right?)"
+            .to_string();
+    }
+    // SFTP (version 3) has no word for a full disk: the server says only
+    // that the write failed.
+    if text.contains("Sftp server reported error kind Failure") {
+        text.push_str(
+            " (the SFTP server refused without saying why: is its disk full, or the \
+             account over its quota?)",
+        );
+    }
     // ssh's banner for a changed host key is 17 lines of warnings; what
     // it means fits in one.
     if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
@@ -133,6 +153,30 @@ pub(crate) fn describe(e: &opendal::Error) -> String {
         text.push_str(" (gave up after retrying)");
     }
     text
+}
+
+/// The code and message of an S3 server's error as OpenDAL shows it
+/// (`S3Error { code: "X", message: "Y", ... }`), as a sentence.
+fn s3_refusal(text: &str) -> Option<String> {
+    let field = |name: &str| -> Option<&str> {
+        let start = text.find(&format!("{name}: \""))? + name.len() + 3;
+        let len = text[start..].find('"')?;
+        Some(&text[start..start + len])
+    };
+    if !text.contains("S3Error {") {
+        return None;
+    }
+    let code = field("code")?;
+    let hint = match code {
+        "AuthorizationHeaderMalformed" => " (is --s3-region the store's region?)",
+        _ => "",
+    };
+    Some(match field("message") {
+        Some(message) if !message.is_empty() => {
+            format!("the S3 server refused: {code}: {message}{hint}")
+        }
+        _ => format!("the S3 server refused: {code}{hint}"),
+    })
 }
 
 /// Text of several lines (what ssh printed, say) as one: errors are one
@@ -172,7 +216,20 @@ impl NotAnObject {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::{one_line, s3_refusal};
+
+    #[test]
+    fn an_s3_refusal_is_said_in_a_sentence() {
+        let dump = "cannot read config: S3Error { code: \"AuthorizationHeaderMalformed\", \
+                    message: \"Authorization header malformed, unexpected scope\", \
+                    resource: \"\", request_id: \"\" }";
+        assert_eq!(
+            s3_refusal(dump).unwrap(),
+            "the S3 server refused: AuthorizationHeaderMalformed: Authorization header \
+             malformed, unexpected scope (is --s3-region the store's region?)"
+        );
+        assert_eq!(s3_refusal("Connection refused"), None);
+    }
 
     #[test]
     fn what_ssh_printed_on_several_lines_is_one() {

@@ -95,6 +95,9 @@ impl Stamp {
 pub struct Storage {
     /// The store; `None` once [`close`](Self::close)d.
     op: std::sync::RwLock<Option<Operator>>,
+    /// The store for reads, without OpenDAL's retry layer: see
+    /// [`run_read`](Self::run_read). `None` once closed.
+    read_op: std::sync::RwLock<Option<Operator>>,
     /// Runs the store's futures; `None` once closed.
     runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
     /// The runtime's handle, for running futures.
@@ -111,6 +114,12 @@ pub struct Storage {
     readers: std::sync::Mutex<std::collections::HashMap<String, opendal::Reader>>,
     /// Set when the run is interrupted: no write starts after it.
     stopped: std::sync::atomic::AtomicBool,
+    /// Set when an operation failed after all its retries: the store is
+    /// down, and a delete (what a failing run still does: release its
+    /// lock) is tried once, not with a whole budget of retries again (a
+    /// backup on a frozen server took twice that long to fail). A stale
+    /// lock left is broken by the next run.
+    gave_up: std::sync::atomic::AtomicBool,
     /// The background writes that may still be running, for closing.
     background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -131,9 +140,11 @@ impl Storage {
             .build()
             .map_err(|e| StorageError::Runtime(e.to_string()))?;
         let (backend, op) = super::backend::open(&location, url, options)?;
+        let read_op = with_timeouts(op.clone(), options);
         let op = with_layers(op, backend.as_ref(), options);
         Ok(Storage {
             op: std::sync::RwLock::new(Some(op)),
+            read_op: std::sync::RwLock::new(Some(read_op)),
             handle: runtime.handle().clone(),
             runtime: std::sync::Mutex::new(Some(runtime)),
             url: url.to_string(),
@@ -144,6 +155,7 @@ impl Storage {
             faults: Faults::new(options.faults.as_ref(), url),
             readers: std::sync::Mutex::new(std::collections::HashMap::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
+            gave_up: std::sync::atomic::AtomicBool::new(false),
             background: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -211,6 +223,12 @@ impl Storage {
     /// stopped, as a crash would stop it, which the write order makes safe.
     pub fn close(&self) {
         let op = self.op.write().unwrap_or_else(|e| e.into_inner()).take();
+        let read_op = self
+            .read_op
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(read_op);
         let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()));
         drop(readers);
         drop(op);
@@ -251,11 +269,63 @@ impl Storage {
         })
     }
 
+    /// `f` once, with the store without retries, for a store that gave
+    /// up already.
+    fn run_once<T, F, Fut>(&self, f: F) -> Result<T, opendal::Error>
+    where
+        F: Fn(Operator) -> Fut,
+        Fut: Future<Output = Result<T, opendal::Error>>,
+    {
+        self.block_on(async {
+            let op = self.read_op()?;
+            f(op).await
+        })
+    }
+
+    /// Run a read: `f` with the store for reads, whose failures worth it
+    /// run the whole read again, from its start.
+    ///
+    /// Not OpenDAL's retry layer, which resumes a read that broke off
+    /// where it broke off: a server (or proxy) that answers the resuming
+    /// `Range` request with the whole object (`200`, not `206`) had it
+    /// appended to the part already read, and a sound object read as
+    /// damaged; and one whose every answer ends early made progress on
+    /// each try, so that the read went on for ever. A read run again from
+    /// its start can do neither, and its tries are counted.
+    pub(crate) fn run_read<T, F, Fut>(&self, f: F) -> Result<T, opendal::Error>
+    where
+        F: Fn(Operator) -> Fut,
+        Fut: Future<Output = Result<T, opendal::Error>>,
+    {
+        let retries = match self.backend.retries() {
+            Retries::InOperator => Retries::WholeOperation {
+                retryable: opendal::Error::is_temporary,
+            },
+            whole => whole,
+        };
+        self.block_on(async {
+            let op = self.read_op()?;
+            retry::run(&op, &retries, f).await
+        })
+    }
+
+    /// The store for reads ([`run_read`](Self::run_read)), unless closed.
+    pub(crate) fn read_op(&self) -> Result<Operator, opendal::Error> {
+        self.read_op
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| opendal::Error::new(ErrorKind::Unexpected, "the repository was closed"))
+    }
+
     pub(crate) fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
         self.handle.block_on(f)
     }
 
     pub(crate) fn fail(&self, op: &'static str, key: &str, e: opendal::Error) -> StorageError {
+        if e.is_persistent() {
+            self.gave_up.store(true, Ordering::Relaxed);
+        }
         failure(&self.url, op, key, e)
     }
 
@@ -335,7 +405,12 @@ impl Storage {
     pub fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.count_write();
         self.faults.run(Op::Delete, key, || {
-            match self.run(|op| async move { op.delete(key).await }) {
+            let delete = |op: Operator| async move { op.delete(key).await };
+            let done = match self.gave_up.load(Ordering::Relaxed) {
+                true => self.run_once(delete),
+                false => self.run(delete),
+            };
+            match done {
                 // An object already gone is what a delete is for. OpenDAL's
                 // local folder looks the file up and then removes it: when
                 // another process removed it in between (two runs breaking
@@ -491,15 +566,20 @@ impl Storage {
     }
 }
 
-/// `op` with the layers every store gets: timeouts, and retries unless
-/// the store retries whole operations.
-fn with_layers(op: Operator, backend: &dyn Backend, options: &StorageOptions) -> Operator {
+/// `op` with the timeouts every operation gets.
+fn with_timeouts(op: Operator, options: &StorageOptions) -> Operator {
     let timeout = options.timeout.unwrap_or(Duration::from_secs(120));
-    let op = op.layer(
+    op.layer(
         TimeoutLayer::new()
             .with_timeout(timeout)
             .with_io_timeout(timeout),
-    );
+    )
+}
+
+/// `op` with the layers every store gets: timeouts, and retries unless
+/// the store retries whole operations.
+fn with_layers(op: Operator, backend: &dyn Backend, options: &StorageOptions) -> Operator {
+    let op = with_timeouts(op, options);
     match backend.retries() {
         Retries::WholeOperation { .. } => op,
         Retries::InOperator => op.layer(
@@ -524,6 +604,56 @@ impl Drop for Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store that takes every request and never answers: a read gives
+    /// up after its retries, and a delete after that (a failing run's
+    /// lock release) is tried once, not with a budget of retries again.
+    #[test]
+    fn after_a_store_gave_up_a_delete_is_tried_once() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut head = [0u8; 16];
+                let n = conn.read(&mut head).unwrap_or(0);
+                let verb = String::from_utf8_lossy(&head[..n]);
+                let verb = verb.split(' ').next().unwrap_or("").to_string();
+                seen.lock().unwrap().push(verb);
+                held.push(conn);
+            }
+        });
+        // The S3 client takes its credentials from the environment; no
+        // test in this crate talks to a real S3 store.
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+        let options = StorageOptions {
+            s3_endpoint: Some(format!("http://127.0.0.1:{port}")),
+            s3_region: Some("us-east-1".into()),
+            timeout: Some(Duration::from_millis(300)),
+            ..StorageOptions::default()
+        };
+        let storage = Storage::open("s3://bucket/repo", &options).unwrap();
+        let err = storage.read_limited("config", 1024).unwrap_err();
+        assert!(
+            err.to_string().contains("(gave up after retrying)"),
+            "{err}"
+        );
+        let reads = requests.lock().unwrap().len();
+        assert!(reads > 1, "the read was tried {reads} times");
+        storage.delete("locks/mine").unwrap_err();
+        let deletes = requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|verb| verb.as_str() == "DELETE")
+            .count();
+        assert_eq!(deletes, 1);
+    }
 
     #[test]
     fn no_write_starts_once_writes_are_stopped_but_deletes_do() {

@@ -5,6 +5,7 @@ use futures_util::TryStreamExt;
 use opendal::ErrorKind;
 
 use super::{Storage, StorageError};
+use crate::backend::Retries;
 use crate::fault_injection::Op;
 
 /// How many objects' readers are kept open at most.
@@ -40,7 +41,7 @@ impl Storage {
                     _ => self.direct_failure(key, e, None),
                 });
             }
-            let read = self.run(|op| async move {
+            let read = self.run_read(|op| async move {
                 let mut stream = op.reader(key).await?.into_stream(..).await?;
                 let mut out: Vec<u8> = Vec::new();
                 while let Some(buffer) = stream.try_next().await? {
@@ -116,7 +117,7 @@ impl Storage {
                     .map_err(|e| self.direct_failure(key, e, None));
             }
             let backend = self.backend.clone();
-            self.run(|op| {
+            self.run_read(|op| {
                 let backend = backend.clone();
                 async move { backend.read_whole(&op, key).await }
             })
@@ -141,7 +142,7 @@ impl Storage {
                 Some(r) => r,
                 None => {
                     let r = self
-                        .run(|op| async move { op.reader(key).await })
+                        .run_read(|op| async move { op.reader(key).await })
                         .map_err(|e| self.fail("read", key, e))?;
                     let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
                     if readers.len() >= OPEN_READERS {
@@ -151,7 +152,17 @@ impl Storage {
                     r
                 }
             };
-            let data = match self.block_on(reader.read(offset..offset + len)) {
+            // Each try reads the whole range again ([`Storage::run_read`]);
+            // where the store runs whole operations again (SFTP), a
+            // reader of a session that broke is not tried again.
+            let read = match self.backend.retries() {
+                Retries::InOperator => self.run_read(|_| {
+                    let reader = reader.clone();
+                    async move { reader.read(offset..offset + len).await }
+                }),
+                Retries::WholeOperation { .. } => self.block_on(reader.read(offset..offset + len)),
+            };
+            let data = match read {
                 Ok(b) => b.to_vec(),
                 // Say plainly what a short object means, rather than the
                 // store's account of the range request.
