@@ -54,8 +54,20 @@ impl RepoConfig {
     }
 }
 
-/// Parse and check a `config` read from the repository at `url`.
+/// Parse and check a `config` read from the repository at `url`. A
+/// config that is not one names the repository: it is the first object
+/// read, and the error is often the sign of a wrong URL or endpoint.
 pub(crate) fn parse_config(url: &str, bytes: &[u8]) -> RepoResult<RepoConfig> {
+    check_config(url, bytes).map_err(|e| match e {
+        RepoError::Corrupt { object, reason } if object == "config" => RepoError::Corrupt {
+            object: format!("config of repository {url}"),
+            reason,
+        },
+        e => e,
+    })
+}
+
+fn check_config(url: &str, bytes: &[u8]) -> RepoResult<RepoConfig> {
     #[derive(Deserialize)]
     struct Probe {
         format: String,

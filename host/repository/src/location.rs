@@ -123,6 +123,10 @@ impl Location {
                 if host.is_empty() {
                     return Err(bad("it names no host"));
                 }
+                // ssh would read either as an option of its own.
+                if user.as_deref().is_some_and(|u| u.starts_with('-')) || host.starts_with('-') {
+                    return Err(bad("a user or host name cannot start with '-'"));
+                }
                 let path = path.trim_end_matches('/');
                 if path.is_empty() {
                     return Err(bad("the repository cannot be the server's root folder"));
@@ -345,6 +349,8 @@ mod tests {
         assert!(Location::parse("s3://b/ta%6Dper").is_err());
         assert!(Location::parse("sftp://ro%6Ft@h/r").is_err());
         assert!(Location::parse("sftp://h/100%/r").is_ok());
+        assert!(Location::parse("sftp://-oProxyCommand=x@h/r").is_err());
+        assert!(Location::parse("sftp://u@-oProxyCommand=x/r").is_err());
         assert!(Location::parse("sftp://h/with space").is_ok());
         assert!(Location::parse("s3://b/../x").is_err());
         assert!(Location::parse("s3://b/a/./x").is_err());
