@@ -1026,3 +1026,41 @@ fn a_root_written_as_a_folder_through_a_symlink_backs_up_the_folder() {
         "{run:#?}"
     );
 }
+
+/// A root that is the repository's folder, or inside it, is left out with
+/// a warning (a repository named as a root was backed up into itself);
+/// if no other root is left, the backup is refused.
+#[test]
+fn the_repository_named_as_a_root_is_left_out() {
+    let env = obnam_test_support::TestEnv::new();
+    let data = env.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("f"), b"x").unwrap();
+    let repo = data.join("repo");
+    let obnam = |args: &[&std::ffi::OsStr]| {
+        obnam_test_support::run(env.obnam().arg("--repository").arg(&repo).args(args))
+    };
+    obnam(&[std::ffi::OsStr::new("backup"), data.as_os_str()]).ok();
+    let run = obnam(&[
+        std::ffi::OsStr::new("backup"),
+        data.as_os_str(),
+        repo.as_os_str(),
+    ])
+    .ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "WARNING: backup root {} is the repository's folder, or inside it: left out",
+            repo.display()
+        )),
+        "{run:#?}"
+    );
+    let listed = obnam(&[std::ffi::OsStr::new("ls")]).ok().stdout;
+    assert!(!listed.contains("repo/config"), "{listed}");
+    let run = obnam(&[
+        std::ffi::OsStr::new("backup"),
+        repo.join("packs").as_os_str(),
+    ])
+    .fails()
+    .no_rust_panic();
+    assert!(run.stderr.contains("nothing to back up"), "{run:#?}");
+}

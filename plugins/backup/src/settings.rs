@@ -146,6 +146,7 @@ impl BackupSettings {
             .path("repository")?
             .and_then(|r| local_folder(&r))
             .map(|r| absolute(&cwd, &r));
+        let roots = leave_out_the_repository(roots, repository_dir.as_deref())?;
         Ok(BackupSettings {
             roots,
             client: ctx.string("client-name")?.unwrap_or_default(),
@@ -238,6 +239,41 @@ fn regex_list(ctx: &Context<'_>, setting: &str) -> Result<Vec<Regex>> {
         list.push(re);
     }
     Ok(list)
+}
+
+/// The roots less those that are the repository's own folder or inside
+/// it, each with a warning: a repository is never backed up into itself
+/// (the walk leaves it out below a root; a root naming it was backed up).
+/// Refused if that leaves none.
+fn leave_out_the_repository(
+    roots: Vec<PathBuf>,
+    repository: Option<&Path>,
+) -> Result<Vec<PathBuf>> {
+    let Some(repository) = repository else {
+        return Ok(roots);
+    };
+    let given = roots.len();
+    let kept: Vec<PathBuf> = roots
+        .into_iter()
+        .filter(|root| {
+            let inside = root.starts_with(repository);
+            if inside {
+                plugin_api::tracing::warn!(
+                    "backup root {} is the repository's folder, or inside it: left out (a \
+                     repository is never backed up into itself)",
+                    escape_path(root)
+                );
+            }
+            !inside
+        })
+        .collect();
+    if kept.is_empty() && given > 0 {
+        plugin_api::bail!(
+            "every backup root is the repository's folder {}, or inside it: nothing to back up",
+            escape_path(repository)
+        );
+    }
+    Ok(kept)
 }
 
 /// A root as a path: a `file://` URL (which Obnam 1.x took) is its path;
@@ -361,6 +397,26 @@ mod tests {
         );
         assert_eq!(absolute(cwd, Path::new("/")), PathBuf::from("/"));
         assert_eq!(absolute(cwd, Path::new("/../..")), PathBuf::from("/"));
+    }
+
+    #[test]
+    fn the_repository_is_never_a_root() {
+        let roots = vec![PathBuf::from("/srv"), PathBuf::from("/srv/repo/x")];
+        assert_eq!(
+            leave_out_the_repository(roots, Some(Path::new("/srv/repo"))).unwrap(),
+            vec![PathBuf::from("/srv")]
+        );
+        let e = leave_out_the_repository(
+            vec![PathBuf::from("/srv/repo")],
+            Some(Path::new("/srv/repo")),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("nothing to back up"), "{e}");
+        let roots = vec![PathBuf::from("/srv/repo2")];
+        assert_eq!(
+            leave_out_the_repository(roots.clone(), Some(Path::new("/srv/repo"))).unwrap(),
+            roots
+        );
     }
 
     #[test]
