@@ -1005,6 +1005,9 @@ fn a_root_written_as_a_folder_through_a_symlink_backs_up_the_folder() {
             listed.contains(&format!("{}/sub/f", real.display())),
             "{written}: {listed}"
         );
+        // verify takes the root as backup did.
+        let run = w.obnam(&["verify", &written]).ok();
+        assert!(run.stdout.contains("no differences"), "{written}: {run:#?}");
     }
     let run = w.obnam(&["backup", &link_s]).ok();
     assert!(

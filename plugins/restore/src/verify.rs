@@ -436,6 +436,15 @@ fn live_path(cwd: &Path, path: &std::ffi::OsStr) -> PathBuf {
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
     }
+    // As backup takes a root written `link/` or `link/.`: the folder the
+    // link leads to, at its real path.
+    let bytes = path.as_bytes();
+    let names_folder = bytes.len() > 1 && (bytes.ends_with(b"/") || bytes.ends_with(b"/."));
+    if names_folder && fs::symlink_metadata(&out).is_ok_and(|m| m.file_type().is_symlink()) {
+        if let Ok(real) = fs::canonicalize(&out) {
+            return real;
+        }
+    }
     out
 }
 
