@@ -49,6 +49,10 @@ pub struct Verdict {
 pub struct ClientReport {
     pub client: String,
     pub verdicts: Vec<Verdict>,
+    /// Named generations whose record could not be read (damaged, or
+    /// read short under an injected fault), removed as damaged records
+    /// (`removed the damaged record of generation ID`).
+    pub damaged_removed: Vec<String>,
 }
 
 impl ClientReport {
@@ -57,6 +61,7 @@ impl ClientReport {
             .iter()
             .filter(|v| v.remove)
             .map(|v| v.id.clone())
+            .chain(self.damaged_removed.iter().cloned())
             .collect()
     }
 
@@ -115,7 +120,24 @@ pub fn parse_json(stdout: &str) -> Result<Vec<ClientReport>, String> {
                     c["removed"]
                 ));
             }
-            Ok(ClientReport { client, verdicts })
+            let damaged_removed = match c.get("damaged_removed") {
+                None => Vec::new(),
+                Some(ids) => ids
+                    .as_array()
+                    .ok_or("forget JSON: damaged_removed is not a list")?
+                    .iter()
+                    .map(|id| {
+                        id.as_str()
+                            .map(str::to_string)
+                            .ok_or("forget JSON: a damaged id")
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            Ok(ClientReport {
+                client,
+                verdicts,
+                damaged_removed,
+            })
         })
         .collect()
 }
@@ -132,12 +154,24 @@ pub fn parse_text(stdout: &str) -> Result<Vec<ClientReport>, String> {
                 reports.push(ClientReport {
                     client: name.to_string(),
                     verdicts: Vec::new(),
+                    damaged_removed: Vec::new(),
                 });
                 continue;
             }
             let (name, counts) = rest
                 .split_once(": ")
                 .ok_or_else(|| format!("forget text: odd line {line:?}"))?;
+            if let Some(id) = counts
+                .strip_prefix("removed the damaged record of generation ")
+                .and_then(|r| r.split_whitespace().next())
+            {
+                let current = reports
+                    .last_mut()
+                    .filter(|r| r.client == name)
+                    .ok_or_else(|| format!("forget text: a client not listed: {line:?}"))?;
+                current.damaged_removed.push(id.to_string());
+                continue;
+            }
             let current = reports
                 .last()
                 .filter(|r| r.client == name)
@@ -235,6 +269,7 @@ mod tests {
 
     fn report(gens: &[(&str, bool, bool)]) -> ClientReport {
         ClientReport {
+            damaged_removed: Vec::new(),
             client: "c".into(),
             verdicts: gens
                 .iter()
