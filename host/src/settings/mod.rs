@@ -41,14 +41,10 @@ pub const META_OPTIONS: &[&str] = &[
 ];
 
 /// Environment variables obnam reads itself, not as a setting's: a
-/// setting whose variable would be one of these is refused. Those of the
-/// passphrases hold secrets, which a setting's errors and `--dump-config`
-/// would show.
-pub const RESERVED_ENV: &[&str] = &[
-    "OBNAM_PASSPHRASE",
-    "OBNAM_NEW_PASSPHRASE",
-    "OBNAM_PLUGIN_DIR",
-];
+/// setting whose variable would be one of these is refused. They hold the
+/// passphrases, secrets that a setting's errors and `--dump-config` would
+/// show. (`OBNAM_PLUGIN_DIR` is reserved with the option `--plugin-dir`.)
+pub const RESERVED_ENV: &[&str] = &["OBNAM_PASSPHRASE", "OBNAM_NEW_PASSPHRASE"];
 
 impl SettingError {
     /// What was wrong, without the setting's name.

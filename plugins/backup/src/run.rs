@@ -981,7 +981,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             // root's rules. What the previous generation had there stays
             // until that walk puts it anew, so that finishing this folder
             // first does not drop it.
-            if self.settings.roots.binary_search(&child).is_ok() {
+            if self.settings.inner_roots.binary_search(&child).is_ok() {
                 if let Some(prev) = prev {
                     self.put(&child, &prev)?;
                 }

@@ -76,13 +76,15 @@ impl Scan {
     /// Count everything below `roots` (sorted, as the settings have
     /// them); returns when done or stopped.
     pub fn run(&self, roots: &[PathBuf]) {
+        // Only these can be met below another root (usually none).
+        let inner = crate::settings::inner_roots(roots);
         for root in roots {
             if self.stopped() {
                 return;
             }
             match walk::lstat(root) {
                 Ok(meta) if meta.is_dir() => {
-                    self.dir(root, key(&meta), roots);
+                    self.dir(root, key(&meta), &inner);
                 }
                 Ok(meta) => self.add(1, meta.size),
                 Err(_) => {}
@@ -121,9 +123,9 @@ impl Scan {
     /// Count a folder's subtree (depth first, with a stack of its own, so
     /// that a deep tree cannot overflow the thread's stack). Returns its
     /// totals, or `None` if the walk left it out or the scan stopped.
-    /// A child that is one of `roots` (sorted) is left to be counted
-    /// as a root.
-    fn dir(&self, top: &Path, top_key: Key, roots: &[PathBuf]) -> Option<Amount> {
+    /// A child that is one of `inner` (roots inside another, sorted) is
+    /// left to be counted as a root.
+    fn dir(&self, top: &Path, top_key: Key, inner: &[PathBuf]) -> Option<Amount> {
         struct Frame {
             key: Key,
             children: std::vec::IntoIter<walk::Child>,
@@ -156,7 +158,7 @@ impl Scan {
                 };
                 // Another root: counted when the scan gets to it, as the
                 // walk backs it up then.
-                if roots.binary_search(&child).is_ok() {
+                if inner.binary_search(&child).is_ok() {
                     continue;
                 }
                 if meta.is_dir() {

@@ -94,6 +94,10 @@ pub fn register(app: &mut App<'_>) {
 pub struct BackupSettings {
     /// Absolute, sorted, without repeats; one may be inside another.
     pub roots: Vec<PathBuf>,
+    /// Of `roots`, those inside another ([`inner_roots`]), sorted: what
+    /// the walk of an outer root leaves to their own walks. Usually none,
+    /// and then the walk compares no path with them.
+    pub inner_roots: Vec<PathBuf>,
     pub client: String,
     pub checkpoint: u64,
     pub leave_checkpoints: bool,
@@ -148,6 +152,7 @@ impl BackupSettings {
             .map(|r| absolute(&cwd, &r));
         let roots = leave_out_the_repository(roots, repository_dir.as_deref())?;
         Ok(BackupSettings {
+            inner_roots: inner_roots(&roots),
             roots,
             client: ctx.string("client-name")?.unwrap_or_default(),
             checkpoint: ctx.bytesize("checkpoint")?,
@@ -197,6 +202,15 @@ fn check_nested_roots(roots: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(roots)
+}
+
+/// Of `roots` (sorted), those inside another, in the same order.
+pub fn inner_roots(roots: &[PathBuf]) -> Vec<PathBuf> {
+    roots
+        .iter()
+        .filter(|r| roots.iter().any(|o| o != *r && r.starts_with(o)))
+        .cloned()
+        .collect()
 }
 
 /// The first symbolic link on the way from `outer` (included) down to
