@@ -63,6 +63,7 @@ pub fn run() -> i32 {
         Ok(code) => code,
         Err(failure) => {
             interrupt::hold_if_interrupted();
+            logging::flush_pending();
             output::clear_status();
             eprintln!(
                 "ERROR: internal error (a bug in obnam): {}",
@@ -77,6 +78,8 @@ fn main_with(args: Vec<OsString>) -> i32 {
     let pre = cli::prescan(&args);
     logging::init(pre.quiet);
     let result = start(args, pre);
+    // Warnings of a run that ended before its settings were read.
+    logging::flush_pending();
     // An interruption decides the outcome, whatever the command made of
     // its refused writes.
     interrupt::hold_if_interrupted();
@@ -130,11 +133,13 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
         Ok(inv) => inv,
         Err(ParseStop::Printed(code)) => return Ok(code),
         Err(ParseStop::Error(message)) => {
+            logging::flush_pending();
             eprintln!("ERROR: {message}");
             return Ok(EXIT_USAGE);
         }
     };
     if let Err(message) = inv.plugins_as_prescanned(&pre) {
+        logging::flush_pending();
         eprintln!("ERROR: {message}");
         return Ok(EXIT_USAGE);
     }
@@ -144,6 +149,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     // makes reading them fail. Every file is listed; a bad one is named on
     // standard error too, and the run fails.
     if inv.list_config_files {
+        logging::flush_pending();
         let mut bad = 0;
         for f in &files {
             output::line(&escape_path(f))?;

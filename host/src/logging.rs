@@ -4,7 +4,10 @@
 //!
 //! Logging starts before the settings are known (plugin loading already
 //! warns), so events are buffered in memory until [`configure`] names the
-//! log file and level; then the buffer is written out. Events forwarded by
+//! log file and level; then the buffer is written out. The warnings meant
+//! for the terminal wait too, until `quiet` is known from every source (a
+//! config file's included), or until the run ends before that
+//! ([`flush_pending`]). Events forwarded by
 //! plugins arrive through [`plugin_event`] and are re-emitted here with
 //! target `obnam::plugin` and a `plugin` field.
 
@@ -38,6 +41,8 @@ struct LogState {
     /// Whether a write to the log file failed (warned about once).
     write_failed: AtomicBool,
     buffer: Mutex<Vec<(LogLevel, String)>>,
+    /// Lines for standard error from before [`configure`].
+    pending: Mutex<Vec<String>>,
 }
 
 static STATE: OnceLock<Arc<LogState>> = OnceLock::new();
@@ -52,6 +57,7 @@ fn state() -> &'static Arc<LogState> {
             path: Mutex::new(None),
             write_failed: AtomicBool::new(false),
             buffer: Mutex::new(Vec::new()),
+            pending: Mutex::new(Vec::new()),
         })
     })
 }
@@ -101,7 +107,24 @@ pub fn configure(file: Option<&Path>, level: LogLevel, quiet: bool) -> std::io::
     }
     *st.file.lock().unwrap_or_else(|e| e.into_inner()) = opened;
     st.configured.store(true, Ordering::Relaxed);
+    flush_pending();
     Ok(())
+}
+
+/// Print the warnings held back for the terminal (unless quiet as known
+/// so far: from the command line and the environment, until the settings
+/// are read). Called once `quiet` is known, and by every way out of a run
+/// that ends before.
+pub fn flush_pending() {
+    let st = state();
+    let pending = std::mem::take(&mut *st.pending.lock().unwrap_or_else(|e| e.into_inner()));
+    if st.quiet.load(Ordering::Relaxed) || output::terminal_silenced() {
+        return;
+    }
+    for line in pending {
+        output::clear_status();
+        eprintln!("{line}");
+    }
 }
 
 /// The most verbose level anything is recorded at (what plugins should forward).
@@ -153,13 +176,18 @@ impl<S: Subscriber> Layer<S> for HostLayer {
         // the plugins'); those of the libraries below (an SSH session that
         // broke and will be retried, say) go to the log file only: obnam
         // reports what they mean for the run itself.
-        if level <= LogLevel::Warn
-            && meta.target().starts_with("obnam")
-            && !st.quiet.load(Ordering::Relaxed)
-            && !output::terminal_silenced()
-        {
-            output::clear_status();
-            eprintln!("{}: {}", level_name(level), text.message());
+        if level <= LogLevel::Warn && meta.target().starts_with("obnam") {
+            let shown = format!("{}: {}", level_name(level), text.message());
+            if !st.configured.load(Ordering::Relaxed) {
+                // `quiet` in a config file may yet silence it.
+                let mut pending = st.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending.len() < BUFFER_LIMIT {
+                    pending.push(shown);
+                }
+            } else if !st.quiet.load(Ordering::Relaxed) && !output::terminal_silenced() {
+                output::clear_status();
+                eprintln!("{shown}");
+            }
         }
         let message = text.finish();
         let line = format!(

@@ -101,3 +101,43 @@ fn loader_warnings_from_before_the_log_was_opened_are_written_to_it() {
     let text = fs::read_to_string(&log).unwrap();
     assert!(text.contains("junk.so: not a shared library"), "{text}");
 }
+
+/// The warnings of loading plugins come before the settings can be read
+/// (the plugins register them), so they wait for `quiet` from a config
+/// file too; a run that ends before its settings are read still shows
+/// them.
+#[test]
+fn quiet_in_a_config_file_silences_the_warnings_of_loading_too() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha"]);
+    fs::write(dir.join("junk.so"), "junk").unwrap();
+    let conf = env.write("quiet.conf", "[config]\nquiet = yes\n");
+    let with_conf = |extra: &[&str]| {
+        let mut args = vec![std::ffi::OsStr::new("--config"), conf.as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        env.run_with(&dir, args)
+    };
+    let run = with_conf(&["plugins"]).ok();
+    assert_eq!(run.stderr, "", "{run:#?}");
+    // The command line wins over the file.
+    let run = with_conf(&["--no-quiet", "plugins"]).ok();
+    assert!(
+        run.stderr.contains("junk.so: not a shared library"),
+        "{run:#?}"
+    );
+    // Without the file, the warning shows, also when the run stops before
+    // any setting is read (a mistyped subcommand).
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert!(
+        run.stderr.contains("junk.so: not a shared library"),
+        "{run:#?}"
+    );
+    let run = env.run_with(&dir, ["plugnis"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    let warning = run.stderr.find("junk.so: not a shared library");
+    let error = run.stderr.find("ERROR:");
+    assert!(
+        warning.is_some() && warning < error,
+        "the warning, then the error: {run:#?}"
+    );
+}
