@@ -69,6 +69,7 @@ pub mod guard;
 mod hooks;
 pub mod human;
 pub mod limits;
+pub mod live_paths;
 pub mod logging;
 pub mod names;
 mod output_format;

@@ -1067,3 +1067,50 @@ fn the_repository_named_as_a_root_is_left_out() {
     .no_rust_panic();
     assert!(run.stderr.contains("nothing to back up"), "{run:#?}");
 }
+
+/// The repository and obnam's own log file are left out wherever the walk
+/// meets them, also when `--repository` or `--log` names them by a way
+/// through a symbolic link or with `..` (a repository named so was backed
+/// up into itself, lock and all, and the log file was backed up).
+#[test]
+fn the_repository_and_the_log_are_left_out_by_any_name() {
+    use std::ffi::OsStr;
+    let env = obnam_test_support::TestEnv::new();
+    let data = env.path().join("data");
+    fs::create_dir_all(data.join("logs")).unwrap();
+    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::write(data.join("f"), b"x").unwrap();
+    std::os::unix::fs::symlink(&data, env.path().join("link")).unwrap();
+    let repo = env.path().join("link/repo");
+    let obnam = |log: &OsStr, args: &[&OsStr]| {
+        obnam_test_support::run(
+            env.obnam()
+                .current_dir(data.join("sub"))
+                .arg("--repository")
+                .arg(&repo)
+                .arg("--log")
+                .arg(log)
+                .args(args),
+        )
+    };
+    let link_log = env.path().join("link/logs/b.log");
+    for log in [OsStr::new("../logs/a.log"), link_log.as_os_str()] {
+        let run = obnam(log, &[OsStr::new("backup"), data.as_os_str()]).ok();
+        // The repository and the log.
+        assert!(run.stdout.contains(" 2 excluded"), "{run:#?}");
+        // Each run's own log only: the first run's is a file like any other
+        // to the second.
+        let listed = obnam(log, &[OsStr::new("ls")]).ok().stdout;
+        assert!(!listed.contains("/repo"), "{listed}");
+        let own = Path::new(log).file_name().unwrap().to_str().unwrap();
+        assert!(!listed.contains(own), "{own} in {listed}");
+    }
+    // A root inside the repository by a way through the link is one too.
+    let run = obnam(
+        OsStr::new("../logs/c.log"),
+        &[OsStr::new("backup"), data.join("repo/packs").as_os_str()],
+    )
+    .fails()
+    .no_rust_panic();
+    assert!(run.stderr.contains("nothing to back up"), "{run:#?}");
+}

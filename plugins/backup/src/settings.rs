@@ -1,7 +1,8 @@
 //! The backup's settings: declared here, read once per run.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
+use plugin_api::live_paths;
 use plugin_api::names::escape_path;
 use plugin_api::{
     App, Context, Result, Setting, GROUP_BACKUP, GROUP_DEVELOPMENT, GROUP_PERFORMANCE,
@@ -149,7 +150,7 @@ impl BackupSettings {
         let repository_dir = ctx
             .path("repository")?
             .and_then(|r| local_folder(&r))
-            .map(|r| absolute(&cwd, &r));
+            .map(|r| live_paths::absolute(&cwd, &r));
         let roots = leave_out_the_repository(roots, repository_dir.as_deref())?;
         Ok(BackupSettings {
             inner_roots: inner_roots(&roots),
@@ -267,10 +268,25 @@ fn leave_out_the_repository(
         return Ok(roots);
     };
     let given = roots.len();
+    // Also as the file system resolves them: either may be named by a way
+    // through a symbolic link. A root's own last name is not resolved (a
+    // root that is a link is backed up as the link).
+    let real_repository = std::fs::canonicalize(repository).ok();
+    let real_root = |root: &Path| {
+        let parent = std::fs::canonicalize(root.parent()?).ok()?;
+        Some(match root.file_name() {
+            Some(name) => parent.join(name),
+            None => parent,
+        })
+    };
     let kept: Vec<PathBuf> = roots
         .into_iter()
         .filter(|root| {
-            let inside = root.starts_with(repository);
+            let inside = root.starts_with(repository)
+                || real_repository
+                    .as_deref()
+                    .zip(real_root(root))
+                    .is_some_and(|(repository, root)| root.starts_with(repository));
             if inside {
                 plugin_api::tracing::warn!(
                     "backup root {} is the repository's folder, or inside it: left out (a \
@@ -324,10 +340,8 @@ fn local_root(root: PathBuf) -> Result<PathBuf> {
 /// symbolic link is the link (the walk never follows one); where it leads
 /// to a folder, a warning says how to back up that folder instead.
 fn root_path(cwd: &Path, given: &Path) -> Result<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = given.as_os_str().as_bytes();
-    let names_folder = bytes.len() > 1 && (bytes.ends_with(b"/") || bytes.ends_with(b"/."));
-    let path = absolute(cwd, given);
+    let names_folder = live_paths::names_folder(given.as_os_str());
+    let path = live_paths::absolute(cwd, given);
     let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
     if !is_link {
         return Ok(path);
@@ -359,27 +373,6 @@ fn root_path(cwd: &Path, given: &Path) -> Result<PathBuf> {
     }
 }
 
-/// An absolute, lexically normalised path (symlinks are not resolved: a
-/// root that is a symlink is backed up as a symlink).
-pub fn absolute(cwd: &Path, path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        cwd.join(path)
-    };
-    let mut out = PathBuf::from("/");
-    for c in joined.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,21 +389,6 @@ mod tests {
         assert_eq!(local_folder(Path::new("relative")), Some("relative".into()));
         assert_eq!(local_folder(Path::new("sftp://h/srv/r")), None);
         assert_eq!(local_folder(Path::new("s3://bucket")), None);
-    }
-
-    #[test]
-    fn paths_are_made_absolute_and_normal() {
-        let cwd = Path::new("/home/u");
-        assert_eq!(
-            absolute(cwd, Path::new("docs")),
-            PathBuf::from("/home/u/docs")
-        );
-        assert_eq!(
-            absolute(cwd, Path::new("../v/./x/")),
-            PathBuf::from("/home/v/x")
-        );
-        assert_eq!(absolute(cwd, Path::new("/")), PathBuf::from("/"));
-        assert_eq!(absolute(cwd, Path::new("/../..")), PathBuf::from("/"));
     }
 
     #[test]

@@ -130,16 +130,27 @@ pub struct Excluder<'a, 'c> {
     payload: ExcludeCandidate,
     /// The repository's own folder, never backed up into itself.
     repository_dir: Option<PathBuf>,
+    /// The same folder's device and inode: the walk may reach it by
+    /// another path than the one `--repository` gives (a symbolic link on
+    /// the way to either, a bind mount).
+    repository_identity: Option<(u64, u64)>,
 }
 
 impl<'a, 'c> Excluder<'a, 'c> {
     /// An excluder for one run.
     pub fn new(ctx: &'a Context<'c>, repository_dir: Option<PathBuf>) -> Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let repository_identity = repository_dir
+            .as_deref()
+            .and_then(|dir| std::fs::metadata(dir).ok())
+            .filter(|m| m.is_dir())
+            .map(|m| (m.dev(), m.ino()));
         Ok(Excluder {
             ctx,
             hook: ctx.hook::<ExcludeCandidate>(plugin_api::payloads::BACKUP_EXCLUDE)?,
             payload: ExcludeCandidate::default(),
             repository_dir,
+            repository_identity,
         })
     }
 
@@ -152,7 +163,10 @@ impl<'a, 'c> Excluder<'a, 'c> {
         root_stat: FileStat,
         files_seen: u64,
     ) -> Result<Option<String>> {
-        if self.repository_dir.as_deref() == Some(path) {
+        let is_repository = self.repository_dir.as_deref() == Some(path)
+            || (stat.mode & 0o170000 == 0o040000
+                && self.repository_identity == Some((stat.dev, stat.ino)));
+        if is_repository {
             return Ok(Some("it is the repository".into()));
         }
         let p = &mut self.payload;

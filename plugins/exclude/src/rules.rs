@@ -1,6 +1,7 @@
 //! The exclusion rules, as small predicates over a candidate.
 
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use plugin_api::names::escape_path;
@@ -22,6 +23,9 @@ pub struct Rules {
     larger_than: u64,
     one_file_system: bool,
     log_file: Option<PathBuf>,
+    /// The log file's device and inode: the walk may reach it by another
+    /// path than `--log` gives (a symbolic link on the way to either).
+    log_identity: Option<(u64, u64)>,
 }
 
 /// A pattern, and the line of the `--exclude-from` file it was read
@@ -76,9 +80,17 @@ impl Rules {
             exclude.extend(patterns_from(ctx, &file)?);
         }
         let include = patterns_of(ctx, "include")?;
+        let cwd = std::env::current_dir()?;
         let log_file = ctx
             .path("log")?
-            .map(|p| std::path::absolute(&p).unwrap_or(p));
+            .map(|p| plugin_api::live_paths::absolute(&cwd, &p));
+        // The host has opened it (it makes it if need be) before any
+        // plugin runs.
+        let log_identity = log_file
+            .as_deref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .filter(|m| m.is_file())
+            .map(|m| (m.dev(), m.ino()));
         Ok(Rules {
             include: compile(ctx, "include", &include)?,
             exclude: compile(ctx, "exclude", &exclude)?,
@@ -87,6 +99,7 @@ impl Rules {
             larger_than: ctx.bytesize("exclude-larger-than")?,
             one_file_system: ctx.boolean("one-file-system")?,
             log_file,
+            log_identity,
         })
     }
 
@@ -124,7 +137,10 @@ impl Rules {
         if self.one_file_system && c.stat.dev != c.root_stat.dev {
             return Some("it is on another file system than its root (--one-file-system)".into());
         }
-        if self.log_file.as_deref() == Some(path) {
+        let is_log = self.log_file.as_deref() == Some(path)
+            || (c.stat.mode & 0o170000 == 0o100000
+                && self.log_identity == Some((c.stat.dev, c.stat.ino)));
+        if is_log {
             return Some("it is obnam's log file".into());
         }
         None

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use plugin_api::checksum::{ChecksumError, ContentCheck};
 
+use plugin_api::live_paths;
 use plugin_api::payloads::{ExcludeCandidate, FileStat, BACKUP_EXCLUDE};
 use plugin_api::{Context, Entry, EntryKind, GenerationReader, Hook, Result};
 
@@ -422,25 +423,15 @@ fn random_files(
 /// what `obnam backup DIR` stored, from the same folder. An empty one is
 /// left to be refused.
 fn live_path(cwd: &Path, path: &std::ffi::OsStr) -> PathBuf {
-    use std::path::Component;
     if path.is_empty() {
         return PathBuf::from(path);
     }
-    let mut out = PathBuf::from("/");
-    for c in cwd.join(path).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
+    let out = live_paths::absolute(cwd, Path::new(path));
     // As backup takes a root written `link/` or `link/.`: the folder the
     // link leads to, at its real path.
-    let bytes = path.as_bytes();
-    let names_folder = bytes.len() > 1 && (bytes.ends_with(b"/") || bytes.ends_with(b"/."));
-    if names_folder && fs::symlink_metadata(&out).is_ok_and(|m| m.file_type().is_symlink()) {
+    if live_paths::names_folder(path)
+        && fs::symlink_metadata(&out).is_ok_and(|m| m.file_type().is_symlink())
+    {
         if let Ok(real) = fs::canonicalize(&out) {
             return real;
         }
