@@ -91,6 +91,7 @@ fn global() -> Vec<SettingDef> {
             "prune",
             "remove-client",
             "force-lock",
+            "key",
         ])
         .alias("dry-run"),
         def(

@@ -1055,3 +1055,69 @@ fn an_unknown_cipher_is_a_usage_error_and_a_different_one_is_warned_about() {
     p.backup(&[]).ok();
     assert_eq!(p.backup(&["--cipher", "foo"]).code, 2);
 }
+
+/// `--pretend` (`--dry-run`) with `key add`, `key remove` and `key passwd`
+/// says what would be done and changes no key slot (the slots were
+/// changed, and the old passphrase stopped working, after a "dry run").
+#[test]
+fn key_changes_with_pretend_change_nothing() {
+    let w = BackupWorld::new("laptop");
+    w.file("a.txt", b"content");
+    backup(&w, "first", &["--encrypt"]).ok();
+    let second = add_slot(&w, "first", "second");
+    let before = slot_ids(&w);
+    let key = |new: &str, args: &[&str]| {
+        run_env(
+            &w,
+            &[("OBNAM_PASSPHRASE", "first"), ("OBNAM_NEW_PASSPHRASE", new)],
+            args,
+        )
+        .ok()
+    };
+    let run = key("third", &["key", "add", "--pretend"]);
+    assert_eq!(
+        run.stdout,
+        "would add a key slot for the passphrase from OBNAM_NEW_PASSPHRASE (--pretend: nothing \
+         was changed)\n"
+    );
+    let run = key("", &["--dry-run", "key", "remove", &second]);
+    assert_eq!(
+        run.stdout,
+        format!("would remove key slot {second} (--pretend: nothing was changed)\n")
+    );
+    let run = key(
+        "third",
+        &["key", "passwd", "--pretend", "--output-format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["pretend"], true, "{v}");
+    assert!(v["added"].is_null(), "{v}");
+    // A new key file is not made by a pretend run.
+    let keyfile = w.env.path().join("new.key");
+    key(
+        "",
+        &[
+            "key",
+            "add",
+            "--pretend",
+            "--new-key-file",
+            keyfile.to_str().unwrap(),
+        ],
+    );
+    assert!(!keyfile.exists());
+    assert_eq!(slot_ids(&w), before);
+    // What a real run would refuse, a pretend run refuses too.
+    let run = run_env(
+        &w,
+        &[("OBNAM_PASSPHRASE", "first")],
+        &["key", "remove", "--pretend", "0123456789abcdef"],
+    )
+    .fails();
+    assert!(
+        run.stderr.contains("has no key slot 0123456789abcdef"),
+        "{run:#?}"
+    );
+    // Both passphrases still open the repository.
+    with_pass(&w, "first", &["generations"]).ok();
+    with_pass(&w, "second", &["generations"]).ok();
+}

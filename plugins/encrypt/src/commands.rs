@@ -63,6 +63,15 @@ fn key(ctx: &Context<'_>, args: Vec<OsString>, state: &Shared) -> Result<()> {
         ["list"] => list(ctx, state),
         ["add"] => {
             let (repo, keys) = unlocked(ctx, state)?;
+            if ctx.boolean("pretend")? {
+                let source = crate::secrets::new_secret_source(ctx)?;
+                if ctx.output_format()?.is_json() {
+                    return ctx.outln(&json!({ "added": null, "pretend": true }).to_string());
+                }
+                return ctx.outln(&format!(
+                    "would add a key slot for {source} (--pretend: nothing was changed)"
+                ));
+            }
             let id = add(ctx, &repo, keys)?;
             if ctx.output_format()?.is_json() {
                 return ctx.outln(&json!({ "added": id }).to_string());
@@ -206,6 +215,12 @@ fn exclusively<T>(repo: &Repository, f: impl FnOnce() -> Result<T>) -> Result<T>
 /// for nobody, so removing the last good slot next to it would lock
 /// everyone out for good.
 fn remove_keeping_one(repo: &Repository, keys: &Unlocked, id: &str) -> Result<()> {
+    check_removable(repo, keys, id)?;
+    repo.remove_key_slot(id)
+}
+
+/// Why key slot `id` may not be removed (see [`remove_keeping_one`]).
+fn check_removable(repo: &Repository, keys: &Unlocked, id: &str) -> Result<()> {
     let slots = repo.key_slots()?;
     if !slots.iter().any(|(s, _)| s == id) {
         return Err(Error::msg(format!(
@@ -222,7 +237,7 @@ fn remove_keeping_one(repo: &Repository, keys: &Unlocked, id: &str) -> Result<()
     let mut unusable = Vec::new();
     for (other, text) in slots.iter().filter(|(s, _)| s != id) {
         match slots::usable(text) {
-            Ok(_) => return repo.remove_key_slot(id),
+            Ok(_) => return Ok(()),
             Err(why) => unusable.push(format!("{other}: {why}")),
         }
     }
@@ -235,6 +250,15 @@ fn remove_keeping_one(repo: &Repository, keys: &Unlocked, id: &str) -> Result<()
 
 fn remove(ctx: &Context<'_>, state: &Shared, id: &str) -> Result<()> {
     let (repo, keys) = unlocked(ctx, state)?;
+    if ctx.boolean("pretend")? {
+        check_removable(&repo, keys, id)?;
+        if ctx.output_format()?.is_json() {
+            return ctx.outln(&json!({ "removed": id, "pretend": true }).to_string());
+        }
+        return ctx.outln(&format!(
+            "would remove key slot {id} (--pretend: nothing was changed)"
+        ));
+    }
     exclusively(&repo, || remove_keeping_one(&repo, keys, id))?;
     if ctx.output_format()?.is_json() {
         ctx.outln(&json!({ "removed": id }).to_string())?;
@@ -254,6 +278,16 @@ fn passwd(ctx: &Context<'_>, state: &Shared) -> Result<()> {
     let old = keys.opened_with.clone().ok_or_else(|| {
         Error::msg("the repository was just created; there is no key slot to replace yet")
     })?;
+    if ctx.boolean("pretend")? {
+        let source = crate::secrets::new_secret_source(ctx)?;
+        if ctx.output_format()?.is_json() {
+            return ctx
+                .outln(&json!({ "removed": old, "added": null, "pretend": true }).to_string());
+        }
+        return ctx.outln(&format!(
+            "would replace key slot {old} by one for {source} (--pretend: nothing was changed)"
+        ));
+    }
     let new = exclusively(&repo, || {
         // Removals take this lock too, so a slot still here stays until
         // this run removes it. One that is gone was removed by another run

@@ -195,6 +195,29 @@ pub fn new_secret(ctx: &Context<'_>) -> Result<Secret> {
     )))
 }
 
+/// Where [`new_secret`] would take the new secret from, for a `--pretend`
+/// run: it makes no key file and asks nothing, but a passphrase file is
+/// read, so that one that is missing or empty is an error now too.
+pub fn new_secret_source(ctx: &Context<'_>) -> Result<String> {
+    if let Some(path) = ctx.path("new-key-file")? {
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Ok(format!(
+                "a new key file {} (which the run would make)",
+                escape_path(&path)
+            ));
+        }
+        return read_key_file(&path).map(|secret| crate::open::describe(&secret));
+    }
+    if ctx.path("new-passphrase-file")?.is_some() || std::env::var_os(NEW_PASSPHRASE_VAR).is_some()
+    {
+        return new_secret(ctx).map(|secret| crate::open::describe(&secret));
+    }
+    if on_terminal() {
+        return Ok("a new passphrase (which the run would ask for)".to_string());
+    }
+    new_secret(ctx).map(|secret| crate::open::describe(&secret))
+}
+
 /// Make a key file of 32 random bytes (hex, mode 0600) if there is none.
 fn create_key_file_if_missing(path: &Path) -> Result<()> {
     use std::io::Write;
