@@ -218,7 +218,10 @@ fn find_lists_each_version_with_its_generations() {
     // Nothing matches: no output, success. A bad pattern: a clear error.
     assert_eq!(w.obnam(&["find", "nothing-like-this"]).ok().stdout, "");
     let run = w.obnam(&["find", "("]).fails();
-    assert!(run.stderr.contains("bad pattern '('"), "{run:#?}");
+    assert!(
+        run.stderr.contains("find: bad regular expression '('"),
+        "{run:#?}"
+    );
     let run = w.obnam(&["find"]).fails();
     assert!(run.stderr.contains("at least one PATTERN"), "{run:#?}");
 }

@@ -28,6 +28,7 @@ mod loading;
 mod logging;
 mod mount;
 mod paths;
+mod patterns;
 mod progress;
 mod prune;
 mod prune_interleavings;

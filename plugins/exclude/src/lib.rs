@@ -7,7 +7,7 @@
 //!    pattern rules below (the other rules still apply);
 //! 2. `--exclude PATTERN` and `--exclude-from FILE`: a path whose absolute
 //!    form matches is excluded (a regular expression searched anywhere,
-//!    as Obnam did, or another style by prefix: see [`patterns`]);
+//!    as Obnam did, or another style by prefix: see the `obnam-patterns` crate);
 //! 3. `--exclude-caches`: the contents of a directory holding a valid
 //!    `CACHEDIR.TAG` are excluded, the tag file itself is kept;
 //! 4. `--exclude-if-present NAME`: a directory holding a file NAME is excluded;
@@ -21,7 +21,6 @@
 
 #![forbid(unsafe_code)]
 
-mod patterns;
 mod rules;
 
 use std::sync::{Arc, OnceLock};

@@ -8,7 +8,7 @@ use plugin_api::names::escape_path;
 use plugin_api::payloads::ExcludeCandidate;
 use plugin_api::{Context, Result};
 
-use crate::patterns::PatternSet;
+use patterns::PatternSet;
 
 /// The signature a `CACHEDIR.TAG` file starts with
 /// (<https://bford.info/cachedir/>).
@@ -54,6 +54,9 @@ fn patterns_from(ctx: &Context<'_>, file: &Path) -> Result<Vec<Pattern>> {
             &format!("cannot read {}: {e}", escape_path(file)),
         )
     })?;
+    // A byte-order mark (as some editors write) is not part of the first
+    // pattern.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     Ok(text
         .lines()
         .enumerate()

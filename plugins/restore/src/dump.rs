@@ -500,7 +500,22 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let [arg] = args.as_slice() else {
         plugin_api::bail!("dump needs exactly one PATH (an absolute path in the generation)");
     };
-    let parts = names::parse_absolute(arg).map_err(plugin_api::Error::msg)?;
+    let bytes = arg.as_encoded_bytes();
+    // pp:PATH is PATH, as for ls and restore; a pattern cannot name one path.
+    if [&b"sh:"[..], b"glob:", b"re:"]
+        .iter()
+        .any(|prefix| bytes.starts_with(prefix))
+    {
+        plugin_api::bail!(
+            "dump takes one PATH, not a pattern ('{}'): see 'obnam ls PATTERN' for the paths              it selects",
+            escape(bytes)
+        );
+    }
+    let arg = match bytes.strip_prefix(b"pp:") {
+        Some(rest) => OsString::from_vec(rest.to_vec()),
+        None => arg.clone(),
+    };
+    let parts = names::parse_absolute(&arg).map_err(plugin_api::Error::msg)?;
     let path = names::from_parts(&parts);
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;

@@ -1,9 +1,12 @@
 //! `obnam find PATTERN...`: which paths match, in which generations.
 //!
-//! Each PATTERN is a regular expression, searched for anywhere in an
-//! entry's absolute path (as for `--exclude`: anchor it with `^` and `$`
-//! to match whole paths). A path matches if any pattern does. Every
-//! generation of the client is searched unless `--generation` names one.
+//! Each PATTERN is read as `--exclude` reads its patterns (the
+//! `patterns` crate): a regular expression searched for anywhere in an
+//! entry's absolute path (anchor it with `^` and `$` to match whole
+//! paths), or with a prefix `re:`, `sh:`/`glob:` (a shell glob) or `pp:`
+//! (a path and everything below it). A path matches if any pattern does.
+//! Every generation of the client is searched unless `--generation` names
+//! one.
 //!
 //! The output groups by path, then by *version*: the entry's kind, mode,
 //! size, modification time, content checksum and symlink target. A file
@@ -18,9 +21,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::rc::Rc;
 
-use regex::bytes::Regex;
 use serde_json::{json, Value};
 
+use patterns::Pattern;
 use plugin_api::{Context, Entry, EntryKind, GenerationReader, Result, TreeId};
 
 use crate::format;
@@ -59,7 +62,7 @@ type Found = (Vec<u8>, Rc<Entry>);
 
 /// Searches generations, remembering each directory's matches.
 struct Finder {
-    patterns: Vec<Regex>,
+    patterns: Vec<Pattern>,
     memo: HashMap<(Vec<u8>, TreeId), Rc<Vec<Found>>>,
 }
 
@@ -147,15 +150,9 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     }
     let mut patterns = Vec::new();
     for arg in &args {
-        let text = arg.to_str().ok_or_else(|| {
-            plugin_api::Error::msg(format!(
-                "find: pattern '{}' is not UTF-8",
-                escape(arg.as_encoded_bytes())
-            ))
-        })?;
         patterns.push(
-            Regex::new(text)
-                .map_err(|e| plugin_api::Error::msg(format!("find: bad pattern '{text}': {e}")))?,
+            Pattern::new(arg.as_encoded_bytes())
+                .map_err(|e| plugin_api::Error::msg(format!("find: {e}")))?,
         );
     }
     let repo = ctx.repository(false)?;

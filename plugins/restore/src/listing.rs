@@ -275,7 +275,8 @@ pub fn ls(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let client = select::client(ctx)?;
     let gen = select::generation(ctx, &repo, &client)?;
     let reader = repo.open_generation(&client, &gen.id)?;
-    let roots: Vec<Vec<u8>> = crate::path_args::expand(&reader, requested, &gen.id)?
+    let asked = crate::path_args::expand(&reader, requested, &gen.id)?;
+    let roots: Vec<Vec<u8>> = crate::path_args::outermost(asked)
         .iter()
         .map(|parts| names::from_parts(parts))
         .collect();

@@ -13,33 +13,16 @@
 
 use std::ffi::OsString;
 
-use globset::{GlobBuilder, GlobMatcher};
-use regex::bytes::Regex;
-
+use patterns::Pattern;
 use plugin_api::{EntryKind, GenerationReader, Result};
 
-use crate::names::{self, escape};
+use crate::names;
 use crate::walk::Parts;
-
-/// A pattern that selects paths.
-pub enum Matcher {
-    Glob(GlobMatcher),
-    Regex(Regex),
-}
-
-impl Matcher {
-    fn is_match(&self, path: &[u8]) -> bool {
-        match self {
-            Matcher::Glob(g) => g.is_match(names::as_path(path)),
-            Matcher::Regex(r) => r.is_match(path),
-        }
-    }
-}
 
 /// One PATH argument.
 pub enum PathArg {
     Exact(Parts),
-    Pattern { text: String, matcher: Matcher },
+    Pattern(Pattern),
 }
 
 /// Parse the arguments of `command` (before the repository is opened, so
@@ -48,45 +31,13 @@ pub fn parse(command: &str, args: &[OsString]) -> Result<Vec<PathArg>> {
     let mut out = Vec::new();
     for arg in args {
         let bytes = arg.as_encoded_bytes();
-        let text = arg.to_string_lossy();
-        let styled = |prefix: &str| text.strip_prefix(prefix).map(str::to_string);
-        if let Some(glob) = styled("sh:").or_else(|| styled("glob:")) {
-            // A glob is text to globset: bytes that are not UTF-8 would
-            // be turned into U+FFFD and never match.
-            if arg.to_str().is_none() {
-                plugin_api::bail!(
-                    "{command}: shell glob '{}' is not UTF-8 text; give the name with re: \
-                     (which matches bytes) or pp:",
-                    escape(bytes)
-                );
-            }
-            let full = if glob.starts_with('/') || glob.starts_with("**") {
-                glob.clone()
-            } else {
-                format!("**/{glob}")
-            };
-            let g = GlobBuilder::new(&full)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| {
-                    plugin_api::Error::msg(format!(
-                        "{command}: bad shell glob '{text}': {}",
-                        e.kind()
-                    ))
-                })?;
-            out.push(PathArg::Pattern {
-                text: text.to_string(),
-                matcher: Matcher::Glob(g.compile_matcher()),
-            });
-        } else if let Some(re) = bytes.strip_prefix(b"re:") {
-            let r = Regex::new(&byte_pattern(re)).map_err(|e| {
-                plugin_api::Error::msg(format!("{command}: bad regular expression '{text}': {e}"))
-            })?;
-            out.push(PathArg::Pattern {
-                text: text.to_string(),
-                matcher: Matcher::Regex(r),
-            });
+        let is_pattern = [&b"sh:"[..], b"glob:", b"re:"]
+            .iter()
+            .any(|prefix| bytes.starts_with(prefix));
+        if is_pattern {
+            let pattern = Pattern::new(bytes)
+                .map_err(|e| plugin_api::Error::msg(format!("{command}: {e}")))?;
+            out.push(PathArg::Pattern(pattern));
         } else {
             // pp:PATH is PATH, whatever its bytes.
             let path = match bytes.strip_prefix(b"pp:") {
@@ -102,21 +53,6 @@ pub fn parse(command: &str, args: &[OsString]) -> Result<Vec<PathArg>> {
     Ok(out)
 }
 
-/// A regular expression's text from its bytes: bytes that are not UTF-8
-/// become byte escapes outside Unicode mode (`(?-u:\xFF)`), so that they
-/// match those bytes in a name, as the rest of the pattern matches its
-/// characters.
-fn byte_pattern(re: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in re.utf8_chunks() {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            out.push_str(&format!("(?-u:\\x{b:02X})"));
-        }
-    }
-    out
-}
-
 /// The paths `args` select in the generation `reader` reads (`gen` is its
 /// id, for errors): exact paths as they are (checked later by the
 /// caller), and for patterns the topmost matching paths (what is below a
@@ -127,14 +63,21 @@ pub fn expand(reader: &GenerationReader, args: Vec<PathArg>, gen: &str) -> Resul
     for arg in args {
         match arg {
             PathArg::Exact(parts) => exact.push(parts),
-            PathArg::Pattern { text, matcher } => patterns.push((text, matcher, false)),
+            PathArg::Pattern(pattern) => patterns.push((pattern, false)),
         }
     }
     if patterns.is_empty() {
         return Ok(exact);
     }
-    let mut stack: Vec<Parts> = vec![Vec::new()];
-    while let Some(dir) = stack.pop() {
+    // Folders to search, each with whether a pattern selected it or a
+    // folder above it already. Below a selected folder nothing more is
+    // selected (it comes with the folder), but the search goes on while a
+    // pattern has matched nothing yet: its matches may all be in there.
+    let mut stack: Vec<(Parts, bool)> = vec![(Vec::new(), false)];
+    while let Some((dir, selected)) = stack.pop() {
+        if selected && patterns.iter().all(|(_, used)| *used) {
+            continue;
+        }
         let dir_path = names::from_parts(&dir);
         let children = reader
             .list_dir(names::as_path(&dir_path))?
@@ -147,26 +90,42 @@ pub fn expand(reader: &GenerationReader, args: Vec<PathArg>, gen: &str) -> Resul
             parts.push(child.name.clone());
             let path = names::from_parts(&parts);
             let mut matched = false;
-            for (_, matcher, used) in patterns.iter_mut() {
-                if matcher.is_match(&path) {
+            for (pattern, used) in patterns.iter_mut() {
+                if pattern.is_match(&path) {
                     *used = true;
                     matched = true;
                 }
             }
-            if matched {
-                exact.push(parts);
-            } else if child.kind == EntryKind::Dir {
-                stack.push(parts);
+            if matched && !selected {
+                exact.push(parts.clone());
+            }
+            if child.kind == EntryKind::Dir {
+                stack.push((parts, selected || matched));
             }
         }
     }
-    if let Some((text, _, _)) = patterns.iter().find(|(_, _, used)| !used) {
+    if let Some((pattern, _)) = patterns.iter().find(|(_, used)| !used) {
         plugin_api::bail!(
             "pattern '{}' matches nothing in generation {gen}",
-            escape(text.as_bytes())
+            pattern.text()
         );
     }
     Ok(exact)
+}
+
+/// `roots` sorted, without each one that is, or is inside, another: what
+/// a command does once for each path asked for.
+pub fn outermost(mut roots: Vec<Parts>) -> Vec<Parts> {
+    roots.sort();
+    let mut kept: Vec<Parts> = Vec::new();
+    for root in roots {
+        // Sorted, a path's descendants come right after it.
+        if kept.last().is_some_and(|k| root.starts_with(k)) {
+            continue;
+        }
+        kept.push(root);
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -182,16 +141,16 @@ mod tests {
     fn patterns_match_names_that_are_not_utf8() {
         let parsed = parse("ls", &[arg(b"re:/x_\xff$"), arg(b"pp:/a/b\xfe")]).unwrap();
         match &parsed[0] {
-            PathArg::Pattern { matcher, .. } => {
-                assert!(matcher.is_match(b"/home/x_\xff"));
-                assert!(!matcher.is_match("/home/x_\u{ff}".as_bytes()));
-                assert!(!matcher.is_match("/home/x_\u{fffd}".as_bytes()));
+            PathArg::Pattern(pattern) => {
+                assert!(pattern.is_match(b"/home/x_\xff"));
+                assert!(!pattern.is_match("/home/x_\u{ff}".as_bytes()));
+                assert!(!pattern.is_match("/home/x_\u{fffd}".as_bytes()));
             }
             PathArg::Exact(_) => panic!("re: is a pattern"),
         }
         match &parsed[1] {
             PathArg::Exact(parts) => assert_eq!(names::from_parts(parts), b"/a/b\xfe"),
-            PathArg::Pattern { .. } => panic!("pp: is a path"),
+            PathArg::Pattern(_) => panic!("pp: is a path"),
         }
         let err = parse("ls", &[arg(b"sh:*\xff")]).err().unwrap();
         assert!(err.message().contains("is not UTF-8 text"), "{err}");

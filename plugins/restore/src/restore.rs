@@ -254,21 +254,7 @@ fn requested_roots(mut roots: Vec<Parts>) -> Vec<Parts> {
     if roots.is_empty() {
         roots.push(Vec::new());
     }
-    prune_nested(roots)
-}
-
-/// Sort `roots` and drop each one that is, or is inside, another.
-fn prune_nested(mut roots: Vec<Parts>) -> Vec<Parts> {
-    roots.sort();
-    let mut kept: Vec<Parts> = Vec::new();
-    for root in roots {
-        // Sorted order puts a path right after its ancestors' subtrees begin.
-        if kept.iter().any(|k| root.starts_with(k)) {
-            continue;
-        }
-        kept.push(root);
-    }
-    kept
+    path_args::outermost(roots)
 }
 
 /// Look up every requested path in the generation: each must exist, and
@@ -764,7 +750,7 @@ mod tests {
 
     #[test]
     fn nested_roots_are_dropped() {
-        let roots = prune_nested(vec![
+        let roots = path_args::outermost(vec![
             parts("/home/x/y"),
             parts("/home/x"),
             parts("/home/xy"),
@@ -776,7 +762,7 @@ mod tests {
             vec![parts("/etc"), parts("/home/x"), parts("/home/xy")]
         );
         assert_eq!(
-            prune_nested(vec![parts("/a"), parts("/")]),
+            path_args::outermost(vec![parts("/a"), parts("/")]),
             vec![parts("/")]
         );
     }

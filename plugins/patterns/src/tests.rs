@@ -1,0 +1,130 @@
+use super::*;
+
+fn set(p: &[&str]) -> PatternSet {
+    PatternSet::new(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+}
+
+fn set_error(p: &[&str]) -> SetError {
+    PatternSet::new(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .err()
+        .unwrap()
+}
+
+fn one(p: &[u8]) -> Pattern {
+    Pattern::new(p).unwrap()
+}
+
+#[test]
+fn regular_expressions_are_searched_anywhere() {
+    let s = set(&[r"\.git"]);
+    assert!(s.is_match(b"/src/.git"));
+    assert!(s.is_match(b"/src/.github/x"));
+    assert!(!set(&[r"/\.git$"]).is_match(b"/src/.github"));
+    // Unescaped, the dot matches any character: `.git` matches /legit.
+    assert!(set(&[".git"]).is_match(b"/legit"));
+    assert!(set(&["re:\\.tmp$"]).is_match(b"/a/b.tmp"));
+    assert!(one(b"re:\\.tmp$").is_match(b"/a/b.tmp"));
+    assert!(one(b"\\.tmp$").is_match(b"/a/b.tmp"));
+}
+
+#[test]
+fn names_that_are_not_utf8_are_matched_byte_by_byte() {
+    for pattern in ["caf.$", "caf[^/]$", r"caf\W$", "re:caf.$"] {
+        assert!(set(&[pattern]).is_match(b"/src/caf\xe9"), "{pattern}");
+        assert!(
+            one(pattern.as_bytes()).is_match(b"/src/caf\xe9"),
+            "{pattern}"
+        );
+    }
+    // Text is matched as text: `.` is one character, not one byte, and
+    // `é` is a word character.
+    assert!(one(b"caf.$").is_match("/src/café".as_bytes()));
+    assert!(!one(br"caf\W$").is_match("/src/café".as_bytes()));
+    assert!(!one(b"caf.$").is_match("/src/cafés".as_bytes()));
+    assert!(!one(b"^/a/..$").is_match("/a/é".as_bytes()));
+    // A literal that is not ASCII matches its UTF-8 bytes in either.
+    assert!(one("é".as_bytes()).is_match("/x/é\u{1}\x01".as_bytes()));
+    assert!(one("é".as_bytes()).is_match(b"/x/\xc3\xa9\xff"));
+    // Bytes of the pattern that are not UTF-8 match those bytes.
+    let latin1 = one(b"re:/x_\xff$");
+    assert!(latin1.is_match(b"/home/x_\xff"));
+    assert!(!latin1.is_match("/home/x_\u{ff}".as_bytes()));
+    // An expression that needs Unicode still matches text as text.
+    let letters = set(&[r"^/\p{L}+$"]);
+    assert!(letters.is_match("/été".as_bytes()));
+    assert!(!letters.is_match(b"/\xe9t\xe9"));
+    // Globs match such names too.
+    assert!(set(&["sh:caf?"]).is_match(b"/src/caf\xe9"));
+}
+
+#[test]
+fn globs_match_at_any_depth_unless_rooted() {
+    let s = set(&["sh:*.tmp"]);
+    assert!(s.is_match(b"/a.tmp"));
+    assert!(s.is_match(b"/x/y/z.tmp"));
+    assert!(!s.is_match(b"/x/y/z.tmpl"));
+    let rooted = set(&["glob:/home/*/cache"]);
+    assert!(rooted.is_match(b"/home/alice/cache"));
+    assert!(!rooted.is_match(b"/home/alice/x/cache"));
+    assert!(!rooted.is_match(b"/srv/home/alice/cache"));
+    let deep = set(&["sh:/home/**/node_modules"]);
+    assert!(deep.is_match(b"/home/a/b/c/node_modules"));
+    assert!(set(&["sh:.git"]).is_match(b"/src/.git"));
+    assert!(!set(&["sh:.git"]).is_match(b"/src/legit"));
+    assert!(one(b"sh:*.tmp").is_match(b"/x/y/z.tmp"));
+}
+
+#[test]
+fn a_glob_written_as_a_folder_matches_it() {
+    assert!(set(&["sh:sub/"]).is_match(b"/src/sub"));
+    assert!(one(b"sh:/src/sub//").is_match(b"/src/sub"));
+    assert!(one(b"sh:/").is_match(b"/"));
+}
+
+#[test]
+fn prefixes_match_whole_components() {
+    let s = set(&["pp:/home/alice/tmp/"]);
+    assert!(s.is_match(b"/home/alice/tmp"));
+    assert!(s.is_match(b"/home/alice/tmp/x/y"));
+    assert!(!s.is_match(b"/home/alice/tmpfile"));
+    let root = set(&["pp:/"]);
+    assert!(root.is_match(b"/"));
+    assert!(root.is_match(b"/any/thing"));
+    assert!(one(b"pp:/a/b\xfe").is_match(b"/a/b\xfe/c"));
+}
+
+#[test]
+fn the_first_matching_pattern_is_named() {
+    let s = set(&["pp:/a", "sh:*.x", r"\.x$"]);
+    assert_eq!(s.first_match(b"/b/c.x"), Some("sh:*.x"));
+    assert_eq!(s.first_match(b"/a/c.x"), Some("pp:/a"));
+    assert_eq!(s.first_match(b"/b/c.y"), None);
+    assert_eq!(s.first_match(b"/b/c\xff.x"), Some("sh:*.x"));
+}
+
+#[test]
+fn bad_patterns_are_one_line_that_names_them() {
+    let err = set_error(&["a", "*.tmp"]);
+    assert_eq!(err.index, Some(1));
+    assert_eq!(
+        err.reason,
+        "bad regular expression '*.tmp': repetition operator missing expression; patterns \
+         are regular expressions unless prefixed: for a shell glob, write 'sh:*.tmp'"
+    );
+    let err = set_error(&["("]);
+    assert_eq!(err.reason, "bad regular expression '(': unclosed group");
+    let err = Pattern::new(b"re:(").err().unwrap();
+    assert_eq!(err.0, "bad regular expression 're:(': unclosed group");
+    // An explicit re: gets no glob hint.
+    let err = Pattern::new(b"re:*.tmp").err().unwrap();
+    assert!(!err.0.contains("sh:"), "{err}");
+    let err = set_error(&["sh:["]);
+    assert!(err.reason.starts_with("bad shell glob 'sh:['"), "{err:?}");
+    let err = set_error(&["pp:relative"]);
+    assert!(err.reason.contains("absolute"), "{err:?}");
+    let err = Pattern::new(b"sh:*\xff").err().unwrap();
+    assert!(err.0.contains("is not UTF-8 text"), "{err}");
+    assert!(err.0.contains("sh:*\\xff"), "{err}");
+    let err = Pattern::new(b"(\n").err().unwrap();
+    assert!(!err.0.contains('\n'), "{err}");
+}
