@@ -30,6 +30,25 @@ fn backup_restore_and_fsck_report_in_json() {
         ])
         .ok();
     let b = json(&run);
+    // --verbose adds no text to the JSON (it put its lines before it).
+    for format in ["json", "json-lines"] {
+        let run = w
+            .obnam(&[
+                OsStr::new("backup"),
+                OsStr::new("--verbose"),
+                OsStr::new("--pretend"),
+                OsStr::new("--output-format"),
+                OsStr::new(format),
+                data.as_os_str(),
+            ])
+            .ok();
+        for line in run.stdout.lines().filter(|l| !l.starts_with(' ')) {
+            assert!(
+                ["{", "}"].contains(&line) || line.starts_with('{'),
+                "{format}: {line:?} in {run:#?}"
+            );
+        }
+    }
     assert_eq!(b["files"], 2, "{b:#}");
     assert_eq!(b["files_read"], 2, "{b:#}");
     assert_eq!(b["bytes_read"], 6, "{b:#}");

@@ -531,3 +531,78 @@ fn dump_config_round_trips_awkward_values() {
         .stdout;
     assert_eq!(shown, expected);
 }
+
+/// A path in a config file (or the environment) that starts with `~/` is
+/// in the home folder, as the shell has it on the command line
+/// (`repository = ~/backup` made a folder `~` wherever the run started);
+/// `~user` is refused; a relative repository is named in full when made.
+#[test]
+fn a_tilde_in_a_config_file_is_the_home_folder() {
+    let env = TestEnv::new();
+    let data = env.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), b"x").unwrap();
+    let conf = env.write(
+        "t.conf",
+        "[config]\nrepository = ~/tilderepo\nclient-name = c\n",
+    );
+    let run = env
+        .run([
+            "--config",
+            conf.to_str().unwrap(),
+            "backup",
+            data.to_str().unwrap(),
+        ])
+        .ok();
+    let home_repo = env.home().join("tilderepo");
+    assert!(home_repo.join("config").is_file(), "{run:#?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "created a new repository at {}",
+            home_repo.display()
+        )),
+        "{run:#?}"
+    );
+    let run = env
+        .run([
+            "--no-default-configs",
+            "--config",
+            conf.to_str().unwrap(),
+            "genids",
+        ])
+        .ok();
+    assert_eq!(run.stdout.lines().count(), 1, "{run:#?}");
+    // In the environment too.
+    let run = obnam_test_support::run(env.obnam().env("OBNAM_REPOSITORY", "~/tilderepo").args([
+        "--client-name",
+        "c",
+        "genids",
+    ]))
+    .ok();
+    assert_eq!(run.stdout.lines().count(), 1, "{run:#?}");
+    let bad = env.write("bad.conf", "[config]\nrepository = ~bob/x\n");
+    let run = env
+        .run(["--config", bad.to_str().unwrap(), "genids"])
+        .fails()
+        .no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("'~bob/x': a ~ is taken for your home folder only as ~ or ~/"),
+        "{run:#?}"
+    );
+    // A relative repository is named in full when it is made.
+    let run = obnam_test_support::run(
+        env.obnam()
+            .current_dir(env.path())
+            .args(["-r", "rel", "--client-name", "c", "backup"])
+            .arg(&data),
+    )
+    .ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "created a new repository at rel ({})",
+            env.path().join("rel").display()
+        )),
+        "{run:#?}"
+    );
+}

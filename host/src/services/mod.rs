@@ -359,7 +359,15 @@ impl Host {
 /// does not pass unnoticed (the run itself goes on into the new one), and
 /// that encryption is chosen now or never.
 fn announce_new_repository(repo: &Repository, quiet: bool) {
-    let url = repo.url();
+    let mut url = repo.url().to_string();
+    // A relative folder is named in full too: which folder it is depends
+    // on where the run was started.
+    if !url.starts_with('/') && !url.contains("://") {
+        if let Ok(cwd) = std::env::current_dir() {
+            let full = plugin_api::live_paths::absolute(&cwd, std::path::Path::new(&url));
+            url = format!("{url} ({})", plugin_api::names::escape_path(&full));
+        }
+    }
     let text = if repo.is_sealed() {
         format!("created a new encrypted repository at {url}")
     } else {

@@ -386,13 +386,22 @@ impl SettingDef {
             name: self.name.clone(),
             reason: e.to_string(),
         };
-        let path = |bytes: Vec<u8>| OsString::from_vec(bytes);
+        let path = |bytes: Vec<u8>| {
+            home_expanded(bytes)
+                .map(OsString::from_vec)
+                .map_err(|reason| SettingError::BadValue {
+                    name: self.name.clone(),
+                    reason,
+                })
+        };
         if self.kind == SettingKind::StringList {
             let items = quoting::split_list_bytes(bytes, Escapes::Bytes).map_err(bad)?;
-            return Ok(Value::Paths(items.into_iter().map(path).collect()));
+            return Ok(Value::Paths(
+                items.into_iter().map(path).collect::<Result<_, _>>()?,
+            ));
         }
         let value = quoting::unquote_bytes(bytes, Escapes::Bytes).map_err(bad)?;
-        Ok(Value::Path(path(value.into_owned())))
+        Ok(Value::Path(path(value.into_owned())?))
     }
 
     /// Parse a value from an environment variable: bytes for a path
@@ -767,6 +776,32 @@ impl Values {
         }
         Ok(out)
     }
+}
+
+/// A path from a config file or the environment, with a leading `~` or
+/// `~/` taken for the home folder (`HOME`), as a shell takes it on the
+/// command line: `repository = ~/backup` is not a folder `~` in whatever
+/// folder the run starts in. `~user` is refused (write the path in full).
+fn home_expanded(path: Vec<u8>) -> Result<Vec<u8>, String> {
+    if path.first() != Some(&b'~') {
+        return Ok(path);
+    }
+    if path.len() > 1 && path[1] != b'/' {
+        return Err(format!(
+            "'{}': a ~ is taken for your home folder only as ~ or ~/...; write the path in \
+             full (or ./~... for a folder named ~)",
+            plugin_api::names::escape(&path)
+        ));
+    }
+    let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) else {
+        return Err(format!(
+            "'{}': HOME is not set, so ~ names no folder; write the path in full",
+            plugin_api::names::escape(&path)
+        ));
+    };
+    let mut out = home.into_vec();
+    out.extend_from_slice(&path[1..]);
+    Ok(out)
 }
 
 #[cfg(test)]

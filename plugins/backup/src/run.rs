@@ -743,10 +743,10 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
     }
 
-    /// A `--verbose` line (not in a json-lines stream, which holds only
-    /// JSON).
+    /// A `--verbose` line (not with `--output-format json` or
+    /// `json-lines`: standard output then holds only JSON).
     fn say(&self, line: &str) -> Result<()> {
-        if self.settings.verbose && self.settings.output != OutputFormat::JsonLines {
+        if self.settings.verbose && self.settings.output == OutputFormat::Text {
             self.ctx.outln(line)?;
         }
         Ok(())
