@@ -66,7 +66,7 @@ pub fn install(host: Arc<Host>) {
             for signal in signals.forever() {
                 if INTERRUPTED.set(signal).is_err() {
                     // A second signal: the user does not want to wait.
-                    eprintln!(
+                    stderr_line!(
                         "ERROR: interrupted by {} again: stopped at once (a lock may be left \
                          behind, to be broken as stale)",
                         name(signal)
@@ -94,7 +94,7 @@ pub fn install(host: Arc<Host>) {
 fn end_run(host: &Host, signal: i32) -> ! {
     tell_plugins(host, signal);
     wind_down(host);
-    eprintln!("ERROR: interrupted by {}", name(signal));
+    stderr_line!("ERROR: interrupted by {}", name(signal));
     std::process::exit(exit::interrupted_by(signal));
 }
 

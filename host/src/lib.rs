@@ -27,6 +27,29 @@
 
 #![forbid(unsafe_code)]
 
+/// A line on standard error, as `eprintln!` writes it, except that a
+/// standard error that cannot be written (a closed pipe, a full disk) is
+/// not a panic: the run ends as it would have, with its own exit code
+/// (`obnam backup 2>&1 | head -1` exited 101, a code obnam does not
+/// have). Defined before the modules, so that every one of them has it.
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// Text on standard error without a newline (a status line), as
+/// [`stderr_line!`].
+macro_rules! stderr_text {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, $($arg)*);
+        let _ = err.flush();
+    }};
+}
+
 pub mod builtin;
 pub mod cli;
 pub mod exit;
@@ -65,7 +88,7 @@ pub fn run() -> i32 {
             interrupt::hold_if_interrupted();
             logging::flush_pending();
             output::clear_status();
-            eprintln!(
+            stderr_line!(
                 "ERROR: internal error (a bug in obnam): {}",
                 failure.message
             );
@@ -91,12 +114,12 @@ fn main_with(args: Vec<OsString>) -> i32 {
         // as a process killed by SIGPIPE would (a backup stopped this way
         // committed nothing).
         Err(e) if e.is::<InternalError>() => {
-            eprintln!("ERROR: {e}");
+            stderr_line!("ERROR: {e}");
             EXIT_BUG
         }
         Err(_) if output::stdout_closed() => EXIT_BROKEN_PIPE,
         Err(e) => {
-            eprintln!("ERROR: {e:#}");
+            stderr_line!("ERROR: {e:#}");
             EXIT_FAILURE
         }
     }
@@ -134,13 +157,13 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
         Err(ParseStop::Printed(code)) => return Ok(code),
         Err(ParseStop::Error(message)) => {
             logging::flush_pending();
-            eprintln!("ERROR: {message}");
+            stderr_line!("ERROR: {message}");
             return Ok(EXIT_USAGE);
         }
     };
     if let Err(message) = inv.plugins_as_prescanned(&pre) {
         logging::flush_pending();
-        eprintln!("ERROR: {message}");
+        stderr_line!("ERROR: {message}");
         return Ok(EXIT_USAGE);
     }
 
@@ -155,7 +178,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
             output::line(&escape_path(f))?;
             let mut scratch = registry.settings.defaults();
             if let Err(e) = config_files::apply_file(f, &registry.settings, &mut scratch) {
-                eprintln!("ERROR: {e}");
+                stderr_line!("ERROR: {e}");
                 bad += 1;
             }
         }

@@ -123,7 +123,7 @@ pub fn flush_pending() {
     }
     for line in pending {
         output::clear_status();
-        eprintln!("{line}");
+        stderr_line!("{line}");
     }
 }
 
@@ -186,7 +186,7 @@ impl<S: Subscriber> Layer<S> for HostLayer {
                 }
             } else if !st.quiet.load(Ordering::Relaxed) && !output::terminal_silenced() {
                 output::clear_status();
-                eprintln!("{shown}");
+                stderr_line!("{shown}");
             }
         }
         let message = text.finish();
@@ -220,7 +220,7 @@ fn write_line(st: &LogState, f: &mut File, line: &str) {
         if first && !st.quiet.load(Ordering::Relaxed) {
             let path = st.path.lock().unwrap_or_else(|e| e.into_inner()).clone();
             output::clear_status();
-            eprintln!(
+            stderr_line!(
                 "WARNING: cannot write to the log file {}: {e}; the log is incomplete",
                 plugin_api::names::escape_path(path.as_deref().unwrap_or(Path::new("")))
             );

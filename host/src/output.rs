@@ -90,14 +90,14 @@ pub fn status(text: &str, quiet: bool) {
     *last = Some(now);
     let width = 78;
     let shown: String = text.chars().take(width).collect();
-    eprint!("\r\x1b[K{shown}");
+    stderr_text!("\r\x1b[K{shown}");
     STATUS_SHOWN.store(true, Ordering::Relaxed);
 }
 
 /// Remove the status line, if one is shown.
 pub fn clear_status() {
     if STATUS_SHOWN.swap(false, Ordering::Relaxed) {
-        eprint!("\r\x1b[K");
+        stderr_text!("\r\x1b[K");
     }
 }
 
@@ -109,5 +109,5 @@ pub fn notice(text: &str, quiet: bool) {
         return;
     }
     clear_status();
-    eprintln!("obnam: {text}");
+    stderr_line!("obnam: {text}");
 }

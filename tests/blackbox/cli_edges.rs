@@ -66,3 +66,36 @@ fn a_repository_folder_that_cannot_be_used_is_named_in_our_words() {
         assert!(run.stderr.contains("File name too long"), "{run:#?}");
     }
 }
+
+/// A standard error that cannot be written (a full disk, a reader gone
+/// away) does not turn a run's failure into a panic: the run ends with
+/// its own exit code (it was 101, a code obnam does not have).
+#[test]
+fn a_standard_error_that_cannot_be_written_keeps_the_exit_code() {
+    let w = BackupWorld::new("c");
+    w.file("a", b"a");
+    w.backup(&[]).ok();
+    let full = |args: &[&str]| {
+        let status = w
+            .env
+            .obnam()
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "c"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create("/dev/full").unwrap())
+            .status()
+            .unwrap();
+        status.code()
+    };
+    assert_eq!(full(&["ls", "/nonexistent"]), Some(1));
+    assert_eq!(full(&["ls", "re:("]), Some(1));
+    let data = w.data.to_str().unwrap();
+    assert_eq!(
+        full(&["backup", data, "--testing-fail-matching", "/a$"]),
+        Some(1)
+    );
+    assert_eq!(full(&["nosuchcommand"]), Some(2));
+    assert_eq!(full(&["generations"]), Some(0));
+}

@@ -644,6 +644,13 @@ fn key_add_remove_and_passwd_report_in_json() {
     };
     let slots = |pass: &str| -> Vec<String> {
         let v: serde_json::Value = serde_json::from_str(&key(pass, "", &["list"]).stdout).unwrap();
+        // Every time in JSON also in nanoseconds.
+        for slot in v.as_array().unwrap() {
+            assert!(
+                slot["created_ns"].as_i64().unwrap() > 1_700_000_000_000_000_000,
+                "{slot}"
+            );
+        }
         v.as_array()
             .unwrap()
             .iter()

@@ -204,3 +204,48 @@ fn verify_force_lock_and_forget_report_in_json_with_times_as_elsewhere() {
     );
     assert_eq!(w.obnam(&["clients"]).ok().stdout, "");
 }
+
+/// A time a 64-bit count of nanoseconds cannot hold (after 2262) is
+/// `null` in `NAME_ns`, never wrapped round to another time (a file of
+/// 2446 was given as of 1861); the RFC 3339 field holds it.
+#[test]
+fn a_time_beyond_64_bit_nanoseconds_is_null_not_wrapped() {
+    let w = World::new();
+    let data = w.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let file = data.join("future");
+    fs::write(&file, "x").unwrap();
+    let ok = std::process::Command::new("touch")
+        .arg("-d")
+        .arg("@16000000000")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let secs = std::os::unix::fs::MetadataExt::mtime(&fs::metadata(&file).unwrap());
+    assert!(
+        secs > i64::MAX / 1_000_000_000,
+        "the file system kept {secs}"
+    );
+    w.obnam(&[OsStr::new("backup"), data.as_os_str()]).ok();
+    for command in ["ls", "find"] {
+        let pattern = if command == "ls" {
+            file.as_os_str()
+        } else {
+            OsStr::new("future$")
+        };
+        let run = w
+            .obnam(&[
+                OsStr::new(command),
+                OsStr::new("--output-format"),
+                OsStr::new("json"),
+                pattern,
+            ])
+            .ok();
+        let v = json(&run);
+        let entry = &v[0];
+        assert!(entry["mtime_ns"].is_null(), "{command}: {entry:#}");
+        let year: i64 = entry["mtime"].as_str().unwrap()[..4].parse().unwrap();
+        assert!(year > 2262, "{command}: {entry:#}");
+    }
+}

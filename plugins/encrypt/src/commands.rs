@@ -131,9 +131,16 @@ fn slot_json(id: &str, view: Option<&SlotView>, keys: &Unlocked) -> serde_json::
     match view {
         Some(v) => {
             let o = v.origin.clone().unwrap_or_default();
+            // As every time in obnam's JSON: also in nanoseconds since 1970
+            // (a slot records its time to the second).
+            let created_ns = humantime::parse_rfc3339(&o.created)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .and_then(|d| i64::try_from(d.as_nanos()).ok());
             json!({
                 "id": id, "kind": v.slot.kind, "label": o.label, "client": o.client,
-                "host": o.host, "created": o.created, "kdf": v.slot.kdf,
+                "host": o.host, "created": o.created, "created_ns": created_ns,
+                "kdf": v.slot.kdf,
                 "cipher": v.slot.cipher, "opened_with": opened,
             })
         }

@@ -310,8 +310,8 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             tracing::info!("mount: fusermount3 refused auto_unmount: {e}");
             let session = Session::new(make_fs(), &canonical, &config(false))
                 .map_err(|e| plugin_api::Error::msg(format!("cannot mount at {shown}: {e}")))?;
-            eprintln!(
-                "WARNING: mounted without auto_unmount (it needs 'user_allow_other' in \
+            tracing::warn!(
+                "mounted without auto_unmount (it needs 'user_allow_other' in \
                  /etc/fuse.conf): if obnam is killed (kill -9), run 'fusermount3 -u {shown}'"
             );
             session

@@ -179,8 +179,12 @@ pub(crate) fn time_fields(
     nanos: u32,
 ) {
     obj.insert(name.into(), json!(format::time_rfc3339(secs, nanos)));
+    // Beyond 64 bits (after 2262, before 1677) the nanoseconds are null,
+    // never a number wrapped round to another time: the RFC 3339 field
+    // holds every time exactly.
     let ns = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
-    obj.insert(format!("{name}_ns"), json!(ns as i64));
+    let ns = i64::try_from(ns).map_or(Value::Null, Value::from);
+    obj.insert(format!("{name}_ns"), ns);
 }
 
 /// The name of an entry's kind in JSON output.
