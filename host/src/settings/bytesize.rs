@@ -20,8 +20,10 @@ pub enum ByteSizeError {
     UnknownUnit(String, String),
     #[error("'{0}' is too large")]
     TooLarge(String),
-    #[error("'{0}' is not a whole number of bytes (write 1536MiB, not 1.5GiB)")]
-    Fractional(String),
+    /// A fraction: with the same size in a smaller unit, if it is a whole
+    /// number of bytes.
+    #[error("'{0}' is not a whole number{hint}", hint = match .1 { Some(n) => format!(": write {n}"), None => " of bytes".to_string() })]
+    Fractional(String, Option<String>),
 }
 
 const UNITS: [(&str, u32); 5] = [("k", 1), ("m", 2), ("g", 3), ("t", 4), ("p", 5)];
@@ -40,7 +42,10 @@ pub fn parse(text: &str) -> Result<u64, ByteSizeError> {
         .parse()
         .map_err(|_| ByteSizeError::TooLarge(text.to_string()))?;
     if unit.starts_with(['.', ',']) {
-        return Err(ByteSizeError::Fractional(text.to_string()));
+        return Err(ByteSizeError::Fractional(
+            text.to_string(),
+            whole_form(number, &unit[1..]),
+        ));
     }
     let unit = unit.trim().to_ascii_lowercase();
     let multiplier = multiplier(&unit)
@@ -48,6 +53,27 @@ pub fn parse(text: &str) -> Result<u64, ByteSizeError> {
     number
         .checked_mul(multiplier)
         .ok_or_else(|| ByteSizeError::TooLarge(text.to_string()))
+}
+
+/// `number.rest` (`rest` being the digits after the point, then the
+/// unit) written without a fraction, if it is a whole number of bytes:
+/// `1.5MiB` is `1536KiB`, `2.5k` is `2500`.
+fn whole_form(number: u64, rest: &str) -> Option<String> {
+    let split = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let (digits, unit) = rest.split_at(split);
+    let multiplier = u128::from(multiplier(&unit.trim().to_ascii_lowercase())?);
+    let scale = 10u128.checked_pow(u32::try_from(digits.len()).ok()?)?;
+    let fraction: u128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    let scaled = u128::from(number)
+        .checked_mul(scale)?
+        .checked_add(fraction)?
+        .checked_mul(multiplier)?;
+    if scaled % scale != 0 {
+        return None;
+    }
+    Some(format(u64::try_from(scaled / scale).ok()?))
 }
 
 fn multiplier(unit: &str) -> Option<u64> {
@@ -104,6 +130,21 @@ mod tests {
         assert_eq!(parse("2 GB"), Ok(2_000_000_000));
         assert_eq!(parse("1TiB"), Ok(1 << 40));
         assert_eq!(parse("3B"), Ok(3));
+    }
+
+    #[test]
+    fn a_fraction_is_refused_with_the_size_written_whole() {
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        assert_eq!(err("1.5MiB"), "'1.5MiB' is not a whole number: write 1536KiB");
+        assert_eq!(err("2.5k"), "'2.5k' is not a whole number: write 2500");
+        assert_eq!(err("0.5GiB"), "'0.5GiB' is not a whole number: write 512MiB");
+        assert_eq!(err("1,5 GB"), "'1,5 GB' is not a whole number: write 1500MB");
+        assert_eq!(err("1.0001k"), "'1.0001k' is not a whole number of bytes");
+        assert_eq!(err("1.5"), "'1.5' is not a whole number of bytes");
+        assert_eq!(err("1.5x"), "'1.5x' is not a whole number of bytes");
+        // What the hint says is the size meant.
+        assert_eq!(parse("1536KiB"), Ok(1_572_864));
+        assert_eq!(parse("512MiB"), Ok(1 << 29));
     }
 
     #[test]
