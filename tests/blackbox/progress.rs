@@ -356,3 +356,74 @@ fn on_a_terminal_backup_shows_percent_and_the_total_and_json_lines_no_status_lin
         assert!(v["type"] == "status" || v["type"] == "summary", "{v}");
     }
 }
+
+/// Paths in backup's JSON (`error` objects, `roots`) are given as `ls`
+/// gives them in JSON: the name itself when it is UTF-8 (a newline is a
+/// JSON `\n`, a backslash one backslash), else escaped with the exact
+/// bytes in `..._bytes` (they were escaped text, which a program could
+/// not map back to a name).
+#[test]
+fn paths_in_the_backup_stream_are_the_names_themselves() {
+    use std::os::unix::ffi::OsStrExt;
+    let w = BackupWorld::new("c");
+    w.file("new\nline", b"1");
+    w.file("back\\nslash", b"2");
+    fs::write(w.data.join(std::ffi::OsStr::from_bytes(b"n\xe9w")), b"3").unwrap();
+    let run = w
+        .backup(&[
+            "--output-format",
+            "json-lines",
+            "--testing-fail-matching",
+            "line|n.w|slash",
+        ])
+        .fails();
+    let lines = stream(&run);
+    let data = w.data.to_str().unwrap();
+    let mut errors: Vec<(String, Option<Value>)> = lines
+        .iter()
+        .filter(|v| v["type"] == "error")
+        .map(|v| {
+            let path = v["path"].as_str().unwrap();
+            (
+                path.strip_prefix(data).unwrap().to_string(),
+                v.get("path_bytes").cloned(),
+            )
+        })
+        .collect();
+    errors.sort_by(|a, b| a.0.cmp(&b.0));
+    let latin1: Vec<u8> = [data.as_bytes(), b"/n\xe9w"].concat();
+    assert_eq!(
+        errors,
+        [
+            ("/back\\nslash".to_string(), None),
+            ("/n\\xe9w".to_string(), Some(serde_json::json!(latin1))),
+            ("/new\nline".to_string(), None),
+        ]
+    );
+    let (_, summary) = split(&lines);
+    assert_eq!(summary["roots"], serde_json::json!([data]), "{summary}");
+    assert!(summary.get("roots_bytes").is_none(), "{summary}");
+    // A root that is not UTF-8 has its bytes too.
+    let odd = w.data.join(std::ffi::OsStr::from_bytes(b"r\xff"));
+    fs::create_dir(&odd).unwrap();
+    let run = obnam_test_support::run(
+        w.env
+            .obnam()
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "c", "backup", "--output-format", "json"])
+            .arg(&odd),
+    )
+    .ok();
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        v["roots"],
+        serde_json::json!([format!("{data}/r\\xff")]),
+        "{v}"
+    );
+    assert_eq!(
+        v["roots_bytes"],
+        serde_json::json!([odd.as_os_str().as_bytes()]),
+        "{v}"
+    );
+}

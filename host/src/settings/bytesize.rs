@@ -65,7 +65,11 @@ fn whole_form(number: u64, rest: &str) -> Option<String> {
     let (digits, unit) = rest.split_at(split);
     let multiplier = u128::from(multiplier(&unit.trim().to_ascii_lowercase())?);
     let scale = 10u128.checked_pow(u32::try_from(digits.len()).ok()?)?;
-    let fraction: u128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    let fraction: u128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
     let scaled = u128::from(number)
         .checked_mul(scale)?
         .checked_add(fraction)?
@@ -135,10 +139,19 @@ mod tests {
     #[test]
     fn a_fraction_is_refused_with_the_size_written_whole() {
         let err = |text: &str| parse(text).unwrap_err().to_string();
-        assert_eq!(err("1.5MiB"), "'1.5MiB' is not a whole number: write 1536KiB");
+        assert_eq!(
+            err("1.5MiB"),
+            "'1.5MiB' is not a whole number: write 1536KiB"
+        );
         assert_eq!(err("2.5k"), "'2.5k' is not a whole number: write 2500");
-        assert_eq!(err("0.5GiB"), "'0.5GiB' is not a whole number: write 512MiB");
-        assert_eq!(err("1,5 GB"), "'1,5 GB' is not a whole number: write 1500MB");
+        assert_eq!(
+            err("0.5GiB"),
+            "'0.5GiB' is not a whole number: write 512MiB"
+        );
+        assert_eq!(
+            err("1,5 GB"),
+            "'1,5 GB' is not a whole number: write 1500MB"
+        );
         assert_eq!(err("1.0001k"), "'1.0001k' is not a whole number of bytes");
         assert_eq!(err("1.5"), "'1.5' is not a whole number of bytes");
         assert_eq!(err("1.5x"), "'1.5x' is not a whole number of bytes");

@@ -66,16 +66,18 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             Err(e) => plugin_api::bail!("backup root {}: {e}", escape_path(root)),
         }
     }
-    let roots_json: serde_json::Value = settings
+    // Each root as every path in JSON (`roots_bytes` too if one is not
+    // UTF-8).
+    let mut roots_json = serde_json::Map::new();
+    let roots: Vec<&[u8]> = settings
         .roots
         .iter()
-        .map(|r| serde_json::Value::from(escape_path(r)))
+        .map(|r| r.as_os_str().as_bytes())
         .collect();
-    let mut starting = serde_json::json!({
-        "roots": roots_json.clone(),
-        "client": settings.client.clone(),
-        "pretend": settings.pretend,
-    });
+    progress::bytes_list_fields(&mut roots_json, "roots", &roots);
+    let mut starting = serde_json::Value::Object(roots_json.clone());
+    starting["client"] = settings.client.clone().into();
+    starting["pretend"] = settings.pretend.into();
     ctx.call_json(BACKUP_STARTING, &mut starting)?;
     // Opened before the progress line starts: opening may ask for a
     // passphrase on the terminal, and the progress line would be drawn
@@ -135,7 +137,9 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         }
     };
     let mut finished = stats.to_json();
-    finished["roots"] = roots_json;
+    for (key, value) in roots_json {
+        finished[key.as_str()] = value;
+    }
     finished["generation"] = generation
         .clone()
         .map(serde_json::Value::from)
@@ -611,7 +615,7 @@ fn report(stats: &Stats, path: &Path, reason: &str) {
     // must not make a line of its own, nor escapes reach the terminal.
     let shown = escape_path(path);
     plugin_api::tracing::error!("{shown}: {reason}");
-    stats.events.error(&shown, reason);
+    stats.events.error(path.as_os_str().as_bytes(), reason);
 }
 
 /// Where the walk's findings go.

@@ -170,6 +170,40 @@ fn round(x: f64, places: i32) -> f64 {
     (x * scale).round() / scale
 }
 
+/// A path (or any byte string) in JSON, the one way every command gives
+/// one: the string itself if it is UTF-8 (a newline is a JSON `\n`, a
+/// backslash one backslash), else the text every message shows
+/// ([`plugin_api::names::escape`]) with the exact bytes as an array of
+/// numbers under `KEY_bytes`, so that a program can tell every name
+/// apart.
+pub fn bytes_fields(object: &mut Map<String, Value>, key: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            object.insert(key.into(), json!(text));
+        }
+        Err(_) => {
+            object.insert(key.into(), json!(plugin_api::names::escape(bytes)));
+            object.insert(format!("{key}_bytes"), json!(bytes));
+        }
+    }
+}
+
+/// A list of paths in JSON: `KEY`, each as [`bytes_fields`] gives it,
+/// and `KEY_bytes`, every one's bytes, if any is not UTF-8.
+pub fn bytes_list_fields(object: &mut Map<String, Value>, key: &str, list: &[&[u8]]) {
+    let texts: Vec<Value> = list
+        .iter()
+        .map(|bytes| match std::str::from_utf8(bytes) {
+            Ok(text) => json!(text),
+            Err(_) => json!(plugin_api::names::escape(bytes)),
+        })
+        .collect();
+    object.insert(key.into(), Value::Array(texts));
+    if list.iter().any(|bytes| std::str::from_utf8(bytes).is_err()) {
+        object.insert(format!("{key}_bytes"), json!(list));
+    }
+}
+
 /// Where a run is at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -178,8 +212,8 @@ pub struct Snapshot {
     pub done: Amount,
     /// What there is to do in all, once known.
     pub total: Option<Amount>,
-    /// The file being worked on.
-    pub current: Option<String>,
+    /// The file being worked on (its path's bytes).
+    pub current: Option<Vec<u8>>,
 }
 
 impl Snapshot {
@@ -217,10 +251,13 @@ impl Snapshot {
             "bytes_total": self.total.map(|t| t.bytes),
             "percent": self.percent().map(|p| round(p, 2)),
             "eta_seconds": self.eta().map(|s| round(s, 1)),
-            "current_file": self.current,
+            "current_file": null,
         });
         if let Value::Object(common) = common {
             object.extend(common);
+        }
+        if let Some(current) = &self.current {
+            bytes_fields(&mut object, "current_file", current);
         }
         Value::Object(object)
     }
@@ -255,7 +292,8 @@ impl Snapshot {
             let room = LINE_WIDTH.saturating_sub(line.chars().count() + 1);
             if room >= 8 {
                 line.push(' ');
-                line.push_str(&shorten_start(&printable(current), room));
+                let shown = plugin_api::names::escape(current);
+                line.push_str(&shorten_start(&printable(&shown), room));
             }
         }
         Some(line)
@@ -300,13 +338,10 @@ impl Current {
         held.extend_from_slice(path);
     }
 
-    /// The current file, escaped as every command shows names
-    /// ([`plugin_api::names::escape`]: a name that is not UTF-8 or holds
-    /// control characters is shown, in the status line and the json-lines
-    /// stream alike, as `ls` shows it), and ask for a new one.
-    pub fn get(&self) -> Option<String> {
+    /// The current file, and ask for a new one.
+    pub fn get(&self) -> Option<Vec<u8>> {
         let held = self.path.lock().unwrap_or_else(|e| e.into_inner());
-        let path = (!held.is_empty()).then(|| plugin_api::names::escape(&held));
+        let path = (!held.is_empty()).then(|| held.clone());
         drop(held);
         self.wanted.store(true, Ordering::Relaxed);
         path
@@ -332,10 +367,14 @@ impl Events {
     }
 
     /// A file (or folder) failed: `{"type": "error", "path": PATH,
-    /// "message": MESSAGE}`.
-    pub fn error(&self, path: &str, message: &str) {
+    /// "message": MESSAGE}`, the path as [`bytes_fields`] gives it.
+    pub fn error(&self, path: &[u8], message: &str) {
         if self.enabled {
-            let line = json!({"type": "error", "path": path, "message": message}).to_string();
+            let mut object = Map::new();
+            object.insert("type".into(), json!("error"));
+            bytes_fields(&mut object, "path", path);
+            object.insert("message".into(), json!(message));
+            let line = Value::Object(object).to_string();
             self.lines
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -613,23 +652,41 @@ mod tests {
         let c = Current::default();
         c.offer(b"/a");
         c.offer(b"/b");
-        assert_eq!(c.get().as_deref(), Some("/a"));
+        assert_eq!(c.get().as_deref(), Some(&b"/a"[..]));
         c.offer(b"/c");
         c.offer(b"/d");
-        assert_eq!(c.get().as_deref(), Some("/c"));
+        assert_eq!(c.get().as_deref(), Some(&b"/c"[..]));
         c.set(b"/big");
         c.offer(b"/e");
-        assert_eq!(c.get().as_deref(), Some("/big"));
+        assert_eq!(c.get().as_deref(), Some(&b"/big"[..]));
         assert_eq!(Current::default().get(), None);
     }
 
     #[test]
-    fn the_current_file_is_escaped_as_ls_shows_names() {
-        let c = Current::default();
-        c.set(b"/d/evil\nERROR: x\x1b[2J\xff");
-        assert_eq!(
-            c.get().as_deref(),
-            Some("/d/evil\\nERROR: x\\u{001b}[2J\\xff")
+    fn the_current_file_is_escaped_in_the_line_and_exact_in_json() {
+        let snapshot = Snapshot {
+            elapsed: 1.0,
+            done: Amount::new(1, 10),
+            total: Some(Amount::new(2, 20)),
+            current: Some(b"/d/evil\nERROR: x\x1b[2J\xff".to_vec()),
+        };
+        let line = snapshot.line("", 0).unwrap();
+        assert!(
+            line.ends_with("/d/evil\\nERROR: x\\u{001b}[2J\\xff"),
+            "{line}"
         );
+        let json = snapshot.to_json(Map::new());
+        assert_eq!(json["current_file"], "/d/evil\\nERROR: x\\u{001b}[2J\\xff");
+        assert_eq!(
+            json["current_file_bytes"],
+            json!(b"/d/evil\nERROR: x\x1b[2J\xff".to_vec())
+        );
+        let utf8 = Snapshot {
+            current: Some(b"/d/new\nline".to_vec()),
+            ..snapshot
+        };
+        let json = utf8.to_json(Map::new());
+        assert_eq!(json["current_file"], "/d/new\nline");
+        assert!(json.get("current_file_bytes").is_none());
     }
 }

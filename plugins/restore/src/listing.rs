@@ -155,19 +155,7 @@ pub fn ls_line(shown: &str, entry: &Entry) -> String {
     line
 }
 
-/// A byte string for JSON: the string itself if UTF-8, else the escaped
-/// text, with the exact bytes under `<key>_bytes`.
-pub(crate) fn bytes_fields(obj: &mut serde_json::Map<String, Value>, key: &str, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => {
-            obj.insert(key.into(), json!(s));
-        }
-        Err(_) => {
-            obj.insert(key.into(), json!(escape(bytes)));
-            obj.insert(format!("{key}_bytes"), json!(bytes));
-        }
-    }
-}
+pub(crate) use progress::bytes_fields;
 
 /// A time in JSON as every listing gives times: `NAME` in RFC 3339 (UTC,
 /// to the nanosecond) and `NAME_ns`, nanoseconds since 1970 (negative

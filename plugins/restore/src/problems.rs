@@ -39,10 +39,9 @@ impl Problems {
 
     /// Report a problem with `path` (shown escaped) and keep it.
     pub fn report(&self, path: &[u8], message: impl Display) {
-        let path = escape(path);
         let message = message.to_string();
-        let line = format!("{path}: {message}");
-        self.events.error(&path, &message);
+        self.events.error(path, &message);
+        let line = format!("{}: {message}", escape(path));
         plugin_api::tracing::error!("{line}");
         self.lines
             .lock()
