@@ -143,12 +143,16 @@ pub fn build(registry: &Registry, layout: HelpLayout) -> Command {
     let scoped = |def: &SettingDef| layout == HelpLayout::Scoped && !def.subcommands.is_empty();
     let mut cmd = Command::new("obnam")
         .version(version())
+        // `obnam backup --version` too, as `-V`.
+        .propagate_version(true)
         .about("A deduplicating backup program whose every command is a plugin")
         .after_help(after_help)
         .disable_version_flag(true)
         .arg(
             Arg::new("version")
                 .long("version")
+                .short('V')
+                .global(true)
                 .action(ArgAction::Version)
                 .help("print the version and exit"),
         )
@@ -162,6 +166,8 @@ pub fn build(registry: &Registry, layout: HelpLayout) -> Command {
     for sub in &registry.subcommands {
         let usage = format!("obnam {} [OPTIONS] {}", sub.name, sub.synopsis);
         let mut command = Command::new(sub.name.clone())
+            // `obnam backup --version` names the program, not `obnam-backup`.
+            .display_name("obnam")
             .about(sub.help.clone())
             .override_usage(usage)
             .arg(

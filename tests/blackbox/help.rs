@@ -311,3 +311,25 @@ fn typos_suggest_the_nearest_name() {
     assert!(run.stderr.contains("--skip-media"), "{run:#?}");
     assert!(run.stderr.contains("--plugin-dir"), "{run:#?}");
 }
+
+/// `--version` and `-V` print the version, before or after a subcommand
+/// (`obnam backup --version` was an unknown setting, with a tip for
+/// `--s3-region`).
+#[test]
+fn the_version_is_printed_by_either_spelling_anywhere() {
+    let env = obnam_test_support::TestEnv::new();
+    let want = env.run(["--version"]).ok().stdout;
+    assert!(
+        want.starts_with("obnam ") && want.contains(" (plugin-api "),
+        "{want}"
+    );
+    for args in [
+        &["--version"][..],
+        &["-V"],
+        &["backup", "--version"],
+        &["restore", "-V"],
+    ] {
+        let run = env.run(args.iter().copied()).ok();
+        assert_eq!(run.stdout, want, "{args:?}");
+    }
+}

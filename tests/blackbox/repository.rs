@@ -279,7 +279,7 @@ fn a_repository_is_needed_and_must_exist_for_reading() {
     .fails();
     assert_eq!(
         run.stderr,
-        "ERROR: No --repository setting. You need to give it on the command line or in a configuration file\n"
+        "ERROR: No --repository setting. You need to give it on the command line, in a configuration file or as OBNAM_REPOSITORY\n"
     );
     let run = w.run(&["repotest-verify", "c1"]).fails();
     assert_eq!(

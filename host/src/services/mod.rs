@@ -331,7 +331,7 @@ impl Host {
             None => {
                 let url = self.values.path("repository").ok_or_else(|| {
                     Error::msg(
-                        "No --repository setting. You need to give it on the command line or in a configuration file",
+                        "No --repository setting. You need to give it on the command line, in a configuration file or as OBNAM_REPOSITORY",
                     )
                 })?;
                 let options = open_options(&self.values, create, lock_timeout)?;
