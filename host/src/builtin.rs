@@ -44,13 +44,107 @@ pub fn run(name: &str, args: &[OsString], host: &Host, registry: &Registry) -> R
         "completions" => completions(args, registry),
         "manpage" => {
             no_arguments(name, args)?;
-            let mut page = Vec::new();
-            clap_mangen::Man::new(cli::build(registry, HelpLayout::Flat)).render(&mut page)?;
-            Ok(output::write(&page)?)
+            Ok(output::write(&manual_page(registry)?)?)
         }
         other => bail!("unknown built-in subcommand '{other}'"),
     }
 }
+
+/// The manual page: clap's sections for the command line, then the
+/// subcommands described in place (clap's own section points to pages
+/// `obnam-SUB(1)` that do not exist), and what a manual page of a Unix
+/// command has besides: exit status, environment, files.
+fn manual_page(registry: &Registry) -> Result<Vec<u8>> {
+    let man = clap_mangen::Man::new(cli::build(registry, HelpLayout::Flat));
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    man.render_options_section(&mut page)?;
+    page.extend_from_slice(b".SH SUBCOMMANDS\n");
+    for sub in &registry.subcommands {
+        page.extend_from_slice(
+            format!(
+                ".TP\n\\fBobnam {}\\fR {}\n{}\n",
+                roff(&sub.name),
+                roff(&sub.synopsis),
+                roff(&sub.help)
+            )
+            .as_bytes(),
+        );
+    }
+    page.extend_from_slice(MANUAL_SECTIONS.as_bytes());
+    man.render_version_section(&mut page)?;
+    Ok(page)
+}
+
+/// Text for roff: a backslash as `\e` and `-` as `\-`, and a leading `.` or `'` (a
+/// request to roff) escaped.
+fn roff(text: &str) -> String {
+    let text = text.replace('\\', "\\e").replace('-', "\\-");
+    match text.chars().next() {
+        Some('.' | '\'') => format!("\\&{text}"),
+        _ => text,
+    }
+}
+
+/// The manual page's sections that the command line does not give: what
+/// `docs/user-guide.md` says in "Exit codes" and "Where settings come
+/// from", shortened.
+const MANUAL_SECTIONS: &str = r#".SH "EXIT STATUS"
+.TP
+0
+Success.
+.TP
+1
+The command failed: an error, a file that could not be backed up or restored, problems found by \fBfsck\fR, differences found by \fBverify\fR, a bad config file or environment variable.
+.TP
+2
+A usage error on the command line (an unknown option or subcommand, a bad option value).
+.TP
+70
+An internal error: a bug in obnam.
+.TP
+75
+The development setting \-\-crash\-limit stopped the process on purpose.
+.TP
+129, 130, 143
+Interrupted by SIGHUP, SIGINT or SIGTERM, after releasing the locks.
+.TP
+141
+Standard output was closed before obnam finished writing to it.
+.PP
+\fBnagios\-last\-backup\-age\fR exits with the Nagios state instead: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+.SH ENVIRONMENT
+.TP
+OBNAM_\fINAME\fR
+Every setting: \fBOBNAM_\fR and the setting's name in upper case with \- as _ (\fBOBNAM_CLIENT_NAME\fR). It overrides config files; the command line overrides it.
+.TP
+OBNAM_PASSPHRASE, OBNAM_NEW_PASSPHRASE
+The passphrase of an encrypted repository, and a new one for \fBkey add\fR and \fBkey passwd\fR.
+.TP
+OBNAM_PLUGIN_DIR
+Folders of third\-party plugins, separated by colons (as \-\-plugin\-dir).
+.TP
+AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+The credentials of an S3 repository.
+.TP
+HOME, XDG_CONFIG_HOME, XDG_CACHE_HOME
+Where the config files of the user and the cache are.
+.SH FILES
+.TP
+/etc/obnam.conf, /etc/obnam/*.conf
+The system's config files, read first.
+.TP
+~/.obnam.conf, $XDG_CONFIG_HOME/obnam/*.conf (default ~/.config/obnam/)
+The user's config files, read after the system's; each \-\-config FILE is read after them.
+.TP
+$XDG_CACHE_HOME/obnam (default ~/.cache/obnam)
+The cache of repository indexes, which obnam can always make again.
+.SH "SEE ALSO"
+The user guide, docs/user\-guide.md in obnam's sources.
+"#;
 
 fn no_arguments(name: &str, args: &[OsString]) -> Result<()> {
     match args.first() {
@@ -72,7 +166,7 @@ fn completions(args: &[OsString], registry: &Registry) -> Result<()> {
     let mut script = Vec::new();
     clap_complete::generate(
         shell,
-        &mut cli::build(registry, HelpLayout::Scoped),
+        &mut cli::build(registry, HelpLayout::Completions),
         "obnam",
         &mut script,
     );

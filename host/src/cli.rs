@@ -119,6 +119,12 @@ pub enum HelpLayout {
     /// Every setting under `obnam --help` (the manual page, which clap
     /// renders from the top-level command alone).
     Flat,
+    /// For shell completions: as `Scoped`, but a setting that names its
+    /// subcommands is offered under those only (not under every one, as
+    /// a hidden global option), development settings are not offered,
+    /// and the values of a setting with a fixed set of them are (clap's
+    /// generators offer what the command line declares, hidden or not).
+    Completions,
 }
 
 /// Build the command line from the registry.
@@ -136,11 +142,14 @@ pub fn build(registry: &Registry, layout: HelpLayout) -> Command {
             "Subcommands and their settings come from plugins; 'obnam plugins' lists them. \
              'obnam SUBCOMMAND --help' shows the settings of a subcommand too."
         }
-        HelpLayout::Flat => {
+        HelpLayout::Flat | HelpLayout::Completions => {
             "Subcommands and their settings come from plugins; 'obnam plugins' lists them."
         }
     };
-    let scoped = |def: &SettingDef| layout == HelpLayout::Scoped && !def.subcommands.is_empty();
+    let completions = layout == HelpLayout::Completions;
+    let scoped = |def: &SettingDef| layout != HelpLayout::Flat && !def.subcommands.is_empty();
+    let offered =
+        |def: &SettingDef| !completions || def.group != crate::host_settings::GROUP_DEVELOPMENT;
     let mut cmd = Command::new("obnam")
         .version(version())
         // `obnam backup --version` too, as `-V`.
@@ -159,33 +168,52 @@ pub fn build(registry: &Registry, layout: HelpLayout) -> Command {
         .subcommand_value_name("SUBCOMMAND")
         .max_term_width(100);
     cmd = cmd.args(meta_args());
-    for def in registry.settings.iter() {
+    for def in registry.settings.iter().filter(|def| offered(def)) {
         let hide = scoped(def);
-        cmd = cmd.args(setting_args(def).into_iter().map(|a| a.hide(hide)));
+        if hide && completions {
+            continue;
+        }
+        cmd = cmd.args(
+            setting_args(def, completions, layout != HelpLayout::Scoped)
+                .into_iter()
+                .map(|a| a.hide(hide)),
+        );
     }
     for sub in &registry.subcommands {
         let usage = format!("obnam {} [OPTIONS] {}", sub.name, sub.synopsis);
+        let mut operands = Arg::new(ARGS_ID)
+            .num_args(0..)
+            .action(ArgAction::Append)
+            .value_parser(clap::value_parser!(OsString))
+            .hide(true);
+        if completions && sub.name == "completions" {
+            operands = operands.hide(false).value_name("SHELL").value_parser([
+                "bash",
+                "zsh",
+                "fish",
+                "elvish",
+                "powershell",
+            ]);
+        }
         let mut command = Command::new(sub.name.clone())
             // `obnam backup --version` names the program, not `obnam-backup`.
             .display_name("obnam")
             .about(sub.help.clone())
             .override_usage(usage)
-            .arg(
-                Arg::new(ARGS_ID)
-                    .num_args(0..)
-                    .action(ArgAction::Append)
-                    .value_parser(clap::value_parser!(OsString))
-                    .hide(true),
-            );
+            .arg(operands);
         // The subcommand's own plugin's settings first: help lists groups
         // in the order their first option was added.
         let (own, others): (Vec<&SettingDef>, Vec<&SettingDef>) = registry
             .settings
             .iter()
-            .filter(|def| scoped(def) && def.subcommands.contains(&sub.name))
+            .filter(|def| scoped(def) && offered(def) && def.subcommands.contains(&sub.name))
             .partition(|def| def.owner == sub.owner);
         for def in own.into_iter().chain(others) {
-            command = command.args(setting_args(def).into_iter().map(|a| a.global(false)));
+            command = command.args(
+                setting_args(def, completions, layout != HelpLayout::Scoped)
+                    .into_iter()
+                    .map(|a| a.global(false)),
+            );
         }
         cmd = cmd.subcommand(command);
     }
@@ -246,7 +274,12 @@ fn meta_args() -> Vec<Arg> {
     ]
 }
 
-fn setting_args(def: &SettingDef) -> Vec<Arg> {
+/// The options of a setting; for completions, with its fixed set of
+/// values (the command line that parses takes every value as bytes and
+/// checks it itself, naming the setting). `elsewhere`: the text is for
+/// other machines (the manual page, completions), so a default that
+/// depends on the machine is described, not given.
+fn setting_args(def: &SettingDef, completions: bool, elsewhere: bool) -> Vec<Arg> {
     let mut help = def.help.clone();
     if def.kind == SettingKind::Choice {
         help.push_str(&format!(" (one of: {})", def.choices.join(", ")));
@@ -254,10 +287,11 @@ fn setting_args(def: &SettingDef) -> Vec<Arg> {
     if let Some(limits) = def.limits_text() {
         help.push_str(&format!(" [values: {limits}]"));
     }
-    match &def.default {
-        Value::Unset | Value::Bool(false) => {}
-        Value::List(v) if v.is_empty() => {}
-        value => help.push_str(&format!(" [default: {}]", def.format(value))),
+    match (&def.default, &def.default_text) {
+        (_, Some(text)) if elsewhere => help.push_str(&format!(" [default: {text}]")),
+        (Value::Unset | Value::Bool(false), _) => {}
+        (Value::List(v), _) if v.is_empty() => {}
+        (value, _) => help.push_str(&format!(" [default: {}]", def.format(value))),
     }
     let mut arg = Arg::new(def.name.clone())
         .long(def.name.clone())
@@ -297,11 +331,17 @@ fn setting_args(def: &SettingDef) -> Vec<Arg> {
             // Taken as bytes: a path setting's value is bytes, and any
             // other value that is not UTF-8 is refused below naming its
             // option, not by clap naming none.
-            vec![arg
+            let arg = arg
                 .value_name(metavar)
                 .action(action)
                 .value_parser(clap::value_parser!(OsString))
-                .allow_hyphen_values(true)]
+                .allow_hyphen_values(true);
+            if completions && kind == SettingKind::Choice {
+                return vec![arg.value_parser(clap::builder::PossibleValuesParser::new(
+                    def.choices.clone(),
+                ))];
+            }
+            vec![arg]
         }
     }
 }
@@ -553,5 +593,6 @@ mod tests {
         }
         build(&registry, HelpLayout::Scoped).debug_assert();
         build(&registry, HelpLayout::Flat).debug_assert();
+        build(&registry, HelpLayout::Completions).debug_assert();
     }
 }

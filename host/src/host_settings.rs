@@ -50,6 +50,7 @@ fn global() -> Vec<SettingDef> {
             GROUP_GLOBAL,
         )
         .default(Value::Str(host_name))
+        .default_text("this machine's host name")
         .check(check_client_name),
         // Several commands work on one client or on all (force-lock,
         // forget): one setting, owned by the host, whichever plugins are
@@ -301,12 +302,18 @@ fn def(name: &str, kind: SettingKind, metavar: &str, help: &str, group: &str) ->
         check: None,
         path: false,
         multiple: None,
+        default_text: None,
     }
 }
 
 impl SettingDef {
     fn short(mut self, c: char) -> Self {
         self.short = Some(c);
+        self
+    }
+
+    fn default_text(mut self, text: &str) -> Self {
+        self.default_text = Some(text.into());
         self
     }
 

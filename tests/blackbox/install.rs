@@ -183,3 +183,52 @@ fn bash_loads_the_completions_and_completes_subcommands_and_settings() {
         "{offered:?}"
     );
 }
+
+/// Completions offer what `SUBCOMMAND --help` lists (a setting that names
+/// its subcommands only under those), no development settings, and the
+/// values of a setting with a fixed set of them, and of `completions`.
+#[test]
+fn completions_offer_values_and_each_subcommands_own_settings() {
+    let env = TestEnv::new();
+    let offered = bash_completes(&env, &["obnam", "--output-format", ""]);
+    assert_eq!(offered, ["text", "json", "json-lines"], "{offered:?}");
+    let offered = bash_completes(&env, &["obnam", "backup", "--compress-with", ""]);
+    assert!(offered.iter().any(|w| w == "zstd"), "{offered:?}");
+    let offered = bash_completes(&env, &["obnam", "completions", ""]);
+    assert!(offered.iter().any(|w| w == "fish"), "{offered:?}");
+    let offered = bash_completes(&env, &["obnam", "forget", "--ke"]);
+    assert!(offered.iter().any(|w| w == "--keep"), "{offered:?}");
+    let offered = bash_completes(&env, &["obnam", "ls", "--ke"]);
+    assert!(!offered.iter().any(|w| w == "--keep"), "{offered:?}");
+    let offered = bash_completes(&env, &["obnam", "restore", "--t"]);
+    assert!(
+        !offered.iter().any(|w| w.starts_with("--testing")),
+        "{offered:?}"
+    );
+}
+
+/// The manual page describes the subcommands in place (it pointed to 25
+/// pages `obnam-SUB(1)` that do not exist), has the sections a Unix
+/// manual page has, and gives no default that is only the making
+/// machine's (its host name as the client name).
+#[test]
+fn the_manual_page_is_whole_and_not_the_making_machines() {
+    let env = TestEnv::new();
+    let man = env.run(["manpage"]).ok().stdout;
+    assert!(!man.contains("(1)"), "{man}");
+    for section in [
+        ".SH SUBCOMMANDS",
+        ".SH \"EXIT STATUS\"",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+    ] {
+        assert!(man.contains(section), "{section}");
+    }
+    assert!(man.contains("\\fBobnam restore\\fR"), "{man}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let default = format!("[default: {}]", host.trim().replace('-', "\\-"));
+    assert!(!man.contains(&default), "{man}");
+    assert!(man.contains("host name]"), "{man}");
+    let zsh = env.run(["completions", "zsh"]).ok().stdout;
+    assert!(!zsh.contains(&format!("[default: {}]", host.trim())), "zsh");
+}

@@ -174,6 +174,11 @@ pub struct SettingDef {
     /// What an integer or byte size must be a multiple of; checked where
     /// the range is.
     pub multiple: Option<i128>,
+    /// How a default that depends on the machine is described where the
+    /// text is made for other machines (the manual page, completions):
+    /// `client-name`'s is this machine's host name, not the one of the
+    /// machine that made the page (host settings only).
+    pub default_text: Option<String>,
 }
 
 impl SettingDef {
@@ -215,6 +220,7 @@ impl SettingDef {
             check: None,
             path: false,
             multiple: None,
+            default_text: None,
         };
         def.default = match spec.default.as_ref().into_option() {
             Some(text) => def
