@@ -217,11 +217,34 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     };
     release_locks(&host);
     host.close_repository();
+    if let Err(e) = &result {
+        exit_error_as_json(&host, e);
+    }
     // A bug in a service that could not report it decides the outcome.
     if let Some(bug) = host.internal_error() {
         return Err(InternalError(bug).into());
     }
     result.map(|()| host.exit_code())
+}
+
+/// A command asked for JSON that fails before it printed anything gives
+/// the error as JSON too (a program need not read English on standard
+/// error to know why): `{"type": "exit_error", "message": ..., "exit_code":
+/// 1}`. One that printed its object already ends as it is, so that
+/// standard output stays one JSON document.
+fn exit_error_as_json(host: &Host, error: &anyhow::Error) {
+    let json = matches!(
+        host.values().string("output-format"),
+        Some("json" | "json-lines")
+    );
+    if json && !output::stdout_written() {
+        let object = serde_json::json!({
+            "type": "exit_error",
+            "message": format!("{error:#}"),
+            "exit_code": EXIT_FAILURE,
+        });
+        let _ = output::line(&object.to_string());
+    }
 }
 
 /// Release every lock still held, whatever the subcommand's outcome.

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+static STDOUT_WRITTEN: AtomicBool = AtomicBool::new(false);
 static STATUS_SHOWN: AtomicBool = AtomicBool::new(false);
 static LAST_STATUS: Mutex<Option<Instant>> = Mutex::new(None);
 static TERMINAL_SILENCED: AtomicBool = AtomicBool::new(false);
@@ -39,6 +40,7 @@ pub fn write(data: &[u8]) -> Result<(), OutputError> {
         return Err(OutputError::Closed);
     }
     clear_status();
+    STDOUT_WRITTEN.store(true, Ordering::Relaxed);
     let mut out = std::io::stdout().lock();
     out.write_all(data).map_err(|e| {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -56,6 +58,11 @@ pub fn line(text: &str) -> Result<(), OutputError> {
     buf.push_str(text);
     buf.push('\n');
     write(buf.as_bytes())
+}
+
+/// Whether anything was written to standard output.
+pub fn stdout_written() -> bool {
+    STDOUT_WRITTEN.load(Ordering::Relaxed)
 }
 
 /// Whether a write found standard output closed.

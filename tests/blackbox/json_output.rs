@@ -249,3 +249,32 @@ fn a_time_beyond_64_bit_nanoseconds_is_null_not_wrapped() {
         assert!(year > 2262, "{command}: {entry:#}");
     }
 }
+
+/// A command asked for JSON that fails before it printed anything gives
+/// the error as a JSON object too (it printed nothing on standard output:
+/// a program had to read English on standard error).
+#[test]
+fn a_command_that_fails_at_once_says_why_in_json() {
+    let w = World::new();
+    let data = w.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a"), "a").unwrap();
+    w.obnam(&[OsStr::new("backup"), data.as_os_str()]).ok();
+    for args in [
+        &["ls", "/nope"][..],
+        &["forget", "deadbeefdeadbeef"],
+        &["diff", "nope"],
+    ] {
+        let mut all: Vec<&OsStr> = vec![OsStr::new("--output-format"), OsStr::new("json")];
+        all.extend(args.iter().map(OsStr::new));
+        let run = w.obnam(&all).fails();
+        let v = json(&run);
+        assert_eq!(v["type"], "exit_error", "{args:?}: {v}");
+        assert_eq!(v["exit_code"], 1, "{args:?}: {v}");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            run.stderr.contains(&format!("ERROR: {message}")),
+            "{args:?}: {run:#?}"
+        );
+    }
+}

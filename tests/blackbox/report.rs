@@ -73,6 +73,13 @@ fn nagios_exit_codes_at_each_age_boundary() {
         .ok();
     let (code, line) = nagios(&w, "2026-01-10T00:00:00Z", &[]);
     assert_eq!(code, 2, "{line}");
+    // In JSON, the state, the code and the same line.
+    let (json_code, json) = nagios(&w, "2026-01-10T00:00:00Z", &["--output-format=json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json_code, 2);
+    assert_eq!(v["state"], "CRITICAL", "{v}");
+    assert_eq!(v["exit_code"], 2, "{v}");
+    assert_eq!(format!("{}\n", v["line"].as_str().unwrap()), line);
     assert!(
         line.starts_with("OBNAM CRITICAL: client inspector has no complete backup"),
         "{line}"

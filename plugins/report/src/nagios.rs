@@ -172,7 +172,18 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         Ok(found) => found,
         Err(e) => (State::Unknown, e.message().to_string()),
     };
-    ctx.outln(&format!("OBNAM {}: {text}", state.word()))?;
+    let line = format!("OBNAM {}: {text}", state.word());
+    if ctx.output_format()?.is_json() {
+        // The state for a program, and the line Nagios would get.
+        let object = serde_json::json!({
+            "state": state.word(),
+            "exit_code": state as i32,
+            "line": line,
+        });
+        ctx.outln(&object.to_string())?;
+    } else {
+        ctx.outln(&line)?;
+    }
     ctx.set_exit_code(state as i32)
 }
 
