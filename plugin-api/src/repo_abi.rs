@@ -340,6 +340,9 @@ pub trait RepositoryService: Send + Sync {
         forgotten: RSlice<'_, RString>,
         progress: PruneProgressRef<'_>,
     ) -> AbiResult<RawPruneReport>;
+    // Added in 0.1.14.
+    /// The boundary form of [`Repository::lock_client_for_removal`](crate::Repository::lock_client_for_removal).
+    fn lock_client_for_removal(&self, name: RStr<'_>) -> AbiResult<()>;
 }
 
 /// A damaged record at the boundary (see

@@ -310,6 +310,16 @@ impl Repository {
         unwrap_abi(self.inner.lock_client(RStr::from_str(name)))
     }
 
+    /// Lock a client for work that only removes generations and stores
+    /// nothing (forget, remove-client), waiting up to `--lock-timeout`.
+    /// Unlike [`lock_client`](Self::lock_client), a damaged prune plan
+    /// does not stop it: such a run builds on no stored data, which is
+    /// what a plan's deletions could take away. Released by
+    /// [`unlock_client`](Self::unlock_client). Since 0.1.14.
+    pub fn lock_client_for_removal(&self, name: &str) -> Result<()> {
+        unwrap_abi(self.inner.lock_client_for_removal(RStr::from_str(name)))
+    }
+
     /// Release a client's lock.
     pub fn unlock_client(&self, name: &str) -> Result<()> {
         unwrap_abi(self.inner.unlock_client(RStr::from_str(name)))

@@ -283,3 +283,45 @@ fn a_damaged_plan_stops_backups_until_a_prune_replaces_it() {
         assert_eq!(fs::read_dir(w.repo.join("prune")).unwrap().count(), 0);
     }
 }
+
+/// A damaged plan stops backups (they cannot tell what it will delete),
+/// but not `forget` and `remove-client`, which store nothing: they only
+/// remove generations (they were stopped too, with `obnam prune` the only
+/// way on).
+#[test]
+fn a_damaged_plan_does_not_stop_forget_or_remove_client() {
+    let w = World::new();
+    w.obnam(&["repotest-run", "old", "40"]).ok();
+    w.obnam(&["repotest-run", "other", "40"]).ok();
+    w.obnam(&["repotest-run", "other", "40"]).ok();
+    let mut holder = spawn_holding_lock(&mut w.cmd(&["repotest-lock", "bystander", "600"]));
+    w.obnam(&["remove-client", "old"]).ok();
+    assert_eq!(w.prune_json()["deferred"], true);
+    let key = damage_the_plan(&w.repo, "changed");
+
+    let refused = w
+        .obnam(&["repotest-run", "new", "40"])
+        .fails()
+        .no_rust_panic();
+    assert!(refused.stderr.contains(&key), "{refused:#?}");
+    let generations = w.obnam(&["--client-name", "other", "genids"]).ok().stdout;
+    let first = generations.lines().next().unwrap().to_string();
+    w.obnam(&["--client-name", "other", "forget", &first]).ok();
+    let left = w.obnam(&["--client-name", "other", "genids"]).ok().stdout;
+    assert_eq!(left.lines().count(), 1, "{left}");
+    w.obnam(&["remove-client", "other"]).ok();
+    let clients = w.obnam(&["clients"]).ok().stdout;
+    assert!(!clients.contains("other"), "{clients}");
+
+    // prune then removes the damaged plan, and backups go on.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let run = w.obnam(&["prune"]).ok();
+    assert!(
+        run.stderr
+            .contains(&format!("removed the damaged prune plan {key}")),
+        "{run:#?}"
+    );
+    w.obnam(&["repotest-run", "new", "40"]).ok();
+    w.fsck_is_clean();
+}

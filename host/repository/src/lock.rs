@@ -298,6 +298,17 @@ impl Repository {
         Ok(())
     }
 
+    /// Lock a client for a run that only removes generations (forget,
+    /// remove-client) and stores nothing. Unlike [`lock_client`], it
+    /// takes no note of prune plans: such a run builds on no stored data,
+    /// so what a plan will delete is nothing to it, and a damaged plan
+    /// (which stops a backup) does not stop it.
+    ///
+    /// [`lock_client`]: Self::lock_client
+    pub fn lock_client_for_removal(&self, client: &str, timeout: Duration) -> RepoResult<()> {
+        self.acquire(LockKind::Client, client, timeout)
+    }
+
     /// Take the repository for destructive work.
     pub fn lock_exclusive(&self, timeout: Duration) -> RepoResult<()> {
         self.acquire(LockKind::Exclusive, "", timeout)

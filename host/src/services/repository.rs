@@ -132,6 +132,12 @@ impl RepositoryService for RepoService {
             .call(|| self.repo().lock_client(name.as_str(), self.lock_timeout))
     }
 
+    fn lock_client_for_removal(&self, name: RStr<'_>) -> AbiResult<()> {
+        self.shield.call(|| {
+            self.repo()
+                .lock_client_for_removal(name.as_str(), self.lock_timeout)
+        })
+    }
     fn unlock_client(&self, name: RStr<'_>) -> AbiResult<()> {
         self.shield
             .call(|| self.repo().unlock_client(name.as_str()))

@@ -188,7 +188,7 @@ impl Run<'_, '_> {
         if self.request.pretend {
             return self.judge_and_remove(client);
         }
-        self.repo.lock_client(client)?;
+        self.repo.lock_client_for_removal(client)?;
         let result = self.judge_and_remove(client);
         let unlocked = self.repo.unlock_client(client);
         let value = result?;

@@ -34,7 +34,7 @@ pub fn remove_client(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let count = if pretend {
         repo.generations(&name)?.len() as u64
     } else {
-        repo.lock_client(&name)?;
+        repo.lock_client_for_removal(&name)?;
         let removed = repo.remove_client(&name);
         let unlocked = repo.unlock_client(&name);
         let count = removed?;

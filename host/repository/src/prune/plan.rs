@@ -34,7 +34,10 @@
 //! be deleted, by a prune that reads the plan (one that was only misread
 //! here, or put back) and carries it out while the run goes on. (It used
 //! to stop too, with nothing to say what to do; and a plan replaced by a
-//! folder or a FIFO was not seen at all.)
+//! folder or a FIFO was not seen at all.) A run that only removes
+//! generations (forget, remove-client) builds on nothing, and locks with
+//! `Repository::lock_client_for_removal`, which a damaged plan does not
+//! stop.
 
 use std::collections::BTreeMap;
 
