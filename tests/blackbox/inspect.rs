@@ -694,3 +694,112 @@ fn verify_takes_relative_paths_as_backup_does() {
         "{run:#?}"
     );
 }
+
+/// `verify --verify-randomly` checks the folders on the way to each file
+/// it picks, as the full walk does: a folder that is now a symlink is not
+/// followed, one that is now a file is a difference (it was an error per
+/// file); a PATH inside another, or a root inside another, is compared
+/// once (each difference was reported twice).
+#[test]
+fn verify_checks_the_way_to_a_file_and_compares_each_path_once() {
+    let w = World::new();
+    let data = w.path().join("data");
+    fs::create_dir_all(data.join("e")).unwrap();
+    fs::write(data.join("e/a"), "1").unwrap();
+    fs::create_dir_all(data.join("d")).unwrap();
+    fs::write(data.join("d/a"), "1").unwrap();
+    fs::create_dir_all(data.join("f/sub")).unwrap();
+    fs::write(data.join("f/sub/a"), "2").unwrap();
+    w.backup(&data);
+    fs::remove_dir_all(data.join("d")).unwrap();
+    std::os::unix::fs::symlink("e", data.join("d")).unwrap();
+    fs::remove_dir_all(data.join("f")).unwrap();
+    fs::write(data.join("f"), "now a file").unwrap();
+    let run = w
+        .obnam(&[
+            OsStr::new("verify"),
+            OsStr::new("--verify-randomly"),
+            OsStr::new("100"),
+            data.as_os_str(),
+        ])
+        .fails();
+    let d = format!(
+        "{}/d: a directory in the backup, a symlink on disk",
+        data.display()
+    );
+    let f = format!(
+        "{}/f: a directory in the backup, a file on disk",
+        data.display()
+    );
+    assert!(run.stdout.contains(&d), "{run:#?}");
+    assert!(run.stdout.contains(&f), "{run:#?}");
+    assert!(!run.stderr.contains("cannot be read"), "{run:#?}");
+    assert!(run.stderr.contains(" 2 differences "), "{run:#?}");
+
+    // The same PATH twice, and one inside it: each difference once.
+    let run = w
+        .obnam(&[
+            OsStr::new("verify"),
+            data.as_os_str(),
+            data.join("d").as_os_str(),
+            data.as_os_str(),
+        ])
+        .fails();
+    assert_eq!(run.stdout.matches(&d).count(), 1, "{run:#?}");
+}
+
+/// A `dump` of a socket alone is an error (it was an empty tar stream and
+/// exit 0); a generation id of another client says whose it is; a `|` in
+/// a client name does not end the Nagios text.
+#[test]
+fn inspecting_commands_say_what_went_wrong() {
+    let w = World::new();
+    let data = w.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let sock = data.join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    fs::write(data.join("f"), "x").unwrap();
+    w.backup(&data);
+    let run = w.obnam(&[OsStr::new("dump"), sock.as_os_str()]).fails();
+    assert!(run.stderr.contains("is a socket"), "{run:#?}");
+    assert!(run.stdout.is_empty(), "{run:#?}");
+
+    let theirs = {
+        w.obnam_as("other", &[OsStr::new("backup"), data.as_os_str()])
+            .ok();
+        let run = w.obnam_as("other", &["genids"]).ok();
+        run.stdout.trim().to_string()
+    };
+    let run = w.obnam(&["ls", "--generation", &theirs]).fails();
+    assert!(
+        run.stderr
+            .contains("it is a generation of client 'other': give --client-name other"),
+        "{run:#?}"
+    );
+
+    let piped = "web|age=0s;1;2;0";
+    w.obnam_as(piped, &[OsStr::new("backup"), data.as_os_str()])
+        .ok();
+    let run = w.obnam_as(piped, &["nagios-last-backup-age"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.stdout.matches('|').count(), 1, "{run:#?}");
+    assert!(run.stdout.contains("web\\x7cage=0s"), "{run:#?}");
+}
+
+/// `dump` does not write a tar stream or a file's bytes to a terminal.
+#[test]
+fn dump_refuses_a_terminal() {
+    let w = obnam_test_support::BackupWorld::new("c");
+    w.file("f", b"\x00\x01binary");
+    w.backup(&[]).ok();
+    let path = w.data.join("f");
+    let Some(run) = w.on_terminal("", &format!("dump {}", path.display())) else {
+        return;
+    };
+    assert_ne!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.contains("which is a terminal"), "{run:#?}");
+    assert!(!run.stdout.contains("binary"), "{run:#?}");
+    // Redirected, it writes.
+    let bytes = w.obnam(&["dump", path.to_str().unwrap()]).ok().stdout;
+    assert_eq!(bytes.as_bytes(), b"\x00\x01binary");
+}

@@ -3,7 +3,9 @@
 //!
 //! A generation's directory is named by its start time (UTC, to the
 //! millisecond) and its id: `2025-01-31T12-34-56.789Z_0123456789abcdef`,
-//! with `_checkpoint` appended for a checkpoint. The time comes first so
+//! with `_checkpoint` appended for a checkpoint. A checkpoint is named by
+//! the time it was committed instead: the checkpoints of one run share
+//! its start time, and would sort by their random ids. The time comes first so
 //! that `ls` lists generations oldest first; to the millisecond, because
 //! two backups of one client easily start in the same second (a small
 //! tree backs up in less), and the id after the time would then order
@@ -27,7 +29,12 @@ pub const LATEST: &str = "latest";
 
 /// The directory name of a generation.
 pub fn generation_dir(gen: &GenerationInfo) -> String {
-    let millis = gen.started_ns.div_euclid(1_000_000);
+    let when = if gen.is_checkpoint {
+        gen.ended_ns
+    } else {
+        gen.started_ns
+    };
+    let millis = when.div_euclid(1_000_000);
     let time = match jiff::Timestamp::from_millisecond(millis) {
         Ok(t) => t.strftime("%Y-%m-%dT%H-%M-%S%.3fZ").to_string(),
         Err(_) => format!("{millis}"),
@@ -75,6 +82,19 @@ mod tests {
     fn checkpoints_say_so() {
         let g = gen("ab", 0, true);
         assert_eq!(generation_dir(&g), "1970-01-01T00-00-00.000Z_ab_checkpoint");
+    }
+
+    #[test]
+    fn checkpoints_of_one_run_sort_in_the_order_they_were_made() {
+        let mut first = gen("ff", 1_000_000_000, true);
+        let mut second = gen("00", 1_000_000_000, true);
+        first.ended_ns = 2_000_000_000;
+        second.ended_ns = 3_000_000_000;
+        assert!(generation_dir(&first) < generation_dir(&second));
+        assert_eq!(
+            generation_dir(&second),
+            "1970-01-01T00-00-03.000Z_00_checkpoint"
+        );
     }
 
     #[test]

@@ -97,13 +97,16 @@ fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
         let also = if gens.is_empty() {
             String::new()
         } else {
-            format!(" (only {} checkpoints of unfinished runs)", gens.len())
+            match gens.len() {
+                1 => " (only 1 checkpoint of an unfinished run)".to_string(),
+                n => format!(" (only {n} checkpoints of unfinished runs)"),
+            }
         };
         return Ok((
             State::Critical,
             format!(
                 "client {} has no complete backup in {}{also}",
-                escape(client.as_bytes()),
+                shown(&client),
                 repo.url()
             ),
         ));
@@ -115,8 +118,9 @@ fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
         return Ok((
             State::Warning,
             format!(
-                "latest backup of {client} ended {} in the future (generation {}): the clocks \
+                "latest backup of {} ended {} in the future (generation {}): the clocks \
                  of this machine and of the one that made it disagree|age={}s;{};{};0",
+                shown(&client),
                 age::words((-age_ns / 1_000_000_000) as i64),
                 latest.id,
                 age_ns / 1_000_000_000,
@@ -131,6 +135,14 @@ fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
     Ok((state, describe(&client, latest, age_ns, limits)))
 }
 
+/// A client's name in the status text: escaped as every message shows
+/// names, and without `|`, which would end Nagios' text and start its
+/// performance data (a name may hold any character `--client-name`
+/// takes).
+fn shown(client: &str) -> String {
+    escape(client.as_bytes()).replace('|', "\\x7c")
+}
+
 /// How far in the future a backup may have ended (clocks of two machines
 /// that differ a little) and still count as just made: 5 minutes.
 const CLOCK_SKEW_NS: i128 = 300 * 1_000_000_000;
@@ -143,7 +155,7 @@ fn describe(client: &str, latest: &GenerationInfo, age_ns: i128, limits: Limits)
     format!(
         "latest backup of {} is {} old (generation {}, ended {ended})\
          |age={age_secs}s;{};{};0",
-        escape(client.as_bytes()),
+        shown(client),
         age::words(age_secs),
         latest.id,
         limits.warn,

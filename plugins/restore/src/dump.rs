@@ -529,6 +529,26 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             None => plugin_api::bail!("{} is not in generation {}", escape(&path), gen.id),
         }
     };
+    if top.as_ref().is_some_and(|e| e.kind == EntryKind::Socket) {
+        // Alone, it would be an empty stream that reads as success.
+        plugin_api::bail!(
+            "{} is a socket, which a tar stream cannot hold: nothing to dump",
+            escape(&path)
+        );
+    }
+    // A tar stream or a file's bytes on a terminal is noise that may
+    // leave it in a strange state.
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        plugin_api::bail!(
+            "dump writes {} to standard output, which is a terminal: redirect it to a file \
+             or a pipe ('obnam dump PATH > FILE', '... | tar -x')",
+            if top.as_ref().is_some_and(|e| e.kind == EntryKind::File) {
+                "the file's bytes"
+            } else {
+                "a tar stream"
+            }
+        );
+    }
     let mut out = BufWriter::with_capacity(1 << 20, Stdout(ctx));
     if let Some(entry) = top.as_ref().filter(|e| e.kind == EntryKind::File) {
         let mut check = ContentCheck::new(&entry.checksum);

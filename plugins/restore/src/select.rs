@@ -95,7 +95,31 @@ pub fn generation(ctx: &Context<'_>, repo: &Repository, client: &str) -> Result<
     if wanted.trim() == LATEST {
         newest_is_known(repo, client)?;
     }
-    choose(&gens, wanted.trim(), client).cloned()
+    choose(&gens, wanted.trim(), client).cloned().map_err(|e| {
+        match owner_of(repo, client, wanted.trim()) {
+            Some(other) => plugin_api::Error::msg(format!(
+                "{e}; it is a generation of client '{}': give --client-name {}",
+                escape(other.as_bytes()),
+                escape(other.as_bytes())
+            )),
+            None => e,
+        }
+    })
+}
+
+/// The other client that has generation `id`, if one has: ids are unique
+/// in a repository, so a user who gives one of another client's means
+/// that client (looked up only on the way to an error).
+fn owner_of(repo: &Repository, client: &str, id: &str) -> Option<String> {
+    if id == LATEST {
+        return None;
+    }
+    repo.clients().ok()?.into_iter().find(|other| {
+        other != client
+            && repo
+                .generations(other)
+                .is_ok_and(|gens| gens.iter().any(|g| g.id == id))
+    })
 }
 
 #[cfg(test)]

@@ -200,12 +200,55 @@ impl Verifier<'_, '_> {
     }
 
     /// Compare one entry with the live object at `path`.
+    /// The first folder between `root` (which is looked up by its whole
+    /// path, as backup takes a root) and `path` that is no longer a
+    /// folder on disk, reported as a difference; `None` if all are.
+    fn folders_on_the_way(&mut self, root: Option<&[u8]>, path: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some(root) = root else {
+            return Ok(None);
+        };
+        let mut at = if root == b"/" { 0 } else { root.len() };
+        while let Some(slash) = path[at + 1..].iter().position(|b| *b == b'/') {
+            at += 1 + slash;
+            let folder = &path[..at];
+            let found = match fs::symlink_metadata(names::as_path(folder)) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(m) => format!(
+                    "a directory in the backup, {} on disk",
+                    kind_word(EntryKind::from_mode(m.mode()))
+                ),
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    "in the backup, not on disk".to_string()
+                }
+                Err(err) => {
+                    self.cannot(folder, &format!("cannot be read: {err}"));
+                    return Ok(Some(folder.to_vec()));
+                }
+            };
+            self.checked += 1;
+            self.differ(folder, &found)?;
+            return Ok(Some(folder.to_vec()));
+        }
+        Ok(None)
+    }
+
     fn entry(&mut self, path: &[u8], e: &Entry) -> Result<Option<Metadata>> {
         self.checked += 1;
         let live = names::as_path(path);
         let m = match fs::symlink_metadata(live) {
             Ok(m) => m,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            // A folder on the way that is now a file: the object is gone.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
                 self.differ(path, "in the backup, not on disk")?;
                 return Ok(None);
             }
@@ -459,9 +502,16 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         );
     }
     let cwd = std::env::current_dir()?;
+    let mut asked = Vec::new();
     for arg in &given {
-        let parts = names::parse_absolute(live_path(&cwd, arg).as_os_str())
-            .map_err(plugin_api::Error::msg)?;
+        asked.push(
+            names::parse_absolute(live_path(&cwd, arg).as_os_str())
+                .map_err(plugin_api::Error::msg)?,
+        );
+    }
+    // A PATH (or root) inside another, or given twice, is compared once,
+    // as backup walks it once.
+    for parts in crate::path_args::outermost(asked) {
         roots.push(names::from_parts(&parts));
     }
     let randomly = ctx.integer("verify-randomly")?;
@@ -495,7 +545,20 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         unchecked: Vec::new(),
     };
     if randomly > 0 {
+        // A chosen file is looked up by its whole path; the folders on
+        // the way are checked first, as the full walk checks them: one
+        // that is now a symlink must not be followed, one that is now a
+        // file or gone is a difference (once), not an error per file.
+        let mut not_folders: Vec<Vec<u8>> = Vec::new();
         for (path, e) in random_files(&reader, &entries, randomly as u64)? {
+            if not_folders.iter().any(|bad| names::is_inside(&path, bad)) {
+                continue;
+            }
+            let root = roots.iter().find(|r| names::is_inside(&path, r));
+            if let Some(bad) = v.folders_on_the_way(root.map(Vec::as_slice), &path)? {
+                not_folders.push(bad);
+                continue;
+            }
             v.entry(&path, &e)?;
         }
     } else {
@@ -523,7 +586,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             n => format!(", and {n} objects could not be checked"),
         };
         plugin_api::bail!(
-            "verify: {} {} between generation {} and the file system{unchecked} ({} objects checked)",
+            "verify: {} {} between generation {} and the file system{unchecked} ({} {} checked)",
             v.differences,
             if v.differences == 1 {
                 "difference"
@@ -531,7 +594,8 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
                 "differences"
             },
             gen.id,
-            v.checked
+            v.checked,
+            if v.checked == 1 { "object" } else { "objects" },
         );
     }
     if ctx.output_format()?.is_json() || ctx.boolean("quiet")? {
