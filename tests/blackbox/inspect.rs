@@ -803,3 +803,38 @@ fn dump_refuses_a_terminal() {
     let bytes = w.obnam(&["dump", path.to_str().unwrap()]).ok().stdout;
     assert_eq!(bytes.as_bytes(), b"\x00\x01binary");
 }
+
+/// `verify` reads each file's backed-up content back from the repository
+/// (as Obnam 1.x's did): a generation whose data is lost since the backup
+/// is a difference, not "no differences" with exit 0.
+#[test]
+fn verify_reads_the_backed_up_content_back() {
+    let w = World::new();
+    let data = w.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("big"), obnam_test_support::noise(300_000, 5)).unwrap();
+    w.backup(&data);
+    w.obnam(&[OsStr::new("verify"), data.as_os_str()]).ok();
+    // The largest pack holds the file's data (the others, its trees).
+    let largest = obnam_test_support::files_under(&w.repo.join("packs"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    fs::remove_file(largest).unwrap();
+    for args in [
+        vec![OsStr::new("verify"), data.as_os_str()],
+        vec![
+            OsStr::new("verify"),
+            OsStr::new("--verify-randomly"),
+            OsStr::new("1"),
+            data.as_os_str(),
+        ],
+    ] {
+        let run = w.obnam(&args).fails();
+        assert!(
+            run.stdout
+                .contains("/big: the backed-up content cannot be read back: "),
+            "{run:#?}"
+        );
+    }
+}

@@ -35,7 +35,7 @@ use plugin_api::checksum::{ChecksumError, ContentCheck};
 
 use plugin_api::live_paths;
 use plugin_api::payloads::{ExcludeCandidate, FileStat, BACKUP_EXCLUDE};
-use plugin_api::{Context, Entry, EntryKind, GenerationReader, Hook, Result};
+use plugin_api::{Context, Entry, EntryKind, GenerationReader, Hook, Repository, Result};
 
 use crate::listing::bytes_fields;
 use crate::names::{self, escape};
@@ -154,6 +154,8 @@ pub fn metadata_differences(e: &Entry, m: &Metadata) -> Vec<String> {
 /// Verifies, and counts what it found.
 struct Verifier<'a, 'c> {
     ctx: &'a Context<'c>,
+    /// Where the backed-up content is read back from.
+    repo: &'a Repository,
     exclude: Option<Hook<ExcludeCandidate>>,
     repository_dir: Option<PathBuf>,
     checked: u64,
@@ -200,6 +202,23 @@ impl Verifier<'_, '_> {
     }
 
     /// Compare one entry with the live object at `path`.
+    /// Read a file's content back from the repository, checking it
+    /// against the checksum recorded with it: what a restore of it would
+    /// read (a pack lost or damaged since the backup shows here).
+    fn read_back(&self, e: &Entry) -> std::result::Result<(), String> {
+        let mut check = ContentCheck::new(&e.checksum);
+        crate::fetch::for_each_chunk(self.repo, &e.chunks, |chunk| {
+            if chunk.zero {
+                check.update_zeros(chunk.data.len() as u64);
+            } else {
+                check.update(&chunk.data);
+            }
+            Ok(())
+        })
+        .map_err(|err| err.to_string())?;
+        check.finish().map_err(|err| err.to_string())
+    }
+
     /// The first folder between `root` (which is looked up by its whole
     /// path, as backup takes a root) and `path` that is no longer a
     /// folder on disk, reported as a difference; `None` if all are.
@@ -290,7 +309,13 @@ impl Verifier<'_, '_> {
         }
         if kind == EntryKind::File && e.size == m.size() && !e.checksum.is_empty() {
             match check_file(live, &e.checksum).map(ContentCheck::finish) {
-                Ok(Ok(())) => {}
+                // The file on disk is what was backed up: and the backup
+                // still holds it (as Obnam 1.x's verify read it back).
+                Ok(Ok(())) => {
+                    if let Err(why) = self.read_back(e) {
+                        what.push(format!("the backed-up content cannot be read back: {why}"));
+                    }
+                }
                 Ok(Err(ChecksumError::Mismatch)) => what.push("content".into()),
                 Ok(Err(err)) => unseen.push(format!("content cannot be checked: {err}")),
                 Err(err) => unseen.push(format!("content cannot be read: {err}")),
@@ -536,6 +561,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let repository_dir = ctx.path("repository")?.filter(|r| r.is_absolute());
     let mut v = Verifier {
         ctx,
+        repo: &repo,
         exclude: ctx.hook::<ExcludeCandidate>(BACKUP_EXCLUDE).ok(),
         repository_dir,
         checked: 0,
