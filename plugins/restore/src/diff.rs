@@ -98,6 +98,21 @@ pub fn compare(old: &Entry, new: &Entry) -> Option<(Change, Vec<String>)> {
     if content && new.kind == EntryKind::File && old.size != new.size {
         what.push(format!("size {} -> {}", old.size, new.size));
     }
+    // What made a symlink or a device modified, as verify says it.
+    if content && new.kind == EntryKind::Symlink {
+        what.push(format!(
+            "target {} -> {}",
+            escape(&old.target),
+            escape(&new.target)
+        ));
+    }
+    if content && matches!(new.kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
+        let (old_major, old_minor) = format::major_minor(old.rdev);
+        let (new_major, new_minor) = format::major_minor(new.rdev);
+        what.push(format!(
+            "device {old_major},{old_minor} -> {new_major},{new_minor}"
+        ));
+    }
     if old.mode != new.mode {
         what.push(format!("mode {:o} -> {:o}", old.mode, new.mode));
     }
@@ -405,6 +420,30 @@ mod tests {
         let mut b = file();
         b.kind = EntryKind::Symlink;
         assert_eq!(compare(&a, &b).unwrap().0, Change::Kind);
+    }
+
+    #[test]
+    fn a_modified_symlink_or_device_says_what_changed() {
+        let link = Entry {
+            kind: EntryKind::Symlink,
+            target: b"a/f1".to_vec(),
+            ..Entry::default()
+        };
+        let mut moved = link.clone();
+        moved.target = b"other".to_vec();
+        let (c, what) = compare(&link, &moved).unwrap();
+        assert_eq!(c, Change::Modified);
+        assert_eq!(what, vec!["target a/f1 -> other".to_string()]);
+        let dev = Entry {
+            kind: EntryKind::CharDevice,
+            rdev: (1 << 8) | 3,
+            ..Entry::default()
+        };
+        let mut renumbered = dev.clone();
+        renumbered.rdev = (1 << 8) | 5;
+        let (c, what) = compare(&dev, &renumbered).unwrap();
+        assert_eq!(c, Change::Modified);
+        assert_eq!(what, vec!["device 1,3 -> 1,5".to_string()]);
     }
 
     #[test]
