@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::error::{RepoError, RepoResult};
 use super::ids::ObjectId;
-use super::lock::{LockKind, LockRecord};
+use super::lock::{Identity, LockKind, LockRecord};
 use super::now_ns;
 use super::storage::{Storage, StorageError};
 
@@ -71,17 +71,9 @@ impl Drop for ClaimGuard<'_> {
 /// `timeout` for another creator to finish.
 pub fn claim(storage: &Storage, timeout: Duration) -> RepoResult<Claim<'_>> {
     let start = Instant::now();
-    let host = super::lock::host_name();
+    let me = Identity::current();
     loop {
-        let now = now_ns();
-        let record = LockRecord {
-            kind: LockKind::Exclusive,
-            client: String::new(),
-            host: host.clone(),
-            pid: std::process::id(),
-            created: now,
-            refreshed: now,
-        };
+        let record = me.record(LockKind::Exclusive, "", now_ns());
         let key = format!("{FOLDER}{}", ObjectId::random());
         let data = serde_json::to_vec(&record).map_err(|e| RepoError::corrupt(&key, e))?;
         if let Err(e) = storage.write(&key, data) {
@@ -92,7 +84,7 @@ pub fn claim(storage: &Storage, timeout: Duration) -> RepoResult<Claim<'_>> {
             return Err(e.into());
         }
         let guard = ClaimGuard { storage, key };
-        let blocker = first_live_claim(storage, &guard.key, &host)?;
+        let blocker = first_live_claim(storage, &guard.key, me)?;
         // A creator that finished before this claim was written has already
         // removed its claim: its config is there to read.
         if let Some(config) = read_config(storage)? {
@@ -127,15 +119,21 @@ fn read_config(storage: &Storage) -> RepoResult<Option<Vec<u8>>> {
 }
 
 /// The first claim other than `mine` that is not stale; stale ones are
-/// deleted on the way.
+/// deleted on the way. A claim's age is by the store's clock where it
+/// gives objects' times (against that of `mine`, just written; see
+/// [`super::lock::age`]).
 fn first_live_claim(
     storage: &Storage,
     mine: &str,
-    host: &str,
+    me: &Identity,
 ) -> RepoResult<Option<(String, LockRecord)>> {
     let now = now_ns();
-    for name in storage.list(FOLDER)? {
-        let key = format!("{FOLDER}{name}");
+    let listed = storage.list_stamped(FOLDER, false)?;
+    let store_now = listed
+        .iter()
+        .find(|(key, _)| key == mine)
+        .and_then(|(_, stamp)| stamp.modified_ns);
+    for (key, stamp) in listed {
         if key == mine {
             continue;
         }
@@ -146,7 +144,8 @@ fn first_live_claim(
         };
         let other: LockRecord =
             serde_json::from_slice(&data).map_err(|e| RepoError::corrupt(&key, e))?;
-        if let Some(why) = other.staleness(host, now) {
+        let age = super::lock::age(other.refreshed, stamp.modified_ns, store_now, now);
+        if let Some(why) = other.staleness(me, age) {
             tracing::warn!(
                 "breaking the stale creation claim {key} of host {} (pid {}): {why}",
                 other.host,

@@ -50,23 +50,36 @@ pub enum RepoError {
     #[error(
         "{} is locked by {holder} (lock {}); gave up after waiting {}s (--lock-timeout); \
          if that process is gone, remove the lock with 'obnam force-lock'",
-        lock_target(client.as_deref()),
+        lock_target(client.as_deref(), *pruning),
         holder.object,
         waited.as_secs()
     )]
     Locked {
-        /// The client whose lock it is; `None`: the exclusive lock.
+        /// The client whose lock it is; `None`: the exclusive lock, or
+        /// with `pruning` a prune's.
         client: Option<String>,
+        /// Whether it is a prune's lock (which keeps only prunes away).
+        pruning: bool,
         holder: Box<Holder>,
         waited: Duration,
     },
+    /// A lock this process holds is gone: another run took it for a dead
+    /// run's (not refreshed for `STALE_AFTER`, say after a pause of this
+    /// process) or `force-lock` removed it. What this run would write
+    /// next may rest on what another run has changed meanwhile.
+    #[error(
+        "this run's lock {object} was removed by another run (taken for a dead run's, after \
+         this one did not refresh it for a long time, or by 'obnam force-lock'): nothing \
+         more is written; run it again"
+    )]
+    LockLost { object: String },
     /// A lock object that cannot be read (damaged) that did not go away
     /// in time: its holder, if any, is unknown.
     #[error(
         "{} is locked by a damaged lock object {object} ({problem}); gave up after waiting {}s \
          (--lock-timeout); if no other obnam is using the repository, remove it with \
          'obnam force-lock'",
-        lock_target(client.as_deref()),
+        lock_target(client.as_deref(), false),
         waited.as_secs()
     )]
     LockedByDamaged {
@@ -144,9 +157,10 @@ fn undecodable_message(object: &str, message: &str) -> String {
 }
 
 /// What a lock is on, in messages.
-fn lock_target(client: Option<&str>) -> String {
+fn lock_target(client: Option<&str>, pruning: bool) -> String {
     match client {
         Some(client) => format!("client '{}'", shown(client)),
+        None if pruning => "pruning".to_string(),
         None => "the repository".to_string(),
     }
 }
@@ -217,6 +231,7 @@ mod tests {
     #[test]
     fn lock_messages_are_as_they_were() {
         let e = RepoError::Locked {
+            pruning: false,
             client: Some("c".into()),
             holder: Box::new(holder("locks/L")),
             waited: Duration::from_secs(3),
@@ -228,6 +243,7 @@ mod tests {
              lock with 'obnam force-lock'"
         );
         let e = RepoError::Locked {
+            pruning: false,
             client: None,
             holder: Box::new(holder("locks/L")),
             waited: Duration::from_secs(3),
@@ -235,6 +251,13 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("the repository is locked by host h"));
+        let e = RepoError::Locked {
+            pruning: true,
+            client: None,
+            holder: Box::new(holder("locks/L")),
+            waited: Duration::from_secs(3),
+        };
+        assert!(e.to_string().starts_with("pruning is locked by host h"));
         let e = RepoError::BeingCreated {
             url: "/r".into(),
             holder: Box::new(holder("creating/C")),
@@ -255,6 +278,7 @@ mod tests {
     #[test]
     fn names_from_the_repository_are_shown_escaped() {
         let e = RepoError::Locked {
+            pruning: false,
             client: Some("c\nERROR: x".into()),
             holder: Box::new(Holder {
                 host: "h\x1b[2J".into(),

@@ -256,8 +256,10 @@ impl Repository {
         put(&self.storage, id, text)
     }
 
-    /// Remove a key slot.
+    /// Remove a key slot; not if a lock this process holds (the
+    /// exclusive lock under which removals are checked) was broken.
     pub fn remove_key_slot(&self, id: &str) -> RepoResult<()> {
+        self.check_locks_held()?;
         remove(&self.storage, id)
     }
 }

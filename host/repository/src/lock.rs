@@ -24,6 +24,17 @@
 //! [`STALE_AFTER`]. Held locks are refreshed every [`REFRESH_EVERY`] while
 //! the holder writes to the repository.
 //!
+//! Two machines' clocks are never compared: a lock's age is the store's
+//! time of its object (a refresh writes a new one) against the store's
+//! time of the looking run's own lock object, written just before (the
+//! holder's own `refreshed` time is used only where the store gives no
+//! times). A clock 40 minutes off made every lock of its host look stale
+//! to the others, and a prune then deleted the data of that host's
+//! running backup. "Same host" is the host name and, where `/proc` gives
+//! them, the boot and the PID namespace the pid counts in ([`Identity`]):
+//! a container sharing the host name sees none of the host's processes,
+//! and took their locks for dead ones.
+//!
 //! A lock object that cannot be read (damaged) says nothing of its
 //! holder: it counts as held by an unknown process, for what its name
 //! says it may lock, until its object has not changed for
@@ -75,6 +86,74 @@ pub struct LockRecord {
     pub created: i64,
     /// When last refreshed, in ns since the epoch.
     pub refreshed: i64,
+    /// The boot of the holder's machine (`/proc/sys/kernel/random/boot_id`),
+    /// absent from locks written before obnam recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The PID namespace of the holder (the inode of `/proc/self/ns/pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<u64>,
+}
+
+/// What tells the processes whose pids this process can look up from
+/// every other: the host name, the boot, the PID namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub host: String,
+    pub boot_id: Option<String>,
+    pub pid_ns: Option<u64>,
+}
+
+impl Identity {
+    /// This process's.
+    pub fn current() -> &'static Identity {
+        static CURRENT: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+        CURRENT.get_or_init(|| Identity {
+            host: host_name(),
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|id| id.trim().to_string())
+                .filter(|id| !id.is_empty()),
+            pid_ns: std::fs::read_link("/proc/self/ns/pid")
+                .ok()
+                .and_then(|link| {
+                    let text = link.to_string_lossy().into_owned();
+                    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+                }),
+        })
+    }
+
+    /// A lock record of this process.
+    pub fn record(&self, kind: LockKind, client: &str, now: i64) -> LockRecord {
+        LockRecord {
+            kind,
+            client: client.to_string(),
+            host: self.host.clone(),
+            pid: std::process::id(),
+            created: now,
+            refreshed: now,
+            boot_id: self.boot_id.clone(),
+            pid_ns: self.pid_ns,
+        }
+    }
+}
+
+/// How long ago a lock (or claim) was last refreshed: by the store's
+/// clock where the store gives objects' times (its object's time against
+/// that of an object the looking run has just written, `store_now`), else
+/// by the holder's `refreshed` time against this machine's clock.
+pub(crate) fn age(
+    refreshed: i64,
+    modified_ns: Option<u128>,
+    store_now: Option<u128>,
+    local_now: i64,
+) -> Duration {
+    match (modified_ns, store_now) {
+        (Some(then), Some(now)) => {
+            Duration::from_nanos(u64::try_from(now.saturating_sub(then)).unwrap_or(u64::MAX))
+        }
+        _ => Duration::from_nanos(local_now.saturating_sub(refreshed).max(0) as u64),
+    }
 }
 
 impl LockRecord {
@@ -120,8 +199,18 @@ impl LockRecord {
         )
     }
 
-    pub(super) fn staleness(&self, my_host: &str, now: i64) -> Option<String> {
-        if self.host == my_host {
+    /// Why the lock is stale, if it is: its process is gone (one this
+    /// process can look up: see [`Identity`]), or it is `age` old (see
+    /// [`age`]).
+    pub(super) fn staleness(&self, me: &Identity, age: Duration) -> Option<String> {
+        let same_pids = self.host == me.host
+            && match (&self.boot_id, self.pid_ns) {
+                // Written before obnam recorded them: the host name is all
+                // there is to go by.
+                (None, None) => true,
+                (boot_id, pid_ns) => *boot_id == me.boot_id && pid_ns == me.pid_ns,
+            };
+        if same_pids {
             if self.pid == std::process::id() {
                 return Some(format!(
                     "left by an earlier process with this pid {}",
@@ -132,7 +221,6 @@ impl LockRecord {
                 return Some(format!("its process {} on this host is gone", self.pid));
             }
         }
-        let age = Duration::from_nanos(now.saturating_sub(self.refreshed).max(0) as u64);
         (age > STALE_AFTER).then(|| format!("not refreshed for {}s", age.as_secs()))
     }
 }
@@ -230,15 +318,20 @@ impl std::fmt::Display for LockName {
     }
 }
 
+/// A lock object as listed and read: its name, what it holds, and its
+/// time on the store (where the store gives one).
+struct Listed {
+    name: String,
+    lock: ReadLock,
+    modified_ns: Option<u128>,
+}
+
 /// A lock object as read: its record, or, if it cannot be read, what is
-/// wrong with it and when its object last changed (where the store says).
+/// wrong with it.
 #[derive(Clone, Debug)]
 enum ReadLock {
     Record(LockRecord),
-    Damaged {
-        problem: String,
-        modified_ns: Option<u128>,
-    },
+    Damaged { problem: String },
 }
 
 /// One run that holds a lock, as a prune records it: host, process and
@@ -327,16 +420,26 @@ impl Repository {
     /// The runs that hold a lock on a client or on the whole repository
     /// and are alive (their locks not stale): what a prune waits for.
     pub fn live_runs(&self) -> RepoResult<Vec<Run>> {
-        let host = host_name();
+        let me = Identity::current();
         let now = now_ns();
         let mine = std::process::id();
         let mut runs: Vec<Run> = Vec::new();
-        for (name, lock) in self.read_locks(LockName::may_be_a_run)? {
+        // This process holds the prune lock: its object's time is the
+        // store's time now, or a little before (which only makes locks
+        // look younger: a run is waited for a little longer).
+        let (locks, store_now) = self.read_locks(LockName::may_be_a_run, &self.held_names())?;
+        for Listed {
+            name,
+            lock,
+            modified_ns,
+        } in locks
+        {
             match lock {
                 ReadLock::Record(r) => {
+                    let age = age(r.refreshed, modified_ns, store_now, now);
                     if r.kind != LockKind::Prune
-                        && !(r.host == host && r.pid == mine)
-                        && r.staleness(&host, now).is_none()
+                        && !(r.host == me.host && r.pid == mine)
+                        && r.staleness(me, age).is_none()
                     {
                         runs.push(r.run());
                     }
@@ -346,11 +449,12 @@ impl Repository {
                 // name, alive while its object stays and changes (a held
                 // lock is rewritten at every refresh; one untouched for
                 // longer than a lock stays fresh is held by no one).
-                ReadLock::Damaged { modified_ns, .. } => {
-                    let age = modified_ns.map(|t| {
-                        Duration::from_nanos((now.max(0) as u128).saturating_sub(t) as u64)
-                    });
-                    if age.is_none_or(|age| age <= STALE_AFTER) {
+                ReadLock::Damaged { .. } => {
+                    let unknown_age = modified_ns.is_none();
+                    if unknown_age
+                        || age(0, modified_ns, store_now.or(Some(now.max(0) as u128)), now)
+                            <= STALE_AFTER
+                    {
                         runs.push(Run {
                             host: format!("(the damaged lock locks/{name})"),
                             pid: 0,
@@ -367,39 +471,37 @@ impl Repository {
 
     fn acquire(&self, kind: LockKind, client: &str, timeout: Duration) -> RepoResult<()> {
         let start = Instant::now();
-        let host = host_name();
+        let me = Identity::current();
+        let mut tries = 0;
         loop {
-            let now = now_ns();
-            let record = LockRecord {
-                kind,
-                client: client.to_string(),
-                host: host.clone(),
-                pid: std::process::id(),
-                created: now,
-                refreshed: now,
-            };
+            tries += 1;
+            let record = me.record(kind, client, now_ns());
             let id = LockName::new(&record);
+            // Counted as held before it is written: an interruption from
+            // here on releases it as it releases every held lock (one
+            // written but not yet held was left behind, and kept other
+            // hosts waiting for `STALE_AFTER`), also while this run waits.
+            self.locks
+                .held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((id.clone(), record.clone()));
             // A failed write or check leaves no lock behind: the write may
             // have landed all the same (its answer lost), and a lock that
             // nobody holds would keep other runs waiting until it is found
             // stale (at once on this host, after `STALE_AFTER` elsewhere).
             if let Err(e) = self.write_lock(&id, &record) {
-                self.remove_unheld_lock(&id);
+                self.drop_unheld_lock(&id);
                 return Err(e);
             }
-            let blocker = match self.first_conflict(&id, &record, &host) {
+            let blocker = match self.first_conflict(&id, &record, me) {
                 Ok(blocker) => blocker,
                 Err(e) => {
-                    self.remove_unheld_lock(&id);
+                    self.drop_unheld_lock(&id);
                     return Err(e);
                 }
             };
             let Some((other_id, other)) = blocker else {
-                self.locks
-                    .held
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((id, record));
                 // Refreshes are counted from here (see `refresh_locks`).
                 self.locks
                     .last_refresh
@@ -408,11 +510,17 @@ impl Repository {
                     .get_or_insert_with(Instant::now);
                 return Ok(());
             };
-            self.storage().delete(&format!("locks/{id}"))?;
-            if start.elapsed() >= timeout {
+            let deleted = self.storage().delete(&format!("locks/{id}"));
+            self.not_held(&id);
+            deleted?;
+            // Two runs that start together each see the other's lock:
+            // even without waiting (`--lock-timeout 0`), one more try
+            // after a random pause lets one of them through (both gave up).
+            if start.elapsed() >= timeout && (tries > 1 || !timeout.is_zero()) {
                 return Err(match other {
                     ReadLock::Record(other) => RepoError::Locked {
                         client: (other.kind == LockKind::Client).then(|| other.client.clone()),
+                        pruning: other.kind == LockKind::Prune,
                         holder: Box::new(other.holder(format!("locks/{other_id}"))),
                         waited: timeout,
                     },
@@ -425,10 +533,30 @@ impl Repository {
                 });
             }
             let jitter = Duration::from_millis(u64::from(ObjectId::random().0[0]) * 2);
-            let wait =
-                (Duration::from_millis(500) + jitter).min(timeout.saturating_sub(start.elapsed()));
+            let wait = if timeout.is_zero() {
+                jitter
+            } else {
+                (Duration::from_millis(500) + jitter).min(timeout.saturating_sub(start.elapsed()))
+            };
             std::thread::sleep(wait.max(Duration::from_millis(10)));
         }
+    }
+
+    /// No longer count `id` as held (its object is deleted, or was never
+    /// written).
+    fn not_held(&self, id: &LockName) {
+        self.locks
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(held, _)| held != id);
+    }
+
+    /// [`remove_unheld_lock`](Self::remove_unheld_lock) of a lock this
+    /// process was taking, and no longer count it as held.
+    fn drop_unheld_lock(&self, id: &LockName) {
+        self.remove_unheld_lock(id);
+        self.not_held(id);
     }
 
     /// Delete a lock object this process wrote but does not hold (after a
@@ -446,13 +574,24 @@ impl Repository {
     }
 
     /// The lock objects whose names `wanted` picks, with their records or
-    /// what is wrong with them. A lock listed but already gone is
+    /// what is wrong with them, and their times on the store (where it
+    /// gives them); and the store's time now, as the newest time of the
+    /// objects named in `own` (this process's, written before the
+    /// listing), if it gives one. A lock listed but already gone is
     /// skipped; a name that is no lock's is ignored with a warning.
-    fn read_locks(&self, wanted: impl Fn(&str) -> bool) -> RepoResult<Vec<(String, ReadLock)>> {
+    fn read_locks(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+        own: &[String],
+    ) -> RepoResult<(Vec<Listed>, Option<u128>)> {
         let mut keys = Vec::new();
         let mut picked = Vec::new();
+        let mut store_now: Option<u128> = None;
         for (key, stamp) in self.storage().list_stamped("locks/", false)? {
             let name = key.strip_prefix("locks/").unwrap_or(&key).to_string();
+            if own.contains(&name) {
+                store_now = store_now.max(stamp.modified_ns);
+            }
             if !LockName::is_lock_name(&name) {
                 self.damaged.stray(&key);
             } else if wanted(&name) {
@@ -468,26 +607,40 @@ impl Repository {
                     Ok(record) => ReadLock::Record(record),
                     Err(e) => ReadLock::Damaged {
                         problem: RepoError::corrupt(format!("locks/{name}"), e).to_string(),
-                        modified_ns,
                     },
                 },
                 Read::Damaged(e) => ReadLock::Damaged {
                     problem: e.to_string(),
-                    modified_ns,
                 },
             };
-            locks.push((name, lock));
+            locks.push(Listed {
+                name,
+                lock,
+                modified_ns,
+            });
         }
-        Ok(locks)
+        Ok((locks, store_now))
+    }
+
+    /// The names of the lock objects this process holds.
+    fn held_names(&self) -> Vec<String> {
+        self.locks
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, _)| id.to_string())
+            .collect()
     }
 
     /// The lock objects that cannot be read, as the problems `fsck`
     /// reports.
     pub(crate) fn damaged_locks(&self) -> RepoResult<Vec<String>> {
         Ok(self
-            .read_locks(|_| true)?
+            .read_locks(|_| true, &[])?
+            .0
             .into_iter()
-            .filter_map(|(name, lock)| match lock {
+            .filter_map(|Listed { name, lock, .. }| match lock {
                 ReadLock::Damaged { problem, .. } => Some(format!(
                     "damaged lock object locks/{name}: {problem}; it keeps other runs \
                      waiting: if no other obnam is using the repository, 'obnam force-lock' \
@@ -502,30 +655,34 @@ impl Repository {
         &self,
         mine: &LockName,
         record: &LockRecord,
-        host: &str,
+        me: &Identity,
     ) -> RepoResult<Option<(String, ReadLock)>> {
         let now = now_ns();
-        let held: Vec<String> = self
-            .locks
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(id, _)| id.to_string())
-            .collect();
+        let held = self.held_names();
+        let mut own = held.clone();
+        own.push(mine.to_string());
         // Only the locks whose names say they may conflict are read.
-        let candidates = self.read_locks(|name| {
-            name != mine.as_str()
-                && !held.iter().any(|h| h == name)
-                && LockName::may_conflict(name, record)
-        })?;
-        for (name, other) in candidates {
+        let (candidates, store_now) = self.read_locks(
+            |name| {
+                name != mine.as_str()
+                    && !held.iter().any(|h| h == name)
+                    && LockName::may_conflict(name, record)
+            },
+            &own,
+        )?;
+        for Listed {
+            name,
+            lock: other,
+            modified_ns,
+        } in candidates
+        {
             match &other {
                 ReadLock::Record(other) => {
                     if !record.conflicts_with(other) {
                         continue;
                     }
-                    if let Some(why) = other.staleness(host, now) {
+                    let age = age(other.refreshed, modified_ns, store_now, now);
+                    if let Some(why) = other.staleness(me, age) {
                         tracing::warn!("breaking stale lock: {} ({why})", other.describe(&name));
                         self.storage().delete(&format!("locks/{name}"))?;
                         continue;
@@ -534,14 +691,10 @@ impl Repository {
                 // Its name said it may conflict, and its content cannot
                 // say otherwise. Untouched for long, it is held by no one:
                 // a held lock is rewritten at every refresh.
-                ReadLock::Damaged {
-                    problem,
-                    modified_ns,
-                } => {
-                    let age = modified_ns.map(|t| {
-                        Duration::from_nanos((now.max(0) as u128).saturating_sub(t) as u64)
-                    });
-                    if let Some(age) = age.filter(|age| *age > STALE_AFTER) {
+                ReadLock::Damaged { problem, .. } => {
+                    let untouched = modified_ns
+                        .map(|_| age(0, modified_ns, store_now.or(Some(now.max(0) as u128)), now));
+                    if let Some(age) = untouched.filter(|age| *age > STALE_AFTER) {
                         tracing::warn!(
                             "breaking stale damaged lock locks/{name} ({problem}; not changed \
                              for {}s)",
@@ -585,6 +738,21 @@ impl Repository {
             false
         });
         first_error.map_or(Ok(()), |e| Err(e.into()))
+    }
+
+    /// Check that every lock this process holds is still there: called
+    /// before a step that must not be taken by a run whose lock another
+    /// run broke (committing a generation, which may rest on data a
+    /// prune has since deleted; removing a key slot, which another
+    /// removal may have made the last).
+    pub fn check_locks_held(&self) -> RepoResult<()> {
+        for name in self.held_names() {
+            let key = format!("locks/{name}");
+            if !self.storage().exists(&key)? {
+                return Err(RepoError::LockLost { object: key });
+            }
+        }
+        Ok(())
     }
 
     /// Whether this process holds a lock on `client` (or the exclusive lock).
@@ -661,12 +829,18 @@ impl Repository {
     /// `client` is `None`. Returns a description of each removed lock.
     pub fn force_unlock(&self, client: Option<&str>) -> RepoResult<Vec<String>> {
         let mut removed = Vec::new();
-        for (name, lock) in self.read_locks(|_| true)? {
+        for Listed { name, lock, .. } in self.read_locks(|_| true, &[])?.0 {
             let (matches, description) = match &lock {
                 ReadLock::Record(record) => (
+                    // A prune's lock too: it keeps only other prunes
+                    // away, and one left by a prune that is gone kept them
+                    // away with no way to remove it but `--all-clients`.
                     match client {
                         None => true,
-                        Some(c) => record.kind == LockKind::Exclusive || record.client == c,
+                        Some(c) => {
+                            matches!(record.kind, LockKind::Exclusive | LockKind::Prune)
+                                || record.client == c
+                        }
                     },
                     record.describe(&name),
                 ),

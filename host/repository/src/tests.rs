@@ -407,10 +407,19 @@ fn foreign_claim(dir: &std::path::Path, host: &str, pid: u32, age: Duration) -> 
         pid,
         created: when,
         refreshed: when,
+        boot_id: None,
+        pid_ns: None,
     };
     std::fs::create_dir_all(dir.join("creating")).unwrap();
     let path = dir.join("creating").join(ids::ObjectId::random().to_hex());
     std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    // As old on the store as in its record: the store's time is what
+    // ages it (see `lock::age`).
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - age))
+        .unwrap();
     path
 }
 
@@ -1417,6 +1426,8 @@ fn taking_a_lock_reads_only_the_locks_its_name_may_conflict_with() {
         pid: 1,
         created: 0,
         refreshed: 0,
+        boot_id: None,
+        pid_ns: None,
     };
     let damaged_as = |kind, client: &str| {
         let name = lock::LockName::new(&record(kind, client)).to_string();
@@ -1530,4 +1541,149 @@ fn a_seal_without_a_token_key_writes_nothing() {
     );
     // The folder is free for a repository that works.
     Repository::open(url, &create, Arc::new(XorSeal { key: 7 })).unwrap();
+}
+
+/// Write a client's lock object into `dir` as another process would: its
+/// record says it was refreshed `record_age` ago (by the holder's clock),
+/// its object on the store is `store_age` old.
+fn foreign_lock(
+    repo: &Repository,
+    dir: &std::path::Path,
+    client: &str,
+    identity: &lock::Identity,
+    pid: u32,
+    record_age: Duration,
+    store_age: Duration,
+) -> std::path::PathBuf {
+    let when = now_ns() - record_age.as_nanos() as i64;
+    let mut record = identity.record(lock::LockKind::Client, client, when);
+    record.pid = pid;
+    let name = lock::LockName::new(&record).to_string();
+    let path = dir.join("locks").join(&name);
+    repo.write_object(
+        &format!("locks/{name}"),
+        serde_json::to_vec(&record).unwrap(),
+    )
+    .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - store_age))
+        .unwrap();
+    path
+}
+
+/// A lock's age is the store's: another host's clock 40 minutes behind
+/// (its record says it was refreshed long ago) does not make its live
+/// lock stale (it was broken, and a prune deleted that host's running
+/// backup's data); one whose object has not changed for long is stale
+/// whatever its record says (a clock ahead).
+#[test]
+fn a_locks_age_is_by_the_stores_clock_not_the_holders() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    let elsewhere = lock::Identity {
+        host: "elsewhere".into(),
+        boot_id: Some("b".into()),
+        pid_ns: Some(1),
+    };
+    let behind = foreign_lock(
+        &repo,
+        dir.path(),
+        "c",
+        &elsewhere,
+        42,
+        Duration::from_secs(40 * 60),
+        Duration::ZERO,
+    );
+    let e = repo.lock_client("c", Duration::ZERO).unwrap_err();
+    assert!(e.to_string().contains("locked by host elsewhere"), "{e}");
+    assert!(behind.exists());
+    // A prune (which holds its lock, whose object gives the store's
+    // time) waits for it.
+    repo.lock_prune(Duration::ZERO).unwrap();
+    assert_eq!(repo.live_runs().unwrap().len(), 1);
+    repo.unlock_prune().unwrap();
+    std::fs::remove_file(&behind).unwrap();
+
+    let ahead = foreign_lock(
+        &repo,
+        dir.path(),
+        "c",
+        &elsewhere,
+        42,
+        Duration::ZERO,
+        lock::STALE_AFTER * 2,
+    );
+    repo.lock_client("c", Duration::ZERO).unwrap();
+    assert!(!ahead.exists(), "the old lock was broken");
+    repo.unlock_client("c").unwrap();
+}
+
+/// A lock of this host name whose pid counts in another PID namespace (a
+/// container sharing the host's name) or boot is not taken for a dead
+/// process's because no such pid is to be seen here: it lives by its age.
+#[test]
+fn a_lock_of_another_pid_namespace_is_not_judged_by_its_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    let me = lock::Identity::current().clone();
+    if me.pid_ns.is_none() {
+        eprintln!("skipped: no /proc/self/ns/pid here");
+        return;
+    }
+    // A pid no process of this namespace has.
+    let pid = u32::MAX - 7;
+    let other_namespace = lock::Identity {
+        pid_ns: me.pid_ns.map(|n| n + 1),
+        ..me.clone()
+    };
+    let theirs = foreign_lock(
+        &repo,
+        dir.path(),
+        "c",
+        &other_namespace,
+        pid,
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    let e = repo.lock_client("c", Duration::ZERO).unwrap_err();
+    assert!(e.to_string().contains("locked by"), "{e}");
+    repo.lock_prune(Duration::ZERO).unwrap();
+    assert_eq!(repo.live_runs().unwrap().len(), 1);
+    repo.unlock_prune().unwrap();
+    std::fs::remove_file(&theirs).unwrap();
+    // In this namespace, the same pid is a process that is gone.
+    let gone = foreign_lock(
+        &repo,
+        dir.path(),
+        "c",
+        &me,
+        pid,
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    repo.lock_client("c", Duration::ZERO).unwrap();
+    assert!(!gone.exists());
+}
+
+/// A run whose lock another run broke (it took it for a dead run's)
+/// commits nothing: a prune that took the run for gone may have deleted
+/// what its generation would refer to. A key slot is not removed either.
+#[test]
+fn a_run_whose_lock_was_broken_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    repo.add_client("c").unwrap();
+    repo.lock_client("c", Duration::ZERO).unwrap();
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    for lock in std::fs::read_dir(dir.path().join("locks")).unwrap() {
+        std::fs::remove_file(lock.unwrap().path()).unwrap();
+    }
+    let e = b.commit(false).unwrap_err();
+    assert!(matches!(e, RepoError::LockLost { .. }), "{e}");
+    assert!(e.to_string().contains("was removed by another run"), "{e}");
+    assert!(repo.generations("c").unwrap().is_empty());
+    let e = repo.remove_key_slot("0123456789abcdef").unwrap_err();
+    assert!(matches!(e, RepoError::LockLost { .. }), "{e}");
 }

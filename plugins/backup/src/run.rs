@@ -221,8 +221,12 @@ fn real<'c>(
     progress: Progress<'_, 'c>,
 ) -> Result<String> {
     let repo = ctx.repository(true)?;
-    repo.add_client(&settings.client)?;
+    // The client's record is made under its lock: a `remove-client` that
+    // held the lock while this run waited would otherwise remove a record
+    // made before, and this run commit a generation of a client that no
+    // longer is (left out of `clients`, `fsck`, `stats`).
     repo.lock_client(&settings.client)?;
+    repo.add_client(&settings.client)?;
     // A pack lost since the last run (a disk error, a careless `rm`) must
     // not poison this one: its chunks count as absent, so that unchanged
     // files that used them are read again and the new generation restores.
@@ -265,9 +269,14 @@ fn real<'c>(
     let gen = builder.commit(false)?;
     let healed = shared.healed.load(Ordering::Relaxed);
     if healed > 0 {
+        let files = if healed == 1 {
+            "1 unchanged file was".to_string()
+        } else {
+            format!("{healed} unchanged files were")
+        };
         plugin_api::tracing::warn!(
-            "{healed} unchanged files were read again because chunks they used \
-             were missing from the repository; they are stored again"
+            "{files} read again because chunks they used were missing from the \
+             repository; they are stored again"
         );
     }
     if !settings.leave_checkpoints && !stats.had_errors() {

@@ -20,7 +20,7 @@ impl Plugin for ForceLock {
         app.add_subcommand(
             "force-lock",
             "",
-            "remove locks on this client (and the exclusive repository lock) left by a process that is gone",
+            "remove locks on this client (and the exclusive and prune locks) left by a process that is gone",
             force_lock,
         );
         Ok(())

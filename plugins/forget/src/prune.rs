@@ -114,10 +114,12 @@ impl Outcome {
                 ctx.outln(&format!("rewrite {key}"))?;
             }
         } else if r.deferred {
+            let runs = match r.waiting_runs {
+                1 => "1 run (a backup, say) that began before this prune is".to_string(),
+                n => format!("{n} runs (backups, say) that began before this prune are"),
+            };
             ctx.outln(&format!(
-                "deletion deferred: {} backups that began before this prune are still running; \
-             the next prune finishes it",
-                r.waiting_runs
+                "deletion deferred: {runs} still running; the next prune finishes it"
             ))?;
         }
         // The same figures, worded for what would happen or what did.

@@ -694,6 +694,9 @@ impl GenerationBuilder {
             root: StoredChunkId(root),
             seq: state.next_seq,
         };
+        // A run whose lock was broken meanwhile commits nothing: a prune
+        // that took it for gone may have deleted what it refers to.
+        self.repo.check_locks_held()?;
         self.repo.write_generation(&gen)?;
         state.next_seq += 1;
         self.repo.refresh_locks()?;

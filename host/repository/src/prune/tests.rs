@@ -253,6 +253,8 @@ fn write_foreign_lock(repo: &Repository) -> String {
         pid: 4242,
         created: now,
         refreshed: now,
+        boot_id: None,
+        pid_ns: None,
     };
     let name = crate::ids::ObjectId::random().to_hex();
     repo.write_object(
