@@ -134,3 +134,131 @@ fn readers_beside_a_backup_see_every_generation_complete() {
         assert!(readers.join().unwrap() >= 3);
     });
 }
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// A lock of another machine whose clock is 40 minutes behind (its record
+/// says it was refreshed 40 minutes ago; its object on the store is new)
+/// is a live lock: a backup waits for it and a prune defers its deletion
+/// (it was broken, and a prune deleted that machine's running backup's
+/// data). A dead prune's lock is named as a prune's, and `force-lock`
+/// removes it (it told users to run force-lock, which removed nothing).
+#[test]
+fn locks_are_judged_by_the_stores_clock_and_a_dead_prunes_lock_can_be_removed() {
+    use obnam_test_support::handmade;
+    use serde_json::json;
+    let w = BackupWorld::new("c");
+    w.file("a", &noise(100_000, 1));
+    w.backup(&[]).ok();
+    let behind = now_ns() - 40 * 60 * 1_000_000_000;
+    handmade::write_record(
+        &w.repo,
+        "locks/c.ea7aa1fc9efdbe10.0123456789abcdef0123456789abcdef",
+        &json!({"kind": "client", "client": "c", "host": "slowclock", "pid": 7,
+                "created": behind, "refreshed": behind}),
+    );
+    let run = w.backup(&["--lock-timeout", "1"]).fails().no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("client 'c' is locked by host slowclock (pid 7)"),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("breaking stale lock"), "{run:#?}");
+    // Another client's data, forgotten: the prune waits for the run.
+    let as_d = |args: &[&str]| {
+        obnam_test_support::run(
+            w.env
+                .obnam()
+                .arg("--repository")
+                .arg(&w.repo)
+                .args(["--client-name", "d"])
+                .args(args),
+        )
+    };
+    w.file("a", &noise(100_000, 2));
+    as_d(&["backup", w.data.to_str().unwrap()]).ok();
+    let first = as_d(&["genids"]).ok().stdout;
+    as_d(&["forget", first.trim()]).ok();
+    let pruned = w.obnam(&["prune"]).ok();
+    assert!(
+        pruned
+            .stdout
+            .contains("deletion deferred: 1 run (a backup, say)"),
+        "{pruned:#?}"
+    );
+    w.obnam(&["force-lock", "--all-clients"]).ok();
+
+    // A prune that is gone, on another host.
+    handmade::write_record(
+        &w.repo,
+        "locks/p.0123456789abcdef0123456789abcdef",
+        &json!({"kind": "prune", "client": "", "host": "elsewhere", "pid": 7,
+                "created": now_ns(), "refreshed": now_ns()}),
+    );
+    let run = w
+        .obnam(&["prune", "--lock-timeout", "1"])
+        .fails()
+        .no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("pruning is locked by host elsewhere (pid 7)"),
+        "{run:#?}"
+    );
+    let forced = w.obnam(&["force-lock"]).ok();
+    assert!(
+        forced
+            .stdout
+            .contains("removed: pruning is locked by host elsewhere"),
+        "{forced:#?}"
+    );
+    w.obnam(&["prune"]).ok();
+}
+
+/// A backup that waited for `remove-client` of its client makes the
+/// client's record again under its lock (it committed a generation of a
+/// client `clients`, `fsck` and `stats` no longer knew).
+#[test]
+fn a_backup_after_remove_client_of_its_client_is_a_client_again() {
+    let w = BackupWorld::new("x");
+    w.file("a", b"hello");
+    for _ in 0..5 {
+        w.backup(&[]).ok();
+    }
+    let mut remove = w
+        .env
+        .obnam()
+        .arg("--repository")
+        .arg(&w.repo)
+        .args([
+            "--testing-storage-faults",
+            "slow=1",
+            "--quiet",
+            "remove-client",
+            "x",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The backup starts while remove-client holds the lock.
+    let locks = w.repo.join("locks");
+    let started = std::time::Instant::now();
+    while fs::read_dir(&locks).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "remove-client never locked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    w.backup(&[]).ok();
+    assert!(remove.wait().unwrap().success());
+    let clients = w.obnam(&["clients"]).ok().stdout;
+    assert_eq!(clients.trim(), "x", "{clients}");
+    let fsck = w.obnam(&["fsck"]).ok().stdout;
+    assert!(fsck.contains("Checked 1 generation"), "{fsck}");
+}
