@@ -411,3 +411,61 @@ fn all_clients_applies_the_policy_to_every_client() {
         "{run:#?}"
     );
 }
+
+/// `forget --all-clients` goes on with the other clients when one cannot
+/// be done (its backup holds its lock past --lock-timeout), and fails at
+/// the end naming it (it stopped at that client: every client after it
+/// got no retention).
+#[test]
+fn forget_all_clients_goes_on_past_a_client_it_cannot_lock() {
+    let w = obnam_test_support::BackupWorld::new("c0");
+    w.file("a", b"x");
+    let as_client = |client: &str, args: &[&str]| {
+        obnam_test_support::run(
+            w.env
+                .obnam()
+                .arg("--repository")
+                .arg(&w.repo)
+                .args(["--client-name", client])
+                .args(args),
+        )
+    };
+    let data = w.data.to_str().unwrap().to_string();
+    for client in ["c0", "c1", "c2"] {
+        for _ in 0..2 {
+            as_client(client, &["backup", &data]).ok();
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    obnam_test_support::handmade::write_record(
+        &w.repo,
+        "locks/0123456789abcdef0123456789abcdef",
+        &serde_json::json!({"kind": "client", "client": "c1", "host": "elsewhere",
+                            "pid": 7, "created": now, "refreshed": now}),
+    );
+    let run = as_client(
+        "c0",
+        &[
+            "forget",
+            "--all-clients",
+            "--keep",
+            "1",
+            "--lock-timeout",
+            "1",
+        ],
+    )
+    .fails()
+    .no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("1 of 3 clients were left as they were (c1)"),
+        "{run:#?}"
+    );
+    for (client, left) in [("c0", 1), ("c1", 2), ("c2", 1)] {
+        let ids = as_client(client, &["genids"]).ok().stdout;
+        assert_eq!(ids.lines().count(), left, "{client}: {ids}");
+    }
+}

@@ -102,17 +102,42 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let mut report = Vec::new();
     // What the forget removes, or with --pretend would remove.
     let mut removed = Vec::new();
+    // With several clients, one that cannot be done (its backup holds
+    // its lock past --lock-timeout) does not stop the others: each is
+    // reported, and the run fails at the end naming them.
+    let mut skipped: Vec<String> = Vec::new();
     for client in &clients {
-        let (value, ids) = run.client(client)?;
-        report.push(value);
-        removed.extend(ids);
+        match run.client(client) {
+            Ok((value, ids)) => {
+                report.push(value);
+                removed.extend(ids);
+            }
+            Err(e) if clients.len() > 1 => {
+                let shown = escape(client.as_bytes());
+                plugin_api::tracing::error!("forget: client {shown}: {e}");
+                skipped.push(shown);
+            }
+            Err(e) => return Err(e),
+        }
     }
+    let skipped = || -> Result<()> {
+        if skipped.is_empty() {
+            return Ok(());
+        }
+        plugin_api::bail!(
+            "forget: {} of {} clients were left as they were ({}): see the errors above; \
+             the others were done",
+            skipped.len(),
+            clients.len(),
+            skipped.join(", ")
+        )
+    };
     let report = Value::Array(report);
     if !ctx.boolean("prune")? {
         if request.json {
             ctx.outln(&serde_json::to_string_pretty(&report)?)?;
         }
-        return Ok(());
+        return skipped();
     }
     // A real forget has removed them; a pretend prune must leave them out
     // to say what the real one would give back.
@@ -121,12 +146,11 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     if request.json {
         // One document, as every command prints.
         let both = json!({ "forget": report, "prune": pruned.json() });
-        ctx.outln(&serde_json::to_string_pretty(&both)?)
+        ctx.outln(&serde_json::to_string_pretty(&both)?)?;
     } else if request.text {
-        pruned.print_text(ctx)
-    } else {
-        Ok(())
+        pruned.print_text(ctx)?;
     }
+    skipped()
 }
 
 /// `--all-clients`, or the client of `--client-name`.
