@@ -253,6 +253,16 @@ fn force_lock_removes_the_clients_locks() {
     );
     assert_eq!(run.stdout.lines().count(), 1);
     assert_eq!(w.lock_files().len(), 1, "c2's lock stays");
+    // c2's process is running on this host: its lock is its own.
+    let run = w.run(&["--all-clients", "force-lock"]).ok();
+    assert!(
+        run.stderr
+            .contains("not removed: client 'c2' is locked by host")
+            && run.stderr.contains("is running on this host"),
+        "{run:#?}"
+    );
+    assert_eq!(w.lock_files().len(), 1, "c2's live lock stays");
+    kill9(&mut other);
     let run = w.run(&["--all-clients", "force-lock"]).ok();
     assert!(
         run.stdout.starts_with("removed: client 'c2'"),
@@ -262,8 +272,6 @@ fn force_lock_removes_the_clients_locks() {
     assert!(w.lock_files().is_empty());
     let run = w.run(&["force-lock"]).ok();
     assert_eq!(run.stdout, "no locks to remove\n");
-    other.kill().unwrap();
-    other.wait().unwrap();
 }
 
 #[test]

@@ -199,18 +199,32 @@ impl LockRecord {
         )
     }
 
-    /// Why the lock is stale, if it is: its process is gone (one this
-    /// process can look up: see [`Identity`]), or it is `age` old (see
-    /// [`age`]).
-    pub(super) fn staleness(&self, me: &Identity, age: Duration) -> Option<String> {
-        let same_pids = self.host == me.host
+    /// Whether this lock's process is one this process can see running
+    /// (same host, boot and PID namespace, and its pid is there), other
+    /// than this process itself.
+    fn is_of_a_running_process(&self, me: &Identity) -> bool {
+        self.same_pids(me)
+            && self.pid != std::process::id()
+            && std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    /// Whether this lock's pid counts among the processes this one can
+    /// look up: see [`Identity`].
+    fn same_pids(&self, me: &Identity) -> bool {
+        self.host == me.host
             && match (&self.boot_id, self.pid_ns) {
                 // Written before obnam recorded them: the host name is all
                 // there is to go by.
                 (None, None) => true,
                 (boot_id, pid_ns) => *boot_id == me.boot_id && pid_ns == me.pid_ns,
-            };
-        if same_pids {
+            }
+    }
+
+    /// Why the lock is stale, if it is: its process is gone (one this
+    /// process can look up: see [`Identity`]), or it is `age` old (see
+    /// [`age`]).
+    pub(super) fn staleness(&self, me: &Identity, age: Duration) -> Option<String> {
+        if self.same_pids(me) {
             if self.pid == std::process::id() {
                 return Some(format!(
                     "left by an earlier process with this pid {}",
@@ -849,10 +863,23 @@ impl Repository {
                     format!("a damaged lock object locks/{name} ({problem})"),
                 ),
             };
-            if matches {
-                self.storage().delete(&format!("locks/{name}"))?;
-                removed.push(description);
+            if !matches {
+                continue;
             }
+            // A lock whose process this one can see running is that
+            // process's: removing it would let another run beside it.
+            if let ReadLock::Record(record) = &lock {
+                if record.is_of_a_running_process(Identity::current()) {
+                    tracing::warn!(
+                        "not removed: {description}: its process {} is running on this host \
+                         (stop it, or let it finish)",
+                        record.pid
+                    );
+                    continue;
+                }
+            }
+            self.storage().delete(&format!("locks/{name}"))?;
+            removed.push(description);
         }
         Ok(removed)
     }
