@@ -135,13 +135,6 @@ fn readers_beside_a_backup_see_every_generation_complete() {
     });
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
-
 /// A lock of another machine whose clock is 40 minutes behind (its record
 /// says it was refreshed 40 minutes ago; its object on the store is new)
 /// is a live lock: a backup waits for it and a prune defers its deletion
@@ -155,7 +148,7 @@ fn locks_are_judged_by_the_stores_clock_and_a_dead_prunes_lock_can_be_removed() 
     let w = BackupWorld::new("c");
     w.file("a", &noise(100_000, 1));
     w.backup(&[]).ok();
-    let behind = now_ns() - 40 * 60 * 1_000_000_000;
+    let behind = obnam_test_support::now_ns() - 40 * 60 * 1_000_000_000;
     handmade::write_record(
         &w.repo,
         "locks/c.ea7aa1fc9efdbe10.0123456789abcdef0123456789abcdef",
@@ -198,7 +191,7 @@ fn locks_are_judged_by_the_stores_clock_and_a_dead_prunes_lock_can_be_removed() 
         &w.repo,
         "locks/p.0123456789abcdef0123456789abcdef",
         &json!({"kind": "prune", "client": "", "host": "elsewhere", "pid": 7,
-                "created": now_ns(), "refreshed": now_ns()}),
+                "created": obnam_test_support::now_ns(), "refreshed": obnam_test_support::now_ns()}),
     );
     let run = w
         .obnam(&["prune", "--lock-timeout", "1"])

@@ -436,10 +436,7 @@ fn forget_all_clients_goes_on_past_a_client_it_cannot_lock() {
             as_client(client, &["backup", &data]).ok();
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
+    let now = obnam_test_support::now_ns();
     obnam_test_support::handmade::write_record(
         &w.repo,
         "locks/0123456789abcdef0123456789abcdef",

@@ -38,13 +38,6 @@ fn assert_no_raw_name(run: &Run, what: &str) {
     );
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
-
 #[test]
 fn client_and_host_names_from_the_repository_are_escaped_in_every_message() {
     let env = TestEnv::new();
@@ -125,7 +118,7 @@ fn client_and_host_names_from_the_repository_are_escaped_in_every_message() {
     assert_no_raw_name(&genids, "genids");
 
     // Locks: their client and host names.
-    let now = now_ns();
+    let now = obnam_test_support::now_ns();
     handmade::write_record(
         &repo,
         "locks/0123456789abcdef0123456789abcdef",

@@ -444,6 +444,14 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Now, in nanoseconds since 1970 (as records in the repository give times).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_nanos() as i64
+}
+
 /// `n` deterministic pseudo-random bytes from `seed` (xorshift): data that
 /// neither compresses nor deduplicates against other seeds.
 pub fn noise(n: usize, seed: u64) -> Vec<u8> {
