@@ -895,14 +895,30 @@ fn backup_messages_show_names_escaped() {
             "json-lines",
         ])
         .fails();
-    let paths: Vec<String> = run
+    // In JSON, a path is the name itself where it is UTF-8 (JSON escapes
+    // its newline and escapes), else escaped with its exact bytes.
+    let mut found: Vec<Vec<u8>> = run
         .stdout
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|v| v["type"] == "error")
-        .map(|v| v["path"].as_str().unwrap().to_string())
+        .map(|v| match v.get("path_bytes") {
+            Some(bytes) => {
+                let bytes: Vec<u8> = serde_json::from_value(bytes.clone()).unwrap();
+                let shown = v["path"].as_str().unwrap();
+                assert!(shown.contains("bad\\x"), "{v}");
+                bytes
+            }
+            None => v["path"].as_str().unwrap().as_bytes().to_vec(),
+        })
         .collect();
-    shows_names_escaped(&paths.join("\n"), &w.data);
+    found.sort();
+    let mut want: Vec<Vec<u8>> = HOSTILE_NAMES
+        .iter()
+        .map(|name| [w.data.as_os_str().as_bytes(), b"/", name].concat())
+        .collect();
+    want.sort();
+    assert_eq!(found, want);
 }
 
 #[test]
