@@ -452,7 +452,7 @@ impl Repository {
                 ReadLock::Record(r) => {
                     let age = age(r.refreshed, modified_ns, store_now, now);
                     if r.kind != LockKind::Prune
-                        && !(r.host == me.host && r.pid == mine)
+                        && !(r.same_pids(me) && r.pid == mine)
                         && r.staleness(me, age).is_none()
                     {
                         runs.push(r.run());
