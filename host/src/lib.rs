@@ -217,12 +217,15 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     };
     release_locks(&host);
     host.close_repository();
-    if let Err(e) = &result {
-        exit_error_as_json(&host, e);
-    }
     // A bug in a service that could not report it decides the outcome.
     if let Some(bug) = host.internal_error() {
         return Err(InternalError(bug).into());
+    }
+    // An interruption ends the run in the interrupt's own way (its exit
+    // code, its message); anything else that failed is said in JSON too.
+    interrupt::hold_if_interrupted();
+    if let Err(e) = &result {
+        exit_error_as_json(&host, e);
     }
     result.map(|()| host.exit_code())
 }
