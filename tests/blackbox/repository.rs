@@ -242,6 +242,14 @@ fn force_lock_removes_the_clients_locks() {
     let w = World::new(&["repotest"]);
     let mut holder = w.hold_lock("c1");
     kill9(&mut holder);
+    // fsck says a dead run's lock is there (it is no problem: the next
+    // run breaks it).
+    let fsck = w.run(&["fsck"]);
+    assert!(
+        fsck.stderr.contains("client 'c1' is locked by host")
+            && fsck.stderr.contains("(a run that is gone on this host)"),
+        "{fsck:#?}"
+    );
     let mut other = w.hold_lock("c2");
     // force-lock is a bundled plugin.
     let run = w.run(&["--client-name", "c1", "force-lock"]).ok();

@@ -169,6 +169,14 @@ impl Repository {
         }
         // A damaged lock keeps other runs waiting until it is removed.
         report.problems.extend(self.damaged_locks()?);
+        // A lock left by a run that is gone is no problem (the next run
+        // breaks it), but worth knowing of.
+        for lock in self.locks_of_gone_processes()? {
+            tracing::warn!(
+                "{lock} (a run that is gone on this host): the next run breaks it, or \
+                 'obnam force-lock' removes it"
+            );
+        }
         for problem in self.check_index_objects()? {
             if !report.problems.contains(&problem) {
                 report.problems.push(problem);

@@ -647,6 +647,29 @@ impl Repository {
             .collect()
     }
 
+    /// The locks whose process this one can tell is gone (on this host,
+    /// in its boot and PID namespace), described: what `fsck` warns about
+    /// (the next run breaks them, so they are no problem, but one on a
+    /// client nobody backs up from this host again stays until then).
+    pub(crate) fn locks_of_gone_processes(&self) -> RepoResult<Vec<String>> {
+        let me = Identity::current();
+        Ok(self
+            .read_locks(|_| true, &[])?
+            .0
+            .into_iter()
+            .filter_map(|Listed { name, lock, .. }| match lock {
+                ReadLock::Record(r)
+                    if r.same_pids(me)
+                        && r.pid != std::process::id()
+                        && !std::path::Path::new(&format!("/proc/{}", r.pid)).exists() =>
+                {
+                    Some(r.describe(&name))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The lock objects that cannot be read, as the problems `fsck`
     /// reports.
     pub(crate) fn damaged_locks(&self) -> RepoResult<Vec<String>> {
