@@ -435,3 +435,33 @@ fn mount_shows_the_client_name_escaped() {
     );
     assert_all_gone(&point);
 }
+
+/// A file whose data cannot be read through the mount is named, once,
+/// in the mount's warning (it named only the pack, once per kernel read).
+#[test]
+fn a_read_that_fails_names_the_file_once() {
+    if !fuse_or_skip("a_read_that_fails_names_the_file_once") {
+        return;
+    }
+    let _shared = MOUNTS.read().unwrap_or_else(|e| e.into_inner());
+    let world = World::new();
+    let data = world.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("big"), noise(2_000_000, 9)).unwrap();
+    world.backup(&data);
+    let largest = obnam_test_support::files_under(&world.repo.join("packs"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    fs::remove_file(largest).unwrap();
+    let point = world.mount_point("mnt");
+    let mut mounted = world.mount(&point);
+    let inside = restored(&point.join("latest"), &data);
+    for _ in 0..2 {
+        assert!(fs::read(inside.join("big")).is_err());
+    }
+    let run = mounted.unmount();
+    assert_all_gone(&point);
+    let named = format!("{}/big in generation ", data.display());
+    assert_eq!(run.stderr.matches(&named).count(), 1, "{run:#?}");
+}

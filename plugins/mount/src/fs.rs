@@ -76,6 +76,9 @@ pub struct ObnamFs {
     table: RwLock<Table>,
     cache: ChunkCache<ChunkId>,
     layouts: Mutex<HashMap<Ino, Arc<FileLayout>>>,
+    /// The files a read of failed, each warned about once (a program's
+    /// one read is many reads of the kernel's).
+    failed_reads: Mutex<std::collections::HashSet<Ino>>,
     /// Owner of the directories the mount makes: whoever mounted.
     owner: (u32, u32),
 }
@@ -116,6 +119,7 @@ impl ObnamFs {
             gens,
             cache: ChunkCache::new(cache_bytes),
             layouts: Mutex::new(HashMap::new()),
+            failed_reads: Mutex::new(std::collections::HashSet::new()),
             owner,
         }
     }
@@ -272,8 +276,9 @@ impl ObnamFs {
         }
     }
 
-    /// A chunk's data, from the cache or the repository.
-    fn chunk(&self, id: &ChunkId) -> Result<Arc<Vec<u8>>, Errno> {
+    /// A chunk of the file `ino`'s data, from the cache or the
+    /// repository. A failure is warned about once per file, naming it.
+    fn chunk(&self, ino: Ino, id: &ChunkId) -> Result<Arc<Vec<u8>>, Errno> {
         self.cache
             .get_or_fetch(id, || {
                 let mut data = self
@@ -286,7 +291,15 @@ impl ObnamFs {
                 Ok(data)
             })
             .map_err(|e| {
-                tracing::warn!("mount: {e}");
+                if lock(&self.failed_reads).insert(ino) {
+                    let file = match self.table().get(ino).map(|n| &n.kind) {
+                        Some(NodeKind::Entry { gen, path, .. }) => {
+                            format!("{} in generation {}", escape(path), self.gens[*gen].info.id)
+                        }
+                        _ => format!("inode {ino}"),
+                    };
+                    tracing::warn!("mount: {file}: {e}");
+                }
                 Errno::EIO
             })
     }
@@ -299,6 +312,7 @@ impl ObnamFs {
     /// far as needed; `None` past the last chunk.
     fn locate(
         &self,
+        ino: Ino,
         layout: &FileLayout,
         chunks: &[ChunkId],
         pos: u64,
@@ -320,7 +334,7 @@ impl ObnamFs {
             if plan.is_empty() {
                 return Ok(None);
             }
-            let fetched = self.fetch_lengths(chunks, &plan)?;
+            let fetched = self.fetch_lengths(ino, chunks, &plan)?;
             let mut learnt = lock(&layout.known);
             learnt.learn(chunks, &fetched);
             if learnt.known() == known {
@@ -336,16 +350,17 @@ impl ObnamFs {
     /// their lengths.
     fn fetch_lengths(
         &self,
+        ino: Ino,
         chunks: &[ChunkId],
         plan: &[usize],
     ) -> Result<Vec<(usize, u64)>, Errno> {
         if let [only] = plan {
-            return Ok(vec![(*only, self.chunk(&chunks[*only])?.len() as u64)]);
+            return Ok(vec![(*only, self.chunk(ino, &chunks[*only])?.len() as u64)]);
         }
         std::thread::scope(|s| {
             let handles: Vec<_> = plan
                 .iter()
-                .map(|&i| s.spawn(move || self.chunk(&chunks[i]).map(|d| (i, d.len() as u64))))
+                .map(|&i| s.spawn(move || self.chunk(ino, &chunks[i]).map(|d| (i, d.len() as u64))))
                 .collect();
             handles
                 .into_iter()
@@ -364,12 +379,12 @@ impl ObnamFs {
         let mut out = Vec::with_capacity((end - offset) as usize);
         let mut pos = offset;
         while pos < end {
-            let Some(at) = self.locate(&layout, &entry.chunks, pos)? else {
+            let Some(at) = self.locate(ino, &layout, &entry.chunks, pos)? else {
                 // The chunks hold less than the recorded size (the file
                 // shrank while it was backed up): what there is.
                 break;
             };
-            let data = self.chunk(&entry.chunks[at.index])?;
+            let data = self.chunk(ino, &entry.chunks[at.index])?;
             let Some(rest) = data.get(at.within..) else {
                 break;
             };
