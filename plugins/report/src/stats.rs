@@ -87,7 +87,13 @@ pub fn text(url: &str, u: &Usage) -> Vec<String> {
             "  stored:             {} needed, in {} (dedup and compression: {})",
             bytes(u.used_bytes),
             plural(u.used_blobs, "blob", "blobs"),
-            ratio_text(logical, u.used_bytes)
+            // With blobs missing, what is stored is less than the
+            // generations need: no ratio says anything of the repository.
+            if u.missing_blobs > 0 {
+                "unknown while blobs are missing".to_string()
+            } else {
+                ratio_text(logical, u.used_bytes)
+            }
         ),
         format!(
             "  packs:              {}, {}",
@@ -142,7 +148,11 @@ pub fn json(url: &str, u: &Usage) -> Value {
         "logical_bytes": logical,
         "used_blobs": u.used_blobs,
         "used_bytes": u.used_bytes,
-        "dedup_ratio": ratio(logical, u.used_bytes),
+        "dedup_ratio": if u.missing_blobs > 0 {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(ratio(logical, u.used_bytes))
+        },
         "packs": u.packs,
         "pack_bytes": u.pack_bytes,
         "blobs": u.blobs,
@@ -212,5 +222,17 @@ mod tests {
         assert!(t.contains("(dedup and compression: 2.00x)"), "{t}");
         assert!(t.contains("75.0 % of the packs' bytes"), "{t}");
         assert!(!t.contains("missing"), "{t}");
+        // With blobs missing, the ratio would flatter the repository.
+        let damaged = Usage {
+            missing_blobs: 41,
+            ..u
+        };
+        let t = text("/r", &damaged).join("\n");
+        assert!(
+            t.contains("(dedup and compression: unknown while blobs are missing)"),
+            "{t}"
+        );
+        assert!(t.contains("missing:            41 blobs"), "{t}");
+        assert!(json("/r", &damaged)["dedup_ratio"].is_null());
     }
 }
