@@ -64,6 +64,13 @@ pub fn shown(text: &[u8]) -> String {
     out
 }
 
+/// Whether `arg` names a pattern by its prefix (`sh:`, `glob:`, `re:`),
+/// rather than a path (plain, or `pp:PATH`): how `ls`, `restore` and
+/// `dump` tell their PATH arguments apart.
+pub fn is_pattern(arg: &[u8]) -> bool {
+    matches!(styled(arg), Styled::Glob(_)) || arg.starts_with(b"re:")
+}
+
 /// A pattern's style and what follows its prefix.
 enum Styled<'a> {
     Regex(&'a [u8]),

@@ -128,3 +128,13 @@ fn bad_patterns_are_one_line_that_names_them() {
     let err = Pattern::new(b"(\n").err().unwrap();
     assert!(!err.0.contains('\n'), "{err}");
 }
+
+#[test]
+fn a_prefix_tells_a_pattern_from_a_path() {
+    for pattern in [&b"sh:*.odt"[..], b"glob:x", b"re:\\.tmp$"] {
+        assert!(is_pattern(pattern));
+    }
+    for path in [&b"/home/a"[..], b"pp:/home/a", b"sh", b"relative"] {
+        assert!(!is_pattern(path));
+    }
+}

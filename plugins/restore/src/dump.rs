@@ -502,10 +502,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     };
     let bytes = arg.as_encoded_bytes();
     // pp:PATH is PATH, as for ls and restore; a pattern cannot name one path.
-    if [&b"sh:"[..], b"glob:", b"re:"]
-        .iter()
-        .any(|prefix| bytes.starts_with(prefix))
-    {
+    if patterns::is_pattern(bytes) {
         plugin_api::bail!(
             "dump takes one PATH, not a pattern ('{}'): see 'obnam ls PATTERN' for the paths              it selects",
             escape(bytes)

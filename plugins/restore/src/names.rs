@@ -74,15 +74,6 @@ pub fn from_parts(parts: &[Vec<u8>]) -> Vec<u8> {
     path
 }
 
-/// Whether the path `path` is `folder` or below it (by whole names:
-/// `/a/bc` is not below `/a/b`).
-pub fn is_inside(path: &[u8], folder: &[u8]) -> bool {
-    if folder == b"/" {
-        return path.starts_with(b"/");
-    }
-    path.starts_with(folder) && (path.len() == folder.len() || path[folder.len()] == b'/')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,10 +31,7 @@ pub fn parse(command: &str, args: &[OsString]) -> Result<Vec<PathArg>> {
     let mut out = Vec::new();
     for arg in args {
         let bytes = arg.as_encoded_bytes();
-        let is_pattern = [&b"sh:"[..], b"glob:", b"re:"]
-            .iter()
-            .any(|prefix| bytes.starts_with(prefix));
-        if is_pattern {
+        if patterns::is_pattern(bytes) {
             let pattern = Pattern::new(bytes)
                 .map_err(|e| plugin_api::Error::msg(format!("{command}: {e}")))?;
             out.push(PathArg::Pattern(pattern));

@@ -577,10 +577,15 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         // file or gone is a difference (once), not an error per file.
         let mut not_folders: Vec<Vec<u8>> = Vec::new();
         for (path, e) in random_files(&reader, &entries, randomly as u64)? {
-            if not_folders.iter().any(|bad| names::is_inside(&path, bad)) {
+            if not_folders
+                .iter()
+                .any(|bad| names::as_path(&path).starts_with(names::as_path(bad)))
+            {
                 continue;
             }
-            let root = roots.iter().find(|r| names::is_inside(&path, r));
+            let root = roots
+                .iter()
+                .find(|r| names::as_path(&path).starts_with(names::as_path(r)));
             if let Some(bad) = v.folders_on_the_way(root.map(Vec::as_slice), &path)? {
                 not_folders.push(bad);
                 continue;
