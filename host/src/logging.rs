@@ -10,6 +10,11 @@
 //! ([`flush_pending`]). Events forwarded by
 //! plugins arrive through [`plugin_event`] and are re-emitted here with
 //! target `obnam::plugin` and a `plugin` field.
+//!
+//! Events with target [`NOTICE_TARGET`] are notices: what the user should
+//! know while a run waits or works, which is no warning (a run waiting for
+//! another's lock, say). They go to standard error as they are, without a
+//! level, and are silenced as warnings are.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -26,6 +31,9 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
 use crate::output;
+
+/// The target of notices: `tracing::info!(target: "obnam::notice", ...)`.
+pub const NOTICE_TARGET: &str = "obnam::notice";
 
 /// Most events kept before the log file is known.
 const BUFFER_LIMIT: usize = 10_000;
@@ -163,7 +171,7 @@ struct HostLayer;
 
 impl<S: Subscriber> Layer<S> for HostLayer {
     fn enabled(&self, meta: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
-        level_to_abi(meta.level()) <= max_level()
+        level_to_abi(meta.level()) <= max_level() || meta.target() == NOTICE_TARGET
     }
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
@@ -176,8 +184,12 @@ impl<S: Subscriber> Layer<S> for HostLayer {
         // the plugins'); those of the libraries below (an SSH session that
         // broke and will be retried, say) go to the log file only: obnam
         // reports what they mean for the run itself.
-        if level <= LogLevel::Warn && meta.target().starts_with("obnam") {
-            let shown = format!("{}: {}", level_name(level), text.message());
+        let notice = meta.target() == NOTICE_TARGET;
+        if notice || (level <= LogLevel::Warn && meta.target().starts_with("obnam")) {
+            let shown = match notice {
+                true => text.message().to_string(),
+                false => format!("{}: {}", level_name(level), text.message()),
+            };
             if !st.configured.load(Ordering::Relaxed) {
                 // `quiet` in a config file may yet silence it.
                 let mut pending = st.pending.lock().unwrap_or_else(|e| e.into_inner());

@@ -212,6 +212,52 @@ fn locks_are_judged_by_the_stores_clock_and_a_dead_prunes_lock_can_be_removed() 
     w.obnam(&["prune"]).ok();
 }
 
+/// A run that waits for another's lock says so, once, naming the holder
+/// and how long it will wait (it showed only a progress line at 0%), and
+/// goes on when the lock is gone; `--quiet` silences the notice.
+#[test]
+fn a_run_waiting_for_a_lock_says_so_once() {
+    use obnam_test_support::handmade;
+    use serde_json::json;
+    let w = BackupWorld::new("c");
+    w.file("a", &noise(10_000, 1));
+    w.backup(&[]).ok();
+    let lock = "locks/c.ea7aa1fc9efdbe10.0123456789abcdef0123456789abcdef";
+    let write_lock = || {
+        let now = obnam_test_support::now_ns();
+        handmade::write_record(
+            &w.repo,
+            lock,
+            &json!({"kind": "client", "client": "c", "host": "busy", "pid": 7,
+                    "created": now, "refreshed": now}),
+        );
+    };
+    write_lock();
+    let path = w.repo.join(lock);
+    let remover = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        std::fs::remove_file(path).unwrap();
+    });
+    let run = w.backup(&["--lock-timeout", "60"]).ok();
+    remover.join().unwrap();
+    let notice = "client 'c' is locked by host busy (pid 7) since ";
+    assert_eq!(run.stderr.matches(notice).count(), 1, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("; waiting up to 60s for it (--lock-timeout)"),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("WARNING"), "{run:#?}");
+
+    write_lock();
+    let run = w
+        .backup(&["--lock-timeout", "1", "--quiet"])
+        .fails()
+        .no_rust_panic();
+    assert!(!run.stderr.contains("waiting up to"), "{run:#?}");
+    assert!(run.stderr.contains("gave up after waiting 1s"), "{run:#?}");
+}
+
 /// A backup that waited for `remove-client` of its client makes the
 /// client's record again under its lock (it committed a generation of a
 /// client `clients`, `fsck` and `stats` no longer knew).

@@ -487,6 +487,7 @@ impl Repository {
         let start = Instant::now();
         let me = Identity::current();
         let mut tries = 0;
+        let mut said_waiting = false;
         loop {
             tries += 1;
             let record = me.record(kind, client, now_ns());
@@ -545,6 +546,22 @@ impl Repository {
                         waited: timeout,
                     },
                 });
+            }
+            // Once per wait: else a run waiting for a long backup shows
+            // nothing but a progress line that does not move.
+            if !said_waiting && !timeout.is_zero() {
+                said_waiting = true;
+                let held = match &other {
+                    ReadLock::Record(other) => other.describe(&other_id.to_string()),
+                    ReadLock::Damaged { problem, .. } => {
+                        format!("the lock locks/{other_id} is damaged ({problem})")
+                    }
+                };
+                tracing::info!(
+                    target: "obnam::notice",
+                    "{held}; waiting up to {}s for it (--lock-timeout)",
+                    timeout.as_secs()
+                );
             }
             let jitter = Duration::from_millis(u64::from(ObjectId::random().0[0]) * 2);
             let wait = if timeout.is_zero() {
