@@ -135,3 +135,30 @@ fn a_filter_error_on_read_is_reported() {
          test/2: reversed data may not start with '!'\n"
     );
 }
+
+/// A callback that calls the hook it handles, for ever, is stopped with
+/// an error naming the hook and its plugins; the process overflowed its
+/// stack and died of `SIGSEGV`, with no word of why.
+#[test]
+fn a_hook_that_calls_itself_for_ever_is_stopped_with_an_error() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["hostile"]);
+    let run = env
+        .run_with(&dir, ["hostile-recurse"])
+        .fails()
+        .no_rust_panic();
+    assert_eq!(run.code, 1, "{run:#?}");
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("ERROR"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{run:#?}");
+    assert!(
+        errors[0].starts_with(
+            "ERROR: hook 'hostile-echo' was called 64 calls deep: a callback calls, \
+             directly or through others, a hook it handles (callbacks of plugins 'hostile')"
+        ),
+        "{run:#?}"
+    );
+}

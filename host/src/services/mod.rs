@@ -204,6 +204,37 @@ pub fn describe_failure(failure: Failure, plugin: &str, place: &str) -> String {
     }
 }
 
+/// How deep hook calls may nest on one thread: far more than any chain
+/// of plugins needs, and far less than the stack a callback that calls
+/// its own hook would overflow (the process died of `SIGSEGV`).
+const MAX_HOOK_DEPTH: usize = 64;
+
+thread_local! {
+    /// Hook calls running on this thread, one inside another.
+    static HOOK_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One hook call counted in [`HOOK_DEPTH`] while it runs.
+struct HookDepth;
+
+impl HookDepth {
+    /// Count a call, unless [`MAX_HOOK_DEPTH`] are running already.
+    fn enter() -> Option<HookDepth> {
+        HOOK_DEPTH.with(|d| {
+            (d.get() < MAX_HOOK_DEPTH).then(|| {
+                d.set(d.get() + 1);
+                HookDepth
+            })
+        })
+    }
+}
+
+impl Drop for HookDepth {
+    fn drop(&mut self) {
+        HOOK_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
 impl HostServices for Host {
     fn setting(&self, name: RStr<'_>) -> AbiResult<SettingValue> {
         guarded(|| {
@@ -231,6 +262,18 @@ impl HostServices for Host {
                 .hooks
                 .get(hook)
                 .ok_or_else(|| Error::msg(format!("no hook with handle {}", hook.0)))?;
+            let _depth = HookDepth::enter().ok_or_else(|| {
+                Error::msg(format!(
+                    "hook '{}' was called {MAX_HOOK_DEPTH} calls deep: a callback calls, \
+                     directly or through others, a hook it handles (callbacks of plugins {})",
+                    def.name,
+                    def.callbacks
+                        .iter()
+                        .map(|cb| format!("'{}'", cb.plugin))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
             for cb in &def.callbacks {
                 // The payload pointer is passed on unchanged: the caller
                 // holds it for the duration of this call, and every bound

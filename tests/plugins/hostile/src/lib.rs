@@ -21,6 +21,10 @@
 //!
 //! Each prints the id of the generation it wrote.
 //!
+//! * `hostile-recurse`: calls the hook `hostile-echo`, whose callback
+//!   calls the same hook again, for ever: the host must stop it with an
+//!   error, not die of a stack overflow.
+//!
 //! It also plays a user who changes files under a running backup: with
 //! `OBNAM_TEST_SWAP=NAME:ACTION` set, its `backup-exclude` callback acts on
 //! the file named NAME when the walk meets it, that is after the walk's
@@ -479,6 +483,16 @@ impl Plugin for Hostile {
             "CLIENT OUTSIDE",
             "write a generation with unsafe names and symlinks with entries below them",
             raw,
+        );
+        app.new_json_hook("hostile-echo");
+        app.add_json_callback("hostile-echo", PRIORITY_DEFAULT, |ctx, value| {
+            ctx.call_json("hostile-echo", value)
+        });
+        app.add_subcommand(
+            "hostile-recurse",
+            "",
+            "call a hook whose callback calls it again",
+            |ctx, _| ctx.call_json("hostile-echo", &mut serde_json::json!({})),
         );
         app.add_callback::<ExcludeCandidate, _>(BACKUP_EXCLUDE, PRIORITY_DEFAULT, |_, c| {
             swap(&c.path)
