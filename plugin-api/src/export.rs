@@ -94,6 +94,7 @@ pub mod __private {
         version: extern "C" fn() -> RStr<'static>,
         enable: extern "C" fn(RegistrarMut<'_>) -> AbiResult<()>,
     ) -> PluginModRef {
+        guard::set_plugin_name(name().as_str());
         PluginMod {
             name,
             version,

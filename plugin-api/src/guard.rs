@@ -7,9 +7,12 @@
 //! [`FailureKind::Panic`](crate::abi::FailureKind) failure. The plugin's
 //! standard library is its own copy, with its own panic hook: [`install_panic_hook`]
 //! replaces it with one that records the message and location instead of
-//! printing them, so no Rust panic text ever reaches the user.
+//! printing them, so no Rust panic text ever reaches the user. A panic that
+//! nothing on its thread will catch (in a thread the plugin started
+//! itself, outside [`catch_panic`]) is not recorded but reported, as an
+//! error in the host's log and on standard error: else it left no trace.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 
@@ -20,6 +23,25 @@ use crate::Error;
 
 thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// How many [`guarded`] or [`catch_panic`] calls are running on this
+    /// thread, one inside another: whether a panic here will be caught.
+    static CATCHING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// This library's plugin name, for reports of its panics.
+static PLUGIN_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Record this library's plugin name (when the host loads it).
+pub(crate) fn set_plugin_name(name: &str) {
+    let _ = PLUGIN_NAME.set(name.to_string());
+}
+
+/// Run `f` counted in [`CATCHING`].
+fn catching<T>(f: impl FnOnce() -> T) -> T {
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let result = f();
+    CATCHING.with(|c| c.set(c.get().saturating_sub(1)));
+    result
 }
 
 /// Install (once per library) a panic hook that records the panic instead of printing it.
@@ -38,14 +60,27 @@ pub fn install_panic_hook() {
                 Some(loc) => format!("{message} (at {}:{})", loc.file(), loc.line()),
                 None => message,
             };
-            LAST_PANIC.with(|slot| *slot.borrow_mut() = Some(text));
+            if CATCHING.with(Cell::get) > 0 {
+                LAST_PANIC.with(|slot| *slot.borrow_mut() = Some(text));
+                return;
+            }
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or("unnamed");
+            let plugin = PLUGIN_NAME.get().map_or("?", String::as_str);
+            let said =
+                format!("plugin '{plugin}' panicked in a thread of its own ('{name}'): {text}");
+            if crate::logging::is_installed() {
+                tracing::error!("{said}");
+            } else {
+                eprintln!("ERROR: {said}");
+            }
         }));
     });
 }
 
 /// Run `f`, turning both its error and any panic into a boundary [`Failure`].
 pub fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> AbiResult<T> {
-    match panic::catch_unwind(AssertUnwindSafe(f)) {
+    match catching(|| panic::catch_unwind(AssertUnwindSafe(f))) {
         Ok(Ok(value)) => RResult::ROk(value),
         Ok(Err(err)) => RResult::RErr(err.into_failure()),
         Err(_) => {
@@ -62,7 +97,7 @@ pub fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> AbiResult<T> {
 /// for its work waiting for ever). The error is the panic's message and
 /// where it was raised, as the hook recorded them.
 pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+    catching(|| panic::catch_unwind(AssertUnwindSafe(f))).map_err(|payload| {
         LAST_PANIC
             .with(|slot| slot.borrow_mut().take())
             .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))

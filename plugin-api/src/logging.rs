@@ -32,6 +32,11 @@ pub fn install(logger: HostLoggerBox, max_level: LogLevel) {
     tracing_core::callsite::rebuild_interest_cache();
 }
 
+/// Whether [`install`] gave this library the host's logger.
+pub fn is_installed() -> bool {
+    LOGGER.get().is_some()
+}
+
 /// Change the maximum level forwarded.
 pub fn set_max_level(max_level: LogLevel) {
     MAX_LEVEL.store(max_level as u8, Ordering::Relaxed);

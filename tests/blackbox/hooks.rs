@@ -162,3 +162,22 @@ fn a_hook_that_calls_itself_for_ever_is_stopped_with_an_error() {
         "{run:#?}"
     );
 }
+
+/// A panic in a thread a plugin started itself, which no boundary call
+/// catches, is reported, naming the plugin and the thread: plugin-api's
+/// panic hook, which keeps Rust's panic text from the user, recorded it
+/// for a boundary call that never came, and it left no trace.
+#[test]
+fn a_panic_in_a_plugins_own_thread_is_reported() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["hostile"]);
+    let run = env.run_with(&dir, ["hostile-thread-panic"]).no_rust_panic();
+    assert!(
+        run.stderr.contains(
+            "ERROR: plugin 'hostile' panicked in a thread of its own ('hostile-worker'): \
+             the worker gives up (at tests/plugins/hostile/src/lib.rs:"
+        ),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("RUST_BACKTRACE"), "{run:#?}");
+}

@@ -24,6 +24,8 @@
 //! * `hostile-recurse`: calls the hook `hostile-echo`, whose callback
 //!   calls the same hook again, for ever: the host must stop it with an
 //!   error, not die of a stack overflow.
+//! * `hostile-thread-panic`: starts a thread that panics, and carries on
+//!   when it has ended: the panic must be reported all the same.
 //!
 //! It also plays a user who changes files under a running backup: with
 //! `OBNAM_TEST_SWAP=NAME:ACTION` set, its `backup-exclude` callback acts on
@@ -493,6 +495,18 @@ impl Plugin for Hostile {
             "",
             "call a hook whose callback calls it again",
             |ctx, _| ctx.call_json("hostile-echo", &mut serde_json::json!({})),
+        );
+        app.add_subcommand(
+            "hostile-thread-panic",
+            "",
+            "start a thread that panics, and carry on",
+            |_, _| {
+                let worker = std::thread::Builder::new()
+                    .name("hostile-worker".into())
+                    .spawn(|| panic!("the worker gives up"))?;
+                let _ = worker.join();
+                Ok(())
+            },
         );
         app.add_callback::<ExcludeCandidate, _>(BACKUP_EXCLUDE, PRIORITY_DEFAULT, |_, c| {
             swap(&c.path)
