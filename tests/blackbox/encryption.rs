@@ -327,6 +327,44 @@ fn encryption_is_chosen_at_creation_and_never_mixed_into_a_plain_repository() {
     with_pass(&e, "pw", &["fsck"]).fails();
 }
 
+/// A repository whose config was lost (deleted, a sync tool, a store's
+/// glitch) is not "created" again over its objects: the next backup made
+/// a new repository there, deleted every key slot as a crashed
+/// creation's, and exited 0; with the config put back, every earlier
+/// backup was unreadable for good.
+#[test]
+fn a_lost_config_is_never_replaced_by_a_new_repository() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"precious");
+    backup(&w, "pw", &["--encrypt"]).ok();
+    let saved = w.env.path().join("config.saved");
+    fs::rename(w.repo.join("config"), &saved).unwrap();
+    let before = files_under(&w.repo);
+    for extra in [&[][..], &["--encrypt"][..]] {
+        let run = backup(&w, "pw", extra).fails().no_rust_panic();
+        assert!(
+            run.stderr.contains(&format!(
+                "ERROR: {} has no config object, but holds a repository's objects (clients/ is \
+                 not empty): its config was deleted or lost. obnam will not make a new \
+                 repository over it",
+                w.repo.display()
+            )),
+            "{run:#?}"
+        );
+        assert!(!run.stderr.contains("created a new repository"), "{run:#?}");
+        assert_eq!(files_under(&w.repo), before, "{extra:?}");
+    }
+    // Readers say the same, not "not an obnam repository".
+    let run = with_pass(&w, "pw", &["generations"]).fails();
+    assert!(
+        run.stderr.contains("its config was deleted or lost"),
+        "{run:#?}"
+    );
+    // With the config back, every backup is there.
+    fs::rename(&saved, w.repo.join("config")).unwrap();
+    restore_and_compare(&w, "pw", &w.env.path().join("restored"));
+}
+
 #[test]
 fn key_slots_can_be_added_listed_removed_and_replaced() {
     let w = BackupWorld::new("laptop");

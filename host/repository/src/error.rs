@@ -15,6 +15,17 @@ pub enum RepoError {
     Storage(#[from] StorageError),
     #[error("{url} is not an obnam repository (it has no config object)")]
     NotARepository { url: String },
+    /// No config, but objects only a repository that had one holds: its
+    /// config was deleted or lost. A new repository made there would
+    /// leave every earlier backup unreadable (over an encrypted one, with
+    /// no key to read them).
+    #[error(
+        "{url} has no config object, but holds a repository's objects ({found}): its config \
+         was deleted or lost. obnam will not make a new repository over it, which would leave \
+         every backup in it unreadable; put the config object back from a copy of the \
+         repository, or name another repository"
+    )]
+    ConfigMissing { url: String, found: String },
     #[error("repository {url} has format version {found}, which is newer than this obnam supports ({supported}); upgrade obnam")]
     TooNew {
         url: String,

@@ -108,8 +108,17 @@ impl Repository {
                 // open made, and only while empty, are removed).
                 storage.abandon_creation();
                 return Err(match e {
-                    StorageError::NotFound { .. } => RepoError::NotARepository {
-                        url: url.to_string(),
+                    StorageError::NotFound { .. } => match holds_objects(&storage)? {
+                        // Not a creation that ended meanwhile.
+                        Some(found) if storage.exists("config").ok() == Some(false) => {
+                            RepoError::ConfigMissing {
+                                url: url.to_string(),
+                                found,
+                            }
+                        }
+                        _ => RepoError::NotARepository {
+                            url: url.to_string(),
+                        },
                     },
                     e => e.into(),
                 });
@@ -150,6 +159,26 @@ fn record_dir(cache: &IndexCache, storage: &Storage, options: &OpenOptions) -> O
         .map(|dir| dir.join("records"))
 }
 
+/// What a store without a config holds that only a repository with one
+/// writes, in words (`"index/ and clients/"`), if anything: every object
+/// but the creation's claim and key slots is written after the config
+/// (see "Crash safety" in the format doc), so such objects mean that the
+/// config was lost, not that a creation crashed. The folders are looked
+/// at in the order a first backup fills them, largest last, and the
+/// looking stops at the first that holds anything.
+fn holds_objects(storage: &Storage) -> RepoResult<Option<String>> {
+    for folder in ["clients/", "index/", "generations/", "packs/"] {
+        let listed = match folder {
+            "generations/" | "packs/" => storage.list_recursive(folder)?,
+            _ => storage.list(folder)?,
+        };
+        if !listed.is_empty() {
+            return Ok(Some(format!("{folder} is not empty")));
+        }
+    }
+    Ok(None)
+}
+
 /// A repository's config and its token key, as [`keys::unlock`] gives them.
 type Unlocked = (RepoConfig, Option<[u8; 32]>);
 
@@ -163,7 +192,16 @@ fn create(
     filter: &dyn ObjectFilter,
 ) -> RepoResult<(Unlocked, bool)> {
     let guard = match creation::claim(storage, options.lock_timeout)? {
-        creation::Claim::Won(guard) => guard,
+        creation::Claim::Won(guard) => {
+            // No config, and this process makes it: unless one was lost.
+            if let Some(found) = holds_objects(storage)? {
+                return Err(RepoError::ConfigMissing {
+                    url: storage.url().to_string(),
+                    found,
+                });
+            }
+            guard
+        }
         creation::Claim::Created(bytes) => {
             let config = parse_config(storage.url(), &bytes)?;
             tracing::info!(
