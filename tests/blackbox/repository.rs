@@ -645,3 +645,42 @@ fn a_filter_with_an_empty_tag_is_refused_at_registration() {
     );
     w.run(&["fsck"]).ok();
 }
+
+/// The clean-up of what crashed writers left in `.tmp/` deletes only in
+/// `.tmp/` itself: a `.tmp` that someone replaced with a symbolic link to
+/// another folder made every backup delete the files there untouched for
+/// a day (`/etc`, a home folder, for a backup run as root).
+#[test]
+fn a_tmp_folder_replaced_by_a_link_has_nothing_deleted_through_it() {
+    let w = obnam_test_support::BackupWorld::new("x");
+    w.file("f", b"ok");
+    w.backup(&[]).ok();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86_400);
+    let stale = |path: &Path| {
+        fs::write(path, b"left by a crash").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    };
+    // A real crash's leftover goes.
+    stale(&w.repo.join(".tmp/leftover"));
+    w.backup(&[]).ok();
+    assert!(!w.repo.join(".tmp/leftover").exists());
+    // Through a link, nothing goes.
+    let victim = w.env.path().join("victim");
+    fs::create_dir(&victim).unwrap();
+    stale(&victim.join("thesis.tex"));
+    fs::remove_dir_all(w.repo.join(".tmp")).unwrap();
+    std::os::unix::fs::symlink(&victim, w.repo.join(".tmp")).unwrap();
+    w.file("g", b"more");
+    let run = w.backup(&[]).no_rust_panic();
+    assert!(victim.join("thesis.tex").exists(), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("left .tmp/ alone (nothing in it is deleted)"),
+        "{run:#?}"
+    );
+}

@@ -450,21 +450,54 @@ impl Backend for Local {
         Some(listed)
     }
 
+    /// Only in `.tmp/` itself, a real folder: the files are looked at and
+    /// removed relative to the folder opened without following a symbolic
+    /// link, so that a `.tmp` that someone replaced with a link to another
+    /// folder (`/etc`, a home folder) has nothing there deleted.
     fn remove_stale_temporaries(&self, storage: &Storage, cutoff: SystemTime) -> usize {
-        let Ok(entries) = std::fs::read_dir(self.root.join(".tmp")) else {
-            return 0;
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+        let tmp = self.root.join(".tmp");
+        let folder = match rustix::fs::open(
+            &tmp,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return 0,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: left .tmp/ alone (nothing in it is deleted): it is not a folder \
+                     obnam can open (a symbolic link?): {e}",
+                    storage.url()
+                );
+                return 0;
+            }
         };
         if !storage.faults_allow(Op::List, ".tmp/") {
             return 0;
         }
+        let Ok(entries) = rustix::fs::Dir::read_from(&folder) else {
+            return 0;
+        };
         entries
             .flatten()
             .filter(|e| {
-                e.metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t < cutoff)
+                let name = e.file_name().to_bytes();
+                name != b"." && name != b".."
             })
-            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .filter(|e| {
+                rustix::fs::statat(&folder, e.file_name(), AtFlags::SYMLINK_NOFOLLOW).is_ok_and(
+                    |st| {
+                        let modified = std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(
+                            st.st_mtime.max(0) as u64,
+                            st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
+                        ));
+                        FileType::from_raw_mode(st.st_mode) != FileType::Directory
+                            && modified.is_some_and(|t| t < cutoff)
+                    },
+                )
+            })
+            .filter(|e| rustix::fs::unlinkat(&folder, e.file_name(), AtFlags::empty()).is_ok())
             .count()
     }
 
