@@ -128,11 +128,19 @@ pub struct TreeEntry {
     pub rdev: u64,
     #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
     pub target: Vec<u8>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "budget::vec"
+    )]
     pub xattrs: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
     #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
     pub checksum: Vec<u8>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "budget::vec"
+    )]
     pub chunks: Vec<StoredChunkId>,
     /// A directory's tree object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,7 +197,90 @@ impl TreeEntry {
 /// The entries of one directory, sorted by name.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct Tree {
+    #[serde(deserialize_with = "budget::vec")]
     pub entries: Vec<TreeEntry>,
+}
+
+/// The memory a tree may take as it is decoded, in proportion to its
+/// encoded bytes: a tree obnam writes takes two to five times its
+/// encoded size. Without a bound, a crafted one within every size limit
+/// took about 30 times (a 21 kB object, 250 MB decompressed, made every
+/// reader allocate 8 GB, or abort): an empty extended attribute is 5
+/// bytes encoded and 48 in memory, and a `Vec` that grows by doubling
+/// asks for up to twice what it holds.
+mod budget {
+    use std::cell::Cell;
+
+    use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
+
+    /// Bytes of memory per encoded byte a decoded tree may take.
+    pub const PER_ENCODED_BYTE: usize = 8;
+    /// And this much more, whatever its size.
+    pub const BASE: usize = 64 << 10;
+
+    thread_local! {
+        /// What the tree being decoded on this thread may still take.
+        static LEFT: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+
+    /// Run `f` (a decode of `encoded_len` bytes) with its budget.
+    pub fn with<T>(encoded_len: usize, f: impl FnOnce() -> T) -> T {
+        let budget = encoded_len
+            .saturating_mul(PER_ENCODED_BYTE)
+            .saturating_add(BASE);
+        let before = LEFT.with(|l| l.replace(budget));
+        let result = f();
+        LEFT.with(|l| l.set(before));
+        result
+    }
+
+    /// Take `bytes` from the budget.
+    fn charge<E: Error>(bytes: usize) -> Result<(), E> {
+        LEFT.with(|l| match l.get().checked_sub(bytes) {
+            Some(left) => {
+                l.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(format!(
+                "it would take more than {PER_ENCODED_BYTE} times its size in memory \
+                 (crafted, or damaged)"
+            ))),
+        })
+    }
+
+    /// A sequence as a `Vec`, each element charged to the budget before
+    /// it is made, and room made once for as many as the encoding says
+    /// there are (no doubling), once they are paid for.
+    pub fn vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        struct Elements<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Elements<T> {
+            type Value = Vec<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+                // An element's own allocations (a name, an attribute's
+                // name and value) are at most as long as their encoding,
+                // but the allocator takes 32 bytes for even one byte.
+                let each = std::mem::size_of::<T>() + 2 * 32;
+                let announced = seq.size_hint().unwrap_or(0);
+                charge::<A::Error>(announced.saturating_mul(each))?;
+                let mut out = Vec::with_capacity(announced);
+                while let Some(element) = seq.next_element()? {
+                    if out.len() >= announced {
+                        charge::<A::Error>(each)?;
+                    }
+                    out.push(element);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Elements(std::marker::PhantomData))
+    }
 }
 
 impl Tree {
@@ -235,9 +326,10 @@ impl Tree {
         encode_entries(&self.entries).unwrap_or_default()
     }
 
-    /// Decode MessagePack.
+    /// Decode MessagePack, in at most [`budget::PER_ENCODED_BYTE`] times
+    /// its size of memory.
     pub fn decode(data: &[u8]) -> Result<Self, String> {
-        rmp_serde::from_slice(data).map_err(|e| e.to_string())
+        budget::with(data.len(), || rmp_serde::from_slice(data)).map_err(|e| e.to_string())
     }
 
     /// An entry by name.
@@ -307,6 +399,71 @@ impl<'a, I: ExactSizeIterator<Item = &'a TreeEntry>> Serialize for EntrySeq<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file(name: &str, chunks: usize, xattrs: usize) -> TreeEntry {
+        let mut e = TreeEntry::bare_dir(name.as_bytes());
+        e.kind = EntryKind::File;
+        e.user = "someone".into();
+        e.group = "users".into();
+        e.checksum = vec![7; 32];
+        e.chunks = (0..chunks)
+            .map(|i| StoredChunkId(ChunkId::first(Token::of(&i.to_le_bytes()))))
+            .collect();
+        e.xattrs = (0..xattrs)
+            .map(|i| {
+                (
+                    ByteBuf::from(format!("security.selinux{i}").into_bytes()),
+                    ByteBuf::from(b"system_u:object_r:user_home_t:s0".to_vec()),
+                )
+            })
+            .collect();
+        e
+    }
+
+    /// Trees as obnam writes them, of small files with and without chunks
+    /// and attributes, decode within the budget, with room to spare.
+    #[test]
+    fn trees_obnam_writes_decode_well_within_their_memory_budget() {
+        for (chunks, xattrs) in [(0, 0), (1, 0), (0, 3), (1, 1), (20, 0)] {
+            let tree = Tree {
+                entries: (0..5_000)
+                    .map(|i| file(&format!("f{i}"), chunks, xattrs))
+                    .collect(),
+            };
+            let bytes = tree.encode();
+            let decoded = Tree::decode(&bytes).unwrap();
+            let ratio = decoded.memory_bytes() as f64 / bytes.len() as f64;
+            assert!(ratio < 4.0, "{chunks} chunks, {xattrs} xattrs: {ratio}");
+        }
+    }
+
+    /// A crafted tree whose decoded form is many times its encoding (one
+    /// file with a million empty attributes: 5 bytes each encoded, 48 in
+    /// memory), or that announces more elements than it holds, is refused
+    /// before the memory is taken.
+    #[test]
+    fn a_tree_that_would_take_many_times_its_size_in_memory_is_refused() {
+        let mut bomb = file("f", 0, 0);
+        bomb.xattrs = vec![(ByteBuf::new(), ByteBuf::new()); 1_000_000];
+        let bytes = Tree {
+            entries: vec![bomb],
+        }
+        .encode();
+        let err = Tree::decode(&bytes).unwrap_err();
+        assert!(
+            err.contains("more than 8 times its size in memory"),
+            "{err}"
+        );
+        // An array header of 2^32-1 entries, and nothing after it.
+        let mut lying = vec![0x81, 0xa7];
+        lying.extend_from_slice(b"entries");
+        lying.extend_from_slice(&[0xdd, 0xff, 0xff, 0xff, 0xff]);
+        let err = Tree::decode(&lying).unwrap_err();
+        assert!(
+            err.contains("more than 8 times its size in memory"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn trees_round_trip_with_odd_names_and_variants() {
