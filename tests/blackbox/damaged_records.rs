@@ -248,3 +248,59 @@ fn a_damaged_record_of_an_encrypted_repository_is_left_out_and_forgotten() {
     obnam(&["forget", &ids[1]]).ok().no_rust_panic();
     obnam(&["fsck"]).ok().no_rust_panic();
 }
+
+/// A client whose record is gone, but whose generations are there, is a
+/// problem fsck names: it left the client out of its walk and said "0
+/// problems", exit 0, however damaged that client's data. Its next backup
+/// makes the record again.
+#[test]
+fn generations_of_a_client_without_a_record_are_a_problem_fsck_names() {
+    let w = BackupWorld::new("alice");
+    w.file("a", b"alice's");
+    w.backup(&[]).ok();
+    let as_bob = |args: &[&str]| {
+        obnam_test_support::run(
+            w.env
+                .obnam()
+                .arg("--repository")
+                .arg(&w.repo)
+                .args(["--client-name", "bob"])
+                .args(args),
+        )
+    };
+    as_bob(&["backup", w.data.to_str().unwrap()]).ok();
+    // Remove one of the two client records (their names are tokens),
+    // and see whose it was.
+    let mut ids: Vec<String> = fs::read_dir(w.repo.join("clients"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 2);
+    let id = ids[0].clone();
+    fs::remove_file(w.repo.join("clients").join(&id)).unwrap();
+    let gone = match as_bob(&["clients"]).ok().stdout.contains("bob") {
+        true => "alice",
+        false => "bob",
+    };
+    let run = w.obnam(&["fsck"]).fails().no_rust_panic();
+    assert!(
+        run.stdout.contains(&format!(
+            "client '{gone}' has 1 generation (generations/{id}/) but no client record \
+             (clients/{id} is missing)"
+        )) || run.stderr.contains(&format!(
+            "client '{gone}' has 1 generation (generations/{id}/) but no client record \
+             (clients/{id} is missing)"
+        )),
+        "{run:#?}"
+    );
+    // Its next backup makes the record again; fsck is clean.
+    obnam_test_support::run(w.env.obnam().arg("--repository").arg(&w.repo).args([
+        "--client-name",
+        gone,
+        "backup",
+        w.data.to_str().unwrap(),
+    ]))
+    .ok();
+    w.obnam(&["fsck"]).ok();
+}

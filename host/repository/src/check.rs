@@ -177,6 +177,7 @@ impl Repository {
                  'obnam force-lock' removes it"
             );
         }
+        report.problems.extend(self.clients_without_records()?);
         for problem in self.check_index_objects()? {
             if !report.problems.contains(&problem) {
                 report.problems.push(problem);
@@ -202,6 +203,52 @@ impl Repository {
             report.problems.extend(gone.into_iter().map(|(_, p)| p));
         }
         Ok(report)
+    }
+
+    /// Generations of clients that have no client record (lost, or
+    /// removed by hand): every walk over the clients (`clients`, fsck's
+    /// check of every generation, `forget --all-clients`) leaves them
+    /// out, so they are named as problems, by the client's name where one
+    /// of its generation records gives it. `remove-client` removes the
+    /// record last, so it leaves none of these behind.
+    fn clients_without_records(&self) -> RepoResult<Vec<String>> {
+        let known: HashSet<String> = self.storage().list("clients/")?.into_iter().collect();
+        let mut orphans: std::collections::BTreeMap<String, usize> = Default::default();
+        for key in self.storage().list_recursive("generations/")? {
+            let mut parts = key.split('/').skip(1);
+            if let (Some(client), Some(_), None) = (parts.next(), parts.next(), parts.next()) {
+                if crate::damaged_records::is_client_id(client) && !known.contains(client) {
+                    *orphans.entry(client.to_string()).or_default() += 1;
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        for (id, count) in orphans {
+            let name = self
+                .read_listed_records::<crate::generation::Generation>(
+                    &format!("generations/{id}/"),
+                    false,
+                    &|_| true,
+                )
+                .ok()
+                .and_then(|records| records.into_iter().next())
+                .map(|(_, g)| g.client);
+            let s = if count == 1 { "" } else { "s" };
+            problems.push(match name {
+                Some(name) => format!(
+                    "client '{}' has {count} generation{s} (generations/{id}/) but no client \
+                     record (clients/{id} is missing): fsck does not check them and 'obnam \
+                     clients' does not list the client; its next backup makes the record again",
+                    crate::error::shown(&name)
+                ),
+                None => format!(
+                    "generations/{id}/ holds {count} generation record{s} of a client that has \
+                     no client record (clients/{id} is missing), and none of them can be read \
+                     to name it"
+                ),
+            });
+        }
+        Ok(problems)
     }
 
     /// Read and decode every index object the repository lists, whatever
