@@ -105,6 +105,43 @@ fn a_flipped_bit_in_a_tree_fails_restore_and_fsck() {
     }
 }
 
+/// A damaged folder in the latest generation does not stop the client's
+/// backups: the folder is found anew and stored again, under an id of its
+/// own (it made every later backup fail; and, found anew but taken for
+/// the damaged copy because the ids match, it left the new generation
+/// unable to restore the folder).
+#[test]
+fn a_damaged_folder_of_the_latest_generation_is_stored_again_by_the_next_backup() {
+    let w = BackupWorld::new("c");
+    w.file("sub/inner.txt", b"inner words\n");
+    w.file("top.txt", b"top\n");
+    w.backup(&["--compress-with", "none"]).ok();
+    flip_first(&w.repo.join("packs"), b"inner.txt", 0x20);
+    w.file("new.txt", b"new\n");
+    let run = w.backup(&[]).ok();
+    assert!(
+        run.stderr.contains("cannot read (object tree/")
+            || run.stderr.contains("cannot be read (object tree/"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stderr.contains("backing up what is there as new"),
+        "{run:#?}"
+    );
+    let run = w.backup(&[]).ok();
+    assert!(!run.stderr.contains("WARNING"), "{run:#?}");
+    let target = w.env.path().join("restored");
+    w.obnam(&["restore", "--to", target.to_str().unwrap()]).ok();
+    let restored = target.join(w.data.strip_prefix("/").unwrap());
+    assert_eq!(
+        fs::read(restored.join("sub/inner.txt")).unwrap(),
+        b"inner words\n"
+    );
+    assert_eq!(fs::read(restored.join("new.txt")).unwrap(), b"new\n");
+    // The first generation is still damaged, and fsck says so.
+    w.obnam(&["fsck"]).fails().no_rust_panic();
+}
+
 #[test]
 fn a_flipped_bit_in_a_generation_or_index_object_is_named() {
     let w = BackupWorld::new("c");

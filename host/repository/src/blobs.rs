@@ -117,13 +117,11 @@ impl Repository {
         if let Some(found) = self.caches.trees.get_sized(id) {
             return Ok(found);
         }
-        let bytes = self.get_blob(id, BlobKind::Tree)?;
-        let len = bytes.len();
+        let tree = Arc::new(self.tree_from_store(id)?);
         // At trace level, every tree read from storage: shows how much of
         // a generation a command had to read (`diff` reads only changed
         // folders).
-        tracing::trace!("read tree/{id} ({len} bytes)");
-        let tree = Arc::new(self.decode_tree(id, &bytes)?);
+        tracing::trace!("read tree/{id} ({} entries)", tree.entries.len());
         let size = self.caches.trees.insert(*id, tree.clone());
         Ok((tree, size))
     }
@@ -140,13 +138,28 @@ impl Repository {
         if let Some(tree) = self.caches.trees.get(id) {
             return Ok(tree);
         }
-        Ok(Arc::new(
-            self.decode_tree(id, &self.get_blob(id, BlobKind::Tree)?)?,
-        ))
+        Ok(Arc::new(self.tree_from_store(id)?))
     }
 
     fn decode_tree(&self, id: &ChunkId, bytes: &[u8]) -> RepoResult<Tree> {
         Tree::decode(bytes).map_err(|e| RepoError::corrupt(format!("tree/{id}"), e))
+    }
+
+    /// A tree read from the store and decoded. One found damaged is
+    /// remembered as such: a backup that finds the folder anew must not
+    /// take the damaged copy for its own tree because the ids match (its
+    /// new generation referred to the damaged tree, and could not restore
+    /// the folder), but store it again.
+    fn tree_from_store(&self, id: &ChunkId) -> RepoResult<Tree> {
+        let tree = self
+            .get_blob(id, BlobKind::Tree)
+            .and_then(|bytes| self.decode_tree(id, &bytes));
+        if let Err(e) = &tree {
+            if e.is_damaged_object() {
+                self.catalog.mark_damaged(*id);
+            }
+        }
+        tree
     }
 
     fn get_blob(&self, id: &ChunkId, kind: BlobKind) -> RepoResult<Vec<u8>> {

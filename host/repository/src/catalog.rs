@@ -94,6 +94,10 @@ pub(crate) struct Catalog {
     /// Index objects that could not be read, and why (their blobs count
     /// as absent).
     damaged: Mutex<Vec<String>>,
+    /// Blobs this process found damaged (a tree that does not match its
+    /// id, or does not decode): no new object may build on them, so a
+    /// copy made anew is stored again, under a variant of its own.
+    damaged_blobs: Mutex<HashSet<ChunkId>>,
     /// Index objects this process read from the repository (rather than
     /// take from the cache), each with the problem it had if any: a check
     /// of the repository's index objects reads only the others.
@@ -123,6 +127,7 @@ impl Catalog {
             known: Mutex::default(),
             own_packs: Mutex::default(),
             damaged: Mutex::default(),
+            damaged_blobs: Mutex::default(),
             read_back: Mutex::default(),
             cache,
             opened: Mutex::new(false),
@@ -150,6 +155,16 @@ impl Catalog {
     /// Remember blobs lost with their packs (see `lost`).
     pub fn mark_lost(&self, ids: impl IntoIterator<Item = ChunkId>) {
         lock(&self.lost).extend(ids);
+    }
+
+    /// Remember a blob found damaged (see `damaged_blobs`).
+    pub fn mark_damaged(&self, id: ChunkId) {
+        lock(&self.damaged_blobs).insert(id);
+    }
+
+    /// Whether this process found a blob damaged.
+    pub fn is_damaged(&self, id: &ChunkId) -> bool {
+        lock(&self.damaged_blobs).contains(id)
     }
 
     /// A new id for a copy of `token`, reserved until
@@ -478,13 +493,17 @@ impl Repository {
         if !self.ensure_index_or_log() {
             return Vec::new();
         }
-        self.catalog.read().find(token)
+        let mut found = self.catalog.read().find(token);
+        found.retain(|id| !self.catalog.is_damaged(id));
+        found
     }
 
     /// Whether a chunk is stored (in a pack no prune plans to delete: what
     /// a backup may refer to without storing it again).
     pub fn has_chunk(&self, id: &ChunkId) -> bool {
-        self.ensure_index_or_log() && self.catalog.read().has_kept(id)
+        self.ensure_index_or_log()
+            && !self.catalog.is_damaged(id)
+            && self.catalog.read().has_kept(id)
     }
 }
 

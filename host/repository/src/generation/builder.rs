@@ -14,14 +14,24 @@ use crate::tree::{EntryKind, StoredChunkId, Tree, TreeEntry};
 use crate::Repository;
 
 /// A tree of the previous generation that is no longer in the repository
-/// (its pack was lost, see `check.rs`) leaves nothing to compare with: what
-/// was below it is backed up as new, rather than the backup failing.
+/// (its pack was lost, see `check.rs`), or that is damaged, leaves nothing
+/// to compare with: what was below it is backed up as new, rather than
+/// the backup failing. (A damaged tree made every later backup of its
+/// client fail, until someone forgot that generation.)
 fn lost_tree_is_absent<T>(found: RepoResult<Option<T>>, path: &[u8]) -> RepoResult<Option<T>> {
     match found {
         Err(RepoError::NoSuchChunk(id)) => {
             tracing::warn!(
                 "the previous generation's tree {id} on the way to {} is missing; \
                  backing up what is there as new",
+                String::from_utf8_lossy(path)
+            );
+            Ok(None)
+        }
+        Err(e) if e.is_damaged_object() => {
+            tracing::warn!(
+                "the previous generation's folder on the way to {} cannot be read ({e}); \
+                 backing up what is there as new ('obnam fsck' reports the damage)",
                 String::from_utf8_lossy(path)
             );
             Ok(None)
@@ -104,9 +114,11 @@ impl Node {
         };
         let tree = match trees.get(&id.0) {
             Ok(tree) => tree,
-            // Lost with its pack: the directory starts empty, and the
-            // backup puts back what it finds.
+            // Lost with its pack, or damaged (see `lost_tree_is_absent`,
+            // which warns): the directory starts empty, and the backup
+            // puts back what it finds.
             Err(RepoError::NoSuchChunk(_)) => return Ok(Node::default()),
+            Err(e) if e.is_damaged_object() => return Ok(Node::default()),
             Err(e) => return Err(e),
         };
         let in_order = tree.entries.windows(2).all(|w| w[0].name < w[1].name);
