@@ -130,8 +130,8 @@ Folders of third\-party plugins, separated by colons (as \-\-plugin\-dir).
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
 The credentials of an S3 repository.
 .TP
-HOME, XDG_CONFIG_HOME, XDG_CACHE_HOME
-Where the config files of the user and the cache are.
+HOME, XDG_CONFIG_HOME, XDG_CACHE_HOME, XDG_STATE_HOME
+Where the config files of the user, the cache and the records of the repositories used are.
 .SH FILES
 .TP
 /etc/obnam.conf, /etc/obnam/*.conf
@@ -142,6 +142,9 @@ The user's config files, read after the system's; each \-\-config FILE is read a
 .TP
 $XDG_CACHE_HOME/obnam (default ~/.cache/obnam)
 The cache of repository indexes, which obnam can always make again.
+.TP
+$XDG_STATE_HOME/obnam/repositories (default ~/.local/state/obnam/repositories)
+What this machine found in each repository's config the first time it used it: a repository whose config changed since is refused.
 .SH "SEE ALSO"
 The user guide, docs/user\-guide.md in obnam's sources.
 "#;

@@ -365,6 +365,78 @@ fn a_lost_config_is_never_replaced_by_a_new_repository() {
     restore_and_compare(&w, "pw", &w.env.path().join("restored"));
 }
 
+/// A config replaced behind this machine's back is refused: an attacker
+/// who can write the repository but holds no key removed the key slots
+/// and wrote a plain config, and the owner's next backup stored every
+/// file in the clear, exit 0; another cipher named made every earlier
+/// object "damaged" and the next backup's generation unrestorable.
+#[test]
+fn a_config_replaced_behind_this_machines_back_is_refused() {
+    let w = BackupWorld::new("c");
+    w.file("secret.txt", b"the plans");
+    backup(&w, "pw", &["--encrypt"]).ok();
+    let config = fs::read_to_string(w.repo.join("config")).unwrap();
+    let sealed = config.clone();
+    // Another cipher named, by an edit.
+    let cipher = serde_json::from_str::<serde_json::Value>(&config).unwrap()["seal"]["cipher"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let swapped = match cipher.as_str() {
+        "aes-256-gcm" => "xaes-256-gcm",
+        _ => "aes-256-gcm",
+    };
+    let edited = config.replace(&format!("\"{cipher}\""), &format!("\"{swapped}\""));
+    assert_ne!(edited, config);
+    fs::write(w.repo.join("config"), &edited).unwrap();
+    let before = files_under(&w.repo);
+    let run = backup(&w, "pw", &[]).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains(&format!(
+            "ERROR: the config of repository {} is not the one this machine used before (its \
+             settings differ)",
+            w.repo.display()
+        )),
+        "{run:#?}"
+    );
+    assert!(
+        run.stderr.contains("/.local/state/obnam/repositories/"),
+        "{run:#?}"
+    );
+    assert_eq!(files_under(&w.repo), before);
+    // A plain config, and no key slots: the downgrade.
+    let mut plain: serde_json::Value = serde_json::from_str(&sealed).unwrap();
+    let object = plain.as_object_mut().unwrap();
+    object.remove("seal");
+    fs::write(w.repo.join("config"), plain.to_string()).unwrap();
+    fs::remove_dir_all(w.repo.join("keys")).unwrap();
+    let before = files_under(&w.repo);
+    let run = w.backup(&[]).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains("(it was encrypted; now it is not)"),
+        "{run:#?}"
+    );
+    assert_eq!(files_under(&w.repo), before);
+    assert!(
+        !files_under(&w.repo)
+            .values()
+            .any(|bytes| contains(bytes, b"the plans")),
+        "plain text in the repository"
+    );
+    // Another machine (another HOME) has no record: it trusts what it
+    // finds the first time, as ssh does a host key.
+    let other = TestEnv::new();
+    let first = obnam_test_support::run(other.obnam().arg("--repository").arg(&w.repo).args([
+        "--client-name",
+        "c",
+        "generations",
+    ]));
+    assert!(
+        !first.stderr.contains("not the one this machine"),
+        "{first:#?}"
+    );
+}
+
 #[test]
 fn key_slots_can_be_added_listed_removed_and_replaced() {
     let w = BackupWorld::new("laptop");

@@ -186,8 +186,10 @@ impl TestEnv {
         }
         cmd.env("HOME", self.home())
             .env_remove("XDG_CONFIG_HOME")
-            // The index cache goes under the test's HOME too.
+            // The index cache goes under the test's HOME too, and the
+            // records of the repositories used.
             .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_STATE_HOME")
             .current_dir(self.path());
         cmd
     }
@@ -376,6 +378,7 @@ impl BackupWorld {
             .args(["-qec", &command, "/dev/null"])
             .env("HOME", self.env.home())
             .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_STATE_HOME")
             .current_dir(self.env.path())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

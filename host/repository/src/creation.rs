@@ -45,7 +45,15 @@ pub enum Claim<'a> {
 pub struct ClaimGuard<'a> {
     storage: &'a Storage,
     key: String,
+    /// Called with the config's bytes just before they are written: the
+    /// creator records them as this machine's ([`crate::known`]) first,
+    /// so that a crash between the two leaves no config this machine
+    /// would take for a replaced one.
+    pub(crate) before_config: Option<BeforeConfig<'a>>,
 }
+
+/// See [`ClaimGuard`]'s `before_config`.
+pub(crate) type BeforeConfig<'a> = Box<dyn Fn(&[u8]) + 'a>;
 
 impl ClaimGuard<'_> {
     /// Whether the claim is still there: a creator that waited so long (at
@@ -83,7 +91,11 @@ pub fn claim(storage: &Storage, timeout: Duration) -> RepoResult<Claim<'_>> {
             let _ = storage.delete(&key);
             return Err(e.into());
         }
-        let guard = ClaimGuard { storage, key };
+        let guard = ClaimGuard {
+            storage,
+            key,
+            before_config: None,
+        };
         let blocker = first_live_claim(storage, &guard.key, me)?;
         // A creator that finished before this claim was written has already
         // removed its claim: its config is there to read.

@@ -26,6 +26,18 @@ pub enum RepoError {
          repository, or name another repository"
     )]
     ConfigMissing { url: String, found: String },
+    /// The config is not the one this machine found, or made, the first
+    /// time it used the repository ([`crate::known`]).
+    #[error(
+        "the config of repository {url} is not the one this machine used before ({what}): it \
+         was replaced or changed, perhaps by someone attacking your backups; nothing was read \
+         or written. If the repository was replaced on purpose, remove {record} and run again"
+    )]
+    ConfigChanged {
+        url: String,
+        what: String,
+        record: String,
+    },
     #[error("repository {url} has format version {found}, which is newer than this obnam supports ({supported}); upgrade obnam")]
     TooNew {
         url: String,

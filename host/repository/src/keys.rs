@@ -105,6 +105,9 @@ fn lost_creation_race(
             storage.url()
         )));
     }
+    if let Some(before) = &claim.before_config {
+        before(&bytes);
+    }
     // Whose it is, not whether this call wrote it, tells: a write retried
     // after a lost answer finds its own config already there.
     storage.create_new("config", bytes)?;

@@ -126,7 +126,8 @@
 //!   accessors), and the modules that each add a group of operations to
 //!   it: [`open`] (open or create), [`blobs`] (chunk and tree put and
 //!   get), [`clients`], [`creation`] (the creation claim), [`keys`] (key
-//!   slots and unlocking), [`lock`] (locks), [`generation`] (generations,
+//!   slots and unlocking), [`known`] (the configs this machine trusted
+//!   on first use), [`lock`] (locks), [`generation`] (generations,
 //!   their readers and builders) and [`check`] (lost packs, fsck's checks
 //!   of the objects).
 
@@ -149,6 +150,7 @@ pub mod ids;
 pub mod index;
 pub mod index_cache;
 pub mod keys;
+pub mod known;
 // The format's size limits: one source file, shared with plugin-api
 // (which publishes it for the data filters) without depending on it.
 #[path = "../../../plugin-api/src/limits.rs"]

@@ -13,6 +13,7 @@ use super::config::{parse_config, RepoConfig, FORMAT_NAME, FORMAT_VERSION, RECOR
 use super::error::{RepoError, RepoResult};
 use super::ids::ObjectId;
 use super::index_cache::{IndexCache, IndexCacheDir};
+use super::known::{self, KnownRepositories};
 use super::object::ObjectFilter;
 use super::record_cache::RecordCache;
 use super::storage::{Storage, StorageError, StorageOptions};
@@ -51,6 +52,10 @@ pub struct OpenOptions {
     /// asks for it ([`crate::storage::Capabilities::cache_records`]) and
     /// the index cache is kept from run to run.
     pub cache_records: Option<bool>,
+    /// Where this machine records the configs of the repositories it
+    /// used, to refuse one replaced behind its back ([`crate::known`]);
+    /// by default nowhere.
+    pub known: KnownRepositories,
     /// How many of its new chunks a backup holds in memory before it
     /// moves those of packs already written to the local index cache
     /// ([`crate::upload::NEW_CHUNKS_IN_MEMORY`]; tests ask for few).
@@ -69,6 +74,7 @@ impl Default for OpenOptions {
             index_cache: IndexCacheDir::default(),
             cache_records: None,
             new_chunks_in_memory: crate::upload::NEW_CHUNKS_IN_MEMORY,
+            known: KnownRepositories::Off,
         }
     }
 }
@@ -81,19 +87,35 @@ impl Repository {
         options: &OpenOptions,
         filter: Arc<dyn ObjectFilter>,
     ) -> RepoResult<Self> {
-        let storage = Storage::open(url, &options.storage)?;
+        let storage = Storage::open(url.as_ref(), &options.storage)?;
+        let identity = crate::location::Location::parse_os(url.as_ref())
+            .map(|location| known::identity(&location, &options.storage))
+            .map_err(StorageError::from)?;
         // As messages show it.
         let url = &storage.url().to_string();
         let mut created = false;
         let (config, token_key) = match storage.read_limited("config", RECORD_LIMIT) {
             Ok(bytes) => {
                 let config = parse_config(url, &bytes)?;
-                keys::unlock(&storage, filter.as_ref(), config, None)?
+                let (id, sealed) = (config.id.clone(), config.seal.is_some());
+                options.known.check(&identity, &id, sealed, &bytes)?;
+                let unlocked = keys::unlock(&storage, filter.as_ref(), config, None)?;
+                // Only once it opened: a config that does not is not
+                // trusted for the next time.
+                options.known.remember(&identity, &id, sealed, &bytes);
+                unlocked
             }
             Err(StorageError::NotFound { .. }) if options.create => {
-                match create(&storage, options, filter.as_ref()) {
+                match create(&storage, options, filter.as_ref(), &identity) {
                     Ok((unlocked, won)) => {
                         created = won;
+                        // As it was written, by this process or one that
+                        // made it at the same moment: a new repository,
+                        // whatever was there before under that name.
+                        if let Ok(bytes) = storage.read_limited("config", RECORD_LIMIT) {
+                            let (id, sealed) = (&unlocked.0.id, unlocked.0.seal.is_some());
+                            options.known.replace(&identity, id, sealed, &bytes);
+                        }
                         unlocked
                     }
                     Err(e) => {
@@ -190,8 +212,9 @@ fn create(
     storage: &Storage,
     options: &OpenOptions,
     filter: &dyn ObjectFilter,
+    identity: &str,
 ) -> RepoResult<(Unlocked, bool)> {
-    let guard = match creation::claim(storage, options.lock_timeout)? {
+    let mut guard = match creation::claim(storage, options.lock_timeout)? {
         creation::Claim::Won(guard) => {
             // No config, and this process makes it: unless one was lost.
             if let Some(found) = holds_objects(storage)? {
@@ -222,6 +245,11 @@ fn create(
     // The guard removes the claim when this returns, in success or
     // failure (and before the caller abandons a failed creation).
     let ours = config.id.clone();
+    let id = config.id.clone();
+    guard.before_config = Some(Box::new(move |bytes: &[u8]| {
+        let sealed = parse_config(storage.url(), bytes).is_ok_and(|c| c.seal.is_some());
+        options.known.replace(identity, &id, sealed, bytes);
+    }));
     let unlocked = keys::unlock(storage, filter, config, Some(&guard))?;
     // On a store without conditional writes two processes may both win
     // the claim; the config that is there says whose repository it is.

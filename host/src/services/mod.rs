@@ -473,6 +473,8 @@ fn open_options(
         // Kept from run to run, so that a run reads from the repository
         // only the index objects written since the last one.
         index_cache: IndexCacheDir::User,
+        // And refuse a repository whose config was replaced since.
+        known: obnam_repository::known::KnownRepositories::User,
         // Beside it, a remote store's generation and client records.
         cache_records: None,
         new_chunks_in_memory: positive("testing-new-chunks-in-memory")
