@@ -21,17 +21,30 @@ pub mod local;
 pub mod s3;
 pub mod sftp;
 
-/// How failed operations of a store are retried.
-pub enum Retries {
-    /// By OpenDAL's retry layer, inside the operator: transient errors,
-    /// with exponential backoff and jitter.
-    InOperator,
-    /// By running the whole operation again from a fresh start (see
-    /// [`super::storage`]'s `run_retrying`), as long as `retryable` says
-    /// a failure is worth it.
-    WholeOperation {
-        retryable: fn(&opendal::Error) -> bool,
-    },
+/// How failed operations of a store are retried: always by running the
+/// whole operation again from a fresh start (`storage/retry.rs`), never
+/// by OpenDAL's retry layer. That layer marks every error that passes
+/// through it as retried ("persistent"), even one it never tried again (a
+/// full disk, a refusal): only a loop of obnam's own knows which failures
+/// it gave up on after retrying, and says so only of those.
+#[derive(Clone, Copy)]
+pub struct Retries {
+    /// Whether a failure is worth running the operation again.
+    pub retryable: fn(&opendal::Error) -> bool,
+    /// Whether an open reader may be read again after one of its reads
+    /// failed. Not where a failure breaks the session the reader belongs
+    /// to (SFTP): the whole read, reader and all, is run again instead.
+    pub reader_survives_failure: bool,
+}
+
+impl Default for Retries {
+    /// Transient failures are retried, and readers survive them.
+    fn default() -> Self {
+        Retries {
+            retryable: opendal::Error::is_temporary,
+            reader_survives_failure: true,
+        }
+    }
 }
 
 /// What the engine asks of a store before it decides how to use it: one
@@ -77,7 +90,7 @@ pub struct FolderListing {
 pub trait Backend: Send + Sync + 'static {
     /// How failed operations are retried.
     fn retries(&self) -> Retries {
-        Retries::InOperator
+        Retries::default()
     }
 
     /// What the engine should do to use the store well. The default is

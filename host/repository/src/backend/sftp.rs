@@ -123,10 +123,13 @@ fn retryable(e: &opendal::Error) -> bool {
 }
 
 impl Backend for Sftp {
-    /// OpenDAL's retry layer would retry on the same file handle of a
-    /// session that broke, in vain: whole operations are run again.
+    /// A failure may break the session: a read is not tried again on the
+    /// same file handle, in vain, but run again whole, reader and all.
     fn retries(&self) -> Retries {
-        Retries::WholeOperation { retryable }
+        Retries {
+            retryable,
+            reader_survives_failure: false,
+        }
     }
 
     /// Under a temporary name first, then renamed into place.

@@ -9,10 +9,9 @@
 //! temporaries, closing its connections).
 //!
 //! Every store gets a `TimeoutLayer`, and retries with exponential backoff
-//! and jitter for transient errors (OpenDAL's `RetryLayer`, or whole
-//! operations run again where the store asks for it: see [`retry`]), so
-//! that a flaky network costs time, not a backup, and a dead one ends the
-//! run with an error naming the URL.
+//! and jitter for transient errors (whole operations run again: see
+//! [`retry`]), so that a flaky network costs time, not a backup, and a
+//! dead one ends the run with an error naming the URL.
 //!
 //! [`Storage`] adds what every backend shares: counting bytes written,
 //! background writes (`background.rs`), refusing writes once the run is
@@ -27,14 +26,11 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::backend::{Backend, Retries};
+use super::backend::Backend;
 pub use super::backend::{Capabilities, FolderListing};
 use super::fault_injection::{FaultSpec, Faults, Op};
 
-use opendal::{
-    layers::{RetryLayer, TimeoutLayer},
-    ErrorKind, Operator,
-};
+use opendal::{layers::TimeoutLayer, ErrorKind, Operator};
 
 mod background;
 mod error;
@@ -95,9 +91,6 @@ impl Stamp {
 pub struct Storage {
     /// The store; `None` once [`close`](Self::close)d.
     op: std::sync::RwLock<Option<Operator>>,
-    /// The store for reads, without OpenDAL's retry layer: see
-    /// [`run_read`](Self::run_read). `None` once closed.
-    read_op: std::sync::RwLock<Option<Operator>>,
     /// Runs the store's futures; `None` once closed.
     runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
     /// The runtime's handle, for running futures.
@@ -140,11 +133,9 @@ impl Storage {
             .build()
             .map_err(|e| StorageError::Runtime(e.to_string()))?;
         let (backend, op) = super::backend::open(&location, url, options)?;
-        let read_op = with_timeouts(op.clone(), options);
-        let op = with_layers(op, backend.as_ref(), options);
+        let op = with_timeouts(op, options);
         Ok(Storage {
             op: std::sync::RwLock::new(Some(op)),
-            read_op: std::sync::RwLock::new(Some(read_op)),
             handle: runtime.handle().clone(),
             runtime: std::sync::Mutex::new(Some(runtime)),
             url: url.to_string(),
@@ -223,12 +214,6 @@ impl Storage {
     /// stopped, as a crash would stop it, which the write order makes safe.
     pub fn close(&self) {
         let op = self.op.write().unwrap_or_else(|e| e.into_inner()).take();
-        let read_op = self
-            .read_op
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        drop(read_op);
         let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()));
         drop(readers);
         drop(op);
@@ -256,7 +241,7 @@ impl Storage {
     }
 
     /// Run a storage operation: `f` with the store, retried as the store's
-    /// [`Retries`] say ([`retry::run`]).
+    /// [`Retries`](crate::backend::Retries) say ([`retry::run`]).
     pub(crate) fn run<T, F, Fut>(&self, f: F) -> Result<T, opendal::Error>
     where
         F: Fn(Operator) -> Fut,
@@ -269,23 +254,22 @@ impl Storage {
         })
     }
 
-    /// `f` once, with the store without retries, for a store that gave
-    /// up already.
+    /// `f` once, without retries, for a store that gave up already.
     fn run_once<T, F, Fut>(&self, f: F) -> Result<T, opendal::Error>
     where
         F: Fn(Operator) -> Fut,
         Fut: Future<Output = Result<T, opendal::Error>>,
     {
         self.block_on(async {
-            let op = self.read_op()?;
+            let op = self.op()?;
             f(op).await
         })
     }
 
-    /// Run a read: `f` with the store for reads, whose failures worth it
-    /// run the whole read again, from its start.
+    /// Run a read: `f` with the store; failures worth it run the whole
+    /// read again, from its start.
     ///
-    /// Not OpenDAL's retry layer, which resumes a read that broke off
+    /// Not as OpenDAL's retry layer would, which resumes a read that broke off
     /// where it broke off: a server (or proxy) that answers the resuming
     /// `Range` request with the whole object (`200`, not `206`) had it
     /// appended to the part already read, and a sound object read as
@@ -297,25 +281,7 @@ impl Storage {
         F: Fn(Operator) -> Fut,
         Fut: Future<Output = Result<T, opendal::Error>>,
     {
-        let retries = match self.backend.retries() {
-            Retries::InOperator => Retries::WholeOperation {
-                retryable: opendal::Error::is_temporary,
-            },
-            whole => whole,
-        };
-        self.block_on(async {
-            let op = self.read_op()?;
-            retry::run(&op, &retries, f).await
-        })
-    }
-
-    /// The store for reads ([`run_read`](Self::run_read)), unless closed.
-    pub(crate) fn read_op(&self) -> Result<Operator, opendal::Error> {
-        self.read_op
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| opendal::Error::new(ErrorKind::Unexpected, "the repository was closed"))
+        self.run(f)
     }
 
     pub(crate) fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
@@ -576,23 +542,6 @@ fn with_timeouts(op: Operator, options: &StorageOptions) -> Operator {
     )
 }
 
-/// `op` with the layers every store gets: timeouts, and retries unless
-/// the store retries whole operations.
-fn with_layers(op: Operator, backend: &dyn Backend, options: &StorageOptions) -> Operator {
-    let op = with_timeouts(op, options);
-    match backend.retries() {
-        Retries::WholeOperation { .. } => op,
-        Retries::InOperator => op.layer(
-            RetryLayer::new()
-                .with_max_times(6)
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(10))
-                .with_factor(2.0)
-                .with_jitter(),
-        ),
-    }
-}
-
 /// A storage dropped without [`Storage::close`] (a repository that failed
 /// to open) closes its connections all the same.
 impl Drop for Storage {
@@ -653,6 +602,86 @@ mod tests {
             .filter(|verb| verb.as_str() == "DELETE")
             .count();
         assert_eq!(deletes, 1);
+    }
+
+    /// A fake S3 server on 127.0.0.1 that answers every request with
+    /// `status` and counts the requests; the storage opened on it.
+    fn answering(
+        status: &'static str,
+    ) -> (Storage, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut buf = [0u8; 65536];
+                let mut got = Vec::new();
+                // The head, and as much of a body as it announces.
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let body: usize = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + body {
+                            break;
+                        }
+                    }
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = conn.write_all(
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+        let options = StorageOptions {
+            s3_endpoint: Some(format!("http://127.0.0.1:{port}")),
+            s3_region: Some("us-east-1".into()),
+            ..StorageOptions::default()
+        };
+        (
+            Storage::open("s3://bucket/repo", &options).unwrap(),
+            requests,
+        )
+    }
+
+    /// A refusal no retry can cure is tried once, and not said to be a
+    /// store that gave up after retrying (OpenDAL's retry layer said so of
+    /// every error that passed through it).
+    #[test]
+    fn a_failure_not_worth_retrying_is_tried_once_and_not_called_retried() {
+        let (storage, requests) = answering("400 Bad Request");
+        let err = storage.write("packs/ab", vec![1u8; 100]).unwrap_err();
+        assert!(!err.to_string().contains("gave up"), "{err}");
+        assert_eq!(requests.load(Ordering::SeqCst), 1, "{err}");
+        let err = storage.read_limited("config", 1024).unwrap_err();
+        assert!(!err.to_string().contains("gave up"), "{err}");
+        assert_eq!(requests.load(Ordering::SeqCst), 2, "{err}");
+    }
+
+    /// A server that keeps failing is retried, and then said to have
+    /// given up.
+    #[test]
+    fn a_transient_failure_is_retried_and_then_called_given_up() {
+        let (storage, requests) = answering("503 Service Unavailable");
+        let err = storage.write("packs/ab", vec![1u8; 100]).unwrap_err();
+        assert!(
+            err.to_string().contains("(gave up after retrying)"),
+            "{err}"
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 7, "{err}");
     }
 
     #[test]

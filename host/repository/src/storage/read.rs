@@ -5,7 +5,6 @@ use futures_util::TryStreamExt;
 use opendal::ErrorKind;
 
 use super::{Storage, StorageError};
-use crate::backend::Retries;
 use crate::fault_injection::Op;
 
 /// How many objects' readers are kept open at most.
@@ -155,12 +154,13 @@ impl Storage {
             // Each try reads the whole range again ([`Storage::run_read`]);
             // where the store runs whole operations again (SFTP), a
             // reader of a session that broke is not tried again.
-            let read = match self.backend.retries() {
-                Retries::InOperator => self.run_read(|_| {
+            let read = if self.backend.retries().reader_survives_failure {
+                self.run_read(|_| {
                     let reader = reader.clone();
                     async move { reader.read(offset..offset + len).await }
-                }),
-                Retries::WholeOperation { .. } => self.block_on(reader.read(offset..offset + len)),
+                })
+            } else {
+                self.block_on(reader.read(offset..offset + len))
             };
             let data = match read {
                 Ok(b) => b.to_vec(),

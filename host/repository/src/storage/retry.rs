@@ -1,6 +1,8 @@
-//! Whole operations run again, for a store whose failures OpenDAL's
-//! retry layer cannot cure ([`Retries::WholeOperation`]: SFTP, where the
-//! layer would retry on the same file handle of a session that broke).
+//! Whole operations run again, from a fresh start, for failures worth it
+//! ([`Retries`]). Not OpenDAL's retry layer: over SFTP it would retry on
+//! the same file handle of a session that broke, it resumes a read where
+//! it broke off (see `Storage::run_read`), and it marks every error as
+//! retried, even one it never tried again.
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,26 +17,24 @@ use crate::backend::Retries;
 const RETRIES: u32 = 6;
 const FIRST_WAIT: Duration = Duration::from_millis(200);
 
-/// Run `f` with `op`. Where the store retries whole operations, a failure
-/// worth retrying runs the whole operation again, from a fresh start (the
-/// connection pool hands out a working session, and a write begins a new
-/// file), with growing waits. Elsewhere `f` runs once, and the retry
-/// layer inside `op` retries.
+/// Run `f` with `op`. A failure worth retrying runs the whole operation
+/// again, from a fresh start (the connection pool hands out a working
+/// session, and a write begins a new file), with growing waits. Only an
+/// error that was retried, and failed every time, is marked persistent:
+/// the store gave up.
 pub async fn run<T, F, Fut>(op: &Operator, retries: &Retries, f: F) -> Result<T, opendal::Error>
 where
     F: Fn(Operator) -> Fut,
     Fut: Future<Output = Result<T, opendal::Error>>,
 {
-    let Retries::WholeOperation { retryable } = retries else {
-        return f(op.clone()).await;
-    };
+    let retryable = retries.retryable;
     let mut wait = FIRST_WAIT;
     for _ in 0..RETRIES {
         match f(op.clone()).await {
             Err(e) if retryable(&e) => {
                 let jitter = u32::from(crate::ids::ObjectId::random().0[0]);
                 let this_wait = wait + wait * jitter / 512;
-                tracing::debug!("SFTP operation failed ({e}); trying again in {this_wait:?}");
+                tracing::debug!("storage operation failed ({e}); trying again in {this_wait:?}");
                 tokio::time::sleep(this_wait).await;
                 wait = (wait * 2).min(Duration::from_secs(10));
             }
