@@ -612,9 +612,11 @@ fn pretend_changes_nothing_and_reports_what_a_prune_then_does() {
         "packs_rewritten",
         "bytes_freed",
         "bytes_rewritten",
+        "index_objects_deleted",
     ] {
         assert_eq!(pretend[key], real[key], "{key}: {pretend} then {real}");
     }
+    assert_ne!(real["index_objects_deleted"], 0, "{real}");
     assert_eq!(names(&pretend, "delete"), names(&real, "delete"));
     assert_eq!(names(&pretend, "rewrite"), names(&real, "rewrite"));
     // The packs it named are gone; every other pack is still there.

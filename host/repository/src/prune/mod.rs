@@ -263,6 +263,10 @@ impl Repository {
                 (verdicts.delete.len() + verdicts.rewrite.len() + verdicts.unlisted.len()) as u64;
             report.packs_rewritten = verdicts.rewrite.len() as u64;
             report.bytes_rewritten = verdicts.rewrite.iter().map(|p| p.used).sum();
+            // The index objects that list a pack that goes are replaced,
+            // as the real run's plan names them (it said 0).
+            let (replaced, _) = self.index_objects_to_replace(&stored, &verdicts.doomed());
+            report.index_objects_deleted += replaced.len() as u64;
             return Ok(report);
         }
         // 4. Copy what is used out of the packs to rewrite; index anew
