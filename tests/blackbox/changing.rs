@@ -115,6 +115,66 @@ fn error_about(run: &Run, path: &Path) -> String {
         .to_string()
 }
 
+/// A file rewritten in place after the walk saw it, its modification
+/// time set back: only its change time tells. It was stored as the old
+/// start and the new end, exit 0; now it is reported as changed and the
+/// previous version kept. With `--ignore-ctime` the change time counts
+/// for nothing, as the setting says.
+#[test]
+fn a_file_rewritten_while_it_is_backed_up_with_its_mtime_set_back_is_reported() {
+    let w = BackupWorld::new("testclient");
+    let first = noise(100_000, 7);
+    let doc = w.file("doc", &first);
+    w.file("other", b"other file\n");
+    w.backup(&[]).ok();
+    let second = noise(100_000, 8);
+    fs::write(&doc, &second).unwrap();
+    let run = backup_swapping(&w, "doc:rewrite").fails();
+    assert!(
+        error_about(&run, &doc).ends_with("it changed while it was being backed up"),
+        "{run:#?}"
+    );
+    let restored = restore(&w, "restored");
+    assert_eq!(fs::read(restored.join("doc")).unwrap(), first);
+}
+
+/// A file whose times are not older than the previous backup's start may
+/// have changed after it was read without its times moving (a write in
+/// the same tick of the file system's clock): the next backup reads it
+/// again, once.
+#[test]
+fn a_file_changed_during_the_previous_backup_is_read_again_once() {
+    let w = BackupWorld::new("testclient");
+    let f = w.file("f", b"content\n");
+    w.file("old", b"old\n");
+    let hour = std::time::Duration::from_secs(3600);
+    let set_mtime = |path: &Path, t: std::time::SystemTime| {
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    };
+    set_mtime(&w.data.join("old"), std::time::SystemTime::now() - hour);
+    // A modification time after the backup starts, as a write during it
+    // would give.
+    set_mtime(&f, std::time::SystemTime::now() + hour);
+    let read = |run: &Run| -> String {
+        let s = &run.stdout;
+        s[s.find('(').unwrap() + 1..s.find(" read").unwrap()].to_string()
+    };
+    assert_eq!(read(&w.backup(&[]).ok()), "2 files");
+    // Nothing changed, but `f` was racy: read again; `old` was not.
+    assert_eq!(read(&w.backup(&[]).ok()), "1 file");
+    // Still racy: its time is still after this backup's start.
+    assert_eq!(read(&w.backup(&[]).ok()), "1 file");
+    set_mtime(&f, std::time::SystemTime::now() - hour);
+    assert_eq!(read(&w.backup(&[]).ok()), "1 file");
+    // Older than the last backup's start now: trusted.
+    assert_eq!(read(&w.backup(&[]).ok()), "0 files");
+}
+
 /// A file that grows by tens of MiB after the walk saw its size: the
 /// backup finishes promptly, reports the file as changed, keeps the
 /// version of the previous backup, and backs up the rest. Both ways of

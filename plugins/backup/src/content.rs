@@ -106,6 +106,8 @@ const CHANGED: &str = "it changed while it was being backed up";
 pub struct Walked {
     pub size: u64,
     pub mtime: (i64, u32),
+    /// The change time, unless `--ignore-ctime`.
+    pub ctime: Option<(i64, u32)>,
     pub dev: u64,
     pub ino: u64,
 }
@@ -114,8 +116,15 @@ impl Walked {
     /// Whether `meta` (an `fstat` of the open file) shows it changed since
     /// the walk. The size counts only as `stat` tells it, not as compared
     /// with what was read: a file in `/proc` says 0 bytes and holds more.
+    /// The change time counts too: a file rewritten while it was read,
+    /// its modification time then set back, kept both and was stored as
+    /// the old start and the new end.
     fn changed(&self, meta: &Metadata) -> bool {
-        meta.size() != self.size || (meta.mtime(), meta.mtime_nsec() as u32) != self.mtime
+        meta.size() != self.size
+            || (meta.mtime(), meta.mtime_nsec() as u32) != self.mtime
+            || self
+                .ctime
+                .is_some_and(|c| (meta.ctime(), meta.ctime_nsec() as u32) != c)
     }
 
     /// Fail the file if its `fstat` shows it changed since the walk.

@@ -61,6 +61,37 @@ pub fn xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
+/// How long before the previous generation's start a file's times make
+/// it "racy" ([`racy`]): file systems take their times from a clock that
+/// moves a tick at a time (4 ms at 250 Hz, 10 ms at 100 Hz), so a write
+/// just after the start may be stamped a tick before it.
+const RACY_MARGIN_NS: i64 = 20_000_000;
+
+/// The time from which a file of the previous generation (which started
+/// at `previous_start`, ns since the epoch) is racy ([`racy`]).
+pub fn racy_from(previous_start: i64) -> (i64, u32) {
+    let t = previous_start.saturating_sub(RACY_MARGIN_NS);
+    (
+        t.div_euclid(1_000_000_000),
+        t.rem_euclid(1_000_000_000) as u32,
+    )
+}
+
+/// Whether a file's previous entry was recorded while the file may still
+/// have been changing, so that its unchanged times prove nothing (git's
+/// "racily clean" files): it was modified, or its inode changed, during
+/// the previous backup (or a clock tick before it). A write in the
+/// same tick of the file system's clock as the backup's read leaves the
+/// times as they were (coarse clocks, ramfs); so, on some kernels, do
+/// writes through a shared mapping to pages already dirty. Such a file is
+/// read again by the next backup, once: by then its times are older than
+/// that backup's start, and trusted.
+pub fn racy(before: &Entry, from: Option<(i64, u32)>) -> bool {
+    from.is_some_and(|from| {
+        (before.mtime, before.mtime_ns) >= from || (before.ctime, before.ctime_ns) >= from
+    })
+}
+
 /// Which signs of a change, besides those every backup compares, this
 /// backup trusts (`--ignore-inode`, `--ignore-ctime`). By default both
 /// the inode number and the change time count.
@@ -324,6 +355,35 @@ mod tests {
         let mut now = base.clone();
         now.dev += 1;
         assert!(DEFAULT.unchanged(&now, &base));
+    }
+
+    /// A file modified or changed during the previous backup (or a clock
+    /// tick before it started) is racy; one older is not, nor is any
+    /// without a previous generation.
+    #[test]
+    fn files_changed_during_the_previous_backup_are_racy() {
+        let started = 1_700_000_000_500_000_000i64;
+        let from = Some(racy_from(started));
+        let at = |ns: i64| {
+            (
+                ns.div_euclid(1_000_000_000),
+                ns.rem_euclid(1_000_000_000) as u32,
+            )
+        };
+        let mut e = base();
+        for (mtime, ctime, is_racy) in [
+            (started - 60_000_000_000, started - 60_000_000_000, false),
+            (started - 21_000_000, started - 21_000_000, false),
+            (started - 20_000_000, started - 60_000_000_000, true),
+            (started - 60_000_000_000, started - 1, true),
+            (started + 5_000_000_000, started + 5_000_000_000, true),
+        ] {
+            ((e.mtime, e.mtime_ns), (e.ctime, e.ctime_ns)) = (at(mtime), at(ctime));
+            assert_eq!(racy(&e, from), is_racy, "{mtime} {ctime}");
+            assert!(!racy(&e, None));
+        }
+        // Before 1970 too.
+        assert_eq!(racy_from(-1), (-1, 979_999_999));
     }
 
     /// A file replaced by a rename is another inode; one rewritten in place

@@ -255,6 +255,7 @@ fn real<'c>(
         checkpointing: Mutex::new(()),
         names: Names::default(),
         panic_matching: &settings.panic_matching,
+        ignore_ctime: settings.change_rule.ignore_ctime,
     };
     walk_with_workers(ctx, settings, &shared, progress, split_hook, store_hook)?;
     if let Some(e) = shared
@@ -462,6 +463,9 @@ struct Shared<'a> {
     names: Names,
     /// `--testing-panic-matching`.
     panic_matching: &'a [regex::Regex],
+    /// `--ignore-ctime`: a change time that moved while a file was read
+    /// is no change then.
+    ignore_ctime: bool,
 }
 
 impl Shared<'_> {
@@ -518,6 +522,7 @@ impl Shared<'_> {
         let walked = Walked {
             size: job.entry.size,
             mtime: (job.entry.mtime, job.entry.mtime_ns),
+            ctime: (!self.ignore_ctime).then_some((job.entry.ctime, job.entry.ctime_ns)),
             dev: job.entry.dev,
             ino: job.entry.ino,
         };
@@ -656,6 +661,10 @@ struct Walker<'a, 'c> {
     /// innermost last), kept with one call per [`KEEP_BATCH`] files
     /// rather than put one by one.
     keeping: Vec<Kept>,
+    /// Files of the previous generation whose modification or change time
+    /// is this late or later are read again, however unchanged they look
+    /// ([`metadata::racy_from`]).
+    racy_from: Option<(i64, u32)>,
 }
 
 /// Unchanged files of a folder, to be kept.
@@ -677,6 +686,10 @@ impl<'a, 'c> Walker<'a, 'c> {
         progress: Progress<'a, 'c>,
         sink: Sink<'a>,
     ) -> Result<Self> {
+        let previous_start = match &sink {
+            Sink::Build { shared, .. } => shared.builder.previous_info().map(|g| g.started_ns),
+            Sink::Pretend(reader) => reader.map(|r| r.info().started_ns),
+        };
         Ok(Walker {
             ctx,
             settings,
@@ -687,6 +700,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             to_finish: VecDeque::new(),
             names: Names::default(),
             keeping: Vec::new(),
+            racy_from: previous_start.map(metadata::racy_from),
         })
     }
 
@@ -883,9 +897,11 @@ impl<'a, 'c> Walker<'a, 'c> {
         add(&self.stats.files, 1);
         add(&self.stats.bytes_found, entry.size);
         self.stats.current.offer(path.as_os_str().as_bytes());
-        let unchanged = previous
-            .as_ref()
-            .is_some_and(|p| rule.unchanged(&entry, p) && self.chunks_present(p));
+        let unchanged = previous.as_ref().is_some_and(|p| {
+            rule.unchanged(&entry, p)
+                && !metadata::racy(p, self.racy_from)
+                && self.chunks_present(p)
+        });
         if let Some(mut prev) = previous.take_if(|_| unchanged) {
             rule.keep_content_of(&mut entry, &prev);
             // The entry has no content yet: compared without the

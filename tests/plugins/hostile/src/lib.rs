@@ -34,8 +34,9 @@
 //! time. ACTION is `fifo` (replace the file with a FIFO), `symlink=TARGET`
 //! (replace it, a file or a folder, with a symlink to TARGET), `replace=OTHER`
 //! (move the folder OTHER into its place), `remove` (remove it, a file or
-//! a folder with what is in it) or `grow=BYTES` (append BYTES bytes to
-//! it). A folder replaced is moved aside to `NAME.moved`.
+//! a folder with what is in it), `rewrite` (write other bytes of the same
+//! length over it and set its modification time back) or `grow=BYTES`
+//! (append BYTES bytes to it). A folder replaced is moved aside to `NAME.moved`.
 
 #![forbid(unsafe_code)]
 
@@ -432,6 +433,21 @@ fn swap(path: &[u8]) -> Result<()> {
         } else {
             std::fs::remove_file(path).map_err(failed)?;
         }
+    } else if action == "rewrite" {
+        // Other bytes of the same length, written in place, and the
+        // modification time set back: only the change time tells.
+        let meta = std::fs::metadata(path).map_err(failed)?;
+        let mut data = std::fs::read(path).map_err(failed)?;
+        for b in &mut data {
+            *b ^= 0x55;
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(failed)?;
+        std::os::unix::fs::FileExt::write_all_at(&file, &data, 0).map_err(failed)?;
+        file.set_modified(meta.modified().map_err(failed)?)
+            .map_err(failed)?;
     } else if let Some(bytes) = action.strip_prefix("grow=") {
         use std::io::Write;
         let bytes: usize = bytes
