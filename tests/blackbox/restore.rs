@@ -753,3 +753,50 @@ fn an_interrupted_restore_leaves_no_partial_file() {
         }
     }
 }
+
+/// Objects restored into a folder with a default ACL do not keep the ACL
+/// they inherit there, unless the backup recorded one: a restored `0640`
+/// file could be read by a user the original never let in.
+#[test]
+fn a_default_acl_of_the_target_is_not_inherited_by_what_is_restored() {
+    let world = World::new();
+    let data = world.path().join("data");
+    fs::create_dir_all(data.join("private")).unwrap();
+    fs::write(data.join("secret"), b"secret\n").unwrap();
+    fs::set_permissions(data.join("secret"), fs::Permissions::from_mode(0o640)).unwrap();
+    fs::write(data.join("private/inner"), b"inner\n").unwrap();
+    fs::set_permissions(data.join("private"), fs::Permissions::from_mode(0o750)).unwrap();
+    world.backup(&data);
+    // u::rwx, u:1234:rwx, g::r-x, m::rwx, o::--- as the default ACL.
+    let target = world.path().join("target");
+    fs::create_dir(&target).unwrap();
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 7u16, u32::MAX),
+        (2, 7, 1234),
+        (4, 5, u32::MAX),
+        (0x10, 7, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    if let Err(e) = xattr::set(&target, "system.posix_acl_default", &acl) {
+        eprintln!("skipped: this file system takes no ACLs ({e})");
+        return;
+    }
+    let to = target.join("r");
+    world.restore(&to, &[]).ok();
+    let restored = to.join(data.strip_prefix("/").unwrap());
+    for (path, mode) in [
+        (restored.join("secret"), 0o100640),
+        (restored.join("private"), 0o40750),
+        (restored.join("private/inner"), 0o100644),
+    ] {
+        let names: Vec<_> = xattr::list(&path).unwrap().collect();
+        assert!(names.is_empty(), "{}: {names:?}", path.display());
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o177777, mode, "{}", path.display());
+    }
+}

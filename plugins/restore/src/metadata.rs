@@ -104,6 +104,38 @@ fn mtime_problem(entry: &Entry) -> String {
     )
 }
 
+/// The POSIX ACLs, as extended attributes.
+const ACLS: [&str; 2] = ["system.posix_acl_access", "system.posix_acl_default"];
+
+/// Remove the ACLs an object restored into a folder with a default ACL
+/// inherited from it, but that the backup did not record: with them a
+/// restored `0640` file could be read by users the original never let
+/// in. `remove` removes one attribute by name; an object without it, or a
+/// file system without ACLs, is fine.
+fn drop_inherited_acls(
+    entry: &Entry,
+    problems: &mut Vec<String>,
+    remove: impl Fn(&str) -> rustix::io::Result<()>,
+) {
+    for acl in ACLS {
+        if entry
+            .xattrs
+            .iter()
+            .any(|(name, _)| name.as_slice() == acl.as_bytes())
+        {
+            continue;
+        }
+        match remove(acl) {
+            Ok(()) | Err(rustix::io::Errno::NODATA | rustix::io::Errno::OPNOTSUPP) => {}
+            Err(e) => problems.push(format!(
+                "cannot remove the ACL {acl} it inherited from the folder it was restored \
+                 into: {}",
+                io::Error::from(e)
+            )),
+        }
+    }
+}
+
 /// Set the metadata of a regular file or directory through its open
 /// descriptor. Returns what could not be set.
 pub fn apply_fd(fd: BorrowedFd<'_>, entry: &Entry, policy: &Policy) -> Vec<String> {
@@ -116,6 +148,9 @@ pub fn apply_fd(fd: BorrowedFd<'_>, entry: &Entry, policy: &Policy) -> Vec<Strin
             rustix::fs::fchown(fd, uid, gid).map_err(io::Error::from),
         );
     }
+    drop_inherited_acls(entry, &mut problems, |acl| {
+        rustix::fs::fremovexattr(fd, acl)
+    });
     for (name, value) in &entry.xattrs {
         note(
             &mut problems,
@@ -220,6 +255,9 @@ pub fn apply_node(
         );
     }
     let path = proc_path(fd.as_fd(), None);
+    drop_inherited_acls(entry, &mut problems, |acl| {
+        rustix::fs::removexattr(&path, acl)
+    });
     for (xname, value) in &entry.xattrs {
         note(
             &mut problems,
