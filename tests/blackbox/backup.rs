@@ -343,6 +343,26 @@ fn checkpoints_stay_with_leave_checkpoints_and_go_without() {
     assert!(checkpoints >= 3, "{gens:?}");
     assert_eq!(gens.len(), checkpoints + 1);
 
+    // A restore of a checkpoint (the newest generation, of a backup that
+    // ended abruptly) says what it is restoring.
+    let w = world();
+    for i in 0..8 {
+        w.file(&format!("f{i}"), &noise(300_000, i + 50));
+    }
+    w.backup(&["--checkpoint", "200KiB", "--crash-limit", "20"])
+        .fails();
+    let ids = w.obnam(&["genids"]).ok().stdout;
+    let newest = ids.lines().last().unwrap().to_string();
+    assert!(w.generations().last().unwrap().ends_with("(checkpoint)"));
+    let to = w.env.path().join("restored");
+    let run = w.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "WARNING: generation {newest} is a checkpoint of a backup that did not finish"
+        )),
+        "{run:#?}"
+    );
+
     let w = world();
     for i in 0..8 {
         w.file(&format!("f{i}"), &noise(300_000, i + 100));

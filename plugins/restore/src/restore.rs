@@ -95,6 +95,15 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
     let gen = select::generation(ctx, &repo, &client)?;
+    if gen.is_checkpoint {
+        // What it restores is whole file by file, but as a tree it may
+        // never have existed at one moment.
+        plugin_api::tracing::warn!(
+            "generation {} is a checkpoint of a backup that did not finish: files that backup \
+             had not reached are as the generation before it had them",
+            gen.id
+        );
+    }
     let reader = repo.open_generation(&client, &gen.id)?;
     let roots = requested_roots(path_args::expand(&reader, requested, &gen.id)?);
     let roots = resolve_roots(&reader, roots, &gen.id)?;
