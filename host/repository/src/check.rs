@@ -71,6 +71,18 @@ impl Repository {
             .collect())
     }
 
+    /// The packs the storage holds, with their sizes as the listing gives
+    /// them (one listing): for what no index object lists, whose size is
+    /// known only from the store.
+    pub(crate) fn stored_pack_sizes(&self) -> RepoResult<HashMap<ObjectId, u64>> {
+        Ok(self
+            .storage()
+            .list_stamped("packs/", true)?
+            .into_iter()
+            .filter_map(|(key, stamp)| Some((pack_id_of(&key)?, stamp.size)))
+            .collect())
+    }
+
     /// Drop the index entries of every pack the storage no longer holds,
     /// so that their blobs count as absent (and are stored again by
     /// whoever has their data). Returns what was dropped.

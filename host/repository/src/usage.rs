@@ -133,14 +133,22 @@ impl Repository {
         }
         self.measure_batch(&mut batch, &mut clients, &stored_before)?;
         all.settle();
-        let stored: HashSet<ObjectId> = self.stored_packs()?;
+        let sizes = self.stored_pack_sizes()?;
+        let stored: HashSet<ObjectId> = sizes.keys().copied().collect();
         let index = self.catalog.read();
         let (packs, found) = verdict::pack_uses(&index, &all, &stored)?;
         let mut usage = Usage {
             clients,
-            // Packs no index object lists hold nothing a generation can
-            // use; they count as unused packs of no listed bytes.
+            // Packs no index object lists (left by a run that ended
+            // abruptly) hold nothing a generation can use; they count as
+            // unused packs, of the size the store gives them (they took
+            // space that `stats` did not show, and prune frees).
             packs: stored.len() as u64,
+            pack_bytes: sizes
+                .iter()
+                .filter(|(id, _)| !packs.contains_key(*id))
+                .map(|(_, size)| size)
+                .sum(),
             used_blobs: found,
             missing_blobs: (all.len() as u64).saturating_sub(found),
             unused_packs: (stored.len() - packs.len()) as u64,

@@ -97,6 +97,17 @@ impl Repository {
             None
         };
         let listed_bytes = self.pack_bytes(going.iter().map(|(n, _)| *n))?;
+        // Packs no index object lists (left by a run that ended abruptly)
+        // have only the size the store gives them.
+        let unlisted_sizes: HashMap<String, u64> = match &there {
+            None if going.iter().any(|(n, _)| !listed_bytes.contains_key(n)) => self
+                .storage()
+                .list_stamped("packs/", true)?
+                .into_iter()
+                .map(|(key, stamp)| (key, stamp.size))
+                .collect(),
+            _ => HashMap::new(),
+        };
         let (mut packs_deleted, mut bytes) = (0, 0);
         for (n, key) in &going {
             let size = match &there {
@@ -104,7 +115,7 @@ impl Repository {
                     Some(&size) => Some(size),
                     None => continue,
                 },
-                None => None,
+                None => unlisted_sizes.get(key).copied(),
             };
             packs_deleted += 1;
             // The bytes of its blobs, as a pretend prune counts them; the

@@ -259,6 +259,15 @@ impl Repository {
         if options.pretend {
             let going = verdicts.delete.iter().chain(&verdicts.rewrite);
             report.bytes_freed = going.map(|p| p.bytes).sum();
+            // Packs no index object lists, at the size the store gives.
+            if !verdicts.unlisted.is_empty() {
+                let sizes = self.stored_pack_sizes()?;
+                report.bytes_freed += verdicts
+                    .unlisted
+                    .iter()
+                    .filter_map(|id| sizes.get(id))
+                    .sum::<u64>();
+            }
             report.packs_deleted =
                 (verdicts.delete.len() + verdicts.rewrite.len() + verdicts.unlisted.len()) as u64;
             report.packs_rewritten = verdicts.rewrite.len() as u64;

@@ -790,3 +790,38 @@ fn a_pack_holding_a_damaged_used_blob_is_kept_and_the_prune_goes_on() {
     );
     assert!(dir.path().join(&damaged_key).exists());
 }
+
+/// A pack that no index object lists (left by a backup that ended
+/// abruptly) takes space: `stats` counts it at its size, and a prune,
+/// pretending or not, counts its size as freed (both said 0 bytes).
+#[test]
+fn packs_no_index_object_lists_count_at_their_size() {
+    let dir = tempfile::tempdir().unwrap();
+    backup(&open(dir.path()), 0..3);
+    let before = open(dir.path()).usage().unwrap();
+    let id = crate::ids::ObjectId::random();
+    let key = crate::pack::key(&id);
+    let path = dir.path().join(&key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, vec![7u8; 12_345]).unwrap();
+    let after = open(dir.path()).usage().unwrap();
+    assert_eq!(after.packs, before.packs + 1);
+    assert_eq!(after.pack_bytes, before.pack_bytes + 12_345);
+    let options = PruneOptions {
+        pretend: true,
+        ..PruneOptions::default()
+    };
+    let told = open(dir.path()).prune(&options, &mut |_, _, _| {}).unwrap();
+    assert_eq!(
+        (told.packs_deleted, told.bytes_freed),
+        (1, 12_345),
+        "{told:?}"
+    );
+    let report = prune(&open(dir.path()), 20);
+    assert_eq!(
+        (report.packs_deleted, report.bytes_freed),
+        (1, 12_345),
+        "{report:?}"
+    );
+    assert!(!path.exists());
+}
