@@ -326,8 +326,8 @@ impl Tree {
         encode_entries(&self.entries).unwrap_or_default()
     }
 
-    /// Decode MessagePack, in at most [`budget::PER_ENCODED_BYTE`] times
-    /// its size of memory.
+    /// Decode MessagePack, in at most 8 times its size of memory (see
+    /// `budget`).
     pub fn decode(data: &[u8]) -> Result<Self, String> {
         budget::with(data.len(), || rmp_serde::from_slice(data)).map_err(|e| e.to_string())
     }
