@@ -437,6 +437,59 @@ fn a_config_replaced_behind_this_machines_back_is_refused() {
     );
 }
 
+/// An encrypted repository wiped, or wiped but for its key slots, is not
+/// made anew in the clear by the next backup of a machine that used it
+/// (the key slot was deleted and every file stored readable, exit 0);
+/// with `--encrypt` a new encrypted one is made. A repository named by
+/// another path to the same folder is the same one.
+#[test]
+fn an_encrypted_repository_wiped_is_not_made_anew_in_the_clear() {
+    let w = BackupWorld::new("c");
+    w.file("secret.txt", b"the plans");
+    backup(&w, "pw", &["--encrypt"]).ok();
+    for keep_keys in [true, false] {
+        for entry in fs::read_dir(&w.repo).unwrap() {
+            let path = entry.unwrap().path();
+            if !(keep_keys && path.ends_with("keys")) {
+                fs::remove_dir_all(&path)
+                    .or_else(|_| fs::remove_file(&path))
+                    .unwrap();
+            }
+        }
+        let before = files_under(&w.repo);
+        let run = w.backup(&[]).fails().no_rust_panic();
+        assert!(
+            run.stderr.contains(
+                "was encrypted, and it is gone; this run would make an unencrypted one in \
+                 its place"
+            ),
+            "{run:#?}"
+        );
+        assert_eq!(files_under(&w.repo), before, "keys kept: {keep_keys}");
+    }
+    backup(&w, "pw", &["--encrypt"]).ok();
+    // The same folder by other names: one repository, one record.
+    let other = |path: &Path| {
+        obnam_test_support::run(
+            w.env
+                .obnam()
+                .env("OBNAM_PASSPHRASE", "pw")
+                .arg("--repository")
+                .arg(path)
+                .args(["--client-name", "c", "generations"]),
+        )
+    };
+    let link = w.env.path().join("link-to-repo");
+    std::os::unix::fs::symlink(&w.repo, &link).unwrap();
+    let dotted = w.repo.join("..").join(w.repo.file_name().unwrap());
+    let slashed = format!("{}/", w.repo.display());
+    for path in [link.as_path(), dotted.as_path(), Path::new(&slashed)] {
+        other(path).ok();
+    }
+    let records = w.env.home().join(".local/state/obnam/repositories");
+    assert_eq!(fs::read_dir(&records).unwrap().count(), 1);
+}
+
 #[test]
 fn key_slots_can_be_added_listed_removed_and_replaced() {
     let w = BackupWorld::new("laptop");

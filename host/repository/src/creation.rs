@@ -45,15 +45,18 @@ pub enum Claim<'a> {
 pub struct ClaimGuard<'a> {
     storage: &'a Storage,
     key: String,
-    /// Called with the config's bytes just before they are written: the
-    /// creator records them as this machine's ([`crate::known`]) first,
-    /// so that a crash between the two leaves no config this machine
-    /// would take for a replaced one.
+    /// Called with the config's bytes before anything of the new
+    /// repository is written or a stray key slot deleted: the creator
+    /// may refuse (an encrypted repository this machine knew there, made
+    /// anew in the clear), and records them as this machine's
+    /// ([`crate::known`]) first, so that a crash before the config is
+    /// written leaves no config this machine would take for a replaced
+    /// one.
     pub(crate) before_config: Option<BeforeConfig<'a>>,
 }
 
 /// See [`ClaimGuard`]'s `before_config`.
-pub(crate) type BeforeConfig<'a> = Box<dyn Fn(&[u8]) + 'a>;
+pub(crate) type BeforeConfig<'a> = Box<dyn Fn(&[u8]) -> RepoResult<()> + 'a>;
 
 impl ClaimGuard<'_> {
     /// Whether the claim is still there: a creator that waited so long (at

@@ -105,9 +105,6 @@ fn lost_creation_race(
             storage.url()
         )));
     }
-    if let Some(before) = &claim.before_config {
-        before(&bytes);
-    }
     // Whose it is, not whether this call wrote it, tells: a write retried
     // after a lost answer finds its own config already there.
     storage.create_new("config", bytes)?;
@@ -214,6 +211,11 @@ fn write_new(
         config.seal = Some(seal.clone());
         config.version = FORMAT_VERSION;
     }
+    let bytes = serde_json::to_vec_pretty(&config).map_err(|e| RepoError::corrupt("config", e))?;
+    // Before anything is written or deleted: the creator may refuse.
+    if let Some(before) = &claim.before_config {
+        before(&bytes)?;
+    }
     // Slots left by a creation that crashed before writing its config
     // belong to a key nobody holds.
     for (id, _) in list(storage)? {
@@ -222,7 +224,6 @@ fn write_new(
     for (id, text) in &answer.new_key_slots {
         put(storage, id, text)?;
     }
-    let bytes = serde_json::to_vec_pretty(&config).map_err(|e| RepoError::corrupt("config", e))?;
     if let Some(theirs) = lost_creation_race(storage, claim, config, bytes)? {
         for (id, _) in &answer.new_key_slots {
             let _ = storage.delete(&format!("{FOLDER}{id}"));

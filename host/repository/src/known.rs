@@ -34,7 +34,7 @@ use crate::storage::StorageOptions;
 /// S3 store's endpoint (two stores may have buckets of the same name).
 pub fn identity(location: &Location, options: &StorageOptions) -> String {
     match location {
-        Location::Local(path) => crate::location::shown(path.as_os_str()),
+        Location::Local(path) => crate::location::shown(real_path(path).as_os_str()),
         Location::Sftp {
             user,
             host,
@@ -53,6 +53,39 @@ pub fn identity(location: &Location, options: &StorageOptions) -> String {
                 .unwrap_or("the default endpoint")
         ),
     }
+}
+
+/// A local folder's path as the file system resolves it (links, `..`,
+/// a trailing `/`), so that every way of naming one folder names one
+/// record: the folder's, or, for one not made yet, its parent's and its
+/// name; else the path with `.` and `..` taken away by name.
+fn real_path(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    let lexical = lexical(path);
+    match (lexical.parent(), lexical.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|p| p.join(name))
+            .unwrap_or(lexical),
+        _ => lexical,
+    }
+}
+
+/// `path` with `.` and `..` taken away by name.
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Where the records are kept.
@@ -137,6 +170,19 @@ impl KnownRepositories {
             what: what.to_string(),
             record: file.display().to_string(),
         })
+    }
+
+    /// Whether the repository this machine recorded at `url` was sealed
+    /// (encrypted), if it recorded one.
+    pub fn was_sealed(&self, url: &str) -> Option<bool> {
+        let bytes = std::fs::read(self.file(url)?).ok()?;
+        let known = serde_json::from_slice::<Known>(&bytes).ok()?;
+        (known.url == url).then_some(known.sealed)
+    }
+
+    /// The record file of `url`, for messages.
+    pub fn record_file(&self, url: &str) -> Option<PathBuf> {
+        self.file(url)
     }
 
     /// Record `config` as `url`'s, if nothing is recorded of it yet (or

@@ -248,7 +248,25 @@ fn create(
     let id = config.id.clone();
     guard.before_config = Some(Box::new(move |bytes: &[u8]| {
         let sealed = parse_config(storage.url(), bytes).is_ok_and(|c| c.seal.is_some());
+        // Someone who can write the repository, wiping it (or all but
+        // its key slots), must not get an encrypted repository made anew
+        // in the clear by the next backup.
+        if options.known.was_sealed(identity) == Some(true) && !sealed {
+            return Err(RepoError::Usage(format!(
+                "the repository this machine used at {} was encrypted, and it is gone; this run \
+                 would make an unencrypted one in its place: give --encrypt to make an \
+                 encrypted one, or, to make an unencrypted one there on purpose, remove {} \
+                 and run again; nothing was written",
+                storage.url(),
+                options
+                    .known
+                    .record_file(identity)
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_default()
+            )));
+        }
         options.known.replace(identity, &id, sealed, bytes);
+        Ok(())
     }));
     let unlocked = keys::unlock(storage, filter, config, Some(&guard))?;
     // On a store without conditional writes two processes may both win
