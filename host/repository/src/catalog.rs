@@ -98,6 +98,9 @@ pub(crate) struct Catalog {
     /// id, or does not decode): no new object may build on them, so a
     /// copy made anew is stored again, under a variant of its own.
     damaged_blobs: Mutex<HashSet<ChunkId>>,
+    /// Whether `damaged_blobs` holds any: every chunk a backup looks up
+    /// asks, and almost never is one damaged.
+    any_damaged: std::sync::atomic::AtomicBool,
     /// Index objects this process read from the repository (rather than
     /// take from the cache), each with the problem it had if any: a check
     /// of the repository's index objects reads only the others.
@@ -128,6 +131,7 @@ impl Catalog {
             own_packs: Mutex::default(),
             damaged: Mutex::default(),
             damaged_blobs: Mutex::default(),
+            any_damaged: std::sync::atomic::AtomicBool::new(false),
             read_back: Mutex::default(),
             cache,
             opened: Mutex::new(false),
@@ -160,11 +164,14 @@ impl Catalog {
     /// Remember a blob found damaged (see `damaged_blobs`).
     pub fn mark_damaged(&self, id: ChunkId) {
         lock(&self.damaged_blobs).insert(id);
+        self.any_damaged
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether this process found a blob damaged.
     pub fn is_damaged(&self, id: &ChunkId) -> bool {
-        lock(&self.damaged_blobs).contains(id)
+        self.any_damaged.load(std::sync::atomic::Ordering::Acquire)
+            && lock(&self.damaged_blobs).contains(id)
     }
 
     /// A new id for a copy of `token`, reserved until

@@ -225,7 +225,7 @@ impl Repository {
     /// record last, so it leaves none of these behind.
     fn clients_without_records(&self) -> RepoResult<Vec<String>> {
         let known: HashSet<String> = self.storage().list("clients/")?.into_iter().collect();
-        let mut orphans: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut orphans: BTreeMap<String, usize> = BTreeMap::new();
         for key in self.storage().list_recursive("generations/")? {
             let mut parts = key.split('/').skip(1);
             if let (Some(client), Some(_), None) = (parts.next(), parts.next(), parts.next()) {

@@ -56,7 +56,8 @@ pub struct ClaimGuard<'a> {
 }
 
 /// See [`ClaimGuard`]'s `before_config`.
-pub(crate) type BeforeConfig<'a> = Box<dyn Fn(&[u8]) -> RepoResult<()> + 'a>;
+pub(crate) type BeforeConfig<'a> =
+    Box<dyn Fn(&crate::config::RepoConfig, &[u8]) -> RepoResult<()> + 'a>;
 
 impl ClaimGuard<'_> {
     /// Whether the claim is still there: a creator that waited so long (at

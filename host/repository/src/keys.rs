@@ -214,7 +214,7 @@ fn write_new(
     let bytes = serde_json::to_vec_pretty(&config).map_err(|e| RepoError::corrupt("config", e))?;
     // Before anything is written or deleted: the creator may refuse.
     if let Some(before) = &claim.before_config {
-        before(&bytes)?;
+        before(config, &bytes)?;
     }
     // Slots left by a creation that crashed before writing its config
     // belong to a key nobody holds.

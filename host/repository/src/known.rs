@@ -140,6 +140,13 @@ impl KnownRepositories {
         self.folder().map(|dir| dir.join(name))
     }
 
+    /// What is recorded of `url`: `None` if nothing is, or what is cannot
+    /// be read.
+    fn recorded(&self, url: &str) -> Option<Known> {
+        let known = serde_json::from_slice::<Known>(&std::fs::read(self.file(url)?).ok()?).ok()?;
+        (known.url == url).then_some(known)
+    }
+
     /// Check `config` (the config object's bytes, of repository `id`,
     /// sealed or not) against what this machine recorded of `url`. The
     /// first time, nothing is checked: see [`remember`](Self::remember).
@@ -147,17 +154,17 @@ impl KnownRepositories {
         let Some(file) = self.file(url) else {
             return Ok(());
         };
-        let Ok(bytes) = std::fs::read(&file) else {
+        if !file.exists() {
             return Ok(());
-        };
-        let Ok(known) = serde_json::from_slice::<Known>(&bytes) else {
+        }
+        let Some(known) = self.recorded(url) else {
             tracing::warn!(
                 "{}: this machine's record of the repository cannot be read; it is made again",
                 file.display()
             );
             return Ok(());
         };
-        if known.url != url || known.config_sha256 == hex::encode(Sha256::digest(config)) {
+        if known.config_sha256 == hex::encode(Sha256::digest(config)) {
             return Ok(());
         }
         let what = match (known.sealed, sealed, known.id == id) {
@@ -172,22 +179,45 @@ impl KnownRepositories {
         })
     }
 
-    /// Whether the repository this machine recorded at `url` was sealed
-    /// (encrypted), if it recorded one.
-    pub fn was_sealed(&self, url: &str) -> Option<bool> {
-        let bytes = std::fs::read(self.file(url)?).ok()?;
-        let known = serde_json::from_slice::<Known>(&bytes).ok()?;
-        (known.url == url).then_some(known.sealed)
-    }
-
-    /// The record file of `url`, for messages.
-    pub fn record_file(&self, url: &str) -> Option<PathBuf> {
-        self.file(url)
-    }
-
     /// Record `config` as `url`'s, if nothing is recorded of it yet (or
     /// what is cannot be read).
     pub fn remember(&self, url: &str, id: &str, sealed: bool, config: &[u8]) {
+        if self.recorded(url).is_none() {
+            self.record(url, id, sealed, config);
+        }
+    }
+
+    /// Admit a repository this process is about to create at `url` (its
+    /// config about to be written), and record it, replacing what was
+    /// recorded there: a new repository, whatever was there before. But
+    /// not an unencrypted one in place of an encrypted one this machine
+    /// used: someone who can write the repository, wiping it (or all but
+    /// its key slots), must not get the next backup to store everything
+    /// in the clear.
+    pub fn admit_new(&self, url: &str, id: &str, sealed: bool, config: &[u8]) -> RepoResult<()> {
+        if !sealed && self.recorded(url).is_some_and(|known| known.sealed) {
+            return Err(RepoError::Usage(format!(
+                "the repository this machine used at {url} was encrypted, and it is gone; this \
+                 run would make an unencrypted one in its place: give --encrypt to make an \
+                 encrypted one, or, to make an unencrypted one there on purpose, remove {} and \
+                 run again; nothing was written",
+                self.file(url)
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_default()
+            )));
+        }
+        self.record(url, id, sealed, config);
+        Ok(())
+    }
+
+    /// Record `config` as `url`'s, replacing what was recorded: for a
+    /// repository that another process created at the same moment.
+    pub fn replace(&self, url: &str, id: &str, sealed: bool, config: &[u8]) {
+        self.record(url, id, sealed, config);
+    }
+
+    /// Write the record of `url`; a failure costs only the protection.
+    fn record(&self, url: &str, id: &str, sealed: bool, config: &[u8]) {
         let Some(file) = self.file(url) else {
             return;
         };
@@ -197,12 +227,6 @@ impl KnownRepositories {
             config_sha256: hex::encode(Sha256::digest(config)),
             sealed,
         };
-        let current = std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Known>(&b).ok());
-        if current.is_some_and(|c| c.url == url) {
-            return;
-        }
         if let Err(e) = write(&file, &known) {
             tracing::warn!(
                 "cannot record repository {url} in {} ({e}): a config replaced behind this \
@@ -210,15 +234,6 @@ impl KnownRepositories {
                 file.display()
             );
         }
-    }
-
-    /// Record `config` as `url`'s, replacing what was recorded: for a
-    /// repository this process created.
-    pub fn replace(&self, url: &str, id: &str, sealed: bool, config: &[u8]) {
-        if let Some(file) = self.file(url) {
-            let _ = std::fs::remove_file(file);
-        }
-        self.remember(url, id, sealed, config);
     }
 }
 

@@ -109,12 +109,15 @@ impl Repository {
                 match create(&storage, options, filter.as_ref(), &identity) {
                     Ok((unlocked, won)) => {
                         created = won;
-                        // As it was written, by this process or one that
-                        // made it at the same moment: a new repository,
-                        // whatever was there before under that name.
-                        if let Ok(bytes) = storage.read_limited("config", RECORD_LIMIT) {
-                            let (id, sealed) = (&unlocked.0.id, unlocked.0.seal.is_some());
-                            options.known.replace(&identity, id, sealed, &bytes);
+                        // One that another process made at the same moment
+                        // (this one recorded its own config as it wrote
+                        // it): a new repository, whatever was there before
+                        // under that name.
+                        if !won {
+                            if let Ok(bytes) = storage.read_limited("config", RECORD_LIMIT) {
+                                let (id, sealed) = (&unlocked.0.id, unlocked.0.seal.is_some());
+                                options.known.replace(&identity, id, sealed, &bytes);
+                            }
                         }
                         unlocked
                     }
@@ -182,7 +185,7 @@ fn record_dir(cache: &IndexCache, storage: &Storage, options: &OpenOptions) -> O
 }
 
 /// What a store without a config holds that only a repository with one
-/// writes, in words (`"index/ and clients/"`), if anything: every object
+/// writes, in words (`"clients/ is not empty"`), if anything: every object
 /// but the creation's claim and key slots is written after the config
 /// (see "Crash safety" in the format doc), so such objects mean that the
 /// config was lost, not that a creation crashed. The folders are looked
@@ -245,28 +248,8 @@ fn create(
     // The guard removes the claim when this returns, in success or
     // failure (and before the caller abandons a failed creation).
     let ours = config.id.clone();
-    let id = config.id.clone();
-    guard.before_config = Some(Box::new(move |bytes: &[u8]| {
-        let sealed = parse_config(storage.url(), bytes).is_ok_and(|c| c.seal.is_some());
-        // Someone who can write the repository, wiping it (or all but
-        // its key slots), must not get an encrypted repository made anew
-        // in the clear by the next backup.
-        if options.known.was_sealed(identity) == Some(true) && !sealed {
-            return Err(RepoError::Usage(format!(
-                "the repository this machine used at {} was encrypted, and it is gone; this run \
-                 would make an unencrypted one in its place: give --encrypt to make an \
-                 encrypted one, or, to make an unencrypted one there on purpose, remove {} \
-                 and run again; nothing was written",
-                storage.url(),
-                options
-                    .known
-                    .record_file(identity)
-                    .map(|f| f.display().to_string())
-                    .unwrap_or_default()
-            )));
-        }
-        options.known.replace(identity, &id, sealed, bytes);
-        Ok(())
+    guard.before_config = Some(Box::new(|config: &RepoConfig, bytes: &[u8]| {
+        (options.known).admit_new(identity, &config.id, config.seal.is_some(), bytes)
     }));
     let unlocked = keys::unlock(storage, filter, config, Some(&guard))?;
     // On a store without conditional writes two processes may both win

@@ -206,7 +206,7 @@ pub fn describe_failure(failure: Failure, plugin: &str, place: &str) -> String {
 
 /// How deep hook calls may nest on one thread: far more than any chain
 /// of plugins needs, and far less than the stack a callback that calls
-/// its own hook would overflow (the process died of `SIGSEGV`).
+/// its own hook would overflow (the process died: "stack overflow").
 const MAX_HOOK_DEPTH: usize = 64;
 
 thread_local! {

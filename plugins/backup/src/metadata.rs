@@ -86,9 +86,12 @@ pub fn racy_from(previous_start: i64) -> (i64, u32) {
 /// writes through a shared mapping to pages already dirty. Such a file is
 /// read again by the next backup, once: by then its times are older than
 /// that backup's start, and trusted.
-pub fn racy(before: &Entry, from: Option<(i64, u32)>) -> bool {
+/// The change time counts unless `rule` ignores it: where change times
+/// are not to be trusted, they may be late for every file.
+pub fn racy(before: &Entry, from: Option<(i64, u32)>, rule: ChangeRule) -> bool {
     from.is_some_and(|from| {
-        (before.mtime, before.mtime_ns) >= from || (before.ctime, before.ctime_ns) >= from
+        (before.mtime, before.mtime_ns) >= from
+            || (!rule.ignore_ctime && (before.ctime, before.ctime_ns) >= from)
     })
 }
 
@@ -379,8 +382,10 @@ mod tests {
             (started + 5_000_000_000, started + 5_000_000_000, true),
         ] {
             ((e.mtime, e.mtime_ns), (e.ctime, e.ctime_ns)) = (at(mtime), at(ctime));
-            assert_eq!(racy(&e, from), is_racy, "{mtime} {ctime}");
-            assert!(!racy(&e, None));
+            assert_eq!(racy(&e, from, DEFAULT), is_racy, "{mtime} {ctime}");
+            assert!(!racy(&e, None, DEFAULT));
+            // Under --ignore-ctime only the modification time tells.
+            assert_eq!(racy(&e, from, NO_CTIME), mtime >= started - 20_000_000);
         }
         // Before 1970 too.
         assert_eq!(racy_from(-1), (-1, 979_999_999));

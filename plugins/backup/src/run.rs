@@ -899,7 +899,7 @@ impl<'a, 'c> Walker<'a, 'c> {
         self.stats.current.offer(path.as_os_str().as_bytes());
         let unchanged = previous.as_ref().is_some_and(|p| {
             rule.unchanged(&entry, p)
-                && !metadata::racy(p, self.racy_from)
+                && !metadata::racy(p, self.racy_from, rule)
                 && self.chunks_present(p)
         });
         if let Some(mut prev) = previous.take_if(|_| unchanged) {

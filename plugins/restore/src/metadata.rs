@@ -117,7 +117,12 @@ fn drop_inherited_acls(
     problems: &mut Vec<String>,
     remove: impl Fn(&str) -> rustix::io::Result<()>,
 ) {
-    for acl in ACLS {
+    // Only a folder has a default ACL.
+    let acls = match entry.kind {
+        plugin_api::EntryKind::Dir => &ACLS[..],
+        _ => &ACLS[..1],
+    };
+    for &acl in acls {
         if entry
             .xattrs
             .iter()

@@ -79,51 +79,42 @@ impl Repository {
                 .filter_map(|n| Some((*n, pack::key(&index.pack_id(*n)?))))
                 .collect()
         };
+        let listed_bytes = self.pack_bytes(going.iter().map(|(n, _)| *n))?;
         // What is still there to delete, for the report: an earlier run
         // of a carried-over plan, stopped half-way, may have deleted some
         // already (and the index objects that listed a pack's blobs go
-        // first). A plan just made names what was listed a moment ago:
-        // no listing of the whole store again.
-        let there = if carried_over {
-            let packs: HashMap<String, u64> = self
-                .storage()
-                .list_stamped("packs/", true)?
-                .into_iter()
-                .map(|(key, stamp)| (key, stamp.size))
-                .collect();
-            let index: HashSet<String> = self.storage().list("index/")?.into_iter().collect();
-            Some((packs, index))
-        } else {
-            None
+        // first). A plan just made names what was listed a moment ago: no
+        // listing of the whole store again, unless it names packs no index
+        // object lists (left by a run that ended abruptly), which have
+        // only the size the store gives them.
+        let unlisted = going.iter().any(|(n, _)| !listed_bytes.contains_key(n));
+        let stored: Option<HashMap<String, u64>> = match carried_over || unlisted {
+            true => Some(
+                self.storage()
+                    .list_stamped("packs/", true)?
+                    .into_iter()
+                    .map(|(key, stamp)| (key, stamp.size))
+                    .collect(),
+            ),
+            false => None,
         };
-        let listed_bytes = self.pack_bytes(going.iter().map(|(n, _)| *n))?;
-        // Packs no index object lists (left by a run that ended abruptly)
-        // have only the size the store gives them.
-        let unlisted_sizes: HashMap<String, u64> = match &there {
-            None if going.iter().any(|(n, _)| !listed_bytes.contains_key(n)) => self
-                .storage()
-                .list_stamped("packs/", true)?
-                .into_iter()
-                .map(|(key, stamp)| (key, stamp.size))
-                .collect(),
-            _ => HashMap::new(),
+        let index_there: Option<HashSet<String>> = match carried_over {
+            true => Some(self.storage().list("index/")?.into_iter().collect()),
+            false => None,
         };
         let (mut packs_deleted, mut bytes) = (0, 0);
         for (n, key) in &going {
-            let size = match &there {
-                Some((packs, _)) => match packs.get(key) {
-                    Some(&size) => Some(size),
-                    None => continue,
-                },
-                None => unlisted_sizes.get(key).copied(),
-            };
+            let size = stored.as_ref().and_then(|packs| packs.get(key).copied());
+            if carried_over && size.is_none() {
+                continue;
+            }
             packs_deleted += 1;
             // The bytes of its blobs, as a pretend prune counts them; the
             // file's size if no index object lists them any more.
             bytes += listed_bytes.get(n).copied().or(size).unwrap_or(0);
         }
-        let index_deleted = match &there {
-            Some((_, index)) => plan
+        let index_deleted = match &index_there {
+            Some(index) => plan
                 .index
                 .iter()
                 .filter(|name| index.contains(&format!("index/{name}")))

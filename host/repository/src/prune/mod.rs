@@ -229,7 +229,8 @@ impl Repository {
         self.walk_new_generations(&mut refs, progress)?;
         report.generations = refs.generations() as u64;
         // 3. Decide.
-        let stored = self.stored_packs()?;
+        let stored_sizes = self.stored_pack_sizes()?;
+        let stored: HashSet<ObjectId> = stored_sizes.keys().copied().collect();
         let mut verdicts = {
             let index = self.catalog.read();
             verdict::decide(&index, &refs.blobs, &stored, options.repack_threshold)?
@@ -260,14 +261,11 @@ impl Repository {
             let going = verdicts.delete.iter().chain(&verdicts.rewrite);
             report.bytes_freed = going.map(|p| p.bytes).sum();
             // Packs no index object lists, at the size the store gives.
-            if !verdicts.unlisted.is_empty() {
-                let sizes = self.stored_pack_sizes()?;
-                report.bytes_freed += verdicts
-                    .unlisted
-                    .iter()
-                    .filter_map(|id| sizes.get(id))
-                    .sum::<u64>();
-            }
+            report.bytes_freed += verdicts
+                .unlisted
+                .iter()
+                .filter_map(|id| stored_sizes.get(id))
+                .sum::<u64>();
             report.packs_deleted =
                 (verdicts.delete.len() + verdicts.rewrite.len() + verdicts.unlisted.len()) as u64;
             report.packs_rewritten = verdicts.rewrite.len() as u64;
