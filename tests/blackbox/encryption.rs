@@ -437,6 +437,33 @@ fn a_config_replaced_behind_this_machines_back_is_refused() {
     );
 }
 
+/// A run with neither XDG_STATE_HOME nor HOME keeps no record, and says
+/// so (it said nothing, and the protection above was silently gone).
+#[test]
+fn a_run_with_nowhere_to_keep_records_says_so() {
+    let w = BackupWorld::new("c");
+    w.file("secret.txt", b"the plans");
+    let run = obnam_test_support::run(
+        w.env
+            .obnam()
+            .env_remove("HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env("OBNAM_PASSPHRASE", "pw")
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "c"])
+            .args(CHEAP_KDF)
+            .args(["backup", "--encrypt", w.data.to_str().unwrap()]),
+    )
+    .ok();
+    let said = "WARNING: neither XDG_STATE_HOME nor HOME names an absolute folder, so this \
+                machine keeps no record of the repositories it uses";
+    assert_eq!(run.stderr.matches(said).count(), 1, "{run:#?}");
+    // With a state folder, no word of it.
+    let run = backup(&w, "pw", &[]).ok();
+    assert!(!run.stderr.contains(said), "{run:#?}");
+}
+
 /// An encrypted repository wiped, or wiped but for its key slots, is not
 /// made anew in the clear by the next backup of a machine that used it
 /// (the key slot was deleted and every file stored readable, exit 0);
@@ -910,6 +937,44 @@ fn key_remove_leaves_at_least_one_slot_that_can_be_read() {
     .ok();
     with_pass(&w, "eee", &["ls"]).ok();
     with_pass(&w, "aaa", &["ls"]).fails();
+}
+
+/// Slots are tried cheapest first. Found by an outside review: anyone who
+/// can write to `keys/` could add slots at the most a KDF may cost, named
+/// to come first, and every open then spent minutes on them.
+#[test]
+fn key_slots_are_tried_cheapest_first() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"content");
+    backup(&w, "aaa", &["--encrypt"]).ok();
+    let a = slot_ids(&w).remove(0);
+    let b = add_slot(&w, "aaa", "bbb");
+    // B made dear (256 MiB, 2 passes) and named to come first.
+    let mut slot: serde_json::Value =
+        serde_json::from_slice(&fs::read(w.repo.join("keys").join(&b)).unwrap()).unwrap();
+    slot["kdf"]["memory_kib"] = (256u64 << 10).into();
+    slot["kdf"]["iterations"] = 2.into();
+    fs::remove_file(w.repo.join("keys").join(&b)).unwrap();
+    let junk = "0000-dear";
+    assert!(junk < a.as_str());
+    fs::write(w.repo.join("keys").join(junk), slot.to_string()).unwrap();
+    let log = w.env.path().join("open.log");
+    let log_arg = log.to_str().unwrap();
+    with_pass(&w, "aaa", &["--log", log_arg, "--log-level", "debug", "ls"]).ok();
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.contains(&format!("trying key slot {a} ")), "{text}");
+    assert!(
+        !text.contains(&format!("trying key slot {junk} ")),
+        "{text}"
+    );
+    // A wrong passphrase tries it too, last.
+    with_pass(&w, "zzz", &["--log", log_arg, "--log-level", "debug", "ls"]).fails();
+    let text = fs::read_to_string(&log).unwrap();
+    let (first, dear) = (
+        text.rfind(&format!("trying key slot {a} ")).unwrap(),
+        text.rfind(&format!("trying key slot {junk} ")).unwrap(),
+    );
+    assert!(first < dear, "{text}");
 }
 
 /// How long a run that reads a secret may take before the test calls it

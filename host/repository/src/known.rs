@@ -126,7 +126,20 @@ impl KnownRepositories {
                             .map(PathBuf::from)
                             .filter(|p| p.is_absolute())
                             .map(|home| home.join(".local/state"))
-                    })?;
+                    });
+                let Some(state) = state else {
+                    // Said once a run: without it the protection is gone
+                    // (a service started with no HOME, say).
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        tracing::warn!(
+                            "neither XDG_STATE_HOME nor HOME names an absolute folder, so this \
+                             machine keeps no record of the repositories it uses: a config \
+                             replaced behind its back will not be noticed (set XDG_STATE_HOME)"
+                        )
+                    });
+                    return None;
+                };
                 Some(state.join("obnam/repositories"))
             }
             KnownRepositories::At(dir) => Some(dir.clone()),

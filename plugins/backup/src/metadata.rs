@@ -48,6 +48,16 @@ pub fn xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let names = match xattr::list(path) {
         Ok(names) => names,
         Err(e) if e.raw_os_error() == Some(95) => return Ok(Vec::new()), // EOPNOTSUPP
+        // E2BIG: the kernel lists at most 64 KiB of names (XATTR_LIST_MAX);
+        // some file systems hold more. "Argument list too long" said none
+        // of that.
+        Err(e) if e.raw_os_error() == Some(7) => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                "the names of its extended attributes take more than the 64 KiB the kernel \
+                 can list (E2BIG), so they cannot be read",
+            ))
+        }
         Err(e) => return Err(e),
     };
     let mut out = Vec::new();

@@ -357,6 +357,19 @@ pub fn parse(text: &str) -> Result<KeySlot, String> {
     Ok(slot)
 }
 
+/// What trying a slot costs, in KiB of memory times passes of its KDF (a
+/// key file's HKDF counts as nothing): the order in which slots are tried.
+pub fn cost(slot: &KeySlot) -> u64 {
+    match &slot.kdf {
+        Kdf::Argon2id {
+            memory_kib,
+            iterations,
+            ..
+        } => u64::from(*memory_kib) * u64::from(*iterations),
+        Kdf::HkdfSha256 { .. } => 0,
+    }
+}
+
 /// Try to unwrap the master key from a slot with `secret`. `Ok(None)`:
 /// the secret does not open this slot.
 pub fn unwrap(

@@ -315,6 +315,10 @@ impl Repository {
             // Listed before the new index objects were written: those stay.
             index: replaced,
         };
+        #[cfg(test)]
+        if tests::STOP_BEFORE_PLAN.with(std::cell::Cell::get) {
+            return Err(RepoError::Usage("stopped before the plan (test)".into()));
+        }
         let plan_id = self.write_plan(&plan)?;
         let runs = self.live_runs()?;
         self.write_plan_runs(&plan_id, &runs)?;

@@ -69,6 +69,63 @@ fn backup_as(
     (b.commit(false).unwrap(), ids)
 }
 
+thread_local! {
+    /// Makes a prune on this thread stop after it copied what it
+    /// rewrites, before its plan: as one killed there.
+    pub(super) static STOP_BEFORE_PLAN: std::cell::Cell<bool> =
+        const { std::cell::Cell::new(false) };
+}
+
+fn pack_files(dir: &std::path::Path) -> Vec<String> {
+    walkdir(&dir.join("packs"))
+}
+
+/// A prune stopped before its plan leaves the copies it made; the next
+/// one keeps those and deletes the old packs, without copying again.
+/// (It kept the first copy in pack-id order, so about half the time it
+/// copied again, and a prune stopped every time grew the repository
+/// every time.)
+#[test]
+fn prunes_stopped_before_their_plan_make_progress_and_do_not_grow_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path());
+    let (old, _) = backup(&repo, 0..60);
+    let (kept, ids) = backup(&repo, 0..4);
+    repo.remove_generation("c", &old.id).unwrap();
+    drop(repo);
+    let before = pack_files(dir.path());
+    STOP_BEFORE_PLAN.with(|s| s.set(true));
+    let options = PruneOptions::default();
+    let mut after_first = None;
+    for _ in 0..3 {
+        let err = open(dir.path())
+            .prune(&options, &mut |_, _, _| {})
+            .unwrap_err();
+        assert!(err.to_string().contains("stopped before the plan"), "{err}");
+        let now = pack_files(dir.path());
+        let first = after_first.get_or_insert_with(|| now.clone());
+        assert_eq!(&now, first, "a stopped prune wrote more packs");
+    }
+    let after_first = after_first.unwrap();
+    assert!(after_first.len() > before.len());
+    STOP_BEFORE_PLAN.with(|s| s.set(false));
+    let report = prune(&open(dir.path()), 20);
+    assert_eq!(report.packs_rewritten, 0, "{report:?}");
+    assert_eq!(report.bytes_rewritten, 0, "{report:?}");
+    let now = pack_files(dir.path());
+    let gone = before.iter().filter(|p| !now.contains(p)).count();
+    assert!(gone >= 3, "{before:?} {now:?}");
+    assert_eq!(report.packs_deleted, gone as u64, "{report:?}");
+    // Nothing written by the prune that completed.
+    assert!(now.iter().all(|p| after_first.contains(p)), "{now:?}");
+    let fresh = open(dir.path());
+    assert!(fresh.check_objects(true).unwrap().problems.is_empty());
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(fresh.get_chunk(id).unwrap(), data(i as u32));
+    }
+    assert_eq!(fresh.generations("c").unwrap()[0].id, kept.id);
+}
+
 fn prune(repo: &Repository, threshold: u8) -> PruneReport {
     let options = PruneOptions {
         repack_threshold: threshold,

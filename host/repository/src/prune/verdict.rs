@@ -1,9 +1,17 @@
 //! Which packs a prune deletes and which it rewrites: a pure function of
 //! the index, the blobs referred to and the packs stored.
 //!
-//! Each referred-to blob needs one copy: the first one in a stored pack,
-//! in pack order, is *the* copy; others are as unused as blobs nothing
-//! refers to. A pack with no used byte is deleted; one whose unused
+//! Each referred-to blob needs one copy, and when it has several (in
+//! stored packs) the prune keeps the one in the pack most worth keeping:
+//! the pack whose bytes are most of them referred-to blobs, counting
+//! every copy (ties go to the lower pack id). The others are as unused as
+//! blobs nothing refers to. A prune stopped after it copied blobs out of
+//! the packs it rewrites, before its plan, leaves those copies in packs
+//! with nothing but used blobs: the next prune keeps those copies and
+//! deletes the old packs without copying again. (Keeping the first copy
+//! in pack-id order, as it once did, kept the old ones about half of the
+//! time: each stopped prune then added a copy, and a prune stopped every
+//! time, by a time limit say, grew the repository every time.) A pack with no used byte is deleted; one whose unused
 //! share of bytes is over the threshold is rewritten (its used blobs
 //! copied into new packs, then it is deleted). Packs the storage holds
 //! that no index object lists are deleted too (left by a run that
@@ -67,14 +75,72 @@ impl Verdicts {
     }
 }
 
-/// The copy of a blob that a prune keeps, of `places`: the first in a
-/// stored pack, in pack-id order.
-fn the_copy(index: &Index, places: &[Location], stored: &HashSet<ObjectId>) -> Option<Location> {
+/// How much of each stored pack (by pack number) referred-to blobs take,
+/// counting every copy: which copy of a blob to keep is chosen by it.
+#[derive(Default)]
+struct Worth {
+    /// (bytes of referred-to blobs, bytes of all blobs) by pack number.
+    packs: HashMap<u32, (u64, u64)>,
+}
+
+impl Worth {
+    fn of(
+        index: &Index,
+        referenced: &Used,
+        stored: &HashSet<ObjectId>,
+    ) -> Result<Worth, SegmentError> {
+        let mut packs: HashMap<u32, (u64, u64)> = HashMap::new();
+        let mut stored_number: HashMap<u32, bool> = HashMap::new();
+        index.for_each_blob(|id, places| {
+            let used = referenced.contains(&id);
+            for l in places {
+                let is_stored = *stored_number.entry(l.pack).or_insert_with(|| {
+                    index
+                        .pack_id(l.pack)
+                        .is_some_and(|pack| stored.contains(&pack))
+                });
+                if !is_stored {
+                    continue;
+                }
+                let p = packs.entry(l.pack).or_default();
+                p.1 += u64::from(l.length);
+                if used {
+                    p.0 += u64::from(l.length);
+                }
+            }
+        })?;
+        Ok(Worth { packs })
+    }
+
+    /// Whether pack `a` is more worth keeping than pack `b`: a larger
+    /// share of its bytes is referred to.
+    fn better(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        let share = |n: u32| self.packs.get(&n).copied().unwrap_or((0, 1));
+        let ((used_a, all_a), (used_b, all_b)) = (share(a), share(b));
+        // used_a / all_a against used_b / all_b, without division.
+        (u128::from(used_a) * u128::from(all_b.max(1)))
+            .cmp(&(u128::from(used_b) * u128::from(all_a.max(1))))
+    }
+}
+
+/// The copy of a blob that a prune keeps, of `places`: the one in the
+/// stored pack most worth keeping (see [`Worth`]), the lower pack id of
+/// two as worth it.
+fn the_copy(
+    index: &Index,
+    places: &[Location],
+    stored: &HashSet<ObjectId>,
+    worth: &Worth,
+) -> Option<Location> {
     places
         .iter()
         .filter_map(|l| Some((index.pack_id(l.pack)?, *l)))
         .filter(|(pack, _)| stored.contains(pack))
-        .min_by_key(|(pack, l)| (*pack, l.offset))
+        .min_by(|(pack_a, a), (pack_b, b)| {
+            worth
+                .better(b.pack, a.pack)
+                .then_with(|| (pack_a, a.offset).cmp(&(pack_b, b.offset)))
+        })
         .map(|(_, l)| l)
 }
 
@@ -85,6 +151,7 @@ pub fn pack_uses(
     referenced: &Used,
     stored: &HashSet<ObjectId>,
 ) -> Result<(BTreeMap<ObjectId, PackUse>, u64), SegmentError> {
+    let worth = Worth::of(index, referenced, stored)?;
     let mut packs: BTreeMap<ObjectId, PackUse> = BTreeMap::new();
     let mut found = 0;
     index.for_each_blob(|id, places| {
@@ -106,7 +173,7 @@ pub fn pack_uses(
         if !referenced.contains(&id) {
             return;
         }
-        if let Some(l) = the_copy(index, places, stored) {
+        if let Some(l) = the_copy(index, places, stored, &worth) {
             found += 1;
             let pack = index.pack_id(l.pack).unwrap_or(ObjectId([0; 16]));
             if let Some(p) = packs.get_mut(&pack) {
@@ -118,10 +185,17 @@ pub fn pack_uses(
     Ok((packs, found))
 }
 
-/// The stored length of the copy of blob `id` that counts as used (see
-/// `the_copy`), if a stored pack holds one.
+/// The stored length of a copy of a blob, of `places`, if a stored pack
+/// holds one: the first in pack-id order. (Which copy a prune keeps
+/// depends on every other blob; for a size, any copy will do: a prune
+/// copies a blob as it is stored.)
 pub fn used_length(index: &Index, places: &[Location], stored: &HashSet<ObjectId>) -> Option<u32> {
-    the_copy(index, places, stored).map(|l| l.length)
+    places
+        .iter()
+        .filter_map(|l| Some((index.pack_id(l.pack)?, *l)))
+        .filter(|(pack, _)| stored.contains(pack))
+        .min_by_key(|(pack, l)| (*pack, l.offset))
+        .map(|(_, l)| l.length)
 }
 
 /// Decide, for a `threshold` in percent of unused bytes (0: rewrite a
@@ -160,13 +234,14 @@ pub fn used_entries(
     stored: &HashSet<ObjectId>,
     rewrite: &[PackUse],
 ) -> Result<HashMap<u32, Vec<IndexEntry>>, SegmentError> {
+    let worth = Worth::of(index, referenced, stored)?;
     let wanted: HashSet<u32> = rewrite.iter().map(|p| p.number).collect();
     let mut out: HashMap<u32, Vec<IndexEntry>> = HashMap::new();
     index.for_each_blob(|id, places| {
         if !places.iter().any(|l| wanted.contains(&l.pack)) || !referenced.contains(&id) {
             return;
         }
-        if let Some(location) = the_copy(index, places, stored) {
+        if let Some(location) = the_copy(index, places, stored, &worth) {
             if wanted.contains(&location.pack) {
                 out.entry(location.pack)
                     .or_default()
@@ -287,6 +362,43 @@ mod tests {
         assert_eq!(deleted, vec![pack(2)]);
         assert!(v.rewrite.is_empty());
         assert_eq!(v.missing_blobs, 0);
+    }
+
+    #[test]
+    fn copies_left_by_a_stopped_prune_are_kept_and_the_old_pack_goes() {
+        // Pack 1 holds blob 1 (used) and three unused blobs: over the
+        // threshold, so a prune copies blob 1 out. Stopped before its
+        // plan, it left that copy in a pack of its own. Whatever that
+        // pack's id, the next prune keeps the copy and deletes pack 1
+        // without copying it again.
+        for copy in [pack(0), pack(0xf0)] {
+            let index = index_of(&[
+                (pack(1), &[(1, 100), (2, 100), (3, 100), (4, 100)]),
+                (copy, &[(1, 100)]),
+            ]);
+            let stored: HashSet<ObjectId> = [pack(1), copy].into();
+            let referenced = used(&[1]);
+            let v = decide(&index, &referenced, &stored, 20).unwrap();
+            let deleted: Vec<ObjectId> = v.delete.iter().map(|p| p.id).collect();
+            assert_eq!(deleted, vec![pack(1)], "copy in {copy:?}");
+            assert!(v.rewrite.is_empty(), "copy in {copy:?}");
+            assert!(used_entries(&index, &referenced, &stored, &v.rewrite)
+                .unwrap()
+                .is_empty());
+            let (uses, found) = pack_uses(&index, &referenced, &stored).unwrap();
+            assert_eq!(found, 1);
+            assert_eq!(uses[&copy].used, 100);
+            assert_eq!(uses[&pack(1)].used, 0);
+        }
+    }
+
+    #[test]
+    fn of_two_packs_as_worth_keeping_the_lower_id_keeps_the_copy() {
+        let index = index_of(&[(pack(2), &[(1, 100)]), (pack(1), &[(1, 100)])]);
+        let stored: HashSet<ObjectId> = [pack(1), pack(2)].into();
+        let v = decide(&index, &used(&[1]), &stored, 20).unwrap();
+        let deleted: Vec<ObjectId> = v.delete.iter().map(|p| p.id).collect();
+        assert_eq!(deleted, vec![pack(2)]);
     }
 
     #[test]
