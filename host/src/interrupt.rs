@@ -49,6 +49,14 @@ static INTERRUPTED: OnceLock<i32> = OnceLock::new();
 
 /// Start the thread that handles interruptions for the run of `host`.
 pub fn install(host: Arc<Host>) {
+    // A file-size limit (`ulimit -f`) killed the process by SIGXFSZ at the
+    // write that went past it: no word, a lock and half-restored files
+    // left. Handled (by a handler that only sets a flag), the write fails
+    // with EFBIG instead, and the run reports it as any write that fails.
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     let handled: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
         .into_iter()
         .filter(|&signal| !ignored_at_start(signal))

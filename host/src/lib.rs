@@ -316,8 +316,16 @@ fn plugin_dirs(pre: &cli::Prescan) -> Result<Vec<PluginDir>> {
 fn config_file_list(inv: &Invocation) -> Vec<PathBuf> {
     let mut files = Vec::new();
     if !inv.no_default_configs {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let xdg = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from);
+        // Relative ones are ignored, as the XDG base directory rules say
+        // (and as the cache and the records ignore them): they named
+        // config files in whatever folder obnam was started from.
+        let absolute = |name: &str| {
+            std::env::var_os(name)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+        };
+        let home = absolute("HOME");
+        let xdg = absolute("XDG_CONFIG_HOME");
         files = config_files::default_files(home.as_deref(), xdg.as_deref());
     }
     files.extend(inv.config_files.iter().cloned());

@@ -22,10 +22,14 @@ set -euo pipefail
 N=$1; A=$2; B=$3; SCRATCH=$4; CORPUS=$5
 shift 5
 times=$(mktemp -d)
+# obnam refuses to make a repository anew where this machine used one:
+# the records of this script's runs are its own, removed with the
+# repository.
+export XDG_STATE_HOME="$times/state"
 trap 'rm -rf "$times" "$SCRATCH/ab-initial-repo"' EXIT
 run() {
   local bin=$1
-  rm -rf "$SCRATCH/ab-initial-repo"
+  rm -rf "$SCRATCH/ab-initial-repo" "$XDG_STATE_HOME"
   start=$EPOCHREALTIME
   /usr/bin/time -f "%e %U %S %M" -o "$times/last" "$bin/obnam" --no-default-configs --quiet \
     -r "$SCRATCH/ab-initial-repo" --client-name b backup "$@" "$CORPUS"

@@ -50,7 +50,9 @@ backup_both() { # TREE NAME
 }
 
 setup() { # NAME: the two repositories
-  rm -rf "$SCRATCH/repo-$1"; mkdir -p "$SCRATCH/repo-$1"
+  # With the repository, this machine's record of it (obnam refuses to
+  # make a repository anew where one was).
+  rm -rf "$SCRATCH/repo-$1" "$HOME/.local/state/obnam"; mkdir -p "$SCRATCH/repo-$1"
   restic -q -r "$SCRATCH/repo-$1/restic" init >/dev/null
 }
 

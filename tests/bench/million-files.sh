@@ -85,7 +85,9 @@ EOF
 
 # The commands of each tool: REPO is the repository, the rest as named.
 obnam_cmd()  { "$OBNAM" --no-default-configs --client-name bench --quiet --repository "$REPO" "$@"; }
-tool_init()   { case $1 in obnam) : ;; restic) restic -q -r "$REPO" init >/dev/null ;; esac; }
+# obnam refuses to make a repository anew where this machine used one: a
+# repository removed for the next repetition takes its record with it.
+tool_init()   { case $1 in obnam) rm -rf "$HOME/.local/state/obnam" ;; restic) restic -q -r "$REPO" init >/dev/null ;; esac; }
 tool_backup() { case $1 in obnam) obnam_cmd backup "$2" ;; restic) restic -q -r "$REPO" backup "$2" ;; esac; }
 tool_restore() { # TOOL FILE TARGET
   case $1 in

@@ -465,15 +465,17 @@ fn a_run_with_nowhere_to_keep_records_says_so() {
 }
 
 /// An encrypted repository wiped, or wiped but for its key slots, is not
-/// made anew in the clear by the next backup of a machine that used it
-/// (the key slot was deleted and every file stored readable, exit 0);
-/// with `--encrypt` a new encrypted one is made. A repository named by
-/// another path to the same folder is the same one.
+/// made anew by the next backup of a machine that used it (the key slot
+/// was deleted and every file stored readable, exit 0), with or without
+/// `--encrypt`: not without the owner's word, the record removed. Nor is
+/// one named by a link that someone pointed at a plain repository of
+/// theirs (its real path had no record, and it was trusted as new).
 #[test]
-fn an_encrypted_repository_wiped_is_not_made_anew_in_the_clear() {
+fn an_encrypted_repository_wiped_or_swapped_is_not_made_anew_in_the_clear() {
     let w = BackupWorld::new("c");
     w.file("secret.txt", b"the plans");
     backup(&w, "pw", &["--encrypt"]).ok();
+    let records = w.env.home().join(".local/state/obnam/repositories");
     for keep_keys in [true, false] {
         for entry in fs::read_dir(&w.repo).unwrap() {
             let path = entry.unwrap().path();
@@ -484,18 +486,29 @@ fn an_encrypted_repository_wiped_is_not_made_anew_in_the_clear() {
             }
         }
         let before = files_under(&w.repo);
-        let run = w.backup(&[]).fails().no_rust_panic();
-        assert!(
-            run.stderr.contains(
-                "was encrypted, and it is gone; this run would make an unencrypted one in \
-                 its place"
-            ),
-            "{run:#?}"
-        );
-        assert_eq!(files_under(&w.repo), before, "keys kept: {keep_keys}");
+        for encrypt in [false, true] {
+            let run = match encrypt {
+                false => w.backup(&[]),
+                true => backup(&w, "pw", &["--encrypt"]),
+            }
+            .fails()
+            .no_rust_panic();
+            assert!(
+                run.stderr.contains(&format!(
+                    "this machine used an encrypted repository at {} (id ",
+                    w.repo.display()
+                )) && run.stderr.contains("and there is none there now")
+                    && run.stderr.contains(&records.display().to_string()),
+                "{run:#?}"
+            );
+            assert_eq!(files_under(&w.repo), before, "keys kept: {keep_keys}");
+        }
     }
+    // The owner's word: the record removed.
+    fs::remove_dir_all(&records).unwrap();
+    fs::remove_dir_all(&w.repo).unwrap();
     backup(&w, "pw", &["--encrypt"]).ok();
-    // The same folder by other names: one repository, one record.
+    // The same folder by other names: one repository.
     let other = |path: &Path| {
         obnam_test_support::run(
             w.env
@@ -503,7 +516,8 @@ fn an_encrypted_repository_wiped_is_not_made_anew_in_the_clear() {
                 .env("OBNAM_PASSPHRASE", "pw")
                 .arg("--repository")
                 .arg(path)
-                .args(["--client-name", "c", "generations"]),
+                .args(["--client-name", "c", "backup"])
+                .arg(&w.data),
         )
     };
     let link = w.env.path().join("link-to-repo");
@@ -513,8 +527,64 @@ fn an_encrypted_repository_wiped_is_not_made_anew_in_the_clear() {
     for path in [link.as_path(), dotted.as_path(), Path::new(&slashed)] {
         other(path).ok();
     }
-    let records = w.env.home().join(".local/state/obnam/repositories");
-    assert_eq!(fs::read_dir(&records).unwrap().count(), 1);
+    // The link and the folder.
+    assert_eq!(fs::read_dir(&records).unwrap().count(), 2);
+    // Someone who can write where the link is points it at a plain
+    // repository of theirs.
+    let evil = w.env.path().join("evil");
+    let theirs = TestEnv::new();
+    obnam_test_support::run(
+        theirs
+            .obnam()
+            .arg("--repository")
+            .arg(&evil)
+            .args(["--client-name", "c", "backup"])
+            .arg(&w.data),
+    )
+    .ok();
+    fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&evil, &link).unwrap();
+    let before = files_under(&evil);
+    let run = other(&link).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains(&format!(
+            "the config of repository {} is not the one this machine used before (it was \
+             encrypted; now it is not)",
+            link.display()
+        )),
+        "{run:#?}"
+    );
+    assert_eq!(files_under(&evil), before);
+}
+
+/// A repository this machine used that is not there (its disk not
+/// mounted) is not made anew in its place: the backup went into the empty
+/// mount point, exit 0, and the record was replaced, so that the real
+/// repository, back, was refused as an attack.
+#[test]
+fn a_repository_not_there_is_not_made_anew_where_this_machine_used_one() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"on the disk");
+    w.backup(&[]).ok();
+    let away = w.env.path().join("unmounted");
+    fs::rename(&w.repo, &away).unwrap();
+    fs::create_dir(&w.repo).unwrap();
+    let run = w.backup(&["--quiet"]).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains(&format!(
+            "ERROR: this machine used an unencrypted repository at {} (id ",
+            w.repo.display()
+        )) && run
+            .stderr
+            .contains("if it is on a disk or share that is not mounted, mount it"),
+        "{run:#?}"
+    );
+    assert!(files_under(&w.repo).is_empty());
+    fs::remove_dir(&w.repo).unwrap();
+    fs::rename(&away, &w.repo).unwrap();
+    w.backup(&[]).ok();
+    let gens = w.obnam(&["generations"]).ok();
+    assert_eq!(gens.stdout.lines().count(), 2, "{}", gens.stdout);
 }
 
 #[test]

@@ -111,6 +111,52 @@ fn cache_folders_keep_only_their_tag() {
     );
 }
 
+/// obnam's own cache folder is tagged: a backup of the home folder with
+/// `--exclude-caches` leaves out the index cache (it stored its segments,
+/// rewritten run after run).
+#[test]
+fn obnams_own_cache_is_tagged_as_a_cache() {
+    let env = obnam_test_support::TestEnv::new();
+    let home = env.home();
+    std::fs::create_dir_all(home.join("docs")).unwrap();
+    std::fs::write(home.join("docs/a.txt"), b"text").unwrap();
+    let repo = env.path().join("repo");
+    let backup = || {
+        obnam_test_support::run(
+            env.obnam()
+                .arg("--repository")
+                .arg(&repo)
+                .args(["--client-name", "c", "backup", "--exclude-caches"])
+                .arg(&home),
+        )
+        .ok()
+    };
+    backup();
+    let tag = std::fs::read_to_string(home.join(".cache/obnam/CACHEDIR.TAG")).unwrap();
+    assert!(
+        tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"),
+        "{tag}"
+    );
+    assert!(std::fs::read_dir(home.join(".cache/obnam/index"))
+        .unwrap()
+        .next()
+        .is_some());
+    backup();
+    let ls = obnam_test_support::run(env.obnam().arg("--repository").arg(&repo).args([
+        "--client-name",
+        "c",
+        "ls",
+    ]))
+    .ok();
+    assert!(ls.stdout.contains("docs/a.txt"), "{}", ls.stdout);
+    assert!(
+        ls.stdout.contains(".cache/obnam/CACHEDIR.TAG"),
+        "{}",
+        ls.stdout
+    );
+    assert!(!ls.stdout.contains(".cache/obnam/index"), "{}", ls.stdout);
+}
+
 #[test]
 fn exclude_if_present_and_larger_than() {
     let w = world();

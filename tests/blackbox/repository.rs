@@ -377,8 +377,10 @@ fn every_crash_point_leaves_a_repository_that_opens_and_reads_back() {
             reuse_seen = true;
         }
         w.run(&["repotest-verify", "c1"]).ok();
-        // Start the next crash point from an empty repository.
+        // Start the next crash point from an empty repository (and no
+        // record of the one removed, which would refuse a new one there).
         std::fs::remove_dir_all(&w.repo).unwrap();
+        std::fs::remove_dir_all(w.env.home().join(".local/state/obnam")).unwrap();
         if completed {
             break;
         }

@@ -17,7 +17,7 @@ use obnam_test_support::awkward::{
     assert_same, assert_similar, assert_sparse, bytes_path, collect, make_awkward_tree, restored,
     set_final_times, set_mtime,
 };
-use obnam_test_support::{Run, TestEnv};
+use obnam_test_support::{noise, Run, TestEnv};
 
 const CLIENT: &str = "testclient";
 
@@ -799,4 +799,93 @@ fn a_default_acl_of_the_target_is_not_inherited_by_what_is_restored() {
         let meta = fs::metadata(&path).unwrap();
         assert_eq!(meta.mode() & 0o177777, mode, "{}", path.display());
     }
+}
+
+/// Run `obnam` of `w` with `args` under a file-size limit of 1 MiB.
+fn under_file_size_limit<S: AsRef<OsStr>>(w: &World, args: &[S]) -> Run {
+    let mut direct = w.env.obnam();
+    direct
+        .arg("--repository")
+        .arg(&w.repo)
+        .arg("--client-name")
+        .arg(CLIENT)
+        .args(args);
+    obnam_test_support::run(&mut obnam_test_support::under_ulimit(&direct, "-f 1024"))
+        .no_rust_panic()
+}
+
+/// Out of file descriptors, a backup stops: every file after the first
+/// failed the same way, reported one by one, and a generation was
+/// committed with most of them missing. Short of a few more, the storage
+/// runtime's start panicked in tokio.
+#[test]
+fn a_backup_out_of_file_descriptors_stops_and_commits_nothing() {
+    let w = World::new();
+    let data = w.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    for i in 0..300 {
+        fs::write(data.join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    w.backup(&data);
+    for i in 0..300 {
+        fs::write(data.join(format!("f{i}")), format!("changed {i}")).unwrap();
+    }
+    for limit in ["-n 20", "-n 21", "-n 30"] {
+        let mut direct = w.env.obnam();
+        direct
+            .arg("--repository")
+            .arg(&w.repo)
+            .arg("--client-name")
+            .arg(CLIENT)
+            .args(["backup", "--backup-threads", "64"])
+            .arg(&data);
+        let run = obnam_test_support::run(&mut obnam_test_support::under_ulimit(&direct, limit))
+            .no_rust_panic();
+        assert_eq!(run.code, 1, "{limit}: {run:#?}");
+        assert!(
+            run.stderr.contains("cannot start the storage runtime")
+                || run
+                    .stderr
+                    .contains("obnam has run out of file descriptors; raise the limit"),
+            "{limit}: {run:#?}"
+        );
+        assert!(!run.stderr.contains("panicked"), "{limit}: {run:#?}");
+        assert_eq!(w.genids().len(), 1, "{limit}: a generation was committed");
+    }
+}
+
+/// A file-size limit (`ulimit -f`) is an error like a full disk: the
+/// process was killed by SIGXFSZ (exit 153), without a word, leaving a
+/// restored file cut short under its own name and a backup's lock.
+#[test]
+fn a_file_size_limit_fails_like_a_full_disk() {
+    let w = World::new();
+    let data = w.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("small"), b"small").unwrap();
+    fs::write(data.join("big"), noise(3 << 20, 7)).unwrap();
+    w.backup(&data);
+    let to = w.path().join("restored");
+    let run = under_file_size_limit(
+        &w,
+        &[OsStr::new("restore"), OsStr::new("--to"), to.as_os_str()],
+    );
+    assert_eq!(run.code, 1, "{run:#?}");
+    let big = to.join(data.strip_prefix("/").unwrap()).join("big");
+    assert!(
+        run.stderr
+            .contains(&format!("{}: not restored", data.join("big").display()))
+            && run.stderr.contains("File too large"),
+        "{run:#?}"
+    );
+    assert!(!big.exists(), "a file cut short was left");
+    let small = to.join(data.strip_prefix("/").unwrap()).join("small");
+    assert_eq!(fs::read(small).unwrap(), b"small");
+    // A backup whose pack outgrows the limit.
+    fs::write(data.join("big2"), noise(3 << 20, 8)).unwrap();
+    let run = under_file_size_limit(&w, &[OsStr::new("backup"), data.as_os_str()]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("File too large"), "{run:#?}");
+    assert!(fs::read_dir(w.repo.join("locks")).unwrap().next().is_none());
+    w.backup(&data);
 }

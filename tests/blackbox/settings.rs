@@ -238,6 +238,32 @@ fn list_config_files_shows_what_is_read_in_order() {
     assert_eq!(listed, expected);
 }
 
+/// A relative `HOME` or `XDG_CONFIG_HOME` names no config files: they
+/// named files in whatever folder obnam was started from.
+#[test]
+fn relative_config_folders_are_ignored() {
+    let w = World::new();
+    // The working folder of the runs.
+    w.env.write("rel/obnam/x.conf", "[config]\n");
+    w.env.write(".obnam.conf", "[config]\n");
+    let home = w.env.write("home/.obnam.conf", "[config]\n");
+    let run = w
+        .show(&["--list-config-files"], &[("XDG_CONFIG_HOME", "rel")])
+        .ok();
+    let listed: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("/etc/"))
+        .collect();
+    assert_eq!(listed, vec![home.display().to_string()]);
+    let run = w.show(&["--list-config-files"], &[("HOME", ".")]).ok();
+    assert!(
+        run.stdout.lines().all(|l| l.starts_with("/etc/")),
+        "{}",
+        run.stdout
+    );
+}
+
 #[test]
 fn dump_config_reads_back_to_the_same_settings() {
     let w = World::new();

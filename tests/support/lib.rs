@@ -241,6 +241,26 @@ impl TestEnv {
     }
 }
 
+/// `direct` run by a shell under `ulimit LIMIT` (say `-f 1024`): the same
+/// program, arguments, environment and folder.
+pub fn under_ulimit(direct: &Command, limit: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit {limit} && exec \"$0\" \"$@\""))
+        .arg(direct.get_program())
+        .args(direct.get_args());
+    for (key, value) in direct.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    if let Some(dir) = direct.get_current_dir() {
+        cmd.current_dir(dir);
+    }
+    cmd
+}
+
 /// Run a prepared command and collect its result.
 pub fn run(cmd: &mut Command) -> Run {
     Run::from_output(cmd.output().expect("run obnam"))

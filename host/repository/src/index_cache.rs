@@ -140,8 +140,38 @@ fn user_base() -> Option<PathBuf> {
             std::env::var_os("HOME")
                 .and_then(absolute)
                 .map(|h| h.join(".cache"))
-        })?;
+        });
+    let Some(base) = base else {
+        // Said: every run then reads the whole index from the repository
+        // (a service started with no HOME, say), and nothing told why.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::warn!(
+                "neither XDG_CACHE_HOME nor HOME names an absolute folder, so the index cache \
+                 is not kept from run to run: each run reads the whole index from the \
+                 repository (set HOME, or XDG_CACHE_HOME)"
+            )
+        });
+        return None;
+    };
     Some(base.join("obnam").join("index"))
+}
+
+/// What marks obnam's cache folder as a cache (<https://bford.info/cachedir/>):
+/// a backup of the home folder with `--exclude-caches` (obnam's, or
+/// another tool's) leaves it out; without the tag every backup of `~`
+/// stored the index cache's segments, rewritten run after run.
+const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by obnam.\n\
+# For information about cache directory tags, see https://bford.info/cachedir/\n";
+
+/// Tag `dir` (obnam's folder in the user's cache folder) as a cache, once.
+fn tag_as_cache(dir: &Path) {
+    let tag = dir.join("CACHEDIR.TAG");
+    if std::fs::symlink_metadata(&tag).is_err() {
+        // Best effort: the cache works without it.
+        let _ = std::fs::write(&tag, CACHEDIR_TAG);
+    }
 }
 
 /// Make a folder (and its parents) private to the user.
@@ -204,10 +234,15 @@ impl IndexCache {
             let dir = base.join(folder_name(repository_id));
             match make_private_dir(&dir) {
                 Ok(()) => {
+                    if *setting == IndexCacheDir::User {
+                        if let Some(obnam) = base.parent() {
+                            tag_as_cache(obnam);
+                        }
+                    }
                     return IndexCache {
                         dir: Some(dir),
                         temporary: false,
-                    }
+                    };
                 }
                 Err(e) => tracing::warn!(
                     "index cache {}: {e}; using a temporary one for this run",

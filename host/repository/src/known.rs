@@ -28,47 +28,70 @@ use crate::error::{RepoError, RepoResult};
 use crate::location::Location;
 use crate::storage::StorageOptions;
 
-/// The name by which a repository is known: its URL, with a local
-/// folder's path made absolute (the same repository named from another
-/// folder is the same one, and two folders named `repo` are not) and an
-/// S3 store's endpoint (two stores may have buckets of the same name).
-pub fn identity(location: &Location, options: &StorageOptions) -> String {
+/// The names by which a repository is known, one record each: its URL,
+/// with an S3 store's endpoint (two stores may have buckets of the same
+/// name) and, for a local folder, two: the path as given, made absolute
+/// (the same repository named from another folder is the same one, and
+/// two folders named `repo` are not), and the folder the file system
+/// resolves it to (links, `..`). Both are checked: by the resolved one
+/// alone, a repository whose folder someone replaced by a link to a plain
+/// repository of theirs had no record, was trusted as new, and the next
+/// backup stored everything in the clear; by the given one alone, a
+/// repository named by a link and by its folder had two records that a
+/// re-creation under one name then made disagree without notice.
+pub fn identity(location: &Location, options: &StorageOptions) -> Vec<String> {
     match location {
-        Location::Local(path) => crate::location::shown(real_path(path).as_os_str()),
+        Location::Local(path) => {
+            let given = absolute(path);
+            let mut names = vec![crate::location::shown(given.as_os_str())];
+            let real = crate::location::shown(real_path(&given).as_os_str());
+            if real != names[0] {
+                names.push(real);
+            }
+            names
+        }
         Location::Sftp {
             user,
             host,
             port,
             path,
-        } => format!(
+        } => vec![format!(
             "sftp://{}{host}{}{path}",
             user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
             port.map(|p| format!(":{p}")).unwrap_or_default()
-        ),
-        Location::S3 { bucket, prefix } => format!(
+        )],
+        Location::S3 { bucket, prefix } => vec![format!(
             "s3://{bucket}/{prefix} at {}",
             options
                 .s3_endpoint
                 .as_deref()
                 .unwrap_or("the default endpoint")
-        ),
+        )],
     }
 }
 
-/// A local folder's path as the file system resolves it (links, `..`,
-/// a trailing `/`), so that every way of naming one folder names one
-/// record: the folder's, or, for one not made yet, its parent's and its
-/// name; else the path with `.` and `..` taken away by name.
+/// `path` made absolute (from the working folder) and without `.`, `..`
+/// or a trailing `/`, by name: no link is followed.
+fn absolute(path: &Path) -> PathBuf {
+    let joined = match std::env::current_dir() {
+        Ok(cwd) if path.is_relative() => cwd.join(path),
+        _ => path.to_path_buf(),
+    };
+    lexical(&joined)
+}
+
+/// A local folder's path as the file system resolves it (links, `..`):
+/// the folder's, or, for one not made yet, its parent's and its name;
+/// else the path as it is.
 fn real_path(path: &Path) -> PathBuf {
     if let Ok(real) = std::fs::canonicalize(path) {
         return real;
     }
-    let lexical = lexical(path);
-    match (lexical.parent(), lexical.file_name()) {
+    match (path.parent(), path.file_name()) {
         (Some(parent), Some(name)) => std::fs::canonicalize(parent)
             .map(|p| p.join(name))
-            .unwrap_or(lexical),
-        _ => lexical,
+            .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
     }
 }
 
@@ -111,6 +134,11 @@ struct Known {
     config_sha256: String,
     /// Whether the config named a seal (encryption).
     sealed: bool,
+    /// Recorded by a creation that had not yet written its config: if
+    /// that creation stopped (or lost a race), the config found next is
+    /// trusted in its place.
+    #[serde(default)]
+    pending: bool,
 }
 
 impl KnownRepositories {
@@ -135,7 +163,7 @@ impl KnownRepositories {
                         tracing::warn!(
                             "neither XDG_STATE_HOME nor HOME names an absolute folder, so this \
                              machine keeps no record of the repositories it uses: a config \
-                             replaced behind its back will not be noticed (set XDG_STATE_HOME)"
+                             replaced behind its back will not be noticed (set HOME, or XDG_STATE_HOME)"
                         )
                     });
                     return None;
@@ -161,76 +189,110 @@ impl KnownRepositories {
     }
 
     /// Check `config` (the config object's bytes, of repository `id`,
-    /// sealed or not) against what this machine recorded of `url`. The
-    /// first time, nothing is checked: see [`remember`](Self::remember).
-    pub fn check(&self, url: &str, id: &str, sealed: bool, config: &[u8]) -> RepoResult<()> {
-        let Some(file) = self.file(url) else {
-            return Ok(());
-        };
-        if !file.exists() {
-            return Ok(());
+    /// sealed or not) against what this machine recorded under each of
+    /// `names` ([`identity`]). The first time, nothing is checked: see
+    /// [`remember`](Self::remember).
+    pub fn check(&self, names: &[String], id: &str, sealed: bool, config: &[u8]) -> RepoResult<()> {
+        for url in names {
+            let Some(file) = self.file(url) else {
+                return Ok(());
+            };
+            if !file.exists() {
+                continue;
+            }
+            let Some(known) = self.recorded(url) else {
+                tracing::warn!(
+                    "{}: this machine's record of the repository cannot be read; it is made again",
+                    file.display()
+                );
+                continue;
+            };
+            if known.pending || known.config_sha256 == hex::encode(Sha256::digest(config)) {
+                continue;
+            }
+            let what = match (known.sealed, sealed, known.id == id) {
+                (true, false, _) => "it was encrypted; now it is not",
+                (_, _, false) => "it is another repository (another id)",
+                _ => "its settings differ",
+            };
+            return Err(RepoError::ConfigChanged {
+                url: names[0].clone(),
+                what: what.to_string(),
+                record: file.display().to_string(),
+            });
         }
-        let Some(known) = self.recorded(url) else {
-            tracing::warn!(
-                "{}: this machine's record of the repository cannot be read; it is made again",
-                file.display()
-            );
-            return Ok(());
-        };
-        if known.config_sha256 == hex::encode(Sha256::digest(config)) {
-            return Ok(());
-        }
-        let what = match (known.sealed, sealed, known.id == id) {
-            (true, false, _) => "it was encrypted; now it is not",
-            (_, _, false) => "it is another repository (another id)",
-            _ => "its settings differ",
-        };
-        Err(RepoError::ConfigChanged {
-            url: url.to_string(),
-            what: what.to_string(),
-            record: file.display().to_string(),
-        })
-    }
-
-    /// Record `config` as `url`'s, if nothing is recorded of it yet (or
-    /// what is cannot be read).
-    pub fn remember(&self, url: &str, id: &str, sealed: bool, config: &[u8]) {
-        if self.recorded(url).is_none() {
-            self.record(url, id, sealed, config);
-        }
-    }
-
-    /// Admit a repository this process is about to create at `url` (its
-    /// config about to be written), and record it, replacing what was
-    /// recorded there: a new repository, whatever was there before. But
-    /// not an unencrypted one in place of an encrypted one this machine
-    /// used: someone who can write the repository, wiping it (or all but
-    /// its key slots), must not get the next backup to store everything
-    /// in the clear.
-    pub fn admit_new(&self, url: &str, id: &str, sealed: bool, config: &[u8]) -> RepoResult<()> {
-        if !sealed && self.recorded(url).is_some_and(|known| known.sealed) {
-            return Err(RepoError::Usage(format!(
-                "the repository this machine used at {url} was encrypted, and it is gone; this \
-                 run would make an unencrypted one in its place: give --encrypt to make an \
-                 encrypted one, or, to make an unencrypted one there on purpose, remove {} and \
-                 run again; nothing was written",
-                self.file(url)
-                    .map(|f| f.display().to_string())
-                    .unwrap_or_default()
-            )));
-        }
-        self.record(url, id, sealed, config);
         Ok(())
     }
 
-    /// Record `config` as `url`'s, replacing what was recorded: for a
-    /// repository that another process created at the same moment.
-    pub fn replace(&self, url: &str, id: &str, sealed: bool, config: &[u8]) {
-        self.record(url, id, sealed, config);
+    /// Record `config` under each of `names` that has no record yet (or
+    /// one that cannot be read, or one left by a creation that did not
+    /// finish).
+    pub fn remember(&self, names: &[String], id: &str, sealed: bool, config: &[u8]) {
+        for url in names {
+            if self.recorded(url).is_none_or(|known| known.pending) {
+                self.record(url, id, sealed, config, false);
+            }
+        }
+    }
+
+    /// Admit a repository this process is about to create (its config
+    /// about to be written) under `names`, and record it as pending. Not
+    /// where this machine used a repository before: one that is gone is
+    /// far more often a disk not mounted, a share not there, than a
+    /// repository deleted on purpose; and a repository someone who can
+    /// write the store wiped must not be made anew (in the clear, say)
+    /// without its owner's word. A creation that did not finish left only
+    /// a pending record, which does not stand in the way.
+    pub fn admit_new(
+        &self,
+        names: &[String],
+        id: &str,
+        sealed: bool,
+        config: &[u8],
+    ) -> RepoResult<()> {
+        self.may_create(names)?;
+        for url in names {
+            self.record(url, id, sealed, config, true);
+        }
+        Ok(())
+    }
+
+    /// Whether a repository may be made under `names`, before anything
+    /// is written (see [`admit_new`](Self::admit_new)).
+    pub fn may_create(&self, names: &[String]) -> RepoResult<()> {
+        for url in names {
+            let Some(known) = self.recorded(url).filter(|known| !known.pending) else {
+                continue;
+            };
+            let file = self.file(url).unwrap_or_default();
+            let was = if known.sealed {
+                "an encrypted"
+            } else {
+                "an unencrypted"
+            };
+            return Err(RepoError::Usage(format!(
+                "this machine used {was} repository at {} (id {}), and there is none there \
+                 now: if it is on a disk or share that is not mounted, mount it and run again; \
+                 if it was removed on purpose and a new one is to be made there, remove {} and \
+                 run again; nothing was written",
+                names[0],
+                known.id,
+                file.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Record `config` under each of `names` as the repository this
+    /// process has just created (its config written).
+    pub fn created(&self, names: &[String], id: &str, sealed: bool, config: &[u8]) {
+        for url in names {
+            self.record(url, id, sealed, config, false);
+        }
     }
 
     /// Write the record of `url`; a failure costs only the protection.
-    fn record(&self, url: &str, id: &str, sealed: bool, config: &[u8]) {
+    fn record(&self, url: &str, id: &str, sealed: bool, config: &[u8], pending: bool) {
         let Some(file) = self.file(url) else {
             return;
         };
@@ -239,6 +301,7 @@ impl KnownRepositories {
             id: id.to_string(),
             config_sha256: hex::encode(Sha256::digest(config)),
             sealed,
+            pending,
         };
         if let Err(e) = write(&file, &known) {
             tracing::warn!(
@@ -267,27 +330,38 @@ fn write(file: &Path, known: &Known) -> std::io::Result<()> {
             .unwrap_or("record"),
         std::process::id()
     ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    let bytes = serde_json::to_vec_pretty(known).map_err(std::io::Error::other)?;
-    f.write_all(&bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, file)
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let bytes = serde_json::to_vec_pretty(known).map_err(std::io::Error::other)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, file)
+    })();
+    // A full disk left an empty temporary file a run, for good.
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn names(url: &str) -> Vec<String> {
+        vec![url.to_string()]
+    }
+
     #[test]
     fn a_config_is_trusted_on_first_use_and_another_refused_after() {
         let dir = tempfile::tempdir().unwrap();
         let known = KnownRepositories::At(dir.path().to_path_buf());
-        let url = "s3://bucket/repo";
+        let url = &names("s3://bucket/repo");
         known.check(url, "r1", true, b"sealed config").unwrap();
         known.remember(url, "r1", true, b"sealed config");
         known.check(url, "r1", true, b"sealed config").unwrap();
@@ -299,15 +373,60 @@ mod tests {
         let err = known.check(url, "r2", true, b"other").unwrap_err();
         assert!(err.to_string().contains("another id"), "{err}");
         // Other URLs are their own.
-        known.check("s3://bucket/other", "r2", false, b"x").unwrap();
-        // Remembering does not replace; a creation does.
+        known
+            .check(&names("s3://bucket/other"), "r2", false, b"x")
+            .unwrap();
+        // Remembering does not replace.
         known.remember(url, "r1", false, b"plain config");
         known.check(url, "r1", false, b"plain config").unwrap_err();
-        known.replace(url, "r3", false, b"new config");
-        known.check(url, "r3", false, b"new config").unwrap();
+        // Nor does a creation where a repository was.
+        let err = known
+            .admit_new(url, "r3", false, b"new config")
+            .unwrap_err();
+        assert!(err.to_string().contains("there is none there now"), "{err}");
+        known.check(url, "r1", true, b"sealed config").unwrap();
         // Off checks nothing.
         KnownRepositories::Off
             .check(url, "r9", false, b"anything")
             .unwrap();
+    }
+
+    #[test]
+    fn a_creation_that_did_not_finish_stands_in_no_ones_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let known = KnownRepositories::At(dir.path().to_path_buf());
+        let url = &names("sftp://host/repo");
+        known.admit_new(url, "r1", true, b"mine").unwrap();
+        // Stopped before its config was written: another's is found.
+        known.check(url, "r2", false, b"theirs").unwrap();
+        known.admit_new(url, "r3", false, b"again").unwrap();
+        known.created(url, "r3", false, b"again");
+        known.check(url, "r3", false, b"again").unwrap();
+        known.check(url, "r2", false, b"theirs").unwrap_err();
+    }
+
+    #[test]
+    fn every_name_of_a_local_folder_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let known = KnownRepositories::At(dir.path().join("records"));
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&repo, &link).unwrap();
+        let options = StorageOptions::default();
+        let by_link = identity(&Location::Local(link.clone()), &options);
+        assert_eq!(by_link.len(), 2, "{by_link:?}");
+        let by_folder = identity(&Location::Local(repo.join("x/..")), &options);
+        assert_eq!(by_folder, vec![by_link[1].clone()]);
+        known.remember(&by_link, "r1", true, b"sealed");
+        // The link pointed elsewhere: the name given still has its record.
+        let evil = dir.path().join("evil");
+        std::fs::create_dir(&evil).unwrap();
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&evil, &link).unwrap();
+        let swapped = identity(&Location::Local(link), &options);
+        assert_ne!(swapped[1], by_link[1]);
+        let err = known.check(&swapped, "r2", false, b"plain").unwrap_err();
+        assert!(err.to_string().contains("it was encrypted"), "{err}");
     }
 }

@@ -106,18 +106,39 @@ impl Repository {
                 unlocked
             }
             Err(StorageError::NotFound { .. }) if options.create => {
+                // Before anything is written (the creation writes its
+                // claim), and again as the config is about to be.
+                if let Err(e) = options.known.may_create(&identity) {
+                    // A config lost from among the objects says so.
+                    let lost = holds_objects(&storage).ok().flatten();
+                    storage.abandon_creation();
+                    return Err(match lost {
+                        Some(found) => RepoError::ConfigMissing {
+                            url: url.clone(),
+                            found,
+                        },
+                        None => e,
+                    });
+                }
                 match create(&storage, options, filter.as_ref(), &identity) {
                     Ok((unlocked, won)) => {
                         created = won;
-                        // One that another process made at the same moment
-                        // (this one recorded its own config as it wrote
-                        // it): a new repository, whatever was there before
-                        // under that name.
-                        if !won {
+                        // This one's creation recorded its config as
+                        // pending before it wrote it; now it is there. One
+                        // that another process made at the same moment is
+                        // checked as any other (a pending record of this
+                        // one's gives way to it).
+                        let (id, sealed) = (&unlocked.0.id, unlocked.0.seal.is_some());
+                        if won {
+                            // Unread, the record stays pending: the next
+                            // open trusts the config it finds, this one.
                             if let Ok(bytes) = storage.read_limited("config", RECORD_LIMIT) {
-                                let (id, sealed) = (&unlocked.0.id, unlocked.0.seal.is_some());
-                                options.known.replace(&identity, id, sealed, &bytes);
+                                options.known.created(&identity, id, sealed, &bytes);
                             }
+                        } else {
+                            let bytes = storage.read_limited("config", RECORD_LIMIT)?;
+                            options.known.check(&identity, id, sealed, &bytes)?;
+                            options.known.remember(&identity, id, sealed, &bytes);
                         }
                         unlocked
                     }
@@ -215,7 +236,7 @@ fn create(
     storage: &Storage,
     options: &OpenOptions,
     filter: &dyn ObjectFilter,
-    identity: &str,
+    identity: &[String],
 ) -> RepoResult<(Unlocked, bool)> {
     let mut guard = match creation::claim(storage, options.lock_timeout)? {
         creation::Claim::Won(guard) => {

@@ -84,8 +84,21 @@ fn io(e: std::io::Error) -> ContentError {
         ErrorKind::StorageFull | ErrorKind::BrokenPipe => {
             ContentError::Fatal(plugin_api::Error::msg(e))
         }
+        // So does running out of file descriptors (EMFILE, ENFILE): every
+        // file after it failed the same way, and a generation was
+        // committed with most of them missing or stale.
+        _ if out_of_descriptors(&e) => ContentError::Fatal(plugin_api::Error::msg(format!(
+            "{e}: obnam has run out of file descriptors; raise the limit (ulimit -n) or give \
+             fewer --backup-threads"
+        ))),
         _ => ContentError::File(io_reason(&e)),
     }
+}
+
+/// Whether `e` says the process or the system has no file descriptor
+/// left (EMFILE, ENFILE): no file can be read until some are closed.
+pub fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
 }
 
 /// Why an object could not be backed up, from the error of a system call

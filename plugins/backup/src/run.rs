@@ -971,6 +971,14 @@ impl<'a, 'c> Walker<'a, 'c> {
         let ticket = Ticket::new();
         let children = match walk::children(dir, seen) {
             Ok(children) => children,
+            // No folder can be listed until descriptors are closed.
+            Err(e) if crate::content::out_of_descriptors(&e) => {
+                return Err(plugin_api::Error::msg(format!(
+                    "{}: {e}: obnam has run out of file descriptors; raise the limit (ulimit -n) \
+                     or give fewer --backup-threads",
+                    plugin_api::names::escape_path(dir)
+                )));
+            }
             Err(e) => {
                 // Not finishing the directory keeps its previous contents.
                 report(self.stats, dir, &io_reason(&e));

@@ -42,6 +42,9 @@ pub struct Local {
     root: PathBuf,
     /// Whether this open is to create the folder (it did not exist).
     made_root: bool,
+    /// Whether opening made `.tmp/` (OpenDAL makes it) in a folder that
+    /// was there: a failed creation in an empty mount point leaves none.
+    made_tmp: bool,
     /// The folders above the root that did not exist either, nearest
     /// first.
     made_above: Vec<PathBuf>,
@@ -277,6 +280,7 @@ pub fn open(root: &Path, url: &str) -> Result<(Box<dyn Backend>, Operator), Stor
         None => root.to_path_buf(),
     };
     let tmp = opendal_root.join(".tmp");
+    let made_tmp = std::fs::symlink_metadata(&tmp).is_err();
     let builder = services::Fs::default()
         .root(&opendal_root.to_string_lossy())
         .atomic_write_dir(&tmp.to_string_lossy());
@@ -299,6 +303,7 @@ pub fn open(root: &Path, url: &str) -> Result<(Box<dyn Backend>, Operator), Stor
     let backend = Local {
         root: root.to_path_buf(),
         made_root,
+        made_tmp,
         made_above,
         open: Mutex::new(HashMap::new()),
     };
@@ -515,6 +520,8 @@ impl Backend for Local {
                     break;
                 }
             }
+        } else if self.made_tmp {
+            let _ = std::fs::remove_dir(self.root.join(".tmp"));
         }
     }
 }

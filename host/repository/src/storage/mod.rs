@@ -126,12 +126,24 @@ impl Storage {
         // The HTTP client of the S3 service, installed once per process.
         static HTTP: std::sync::Once = std::sync::Once::new();
         HTTP.call_once(opendal::install_default);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("obnam-storage")
-            .enable_all()
-            .build()
-            .map_err(|e| StorageError::Runtime(e.to_string()))?;
+        // Short of file descriptors tokio panics rather than fail, where
+        // it makes its signal driver's pipe: an error all the same.
+        let runtime = std::panic::catch_unwind(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("obnam-storage")
+                .enable_all()
+                .build()
+        })
+        .map_err(|panic| {
+            let text = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("it failed");
+            StorageError::Runtime(text.to_string())
+        })?
+        .map_err(|e| StorageError::Runtime(e.to_string()))?;
         let (backend, op) = super::backend::open(&location, url, options)?;
         let op = with_timeouts(op, options);
         Ok(Storage {
