@@ -173,6 +173,9 @@ impl Repository {
                 self.reload_index()?;
                 self.try_get_blob(id, kind)
             }
+            // A file of the index cache found damaged on the way (each
+            // when a page of it is read: several, in turn).
+            Err(RepoError::NoSuchChunk(_)) if self.heal_index() => self.get_blob(id, kind),
             other => other,
         }
     }

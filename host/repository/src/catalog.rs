@@ -501,6 +501,9 @@ impl Repository {
             return Vec::new();
         }
         let mut found = self.catalog.read().find(token);
+        while found.is_empty() && self.heal_index() {
+            found = self.catalog.read().find(token);
+        }
         found.retain(|id| !self.catalog.is_damaged(id));
         found
     }
@@ -508,9 +511,59 @@ impl Repository {
     /// Whether a chunk is stored (in a pack no prune plans to delete: what
     /// a backup may refer to without storing it again).
     pub fn has_chunk(&self, id: &ChunkId) -> bool {
-        self.ensure_index_or_log()
-            && !self.catalog.is_damaged(id)
-            && self.catalog.read().has_kept(id)
+        if !self.ensure_index_or_log() || self.catalog.is_damaged(id) {
+            return false;
+        }
+        loop {
+            if self.catalog.read().has_kept(id) {
+                return true;
+            }
+            if !self.heal_index() {
+                return false;
+            }
+        }
+    }
+
+    /// `f`, made again if it failed with a file of the index cache found
+    /// damaged meanwhile (loaded afresh first, see
+    /// [`heal_index`](Self::heal_index)): for what only reads.
+    pub(crate) fn healing<T>(&self, f: impl Fn() -> RepoResult<T>) -> RepoResult<T> {
+        // Each damaged file is found when a page of it is read: several
+        // may stop `f` in turn.
+        loop {
+            match f() {
+                Err(_) if self.heal_index() => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Load afresh what a file of the index cache found damaged during
+    /// this run held (a page that failed its check): returns whether it
+    /// did, and a lookup that missed should be asked again. Without it
+    /// one flipped bit in the cache made every chunk that file listed
+    /// absent for the rest of the run: a restore said "chunk ... is not in
+    /// the repository" of an intact repository and restored nothing, and
+    /// a backup stored everything again.
+    pub(crate) fn heal_index(&self) -> bool {
+        /// Loads afresh a process makes for damaged cache files, at most:
+        /// files made anew that fail again (a failing disk) would make
+        /// every lookup that misses load the index again for ever.
+        const MOST_HEALS: u32 = 32;
+        static HEALS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        if !self.catalog.read().has_broken_segment() {
+            return false;
+        }
+        if HEALS.fetch_add(1, Ordering::Relaxed) >= MOST_HEALS {
+            return false;
+        }
+        match self.reload_index() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("cannot load the index again: {e}");
+                false
+            }
+        }
     }
 }
 

@@ -87,6 +87,13 @@ impl Repository {
     /// so that their blobs count as absent (and are stored again by
     /// whoever has their data). Returns what was dropped.
     pub fn forget_missing_packs(&self) -> RepoResult<MissingPacks> {
+        // Made again when a damaged file of the index cache stopped it
+        // (see `check_objects_except`): it only reads, then drops what is
+        // missing.
+        self.healing(|| self.forget_missing_packs_once())
+    }
+
+    fn forget_missing_packs_once(&self) -> RepoResult<MissingPacks> {
         self.ensure_index()?;
         let mut missing = self.packs_missing()?;
         // A prune running meanwhile deletes the index objects that list a
@@ -159,6 +166,18 @@ impl Repository {
     /// 0.1.7 and 0.1.8 gathered what it read into such a set; fsck now
     /// has the engine remember where it read, in 8 bytes a chunk.)
     pub fn check_objects_except(
+        &self,
+        verify_data: bool,
+        verified: &HashSet<ChunkId>,
+    ) -> RepoResult<ObjectReport> {
+        // A file of the local index cache found damaged on the way
+        // stopped the check: with what it held read again from the
+        // repository, the check is made again (it checked nothing, and
+        // fsck failed of a file outside the repository).
+        self.healing(|| self.check_objects_once(verify_data, verified))
+    }
+
+    fn check_objects_once(
         &self,
         verify_data: bool,
         verified: &HashSet<ChunkId>,

@@ -105,7 +105,7 @@ pub const ENTRIES_PER_MERGED_OBJECT: usize = 1 << 18;
 /// Log a segment found damaged in a lookup: it counts as holding nothing
 /// from then on, and the next run rebuilds it.
 fn log_broken(e: &SegmentError) {
-    tracing::error!("{e}; it is not used again, and rebuilt by the next run");
+    tracing::warn!("{e}; it is not used again: what it held is read from the repository");
 }
 
 /// A segment as this process uses it.
@@ -430,6 +430,12 @@ impl Index {
         out.sort_unstable_by_key(|e| (e.id, self.pack_id(e.location.pack), e.location.offset));
         out.dedup_by_key(|e| (e.id, e.location.pack));
         out
+    }
+
+    /// Whether a segment was found damaged in this run: what it held
+    /// counts as absent until the index is loaded afresh.
+    pub fn has_broken_segment(&self) -> bool {
+        self.segments.iter().any(|s| s.segment.is_broken())
     }
 
     /// Record a chunk stored by this process.

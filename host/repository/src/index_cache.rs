@@ -55,9 +55,10 @@
 //!
 //! **Damage**: a segment file that fails a check (see
 //! [`crate::segment`]) is deleted and not used, and its index objects are
-//! read again from the repository by the next run (or the next fresh
-//! load of this run); a lookup in it counts as a miss meanwhile (the
-//! chunk is stored again), never as a hit.
+//! read again from the repository: at once when the check fails as the
+//! file is opened; when a page of it fails during the run, by the lookup
+//! that missed (`Repository::heal_index`), which then asks again. A
+//! lookup in a damaged file never counts as a hit.
 //!
 //! There is no filter for misses (most lookups of a new backup are
 //! misses): a miss costs what a hit costs, one 4 KiB page read per

@@ -82,6 +82,11 @@ impl Repository {
     /// 16 bytes a blob) and a batch, and it passes over the index once a
     /// batch, and once more for the repository's figures.
     pub fn usage(&self) -> RepoResult<Usage> {
+        // Measured again if a damaged file of the index cache stopped it.
+        self.healing(|| self.usage_once())
+    }
+
+    fn usage_once(&self) -> RepoResult<Usage> {
         self.load_index()?;
         let mut names = self.clients()?;
         names.sort();
