@@ -231,6 +231,15 @@ fn development() -> Vec<SettingDef> {
             GROUP_DEVELOPMENT,
         )
         .subcommands(&["backup"]),
+        def(
+            "testing-machine-id",
+            SettingKind::String,
+            "ID",
+            "development: this machine's identity as generations record it, instead of \
+             its machine id, to play several machines",
+            GROUP_DEVELOPMENT,
+        )
+        .subcommands(&["backup"]),
     ]
 }
 

@@ -175,6 +175,62 @@ fn a_file_changed_during_the_previous_backup_is_read_again_once() {
     assert_eq!(read(&w.backup(&[]).ok()), "0 files");
 }
 
+/// Two machines that back up as one client (the client name defaults to
+/// the host name: clones of one machine) are told of it, and a machine's
+/// backup does not take the other's latest generation for its previous
+/// one. Found by an outside review: with inode numbers and change times
+/// not compared, a file of the same size and times on the other machine
+/// was taken as unchanged, and the other machine's content recorded for
+/// it, exit 0.
+#[test]
+fn a_backup_after_another_machines_backup_of_the_client_reads_every_file() {
+    let w = BackupWorld::new("shared");
+    let f = w.file("app.conf", b"password=AAAA\n");
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let set_mtime = |t| {
+        fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    };
+    set_mtime(when);
+    let same = ["--ignore-inode", "--ignore-ctime"];
+    let first = w
+        .backup(&[&same[..], &["--testing-machine-id", "machine-a"]].concat())
+        .ok();
+    assert!(!first.stderr.contains("another machine"), "{first:#?}");
+    // The other machine's file at the same path: same size and times.
+    fs::write(&f, b"password=BBBB\n").unwrap();
+    set_mtime(when);
+    let other = w
+        .backup(&[&same[..], &["--testing-machine-id", "machine-b"]].concat())
+        .ok();
+    assert!(
+        other
+            .stderr
+            .contains("WARNING: the latest backup of client 'shared' (generation ")
+            && other.stderr.contains("was made on another machine (host '")
+            && other
+                .stderr
+                .contains("give each machine its own --client-name"),
+        "{other:#?}"
+    );
+    assert!(other.stdout.contains("(1 file read"), "{other:#?}");
+    let restored = restore(&w, "b");
+    assert_eq!(
+        fs::read(restored.join("app.conf")).unwrap(),
+        b"password=BBBB\n"
+    );
+    // The same machine again: its own previous generation, no word.
+    let again = w
+        .backup(&[&same[..], &["--testing-machine-id", "machine-b"]].concat())
+        .ok();
+    assert!(!again.stderr.contains("another machine"), "{again:#?}");
+    assert!(again.stdout.contains("(0 files read"), "{again:#?}");
+}
+
 /// A file that grows by tens of MiB after the walk saw its size: the
 /// backup finishes promptly, reports the file as changed, keeps the
 /// version of the previous backup, and backs up the rest. Both ways of

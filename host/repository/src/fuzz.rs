@@ -104,6 +104,8 @@ fn valid_generation() -> Vec<u8> {
         is_checkpoint: false,
         root: StoredChunkId(ChunkId::first(Token([5; 32]))),
         seq: 6,
+        machine: "0123456789abcdef0123456789abcdef".into(),
+        host: "h".into(),
     })
     .unwrap()
 }

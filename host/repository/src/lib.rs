@@ -157,6 +157,7 @@ pub mod known;
 pub mod limits;
 pub mod location;
 pub mod lock;
+pub mod machine;
 // How a name that need not be UTF-8, or that a repository holds (a
 // client's, a host's), is shown in messages: one source file, shared with
 // plugin-api without depending on it, so that the engine shows names as
@@ -228,6 +229,8 @@ pub struct Repository {
     clock: GenerationClock,
     /// Whether this process created the repository when it opened it.
     created: bool,
+    /// This machine, as its generations record it ([`machine`]).
+    machine: String,
 }
 
 impl Repository {

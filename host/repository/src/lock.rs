@@ -362,7 +362,7 @@ pub(super) fn format_time(ns: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-pub(super) fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 

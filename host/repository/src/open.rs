@@ -60,6 +60,9 @@ pub struct OpenOptions {
     /// moves those of packs already written to the local index cache
     /// ([`crate::upload::NEW_CHUNKS_IN_MEMORY`]; tests ask for few).
     pub new_chunks_in_memory: usize,
+    /// Development: this machine's identity, instead of its machine id
+    /// ([`crate::machine`]), so that tests play several machines.
+    pub machine_id: Option<String>,
 }
 
 impl Default for OpenOptions {
@@ -75,6 +78,7 @@ impl Default for OpenOptions {
             cache_records: None,
             new_chunks_in_memory: crate::upload::NEW_CHUNKS_IN_MEMORY,
             known: KnownRepositories::Off,
+            machine_id: None,
         }
     }
 }
@@ -185,6 +189,7 @@ impl Repository {
             caches: Default::default(),
             locks: lock::Locks::default(),
             clock: GenerationClock::new(options.generation_clock),
+            machine: crate::machine::digest(&config.id, options.machine_id.as_deref()),
             storage,
             config,
             created,

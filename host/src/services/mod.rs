@@ -481,5 +481,6 @@ fn open_options(
             .map_or(obnam_repository::upload::NEW_CHUNKS_IN_MEMORY, |n| {
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
+        machine_id: values.string("testing-machine-id").map(str::to_string),
     })
 }

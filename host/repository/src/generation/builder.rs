@@ -508,13 +508,37 @@ pub struct GenerationBuilder {
     state: Mutex<BuilderState>,
 }
 
+/// Whether another machine than this one made `gen` (one that records
+/// none is taken as this machine's: it was made before obnam recorded it).
+fn other_machine(repo: &Repository, gen: &Generation) -> bool {
+    !gen.machine.is_empty() && gen.machine != repo.machine
+}
+
 impl GenerationBuilder {
     /// Start a new generation for `client`: from its latest generation, or
     /// from nothing.
     pub fn new(repo: Arc<Repository>, client: &str, from_latest: bool) -> RepoResult<Self> {
         let mut generations = repo.generations(client)?;
         let next_seq = generations.iter().map(|g| g.seq).max().unwrap_or(0) + 1;
-        let latest = if from_latest { generations.pop() } else { None };
+        let mut latest = if from_latest { generations.pop() } else { None };
+        // Another machine's latest generation is not this one's previous:
+        // what it recorded of a file says nothing of this machine's file
+        // at the same path (see `crate::machine`).
+        if let Some(gen) = latest.as_ref().filter(|g| other_machine(&repo, g)) {
+            let host = match gen.host.as_str() {
+                "" => String::new(),
+                host => format!(" (host '{}')", crate::error::shown(host)),
+            };
+            tracing::warn!(
+                "the latest backup of client '{}' (generation {}) was made on another \
+                 machine{host}: two machines that back up as one client share one history, \
+                 and 'forget' keeps the latest backups of either; give each machine its own \
+                 --client-name (it defaults to the host name). Every file is read again",
+                crate::error::shown(client),
+                gen.id
+            );
+            latest = None;
+        }
         let root = match &latest {
             Some(gen) => Node::load(
                 &Trees {
@@ -705,6 +729,8 @@ impl GenerationBuilder {
             is_checkpoint: checkpoint,
             root: StoredChunkId(root),
             seq: state.next_seq,
+            machine: self.repo.machine.clone(),
+            host: crate::lock::host_name(),
         };
         // A run whose lock was broken meanwhile commits nothing: a prune
         // that took it for gone may have deleted what it refers to.

@@ -60,6 +60,13 @@ pub struct Generation {
     /// the order of their start times.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub seq: u64,
+    /// A digest of the machine that made it ([`crate::machine`]); empty
+    /// in generations written before obnam recorded it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub machine: String,
+    /// The host name of that machine, for messages.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
 }
 
 impl crate::damaged_records::Record for Generation {
