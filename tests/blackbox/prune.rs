@@ -1231,3 +1231,99 @@ fn a_pack_with_a_damaged_used_blob_is_kept_and_prune_does_the_rest() {
     let pack_id = damaged.rsplit('/').next().unwrap();
     assert!(fsck.stderr.contains(pack_id), "{fsck:#?}");
 }
+
+/// Bytes free on the file system of `dir`.
+fn free_bytes(dir: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A prune that runs out of room while it writes its copies removes what
+/// it wrote: the copies took the room a user freed for it, and the next
+/// prune failed the same way, for good. Found by an outside review.
+#[test]
+fn a_prune_that_runs_out_of_room_gives_back_what_it_wrote() {
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: mounting a small file system needs root");
+        return;
+    }
+    let w = BackupWorld::new("c");
+    let disk = w.env.path().join("disk");
+    fs::create_dir(&disk).unwrap();
+    if !obnam_test_support::mount_small_tmpfs(&disk) {
+        eprintln!("skipped: cannot mount a tmpfs");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            obnam_test_support::unmount(&self.0);
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    let repo = disk.join("repo");
+    let obnam = |args: &[&str]| {
+        run(w
+            .env
+            .obnam()
+            .arg("--repository")
+            .arg(&repo)
+            .args(["--client-name", "c", "--pack-size", "64KiB"])
+            .args(args))
+    };
+    let data = w.data.to_str().unwrap().to_string();
+    for i in 0..30 {
+        w.file(&format!("f{i:02}"), &noise(10_000, i));
+    }
+    obnam(&["backup", "--compress-with", "none", &data]).ok();
+    // Two files in three go: every pack is mostly unused.
+    for i in 0..30 {
+        if i % 3 != 0 {
+            fs::remove_file(w.data.join(format!("f{i:02}"))).unwrap();
+        }
+    }
+    obnam(&["backup", &data]).ok();
+    let first = obnam(&["genids"])
+        .ok()
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    obnam(&["forget", &first]).ok();
+    let packs_before = obnam_test_support::files_under(&repo.join("packs"));
+    // Room for a part of the copies only.
+    let filler = disk.join("filler");
+    let room = 90_000;
+    fs::write(&filler, vec![0u8; (free_bytes(&disk) - room) as usize]).unwrap();
+    let run = obnam(&["prune"]).fails();
+    assert!(run.stderr.contains("No space left on device"), "{run:#?}");
+    assert_eq!(
+        obnam_test_support::files_under(&repo.join("packs")),
+        packs_before,
+        "{run:#?}"
+    );
+    assert!(free_bytes(&disk) >= room - 8192, "{run:#?}");
+    // With the room back, it completes, and everything restores.
+    fs::remove_file(&filler).unwrap();
+    obnam(&["prune"]).ok();
+    assert!(obnam_test_support::files_under(&repo.join("packs")).len() < packs_before.len());
+    obnam(&["fsck", "--verify-data"]).ok();
+    let to = w.env.path().join("restored");
+    obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+    let restored = to.join(w.data.strip_prefix("/").unwrap());
+    for i in (0..30).step_by(3) {
+        let name = format!("f{i:02}");
+        assert_eq!(fs::read(restored.join(&name)).unwrap(), noise(10_000, i));
+    }
+}

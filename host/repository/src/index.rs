@@ -438,6 +438,11 @@ impl Index {
         self.segments.iter().any(|s| s.segment.is_broken())
     }
 
+    /// The packs that hold chunks this process stored (by number).
+    pub fn added_packs(&self) -> std::collections::BTreeSet<u32> {
+        self.added.values().map(|l| l.pack).collect()
+    }
+
     /// Record a chunk stored by this process.
     pub fn add(&mut self, id: ChunkId, location: Location) {
         self.added.insert(id, location);

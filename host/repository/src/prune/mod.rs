@@ -283,10 +283,11 @@ impl Repository {
             let index = self.catalog.read();
             verdict::used_entries(&index, &refs.blobs, &stored, &verdicts.rewrite)?
         };
-        let (copied, kept) =
-            self.copy_used_blobs(&verdicts.rewrite, &used, &mut |done, total| {
+        let (copied, kept) = self
+            .copy_used_blobs(&verdicts.rewrite, &used, &mut |done, total| {
                 progress(PruneStep::Rewrite, done, total)
-            })?;
+            })
+            .inspect_err(|_| self.remove_own_writes())?;
         // A pack holding a damaged blob that is used stays whole.
         verdicts.rewrite.retain(|p| !kept.contains(&p.number));
         report.rewrite = verdicts.rewrite.iter().map(|p| pack::key(&p.id)).collect();
@@ -299,7 +300,8 @@ impl Repository {
         // The packs just written are stored too.
         let stored = self.stored_packs()?;
         let (replaced, relist) = self.index_objects_to_replace(&stored, &doomed);
-        self.write_index_of_packs(&relist)?;
+        self.write_index_of_packs(&relist)
+            .inspect_err(|_| self.remove_own_writes())?;
         // 5. The plan, then the runs that may have missed it.
         let mut packs: Vec<ObjectId> = verdicts
             .delete

@@ -89,6 +89,41 @@ impl Repository {
         Ok((copied, kept))
     }
 
+    /// Delete what this prune wrote before its plan, when writing failed
+    /// (best effort): its index objects, then the packs of the blobs it
+    /// copied. Nothing refers to them: the blobs are still where they
+    /// were, and the index objects that list those packs stay. Left, they
+    /// took the room a full disk was given back for the prune, and the
+    /// next prune failed the same way (it writes its copies before it
+    /// deletes anything).
+    pub(super) fn remove_own_writes(&self) {
+        let packs: Vec<ObjectId> = {
+            let index = self.catalog.read();
+            index
+                .added_packs()
+                .into_iter()
+                .filter_map(|n| index.pack_id(n))
+                .collect()
+        };
+        let names = self.uploads.written_index_names();
+        let mut removed = 0;
+        for key in names
+            .iter()
+            .map(|name| format!("index/{name}"))
+            .chain(packs.iter().map(pack::key))
+        {
+            if self.storage().delete(&key).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::warn!(
+                "prune: removed the {removed} objects it had written (copies of what is still \
+                 where it was), to give their room back"
+            );
+        }
+    }
+
     /// The stored bytes of blob `e` in `bytes`, the pack `key`, once they
     /// decode to what its id says.
     fn checked_blob<'a>(&self, key: &str, bytes: &'a [u8], e: &IndexEntry) -> RepoResult<&'a [u8]> {
