@@ -283,11 +283,14 @@ impl Repository {
             let index = self.catalog.read();
             verdict::used_entries(&index, &refs.blobs, &stored, &verdicts.rewrite)?
         };
+        // What this process wrote before (finishing an earlier plan, it
+        // may have indexed kept packs anew): not this step's to remove.
+        let before = self.own_writes();
         let (copied, kept) = self
             .copy_used_blobs(&verdicts.rewrite, &used, &mut |done, total| {
                 progress(PruneStep::Rewrite, done, total)
             })
-            .inspect_err(|_| self.remove_own_writes())?;
+            .inspect_err(|_| self.remove_own_writes(&before))?;
         // A pack holding a damaged blob that is used stays whole.
         verdicts.rewrite.retain(|p| !kept.contains(&p.number));
         report.rewrite = verdicts.rewrite.iter().map(|p| pack::key(&p.id)).collect();
@@ -301,7 +304,7 @@ impl Repository {
         let stored = self.stored_packs()?;
         let (replaced, relist) = self.index_objects_to_replace(&stored, &doomed);
         self.write_index_of_packs(&relist)
-            .inspect_err(|_| self.remove_own_writes())?;
+            .inspect_err(|_| self.remove_own_writes(&before))?;
         // 5. The plan, then the runs that may have missed it.
         let mut packs: Vec<ObjectId> = verdicts
             .delete

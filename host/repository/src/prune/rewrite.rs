@@ -22,6 +22,12 @@ pub(crate) fn packs_of(entries: &[IndexEntry]) -> Vec<u32> {
     packs
 }
 
+/// What a process has written: index object names and pack ids.
+pub(super) struct OwnWrites {
+    index: HashSet<String>,
+    packs: HashSet<ObjectId>,
+}
+
 /// Entries per index object a prune writes.
 pub(super) const ENTRIES_PER_OBJECT: usize = index::ENTRIES_PER_MERGED_OBJECT;
 
@@ -89,31 +95,51 @@ impl Repository {
         Ok((copied, kept))
     }
 
-    /// Delete what this prune wrote before its plan, when writing failed
-    /// (best effort): its index objects, then the packs of the blobs it
-    /// copied. Nothing refers to them: the blobs are still where they
-    /// were, and the index objects that list those packs stay. Left, they
-    /// took the room a full disk was given back for the prune, and the
-    /// next prune failed the same way (it writes its copies before it
-    /// deletes anything).
-    pub(super) fn remove_own_writes(&self) {
-        let packs: Vec<ObjectId> = {
-            let index = self.catalog.read();
-            index
+    /// The index objects and packs this process has written so far.
+    pub(super) fn own_writes(&self) -> OwnWrites {
+        let index = self.catalog.read();
+        OwnWrites {
+            index: self.uploads.written_index_names(),
+            packs: index
                 .added_packs()
                 .into_iter()
                 .filter_map(|n| index.pack_id(n))
-                .collect()
-        };
-        let names = self.uploads.written_index_names();
-        let mut removed = 0;
-        for key in names
-            .iter()
+                .collect(),
+        }
+    }
+
+    /// Delete what this prune wrote since `before` (step 4: its copies
+    /// and the index objects of the packs that stay), when writing
+    /// failed; best effort: its index objects, then its packs. Nothing
+    /// refers to them: the blobs are still where they were, and the index
+    /// objects that list those packs stay. Left, they took the room a
+    /// full disk was given back for the prune, and the next prune failed
+    /// the same way (it writes its copies before it deletes anything).
+    /// What it wrote before, finishing an earlier plan, stays: the index
+    /// objects of kept packs are their only listing once that plan's
+    /// index objects are deleted.
+    pub(super) fn remove_own_writes(&self, before: &OwnWrites) {
+        let now = self.own_writes();
+        let index: Vec<String> = now
+            .index
+            .difference(&before.index)
             .map(|name| format!("index/{name}"))
-            .chain(packs.iter().map(pack::key))
-        {
-            if self.storage().delete(&key).is_ok() {
-                removed += 1;
+            .collect();
+        let mut removed = 0;
+        let mut listed_still = false;
+        for key in index {
+            match self.storage().delete(&key) {
+                Ok(()) => removed += 1,
+                Err(_) => listed_still = true,
+            }
+        }
+        // A pack an index object still lists stays: gone, it would be a
+        // missing pack to fsck. Unlisted, the next prune deletes it.
+        if !listed_still {
+            for key in now.packs.difference(&before.packs).map(pack::key) {
+                if self.storage().delete(&key).is_ok() {
+                    removed += 1;
+                }
             }
         }
         if removed > 0 {
