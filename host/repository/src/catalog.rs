@@ -497,6 +497,7 @@ impl Repository {
 
     /// Every stored copy of a token.
     pub fn find_chunks(&self, token: &Token) -> Vec<ChunkId> {
+        self.keep_locks_fresh();
         if !self.ensure_index_or_log() {
             return Vec::new();
         }
@@ -511,6 +512,7 @@ impl Repository {
     /// Whether a chunk is stored (in a pack no prune plans to delete: what
     /// a backup may refer to without storing it again).
     pub fn has_chunk(&self, id: &ChunkId) -> bool {
+        self.keep_locks_fresh();
         if !self.ensure_index_or_log() || self.catalog.is_damaged(id) {
             return false;
         }
@@ -521,6 +523,19 @@ impl Repository {
             if !self.heal_index() {
                 return false;
             }
+        }
+    }
+
+    /// Refresh held locks when it is due, here too: a backup reading a
+    /// large file whose chunks are all stored writes nothing for as long
+    /// as the read takes, and refreshed its lock only on writes. Past
+    /// [`crate::lock::STALE_AFTER`] a prune took it for a dead run's and
+    /// deleted what it was building on. A refresh that fails is tried
+    /// again at the next lookup, and at the next write, which fails with
+    /// it.
+    fn keep_locks_fresh(&self) {
+        if let Err(e) = self.refresh_locks() {
+            tracing::debug!("refreshing this run's locks: {e}");
         }
     }
 

@@ -96,6 +96,15 @@ pub enum RepoError {
          more is written; run it again"
     )]
     LockLost { object: String },
+    /// A lock this process holds was not refreshed for so long that
+    /// other runs may have taken it for a dead run's: a prune then does
+    /// not wait for this run, and may have deleted what it refers to.
+    #[error(
+        "this run's lock {object} was not refreshed for {minutes} minutes (the machine was \
+         suspended, or the run stalled): another run may have taken it for a dead run's, and a \
+         prune may have deleted what this run refers to; nothing more is written; run it again"
+    )]
+    LockStale { object: String, minutes: u64 },
     /// A lock object that cannot be read (damaged) that did not go away
     /// in time: its holder, if any, is unknown.
     #[error(

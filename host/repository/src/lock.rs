@@ -374,7 +374,17 @@ const STALE_TEMPORARY: Duration = Duration::from_secs(24 * 3600);
 pub struct Locks {
     held: Mutex<Vec<(LockName, LockRecord)>>,
     last_refresh: Mutex<Option<Instant>>,
+    /// The wall-clock time of the last refresh: the monotonic clock of
+    /// `last_refresh` stands still while the machine is suspended.
+    refreshed_at: Mutex<Option<std::time::SystemTime>>,
+    /// The lock went stale (see [`Repository::check_locks_held`]): what
+    /// the run built on may be gone, whatever a later check finds.
+    went_stale: Mutex<Option<RepoError>>,
 }
+
+/// How much sooner than [`STALE_AFTER`] a run takes its own lock for one
+/// that others may have judged stale (times are read to the second).
+const STALE_SLACK: Duration = Duration::from_secs(60);
 
 impl Repository {
     /// Lock a client for a backup (or other work on its generations).
@@ -523,6 +533,11 @@ impl Repository {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .get_or_insert_with(Instant::now);
+                self.locks
+                    .refreshed_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert_with(std::time::SystemTime::now);
                 return Ok(());
             };
             let deleted = self.storage().delete(&format!("locks/{id}"));
@@ -799,14 +814,87 @@ impl Repository {
     /// run broke (committing a generation, which may rest on data a
     /// prune has since deleted; removing a key slot, which another
     /// removal may have made the last).
+    ///
+    /// A lock that is there may still have been taken for a dead run's
+    /// meanwhile: a prune does not wait for a run whose lock is older than
+    /// [`STALE_AFTER`], it does not remove it. A run that did not refresh
+    /// its lock for that long (a machine suspended mid-backup, a read
+    /// stalled on a hung share, or the store's clock stepped forward)
+    /// committed, exit 0, a generation whose data such a prune had
+    /// deleted. So the lock is refreshed here, and the run fails if the
+    /// refresh comes too late: by the wall clock since the last refresh,
+    /// or by the store's time of the new lock object against the old.
     pub fn check_locks_held(&self) -> RepoResult<()> {
-        for name in self.held_names() {
-            let key = format!("locks/{name}");
-            if !self.storage().exists(&key)? {
-                return Err(RepoError::LockLost { object: key });
+        let held = self.held_names();
+        if held.is_empty() {
+            return Ok(());
+        }
+        let went_stale = || {
+            self.locks
+                .went_stale
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        if let Some(RepoError::LockStale { object, minutes }) = &*went_stale() {
+            return Err(RepoError::LockStale {
+                object: object.clone(),
+                minutes: *minutes,
+            });
+        }
+        let before = self.held_lock_times(&held)?;
+        let late = |object: &str, age: Duration| -> RepoResult<()> {
+            if age + STALE_SLACK >= STALE_AFTER {
+                let object = format!("locks/{object}");
+                let minutes = age.as_secs() / 60;
+                *went_stale() = Some(RepoError::LockStale {
+                    object: object.clone(),
+                    minutes,
+                });
+                return Err(RepoError::LockStale { object, minutes });
+            }
+            Ok(())
+        };
+        let refreshed_at = *self
+            .locks
+            .refreshed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(age) = refreshed_at.and_then(|t| t.elapsed().ok()) {
+            late(&held[0], age)?;
+        }
+        self.refresh_held_locks()?;
+        let after = self.held_lock_times(&self.held_names())?;
+        for ((name, old), new) in held.iter().zip(&before).zip(&after) {
+            if let (Some(old), Some(new)) = (old, new) {
+                let age = Duration::from_nanos(
+                    u64::try_from(new.saturating_sub(*old)).unwrap_or(u64::MAX),
+                );
+                late(name, age)?;
             }
         }
         Ok(())
+    }
+
+    /// The store's time of each lock object in `names` (`None` where the
+    /// store gives none); a lock that is gone is [`RepoError::LockLost`].
+    fn held_lock_times(&self, names: &[String]) -> RepoResult<Vec<Option<u128>>> {
+        let listed: std::collections::HashMap<String, Option<u128>> = self
+            .storage()
+            .list_stamped("locks/", false)?
+            .into_iter()
+            .map(|(key, stamp)| (key, stamp.modified_ns))
+            .collect();
+        let mut times = Vec::with_capacity(names.len());
+        for name in names {
+            let key = format!("locks/{name}");
+            match listed.get(&key) {
+                Some(time) => times.push(*time),
+                // Not listed yet, perhaps: asked directly.
+                None if self.storage().exists(&key)? => times.push(None),
+                None => return Err(RepoError::LockLost { object: key }),
+            }
+        }
+        Ok(times)
     }
 
     /// Whether this process holds a lock on `client` (or the exclusive lock).
@@ -835,6 +923,17 @@ impl Repository {
         }
     }
 
+    /// Take the last refresh of the held locks for `ago` ago, by the wall
+    /// clock (for tests of suspended runs).
+    #[cfg(test)]
+    pub(crate) fn backdate_lock_refresh(&self, ago: Duration) {
+        *self
+            .locks
+            .refreshed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(std::time::SystemTime::now() - ago);
+    }
+
     /// Whether a refresh of the held locks is due (none is if none are
     /// held).
     #[cfg(test)]
@@ -861,6 +960,21 @@ impl Repository {
             }
             *last = Some(Instant::now());
         }
+        self.refresh_held_locks()
+    }
+
+    /// Rewrite held locks with a new refresh time, now.
+    fn refresh_held_locks(&self) -> RepoResult<()> {
+        *self
+            .locks
+            .last_refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        *self
+            .locks
+            .refreshed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(std::time::SystemTime::now());
         let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
         for (id, record) in held.iter_mut() {
             let mut fresh = record.clone();

@@ -1667,6 +1667,65 @@ fn a_lock_of_another_pid_namespace_is_not_judged_by_its_pid() {
     assert!(!gone.exists());
 }
 
+/// A run whose lock is still there but was not refreshed for
+/// `STALE_AFTER` commits nothing either: a prune took it for a dead run's
+/// (it does not remove the lock, it only does not wait for the run) and
+/// may have deleted what the run refers to. Found by an outside review: a
+/// backup suspended for 31 minutes, or reading for 32 minutes a file whose
+/// chunks were stored, committed a generation that did not restore, exit
+/// 0. Both clocks tell: the wall clock since the last refresh (a
+/// suspension), and the store's time of the refreshed lock object against
+/// the old one's (a store clock that stepped forward).
+#[test]
+fn a_run_whose_lock_went_stale_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    repo.add_client("c").unwrap();
+    repo.lock_client("c", Duration::ZERO).unwrap();
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    // The store's time: the lock object 31 minutes old.
+    let old = std::time::SystemTime::now() - Duration::from_secs(31 * 60);
+    for lock in std::fs::read_dir(dir.path().join("locks")).unwrap() {
+        std::fs::File::options()
+            .write(true)
+            .open(lock.unwrap().path())
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let e = b.commit(false).unwrap_err();
+    assert!(matches!(e, RepoError::LockStale { .. }), "{e}");
+    assert!(
+        e.to_string().contains("was not refreshed for 31 minutes"),
+        "{e}"
+    );
+    assert!(repo.generations("c").unwrap().is_empty());
+    // Refreshed by that check, the lock is fresh; but what the run built
+    // on may be gone: it stays failed.
+    let e = b.commit(false).unwrap_err();
+    assert!(matches!(e, RepoError::LockStale { .. }), "{e}");
+    assert!(repo.generations("c").unwrap().is_empty());
+    drop(b);
+    // Another run: the wall clock, the last refresh 31 minutes ago.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    repo.add_client("c").unwrap();
+    repo.lock_client("c", Duration::ZERO).unwrap();
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    repo.backdate_lock_refresh(Duration::from_secs(31 * 60));
+    let e = b.commit(false).unwrap_err();
+    assert!(matches!(e, RepoError::LockStale { .. }), "{e}");
+    // Not stale: 20 minutes.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    repo.add_client("c").unwrap();
+    repo.lock_client("c", Duration::ZERO).unwrap();
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    repo.backdate_lock_refresh(Duration::from_secs(20 * 60));
+    b.commit(false).unwrap();
+    assert_eq!(repo.generations("c").unwrap().len(), 1);
+}
+
 /// A run whose lock another run broke (it took it for a dead run's)
 /// commits nothing: a prune that took the run for gone may have deleted
 /// what its generation would refer to. A key slot is not removed either.
