@@ -98,12 +98,27 @@ pub fn racy_from(previous_start: i64) -> (i64, u32) {
 /// that backup's start, and trusted.
 /// The change time counts unless `rule` ignores it: where change times
 /// are not to be trusted, they may be late for every file.
+///
+/// A file system that stamps whole seconds (ext4 with 128-byte inodes,
+/// HFS+, many SMB and NFS servers) or two (FAT) has a tick far longer
+/// than the margin: a write half a second after the read is stamped with
+/// the second the read began in, before `from`, and the file was never
+/// read again. An entry whose times have no nanoseconds is taken for one
+/// of those, and is racy from [`COARSE_TICK_S`] seconds before `from`'s
+/// second.
 pub fn racy(before: &Entry, from: Option<(i64, u32)>, rule: ChangeRule) -> bool {
+    let coarse = before.mtime_ns == 0 && (rule.ignore_ctime || before.ctime_ns == 0);
     from.is_some_and(|from| {
-        (before.mtime, before.mtime_ns) >= from
-            || (!rule.ignore_ctime && (before.ctime, before.ctime_ns) >= from)
+        let since =
+            |t: (i64, u32)| t >= from || (coarse && t.0 >= from.0.saturating_sub(COARSE_TICK_S));
+        since((before.mtime, before.mtime_ns))
+            || (!rule.ignore_ctime && since((before.ctime, before.ctime_ns)))
     })
 }
+
+/// The longest tick of a file system's clock that stamps whole seconds:
+/// FAT's two.
+const COARSE_TICK_S: i64 = 2;
 
 /// Which signs of a change, besides those every backup compares, this
 /// backup trusts (`--ignore-inode`, `--ignore-ctime`). By default both
@@ -205,16 +220,22 @@ impl ChangeRule {
 /// The entry for a file, without content (checksum and chunks); its
 /// extended attributes and symlink target are taken from `before` (the
 /// previous generation's entry) if the inode did not change since, as
-/// `rule` tells it (see [`ChangeRule::untouched`]).
+/// `rule` tells it (see [`ChangeRule::untouched`]), and `before` is not
+/// racy ([`racy`], from `racy_from`): an attribute set, or a link made
+/// anew under the inode number just freed, in the tick of the clock in
+/// which the previous backup read it leaves the change time as it was,
+/// and the old attribute (an ACL, a capability) or target was recorded
+/// again by every later backup.
 pub fn entry(
     path: &Path,
     m: &FileStat,
     names: &Names,
     before: Option<&Entry>,
     rule: ChangeRule,
+    racy_from: Option<(i64, u32)>,
 ) -> std::io::Result<Entry> {
     let kind = EntryKind::from_mode(m.mode);
-    let before = before.filter(|b| rule.untouched(m, b));
+    let before = before.filter(|b| rule.untouched(m, b) && !racy(b, racy_from, rule));
     let target = if kind != EntryKind::Symlink {
         Vec::new()
     } else if let Some(b) = before {
@@ -285,21 +306,30 @@ mod tests {
         std::os::unix::fs::symlink("f", &link).unwrap();
         let names = Names::default();
         let stat = |p: &Path| FileStat::from_metadata(&std::fs::symlink_metadata(p).unwrap());
-        let first = entry(&file, &stat(&file), &names, None, DEFAULT).unwrap();
+        let first = entry(&file, &stat(&file), &names, None, DEFAULT, None).unwrap();
         let mut before = first.clone();
         before.xattrs = vec![(b"user.was".to_vec(), b"1".to_vec())];
-        let now = entry(&file, &stat(&file), &names, Some(&before), DEFAULT).unwrap();
+        let now = entry(&file, &stat(&file), &names, Some(&before), DEFAULT, None).unwrap();
         assert_eq!(now.xattrs, before.xattrs, "taken from the same inode");
-        let mut link_before = entry(&link, &stat(&link), &names, None, DEFAULT).unwrap();
+        let mut link_before = entry(&link, &stat(&link), &names, None, DEFAULT, None).unwrap();
         assert_eq!(link_before.target, b"f");
         link_before.target = b"g".to_vec();
-        let link_now = entry(&link, &stat(&link), &names, Some(&link_before), DEFAULT).unwrap();
+        let link_now = entry(
+            &link,
+            &stat(&link),
+            &names,
+            Some(&link_before),
+            DEFAULT,
+            None,
+        )
+        .unwrap();
         assert_eq!(link_now.target, b"g");
         // With a sign of change ignored, nothing is taken on trust.
         for rule in [NO_INODE, NO_CTIME, NEITHER] {
-            let now = entry(&file, &stat(&file), &names, Some(&before), rule).unwrap();
+            let now = entry(&file, &stat(&file), &names, Some(&before), rule, None).unwrap();
             assert_eq!(now.xattrs, first.xattrs, "{rule:?}");
-            let link_now = entry(&link, &stat(&link), &names, Some(&link_before), rule).unwrap();
+            let link_now =
+                entry(&link, &stat(&link), &names, Some(&link_before), rule, None).unwrap();
             assert_eq!(link_now.target, b"f", "{rule:?}");
         }
         // Another inode (the same name replaced), or another change time,
@@ -308,20 +338,54 @@ mod tests {
         for change in changes {
             let mut other = before.clone();
             change(&mut other);
-            let now = entry(&file, &stat(&file), &names, Some(&other), DEFAULT).unwrap();
+            let now = entry(&file, &stat(&file), &names, Some(&other), DEFAULT, None).unwrap();
             assert_eq!(now.xattrs, first.xattrs);
         }
         let mut other_device = before.clone();
         other_device.dev += 1;
-        let now = entry(&file, &stat(&file), &names, Some(&other_device), DEFAULT).unwrap();
+        let now = entry(
+            &file,
+            &stat(&file),
+            &names,
+            Some(&other_device),
+            DEFAULT,
+            None,
+        )
+        .unwrap();
         assert_eq!(now.xattrs, before.xattrs);
 
         std::thread::sleep(std::time::Duration::from_millis(30));
         if xattr::set(&file, "user.new", b"2").is_err() {
             return; // No user attributes on this file system.
         }
-        let now = entry(&file, &stat(&file), &names, Some(&before), DEFAULT).unwrap();
+        let now = entry(&file, &stat(&file), &names, Some(&before), DEFAULT, None).unwrap();
         assert_eq!(now.xattrs, vec![(b"user.new".to_vec(), b"2".to_vec())]);
+        // An entry recorded while the previous backup ran (racy) is not
+        // taken on trust either: an attribute set in the same tick as
+        // that read left the change time as it was.
+        let mut racy_before = now.clone();
+        racy_before.xattrs = vec![(b"user.was".to_vec(), b"1".to_vec())];
+        let during = Some((racy_before.ctime, racy_before.ctime_ns));
+        let now = entry(
+            &file,
+            &stat(&file),
+            &names,
+            Some(&racy_before),
+            DEFAULT,
+            during,
+        )
+        .unwrap();
+        assert_eq!(now.xattrs, vec![(b"user.new".to_vec(), b"2".to_vec())]);
+        let trusted = entry(
+            &file,
+            &stat(&file),
+            &names,
+            Some(&racy_before),
+            DEFAULT,
+            None,
+        )
+        .unwrap();
+        assert_eq!(trusted.xattrs, racy_before.xattrs);
     }
 
     fn base() -> Entry {
@@ -399,6 +463,13 @@ mod tests {
         }
         // Before 1970 too.
         assert_eq!(racy_from(-1), (-1, 979_999_999));
+        // Whole-second times (a file system that stamps seconds, or two):
+        // racy from two seconds before the start's second.
+        let second = started.div_euclid(1_000_000_000);
+        for (at_s, is_racy) in [(second, true), (second - 2, true), (second - 3, false)] {
+            ((e.mtime, e.mtime_ns), (e.ctime, e.ctime_ns)) = ((at_s, 0), (at_s, 0));
+            assert_eq!(racy(&e, from, DEFAULT), is_racy, "{at_s}");
+        }
     }
 
     /// A file replaced by a rename is another inode; one rewritten in place

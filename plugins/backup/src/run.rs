@@ -613,7 +613,7 @@ fn parent_entry(parent: &Path, names: &Names) -> std::io::Result<Entry> {
     let meta = walk::lstat(&real)?;
     // No previous entry to compare with: the rule is not used.
     let rule = metadata::ChangeRule::default();
-    let mut entry = metadata::entry(&real, &meta, names, None, rule)?;
+    let mut entry = metadata::entry(&real, &meta, names, None, rule, None)?;
     entry.name = parent
         .file_name()
         .map(|n| n.as_bytes().to_vec())
@@ -862,7 +862,14 @@ impl<'a, 'c> Walker<'a, 'c> {
         parent_ticket: &Arc<Ticket>,
     ) -> Result<()> {
         let rule = self.settings.change_rule;
-        let mut entry = match metadata::entry(path, &meta, self.names(), previous.as_ref(), rule) {
+        let mut entry = match metadata::entry(
+            path,
+            &meta,
+            self.names(),
+            previous.as_ref(),
+            rule,
+            self.racy_from,
+        ) {
             Ok(e) => e,
             Err(e) => {
                 report(self.stats, path, &io_reason(&e));
