@@ -204,7 +204,7 @@ impl<S: Subscriber> Layer<S> for HostLayer {
         let message = text.finish();
         let line = format!(
             "{} {} {}: {message}\n",
-            humantime::format_rfc3339_millis(SystemTime::now()),
+            humantime::format_rfc3339_millis(SystemTime::now().max(SystemTime::UNIX_EPOCH)),
             level_name(level),
             meta.target()
         );

@@ -691,3 +691,47 @@ fn a_tmp_folder_replaced_by_a_link_has_nothing_deleted_through_it() {
         "{run:#?}"
     );
 }
+
+/// The age of what is in `.tmp/` is judged on the store's clock, not the
+/// machine's: a machine whose clock was a day ahead took every other
+/// writer's file being written for a crashed writer's and deleted it,
+/// and their backups failed. Runs under `faketime` (installed by
+/// `.ci/run`); skipped, saying so, where it is missing.
+#[test]
+fn a_clock_a_day_ahead_deletes_no_file_being_written() {
+    if Command::new("faketime").arg("--version").output().is_err() {
+        eprintln!("skipped: faketime is not installed");
+        return;
+    }
+    let w = obnam_test_support::BackupWorld::new("x");
+    w.file("f", b"ok");
+    w.backup(&[]).ok();
+    fs::write(w.repo.join(".tmp/being-written"), b"another writer's").unwrap();
+    let direct = w.env.obnam();
+    let mut cmd = Command::new("faketime");
+    cmd.args(["-f", "+25h"]).arg(direct.get_program());
+    for (key, value) in direct.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    // The store's times (the files' own) stay as they are.
+    cmd.env("NO_FAKE_STAT", "1")
+        .current_dir(w.env.path())
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", "skewed", "backup"])
+        .arg(&w.data);
+    let run = obnam_test_support::run(&mut cmd).ok();
+    assert!(w.repo.join(".tmp/being-written").exists(), "{run:#?}");
+    // Older than a day by the store's clock, it goes.
+    fs::File::options()
+        .write(true)
+        .open(w.repo.join(".tmp/being-written"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(25 * 3600))
+        .unwrap();
+    w.backup(&[]).ok();
+    assert!(!w.repo.join(".tmp/being-written").exists());
+}

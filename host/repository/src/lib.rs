@@ -194,11 +194,13 @@ use storage::Storage;
 use tokens::Tokens;
 use upload::Uploads;
 
-/// Nanoseconds since the Unix epoch.
+/// Nanoseconds since the Unix epoch: 0 for a clock before 1970, and the
+/// most an `i64` holds for one past 2262 (a wrapping cast made such a
+/// clock's generations say they were made in 1677).
 pub fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 

@@ -408,7 +408,21 @@ impl Repository {
             }
         }
         // A writer is starting: a good moment to tidy up after crashed ones.
-        let removed = self.storage().remove_stale_temporaries(STALE_TEMPORARY);
+        // Their files' ages are the store's times against the store's time
+        // of this run's lock, just written: a machine whose clock was a
+        // day ahead took every other writer's file for a crashed one's,
+        // and their backups failed.
+        let store_now = self
+            .held_lock_times(&self.held_names())
+            .ok()
+            .and_then(|times| times.into_iter().flatten().max())
+            .and_then(|ns| {
+                std::time::UNIX_EPOCH.checked_add(Duration::from_nanos(u64::try_from(ns).ok()?))
+            })
+            .unwrap_or_else(std::time::SystemTime::now);
+        let removed = self
+            .storage()
+            .remove_stale_temporaries(store_now, STALE_TEMPORARY);
         if removed > 0 {
             tracing::info!("removed {removed} temporary files left in .tmp/ by interrupted writes");
         }

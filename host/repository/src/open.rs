@@ -267,7 +267,9 @@ fn create(
         format: FORMAT_NAME.into(),
         version: FORMAT_VERSION,
         id: ObjectId::random().to_hex(),
-        created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        // humantime panics on a time before 1970 (a clock set wrong).
+        created: humantime::format_rfc3339_seconds(SystemTime::now().max(SystemTime::UNIX_EPOCH))
+            .to_string(),
         seal: None,
         tokens: Some(TokenFunction::BLAKE3.into()),
     };

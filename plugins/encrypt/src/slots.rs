@@ -309,7 +309,9 @@ pub fn wrap(
         master.0.as_ref(),
     )?;
     let mut origin = origin.clone();
-    origin.created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    // humantime panics on a time before 1970 (a clock set wrong).
+    let now = std::time::SystemTime::now().max(std::time::UNIX_EPOCH);
+    origin.created = humantime::format_rfc3339_seconds(now).to_string();
     let info = serde_json::to_vec(&origin).map_err(|e| e.to_string())?;
     let info = cipher.seal(
         &master.object_key(),

@@ -157,7 +157,14 @@ fn period(ns: i64, unit: Unit, tz: &TimeZone) -> i64 {
         i64::from(t.hour()),
     );
     match unit {
-        Unit::Hour => ((y * 100 + m) * 100 + d) * 100 + h,
+        // With the offset from UTC: where the clocks go back, the hour
+        // from 01:00 comes twice (01:30 summer time and 01:30 winter
+        // time are an hour apart), and the backup of one of those two
+        // real hours was removed as of the same hour as the other's.
+        Unit::Hour => {
+            let offset_minutes = i64::from(t.offset().seconds()) / 60;
+            (((y * 100 + m) * 100 + d) * 100 + h) * 10_000 + offset_minutes + 5_000
+        }
         Unit::Day => (y * 100 + m) * 100 + d,
         Unit::Week => {
             let w = t.date().iso_week_date();
@@ -277,6 +284,27 @@ mod tests {
         };
         assert_eq!(at(TimeZone::UTC), 2);
         assert_eq!(at(TimeZone::fixed(jiff::tz::offset(-3))), 1);
+    }
+
+    #[test]
+    fn the_hour_that_comes_twice_when_the_clocks_go_back_is_two_hours() {
+        // 2026-11-01 in New York: 01:30 EDT (05:30Z), 01:30 EST (06:30Z).
+        let tz = TimeZone::posix("EST5EDT,M3.2.0,M11.1.0").unwrap();
+        let first = 1_793_511_000 * 1_000_000_000; // 2026-11-01T05:30:00Z
+        let gens = vec![gen("edt", first), gen("est", first + HOUR)];
+        let policy = Policy::parse("24h").unwrap();
+        let kept = decide(&gens, &Selection::Policy(&policy), &tz)
+            .iter()
+            .filter(|d| d.keep)
+            .count();
+        assert_eq!(kept, 2);
+        // Days are days: one.
+        let policy = Policy::parse("1d").unwrap();
+        let kept = decide(&gens, &Selection::Policy(&policy), &tz)
+            .iter()
+            .filter(|d| d.keep)
+            .count();
+        assert_eq!(kept, 1);
     }
 
     #[test]

@@ -177,10 +177,11 @@ impl Storage {
 
     /// Delete what crashed writers left in `.tmp/` (a local folder and
     /// SFTP write objects there first): files last modified more than `age`
-    /// ago, which no running writer can still be writing. Best effort:
-    /// returns how many were deleted.
-    pub fn remove_stale_temporaries(&self, age: Duration) -> usize {
-        let Some(cutoff) = std::time::SystemTime::now().checked_sub(age) else {
+    /// before `now`, the store's time (that of an object just written),
+    /// which no running writer can still be writing. Best effort: returns
+    /// how many were deleted.
+    pub fn remove_stale_temporaries(&self, now: std::time::SystemTime, age: Duration) -> usize {
+        let Some(cutoff) = now.checked_sub(age) else {
             return 0;
         };
         self.backend.remove_stale_temporaries(self, cutoff)
