@@ -99,3 +99,40 @@ fn a_standard_error_that_cannot_be_written_keeps_the_exit_code() {
     assert_eq!(full(&["nosuchcommand"]), Some(2));
     assert_eq!(full(&["generations"]), Some(0));
 }
+
+/// A backup whose summary cannot be written (standard output on a full
+/// disk) has committed its generation all the same, and says so: it
+/// failed with "cannot write to standard output", as if nothing had been
+/// committed (and with a closed pipe, 141 without a word).
+#[test]
+fn a_backup_whose_summary_cannot_be_written_says_it_committed() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full");
+        return;
+    }
+    let w = BackupWorld::new("c");
+    w.file("a", b"a");
+    w.backup(&[]).ok();
+    w.file("b", b"b");
+    let run = run_obnam(
+        w.env
+            .obnam()
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "c", "backup"])
+            .arg(&w.data)
+            .stdout(std::fs::File::create("/dev/full").unwrap()),
+    )
+    .fails()
+    .no_rust_panic();
+    let gens = w.obnam(&["genids"]).ok();
+    let newest = gens.stdout.lines().last().unwrap().to_string();
+    assert_eq!(gens.stdout.lines().count(), 2);
+    assert!(
+        run.stderr.contains(&format!(
+            "ERROR: the backup was committed as generation {newest}, but its summary could not \
+             be written: cannot write to standard output: No space left on device"
+        )),
+        "{run:#?}"
+    );
+}

@@ -163,6 +163,7 @@ impl Repository {
     }
 
     fn get_blob(&self, id: &ChunkId, kind: BlobKind) -> RepoResult<Vec<u8>> {
+        let seen = crate::catalog::healed();
         match self.try_get_blob(id, kind) {
             // A prune may have copied the blob elsewhere and deleted the
             // pack this process knew it in: the index objects listing the
@@ -175,7 +176,7 @@ impl Repository {
             }
             // A file of the index cache found damaged on the way (each
             // when a page of it is read: several, in turn).
-            Err(RepoError::NoSuchChunk(_)) if self.heal_index() => self.get_blob(id, kind),
+            Err(RepoError::NoSuchChunk(_)) if self.heal_index(seen) => self.get_blob(id, kind),
             other => other,
         }
     }

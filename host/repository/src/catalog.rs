@@ -501,8 +501,10 @@ impl Repository {
         if !self.ensure_index_or_log() {
             return Vec::new();
         }
+        let mut seen = healed();
         let mut found = self.catalog.read().find(token);
-        while found.is_empty() && self.heal_index() {
+        while found.is_empty() && self.heal_index(seen) {
+            seen = healed();
             found = self.catalog.read().find(token);
         }
         found.retain(|id| !self.catalog.is_damaged(id));
@@ -517,10 +519,11 @@ impl Repository {
             return false;
         }
         loop {
+            let seen = healed();
             if self.catalog.read().has_kept(id) {
                 return true;
             }
-            if !self.heal_index() {
+            if !self.heal_index(seen) {
                 return false;
             }
         }
@@ -546,8 +549,9 @@ impl Repository {
         // Each damaged file is found when a page of it is read: several
         // may stop `f` in turn.
         loop {
+            let seen = healed();
             match f() {
-                Err(_) if self.heal_index() => continue,
+                Err(_) if self.heal_index(seen) => continue,
                 other => return other,
             }
         }
@@ -560,19 +564,30 @@ impl Repository {
     /// absent for the rest of the run: a restore said "chunk ... is not in
     /// the repository" of an intact repository and restored nothing, and
     /// a backup stored everything again.
-    pub(crate) fn heal_index(&self) -> bool {
+    ///
+    /// `seen` is [`healed`] as it was before the lookup: if another thread
+    /// loaded the index afresh since, the lookup may have missed in the
+    /// damaged file before that, and is to be asked again too (a restore
+    /// reported a chunk missing, now and then, when it was the other
+    /// thread's lookup that found the damage).
+    pub(crate) fn heal_index(&self, seen: u64) -> bool {
         /// Loads afresh a process makes for damaged cache files, at most:
         /// files made anew that fail again (a failing disk) would make
         /// every lookup that misses load the index again for ever.
         const MOST_HEALS: u32 = 32;
         static HEALS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        if healed() != seen {
+            return true;
+        }
         if !self.catalog.read().has_broken_segment() {
             return false;
         }
         if HEALS.fetch_add(1, Ordering::Relaxed) >= MOST_HEALS {
             return false;
         }
-        match self.reload_index() {
+        let reloaded = self.reload_index();
+        HEALED.fetch_add(1, Ordering::SeqCst);
+        match reloaded {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!("cannot load the index again: {e}");
@@ -580,6 +595,14 @@ impl Repository {
             }
         }
     }
+}
+
+/// Loads of the index afresh for damaged cache files so far (see
+/// [`Repository::heal_index`]).
+static HEALED: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn healed() -> u64 {
+    HEALED.load(Ordering::SeqCst)
 }
 
 #[cfg(test)]

@@ -70,14 +70,33 @@ pub fn identity(location: &Location, options: &StorageOptions) -> Vec<String> {
     }
 }
 
-/// `path` made absolute (from the working folder) and without `.`, `..`
-/// or a trailing `/`, by name: no link is followed.
+/// `path` made absolute (from the working folder), its folder resolved
+/// as the file system does (links, `..`), its last name as given: a link
+/// there is not followed. (Taking `..` away by name named another folder
+/// after a link, `link/../repo`, whose record then refused the
+/// repository.) A folder that cannot be resolved is taken by name.
 fn absolute(path: &Path) -> PathBuf {
     let joined = match std::env::current_dir() {
         Ok(cwd) if path.is_relative() => cwd.join(path),
         _ => path.to_path_buf(),
     };
-    lexical(&joined)
+    // A trailing `/` or `.` names the folder itself: as the last name,
+    // that folder's.
+    let trimmed: PathBuf = {
+        let mut parts: Vec<std::path::Component> = joined.components().collect();
+        while parts.last() == Some(&std::path::Component::CurDir) {
+            parts.pop();
+        }
+        parts.iter().collect()
+    };
+    match (trimmed.parent(), trimmed.file_name()) {
+        (Some(parent), Some(name)) => match std::fs::canonicalize(parent) {
+            Ok(parent) => parent.join(name),
+            Err(_) => lexical(&trimmed),
+        },
+        // The root, or a path that ends in `..`: the file system's answer.
+        _ => std::fs::canonicalize(&trimmed).unwrap_or_else(|_| lexical(&trimmed)),
+    }
 }
 
 /// A local folder's path as the file system resolves it (links, `..`):
@@ -260,27 +279,36 @@ impl KnownRepositories {
     /// Whether a repository may be made under `names`, before anything
     /// is written (see [`admit_new`](Self::admit_new)).
     pub fn may_create(&self, names: &[String]) -> RepoResult<()> {
-        for url in names {
-            let Some(known) = self.recorded(url).filter(|known| !known.pending) else {
-                continue;
-            };
-            let file = self.file(url).unwrap_or_default();
-            let was = if known.sealed {
-                "an encrypted"
-            } else {
-                "an unencrypted"
-            };
-            return Err(RepoError::Usage(format!(
-                "this machine used {was} repository at {} (id {}), and there is none there \
-                 now: if it is on a disk or share that is not mounted, mount it and run again; \
-                 if it was removed on purpose and a new one is to be made there, remove {} and \
-                 run again; nothing was written",
-                names[0],
-                known.id,
-                file.display()
-            )));
-        }
-        Ok(())
+        let found: Vec<(Known, PathBuf)> = names
+            .iter()
+            .filter_map(|url| {
+                let known = self.recorded(url).filter(|known| !known.pending)?;
+                Some((known, self.file(url)?))
+            })
+            .collect();
+        let Some((known, _)) = found.first() else {
+            return Ok(());
+        };
+        let was = if known.sealed {
+            "an encrypted"
+        } else {
+            "an unencrypted"
+        };
+        // Every record in the way, at once: named one at a time, the
+        // second refusal came after the first record was removed.
+        let files: Vec<String> = found
+            .iter()
+            .map(|(_, file)| file.display().to_string())
+            .collect();
+        Err(RepoError::Usage(format!(
+            "this machine used {was} repository at {} (id {}), and there is none there now: if \
+             it is on a disk or share that is not mounted, mount it and run again; if it was \
+             removed on purpose and a new one is to be made there, remove {} and run again; \
+             nothing was written",
+            names[0],
+            known.id,
+            files.join(" and ")
+        )))
     }
 
     /// Record `config` under each of `names` as the repository this
@@ -384,6 +412,18 @@ mod tests {
             .admit_new(url, "r3", false, b"new config")
             .unwrap_err();
         assert!(err.to_string().contains("there is none there now"), "{err}");
+        // Every record in the way is named at once.
+        let both = vec![url[0].clone(), "s3://bucket/alias".to_string()];
+        known.remember(&both, "r1", true, b"sealed config");
+        let err = known.may_create(&both).unwrap_err().to_string();
+        let files: Vec<String> = both
+            .iter()
+            .map(|u| known.file(u).unwrap().display().to_string())
+            .collect();
+        assert!(
+            err.contains(&format!("remove {} and {} and run", files[0], files[1])),
+            "{err}"
+        );
         known.check(url, "r1", true, b"sealed config").unwrap();
         // Off checks nothing.
         KnownRepositories::Off
@@ -428,5 +468,14 @@ mod tests {
         assert_ne!(swapped[1], by_link[1]);
         let err = known.check(&swapped, "r2", false, b"plain").unwrap_err();
         assert!(err.to_string().contains("it was encrypted"), "{err}");
+        // `..` after a link is the file system's: `hop/../repo` is the
+        // `repo` beside the folder `hop` points to, not this one.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(elsewhere.join("inner")).unwrap();
+        std::fs::create_dir(elsewhere.join("repo")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("inner"), dir.path().join("hop")).unwrap();
+        let hopped = identity(&Location::Local(dir.path().join("hop/../repo")), &options);
+        let real_elsewhere = std::fs::canonicalize(elsewhere.join("repo")).unwrap();
+        assert_eq!(hopped, vec![real_elsewhere.display().to_string()]);
     }
 }

@@ -146,19 +146,34 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         .unwrap_or_default();
     finished["client"] = settings.client.clone().into();
     finished["pretend"] = settings.pretend.into();
-    match settings.output {
-        // What the backup-finished hook gets, as one object: a program
-        // that asked for JSON gets it even with --quiet.
-        OutputFormat::Json => ctx.outln(&serde_json::to_string_pretty(&finished)?)?,
-        OutputFormat::JsonLines => reporter.summary(&stats.events, &finished)?,
-        OutputFormat::Text if !settings.quiet => {
-            ctx.outln(&stats.summary(settings.pretend))?;
-            if let Some(id) = &generation {
-                ctx.outln(&format!("Generation {id}"))?;
+    let said = (|| -> Result<()> {
+        match settings.output {
+            // What the backup-finished hook gets, as one object: a program
+            // that asked for JSON gets it even with --quiet.
+            OutputFormat::Json => ctx.outln(&serde_json::to_string_pretty(&finished)?)?,
+            OutputFormat::JsonLines => reporter.summary(&stats.events, &finished)?,
+            OutputFormat::Text if !settings.quiet => {
+                ctx.outln(&stats.summary(settings.pretend))?;
+                if let Some(id) = &generation {
+                    ctx.outln(&format!("Generation {id}"))?;
+                }
             }
+            OutputFormat::Text => {}
         }
-        OutputFormat::Text => {}
+        Ok(())
+    })();
+    // The generation is committed: a summary that cannot be written (a
+    // full disk, a reader gone) does not undo it, and the hooks hear of
+    // it all the same. The run fails, but says what it did: it exited 1,
+    // or 141 without a word, as if nothing had been committed.
+    if let (Err(e), Some(id)) = (&said, &generation) {
+        ctx.call_json(BACKUP_FINISHED, &mut finished)?;
+        plugin_api::bail!(
+            "the backup was committed as generation {id}, but its summary could not be \
+             written: {e}"
+        );
     }
+    said?;
     ctx.call_json(BACKUP_FINISHED, &mut finished)?;
     if stats.had_errors() {
         plugin_api::bail!("There were errors during the backup");
@@ -490,8 +505,16 @@ impl Shared<'_> {
             // aborted, and later jobs are only counted off.
             let stored = plugin_api::guard::catch_panic(|| self.store_file(writer, &job, &read))
                 .unwrap_or_else(|what| {
+                    // A thread the system would not start is no bug.
+                    let why = match what.contains("spawn") && what.contains("thread") {
+                        true => {
+                            "cannot start a thread (out of memory, or over the limit of \
+                                 processes?)"
+                        }
+                        false => "internal error (a bug in obnam)",
+                    };
                     Err(plugin_api::Error::msg(format!(
-                        "internal error (a bug in obnam) backing up {}: {what}",
+                        "{why} backing up {}: {what}",
                         escape_path(&job.path)
                     )))
                 });

@@ -181,8 +181,10 @@ impl Checker {
         let (queue, jobs) = std::sync::mpsc::sync_channel::<FileJob>(FILE_QUEUE);
         let jobs = Mutex::new(jobs);
         std::thread::scope(|scope| {
+            let mut started = 0;
+            let mut refused = None;
             for _ in 0..verify_threads() {
-                scope.spawn(|| loop {
+                let spawned = std::thread::Builder::new().spawn_scoped(scope, || loop {
                     let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok((path, entry, folder)) = job else {
                         break;
@@ -190,6 +192,23 @@ impl Checker {
                     let good = self.check_file(client, &gen, &path, &entry);
                     self.done_with_file(&folder, good);
                 });
+                match spawned {
+                    Ok(_) => started += 1,
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
+            // Out of memory or processes, the system may refuse threads:
+            // with none, nothing would take the files the walk queues.
+            if started == 0 {
+                let e = refused.map(|e| e.to_string()).unwrap_or_default();
+                self.problem(&format!(
+                    "client {client}, generation {gen}: not checked: cannot start a thread: {e} \
+                     (out of memory, or over the limit of processes?)"
+                ));
+                return;
             }
             self.walk_generation(ctx, client, &gen, reader, &queue);
             // The threads end once the queue is empty and closed.

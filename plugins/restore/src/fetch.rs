@@ -130,16 +130,25 @@ pub fn for_each_chunk(
                 .step_by(FETCHERS)
                 .map(|&i| chunks[i])
                 .collect();
-            s.spawn(move || {
-                for id in mine {
-                    let result = fetch(repo, id);
-                    let failed = result.is_err();
-                    // A closed channel means the writer stopped: so do we.
-                    if tx.send(result).is_err() || failed {
-                        return;
+            // Out of memory or processes, the system may refuse a thread:
+            // an error, not a panic reported as a bug.
+            std::thread::Builder::new()
+                .spawn_scoped(s, move || {
+                    for id in mine {
+                        let result = fetch(repo, id);
+                        let failed = result.is_err();
+                        // A closed channel means the writer stopped: so do we.
+                        if tx.send(result).is_err() || failed {
+                            return;
+                        }
                     }
-                }
-            });
+                })
+                .map_err(|e| {
+                    ReadError::File(format!(
+                        "cannot start a thread to read its chunks: {e} (out of memory, or over \
+                         the limit of processes?)"
+                    ))
+                })?;
         }
         let mut current: Option<Chunk> = None;
         let mut next_read = 0usize;

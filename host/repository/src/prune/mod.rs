@@ -324,9 +324,20 @@ impl Repository {
         if tests::STOP_BEFORE_PLAN.with(std::cell::Cell::get) {
             return Err(RepoError::Usage("stopped before the plan (test)".into()));
         }
-        let plan_id = self.write_plan(&plan)?;
-        let runs = self.live_runs()?;
-        self.write_plan_runs(&plan_id, &runs)?;
+        // A full disk may stop the plan too: what this prune wrote goes
+        // then as well (a plan without its runs record is never carried
+        // out, so it may go first).
+        let plan_id = self
+            .write_plan(&plan)
+            .inspect_err(|_| self.remove_own_writes(&before))?;
+        let runs = self
+            .live_runs()
+            .and_then(|runs| self.write_plan_runs(&plan_id, &runs).map(|()| runs))
+            .inspect_err(|_| {
+                if self.remove_plan(&plan_id).is_ok() {
+                    self.remove_own_writes(&before);
+                }
+            })?;
         // 6. Delete now, or leave it to a later prune.
         if runs.is_empty() {
             self.walk_new_generations(&mut refs, progress)?;
