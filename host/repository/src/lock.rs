@@ -876,15 +876,15 @@ impl Repository {
         if let Some(age) = refreshed_at.and_then(|t| t.elapsed().ok()) {
             late(&held[0], age)?;
         }
-        self.refresh_held_locks()?;
-        let after = self.held_lock_times(&self.held_names())?;
-        for ((name, old), new) in held.iter().zip(&before).zip(&after) {
-            if let (Some(old), Some(new)) = (old, new) {
-                let age = Duration::from_nanos(
-                    u64::try_from(new.saturating_sub(*old)).unwrap_or(u64::MAX),
-                );
-                late(name, age)?;
-            }
+        // The store's clock: a refresh (of the write path's, or this one
+        // when due) measured its new object's time against the old one's.
+        let _ = before;
+        self.refresh_locks()?;
+        if let Some(RepoError::LockStale { object, minutes }) = &*went_stale() {
+            return Err(RepoError::LockStale {
+                object: object.clone(),
+                minutes: *minutes,
+            });
         }
         Ok(())
     }
@@ -977,8 +977,37 @@ impl Repository {
         self.refresh_held_locks()
     }
 
-    /// Rewrite held locks with a new refresh time, now.
+    /// Rewrite held locks with a new refresh time, now; and note if the
+    /// store's time of a new lock object is [`STALE_AFTER`] (less the
+    /// slack) after the old one's: others may have taken it for a dead
+    /// run's meanwhile (a store clock that stepped forward), and
+    /// [`check_locks_held`](Self::check_locks_held) fails from then on.
     fn refresh_held_locks(&self) -> RepoResult<()> {
+        let names = self.held_names();
+        let before = self.held_lock_times(&names).unwrap_or_default();
+        self.rewrite_held_locks()?;
+        let after = self.held_lock_times(&self.held_names()).unwrap_or_default();
+        for ((name, old), new) in names.iter().zip(&before).zip(&after) {
+            if let (Some(old), Some(new)) = (old, new) {
+                let age = Duration::from_nanos(
+                    u64::try_from(new.saturating_sub(*old)).unwrap_or(u64::MAX),
+                );
+                if age + STALE_SLACK >= STALE_AFTER {
+                    *self
+                        .locks
+                        .went_stale
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(RepoError::LockStale {
+                        object: format!("locks/{name}"),
+                        minutes: age.as_secs() / 60,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rewrite_held_locks(&self) -> RepoResult<()> {
         *self
             .locks
             .last_refresh

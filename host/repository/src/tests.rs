@@ -1683,6 +1683,7 @@ fn a_run_whose_lock_went_stale_commits_nothing() {
     repo.add_client("c").unwrap();
     repo.lock_client("c", Duration::ZERO).unwrap();
     let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    repo.make_lock_refresh_due();
     // The store's time: the lock object 31 minutes old.
     let old = std::time::SystemTime::now() - Duration::from_secs(31 * 60);
     for lock in std::fs::read_dir(dir.path().join("locks")).unwrap() {
