@@ -215,17 +215,7 @@ fn an_interrupted_run_releases_its_lock() {
 fn a_hangup_under_nohup_does_not_stop_a_run() {
     let w = World::new(&["repotest"]);
     let direct = w.cmd(&["repotest-lock", "c1", "600"]);
-    let mut cmd = Command::new("nohup");
-    cmd.arg(direct.get_program()).args(direct.get_args());
-    for (key, value) in direct.get_envs() {
-        match value {
-            Some(value) => cmd.env(key, value),
-            None => cmd.env_remove(key),
-        };
-    }
-    if let Some(dir) = direct.get_current_dir() {
-        cmd.current_dir(dir);
-    }
+    let mut cmd = obnam_test_support::wrapped(&direct, "nohup", &[]);
     let mut holder = obnam_test_support::spawn_holding_lock(&mut cmd);
     Command::new("kill")
         .args(["-HUP", &holder.id().to_string()])
@@ -707,18 +697,9 @@ fn a_clock_a_day_ahead_deletes_no_file_being_written() {
     w.file("f", b"ok");
     w.backup(&[]).ok();
     fs::write(w.repo.join(".tmp/being-written"), b"another writer's").unwrap();
-    let direct = w.env.obnam();
-    let mut cmd = Command::new("faketime");
-    cmd.args(["-f", "+25h"]).arg(direct.get_program());
-    for (key, value) in direct.get_envs() {
-        match value {
-            Some(value) => cmd.env(key, value),
-            None => cmd.env_remove(key),
-        };
-    }
+    let mut cmd = obnam_test_support::wrapped(&w.env.obnam(), "faketime", &["-f", "+25h"]);
     // The store's times (the files' own) stay as they are.
     cmd.env("NO_FAKE_STAT", "1")
-        .current_dir(w.env.path())
         .arg("--repository")
         .arg(&w.repo)
         .args(["--client-name", "skewed", "backup"])

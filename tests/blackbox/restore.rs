@@ -37,15 +37,21 @@ impl World {
         self.env.path()
     }
 
-    /// Run obnam on the world's repository as the test client.
-    fn obnam<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
+    /// A command running obnam on the world's repository as the test
+    /// client.
+    fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> std::process::Command {
         let mut cmd = self.env.obnam();
         cmd.arg("--repository")
             .arg(&self.repo)
             .arg("--client-name")
             .arg(CLIENT)
             .args(args);
-        obnam_test_support::run(&mut cmd)
+        cmd
+    }
+
+    /// Run obnam on the world's repository as the test client.
+    fn obnam<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
+        obnam_test_support::run(&mut self.command(args))
     }
 
     fn backup(&self, root: &Path) -> Run {
@@ -803,13 +809,7 @@ fn a_default_acl_of_the_target_is_not_inherited_by_what_is_restored() {
 
 /// Run `obnam` of `w` with `args` under a file-size limit of 1 MiB.
 fn under_file_size_limit<S: AsRef<OsStr>>(w: &World, args: &[S]) -> Run {
-    let mut direct = w.env.obnam();
-    direct
-        .arg("--repository")
-        .arg(&w.repo)
-        .arg("--client-name")
-        .arg(CLIENT)
-        .args(args);
+    let direct = w.command(args);
     obnam_test_support::run(&mut obnam_test_support::under_ulimit(&direct, "-f 1024"))
         .no_rust_panic()
 }
@@ -831,14 +831,12 @@ fn a_backup_out_of_file_descriptors_stops_and_commits_nothing() {
         fs::write(data.join(format!("f{i}")), format!("changed {i}")).unwrap();
     }
     for limit in ["-n 20", "-n 21", "-n 30"] {
-        let mut direct = w.env.obnam();
-        direct
-            .arg("--repository")
-            .arg(&w.repo)
-            .arg("--client-name")
-            .arg(CLIENT)
-            .args(["backup", "--backup-threads", "64"])
-            .arg(&data);
+        let direct = w.command(&[
+            OsStr::new("backup"),
+            OsStr::new("--backup-threads"),
+            OsStr::new("64"),
+            data.as_os_str(),
+        ]);
         let run = obnam_test_support::run(&mut obnam_test_support::under_ulimit(&direct, limit))
             .no_rust_panic();
         assert_eq!(run.code, 1, "{limit}: {run:#?}");

@@ -241,12 +241,11 @@ impl TestEnv {
     }
 }
 
-/// `direct` run by a shell under `ulimit LIMIT` (say `-f 1024`): the same
-/// program, arguments, environment and folder.
-pub fn under_ulimit(direct: &Command, limit: &str) -> Command {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!("ulimit {limit} && exec \"$0\" \"$@\""))
+/// `direct` run by `program` with `args` before it (`nohup`, `faketime
+/// -f +1d`, ...): the same program, arguments, environment and folder.
+pub fn wrapped(direct: &Command, program: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .arg(direct.get_program())
         .args(direct.get_args());
     for (key, value) in direct.get_envs() {
@@ -259,6 +258,12 @@ pub fn under_ulimit(direct: &Command, limit: &str) -> Command {
         cmd.current_dir(dir);
     }
     cmd
+}
+
+/// `direct` run by a shell under `ulimit LIMIT` (say `-f 1024`).
+pub fn under_ulimit(direct: &Command, limit: &str) -> Command {
+    let script = format!("ulimit {limit} && exec \"$0\" \"$@\"");
+    wrapped(direct, "sh", &["-c", &script])
 }
 
 /// Run a prepared command and collect its result.

@@ -379,7 +379,7 @@ pub struct Locks {
     refreshed_at: Mutex<Option<std::time::SystemTime>>,
     /// The lock went stale (see [`Repository::check_locks_held`]): what
     /// the run built on may be gone, whatever a later check finds.
-    went_stale: Mutex<Option<RepoError>>,
+    went_stale: Mutex<Option<(String, u64)>>,
 }
 
 /// How much sooner than [`STALE_AFTER`] a run takes its own lock for one
@@ -843,50 +843,51 @@ impl Repository {
         if held.is_empty() {
             return Ok(());
         }
-        let went_stale = || {
-            self.locks
-                .went_stale
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-        };
-        if let Some(RepoError::LockStale { object, minutes }) = &*went_stale() {
-            return Err(RepoError::LockStale {
-                object: object.clone(),
-                minutes: *minutes,
-            });
-        }
-        let before = self.held_lock_times(&held)?;
-        let late = |object: &str, age: Duration| -> RepoResult<()> {
-            if age + STALE_SLACK >= STALE_AFTER {
-                let object = format!("locks/{object}");
-                let minutes = age.as_secs() / 60;
-                *went_stale() = Some(RepoError::LockStale {
-                    object: object.clone(),
-                    minutes,
-                });
-                return Err(RepoError::LockStale { object, minutes });
-            }
-            Ok(())
-        };
+        self.stale_lock()?;
+        // Every lock still there (else `LockLost`).
+        self.held_lock_times(&held)?;
         let refreshed_at = *self
             .locks
             .refreshed_at
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(age) = refreshed_at.and_then(|t| t.elapsed().ok()) {
-            late(&held[0], age)?;
+            self.note_lock_age(&held[0], age);
         }
+        self.stale_lock()?;
         // The store's clock: a refresh (of the write path's, or this one
         // when due) measured its new object's time against the old one's.
-        let _ = before;
         self.refresh_locks()?;
-        if let Some(RepoError::LockStale { object, minutes }) = &*went_stale() {
-            return Err(RepoError::LockStale {
+        self.stale_lock()
+    }
+
+    /// Note that lock `name` went `age` unrefreshed: past [`STALE_AFTER`]
+    /// (less the slack), the run may not commit from then on.
+    fn note_lock_age(&self, name: &str, age: Duration) {
+        if age + STALE_SLACK >= STALE_AFTER {
+            *self
+                .locks
+                .went_stale
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) =
+                Some((format!("locks/{name}"), age.as_secs() / 60));
+        }
+    }
+
+    /// The error of a lock that went stale, if one did.
+    fn stale_lock(&self) -> RepoResult<()> {
+        match &*self
+            .locks
+            .went_stale
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            Some((object, minutes)) => Err(RepoError::LockStale {
                 object: object.clone(),
                 minutes: *minutes,
-            });
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The store's time of each lock object in `names` (`None` where the
@@ -992,16 +993,7 @@ impl Repository {
                 let age = Duration::from_nanos(
                     u64::try_from(new.saturating_sub(*old)).unwrap_or(u64::MAX),
                 );
-                if age + STALE_SLACK >= STALE_AFTER {
-                    *self
-                        .locks
-                        .went_stale
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some(RepoError::LockStale {
-                        object: format!("locks/{name}"),
-                        minutes: age.as_secs() / 60,
-                    });
-                }
+                self.note_lock_age(name, age);
             }
         }
         Ok(())

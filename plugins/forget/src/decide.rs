@@ -292,19 +292,16 @@ mod tests {
         let tz = TimeZone::posix("EST5EDT,M3.2.0,M11.1.0").unwrap();
         let first = 1_793_511_000 * 1_000_000_000; // 2026-11-01T05:30:00Z
         let gens = vec![gen("edt", first), gen("est", first + HOUR)];
-        let policy = Policy::parse("24h").unwrap();
-        let kept = decide(&gens, &Selection::Policy(&policy), &tz)
-            .iter()
-            .filter(|d| d.keep)
-            .count();
-        assert_eq!(kept, 2);
+        let kept = |policy: &str| {
+            let policy = Policy::parse(policy).unwrap();
+            decide(&gens, &Selection::Policy(&policy), &tz)
+                .iter()
+                .filter(|d| d.keep)
+                .count()
+        };
+        assert_eq!(kept("24h"), 2);
         // Days are days: one.
-        let policy = Policy::parse("1d").unwrap();
-        let kept = decide(&gens, &Selection::Policy(&policy), &tz)
-            .iter()
-            .filter(|d| d.keep)
-            .count();
-        assert_eq!(kept, 1);
+        assert_eq!(kept("1d"), 1);
     }
 
     #[test]
