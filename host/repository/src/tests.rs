@@ -1684,8 +1684,10 @@ fn a_run_whose_lock_went_stale_commits_nothing() {
     repo.lock_client("c", Duration::ZERO).unwrap();
     let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
     repo.make_lock_refresh_due();
-    // The store's time: the lock object 31 minutes old.
-    let old = std::time::SystemTime::now() - Duration::from_secs(31 * 60);
+    // The store's time: the lock object 31 and a half minutes old (the
+    // new object's time comes from the file system's coarser clock, a
+    // few milliseconds behind: 31 minutes exactly measured 30).
+    let old = std::time::SystemTime::now() - Duration::from_secs(31 * 60 + 30);
     for lock in std::fs::read_dir(dir.path().join("locks")).unwrap() {
         std::fs::File::options()
             .write(true)
