@@ -886,6 +886,18 @@ fn a_prune_while_another_client_backs_up_loses_nothing_of_that_backup() {
             Meeting::BackupFirst => {
                 let mut b = backup("b", &b_data, true);
                 wait_for_files(&locks, 1, &mut b);
+                // A pretend prune tells that the real one would wait,
+                // and that packs being written count as unused now.
+                let pretend = w
+                    .obnam(&[&small_packs[..], &["prune", "--pretend"]].concat())
+                    .ok();
+                assert!(
+                    pretend.stdout.contains(
+                        "a prune now would wait for 1 run (a backup, say) still running \
+                         before deleting"
+                    ),
+                    "round {round}: {pretend:#?}"
+                );
                 let first = finish(prune(false)).ok();
                 assert_eq!(
                     json(&first)["deferred"],
@@ -899,6 +911,22 @@ fn a_prune_while_another_client_backs_up_loses_nothing_of_that_backup() {
                 wait_for_files(&locks, 1, &mut c);
                 let first = finish(prune(false)).ok();
                 assert_eq!(json(&first)["deferred"], true, "round {round}: {first:#?}");
+                // While the plan waits, a pretend prune says that the
+                // real one would wait too, deleting nothing.
+                let args = [
+                    &small_packs[..],
+                    &["prune", "--pretend", "--output-format", "json"],
+                ];
+                let pretend = json(&w.obnam(&args.concat()).ok());
+                assert_eq!(
+                    (
+                        &pretend["deferred"],
+                        &pretend["waiting_runs"],
+                        &pretend["packs_deleted"]
+                    ),
+                    (&Value::from(true), &Value::from(1), &Value::from(0)),
+                    "round {round}: {pretend}"
+                );
                 c.kill().unwrap();
                 c.wait().unwrap();
                 // b starts after the plan; the plan's packs are still

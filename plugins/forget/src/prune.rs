@@ -87,16 +87,21 @@ impl Outcome {
     /// The report as text, a line per figure.
     pub fn print_text(&self, ctx: &Context<'_>) -> Result<()> {
         let (r, seconds) = (&self.report, self.seconds);
+        let (dropped, finished) = if r.pretend {
+            ("would drop", "would finish")
+        } else {
+            ("dropped", "finished")
+        };
         if r.abandoned_plans > 0 {
             ctx.outln(&format!(
-                "dropped {} plan(s) of earlier prunes that stopped before deleting or were \
+                "{dropped} {} plan(s) of earlier prunes that stopped before deleting or were \
                  damaged (nothing they name was deleted because of them)",
                 r.abandoned_plans
             ))?;
         }
         if r.finished_earlier_plans > 0 {
             ctx.outln(&format!(
-                "finished {} plan(s) of earlier prunes",
+                "{finished} {} plan(s) of earlier prunes",
                 r.finished_earlier_plans
             ))?;
         }
@@ -112,6 +117,9 @@ impl Outcome {
             }
             for key in &r.rewrite {
                 ctx.outln(&format!("rewrite {key}"))?;
+            }
+            if r.deferred {
+                ctx.outln(&waiting_for(r))?;
             }
         } else if r.deferred {
             let runs = match r.waiting_runs {
@@ -180,5 +188,28 @@ impl Outcome {
             "delete": r.delete,
             "rewrite": r.rewrite,
         })
+    }
+}
+
+/// What a pretend prune says of the runs the real one would wait for:
+/// an earlier plan's (then the real prune would do nothing more), or
+/// runs going on now, whose fresh packs count as unused here.
+fn waiting_for(r: &PruneReport) -> String {
+    let runs = match r.waiting_runs {
+        1 => "1 run (a backup, say) still running".to_string(),
+        n => format!("{n} runs (backups, say) still running"),
+    };
+    // A pretend prune that finds runs going on now counts packs to
+    // delete (else it would not look for runs): none, the earlier plan.
+    if r.packs_deleted == 0 {
+        format!(
+            "a prune now would delete nothing: an earlier prune's deletion waits for {runs}, \
+             and the prune after they end finishes it"
+        )
+    } else {
+        format!(
+            "a prune now would wait for {runs} before deleting, and keep every pack \
+             they commit: packs being written now count above as unused"
+        )
     }
 }

@@ -102,7 +102,8 @@ pub struct PruneReport {
     /// Bytes copied into new packs.
     pub bytes_rewritten: u64,
     pub index_objects_deleted: u64,
-    /// The deletion waits for backups that began before the plan.
+    /// The deletion waits for backups that began before the plan (with
+    /// `pretend`: would wait, for runs going on now or an earlier plan's).
     pub deferred: bool,
     /// How many runs it waits for.
     pub waiting_runs: u64,
@@ -142,6 +143,31 @@ impl Repository {
         Ok(report)
     }
 
+    /// Step 1 of a pretend prune: counts the earlier plans the real one
+    /// would drop or finish, and tells whether one waits for runs still
+    /// going (then the real prune does nothing else, and neither does
+    /// this: `true`).
+    fn pretend_earlier_plans(&self, report: &mut PruneReport) -> RepoResult<bool> {
+        let plans = self.read_plans(true)?;
+        report.abandoned_plans += plans.damaged.len() as u64;
+        let live = if plans.good.is_empty() {
+            Vec::new()
+        } else {
+            self.live_runs()?
+        };
+        for stored in &plans.good {
+            match &stored.runs {
+                None => report.abandoned_plans += 1,
+                Some(runs) if runs.iter().any(|r| live.contains(r)) => {
+                    report.deferred = true;
+                    report.waiting_runs += runs.iter().filter(|r| live.contains(r)).count() as u64;
+                }
+                Some(_) => report.finished_earlier_plans += 1,
+            }
+        }
+        Ok(report.deferred)
+    }
+
     fn prune_steps(
         &self,
         options: &PruneOptions,
@@ -161,7 +187,12 @@ impl Repository {
         // 1. Earlier plans. A damaged one is never carried out: it is
         // abandoned, as one without a runs record is, and this prune
         // decides afresh (see `plan`).
-        if !options.pretend {
+        if options.pretend {
+            // What the real prune's first step would find, read only.
+            if self.pretend_earlier_plans(&mut report)? {
+                return Ok(report);
+            }
+        } else {
             let plans = self.read_plans(true)?;
             for damaged in &plans.damaged {
                 let id = &damaged.id;
@@ -274,6 +305,12 @@ impl Repository {
             // as the real run's plan names them (it said 0).
             let (replaced, _) = self.index_objects_to_replace(&stored, &verdicts.doomed());
             report.index_objects_deleted += replaced.len() as u64;
+            // Runs going on now (a backup writing packs no generation
+            // lists yet, say) would make the real prune wait before
+            // deleting, and keep what they commit: said, not hidden.
+            let live = self.live_runs()?;
+            report.deferred = !live.is_empty();
+            report.waiting_runs = live.len() as u64;
             return Ok(report);
         }
         // 4. Copy what is used out of the packs to rewrite; index anew
