@@ -466,3 +466,39 @@ fn forget_all_clients_goes_on_past_a_client_it_cannot_lock() {
         assert_eq!(ids.lines().count(), left, "{client}: {ids}");
     }
 }
+
+/// A history whose times run backwards (a clock reset between two
+/// backups) is judged by its times, as the user asked, but forget warns,
+/// naming the two generations, when a calendar rule judges it; a count
+/// alone goes by the order and says nothing.
+#[test]
+fn a_history_whose_times_run_backwards_is_warned_of() {
+    let w = BackupWorld::new("c");
+    let mut ids = Vec::new();
+    for (i, time) in [
+        "2025-11-10T08:00:00Z",
+        "2025-11-11T08:00:00Z",
+        "1970-01-01T00:01:00Z",
+    ]
+    .iter()
+    .enumerate()
+    {
+        w.file("f", &noise(3000, i as u64));
+        ids.push(generation_of(
+            &w.backup(&["--testing-generation-time", time]).ok(),
+        ));
+    }
+    let calendar = obnam_utc(&w, &["forget", "--pretend", "--keep", "7d"]).ok();
+    let warning = format!(
+        "generation {} started at 1970-01-01 00:01:00 +0000, before generation {} that was \
+         committed ahead of it started (2025-11-11 08:00:00 +0000)",
+        ids[2], ids[1]
+    );
+    assert!(
+        calendar.stderr.contains("WARNING") && calendar.stderr.contains(&warning),
+        "{calendar:#?}"
+    );
+    let count = obnam_utc(&w, &["forget", "--pretend", "--keep", "2"]).ok();
+    assert!(!count.stderr.contains("WARNING"), "{count:#?}");
+    assert_eq!(listed(&w), ids, "--pretend removed something");
+}

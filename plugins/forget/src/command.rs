@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use plugin_api::names::escape;
 use plugin_api::{Context, GenerationInfo, Repository, Result, SettingOrigin};
 
-use crate::decide::{decide, Decision, Gen, Selection};
-use crate::policy::Policy;
+use crate::decide::{decide, times_out_of_order, Decision, Gen, Selection};
+use crate::policy::{Policy, Rule};
 
 /// What one forget run was asked to do.
 struct Request {
@@ -258,6 +258,22 @@ impl Run<'_, '_> {
                 is_checkpoint: g.is_checkpoint,
             })
             .collect();
+        if let (SelectionSpec::Policy(policy), Some((before, after))) =
+            (&request.selection, times_out_of_order(&gens))
+        {
+            if policy.rules.iter().any(|r| matches!(r, Rule::Every(..))) {
+                plugin_api::tracing::warn!(
+                    "client '{}': generation {} started at {}, before generation {} that was \
+                     committed ahead of it started ({}): the clock was wrong for one of them, \
+                     and --keep's calendar rules go by these times; see what --pretend keeps",
+                    escape(client.as_bytes()),
+                    after.id,
+                    local_time(after.started_ns, tz),
+                    before.id,
+                    local_time(before.started_ns, tz),
+                );
+            }
+        }
         let decisions = decide(&gens, &request.selection.as_selection(), tz);
         if request.text {
             print_table(ctx, client, &infos, &decisions, request.pretend, tz)?;

@@ -105,6 +105,18 @@ pub fn decide(gens: &[Gen], selection: &Selection<'_>, tz: &TimeZone) -> Vec<Dec
         .collect()
 }
 
+/// The first place where the history's times run backwards: a generation
+/// (the second of the pair) that started before one committed ahead of it
+/// (the first). One client's runs never overlap, so the clock of one of
+/// them was wrong (a machine whose clock resets at boot, say), and the
+/// calendar rules of a policy, which go by these times, may keep the
+/// wrong backups: forget says so.
+pub fn times_out_of_order(gens: &[Gen]) -> Option<(&Gen, &Gen)> {
+    gens.windows(2)
+        .find(|pair| pair[1].started_ns < pair[0].started_ns)
+        .map(|pair| (&pair[0], &pair[1]))
+}
+
 /// For each generation of `gens`, the rules of `policy` that keep it
 /// (none for a checkpoint: checkpoints are judged apart). The rules count
 /// complete generations from the newest, which is always kept as the
@@ -191,6 +203,16 @@ mod tests {
             started_ns,
             is_checkpoint: false,
         }
+    }
+
+    #[test]
+    fn a_history_whose_times_run_backwards_is_found() {
+        let ordered = [gen("a", MONDAY), gen("b", MONDAY), gen("c", MONDAY + DAY)];
+        assert!(times_out_of_order(&ordered).is_none());
+        // A clock reset after the second backup: the third says 1970.
+        let reset = [gen("a", MONDAY), gen("b", MONDAY + DAY), gen("c", 3 * HOUR)];
+        let (before, after) = times_out_of_order(&reset).unwrap();
+        assert_eq!((before.id.as_str(), after.id.as_str()), ("b", "c"));
     }
 
     fn checkpoint(id: &str, started_ns: i64) -> Gen {
