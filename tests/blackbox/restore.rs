@@ -887,3 +887,76 @@ fn a_file_size_limit_fails_like_a_full_disk() {
     assert!(fs::read_dir(w.repo.join("locks")).unwrap().next().is_none());
     w.backup(&data);
 }
+
+/// Restored onto a file system whose times end in January 2038 (ext4
+/// with 128-byte inodes, on a loop device), a file, a folder and a
+/// symlink recorded with a time in 2100 are restored, but each is named
+/// as an error: the kernel clamps the time without failing, so restore
+/// reads it back (only for such times). A time the file system holds
+/// (1975) is no error.
+#[test]
+fn a_time_the_file_system_cannot_hold_is_an_error_naming_it() {
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: making a file system to restore to needs root");
+        return;
+    }
+    let world = World::new();
+    let data = world.path().join("data");
+    fs::create_dir_all(data.join("future-dir")).unwrap();
+    fs::write(data.join("future"), b"from 2100\n").unwrap();
+    fs::write(data.join("past"), b"from 1975\n").unwrap();
+    std::os::unix::fs::symlink("future", data.join("future-link")).unwrap();
+    let set = |name: &str, secs: i64| {
+        let when = rustix::fs::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: when,
+            last_modification: when,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            data.join(name),
+            &times,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    };
+    const YEAR_2100: i64 = 4_102_444_800;
+    set("future", YEAR_2100);
+    set("future-link", YEAR_2100);
+    set("future-dir", YEAR_2100);
+    set("past", 157_766_400);
+    world.backup(&data);
+
+    let image = world.path().join("ext4.img");
+    fs::File::create(&image).unwrap().set_len(16 << 20).unwrap();
+    let target = world.path().join("target");
+    fs::create_dir(&target).unwrap();
+    let made = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-I", "128"])
+        .arg(&image)
+        .output();
+    let mounted = made.is_ok_and(|o| o.status.success())
+        && std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&target)
+            .status()
+            .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: no mkfs.ext4 or no loop device to mount an ext4 image on");
+        return;
+    }
+    let restored = world.restore(&target.join("r"), &[]);
+    obnam_test_support::unmount(&target);
+    assert_eq!(restored.code, 1, "{restored:#?}");
+    for name in ["future", "future-dir", "future-link"] {
+        let named = restored.stderr.lines().any(|l| {
+            l.contains(&format!("{name}: ")) && l.contains("its modification time, 4102444800 s after 1970, cannot be held by the file system restored to, which made it 2147483647 s")
+        });
+        assert!(named, "{name} is not named: {restored:#?}");
+    }
+    assert!(!restored.stderr.contains("past"), "{restored:#?}");
+}

@@ -104,6 +104,33 @@ fn mtime_problem(entry: &Entry) -> String {
     )
 }
 
+/// Whether a recorded modification time is outside what every common
+/// file system holds (before 1980, FAT's first year, or past January
+/// 2038, where 32-bit times end: ext4 with 128-byte inodes, XFS without
+/// big timestamps): setting it there succeeds, but the kernel clamps it.
+/// Only such a time is read back after setting, so that the ordinary
+/// restore pays nothing for the check.
+fn time_may_be_clamped(entry: &Entry) -> bool {
+    const FAT_EPOCH: i64 = 315_532_800; // 1980-01-01T00:00:00Z
+    !(FAT_EPOCH..=i64::from(i32::MAX)).contains(&entry.mtime)
+}
+
+/// The problem if the object's modification time, read back (`stat`),
+/// is not the recorded one: the file system clamped it.
+fn clamped_time(entry: &Entry, stat: rustix::io::Result<rustix::fs::Stat>) -> Option<String> {
+    let st = stat.ok()?;
+    // `st_mtime` is 32 bits wide on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    let held = st.st_mtime as i64;
+    (held != entry.mtime).then(|| {
+        format!(
+            "its modification time, {} s after 1970, cannot be held by the file system \
+             restored to, which made it {} s",
+            entry.mtime, held
+        )
+    })
+}
+
 /// The POSIX ACLs, as extended attributes.
 const ACLS: [&str; 2] = ["system.posix_acl_access", "system.posix_acl_default"];
 
@@ -170,12 +197,29 @@ pub fn apply_fd(fd: BorrowedFd<'_>, entry: &Entry, policy: &Policy) -> Vec<Strin
         mode_problem(mode),
         rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(mode)).map_err(io::Error::from),
     );
+    let set = rustix::fs::futimens(fd, &mtime(entry));
+    if set.is_ok() && time_may_be_clamped(entry) {
+        problems.extend(clamped_time(entry, rustix::fs::fstat(fd)));
+    }
     note(
         &mut problems,
         mtime_problem(entry),
-        rustix::fs::futimens(fd, &mtime(entry)).map_err(io::Error::from),
+        set.map_err(io::Error::from),
     );
     problems
+}
+
+/// Set the modification time of `name` in `parent` itself (a symlink's
+/// own), noting a failure or a time the file system clamped.
+fn set_mtime_at(parent: BorrowedFd<'_>, name: &[u8], entry: &Entry, problems: &mut Vec<String>) {
+    let set = rustix::fs::utimensat(parent, name, &mtime(entry), AtFlags::SYMLINK_NOFOLLOW);
+    if set.is_ok() && time_may_be_clamped(entry) {
+        problems.extend(clamped_time(
+            entry,
+            rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW),
+        ));
+    }
+    note(problems, mtime_problem(entry), set.map_err(io::Error::from));
 }
 
 /// `/proc/self/fd/FD`, optionally followed by `/NAME`: a path that reaches
@@ -220,12 +264,7 @@ pub fn apply_symlink(
             );
         }
     }
-    note(
-        &mut problems,
-        mtime_problem(entry),
-        rustix::fs::utimensat(parent, name, &mtime(entry), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(io::Error::from),
-    );
+    set_mtime_at(parent, name, entry, &mut problems);
     problems
 }
 
@@ -288,12 +327,7 @@ pub fn apply_node(
         mode_problem(mode),
         result.map_err(io::Error::from),
     );
-    note(
-        &mut problems,
-        mtime_problem(entry),
-        rustix::fs::utimensat(parent, name, &mtime(entry), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(io::Error::from),
-    );
+    set_mtime_at(parent, name, entry, &mut problems);
     problems
 }
 
