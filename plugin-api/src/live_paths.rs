@@ -3,7 +3,8 @@
 //! takes them: `obnam verify DIR` must find what `obnam backup DIR`
 //! stored, from the same folder, and the exclude plugin must know the
 //! log file that `--log` names by the path the walk reaches it by.
-//! (Since 0.1.14.)
+//! (Since 0.1.14.) And whether a folder is on a file system of the
+//! kernel's state, not of files ([`kernel_view`], since 0.1.16).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -39,9 +40,52 @@ pub fn names_folder(path: &OsStr) -> bool {
     bytes.len() > 1 && (bytes.ends_with(b"/") || bytes.ends_with(b"/."))
 }
 
+/// The kind of file system of the open folder `fd`, if it is one whose
+/// files are the kernel's state made visible, not stored data: proc,
+/// sysfs, and the debugging, tracing, security, control-group, BPF,
+/// configuration and FUSE-control views. (devpts, mqueue, pstore and
+/// efivarfs are read like any other: their files are few and finite.)
+/// One `fstatfs` of a folder already open: nothing is walked again.
+/// `obnam backup` records such a folder without its contents, and
+/// `obnam verify` does not list it. (Since 0.1.16.)
+pub fn kernel_view(fd: impl std::os::fd::AsFd) -> Option<&'static str> {
+    // The magic numbers of linux/magic.h.
+    const VIEWS: [(u64, &str); 11] = [
+        (0x9fa0, "proc"),
+        (0x6265_6572, "sysfs"),
+        (0x6462_6720, "debugfs"),
+        (0x7472_6163, "tracefs"),
+        (0x7363_6673, "securityfs"),
+        (0x0027_e0eb, "cgroup"),
+        (0x6367_7270, "cgroup2"),
+        (0xcafe_4a11, "bpf"),
+        (0x6265_6570, "configfs"),
+        (0x6573_5543, "fusectl"),
+        (0x4249_4e4d, "binfmt_misc"),
+    ];
+    let st = rustix::fs::fstatfs(fd).ok()?;
+    // `f_type` is signed, and 32 bits wide on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.f_type as u64 & 0xffff_ffff;
+    VIEWS
+        .iter()
+        .find(|(m, _)| *m == magic)
+        .map(|&(_, kind)| kind)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_s_views_are_told_from_folders_of_files() {
+        let kind = |path: &str| std::fs::File::open(path).ok().and_then(kernel_view);
+        assert_eq!(kind("/proc"), Some("proc"));
+        assert_eq!(kind("/sys"), Some("sysfs"));
+        let dir = std::env::temp_dir();
+        let listed = std::fs::File::open(&dir).unwrap();
+        assert_eq!(kernel_view(&listed), None, "{}", dir.display());
+    }
 
     #[test]
     fn paths_are_made_absolute_by_name() {

@@ -1150,3 +1150,79 @@ fn the_repository_and_the_log_are_left_out_by_any_name() {
     .no_rust_panic();
     assert!(run.stderr.contains("nothing to back up"), "{run:#?}");
 }
+
+/// Unmounts what a test mounted, also when it fails.
+struct Mounted(Vec<PathBuf>);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            obnam_test_support::unmount(dir);
+        }
+    }
+}
+
+/// A proc and a sysfs mounted in a backed-up tree (as `/proc` and `/sys`
+/// are in `/`) are recorded as folders without their contents, which
+/// would block (`/proc/kmsg`) or run to hundreds of GiB
+/// (`/proc/PID/pagemap`); `--verbose` says so, `verify` finds no
+/// difference, and a root that is on one is warned of.
+#[test]
+fn the_kernel_s_file_systems_are_recorded_without_their_contents() {
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: mounting proc and sysfs needs root");
+        return;
+    }
+    let w = world();
+    w.file("f", b"a file\n");
+    let (proc_dir, sys_dir) = (w.data.join("proc"), w.data.join("sys"));
+    fs::create_dir(&proc_dir).unwrap();
+    fs::create_dir(&sys_dir).unwrap();
+    let mut mounted = Mounted(Vec::new());
+    for (kind, dir) in [("proc", &proc_dir), ("sysfs", &sys_dir)] {
+        let status = std::process::Command::new("mount")
+            .args(["-t", kind, kind])
+            .arg(dir)
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: cannot mount a {kind} here");
+            return;
+        }
+        mounted.0.push(dir.clone());
+    }
+    let run = w.backup(&["--verbose"]).ok();
+    for (kind, dir) in [("proc", &proc_dir), ("sysfs", &sys_dir)] {
+        let said = format!(
+            "left out the contents of {} (a {kind} file system: the kernel's state, not files)",
+            dir.display()
+        );
+        assert!(run.stdout.contains(&said), "{said}: {run:#?}");
+    }
+    assert!(files_read(&run) == 1, "{run:#?}");
+    let listed = w.obnam(&["ls"]).ok();
+    let below: Vec<&str> = listed
+        .stdout
+        .lines()
+        .filter(|l| l.contains("/proc/") || l.contains("/sys/"))
+        .collect();
+    assert!(below.is_empty(), "{below:?}");
+    assert!(listed.stdout.contains(&format!("{}\n", proc_dir.display())));
+    let data = w.data.to_str().unwrap();
+    let verified = w.obnam(&["verify", data]);
+    assert_eq!(verified.code, 0, "{verified:#?}");
+    // Named as a root: backed up as a folder, and the user is told.
+    let named = w.obnam(&["backup", proc_dir.to_str().unwrap()]).ok();
+    assert!(
+        named.stderr.contains(&format!(
+            "WARNING: {} is on a proc file system, which shows the kernel's state rather than \
+             holding files: its contents are not backed up",
+            proc_dir.display()
+        )),
+        "{named:#?}"
+    );
+    drop(mounted);
+    let target = w.env.path().join("restored");
+    w.obnam(&["restore", "--to", target.to_str().unwrap()]).ok();
+    let restored = target.join(proc_dir.strip_prefix("/").unwrap());
+    assert_eq!(fs::read_dir(&restored).unwrap().count(), 0);
+}

@@ -802,6 +802,27 @@ impl<'a, 'c> Walker<'a, 'c> {
         Ok(())
     }
 
+    /// Say that the folder `dir` is recorded without its contents, being
+    /// on a file system of the kernel's state (`kind`): a warning if the
+    /// user named it as a root (they may have meant its contents), else
+    /// with `--verbose` only, as `obnam backup /` meets `/proc` and
+    /// `/sys` every time.
+    fn kernel_view(&self, dir: &Path, root: &Path, kind: &str) -> Result<()> {
+        let dir = escape_path(dir);
+        if dir == escape_path(root) {
+            plugin_api::tracing::warn!(
+                "{dir} is on a {kind} file system, which shows the kernel's state rather than \
+                 holding files: its contents are not backed up"
+            );
+            Ok(())
+        } else {
+            self.say(&format!(
+                "left out the contents of {dir} (a {kind} file system: the kernel's state, \
+                 not files)"
+            ))
+        }
+    }
+
     /// The walk leaves out `meta` and, for a folder, what is below it:
     /// not to be counted in the scan's totals.
     fn left_out(&self, meta: &FileStat) {
@@ -1000,7 +1021,14 @@ impl<'a, 'c> Walker<'a, 'c> {
     ) -> Result<()> {
         let ticket = Ticket::new();
         let children = match walk::children(dir, seen) {
-            Ok(children) => children,
+            Ok(walk::Listing {
+                kernel_view: Some(kind),
+                ..
+            }) => {
+                self.kernel_view(dir, root, kind)?;
+                Vec::new()
+            }
+            Ok(listing) => listing.children,
             // No folder can be listed until descriptors are closed.
             Err(e) if crate::content::out_of_descriptors(&e) => {
                 return Err(plugin_api::Error::msg(format!(

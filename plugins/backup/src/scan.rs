@@ -139,7 +139,10 @@ impl Scan {
                 key,
                 // A folder that cannot be listed counts as empty: the
                 // walk reports it.
-                children: walk::children(dir, key).unwrap_or_default().into_iter(),
+                children: walk::children(dir, key)
+                    .unwrap_or_default()
+                    .children
+                    .into_iter(),
                 total: Amount::default(),
             })
         };

@@ -30,7 +30,13 @@ use plugin_api::{Context, Hook, Result};
 /// keeps only what the walk uses of its `stat` ([`FileStat`], less than
 /// half of a `Metadata`), and the list gives back the room it grew
 /// into: a folder of 100,000 files held 27 MB of them, now 13.
-pub fn children(dir: &Path, seen: (u64, u64)) -> std::io::Result<Vec<Child>> {
+///
+/// A folder on a file system that shows the kernel's state rather than
+/// holding files ([`plugin_api::live_paths::kernel_view`]: `/proc`, `/sys`, ...) is listed as
+/// empty, with its kind: reading its files blocks for ever
+/// (`/proc/kmsg`, a tracing pipe) or yields hundreds of GiB
+/// (`/proc/PID/pagemap`), and none of it can be restored.
+pub fn children(dir: &Path, seen: (u64, u64)) -> std::io::Result<Listing> {
     use rustix::fs::{AtFlags, Dir, Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = match rustix::fs::open(dir, flags, Mode::empty()) {
@@ -43,6 +49,12 @@ pub fn children(dir: &Path, seen: (u64, u64)) -> std::io::Result<Vec<Child>> {
         return Err(std::io::Error::other(
             "it was replaced by another folder since it was scanned; not backed up",
         ));
+    }
+    if let Some(kind) = plugin_api::live_paths::kernel_view(&fd) {
+        return Ok(Listing {
+            children: Vec::new(),
+            kernel_view: Some(kind),
+        });
     }
     let mut list = Dir::new(fd)?;
     let base = dir.as_os_str().as_bytes();
@@ -71,7 +83,19 @@ pub fn children(dir: &Path, seen: (u64, u64)) -> std::io::Result<Vec<Child>> {
     }
     out.shrink_to_fit();
     out.sort_by(|a, b| a.name().cmp(b.name()));
-    Ok(out)
+    Ok(Listing {
+        children: out,
+        kernel_view: None,
+    })
+}
+
+/// A folder's children, as [`children`] lists them.
+#[derive(Default)]
+pub struct Listing {
+    pub children: Vec<Child>,
+    /// The kind of file system, if the folder is on one that shows the
+    /// kernel's state (its children are then not listed).
+    pub kernel_view: Option<&'static str>,
 }
 
 /// What is at `dir` now, if it is not a folder (the open of a folder

@@ -376,8 +376,18 @@ impl Verifier<'_, '_> {
             // What is on disk and not in the backup. A folder that cannot
             // be listed (or not to its end) may hold anything: an error.
             let mut added = Vec::new();
-            match fs::read_dir(names::as_path(&dir)) {
-                Ok(listing) => {
+            // A folder of the kernel's state (`/proc`, `/sys`) is backed
+            // up without its contents: nothing there is added.
+            let kernel_view = fs::File::open(names::as_path(&dir))
+                .ok()
+                .and_then(|f| plugin_api::live_paths::kernel_view(&f));
+            let listing = match kernel_view {
+                Some(_) => Ok(None),
+                None => fs::read_dir(names::as_path(&dir)).map(Some),
+            };
+            match listing {
+                Ok(None) => {}
+                Ok(Some(listing)) => {
                     for d in listing {
                         match d {
                             Ok(d) => added.push(d.file_name().into_vec()),
