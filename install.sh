@@ -35,6 +35,10 @@ if [ -z "$from" ]; then
 fi
 [ -x "$from/obnam" ] || { echo "install.sh: no obnam binary in $from" >&2; exit 1; }
 
+# Folders this makes are writable by their owner only whatever the
+# user's umask (002 is common): obnam refuses to load plugins from a
+# folder others may write to.
+umask 022
 mkdir -p "$prefix/bin" "$prefix/lib/obnam/plugins"
 install -m 0755 "$from/obnam" "$prefix/bin/obnam"
 found=0
@@ -46,6 +50,14 @@ done
 # Made by the installed obnam, with the plugins it loads from where it
 # now finds them, so that their subcommands and settings are included.
 obnam="$prefix/bin/obnam --no-default-configs"
+# The installed obnam must load every plugin installed (a folder on the
+# way that its group may write to, made before this ran, stops it).
+refused=$($obnam plugins 2>&1 >/dev/null) || refused="$refused (obnam plugins failed)"
+if [ -n "$refused" ]; then
+    echo "install.sh: the installed obnam does not load its plugins:" >&2
+    echo "$refused" >&2
+    exit 1
+fi
 share=$prefix/share
 mkdir -p "$share/man/man1" "$share/bash-completion/completions" \
     "$share/zsh/site-functions" "$share/fish/vendor_completions.d"

@@ -52,6 +52,16 @@ pub fn write(data: &[u8]) -> Result<(), OutputError> {
     })
 }
 
+/// Write bytes a hook's callback gave to standard error: with a JSON
+/// output format, standard output holds the command's JSON alone.
+pub fn write_aside(data: &[u8]) -> Result<(), OutputError> {
+    clear_status();
+    std::io::stderr()
+        .lock()
+        .write_all(data)
+        .map_err(OutputError::Io)
+}
+
 /// Write a line of text to standard output.
 pub fn line(text: &str) -> Result<(), OutputError> {
     let mut buf = String::with_capacity(text.len() + 1);

@@ -181,3 +181,55 @@ fn a_panic_in_a_plugins_own_thread_is_reported() {
     );
     assert!(!run.stderr.contains("RUST_BACKTRACE"), "{run:#?}");
 }
+
+/// A `backup-finished` callback that prints (as the plugin guide shows)
+/// prints on standard output as text, and on standard error when the
+/// command's output is JSON: standard output then holds the one JSON
+/// document, or the stream whose last line is the summary.
+#[test]
+fn a_callback_that_prints_leaves_json_output_alone() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha", "beta"]);
+    let data = env.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), b"content").unwrap();
+    let repo = env.path().join("repo");
+    let backup = |format: &str| {
+        obnam_test_support::run(
+            env.obnam()
+                .env("OBNAM_TEST_BETA_REPORT", "1")
+                .arg("--plugin-dir")
+                .arg(&dir)
+                .arg("--repository")
+                .arg(&repo)
+                .args(["--client-name", "c", "--output-format", format, "backup"])
+                .arg(&data),
+        )
+        .ok()
+    };
+    let text = backup("text");
+    assert!(
+        text.stdout.contains("beta: backup finished: \""),
+        "{text:#?}"
+    );
+    let json = backup("json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}: {json:#?}"));
+    assert!(doc["generation"].is_string(), "{doc}");
+    assert!(
+        json.stderr.contains("beta: backup finished: \""),
+        "{json:#?}"
+    );
+    let lines = backup("json-lines");
+    let last = lines.stdout.lines().last().unwrap_or_default();
+    let summary: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {lines:#?}"));
+    assert_eq!(summary["type"], "summary", "{lines:#?}");
+    for line in lines.stdout.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+    assert!(
+        lines.stderr.contains("beta: backup finished: \""),
+        "{lines:#?}"
+    );
+}

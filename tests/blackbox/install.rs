@@ -232,3 +232,52 @@ fn the_manual_page_is_whole_and_not_the_making_machines() {
     let zsh = env.run(["completions", "zsh"]).ok().stdout;
     assert!(zsh.contains("this machine'\\''s host name"), "zsh");
 }
+
+/// Under a umask of 002 (common for users with a group of their own) the
+/// folders the script makes are still writable by their owner only, and
+/// the installed obnam loads its plugins; where a folder made before
+/// lets its group write (so that obnam refuses to load plugins below
+/// it), the script fails, saying so (it said it had installed them).
+#[test]
+fn install_under_a_loose_umask_gives_an_obnam_that_loads_its_plugins() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let install = |prefix: &std::path::Path| {
+        Command::new("sh")
+            .arg("-c")
+            .arg("umask 002; exec \"$0\" --prefix \"$1\" --from \"$2\"")
+            .arg(workspace_dir().join("install.sh"))
+            .arg(prefix)
+            .arg(target_dir())
+            .env("HOME", env.home())
+            .output()
+            .unwrap()
+    };
+    let prefix = env.path().join("prefix");
+    let out = install(&prefix);
+    assert!(out.status.success(), "{out:?}");
+    let run = obnam_test_support::run(
+        Command::new(prefix.join("bin/obnam"))
+            .env("HOME", env.home())
+            .arg("plugins"),
+    )
+    .ok();
+    assert!(run.stdout.contains("libobnam_plugin_backup.so"), "{run:#?}");
+    let mode = std::fs::metadata(prefix.join("lib/obnam"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+
+    let loose = env.path().join("shared");
+    std::fs::create_dir(&loose).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let out = install(&loose.join("prefix"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("install.sh: the installed obnam does not load its plugins:")
+            && stderr.contains("is writable by its group (mode 0775)"),
+        "{stderr}"
+    );
+}

@@ -609,6 +609,26 @@ fn a_data_filter_that_cannot_read_stops_the_run_and_damages_nothing() {
             );
         }
     }
+    // A decode that gives back wrong bytes, with no error: what the
+    // compressor below it then finds wrong is not taken for damage (and
+    // a backup finds it out at its first write).
+    for args in [vec!["generations"], vec!["fsck"], vec!["backup", root]] {
+        let mut cmd = w.cmd(&args);
+        cmd.env("OBNAM_TEST_XOR_DECODE", "garble");
+        let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+        let said = if args[0] == "backup" {
+            "plugin 'xorfilter' adds the filter 'xor-test' to hook 'repository-data', and it \
+             does not undo its own work"
+        } else {
+            "after the filter 'xor-test' of plugin 'xorfilter' undid its part: if that \
+             plugin's decode does not undo its encode, the object is sound; the run stops"
+        };
+        assert!(
+            run.stderr.contains(said) && !run.stderr.contains("forget"),
+            "{args:?}: {run:#?}"
+        );
+        assert!(contents_but_locks(&w.repo) == stored, "garble {args:?}");
+    }
     // Once the filter works, every generation is there.
     assert_eq!(w.run(&["genids"]).ok().stdout, before);
 
@@ -641,6 +661,70 @@ fn a_filter_with_an_empty_tag_is_refused_at_registration() {
         "{run:#?}"
     );
     w.run(&["fsck"]).ok();
+}
+
+/// A data filter whose `decode` does not undo its `encode` stops the
+/// backup at its first object, naming the plugin and the filter, and
+/// nothing is committed (every backup ended well, exit 0, with nothing
+/// that could be read back, and later runs called the records damaged).
+/// One that goes wrong later in a run is caught by the sample of objects
+/// read back after the first ones.
+#[test]
+fn a_data_filter_that_does_not_undo_its_work_stops_the_backup() {
+    let w = World::new(&["xorfilter"]);
+    let data = w.env.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    for i in 0..600 {
+        std::fs::write(data.join(format!("f{i}")), format!("content {i}")).unwrap();
+    }
+    let root = data.to_str().unwrap();
+    for how in ["lengthen", "from-20"] {
+        let mut cmd = w.cmd(&["backup", root]);
+        cmd.env("OBNAM_TEST_XOR_ENCODE", how);
+        let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+        assert!(
+            run.stderr.contains(
+                "plugin 'xorfilter' adds the filter 'xor-test' to hook 'repository-data', and it \
+                 does not undo its own work: writing "
+            ) && run.stderr.contains("its decode gave back "),
+            "{how}: {run:#?}"
+        );
+        let listed = w.run(&["genids"]);
+        assert!(listed.stdout.trim().is_empty(), "{how}: {listed:#?}");
+    }
+    // The same filter, working, backs up and restores.
+    w.run(&["backup", root]).ok();
+    w.run(&["fsck"]).ok();
+}
+
+/// Two plugins that give a data filter the same tag: no repository is
+/// opened (the one loaded first decoded what the other wrote, and sound
+/// generations were called damaged); other commands still run.
+#[test]
+fn two_data_filters_with_one_tag_open_no_repository() {
+    let w = World::new(&["xorfilter"]);
+    let data = w.env.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), b"content").unwrap();
+    let root = data.to_str().unwrap();
+    w.run(&["backup", root]).ok();
+    let stored = contents_but_locks(&w.repo);
+    for args in [vec!["backup", root], vec!["generations"], vec!["fsck"]] {
+        let mut cmd = w.cmd(&args);
+        cmd.env("OBNAM_TEST_XOR_TAG_TWICE", "1");
+        let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+        assert!(
+            run.stderr.contains(
+                "ERROR: plugins 'xorfilter' and 'xorfilter' both add a filter tagged 'xor-test' \
+                 to hook 'repository-data'"
+            ),
+            "{args:?}: {run:#?}"
+        );
+        assert!(contents_but_locks(&w.repo) == stored, "{args:?}");
+    }
+    let mut cmd = w.cmd(&["plugins"]);
+    cmd.env("OBNAM_TEST_XOR_TAG_TWICE", "1");
+    obnam_test_support::run(&mut cmd).ok();
 }
 
 /// The clean-up of what crashed writers left in `.tmp/` deletes only in

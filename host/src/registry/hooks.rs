@@ -34,6 +34,10 @@ pub struct HookDef {
     payload: &'static TypeLayout,
     pub callbacks: Vec<Callback>,
     pub filters: Vec<FilterEntry>,
+    /// Tags two plugins each gave a filter of this hook, with the
+    /// plugins (the one kept first): which of them decodes an object
+    /// depends on the order plugins load in.
+    pub contested: Vec<(String, String, String)>,
 }
 
 enum Pending {
@@ -78,6 +82,7 @@ impl HookRegistry {
             payload,
             callbacks: Vec::new(),
             filters: Vec::new(),
+            contested: Vec::new(),
         });
         Ok(())
     }
@@ -190,6 +195,8 @@ impl HookRegistry {
                     ));
                 }
                 if let Some(old) = hook.filters.iter().find(|f| f.tag == entry.tag) {
+                    hook.contested
+                        .push((entry.tag.clone(), old.plugin.clone(), plugin.clone()));
                     return Err(format!(
                         "plugin '{plugin}' adds filter '{}' to hook '{hook_name}', \
                          but plugin '{}' already provides it; ignored",

@@ -46,6 +46,9 @@ pub struct Host {
     /// No status line: `--quiet`, or `--output-format json-lines` (whose
     /// stream on standard output is the progress).
     no_status: bool,
+    /// `--output-format json` or `json-lines`: standard output is the
+    /// command's JSON, and nothing else.
+    json_output: bool,
     /// The repository, once opened. Held only to read or set it, never
     /// while the repository is opened: an interruption's wind-down reads
     /// it, and must not wait for an open that may take long (waiting for
@@ -69,10 +72,12 @@ impl Host {
     pub fn new(registry: &'static Registry, values: Values) -> Arc<Host> {
         let no_status =
             values.boolean("quiet") || values.string("output-format") == Some("json-lines");
+        let json_output = matches!(values.string("output-format"), Some("json" | "json-lines"));
         Arc::new_cyclic(|myself| Host {
             registry,
             values,
             no_status,
+            json_output,
             repository: Mutex::new(None),
             opening: Mutex::new(()),
             bug: Arc::default(),
@@ -218,6 +223,11 @@ thread_local! {
 struct HookDepth;
 
 impl HookDepth {
+    /// How many hook calls this thread is in.
+    fn current() -> usize {
+        HOOK_DEPTH.with(std::cell::Cell::get)
+    }
+
     /// Count a call, unless [`MAX_HOOK_DEPTH`] are running already.
     fn enter() -> Option<HookDepth> {
         HOOK_DEPTH.with(|d| {
@@ -315,7 +325,17 @@ impl HostServices for Host {
     }
 
     fn output(&self, data: RSlice<'_, u8>) -> AbiResult<()> {
-        guarded(|| crate::output::write(data.as_slice()).map_err(Error::from))
+        guarded(|| {
+            // A hook's callback (a `backup-finished` report, say) that
+            // prints would break the one JSON document, or the stream,
+            // of the command that called the hook: it goes aside.
+            if self.json_output && HookDepth::current() > 0 {
+                crate::output::write_aside(data.as_slice())
+            } else {
+                crate::output::write(data.as_slice())
+            }
+            .map_err(Error::from)
+        })
     }
 
     fn repository(&self, create: bool) -> AbiResult<RepositoryBox> {
@@ -362,11 +382,33 @@ impl HostServices for Host {
 }
 
 impl Host {
+    /// Refuse to open a repository while two plugins give a data filter
+    /// the same tag: the object header names the tag only, so which
+    /// plugin wrote an object, and which one would read it, depends on
+    /// the order they were loaded in; a wrong guess took sound objects
+    /// for damaged (and `forget` was advised).
+    fn refuse_contested_filters(&self) -> Result<(), Error> {
+        let Some(hook) = self.registry.hooks.by_name(filters::DATA_FILTER_HOOK) else {
+            return Ok(());
+        };
+        match hook.contested.first() {
+            None => Ok(()),
+            Some((tag, first, second)) => Err(Error::msg(format!(
+                "plugins '{first}' and '{second}' both add a filter tagged '{tag}' to hook \
+                 '{}': what one of them wrote cannot be read by the other, so no repository \
+                 is opened while both are loaded; load only the one that wrote the \
+                 repository (see 'obnam plugins')",
+                filters::DATA_FILTER_HOOK
+            ))),
+        }
+    }
+
     fn open_repository(&self, create: bool) -> Result<RepositoryBox, Error> {
         let lock_timeout = match self.values.get("lock-timeout") {
             Some(Value::Int(n)) => Duration::from_secs((*n).max(0) as u64),
             _ => Duration::from_secs(60),
         };
+        self.refuse_contested_filters()?;
         let _opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
         let opened = self.opened_repository();
         let repo = match opened {

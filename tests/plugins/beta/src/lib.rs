@@ -1,6 +1,7 @@
 //! Test plugin "beta": subscribes to the hooks that "alpha" creates, at
 //! several priorities, with a JSON callback, filters (one may fail), and a
-//! callback that fails or panics on demand.
+//! callback that fails or panics on demand; with `OBNAM_TEST_BETA_REPORT`
+//! set, it prints a line after every backup (`backup-finished`).
 
 #![forbid(unsafe_code)]
 
@@ -101,6 +102,17 @@ impl Plugin for Beta {
                 Ok(())
             },
         );
+        // A report after each backup, printed as the plugin guide shows:
+        // with a JSON output format it must not reach standard output.
+        if std::env::var_os("OBNAM_TEST_BETA_REPORT").is_some() {
+            app.add_json_callback(
+                plugin_api::payloads::BACKUP_FINISHED,
+                PRIORITY_DEFAULT,
+                |ctx: &Context<'_>, value: &mut serde_json::Value| {
+                    ctx.outln(&format!("beta: backup finished: {}", value["generation"]))
+                },
+            );
+        }
         // Brackets runs first on write (lower priority), so it is undone last.
         app.add_filter("alpha-data", PRIORITY_LATE, "reverse", Reverse);
         app.add_filter("alpha-data", PRIORITY_EARLY, "brackets", Brackets);
