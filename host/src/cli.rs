@@ -291,6 +291,7 @@ fn setting_args(def: &SettingDef, completions: bool, elsewhere: bool) -> Vec<Arg
         (_, Some(text)) if elsewhere => help.push_str(&format!(" [default: {text}]")),
         (Value::Unset | Value::Bool(false), _) => {}
         (Value::List(v), _) if v.is_empty() => {}
+        (Value::Paths(v), _) if v.is_empty() => {}
         (value, _) => help.push_str(&format!(" [default: {}]", def.format(value))),
     }
     let mut arg = Arg::new(def.name.clone())

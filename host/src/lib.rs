@@ -118,10 +118,37 @@ fn main_with(args: Vec<OsString>) -> i32 {
             EXIT_BUG
         }
         Err(_) if output::stdout_closed() => EXIT_BROKEN_PIPE,
-        Err(e) => {
-            stderr_line!("ERROR: {e:#}");
-            EXIT_FAILURE
+        Err(e) => failed(&format!("{e:#}"), EXIT_FAILURE),
+    }
+}
+
+/// How this run's subcommand fails, if its plugin said
+/// ([`registry::SubcommandFailure`]): set once the subcommand is known.
+static FAILURE: std::sync::OnceLock<registry::SubcommandFailure> = std::sync::OnceLock::new();
+
+/// Say that the run failed with `message`, and give its exit code: `code`,
+/// or the one the subcommand's plugin chose for failures, which also
+/// gets the error's first line on standard output (a Nagios check's
+/// `OBNAM UNKNOWN: ...`) unless something was printed there already.
+fn failed(message: &str, code: i32) -> i32 {
+    stderr_line!("ERROR: {message}");
+    match FAILURE.get() {
+        Some(f) => {
+            if !output::stdout_written() {
+                // One line: a usage error's help follows on standard error.
+                let first = message.lines().next().unwrap_or_default();
+                let _ = output::line(&format!("{}{first}", f.stdout_prefix));
+            }
+            f.exit_code
         }
+        None => code,
+    }
+}
+
+/// Note how the subcommand `name` fails (see [`failed`]).
+fn note_failure_of(registry: &Registry, name: &str) {
+    if let Some(f) = registry.subcommand(name).and_then(|d| d.failure.clone()) {
+        let _ = FAILURE.set(f);
     }
 }
 
@@ -132,7 +159,9 @@ fn main_with(args: Vec<OsString>) -> i32 {
 struct InternalError(&'static str);
 
 fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
-    let dirs = plugin_dirs(&pre)?;
+    // A bad plugin folder is reported once the subcommand is known (its
+    // plugin may say how it fails); the others are loaded meanwhile.
+    let (dirs, bad_dir) = plugin_dirs(&pre);
     let plugins = loader::load_all(&dirs);
     for p in &plugins {
         p.init_logging();
@@ -152,19 +181,33 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     let registry: &'static Registry = Box::leak(Box::new(registry));
 
     let command = cli::build(registry, cli::HelpLayout::Scoped);
+    // The subcommand named, should the command line not parse: the first
+    // argument that names one.
+    let named = args
+        .iter()
+        .skip(1)
+        .find_map(|a| a.to_str().filter(|a| registry.subcommand(a).is_some()))
+        .map(str::to_string);
     let inv = match cli::parse(command, registry, args) {
         Ok(inv) => inv,
         Err(ParseStop::Printed(code)) => return Ok(code),
         Err(ParseStop::Error(message)) => {
             logging::flush_pending();
-            stderr_line!("ERROR: {message}");
-            return Ok(EXIT_USAGE);
+            if let Some(name) = &named {
+                note_failure_of(registry, name);
+            }
+            return Ok(failed(&message, EXIT_USAGE));
         }
     };
+    if let Some((name, _)) = &inv.subcommand {
+        note_failure_of(registry, name);
+    }
+    if let Some(e) = bad_dir {
+        return Err(e);
+    }
     if let Err(message) = inv.plugins_as_prescanned(&pre) {
         logging::flush_pending();
-        stderr_line!("ERROR: {message}");
-        return Ok(EXIT_USAGE);
+        return Ok(failed(&message, EXIT_USAGE));
     }
 
     let files = config_file_list(&inv);
@@ -259,16 +302,22 @@ fn release_locks(host: &Host) {
     }
 }
 
-/// The plugin folders of this run, in loading order.
-fn plugin_dirs(pre: &cli::Prescan) -> Result<Vec<PluginDir>> {
+/// The plugin folders of this run, in loading order, and the first
+/// problem with one that cannot be used (it is left out).
+fn plugin_dirs(pre: &cli::Prescan) -> (Vec<PluginDir>, Option<anyhow::Error>) {
     let mut dirs = Vec::new();
+    let mut problem = None;
     if !pre.no_bundled_plugins {
-        let exe = std::env::current_exe().context("cannot find the obnam executable")?;
-        if let Some(path) = loader::bundled_dir(&exe) {
-            dirs.push(PluginDir {
-                path,
-                bundled: true,
-            });
+        match std::env::current_exe().context("cannot find the obnam executable") {
+            Ok(exe) => {
+                if let Some(path) = loader::bundled_dir(&exe) {
+                    dirs.push(PluginDir {
+                        path,
+                        bundled: true,
+                    });
+                }
+            }
+            Err(e) => problem = Some(e),
         }
     }
     let from_env = std::env::var_os("OBNAM_PLUGIN_DIR").unwrap_or_default();
@@ -277,23 +326,28 @@ fn plugin_dirs(pre: &cli::Prescan) -> Result<Vec<PluginDir>> {
         .map(|p| (p, "OBNAM_PLUGIN_DIR"))
         .chain(pre.plugin_dirs.iter().cloned().map(|p| (p, "--plugin-dir")))
     {
-        if path.as_os_str().is_empty() {
-            bail!("plugin folder '' (from {source}) is an empty name");
-        }
-        match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => bail!(
-                "plugin folder {} (from {source}) is not a folder",
-                escape_path(&path)
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-                "plugin folder {} (from {source}) does not exist",
-                escape_path(&path)
-            ),
-            Err(e) => bail!(
-                "plugin folder {} (from {source}) cannot be used: {e}",
-                escape_path(&path)
-            ),
+        let unusable = if path.as_os_str().is_empty() {
+            Some(format!("plugin folder '' (from {source}) is an empty name"))
+        } else {
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() => None,
+                Ok(_) => Some(format!(
+                    "plugin folder {} (from {source}) is not a folder",
+                    escape_path(&path)
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+                    "plugin folder {} (from {source}) does not exist",
+                    escape_path(&path)
+                )),
+                Err(e) => Some(format!(
+                    "plugin folder {} (from {source}) cannot be used: {e}",
+                    escape_path(&path)
+                )),
+            }
+        };
+        if let Some(why) = unusable {
+            problem.get_or_insert_with(|| anyhow!(why));
+            continue;
         }
         // The same folder named twice (or by two spellings) is loaded
         // once: loading it again would only make each plugin override
@@ -310,7 +364,7 @@ fn plugin_dirs(pre: &cli::Prescan) -> Result<Vec<PluginDir>> {
             bundled: false,
         });
     }
-    Ok(dirs)
+    (dirs, problem)
 }
 
 fn config_file_list(inv: &Invocation) -> Vec<PathBuf> {

@@ -392,6 +392,20 @@ pub trait Registrar {
     /// be a multiple of `factor` (text the setting's type parses). The host
     /// refuses another value before any command runs.
     fn set_setting_multiple(&mut self, setting: RString, factor: RString);
+
+    // Added in 0.1.16.
+    /// Say how a run of a subcommand this plugin added ends when it fails
+    /// before its handler runs, or with an error from it (a bad setting,
+    /// config file or plugin folder, a usage error): with `exit_code`
+    /// (1 to 125) instead of the host's 1 or 2, and with `stdout_prefix`
+    /// and the error as one line on standard output. For a check whose
+    /// exit code a monitoring system reads.
+    fn set_subcommand_failure(
+        &mut self,
+        subcommand: RString,
+        exit_code: i32,
+        stdout_prefix: RString,
+    );
 }
 
 /// The registrar as a plugin receives it.

@@ -68,6 +68,24 @@ impl<'a> App<'a> {
             .add_subcommand(name.into(), synopsis.into(), help.into(), handler);
     }
 
+    /// Say how a run of `subcommand` (one this plugin adds) ends when it
+    /// fails outside what the handler decides: a bad setting, config file
+    /// or plugin folder, a usage error, or an error the handler returns.
+    /// It exits with `exit_code` (1 to 125) instead of the host's 1 or 2,
+    /// and prints `stdout_prefix` and the error's first line on standard
+    /// output (the whole error is on standard error). A Nagios check says
+    /// `(3, "OBNAM UNKNOWN: ")`: whatever went wrong, Nagios reads
+    /// UNKNOWN. (Since 0.1.16; an older host ignores it.)
+    pub fn set_subcommand_failure(
+        &mut self,
+        subcommand: &str,
+        exit_code: i32,
+        stdout_prefix: &str,
+    ) {
+        self.registrar
+            .set_subcommand_failure(subcommand.into(), exit_code, stdout_prefix.into());
+    }
+
     /// Declare a setting.
     pub fn add_setting(&mut self, setting: Setting) {
         let parts = setting.into_parts();

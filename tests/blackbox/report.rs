@@ -305,3 +305,73 @@ fn stats_agree_with_what_was_backed_up_and_what_prune_frees() {
     let run = w.obnam(&["stats", "extra"]).fails();
     assert!(run.stderr.contains("takes no arguments"), "{run:#?}");
 }
+
+/// Whatever stops the check before it runs is UNKNOWN to Nagios too, with
+/// its status line: a bad config file, setting or environment variable,
+/// a missing plugin folder, a usage error (each exited 1, WARNING, or 2,
+/// CRITICAL, with nothing on standard output). Other commands keep the
+/// host's exit codes.
+#[test]
+fn nagios_says_unknown_whatever_stops_the_check() {
+    let w = World::new();
+    let data = w.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("f"), "x").unwrap();
+    w.backup(&data);
+    let bad_config = w.path().join("bad.conf");
+    fs::write(&bad_config, "[config]\nbogus = 1\n").unwrap();
+    let missing = w.path().join("no-such-folder");
+    /// Arguments after the subcommand, an environment variable, and what
+    /// the error says.
+    type Case<'a> = (Vec<&'a OsStr>, Option<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["--config".as_ref(), bad_config.as_os_str()],
+            None,
+            "unknown setting 'bogus'",
+        ),
+        (
+            vec!["--lock-timeout".as_ref(), "soon".as_ref()],
+            None,
+            "'soon' is not an integer",
+        ),
+        (
+            vec!["--plugin-dir".as_ref(), missing.as_os_str()],
+            None,
+            "does not exist",
+        ),
+        (vec!["--no-such-option".as_ref()], None, "--no-such-option"),
+        (
+            vec![],
+            Some(("OBNAM_LOCK_TIMEOUT", "abc")),
+            "OBNAM_LOCK_TIMEOUT: 'abc' is not an integer",
+        ),
+    ];
+    for (extra, env, says) in cases {
+        let mut args: Vec<&OsStr> = vec!["nagios-last-backup-age".as_ref()];
+        args.extend(&extra);
+        let mut cmd = w.command(&args);
+        if let Some((name, value)) = env {
+            cmd.env(name, value);
+        }
+        let run = obnam_test_support::run(&mut cmd).no_rust_panic();
+        assert_eq!(run.code, 3, "{extra:?}: {run:#?}");
+        assert!(
+            run.stdout.starts_with("OBNAM UNKNOWN: ")
+                && run.stdout.contains(says)
+                && run.stdout.lines().count() == 1,
+            "{extra:?}: {run:#?}"
+        );
+        assert!(run.stderr.contains(says), "{extra:?}: {run:#?}");
+        // Another command fails as the host says.
+        let mut args: Vec<&OsStr> = vec!["generations".as_ref()];
+        args.extend(&extra);
+        let mut cmd = w.command(&args);
+        if let Some((name, value)) = env {
+            cmd.env(name, value);
+        }
+        let other = obnam_test_support::run(&mut cmd).no_rust_panic();
+        assert!(matches!(other.code, 1 | 2), "{extra:?}: {other:#?}");
+        assert!(other.stdout.is_empty(), "{extra:?}: {other:#?}");
+    }
+}

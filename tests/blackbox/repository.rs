@@ -641,7 +641,7 @@ fn a_data_filter_that_cannot_read_stops_the_run_and_damages_nothing() {
     assert!(run.stderr.contains("damaged record left out"), "{run:#?}");
 }
 
-/// A filter whose tag no stored object can hold (empty) is refused when
+/// A filter whose tag no stored object can hold (empty, not ASCII) is refused when
 /// its plugin registers it, with a warning, and the rest works (it was
 /// accepted, and every backup then failed at its first write).
 #[test]
@@ -657,6 +657,9 @@ fn a_filter_with_an_empty_tag_is_refused_at_registration() {
         run.stderr.contains(
             "WARNING: plugin 'xorfilter' adds a filter to hook 'repository-data' with the tag \"\", \
              which is not 1 to 255 bytes long; ignored"
+        ) && run.stderr.contains(
+            "WARNING: plugin 'xorfilter' adds a filter to hook 'repository-data' with the tag \
+             \"tag \u{e9}\", which is not printable ASCII text; ignored"
         ),
         "{run:#?}"
     );

@@ -40,6 +40,9 @@ pub struct Registration {
     /// What settings must be multiples of: name, factor (as text)
     /// (plugin-api 0.1.12).
     pub setting_multiples: Vec<(String, String)>,
+    /// How runs of subcommands fail: name, exit code, prefix of the
+    /// line on standard output (plugin-api 0.1.16).
+    pub subcommand_failures: Vec<(String, i32, String)>,
 }
 
 impl Registrar for Registration {
@@ -96,6 +99,16 @@ impl Registrar for Registration {
 
     fn set_setting_multiple(&mut self, setting: RString, factor: RString) {
         self.setting_multiples.push((setting.into(), factor.into()));
+    }
+
+    fn set_subcommand_failure(
+        &mut self,
+        subcommand: RString,
+        exit_code: i32,
+        stdout_prefix: RString,
+    ) {
+        self.subcommand_failures
+            .push((subcommand.into(), exit_code, stdout_prefix.into()));
     }
 }
 

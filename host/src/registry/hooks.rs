@@ -194,6 +194,15 @@ impl HookRegistry {
                         entry.tag
                     ));
                 }
+                // The repository format says ASCII text: a tag another
+                // implementation (or a later obnam) may have to read.
+                if entry.tag.bytes().any(|b| !b.is_ascii_graphic() && b != b' ') {
+                    return Err(format!(
+                        "plugin '{plugin}' adds a filter to hook '{hook_name}' with the tag \
+                         {:?}, which is not printable ASCII text; ignored",
+                        entry.tag
+                    ));
+                }
                 if let Some(old) = hook.filters.iter().find(|f| f.tag == entry.tag) {
                     hook.contested
                         .push((entry.tag.clone(), old.plugin.clone(), plugin.clone()));

@@ -23,6 +23,17 @@ pub struct SubcommandDef {
     pub owner: String,
     /// `None` for the host's built-in subcommands.
     pub handler: Option<SubcommandHandlerBox>,
+    /// How a failed run ends, if its plugin said (see
+    /// [`plugin_api::App::set_subcommand_failure`]).
+    pub failure: Option<SubcommandFailure>,
+}
+
+/// How a failed run of a subcommand ends: its exit code, and the prefix
+/// of the line that says the error on standard output.
+#[derive(Clone, Debug)]
+pub struct SubcommandFailure {
+    pub exit_code: i32,
+    pub stdout_prefix: String,
 }
 
 /// Everything registered in this run.
@@ -43,6 +54,7 @@ impl Registry {
             help: help.into(),
             owner: HOST_OWNER.into(),
             handler: None,
+            failure: None,
         });
     }
 
@@ -119,7 +131,30 @@ impl Registry {
                 help,
                 owner: plugin.to_string(),
                 handler: Some(handler),
+                failure: None,
             });
+        }
+        for (name, exit_code, stdout_prefix) in staging.subcommand_failures {
+            let def = self
+                .subcommands
+                .iter_mut()
+                .find(|s| s.name == name && s.owner == plugin);
+            match def {
+                Some(_) if !(1..=125).contains(&exit_code) => warn!(
+                    "plugin '{plugin}' gives subcommand '{name}' the failure exit code \
+                     {exit_code}, which is not 1 to 125; ignored"
+                ),
+                Some(def) => {
+                    def.failure = Some(SubcommandFailure {
+                        exit_code,
+                        stdout_prefix,
+                    });
+                }
+                None => warn!(
+                    "plugin '{plugin}' says how subcommand '{name}' fails, which it does not \
+                     add; ignored"
+                ),
+            }
         }
         let mut scopes = staging.setting_scopes;
         let mut ranges = staging.setting_ranges;

@@ -71,6 +71,9 @@ impl Plugin for ReportPlugin {
              (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)",
             nagios::run,
         );
+        // Whatever stops the check before it runs (a bad config file or
+        // setting, a usage error) is UNKNOWN to Nagios too, with its line.
+        app.set_subcommand_failure("nagios-last-backup-age", 3, "OBNAM UNKNOWN: ");
         Ok(())
     }
 }

@@ -504,7 +504,8 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     // pp:PATH is PATH, as for ls and restore; a pattern cannot name one path.
     if patterns::is_pattern(bytes) {
         plugin_api::bail!(
-            "dump takes one PATH, not a pattern ('{}'): see 'obnam ls PATTERN' for the paths              it selects",
+            "dump takes one PATH, not a pattern ('{}'): see 'obnam ls PATTERN' for the paths \
+             it selects",
             escape(bytes)
         );
     }

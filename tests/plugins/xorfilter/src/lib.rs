@@ -8,7 +8,8 @@
 //! `=garble` it gives back wrong bytes without an error; with
 //! `OBNAM_TEST_XOR_ERRORS_ARE_DAMAGE=1` it says its errors are about the
 //! data (`DataFilter::decode_errors_are_damage`). With
-//! `OBNAM_TEST_XOR_EMPTY_TAG=1` it also adds a filter with an empty tag,
+//! `OBNAM_TEST_XOR_EMPTY_TAG=1` it also adds filters with an empty tag and
+//! one that is not ASCII,
 //! and with `OBNAM_TEST_XOR_TAG_TWICE=1` a second filter with its own tag
 //! (as a second plugin could). With `OBNAM_TEST_XOR_ENCODE=lengthen` its
 //! `encode` appends bytes its `decode` leaves (a filter that does not
@@ -64,8 +65,9 @@ impl Plugin for XorPlugin {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_filter("repository-data", PRIORITY_DEFAULT, "xor-test", Xor);
         if std::env::var_os("OBNAM_TEST_XOR_EMPTY_TAG").is_some() {
-            // A tag no stored object can hold: refused at registration.
+            // Tags no stored object can hold: refused at registration.
             app.add_filter("repository-data", PRIORITY_DEFAULT, "", Xor);
+            app.add_filter("repository-data", PRIORITY_DEFAULT, "tag \u{e9}", Xor);
         }
         if std::env::var_os("OBNAM_TEST_XOR_TAG_TWICE").is_some() {
             app.add_filter("repository-data", PRIORITY_DEFAULT, "xor-test", Xor);
