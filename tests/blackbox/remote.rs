@@ -872,6 +872,84 @@ fn stale_temporaries_are_removed(backend: Backend) {
 
 on_backends!(stale_temporaries_are_removed: local, sftp);
 
+/// The folder on this machine of a repository `url` on the local folder
+/// or the SFTP server (which runs on this machine).
+fn folder_of(url: &str) -> PathBuf {
+    match url.strip_prefix("sftp://") {
+        Some(rest) => PathBuf::from(&rest[rest.find('/').unwrap()..]),
+        None => PathBuf::from(url),
+    }
+}
+
+/// A backup into a repository whose disk fills up leaves nothing of its
+/// failed writes in `.tmp/` (over SFTP each try of each write left its
+/// partial temporary file: on a full disk, the room the prune meant to
+/// recover needed).
+fn a_full_disk_leaves_no_temporaries(backend: Backend) {
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: mounting a small file system needs root");
+        return;
+    }
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "full");
+    let folder = folder_of(&url);
+    fs::create_dir_all(&folder).unwrap();
+    if !obnam_test_support::mount_small_tmpfs(&folder) {
+        eprintln!("skipped: cannot mount a small file system here");
+        return;
+    }
+    let data = env.path().join("data");
+    write(&data.join("big"), &noise(3 << 20, 9));
+    let mut cmd = backup_cmd(&backend, &env, &url, "c", &data);
+    cmd.args(["--pack-size", "256KiB", "--storage-timeout", "5"]);
+    let failed = run(&mut cmd);
+    let left = files_under(&folder.join(".tmp"));
+    obnam_test_support::unmount(&folder);
+    assert_ne!(failed.code, 0, "{failed:#?}");
+    assert!(left.is_empty(), "left in .tmp/: {left:?}\n{failed:#?}");
+}
+
+on_backends!(a_full_disk_leaves_no_temporaries: local, sftp);
+
+/// A folder of the repository that the SFTP server will not let obnam
+/// write in (immutable: the server runs as root, which file modes do not
+/// stop) is named as a permission of the server's, not as credentials
+/// (the login worked).
+#[test]
+fn a_write_the_sftp_server_refuses_is_named_as_its_permissions() {
+    let Some(backend) = Backend::sftp() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "refusing");
+    let data = env.path().join("data");
+    write(&data.join("f"), b"content");
+    run(&mut backup_cmd(&backend, &env, &url, "c", &data)).ok();
+    let locks = folder_of(&url).join("locks");
+    let immutable = |on: bool| {
+        Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .arg(&locks)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !immutable(true) {
+        eprintln!("skipped: chattr +i does not work here");
+        return;
+    }
+    let refused = run(&mut backup_cmd(&backend, &env, &url, "c", &data));
+    immutable(false);
+    assert_eq!(refused.code, 1, "{refused:#?}");
+    assert!(
+        refused.stderr.contains(
+            "permission denied on the SFTP server (check the owner and permissions of the \
+             repository's files and folders there)"
+        ) && !refused.stderr.contains("credentials")
+            && !refused.stderr.contains("Language Tag"),
+        "{refused:#?}"
+    );
+}
+
 /// A bucket that does not exist is named as such, on Garage and on moto.
 fn a_missing_bucket_is_named(backend: Backend) {
     let env = TestEnv::new();

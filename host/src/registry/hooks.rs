@@ -196,7 +196,11 @@ impl HookRegistry {
                 }
                 // The repository format says ASCII text: a tag another
                 // implementation (or a later obnam) may have to read.
-                if entry.tag.bytes().any(|b| !b.is_ascii_graphic() && b != b' ') {
+                if entry
+                    .tag
+                    .bytes()
+                    .any(|b| !b.is_ascii_graphic() && b != b' ')
+                {
                     return Err(format!(
                         "plugin '{plugin}' adds a filter to hook '{hook_name}' with the tag \
                          {:?}, which is not printable ASCII text; ignored",

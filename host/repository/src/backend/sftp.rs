@@ -141,7 +141,14 @@ impl Backend for Sftp {
     ) -> BoxFuture<'a, Result<(), opendal::Error>> {
         Box::pin(async move {
             let tmp = format!(".tmp/{}", crate::ids::ObjectId::random().to_hex());
-            op.write(&tmp, data).await?;
+            if let Err(e) = op.write(&tmp, data).await {
+                // What was written of it stays otherwise, one file per
+                // try: on a full disk, the room a prune needs to recover.
+                // (A connection lost with it leaves it to the clean-up of
+                // `.tmp/`.)
+                let _ = op.delete(&tmp).await;
+                return Err(e);
+            }
             if let Err(e) = op.rename(&tmp, key).await {
                 let _ = op.delete(&tmp).await;
                 // A rename refused because `key` exists: most likely this

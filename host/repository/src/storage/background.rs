@@ -68,6 +68,7 @@ impl Storage {
         let backend = self.backend.clone();
         let retries = backend.retries();
         let bytes_written = self.bytes_written.clone();
+        let gave_up = self.gave_up.clone();
         let completion = Completion {
             done: Some(done),
             url: url.clone(),
@@ -81,7 +82,16 @@ impl Storage {
                     async move { backend.put(&op, &key, data).await }
                 });
                 let written = faults
-                    .run_async(async { write.await.map_err(|e| failure(&url, "write", &key, e)) })
+                    .run_async(async {
+                        write.await.map_err(|e| {
+                            // As `Storage::fail`: the store is down, and
+                            // the run's last deletes are tried once.
+                            if e.is_persistent() {
+                                gave_up.store(true, Ordering::Relaxed);
+                            }
+                            failure(&url, "write", &key, e)
+                        })
+                    })
                     .await;
                 if let Err(e) = written {
                     completion.finish(Err(e));

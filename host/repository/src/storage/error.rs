@@ -88,6 +88,13 @@ pub(super) fn failure(url: &str, op: &'static str, key: &str, e: opendal::Error)
 /// user beyond the URL and object that obnam names itself).
 pub(crate) fn describe(e: &opendal::Error) -> String {
     let mut parts = vec![match e.kind() {
+        // Over SFTP the login worked (a refused one fails to connect):
+        // the server's permissions of a file or folder refuse it.
+        ErrorKind::PermissionDenied if e.to_string().contains("Sftp server") => {
+            "permission denied on the SFTP server (check the owner and permissions of the \
+             repository's files and folders there)"
+                .to_string()
+        }
         ErrorKind::PermissionDenied => "access denied (check the credentials)".to_string(),
         ErrorKind::ConfigInvalid if e.message().contains("\"NoSuchBucket\"") => {
             "the bucket does not exist (obnam does not create buckets: create it with \
@@ -106,6 +113,10 @@ pub(crate) fn describe(e: &opendal::Error) -> String {
         source = cause.source();
     }
     let mut text = one_line(&parts.join(": "));
+    // The SFTP client ends its messages with an empty language tag.
+    if let Some(cut) = text.strip_suffix(", Language Tag:") {
+        text = cut.to_string();
+    }
     // OpenDAL shows an S3 server's refusal as Rust's debug form of its
     // error: its code and message are what a user can act on.
     if let Some(said) = s3_refusal(&text) {
@@ -158,16 +169,31 @@ pub(crate) fn describe(e: &opendal::Error) -> String {
 /// The code and message of an S3 server's error as OpenDAL shows it
 /// (`S3Error { code: "X", message: "Y", ... }`), as a sentence.
 fn s3_refusal(text: &str) -> Option<String> {
-    let field = |name: &str| -> Option<&str> {
+    // A Rust debug string: it ends at the first quote not escaped, and
+    // its escapes (`\"`, `\\`) are undone (a server's message that
+    // quotes something was cut at its first quote).
+    let field = |name: &str| -> Option<String> {
         let start = text.find(&format!("{name}: \""))? + name.len() + 3;
-        let len = text[start..].find('"')?;
-        Some(&text[start..start + len])
+        let mut out = String::new();
+        let mut chars = text[start..].chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return Some(out),
+                '\\' => match chars.next()? {
+                    'n' => out.push(' '),
+                    't' => out.push(' '),
+                    other => out.push(other),
+                },
+                c => out.push(c),
+            }
+        }
+        None
     };
     if !text.contains("S3Error {") {
         return None;
     }
     let code = field("code")?;
-    let hint = match code {
+    let hint = match code.as_str() {
         "AuthorizationHeaderMalformed" => " (is --s3-region the store's region?)",
         _ => "",
     };
@@ -229,6 +255,15 @@ mod tests {
              malformed, unexpected scope (is --s3-region the store's region?)"
         );
         assert_eq!(s3_refusal("Connection refused"), None);
+        // Garage's message for a full disk quotes the cause: it is given
+        // whole, unescaped.
+        let full = r#"S3Error { code: "ServiceUnavailable", message: "Internal error: Could not reach quorum of 1. 0 of 1 request succeeded, others returned errors: [\"71e7: IO error: No space left on device (os error 28)\"]", resource: "", request_id: "" }"#;
+        assert_eq!(
+            s3_refusal(full).unwrap(),
+            "the S3 server refused: ServiceUnavailable: Internal error: Could not reach quorum \
+             of 1. 0 of 1 request succeeded, others returned errors: [\"71e7: IO error: No space \
+             left on device (os error 28)\"]"
+        );
     }
 
     #[test]

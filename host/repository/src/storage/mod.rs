@@ -112,7 +112,8 @@ pub struct Storage {
     /// lock) is tried once, not with a whole budget of retries again (a
     /// backup on a frozen server took twice that long to fail). A stale
     /// lock left is broken by the next run.
-    gave_up: std::sync::atomic::AtomicBool,
+    /// (Shared with the background writes, which give up too.)
+    gave_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The background writes that may still be running, for closing.
     background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -158,7 +159,7 @@ impl Storage {
             faults: Faults::new(options.faults.as_ref(), url),
             readers: std::sync::Mutex::new(std::collections::HashMap::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
-            gave_up: std::sync::atomic::AtomicBool::new(false),
+            gave_up: Default::default(),
             background: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -567,11 +568,9 @@ impl Drop for Storage {
 mod tests {
     use super::*;
 
-    /// A store that takes every request and never answers: a read gives
-    /// up after its retries, and a delete after that (a failing run's
-    /// lock release) is tried once, not with a budget of retries again.
-    #[test]
-    fn after_a_store_gave_up_a_delete_is_tried_once() {
+    /// A store that takes every request and never answers, on 127.0.0.1:
+    /// its address, and the verbs of the requests it got.
+    fn silent_store() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         use std::io::Read;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -589,6 +588,11 @@ mod tests {
                 held.push(conn);
             }
         });
+        (port, requests)
+    }
+
+    /// Storage over S3 at the silent store on `port`.
+    fn on_silent_store(port: u16) -> Storage {
         // The S3 client takes its credentials from the environment; no
         // test in this crate talks to a real S3 store.
         std::env::set_var("AWS_ACCESS_KEY_ID", "test");
@@ -599,7 +603,25 @@ mod tests {
             timeout: Some(Duration::from_millis(300)),
             ..StorageOptions::default()
         };
-        let storage = Storage::open("s3://bucket/repo", &options).unwrap();
+        Storage::open("s3://bucket/repo", &options).unwrap()
+    }
+
+    fn deletes(requests: &std::sync::Mutex<Vec<String>>) -> usize {
+        requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|verb| verb.as_str() == "DELETE")
+            .count()
+    }
+
+    /// A read that gives up after its retries on a store that never
+    /// answers: a delete after that (a failing run's lock release) is
+    /// tried once, not with a budget of retries again.
+    #[test]
+    fn after_a_store_gave_up_a_delete_is_tried_once() {
+        let (port, requests) = silent_store();
+        let storage = on_silent_store(port);
         let err = storage.read_limited("config", 1024).unwrap_err();
         assert!(
             err.to_string().contains("(gave up after retrying)"),
@@ -608,13 +630,25 @@ mod tests {
         let reads = requests.lock().unwrap().len();
         assert!(reads > 1, "the read was tried {reads} times");
         storage.delete("locks/mine").unwrap_err();
-        let deletes = requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|verb| verb.as_str() == "DELETE")
-            .count();
-        assert_eq!(deletes, 1);
+        assert_eq!(deletes(&requests), 1);
+    }
+
+    /// The same after a background write (how packs go to a remote
+    /// store) gave up: it did not count, and the lock release was
+    /// retried as long again.
+    #[test]
+    fn after_a_background_write_gave_up_a_delete_is_tried_once() {
+        let (port, requests) = silent_store();
+        let storage = on_silent_store(port);
+        let (tx, rx) = std::sync::mpsc::channel();
+        storage.write_in_background(
+            vec![("packs/00/x".to_string(), bytes::Bytes::from_static(b"pack"))],
+            move |outcome| tx.send(outcome.map_err(|e| e.to_string())).unwrap(),
+        );
+        let err = rx.recv().unwrap().unwrap_err();
+        assert!(err.contains("(gave up after retrying)"), "{err}");
+        storage.delete("locks/mine").unwrap_err();
+        assert_eq!(deletes(&requests), 1);
     }
 
     /// A fake S3 server on 127.0.0.1 that answers every request with
