@@ -133,7 +133,15 @@ fn nagios_exit_codes_at_each_age_boundary() {
             "{line}"
         );
         assert!(line.contains(gens[0]["id"].as_str().unwrap()), "{line}");
-        assert!(line.contains("|age="), "{line}");
+        // The performance data agree with the state: an age over the
+        // limit shows as over it (a nanosecond over a day is 86401 s).
+        let shown: i128 = line
+            .split("|age=")
+            .nth(1)
+            .and_then(|p| p.split('s').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(shown, (age + 999_999_999) / 1_000_000_000, "{line}");
     }
 
     // Bad settings: UNKNOWN, naming what was wrong.

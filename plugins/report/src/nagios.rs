@@ -129,8 +129,12 @@ fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
             ),
         ));
     }
-    // A little ahead is clocks that differ by a little: just made.
-    let age_ns = age_ns.max(0);
+    // A little ahead is clocks that differ by a little: just made. The
+    // age is whole seconds, rounded up, for the state as for the line
+    // and its performance data: 1800.4 s was WARNING over 30 minutes
+    // with `age=1800s;1800`, which Nagios reads as within the limit.
+    const SECOND: i128 = 1_000_000_000;
+    let age_ns = (age_ns.max(0) + SECOND - 1) / SECOND * SECOND;
     let state = judge(age_ns, limits);
     Ok((state, describe(&client, latest, age_ns, limits)))
 }
