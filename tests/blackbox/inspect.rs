@@ -734,7 +734,11 @@ fn verify_checks_the_way_to_a_file_and_compares_each_path_once() {
     assert!(run.stdout.contains(&d), "{run:#?}");
     assert!(run.stdout.contains(&f), "{run:#?}");
     assert!(!run.stderr.contains("cannot be read"), "{run:#?}");
-    assert!(run.stderr.contains(" 2 differences "), "{run:#?}");
+    // The root is compared too: replacing d and f changed its time.
+    let root = format!("{}: mtime ", data.display());
+    assert!(run.stdout.contains(&root), "{run:#?}");
+    assert!(run.stderr.contains(" 3 differences "), "{run:#?}");
+
 
     // The same PATH twice, and one inside it: each difference once.
     let run = w
@@ -746,6 +750,26 @@ fn verify_checks_the_way_to_a_file_and_compares_each_path_once() {
         ])
         .fails();
     assert_eq!(run.stdout.matches(&d).count(), 1, "{run:#?}");
+
+    // A folder on the way whose mode changed is a difference, found by
+    // the spot check as by the full walk (it said "no differences").
+    let g = data.join("g");
+    fs::create_dir_all(g.join("sub")).unwrap();
+    fs::write(g.join("sub/a"), "3").unwrap();
+    w.backup(&data);
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(g.join("sub"), fs::Permissions::from_mode(0o700)).unwrap();
+    let run = w
+        .obnam(&[
+            OsStr::new("verify"),
+            OsStr::new("--verify-randomly"),
+            OsStr::new("1"),
+            g.as_os_str(),
+        ])
+        .fails();
+    let sub = format!("{}/sub: mode 40755 -> 40700", g.display());
+    assert!(run.stdout.contains(&sub), "{run:#?}");
+    assert!(run.stderr.contains(" 1 difference "), "{run:#?}");
 }
 
 /// A `dump` of a socket alone is an error (it was an empty tar stream and

@@ -451,6 +451,18 @@ impl Random {
 
 /// `n` regular files chosen at random below `roots` (reservoir sampling:
 /// one pass, memory for `n` entries).
+/// `root` and the folders below it on the way to `path` (which is below
+/// `root`), outermost first.
+fn folders_to(root: &[u8], path: &[u8]) -> Vec<Vec<u8>> {
+    let mut folders = vec![root.to_vec()];
+    let mut at = if root == b"/" { 0 } else { root.len() };
+    while let Some(slash) = path[at + 1..].iter().position(|b| *b == b'/') {
+        at += 1 + slash;
+        folders.push(path[..at].to_vec());
+    }
+    folders
+}
+
 fn random_files(
     reader: &GenerationReader,
     roots: &[(Vec<u8>, Entry)],
@@ -586,6 +598,10 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         // that is now a symlink must not be followed, one that is now a
         // file or gone is a difference (once), not an error per file.
         let mut not_folders: Vec<Vec<u8>> = Vec::new();
+        // The root and the folders on the way to each chosen file are
+        // compared too, each once (their mode or owner changed: what a
+        // restore of the file would give differs as much).
+        let mut compared: std::collections::HashSet<Vec<u8>> = Default::default();
         for (path, e) in random_files(&reader, &entries, randomly as u64)? {
             if not_folders
                 .iter()
@@ -599,6 +615,14 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             if let Some(bad) = v.folders_on_the_way(root.map(Vec::as_slice), &path)? {
                 not_folders.push(bad);
                 continue;
+            }
+            for folder in root.map_or_else(Vec::new, |r| folders_to(r, &path)) {
+                if !compared.insert(folder.clone()) {
+                    continue;
+                }
+                if let Some(recorded) = reader.lookup(names::as_path(&folder))? {
+                    v.entry(&folder, &recorded)?;
+                }
             }
             v.entry(&path, &e)?;
         }
