@@ -85,6 +85,23 @@ impl Default for Entry {
     }
 }
 
+impl Entry {
+    /// Whether `other`, recorded with the same device and inode number
+    /// (two names of one hard-linked object), records the same object:
+    /// the same kind, and for a file the same content, for a symlink the
+    /// same target, for a device node the same device number. A file
+    /// rewritten while a backup went from one of its names to the other
+    /// is recorded with two contents; each name is then an object of its
+    /// own, or one name would show the other's content. (Since 0.1.16.)
+    pub fn same_object(&self, other: &Entry) -> bool {
+        self.kind == other.kind
+            && self.checksum == other.checksum
+            && self.size == other.size
+            && self.target == other.target
+            && self.rdev == other.rdev
+    }
+}
+
 /// A field of [`Entry`] and its form in [`RawEntry`].
 trait Boundary: Sized {
     /// The field's type in the boundary form.

@@ -747,7 +747,6 @@ fn verify_checks_the_way_to_a_file_and_compares_each_path_once() {
     assert!(run.stdout.contains(&root), "{run:#?}");
     assert!(run.stderr.contains(" 3 differences "), "{run:#?}");
 
-
     // The same PATH twice, and one inside it: each difference once.
     let run = w
         .obnam(&[

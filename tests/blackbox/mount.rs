@@ -465,3 +465,71 @@ fn a_read_that_fails_names_the_file_once() {
     let named = format!("{}/big in generation ", data.display());
     assert_eq!(run.stderr.matches(&named).count(), 1, "{run:#?}");
 }
+
+/// Two names of one hard-linked file that the generation records with two
+/// contents (the file was rewritten while the backup went from one name
+/// to the other) are two files everywhere, each with its own content:
+/// `restore` made them so, but `dump`'s tar stream wrote the second as a
+/// link to the first (its content lost) and the mount showed both names
+/// with whichever content was looked up first.
+#[test]
+fn names_of_one_file_recorded_with_two_contents_keep_their_own() {
+    let world = World::new();
+    let plugins = world.env.plugin_dir("hostile-plugin", &["hostile"]);
+    let mut cmd = world.command(&[
+        OsStr::new("--plugin-dir"),
+        plugins.as_os_str(),
+        OsStr::new("hostile-split-link"),
+        OsStr::new(CLIENT),
+    ]);
+    obnam_test_support::run(&mut cmd).no_rust_panic().ok();
+    let (one, two) = ("data/a/one".to_string(), "data/c/two".to_string());
+    let (first, second) = (&b"first content\n"[..], &b"second, longer content\n"[..]);
+
+    let restored = world.path().join("restored");
+    world
+        .obnam(&[
+            OsStr::new("restore"),
+            OsStr::new("--to"),
+            restored.as_os_str(),
+        ])
+        .ok();
+    assert_eq!(fs::read(restored.join(&one)).unwrap(), first);
+    assert_eq!(fs::read(restored.join(&two)).unwrap(), second);
+
+    let tar = world.obnam(&["dump", "/data"]).ok();
+    let extracted = world.path().join("extracted");
+    fs::create_dir(&extracted).unwrap();
+    let mut untar = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg("-")
+        .arg("-C")
+        .arg(&extracted)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        untar
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(tar.stdout.as_bytes())
+            .unwrap();
+    }
+    assert!(untar.wait().unwrap().success());
+    assert_eq!(fs::read(extracted.join(&one)).unwrap(), first);
+    assert_eq!(fs::read(extracted.join(&two)).unwrap(), second);
+
+    if !fuse_or_skip("names_of_one_file_recorded_with_two_contents_keep_their_own") {
+        return;
+    }
+    let _shared = MOUNTS.read().unwrap_or_else(|e| e.into_inner());
+    let point = world.mount_point("mnt");
+    let mut mounted = world.mount(&point);
+    // Looked up in both orders, in two mounts' worth of names.
+    let latest = point.join("latest");
+    assert_eq!(fs::read(latest.join(&two)).unwrap(), second);
+    assert_eq!(fs::read(latest.join(&one)).unwrap(), first);
+    mounted.unmount();
+}

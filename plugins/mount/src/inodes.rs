@@ -12,7 +12,11 @@
 //! Hard links: two names that the generation records with the same
 //! device and inode number (and a link count above one) are one object
 //! and get one inode here too, so the link count and the inode number
-//! agree, as on the original file system. Directories are never linked.
+//! agree, as on the original file system; unless the generation records
+//! two different objects under them (a file rewritten between the
+//! backup's reading of its names: [`Entry::same_object`]), which are
+//! then two inodes, each with its own content. Directories are never
+//! linked.
 //!
 //! Numbers are never given back (the kernel's `forget` is ignored): the
 //! table grows with the objects visited, about the size of their
@@ -158,8 +162,18 @@ impl Table {
             (entry.kind != EntryKind::Dir && entry.nlink > 1 && (entry.dev, entry.ino) != (0, 0))
                 .then_some((gen, entry.dev, entry.ino));
         if let Some(&ino) = link.as_ref().and_then(|l| self.by_link.get(l)) {
-            self.by_path.insert(key, ino);
-            return ino;
+            // Only if the generation records the same object under both
+            // names: a file rewritten while the backup went from one
+            // name to the other has two contents, and each name shows
+            // its own (as restore makes them two files).
+            let same = match self.get(ino).map(|n| &n.kind) {
+                Some(NodeKind::Entry { entry: first, .. }) => first.same_object(&entry),
+                _ => false,
+            };
+            if same {
+                self.by_path.insert(key, ino);
+                return ino;
+            }
         }
         self.nodes.push(Node {
             kind: NodeKind::Entry {
@@ -173,7 +187,8 @@ impl Table {
         let ino = self.nodes.len() as Ino;
         self.by_path.insert(key, ino);
         if let Some(link) = link {
-            self.by_link.insert(link, ino);
+            // The first name met stays the one others are linked to.
+            self.by_link.entry(link).or_insert(ino);
         }
         ino
     }

@@ -279,8 +279,9 @@ impl Read for FileData<'_> {
 struct TarDump<'a, 'c> {
     repo: Repository,
     tar: tar::Builder<BufWriter<Stdout<'a, 'c>>>,
-    /// The tar name of the first dumped name of each hard-linked file.
-    links: HashMap<(u64, u64), PathBuf>,
+    /// The tar name of the first dumped name of each hard-linked file,
+    /// and its entry (without its chunks: see [`Entry::same_object`]).
+    links: HashMap<(u64, u64), (PathBuf, Entry)>,
 }
 
 /// A tar header with an entry's metadata, and the PAX records it needs.
@@ -402,14 +403,29 @@ impl TarDump<'_, '_> {
         };
         let (mut h, pax) = header_for(entry, kind);
         // A FIFO, device node or symlink can have several names too.
+        // A name whose object the generation records otherwise than the
+        // first name's (rewritten between the two in the backup) is an
+        // object of its own, as restore makes it.
         if entry.kind != EntryKind::Dir && entry.nlink > 1 {
-            if let Some(first) = self.links.get(&(entry.dev, entry.ino)).cloned() {
-                h.set_entry_type(EntryType::Link);
-                self.pax(&pax)?;
-                self.tar.append_link(&mut h, &name, &first)?;
-                return Ok(());
+            match self.links.get(&(entry.dev, entry.ino)) {
+                Some((first, recorded)) if recorded.same_object(entry) => {
+                    let first = first.clone();
+                    h.set_entry_type(EntryType::Link);
+                    self.pax(&pax)?;
+                    self.tar.append_link(&mut h, &name, &first)?;
+                    return Ok(());
+                }
+                Some(_) => {}
+                None => {
+                    let recorded = Entry {
+                        chunks: Vec::new(),
+                        xattrs: Vec::new(),
+                        ..entry.clone()
+                    };
+                    self.links
+                        .insert((entry.dev, entry.ino), (name.clone(), recorded));
+                }
             }
-            self.links.insert((entry.dev, entry.ino), name.clone());
         }
         match entry.kind {
             EntryKind::Symlink => {

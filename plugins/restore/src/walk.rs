@@ -118,20 +118,8 @@ pub struct Walked {
 /// The first file met for a (device, inode) pair.
 struct Leader {
     parts: Parts,
-    /// What the entry holds (see [`same_object`]).
+    /// What the entry holds (see [`Entry::same_object`]).
     entry: Entry,
-}
-
-/// Whether two entries with the same (device, inode) record the same
-/// object: same kind, and for a regular file the same content, for a
-/// symlink the same target, for a device node the same device number.
-/// Another generation is inconsistent, and each is restored on its own.
-fn same_object(first: &Entry, other: &Entry) -> bool {
-    first.kind == other.kind
-        && first.checksum == other.checksum
-        && first.size == other.size
-        && first.target == other.target
-        && first.rdev == other.rdev
 }
 
 /// A directory to walk: made, not yet opened; `dir` is its record.
@@ -366,7 +354,7 @@ impl<'a> Walker<'a> {
         if entry.nlink > 1 {
             let key = (entry.dev, entry.ino);
             match self.leaders.get(&key) {
-                Some(first) if same_object(&first.entry, &entry) => {
+                Some(first) if Entry::same_object(&first.entry, &entry) => {
                     self.walked.links.push(Link {
                         parts,
                         leader: first.parts.clone(),

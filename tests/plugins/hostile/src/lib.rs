@@ -18,6 +18,9 @@
 //!   with a good file, a file whose checksum does not match its content, a
 //!   file with a chunk that was never stored, and a file whose recorded size
 //!   differs from its content's.
+//! * `hostile-split-link CLIENT`: through the API, a generation with two
+//!   names of one hard-linked file (same device and inode) recorded with
+//!   two contents.
 //!
 //! Each prints the id of the generation it wrote.
 //!
@@ -149,6 +152,60 @@ fn damaged(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     let mut wrong_size = file(b"sized\n")?;
     wrong_size.size = 1000;
     builder.put(Path::new("/data/wrong-size"), &wrong_size)?;
+    builder.finish_dir(Path::new("/data"))?;
+    let gen = builder.commit(false)?;
+    repo.unlock_client(&client)?;
+    ctx.outln(&gen.id)
+}
+
+/// `hostile-split-link CLIENT`: a generation with `/data/a/one` and
+/// `/data/c/two`, recorded as two names of one file (the same device and
+/// inode, two links) but with different contents, as a backup records a
+/// hard-linked file rewritten between its reading of the two names.
+fn split_link(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
+    let client = arg(&args, 0, "CLIENT")?;
+    let repo = ctx.repository(true)?;
+    repo.add_client(&client)?;
+    repo.lock_client(&client)?;
+    let builder = repo.begin_generation(&client, false)?;
+    let dir = Entry {
+        kind: EntryKind::Dir,
+        mode: 0o40755,
+        nlink: 2,
+        ..Entry::default()
+    };
+    for folder in ["/data", "/data/a", "/data/c"] {
+        builder.put(Path::new(folder), &dir)?;
+    }
+    let kind = repo.file_checksum_kind();
+    let linked = |data: &[u8]| -> Result<Entry> {
+        let token = repo.token(data);
+        let id = match repo.find_chunks(token).first() {
+            Some(id) => *id,
+            None => repo.put_chunk(token, data)?,
+        };
+        let mut hasher = plugin_api::checksum::FileHasher::new(kind);
+        hasher.update(data);
+        Ok(Entry {
+            kind: EntryKind::File,
+            mode: 0o100644,
+            nlink: 2,
+            dev: 7,
+            ino: 99,
+            size: data.len() as u64,
+            mtime: 1_700_000_000,
+            checksum: hasher.finish(),
+            chunks: vec![id],
+            ..Entry::default()
+        })
+    };
+    builder.put(Path::new("/data/a/one"), &linked(b"first content\n")?)?;
+    builder.finish_dir(Path::new("/data/a"))?;
+    builder.put(
+        Path::new("/data/c/two"),
+        &linked(b"second, longer content\n")?,
+    )?;
+    builder.finish_dir(Path::new("/data/c"))?;
     builder.finish_dir(Path::new("/data"))?;
     let gen = builder.commit(false)?;
     repo.unlock_client(&client)?;
@@ -495,6 +552,12 @@ impl Plugin for Hostile {
             "CLIENT",
             "write a generation with a wrong checksum, a missing chunk and a wrong size",
             damaged,
+        );
+        app.add_subcommand(
+            "hostile-split-link",
+            "CLIENT",
+            "write a generation with two names of one file recorded with two contents",
+            split_link,
         );
         app.add_subcommand(
             "hostile-raw",
