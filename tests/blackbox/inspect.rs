@@ -869,3 +869,78 @@ fn verify_reads_the_backed_up_content_back() {
         );
     }
 }
+
+/// Two names that were one file and are two (a copy put in place of one
+/// of them), and two that become one: `diff` and `verify` say so, naming
+/// the partners (each said "no differences", exit 0, though a restore
+/// links the names otherwise); names linked to a file outside the tree
+/// are no difference.
+#[test]
+fn diff_and_verify_see_hard_links_split_and_joined() {
+    let w = World::new();
+    let data = w.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a"), "same\n").unwrap();
+    fs::hard_link(data.join("a"), data.join("b")).unwrap();
+    fs::write(data.join("c"), "one\n").unwrap();
+    fs::write(data.join("d"), "one\n").unwrap();
+    fs::write(data.join("e"), "outside\n").unwrap();
+    fs::hard_link(data.join("e"), w.path().join("outside-link")).unwrap();
+    w.backup(&data);
+    let untouched = w.obnam(&[OsStr::new("verify"), data.as_os_str()]).ok();
+    assert!(
+        untouched.stdout.contains("no differences"),
+        "{untouched:#?}"
+    );
+
+    // b becomes a copy of a; d becomes a link of c; the folder's time is
+    // put back, so that nothing else differs.
+    let folder_time = fs::metadata(&data).unwrap().modified().unwrap();
+    fs::copy(data.join("a"), data.join("b.new")).unwrap();
+    fs::rename(data.join("b.new"), data.join("b")).unwrap();
+    fs::remove_file(data.join("d")).unwrap();
+    fs::hard_link(data.join("c"), data.join("d")).unwrap();
+    for name in ["a", "b", "c", "d"] {
+        let times = fs::File::options()
+            .write(true)
+            .open(data.join(name))
+            .unwrap();
+        times.set_modified(folder_time).unwrap();
+    }
+    fs::File::open(&data)
+        .unwrap()
+        .set_modified(folder_time)
+        .unwrap();
+    let expected: Vec<String> = [
+        ("a", "with DATA/b -> no other name"),
+        ("b", "with DATA/a -> no other name"),
+        ("c", "no other name -> with DATA/d"),
+        ("d", "no other name -> with DATA/c"),
+    ]
+    .iter()
+    .map(|(name, what)| {
+        format!(
+            "{}/{name}: hard links: {}",
+            data.display(),
+            what.replace("DATA", &data.display().to_string())
+        )
+    })
+    .collect();
+    let verified = w.obnam(&[OsStr::new("verify"), data.as_os_str()]).fails();
+    let lines: Vec<&str> = verified.stdout.lines().collect();
+    let wanted: Vec<&str> = expected.iter().map(String::as_str).collect();
+    assert_eq!(lines, wanted, "{verified:#?}");
+
+    w.backup(&data);
+    let diff = w.obnam(&["diff"]).ok();
+    for line in &expected {
+        let (path, what) = line.split_once(": ").unwrap();
+        let want = format!("U  {path}  ({what})");
+        assert!(diff.stdout.contains(&want), "{want}\n{diff:#?}");
+    }
+    assert!(
+        diff.stdout
+            .ends_with("0 added, 0 removed, 0 modified, 4 metadata only, 0 changed kind\n"),
+        "{diff:#?}"
+    );
+}

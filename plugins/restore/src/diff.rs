@@ -12,11 +12,12 @@
 //! T  /home/alice/thing             kind changed (file -> symlink)
 //! ```
 //!
-//! then a summary. Metadata is mode, owner, modification time and
-//! extended attributes; a directory's modification time (which changes
+//! then a summary. Metadata is mode, owner, modification time, extended
+//! attributes, and which names in the tree are hard links of each other
+//! ([`crate::links`]); a directory's modification time (which changes
 //! whenever its entries do) and status-change times are not compared,
 //! nor link counts (which change when another name of a file comes or
-//! goes). Everything below an added or removed directory is listed.
+//! goes, outside the tree too). Everything below an added or removed directory is listed.
 //!
 //! Directories are named by their content ([`plugin_api::TreeId`]): a
 //! directory with the same id in both generations is skipped unread, so
@@ -30,6 +31,7 @@ use serde_json::{json, Value};
 use plugin_api::{Context, Entry, EntryKind, GenerationInfo, GenerationReader, Result};
 
 use crate::format;
+use crate::links::{self, LinkTable};
 use crate::listing::{bytes_fields, kind_name, pretty};
 use crate::names::{self, escape};
 use crate::select;
@@ -170,6 +172,14 @@ struct Differ<'r> {
     old: &'r GenerationReader,
     new: &'r GenerationReader,
     lines: Vec<Line>,
+    /// The names both have that have other names on either side, to
+    /// compare which are one object ([`crate::links`]).
+    links: LinkTable,
+}
+
+/// The object of an entry with other names (see [`LinkTable::note`]).
+pub fn linked_object(e: &Entry) -> Option<links::Object> {
+    (e.kind != EntryKind::Dir && e.nlink > 1 && (e.dev, e.ino) != (0, 0)).then_some((e.dev, e.ino))
 }
 
 /// A directory's entries by name (safe names only).
@@ -235,6 +245,10 @@ impl Differ<'_> {
                         }
                     }
                     Some(n) => {
+                        if o.kind == n.kind {
+                            self.links
+                                .note(child.clone(), linked_object(&o), linked_object(&n));
+                        }
                         if let Some((change, what)) = compare(&o, &n) {
                             self.lines.push(Line {
                                 path: child.clone(),
@@ -323,9 +337,28 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         old: &old,
         new: &new,
         lines: Vec::new(),
+        links: LinkTable::default(),
     };
     differ.dir(b"/")?;
     let mut lines = differ.lines;
+    // Names that were one object and are no more, or the other way
+    // round: metadata of theirs (a restore links them otherwise).
+    for (path, what) in differ.links.changed() {
+        match lines.iter_mut().find(|l| l.path == path) {
+            Some(line) => line.what.push(what),
+            None => {
+                let kind = new
+                    .lookup(names::as_path(&path))?
+                    .map_or(EntryKind::File, |e| e.kind);
+                lines.push(Line {
+                    path,
+                    change: Change::Metadata,
+                    kind,
+                    what: vec![what],
+                });
+            }
+        }
+    }
     lines.sort_by(|a, b| a.path.cmp(&b.path));
     let count = |c: Change| lines.iter().filter(|l| l.change == c).count();
     let summary = [

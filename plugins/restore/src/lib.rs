@@ -32,6 +32,7 @@ mod find;
 mod format;
 mod fsops;
 mod kdirstat;
+mod links;
 mod listing;
 mod metadata;
 mod names;

@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 use plugin_api::checksum::{ChecksumError, ContentCheck};
 
 use plugin_api::live_paths;
+
+use crate::links::LinkTable;
 use plugin_api::payloads::{ExcludeCandidate, FileStat, BACKUP_EXCLUDE};
 use plugin_api::{Context, Entry, EntryKind, GenerationReader, Hook, Repository, Result};
 
@@ -167,6 +169,15 @@ struct Verifier<'a, 'c> {
     found: Option<Vec<serde_json::Value>>,
     /// With JSON output, the errors (they are on standard error as well).
     unchecked: Vec<serde_json::Value>,
+    /// The names compared that have other names, in the backup or on
+    /// disk: which are one object is compared at the end of a full walk
+    /// ([`crate::links`]).
+    links: LinkTable,
+}
+
+/// The object of a live non-directory with other names.
+fn live_object(m: &Metadata) -> Option<crate::links::Object> {
+    (!m.is_dir() && m.nlink() > 1).then(|| (m.dev(), m.ino()))
 }
 
 /// A difference or error in JSON: the path as every listing gives one
@@ -368,6 +379,11 @@ impl Verifier<'_, '_> {
             for (name, e) in &recorded {
                 let child = names::join(&dir, name);
                 if let Some(m) = self.entry(&child, e)? {
+                    self.links.note(
+                        child.clone(),
+                        crate::diff::linked_object(e),
+                        live_object(&m),
+                    );
                     if m.is_dir() {
                         below.push(child);
                     }
@@ -591,6 +607,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         errors: 0,
         found: ctx.output_format()?.is_json().then(Vec::new),
         unchecked: Vec::new(),
+        links: LinkTable::default(),
     };
     if randomly > 0 {
         // A chosen file is looked up by its whole path; the folders on
@@ -629,10 +646,17 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     } else {
         for (root, e) in &entries {
             if let Some(m) = v.entry(root, e)? {
+                v.links
+                    .note(root.clone(), crate::diff::linked_object(e), live_object(&m));
                 if m.is_dir() {
                     v.tree(&reader, root, &m)?;
                 }
             }
+        }
+        // Names that were one file and are two on disk, or the other
+        // way round: a restore would link them otherwise.
+        for (path, what) in v.links.changed() {
+            v.differ(&path, &what)?;
         }
     }
     if let Some(found) = v.found.take() {
