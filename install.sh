@@ -49,7 +49,9 @@ for lib in "$from"/libobnam_plugin_*.so; do
 done
 # Made by the installed obnam, with the plugins it loads from where it
 # now finds them, so that their subcommands and settings are included.
-obnam="$prefix/bin/obnam --no-default-configs"
+# (Without the user's own plugin folders: the manual page and the
+# completions are of what is installed.)
+obnam="env -u OBNAM_PLUGIN_DIR $prefix/bin/obnam --no-default-configs"
 # The installed obnam must load every plugin installed (a folder on the
 # way that its group may write to, made before this ran, stops it).
 refused=$($obnam plugins 2>&1 >/dev/null) || refused="$refused (obnam plugins failed)"

@@ -49,6 +49,17 @@ pub fn names_folder(path: &OsStr) -> bool {
 /// `obnam backup` records such a folder without its contents, and
 /// `obnam verify` does not list it. (Since 0.1.16.)
 pub fn kernel_view(fd: impl std::os::fd::AsFd) -> Option<&'static str> {
+    view_of(&rustix::fs::fstatfs(fd).ok()?)
+}
+
+/// [`kernel_view`] of what is at `path` (a file: bind-mounted from
+/// `/proc`, or named on the command line). (Since 0.1.16.)
+pub fn kernel_view_of(path: &Path) -> Option<&'static str> {
+    view_of(&rustix::fs::statfs(path).ok()?)
+}
+
+/// The kind of a file system of the kernel's state, from its `statfs`.
+fn view_of(st: &rustix::fs::StatFs) -> Option<&'static str> {
     // The magic numbers of linux/magic.h.
     const VIEWS: [(u64, &str); 11] = [
         (0x9fa0, "proc"),
@@ -63,7 +74,6 @@ pub fn kernel_view(fd: impl std::os::fd::AsFd) -> Option<&'static str> {
         (0x6573_5543, "fusectl"),
         (0x4249_4e4d, "binfmt_misc"),
     ];
-    let st = rustix::fs::fstatfs(fd).ok()?;
     // `f_type` is signed, and 32 bits wide on some targets.
     #[allow(clippy::unnecessary_cast)]
     let magic = st.f_type as u64 & 0xffff_ffff;

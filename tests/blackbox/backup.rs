@@ -1190,7 +1190,27 @@ fn the_kernel_s_file_systems_are_recorded_without_their_contents() {
         }
         mounted.0.push(dir.clone());
     }
+    // A file of /proc mounted on its own in the tree: reading it would
+    // block for ever.
+    let kmsg = w.data.join("kmsg");
+    fs::write(&kmsg, b"").unwrap();
+    let bound = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg("/proc/kmsg")
+        .arg(&kmsg)
+        .status()
+        .is_ok_and(|s| s.success());
+    if bound {
+        mounted.0.push(kmsg.clone());
+    }
     let run = w.backup(&["--verbose"]).ok();
+    if bound {
+        let said = format!(
+            "excluded {} (it is on a proc file system: the kernel's state, not a file)",
+            kmsg.display()
+        );
+        assert!(run.stdout.contains(&said), "{said}: {run:#?}");
+    }
     for (kind, dir) in [("proc", &proc_dir), ("sysfs", &sys_dir)] {
         let said = format!(
             "left out the contents of {} (a {kind} file system: the kernel's state, not files)",
@@ -1225,4 +1245,14 @@ fn the_kernel_s_file_systems_are_recorded_without_their_contents() {
     w.obnam(&["restore", "--to", target.to_str().unwrap()]).ok();
     let restored = target.join(proc_dir.strip_prefix("/").unwrap());
     assert_eq!(fs::read_dir(&restored).unwrap().count(), 0);
+    // A file of /proc named as a root: warned of, not read (its 256 GiB
+    // were read).
+    let named = w.obnam(&["backup", "/proc/self/pagemap"]).ok();
+    assert!(
+        named.stderr.contains(
+            "WARNING: /proc/self/pagemap is on a proc file system, which shows the kernel's \
+             state rather than holding files: not backed up"
+        ),
+        "{named:#?}"
+    );
 }

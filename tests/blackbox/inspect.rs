@@ -777,6 +777,16 @@ fn verify_checks_the_way_to_a_file_and_compares_each_path_once() {
     let sub = format!("{}/sub: mode 40755 -> 40700", g.display());
     assert!(run.stdout.contains(&sub), "{run:#?}");
     assert!(run.stderr.contains(" 1 difference "), "{run:#?}");
+    // A PATH that is a file is that file (it panicked).
+    let run = w
+        .obnam(&[
+            OsStr::new("verify"),
+            OsStr::new("--verify-randomly"),
+            OsStr::new("3"),
+            g.join("sub/a").as_os_str(),
+        ])
+        .ok();
+    assert!(run.stdout.starts_with("verified 1 object "), "{run:#?}");
 }
 
 /// A `dump` of a socket alone is an error (it was an empty tar stream and

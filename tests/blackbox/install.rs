@@ -242,19 +242,28 @@ fn the_manual_page_is_whole_and_not_the_making_machines() {
 fn install_under_a_loose_umask_gives_an_obnam_that_loads_its_plugins() {
     use std::os::unix::fs::PermissionsExt;
     let env = TestEnv::new();
-    let install = |prefix: &std::path::Path| {
-        Command::new("sh")
-            .arg("-c")
+    let install_with = |prefix: &std::path::Path, plugin_dir: Option<&std::path::Path>| {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
             .arg("umask 002; exec \"$0\" --prefix \"$1\" --from \"$2\"")
             .arg(workspace_dir().join("install.sh"))
             .arg(prefix)
             .arg(target_dir())
-            .env("HOME", env.home())
-            .output()
-            .unwrap()
+            .env("HOME", env.home());
+        match plugin_dir {
+            Some(dir) => cmd.env("OBNAM_PLUGIN_DIR", dir),
+            None => cmd.env_remove("OBNAM_PLUGIN_DIR"),
+        };
+        cmd.output().unwrap()
     };
+    let install = |prefix: &std::path::Path| install_with(prefix, None);
     let prefix = env.path().join("prefix");
-    let out = install(&prefix);
+    // The user's own plugin folders are not the installation's: one
+    // that obnam refuses (writable by its group) does not fail it.
+    let own = env.path().join("own-plugins");
+    std::fs::create_dir(&own).unwrap();
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let out = install_with(&prefix, Some(&own));
     assert!(out.status.success(), "{out:?}");
     let run = obnam_test_support::run(
         Command::new(prefix.join("bin/obnam"))

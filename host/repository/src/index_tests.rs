@@ -580,6 +580,55 @@ fn damaged_cache_files_are_rebuilt_and_never_invent_a_chunk() {
     }
 }
 
+thread_local! {
+    /// Makes the merge of a run's index objects on this thread fail to
+    /// write, as on a store that went away just after the commit.
+    pub(crate) static FAIL_MERGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A generation is committed before the run's index objects are merged:
+/// a merge that fails then (the store went away) leaves the run's own
+/// objects as they were, and the commit stands (the backup exited 1 with
+/// no generation named, though it was committed and restores).
+#[test]
+fn a_commit_stands_when_the_merge_after_it_fails() {
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let repo = Arc::new(open_with(dir.path(), cache.path()));
+    repo.uploads.set_merged_entries(64);
+    repo.add_client("c").unwrap();
+    let b = crate::generation::GenerationBuilder::new(repo.clone(), "c", false).unwrap();
+    b.put(b"/data", crate::tree::TreeEntry::bare_dir(b""))
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..400 {
+        let data = chunk(i);
+        let id = repo.put_chunk(repo.token(&data), &data).unwrap();
+        ids.push(id);
+        let mut f = crate::tests::file(data.len() as u64);
+        f.chunks = vec![crate::tree::StoredChunkId(id)];
+        b.put(format!("/data/f{i}").as_bytes(), f).unwrap();
+    }
+    b.finish_dir(b"/data").unwrap();
+    let objects = || std::fs::read_dir(dir.path().join("index")).unwrap().count();
+    FAIL_MERGE.with(|f| f.set(true));
+    let committed = b.commit(false);
+    FAIL_MERGE.with(|f| f.set(false));
+    let gen = committed.expect("the commit stands");
+    assert!(objects() > 1, "the run's own index objects stay");
+    drop(b);
+    drop(repo);
+    // A run elsewhere finds the generation and every chunk.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let repo = open_with(dir.path(), elsewhere.path());
+    assert!(repo.damaged_index_objects().is_empty());
+    assert!(repo
+        .generations("c")
+        .unwrap()
+        .iter()
+        .any(|g| g.id == gen.id));
+    assert_all_there(&repo, &ids, 0);
+}
+
 /// A run's index objects are merged a group of chunks at a time (so that
 /// no list of all a run's new chunks is made): several objects, each
 /// listing the next chunks by id, which the next run on the machine finds

@@ -460,7 +460,7 @@ fn a_live_creation_claim_is_waited_for_then_named() {
     );
 }
 
-fn file(size: u64) -> TreeEntry {
+pub(crate) fn file(size: u64) -> TreeEntry {
     let mut e = TreeEntry::bare_dir(b"x");
     e.kind = EntryKind::File;
     e.mode = 0o100644;

@@ -501,7 +501,24 @@ impl Uploads {
             let (first, last) = (first.id, last.id);
             let id = ObjectId::random();
             let data = index::encode(&repo.catalog.read(), &group);
-            repo.write_object(&format!("index/{id}"), data)?;
+            #[cfg(test)]
+            if crate::index_tests::FAIL_MERGE.with(std::cell::Cell::get) {
+                for m in &merged {
+                    let _ = repo.storage.delete(&format!("index/{}", m.id));
+                }
+                lock(&self.written).extend(written);
+                return Err(crate::error::RepoError::Usage(
+                    "the merge's write failed (test)".into(),
+                ));
+            }
+            if let Err(e) = repo.write_object(&format!("index/{id}"), data) {
+                // As above: the run's own objects stay, the merged go.
+                for m in &merged {
+                    let _ = repo.storage.delete(&format!("index/{}", m.id));
+                }
+                lock(&self.written).extend(written);
+                return Err(e);
+            }
             merged.push(Merged {
                 id,
                 first,

@@ -393,6 +393,12 @@ impl Host {
         };
         match hook.contested.first() {
             None => Ok(()),
+            Some((tag, first, second)) if first == second => Err(Error::msg(format!(
+                "plugin '{first}' adds two filters tagged '{tag}' to hook '{}': which of them \
+                 reads an object cannot be told, so no repository is opened while it is \
+                 loaded (a bug of that plugin)",
+                filters::DATA_FILTER_HOOK
+            ))),
             Some((tag, first, second)) => Err(Error::msg(format!(
                 "plugins '{first}' and '{second}' both add a filter tagged '{tag}' to hook \
                  '{}': what one of them wrote cannot be read by the other, so no repository \

@@ -886,6 +886,18 @@ impl<'a, 'c> Walker<'a, 'c> {
                 Err(e) => report(self.stats, parent, &io_reason(&e)),
             }
         }
+        // A file of the kernel's state (`/proc/kmsg` blocks for ever,
+        // `/proc/self/pagemap` holds hundreds of GiB) is not read.
+        if meta.mode & 0o170000 == 0o100000 {
+            if let Some(kind) = plugin_api::live_paths::kernel_view_of(root) {
+                plugin_api::tracing::warn!(
+                    "{} is on a {kind} file system, which shows the kernel's state rather than \
+                     holding files: not backed up",
+                    escape_path(root)
+                );
+                return Ok(());
+            }
+        }
         let root_stat = meta;
         // A root that is a file belongs to no directory the run finishes:
         // nothing waits on this ticket.
@@ -1082,8 +1094,22 @@ impl<'a, 'c> Walker<'a, 'c> {
                 }
                 continue;
             }
-            let seen = self.stats.files.load(Ordering::Relaxed);
-            if let Some(reason) = self.excluder.reason(&child, meta, root, root_stat, seen)? {
+            // A file mounted on its own from a kernel's file system (a
+            // bind mount of `/proc/kmsg`): its device is not its folder's.
+            let kernel_file = (meta.mode & 0o170000 == 0o100000 && meta.dev != seen.0)
+                .then(|| plugin_api::live_paths::kernel_view_of(&child))
+                .flatten()
+                .map(|kind| {
+                    format!("it is on a {kind} file system: the kernel's state, not a file")
+                });
+            let files_seen = self.stats.files.load(Ordering::Relaxed);
+            let reason = match kernel_file {
+                Some(reason) => Some(reason),
+                None => self
+                    .excluder
+                    .reason(&child, meta, root, root_stat, files_seen)?,
+            };
+            if let Some(reason) = reason {
                 add(&self.stats.excluded, 1);
                 self.left_out(&meta);
                 self.say(&format!(

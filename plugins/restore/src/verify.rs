@@ -238,7 +238,11 @@ impl Verifier<'_, '_> {
             return Ok(None);
         };
         let mut at = if root == b"/" { 0 } else { root.len() };
-        while let Some(slash) = path[at + 1..].iter().position(|b| *b == b'/') {
+        // A PATH that is a file is the file itself: no folder on the way.
+        while let Some(slash) = path
+            .get(at + 1..)
+            .and_then(|rest| rest.iter().position(|b| *b == b'/'))
+        {
             at += 1 + slash;
             let folder = &path[..at];
             let found = match fs::symlink_metadata(names::as_path(folder)) {
@@ -344,6 +348,11 @@ impl Verifier<'_, '_> {
     /// Whether the backup would have left out the live object at `path`.
     fn excluded(&self, path: &Path, m: &Metadata, root: &Path, root_m: &Metadata) -> Result<bool> {
         if self.repository_dir.as_deref() == Some(path) {
+            return Ok(true);
+        }
+        // A file of the kernel's state, mounted on its own: backup
+        // leaves it out.
+        if m.is_file() && live_paths::kernel_view_of(path).is_some() {
             return Ok(true);
         }
         let Some(hook) = self.exclude else {
@@ -471,8 +480,15 @@ impl Random {
 /// `root`), outermost first.
 fn folders_to(root: &[u8], path: &[u8]) -> Vec<Vec<u8>> {
     let mut folders = vec![root.to_vec()];
+    if root == path {
+        // The PATH is the chosen file: compared as the file it is.
+        return Vec::new();
+    }
     let mut at = if root == b"/" { 0 } else { root.len() };
-    while let Some(slash) = path[at + 1..].iter().position(|b| *b == b'/') {
+    while let Some(slash) = path
+        .get(at + 1..)
+        .and_then(|rest| rest.iter().position(|b| *b == b'/'))
+    {
         at += 1 + slash;
         folders.push(path[..at].to_vec());
     }

@@ -737,12 +737,26 @@ impl GenerationBuilder {
         self.repo.check_locks_held()?;
         self.repo.write_generation(&gen)?;
         state.next_seq += 1;
-        self.repo.refresh_locks()?;
         if checkpoint {
+            // The run goes on, and needs its locks.
+            self.repo.refresh_locks()?;
             state.checkpoints.push(gen.id.clone());
         } else {
             state.finished = true;
-            self.repo.consolidate_index()?;
+            // The generation is committed: what follows only tidies, and
+            // a store that fails now must not make a committed backup
+            // look failed (it exited 1 with no generation named).
+            let tidied = self
+                .repo
+                .refresh_locks()
+                .and_then(|()| self.repo.consolidate_index());
+            if let Err(e) = tidied {
+                tracing::warn!(
+                    "generation {} is committed, but merging this run's index objects failed \
+                     ({e}); they stay as they are, and a later backup or prune merges them",
+                    gen.id
+                );
+            }
         }
         Ok(gen)
     }
