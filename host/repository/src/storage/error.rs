@@ -74,11 +74,21 @@ pub(super) fn failure(url: &str, op: &'static str, key: &str, e: opendal::Error)
             key: key.to_string(),
         }
     } else {
+        let mut message = describe(&e);
+        // `--storage-timeout` bounds a whole write, and several packs go
+        // up at once: on a slow link each may need longer than that,
+        // however well the link works.
+        if op == "write" && message.contains("timeout") {
+            message.push_str(
+                " (a write must end within --storage-timeout, and several packs are written at \
+                 once: on a slow link, give a larger --storage-timeout or a smaller --pack-size)",
+            );
+        }
         StorageError::Failed {
             url: url.to_string(),
             op,
             key: key.to_string(),
-            message: describe(&e),
+            message,
         }
     }
 }
