@@ -196,6 +196,11 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
             if let Some(name) = &named {
                 note_failure_of(registry, name);
             }
+            // A bad plugin folder is the first thing wrong (an empty one
+            // is also a value missing to the parser).
+            if let Some(e) = bad_dir {
+                return Err(e);
+            }
             return Ok(failed(&message, EXIT_USAGE));
         }
     };
