@@ -886,18 +886,6 @@ impl<'a, 'c> Walker<'a, 'c> {
                 Err(e) => report(self.stats, parent, &io_reason(&e)),
             }
         }
-        // A file of the kernel's state (`/proc/kmsg` blocks for ever,
-        // `/proc/self/pagemap` holds hundreds of GiB) is not read.
-        if meta.mode & 0o170000 == 0o100000 {
-            if let Some(kind) = plugin_api::live_paths::kernel_view_of(root) {
-                plugin_api::tracing::warn!(
-                    "{} is on a {kind} file system, which shows the kernel's state rather than \
-                     holding files: not backed up",
-                    escape_path(root)
-                );
-                return Ok(());
-            }
-        }
         let root_stat = meta;
         // A root that is a file belongs to no directory the run finishes:
         // nothing waits on this ticket.
