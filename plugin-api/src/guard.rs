@@ -106,6 +106,18 @@ pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
+/// What a panic [`catch_panic`] caught was, in words for the user: a
+/// thread the system would not start (`std::thread::scope`'s spawn
+/// panics when it is refused: out of memory, or over the limit of
+/// processes) is no bug; anything else is one. (Since 0.1.16.)
+pub fn panic_cause(what: &str) -> &'static str {
+    if what.contains("spawn") && what.contains("thread") {
+        "cannot start a thread (out of memory, or over the limit of processes?)"
+    } else {
+        "internal error (a bug in obnam)"
+    }
+}
+
 /// Convert a boundary result back into the safe layer's `Result`.
 pub fn unwrap_abi<T>(r: AbiResult<T>) -> Result<T, Error> {
     r.into_result().map_err(|f: Failure| Error::from(f))

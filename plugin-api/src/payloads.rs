@@ -131,6 +131,11 @@ impl FileStat {
     pub fn is_dir(&self) -> bool {
         self.mode & 0o170000 == 0o040000
     }
+
+    /// Whether this is a regular file. (Since 0.1.16.)
+    pub fn is_file(&self) -> bool {
+        self.mode & 0o170000 == 0o100000
+    }
 }
 
 /// The payload of [`BACKUP_EXCLUDE`].

@@ -356,13 +356,17 @@ fn nagios_says_unknown_whatever_stops_the_check() {
         ),
     ];
     for (extra, env, says) in cases {
-        let mut args: Vec<&OsStr> = vec!["nagios-last-backup-age".as_ref()];
-        args.extend(&extra);
-        let mut cmd = w.command(&args);
-        if let Some((name, value)) = env {
-            cmd.env(name, value);
-        }
-        let run = obnam_test_support::run(&mut cmd).no_rust_panic();
+        // `subcommand` with the case's arguments and environment.
+        let run_case = |subcommand: &str| {
+            let mut args: Vec<&OsStr> = vec![subcommand.as_ref()];
+            args.extend(&extra);
+            let mut cmd = w.command(&args);
+            if let Some((name, value)) = env {
+                cmd.env(name, value);
+            }
+            obnam_test_support::run(&mut cmd).no_rust_panic()
+        };
+        let run = run_case("nagios-last-backup-age");
         assert_eq!(run.code, 3, "{extra:?}: {run:#?}");
         assert!(
             run.stdout.starts_with("OBNAM UNKNOWN: ")
@@ -372,13 +376,7 @@ fn nagios_says_unknown_whatever_stops_the_check() {
         );
         assert!(run.stderr.contains(says), "{extra:?}: {run:#?}");
         // Another command fails as the host says.
-        let mut args: Vec<&OsStr> = vec!["generations".as_ref()];
-        args.extend(&extra);
-        let mut cmd = w.command(&args);
-        if let Some((name, value)) = env {
-            cmd.env(name, value);
-        }
-        let other = obnam_test_support::run(&mut cmd).no_rust_panic();
+        let other = run_case("generations");
         assert!(matches!(other.code, 1 | 2), "{extra:?}: {other:#?}");
         assert!(other.stdout.is_empty(), "{extra:?}: {other:#?}");
     }

@@ -475,6 +475,15 @@ impl Uploads {
         }
         // All merged objects are written before any old one is deleted.
         let mut merged: Vec<Merged> = Vec::new();
+        // Where the merge cannot go on, the run's own index objects stay
+        // as they are, and those merged so far go (they list the same
+        // blobs).
+        let abandon = |merged: &[Merged], written: Vec<ObjectId>| {
+            for m in merged {
+                let _ = repo.storage.delete(&format!("index/{}", m.id));
+            }
+            lock(&self.written).extend(written);
+        };
         loop {
             let after = merged.last().map(|m| m.last);
             let group = repo
@@ -483,15 +492,10 @@ impl Uploads {
                 .own_after(after.as_ref(), self.merged_entries.load(Ordering::Relaxed));
             let group = match group {
                 Ok(group) => group,
+                // A segment of this run's chunks cannot be read.
                 Err(e) => {
-                    // A segment of this run's chunks cannot be read: its
-                    // index objects stay as they are, and those merged so
-                    // far go (they list the same blobs).
                     tracing::warn!("this run's index objects are not merged: {e}");
-                    for m in &merged {
-                        let _ = repo.storage.delete(&format!("index/{}", m.id));
-                    }
-                    lock(&self.written).extend(written);
+                    abandon(&merged, written);
                     return Ok(());
                 }
             };
@@ -501,22 +505,9 @@ impl Uploads {
             let (first, last) = (first.id, last.id);
             let id = ObjectId::random();
             let data = index::encode(&repo.catalog.read(), &group);
-            #[cfg(test)]
-            if crate::index_tests::FAIL_MERGE.with(std::cell::Cell::get) {
-                for m in &merged {
-                    let _ = repo.storage.delete(&format!("index/{}", m.id));
-                }
-                lock(&self.written).extend(written);
-                return Err(crate::error::RepoError::Usage(
-                    "the merge's write failed (test)".into(),
-                ));
-            }
-            if let Err(e) = repo.write_object(&format!("index/{id}"), data) {
-                // As above: the run's own objects stay, the merged go.
-                for m in &merged {
-                    let _ = repo.storage.delete(&format!("index/{}", m.id));
-                }
-                lock(&self.written).extend(written);
+            // The store went away after the commit, say.
+            if let Err(e) = write_merged(repo, id, data) {
+                abandon(&merged, written);
                 return Err(e);
             }
             merged.push(Merged {
@@ -606,6 +597,18 @@ impl Uploads {
     pub fn written_index_names(&self) -> HashSet<String> {
         lock(&self.written).iter().map(ObjectId::to_hex).collect()
     }
+}
+
+/// Write one merged index object (a test makes it fail, as a store that
+/// went away after the commit would).
+fn write_merged(repo: &Repository, id: ObjectId, data: Vec<u8>) -> RepoResult<()> {
+    #[cfg(test)]
+    if crate::index_tests::FAIL_MERGE.with(std::cell::Cell::get) {
+        return Err(crate::error::RepoError::Usage(
+            "the merge's write failed (test)".into(),
+        ));
+    }
+    repo.write_object(&format!("index/{id}"), data)
 }
 
 impl Repository {

@@ -118,14 +118,20 @@ impl Host {
         Ok(encoded.into_option())
     }
 
-    /// Whether the filter tagged `tag` says its `decode` errors are
-    /// damage to the data (and so vouches for what it gives back).
-    pub fn filter_vouches(&self, hook: &str, tag: &str) -> bool {
+    /// The tags of a filter hook's filters that do not say their
+    /// `decode` errors are damage to the data (and so do not vouch for
+    /// what they give back): a third party's, by default.
+    pub fn unvouched_filters(&self, hook: &str) -> Vec<String> {
         self.registry
             .hooks
             .by_name(hook)
-            .and_then(|h| h.filters.iter().find(|f| f.tag == tag))
-            .is_some_and(|f| f.filter.decode_errors_are_damage())
+            .map_or_else(Vec::new, |h| {
+                h.filters
+                    .iter()
+                    .filter(|f| !f.filter.decode_errors_are_damage())
+                    .map(|f| f.tag.clone())
+                    .collect()
+            })
     }
 
     /// The plugin that adds the filter tagged `tag` to a filter hook.
@@ -207,7 +213,7 @@ impl Host {
         // known to be what was written (a plugin's `decode` that does
         // not undo its `encode` gives wrong bytes, no error), so an
         // inner filter's damage is not taken for damage then.
-        let mut outer: Vec<String> = Vec::new();
+        let mut outer: Vec<&FilterEntry> = Vec::new();
         for tag in tags.iter().rev() {
             let f = def.filters.iter().find(|f| &f.tag == tag).ok_or_else(|| {
                 DecodeError::Failed(format!(
@@ -234,7 +240,11 @@ impl Host {
                          its encode, the object is sound; the run stops rather than take it \
                          for damaged",
                         describe_failure(e, &f.plugin, &place),
-                        outer.join(" and ")
+                        outer
+                            .iter()
+                            .map(|o| format!("the filter '{}' of plugin '{}'", o.tag, o.plugin))
+                            .collect::<Vec<_>>()
+                            .join(" and ")
                     ))
                 } else if e.kind == FailureKind::Error && f.filter.decode_errors_are_damage() {
                     DecodeError::Damaged(describe_failure(e, &f.plugin, &place))
@@ -251,7 +261,7 @@ impl Host {
                 }
             })?);
             if !f.filter.decode_errors_are_damage() {
-                outer.push(format!("the filter '{}' of plugin '{}'", f.tag, f.plugin));
+                outer.push(f);
             }
         }
         bytes.ok_or_else(|| DecodeError::Failed(format!("object {context}: no filter to undo")))
@@ -279,6 +289,9 @@ pub struct HookFilter {
     /// Objects encoded so far: which of them are read back (see
     /// [`HookFilter::checks`]).
     encoded: AtomicU64,
+    /// The tags of the filters that do not vouch for their `decode`,
+    /// found once (the filters are bound before any run).
+    unvouched: std::sync::OnceLock<Vec<String>>,
 }
 
 /// Of the objects a run encodes, the first this many are decoded again
@@ -292,6 +305,7 @@ impl HookFilter {
         HookFilter {
             host,
             encoded: AtomicU64::new(0),
+            unvouched: std::sync::OnceLock::new(),
         }
     }
 
@@ -389,9 +403,10 @@ impl ObjectFilter for HookFilter {
             .map_err(|e| e.to_string())?;
         let tags: Vec<String> = tags.into_iter().map(RString::into_string).collect();
         if let Some(encoded) = &changed {
-            let vouched = tags
-                .iter()
-                .all(|t| host.filter_vouches(DATA_FILTER_HOOK, t));
+            let unvouched = self
+                .unvouched
+                .get_or_init(|| host.unvouched_filters(DATA_FILTER_HOOK));
+            let vouched = !tags.iter().any(|t| unvouched.contains(t));
             if Self::checks(self.encoded.fetch_add(1, Ordering::Relaxed), vouched) {
                 Self::check_round_trip(&host, context, data, encoded, &tags)?;
             }

@@ -505,16 +505,9 @@ impl Shared<'_> {
             // aborted, and later jobs are only counted off.
             let stored = plugin_api::guard::catch_panic(|| self.store_file(writer, &job, &read))
                 .unwrap_or_else(|what| {
-                    // A thread the system would not start is no bug.
-                    let why = match what.contains("spawn") && what.contains("thread") {
-                        true => {
-                            "cannot start a thread (out of memory, or over the limit of \
-                                 processes?)"
-                        }
-                        false => "internal error (a bug in obnam)",
-                    };
                     Err(plugin_api::Error::msg(format!(
-                        "{why} backing up {}: {what}",
+                        "{} backing up {}: {what}",
+                        plugin_api::guard::panic_cause(&what),
                         escape_path(&job.path)
                     )))
                 });
@@ -808,8 +801,9 @@ impl<'a, 'c> Walker<'a, 'c> {
     /// with `--verbose` only, as `obnam backup /` meets `/proc` and
     /// `/sys` every time.
     fn kernel_view(&self, dir: &Path, root: &Path, kind: &str) -> Result<()> {
+        let named = dir == root;
         let dir = escape_path(dir);
-        if dir == escape_path(root) {
+        if named {
             plugin_api::tracing::warn!(
                 "{dir} is on a {kind} file system, which shows the kernel's state rather than \
                  holding files: its contents are not backed up"
@@ -1084,7 +1078,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             }
             // A file mounted on its own from a kernel's file system (a
             // bind mount of `/proc/kmsg`): its device is not its folder's.
-            let kernel_file = (meta.mode & 0o170000 == 0o100000 && meta.dev != seen.0)
+            let kernel_file = (meta.is_file() && meta.dev != seen.0)
                 .then(|| plugin_api::live_paths::kernel_view_of(&child))
                 .flatten()
                 .map(|kind| {

@@ -17,7 +17,8 @@
 //! ([`crate::links`]); a directory's modification time (which changes
 //! whenever its entries do) and status-change times are not compared,
 //! nor link counts (which change when another name of a file comes or
-//! goes, outside the tree too). Everything below an added or removed directory is listed.
+//! goes, outside the tree too). Everything below an added or removed
+//! directory is listed.
 //!
 //! Directories are named by their content ([`plugin_api::TreeId`]): a
 //! directory with the same id in both generations is skipped unread, so
@@ -31,7 +32,7 @@ use serde_json::{json, Value};
 use plugin_api::{Context, Entry, EntryKind, GenerationInfo, GenerationReader, Result};
 
 use crate::format;
-use crate::links::{self, LinkTable};
+use crate::links::{recorded_object, LinkTable};
 use crate::listing::{bytes_fields, kind_name, pretty};
 use crate::names::{self, escape};
 use crate::select;
@@ -177,11 +178,6 @@ struct Differ<'r> {
     links: LinkTable,
 }
 
-/// The object of an entry with other names (see [`LinkTable::note`]).
-pub fn linked_object(e: &Entry) -> Option<links::Object> {
-    (e.kind != EntryKind::Dir && e.nlink > 1 && (e.dev, e.ino) != (0, 0)).then_some((e.dev, e.ino))
-}
-
 /// A directory's entries by name (safe names only).
 fn entries(reader: &GenerationReader, path: &[u8]) -> Result<BTreeMap<Vec<u8>, Entry>> {
     let mut map = BTreeMap::new();
@@ -246,8 +242,11 @@ impl Differ<'_> {
                     }
                     Some(n) => {
                         if o.kind == n.kind {
-                            self.links
-                                .note(child.clone(), linked_object(&o), linked_object(&n));
+                            self.links.note(
+                                child.clone(),
+                                recorded_object(&o),
+                                recorded_object(&n),
+                            );
                         }
                         if let Some((change, what)) = compare(&o, &n) {
                             self.lines.push(Line {

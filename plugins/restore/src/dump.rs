@@ -417,10 +417,14 @@ impl TarDump<'_, '_> {
                 }
                 Some(_) => {}
                 None => {
+                    // What `same_object` compares, not the chunks.
                     let recorded = Entry {
-                        chunks: Vec::new(),
-                        xattrs: Vec::new(),
-                        ..entry.clone()
+                        kind: entry.kind,
+                        checksum: entry.checksum.clone(),
+                        size: entry.size,
+                        target: entry.target.clone(),
+                        rdev: entry.rdev,
+                        ..Entry::default()
                     };
                     self.links
                         .insert((entry.dev, entry.ino), (name.clone(), recorded));

@@ -16,6 +16,19 @@ use std::collections::{BTreeSet, HashMap};
 /// A (device, inode) pair: an object on one side.
 pub type Object = (u64, u64);
 
+/// The object of a recorded entry with other names (see
+/// [`LinkTable::note`]).
+pub fn recorded_object(e: &plugin_api::Entry) -> Option<Object> {
+    (e.kind != plugin_api::EntryKind::Dir && e.nlink > 1 && (e.dev, e.ino) != (0, 0))
+        .then_some((e.dev, e.ino))
+}
+
+/// The object of a live non-directory with other names.
+pub fn live_object(m: &std::fs::Metadata) -> Option<Object> {
+    use std::os::unix::fs::MetadataExt;
+    (!m.is_dir() && m.nlink() > 1).then(|| (m.dev(), m.ino()))
+}
+
 /// A name, and its object before and after (see [`LinkTable`]).
 type Noted = (Vec<u8>, Option<Object>, Option<Object>);
 

@@ -530,14 +530,7 @@ impl Restorer<'_> {
                 // could then wait for it forever.
                 let restored = plugin_api::guard::catch_panic(|| self.restore_entry(&job))
                     .unwrap_or_else(|what| {
-                        // A thread the system would not start is no bug.
-                        let why = match what.contains("spawn") && what.contains("thread") {
-                            true => {
-                                "cannot start a thread (out of memory, or over the limit \
-                                     of processes?)"
-                            }
-                            false => "internal error (a bug in obnam)",
-                        };
+                        let why = plugin_api::guard::panic_cause(&what);
                         self.error(&job.path, format!("{why} restoring it: {what}"));
                         false
                     });

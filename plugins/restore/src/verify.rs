@@ -34,11 +34,10 @@ use std::path::{Path, PathBuf};
 use plugin_api::checksum::{ChecksumError, ContentCheck};
 
 use plugin_api::live_paths;
-
-use crate::links::LinkTable;
 use plugin_api::payloads::{ExcludeCandidate, FileStat, BACKUP_EXCLUDE};
 use plugin_api::{Context, Entry, EntryKind, GenerationReader, Hook, Repository, Result};
 
+use crate::links::{live_object, recorded_object, LinkTable};
 use crate::listing::bytes_fields;
 use crate::names::{self, escape};
 use crate::select;
@@ -175,11 +174,6 @@ struct Verifier<'a, 'c> {
     links: LinkTable,
 }
 
-/// The object of a live non-directory with other names.
-fn live_object(m: &Metadata) -> Option<crate::links::Object> {
-    (!m.is_dir() && m.nlink() > 1).then(|| (m.dev(), m.ino()))
-}
-
 /// A difference or error in JSON: the path as every listing gives one
 /// (the string, and its exact bytes in `path_bytes` if not UTF-8), and
 /// what was found under `key`.
@@ -230,21 +224,12 @@ impl Verifier<'_, '_> {
         check.finish().map_err(|err| err.to_string())
     }
 
-    /// The first folder between `root` (which is looked up by its whole
-    /// path, as backup takes a root) and `path` that is no longer a
-    /// folder on disk, reported as a difference; `None` if all are.
-    fn folders_on_the_way(&mut self, root: Option<&[u8]>, path: &[u8]) -> Result<Option<Vec<u8>>> {
-        let Some(root) = root else {
-            return Ok(None);
-        };
-        let mut at = if root == b"/" { 0 } else { root.len() };
-        // A PATH that is a file is the file itself: no folder on the way.
-        while let Some(slash) = path
-            .get(at + 1..)
-            .and_then(|rest| rest.iter().position(|b| *b == b'/'))
-        {
-            at += 1 + slash;
-            let folder = &path[..at];
+    /// The first of `folders` (those on the way to a file, from
+    /// [`folders_to`]) below the root (which is looked up by its whole
+    /// path, as backup takes a root) that is no longer a folder on disk,
+    /// reported as a difference; `None` if all are.
+    fn folders_on_the_way(&mut self, folders: &[Vec<u8>]) -> Result<Option<Vec<u8>>> {
+        for folder in folders.iter().skip(1) {
             let found = match fs::symlink_metadata(names::as_path(folder)) {
                 Ok(m) if m.is_dir() => continue,
                 Ok(m) => format!(
@@ -261,12 +246,12 @@ impl Verifier<'_, '_> {
                 }
                 Err(err) => {
                     self.cannot(folder, &format!("cannot be read: {err}"));
-                    return Ok(Some(folder.to_vec()));
+                    return Ok(Some(folder.clone()));
                 }
             };
             self.checked += 1;
             self.differ(folder, &found)?;
-            return Ok(Some(folder.to_vec()));
+            return Ok(Some(folder.clone()));
         }
         Ok(None)
     }
@@ -388,11 +373,8 @@ impl Verifier<'_, '_> {
             for (name, e) in &recorded {
                 let child = names::join(&dir, name);
                 if let Some(m) = self.entry(&child, e)? {
-                    self.links.note(
-                        child.clone(),
-                        crate::diff::linked_object(e),
-                        live_object(&m),
-                    );
+                    self.links
+                        .note(child.clone(), recorded_object(e), live_object(&m));
                     if m.is_dir() {
                         below.push(child);
                     }
@@ -403,9 +385,7 @@ impl Verifier<'_, '_> {
             let mut added = Vec::new();
             // A folder of the kernel's state (`/proc`, `/sys`) is backed
             // up without its contents: nothing there is added.
-            let kernel_view = fs::File::open(names::as_path(&dir))
-                .ok()
-                .and_then(|f| plugin_api::live_paths::kernel_view(&f));
+            let kernel_view = live_paths::kernel_view_of(names::as_path(&dir));
             let listing = match kernel_view {
                 Some(_) => Ok(None),
                 None => fs::read_dir(names::as_path(&dir)).map(Some),
@@ -474,16 +454,14 @@ impl Random {
     }
 }
 
-/// `n` regular files chosen at random below `roots` (reservoir sampling:
-/// one pass, memory for `n` entries).
 /// `root` and the folders below it on the way to `path` (which is below
-/// `root`), outermost first.
+/// `root`), outermost first; none if `path` is `root` (a PATH that is a
+/// file is that file, with no folder on the way).
 fn folders_to(root: &[u8], path: &[u8]) -> Vec<Vec<u8>> {
-    let mut folders = vec![root.to_vec()];
     if root == path {
-        // The PATH is the chosen file: compared as the file it is.
         return Vec::new();
     }
+    let mut folders = vec![root.to_vec()];
     let mut at = if root == b"/" { 0 } else { root.len() };
     while let Some(slash) = path
         .get(at + 1..)
@@ -495,6 +473,8 @@ fn folders_to(root: &[u8], path: &[u8]) -> Vec<Vec<u8>> {
     folders
 }
 
+/// `n` regular files chosen at random below `roots` (reservoir sampling:
+/// one pass, memory for `n` entries).
 fn random_files(
     reader: &GenerationReader,
     roots: &[(Vec<u8>, Entry)],
@@ -645,11 +625,12 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             let root = roots
                 .iter()
                 .find(|r| names::as_path(&path).starts_with(names::as_path(r)));
-            if let Some(bad) = v.folders_on_the_way(root.map(Vec::as_slice), &path)? {
+            let folders = root.map_or_else(Vec::new, |r| folders_to(r, &path));
+            if let Some(bad) = v.folders_on_the_way(&folders)? {
                 not_folders.push(bad);
                 continue;
             }
-            for folder in root.map_or_else(Vec::new, |r| folders_to(r, &path)) {
+            for folder in folders {
                 if !compared.insert(folder.clone()) {
                     continue;
                 }
@@ -663,7 +644,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         for (root, e) in &entries {
             if let Some(m) = v.entry(root, e)? {
                 v.links
-                    .note(root.clone(), crate::diff::linked_object(e), live_object(&m));
+                    .note(root.clone(), recorded_object(e), live_object(&m));
                 if m.is_dir() {
                     v.tree(&reader, root, &m)?;
                 }

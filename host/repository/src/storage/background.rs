@@ -2,7 +2,7 @@
 //! storage runtime while the caller goes on, with a callback that reports
 //! the outcome exactly once.
 
-use super::{failure, Storage, StorageError};
+use super::{Storage, StorageError};
 use crate::fault_injection::Op;
 use std::sync::atomic::Ordering;
 
@@ -83,14 +83,9 @@ impl Storage {
                 });
                 let written = faults
                     .run_async(async {
-                        write.await.map_err(|e| {
-                            // As `Storage::fail`: the store is down, and
-                            // the run's last deletes are tried once.
-                            if e.is_persistent() {
-                                gave_up.store(true, Ordering::Relaxed);
-                            }
-                            failure(&url, "write", &key, e)
-                        })
+                        write
+                            .await
+                            .map_err(|e| super::given_up(&gave_up, &url, "write", &key, e))
                     })
                     .await;
                 if let Err(e) = written {

@@ -303,10 +303,7 @@ impl Storage {
     }
 
     pub(crate) fn fail(&self, op: &'static str, key: &str, e: opendal::Error) -> StorageError {
-        if e.is_persistent() {
-            self.gave_up.store(true, Ordering::Relaxed);
-        }
-        failure(&self.url, op, key, e)
+        given_up(&self.gave_up, &self.url, op, key, e)
     }
 
     /// Start no write after this (the run was interrupted and is ending):
@@ -554,6 +551,23 @@ fn with_timeouts(op: Operator, options: &StorageOptions) -> Operator {
             .with_timeout(timeout)
             .with_io_timeout(timeout),
     )
+}
+
+/// A failed operation as [`failure`] words it, noting in `gave_up` that
+/// the store is down if it failed after all its retries (see
+/// [`Storage`]'s `gave_up`): for the calling thread's operations and the
+/// background writes alike.
+fn given_up(
+    gave_up: &std::sync::atomic::AtomicBool,
+    url: &str,
+    op: &'static str,
+    key: &str,
+    e: opendal::Error,
+) -> StorageError {
+    if e.is_persistent() {
+        gave_up.store(true, Ordering::Relaxed);
+    }
+    failure(url, op, key, e)
 }
 
 /// A storage dropped without [`Storage::close`] (a repository that failed

@@ -179,11 +179,8 @@ fn split_link(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     }
     let kind = repo.file_checksum_kind();
     let linked = |data: &[u8]| -> Result<Entry> {
-        let token = repo.token(data);
-        let id = match repo.find_chunks(token).first() {
-            Some(id) => *id,
-            None => repo.put_chunk(token, data)?,
-        };
+        // The checksum of the repository's kind (`store` gives SHA-256).
+        let (id, _) = store(&repo, data)?;
         let mut hasher = plugin_api::checksum::FileHasher::new(kind);
         hasher.update(data);
         Ok(Entry {
