@@ -880,7 +880,7 @@ fn folder_of(url: &str) -> PathBuf {
 /// A backup into a repository whose disk fills up leaves nothing of its
 /// failed writes in `.tmp/` (over SFTP each try of each write left its
 /// partial temporary file: on a full disk, the room the prune meant to
-/// recover needed).
+/// recover needed); only writes abandoned in flight may leave theirs.
 fn a_full_disk_leaves_no_temporaries(backend: Backend) {
     if !obnam_test_support::running_as_root() {
         eprintln!("skipped: mounting a small file system needs root");
