@@ -896,6 +896,20 @@ fn diff_and_verify_see_hard_links_split_and_joined() {
     fs::write(data.join("d"), "one\n").unwrap();
     fs::write(data.join("e"), "outside\n").unwrap();
     fs::hard_link(data.join("e"), w.path().join("outside-link")).unwrap();
+    // One time for every file, so that the names joined below (c and d,
+    // written a tick apart) have no time of their own to differ by.
+    let file_time =
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let set_file_times = || {
+        for name in ["a", "b", "c", "d"] {
+            let file = fs::File::options()
+                .write(true)
+                .open(data.join(name))
+                .unwrap();
+            file.set_modified(file_time).unwrap();
+        }
+    };
+    set_file_times();
     w.backup(&data);
     let untouched = w.obnam(&[OsStr::new("verify"), data.as_os_str()]).ok();
     assert!(
@@ -903,20 +917,14 @@ fn diff_and_verify_see_hard_links_split_and_joined() {
         "{untouched:#?}"
     );
 
-    // b becomes a copy of a; d becomes a link of c; the folder's time is
-    // put back, so that nothing else differs.
+    // b becomes a copy of a; d becomes a link of c; the files' and the
+    // folder's times are put back, so that nothing else differs.
     let folder_time = fs::metadata(&data).unwrap().modified().unwrap();
     fs::copy(data.join("a"), data.join("b.new")).unwrap();
     fs::rename(data.join("b.new"), data.join("b")).unwrap();
     fs::remove_file(data.join("d")).unwrap();
     fs::hard_link(data.join("c"), data.join("d")).unwrap();
-    for name in ["a", "b", "c", "d"] {
-        let times = fs::File::options()
-            .write(true)
-            .open(data.join(name))
-            .unwrap();
-        times.set_modified(folder_time).unwrap();
-    }
+    set_file_times();
     fs::File::open(&data)
         .unwrap()
         .set_modified(folder_time)
