@@ -389,6 +389,43 @@ fn rides_out_cut_and_stalled_connections(direct: Backend) {
 
 on_backends!(rides_out_cut_and_stalled_connections: garage, sftp);
 
+/// An uplink too slow for the packs a backup keeps in flight to go up
+/// within `--storage-timeout` together, though each alone would: after
+/// the first timeout the writes go one at a time, and the backup succeeds
+/// and restores exactly (every try of every pack timed out, and the backup
+/// failed after retrying, as it would have for ever).
+fn a_slow_uplink_gets_one_write_at_a_time(direct: Backend) {
+    let env = TestEnv::new();
+    let data = env.path().join("data");
+    for i in 0..12 {
+        write(&data.join(format!("f{i}.bin")), &noise(256 << 10, 40 + i));
+    }
+    let target = direct
+        .server_address()
+        .expect("a remote store has an address");
+    // 400 kB/s for every connection together: six packs of 256 KiB take
+    // 4 s, one takes 0.7 s, and the timeout is 2 s.
+    let uplink = FlakyProxy::start_shared(target, 400_000);
+    let proxied = direct.via_port(uplink.port);
+    let url = proxied.repo_url(&env, "uplink");
+    let mut cmd = backup_cmd(&proxied, &env, &url, "c", &data);
+    cmd.args(["--pack-size", "256KiB", "--storage-timeout", "2"]);
+    if !proxied.is_local() {
+        // Host keys are known by host and port; the proxy's port is new.
+        cmd.args(["--ssh-host-keys-check", "no"]);
+    }
+    let done = run(&mut cmd).ok();
+    assert!(
+        done.stderr
+            .contains("writing one object at a time from now on"),
+        "{done:#?}"
+    );
+    // Read back directly from the server, not through the proxy.
+    restores_exactly_and_checks(&direct, &env, &direct.repo_url(&env, "uplink"), &data);
+}
+
+on_backends!(a_slow_uplink_gets_one_write_at_a_time: garage, sftp);
+
 /// Ctrl-C (SIGINT), or SIGTERM, in the middle of a backup to a remote
 /// store: the run ends with exit code 128 + the signal and says so, its
 /// lock is released (the next run has no stale lock to break), no ssh

@@ -1,5 +1,6 @@
 //! A TCP proxy on 127.0.0.1 that the tests can break on purpose: between
-//! obnam and a real server, it passes bytes through at a bounded rate, and
+//! obnam and a real server, it passes bytes through at a bounded rate (per
+//! connection, or shared by all as a slow uplink shares its rate), and
 //! on command cuts every connection and refuses new ones, or stalls them
 //! (holds every byte) until healed. Network faults, made on loopback.
 
@@ -7,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PASS: u8 = 0;
 const CUT: u8 = 1;
@@ -20,6 +21,8 @@ struct Shared {
     /// Bytes per second at most, per direction of each connection (0: no
     /// limit).
     rate: u64,
+    /// With a rate shared by every connection: when the link is next free.
+    link_free_at: Option<Mutex<Instant>>,
     open: Mutex<Vec<TcpStream>>,
 }
 
@@ -34,6 +37,17 @@ impl FlakyProxy {
     /// Listen on a free port of 127.0.0.1 and forward to `target`, at most
     /// `rate` bytes per second per direction and connection.
     pub fn start(target: SocketAddr, rate: u64) -> FlakyProxy {
+        Self::start_with(target, rate, false)
+    }
+
+    /// Like [`start`](Self::start), but the `rate` is shared by all
+    /// connections, as on a slow uplink: what one connection sends, the
+    /// others wait for.
+    pub fn start_shared(target: SocketAddr, rate: u64) -> FlakyProxy {
+        Self::start_with(target, rate, true)
+    }
+
+    fn start_with(target: SocketAddr, rate: u64, shared_rate: bool) -> FlakyProxy {
         assert!(
             target.ip().is_loopback(),
             "tests only ever talk to loopback"
@@ -44,6 +58,7 @@ impl FlakyProxy {
             state: AtomicU8::new(PASS),
             passed: AtomicU64::new(0),
             rate,
+            link_free_at: shared_rate.then(|| Mutex::new(Instant::now())),
             open: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
@@ -115,8 +130,21 @@ fn pump(mut from: TcpStream, mut to: TcpStream, s: &Shared) {
             break;
         }
         s.passed.fetch_add(n as u64, Ordering::SeqCst);
-        if let Some(micros) = (n as u64 * 1_000_000).checked_div(s.rate) {
-            std::thread::sleep(Duration::from_micros(micros));
+        let Some(micros) = (n as u64 * 1_000_000).checked_div(s.rate) else {
+            continue;
+        };
+        let busy = Duration::from_micros(micros);
+        match &s.link_free_at {
+            None => std::thread::sleep(busy),
+            Some(free_at) => {
+                // Take the link's next free slot, and wait for its end.
+                let done = {
+                    let mut free_at = free_at.lock().unwrap();
+                    *free_at = (*free_at).max(Instant::now()) + busy;
+                    *free_at
+                };
+                std::thread::sleep(done.saturating_duration_since(Instant::now()));
+            }
         }
     }
     let _ = to.shutdown(Shutdown::Write);

@@ -69,6 +69,7 @@ impl Storage {
         let retries = backend.retries();
         let bytes_written = self.bytes_written.clone();
         let gave_up = self.gave_up.clone();
+        let gate = self.write_gate.clone();
         let completion = Completion {
             done: Some(done),
             url: url.clone(),
@@ -79,7 +80,15 @@ impl Storage {
                 let len = data.len() as u64;
                 let write = super::retry::run(&op, &retries, |op| {
                     let (key, data, backend) = (key.clone(), data.clone(), backend.clone());
-                    async move { backend.put(&op, &key, data).await }
+                    let (gate, url) = (gate.clone(), url.clone());
+                    async move {
+                        let _turn = gate.enter().await;
+                        let put = backend.put(&op, &key, data).await;
+                        if let Err(e) = &put {
+                            gate.failed(e, &url);
+                        }
+                        put
+                    }
                 });
                 let written = faults
                     .run_async(async {

@@ -75,13 +75,14 @@ pub(super) fn failure(url: &str, op: &'static str, key: &str, e: opendal::Error)
         }
     } else {
         let mut message = describe(&e);
-        // `--storage-timeout` bounds a whole write, and several packs go
-        // up at once: on a slow link each may need longer than that,
-        // however well the link works.
+        // `--storage-timeout` bounds a whole write: on a slow link a pack
+        // may need longer than that, however well the link works (and the
+        // first timeout left one write at a time already: see
+        // `write_gate`).
         if op == "write" && message.contains("timeout") {
             message.push_str(
-                " (a write must end within --storage-timeout, and several packs are written at \
-                 once: on a slow link, give a larger --storage-timeout or a smaller --pack-size)",
+                " (a write must end within --storage-timeout, and one at a time did not: on a \
+                 slow link, give a larger --storage-timeout or a smaller --pack-size)",
             );
         }
         StorageError::Failed {

@@ -11,7 +11,9 @@
 //! Every store gets a `TimeoutLayer`, and retries with exponential backoff
 //! and jitter for transient errors (whole operations run again: see
 //! [`retry`]), so that a flaky network costs time, not a backup, and a
-//! dead one ends the run with an error naming the URL.
+//! dead one ends the run with an error naming the URL. The first write
+//! that times out leaves one write at a time for the rest of the run
+//! (`write_gate.rs`).
 //!
 //! [`Storage`] adds what every backend shares: counting bytes written,
 //! background writes (`background.rs`), refusing writes once the run is
@@ -36,6 +38,7 @@ mod background;
 mod error;
 mod read;
 pub mod retry;
+mod write_gate;
 
 pub use super::location::{BadUrl, Location};
 pub(crate) use error::describe;
@@ -116,6 +119,8 @@ pub struct Storage {
     gave_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The background writes that may still be running, for closing.
     background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    /// How many writes go up at once (fewer once one timed out).
+    write_gate: std::sync::Arc<write_gate::WriteGate>,
 }
 
 impl Storage {
@@ -161,6 +166,7 @@ impl Storage {
             stopped: std::sync::atomic::AtomicBool::new(false),
             gave_up: Default::default(),
             background: std::sync::Mutex::new(Vec::new()),
+            write_gate: std::sync::Arc::new(write_gate::WriteGate::new()),
         })
     }
 
@@ -355,10 +361,17 @@ impl Storage {
             self.count_bytes(len);
             return Ok(());
         }
-        let backend = self.backend.clone();
+        let (backend, gate, url) = (&self.backend, &self.write_gate, &self.url);
         self.run(|op| {
-            let (data, backend) = (data.clone(), backend.clone());
-            async move { backend.put(&op, key, data).await }
+            let data = data.clone();
+            async move {
+                let _turn = gate.enter().await;
+                let put = backend.put(&op, key, data).await;
+                if let Err(e) = &put {
+                    gate.failed(e, url);
+                }
+                put
+            }
         })
         .map_err(|e| self.fail("write", key, e))?;
         self.count_bytes(len);
