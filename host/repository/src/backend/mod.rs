@@ -202,6 +202,13 @@ pub trait Backend: Send + Sync + 'static {
     /// before anything was written.
     fn abandon_creation(&self) {}
 
+    /// Delete the temporary objects of writes that were abandoned in
+    /// flight (the storage closing aborted them), each tried once; returns
+    /// how many were deleted. Stores that write no temporaries have none.
+    fn remove_abandoned_temporaries<'a>(&'a self, _op: &'a Operator) -> BoxFuture<'a, usize> {
+        Box::pin(async { 0 })
+    }
+
     /// End the runtime that ran the store's futures, and whatever the
     /// store's connections left behind. `interrupted`: the run was.
     fn close(&self, runtime: tokio::runtime::Runtime, _interrupted: bool) {

@@ -24,7 +24,50 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 const CLOSE_WAIT_INTERRUPTED: Duration = Duration::from_secs(1);
 
 /// An SFTP server.
-pub struct Sftp;
+#[derive(Default)]
+pub struct Sftp {
+    /// The temporary names of the writes under way: a write abandoned in
+    /// flight (aborted as the storage closed) leaves its name here, and
+    /// the close deletes what it wrote ([`Backend::remove_abandoned_temporaries`]).
+    writing: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Sftp {
+    fn writing(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.writing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Write `data` to `tmp`, then rename it to `key`.
+    async fn write_then_rename(
+        &self,
+        op: &Operator,
+        tmp: &str,
+        key: &str,
+        data: bytes::Bytes,
+    ) -> Result<(), opendal::Error> {
+        if let Err(e) = op.write(tmp, data).await {
+            // What was written of it stays otherwise, one file per
+            // try: on a full disk, the room a prune needs to recover.
+            // (A connection lost with it leaves it to the clean-up of
+            // `.tmp/`.)
+            let _ = op.delete(tmp).await;
+            return Err(e);
+        }
+        if let Err(e) = op.rename(tmp, key).await {
+            let _ = op.delete(tmp).await;
+            // A rename refused because `key` exists: most likely this
+            // very write, run again after its first rename went through
+            // but the answer was lost with the connection. Every key but
+            // `config` is unique to its writer, and `config`'s creator
+            // checks the id it reads back.
+            if op.exists(key).await.unwrap_or(false) {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
 
 /// Where the repository is on an SFTP server.
 pub struct Server<'a> {
@@ -91,7 +134,7 @@ pub fn open(
         builder = builder.key(key);
     }
     let op = Operator::new(builder).map_err(|e| super::setup_error(url, e))?;
-    Ok((Box::new(Sftp), op))
+    Ok((Box::new(Sftp::default()), op))
 }
 
 /// Whether a failed SFTP operation is worth running again: a transient
@@ -141,27 +184,10 @@ impl Backend for Sftp {
     ) -> BoxFuture<'a, Result<(), opendal::Error>> {
         Box::pin(async move {
             let tmp = format!(".tmp/{}", crate::ids::ObjectId::random().to_hex());
-            if let Err(e) = op.write(&tmp, data).await {
-                // What was written of it stays otherwise, one file per
-                // try: on a full disk, the room a prune needs to recover.
-                // (A connection lost with it leaves it to the clean-up of
-                // `.tmp/`.)
-                let _ = op.delete(&tmp).await;
-                return Err(e);
-            }
-            if let Err(e) = op.rename(&tmp, key).await {
-                let _ = op.delete(&tmp).await;
-                // A rename refused because `key` exists: most likely this
-                // very write, run again after its first rename went through
-                // but the answer was lost with the connection. Every key but
-                // `config` is unique to its writer, and `config`'s creator
-                // checks the id it reads back.
-                if op.exists(key).await.unwrap_or(false) {
-                    return Ok(());
-                }
-                return Err(e);
-            }
-            Ok(())
+            self.writing().insert(tmp.clone());
+            let written = self.write_then_rename(op, &tmp, key, data).await;
+            self.writing().remove(&tmp);
+            written
         })
     }
 
@@ -189,6 +215,24 @@ impl Backend for Sftp {
     /// ([`put`](Self::put)).
     fn create_new(&self, storage: &Storage, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
         storage.put_counted(key, data.into())
+    }
+
+    /// A write abandoned in flight (a failed run's other packs, aborted
+    /// as the storage closes) left what it wrote under its temporary name:
+    /// up to a pack each, kept until a later run's clean-up of stale
+    /// temporaries, on a full disk the room the recovery needs.
+    fn remove_abandoned_temporaries<'a>(&'a self, op: &'a Operator) -> BoxFuture<'a, usize> {
+        Box::pin(async move {
+            let abandoned: Vec<String> = self.writing().drain().collect();
+            let mut removed = 0;
+            for tmp in abandoned {
+                match op.delete(&tmp).await {
+                    Ok(()) => removed += 1,
+                    Err(e) => tracing::debug!("could not remove {tmp}, abandoned in flight: {e}"),
+                }
+            }
+            removed
+        })
     }
 
     fn remove_stale_temporaries(&self, storage: &Storage, cutoff: SystemTime) -> usize {

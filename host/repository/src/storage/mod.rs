@@ -45,6 +45,10 @@ pub(crate) use error::describe;
 use error::{failure, write_failure};
 pub use error::{NotAnObject, StorageError};
 
+/// How long closing waits for aborted background writes to stop, and
+/// then for their temporaries to be deleted.
+const ABANDON_WAIT: Duration = Duration::from_secs(2);
+
 /// Exit code of a process stopped by the crash limit.
 pub const EXIT_CRASH_LIMIT: i32 = 75;
 
@@ -236,7 +240,6 @@ impl Storage {
         let op = self.op.write().unwrap_or_else(|e| e.into_inner()).take();
         let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()));
         drop(readers);
-        drop(op);
         let runtime = self
             .runtime
             .lock()
@@ -249,10 +252,35 @@ impl Storage {
         // was interrupted (a run that succeeded waited for them): what they
         // would write is not needed, as after a crash, and a write retrying
         // on a broken connection would hold up the end of the run.
-        for task in std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()))
-        {
+        let background =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        let abandoned = background.iter().any(|task| !task.is_finished());
+        for task in &background {
             task.abort();
         }
+        // What they wrote under temporary names goes, once the aborted
+        // tasks have stopped: each tried once, and briefly, even where the
+        // store gave up (a full disk fails writes, not deletes; a store
+        // that is down costs the run at most twice ABANDON_WAIT more).
+        if let (true, Some(op)) = (abandoned, &op) {
+            runtime.block_on(async {
+                let stopped = tokio::time::timeout(ABANDON_WAIT, async {
+                    while !background.iter().all(|task| task.is_finished()) {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                });
+                if stopped.await.is_ok() {
+                    let removed = tokio::time::timeout(
+                        ABANDON_WAIT,
+                        self.backend.remove_abandoned_temporaries(op),
+                    );
+                    if let Ok(n) = removed.await {
+                        tracing::debug!("removed {n} temporaries of abandoned writes");
+                    }
+                }
+            });
+        }
+        drop(op);
         // The store ends the runtime, after what its connections must
         // finish (over S3 the HTTP client's idle connections are tasks
         // that would only end with the runtime, and nothing needs to).
