@@ -245,10 +245,9 @@ impl Repository {
         context: &str,
     ) -> RepoResult<Vec<u8>> {
         let key = pack::key(&pack);
-        let bytes = self
-            .caches
-            .packs
-            .get(pack, || self.storage.read_pieces(&key))?;
+        let bytes = self.caches.packs.get(pack, || {
+            self.storage.read_pieces(&key, crate::limits::MAX_PACK_LEN)
+        })?;
         let start = location.offset as usize;
         let end = start + location.length as usize;
         if end > bytes.len() {

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use futures_util::future::BoxFuture;
+use futures_util::{future::BoxFuture, TryStreamExt};
 use opendal::Operator;
 
 use super::location::Location;
@@ -116,13 +116,26 @@ pub trait Backend: Send + Sync + 'static {
         Box::pin(async move { op.write(key, data).await.map(|_| ()) })
     }
 
-    /// Read a whole object as the pieces it arrived in.
+    /// Read a whole object as the pieces it arrived in; `None` if it is
+    /// longer than `limit` bytes (then reading stops there).
     fn read_whole<'a>(
         &'a self,
         op: &'a Operator,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<opendal::Buffer, opendal::Error>> {
-        Box::pin(async move { op.read(key).await })
+        limit: u64,
+    ) -> BoxFuture<'a, Result<Option<opendal::Buffer>, opendal::Error>> {
+        Box::pin(async move {
+            let mut stream = op.reader(key).await?.into_stream(..).await?;
+            let (mut pieces, mut len) = (Vec::new(), 0u64);
+            while let Some(buffer) = stream.try_next().await? {
+                len += buffer.len() as u64;
+                if len > limit {
+                    return Ok(None);
+                }
+                pieces.extend(buffer);
+            }
+            Ok(Some(opendal::Buffer::from(pieces)))
+        })
     }
 
     /// Create an object unless there is one under `key` already, as

@@ -200,14 +200,19 @@ impl Backend for Sftp {
         &'a self,
         op: &'a Operator,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<opendal::Buffer, opendal::Error>> {
+        limit: u64,
+    ) -> BoxFuture<'a, Result<Option<opendal::Buffer>, opendal::Error>> {
         Box::pin(async move {
             let mut stream = op.reader(key).await?.into_stream(..).await?;
-            let mut pieces = Vec::new();
+            let (mut pieces, mut len) = (Vec::new(), 0u64);
             while let Some(buffer) = stream.try_next().await? {
+                len += buffer.len() as u64;
+                if len > limit {
+                    return Ok(None);
+                }
                 pieces.extend(buffer.map(|piece| bytes::Bytes::copy_from_slice(&piece)));
             }
-            Ok(opendal::Buffer::from(pieces))
+            Ok(Some(opendal::Buffer::from(pieces)))
         })
     }
 

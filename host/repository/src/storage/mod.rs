@@ -711,6 +711,14 @@ mod tests {
     fn answering(
         status: &'static str,
     ) -> (Storage, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        answering_with(status, 0)
+    }
+
+    /// The same, with a body of `body` zero bytes to every answer.
+    fn answering_with(
+        status: &'static str,
+        body: usize,
+    ) -> (Storage, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -740,10 +748,12 @@ mod tests {
                     }
                 }
                 seen.fetch_add(1, Ordering::SeqCst);
-                let _ = conn.write_all(
-                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .as_bytes(),
-                );
+                let mut answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {body}\r\nconnection: close\r\n\r\n"
+                )
+                .into_bytes();
+                answer.resize(answer.len() + body, 0);
+                let _ = conn.write_all(&answer);
             }
         });
         std::env::set_var("AWS_ACCESS_KEY_ID", "test");
@@ -771,6 +781,22 @@ mod tests {
         let err = storage.read_limited("config", 1024).unwrap_err();
         assert!(!err.to_string().contains("gave up"), "{err}");
         assert_eq!(requests.load(Ordering::SeqCst), 2, "{err}");
+    }
+
+    /// A pack read whole stops at the format's limit: a store answering
+    /// with more is damaged, not held in memory however long it goes on.
+    #[test]
+    fn a_whole_read_longer_than_its_limit_is_damaged() {
+        let (storage, requests) = answering_with("200 OK", 3 << 20);
+        let err = storage.read_pieces("packs/ab/cd", 1 << 20).unwrap_err();
+        assert!(matches!(err, StorageError::Damaged { .. }), "{err}");
+        assert!(
+            err.to_string().contains("larger than the format allows"),
+            "{err}"
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 1, "{err}");
+        let whole = storage.read_pieces("packs/ab/cd", 3 << 20).unwrap();
+        assert_eq!(whole.len(), 3 << 20);
     }
 
     /// A server that keeps failing is retried, and then said to have
@@ -926,7 +952,7 @@ mod tests {
                     reader.read_limited(key, 1 << 20).err(),
                     reader.read_range(key, 0, 4).err(),
                     reader.read(key).err(),
-                    reader.read_pieces(key).err(),
+                    reader.read_pieces(key, 1 << 20).err(),
                 ]);
             });
             let errors = rx

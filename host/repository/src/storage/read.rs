@@ -107,20 +107,26 @@ impl Storage {
     }
 
     /// Read a whole object as the pieces it arrived in, without copying
-    /// them into one block.
-    pub fn read_pieces(&self, key: &str) -> Result<opendal::Buffer, StorageError> {
+    /// them into one block; one longer than `limit` bytes is damaged (a
+    /// store answering with gigabytes cannot make the reader hold them).
+    pub fn read_pieces(&self, key: &str, limit: u64) -> Result<opendal::Buffer, StorageError> {
         self.faults.run(Op::Read, key, || {
-            if let Some(read) = self.backend.read_limited_direct(key, u64::MAX) {
-                return read
-                    .map(opendal::Buffer::from)
-                    .map_err(|e| self.direct_failure(key, e, None));
+            if let Some(read) = self.backend.read_limited_direct(key, limit) {
+                return read.map(opendal::Buffer::from).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::FileTooLarge => self.too_large(key, limit),
+                    _ => self.direct_failure(key, e, None),
+                });
             }
             let backend = self.backend.clone();
-            self.run_read(|op| {
+            let read = self.run_read(|op| {
                 let backend = backend.clone();
-                async move { backend.read_whole(&op, key).await }
-            })
-            .map_err(|e| self.fail("read", key, e))
+                async move { backend.read_whole(&op, key, limit).await }
+            });
+            match read {
+                Ok(Some(pieces)) => Ok(pieces),
+                Ok(None) => Err(self.too_large(key, limit)),
+                Err(e) => Err(self.fail("read", key, e)),
+            }
         })
     }
 
