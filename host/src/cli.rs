@@ -27,6 +27,10 @@ pub struct Prescan {
     pub plugin_dirs: Vec<PathBuf>,
     pub no_bundled_plugins: bool,
     pub quiet: bool,
+    /// JSON output asked for (`--output-format json` or `json-lines`, on
+    /// the command line or in `OBNAM_OUTPUT_FORMAT`): for errors found
+    /// before the settings are read (a usage error, a bad config file).
+    pub json: bool,
 }
 
 /// Scan the arguments for the options that decide which plugins load.
@@ -47,6 +51,7 @@ pub fn prescan(args: &[OsString]) -> Prescan {
                 "yes" | "true" | "on" | "1"
             )
         }),
+        json: std::env::var("OBNAM_OUTPUT_FORMAT").is_ok_and(|v| is_json_format(v.trim())),
         ..Prescan::default()
     };
     let mut iter = args.iter().skip(1);
@@ -63,14 +68,27 @@ pub fn prescan(args: &[OsString]) -> Prescan {
             // The last of the two wins, as clap will have it.
             "--quiet" => pre.quiet = true,
             "--no-quiet" => pre.quiet = false,
+            "--output-format" => {
+                if let Some(format) = iter.next() {
+                    pre.json = format.to_str().is_some_and(is_json_format);
+                }
+            }
             _ => {
                 if let Some(dir) = text.strip_prefix("--plugin-dir=") {
                     pre.plugin_dirs.push(PathBuf::from(dir));
+                }
+                if let Some(format) = text.strip_prefix("--output-format=") {
+                    pre.json = is_json_format(format);
                 }
             }
         }
     }
     pre
+}
+
+/// Whether an `--output-format` value asks for JSON.
+pub fn is_json_format(format: &str) -> bool {
+    matches!(format, "json" | "json-lines")
 }
 
 /// The parsed command line.
@@ -568,6 +586,7 @@ mod tests {
             plugin_dirs: vec![PathBuf::from("/a"), PathBuf::from("/x")],
             no_bundled_plugins: false,
             quiet: false,
+            json: false,
         };
         let read = |dirs: &[&str], no_bundled: bool| Invocation {
             plugin_dirs: dirs.iter().map(PathBuf::from).collect(),

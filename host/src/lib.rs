@@ -126,23 +126,37 @@ fn main_with(args: Vec<OsString>) -> i32 {
 /// ([`registry::SubcommandFailure`]): set once the subcommand is known.
 static FAILURE: std::sync::OnceLock<registry::SubcommandFailure> = std::sync::OnceLock::new();
 
+/// Whether the run's output is JSON: as the command line and environment
+/// say until the settings are read, then as they say.
+static JSON_OUTPUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Say that the run failed with `message`, and give its exit code: `code`,
-/// or the one the subcommand's plugin chose for failures, which also
-/// gets the error's first line on standard output (a Nagios check's
-/// `OBNAM UNKNOWN: ...`) unless something was printed there already.
+/// or the one the subcommand's plugin chose for failures. Unless something
+/// was printed on standard output already, the error goes there too: as
+/// JSON where JSON was asked for (`{"type": "exit_error", ...}`: a
+/// program need not read English on standard error to know why), else
+/// as the first line of the error after the prefix the subcommand's
+/// plugin chose (a Nagios check's `OBNAM UNKNOWN: ...`), if it chose one.
 fn failed(message: &str, code: i32) -> i32 {
     stderr_line!("ERROR: {message}");
-    match FAILURE.get() {
-        Some(f) => {
-            if !output::stdout_written() {
-                // One line: a usage error's help follows on standard error.
-                let first = message.lines().next().unwrap_or_default();
-                let _ = output::line(&format!("{}{first}", f.stdout_prefix));
-            }
-            f.exit_code
-        }
-        None => code,
+    let failure = FAILURE.get();
+    let code = failure.map_or(code, |f| f.exit_code);
+    if output::stdout_written() {
+        return code;
     }
+    if JSON_OUTPUT.load(std::sync::atomic::Ordering::Relaxed) {
+        let object = serde_json::json!({
+            "type": "exit_error",
+            "message": message,
+            "exit_code": code,
+        });
+        let _ = output::line(&object.to_string());
+    } else if let Some(f) = failure {
+        // One line: a usage error's help follows on standard error.
+        let first = message.lines().next().unwrap_or_default();
+        let _ = output::line(&format!("{}{first}", f.stdout_prefix));
+    }
+    code
 }
 
 /// Note how the subcommand `name` fails (see [`failed`]).
@@ -159,6 +173,7 @@ fn note_failure_of(registry: &Registry, name: &str) {
 struct InternalError(&'static str);
 
 fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
+    JSON_OUTPUT.store(pre.json, std::sync::atomic::Ordering::Relaxed);
     // A bad plugin folder is reported once the subcommand is known (its
     // plugin may say how it fails); the others are loaded meanwhile.
     let (dirs, bad_dir) = plugin_dirs(&pre);
@@ -236,6 +251,12 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
         return Ok(EXIT_SUCCESS);
     }
     let values = layer_settings(registry, &inv, &files)?;
+    JSON_OUTPUT.store(
+        values
+            .string("output-format")
+            .is_some_and(cli::is_json_format),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     configure_logging(registry, &values)?;
     // A bad development setting is refused before any command runs.
     services::check_settings(&values).map_err(|e| anyhow!(e))?;
@@ -272,30 +293,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     // An interruption ends the run in the interrupt's own way (its exit
     // code, its message); anything else that failed is said in JSON too.
     interrupt::hold_if_interrupted();
-    if let Err(e) = &result {
-        exit_error_as_json(&host, e);
-    }
     result.map(|()| host.exit_code())
-}
-
-/// A command asked for JSON that fails before it printed anything gives
-/// the error as JSON too (a program need not read English on standard
-/// error to know why): `{"type": "exit_error", "message": ..., "exit_code":
-/// 1}`. One that printed its object already ends as it is, so that
-/// standard output stays one JSON document.
-fn exit_error_as_json(host: &Host, error: &anyhow::Error) {
-    let json = matches!(
-        host.values().string("output-format"),
-        Some("json" | "json-lines")
-    );
-    if json && !output::stdout_written() {
-        let object = serde_json::json!({
-            "type": "exit_error",
-            "message": format!("{error:#}"),
-            "exit_code": EXIT_FAILURE,
-        });
-        let _ = output::line(&object.to_string());
-    }
 }
 
 /// Release every lock still held, whatever the subcommand's outcome.

@@ -278,3 +278,43 @@ fn a_command_that_fails_at_once_says_why_in_json() {
         );
     }
 }
+
+/// A usage error, found before the settings are read, gives its JSON
+/// object too where the command line or the environment asks for JSON,
+/// with the code the run exits with: 2, and 3 for the Nagios check,
+/// whose failures are UNKNOWN (it printed its text line, or nothing).
+#[test]
+fn a_usage_error_says_why_in_json_with_its_exit_code() {
+    let w = World::new();
+    for (args, code) in [
+        (
+            &["--output-format", "json", "generations", "--bogus"][..],
+            2,
+        ),
+        (&["--output-format=json-lines", "ls", "--bogus"], 2),
+        (
+            &[
+                "--output-format",
+                "json",
+                "nagios-last-backup-age",
+                "--bogus",
+            ],
+            3,
+        ),
+    ] {
+        let run = w.obnam(args).fails();
+        assert_eq!(run.code, code, "{args:?}: {run:#?}");
+        let v = json(&run);
+        assert_eq!(v["type"], "exit_error", "{args:?}: {v}");
+        assert_eq!(v["exit_code"], code, "{args:?}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains("'--bogus'"),
+            "{args:?}: {v}"
+        );
+    }
+    let mut from_env = w.command(&["nagios-last-backup-age", "--bogus"]);
+    from_env.env("OBNAM_OUTPUT_FORMAT", "json");
+    let run = obnam_test_support::run(&mut from_env);
+    assert_eq!(run.code, 3, "{run:#?}");
+    assert_eq!(json(&run)["exit_code"], 3, "{run:#?}");
+}
