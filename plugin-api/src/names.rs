@@ -64,6 +64,25 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
+/// A message that may hold text made elsewhere (a plugin's reason, a
+/// pattern, paths escaped already), as printable text: only what would
+/// change how a terminal shows it is escaped, as [`escape`] does it; a
+/// `\` stays one (escaping it again would double every backslash of
+/// the paths and patterns the message escaped or quotes).
+pub fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if is_unsafe_char(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A path of the file system (a backup root, a file being read, a
 /// mount point) as printable text, escaped as [`escape`] does.
 pub fn escape_path(path: &std::path::Path) -> String {
@@ -101,6 +120,18 @@ mod tests {
         for bad in [&b""[..], b".", b"..", b"/", b"a/b", b"a\0b", b"\0"] {
             assert!(check_entry_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn escape_text_escapes_what_moves_the_terminal_and_keeps_backslashes() {
+        assert_eq!(
+            escape_text(r"matches --exclude '/\.cache$' in C:\x"),
+            r"matches --exclude '/\.cache$' in C:\x"
+        );
+        assert_eq!(
+            escape_text("a\nb\u{1b}[2J\u{202e}c"),
+            r"a\nb\u{001b}[2J\u{202e}c"
+        );
     }
 
     #[test]

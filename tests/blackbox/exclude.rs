@@ -63,6 +63,15 @@ fn exclude_prunes_a_folder_with_its_subtree_and_include_wins() {
         "{}",
         run.stdout
     );
+    // The pattern as it was written: one backslash, not two.
+    assert!(
+        run.stdout.contains(&format!(
+            "excluded {} (matches --exclude '\\.tmp$')",
+            w.data.join("notes.tmp").display()
+        )),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("2 excluded"), "{}", run.stdout);
 }
 

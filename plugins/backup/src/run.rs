@@ -1097,7 +1097,7 @@ impl<'a, 'c> Walker<'a, 'c> {
                 self.say(&format!(
                     "excluded {} ({})",
                     escape_path(&child),
-                    plugin_api::names::escape(reason.as_bytes())
+                    plugin_api::names::escape_text(&reason)
                 ))?;
                 continue;
             }
