@@ -87,12 +87,19 @@ fn io(e: std::io::Error) -> ContentError {
         // So does running out of file descriptors (EMFILE, ENFILE): every
         // file after it failed the same way, and a generation was
         // committed with most of them missing or stale.
-        _ if out_of_descriptors(&e) => ContentError::Fatal(plugin_api::Error::msg(format!(
-            "{e}: obnam has run out of file descriptors; raise the limit (ulimit -n) or give \
-             fewer --backup-threads"
-        ))),
+        _ if out_of_descriptors(&e) => {
+            ContentError::Fatal(plugin_api::Error::msg(no_descriptors_left(&e)))
+        }
         _ => ContentError::File(io_reason(&e)),
     }
+}
+
+/// The error that stops a backup out of file descriptors ([`out_of_descriptors`]).
+pub fn no_descriptors_left(e: &std::io::Error) -> String {
+    format!(
+        "{e}: obnam has run out of file descriptors; raise the limit (ulimit -n) or give fewer \
+         --backup-threads"
+    )
 }
 
 /// Whether `e` says the process or the system has no file descriptor
@@ -152,8 +159,13 @@ impl Walked {
 /// How an object that is not what the walk saw is described (a regular
 /// file in place of a folder the walk saw, or the other way round).
 pub(crate) fn what(meta: &Metadata) -> &'static str {
+    what_kind(plugin_api::EntryKind::from_mode(meta.mode()))
+}
+
+/// How an object of `kind` is described ([`what`]).
+pub(crate) fn what_kind(kind: plugin_api::EntryKind) -> &'static str {
     use plugin_api::EntryKind;
-    match plugin_api::EntryKind::from_mode(meta.mode()) {
+    match kind {
         EntryKind::File => "a file",
         EntryKind::Dir => "a folder",
         EntryKind::Symlink => "a symbolic link",

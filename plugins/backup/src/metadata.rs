@@ -42,10 +42,100 @@ impl Names {
     }
 }
 
-/// The extended attributes of a file (not following symlinks), sorted by
-/// name. A file system without xattr support has none.
-pub fn xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let names = match xattr::list(path) {
+/// The object the walk stat'ed at `path`, held open (`O_PATH`: opening it
+/// has no effect on a device or a FIFO, and needs no read permission) so
+/// that its attributes and link target are read from that very inode.
+///
+/// Read by path, they came from whatever the path led to at that moment:
+/// whoever can write in a backed-up folder could swap the folder for a
+/// symlink between the walk's `fstatat` and the read, and back, so that
+/// the generation recorded their own program with another file's
+/// attributes (its `security.capability`), which a restore as root then
+/// set: a way to root. The descriptor is opened without following a
+/// final symlink, and checked to be the inode (device and number) the
+/// walk saw.
+struct Held {
+    fd: rustix::fd::OwnedFd,
+}
+
+impl Held {
+    fn open(path: &Path, m: &FileStat) -> std::io::Result<Held> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(path, flags, Mode::empty())?;
+        let st = rustix::fs::fstat(&fd)?;
+        if (st.st_dev as u64, st.st_ino as u64) != (m.dev, m.ino) {
+            return Err(replaced(m.mode, st.st_mode as u32));
+        }
+        Ok(Held { fd })
+    }
+
+    /// The path that leads to the held inode itself, whatever happens to
+    /// the names on the way (`/proc/self/fd/N`, which resolves to the
+    /// inode, a symlink included, not to what a symlink names).
+    fn proc_path(&self) -> std::path::PathBuf {
+        use rustix::fd::AsRawFd;
+        std::path::PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+    }
+
+    /// The target of the held symlink.
+    fn link_target(&self) -> std::io::Result<Vec<u8>> {
+        Ok(rustix::fs::readlinkat(&self.fd, "", Vec::new())?.into_bytes())
+    }
+
+    /// The extended attributes of the held inode, sorted by name. Without
+    /// `/proc` (a chroot without it), read by `path` and then checked to
+    /// still be the held inode.
+    fn xattrs(&self, path: &Path, m: &FileStat) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        static PROC_MOUNTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *PROC_MOUNTED.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
+            return xattrs_of(&self.proc_path(), Deref::Yes);
+        }
+        let read = xattrs_of(path, Deref::No)?;
+        let now = rustix::fs::lstat(path)?;
+        if (now.st_dev as u64, now.st_ino as u64) != (m.dev, m.ino) {
+            return Err(replaced(m.mode, now.st_mode as u32));
+        }
+        Ok(read)
+    }
+}
+
+/// Why an object (of mode `was`) was not recorded: another (of mode
+/// `now`) took its name, or a folder on its path was swapped, since the
+/// walk saw it; in the words the walk and the content's read use.
+fn replaced(was: u32, now: u32) -> std::io::Error {
+    let (was, now) = (EntryKind::from_mode(was), EntryKind::from_mode(now));
+    std::io::Error::other(if was == now {
+        let kind = crate::content::what_kind(now);
+        format!(
+            "it was replaced by another {} since it was scanned; not backed up",
+            kind.trim_start_matches("a ")
+        )
+    } else {
+        format!(
+            "it changed into {} since it was scanned; not backed up",
+            crate::content::what_kind(now)
+        )
+    })
+}
+
+/// Whether the path given to [`xattrs_of`] is followed if a symlink.
+#[derive(Clone, Copy, PartialEq)]
+enum Deref {
+    Yes,
+    No,
+}
+
+/// The extended attributes at `path`, sorted by name (a file system
+/// without xattr support has none); `deref` says whether a symlink there
+/// is followed (the `/proc/self/fd` path of a held inode must be: it leads
+/// to the inode).
+fn xattrs_of(path: &Path, deref: Deref) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let listed = match deref {
+        Deref::Yes => xattr::list_deref(path),
+        Deref::No => xattr::list(path),
+    };
+    let names = match listed {
         Ok(names) => names,
         Err(e) if e.raw_os_error() == Some(95) => return Ok(Vec::new()), // EOPNOTSUPP
         // E2BIG: the kernel lists at most 64 KiB of names (XATTR_LIST_MAX);
@@ -63,7 +153,11 @@ pub fn xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in names {
         // An attribute removed since the listing is simply gone.
-        if let Some(value) = xattr::get(path, &name)? {
+        let value = match deref {
+            Deref::Yes => xattr::get_deref(path, &name)?,
+            Deref::No => xattr::get(path, &name)?,
+        };
+        if let Some(value) = value {
             out.push((name.as_bytes().to_vec(), value));
         }
     }
@@ -236,16 +330,18 @@ pub fn entry(
 ) -> std::io::Result<Entry> {
     let kind = EntryKind::from_mode(m.mode);
     let before = before.filter(|b| rule.untouched(m, b) && !racy(b, racy_from, rule));
-    let target = if kind != EntryKind::Symlink {
-        Vec::new()
-    } else if let Some(b) = before {
-        b.target.clone()
-    } else {
-        std::fs::read_link(path)?.as_os_str().as_bytes().to_vec()
-    };
-    let xattrs = match before {
-        Some(b) => b.xattrs.clone(),
-        None => xattrs(path)?,
+    let (target, xattrs) = match before {
+        Some(b) if kind == EntryKind::Symlink => (b.target.clone(), b.xattrs.clone()),
+        Some(b) => (Vec::new(), b.xattrs.clone()),
+        None => {
+            let held = Held::open(path, m)?;
+            let target = if kind == EntryKind::Symlink {
+                held.link_target()?
+            } else {
+                Vec::new()
+            };
+            (target, held.xattrs(path, m)?)
+        }
     };
     Ok(Entry {
         name: path
@@ -293,6 +389,41 @@ mod tests {
         ignore_inode: true,
         ignore_ctime: true,
     };
+
+    /// The attributes and link target are those of the inode the walk
+    /// stat'ed, or none: a name that leads elsewhere by the time they are
+    /// read (the file, or a folder on its path, swapped for another; the
+    /// way a user gave their own program another file's capabilities) is
+    /// an error, not the other file's attributes.
+    #[test]
+    fn attributes_come_from_the_inode_the_walk_saw_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mine, theirs) = (dir.path().join("mine"), dir.path().join("theirs"));
+        std::fs::write(&mine, b"mine").unwrap();
+        std::fs::write(&theirs, b"theirs").unwrap();
+        if xattr::set(&theirs, "user.power", b"all").is_err() {
+            eprintln!("skipped: no user attributes on this file system");
+            return;
+        }
+        let names = Names::default();
+        let stat = |p: &Path| FileStat::from_metadata(&std::fs::symlink_metadata(p).unwrap());
+        let walked = stat(&mine);
+        let own = entry(&mine, &walked, &names, None, DEFAULT, None).unwrap();
+        assert!(own.xattrs.is_empty());
+        // Their file takes the name after the walk saw mine.
+        std::fs::rename(&theirs, &mine).unwrap();
+        let err = entry(&mine, &walked, &names, None, DEFAULT, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "it was replaced by another file since it was scanned; not backed up"
+        );
+        // A symlink's own target, through the held link.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("mine", &link).unwrap();
+        let linked = entry(&link, &stat(&link), &names, None, DEFAULT, None).unwrap();
+        assert_eq!(linked.target, b"mine");
+        assert!(linked.xattrs.is_empty(), "not those of the file it names");
+    }
 
     /// The attributes and symlink target of an unchanged inode come from
     /// the previous entry; once an attribute is set (which sets the change

@@ -909,6 +909,14 @@ impl<'a, 'c> Walker<'a, 'c> {
             self.racy_from,
         ) {
             Ok(e) => e,
+            // Its attributes are read through a descriptor of its own.
+            Err(e) if crate::content::out_of_descriptors(&e) => {
+                return Err(plugin_api::Error::msg(format!(
+                    "{}: {}",
+                    escape_path(path),
+                    crate::content::no_descriptors_left(&e)
+                )));
+            }
             Err(e) => {
                 report(self.stats, path, &io_reason(&e));
                 self.skipped(&meta);
@@ -1026,9 +1034,9 @@ impl<'a, 'c> Walker<'a, 'c> {
             // No folder can be listed until descriptors are closed.
             Err(e) if crate::content::out_of_descriptors(&e) => {
                 return Err(plugin_api::Error::msg(format!(
-                    "{}: {e}: obnam has run out of file descriptors; raise the limit (ulimit -n) \
-                     or give fewer --backup-threads",
-                    plugin_api::names::escape_path(dir)
+                    "{}: {}",
+                    plugin_api::names::escape_path(dir),
+                    crate::content::no_descriptors_left(&e)
                 )));
             }
             Err(e) => {
