@@ -254,6 +254,87 @@ fn restore_refuses_a_folder_that_is_not_empty() {
     assert!(!nowhere.exists());
 }
 
+/// A restore as root goes only into a folder that no one else can
+/// change, on a way no one else can change: another user who could write
+/// in the target (or a folder on the way, or who owns a symbolic link on
+/// it) could put their own folder in the place of one the restore makes,
+/// read the root-only files restored into it and plant files of their
+/// own there. Each is refused, naming the cause, before anything is
+/// written; a sticky folder writable by all (`/tmp`) on the way is fine.
+#[test]
+fn a_restore_as_root_refuses_a_target_others_may_change() {
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: the check is of restores run as root");
+        return;
+    }
+    let world = World::new();
+    let data = world.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), b"x").unwrap();
+    world.backup(&data);
+    let someone = 4242;
+    let chown =
+        |path: &Path| std::os::unix::fs::lchown(path, Some(someone), Some(someone)).unwrap();
+
+    let theirs = world.path().join("theirs");
+    fs::create_dir(&theirs).unwrap();
+    chown(&theirs);
+    let open_to_all = world.path().join("open");
+    fs::create_dir(&open_to_all).unwrap();
+    fs::set_permissions(&open_to_all, fs::Permissions::from_mode(0o777)).unwrap();
+    let elsewhere = world.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let link = world.path().join("link");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    chown(&link);
+    for (target, why) in [
+        (theirs.clone(), "it belongs to uid 4242".to_string()),
+        (
+            open_to_all.join("new"),
+            format!(
+                "others may write in {} on the way (mode 777)",
+                open_to_all.display()
+            ),
+        ),
+        (
+            open_to_all.clone(),
+            "others may write in it (mode 777)".to_string(),
+        ),
+        (
+            link.join("new"),
+            format!(
+                "{} on the way is a symbolic link of uid 4242",
+                link.display()
+            ),
+        ),
+    ] {
+        let run = world.restore(&target, &[]).fails();
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert!(
+            run.stderr.contains(&format!(
+                "cannot restore into {} as root: {why}",
+                target.display()
+            )),
+            "{why}\n{run:#?}"
+        );
+    }
+    for empty in [&theirs, &open_to_all, &elsewhere] {
+        assert_eq!(
+            fs::read_dir(empty).unwrap().count(),
+            0,
+            "{}",
+            empty.display()
+        );
+    }
+
+    // Sticky and writable by all on the way, as /tmp is: others cannot
+    // move what root makes in it.
+    fs::set_permissions(&open_to_all, fs::Permissions::from_mode(0o1777)).unwrap();
+    let target = open_to_all.join("new");
+    world.restore(&target, &[]).ok();
+    assert_eq!(fs::read(restored(&target, &data.join("f"))).unwrap(), b"x");
+}
+
 #[test]
 fn restore_needs_a_target_a_repository_and_generations() {
     let world = World::new();

@@ -295,6 +295,12 @@ fn resolve_roots(reader: &GenerationReader, roots: Vec<Parts>, gen: &str) -> Res
 /// open it.
 fn prepare_target(path: &Path) -> Result<OwnedFd> {
     let shown = names::escape_path(path);
+    // Checked before anything is made on the way too, so that a refusal
+    // leaves nothing behind; and again once the target is open.
+    let as_root = rustix::process::geteuid().is_root();
+    if as_root {
+        refuse_if_others_may_change(path, writable_by_others(path, None)?)?;
+    }
     match fs::metadata(path) {
         Ok(meta) if !meta.is_dir() => {
             plugin_api::bail!("cannot restore into {shown}: it exists and is not a folder")
@@ -337,7 +343,108 @@ fn prepare_target(path: &Path) -> Result<OwnedFd> {
             io::Error::from(e)
         ))
     })?;
+    if as_root {
+        refuse_if_others_may_change(path, writable_by_others(path, Some(fd.as_fd()))?)?;
+    }
     Ok(fd)
+}
+
+/// The error of a restore as root into a target others may change.
+fn refuse_if_others_may_change(path: &Path, why: Option<String>) -> Result<()> {
+    match why {
+        None => Ok(()),
+        Some(why) => plugin_api::bail!(
+            "cannot restore into {} as root: {why}, so another user could put their own \
+             folders in the place of those the restore makes there and read or change what \
+             goes into them; restore into a folder only root can change (then move what you \
+             need)",
+            names::escape_path(path)
+        ),
+    }
+}
+
+/// Why users other than root could change the restore target `path` (held
+/// open as `fd`, once it exists) or a folder on the way to it, if they
+/// could.
+///
+/// A restore as root makes its folders 0700 and gives them their owner
+/// and mode at the end, so that no one else can enter them meanwhile; but
+/// whoever can write in the folder they are made in can rename one away
+/// and put a folder of their own in its place, into which root then
+/// restores (a root-only file read, a file planted inside a folder that
+/// looks restored), and a symbolic link of theirs on the way leads the
+/// restore wherever they like. So the target must be root's, and not
+/// writable by others, and so must every folder on the way (where a
+/// folder writable by all is sticky, such as `/tmp`, others cannot move
+/// what is in it), and every symbolic link on the way must be root's.
+fn writable_by_others(
+    path: &Path,
+    fd: Option<rustix::fd::BorrowedFd<'_>>,
+) -> Result<Option<String>> {
+    use rustix::fs::{FileType, Stat};
+    let owner = |st: &Stat| -> String {
+        uzers::get_user_by_uid(st.st_uid)
+            .map(|u| u.name().to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("uid {}", st.st_uid))
+    };
+    let others_may_write = |st: &Stat, sticky_counts: bool| -> bool {
+        let mode = st.st_mode;
+        let sticky = sticky_counts && mode & 0o1000 != 0;
+        let group = mode & 0o020 != 0 && st.st_gid != 0;
+        (mode & 0o002 != 0 || group) && !sticky
+    };
+    if let Some(fd) = fd {
+        let target = rustix::fs::fstat(fd)?;
+        if target.st_uid != 0 {
+            return Ok(Some(format!("it belongs to {}", owner(&target))));
+        }
+        if others_may_write(&target, false) {
+            return Ok(Some(format!(
+                "others may write in it (mode {:o})",
+                target.st_mode & 0o7777
+            )));
+        }
+    }
+    // The path as named (its links) and as it resolves (its folders).
+    let named = std::path::absolute(path)?;
+    let mut prefix = std::path::PathBuf::new();
+    for part in named.components() {
+        prefix.push(part);
+        let Ok(st) = rustix::fs::lstat(&prefix) else {
+            continue;
+        };
+        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink && st.st_uid != 0 {
+            return Ok(Some(format!(
+                "{} on the way is a symbolic link of {}",
+                names::escape_path(&prefix),
+                owner(&st)
+            )));
+        }
+    }
+    // The folders on the way that exist (a new target is made below the
+    // nearest), as they resolve.
+    let Some(existing) = named.ancestors().skip(1).find(|a| a.exists()) else {
+        return Ok(None);
+    };
+    let resolved = fs::canonicalize(existing)?;
+    for folder in resolved.ancestors() {
+        let st = rustix::fs::stat(folder)?;
+        if st.st_uid != 0 {
+            return Ok(Some(format!(
+                "{} on the way belongs to {}",
+                names::escape_path(folder),
+                owner(&st)
+            )));
+        }
+        if others_may_write(&st, true) {
+            return Ok(Some(format!(
+                "others may write in {} on the way (mode {:o})",
+                names::escape_path(folder),
+                st.st_mode & 0o7777
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// `--pretend`: say what would be restored, and write nothing.
