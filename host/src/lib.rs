@@ -59,6 +59,7 @@ pub mod loader;
 pub mod logging;
 pub mod output;
 pub mod registry;
+mod root_home;
 pub mod services;
 pub mod settings;
 
@@ -98,8 +99,13 @@ pub fn run() -> i32 {
 }
 
 fn main_with(args: Vec<OsString>) -> i32 {
+    // Before any thread starts: it may change the environment.
+    let home_replaced = root_home::keep_to_roots_own();
     let pre = cli::prescan(&args);
     logging::init(pre.quiet);
+    if let Some(warning) = home_replaced {
+        tracing::warn!("{warning}");
+    }
     let result = start(args, pre);
     // Warnings of a run that ended before its settings were read.
     logging::flush_pending();

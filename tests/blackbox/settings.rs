@@ -238,6 +238,39 @@ fn list_config_files_shows_what_is_read_in_order() {
     assert_eq!(listed, expected);
 }
 
+/// As root with another user's home (`sudo -E`), obnam reads none of
+/// their configuration files (which set root's log file, exclusions,
+/// repository) and keeps its state in root's own home, and says so.
+#[test]
+fn a_run_as_root_with_another_users_home_uses_roots_own() {
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: the check is of runs as root");
+        return;
+    }
+    let w = World::new();
+    let theirs = w.env.write("theirs/.obnam.conf", "[config]\n");
+    let home = theirs.parent().unwrap();
+    std::os::unix::fs::lchown(home, Some(4242), Some(4242)).unwrap();
+    let home_var = home.to_str().unwrap();
+    let run = w.show(&["--list-config-files"], &[("HOME", home_var)]).ok();
+    assert!(!run.stdout.contains(home_var), "{run:#?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "WARNING: obnam runs as root with HOME={home_var} (which belongs to uid 4242): it \
+             uses root's home folder"
+        )),
+        "{run:#?}"
+    );
+    // Root's own is read without a word.
+    std::os::unix::fs::lchown(home, Some(0), Some(0)).unwrap();
+    let run = w.show(&["--list-config-files"], &[("HOME", home_var)]).ok();
+    assert!(
+        run.stdout.contains(&theirs.display().to_string()),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("WARNING"), "{run:#?}");
+}
+
 /// A relative `HOME` or `XDG_CONFIG_HOME` names no config files: they
 /// named files in whatever folder obnam was started from.
 #[test]

@@ -168,20 +168,45 @@ const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 
 /// Tag `dir` (obnam's folder in the user's cache folder) as a cache, once.
 fn tag_as_cache(dir: &Path) {
+    // Only in a folder of the cache's own, not one a symlink leads to: a
+    // tag planted in a folder a backup reads makes `--exclude-caches`
+    // leave it out.
+    if !is_real_dir(dir) {
+        return;
+    }
     let tag = dir.join("CACHEDIR.TAG");
     if std::fs::symlink_metadata(&tag).is_err() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         // Best effort: the cache works without it.
-        let _ = std::fs::write(&tag, CACHEDIR_TAG);
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tag)
+            .and_then(|mut f| f.write_all(CACHEDIR_TAG.as_bytes()));
     }
 }
 
-/// Make a folder (and its parents) private to the user.
+/// Whether `dir` is a folder itself, not a symlink to one.
+fn is_real_dir(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
+}
+
+/// Make a folder (and its parents) private to the user. A symlink in its
+/// place is refused, not followed (whoever planted it would have the
+/// mode of the folder it leads to changed, and the cache written there).
 fn make_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
+    if !is_real_dir(dir) {
+        return Err(io::Error::other(
+            "it is a symbolic link, not a folder of obnam's own",
+        ));
+    }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 

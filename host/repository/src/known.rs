@@ -351,30 +351,44 @@ fn write(file: &Path, known: &Known) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
+    // A name no one can guess, made anew (never an existing file, nor a
+    // symlink planted in its place: root writing through one, with a
+    // user's HOME, clobbered any file it was pointed at).
     let tmp = dir.join(format!(
-        ".{}.{}",
+        ".{}.{}.{}",
         file.file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("record"),
-        std::process::id()
+        std::process::id(),
+        crate::ids::ObjectId::random().to_hex()
     ));
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc_nofollow())
+        .mode(0o600)
+        .open(&tmp);
     let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = created?;
         let bytes = serde_json::to_vec_pretty(known).map_err(std::io::Error::other)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, file)
     })();
-    // A full disk left an empty temporary file a run, for good.
-    if written.is_err() {
+    // A full disk left an empty temporary file a run, for good. (One that
+    // could not be created is not ours to remove.)
+    if written
+        .as_ref()
+        .is_err_and(|e| e.kind() != std::io::ErrorKind::AlreadyExists)
+    {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// `O_NOFOLLOW`: opening a symlink fails.
+fn libc_nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
 
 #[cfg(test)]
