@@ -21,7 +21,8 @@ impl Listing for BackupWorld {
         let mut paths: Vec<String> = run
             .stdout
             .lines()
-            .filter_map(|l| l.split_whitespace().last())
+            // A symlink's line ends `PATH -> TARGET`.
+            .filter_map(|l| l.split(" -> ").next()?.split_whitespace().last())
             .filter_map(|p| p.strip_prefix(&prefix).map(String::from))
             .collect();
         paths.sort();
@@ -107,6 +108,22 @@ fn cache_folders_keep_only_their_tag() {
         b"Signature: not the right one, sorry, no no\n",
     );
     w.file("fake/kept", b"kept");
+    // Only a regular file is a tag: a FIFO of that name blocked the backup
+    // for ever, and a symlink was followed (to a device, or a real tag
+    // elsewhere, as here).
+    w.file("fifo/kept", b"kept");
+    let fifo = w.data.join("fifo/CACHEDIR.TAG");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    w.file("linked/kept", b"kept");
+    std::os::unix::fs::symlink(
+        w.data.join("cache/CACHEDIR.TAG"),
+        w.data.join("linked/CACHEDIR.TAG"),
+    )
+    .unwrap();
     w.backup(&["--exclude-caches"]).ok();
     assert_eq!(
         w.backed_up(),
@@ -115,7 +132,13 @@ fn cache_folders_keep_only_their_tag() {
             "cache/CACHEDIR.TAG",
             "fake",
             "fake/CACHEDIR.TAG",
-            "fake/kept"
+            "fake/kept",
+            "fifo",
+            "fifo/CACHEDIR.TAG",
+            "fifo/kept",
+            "linked",
+            "linked/CACHEDIR.TAG",
+            "linked/kept",
         ])
     );
 }

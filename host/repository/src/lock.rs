@@ -203,9 +203,7 @@ impl LockRecord {
     /// (same host, boot and PID namespace, and its pid is there), other
     /// than this process itself.
     fn is_of_a_running_process(&self, me: &Identity) -> bool {
-        self.same_pids(me)
-            && self.pid != std::process::id()
-            && std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+        self.same_pids(me) && self.pid != std::process::id() && process_exists(self.pid)
     }
 
     /// Whether this lock's pid counts among the processes this one can
@@ -231,11 +229,29 @@ impl LockRecord {
                     self.pid
                 ));
             }
-            if !std::path::Path::new(&format!("/proc/{}", self.pid)).exists() {
+            if !process_exists(self.pid) {
                 return Some(format!("its process {} on this host is gone", self.pid));
             }
         }
         (age > STALE_AFTER).then(|| format!("not refreshed for {}s", age.as_secs()))
+    }
+}
+
+/// Whether process `pid` (of this PID namespace) exists. Asked of the
+/// kernel (signal 0), not of `/proc`: with `/proc` mounted `hidepid=2` (or
+/// a service's `ProtectProc=invisible`) another user's processes are not
+/// there, and their live runs were taken for dead ones, their locks
+/// broken. A process one may not signal exists all the same (`EPERM`).
+fn process_exists(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
     }
 }
 
@@ -705,9 +721,7 @@ impl Repository {
             .into_iter()
             .filter_map(|Listed { name, lock, .. }| match lock {
                 ReadLock::Record(r)
-                    if r.same_pids(me)
-                        && r.pid != std::process::id()
-                        && !std::path::Path::new(&format!("/proc/{}", r.pid)).exists() =>
+                    if r.same_pids(me) && r.pid != std::process::id() && !process_exists(r.pid) =>
                 {
                     Some(r.describe(&name))
                 }
@@ -1071,5 +1085,23 @@ impl Repository {
             removed.push(description);
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process is alive if the kernel says so, whether `/proc` shows it
+    /// or not; one that has exited and been reaped is gone.
+    #[test]
+    fn a_process_exists_until_it_is_reaped() {
+        assert!(process_exists(std::process::id()));
+        assert!(process_exists(1), "init is always there");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_exists(pid));
+        assert!(!process_exists(u32::MAX), "not a pid at all");
     }
 }

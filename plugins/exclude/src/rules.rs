@@ -153,9 +153,22 @@ impl Rules {
 /// Whether a folder holds a valid `CACHEDIR.TAG`.
 fn is_cache_dir(dir: &Path) -> bool {
     use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(dir.join("CACHEDIR.TAG")) else {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Only a regular file is a tag: a FIFO of that name blocked the open
+    // (and the backup) for ever, and a symlink led the read anywhere (a
+    // device). Opened without following a link or waiting for a writer,
+    // then checked.
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(dir.join("CACHEDIR.TAG"))
+    else {
         return false;
     };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let mut head = [0u8; 43];
     f.read_exact(&mut head).is_ok() && head == CACHEDIR_SIGNATURE
 }

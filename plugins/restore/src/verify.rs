@@ -76,10 +76,29 @@ fn live_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 /// backup recorded (of whichever kind that checksum is). Holes, where the
 /// file system tells them (`SEEK_DATA`/`SEEK_HOLE`), are hashed as their
 /// zeros without being read, as the backup did.
-fn check_file<'r>(path: &Path, recorded: &'r [u8]) -> std::io::Result<ContentCheck<'r>> {
+///
+/// The file opened must be the one `seen` describes: opened without
+/// following a link or waiting for a writer (a FIFO or a symlink put in
+/// its place since blocked the verify, or led it anywhere).
+fn check_file<'r>(
+    path: &Path,
+    seen: &fs::Metadata,
+    recorded: &'r [u8],
+) -> std::io::Result<ContentCheck<'r>> {
     use rustix::fs::SeekFrom;
-    let mut file = fs::File::open(path)?;
-    let size = file.metadata()?.len();
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)?;
+    let opened = file.metadata()?;
+    if !opened.is_file() || (opened.dev(), opened.ino()) != (seen.dev(), seen.ino()) {
+        return Err(std::io::Error::other("it was replaced while it was being read"));
+    }
+    // Reads block again (a network or FUSE file system may heed the flag).
+    rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty())?;
+    let size = opened.len();
     let mut check = ContentCheck::new(recorded);
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;
@@ -308,7 +327,7 @@ impl Verifier<'_, '_> {
             }
         }
         if kind == EntryKind::File && e.size == m.size() && !e.checksum.is_empty() {
-            match check_file(live, &e.checksum).map(ContentCheck::finish) {
+            match check_file(live, &m, &e.checksum).map(ContentCheck::finish) {
                 // The file on disk is what was backed up: and the backup
                 // still holds it (as Obnam 1.x's verify read it back).
                 Ok(Ok(())) => {
