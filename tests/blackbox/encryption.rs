@@ -1009,6 +1009,77 @@ fn key_remove_leaves_at_least_one_slot_that_can_be_read() {
     with_pass(&w, "aaa", &["ls"]).fails();
 }
 
+/// A passphrase change leaves no slot the old passphrase opens. Found by
+/// an outside review: `key passwd` removed only the slot that opened the
+/// repository, so a second slot of the old passphrase (added twice, or
+/// left by a `key passwd` stopped between its add and its removal and
+/// then run again) kept it working after a change said to have replaced
+/// it. `key add` of a passphrase that opens a slot already adds nothing.
+#[test]
+fn a_passphrase_change_leaves_no_slot_of_the_old_passphrase() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"content");
+    backup(&w, "old", &["--encrypt"]).ok();
+    let refused = run_env(
+        &w,
+        &[("OBNAM_PASSPHRASE", "old"), ("OBNAM_NEW_PASSPHRASE", "old")],
+        &["key", "add"],
+    )
+    .fails();
+    assert!(refused.stderr.contains("opens key slot"), "{refused:#?}");
+    assert_eq!(slot_ids(&w).len(), 1);
+
+    // A change stopped after its add (the crash limit ends the run before
+    // the removal), then run again as a user would.
+    let passwd = |crash: &[&str]| {
+        let mut args = vec!["key", "passwd"];
+        args.extend_from_slice(crash);
+        run_env(
+            &w,
+            &[("OBNAM_PASSPHRASE", "old"), ("OBNAM_NEW_PASSPHRASE", "new")],
+            &args,
+        )
+    };
+    let stopped = passwd(&["--crash-limit", "2"]);
+    assert_eq!(stopped.code, 75, "{stopped:#?}");
+    assert_eq!(slot_ids(&w).len(), 2, "the new slot was added");
+    passwd(&[]).ok();
+    assert_eq!(slot_ids(&w).len(), 1, "one slot, of the new passphrase");
+    with_pass(&w, "new", &["ls"]).ok();
+    with_pass(&w, "old", &["ls"]).fails();
+}
+
+/// A slot that was not made with this repository's key (a slot file
+/// copied from another repository) opens nothing here, so it does not
+/// count as the slot left when another is removed. Found by an outside
+/// review: `key remove` counted it, removed the only working slot, and
+/// no one could open the repository again.
+#[test]
+fn a_slot_of_another_repository_does_not_count_as_the_one_left() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"content");
+    backup(&w, "mine", &["--encrypt"]).ok();
+    let mine = slot_ids(&w).remove(0);
+    let other = BackupWorld::new("c");
+    other.file("b.txt", b"other");
+    backup(&other, "theirs", &["--encrypt"]).ok();
+    let theirs = slot_ids(&other).remove(0);
+    fs::copy(
+        other.repo.join("keys").join(&theirs),
+        w.repo.join("keys").join(&theirs),
+    )
+    .unwrap();
+    let run = with_pass(&w, "mine", &["key", "remove", &mine]).fails();
+    assert!(
+        run.stderr.contains(&format!(
+            "refusing to remove key slot {mine}: no other key slot can be read ({theirs}: it \
+             was not made with this repository's key)"
+        )),
+        "{run:#?}"
+    );
+    with_pass(&w, "mine", &["ls"]).ok();
+}
+
 /// Slots are tried cheapest first. Found by an outside review: anyone who
 /// can write to `keys/` could add slots at the most a KDF may cost, named
 /// to come first, and every open then spent minutes on them.

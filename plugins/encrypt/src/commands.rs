@@ -72,7 +72,14 @@ fn key(ctx: &Context<'_>, args: Vec<OsString>, state: &Shared) -> Result<()> {
                     "would add a key slot for {source} (--pretend: nothing was changed)"
                 ));
             }
-            let id = add(ctx, &repo, keys)?;
+            let secret = crate::secrets::new_secret(ctx)?;
+            if let Some(id) = slots_opened_by(&repo, keys, &secret, &[])?.first() {
+                return Err(Error::msg(format!(
+                    "{} opens key slot {id} already; nothing was added (see obnam key list)",
+                    describe(&secret)
+                )));
+            }
+            let id = add(ctx, &repo, keys, &secret)?;
             if ctx.output_format()?.is_json() {
                 return ctx.outln(&json!({ "added": id }).to_string());
             }
@@ -185,14 +192,49 @@ fn slot_line(id: &str, view: Option<&SlotView>, keys: &Unlocked) -> String {
     }
 }
 
-/// Add a slot for the new secret; returns its id.
-fn add(ctx: &Context<'_>, repo: &Repository, keys: &Unlocked) -> Result<String> {
+/// The key slots of the repository, other than those in `except`, that
+/// `secret` opens, cheapest first (as opening tries them: see
+/// `open::unlock`). Each slot of the secret's kind costs its KDF.
+fn slots_opened_by(
+    repo: &Repository,
+    keys: &Unlocked,
+    secret: &slots::Secret,
+    except: &[&str],
+) -> Result<Vec<String>> {
+    let mut candidates: Vec<(u64, String, KeySlot)> = repo
+        .key_slots()?
+        .into_iter()
+        .filter(|(id, _)| !except.contains(&id.as_str()))
+        .filter_map(|(id, text)| {
+            let slot = slots::parse(&text).ok()?;
+            Some((slots::cost(&slot), id, slot))
+        })
+        .collect();
+    candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    Ok(candidates
+        .into_iter()
+        .filter(|(_, id, slot)| {
+            matches!(
+                slots::unwrap(slot, secret, &keys.repository_id, id),
+                Ok(Some(_))
+            )
+        })
+        .map(|(_, id, _)| id)
+        .collect())
+}
+
+/// Add a slot for `secret`; returns its id.
+fn add(
+    ctx: &Context<'_>,
+    repo: &Repository,
+    keys: &Unlocked,
+    secret: &slots::Secret,
+) -> Result<String> {
     let cost = kdf_cost(ctx)?;
-    let secret = crate::secrets::new_secret(ctx)?;
     let id = slots::new_slot_id().map_err(Error::msg)?;
     let slot = slots::wrap(
         &keys.master,
-        &secret,
+        secret,
         cost,
         keys.cipher,
         &keys.repository_id,
@@ -202,7 +244,7 @@ fn add(ctx: &Context<'_>, repo: &Repository, keys: &Unlocked) -> Result<String> 
     .map_err(Error::msg)?;
     let text = serde_json::to_string_pretty(&slot).map_err(|e| Error::msg(e.to_string()))?;
     repo.put_key_slot(&id, &text)?;
-    plugin_api::tracing::info!("added key slot {id} for {}", describe(&secret));
+    plugin_api::tracing::info!("added key slot {id} for {}", describe(secret));
     Ok(id)
 }
 
@@ -244,7 +286,15 @@ fn check_removable(repo: &Repository, keys: &Unlocked, id: &str) -> Result<()> {
     let mut unusable = Vec::new();
     for (other, text) in slots.iter().filter(|(s, _)| s != id) {
         match slots::usable(text) {
-            Ok(_) => return Ok(()),
+            // A slot whose details do not open with this repository's key
+            // was not made for it (copied from another repository, or
+            // planted): it opens nothing here.
+            Ok(slot) => match slots::origin_of(&slot, &keys.master, &keys.repository_id, other) {
+                Ok(_) => return Ok(()),
+                Err(_) => unusable.push(format!(
+                    "{other}: it was not made with this repository's key"
+                )),
+            },
             Err(why) => unusable.push(format!("{other}: {why}")),
         }
     }
@@ -307,18 +357,43 @@ fn passwd(ctx: &Context<'_>, state: &Shared) -> Result<()> {
                  another run meanwhile; nothing was changed (see obnam key list)"
             )));
         }
-        let new = add(ctx, &repo, keys)?;
-        remove_keeping_one(&repo, keys, &old).map_err(|e| {
-            Error::msg(format!(
-                "added key slot {new}, but key slot {old} was not removed: {e}"
-            ))
-        })?;
-        Ok(new)
+        // A slot the new secret opens already (left by a `key passwd`
+        // stopped between its add and its removal, and now run again) is
+        // kept, not doubled.
+        let secret = crate::secrets::new_secret(ctx)?;
+        let new = match slots_opened_by(&repo, keys, &secret, &[&old])?.first() {
+            Some(id) => id.clone(),
+            None => add(ctx, &repo, keys, &secret)?,
+        };
+        // Every slot the old secret opens goes, not only the one that
+        // opened the repository: a second one (the same passphrase added
+        // twice, or the slot a stopped `key passwd` added before it is
+        // run again with the old passphrase) kept the old secret working
+        // after a change said to have replaced it.
+        let mut also = slots_opened_by(&repo, keys, &keys.secret, &[&old, &new])?;
+        also.retain(|id| *id != new);
+        for id in std::iter::once(&old).chain(&also) {
+            remove_keeping_one(&repo, keys, id).map_err(|e| {
+                Error::msg(format!(
+                    "key slot {new} opens with the new secret, but key slot {id} was not \
+                     removed: {e}"
+                ))
+            })?;
+        }
+        Ok((new, also))
     })?;
+    let (new, also) = new;
     if ctx.output_format()?.is_json() {
-        return ctx.outln(&json!({ "removed": old, "added": new }).to_string());
+        return ctx
+            .outln(&json!({ "removed": old, "added": new, "also_removed": also }).to_string());
     }
-    ctx.outln(&format!("replaced key slot {old} by {new}"))
+    ctx.outln(&format!("replaced key slot {old} by {new}"))?;
+    for id in &also {
+        ctx.outln(&format!(
+            "removed key slot {id}, which the old secret opened as well"
+        ))?;
+    }
+    Ok(())
 }
 
 fn client_keys(ctx: &Context<'_>, args: Vec<OsString>, state: &Shared) -> Result<()> {

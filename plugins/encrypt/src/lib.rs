@@ -62,6 +62,9 @@ pub struct Unlocked {
     pub master: MasterKey,
     /// The key slot that opened it (none when it was just created).
     pub opened_with: Option<String>,
+    /// The secret that opened (or created) it: `key passwd` removes every
+    /// slot it opens, not only the one it opened first.
+    pub secret: slots::Secret,
 }
 
 /// The state shared by the hook callback, the filter and the commands.

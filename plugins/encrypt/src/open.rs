@@ -187,6 +187,7 @@ fn create(
         cipher,
         master,
         opened_with: None,
+        secret,
     })
 }
 
@@ -257,6 +258,7 @@ fn unlock(
                     cipher,
                     master,
                     opened_with: Some((*id).clone()),
+                    secret,
                 });
             }
             Ok(None) => {}

@@ -94,7 +94,9 @@ fn check_file<'r>(
         .open(path)?;
     let opened = file.metadata()?;
     if !opened.is_file() || (opened.dev(), opened.ino()) != (seen.dev(), seen.ino()) {
-        return Err(std::io::Error::other("it was replaced while it was being read"));
+        return Err(std::io::Error::other(
+            "it was replaced while it was being read",
+        ));
     }
     // Reads block again (a network or FUSE file system may heed the flag).
     rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty())?;
