@@ -179,6 +179,49 @@ fn every_cipher_works_and_an_unknown_cipher_is_refused_before_anything_is_writte
     }
 }
 
+/// A config naming another cipher than the repository's key slots were
+/// made with was changed: refused on a machine that never used the
+/// repository too, which has no record of the config to go by. Found by
+/// an outside review: such a machine's backup wrote a generation neither
+/// cipher reads back, exit 0, and called the sound ones damaged, advising
+/// `obnam forget` of them.
+#[test]
+fn a_config_naming_another_cipher_is_refused_on_a_new_machine_too() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"content");
+    backup(&w, "pw", &["--encrypt", "--cipher", "xaes-256-gcm"]).ok();
+    let config = w.repo.join("config");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(&config, text.replace("xaes-256-gcm", "xchacha20-poly1305")).unwrap();
+    let before = files_under(&w.repo);
+    let fresh = w.env.path().join("new-machine-state");
+    for args in [&["backup", w.data.to_str().unwrap()][..], &["generations"]] {
+        let run = run(w
+            .env
+            .obnam()
+            .env("OBNAM_PASSPHRASE", "pw")
+            .env("XDG_STATE_HOME", &fresh)
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", &w.client])
+            .args(args))
+        .fails();
+        assert!(
+            run.stderr
+                .contains("config names cipher xchacha20-poly1305, but its key slot")
+                && run.stderr.contains("was made with xaes-256-gcm")
+                && !run.stderr.contains("forget"),
+            "{args:?}: {run:#?}"
+        );
+    }
+    let after = files_under(&w.repo);
+    let written: Vec<_> = after
+        .keys()
+        .filter(|p| !before.contains_key(*p) && !p.starts_with(w.repo.join("locks")))
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+}
+
 /// A new encrypted repository gets XAES-256-GCM where the processor has
 /// instructions for AES and GCM, XChaCha20-Poly1305 elsewhere: the two
 /// ciphers whose random nonces are safe for any number of objects.

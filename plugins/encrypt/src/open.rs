@@ -251,6 +251,22 @@ fn unlock(
         plugin_api::tracing::debug!("trying key slot {id} of {url}");
         match slots::unwrap(slot, &secret, &repository_id, id) {
             Ok(Some(master)) => {
+                // Every slot is made with the repository's cipher, and the
+                // slot's is authentic (the key unwrapped with it). The
+                // config is not sealed: one naming another cipher was
+                // changed, and a run with it wrote what neither cipher
+                // reads back (and took every sound record for damaged).
+                if Cipher::from_name(&slot.cipher) != Some(cipher) {
+                    return Err(Error::msg(format!(
+                        "repository {url}'s config names cipher {}, but its key slot {id} (which \
+                         the secret opens) was made with {}, as every slot is made with the \
+                         repository's cipher: the config was changed; nothing was done (put \
+                         back cipher {} in its config)",
+                        cipher.name(),
+                        slot.cipher,
+                        slot.cipher
+                    )));
+                }
                 plugin_api::tracing::debug!("opened {url} with key slot {id}");
                 return Ok(Unlocked {
                     url,
