@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use obnam_test_support::{noise, BackupWorld, Run};
+use obnam_test_support::{noise, BackupWorld, Run, TestEnv};
 
 /// Far longer than any of these backups takes when it works.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -507,4 +507,71 @@ fn a_file_that_fails_while_read_counts_as_an_error_only() {
     assert_eq!(summary["errors"], 1, "{summary:#}");
     assert_eq!(summary["files"], 1, "{summary:#}");
     assert_eq!(summary["bytes_found"], 10, "{summary:#}");
+}
+
+/// Two users of one machine backing up into one repository as one client
+/// (the host name, by default) share one history, and each one's `forget`
+/// keeps the latest backups of either: the backup says so, as it does of
+/// two machines. Found by an outside review: nothing was said, and one
+/// user's `forget --keep 1` removed every backup of the other.
+#[test]
+fn a_backup_after_another_users_says_so() {
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: playing another user needs root");
+        return;
+    }
+    let env = TestEnv::new();
+    let shared = env.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::write(shared.join("f"), b"theirs").unwrap();
+    let someone = 4242;
+    for path in [env.path(), &shared] {
+        std::os::unix::fs::chown(path, Some(someone), Some(someone)).unwrap();
+        fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    std::os::unix::fs::chown(shared.join("f"), Some(someone), Some(someone)).unwrap();
+    let repo = shared.join("repo");
+    let backup = |as_user: bool| {
+        let mut direct = env.obnam();
+        direct
+            .env("HOME", &shared)
+            .args(["--client-name", "host", "--repository"])
+            .arg(&repo)
+            .arg("backup")
+            .arg(shared.join("f"));
+        if !as_user {
+            return obnam_test_support::run(&mut direct);
+        }
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args([
+            "--reuid",
+            &someone.to_string(),
+            "--regid",
+            &someone.to_string(),
+            "--clear-groups",
+        ])
+        .arg(direct.get_program())
+        .args(direct.get_args())
+        .current_dir(&shared);
+        for (key, value) in direct.get_envs() {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
+        obnam_test_support::run(&mut cmd)
+    };
+    let theirs = backup(true).ok();
+    assert!(!theirs.stderr.contains("another user"), "{theirs:#?}");
+    let mine = backup(false).ok();
+    assert!(
+        mine.stderr.contains(&format!(
+            "was made by another user of this machine (uid {someone}; this is uid 0)"
+        )) && mine
+            .stderr
+            .contains("give each user their own --client-name"),
+        "{mine:#?}"
+    );
+    let again = backup(false).ok();
+    assert!(!again.stderr.contains("another user"), "{again:#?}");
 }

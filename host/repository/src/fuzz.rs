@@ -106,6 +106,7 @@ fn valid_generation() -> Vec<u8> {
         seq: 6,
         machine: "0123456789abcdef0123456789abcdef".into(),
         host: "h".into(),
+        uid: Some(7),
     })
     .unwrap()
 }

@@ -539,6 +539,24 @@ impl GenerationBuilder {
             );
             latest = None;
         }
+        // Another user's, on this machine: the same files, but one history
+        // shared by two people, each of whose 'forget' keeps the latest
+        // backups of either.
+        let me = rustix::process::geteuid().as_raw();
+        if let Some((gen, uid)) = latest
+            .as_ref()
+            .and_then(|g| Some((g, g.uid?)))
+            .filter(|(_, uid)| *uid != me)
+        {
+            tracing::warn!(
+                "the latest backup of client '{}' (generation {}) was made by another user of \
+                 this machine (uid {uid}; this is uid {me}): users who back up as one client \
+                 share one history, and 'forget' keeps the latest backups of either; give each \
+                 user their own --client-name (it defaults to the host name)",
+                crate::error::shown(client),
+                gen.id
+            );
+        }
         let root = match &latest {
             Some(gen) => Node::load(
                 &Trees {
@@ -731,6 +749,7 @@ impl GenerationBuilder {
             seq: state.next_seq,
             machine: self.repo.machine.clone(),
             host: crate::lock::host_name(),
+            uid: Some(rustix::process::geteuid().as_raw()),
         };
         // A run whose lock was broken meanwhile commits nothing: a prune
         // that took it for gone may have deleted what it refers to.

@@ -67,6 +67,12 @@ pub struct Generation {
     /// The host name of that machine, for messages.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub host: String,
+    /// The user (id) who ran the backup that made it; `None` in
+    /// generations written before obnam recorded it. Users of one machine
+    /// who back up into one repository under one client name (the host
+    /// name, by default) share one history, as two machines would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
 }
 
 impl crate::damaged_records::Record for Generation {
