@@ -33,7 +33,7 @@ use plugin_api::{Context, Entry, EntryKind, GenerationInfo, GenerationReader, Re
 
 use crate::format;
 use crate::links::{recorded_object, LinkTable};
-use crate::listing::{bytes_fields, kind_name, pretty};
+use crate::listing::{bytes_fields, kind_name};
 use crate::names::{self, escape};
 use crate::select;
 
@@ -369,30 +369,29 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     ]
     .map(|c| (c, count(c)));
     if ctx.output_format()?.is_json() {
-        let changes: Vec<Value> = lines
-            .iter()
-            .map(|l| {
-                let mut obj = serde_json::Map::new();
-                bytes_fields(&mut obj, "path", &l.path);
-                obj.insert("change".into(), json!(l.change.word()));
-                obj.insert("kind".into(), json!(kind_name(l.kind)));
-                obj.insert("what".into(), json!(l.what));
-                Value::Object(obj)
-            })
-            .collect();
+        // One object, `{"changes", "from", "summary", "to"}` as a pretty
+        // printer orders and indents it, with the changes printed as they
+        // are made rather than all held as JSON values first.
+        ctx.outln("{")?;
+        let mut changes = crate::listing::PrettyArray::new(ctx, "  \"changes\": ", 1);
+        for l in &lines {
+            let mut obj = serde_json::Map::new();
+            bytes_fields(&mut obj, "path", &l.path);
+            obj.insert("change".into(), json!(l.change.word()));
+            obj.insert("kind".into(), json!(kind_name(l.kind)));
+            obj.insert("what".into(), json!(l.what));
+            changes.push(&Value::Object(obj))?;
+        }
+        changes.finish(",")?;
         let mut totals = serde_json::Map::new();
         for (c, n) in summary {
             totals.insert(c.word().into(), json!(n));
         }
-        return pretty(
-            ctx,
-            &json!({
-                "from": old_gen.id,
-                "to": new_gen.id,
-                "changes": changes,
-                "summary": totals,
-            }),
-        );
+        let totals = serde_json::to_string_pretty(&totals)?.replace('\n', "\n  ");
+        ctx.outln(&format!("  \"from\": {},", json!(old_gen.id)))?;
+        ctx.outln(&format!("  \"summary\": {totals},"))?;
+        ctx.outln(&format!("  \"to\": {}", json!(new_gen.id)))?;
+        return ctx.outln("}");
     }
     ctx.outln(&format!("comparing {} with {}", old_gen.id, new_gen.id))?;
     for l in &lines {

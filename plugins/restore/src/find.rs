@@ -27,7 +27,7 @@ use patterns::Pattern;
 use plugin_api::{Context, Entry, EntryKind, GenerationReader, Result, TreeId};
 
 use crate::format;
-use crate::listing::{bytes_fields, kind_name, pretty, time_fields};
+use crate::listing::{bytes_fields, kind_name, time_fields};
 use crate::names::{self, escape};
 use crate::select;
 
@@ -232,21 +232,22 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     }
     // Each path's versions in the order of the first generation they are in.
     let order = |ids: &Vec<String>| searched.iter().position(|g| g.id == ids[0]);
-    let json = ctx.output_format()?.is_json();
-    let mut list = Vec::new();
+    let mut json = ctx
+        .output_format()?
+        .is_json()
+        .then(|| crate::listing::PrettyArray::new(ctx, "", 0));
     for (path, versions) in &results {
         let mut versions: Vec<_> = versions.iter().collect();
         versions.sort_by_key(|(_, ids)| order(ids));
         for (version, ids) in versions {
-            if json {
-                list.push(json_version(path, version, ids));
-            } else {
-                ctx.outln(&text_line(path, version, ids))?;
+            match json.as_mut() {
+                Some(array) => array.push(&json_version(path, version, ids))?,
+                None => ctx.outln(&text_line(path, version, ids))?,
             }
         }
     }
-    if json {
-        pretty(ctx, &Value::Array(list))?;
+    match json {
+        Some(array) => array.finish(""),
+        None => Ok(()),
     }
-    Ok(())
 }

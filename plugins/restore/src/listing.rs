@@ -34,6 +34,62 @@ pub(crate) fn pretty(ctx: &Context<'_>, value: &Value) -> Result<()> {
     ctx.outln(&serde_json::to_string_pretty(value)?)
 }
 
+/// A JSON array printed an element at a time, exactly as
+/// `serde_json::to_string_pretty` prints it whole: a command with a
+/// million results held a million `Value`s first (4 GB for `find`).
+pub(crate) struct PrettyArray<'c, 'a> {
+    ctx: &'c Context<'a>,
+    /// What comes before the `[` on its line (`  "changes": `).
+    head: String,
+    /// How deep the array is (two spaces a level).
+    level: usize,
+    /// The element printed last, held until it is known whether a comma
+    /// follows it.
+    pending: Option<String>,
+    started: bool,
+}
+
+impl<'c, 'a> PrettyArray<'c, 'a> {
+    pub(crate) fn new(ctx: &'c Context<'a>, head: &str, level: usize) -> Self {
+        PrettyArray {
+            ctx,
+            head: head.to_string(),
+            level,
+            pending: None,
+            started: false,
+        }
+    }
+
+    pub(crate) fn push(&mut self, value: &Value) -> Result<()> {
+        let inner = " ".repeat(2 * (self.level + 1));
+        let text = serde_json::to_string_pretty(value)?
+            .lines()
+            .map(|line| format!("{inner}{line}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !self.started {
+            self.ctx.outln(&format!("{}[", self.head))?;
+            self.started = true;
+        }
+        if let Some(previous) = self.pending.replace(text) {
+            self.ctx.outln(&format!("{previous},"))?;
+        }
+        Ok(())
+    }
+
+    /// End the array; `tail` follows its `]` on the line (a comma).
+    pub(crate) fn finish(self, tail: &str) -> Result<()> {
+        if !self.started {
+            return self.ctx.outln(&format!("{}[]{tail}", self.head));
+        }
+        if let Some(last) = &self.pending {
+            self.ctx.outln(last)?;
+        }
+        self.ctx
+            .outln(&format!("{}]{tail}", " ".repeat(2 * self.level)))
+    }
+}
+
 /// `obnam clients`: one client name per line.
 pub fn clients(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     no_arguments("clients", &args)?;
