@@ -288,7 +288,7 @@ fn encrypted_repositories_round_trip(backend: Backend) {
     let run = with("wrong", &["ls"]).fails();
     assert!(
         run.stderr
-            .contains("does not open any of its 1 key slot(s)"),
+            .contains("does not open any of its 1 passphrase slot(s)"),
         "{}",
         run.stderr
     );

@@ -247,6 +247,13 @@ fn unlock(
         }
     }
     parsed.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let unreadable = slots.len() - parsed.len();
+    let of_its_kind = parsed
+        .iter()
+        .filter(|(_, _, slot)| slot.kind == secret.kind())
+        .count();
+    let other_kinds = parsed.len() - of_its_kind;
+    let mut damaged = 0;
     for (_, id, slot) in &parsed {
         plugin_api::tracing::debug!("trying key slot {id} of {url}");
         match slots::unwrap(slot, &secret, &repository_id, id) {
@@ -279,13 +286,34 @@ fn unlock(
             }
             Ok(None) => {}
             Err(e) => {
+                damaged += 1;
                 plugin_api::tracing::warn!("key slot {id} of {url} is damaged and was skipped: {e}")
             }
         }
     }
+    // Said of the slots it could have opened: a damaged slot, or one of
+    // another kind (a key file's, for a passphrase), is no sign of a
+    // wrong passphrase.
+    let kind = secret.kind();
+    let mut also = Vec::new();
+    if unreadable + damaged > 0 {
+        also.push(format!(
+            "{} damaged (see the warnings)",
+            unreadable + damaged
+        ));
+    }
+    if other_kinds > 0 {
+        also.push(format!("{other_kinds} of another kind than {kind}"));
+    }
+    let also = if also.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} slot(s) in all: {})", slots.len(), also.join(", "))
+    };
+    let tried = of_its_kind - damaged;
     Err(Error::msg(format!(
-        "cannot open repository {url}: {} does not open any of its {} key slot(s)",
+        "cannot open repository {url}: {} does not open any of its {tried} {kind} \
+         slot(s){also}",
         describe(&secret),
-        slots.len()
     )))
 }

@@ -58,7 +58,7 @@ pub enum Secret {
 }
 
 impl Secret {
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Secret::Passphrase(..) => "passphrase",
             Secret::KeyFile(..) => "key-file",
