@@ -89,19 +89,44 @@ pub fn parse_level(text: &str) -> Option<LogLevel> {
     })
 }
 
+/// Open the log file for appending (made 0600 if new). Not through a
+/// symbolic link, and only a regular file: a link planted where a log
+/// goes (in `/tmp`) had a run, as root too, append to whatever it named,
+/// and a FIFO blocked the run.
+fn open_log(path: &Path) -> std::io::Result<File> {
+    let not_a_file = || std::io::Error::other("it is not a regular file");
+    if path
+        .symlink_metadata()
+        .is_ok_and(|m| !m.is_file() && !m.is_symlink())
+    {
+        return Err(not_a_file());
+    }
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => std::io::Error::other(
+                "it is a symbolic link, and a log file is not written through one",
+            ),
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(not_a_file());
+    }
+    Ok(file)
+}
+
 /// Name the log file (if any) and level; write out what was buffered.
 pub fn configure(file: Option<&Path>, level: LogLevel, quiet: bool) -> std::io::Result<()> {
     let st = state();
     st.quiet.store(quiet, Ordering::Relaxed);
     st.file_level.store(level as u8, Ordering::Relaxed);
     let mut opened = match file {
-        Some(path) => Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)?,
-        ),
+        Some(path) => Some(open_log(path)?),
         None => None,
     };
     *st.path.lock().unwrap_or_else(|e| e.into_inner()) = file.map(Path::to_path_buf);

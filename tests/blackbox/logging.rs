@@ -141,3 +141,42 @@ fn quiet_in_a_config_file_silences_the_warnings_of_loading_too() {
         "the warning, then the error: {run:#?}"
     );
 }
+
+/// A log file is not written through a symbolic link, nor into anything
+/// but a regular file: a link planted where a log goes (in `/tmp`) had a
+/// run, as root too, append to whatever it named, and a FIFO blocked it.
+/// Each is refused, naming the log file; nothing is written where the
+/// link leads.
+#[test]
+fn a_log_is_not_written_through_a_link_or_into_a_fifo() {
+    let env = TestEnv::new();
+    let victim = env.path().join("victim");
+    fs::write(&victim, "precious\n").unwrap();
+    let link = env.path().join("link.log");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let fifo = env.path().join("fifo.log");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for (log, why) in [
+        (
+            &link,
+            "it is a symbolic link, and a log file is not written through one",
+        ),
+        (&fifo, "it is not a regular file"),
+    ] {
+        let run = obnam_test_support::run_with_deadline(
+            env.obnam().arg("--log").arg(log).arg("clients"),
+            std::time::Duration::from_secs(60),
+        )
+        .fails();
+        assert!(
+            run.stderr
+                .contains(&format!("cannot open log file {}: {why}", log.display())),
+            "{run:#?}"
+        );
+    }
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+}
