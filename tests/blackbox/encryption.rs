@@ -1579,3 +1579,50 @@ fn a_damaged_only_slot_is_not_taken_for_a_wrong_passphrase() {
         "{run:#?}"
     );
 }
+
+/// A passphrase or key file that others may read, or that belongs to
+/// another user, is warned about (whoever reads it opens the repository):
+/// found by an outside review, a key file planted where a new
+/// repository's was looked for became its key without a word.
+#[test]
+fn a_secret_file_others_may_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"content");
+    let file = w.env.path().join("pass");
+    fs::write(&file, "pw\n").unwrap();
+    let with_file = || {
+        run(w
+            .env
+            .obnam()
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", &w.client])
+            .args(CHEAP_KDF)
+            .arg("--passphrase-file")
+            .arg(&file)
+            .args(["--encrypt", "backup"])
+            .arg(&w.data))
+        .ok()
+    };
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    let open = with_file();
+    assert!(
+        open.stderr.contains(&format!(
+            "WARNING: passphrase file {} may be read by others (mode 644)",
+            file.display()
+        )),
+        "{open:#?}"
+    );
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    let private = with_file();
+    assert!(!private.stderr.contains("WARNING"), "{private:#?}");
+    if obnam_test_support::running_as_root() {
+        std::os::unix::fs::chown(&file, Some(4242), None).unwrap();
+        let theirs = with_file();
+        assert!(
+            theirs.stderr.contains("belongs to another user (uid 4242)"),
+            "{theirs:#?}"
+        );
+    }
+}

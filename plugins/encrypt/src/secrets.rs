@@ -50,6 +50,9 @@ fn read_bounded(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
         ))
     };
     let file = opened.map_err(|e| Error::msg(format!("cannot read {what} {path}: {e}")))?;
+    if let Ok(meta) = file.metadata() {
+        warn_if_others_may_read(&meta, what, &path);
+    }
     // A regular file's size tells at once, without reading it.
     if file
         .metadata()
@@ -68,6 +71,32 @@ fn read_bounded(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
         return Err(too_big());
     }
     Ok(bytes)
+}
+
+/// Warn of a secret's file that others may read, or that belongs to
+/// another user (one who could read it, or change it: a key file planted
+/// where a new repository's is looked for becomes that repository's key,
+/// known to whoever planted it). As ssh does of a private key, but a
+/// warning, not a refusal: the file is the user's to keep as they choose.
+fn warn_if_others_may_read(meta: &std::fs::Metadata, what: &str, path: &str) {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_file() {
+        return;
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        plugin_api::tracing::warn!(
+            "{what} {path} belongs to another user (uid {}): they can read it, and whoever \
+             holds it opens the repository",
+            meta.uid()
+        );
+    } else if meta.mode() & 0o077 != 0 {
+        plugin_api::tracing::warn!(
+            "{what} {path} may be read by others (mode {:o}): whoever reads it opens the \
+             repository (chmod 600 it)",
+            meta.mode() & 0o7777
+        );
+    }
 }
 
 /// A key or passphrase file's name need not be UTF-8: messages show it
