@@ -542,23 +542,8 @@ fn a_backup_after_another_users_says_so() {
         if !as_user {
             return obnam_test_support::run(&mut direct);
         }
-        let mut cmd = std::process::Command::new("setpriv");
-        cmd.args([
-            "--reuid",
-            &someone.to_string(),
-            "--regid",
-            &someone.to_string(),
-            "--clear-groups",
-        ])
-        .arg(direct.get_program())
-        .args(direct.get_args())
-        .current_dir(&shared);
-        for (key, value) in direct.get_envs() {
-            match value {
-                Some(v) => cmd.env(key, v),
-                None => cmd.env_remove(key),
-            };
-        }
+        let mut cmd = obnam_test_support::as_user(&direct, someone, &[]);
+        cmd.current_dir(&shared);
         obnam_test_support::run(&mut cmd)
     };
     let theirs = backup(true).ok();

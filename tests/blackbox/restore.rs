@@ -1041,3 +1041,62 @@ fn a_time_the_file_system_cannot_hold_is_an_error_naming_it() {
     }
     assert!(!restored.stderr.contains("past"), "{restored:#?}");
 }
+
+/// A restore not as root gives an object its group where the user is in
+/// that group (as `tar` and `cp -p` do: a shared project folder keeps its
+/// group), and keeps a setgid bit only then: found by an outside review,
+/// the group was never restored, and a setgid file came back setgid to
+/// the user's own group.
+#[test]
+fn a_restore_not_as_root_gives_the_groups_the_user_is_in() {
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: playing a user in some groups needs root");
+        return;
+    }
+    let (user, project, other) = (4242u32, 4343u32, 4444u32);
+    let env = TestEnv::new();
+    fs::set_permissions(env.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let home = env.path().join("home-of-user");
+    let data = home.join("data");
+    fs::create_dir_all(data.join("shared")).unwrap();
+    fs::write(data.join("tool"), b"#!/bin/sh\n").unwrap();
+    fs::write(data.join("other"), b"x").unwrap();
+    for (path, gid, mode) in [
+        (data.join("shared"), project, 0o2775),
+        (data.join("tool"), project, 0o2755),
+        (data.join("other"), other, 0o2755),
+    ] {
+        std::os::unix::fs::chown(&path, Some(user), Some(gid)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+    for path in [&home, &data] {
+        std::os::unix::fs::chown(path, Some(user), Some(user)).unwrap();
+    }
+    let as_user = |args: &[&OsStr]| {
+        let mut direct = env.obnam();
+        direct
+            .env("HOME", &home)
+            .arg("--repository")
+            .arg(home.join("repo"))
+            .args(args)
+            .current_dir(&home);
+        obnam_test_support::run(&mut obnam_test_support::as_user(&direct, user, &[project]))
+    };
+    as_user(&[OsStr::new("backup"), data.as_os_str()]).ok();
+    let to = home.join("restored");
+    as_user(&[OsStr::new("restore"), OsStr::new("--to"), to.as_os_str()]).ok();
+    let restored = to.join(data.strip_prefix("/").unwrap());
+    for (name, gid, mode) in [
+        ("shared", project, 0o2775),
+        ("tool", project, 0o2755),
+        // Not the user's group: their own, and no setgid bit naming it.
+        ("other", user, 0o755),
+    ] {
+        let meta = fs::symlink_metadata(restored.join(name)).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (user, gid, mode),
+            "{name}"
+        );
+    }
+}

@@ -266,6 +266,22 @@ pub fn under_ulimit(direct: &Command, limit: &str) -> Command {
     wrapped(direct, "sh", &["-c", &script])
 }
 
+/// `direct` run as user `uid` (group `uid`, and the supplementary
+/// `groups`), by `setpriv`: for tests, run as root, that play another
+/// user. The user needs no account.
+pub fn as_user(direct: &Command, uid: u32, groups: &[u32]) -> Command {
+    let (uid, gid) = (uid.to_string(), uid.to_string());
+    let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+    let groups = groups.join(",");
+    let mut args = vec!["--reuid", &uid, "--regid", &gid];
+    if groups.is_empty() {
+        args.push("--clear-groups");
+    } else {
+        args.extend(["--groups", &groups]);
+    }
+    wrapped(direct, "setpriv", &args)
+}
+
 /// Run a prepared command and collect its result.
 pub fn run(cmd: &mut Command) -> Run {
     Run::from_output(cmd.output().expect("run obnam"))

@@ -49,14 +49,52 @@ impl Policy {
         }
     }
 
-    /// The permission bits to give a restored object.
+    /// The permission bits to give a restored object. Not root, the
+    /// setuid bit only of one's own objects, and the setgid bit only where
+    /// the group is one's own too (a restore not as root gives an object
+    /// its group only if the user is in it: see [`owner_to_set`](Self::owner_to_set)),
+    /// else the bit would name another group than the one recorded.
     pub fn final_mode(&self, entry: &Entry) -> u32 {
         let mut mode = entry.mode & 0o7777;
         if !self.is_root && entry.uid != self.euid {
             mode &= !0o6000;
         }
+        if !self.is_root && !is_member_of(entry.gid) {
+            mode &= !0o2000;
+        }
         mode
     }
+
+    /// The owner and group to give a restored object: root gives both;
+    /// anyone else gives its group, if they are in that group (as `tar`
+    /// and `cp -p` do: a shared project folder keeps its group), and
+    /// nothing otherwise.
+    fn owner_to_set(&self, entry: &Entry) -> Option<(Option<Uid>, Option<Gid>)> {
+        if self.is_root {
+            Some(owner(entry))
+        } else if is_member_of(entry.gid) {
+            Some((None, Some(Gid::from_raw(entry.gid))))
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether the restoring process is in group `gid` (its effective group
+/// or one of its supplementary groups).
+fn is_member_of(gid: u32) -> bool {
+    static GROUPS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    GROUPS
+        .get_or_init(|| {
+            let mut groups: Vec<u32> = rustix::process::getgroups()
+                .unwrap_or_default()
+                .into_iter()
+                .map(Gid::as_raw)
+                .collect();
+            groups.push(rustix::process::getegid().as_raw());
+            groups
+        })
+        .contains(&gid)
 }
 
 fn mtime(entry: &Entry) -> Timestamps {
@@ -172,8 +210,7 @@ fn drop_inherited_acls(
 /// descriptor. Returns what could not be set.
 pub fn apply_fd(fd: BorrowedFd<'_>, entry: &Entry, policy: &Policy) -> Vec<String> {
     let mut problems = Vec::new();
-    if policy.is_root {
-        let (uid, gid) = owner(entry);
+    if let Some((uid, gid)) = policy.owner_to_set(entry) {
         note(
             &mut problems,
             owner_problem(entry),
@@ -243,8 +280,7 @@ pub fn apply_symlink(
     policy: &Policy,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    if policy.is_root {
-        let (uid, gid) = owner(entry);
+    if let Some((uid, gid)) = policy.owner_to_set(entry) {
         note(
             &mut problems,
             owner_problem(entry),
@@ -290,8 +326,7 @@ pub fn apply_node(
         Ok(_) => {}
         Err(e) => return vec![format!("cannot check what it is: {e}")],
     }
-    if policy.is_root {
-        let (uid, gid) = owner(entry);
+    if let Some((uid, gid)) = policy.owner_to_set(entry) {
         note(
             &mut problems,
             owner_problem(entry),
