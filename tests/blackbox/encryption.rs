@@ -1626,3 +1626,59 @@ fn a_secret_file_others_may_read_is_warned_about() {
         );
     }
 }
+
+/// `key passwd` replaces the slot of the secret that opened the
+/// repository by one of the same kind. Found by an outside review: opened
+/// with a key file (what unattended backups use) and given a new
+/// passphrase, it replaced the key file's slot by a passphrase's, and
+/// the key file opened nothing any more.
+#[test]
+fn key_passwd_keeps_the_kind_of_the_slot_it_replaces() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"content");
+    backup(&w, "pw", &["--encrypt"]).ok();
+    let key_file = w.env.path().join("key");
+    let new_key_file = w.env.path().join("new-key");
+    let key = key_file.to_str().unwrap();
+    run_env(
+        &w,
+        &[("OBNAM_PASSPHRASE", "pw")],
+        &["--new-key-file", key, "key", "add"],
+    )
+    .ok();
+    let before = slot_ids(&w);
+    let refused = run_env(
+        &w,
+        &[("OBNAM_NEW_PASSPHRASE", "other")],
+        &["--key-file", key, "key", "passwd"],
+    )
+    .fails();
+    assert!(
+        refused.stderr.contains(
+            "a key-file slot, by one of the same kind, but the new secret is a passphrase"
+        ),
+        "{refused:#?}"
+    );
+    assert_eq!(slot_ids(&w), before);
+    run_env(
+        &w,
+        &[],
+        &[
+            "--key-file",
+            key,
+            "--new-key-file",
+            new_key_file.to_str().unwrap(),
+            "key",
+            "passwd",
+        ],
+    )
+    .ok();
+    run_env(
+        &w,
+        &[],
+        &["--key-file", new_key_file.to_str().unwrap(), "ls"],
+    )
+    .ok();
+    run_env(&w, &[], &["--key-file", key, "ls"]).fails();
+    with_pass(&w, "pw", &["ls"]).ok();
+}

@@ -361,6 +361,18 @@ fn passwd(ctx: &Context<'_>, state: &Shared) -> Result<()> {
         // stopped between its add and its removal, and now run again) is
         // kept, not doubled.
         let secret = crate::secrets::new_secret(ctx)?;
+        // A key file's slot (what unattended backups open with) is not
+        // turned into a passphrase's, nor the other way round, by a run
+        // that merely opened the repository with it.
+        if secret.kind() != keys.secret.kind() {
+            return Err(Error::msg(format!(
+                "key passwd replaces the slot of the secret that opened the repository, a {} \
+                 slot, by one of the same kind, but the new secret is a {}; nothing was \
+                 changed (open it with the secret to replace, or use key add and key remove)",
+                keys.secret.kind(),
+                secret.kind()
+            )));
+        }
         let new = match slots_opened_by(&repo, keys, &secret, &[&old])?.first() {
             Some(id) => id.clone(),
             None => add(ctx, &repo, keys, &secret)?,
