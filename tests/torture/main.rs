@@ -1,7 +1,8 @@
 //! The torture harness: seeded, randomized schedules of real `obnam`
 //! processes — backups, restores, `ls`, fsck, forget and prune of several
 //! clients, simultaneous runs (of one client too), `kill -9`, `SIGINT`,
-//! the crash limit and injected storage faults — against one repository,
+//! the crash limit and injected storage faults, and passphrase changes
+//! of encrypted repositories under the same faults — against one repository,
 //! with a model of what must be true after every step (see `world.rs` for
 //! the invariants; `forget.rs` and `prune.rs` for what the model reads
 //! from those commands).

@@ -90,6 +90,8 @@ use crate::rng::Rng;
 use crate::runs::{run_together, Fault, Outcome};
 use crate::sources::Source;
 
+mod keys;
+
 /// What one schedule is made of.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -136,6 +138,10 @@ pub struct Stats {
     pub records_damaged: u64,
     /// Prune plans damaged by the harness, then removed by a prune.
     pub plans_damaged: u64,
+    /// Passphrase changes (`key passwd`), and those stopped by a fault
+    /// before they finished (then run again).
+    pub key_changes: u64,
+    pub key_changes_stopped: u64,
 }
 
 impl Stats {
@@ -155,6 +161,8 @@ impl Stats {
         self.fscks += o.fscks;
         self.records_damaged += o.records_damaged;
         self.plans_damaged += o.plans_damaged;
+        self.key_changes += o.key_changes;
+        self.key_changes_stopped += o.key_changes_stopped;
         self.forgets += o.forgets;
         self.forgets_reported += o.forgets_reported;
         self.generations_forgotten += o.generations_forgotten;
@@ -176,7 +184,7 @@ impl std::fmt::Display for Stats {
              {} forgets ({} reported success, {} committed generations removed), \
              {} prunes ({} reported success, {} deferred; {} packs deleted, {} rewritten), \
              {} generation records damaged and forgotten, {} prune plans damaged and \
-             removed",
+             removed, {} passphrase changes ({} stopped and run again)",
             self.steps,
             self.processes,
             self.backups,
@@ -199,7 +207,9 @@ impl std::fmt::Display for Stats {
             self.packs_deleted,
             self.packs_rewritten,
             self.records_damaged,
-            self.plans_damaged
+            self.plans_damaged,
+            self.key_changes,
+            self.key_changes_stopped
         )
     }
 }
@@ -323,6 +333,8 @@ pub struct World {
     touched: BTreeSet<usize>,
     /// A prune failed: the next step starts with one without faults.
     prune_needs_recovery: bool,
+    /// Passphrase changes so far: they name the passphrase in use.
+    key_changes: u64,
 }
 
 impl World {
@@ -353,6 +365,7 @@ impl World {
             scratch: 0,
             touched: BTreeSet::new(),
             prune_needs_recovery: false,
+            key_changes: 0,
         }
     }
 
@@ -364,7 +377,7 @@ impl World {
             // The cipher is the default (the processor's); the key
             // derivation as cheap as the settings allow, as it is paid by
             // every run.
-            cmd.env("OBNAM_PASSPHRASE", "torture passphrase").args([
+            cmd.env("OBNAM_PASSPHRASE", self.passphrase()).args([
                 "--encrypt",
                 "--kdf-memory",
                 "64KiB",
@@ -388,6 +401,8 @@ impl World {
         // plans, from a fourth.
         let mut damage = Rng::new(self.cfg.seed ^ 0x0da3_a6ed_4ec0_4d5e);
         let mut plan_damage = Rng::new(self.cfg.seed ^ 0x9a1d_da3a_6ed0_7a15);
+        // And passphrase changes, from a fifth.
+        let mut keys = Rng::new(self.cfg.seed ^ 0x4e75_c4a6_9e5e_ed01);
         // Step 0: every client backs up at once, so the repository is
         // created by simultaneous first runs, and commands other than
         // backup have a repository to work on.
@@ -408,7 +423,8 @@ impl World {
                 .step(step, &mut rng, &mut ops)
                 .and_then(|()| self.check(step, &mut rng))
                 .and_then(|()| self.maybe_damage_a_record(step, &mut damage))
-                .and_then(|()| self.maybe_damage_a_plan(step, &mut plan_damage));
+                .and_then(|()| self.maybe_damage_a_plan(step, &mut plan_damage))
+                .and_then(|()| self.maybe_change_key(step, &mut keys));
             if let Err(broken) = result {
                 self.fail(step, &broken);
             }
