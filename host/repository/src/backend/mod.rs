@@ -124,18 +124,7 @@ pub trait Backend: Send + Sync + 'static {
         key: &'a str,
         limit: u64,
     ) -> BoxFuture<'a, Result<Option<opendal::Buffer>, opendal::Error>> {
-        Box::pin(async move {
-            let mut stream = op.reader(key).await?.into_stream(..).await?;
-            let (mut pieces, mut len) = (Vec::new(), 0u64);
-            while let Some(buffer) = stream.try_next().await? {
-                len += buffer.len() as u64;
-                if len > limit {
-                    return Ok(None);
-                }
-                pieces.extend(buffer);
-            }
-            Ok(Some(opendal::Buffer::from(pieces)))
-        })
+        Box::pin(read_pieces(op, key, limit, |piece| piece))
     }
 
     /// Create an object unless there is one under `key` already, as
@@ -227,6 +216,27 @@ pub trait Backend: Send + Sync + 'static {
     fn close(&self, runtime: tokio::runtime::Runtime, _interrupted: bool) {
         runtime.shutdown_timeout(Duration::from_secs(10));
     }
+}
+
+/// Object `key` read whole as the pieces it arrives in, each passed
+/// through `keep` (a copy, where the reader reuses its blocks); `None` if
+/// it is longer than `limit` bytes, and reading stops there.
+pub(crate) async fn read_pieces(
+    op: &Operator,
+    key: &str,
+    limit: u64,
+    keep: impl Fn(bytes::Bytes) -> bytes::Bytes,
+) -> Result<Option<opendal::Buffer>, opendal::Error> {
+    let mut stream = op.reader(key).await?.into_stream(..).await?;
+    let (mut pieces, mut len) = (Vec::new(), 0u64);
+    while let Some(buffer) = stream.try_next().await? {
+        len += buffer.len() as u64;
+        if len > limit {
+            return Ok(None);
+        }
+        pieces.extend(buffer.map(&keep));
+    }
+    Ok(Some(opendal::Buffer::from(pieces)))
 }
 
 /// Open the store `location` names: its backend, and its OpenDAL

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_util::{future::BoxFuture, TryStreamExt};
+use futures_util::future::BoxFuture;
 use opendal::{services, ErrorKind, Operator};
 
 use super::{Backend, Retries};
@@ -202,18 +202,9 @@ impl Backend for Sftp {
         key: &'a str,
         limit: u64,
     ) -> BoxFuture<'a, Result<Option<opendal::Buffer>, opendal::Error>> {
-        Box::pin(async move {
-            let mut stream = op.reader(key).await?.into_stream(..).await?;
-            let (mut pieces, mut len) = (Vec::new(), 0u64);
-            while let Some(buffer) = stream.try_next().await? {
-                len += buffer.len() as u64;
-                if len > limit {
-                    return Ok(None);
-                }
-                pieces.extend(buffer.map(|piece| bytes::Bytes::copy_from_slice(&piece)));
-            }
-            Ok(Some(opendal::Buffer::from(pieces)))
-        })
+        Box::pin(super::read_pieces(op, key, limit, |piece| {
+            bytes::Bytes::copy_from_slice(&piece)
+        }))
     }
 
     /// A refused rename onto an existing object counts as written
