@@ -89,34 +89,56 @@ pub fn parse_level(text: &str) -> Option<LogLevel> {
     })
 }
 
-/// Open the log file for appending (made 0600 if new). Not through a
-/// symbolic link, and only a regular file: a link planted where a log
-/// goes (in `/tmp`) had a run, as root too, append to whatever it named,
-/// and a FIFO blocked the run.
+/// Open the log file for appending (made 0600 if new). Not through
+/// another user's symbolic link (one planted where a log goes, in `/tmp`,
+/// had a run, as root too, append to whatever it named), and, as root,
+/// not in a folder another user could change (see
+/// [`plugin_api::private_paths`]); nor into a FIFO or a socket, which
+/// block or refuse (a device, `/dev/null` or `/dev/full`, is fine).
 fn open_log(path: &Path) -> std::io::Result<File> {
-    let not_a_file = || std::io::Error::other("it is not a regular file");
-    if path
-        .symlink_metadata()
-        .is_ok_and(|m| !m.is_file() && !m.is_symlink())
-    {
-        return Err(not_a_file());
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let refused = |why: String| std::io::Error::other(why);
+    if rustix::process::geteuid().is_root() {
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        plugin_api::private_paths::resolve_private(folder).map_err(refused)?;
     }
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let mut flags = rustix::fs::OFlags::NONBLOCK;
+    let not_a_file = || refused("it is a FIFO, a socket or a folder, not a file".to_string());
+    match path.symlink_metadata() {
+        Ok(meta)
+            if meta.file_type().is_fifo()
+                || meta.file_type().is_socket()
+                || meta.file_type().is_dir() =>
+        {
+            return Err(not_a_file());
+        }
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let me = rustix::process::geteuid().as_raw();
+            if meta.uid() != 0 && meta.uid() != me {
+                return Err(refused(format!(
+                    "it is a symbolic link of {}, and a log file is not written through \
+                     another user's link",
+                    plugin_api::private_paths::user_name(meta.uid())
+                )));
+            }
+        }
+        _ => flags |= rustix::fs::OFlags::NOFOLLOW,
+    }
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .custom_flags(flags.bits() as i32)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => std::io::Error::other(
-                "it is a symbolic link, and a log file is not written through one",
-            ),
-            _ => e,
-        })?;
-    if !file.metadata()?.is_file() {
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_fifo() || kind.is_socket() || kind.is_dir() {
         return Err(not_a_file());
     }
+    // Writes wait again where the file is slow (a device, say).
+    rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::APPEND)?;
     Ok(file)
 }
 

@@ -12,7 +12,6 @@
 //! folder (from the password database) instead, and says so once.
 
 use std::ffi::OsString;
-use std::os::unix::fs::MetadataExt;
 
 use std::path::Path;
 use uzers::os::unix::UserExt;
@@ -74,21 +73,18 @@ pub fn keep_to_roots_own() -> Option<String> {
     ))
 }
 
-/// Whose `folder` is, if a user other than root could change it (or, if
-/// it does not exist yet, the folder it would be made in): it belongs to
-/// them, or anyone may write in it.
+/// Why users other than root could change `folder` (or, if it does not
+/// exist yet, where it would be made), if they could: a link of theirs on
+/// the way, a folder on the way that is theirs or that they may write in
+/// (see [`plugin_api::private_paths`]), or the folder itself writable by
+/// others, sticky or not.
 fn changeable_by_others(folder: &Path) -> Option<String> {
-    let existing = folder.ancestors().find(|a| a.symlink_metadata().is_ok())?;
-    let meta = existing.symlink_metadata().ok()?;
-    let shared = meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0;
-    if meta.uid() != 0 {
-        let name = uzers::get_user_by_uid(meta.uid())
-            .map(|u| u.name().to_string_lossy().into_owned())
-            .unwrap_or_else(|| format!("uid {}", meta.uid()));
-        Some(format!("which belongs to {name}"))
-    } else if shared && existing == folder {
-        Some("which anyone may write in".to_string())
-    } else {
-        None
+    use plugin_api::private_paths;
+    match private_paths::resolve_private(folder) {
+        Err(why) => Some(why),
+        Ok(resolved) if resolved.missing.is_empty() => {
+            private_paths::check_folder(&resolved.existing, false).err()
+        }
+        Ok(_) => None,
     }
 }

@@ -74,6 +74,7 @@ pub mod logging;
 pub mod names;
 mod output_format;
 pub mod payloads;
+pub mod private_paths;
 pub mod repo_abi;
 mod repository;
 mod settings;

@@ -142,33 +142,40 @@ fn quiet_in_a_config_file_silences_the_warnings_of_loading_too() {
     );
 }
 
-/// A log file is not written through a symbolic link, nor into anything
-/// but a regular file: a link planted where a log goes (in `/tmp`) had a
-/// run, as root too, append to whatever it named, and a FIFO blocked it.
-/// Each is refused, naming the log file; nothing is written where the
-/// link leads.
+/// A log file is not written through another user's symbolic link, nor
+/// into a FIFO: a link planted where a log goes (in `/tmp`) had a run, as
+/// root too, append to whatever it named, and a FIFO blocked it. Each is
+/// refused, naming the log file; nothing is written where the link
+/// leads. A device (`/dev/null`) is a log file as any other.
 #[test]
-fn a_log_is_not_written_through_a_link_or_into_a_fifo() {
+fn a_log_is_not_written_through_anothers_link_or_into_a_fifo() {
     let env = TestEnv::new();
     let victim = env.path().join("victim");
     fs::write(&victim, "precious\n").unwrap();
-    let link = env.path().join("link.log");
-    std::os::unix::fs::symlink(&victim, &link).unwrap();
     let fifo = env.path().join("fifo.log");
     assert!(std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
         .unwrap()
         .success());
-    for (log, why) in [
-        (
-            &link,
-            "it is a symbolic link, and a log file is not written through one",
-        ),
-        (&fifo, "it is not a regular file"),
-    ] {
+    let mut cases = vec![(
+        fifo.clone(),
+        "it is a FIFO, a socket or a folder, not a file".to_string(),
+    )];
+    if obnam_test_support::running_as_root() {
+        let link = env.path().join("link.log");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(4242), Some(4242)).unwrap();
+        cases.push((
+            link,
+            "it is a symbolic link of uid 4242, and a log file is not written through another \
+             user's link"
+                .to_string(),
+        ));
+    }
+    for (log, why) in cases {
         let run = obnam_test_support::run_with_deadline(
-            env.obnam().arg("--log").arg(log).arg("clients"),
+            env.obnam().arg("--log").arg(&log).arg("clients"),
             std::time::Duration::from_secs(60),
         )
         .fails();
@@ -179,4 +186,9 @@ fn a_log_is_not_written_through_a_link_or_into_a_fifo() {
         );
     }
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+    let run = obnam_test_support::run_with_deadline(
+        env.obnam().args(["--log", "/dev/null", "clients"]),
+        std::time::Duration::from_secs(60),
+    );
+    assert!(!run.stderr.contains("cannot open log file"), "{run:#?}");
 }

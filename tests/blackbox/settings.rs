@@ -256,12 +256,24 @@ fn a_run_as_root_with_another_users_home_uses_roots_own() {
     assert!(!run.stdout.contains(home_var), "{run:#?}");
     assert!(
         run.stderr.contains(&format!(
-            "WARNING: obnam runs as root with HOME={home_var} (which belongs to uid 4242): it \
+            "WARNING: obnam runs as root with HOME={home_var} ({home_var} on the way belongs to uid 4242): it \
              uses root's home folder"
         )),
         "{run:#?}"
     );
+    // Root's, but its group (not root's) may write in it.
+    std::os::unix::fs::lchown(home, Some(0), Some(4343)).unwrap();
+    std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o775)).unwrap();
+    let run = w.show(&["--list-config-files"], &[("HOME", home_var)]).ok();
+    assert!(!run.stdout.contains(home_var), "{run:#?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "(others may write in {home_var} on the way (mode 775))"
+        )),
+        "{run:#?}"
+    );
     // Root's own is read without a word.
+    std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::os::unix::fs::lchown(home, Some(0), Some(0)).unwrap();
     let run = w.show(&["--list-config-files"], &[("HOME", home_var)]).ok();
     assert!(

@@ -295,17 +295,10 @@ fn resolve_roots(reader: &GenerationReader, roots: Vec<Parts>, gen: &str) -> Res
 /// open it.
 fn prepare_target(path: &Path) -> Result<OwnedFd> {
     let shown = names::escape_path(path);
-    // Checked before anything is made on the way too, so that a refusal
-    // leaves nothing behind; and again once the target is open.
-    let as_root = rustix::process::geteuid().is_root();
-    if as_root {
-        refuse_if_others_may_change(path, writable_by_others(path, None)?)?;
-    }
     match fs::metadata(path) {
         Ok(meta) if !meta.is_dir() => {
             plugin_api::bail!("cannot restore into {shown}: it exists and is not a folder")
         }
-        Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Ok(target) = fs::read_link(path) {
                 plugin_api::bail!(
@@ -313,17 +306,24 @@ fn prepare_target(path: &Path) -> Result<OwnedFd> {
                     names::escape_path(&target)
                 );
             }
-            fs::create_dir_all(path)
-                .map_err(|e| Error::msg(format!("cannot create folder {shown}: {e}")))?;
         }
+        Ok(_) => {}
         Err(e) => plugin_api::bail!("cannot use {shown} as the restore target: {e}"),
     }
-    let fd = rustix::fs::open(
-        path,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| Error::msg(format!("cannot open folder {shown}: {e}")))?;
+    let fd = if rustix::process::geteuid().is_root() {
+        open_private_target(path)?
+    } else {
+        fs::create_dir_all(path)
+            .map_err(|e| Error::msg(format!("cannot create folder {shown}: {e}")))?;
+        rustix::fs::open(
+            path,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| Error::msg(format!("cannot open folder {shown}: {e}")))?
+    };
     let empty = fsops::dir_is_empty(fd.as_fd())
         .map_err(|e| Error::msg(format!("cannot read folder {shown}: {e}")))?;
     if !empty {
@@ -343,29 +343,12 @@ fn prepare_target(path: &Path) -> Result<OwnedFd> {
             io::Error::from(e)
         ))
     })?;
-    if as_root {
-        refuse_if_others_may_change(path, writable_by_others(path, Some(fd.as_fd()))?)?;
-    }
     Ok(fd)
 }
 
-/// The error of a restore as root into a target others may change.
-fn refuse_if_others_may_change(path: &Path, why: Option<String>) -> Result<()> {
-    match why {
-        None => Ok(()),
-        Some(why) => plugin_api::bail!(
-            "cannot restore into {} as root: {why}, so another user could put their own \
-             folders in the place of those the restore makes there and read or change what \
-             goes into them; restore into a folder only root can change (then move what you \
-             need)",
-            names::escape_path(path)
-        ),
-    }
-}
-
-/// Why users other than root could change the restore target `path` (held
-/// open as `fd`, once it exists) or a folder on the way to it, if they
-/// could.
+/// Open (making what does not exist of it) the target of a restore as
+/// root, which must be a folder no other user can change, on a way no
+/// other user can change.
 ///
 /// A restore as root makes its folders 0700 and gives them their owner
 /// and mode at the end, so that no one else can enter them meanwhile; but
@@ -373,78 +356,76 @@ fn refuse_if_others_may_change(path: &Path, why: Option<String>) -> Result<()> {
 /// and put a folder of their own in its place, into which root then
 /// restores (a root-only file read, a file planted inside a folder that
 /// looks restored), and a symbolic link of theirs on the way leads the
-/// restore wherever they like. So the target must be root's, and not
-/// writable by others, and so must every folder on the way (where a
-/// folder writable by all is sticky, such as `/tmp`, others cannot move
-/// what is in it), and every symbolic link on the way must be root's.
-fn writable_by_others(
-    path: &Path,
-    fd: Option<rustix::fd::BorrowedFd<'_>>,
-) -> Result<Option<String>> {
-    use rustix::fs::{FileType, Stat};
-    let owner = |st: &Stat| -> String {
-        uzers::get_user_by_uid(st.st_uid)
-            .map(|u| u.name().to_string_lossy().into_owned())
-            .unwrap_or_else(|| format!("uid {}", st.st_uid))
-    };
-    let others_may_write = |st: &Stat, sticky_counts: bool| -> bool {
-        let mode = st.st_mode;
-        let sticky = sticky_counts && mode & 0o1000 != 0;
-        let group = mode & 0o020 != 0 && st.st_gid != 0;
-        (mode & 0o002 != 0 || group) && !sticky
-    };
-    if let Some(fd) = fd {
-        let target = rustix::fs::fstat(fd)?;
-        if target.st_uid != 0 {
-            return Ok(Some(format!("it belongs to {}", owner(&target))));
-        }
-        if others_may_write(&target, false) {
-            return Ok(Some(format!(
-                "others may write in it (mode {:o})",
-                target.st_mode & 0o7777
-            )));
-        }
+/// restore wherever they like. So the way is resolved link by link,
+/// through root's links only, and checked folder by folder
+/// ([`private_paths::resolve_private`]); what does not exist is made
+/// and opened relative to the folder opened before it, never by a path
+/// that a link put in meanwhile could lead elsewhere; and the target must
+/// be root's and writable by no one else (mode or ACL).
+fn open_private_target(path: &Path) -> Result<OwnedFd> {
+    use plugin_api::private_paths;
+    use rustix::fs::{Mode, OFlags};
+    let refused = |why: &str| refusal(path, why);
+    let resolved = private_paths::resolve_private(path).map_err(|why| refused(&why))?;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let shown = names::escape_path(path);
+    let mut fd = rustix::fs::open(&resolved.existing, flags, Mode::empty()).map_err(|e| {
+        Error::msg(format!(
+            "cannot open folder {shown}: {}",
+            io::Error::from(e)
+        ))
+    })?;
+    let mut at = resolved.existing.clone();
+    for name in &resolved.missing {
+        at.push(name);
+        // Made anew: a name that appeared since the way was resolved
+        // (a link someone put there) is not taken for it.
+        rustix::fs::mkdirat(&fd, name.as_os_str(), Mode::from_raw_mode(0o700)).map_err(|e| {
+            Error::msg(format!(
+                "cannot create folder {}: {}",
+                names::escape_path(&at),
+                io::Error::from(e)
+            ))
+        })?;
+        fd = rustix::fs::openat(&fd, name.as_os_str(), flags, Mode::empty()).map_err(|e| {
+            Error::msg(format!(
+                "cannot open folder {}: {}",
+                names::escape_path(&at),
+                io::Error::from(e)
+            ))
+        })?;
     }
-    // The path as named (its links) and as it resolves (its folders).
-    let named = std::path::absolute(path)?;
-    let mut prefix = std::path::PathBuf::new();
-    for part in named.components() {
-        prefix.push(part);
-        let Ok(st) = rustix::fs::lstat(&prefix) else {
-            continue;
-        };
-        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink && st.st_uid != 0 {
-            return Ok(Some(format!(
-                "{} on the way is a symbolic link of {}",
-                names::escape_path(&prefix),
-                owner(&st)
-            )));
-        }
+    let st = rustix::fs::fstat(&fd)?;
+    if st.st_uid != 0 {
+        return Err(refused(&format!(
+            "it belongs to {}",
+            private_paths::user_name(st.st_uid)
+        )));
     }
-    // The folders on the way that exist (a new target is made below the
-    // nearest), as they resolve.
-    let Some(existing) = named.ancestors().skip(1).find(|a| a.exists()) else {
-        return Ok(None);
-    };
-    let resolved = fs::canonicalize(existing)?;
-    for folder in resolved.ancestors() {
-        let st = rustix::fs::stat(folder)?;
-        if st.st_uid != 0 {
-            return Ok(Some(format!(
-                "{} on the way belongs to {}",
-                names::escape_path(folder),
-                owner(&st)
-            )));
-        }
-        if others_may_write(&st, true) {
-            return Ok(Some(format!(
-                "others may write in {} on the way (mode {:o})",
-                names::escape_path(folder),
-                st.st_mode & 0o7777
-            )));
-        }
+    let meta = fs::symlink_metadata(&at)?;
+    if private_paths::others_may_write(&at, &meta) {
+        use std::os::unix::fs::MetadataExt;
+        return Err(refused(&format!(
+            "others may write in it (mode {:o}{})",
+            meta.mode() & 0o7777,
+            if meta.mode() & 0o022 == 0 {
+                ", by an ACL"
+            } else {
+                ""
+            }
+        )));
     }
-    Ok(None)
+    Ok(fd)
+}
+
+/// The error of a restore as root into a target others may change.
+fn refusal(path: &Path, why: &str) -> Error {
+    Error::msg(format!(
+        "cannot restore into {} as root: {why}, so another user could put their own folders in \
+         the place of those the restore makes there and read or change what goes into them; \
+         restore into a folder only root can change (then move what you need)",
+        names::escape_path(path)
+    ))
 }
 
 /// `--pretend`: say what would be restored, and write nothing.
