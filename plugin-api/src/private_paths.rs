@@ -34,18 +34,22 @@ fn trusted(uid: u32) -> bool {
     uid == 0 || uid == rustix::process::geteuid().as_raw()
 }
 
-/// The name of user `uid`, for messages.
+/// The name of user `uid`, for messages (`uid N` for one with no name).
 pub fn user_name(uid: u32) -> String {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .find_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let id = fields.nth(1)?;
-            (id.parse() == Ok(uid)).then(|| name.to_string())
-        })
+    uzers::get_user_by_uid(uid)
+        .map(|u| u.name().to_string_lossy().into_owned())
         .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// How others may write in a folder, for messages: its mode, and whether
+/// an ACL lets them in where the mode alone does not say so.
+pub fn write_access(meta: &std::fs::Metadata) -> String {
+    let acl = if meta.mode() & 0o022 == 0 {
+        ", by an ACL"
+    } else {
+        ""
+    };
+    format!("mode {:o}{acl}", meta.mode() & 0o7777)
 }
 
 /// Whether users other than root and the running user may write in the
@@ -159,14 +163,9 @@ pub fn check_folder(dir: &Path, sticky_counts: bool) -> Result<(), String> {
     let sticky = sticky_counts && meta.mode() & 0o1000 != 0;
     if others_may_write(dir, &meta) && !sticky {
         return Err(format!(
-            "others may write in {} on the way (mode {:o}{})",
+            "others may write in {} on the way ({})",
             crate::names::escape_path(dir),
-            meta.mode() & 0o7777,
-            if meta.mode() & 0o022 == 0 {
-                ", by an ACL"
-            } else {
-                ""
-            }
+            write_access(&meta)
         ));
     }
     Ok(())

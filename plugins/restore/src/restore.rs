@@ -404,15 +404,9 @@ fn open_private_target(path: &Path) -> Result<OwnedFd> {
     }
     let meta = fs::symlink_metadata(&at)?;
     if private_paths::others_may_write(&at, &meta) {
-        use std::os::unix::fs::MetadataExt;
         return Err(refused(&format!(
-            "others may write in it (mode {:o}{})",
-            meta.mode() & 0o7777,
-            if meta.mode() & 0o022 == 0 {
-                ", by an ACL"
-            } else {
-                ""
-            }
+            "others may write in it ({})",
+            private_paths::write_access(&meta)
         )));
     }
     Ok(fd)
