@@ -62,12 +62,16 @@ impl Repository {
         // A record that is there but damaged is written again (see
         // `damaged_records`): a read costs what the check of its
         // existence did.
-        let damaged = match self.read_objects_each(std::slice::from_ref(&key))?.pop() {
+        let whole = |key: &str, bytes: &[u8]| {
+            serde_json::from_slice::<ClientRecord>(bytes)
+                .is_ok_and(|r| crate::damaged_records::Record::mismatch(&r, self, key).is_none())
+        };
+        let damaged = match self
+            .read_objects_each(std::slice::from_ref(&key), &whole)?
+            .pop()
+        {
             Some(Read::Bytes(bytes)) => {
-                let whole = serde_json::from_slice::<ClientRecord>(&bytes).is_ok_and(|r| {
-                    crate::damaged_records::Record::mismatch(&r, self, &key).is_none()
-                });
-                if whole {
+                if whole(&key, &bytes) {
                     return Ok(());
                 }
                 Some(format!("{key}: the client's record is damaged"))

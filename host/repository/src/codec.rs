@@ -162,7 +162,50 @@ impl Repository {
     /// (see [`crate::damaged_records::is_damage`]); any other failure is an
     /// error. For records, one of which must not keep a client from its
     /// other generations.
-    pub(crate) fn read_objects_each(&self, keys: &[String]) -> RepoResult<Vec<Read>> {
+    ///
+    /// `sound` says whether bytes read are the record they should be (they
+    /// parse, under the right name). One that reads as damaged, or not
+    /// sound, is read again, up to [`REREADS`] times, before it counts as
+    /// damaged: a read cut short once (a store or link that drops the end
+    /// of a response) must not leave a sound record out, which would make
+    /// a backup start from an older generation, a check report damage that
+    /// is not there, and the warning advise forgetting a sound generation.
+    /// The bytes of an unsound record are returned as read last, for the
+    /// caller to name what is wrong.
+    pub(crate) fn read_objects_each(
+        &self,
+        keys: &[String],
+        sound: &dyn Fn(&str, &[u8]) -> bool,
+    ) -> RepoResult<Vec<Read>> {
+        let mut read = self.read_objects_each_once(keys)?;
+        for _ in 0..REREADS {
+            let again: Vec<usize> = read
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| match r {
+                    Read::Bytes(bytes) => !sound(&keys[*i], bytes),
+                    Read::Damaged(_) => true,
+                    Read::Gone => false,
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if again.is_empty() {
+                break;
+            }
+            let keys_again: Vec<String> = again.iter().map(|&i| keys[i].clone()).collect();
+            for (i, r) in again
+                .into_iter()
+                .zip(self.read_objects_each_once(&keys_again)?)
+            {
+                read[i] = r;
+            }
+        }
+        Ok(read)
+    }
+
+    /// [`read_objects_each`](Self::read_objects_each), each object read
+    /// once.
+    fn read_objects_each_once(&self, keys: &[String]) -> RepoResult<Vec<Read>> {
         /// Objects read at once: they are small (a generation's record is
         /// a few hundred bytes).
         const WINDOW: usize = 256;
@@ -180,6 +223,10 @@ impl Repository {
         Ok(read)
     }
 }
+
+/// How many times more [`Repository::read_objects_each`] reads a record
+/// that reads as damaged before it counts as damaged.
+pub(crate) const REREADS: usize = 2;
 
 /// What reading one object of [`Repository::read_objects_each`] gave.
 pub(crate) enum Read {

@@ -676,7 +676,9 @@ impl Repository {
             }
         }
         let mut locks = Vec::with_capacity(keys.len());
-        for ((name, modified_ns), read) in picked.into_iter().zip(self.read_objects_each(&keys)?) {
+        let sound = |_: &str, bytes: &[u8]| serde_json::from_slice::<LockRecord>(bytes).is_ok();
+        let read = self.read_objects_each(&keys, &sound)?;
+        for ((name, modified_ns), read) in picked.into_iter().zip(read) {
             let lock = match read {
                 Read::Gone => continue,
                 Read::Bytes(bytes) => match serde_json::from_slice(&bytes) {

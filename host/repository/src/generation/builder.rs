@@ -497,6 +497,11 @@ impl BuilderState {
     }
 }
 
+/// How far past the highest `seq` a backup sets its own for each damaged
+/// generation record of its client (see [`GenerationBuilder::new`]): more
+/// commits than any run makes after a record it cannot read.
+const DAMAGED_SEQ_GAP: u64 = 1 << 20;
+
 /// Builds a client's next generation.
 pub struct GenerationBuilder {
     repo: Arc<Repository>,
@@ -519,7 +524,19 @@ impl GenerationBuilder {
     /// from nothing.
     pub fn new(repo: Arc<Repository>, client: &str, from_latest: bool) -> RepoResult<Self> {
         let mut generations = repo.generations(client)?;
-        let next_seq = generations.iter().map(|g| g.seq).max().unwrap_or(0) + 1;
+        // A damaged record left out of the listing may be a sound one
+        // that could not be read whole this time (read cut short again
+        // and again): its `seq` is not known, and may be above every
+        // other. This generation must come after it when it reads whole
+        // again, so each such record counts for a great many commits.
+        let damaged = repo.damaged_generations(client)?.len() as u64;
+        let next_seq = generations
+            .iter()
+            .map(|g| g.seq)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1)
+            .saturating_add(damaged.saturating_mul(DAMAGED_SEQ_GAP));
         let mut latest = if from_latest { generations.pop() } else { None };
         // Another machine's latest generation is not this one's previous:
         // what it recorded of a file says nothing of this machine's file

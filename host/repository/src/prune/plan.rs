@@ -173,7 +173,11 @@ impl Repository {
         let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
         let mut waits: BTreeMap<String, Vec<Run>> = BTreeMap::new();
         let mut damaged: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (key, read) in keys.iter().zip(self.read_objects_each(&keys)?) {
+        let sound = |key: &str, bytes: &[u8]| match plan_object(&key[FOLDER.len()..]) {
+            Some((_, kind)) if kind == PLAN => decode_plan(bytes).is_ok(),
+            _ => serde_json::from_slice::<PlanRuns>(bytes).is_ok(),
+        };
+        for (key, read) in keys.iter().zip(self.read_objects_each(&keys, &sound)?) {
             let Some((id, kind)) = plan_object(&key[FOLDER.len()..]) else {
                 continue;
             };
