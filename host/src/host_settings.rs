@@ -223,6 +223,18 @@ fn development() -> Vec<SettingDef> {
         // The count sizes memory: 64 times the default is plenty to try.
         .within("0", "16777216"),
         def(
+            "testing-max-tree-size",
+            SettingKind::ByteSize,
+            "SIZE",
+            "development: a backup writes tree objects of at most SIZE (not the \
+             format's 256 MiB), so that a folder too large for one is tried without \
+             a million files",
+            GROUP_DEVELOPMENT,
+        )
+        .subcommands(&["backup"])
+        .default(Value::Bytes(obnam_repository::limits::MAX_TREE_LEN as u64))
+        .within("1KiB", "256MiB"),
+        def(
             "testing-generation-time",
             SettingKind::String,
             "TIME",

@@ -224,6 +224,23 @@ pub trait GenerationBuilderService: Send + Sync {
     /// the names each end with a zero byte (no file name holds one); the
     /// answer is the positions of those not kept.
     fn keep(&self, dir: RSlice<'_, u8>, names: RSlice<'_, u8>) -> AbiResult<RVec<u32>>;
+    // Added in 0.1.17.
+    /// The boundary form of [`GenerationBuilder::take_left_out`](crate::GenerationBuilder::take_left_out).
+    fn take_left_out(&self) -> AbiResult<RVec<RawLeftOut>>;
+}
+
+/// The boundary form of [`LeftOut`](crate::LeftOut).
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Debug, Default)]
+pub struct RawLeftOut {
+    /// The folder's path.
+    pub path: RVec<u8>,
+    /// How many entries it had.
+    pub entries: u64,
+    /// How many of them the generation holds.
+    pub kept: u64,
+    /// The name of the first entry left out.
+    pub first_left_out: RVec<u8>,
 }
 
 /// A generation builder handle.

@@ -10,8 +10,8 @@
 //!
 //! Every method may be called from several threads at once.
 
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RSlice, RStr, RString, RVec};
@@ -666,6 +666,21 @@ impl GenerationReader {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TreeId(Option<ChunkId>);
 
+/// A folder too large for a generation to hold whole (see
+/// [`GenerationBuilder::take_left_out`]): the generation holds its first
+/// `kept` entries in name order, of `entries`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftOut {
+    /// The folder.
+    pub path: PathBuf,
+    /// How many entries it had in the backup.
+    pub entries: u64,
+    /// How many of them the generation holds.
+    pub kept: u64,
+    /// The name of the first entry left out (a file name, not a path).
+    pub first_left_out: Vec<u8>,
+}
+
 /// Builds a client's next generation. See the host's documentation of the
 /// builder: `put` what the walk finds, `finish_dir` each walked directory,
 /// then `commit`.
@@ -727,6 +742,26 @@ impl GenerationBuilder {
     /// Remove the checkpoints this builder committed.
     pub fn remove_checkpoints(&self) -> Result<u64> {
         unwrap_abi(self.inner.remove_checkpoints())
+    }
+
+    /// The folders too large for the generation to hold whole, since the
+    /// last call: each holds its first entries in name order, as many as
+    /// fit in one tree object (about a million of usual names), and the
+    /// rest is not in the generation. Reported by
+    /// [`finish_dir`](Self::finish_dir) (for the folder finished and its
+    /// unfinished subfolders) and by the final [`commit`](Self::commit)
+    /// (for the top folder); a backup reports each as an error, as it
+    /// would a file it could not read. Since 0.1.17.
+    pub fn take_left_out(&self) -> Result<Vec<LeftOut>> {
+        Ok(unwrap_abi(self.inner.take_left_out())?
+            .into_iter()
+            .map(|raw| LeftOut {
+                path: PathBuf::from(std::ffi::OsString::from_vec(raw.path.into_vec())),
+                entries: raw.entries,
+                kept: raw.kept,
+                first_left_out: raw.first_left_out.into_vec(),
+            })
+            .collect())
     }
 
     /// Keep entries of the directory `dir` exactly as the generation this

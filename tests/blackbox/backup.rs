@@ -263,6 +263,88 @@ fn a_file_that_fails_is_reported_and_the_rest_is_backed_up() {
     );
 }
 
+/// A folder with more entries than one tree object holds (a million or
+/// so; here made small with `--testing-max-tree-size`) no longer stops the
+/// whole backup: the generation holds its first entries in name order,
+/// the rest is reported as not backed up (exit 1), and everything else is
+/// backed up whole, the next run too.
+#[test]
+fn a_folder_too_large_for_a_generation_is_held_in_part_and_reported() {
+    let w = world();
+    for i in 0..3000 {
+        w.file(&format!("big/f{i:04}"), format!("big {i}").as_bytes());
+    }
+    w.file("small/one", b"one");
+    w.file("top", b"top");
+    let args = ["--testing-max-tree-size", "64KiB"];
+    let run = w.backup(&args).fails().no_rust_panic();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let big = w.data.join("big");
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "ERROR: {}: 3000 entries are too many",
+                big.display()
+            ))
+        })
+        .unwrap_or_else(|| panic!("no error names the folder:\n{}", run.stderr));
+    // "... holds the first K in name order, and the other 3000-K, from 'fK' on, ..."
+    let kept: usize = line
+        .split("holds the first ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(kept > 100 && kept < 3000, "{line}");
+    assert!(
+        line.contains(&format!(
+            "the other {}, from 'f{kept:04}' on, are not backed up",
+            3000 - kept
+        )),
+        "{line}"
+    );
+    assert_eq!(
+        run.stderr.matches("entries are too many").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(w.generations().len() == 1, "the generation is committed");
+
+    let restored = w.restore(&[]);
+    let mut held: Vec<String> = fs::read_dir(restored.join("big"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    held.sort();
+    let expected: Vec<String> = (0..kept).map(|i| format!("f{i:04}")).collect();
+    assert_eq!(held, expected);
+    for i in [0, kept - 1] {
+        assert_eq!(
+            fs::read(restored.join(format!("big/f{i:04}"))).unwrap(),
+            format!("big {i}").as_bytes()
+        );
+    }
+    assert_eq!(fs::read(restored.join("small/one")).unwrap(), b"one");
+    assert_eq!(fs::read(restored.join("top")).unwrap(), b"top");
+
+    // The next run builds on it, and says so again.
+    w.file("small/two", b"two");
+    let run = w.backup(&args).fails().no_rust_panic();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("the first {kept} in name order")),
+        "{}",
+        run.stderr
+    );
+    let restored = w.restore(&[]);
+    assert_eq!(fs::read(restored.join("small/two")).unwrap(), b"two");
+    assert_eq!(fs::read_dir(restored.join("big")).unwrap().count(), kept);
+}
+
 #[test]
 fn a_bug_while_reading_a_file_stops_the_backup_with_an_error_not_a_hang() {
     let w = world();

@@ -233,6 +233,9 @@ pub struct Repository {
     created: bool,
     /// This machine, as its generations record it ([`machine`]).
     machine: String,
+    /// The largest tree object a backup writes (see
+    /// [`OpenOptions::max_tree_len`]).
+    max_tree_len: usize,
 }
 
 impl Repository {

@@ -63,6 +63,11 @@ pub struct OpenOptions {
     /// Development: this machine's identity, instead of its machine id
     /// ([`crate::machine`]), so that tests play several machines.
     pub machine_id: Option<String>,
+    /// Development: the largest tree object a backup writes, below the
+    /// format's limit ([`crate::limits::MAX_TREE_LEN`]), so that tests
+    /// show what happens to a folder too large for one without a million
+    /// files. `None`: the format's limit.
+    pub max_tree_len: Option<usize>,
 }
 
 impl Default for OpenOptions {
@@ -79,6 +84,7 @@ impl Default for OpenOptions {
             new_chunks_in_memory: crate::upload::NEW_CHUNKS_IN_MEMORY,
             known: KnownRepositories::Off,
             machine_id: None,
+            max_tree_len: None,
         }
     }
 }
@@ -190,6 +196,11 @@ impl Repository {
             locks: lock::Locks::default(),
             clock: GenerationClock::new(options.generation_clock),
             machine: crate::machine::digest(&config.id, options.machine_id.as_deref()),
+            max_tree_len: options
+                .max_tree_len
+                .map_or(crate::limits::MAX_TREE_LEN, |len| {
+                    len.min(crate::limits::MAX_TREE_LEN)
+                }),
             storage,
             config,
             created,

@@ -497,6 +497,83 @@ fn finishing_a_folder_writes_its_unfinished_subfolders() {
     assert_eq!(r.lookup(b"/data/three").unwrap().unwrap().size, 3);
 }
 
+/// A folder too large for one tree object keeps the entries that fit, in
+/// name order, and is reported, once, by `take_left_out`: when finished,
+/// or, for the top folder, at the final commit (not at a checkpoint). The
+/// rest of the generation is whole, and its totals count what it holds.
+#[test]
+fn a_folder_too_large_for_a_tree_keeps_what_fits_and_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = OpenOptions {
+        create: true,
+        pack_size: 1 << 20,
+        max_tree_len: Some(8 << 10),
+        ..OpenOptions::default()
+    };
+    let repo = Arc::new(
+        Repository::open(dir.path().to_str().unwrap(), &options, Arc::new(NoFilters)).unwrap(),
+    );
+    repo.add_client("c").unwrap();
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    for d in [&b"/data"[..], b"/data/big", b"/data/small"] {
+        b.put(d, TreeEntry::bare_dir(b"")).unwrap();
+    }
+    let names: Vec<String> = (0..1000).map(|i| format!("file-{i:04}")).collect();
+    for name in &names {
+        b.put(format!("/data/big/{name}").as_bytes(), file(1))
+            .unwrap();
+    }
+    b.put(b"/data/small/one", file(5)).unwrap();
+    b.finish_dir(b"/data/small").unwrap();
+    assert_eq!(b.take_left_out(), []);
+    b.finish_dir(b"/data/big").unwrap();
+    let left_out = b.take_left_out();
+    assert_eq!(left_out.len(), 1, "{left_out:?}");
+    let big = &left_out[0];
+    assert_eq!(
+        (big.path.as_slice(), big.entries),
+        (&b"/data/big"[..], 1000)
+    );
+    assert!(big.kept > 0 && big.kept < 1000, "{big:?}");
+    assert_eq!(big.first_left_out, names[big.kept].as_bytes());
+    assert_eq!(b.take_left_out(), []);
+    b.finish_dir(b"/data").unwrap();
+    // The top folder, too large as well: a checkpoint holds what fits and
+    // reports nothing; the final commit reports it.
+    for i in 0..1000 {
+        b.put(format!("/top-{i:04}").as_bytes(), file(1)).unwrap();
+    }
+    b.commit(true).unwrap();
+    assert_eq!(b.take_left_out(), []);
+    let g = b.commit(false).unwrap();
+    let top = b.take_left_out();
+    assert_eq!(top.len(), 1, "{top:?}");
+    assert_eq!((top[0].path.as_slice(), top[0].entries), (&b"/"[..], 1001));
+
+    let r = generation::GenerationReader::new(repo.clone(), g.clone());
+    let held: Vec<Vec<u8>> = r
+        .list_dir(b"/data/big")
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    let expected: Vec<Vec<u8>> = names[..big.kept]
+        .iter()
+        .map(|n| n.clone().into_bytes())
+        .collect();
+    assert_eq!(held, expected);
+    assert_eq!(r.lookup(b"/data/small/one").unwrap().unwrap().size, 5);
+    let data = r.lookup(b"/data").unwrap().unwrap();
+    assert_eq!(
+        (data.subtree_files, data.subtree_bytes),
+        (big.kept as u64 + 1, big.kept as u64 + 5)
+    );
+    let root = r.list_dir(b"/").unwrap().unwrap();
+    assert_eq!(root.len(), top[0].kept);
+    assert_eq!(root[0].name, b"data");
+}
+
 /// A generation of client `c` holding one file of one new chunk (`i`),
 /// committed by `repo`; the chunk's id with it.
 fn commit_one_file(repo: &Arc<Repository>, i: u32) -> (generation::Generation, ids::ChunkId) {

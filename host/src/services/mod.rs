@@ -530,5 +530,9 @@ fn open_options(
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
         machine_id: values.string("testing-machine-id").map(str::to_string),
+        max_tree_len: match values.get("testing-max-tree-size") {
+            Some(Value::Bytes(n)) if *n > 0 => Some(usize::try_from(*n).unwrap_or(usize::MAX)),
+            _ => None,
+        },
     })
 }

@@ -12,7 +12,7 @@ use plugin_api::guard::guarded;
 use plugin_api::repo_abi::{
     self as abi, generation_builder_box, generation_reader_box, GenerationBuilderBox,
     GenerationBuilderService, GenerationReaderBox, GenerationReaderService, RawDamagedRecord,
-    RawEntry, RawGeneration, RawUsage, RepositoryService,
+    RawEntry, RawGeneration, RawLeftOut, RawUsage, RepositoryService,
 };
 use plugin_api::types::{ROption, RSlice, RStr, RString, RVec};
 use plugin_api::Error;
@@ -442,6 +442,22 @@ impl GenerationBuilderService for BuilderService {
             let names = names.map(|n| n.split(|b| *b == 0)).into_iter().flatten();
             let refused = self.builder.keep(dir.as_slice(), names).map_err(err)?;
             Ok(refused.into_iter().collect())
+        })
+    }
+
+    fn take_left_out(&self) -> AbiResult<RVec<RawLeftOut>> {
+        self.shield.guarded(|| {
+            Ok(self
+                .builder
+                .take_left_out()
+                .into_iter()
+                .map(|left| RawLeftOut {
+                    path: left.path.into(),
+                    entries: left.entries as u64,
+                    kept: left.kept as u64,
+                    first_left_out: left.first_left_out.into(),
+                })
+                .collect())
         })
     }
 }

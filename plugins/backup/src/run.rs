@@ -283,6 +283,7 @@ fn real<'c>(
     }
     drop_old_roots(&builder, Path::new("/"), &settings.roots)?;
     let gen = builder.commit(false)?;
+    report_left_out(&builder, stats)?;
     let healed = shared.healed.load(Ordering::Relaxed);
     if healed > 0 {
         let files = if healed == 1 {
@@ -646,6 +647,24 @@ fn report(stats: &Stats, path: &Path, reason: &str) {
     let shown = escape_path(path);
     plugin_api::tracing::error!("{shown}: {reason}");
     stats.events.error(path.as_os_str().as_bytes(), reason);
+}
+
+/// Report, as files that could not be backed up, the folders too large
+/// for the generation to hold whole: it holds their first entries.
+fn report_left_out(builder: &GenerationBuilder, stats: &Stats) -> Result<()> {
+    for left in builder.take_left_out()? {
+        let reason = format!(
+            "{} entries are too many for one folder of a generation (it holds at most 256 MiB \
+             of entries, about a million); the generation holds the first {} in name order, \
+             and the other {}, from '{}' on, are not backed up",
+            left.entries,
+            left.kept,
+            left.entries - left.kept,
+            plugin_api::names::escape(&left.first_left_out)
+        );
+        report(stats, &left.path, &reason);
+    }
+    Ok(())
 }
 
 /// Where the walk's findings go.
@@ -1177,6 +1196,7 @@ impl<'a, 'c> Walker<'a, 'c> {
                 continue;
             }
             shared.builder.finish_dir(dir)?;
+            report_left_out(shared.builder, self.stats)?;
             self.to_finish.pop_front();
         }
         Ok(())

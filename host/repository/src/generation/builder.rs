@@ -316,15 +316,43 @@ impl Node {
     /// written), straight from the overlay: no list of its entries is
     /// made, so a large folder is not held twice. Returns the encoding,
     /// its number of entries, and the totals of the subtree.
-    fn encode(&self) -> RepoResult<EncodedTree> {
-        let current = self.current();
-        let entries = current.len();
-        let (files, bytes) = totals(current);
-        let encoded = crate::tree::encode_entries(self.current())
-            .map_err(|e| RepoError::Usage(format!("internal error encoding a tree: {e}")))?;
+    ///
+    /// A folder whose tree object would be larger than `out.limit` (more
+    /// than about a million entries) keeps the entries that fit, in name
+    /// order, and the rest is noted in `out` as left out: the rest of the
+    /// backup goes on (it stopped at such a folder, leaving no backup of
+    /// anything at all).
+    fn encode(&self, out: &mut Trim, path: &[u8]) -> RepoResult<EncodedTree> {
+        let encode = |take: usize| {
+            crate::tree::encode_entries(self.current().take(take))
+                .map_err(|e| RepoError::Usage(format!("internal error encoding a tree: {e}")))
+        };
+        let entries = self.current().len();
+        let mut kept = entries;
+        let mut encoded = encode(kept)?;
+        while encoded.len() > out.limit && kept > 0 {
+            // Entries are much alike in size: in proportion, and a little
+            // less, fits at once, or nearly.
+            let fits = (kept as u128 * out.limit as u128 / encoded.len() as u128) as usize;
+            kept = fits.saturating_sub(1 + fits / 1000).min(kept - 1);
+            encoded = encode(kept)?;
+        }
+        if kept < entries {
+            out.left_out.push(LeftOut {
+                path: path.to_vec(),
+                entries,
+                kept,
+                first_left_out: self
+                    .current()
+                    .nth(kept)
+                    .map(|e| e.name.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        let (files, bytes) = totals(self.current().take(kept));
         Ok(EncodedTree {
             encoded,
-            entries,
+            entries: kept,
             files,
             bytes,
         })
@@ -353,32 +381,34 @@ impl Node {
 
     /// Write this directory (and any loaded subdirectories) as tree
     /// objects, keeping them in memory (a checkpoint goes on building).
-    fn write(&mut self, repo: &Repository) -> RepoResult<Written> {
-        for slot in self.changed.values_mut() {
+    fn write(&mut self, repo: &Repository, out: &mut Trim, path: &[u8]) -> RepoResult<Written> {
+        for (name, slot) in self.changed.iter_mut() {
             if let Some(child) = slot.child.as_mut() {
-                record_subtree(&mut slot.entry, child.write(repo)?);
+                let written = child.write(repo, out, &child_path(path, name))?;
+                record_subtree(&mut slot.entry, written);
             }
         }
         if let Some(written) = self.unchanged(repo) {
             return Ok(written);
         }
-        self.encode()?.put(repo)
+        self.encode(out, path)?.put(repo)
     }
 
     /// Write this directory (and any loaded subdirectories) as tree
     /// objects, consuming it: a finished directory is not kept, so its
     /// changed entries move into the tree rather than being copied, and
     /// the overlay's memory is freed as they go.
-    fn into_tree(mut self, repo: &Repository) -> RepoResult<Written> {
-        for slot in self.changed.values_mut() {
+    fn into_tree(mut self, repo: &Repository, out: &mut Trim, path: &[u8]) -> RepoResult<Written> {
+        for (name, slot) in self.changed.iter_mut() {
             if let Some(child) = slot.child.take() {
-                record_subtree(&mut slot.entry, child.into_tree(repo)?);
+                let written = child.into_tree(repo, out, &child_path(path, name))?;
+                record_subtree(&mut slot.entry, written);
             }
         }
         if let Some(written) = self.unchanged(repo) {
             return Ok(written);
         }
-        let tree = self.encode()?;
+        let tree = self.encode(out, path)?;
         // Freed before the encoding is compressed and packed.
         drop(self);
         tree.put(repo)
@@ -423,6 +453,37 @@ where
     A: Iterator<Item = &'a TreeEntry>,
     B: Iterator<Item = &'a TreeEntry>,
 {
+}
+
+/// The path of the entry `name` of the folder at `path`.
+fn child_path(path: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut child = path.to_vec();
+    if !child.ends_with(b"/") {
+        child.push(b'/');
+    }
+    child.extend_from_slice(name);
+    child
+}
+
+/// How large a tree object may be, and the folders that were too large
+/// for it, as trees are written.
+struct Trim {
+    limit: usize,
+    left_out: Vec<LeftOut>,
+}
+
+/// A folder too large for one tree object: what a generation holds of it
+/// is its first `kept` entries in name order, of `entries`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftOut {
+    /// The folder's path.
+    pub path: Vec<u8>,
+    /// How many entries it had in the backup.
+    pub entries: usize,
+    /// How many of them the generation holds.
+    pub kept: usize,
+    /// The name of the first entry left out.
+    pub first_left_out: Vec<u8>,
 }
 
 /// A directory encoded as a tree object, not yet stored.
@@ -479,6 +540,9 @@ struct BuilderState {
     finished: bool,
     /// The `seq` of the next generation this builder commits.
     next_seq: u64,
+    /// Folders written too large for a tree object, not yet taken by
+    /// [`GenerationBuilder::take_left_out`].
+    left_out: Vec<LeftOut>,
 }
 
 impl BuilderState {
@@ -604,6 +668,7 @@ impl GenerationBuilder {
                 checkpoints: Vec::new(),
                 finished: false,
                 next_seq,
+                left_out: Vec::new(),
             }),
         })
     }
@@ -740,19 +805,45 @@ impl GenerationBuilder {
         let parent = state
             .descend(&self.repo, parent, false)?
             .ok_or(BadPath::ParentVanished)?;
+        let mut out = self.trim();
         if let Some(slot) = parent.changed.get_mut(*name) {
             if let Some(child) = slot.child.take() {
-                record_subtree(&mut slot.entry, child.into_tree(&self.repo)?);
+                record_subtree(
+                    &mut slot.entry,
+                    child.into_tree(&self.repo, &mut out, path)?,
+                );
             }
         }
+        state.left_out.append(&mut out.left_out);
         Ok(())
+    }
+
+    /// How trees are to be trimmed, with nothing left out yet.
+    fn trim(&self) -> Trim {
+        Trim {
+            limit: self.repo.max_tree_len,
+            left_out: Vec::new(),
+        }
+    }
+
+    /// The folders that were too large to hold whole, since the last
+    /// call: in [`finish_dir`](Self::finish_dir) and in the final
+    /// [`commit`](Self::commit) (a checkpoint's are not reported: the
+    /// folder is not finished, and the final commit reports it).
+    pub fn take_left_out(&self) -> Vec<LeftOut> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut state.left_out)
     }
 
     /// Commit what has been built: as a checkpoint (and carry on), or as
     /// the final generation.
     pub fn commit(&self, checkpoint: bool) -> RepoResult<Generation> {
         let mut state = self.state()?;
-        let (root, files, bytes) = state.root.write(&self.repo)?;
+        let mut out = self.trim();
+        let (root, files, bytes) = state.root.write(&self.repo, &mut out, b"/")?;
+        if !checkpoint {
+            state.left_out.append(&mut out.left_out);
+        }
         self.repo.flush()?;
         let gen = Generation {
             id: GenerationId::random().to_string(),

@@ -38,7 +38,7 @@ mod builder;
 mod prefetch;
 mod reader;
 
-pub use builder::GenerationBuilder;
+pub use builder::{GenerationBuilder, LeftOut};
 pub use reader::GenerationReader;
 
 /// A committed generation.
