@@ -345,6 +345,66 @@ fn a_folder_too_large_for_a_generation_is_held_in_part_and_reported() {
     assert_eq!(fs::read_dir(restored.join("big")).unwrap().count(), kept);
 }
 
+/// A file with many names is read once a run, not once a name (10,000
+/// names of a 5 MB file were 50 GB of reads): the other names take that
+/// read while the walk sees them the same. A name changed since (here: a
+/// file of one name put in its place) is read for itself. Restored, the
+/// names are one file again, with its content.
+#[test]
+fn a_file_with_many_names_is_read_once_a_run() {
+    use std::os::unix::fs::MetadataExt;
+    let w = world();
+    let content = noise(300_000, 7);
+    w.file("a/orig", &content);
+    for i in 0..40 {
+        let dir = if i % 2 == 0 { "a" } else { "b" };
+        fs::create_dir_all(w.data.join(dir)).unwrap();
+        fs::hard_link(w.data.join("a/orig"), w.data.join(format!("{dir}/l{i:02}"))).unwrap();
+    }
+    let one_worker = ["--backup-threads", "1"];
+    let run = w.backup(&one_worker).ok();
+    assert_eq!(files_read(&run), 1, "{}", run.stdout);
+
+    // Changed (its change time moves for every name): read once again.
+    let touched = std::time::SystemTime::now() + std::time::Duration::from_secs(3);
+    fs::File::options()
+        .write(true)
+        .open(w.data.join("a/orig"))
+        .unwrap()
+        .set_modified(touched)
+        .unwrap();
+    // One name replaced by a file of its own, of the same size and time.
+    let other = noise(300_000, 8);
+    fs::remove_file(w.data.join("b/l01")).unwrap();
+    w.file("b/l01", &other);
+    fs::File::options()
+        .write(true)
+        .open(w.data.join("b/l01"))
+        .unwrap()
+        .set_modified(touched)
+        .unwrap();
+    let run = w.backup(&one_worker).ok();
+    assert_eq!(files_read(&run), 2, "{}", run.stdout);
+
+    let restored = w.restore(&[]);
+    let orig = fs::metadata(restored.join("a/orig")).unwrap();
+    assert_eq!(orig.nlink(), 40, "the names are one file again");
+    for i in (0..40).filter(|i| *i != 1) {
+        let dir = if i % 2 == 0 { "a" } else { "b" };
+        let name = restored.join(format!("{dir}/l{i:02}"));
+        assert_eq!(
+            fs::metadata(&name).unwrap().ino(),
+            orig.ino(),
+            "{}",
+            name.display()
+        );
+    }
+    assert_eq!(fs::read(restored.join("b/l03")).unwrap(), content);
+    assert_eq!(fs::read(restored.join("b/l01")).unwrap(), other);
+    assert_eq!(fs::metadata(restored.join("b/l01")).unwrap().nlink(), 1);
+    w.obnam(&["verify", w.data.to_str().unwrap()]).ok();
+}
+
 #[test]
 fn a_bug_while_reading_a_file_stops_the_backup_with_an_error_not_a_hang() {
     let w = world();

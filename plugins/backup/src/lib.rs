@@ -10,13 +10,14 @@
 //! Modules, in the order a byte meets them: [`settings`] (what the user
 //! asked for), [`walk`] (finding objects, exclusion), [`metadata`] (what a
 //! `stat` says, and whether a file changed), [`content`] (reading, chunking,
-//! storing), [`run`] (the pipeline, checkpoints, the commit), [`stats`]
+//! storing), [`links`] (a hard-linked file read once a run), [`run`] (the pipeline, checkpoints, the commit), [`stats`]
 //! (counting and progress), [`scan`] (the totals the progress needs for a
 //! percentage, counted by a thread of their own).
 
 #![forbid(unsafe_code)]
 
 mod content;
+mod links;
 mod metadata;
 mod run;
 mod scan;

@@ -41,6 +41,7 @@ use plugin_api::{Context, Entry, EntryKind, GenerationBuilder, GenerationReader,
 use progress::{Events, OutputFormat, Reporter, Show};
 
 use crate::content::{io_reason, ContentError, ContentWriter, Walked};
+use crate::links::ReadLinks;
 use crate::metadata::{self, Names};
 use crate::scan::Scan;
 use crate::settings::BackupSettings;
@@ -271,6 +272,7 @@ fn real<'c>(
         names: Names::default(),
         panic_matching: &settings.panic_matching,
         ignore_ctime: settings.change_rule.ignore_ctime,
+        links: ReadLinks::default(),
     };
     walk_with_workers(ctx, settings, &shared, progress, split_hook, store_hook)?;
     if let Some(e) = shared
@@ -482,6 +484,8 @@ struct Shared<'a> {
     /// `--ignore-ctime`: a change time that moved while a file was read
     /// is no change then.
     ignore_ctime: bool,
+    /// Hard-linked files read so far, for their other names.
+    links: ReadLinks,
 }
 
 impl Shared<'_> {
@@ -550,6 +554,16 @@ impl Shared<'_> {
         {
             panic!("simulated bug (--testing-panic-matching)");
         }
+        // Another name of a file this run read already, seen the same.
+        if job.entry.nlink > 1 {
+            if let Some(shared) = self.links.reuse(&walked) {
+                let mut entry = job.entry.clone();
+                entry.size = shared.bytes_read;
+                entry.chunks = shared.chunks;
+                entry.checksum = shared.checksum;
+                return self.builder.put(&job.path, &entry);
+            }
+        }
         let size = job.entry.size;
         let after_chunk = |len: u64, added: u64| {
             // Progress counts up to the size the walk saw, as the scan did.
@@ -560,6 +574,7 @@ impl Shared<'_> {
         };
         match writer.store_file(&job.path, &walked, &after_chunk) {
             Ok(stored) => {
+                self.links.remember(&walked, job.entry.nlink, &stored);
                 add(&self.stats.files_read, 1);
                 add(&self.stats.bytes_read, stored.bytes_read);
                 add(&self.stats.bytes_new, stored.bytes_new);

@@ -1,0 +1,153 @@
+//! Hard links read once a run.
+//!
+//! The names of a hard-linked file are one object: once a run has read
+//! it through one name, another name of the same object (device and
+//! inode) that the walk saw with the same size, modification time and
+//! change time holds the same content, and takes the chunks and checksum
+//! of that read instead of reading it again. Without this, a file with
+//! 10,000 names (an `rsnapshot` or `cp -al` tree, a Nix or pnpm store) was
+//! read 10,000 times by every backup that found it changed: 50 GB of
+//! reads for a 5 MB file, however well deduplication then stored it.
+//!
+//! The reuse trusts the `stat` as a backup trusts it against the previous
+//! generation: content rewritten with the times set back, and the change
+//! time ignored (`--ignore-ctime`), looks unchanged. The read the names
+//! share was checked, as every read is, against the `stat` the walk took
+//! of the name it was read through ([`crate::content`]).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use plugin_api::ChunkId;
+
+use crate::content::{Stored, Walked};
+
+/// Objects remembered at most, and chunk ids in all: a run that finds
+/// more hard-linked files than this reads the others once per name, as
+/// before, rather than hold their chunk lists (about 40 bytes a chunk).
+const MAX_OBJECTS: usize = 100_000;
+const MAX_CHUNKS: usize = 4 << 20;
+
+/// The files with more than one name read in this run, by object.
+#[derive(Default)]
+pub struct ReadLinks {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    by_object: HashMap<(u64, u64), Read>,
+    chunks: usize,
+}
+
+/// One read of a hard-linked file: the `stat` it matched, what it gave,
+/// and how many of the object's names may still come.
+struct Read {
+    size: u64,
+    mtime: (i64, u32),
+    ctime: Option<(i64, u32)>,
+    stored: Shared,
+    names_left: u64,
+}
+
+/// What a later name takes of a read.
+#[derive(Clone)]
+pub struct Shared {
+    pub chunks: Vec<ChunkId>,
+    pub checksum: Vec<u8>,
+    pub bytes_read: u64,
+}
+
+impl ReadLinks {
+    /// Note the read of a file of `nlink` names, seen as `walked`.
+    pub fn remember(&self, walked: &Walked, nlink: u64, stored: &Stored) {
+        if nlink < 2 {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.by_object.len() >= MAX_OBJECTS || state.chunks + stored.chunks.len() > MAX_CHUNKS {
+            return;
+        }
+        let read = Read {
+            size: walked.size,
+            mtime: walked.mtime,
+            ctime: walked.ctime,
+            stored: Shared {
+                chunks: stored.chunks.clone(),
+                checksum: stored.checksum.clone(),
+                bytes_read: stored.bytes_read,
+            },
+            names_left: nlink - 1,
+        };
+        state.chunks += read.stored.chunks.len();
+        if let Some(old) = state.by_object.insert((walked.dev, walked.ino), read) {
+            state.chunks -= old.stored.chunks.len();
+        }
+    }
+
+    /// What an earlier read of this run gave for the object the walk saw
+    /// as `walked`, if it saw it the same then.
+    pub fn reuse(&self, walked: &Walked) -> Option<Shared> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (walked.dev, walked.ino);
+        let read = state.by_object.get_mut(&key)?;
+        if (read.size, read.mtime, read.ctime) != (walked.size, walked.mtime, walked.ctime) {
+            return None;
+        }
+        let shared = read.stored.clone();
+        read.names_left = read.names_left.saturating_sub(1);
+        // Every name came: the object is done with (a name outside the
+        // backup's roots never comes, and its read stays until the end).
+        if read.names_left == 0 {
+            if let Some(done) = state.by_object.remove(&key) {
+                state.chunks -= done.stored.chunks.len();
+            }
+        }
+        Some(shared)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walked(ino: u64, mtime: i64) -> Walked {
+        Walked {
+            size: 5,
+            mtime: (mtime, 0),
+            ctime: Some((mtime, 0)),
+            dev: 1,
+            ino,
+        }
+    }
+
+    fn stored(checksum: &[u8]) -> Stored {
+        Stored {
+            chunks: Vec::new(),
+            checksum: checksum.to_vec(),
+            bytes_read: 5,
+            bytes_new: 5,
+            bytes_in_holes: 0,
+        }
+    }
+
+    #[test]
+    fn a_name_of_an_object_read_takes_its_read_while_the_stat_is_the_same() {
+        let links = ReadLinks::default();
+        links.remember(&walked(7, 100), 3, &stored(b"one"));
+        assert!(links.reuse(&walked(8, 100)).is_none(), "another object");
+        assert!(links.reuse(&walked(7, 101)).is_none(), "changed since");
+        assert_eq!(links.reuse(&walked(7, 100)).unwrap().checksum, b"one");
+        assert_eq!(links.reuse(&walked(7, 100)).unwrap().checksum, b"one");
+        // Its three names came: forgotten.
+        assert!(links.reuse(&walked(7, 100)).is_none());
+        assert_eq!(links.state.lock().unwrap().by_object.len(), 0);
+    }
+
+    #[test]
+    fn a_file_of_one_name_is_not_remembered() {
+        let links = ReadLinks::default();
+        links.remember(&walked(7, 100), 1, &stored(b"one"));
+        assert!(links.reuse(&walked(7, 100)).is_none());
+    }
+}
