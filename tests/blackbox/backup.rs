@@ -403,6 +403,24 @@ fn a_file_with_many_names_is_read_once_a_run() {
     assert_eq!(fs::read(restored.join("b/l01")).unwrap(), other);
     assert_eq!(fs::metadata(restored.join("b/l01")).unwrap().nlink(), 1);
     w.obnam(&["verify", w.data.to_str().unwrap()]).ok();
+
+    // Verify compares the content once too, and says so of every name.
+    let mut changed = content.clone();
+    changed[1000] ^= 1;
+    fs::write(w.data.join("a/orig"), &changed).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(w.data.join("a/orig"))
+        .unwrap()
+        .set_modified(touched)
+        .unwrap();
+    let run = w.obnam(&["verify", w.data.to_str().unwrap()]).fails();
+    let differ = run
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with(": content"))
+        .count();
+    assert_eq!(differ, 40, "{}", run.stdout);
 }
 
 #[test]
