@@ -641,6 +641,56 @@ fn a_data_filter_that_cannot_read_stops_the_run_and_damages_nothing() {
     assert!(run.stderr.contains("damaged record left out"), "{run:#?}");
 }
 
+/// Below a filter that does not vouch for its decode, obnam's own checks
+/// (a record's checksum, a chunk's or tree's id) that fail are not taken
+/// for damage either: with nothing compressed, a garbling decode reached
+/// them directly, and sound generations were left out as "damaged", with
+/// advice to forget them that `forget` then followed.
+#[test]
+fn a_check_failing_below_a_filter_that_does_not_vouch_damages_nothing() {
+    let w = World::new(&["xorfilter"]);
+    let data = w.env.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), b"first").unwrap();
+    let root = data.to_str().unwrap();
+    w.run(&["backup", root, "--compress-with", "none"]).ok();
+    std::fs::write(data.join("f"), b"second").unwrap();
+    w.run(&["backup", root, "--compress-with", "none"]).ok();
+    let before = w.run(&["genids"]).ok().stdout;
+    let first = before.lines().next().unwrap().to_string();
+    assert_eq!(before.lines().count(), 2, "{before}");
+    let stored = contents_but_locks(&w.repo);
+    let to = w.env.path().join("restored");
+    let to = to.to_str().unwrap();
+    for args in [
+        vec!["generations"],
+        vec!["fsck"],
+        vec!["forget", first.as_str()],
+        vec!["restore", "--generation", first.as_str(), "--to", to],
+        vec!["backup", root, "--compress-with", "none"],
+    ] {
+        let mut cmd = w.cmd(&args);
+        cmd.env("OBNAM_TEST_XOR_DECODE", "garble");
+        let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+        assert!(
+            (run.stderr
+                .contains("after the filter 'xor-test' of plugin 'xorfilter' undid its part")
+                || run.stderr.contains("does not undo its own work"))
+                && !run.stderr.contains("damaged record")
+                && !run.stderr.contains("forget"),
+            "{args:?}: {run:#?}"
+        );
+        assert!(contents_but_locks(&w.repo) == stored, "garble {args:?}");
+    }
+    assert_eq!(w.run(&["genids"]).ok().stdout, before);
+    // Chunks and trees too: a restore with the client's records read
+    // right and its data garbled names the filter, and damages nothing.
+    let mut cmd = w.cmd(&["fsck", "--verify-data"]);
+    cmd.env("OBNAM_TEST_XOR_DECODE", "garble");
+    let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+    assert!(run.stderr.contains("undid its part"), "{run:#?}");
+}
+
 /// A filter whose tag no stored object can hold (empty, not ASCII) is refused when
 /// its plugin registers it, with a warning, and the rest works (it was
 /// accepted, and every backup then failed at its first write).

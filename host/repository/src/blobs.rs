@@ -209,8 +209,9 @@ impl Repository {
             Some(bytes) => bytes,
             None => self.stored_blob(&location, &context)?,
         };
-        let plain = self.codec.open_blob(&context, stored)?;
-        self.verify_blob(&context, id, &plain)?;
+        let plain = self.codec.open_blob_checked(&context, stored, |plain| {
+            self.verify_blob(&context, id, plain)
+        })?;
         if kind == BlobKind::Data && self.caches.reads.is_on() {
             if let Some(pack) = self.catalog.read().pack_id(location.pack) {
                 self.caches.reads.note(pack, location.offset, id);

@@ -527,8 +527,9 @@ impl Repository {
             }
             let verified = self
                 .codec
-                .open_blob_borrowed(&context, stored)
-                .and_then(|plain| self.verify_blob(&context, &e.id, &plain));
+                .open_blob_borrowed_checked(&context, stored, |plain| {
+                    self.verify_blob(&context, &e.id, plain)
+                });
             if let Err(e) = verified {
                 problems.push(format!("{key}: {e}"));
             }

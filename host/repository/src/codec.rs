@@ -65,9 +65,9 @@ impl Codec {
 
     /// Undo [`encode`](Self::encode), checking the checksum.
     pub fn decode(&self, key: &str, stored: Vec<u8>) -> RepoResult<Vec<u8>> {
-        let plain = self.open_blob(key, stored)?;
+        let (plain, tags) = object::open_tagged(self.filter(), self.seal_tag(), key, stored)?;
         if self.checksums {
-            object::strip_checksum(key, plain)
+            object::after_filters(self.filter(), &tags, object::strip_checksum(key, plain))
         } else {
             Ok(plain)
         }
@@ -83,20 +83,34 @@ impl Codec {
         object::seal(self.filter(), self.seal_tag(), context, data)
     }
 
-    /// The plain bytes of a stored blob (or of any object, before its
-    /// checksum is checked).
-    pub fn open_blob(&self, context: &str, stored: Vec<u8>) -> RepoResult<Vec<u8>> {
-        object::open(self.filter(), self.seal_tag(), context, stored)
-    }
-
-    /// [`open_blob`](Self::open_blob) of bytes that stay where they are
-    /// (see [`object::open_borrowed`]).
-    pub fn open_blob_borrowed<'s>(
+    /// The plain bytes of a stored blob, which stay where they are (see
+    /// [`object::open_borrowed`]), checked by `check` (against the blob's
+    /// id): what the check finds wrong after a filter that does not
+    /// vouch for its decode is the filter's problem, not damage (see
+    /// [`object::after_filters`]).
+    pub fn open_blob_borrowed_checked<'s>(
         &self,
         context: &str,
         stored: &'s [u8],
+        check: impl FnOnce(&[u8]) -> RepoResult<()>,
     ) -> RepoResult<object::Encoded<'s>> {
-        object::open_borrowed(self.filter(), self.seal_tag(), context, stored)
+        let (plain, tags) =
+            object::open_borrowed_tagged(self.filter(), self.seal_tag(), context, stored)?;
+        object::after_filters(self.filter(), &tags, check(&plain))?;
+        Ok(plain)
+    }
+
+    /// [`open_blob_borrowed_checked`](Self::open_blob_borrowed_checked) of
+    /// bytes that are the caller's.
+    pub fn open_blob_checked(
+        &self,
+        context: &str,
+        stored: Vec<u8>,
+        check: impl FnOnce(&[u8]) -> RepoResult<()>,
+    ) -> RepoResult<Vec<u8>> {
+        let (plain, tags) = object::open_tagged(self.filter(), self.seal_tag(), context, stored)?;
+        object::after_filters(self.filter(), &tags, check(&plain))?;
+        Ok(plain)
     }
 }
 

@@ -221,6 +221,17 @@ pub trait ObjectFilter: Send + Sync {
     /// Whether a loaded filter has the tag `tag`.
     fn provides(&self, tag: &str) -> bool;
 
+    /// The filters among `tags` that do not vouch for their decode (that
+    /// their errors, and so their output, are about the data), in words
+    /// (`the filter 'x' of plugin 'p'`); `None` if every one does. What
+    /// such a filter gave back is not known to be what was written: a
+    /// check of it that fails (a checksum, an id) is not taken for
+    /// damage ([`after_filters`]).
+    fn unvouched(&self, tags: &[String]) -> Option<String> {
+        let _ = tags;
+        None
+    }
+
     /// Called once when a repository is opened or created, before any
     /// filtered object is read or written: unlock a sealed repository, or
     /// choose a seal for a new one.
@@ -364,14 +375,48 @@ pub fn open(
     context: &str,
     stored: Vec<u8>,
 ) -> RepoResult<Vec<u8>> {
-    let start = match open_borrowed(filter, seal, context, &stored)? {
+    open_tagged(filter, seal, context, stored).map(|(plain, _)| plain)
+}
+
+/// [`open`], and the tags of the filters undone (the seal's first).
+pub fn open_tagged(
+    filter: &dyn ObjectFilter,
+    seal: Option<&str>,
+    context: &str,
+    stored: Vec<u8>,
+) -> RepoResult<(Vec<u8>, Vec<String>)> {
+    let (start, tags) = match open_borrowed_tagged(filter, seal, context, &stored)? {
         // No filter: the payload is the end of `stored`.
-        Encoded::Unchanged(plain) => stored.len() - plain.len(),
-        Encoded::Changed(plain) => return Ok(plain.into_vec()),
+        (Encoded::Unchanged(plain), tags) => (stored.len() - plain.len(), tags),
+        (Encoded::Changed(plain), tags) => return Ok((plain.into_vec(), tags)),
     };
     let mut plain = stored;
     plain.drain(..start);
-    Ok(plain)
+    Ok((plain, tags))
+}
+
+/// `checked`, a check of what the filters `tags` gave back, unless it
+/// found damage after a filter that does not vouch for its decode: then
+/// the object may be sound, and the filter wrong (a plugin's decode that
+/// does not undo its encode, or a key it was given wrong), and the run
+/// stops naming the filter ([`RepoError::Filter`]) rather than take the
+/// object for damaged: a damaged record is left out, and the user told
+/// to forget it.
+pub fn after_filters<T>(
+    filter: &dyn ObjectFilter,
+    tags: &[String],
+    checked: RepoResult<T>,
+) -> RepoResult<T> {
+    match checked {
+        Err(e) if e.is_damaged_object() => match filter.unvouched(tags) {
+            Some(filters) => Err(RepoError::Filter(format!(
+                "{e}, after {filters} undid its part: if that plugin's decode does not undo \
+                 its encode, the object is sound; the run stops rather than take it for damaged"
+            ))),
+            None => Err(e),
+        },
+        other => other,
+    }
 }
 
 /// [`open`] of bytes that stay where they are (a blob in a pack read
@@ -384,11 +429,26 @@ pub fn open_borrowed<'s>(
     context: &str,
     stored: &'s [u8],
 ) -> RepoResult<Encoded<'s>> {
+    open_borrowed_tagged(filter, seal, context, stored).map(|(plain, _)| plain)
+}
+
+/// [`open_borrowed`], and the tags of the filters undone (the seal's
+/// first). What is found wrong after a filter that does not vouch for
+/// its decode is not damage ([`after_filters`]).
+pub fn open_borrowed_tagged<'s>(
+    filter: &dyn ObjectFilter,
+    seal: Option<&str>,
+    context: &str,
+    stored: &'s [u8],
+) -> RepoResult<(Encoded<'s>, Vec<String>)> {
     let (tags, start) =
         parse_header(stored).map_err(|reason| RepoError::corrupt(context, reason))?;
-    let plain = match seal {
-        None if tags.is_empty() => Encoded::Unchanged(&stored[start..]),
-        None => Encoded::Changed(decode(filter, context, &stored[start..], &tags)?),
+    let (plain, undone) = match seal {
+        None if tags.is_empty() => (Encoded::Unchanged(&stored[start..]), tags),
+        None => {
+            let plain = decode(filter, context, &stored[start..], &tags)?;
+            (Encoded::Changed(plain), tags)
+        }
         Some(seal) => {
             if tags.len() != 1 || tags[0] != seal {
                 return Err(RepoError::corrupt(
@@ -397,17 +457,25 @@ pub fn open_borrowed<'s>(
                 ));
             }
             let inner = decode(filter, context, &stored[start..], &tags)?;
-            let (tags, start) =
-                parse_header(&inner).map_err(|reason| RepoError::corrupt(context, reason))?;
-            Encoded::Changed(if tags.is_empty() {
+            let mut undone = tags;
+            let header = parse_header(&inner).map_err(|reason| RepoError::corrupt(context, reason));
+            let (tags, start) = after_filters(filter, &undone, header)?;
+            let plain = if tags.is_empty() {
                 inner[start..].to_vec().into()
             } else {
-                decode(filter, context, &inner[start..], &tags)?
-            })
+                let plain = decode(filter, context, &inner[start..], &tags)?;
+                undone.extend(tags);
+                plain
+            };
+            (Encoded::Changed(plain), undone)
         }
     };
-    check_decoded_len(context, plain.len(), CHECKSUM_LEN)?;
-    Ok(plain)
+    after_filters(
+        filter,
+        &undone,
+        check_decoded_len(context, plain.len(), CHECKSUM_LEN),
+    )?;
+    Ok((plain, undone))
 }
 
 /// Undo the filters `tags` on an object's bytes. A tag that no loaded

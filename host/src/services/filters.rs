@@ -142,6 +142,20 @@ impl Host {
     }
 
     /// Whether a filter hook has a filter tagged `tag`.
+    /// The filters of `hook` among `tags` that do not say their decode
+    /// errors are about the data (and so do not vouch for what their
+    /// decode gives), in words; `None` if there is none.
+    pub fn unvouched_among(&self, hook: &str, tags: &[String]) -> Option<String> {
+        let def = self.registry.hooks.by_name(hook)?;
+        let unvouched: Vec<String> = tags
+            .iter()
+            .filter_map(|tag| def.filters.iter().find(|f| &f.tag == tag))
+            .filter(|f| !f.filter.decode_errors_are_damage())
+            .map(|f| format!("the filter '{}' of plugin '{}'", f.tag, f.plugin))
+            .collect();
+        (!unvouched.is_empty()).then(|| unvouched.join(" and "))
+    }
+
     pub fn has_filter(&self, hook: &str, tag: &str) -> bool {
         self.registry
             .hooks
@@ -448,6 +462,11 @@ impl ObjectFilter for HookFilter {
         self.host
             .upgrade()
             .is_some_and(|host| host.has_filter(DATA_FILTER_HOOK, tag))
+    }
+
+    fn unvouched(&self, tags: &[String]) -> Option<String> {
+        let host = self.host.upgrade()?;
+        host.unvouched_among(DATA_FILTER_HOOK, tags)
     }
 
     /// Ask the plugins on the `repository-open` hook (see

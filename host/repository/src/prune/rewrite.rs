@@ -161,8 +161,10 @@ impl Repository {
             .ok_or_else(|| {
                 RepoError::corrupt(key, format!("blob {} lies outside the pack", e.id))
             })?;
-        let plain = self.codec.open_blob_borrowed(&context, stored)?;
-        self.verify_blob(&context, &e.id, &plain)?;
+        self.codec
+            .open_blob_borrowed_checked(&context, stored, |plain| {
+                self.verify_blob(&context, &e.id, plain)
+            })?;
         Ok(stored)
     }
 
