@@ -691,6 +691,60 @@ fn a_check_failing_below_a_filter_that_does_not_vouch_damages_nothing() {
     assert!(run.stderr.contains("undid its part"), "{run:#?}");
 }
 
+/// A `repository-open` callback that drops the seal another plugin chose
+/// for a new repository, seals it a second time, or changes what obnam
+/// gave the callbacks, is refused, naming the plugins, before anything is
+/// written. (A dropped seal made a repository that said it was not
+/// encrypted though `--encrypt` was given, every object encrypted under a
+/// key never stored: exit 0, and nothing readable from the next run on.)
+#[test]
+fn a_plugin_that_meddles_with_another_plugins_seal_is_refused() {
+    let w = World::new(&["repotest"]);
+    let data = w.env.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), b"secret").unwrap();
+    let root = data.to_str().unwrap();
+    for (how, said) in [
+        (
+            "drop-seal",
+            "plugin 'repotest' changed the 'seal' that plugin 'encrypt' answered",
+        ),
+        (
+            "seal",
+            "plugin 'repotest' changed the 'seal' that plugin 'encrypt' answered",
+        ),
+        (
+            "creating",
+            "plugin 'repotest' changed the 'creating' that obnam gave",
+        ),
+    ] {
+        let mut cmd = w.cmd(&["backup", root, "--encrypt"]);
+        cmd.env("OBNAM_PASSPHRASE", "correct horse")
+            .env("OBNAM_TEST_OPEN", how);
+        let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+        assert!(run.stderr.contains(said), "{how}: {run:#?}");
+        assert!(
+            !w.repo.join("config").exists(),
+            "{how}: a repository was made: {:?}",
+            contents_but_locks(&w.repo)
+        );
+    }
+    // Alone, the seal is encrypt's, and the repository reads back.
+    let mut cmd = w.cmd(&["backup", root, "--encrypt"]);
+    cmd.env("OBNAM_PASSPHRASE", "correct horse");
+    obnam_test_support::run(&mut cmd).ok();
+    let mut cmd = w.cmd(&["genids"]);
+    cmd.env("OBNAM_PASSPHRASE", "correct horse");
+    assert_eq!(
+        obnam_test_support::run(&mut cmd)
+            .ok()
+            .stdout
+            .lines()
+            .count(),
+        1
+    );
+}
+
 /// A filter whose tag no stored object can hold (empty, not ASCII) is refused when
 /// its plugin registers it, with a warning, and the rest works (it was
 /// accepted, and every backup then failed at its first write).

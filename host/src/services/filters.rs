@@ -190,6 +190,95 @@ impl Host {
         })
     }
 
+    /// Call a plain hook whose payload is JSON, as
+    /// [`call_json_hook`](Self::call_json_hook) does, where each of the
+    /// fields `answers` is one plugin's answer: a callback that changes a
+    /// field another plugin's callback set (or removes it, or replaces the
+    /// whole document) is refused, naming both, before anything is done
+    /// with the answers. For `repository-open`: two plugins that each
+    /// seal a new repository, or one that drops another's seal, left a
+    /// repository no later run could read (the seal that lost had already
+    /// encrypted every object, under a key never stored), with exit 0.
+    pub fn call_json_hook_owned(
+        &self,
+        name: &str,
+        value: serde_json::Value,
+        answers: &[&str],
+    ) -> Result<serde_json::Value, Error> {
+        let layout = layout_of::<plugin_api::JsonPayload>();
+        let id = self
+            .registry
+            .hooks
+            .resolve(name, layout)
+            .map_err(Error::msg)?;
+        let def = self
+            .registry
+            .hooks
+            .get(id)
+            .ok_or_else(|| Error::msg(format!("no hook {name}")))?;
+        let _depth = super::HookDepth::enter()
+            .ok_or_else(|| Error::msg(format!("hook '{name}' was called too many calls deep")))?;
+        // What the host gave is no callback's to change: a later callback
+        // (the one that seals) reads it.
+        let given: Vec<String> = value
+            .as_object()
+            .map(|o| {
+                o.keys()
+                    .filter(|k| !answers.contains(&k.as_str()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut value = value;
+        let mut owners: Vec<(&str, &str)> = Vec::new();
+        for cb in &def.callbacks {
+            let mut payload = plugin_api::JsonPayload {
+                json: value.to_string().into(),
+            };
+            let ptr = PayloadPtr::from_mut(&mut payload);
+            cb.callback
+                .call(self.as_abi(), ptr)
+                .into_result()
+                .map_err(|f| {
+                    Error::msg(describe_failure(f, &cb.plugin, &format!("hook '{name}'")))
+                })?;
+            let after: serde_json::Value = serde_json::from_str(&payload.json).map_err(|e| {
+                Error::msg(format!(
+                    "hook {name}: plugin '{}' left a payload that is not JSON: {e}",
+                    cb.plugin
+                ))
+            })?;
+            if let Some(field) = given.iter().find(|f| value.get(f) != after.get(f)) {
+                return Err(Error::msg(format!(
+                    "hook {name}: plugin '{}' changed the '{field}' that obnam gave; a callback \
+                     may only set its own answers",
+                    cb.plugin
+                )));
+            }
+            for field in answers {
+                let (was, now) = (value.get(field), after.get(field));
+                if was == now {
+                    continue;
+                }
+                match owners.iter().find(|(f, _)| f == field) {
+                    Some((_, owner)) if *owner != cb.plugin => {
+                        return Err(Error::msg(format!(
+                            "hook {name}: plugin '{}' changed the '{field}' that plugin '{owner}' \
+                             answered; each answer must be one plugin's (two plugins that seal \
+                             a repository, or one that edits another's answer, cannot be \
+                             loaded together): load only one of them",
+                            cb.plugin
+                        )));
+                    }
+                    Some(_) => {}
+                    None => owners.push((field, cb.plugin.as_str())),
+                }
+            }
+            value = after;
+        }
+        Ok(value)
+    }
+
     /// Undo a filter chain: the filters named by `tags`, last first.
     pub fn run_filter_read(
         &self,
@@ -486,7 +575,11 @@ impl ObjectFilter for HookFilter {
         });
         let answer = self
             .host()?
-            .call_json_hook(REPOSITORY_OPEN, payload)
+            .call_json_hook_owned(
+                REPOSITORY_OPEN,
+                payload,
+                &["seal", "new_key_slots", "token_key"],
+            )
             .map_err(|e| e.to_string())?;
         let bad = |what: &str| format!("hook {REPOSITORY_OPEN}: {what}");
         let token_key = match answer.get("token_key") {

@@ -20,6 +20,11 @@
 //!   until `OBNAM_TEST_CREATION_BARRIER_COUNT` processes have arrived, or
 //!   two seconds have passed. Creators that all got this far then write
 //!   their key slots and config at the same moment.
+//! * With `OBNAM_TEST_OPEN=drop-seal`, a late `repository-open` callback
+//!   removes the seal another plugin chose for a new repository (a bug
+//!   that meant only to edit its own answer); with `=seal`, it seals the
+//!   new repository itself, as a second sealing plugin would; with
+//!   `=creating`, it says the repository is not being created.
 
 #![forbid(unsafe_code)]
 
@@ -178,6 +183,25 @@ fn creation_barrier(payload: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
+/// The late `repository-open` callback of `OBNAM_TEST_OPEN` (see the top).
+fn meddle(payload: &mut serde_json::Value) -> Result<()> {
+    let creating = payload.get("creating").and_then(serde_json::Value::as_bool) == Some(true);
+    match std::env::var("OBNAM_TEST_OPEN").as_deref() {
+        Ok("drop-seal") if creating => {
+            if let Some(o) = payload.as_object_mut() {
+                o.remove("seal");
+                o.remove("new_key_slots");
+            }
+        }
+        Ok("seal") if creating => {
+            payload["seal"] = serde_json::json!({"filter": "repotest"});
+        }
+        Ok("creating") => payload["creating"] = serde_json::Value::Bool(false),
+        _ => {}
+    }
+    Ok(())
+}
+
 impl Plugin for RepoTest {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
         app.add_subcommand(
@@ -202,6 +226,11 @@ impl Plugin for RepoTest {
             plugin_api::payloads::REPOSITORY_OPEN,
             plugin_api::PRIORITY_DEFAULT,
             |_ctx, payload| creation_barrier(payload),
+        );
+        app.add_json_callback(
+            plugin_api::payloads::REPOSITORY_OPEN,
+            plugin_api::PRIORITY_LATE,
+            |_ctx, payload| meddle(payload),
         );
         Ok(())
     }
