@@ -817,6 +817,22 @@ fn a_data_filter_that_does_not_undo_its_work_stops_the_backup() {
     w.run(&["fsck"]).ok();
     w.run(&["backup", root]).ok();
     w.run(&["fsck"]).ok();
+
+    // A filter that vouches for its decode is read back only in part,
+    // but a generation's record always: one that goes wrong only there
+    // stops the backup (it named a generation no later run could read,
+    // exit 0).
+    std::fs::write(data.join("f0"), b"changed").unwrap();
+    let mut cmd = w.cmd(&["backup", root]);
+    cmd.env("OBNAM_TEST_XOR_ENCODE", "records")
+        .env("OBNAM_TEST_XOR_ERRORS_ARE_DAMAGE", "1");
+    let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("does not undo its own work: writing generations/"),
+        "{run:#?}"
+    );
+    assert_eq!(w.run(&["genids"]).stdout.lines().count(), 1);
 }
 
 /// Two plugins that give a data filter the same tag: no repository is

@@ -510,7 +510,12 @@ impl ObjectFilter for HookFilter {
                 .unvouched
                 .get_or_init(|| host.unvouched_filters(DATA_FILTER_HOOK));
             let vouched = !tags.iter().any(|t| unvouched.contains(t));
-            if Self::checks(self.encoded.fetch_add(1, Ordering::Relaxed), vouched) {
+            // A record (a generation's, a client's, an index object) is
+            // read back every time: one is all a run commits, and a
+            // backup that names a generation no later run can read must
+            // not end well. Chunks and trees are the many.
+            let record = !(context.starts_with("chunk/") || context.starts_with("tree/"));
+            if record || Self::checks(self.encoded.fetch_add(1, Ordering::Relaxed), vouched) {
                 Self::check_round_trip(&host, context, data, encoded, &tags)?;
             }
         }

@@ -14,7 +14,7 @@
 //! (as a second plugin could). With `OBNAM_TEST_XOR_ENCODE=lengthen` its
 //! `encode` appends bytes its `decode` leaves (a filter that does not
 //! undo its own work); with `=from-N` it does so only from the Nth
-//! object it encodes on.
+//! object it encodes on, with `=records` only to generation records.
 
 #![forbid(unsafe_code)]
 
@@ -29,11 +29,12 @@ struct Xor;
 static ENCODED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl DataFilter for Xor {
-    fn encode(&self, _: &Context<'_>, _: &str, data: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn encode(&self, _: &Context<'_>, context: &str, data: &[u8]) -> Result<Option<Vec<u8>>> {
         let mut out: Vec<u8> = data.iter().map(|b| b ^ 0x5a).collect();
         let n = ENCODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let lengthen = match std::env::var("OBNAM_TEST_XOR_ENCODE").as_deref() {
             Ok("lengthen") => true,
+            Ok("records") => context.starts_with("generations/"),
             Ok(other) => other
                 .strip_prefix("from-")
                 .and_then(|n| n.parse::<u64>().ok())
