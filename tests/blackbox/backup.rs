@@ -423,6 +423,49 @@ fn a_file_with_many_names_is_read_once_a_run() {
     assert_eq!(differ, 40, "{}", run.stdout);
 }
 
+/// A plugin on the chunk hooks that changes the data it was to cut, or
+/// answers the id of other content for a chunk, stops the backup before
+/// anything is recorded with it (both gave exit 0 and a generation whose
+/// files restored as other content, or not at all).
+#[test]
+fn a_chunk_hook_answer_of_other_data_stops_the_backup() {
+    let w = world();
+    w.file("a", &noise(5000, 3));
+    w.file("b", b"hi\n");
+    let plugins = w.env.plugin_dir("hostile-plugin", &["hostile"]);
+    for (var, how, said) in [
+        (
+            "OBNAM_TEST_CHUNKER",
+            "shrink",
+            "a callback of hook 'backup-chunk-boundaries' changed the data it was to cut",
+        ),
+        (
+            "OBNAM_TEST_STORE",
+            "other-id",
+            "a callback of hook 'backup-store-chunk' answered a chunk id whose token is not \
+             the chunk's",
+        ),
+    ] {
+        let mut cmd = w.env.obnam();
+        cmd.arg("--plugin-dir")
+            .arg(&plugins)
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", &w.client, "backup"])
+            .arg(&w.data)
+            .env(var, how);
+        let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+        assert!(run.stderr.contains(said), "{how}: {run:#?}");
+        assert!(
+            w.generations().is_empty(),
+            "{how}: a generation was committed"
+        );
+    }
+    w.backup(&[]).ok();
+    let restored = w.restore(&[]);
+    assert_eq!(fs::read(restored.join("a")).unwrap(), noise(5000, 3));
+}
+
 #[test]
 fn a_bug_while_reading_a_file_stops_the_backup_with_an_error_not_a_hang() {
     let w = world();

@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use plugin_api::checksum::{ChecksumKind, FileHasher};
-use plugin_api::payloads::{SplitRequest, StoreChunkRequest};
+use plugin_api::payloads::{
+    SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_STORE_CHUNK,
+};
 use plugin_api::types::RVec;
 use plugin_api::{ChunkId, Context, Hook, Repository};
 
@@ -342,7 +344,8 @@ impl Storer {
     fn store_request(&mut self, ctx: &Context<'_>) -> Result<(ChunkId, u64), ContentError> {
         let req = &mut self.req;
         let len = req.data.len() as u64;
-        req.token = self.repo.token(req.data.as_slice());
+        let token = self.repo.token(req.data.as_slice());
+        req.token = token;
         req.handled = false;
         req.stored = false;
         ctx.call(self.hook, req)?;
@@ -350,6 +353,15 @@ impl Storer {
             return Err(ContentError::Fatal(plugin_api::Error::msg(
                 "no loaded plugin stores chunks (is the dedup plugin loaded?)",
             )));
+        }
+        // A chunk's id names its content: one of another token can only
+        // be a plugin's mistake, and recorded, a file would restore with
+        // other data (and unchanged, stay so in every later generation).
+        if req.chunk_id.token != token {
+            return Err(ContentError::Fatal(plugin_api::Error::msg(format!(
+                "a callback of hook '{BACKUP_STORE_CHUNK}' answered a chunk id whose token is \
+                 not the chunk's (the id of other content); nothing is recorded with it"
+            ))));
         }
         Ok((req.chunk_id, if req.stored { len } else { 0 }))
     }
@@ -867,6 +879,7 @@ impl Splitter {
             // Checked after every block, not only at the end: a file that
             // is appended to as fast as it is read would have no end.
             walked.check(file)?;
+            let given = (data.as_ptr(), data.len());
             self.req.data = std::mem::take(&mut data);
             self.req.eof = eof;
             self.req.lengths.clear();
@@ -874,6 +887,19 @@ impl Splitter {
             let called = ctx.call(self.hook, &mut self.req);
             data = std::mem::take(&mut self.req.data);
             called?;
+            // What is cut must be what was read (and hashed into the
+            // file's checksum): data a callback shortened, lengthened or
+            // replaced would be stored as the file, exit 0, and restore
+            // as other content. (A change in place is not seen: the
+            // guide says never to change it.)
+            if (data.as_ptr(), data.len()) != given {
+                return Err(ContentError::Fatal(plugin_api::Error::msg(format!(
+                    "a callback of hook '{BACKUP_CHUNK_BOUNDARIES}' changed the data it was \
+                     to cut ({} bytes given, {} back); nothing is recorded with it",
+                    given.1,
+                    data.len()
+                ))));
+            }
             if !self.req.handled {
                 return Err(ContentError::Fatal(plugin_api::Error::msg(
                     "no loaded plugin cuts file data into chunks (is the dedup plugin loaded?)",

@@ -40,15 +40,25 @@
 //! a folder with what is in it), `rewrite` (write other bytes of the same
 //! length over it and set its modification time back) or `grow=BYTES`
 //! (append BYTES bytes to it). A folder replaced is moved aside to `NAME.moved`.
+//!
+//! And a buggy plugin on the chunk hooks, after the dedup plugin has
+//! answered: with `OBNAM_TEST_CHUNKER=shrink` its `backup-chunk-boundaries`
+//! callback cuts the data it was given to half (and the lengths with it);
+//! with `OBNAM_TEST_STORE=other-id` its `backup-store-chunk` callback
+//! answers the id of other content (one byte of the token changed).
 
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use plugin_api::payloads::{ExcludeCandidate, BACKUP_EXCLUDE};
+use plugin_api::payloads::{
+    ExcludeCandidate, SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_EXCLUDE,
+    BACKUP_STORE_CHUNK,
+};
 use plugin_api::{
     App, ChunkId, Context, Entry, EntryKind, Plugin, Repository, Result, PRIORITY_DEFAULT,
+    PRIORITY_LATE,
 };
 use serde::Serialize;
 
@@ -586,6 +596,23 @@ impl Plugin for Hostile {
         );
         app.add_callback::<ExcludeCandidate, _>(BACKUP_EXCLUDE, PRIORITY_DEFAULT, |_, c| {
             swap(&c.path)
+        });
+        app.add_callback::<SplitRequest, _>(BACKUP_CHUNK_BOUNDARIES, PRIORITY_LATE, |_, r| {
+            if std::env::var("OBNAM_TEST_CHUNKER").as_deref() == Ok("shrink") {
+                let half = r.data.len() / 2;
+                r.data.truncate(half);
+                r.lengths.clear();
+                if half > 0 {
+                    r.lengths.push(half as u32);
+                }
+            }
+            Ok(())
+        });
+        app.add_callback::<StoreChunkRequest, _>(BACKUP_STORE_CHUNK, PRIORITY_LATE, |_, r| {
+            if std::env::var("OBNAM_TEST_STORE").as_deref() == Ok("other-id") {
+                r.chunk_id.token.0[0] ^= 1;
+            }
+            Ok(())
         });
         Ok(())
     }
