@@ -339,7 +339,16 @@ fn plugin_dirs(pre: &cli::Prescan) -> (Vec<PluginDir>, Option<anyhow::Error>) {
             Some(format!("plugin folder '' (from {source}) is an empty name"))
         } else {
             match std::fs::metadata(&path) {
-                Ok(meta) if meta.is_dir() => None,
+                // A folder the user named that others could write in is
+                // refused as a missing one is: run without its plugins (an
+                // exclude plugin's, say), a backup would store what they
+                // leave out, with exit 0 (and in silence with --quiet).
+                Ok(meta) if meta.is_dir() => loader::refuse_folder(&path).err().map(|why| {
+                    format!(
+                        "plugin folder {} (from {source}) is refused: {why}",
+                        escape_path(&path)
+                    )
+                }),
                 Ok(_) => Some(format!(
                     "plugin folder {} (from {source}) is not a folder",
                     escape_path(&path)

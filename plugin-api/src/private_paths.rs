@@ -59,14 +59,21 @@ pub fn write_access(meta: &std::fs::Metadata) -> String {
 /// let in whatever the group).
 pub fn others_may_write(path: &Path, meta: &std::fs::Metadata) -> bool {
     let mode = meta.mode();
+    mode & 0o002 != 0 || (mode & 0o020 != 0 && (meta.gid() != 0 || has_acl(path)))
+}
+
+/// Whether the object at `path` (not followed if a link) has an access
+/// ACL with named entries: then its mode's group bits are the ACL's mask,
+/// and users or groups the ACL names may write where they say "group".
+/// (Since 0.1.17.)
+pub fn has_acl(path: &Path) -> bool {
     // An ACL with named entries is stored as this attribute (one of the
     // mode bits alone is not); one too long for the buffer is one too.
     let mut buf = [0u8; 512];
-    let acl = match rustix::fs::lgetxattr(path, "system.posix_acl_access", &mut buf[..]) {
+    match rustix::fs::lgetxattr(path, "system.posix_acl_access", &mut buf[..]) {
         Ok(len) => len > 0,
         Err(e) => e == rustix::io::Errno::RANGE,
-    };
-    mode & 0o002 != 0 || (mode & 0o020 != 0 && (meta.gid() != 0 || acl))
+    }
 }
 
 /// Why users other than root and the running user could change what the

@@ -249,27 +249,73 @@ fn plugin_folder_under_a_world_writable_parent_is_refused() {
     let env = TestEnv::new();
     // Whoever can write the parent can rename the plugin folder away and
     // put a folder of their own plugins in its place.
+    // A folder the user named is refused as a missing one is: an error,
+    // not a warning that --quiet hides while the run goes on without it.
     let shared = folder(&env, "shared", 0o777);
     let dir = env.plugin_dir("shared/plugins", &["alpha"]);
-    let run = env.run_with(&dir, ["plugins"]).ok();
+    let run = env.run_with(&dir, ["plugins"]).fails();
     assert_eq!(run.stdout, "");
     assert_eq!(
         run.stderr,
         format!(
-            "WARNING: ignoring plugin folder {}: folder {} is writable by everyone (mode 0777); make it writable by its owner only\n",
+            "ERROR: plugin folder {} (from --plugin-dir) is refused: folder {} is writable by everyone (mode 0777); make it writable by its owner only\n",
             dir.display(),
             shared.canonicalize().unwrap().display()
         )
     );
+    let run = env.run_with(&dir, ["--quiet", "plugins"]).fails();
+    assert!(run.stderr.contains("is refused"), "{}", run.stderr);
     // The same parent, writable by its group only, is refused as well.
     fs::set_permissions(&shared, fs::Permissions::from_mode(0o770)).unwrap();
-    let run = env.run_with(&dir, ["plugins"]).ok();
+    let run = env.run_with(&dir, ["plugins"]).fails();
     assert_eq!(run.stdout, "");
     assert!(
         run.stderr.contains(&format!(
             "folder {} is writable by its group (mode 0770)",
             shared.canonicalize().unwrap().display()
         )),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A plugin folder writable through an ACL is refused naming the ACL (not
+/// "its group", whose bits are then the ACL's mask); a FIFO or a device in
+/// a plugin folder is said, not skipped in silence.
+#[test]
+fn a_plugin_folder_writable_by_an_acl_is_refused_naming_it_and_odd_files_are_said() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha"]);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        dir.join("fifo.so"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert_eq!(listed(&run.stdout), ["alpha"], "{}", run.stdout);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "WARNING: ignoring {}: it is not a regular file\n",
+            dir.join("fifo.so").display()
+        )
+    );
+    let acl_set = std::process::Command::new("setfacl")
+        .args(["-m", "u:4242:rwx"])
+        .arg(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !acl_set {
+        eprintln!("skipped the ACL: setfacl is not there, or the file system has no ACLs");
+        return;
+    }
+    let run = env.run_with(&dir, ["plugins"]).fails();
+    assert!(
+        run.stderr
+            .contains("it is writable by users its ACL names (mode 0775, by an ACL)"),
         "{}",
         run.stderr
     );
@@ -309,12 +355,12 @@ fn plugin_folder_under_a_folder_of_another_user_is_refused() {
     let dir = env.plugin_dir("theirs/plugins", &["alpha"]);
     // 65534 is "nobody": neither root nor the user running the tests.
     std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
-    let run = env.run_with(&dir, ["plugins"]).ok();
+    let run = env.run_with(&dir, ["plugins"]).fails();
     assert_eq!(run.stdout, "");
     assert_eq!(
         run.stderr,
         format!(
-            "WARNING: ignoring plugin folder {}: folder {} is owned by user 65534, neither root nor the user running obnam\n",
+            "ERROR: plugin folder {} (from --plugin-dir) is refused: folder {} is owned by user 65534, neither root nor the user running obnam\n",
             dir.display(),
             theirs.canonicalize().unwrap().display()
         )

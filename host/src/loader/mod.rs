@@ -125,7 +125,14 @@ fn candidates(dir: &PluginDir) -> Vec<PathBuf> {
         })
         .map(|e| e.path())
         .filter(|p| match std::fs::metadata(p) {
-            Ok(meta) => meta.is_file(),
+            Ok(meta) if meta.is_file() => true,
+            // A FIFO, a device or a socket is said (a folder is a folder).
+            Ok(meta) => {
+                if !dir.bundled && !meta.is_dir() {
+                    warn!("ignoring {}: it is not a regular file", escape_path(p));
+                }
+                false
+            }
             // A symbolic link that leads nowhere (its plugin moved or
             // removed, or a loop) is said, not skipped in silence: the
             // only sign would be a command or setting that is unknown.
@@ -146,6 +153,13 @@ fn candidates(dir: &PluginDir) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// Why a plugin folder may not be used: someone but root and the user
+/// running obnam could write in it or a folder on its real path (see
+/// [`safe_path`]).
+pub fn refuse_folder(path: &Path) -> Result<(), String> {
+    safe_path::check_folder(path)
 }
 
 /// Load one library, or warn and return `None`.

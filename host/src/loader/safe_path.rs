@@ -60,7 +60,8 @@ pub fn open_plugin(path: &Path) -> Result<File, String> {
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
         return Err(format!("{} is not a regular file", names.file(&real)));
     }
-    check_owner_and_mode(&stat, false).map_err(|why| format!("{} {why}", names.file(&real)))?;
+    check_owner_and_mode(&stat, false, &real)
+        .map_err(|why| format!("{} {why}", names.file(&real)))?;
     Ok(File::from(fd))
 }
 
@@ -98,7 +99,7 @@ fn walk(real: &Path, names: &PathNames) -> Result<OwnedFd, String> {
         let stat = rustix::fs::fstat(&fd)
             .map_err(|e| format!("cannot check {}: {e}", names.folder(&here)))?;
         let last = i + 1 == components.len();
-        check_owner_and_mode(&stat, !last)
+        check_owner_and_mode(&stat, !last, &here)
             .map_err(|why| format!("{} {why}", names.folder(&here)))?;
     }
     Ok(fd)
@@ -106,19 +107,26 @@ fn walk(real: &Path, names: &PathNames) -> Result<OwnedFd, String> {
 
 /// Refuse what is writable by group or others or owned by someone other
 /// than root and the user running obnam. `sticky_ok`: a sticky folder
-/// writable by others is allowed (see the module comment for why).
-fn check_owner_and_mode(stat: &Stat, sticky_ok: bool) -> Result<(), String> {
+/// writable by others is allowed (see the module comment for why). `path`
+/// (of what `stat` describes) is for the words only.
+fn check_owner_and_mode(stat: &Stat, sticky_ok: bool, path: &Path) -> Result<(), String> {
     let mode = stat.st_mode & 0o7777;
     let sticky = mode & 0o1000 != 0;
     if mode & 0o022 != 0 && !(sticky_ok && sticky) {
-        return Err(format!(
-            "is writable by {} (mode {mode:04o}); make it writable by its owner only",
-            if mode & 0o002 != 0 {
-                "everyone"
-            } else {
-                "its group"
-            }
-        ));
+        return Err(if mode & 0o002 != 0 {
+            format!("is writable by everyone (mode {mode:04o}); make it writable by its owner only")
+        } else if plugin_api::private_paths::has_acl(path) {
+            // The group bits are the ACL's mask: a user or group it names
+            // may write.
+            format!(
+                "is writable by users its ACL names (mode {mode:04o}, by an ACL); remove the \
+                 ACL's write entries (setfacl -b) or make it writable by its owner only"
+            )
+        } else {
+            format!(
+                "is writable by its group (mode {mode:04o}); make it writable by its owner only"
+            )
+        });
     }
     let me = rustix::process::geteuid().as_raw();
     if stat.st_uid != 0 && stat.st_uid != me {
