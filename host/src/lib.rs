@@ -178,7 +178,13 @@ fn note_failure_of(registry: &Registry, name: &str) {
 #[error("{0}")]
 struct InternalError(&'static str);
 
+/// The working folder when the run started, before any plugin ran: a
+/// relative path the user gave means a place under it.
+pub(crate) static STARTING_FOLDER: std::sync::OnceLock<Option<std::path::PathBuf>> =
+    std::sync::OnceLock::new();
+
 fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
+    let _ = STARTING_FOLDER.set(std::env::current_dir().ok());
     JSON_OUTPUT.store(pre.json, std::sync::atomic::Ordering::Relaxed);
     // A bad plugin folder is reported once the subcommand is known (its
     // plugin may say how it fails); the others are loaded meanwhile.

@@ -466,6 +466,46 @@ fn a_chunk_hook_answer_of_other_data_stops_the_backup() {
     assert_eq!(fs::read(restored.join("a")).unwrap(), noise(5000, 3));
 }
 
+/// A relative repository is where the run started: a plugin that moves
+/// the working folder before the repository is opened makes the run fail,
+/// not back up into a new repository elsewhere (exit 0, silent with
+/// `--quiet`).
+#[test]
+fn a_plugin_that_moves_the_working_folder_does_not_move_the_repository() {
+    let w = world();
+    w.file("a", b"a");
+    let plugins = w.env.plugin_dir("hostile-plugin", &["hostile"]);
+    let elsewhere = w.env.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let mut cmd = w.env.obnam();
+    cmd.current_dir(w.env.path())
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .args([
+            "--repository",
+            "relrepo",
+            "--client-name",
+            &w.client,
+            "--quiet",
+            "backup",
+        ])
+        .arg(&w.data)
+        .env("OBNAM_TEST_CHDIR", &elsewhere);
+    let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains("the working folder moved from")
+            && run
+                .stderr
+                .contains("the relative repository relrepo would lead elsewhere"),
+        "{run:#?}"
+    );
+    assert!(
+        !elsewhere.join("relrepo").exists(),
+        "a repository was made elsewhere"
+    );
+    assert!(!w.env.path().join("relrepo").join("config").exists());
+}
+
 #[test]
 fn a_bug_while_reading_a_file_stops_the_backup_with_an_error_not_a_hang() {
     let w = world();

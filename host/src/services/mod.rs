@@ -425,6 +425,7 @@ impl Host {
                         "No --repository setting. You need to give it on the command line, in a configuration file or as OBNAM_REPOSITORY",
                     )
                 })?;
+                refuse_moved_working_folder(url)?;
                 let options = open_options(&self.values, create, lock_timeout)?;
                 let filter = Arc::new(HookFilter::new(self.myself.clone()));
                 let repo = Arc::new(Repository::open(url, &options, filter).map_err(Error::msg)?);
@@ -443,6 +444,29 @@ impl Host {
             lock_timeout,
             self.bug.clone(),
         )))
+    }
+}
+
+/// Refuse a relative repository folder once the working folder is no
+/// longer the one the run started in: the working folder is the process's,
+/// and a plugin that moved it (in `backup-starting`, say) would send the
+/// run into a new repository elsewhere, exit 0.
+fn refuse_moved_working_folder(url: &std::ffi::OsStr) -> Result<(), Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let relative =
+        !url.as_bytes().starts_with(b"/") && !url.as_bytes().windows(3).any(|w| w == b"://");
+    let Some(Some(started)) = crate::STARTING_FOLDER.get() else {
+        return Ok(());
+    };
+    match std::env::current_dir() {
+        Ok(now) if relative && &now != started => Err(Error::msg(format!(
+            "the working folder moved from {} to {} since the run started (a plugin moved it): \
+             the relative repository {} would lead elsewhere; refusing to open it",
+            plugin_api::names::escape_path(started),
+            plugin_api::names::escape_path(&now),
+            plugin_api::names::escape_path(std::path::Path::new(url))
+        ))),
+        _ => Ok(()),
     }
 }
 

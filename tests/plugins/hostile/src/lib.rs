@@ -46,6 +46,8 @@
 //! callback cuts the data it was given to half (and the lengths with it);
 //! with `OBNAM_TEST_STORE=other-id` its `backup-store-chunk` callback
 //! answers the id of other content (one byte of the token changed).
+//! With `OBNAM_TEST_CHDIR=DIR` its `backup-starting` callback moves the
+//! process's working folder to DIR.
 
 #![forbid(unsafe_code)]
 
@@ -597,6 +599,16 @@ impl Plugin for Hostile {
         app.add_callback::<ExcludeCandidate, _>(BACKUP_EXCLUDE, PRIORITY_DEFAULT, |_, c| {
             swap(&c.path)
         });
+        app.add_json_callback(
+            plugin_api::payloads::BACKUP_STARTING,
+            PRIORITY_DEFAULT,
+            |_, _| {
+                if let Some(dir) = std::env::var_os("OBNAM_TEST_CHDIR") {
+                    std::env::set_current_dir(dir)?;
+                }
+                Ok(())
+            },
+        );
         app.add_callback::<SplitRequest, _>(BACKUP_CHUNK_BOUNDARIES, PRIORITY_LATE, |_, r| {
             if std::env::var("OBNAM_TEST_CHUNKER").as_deref() == Ok("shrink") {
                 let half = r.data.len() / 2;
