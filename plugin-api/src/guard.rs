@@ -60,6 +60,17 @@ pub fn install_panic_hook() {
                 Some(loc) => format!("{message} (at {}:{})", loc.file(), loc.line()),
                 None => message,
             };
+            // Built with `panic = "abort"` (against the plugin guide), the
+            // process ends right after this hook: nothing would ever
+            // report the panic, so it is said now.
+            if cfg!(panic = "abort") {
+                let plugin = PLUGIN_NAME.get().map_or("?", String::as_str);
+                eprintln!(
+                    "ERROR: plugin '{plugin}' panicked: {text}; it was built with \
+                     panic = \"abort\", so obnam stops at once (rebuild it to unwind)"
+                );
+                return;
+            }
             if CATCHING.with(Cell::get) > 0 {
                 LAST_PANIC.with(|slot| *slot.borrow_mut() = Some(text));
                 return;
