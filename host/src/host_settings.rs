@@ -93,6 +93,7 @@ fn global() -> Vec<SettingDef> {
             "remove-client",
             "force-lock",
             "key",
+            "repair-index",
         ])
         .alias("dry-run"),
         def(

@@ -360,6 +360,23 @@ pub trait RepositoryService: Send + Sync {
     // Added in 0.1.14.
     /// The boundary form of [`Repository::lock_client_for_removal`](crate::Repository::lock_client_for_removal).
     fn lock_client_for_removal(&self, name: RStr<'_>) -> AbiResult<()>;
+    // Added in 0.1.17.
+    /// The boundary form of [`Repository::index_unlisted_packs`](crate::Repository::index_unlisted_packs).
+    fn index_unlisted_packs(&self, pretend: bool) -> AbiResult<RawReindexed>;
+}
+
+/// The boundary form of [`Reindexed`](crate::Reindexed).
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Debug, Default)]
+pub struct RawReindexed {
+    /// Packs the store holds that no index object listed.
+    pub unlisted_packs: u64,
+    /// Of those, the packs indexed from their own lists.
+    pub packs_indexed: u64,
+    /// The blobs indexed.
+    pub blobs_indexed: u64,
+    /// What could not be indexed.
+    pub problems: RVec<RString>,
 }
 
 /// A damaged record at the boundary (see

@@ -325,6 +325,20 @@ impl Repository {
         unwrap_abi(self.inner.unlock_client(RStr::from_str(name)))
     }
 
+    /// Index the packs the store holds that no index object lists (an
+    /// index object lost or removed), from the list of blobs at each
+    /// pack's end, each blob checked against its id; with `pretend`, only
+    /// read and check them. Hold the exclusive lock. Since 0.1.17.
+    pub fn index_unlisted_packs(&self, pretend: bool) -> Result<Reindexed> {
+        let raw = unwrap_abi(self.inner.index_unlisted_packs(pretend))?;
+        Ok(Reindexed {
+            unlisted_packs: raw.unlisted_packs,
+            packs_indexed: raw.packs_indexed,
+            blobs_indexed: raw.blobs_indexed,
+            problems: raw.problems.into_iter().map(RString::into_string).collect(),
+        })
+    }
+
     /// Take the whole repository for destructive work.
     pub fn lock_exclusive(&self) -> Result<()> {
         unwrap_abi(self.inner.lock_exclusive())
@@ -665,6 +679,20 @@ impl GenerationReader {
 /// [`GenerationReader::subtree_id`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TreeId(Option<ChunkId>);
+
+/// What [`Repository::index_unlisted_packs`] found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reindexed {
+    /// Packs the store holds that no index object listed.
+    pub unlisted_packs: u64,
+    /// Of those, the packs indexed from their own lists.
+    pub packs_indexed: u64,
+    /// The blobs indexed.
+    pub blobs_indexed: u64,
+    /// What could not be indexed: a pack whose list cannot be read, a
+    /// blob that does not match its id.
+    pub problems: Vec<String>,
+}
 
 /// A folder too large for a generation to hold whole (see
 /// [`GenerationBuilder::take_left_out`]): the generation holds its first

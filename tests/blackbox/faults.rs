@@ -202,13 +202,15 @@ fn plugin_files_and_folders_writable_by_others_are_refused() {
             gamma.display()
         )
     );
+    // The folder itself, named with --plugin-dir: an error, as a missing
+    // one is (a run without its plugins would go on, exit 0).
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o775)).unwrap();
-    let run = env.run_with(&dir, ["plugins"]).ok();
+    let run = env.run_with(&dir, ["plugins"]).fails();
     assert_eq!(run.stdout, "");
     assert_eq!(
         run.stderr,
         format!(
-            "WARNING: ignoring plugin folder {}: it is writable by its group (mode 0775); make it writable by its owner only\n",
+            "ERROR: plugin folder {} (from --plugin-dir) is refused: it is writable by its group (mode 0775); make it writable by its owner only\n",
             dir.display()
         )
     );

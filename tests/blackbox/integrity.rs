@@ -326,6 +326,84 @@ fn a_lost_pack_heals_at_the_next_backup() {
     assert!(run.stderr.contains("is not in the repository"), "{run:#?}");
 }
 
+/// A lost index object left every generation that used its packs
+/// unrestorable, though the packs were there and list what they hold:
+/// `fsck` says so and names `repair-index`, which indexes them from their
+/// own lists (a pack cut short is said and left alone, exit 1), and every
+/// generation restores exactly again, the older ones too.
+#[test]
+fn a_lost_index_object_is_repaired_from_the_packs_own_lists() {
+    let w = BackupWorld::new("c");
+    // Encrypted: the lists and blobs are read through the filters.
+    let with_pass = |args: &[&str]| {
+        obnam_test_support::run(
+            w.env
+                .obnam()
+                .env("OBNAM_PASSPHRASE", "pass")
+                .arg("--repository")
+                .arg(&w.repo)
+                .args(["--client-name", &w.client])
+                .args(["--kdf-memory", "256KiB", "--kdf-iterations", "1"])
+                .args(args),
+        )
+    };
+    let data = w.data.to_str().unwrap().to_string();
+    let a = obnam_test_support::noise(300_000, 1);
+    let b = obnam_test_support::noise(300_000, 2);
+    w.file("a", &a);
+    with_pass(&["backup", &data, "--encrypt"]).ok();
+    w.file("b", &b);
+    with_pass(&["backup", &data]).ok();
+    // Every index object lost.
+    for object in files_under(&w.repo.join("index")) {
+        fs::remove_file(object).unwrap();
+    }
+    let run = with_pass(&["fsck"]).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains("is not in the repository")
+            && run.stderr.contains("'obnam repair-index' indexes them"),
+        "{run:#?}"
+    );
+    // A pack cut short beside them: its list cannot be read.
+    let pack = files_under(&w.repo.join("packs")).remove(0);
+    let bytes = fs::read(&pack).unwrap();
+    let name = pack.file_name().unwrap().to_str().unwrap().to_string();
+    let other = format!(
+        "{}{}",
+        &name[..name.len() - 1],
+        if name.ends_with('0') { "1" } else { "0" }
+    );
+    let cut = pack.with_file_name(&other);
+    fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+
+    let pretend = with_pass(&["repair-index", "--pretend"]).fails();
+    assert!(pretend.stdout.contains("would be indexed"), "{pretend:#?}");
+    let run = with_pass(&["repair-index"]).fails().no_rust_panic();
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stdout.contains("indexed") && run.stderr.contains("its list of blobs cannot be read"),
+        "{run:#?}"
+    );
+    fs::remove_file(&cut).unwrap();
+    with_pass(&["fsck", "--verify-data"]).ok();
+    let gens = with_pass(&["genids"]).ok().stdout;
+    let first = gens.lines().next().unwrap();
+    let target = w.env.path().join("restored-first");
+    with_pass(&[
+        "restore",
+        "--generation",
+        first,
+        "--to",
+        target.to_str().unwrap(),
+    ])
+    .ok();
+    let restored = target.join(w.data.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(restored.join("a")).unwrap(), a);
+    assert!(!restored.join("b").exists());
+    let run = with_pass(&["repair-index"]).ok();
+    assert!(run.stdout.contains("nothing to do"), "{run:#?}");
+}
+
 /// `fsck` checks a generation's files a batch at a time (4,096) as its
 /// walk finds them, so that its memory follows the largest folder, not
 /// the generation: every file of a generation of several batches is

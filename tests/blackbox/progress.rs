@@ -182,7 +182,10 @@ fn a_json_lines_backup_through_a_slow_store_streams_status_then_one_summary() {
     }
     assert_eq!(u(summary, "files"), files, "{summary}");
     assert_eq!(u(summary, "bytes_found"), bytes, "{summary}");
-    assert_eq!(u(summary, "files_read"), files - 1, "all but the symlink");
+    // All but the symlink; the hard link's second name takes the first's
+    // read when that is done by then (workers read at once).
+    let read = u(summary, "files_read");
+    assert!(read == files - 1 || read == files - 2, "{summary}");
     assert_eq!(u(summary, "errors"), 0, "{summary}");
     assert_eq!(summary["pretend"], false);
     let genids = w.obnam(&["genids"]).ok().stdout;

@@ -247,7 +247,9 @@ fn a_backup_of_a_tree_nobody_changed_reads_no_file() {
         eprintln!("no user extended attributes here: that part is not tested");
     }
     let first = backup(&w, &[]);
-    assert_eq!(files_read(&first), 7, "{first:#}");
+    // The hard link's second name takes the first's read when that is
+    // done by then (workers read at once).
+    assert!([6, 7].contains(&files_read(&first)), "{first:#}");
     // Read every file (access times change) and restore elsewhere:
     // neither is a change.
     for f in obnam_test_support::files_under(&w.data) {

@@ -128,8 +128,9 @@
 //!   get), [`clients`], [`creation`] (the creation claim), [`keys`] (key
 //!   slots and unlocking), [`known`] (the configs this machine trusted
 //!   on first use), [`lock`] (locks), [`generation`] (generations,
-//!   their readers and builders) and [`check`] (lost packs, fsck's checks
-//!   of the objects).
+//!   their readers and builders), [`check`] (lost packs, fsck's checks
+//!   of the objects) and [`reindex`] (packs no index object lists,
+//!   indexed from their own lists).
 
 #![forbid(unsafe_code)]
 
@@ -171,6 +172,7 @@ pub mod pack_cache;
 pub mod prune;
 pub mod read_record;
 pub mod record_cache;
+pub mod reindex;
 pub mod segment;
 pub mod storage;
 pub mod tokens;

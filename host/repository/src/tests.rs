@@ -1826,3 +1826,75 @@ fn a_run_whose_lock_was_broken_commits_nothing() {
     let e = repo.remove_key_slot("0123456789abcdef").unwrap_err();
     assert!(matches!(e, RepoError::LockLost { .. }), "{e}");
 }
+
+/// An index object lost leaves its packs unlisted, and the generations
+/// that used them unreadable; indexing the unlisted packs from their own
+/// lists brings every blob back, checked against its id, and a pack cut
+/// short (its list gone) is said and left alone.
+#[test]
+fn packs_no_index_object_lists_are_indexed_from_their_own_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 16);
+    let (first, first_chunk) = commit_one_file(&repo, 1);
+    let (second, second_chunk) = commit_one_file(&repo, 2);
+    drop(repo);
+    // Every index object lost.
+    for entry in std::fs::read_dir(dir.path().join("index")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let repo = open(dir.path(), 1 << 16);
+    assert!(repo.get_chunk(&first_chunk).is_err(), "no index lists it");
+    // A pack cut short besides: its list cannot be read.
+    let packs: Vec<std::path::PathBuf> = files_under(&dir.path().join("packs"));
+    let cut = std::fs::read(&packs[0]).unwrap();
+    let stray_id = ObjectId::random().to_hex();
+    let stray = dir.path().join("packs").join(&stray_id[..2]);
+    std::fs::create_dir_all(&stray).unwrap();
+    let stray = stray.join(&stray_id);
+    std::fs::write(&stray, &cut[..cut.len() / 2]).unwrap();
+
+    let pretend = repo.index_unlisted_packs(true).unwrap();
+    assert_eq!(
+        pretend.unlisted_packs,
+        packs.len() as u64 + 1,
+        "{pretend:?}"
+    );
+    assert_eq!(pretend.packs_indexed, packs.len() as u64);
+    assert!(
+        repo.get_chunk(&first_chunk).is_err(),
+        "pretend wrote nothing"
+    );
+    let done = repo.index_unlisted_packs(false).unwrap();
+    assert_eq!(
+        (done.packs_indexed, done.problems.len()),
+        (pretend.packs_indexed, 1)
+    );
+    assert!(
+        done.problems[0].contains("its list of blobs cannot be read"),
+        "{done:?}"
+    );
+    assert_eq!(repo.get_chunk(&first_chunk).unwrap(), chunk(1));
+    let again = open(dir.path(), 1 << 16);
+    assert_eq!(again.get_chunk(&second_chunk).unwrap(), chunk(2));
+    for gen in [first, second] {
+        let r = generation::GenerationReader::new(again.clone(), gen);
+        assert!(r.list_dir(b"/data").unwrap().is_some());
+    }
+    // Nothing is unlisted but the stray now.
+    let after = again.index_unlisted_packs(false).unwrap();
+    assert_eq!((after.unlisted_packs, after.packs_indexed), (1, 0));
+}
+
+/// The files under `dir`, at any depth.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(files_under(&entry.path()));
+        } else {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    out
+}

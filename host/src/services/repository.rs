@@ -138,6 +138,18 @@ impl RepositoryService for RepoService {
                 .lock_client_for_removal(name.as_str(), self.lock_timeout)
         })
     }
+
+    fn index_unlisted_packs(&self, pretend: bool) -> AbiResult<abi::RawReindexed> {
+        self.shield.guarded(|| {
+            let done = self.repo().index_unlisted_packs(pretend).map_err(err)?;
+            Ok(abi::RawReindexed {
+                unlisted_packs: done.unlisted_packs,
+                packs_indexed: done.packs_indexed,
+                blobs_indexed: done.blobs_indexed,
+                problems: done.problems.into_iter().map(RString::from).collect(),
+            })
+        })
+    }
     fn unlock_client(&self, name: RStr<'_>) -> AbiResult<()> {
         self.shield
             .call(|| self.repo().unlock_client(name.as_str()))

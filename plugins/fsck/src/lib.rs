@@ -60,8 +60,65 @@ impl Plugin for Fsck {
             "check that every generation of every client reads back (and, with --verify-data, its data)",
             fsck,
         );
+        app.add_subcommand(
+            "repair-index",
+            "",
+            "index the packs no index object lists (an index object lost), from their own lists",
+            repair_index,
+        );
         Ok(())
     }
+}
+
+/// `obnam repair-index`: index the packs no index object lists, from the
+/// list of blobs at each pack's end (see the repository's `reindex`),
+/// under the exclusive lock; with `--pretend`, only read and check them.
+fn repair_index(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
+    if let Some(arg) = args.first() {
+        plugin_api::bail!(
+            "repair-index takes no arguments (got '{}')",
+            escape(arg.as_bytes())
+        );
+    }
+    let pretend = ctx.boolean("pretend")?;
+    let repo = ctx.repository(false)?;
+    repo.lock_exclusive()?;
+    let done = repo.index_unlisted_packs(pretend);
+    let unlocked = repo.unlock_exclusive();
+    let done = done?;
+    unlocked?;
+    for problem in &done.problems {
+        plugin_api::tracing::error!("{problem}");
+    }
+    let packs = plugin_api::human::count(done.packs_indexed, "pack", "packs");
+    let blobs = plugin_api::human::count(done.blobs_indexed, "blob", "blobs");
+    let unlisted = plugin_api::human::count(done.unlisted_packs, "pack", "packs");
+    let line = match (pretend, done.unlisted_packs) {
+        (_, 0) => "every pack is listed by an index object: nothing to do".to_string(),
+        (false, _) => format!(
+            "{unlisted} no index object listed; indexed {packs} ({blobs}) from their own lists"
+        ),
+        (true, _) => format!(
+            "{unlisted} no index object lists; {packs} ({blobs}) would be indexed from their \
+             own lists (--pretend: nothing written)"
+        ),
+    };
+    if ctx.output_format()?.is_json() {
+        let json = serde_json::json!({
+            "pretend": pretend,
+            "unlisted_packs": done.unlisted_packs,
+            "packs_indexed": done.packs_indexed,
+            "blobs_indexed": done.blobs_indexed,
+            "problems": done.problems,
+        });
+        ctx.outln(&json.to_string())?;
+    } else {
+        ctx.outln(&line)?;
+    }
+    if !done.problems.is_empty() {
+        ctx.set_exit_code(1)?;
+    }
+    Ok(())
 }
 
 /// What one check found.
@@ -544,6 +601,19 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     }
     let r = &checker.report;
     let problems = r.problems.load(Ordering::Relaxed);
+    // What is "not in the repository" may be in packs no index object
+    // lists (an index object lost): said, with the way to index them.
+    if problems > 0 {
+        let unlisted = repo.index_unlisted_packs(true)?;
+        if unlisted.packs_indexed > 0 {
+            plugin_api::tracing::warn!(
+                "{} no index object lists hold {} that match their ids: 'obnam repair-index' \
+                 indexes them from their own lists (was an index object lost?)",
+                plugin_api::human::count(unlisted.packs_indexed, "pack", "packs"),
+                plugin_api::human::count(unlisted.blobs_indexed, "blob", "blobs")
+            );
+        }
+    }
     if ctx.output_format()?.is_json() {
         let lines = std::mem::take(&mut *r.lines.lock().unwrap_or_else(|e| e.into_inner()));
         ctx.outln(&serde_json::to_string_pretty(&serde_json::json!({

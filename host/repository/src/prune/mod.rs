@@ -271,7 +271,8 @@ impl Repository {
         if (verdicts.missing_blobs > 0 || refs.missing_trees > 0) && !verdicts.unlisted.is_empty() {
             tracing::warn!(
                 "keeping {} packs that no index object lists, as generations refer to data \
-                 that is in no listed pack",
+                 that is in no listed pack: 'obnam repair-index' indexes them from their own \
+                 lists",
                 verdicts.unlisted.len()
             );
             verdicts.unlisted.clear();
