@@ -142,6 +142,9 @@ pub struct Stats {
     /// before they finished (then run again).
     pub key_changes: u64,
     pub key_changes_stopped: u64,
+    /// `repair-index` runs, and index objects the harness deleted first.
+    pub index_repairs: u64,
+    pub index_objects_lost: u64,
 }
 
 impl Stats {
@@ -163,6 +166,8 @@ impl Stats {
         self.plans_damaged += o.plans_damaged;
         self.key_changes += o.key_changes;
         self.key_changes_stopped += o.key_changes_stopped;
+        self.index_repairs += o.index_repairs;
+        self.index_objects_lost += o.index_objects_lost;
         self.forgets += o.forgets;
         self.forgets_reported += o.forgets_reported;
         self.generations_forgotten += o.generations_forgotten;
@@ -184,7 +189,8 @@ impl std::fmt::Display for Stats {
              {} forgets ({} reported success, {} committed generations removed), \
              {} prunes ({} reported success, {} deferred; {} packs deleted, {} rewritten), \
              {} generation records damaged and forgotten, {} prune plans damaged and \
-             removed, {} passphrase changes ({} stopped and run again)",
+             removed, {} passphrase changes ({} stopped and run again), {} repair-index \
+             runs ({} after an index object was lost)",
             self.steps,
             self.processes,
             self.backups,
@@ -209,7 +215,9 @@ impl std::fmt::Display for Stats {
             self.records_damaged,
             self.plans_damaged,
             self.key_changes,
-            self.key_changes_stopped
+            self.key_changes_stopped,
+            self.index_repairs,
+            self.index_objects_lost
         )
     }
 }
@@ -403,6 +411,8 @@ impl World {
         let mut plan_damage = Rng::new(self.cfg.seed ^ 0x9a1d_da3a_6ed0_7a15);
         // And passphrase changes, from a fifth.
         let mut keys = Rng::new(self.cfg.seed ^ 0x4e75_c4a6_9e5e_ed01);
+        // And index objects lost and repaired, from a sixth.
+        let mut index_loss = Rng::new(self.cfg.seed ^ 0x1bde_7105_7e9a_14ed);
         // Step 0: every client backs up at once, so the repository is
         // created by simultaneous first runs, and commands other than
         // backup have a repository to work on.
@@ -424,7 +434,8 @@ impl World {
                 .and_then(|()| self.check(step, &mut rng))
                 .and_then(|()| self.maybe_damage_a_record(step, &mut damage))
                 .and_then(|()| self.maybe_damage_a_plan(step, &mut plan_damage))
-                .and_then(|()| self.maybe_change_key(step, &mut keys));
+                .and_then(|()| self.maybe_change_key(step, &mut keys))
+                .and_then(|()| self.maybe_lose_an_index_object(step, &mut index_loss));
             if let Err(broken) = result {
                 self.fail(step, &broken);
             }
@@ -1374,6 +1385,66 @@ impl World {
         }
         self.stats.records_damaged += 1;
         self.stats.generations_forgotten += 1;
+        Ok(())
+    }
+
+    /// Now and then, with nothing beside it: `repair-index`, under a fault
+    /// drawn as for any run (it must end as the fault allows, and change
+    /// nothing the model knows: the next checks restore every generation);
+    /// and on a local folder, now and then, first lose an index object
+    /// (deleted, as by hand): a repair without faults must index its packs
+    /// again from their own lists, and `fsck` then find nothing wrong.
+    fn maybe_lose_an_index_object(&mut self, step: usize, rng: &mut Rng) -> Result<(), Broken> {
+        let roll = rng.below(100);
+        let pick = rng.below(1 << 16);
+        let fault = self.draw_fault(rng, true);
+        if roll >= 12 {
+            return Ok(());
+        }
+        let lose = roll < 6 && matches!(self.cfg.backend, Backend::Local);
+        let run = |world: &mut World, args: &[&str], fault: Fault| {
+            let mut cmd = world.obnam(0);
+            cmd.args(args).args(fault.args());
+            let out = run_together(vec![(cmd, fault)]).remove(0);
+            world.stats.processes += 1;
+            world.note(format!("  {}: {}", args.join(" "), out.summary()));
+            out
+        };
+        if !lose {
+            self.note(format!("step {step}: repair-index {fault:?}"));
+            let out = run(self, &["repair-index"], fault.clone());
+            self.stats.index_repairs += 1;
+            self.count_fault(&fault, &out);
+            return allowed(&fault, &out).map_err(|e| format!("repair-index: {e}"));
+        }
+        let mut objects = obnam_test_support::files_under(&Path::new(&self.url).join("index"));
+        objects.retain(|p| !p.to_string_lossy().contains("/.tmp"));
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let lost = objects.remove(pick as usize % objects.len());
+        std::fs::remove_file(&lost).map_err(|e| format!("lose an index object: {e}"))?;
+        self.stats.index_objects_lost += 1;
+        self.note(format!(
+            "step {step}: lose {}, then repair-index",
+            lost.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let out = run(self, &["repair-index"], Fault::None);
+        self.stats.index_repairs += 1;
+        if !out.ok() || !out.stdout.contains("indexed") {
+            return Err(format!(
+                "repair-index after an index object was lost:\n{}\n{}",
+                out.stdout, out.stderr
+            ));
+        }
+        let checked = run(self, &["fsck"], Fault::None);
+        self.stats.fscks += 1;
+        if !checked.ok() || !checked.stdout.contains(" 0 problems") {
+            return Err(format!(
+                "fsck after repair-index:\n{}\n{}",
+                checked.stdout, checked.stderr
+            ));
+        }
         Ok(())
     }
 

@@ -47,8 +47,37 @@ pub struct Reindexed {
 impl Repository {
     /// Index the packs the store holds that no index object lists, from
     /// the lists at their ends (see the module's docs); with `pretend`,
-    /// only read and check them. Take the exclusive lock first.
-    pub fn index_unlisted_packs(&self, pretend: bool) -> RepoResult<Reindexed> {
+    /// only read and check them. Take the exclusive lock first; this
+    /// takes the prune lock besides (waiting up to `lock_timeout`), so
+    /// that no prune deletes a pack as unlisted while it is indexed, and
+    /// leaves out the packs a prune's plan is to delete.
+    pub fn index_unlisted_packs(
+        &self,
+        pretend: bool,
+        lock_timeout: std::time::Duration,
+    ) -> RepoResult<Reindexed> {
+        if pretend {
+            return self.index_unlisted_packs_locked(true);
+        }
+        self.lock_prune(lock_timeout)?;
+        let done = self.index_unlisted_packs_locked(false);
+        let unlocked = self.unlock_prune();
+        let done = done?;
+        unlocked?;
+        Ok(done)
+    }
+
+    fn index_unlisted_packs_locked(&self, pretend: bool) -> RepoResult<Reindexed> {
+        let plans = self.read_plans(false)?;
+        if let Some(damaged) = plans.damaged.first() {
+            return Err(RepoError::Usage(format!(
+                "prune plan {} is damaged: what it is to delete is unknown, so no pack is \
+                 indexed; 'obnam prune' removes it",
+                damaged.id
+            )));
+        }
+        let planned: HashSet<ObjectId> =
+            plans.good.iter().flat_map(|p| p.plan.pack_ids()).collect();
         self.reload_index()?;
         let stored = self.stored_pack_sizes()?;
         let mut unlisted: Vec<ObjectId> = {
@@ -58,9 +87,11 @@ impl Repository {
                 .into_iter()
                 .filter_map(|n| index.pack_id(n))
                 .collect();
+            // A pack a prune's plan is to delete goes; it is not brought
+            // back.
             stored
                 .keys()
-                .filter(|id| !listed.contains(id))
+                .filter(|id| !listed.contains(id) && !planned.contains(id))
                 .copied()
                 .collect()
         };

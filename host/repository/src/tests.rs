@@ -1853,7 +1853,9 @@ fn packs_no_index_object_lists_are_indexed_from_their_own_lists() {
     let stray = stray.join(&stray_id);
     std::fs::write(&stray, &cut[..cut.len() / 2]).unwrap();
 
-    let pretend = repo.index_unlisted_packs(true).unwrap();
+    let pretend = repo
+        .index_unlisted_packs(true, Duration::from_secs(5))
+        .unwrap();
     assert_eq!(
         pretend.unlisted_packs,
         packs.len() as u64 + 1,
@@ -1864,7 +1866,9 @@ fn packs_no_index_object_lists_are_indexed_from_their_own_lists() {
         repo.get_chunk(&first_chunk).is_err(),
         "pretend wrote nothing"
     );
-    let done = repo.index_unlisted_packs(false).unwrap();
+    let done = repo
+        .index_unlisted_packs(false, Duration::from_secs(5))
+        .unwrap();
     assert_eq!(
         (done.packs_indexed, done.problems.len()),
         (pretend.packs_indexed, 1)
@@ -1881,7 +1885,9 @@ fn packs_no_index_object_lists_are_indexed_from_their_own_lists() {
         assert!(r.list_dir(b"/data").unwrap().is_some());
     }
     // Nothing is unlisted but the stray now.
-    let after = again.index_unlisted_packs(false).unwrap();
+    let after = again
+        .index_unlisted_packs(false, Duration::from_secs(5))
+        .unwrap();
     assert_eq!((after.unlisted_packs, after.packs_indexed), (1, 0));
 }
 

@@ -141,7 +141,10 @@ impl RepositoryService for RepoService {
 
     fn index_unlisted_packs(&self, pretend: bool) -> AbiResult<abi::RawReindexed> {
         self.shield.guarded(|| {
-            let done = self.repo().index_unlisted_packs(pretend).map_err(err)?;
+            let done = self
+                .repo()
+                .index_unlisted_packs(pretend, self.lock_timeout)
+                .map_err(err)?;
             Ok(abi::RawReindexed {
                 unlisted_packs: done.unlisted_packs,
                 packs_indexed: done.packs_indexed,
