@@ -204,6 +204,38 @@ fn mount_shows_every_generation_as_backed_up() {
     assert_all_gone(&point);
 }
 
+/// Readers that list one large folder at once each get all of it (the
+/// first lists it from the repository; the others wait for that listing
+/// rather than make their own), and the mount answers after.
+#[test]
+fn simultaneous_first_listings_of_a_folder_each_get_all_of_it() {
+    if !fuse_or_skip("simultaneous_first_listings_of_a_folder_each_get_all_of_it") {
+        return;
+    }
+    let _shared = MOUNTS.read().unwrap_or_else(|e| e.into_inner());
+    let world = World::new();
+    let data = world.path().join("data");
+    fs::create_dir_all(data.join("wide")).unwrap();
+    for f in 0..5000 {
+        fs::write(data.join(format!("wide/f{f:05}")), b"").unwrap();
+    }
+    world.backup(&data);
+    let point = world.mount_point("mnt");
+    let mut mounted = world.mount(&point);
+    let wide = restored(&point.join("latest"), &data).join("wide");
+    let counts: Vec<usize> = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| fs::read_dir(&wide).unwrap().count()))
+            .collect();
+        readers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(counts, vec![5000; 6]);
+    assert_eq!(fs::read_dir(&wide).unwrap().count(), 5000);
+    let run = mounted.unmount();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_all_gone(&point);
+}
+
 #[test]
 fn a_large_file_reads_through_the_mount_while_another_process_lists() {
     if !fuse_or_skip("a_large_file_reads_through_the_mount_while_another_process_lists") {

