@@ -89,6 +89,31 @@ impl Default for OpenOptions {
     }
 }
 
+/// The config read as `bytes` from `storage`, parsed; read again, up to
+/// [`crate::codec::REREADS`] times, while it does not parse: a read cut
+/// short once (a store or link that drops the end of a response) must not
+/// make a sound repository's config "corrupt", as records are read again
+/// before they count as damaged.
+fn parse_config_reading_again(
+    storage: &Storage,
+    url: &str,
+    bytes: Vec<u8>,
+) -> RepoResult<(Vec<u8>, RepoConfig)> {
+    let mut bytes = bytes;
+    let mut tries = 0;
+    loop {
+        match parse_config(url, &bytes) {
+            Ok(config) => return Ok((bytes, config)),
+            Err(e @ RepoError::Corrupt { .. }) if tries < crate::codec::REREADS => {
+                tracing::debug!("{e}; reading it again");
+                tries += 1;
+                bytes = storage.read_limited("config", RECORD_LIMIT)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl Repository {
     /// Open (or create) the repository at `url`: a URL, or a local
     /// folder's name, which need not be UTF-8.
@@ -106,7 +131,7 @@ impl Repository {
         let mut created = false;
         let (config, token_key) = match storage.read_limited("config", RECORD_LIMIT) {
             Ok(bytes) => {
-                let config = parse_config(url, &bytes)?;
+                let (bytes, config) = parse_config_reading_again(&storage, url, bytes)?;
                 let (id, sealed) = (config.id.clone(), config.seal.is_some());
                 options.known.check(&identity, &id, sealed, &bytes)?;
                 let unlocked = keys::unlock(&storage, filter.as_ref(), config, None)?;
