@@ -295,7 +295,8 @@ fn real<'c>(
         };
         plugin_api::tracing::warn!(
             "{files} read again because chunks they used were missing from the \
-             repository; they are stored again"
+             repository (lost, or in packs a prune running beside this backup is deleting); \
+             they are stored again"
         );
     }
     if !settings.leave_checkpoints && !stats.had_errors() {
