@@ -189,7 +189,8 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     // A bad plugin folder is reported once the subcommand is known (its
     // plugin may say how it fails); the others are loaded meanwhile.
     let (dirs, bad_dir) = plugin_dirs(&pre);
-    let plugins = loader::load_all(&dirs);
+    let (plugins, refused_file) = loader::load_all(&dirs);
+    let bad_dir = bad_dir.or_else(|| refused_file.map(|why| anyhow!(why)));
     for p in &plugins {
         p.init_logging();
     }

@@ -377,6 +377,8 @@ pub struct RawReindexed {
     pub blobs_indexed: u64,
     /// What could not be indexed.
     pub problems: RVec<RString>,
+    /// Damaged index objects removed.
+    pub damaged_removed: RVec<RString>,
 }
 
 /// A damaged record at the boundary (see

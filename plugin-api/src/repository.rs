@@ -336,6 +336,11 @@ impl Repository {
             packs_indexed: raw.packs_indexed,
             blobs_indexed: raw.blobs_indexed,
             problems: raw.problems.into_iter().map(RString::into_string).collect(),
+            damaged_removed: raw
+                .damaged_removed
+                .into_iter()
+                .map(RString::into_string)
+                .collect(),
         })
     }
 
@@ -692,6 +697,9 @@ pub struct Reindexed {
     /// What could not be indexed: a pack whose list cannot be read, a
     /// blob that does not match its id.
     pub problems: Vec<String>,
+    /// Damaged index objects removed (`index/NAME`): once every pack is
+    /// indexed whole, they list nothing the others do not.
+    pub damaged_removed: Vec<String>,
 }
 
 /// A folder too large for a generation to hold whole (see

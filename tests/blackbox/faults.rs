@@ -192,13 +192,12 @@ fn plugin_files_and_folders_writable_by_others_are_refused() {
     let dir = env.plugin_dir("plugins", &["alpha", "gamma"]);
     let gamma = dir.join("libobnam_testplugin_gamma.so");
     fs::set_permissions(&gamma, fs::Permissions::from_mode(0o757)).unwrap();
-    let run = env.run_with(&dir, ["plugins"]).ok();
-    assert!(run.stdout.starts_with("alpha "), "{}", run.stdout);
-    assert_eq!(run.stdout.lines().count(), 1);
+    let run = env.run_with(&dir, ["plugins"]).fails();
+    assert_eq!(run.stdout, "");
     assert_eq!(
         run.stderr,
         format!(
-            "WARNING: ignoring {}: it is writable by everyone (mode 0757); make it writable by its owner only\n",
+            "ERROR: plugin file {} is refused: it is writable by everyone (mode 0757); make it writable by its owner only\n",
             gamma.display()
         )
     );

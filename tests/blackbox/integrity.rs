@@ -430,7 +430,30 @@ fn a_lost_index_object_is_repaired_from_the_packs_own_lists() {
     assert_eq!(fs::read(restored.join("a")).unwrap(), a);
     assert!(!restored.join("b").exists());
     let run = with_pass(&["repair-index"]).ok();
-    assert!(run.stdout.contains("nothing to do"), "{run:#?}");
+    assert!(run.stdout.contains("no pack needs indexing"), "{run:#?}");
+
+    // A damaged index object (not lost): its packs are unlisted, indexed
+    // from their own lists, and then it goes, so that fsck and prune are
+    // whole again (it stopped prune, and fsck named it, for ever).
+    w.file("c", b"third");
+    with_pass(&["backup", &data]).ok();
+    let newest = files_under(&w.repo.join("index"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().modified().unwrap())
+        .unwrap();
+    let mut bytes = fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    fs::write(&newest, bytes).unwrap();
+    with_pass(&["fsck"]).fails();
+    let run = with_pass(&["repair-index"]).ok();
+    assert!(
+        run.stderr.contains("removed the damaged index object"),
+        "{run:#?}"
+    );
+    assert!(!newest.exists());
+    with_pass(&["fsck", "--verify-data"]).ok();
+    with_pass(&["prune"]).ok();
 }
 
 /// `fsck` checks a generation's files a batch at a time (4,096) as its

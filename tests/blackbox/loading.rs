@@ -232,12 +232,13 @@ fn plugin_reached_through_a_symlink_into_a_world_writable_folder_is_refused() {
     let dir = env.plugin_dir("plugins", &["alpha"]);
     let link = dir.join("libobnam_testplugin_gamma.so");
     symlink(&target, &link).unwrap();
-    let run = env.run_with(&dir, ["plugins"]).ok();
-    assert_eq!(listed(&run.stdout), ["alpha"], "{}", run.stdout);
+    // In a folder the user named: an error, not a plugin quietly left out.
+    let run = env.run_with(&dir, ["plugins"]).fails();
+    assert_eq!(run.stdout, "");
     assert_eq!(
         run.stderr,
         format!(
-            "WARNING: ignoring {}: folder {} is writable by everyone (mode 1777); make it writable by its owner only\n",
+            "ERROR: plugin file {} is refused: folder {} is writable by everyone (mode 1777); make it writable by its owner only\n",
             link.display(),
             evil.canonicalize().unwrap().display()
         )
@@ -330,14 +331,24 @@ fn group_writable_plugin_file_is_refused_naming_the_real_file() {
     let real = plugin_file(&store, "gamma", 0o775);
     let link = dir.join("libobnam_testplugin_gamma.so");
     symlink(&real, &link).unwrap();
-    let run = env.run_with(&dir, ["plugins"]).ok();
-    assert_eq!(listed(&run.stdout), ["alpha"], "{}", run.stdout);
+    // In a folder the user named: an error (the first file refused), not
+    // plugins quietly left out (a backup went on without an exclude
+    // plugin, exit 0, and in silence with --quiet).
+    let run = env.run_with(&dir, ["--quiet", "plugins"]).fails();
+    assert_eq!(run.stdout, "");
     assert_eq!(
         run.stderr,
         format!(
-            "WARNING: ignoring {}: it is writable by its group (mode 0775); make it writable by its owner only\n\
-             WARNING: ignoring {}: its real file {} is writable by its group (mode 0775); make it writable by its owner only\n",
+            "ERROR: plugin file {} is refused: it is writable by its group (mode 0775); make it writable by its owner only\n",
             direct.display(),
+        )
+    );
+    fs::remove_file(&direct).unwrap();
+    let run = env.run_with(&dir, ["plugins"]).fails();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: plugin file {} is refused: its real file {} is writable by its group (mode 0775); make it writable by its owner only\n",
             link.display(),
             real.canonicalize().unwrap().display()
         )

@@ -236,6 +236,17 @@ impl Catalog {
         lock(&self.read_back).insert(name.to_string(), problem);
     }
 
+    /// The index objects found damaged when read back, by name.
+    pub fn damaged_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.read_back)
+            .iter()
+            .filter(|(_, problem)| problem.is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// What [`read_back`](Self::read_back) recorded of `name`: `None` if
     /// this process has not read it, else its problem if any.
     pub fn read_back_problem(&self, name: &str) -> Option<Option<String>> {

@@ -290,7 +290,7 @@ impl Repository {
     /// this process read already (loading the index, or an earlier check)
     /// is not read again. Returns the problems (an object deleted
     /// meanwhile, by a prune, is none).
-    fn check_index_objects(&self) -> RepoResult<Vec<String>> {
+    pub(crate) fn check_index_objects(&self) -> RepoResult<Vec<String>> {
         let mut problems = Vec::new();
         let mut unread = Vec::new();
         for name in self.list_index_objects()? {

@@ -42,6 +42,10 @@ pub struct Reindexed {
     /// What could not be indexed: a pack whose list cannot be read, a
     /// blob that does not match its id.
     pub problems: Vec<String>,
+    /// Damaged index objects removed: once every pack is indexed, whole,
+    /// what they could list is listed by the objects written from the
+    /// packs' own lists (they stopped prune, and fsck named them, for ever).
+    pub damaged_removed: Vec<String>,
 }
 
 impl Repository {
@@ -79,13 +83,22 @@ impl Repository {
         let planned: HashSet<ObjectId> =
             plans.good.iter().flat_map(|p| p.plan.pack_ids()).collect();
         self.reload_index()?;
+        // The index objects damaged in the repository: what they list is
+        // unlisted, whatever this machine's index cache still holds of
+        // them (a good copy no other machine has). Read now for a repair;
+        // as far as this process read them (fsck has) to pretend.
+        if !pretend {
+            self.check_index_objects()?;
+        }
+        let damaged: HashSet<String> = self.catalog.damaged_names().into_iter().collect();
         let stored = self.stored_pack_sizes()?;
         let mut unlisted: Vec<ObjectId> = {
+            let by_object = self.catalog.object_packs();
             let index = self.catalog.read();
-            let listed: HashSet<ObjectId> = index
-                .listed_packs()
-                .into_iter()
-                .filter_map(|n| index.pack_id(n))
+            let listed: HashSet<ObjectId> = by_object
+                .iter()
+                .filter(|(name, _)| !damaged.contains(*name))
+                .flat_map(|(_, packs)| packs.iter().filter_map(|n| index.pack_id(*n)))
                 .collect();
             // A pack a prune's plan is to delete goes; it is not brought
             // back.
@@ -124,6 +137,20 @@ impl Repository {
             report.blobs_indexed += entries.len() as u64;
         }
         if report.packs_indexed > 0 && !pretend {
+            self.reload_index()?;
+        }
+        // A damaged index object lists nothing that can be read: its packs
+        // were unlisted, and are indexed now from their own lists. With
+        // every pack indexed whole (no problem, none left unlisted but
+        // those a prune will delete), it lists nothing the others do not,
+        // and goes.
+        if !pretend && report.problems.is_empty() && !damaged.is_empty() {
+            let mut damaged: Vec<String> = damaged.into_iter().collect();
+            damaged.sort();
+            for name in &damaged {
+                self.storage().delete(&format!("index/{name}"))?;
+                report.damaged_removed.push(format!("index/{name}"));
+            }
             self.reload_index()?;
         }
         Ok(report)

@@ -72,10 +72,23 @@ pub fn bundled_dir(exe: &Path) -> Option<PathBuf> {
 }
 
 /// Load every plugin from `dirs`. Later folders override earlier ones.
-pub fn load_all(dirs: &[PluginDir]) -> Vec<LoadedPlugin> {
+/// Also returns the first plugin file of a folder the user named that is
+/// refused because others could have written it: that is an error, as a
+/// refused folder is (run without it, a backup would go on without the
+/// user's exclude plugin, exit 0, and in silence with `--quiet`).
+pub fn load_all(dirs: &[PluginDir]) -> (Vec<LoadedPlugin>, Option<String>) {
     let mut loaded: Vec<LoadedPlugin> = Vec::new();
+    let mut refused = None;
     for dir in dirs {
         for path in candidates(dir) {
+            if !dir.bundled {
+                if let Err(why) = safe_path::open_plugin(&path) {
+                    refused.get_or_insert_with(|| {
+                        format!("plugin file {} is refused: {why}", escape_path(&path))
+                    });
+                    continue;
+                }
+            }
             let Some(plugin) = load_one(&path) else {
                 continue;
             };
@@ -92,7 +105,7 @@ pub fn load_all(dirs: &[PluginDir]) -> Vec<LoadedPlugin> {
             }
         }
     }
-    loaded
+    (loaded, refused)
 }
 
 /// The files of a folder that may be plugins, in name order.

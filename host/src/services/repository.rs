@@ -150,6 +150,11 @@ impl RepositoryService for RepoService {
                 packs_indexed: done.packs_indexed,
                 blobs_indexed: done.blobs_indexed,
                 problems: done.problems.into_iter().map(RString::from).collect(),
+                damaged_removed: done
+                    .damaged_removed
+                    .into_iter()
+                    .map(RString::from)
+                    .collect(),
             })
         })
     }

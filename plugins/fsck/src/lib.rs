@@ -90,11 +90,21 @@ fn repair_index(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> 
     for problem in &done.problems {
         plugin_api::tracing::error!("{problem}");
     }
+    for removed in &done.damaged_removed {
+        plugin_api::tracing::warn!(
+            "removed the damaged index object {removed}: every pack is indexed whole without it"
+        );
+    }
     let packs = plugin_api::human::count(done.packs_indexed, "pack", "packs");
     let blobs = plugin_api::human::count(done.blobs_indexed, "blob", "blobs");
     let unlisted = plugin_api::human::count(done.unlisted_packs, "pack", "packs");
     let line = match (pretend, done.unlisted_packs) {
-        (_, 0) => "every pack is listed by an index object: nothing to do".to_string(),
+        (_, 0) if done.damaged_removed.is_empty() => {
+            "no pack needs indexing: every pack is listed by an index object (or is one a \
+             prune's plan is to delete)"
+                .to_string()
+        }
+        (_, 0) => "no pack needs indexing".to_string(),
         (false, _) => format!(
             "{unlisted} no index object listed; indexed {packs} ({blobs}) from their own lists"
         ),
@@ -110,6 +120,7 @@ fn repair_index(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> 
             "packs_indexed": done.packs_indexed,
             "blobs_indexed": done.blobs_indexed,
             "problems": done.problems,
+            "damaged_removed": done.damaged_removed,
         });
         ctx.outln(&json.to_string())?;
     } else {
