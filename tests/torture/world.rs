@@ -1393,7 +1393,7 @@ impl World {
     /// nothing the model knows: the next checks restore every generation);
     /// and on a local folder, now and then, first lose an index object
     /// (deleted, as by hand): a repair without faults must index its packs
-    /// again from their own lists, and `fsck` then find nothing wrong.
+    /// again from their own lists, so that `fsck` then finds nothing wrong.
     fn maybe_lose_an_index_object(&mut self, step: usize, rng: &mut Rng) -> Result<(), Broken> {
         let roll = rng.below(100);
         let pick = rng.below(1 << 16);
@@ -1429,9 +1429,12 @@ impl World {
             "step {step}: lose {}, then repair-index",
             lost.file_name().unwrap_or_default().to_string_lossy()
         ));
+        // (An object a prune replaced, whose deletion its plan defers,
+        // lists nothing the prune's own objects do not: then there is
+        // nothing to index, and the check below says whether that is so.)
         let out = run(self, &["repair-index"], Fault::None);
         self.stats.index_repairs += 1;
-        if !out.ok() || !out.stdout.contains("indexed") {
+        if !out.ok() {
             return Err(format!(
                 "repair-index after an index object was lost:\n{}\n{}",
                 out.stdout, out.stderr

@@ -344,17 +344,10 @@ impl Repository {
         // and where the last of them ends.
         let packs: BTreeMap<ObjectId, (u64, u64)> = {
             let index = self.catalog.read();
-            let mut by_number: HashMap<u32, (u64, u64)> = HashMap::new();
-            index.for_each_blob(|_, places| {
-                for l in places {
-                    let (blobs, end) = by_number.entry(l.pack).or_default();
-                    *blobs += 1;
-                    *end = (*end).max(u64::from(l.offset) + u64::from(l.length));
-                }
-            })?;
-            by_number
+            index
+                .blobs_per_pack()?
                 .into_iter()
-                .filter_map(|(n, counts)| Some((index.pack_id(n)?, counts)))
+                .filter_map(|(n, p)| Some((index.pack_id(n)?, (p.blobs, p.end))))
                 .collect()
         };
         let missing = |id: &ObjectId, blobs: u64| {
@@ -480,12 +473,13 @@ impl Repository {
     /// up, and decoded unless it was read where the index places it
     /// (fsck's walk read it: [`crate::read_record`]; or it is in
     /// `verified`).
-    fn check_pack(
+    /// A pack read whole, and the list of its blobs at its end (decoded
+    /// through the filters), as index entries of pack number `number`.
+    pub(crate) fn read_pack_with_list(
         &self,
         id: &ObjectId,
-        indexed: u64,
-        verified: &HashSet<ChunkId>,
-    ) -> RepoResult<PackCheck> {
+        number: u32,
+    ) -> RepoResult<(Vec<u8>, Vec<crate::index::IndexEntry>)> {
         let key = pack::key(id);
         let bytes = self
             .storage()
@@ -495,7 +489,19 @@ impl Repository {
         let trailer = self
             .codec
             .decode(&format!("pack/{id}"), sealed_trailer.to_vec())?;
-        let listed = pack::decode_trailer(&trailer, 0).map_err(|e| RepoError::corrupt(&key, e))?;
+        let listed =
+            pack::decode_trailer(&trailer, number).map_err(|e| RepoError::corrupt(&key, e))?;
+        Ok((bytes, listed))
+    }
+
+    fn check_pack(
+        &self,
+        id: &ObjectId,
+        indexed: u64,
+        verified: &HashSet<ChunkId>,
+    ) -> RepoResult<PackCheck> {
+        let key = pack::key(id);
+        let (bytes, listed) = self.read_pack_with_list(id, 0)?;
         // Which blobs of the list the index places where the list does.
         let placed: Vec<bool> = {
             let index = self.catalog.read();

@@ -160,17 +160,8 @@ impl Repository {
     /// entries; and what is wrong with the others.
     fn pack_own_list(&self, id: &ObjectId) -> RepoResult<(Vec<IndexEntry>, Vec<String>)> {
         let key = pack::key(id);
-        let bytes = self
-            .storage()
-            .read_limited(&key, crate::limits::MAX_PACK_LEN)?;
-        let sealed_trailer =
-            pack::split_trailer(&bytes).map_err(|e| RepoError::corrupt(&key, e))?;
-        let trailer = self
-            .codec
-            .decode(&format!("pack/{id}"), sealed_trailer.to_vec())?;
         let number = self.catalog.write().pack_number(*id);
-        let listed =
-            pack::decode_trailer(&trailer, number).map_err(|e| RepoError::corrupt(&key, e))?;
+        let (bytes, listed) = self.read_pack_with_list(id, number)?;
         let mut good = Vec::with_capacity(listed.len());
         let mut problems = Vec::new();
         for e in listed {

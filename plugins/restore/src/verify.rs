@@ -383,8 +383,10 @@ impl Verifier<'_, '_> {
         if kind == EntryKind::File && e.size == m.size() && !e.checksum.is_empty() {
             // Another name of a file compared already, seen the same, with
             // the same record: the same answer, without reading it again.
-            let seen = SeenContent::of(e, &m);
-            if let Some(difference) = self.contents.get(&seen) {
+            // (Only a file of several names is looked up and kept: the
+            // key copies the record's chunk list.)
+            let seen = (m.nlink() > 1).then(|| SeenContent::of(e, &m));
+            if let Some(difference) = seen.as_ref().and_then(|seen| self.contents.get(seen)) {
                 what.extend(difference.clone());
             } else {
                 let found = match check_file(live, &m, &e.checksum).map(ContentCheck::finish) {
@@ -401,7 +403,7 @@ impl Verifier<'_, '_> {
                 };
                 match found {
                     Ok(difference) => {
-                        if m.nlink() > 1 {
+                        if let Some(seen) = seen {
                             self.contents.insert(seen, difference.clone());
                         }
                         what.extend(difference);
