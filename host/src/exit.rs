@@ -2,7 +2,10 @@
 //!
 //! A leaf module: it imports nothing from the rest of the crate, so any
 //! module may name an exit code without pulling in the ones that decide
-//! it. Only `run` (the crate root) and the interruption thread end the process.
+//! it. Only `run` (the crate root) and the interruption thread end the
+//! process, both through `plugin_api::exit_guard::end_process`: anything
+//! else that calls `exit` (a plugin) ends the run with [`EXIT_FAILURE`]
+//! and a line saying the command did not finish.
 
 /// Exit code of a run that succeeded.
 pub const EXIT_SUCCESS: i32 = 0;

@@ -79,7 +79,7 @@ pub fn install(host: Arc<Host>) {
                          behind, to be broken as stale)",
                         name(signal)
                     );
-                    std::process::exit(exit::interrupted_by(signal));
+                    plugin_api::exit_guard::end_process(exit::interrupted_by(signal));
                 }
                 output::silence_terminal();
                 // Winding down may take a while on a slow network: in a
@@ -103,7 +103,7 @@ fn end_run(host: &Host, signal: i32) -> ! {
     tell_plugins(host, signal);
     wind_down(host);
     stderr_line!("ERROR: interrupted by {}", name(signal));
-    std::process::exit(exit::interrupted_by(signal));
+    plugin_api::exit_guard::end_process(exit::interrupted_by(signal));
 }
 
 /// Call the `run-interrupted` hook (see

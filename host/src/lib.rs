@@ -81,6 +81,9 @@ use crate::settings::{config_files, Values};
 pub fn run() -> i32 {
     plugin_api::allocator::restart_with_thread_caches();
     plugin_api::allocator::set_up();
+    // Before any plugin loads: a plugin that calls `exit` must not end
+    // the run with the code it chose (0 after a backup half done).
+    plugin_api::exit_guard::install(EXIT_FAILURE);
     guard::install_panic_hook();
     let result = guard::guarded(|| Ok(main_with(std::env::args_os().collect())));
     match result.into_result() {

@@ -3,5 +3,5 @@
 #![forbid(unsafe_code)]
 
 fn main() {
-    std::process::exit(obnam_host::run());
+    plugin_api::exit_guard::end_process(obnam_host::run());
 }

@@ -63,6 +63,7 @@ mod context;
 pub mod declare;
 mod entry;
 mod error;
+pub mod exit_guard;
 mod export;
 mod failure;
 pub mod guard;

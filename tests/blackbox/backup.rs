@@ -506,6 +506,40 @@ fn a_plugin_that_moves_the_working_folder_does_not_move_the_repository() {
     assert!(!w.env.path().join("relrepo").join("config").exists());
 }
 
+/// A plugin that calls `exit(0)` in the middle of a backup ends the
+/// process, but not with the code it chose: the backup did not finish
+/// (nothing was committed), so the run fails and says why.
+#[test]
+fn a_plugin_that_ends_the_process_does_not_end_it_with_success() {
+    let w = world();
+    w.file("a", b"a");
+    let plugins = w.env.plugin_dir("hostile-plugin", &["hostile"]);
+    for code in ["0", "3"] {
+        let mut cmd = w.env.obnam();
+        cmd.arg("--plugin-dir")
+            .arg(&plugins)
+            .args(["--repository"])
+            .arg(&w.repo)
+            .args(["--client-name", &w.client, "--quiet", "backup"])
+            .arg(&w.data)
+            .env("OBNAM_TEST_EXIT", code);
+        let run = obnam_test_support::run(&mut cmd).no_rust_panic();
+        assert_eq!(run.code, 1, "exit({code}): {run:#?}");
+        assert!(
+            run.stderr
+                .contains("the process was ended from inside before obnam finished")
+                && run.stderr.contains("a plugin called exit"),
+            "{run:#?}"
+        );
+    }
+    if w.repo.join("config").exists() {
+        assert!(w.generations().is_empty(), "a generation was committed");
+    }
+    // Without the plugin's exit the same backup succeeds.
+    w.backup(&[]).ok();
+    assert_eq!(w.generations().len(), 1);
+}
+
 #[test]
 fn a_bug_while_reading_a_file_stops_the_backup_with_an_error_not_a_hang() {
     let w = world();

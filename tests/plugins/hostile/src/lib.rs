@@ -47,7 +47,8 @@
 //! with `OBNAM_TEST_STORE=other-id` its `backup-store-chunk` callback
 //! answers the id of other content (one byte of the token changed).
 //! With `OBNAM_TEST_CHDIR=DIR` its `backup-starting` callback moves the
-//! process's working folder to DIR.
+//! process's working folder to DIR. With `OBNAM_TEST_EXIT=CODE` it
+//! ends the process there with `exit(CODE)`.
 
 #![forbid(unsafe_code)]
 
@@ -605,6 +606,9 @@ impl Plugin for Hostile {
             |_, _| {
                 if let Some(dir) = std::env::var_os("OBNAM_TEST_CHDIR") {
                     std::env::set_current_dir(dir)?;
+                }
+                if let Ok(code) = std::env::var("OBNAM_TEST_EXIT") {
+                    std::process::exit(code.parse()?);
                 }
                 Ok(())
             },
