@@ -15,7 +15,7 @@
 //! A repository error becomes `EIO` for the program that asked, with the
 //! reason in obnam's log; the mount goes on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -78,7 +78,7 @@ pub struct ObnamFs {
     layouts: Mutex<HashMap<Ino, Arc<FileLayout>>>,
     /// The files a read of failed, each warned about once (a program's
     /// one read is many reads of the kernel's).
-    failed_reads: Mutex<std::collections::HashSet<Ino>>,
+    failed_reads: Mutex<HashSet<Ino>>,
     /// Owner of the directories the mount makes: whoever mounted.
     owner: (u32, u32),
     /// The directories being listed from the repository now.
@@ -92,7 +92,7 @@ pub struct ObnamFs {
 /// 4.7 s; the copies but the first were thrown away).
 #[derive(Default)]
 struct ListingGate {
-    busy: Mutex<std::collections::HashSet<Ino>>,
+    busy: Mutex<HashSet<Ino>>,
     done: std::sync::Condvar,
 }
 
@@ -158,7 +158,7 @@ impl ObnamFs {
             gens,
             cache: ChunkCache::new(cache_bytes),
             layouts: Mutex::new(HashMap::new()),
-            failed_reads: Mutex::new(std::collections::HashSet::new()),
+            failed_reads: Mutex::new(HashSet::new()),
             owner,
             listing: ListingGate::default(),
         }
@@ -255,20 +255,29 @@ impl ObnamFs {
         };
         match listing {
             Listing::Top => {
+                // The top's children are made here: entries of a name and
+                // a kind only, for the listing.
+                let made = |name: &str, kind| {
+                    Arc::new(Entry {
+                        name: name.as_bytes().to_vec(),
+                        kind,
+                        ..Entry::default()
+                    })
+                };
                 let mut children: Vec<Child> = self
                     .gens
                     .iter()
                     .enumerate()
                     .map(|(i, g)| Child {
-                        name: g.name.as_bytes().to_vec(),
                         ino: Table::generation(i),
+                        entry: made(&g.name, EntryKind::Dir),
                     })
                     .collect();
                 let mut table = self.table_mut();
                 if let Some(latest) = table.latest() {
                     children.push(Child {
-                        name: naming::LATEST.as_bytes().to_vec(),
                         ino: latest,
+                        entry: made(naming::LATEST, EntryKind::Symlink),
                     });
                 }
                 table.set_children(ino, children).ok_or(Errno::ENOENT)
@@ -294,6 +303,7 @@ impl ObnamFs {
                     .unwrap_or_default();
                 let mut table = self.table_mut();
                 let mut children = Vec::with_capacity(entries.len());
+                let mut given = HashSet::with_capacity(entries.len());
                 for entry in entries {
                     if !showable(&entry.name) {
                         tracing::warn!(
@@ -303,21 +313,13 @@ impl ObnamFs {
                         );
                         continue;
                     }
-                    let name = entry.name.clone();
-                    let child = table.intern(gen, ino, child_path(&path, &name), entry);
-                    children.push(Child { name, ino: child });
+                    let entry = Arc::new(entry);
+                    let at = child_path(&path, &entry.name);
+                    let number = table.number(gen, &at, &entry, &mut given);
+                    children.push(Child { ino: number, entry });
                 }
                 table.set_children(ino, children).ok_or(Errno::ENOENT)
             }
-        }
-    }
-
-    /// The FUSE file type of an inode.
-    fn kind_of(table: &Table, ino: Ino) -> FileType {
-        match table.get(ino).map(|n| &n.kind) {
-            Some(NodeKind::Latest) => FileType::Symlink,
-            Some(NodeKind::Entry { entry, .. }) => attr::file_type(entry.kind),
-            _ => FileType::Directory,
         }
     }
 
@@ -347,6 +349,42 @@ impl ObnamFs {
                 }
                 Errno::EIO
             })
+    }
+
+    /// The kernel was told of `child`, found in the directory `parent`
+    /// (which it holds).
+    fn remember(&self, parent: Ino, child: &Child) -> Result<(), Errno> {
+        let mut table = self.table_mut();
+        let (gen, path) = match &table.get(parent).ok_or(Errno::ENOENT)?.kind {
+            NodeKind::Root => return Ok(()),
+            NodeKind::Generation(gen) => (*gen, child_path(b"/", child.name())),
+            NodeKind::Entry { gen, path, .. } => (*gen, child_path(path, child.name())),
+            NodeKind::Latest => return Err(Errno::ENOTDIR),
+        };
+        table.remember(gen, parent, path, child);
+        Ok(())
+    }
+
+    /// The kernel forgot lookups of these inodes: those it holds no more
+    /// leave the table, with what was kept for reading them.
+    fn forget_lookups(&self, nodes: &[(Ino, u64)]) {
+        let gone: Vec<Ino> = {
+            let mut table = self.table_mut();
+            nodes
+                .iter()
+                .filter(|&&(ino, lookups)| table.forget(ino, lookups))
+                .map(|&(ino, _)| ino)
+                .collect()
+        };
+        if gone.is_empty() {
+            return;
+        }
+        let mut layouts = lock(&self.layouts);
+        let mut failed = lock(&self.failed_reads);
+        for ino in gone {
+            layouts.remove(&ino);
+            failed.remove(&ino);
+        }
     }
 
     fn layout(&self, ino: Ino) -> Arc<FileLayout> {
@@ -469,12 +507,22 @@ impl Filesystem for ObnamFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let found = self.children(parent.0).and_then(|children| {
             let child = children.find(name.as_bytes()).ok_or(Errno::ENOENT)?;
-            self.attr(child.ino)
+            self.remember(parent.0, child)?;
+            // The kernel counts the lookup only if it is answered.
+            self.attr(child.ino).inspect_err(|_| {
+                self.forget_lookups(&[(child.ino, 1)]);
+            })
         });
         match found {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(e),
         }
+    }
+
+    // A batch of forgets comes here one by one (fuser's default
+    // `batch_forget`; its item type is not public).
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.forget_lookups(&[(ino.0, nlookup)]);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -559,15 +607,19 @@ impl Filesystem for ObnamFs {
             Ok(children) => children,
             Err(e) => return reply.error(e),
         };
-        let table = self.table();
-        let parent = table.get(ino.0).map(|n| n.parent).unwrap_or(ROOT);
-        let dots = [(ino.0, &b"."[..]), (parent, &b".."[..])];
-        let all = dots
-            .into_iter()
-            .chain(children.list().iter().map(|c| (c.ino, c.name.as_slice())));
+        let parent = self.table().get(ino.0).map(|n| n.parent).unwrap_or(ROOT);
+        let dots = [
+            (ino.0, &b"."[..], FileType::Directory),
+            (parent, &b".."[..], FileType::Directory),
+        ];
+        let all = dots.into_iter().chain(
+            children
+                .list()
+                .iter()
+                .map(|c| (c.ino, c.name(), attr::file_type(c.entry.kind))),
+        );
         // An entry's offset is where the next listing call resumes.
-        for (i, (child, name)) in all.enumerate().skip(offset as usize) {
-            let kind = Self::kind_of(&table, child);
+        for (i, (child, name, kind)) in all.enumerate().skip(offset as usize) {
             if reply.add(INodeNo(child), i as u64 + 1, kind, OsStr::from_bytes(name)) {
                 break;
             }
