@@ -84,6 +84,7 @@ pub fn run() -> i32 {
     // Before any plugin loads: a plugin that calls `exit` must not end
     // the run with the code it chose (0 after a backup half done).
     plugin_api::exit_guard::install(EXIT_FAILURE);
+    obnam_repository::storage::set_process_end(plugin_api::exit_guard::end_process);
     guard::install_panic_hook();
     let result = guard::guarded(|| Ok(main_with(std::env::args_os().collect())));
     match result.into_result() {

@@ -327,32 +327,48 @@ fn a_lost_pack_heals_at_the_next_backup() {
 }
 
 /// A pack cut short (an interrupted copy, a full disk, a store that lost
-/// its end) is named by plain `fsck` from the store's listing, without
-/// reading it (backups and plain fsck took it for whole, exit 0, and the
-/// loss showed at restore time only); moved away as fsck says, the next
-/// backup stores again what it held.
+/// its end) is named by plain `fsck` and by the next backup from the
+/// store's listing, without reading it (backups and plain fsck took it
+/// for whole, exit 0, and every later generation was built on the blobs
+/// it lost: the loss showed at restore time only). The backup stores
+/// again what it held, from the files, so its generation restores; the
+/// older one's blobs before the cut still restore.
 #[test]
-fn a_pack_cut_short_is_named_by_plain_fsck() {
+fn a_pack_cut_short_is_named_and_the_next_backup_builds_nothing_on_it() {
     let w = BackupWorld::new("c");
     let a = obnam_test_support::noise(300_000, 1);
+    let b = obnam_test_support::noise(3_000, 2);
     w.file("a", &a);
+    w.file("b", &b);
     let settings = ["--compress-with", "none", "--pack-size", "64KiB"];
     w.backup(&settings).ok();
     let pack = flip_first(&w.repo.join("packs"), &a[..64], 0);
     let bytes = fs::read(&pack).unwrap();
     fs::write(&pack, &bytes[..bytes.len() / 2]).unwrap();
+    let name = pack.file_name().unwrap().to_str().unwrap().to_string();
     let run = w.obnam(&["fsck"]).fails().no_rust_panic();
-    let name = pack.file_name().unwrap().to_str().unwrap();
     assert!(
-        run.stderr.contains(name) && run.stderr.contains("it was cut short"),
+        run.stderr.contains(&name) && run.stderr.contains("it was cut short"),
         "{run:#?}"
     );
-    fs::rename(&pack, w.env.path().join("moved-away")).unwrap();
-    w.backup(&settings).ok();
+    let run = w.backup(&settings).ok();
+    assert!(
+        run.stderr.contains(&name)
+            && run.stderr.contains("it was cut short")
+            && run
+                .stderr
+                .contains("packs that the repository's index lists are missing or cut short")
+            && run.stderr.contains("unchanged file was read again"),
+        "{run:#?}"
+    );
     let target = w.env.path().join("restored");
     w.obnam(&["restore", "--to", target.to_str().unwrap()]).ok();
     let restored = target.join(w.data.strip_prefix("/").unwrap());
     assert_eq!(fs::read(restored.join("a")).unwrap(), a);
+    assert_eq!(fs::read(restored.join("b")).unwrap(), b);
+    // A backup after it builds on the blobs stored again: nothing is read.
+    let run = w.backup(&settings).ok();
+    assert!(!run.stderr.contains("read again"), "{run:#?}");
 }
 
 /// A lost index object left every generation that used its packs

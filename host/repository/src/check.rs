@@ -44,6 +44,11 @@ pub struct MissingPacks {
     pub blobs: usize,
 }
 
+/// Packs the index lists that the storage does not hold whole, by id
+/// (`None`: a pack number without an id), each with its size and where
+/// its blobs end if it was cut short rather than lost.
+type PacksMissing = HashMap<Option<ObjectId>, Option<(u64, u64)>>;
+
 /// What [`Repository::check_objects`] found: one line per problem.
 #[derive(Debug, Default)]
 pub struct ObjectReport {
@@ -113,11 +118,20 @@ impl Repository {
             }
             missing = again;
         }
+        for (id, short) in &missing {
+            if let (Some(id), Some((size, end))) = (id, short) {
+                tracing::warn!(
+                    "{} is {size} bytes, but the index places blobs in it up to byte {end}: \
+                     it was cut short (truncated or damaged), so nothing new is built on it",
+                    pack::key(id)
+                );
+            }
+        }
         let mut index = self.catalog.write();
         let missing: HashSet<u32> = index
             .listed_packs()
             .into_iter()
-            .filter(|n| missing.contains(&index.pack_id(*n)))
+            .filter(|n| missing.contains_key(&index.pack_id(*n)))
             .collect();
         if missing.is_empty() {
             return Ok(MissingPacks::default());
@@ -131,20 +145,43 @@ impl Repository {
         })
     }
 
-    /// The packs the index lists that the storage does not hold (by id;
-    /// `None` for a pack number the index has no id for), but those this
-    /// process is still writing (not in the listing yet).
-    fn packs_missing(&self) -> RepoResult<HashSet<Option<ObjectId>>> {
-        let stored = self.stored_packs()?;
+    /// The packs the index lists that the storage does not hold whole (by
+    /// id; `None` for a pack number the index has no id for), but those
+    /// this process is still writing (not in the listing yet). A pack
+    /// that the store's listing gives as shorter than where the index
+    /// places its last blob was cut short (an interrupted copy, a full
+    /// disk, a store that lost its end, another object written over it):
+    /// as good as missing for what is built on it, although its first
+    /// blobs may still be read. (Backups took such a pack for whole, and
+    /// every later generation was built on the blobs it lost, exit 0.) A
+    /// size of 0 is a listing that gives none.
+    /// Each is given with its size and where its blobs end if it was cut
+    /// short.
+    fn packs_missing(&self) -> RepoResult<PacksMissing> {
+        let stored = self.stored_pack_sizes()?;
         let writing: HashSet<u32> = self.uploads.packs_in_memory();
         let index = self.catalog.read();
-        Ok(index
-            .listed_packs()
-            .into_iter()
-            .filter(|n| !writing.contains(n))
-            .map(|n| index.pack_id(n))
-            .filter(|id| id.is_none_or(|id| !stored.contains(&id)))
-            .collect())
+        let mut missing = HashMap::new();
+        for n in index.listed_packs() {
+            if writing.contains(&n) {
+                continue;
+            }
+            let Some(id) = index.pack_id(n) else {
+                missing.insert(None, None);
+                continue;
+            };
+            let end = index.pack_end(n);
+            match stored.get(&id) {
+                None => {
+                    missing.insert(Some(id), None);
+                }
+                Some(&size) if size > 0 && size < end => {
+                    missing.insert(Some(id), Some((size, end)));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(missing)
     }
 
     /// Check the objects of the repository: index objects that could not be
@@ -364,12 +401,13 @@ impl Repository {
                 // Shorter than where its blobs end, as the store's listing
                 // says (no read needed): cut short, its last blobs lost.
                 // (Every backup and plain fsck took it for whole, and the
-                // loss showed at restore time only.) A size of 0 is a
-                // store's listing that gives none.
+                // loss showed at restore time only; see `packs_missing`.)
+                // A size of 0 is a store's listing that gives none.
                 Some(size) if *size > 0 && size < end => report.problems.push(format!(
                     "{} is {size} bytes, but the index places blobs in it up to byte {end}: \
-                     it was cut short (truncated or damaged); move it out of the repository, \
-                     and the next backup stores again what it can",
+                     it was cut short (truncated or damaged); backups build nothing new on \
+                     it, and store again what its lost blobs held from the files that still \
+                     have it",
                     pack::key(id)
                 )),
                 Some(_) if verify_data => to_check.push((*id, *blobs)),

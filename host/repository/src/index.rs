@@ -230,6 +230,10 @@ impl LoadedSegment {
 pub struct Index {
     /// Pack ids by number.
     packs: Vec<ObjectId>,
+    /// By number, where the last blob the loaded index objects place in
+    /// each pack ends: a pack shorter than that was cut short
+    /// ([`pack_end`](Self::pack_end)).
+    pack_ends: Vec<u64>,
     /// Pack numbers in pack-id order, of the packs numbered when it was
     /// last sorted (4 bytes a pack, where a hash map takes about 24).
     by_id: Vec<u32>,
@@ -271,8 +275,15 @@ impl Index {
         }
         let n = self.packs.len() as u32;
         self.packs.push(pack);
+        self.pack_ends.push(0);
         self.recent.insert(pack, n);
         n
+    }
+
+    /// Where the last blob that loaded index objects place in pack
+    /// `number` ends (0 if none): the least size the pack can have.
+    pub fn pack_end(&self, number: u32) -> u64 {
+        self.pack_ends.get(number as usize).copied().unwrap_or(0)
     }
 
     /// Sort the packs numbered recently into `by_id`, once they are many.
@@ -285,6 +296,7 @@ impl Index {
         self.by_id.sort_unstable_by_key(|n| packs[*n as usize]);
         self.by_id.shrink_to_fit();
         self.packs.shrink_to_fit();
+        self.pack_ends.shrink_to_fit();
         self.recent = HashMap::new();
     }
 
@@ -295,11 +307,16 @@ impl Index {
 
     /// Use a segment, with which of its index objects are live.
     pub fn add_segment(&mut self, mut segment: Segment, live: Vec<bool>) {
-        let numbers = segment
+        let ends = segment.take_pack_ends();
+        let numbers: Vec<u32> = segment
             .take_packs()
             .into_iter()
             .map(|p| self.pack_number(p))
             .collect();
+        for (n, end) in numbers.iter().zip(ends) {
+            let known = &mut self.pack_ends[*n as usize];
+            *known = (*known).max(end);
+        }
         self.settle_pack_table();
         let segment = Arc::new(segment);
         self.segments.push(LoadedSegment {
@@ -778,6 +795,7 @@ impl Index {
             .sum();
         segments
             + self.packs.capacity() * std::mem::size_of::<ObjectId>()
+            + self.pack_ends.capacity() * 8
             + self.by_id.capacity() * 4
             + self.recent.capacity() * (std::mem::size_of::<(ObjectId, u32)>() + 1)
             // A B-tree node holds up to 11 entries of 40 + 16 bytes.

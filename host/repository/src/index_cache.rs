@@ -359,6 +359,11 @@ impl IndexCache {
                 Ok(segment) => segments.push(segment),
                 // Gone since the listing: merged by another run.
                 Err(_) if !path.exists() => {}
+                // Made by an older obnam: made again in this one's format.
+                Err(e) if crate::segment::older_format(&path) => {
+                    tracing::debug!("{e}; replacing it (an older format)");
+                    let _ = std::fs::remove_file(&path);
+                }
                 Err(e) => {
                     tracing::warn!("{e}; deleting it (the index objects it held are read again)");
                     let _ = std::fs::remove_file(&path);

@@ -21,12 +21,14 @@
 //!
 //! ```text
 //! header (4096 bytes, the rest zero):
-//!   "OBNAMSG1", salt (32), entries N (u64), packs P (u32), objects O (u32),
+//!   "OBNAMSG2", salt (32), entries N (u64), packs P (u32), objects O (u32),
 //!   tables length T (u64), hash (16: BLAKE3 of the 64 bytes before it and the tables)
 //! ceil(N / 73) pages of 4096 bytes: 73 entries of 56 bytes, then a u64
 //!   checksum (BLAKE3 keyed by the salt, of the 4088 bytes and the page number)
 //! tables (T bytes):
 //!   P pack ids (16 bytes each, ascending)
+//!   P pack ends (u64 each): where the last of the segment's entries in
+//!     each pack ends (offset + length), the least size the pack can have
 //!   O objects: name length (u16), name, entries (u64), packs listed K (u32), K pack numbers (u32)
 //!   one key (u64) per page
 //! entry: token (32), variant (u64), pack number (u32, into the packs above),
@@ -46,7 +48,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::ids::{ChunkId, ObjectId, Token};
 use super::index::BlobKind;
 
-const MAGIC: &[u8; 8] = b"OBNAMSG1";
+const MAGIC: &[u8; 8] = b"OBNAMSG2";
+/// The magic of segments of an older format, which a newer obnam
+/// replaces without a word (the first had no pack ends).
+const OLDER_MAGICS: [&[u8; 8]; 1] = [b"OBNAMSG1"];
 /// Bytes of a page, and of the header.
 pub const PAGE_BYTES: usize = 4096;
 /// Bytes of an entry.
@@ -121,6 +126,8 @@ pub struct Segment {
     /// Pack ids, ascending (taken by the index that uses the segment:
     /// see [`take_packs`](Self::take_packs)).
     pub packs: Vec<ObjectId>,
+    /// Where the segment's last entry in each pack ends, as `packs`.
+    pub pack_ends: Vec<u64>,
     /// How many packs the pack table holds.
     pack_count: u32,
     pub objects: Vec<CoveredObject>,
@@ -237,6 +244,7 @@ impl Segment {
         };
         pages
             + self.packs.capacity() * 16
+            + self.pack_ends.capacity() * 8
             + self.keys.capacity() * 8
             + self.checked.capacity() * 8
             + self
@@ -250,6 +258,11 @@ impl Segment {
     /// segments, and the segment's numbers into it).
     pub fn take_packs(&mut self) -> Vec<ObjectId> {
         std::mem::take(&mut self.packs)
+    }
+
+    /// Take the pack ends out (as [`take_packs`](Self::take_packs)).
+    pub fn take_pack_ends(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.pack_ends)
     }
 
     /// How many packs the segment's pack table holds.
@@ -315,6 +328,7 @@ impl Segment {
             salt,
             entries,
             packs: Vec::new(),
+            pack_ends: Vec::new(),
             pack_count: 0,
             objects: Vec::new(),
             keys: Vec::new(),
@@ -388,6 +402,13 @@ impl Segment {
         if pack_ids.windows(2).any(|w| w[0] >= w[1]) {
             return Err("pack table not in order".into());
         }
+        if u64::from(packs) * 8 > remaining(&r) {
+            return Err("pack ends truncated".into());
+        }
+        let mut pack_ends = Vec::with_capacity(packs as usize);
+        for _ in 0..packs {
+            pack_ends.push(r.u64()?);
+        }
         if objects as usize > MAX_OBJECTS || u64::from(objects) * 14 > remaining(&r) {
             return Err("object table truncated".into());
         }
@@ -427,6 +448,7 @@ impl Segment {
             keys.push(r.u64()?);
         }
         self.packs = pack_ids;
+        self.pack_ends = pack_ends;
         self.pack_count = packs;
         self.objects = covered;
         self.checked = (0..keys.len().div_ceil(64))
@@ -638,6 +660,15 @@ impl Segment {
     }
 }
 
+/// Whether the file at `path` is a segment of an older format (replaced
+/// without a word, not a damaged one).
+pub fn older_format(path: &Path) -> bool {
+    let mut magic = [0u8; 8];
+    File::open(path)
+        .and_then(|f| f.read_exact_at(&mut magic, 0))
+        .is_ok_and(|()| OLDER_MAGICS.iter().any(|m| **m == magic))
+}
+
 type HeaderFields = ([u8; 32], u64, u32, u32, u64);
 
 fn parse_header_fields(header: &[u8; HEADER_FIELDS + 16]) -> Result<HeaderFields, String> {
@@ -705,6 +736,8 @@ pub struct SegmentWriter {
     entries: u64,
     keys: Vec<u64>,
     packs: usize,
+    /// Where the entries written so far end in each pack.
+    pack_ends: Vec<u64>,
     objects: usize,
     last: Option<(ChunkId, u32, u32, u32)>,
 }
@@ -745,6 +778,7 @@ impl SegmentWriter {
             entries: 0,
             keys: Vec::new(),
             packs,
+            pack_ends: vec![0; packs],
             objects,
             last: None,
         })
@@ -771,6 +805,8 @@ impl SegmentWriter {
             return Err(std::io::Error::other("segment entry out of its tables"));
         }
         self.last = Some(key);
+        let end = &mut self.pack_ends[e.pack as usize];
+        *end = (*end).max(u64::from(e.offset) + u64::from(e.length));
         if self.in_page == 0 {
             self.keys.push(prefix(&e.id.token));
         }
@@ -818,9 +854,12 @@ impl SegmentWriter {
         if self.in_page > 0 {
             self.end_page()?;
         }
-        let mut tables = Vec::with_capacity(packs.len() * 16 + self.keys.len() * 8);
+        let mut tables = Vec::with_capacity(packs.len() * 24 + self.keys.len() * 8);
         for p in packs {
             tables.extend_from_slice(&p.0);
+        }
+        for end in &self.pack_ends {
+            tables.extend_from_slice(&end.to_le_bytes());
         }
         for o in objects {
             if o.name.len() > MAX_NAME {
@@ -932,6 +971,29 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, n);
+    }
+
+    /// Each pack's end is where the last entry in it ends (entry `i` is
+    /// at offset `i`, 7 bytes long, in pack `i % 2`), read back as written.
+    #[test]
+    fn pack_ends_are_where_their_last_entries_end() {
+        let mut segment = Segment::from_bytes(segment_bytes(1000)).unwrap();
+        assert_eq!(segment.take_pack_ends(), vec![998 + 7, 999 + 7]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        std::fs::write(&path, segment_bytes(10)).unwrap();
+        let mut segment = Segment::open_held_up_to(&path, 0).unwrap();
+        assert_eq!(segment.take_pack_ends(), vec![8 + 7, 9 + 7]);
+        assert!(!older_format(&path));
+        // A segment of the first format is told from a damaged one.
+        let mut old = segment_bytes(10);
+        old[..8].copy_from_slice(b"OBNAMSG1");
+        std::fs::write(&path, &old).unwrap();
+        assert!(Segment::open(&path).is_err());
+        assert!(older_format(&path));
+        old[..8].copy_from_slice(b"OBNAMSGX");
+        std::fs::write(&path, &old).unwrap();
+        assert!(!older_format(&path));
     }
 
     /// A segment file is found the same whether it is read a page at a

@@ -243,13 +243,14 @@ fn real<'c>(
     // longer is (left out of `clients`, `fsck`, `stats`).
     repo.lock_client(&settings.client)?;
     repo.add_client(&settings.client)?;
-    // A pack lost since the last run (a disk error, a careless `rm`) must
-    // not poison this one: its chunks count as absent, so that unchanged
-    // files that used them are read again and the new generation restores.
+    // A pack lost or cut short since the last run (a disk error, a
+    // careless `rm`, an interrupted copy) must not poison this one: its
+    // chunks count as absent, so that unchanged files that used them are
+    // read again and the new generation restores.
     let (lost_packs, lost_blobs) = repo.forget_missing_packs()?;
     if lost_packs > 0 {
         plugin_api::tracing::warn!(
-            "{lost_packs} packs that the repository's index lists are missing; \
+            "{lost_packs} packs that the repository's index lists are missing or cut short; \
              the {lost_blobs} chunks and trees they held will be stored again from \
              the files that still have them (run fsck to see what older \
              generations lost)"

@@ -52,6 +52,17 @@ const ABANDON_WAIT: Duration = Duration::from_secs(2);
 /// Exit code of a process stopped by the crash limit.
 pub const EXIT_CRASH_LIMIT: i32 = 75;
 
+/// How the process that uses this crate ends itself, if it says
+/// ([`set_process_end`]); else `std::process::exit`.
+static PROCESS_END: std::sync::OnceLock<fn(i32) -> !> = std::sync::OnceLock::new();
+
+/// Say how this process ends itself when the crash limit is reached: the
+/// obnam host watches for any other end (`plugin_api::exit_guard`), and
+/// the crash limit's is its own.
+pub fn set_process_end(end: fn(i32) -> !) {
+    let _ = PROCESS_END.set(end);
+}
+
 /// How to reach remote storage: the settings of the remote services.
 #[derive(Clone, Debug, Default)]
 pub struct StorageOptions {
@@ -367,7 +378,10 @@ impl Storage {
                 eprintln!(
                     "obnam: crash limit of {limit} repository writes reached; stopping abruptly"
                 );
-                std::process::exit(EXIT_CRASH_LIMIT);
+                match PROCESS_END.get() {
+                    Some(end) => end(EXIT_CRASH_LIMIT),
+                    None => std::process::exit(EXIT_CRASH_LIMIT),
+                }
             }
         }
     }
