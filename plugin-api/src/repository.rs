@@ -471,10 +471,12 @@ impl Repository {
     }
 
     /// Find the packs that the index lists but the storage no longer
-    /// holds (lost to a disk error, say), and forget their chunks and
-    /// trees: they count as absent from then on, so that a backup stores
-    /// them again from the files that still have them. One listing of the
-    /// packs. Returns `(packs, blobs)` forgotten.
+    /// holds (lost to a disk error, say) or holds cut short (shorter, in
+    /// the store's listing, than where the index places their blobs),
+    /// and forget their chunks and trees: they count as absent from then
+    /// on, so that a backup stores them again from the files that still
+    /// have them. One listing of the packs. Returns `(packs, blobs)`
+    /// forgotten.
     pub fn forget_missing_packs(&self) -> Result<(u64, u64)> {
         let found = unwrap_abi(self.inner.forget_missing_packs())?;
         Ok((found.packs, found.blobs))

@@ -251,9 +251,9 @@ fn real<'c>(
     if lost_packs > 0 {
         plugin_api::tracing::warn!(
             "{lost_packs} packs that the repository's index lists are missing or cut short; \
-             the {lost_blobs} chunks and trees they held will be stored again from \
-             the files that still have them (run fsck to see what older \
-             generations lost)"
+             nothing is built on the {lost_blobs} chunks and trees they held: files that \
+             used them are read and stored again (run fsck to see what older generations \
+             lost; once those are forgotten, prune removes the packs)"
         );
     }
     let builder = repo.begin_generation(&settings.client, true)?;
