@@ -145,6 +145,8 @@ pub struct Stats {
     /// `repair-index` runs, and index objects the harness deleted first.
     pub index_repairs: u64,
     pub index_objects_lost: u64,
+    /// Packs the harness cut short for a backup, then put back.
+    pub packs_cut: u64,
 }
 
 impl Stats {
@@ -168,6 +170,7 @@ impl Stats {
         self.key_changes_stopped += o.key_changes_stopped;
         self.index_repairs += o.index_repairs;
         self.index_objects_lost += o.index_objects_lost;
+        self.packs_cut += o.packs_cut;
         self.forgets += o.forgets;
         self.forgets_reported += o.forgets_reported;
         self.generations_forgotten += o.generations_forgotten;
@@ -190,7 +193,7 @@ impl std::fmt::Display for Stats {
              {} prunes ({} reported success, {} deferred; {} packs deleted, {} rewritten), \
              {} generation records damaged and forgotten, {} prune plans damaged and \
              removed, {} passphrase changes ({} stopped and run again), {} repair-index \
-             runs ({} after an index object was lost)",
+             runs ({} after an index object was lost), {} packs cut short for a backup",
             self.steps,
             self.processes,
             self.backups,
@@ -217,7 +220,8 @@ impl std::fmt::Display for Stats {
             self.key_changes,
             self.key_changes_stopped,
             self.index_repairs,
-            self.index_objects_lost
+            self.index_objects_lost,
+            self.packs_cut
         )
     }
 }
@@ -413,6 +417,8 @@ impl World {
         let mut keys = Rng::new(self.cfg.seed ^ 0x4e75_c4a6_9e5e_ed01);
         // And index objects lost and repaired, from a sixth.
         let mut index_loss = Rng::new(self.cfg.seed ^ 0x1bde_7105_7e9a_14ed);
+        // And packs cut short, from a seventh.
+        let mut pack_cut = Rng::new(self.cfg.seed ^ 0x5c07_5407_7c0d_e5a1);
         // Step 0: every client backs up at once, so the repository is
         // created by simultaneous first runs, and commands other than
         // backup have a repository to work on.
@@ -435,7 +441,8 @@ impl World {
                 .and_then(|()| self.maybe_damage_a_record(step, &mut damage))
                 .and_then(|()| self.maybe_damage_a_plan(step, &mut plan_damage))
                 .and_then(|()| self.maybe_change_key(step, &mut keys))
-                .and_then(|()| self.maybe_lose_an_index_object(step, &mut index_loss));
+                .and_then(|()| self.maybe_lose_an_index_object(step, &mut index_loss))
+                .and_then(|()| self.maybe_cut_packs(step, &mut pack_cut));
             if let Err(broken) = result {
                 self.fail(step, &broken);
             }
@@ -1449,6 +1456,61 @@ impl World {
             ));
         }
         Ok(())
+    }
+
+    /// Now and then, on a local folder, with nothing beside it: cut packs
+    /// short (each of them or not, at random: to half its size, as an
+    /// interrupted copy or a full disk would), back up a client, and
+    /// restore what that backup committed while the packs are still cut:
+    /// it must restore exactly, that is, the backup built nothing on the
+    /// blobs the cuts took, whichever of them its files and the trees of
+    /// its last generation use. (Before, a backup took such a pack for
+    /// whole.) The client's earlier generations are verified first, and
+    /// the packs are put back after, so that what the model expects of
+    /// them stays true.
+    fn maybe_cut_packs(&mut self, step: usize, rng: &mut Rng) -> Result<(), Broken> {
+        let roll = rng.below(100);
+        let picks = rng.next_u64();
+        let client = rng.index(self.clients.len());
+        if roll >= 8 || !matches!(self.cfg.backend, Backend::Local) {
+            return Ok(());
+        }
+        self.verify_committed(client, None)?;
+        let mut packs = obnam_test_support::files_under(&Path::new(&self.url).join("packs"));
+        packs.retain(|p| !p.to_string_lossy().contains("/.tmp"));
+        packs.sort();
+        let mut cut = Vec::new();
+        for (i, pack) in packs.into_iter().enumerate() {
+            if (picks >> (i % 64)) & 1 == 1 {
+                let whole = std::fs::read(&pack).map_err(|e| format!("cut a pack: {e}"))?;
+                std::fs::write(&pack, &whole[..whole.len() / 2])
+                    .map_err(|e| format!("cut a pack: {e}"))?;
+                cut.push((pack, whole));
+            }
+        }
+        if cut.is_empty() {
+            return Ok(());
+        }
+        self.stats.packs_cut += cut.len() as u64;
+        self.note(format!(
+            "step {step}: cut {} packs to half their size, then back up {}",
+            cut.len(),
+            self.clients[client].name
+        ));
+        let backup = Job::Backup {
+            client,
+            fault: Fault::None,
+            checkpoint: None,
+            keep_checkpoints: false,
+        };
+        let checked = self
+            .run_jobs(step, vec![backup])
+            .and_then(|()| self.verify_committed(client, None))
+            .map_err(|e| format!("with {} packs cut short: {e}", cut.len()));
+        for (pack, whole) in cut {
+            std::fs::write(&pack, &whole).map_err(|e| format!("put a pack back: {e}"))?;
+        }
+        checked
     }
 
     /// Now and then, on a local folder, with nothing beside it, when an
