@@ -73,6 +73,13 @@
 //!     object is damaged), `fsck` names it, a prune removes it and
 //!     succeeds, and then a backup succeeds; invariants 2 to 9 go on
 //!     holding (a damaged plan is never carried out).
+//! 11. now and then, `repair-index` under a drawn fault changes nothing
+//!     the model knows; on a local folder, after an index object is
+//!     deleted, a repair without faults leaves `fsck` nothing to say
+//!     ([`World::maybe_lose_an_index_object`]).
+//! 12. on a local folder, now and then, with packs cut to half their
+//!     size, a backup without faults commits a generation that restores
+//!     exactly while they are cut ([`World::maybe_cut_packs`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
