@@ -371,6 +371,47 @@ fn a_pack_cut_short_is_named_and_the_next_backup_builds_nothing_on_it() {
     assert!(!run.stderr.contains("read again"), "{run:#?}");
 }
 
+/// Many packs cut short (a failed copy of a whole repository): a backup
+/// names a few and counts the rest, rather than a line for each at every
+/// run, and its generation restores exactly.
+#[test]
+fn many_packs_cut_short_are_named_a_few_and_counted() {
+    let w = BackupWorld::new("c");
+    let files: Vec<Vec<u8>> = (0..16)
+        .map(|i| obnam_test_support::noise(100_000, i))
+        .collect();
+    for (i, data) in files.iter().enumerate() {
+        w.file(&format!("f{i}"), data);
+    }
+    let settings = ["--compress-with", "none", "--pack-size", "64KiB"];
+    w.backup(&settings).ok();
+    let packs = files_under(&w.repo.join("packs"));
+    assert!(packs.len() > 10, "{}", packs.len());
+    for pack in &packs {
+        let bytes = fs::read(pack).unwrap();
+        fs::write(pack, &bytes[..bytes.len() / 2]).unwrap();
+    }
+    let run = w.backup(&settings).ok();
+    assert_eq!(
+        run.stderr.matches("it was cut short").count(),
+        5,
+        "{run:#?}"
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "and {} more packs were cut short (fsck names them all)",
+            packs.len() - 5
+        )),
+        "{run:#?}"
+    );
+    let target = w.env.path().join("restored");
+    w.obnam(&["restore", "--to", target.to_str().unwrap()]).ok();
+    let restored = target.join(w.data.strip_prefix("/").unwrap());
+    for (i, data) in files.iter().enumerate() {
+        assert_eq!(&fs::read(restored.join(format!("f{i}"))).unwrap(), data);
+    }
+}
+
 /// A lost index object left every generation that used its packs
 /// unrestorable, though the packs were there and list what they hold:
 /// `fsck` says so and names `repair-index`, which indexes them from their

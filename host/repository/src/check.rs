@@ -44,6 +44,9 @@ pub struct MissingPacks {
     pub blobs: usize,
 }
 
+/// How many packs cut short a backup names (see `packs_missing`).
+const SHORT_PACKS_NAMED: usize = 5;
+
 /// Packs the index lists that the storage does not hold whole, by id
 /// (`None`: a pack number without an id), each with its size and where
 /// its blobs end if it was cut short rather than lost.
@@ -118,14 +121,26 @@ impl Repository {
             }
             missing = again;
         }
-        for (id, short) in &missing {
-            if let (Some(id), Some((size, end))) = (id, short) {
-                tracing::warn!(
-                    "{} is {size} bytes, but the index places blobs in it up to byte {end}: \
-                     it was cut short (truncated or damaged), so nothing new is built on it",
-                    pack::key(id)
-                );
-            }
+        // Each pack cut short is named, up to a few (a failed copy of a
+        // repository may have cut hundreds, and every backup finds them
+        // again until they are pruned): `fsck` names them all.
+        let mut short: Vec<(ObjectId, u64, u64)> = missing
+            .iter()
+            .filter_map(|(id, short)| Some(((*id)?, short.as_ref()?.0, short.as_ref()?.1)))
+            .collect();
+        short.sort();
+        for (id, size, end) in short.iter().take(SHORT_PACKS_NAMED) {
+            tracing::warn!(
+                "{} is {size} bytes, but the index places blobs in it up to byte {end}: \
+                 it was cut short (truncated or damaged), so nothing new is built on it",
+                pack::key(id)
+            );
+        }
+        if short.len() > SHORT_PACKS_NAMED {
+            tracing::warn!(
+                "and {} more packs were cut short (fsck names them all)",
+                short.len() - SHORT_PACKS_NAMED
+            );
         }
         let mut index = self.catalog.write();
         let missing: HashSet<u32> = index
