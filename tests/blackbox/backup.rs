@@ -506,6 +506,32 @@ fn a_plugin_that_moves_the_working_folder_does_not_move_the_repository() {
     assert!(!w.env.path().join("relrepo").join("config").exists());
 }
 
+/// An error from a third-party plugin's callback names the plugin and
+/// the hook (`ERROR: No such file or directory (os error 2)` could pass
+/// for obnam's own error, and did not say which plugin stopped the
+/// backup); obnam's own plugins' errors are said as they are.
+#[test]
+fn a_third_party_callback_error_names_its_plugin_and_hook() {
+    let w = world();
+    w.file("a", b"a");
+    let plugins = w.env.plugin_dir("hostile-plugin", &["hostile"]);
+    let mut cmd = w.env.obnam();
+    cmd.arg("--plugin-dir")
+        .arg(&plugins)
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", &w.client, "backup"])
+        .arg(&w.data)
+        .env("OBNAM_TEST_CHDIR", w.env.path().join("no-such-folder"));
+    let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains(
+            "ERROR: plugin 'hostile' failed in hook 'backup-starting': No such file or directory"
+        ),
+        "{run:#?}"
+    );
+}
+
 /// A plugin that calls `exit(0)` in the middle of a backup ends the
 /// process, but not with the code it chose: the backup did not finish
 /// (nothing was committed), so the run fails and says why.

@@ -55,7 +55,11 @@ fn a_callback_error_stops_the_hook_and_the_command() {
         .fails()
         .no_rust_panic();
     assert_eq!(run.code, 1);
-    assert_eq!(run.stderr, "ERROR: beta refuses the event\n");
+    // beta is not one of obnam's own plugins: its error names it.
+    assert_eq!(
+        run.stderr,
+        "ERROR: plugin 'beta' failed in hook 'alpha-event': beta refuses the event\n"
+    );
     assert_eq!(run.stdout, "");
 }
 
@@ -156,8 +160,9 @@ fn a_hook_that_calls_itself_for_ever_is_stopped_with_an_error() {
     assert_eq!(errors.len(), 1, "{run:#?}");
     assert!(
         errors[0].starts_with(
-            "ERROR: hook 'hostile-echo' was called 64 calls deep: a callback calls, \
-             directly or through others, a hook it handles (callbacks of plugins 'hostile')"
+            "ERROR: plugin 'hostile' failed in hook 'hostile-echo': hook 'hostile-echo' was \
+             called 64 calls deep: a callback calls, directly or through others, a hook it \
+             handles (callbacks of plugins 'hostile')"
         ),
         "{run:#?}"
     );

@@ -55,6 +55,8 @@ pub struct LoadedPlugin {
     pub api_version: String,
     pub path: PathBuf,
     pub module: PluginModRef,
+    /// From the bundled folder (obnam's own), not a folder the user named.
+    pub bundled: bool,
 }
 
 /// The bundled plugin folder for an executable: `<prefix>/lib/obnam/plugins`
@@ -89,9 +91,10 @@ pub fn load_all(dirs: &[PluginDir]) -> (Vec<LoadedPlugin>, Option<String>) {
                     continue;
                 }
             }
-            let Some(plugin) = load_one(&path) else {
+            let Some(mut plugin) = load_one(&path) else {
                 continue;
             };
+            plugin.bundled = dir.bundled;
             if let Some(old) = loaded.iter_mut().find(|p| p.name == plugin.name) {
                 warn!(
                     "plugin '{}' from {} overrides the one from {}",
@@ -232,6 +235,7 @@ fn try_load(path: &Path) -> Result<LoadedPlugin, String> {
         api_version,
         path: path.to_path_buf(),
         module,
+        bundled: false,
     })
 }
 

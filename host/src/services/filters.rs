@@ -14,7 +14,7 @@ use plugin_api::payloads::REPOSITORY_OPEN;
 use plugin_api::types::{RSlice, RStr, RString, RVec};
 use plugin_api::Error;
 
-use super::{describe_failure, Host};
+use super::{describe_callback_failure, describe_failure, Host};
 use crate::registry::hooks::{FilterEntry, HookDef};
 
 /// The name of the filter hook every repository object passes through.
@@ -240,7 +240,12 @@ impl Host {
                 .call(self.as_abi(), ptr)
                 .into_result()
                 .map_err(|f| {
-                    Error::msg(describe_failure(f, &cb.plugin, &format!("hook '{name}'")))
+                    Error::msg(describe_callback_failure(
+                        f,
+                        &cb.plugin,
+                        self.is_bundled(&cb.plugin),
+                        name,
+                    ))
                 })?;
             let after: serde_json::Value = serde_json::from_str(&payload.json).map_err(|e| {
                 Error::msg(format!(

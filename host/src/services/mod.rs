@@ -68,6 +68,15 @@ pub struct Host {
 }
 
 impl Host {
+    /// Whether the plugin called `name` is one of obnam's own (loaded
+    /// from the bundled folder).
+    fn is_bundled(&self, name: &str) -> bool {
+        self.registry
+            .plugins
+            .iter()
+            .any(|p| p.name == name && p.bundled)
+    }
+
     /// The host of this run over a registry and the effective settings.
     pub fn new(registry: &'static Registry, values: Values) -> Arc<Host> {
         let no_status =
@@ -209,6 +218,27 @@ pub fn describe_failure(failure: Failure, plugin: &str, place: &str) -> String {
     }
 }
 
+/// A failure of `plugin`'s callback of hook `hook`: as
+/// [`describe_failure`] gives it, and, for a plugin that is not obnam's
+/// own (from a folder the user named), with the plugin and hook named:
+/// `ERROR: Permission denied (os error 13)` could pass for obnam's own
+/// error, and did not say which of several plugins stopped a backup.
+/// A message that names a plugin already (a panic, or a failure of a
+/// callback deeper down) is left as it is.
+pub fn describe_callback_failure(
+    failure: Failure,
+    plugin: &str,
+    bundled: bool,
+    hook: &str,
+) -> String {
+    let message = describe_failure(failure, plugin, &format!("hook '{hook}'"));
+    if bundled || message.starts_with("plugin '") {
+        message
+    } else {
+        format!("plugin '{plugin}' failed in hook '{hook}': {message}")
+    }
+}
+
 /// How deep hook calls may nest on one thread: far more than any chain
 /// of plugins needs, and far less than the stack a callback that calls
 /// its own hook would overflow (the process died: "stack overflow").
@@ -292,10 +322,11 @@ impl HostServices for Host {
                     .call(self.as_abi(), payload)
                     .into_result()
                     .map_err(|f| {
-                        Error::msg(describe_failure(
+                        Error::msg(describe_callback_failure(
                             f,
                             &cb.plugin,
-                            &format!("hook '{}'", def.name),
+                            self.is_bundled(&cb.plugin),
+                            &def.name,
                         ))
                     })?;
             }
