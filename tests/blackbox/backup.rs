@@ -19,6 +19,22 @@ fn world() -> BackupWorld {
     BackupWorld::new("testclient")
 }
 
+/// A backup of the world's data with the test plugin "hostile" loaded
+/// (from a folder of its own) and told what to do by the environment
+/// variable `var` (see tests/plugins/hostile).
+fn hostile_backup(w: &BackupWorld, var: &str, value: impl AsRef<std::ffi::OsStr>) -> Run {
+    let plugins = w.env.plugin_dir("hostile-plugin", &["hostile"]);
+    let mut cmd = w.env.obnam();
+    cmd.arg("--plugin-dir")
+        .arg(&plugins)
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", &w.client, "backup"])
+        .arg(&w.data)
+        .env(var, value);
+    obnam_test_support::run(&mut cmd).no_rust_panic()
+}
+
 impl Inspect for BackupWorld {
     fn restore(&self, extra: &[&str]) -> PathBuf {
         let to = self.env.path().join(format!("restored-{}", next()));
@@ -432,7 +448,6 @@ fn a_chunk_hook_answer_of_other_data_stops_the_backup() {
     let w = world();
     w.file("a", &noise(5000, 3));
     w.file("b", b"hi\n");
-    let plugins = w.env.plugin_dir("hostile-plugin", &["hostile"]);
     for (var, how, said) in [
         (
             "OBNAM_TEST_CHUNKER",
@@ -446,15 +461,7 @@ fn a_chunk_hook_answer_of_other_data_stops_the_backup() {
              the chunk's",
         ),
     ] {
-        let mut cmd = w.env.obnam();
-        cmd.arg("--plugin-dir")
-            .arg(&plugins)
-            .arg("--repository")
-            .arg(&w.repo)
-            .args(["--client-name", &w.client, "backup"])
-            .arg(&w.data)
-            .env(var, how);
-        let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+        let run = hostile_backup(&w, var, how).fails();
         assert!(run.stderr.contains(said), "{how}: {run:#?}");
         assert!(
             w.generations().is_empty(),
@@ -514,16 +521,7 @@ fn a_plugin_that_moves_the_working_folder_does_not_move_the_repository() {
 fn a_third_party_callback_error_names_its_plugin_and_hook() {
     let w = world();
     w.file("a", b"a");
-    let plugins = w.env.plugin_dir("hostile-plugin", &["hostile"]);
-    let mut cmd = w.env.obnam();
-    cmd.arg("--plugin-dir")
-        .arg(&plugins)
-        .arg("--repository")
-        .arg(&w.repo)
-        .args(["--client-name", &w.client, "backup"])
-        .arg(&w.data)
-        .env("OBNAM_TEST_CHDIR", w.env.path().join("no-such-folder"));
-    let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+    let run = hostile_backup(&w, "OBNAM_TEST_CHDIR", w.env.path().join("no-such-folder")).fails();
     assert!(
         run.stderr.contains(
             "ERROR: plugin 'hostile' failed in hook 'backup-starting': No such file or directory"
@@ -539,17 +537,8 @@ fn a_third_party_callback_error_names_its_plugin_and_hook() {
 fn a_plugin_that_ends_the_process_does_not_end_it_with_success() {
     let w = world();
     w.file("a", b"a");
-    let plugins = w.env.plugin_dir("hostile-plugin", &["hostile"]);
     for code in ["0", "3"] {
-        let mut cmd = w.env.obnam();
-        cmd.arg("--plugin-dir")
-            .arg(&plugins)
-            .args(["--repository"])
-            .arg(&w.repo)
-            .args(["--client-name", &w.client, "--quiet", "backup"])
-            .arg(&w.data)
-            .env("OBNAM_TEST_EXIT", code);
-        let run = obnam_test_support::run(&mut cmd).no_rust_panic();
+        let run = hostile_backup(&w, "OBNAM_TEST_EXIT", code);
         assert_eq!(run.code, 1, "exit({code}): {run:#?}");
         assert!(
             run.stderr
