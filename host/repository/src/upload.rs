@@ -108,6 +108,10 @@ pub(crate) struct Uploads {
     failure: Arc<Mutex<Option<UploadError>>>,
     /// Index objects written by this process.
     written: Arc<Mutex<Vec<ObjectId>>>,
+    /// Index objects this process began to write, written or not: a
+    /// write reported failed may have been done all the same (the store
+    /// lost its answer), and such an object lists this process's packs.
+    attempted: Arc<Mutex<HashSet<ObjectId>>>,
     /// The buffer of a data pack written by the calling thread, kept for
     /// the next data pack: a new buffer of a pack's size is fresh memory
     /// from the system, which costs a page fault and the zeroing of a page
@@ -140,6 +144,7 @@ impl Uploads {
             in_flight: Arc::default(),
             failure: Arc::default(),
             written: Arc::default(),
+            attempted: Arc::default(),
             spare: Mutex::new(None),
             merged_entries: AtomicUsize::new(index::ENTRIES_PER_MERGED_OBJECT),
             in_memory: Arc::default(),
@@ -393,6 +398,7 @@ impl Uploads {
     ) -> RepoResult<()> {
         let index_id = ObjectId::random();
         let index_key = format!("index/{index_id}");
+        lock(&self.attempted).insert(index_id);
         let index_object = index::encode(&repo.catalog.read(), &sealed.entries);
         let index_object = match repo.codec.encode(&index_key, index_object) {
             Ok(bytes) => bytes,
@@ -432,6 +438,7 @@ impl Uploads {
             .write(&pack::key(&sealed.id), sealed.bytes.clone())?;
         let index_id = ObjectId::random();
         let data = index::encode(&repo.catalog.read(), &sealed.entries);
+        lock(&self.attempted).insert(index_id);
         repo.write_object(&format!("index/{index_id}"), data)?;
         lock(&self.written).push(index_id);
         lock(&self.in_memory).push((index_id, number));
@@ -504,6 +511,7 @@ impl Uploads {
             };
             let (first, last) = (first.id, last.id);
             let id = ObjectId::random();
+            lock(&self.attempted).insert(id);
             let data = index::encode(&repo.catalog.read(), &group);
             // The store went away after the commit, say.
             if let Err(e) = write_merged(repo, id, data) {
@@ -596,6 +604,12 @@ impl Uploads {
     /// The names of the index objects this process wrote.
     pub fn written_index_names(&self) -> HashSet<String> {
         lock(&self.written).iter().map(ObjectId::to_hex).collect()
+    }
+
+    /// The names of the index objects this process began to write,
+    /// whether or not the store said they were written (see `attempted`).
+    pub fn attempted_index_names(&self) -> HashSet<String> {
+        lock(&self.attempted).iter().map(ObjectId::to_hex).collect()
     }
 }
 
