@@ -44,6 +44,14 @@ pub struct MissingPacks {
     pub blobs: usize,
 }
 
+/// Whether a listing of packs gives their sizes: a store whose listing
+/// gives none says 0 for each. (A pack is never empty, so a 0 among sizes
+/// is a pack cut to nothing: taken for "unknown", it passed every backup
+/// and plain fsck, exit 0, though nothing of it could be read.)
+fn sizes_known(stored: &HashMap<ObjectId, u64>) -> bool {
+    stored.values().any(|&size| size > 0)
+}
+
 /// How many packs cut short a backup names (see `packs_missing`).
 const SHORT_PACKS_NAMED: usize = 5;
 
@@ -169,11 +177,13 @@ impl Repository {
     /// as good as missing for what is built on it, although its first
     /// blobs may still be read. (Backups took such a pack for whole, and
     /// every later generation was built on the blobs it lost, exit 0.) A
-    /// size of 0 is a listing that gives none.
+    /// pack of 0 bytes is cut short too (all its blobs lost), unless the
+    /// listing gives no pack a size (a store that gives none).
     /// Each is given with its size and where its blobs end if it was cut
     /// short.
     fn packs_missing(&self) -> RepoResult<PacksMissing> {
         let stored = self.stored_pack_sizes()?;
+        let sized = sizes_known(&stored);
         let writing: HashSet<u32> = self.uploads.packs_in_memory();
         let index = self.catalog.read();
         let mut missing = HashMap::new();
@@ -190,7 +200,7 @@ impl Repository {
                 None => {
                     missing.insert(Some(id), None);
                 }
-                Some(&size) if size > 0 && size < end => {
+                Some(&size) if sized && size < end => {
                     missing.insert(Some(id), Some((size, end)));
                 }
                 Some(_) => {}
@@ -392,6 +402,7 @@ impl Repository {
         report: &mut ObjectReport,
     ) -> RepoResult<Vec<(ObjectId, String)>> {
         let stored = self.stored_pack_sizes()?;
+        let sized = sizes_known(&stored);
         // In pack-id order: how many blobs the index places in each pack,
         // and where the last of them ends.
         let packs: BTreeMap<ObjectId, (u64, u64)> = {
@@ -417,8 +428,8 @@ impl Repository {
                 // says (no read needed): cut short, its last blobs lost.
                 // (Every backup and plain fsck took it for whole, and the
                 // loss showed at restore time only; see `packs_missing`.)
-                // A size of 0 is a store's listing that gives none.
-                Some(size) if *size > 0 && size < end => report.problems.push(format!(
+                // Cut to nothing is cut short too (see `sizes_known`).
+                Some(size) if sized && size < end => report.problems.push(format!(
                     "{} is {size} bytes, but the index places blobs in it up to byte {end}: \
                      it was cut short (truncated or damaged); backups build nothing new on \
                      it, and store again what its lost blobs held from the files that still \

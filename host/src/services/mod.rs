@@ -223,8 +223,10 @@ pub fn describe_failure(failure: Failure, plugin: &str, place: &str) -> String {
 /// own (from a folder the user named), with the plugin and hook named:
 /// `ERROR: Permission denied (os error 13)` could pass for obnam's own
 /// error, and did not say which of several plugins stopped a backup.
-/// A message that names a plugin already (a panic, or a failure of a
-/// callback deeper down) is left as it is.
+/// A message that names this plugin first already (its panic, or a
+/// failure of its callback deeper down) is left as it is; any other is
+/// prefixed, so that a plugin cannot pass its error off as another's
+/// (`plugin 'encrypt' ...`).
 pub fn describe_callback_failure(
     failure: Failure,
     plugin: &str,
@@ -232,7 +234,7 @@ pub fn describe_callback_failure(
     hook: &str,
 ) -> String {
     let message = describe_failure(failure, plugin, &format!("hook '{hook}'"));
-    if bundled || message.starts_with("plugin '") {
+    if bundled || message.starts_with(&format!("plugin '{plugin}' ")) {
         message
     } else {
         format!("plugin '{plugin}' failed in hook '{hook}': {message}")
@@ -590,4 +592,40 @@ fn open_options(
             _ => None,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(message: &str) -> Failure {
+        Failure {
+            kind: FailureKind::Error,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_third_party_callback_error_names_the_plugin_and_cannot_pose_as_another() {
+        let said = |message, bundled| {
+            describe_callback_failure(error(message), "mine", bundled, "backup-exclude")
+        };
+        assert_eq!(
+            said("Permission denied", false),
+            "plugin 'mine' failed in hook 'backup-exclude': Permission denied"
+        );
+        // obnam's own plugins' errors are said as they are.
+        assert_eq!(said("Permission denied", true), "Permission denied");
+        // Another plugin's name at the start does not take the prefix off.
+        assert_eq!(
+            said("plugin 'encrypt' failed: wrong passphrase", false),
+            "plugin 'mine' failed in hook 'backup-exclude': plugin 'encrypt' failed: wrong \
+             passphrase"
+        );
+        // Its own, from a hook deeper down, is not said twice.
+        assert_eq!(
+            said("plugin 'mine' failed in hook 'inner': no", false),
+            "plugin 'mine' failed in hook 'inner': no"
+        );
+    }
 }
