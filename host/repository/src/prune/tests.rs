@@ -882,3 +882,66 @@ fn packs_no_index_object_lists_count_at_their_size() {
     );
     assert!(!path.exists());
 }
+
+/// A generation committed beside a prune whose deletion waits may use a
+/// pack the plan is to delete (the plan keeps it when it is finished).
+/// If the index object listing that pack is lost meanwhile, `repair-index`
+/// indexes it again: it left planned packs out, and the generation did
+/// not restore (the torture harness, seed 1796575583077415599).
+#[test]
+fn repair_index_brings_back_a_planned_pack_a_generation_beside_the_prune_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let index_objects = || -> std::collections::BTreeSet<std::path::PathBuf> {
+        std::fs::read_dir(dir.path().join("index"))
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    let (old, ids) = backup(&open(dir.path()), 0..10);
+    let listing_old = index_objects();
+    backup(&open(dir.path()), 100..110);
+    let repo = open(dir.path());
+    repo.remove_generation("c", &old.id).unwrap();
+    drop(repo);
+    // A run that began before the plan (its index loaded, its lock held).
+    let beside = open(dir.path());
+    assert_eq!(beside.find_chunks(&beside.token(&data(0))).len(), 1);
+    let lock = write_foreign_lock(&beside);
+    let first = prune(&open(dir.path()), 20);
+    assert!(first.deferred, "{first:?}");
+    // It builds on the packs the plan is to delete, and commits.
+    let (used, used_ids) = backup(&beside, 0..10);
+    assert_eq!(used_ids, ids, "the run beside built on the old chunks");
+    drop(beside);
+    std::fs::remove_file(dir.path().join("locks").join(&lock)).unwrap();
+    // The index objects that listed them are lost.
+    for object in &listing_old {
+        std::fs::remove_file(object).unwrap();
+    }
+    let repo = open(dir.path());
+    let done = repo
+        .index_unlisted_packs(false, std::time::Duration::from_secs(5))
+        .unwrap();
+    assert!(
+        done.packs_indexed > 0 && done.problems.is_empty(),
+        "{done:?}"
+    );
+    let fresh = open(dir.path());
+    for id in &used_ids {
+        assert!(
+            fresh.get_chunk(id).is_ok(),
+            "chunk {id:?} of {} lost",
+            used.id
+        );
+    }
+    // The plan, finished, keeps what is listed and needed.
+    prune(&open(dir.path()), 20);
+    let fresh = open(dir.path());
+    for id in &used_ids {
+        assert!(
+            fresh.get_chunk(id).is_ok(),
+            "chunk {id:?} deleted by the plan"
+        );
+    }
+}
