@@ -1260,6 +1260,38 @@ fn a_pack_with_a_damaged_used_blob_is_kept_and_prune_does_the_rest() {
     assert!(fsck.stderr.contains(pack_id), "{fsck:#?}");
 }
 
+/// Leave packs mostly unused for a prune: back up `count` files named
+/// `PREFIX-fNN` of 10,000 bytes each (contents from `seed` on), remove two
+/// in three, back up again, and forget the oldest generation. `obnam`
+/// runs a command on the repository.
+fn leave_packs_mostly_unused(
+    w: &BackupWorld,
+    obnam: &dyn Fn(&[&str]) -> Run,
+    prefix: &str,
+    count: u64,
+    seed: u64,
+) {
+    let data = w.data.to_str().unwrap();
+    for i in 0..count {
+        w.file(&format!("{prefix}-f{i:02}"), &noise(10_000, seed + i));
+    }
+    obnam(&["backup", "--compress-with", "none", data]).ok();
+    for i in 0..count {
+        if i % 3 != 0 {
+            fs::remove_file(w.data.join(format!("{prefix}-f{i:02}"))).unwrap();
+        }
+    }
+    obnam(&["backup", data]).ok();
+    let oldest = obnam(&["genids"])
+        .ok()
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    obnam(&["forget", &oldest]).ok();
+}
+
 /// Bytes free on the file system of `dir`.
 fn free_bytes(dir: &Path) -> u64 {
     let out = Command::new("df")
@@ -1309,26 +1341,8 @@ fn a_prune_that_runs_out_of_room_gives_back_what_it_wrote() {
             .args(["--client-name", "c", "--pack-size", "64KiB"])
             .args(args))
     };
-    let data = w.data.to_str().unwrap().to_string();
-    for i in 0..30 {
-        w.file(&format!("f{i:02}"), &noise(10_000, i));
-    }
-    obnam(&["backup", "--compress-with", "none", &data]).ok();
     // Two files in three go: every pack is mostly unused.
-    for i in 0..30 {
-        if i % 3 != 0 {
-            fs::remove_file(w.data.join(format!("f{i:02}"))).unwrap();
-        }
-    }
-    obnam(&["backup", &data]).ok();
-    let first = obnam(&["genids"])
-        .ok()
-        .stdout
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
-    obnam(&["forget", &first]).ok();
+    leave_packs_mostly_unused(&w, &obnam, "a", 30, 0);
     let packs_before = obnam_test_support::files_under(&repo.join("packs"));
     // Room for a part of the copies only.
     let filler = disk.join("filler");
@@ -1351,7 +1365,7 @@ fn a_prune_that_runs_out_of_room_gives_back_what_it_wrote() {
     obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
     let restored = to.join(w.data.strip_prefix("/").unwrap());
     for i in (0..30).step_by(3) {
-        let name = format!("f{i:02}");
+        let name = format!("a-f{i:02}");
         assert_eq!(fs::read(restored.join(&name)).unwrap(), noise(10_000, i));
     }
 }
@@ -1366,7 +1380,6 @@ fn a_prune_that_runs_out_of_room_gives_back_what_it_wrote() {
 #[test]
 fn a_prune_whose_writes_are_reported_failed_but_done_leaves_everything_restorable() {
     let w = BackupWorld::new("c");
-    let data = w.data.to_str().unwrap().to_string();
     let obnam = |args: &[&str]| {
         run(w
             .env
@@ -1379,27 +1392,7 @@ fn a_prune_whose_writes_are_reported_failed_but_done_leaves_everything_restorabl
     let mut failed = 0;
     for round in 0..12u64 {
         // Each round leaves packs mostly unused for the prune to rewrite.
-        for i in 0..12 {
-            w.file(
-                &format!("r{round}-f{i:02}"),
-                &noise(10_000, round * 100 + i),
-            );
-        }
-        obnam(&["backup", "--compress-with", "none", &data]).ok();
-        for i in 0..12 {
-            if i % 3 != 0 {
-                fs::remove_file(w.data.join(format!("r{round}-f{i:02}"))).unwrap();
-            }
-        }
-        obnam(&["backup", &data]).ok();
-        let oldest = obnam(&["genids"])
-            .ok()
-            .stdout
-            .lines()
-            .next()
-            .unwrap()
-            .to_string();
-        obnam(&["forget", &oldest]).ok();
+        leave_packs_mostly_unused(&w, &obnam, &format!("r{round}"), 12, round * 100);
         let faults = format!("write-lost-ack=0.3,seed={round}");
         let pruned = obnam(&[
             "prune",

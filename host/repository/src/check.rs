@@ -410,7 +410,7 @@ impl Repository {
             index
                 .blobs_per_pack()?
                 .into_iter()
-                .filter_map(|(n, p)| Some((index.pack_id(n)?, (p.blobs, p.end))))
+                .filter_map(|(n, blobs)| Some((index.pack_id(n)?, (blobs, index.pack_end(n)))))
                 .collect()
         };
         let missing = |id: &ObjectId, blobs: u64| {

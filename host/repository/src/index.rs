@@ -252,15 +252,6 @@ pub struct Index {
     dropped: HashSet<u32>,
 }
 
-/// What the index lists in one pack ([`Index::blobs_per_pack`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PackBlobs {
-    /// Blobs listed in it.
-    pub blobs: u64,
-    /// Where the last of them ends.
-    pub end: u64,
-}
-
 impl Index {
     /// The number of a pack, adding it to the pack table if new.
     pub fn pack_number(&mut self, pack: ObjectId) -> u32 {
@@ -508,15 +499,12 @@ impl Index {
 
     /// How many blobs the index lists in each pack (by pack number), one
     /// per blob and pack as [`for_each_blob`](Self::for_each_blob) gives
-    /// them, and where the last of them ends: a pack shorter than that
-    /// was cut short.
-    pub fn blobs_per_pack(&self) -> Result<HashMap<u32, PackBlobs>, SegmentError> {
-        let mut packs: HashMap<u32, PackBlobs> = HashMap::new();
+    /// them. (Where the last of them ends is [`pack_end`](Self::pack_end).)
+    pub fn blobs_per_pack(&self) -> Result<HashMap<u32, u64>, SegmentError> {
+        let mut packs: HashMap<u32, u64> = HashMap::new();
         self.for_each_blob(|_, places| {
             for l in places {
-                let pack = packs.entry(l.pack).or_default();
-                pack.blobs += 1;
-                pack.end = pack.end.max(u64::from(l.offset) + u64::from(l.length));
+                *packs.entry(l.pack).or_default() += 1;
             }
         })?;
         Ok(packs)
