@@ -363,6 +363,9 @@ pub trait RepositoryService: Send + Sync {
     // Added in 0.1.17.
     /// The boundary form of [`Repository::index_unlisted_packs`](crate::Repository::index_unlisted_packs).
     fn index_unlisted_packs(&self, pretend: bool) -> AbiResult<RawReindexed>;
+    // Added in 0.1.18.
+    /// The boundary form of [`Repository::forget_lost_blobs`](crate::Repository::forget_lost_blobs).
+    fn forget_lost_blobs(&self) -> AbiResult<RawMissingPacks>;
 }
 
 /// The boundary form of [`Reindexed`](crate::Reindexed).

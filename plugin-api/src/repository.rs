@@ -482,6 +482,19 @@ impl Repository {
         Ok((found.packs, found.blobs))
     }
 
+    /// Forget what the storage no longer holds, and nothing more: the
+    /// chunks and trees of packs that are gone, and of packs cut short
+    /// those that end past the cut (those before it still read; where
+    /// [`forget_missing_packs`](Self::forget_missing_packs) forgets the
+    /// whole pack, so that a backup builds nothing on it). Names nothing
+    /// (for a check that names the packs itself, as fsck does, and then
+    /// only the files that lost data). Returns `(packs, blobs)`, a pack
+    /// cut short counting as one. Since 0.1.18.
+    pub fn forget_lost_blobs(&self) -> Result<(u64, u64)> {
+        let found = unwrap_abi(self.inner.forget_lost_blobs())?;
+        Ok((found.packs, found.blobs))
+    }
+
     /// Check the repository's objects as objects: index objects that could
     /// not be read, packs the index lists that are gone, and with
     /// `verify_data` every pack read whole, its own list of blobs compared

@@ -371,6 +371,79 @@ fn a_pack_cut_short_is_named_and_the_next_backup_builds_nothing_on_it() {
     assert!(!run.stderr.contains("read again"), "{run:#?}");
 }
 
+/// fsck, after a pack was cut short, names the pack once and the files
+/// that lost data, and only those: the files whose blobs lie before the
+/// cut restore, and it called them "not in the repository" too (it
+/// forgot the whole pack, as a backup does to build nothing on it), and
+/// named the pack twice (a warning, then the error).
+#[test]
+fn fsck_names_only_the_files_a_pack_cut_short_lost() {
+    let w = BackupWorld::new("c");
+    let files: Vec<Vec<u8>> = (0..8)
+        .map(|i| obnam_test_support::noise(4_000, i))
+        .collect();
+    for (i, data) in files.iter().enumerate() {
+        w.file(&format!("f{i}"), data);
+    }
+    let settings = ["--compress-with", "none", "--pack-size", "1MiB"];
+    w.backup(&settings).ok();
+    // Every file in one pack (no compression: their bytes are in it as
+    // they are), each found by its first bytes; the pack is cut where the
+    // fifth of them in the pack's order begins.
+    let packs = files_under(&w.repo.join("packs"));
+    let bytes = packs
+        .iter()
+        .map(|p| (p, fs::read(p).unwrap()))
+        .find(|(_, b)| b.windows(64).any(|w| w == &files[0][..64]))
+        .unwrap();
+    let (pack, bytes) = bytes;
+    let mut at: Vec<(usize, usize)> = files
+        .iter()
+        .enumerate()
+        .map(|(i, data)| {
+            let offset = bytes.windows(64).position(|w| w == &data[..64]);
+            (offset.expect("every file in the same pack"), i)
+        })
+        .collect();
+    at.sort();
+    let cut = at[4].0;
+    fs::write(pack, &bytes[..cut]).unwrap();
+    let (kept, lost): (Vec<usize>, Vec<usize>) = at.iter().map(|(_, i)| *i).partition(|i| {
+        at.iter()
+            .position(|(_, j)| j == i)
+            .is_some_and(|rank| rank < 4)
+    });
+    let name = pack.file_name().unwrap().to_str().unwrap().to_string();
+    for verify in [false, true] {
+        let mut fsck = vec!["fsck"];
+        if verify {
+            fsck.push("--verify-data");
+        }
+        let run = w.obnam(&fsck).fails().no_rust_panic();
+        assert_eq!(run.stderr.matches(&name).count(), 1, "{run:#?}");
+        assert!(run.stderr.contains("it was cut short"), "{run:#?}");
+        for i in &lost {
+            assert!(run.stderr.contains(&format!("/f{i}:")), "f{i}: {run:#?}");
+        }
+        for i in &kept {
+            assert!(!run.stderr.contains(&format!("/f{i}:")), "f{i}: {run:#?}");
+        }
+    }
+    // And those it does not name restore exactly.
+    let target = w.env.path().join("restored");
+    let run = w
+        .obnam(&["restore", "--to", target.to_str().unwrap()])
+        .fails();
+    let restored = target.join(w.data.strip_prefix("/").unwrap());
+    for i in &kept {
+        assert_eq!(
+            fs::read(restored.join(format!("f{i}"))).unwrap(),
+            files[*i],
+            "f{i}: {run:#?}"
+        );
+    }
+}
+
 /// Many packs cut short (a failed copy of a whole repository), half of
 /// them to nothing: a backup names a few and counts the rest, rather than
 /// a line for each at every run, and its generation restores exactly;

@@ -102,14 +102,31 @@ impl Repository {
     /// Drop the index entries of every pack the storage no longer holds,
     /// so that their blobs count as absent (and are stored again by
     /// whoever has their data). Returns what was dropped.
+    /// A pack cut short (see `packs_missing`) counts as missing whole:
+    /// nothing new is built on it. Each is named in a warning (up to a
+    /// few).
     pub fn forget_missing_packs(&self) -> RepoResult<MissingPacks> {
         // Made again when a damaged file of the index cache stopped it
         // (see `check_objects_except`): it only reads, then drops what is
         // missing.
-        self.healing(|| self.forget_missing_packs_once())
+        self.healing(|| self.forget_missing_packs_once(true))
     }
 
-    fn forget_missing_packs_once(&self) -> RepoResult<MissingPacks> {
+    /// Drop the index entries of the blobs the storage no longer holds,
+    /// and of no others: every blob of a pack that is gone, and of a pack
+    /// cut short those that end past its end (the blobs before the cut
+    /// still read). Names nothing: for a check that names the packs
+    /// itself (fsck, whose walk then names the files that lost data, and
+    /// only those; it called every file with a blob in a cut pack "not in
+    /// the repository", though those before the cut restore). Returns
+    /// what was dropped, a cut pack counting as one.
+    pub fn forget_lost_blobs(&self) -> RepoResult<MissingPacks> {
+        self.healing(|| self.forget_missing_packs_once(false))
+    }
+
+    /// [`forget_missing_packs`](Self::forget_missing_packs) if
+    /// `cut_whole`, else [`forget_lost_blobs`](Self::forget_lost_blobs).
+    fn forget_missing_packs_once(&self, cut_whole: bool) -> RepoResult<MissingPacks> {
         self.ensure_index()?;
         let mut missing = self.packs_missing()?;
         // A prune running meanwhile deletes the index objects that list a
@@ -137,6 +154,9 @@ impl Repository {
             .filter_map(|(id, short)| Some(((*id)?, short.as_ref()?.0, short.as_ref()?.1)))
             .collect();
         short.sort();
+        if !cut_whole {
+            return self.drop_lost(&missing);
+        }
         for (id, size, end) in short.iter().take(SHORT_PACKS_NAMED) {
             tracing::warn!(
                 "{} is {size} bytes, but the index places blobs in it up to byte {end}: \
@@ -164,6 +184,35 @@ impl Repository {
         self.catalog.mark_lost(lost);
         Ok(MissingPacks {
             packs: missing.len(),
+            blobs,
+        })
+    }
+
+    /// Drop the entries of what `missing` lost: every blob of a pack
+    /// gone, the blobs past the end of a pack cut short.
+    fn drop_lost(&self, missing: &PacksMissing) -> RepoResult<MissingPacks> {
+        let mut index = self.catalog.write();
+        let mut gone = HashSet::new();
+        let mut cuts = HashMap::new();
+        for n in index.listed_packs() {
+            match missing.get(&index.pack_id(n)) {
+                Some(Some((size, _))) => {
+                    cuts.insert(n, *size);
+                }
+                Some(None) => {
+                    gone.insert(n);
+                }
+                None => {}
+            }
+        }
+        let (mut lost, mut blobs) = index.retain_packs(|n| !gone.contains(&n))?;
+        let (cut_lost, cut_blobs) = index.cut_packs(&cuts)?;
+        drop(index);
+        lost.extend(cut_lost);
+        blobs += cut_blobs;
+        self.catalog.mark_lost(lost);
+        Ok(MissingPacks {
+            packs: gone.len() + cuts.len(),
             blobs,
         })
     }

@@ -180,6 +180,12 @@ impl TokenFilter {
     }
 }
 
+/// Whether a pack's first `kept` bytes hold the whole of a blob at
+/// `offset`, `length` (none does if `kept` is 0: the pack is gone).
+fn holds_whole(kept: u64, offset: u32, length: u32) -> bool {
+    kept > 0 && u64::from(offset) + u64::from(length) <= kept
+}
+
 impl LoadedSegment {
     /// The id of the segment's pack number `local`.
     pub fn pack_id(&self, index: &Index, local: u32) -> Option<ObjectId> {
@@ -187,12 +193,15 @@ impl LoadedSegment {
     }
 
     /// An entry as the index gives it, if it is trusted.
-    fn trusted(&self, e: &SegEntry, dropped: &HashSet<u32>) -> Option<IndexEntry> {
+    fn trusted(&self, e: &SegEntry, dropped: &HashMap<u32, u64>) -> Option<IndexEntry> {
         if !self.live.get(e.object as usize).copied().unwrap_or(false) {
             return None;
         }
         let pack = *self.numbers.get(e.pack as usize)?;
-        if dropped.contains(&pack) {
+        if dropped
+            .get(&pack)
+            .is_some_and(|kept| !holds_whole(*kept, e.offset, e.length))
+        {
             return None;
         }
         Some(IndexEntry {
@@ -248,8 +257,12 @@ pub struct Index {
     added: BTreeMap<ChunkId, Location>,
     /// Packs a prune plans to delete, by number.
     planned: HashSet<u32>,
-    /// Packs whose loaded entries no longer count (found missing).
-    dropped: HashSet<u32>,
+    /// Packs whose loaded entries no longer all count, by number, each
+    /// with how many of its first bytes still hold whole blobs: 0 for a
+    /// pack found missing (none of its entries counts), else the size of
+    /// a pack found cut short (the entries of blobs ending past it do not
+    /// count; see [`cut_packs`](Self::cut_packs)).
+    dropped: HashMap<u32, u64>,
 }
 
 impl Index {
@@ -575,7 +588,7 @@ impl Index {
             .segments
             .iter()
             .flat_map(|s| s.live_objects().flat_map(|(_, packs)| packs))
-            .filter(|n| !self.dropped.contains(n))
+            .filter(|n| self.dropped.get(n).is_none_or(|kept| *kept > 0))
             .collect();
         packs.extend(self.added.values().map(|l| l.pack));
         packs
@@ -646,18 +659,56 @@ impl Index {
             .into_iter()
             .filter(|n| !keep(*n))
             .collect();
+        let going: HashMap<u32, u64> = going.into_iter().map(|n| (n, 0)).collect();
+        self.drop_past(&going, |location| keep(location.pack))
+    }
+
+    /// Drop the entries of the blobs that end past the first `size` bytes
+    /// of each pack `cuts` gives (by pack number, with its size): what a
+    /// pack cut short lost. Its blobs before the cut still count (they
+    /// can be read). Returns as [`retain_packs`](Self::retain_packs).
+    pub fn cut_packs(
+        &mut self,
+        cuts: &HashMap<u32, u64>,
+    ) -> Result<(Vec<ChunkId>, usize), SegmentError> {
+        let cuts: HashMap<u32, u64> = cuts
+            .iter()
+            .map(|(n, size)| {
+                // A pack dropped already stays dropped as far as it was.
+                let kept = self.dropped.get(n).map_or(*size, |was| (*was).min(*size));
+                (*n, kept)
+            })
+            .collect();
+        self.drop_past(&cuts, |location| {
+            cuts.get(&location.pack)
+                .is_none_or(|kept| holds_whole(*kept, location.offset, location.length))
+        })
+    }
+
+    /// Drop, of each pack in `cuts` (by number), the loaded entries of
+    /// blobs that end past the bytes it keeps (0: all), and this
+    /// process's own entries that `keep_added` refuses.
+    fn drop_past(
+        &mut self,
+        cuts: &HashMap<u32, u64>,
+        keep_added: impl Fn(&Location) -> bool,
+    ) -> Result<(Vec<ChunkId>, usize), SegmentError> {
         let mut dropped = Vec::new();
-        if !going.is_empty() {
+        if !cuts.is_empty() {
             for e in self.loaded_entries() {
                 let e = e?;
-                if going.contains(&e.location.pack) {
+                let l = e.location;
+                if cuts
+                    .get(&l.pack)
+                    .is_some_and(|kept| !holds_whole(*kept, l.offset, l.length))
+                {
                     dropped.push(e.id);
                 }
             }
         }
-        self.dropped.extend(going);
+        self.dropped.extend(cuts);
         self.added.retain(|id, location| {
-            let kept = keep(location.pack);
+            let kept = keep_added(location);
             if !kept {
                 dropped.push(*id);
             }

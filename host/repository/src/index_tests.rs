@@ -3,7 +3,7 @@
 //! model of what the index objects say, and the cache's behaviour when
 //! its files are damaged, stale, or written by two runs at once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,11 +43,18 @@ struct Model {
     objects: BTreeMap<String, Vec<ModelEntry>>,
     live: HashSet<String>,
     planned: HashSet<ObjectId>,
-    dropped: HashSet<ObjectId>,
+    /// Packs found missing (0) or cut short (their size).
+    dropped: HashMap<ObjectId, u64>,
     added: BTreeMap<ChunkId, ModelEntry>,
 }
 
 impl Model {
+    /// Whether an entry still counts: its pack neither gone nor cut
+    /// short before the blob's end.
+    fn kept(&self, e: &ModelEntry) -> bool {
+        still_counts(&self.dropped, e)
+    }
+
     /// Trusted copies of `id` (all ids of `token` if `id` is None), one
     /// per (id, pack), in (id, pack id, offset) order.
     fn copies(&self, token: &Token, id: Option<&ChunkId>) -> Vec<ModelEntry> {
@@ -60,7 +67,7 @@ impl Model {
                 Some(id) => e.id == *id,
                 None => e.id.token == *token,
             })
-            .filter(|e| !self.dropped.contains(&e.pack))
+            .filter(|e| self.kept(e))
             .copied()
             .collect();
         out.sort_by_key(|e| (e.id, e.pack, e.offset));
@@ -110,7 +117,7 @@ impl Model {
             if !self.live.contains(name) {
                 continue;
             }
-            for e in entries.iter().filter(|e| !self.dropped.contains(&e.pack)) {
+            for e in entries.iter().filter(|e| self.kept(e)) {
                 all.entry(e.id).or_default().push(e.pack);
             }
         }
@@ -124,6 +131,15 @@ impl Model {
                 (id, packs)
             })
             .collect()
+    }
+}
+
+/// Whether entry `e` still counts after the packs of `dropped` were
+/// found missing or cut short.
+fn still_counts(dropped: &HashMap<ObjectId, u64>, e: &ModelEntry) -> bool {
+    match dropped.get(&e.pack) {
+        None => true,
+        Some(size) => *size > 0 && u64::from(e.offset) + u64::from(e.length) <= *size,
     }
 }
 
@@ -149,7 +165,7 @@ fn random_model(rng: &mut Rng, objects: usize, packs: usize) -> Model {
         objects: BTreeMap::new(),
         live: HashSet::new(),
         planned: HashSet::new(),
-        dropped: HashSet::new(),
+        dropped: HashMap::new(),
         added: BTreeMap::new(),
     };
     let mut previous: Vec<ModelEntry> = Vec::new();
@@ -319,10 +335,38 @@ fn paged_answers_equal_the_plain_ones_on_random_data() {
         let (lost, _) = index.retain_packs(|n| !missing.contains(&n)).unwrap();
         model
             .dropped
-            .extend(missing.iter().map(|n| index.pack_id(*n).unwrap()));
+            .extend(missing.iter().map(|n| (index.pack_id(*n).unwrap(), 0)));
         for id in &lost {
             assert_eq!(model.get(id), None, "{id} was lost but has a copy");
         }
+        assert_same(&index, &model, &probe);
+
+        // Packs found cut short lose the blobs past the cut, and only
+        // those: one cut in the middle, one cut to nothing, one gone
+        // already (it stays gone), and this run's own pack.
+        let cut: HashMap<u32, u64> = [
+            (packs[5], 1 << 19),
+            (packs[6], 0),
+            (packs[3], 1 << 19),
+            (new_pack, 500),
+        ]
+        .into_iter()
+        .map(|(p, size)| (index.pack_number(p), size))
+        .collect();
+        let (lost, _) = index.cut_packs(&cut).unwrap();
+        for (n, size) in &cut {
+            let pack = index.pack_id(*n).unwrap();
+            let kept = model
+                .dropped
+                .get(&pack)
+                .map_or(*size, |was| (*was).min(*size));
+            model.dropped.insert(pack, kept);
+        }
+        model.added.retain(|_, e| still_counts(&model.dropped, e));
+        for id in &lost {
+            assert_eq!(model.get(id), None, "{id} was lost but has a copy");
+        }
+        assert!(!lost.is_empty(), "nothing was past the cuts");
         assert_same(&index, &model, &probe);
 
         // And the same again, with segments merged after the changes:
@@ -342,9 +386,17 @@ fn paged_answers_equal_the_plain_ones_on_random_data() {
         let missing: HashSet<u32> = model
             .dropped
             .iter()
-            .map(|p| again.pack_number(*p))
+            .filter(|(_, size)| **size == 0)
+            .map(|(p, _)| again.pack_number(*p))
             .collect();
         again.retain_packs(|n| !missing.contains(&n)).unwrap();
+        let cut: HashMap<u32, u64> = model
+            .dropped
+            .iter()
+            .filter(|(_, size)| **size > 0)
+            .map(|(p, size)| (again.pack_number(*p), *size))
+            .collect();
+        again.cut_packs(&cut).unwrap();
         assert_same(&again, &model, &probe);
     }
 }

@@ -145,8 +145,29 @@ pub fn split_trailer(pack: &[u8]) -> Result<&[u8], String> {
     }
     let end = pack.len();
     if &pack[end - 4..] != TRAILER_MAGIC {
-        return Err("pack trailer missing (truncated pack?)".into());
+        // Said as precisely as the bytes allow: a pack whose trailer ends
+        // before its last byte had bytes added (it was called "truncated"
+        // too).
+        let ends_early = pack[MAGIC.len()..end - 4]
+            .windows(TRAILER_MAGIC.len())
+            .rposition(|w| w == TRAILER_MAGIC)
+            .map(|at| MAGIC.len() + at + TRAILER_MAGIC.len())
+            .filter(|trailer_end| trailer_at(pack, *trailer_end).is_ok());
+        return Err(match ends_early {
+            Some(trailer_end) => format!(
+                "the pack does not end with its trailer: {} bytes follow what looks like its                  end at byte {trailer_end} (bytes were added to it)",
+                end - trailer_end
+            ),
+            None => "the pack does not end with its trailer (it was cut short, or its last                      bytes were changed)"
+                .into(),
+        });
     }
+    trailer_at(pack, end)
+}
+
+/// The sealed trailer of a pack whose trailer (length and magic) ends at
+/// byte `end`.
+fn trailer_at(pack: &[u8], end: usize) -> Result<&[u8], String> {
     let len = u32::from_le_bytes(pack[end - 8..end - 4].try_into().map_err(|_| "short")?) as usize;
     let start = (end - 8)
         .checked_sub(len)
@@ -187,4 +208,42 @@ pub fn decode_trailer(data: &[u8], pack_number: u32) -> Result<Vec<IndexEntry>, 
         });
     }
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pack of some blob bytes and a trailer of `trailer` bytes.
+    fn pack_bytes(trailer: &[u8]) -> Vec<u8> {
+        let mut buf = MAGIC.to_vec();
+        buf.extend_from_slice(&[7u8; 100]);
+        finish(buf, trailer)
+    }
+
+    #[test]
+    fn the_trailer_is_found_at_the_end() {
+        let pack = pack_bytes(b"the sealed list");
+        assert_eq!(split_trailer(&pack).unwrap(), b"the sealed list");
+    }
+
+    #[test]
+    fn bytes_added_after_the_trailer_are_told_from_a_cut() {
+        let pack = pack_bytes(b"the sealed list");
+        let mut longer = pack.clone();
+        longer.extend_from_slice(b"leftovers");
+        let e = split_trailer(&longer).unwrap_err();
+        assert!(
+            e.contains("9 bytes follow") && e.contains(&format!("byte {}", pack.len())),
+            "{e}"
+        );
+        assert!(e.contains("bytes were added"), "{e}");
+        for cut in [1, 5, 30] {
+            let e = split_trailer(&pack[..pack.len() - cut]).unwrap_err();
+            assert!(e.contains("it was cut short"), "{cut}: {e}");
+        }
+        assert!(split_trailer(&pack[..10])
+            .unwrap_err()
+            .contains("bad magic"));
+    }
 }

@@ -282,6 +282,10 @@ impl RepositoryService for RepoService {
         self.shield.call(|| self.repo().forget_missing_packs())
     }
 
+    fn forget_lost_blobs(&self) -> AbiResult<abi::RawMissingPacks> {
+        self.shield.call(|| self.repo().forget_lost_blobs())
+    }
+
     fn check_objects(&self, verify_data: bool) -> AbiResult<abi::RawObjectReport> {
         self.shield.call(|| self.repo().check_objects(verify_data))
     }

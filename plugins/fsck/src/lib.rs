@@ -571,8 +571,10 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         checker.problem(problem);
     }
     checker.report_held(false);
-    // What was in packs that are gone counts as missing in the walk below.
-    repo.forget_missing_packs()?;
+    // What was in packs that are gone, or past the end of packs cut
+    // short, counts as missing in the walk below (and no more: the walk
+    // names the files that lost data; the packs are named above).
+    repo.forget_lost_blobs()?;
     for (client, ids) in generations {
         // The name as every message shows it: it is the repository's, and
         // may hold a newline or an escape sequence.
