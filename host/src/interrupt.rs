@@ -36,6 +36,7 @@
 //! background; a handler would replace that inherited "ignore".
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -98,8 +99,14 @@ pub fn install(host: Arc<Host>) {
     }
 }
 
+/// How long the `run-interrupted` hook's callbacks may take before the
+/// run winds down without them: a callback that never returns kept the
+/// run, its locks and its connections, silent after the Ctrl-C, until a
+/// second signal ended it abruptly.
+const CALLBACKS_WAITED_FOR: Duration = Duration::from_secs(10);
+
 /// Wind down and end the process, as interrupted by `signal`.
-fn end_run(host: &Host, signal: i32) -> ! {
+fn end_run(host: &Arc<Host>, signal: i32) -> ! {
     tell_plugins(host, signal);
     wind_down(host);
     stderr_line!("ERROR: interrupted by {}", name(signal));
@@ -107,11 +114,33 @@ fn end_run(host: &Host, signal: i32) -> ! {
 }
 
 /// Call the `run-interrupted` hook (see
-/// [`plugin_api::payloads::RUN_INTERRUPTED`]); a failure is logged.
-fn tell_plugins(host: &Host, signal: i32) {
+/// [`plugin_api::payloads::RUN_INTERRUPTED`]); a failure is logged. Its
+/// callbacks run in a thread of their own, waited for no longer than
+/// [`CALLBACKS_WAITED_FOR`]: then a warning says so, and the run winds
+/// down without them.
+fn tell_plugins(host: &Arc<Host>, signal: i32) {
+    let hook = plugin_api::payloads::RUN_INTERRUPTED;
     let payload = serde_json::json!({ "signal": name(signal) });
-    if let Err(e) = host.call_json_hook(plugin_api::payloads::RUN_INTERRUPTED, payload) {
-        tracing::warn!("hook {}: {e}", plugin_api::payloads::RUN_INTERRUPTED);
+    let (done, finished) = std::sync::mpsc::channel();
+    let calling = host.clone();
+    let spawned = std::thread::Builder::new()
+        .name("obnam-interrupt-hook".into())
+        .spawn(move || {
+            let _ = done.send(calling.call_json_hook(hook, payload));
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("hook {hook}: cannot start a thread to call it: {e}");
+        return;
+    }
+    match finished.recv_timeout(CALLBACKS_WAITED_FOR) {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("hook {hook}: {e}"),
+        Err(_) => stderr_line!(
+            "WARNING: the plugins' callbacks of hook {hook} did not return within {} s: \
+             winding down without them (what they were to release outside the repository, \
+             such as a mount, may be left)",
+            CALLBACKS_WAITED_FOR.as_secs()
+        ),
     }
 }
 

@@ -209,6 +209,42 @@ fn an_interrupted_run_releases_its_lock() {
     }
 }
 
+/// A plugin whose `run-interrupted` callback never returns does not keep
+/// an interrupted run (it stayed, silent, holding its lock, until a
+/// second Ctrl-C ended it abruptly): after a while the run says so and
+/// winds down without it, its lock released.
+#[test]
+fn an_interrupted_run_does_not_wait_for_ever_for_its_plugins() {
+    let w = World::new(&["repotest"]);
+    let mut direct = w.cmd(&["repotest-lock", "c1", "600"]);
+    direct.env("OBNAM_TEST_INTERRUPT", "hang");
+    let mut holder = obnam_test_support::spawn_holding_lock(&mut direct);
+    let mut stderr = holder.stderr.take();
+    Command::new("kill")
+        .args(["-INT", &holder.id().to_string()])
+        .status()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while holder.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the run waits for the callback"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(holder.wait().unwrap().code(), Some(130));
+    let mut said = String::new();
+    if let Some(e) = stderr.as_mut() {
+        std::io::Read::read_to_string(e, &mut said).unwrap();
+    }
+    assert!(
+        said.contains("WARNING: the plugins' callbacks of hook run-interrupted did not return")
+            && said.contains("ERROR: interrupted by SIGINT"),
+        "{said}"
+    );
+    assert!(w.lock_files().is_empty());
+}
+
 /// A signal ignored when obnam starts stays ignored: under `nohup` the
 /// run goes on after a hangup.
 #[test]

@@ -25,6 +25,8 @@
 //!   that meant only to edit its own answer); with `=seal`, it seals the
 //!   new repository itself, as a second sealing plugin would; with
 //!   `=creating`, it says the repository is not being created.
+//! * With `OBNAM_TEST_INTERRUPT=hang`, its `run-interrupted` callback
+//!   never returns (a plugin stuck releasing what it holds).
 
 #![forbid(unsafe_code)]
 
@@ -231,6 +233,18 @@ impl Plugin for RepoTest {
             plugin_api::payloads::REPOSITORY_OPEN,
             plugin_api::PRIORITY_LATE,
             |_ctx, payload| meddle(payload),
+        );
+        app.add_json_callback(
+            plugin_api::payloads::RUN_INTERRUPTED,
+            plugin_api::PRIORITY_DEFAULT,
+            |_ctx, _payload| {
+                if std::env::var("OBNAM_TEST_INTERRUPT").as_deref() == Ok("hang") {
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Ok(())
+            },
         );
         Ok(())
     }
