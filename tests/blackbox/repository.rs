@@ -974,3 +974,92 @@ fn a_clock_a_day_ahead_deletes_no_file_being_written() {
     w.backup(&[]).ok();
     assert!(!w.repo.join(".tmp/being-written").exists());
 }
+
+/// As root, a local repository another user could change (theirs, or in
+/// a folder of theirs) is refused for writing, before anything is
+/// written, naming why: its owner could lead root's writes elsewhere
+/// through a symbolic link, and root's objects, private to root, made the
+/// owner's own runs fail on them for good (`Permission denied`). Reading
+/// from it goes on, and the owner's runs go on working.
+#[test]
+fn root_writes_nothing_into_a_repository_another_user_could_change() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: playing another user needs root");
+        return;
+    }
+    let user = 4545u32;
+    let env = TestEnv::new();
+    fs::set_permissions(env.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let home = env.path().join("user-home");
+    let data = home.join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), b"the user's file").unwrap();
+    for path in [&home, &data, &data.join("f")] {
+        std::os::unix::fs::chown(path, Some(user), Some(user)).unwrap();
+    }
+    // The user's repository (beside their home, in root's folder), and
+    // a repository of root's in the user's folder, which the user could
+    // rename and replace.
+    let repo = env.path().join("users-repo");
+    fs::create_dir(&repo).unwrap();
+    std::os::unix::fs::chown(&repo, Some(user), Some(user)).unwrap();
+    let obnam = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = env.obnam();
+        cmd.arg("--repository")
+            .arg(&repo)
+            .args(["--client-name", "c"])
+            .args(args);
+        cmd
+    };
+    let backup = [std::ffi::OsStr::new("backup"), data.as_os_str()];
+    let as_user = |args: &[&std::ffi::OsStr]| {
+        let mut direct = obnam(args);
+        direct.env("HOME", &home).current_dir(&home);
+        obnam_test_support::run(&mut obnam_test_support::as_user(&direct, user, &[]))
+    };
+    as_user(&backup).ok();
+    let objects = obnam_test_support::files_under(&repo);
+    let roots_repo = home.join("roots-repo");
+    let run = obnam_test_support::run(&mut obnam(&backup));
+    let run = run.fails().no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("obnam runs as root, and the repository folder")
+            && run.stderr.contains("belongs to uid 4545")
+            && run.stderr.contains("run obnam as that user"),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("WARNING"), "{run:#?}");
+    assert_eq!(obnam_test_support::files_under(&repo), objects);
+    for path in obnam_test_support::files_under(&repo) {
+        assert_eq!(fs::metadata(&path).unwrap().uid(), user, "{path:?}");
+    }
+    let mut other = env.obnam();
+    other
+        .arg("--repository")
+        .arg(&roots_repo)
+        .args(["--client-name", "c"]);
+    let run = obnam_test_support::run(other.args(backup)).fails();
+    assert!(
+        run.stderr.contains("on the way belongs to uid 4545"),
+        "{run:#?}"
+    );
+    assert!(!roots_repo.exists());
+    // Reading goes on: a listing, a restore into root's own folder.
+    let run = obnam_test_support::run(&mut obnam(&[std::ffi::OsStr::new("ls")])).ok();
+    assert!(run.stdout.contains("/f"), "{run:#?}");
+    let to = env.path().join("restored");
+    obnam_test_support::run(&mut obnam(&[
+        std::ffi::OsStr::new("restore"),
+        std::ffi::OsStr::new("--to"),
+        to.as_os_str(),
+    ]))
+    .ok();
+    let restored = to.join(data.strip_prefix("/").unwrap()).join("f");
+    assert_eq!(fs::read(restored).unwrap(), b"the user's file");
+    // And the user's next backup works.
+    fs::write(data.join("g"), b"more").unwrap();
+    std::os::unix::fs::chown(data.join("g"), Some(user), Some(user)).unwrap();
+    as_user(&backup).ok();
+}

@@ -639,8 +639,11 @@ impl Repository {
     /// failure), if it is there. Best effort: one left behind is stale as
     /// soon as this process is gone.
     fn remove_unheld_lock(&self, id: &LockName) {
-        if let Err(e) = self.storage().delete(&format!("locks/{id}")) {
-            tracing::warn!("could not remove the lock locks/{id} after a failure: {e}");
+        match self.storage().delete(&format!("locks/{id}")) {
+            // Refused as its write was: there is none to remove.
+            Err(crate::storage::StorageError::Refused { .. }) => {}
+            Err(e) => tracing::warn!("could not remove the lock locks/{id} after a failure: {e}"),
+            Ok(()) => {}
         }
     }
 

@@ -10,6 +10,7 @@
 pub mod convert;
 pub mod filters;
 pub mod repository;
+mod root_writes;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -459,7 +460,8 @@ impl Host {
                     )
                 })?;
                 refuse_moved_working_folder(url)?;
-                let options = open_options(&self.values, create, lock_timeout)?;
+                let mut options = open_options(&self.values, create, lock_timeout)?;
+                options.storage.writes_refused = root_writes::writes_refused(url);
                 let filter = Arc::new(HookFilter::new(self.myself.clone()));
                 let repo = Arc::new(Repository::open(url, &options, filter).map_err(Error::msg)?);
                 if repo.created_by_this_process() {
@@ -570,6 +572,8 @@ fn open_options(
             s3_endpoint: values.string("s3-endpoint").map(str::to_string),
             s3_region: values.string("s3-region").map(str::to_string),
             timeout: positive("storage-timeout").map(Duration::from_secs),
+            // Judged where the repository is opened (`root_writes`).
+            writes_refused: None,
         },
         lock_timeout,
         weak_tokens: matches!(values.get("testing-weak-tokens"), Some(Value::Bool(true))),

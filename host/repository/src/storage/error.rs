@@ -35,6 +35,14 @@ pub enum StorageError {
     Runtime(String),
     #[error("{url}: not writing {key}: the run was interrupted")]
     Interrupted { url: String, key: String },
+    /// This process must not write to the store at all
+    /// ([`StorageOptions::writes_refused`](super::StorageOptions::writes_refused)).
+    #[error("{url}: not writing {key}: {reason}")]
+    Refused {
+        url: String,
+        key: String,
+        reason: String,
+    },
 }
 
 /// Why a write failed that found no folder to write in.

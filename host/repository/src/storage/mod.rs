@@ -81,6 +81,11 @@ pub struct StorageOptions {
     pub s3_region: Option<String>,
     /// How long one storage operation may take before it is retried.
     pub timeout: Option<Duration>,
+    /// Why this process must not write to the store, if it must not (the
+    /// host's judgement: root, with a local folder another user could
+    /// change). Every write and delete then fails with it, before
+    /// anything is written; reads go on.
+    pub writes_refused: Option<String>,
 }
 
 /// What a listing says of one version of an object: a new version of the
@@ -119,6 +124,8 @@ pub struct Storage {
     writes: AtomicU64,
     bytes_written: std::sync::Arc<AtomicU64>,
     crash_limit: Option<u64>,
+    /// See [`StorageOptions::writes_refused`].
+    writes_refused: Option<String>,
     /// Development: faults injected on purpose; none normally.
     faults: Faults,
     /// Readers of recently read objects, by key.
@@ -176,6 +183,7 @@ impl Storage {
             writes: AtomicU64::new(0),
             bytes_written: std::sync::Arc::new(AtomicU64::new(0)),
             crash_limit: options.crash_limit,
+            writes_refused: options.writes_refused.clone(),
             faults: Faults::new(options.faults.as_ref(), url),
             readers: std::sync::Mutex::new(std::collections::HashMap::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
@@ -366,8 +374,22 @@ impl Storage {
                 key: key.to_string(),
             });
         }
+        self.may_change(key)?;
         self.count_write();
         Ok(())
+    }
+
+    /// Refuse to change `key` if this process must not write to the
+    /// store at all ([`StorageOptions::writes_refused`]).
+    fn may_change(&self, key: &str) -> Result<(), StorageError> {
+        match &self.writes_refused {
+            Some(reason) => Err(StorageError::Refused {
+                url: self.url.clone(),
+                key: key.to_string(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Count a modifying operation; end the process if the crash limit is reached.
@@ -435,6 +457,7 @@ impl Storage {
 
     /// Delete an object; deleting one that does not exist is not an error.
     pub fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.may_change(key)?;
         self.count_write();
         self.faults.run(Op::Delete, key, || {
             let delete = |op: Operator| async move { op.delete(key).await };
