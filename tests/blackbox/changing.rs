@@ -525,12 +525,16 @@ fn a_backup_after_another_users_says_so() {
     fs::create_dir(&shared).unwrap();
     fs::write(shared.join("f"), b"theirs").unwrap();
     let someone = 4242;
+    std::os::unix::fs::chown(&shared, Some(someone), Some(someone)).unwrap();
+    std::os::unix::fs::chown(shared.join("f"), Some(someone), Some(someone)).unwrap();
     for path in [env.path(), &shared] {
-        std::os::unix::fs::chown(path, Some(someone), Some(someone)).unwrap();
         fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
-    std::os::unix::fs::chown(shared.join("f"), Some(someone), Some(someone)).unwrap();
-    let repo = shared.join("repo");
+    // A repository both may write to: root's, and the user in root's
+    // group (root writes into no repository another user could change).
+    let repo = env.path().join("repo");
+    fs::create_dir(&repo).unwrap();
+    fs::set_permissions(&repo, std::os::unix::fs::PermissionsExt::from_mode(0o770)).unwrap();
     let backup = |as_user: bool| {
         let mut direct = env.obnam();
         direct
@@ -542,7 +546,7 @@ fn a_backup_after_another_users_says_so() {
         if !as_user {
             return obnam_test_support::run(&mut direct);
         }
-        let mut cmd = obnam_test_support::as_user(&direct, someone, &[]);
+        let mut cmd = obnam_test_support::as_user(&direct, someone, &[0]);
         cmd.current_dir(&shared);
         obnam_test_support::run(&mut cmd)
     };

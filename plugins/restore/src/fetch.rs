@@ -12,9 +12,12 @@
 //!
 //! A run of one chunk repeated (a sparse file's zeros deduplicate to that)
 //! is read once, and whether a chunk is all zeros is worked out once per
-//! run.
+//! run. A chunk found all zeros is not read again at all (see
+//! [`KnownZeros`]).
 
+use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Mutex, OnceLock};
 
 use plugin_api::types::RVec;
 use plugin_api::{ChunkId, Repository};
@@ -75,7 +78,52 @@ pub fn is_store_failure(message: &str) -> bool {
     message.contains(GAVE_UP)
 }
 
+/// The chunks this process read and found all zeros, with their lengths.
+///
+/// A backup records a sparse file's holes as chunks of zeros of a few
+/// lengths (powers of two), the same few for every hole of every file; a
+/// hole between two stretches of data takes several of them, so they do
+/// not come as runs of one chunk. Each was read, decompressed and checked
+/// against its id again at every hole: 33 s to restore an 8.4 GB file of
+/// 2,000 holes holding 8 MB of data. Once one is read (and checked by the
+/// host) and found all zeros, its zeros are made here instead, untouched
+/// (fresh pages) where the restore skips them as a hole.
+struct KnownZeros(Mutex<HashMap<ChunkId, usize>>);
+
+/// How many chunks of zeros [`KnownZeros`] remembers (a repository holds
+/// a few dozen lengths of them at most, unless crafted).
+const KNOWN_ZEROS_MAX: usize = 1024;
+
+impl KnownZeros {
+    fn get() -> &'static KnownZeros {
+        static KNOWN: OnceLock<KnownZeros> = OnceLock::new();
+        KNOWN.get_or_init(|| KnownZeros(Mutex::new(HashMap::new())))
+    }
+
+    fn len_of(&self, id: &ChunkId) -> Option<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .copied()
+    }
+
+    fn remember(&self, id: ChunkId, len: usize) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() < KNOWN_ZEROS_MAX {
+            known.insert(id, len);
+        }
+    }
+}
+
 fn fetch(repo: &Repository, id: ChunkId) -> Result<Chunk, ReadError> {
+    let known = KnownZeros::get();
+    if let Some(len) = known.len_of(&id) {
+        return Ok(Chunk {
+            data: RVec::from(vec![0u8; len]),
+            zero: true,
+        });
+    }
     let data = repo.get_chunk_data(id).map_err(|e| {
         if is_store_failure(e.message()) {
             ReadError::Store(e.to_string())
@@ -84,6 +132,9 @@ fn fetch(repo: &Repository, id: ChunkId) -> Result<Chunk, ReadError> {
         }
     })?;
     let zero = sparse::is_zero(&data);
+    if zero {
+        known.remember(id, data.len());
+    }
     Ok(Chunk { data, zero })
 }
 
