@@ -1148,3 +1148,74 @@ fn a_restore_not_as_root_gives_the_groups_the_user_is_in() {
         );
     }
 }
+
+/// A user restoring their own read-only file or folder that has an ACL
+/// and `user.*` extended attributes gets them all back: the ACL was set
+/// first (in name order), took away the owner's write permission, and
+/// setting the `user.*` attributes after it failed (`Permission denied`).
+#[test]
+fn a_users_read_only_file_with_an_acl_keeps_its_attributes() {
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: playing a user needs root");
+        return;
+    }
+    let user = 4646u32;
+    let env = TestEnv::new();
+    fs::set_permissions(env.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let home = env.path().join("home-of-user");
+    let data = home.join("data");
+    let (file, folder) = (data.join("ro"), data.join("ro-folder"));
+    fs::create_dir_all(&folder).unwrap();
+    fs::write(&file, b"read only").unwrap();
+    // user::r-x, user:1000:r-x, group::r-x, mask::r-x, other::r-x
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, id) in [
+        (0x01u16, u32::MAX),
+        (0x02, 1000),
+        (0x04, u32::MAX),
+        (0x10, u32::MAX),
+        (0x20, u32::MAX),
+    ] {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(5u16.to_le_bytes());
+        acl.extend(id.to_le_bytes());
+    }
+    for path in [&file, &folder] {
+        xattr::set(path, "user.note", b"kept").unwrap();
+        if let Err(e) = xattr::set(path, "system.posix_acl_access", &acl) {
+            eprintln!("skipped: this file system takes no ACLs: {e}");
+            return;
+        }
+    }
+    for path in [&home, &data, &folder, &file] {
+        std::os::unix::fs::chown(path, Some(user), Some(user)).unwrap();
+    }
+    let as_user = |args: &[&OsStr]| {
+        let mut direct = env.obnam();
+        direct
+            .env("HOME", &home)
+            .arg("--repository")
+            .arg(home.join("repo"))
+            .args(args)
+            .current_dir(&home);
+        obnam_test_support::run(&mut obnam_test_support::as_user(&direct, user, &[]))
+    };
+    as_user(&[OsStr::new("backup"), data.as_os_str()]).ok();
+    let to = home.join("restored");
+    as_user(&[OsStr::new("restore"), OsStr::new("--to"), to.as_os_str()]).ok();
+    let restored = to.join(data.strip_prefix("/").unwrap());
+    for name in ["ro", "ro-folder"] {
+        let path = restored.join(name);
+        assert_eq!(
+            xattr::get(&path, "user.note").unwrap().as_deref(),
+            Some(&b"kept"[..]),
+            "{name}"
+        );
+        assert_eq!(
+            xattr::get(&path, "system.posix_acl_access").unwrap(),
+            Some(acl.clone()),
+            "{name}"
+        );
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o555, "{name}");
+    }
+}

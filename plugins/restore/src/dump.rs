@@ -313,15 +313,28 @@ fn header_for(entry: &Entry, kind: EntryType) -> (Header, Vec<(String, Vec<u8>)>
             match acl_text(value) {
                 Some(text) => pax.push((key.to_string(), text.into_bytes())),
                 None => plugin_api::tracing::warn!(
-                    "the ACL of {} is not in the form Linux stores ACLs in: only its extended                      attribute is in the tar stream",
+                    "the ACL of {} is not in the form Linux stores ACLs in: only its extended \
+                     attribute is in the tar stream",
                     escape(&entry.name)
                 ),
             }
         }
         match std::str::from_utf8(name) {
+            // A record's key ends at its first '=': tar would set the
+            // attribute named by what comes before, to the rest and the
+            // value (`user.a=b` of value `v` came out as `user.a` of
+            // value `b=v`).
+            Ok(shown) if shown.contains('=') => plugin_api::tracing::warn!(
+                "{}: its extended attribute {} is left out of the tar stream: a name with '=' \
+                 in it cannot be in one (tar would make another attribute of it)",
+                escape(&entry.name),
+                escape(name)
+            ),
             Ok(name) => pax.push((format!("SCHILY.xattr.{name}"), value.clone())),
             Err(_) => plugin_api::tracing::warn!(
-                "an extended attribute whose name is not UTF-8 ({}) cannot be in a tar stream",
+                "{}: its extended attribute {} is left out of the tar stream: a name that is \
+                 not UTF-8 cannot be in one",
+                escape(&entry.name),
                 escape(name)
             ),
         }

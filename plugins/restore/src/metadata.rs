@@ -172,6 +172,19 @@ fn clamped_time(entry: &Entry, stat: rustix::io::Result<rustix::fs::Stat>) -> Op
 /// The POSIX ACLs, as extended attributes.
 const ACLS: [&str; 2] = ["system.posix_acl_access", "system.posix_acl_default"];
 
+/// The recorded extended attributes in the order they are set: the ACLs
+/// last. Setting an access ACL sets the mode's bits from it: one that
+/// leaves the owner no write permission made every `user.*` attribute
+/// after it (in name order) fail for a restore that is not root's, as
+/// setting those asks for write permission (a read-only file of a Samba
+/// share came back without its `user.DOSATTRIB`).
+fn xattrs_in_setting_order(entry: &Entry) -> impl Iterator<Item = &(Vec<u8>, Vec<u8>)> {
+    let is_acl = |name: &[u8]| ACLS.iter().any(|acl| acl.as_bytes() == name);
+    let others = entry.xattrs.iter().filter(move |(name, _)| !is_acl(name));
+    let acls = entry.xattrs.iter().filter(move |(name, _)| is_acl(name));
+    others.chain(acls)
+}
+
 /// Remove the ACLs an object restored into a folder with a default ACL
 /// inherited from it, but that the backup did not record: with them a
 /// restored `0640` file could be read by users the original never let
@@ -220,7 +233,7 @@ pub fn apply_fd(fd: BorrowedFd<'_>, entry: &Entry, policy: &Policy) -> Vec<Strin
     drop_inherited_acls(entry, &mut problems, |acl| {
         rustix::fs::fremovexattr(fd, acl)
     });
-    for (name, value) in &entry.xattrs {
+    for (name, value) in xattrs_in_setting_order(entry) {
         note(
             &mut problems,
             xattr_problem(name),
@@ -291,7 +304,7 @@ pub fn apply_symlink(
     if !entry.xattrs.is_empty() {
         // lsetxattr does not follow the last component, the symlink itself.
         let path = proc_path(parent, Some(name));
-        for (xname, value) in &entry.xattrs {
+        for (xname, value) in xattrs_in_setting_order(entry) {
             note(
                 &mut problems,
                 xattr_problem(xname),
@@ -337,7 +350,7 @@ pub fn apply_node(
     drop_inherited_acls(entry, &mut problems, |acl| {
         rustix::fs::removexattr(&path, acl)
     });
-    for (xname, value) in &entry.xattrs {
+    for (xname, value) in xattrs_in_setting_order(entry) {
         note(
             &mut problems,
             xattr_problem(xname),
