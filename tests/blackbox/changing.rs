@@ -524,6 +524,8 @@ fn a_backup_after_another_users_says_so() {
     let shared = env.path().join("shared");
     fs::create_dir(&shared).unwrap();
     fs::write(shared.join("f"), b"theirs").unwrap();
+    // What only root sees of the file: the user's backup cannot record it.
+    let trusted = xattr::set(shared.join("f"), "trusted.mark", b"root's").is_ok();
     let someone = 4242;
     std::os::unix::fs::chown(&shared, Some(someone), Some(someone)).unwrap();
     std::os::unix::fs::chown(shared.join("f"), Some(someone), Some(someone)).unwrap();
@@ -558,9 +560,28 @@ fn a_backup_after_another_users_says_so() {
             "was made by another user of this machine (uid {someone}; this is uid 0)"
         )) && mine
             .stderr
-            .contains("give each user their own --client-name"),
+            .contains("give each user their own --client-name")
+            && mine.stderr.contains("Every file is read again")
+            && mine.stdout.contains("(1 file read"),
         "{mine:#?}"
     );
+    // Root's generation holds what root sees, not what the user's did
+    // (it took the user's record of the unchanged file: no `trusted.*`).
+    if trusted {
+        let to = env.path().join("restored");
+        let mut restore = env.obnam();
+        restore
+            .args(["--client-name", "host", "--repository"])
+            .arg(&repo)
+            .args(["restore", "--to"])
+            .arg(&to);
+        obnam_test_support::run(&mut restore).ok();
+        let restored = to.join(shared.strip_prefix("/").unwrap()).join("f");
+        assert_eq!(
+            xattr::get(restored, "trusted.mark").unwrap().as_deref(),
+            Some(&b"root's"[..])
+        );
+    }
     let again = backup(false).ok();
     assert!(!again.stderr.contains("another user"), "{again:#?}");
 }

@@ -622,7 +622,11 @@ impl GenerationBuilder {
         }
         // Another user's, on this machine: the same files, but one history
         // shared by two people, each of whose 'forget' keeps the latest
-        // backups of either.
+        // backups of either. Nor is it this run's previous: the other user
+        // saw other things of the same files (a user sees no `trusted.*`
+        // attribute, and root's backup after a user's kept none of them
+        // for every unchanged file, exit 0; a user's after root's recorded
+        // files it could not read as backed up).
         let me = rustix::process::geteuid().as_raw();
         if let Some((gen, uid)) = latest
             .as_ref()
@@ -633,10 +637,12 @@ impl GenerationBuilder {
                 "the latest backup of client '{}' (generation {}) was made by another user of \
                  this machine (uid {uid}; this is uid {me}): users who back up as one client \
                  share one history, and 'forget' keeps the latest backups of either; give each \
-                 user their own --client-name (it defaults to the host name)",
+                 user their own --client-name (it defaults to the host name). Every file is \
+                 read again",
                 crate::error::shown(client),
                 gen.id
             );
+            latest = None;
         }
         let root = match &latest {
             Some(gen) => Node::load(
