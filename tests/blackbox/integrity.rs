@@ -596,6 +596,55 @@ fn a_lost_index_object_is_repaired_from_the_packs_own_lists() {
     with_pass(&["prune"]).ok();
 }
 
+/// A prune after an index object was lost deletes nothing while folder
+/// listings of kept generations are in packs no index object lists: it
+/// went on without walking below them, deleted the packs of the files
+/// there (exit 0), and what `repair-index` would have repaired was lost
+/// for good (found by today's retention review). After `repair-index`
+/// the prune goes on and every kept generation restores.
+#[test]
+fn a_prune_after_a_lost_index_object_deletes_nothing_a_generation_needs() {
+    let w = BackupWorld::new("c");
+    let big = obnam_test_support::noise(3_000_000, 7);
+    w.file("d1/F", &big);
+    w.backup(&[]).ok();
+    let first = w.obnam(&["genids"]).ok().stdout.trim().to_string();
+    let indexed_first: Vec<PathBuf> = files_under(&w.repo.join("index"));
+    // The second generation's new root folder is in a pack of its own,
+    // listed by its own index object; F's data is in the first's packs.
+    w.file("d2/s", b"small");
+    w.backup(&[]).ok();
+    w.obnam(&["forget", &first]).ok();
+    for object in files_under(&w.repo.join("index")) {
+        if !indexed_first.contains(&object) {
+            fs::remove_file(object).unwrap();
+        }
+    }
+    let packs = files_under(&w.repo.join("packs"));
+    for pretend in [true, false] {
+        let mut args = vec!["prune"];
+        if pretend {
+            args.push("--pretend");
+        }
+        let run = w.obnam(&args).fails().no_rust_panic();
+        assert!(
+            run.stderr.contains("in no pack the index lists")
+                && run.stderr.contains("nothing was deleted")
+                && run.stderr.contains("run 'obnam repair-index'"),
+            "{run:#?}"
+        );
+        assert_eq!(files_under(&w.repo.join("packs")), packs);
+    }
+    w.obnam(&["repair-index"]).ok();
+    w.obnam(&["prune"]).ok();
+    w.obnam(&["fsck", "--verify-data"]).ok();
+    let target = w.env.path().join("restored");
+    w.obnam(&["restore", "--to", target.to_str().unwrap()]).ok();
+    let restored = target.join(w.data.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(restored.join("d1/F")).unwrap(), big);
+    assert_eq!(fs::read(restored.join("d2/s")).unwrap(), b"small");
+}
+
 /// `fsck` checks a generation's files a batch at a time (4,096) as its
 /// walk finds them, so that its memory follows the largest folder, not
 /// the generation: every file of a generation of several batches is

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use crate::error::{RepoError, RepoResult};
 use crate::generation::Generation;
-use crate::ids::ChunkId;
+use crate::ids::{ChunkId, ObjectId};
 use crate::Repository;
 
 use super::PruneStep;
@@ -229,7 +229,47 @@ impl Repository {
         }
         refs.blobs.settle();
         progress(PruneStep::Walk, total, total);
-        Ok(())
+        self.refuse_walk_with_unread_trees(refs)
+    }
+
+    /// Stop a prune whose walk met folder listings in no pack the index
+    /// lists while the store holds packs no index object lists: they may
+    /// be there (an index object lost: `repair-index` indexes them), and
+    /// what they refer to, not walked, would count as unused. (A prune
+    /// went on, deleting the packs of the files below such a folder, exit
+    /// 0: a lost index object, which `repair-index` repairs, became files
+    /// of kept generations lost for good.) A listing lost with its pack,
+    /// with no such pack there, is skipped: what only it referred to
+    /// cannot be restored anyway.
+    fn refuse_walk_with_unread_trees(&self, refs: &Referenced) -> RepoResult<()> {
+        if refs.missing_trees == 0 {
+            return Ok(());
+        }
+        let stored = self.stored_packs()?;
+        let unlisted = {
+            let index = self.catalog.read();
+            let listed: HashSet<ObjectId> = index
+                .listed_packs()
+                .into_iter()
+                .filter_map(|n| index.pack_id(n))
+                .collect();
+            stored.iter().filter(|p| !listed.contains(p)).count()
+        };
+        if unlisted == 0 {
+            return Ok(());
+        }
+        let count = |n: u64, one: &str, many: &str| match n {
+            1 => format!("1 {one}"),
+            n => format!("{n} {many}"),
+        };
+        Err(RepoError::Usage(format!(
+            "prune: generations refer to {} in no pack the index lists, and {} no index \
+             object lists are in the repository (was an index object lost?): what those \
+             folders hold would count as unused, so nothing was deleted; run 'obnam \
+             repair-index', which indexes those packs from their own lists, then prune again",
+            count(refs.missing_trees, "folder listing", "folder listings"),
+            count(unlisted as u64, "pack", "packs"),
+        )))
     }
 
     /// Mark a tree and everything below it (call `refs.blobs.settle()`
