@@ -247,6 +247,44 @@ fn named_generations_are_removed_and_an_unknown_name_removes_nothing() {
     );
 }
 
+/// A client the repository does not know (a name mistyped in a
+/// retention job, or the host name by default on the repository's
+/// server) is an error naming it: `forget --keep` did nothing, exit 0,
+/// at every run.
+#[test]
+fn forget_for_a_client_the_repository_does_not_know_is_an_error() {
+    let w = BackupWorld::new("c");
+    let ids = history(&w);
+    for args in [
+        &["forget", "--keep", "1"][..],
+        &["forget", "--keep", "1", "--prune"],
+    ] {
+        let mut cmd = w.env.obnam();
+        cmd.arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "cc"])
+            .args(args);
+        let run = obnam_test_support::run(&mut cmd).fails();
+        assert!(
+            run.stderr
+                .contains("there is no client 'cc' in the repository (see 'obnam clients'"),
+            "{run:#?}"
+        );
+        assert_eq!(listed(&w), ids);
+    }
+    let mut cmd = w.env.obnam();
+    cmd.arg("--repository").arg(&w.repo).args([
+        "--client-name",
+        "cc",
+        "--all-clients",
+        "forget",
+        "--keep",
+        "1",
+    ]);
+    obnam_test_support::run(&mut cmd).ok();
+    assert_eq!(listed(&w).len(), 1);
+}
+
 #[test]
 fn bad_policies_are_refused_naming_the_bad_rule() {
     let w = BackupWorld::new("c");

@@ -160,12 +160,29 @@ fn chosen_clients(ctx: &Context<'_>, repo: &Repository) -> Result<Vec<String>> {
         clients.sort();
         return Ok(clients);
     }
-    match ctx.string("client-name")? {
-        Some(name) if !name.is_empty() => Ok(vec![name]),
+    let name = match ctx.string("client-name")? {
+        Some(name) if !name.is_empty() => name,
         _ => plugin_api::bail!(
             "a client name must not be empty: set --client-name, or give --all-clients"
         ),
+    };
+    // A client the repository does not know (a name mistyped in a
+    // retention job, or the host name by default on the server that
+    // keeps the repository) is an error, as it is to remove-client, ls
+    // and restore: forget --keep did nothing, exit 0, at every run, and
+    // the repository grew for ever. One whose client record is lost but
+    // whose generations are there is known.
+    let known = repo.clients()?.contains(&name)
+        || !repo.generations(&name)?.is_empty()
+        || !repo.damaged_generations(&name)?.is_empty();
+    if !known {
+        plugin_api::bail!(
+            "there is no client '{}' in the repository (see 'obnam clients'; --all-clients \
+             forgets by the rules in every client); nothing was removed",
+            escape(name.as_bytes())
+        );
     }
+    Ok(vec![name])
 }
 
 /// Every named id must be a generation of one of `clients`.
