@@ -540,3 +540,51 @@ fn a_history_whose_times_run_backwards_is_warned_of() {
     assert!(!count.stderr.contains("WARNING"), "{count:#?}");
     assert_eq!(listed(&w), ids, "--pretend removed something");
 }
+
+/// `forget --prune --output-format json` whose prune fails after the
+/// forget removed generations prints what the forget did, with `prune`
+/// null, then the error: it printed only the error, as if nothing had
+/// been done.
+#[test]
+fn a_failed_prune_after_a_forget_still_says_what_was_removed() {
+    let w = BackupWorld::new("c");
+    w.file("d1/f", &noise(100_000, 1));
+    w.backup(&[]).ok();
+    let index = |w: &BackupWorld| -> BTreeSet<std::path::PathBuf> {
+        fs::read_dir(w.repo.join("index"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    let first_index = index(&w);
+    w.file("d2/g", b"second");
+    w.backup(&[]).ok();
+    let ids = listed(&w);
+    // The second generation's index object lost: its root folder is in
+    // a pack no index object lists, and the prune refuses to go on.
+    for object in index(&w).difference(&first_index) {
+        fs::remove_file(object).unwrap();
+    }
+    let run = w
+        .obnam(&[
+            "forget",
+            "--keep",
+            "1",
+            "--prune",
+            "--output-format",
+            "json",
+        ])
+        .fails();
+    let document = json(&run);
+    assert_eq!(document["prune"], Value::Null, "{run:#?}");
+    let removed: Vec<&str> = document["forget"][0]["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["action"] == "remove")
+        .map(|g| g["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(removed, [ids[0].as_str()], "{run:#?}");
+    assert!(run.stderr.contains("run 'obnam repair-index'"), "{run:#?}");
+    assert_eq!(listed(&w), [ids[1].clone()]);
+}

@@ -142,7 +142,18 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     // A real forget has removed them; a pretend prune must leave them out
     // to say what the real one would give back.
     let forgotten = if request.pretend { removed } else { Vec::new() };
-    let pruned = crate::prune::execute(ctx, &forgotten)?;
+    let pruned = match crate::prune::execute(ctx, &forgotten) {
+        Ok(pruned) => pruned,
+        // What the forget removed is gone whatever the prune did: the
+        // document says so (it gave only the error, as if nothing had
+        // been done), with `prune` null; the error follows.
+        Err(e) if request.json => {
+            let both = json!({ "forget": report, "prune": Value::Null });
+            ctx.outln(&serde_json::to_string_pretty(&both)?)?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     if request.json {
         // One document, as every command prints.
         let both = json!({ "forget": report, "prune": pruned.json() });
