@@ -103,6 +103,20 @@ fn a_flipped_bit_in_a_tree_fails_restore_and_fsck() {
         );
         assert!(!run.stdout.contains("; 0 problems"), "{run:#?}");
     }
+    // prune stops before deleting anything, and says whose folder it is
+    // and what to do (it named the object only).
+    let id = w.obnam(&["genids"]).ok().stdout.trim().to_string();
+    let packs = files_under(&w.repo.join("packs"));
+    let run = w.obnam(&["prune"]).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains("does not match its id")
+            && run.stderr.contains(&format!("client 'c', generation {id}"))
+            && run
+                .stderr
+                .contains("nothing was deleted; 'obnam fsck' names the folder"),
+        "{run:#?}"
+    );
+    assert_eq!(files_under(&w.repo.join("packs")), packs);
 }
 
 /// A damaged folder in the latest generation does not stop the client's

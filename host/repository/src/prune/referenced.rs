@@ -224,7 +224,23 @@ impl Repository {
         self.load_index()?;
         for (done, (key, gen)) in gens.into_iter().enumerate() {
             progress(PruneStep::Walk, done as u64, total);
-            self.walk_tree(gen.root.0, refs)?;
+            self.walk_tree(gen.root.0, refs).map_err(|e| {
+                // It named the object only: every prune stopped there,
+                // for every client, without a word of whose it is or
+                // what to do.
+                if !e.is_damaged_object() {
+                    return e;
+                }
+                RepoError::Usage(format!(
+                    "prune: {e}: a folder listing of client '{}', generation {} (and maybe of \
+                     others) cannot be read, and what is below it cannot be told from unused \
+                     data, so nothing was deleted; 'obnam fsck' names the folder and every \
+                     generation that uses it: forget those (the next backup stores the folder \
+                     again), and prune again",
+                    crate::error::shown(&gen.client),
+                    gen.id
+                ))
+            })?;
             refs.walked.insert(key);
         }
         refs.blobs.settle();
