@@ -755,6 +755,15 @@ fn key_slots_can_be_added_listed_removed_and_replaced() {
     assert_eq!(v["clients"], serde_json::json!(["desktop", "laptop"]));
     assert_eq!(v["key_slots"].as_array().unwrap().len(), 2);
     assert_eq!(v["encrypted"], true);
+    // Removing a client leaves the key slots, which open the repository
+    // for every client: remove-client says so, and how to revoke one.
+    let run = with_pass(&w, "third", &["remove-client", "desktop"]).ok();
+    assert!(
+        run.stdout.contains("removed client desktop")
+            && run.stdout.contains("the repository's key slots stay")
+            && run.stdout.contains("'obnam key remove ID' revokes one"),
+        "{run:#?}"
+    );
 }
 
 fn run_env(w: &BackupWorld, env: &[(&str, &str)], args: &[&str]) -> Run {

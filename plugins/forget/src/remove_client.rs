@@ -54,5 +54,16 @@ pub fn remove_client(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     }
     let generations = plugin_api::human::count(count, "generation", "generations");
     let verb = if pretend { "would remove" } else { "removed" };
-    ctx.outln(&format!("{verb} client {shown} and its {generations}"))
+    ctx.outln(&format!("{verb} client {shown} and its {generations}"))?;
+    // Retiring a machine is what remove-client is reached for, and a
+    // key slot it added still opens the repository (for every client):
+    // said, with the way to revoke it.
+    if repo.is_encrypted() {
+        ctx.outln(
+            "the repository's key slots stay (each opens it for every client): 'obnam \
+             client-keys' lists them with the client that added each, and 'obnam key remove \
+             ID' revokes one",
+        )?;
+    }
+    Ok(())
 }
