@@ -207,13 +207,24 @@ fn periods_follow_the_local_time_zone() {
                 .args(["--client-name", "c", "forget", "--keep", "5d", "--pretend"]),
         )
         .ok();
-        run.stdout
+        let count = run
+            .stdout
             .lines()
             .filter(|l| l.trim_start().starts_with("keep"))
-            .count()
+            .count();
+        (count, run.stderr)
     };
-    assert_eq!(kept("UTC"), 2);
-    assert_eq!(kept("EST5"), 1);
+    assert_eq!(kept("UTC"), (2, String::new()));
+    assert_eq!(kept("EST5").0, 1);
+    // A zone that cannot be told is said, and UTC's days are counted (it
+    // was taken for UTC without a word).
+    let (count, said) = kept("Nowhere/Atall");
+    assert_eq!(count, 2);
+    assert!(
+        said.contains("WARNING: the local time zone cannot be told")
+            && said.contains("counted in UTC"),
+        "{said}"
+    );
 }
 
 #[test]

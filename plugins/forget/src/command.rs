@@ -92,7 +92,16 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     if let SelectionSpec::Named(ids) = &request.selection {
         check_named_exist(&repo, &clients, ids)?;
     }
-    let tz = TimeZone::system();
+    // Days, weeks, months and years are the local ones: a zone that
+    // cannot be told (a `TZ` naming none) was taken for UTC without a
+    // word.
+    let tz = TimeZone::try_system().unwrap_or_else(|e| {
+        plugin_api::tracing::warn!(
+            "the local time zone cannot be told ({e}): days, weeks, months and years are \
+             counted in UTC"
+        );
+        TimeZone::UTC
+    });
     let run = Run {
         ctx,
         repo: &repo,

@@ -253,9 +253,9 @@ impl Repository {
         let plans = self.read_plans(false)?;
         if let Some(damaged) = plans.damaged.first() {
             return Err(RepoError::Usage(format!(
-                "damaged prune plan: {}; no run takes a client's lock while it is there, as a \
-                 backup cannot tell which stored data the plan will delete: 'obnam prune' \
-                 removes it, deleting nothing it names because of it",
+                "damaged prune plan: {}; no backup runs while it is there, as a backup cannot \
+                 tell which stored data the plan will delete: 'obnam prune' removes it, \
+                 deleting nothing it names because of it",
                 damaged.problem()
             )));
         }
