@@ -361,6 +361,59 @@ fn a_folder_too_large_for_a_generation_is_held_in_part_and_reported() {
     assert_eq!(fs::read_dir(restored.join("big")).unwrap().count(), kept);
 }
 
+/// With many workers too, each file of several names is read once, and
+/// a chunk that two workers meet at once is stored once: the names of a
+/// file taken by two workers at once were both read, and chunks of the
+/// same content stored at the same moment were stored twice, for good
+/// (2 to 9 % of a file: found by today's fidelity review).
+#[test]
+fn many_workers_read_each_file_once_and_store_each_chunk_once() {
+    let w = world();
+    const SIZE: usize = 2_000_000;
+    for i in 0..8u64 {
+        w.file(&format!("linked/f{i}"), &noise(SIZE, 100 + i));
+        for j in 0..5 {
+            fs::hard_link(
+                w.data.join(format!("linked/f{i}")),
+                w.data.join(format!("linked/f{i}-name{j}")),
+            )
+            .unwrap();
+        }
+    }
+    let same = noise(SIZE, 200);
+    for i in 0..4 {
+        w.file(&format!("copies/c{i}"), &same);
+    }
+    let run = w
+        .backup(&[
+            "--backup-threads",
+            "8",
+            "--compress-with",
+            "none",
+            "--output-format",
+            "json",
+        ])
+        .ok();
+    let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    // Eight objects of six names, and four files.
+    assert_eq!(summary["files_read"], 12, "{summary}");
+    // Nine contents.
+    assert_eq!(summary["bytes_new"], 9 * SIZE as u64, "{summary}");
+    let restored = w.restore(&[]);
+    for i in 0..4 {
+        assert_eq!(
+            fs::read(restored.join(format!("copies/c{i}"))).unwrap(),
+            same
+        );
+    }
+    for i in 0..8u64 {
+        assert_eq!(
+            fs::read(restored.join(format!("linked/f{i}-name4"))).unwrap(),
+            noise(SIZE, 100 + i)
+        );
+    }
+}
+
 /// A file with many names is read once a run, not once a name (10,000
 /// names of a 5 MB file were 50 GB of reads): the other names take that
 /// read while the walk sees them the same. A name changed since (here: a

@@ -9,6 +9,10 @@
 //! read 10,000 times by every backup that found it changed: 50 GB of
 //! reads for a 5 MB file, however well deduplication then stored it.
 //!
+//! Names met while the object is being read wait for that read ([`Claim`]):
+//! several workers took two names of one file at once, and each read it
+//! (a 100 MB file of six names: "2 files read").
+//!
 //! The reuse trusts the `stat` as a backup trusts it against the previous
 //! generation: content rewritten with the times set back, and the change
 //! time ignored (`--ignore-ctime`), looks unchanged. The read the names
@@ -16,7 +20,7 @@
 //! of the name it was read through ([`crate::content`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
 use plugin_api::ChunkId;
 
@@ -31,13 +35,65 @@ const MAX_CHUNKS: usize = 4 << 20;
 /// The files with more than one name read in this run, by object.
 #[derive(Default)]
 pub struct ReadLinks {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Default)]
 struct State {
     by_object: HashMap<(u64, u64), Read>,
     chunks: usize,
+    /// The objects a worker is reading now, each with the `stat` it saw.
+    reading: HashMap<(u64, u64), Arc<Reading>>,
+}
+
+/// A read going on, which other names of the object wait for.
+struct Reading {
+    stat: Stat,
+    done: Mutex<bool>,
+    finished: Condvar,
+}
+
+/// What a name's `stat` says of the content: size, modification and
+/// change times.
+type Stat = (u64, (i64, u32), Option<(i64, u32)>);
+
+fn stat_of(walked: &Walked) -> Stat {
+    (walked.size, walked.mtime, walked.ctime)
+}
+
+/// What [`ReadLinks::reuse_or_claim`] found.
+pub enum Found {
+    /// An earlier read of the object, seen the same: take it.
+    Read(Shared),
+    /// None: read it, holding the claim until it is remembered (or has
+    /// failed), so that other names wait for it.
+    Claimed(Claim),
+    /// None, and another name seen otherwise is being read: read it.
+    Unclaimed,
+}
+
+/// A worker's claim to read an object: other names of it wait until it
+/// is dropped.
+pub struct Claim {
+    links: Arc<Mutex<State>>,
+    key: (u64, u64),
+    reading: Arc<Reading>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut state = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        if state
+            .reading
+            .get(&self.key)
+            .is_some_and(|r| Arc::ptr_eq(r, &self.reading))
+        {
+            state.reading.remove(&self.key);
+        }
+        drop(state);
+        *self.reading.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.reading.finished.notify_all();
+    }
 }
 
 /// One read of a hard-linked file: the `stat` it matched, what it gave,
@@ -82,6 +138,52 @@ impl ReadLinks {
         state.chunks += read.stored.chunks.len();
         if let Some(old) = state.by_object.insert((walked.dev, walked.ino), read) {
             state.chunks -= old.stored.chunks.len();
+        }
+    }
+
+    /// What an earlier read of this run gave for the object the walk saw
+    /// as `walked`, waiting for a read of it going on; else a claim to
+    /// read it (see [`Found`]).
+    pub fn reuse_or_claim(&self, walked: &Walked) -> Found {
+        let key = (walked.dev, walked.ino);
+        loop {
+            if let Some(shared) = self.reuse(walked) {
+                return Found::Read(shared);
+            }
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            // Read meanwhile, since the look above.
+            if state.by_object.contains_key(&key) {
+                continue;
+            }
+            let other = match state.reading.get(&key) {
+                Some(other) if other.stat == stat_of(walked) => other.clone(),
+                Some(_) => return Found::Unclaimed,
+                None => {
+                    let reading = Arc::new(Reading {
+                        stat: stat_of(walked),
+                        done: Mutex::new(false),
+                        finished: Condvar::new(),
+                    });
+                    state.reading.insert(key, reading.clone());
+                    return Found::Claimed(Claim {
+                        links: self.state.clone(),
+                        key,
+                        reading,
+                    });
+                }
+            };
+            drop(state);
+            let mut done = other.done.lock().unwrap_or_else(|e| e.into_inner());
+            while !*done {
+                done = other.finished.wait(done).unwrap_or_else(|e| e.into_inner());
+            }
+            // Then it is remembered, or the read failed (or was not
+            // remembered: too many objects): this name is read then.
+            drop(done);
+            if let Some(shared) = self.reuse(walked) {
+                return Found::Read(shared);
+            }
+            return Found::Unclaimed;
         }
     }
 
@@ -142,6 +244,40 @@ mod tests {
         // Its three names came: forgotten.
         assert!(links.reuse(&walked(7, 100)).is_none());
         assert_eq!(links.state.lock().unwrap().by_object.len(), 0);
+    }
+
+    #[test]
+    fn a_name_met_while_the_object_is_read_waits_for_that_read() {
+        let links = Arc::new(ReadLinks::default());
+        let Found::Claimed(claim) = links.reuse_or_claim(&walked(7, 100)) else {
+            panic!("the first name claims the read");
+        };
+        // Seen otherwise: read for itself, without waiting.
+        assert!(matches!(
+            links.reuse_or_claim(&walked(7, 101)),
+            Found::Unclaimed
+        ));
+        let waiter = {
+            let links = links.clone();
+            std::thread::spawn(move || match links.reuse_or_claim(&walked(7, 100)) {
+                Found::Read(shared) => shared.checksum,
+                _ => panic!("the second name takes the first's read"),
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "it waits for the read");
+        links.remember(&walked(7, 100), 3, &stored(b"one"));
+        drop(claim);
+        assert_eq!(waiter.join().unwrap(), b"one");
+        // A read that failed (nothing remembered) lets the next read.
+        let Found::Claimed(failed) = links.reuse_or_claim(&walked(9, 100)) else {
+            panic!("claimed");
+        };
+        drop(failed);
+        assert!(matches!(
+            links.reuse_or_claim(&walked(9, 100)),
+            Found::Claimed(_)
+        ));
     }
 
     #[test]

@@ -41,7 +41,7 @@ use plugin_api::{Context, Entry, EntryKind, GenerationBuilder, GenerationReader,
 use progress::{Events, OutputFormat, Reporter, Show};
 
 use crate::content::{io_reason, ContentError, ContentWriter, Walked};
-use crate::links::ReadLinks;
+use crate::links::{Found, ReadLinks};
 use crate::metadata::{self, Names};
 use crate::scan::Scan;
 use crate::settings::BackupSettings;
@@ -556,16 +556,23 @@ impl Shared<'_> {
         {
             panic!("simulated bug (--testing-panic-matching)");
         }
-        // Another name of a file this run read already, seen the same.
-        if job.entry.nlink > 1 {
-            if let Some(shared) = self.links.reuse(&walked) {
-                let mut entry = job.entry.clone();
-                entry.size = shared.bytes_read;
-                entry.chunks = shared.chunks;
-                entry.checksum = shared.checksum;
-                return self.builder.put(&job.path, &entry);
-            }
-        }
+        // Another name of a file this run read already (or is reading),
+        // seen the same. A claim to read it is held until the read is
+        // remembered, or failed.
+        let _claim = match job.entry.nlink > 1 {
+            true => match self.links.reuse_or_claim(&walked) {
+                Found::Read(shared) => {
+                    let mut entry = job.entry.clone();
+                    entry.size = shared.bytes_read;
+                    entry.chunks = shared.chunks;
+                    entry.checksum = shared.checksum;
+                    return self.builder.put(&job.path, &entry);
+                }
+                Found::Claimed(claim) => Some(claim),
+                Found::Unclaimed => None,
+            },
+            false => None,
+        };
         let size = job.entry.size;
         let after_chunk = |len: u64, added: u64| {
             // Progress counts up to the size the walk saw, as the scan did.
