@@ -532,11 +532,12 @@ fn a_backup_after_another_users_says_so() {
     for path in [env.path(), &shared] {
         fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
-    // A repository both may write to: root's, and the user in root's
-    // group (root writes into no repository another user could change).
+    // The user's repository, handed to root after their backup (root
+    // writes into no repository another user could change; two users
+    // share one over a remote store).
     let repo = env.path().join("repo");
     fs::create_dir(&repo).unwrap();
-    fs::set_permissions(&repo, std::os::unix::fs::PermissionsExt::from_mode(0o770)).unwrap();
+    std::os::unix::fs::chown(&repo, Some(someone), Some(someone)).unwrap();
     let backup = |as_user: bool| {
         let mut direct = env.obnam();
         direct
@@ -548,12 +549,18 @@ fn a_backup_after_another_users_says_so() {
         if !as_user {
             return obnam_test_support::run(&mut direct);
         }
-        let mut cmd = obnam_test_support::as_user(&direct, someone, &[0]);
+        let mut cmd = obnam_test_support::as_user(&direct, someone, &[]);
         cmd.current_dir(&shared);
         obnam_test_support::run(&mut cmd)
     };
     let theirs = backup(true).ok();
     assert!(!theirs.stderr.contains("another user"), "{theirs:#?}");
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "0:0"])
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(chown.success());
     let mine = backup(false).ok();
     assert!(
         mine.stderr.contains(&format!(

@@ -1062,4 +1062,38 @@ fn root_writes_nothing_into_a_repository_another_user_could_change() {
     fs::write(data.join("g"), b"more").unwrap();
     std::os::unix::fs::chown(data.join("g"), Some(user), Some(user)).unwrap();
     as_user(&backup).ok();
+
+    // Root's own repository, but a folder in it the user's (left from
+    // when it was shared, say): the user could put a link in its place.
+    let own = env.path().join("roots-own-repo");
+    let mut cmd = env.obnam();
+    cmd.arg("--repository")
+        .arg(&own)
+        .args(["--client-name", "c"]);
+    obnam_test_support::run(cmd.args(backup)).ok();
+    let inner = fs::read_dir(own.join("packs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::os::unix::fs::chown(&inner, Some(user), Some(user)).unwrap();
+    let mut cmd = env.obnam();
+    cmd.arg("--repository")
+        .arg(&own)
+        .args(["--client-name", "c"]);
+    let run = obnam_test_support::run(cmd.args(backup)).fails();
+    assert!(
+        run.stderr.contains(&format!(
+            "the folder {} in the repository belongs to uid 4545",
+            inner.display()
+        )),
+        "{run:#?}"
+    );
+    std::os::unix::fs::chown(&inner, Some(0), Some(0)).unwrap();
+    let mut cmd = env.obnam();
+    cmd.arg("--repository")
+        .arg(&own)
+        .args(["--client-name", "c"]);
+    obnam_test_support::run(cmd.args(backup)).ok();
 }

@@ -155,10 +155,12 @@ pub fn split_trailer(pack: &[u8]) -> Result<&[u8], String> {
             .filter(|trailer_end| trailer_at(pack, *trailer_end).is_ok());
         return Err(match ends_early {
             Some(trailer_end) => format!(
-                "the pack does not end with its trailer: {} bytes follow what looks like its                  end at byte {trailer_end} (bytes were added to it)",
+                "the pack does not end with its trailer: {} bytes follow what looks like its \
+                 end at byte {trailer_end} (bytes were added to it)",
                 end - trailer_end
             ),
-            None => "the pack does not end with its trailer (it was cut short, or its last                      bytes were changed)"
+            None => "the pack does not end with its trailer (it was cut short, or its last \
+                     bytes were changed)"
                 .into(),
         });
     }
@@ -237,10 +239,13 @@ mod tests {
             e.contains("9 bytes follow") && e.contains(&format!("byte {}", pack.len())),
             "{e}"
         );
-        assert!(e.contains("bytes were added"), "{e}");
+        assert!(e.contains("bytes were added") && !e.contains("  "), "{e}");
         for cut in [1, 5, 30] {
             let e = split_trailer(&pack[..pack.len() - cut]).unwrap_err();
-            assert!(e.contains("it was cut short"), "{cut}: {e}");
+            assert!(
+                e.contains("it was cut short") && !e.contains("  "),
+                "{cut}: {e}"
+            );
         }
         assert!(split_trailer(&pack[..10])
             .unwrap_err()

@@ -11,10 +11,15 @@
 //! (`ls`, `restore` from it, `fsck`) go on. As restore's target is judged
 //! (see `plugin_api::private_paths`), so is the repository: every link on
 //! the way root's, every folder on the way, and the repository's own,
-//! root's and writable by no one else.
+//! root's and writable by no one else; and so are the folders in it
+//! (`packs/`, `packs/XX/`, one per client under `generations/`, ...): one
+//! of another user's (left from when the repository was theirs, or shared)
+//! could be put a link in place of as well, and root's objects in it
+//! would be out of its owner's reach.
 
 use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use obnam_repository::location::Location;
 use plugin_api::private_paths::{others_may_write, resolve_private, user_name, write_access};
@@ -47,7 +52,7 @@ pub fn writes_refused(url: &OsStr) -> Option<String> {
                     write_access(&meta)
                 )
             } else {
-                return None;
+                folder_inside_not_roots(folder)?
             }
         }
     };
@@ -57,4 +62,63 @@ pub fn writes_refused(url: &OsStr) -> Option<String> {
          root, which that user's own runs could not read; run obnam as that user, or use a \
          repository of root's (reading from this one is allowed)"
     ))
+}
+
+/// How many entries of the repository's folders are looked at, at most:
+/// its folders are a few hundred (objects are files, not looked at).
+const INSIDE_LOOKED_AT: usize = 1 << 20;
+
+/// Why a folder (or a symbolic link) in the repository `root`, two
+/// levels down (`packs/XX`), could lead root's writes elsewhere: one of
+/// another user's, or a folder others may write in.
+fn folder_inside_not_roots(root: &Path) -> Option<String> {
+    let mut todo = vec![(root.to_path_buf(), 1)];
+    let mut looked_at = 0;
+    while let Some((dir, depth)) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            looked_at += 1;
+            if looked_at > INSIDE_LOOKED_AT {
+                return None;
+            }
+            // The kind from the folder's listing: objects (files) cost
+            // no look of their own.
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if !kind.is_dir() && !kind.is_symlink() {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let shown = plugin_api::names::escape_path(&path);
+            if meta.uid() != 0 {
+                let what = if kind.is_symlink() {
+                    "the symbolic link"
+                } else {
+                    "the folder"
+                };
+                return Some(format!(
+                    "{what} {shown} in the repository belongs to {}",
+                    user_name(meta.uid())
+                ));
+            }
+            if kind.is_dir() {
+                if others_may_write(&path, &meta) {
+                    return Some(format!(
+                        "others may write in the folder {shown} in the repository ({})",
+                        write_access(&meta)
+                    ));
+                }
+                if depth < 2 {
+                    todo.push((path, depth + 1));
+                }
+            }
+        }
+    }
+    None
 }
