@@ -188,17 +188,19 @@ fn chosen_clients(ctx: &Context<'_>, repo: &Repository) -> Result<Vec<String>> {
     };
     // A client the repository does not know (a name mistyped in a
     // retention job, or the host name by default on the server that
-    // keeps the repository) is an error, as it is to remove-client, ls
-    // and restore: forget --keep did nothing, exit 0, at every run, and
-    // the repository grew for ever. One whose client record is lost but
-    // whose generations are there is known.
+    // keeps the repository) is said: forget --keep did nothing at every
+    // run, without a word, and the repository grew for ever. A warning,
+    // not an error: the client's first backup may be running now, or a
+    // remove-client of it (then there is nothing to forget either). One
+    // whose client record is lost but whose generations are there is
+    // known.
     let known = repo.clients()?.contains(&name)
         || !repo.generations(&name)?.is_empty()
         || !repo.damaged_generations(&name)?.is_empty();
     if !known {
-        plugin_api::bail!(
-            "there is no client '{}' in the repository (see 'obnam clients'; --all-clients \
-             forgets by the rules in every client); nothing was removed",
+        plugin_api::tracing::warn!(
+            "there is no client '{}' in the repository, so nothing to forget (see 'obnam \
+             clients'; --all-clients forgets by the rules in every client)",
             escape(name.as_bytes())
         );
     }
