@@ -954,8 +954,11 @@ fn a_backup_out_of_file_descriptors_stops_and_commits_nothing() {
         fs::write(data.join(format!("f{i}")), format!("file {i}")).unwrap();
     }
     w.backup(&data);
+    // Files a worker holds open for a while (files of a few bytes were
+    // each open so briefly that, on a loaded machine, 64 workers held
+    // few at once, and 26 descriptors now and then sufficed).
     for i in 0..300 {
-        fs::write(data.join(format!("f{i}")), format!("changed {i}")).unwrap();
+        fs::write(data.join(format!("f{i}")), noise(256 << 10, i)).unwrap();
     }
     // 30 left room for the workers now and then (one run in five), when they
     // happened not to hold many files at once: 26 runs out every time.
