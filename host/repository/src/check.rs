@@ -146,6 +146,9 @@ impl Repository {
             }
             missing = again;
         }
+        if !cut_whole {
+            return self.drop_lost(&missing);
+        }
         // Each pack cut short is named, up to a few (a failed copy of a
         // repository may have cut hundreds, and every backup finds them
         // again until they are pruned): `fsck` names them all.
@@ -154,9 +157,6 @@ impl Repository {
             .filter_map(|(id, short)| Some(((*id)?, short.as_ref()?.0, short.as_ref()?.1)))
             .collect();
         short.sort();
-        if !cut_whole {
-            return self.drop_lost(&missing);
-        }
         for (id, size, end) in short.iter().take(SHORT_PACKS_NAMED) {
             tracing::warn!(
                 "{} is {size} bytes, but the index places blobs in it up to byte {end}: \
@@ -170,22 +170,9 @@ impl Repository {
                 short.len() - SHORT_PACKS_NAMED
             );
         }
-        let mut index = self.catalog.write();
-        let missing: HashSet<u32> = index
-            .listed_packs()
-            .into_iter()
-            .filter(|n| missing.contains_key(&index.pack_id(*n)))
-            .collect();
-        if missing.is_empty() {
-            return Ok(MissingPacks::default());
-        }
-        let (lost, blobs) = index.retain_packs(|n| !missing.contains(&n))?;
-        drop(index);
-        self.catalog.mark_lost(lost);
-        Ok(MissingPacks {
-            packs: missing.len(),
-            blobs,
-        })
+        // Nothing new is built on a pack cut short: it counts as gone.
+        let whole: PacksMissing = missing.into_keys().map(|id| (id, None)).collect();
+        self.drop_lost(&whole)
     }
 
     /// Drop the entries of what `missing` lost: every blob of a pack
@@ -205,11 +192,16 @@ impl Repository {
                 None => {}
             }
         }
+        if gone.is_empty() && cuts.is_empty() {
+            return Ok(MissingPacks::default());
+        }
         let (mut lost, mut blobs) = index.retain_packs(|n| !gone.contains(&n))?;
-        let (cut_lost, cut_blobs) = index.cut_packs(&cuts)?;
+        if !cuts.is_empty() {
+            let (cut_lost, cut_blobs) = index.cut_packs(&cuts)?;
+            lost.extend(cut_lost);
+            blobs += cut_blobs;
+        }
         drop(index);
-        lost.extend(cut_lost);
-        blobs += cut_blobs;
         self.catalog.mark_lost(lost);
         Ok(MissingPacks {
             packs: gone.len() + cuts.len(),
