@@ -4,7 +4,9 @@
 //! stored, from the same folder, and the exclude plugin must know the
 //! log file that `--log` names by the path the walk reaches it by.
 //! (Since 0.1.14.) And whether a folder is on a file system of the
-//! kernel's state, not of files ([`kernel_view`], since 0.1.16).
+//! kernel's state, not of files ([`kernel_view`], since 0.1.16). And
+//! how to read a file or folder without leaving a trace in its access
+//! time ([`open_unseen`], since 0.1.19).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -38,6 +40,26 @@ pub fn absolute(cwd: &Path, path: &Path) -> PathBuf {
 pub fn names_folder(path: &OsStr) -> bool {
     let bytes = path.as_bytes();
     bytes.len() > 1 && (bytes.ends_with(b"/") || bytes.ends_with(b"/."))
+}
+
+/// Open `path` with `flags` and `O_NOATIME` where the kernel allows it
+/// (the caller owns the file, or is root): reading it then leaves its
+/// access time as it was. A backup reads every file it stores, and
+/// without this each read would stamp the file (under `relatime`, once a
+/// day or after a change) as though its user had opened it, which misleads
+/// those who find unused files, mail readers that compare access with
+/// modification times, and the next backup's record of the atime. Where
+/// the kernel refuses `O_NOATIME` (`EPERM`: another user's file, readable
+/// to the caller) the file is opened without it. (Since 0.1.19.)
+pub fn open_unseen(
+    path: &Path,
+    flags: rustix::fs::OFlags,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    match rustix::fs::open(path, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(rustix::io::Errno::PERM) => Ok(rustix::fs::open(path, flags, Mode::empty())?),
+        other => Ok(other?),
+    }
 }
 
 /// The kind of file system of the open folder `fd`, if it is one whose

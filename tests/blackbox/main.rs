@@ -43,3 +43,4 @@ mod setting_values;
 mod settings;
 mod sparse;
 mod storage_faults;
+mod traces;

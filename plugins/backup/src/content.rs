@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use plugin_api::checksum::{ChecksumKind, FileHasher};
+use plugin_api::live_paths::open_unseen;
 use plugin_api::payloads::{
     SplitRequest, StoreChunkRequest, BACKUP_CHUNK_BOUNDARIES, BACKUP_STORE_CHUNK,
 };
@@ -200,7 +201,8 @@ fn replaced(meta: &Metadata, walked: &Walked) -> Option<ContentError> {
 /// file's place between the walk and this open. `O_NONBLOCK` keeps a FIFO
 /// (or a device) from blocking the open, which would stall the backup
 /// for good; `O_NOFOLLOW` keeps a symlink from being followed to a file its
-/// maker could not read. The `fstat` of what was opened then checks it is a
+/// maker could not read. It is read without touching its access time
+/// where the kernel allows ([`open_unseen`]). The `fstat` of what was opened then checks it is a
 /// regular file, the same one (device and inode) the walk saw, unchanged;
 /// it is returned with the file.
 ///
@@ -210,9 +212,9 @@ fn replaced(meta: &Metadata, walked: &Walked) -> Option<ContentError> {
 /// Clearing it at once cost two `fcntl` calls per file, a tenth of the
 /// system calls of a backup of many small files.
 fn open(path: &Path, walked: &Walked) -> Result<(File, Metadata), ContentError> {
-    use rustix::fs::{Mode, OFlags};
+    use rustix::fs::OFlags;
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let file = match rustix::fs::open(path, flags, Mode::empty()) {
+    let file = match open_unseen(path, flags) {
         Ok(fd) => File::from(fd),
         Err(e) => {
             // A symlink fails with ELOOP, a socket with ENXIO: say what
@@ -220,7 +222,7 @@ fn open(path: &Path, walked: &Walked) -> Result<(File, Metadata), ContentError> 
             return Err(std::fs::symlink_metadata(path)
                 .ok()
                 .and_then(|now| replaced(&now, walked))
-                .unwrap_or_else(|| io(e.into())));
+                .unwrap_or_else(|| io(e)));
         }
     };
     let meta = file.metadata().map_err(io)?;

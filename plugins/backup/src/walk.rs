@@ -37,12 +37,13 @@ use plugin_api::{Context, Hook, Result};
 /// (`/proc/kmsg`, a tracing pipe) or yields hundreds of GiB
 /// (`/proc/PID/pagemap`), and none of it can be restored.
 pub fn children(dir: &Path, seen: (u64, u64)) -> std::io::Result<Listing> {
-    use rustix::fs::{AtFlags, Dir, Mode, OFlags};
+    use rustix::fs::{AtFlags, Dir, OFlags};
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = match rustix::fs::open(dir, flags, Mode::empty()) {
+    // Listing a folder stamps its access time; `open_unseen` spares it.
+    let fd = match plugin_api::live_paths::open_unseen(dir, flags) {
         Ok(fd) => fd,
         // A symlink fails with ELOOP or ENOTDIR: say what is there now.
-        Err(e) => return Err(replaced(dir).unwrap_or_else(|| e.into())),
+        Err(e) => return Err(replaced(dir).unwrap_or_else(|| e)),
     };
     let opened = rustix::fs::fstat(&fd)?;
     if (opened.st_dev as u64, opened.st_ino as u64) != seen {

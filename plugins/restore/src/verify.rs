@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, Metadata};
 use std::io::Read;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -85,21 +85,21 @@ fn check_file<'r>(
     seen: &fs::Metadata,
     recorded: &'r [u8],
 ) -> std::io::Result<ContentCheck<'r>> {
-    use rustix::fs::SeekFrom;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let mut file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)?;
+    use rustix::fs::{OFlags, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
+    // Read as the backup reads: its access time left as it was.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let mut file = fs::File::from(plugin_api::live_paths::open_unseen(path, flags)?);
     let opened = file.metadata()?;
     if !opened.is_file() || (opened.dev(), opened.ino()) != (seen.dev(), seen.ino()) {
         return Err(std::io::Error::other(
             "it was replaced while it was being read",
         ));
     }
-    // Reads block again (a network or FUSE file system may heed the flag).
-    rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty())?;
+    // Reads block again (a network or FUSE file system may heed the flag);
+    // `O_NOATIME` stays, which `F_SETFL` would clear with the rest.
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
     let size = opened.len();
     let mut check = ContentCheck::new(recorded);
     let mut buf = vec![0u8; 1 << 20];
@@ -144,6 +144,24 @@ fn check_file<'r>(
 
 /// The metadata differences between a recorded entry and a live object of
 /// the same kind, in words (`mode 100644 -> 100600`: backup, then disk).
+/// The names in the live folder `dir` (not `.` and `..`), listed as the
+/// backup lists them: without following a link put in its place, and
+/// without stamping its access time. An error partway fails the whole
+/// listing: a folder not listed to its end may hold anything.
+fn names_in(dir: &Path) -> std::io::Result<Vec<Vec<u8>>> {
+    use rustix::fs::OFlags;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut list = rustix::fs::Dir::new(live_paths::open_unseen(dir, flags)?)?;
+    let mut names = Vec::new();
+    while let Some(entry) = list.read() {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
 pub fn metadata_differences(e: &Entry, m: &Metadata) -> Vec<String> {
     let mut what = Vec::new();
     if e.mode != m.mode() {
@@ -479,21 +497,11 @@ impl Verifier<'_, '_> {
             let kernel_view = live_paths::kernel_view_of(names::as_path(&dir));
             let listing = match kernel_view {
                 Some(_) => Ok(None),
-                None => fs::read_dir(names::as_path(&dir)).map(Some),
+                None => names_in(names::as_path(&dir)).map(Some),
             };
             match listing {
                 Ok(None) => {}
-                Ok(Some(listing)) => {
-                    for d in listing {
-                        match d {
-                            Ok(d) => added.push(d.file_name().into_vec()),
-                            Err(err) => {
-                                self.cannot(&dir, &format!("cannot be listed: {err}"));
-                                break;
-                            }
-                        }
-                    }
-                }
+                Ok(Some(names)) => added = names,
                 Err(err) => self.cannot(&dir, &format!("cannot be listed: {err}")),
             }
             added.retain(|n| !recorded.contains_key(n));
