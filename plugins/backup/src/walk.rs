@@ -43,7 +43,7 @@ pub fn children(dir: &Path, seen: (u64, u64)) -> std::io::Result<Listing> {
     let fd = match plugin_api::live_paths::open_unseen(dir, flags) {
         Ok(fd) => fd,
         // A symlink fails with ELOOP or ENOTDIR: say what is there now.
-        Err(e) => return Err(replaced(dir).unwrap_or_else(|| e)),
+        Err(e) => return Err(replaced(dir).unwrap_or(e)),
     };
     let opened = rustix::fs::fstat(&fd)?;
     if (opened.st_dev as u64, opened.st_ino as u64) != seen {
