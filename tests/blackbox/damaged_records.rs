@@ -132,8 +132,9 @@ fn a_generation_record_under_another_id_is_damage() {
     w.obnam(&["fsck"]).fails().no_rust_panic();
 }
 
-/// A damaged client record: the client is left out of `clients` and
-/// fsck reports it, until the client's next backup writes it again.
+/// A damaged client record: the client is taken from its generations,
+/// with a warning, and fsck reports the record, until the client's next
+/// backup writes it again.
 #[test]
 fn a_damaged_client_record_is_written_again_by_its_next_backup() {
     let w = BackupWorld::new("c");
@@ -143,8 +144,15 @@ fn a_damaged_client_record_is_written_again_by_its_next_backup() {
     assert_eq!(clients.len(), 1);
     damage(&clients[0]);
     let run = w.obnam(&["clients"]).ok().no_rust_panic();
-    assert_eq!(run.stdout.trim(), "");
-    assert!(run.stderr.contains("damaged record"), "{run:#?}");
+    assert_eq!(run.stdout.trim(), "c");
+    assert!(
+        run.stderr.contains("damaged record")
+            && run.stderr.contains("client 'c' has generations")
+            && run
+                .stderr
+                .contains(") is damaged: the client is taken from its generations"),
+        "{run:#?}"
+    );
     w.obnam(&["fsck"]).fails().no_rust_panic();
     let run = w.backup(&[]).ok().no_rust_panic();
     assert!(run.stderr.contains("written again"), "{run:#?}");
@@ -249,28 +257,33 @@ fn a_damaged_record_of_an_encrypted_repository_is_left_out_and_forgotten() {
     obnam(&["fsck"]).ok().no_rust_panic();
 }
 
-/// A client whose record is gone, but whose generations are there, is a
-/// problem fsck names: it left the client out of its walk and said "0
-/// problems", exit 0, however damaged that client's data. Its next backup
-/// makes the record again.
+/// A client whose record is gone, but whose generations are there, is
+/// still a client: `clients` lists it, `forget --all-clients` forgets by
+/// its rules, fsck checks it and names the lost record (it left the client
+/// out of its walk and said "0 problems", exit 0; `clients` and `forget
+/// --all-clients` left it out, so that its generations were kept for
+/// ever), and `remove-client` removes it. Its next backup makes the record
+/// again.
 #[test]
-fn generations_of_a_client_without_a_record_are_a_problem_fsck_names() {
+fn a_client_whose_record_is_lost_is_still_a_client() {
     let w = BackupWorld::new("alice");
-    w.file("a", b"alice's");
-    w.backup(&[]).ok();
-    let as_bob = |args: &[&str]| {
+    let as_client = |name: &str, args: &[&str]| {
         obnam_test_support::run(
             w.env
                 .obnam()
                 .arg("--repository")
                 .arg(&w.repo)
-                .args(["--client-name", "bob"])
+                .args(["--client-name", name])
                 .args(args),
         )
     };
-    as_bob(&["backup", w.data.to_str().unwrap()]).ok();
-    // Remove one of the two client records (their names are tokens),
-    // and see whose it was.
+    let data = w.data.to_str().unwrap();
+    for round in 0..2 {
+        w.file("a", format!("round {round}").as_bytes());
+        as_client("alice", &["backup", data]).ok();
+        as_client("bob", &["backup", data]).ok();
+    }
+    // Remove one of the two client records (their names are tokens).
     let mut ids: Vec<String> = fs::read_dir(w.repo.join("clients"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -279,28 +292,50 @@ fn generations_of_a_client_without_a_record_are_a_problem_fsck_names() {
     assert_eq!(ids.len(), 2);
     let id = ids[0].clone();
     fs::remove_file(w.repo.join("clients").join(&id)).unwrap();
-    let gone = match as_bob(&["clients"]).ok().stdout.contains("bob") {
+    let run = as_client("alice", &["clients"]).ok().no_rust_panic();
+    assert_eq!(run.stdout, "alice\nbob\n", "{run:#?}");
+    let warned = |name: &str| {
+        format!(
+            "client '{name}' has generations (generations/{id}/) but its client record \
+             (clients/{id}) is missing: the client is taken from its generations"
+        )
+    };
+    let gone = match run.stderr.contains(&warned("alice")) {
         true => "alice",
         false => "bob",
     };
+    assert!(run.stderr.contains(&warned(gone)), "{run:#?}");
     let run = w.obnam(&["fsck"]).fails().no_rust_panic();
+    let problem = format!(
+        "client '{gone}' has 2 generations (generations/{id}/) but no client record \
+         (clients/{id} is missing)"
+    );
     assert!(
-        run.stdout.contains(&format!(
-            "client '{gone}' has 1 generation (generations/{id}/) but no client record \
-             (clients/{id} is missing)"
-        )) || run.stderr.contains(&format!(
-            "client '{gone}' has 1 generation (generations/{id}/) but no client record \
-             (clients/{id} is missing)"
-        )),
+        run.stdout.contains(&problem) || run.stderr.contains(&problem),
         "{run:#?}"
     );
+    assert!(
+        run.stdout.contains("2 clients") || run.stdout.contains("4 generations"),
+        "fsck walks both clients: {run:#?}"
+    );
+    // Retention reaches it.
+    as_client("alice", &["forget", "--all-clients", "--keep", "1"]).ok();
+    for name in ["alice", "bob"] {
+        let ids = as_client(name, &["genids"]).ok().stdout;
+        assert_eq!(ids.lines().count(), 1, "{name}: {ids}");
+    }
     // Its next backup makes the record again; fsck is clean.
-    obnam_test_support::run(w.env.obnam().arg("--repository").arg(&w.repo).args([
-        "--client-name",
-        gone,
-        "backup",
-        w.data.to_str().unwrap(),
-    ]))
-    .ok();
+    as_client(gone, &["backup", data]).ok();
+    assert!(w.repo.join("clients").join(&id).exists());
+    w.obnam(&["fsck"]).ok();
+    // Lost again, it is removed by name, and only the other is left.
+    fs::remove_file(w.repo.join("clients").join(&id)).unwrap();
+    as_client(gone, &["remove-client", gone])
+        .ok()
+        .no_rust_panic();
+    let other = if gone == "alice" { "bob" } else { "alice" };
+    let run = as_client(other, &["clients"]).ok();
+    assert_eq!(run.stdout, format!("{other}\n"), "{run:#?}");
+    assert!(run.stderr.is_empty(), "{run:#?}");
     w.obnam(&["fsck"]).ok();
 }

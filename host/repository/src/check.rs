@@ -340,11 +340,12 @@ impl Repository {
     }
 
     /// Generations of clients that have no client record (lost, or
-    /// removed by hand): every walk over the clients (`clients`, fsck's
-    /// check of every generation, `forget --all-clients`) leaves them
-    /// out, so they are named as problems, by the client's name where one
-    /// of its generation records gives it. `remove-client` removes the
-    /// record last, so it leaves none of these behind.
+    /// removed by hand): named as problems, by the client's name where one
+    /// of its generation records gives it (every walk over the clients
+    /// then takes the client from them: see `Repository::clients`), and
+    /// where none does, as a folder none of whose records can be read,
+    /// which nothing else reaches. `remove-client` removes the record
+    /// last, so it leaves none of these behind.
     fn clients_without_records(&self) -> RepoResult<Vec<String>> {
         let known: HashSet<String> = self.storage().list("clients/")?.into_iter().collect();
         let mut orphans: BTreeMap<String, usize> = BTreeMap::new();
@@ -371,8 +372,8 @@ impl Repository {
             problems.push(match name {
                 Some(name) => format!(
                     "client '{}' has {count} generation{s} (generations/{id}/) but no client \
-                     record (clients/{id} is missing): fsck does not check them and 'obnam \
-                     clients' does not list the client; its next backup makes the record again",
+                     record (clients/{id} is missing): the client is taken from its \
+                     generations; its next backup writes the record again",
                     crate::error::shown(&name)
                 ),
                 None => format!(

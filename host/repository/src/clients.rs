@@ -4,6 +4,8 @@
 //! [`Repository`] [`Repository::client_id`], [`Repository::clients`] and
 //! [`Repository::add_client`].
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::codec::Read;
@@ -39,17 +41,57 @@ impl Repository {
         hex::encode(&token.0[..16])
     }
 
-    /// The names of all clients.
+    /// The names of all clients: those of the client records, and those
+    /// of clients whose generations are there but whose record is not
+    /// (lost: a careless `rm`, a sync tool) or is damaged, named by one of
+    /// their generation records, with a warning. Without the second kind,
+    /// `obnam clients` left such a client out, and `forget --all-clients`
+    /// never forgot any of its generations.
     pub fn clients(&self) -> RepoResult<Vec<String>> {
         // Many at once, and on a remote store only those this machine has
         // not cached ([`crate::record_cache`]). One removed since the
         // listing is skipped.
-        let mut names: Vec<String> = self
-            .read_listed_records::<ClientRecord>("clients/", false, &|_| true)?
-            .into_iter()
-            .map(|(_, record)| record.name)
+        let records = self.read_listed_records::<ClientRecord>("clients/", false, &|_| true)?;
+        let with_records: HashSet<String> = records
+            .iter()
+            .filter_map(|(key, _)| key.strip_prefix("clients/").map(str::to_string))
             .collect();
+        let mut names: Vec<String> = records.into_iter().map(|(_, r)| r.name).collect();
+        names.extend(self.clients_named_by_generations(&with_records)?);
         names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// The names of the clients that have generation records but no
+    /// client record (`with_records` holds the ids of those that have
+    /// one), each read from one of its generation records. One listing of
+    /// `generations/`'s folders; a folder is read only for a client
+    /// without a record (on a local store, the empty folder a removed
+    /// client leaves is one). A client none of whose generation records
+    /// can be read cannot be named: `fsck` reports it.
+    fn clients_named_by_generations(
+        &self,
+        with_records: &HashSet<String>,
+    ) -> RepoResult<Vec<String>> {
+        let mut names = Vec::new();
+        for id in self.storage.list_folders("generations/")? {
+            if !crate::damaged_records::is_client_id(&id) || with_records.contains(&id) {
+                continue;
+            }
+            // Damaged records among them are noted and left out, as
+            // everywhere; the first whole one names the client.
+            let folder = format!("generations/{id}/");
+            let Some((_, gen)) = self
+                .read_listed_records::<crate::generation::Generation>(&folder, false, &|_| true)?
+                .into_iter()
+                .next()
+            else {
+                continue;
+            };
+            self.damaged.client_without_record(&id, &gen.client);
+            names.push(gen.client);
+        }
         Ok(names)
     }
 
@@ -107,18 +149,20 @@ impl Repository {
     /// caller holds the client's lock. Returns how many generations went.
     pub fn remove_client(&self, name: &str) -> RepoResult<u64> {
         let key = format!("clients/{}", self.client_id(name));
-        if !self.storage.exists(&key)? {
+        let generations = self.generations(name)?;
+        let damaged = self.damaged_generations(name)?;
+        // A client whose record is lost, with generations, is a client
+        // (see `clients`), and is removed.
+        if generations.is_empty() && damaged.is_empty() && !self.storage.exists(&key)? {
             return Err(RepoError::Usage(format!(
                 "there is no client '{}'",
                 crate::error::shown(name)
             )));
         }
-        let generations = self.generations(name)?;
         for gen in &generations {
             self.remove_generation(name, &gen.id)?;
         }
         // Its damaged generation records go with it.
-        let damaged = self.damaged_generations(name)?;
         for (id, _) in &damaged {
             self.remove_generation(name, id)?;
         }

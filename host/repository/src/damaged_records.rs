@@ -97,6 +97,28 @@ impl DamagedRecords {
         }
     }
 
+    /// Warn, once, that the client `name` (of id `id`) has generations but
+    /// no client record that can be read (missing, or damaged and warned
+    /// of already).
+    pub(crate) fn client_without_record(&self, id: &str, name: &str) {
+        let key = format!("clients/{id}");
+        let damaged = self
+            .damaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&key);
+        let mut strays = self.strays.lock().unwrap_or_else(|e| e.into_inner());
+        if strays.insert(key.clone()) {
+            let what = if damaged { "is damaged" } else { "is missing" };
+            tracing::warn!(
+                "client '{}' has generations (generations/{id}/) but its client record \
+                 ({key}) {what}: the client is taken from its generations; its next backup \
+                 writes the record again",
+                crate::error::shown(name)
+            );
+        }
+    }
+
     /// The damaged records noted under `prefix`, by key, with their
     /// problems.
     pub(crate) fn under(&self, prefix: &str) -> Vec<(String, String)> {

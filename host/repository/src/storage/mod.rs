@@ -495,6 +495,29 @@ impl Storage {
         self.list_files(folder, false)
     }
 
+    /// The names of the folders directly in `folder` (which ends in `/`),
+    /// without their trailing `/`, sorted: one listing, as
+    /// [`list`](Self::list) makes (on an object store, the common prefixes
+    /// of a delimited listing).
+    pub fn list_folders(&self, folder: &str) -> Result<Vec<String>, StorageError> {
+        self.faults.run(Op::List, folder, || {
+            let entries = self.run(|op| async move { op.list_with(folder).await });
+            let entries = match entries {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(self.fail("list", folder, e)),
+            };
+            let mut names: Vec<String> = entries
+                .into_iter()
+                .filter(|e| e.metadata().is_dir())
+                .map(|e| e.name().trim_end_matches('/').to_string())
+                .filter(|name| !name.is_empty())
+                .collect();
+            names.sort();
+            Ok(names)
+        })
+    }
+
     /// What one listing of `folder` (which ends in `/`) shows directly in
     /// it: the names of its objects, as [`list`](Self::list) gives them,
     /// and, apart, of what is there under a name but cannot be an object
