@@ -163,6 +163,9 @@ pub trait GenerationReaderService: Send + Sync {
     /// `RNone` if the path is no directory, `RSome(RNone)` for an empty
     /// directory stored without a tree.
     fn subtree_id(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<ROption<ChunkId>>>;
+    // Added in 0.1.19.
+    /// The boundary form of [`GenerationReader::racy_from`](crate::GenerationReader::racy_from).
+    fn racy_from(&self) -> i64;
 }
 
 /// What [`Repository::forget_missing_packs`](crate::Repository::forget_missing_packs) found.
@@ -227,6 +230,11 @@ pub trait GenerationBuilderService: Send + Sync {
     // Added in 0.1.17.
     /// The boundary form of [`GenerationBuilder::take_left_out`](crate::GenerationBuilder::take_left_out).
     fn take_left_out(&self) -> AbiResult<RVec<RawLeftOut>>;
+    // Added in 0.1.19.
+    /// The boundary form of [`GenerationBuilder::previous_racy_from`](crate::GenerationBuilder::previous_racy_from).
+    fn previous_racy_from(&self) -> ROption<i64>;
+    /// The boundary form of [`GenerationBuilder::carried_unread`](crate::GenerationBuilder::carried_unread).
+    fn carried_unread(&self);
 }
 
 /// The boundary form of [`LeftOut`](crate::LeftOut).

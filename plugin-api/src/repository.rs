@@ -693,6 +693,19 @@ impl GenerationReader {
             .into_option()
             .map(|id| TreeId(id.into_option())))
     }
+
+    /// The time (ns since the epoch) from which an entry of this
+    /// generation may have been recorded while its file was being
+    /// changed, unseen: the start of the earliest run whose entries the
+    /// generation holds, which is its own start unless it holds entries of
+    /// an earlier generation unchecked (a checkpoint, for what its run had
+    /// not reached; a folder a run could not list, kept as it was). A
+    /// file whose modification or change time is not before this may have
+    /// changed after it was read within the same tick of the file
+    /// system's clock, and is read again by the next backup. Since 0.1.19.
+    pub fn racy_from(&self) -> i64 {
+        self.inner.racy_from()
+    }
 }
 
 /// What a directory holds, as an id: equal ids mean equal subtrees (see
@@ -813,6 +826,22 @@ impl GenerationBuilder {
                 first_left_out: raw.first_left_out.into_vec(),
             })
             .collect())
+    }
+
+    /// [`GenerationReader::racy_from`] of the generation this one starts
+    /// from. Since 0.1.19.
+    pub fn previous_racy_from(&self) -> Option<i64> {
+        self.inner.previous_racy_from().into_option()
+    }
+
+    /// Note that this run keeps entries of the previous generation that it
+    /// did not check (a folder it could not list, [`put`](Self::put) as
+    /// the previous generation had it): the generation then records the
+    /// previous generation's [`GenerationReader::racy_from`] as its own,
+    /// so that the next run judges those entries as this one would have.
+    /// (A checkpoint does so anyway.) Since 0.1.19.
+    pub fn carried_unread(&self) {
+        self.inner.carried_unread()
     }
 
     /// Keep entries of the directory `dir` exactly as the generation this

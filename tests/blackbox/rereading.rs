@@ -355,3 +355,56 @@ fn a_backup_resumed_from_a_checkpoint_reads_a_replaced_file_again() {
     assert_holds(&restored.join("a"), &new, "the replacing file");
     assert_holds(&restored.join("c"), &noise(400_000, 6), "c");
 }
+
+/// A file the first backup recorded while it may have been changing (its
+/// times not older than that run's start: here, a run that says it
+/// started in 2020), which the next run carried forward unchecked, is
+/// still read again by the run after, and a change that left its times
+/// as they were is found: the carrying run's later start must not make
+/// it look settled. It was trusted for good (found by an outside review,
+/// on a file system of whole seconds: a write in the second of the read,
+/// then a run killed after a checkpoint, kept the first content in every
+/// later generation, exit 0). `--ignore-ctime` stands for the tick of a
+/// coarse clock: the change time, which the rewrite sets, is not looked at.
+#[test]
+fn a_file_carried_forward_unchecked_is_judged_by_the_run_that_read_it() {
+    // Carried by a run that fails the file (kept as it was), and by a
+    // checkpoint of a run stopped before it reached the file.
+    for carrier in ["kept after an error", "checkpoint"] {
+        let w = BackupWorld::new("testclient");
+        let old = noise(50_000, 1);
+        let y = w.file("y", &old);
+        backup(&w, &["--testing-generation-time", "2020-01-01T00:00:00Z"]);
+        match carrier {
+            "kept after an error" => {
+                let run = w.backup(&["--testing-fail-matching", "/y$"]);
+                assert_eq!(run.code, 1, "{run:#?}");
+            }
+            _ => {
+                // One worker: the checkpoint that `b` makes due comes
+                // before the walk reaches `y`, and `z` stops the run.
+                w.file("b", &noise(400_000, 5));
+                w.file("z", b"the reading of this one panics");
+                let run = w.backup(&[
+                    "--backup-threads",
+                    "1",
+                    "--checkpoint",
+                    "200KiB",
+                    "--testing-panic-matching",
+                    "/z$",
+                ]);
+                assert_eq!(run.code, 1, "{run:#?}");
+                let listed = w.obnam(&["generations"]).ok().stdout;
+                assert!(listed.trim_end().ends_with("(checkpoint)"), "{listed}");
+            }
+        }
+        let new = noise(50_000, 2);
+        rewrite_in_place_keeping_mtime(&y, &new);
+        backup(&w, &["--ignore-ctime"]);
+        assert_holds(
+            &restore(&w, "latest").join("y"),
+            &new,
+            &format!("the file carried forward ({carrier})"),
+        );
+    }
+}

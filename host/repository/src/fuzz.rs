@@ -107,6 +107,7 @@ fn valid_generation() -> Vec<u8> {
         machine: "0123456789abcdef0123456789abcdef".into(),
         host: "h".into(),
         uid: Some(7),
+        racy_from: Some(0),
     })
     .unwrap()
 }

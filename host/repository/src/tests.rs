@@ -1031,6 +1031,45 @@ fn checkpoints_are_generations_until_removed() {
     );
 }
 
+/// A generation that holds entries of the previous one unchecked (a
+/// checkpoint, for what its run had not reached; a run that kept what it
+/// could not read) records the previous one's `racy_from`, through any
+/// number of such generations; one that checked everything records none,
+/// and its own start counts.
+#[test]
+fn generations_holding_older_entries_unchecked_carry_their_racy_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    let run = |carry: bool, checkpoint: bool| {
+        std::thread::sleep(Duration::from_millis(2));
+        let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+        b.put(b"/f", file(1)).unwrap();
+        if carry {
+            b.carried_unread();
+        }
+        b.commit(checkpoint).unwrap()
+    };
+    let first = run(false, false);
+    assert_eq!(first.racy_from, None);
+    assert_eq!(first.racy_from(), first.started);
+    let checkpoint = run(false, true);
+    assert_eq!(checkpoint.racy_from, Some(first.started));
+    let kept = run(true, false);
+    assert_eq!(
+        kept.racy_from,
+        Some(first.started),
+        "through the checkpoint"
+    );
+    let clean = run(false, false);
+    assert_eq!(clean.racy_from, None);
+    assert!(clean.racy_from() > first.started);
+    // As read back from the repository.
+    let listed = repo.generations("c").unwrap();
+    let racy: Vec<i64> = listed.iter().map(|g| g.racy_from()).collect();
+    let starts: Vec<i64> = listed.iter().map(|g| g.started).collect();
+    assert_eq!(racy, vec![starts[0], starts[0], starts[0], starts[3]]);
+}
+
 #[test]
 fn a_held_lock_is_an_object_until_released() {
     let dir = tempfile::tempdir().unwrap();

@@ -405,6 +405,11 @@ impl GenerationReaderService for ReaderService {
     fn subtree_id(&self, path: RSlice<'_, u8>) -> AbiResult<ROption<ROption<abi::ChunkId>>> {
         self.shield.call(|| self.reader.subtree_id(path.as_slice()))
     }
+
+    fn racy_from(&self) -> i64 {
+        self.shield
+            .no_panic(|| self.reader.generation().racy_from())
+    }
 }
 
 struct BuilderService {
@@ -483,5 +488,18 @@ impl GenerationBuilderService for BuilderService {
                 })
                 .collect())
         })
+    }
+
+    fn previous_racy_from(&self) -> ROption<i64> {
+        self.shield.no_panic(|| {
+            self.builder
+                .previous_generation()
+                .map(|g| g.racy_from())
+                .into()
+        })
+    }
+
+    fn carried_unread(&self) {
+        self.shield.no_panic(|| self.builder.carried_unread())
     }
 }

@@ -285,6 +285,13 @@ fn real<'c>(
         return Err(e);
     }
     drop_old_roots(&builder, Path::new("/"), &settings.roots)?;
+    // What failed now and was kept as the previous generation had it was
+    // not checked: the next run judges it as this one would have (a file
+    // changed unseen just after the run that read it looked unchanged
+    // for good, judged against this run's later start).
+    if stats.kept.load(Ordering::Relaxed) > 0 {
+        builder.carried_unread();
+    }
     let gen = builder.commit(false)?;
     report_left_out(&builder, stats)?;
     let healed = shared.healed.load(Ordering::Relaxed);
@@ -745,9 +752,12 @@ impl<'a, 'c> Walker<'a, 'c> {
         progress: Progress<'a, 'c>,
         sink: Sink<'a>,
     ) -> Result<Self> {
+        // The start of the earliest run whose entries the previous
+        // generation holds: its own, unless it holds older ones unchecked
+        // (a checkpoint, a folder kept after an error).
         let previous_start = match &sink {
-            Sink::Build { shared, .. } => shared.builder.previous_info().map(|g| g.started_ns),
-            Sink::Pretend(reader) => reader.map(|r| r.info().started_ns),
+            Sink::Build { shared, .. } => shared.builder.previous_racy_from(),
+            Sink::Pretend(reader) => reader.map(|r| r.racy_from()),
         };
         Ok(Walker {
             ctx,

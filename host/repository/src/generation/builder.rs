@@ -574,6 +574,9 @@ pub struct GenerationBuilder {
     previous: Option<GenerationReader>,
     /// Reads the previous generation's trees ahead of the walk.
     prefetch: Option<TreePrefetcher>,
+    /// Whether the run kept entries of the previous generation that it
+    /// did not check (see [`carried_unread`](Self::carried_unread)).
+    carried_unread: std::sync::atomic::AtomicBool,
     state: Mutex<BuilderState>,
 }
 
@@ -668,6 +671,7 @@ impl GenerationBuilder {
             started,
             previous,
             prefetch,
+            carried_unread: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(BuilderState {
                 root,
                 listed: None,
@@ -682,6 +686,30 @@ impl GenerationBuilder {
     /// The generation this one starts from.
     pub fn previous_generation(&self) -> Option<&Generation> {
         self.previous.as_ref().map(|r| r.generation())
+    }
+
+    /// Note that the run keeps entries of the previous generation that it
+    /// did not check (a folder it could not list, kept as it was): the
+    /// generation then records the previous generation's
+    /// [`racy_from`](Generation::racy_from) as its own, so that the next
+    /// run judges those entries as this one would have. A checkpoint
+    /// records it anyway (it holds the previous generation's entries for
+    /// all that its run had not reached).
+    pub fn carried_unread(&self) {
+        self.carried_unread
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What this generation records as its `racy_from`: the previous
+    /// generation's, where it holds entries of that one unchecked and
+    /// that is earlier than this run's start.
+    fn racy_from(&self, checkpoint: bool) -> Option<i64> {
+        let carried = checkpoint
+            || self
+                .carried_unread
+                .load(std::sync::atomic::Ordering::Relaxed);
+        let previous = self.previous_generation()?.racy_from();
+        (carried && previous < self.started).then_some(previous)
     }
 
     /// The entry at `path` in the previous generation.
@@ -864,6 +892,7 @@ impl GenerationBuilder {
             machine: self.repo.machine.clone(),
             host: crate::lock::host_name(),
             uid: Some(rustix::process::geteuid().as_raw()),
+            racy_from: self.racy_from(checkpoint),
         };
         // A run whose lock was broken meanwhile commits nothing: a prune
         // that took it for gone may have deleted what it refers to.

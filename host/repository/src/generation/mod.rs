@@ -73,6 +73,26 @@ pub struct Generation {
     /// name, by default) share one history, as two machines would.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
+    /// The start of the earliest run whose entries this generation holds
+    /// unchecked, where that is before `started`: a checkpoint holds the
+    /// previous generation's entries for what its run had not reached,
+    /// and a run that could not list a folder keeps the previous
+    /// generation's subtree of it. A file changed in the same tick of the
+    /// file system's clock as a run read it looks unchanged to the next
+    /// run unless its times are judged against the start of the run that
+    /// read it ([`racy_from`](Self::racy_from)); judged against a later
+    /// start, such a file was trusted for good. `None`: `started`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub racy_from: Option<i64>,
+}
+
+impl Generation {
+    /// The time from which a file's entry in this generation may have
+    /// been recorded while the file was being changed: the start of the
+    /// earliest run whose entries it holds (see the field `racy_from`).
+    pub fn racy_from(&self) -> i64 {
+        self.racy_from.map_or(self.started, |r| r.min(self.started))
+    }
 }
 
 impl crate::damaged_records::Record for Generation {
