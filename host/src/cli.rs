@@ -147,13 +147,17 @@ pub enum HelpLayout {
 
 /// Build the command line from the registry.
 ///
-/// Every setting is a global option, accepted before or after any
-/// subcommand, and parsed the same wherever it is given. With
-/// [`HelpLayout::Scoped`] a setting that names its subcommands is hidden
-/// from the top-level help, and each of its subcommands gets a visible copy
-/// of the option (same id, so clap's value propagation treats the two as
-/// one; clap does not push a global option into a subcommand that has one
-/// of that id). The other subcommands inherit the hidden global one.
+/// Every setting is accepted before or after any subcommand, and parsed
+/// the same wherever it is given. The root command and every subcommand
+/// each declare the option themselves (none is a clap "global" option):
+/// clap merges a global option's occurrences on both sides of the
+/// subcommand into the later side's, which lost the items of a list
+/// setting given before the subcommand (`--root A backup --root B` backed
+/// up B alone), and numbers the two sides' occurrences apart, which made
+/// `--no-pretend forget --pretend` not pretend. [`parse`] puts the two
+/// sides together itself. With [`HelpLayout::Scoped`] a setting that names
+/// its subcommands is hidden from the top-level help and from the other
+/// subcommands' help, and shown in its own subcommands'.
 pub fn build(registry: &Registry, layout: HelpLayout) -> Command {
     let after_help = match layout {
         HelpLayout::Scoped => {
@@ -168,6 +172,7 @@ pub fn build(registry: &Registry, layout: HelpLayout) -> Command {
     let scoped = |def: &SettingDef| layout != HelpLayout::Flat && !def.subcommands.is_empty();
     let offered =
         |def: &SettingDef| !completions || def.group != crate::host_settings::GROUP_DEVELOPMENT;
+    let elsewhere = layout != HelpLayout::Scoped;
     let mut cmd = Command::new("obnam")
         .version(version())
         // `obnam backup --version` too, as `-V`.
@@ -192,7 +197,7 @@ pub fn build(registry: &Registry, layout: HelpLayout) -> Command {
             continue;
         }
         cmd = cmd.args(
-            setting_args(def, completions, layout != HelpLayout::Scoped)
+            setting_args(def, completions, elsewhere)
                 .into_iter()
                 .map(|a| a.hide(hide)),
         );
@@ -219,18 +224,34 @@ pub fn build(registry: &Registry, layout: HelpLayout) -> Command {
             .about(sub.help.clone())
             .override_usage(usage)
             .arg(operands);
-        // The subcommand's own plugin's settings first: help lists groups
-        // in the order their first option was added.
+        // The subcommand's own plugin's settings first, then the other
+        // settings that name it, then those of every subcommand: help
+        // lists groups in the order their first option was added.
+        let mine = |def: &&SettingDef| def.subcommands.contains(&sub.name);
         let (own, others): (Vec<&SettingDef>, Vec<&SettingDef>) = registry
             .settings
             .iter()
-            .filter(|def| scoped(def) && offered(def) && def.subcommands.contains(&sub.name))
+            .filter(|def| scoped(def) && offered(def) && mine(def))
             .partition(|def| def.owner == sub.owner);
         for def in own.into_iter().chain(others) {
+            command = command.args(setting_args(def, completions, elsewhere));
+        }
+        command = command.args(meta_args());
+        for def in registry.settings.iter().filter(|def| offered(def)) {
+            if scoped(def) && mine(&def) {
+                continue;
+            }
+            // Another subcommand's setting is accepted here too (it
+            // may come from a config file or a wrapper's command line,
+            // for every subcommand), but not shown or completed.
+            let hide = scoped(def);
+            if hide && completions {
+                continue;
+            }
             command = command.args(
-                setting_args(def, completions, layout != HelpLayout::Scoped)
+                setting_args(def, completions, elsewhere)
                     .into_iter()
-                    .map(|a| a.global(false)),
+                    .map(|a| a.hide(hide)),
             );
         }
         cmd = cmd.subcommand(command);
@@ -251,7 +272,6 @@ fn meta_args() -> Vec<Arg> {
         Arg::new(name)
             .long(name)
             .action(ArgAction::SetTrue)
-            .global(true)
             .help(help)
             .help_heading(META_HEADING)
     };
@@ -261,7 +281,6 @@ fn meta_args() -> Vec<Arg> {
             .value_name(metavar)
             .action(ArgAction::Append)
             .value_parser(clap::value_parser!(PathBuf))
-            .global(true)
             .help(help)
             .help_heading(META_HEADING)
     };
@@ -315,8 +334,7 @@ fn setting_args(def: &SettingDef, completions: bool, elsewhere: bool) -> Vec<Arg
     let mut arg = Arg::new(def.name.clone())
         .long(def.name.clone())
         .help(help)
-        .help_heading(def.group.clone())
-        .global(true);
+        .help_heading(def.group.clone());
     if let Some(c) = def.short {
         arg = arg.short(c);
     }
@@ -331,7 +349,6 @@ fn setting_args(def: &SettingDef, completions: bool, elsewhere: bool) -> Vec<Arg
                 Arg::new(negated.clone())
                     .long(negated)
                     .action(ArgAction::SetTrue)
-                    .global(true)
                     .help(format!("opposite of --{}", def.name))
                     .help_heading(def.group.clone()),
             ]
@@ -384,6 +401,7 @@ pub fn parse(
     // does not do itself (`obnam help --help` would be an unknown
     // subcommand '--help').
     let mut built = cmd.clone();
+    option_taken_for_value(&cmd, &args).map_err(ParseStop::Error)?;
     let matches = match cmd.try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
@@ -431,29 +449,30 @@ pub fn parse(
             };
         }
     };
-    let mut inv = Invocation {
-        no_default_configs: matches.get_flag("no-default-configs"),
-        dump_config: matches.get_flag("dump-config"),
-        list_config_files: matches.get_flag("list-config-files"),
-        ..Invocation::default()
-    };
-    // Global options given after the subcommand are found in its matches.
+    // The options given before the subcommand, then those after it: each
+    // side's matches hold only its own (see [`build`]).
     let sub = matches.subcommand();
     let scopes: Vec<&ArgMatches> = std::iter::once(&matches)
         .chain(sub.map(|(_, m)| m))
         .collect();
-    let innermost = *scopes.last().unwrap_or(&&matches);
-    inv.config_files = innermost
-        .get_many::<PathBuf>("config")
-        .map(|v| v.cloned().collect())
-        .unwrap_or_default();
-    inv.plugin_dirs = innermost
-        .get_many::<PathBuf>("plugin-dir")
-        .map(|v| v.cloned().collect())
-        .unwrap_or_default();
-    inv.no_bundled_plugins = scopes.iter().any(|m| m.get_flag("no-bundled-plugins"));
+    let flag = |id: &str| scopes.iter().any(|m| m.get_flag(id));
+    let paths = |id: &str| -> Vec<PathBuf> {
+        scopes
+            .iter()
+            .flat_map(|m| m.get_many::<PathBuf>(id).into_iter().flatten().cloned())
+            .collect()
+    };
+    let mut inv = Invocation {
+        no_default_configs: flag("no-default-configs"),
+        dump_config: flag("dump-config"),
+        list_config_files: flag("list-config-files"),
+        config_files: paths("config"),
+        plugin_dirs: paths("plugin-dir"),
+        no_bundled_plugins: flag("no-bundled-plugins"),
+        ..Invocation::default()
+    };
     for def in registry.settings.iter() {
-        if let Some(value) = setting_value(def, innermost).map_err(ParseStop::Error)? {
+        if let Some(value) = setting_value(def, &scopes).map_err(ParseStop::Error)? {
             inv.values.push((def.name.clone(), value));
         }
     }
@@ -467,74 +486,149 @@ pub fn parse(
     Ok(inv)
 }
 
+/// Refuse an option of obnam's given where another option's value
+/// belongs: `--key-file $EMPTY --encrypt`, where an unset variable left
+/// the value out, took `--encrypt` for the key file's name and made an
+/// unencrypted repository, exit 0. A setting's value may start with `-`
+/// (a pattern, a negative number), so clap takes whatever follows; a value
+/// that is one of obnam's options is meant only when written
+/// `--NAME=VALUE`, which this leaves alone.
+fn option_taken_for_value(cmd: &Command, args: &[OsString]) -> Result<(), String> {
+    // Each spelling of an option that takes a value, with its long name.
+    let mut takes_value: std::collections::HashMap<String, String> = Default::default();
+    let mut known: std::collections::HashSet<String> = Default::default();
+    for arg in cmd
+        .get_arguments()
+        .chain(cmd.get_subcommands().flat_map(|sub| sub.get_arguments()))
+    {
+        let takes = arg.get_action().takes_values();
+        let mut spellings: Vec<String> = Vec::new();
+        if let Some(long) = arg.get_long() {
+            spellings.push(format!("--{long}"));
+        }
+        for alias in arg.get_all_aliases().into_iter().flatten() {
+            spellings.push(format!("--{alias}"));
+        }
+        if let Some(short) = arg.get_short() {
+            spellings.push(format!("-{short}"));
+        }
+        let long = arg.get_long().map(|l| format!("--{l}"));
+        for spelling in spellings {
+            if let Some(long) = long.as_ref().filter(|_| takes) {
+                takes_value.insert(spelling.clone(), long.clone());
+            }
+            known.insert(spelling);
+        }
+    }
+    known.insert("--help".into());
+    known.insert("-h".into());
+    let mut iter = args.iter().skip(1).filter_map(|a| a.to_str());
+    while let Some(arg) = iter.next() {
+        if arg == "--" {
+            break;
+        }
+        let Some(long) = takes_value.get(arg) else {
+            continue;
+        };
+        let Some(next) = iter.next() else { break };
+        let next_name = next.split_once('=').map_or(next, |(name, _)| name);
+        if next.starts_with('-') && known.contains(next_name) {
+            return Err(format!(
+                "{arg} needs a value, but is followed by the option {next_name}: give the value \
+                 (one that is itself an option's name is written {long}={next})"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn from_command_line(m: &ArgMatches, id: &str) -> bool {
     m.value_source(id) == Some(ValueSource::CommandLine)
 }
 
-fn setting_value(def: &SettingDef, m: &ArgMatches) -> Result<Option<Value>, String> {
+/// The value a setting is given on the command line, from its
+/// occurrences in `scopes` (before the subcommand, then after it).
+fn setting_value(def: &SettingDef, scopes: &[&ArgMatches]) -> Result<Option<Value>, String> {
     let name = def.name.as_str();
+    let given: Vec<&ArgMatches> = scopes
+        .iter()
+        .copied()
+        .filter(|m| {
+            from_command_line(m, name)
+                || (def.kind == SettingKind::Boolean && from_command_line(m, &format!("no-{name}")))
+        })
+        .collect();
     match def.kind {
-        SettingKind::Boolean => {
-            let negated = format!("no-{name}");
-            let last = |id: &str| {
-                if from_command_line(m, id) {
-                    m.indices_of(id).and_then(|i| i.max())
-                } else {
-                    None
-                }
-            };
-            Ok(match (last(name), last(&negated)) {
-                (None, None) => None,
-                (Some(_), None) => Some(Value::Bool(true)),
-                (None, Some(_)) => Some(Value::Bool(false)),
-                (Some(a), Some(b)) => Some(Value::Bool(a > b)),
-            })
-        }
+        // `--NAME` and `--no-NAME`: the later one wins, and after the
+        // subcommand is later than before it (clap numbers each side's
+        // arguments apart).
+        SettingKind::Boolean => Ok(given.last().map(|m| boolean_in(m, name))),
+        // The items before the subcommand, then those after it.
         SettingKind::StringList => {
-            if !from_command_line(m, name) {
+            if given.is_empty() {
                 return Ok(None);
             }
-            let given: Vec<&OsString> = m
-                .get_many::<OsString>(name)
-                .map(|v| v.collect())
-                .unwrap_or_default();
-            // An empty item is never what was meant: an empty pattern
-            // matches everything, an empty path is the current folder.
-            // Config files drop empty items between commas; here one was
-            // given on its own.
-            if given.iter().any(|item| item.is_empty()) {
-                return Err(format!("--{name}: a value must not be empty"));
-            }
-            // Each item as one value (a path as its bytes, anything else
-            // as text), then together as the list.
-            let mut items = Vec::new();
-            let mut paths = Vec::new();
-            for item in given {
-                match def.parse_arg(item) {
-                    Ok(Value::List(one)) => items.extend(one),
-                    Ok(Value::Paths(one)) => paths.extend(one),
-                    Ok(_) => {}
-                    Err(e) => return Err(format!("--{name}: {}", e.reason())),
-                }
-            }
-            Ok(Some(if def.path {
-                Value::Paths(paths)
-            } else {
-                Value::List(items)
-            }))
+            let items: Vec<&OsString> = given
+                .iter()
+                .flat_map(|m| m.get_many::<OsString>(name).into_iter().flatten())
+                .collect();
+            list_value(def, items).map(Some)
         }
-        _ => {
-            if !from_command_line(m, name) {
-                return Ok(None);
-            }
-            let Some(text) = m.get_one::<OsString>(name) else {
-                return Ok(None);
-            };
-            def.parse_arg(text)
-                .map(Some)
-                .map_err(|e| format!("--{name}: {}", e.reason()))
+        // Given once: a second value on the other side of the subcommand
+        // is refused as one on the same side is (by clap).
+        _ => match given.as_slice() {
+            [] => Ok(None),
+            [m] => match m.get_one::<OsString>(name) {
+                Some(text) => def
+                    .parse_arg(text)
+                    .map(Some)
+                    .map_err(|e| format!("--{name}: {}", e.reason())),
+                None => Ok(None),
+            },
+            _ => Err(format!(
+                "the argument '--{name}' cannot be used multiple times (it is given both before \
+                 and after the subcommand)"
+            )),
+        },
+    }
+}
+
+/// A boolean setting as one side of the command line gives it: the later
+/// of `--NAME` and `--no-NAME` (at least one of them is given).
+fn boolean_in(m: &ArgMatches, name: &str) -> Value {
+    let last = |id: &str| {
+        from_command_line(m, id)
+            .then(|| m.indices_of(id).and_then(|i| i.max()))
+            .flatten()
+    };
+    Value::Bool(last(name) > last(&format!("no-{name}")))
+}
+
+/// A list setting's items (each as one value: a path as its bytes,
+/// anything else as text), together as the list.
+fn list_value(def: &SettingDef, given: Vec<&OsString>) -> Result<Value, String> {
+    let name = def.name.as_str();
+    // An empty item is never what was meant: an empty pattern matches
+    // everything, an empty path is the current folder. Config files drop
+    // empty items between commas; here one was given on its own.
+    if given.iter().any(|item| item.is_empty()) {
+        return Err(format!("--{name}: a value must not be empty"));
+    }
+    let mut items = Vec::new();
+    let mut paths = Vec::new();
+    for item in given {
+        match def.parse_arg(item) {
+            Ok(Value::List(one)) => items.extend(one),
+            Ok(Value::Paths(one)) => paths.extend(one),
+            Ok(_) => {}
+            Err(e) => return Err(format!("--{name}: {}", e.reason())),
         }
     }
+    Ok(if def.path {
+        Value::Paths(paths)
+    } else {
+        Value::List(items)
+    })
 }
 
 #[cfg(test)]

@@ -136,3 +136,135 @@ fn a_backup_whose_summary_cannot_be_written_says_it_committed() {
         "{run:#?}"
     );
 }
+
+/// Options before the subcommand name and after it make one command line
+/// (a wrapper passes its own before the user's): a list's items on both
+/// sides all count, the later of a boolean's `--NAME` and `--no-NAME`
+/// wins wherever each is, and a single value given on both sides is
+/// refused. Found by an outside review: `--root A backup --root B` backed
+/// up B alone, and `--no-pretend forget --pretend --keep 1` removed
+/// generations, exit 0.
+#[test]
+fn options_on_both_sides_of_the_subcommand_make_one_command_line() {
+    let w = BackupWorld::new("c");
+    let a = w.data.join("a");
+    let b = w.data.join("b");
+    let excluded = w.file("a/excluded", b"x");
+    let left_out = w.file("b/left-out", b"y");
+    w.file("a/kept", b"1");
+    w.file("b/kept", b"2");
+    let name = |p: &Path| p.to_str().unwrap().to_string();
+    let run = run_obnam(
+        w.env
+            .obnam()
+            .args(["--repository", &name(&w.repo), "--client-name", "c"])
+            .args(["--root", &name(&a), "--exclude", "/excluded$"])
+            .arg("backup")
+            .args(["--root", &name(&b), "--exclude", "/left-out$"]),
+    )
+    .ok();
+    let listed = w.obnam(&["ls"]).ok().stdout;
+    assert!(
+        listed.contains(&name(&a.join("kept")))
+            && listed.contains(&name(&b.join("kept")))
+            && !listed.contains(&name(&excluded))
+            && !listed.contains(&name(&left_out)),
+        "{run:#?}\n{listed}"
+    );
+    // Three more generations, then a forget that only pretends.
+    for _ in 0..3 {
+        w.backup(&[]).ok();
+    }
+    let before = w.obnam(&["genids"]).ok().stdout;
+    assert_eq!(before.lines().count(), 4);
+    for order in [
+        ["--no-pretend", "forget", "--pretend"],
+        ["--pretend", "forget", "--dry-run"],
+    ] {
+        let run = run_obnam(
+            w.env
+                .obnam()
+                .args(["--repository", &name(&w.repo), "--client-name", "c"])
+                .args(order)
+                .args(["--keep", "1"]),
+        )
+        .ok();
+        assert!(run.stdout.contains("would remove"), "{order:?}: {run:#?}");
+        assert_eq!(w.obnam(&["genids"]).ok().stdout, before, "{order:?}");
+    }
+    let run = run_obnam(
+        w.env
+            .obnam()
+            .args(["--repository", &name(&w.repo), "--client-name", "c"])
+            .args(["--pretend", "forget", "--no-pretend", "--keep", "1"]),
+    )
+    .ok();
+    assert!(!run.stdout.contains("would remove"), "{run:#?}");
+    assert_eq!(w.obnam(&["genids"]).ok().stdout.lines().count(), 1);
+    // One value on each side: refused, nothing done.
+    let run = run_obnam(
+        w.env
+            .obnam()
+            .args(["--repository", &name(&w.repo), "--client-name", "c"])
+            .args(["genids", "--client-name", "d"]),
+    );
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("the argument '--client-name' cannot be used multiple times"),
+        "{run:#?}"
+    );
+}
+
+/// A value left out (an unset variable) must not make the next option the
+/// value: `--key-file $EMPTY --encrypt` named the key file `--encrypt` and
+/// made an unencrypted repository, exit 0. Written `--NAME=VALUE`, such a
+/// value is taken; a value that starts with `-` but is no option is taken
+/// either way.
+#[test]
+fn an_option_where_a_value_belongs_is_refused() {
+    let w = BackupWorld::new("c");
+    w.file("f", b"data");
+    let run = w.backup(&["--key-file", "--encrypt"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr.contains(
+            "--key-file needs a value, but is followed by the option --encrypt: give the value \
+             (one that is itself an option's name is written --key-file=--encrypt)"
+        ),
+        "{run:#?}"
+    );
+    assert!(!w.repo.exists(), "nothing was made");
+    for args in [
+        &["--exclude", "--one-file-system"][..],
+        &["--log", "--verbose"],
+        &["-r", "--client-name"],
+        &["--exclude", "--no-quiet=yes"],
+    ] {
+        let run = w.env.run(
+            ["--no-default-configs"]
+                .iter()
+                .chain(args)
+                .chain(&["--dump-config"]),
+        );
+        assert_eq!(run.code, 2, "{args:?}: {run:#?}");
+    }
+    let dumped = w
+        .env
+        .run([
+            "--no-default-configs",
+            "--exclude=--one-file-system",
+            "--exclude",
+            "-not-an-option",
+            "--compress-level",
+            "-5",
+            "--dump-config",
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        dumped.contains("exclude = --one-file-system,-not-an-option")
+            && dumped.contains("compress-level = -5"),
+        "{dumped}"
+    );
+}
