@@ -522,7 +522,9 @@ fn option_taken_for_value(cmd: &Command, args: &[OsString]) -> Result<(), String
     }
     known.insert("--help".into());
     known.insert("-h".into());
-    let mut iter = args.iter().skip(1).filter_map(|a| a.to_str());
+    // An argument that is not UTF-8 is no option (and is counted: it may
+    // be the value that follows one).
+    let mut iter = args.iter().skip(1).map(|a| a.to_str().unwrap_or(""));
     while let Some(arg) = iter.next() {
         if arg == "--" {
             break;
