@@ -1591,3 +1591,69 @@ fn the_kernel_s_file_systems_are_recorded_without_their_contents() {
     let restored = target.join(proc_dir.strip_prefix("/").unwrap());
     assert_eq!(fs::read_dir(&restored).unwrap().count(), 0);
 }
+
+/// A folder that was a file system of its own in the previous generation
+/// (a disk or share mounted there) and is an empty folder of its parent's
+/// now (not mounted tonight) is an error, and the generation keeps what
+/// the previous one had there: backed up as empty, the disk's files were
+/// dropped from the new generation without a word, exit 0, and a
+/// retention policy then forgot the generations that held them (found
+/// by an outside review). As a root and as a folder inside one. A folder
+/// emptied on purpose, on its parent's file system, is backed up empty.
+#[test]
+fn a_file_system_not_mounted_now_keeps_its_previous_version() {
+    if !running_as_root() {
+        eprintln!("skipped: mounting needs root");
+        return;
+    }
+    let w = world();
+    let disk = w.data.join("disk");
+    let plain = w.data.join("plain");
+    fs::create_dir(&disk).unwrap();
+    w.file("plain/note", b"emptied on purpose");
+    w.file("kept", b"on the parent's file system");
+    let backup_of = |roots: &[&Path]| {
+        let mut cmd = w.env.obnam();
+        cmd.arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", &w.client, "backup"])
+            .args(roots);
+        obnam_test_support::run(&mut cmd)
+    };
+    // As a folder inside a root, then as a root of its own.
+    for roots in [
+        vec![w.data.as_path()],
+        vec![w.data.as_path(), disk.as_path()],
+    ] {
+        if !mount_small_tmpfs(&disk) {
+            eprintln!("skipped: cannot mount a small tmpfs here");
+            return;
+        }
+        fs::write(disk.join("photo"), noise(20_000, 3)).unwrap();
+        backup_of(&roots).ok();
+        unmount(&disk);
+        fs::remove_file(plain.join("note")).unwrap();
+        let run = backup_of(&roots);
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert!(
+            run.stderr.contains(&format!(
+                "{}: it was a file system of its own in the previous generation, and is an \
+                 empty folder now: is its disk or share mounted? Kept as the previous generation \
+                 had it",
+                disk.display()
+            )),
+            "{roots:?}: {run:#?}"
+        );
+        let to = w.env.path().join(format!("restored-{}", roots.len()));
+        w.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+        let back = to.join(w.data.strip_prefix("/").unwrap());
+        assert_eq!(fs::read(back.join("disk/photo")).unwrap(), noise(20_000, 3));
+        assert!(!back.join("plain/note").exists(), "{roots:?}");
+        assert!(back.join("kept").exists());
+        // Mounted again, it is backed up as it is.
+        mount_small_tmpfs(&disk);
+        backup_of(&roots).ok();
+        unmount(&disk);
+        fs::write(plain.join("note"), b"again").unwrap();
+    }
+}

@@ -94,15 +94,23 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let stats = Stats::new(Events::new(show));
     let reporter = Reporter::new(ctx, show, stats.started);
     // Totals are counted only for someone to see them.
-    let scan = (show != Show::Nothing).then(Scan::default);
-    let result = std::thread::scope(|scope| {
-        let scan = scan.as_ref();
-        if let Some(scan) = scan {
-            // Without the thread there are no totals, and no more harm.
-            let _ = std::thread::Builder::new()
-                .name("backup-scan".into())
-                .spawn_scoped(scope, || scan.run(&settings.roots));
-        }
+    let scan = (show != Show::Nothing).then(|| Arc::new(Scan::default()));
+    // The scan keeps to the roots' file systems as the walk does.
+    let one_file_system = ctx.boolean("one-file-system").unwrap_or(false);
+    if let Some(scan) = &scan {
+        let (scan, roots) = (scan.clone(), settings.roots.clone());
+        // Not waited for: a folder the walk leaves out (an excluded
+        // mount of a server that does not answer) can hold the scan in
+        // a `stat` for minutes or for ever, and the backup, done, waited
+        // for it. Told to stop, it ends at its next step; the plugin's
+        // code stays loaded (libraries are never unloaded). Without the
+        // thread there are no totals, and no more harm.
+        let _ = std::thread::Builder::new()
+            .name("backup-scan".into())
+            .spawn(move || scan.run(&roots, one_file_system));
+    }
+    let result = {
+        let scan = scan.as_deref();
         // The scan stops when the backup does, however it ends.
         let _stop = StopScan(scan);
         let progress = Progress {
@@ -127,7 +135,7 @@ pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
                 }
             },
         )
-    });
+    };
     let generation = match result {
         Ok(generation) => generation,
         Err(e) => {
@@ -888,6 +896,50 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
     }
 
+    /// Why the folder at `path` (`meta`), if it looks like the mount point
+    /// of a file system that is not mounted now: in the previous
+    /// generation it was a file system of its own (its device was not its
+    /// folder's) and held something, and now it is an empty folder of its
+    /// folder's file system. Backed up as it is, the new generation would
+    /// drop everything on that disk or share without a word, and a
+    /// retention policy would then forget the generations that hold it;
+    /// so it is an error, and the generation keeps the previous version.
+    /// Only a folder whose device changed is looked at further (a file
+    /// system that numbers its devices anew at each mount, a btrfs
+    /// subvolume emptied, are not taken for this: their folders are
+    /// still, or were never, of another device than their folder's).
+    fn unmounted(
+        &self,
+        path: &Path,
+        meta: &FileStat,
+        previous: Option<&Entry>,
+    ) -> Result<Option<&'static str>> {
+        let Some(prev) = previous.filter(|p| p.kind == EntryKind::Dir && p.dev != meta.dev) else {
+            return Ok(None);
+        };
+        let Some(parent) = path.parent() else {
+            return Ok(None);
+        };
+        let parent_now = std::fs::canonicalize(parent).and_then(|real| walk::lstat(&real));
+        if parent_now.map_or(true, |p| p.dev != meta.dev) {
+            return Ok(None);
+        }
+        if self.previous(parent)?.is_none_or(|p| p.dev == prev.dev) {
+            return Ok(None);
+        }
+        let had_something = match &self.sink {
+            Sink::Build { shared, .. } => shared.builder.previous_dir(path)?,
+            Sink::Pretend(Some(reader)) => reader.list_dir(path)?,
+            Sink::Pretend(None) => None,
+        }
+        .is_some_and(|children| !children.is_empty());
+        let empty_now = std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none());
+        Ok((had_something && empty_now).then_some(
+            "it was a file system of its own in the previous generation, and is an empty \
+             folder now: is its disk or share mounted? Kept as the previous generation had it",
+        ))
+    }
+
     /// Back up `roots` (sorted) one after the other, until `stop` says so.
     ///
     /// A root inside an earlier one waits until every folder of the
@@ -991,6 +1043,11 @@ impl<'a, 'c> Walker<'a, 'c> {
             return self.keep_previous(path, previous);
         }
         if entry.kind == EntryKind::Dir {
+            if let Some(reason) = self.unmounted(path, &meta, previous.as_ref())? {
+                report(self.stats, path, reason);
+                self.skipped(&meta);
+                return self.keep_previous(path, previous);
+            }
             add(&self.stats.directories, 1);
             if path != Path::new("/") {
                 self.put(path, &entry)?;
