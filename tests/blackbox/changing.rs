@@ -592,3 +592,57 @@ fn a_backup_after_another_users_says_so() {
     let again = backup(false).ok();
     assert!(!again.stderr.contains("another user"), "{again:#?}");
 }
+
+/// A file another program holds under a write lease (Samba's oplocks, an
+/// NFS server's delegations) is read once the lease is given up: the open
+/// asks the holder to let go and waits for it. It was skipped at once
+/// with a bare "Resource temporarily unavailable (os error 11)" (found by
+/// an outside review). The holder here ignores the request and lets go
+/// by itself two seconds later.
+#[test]
+fn a_file_under_a_lease_is_read_once_the_lease_is_given_up() {
+    use std::io::{BufRead, BufReader};
+    let w = BackupWorld::new("c");
+    let leased = w.file("leased", b"held by another program");
+    w.file("other", b"free");
+    let holder = r#"
+import fcntl, os, signal, sys, time
+signal.signal(signal.SIGIO, signal.SIG_IGN)
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.fcntl(fd, 1024, fcntl.F_WRLCK)  # F_SETLEASE
+except OSError as e:
+    print("no lease:", e, flush=True)
+    sys.exit(0)
+print("held", flush=True)
+time.sleep(2)
+os.close(fd)
+"#;
+    let child = Command::new("python3")
+        .args(["-c", holder])
+        .arg(&leased)
+        .stdout(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("skipped: python3 is not here to hold a lease");
+        return;
+    };
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.trim() != "held" {
+        let _ = child.wait();
+        eprintln!("skipped: {}", line.trim());
+        return;
+    }
+    let run = w.backup(&["--output-format", "json"]);
+    let _ = child.wait();
+    assert_eq!(run.code, 0, "{run:#?}");
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["files_read"], 2, "{summary:#}");
+    let to = w.env.path().join("restored");
+    w.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+    let back = to.join(leased.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(back).unwrap(), b"held by another program");
+}

@@ -117,12 +117,13 @@ pub fn out_of_descriptors(e: &std::io::Error) -> bool {
 /// not as the raw "No such file or directory".
 pub fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
-        ErrorKind::NotFound => "it vanished during the backup".to_string(),
+        ErrorKind::NotFound => VANISHED.to_string(),
         _ => e.to_string(),
     }
 }
 
 const CHANGED: &str = "it changed while it was being backed up";
+const VANISHED: &str = "it vanished during the backup";
 
 /// What the walk's `lstat` said about a file: the file opened must be the
 /// same one, and must not change while it is read.
@@ -152,7 +153,13 @@ impl Walked {
 
     /// Fail the file if its `fstat` shows it changed since the walk.
     fn check(&self, file: &File) -> Result<(), ContentError> {
-        if self.changed(&file.metadata().map_err(io)?) {
+        let meta = file.metadata().map_err(io)?;
+        // Removed while it was read (the open descriptor reads on): gone,
+        // as a file removed before its open is, not changed.
+        if meta.nlink() == 0 {
+            return Err(ContentError::File(VANISHED.into()));
+        }
+        if self.changed(&meta) {
             return Err(ContentError::File(CHANGED.into()));
         }
         Ok(())
@@ -214,7 +221,7 @@ fn replaced(meta: &Metadata, walked: &Walked) -> Option<ContentError> {
 fn open(path: &Path, walked: &Walked) -> Result<(File, Metadata), ContentError> {
     use rustix::fs::OFlags;
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let file = match open_unseen(path, flags) {
+    let file = match open_leased(path, flags) {
         Ok(fd) => File::from(fd),
         Err(e) => {
             // A symlink fails with ELOOP, a socket with ENXIO: say what
@@ -233,6 +240,43 @@ fn open(path: &Path, walked: &Walked) -> Result<(File, Metadata), ContentError> 
         return Err(ContentError::File(CHANGED.into()));
     }
     Ok((file, meta))
+}
+
+/// [`open_unseen`], waiting for a lease to be given up. Another program
+/// may hold the file under a write lease (Samba's oplocks, an NFS
+/// server's delegations): then a non-blocking open fails with
+/// `EWOULDBLOCK` at once, having asked the holder to give the lease up,
+/// which it does within the kernel's lease break time (after which the
+/// kernel breaks the lease itself). So the open is tried again until
+/// then; the file was skipped with a bare "Resource temporarily
+/// unavailable". (`EWOULDBLOCK` from an open means nothing else for a
+/// regular file, and a FIFO or device put in its place opens at once.)
+fn open_leased(path: &Path, flags: rustix::fs::OFlags) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let mut patience: Option<Duration> = None;
+    loop {
+        match open_unseen(path, flags) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::WOULDBLOCK.raw_os_error()) => {
+                let limit = *patience.get_or_insert_with(|| {
+                    let break_time = std::fs::read_to_string("/proc/sys/fs/lease-break-time")
+                        .ok()
+                        .and_then(|t| t.trim().parse::<u64>().ok())
+                        .unwrap_or(45);
+                    Duration::from_secs(break_time.saturating_add(5))
+                });
+                if started.elapsed() >= limit {
+                    return Err(std::io::Error::other(format!(
+                        "another program holds it under a lease (Samba, an NFS server) and did \
+                         not give it up in {} s",
+                        limit.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Make reads of `file` (known to be a regular file) wait for data, for a
