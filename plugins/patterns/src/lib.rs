@@ -78,6 +78,22 @@ enum Styled<'a> {
     Prefix(&'a [u8]),
 }
 
+/// Refuse a pattern that is only its style's prefix (`sh:`, `glob:`,
+/// `re:`: what `--exclude "sh:$PATTERN"` gives with the variable unset).
+/// Its empty rest matches every path: as an exclusion, it left out the
+/// whole tree, exit 0. (An empty `pp:` is no absolute path, and refused
+/// as such; an empty pattern with no prefix is refused by the settings.)
+fn not_bare_prefix(pattern: &[u8]) -> Result<(), PatternError> {
+    match styled(pattern) {
+        Styled::Glob(b"") | Styled::Regex(b"") => Err(PatternError(format!(
+            "'{}' is a pattern's prefix with no pattern after it, which would match every \
+             path; give the pattern",
+            shown(pattern)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn styled(pattern: &[u8]) -> Styled<'_> {
     if let Some(rest) = pattern.strip_prefix(b"sh:") {
         Styled::Glob(rest)
@@ -227,6 +243,7 @@ impl Pattern {
     /// Parse a pattern given as bytes (a command-line argument may be any
     /// bytes).
     pub fn new(pattern: &[u8]) -> Result<Self, PatternError> {
+        not_bare_prefix(pattern)?;
         let matcher = match styled(pattern) {
             Styled::Regex(re) => Matcher::Regex(Regexes::new(pattern, re)?),
             Styled::Glob(glob) => Matcher::Glob(build_glob(pattern, glob)?.compile_matcher()),
@@ -268,9 +285,15 @@ pub struct SetError {
 pub struct PatternSet {
     texts: Vec<String>,
     regexes: RegexSet,
-    /// The same byte by byte, for paths that are not UTF-8 (`None` if one
-    /// of them needs Unicode).
-    regexes_bytes: Option<RegexSet>,
+    /// The same byte by byte, for paths that are not UTF-8: those that
+    /// can be (not those that need Unicode, such as `\p{L}`, which match
+    /// such a path as text), with the index in `regexes` of each. One
+    /// that needs Unicode made every other match as text too, and a byte
+    /// written `\xe9` then matched nothing.
+    regexes_bytes: RegexSet,
+    bytes_at: Vec<usize>,
+    /// Indices in `regexes` of those that need Unicode.
+    unicode_only: Vec<usize>,
     /// Index in `texts` of each regular expression of `regexes`.
     regex_at: Vec<usize>,
     globs: GlobSet,
@@ -297,6 +320,7 @@ impl PatternSet {
         let mut prefixes = Vec::new();
         for (i, p) in patterns.iter().enumerate() {
             let pattern = p.as_bytes();
+            not_bare_prefix(pattern).map_err(|e| bad(i, e))?;
             match styled(pattern) {
                 Styled::Glob(glob) => {
                     globs.add(build_glob(pattern, glob).map_err(|e| bad(i, e))?);
@@ -313,11 +337,24 @@ impl PatternSet {
                 }
             }
         }
-        let regexes_bytes = RegexSetBuilder::new(&regexes).unicode(false).build().ok();
+        let (mut bytes_at, mut unicode_only) = (Vec::new(), Vec::new());
+        for (k, re) in regexes.iter().enumerate() {
+            match RegexBuilder::new(re).unicode(false).build() {
+                Ok(_) => bytes_at.push(k),
+                Err(_) => unicode_only.push(k),
+            }
+        }
+        let by_bytes: Vec<&String> = bytes_at.iter().map(|&k| &regexes[k]).collect();
+        let regexes_bytes = RegexSetBuilder::new(by_bytes)
+            .unicode(false)
+            .build()
+            .map_err(|e| whole(regex_reason(&e)))?;
         Ok(PatternSet {
             texts: patterns.to_vec(),
             regexes: RegexSet::new(&regexes).map_err(|e| whole(regex_reason(&e)))?,
             regexes_bytes,
+            bytes_at,
+            unicode_only,
             regex_at,
             globs: globs.build().map_err(|e| whole(e.to_string()))?,
             glob_at,
@@ -327,15 +364,27 @@ impl PatternSet {
 
     /// The first pattern (in the order given) that matches `path`.
     pub fn first_match(&self, path: &[u8]) -> Option<&str> {
-        let regexes = match (&self.regexes_bytes, std::str::from_utf8(path)) {
-            (Some(bytes), Err(_)) => bytes,
-            _ => &self.regexes,
-        };
-        let by_regex = regexes
-            .matches(path)
-            .iter()
-            .next()
-            .map(|k| self.regex_at[k]);
+        let by_regex = match std::str::from_utf8(path) {
+            Ok(_) => self.regexes.matches(path).iter().next(),
+            Err(_) => {
+                let by_bytes = self.regexes_bytes.matches(path).iter().next();
+                let by_text = || {
+                    self.regexes
+                        .matches(path)
+                        .iter()
+                        .find(|k| self.unicode_only.binary_search(k).is_ok())
+                };
+                let by_text = match self.unicode_only.is_empty() {
+                    true => None,
+                    false => by_text(),
+                };
+                [by_bytes.map(|k| self.bytes_at[k]), by_text]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
+        }
+        .map(|k| self.regex_at[k]);
         let by_glob = if self.glob_at.is_empty() {
             None
         } else {

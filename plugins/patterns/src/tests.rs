@@ -138,3 +138,38 @@ fn a_prefix_tells_a_pattern_from_a_path() {
         assert!(!is_pattern(path));
     }
 }
+
+/// A pattern that is only its style's prefix (an unset variable after
+/// `sh:`) would match every path: refused, alone and in a set, naming it.
+#[test]
+fn a_bare_prefix_is_refused() {
+    for bare in ["sh:", "glob:", "re:"] {
+        let e = Pattern::new(bare.as_bytes()).err().expect(bare);
+        assert!(e.0.contains("no pattern after it"), "{bare}: {}", e.0);
+        let texts = vec!["\\.o$".to_string(), bare.to_string()];
+        let e = PatternSet::new(&texts).err().expect(bare);
+        assert_eq!(e.index, Some(1), "{bare}");
+    }
+    assert!(Pattern::new(b"sh:*.o").is_ok());
+    assert!(Pattern::new(b"pp:").is_err());
+}
+
+/// In a set, a pattern that needs Unicode (`\p{L}`) leaves the others
+/// matching a path that is not UTF-8 byte by byte: `\xe9` still matches
+/// the Latin-1 byte (it matched nothing once one pattern of the set
+/// needed Unicode), and the Unicode one still matches such a path as
+/// text where it can.
+#[test]
+fn a_pattern_that_needs_unicode_leaves_the_others_matching_bytes() {
+    let texts: Vec<String> = ["\\p{Greek}", "caf\\xe9$", "(?-u:\\xff)z$"]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    let set = PatternSet::new(&texts).unwrap();
+    assert_eq!(set.first_match(b"/d/caf\xe9"), Some("caf\\xe9$"));
+    assert_eq!(set.first_match(b"/d/\xffz"), Some("(?-u:\\xff)z$"));
+    let mut greek = "/d/\u{3b1}/".as_bytes().to_vec();
+    greek.push(0xe9);
+    assert_eq!(set.first_match(&greek), Some("\\p{Greek}"));
+    assert_eq!(set.first_match(b"/d/plain"), None);
+}
