@@ -277,6 +277,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     configure_logging(registry, &values)?;
     // A bad development setting is refused before any command runs.
     services::check_settings(&values).map_err(|e| anyhow!(e))?;
+    warn_of_development_settings(registry, &values);
 
     if inv.dump_config {
         let dump = values
@@ -311,6 +312,43 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     // code, its message); anything else that failed is said in JSON too.
     interrupt::hold_if_interrupted();
     result.map(|()| host.exit_code())
+}
+
+/// Warn of each development setting set in a config file or the
+/// environment: left there (a developer's shell, a copied profile, a CI
+/// image), one applies to every run without a word, and some change what
+/// is written (`testing-weak-tokens` made backups that a normal run could
+/// not restore, exit 0; `testing-generation-time` dated every generation
+/// alike, and `forget --keep 7d` then kept one). One given on the command
+/// line is meant for that run.
+fn warn_of_development_settings(registry: &Registry, values: &settings::Values) {
+    for def in registry.settings.iter() {
+        if def.group != host_settings::GROUP_DEVELOPMENT {
+            continue;
+        }
+        let source = values.source(&def.name);
+        if matches!(
+            source,
+            settings::Source::Default | settings::Source::CommandLine
+        ) {
+            continue;
+        }
+        if values.get(&def.name) == Some(&def.default) {
+            continue;
+        }
+        let from = match source {
+            settings::Source::File(path, line) => {
+                format!("config file {}, line {line}", escape_path(path))
+            }
+            settings::Source::Env(var) => format!("environment variable {var}"),
+            _ => continue,
+        };
+        tracing::warn!(
+            "the development setting '{}' is set (from {from}): it exists to test obnam, not \
+             for real backups (see \"Development settings\" in the user guide)",
+            def.name
+        );
+    }
 }
 
 /// Release every lock still held, whatever the subcommand's outcome.

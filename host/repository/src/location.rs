@@ -81,12 +81,29 @@ impl Location {
             if url.is_empty() {
                 return Err(bad("it is empty"));
             }
+            // `file:/srv/r`, `s3:bucket`: a URL mistyped, not a folder
+            // named so in the current folder (where a new repository
+            // would have been made, exit 0).
+            if let Some(scheme) = ["file:", "sftp:", "s3:"]
+                .into_iter()
+                .find(|s| url.starts_with(s))
+            {
+                return Err(bad(&format!(
+                    "a {scheme} URL is written {scheme}//...; a folder whose name starts with \
+                     '{scheme}' is written ./{url}"
+                )));
+            }
             return Ok(Location::Local(absolute(PathBuf::from(url))));
+        };
+        // `file://localhost/path` is `file:///path` (RFC 8089).
+        let rest = match scheme {
+            "file" => rest.strip_prefix("localhost").unwrap_or(rest),
+            _ => rest,
         };
         // A URL is taken as written: a path with a space is written with
         // the space. An escape such as `%20` would be taken for the three
         // characters, and name another folder than the one meant.
-        if matches!(scheme, "sftp" | "s3") {
+        if matches!(scheme, "file" | "sftp" | "s3") {
             if let Some(escape) = percent_escape(rest) {
                 return Err(bad(&format!(
                     "'{escape}' would be taken as it is written: obnam does not decode \
@@ -189,6 +206,13 @@ impl Location {
             None => Ok(Location::Local(absolute(PathBuf::from(url)))),
             Some(at) if &bytes[..at] == b"file" => {
                 let path = &bytes[at + 3..];
+                let path = path.strip_prefix(b"localhost").unwrap_or(path);
+                if let Some(escape) = percent_escape(&String::from_utf8_lossy(path)) {
+                    return Err(bad(&format!(
+                        "'{escape}' would be taken as it is written: obnam does not decode \
+                         %-escapes in a repository URL; write the character itself"
+                    )));
+                }
                 if !path.starts_with(b"/") {
                     return Err(bad("a file:// URL needs an absolute path (file:///path)"));
                 }
@@ -330,6 +354,24 @@ mod tests {
             .to_string()
             .contains("unknown scheme 'ftp'"));
         assert!(Location::parse("file://relative").is_err());
+        assert_eq!(
+            Location::parse("file://localhost/srv/repo").unwrap(),
+            Location::Local(PathBuf::from("/srv/repo"))
+        );
+        for mistyped in [
+            "file:/srv/r",
+            "file:r",
+            "s3:bucket",
+            "sftp:host/r",
+            "file:///a%20b",
+        ] {
+            assert!(Location::parse(mistyped).is_err(), "{mistyped}");
+        }
+        assert_eq!(
+            Location::parse("./s3:bucket").unwrap(),
+            Location::Local(absolute(PathBuf::from("./s3:bucket")))
+        );
+        assert!(Location::parse_os(OsStr::from_bytes(b"file:///r\xe9%20x")).is_err());
         assert!(Location::parse("").is_err());
         // An IPv6 address without brackets, %-escapes (taken as written,
         // they would name another folder), and `..` in an S3 prefix.

@@ -456,9 +456,20 @@ impl SettingDef {
     /// (a list item is not split), anything else as text.
     pub fn parse_arg(&self, raw: &OsStr) -> Result<Value, SettingError> {
         if self.path {
+            // A `~` that reaches obnam is one the shell left alone: it
+            // expands `--repository ~/backup`, but not `--repository=~/backup`
+            // nor a quoted `'~/backup'`, which made a folder named `~` in
+            // whatever folder the run started in, exit 0. Taken as the
+            // shell would have taken it, as in a config file.
+            let path = home_expanded(raw.as_bytes().to_vec())
+                .map(OsString::from_vec)
+                .map_err(|reason| SettingError::BadValue {
+                    name: self.name.clone(),
+                    reason,
+                })?;
             return Ok(match self.kind {
-                SettingKind::StringList => Value::Paths(vec![raw.to_os_string()]),
-                _ => Value::Path(raw.to_os_string()),
+                SettingKind::StringList => Value::Paths(vec![path]),
+                _ => Value::Path(path),
             });
         }
         let text = raw.to_str().ok_or_else(|| SettingError::BadValue {
@@ -784,9 +795,9 @@ impl Values {
     }
 }
 
-/// A path from a config file or the environment, with a leading `~` or
-/// `~/` taken for the home folder (`HOME`), as a shell takes it on the
-/// command line: `repository = ~/backup` is not a folder `~` in whatever
+/// A path from a config file, the environment or an option's value that
+/// the shell did not expand, with a leading `~` or `~/` taken for the home
+/// folder (`HOME`), as a shell takes it on the command line: `repository = ~/backup` is not a folder `~` in whatever
 /// folder the run starts in. `~user` is refused (write the path in full).
 fn home_expanded(path: Vec<u8>) -> Result<Vec<u8>, String> {
     if path.first() != Some(&b'~') {

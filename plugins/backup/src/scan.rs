@@ -74,8 +74,9 @@ fn signed(n: u64) -> i64 {
 
 impl Scan {
     /// Count everything below `roots` (sorted, as the settings have
-    /// them); returns when done or stopped.
-    pub fn run(&self, roots: &[PathBuf]) {
+    /// them), on each root's own file system only with `one_file_system`
+    /// (as the walk keeps to it); returns when done or stopped.
+    pub fn run(&self, roots: &[PathBuf], one_file_system: bool) {
         // Only these can be met below another root (usually none).
         let inner = crate::settings::inner_roots(roots);
         for root in roots {
@@ -84,7 +85,8 @@ impl Scan {
             }
             match walk::lstat(root) {
                 Ok(meta) if meta.is_dir() => {
-                    self.dir(root, key(&meta), &inner);
+                    let device = one_file_system.then_some(meta.dev);
+                    self.dir(root, key(&meta), &inner, device);
                 }
                 Ok(meta) => self.add(1, meta.size),
                 Err(_) => {}
@@ -124,8 +126,15 @@ impl Scan {
     /// that a deep tree cannot overflow the thread's stack). Returns its
     /// totals, or `None` if the walk left it out or the scan stopped.
     /// A child that is one of `inner` (roots inside another, sorted) is
-    /// left to be counted as a root.
-    fn dir(&self, top: &Path, top_key: Key, inner: &[PathBuf]) -> Option<Amount> {
+    /// left to be counted as a root; one on another device than `device`
+    /// (where given) is not counted, nor looked into.
+    fn dir(
+        &self,
+        top: &Path,
+        top_key: Key,
+        inner: &[PathBuf],
+        device: Option<u64>,
+    ) -> Option<Amount> {
         struct Frame {
             key: Key,
             children: std::vec::IntoIter<walk::Child>,
@@ -162,6 +171,9 @@ impl Scan {
                 // Another root: counted when the scan gets to it, as the
                 // walk backs it up then.
                 if inner.binary_search(&child).is_ok() {
+                    continue;
+                }
+                if device.is_some_and(|dev| meta.dev != dev) {
                     continue;
                 }
                 if meta.is_dir() {
@@ -263,7 +275,7 @@ mod tests {
         let tmp = tree();
         let scan = Scan::default();
         assert_eq!(scan.total(), None);
-        scan.run(&[tmp.path().to_path_buf()]);
+        scan.run(&[tmp.path().to_path_buf()], false);
         assert_eq!(scan.total(), Some(Amount::new(4, 11)));
     }
 
@@ -275,11 +287,11 @@ mod tests {
         let scan = Scan::default();
         scan.left_out(&walk::lstat(&p.join("a")).unwrap());
         scan.left_out(&walk::lstat(&p.join("top")).unwrap());
-        scan.run(&[p.to_path_buf()]);
+        scan.run(&[p.to_path_buf()], false);
         assert_eq!(scan.total(), Some(Amount::new(1, 3)));
         // After the scan finished: subtracted with the kept totals.
         let scan = Scan::default();
-        scan.run(&[p.to_path_buf()]);
+        scan.run(&[p.to_path_buf()], false);
         scan.left_out(&walk::lstat(&p.join("a/b")).unwrap());
         scan.left_out(&walk::lstat(&p.join("c/three")).unwrap());
         assert_eq!(scan.total(), Some(Amount::new(2, 6)));
@@ -290,7 +302,7 @@ mod tests {
         let tmp = tree();
         let scan = Scan::default();
         scan.stop();
-        scan.run(&[tmp.path().to_path_buf()]);
+        scan.run(&[tmp.path().to_path_buf()], false);
         assert_eq!(scan.total(), None);
     }
 }

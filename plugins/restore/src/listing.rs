@@ -107,7 +107,7 @@ pub fn clients(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
 
 /// The client's generations for a listing command that takes no
 /// arguments. A client without generations lists none: that is not an
-/// error.
+/// error, but a client the repository does not know is warned of.
 fn listed_generations(
     ctx: &Context<'_>,
     command: &str,
@@ -115,7 +115,22 @@ fn listed_generations(
 ) -> Result<Vec<GenerationInfo>> {
     no_arguments(command, args)?;
     let repo = ctx.repository(false)?;
-    repo.generations(&select::client(ctx)?)
+    let client = select::client(ctx)?;
+    let gens = repo.generations(&client)?;
+    // A client the repository does not know (a mistyped --client-name,
+    // or the host name by default on another machine) is said: a script
+    // counting the backups saw none, exit 0, without a word.
+    if gens.is_empty()
+        && repo.damaged_generations(&client)?.is_empty()
+        && !repo.clients()?.contains(&client)
+    {
+        plugin_api::tracing::warn!(
+            "there is no client '{}' in the repository (see 'obnam clients'; the client name \
+             defaults to this machine's host name)",
+            plugin_api::names::escape(client.as_bytes())
+        );
+    }
+    Ok(gens)
 }
 
 /// `obnam genids`: one generation id per line, oldest first.
