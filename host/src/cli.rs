@@ -437,6 +437,19 @@ pub fn parse(
                         ErrorKind::InvalidSubcommand => Some("subcommand"),
                         _ => None,
                     };
+                    let short = matches!(
+                        e.get(ContextKind::InvalidArg),
+                        Some(ContextValue::String(a)) if a.starts_with('-') && !a.starts_with("--")
+                    );
+                    if short && kind == ErrorKind::UnknownArgument {
+                        // `-q`, `-v`: other tools' habits, not a plugin
+                        // that is missing.
+                        text.push_str(
+                            "\n\nobnam's settings are long options (--quiet, --verbose); the only \
+                             short ones are -r (--repository), -h (--help) and -V (--version).",
+                        );
+                        return Err(ParseStop::Error(text));
+                    }
                     if let Some(what) = what.filter(|_| !text.contains("tip: a similar")) {
                         text.push_str(&format!(
                             "\n\nNo loaded plugin provides this {what}. If a plugin you use does, \

@@ -292,6 +292,14 @@ pub fn check_client_name(name: &str) -> Result<(), String> {
             "a client name must not be only white space (got {name:?})"
         ));
     }
+    // ` lap` and `lap` would be two clients that every listing shows
+    // alike (a config file's value is trimmed; one on the command line
+    // was not).
+    if name.trim() != name {
+        return Err(format!(
+            "a client name must not start or end with white space (got {name:?})"
+        ));
+    }
     if let Some(c) = name.chars().find(|c| c.is_control()) {
         return Err(format!(
             "a client name must not contain control characters (got {name:?}, with U+{:04X})",

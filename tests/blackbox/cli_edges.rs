@@ -268,3 +268,30 @@ fn an_option_where_a_value_belongs_is_refused() {
         "{dumped}"
     );
 }
+
+/// Other tools' short options (`-q`, `-v`) are answered with obnam's
+/// long ones, not with a plugin that may be missing; a client name that
+/// starts or ends with white space is refused (` lap` and `lap` were two
+/// clients that every listing showed alike).
+#[test]
+fn short_options_and_padded_client_names_are_answered_plainly() {
+    let w = BackupWorld::new("c");
+    for short in ["-q", "-v"] {
+        let run = w.env.run([short, "genids"]);
+        assert_eq!(run.code, 2, "{run:#?}");
+        assert!(
+            run.stderr
+                .contains("obnam's settings are long options (--quiet, --verbose)")
+                && !run.stderr.contains("No loaded plugin"),
+            "{run:#?}"
+        );
+    }
+    for name in [" lap", "lap ", "\tlap"] {
+        let run = w.env.run(["--client-name", name, "--dump-config"]);
+        assert_eq!(run.code, 2, "{name:?}: {run:#?}");
+        assert!(
+            run.stderr.contains("--client-name: a client name must not"),
+            "{run:#?}"
+        );
+    }
+}

@@ -310,7 +310,7 @@ fn force_lock_removes_the_clients_locks() {
     );
     assert!(w.lock_files().is_empty());
     let run = w.run(&["force-lock"]).ok();
-    assert_eq!(run.stdout, "no locks to remove\n");
+    assert_eq!(run.stdout, "no locks removed\n");
 }
 
 #[test]

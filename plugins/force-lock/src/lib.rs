@@ -52,7 +52,7 @@ fn force_lock(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         return Ok(());
     }
     if removed.is_empty() {
-        ctx.outln("no locks to remove")?;
+        ctx.outln("no locks removed")?;
     }
     for lock in removed {
         ctx.outln(&format!("removed: {lock}"))?;
