@@ -1097,3 +1097,46 @@ fn root_writes_nothing_into_a_repository_another_user_could_change() {
         .args(["--client-name", "c"]);
     obnam_test_support::run(cmd.args(backup)).ok();
 }
+
+/// A new repository is made only where there is nothing yet: a new or
+/// empty folder, or one holding only `lost+found` and dot-names. A
+/// mistyped `--repository` naming a folder of the user's made a
+/// repository among their files, exit 0 (outside review); now nothing is
+/// written there, and the error names what is there.
+#[test]
+fn a_new_repository_is_not_made_among_other_files() {
+    let env = TestEnv::new();
+    let data = env.write("data/f", b"to back up");
+    let documents = env.path().join("Documents");
+    fs::create_dir_all(documents.join("photos")).unwrap();
+    fs::write(documents.join("notes.txt"), b"mine").unwrap();
+    let backup_into = |repo: &Path| {
+        env.run([
+            "--repository",
+            repo.to_str().unwrap(),
+            "--client-name",
+            "c",
+            "backup",
+            data.parent().unwrap().to_str().unwrap(),
+        ])
+    };
+    let run = backup_into(&documents);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("is not an obnam repository, and holds other things (notes.txt, photos/)"),
+        "{run:#?}"
+    );
+    let mut left: Vec<String> = fs::read_dir(&documents)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["notes.txt", "photos"], "nothing was written there");
+    // A mounted disk's root, and a folder with a desktop's dot-file.
+    let disk = env.path().join("disk");
+    fs::create_dir_all(disk.join("lost+found")).unwrap();
+    fs::write(disk.join(".DS_Store"), b"x").unwrap();
+    backup_into(&disk).ok();
+    backup_into(&disk).ok();
+}

@@ -26,6 +26,15 @@ pub enum RepoError {
          repository, or name another repository"
     )]
     ConfigMissing { url: String, found: String },
+    /// No repository, and things of someone else's: a new repository is
+    /// made only in an empty or new folder (or prefix).
+    #[error(
+        "{url} is not an obnam repository, and holds other things ({found}): obnam makes a new \
+         repository only where there is nothing yet, so that a mistyped --repository does not \
+         scatter its objects among your files; name an empty or new folder (such as \
+         {url}/obnam), or the repository you meant"
+    )]
+    NotEmpty { url: String, found: String },
     /// The config is not the one this machine found, or made, the first
     /// time it used the repository ([`crate::known`]).
     #[error(

@@ -266,6 +266,58 @@ fn holds_objects(storage: &Storage) -> RepoResult<Option<String>> {
     Ok(None)
 }
 
+/// What is where a new repository would be made that a repository does
+/// not hold (a few names of it, for the message): a mistyped
+/// `--repository ~/Documents` made a repository among the user's files,
+/// exit 0, and a file of theirs named like one of its objects
+/// (`creating/x`) then failed every later backup. A repository's own
+/// names are no obstacle (another process may be creating it now, or a
+/// creation was cut short), nor are a file system's `lost+found` and
+/// names starting with `.` (a file system's or a desktop's own).
+fn foreign_things(storage: &Storage) -> RepoResult<Option<String>> {
+    const OURS: [&str; 10] = [
+        "config",
+        "clients",
+        "index",
+        "generations",
+        "packs",
+        "locks",
+        "prune",
+        "keys",
+        "creating",
+        "lost+found",
+    ];
+    let mut found: Vec<String> = storage
+        .list("")?
+        .into_iter()
+        .chain(
+            storage
+                .list_folders("")?
+                .into_iter()
+                .map(|f| format!("{f}/")),
+        )
+        .filter(|name| {
+            let bare = name.trim_end_matches('/');
+            !bare.starts_with('.') && !OURS.contains(&bare)
+        })
+        .collect();
+    if found.is_empty() {
+        return Ok(None);
+    }
+    found.sort();
+    let more = found.len().saturating_sub(3);
+    found.truncate(3);
+    let mut text = found
+        .iter()
+        .map(|n| crate::error::shown(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    Ok(Some(text))
+}
+
 /// A repository's config and its token key, as [`keys::unlock`] gives them.
 type Unlocked = (RepoConfig, Option<[u8; 32]>);
 
@@ -279,6 +331,13 @@ fn create(
     filter: &dyn ObjectFilter,
     identity: &[String],
 ) -> RepoResult<(Unlocked, bool)> {
+    // Before the claim writes anything.
+    if let Some(found) = foreign_things(storage)? {
+        return Err(RepoError::NotEmpty {
+            url: storage.url().to_string(),
+            found,
+        });
+    }
     let mut guard = match creation::claim(storage, options.lock_timeout)? {
         creation::Claim::Won(guard) => {
             // No config, and this process makes it: unless one was lost.
