@@ -61,7 +61,7 @@ pub fn prescan(args: &[OsString]) -> Prescan {
             "--" => break,
             "--plugin-dir" => {
                 if let Some(dir) = iter.next() {
-                    pre.plugin_dirs.push(PathBuf::from(dir));
+                    pre.plugin_dirs.push(home_expanded(PathBuf::from(dir)));
                 }
             }
             "--no-bundled-plugins" => pre.no_bundled_plugins = true,
@@ -75,7 +75,7 @@ pub fn prescan(args: &[OsString]) -> Prescan {
             }
             _ => {
                 if let Some(dir) = text.strip_prefix("--plugin-dir=") {
-                    pre.plugin_dirs.push(PathBuf::from(dir));
+                    pre.plugin_dirs.push(home_expanded(PathBuf::from(dir)));
                 }
                 if let Some(format) = text.strip_prefix("--output-format=") {
                     pre.json = is_json_format(format);
@@ -84,6 +84,18 @@ pub fn prescan(args: &[OsString]) -> Prescan {
         }
     }
     pre
+}
+
+/// A folder or file named on the command line with a `~` the shell left
+/// alone (`--config=~/x.conf`), taken for the home folder as a setting's
+/// path is; as given where it cannot be (`~user`, no `HOME`: the file
+/// or folder is then not found, and named as given).
+fn home_expanded(path: PathBuf) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    match crate::settings::home_expanded(path.clone().into_os_string().into_vec()) {
+        Ok(bytes) => PathBuf::from(OsString::from_vec(bytes)),
+        Err(_) => path,
+    }
 }
 
 /// Whether an `--output-format` value asks for JSON.
@@ -473,6 +485,7 @@ pub fn parse(
         scopes
             .iter()
             .flat_map(|m| m.get_many::<PathBuf>(id).into_iter().flatten().cloned())
+            .map(home_expanded)
             .collect()
     };
     let mut inv = Invocation {
@@ -546,6 +559,12 @@ fn option_taken_for_value(cmd: &Command, args: &[OsString]) -> Result<(), String
             continue;
         };
         let Some(next) = iter.next() else { break };
+        if next == "--" {
+            return Err(format!(
+                "{arg} needs a value, but is followed by --, which ends the options: give the \
+                 value (a value that is -- itself is written {long}=--)"
+            ));
+        }
         let next_name = next.split_once('=').map_or(next, |(name, _)| name);
         if next.starts_with('-') && known.contains(next_name) {
             return Err(format!(

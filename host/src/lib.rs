@@ -320,7 +320,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
 /// is written (`testing-weak-tokens` made backups that a normal run could
 /// not restore, exit 0; `testing-generation-time` dated every generation
 /// alike, and `forget --keep 7d` then kept one). One given on the command
-/// line is meant for that run.
+/// line is meant for that run. The warning is printed even with `--quiet`.
 fn warn_of_development_settings(registry: &Registry, values: &settings::Values) {
     for def in registry.settings.iter() {
         if def.group != host_settings::GROUP_DEVELOPMENT {
@@ -343,11 +343,16 @@ fn warn_of_development_settings(registry: &Registry, values: &settings::Values) 
             settings::Source::Env(var) => format!("environment variable {var}"),
             _ => continue,
         };
-        tracing::warn!(
+        // Said even with --quiet: where a setting is left to apply to
+        // every run (a cron job's environment), --quiet is set too.
+        let message = format!(
             "the development setting '{}' is set (from {from}): it exists to test obnam, not \
              for real backups (see \"Development settings\" in the user guide)",
             def.name
         );
+        logging::flush_pending();
+        stderr_line!("WARNING: {message}");
+        tracing::debug!("{message}");
     }
 }
 

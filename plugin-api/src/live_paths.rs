@@ -50,16 +50,62 @@ pub fn names_folder(path: &OsStr) -> bool {
 /// those who find unused files, mail readers that compare access with
 /// modification times, and the next backup's record of the atime. Where
 /// the kernel refuses `O_NOATIME` (`EPERM`: another user's file, readable
-/// to the caller) the file is opened without it. (Since 0.1.19.)
+/// to the caller) the file is opened without it.
+///
+/// And it waits for a lease to be given up. Another program may hold the
+/// file under a write lease (Samba's oplocks, an NFS server's
+/// delegations): then an open with `O_NONBLOCK` (which a reader of a live
+/// tree gives, so that a FIFO put in a file's place cannot block it)
+/// fails with `EWOULDBLOCK` at once, having asked the holder to give the
+/// lease up, which it must within the kernel's lease break time
+/// (`/proc/sys/fs/lease-break-time`, after which the kernel breaks the
+/// lease itself). So the open is tried again until then, and 5 s more;
+/// then it fails saying so. (`EWOULDBLOCK` from an open means nothing
+/// else for a regular file, and a FIFO or a device opens at once.)
+/// (Since 0.1.19.)
 pub fn open_unseen(
     path: &Path,
     flags: rustix::fs::OFlags,
 ) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let mut patience: Option<Duration> = None;
+    loop {
+        match open_once(path, flags) {
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let limit = *patience.get_or_insert_with(lease_break_time);
+                if started.elapsed() >= limit {
+                    return Err(std::io::Error::other(format!(
+                        "another program holds it under a lease (Samba, an NFS server) and did \
+                         not give it up in {} s",
+                        limit.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            done => return Ok(done?),
+        }
+    }
+}
+
+/// One open of [`open_unseen`]: with `O_NOATIME`, or without it where the
+/// kernel refuses it.
+fn open_once(path: &Path, flags: rustix::fs::OFlags) -> rustix::io::Result<std::os::fd::OwnedFd> {
     use rustix::fs::{Mode, OFlags};
     match rustix::fs::open(path, flags | OFlags::NOATIME, Mode::empty()) {
-        Err(rustix::io::Errno::PERM) => Ok(rustix::fs::open(path, flags, Mode::empty())?),
-        other => Ok(other?),
+        Err(rustix::io::Errno::PERM) => rustix::fs::open(path, flags, Mode::empty()),
+        other => other,
     }
+}
+
+/// How long a lease's holder has to give it up: the kernel's lease break
+/// time, and 5 s more.
+fn lease_break_time() -> std::time::Duration {
+    let seconds = std::fs::read_to_string("/proc/sys/fs/lease-break-time")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(45);
+    std::time::Duration::from_secs(seconds.saturating_add(5))
 }
 
 /// The kind of file system of the open folder `fd`, if it is one whose

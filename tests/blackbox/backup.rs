@@ -1598,8 +1598,10 @@ fn the_kernel_s_file_systems_are_recorded_without_their_contents() {
 /// the previous one had there: backed up as empty, the disk's files were
 /// dropped from the new generation without a word, exit 0, and a
 /// retention policy then forgot the generations that held them (found
-/// by an outside review). As a root and as a folder inside one. A folder
-/// emptied on purpose, on its parent's file system, is backed up empty.
+/// by an outside review). As a root and as a folder inside one, empty or
+/// holding a marker left in the bare mount point. A folder emptied on
+/// purpose, on its parent's file system, is backed up empty, and one whose
+/// contents were moved onto the parent's file system as they are.
 #[test]
 fn a_file_system_not_mounted_now_keeps_its_previous_version() {
     if !running_as_root() {
@@ -1632,14 +1634,18 @@ fn a_file_system_not_mounted_now_keeps_its_previous_version() {
         fs::write(disk.join("photo"), noise(20_000, 3)).unwrap();
         backup_of(&roots).ok();
         unmount(&disk);
+        // The second time, with a marker left in the bare mount point.
+        if roots.len() == 2 {
+            fs::write(disk.join("NOT-MOUNTED"), b"").unwrap();
+        }
         fs::remove_file(plain.join("note")).unwrap();
         let run = backup_of(&roots);
         assert_eq!(run.code, 1, "{run:#?}");
         assert!(
             run.stderr.contains(&format!(
-                "{}: it was a file system of its own in the previous generation, and is an \
-                 empty folder now: is its disk or share mounted? Kept as the previous generation \
-                 had it",
+                "{}: it was a file system of its own in the previous generation, and is a \
+                 folder of its parent's now, holding none of what it held: is its disk or share \
+                 mounted? Kept as the previous generation had it",
                 disk.display()
             )),
             "{roots:?}: {run:#?}"
@@ -1654,6 +1660,15 @@ fn a_file_system_not_mounted_now_keeps_its_previous_version() {
         mount_small_tmpfs(&disk);
         backup_of(&roots).ok();
         unmount(&disk);
+        let _ = fs::remove_file(disk.join("NOT-MOUNTED"));
         fs::write(plain.join("note"), b"again").unwrap();
     }
+    // Its contents moved onto the parent's file system (some of the same
+    // names): backed up as they are.
+    mount_small_tmpfs(&disk);
+    fs::write(disk.join("photo"), noise(20_000, 3)).unwrap();
+    backup_of(&[w.data.as_path()]).ok();
+    unmount(&disk);
+    fs::write(disk.join("photo"), b"moved").unwrap();
+    backup_of(&[w.data.as_path()]).ok();
 }

@@ -598,7 +598,7 @@ fn a_backup_after_another_users_says_so() {
 /// asks the holder to let go and waits for it. It was skipped at once
 /// with a bare "Resource temporarily unavailable (os error 11)" (found by
 /// an outside review). The holder here ignores the request and lets go
-/// by itself two seconds later.
+/// by itself two seconds later. Verify waits as the backup does.
 #[test]
 fn a_file_under_a_lease_is_read_once_the_lease_is_given_up() {
     use std::io::{BufRead, BufReader};
@@ -618,27 +618,40 @@ print("held", flush=True)
 time.sleep(2)
 os.close(fd)
 "#;
-    let child = Command::new("python3")
-        .args(["-c", holder])
-        .arg(&leased)
-        .stdout(Stdio::piped())
-        .spawn();
-    let Ok(mut child) = child else {
-        eprintln!("skipped: python3 is not here to hold a lease");
-        return;
+    // The holder, once it holds the lease; `None` where it cannot.
+    let hold = || {
+        let mut child = match Command::new("python3")
+            .args(["-c", holder])
+            .arg(&leased)
+            .stdout(Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => {
+                eprintln!("skipped: python3 is not here to hold a lease: {e}");
+                return None;
+            }
+        };
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if line.trim() != "held" {
+            let _ = child.wait();
+            eprintln!("skipped: {}", line.trim());
+            return None;
+        }
+        Some(child)
     };
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    if line.trim() != "held" {
-        let _ = child.wait();
-        eprintln!("skipped: {}", line.trim());
-        return;
-    }
+    let Some(mut child) = hold() else { return };
     let run = w.backup(&["--output-format", "json"]);
     let _ = child.wait();
     assert_eq!(run.code, 0, "{run:#?}");
+    // So does verify.
+    let Some(mut child) = hold() else { return };
+    let verify = w.obnam(&["verify", w.data.to_str().unwrap()]);
+    let _ = child.wait();
+    assert_eq!(verify.code, 0, "{verify:#?}");
     let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(summary["files_read"], 2, "{summary:#}");
     let to = w.env.path().join("restored");

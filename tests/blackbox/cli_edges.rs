@@ -240,6 +240,7 @@ fn an_option_where_a_value_belongs_is_refused() {
         &["--log", "--verbose"],
         &["-r", "--client-name"],
         &["--exclude", "--no-quiet=yes"],
+        &["--exclude", "--"],
     ] {
         let run = w.env.run(
             ["--no-default-configs"]
@@ -294,4 +295,46 @@ fn short_options_and_padded_client_names_are_answered_plainly() {
             "{run:#?}"
         );
     }
+}
+
+/// A `~` the shell left in an option's value (`--name=~/x`, or quoted) is
+/// the home folder, for settings and for `--config` and `--plugin-dir`:
+/// `--repository=~/backup` made a folder named `~` in the current folder.
+#[test]
+fn a_tilde_the_shell_left_is_the_home_folder() {
+    let w = BackupWorld::new("c");
+    let home = w.env.home();
+    std::fs::write(
+        home.join("site.conf"),
+        "[config]\nclient-name = from-home\n",
+    )
+    .unwrap();
+    let run = w
+        .env
+        .run([
+            "--no-default-configs",
+            "--config=~/site.conf",
+            "--repository=~/backup",
+            "--dump-config",
+        ])
+        .ok();
+    assert!(
+        run.stdout.contains("client-name = from-home")
+            && run
+                .stdout
+                .contains(&format!("repository = {}", home.join("backup").display())),
+        "{run:#?}"
+    );
+    let data = w.file("f", b"x");
+    w.env
+        .run([
+            "--repository=~/backup",
+            "--client-name",
+            "c",
+            "backup",
+            data.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(home.join("backup/config").exists());
+    assert!(!w.env.path().join("~").exists(), "no folder named ~");
 }

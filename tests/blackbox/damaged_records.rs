@@ -339,3 +339,32 @@ fn a_client_whose_record_is_lost_is_still_a_client() {
     assert!(run.stderr.is_empty(), "{run:#?}");
     w.obnam(&["fsck"]).ok();
 }
+
+/// A damaged client record of a client with no generation left (nothing
+/// names the client but the record's key) is removed by `remove-client`:
+/// it said "there is no client", and fsck failed on the record for ever.
+#[test]
+fn a_damaged_client_record_without_generations_is_removed_by_remove_client() {
+    let w = BackupWorld::new("c");
+    w.file("a", b"one\n");
+    w.backup(&[]).ok();
+    let id = w.obnam(&["genids"]).ok().stdout.trim().to_string();
+    w.obnam(&["forget", &id]).ok();
+    let clients = files_under(&w.repo.join("clients"));
+    assert_eq!(clients.len(), 1);
+    damage(&clients[0]);
+    w.obnam(&["fsck"]).fails().no_rust_panic();
+    assert_eq!(w.obnam(&["clients"]).ok().stdout, "");
+    let run = w.obnam(&["remove-client", "--pretend", "c"]).fails();
+    assert!(run.stderr.contains("there is no client 'c'"), "{run:#?}");
+    let run = w.obnam(&["remove-client", "c"]).ok().no_rust_panic();
+    assert!(
+        run.stdout
+            .contains("removed client c and its 0 generations"),
+        "{run:#?}"
+    );
+    assert!(files_under(&w.repo.join("clients")).is_empty());
+    w.obnam(&["fsck"]).ok();
+    let run = w.obnam(&["remove-client", "c"]).fails();
+    assert!(run.stderr.contains("there is no client 'c'"), "{run:#?}");
+}

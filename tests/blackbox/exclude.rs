@@ -454,3 +454,46 @@ fn a_root_inside_another_is_never_left_out_by_the_outer_roots_rules() {
         );
     }
 }
+
+/// An exclusion that matches every path (an unset variable in
+/// `"(?i)$NAME"`, `"$DIR/"`, `"re:$A|$B"`, `"sh:$P*"`) is refused, naming
+/// it, wherever it came from: it left out the whole tree, exit 0. With an
+/// `--include` to take some back, "everything but" is a rule, and taken.
+#[test]
+fn an_exclusion_that_matches_every_path_is_refused() {
+    let w = BackupWorld::new("c");
+    w.file("a", b"a");
+    w.file("sub/b", b"b");
+    for pattern in ["(?i)", "/", "re:^", "re:|foo", "sh:*", "sh:**", "pp:/", "."] {
+        let run = w.backup(&["--exclude", pattern]);
+        assert_eq!(run.code, 1, "{pattern}: {run:#?}");
+        assert!(
+            run.stderr
+                .contains("matches every path, so it would leave out everything"),
+            "{pattern}: {run:#?}"
+        );
+        assert!(
+            !w.repo.join("generations").exists(),
+            "{pattern}: nothing committed"
+        );
+    }
+    let list = w.env.write("patterns", "\\.o$\n(?i)\n");
+    let run = w.backup(&["--exclude-from", list.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("line 2: '(?i)' matches every path"),
+        "{run:#?}"
+    );
+    // Narrow ones, and everything but what --include takes back.
+    w.backup(&["--exclude", "sh:/*", "--exclude", "\\.o$"]).ok();
+    let keep = w.data.join("sub");
+    let run = w
+        .backup(&[
+            "--exclude",
+            "sh:*",
+            "--include",
+            &format!("pp:{}", keep.display()),
+        ])
+        .ok();
+    assert!(run.stdout.contains("Backed up 1 file"), "{run:#?}");
+}

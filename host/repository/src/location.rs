@@ -95,9 +95,10 @@ impl Location {
             }
             return Ok(Location::Local(absolute(PathBuf::from(url))));
         };
-        // `file://localhost/path` is `file:///path` (RFC 8089).
+        // `file://localhost/path` is `file:///path` (RFC 8089; a host name
+        // in any case). Another host is refused below, naming it.
         let rest = match scheme {
-            "file" => rest.strip_prefix("localhost").unwrap_or(rest),
+            "file" if rest.len() >= 9 && rest[..9].eq_ignore_ascii_case("localhost") => &rest[9..],
             _ => rest,
         };
         // A URL is taken as written: a path with a space is written with
@@ -114,6 +115,12 @@ impl Location {
         }
         match scheme {
             "file" => {
+                if let Some((host, _)) = rest.split_once('/').filter(|(h, _)| !h.is_empty()) {
+                    return Err(bad(&format!(
+                        "a file:// URL names a folder of this machine, with no host or \
+                         localhost (file:///path), not '{host}'"
+                    )));
+                }
                 if !rest.starts_with('/') {
                     return Err(bad("a file:// URL needs an absolute path (file:///path)"));
                 }
@@ -354,10 +361,14 @@ mod tests {
             .to_string()
             .contains("unknown scheme 'ftp'"));
         assert!(Location::parse("file://relative").is_err());
-        assert_eq!(
-            Location::parse("file://localhost/srv/repo").unwrap(),
-            Location::Local(PathBuf::from("/srv/repo"))
-        );
+        for localhost in ["file://localhost/srv/repo", "file://LocalHost/srv/repo"] {
+            assert_eq!(
+                Location::parse(localhost).unwrap(),
+                Location::Local(PathBuf::from("/srv/repo"))
+            );
+        }
+        let other = Location::parse("file://nas/srv/repo").unwrap_err();
+        assert!(other.to_string().contains("not 'nas'"), "{other}");
         for mistyped in [
             "file:/srv/r",
             "file:r",

@@ -799,7 +799,7 @@ impl Values {
 /// the shell did not expand, with a leading `~` or `~/` taken for the home
 /// folder (`HOME`), as a shell takes it on the command line: `repository = ~/backup` is not a folder `~` in whatever
 /// folder the run starts in. `~user` is refused (write the path in full).
-fn home_expanded(path: Vec<u8>) -> Result<Vec<u8>, String> {
+pub(crate) fn home_expanded(path: Vec<u8>) -> Result<Vec<u8>, String> {
     if path.first() != Some(&b'~') {
         return Ok(path);
     }

@@ -221,7 +221,7 @@ fn replaced(meta: &Metadata, walked: &Walked) -> Option<ContentError> {
 fn open(path: &Path, walked: &Walked) -> Result<(File, Metadata), ContentError> {
     use rustix::fs::OFlags;
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let file = match open_leased(path, flags) {
+    let file = match open_unseen(path, flags) {
         Ok(fd) => File::from(fd),
         Err(e) => {
             // A symlink fails with ELOOP, a socket with ENXIO: say what
@@ -240,43 +240,6 @@ fn open(path: &Path, walked: &Walked) -> Result<(File, Metadata), ContentError> 
         return Err(ContentError::File(CHANGED.into()));
     }
     Ok((file, meta))
-}
-
-/// [`open_unseen`], waiting for a lease to be given up. Another program
-/// may hold the file under a write lease (Samba's oplocks, an NFS
-/// server's delegations): then a non-blocking open fails with
-/// `EWOULDBLOCK` at once, having asked the holder to give the lease up,
-/// which it does within the kernel's lease break time (after which the
-/// kernel breaks the lease itself). So the open is tried again until
-/// then; the file was skipped with a bare "Resource temporarily
-/// unavailable". (`EWOULDBLOCK` from an open means nothing else for a
-/// regular file, and a FIFO or device put in its place opens at once.)
-fn open_leased(path: &Path, flags: rustix::fs::OFlags) -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::time::{Duration, Instant};
-    let started = Instant::now();
-    let mut patience: Option<Duration> = None;
-    loop {
-        match open_unseen(path, flags) {
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::WOULDBLOCK.raw_os_error()) => {
-                let limit = *patience.get_or_insert_with(|| {
-                    let break_time = std::fs::read_to_string("/proc/sys/fs/lease-break-time")
-                        .ok()
-                        .and_then(|t| t.trim().parse::<u64>().ok())
-                        .unwrap_or(45);
-                    Duration::from_secs(break_time.saturating_add(5))
-                });
-                if started.elapsed() >= limit {
-                    return Err(std::io::Error::other(format!(
-                        "another program holds it under a lease (Samba, an NFS server) and did \
-                         not give it up in {} s",
-                        limit.as_secs()
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            done => return done,
-        }
-    }
 }
 
 /// Make reads of `file` (known to be a regular file) wait for data, for a

@@ -899,15 +899,19 @@ impl<'a, 'c> Walker<'a, 'c> {
     /// Why the folder at `path` (`meta`), if it looks like the mount point
     /// of a file system that is not mounted now: in the previous
     /// generation it was a file system of its own (its device was not its
-    /// folder's) and held something, and now it is an empty folder of its
-    /// folder's file system. Backed up as it is, the new generation would
-    /// drop everything on that disk or share without a word, and a
-    /// retention policy would then forget the generations that hold it;
-    /// so it is an error, and the generation keeps the previous version.
-    /// Only a folder whose device changed is looked at further (a file
-    /// system that numbers its devices anew at each mount, a btrfs
-    /// subvolume emptied, are not taken for this: their folders are
-    /// still, or were never, of another device than their folder's).
+    /// folder's) and held something, and now it is a folder of its
+    /// folder's file system holding none of what it held (empty, or a
+    /// marker such as `NOT-MOUNTED` left in the bare mount point). Backed
+    /// up as it is, the new generation would drop everything on that disk
+    /// or share without a word, and a retention policy would then forget
+    /// the generations that hold it; so it is an error, and the
+    /// generation keeps the previous version. Only a folder whose device
+    /// changed is looked at further (a file system that numbers its
+    /// devices anew at each mount, a btrfs subvolume emptied, are not
+    /// taken for this: their folders are still, or were never, of another
+    /// device than their folder's), and one whose contents were moved onto
+    /// its parent's file system (some of the same names) is backed up as
+    /// it is.
     fn unmounted(
         &self,
         path: &Path,
@@ -920,23 +924,49 @@ impl<'a, 'c> Walker<'a, 'c> {
         let Some(parent) = path.parent() else {
             return Ok(None);
         };
-        let parent_now = std::fs::canonicalize(parent).and_then(|real| walk::lstat(&real));
-        if parent_now.map_or(true, |p| p.dev != meta.dev) {
+        let Ok(parent_now) = std::fs::canonicalize(parent).and_then(|real| walk::lstat(&real))
+        else {
+            return Ok(None);
+        };
+        if parent_now.dev != meta.dev {
             return Ok(None);
         }
-        if self.previous(parent)?.is_none_or(|p| p.dev == prev.dev) {
+        // The device its folder had then; `/` is in no generation, and its
+        // device is taken as it is now.
+        let parent_then = match self.previous(parent)? {
+            Some(p) => p.dev,
+            None if parent == Path::new("/") => parent_now.dev,
+            None => return Ok(None),
+        };
+        if parent_then == prev.dev {
             return Ok(None);
         }
-        let had_something = match &self.sink {
+        let held: Vec<Vec<u8>> = match &self.sink {
             Sink::Build { shared, .. } => shared.builder.previous_dir(path)?,
             Sink::Pretend(Some(reader)) => reader.list_dir(path)?,
             Sink::Pretend(None) => None,
         }
-        .is_some_and(|children| !children.is_empty());
-        let empty_now = std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none());
-        Ok((had_something && empty_now).then_some(
-            "it was a file system of its own in the previous generation, and is an empty \
-             folder now: is its disk or share mounted? Kept as the previous generation had it",
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+        if held.is_empty() {
+            return Ok(None);
+        }
+        let Ok(listing) = std::fs::read_dir(path) else {
+            return Ok(None);
+        };
+        let mut now = listing.filter_map(|e| {
+            e.ok()
+                .map(|e| std::os::unix::ffi::OsStringExt::into_vec(e.file_name()))
+        });
+        if now.any(|name| held.contains(&name)) {
+            return Ok(None);
+        }
+        Ok(Some(
+            "it was a file system of its own in the previous generation, and is a folder of its \
+             parent's now, holding none of what it held: is its disk or share mounted? Kept as \
+             the previous generation had it",
         ))
     }
 

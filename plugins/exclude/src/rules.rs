@@ -66,6 +66,38 @@ fn patterns_from(ctx: &Context<'_>, file: &Path) -> Result<Vec<Pattern>> {
         .collect())
 }
 
+/// Paths no exclusion means to match: a pattern that matches both
+/// matches every path, and left out the whole tree, exit 0 (an unset
+/// variable in `--exclude "(?i)$NAME"`, `"$DIR/"`, `"re:$A|$B"`, `"sh:$P*"`).
+const UNRELATED_PATHS: [&[u8]; 2] = [b"/\x01obnam probe\x02/q.z9", b"/\x7fanother\x03"];
+
+/// Refuse an exclusion that matches every path (with no `--include` to
+/// take some back, which makes "leave out everything but" a rule).
+fn refuse_match_everything(ctx: &Context<'_>, exclude: &[Pattern]) -> Result<()> {
+    for (text, from) in exclude {
+        let Ok(pattern) = patterns::Pattern::new(text.as_bytes()) else {
+            continue;
+        };
+        if !UNRELATED_PATHS.iter().all(|p| pattern.is_match(p)) {
+            continue;
+        }
+        let why = format!(
+            "'{}' matches every path, so it would leave out everything (is a variable in it \
+             empty?); give a pattern that names what to leave out (with --include, a rule may \
+             leave out everything but what it takes back)",
+            plugin_api::names::escape_text(text)
+        );
+        return Err(match from {
+            Some((file, line)) => ctx.setting_error(
+                "exclude-from",
+                &format!("{}: line {line}: {why}", escape_path(file)),
+            ),
+            None => ctx.setting_error("exclude", &why),
+        });
+    }
+    Ok(())
+}
+
 /// The patterns of a list setting, from no file.
 fn patterns_of(ctx: &Context<'_>, setting: &str) -> Result<Vec<Pattern>> {
     Ok(ctx
@@ -83,6 +115,9 @@ impl Rules {
             exclude.extend(patterns_from(ctx, &file)?);
         }
         let include = patterns_of(ctx, "include")?;
+        if include.is_empty() {
+            refuse_match_everything(ctx, &exclude)?;
+        }
         let cwd = std::env::current_dir()?;
         let log_file = ctx
             .path("log")?
@@ -153,19 +188,17 @@ impl Rules {
 /// Whether a folder holds a valid `CACHEDIR.TAG`.
 fn is_cache_dir(dir: &Path) -> bool {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
     // Only a regular file is a tag: a FIFO of that name blocked the open
     // (and the backup) for ever, and a symlink led the read anywhere (a
     // device). Opened without following a link or waiting for a writer,
     // then checked.
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let Ok(mut f) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(dir.join("CACHEDIR.TAG"))
-    else {
+    // Read without stamping its access time, as the backup reads.
+    use rustix::fs::OFlags;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let Ok(fd) = plugin_api::live_paths::open_unseen(&dir.join("CACHEDIR.TAG"), flags) else {
         return false;
     };
+    let mut f = std::fs::File::from(fd);
     if !f.metadata().is_ok_and(|m| m.is_file()) {
         return false;
     }

@@ -25,19 +25,32 @@ pub fn remove_client(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     // repository may hold a newline or an escape sequence.
     let shown = escape(name.as_bytes());
     let repo = ctx.repository(false)?;
-    if !repo.clients()?.contains(&name) {
-        plugin_api::bail!(
+    let no_client = || {
+        plugin_api::Error::msg(format!(
             "remove-client: there is no client '{shown}' (see 'obnam clients'); nothing was removed"
-        );
-    }
+        ))
+    };
     let pretend = ctx.boolean("pretend")?;
+    // A client whose record is damaged (no name can be read from it) and
+    // that has no generation whose record names it is known to the
+    // repository only by its record's key: the removal itself judges, so
+    // that such a record, which fsck reports, can be removed.
+    let listed = repo.clients()?.contains(&name);
     let count = if pretend {
+        if !listed {
+            return Err(no_client());
+        }
         repo.generations(&name)?.len() as u64
     } else {
         repo.lock_client_for_removal(&name)?;
         let removed = repo.remove_client(&name);
         let unlocked = repo.unlock_client(&name);
-        let count = removed?;
+        let count = match removed {
+            Err(e) if !listed && e.to_string().contains("there is no client") => {
+                return Err(no_client());
+            }
+            other => other?,
+        };
         unlocked?;
         count as u64
     };
