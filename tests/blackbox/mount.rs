@@ -681,3 +681,43 @@ fn what_the_kernel_forgets_leaves_the_mount_and_keeps_its_number() {
     mounted.unmount();
     assert_all_gone(&point);
 }
+
+/// A repository mounted inside a backed-up tree (to browse the backups)
+/// is left out of the next backup, as the repository itself is: walking
+/// it recorded every mounted generation again at every backup (found by
+/// an outside review).
+#[test]
+fn a_backup_leaves_out_an_obnam_mount_in_its_tree() {
+    if !fuse_or_skip("a_backup_leaves_out_an_obnam_mount_in_its_tree") {
+        return;
+    }
+    let _shared = MOUNTS.read().unwrap_or_else(|e| e.into_inner());
+    let world = World::new();
+    let data = world.path().join("data");
+    fs::create_dir_all(data.join("backups")).unwrap();
+    fs::write(data.join("doc"), b"mine").unwrap();
+    world.backup(&data);
+    let mut mounted = world.mount(&data.join("backups"));
+    let run = world
+        .obnam(&[
+            OsStr::new("backup"),
+            data.as_os_str(),
+            OsStr::new("--verbose"),
+        ])
+        .ok();
+    mounted.unmount().ok();
+    assert!(
+        run.stderr
+            .contains("it is an 'obnam mount' of a repository")
+            || run
+                .stdout
+                .contains("it is an 'obnam mount' of a repository"),
+        "{run:#?}"
+    );
+    let listed = world.obnam(&["ls"]).ok().stdout;
+    assert!(
+        listed.contains(&format!("{}", data.join("doc").display()))
+            && !listed.contains(&format!("{}/", data.join("backups").display())),
+        "{listed}"
+    );
+}

@@ -1232,6 +1232,15 @@ impl<'a, 'c> Walker<'a, 'c> {
                 .map(|kind| {
                     format!("it is on a {kind} file system: the kernel's state, not a file")
                 });
+            // `obnam mount` of a repository in the tree (to browse the
+            // backups): its files are backups already, and walking it
+            // recorded every mounted generation again at every backup.
+            let kernel_file = kernel_file.or_else(|| {
+                (meta.is_dir() && meta.dev != seen.0 && walk::is_obnam_mount(&child)).then(|| {
+                    "it is an 'obnam mount' of a repository: its files are backups already"
+                        .to_string()
+                })
+            });
             let files_seen = self.stats.files.load(Ordering::Relaxed);
             let reason = match kernel_file {
                 Some(reason) => Some(reason),

@@ -219,3 +219,59 @@ impl<'a, 'c> Excluder<'a, 'c> {
 pub fn lstat(path: &Path) -> std::io::Result<FileStat> {
     std::fs::symlink_metadata(path).map(|m| FileStat::from_metadata(&m))
 }
+
+/// Whether the folder at `path` (the root of a file system of its own) is
+/// where `obnam mount` shows a repository: a FUSE file system of the
+/// type `fuse.obnam`, by `/proc/self/mountinfo`. Only a mount point on
+/// FUSE is looked up, so the table is read only for those.
+pub fn is_obnam_mount(path: &Path) -> bool {
+    const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
+    // `f_type` is signed, and 32 bits wide on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    let on_fuse =
+        rustix::fs::statfs(path).is_ok_and(|st| st.f_type as u64 & 0xffff_ffff == FUSE_SUPER_MAGIC);
+    if !on_fuse {
+        return false;
+    }
+    let Ok(table) = std::fs::read("/proc/self/mountinfo") else {
+        return false;
+    };
+    let wanted = path.as_os_str().as_bytes();
+    table.split(|b| *b == b'\n').any(|line| {
+        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER
+        let fields: Vec<&[u8]> = line.split(|b| *b == b' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == b"-") else {
+            return false;
+        };
+        fields
+            .get(4)
+            .is_some_and(|point| unescape_mountinfo(point) == wanted)
+            && fields.get(dash + 1) == Some(&&b"fuse.obnam"[..])
+    })
+}
+
+/// A mount point as `/proc/self/mountinfo` writes it: a space, tab,
+/// newline and backslash as `\NNN` (octal).
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(
+                    d.iter()
+                        .fold(0u8, |n, c| n.wrapping_mul(8).wrapping_add(c - b'0')),
+                );
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
