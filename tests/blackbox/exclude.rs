@@ -484,8 +484,12 @@ fn an_exclusion_that_matches_every_path_is_refused() {
         run.stderr.contains("line 2: '(?i)' matches every path"),
         "{run:#?}"
     );
-    // Narrow ones, and everything but what --include takes back.
+    // Narrow ones (a letter is one: it matched the probes once), and
+    // everything but what --include takes back.
     w.backup(&["--exclude", "sh:/*", "--exclude", "\\.o$"]).ok();
+    for narrow in ["a", "o", "(?i)readme", "sh:*.tmp", "[0-9]"] {
+        w.backup(&["--pretend", "--exclude", narrow]).ok();
+    }
     let keep = w.data.join("sub");
     let run = w
         .backup(&[
