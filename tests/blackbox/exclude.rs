@@ -484,12 +484,42 @@ fn an_exclusion_that_matches_every_path_is_refused() {
         run.stderr.contains("line 2: '(?i)' matches every path"),
         "{run:#?}"
     );
-    // Narrow ones (a letter is one: it matched the probes once), and
-    // everything but what --include takes back.
+    // Narrow ones (none matches the root's own path, which an unanchored
+    // regex that did would leave out everything below), and everything
+    // but what --include takes back.
     w.backup(&["--exclude", "sh:/*", "--exclude", "\\.o$"]).ok();
-    for narrow in ["a", "o", "(?i)readme", "sh:*.tmp", "[0-9]"] {
+    for narrow in [
+        "/qq$",
+        "(?i)readme",
+        "sh:*.tmp",
+        "re:[[:cntrl:]]",
+        "\\.tmp$",
+    ] {
         w.backup(&["--pretend", "--exclude", narrow]).ok();
     }
+    // Everything below the root (`"$HOME/$CACHE"` with CACHE unset),
+    // however written.
+    let data = w.data.display().to_string();
+    for below in [
+        format!("{data}/"),
+        format!("pp:{data}/"),
+        format!("sh:{data}/*"),
+    ] {
+        let run = w.backup(&["--exclude", &below]);
+        assert_eq!(run.code, 1, "{below}: {run:#?}");
+        assert!(
+            run.stderr
+                .contains(&format!("matches every path below the root {data}")),
+            "{below}: {run:#?}"
+        );
+    }
+    // An inclusion that matches every path took back every exclusion.
+    let run = w.backup(&["--exclude", "/sub/", "--include", "(?i)"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("so it would take back every exclusion"),
+        "{run:#?}"
+    );
     let keep = w.data.join("sub");
     let run = w
         .backup(&[

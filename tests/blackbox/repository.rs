@@ -1099,7 +1099,8 @@ fn root_writes_nothing_into_a_repository_another_user_could_change() {
 }
 
 /// A new repository is made only where there is nothing yet: a new or
-/// empty folder, or one holding only `lost+found` and dot-names. A
+/// empty folder, or one holding only what file systems, desktops and file
+/// servers put in a disk's root (`lost+found`, a trash folder, ...). A
 /// mistyped `--repository` naming a folder of the user's made a
 /// repository among their files, exit 0 (outside review); now nothing is
 /// written there, and the error names what is there.
@@ -1133,9 +1134,27 @@ fn a_new_repository_is_not_made_among_other_files() {
         .collect();
     left.sort();
     assert_eq!(left, ["notes.txt", "photos"], "nothing was written there");
-    // A mounted disk's root, and a folder with a desktop's dot-file.
+    // A home of dot-files only (a new account's) is someone's too.
+    let home = env.path().join("home-of-someone");
+    fs::create_dir_all(&home).unwrap();
+    fs::write(home.join(".bashrc"), b"# mine").unwrap();
+    let run = backup_into(&home);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("holds other things (.bashrc)"),
+        "{run:#?}"
+    );
+    // A disk's root as file systems, desktops and file servers leave it.
     let disk = env.path().join("disk");
-    fs::create_dir_all(disk.join("lost+found")).unwrap();
+    for name in [
+        "lost+found",
+        "System Volume Information",
+        "$RECYCLE.BIN",
+        "@eaDir",
+        ".Trash-1000",
+    ] {
+        fs::create_dir_all(disk.join(name)).unwrap();
+    }
     fs::write(disk.join(".DS_Store"), b"x").unwrap();
     backup_into(&disk).ok();
     backup_into(&disk).ok();

@@ -98,7 +98,14 @@ impl Location {
         // `file://localhost/path` is `file:///path` (RFC 8089; a host name
         // in any case). Another host is refused below, naming it.
         let rest = match scheme {
-            "file" if rest.len() >= 9 && rest[..9].eq_ignore_ascii_case("localhost") => &rest[9..],
+            "file"
+                if rest
+                    .as_bytes()
+                    .get(..9)
+                    .is_some_and(|h| h.eq_ignore_ascii_case(b"localhost")) =>
+            {
+                &rest[9..]
+            }
             _ => rest,
         };
         // A URL is taken as written: a path with a space is written with
@@ -367,6 +374,9 @@ mod tests {
                 Location::Local(PathBuf::from("/srv/repo"))
             );
         }
+        // A host of letters that are not ASCII: refused, not a panic.
+        assert!(Location::parse("file://\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}/x").is_err());
+        assert!(Location::parse("file://\u{e9}/x").is_err());
         let other = Location::parse("file://nas/srv/repo").unwrap_err();
         assert!(other.to_string().contains("not 'nas'"), "{other}");
         for mistyped in [

@@ -272,10 +272,12 @@ fn holds_objects(storage: &Storage) -> RepoResult<Option<String>> {
 /// exit 0, and a file of theirs named like one of its objects
 /// (`creating/x`) then failed every later backup. A repository's own
 /// names are no obstacle (another process may be creating it now, or a
-/// creation was cut short), nor are a file system's `lost+found` and
-/// names starting with `.` (a file system's or a desktop's own).
+/// creation was cut short), nor are the names that file systems, desktops
+/// and file servers put in a disk's or share's root (`lost+found`, a
+/// trash folder, `System Volume Information`, Synology's `@eaDir`); any
+/// other name is, a dot-file included (`-r ~` on a new account).
 fn foreign_things(storage: &Storage) -> RepoResult<Option<String>> {
-    const OURS: [&str; 10] = [
+    const OURS: [&str; 9] = [
         "config",
         "clients",
         "index",
@@ -285,8 +287,29 @@ fn foreign_things(storage: &Storage) -> RepoResult<Option<String>> {
         "prune",
         "keys",
         "creating",
-        "lost+found",
     ];
+    const SYSTEMS: [&str; 17] = [
+        ".tmp",
+        "lost+found",
+        ".Trashes",
+        ".Spotlight-V100",
+        ".fseventsd",
+        ".DS_Store",
+        ".TemporaryItems",
+        ".apdisk",
+        "System Volume Information",
+        "$RECYCLE.BIN",
+        "RECYCLER",
+        "@eaDir",
+        "#recycle",
+        "#snapshot",
+        ".snapshot",
+        ".snapshots",
+        ".zfs",
+    ];
+    let system = |name: &str| {
+        SYSTEMS.contains(&name) || name.starts_with(".Trash-") || name.starts_with("._")
+    };
     let mut found: Vec<String> = storage
         .list("")?
         .into_iter()
@@ -298,7 +321,7 @@ fn foreign_things(storage: &Storage) -> RepoResult<Option<String>> {
         )
         .filter(|name| {
             let bare = name.trim_end_matches('/');
-            !bare.starts_with('.') && !OURS.contains(&bare)
+            !OURS.contains(&bare) && !system(bare)
         })
         .collect();
     if found.is_empty() {

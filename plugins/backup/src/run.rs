@@ -931,25 +931,33 @@ impl<'a, 'c> Walker<'a, 'c> {
         if parent_now.dev != meta.dev {
             return Ok(None);
         }
-        // The device its folder had then; `/` is in no generation, and its
-        // device is taken as it is now.
-        let parent_then = match self.previous(parent)? {
-            Some(p) => p.dev,
-            None if parent == Path::new("/") => parent_now.dev,
-            None => return Ok(None),
+        // Whether it was a file system of its own then: its device was not
+        // its folder's. `/` is in no generation (and its device number may
+        // be another after a reboot): there, the other top-level entries
+        // the previous generation holds tell; one that shared this
+        // folder's device shows it was none (and none to compare with, as
+        // for a root such as `/home` backed up alone, tells nothing).
+        let separate = match self.previous(parent)? {
+            Some(p) => p.dev != prev.dev,
+            None if parent == Path::new("/") => {
+                let name = path.file_name().map(|n| n.as_bytes().to_vec());
+                let others: Vec<Entry> = self
+                    .previous_entries(parent)?
+                    .into_iter()
+                    .filter(|e| Some(&e.name) != name.as_ref())
+                    .collect();
+                !others.is_empty() && others.iter().all(|e| e.dev != prev.dev)
+            }
+            None => false,
         };
-        if parent_then == prev.dev {
+        if !separate {
             return Ok(None);
         }
-        let held: Vec<Vec<u8>> = match &self.sink {
-            Sink::Build { shared, .. } => shared.builder.previous_dir(path)?,
-            Sink::Pretend(Some(reader)) => reader.list_dir(path)?,
-            Sink::Pretend(None) => None,
-        }
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+        let held: Vec<Vec<u8>> = self
+            .previous_entries(path)?
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         if held.is_empty() {
             return Ok(None);
         }
@@ -968,6 +976,17 @@ impl<'a, 'c> Walker<'a, 'c> {
              parent's now, holding none of what it held: is its disk or share mounted? Kept as \
              the previous generation had it",
         ))
+    }
+
+    /// The entries of the folder `dir` in the previous generation (none
+    /// if it had no such folder).
+    fn previous_entries(&self, dir: &Path) -> Result<Vec<Entry>> {
+        Ok(match &self.sink {
+            Sink::Build { shared, .. } => shared.builder.previous_dir(dir)?,
+            Sink::Pretend(Some(reader)) => reader.list_dir(dir)?,
+            Sink::Pretend(None) => None,
+        }
+        .unwrap_or_default())
     }
 
     /// Back up `roots` (sorted) one after the other, until `stop` says so.

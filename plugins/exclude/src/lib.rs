@@ -92,8 +92,9 @@ impl Plugin for Exclude {
         app.add_json_callback(
             BACKUP_STARTING,
             PRIORITY_DEFAULT,
-            move |ctx: &Context<'_>, _| {
+            move |ctx: &Context<'_>, starting| {
                 let compiled = Rules::from_settings(ctx)?;
+                compiled.check_roots(ctx, &roots_of(starting))?;
                 let _ = r.set(compiled);
                 Ok(())
             },
@@ -120,6 +121,33 @@ impl Plugin for Exclude {
         );
         Ok(())
     }
+}
+
+/// The backup's roots, from the `backup-starting` payload: `roots`, or
+/// `roots_bytes` (each root's bytes) where one is not UTF-8.
+fn roots_of(starting: &plugin_api::serde_json::Value) -> Vec<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    if let Some(all) = starting["roots_bytes"].as_array() {
+        return all
+            .iter()
+            .filter_map(|root| {
+                let bytes: Option<Vec<u8>> = root
+                    .as_array()?
+                    .iter()
+                    .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                    .collect();
+                Some(std::ffi::OsString::from_vec(bytes?).into())
+            })
+            .collect();
+    }
+    starting["roots"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter_map(|r| r.as_str().map(std::path::PathBuf::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 plugin_api::export_plugin!("exclude", Exclude);

@@ -18,6 +18,8 @@ const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55"
 pub struct Rules {
     include: PatternSet,
     exclude: PatternSet,
+    /// The patterns as given, for [`Rules::check_roots`].
+    given: (Vec<Pattern>, Vec<Pattern>),
     exclude_caches: bool,
     if_present: Vec<PathBuf>,
     larger_than: u64,
@@ -66,35 +68,99 @@ fn patterns_from(ctx: &Context<'_>, file: &Path) -> Result<Vec<Pattern>> {
         .collect())
 }
 
-/// Paths no exclusion means to match (of control characters only, which
-/// no name to leave out is made of): a pattern that matches both
-/// matches every path, and left out the whole tree, exit 0 (an unset
-/// variable in `--exclude "(?i)$NAME"`, `"$DIR/"`, `"re:$A|$B"`, `"sh:$P*"`).
-const UNRELATED_PATHS: [&[u8]; 2] = [b"/\x01\x02\x03", b"/\x04\x05/\x06\x07"];
+/// Paths no rule means to match, of unlike kinds (control characters, a
+/// lower-case name with a digit, a Greek letter): a pattern that matches
+/// all of them matches every path. An exclusion that did left out the
+/// whole tree, exit 0, and an inclusion that did took back every
+/// exclusion (an unset variable in `--exclude "(?i)$NAME"`, `"$DIR/"`,
+/// `"re:$A|$B"`, `"sh:$P*"`, `--include "(?i)$NAME"`). A narrow rule
+/// (`[[:cntrl:]]`, `[0-9]`, a letter) matches some of them at most.
+const UNRELATED_PATHS: [&[u8]; 3] = [b"/\x01\x02", b"/qzx/k9", "/\u{3a9}".as_bytes()];
 
-/// Refuse an exclusion that matches every path (with no `--include` to
-/// take some back, which makes "leave out everything but" a rule).
-fn refuse_match_everything(ctx: &Context<'_>, exclude: &[Pattern]) -> Result<()> {
-    for (text, from) in exclude {
-        let Ok(pattern) = patterns::Pattern::new(text.as_bytes()) else {
-            continue;
-        };
-        if !UNRELATED_PATHS.iter().all(|p| pattern.is_match(p)) {
-            continue;
+/// Names of a root's children that no rule means to match, in the same
+/// way: an exclusion that matches them all leaves out everything below
+/// the root, its folders with their subtrees (`--exclude "$HOME/$CACHE"`
+/// or `"sh:$DIR/*"` with the last variable unset).
+const UNRELATED_NAMES: [&[u8]; 3] = [b"\x01\x02", b"qzx9", "\u{3a9}".as_bytes()];
+
+/// Why `text` (a rule of `setting`, from `from`) is refused: it matches
+/// every path, or every path below `root`.
+fn match_everything(
+    ctx: &Context<'_>,
+    setting: &str,
+    text: &str,
+    from: &Option<(PathBuf, usize)>,
+    what: &str,
+) -> plugin_api::Error {
+    let why = format!(
+        "'{}' matches {what}, so it would {} (is a variable in it empty?); give a pattern \
+         that names what to {}",
+        plugin_api::names::escape_text(text),
+        if setting == "include" {
+            "take back every exclusion"
+        } else {
+            "leave out everything there"
+        },
+        if setting == "include" {
+            "take back"
+        } else {
+            "leave out"
+        },
+    );
+    match from {
+        Some((file, line)) => ctx.setting_error(
+            "exclude-from",
+            &format!("{}: line {line}: {why}", escape_path(file)),
+        ),
+        None => ctx.setting_error(setting, &why),
+    }
+}
+
+/// Whether `pattern` matches every one of `paths`.
+fn matches_all(pattern: &str, paths: &[Vec<u8>]) -> bool {
+    patterns::Pattern::new(pattern.as_bytes()).is_ok_and(|p| paths.iter().all(|x| p.is_match(x)))
+}
+
+/// Refuse a rule that matches every path: an inclusion always, an
+/// exclusion unless an inclusion takes some back ("leave out everything
+/// but" is a rule then). With the backup's `roots`, an exclusion that
+/// matches every path below one of them too.
+fn refuse_match_everything(
+    ctx: &Context<'_>,
+    exclude: &[Pattern],
+    include: &[Pattern],
+    roots: &[PathBuf],
+) -> Result<()> {
+    let anywhere: Vec<Vec<u8>> = UNRELATED_PATHS.iter().map(|p| p.to_vec()).collect();
+    for (text, from) in include {
+        if matches_all(text, &anywhere) {
+            return Err(match_everything(ctx, "include", text, from, "every path"));
         }
-        let why = format!(
-            "'{}' matches every path, so it would leave out everything (is a variable in it \
-             empty?); give a pattern that names what to leave out (with --include, a rule may \
-             leave out everything but what it takes back)",
-            plugin_api::names::escape_text(text)
-        );
-        return Err(match from {
-            Some((file, line)) => ctx.setting_error(
-                "exclude-from",
-                &format!("{}: line {line}: {why}", escape_path(file)),
-            ),
-            None => ctx.setting_error("exclude", &why),
-        });
+    }
+    if !include.is_empty() {
+        return Ok(());
+    }
+    for (text, from) in exclude {
+        if matches_all(text, &anywhere) {
+            return Err(match_everything(ctx, "exclude", text, from, "every path"));
+        }
+        for root in roots {
+            let below: Vec<Vec<u8>> = UNRELATED_NAMES
+                .iter()
+                .map(|name| {
+                    let mut path = root.as_os_str().as_bytes().to_vec();
+                    if !path.ends_with(b"/") {
+                        path.push(b'/');
+                    }
+                    path.extend_from_slice(name);
+                    path
+                })
+                .collect();
+            if matches_all(text, &below) {
+                let what = format!("every path below the root {}", escape_path(root));
+                return Err(match_everything(ctx, "exclude", text, from, &what));
+            }
+        }
     }
     Ok(())
 }
@@ -116,9 +182,7 @@ impl Rules {
             exclude.extend(patterns_from(ctx, &file)?);
         }
         let include = patterns_of(ctx, "include")?;
-        if include.is_empty() {
-            refuse_match_everything(ctx, &exclude)?;
-        }
+        refuse_match_everything(ctx, &exclude, &include, &[])?;
         let cwd = std::env::current_dir()?;
         let log_file = ctx
             .path("log")?
@@ -133,6 +197,7 @@ impl Rules {
         Ok(Rules {
             include: compile(ctx, "include", &include)?,
             exclude: compile(ctx, "exclude", &exclude)?,
+            given: (exclude, include),
             exclude_caches: ctx.boolean("exclude-caches")?,
             if_present: ctx.path_list("exclude-if-present")?,
             larger_than: ctx.bytesize("exclude-larger-than")?,
@@ -140,6 +205,12 @@ impl Rules {
             log_file,
             log_identity,
         })
+    }
+
+    /// Refuse an exclusion that leaves out every path below one of the
+    /// backup's `roots` (unless an inclusion takes some back).
+    pub fn check_roots(&self, ctx: &Context<'_>, roots: &[PathBuf]) -> Result<()> {
+        refuse_match_everything(ctx, &self.given.0, &self.given.1, roots)
     }
 
     /// Why a candidate is to be left out, if it is.
