@@ -307,8 +307,13 @@ fn foreign_things(storage: &Storage) -> RepoResult<Option<String>> {
         ".snapshots",
         ".zfs",
     ];
+    // `.new-ID`: a local folder's object being created under its
+    // temporary name by another process (`backend/local.rs`).
     let system = |name: &str| {
-        SYSTEMS.contains(&name) || name.starts_with(".Trash-") || name.starts_with("._")
+        SYSTEMS.contains(&name)
+            || name.starts_with(".Trash-")
+            || name.starts_with("._")
+            || name.starts_with(".new-")
     };
     let mut found: Vec<String> = storage
         .list("")?
