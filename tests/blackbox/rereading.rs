@@ -122,6 +122,30 @@ fn rewrite_in_place_keeping_mtime(path: &Path, new: &[u8]) {
     );
 }
 
+/// Back up the world with one worker, a checkpoint every 200 KiB and a
+/// panic at `z` (read last, so the run stops after the checkpoints the
+/// files before it made due); the run left a checkpoint as the newest
+/// generation.
+fn stop_after_a_checkpoint(w: &BackupWorld) {
+    let run = w.backup(&[
+        "--backup-threads",
+        "1",
+        "--checkpoint",
+        "200KiB",
+        "--testing-panic-matching",
+        "/z$",
+    ]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    let listed = w.obnam(&["generations"]).ok().stdout;
+    assert!(
+        listed
+            .lines()
+            .last()
+            .is_some_and(|l| l.ends_with("(checkpoint)")),
+        "the run left a checkpoint as the newest generation: {listed}"
+    );
+}
+
 /// A world with `f` (100 kB, several chunks) and `other`, backed up once.
 fn backed_up_world() -> (BackupWorld, PathBuf, Vec<u8>) {
     let w = BackupWorld::new("testclient");
@@ -325,25 +349,8 @@ fn a_backup_resumed_from_a_checkpoint_reads_a_replaced_file_again() {
     w.file("b", &noise(400_000, 5));
     w.file("c", &noise(400_000, 6));
     w.file("z", b"the reading of this one panics");
-    // One worker: `a` is stored and put before the checkpoint that `b`
-    // makes due, and `z`, read last, stops the run.
-    let run = w.backup(&[
-        "--backup-threads",
-        "1",
-        "--checkpoint",
-        "200KiB",
-        "--testing-panic-matching",
-        "/z$",
-    ]);
-    assert_eq!(run.code, 1, "{run:#?}");
-    let listed = w.obnam(&["generations"]).ok().stdout;
-    assert!(
-        listed
-            .lines()
-            .last()
-            .is_some_and(|l| l.ends_with("(checkpoint)")),
-        "the run left a checkpoint as the newest generation: {listed}"
-    );
+    // `a` is stored and put before the checkpoint that `b` makes due.
+    stop_after_a_checkpoint(&w);
     let checkpoint = w.obnam(&["genids"]).ok().stdout;
     let checkpoint = checkpoint.lines().last().unwrap().to_string();
     assert_holds(&restore(&w, &checkpoint).join("a"), &old, "the checkpoint");
@@ -381,21 +388,11 @@ fn a_file_carried_forward_unchecked_is_judged_by_the_run_that_read_it() {
                 assert_eq!(run.code, 1, "{run:#?}");
             }
             _ => {
-                // One worker: the checkpoint that `b` makes due comes
-                // before the walk reaches `y`, and `z` stops the run.
+                // The checkpoint that `b` makes due comes before the walk
+                // reaches `y`.
                 w.file("b", &noise(400_000, 5));
                 w.file("z", b"the reading of this one panics");
-                let run = w.backup(&[
-                    "--backup-threads",
-                    "1",
-                    "--checkpoint",
-                    "200KiB",
-                    "--testing-panic-matching",
-                    "/z$",
-                ]);
-                assert_eq!(run.code, 1, "{run:#?}");
-                let listed = w.obnam(&["generations"]).ok().stdout;
-                assert!(listed.trim_end().ends_with("(checkpoint)"), "{listed}");
+                stop_after_a_checkpoint(&w);
             }
         }
         let new = noise(50_000, 2);

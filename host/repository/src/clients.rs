@@ -155,7 +155,7 @@ impl Repository {
         // (see `clients`), and is removed.
         if generations.is_empty() && damaged.is_empty() && !self.storage.exists(&key)? {
             return Err(RepoError::Usage(format!(
-                "there is no client '{}'",
+                "there is no client '{}' (see 'obnam clients'); nothing was removed",
                 crate::error::shown(name)
             )));
         }

@@ -277,7 +277,7 @@ fn holds_objects(storage: &Storage) -> RepoResult<Option<String>> {
 /// trash folder, `System Volume Information`, Synology's `@eaDir`); any
 /// other name is, a dot-file included (`-r ~` on a new account).
 fn foreign_things(storage: &Storage) -> RepoResult<Option<String>> {
-    const OURS: [&str; 9] = [
+    const OURS: [&str; 10] = [
         "config",
         "clients",
         "index",
@@ -287,9 +287,9 @@ fn foreign_things(storage: &Storage) -> RepoResult<Option<String>> {
         "prune",
         "keys",
         "creating",
-    ];
-    const SYSTEMS: [&str; 17] = [
         ".tmp",
+    ];
+    const SYSTEMS: [&str; 16] = [
         "lost+found",
         ".Trashes",
         ".Spotlight-V100",
@@ -309,11 +309,9 @@ fn foreign_things(storage: &Storage) -> RepoResult<Option<String>> {
     ];
     // `.new-ID`: a local folder's object being created under its
     // temporary name by another process (`backend/local.rs`).
+    let ours = |name: &str| OURS.contains(&name) || name.starts_with(".new-");
     let system = |name: &str| {
-        SYSTEMS.contains(&name)
-            || name.starts_with(".Trash-")
-            || name.starts_with("._")
-            || name.starts_with(".new-")
+        SYSTEMS.contains(&name) || name.starts_with(".Trash-") || name.starts_with("._")
     };
     let mut found: Vec<String> = storage
         .list("")?
@@ -326,7 +324,7 @@ fn foreign_things(storage: &Storage) -> RepoResult<Option<String>> {
         )
         .filter(|name| {
             let bare = name.trim_end_matches('/');
-            !OURS.contains(&bare) && !system(bare)
+            !ours(bare) && !system(bare)
         })
         .collect();
     if found.is_empty() {

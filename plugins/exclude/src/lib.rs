@@ -93,8 +93,7 @@ impl Plugin for Exclude {
             BACKUP_STARTING,
             PRIORITY_DEFAULT,
             move |ctx: &Context<'_>, starting| {
-                let compiled = Rules::from_settings(ctx)?;
-                compiled.check_roots(ctx, &roots_of(starting))?;
+                let compiled = Rules::from_settings(ctx, &roots_of(starting))?;
                 let _ = r.set(compiled);
                 Ok(())
             },
@@ -109,7 +108,9 @@ impl Plugin for Exclude {
                 let rules = match rules.get() {
                     Some(r) => r,
                     None => {
-                        let compiled = Rules::from_settings(ctx)?;
+                        // Asked with no `backup-starting` before (a
+                        // verify): the roots are not known.
+                        let compiled = Rules::from_settings(ctx, &[])?;
                         rules.get_or_init(|| compiled)
                     }
                 };

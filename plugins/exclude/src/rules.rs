@@ -18,8 +18,6 @@ const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55"
 pub struct Rules {
     include: PatternSet,
     exclude: PatternSet,
-    /// The patterns as given, for [`Rules::check_roots`].
-    given: (Vec<Pattern>, Vec<Pattern>),
     exclude_caches: bool,
     if_present: Vec<PathBuf>,
     larger_than: u64,
@@ -116,11 +114,6 @@ fn match_everything(
     }
 }
 
-/// Whether `pattern` matches every one of `paths`.
-fn matches_all(pattern: &str, paths: &[Vec<u8>]) -> bool {
-    patterns::Pattern::new(pattern.as_bytes()).is_ok_and(|p| paths.iter().all(|x| p.is_match(x)))
-}
-
 /// Refuse a rule that matches every path: an inclusion always, an
 /// exclusion unless an inclusion takes some back ("leave out everything
 /// but" is a rule then). With the backup's `roots`, an exclusion that
@@ -131,24 +124,26 @@ fn refuse_match_everything(
     include: &[Pattern],
     roots: &[PathBuf],
 ) -> Result<()> {
-    let anywhere: Vec<Vec<u8>> = UNRELATED_PATHS.iter().map(|p| p.to_vec()).collect();
+    // Each pattern compiled once (all compile: the sets did).
+    let compiled = |text: &str| patterns::Pattern::new(text.as_bytes()).ok();
+    let anywhere = |p: &patterns::Pattern| UNRELATED_PATHS.iter().all(|x| p.is_match(x));
     for (text, from) in include {
-        if matches_all(text, &anywhere) {
+        if compiled(text).is_some_and(|p| anywhere(&p)) {
             return Err(match_everything(ctx, "include", text, from, "every path"));
         }
     }
     if !include.is_empty() {
         return Ok(());
     }
-    for (text, from) in exclude {
-        if matches_all(text, &anywhere) {
-            return Err(match_everything(ctx, "exclude", text, from, "every path"));
-        }
-        for root in roots {
-            let below: Vec<Vec<u8>> = UNRELATED_NAMES
+    // Each root's unrelated children, by their paths.
+    let below: Vec<(&PathBuf, Vec<Vec<u8>>)> = roots
+        .iter()
+        .map(|root| {
+            let base = root.as_os_str().as_bytes();
+            let children = UNRELATED_NAMES
                 .iter()
                 .map(|name| {
-                    let mut path = root.as_os_str().as_bytes().to_vec();
+                    let mut path = base.to_vec();
                     if !path.ends_with(b"/") {
                         path.push(b'/');
                     }
@@ -156,7 +151,18 @@ fn refuse_match_everything(
                     path
                 })
                 .collect();
-            if matches_all(text, &below) {
+            (root, children)
+        })
+        .collect();
+    for (text, from) in exclude {
+        let Some(pattern) = compiled(text) else {
+            continue;
+        };
+        if anywhere(&pattern) {
+            return Err(match_everything(ctx, "exclude", text, from, "every path"));
+        }
+        for (root, children) in &below {
+            if children.iter().all(|x| pattern.is_match(x)) {
                 let what = format!("every path below the root {}", escape_path(root));
                 return Err(match_everything(ctx, "exclude", text, from, &what));
             }
@@ -175,14 +181,21 @@ fn patterns_of(ctx: &Context<'_>, setting: &str) -> Result<Vec<Pattern>> {
 }
 
 impl Rules {
-    /// Compile the rules from the settings; a bad pattern is an error naming it.
-    pub fn from_settings(ctx: &Context<'_>) -> Result<Self> {
+    /// Compile the rules from the settings; a bad pattern is an error
+    /// naming it, and so is one that matches every path (or every path
+    /// below one of the backup's `roots`, where they are known).
+    pub fn from_settings(ctx: &Context<'_>, roots: &[PathBuf]) -> Result<Self> {
         let mut exclude = patterns_of(ctx, "exclude")?;
         for file in ctx.path_list("exclude-from")? {
             exclude.extend(patterns_from(ctx, &file)?);
         }
         let include = patterns_of(ctx, "include")?;
-        refuse_match_everything(ctx, &exclude, &include, &[])?;
+        // A pattern that does not compile is named first, whatever else.
+        let (include_set, exclude_set) = (
+            compile(ctx, "include", &include)?,
+            compile(ctx, "exclude", &exclude)?,
+        );
+        refuse_match_everything(ctx, &exclude, &include, roots)?;
         let cwd = std::env::current_dir()?;
         let log_file = ctx
             .path("log")?
@@ -195,9 +208,8 @@ impl Rules {
             .filter(|m| m.is_file())
             .map(|m| (m.dev(), m.ino()));
         Ok(Rules {
-            include: compile(ctx, "include", &include)?,
-            exclude: compile(ctx, "exclude", &exclude)?,
-            given: (exclude, include),
+            include: include_set,
+            exclude: exclude_set,
             exclude_caches: ctx.boolean("exclude-caches")?,
             if_present: ctx.path_list("exclude-if-present")?,
             larger_than: ctx.bytesize("exclude-larger-than")?,
@@ -205,12 +217,6 @@ impl Rules {
             log_file,
             log_identity,
         })
-    }
-
-    /// Refuse an exclusion that leaves out every path below one of the
-    /// backup's `roots` (unless an inclusion takes some back).
-    pub fn check_roots(&self, ctx: &Context<'_>, roots: &[PathBuf]) -> Result<()> {
-        refuse_match_everything(ctx, &self.given.0, &self.given.1, roots)
     }
 
     /// Why a candidate is to be left out, if it is.

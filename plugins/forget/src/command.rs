@@ -193,10 +193,9 @@ fn chosen_clients(ctx: &Context<'_>, repo: &Repository) -> Result<Vec<String>> {
     // not an error: the client's first backup may be running now, or a
     // remove-client of it (then there is nothing to forget either). One
     // whose client record is lost but whose generations are there is
-    // known.
-    let known = repo.clients()?.contains(&name)
-        || !repo.generations(&name)?.is_empty()
-        || !repo.damaged_generations(&name)?.is_empty();
+    // listed as a client; one whose generation records are all damaged
+    // is known by them.
+    let known = repo.clients()?.contains(&name) || !repo.damaged_generations(&name)?.is_empty();
     if !known {
         plugin_api::tracing::warn!(
             "there is no client '{}' in the repository, so nothing to forget (see 'obnam \

@@ -25,32 +25,24 @@ pub fn remove_client(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     // repository may hold a newline or an escape sequence.
     let shown = escape(name.as_bytes());
     let repo = ctx.repository(false)?;
-    let no_client = || {
-        plugin_api::Error::msg(format!(
-            "remove-client: there is no client '{shown}' (see 'obnam clients'); nothing was removed"
-        ))
-    };
     let pretend = ctx.boolean("pretend")?;
-    // A client whose record is damaged (no name can be read from it) and
-    // that has no generation whose record names it is known to the
-    // repository only by its record's key: the removal itself judges, so
-    // that such a record, which fsck reports, can be removed.
-    let listed = repo.clients()?.contains(&name);
     let count = if pretend {
-        if !listed {
-            return Err(no_client());
+        if !repo.clients()?.contains(&name) {
+            plugin_api::bail!(
+                "remove-client: there is no client '{shown}' (see 'obnam clients'); nothing was \
+                 removed"
+            );
         }
         repo.generations(&name)?.len() as u64
     } else {
+        // The removal judges whether there is such a client: it knows one
+        // by its record alone too (damaged, so that no listing names it,
+        // and with no generation left), which fsck reports and this must
+        // remove.
         repo.lock_client_for_removal(&name)?;
         let removed = repo.remove_client(&name);
         let unlocked = repo.unlock_client(&name);
-        let count = match removed {
-            Err(e) if !listed && e.to_string().contains("there is no client") => {
-                return Err(no_client());
-            }
-            other => other?,
-        };
+        let count = removed?;
         unlocked?;
         count as u64
     };

@@ -142,8 +142,6 @@ fn check_file<'r>(
     }
 }
 
-/// The metadata differences between a recorded entry and a live object of
-/// the same kind, in words (`mode 100644 -> 100600`: backup, then disk).
 /// The names in the live folder `dir` (not `.` and `..`), listed as the
 /// backup lists them: without following a link put in its place, and
 /// without stamping its access time. An error partway fails the whole
@@ -162,6 +160,8 @@ fn names_in(dir: &Path) -> std::io::Result<Vec<Vec<u8>>> {
     Ok(names)
 }
 
+/// The metadata differences between a recorded entry and a live object of
+/// the same kind, in words (`mode 100644 -> 100600`: backup, then disk).
 pub fn metadata_differences(e: &Entry, m: &Metadata) -> Vec<String> {
     let mut what = Vec::new();
     if e.mode != m.mode() {
