@@ -54,13 +54,13 @@ pub fn prescan(args: &[OsString]) -> Prescan {
         json: std::env::var("OBNAM_OUTPUT_FORMAT").is_ok_and(|v| is_json_format(v.trim())),
         ..Prescan::default()
     };
-    let mut iter = args.iter().skip(1);
+    let mut iter = args.iter().skip(1).peekable();
     while let Some(arg) = iter.next() {
         let Some(text) = arg.to_str() else { continue };
         match text {
             "--" => break,
             "--plugin-dir" => {
-                if let Some(dir) = iter.next() {
+                if let Some(dir) = value_of_option(&mut iter) {
                     pre.plugin_dirs.push(home_expanded(PathBuf::from(dir)));
                 }
             }
@@ -69,7 +69,7 @@ pub fn prescan(args: &[OsString]) -> Prescan {
             "--quiet" => pre.quiet = true,
             "--no-quiet" => pre.quiet = false,
             "--output-format" => {
-                if let Some(format) = iter.next() {
+                if let Some(format) = value_of_option(&mut iter) {
                     pre.json = format.to_str().is_some_and(is_json_format);
                 }
             }
@@ -86,11 +86,20 @@ pub fn prescan(args: &[OsString]) -> Prescan {
     pre
 }
 
+/// The value after an option, unless it is `--` or a long option: clap
+/// then refuses it (see `option_taken_for_value`), and the prescan must
+/// not load plugins from a folder so named (`--NAME=VALUE` names one).
+fn value_of_option<'a>(
+    iter: &mut std::iter::Peekable<impl Iterator<Item = &'a OsString>>,
+) -> Option<&'a OsString> {
+    iter.next_if(|next| !next.as_encoded_bytes().starts_with(b"--"))
+}
+
 /// A folder or file named on the command line with a `~` the shell left
 /// alone (`--config=~/x.conf`), taken for the home folder as a setting's
 /// path is; as given where it cannot be (`~user`, no `HOME`: the file
 /// or folder is then not found, and named as given).
-fn home_expanded(path: PathBuf) -> PathBuf {
+pub fn home_expanded(path: PathBuf) -> PathBuf {
     use std::os::unix::ffi::OsStringExt;
     match crate::settings::home_expanded(path.clone().into_os_string().into_vec()) {
         Ok(bytes) => PathBuf::from(OsString::from_vec(bytes)),

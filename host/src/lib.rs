@@ -384,7 +384,11 @@ fn plugin_dirs(pre: &cli::Prescan) -> (Vec<PluginDir>, Option<anyhow::Error>) {
         }
     }
     let from_env = std::env::var_os("OBNAM_PLUGIN_DIR").unwrap_or_default();
-    let env_dirs = std::env::split_paths(&from_env).filter(|p| !p.as_os_str().is_empty());
+    // A `~` no shell expanded (a service file's `Environment=`, a value
+    // in quotes) is the home folder, as in `--plugin-dir`.
+    let env_dirs = std::env::split_paths(&from_env)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(cli::home_expanded);
     for (path, source) in env_dirs
         .map(|p| (p, "OBNAM_PLUGIN_DIR"))
         .chain(pre.plugin_dirs.iter().cloned().map(|p| (p, "--plugin-dir")))

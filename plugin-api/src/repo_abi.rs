@@ -374,6 +374,9 @@ pub trait RepositoryService: Send + Sync {
     // Added in 0.1.18.
     /// The boundary form of [`Repository::forget_lost_blobs`](crate::Repository::forget_lost_blobs).
     fn forget_lost_blobs(&self) -> AbiResult<RawMissingPacks>;
+    // Added in 0.1.20.
+    /// The boundary form of [`Repository::client_removal_count`](crate::Repository::client_removal_count).
+    fn client_removal_count(&self, name: RStr<'_>) -> AbiResult<u64>;
 }
 
 /// The boundary form of [`Reindexed`](crate::Reindexed).

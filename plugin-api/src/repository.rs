@@ -320,6 +320,15 @@ impl Repository {
         unwrap_abi(self.inner.lock_client_for_removal(RStr::from_str(name)))
     }
 
+    /// What [`remove_client`](Self::remove_client) would remove, judged
+    /// as it judges, removing nothing (for `--pretend`): the number of the
+    /// client's generations, damaged records included, or the error it
+    /// would give (there is no such client). A client known by a damaged
+    /// record alone, which no listing names, counts. Since 0.1.20.
+    pub fn client_removal_count(&self, name: &str) -> Result<u64> {
+        unwrap_abi(self.inner.client_removal_count(RStr::from_str(name)))
+    }
+
     /// Release a client's lock.
     pub fn unlock_client(&self, name: &str) -> Result<()> {
         unwrap_abi(self.inner.unlock_client(RStr::from_str(name)))

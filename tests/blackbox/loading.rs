@@ -109,6 +109,56 @@ fn obnam_plugin_dir_environment_variable_is_colon_separated() {
     assert!(run.stdout.contains("gamma"), "{}", run.stdout);
 }
 
+/// A `~` no shell expanded in `OBNAM_PLUGIN_DIR` (a service file's
+/// `Environment=`, a quoted value) is the home folder, as in `--plugin-dir`:
+/// the plugin folder was "not found", and the run failed.
+#[test]
+fn a_tilde_in_obnam_plugin_dir_is_the_home_folder() {
+    let env = TestEnv::new();
+    env.plugin_dir("home/a", &["alpha"]);
+    env.plugin_dir("home/b", &["gamma"]);
+    let run = obnam_test_support::run(
+        env.obnam()
+            .env("OBNAM_PLUGIN_DIR", "~/a:~/b")
+            .args(["--no-bundled-plugins", "plugins"]),
+    )
+    .ok();
+    assert!(run.stdout.contains("alpha"), "{run:#?}");
+    assert!(run.stdout.contains("gamma"), "{run:#?}");
+}
+
+/// `--plugin-dir` followed by `--` or another option is refused as any
+/// option without its value is: the plugin folders, read before the rest
+/// of the command line, took `--` (or `--no-bundled-plugins`) for a
+/// folder's name.
+#[test]
+fn plugin_dir_without_its_value_is_refused() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("--", &["alpha"]);
+    for args in [
+        &["--plugin-dir", "--", "plugins"][..],
+        &["--plugin-dir", "--no-bundled-plugins", "plugins"],
+        &["--plugin-dir", "--output-format", "json", "plugins"],
+    ] {
+        let run = env.run(args).fails();
+        assert!(
+            run.stderr.contains("--plugin-dir needs a value"),
+            "{args:?}: {run:#?}"
+        );
+        assert!(!run.stderr.contains("alpha"), "{args:?}: {run:#?}");
+    }
+    // Written with `=`, a folder named `--` is one.
+    let run = env
+        .run([
+            format!("--plugin-dir={}", dir.display()).as_str(),
+            "plugins",
+        ])
+        .ok();
+    assert!(run.stdout.contains("alpha"), "{run:#?}");
+    let run = env.run(["--plugin-dir=--", "plugins"]).ok();
+    assert!(run.stdout.contains("alpha"), "{run:#?}");
+}
+
 #[test]
 fn missing_plugin_dir_is_an_error() {
     let env = TestEnv::new();

@@ -80,6 +80,11 @@
 //! 12. on a local folder, now and then, with packs cut to half their
 //!     size, a backup without faults commits a generation that restores
 //!     exactly while they are cut ([`World::maybe_cut_packs`]).
+//! 13. on a local folder, now and then, a client's record is deleted or
+//!     damaged: `clients` still lists the client, naming the record,
+//!     `fsck` reports it, and the client's next backup (beside another
+//!     client's, under a drawn fault) writes it again, after which neither
+//!     names it ([`World::maybe_lose_a_client_record`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -154,6 +159,9 @@ pub struct Stats {
     pub index_objects_lost: u64,
     /// Packs the harness cut short for a backup, then put back.
     pub packs_cut: u64,
+    /// Client records the harness deleted or damaged, then a backup of
+    /// the client wrote again.
+    pub client_records_lost: u64,
 }
 
 impl Stats {
@@ -178,6 +186,7 @@ impl Stats {
         self.index_repairs += o.index_repairs;
         self.index_objects_lost += o.index_objects_lost;
         self.packs_cut += o.packs_cut;
+        self.client_records_lost += o.client_records_lost;
         self.forgets += o.forgets;
         self.forgets_reported += o.forgets_reported;
         self.generations_forgotten += o.generations_forgotten;
@@ -200,7 +209,8 @@ impl std::fmt::Display for Stats {
              {} prunes ({} reported success, {} deferred; {} packs deleted, {} rewritten), \
              {} generation records damaged and forgotten, {} prune plans damaged and \
              removed, {} passphrase changes ({} stopped and run again), {} repair-index \
-             runs ({} after an index object was lost), {} packs cut short for a backup",
+             runs ({} after an index object was lost), {} packs cut short for a backup, \
+             {} client records lost or damaged and written again",
             self.steps,
             self.processes,
             self.backups,
@@ -228,7 +238,8 @@ impl std::fmt::Display for Stats {
             self.key_changes_stopped,
             self.index_repairs,
             self.index_objects_lost,
-            self.packs_cut
+            self.packs_cut,
+            self.client_records_lost
         )
     }
 }
@@ -426,6 +437,8 @@ impl World {
         let mut index_loss = Rng::new(self.cfg.seed ^ 0x1bde_7105_7e9a_14ed);
         // And packs cut short, from a seventh.
         let mut pack_cut = Rng::new(self.cfg.seed ^ 0x5c07_5407_7c0d_e5a1);
+        // And client records lost, from an eighth.
+        let mut client_loss = Rng::new(self.cfg.seed ^ 0xc11e_7a3c_0a1d_105e);
         // Step 0: every client backs up at once, so the repository is
         // created by simultaneous first runs, and commands other than
         // backup have a repository to work on.
@@ -449,7 +462,8 @@ impl World {
                 .and_then(|()| self.maybe_damage_a_plan(step, &mut plan_damage))
                 .and_then(|()| self.maybe_change_key(step, &mut keys))
                 .and_then(|()| self.maybe_lose_an_index_object(step, &mut index_loss))
-                .and_then(|()| self.maybe_cut_packs(step, &mut pack_cut));
+                .and_then(|()| self.maybe_cut_packs(step, &mut pack_cut))
+                .and_then(|()| self.maybe_lose_a_client_record(step, &mut client_loss));
             if let Err(broken) = result {
                 self.fail(step, &broken);
             }
@@ -1399,6 +1413,110 @@ impl World {
         }
         self.stats.records_damaged += 1;
         self.stats.generations_forgotten += 1;
+        Ok(())
+    }
+
+    /// Now and then, on a local folder, with nothing beside it: lose the
+    /// record of a client with committed generations (deleted, as a sync
+    /// tool or a stray `rm` does, or a byte of it changed, or cut to half),
+    /// then check what `docs/user-guide.md` ("Damaged records") promises:
+    /// `clients` still lists the client and names the record, `fsck`
+    /// reports it (exit 1), and the client's next backup, run here beside
+    /// another client's backup under a drawn fault, builds on its
+    /// generations and writes the record again (the model checks the
+    /// generations as after any step); then neither names it.
+    fn maybe_lose_a_client_record(&mut self, step: usize, rng: &mut Rng) -> Result<(), Broken> {
+        let roll = rng.below(100);
+        let pick = rng.index(self.clients.len());
+        let how = rng.below(3);
+        let beside = rng.index(self.clients.len());
+        let other = self.draw_backup(rng, beside);
+        if roll >= 5 || !matches!(self.cfg.backend, Backend::Local) {
+            return Ok(());
+        }
+        let Some(latest) = self.clients[pick].committed.last() else {
+            return Ok(());
+        };
+        let latest = latest.id.clone();
+        let name = self.clients[pick].name.clone();
+        let repo = Path::new(&self.url).to_path_buf();
+        // The client's id: the folder of generations/ holding its record.
+        let id = fs::read_dir(repo.join("generations"))
+            .map_err(|e| format!("lose a client record: generations/: {e}"))?
+            .filter_map(|e| e.ok())
+            .find(|e| e.path().join(&latest).is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .ok_or_else(|| format!("lose a client record: no record of {latest}"))?;
+        let record = repo.join("clients").join(&id);
+        let key = format!("clients/{id}");
+        let bytes = fs::read(&record).map_err(|e| format!("lose {key}: {e}"))?;
+        let done = match how {
+            0 => fs::remove_file(&record).map(|()| "delete"),
+            1 => {
+                let mut changed = bytes.clone();
+                let middle = changed.len() / 2;
+                changed[middle] ^= 0x04;
+                fs::write(&record, changed).map(|()| "change a byte of")
+            }
+            _ => fs::write(&record, &bytes[..bytes.len() / 2]).map(|()| "cut short"),
+        }
+        .map_err(|e| format!("lose {key}: {e}"))?;
+        self.note(format!(
+            "step {step}: {done} the client record of {name}, {key}"
+        ));
+        let run = |world: &mut World, args: &[&str]| {
+            let mut cmd = world.obnam(pick);
+            cmd.args(args);
+            let out = run_together(vec![(cmd, Fault::None)]).remove(0);
+            world.stats.processes += 1;
+            world.note(format!("  {}: {}", args.join(" "), out.summary()));
+            out
+        };
+        let listed = run(self, &["clients"]);
+        if listed.code != Some(0)
+            || !listed.stdout.lines().any(|l| l == name)
+            || !listed.stderr.contains(&key)
+        {
+            return Err(format!(
+                "clients with {key} lost must list {name} and name the record:\n{}\n{}",
+                listed.stdout, listed.stderr
+            ));
+        }
+        let checked = run(self, &["fsck"]);
+        self.stats.fscks += 1;
+        if checked.code != Some(1)
+            || !(checked.stdout.contains(&key) || checked.stderr.contains(&key))
+        {
+            return Err(format!(
+                "fsck with {key} lost must report it and exit 1:\n{}\n{}",
+                checked.stdout, checked.stderr
+            ));
+        }
+        let heal = Job::Backup {
+            client: pick,
+            fault: Fault::None,
+            checkpoint: None,
+            keep_checkpoints: false,
+        };
+        let mut jobs = vec![heal];
+        if !matches!(&other, Job::Backup { client, .. } if *client == pick) {
+            jobs.push(other);
+        }
+        self.run_jobs(step, jobs)?;
+        if !record.is_file() {
+            return Err(format!("{name}'s backup did not write {key} again"));
+        }
+        let listed = run(self, &["clients"]);
+        if listed.code != Some(0)
+            || !listed.stdout.lines().any(|l| l == name)
+            || listed.stderr.contains(&key)
+        {
+            return Err(format!(
+                "clients after {name}'s backup wrote {key} again:\n{}\n{}",
+                listed.stdout, listed.stderr
+            ));
+        }
+        self.stats.client_records_lost += 1;
         Ok(())
     }
 

@@ -148,27 +148,55 @@ impl Repository {
     /// Remove a client: every generation of it, then its record. The
     /// caller holds the client's lock. Returns how many generations went.
     pub fn remove_client(&self, name: &str) -> RepoResult<u64> {
-        let key = format!("clients/{}", self.client_id(name));
-        let generations = self.generations(name)?;
-        let damaged = self.damaged_generations(name)?;
-        // A client whose record is lost, with generations, is a client
-        // (see `clients`), and is removed.
-        if generations.is_empty() && damaged.is_empty() && !self.storage.exists(&key)? {
+        let removal = self.client_removal(name)?;
+        for id in &removal.generations {
+            self.remove_generation(name, id)?;
+        }
+        self.storage.delete(&removal.record)?;
+        self.uncache_record(&removal.record);
+        self.damaged.removed(&removal.record);
+        Ok(removal.generations.len() as u64)
+    }
+
+    /// What [`remove_client`](Self::remove_client) would remove, removing
+    /// nothing: the number of the client's generations (damaged records
+    /// included), or the same error.
+    pub fn client_removal_count(&self, name: &str) -> RepoResult<u64> {
+        Ok(self.client_removal(name)?.generations.len() as u64)
+    }
+
+    /// A client's generations (damaged records included) and its record's
+    /// key; an error if there is no such client. A client whose record is
+    /// lost but has generations is a client (see `clients`), and so is one
+    /// known by its record alone (damaged, so that no listing names it,
+    /// and with no generation left), which fsck reports and a removal must
+    /// take away.
+    fn client_removal(&self, name: &str) -> RepoResult<ClientRemoval> {
+        let record = format!("clients/{}", self.client_id(name));
+        let mut generations: Vec<String> =
+            self.generations(name)?.into_iter().map(|g| g.id).collect();
+        generations.extend(
+            self.damaged_generations(name)?
+                .into_iter()
+                .map(|(id, _)| id),
+        );
+        if generations.is_empty() && !self.storage.exists(&record)? {
             return Err(RepoError::Usage(format!(
                 "there is no client '{}' (see 'obnam clients'); nothing was removed",
                 crate::error::shown(name)
             )));
         }
-        for gen in &generations {
-            self.remove_generation(name, &gen.id)?;
-        }
-        // Its damaged generation records go with it.
-        for (id, _) in &damaged {
-            self.remove_generation(name, id)?;
-        }
-        self.storage.delete(&key)?;
-        self.uncache_record(&key);
-        self.damaged.removed(&key);
-        Ok((generations.len() + damaged.len()) as u64)
+        Ok(ClientRemoval {
+            generations,
+            record,
+        })
     }
+}
+
+/// What removing a client takes away.
+struct ClientRemoval {
+    /// The ids of its generations, whole ones first, then damaged ones.
+    generations: Vec<String>,
+    /// Its record's key (the object may be missing or damaged).
+    record: String,
 }

@@ -131,6 +131,14 @@ impl Location {
                 if !rest.starts_with('/') {
                     return Err(bad("a file:// URL needs an absolute path (file:///path)"));
                 }
+                // A query or fragment pasted with a URL (`?x=1`, `#top`)
+                // would be taken into the folder's name, and make a new
+                // repository there.
+                if let Some(c) = rest.chars().find(|c| matches!(c, '?' | '#')) {
+                    return Err(bad(&format!(
+                        "a file:// URL has no query or fragment, and its path would be taken                          with the '{c}' and what follows; a folder whose name holds '{c}' is                          given as a path, without file://"
+                    )));
+                }
                 Ok(Location::Local(PathBuf::from(rest)))
             }
             "sftp" => {
@@ -346,6 +354,23 @@ mod tests {
                 bucket: "bucket".into(),
                 prefix: String::new()
             }
+        );
+    }
+
+    #[test]
+    fn a_file_url_with_a_query_or_fragment_is_refused() {
+        for url in [
+            "file:///srv/r?x=1",
+            "file:///srv/r#top",
+            "file://localhost/srv/a?b",
+        ] {
+            let e = Location::parse(url).unwrap_err().to_string();
+            assert!(e.contains("no query or fragment"), "{url}: {e}");
+        }
+        // As a path, a name with '?' is a folder's.
+        assert_eq!(
+            Location::parse("/srv/r?x=1").unwrap(),
+            Location::Local(PathBuf::from("/srv/r?x=1"))
         );
     }
 

@@ -286,6 +286,11 @@ impl RepositoryService for RepoService {
         self.shield.call(|| self.repo().forget_lost_blobs())
     }
 
+    fn client_removal_count(&self, name: RStr<'_>) -> AbiResult<u64> {
+        self.shield
+            .call(|| self.repo().client_removal_count(name.as_str()))
+    }
+
     fn check_objects(&self, verify_data: bool) -> AbiResult<abi::RawObjectReport> {
         self.shield.call(|| self.repo().check_objects(verify_data))
     }

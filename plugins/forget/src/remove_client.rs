@@ -26,25 +26,19 @@ pub fn remove_client(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let shown = escape(name.as_bytes());
     let repo = ctx.repository(false)?;
     let pretend = ctx.boolean("pretend")?;
+    // The removal judges whether there is such a client (and --pretend
+    // judges as it does): it knows one by its record alone too (damaged,
+    // so that no listing names it, and with no generation left), which
+    // fsck reports and this must remove.
     let count = if pretend {
-        if !repo.clients()?.contains(&name) {
-            plugin_api::bail!(
-                "remove-client: there is no client '{shown}' (see 'obnam clients'); nothing was \
-                 removed"
-            );
-        }
-        repo.generations(&name)?.len() as u64
+        repo.client_removal_count(&name)?
     } else {
-        // The removal judges whether there is such a client: it knows one
-        // by its record alone too (damaged, so that no listing names it,
-        // and with no generation left), which fsck reports and this must
-        // remove.
         repo.lock_client_for_removal(&name)?;
         let removed = repo.remove_client(&name);
         let unlocked = repo.unlock_client(&name);
         let count = removed?;
         unlocked?;
-        count as u64
+        count
     };
     if ctx.output_format()?.is_json() {
         let json = plugin_api::serde_json::json!({
