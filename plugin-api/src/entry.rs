@@ -93,12 +93,24 @@ impl Entry {
     /// rewritten while a backup went from one of its names to the other
     /// is recorded with two contents; each name is then an object of its
     /// own, or one name would show the other's content. (Since 0.1.16.)
+    ///
+    /// And the same inode's attributes: owner, group, mode, modification
+    /// and change times. Names of one object read in one backup share
+    /// them; two objects do not, even with one device and inode number:
+    /// an entry a backup kept from an earlier generation (a folder it
+    /// could not read) records an inode number the file system may have
+    /// given since to another file, and joining the two would give the
+    /// second name the first's owner and mode, and make a change to one
+    /// a change to both. (Since 0.1.20.)
     pub fn same_object(&self, other: &Entry) -> bool {
         self.kind == other.kind
             && self.checksum == other.checksum
             && self.size == other.size
             && self.target == other.target
             && self.rdev == other.rdev
+            && (self.uid, self.gid, self.mode) == (other.uid, other.gid, other.mode)
+            && (self.mtime, self.mtime_ns) == (other.mtime, other.mtime_ns)
+            && (self.ctime, self.ctime_ns) == (other.ctime, other.ctime_ns)
     }
 }
 
@@ -250,5 +262,64 @@ mod tests {
         assert_eq!(raw.group.as_str(), "staff");
         assert_eq!(raw.xattrs[0].value.as_slice(), b"1");
         assert_eq!(Entry::from_raw(raw), entry);
+    }
+
+    #[test]
+    fn names_are_one_object_only_with_the_inodes_attributes_alike() {
+        let first = Entry {
+            name: b"a".to_vec(),
+            kind: EntryKind::File,
+            mode: 0o100644,
+            uid: 1000,
+            size: 3,
+            mtime: 100,
+            ctime: 100,
+            nlink: 2,
+            ino: 7,
+            checksum: vec![1; 32],
+            xattrs: vec![(b"user.a".to_vec(), b"1".to_vec())],
+            ..Entry::default()
+        };
+        // Another name, read later: other link count, no xattrs copied.
+        let other_name = Entry {
+            name: b"b".to_vec(),
+            nlink: 3,
+            xattrs: Vec::new(),
+            ..first.clone()
+        };
+        assert!(first.same_object(&other_name));
+        let unlike = [
+            Entry {
+                mode: 0o100600,
+                ..other_name.clone()
+            },
+            Entry {
+                uid: 0,
+                ..other_name.clone()
+            },
+            Entry {
+                gid: 5,
+                ..other_name.clone()
+            },
+            Entry {
+                mtime_ns: 1,
+                ..other_name.clone()
+            },
+            Entry {
+                ctime: 200,
+                ..other_name.clone()
+            },
+            Entry {
+                checksum: vec![2; 32],
+                ..other_name.clone()
+            },
+            Entry {
+                kind: EntryKind::Fifo,
+                ..other_name.clone()
+            },
+        ];
+        for e in unlike {
+            assert!(!first.same_object(&e), "{e:?}");
+        }
     }
 }

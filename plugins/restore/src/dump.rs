@@ -430,14 +430,12 @@ impl TarDump<'_, '_> {
                 }
                 Some(_) => {}
                 None => {
-                    // What `same_object` compares, not the chunks.
+                    // What `same_object` compares: not the chunks, nor
+                    // the extended attributes.
                     let recorded = Entry {
-                        kind: entry.kind,
-                        checksum: entry.checksum.clone(),
-                        size: entry.size,
-                        target: entry.target.clone(),
-                        rdev: entry.rdev,
-                        ..Entry::default()
+                        chunks: Vec::new(),
+                        xattrs: Vec::new(),
+                        ..entry.clone()
                     };
                     self.links
                         .insert((entry.dev, entry.ino), (name.clone(), recorded));
