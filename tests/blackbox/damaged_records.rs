@@ -43,6 +43,43 @@ fn two_generations(w: &BackupWorld) -> (String, String) {
     (ids[0].clone(), ids[1].clone())
 }
 
+/// `nagios-last-backup-age` does not say OK while a generation record of
+/// the client is damaged (it may be the newest backup): a WARNING, on the
+/// status line a monitoring system reads, naming it (it said OK, exit 0,
+/// with a warning on standard error, which such systems drop); a worse
+/// state stays as it is.
+#[test]
+fn the_nagios_check_warns_of_a_damaged_generation_record() {
+    let w = BackupWorld::new("c");
+    let (first, second) = two_generations(&w);
+    let run = w.obnam(&["nagios-last-backup-age"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    damage(&record_of(&w, &second));
+    let run = w.obnam(&["nagios-last-backup-age"]).no_rust_panic();
+    assert_eq!(run.code, 1, "{run:#?}");
+    let line = run.stdout.trim_end();
+    assert!(
+        line.starts_with("OBNAM WARNING: latest backup of c is ")
+            && line.contains(&format!("(generation {first}, "))
+            && line.contains(&format!(
+                "; the damaged generation record {second} may be newer: 'obnam fsck' reports them|age="
+            )),
+        "{run:#?}"
+    );
+    let run = w
+        .obnam(&[
+            "nagios-last-backup-age",
+            "--testing-now",
+            "2099-01-01T00:00:00Z",
+        ])
+        .no_rust_panic();
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stdout.starts_with("OBNAM CRITICAL: "), "{run:#?}");
+    w.obnam(&["forget", &second]).ok();
+    let run = w.obnam(&["nagios-last-backup-age"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+}
+
 /// A damaged generation record, and a stray file beside it, leave the
 /// client's other generations usable: listed, restored by id, built on by
 /// the next backup (`latest` is refused while the damaged one may be the

@@ -264,7 +264,7 @@ fn a_wrong_or_missing_passphrase_is_refused_and_nothing_is_written() {
     assert_eq!(
         run.stderr,
         format!(
-            "ERROR: cannot open repository {}: the passphrase from OBNAM_PASSPHRASE does not open any of its 1 passphrase slot(s)\n",
+            "ERROR: cannot open repository {}: the passphrase from OBNAM_PASSPHRASE does not open any of its 1 passphrase slot(s); if it is the right passphrase, the repository's config or key slots were changed since they were made (each slot is sealed to the config's id)\n",
             w.repo.display()
         )
     );

@@ -321,7 +321,7 @@ fn a_lost_pack_heals_at_the_next_backup() {
     let run = w.backup(&settings).ok();
     assert!(
         run.stderr
-            .contains("packs that the repository's index lists are missing"),
+            .contains("1 pack that the repository's index lists is missing or cut short"),
         "{run:#?}"
     );
     assert!(
@@ -369,9 +369,12 @@ fn a_pack_cut_short_is_named_and_the_next_backup_builds_nothing_on_it() {
     assert!(
         run.stderr.contains(&name)
             && run.stderr.contains("it was cut short")
-            && run
+            && (run
                 .stderr
                 .contains("packs that the repository's index lists are missing or cut short")
+                || run
+                    .stderr
+                    .contains("pack that the repository's index lists is missing or cut short"))
             && run.stderr.contains("unchanged file was read again"),
         "{run:#?}"
     );
@@ -752,6 +755,34 @@ fn fsck_checks_each_folder_once_and_still_finds_damage_in_every_generation() {
     // a/deeper/f7 in the second and third generations, c/f0 in the third.
     assert_eq!(report["affected"], 3, "{run:#?}");
     assert_eq!(report["files"], 3 * 80, "{run:#?}");
+    // Every generation a problem reaches is named, not only the first
+    // (forgetting the one named left the others, and prune refusing).
+    let ids: Vec<String> = w
+        .obnam(&["genids"])
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let named: Vec<&str> = report["generations_with_problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            assert_eq!(g["client"], "c");
+            g["id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(named, ids, "{run:#?}");
+    let run = w.obnam(&["fsck", "--verify-data"]).fails();
+    assert!(
+        run.stdout.contains(&format!(
+            "3 more files and folders reach objects reported above\nProblems reach 3 \
+             generations of client c: {}\n",
+            ids.join(" ")
+        )),
+        "{run:#?}"
+    );
 }
 
 /// Put a FIFO (a named pipe) where `path` was.

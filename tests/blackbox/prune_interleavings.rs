@@ -245,6 +245,24 @@ fn a_damaged_plan_stops_backups_until_a_prune_replaces_it() {
             fsck.stderr.contains(&key) && fsck.stderr.contains("never carried out"),
             "{how}: {fsck:#?}"
         );
+        // Its report ends as any does (it ended with the error of the
+        // look into unlisted packs, which the damaged plan stops, and its
+        // JSON form was that error alone).
+        assert!(
+            fsck.stdout.contains("Checked ") && fsck.stdout.contains("1 problem"),
+            "{how}: {fsck:#?}"
+        );
+        let json = w
+            .obnam(&["fsck", "--output-format", "json"])
+            .fails()
+            .no_rust_panic();
+        let report: serde_json::Value = serde_json::from_str(&json.stdout).expect("fsck's JSON");
+        assert!(
+            report["problems"]
+                .as_array()
+                .is_some_and(|p| p.len() == 1 && p[0].as_str().unwrap().contains(&key)),
+            "{how}: {json:#?}"
+        );
 
         // The damaged plan goes; a fresh one waits for the bystander.
         let second = w

@@ -457,8 +457,9 @@ impl Repository {
         };
         let missing = |id: &ObjectId, blobs: u64| {
             format!(
-                "{} is missing: the index lists {blobs} blobs in it",
-                pack::key(id)
+                "{} is missing: the index lists {blobs} {} in it",
+                pack::key(id),
+                if blobs == 1 { "blob" } else { "blobs" }
             )
         };
         let mut gone = Vec::new();
@@ -661,8 +662,15 @@ impl Repository {
                 .open_blob_borrowed_checked(&context, stored, |plain| {
                     self.verify_blob(&context, &e.id, plain)
                 });
+            // What to do is said where it is found: a backup refers to
+            // the stored copy without reading it back, so nothing heals
+            // while the pack is there.
             if let Err(e) = verified {
-                problems.push(format!("{key}: {e}"));
+                problems.push(format!(
+                    "{key}: {e}; backups go on referring to it while the pack is there: move \
+                     the pack out of the repository (keep it), and the next backup stores again \
+                     what is still on disk"
+                ));
             }
         }
         Ok(PackCheck {

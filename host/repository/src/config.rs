@@ -90,6 +90,25 @@ fn check_config(url: &str, bytes: &[u8]) -> RepoResult<RepoConfig> {
     }
     let config: RepoConfig =
         serde_json::from_slice(bytes).map_err(|e| RepoError::corrupt("config", e))?;
+    // The id names the repository in this machine's records (its index
+    // cache, its machine record) and seals every key slot: one changed
+    // into something obnam never writes is damage, said as such (it was
+    // taken as it was, and a backup then warned of "another machine").
+    if config.id.len() != 32
+        || !config
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(RepoError::corrupt(
+            "config",
+            format!(
+                "its id '{}' is not 32 hex digits (the config was changed: put it back from a \
+                 copy of the repository)",
+                config.id.escape_debug()
+            ),
+        ));
+    }
     // Version 1 predates seals and version 2 is always sealed: a config
     // that says otherwise was not written by obnam.
     match (config.version, config.seal.is_some()) {

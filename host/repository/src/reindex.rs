@@ -79,7 +79,7 @@ impl Repository {
         if let Some(damaged) = plans.damaged.first() {
             return Err(RepoError::Usage(format!(
                 "prune plan {} is damaged: what it is to delete is unknown, so no pack is \
-                 indexed; 'obnam prune' removes it",
+                 looked into (one it names may be deleted); 'obnam prune' removes it",
                 damaged.id
             )));
         }

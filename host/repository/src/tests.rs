@@ -382,6 +382,44 @@ fn a_config_must_name_a_known_token_function_exactly_from_version_4() {
     }
 }
 
+/// A config whose id is not what obnam writes (a changed byte) is
+/// damage, said as such: it was taken as it was, and a backup then warned
+/// that the client's last backup was made on another machine.
+#[test]
+fn a_config_whose_id_is_not_32_hex_digits_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), 1 << 20));
+    let config = dir.path().join("config");
+    let fresh: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    let id = fresh["id"].as_str().unwrap().to_string();
+    for changed in [
+        format!("g{}", &id[1..]),
+        id[1..].to_string(),
+        format!("{id}0"),
+        id.to_uppercase(),
+        String::new(),
+    ] {
+        let mut value = fresh.clone();
+        value["id"] = changed.clone().into();
+        std::fs::write(&config, serde_json::to_vec(&value).unwrap()).unwrap();
+        let err = Repository::open(
+            dir.path().to_str().unwrap(),
+            &OpenOptions::default(),
+            Arc::new(NoFilters),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("config of repository") && err.contains("is not 32 hex digits"),
+            "{changed}: {err}"
+        );
+    }
+    std::fs::write(&config, serde_json::to_vec(&fresh).unwrap()).unwrap();
+    drop(open(dir.path(), 1 << 20));
+}
+
 #[test]
 fn a_folder_without_a_repository_is_not_opened_unless_creating() {
     let dir = tempfile::tempdir().unwrap();

@@ -257,11 +257,15 @@ fn real<'c>(
     // read again and the new generation restores.
     let (lost_packs, lost_blobs) = repo.forget_missing_packs()?;
     if lost_packs > 0 {
+        let count = plugin_api::human::count;
         plugin_api::tracing::warn!(
-            "{lost_packs} packs that the repository's index lists are missing or cut short; \
-             nothing is built on the {lost_blobs} chunks and trees they held: files that \
-             used them are read and stored again (run fsck to see what older generations \
-             lost; once those are forgotten, prune removes the packs)"
+            "{} that the repository's index lists {} missing or cut short; nothing is built \
+             on the {} they held: files that used them are read and stored again (run fsck \
+             to see what older generations lost; once those are forgotten, prune removes the \
+             packs)",
+            count(lost_packs, "pack", "packs"),
+            if lost_packs == 1 { "is" } else { "are" },
+            count(lost_blobs, "chunk or tree", "chunks and trees"),
         );
     }
     let builder = repo.begin_generation(&settings.client, true)?;

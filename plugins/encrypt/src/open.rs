@@ -313,7 +313,8 @@ fn unlock(
     let tried = of_its_kind - damaged;
     Err(Error::msg(format!(
         "cannot open repository {url}: {} does not open any of its {tried} {kind} \
-         slot(s){also}",
+         slot(s){also}; if it is the right {kind}, the repository's config or key slots were \
+         changed since they were made (each slot is sealed to the config's id)",
         describe(&secret),
     )))
 }

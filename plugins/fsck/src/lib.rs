@@ -172,6 +172,12 @@ struct Checker {
     reported: Mutex<HashSet<String>>,
     /// Files and folders not checked because of a problem reported once.
     affected: AtomicU64,
+    /// Whether the generation being checked met a problem, its own or
+    /// one reported already (an object many generations share is named
+    /// once, with the first path that reaches it): such generations are
+    /// listed at the end, so that the user knows every generation a
+    /// damaged or missing object takes data from.
+    reached_problem: AtomicBool,
     /// The problems of the generation being checked, held until it is
     /// known to be still there (a forget, and a prune after it, may remove
     /// a generation, and the data only it used, while it is checked).
@@ -186,6 +192,7 @@ impl Checker {
     }
 
     fn hold(&self, object: Option<String>, line: String) {
+        self.reached_problem.store(true, Ordering::Relaxed);
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -231,6 +238,7 @@ impl Checker {
         if first {
             self.hold(Some(what.to_string()), format!("{place}: {what}"));
         } else {
+            self.reached_problem.store(true, Ordering::Relaxed);
             self.affected.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -482,6 +490,19 @@ impl Checker {
     }
 }
 
+/// The generations in `reaching`, each client's together, in the order
+/// they came.
+fn group_by_client(reaching: &[(String, String)]) -> Vec<(&str, Vec<&str>)> {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (client, id) in reaching {
+        match groups.iter_mut().find(|(c, _)| c == client) {
+            Some((_, ids)) => ids.push(id),
+            None => groups.push((client, vec![id])),
+        }
+    }
+    groups
+}
+
 /// A file to check, with its folder.
 type FileJob = (PathBuf, Entry, Arc<Folder>);
 
@@ -546,6 +567,7 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         verified_files: Mutex::new(HashSet::new()),
         reported: Mutex::new(HashSet::new()),
         affected: AtomicU64::new(0),
+        reached_problem: AtomicBool::new(false),
         held: Mutex::new(Vec::new()),
         report: Report::default(),
     };
@@ -575,23 +597,25 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     // short, counts as missing in the walk below (and no more: the walk
     // names the files that lost data; the packs are named above).
     repo.forget_lost_blobs()?;
+    // The generations that met a problem, with their client as shown.
+    let mut reaching: Vec<(String, String)> = Vec::new();
     for (client, ids) in generations {
         // The name as every message shows it: it is the repository's, and
         // may hold a newline or an escape sequence.
         let shown = escape(client.as_bytes());
         for id in ids {
             checker.report.generations.fetch_add(1, Ordering::Relaxed);
+            checker.reached_problem.store(false, Ordering::Relaxed);
             match repo.open_generation(&client, &id) {
                 Ok(reader) => checker.check_generation(ctx, &shown, &reader),
                 Err(e) => checker.problem(&format!("client {shown}, generation {id}: {e}")),
             }
-            let had_problems = !checker
-                .held
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty();
-            let removed = had_problems && !repo.generations(&client)?.iter().any(|g| g.id == id);
+            let reached = checker.reached_problem.load(Ordering::Relaxed);
+            let removed = reached && !repo.generations(&client)?.iter().any(|g| g.id == id);
             checker.report_held(removed);
+            if reached && !removed {
+                reaching.push((shown.clone(), id));
+            }
         }
     }
     if verify_data {
@@ -616,15 +640,20 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     let problems = r.problems.load(Ordering::Relaxed);
     // What is "not in the repository" may be in packs no index object
     // lists (an index object lost): said, with the way to index them.
+    // A hint only: what keeps it from looking (a damaged prune plan,
+    // reported above) does not take the report's end away.
     if problems > 0 {
-        let unlisted = repo.index_unlisted_packs(true)?;
-        if unlisted.packs_indexed > 0 {
-            plugin_api::tracing::warn!(
+        match repo.index_unlisted_packs(true) {
+            Ok(unlisted) if unlisted.packs_indexed > 0 => plugin_api::tracing::warn!(
                 "{} no index object lists hold {} that match their ids: 'obnam repair-index' \
                  indexes them from their own lists (was an index object lost?)",
                 plugin_api::human::count(unlisted.packs_indexed, "pack", "packs"),
                 plugin_api::human::count(unlisted.blobs_indexed, "blob", "blobs")
-            );
+            ),
+            Ok(_) => {}
+            Err(e) => plugin_api::tracing::warn!(
+                "packs no index object lists were not looked into for what is missing: {e}"
+            ),
         }
     }
     if ctx.output_format()?.is_json() {
@@ -638,12 +667,33 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
             "blobs_checked": blobs,
             "affected": checker.affected.load(Ordering::Relaxed),
             "problems": lines,
+            "generations_with_problems": reaching
+                .iter()
+                .map(|(client, id)| serde_json::json!({"client": client, "id": id}))
+                .collect::<Vec<_>>(),
         }))?)?;
     } else if !ctx.boolean("quiet")? {
         let affected = checker.affected.load(Ordering::Relaxed);
         if affected > 0 {
             ctx.outln(&format!(
-                "{affected} more files and folders reach objects reported above"
+                "{} objects reported above",
+                plugin_api::human::count(
+                    affected,
+                    "more file or folder reaches",
+                    "more files and folders reach"
+                )
+            ))?;
+        }
+        // Every generation a problem touches, a client's on one line: an
+        // object many generations share is reported once, with the first
+        // path that reaches it, and forgetting only the generation named
+        // there leaves the others (prune still refuses, restores of them
+        // still fail).
+        for (client, ids) in group_by_client(&reaching) {
+            ctx.outln(&format!(
+                "Problems reach {} of client {client}: {}",
+                plugin_api::human::count(ids.len() as u64, "generation", "generations"),
+                ids.join(" ")
             ))?;
         }
         if verify_data {

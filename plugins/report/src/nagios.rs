@@ -93,6 +93,45 @@ fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
     };
     let repo = ctx.repository(false)?;
     let gens = repo.generations(&client)?;
+    // A damaged record may be of the newest backup (no listing can tell):
+    // the check says so, at least as a warning, on its line, which is
+    // all a monitoring system reads (the warning on stderr it drops).
+    let damaged = repo.damaged_generations(&client)?;
+    let (state, text) = judge_latest(&client, &gens, limits, now_ns, &repo.url());
+    if damaged.is_empty() {
+        return Ok((state, text));
+    }
+    let (line, perf) = match text.split_once('|') {
+        Some((line, perf)) => (line.to_string(), format!("|{perf}")),
+        None => (text, String::new()),
+    };
+    let ids: Vec<&str> = damaged.iter().map(|d| d.id.as_str()).collect();
+    let records = match ids.len() {
+        1 => "record".to_string(),
+        n => format!("{n} records"),
+    };
+    Ok((
+        if state == State::Ok {
+            State::Warning
+        } else {
+            state
+        },
+        format!(
+            "{line}; the damaged generation {records} {} may be newer: 'obnam fsck' reports \
+             them{perf}",
+            ids.join(", ")
+        ),
+    ))
+}
+
+/// The state and line for the latest complete generation in `gens`.
+fn judge_latest(
+    client: &str,
+    gens: &[GenerationInfo],
+    limits: Limits,
+    now_ns: i64,
+    url: &str,
+) -> (State, String) {
     let Some(latest) = gens.iter().rev().find(|g| !g.is_checkpoint) else {
         let also = if gens.is_empty() {
             String::new()
@@ -102,32 +141,31 @@ fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
                 n => format!(" (only {n} checkpoints of unfinished runs)"),
             }
         };
-        return Ok((
+        return (
             State::Critical,
             format!(
-                "client {} has no complete backup in {}{also}",
-                shown(&client),
-                repo.url()
+                "client {} has no complete backup in {url}{also}",
+                shown(client)
             ),
-        ));
+        );
     };
     let age_ns = i128::from(now_ns) - i128::from(latest.ended_ns);
     if age_ns < -CLOCK_SKEW_NS {
         // Not a backup to call fresh: its time says nothing about when
         // it was made (a wrong clock here or on the client).
-        return Ok((
+        return (
             State::Warning,
             format!(
                 "latest backup of {} ended {} in the future (generation {}): the clocks \
                  of this machine and of the one that made it disagree|age={}s;{};{};0",
-                shown(&client),
+                shown(client),
                 age::words((-age_ns / 1_000_000_000) as i64),
                 latest.id,
                 age_ns / 1_000_000_000,
                 limits.warn,
                 limits.critical
             ),
-        ));
+        );
     }
     // A little ahead is clocks that differ by a little: just made. The
     // age is whole seconds, rounded up, for the state as for the line
@@ -136,7 +174,7 @@ fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
     const SECOND: i128 = 1_000_000_000;
     let age_ns = (age_ns.max(0) + SECOND - 1) / SECOND * SECOND;
     let state = judge(age_ns, limits);
-    Ok((state, describe(&client, latest, age_ns, limits)))
+    (state, describe(client, latest, age_ns, limits))
 }
 
 /// A client's name in the status text: escaped as every message shows

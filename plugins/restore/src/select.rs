@@ -27,6 +27,25 @@ pub fn client(ctx: &Context<'_>) -> Result<String> {
 pub fn generations(repo: &Repository, client: &str) -> Result<Vec<GenerationInfo>> {
     let gens = repo.generations(client)?;
     if gens.is_empty() {
+        // Every record damaged is not "no generations": said, with the
+        // way out.
+        let damaged = repo.damaged_generations(client)?;
+        if let Some(d) = damaged.first() {
+            plugin_api::bail!(
+                "client '{}' has no readable generation in repository {}: the {} of its {} \
+                 damaged ({}; the warnings name each): put them back from a copy of the \
+                 repository, or remove them with 'obnam forget ID'",
+                escape(client.as_bytes()),
+                repo.url(),
+                if damaged.len() == 1 {
+                    "record"
+                } else {
+                    "records"
+                },
+                plugin_api::human::count(damaged.len() as u64, "generation is", "generations are"),
+                d.problem
+            );
+        }
         plugin_api::bail!(
             "client '{}' has no generations in repository {}",
             escape(client.as_bytes()),
