@@ -68,6 +68,34 @@ fn args<'a>(base: &'a [String], more: &[&'a str]) -> Vec<&'a str> {
         .collect()
 }
 
+/// `fsck --verify-data` reads the packs no index object lists too, and
+/// names one whose list of blobs cannot be read (it said "0 problems" and
+/// nothing more, where the `repair-index` it recommends then failed on
+/// it); no generation uses it, so it is no problem of theirs.
+#[test]
+fn fsck_verify_data_names_an_unlisted_pack_it_cannot_read() {
+    let w = BackupWorld::new("c");
+    w.file("a", b"something\n");
+    w.backup(&[]).ok();
+    let stray = w.repo.join("packs/ab/ab000000000000000000000000000000");
+    fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    fs::write(&stray, obnam_test_support::noise(1000, 7)).unwrap();
+    let run = w.obnam(&["fsck", "--verify-data"]).ok().no_rust_panic();
+    assert!(
+        run.stdout.contains(" 0 problems")
+            && run.stderr.contains(
+                "packs/ab/ab000000000000000000000000000000: its list of blobs cannot be read"
+            )
+            && run
+                .stderr
+                .contains("'obnam prune' deletes what no generation uses"),
+        "{run:#?}"
+    );
+    // Without --verify-data no pack is read.
+    let run = w.obnam(&["fsck"]).ok();
+    assert!(!run.stderr.contains("packs/ab/"), "{run:#?}");
+}
+
 #[test]
 fn a_flipped_bit_in_a_tree_fails_restore_and_fsck() {
     let w = BackupWorld::new("c");

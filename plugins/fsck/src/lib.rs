@@ -640,20 +640,36 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     let problems = r.problems.load(Ordering::Relaxed);
     // What is "not in the repository" may be in packs no index object
     // lists (an index object lost): said, with the way to index them.
-    // A hint only: what keeps it from looking (a damaged prune plan,
-    // reported above) does not take the report's end away.
-    if problems > 0 {
+    // With --verify-data, the packs no index object lists are read too
+    // (what they hold that cannot be read is no generation's, or the
+    // walk would have missed it: said, not counted as a problem; `obnam
+    // repair-index` would fail on them). A hint only: what keeps it from
+    // looking (a damaged prune plan, reported above) does not take the
+    // report's end away.
+    if problems > 0 || verify_data {
         match repo.index_unlisted_packs(true) {
-            Ok(unlisted) if unlisted.packs_indexed > 0 => plugin_api::tracing::warn!(
-                "{} no index object lists hold {} that match their ids: 'obnam repair-index' \
-                 indexes them from their own lists (was an index object lost?)",
-                plugin_api::human::count(unlisted.packs_indexed, "pack", "packs"),
-                plugin_api::human::count(unlisted.blobs_indexed, "blob", "blobs")
-            ),
-            Ok(_) => {}
-            Err(e) => plugin_api::tracing::warn!(
-                "packs no index object lists were not looked into for what is missing: {e}"
-            ),
+            Ok(unlisted) => {
+                if problems > 0 && unlisted.packs_indexed > 0 {
+                    plugin_api::tracing::warn!(
+                        "{} no index object lists hold {} that match their ids: 'obnam \
+                         repair-index' indexes them from their own lists (was an index object \
+                         lost?)",
+                        plugin_api::human::count(unlisted.packs_indexed, "pack", "packs"),
+                        plugin_api::human::count(unlisted.blobs_indexed, "blob", "blobs")
+                    );
+                }
+                if verify_data {
+                    for problem in &unlisted.problems {
+                        plugin_api::tracing::warn!(
+                            "{problem} (no index object lists this pack: 'obnam prune' deletes \
+                             what no generation uses)"
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                plugin_api::tracing::warn!("packs no index object lists were not looked into: {e}")
+            }
         }
     }
     if ctx.output_format()?.is_json() {
