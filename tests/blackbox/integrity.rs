@@ -96,6 +96,41 @@ fn fsck_verify_data_names_an_unlisted_pack_it_cannot_read() {
     assert!(!run.stderr.contains("packs/ab/"), "{run:#?}");
 }
 
+/// A backup whose previous generation's trees are lost (every index
+/// object removed) says so once for each tree, not again for every folder
+/// below it; and the generation it makes restores.
+#[test]
+fn a_lost_tree_of_the_previous_generation_is_warned_of_once() {
+    let w = BackupWorld::new("c");
+    for f in ["a/b/c/d/f1", "a/b/c/f2", "a/b/f3", "a/f4", "f5"] {
+        w.file(f, f.as_bytes());
+    }
+    w.backup(&[]).ok();
+    for index in files_under(&w.repo.join("index")) {
+        fs::remove_file(index).unwrap();
+    }
+    let run = w.backup(&[]).ok().no_rust_panic();
+    let warned: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("the previous generation's tree"))
+        .collect();
+    assert!(!warned.is_empty(), "{run:#?}");
+    let mut ids: Vec<&str> = warned
+        .iter()
+        .map(|l| l.split_whitespace().nth(5).unwrap())
+        .collect();
+    let all = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "each tree once: {run:#?}");
+    let restored = w.env.path().join("restored");
+    w.obnam(&["restore", "--to", restored.to_str().unwrap()])
+        .ok();
+    let top = restored.join(w.data.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(top.join("a/b/c/d/f1")).unwrap(), b"a/b/c/d/f1");
+}
+
 #[test]
 fn a_flipped_bit_in_a_tree_fails_restore_and_fsck() {
     let w = BackupWorld::new("c");

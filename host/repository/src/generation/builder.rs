@@ -18,22 +18,37 @@ use crate::Repository;
 /// to compare with: what was below it is backed up as new, rather than
 /// the backup failing. (A damaged tree made every later backup of its
 /// client fail, until someone forgot that generation.)
+/// Said once for each tree, with the first path it was met on (the walk
+/// meets it again for each folder below it, and a prefetch besides).
 fn lost_tree_is_absent<T>(found: RepoResult<Option<T>>, path: &[u8]) -> RepoResult<Option<T>> {
+    static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let first_time = |what: String| {
+        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+        let first = !said.contains(&what);
+        if first {
+            said.push(what);
+        }
+        first
+    };
     match found {
         Err(RepoError::NoSuchChunk(id)) => {
-            tracing::warn!(
-                "the previous generation's tree {id} on the way to {} is missing; \
-                 backing up what is there as new",
-                String::from_utf8_lossy(path)
-            );
+            if first_time(id.to_string()) {
+                tracing::warn!(
+                    "the previous generation's tree {id} on the way to {} is missing; \
+                     backing up what is there as new",
+                    String::from_utf8_lossy(path)
+                );
+            }
             Ok(None)
         }
         Err(e) if e.is_damaged_object() => {
-            tracing::warn!(
-                "the previous generation's folder on the way to {} cannot be read ({e}); \
-                 backing up what is there as new ('obnam fsck' reports the damage)",
-                String::from_utf8_lossy(path)
-            );
+            if first_time(e.to_string()) {
+                tracing::warn!(
+                    "the previous generation's folder on the way to {} cannot be read ({e}); \
+                     backing up what is there as new ('obnam fsck' reports the damage)",
+                    String::from_utf8_lossy(path)
+                );
+            }
             Ok(None)
         }
         other => other,
