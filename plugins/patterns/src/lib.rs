@@ -20,7 +20,7 @@
 //! character); one that is not (a Latin-1 name, say) is matched byte by
 //! byte, as Obnam 1.x matched every name, so that `caf.$` matches
 //! `caf\xe9` as it matches `café`. Bytes of a pattern that are not UTF-8
-//! match those bytes.
+//! match those bytes. `.` matches a newline too (a name may hold one).
 //!
 //! A regular expression that does not compile but would as a glob
 //! (`*.tmp`) is an error that suggests the `sh:` form. Every error is one
@@ -159,7 +159,11 @@ fn prefix_matches(prefix: &[u8], path: &[u8]) -> bool {
 /// match those bytes in a name, as the rest of the pattern matches its
 /// characters.
 fn regex_text(re: &[u8]) -> String {
-    let mut out = String::new();
+    // `.` is any character, a newline too: a name may hold one, and
+    // `new.line` or `^/home/.*` skipped such a file (`find` found nothing,
+    // `--exclude` left it in), where a glob's `?` and `*` match it.
+    // `(?-s)` in the pattern turns it off.
+    let mut out = String::from("(?s)");
     for chunk in re.utf8_chunks() {
         out.push_str(chunk.valid());
         for b in chunk.invalid() {

@@ -173,3 +173,27 @@ fn a_pattern_that_needs_unicode_leaves_the_others_matching_bytes() {
     assert_eq!(set.first_match(&greek), Some("\\p{Greek}"));
     assert_eq!(set.first_match(b"/d/plain"), None);
 }
+
+/// `.` matches a newline in a name, in a pattern alone and in a set (it
+/// did not: `new.line` and `^/d/.*` skipped a file named with one, where
+/// the globs `?` and `*` matched it); `(?-s)` turns that off.
+#[test]
+fn a_dot_matches_a_newline_in_a_name() {
+    let path = b"/d/new\nline";
+    for text in [
+        "new.line",
+        "^/d/.*$",
+        "^/d/.+e$",
+        "sh:/d/new?line",
+        "sh:/d/*",
+    ] {
+        let p = Pattern::new(text.as_bytes()).unwrap();
+        assert!(p.is_match(path), "{text}");
+        let set = PatternSet::new(&[text.to_string()]).unwrap();
+        assert_eq!(set.first_match(path), Some(text), "{text}");
+    }
+    let mut latin1 = path.to_vec();
+    latin1.push(0xe9);
+    assert!(Pattern::new(b"^/d/new.line.$").unwrap().is_match(&latin1));
+    assert!(!Pattern::new(b"(?-s)new.line").unwrap().is_match(path));
+}
