@@ -278,6 +278,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     // A bad development setting is refused before any command runs.
     services::check_settings(&values).map_err(|e| anyhow!(e))?;
     warn_of_development_settings(registry, &values);
+    warn_of_unknown_environment(registry);
 
     if inv.dump_config {
         let dump = values
@@ -354,6 +355,62 @@ fn warn_of_development_settings(registry: &Registry, values: &settings::Values) 
         stderr_line!("WARNING: {message}");
         tracing::debug!("{message}");
     }
+}
+
+/// Warn of each `OBNAM_*` environment variable that names no setting of
+/// obnam or its loaded plugins (and is none of the variables obnam reads
+/// otherwise): a misspelt `OBNAM_REPOSITRY` or `OBNAM_EXCLUDES` was
+/// ignored without a word, and a backup ran without what it meant. The
+/// nearest setting's variable is suggested where one is close.
+/// (`OBNAM_TEST_*` are the test plugins' own.)
+fn warn_of_unknown_environment(registry: &Registry) {
+    let known: Vec<String> = registry.settings.iter().map(|d| d.env_var()).collect();
+    let mut unknown: Vec<String> = std::env::vars_os()
+        .filter_map(|(key, _)| key.into_string().ok())
+        .filter(|key| key.starts_with("OBNAM_") && !key.starts_with("OBNAM_TEST_"))
+        .filter(|key| {
+            !known.contains(key)
+                && !settings::RESERVED_ENV.contains(&key.as_str())
+                && key != "OBNAM_PLUGIN_DIR"
+        })
+        .collect();
+    unknown.sort();
+    for key in unknown {
+        let nearest = known
+            .iter()
+            .map(|k| (edit_distance(k, &key), k))
+            .filter(|(d, _)| *d <= 2)
+            .min();
+        let hint = match nearest {
+            Some((_, k)) => format!(" (did you mean {k}?)"),
+            None => String::new(),
+        };
+        tracing::warn!(
+            "environment variable {key} names no setting of obnam or its loaded plugins, and \
+             is ignored{hint}: a setting's variable is OBNAM_ and its name in capitals, with _ \
+             for - ('obnam --help' lists the settings)"
+        );
+    }
+}
+
+/// The number of one-character edits between `a` and `b` (Levenshtein).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// Release every lock still held, whatever the subcommand's outcome.

@@ -146,6 +146,54 @@ fn negated_boolean_and_last_one_wins() {
     );
 }
 
+/// An `OBNAM_*` variable that names no setting is warned of, with the
+/// nearest setting's variable where one is close (a misspelt
+/// `OBNAM_REPOSITRY` was ignored in silence, and the run went on without
+/// it); a setting's variable, one obnam reads otherwise, and a test
+/// plugin's are not; `--quiet` quiets it.
+#[test]
+fn an_obnam_variable_that_names_no_setting_is_warned_of() {
+    let env = obnam_test_support::TestEnv::new();
+    let run = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = env.obnam();
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        obnam_test_support::run(cmd.args(args))
+    };
+    let out = run(&[("OBNAM_REPOSITRY", "/tmp/x")], &["--dump-config"]).ok();
+    assert!(
+        out.stderr.contains(
+            "WARNING: environment variable OBNAM_REPOSITRY names no setting of obnam or its \
+             loaded plugins, and is ignored (did you mean OBNAM_REPOSITORY?)"
+        ),
+        "{out:#?}"
+    );
+    let out = run(&[("OBNAM_SOMETHING_ELSE", "1")], &["--dump-config"]).ok();
+    assert!(
+        out.stderr.contains("OBNAM_SOMETHING_ELSE names no setting")
+            && !out.stderr.contains("did you mean"),
+        "{out:#?}"
+    );
+    let out = run(
+        &[
+            ("OBNAM_REPOSITORY", "/tmp/x"),
+            ("OBNAM_PASSPHRASE", "p"),
+            ("OBNAM_PLUGIN_DIR", ""),
+            ("OBNAM_TEST_ANYTHING", "1"),
+        ],
+        &["--dump-config"],
+    )
+    .ok();
+    assert!(!out.stderr.contains("names no setting"), "{out:#?}");
+    let out = run(
+        &[("OBNAM_REPOSITRY", "/tmp/x")],
+        &["--quiet", "--dump-config"],
+    )
+    .ok();
+    assert!(!out.stderr.contains("names no setting"), "{out:#?}");
+}
+
 #[test]
 fn layers_config_then_environment_then_command_line() {
     let w = World::new();
