@@ -486,9 +486,11 @@ impl Repository {
         let mut elsewhere = HashMap::new();
         // In pack-id order, whichever thread checked each.
         for ((id, blobs), result) in to_check.iter().zip(self.check_packs(&to_check, verified)) {
-            report.packs_checked += 1;
             match result {
                 Ok(check) => {
+                    // A pack counts as checked once it was read (one that
+                    // could not be is a problem, not a pack checked).
+                    report.packs_checked += 1;
                     report.blobs_checked += check.checked;
                     report.problems.extend(check.problems);
                     if let Some(listed) = check.listed_if_short {

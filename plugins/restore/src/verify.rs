@@ -380,6 +380,24 @@ impl Verifier<'_, '_> {
             return Ok(None);
         }
         let mut what = metadata_differences(e, &m);
+        // The folder at the top of a file system of the kernel's state
+        // (`/proc`, `/sys`) has the times the kernel gives it, which
+        // change as the kernel's objects come and go (a FUSE mount anywhere
+        // changed those of `/sys`): backed up without its contents, it is
+        // compared without its times too.
+        if kind == EntryKind::Dir
+            && (e.mtime, e.mtime_ns) != (m.mtime(), m.mtime_nsec() as u32)
+            && live_paths::kernel_view_of(live).is_some()
+        {
+            what = metadata_differences(
+                &Entry {
+                    mtime: m.mtime(),
+                    mtime_ns: m.mtime_nsec() as u32,
+                    ..e.clone()
+                },
+                &m,
+            );
+        }
         // What could not be looked at, reported apart from what differs.
         let mut unseen = Vec::new();
         match live_xattrs(live) {
