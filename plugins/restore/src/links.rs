@@ -11,7 +11,7 @@
 //! two, or the other way round). Names only one side has are already
 //! reported as added or removed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 /// A (device, inode) pair: an object on one side.
 pub type Object = (u64, u64);
@@ -51,7 +51,14 @@ impl LinkTable {
 
     /// The names whose partners differ, each with what changed, in name
     /// order: `hard links: with A -> with nothing else`.
+    ///
+    /// In time linear in the names (and their sorting): each side's
+    /// groups are interned by their members, so that a name's partners
+    /// are compared as two numbers, and only a changed name's are listed,
+    /// three at most. (Comparing each name's partners as sets of names
+    /// took 44 s for one file of 20,000 names.)
     pub fn changed(&self) -> Vec<(Vec<u8>, String)> {
+        // Each side's groups, their members in name order.
         let groups = |side: fn(&Noted) -> Option<Object>| {
             let mut groups: HashMap<Object, Vec<usize>> = HashMap::new();
             for (i, n) in self.names.iter().enumerate() {
@@ -59,54 +66,68 @@ impl LinkTable {
                     groups.entry(object).or_default().push(i);
                 }
             }
+            for members in groups.values_mut() {
+                members.sort_by(|&x, &y| self.names[x].0.cmp(&self.names[y].0));
+            }
             groups
         };
         let before = groups(|n| n.1);
         let after = groups(|n| n.2);
-        let partners = |groups: &HashMap<Object, Vec<usize>>, object: Option<Object>, me: usize| {
-            object
-                .and_then(|o| groups.get(&o))
-                .map(|g| {
-                    g.iter()
-                        .filter(|&&i| i != me)
-                        .map(|&i| self.names[i].0.clone())
-                        .collect::<BTreeSet<_>>()
-                })
-                .unwrap_or_default()
+        // A number for each set of names, the same on both sides.
+        let mut sets: HashMap<Vec<usize>, usize> = HashMap::new();
+        let mut intern = |members: &[usize]| {
+            let mut key = members.to_vec();
+            key.sort_unstable();
+            let next = sets.len();
+            *sets.entry(key).or_insert(next)
         };
-        let mut changed: Vec<(Vec<u8>, String)> = self
-            .names
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (name, b, a))| {
-                let (was, is) = (partners(&before, *b, i), partners(&after, *a, i));
-                (was != is).then(|| {
-                    (
-                        name.clone(),
-                        format!("hard links: {} -> {}", shown(&was), shown(&is)),
-                    )
-                })
-            })
-            .collect();
+        let before_sets: HashMap<Object, usize> =
+            before.iter().map(|(o, m)| (*o, intern(m))).collect();
+        let after_sets: HashMap<Object, usize> =
+            after.iter().map(|(o, m)| (*o, intern(m))).collect();
+        let mut changed = Vec::new();
+        for (i, (name, b, a)) in self.names.iter().enumerate() {
+            // A name with no partner on a side is a set of its own.
+            let was = b.map_or_else(|| intern(&[i]), |o| before_sets[&o]);
+            let is = a.map_or_else(|| intern(&[i]), |o| after_sets[&o]);
+            if was != is {
+                let partners = |groups: &HashMap<Object, Vec<usize>>, object: Option<Object>| {
+                    self.shown(object.and_then(|o| groups.get(&o)), i)
+                };
+                changed.push((
+                    name.clone(),
+                    format!(
+                        "hard links: {} -> {}",
+                        partners(&before, *b),
+                        partners(&after, *a)
+                    ),
+                ));
+            }
+        }
         changed.sort();
         changed
     }
-}
 
-/// A set of partner names, shortly: at most three named.
-fn shown(names: &BTreeSet<Vec<u8>>) -> String {
-    if names.is_empty() {
-        return "no other name".to_string();
+    /// The partners of name `me` in `group` (its members in name order,
+    /// `me` among them), shortly: at most three named.
+    fn shown(&self, group: Option<&Vec<usize>>, me: usize) -> String {
+        // `me` is one of its group's members.
+        let others = group.map_or(0, |g| g.len().saturating_sub(1));
+        if others == 0 {
+            return "no other name".to_string();
+        }
+        let mut listed: Vec<String> = group
+            .into_iter()
+            .flatten()
+            .filter(|&&j| j != me)
+            .take(3)
+            .map(|&j| crate::names::escape(&self.names[j].0))
+            .collect();
+        if others > 3 {
+            listed.push(format!("{} more", others - 3));
+        }
+        format!("with {}", listed.join(", "))
     }
-    let mut listed: Vec<String> = names
-        .iter()
-        .take(3)
-        .map(|n| crate::names::escape(n))
-        .collect();
-    if names.len() > 3 {
-        listed.push(format!("{} more", names.len() - 3));
-    }
-    format!("with {}", listed.join(", "))
 }
 
 #[cfg(test)]
@@ -148,6 +169,38 @@ mod tests {
                     "hard links: no other name -> with /f".into()
                 ),
             ]
+        );
+    }
+
+    /// One file of many names, one of them taken apart: that name is
+    /// changed, and so is every other (each lost a partner), listed
+    /// shortly. In linear time: this was quadratic (44 s for 20,000 names;
+    /// these 200,000 would take hours).
+    #[test]
+    fn a_name_taken_out_of_a_large_group_is_the_only_change() {
+        let mut t = LinkTable::default();
+        let n = 200_000;
+        for i in 0..n {
+            let name = format!("/f{i:06}").into_bytes();
+            let after = (i != 5).then_some((1, 10));
+            t.note(name, Some((1, 10)), after);
+        }
+        let changed = t.changed();
+        // Every other name lost one partner: it changed too.
+        assert_eq!(changed.len(), n);
+        assert_eq!(
+            changed[5],
+            (
+                b"/f000005".to_vec(),
+                format!(
+                    "hard links: with /f000000, /f000001, /f000002, {} more -> no other name",
+                    n - 4
+                )
+            )
+        );
+        assert_eq!(
+            changed[0].1,
+            format!("hard links: with /f000001, /f000002, /f000003, {} more -> with /f000001, /f000002, /f000003, {} more", n - 4, n - 5)
         );
     }
 }
