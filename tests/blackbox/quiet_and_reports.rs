@@ -253,7 +253,10 @@ fn dump_leaves_out_an_attribute_tar_would_read_as_another() {
     assert!(dump.status.success(), "{dump:?}");
     let stderr = String::from_utf8_lossy(&dump.stderr);
     assert!(
-        stderr.contains("its extended attribute user.a=b is left out of the tar stream"),
+        stderr.contains(&format!(
+            "{}: its extended attribute user.a=b is left out of the tar stream",
+            file.display()
+        )),
         "{stderr}"
     );
     let stream = String::from_utf8_lossy(&dump.stdout);

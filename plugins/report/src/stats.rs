@@ -41,7 +41,10 @@ fn percent(part: u64, whole: u64) -> String {
 
 use plugin_api::human::count as plural;
 
-fn client_lines(c: &ClientUsage) -> Vec<String> {
+/// A client's lines; `missing`: blobs generations refer to are missing
+/// (the client's ratio is then unknown too: its stored bytes leave out
+/// what is missing, which may be its own).
+fn client_lines(c: &ClientUsage, missing: bool) -> Vec<String> {
     vec![
         format!(
             "client {}: {}{}",
@@ -66,7 +69,11 @@ fn client_lines(c: &ClientUsage) -> Vec<String> {
             "  stored:             {} in {} (dedup and compression: {})",
             bytes(c.stored_bytes),
             plural(c.blobs, "blob", "blobs"),
-            ratio_text(c.logical_bytes, c.stored_bytes)
+            if missing {
+                "unknown while blobs are missing".to_string()
+            } else {
+                ratio_text(c.logical_bytes, c.stored_bytes)
+            }
         ),
     ]
 }
@@ -116,7 +123,7 @@ pub fn text(url: &str, u: &Usage) -> Vec<String> {
     }
     for c in &u.clients {
         lines.push(String::new());
-        lines.extend(client_lines(c));
+        lines.extend(client_lines(c, u.missing_blobs > 0));
     }
     lines
 }
@@ -136,7 +143,11 @@ pub fn json(url: &str, u: &Usage) -> Value {
                 "logical_bytes": c.logical_bytes,
                 "blobs": c.blobs,
                 "stored_bytes": c.stored_bytes,
-                "dedup_ratio": ratio(c.logical_bytes, c.stored_bytes),
+                "dedup_ratio": if u.missing_blobs > 0 {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::json!(ratio(c.logical_bytes, c.stored_bytes))
+                },
             })
         })
         .collect();
@@ -234,5 +245,8 @@ mod tests {
         );
         assert!(t.contains("missing:            41 blobs"), "{t}");
         assert!(json("/r", &damaged)["dedup_ratio"].is_null());
+        // So is each client's: its stored bytes leave the missing out.
+        assert!(!t.contains("x)"), "{t}");
+        assert!(json("/r", &damaged)["clients"][0]["dedup_ratio"].is_null());
     }
 }

@@ -285,7 +285,7 @@ struct TarDump<'a, 'c> {
 }
 
 /// A tar header with an entry's metadata, and the PAX records it needs.
-fn header_for(entry: &Entry, kind: EntryType) -> (Header, Vec<(String, Vec<u8>)>) {
+fn header_for(entry: &Entry, kind: EntryType, shown: &str) -> (Header, Vec<(String, Vec<u8>)>) {
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(entry.mode & 0o7777);
@@ -313,9 +313,8 @@ fn header_for(entry: &Entry, kind: EntryType) -> (Header, Vec<(String, Vec<u8>)>
             match acl_text(value) {
                 Some(text) => pax.push((key.to_string(), text.into_bytes())),
                 None => plugin_api::tracing::warn!(
-                    "the ACL of {} is not in the form Linux stores ACLs in: only its extended \
-                     attribute is in the tar stream",
-                    escape(&entry.name)
+                    "the ACL of {shown} is not in the form Linux stores ACLs in: only its \
+                     extended attribute is in the tar stream"
                 ),
             }
         }
@@ -324,17 +323,15 @@ fn header_for(entry: &Entry, kind: EntryType) -> (Header, Vec<(String, Vec<u8>)>
             // attribute named by what comes before, to the rest and the
             // value (`user.a=b` of value `v` came out as `user.a` of
             // value `b=v`).
-            Ok(shown) if shown.contains('=') => plugin_api::tracing::warn!(
-                "{}: its extended attribute {} is left out of the tar stream: a name with '=' \
-                 in it cannot be in one (tar would make another attribute of it)",
-                escape(&entry.name),
+            Ok(text) if text.contains('=') => plugin_api::tracing::warn!(
+                "{shown}: its extended attribute {} is left out of the tar stream: a name with \
+                 '=' in it cannot be in one (tar would make another attribute of it)",
                 escape(name)
             ),
             Ok(name) => pax.push((format!("SCHILY.xattr.{name}"), value.clone())),
             Err(_) => plugin_api::tracing::warn!(
-                "{}: its extended attribute {} is left out of the tar stream: a name that is \
-                 not UTF-8 cannot be in one",
-                escape(&entry.name),
+                "{shown}: its extended attribute {} is left out of the tar stream: a name that \
+                 is not UTF-8 cannot be in one",
                 escape(name)
             ),
         }
@@ -414,7 +411,7 @@ impl TarDump<'_, '_> {
                 return Ok(());
             }
         };
-        let (mut h, pax) = header_for(entry, kind);
+        let (mut h, pax) = header_for(entry, kind, shown);
         // A FIFO, device node or symlink can have several names too.
         // A name whose object the generation records otherwise than the
         // first name's (rewritten between the two in the backup) is an
