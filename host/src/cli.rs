@@ -86,13 +86,15 @@ pub fn prescan(args: &[OsString]) -> Prescan {
     pre
 }
 
-/// The value after an option, unless it is `--` or a long option: clap
-/// then refuses it (see `option_taken_for_value`), and the prescan must
-/// not load plugins from a folder so named (`--NAME=VALUE` names one).
+/// The value after an option, unless it starts with `-` (`--`, an
+/// option, long or short): clap then refuses it (see
+/// `option_taken_for_value`) or takes it otherwise than this would (see
+/// `plugins_as_prescanned`), and the prescan must not load plugins from a
+/// folder so named (`--NAME=VALUE` names one).
 fn value_of_option<'a>(
     iter: &mut std::iter::Peekable<impl Iterator<Item = &'a OsString>>,
 ) -> Option<&'a OsString> {
-    iter.next_if(|next| !next.as_encoded_bytes().starts_with(b"--"))
+    iter.next_if(|next| !next.as_encoded_bytes().starts_with(b"-"))
 }
 
 /// A folder or file named on the command line with a `~` the shell left

@@ -112,6 +112,27 @@ impl Entry {
             && (self.mtime, self.mtime_ns) == (other.mtime, other.mtime_ns)
             && (self.ctime, self.ctime_ns) == (other.ctime, other.ctime_ns)
     }
+
+    /// A key for the object this entry records: its device and inode
+    /// numbers and a digest of what [`same_object`](Self::same_object)
+    /// compares. Entries with one key are names of one object, as restore
+    /// makes them; group names by it, not by the inode number alone, so
+    /// that restore, `dump`, `mount`, `diff` and `verify` all see the same
+    /// objects (two names with one inode number recorded in different
+    /// states are two objects, and two names alike of them one). The
+    /// digest is for this process only. (Since 0.1.20.)
+    pub fn object_key(&self) -> (u64, u64, u64) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.kind as u8).hash(&mut h);
+        self.checksum.hash(&mut h);
+        self.size.hash(&mut h);
+        self.target.hash(&mut h);
+        self.rdev.hash(&mut h);
+        (self.uid, self.gid, self.mode).hash(&mut h);
+        (self.mtime, self.mtime_ns, self.ctime, self.ctime_ns).hash(&mut h);
+        (self.dev, self.ino, h.finish())
+    }
 }
 
 /// A field of [`Entry`] and its form in [`RawEntry`].
@@ -318,8 +339,10 @@ mod tests {
                 ..other_name.clone()
             },
         ];
+        assert_eq!(first.object_key(), other_name.object_key());
         for e in unlike {
             assert!(!first.same_object(&e), "{e:?}");
+            assert_ne!(first.object_key(), e.object_key(), "{e:?}");
         }
     }
 }

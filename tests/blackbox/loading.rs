@@ -147,6 +147,14 @@ fn plugin_dir_without_its_value_is_refused() {
         );
         assert!(!run.stderr.contains("alpha"), "{args:?}: {run:#?}");
     }
+    // Nor is a short option's spelling taken for a folder (obnam has no
+    // -q: clap says so).
+    env.plugin_dir("-q", &["alpha"]);
+    let run = env.run(["--plugin-dir", "-q", "plugins"]).fails();
+    assert!(
+        run.stderr.contains("unexpected argument '-q'") && !run.stdout.contains("alpha"),
+        "{run:#?}"
+    );
     // Written with `=`, a folder named `--` is one.
     let run = env
         .run([

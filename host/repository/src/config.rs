@@ -103,8 +103,8 @@ fn check_config(url: &str, bytes: &[u8]) -> RepoResult<RepoConfig> {
         return Err(RepoError::corrupt(
             "config",
             format!(
-                "its id '{}' is not 32 hex digits (the config was changed: put it back from a \
-                 copy of the repository)",
+                "its id '{}' is not 32 lowercase hex digits, as obnam writes it (the config \
+                 was changed: put it back from a copy of the repository)",
                 config.id.escape_debug()
             ),
         ));

@@ -136,7 +136,9 @@ impl Location {
                 // repository there.
                 if let Some(c) = rest.chars().find(|c| matches!(c, '?' | '#')) {
                     return Err(bad(&format!(
-                        "a file:// URL has no query or fragment, and its path would be taken                          with the '{c}' and what follows; a folder whose name holds '{c}' is                          given as a path, without file://"
+                        "a file:// URL has no query or fragment, and its path would be taken \
+                         with the '{c}' and what follows; a folder whose name holds '{c}' is \
+                         given as a path, without file://"
                     )));
                 }
                 Ok(Location::Local(PathBuf::from(rest)))
@@ -366,6 +368,7 @@ mod tests {
         ] {
             let e = Location::parse(url).unwrap_err().to_string();
             assert!(e.contains("no query or fragment"), "{url}: {e}");
+            assert!(!e.contains("  "), "{url}: {e}");
         }
         // As a path, a name with '?' is a folder's.
         assert_eq!(

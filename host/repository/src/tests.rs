@@ -412,7 +412,7 @@ fn a_config_whose_id_is_not_32_hex_digits_is_damaged() {
         .unwrap()
         .to_string();
         assert!(
-            err.contains("config of repository") && err.contains("is not 32 hex digits"),
+            err.contains("config of repository") && err.contains("is not 32 lowercase hex digits"),
             "{changed}: {err}"
         );
     }

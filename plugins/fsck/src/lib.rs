@@ -597,7 +597,7 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     // short, counts as missing in the walk below (and no more: the walk
     // names the files that lost data; the packs are named above).
     repo.forget_lost_blobs()?;
-    // The generations that met a problem, with their client as shown.
+    // The generations that met a problem: (client, id).
     let mut reaching: Vec<(String, String)> = Vec::new();
     for (client, ids) in generations {
         // The name as every message shows it: it is the repository's, and
@@ -614,7 +614,7 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
             let removed = reached && !repo.generations(&client)?.iter().any(|g| g.id == id);
             checker.report_held(removed);
             if reached && !removed {
-                reaching.push((shown.clone(), id));
+                reaching.push((client.clone(), id));
             }
         }
     }
@@ -635,6 +635,20 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
             checker.problem(problem);
         }
         checker.report_held(false);
+    }
+    // A generation forgotten since it was checked is named no more.
+    if !reaching.is_empty() {
+        let mut still = HashSet::new();
+        for client in reaching
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect::<HashSet<_>>()
+        {
+            for g in repo.generations(&client)? {
+                still.insert((client.clone(), g.id));
+            }
+        }
+        reaching.retain(|pair| still.contains(pair));
     }
     let r = &checker.report;
     let problems = r.problems.load(Ordering::Relaxed);
@@ -707,8 +721,9 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
         // still fail).
         for (client, ids) in group_by_client(&reaching) {
             ctx.outln(&format!(
-                "Problems reach {} of client {client}: {}",
+                "Problems reach {} of client {}: {}",
                 plugin_api::human::count(ids.len() as u64, "generation", "generations"),
+                escape(client.as_bytes()),
                 ids.join(" ")
             ))?;
         }

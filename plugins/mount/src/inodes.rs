@@ -110,9 +110,13 @@ pub struct Table {
     /// The number given to the first name met of each hard-linked file,
     /// with its entry: the other names get it if they are the same object.
     /// Kept for the mount's life (files of several names are few).
-    by_link: HashMap<(usize, u64, u64), (Ino, Arc<Entry>)>,
+    by_link: HashMap<LinkKey, (Ino, Arc<Entry>)>,
     generations: usize,
 }
+
+/// A generation's number and an object's key (`Entry::object_key`): the
+/// names of one object in one generation.
+type LinkKey = (usize, (u64, u64, u64));
 
 /// Whether `entry` may be one of several names of a file (as the backup
 /// recorded it).
@@ -197,7 +201,8 @@ impl Table {
         entry: &Arc<Entry>,
         given: &mut std::collections::HashSet<Ino>,
     ) -> Ino {
-        let link = linkable(entry).then_some((gen, entry.dev, entry.ino));
+        // Names recorded alike are one object (see `Entry::object_key`).
+        let link = linkable(entry).then_some((gen, entry.object_key()));
         if let Some(link) = link {
             if let Some((ino, first)) = self.by_link.get(&link) {
                 // Only if the generation records the same object under
@@ -212,7 +217,7 @@ impl Table {
                 let ino = self.free_number(("link", link), given, |node| match &node.kind {
                     NodeKind::Entry {
                         gen: g, entry: e, ..
-                    } => (*g, e.dev, e.ino) == link && e.same_object(entry),
+                    } => (*g, e.object_key()) == link && e.same_object(entry),
                     _ => false,
                 });
                 self.by_link.insert(link, (ino, entry.clone()));

@@ -107,8 +107,8 @@ fn check(ctx: &Context<'_>, args: &[OsString]) -> Result<(State, String)> {
     };
     let ids: Vec<&str> = damaged.iter().map(|d| d.id.as_str()).collect();
     let records = match ids.len() {
-        1 => "record".to_string(),
-        n => format!("{n} records"),
+        1 => "record",
+        _ => "records",
     };
     Ok((
         if state == State::Ok {

@@ -117,8 +117,9 @@ pub fn text(url: &str, u: &Usage) -> Vec<String> {
     ];
     if u.missing_blobs > 0 {
         lines.push(format!(
-            "  missing:            {} that generations refer to are in no pack (run 'obnam fsck')",
-            plural(u.missing_blobs, "blob", "blobs")
+            "  missing:            {} that generations refer to {} in no pack (run 'obnam fsck')",
+            plural(u.missing_blobs, "blob", "blobs"),
+            if u.missing_blobs == 1 { "is" } else { "are" }
         ));
     }
     for c in &u.clients {

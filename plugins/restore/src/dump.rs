@@ -281,7 +281,7 @@ struct TarDump<'a, 'c> {
     tar: tar::Builder<BufWriter<Stdout<'a, 'c>>>,
     /// The tar name of the first dumped name of each hard-linked file,
     /// and its entry (without its chunks: see [`Entry::same_object`]).
-    links: HashMap<(u64, u64), (PathBuf, Entry)>,
+    links: HashMap<(u64, u64, u64), (PathBuf, Entry)>,
 }
 
 /// A tar header with an entry's metadata, and the PAX records it needs.
@@ -417,7 +417,7 @@ impl TarDump<'_, '_> {
         // first name's (rewritten between the two in the backup) is an
         // object of its own, as restore makes it.
         if entry.kind != EntryKind::Dir && entry.nlink > 1 {
-            match self.links.get(&(entry.dev, entry.ino)) {
+            match self.links.get(&entry.object_key()) {
                 Some((first, recorded)) if recorded.same_object(entry) => {
                     let first = first.clone();
                     h.set_entry_type(EntryType::Link);
@@ -435,7 +435,7 @@ impl TarDump<'_, '_> {
                         ..entry.clone()
                     };
                     self.links
-                        .insert((entry.dev, entry.ino), (name.clone(), recorded));
+                        .insert(entry.object_key(), (name.clone(), recorded));
                 }
             }
         }

@@ -13,20 +13,22 @@
 
 use std::collections::HashMap;
 
-/// A (device, inode) pair: an object on one side.
-pub type Object = (u64, u64);
+/// An object on one side: a device and inode number, and for a recorded
+/// entry a digest of its state (see `Entry::object_key`).
+pub type Object = (u64, u64, u64);
 
 /// The object of a recorded entry with other names (see
-/// [`LinkTable::note`]).
+/// [`LinkTable::note`]): names recorded with one inode number in
+/// different states are two objects, as restore makes them.
 pub fn recorded_object(e: &plugin_api::Entry) -> Option<Object> {
     (e.kind != plugin_api::EntryKind::Dir && e.nlink > 1 && (e.dev, e.ino) != (0, 0))
-        .then_some((e.dev, e.ino))
+        .then(|| e.object_key())
 }
 
 /// The object of a live non-directory with other names.
 pub fn live_object(m: &std::fs::Metadata) -> Option<Object> {
     use std::os::unix::fs::MetadataExt;
-    (!m.is_dir() && m.nlink() > 1).then(|| (m.dev(), m.ino()))
+    (!m.is_dir() && m.nlink() > 1).then(|| (m.dev(), m.ino(), 0))
 }
 
 /// A name, and its object before and after (see [`LinkTable`]).
@@ -139,15 +141,15 @@ mod tests {
         let mut t = LinkTable::default();
         // a and b were one file and are two; c and d are one file on
         // both sides (their inode changed, as on another file system).
-        t.note(b"/a".to_vec(), Some((1, 10)), None);
-        t.note(b"/b".to_vec(), Some((1, 10)), None);
-        t.note(b"/c".to_vec(), Some((1, 20)), Some((2, 5)));
-        t.note(b"/d".to_vec(), Some((1, 20)), Some((2, 5)));
+        t.note(b"/a".to_vec(), Some((1, 10, 0)), None);
+        t.note(b"/b".to_vec(), Some((1, 10, 0)), None);
+        t.note(b"/c".to_vec(), Some((1, 20, 0)), Some((2, 5, 0)));
+        t.note(b"/d".to_vec(), Some((1, 20, 0)), Some((2, 5, 0)));
         // e is linked to a name outside the tree on both sides.
-        t.note(b"/e".to_vec(), Some((1, 30)), Some((1, 30)));
+        t.note(b"/e".to_vec(), Some((1, 30, 0)), Some((1, 30, 0)));
         // f and g become one.
-        t.note(b"/f".to_vec(), None, Some((1, 40)));
-        t.note(b"/g".to_vec(), None, Some((1, 40)));
+        t.note(b"/f".to_vec(), None, Some((1, 40, 0)));
+        t.note(b"/g".to_vec(), None, Some((1, 40, 0)));
         let changed = t.changed();
         assert_eq!(
             changed,
@@ -182,8 +184,8 @@ mod tests {
         let n = 200_000;
         for i in 0..n {
             let name = format!("/f{i:06}").into_bytes();
-            let after = (i != 5).then_some((1, 10));
-            t.note(name, Some((1, 10)), after);
+            let after = (i != 5).then_some((1, 10, 0));
+            t.note(name, Some((1, 10, 0)), after);
         }
         let changed = t.changed();
         // Every other name lost one partner: it changed too.

@@ -514,7 +514,7 @@ struct Restorer<'a> {
     current: Current,
     problems: Problems,
     /// Hard-link leaders that were restored.
-    leaders_ok: Mutex<HashSet<(u64, u64)>>,
+    leaders_ok: Mutex<HashSet<(u64, u64, u64)>>,
 }
 
 impl Restorer<'_> {

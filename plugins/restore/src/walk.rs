@@ -64,7 +64,7 @@ pub struct Job {
     pub entry: Entry,
     /// The (device, inode) of a hard-linked object restored first of its
     /// links.
-    pub leader: Option<(u64, u64)>,
+    pub leader: Option<(u64, u64, u64)>,
 }
 
 impl Job {
@@ -78,7 +78,7 @@ impl Job {
 pub struct Link {
     pub parts: Parts,
     pub leader: Parts,
-    pub key: (u64, u64),
+    pub key: (u64, u64, u64),
     /// The size of a regular file, which the generation's data size counts
     /// for every name (for the progress); 0 for other objects.
     pub size: u64,
@@ -141,7 +141,7 @@ pub struct Walker<'a> {
     problems: &'a Problems,
     tx: SyncSender<Vec<Job>>,
     walked: Walked,
-    leaders: HashMap<(u64, u64), Leader>,
+    leaders: HashMap<(u64, u64, u64), Leader>,
     /// Directories on the way to requested paths made so far, and their
     /// records.
     made: HashMap<Parts, usize>,
@@ -352,7 +352,8 @@ impl<'a> Walker<'a> {
         // restored as links to the first name, so the link count and the
         // shared inode come back.
         if entry.nlink > 1 {
-            let key = (entry.dev, entry.ino);
+            // Names recorded alike are one object (see `Entry::object_key`).
+            let key = entry.object_key();
             match self.leaders.get(&key) {
                 Some(first) if Entry::same_object(&first.entry, &entry) => {
                     self.walked.links.push(Link {
