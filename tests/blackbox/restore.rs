@@ -222,7 +222,15 @@ fn restore_refuses_a_folder_that_is_not_empty() {
     fs::write(target.join("precious"), b"keep me").unwrap();
     let run = world.restore(&target, &[]).fails();
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("not empty"), "{run:#?}");
+    // It names what is there, and the way on.
+    assert!(
+        run.stderr.contains(&format!(
+            "the folder is not empty: it holds precious (restore only into an empty or new \
+             folder: a new folder in it, such as {}, will do)",
+            target.join("restored").display()
+        )),
+        "{run:#?}"
+    );
     let names: Vec<OsString> = fs::read_dir(&target)
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -327,8 +327,18 @@ fn prepare_target(path: &Path) -> Result<OwnedFd> {
     let empty = fsops::dir_is_empty(fd.as_fd())
         .map_err(|e| Error::msg(format!("cannot read folder {shown}: {e}")))?;
     if !empty {
+        // Named, with the way on: a new disk's `lost+found` makes its
+        // mount point "not empty", and a folder in it will do.
+        let first = fs::read_dir(path)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| format!(": it holds {}", names::escape(e.file_name().as_bytes())))
+            .unwrap_or_default();
         plugin_api::bail!(
-            "cannot restore into {shown}: the folder is not empty (restore only into an empty or new folder)"
+            "cannot restore into {shown}: the folder is not empty{first} (restore only into an \
+             empty or new folder: a new folder in it, such as {}, will do)",
+            names::escape_path(&path.join("restored"))
         );
     }
     // Said once, of the folder, rather than as a failure to make the
