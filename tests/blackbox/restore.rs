@@ -210,6 +210,77 @@ fn single_paths_restore_below_their_absolute_path() {
     assert!(run.stderr.contains("not an absolute path"), "{run:#?}");
 }
 
+/// A restore whose generation a `forget` and `prune` remove while it runs
+/// (a restore takes no lock) stops, saying so, and what it restored
+/// before is exact: every file after it failed alone with "chunk ... is
+/// not in the repository", which read as damage.
+#[test]
+fn a_restore_whose_generation_is_pruned_meanwhile_stops_saying_so() {
+    let world = World::new();
+    let data = world.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    for i in 0..80 {
+        fs::write(data.join(format!("f{i:02}")), noise(70_000, i)).unwrap();
+    }
+    // Each file in packs of its own, each read slowly.
+    world
+        .obnam(&[
+            OsStr::new("backup"),
+            OsStr::new("--pack-size=64KiB"),
+            OsStr::new("--compress-with=none"),
+            data.as_os_str(),
+        ])
+        .ok();
+    let id = world.obnam(&["genids"]).ok().stdout.trim().to_string();
+    let target = world.path().join("target");
+    let restoring = world
+        .command(&[
+            OsStr::new("restore"),
+            OsStr::new("--to"),
+            target.as_os_str(),
+            OsStr::new("--restore-workers=1"),
+            OsStr::new("--testing-storage-faults=slow=1,seed=7"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let restored_dir = target.join(data.strip_prefix("/").unwrap());
+    let started = std::time::Instant::now();
+    while fs::read_dir(&restored_dir).map_or(0, |d| d.count()) < 3 {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the restore made no file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    world.obnam(&["forget", &id]).ok();
+    world.obnam(&["prune"]).ok();
+    let out = restoring.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "generation {id} of client '{CLIENT}' was removed while it was being restored"
+        )) && stderr.contains("the restore stopped"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("is not in the repository"), "{stderr}");
+    // What is there is whole.
+    let mut whole = 0;
+    for e in fs::read_dir(&restored_dir).unwrap() {
+        let e = e.unwrap();
+        assert_eq!(
+            fs::read(e.path()).unwrap(),
+            fs::read(data.join(e.file_name())).unwrap(),
+            "{:?}",
+            e.file_name()
+        );
+        whole += 1;
+    }
+    assert!((3..80).contains(&whole), "{whole} files restored");
+}
+
 #[test]
 fn restore_refuses_a_folder_that_is_not_empty() {
     let world = World::new();

@@ -130,6 +130,9 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         current: Current::default(),
         problems: Problems::new(Events::new(show)),
         leaders_ok: Mutex::new(HashSet::new()),
+        client: client.clone(),
+        generation: gen.id.clone(),
+        generation_seen: Mutex::new(None),
     };
     let workers = workers(ctx)?;
     let reporter = Reporter::new(ctx, show, started);
@@ -525,9 +528,40 @@ struct Restorer<'a> {
     problems: Problems,
     /// Hard-link leaders that were restored.
     leaders_ok: Mutex<HashSet<(u64, u64, u64)>>,
+    /// The client and generation restored.
+    client: String,
+    generation: String,
+    /// When it was last seen that the generation is still there (see
+    /// [`Restorer::generation_gone`]).
+    generation_seen: Mutex<Option<Instant>>,
 }
 
 impl Restorer<'_> {
+    /// Whether the generation restored is gone from the repository: a
+    /// restore takes no lock, and a `forget` and `prune` (a nightly job)
+    /// may remove it and delete its data while it runs. Every file after
+    /// that failed alone, each with a "chunk is not in the repository"
+    /// that read as damage; asked when a file cannot be read, at most
+    /// every few seconds, so that the restore stops instead, saying why.
+    fn generation_gone(&self) -> bool {
+        let mut seen = self
+            .generation_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if seen.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(5)) {
+            return false;
+        }
+        match self.repo.generations(&self.client) {
+            Ok(gens) if gens.iter().any(|g| g.id == self.generation) => {
+                *seen = Some(Instant::now());
+                false
+            }
+            Ok(_) => true,
+            // Not known: the file's own error stands.
+            Err(_) => false,
+        }
+    }
+
     /// Report a problem with `path` and count it.
     fn error(&self, path: &[u8], message: impl std::fmt::Display) {
         self.problems.report(path, message);
@@ -716,6 +750,16 @@ impl Restorer<'_> {
                     Ok(()) => "the file was removed".to_string(),
                     Err(e) => format!("the damaged file could not be removed: {e}"),
                 };
+                if self.generation_gone() {
+                    self.problems.stop(format!(
+                        "generation {} of client '{}' was removed while it was being restored \
+                         (forgotten, and its data deleted by a prune): what was restored before \
+                         is exact; restore another generation",
+                        self.generation,
+                        names::escape(self.client.as_bytes())
+                    ));
+                    return None;
+                }
                 self.error(&job.path, format!("not restored: {why}; {removed}"));
                 return None;
             }
