@@ -562,6 +562,22 @@ impl Restorer<'_> {
         }
     }
 
+    /// Stop the restore if its generation is gone (see
+    /// [`generation_gone`](Self::generation_gone)); whether it is.
+    fn stop_if_gone(&self) -> bool {
+        let gone = self.generation_gone();
+        if gone {
+            self.problems.stop(format!(
+                "generation {} of client '{}' was removed while it was being restored \
+                 (forgotten, and its data deleted by a prune): what was restored before is \
+                 exact; restore another generation",
+                self.generation,
+                names::escape(self.client.as_bytes())
+            ));
+        }
+        gone
+    }
+
     /// Report a problem with `path` and count it.
     fn error(&self, path: &[u8], message: impl std::fmt::Display) {
         self.problems.report(path, message);
@@ -572,7 +588,14 @@ impl Restorer<'_> {
     fn restore(&self, roots: &[Root], workers: usize) -> Result<()> {
         let (tx, rx) = sync_channel::<Vec<Job>>(walk::QUEUE);
         let rx = Mutex::new(rx);
-        let walker = Walker::new(self.reader, Arc::clone(&self.root), &self.problems, tx);
+        let gone = || self.stop_if_gone();
+        let walker = Walker::new(
+            self.reader,
+            Arc::clone(&self.root),
+            &self.problems,
+            &gone,
+            tx,
+        );
         let walked = std::thread::scope(|s| -> Result<Walked> {
             let walker = s.spawn(move || walker.run(roots));
             let pool: Vec<_> = (0..workers).map(|_| s.spawn(|| self.work(&rx))).collect();
@@ -750,14 +773,7 @@ impl Restorer<'_> {
                     Ok(()) => "the file was removed".to_string(),
                     Err(e) => format!("the damaged file could not be removed: {e}"),
                 };
-                if self.generation_gone() {
-                    self.problems.stop(format!(
-                        "generation {} of client '{}' was removed while it was being restored \
-                         (forgotten, and its data deleted by a prune): what was restored before \
-                         is exact; restore another generation",
-                        self.generation,
-                        names::escape(self.client.as_bytes())
-                    ));
+                if self.stop_if_gone() {
                     return None;
                 }
                 self.error(&job.path, format!("not restored: {why}; {removed}"));

@@ -139,6 +139,10 @@ pub struct Walker<'a> {
     reader: &'a GenerationReader,
     root: Arc<OwnedFd>,
     problems: &'a Problems,
+    /// Whether the generation is gone from the repository, the restore
+    /// then stopping (see `Restorer::stop_if_gone`): asked when a folder
+    /// cannot be read.
+    gone: &'a (dyn Fn() -> bool + Sync),
     tx: SyncSender<Vec<Job>>,
     walked: Walked,
     leaders: HashMap<(u64, u64, u64), Leader>,
@@ -158,12 +162,14 @@ impl<'a> Walker<'a> {
         reader: &'a GenerationReader,
         root: Arc<OwnedFd>,
         problems: &'a Problems,
+        gone: &'a (dyn Fn() -> bool + Sync),
         tx: SyncSender<Vec<Job>>,
     ) -> Self {
         Walker {
             reader,
             root,
             problems,
+            gone,
             tx,
             walked: Walked::default(),
             leaders: HashMap::new(),
@@ -274,6 +280,7 @@ impl<'a> Walker<'a> {
                 self.problems.stop(e);
                 return;
             }
+            Err(_) if (self.gone)() => return,
             Err(e) => {
                 self.problems.report(
                     &path,
