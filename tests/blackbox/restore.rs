@@ -281,6 +281,47 @@ fn a_restore_whose_generation_is_pruned_meanwhile_stops_saying_so() {
     assert!((3..80).contains(&whole), "{whole} files restored");
 }
 
+/// A PATH written with a `/` at its end names a folder, as to the shell:
+/// a symbolic link to one (as completion writes it) or a file is refused,
+/// naming what it is, and nothing is restored (the link alone was, exit
+/// 0); a folder so written is restored; `ls` judges alike.
+#[test]
+fn a_path_with_a_slash_at_its_end_names_a_folder() {
+    let world = World::new();
+    let data = world.path().join("data");
+    fs::create_dir_all(data.join("real")).unwrap();
+    fs::write(data.join("real/r"), b"in the folder").unwrap();
+    fs::write(data.join("a.txt"), b"a file").unwrap();
+    std::os::unix::fs::symlink("real", data.join("dirlink")).unwrap();
+    world.backup(&data);
+    let slashed = |name: &str| OsString::from(format!("{}/{name}/", data.display()));
+    for (name, what) in [
+        (
+            "dirlink",
+            "it is a symbolic link (to real): give it without the /",
+        ),
+        ("a.txt", "it is a file: give it without the /"),
+    ] {
+        let target = world.path().join(format!("t-{name}"));
+        let run = world.restore(&target, &[slashed(name).as_os_str()]).fails();
+        assert!(
+            run.stderr
+                .contains(&format!("{}/{name}/ names a folder", data.display()))
+                && run.stderr.contains(what),
+            "{name}: {run:#?}"
+        );
+        assert!(!target.exists() || fs::read_dir(&target).unwrap().count() == 0);
+        let run = world
+            .obnam(&[OsStr::new("ls"), slashed(name).as_os_str()])
+            .fails();
+        assert!(run.stderr.contains(what), "ls {name}: {run:#?}");
+    }
+    let target = world.path().join("t-real");
+    world.restore(&target, &[slashed("real").as_os_str()]).ok();
+    let restored = target.join(data.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(restored.join("real/r")).unwrap(), b"in the folder");
+}
+
 #[test]
 fn restore_refuses_a_folder_that_is_not_empty() {
     let world = World::new();

@@ -21,7 +21,9 @@ use crate::walk::Parts;
 
 /// One PATH argument.
 pub enum PathArg {
-    Exact(Parts),
+    /// A path, and whether it was written with a `/` at its end (it then
+    /// names a folder).
+    Exact(Parts, bool),
     Pattern(Pattern),
 }
 
@@ -42,8 +44,11 @@ pub fn parse(command: &str, args: &[OsString]) -> Result<Vec<PathArg>> {
                     .to_os_string(),
                 None => arg.clone(),
             };
+            let bytes = path.as_encoded_bytes();
+            let folder = bytes.len() > 1 && bytes.ends_with(b"/");
             out.push(PathArg::Exact(
                 names::parse_absolute(&path).map_err(plugin_api::Error::msg)?,
+                folder,
             ));
         }
     }
@@ -59,7 +64,15 @@ pub fn expand(reader: &GenerationReader, args: Vec<PathArg>, gen: &str) -> Resul
     let mut patterns = Vec::new();
     for arg in args {
         match arg {
-            PathArg::Exact(parts) => exact.push(parts),
+            PathArg::Exact(parts, folder) => {
+                // `PATH/` names a folder, as to the shell: a symbolic link
+                // to one (as completion writes it) or a file is refused,
+                // not taken for itself (the link alone was restored).
+                if folder {
+                    folder_as_written(reader, &parts, gen)?;
+                }
+                exact.push(parts)
+            }
             PathArg::Pattern(pattern) => patterns.push((pattern, false)),
         }
     }
@@ -110,6 +123,31 @@ pub fn expand(reader: &GenerationReader, args: Vec<PathArg>, gen: &str) -> Resul
     Ok(exact)
 }
 
+/// Fail unless `parts`, written with a `/` at its end, is a folder in the
+/// generation (one that is not there is the caller's to report).
+fn folder_as_written(reader: &GenerationReader, parts: &Parts, gen: &str) -> Result<()> {
+    let path = names::from_parts(parts);
+    let Some(entry) = reader.lookup(names::as_path(&path))? else {
+        return Ok(());
+    };
+    if entry.kind == EntryKind::Dir {
+        return Ok(());
+    }
+    let what = match entry.kind {
+        EntryKind::Symlink => format!(
+            "a symbolic link (to {}): give it without the / for the link, or the folder it \
+             leads to",
+            names::escape(&entry.target)
+        ),
+        EntryKind::File => "a file: give it without the /".to_string(),
+        _ => "not a folder: give it without the /".to_string(),
+    };
+    plugin_api::bail!(
+        "{}/ names a folder, but in generation {gen} it is {what}",
+        names::escape(&path)
+    )
+}
+
 /// `roots` sorted, without each one that is, or is inside, another: what
 /// a command does once for each path asked for.
 pub fn outermost(mut roots: Vec<Parts>) -> Vec<Parts> {
@@ -143,10 +181,10 @@ mod tests {
                 assert!(!pattern.is_match("/home/x_\u{ff}".as_bytes()));
                 assert!(!pattern.is_match("/home/x_\u{fffd}".as_bytes()));
             }
-            PathArg::Exact(_) => panic!("re: is a pattern"),
+            PathArg::Exact(..) => panic!("re: is a pattern"),
         }
         match &parsed[1] {
-            PathArg::Exact(parts) => assert_eq!(names::from_parts(parts), b"/a/b\xfe"),
+            PathArg::Exact(parts, _) => assert_eq!(names::from_parts(parts), b"/a/b\xfe"),
             PathArg::Pattern(_) => panic!("pp: is a path"),
         }
         let err = parse("ls", &[arg(b"sh:*\xff")]).err().unwrap();
