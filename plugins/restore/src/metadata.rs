@@ -68,14 +68,17 @@ impl Policy {
     /// The owner and group to give a restored object: root gives both;
     /// anyone else gives its group, if they are in that group (as `tar`
     /// and `cp -p` do: a shared project folder keeps its group), and
-    /// nothing otherwise.
+    /// their own group otherwise. (Setting nothing left the group the
+    /// kernel gave the new object: a set-group-ID folder's, a group the
+    /// user may not be in, which could then read a restored `0640` file
+    /// that no member of it could read before.)
     fn owner_to_set(&self, entry: &Entry) -> Option<(Option<Uid>, Option<Gid>)> {
         if self.is_root {
             Some(owner(entry))
         } else if is_member_of(entry.gid) {
             Some((None, Some(Gid::from_raw(entry.gid))))
         } else {
-            None
+            Some((None, Some(rustix::process::getegid())))
         }
     }
 }
