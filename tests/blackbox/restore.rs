@@ -1300,7 +1300,13 @@ fn a_restore_not_as_root_gives_the_groups_the_user_is_in() {
     std::os::unix::fs::chown(&sgid, Some(user), Some(other)).unwrap();
     fs::set_permissions(&sgid, fs::Permissions::from_mode(0o2770)).unwrap();
     for to in [home.join("restored"), sgid.join("restored")] {
-        as_user(&[OsStr::new("restore"), OsStr::new("--to"), to.as_os_str()]).ok();
+        let run = as_user(&[OsStr::new("restore"), OsStr::new("--to"), to.as_os_str()]).ok();
+        // The folders on the way (root's) are the user's now: said.
+        assert!(
+            run.stderr
+                .contains("objects restored belonged to other users in the backup"),
+            "{run:#?}"
+        );
         let restored = to.join(data.strip_prefix("/").unwrap());
         for (name, gid, mode) in [
             ("shared", project, 0o2775),

@@ -73,6 +73,9 @@ impl Policy {
     /// user may not be in, which could then read a restored `0640` file
     /// that no member of it could read before.)
     fn owner_to_set(&self, entry: &Entry) -> Option<(Option<Uid>, Option<Gid>)> {
+        if !self.is_root && entry.uid != self.euid {
+            OTHERS_OBJECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if self.is_root {
             Some(owner(entry))
         } else if is_member_of(entry.gid) {
@@ -81,6 +84,17 @@ impl Policy {
             Some((None, Some(rustix::process::getegid())))
         }
     }
+}
+
+/// Objects restored, not as root, that belonged to another user in the
+/// backup: they are the restoring user's now (see [`others_objects`]).
+static OTHERS_OBJECTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many objects this process restored, not as root, that belonged to
+/// another user: said once at the end, as a restore by mistake without
+/// `sudo` otherwise succeeds without a word of it.
+pub fn others_objects() -> u64 {
+    OTHERS_OBJECTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether the restoring process is in group `gid` (its effective group

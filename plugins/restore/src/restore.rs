@@ -149,6 +149,15 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let files = restorer.files.load(Ordering::Relaxed);
     let bytes = restorer.bytes.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
+    let others = metadata::others_objects();
+    if others > 0 {
+        plugin_api::tracing::warn!(
+            "{} restored belonged to other users in the backup: restored not as root, they \
+             belong to the user who ran the restore (without set-user-ID and set-group-ID \
+             bits); only a restore as root gives objects their owners",
+            format::count(others, "object", "objects")
+        );
+    }
     let (errors, events) = restorer.problems.into_parts();
     let format = ctx.output_format()?;
     if format.is_json() {
