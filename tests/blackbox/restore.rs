@@ -509,7 +509,9 @@ fn a_restore_as_root_refuses_a_target_others_may_change() {
     if acl_set {
         cases.push((
             by_acl.clone(),
-            "others may write in it (mode 775)".to_string(),
+            "an ACL lets others write in it (its mode shows 775: the group's bits are the \
+             ACL's mask; see getfacl)"
+                .to_string(),
         ));
         cases.push((
             by_acl.join("new"),

@@ -426,10 +426,23 @@ fn open_private_target(path: &Path) -> Result<OwnedFd> {
     }
     let meta = fs::symlink_metadata(&at)?;
     if private_paths::others_may_write(&at, &meta) {
-        return Err(refused(&format!(
-            "others may write in it ({})",
-            private_paths::write_access(&meta)
-        )));
+        // With an ACL of named entries, the mode's group bits are the
+        // ACL's mask: "mode 770" of a folder made 0700 read as nonsense.
+        let why = if std::os::unix::fs::MetadataExt::mode(&meta) & 0o002 == 0
+            && private_paths::has_acl(&at)
+        {
+            format!(
+                "an ACL lets others write in it (its mode shows {:o}: the group's bits are the \
+                 ACL's mask; see getfacl)",
+                std::os::unix::fs::MetadataExt::mode(&meta) & 0o7777
+            )
+        } else {
+            format!(
+                "others may write in it ({})",
+                private_paths::write_access(&meta)
+            )
+        };
+        return Err(refused(&why));
     }
     Ok(fd)
 }
