@@ -360,6 +360,63 @@ fn hard_links_across_many_folders_are_each_made_to_their_file() {
     }
 }
 
+/// A pattern's matches spread over many folders, sharing parts of their
+/// ways and leaving them, are each restored under folders made once, with
+/// their recorded modes: the way to the last match is kept, and the next
+/// one makes or opens only what it does not share (each match made or
+/// opened its whole way, and looked up every folder on it: 8 minutes for
+/// 5,000 matches 1,500 folders deep).
+#[test]
+fn a_pattern_restore_makes_each_folder_on_the_ways_once() {
+    let world = World::new();
+    let data = world.path().join("data");
+    let files = [
+        "a/x/deep/m1.txt",
+        "a/x/deep/m2.txt",
+        "a/x/other.bin",
+        "a/y/m3.txt",
+        "a/y/z/m4.txt",
+        "b/m5.txt",
+        "b/w/v/u/m6.txt",
+        "c/no.bin",
+    ];
+    for (i, f) in files.iter().enumerate() {
+        let path = data.join(f);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, format!("file {i}")).unwrap();
+    }
+    for (dir, mode) in [
+        ("a", 0o751),
+        ("a/x", 0o705),
+        ("a/y/z", 0o711),
+        ("b/w/v", 0o750),
+    ] {
+        fs::set_permissions(data.join(dir), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    world.backup(&data);
+    let target = world.path().join("target");
+    world.restore(&target, &[OsStr::new("sh:*.txt")]).ok();
+    let restored = target.join(data.strip_prefix("/").unwrap());
+    for (i, f) in files.iter().enumerate() {
+        let there = fs::read(restored.join(f)).ok();
+        if f.ends_with(".txt") {
+            assert_eq!(there, Some(format!("file {i}").into_bytes()), "{f}");
+        } else {
+            assert_eq!(there, None, "{f}");
+        }
+    }
+    for (dir, mode) in [
+        ("a", 0o751),
+        ("a/x", 0o705),
+        ("a/y/z", 0o711),
+        ("b/w/v", 0o750),
+    ] {
+        let meta = fs::metadata(restored.join(dir)).unwrap();
+        assert_eq!(meta.mode() & 0o7777, mode, "{dir}");
+    }
+    assert!(!restored.join("c").exists());
+}
+
 #[test]
 fn restore_refuses_a_folder_that_is_not_empty() {
     let world = World::new();

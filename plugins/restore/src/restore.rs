@@ -280,23 +280,49 @@ fn requested_roots(mut roots: Vec<Parts>) -> Vec<Parts> {
 
 /// Look up every requested path in the generation: each must exist, and
 /// every directory on the way must be a directory.
+///
+/// The folders a root shares with the one before it (the roots come
+/// sorted) are not looked up again, and their entries are shared: each
+/// match of a pattern looked up, and kept a copy of, every folder on its
+/// way.
 fn resolve_roots(reader: &GenerationReader, roots: Vec<Parts>, gen: &str) -> Result<Vec<Root>> {
-    let mut resolved = Vec::new();
+    let mut resolved: Vec<Root> = Vec::new();
     for parts in roots {
-        let requested = escape(&names::from_parts(&parts));
-        let mut entries = Vec::new();
-        for i in 1..=parts.len() {
-            let path = names::from_parts(&parts[..i]);
+        let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(parts.len());
+        if let Some(before) = resolved.last() {
+            // Folders only: a root inside another is not among them.
+            let shared = before
+                .parts
+                .iter()
+                .zip(&parts)
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(before.parts.len().saturating_sub(1))
+                .min(parts.len().saturating_sub(1));
+            entries.extend(before.entries[..shared].iter().cloned());
+        }
+        // The path so far, built a name at a time ("/" alone is no prefix).
+        let mut path = match entries.len() {
+            0 => Vec::new(),
+            n => names::from_parts(&parts[..n]),
+        };
+        for i in entries.len()..parts.len() {
+            path.push(b'/');
+            path.extend_from_slice(&parts[i]);
             let Some(entry) = reader.lookup(names::as_path(&path))? else {
-                plugin_api::bail!("{requested} is not in generation {gen}");
-            };
-            if i < parts.len() && entry.kind != EntryKind::Dir {
                 plugin_api::bail!(
-                    "{requested} is not in generation {gen} ({} is not a folder there)",
+                    "{} is not in generation {gen}",
+                    escape(&names::from_parts(&parts))
+                );
+            };
+            if i + 1 < parts.len() && entry.kind != EntryKind::Dir {
+                plugin_api::bail!(
+                    "{} is not in generation {gen} ({} is not a folder there)",
+                    escape(&names::from_parts(&parts)),
                     escape(&path)
                 );
             }
-            entries.push(entry);
+            entries.push(Arc::new(entry));
         }
         resolved.push(Root { parts, entries });
     }
