@@ -879,8 +879,9 @@ fn damaged_files_are_reported_removed_and_the_rest_restored() {
         "{run:#?}"
     );
     assert!(
-        run.stderr.contains("There were errors during the restore"),
-        "{run:#?}"
+        run.stderr
+            .contains("There were errors during the restore: 3 problems\n"),
+        "nothing restored without all its metadata: {run:#?}"
     );
     assert!(!target.join("data/bad-checksum").exists());
     assert!(!target.join("data/missing-chunk").exists());
@@ -1384,6 +1385,78 @@ fn a_restore_not_as_root_gives_the_groups_the_user_is_in() {
         let meta = fs::symlink_metadata(&restored).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (user, user), "{}", to.display());
     }
+}
+
+/// The outcome of a restore with problems tells objects restored without
+/// all their metadata from objects not restored (a user asks first
+/// whether the data is there; "4 problems" said neither).
+#[test]
+fn the_outcome_tells_objects_without_all_metadata_from_those_not_restored() {
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: playing a user needs root");
+        return;
+    }
+    let user = 4848u32;
+    let env = TestEnv::new();
+    fs::set_permissions(env.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let data = env.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("marked"), b"kept").unwrap();
+    fs::write(data.join("plain"), b"plain").unwrap();
+    // An attribute only root may set: a user's restore cannot.
+    if let Err(e) = xattr::set(data.join("marked"), "trusted.obnam-test", b"1") {
+        eprintln!("skipped: no trusted attributes here: {e}");
+        return;
+    }
+    let made = std::process::Command::new("mknod")
+        .arg(data.join("dev"))
+        .args(["c", "1", "3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let repo = env.path().join("repo");
+    obnam_test_support::run(
+        env.obnam()
+            .arg("--repository")
+            .arg(&repo)
+            .args(["--client-name", "c", "backup"])
+            .arg(&data),
+    )
+    .ok();
+    let chmod = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    let home = env.path().join("home-of-user");
+    fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(user), Some(user)).unwrap();
+    let to = home.join("restored");
+    let mut direct = env.obnam();
+    direct
+        .env("HOME", &home)
+        .arg("--repository")
+        .arg(&repo)
+        .args(["--client-name", "c", "restore", "--to"])
+        .arg(&to)
+        .current_dir(&home);
+    let run = obnam_test_support::run(&mut obnam_test_support::as_user(&direct, user, &[]))
+        .fails()
+        .no_rust_panic();
+    assert!(
+        run.stderr.contains("extended attribute")
+            && run.stderr.contains(
+                "(1 object was restored without all its metadata; the other problems are of \
+                 what was not restored)"
+            ),
+        "{run:#?}"
+    );
+    if made {
+        assert!(run.stderr.contains("device node not restored"), "{run:#?}");
+    }
+    let restored = to.join(data.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(restored.join("marked")).unwrap(), b"kept");
+    assert_eq!(fs::read(restored.join("plain")).unwrap(), b"plain");
 }
 
 /// A user restoring their own read-only file or folder that has an ACL

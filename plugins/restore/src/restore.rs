@@ -130,6 +130,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         current: Current::default(),
         problems: Problems::new(Events::new(show)),
         leaders_ok: Mutex::new(HashSet::new()),
+        partly: AtomicU64::new(0),
         client: client.clone(),
         generation: gen.id.clone(),
         generation_seen: Mutex::new(None),
@@ -148,6 +149,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
 
     let files = restorer.files.load(Ordering::Relaxed);
     let bytes = restorer.bytes.load(Ordering::Relaxed);
+    let partly = restorer.partly.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
     let others = metadata::others_objects();
     if others > 0 {
@@ -169,6 +171,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             "bytes": bytes,
             "seconds": secs,
             "errors": errors.len(),
+            "restored_without_all_metadata": partly,
             "problems": errors,
         });
         if let Some(obj) = summary.as_object_mut() {
@@ -193,10 +196,21 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         ))?;
     }
     if !errors.is_empty() {
+        // Whether the data is there is what a user in trouble asks first:
+        // objects there but without all their metadata are told apart
+        // from those not restored.
         let mut message = format!(
             "There were errors during the restore: {}",
             format::count(errors.len() as u64, "problem", "problems")
         );
+        if partly > 0 {
+            message.push_str(&format!(
+                " ({} restored without all {} metadata; the other problems are of what was not \
+                 restored)",
+                format::count(partly, "object was", "objects were"),
+                if partly == 1 { "its" } else { "their" }
+            ));
+        }
         if quiet {
             for e in errors.iter().take(ERRORS_REPEATED) {
                 message.push_str("\n  ");
@@ -576,6 +590,10 @@ struct Restorer<'a> {
     problems: Problems,
     /// Hard-link leaders that were restored.
     leaders_ok: Mutex<HashSet<(u64, u64, u64)>>,
+    /// Objects restored, but without all their metadata (an attribute,
+    /// a time or an owner that could not be set): the other problems are
+    /// objects not restored at all, which the outcome tells apart.
+    partly: AtomicU64,
     /// The client and generation restored.
     client: String,
     generation: String,
@@ -781,6 +799,9 @@ impl Restorer<'_> {
                 return false;
             }
         };
+        if !problems.is_empty() {
+            self.partly.fetch_add(1, Ordering::Relaxed);
+        }
         for p in problems {
             self.error(&job.path, p);
         }
@@ -926,7 +947,11 @@ impl Restorer<'_> {
             let path = || names::from_parts(&walk::dir_parts(dirs, index));
             match cursor.open(index) {
                 Ok(fd) => {
-                    for p in metadata::apply_fd(fd, &dir.entry, &self.policy) {
+                    let problems = metadata::apply_fd(fd, &dir.entry, &self.policy);
+                    if !problems.is_empty() {
+                        self.partly.fetch_add(1, Ordering::Relaxed);
+                    }
+                    for p in problems {
                         self.error(&path(), p);
                     }
                 }
