@@ -378,7 +378,7 @@ fn warn_of_unknown_environment(registry: &Registry) {
     for key in unknown {
         let nearest = known
             .iter()
-            .map(|k| (edit_distance(k, &key), k))
+            .map(|k| (strsim::levenshtein(k, &key), k))
             .filter(|(d, _)| *d <= 2)
             .min();
         let hint = match nearest {
@@ -391,26 +391,6 @@ fn warn_of_unknown_environment(registry: &Registry) {
              for - ('obnam --help' lists the settings)"
         );
     }
-}
-
-/// The number of one-character edits between `a` and `b` (Levenshtein).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                diagonal
-            } else {
-                1 + diagonal.min(above).min(row[j])
-            };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 /// Release every lock still held, whatever the subcommand's outcome.

@@ -103,14 +103,7 @@ impl Entry {
     /// second name the first's owner and mode, and make a change to one
     /// a change to both. (Since 0.1.20.)
     pub fn same_object(&self, other: &Entry) -> bool {
-        self.kind == other.kind
-            && self.checksum == other.checksum
-            && self.size == other.size
-            && self.target == other.target
-            && self.rdev == other.rdev
-            && (self.uid, self.gid, self.mode) == (other.uid, other.gid, other.mode)
-            && (self.mtime, self.mtime_ns) == (other.mtime, other.mtime_ns)
-            && (self.ctime, self.ctime_ns) == (other.ctime, other.ctime_ns)
+        self.object_state() == other.object_state()
     }
 
     /// A key for the object this entry records: its device and inode
@@ -124,14 +117,34 @@ impl Entry {
     pub fn object_key(&self) -> (u64, u64, u64) {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (self.kind as u8).hash(&mut h);
-        self.checksum.hash(&mut h);
-        self.size.hash(&mut h);
-        self.target.hash(&mut h);
-        self.rdev.hash(&mut h);
-        (self.uid, self.gid, self.mode).hash(&mut h);
-        (self.mtime, self.mtime_ns, self.ctime, self.ctime_ns).hash(&mut h);
+        self.object_state().hash(&mut h);
         (self.dev, self.ino, h.finish())
+    }
+
+    /// What names of one object share, as recorded (see
+    /// [`same_object`](Self::same_object)): one list for the comparison
+    /// and for the key's digest.
+    #[allow(clippy::type_complexity)]
+    fn object_state(
+        &self,
+    ) -> (
+        u8,
+        &[u8],
+        u64,
+        &[u8],
+        u64,
+        (u32, u32, u32),
+        (i64, u32, i64, u32),
+    ) {
+        (
+            self.kind as u8,
+            &self.checksum,
+            self.size,
+            &self.target,
+            self.rdev,
+            (self.uid, self.gid, self.mode),
+            (self.mtime, self.mtime_ns, self.ctime, self.ctime_ns),
+        )
     }
 }
 

@@ -1341,16 +1341,8 @@ fn a_restore_not_as_root_gives_the_groups_the_user_is_in() {
     for path in [&home, &data] {
         std::os::unix::fs::chown(path, Some(user), Some(user)).unwrap();
     }
-    let as_user = |args: &[&OsStr]| {
-        let mut direct = env.obnam();
-        direct
-            .env("HOME", &home)
-            .arg("--repository")
-            .arg(home.join("repo"))
-            .args(args)
-            .current_dir(&home);
-        obnam_test_support::run(&mut obnam_test_support::as_user(&direct, user, &[project]))
-    };
+    let repo = home.join("repo");
+    let as_user = |args: &[&OsStr]| run_as_user(&env, &home, &repo, (user, &[project]), args);
     as_user(&[OsStr::new("backup"), data.as_os_str()]).ok();
     // Into a folder of theirs, and into one whose set-group-ID bit gives
     // what is made in it a group the user is not in (its group stayed:
@@ -1385,6 +1377,25 @@ fn a_restore_not_as_root_gives_the_groups_the_user_is_in() {
         let meta = fs::symlink_metadata(&restored).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (user, user), "{}", to.display());
     }
+}
+
+/// Run obnam as user `uid` (of group `uid`, and the supplementary
+/// `groups`) on `repo`, with `home` as its home and current folder.
+fn run_as_user(
+    env: &TestEnv,
+    home: &Path,
+    repo: &Path,
+    (uid, groups): (u32, &[u32]),
+    args: &[&OsStr],
+) -> Run {
+    let mut direct = env.obnam();
+    direct
+        .env("HOME", home)
+        .arg("--repository")
+        .arg(repo)
+        .args(args)
+        .current_dir(home);
+    obnam_test_support::run(&mut obnam_test_support::as_user(&direct, uid, groups))
 }
 
 /// The outcome of a restore with problems tells objects restored without
@@ -1432,17 +1443,21 @@ fn the_outcome_tells_objects_without_all_metadata_from_those_not_restored() {
     fs::create_dir_all(&home).unwrap();
     std::os::unix::fs::chown(&home, Some(user), Some(user)).unwrap();
     let to = home.join("restored");
-    let mut direct = env.obnam();
-    direct
-        .env("HOME", &home)
-        .arg("--repository")
-        .arg(&repo)
-        .args(["--client-name", "c", "restore", "--to"])
-        .arg(&to)
-        .current_dir(&home);
-    let run = obnam_test_support::run(&mut obnam_test_support::as_user(&direct, user, &[]))
-        .fails()
-        .no_rust_panic();
+    let run = run_as_user(
+        &env,
+        &home,
+        &repo,
+        (user, &[]),
+        &[
+            OsStr::new("--client-name"),
+            OsStr::new("c"),
+            OsStr::new("restore"),
+            OsStr::new("--to"),
+            to.as_os_str(),
+        ],
+    )
+    .fails()
+    .no_rust_panic();
     assert!(
         run.stderr.contains("extended attribute")
             && run.stderr.contains(
@@ -1500,16 +1515,8 @@ fn a_users_read_only_file_with_an_acl_keeps_its_attributes() {
     for path in [&home, &data, &folder, &file] {
         std::os::unix::fs::chown(path, Some(user), Some(user)).unwrap();
     }
-    let as_user = |args: &[&OsStr]| {
-        let mut direct = env.obnam();
-        direct
-            .env("HOME", &home)
-            .arg("--repository")
-            .arg(home.join("repo"))
-            .args(args)
-            .current_dir(&home);
-        obnam_test_support::run(&mut obnam_test_support::as_user(&direct, user, &[]))
-    };
+    let repo = home.join("repo");
+    let as_user = |args: &[&OsStr]| run_as_user(&env, &home, &repo, (user, &[]), args);
     as_user(&[OsStr::new("backup"), data.as_os_str()]).ok();
     let to = home.join("restored");
     as_user(&[OsStr::new("restore"), OsStr::new("--to"), to.as_os_str()]).ok();

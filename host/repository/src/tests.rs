@@ -1,5 +1,6 @@
 //! Tests of the engine alone, on a local folder, without plugins.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -346,13 +347,30 @@ fn a_new_repository_makes_blake3_tokens_and_an_older_one_keeps_sha256() {
     assert_eq!(repo.get_chunk(&id).unwrap(), data);
 }
 
+/// A new repository in `dir`, and its config: the file and its value.
+fn new_config(dir: &Path) -> (PathBuf, serde_json::Value) {
+    drop(open(dir, 1 << 20));
+    let config = dir.join("config");
+    let value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    (config, value)
+}
+
+/// The error opening the repository in `dir` gives.
+fn open_error(dir: &Path) -> String {
+    Repository::open(
+        dir.to_str().unwrap(),
+        &OpenOptions::default(),
+        Arc::new(NoFilters),
+    )
+    .err()
+    .unwrap()
+    .to_string()
+}
+
 #[test]
 fn a_config_must_name_a_known_token_function_exactly_from_version_4() {
     let dir = tempfile::tempdir().unwrap();
-    drop(open(dir.path(), 1 << 20));
-    let config = dir.path().join("config");
-    let fresh: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    let (config, fresh) = new_config(dir.path());
     for (version, tokens, why) in [
         (4, None, "version 4 must name its token function"),
         (
@@ -371,14 +389,8 @@ fn a_config_must_name_a_known_token_function_exactly_from_version_4() {
             }
         }
         std::fs::write(&config, serde_json::to_vec(&value).unwrap()).unwrap();
-        let err = Repository::open(
-            dir.path().to_str().unwrap(),
-            &OpenOptions::default(),
-            Arc::new(NoFilters),
-        )
-        .err()
-        .unwrap();
-        assert!(err.to_string().contains(why), "{version} {tokens:?}: {err}");
+        let err = open_error(dir.path());
+        assert!(err.contains(why), "{version} {tokens:?}: {err}");
     }
 }
 
@@ -388,10 +400,7 @@ fn a_config_must_name_a_known_token_function_exactly_from_version_4() {
 #[test]
 fn a_config_whose_id_is_not_32_hex_digits_is_damaged() {
     let dir = tempfile::tempdir().unwrap();
-    drop(open(dir.path(), 1 << 20));
-    let config = dir.path().join("config");
-    let fresh: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    let (config, fresh) = new_config(dir.path());
     let id = fresh["id"].as_str().unwrap().to_string();
     for changed in [
         format!("g{}", &id[1..]),
@@ -403,14 +412,7 @@ fn a_config_whose_id_is_not_32_hex_digits_is_damaged() {
         let mut value = fresh.clone();
         value["id"] = changed.clone().into();
         std::fs::write(&config, serde_json::to_vec(&value).unwrap()).unwrap();
-        let err = Repository::open(
-            dir.path().to_str().unwrap(),
-            &OpenOptions::default(),
-            Arc::new(NoFilters),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let err = open_error(dir.path());
         assert!(
             err.contains("config of repository") && err.contains("is not 32 lowercase hex digits"),
             "{changed}: {err}"

@@ -610,10 +610,17 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
                 Ok(reader) => checker.check_generation(ctx, &shown, &reader),
                 Err(e) => checker.problem(&format!("client {shown}, generation {id}: {e}")),
             }
-            let reached = checker.reached_problem.load(Ordering::Relaxed);
-            let removed = reached && !repo.generations(&client)?.iter().any(|g| g.id == id);
+            // Only a generation with problems of its own is looked for
+            // (a listing each); one that only reaches objects reported
+            // already is judged with the others at the end.
+            let held = !checker
+                .held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
+            let removed = held && !repo.generations(&client)?.iter().any(|g| g.id == id);
             checker.report_held(removed);
-            if reached && !removed {
+            if checker.reached_problem.load(Ordering::Relaxed) && !removed {
                 reaching.push((client.clone(), id));
             }
         }

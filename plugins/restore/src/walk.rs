@@ -280,7 +280,6 @@ impl<'a> Walker<'a> {
                         &names::from_parts(&root.parts[..=i]),
                         format!("cannot make folder: {e}"),
                     );
-                    self.way.truncate(i.min(self.way.len()));
                     return None;
                 }
             };
