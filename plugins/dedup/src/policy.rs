@@ -56,6 +56,26 @@ impl InFlight {
     }
 }
 
+/// A claim on a token, given up when the thread is done with it, however
+/// it ends (stored, found stored meanwhile, failed): the threads waiting
+/// for it look again.
+struct Release<'a> {
+    policy: &'a Policy,
+    token: Token,
+    mine: Arc<InFlight>,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.policy
+            .storing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.token);
+        self.mine.finish();
+    }
+}
+
 impl Policy {
     /// The policy the settings ask for, on the run's repository.
     pub fn from_settings(ctx: &Context<'_>) -> Result<Self> {
@@ -103,13 +123,21 @@ impl Policy {
                 // one claims the token).
                 Err(other) => other.wait(),
                 Ok(mine) => {
-                    let stored = self.repo.put_chunk(token, &req.data);
-                    self.storing
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&token);
-                    mine.finish();
-                    req.chunk_id = stored?;
+                    let _release = Release {
+                        policy: self,
+                        token,
+                        mine,
+                    };
+                    // Look again now that the token is claimed: another
+                    // thread may have stored and released it between the
+                    // look above and the claim (a second copy was stored
+                    // then, now and again).
+                    if let Some(id) = self.reusable(req)? {
+                        req.chunk_id = id;
+                        req.stored = false;
+                        return Ok(());
+                    }
+                    req.chunk_id = self.repo.put_chunk(token, &req.data)?;
                     req.stored = true;
                     return Ok(());
                 }
