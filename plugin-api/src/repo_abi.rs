@@ -377,6 +377,9 @@ pub trait RepositoryService: Send + Sync {
     // Added in 0.1.20.
     /// The boundary form of [`Repository::client_removal_count`](crate::Repository::client_removal_count).
     fn client_removal_count(&self, name: RStr<'_>) -> AbiResult<u64>;
+    // Added in 0.1.21.
+    /// The boundary form of [`Repository::lock_for_reading`](crate::Repository::lock_for_reading).
+    fn lock_for_reading(&self, client: RStr<'_>) -> AbiResult<()>;
 }
 
 /// The boundary form of [`Reindexed`](crate::Reindexed).

@@ -329,6 +329,19 @@ impl Repository {
         unwrap_abi(self.inner.client_removal_count(RStr::from_str(name)))
     }
 
+    /// Take a reader's lock on `client`'s generations, for a command that
+    /// reads them (a restore, say): call it before listing or opening a
+    /// generation. It keeps no other run away and waits for none, but a
+    /// prune's deletion waits for it as for a backup, so that what the
+    /// command reads is not deleted under it (a `forget` and `prune` of
+    /// the generation being read). The host keeps it fresh while the
+    /// run lasts (reading or idle) and releases it when the run ends.
+    /// Fails if the lock cannot be written (a store the user may only
+    /// read): the command may go on without it, saying so. Since 0.1.21.
+    pub fn lock_for_reading(&self, client: &str) -> Result<()> {
+        unwrap_abi(self.inner.lock_for_reading(RStr::from_str(client)))
+    }
+
     /// Release a client's lock.
     pub fn unlock_client(&self, name: &str) -> Result<()> {
         unwrap_abi(self.inner.unlock_client(RStr::from_str(name)))

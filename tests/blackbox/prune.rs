@@ -1081,10 +1081,12 @@ fn forget_with_prune_forgets_then_prunes() {
     assert_intact(&w, &w.repo, &[second], "after forget --prune");
 }
 
-/// Readers take no lock: a restore and an `fsck --verify-data` that run
-/// (slowly) while a prune rewrites and deletes the packs they read find
-/// the blobs in their new packs, and succeed. Three times, on copies of
-/// one repository, as the moment the prune meets the readers varies.
+/// A restore without its reader's lock (as on a store it may only read:
+/// here its writes fail) and an `fsck --verify-data` (which takes none)
+/// that run (slowly) while a prune rewrites and deletes the packs they
+/// read find the blobs in their new packs, and succeed. Three times, on
+/// copies of one repository, as the moment the prune meets the readers
+/// varies.
 #[test]
 fn a_restore_and_an_fsck_during_a_prune_find_the_rewritten_blobs() {
     let w = BackupWorld::new("c");
@@ -1095,23 +1097,29 @@ fn a_restore_and_an_fsck_during_a_prune_find_the_rewritten_blobs() {
         let repo = w.env.path().join(format!("repo-{round}"));
         copy_tree(&pre, &repo);
         let target = w.env.path().join(format!("restored-during-{round}"));
-        let slow = |args: &[&str]| {
+        let slow = |faults: &str, args: &[&str]| {
             let mut cmd = w.env.obnam();
             cmd.arg("--repository")
                 .arg(&repo)
                 .args(["--client-name", "c"])
-                .args(["--testing-storage-faults", &format!("slow=1,seed={round}")])
+                .args([
+                    "--testing-storage-faults",
+                    &format!("{faults},seed={round}"),
+                ])
                 .args(args);
             spawn(&mut cmd)
         };
-        let mut restore = slow(&[
-            "restore",
-            "--generation",
-            &second.id,
-            "--to",
-            target.to_str().unwrap(),
-        ]);
-        let fsck = slow(&["fsck", "--verify-data"]);
+        let mut restore = slow(
+            "slow=1,write-fail=1",
+            &[
+                "restore",
+                "--generation",
+                &second.id,
+                "--to",
+                target.to_str().unwrap(),
+            ],
+        );
+        let fsck = slow("slow=1", &["fsck", "--verify-data"]);
         wait_for_files(&target, 1, &mut restore);
         let report = json(
             &obnam_on(
@@ -1128,7 +1136,7 @@ fn a_restore_and_an_fsck_during_a_prune_find_the_rewritten_blobs() {
         let restore = finish(restore);
         let fsck = finish(fsck);
         let mut failed = Vec::new();
-        if restore.code != 0 {
+        if restore.code != 0 || !restore.stderr.contains("could not take a reader's lock") {
             failed.push(format!("a restore during a prune failed: {restore:#?}"));
         }
         if fsck.code != 0 {

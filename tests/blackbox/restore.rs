@@ -66,6 +66,24 @@ impl World {
         self.obnam(&args).no_rust_panic()
     }
 
+    /// The names of the files under `folder` of the repository, at any
+    /// depth.
+    fn repo_files(&self, folder: &str) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let mut folders = vec![self.repo.join(folder)];
+        while let Some(dir) = folders.pop() {
+            for e in fs::read_dir(dir).into_iter().flatten() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
     fn genids(&self) -> Vec<String> {
         let run = self.obnam(&["genids"]).ok();
         run.stdout.lines().map(str::to_string).collect()
@@ -210,19 +228,19 @@ fn single_paths_restore_below_their_absolute_path() {
     assert!(run.stderr.contains("not an absolute path"), "{run:#?}");
 }
 
-/// A restore whose generation a `forget` and `prune` remove while it runs
-/// (a restore takes no lock) stops, saying so, and what it restored
-/// before is exact: every file after it failed alone with "chunk ... is
-/// not in the repository", which read as damage.
-#[test]
-fn a_restore_whose_generation_is_pruned_meanwhile_stops_saying_so() {
-    let world = World::new();
+/// A generation of 80 files of 70 kB, each in packs of its own, and a
+/// restore of it started with `faults` (slow reads, one file at a time),
+/// returned once it has restored 3 files: (the restore, its target's
+/// copy of the data folder, the data folder, the generation's id).
+fn a_slow_restore_under_way(
+    world: &World,
+    faults: &str,
+) -> (std::process::Child, PathBuf, PathBuf, String) {
     let data = world.path().join("data");
     fs::create_dir_all(&data).unwrap();
     for i in 0..80 {
         fs::write(data.join(format!("f{i:02}")), noise(70_000, i)).unwrap();
     }
-    // Each file in packs of its own, each read slowly.
     world
         .obnam(&[
             OsStr::new("backup"),
@@ -239,7 +257,7 @@ fn a_restore_whose_generation_is_pruned_meanwhile_stops_saying_so() {
             OsStr::new("--to"),
             target.as_os_str(),
             OsStr::new("--restore-workers=1"),
-            OsStr::new("--testing-storage-faults=slow=1,seed=7"),
+            OsStr::new(&format!("--testing-storage-faults={faults}")),
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -254,11 +272,68 @@ fn a_restore_whose_generation_is_pruned_meanwhile_stops_saying_so() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    (restoring, restored_dir, data, id)
+}
+
+/// A `forget` and `prune` of the generation a restore is reading (a
+/// nightly retention job) delete nothing under it: the restore holds a
+/// reader's lock, the prune's deletion waits for it, and the restore
+/// ends whole; the next prune deletes what was waiting.
+#[test]
+fn a_prune_waits_for_a_restore_of_what_it_would_delete() {
+    let world = World::new();
+    let (restoring, restored_dir, data, id) = a_slow_restore_under_way(&world, "slow=1,seed=7");
+    world.obnam(&["forget", &id]).ok();
+    let prune = world.obnam(&["prune"]).ok();
+    assert!(
+        prune.stdout.contains("deletion deferred: 1 run"),
+        "{prune:#?}"
+    );
+    let out = restoring.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("reader's lock"), "{stderr}");
+    let mut whole = 0;
+    for e in fs::read_dir(&data).unwrap() {
+        let e = e.unwrap();
+        assert_eq!(
+            fs::read(restored_dir.join(e.file_name())).unwrap(),
+            fs::read(e.path()).unwrap(),
+            "{:?}",
+            e.file_name()
+        );
+        whole += 1;
+    }
+    assert_eq!(whole, 80);
+    // The restore is over: its lock is gone, and the deletion is done.
+    let packs = world.repo_files("packs").len();
+    let prune = world.obnam(&["prune"]).ok();
+    assert!(!prune.stdout.contains("deferred"), "{prune:#?}");
+    assert!(world.repo_files("packs").len() < packs / 10, "{prune:#?}");
+    assert!(world.repo_files("locks").is_empty());
+}
+
+/// A restore that cannot take its reader's lock (a store it may only
+/// read; here every write fails) goes on, saying what it risks; when a
+/// `forget` and `prune` remove its generation meanwhile, it stops,
+/// saying so, and what it restored before is exact: every file after it
+/// failed alone with "chunk ... is not in the repository", which read as
+/// damage.
+#[test]
+fn a_restore_without_its_lock_whose_generation_is_pruned_meanwhile_stops_saying_so() {
+    let world = World::new();
+    let (restoring, restored_dir, data, id) =
+        a_slow_restore_under_way(&world, "slow=1,write-fail=1,seed=7");
     world.obnam(&["forget", &id]).ok();
     world.obnam(&["prune"]).ok();
     let out = restoring.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("restore: could not take a reader's lock (")
+            && stderr.contains("a prune that runs meanwhile may delete what this restore reads"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains(&format!(
             "generation {id} of client '{CLIENT}' was removed while it was being restored"

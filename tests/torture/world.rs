@@ -85,6 +85,11 @@
 //!     `fsck` reports it, and the client's next backup (beside another
 //!     client's, under a drawn fault) writes it again, after which neither
 //!     names it ([`World::maybe_lose_a_client_record`]).
+//! 14. a restore or `ls` without injected faults beside a `forget` (and a
+//!     prune) of its client never finds its generation's data deleted
+//!     under it: it holds a reader's lock, and a prune's deletion waits
+//!     for it. It may fail only because its generation was gone before it
+//!     looked (invariant 8).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -921,6 +926,17 @@ impl World {
                 // may fail cleanly; whether one was removed is known once
                 // the forgets are reconciled, below.
                 if let Some(client) = reader.filter(|c| forgetting.contains(c)) {
+                    // Its generation may be gone before it looked, never its
+                    // data under it: it held a reader's lock, which a
+                    // prune's deletion waits for (invariant 14).
+                    if *fault == Fault::None && lost_data_under_its_lock(outcome) {
+                        problems.push(format!(
+                            "{what}: its generation's data was deleted under it, though it \
+                             held a reader's lock\nstderr:\n{}",
+                            outcome.stderr
+                        ));
+                        continue;
+                    }
                     if failed_cleanly(outcome) {
                         let id = target.as_ref().map(|(_, _, id)| id.clone());
                         beside_forget.push(BesideForget {
@@ -2288,6 +2304,15 @@ fn check_forget_report(
 
 /// Whether a run failed the way a run may fail for a reason outside its
 /// control: an `ERROR:` line and an ordinary exit, no panic, no signal.
+/// Whether a reader (restore, ls) that took its reader's lock (it did
+/// not warn that it could not) found data of its generation deleted
+/// while it read.
+fn lost_data_under_its_lock(o: &Outcome) -> bool {
+    !o.stderr.contains("could not take a reader's lock")
+        && (o.stderr.contains("was removed while it was being restored")
+            || o.stderr.contains("is not in the repository"))
+}
+
 fn failed_cleanly(o: &Outcome) -> bool {
     !o.ok()
         && o.code.is_some_and(|c| c != 101)

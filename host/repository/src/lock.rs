@@ -73,6 +73,12 @@ pub enum LockKind {
     /// A prune: keeps a second prune away, and nothing else (backups of
     /// every client run beside it; see [`crate::prune`]).
     Prune,
+    /// A reader of a client's generations (restore, mount, dump, verify,
+    /// ...): keeps nothing away, but a prune's deletion waits for it, as
+    /// for a backup, so that what it reads is not deleted under it (a
+    /// nightly `forget` and `prune` made a long restore of an old
+    /// generation fail half-way).
+    Read,
 }
 
 /// The content of a lock object.
@@ -160,6 +166,7 @@ impl LockRecord {
     fn conflicts_with(&self, other: &LockRecord) -> bool {
         use LockKind::*;
         match (self.kind, other.kind) {
+            (Read, _) | (_, Read) => false,
             (Exclusive, _) | (_, Exclusive) => true,
             (Client, Client) => self.client == other.client,
             (Prune, Prune) => true,
@@ -192,6 +199,13 @@ impl LockRecord {
             LockKind::Client => format!("client '{}'", crate::error::shown(&self.client)),
             LockKind::Exclusive => "the repository".to_string(),
             LockKind::Prune => "pruning".to_string(),
+            LockKind::Read => {
+                return format!(
+                    "client '{}' is being read (a restore, say) by {} (lock locks/{id})",
+                    crate::error::shown(&self.client),
+                    self.holder(format!("locks/{id}"))
+                )
+            }
         };
         format!(
             "{what} is locked by {} (lock locks/{id})",
@@ -256,8 +270,9 @@ fn process_exists(pid: u32) -> bool {
 }
 
 /// The name of a lock object: `x.ID` (exclusive), `p.ID` (prune),
-/// `c.CLIENTHASH.ID` (a client's lock; the hash is the first 8 bytes of
-/// BLAKE3 of the client's name, in hex), where ID is a random object id.
+/// `r.ID` (a reader's), `c.CLIENTHASH.ID` (a client's lock; the hash is
+/// the first 8 bytes of BLAKE3 of the client's name, in hex), where ID is
+/// a random object id.
 /// Any other name (a bare object id, as written before tags) says
 /// nothing, and its object is read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,6 +283,7 @@ pub struct LockName(String);
 enum Tag {
     Exclusive,
     Prune,
+    Read,
     /// A client's lock, by the hash of the client's name.
     Client(String),
     /// Nothing: the object must be read.
@@ -286,6 +302,7 @@ impl LockName {
         LockName(match record.kind {
             LockKind::Exclusive => format!("x.{id}"),
             LockKind::Prune => format!("p.{id}"),
+            LockKind::Read => format!("r.{id}"),
             LockKind::Client => format!("c.{}.{id}", client_hash(&record.client)),
         })
     }
@@ -301,6 +318,7 @@ impl LockName {
         match parts.as_slice() {
             ["x", id] if hex(id, 32) => Tag::Exclusive,
             ["p", id] if hex(id, 32) => Tag::Prune,
+            ["r", id] if hex(id, 32) => Tag::Read,
             ["c", client, id] if hex(client, 16) && hex(id, 32) => Tag::Client(client.to_string()),
             _ => Tag::Unknown,
         }
@@ -310,6 +328,9 @@ impl LockName {
     /// `record`: false only when its name shows it cannot.
     fn may_conflict(name: &str, record: &LockRecord) -> bool {
         match (record.kind, Self::tag(name)) {
+            // A reader's lock keeps nothing away, and nothing keeps a
+            // reader away: neither side needs to read the other's.
+            (LockKind::Read, _) | (_, Tag::Read) => false,
             (_, Tag::Unknown) | (LockKind::Exclusive, _) | (_, Tag::Exclusive) => true,
             (LockKind::Client, Tag::Client(hash)) => hash == client_hash(&record.client),
             (LockKind::Client, Tag::Prune) | (LockKind::Prune, Tag::Client(_)) => false,
@@ -318,7 +339,7 @@ impl LockName {
     }
 
     /// Whether the lock object called `name` may be a run's lock (on a
-    /// client or the repository), which a prune waits for.
+    /// client or the repository, or a reader's), which a prune waits for.
     fn may_be_a_run(name: &str) -> bool {
         Self::tag(name) != Tag::Prune
     }
@@ -336,7 +357,9 @@ impl LockName {
     fn may_lock_client(name: &str, client: &str) -> bool {
         match Self::tag(name) {
             Tag::Client(hash) => hash == client_hash(client),
-            Tag::Exclusive | Tag::Unknown => true,
+            // A damaged reader's lock says not whose generations it read;
+            // removing it costs nothing but a prune's wait.
+            Tag::Exclusive | Tag::Unknown | Tag::Read => true,
             Tag::Prune => false,
         }
     }
@@ -380,6 +403,34 @@ pub(super) fn format_time(ns: i64) -> String {
 
 pub(crate) fn host_name() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// How often the thread that keeps a reader's lock fresh wakes (it
+/// refreshes the lock every [`REFRESH_EVERY`]).
+const REFRESH_TICK: Duration = Duration::from_secs(15);
+
+/// Keep the locks of the repository behind `repo` fresh, from a thread of
+/// its own, while it holds a reader's lock: looking every `tick`,
+/// refreshing every `every`. The thread ends with the lock (or the
+/// repository).
+fn keep_reader_locks_fresh(repo: std::sync::Weak<Repository>, tick: Duration, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("obnam-reader-lock".to_string())
+        .spawn(move || loop {
+            std::thread::sleep(tick);
+            let Some(repo) = repo.upgrade() else {
+                return;
+            };
+            if !repo.holds_reader_lock() {
+                return;
+            }
+            if let Err(e) = repo.refresh_locks_every(every) {
+                tracing::debug!("refreshing this run's reader's lock: {e}");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::debug!("no thread to keep the reader's lock fresh: {e}");
+    }
 }
 
 /// How old a file in `.tmp/` must be to be taken for a crashed writer's.
@@ -471,8 +522,91 @@ impl Repository {
         self.release(|r| r.kind == LockKind::Prune)
     }
 
-    /// The runs that hold a lock on a client or on the whole repository
-    /// and are alive (their locks not stale): what a prune waits for.
+    /// Take a reader's lock on `client`'s generations: for a command
+    /// that reads them (restore, mount, dump, verify, ...), before it
+    /// lists or opens a generation. Nothing waits for it but a prune's
+    /// deletion (see [`LockKind::Read`]). A thread keeps it fresh while
+    /// it is held, whether the command reads or waits (a mount may sit
+    /// idle for hours). Reader's locks of processes gone are removed on
+    /// the way: nobody else would (nothing conflicts with them).
+    ///
+    /// Fails if the lock object cannot be written (a read-only store):
+    /// the caller may go on without it.
+    pub fn lock_reading(self: &std::sync::Arc<Self>, client: &str) -> RepoResult<()> {
+        let me = Identity::current();
+        let record = me.record(LockKind::Read, client, now_ns());
+        let id = LockName::new(&record);
+        self.locks
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id.clone(), record.clone()));
+        if let Err(e) = self.write_lock(&id, &record) {
+            self.drop_unheld_lock(&id);
+            return Err(e);
+        }
+        self.locks
+            .last_refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Instant::now);
+        self.locks
+            .refreshed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(std::time::SystemTime::now);
+        if let Err(e) = self.remove_stale_reader_locks(&id) {
+            tracing::debug!("looking for readers' locks left behind: {e}");
+        }
+        keep_reader_locks_fresh(std::sync::Arc::downgrade(self), REFRESH_TICK, REFRESH_EVERY);
+        Ok(())
+    }
+
+    /// Release the reader's locks this process holds.
+    pub fn unlock_reading(&self) -> RepoResult<()> {
+        self.release(|r| r.kind == LockKind::Read)
+    }
+
+    /// Whether this process holds a reader's lock.
+    fn holds_reader_lock(&self) -> bool {
+        self.locks
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(_, r)| r.kind == LockKind::Read)
+    }
+
+    /// Remove the readers' locks that are stale (their process gone, or
+    /// not refreshed for [`STALE_AFTER`]): a restore killed with
+    /// `SIGKILL` leaves one, which only a prune reads (and passes over).
+    fn remove_stale_reader_locks(&self, mine: &LockName) -> RepoResult<()> {
+        let me = Identity::current();
+        let now = now_ns();
+        let (locks, store_now) = self.read_locks(
+            |name| LockName::tag(name) == Tag::Read && name != mine.as_str(),
+            &[mine.to_string()],
+        )?;
+        for Listed {
+            name,
+            lock,
+            modified_ns,
+        } in locks
+        {
+            if let ReadLock::Record(r) = lock {
+                let age = age(r.refreshed, modified_ns, store_now, now);
+                if let Some(why) = r.staleness(me, age) {
+                    tracing::info!("removing a stale lock: {} ({why})", r.describe(&name));
+                    self.storage().delete(&format!("locks/{name}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The runs that hold a lock on a client or on the whole repository,
+    /// or read a client's generations, and are alive (their locks not
+    /// stale): what a prune waits for.
     pub fn live_runs(&self) -> RepoResult<Vec<Run>> {
         let me = Identity::current();
         let now = now_ns();
@@ -981,6 +1115,12 @@ impl Repository {
 
     /// Rewrite held locks with a new refresh time if it is due.
     pub fn refresh_locks(&self) -> RepoResult<()> {
+        self.refresh_locks_every(REFRESH_EVERY)
+    }
+
+    /// Rewrite held locks with a new refresh time if the last was `every`
+    /// ago.
+    fn refresh_locks_every(&self, every: Duration) -> RepoResult<()> {
         {
             let mut last = self
                 .locks
@@ -989,7 +1129,7 @@ impl Repository {
                 .unwrap_or_else(|e| e.into_inner());
             match *last {
                 None => return Ok(()),
-                Some(t) if t.elapsed() < REFRESH_EVERY => return Ok(()),
+                Some(t) if t.elapsed() < every => return Ok(()),
                 Some(_) => {}
             }
             *last = Some(Instant::now());
@@ -1108,5 +1248,128 @@ mod tests {
         child.wait().unwrap();
         assert!(!process_exists(pid));
         assert!(!process_exists(u32::MAX), "not a pid at all");
+    }
+
+    fn open(dir: &std::path::Path) -> std::sync::Arc<Repository> {
+        let options = crate::OpenOptions {
+            create: true,
+            ..crate::OpenOptions::default()
+        };
+        std::sync::Arc::new(
+            Repository::open(
+                dir.to_str().unwrap(),
+                &options,
+                std::sync::Arc::new(crate::object::NoFilters),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// A reader's lock of a process elsewhere, taken now, or of a
+    /// process of this host that is gone.
+    fn foreign_reader(repo: &Repository, client: &str, gone_here: bool) -> String {
+        let mut record = Identity::current().record(LockKind::Read, client, now_ns());
+        if gone_here {
+            // Not a pid this kernel gives.
+            record.pid = u32::MAX - 1;
+        } else {
+            record.host = "another-host.invalid".into();
+        }
+        let name = LockName::new(&record);
+        repo.write_lock(&name, &record).unwrap();
+        name.to_string()
+    }
+
+    fn lock_names(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("locks"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A reader's lock keeps no backup, prune or exclusive run away, and
+    /// taking one waits for nothing; a prune counts it among the runs its
+    /// deletion waits for.
+    #[test]
+    fn a_readers_lock_keeps_nothing_away_but_a_prunes_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = open(dir.path());
+        let reader = foreign_reader(&repo, "c", false);
+        assert!(reader.starts_with("r."), "{reader}");
+        for _ in 0..2 {
+            repo.lock_client("c", Duration::ZERO).unwrap();
+            repo.unlock_client("c").unwrap();
+            repo.lock_prune(Duration::ZERO).unwrap();
+            repo.unlock_prune().unwrap();
+            repo.lock_exclusive(Duration::ZERO).unwrap();
+            repo.unlock_exclusive().unwrap();
+        }
+        // A backup holding its lock does not keep a reader away.
+        repo.lock_client("c", Duration::ZERO).unwrap();
+        let other = open(dir.path());
+        other.lock_reading("c").unwrap();
+        assert!(other.holds_reader_lock());
+        other.unlock_reading().unwrap();
+        repo.unlock_client("c").unwrap();
+        assert_eq!(lock_names(dir.path()), vec![reader.clone()]);
+        let runs = repo.live_runs().unwrap();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(runs[0].host, "another-host.invalid");
+        // force-lock of its client removes it.
+        let removed = repo.force_unlock(Some("c")).unwrap();
+        assert!(
+            removed[0].contains("client 'c' is being read"),
+            "{removed:?}"
+        );
+        assert!(lock_names(dir.path()).is_empty());
+    }
+
+    /// A reader's lock left by a process gone is removed by the next
+    /// reader (nothing else conflicts with it to break it); a live one
+    /// elsewhere stays.
+    #[test]
+    fn a_reader_removes_the_locks_of_readers_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = open(dir.path());
+        let gone = foreign_reader(&repo, "c", true);
+        let elsewhere = foreign_reader(&repo, "c", false);
+        let reader = open(dir.path());
+        reader.lock_reading("d").unwrap();
+        let names = lock_names(dir.path());
+        assert!(!names.contains(&gone), "{names:?}");
+        assert!(names.contains(&elsewhere), "{names:?}");
+        assert_eq!(names.len(), 2, "{names:?}");
+        reader.unlock_all().unwrap();
+        assert_eq!(lock_names(dir.path()), vec![elsewhere]);
+    }
+
+    /// A reader's lock is kept fresh by a thread of its own, reading or
+    /// not (a mount may sit idle for hours): its object is written anew,
+    /// and the old one removed; the thread stops with the lock.
+    #[test]
+    fn a_readers_lock_is_refreshed_while_it_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = open(dir.path());
+        repo.lock_reading("c").unwrap();
+        let first = lock_names(dir.path());
+        assert_eq!(first.len(), 1);
+        keep_reader_locks_fresh(
+            std::sync::Arc::downgrade(&repo),
+            Duration::from_millis(5),
+            Duration::from_millis(20),
+        );
+        let started = Instant::now();
+        while lock_names(dir.path()) == first {
+            assert!(started.elapsed() < Duration::from_secs(20), "not refreshed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(lock_names(dir.path()).len(), 1);
+        assert!(lock_names(dir.path())[0].starts_with("r."));
+        repo.unlock_reading().unwrap();
+        assert!(!repo.holds_reader_lock());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(lock_names(dir.path()).is_empty());
     }
 }

@@ -286,6 +286,11 @@ impl RepositoryService for RepoService {
         self.shield.call(|| self.repo().forget_lost_blobs())
     }
 
+    fn lock_for_reading(&self, client: RStr<'_>) -> AbiResult<()> {
+        self.shield
+            .call(|| self.shield.repo.lock_reading(client.as_str()))
+    }
+
     fn client_removal_count(&self, name: RStr<'_>) -> AbiResult<u64> {
         self.shield
             .call(|| self.repo().client_removal_count(name.as_str()))

@@ -282,6 +282,14 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let who = escape(client.as_bytes());
 
     let repo = ctx.repository(false)?;
+    // Before the generations are listed: a prune's deletion then waits
+    // for the mount to end (see `Repository::lock_for_reading`).
+    if let Err(e) = repo.lock_for_reading(&client) {
+        tracing::warn!(
+            "mount: could not take a reader's lock ({e}): a prune that runs while it is \
+             mounted may delete what it shows"
+        );
+    }
     let gens = repo.generations(&client)?;
     if gens.is_empty() {
         plugin_api::bail!(

@@ -325,6 +325,7 @@ fn chosen(
 pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
+    select::hold_for_reading(&repo, &client, "diff");
     let gens = select::generations(&repo, &client)?;
     if args.len() < 2 {
         select::newest_is_known(&repo, &client)?;

@@ -545,6 +545,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let path = names::from_parts(&parts);
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
+    select::hold_for_reading(&repo, &client, "dump");
     let gen = select::generation(ctx, &repo, &client)?;
     let reader = repo.open_generation(&client, &gen.id)?;
     let top = if path == b"/" {

@@ -205,6 +205,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     }
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
+    select::hold_for_reading(&repo, &client, "find");
     let gens = select::generations(&repo, &client)?;
     let searched = match select::given_generation(ctx)? {
         Some(wanted) => vec![select::choose(&gens, &wanted, &client)?.clone()],

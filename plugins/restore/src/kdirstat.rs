@@ -118,6 +118,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     no_arguments("kdirstat", &args)?;
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
+    select::hold_for_reading(&repo, &client, "kdirstat");
     let gen = select::generation(ctx, &repo, &client)?;
     let reader = repo.open_generation(&client, &gen.id)?;
     ctx.outln("[kdirstat 4.0 cache file]")?;

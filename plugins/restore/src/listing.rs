@@ -336,6 +336,7 @@ pub fn ls(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let requested = crate::path_args::parse("ls", &args)?;
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
+    select::hold_for_reading(&repo, &client, "ls");
     let gen = select::generation(ctx, &repo, &client)?;
     let reader = repo.open_generation(&client, &gen.id)?;
     let asked = crate::path_args::expand(&reader, requested, &gen.id)?;

@@ -94,6 +94,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let requested = path_args::parse("restore", &args)?;
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
+    select::hold_for_reading(&repo, &client, "restore");
     let gen = select::generation(ctx, &repo, &client)?;
     if gen.is_checkpoint {
         // What it restores is whole file by file, but as a tree it may

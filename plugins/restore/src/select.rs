@@ -23,6 +23,21 @@ pub fn client(ctx: &Context<'_>) -> Result<String> {
     }
 }
 
+/// Take a reader's lock on the client's generations, before any is
+/// listed or opened: a prune's deletion then waits for this command to
+/// end (a nightly `forget` and `prune` deleted the data of a generation
+/// being restored under the restore). Where the lock cannot be written
+/// (a store this user may only read), `command` goes on, saying what it
+/// risks.
+pub fn hold_for_reading(repo: &Repository, client: &str, command: &str) {
+    if let Err(e) = repo.lock_for_reading(client) {
+        plugin_api::tracing::warn!(
+            "{command}: could not take a reader's lock ({e}): a prune that runs meanwhile may \
+             delete what this {command} reads"
+        );
+    }
+}
+
 /// The client's generations, oldest first; an error if there are none.
 pub fn generations(repo: &Repository, client: &str) -> Result<Vec<GenerationInfo>> {
     let gens = repo.generations(client)?;

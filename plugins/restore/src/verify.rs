@@ -700,6 +700,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     }
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
+    select::hold_for_reading(&repo, &client, "verify");
     let gen = select::generation(ctx, &repo, &client)?;
     let reader = repo.open_generation(&client, &gen.id)?;
     let mut entries = Vec::new();
