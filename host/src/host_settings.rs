@@ -94,6 +94,7 @@ fn global() -> Vec<SettingDef> {
             "force-lock",
             "key",
             "repair-index",
+            "repair-packs",
         ])
         .alias("dry-run"),
         def(

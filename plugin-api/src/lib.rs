@@ -90,8 +90,8 @@ pub use hooks::{Hook, JsonPayload, PRIORITY_DEFAULT, PRIORITY_EARLY, PRIORITY_LA
 pub use output_format::OutputFormat;
 pub use repository::{
     ChunkId, ClientUsage, DamagedRecord, Entry, EntryKind, GenerationBuilder, GenerationInfo,
-    GenerationReader, LeftOut, PruneOptions, PruneReport, PruneStep, Reindexed, Repository, Token,
-    TreeId, Usage,
+    GenerationReader, LeftOut, PruneOptions, PruneReport, PruneStep, Reindexed, RepairedPack,
+    RepairedPacks, Repository, Token, TreeId, Usage,
 };
 pub use settings::{
     Setting, GROUP_BACKUP, GROUP_DEFAULT, GROUP_DEVELOPMENT, GROUP_ENCRYPTION, GROUP_PERFORMANCE,

@@ -380,6 +380,36 @@ pub trait RepositoryService: Send + Sync {
     // Added in 0.1.21.
     /// The boundary form of [`Repository::lock_for_reading`](crate::Repository::lock_for_reading).
     fn lock_for_reading(&self, client: RStr<'_>) -> AbiResult<()>;
+    /// The boundary form of [`Repository::repair_packs`](crate::Repository::repair_packs).
+    fn repair_packs(&self, names: RVec<RString>, pretend: bool) -> AbiResult<RawRepairedPacks>;
+}
+
+/// The boundary form of [`RepairedPack`](crate::RepairedPack).
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Debug, Default)]
+pub struct RawRepairedPack {
+    /// The pack's key, `packs/XX/ID`.
+    pub key: RString,
+    /// Whether the store no longer holds it.
+    pub gone: bool,
+    /// The blobs that check, copied.
+    pub kept: u64,
+    /// Their stored bytes.
+    pub kept_bytes: u64,
+    /// The blobs dropped, described.
+    pub dropped: RVec<RString>,
+    /// Whether the pack was deleted and dropped from the index.
+    pub replaced: bool,
+}
+
+/// The boundary form of [`RepairedPacks`](crate::RepairedPacks).
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Debug, Default)]
+pub struct RawRepairedPacks {
+    /// Each pack named, in order.
+    pub packs: RVec<RawRepairedPack>,
+    /// Index objects replaced.
+    pub index_objects_replaced: u64,
 }
 
 /// The boundary form of [`Reindexed`](crate::Reindexed).

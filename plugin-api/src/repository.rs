@@ -347,6 +347,36 @@ impl Repository {
         unwrap_abi(self.inner.unlock_client(RStr::from_str(name)))
     }
 
+    /// Take damaged or lost packs out of the repository, losing only
+    /// their damaged blobs: each pack named (`packs/XX/ID`, as `fsck`
+    /// names it) is read whole and every blob the index places in it
+    /// checked against its id; if one does not check (or the pack is
+    /// gone), the others are copied into new packs, the index objects
+    /// that list the pack are replaced, and the pack is deleted. A backup
+    /// that meets the dropped data again stores it anew (under the same
+    /// id, mostly: older generations that used it then restore again).
+    /// A pack whose blobs all check is left as it is. With `pretend`,
+    /// only read and check. Hold the exclusive lock. Since 0.1.21.
+    pub fn repair_packs(&self, names: &[String], pretend: bool) -> Result<RepairedPacks> {
+        let names = names.iter().map(|n| RString::from(n.as_str())).collect();
+        let raw = unwrap_abi(self.inner.repair_packs(names, pretend))?;
+        Ok(RepairedPacks {
+            packs: raw
+                .packs
+                .into_iter()
+                .map(|p| RepairedPack {
+                    key: p.key.into_string(),
+                    gone: p.gone,
+                    kept: p.kept,
+                    kept_bytes: p.kept_bytes,
+                    dropped: p.dropped.into_iter().map(RString::into_string).collect(),
+                    replaced: p.replaced,
+                })
+                .collect(),
+            index_objects_replaced: raw.index_objects_replaced,
+        })
+    }
+
     /// Index the packs the store holds that no index object lists (an
     /// index object lost or removed), from the list of blobs at each
     /// pack's end, each blob checked against its id; with `pretend`, only
@@ -734,6 +764,35 @@ impl GenerationReader {
 /// [`GenerationReader::subtree_id`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TreeId(Option<ChunkId>);
+
+/// What [`Repository::repair_packs`] found in one pack and did with it.
+/// Since 0.1.21.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairedPack {
+    /// The pack's key, `packs/XX/ID`.
+    pub key: String,
+    /// Whether the store no longer holds it.
+    pub gone: bool,
+    /// The blobs that check, copied into new packs (pretending: that
+    /// would be).
+    pub kept: u64,
+    /// Their stored bytes.
+    pub kept_bytes: u64,
+    /// The blobs dropped, each described with what is wrong with it.
+    pub dropped: Vec<String>,
+    /// Whether the pack was deleted and dropped from the index
+    /// (pretending: would be). A pack whose blobs all check stays.
+    pub replaced: bool,
+}
+
+/// What [`Repository::repair_packs`] did. Since 0.1.21.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairedPacks {
+    /// Each pack named, in order (a pack named twice once).
+    pub packs: Vec<RepairedPack>,
+    /// Index objects replaced (they listed a pack that went).
+    pub index_objects_replaced: u64,
+}
 
 /// What [`Repository::index_unlisted_packs`] found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

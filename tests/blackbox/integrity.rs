@@ -403,6 +403,90 @@ fn a_lost_pack_heals_at_the_next_backup() {
     assert!(run.stderr.contains("is not in the repository"), "{run:#?}");
 }
 
+/// A chunk damaged in its pack after it was written (a changed byte on a
+/// failing disk) stayed damaged for good: backups refer to it without
+/// reading it back. `repair-packs` takes the pack out, copying the blobs
+/// that check, and the next backup reads the file again and stores the
+/// chunk anew, under the same id: the older generation restores again
+/// too, and `fsck --verify-data` finds nothing.
+#[test]
+fn a_damaged_chunk_is_taken_out_by_repair_packs_and_healed_by_the_next_backup() {
+    let w = BackupWorld::new("c");
+    let a = obnam_test_support::noise(300_000, 11);
+    let b = obnam_test_support::noise(300_000, 12);
+    w.file("a", &a);
+    w.file("b", &b);
+    let settings = ["--compress-with", "none", "--pack-size", "64KiB"];
+    w.backup(&settings).ok();
+    let first = w.obnam(&["genids"]).ok().stdout.trim().to_string();
+    let pack = flip_first(&w.repo.join("packs"), &a[100_000..100_064], 0x01);
+    let key = key_of(&w.repo, &pack);
+    let run = w.obnam(&["fsck", "--verify-data"]).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains(&key) && run.stderr.contains(&format!("obnam repair-packs {key}")),
+        "{run:#?}"
+    );
+
+    let run = w.obnam(&["repair-packs", "--pretend", &key]).ok();
+    assert!(
+        run.stdout
+            .contains(&format!("{key}: 1 blob damaged, dropped;"))
+            && run.stdout.contains("would be deleted")
+            && run
+                .stdout
+                .contains("--pretend: nothing was written or deleted"),
+        "{run:#?}"
+    );
+    assert!(pack.exists());
+    let run = w.obnam(&["repair-packs", &key]).ok();
+    assert!(
+        run.stdout
+            .contains(&format!("{key}: 1 blob damaged, dropped;"))
+            && run.stdout.contains("the pack was deleted")
+            && run.stdout.contains("  dropped: chunk "),
+        "{run:#?}"
+    );
+    assert!(!pack.exists());
+    // The chunk is missing now, not damaged: named by a plain fsck.
+    let run = w.obnam(&["fsck"]).fails().no_rust_panic();
+    assert!(run.stderr.contains("is not in the repository"), "{run:#?}");
+
+    let run = w.backup(&settings).ok();
+    assert!(
+        run.stderr.contains("unchanged file was read again"),
+        "{run:#?}"
+    );
+    let run = w.obnam(&["fsck", "--verify-data"]).ok();
+    assert!(run.stdout.contains(" 0 problems"), "{run:#?}");
+    let target = w.env.path().join("restored");
+    w.obnam(&[
+        "restore",
+        "--generation",
+        &first,
+        "--to",
+        target.to_str().unwrap(),
+    ])
+    .ok();
+    let restored = target.join(w.data.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(restored.join("a")).unwrap(), a);
+    assert_eq!(fs::read(restored.join("b")).unwrap(), b);
+
+    // What it refuses, before anything is read.
+    let run = w.obnam(&["repair-packs"]).fails();
+    assert!(
+        run.stderr.contains("repair-packs needs the packs"),
+        "{run:#?}"
+    );
+    let run = w.obnam(&["repair-packs", "packs/zz/nonsense"]).fails();
+    assert!(run.stderr.contains("names no pack"), "{run:#?}");
+    let run = w.obnam(&["repair-packs", &key]).fails();
+    assert!(
+        run.stderr
+            .contains("is not a pack the repository's index lists"),
+        "{run:#?}"
+    );
+}
+
 /// A pack cut short (an interrupted copy, a full disk, a store that lost
 /// its end) is named by plain `fsck` and by the next backup from the
 /// store's listing, without reading it (backups and plain fsck took it

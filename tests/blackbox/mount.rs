@@ -335,6 +335,54 @@ fn ctrl_c_unmounts_and_leaves_no_process() {
     }
 }
 
+/// A mount holds a reader's lock while it is up: a `forget` and `prune`
+/// of a generation it shows delete nothing under it (its files still
+/// read whole); once it is unmounted the lock is gone and the next prune
+/// deletes what waited.
+#[test]
+fn a_prune_waits_for_a_mount_to_end() {
+    if !fuse_or_skip("a_prune_waits_for_a_mount_to_end") {
+        return;
+    }
+    let _shared = MOUNTS.read().unwrap_or_else(|e| e.into_inner());
+    let world = World::new();
+    let data = world.path().join("data");
+    let gone = noise(600_000, 41);
+    world.env.write("data/gone.bin", &gone);
+    world.backup(&data);
+    fs::remove_file(data.join("gone.bin")).unwrap();
+    world.env.write("data/kept.txt", "kept\n");
+    world.backup(&data);
+    let first = world.genids()[0].clone();
+    let point = world.mount_point("mnt");
+    let mut mounted = world.mount(&point);
+    let locks = |repo: &Path| {
+        fs::read_dir(repo.join("locks"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(locks(&world.repo), 1, "the mount's reader's lock");
+    world.obnam(&["forget", &first]).ok();
+    let prune = world.obnam(&["prune"]).ok();
+    assert!(
+        prune.stdout.contains("deletion deferred: 1 run"),
+        "{prune:#?}"
+    );
+    // Shown as when it was mounted: DATE_ID, oldest first.
+    let shown = top_names(&point)[0].clone();
+    assert!(shown.ends_with(&format!("_{first}")), "{shown}");
+    let inside = restored(&point.join(shown), &data);
+    assert_eq!(fs::read(inside.join("gone.bin")).unwrap(), gone);
+    let run = mounted.signal("INT");
+    assert!(run.stderr.contains("interrupted by SIGINT"), "{run:#?}");
+    assert_all_gone(&point);
+    assert_eq!(locks(&world.repo), 0);
+    let prune = world.obnam(&["prune"]).ok();
+    assert!(!prune.stdout.contains("deferred"), "{prune:#?}");
+    assert!(prune.stdout.contains("packs deleted: "), "{prune:#?}");
+    assert!(!prune.stdout.contains("packs deleted: 0\n"), "{prune:#?}");
+}
+
 #[test]
 fn a_second_mount_of_the_same_point_is_refused() {
     if !fuse_or_skip("a_second_mount_of_the_same_point_is_refused") {

@@ -669,9 +669,9 @@ impl Repository {
             // while the pack is there.
             if let Err(e) = verified {
                 problems.push(format!(
-                    "{key}: {e}; backups go on referring to it while the pack is there: move \
-                     the pack out of the repository (keep it), and the next backup stores again \
-                     what is still on disk"
+                    "{key}: {e}; backups go on referring to it while the pack is there: \
+                     'obnam repair-packs {key}' takes the pack out (keeping what else it holds), \
+                     and the next backup stores again what is still on disk"
                 ));
             }
         }

@@ -129,8 +129,9 @@
 //!   slots and unlocking), [`known`] (the configs this machine trusted
 //!   on first use), [`lock`] (locks), [`generation`] (generations,
 //!   their readers and builders), [`check`] (lost packs, fsck's checks
-//!   of the objects) and [`reindex`] (packs no index object lists,
-//!   indexed from their own lists).
+//!   of the objects), [`reindex`] (packs no index object lists,
+//!   indexed from their own lists) and [`salvage`] (damaged or lost packs
+//!   taken out of the index, their good blobs copied).
 
 #![forbid(unsafe_code)]
 
@@ -173,6 +174,7 @@ pub mod prune;
 pub mod read_record;
 pub mod record_cache;
 pub mod reindex;
+pub mod salvage;
 pub mod segment;
 pub mod storage;
 pub mod tokens;

@@ -291,6 +291,35 @@ impl RepositoryService for RepoService {
             .call(|| self.shield.repo.lock_reading(client.as_str()))
     }
 
+    fn repair_packs(
+        &self,
+        names: RVec<RString>,
+        pretend: bool,
+    ) -> AbiResult<abi::RawRepairedPacks> {
+        self.shield.guarded(|| {
+            let names: Vec<String> = names.into_iter().map(RString::into_string).collect();
+            let done = self
+                .repo()
+                .salvage_packs(&names, pretend, self.lock_timeout)
+                .map_err(err)?;
+            Ok(abi::RawRepairedPacks {
+                packs: done
+                    .packs
+                    .into_iter()
+                    .map(|p| abi::RawRepairedPack {
+                        key: p.key.into(),
+                        gone: p.gone,
+                        kept: p.kept,
+                        kept_bytes: p.kept_bytes,
+                        dropped: p.dropped.into_iter().map(RString::from).collect(),
+                        replaced: p.replaced,
+                    })
+                    .collect(),
+                index_objects_replaced: done.index_objects_replaced,
+            })
+        })
+    }
+
     fn client_removal_count(&self, name: RStr<'_>) -> AbiResult<u64> {
         self.shield
             .call(|| self.repo().client_removal_count(name.as_str()))

@@ -66,6 +66,12 @@ impl Plugin for Fsck {
             "index the packs no index object lists (an index object lost), from their own lists",
             repair_index,
         );
+        app.add_subcommand(
+            "repair-packs",
+            "PACK...",
+            "take damaged or lost packs out of the repository, copying the blobs that check into new packs",
+            repair_packs,
+        );
         Ok(())
     }
 }
@@ -128,6 +134,97 @@ fn repair_index(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> 
     }
     if !done.problems.is_empty() {
         ctx.set_exit_code(1)?;
+    }
+    Ok(())
+}
+
+/// `obnam repair-packs PACK...`: take the named packs (as `fsck` names
+/// them) out of the repository, losing only their damaged blobs (see the
+/// repository's `salvage`), under the exclusive lock; with `--pretend`,
+/// only read and check them.
+fn repair_packs(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
+    let mut names = Vec::with_capacity(args.len());
+    for arg in &args {
+        match arg.to_str() {
+            Some(name) => names.push(name.to_string()),
+            None => plugin_api::bail!("'{}' names no pack", escape(arg.as_bytes())),
+        }
+    }
+    if names.is_empty() {
+        plugin_api::bail!(
+            "repair-packs needs the packs to repair: give them as 'obnam fsck --verify-data' \
+             names them (packs/XX/ID)"
+        );
+    }
+    let pretend = ctx.boolean("pretend")?;
+    let repo = ctx.repository(false)?;
+    repo.lock_exclusive()?;
+    let done = repo.repair_packs(&names, pretend);
+    let unlocked = repo.unlock_exclusive();
+    let done = done?;
+    unlocked?;
+    if ctx.output_format()?.is_json() {
+        let packs: Vec<serde_json::Value> = done
+            .packs
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "pack": p.key,
+                    "gone": p.gone,
+                    "blobs_kept": p.kept,
+                    "bytes_kept": p.kept_bytes,
+                    "dropped": p.dropped,
+                    "replaced": p.replaced,
+                })
+            })
+            .collect();
+        let json = serde_json::json!({
+            "pretend": pretend,
+            "packs": packs,
+            "index_objects_replaced": done.index_objects_replaced,
+        });
+        ctx.outln(&json.to_string())?;
+        return Ok(());
+    }
+    let (was, were) = if pretend {
+        ("would be", "would be")
+    } else {
+        ("was", "were")
+    };
+    for p in &done.packs {
+        let dropped = plugin_api::human::count(p.dropped.len() as u64, "blob", "blobs");
+        let kept = plugin_api::human::count(p.kept, "blob", "blobs");
+        let line = if p.gone {
+            format!(
+                "{}: not in the store; its {dropped} {} dropped from the index",
+                p.key,
+                if p.dropped.len() == 1 { was } else { were }
+            )
+        } else if p.replaced {
+            format!(
+                "{}: {dropped} damaged, dropped; {kept} ({}) copied into new packs; the pack \
+                 {was} deleted",
+                p.key,
+                plugin_api::human::bytes(p.kept_bytes)
+            )
+        } else {
+            format!("{}: every blob checks ({kept}): left as it is", p.key)
+        };
+        ctx.outln(&line)?;
+        for d in &p.dropped {
+            ctx.outln(&format!("  dropped: {d}"))?;
+        }
+    }
+    if done.packs.iter().any(|p| p.replaced) {
+        if pretend {
+            ctx.outln("--pretend: nothing was written or deleted")?;
+        } else {
+            ctx.outln(
+                "The next backup of each client stores again what it still has of the dropped \
+                 data ('obnam fsck' names the files of older generations that used it: each \
+                 restores again once a backup has stored the same data)",
+            )?;
+        }
     }
     Ok(())
 }

@@ -157,7 +157,12 @@ impl Repository {
 
     /// The stored bytes of blob `e` in `bytes`, the pack `key`, once they
     /// decode to what its id says.
-    fn checked_blob<'a>(&self, key: &str, bytes: &'a [u8], e: &IndexEntry) -> RepoResult<&'a [u8]> {
+    pub(crate) fn checked_blob<'a>(
+        &self,
+        key: &str,
+        bytes: &'a [u8],
+        e: &IndexEntry,
+    ) -> RepoResult<&'a [u8]> {
         let context = blob_context(&e.id, e.location.kind);
         let start = e.location.offset as usize;
         let stored = start
@@ -179,7 +184,7 @@ impl Repository {
     /// Every other index object stays as it is: a prune that deletes a
     /// few packs rewrites the few index objects that list them, not the
     /// whole index (which for 100 TB is some 20 GB of index objects).
-    pub(super) fn index_objects_to_replace(
+    pub(crate) fn index_objects_to_replace(
         &self,
         stored: &HashSet<ObjectId>,
         doomed: &HashSet<u32>,
@@ -203,7 +208,7 @@ impl Repository {
 
     /// Write index objects listing every blob of `packs` (each blob as
     /// often as the index holds it: a duplicate entry is harmless).
-    pub(super) fn write_index_of_packs(&self, packs: &HashSet<u32>) -> RepoResult<()> {
+    pub(crate) fn write_index_of_packs(&self, packs: &HashSet<u32>) -> RepoResult<()> {
         if packs.is_empty() {
             return Ok(());
         }

@@ -1,0 +1,401 @@
+//! Salvaging damaged or lost packs: what `obnam repair-packs` does.
+//!
+//! Why: a backup stores a chunk once and then refers to it by its id,
+//! without reading it back. A blob damaged in its pack after it was
+//! written (a changed byte on a failing disk, a bad copy of the
+//! repository) stayed damaged for good: every later generation that held
+//! the same data referred to the same damaged blob, and the only way out
+//! was to move the pack out of the repository by hand.
+//!
+//! [`Repository::salvage_packs`] reads each named pack whole and checks
+//! every blob the index places in it against its id (decoded through the
+//! filters, as a read would). The blobs that check are copied into new
+//! packs; the other packs that the index objects listing it list are
+//! indexed anew; then those index objects and the pack are deleted. The
+//! damaged blobs are then in no pack the index lists: a backup that meets
+//! the same data again reads the files that used them again (their chunks
+//! are missing) and stores it anew, under the same id where the damaged
+//! copy was the first of its token (most are), so that the older
+//! generations that used it restore again too. A pack the store no longer
+//! holds is dropped from the index the same way.
+//!
+//! The order makes a run stopped anywhere lose nothing good: copies and
+//! new index objects first (an index object listing a copy and the old
+//! place is harmless), deletion last. Under the exclusive lock (no backup
+//! builds on the pack meanwhile) and the prune lock (no prune deletes a
+//! copy as unused before it is listed). A plan of an earlier prune keeps
+//! every pack that an index object it does not delete lists: the new
+//! index objects keep what they list (see `prune/finish.rs`).
+
+use std::collections::HashSet;
+
+use crate::error::{RepoError, RepoResult};
+use crate::ids::ObjectId;
+use crate::index::{BlobKind, IndexEntry};
+use crate::pack;
+use crate::storage::StorageError;
+use crate::Repository;
+
+/// What [`Repository::salvage_packs`] found in one pack and did with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SalvagedPack {
+    /// The pack's key, `packs/XX/ID`.
+    pub key: String,
+    /// Whether the store no longer holds it.
+    pub gone: bool,
+    /// The blobs that check, copied into new packs (or, pretending, that
+    /// would be).
+    pub kept: u64,
+    /// Their stored bytes.
+    pub kept_bytes: u64,
+    /// The blobs dropped, each described with what is wrong with it.
+    pub dropped: Vec<String>,
+    /// Whether the pack was deleted (or, pretending, would be): it held a
+    /// blob that does not check, or is gone. A sound pack stays.
+    pub replaced: bool,
+}
+
+/// What [`Repository::salvage_packs`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Salvaged {
+    pub packs: Vec<SalvagedPack>,
+    /// Index objects replaced (listing a pack that went).
+    pub index_objects_replaced: u64,
+}
+
+/// The pack id in `name`: `packs/XX/ID` as `fsck` prints it, `XX/ID`,
+/// `ID`, or a path ending in `XX/ID` (a local repository's file).
+pub fn pack_id_in(name: &str) -> Option<ObjectId> {
+    let mut parts = name.trim_end_matches('/').rsplit('/');
+    let id = ObjectId::from_hex(parts.next()?).ok()?;
+    match parts.next() {
+        // The folder before it must be the pack's own.
+        Some(xx) => (xx.len() == 2 && id.to_hex().starts_with(xx)).then_some(id),
+        None => Some(id),
+    }
+}
+
+/// What a blob of `kind` is called in messages.
+fn kind_name(kind: BlobKind) -> &'static str {
+    match kind {
+        BlobKind::Data => "chunk",
+        BlobKind::Tree => "folder listing",
+    }
+}
+
+impl Repository {
+    /// Salvage the packs named in `names` (see the module's docs); with
+    /// `pretend`, only read and check them. Take the exclusive lock first;
+    /// this takes the prune lock besides (waiting up to `lock_timeout`).
+    /// A name that is no pack's, or a pack the index does not list, is an
+    /// error before anything is read.
+    pub fn salvage_packs(
+        &self,
+        names: &[String],
+        pretend: bool,
+        lock_timeout: std::time::Duration,
+    ) -> RepoResult<Salvaged> {
+        if pretend {
+            return self.salvage_packs_locked(names, true);
+        }
+        self.lock_prune(lock_timeout)?;
+        let done = self.salvage_packs_locked(names, false);
+        let unlocked = self.unlock_prune();
+        let done = done?;
+        unlocked?;
+        Ok(done)
+    }
+
+    fn salvage_packs_locked(&self, names: &[String], pretend: bool) -> RepoResult<Salvaged> {
+        if names.is_empty() {
+            return Err(RepoError::Usage(
+                "name the packs to repair ('obnam fsck --verify-data' names the damaged ones)"
+                    .to_string(),
+            ));
+        }
+        self.reload_index()?;
+        let mut packs: Vec<(ObjectId, u32)> = Vec::new();
+        for name in names {
+            let Some(id) = pack_id_in(name) else {
+                return Err(RepoError::Usage(format!(
+                    "'{}' names no pack: give it as 'obnam fsck' does, packs/XX/ID",
+                    crate::error::shown(name)
+                )));
+            };
+            let number = self.catalog.write().pack_number(id);
+            if !self.catalog.read().listed_packs().contains(&number) {
+                return Err(RepoError::Usage(format!(
+                    "{} is not a pack the repository's index lists (a pack no index object \
+                     lists is indexed by 'obnam repair-index', or deleted by 'obnam prune')",
+                    pack::key(&id)
+                )));
+            }
+            if !packs.iter().any(|(p, _)| *p == id) {
+                packs.push((id, number));
+            }
+        }
+        let mut report = Salvaged::default();
+        let mut doomed: HashSet<u32> = HashSet::new();
+        for (id, number) in &packs {
+            let found = self.salvage_pack(id, *number, pretend)?;
+            if found.replaced {
+                doomed.insert(*number);
+            }
+            report.packs.push(found);
+        }
+        if doomed.is_empty() {
+            return Ok(report);
+        }
+        // Every pack the index lists counts as stored: only the doomed
+        // ones go from the index objects rewritten (a pack missing that
+        // was not named stays as it is, for a backup to find missing).
+        let listed: HashSet<ObjectId> = {
+            let index = self.catalog.read();
+            index
+                .listed_packs()
+                .into_iter()
+                .filter_map(|n| index.pack_id(n))
+                .collect()
+        };
+        let (replaced, relist) = self.index_objects_to_replace(&listed, &doomed);
+        report.index_objects_replaced = replaced.len() as u64;
+        if pretend {
+            return Ok(report);
+        }
+        self.flush()?;
+        self.write_index_of_packs(&relist)?;
+        for name in &replaced {
+            self.storage().delete(&format!("index/{name}"))?;
+        }
+        for found in report.packs.iter().filter(|p| p.replaced && !p.gone) {
+            self.storage().delete(&found.key)?;
+        }
+        self.reload_index()?;
+        Ok(report)
+    }
+
+    /// Check the blobs the index places in pack `id` (number `number`),
+    /// and copy those that check into new packs unless `pretend`.
+    fn salvage_pack(&self, id: &ObjectId, number: u32, pretend: bool) -> RepoResult<SalvagedPack> {
+        let key = pack::key(id);
+        let entries: Vec<IndexEntry> = {
+            let index = self.catalog.read();
+            let mut entries = Vec::new();
+            for e in index.entries() {
+                let e = e.map_err(|e| RepoError::corrupt("the index", e))?;
+                if e.location.pack == number {
+                    entries.push(e);
+                }
+            }
+            entries
+        };
+        let mut found = SalvagedPack {
+            key: key.clone(),
+            ..SalvagedPack::default()
+        };
+        let bytes = match self
+            .storage()
+            .read_limited(&key, crate::limits::MAX_PACK_LEN)
+        {
+            Ok(bytes) => bytes,
+            Err(StorageError::NotFound { .. }) => {
+                found.gone = true;
+                found.replaced = true;
+                found.dropped = entries
+                    .iter()
+                    .map(|e| format!("{} {}: its pack is gone", kind_name(e.location.kind), e.id))
+                    .collect();
+                return Ok(found);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut good = Vec::with_capacity(entries.len());
+        for e in &entries {
+            match self.checked_blob(&key, &bytes, e) {
+                Ok(stored) => good.push((e, stored)),
+                Err(error) if error.is_damaged_object() => {
+                    found
+                        .dropped
+                        .push(format!("{} {}: {error}", kind_name(e.location.kind), e.id));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        found.kept = good.len() as u64;
+        found.kept_bytes = good.iter().map(|(_, s)| s.len() as u64).sum();
+        found.replaced = !found.dropped.is_empty();
+        if found.replaced && !pretend {
+            for (e, stored) in good {
+                self.uploads
+                    .put_stored(self, e.id, e.location.kind, stored)?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn open(dir: &std::path::Path) -> Arc<Repository> {
+        let options = crate::OpenOptions {
+            create: true,
+            pack_size: 1 << 14,
+            ..crate::OpenOptions::default()
+        };
+        Arc::new(
+            Repository::open(
+                dir.to_str().unwrap(),
+                &options,
+                Arc::new(crate::object::NoFilters),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn data(i: u32) -> Vec<u8> {
+        let mut d = format!("chunk {i} ").into_bytes();
+        d.resize(3000, (i % 200) as u8 + 1);
+        d
+    }
+
+    /// The pack's key and the file of the pack holding `id`, and where
+    /// in it the blob lies.
+    fn place(
+        repo: &Repository,
+        dir: &std::path::Path,
+        id: &crate::ids::ChunkId,
+    ) -> (String, std::path::PathBuf, u64) {
+        repo.reload_index().unwrap();
+        let index = repo.catalog.read();
+        let l = index.get(id).unwrap();
+        let key = pack::key(&index.pack_id(l.pack).unwrap());
+        let middle = u64::from(l.offset) + u64::from(l.length) / 2;
+        (key.clone(), dir.join(&key), middle)
+    }
+
+    /// A blob damaged in its pack is dropped, the others of the pack are
+    /// copied and read back, the pack goes; the same data stored again
+    /// gets the same id (older generations that used it restore again),
+    /// and the repository checks clean. Pretending changes nothing; a
+    /// sound pack is left as it is; a pack gone is dropped from the index.
+    #[test]
+    fn a_damaged_pack_loses_only_its_damaged_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = open(dir.path());
+        let ids: Vec<_> = (0..12)
+            .map(|i| {
+                let d = data(i);
+                repo.put_chunk(repo.token(&d), &d).unwrap()
+            })
+            .collect();
+        repo.flush().unwrap();
+        drop(repo);
+        let repo = open(dir.path());
+        let (key, file, middle) = place(&repo, dir.path(), &ids[3]);
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[middle as usize] ^= 0x20;
+        std::fs::write(&file, &bytes).unwrap();
+        let in_pack: Vec<usize> = (0..ids.len())
+            .filter(|i| place(&repo, dir.path(), &ids[*i]).0 == key)
+            .collect();
+        assert!(in_pack.len() > 1, "{in_pack:?}");
+
+        let pretend = repo
+            .salvage_packs(std::slice::from_ref(&key), true, Duration::ZERO)
+            .unwrap();
+        assert_eq!(pretend.packs[0].dropped.len(), 1, "{pretend:?}");
+        assert!(pretend.packs[0].replaced);
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            bytes,
+            "pretend wrote nothing"
+        );
+
+        let done = repo
+            .salvage_packs(std::slice::from_ref(&key), false, Duration::ZERO)
+            .unwrap();
+        let found = &done.packs[0];
+        assert!(
+            found.dropped[0].starts_with(&format!("chunk {}", ids[3])),
+            "{done:?}"
+        );
+        assert_eq!(found.kept, in_pack.len() as u64 - 1);
+        assert!(!file.exists());
+        drop(repo);
+
+        let repo = open(dir.path());
+        for (i, id) in ids.iter().enumerate() {
+            if i == 3 {
+                assert!(!repo.has_chunk(id));
+            } else {
+                assert_eq!(repo.get_chunk(id).unwrap(), data(i as u32));
+            }
+        }
+        let problems = repo.check_objects(true).unwrap().problems;
+        assert!(problems.is_empty(), "{problems:#?}");
+        let d = data(3);
+        assert_eq!(repo.put_chunk(repo.token(&d), &d).unwrap(), ids[3]);
+        repo.flush().unwrap();
+        drop(repo);
+
+        // A sound pack stays; a pack gone leaves the index.
+        let repo = open(dir.path());
+        let (sound, sound_file, _) = place(&repo, dir.path(), &ids[0]);
+        let left = repo
+            .salvage_packs(std::slice::from_ref(&sound), false, Duration::ZERO)
+            .unwrap();
+        assert!(
+            !left.packs[0].replaced && left.packs[0].dropped.is_empty(),
+            "{left:?}"
+        );
+        assert!(sound_file.exists());
+        std::fs::remove_file(&sound_file).unwrap();
+        let gone = repo
+            .salvage_packs(std::slice::from_ref(&sound), false, Duration::ZERO)
+            .unwrap();
+        assert!(gone.packs[0].gone && gone.packs[0].replaced, "{gone:?}");
+        drop(repo);
+        let repo = open(dir.path());
+        assert!(!repo.has_chunk(&ids[0]));
+        let problems = repo.check_objects(true).unwrap().problems;
+        assert!(problems.is_empty(), "{problems:#?}");
+        let e = repo
+            .salvage_packs(&[sound], false, Duration::ZERO)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is not a pack the repository's index lists"),
+            "{e}"
+        );
+        let e = repo
+            .salvage_packs(&["nonsense".into()], false, Duration::ZERO)
+            .unwrap_err();
+        assert!(e.to_string().contains("names no pack"), "{e}");
+    }
+
+    #[test]
+    fn pack_names_are_read_as_fsck_writes_them() {
+        let hex = format!("ab{}", "0".repeat(30));
+        let id = ObjectId::from_hex(&hex).unwrap();
+        for name in [
+            format!("packs/ab/{hex}"),
+            format!("ab/{hex}"),
+            hex.clone(),
+            format!("/srv/repo/packs/ab/{hex}/"),
+        ] {
+            assert_eq!(pack_id_in(&name), Some(id), "{name}");
+        }
+        for name in [
+            format!("packs/cd/{hex}"),
+            format!("packs/{hex}"),
+            "packs/ab/notanid".to_string(),
+            String::new(),
+        ] {
+            assert_eq!(pack_id_in(&name), None, "{name}");
+        }
+    }
+}
