@@ -85,6 +85,11 @@
 //!     `fsck` reports it, and the client's next backup (beside another
 //!     client's, under a drawn fault) writes it again, after which neither
 //!     names it ([`World::maybe_lose_a_client_record`]).
+//! 15. on a local folder, now and then, a byte of a pack is changed and
+//!     `repair-packs` (under a drawn fault, then without) takes the pack
+//!     out; after a clean backup of every client, `fsck` names only
+//!     generations committed before the damage, which are forgotten, and
+//!     then nothing ([`World::maybe_damage_a_pack`]).
 //! 14. a restore or `ls` without injected faults beside a `forget` (and a
 //!     prune) of its client never finds its generation's data deleted
 //!     under it: it holds a reader's lock, and a prune's deletion waits
@@ -167,6 +172,10 @@ pub struct Stats {
     /// Client records the harness deleted or damaged, then a backup of
     /// the client wrote again.
     pub client_records_lost: u64,
+    /// Packs the harness changed a byte of, then `repair-packs` took out;
+    /// and the committed generations that lost data only they held.
+    pub packs_damaged: u64,
+    pub generations_lost_to_damage: u64,
 }
 
 impl Stats {
@@ -192,6 +201,8 @@ impl Stats {
         self.index_objects_lost += o.index_objects_lost;
         self.packs_cut += o.packs_cut;
         self.client_records_lost += o.client_records_lost;
+        self.packs_damaged += o.packs_damaged;
+        self.generations_lost_to_damage += o.generations_lost_to_damage;
         self.forgets += o.forgets;
         self.forgets_reported += o.forgets_reported;
         self.generations_forgotten += o.generations_forgotten;
@@ -215,7 +226,8 @@ impl std::fmt::Display for Stats {
              {} generation records damaged and forgotten, {} prune plans damaged and \
              removed, {} passphrase changes ({} stopped and run again), {} repair-index \
              runs ({} after an index object was lost), {} packs cut short for a backup, \
-             {} client records lost or damaged and written again",
+             {} client records lost or damaged and written again, {} packs damaged and \
+             repaired ({} committed generations lost data only they held)",
             self.steps,
             self.processes,
             self.backups,
@@ -244,7 +256,9 @@ impl std::fmt::Display for Stats {
             self.index_repairs,
             self.index_objects_lost,
             self.packs_cut,
-            self.client_records_lost
+            self.client_records_lost,
+            self.packs_damaged,
+            self.generations_lost_to_damage
         )
     }
 }
@@ -444,6 +458,8 @@ impl World {
         let mut pack_cut = Rng::new(self.cfg.seed ^ 0x5c07_5407_7c0d_e5a1);
         // And client records lost, from an eighth.
         let mut client_loss = Rng::new(self.cfg.seed ^ 0xc11e_7a3c_0a1d_105e);
+        // And packs damaged and repaired, from a ninth.
+        let mut pack_damage = Rng::new(self.cfg.seed ^ 0xda3a_6ed0_9ac4_5e11);
         // Step 0: every client backs up at once, so the repository is
         // created by simultaneous first runs, and commands other than
         // backup have a repository to work on.
@@ -468,7 +484,8 @@ impl World {
                 .and_then(|()| self.maybe_change_key(step, &mut keys))
                 .and_then(|()| self.maybe_lose_an_index_object(step, &mut index_loss))
                 .and_then(|()| self.maybe_cut_packs(step, &mut pack_cut))
-                .and_then(|()| self.maybe_lose_a_client_record(step, &mut client_loss));
+                .and_then(|()| self.maybe_lose_a_client_record(step, &mut client_loss))
+                .and_then(|()| self.maybe_damage_a_pack(step, &mut pack_damage));
             if let Err(broken) = result {
                 self.fail(step, &broken);
             }
@@ -1415,7 +1432,16 @@ impl World {
                  changed the packs"
             ));
         }
-        let client = &mut self.clients[pick_client];
+        self.forgotten_in_model(pick_client, &id);
+        self.stats.records_damaged += 1;
+        self.stats.generations_forgotten += 1;
+        Ok(())
+    }
+
+    /// Generation `id` of client `client` was removed: the model no
+    /// longer expects it to restore.
+    fn forgotten_in_model(&mut self, client: usize, id: &str) {
+        let client = &mut self.clients[client];
         let (gone, kept) = std::mem::take(&mut client.committed)
             .into_iter()
             .partition(|g| g.id == id);
@@ -1427,8 +1453,150 @@ impl World {
                 client.latest_must_be = None;
             }
         }
-        self.stats.records_damaged += 1;
-        self.stats.generations_forgotten += 1;
+    }
+
+    /// Now and then, on a local folder, with nothing beside it: change a
+    /// byte in a pack (in its first half, where its blobs are), as a
+    /// failing disk would, and take the pack out with `repair-packs` under
+    /// a drawn fault (run again without one if the fault stopped it); then
+    /// back every client up cleanly and check what the user guide ("A
+    /// damaged chunk") promises: `fsck` then names only generations
+    /// committed before the damage (data only they held is lost with the
+    /// damaged blob: what a client still has is stored again, under the
+    /// same id); those are forgotten, in the repository and in the model,
+    /// after which `fsck` finds nothing wrong, and every other generation
+    /// restores exactly at the next checks (invariant 15).
+    fn maybe_damage_a_pack(&mut self, step: usize, rng: &mut Rng) -> Result<(), Broken> {
+        let roll = rng.below(100);
+        let pick = rng.below(1 << 16) as usize;
+        let at = rng.below(1 << 30) as usize;
+        let fault = self.draw_fault(rng, true);
+        if roll >= 5 || !matches!(self.cfg.backend, Backend::Local) {
+            return Ok(());
+        }
+        let repo = PathBuf::from(&self.url);
+        let is_pack = |p: &Path| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            let folder = p.parent().and_then(Path::file_name).unwrap_or_default();
+            name.len() == 32 && folder.len() == 2 && name.starts_with(&*folder.to_string_lossy())
+        };
+        let mut packs = obnam_test_support::files_under(&repo.join("packs"));
+        packs.retain(|p| is_pack(p));
+        packs.sort();
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let pack = packs[pick % packs.len()].clone();
+        let key = pack
+            .strip_prefix(&repo)
+            .map_err(|e| format!("damage a pack: {e}"))?
+            .to_string_lossy()
+            .into_owned();
+        let mut bytes = fs::read(&pack).map_err(|e| format!("damage {key}: {e}"))?;
+        if bytes.len() < 64 {
+            return Ok(());
+        }
+        let offset = at % (bytes.len() / 2);
+        bytes[offset] ^= 0x40;
+        fs::write(&pack, &bytes).map_err(|e| format!("damage {key}: {e}"))?;
+        let mut committed_before: BTreeSet<String> = BTreeSet::new();
+        for c in &self.clients {
+            committed_before.extend(c.committed.iter().map(|g| g.id.clone()));
+        }
+        self.note(format!(
+            "step {step}: change byte {offset} of {key}, then repair-packs {fault:?}"
+        ));
+        let run = |world: &mut World, client: usize, args: &[&str], fault: Fault| {
+            let mut cmd = world.obnam(client);
+            cmd.args(args).args(fault.args());
+            let out = run_together(vec![(cmd, fault)]).remove(0);
+            world.stats.processes += 1;
+            world.note(format!("  {}: {}", args.join(" "), out.summary()));
+            out
+        };
+        let not_listed = |out: &Outcome| {
+            out.code == Some(1)
+                && out
+                    .stderr
+                    .contains("is not a pack the repository's index lists")
+        };
+        let first = run(self, 0, &["repair-packs", &key], fault.clone());
+        if not_listed(&first) && fault == Fault::None {
+            // A pack that only a prune's plan still names: put it back.
+            bytes[offset] ^= 0x40;
+            return fs::write(&pack, &bytes).map_err(|e| format!("damage {key}: {e}"));
+        }
+        self.count_fault(&fault, &first);
+        allowed(&fault, &first).map_err(|e| format!("repair-packs {key}: {e}"))?;
+        if !first.ok() {
+            // Stopped: run again without a fault. Listed still, the pack
+            // is taken out now; the first run may have taken it out of
+            // the index already (and then it is listed no more).
+            let again = run(self, 0, &["repair-packs", &key], Fault::None);
+            if !again.ok() && !not_listed(&again) {
+                return Err(format!(
+                    "repair-packs {key} after a stopped one:\n{}\n{}",
+                    again.stdout, again.stderr
+                ));
+            }
+        }
+        self.stats.packs_damaged += 1;
+        // Every client backs up cleanly: what they still have of the
+        // dropped data is stored again.
+        let jobs = (0..self.clients.len())
+            .map(|client| Job::Backup {
+                client,
+                fault: Fault::None,
+                checkpoint: None,
+                keep_checkpoints: false,
+            })
+            .collect();
+        self.run_jobs(step, jobs)?;
+        let checked = run(self, 0, &["fsck", "--output-format", "json"], Fault::None);
+        self.stats.fscks += 1;
+        let report: serde_json::Value = serde_json::from_str(checked.stdout.trim())
+            .map_err(|e| format!("fsck after repair-packs: {e}:\n{}", checked.stdout))?;
+        let reached = report["generations_with_problems"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for g in reached {
+            let (Some(name), Some(id)) = (g["client"].as_str(), g["id"].as_str()) else {
+                return Err(format!("fsck's generations_with_problems: {g}"));
+            };
+            let Some(client) = self.clients.iter().position(|c| c.name == name) else {
+                return Err(format!("fsck names a generation of no client: {g}"));
+            };
+            let known = self.clients[client].committed.iter().any(|c| c.id == id);
+            if known && !committed_before.contains(id) {
+                return Err(format!(
+                    "{name}'s generation {id}, committed by a clean backup after \
+                     repair-packs {key}, lacks data:\n{}",
+                    checked.stderr
+                ));
+            }
+            let forgot = run(self, client, &["forget", id], Fault::None);
+            self.stats.forgets += 1;
+            if !forgot.ok() {
+                return Err(format!(
+                    "forget {id} after repair-packs:\n{}\n{}",
+                    forgot.stdout, forgot.stderr
+                ));
+            }
+            if known {
+                self.forgotten_in_model(client, id);
+                self.stats.generations_forgotten += 1;
+                self.stats.generations_lost_to_damage += 1;
+            }
+        }
+        let checked = run(self, 0, &["fsck"], Fault::None);
+        self.stats.fscks += 1;
+        if !checked.ok() || !checked.stdout.contains(" 0 problems") {
+            return Err(format!(
+                "fsck after repair-packs {key} and the forgets:\n{}\n{}",
+                checked.stdout, checked.stderr
+            ));
+        }
         Ok(())
     }
 
