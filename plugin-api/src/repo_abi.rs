@@ -390,8 +390,10 @@ pub trait RepositoryService: Send + Sync {
 pub struct RawRepairedPack {
     /// The pack's key, `packs/XX/ID`.
     pub key: RString,
-    /// Whether the store no longer holds it.
+    /// Whether it cannot be read at all.
     pub gone: bool,
+    /// What is wrong with the pack as a whole (empty: nothing).
+    pub problem: RString,
     /// The blobs that check, copied.
     pub kept: u64,
     /// Their stored bytes.

@@ -367,6 +367,7 @@ impl Repository {
                 .map(|p| RepairedPack {
                     key: p.key.into_string(),
                     gone: p.gone,
+                    problem: p.problem.into_string(),
                     kept: p.kept,
                     kept_bytes: p.kept_bytes,
                     dropped: p.dropped.into_iter().map(RString::into_string).collect(),
@@ -771,8 +772,13 @@ pub struct TreeId(Option<ChunkId>);
 pub struct RepairedPack {
     /// The pack's key, `packs/XX/ID`.
     pub key: String,
-    /// Whether the store no longer holds it.
+    /// Whether it cannot be read at all (the store no longer holds it,
+    /// or what is there is not a file): all its blobs are dropped.
     pub gone: bool,
+    /// What is wrong with the pack as a whole: why it cannot be read, or
+    /// that its own list of blobs does not read (it then goes, its blobs
+    /// copied, though every one checks). Empty if nothing is.
+    pub problem: String,
     /// The blobs that check, copied into new packs (pretending: that
     /// would be).
     pub kept: u64,

@@ -500,6 +500,13 @@ impl Repository {
                 Err(RepoError::Storage(StorageError::NotFound { .. })) => {
                     gone.push((*id, missing(id, *blobs)));
                 }
+                // Its first bytes or its own list of blobs: what
+                // `repair-index` reads if its index object is ever lost.
+                Err(e) if e.is_damaged_object() => report.problems.push(format!(
+                    "{e}; 'obnam repair-packs {}' copies what checks in it into new packs and \
+                     takes it out",
+                    pack::key(id)
+                )),
                 Err(e) => report.problems.push(e.to_string()),
             }
         }
@@ -597,7 +604,15 @@ impl Repository {
             pack::split_trailer(&bytes).map_err(|e| RepoError::corrupt(&key, e))?;
         let trailer = self
             .codec
-            .decode(&format!("pack/{id}"), sealed_trailer.to_vec())?;
+            .decode(&format!("pack/{id}"), sealed_trailer.to_vec())
+            .map_err(|e| match e {
+                // Named as the pack, as every other problem of it is.
+                e if e.is_damaged_object() => RepoError::corrupt(
+                    &key,
+                    format!("its own list of blobs (at its end) cannot be read: {e}"),
+                ),
+                e => e,
+            })?;
         let listed =
             pack::decode_trailer(&trailer, number).map_err(|e| RepoError::corrupt(&key, e))?;
         Ok((bytes, listed))

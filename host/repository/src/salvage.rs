@@ -41,8 +41,14 @@ use crate::Repository;
 pub struct SalvagedPack {
     /// The pack's key, `packs/XX/ID`.
     pub key: String,
-    /// Whether the store no longer holds it.
+    /// Whether it cannot be read at all (the store no longer holds it,
+    /// or what is there is not a file): all its blobs are dropped.
     pub gone: bool,
+    /// What is wrong with the pack as a whole, if anything: why it
+    /// cannot be read, or that its own list of blobs (or its first
+    /// bytes) does not read. Empty for a pack whose only damage, if any,
+    /// is in blobs.
+    pub problem: String,
     /// The blobs that check, copied into new packs (or, pretending, that
     /// would be).
     pub kept: u64,
@@ -51,7 +57,8 @@ pub struct SalvagedPack {
     /// The blobs dropped, each described with what is wrong with it.
     pub dropped: Vec<String>,
     /// Whether the pack was deleted (or, pretending, would be): it held a
-    /// blob that does not check, or is gone. A sound pack stays.
+    /// blob that does not check, its own list of blobs does not read, or
+    /// it is gone. A sound pack stays.
     pub replaced: bool,
 }
 
@@ -66,6 +73,7 @@ pub struct Salvaged {
 /// The pack id in `name`: `packs/XX/ID` as `fsck` prints it, `XX/ID`,
 /// `ID`, or a path ending in `XX/ID` (a local repository's file).
 pub fn pack_id_in(name: &str) -> Option<ObjectId> {
+    let name = name.to_ascii_lowercase();
     let mut parts = name.trim_end_matches('/').rsplit('/');
     let id = ObjectId::from_hex(parts.next()?).ok()?;
     match parts.next() {
@@ -124,20 +132,36 @@ impl Repository {
             };
             let number = self.catalog.write().pack_number(id);
             if !self.catalog.read().listed_packs().contains(&number) {
-                return Err(RepoError::Usage(format!(
-                    "{} is not a pack the repository's index lists (a pack no index object \
-                     lists is indexed by 'obnam repair-index', or deleted by 'obnam prune')",
-                    pack::key(&id)
-                )));
+                let there = self.storage().exists(&pack::key(&id)).unwrap_or(false);
+                return Err(RepoError::Usage(if there {
+                    format!(
+                        "{} is not a pack the repository's index lists: if a repair-packs of \
+                         it was stopped, what checked in it was copied already, and 'obnam \
+                         prune' deletes it; if an index object was lost, 'obnam repair-index' \
+                         indexes it again (then repair it)",
+                        pack::key(&id)
+                    )
+                } else {
+                    format!(
+                        "{} is neither in the repository's index nor in the store",
+                        pack::key(&id)
+                    )
+                }));
             }
             if !packs.iter().any(|(p, _)| *p == id) {
                 packs.push((id, number));
             }
         }
+        // The sizes the store lists: a read that brings less is a failed
+        // read, not a pack cut short (a short read took every blob it did
+        // not bring for damaged, and the pack was deleted).
+        let sizes = self.stored_pack_sizes()?;
+        let sized = sizes.values().any(|&size| size > 0);
         let mut report = Salvaged::default();
         let mut doomed: HashSet<u32> = HashSet::new();
         for (id, number) in &packs {
-            let found = self.salvage_pack(id, *number, pretend)?;
+            let size = sizes.get(id).copied().filter(|_| sized);
+            let found = self.salvage_pack(id, *number, size, pretend)?;
             if found.replaced {
                 doomed.insert(*number);
             }
@@ -174,9 +198,45 @@ impl Repository {
         Ok(report)
     }
 
-    /// Check the blobs the index places in pack `id` (number `number`),
-    /// and copy those that check into new packs unless `pretend`.
-    fn salvage_pack(&self, id: &ObjectId, number: u32, pretend: bool) -> RepoResult<SalvagedPack> {
+    /// Read pack `key` whole, `size` bytes long where the store lists
+    /// sizes: a read that brings another length is tried again (twice),
+    /// then fails. `Err` inside: why it cannot be read at all (not in the
+    /// store, not a file, larger than the format allows).
+    fn read_whole_pack(&self, key: &str, size: Option<u64>) -> RepoResult<Result<Vec<u8>, String>> {
+        let mut got = 0;
+        for _ in 0..3 {
+            match self
+                .storage()
+                .read_limited(key, crate::limits::MAX_PACK_LEN)
+            {
+                Ok(bytes) if size.is_none_or(|n| n == bytes.len() as u64) => return Ok(Ok(bytes)),
+                Ok(bytes) => got = bytes.len(),
+                Err(StorageError::NotFound { .. }) => {
+                    return Ok(Err("it is not in the store".to_string()))
+                }
+                Err(StorageError::Damaged { reason, .. }) => return Ok(Err(reason)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RepoError::Usage(format!(
+            "{key}: three reads brought {got} bytes and others, where the store lists {} \
+             bytes: nothing was changed; run it again",
+            size.unwrap_or(0)
+        )))
+    }
+
+    /// Check the blobs the index places in pack `id` (number `number`,
+    /// `size` bytes where the store lists sizes), and its own list of
+    /// them; copy those that check into new packs unless `pretend`, if
+    /// the pack is to go. A blob that does not check is read again before
+    /// it is dropped: only damage found twice counts.
+    fn salvage_pack(
+        &self,
+        id: &ObjectId,
+        number: u32,
+        size: Option<u64>,
+        pretend: bool,
+    ) -> RepoResult<SalvagedPack> {
         let key = pack::key(id);
         let entries: Vec<IndexEntry> = {
             let index = self.catalog.read();
@@ -193,37 +253,71 @@ impl Repository {
             key: key.clone(),
             ..SalvagedPack::default()
         };
-        let bytes = match self
-            .storage()
-            .read_limited(&key, crate::limits::MAX_PACK_LEN)
-        {
+        let bytes = match self.read_whole_pack(&key, size)? {
             Ok(bytes) => bytes,
-            Err(StorageError::NotFound { .. }) => {
+            Err(why) => {
                 found.gone = true;
                 found.replaced = true;
+                found.problem = why;
                 found.dropped = entries
                     .iter()
-                    .map(|e| format!("{} {}: its pack is gone", kind_name(e.location.kind), e.id))
+                    .map(|e| {
+                        format!(
+                            "{} {}: its pack cannot be read",
+                            kind_name(e.location.kind),
+                            e.id
+                        )
+                    })
                     .collect();
                 return Ok(found);
             }
-            Err(e) => return Err(e.into()),
+        };
+        // Its own list of blobs (and first bytes), which `repair-index`
+        // reads if its index object is ever lost: a pack whose list does
+        // not read is rewritten whole, though every blob checks.
+        if let Err(e) = self.pack_list_reads(id, &bytes) {
+            let why = match e {
+                RepoError::Corrupt { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            found.problem = format!("its own list of blobs cannot be read ({why})");
+        }
+        let mut checks = Vec::with_capacity(entries.len());
+        for e in &entries {
+            checks.push(match self.checked_blob(&key, &bytes, e) {
+                Ok(_) => true,
+                Err(error) if error.is_damaged_object() => false,
+                Err(other) => return Err(other),
+            });
+        }
+        let again = if checks.contains(&false) {
+            match self.read_whole_pack(&key, size)? {
+                Ok(bytes) => bytes,
+                Err(why) => {
+                    return Err(RepoError::Usage(format!(
+                        "{key}: read once, then not ({why}): nothing was changed"
+                    )))
+                }
+            }
+        } else {
+            Vec::new()
         };
         let mut good = Vec::with_capacity(entries.len());
-        for e in &entries {
-            match self.checked_blob(&key, &bytes, e) {
+        for (e, checked) in entries.iter().zip(checks) {
+            let from = if checked { &bytes } else { &again };
+            match self.checked_blob(&key, from, e) {
                 Ok(stored) => good.push((e, stored)),
                 Err(error) if error.is_damaged_object() => {
                     found
                         .dropped
-                        .push(format!("{} {}: {error}", kind_name(e.location.kind), e.id));
+                        .push(format!("{} {}: {error}", kind_name(e.location.kind), e.id))
                 }
-                Err(error) => return Err(error),
+                Err(other) => return Err(other),
             }
         }
         found.kept = good.len() as u64;
         found.kept_bytes = good.iter().map(|(_, s)| s.len() as u64).sum();
-        found.replaced = !found.dropped.is_empty();
+        found.replaced = !found.dropped.is_empty() || !found.problem.is_empty();
         if found.replaced && !pretend {
             for (e, stored) in good {
                 self.uploads
@@ -231,6 +325,15 @@ impl Repository {
             }
         }
         Ok(found)
+    }
+
+    /// Whether the pack's first bytes and its own list of blobs read.
+    fn pack_list_reads(&self, id: &ObjectId, bytes: &[u8]) -> RepoResult<()> {
+        let sealed =
+            pack::split_trailer(bytes).map_err(|e| RepoError::corrupt(pack::key(id), e))?;
+        let trailer = self.codec.decode(&format!("pack/{id}"), sealed.to_vec())?;
+        pack::decode_trailer(&trailer, 0).map_err(|e| RepoError::corrupt(pack::key(id), e))?;
+        Ok(())
     }
 }
 
@@ -368,7 +471,7 @@ mod tests {
             .unwrap_err();
         assert!(
             e.to_string()
-                .contains("is not a pack the repository's index lists"),
+                .contains("is neither in the repository's index nor in the store"),
             "{e}"
         );
         let e = repo

@@ -309,6 +309,7 @@ impl RepositoryService for RepoService {
                     .map(|p| abi::RawRepairedPack {
                         key: p.key.into(),
                         gone: p.gone,
+                        problem: p.problem.into(),
                         kept: p.kept,
                         kept_bytes: p.kept_bytes,
                         dropped: p.dropped.into_iter().map(RString::from).collect(),

@@ -225,16 +225,53 @@ fn pretend<'c>(
         // No repository yet: everything would be new.
         None => None,
     };
-    let mut walker = Walker::new(
-        ctx,
-        settings,
-        stats,
-        progress,
-        Sink::Pretend(previous.as_ref()),
-    )?;
-    walker.roots(&settings.roots, || false)?;
-    walker.drain()?;
-    Ok(())
+    on_deep_stack(|| {
+        let mut walker = Walker::new(
+            ctx,
+            settings,
+            stats,
+            progress,
+            Sink::Pretend(previous.as_ref()),
+        )?;
+        walker.roots(&settings.roots, || false)?;
+        walker.drain()
+    })
+}
+
+/// The stack of the thread that walks: the walk recurses once per folder
+/// level, and a tree may be as deep as the longest path the system takes
+/// (2,048 levels of one-letter names in 4,096 bytes). The main thread's
+/// 8 MiB overflowed at 1,500 levels in a debug build (a release build's
+/// frames are smaller). Only what is used is ever committed.
+const WALK_STACK: usize = 256 << 20;
+
+/// Run `walk` on a thread with a stack of [`WALK_STACK`], or on this one
+/// if no such thread can be had (an address-space limit, say).
+fn on_deep_stack<T: Send>(walk: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let walk = std::sync::Mutex::new(Some(walk));
+    let take = || {
+        walk.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .map(|f| f())
+    };
+    let ran = std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("obnam-walk".to_string())
+            .stack_size(WALK_STACK)
+            .spawn_scoped(scope, take);
+        match spawned {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => None,
+        }
+    });
+    match ran {
+        Some(result) => result,
+        // Not run there: run here.
+        None => take().unwrap_or_else(|| Err(plugin_api::Error::msg("the walk did not run"))),
+    }
 }
 
 /// A real backup: returns the new generation's id.
@@ -358,7 +395,7 @@ fn walk_with_workers<'c>(
         // Only the workers hold senders: if they are all gone, a wait for
         // completions ends instead of hanging.
         drop(done_tx);
-        let result = (|| {
+        let result = on_deep_stack(|| {
             let mut walker = Walker::new(
                 ctx,
                 settings,
@@ -373,7 +410,7 @@ fn walk_with_workers<'c>(
             )?;
             walker.roots(&settings.roots, || shared.abort.load(Ordering::Relaxed))?;
             walker.drain()
-        })();
+        });
         if result.is_err() {
             // Workers drop what is queued and commit no more checkpoints.
             shared.abort.store(true, Ordering::Relaxed);

@@ -158,11 +158,25 @@ fn repair_packs(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> 
     }
     let pretend = ctx.boolean("pretend")?;
     let repo = ctx.repository(false)?;
+    if pretend {
+        // Reads only: no lock, as fsck takes none (it worked where the
+        // user may only read, and beside running backups).
+        let done = repo.repair_packs(&names, true)?;
+        return say_repaired(ctx, &done, true);
+    }
     repo.lock_exclusive()?;
-    let done = repo.repair_packs(&names, pretend);
+    // Said before the lock is released: a release that fails must not
+    // take away the report of what was dropped.
+    let said = repo
+        .repair_packs(&names, false)
+        .and_then(|done| say_repaired(ctx, &done, false));
     let unlocked = repo.unlock_exclusive();
-    let done = done?;
-    unlocked?;
+    said?;
+    unlocked
+}
+
+/// What `repair-packs` found and did, as text or JSON.
+fn say_repaired(ctx: &Context<'_>, done: &plugin_api::RepairedPacks, pretend: bool) -> Result<()> {
     if ctx.output_format()?.is_json() {
         let packs: Vec<serde_json::Value> = done
             .packs
@@ -171,6 +185,7 @@ fn repair_packs(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> 
                 serde_json::json!({
                     "pack": p.key,
                     "gone": p.gone,
+                    "problem": (!p.problem.is_empty()).then_some(&p.problem),
                     "blobs_kept": p.kept,
                     "bytes_kept": p.kept_bytes,
                     "dropped": p.dropped,
@@ -183,8 +198,7 @@ fn repair_packs(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> 
             "packs": packs,
             "index_objects_replaced": done.index_objects_replaced,
         });
-        ctx.outln(&json.to_string())?;
-        return Ok(());
+        return ctx.outln(&json.to_string());
     }
     let (was, were) = if pretend {
         ("would be", "would be")
@@ -192,20 +206,33 @@ fn repair_packs(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> 
         ("was", "were")
     };
     for p in &done.packs {
-        let dropped = plugin_api::human::count(p.dropped.len() as u64, "blob", "blobs");
+        let n = p.dropped.len() as u64;
+        let dropped = plugin_api::human::count(n, "blob", "blobs");
         let kept = plugin_api::human::count(p.kept, "blob", "blobs");
+        let copied = format!(
+            "{kept} ({}) {} copied into new packs",
+            plugin_api::human::bytes(p.kept_bytes),
+            if p.kept == 1 { was } else { were }
+        );
         let line = if p.gone {
             format!(
-                "{}: not in the store; its {dropped} {} dropped from the index",
+                "{}: cannot be read ({}); its {dropped} {} dropped from the index",
                 p.key,
-                if p.dropped.len() == 1 { was } else { were }
+                p.problem,
+                if n == 1 { was } else { were }
             )
+        } else if p.replaced && p.dropped.is_empty() {
+            format!("{}: {}; {copied}; the pack {was} deleted", p.key, p.problem)
         } else if p.replaced {
+            let problem = if p.problem.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", p.problem)
+            };
             format!(
-                "{}: {dropped} damaged, dropped; {kept} ({}) copied into new packs; the pack \
-                 {was} deleted",
+                "{}: {dropped} damaged, {} dropped{problem}; {copied}; the pack {was} deleted",
                 p.key,
-                plugin_api::human::bytes(p.kept_bytes)
+                if n == 1 { was } else { were }
             )
         } else {
             format!("{}: every blob checks ({kept}): left as it is", p.key)
@@ -215,7 +242,7 @@ fn repair_packs(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> 
             ctx.outln(&format!("  dropped: {d}"))?;
         }
     }
-    if done.packs.iter().any(|p| p.replaced) {
+    if done.packs.iter().any(|p| !p.dropped.is_empty()) {
         if pretend {
             ctx.outln("--pretend: nothing was written or deleted")?;
         } else {
@@ -225,6 +252,8 @@ fn repair_packs(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> 
                  restores again once a backup has stored the same data)",
             )?;
         }
+    } else if pretend && done.packs.iter().any(|p| p.replaced) {
+        ctx.outln("--pretend: nothing was written or deleted")?;
     }
     Ok(())
 }
