@@ -176,7 +176,7 @@ impl Repository {
             }
             // A file of the index cache found damaged on the way (each
             // when a page of it is read: several, in turn).
-            Err(RepoError::NoSuchChunk(_)) if self.heal_index(seen) => self.get_blob(id, kind),
+            Err(RepoError::NoSuchChunk(..)) if self.heal_index(seen) => self.get_blob(id, kind),
             other => other,
         }
     }
@@ -187,7 +187,7 @@ impl Repository {
             .catalog
             .read()
             .get(id)
-            .ok_or(RepoError::NoSuchChunk(*id))?;
+            .ok_or(RepoError::NoSuchChunk(*id, kind == BlobKind::Tree))?;
         let context = blob_context(id, kind);
         if location.kind != kind {
             return Err(RepoError::corrupt(

@@ -72,8 +72,10 @@ pub enum RepoError {
     /// Making or writing a pack failed earlier in the run.
     #[error(transparent)]
     Upload(#[from] UploadError),
-    #[error("chunk {0} is not in the repository")]
-    NoSuchChunk(ChunkId),
+    /// A blob the index does not list: a chunk, or a folder listing
+    /// (`true`), as the message calls it.
+    #[error("{what} {id} is not in the repository", what = if *.1 { "folder listing" } else { "chunk" }, id = .0)]
+    NoSuchChunk(ChunkId, bool),
     #[error("client '{}' has no generation {}", shown(.0), shown(.1))]
     NoSuchGeneration(String, String),
     #[error("client '{}' has no generations", shown(.0))]

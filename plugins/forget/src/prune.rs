@@ -107,8 +107,9 @@ impl Outcome {
         }
         if r.missing_blobs > 0 {
             ctx.outln(&format!(
-                "warning: generations refer to {} blobs that are in no pack (run 'obnam fsck')",
-                r.missing_blobs
+                "warning: generations refer to {} that {} in no pack (run 'obnam fsck')",
+                plugin_api::human::count(r.missing_blobs, "blob", "blobs"),
+                if r.missing_blobs == 1 { "is" } else { "are" }
             ))?;
         }
         if r.pretend {

@@ -31,7 +31,7 @@ fn lost_tree_is_absent<T>(found: RepoResult<Option<T>>, path: &[u8]) -> RepoResu
         first
     };
     match found {
-        Err(RepoError::NoSuchChunk(id)) => {
+        Err(RepoError::NoSuchChunk(id, _)) => {
             if first_time(id.to_string()) {
                 tracing::warn!(
                     "the previous generation's tree {id} on the way to {} is missing; \
@@ -132,7 +132,7 @@ impl Node {
             // Lost with its pack, or damaged (see `lost_tree_is_absent`,
             // which warns): the directory starts empty, and the backup
             // puts back what it finds.
-            Err(RepoError::NoSuchChunk(_)) => return Ok(Node::default()),
+            Err(RepoError::NoSuchChunk(..)) => return Ok(Node::default()),
             Err(e) if e.is_damaged_object() => return Ok(Node::default()),
             Err(e) => return Err(e),
         };

@@ -305,7 +305,7 @@ impl Repository {
             self.refresh_locks()?;
             let tree = match self.read_tree_once(&id) {
                 Ok(tree) => tree,
-                Err(RepoError::NoSuchChunk(_)) => {
+                Err(RepoError::NoSuchChunk(..)) => {
                     tracing::warn!(
                         "tree/{id} is in no pack (lost?): what only it refers to is not kept"
                     );
