@@ -48,8 +48,13 @@ use crate::settings::BackupSettings;
 use crate::stats::{add, Stats};
 use crate::walk::{self, Excluder};
 
-/// The `backup` subcommand.
+/// The `backup` subcommand, on a thread with a stack for the deepest
+/// tree (see [`WALK_STACK`]).
 pub fn backup(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
+    on_deep_stack(|| backup_here(ctx, args))
+}
+
+fn backup_here(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let settings = BackupSettings::read(ctx, &args)?;
     if settings.roots.is_empty() {
         plugin_api::bail!("No backup roots specified");
@@ -225,20 +230,19 @@ fn pretend<'c>(
         // No repository yet: everything would be new.
         None => None,
     };
-    on_deep_stack(|| {
-        let mut walker = Walker::new(
-            ctx,
-            settings,
-            stats,
-            progress,
-            Sink::Pretend(previous.as_ref()),
-        )?;
-        walker.roots(&settings.roots, || false)?;
-        walker.drain()
-    })
+    let mut walker = Walker::new(
+        ctx,
+        settings,
+        stats,
+        progress,
+        Sink::Pretend(previous.as_ref()),
+    )?;
+    walker.roots(&settings.roots, || false)?;
+    walker.drain()
 }
 
-/// The stack of the thread that walks: the walk recurses once per folder
+/// The stack of the thread that backs up: the walk, and the writing of
+/// the new generation's folders at its commit, recurse once per folder
 /// level, and a tree may be as deep as the longest path the system takes
 /// (2,048 levels of one-letter names in 4,096 bytes). The main thread's
 /// 8 MiB overflowed at 1,500 levels in a debug build (a release build's
@@ -395,7 +399,7 @@ fn walk_with_workers<'c>(
         // Only the workers hold senders: if they are all gone, a wait for
         // completions ends instead of hanging.
         drop(done_tx);
-        let result = on_deep_stack(|| {
+        let result = (|| {
             let mut walker = Walker::new(
                 ctx,
                 settings,
@@ -410,7 +414,7 @@ fn walk_with_workers<'c>(
             )?;
             walker.roots(&settings.roots, || shared.abort.load(Ordering::Relaxed))?;
             walker.drain()
-        });
+        })();
         if result.is_err() {
             // Workers drop what is queued and commit no more checkpoints.
             shared.abort.store(true, Ordering::Relaxed);

@@ -267,40 +267,44 @@ impl Node {
 
     /// The directory at `parts` below this one, loading (and with `create`,
     /// making) directories on the way.
+    /// The node at `parts` below this one (made, with `create`, where a
+    /// folder is not there yet). A loop, not a recursion: a worker thread
+    /// puts files 2,000 folders deep on its own small stack.
     fn descend(
         &mut self,
         trees: &Trees,
         parts: &[&[u8]],
         create: bool,
     ) -> RepoResult<Option<&mut Node>> {
-        let Some((first, rest)) = parts.split_first() else {
-            return Ok(Some(self));
-        };
-        let is_dir = match self.changed.get(*first) {
-            Some(slot) => Some(slot.entry.kind == EntryKind::Dir),
-            None => self
-                .in_base(first)
-                .map(|i| self.base_entries()[i].kind == EntryKind::Dir),
-        };
-        match is_dir {
-            Some(true) => {}
-            Some(false) | None if !create => return Ok(None),
-            Some(false) | None => {
-                if let Some(i) = self.in_base(first) {
-                    self.fates[i] = Fate::Gone;
+        let mut node = self;
+        for first in parts {
+            let is_dir = match node.changed.get(*first) {
+                Some(slot) => Some(slot.entry.kind == EntryKind::Dir),
+                None => node
+                    .in_base(first)
+                    .map(|i| node.base_entries()[i].kind == EntryKind::Dir),
+            };
+            match is_dir {
+                Some(true) => {}
+                Some(false) | None if !create => return Ok(None),
+                Some(false) | None => {
+                    if let Some(i) = node.in_base(first) {
+                        node.fates[i] = Fate::Gone;
+                    }
+                    node.changed
+                        .insert(first.to_vec(), Slot::new_dir(TreeEntry::bare_dir(first)));
                 }
-                self.changed
-                    .insert(first.to_vec(), Slot::new_dir(TreeEntry::bare_dir(first)));
+            }
+            let slot = node.slot_mut(first).ok_or(BadPath::Vanished)?;
+            if slot.child.is_none() {
+                slot.child = Some(Box::new(Node::load(trees, slot.entry.subtree.as_ref())?));
+            }
+            match slot.child.as_mut() {
+                Some(child) => node = child,
+                None => return Ok(None),
             }
         }
-        let slot = self.slot_mut(first).ok_or(BadPath::Vanished)?;
-        if slot.child.is_none() {
-            slot.child = Some(Box::new(Node::load(trees, slot.entry.subtree.as_ref())?));
-        }
-        match slot.child.as_mut() {
-            Some(child) => child.descend(trees, rest, create),
-            None => Ok(None),
-        }
+        Ok(Some(node))
     }
 
     /// The directory's entries now, in name order: those of its previous
