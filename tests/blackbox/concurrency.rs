@@ -181,7 +181,14 @@ fn locks_are_judged_by_the_stores_clock_and_a_dead_prunes_lock_can_be_removed() 
     assert!(
         pruned
             .stdout
-            .contains("deletion deferred: 1 run (a backup, say)"),
+            .contains("deletion deferred: 1 run (a backup or a restore, say)"),
+        "{pruned:#?}"
+    );
+    // Which run, said on standard error.
+    assert!(
+        pruned
+            .stderr
+            .contains("the deletion waits for: client 'c' is locked by host slowclock (pid 7)"),
         "{pruned:#?}"
     );
     w.obnam(&["force-lock", "--all-clients"]).ok();

@@ -286,7 +286,10 @@ fn a_prune_waits_for_a_restore_of_what_it_would_delete() {
     world.obnam(&["forget", &id]).ok();
     let prune = world.obnam(&["prune"]).ok();
     assert!(
-        prune.stdout.contains("deletion deferred: 1 run"),
+        prune.stdout.contains("deletion deferred: 1 run")
+            && prune.stderr.contains(&format!(
+                "the deletion waits for: client '{CLIENT}' is being read (a restore, say) by host"
+            )),
         "{prune:#?}"
     );
     let out = restoring.wait_with_output().unwrap();

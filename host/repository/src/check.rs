@@ -305,10 +305,15 @@ impl Repository {
         report.problems.extend(self.damaged_locks()?);
         // A lock left by a run that is gone is no problem (the next run
         // breaks it), but worth knowing of.
-        for lock in self.locks_of_gone_processes()? {
+        for (lock, reader) in self.locks_of_gone_processes()? {
+            let who = if reader {
+                "the next restore or other reading command removes it (prunes pass it over)"
+            } else {
+                "the next run breaks it"
+            };
             tracing::warn!(
-                "{lock} (a run that is gone on this host): the next run breaks it, or \
-                 'obnam force-lock' removes it"
+                "{lock} (a run that is gone on this host): {who}, or 'obnam force-lock' removes \
+                 it"
             );
         }
         report.problems.extend(self.clients_without_records()?);

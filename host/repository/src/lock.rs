@@ -199,6 +199,12 @@ impl LockRecord {
             LockKind::Client => format!("client '{}'", crate::error::shown(&self.client)),
             LockKind::Exclusive => "the repository".to_string(),
             LockKind::Prune => "pruning".to_string(),
+            LockKind::Read if self.client.is_empty() => {
+                return format!(
+                    "every client is being read (stats, say) by {} (lock locks/{id})",
+                    self.holder(format!("locks/{id}"))
+                )
+            }
             LockKind::Read => {
                 return format!(
                     "client '{}' is being read (a restore, say) by {} (lock locks/{id})",
@@ -416,16 +422,30 @@ const REFRESH_TICK: Duration = Duration::from_secs(15);
 fn keep_reader_locks_fresh(repo: std::sync::Weak<Repository>, tick: Duration, every: Duration) {
     let spawned = std::thread::Builder::new()
         .name("obnam-reader-lock".to_string())
-        .spawn(move || loop {
-            std::thread::sleep(tick);
-            let Some(repo) = repo.upgrade() else {
-                return;
-            };
-            if !repo.holds_reader_lock() {
-                return;
-            }
-            if let Err(e) = repo.refresh_locks_every(every) {
-                tracing::debug!("refreshing this run's reader's lock: {e}");
+        .spawn(move || {
+            let mut said = false;
+            loop {
+                std::thread::sleep(tick);
+                let Some(repo) = repo.upgrade() else {
+                    return;
+                };
+                if !repo.holds_reader_lock() {
+                    return;
+                }
+                match repo.refresh_locks_every(every) {
+                    Ok(()) => said = false,
+                    // Once until a refresh works again: a lock not
+                    // refreshed for 30 minutes is passed over by prunes.
+                    Err(e) if !said => {
+                        said = true;
+                        tracing::warn!(
+                            "could not refresh this run's reader's lock ({e}): if it stays \
+                             so for {} minutes, a prune may delete what this run reads",
+                            STALE_AFTER.as_secs() / 60
+                        );
+                    }
+                    Err(e) => tracing::debug!("refreshing this run's reader's lock: {e}"),
+                }
             }
         });
     if let Err(e) = spawned {
@@ -542,7 +562,12 @@ impl Repository {
             .unwrap_or_else(|e| e.into_inner())
             .push((id.clone(), record.clone()));
         if let Err(e) = self.write_lock(&id, &record) {
-            self.drop_unheld_lock(&id);
+            // Quietly: the caller says what going on without it means
+            // (a store this user may only read refused it, most likely).
+            if let Err(e) = self.storage().delete(&format!("locks/{id}")) {
+                tracing::debug!("removing the reader's lock that was not written: {e}");
+            }
+            self.not_held(&id);
             return Err(e);
         }
         self.locks
@@ -602,6 +627,33 @@ impl Repository {
             }
         }
         Ok(())
+    }
+
+    /// What `runs` are, as their lock objects say (`client 'c' is locked
+    /// by ...`, `client 'c' is being read (a restore, say) by ...`); a
+    /// run whose lock is gone or cannot be read, by what is known of it.
+    pub fn describe_runs(&self, runs: &[Run]) -> RepoResult<Vec<String>> {
+        let (locks, _) = self.read_locks(LockName::may_be_a_run, &[])?;
+        Ok(runs
+            .iter()
+            .map(|run| {
+                locks
+                    .iter()
+                    .find_map(|l| match &l.lock {
+                        ReadLock::Record(r) if r.run() == *run => Some(r.describe(&l.name)),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| match run.pid {
+                        // A damaged lock: its host says which.
+                        0 => run.host.clone(),
+                        pid => format!(
+                            "a run on host {} (pid {pid}) since {}",
+                            run.host,
+                            format_time(run.created)
+                        ),
+                    })
+            })
+            .collect())
     }
 
     /// The runs that hold a lock on a client or on the whole repository,
@@ -852,7 +904,9 @@ impl Repository {
     /// in its boot and PID namespace), described: what `fsck` warns about
     /// (the next run breaks them, so they are no problem, but one on a
     /// client nobody backs up from this host again stays until then).
-    pub(crate) fn locks_of_gone_processes(&self) -> RepoResult<Vec<String>> {
+    /// Each with whether it is a reader's (which only the next reader
+    /// removes).
+    pub(crate) fn locks_of_gone_processes(&self) -> RepoResult<Vec<(String, bool)>> {
         let me = Identity::current();
         Ok(self
             .read_locks(|_| true, &[])?
@@ -862,7 +916,7 @@ impl Repository {
                 ReadLock::Record(r)
                     if r.same_pids(me) && r.pid != std::process::id() && !process_exists(r.pid) =>
                 {
-                    Some(r.describe(&name))
+                    Some((r.describe(&name), r.kind == LockKind::Read))
                 }
                 _ => None,
             })

@@ -124,8 +124,11 @@ impl Outcome {
             }
         } else if r.deferred {
             let runs = match r.waiting_runs {
-                1 => "1 run (a backup, say) that began before this prune is".to_string(),
-                n => format!("{n} runs (backups, say) that began before this prune are"),
+                1 => "1 run (a backup or a restore, say) that began before the prune's plan is"
+                    .to_string(),
+                n => format!(
+                    "{n} runs (backups or restores, say) that began before the prune's plan are"
+                ),
             };
             ctx.outln(&format!(
                 "deletion deferred: {runs} still running; the next prune finishes it"
@@ -197,8 +200,8 @@ impl Outcome {
 /// runs going on now, whose fresh packs count as unused here.
 fn waiting_for(r: &PruneReport) -> String {
     let runs = match r.waiting_runs {
-        1 => "1 run (a backup, say) still running".to_string(),
-        n => format!("{n} runs (backups, say) still running"),
+        1 => "1 run (a backup or a restore, say) still running".to_string(),
+        n => format!("{n} runs (backups or restores, say) still running"),
     };
     // A pretend prune that finds runs going on now counts packs to
     // delete (else it would not look for runs): none, the earlier plan.
@@ -210,7 +213,7 @@ fn waiting_for(r: &PruneReport) -> String {
     } else {
         format!(
             "a prune now would wait for {runs} before deleting, and keep every pack \
-             they commit: packs being written now count above as unused"
+             a backup among them commits: packs being written now count above as unused"
         )
     }
 }

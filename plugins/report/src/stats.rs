@@ -181,6 +181,14 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         plugin_api::bail!("stats takes no arguments, got '{}'", arg.to_string_lossy());
     }
     let repo = ctx.repository(false)?;
+    // Every client's generations are read: a prune's deletion waits for
+    // this run (beside a forget and prune, data looked missing).
+    if let Err(e) = repo.lock_for_reading("") {
+        plugin_api::tracing::warn!(
+            "stats: could not take a reader's lock ({e}): a prune that runs meanwhile may make \
+             data look missing"
+        );
+    }
     ctx.status("stats: reading every generation's directories");
     let usage = repo.usage()?;
     if ctx.output_format()?.is_json() {

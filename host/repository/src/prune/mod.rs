@@ -47,6 +47,7 @@ use crate::ids::ObjectId;
 use crate::pack;
 use crate::Repository;
 
+use crate::lock::Run;
 use plan::Plan;
 use referenced::Referenced;
 
@@ -160,7 +161,10 @@ impl Repository {
                 None => report.abandoned_plans += 1,
                 Some(runs) if runs.iter().any(|r| live.contains(r)) => {
                     report.deferred = true;
-                    report.waiting_runs += runs.iter().filter(|r| live.contains(r)).count() as u64;
+                    let waiting: Vec<Run> =
+                        runs.iter().filter(|r| live.contains(r)).cloned().collect();
+                    report.waiting_runs += waiting.len() as u64;
+                    self.say_waiting_for(&waiting);
                 }
                 Some(_) => report.finished_earlier_plans += 1,
             }
@@ -227,8 +231,10 @@ impl Repository {
                     }
                     Some(runs) if runs.iter().any(|r| live.contains(r)) => {
                         report.deferred = true;
-                        report.waiting_runs +=
-                            runs.iter().filter(|r| live.contains(r)).count() as u64;
+                        let waiting: Vec<Run> =
+                            runs.iter().filter(|r| live.contains(r)).cloned().collect();
+                        report.waiting_runs += waiting.len() as u64;
+                        self.say_waiting_for(&waiting);
                     }
                     Some(_) => {
                         self.walk_new_generations(&mut refs, progress)?;
@@ -312,6 +318,7 @@ impl Repository {
             let live = self.live_runs()?;
             report.deferred = !live.is_empty();
             report.waiting_runs = live.len() as u64;
+            self.say_waiting_for(&live);
             return Ok(report);
         }
         // 4. Copy what is used out of the packs to rewrite; index anew
@@ -387,8 +394,22 @@ impl Repository {
             );
             report.deferred = true;
             report.waiting_runs = runs.len() as u64;
+            self.say_waiting_for(&runs);
         }
         Ok(report)
+    }
+
+    /// Say which runs a deletion waits for (backups, restores, mounts:
+    /// the report counts them only), one notice each.
+    fn say_waiting_for(&self, runs: &[Run]) {
+        match self.describe_runs(runs) {
+            Ok(described) => {
+                for what in described {
+                    tracing::info!(target: "obnam::notice", "the deletion waits for: {what}");
+                }
+            }
+            Err(e) => tracing::debug!("describing the runs a prune waits for: {e}"),
+        }
     }
 }
 
