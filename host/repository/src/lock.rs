@@ -931,6 +931,13 @@ impl Repository {
             .0
             .into_iter()
             .filter_map(|Listed { name, lock, .. }| match lock {
+                ReadLock::Damaged { problem, .. } if LockName::tag(&name) == Tag::Read => {
+                    Some(format!(
+                        "damaged lock object locks/{name}: {problem}; a reader's lock by its \
+                         name, it keeps prunes from deleting until it is 30 minutes old: \
+                         'obnam force-lock' removes it"
+                    ))
+                }
                 ReadLock::Damaged { problem, .. } => Some(format!(
                     "damaged lock object locks/{name}: {problem}; it keeps other runs \
                      waiting: if no other obnam is using the repository, 'obnam force-lock' \
@@ -1378,6 +1385,24 @@ mod tests {
             "{removed:?}"
         );
         assert!(lock_names(dir.path()).is_empty());
+    }
+
+    /// A damaged object under a reader's lock's name is said to be one:
+    /// only prunes wait for it.
+    #[test]
+    fn a_damaged_readers_lock_is_named_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = open(dir.path());
+        let name = foreign_reader(&repo, "c", false);
+        std::fs::write(dir.path().join("locks").join(&name), b"damaged").unwrap();
+        let problems = repo.damaged_locks().unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("a reader's lock by its name, it keeps prunes from deleting"),
+            "{problems:?}"
+        );
+        // Nothing else waits for it.
+        repo.lock_client("c", Duration::ZERO).unwrap();
     }
 
     /// A reader's lock left by a process gone is removed by the next
