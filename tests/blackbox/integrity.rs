@@ -421,6 +421,7 @@ fn a_damaged_chunk_is_taken_out_by_repair_packs_and_healed_by_the_next_backup() 
     let first = w.obnam(&["genids"]).ok().stdout.trim().to_string();
     let pack = flip_first(&w.repo.join("packs"), &a[100_000..100_064], 0x01);
     let key = key_of(&w.repo, &pack);
+    let damaged = fs::read(&pack).unwrap();
     let run = w.obnam(&["fsck", "--verify-data"]).fails().no_rust_panic();
     assert!(
         run.stderr.contains(&key) && run.stderr.contains(&format!("obnam repair-packs {key}")),
@@ -486,16 +487,31 @@ fn a_damaged_chunk_is_taken_out_by_repair_packs_and_healed_by_the_next_backup() 
         "{run:#?}"
     );
     // A pack the index does not list, still there (a repair stopped
-    // after the index objects were replaced): the way out is named.
-    let stray = w.repo.join(&key);
-    fs::write(&stray, b"left over").unwrap();
+    // after the index objects were replaced, before it deleted the
+    // pack): run again, it takes it out, copying what the index has
+    // nowhere else (here nothing: the backup stored the chunk again);
+    // the rerun was refused, with a hint that led in a circle.
+    fs::write(w.repo.join(&key), &damaged).unwrap();
+    let run = w.obnam(&["repair-packs", &key]).ok();
+    assert!(
+        run.stdout
+            .contains(&format!("{key}: no index object lists it ("))
+            && run.stdout.contains("the pack was deleted"),
+        "{run:#?}"
+    );
+    assert!(!w.repo.join(&key).exists());
+    let run = w.obnam(&["fsck", "--verify-data"]).ok();
+    assert!(run.stdout.contains(" 0 problems"), "{run:#?}");
+    // Its own list unreadable: what it holds is unknown, and it stays.
+    fs::write(w.repo.join(&key), b"left over").unwrap();
     let run = w.obnam(&["repair-packs", &key]).fails();
     assert!(
         run.stderr
-            .contains("is not a pack the repository's index lists")
-            && run.stderr.contains("'obnam prune' deletes it"),
+            .contains("no index object lists it, and its own list of blobs cannot be read")
+            && run.stderr.contains("so it stays"),
         "{run:#?}"
     );
+    fs::remove_file(w.repo.join(&key)).unwrap();
 }
 
 /// `repair-packs` drops nothing of a sound pack whatever the reads bring

@@ -462,9 +462,12 @@ impl Repository {
         };
         let missing = |id: &ObjectId, blobs: u64| {
             format!(
-                "{} is missing: the index lists {blobs} {} in it",
+                "{} is missing: the index lists {blobs} {} in it; 'obnam repair-packs {}' \
+                 before the next backup takes it out of the index, so that backups store \
+                 its data again under the ids older generations use",
                 pack::key(id),
-                if blobs == 1 { "blob" } else { "blobs" }
+                if blobs == 1 { "blob" } else { "blobs" },
+                pack::key(id)
             )
         };
         let mut gone = Vec::new();

@@ -433,7 +433,9 @@ fn keep_reader_locks_fresh(repo: std::sync::Weak<Repository>, tick: Duration, ev
                     return;
                 }
                 match repo.refresh_locks_every(every) {
-                    Ok(()) => said = false,
+                    // Refreshed: a later failure is said again.
+                    Ok(true) => said = false,
+                    Ok(false) => {}
                     // Once until a refresh works again: a lock not
                     // refreshed for 30 minutes is passed over by prunes.
                     Err(e) if !said => {
@@ -1176,12 +1178,12 @@ impl Repository {
 
     /// Rewrite held locks with a new refresh time if it is due.
     pub fn refresh_locks(&self) -> RepoResult<()> {
-        self.refresh_locks_every(REFRESH_EVERY)
+        self.refresh_locks_every(REFRESH_EVERY).map(|_| ())
     }
 
     /// Rewrite held locks with a new refresh time if the last was `every`
-    /// ago.
-    fn refresh_locks_every(&self, every: Duration) -> RepoResult<()> {
+    /// ago; whether it was due (and done).
+    fn refresh_locks_every(&self, every: Duration) -> RepoResult<bool> {
         {
             let mut last = self
                 .locks
@@ -1189,13 +1191,13 @@ impl Repository {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             match *last {
-                None => return Ok(()),
-                Some(t) if t.elapsed() < every => return Ok(()),
+                None => return Ok(false),
+                Some(t) if t.elapsed() < every => return Ok(false),
                 Some(_) => {}
             }
             *last = Some(Instant::now());
         }
-        self.refresh_held_locks()
+        self.refresh_held_locks().map(|()| true)
     }
 
     /// Rewrite held locks with a new refresh time, now; and note if the

@@ -122,7 +122,13 @@ impl Repository {
             ));
         }
         self.reload_index()?;
-        let mut packs: Vec<(ObjectId, u32)> = Vec::new();
+        // The sizes the store lists: a read that brings less is a failed
+        // read, not a pack cut short (a short read took every blob it did
+        // not bring for damaged, and the pack was deleted).
+        let sizes = self.stored_pack_sizes()?;
+        let sized = sizes.values().any(|&size| size > 0);
+        // Every name is looked at before anything is read.
+        let mut ids: Vec<ObjectId> = Vec::new();
         for name in names {
             let Some(id) = pack_id_in(name) else {
                 return Err(RepoError::Usage(format!(
@@ -130,72 +136,145 @@ impl Repository {
                     crate::error::shown(name)
                 )));
             };
-            let number = self.catalog.write().pack_number(id);
-            if !self.catalog.read().listed_packs().contains(&number) {
-                let there = self.storage().exists(&pack::key(&id)).unwrap_or(false);
-                return Err(RepoError::Usage(if there {
-                    format!(
-                        "{} is not a pack the repository's index lists: if a repair-packs of \
-                         it was stopped, what checked in it was copied already, and 'obnam \
-                         prune' deletes it; if an index object was lost, 'obnam repair-index' \
-                         indexes it again (then repair it)",
-                        pack::key(&id)
-                    )
-                } else {
-                    format!(
-                        "{} is neither in the repository's index nor in the store",
-                        pack::key(&id)
-                    )
-                }));
+            if !self.is_listed(&id) && !sizes.contains_key(&id) {
+                return Err(RepoError::Usage(format!(
+                    "{} is neither in the repository's index nor in the store",
+                    pack::key(&id)
+                )));
             }
-            if !packs.iter().any(|(p, _)| *p == id) {
-                packs.push((id, number));
+            if !ids.contains(&id) {
+                ids.push(id);
             }
         }
-        // The sizes the store lists: a read that brings less is a failed
-        // read, not a pack cut short (a short read took every blob it did
-        // not bring for damaged, and the pack was deleted).
-        let sizes = self.stored_pack_sizes()?;
-        let sized = sizes.values().any(|&size| size > 0);
+        // One pack at a time, each taken out whole before the next is
+        // read: a failure on one leaves those before it done and itself
+        // as it was (copies of a first pack were written, and the run
+        // said "nothing was changed" of a second it could not read).
         let mut report = Salvaged::default();
-        let mut doomed: HashSet<u32> = HashSet::new();
-        for (id, number) in &packs {
+        for id in &ids {
             let size = sizes.get(id).copied().filter(|_| sized);
-            let found = self.salvage_pack(id, *number, size, pretend)?;
+            let number = self.catalog.write().pack_number(*id);
+            let listed = self.is_listed(id);
+            let found = if listed {
+                self.salvage_pack(id, number, size, pretend)?
+            } else {
+                self.salvage_unlisted_pack(id, number, size, pretend)?
+            };
             if found.replaced {
-                doomed.insert(*number);
+                report.index_objects_replaced += self.take_out(id, listed, found.gone, pretend)?;
             }
             report.packs.push(found);
         }
-        if doomed.is_empty() {
-            return Ok(report);
+        Ok(report)
+    }
+
+    /// Whether an index object lists pack `id`.
+    fn is_listed(&self, id: &ObjectId) -> bool {
+        let number = self.catalog.write().pack_number(*id);
+        self.catalog.read().listed_packs().contains(&number)
+    }
+
+    /// Take pack `id` out, its copies written: index anew the packs the
+    /// index objects that list it list besides (if `listed`), delete those
+    /// objects, then the pack (unless it cannot be read at all). Returns
+    /// how many index objects were (or, pretending, would be) replaced.
+    fn take_out(&self, id: &ObjectId, listed: bool, gone: bool, pretend: bool) -> RepoResult<u64> {
+        let mut replaced_objects = 0;
+        if listed {
+            // Every other pack the index lists counts as stored: only this
+            // one goes from the index objects rewritten (a pack missing
+            // that was not named stays, for a backup to find missing).
+            let number = self.catalog.write().pack_number(*id);
+            let stored: HashSet<ObjectId> = {
+                let index = self.catalog.read();
+                index
+                    .listed_packs()
+                    .into_iter()
+                    .filter_map(|n| index.pack_id(n))
+                    .collect()
+            };
+            let (replaced, relist) =
+                self.index_objects_to_replace(&stored, &HashSet::from([number]));
+            replaced_objects = replaced.len() as u64;
+            if pretend {
+                return Ok(replaced_objects);
+            }
+            self.flush()?;
+            self.write_index_of_packs(&relist)?;
+            for name in &replaced {
+                self.storage().delete(&format!("index/{name}"))?;
+            }
+        } else if pretend {
+            return Ok(0);
+        } else {
+            self.flush()?;
         }
-        // Every pack the index lists counts as stored: only the doomed
-        // ones go from the index objects rewritten (a pack missing that
-        // was not named stays as it is, for a backup to find missing).
-        let listed: HashSet<ObjectId> = {
-            let index = self.catalog.read();
-            index
-                .listed_packs()
-                .into_iter()
-                .filter_map(|n| index.pack_id(n))
-                .collect()
-        };
-        let (replaced, relist) = self.index_objects_to_replace(&listed, &doomed);
-        report.index_objects_replaced = replaced.len() as u64;
-        if pretend {
-            return Ok(report);
-        }
-        self.flush()?;
-        self.write_index_of_packs(&relist)?;
-        for name in &replaced {
-            self.storage().delete(&format!("index/{name}"))?;
-        }
-        for found in report.packs.iter().filter(|p| p.replaced && !p.gone) {
-            self.storage().delete(&found.key)?;
+        if !gone {
+            self.storage().delete(&pack::key(id))?;
         }
         self.reload_index()?;
-        Ok(report)
+        Ok(replaced_objects)
+    }
+
+    /// A pack no index object lists but the store holds (a repair stopped
+    /// after it replaced the index objects, before it deleted the pack;
+    /// or an index object lost): the blobs of its own list that the index
+    /// has nowhere else and that check are copied, and it goes.
+    fn salvage_unlisted_pack(
+        &self,
+        id: &ObjectId,
+        number: u32,
+        size: Option<u64>,
+        pretend: bool,
+    ) -> RepoResult<SalvagedPack> {
+        let key = pack::key(id);
+        let mut found = SalvagedPack {
+            key: key.clone(),
+            problem: "no index object lists it (a repair-packs stopped before it deleted it, or \
+                      an index object lost)"
+                .to_string(),
+            replaced: true,
+            ..SalvagedPack::default()
+        };
+        let bytes = match self.read_whole_pack(&key, size)? {
+            Ok(bytes) => bytes,
+            Err(why) => {
+                found.gone = true;
+                found.problem = format!("{why}; no index object lists it");
+                return Ok(found);
+            }
+        };
+        let listed = self.pack_list(id, number, &bytes).map_err(|e| {
+            RepoError::Usage(format!(
+                "{key}: no index object lists it, and its own list of blobs cannot be read \
+                 ({e}): what it holds is unknown, so it stays ('obnam prune' deletes it once \
+                 no generation needs what may be in it)"
+            ))
+        })?;
+        let mut good = Vec::with_capacity(listed.len());
+        for e in &listed {
+            if self.catalog.read().get(&e.id).is_some() {
+                continue;
+            }
+            match self.checked_blob(&key, &bytes, e) {
+                Ok(stored) => good.push((e, stored)),
+                Err(error) if error.is_damaged_object() => {
+                    found
+                        .dropped
+                        .push(format!("{} {}: {error}", kind_name(e.location.kind), e.id))
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        found.kept = good.len() as u64;
+        found.kept_bytes = good.iter().map(|(_, s)| s.len() as u64).sum();
+        if !pretend {
+            for (e, stored) in good {
+                self.uploads
+                    .put_stored(self, e.id, e.location.kind, stored)?;
+            }
+        }
+        Ok(found)
     }
 
     /// Read pack `key` whole, `size` bytes long where the store lists
@@ -329,11 +408,15 @@ impl Repository {
 
     /// Whether the pack's first bytes and its own list of blobs read.
     fn pack_list_reads(&self, id: &ObjectId, bytes: &[u8]) -> RepoResult<()> {
+        self.pack_list(id, 0, bytes).map(|_| ())
+    }
+
+    /// The pack's own list of blobs, as index entries of pack `number`.
+    fn pack_list(&self, id: &ObjectId, number: u32, bytes: &[u8]) -> RepoResult<Vec<IndexEntry>> {
         let sealed =
             pack::split_trailer(bytes).map_err(|e| RepoError::corrupt(pack::key(id), e))?;
         let trailer = self.codec.decode(&format!("pack/{id}"), sealed.to_vec())?;
-        pack::decode_trailer(&trailer, 0).map_err(|e| RepoError::corrupt(pack::key(id), e))?;
-        Ok(())
+        pack::decode_trailer(&trailer, number).map_err(|e| RepoError::corrupt(pack::key(id), e))
     }
 }
 
