@@ -1514,26 +1514,21 @@ impl World {
             world.note(format!("  {}: {}", args.join(" "), out.summary()));
             out
         };
-        let not_listed = |out: &Outcome| {
-            out.code == Some(1)
-                && out
-                    .stderr
-                    .contains("is not a pack the repository's index lists")
-        };
         let first = run(self, 0, &["repair-packs", &key], fault.clone());
-        if not_listed(&first) && fault == Fault::None {
-            // A pack that only a prune's plan still names: put it back.
-            bytes[offset] ^= 0x40;
-            return fs::write(&pack, &bytes).map_err(|e| format!("damage {key}: {e}"));
-        }
         self.count_fault(&fault, &first);
         allowed(&fault, &first).map_err(|e| format!("repair-packs {key}: {e}"))?;
         if !first.ok() {
-            // Stopped: run again without a fault. Listed still, the pack
-            // is taken out now; the first run may have taken it out of
-            // the index already (and then it is listed no more).
+            // Stopped: run again without a fault. It finishes the work,
+            // whether the first run had taken the pack out of the index
+            // yet or not (then the pack is listed no more, and goes with
+            // what the index has nowhere else copied), or says there is
+            // nothing left to do.
             let again = run(self, 0, &["repair-packs", &key], Fault::None);
-            if !again.ok() && !not_listed(&again) {
+            let done_before = again.code == Some(1)
+                && again
+                    .stderr
+                    .contains("is neither in the repository's index nor in the store");
+            if !again.ok() && !done_before {
                 return Err(format!(
                     "repair-packs {key} after a stopped one:\n{}\n{}",
                     again.stdout, again.stderr
