@@ -228,6 +228,17 @@ impl Repository {
         pretend: bool,
     ) -> RepoResult<SalvagedPack> {
         let key = pack::key(id);
+        // An index object that could not be read may list it: then whether
+        // it is a leftover is unknown, and taken out, the pack would stay
+        // listed there (were that object sound after all, a read cut short
+        // three times).
+        if let Some(object) = self.catalog.damaged_names().first() {
+            return Err(RepoError::Usage(format!(
+                "{key}: no index object that could be read lists it, and index/{object} could \
+                 not be read: 'obnam repair-index' first (it indexes the packs no index object \
+                 lists from their own lists), then repair what is still damaged"
+            )));
+        }
         let mut found = SalvagedPack {
             key: key.clone(),
             problem: "no index object lists it (a repair-packs stopped before it deleted it, or \
@@ -561,6 +572,37 @@ mod tests {
             .salvage_packs(&["nonsense".into()], false, Duration::ZERO)
             .unwrap_err();
         assert!(e.to_string().contains("names no pack"), "{e}");
+    }
+
+    /// A pack that looks unlisted because an index object could not be
+    /// read is not taken out: it may be listed there.
+    #[test]
+    fn a_pack_an_unreadable_index_object_may_list_is_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = open(dir.path());
+        let ids: Vec<_> = (0..4)
+            .map(|i| {
+                let d = data(i);
+                repo.put_chunk(repo.token(&d), &d).unwrap()
+            })
+            .collect();
+        repo.flush().unwrap();
+        let (key, file, _) = place(&repo, dir.path(), &ids[0]);
+        drop(repo);
+        for object in std::fs::read_dir(dir.path().join("index")).unwrap() {
+            let path = object.unwrap().path();
+            let mut bytes = std::fs::read(&path).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x01;
+            std::fs::write(&path, bytes).unwrap();
+        }
+        // A temporary index cache: every index object is read anew.
+        let repo = open(dir.path());
+        let e = repo
+            .salvage_packs(std::slice::from_ref(&key), false, Duration::ZERO)
+            .unwrap_err();
+        assert!(e.to_string().contains("'obnam repair-index' first"), "{e}");
+        assert!(file.exists());
     }
 
     #[test]

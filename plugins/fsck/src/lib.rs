@@ -238,8 +238,13 @@ fn say_repaired(ctx: &Context<'_>, done: &plugin_api::RepairedPacks, pretend: bo
             format!("{}: every blob checks ({kept}): left as it is", p.key)
         };
         ctx.outln(&line)?;
+        let dropped = if pretend {
+            "would be dropped"
+        } else {
+            "dropped"
+        };
         for d in &p.dropped {
-            ctx.outln(&format!("  dropped: {d}"))?;
+            ctx.outln(&format!("  {dropped}: {d}"))?;
         }
     }
     if done.packs.iter().any(|p| !p.dropped.is_empty()) {
