@@ -329,14 +329,7 @@ impl Repository {
             // the packs it deleted are listed no more. A pack still listed
             // is missing indeed.
             self.reload_index()?;
-            let listed: HashSet<ObjectId> = {
-                let index = self.catalog.read();
-                index
-                    .listed_packs()
-                    .into_iter()
-                    .filter_map(|n| index.pack_id(n))
-                    .collect()
-            };
+            let listed = self.catalog.read().listed_pack_ids();
             let stored = self.stored_packs()?;
             gone.retain(|(id, _)| listed.contains(id) && !stored.contains(id));
             report.problems.extend(gone.into_iter().map(|(_, p)| p));

@@ -594,6 +594,14 @@ impl Index {
         packs
     }
 
+    /// The ids of the packs [`listed_packs`](Self::listed_packs) gives.
+    pub fn listed_pack_ids(&self) -> HashSet<ObjectId> {
+        self.listed_packs()
+            .into_iter()
+            .filter_map(|n| self.pack_id(n))
+            .collect()
+    }
+
     /// The live index objects of the segments, with the packs each lists.
     pub fn object_packs(&self) -> HashMap<String, Vec<u32>> {
         let mut out: HashMap<String, Vec<u32>> = HashMap::new();

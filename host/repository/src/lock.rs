@@ -572,16 +572,7 @@ impl Repository {
             self.not_held(&id);
             return Err(e);
         }
-        self.locks
-            .last_refresh
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_with(Instant::now);
-        self.locks
-            .refreshed_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_with(std::time::SystemTime::now);
+        self.start_refresh_clock();
         if let Err(e) = self.remove_stale_reader_locks(&id) {
             tracing::debug!("looking for readers' locks left behind: {e}");
         }
@@ -745,17 +736,7 @@ impl Repository {
                 }
             };
             let Some((other_id, other)) = blocker else {
-                // Refreshes are counted from here (see `refresh_locks`).
-                self.locks
-                    .last_refresh
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert_with(Instant::now);
-                self.locks
-                    .refreshed_at
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert_with(std::time::SystemTime::now);
+                self.start_refresh_clock();
                 return Ok(());
             };
             let deleted = self.storage().delete(&format!("locks/{id}"));
@@ -804,6 +785,21 @@ impl Repository {
             };
             std::thread::sleep(wait.max(Duration::from_millis(10)));
         }
+    }
+
+    /// Count refreshes from now (see `refresh_locks`), unless a lock held
+    /// already started the count.
+    fn start_refresh_clock(&self) {
+        self.locks
+            .last_refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Instant::now);
+        self.locks
+            .refreshed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(std::time::SystemTime::now);
     }
 
     /// No longer count `id` as held (its object is deleted, or was never

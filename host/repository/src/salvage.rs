@@ -185,14 +185,7 @@ impl Repository {
             // one goes from the index objects rewritten (a pack missing
             // that was not named stays, for a backup to find missing).
             let number = self.catalog.write().pack_number(*id);
-            let stored: HashSet<ObjectId> = {
-                let index = self.catalog.read();
-                index
-                    .listed_packs()
-                    .into_iter()
-                    .filter_map(|n| index.pack_id(n))
-                    .collect()
-            };
+            let stored = self.catalog.read().listed_pack_ids();
             let (replaced, relist) =
                 self.index_objects_to_replace(&stored, &HashSet::from([number]));
             replaced_objects = replaced.len() as u64;
@@ -264,28 +257,53 @@ impl Repository {
         })?;
         let mut good = Vec::with_capacity(listed.len());
         for e in &listed {
-            if self.catalog.read().get(&e.id).is_some() {
-                continue;
-            }
-            match self.checked_blob(&key, &bytes, e) {
-                Ok(stored) => good.push((e, stored)),
-                Err(error) if error.is_damaged_object() => {
-                    found
-                        .dropped
-                        .push(format!("{} {}: {error}", kind_name(e.location.kind), e.id))
-                }
-                Err(other) => return Err(other),
+            if self.catalog.read().get(&e.id).is_none() {
+                self.keep_if_checked(&key, &bytes, e, &mut good, &mut found)?;
             }
         }
+        self.copy_kept(good, &mut found, pretend)?;
+        Ok(found)
+    }
+
+    /// Blob `e` of pack `key`, read as `bytes`: kept in `good` if it
+    /// checks, said in `found`'s dropped blobs if it is damaged.
+    fn keep_if_checked<'b, 'e>(
+        &self,
+        key: &str,
+        bytes: &'b [u8],
+        e: &'e IndexEntry,
+        good: &mut Vec<(&'e IndexEntry, &'b [u8])>,
+        found: &mut SalvagedPack,
+    ) -> RepoResult<()> {
+        match self.checked_blob(key, bytes, e) {
+            Ok(stored) => good.push((e, stored)),
+            Err(error) if error.is_damaged_object() => {
+                found
+                    .dropped
+                    .push(format!("{} {}: {error}", kind_name(e.location.kind), e.id))
+            }
+            Err(other) => return Err(other),
+        }
+        Ok(())
+    }
+
+    /// Count the blobs kept in `found`, and copy them into new packs
+    /// unless `not_now` (pretending, or the pack stays).
+    fn copy_kept(
+        &self,
+        good: Vec<(&IndexEntry, &[u8])>,
+        found: &mut SalvagedPack,
+        not_now: bool,
+    ) -> RepoResult<()> {
         found.kept = good.len() as u64;
         found.kept_bytes = good.iter().map(|(_, s)| s.len() as u64).sum();
-        if !pretend {
+        if !not_now {
             for (e, stored) in good {
                 self.uploads
                     .put_stored(self, e.id, e.location.kind, stored)?;
             }
         }
-        Ok(found)
+        Ok(())
     }
 
     /// Read pack `key` whole, `size` bytes long where the store lists
@@ -372,15 +390,15 @@ impl Repository {
             };
             found.problem = format!("its own list of blobs cannot be read ({why})");
         }
-        let mut checks = Vec::with_capacity(entries.len());
+        let mut first = Vec::with_capacity(entries.len());
         for e in &entries {
-            checks.push(match self.checked_blob(&key, &bytes, e) {
-                Ok(_) => true,
-                Err(error) if error.is_damaged_object() => false,
+            first.push(match self.checked_blob(&key, &bytes, e) {
+                Ok(stored) => Some(stored),
+                Err(error) if error.is_damaged_object() => None,
                 Err(other) => return Err(other),
             });
         }
-        let again = if checks.contains(&false) {
+        let again = if first.contains(&None) {
             match self.read_whole_pack(&key, size)? {
                 Ok(bytes) => bytes,
                 Err(why) => {
@@ -392,28 +410,18 @@ impl Repository {
         } else {
             Vec::new()
         };
+        // Those that checked on the first read are kept as read; the
+        // others are checked again on the second.
         let mut good = Vec::with_capacity(entries.len());
-        for (e, checked) in entries.iter().zip(checks) {
-            let from = if checked { &bytes } else { &again };
-            match self.checked_blob(&key, from, e) {
-                Ok(stored) => good.push((e, stored)),
-                Err(error) if error.is_damaged_object() => {
-                    found
-                        .dropped
-                        .push(format!("{} {}: {error}", kind_name(e.location.kind), e.id))
-                }
-                Err(other) => return Err(other),
+        for (e, stored) in entries.iter().zip(first) {
+            match stored {
+                Some(stored) => good.push((e, stored)),
+                None => self.keep_if_checked(&key, &again, e, &mut good, &mut found)?,
             }
         }
-        found.kept = good.len() as u64;
-        found.kept_bytes = good.iter().map(|(_, s)| s.len() as u64).sum();
         found.replaced = !found.dropped.is_empty() || !found.problem.is_empty();
-        if found.replaced && !pretend {
-            for (e, stored) in good {
-                self.uploads
-                    .put_stored(self, e.id, e.location.kind, stored)?;
-            }
-        }
+        let not_now = !found.replaced || pretend;
+        self.copy_kept(good, &mut found, not_now)?;
         Ok(found)
     }
 
