@@ -514,6 +514,94 @@ fn a_damaged_chunk_is_taken_out_by_repair_packs_and_healed_by_the_next_backup() 
     fs::remove_file(w.repo.join(&key)).unwrap();
 }
 
+/// A byte of a compressed chunk's filter tag changed (`zstd` read
+/// `zst$`) is damage to that chunk, as any other byte of it: `fsck
+/// --verify-data` names its pack, `repair-packs` drops it, the next backup
+/// stores it again. It read as a plugin missing: `repair-packs` refused
+/// the pack (a torture run's failure), and fsck stopped. The same unknown
+/// tag on two blobs of a pack is a plugin missing, and the pack stays.
+#[test]
+fn a_damaged_filter_tag_is_damage_that_repair_packs_takes_out() {
+    let w = BackupWorld::new("c");
+    let text = |seed: usize| -> Vec<u8> {
+        (0..20_000)
+            .flat_map(|i| format!("line {} of file {seed}\n", i * 7919 % 10_007).into_bytes())
+            .collect()
+    };
+    let (a, b) = (text(1), text(2));
+    w.file("a", &a);
+    w.file("b", &b);
+    let settings = ["--compress-with", "zstd", "--pack-size", "64KiB"];
+    w.backup(&settings).ok();
+    let first = w.obnam(&["genids"]).ok().stdout.trim().to_string();
+    // The largest pack holds file data; its blobs are compressed.
+    let pack = files_under(&w.repo.join("packs"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let key = key_of(&w.repo, &pack);
+    let sound = fs::read(&pack).unwrap();
+    let tag = b"\x01\x04zstd";
+    let at: Vec<usize> = sound
+        .windows(tag.len())
+        .enumerate()
+        .filter(|(_, w)| w == tag)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(at.len() > 1, "{key} holds {} compressed blobs", at.len());
+
+    // Two blobs with the same unknown tag: a plugin is missing.
+    let mut twice = sound.clone();
+    twice[at[0] + 5] = b'$';
+    twice[at[1] + 5] = b'$';
+    fs::write(&pack, &twice).unwrap();
+    let run = w.obnam(&["repair-packs", &key]).fails().no_rust_panic();
+    assert!(
+        run.stderr
+            .contains(&format!("{key} needs the 'zst$' filter; no loaded plugin provides it: 2 of its blobs carry that tag")),
+        "{run:#?}"
+    );
+    assert_eq!(fs::read(&pack).unwrap(), twice, "nothing was changed");
+
+    // Once: damage.
+    let mut once = sound.clone();
+    once[at[0] + 5] = b'$';
+    fs::write(&pack, &once).unwrap();
+    let run = w.obnam(&["fsck", "--verify-data"]).fails().no_rust_panic();
+    assert!(
+        run.stderr.contains(
+            "its filter tag 'zst$' is no loaded plugin's and one damaged byte away from 'zstd'"
+        ) && run.stderr.contains(&format!("obnam repair-packs {key}")),
+        "{run:#?}"
+    );
+    let run = w.obnam(&["repair-packs", &key]).ok();
+    assert!(
+        run.stdout
+            .contains(&format!("{key}: 1 blob damaged, was dropped;"))
+            && run.stdout.contains("the pack was deleted"),
+        "{run:#?}"
+    );
+    let run = w.backup(&settings).ok();
+    assert!(
+        run.stderr.contains("unchanged file was read again"),
+        "{run:#?}"
+    );
+    let run = w.obnam(&["fsck", "--verify-data"]).ok();
+    assert!(run.stdout.contains(" 0 problems"), "{run:#?}");
+    let target = w.env.path().join("restored");
+    w.obnam(&[
+        "restore",
+        "--generation",
+        &first,
+        "--to",
+        target.to_str().unwrap(),
+    ])
+    .ok();
+    let restored = target.join(w.data.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(restored.join("a")).unwrap(), a);
+    assert_eq!(fs::read(restored.join("b")).unwrap(), b);
+}
+
 /// `repair-packs` drops nothing of a sound pack whatever the reads bring
 /// (a read that brings less than the store lists is a failed read, not
 /// damage: a short read took every blob it did not bring for damaged,

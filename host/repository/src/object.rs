@@ -221,6 +221,13 @@ pub trait ObjectFilter: Send + Sync {
     /// Whether a loaded filter has the tag `tag`.
     fn provides(&self, tag: &str) -> bool;
 
+    /// The tags of the loaded filters: a tag that none provides but that
+    /// one byte of damage could have made of one of these is taken for
+    /// damage ([`damaged_tag`]).
+    fn tags(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The filters among `tags` that do not vouch for their decode (that
     /// their errors, and so their output, are about the data), in words
     /// (`the filter 'x' of plugin 'p'`); `None` if every one does. What
@@ -492,6 +499,12 @@ fn decode(
     tags: &[String],
 ) -> RepoResult<FilterOutput> {
     if let Some(tag) = tags.iter().find(|tag| !filter.provides(tag)) {
+        if let Some(loaded) = damaged_tag(tag, &filter.tags()) {
+            return Err(RepoError::corrupt(
+                context,
+                damaged_tag_reason(tag, &loaded),
+            ));
+        }
         return Err(RepoError::Filter(missing_filter_message(
             &format!("object {context}"),
             tag,
@@ -506,6 +519,43 @@ fn decode(
     })
 }
 
+/// The loaded filter's tag of which one changed byte of a stored header
+/// could have made `unknown`, a tag no loaded filter provides: the same
+/// length with one byte other (a byte of the tag changed), or a prefix of
+/// it or it a prefix of `unknown` (the tag's length byte changed, so that
+/// the tag stops short or runs on into the payload). Such a tag is taken
+/// for damage to the object, not for a plugin missing: a blob whose
+/// `zstd` tag read `zst$` made `repair-packs` refuse its pack as needing
+/// a plugin, and a backup fail until the generation that used it was
+/// forgotten. A missing plugin's tag is rarely so close to a loaded one;
+/// the error says so, in case.
+pub fn damaged_tag(unknown: &str, loaded: &[String]) -> Option<String> {
+    let unknown = unknown.as_bytes();
+    loaded
+        .iter()
+        .find(|tag| {
+            let tag = tag.as_bytes();
+            if tag.len() == unknown.len() {
+                tag.iter().zip(unknown).filter(|(a, b)| a != b).count() == 1
+            } else {
+                tag.starts_with(unknown) || unknown.starts_with(tag)
+            }
+        })
+        .cloned()
+}
+
+/// Why an object whose tag [`damaged_tag`] found close to `loaded` is
+/// taken for damaged.
+pub fn damaged_tag_reason(unknown: &str, loaded: &str) -> String {
+    format!(
+        "its filter tag '{unknown}' is no loaded plugin's and one damaged byte away from \
+         '{loaded}' (if a plugin that provides '{unknown}' exists, load it)"
+    )
+}
+
+/// The tags of an object's header, and where its payload starts. A tag
+/// is 1 to 255 bytes of printable ASCII (what the host lets a plugin
+/// register): anything else is damage to the header, not a plugin's tag.
 fn parse_header(stored: &[u8]) -> Result<(Vec<String>, usize), String> {
     let count = *stored.first().ok_or("it is empty")? as usize;
     let mut pos = 1;
@@ -515,11 +565,20 @@ fn parse_header(stored: &[u8]) -> Result<(Vec<String>, usize), String> {
         let tag = stored
             .get(pos + 1..pos + 1 + len)
             .ok_or("its filter header is truncated")?;
+        if tag.is_empty() || tag.iter().any(|&b| !b.is_ascii_graphic() && b != b' ') {
+            return Err("a filter tag in its header is not printable text".into());
+        }
         let tag = std::str::from_utf8(tag).map_err(|_| "a filter tag is not text")?;
         tags.push(tag.to_string());
         pos += 1 + len;
     }
     Ok((tags, pos))
+}
+
+/// The tags of a stored object's header (outer ones only, in a sealed
+/// repository); `None` if the header does not parse.
+pub fn stored_tags(stored: &[u8]) -> Option<Vec<String>> {
+    parse_header(stored).ok().map(|(tags, _)| tags)
 }
 
 #[cfg(test)]
@@ -623,5 +682,75 @@ mod tests {
             "object index/2 is corrupt: its filter header is truncated"
         );
         assert!(open(&NoFilters, None, "x", Vec::new()).is_err());
+    }
+
+    /// One changed byte of a tag (or of its length byte) makes a tag
+    /// taken for damage; a tag unlike any loaded one is a plugin missing;
+    /// a tag that is not printable text is damage to the header.
+    #[test]
+    fn a_tag_one_byte_from_a_loaded_one_is_damage() {
+        let loaded = ["zstd".to_string(), "deflate".to_string()];
+        for damaged in ["zst$", "xstd", "zs", "z", "zstd(", "defl", "deflbte"] {
+            assert!(damaged_tag(damaged, &loaded).is_some(), "{damaged}");
+        }
+        for other in ["reverse", "zsxx", "encrypt", "lz4"] {
+            assert_eq!(damaged_tag(other, &loaded), None, "{other}");
+        }
+        assert_eq!(damaged_tag("zstd", &[]), None);
+
+        struct Zstd;
+        impl ObjectFilter for Zstd {
+            fn encode<'d>(
+                &self,
+                _: &str,
+                d: &'d [u8],
+                _: Option<&str>,
+            ) -> Result<(Encoded<'d>, Vec<String>), String> {
+                Ok((Encoded::Unchanged(d), Vec::new()))
+            }
+            fn encode_with(
+                &self,
+                _: &str,
+                _: &str,
+                _: &[u8],
+            ) -> Result<Option<FilterOutput>, String> {
+                Err("none".into())
+            }
+            fn decode(&self, _: &str, d: &[u8], _: &[String]) -> Result<FilterOutput, DecodeError> {
+                Ok(d.to_vec().into())
+            }
+            fn provides(&self, tag: &str) -> bool {
+                tag == "zstd"
+            }
+            fn tags(&self) -> Vec<String> {
+                vec!["zstd".into()]
+            }
+            fn unlock(&self, _: &UnlockRequest) -> Result<Unlocked, String> {
+                Ok(Unlocked::default())
+            }
+        }
+        let damaged = open(&Zstd, None, "chunk/1", b"\x01\x04zst$data".to_vec()).unwrap_err();
+        assert!(damaged.is_damaged_object(), "{damaged}");
+        assert!(
+            damaged.to_string().contains(
+                "its filter tag 'zst$' is no loaded plugin's and one damaged byte away from 'zstd'"
+            ),
+            "{damaged}"
+        );
+        let missing = open(&Zstd, None, "chunk/1", b"\x01\x03lz4data".to_vec()).unwrap_err();
+        assert!(!missing.is_damaged_object(), "{missing}");
+        assert_eq!(
+            missing.to_string(),
+            "object chunk/1 needs the 'lz4' filter; no loaded plugin provides it"
+        );
+        for header in [
+            &b"\x01\x02z\x01data"[..],
+            b"\x01\x00data",
+            b"\x02\x04zstd\x03\xff\xfe\xfd",
+        ] {
+            let e = open(&Zstd, None, "chunk/1", header.to_vec()).unwrap_err();
+            assert!(e.is_damaged_object(), "{e}");
+            assert!(e.to_string().contains("is not printable text"), "{e}");
+        }
     }
 }

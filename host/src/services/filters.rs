@@ -156,6 +156,16 @@ impl Host {
         (!unvouched.is_empty()).then(|| unvouched.join(" and "))
     }
 
+    /// The tags of the filters on filter hook `hook`.
+    pub fn filter_tags(&self, hook: &str) -> Vec<String> {
+        self.registry
+            .hooks
+            .by_name(hook)
+            .map(|h| h.filters.iter().map(|f| f.tag.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a filter tagged `tag` is on filter hook `hook`.
     pub fn has_filter(&self, hook: &str, tag: &str) -> bool {
         self.registry
             .hooks
@@ -561,6 +571,13 @@ impl ObjectFilter for HookFilter {
         self.host
             .upgrade()
             .is_some_and(|host| host.has_filter(DATA_FILTER_HOOK, tag))
+    }
+
+    fn tags(&self) -> Vec<String> {
+        self.host
+            .upgrade()
+            .map(|host| host.filter_tags(DATA_FILTER_HOOK))
+            .unwrap_or_default()
     }
 
     fn unvouched(&self, tags: &[String]) -> Option<String> {
