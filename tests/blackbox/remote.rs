@@ -985,6 +985,70 @@ fn a_write_the_sftp_server_refuses_is_named_as_its_permissions() {
     );
 }
 
+/// A reader of a repository on a read-only file system, over SFTP (a
+/// snapshot people only restore from), goes on without its reader's lock
+/// at once: the server's refusal there is a generic failure, which the
+/// store's retries tried again for some 12 s before every `ls` or
+/// restore; and the hint names a read-only file system beside a full
+/// disk.
+#[test]
+fn a_reader_of_a_read_only_sftp_store_does_not_wait_for_its_lock() {
+    let Some(backend) = Backend::sftp() else {
+        return;
+    };
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: a read-only bind mount needs root");
+        return;
+    }
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "snapshot");
+    let data = env.path().join("data");
+    write(&data.join("f"), b"content");
+    run(&mut backup_cmd(&backend, &env, &url, "c", &data)).ok();
+    let folder = folder_of(&url);
+    let mount = |args: &[&str]| {
+        Command::new("mount")
+            .args(args)
+            .arg(&folder)
+            .arg(&folder)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !mount(&["--bind"]) {
+        eprintln!("skipped: cannot bind-mount here");
+        return;
+    }
+    if !mount(&["-o", "remount,ro,bind"]) {
+        obnam_test_support::unmount(&folder);
+        eprintln!("skipped: cannot make a bind mount read-only here");
+        return;
+    }
+    let log = env.path().join("ls.log");
+    let mut cmd = backend.obnam(&env, &url);
+    cmd.args(["--client-name", "c", "--log"])
+        .arg(&log)
+        .args(["--log-level", "debug", "ls"]);
+    let listed = run(&mut cmd);
+    obnam_test_support::unmount(&folder);
+    assert_eq!(listed.code, 0, "{listed:#?}");
+    assert!(listed.stdout.contains("/f\n"), "{listed:#?}");
+    assert!(
+        listed.stderr.contains("ls: could not take a reader's lock")
+            && listed
+                .stderr
+                .contains("or the folder on a read-only file system?"),
+        "{listed:#?}"
+    );
+    assert_eq!(listed.stderr.matches("WARNING").count(), 1, "{listed:#?}");
+    let log = fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        log.matches("writing the reader's lock").count(),
+        1,
+        "tried twice, not retried: {log}"
+    );
+    assert!(!log.contains("trying again in"), "no write retried: {log}");
+}
+
 /// A bucket that does not exist is named as such, on Garage and on moto.
 fn a_missing_bucket_is_named(backend: Backend) {
     let env = TestEnv::new();

@@ -122,6 +122,14 @@ impl Repository {
         Ok(())
     }
 
+    /// [`write_object`](Self::write_object), the write tried once
+    /// ([`crate::storage::Storage::write_once`]).
+    pub(crate) fn write_object_once(&self, key: &str, data: Vec<u8>) -> RepoResult<()> {
+        let sealed = self.codec.encode(key, data)?;
+        self.storage.write_once(key, sealed)?;
+        Ok(())
+    }
+
     /// Read an object written by [`write_object`](Self::write_object),
     /// verified; no more than the format allows for its kind is read.
     ///

@@ -563,10 +563,20 @@ impl Repository {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((id.clone(), record.clone()));
-        if let Err(e) = self.write_lock(&id, &record) {
+        // Tried twice, not with the store's retries: where it cannot be
+        // written (a store this user may only read), the command goes on
+        // without it, and should not first wait some 12 s for it.
+        let data = serde_json::to_vec(&record).map_err(|e| RepoError::corrupt("lock", e))?;
+        let key = format!("locks/{id}");
+        let written = self.write_object_once(&key, data.clone()).or_else(|e| {
+            tracing::debug!("writing the reader's lock: {e}; once more");
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            self.write_object_once(&key, data)
+        });
+        if let Err(e) = written {
             // Quietly: the caller says what going on without it means
             // (a store this user may only read refused it, most likely).
-            if let Err(e) = self.storage().delete(&format!("locks/{id}")) {
+            if let Err(e) = self.storage().delete_once(&key) {
                 tracing::debug!("removing the reader's lock that was not written: {e}");
             }
             self.not_held(&id);

@@ -301,9 +301,10 @@ fn real<'c>(
         let count = plugin_api::human::count;
         plugin_api::tracing::warn!(
             "{} that the repository's index lists {} missing or cut short; nothing is built \
-             on the {} they held: files that used them are read and stored again (run fsck \
-             to see what older generations lost; once those are forgotten, prune removes the \
-             packs)",
+             on the {} they held: files that used them are read and stored again ('obnam \
+             fsck' names the packs and what older generations lost; 'obnam repair-packs' with \
+             those names takes them out of the index: run it before the backup next time, \
+             and the older generations heal too)",
             count(lost_packs, "pack", "packs"),
             if lost_packs == 1 { "is" } else { "are" },
             count(lost_blobs, "chunk or tree", "chunks and trees"),

@@ -148,12 +148,13 @@ pub(crate) fn describe(e: &opendal::Error) -> String {
                 (is --s3-endpoint right?)"
             .to_string();
     }
-    // SFTP (version 3) has no word for a full disk: the server says only
-    // that the write failed.
+    // SFTP (version 3) has no word for a full disk, nor for a read-only
+    // file system (a snapshot or export people only restore from): the
+    // server says only that the write failed.
     if text.contains("Sftp server reported error kind Failure") {
         text.push_str(
-            " (the SFTP server refused without saying why: is its disk full, or the \
-             account over its quota?)",
+            " (the SFTP server refused without saying why: is its disk full, the \
+             account over its quota, or the folder on a read-only file system?)",
         );
     }
     // ssh's banner for a changed host key is 17 lines of warnings; what

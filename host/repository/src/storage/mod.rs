@@ -416,9 +416,32 @@ impl Storage {
             .run(Op::Write, key, || self.put_counted(key, data))
     }
 
+    /// Write a whole object, tried once, not as the store's retries say:
+    /// for a write whose failure costs little (a reader's lock), where
+    /// some 12 s of retries kept every restore from a store the user may
+    /// only read waiting (over SFTP, a read-only file system's refusal is
+    /// a generic failure, which is retried).
+    pub fn write_once(&self, key: &str, data: impl Into<bytes::Bytes>) -> Result<(), StorageError> {
+        self.begin_write(key)?;
+        let data = data.into();
+        self.faults
+            .run(Op::Write, key, || self.put_counted_tried(key, data, false))
+    }
+
     /// Write a whole object whose write [`begin_write`](Self::begin_write)
     /// has counted.
     pub(crate) fn put_counted(&self, key: &str, data: bytes::Bytes) -> Result<(), StorageError> {
+        self.put_counted_tried(key, data, true)
+    }
+
+    /// [`put_counted`](Self::put_counted), with the store's retries or
+    /// once.
+    fn put_counted_tried(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+        retried: bool,
+    ) -> Result<(), StorageError> {
         let len = data.len() as u64;
         if let Some(put) = self.backend.put_direct(key, &data) {
             put.map_err(|e| write_failure(&self.url, key, e))?;
@@ -426,7 +449,7 @@ impl Storage {
             return Ok(());
         }
         let (backend, gate, url) = (&self.backend, &self.write_gate, &self.url);
-        self.run(|op| {
+        let put = |op: Operator| {
             let data = data.clone();
             async move {
                 let _turn = gate.enter().await;
@@ -436,7 +459,11 @@ impl Storage {
                 }
                 put
             }
-        })
+        };
+        match retried {
+            true => self.run(put),
+            false => self.run_once(put),
+        }
         .map_err(|e| self.fail("write", key, e))?;
         self.count_bytes(len);
         Ok(())
@@ -457,13 +484,22 @@ impl Storage {
 
     /// Delete an object; deleting one that does not exist is not an error.
     pub fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.delete_tried(key, !self.gave_up.load(Ordering::Relaxed))
+    }
+
+    /// [`delete`](Self::delete), tried once (see [`write_once`](Self::write_once)).
+    pub fn delete_once(&self, key: &str) -> Result<(), StorageError> {
+        self.delete_tried(key, false)
+    }
+
+    fn delete_tried(&self, key: &str, retried: bool) -> Result<(), StorageError> {
         self.may_change(key)?;
         self.count_write();
         self.faults.run(Op::Delete, key, || {
             let delete = |op: Operator| async move { op.delete(key).await };
-            let done = match self.gave_up.load(Ordering::Relaxed) {
-                true => self.run_once(delete),
-                false => self.run(delete),
+            let done = match retried {
+                false => self.run_once(delete),
+                true => self.run(delete),
             };
             match done {
                 // An object already gone is what a delete is for. OpenDAL's
