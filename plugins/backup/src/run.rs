@@ -694,14 +694,15 @@ impl Shared<'_> {
         if !due(self) {
             return Ok(());
         }
+        // Counted from here, where the checkpoint cuts, not from when its
+        // commit is done: what the other workers store while it waits for
+        // the packs in flight counts toward the next one (it did not, and
+        // checkpoints came further apart than asked).
+        let cut = self.stored.load(Ordering::Relaxed);
         let gen = self.builder.commit(true)?;
         plugin_api::tracing::info!("committed checkpoint generation {}", gen.id);
-        self.next_checkpoint.store(
-            self.stored
-                .load(Ordering::Relaxed)
-                .saturating_add(self.checkpoint_every),
-            Ordering::Relaxed,
-        );
+        self.next_checkpoint
+            .store(cut.saturating_add(self.checkpoint_every), Ordering::Relaxed);
         Ok(())
     }
 }
