@@ -222,8 +222,8 @@ pub trait ObjectFilter: Send + Sync {
     fn provides(&self, tag: &str) -> bool;
 
     /// The tags of the loaded filters: a tag that none provides but that
-    /// one byte of damage could have made of one of these is taken for
-    /// damage ([`damaged_tag`]).
+    /// one damaged byte could have made of one of these is damage if the
+    /// object checks with this one in its place ([`header_repairs`]).
     fn tags(&self) -> Vec<String> {
         Vec::new()
     }
@@ -499,12 +499,6 @@ fn decode(
     tags: &[String],
 ) -> RepoResult<FilterOutput> {
     if let Some(tag) = tags.iter().find(|tag| !filter.provides(tag)) {
-        if let Some(loaded) = damaged_tag(tag, &filter.tags()) {
-            return Err(RepoError::corrupt(
-                context,
-                damaged_tag_reason(tag, &loaded),
-            ));
-        }
         return Err(RepoError::Filter(missing_filter_message(
             &format!("object {context}"),
             tag,
@@ -519,43 +513,85 @@ fn decode(
     })
 }
 
-/// The loaded filter's tag of which one changed byte of a stored header
-/// could have made `unknown`, a tag no loaded filter provides: the same
-/// length with one byte other (a byte of the tag changed), or a prefix of
-/// it or it a prefix of `unknown` (the tag's length byte changed, so that
-/// the tag stops short or runs on into the payload). Such a tag is taken
-/// for damage to the object, not for a plugin missing: a blob whose
-/// `zstd` tag read `zst$` made `repair-packs` refuse its pack as needing
-/// a plugin, and a backup fail until the generation that used it was
-/// forgotten. A missing plugin's tag is rarely so close to a loaded one;
-/// the error says so, in case.
-pub fn damaged_tag(unknown: &str, loaded: &[String]) -> Option<String> {
-    let unknown = unknown.as_bytes();
-    loaded
+/// The longest filter tag: a tag is 1 to 31 bytes, each a lower-case
+/// ASCII letter, a digit, `.`, `_` or `-` (what the host lets a plugin
+/// register, [`tag_problem`]). So a header whose count byte was damaged,
+/// in front of a payload that is text, is damage, not a tag: any
+/// printable first byte of the payload, read as a tag's length, is over
+/// the limit (the count of a lock's header, always stored as it is,
+/// changed from 0 to 1 made the next 123 bytes of its JSON a "tag", and
+/// every command stopped for a plugin missing).
+pub const MAX_TAG_LEN: usize = 31;
+
+/// What is wrong with `tag` as a filter's tag, if anything, said of it
+/// (`is 40 bytes long, ...`).
+pub fn tag_problem(tag: &[u8]) -> Option<String> {
+    if tag.is_empty() || tag.len() > MAX_TAG_LEN {
+        return Some(format!(
+            "is {} bytes long, not 1 to {MAX_TAG_LEN}",
+            tag.len()
+        ));
+    }
+    if let Some(b) = tag
         .iter()
-        .find(|tag| {
-            let tag = tag.as_bytes();
-            if tag.len() == unknown.len() {
-                tag.iter().zip(unknown).filter(|(a, b)| a != b).count() == 1
-            } else {
-                tag.starts_with(unknown) || unknown.starts_with(tag)
-            }
-        })
-        .cloned()
+        .find(|b| !(b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(b)))
+    {
+        return Some(format!(
+            "holds {:?}, where only lower-case ASCII letters, digits, '.', '_' and '-' may be",
+            char::from(*b)
+        ));
+    }
+    None
 }
 
-/// Why an object whose tag [`damaged_tag`] found close to `loaded` is
-/// taken for damaged.
-pub fn damaged_tag_reason(unknown: &str, loaded: &str) -> String {
-    format!(
-        "its filter tag '{unknown}' is no loaded plugin's and one damaged byte away from \
-         '{loaded}' (if a plugin that provides '{unknown}' exists, load it)"
-    )
+/// Where one damaged byte of an unsealed object's filter header may have
+/// made a loaded filter's tag into one that no loaded filter provides:
+/// for the first such tag, the header as it would be with a loaded tag
+/// in its place, for each loaded tag that one byte could have been made
+/// into it: the same length and one byte other (`zst$` for `zstd`), or
+/// its length byte changed (the tag stops short, `zs`, or runs on into
+/// the payload, `zstdq`). Each comes with the tag read and the loaded
+/// tag. Only a candidate with which the object checks proves damage (see
+/// `Codec`): a plugin missing whose tag is close to a loaded one's is not
+/// taken for damage.
+pub fn header_repairs(filter: &dyn ObjectFilter, stored: &[u8]) -> Vec<(String, String, Vec<u8>)> {
+    let Ok((tags, _)) = parse_header(stored) else {
+        return Vec::new();
+    };
+    let Some(at) = tags.iter().position(|t| !filter.provides(t)) else {
+        return Vec::new();
+    };
+    // Where the unknown tag's length byte is.
+    let pos = 1 + tags[..at].iter().map(|t| 1 + t.len()).sum::<usize>();
+    let read = &tags[at];
+    let mut repairs = Vec::new();
+    for loaded in filter.tags() {
+        let l = loaded.as_bytes();
+        let same_length_one_other = l.len() == read.len()
+            && l.iter()
+                .zip(read.as_bytes())
+                .filter(|(a, b)| a != b)
+                .count()
+                == 1;
+        if same_length_one_other {
+            let mut fixed = stored.to_vec();
+            fixed[pos + 1..pos + 1 + l.len()].copy_from_slice(l);
+            repairs.push((read.clone(), loaded.clone(), fixed));
+        } else if l.len() != read.len()
+            && stored.get(pos + 1..pos + 1 + l.len()) == Some(l)
+            && u8::try_from(l.len()).is_ok()
+        {
+            let mut fixed = stored.to_vec();
+            fixed[pos] = l.len() as u8;
+            repairs.push((read.clone(), loaded.clone(), fixed));
+        }
+    }
+    repairs
 }
 
 /// The tags of an object's header, and where its payload starts. A tag
-/// is 1 to 255 bytes of printable ASCII (what the host lets a plugin
-/// register): anything else is damage to the header, not a plugin's tag.
+/// that is not one a plugin may register ([`tag_problem`]) is damage to
+/// the header, not a plugin's tag.
 fn parse_header(stored: &[u8]) -> Result<(Vec<String>, usize), String> {
     let count = *stored.first().ok_or("it is empty")? as usize;
     let mut pos = 1;
@@ -565,20 +601,16 @@ fn parse_header(stored: &[u8]) -> Result<(Vec<String>, usize), String> {
         let tag = stored
             .get(pos + 1..pos + 1 + len)
             .ok_or("its filter header is truncated")?;
-        if tag.is_empty() || tag.iter().any(|&b| !b.is_ascii_graphic() && b != b' ') {
-            return Err("a filter tag in its header is not printable text".into());
+        if let Some(problem) = tag_problem(tag) {
+            return Err(format!(
+                "its filter header is damaged: a tag that {problem}"
+            ));
         }
         let tag = std::str::from_utf8(tag).map_err(|_| "a filter tag is not text")?;
         tags.push(tag.to_string());
         pos += 1 + len;
     }
     Ok((tags, pos))
-}
-
-/// The tags of a stored object's header (outer ones only, in a sealed
-/// repository); `None` if the header does not parse.
-pub fn stored_tags(stored: &[u8]) -> Option<Vec<String>> {
-    parse_header(stored).ok().map(|(tags, _)| tags)
 }
 
 #[cfg(test)]
@@ -684,19 +716,21 @@ mod tests {
         assert!(open(&NoFilters, None, "x", Vec::new()).is_err());
     }
 
-    /// One changed byte of a tag (or of its length byte) makes a tag
-    /// taken for damage; a tag unlike any loaded one is a plugin missing;
-    /// a tag that is not printable text is damage to the header.
+    /// A tag that no plugin may register is damage to the header; the
+    /// repairs offered for an unknown tag are those one byte could undo.
     #[test]
-    fn a_tag_one_byte_from_a_loaded_one_is_damage() {
-        let loaded = ["zstd".to_string(), "deflate".to_string()];
-        for damaged in ["zst$", "xstd", "zs", "z", "zstd(", "defl", "deflbte"] {
-            assert!(damaged_tag(damaged, &loaded).is_some(), "{damaged}");
+    fn tags_are_checked_and_near_misses_offered_for_proof() {
+        assert_eq!(tag_problem(b"zstd"), None);
+        assert_eq!(tag_problem(b"xor-test.2_a"), None);
+        for bad in [
+            &b""[..],
+            b"Zstd",
+            b"tag \xc3\xa9",
+            b"{\"kind\"",
+            &[b'a'; 32],
+        ] {
+            assert!(tag_problem(bad).is_some(), "{bad:?}");
         }
-        for other in ["reverse", "zsxx", "encrypt", "lz4"] {
-            assert_eq!(damaged_tag(other, &loaded), None, "{other}");
-        }
-        assert_eq!(damaged_tag("zstd", &[]), None);
 
         struct Zstd;
         impl ObjectFilter for Zstd {
@@ -729,14 +763,31 @@ mod tests {
                 Ok(Unlocked::default())
             }
         }
-        let damaged = open(&Zstd, None, "chunk/1", b"\x01\x04zst$data".to_vec()).unwrap_err();
-        assert!(damaged.is_damaged_object(), "{damaged}");
-        assert!(
-            damaged.to_string().contains(
-                "its filter tag 'zst$' is no loaded plugin's and one damaged byte away from 'zstd'"
-            ),
-            "{damaged}"
-        );
+        let repairs = |stored: &[u8]| -> Vec<(String, Vec<u8>)> {
+            header_repairs(&Zstd, stored)
+                .into_iter()
+                .map(|(read, loaded, fixed)| {
+                    assert_eq!(loaded, "zstd");
+                    (read, fixed)
+                })
+                .collect()
+        };
+        let sound = b"\x01\x04zstdpayload";
+        assert_eq!(repairs(sound), vec![]);
+        for damaged in [
+            &b"\x01\x04zstapayload"[..],
+            b"\x01\x03zstdpayload",
+            b"\x01\x05zstdpayload",
+        ] {
+            let found = repairs(damaged);
+            assert_eq!(found.len(), 1, "{damaged:?}");
+            assert_eq!(found[0].1, sound, "{damaged:?}");
+        }
+        // Offered, but only the object's check proves it (see `Codec`).
+        assert_eq!(repairs(b"\x01\x09zstd-dictpayload").len(), 1);
+        assert_eq!(repairs(b"\x01\x03lz4payload"), vec![]);
+        // A missing plugin's tag, damage to the count or a tag that is no
+        // tag: nothing to undo.
         let missing = open(&Zstd, None, "chunk/1", b"\x01\x03lz4data".to_vec()).unwrap_err();
         assert!(!missing.is_damaged_object(), "{missing}");
         assert_eq!(
@@ -745,12 +796,14 @@ mod tests {
         );
         for header in [
             &b"\x01\x02z\x01data"[..],
+            b"\x01\x04zst$data",
             b"\x01\x00data",
             b"\x02\x04zstd\x03\xff\xfe\xfd",
+            b"\x01{\"kind\":\"client\",\"host\":\"h\",\"pid\":7,\"created\":1,\"refreshed\":1,\"client\":\"c\",\"boot_id\":\"x\",\"pid_ns\":4026531836}",
         ] {
             let e = open(&Zstd, None, "chunk/1", header.to_vec()).unwrap_err();
             assert!(e.is_damaged_object(), "{e}");
-            assert!(e.to_string().contains("is not printable text"), "{e}");
+            assert!(e.to_string().contains("its filter header is"), "{e}");
         }
     }
 }

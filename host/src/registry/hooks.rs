@@ -185,25 +185,13 @@ impl HookRegistry {
                         "plugin '{plugin}' adds a filter to plain hook '{hook_name}'; ignored"
                     ));
                 }
-                // A stored object's header holds each tag as 1 to 255
-                // bytes: refused here, not at the first write.
-                if entry.tag.is_empty() || entry.tag.len() > 255 {
+                // The repository format's rule for a tag (a stored object's
+                // header holds it): refused here, not at the first write;
+                // and what breaks it in a header read back is damage.
+                if let Some(problem) = obnam_repository::object::tag_problem(entry.tag.as_bytes()) {
                     return Err(format!(
                         "plugin '{plugin}' adds a filter to hook '{hook_name}' with the tag \
-                         {:?}, which is not 1 to 255 bytes long; ignored",
-                        entry.tag
-                    ));
-                }
-                // The repository format says ASCII text: a tag another
-                // implementation (or a later obnam) may have to read.
-                if entry
-                    .tag
-                    .bytes()
-                    .any(|b| !b.is_ascii_graphic() && b != b' ')
-                {
-                    return Err(format!(
-                        "plugin '{plugin}' adds a filter to hook '{hook_name}' with the tag \
-                         {:?}, which is not printable ASCII text; ignored",
+                         {:?}, which {problem}; ignored",
                         entry.tag
                     ));
                 }
