@@ -105,11 +105,11 @@ impl Codec {
         object::header_repairs(self.filter(), stored)
             .into_iter()
             .find(|(_, _, fixed)| open(fixed).is_ok())
-            .map(|(read, loaded, _)| RepoError::Corrupt {
+            .map(|(read, fix, _)| RepoError::Corrupt {
                 object: context.to_string(),
                 reason: format!(
                     "its filter header is damaged: a tag reads '{read}', which no loaded \
-                     plugin provides, and with '{loaded}' in its place the object checks"
+                     plugin provides, and with {fix} the object checks"
                 ),
             })
     }

@@ -550,8 +550,9 @@ pub fn tag_problem(tag: &[u8]) -> Option<String> {
 /// in its place, for each loaded tag that one byte could have been made
 /// into it: the same length and one byte other (`zst$` for `zstd`), or
 /// its length byte changed (the tag stops short, `zs`, or runs on into
-/// the payload, `zstdq`). Each comes with the tag read and the loaded
-/// tag. Only a candidate with which the object checks proves damage (see
+/// the payload, `zstdq`); or its count byte changed (0 for an object
+/// stored as it is, whose payload's first bytes read as a tag). Each
+/// comes with the tag read and what was undone, in words. Only a candidate with which the object checks proves damage (see
 /// `Codec`): a plugin missing whose tag is close to a loaded one's is not
 /// taken for damage.
 pub fn header_repairs(filter: &dyn ObjectFilter, stored: &[u8]) -> Vec<(String, String, Vec<u8>)> {
@@ -565,6 +566,21 @@ pub fn header_repairs(filter: &dyn ObjectFilter, stored: &[u8]) -> Vec<(String, 
     let pos = 1 + tags[..at].iter().map(|t| 1 + t.len()).sum::<usize>();
     let read = &tags[at];
     let mut repairs = Vec::new();
+    // The count byte changed: a count with which every tag is a loaded
+    // filter's (0 for an object stored as it is: its payload's first
+    // bytes read as a tag).
+    for count in 0..=4u8 {
+        if usize::from(count) == tags.len() {
+            continue;
+        }
+        let mut fixed = stored.to_vec();
+        fixed[0] = count;
+        let known =
+            parse_header(&fixed).is_ok_and(|(tags, _)| tags.iter().all(|t| filter.provides(t)));
+        if known {
+            repairs.push((read.clone(), format!("its count of tags {count}"), fixed));
+        }
+    }
     for loaded in filter.tags() {
         let l = loaded.as_bytes();
         let same_length_one_other = l.len() == read.len()
@@ -576,14 +592,14 @@ pub fn header_repairs(filter: &dyn ObjectFilter, stored: &[u8]) -> Vec<(String, 
         if same_length_one_other {
             let mut fixed = stored.to_vec();
             fixed[pos + 1..pos + 1 + l.len()].copy_from_slice(l);
-            repairs.push((read.clone(), loaded.clone(), fixed));
+            repairs.push((read.clone(), format!("'{loaded}' in its place"), fixed));
         } else if l.len() != read.len()
             && stored.get(pos + 1..pos + 1 + l.len()) == Some(l)
             && u8::try_from(l.len()).is_ok()
         {
             let mut fixed = stored.to_vec();
             fixed[pos] = l.len() as u8;
-            repairs.push((read.clone(), loaded.clone(), fixed));
+            repairs.push((read.clone(), format!("'{loaded}' in its place"), fixed));
         }
     }
     repairs
@@ -766,8 +782,9 @@ mod tests {
         let repairs = |stored: &[u8]| -> Vec<(String, Vec<u8>)> {
             header_repairs(&Zstd, stored)
                 .into_iter()
-                .map(|(read, loaded, fixed)| {
-                    assert_eq!(loaded, "zstd");
+                .filter(|(_, fix, _)| !fix.starts_with("its count of tags"))
+                .map(|(read, fix, fixed)| {
+                    assert_eq!(fix, "'zstd' in its place");
                     (read, fixed)
                 })
                 .collect()
@@ -786,6 +803,10 @@ mod tests {
         // Offered, but only the object's check proves it (see `Codec`).
         assert_eq!(repairs(b"\x01\x09zstd-dictpayload").len(), 1);
         assert_eq!(repairs(b"\x01\x03lz4payload"), vec![]);
+        let counted = header_repairs(&Zstd, b"\x01\x01qpayload");
+        assert_eq!(counted.len(), 1, "{counted:?}");
+        assert_eq!(counted[0].1, "its count of tags 0");
+        assert_eq!(counted[0].2, b"\x00\x01qpayload");
         // A missing plugin's tag, damage to the count or a tag that is no
         // tag: nothing to undo.
         let missing = open(&Zstd, None, "chunk/1", b"\x01\x03lz4data".to_vec()).unwrap_err();

@@ -717,6 +717,40 @@ mod tests {
         }
     }
 
+    /// A blob stored as it is whose count of filter tags changed from 0
+    /// to 1 (its first bytes, `\x01q`, then read as a tag 'q') is
+    /// damage, proven by its check with the count undone.
+    #[test]
+    fn a_damaged_count_of_tags_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = open(dir.path());
+        let mut d = vec![1u8, b'q'];
+        d.extend_from_slice(&data(7));
+        let id = repo.put_chunk(repo.token(&d), &d).unwrap();
+        repo.flush().unwrap();
+        drop(repo);
+        let repo = open(dir.path());
+        let (key, file, _) = place(&repo, dir.path(), &id);
+        let offset = u64::from(repo.catalog.read().get(&id).unwrap().offset) as usize;
+        let mut bytes = std::fs::read(&file).unwrap();
+        assert_eq!(&bytes[offset..offset + 3], b"\x00\x01q");
+        bytes[offset] = 1;
+        std::fs::write(&file, &bytes).unwrap();
+        let e = repo.get_chunk(&id).unwrap_err();
+        assert!(
+            e.is_damaged_object()
+                && e.to_string().contains(
+                    "a tag reads 'q', which no loaded plugin provides, and with its count of \
+                     tags 0 the object checks"
+                ),
+            "{e}"
+        );
+        let done = repo
+            .salvage_packs(std::slice::from_ref(&key), false, Duration::ZERO)
+            .unwrap();
+        assert_eq!(done.packs[0].dropped.len(), 1, "{done:?}");
+    }
+
     /// A pack that looks unlisted because an index object could not be
     /// read is not taken out: it may be listed there.
     #[test]
