@@ -74,7 +74,10 @@ pub fn install(host: Arc<Host>) {
         .spawn(move || {
             for signal in signals.forever() {
                 if INTERRUPTED.set(signal).is_err() {
-                    // A second signal: the user does not want to wait.
+                    // A second signal: the user does not want to wait. The
+                    // connections' ssh processes are told to end all the
+                    // same (a double Ctrl-C left them running for good).
+                    obnam_repository::backend::sftp::end_ssh_processes_at_once();
                     stderr_line!(
                         "ERROR: interrupted by {} again: stopped at once (a lock may be left \
                          behind, to be broken as stale)",
@@ -109,7 +112,15 @@ const CALLBACKS_WAITED_FOR: Duration = Duration::from_secs(10);
 fn end_run(host: &Arc<Host>, signal: i32) -> ! {
     tell_plugins(host, signal);
     wind_down(host);
-    stderr_line!("ERROR: interrupted by {}", name(signal));
+    match obnam_repository::generation::committed_in_this_process() {
+        Some(id) => stderr_line!(
+            "ERROR: interrupted by {} after the backup was committed as generation {id}, which \
+             is complete; what the run had left to tidy (its checkpoints, say) stays until \
+             'obnam forget' removes it",
+            name(signal)
+        ),
+        None => stderr_line!("ERROR: interrupted by {}", name(signal)),
+    }
     plugin_api::exit_guard::end_process(exit::interrupted_by(signal));
 }
 

@@ -668,6 +668,62 @@ fn sftp_runs_leave_no_ssh_process_behind() {
     assert_eq!(left(), Vec::<String>::new(), "after a failed run");
 }
 
+/// A second Ctrl-C ends the run at once, without closing its connections
+/// in good order, but their ssh processes end all the same (they ran on,
+/// re-parented to init, each holding a session on the server).
+#[test]
+fn a_second_ctrl_c_leaves_no_ssh_process_behind() {
+    let Some(backend) = Backend::sftp() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "twice");
+    let data = env.path().join("data");
+    for i in 0..20 {
+        write(&data.join(format!("f{i}")), &noise(300_000, 60 + i));
+    }
+    // A plugin stuck winding down (its `run-interrupted` callback never
+    // returns) keeps the run winding down when the second signal comes.
+    let plugins = env.plugin_dir("plugins", &["repotest"]);
+    let mut cmd = backend.obnam(&env, &url);
+    cmd.arg("--plugin-dir")
+        .arg(&plugins)
+        .args(["--client-name", "c", "backup", "--pack-size", "64KiB"])
+        .args(["--testing-storage-faults", "slow=0.5,seed=3"])
+        .arg(&data)
+        .env("OBNAM_TEST_INTERRUPT", "hang");
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let home = env.home().display().to_string();
+    let packs = folder_of(&url).join("packs");
+    let start = Instant::now();
+    while files_under(&packs).len() < 3 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !processes_mentioning(&home).is_empty(),
+        "no ssh process started"
+    );
+    for _ in 0..2 {
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let done = Run::from_output(child.wait_with_output().unwrap());
+    assert_eq!(done.code, 130, "{done:#?}");
+    assert!(
+        done.stderr
+            .contains("ERROR: interrupted by SIGINT again: stopped at once"),
+        "{done:#?}"
+    );
+    assert_eq!(ssh_processes_left(&env), Vec::<String>::new(), "{done:#?}");
+}
+
 /// A remote repository's generation records are kept on this machine,
 /// beside the index cache, and a run reads again only the records whose
 /// listing changed. So a record altered on the server in a way its

@@ -209,6 +209,46 @@ fn an_interrupted_run_releases_its_lock() {
     }
 }
 
+/// A run interrupted after it committed its generation, while it tidies
+/// up, names the generation, which is complete (a backup so interrupted
+/// said only "interrupted", and looked failed).
+#[test]
+fn an_interrupted_run_names_the_generation_it_committed() {
+    use std::io::BufRead;
+    let w = World::new(&["repotest"]);
+    let mut cmd = w.cmd(&["repotest-run", "c1", "25"]);
+    cmd.env("OBNAM_TEST_GATE_AFTER_COMMIT", w.env.path().join("never"));
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let id = line.strip_prefix("committed ").unwrap().trim().to_string();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!(
+            "ERROR: interrupted by SIGTERM after the backup was committed as generation {id}, \
+             which is complete"
+        )),
+        "{said}"
+    );
+    assert!(w.lock_files().is_empty());
+    // The generation and its two checkpoints (of 10 and 20 files), which
+    // the interruption left, read back whole.
+    let verified = w.run(&["repotest-verify", "c1"]).ok();
+    assert_eq!(verified.stdout, "generations 3 files 55 ok\n");
+}
+
 /// A plugin whose `run-interrupted` callback never returns does not keep
 /// an interrupted run (it stayed, silent, holding its lock, until a
 /// second Ctrl-C ended it abruptly): after a while the run says so and

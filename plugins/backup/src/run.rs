@@ -361,10 +361,25 @@ fn real<'c>(
              they are stored again"
         );
     }
+    // The generation is committed: what follows only tidies, and a signal
+    // or a store that fails now must not make a committed backup look
+    // failed (it exited 143, "interrupted", with no generation named).
     if !settings.leave_checkpoints && !stats.had_errors() {
-        builder.remove_checkpoints()?;
+        if let Err(e) = builder.remove_checkpoints() {
+            plugin_api::tracing::warn!(
+                "generation {} is committed, but this run's checkpoints could not be removed \
+                 ({e}): they stay, marked as checkpoints, until 'obnam forget' removes them",
+                gen.id
+            );
+        }
     }
-    repo.unlock_client(&settings.client)?;
+    if let Err(e) = repo.unlock_client(&settings.client) {
+        plugin_api::tracing::warn!(
+            "generation {} is committed, but the client's lock could not be released ({e}): \
+             the next run passes it over once it is stale ('obnam force-lock' removes it)",
+            gen.id
+        );
+    }
     Ok(gen.id)
 }
 

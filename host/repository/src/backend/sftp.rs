@@ -284,6 +284,14 @@ impl Backend for Sftp {
     }
 }
 
+/// End the ssh processes of this process's SFTP connections at once,
+/// without closing the connections in good order or waiting: for a
+/// process about to end abruptly (a second signal), which would leave
+/// them running.
+pub fn end_ssh_processes_at_once() {
+    ssh_processes::signal_leftovers();
+}
+
 #[cfg(test)]
 mod tests {
     use super::ssh_destination;

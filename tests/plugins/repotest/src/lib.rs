@@ -109,6 +109,14 @@ fn run(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     }
     builder.finish_dir(Path::new("/data"))?;
     let gen = builder.commit(false)?;
+    // Held after the commit, before the tidying up: where an interruption
+    // names the committed generation.
+    if let Some(gate) = std::env::var_os("OBNAM_TEST_GATE_AFTER_COMMIT") {
+        ctx.outln(&format!("committed {}", gen.id))?;
+        while !Path::new(&gate).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
     builder.remove_checkpoints()?;
     repo.unlock_client(&client)?;
     ctx.outln(&format!(

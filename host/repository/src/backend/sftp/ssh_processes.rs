@@ -38,6 +38,15 @@ pub(super) fn end_leftovers() {
     linux::end_leftovers();
 }
 
+/// Ask every ssh process that is a child of this process to end, without
+/// waiting for any: for a process that ends at once (a second Ctrl-C),
+/// whose connections' masters would otherwise run on, re-parented to
+/// init, each holding a session on the server.
+pub(super) fn signal_leftovers() {
+    #[cfg(target_os = "linux")]
+    linux::signal_leftovers();
+}
+
 #[cfg(target_os = "linux")]
 mod linux {
     use std::time::{Duration, Instant};
@@ -79,6 +88,28 @@ mod linux {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub(super) fn signal_leftovers() {
+        // Scanned again for a little while: an ssh logging in forks its
+        // master, which is re-parented to this process only once the
+        // ssh that forked it has ended.
+        let start = Instant::now();
+        loop {
+            let mut alive = false;
+            for (pid, zombie) in ssh_children() {
+                if zombie {
+                    reap(pid);
+                } else {
+                    alive = true;
+                    let _ = kill_process(pid, Signal::TERM);
+                }
+            }
+            if !alive || start.elapsed() > Duration::from_millis(500) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
