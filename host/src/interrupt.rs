@@ -108,10 +108,16 @@ pub fn install(host: Arc<Host>) {
 /// second signal ended it abruptly.
 const CALLBACKS_WAITED_FOR: Duration = Duration::from_secs(10);
 
+/// How long the release of the run's locks and the closing of its
+/// connections may take before the run ends without them: a store that
+/// stopped answering (a frozen NAS, an S3 endpoint that accepts
+/// connections and never answers) kept a Ctrl-C'd run silent for minutes.
+const WIND_DOWN_WAITED_FOR: Duration = Duration::from_secs(15);
+
 /// Wind down and end the process, as interrupted by `signal`.
 fn end_run(host: &Arc<Host>, signal: i32) -> ! {
     tell_plugins(host, signal);
-    wind_down(host);
+    wind_down_within(host, WIND_DOWN_WAITED_FOR);
     match obnam_repository::generation::committed_in_this_process() {
         Some(id) => stderr_line!(
             "ERROR: interrupted by {} after the backup was committed as generation {id}, which \
@@ -156,11 +162,37 @@ fn tell_plugins(host: &Arc<Host>, signal: i32) {
 }
 
 /// Leave the repository as the end of a run would: nothing more written,
-/// locks released, connections closed.
+/// locks released (each delete tried once), connections closed; waited
+/// for no longer than `limit`, then said so, and the connections' ssh
+/// processes told to end.
+fn wind_down_within(host: &Arc<Host>, limit: Duration) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let winding = host.clone();
+    let spawned = std::thread::Builder::new()
+        .name("obnam-release".into())
+        .spawn(move || {
+            wind_down(&winding);
+            let _ = done.send(());
+        });
+    if spawned.is_err() {
+        wind_down(host);
+        return;
+    }
+    if finished.recv_timeout(limit).is_err() {
+        stderr_line!(
+            "WARNING: the repository did not answer within {} s: the run ends without \
+             releasing its lock (the next run breaks it once it is stale; 'obnam force-lock' \
+             removes it)",
+            limit.as_secs()
+        );
+        obnam_repository::backend::sftp::end_ssh_processes_at_once();
+    }
+}
+
 fn wind_down(host: &Host) {
     if let Some(repo) = host.opened_repository() {
         repo.stop_writes();
-        if let Err(e) = repo.unlock_all() {
+        if let Err(e) = repo.unlock_all_tried_once() {
             tracing::warn!("could not release a lock: {e}");
         }
     }

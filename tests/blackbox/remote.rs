@@ -464,6 +464,58 @@ fn an_interrupted_backup_winds_down(direct: Backend) {
 
 on_backends!(an_interrupted_backup_winds_down: garage, sftp);
 
+/// Ctrl-C of a backup whose store stopped answering (every byte held: a
+/// frozen NAS, an endpoint that accepts connections and never answers)
+/// ends the run within seconds, saying that its lock stays: the release
+/// of its lock was tried with the store's retries, each as long as
+/// `--storage-timeout`, and the run stayed silent for minutes.
+fn an_interrupted_backup_of_a_store_that_stopped_answering_ends(direct: Backend) {
+    let store = SlowStore::new(&direct, 900);
+    let proxy = &store.proxy;
+    let mut cmd = store.backup("frozen");
+    let mut child = std::os::unix::process::CommandExt::process_group(&mut cmd, 0)
+        .spawn()
+        .unwrap();
+    wait_for_bytes(proxy, &mut child, proxy.passed() + 1_500_000, "stall");
+    proxy.stall();
+    std::thread::sleep(Duration::from_millis(500));
+    Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    let signalled = Instant::now();
+    // The wind-down waits 15 s at most; the retries took minutes.
+    while child.try_wait().unwrap().is_none() && signalled.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    if still_running {
+        child.kill().unwrap();
+    }
+    let done = Run::from_output(child.wait_with_output().unwrap());
+    proxy.heal();
+    assert!(!still_running, "still running 90 s after Ctrl-C: {done:#?}");
+    assert_eq!(done.code, 130, "{done:#?}");
+    assert!(
+        done.stderr.ends_with("ERROR: interrupted by SIGINT\n"),
+        "{done:#?}"
+    );
+    // Over SFTP the held connection fails sooner, and the run may end
+    // within the wait, its lock's delete failed (or done).
+    if !matches!(direct, Backend::Sftp { .. }) {
+        assert!(
+            done.stderr.contains(
+                "WARNING: the repository did not answer within 15 s: the run ends without \
+                 releasing its lock"
+            ),
+            "{done:#?}"
+        );
+    }
+    assert_eq!(ssh_processes_left(&store.env), Vec::<String>::new());
+}
+
+on_backends!(an_interrupted_backup_of_a_store_that_stopped_answering_ends: garage, sftp);
+
 /// The store goes away in the middle of a restore, for good: once a read
 /// has failed after its retries, the restore stops with one error naming
 /// the URL and what failed (not one per file, each after its own retries,

@@ -1030,14 +1030,31 @@ impl Repository {
         self.release(|_| true)
     }
 
+    /// [`unlock_all`](Self::unlock_all), each delete tried once, not with
+    /// the store's retries: for an interrupted run, which must end soon
+    /// (a store that stopped answering kept a Ctrl-C'd run retrying its
+    /// lock's release for minutes); a lock left behind is broken as stale.
+    pub fn unlock_all_tried_once(&self) -> RepoResult<()> {
+        self.release_tried(|_| true, false)
+    }
+
     fn release(&self, which: impl Fn(&LockRecord) -> bool) -> RepoResult<()> {
+        self.release_tried(which, true)
+    }
+
+    fn release_tried(&self, which: impl Fn(&LockRecord) -> bool, retried: bool) -> RepoResult<()> {
         let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
         let mut first_error = None;
         held.retain(|(id, record)| {
             if !which(record) {
                 return true;
             }
-            if let Err(e) = self.storage().delete(&format!("locks/{id}")) {
+            let key = format!("locks/{id}");
+            let deleted = match retried {
+                true => self.storage().delete(&key),
+                false => self.storage().delete_once(&key),
+            };
+            if let Err(e) = deleted {
                 if record.kind == LockKind::Read {
                     // Left behind, it only keeps prunes' deletions
                     // waiting until it is stale (at once on this host),
