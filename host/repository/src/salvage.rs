@@ -138,7 +138,9 @@ impl Repository {
             };
             if !self.is_listed(&id) && !sizes.contains_key(&id) {
                 return Err(RepoError::Usage(format!(
-                    "{} is neither in the repository's index nor in the store",
+                    "{} is neither in the repository's index nor in the store: nothing to \
+                     repair (a repair-packs of it stopped after it deleted it had taken it out \
+                     already)",
                     pack::key(&id)
                 )));
             }

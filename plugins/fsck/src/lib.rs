@@ -803,9 +803,10 @@ fn fsck(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
             Ok(unlisted) => {
                 if problems > 0 && unlisted.packs_indexed > 0 {
                     plugin_api::tracing::warn!(
-                        "{} no index object lists hold {} that match their ids: 'obnam \
-                         repair-index' indexes them from their own lists (was an index object \
-                         lost?)",
+                        "{} no index object lists hold {} that match their ids: if an \
+                         index object was lost, 'obnam repair-index' indexes them from their \
+                         own lists (a run stopped between writing a pack and its index object \
+                         leaves such a pack too, which a prune deletes once nothing uses it)",
                         plugin_api::human::count(unlisted.packs_indexed, "pack", "packs"),
                         plugin_api::human::count(unlisted.blobs_indexed, "blob", "blobs")
                     );
