@@ -118,13 +118,8 @@ const WIND_DOWN_WAITED_FOR: Duration = Duration::from_secs(15);
 fn end_run(host: &Arc<Host>, signal: i32) -> ! {
     tell_plugins(host, signal);
     wind_down_within(host, WIND_DOWN_WAITED_FOR);
-    match obnam_repository::generation::committed_in_this_process() {
-        Some(id) => stderr_line!(
-            "ERROR: interrupted by {} after the backup was committed as generation {id}, which \
-             is complete; what the run had left to tidy (its checkpoints, say) stays until \
-             'obnam forget' removes it",
-            name(signal)
-        ),
+    match obnam_repository::done::noted() {
+        Some(done) => stderr_line!("ERROR: interrupted by {} after {done}", name(signal)),
         None => stderr_line!("ERROR: interrupted by {}", name(signal)),
     }
     plugin_api::exit_guard::end_process(exit::interrupted_by(signal));

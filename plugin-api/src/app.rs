@@ -165,8 +165,8 @@ impl<'a> App<'a> {
 
     /// Add a filter to a filter hook. `tag` names the filter in stored data,
     /// so it must never change once data has been written with it: 1 to
-    /// 31 bytes, each a lower-case ASCII letter, a digit, `.`, `_` or `-`
-    /// (the host drops a filter with another tag, with a warning).
+    /// 255 bytes of printable ASCII (the host drops a filter with another
+    /// tag, with a warning).
     pub fn add_filter<F: DataFilter>(&mut self, hook: &str, priority: i32, tag: &str, filter: F) {
         let filter: FilterBox = Filter_TO::from_value(FilterImpl(filter), TD_Opaque);
         self.registrar

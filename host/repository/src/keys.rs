@@ -257,7 +257,12 @@ impl Repository {
 
     /// Store a new key slot (never replacing one).
     pub fn put_key_slot(&self, id: &str, text: &str) -> RepoResult<()> {
-        put(&self.storage, id, text)
+        put(&self.storage, id, text)?;
+        crate::done::note(format!(
+            "key slot {id} was added: it opens the repository with the new secret \
+             ('obnam key list' shows which slots there are)"
+        ));
+        Ok(())
     }
 
     /// Remove a key slot; not if a lock this process holds (the

@@ -145,6 +145,7 @@ pub mod codec;
 pub mod config;
 pub mod creation;
 pub mod damaged_records;
+pub mod done;
 pub mod error;
 pub mod fault_injection;
 pub mod generation;

@@ -99,6 +99,14 @@ pub struct LockRecord {
     /// The PID namespace of the holder (the inode of `/proc/self/ns/pid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_ns: Option<u64>,
+    /// When the holder's process started, in clock ticks since the boot
+    /// (`/proc/PID/stat`): a process with the lock's pid that started at
+    /// another time is another process, the pid reused (a lock left by a
+    /// `kill -9` whose pid went to a `sleep` was taken for held: the
+    /// client stayed locked, and `force-lock` refused, until it was 30
+    /// minutes old).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
 }
 
 /// What tells the processes whose pids this process can look up from
@@ -140,6 +148,7 @@ impl Identity {
             refreshed: now,
             boot_id: self.boot_id.clone(),
             pid_ns: self.pid_ns,
+            pid_start: process_start(std::process::id()),
         }
     }
 }
@@ -223,7 +232,18 @@ impl LockRecord {
     /// (same host, boot and PID namespace, and its pid is there), other
     /// than this process itself.
     fn is_of_a_running_process(&self, me: &Identity) -> bool {
-        self.same_pids(me) && self.pid != std::process::id() && process_exists(self.pid)
+        self.same_pids(me) && self.pid != std::process::id() && self.holder_runs()
+    }
+
+    /// Whether the holder's process runs: its pid is a process's, and
+    /// (where the lock says when its holder started) one that started
+    /// then, not another that was given the pid since.
+    fn holder_runs(&self) -> bool {
+        process_exists(self.pid)
+            && match (self.pid_start, process_start(self.pid)) {
+                (Some(recorded), Some(now)) => recorded == now,
+                _ => true,
+            }
     }
 
     /// Whether this lock's pid counts among the processes this one can
@@ -252,6 +272,12 @@ impl LockRecord {
             if !process_exists(self.pid) {
                 return Some(format!("its process {} on this host is gone", self.pid));
             }
+            if !self.holder_runs() {
+                return Some(format!(
+                    "its process {} on this host is gone (the pid is another process's now)",
+                    self.pid
+                ));
+            }
         }
         (age > STALE_AFTER).then(|| format!("not refreshed for {}s", age.as_secs()))
     }
@@ -262,6 +288,16 @@ impl LockRecord {
 /// a service's `ProtectProc=invisible`) another user's processes are not
 /// there, and their live runs were taken for dead ones, their locks
 /// broken. A process one may not signal exists all the same (`EPERM`).
+/// When process `pid` started, in clock ticks since the boot (field 22
+/// of `/proc/PID/stat`, after the name in parentheses, which may itself
+/// hold spaces and parentheses); `None` where it cannot be read.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // Fields from the third (state) on: the start time is the 22nd.
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
 fn process_exists(pid: u32) -> bool {
     let Some(pid) = i32::try_from(pid)
         .ok()

@@ -27,6 +27,7 @@
 //! every pack that an index object it does not delete lists: the new
 //! index objects keep what they list (see `prune/finish.rs`).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use crate::error::{RepoError, RepoResult};
@@ -56,6 +57,9 @@ pub struct SalvagedPack {
     pub kept_bytes: u64,
     /// The blobs dropped, each described with what is wrong with it.
     pub dropped: Vec<String>,
+    /// Of the blobs kept, those whose filter header was damaged, copied
+    /// with it repaired (see [`crate::codec::Codec::repaired_blob`]).
+    pub repaired: u64,
     /// Whether the pack was deleted (or, pretending, would be): it held a
     /// blob that does not check, its own list of blobs does not read, or
     /// it is gone. A sound pack stays.
@@ -274,26 +278,51 @@ impl Repository {
         key: &str,
         bytes: &'b [u8],
         e: &'e IndexEntry,
-        good: &mut Vec<(&'e IndexEntry, &'b [u8])>,
+        good: &mut Vec<(&'e IndexEntry, Cow<'b, [u8]>)>,
         found: &mut SalvagedPack,
     ) -> RepoResult<()> {
         match self.checked_blob(key, bytes, e) {
-            Ok(stored) => good.push((e, stored)),
-            Err(error) if error.is_damaged_object() => {
-                found
-                    .dropped
-                    .push(format!("{} {}: {error}", kind_name(e.location.kind), e.id))
-            }
+            Ok(stored) => good.push((e, Cow::Borrowed(stored))),
+            Err(error) if error.is_damaged_object() => match self.repaired_blob(bytes, e) {
+                // Only its filter header was damaged, by one byte, and
+                // the blob checks without it: copied repaired, not
+                // dropped (it may be the only copy of an old file).
+                Some((why, fixed)) => {
+                    tracing::warn!(
+                        "{key}: {} {}: {why}; copied with its header repaired",
+                        kind_name(e.location.kind),
+                        e.id
+                    );
+                    found.repaired += 1;
+                    good.push((e, Cow::Owned(fixed)));
+                }
+                None => {
+                    found
+                        .dropped
+                        .push(format!("{} {}: {error}", kind_name(e.location.kind), e.id))
+                }
+            },
             Err(other) => return Err(other),
         }
         Ok(())
+    }
+
+    /// Blob `e` of a pack read as `bytes`, its filter header's proven
+    /// damage undone (see [`crate::codec::Codec::repaired_blob`]).
+    fn repaired_blob(&self, bytes: &[u8], e: &IndexEntry) -> Option<(String, Vec<u8>)> {
+        let context = crate::blobs::blob_context(&e.id, e.location.kind);
+        let start = e.location.offset as usize;
+        let stored = bytes.get(start..start.checked_add(e.location.length as usize)?)?;
+        self.codec.repaired_blob(&context, stored, |plain| {
+            self.verify_blob(&context, &e.id, plain)
+        })
     }
 
     /// Count the blobs kept in `found`, and copy them into new packs
     /// unless `not_now` (pretending, or the pack stays).
     fn copy_kept(
         &self,
-        good: Vec<(&IndexEntry, &[u8])>,
+        good: Vec<(&IndexEntry, Cow<'_, [u8]>)>,
         found: &mut SalvagedPack,
         not_now: bool,
     ) -> RepoResult<()> {
@@ -302,7 +331,7 @@ impl Repository {
         if !not_now {
             for (e, stored) in good {
                 self.uploads
-                    .put_stored(self, e.id, e.location.kind, stored)?;
+                    .put_stored(self, e.id, e.location.kind, &stored)?;
             }
         }
         Ok(())
@@ -417,11 +446,22 @@ impl Repository {
         let mut good = Vec::with_capacity(entries.len());
         for (e, stored) in entries.iter().zip(first) {
             match stored {
-                Some(stored) => good.push((e, stored)),
+                Some(stored) => good.push((e, Cow::Borrowed(stored))),
                 None => self.keep_if_checked(&key, &again, e, &mut good, &mut found)?,
             }
         }
-        found.replaced = !found.dropped.is_empty() || !found.problem.is_empty();
+        if found.repaired > 0 && found.problem.is_empty() {
+            found.problem = format!(
+                "{} with a damaged filter header, repaired",
+                if found.repaired == 1 {
+                    "1 blob".to_string()
+                } else {
+                    format!("{} blobs", found.repaired)
+                }
+            );
+        }
+        found.replaced =
+            !found.dropped.is_empty() || found.repaired > 0 || !found.problem.is_empty();
         let not_now = !found.replaced || pretend;
         self.copy_kept(good, &mut found, not_now)?;
         Ok(found)
@@ -635,7 +675,7 @@ mod tests {
 
     /// A byte of a blob's filter tag changed (`reverse` read `revdrse`)
     /// is damage to that blob, proven by its check with `reverse` in its
-    /// place: it is dropped (the torture run that changed byte 13 of a
+    /// place: it is copied repaired (the torture run that changed byte 13 of a
     /// pack, a `zstd` tag, found `repair-packs` refusing the pack for a
     /// plugin missing). A tag close to a loaded one with which the blob
     /// does not check is a plugin missing: the pack is left as it is
@@ -706,22 +746,30 @@ mod tests {
         );
         let e = repo.get_chunk(&ids[1]).unwrap_err();
         assert!(e.to_string().contains("a tag reads 'rev', which"), "{e}");
+        // Copied with their headers repaired: nothing is lost.
         let done = repo
             .salvage_packs(std::slice::from_ref(&key), false, Duration::ZERO)
             .unwrap();
-        assert_eq!(done.packs[0].dropped.len(), 2, "{done:?}");
+        let found = &done.packs[0];
+        assert!(found.dropped.is_empty(), "{done:?}");
+        assert_eq!(found.repaired, 2, "{done:?}");
+        assert_eq!(
+            found.problem,
+            "2 blobs with a damaged filter header, repaired"
+        );
         assert!(!file.exists());
         drop(repo);
         let repo = open(dir.path());
-        assert!(!repo.has_chunk(&ids[0]) && !repo.has_chunk(&ids[1]));
-        for (i, id) in ids.iter().enumerate().skip(2) {
+        for (i, id) in ids.iter().enumerate() {
             assert_eq!(repo.get_chunk(id).unwrap(), data(i as u32));
         }
+        assert!(repo.check_objects(true).unwrap().problems.is_empty());
     }
 
     /// A blob stored as it is whose count of filter tags changed from 0
     /// to 1 (its first bytes, `\x01q`, then read as a tag 'q') is
-    /// damage, proven by its check with the count undone.
+    /// damage, proven by its check with the count undone, and copied
+    /// repaired.
     #[test]
     fn a_damaged_count_of_tags_is_damage() {
         let dir = tempfile::tempdir().unwrap();
@@ -750,7 +798,10 @@ mod tests {
         let done = repo
             .salvage_packs(std::slice::from_ref(&key), false, Duration::ZERO)
             .unwrap();
-        assert_eq!(done.packs[0].dropped.len(), 1, "{done:?}");
+        assert_eq!(done.packs[0].repaired, 1, "{done:?}");
+        drop(repo);
+        let repo = open(dir.path());
+        assert_eq!(repo.get_chunk(&id).unwrap(), d);
     }
 
     /// A pack that looks unlisted because an index object could not be

@@ -449,6 +449,7 @@ fn foreign_claim(dir: &std::path::Path, host: &str, pid: u32, age: Duration) -> 
         refreshed: when,
         boot_id: None,
         pid_ns: None,
+        pid_start: None,
     };
     std::fs::create_dir_all(dir.join("creating")).unwrap();
     let path = dir.join("creating").join(ids::ObjectId::random().to_hex());
@@ -1584,6 +1585,7 @@ fn taking_a_lock_reads_only_the_locks_its_name_may_conflict_with() {
         refreshed: 0,
         boot_id: None,
         pid_ns: None,
+        pid_start: None,
     };
     let damaged_as = |kind, client: &str| {
         let name = lock::LockName::new(&record(kind, client)).to_string();
@@ -1714,6 +1716,7 @@ fn foreign_lock(
     let when = now_ns() - record_age.as_nanos() as i64;
     let mut record = identity.record(lock::LockKind::Client, client, when);
     record.pid = pid;
+    record.pid_start = None;
     let name = lock::LockName::new(&record).to_string();
     let path = dir.join("locks").join(&name);
     repo.write_object(
@@ -1821,6 +1824,61 @@ fn a_lock_of_another_pid_namespace_is_not_judged_by_its_pid() {
     );
     repo.lock_client("c", Duration::ZERO).unwrap();
     assert!(!gone.exists());
+}
+
+/// A lock of this host whose pid is now another process's (one that
+/// started at another time than the lock's holder) is stale: a lock left
+/// by a `kill -9` whose pid went to a `sleep` kept the client locked, and
+/// `force-lock` refused, until it was 30 minutes old. One whose holder
+/// started when the lock says is held.
+#[test]
+fn a_lock_whose_pid_went_to_another_process_is_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    let me = lock::Identity::current().clone();
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let Some(started) = std::fs::read_to_string(format!("/proc/{}/stat", sleeper.id()))
+        .ok()
+        .and_then(|s| {
+            s[s.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(19)?
+                .parse::<u64>()
+                .ok()
+        })
+    else {
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        eprintln!("skipped: no /proc here");
+        return;
+    };
+    for (recorded, held) in [(started, true), (started + 1, false)] {
+        let when = now_ns();
+        let mut record = me.record(lock::LockKind::Client, "c", when);
+        record.pid = sleeper.id();
+        record.pid_start = Some(recorded);
+        let name = lock::LockName::new(&record).to_string();
+        repo.write_object(
+            &format!("locks/{name}"),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+        let taken = repo.lock_client("c", Duration::ZERO);
+        if held {
+            let e = taken.unwrap_err();
+            assert!(e.to_string().contains("locked by"), "{e}");
+            std::fs::remove_file(dir.path().join("locks").join(&name)).unwrap();
+        } else {
+            taken.unwrap();
+            assert!(!dir.path().join("locks").join(&name).exists());
+            repo.unlock_client("c").unwrap();
+        }
+    }
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
 }
 
 /// A run whose lock is still there but was not refreshed for

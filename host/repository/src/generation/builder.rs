@@ -924,7 +924,11 @@ impl GenerationBuilder {
             state.checkpoints.push(gen.id.clone());
         } else {
             state.finished = true;
-            note_committed(&gen.id);
+            crate::done::note(format!(
+                "the backup was committed as generation {}, which is complete; what the run \
+                 had left to tidy (its checkpoints, say) stays until 'obnam forget' removes it",
+                gen.id
+            ));
             // The generation is committed: what follows only tidies, and
             // a store that fails now must not make a committed backup
             // look failed (it exited 1 with no generation named).
@@ -957,22 +961,4 @@ impl GenerationBuilder {
         }
         Ok(ids.len())
     }
-}
-
-/// The generation a builder of this process committed last (not a
-/// checkpoint).
-static COMMITTED: Mutex<Option<String>> = Mutex::new(None);
-
-fn note_committed(id: &str) {
-    *COMMITTED.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.to_string());
-}
-
-/// The generation this process committed last, if any (checkpoints
-/// aside): what an interruption names when it comes after the commit.
-/// The run winds down from another thread, which never sees the
-/// command's result: a backup interrupted while it tidied up after its
-/// commit said only "interrupted", and its complete generation looked
-/// failed.
-pub fn committed_in_this_process() -> Option<String> {
-    COMMITTED.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }

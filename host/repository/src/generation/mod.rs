@@ -38,7 +38,7 @@ mod builder;
 mod prefetch;
 mod reader;
 
-pub use builder::{committed_in_this_process, GenerationBuilder, LeftOut};
+pub use builder::{GenerationBuilder, LeftOut};
 pub use reader::GenerationReader;
 
 /// A committed generation.

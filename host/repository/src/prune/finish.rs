@@ -137,6 +137,10 @@ impl Repository {
             done += 1;
         }
         progress(PruneStep::Delete, total, total);
+        crate::done::note(format!(
+            "the prune had deleted what its plan named ({packs_deleted} packs); the next prune \
+             removes the plan"
+        ));
         self.remove_plan(id)?;
         // What this process loaded lists the index objects and packs just
         // deleted; a prune that goes on (after finishing an earlier plan)

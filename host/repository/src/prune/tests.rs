@@ -312,6 +312,7 @@ fn write_foreign_lock(repo: &Repository) -> String {
         refreshed: now,
         boot_id: None,
         pid_ns: None,
+        pid_start: None,
     };
     let name = crate::ids::ObjectId::random().to_hex();
     repo.write_object(

@@ -95,21 +95,21 @@ mod linux {
         // Scanned again for a little while: an ssh logging in forks its
         // master, which is re-parented to this process only once the
         // ssh that forked it has ended.
+        // Done once two scans in a row find none alive (a connection
+        // being made meanwhile starts another), or after two seconds.
         let start = Instant::now();
-        loop {
-            let mut alive = false;
+        let mut quiet = 0;
+        while quiet < 2 && start.elapsed() < Duration::from_secs(2) {
+            quiet += 1;
             for (pid, zombie) in ssh_children() {
                 if zombie {
                     reap(pid);
                 } else {
-                    alive = true;
+                    quiet = 0;
                     let _ = kill_process(pid, Signal::TERM);
                 }
             }
-            if !alive || start.elapsed() > Duration::from_millis(500) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(30));
         }
     }
 
