@@ -359,6 +359,50 @@ fn a_restore_without_its_lock_whose_generation_is_pruned_meanwhile_stops_saying_
     assert!((3..80).contains(&whole), "{whole} files restored");
 }
 
+/// A `verify` that cannot take its reader's lock, whose generation a
+/// `forget` and `prune` remove meanwhile, says so rather than report the
+/// data it could not read as if the repository were damaged.
+#[test]
+fn a_verify_without_its_lock_whose_generation_is_pruned_meanwhile_says_so() {
+    let world = World::new();
+    let data = world.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    for i in 0..80 {
+        fs::write(data.join(format!("f{i:02}")), noise(70_000, i)).unwrap();
+    }
+    world
+        .obnam(&[
+            OsStr::new("backup"),
+            OsStr::new("--pack-size=64KiB"),
+            OsStr::new("--compress-with=none"),
+            data.as_os_str(),
+        ])
+        .ok();
+    let id = world.obnam(&["genids"]).ok().stdout.trim().to_string();
+    let verifying = world
+        .command(&[
+            OsStr::new("verify"),
+            OsStr::new("--testing-storage-faults=slow=1,write-fail=1,seed=7"),
+            data.as_os_str(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    world.obnam(&["forget", &id]).ok();
+    world.obnam(&["prune"]).ok();
+    let out = verifying.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "generation {id} of client '{CLIENT}' was removed while this verify read it"
+        )),
+        "{stderr}"
+    );
+}
+
 /// A PATH written with a `/` at its end names a folder, as to the shell:
 /// a symbolic link to one (as completion writes it) or a file is refused,
 /// naming what it is, and nothing is restored (the link alone was, exit

@@ -547,13 +547,26 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let client = select::client(ctx)?;
     select::hold_for_reading(&repo, &client, "dump");
     let gen = select::generation(ctx, &repo, &client)?;
-    let reader = repo.open_generation(&client, &gen.id)?;
+    let dumped = dump_generation(ctx, &repo, &client, &gen.id, parts, path);
+    select::unless_removed_meanwhile(&repo, &client, &gen.id, "dump", dumped)
+}
+
+/// Dump `path` (`parts`) of generation `id` (see [`run`]).
+fn dump_generation(
+    ctx: &Context<'_>,
+    repo: &Repository,
+    client: &str,
+    id: &str,
+    parts: Vec<Vec<u8>>,
+    path: Vec<u8>,
+) -> Result<()> {
+    let reader = repo.open_generation(client, id)?;
     let top = if path == b"/" {
         None
     } else {
         match reader.lookup(names::as_path(&path))? {
             Some(entry) => Some(entry),
-            None => plugin_api::bail!("{} is not in generation {}", escape(&path), gen.id),
+            None => plugin_api::bail!("{} is not in generation {}", escape(&path), id),
         }
     };
     if top.as_ref().is_some_and(|e| e.kind == EntryKind::Socket) {

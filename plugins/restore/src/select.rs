@@ -38,6 +38,33 @@ pub fn hold_for_reading(repo: &Repository, client: &str, command: &str) {
     }
 }
 
+/// `failed`, or, if generation `id` of `client` is no longer in the
+/// repository (forgotten, and its data deleted by a prune, while
+/// `command` read it: where the reader's lock could not be written), an
+/// error that says so: what could not be read was reported as missing
+/// data, as if the repository were damaged (only `restore` said what
+/// happened).
+pub fn unless_removed_meanwhile<T>(
+    repo: &Repository,
+    client: &str,
+    id: &str,
+    command: &str,
+    failed: Result<T>,
+) -> Result<T> {
+    let Err(e) = failed else {
+        return failed;
+    };
+    match repo.generations(client) {
+        Ok(gens) if !gens.iter().any(|g| g.id == id) => plugin_api::bail!(
+            "generation {id} of client '{}' was removed while this {command} read it \
+             (forgotten, and its data deleted by a prune): what it could not read is of that, \
+             not damage; {command} another generation (the first failure: {e})",
+            escape(client.as_bytes())
+        ),
+        _ => Err(e),
+    }
+}
+
 /// The client's generations, oldest first; an error if there are none.
 pub fn generations(repo: &Repository, client: &str) -> Result<Vec<GenerationInfo>> {
     let gens = repo.generations(client)?;

@@ -790,7 +790,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             1 => ", and 1 object could not be checked".to_string(),
             n => format!(", and {n} objects could not be checked"),
         };
-        plugin_api::bail!(
+        let outcome = plugin_api::Error::msg(format!(
             "verify: {} {} between generation {} and the file system{unchecked} ({} {} checked)",
             v.differences,
             if v.differences == 1 {
@@ -801,7 +801,10 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             gen.id,
             v.checked,
             if v.checked == 1 { "object" } else { "objects" },
-        );
+        ));
+        // A folder listing deleted under it reads as the files in it
+        // gone from the generation: differences that are not.
+        return select::unless_removed_meanwhile(&repo, &client, &gen.id, "verify", Err(outcome));
     }
     if ctx.output_format()?.is_json() || ctx.boolean("quiet")? {
         return Ok(());
