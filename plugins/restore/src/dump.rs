@@ -592,7 +592,7 @@ fn dump_generation(
     let mut out = BufWriter::with_capacity(1 << 20, Stdout(ctx));
     if let Some(entry) = top.as_ref().filter(|e| e.kind == EntryKind::File) {
         let mut check = ContentCheck::new(&entry.checksum);
-        fetch::for_each_chunk(&repo, &entry.chunks, |chunk| {
+        fetch::for_each_chunk(repo, &entry.chunks, |chunk| {
             if chunk.zero {
                 check.update_zeros(chunk.data.len() as u64);
             } else {
