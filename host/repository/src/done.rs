@@ -23,3 +23,10 @@ pub fn note(what: String) {
 pub fn noted() -> Option<String> {
     DONE.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
+
+/// Forget what was noted: what it said no longer holds (a prune noted
+/// that only its plan was left to remove, then removed it, and went on
+/// to work of its own).
+pub fn clear() {
+    *DONE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}

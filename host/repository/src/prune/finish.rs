@@ -138,10 +138,11 @@ impl Repository {
         }
         progress(PruneStep::Delete, total, total);
         crate::done::note(format!(
-            "the prune had deleted what its plan named ({packs_deleted} packs); the next prune \
-             removes the plan"
+            "a prune's plan was carried out ({packs_deleted} packs deleted): only the plan was \
+             left to remove, which the next prune does"
         ));
         self.remove_plan(id)?;
+        crate::done::clear();
         // What this process loaded lists the index objects and packs just
         // deleted; a prune that goes on (after finishing an earlier plan)
         // must see the repository as it is now, or it would, say, merge
