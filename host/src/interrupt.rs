@@ -48,6 +48,10 @@ use crate::services::Host;
 /// The signal that interrupted the run, once one has.
 static INTERRUPTED: OnceLock<i32> = OnceLock::new();
 
+/// Whether a second signal is ending the process at once: the wind-down
+/// then ends nothing itself.
+static STOPPING_AT_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Start the thread that handles interruptions for the run of `host`.
 pub fn install(host: Arc<Host>) {
     // A file-size limit (`ulimit -f`) killed the process by SIGXFSZ at the
@@ -74,15 +78,20 @@ pub fn install(host: Arc<Host>) {
         .spawn(move || {
             for signal in signals.forever() {
                 if INTERRUPTED.set(signal).is_err() {
-                    // A second signal: the user does not want to wait. The
-                    // connections' ssh processes are told to end all the
-                    // same (a double Ctrl-C left them running for good).
-                    obnam_repository::backend::sftp::end_ssh_processes_at_once();
+                    // A second signal: the user does not want to wait. Said
+                    // first, and the wind-down told to end nothing itself:
+                    // the ssh processes ended below fail its lock's release
+                    // at once, and it ended the process with the first
+                    // signal's orderly line, no word of the lock left.
+                    STOPPING_AT_ONCE.store(true, std::sync::atomic::Ordering::SeqCst);
                     stderr_line!(
                         "ERROR: interrupted by {} again: stopped at once (a lock may be left \
                          behind, to be broken as stale)",
                         name(signal)
                     );
+                    // The connections' ssh processes are told to end all
+                    // the same (a double Ctrl-C left them running for good).
+                    obnam_repository::backend::sftp::end_ssh_processes_at_once();
                     plugin_api::exit_guard::end_process(exit::interrupted_by(signal));
                 }
                 output::silence_terminal();
@@ -118,6 +127,9 @@ const WIND_DOWN_WAITED_FOR: Duration = Duration::from_secs(15);
 fn end_run(host: &Arc<Host>, signal: i32) -> ! {
     tell_plugins(host, signal);
     wind_down_within(host, WIND_DOWN_WAITED_FOR);
+    while STOPPING_AT_ONCE.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::park();
+    }
     match obnam_repository::done::noted() {
         Some(done) => stderr_line!("ERROR: interrupted by {} after {done}", name(signal)),
         None => stderr_line!("ERROR: interrupted by {}", name(signal)),
