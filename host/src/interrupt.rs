@@ -200,7 +200,12 @@ fn wind_down(host: &Host) {
     if let Some(repo) = host.opened_repository() {
         repo.stop_writes();
         if let Err(e) = repo.unlock_all_tried_once() {
-            tracing::warn!("could not release a lock: {e}");
+            // On the terminal too, which is silent while the run winds
+            // down: the lock stays, and another host's runs wait for it.
+            stderr_line!(
+                "WARNING: the run's lock could not be released ({e}): the next run breaks it \
+                 once it is stale; 'obnam force-lock' removes it"
+            );
         }
     }
     host.close_repository();

@@ -121,13 +121,10 @@ impl Codec {
         }
         object::header_repairs(self.filter(), stored)
             .into_iter()
-            .find(|(_, _, fixed)| open(fixed).is_ok())
-            .map(|(read, fix, fixed)| {
+            .find(|(_, fixed)| open(fixed).is_ok())
+            .map(|(what, fixed)| {
                 (
-                    format!(
-                        "its filter header is damaged: a tag reads '{read}', which no loaded \
-                         plugin provides, and with {fix} the object checks"
-                    ),
+                    format!("its filter header is damaged: {what} the object checks"),
                     fixed,
                 )
             })

@@ -535,61 +535,113 @@ pub fn tag_problem(tag: &[u8]) -> Option<String> {
 }
 
 /// Where one damaged byte of an unsealed object's filter header may have
-/// made a loaded filter's tag into one that no loaded filter provides:
-/// for the first such tag, the header as it would be with a loaded tag
-/// in its place, for each loaded tag that one byte could have been made
-/// into it: the same length and one byte other (`zst$` for `zstd`), or
-/// its length byte changed (the tag stops short, `zs`, or runs on into
-/// the payload, `zstdq`); or its count byte changed (0 for an object
-/// stored as it is, whose payload's first bytes read as a tag). Each
-/// comes with the tag read and what was undone, in words. Only a candidate with which the object checks proves damage (see
-/// `Codec`): a plugin missing whose tag is close to a loaded one's is not
-/// taken for damage.
-pub fn header_repairs(filter: &dyn ObjectFilter, stored: &[u8]) -> Vec<(String, String, Vec<u8>)> {
-    let Ok((tags, _)) = parse_header(stored) else {
+/// made it unreadable, or made a loaded filter's tag into one that no
+/// loaded filter provides: the header as it would be with that byte
+/// undone, for each way one byte could have done it: its count byte
+/// (0 for an object stored as it is, whose payload's first bytes then
+/// read as a tag); a tag's length byte (the tag stops short, `zs`, or
+/// runs on into the payload, `zstdq`, or past its end); a tag's byte (the
+/// same length and one byte other, `zsta` for `zstd`). Each comes with
+/// what was read and undone, in words (`a tag reads 'zsta', ..., and
+/// with 'zstd' in its place`), and names only loaded filters once
+/// undone. Only a candidate with which the object checks proves damage
+/// (see `Codec`): a plugin missing whose tag is close to a loaded one's
+/// is not taken for damage.
+pub fn header_repairs(filter: &dyn ObjectFilter, stored: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let Some(&count_read) = stored.first() else {
         return Vec::new();
     };
-    let Some(at) = tags.iter().position(|t| !filter.provides(t)) else {
-        return Vec::new();
+    let parsed = parse_header(stored).ok();
+    let known = |fixed: &[u8]| {
+        parse_header(fixed).is_ok_and(|(tags, _)| tags.iter().all(|t| filter.provides(t)))
     };
-    // Where the unknown tag's length byte is.
-    let pos = 1 + tags[..at].iter().map(|t| 1 + t.len()).sum::<usize>();
-    let read = &tags[at];
-    let mut repairs = Vec::new();
-    // The count byte changed: a count with which every tag is a loaded
-    // filter's (0 for an object stored as it is: its payload's first
-    // bytes read as a tag).
-    for count in 0..=4u8 {
-        if usize::from(count) == tags.len() {
-            continue;
-        }
-        let mut fixed = stored.to_vec();
-        fixed[0] = count;
-        let known =
-            parse_header(&fixed).is_ok_and(|(tags, _)| tags.iter().all(|t| filter.provides(t)));
-        if known {
-            repairs.push((read.clone(), format!("its count of tags {count}"), fixed));
+    if let Some((tags, payload)) = &parsed {
+        if tags.iter().all(|t| filter.provides(t)) {
+            // A header that reads, naming loaded filters only: damaged
+            // only if its count was lowered, so that the payload starts
+            // with what was the header of one more tag (`zstd` dropped
+            // from the count, the object then read as stored as it is).
+            let more = filter.tags().into_iter().find(|tag| {
+                let l = tag.as_bytes();
+                stored.get(*payload) == Some(&(l.len() as u8))
+                    && stored.get(payload + 1..payload + 1 + l.len()) == Some(l)
+            });
+            return match more {
+                Some(_) if count_read < u8::MAX => {
+                    let mut fixed = stored.to_vec();
+                    fixed[0] = count_read + 1;
+                    vec![(
+                        format!(
+                            "its count of tags reads {count_read}, and with {}",
+                            count_read + 1
+                        ),
+                        fixed,
+                    )]
+                }
+                _ => Vec::new(),
+            };
         }
     }
-    for loaded in filter.tags() {
-        let l = loaded.as_bytes();
-        let same_length_one_other = l.len() == read.len()
-            && l.iter()
-                .zip(read.as_bytes())
-                .filter(|(a, b)| a != b)
-                .count()
-                == 1;
-        if same_length_one_other {
-            let mut fixed = stored.to_vec();
-            fixed[pos + 1..pos + 1 + l.len()].copy_from_slice(l);
-            repairs.push((read.clone(), format!("'{loaded}' in its place"), fixed));
-        } else if l.len() != read.len()
-            && stored.get(pos + 1..pos + 1 + l.len()) == Some(l)
-            && u8::try_from(l.len()).is_ok()
-        {
-            let mut fixed = stored.to_vec();
-            fixed[pos] = l.len() as u8;
-            repairs.push((read.clone(), format!("'{loaded}' in its place"), fixed));
+    let parsed = parsed.map(|(tags, _)| tags);
+    let loaded = filter.tags();
+    let mut repairs = Vec::new();
+    for count in 0..=4u8 {
+        let mut fixed = stored.to_vec();
+        fixed[0] = count;
+        if count != count_read && known(&fixed) {
+            repairs.push((
+                format!("its count of tags reads {count_read}, and with {count}"),
+                fixed,
+            ));
+        }
+    }
+    // The first tag's length byte, whether the header reads or not.
+    if let (true, Some(&len_read)) = (count_read >= 1, stored.get(1)) {
+        for tag in &loaded {
+            let l = tag.as_bytes();
+            let Ok(len) = u8::try_from(l.len()) else {
+                continue;
+            };
+            if len != len_read && stored.get(2..2 + l.len()) == Some(l) {
+                let mut fixed = stored.to_vec();
+                fixed[1] = len;
+                if known(&fixed) {
+                    repairs.push((
+                        format!("a tag's length reads {len_read}, and with {len} ('{tag}')"),
+                        fixed,
+                    ));
+                }
+            }
+        }
+    }
+    // A tag that reads but is no loaded filter's: one byte of it other.
+    let unknown = parsed.and_then(|tags| {
+        let at = tags.iter().position(|t| !filter.provides(t))?;
+        let pos = 1 + tags[..at].iter().map(|t| 1 + t.len()).sum::<usize>();
+        Some((tags[at].clone(), pos))
+    });
+    if let Some((read, pos)) = unknown {
+        for tag in &loaded {
+            let l = tag.as_bytes();
+            let one_other = l.len() == read.len()
+                && l.iter()
+                    .zip(read.as_bytes())
+                    .filter(|(a, b)| a != b)
+                    .count()
+                    == 1;
+            if one_other {
+                let mut fixed = stored.to_vec();
+                fixed[pos + 1..pos + 1 + l.len()].copy_from_slice(l);
+                if known(&fixed) {
+                    repairs.push((
+                        format!(
+                            "a tag reads '{read}', which no loaded plugin provides, and with \
+                             '{tag}' in its place"
+                        ),
+                        fixed,
+                    ));
+                }
+            }
         }
     }
     repairs
@@ -764,26 +816,40 @@ mod tests {
                 Ok(Unlocked::default())
             }
         }
+        // What the count of tags undone would give is offered too; the
+        // repairs of a tag (its bytes, its length) are looked at here.
         let repairs = |stored: &[u8]| -> Vec<(String, Vec<u8>)> {
             header_repairs(&Zstd, stored)
                 .into_iter()
-                .filter(|(_, fix, _)| !fix.starts_with("its count of tags"))
-                .map(|(read, fix, fixed)| {
-                    assert_eq!(fix, "'zstd' in its place");
-                    (read, fixed)
-                })
+                .filter(|(what, _)| !what.starts_with("its count of tags"))
                 .collect()
         };
         let sound = b"\x01\x04zstdpayload";
         assert_eq!(repairs(sound), vec![]);
-        for damaged in [
-            &b"\x01\x04zstapayload"[..],
-            b"\x01\x03zstdpayload",
-            b"\x01\x05zstdpayload",
+        for (damaged, said) in [
+            (
+                &b"\x01\x04zstapayload"[..],
+                "a tag reads 'zsta', which no loaded plugin provides, and with 'zstd' in its place",
+            ),
+            (
+                b"\x01\x03zstdpayload",
+                "a tag's length reads 3, and with 4 ('zstd')",
+            ),
+            (
+                b"\x01\x05zstdpayload",
+                "a tag's length reads 5, and with 4 ('zstd')",
+            ),
+            // Running on into bytes that are no tag's: the header does not
+            // read at all.
+            (
+                b"\x01\x06zstd\x9a\x01payload",
+                "a tag's length reads 6, and with 4 ('zstd')",
+            ),
         ] {
             let found = repairs(damaged);
             assert_eq!(found.len(), 1, "{damaged:?}");
-            assert_eq!(found[0].1, sound, "{damaged:?}");
+            assert_eq!(found[0].0, said);
+            assert_eq!(found[0].1[..6], sound[..6], "{damaged:?}");
         }
         // Offered, but only the object's check proves it (see `Codec`).
         assert_eq!(repairs(b"\x01\x09zstd-dictpayload").len(), 1);
@@ -795,11 +861,21 @@ mod tests {
         assert!(!e.is_damaged_object(), "{e}");
         let counted = header_repairs(&Zstd, lock);
         assert_eq!(counted.len(), 1, "{counted:?}");
-        assert_eq!(counted[0].1, "its count of tags 0");
+        assert_eq!(counted[0].0, "its count of tags reads 1, and with 0");
         let counted = header_repairs(&Zstd, b"\x01\x01qpayload");
         assert_eq!(counted.len(), 1, "{counted:?}");
-        assert_eq!(counted[0].1, "its count of tags 0");
-        assert_eq!(counted[0].2, b"\x00\x01qpayload");
+        assert_eq!(counted[0].1, b"\x00\x01qpayload");
+        // The count of a compressed object changed from 1 to 2 or to 0.
+        for damaged in [&b"\x02\x04zstd\x9apayload"[..], b"\x00\x04zstdpayload"] {
+            let counted = header_repairs(&Zstd, damaged);
+            assert!(
+                counted
+                    .iter()
+                    .any(|(what, fixed)| what.starts_with("its count of tags reads")
+                        && fixed[..6] == sound[..6]),
+                "{damaged:?}: {counted:?}"
+            );
+        }
         // A missing plugin's tag, damage to the count or a tag that is no
         // tag: nothing to undo.
         let missing = open(&Zstd, None, "chunk/1", b"\x01\x03lz4data".to_vec()).unwrap_err();
