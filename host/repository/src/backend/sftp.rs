@@ -289,6 +289,7 @@ impl Backend for Sftp {
 /// process about to end abruptly (a second signal), which would leave
 /// them running.
 pub fn end_ssh_processes_at_once() {
+    crate::storage::retry::end_all_operations();
     ssh_processes::signal_leftovers();
 }
 

@@ -328,6 +328,7 @@ impl Storage {
         Fut: Future<Output = Result<T, opendal::Error>>,
     {
         self.block_on(async {
+            retry::refused_if_ending()?;
             let op = self.op()?;
             f(op).await
         })

@@ -17,6 +17,28 @@ use crate::backend::Retries;
 const RETRIES: u32 = 6;
 const FIRST_WAIT: Duration = Duration::from_millis(200);
 
+/// Set when the process is about to end at once (a second Ctrl-C): no
+/// storage operation starts, nor is tried again, after it. Over SFTP a
+/// retry opens a connection, whose ssh master, started in the moments
+/// before the process ended, outlived it.
+static ENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Start no storage operation from now on (see [`ENDING`]).
+pub(crate) fn end_all_operations() {
+    ENDING.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The error of an operation not started because the process is ending.
+pub(crate) fn refused_if_ending() -> Result<(), opendal::Error> {
+    match ENDING.load(std::sync::atomic::Ordering::SeqCst) {
+        true => Err(opendal::Error::new(
+            opendal::ErrorKind::Unexpected,
+            "the run is ending: no storage operation starts",
+        )),
+        false => Ok(()),
+    }
+}
+
 /// Run `f` with `op`. A failure worth retrying runs the whole operation
 /// again, from a fresh start (the connection pool hands out a working
 /// session, and a write begins a new file), with growing waits. Only an
@@ -30,6 +52,7 @@ where
     let retryable = retries.retryable;
     let mut wait = FIRST_WAIT;
     for _ in 0..RETRIES {
+        refused_if_ending()?;
         match f(op.clone()).await {
             Err(e) if retryable(&e) => {
                 let jitter = u32::from(crate::ids::ObjectId::random().0[0]);
@@ -41,6 +64,7 @@ where
             other => return other,
         }
     }
+    refused_if_ending()?;
     f(op.clone())
         .await
         .map_err(|e| if retryable(&e) { e.set_persistent() } else { e })

@@ -97,16 +97,24 @@ mod linux {
         // ssh that forked it has ended.
         // Done once two scans in a row find none alive (a connection
         // being made meanwhile starts another), or after two seconds.
+        // One still there at the next scan, told once already, is killed
+        // (it had its chance; the process is ending now).
         let start = Instant::now();
         let mut quiet = 0;
-        while quiet < 2 && start.elapsed() < Duration::from_secs(2) {
+        let mut signalled: Vec<Pid> = Vec::new();
+        while quiet < 3 && start.elapsed() < Duration::from_secs(3) {
             quiet += 1;
             for (pid, zombie) in ssh_children() {
                 if zombie {
                     reap(pid);
+                } else if signalled.contains(&pid) {
+                    quiet = 0;
+                    let _ = kill_process(pid, Signal::KILL);
+                    reap(pid);
                 } else {
                     quiet = 0;
                     let _ = kill_process(pid, Signal::TERM);
+                    signalled.push(pid);
                 }
             }
             std::thread::sleep(Duration::from_millis(30));
