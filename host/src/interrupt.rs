@@ -123,6 +123,10 @@ const CALLBACKS_WAITED_FOR: Duration = Duration::from_secs(10);
 /// connections and never answers) kept a Ctrl-C'd run silent for minutes.
 const WIND_DOWN_WAITED_FOR: Duration = Duration::from_secs(15);
 
+/// How long the wind-down waits for the writes under way to end before
+/// it releases the run's locks (within [`WIND_DOWN_WAITED_FOR`]).
+const WRITES_WAITED_FOR: Duration = Duration::from_secs(10);
+
 /// Wind down and end the process, as interrupted by `signal`.
 fn end_run(host: &Arc<Host>, signal: i32) -> ! {
     tell_plugins(host, signal);
@@ -199,6 +203,19 @@ fn wind_down_within(host: &Arc<Host>, limit: Duration) {
 fn wind_down(host: &Host) {
     if let Some(repo) = host.opened_repository() {
         repo.stop_writes();
+        // A write under way (a generation record, say) ends before the
+        // locks go, or they stay: written after its lock was gone, it
+        // could name data that a prune planning meanwhile deletes.
+        if !repo.writes_done_within(WRITES_WAITED_FOR) {
+            stderr_line!(
+                "WARNING: a write to the repository was still under way after {} s: the run \
+                 ends without releasing its lock (the next run breaks it once it is stale; \
+                 'obnam force-lock' removes it)",
+                WRITES_WAITED_FOR.as_secs()
+            );
+            host.close_repository();
+            return;
+        }
         if let Err(e) = repo.unlock_all_tried_once() {
             // On the terminal too, which is silent while the run winds
             // down: the lock stays, and another host's runs wait for it.

@@ -260,6 +260,13 @@ impl Repository {
         self.storage.stop_writes();
     }
 
+    /// Whether the writes begun before [`stop_writes`](Self::stop_writes)
+    /// have ended, waiting up to `limit` (see
+    /// [`storage::Storage::writes_done_within`]).
+    pub fn writes_done_within(&self, limit: std::time::Duration) -> bool {
+        self.storage.writes_done_within(limit)
+    }
+
     /// The repository's config object.
     pub fn config(&self) -> &RepoConfig {
         &self.config

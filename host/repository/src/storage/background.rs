@@ -45,6 +45,8 @@ impl Storage {
         done: impl FnOnce(Result<(), StorageError>) + Send + 'static,
     ) {
         for (key, _) in &objects {
+            // Counted (the crash limit) and checked now; not waited for
+            // by an interrupted run (packs and their index objects).
             if let Err(e) = self.begin_write(key) {
                 done(Err(e));
                 return;

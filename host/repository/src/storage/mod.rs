@@ -132,6 +132,10 @@ pub struct Storage {
     readers: std::sync::Mutex<std::collections::HashMap<String, opendal::Reader>>,
     /// Set when the run is interrupted: no write starts after it.
     stopped: std::sync::atomic::AtomicBool,
+    /// Writes of the calling threads under way (not the background
+    /// writes of packs): what an interrupted run waits for before it
+    /// releases its locks ([`Storage::writes_done_within`]).
+    writes_in_flight: std::sync::atomic::AtomicUsize,
     /// Set when an operation failed after all its retries: the store is
     /// down, and a delete (what a failing run still does: release its
     /// lock) is tried once, not with a whole budget of retries again (a
@@ -187,6 +191,7 @@ impl Storage {
             faults: Faults::new(options.faults.as_ref(), url),
             readers: std::sync::Mutex::new(std::collections::HashMap::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
+            writes_in_flight: std::sync::atomic::AtomicUsize::new(0),
             gave_up: Default::default(),
             background: std::sync::Mutex::new(Vec::new()),
             write_gate: std::sync::Arc::new(write_gate::WriteGate::new()),
@@ -367,8 +372,12 @@ impl Storage {
         self.stopped.store(true, Ordering::SeqCst);
     }
 
-    /// Check that writing `key` may start, and count it.
-    fn begin_write(&self, key: &str) -> Result<(), StorageError> {
+    /// Check that writing `key` may start, and count it; the write is in
+    /// flight while the guard returned lives. Counted before `stopped` is
+    /// looked at (both sequentially consistent), so that a write either
+    /// sees the stop or is seen by [`writes_done_within`](Self::writes_done_within).
+    fn begin_write(&self, key: &str) -> Result<WriteInFlight<'_>, StorageError> {
+        let flight = WriteInFlight::new(&self.writes_in_flight);
         if self.stopped.load(Ordering::SeqCst) {
             return Err(StorageError::Interrupted {
                 url: self.url.clone(),
@@ -377,7 +386,24 @@ impl Storage {
         }
         self.may_change(key)?;
         self.count_write();
-        Ok(())
+        Ok(flight)
+    }
+
+    /// Whether every write of the calling threads that began before
+    /// [`stop_writes`](Self::stop_writes) has ended, waiting up to
+    /// `limit`. An interrupted run releases its locks only then: a
+    /// generation record whose write was under way, written after the
+    /// lock was gone, could name data that a prune planning meanwhile
+    /// deletes.
+    pub fn writes_done_within(&self, limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while self.writes_in_flight.load(Ordering::SeqCst) > 0 {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 
     /// Refuse to change `key` if this process must not write to the
@@ -411,7 +437,7 @@ impl Storage {
 
     /// Write a whole object.
     pub fn write(&self, key: &str, data: impl Into<bytes::Bytes>) -> Result<(), StorageError> {
-        self.begin_write(key)?;
+        let _flight = self.begin_write(key)?;
         let data = data.into();
         self.faults
             .run(Op::Write, key, || self.put_counted(key, data))
@@ -423,7 +449,7 @@ impl Storage {
     /// only read waiting (over SFTP, a read-only file system's refusal is
     /// a generic failure, which is retried).
     pub fn write_once(&self, key: &str, data: impl Into<bytes::Bytes>) -> Result<(), StorageError> {
-        self.begin_write(key)?;
+        let _flight = self.begin_write(key)?;
         let data = data.into();
         self.faults
             .run(Op::Write, key, || self.put_counted_tried(key, data, false))
@@ -478,7 +504,7 @@ impl Storage {
     /// silently ignores `If-None-Match` (Garage) overwrites, which is why
     /// creators first claim the creation ([`super::creation`]).
     pub fn create_new(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
-        self.begin_write(key)?;
+        let _flight = self.begin_write(key)?;
         self.faults
             .run(Op::Write, key, || self.backend.create_new(self, key, data))
     }
@@ -689,6 +715,22 @@ fn with_timeouts(op: Operator, options: &StorageOptions) -> Operator {
             .with_timeout(timeout)
             .with_io_timeout(timeout),
     )
+}
+
+/// A write of a calling thread under way (see `Storage::begin_write`).
+struct WriteInFlight<'s>(&'s std::sync::atomic::AtomicUsize);
+
+impl<'s> WriteInFlight<'s> {
+    fn new(count: &'s std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        WriteInFlight(count)
+    }
+}
+
+impl Drop for WriteInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A failed operation as [`failure`] words it, noting in `gave_up` that
@@ -928,6 +970,33 @@ mod tests {
         assert!(rx.recv().unwrap(), "a background write started");
         storage.delete("a").unwrap();
         assert_eq!(storage.list("").unwrap(), Vec::<String>::new());
+    }
+
+    /// A write under way when writes are stopped is waited for: an
+    /// interrupted run releases its locks only once it has ended (its
+    /// generation record, written after the lock was gone, could name data
+    /// a prune planning meanwhile deletes).
+    #[test]
+    fn a_write_under_way_when_writes_stop_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let options = StorageOptions {
+            faults: crate::fault_injection::FaultSpec::parse("slow=1,seed=3").unwrap(),
+            ..StorageOptions::default()
+        };
+        let storage = std::sync::Arc::new(Storage::open(root.to_str().unwrap(), &options).unwrap());
+        assert!(storage.writes_done_within(Duration::ZERO));
+        let writer = storage.clone();
+        let writing = std::thread::spawn(move || writer.write("slow", b"1".to_vec()));
+        while storage.writes_in_flight.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        storage.stop_writes();
+        assert!(!storage.writes_done_within(Duration::ZERO));
+        assert!(storage.writes_done_within(Duration::from_secs(30)));
+        // It had begun: it is whole, and nothing is under way any more.
+        writing.join().unwrap().unwrap();
+        assert_eq!(storage.list("").unwrap(), vec!["slow".to_string()]);
     }
 
     /// Deleting what another process deletes at the same moment succeeds
