@@ -65,63 +65,63 @@ impl Codec {
 
     /// Undo [`encode`](Self::encode), checking the checksum.
     pub fn decode(&self, key: &str, stored: Vec<u8>) -> RepoResult<Vec<u8>> {
-        // Only a checksum proves a record's header damaged: without one
-        // (format 1), a header "repaired" to no filter at all decodes to
-        // anything, and a missing plugin's records were taken for damage.
-        if self.checksums {
-            if let Some(damaged) = self.damaged_header(key, &stored, |fixed| {
-                self.decode_as_stored(key, fixed.to_vec())
-            }) {
-                return Err(damaged);
-            }
+        if !self.checksums {
+            // Only a checksum proves a record's header damaged: without
+            // one (format 1), a header "repaired" to no filter at all
+            // decodes to anything, and a missing plugin's records were
+            // taken for damage.
+            return object::open(self.filter(), self.seal_tag(), key, stored);
         }
-        self.decode_as_stored(key, stored)
+        let mut plain = self.open_owned(key, stored, |plain| {
+            object::check_checksum(key, plain).map(drop)
+        })?;
+        plain.truncate(plain.len() - object::CHECKSUM_LEN);
+        Ok(plain)
     }
 
-    fn decode_as_stored(&self, key: &str, stored: Vec<u8>) -> RepoResult<Vec<u8>> {
-        let (plain, tags) = object::open_tagged(self.filter(), self.seal_tag(), key, stored)?;
-        if self.checksums {
-            object::after_filters(self.filter(), &tags, object::strip_checksum(key, plain))
-        } else {
-            Ok(plain)
-        }
-    }
-
-    /// Damage to the filter header of `stored`, if it is proven: in an
-    /// unsealed repository (a sealed one authenticates its inner tags,
-    /// and its one outer tag must be the seal's), a tag that no loaded
-    /// filter provides, which one changed byte could have made of a
-    /// loaded filter's, and with which in its place the object opens and
-    /// checks (`open`: the whole read, checksum or id included). A tag
-    /// `zstd` read as `zst$` made `repair-packs` refuse its pack as
-    /// needing a plugin, and fsck and backups stop; taken for damage
-    /// without the proof, a plugin missing whose tag was close to a
-    /// loaded one's (`zstd-dict`) had `repair-packs` drop every blob it
-    /// wrote.
-    fn damaged_header<T>(
+    /// Damage to the filter header of `stored`, which did not open, if
+    /// it is proven: in an unsealed repository (a sealed one
+    /// authenticates its inner tags, and its one outer tag must be the
+    /// seal's), a tag that no loaded filter provides, which one changed
+    /// byte could have made of a loaded filter's, and with which in its
+    /// place the object opens and is found sound by `check` (its
+    /// checksum, or a blob's id). A tag `zstd` read as `zst$` made
+    /// `repair-packs` refuse its pack as needing a plugin, and fsck and
+    /// backups stop; taken for damage without the proof, a plugin
+    /// missing whose tag was close to a loaded one's (`zstd-dict`) had
+    /// `repair-packs` drop every blob it wrote.
+    ///
+    /// Asked only once an object failed to open: a sound object is read
+    /// once, as it is.
+    fn damaged_header(
         &self,
         context: &str,
         stored: &[u8],
-        open: impl Fn(&[u8]) -> RepoResult<T>,
+        check: impl Fn(&[u8]) -> RepoResult<()>,
     ) -> Option<RepoError> {
-        self.repaired_header(stored, open)
+        self.repaired_header(context, stored, check)
             .map(|(reason, _)| RepoError::corrupt(context, reason))
     }
 
     /// The stored bytes of an object whose filter header is proven
     /// damaged (see [`damaged_header`](Self::damaged_header)) with the
     /// damage undone, and why it is damaged, in words.
-    fn repaired_header<T>(
+    fn repaired_header(
         &self,
+        context: &str,
         stored: &[u8],
-        open: impl Fn(&[u8]) -> RepoResult<T>,
+        check: impl Fn(&[u8]) -> RepoResult<()>,
     ) -> Option<(String, Vec<u8>)> {
         if self.seal_tag().is_some() {
             return None;
         }
+        let opens = |fixed: &[u8]| {
+            let (plain, tags) = object::open_borrowed_tagged(self.filter(), None, context, fixed)?;
+            object::after_filters(self.filter(), &tags, check(&plain))
+        };
         object::header_repairs(self.filter(), stored)
             .into_iter()
-            .find(|(_, fixed)| open(fixed).is_ok())
+            .find(|(_, fixed)| opens(fixed).is_ok())
             .map(|(what, fixed)| {
                 (
                     format!("its filter header is damaged: {what} the object checks"),
@@ -140,10 +140,7 @@ impl Codec {
         stored: &[u8],
         check: impl Fn(&[u8]) -> RepoResult<()>,
     ) -> Option<(String, Vec<u8>)> {
-        self.repaired_header(stored, |fixed| {
-            let (plain, tags) = object::open_borrowed_tagged(self.filter(), None, context, fixed)?;
-            object::after_filters(self.filter(), &tags, check(&plain))
-        })
+        self.repaired_header(context, stored, check)
     }
 
     /// The stored form of a blob, as its filter header and its payload
@@ -167,16 +164,12 @@ impl Codec {
         stored: &'s [u8],
         check: impl Fn(&[u8]) -> RepoResult<()>,
     ) -> RepoResult<object::Encoded<'s>> {
-        if let Some(damaged) = self.damaged_header(context, stored, |fixed| {
-            let (plain, tags) = object::open_borrowed_tagged(self.filter(), None, context, fixed)?;
-            object::after_filters(self.filter(), &tags, check(&plain))
-        }) {
-            return Err(damaged);
-        }
-        let (plain, tags) =
-            object::open_borrowed_tagged(self.filter(), self.seal_tag(), context, stored)?;
-        object::after_filters(self.filter(), &tags, check(&plain))?;
-        Ok(plain)
+        let opened = object::open_borrowed_tagged(self.filter(), self.seal_tag(), context, stored)
+            .and_then(|(plain, tags)| {
+                object::after_filters(self.filter(), &tags, check(&plain))?;
+                Ok(plain)
+            });
+        opened.map_err(|e| self.damaged_header(context, stored, &check).unwrap_or(e))
     }
 
     /// [`open_blob_borrowed_checked`](Self::open_blob_borrowed_checked) of
@@ -187,15 +180,44 @@ impl Codec {
         stored: Vec<u8>,
         check: impl Fn(&[u8]) -> RepoResult<()>,
     ) -> RepoResult<Vec<u8>> {
-        if let Some(damaged) = self.damaged_header(context, &stored, |fixed| {
-            let (plain, tags) = object::open_borrowed_tagged(self.filter(), None, context, fixed)?;
-            object::after_filters(self.filter(), &tags, check(&plain))
-        }) {
-            return Err(damaged);
+        self.open_owned(context, stored, check)
+    }
+
+    /// The plain bytes of an object whose stored bytes are the caller's,
+    /// checked by `check`: the stored bytes themselves, their header cut
+    /// off, where no filter changed them (a blob of an uncompressed
+    /// repository is not copied). One that does not open is asked
+    /// whether its header is proven damaged, which is then the error
+    /// ([`damaged_header`](Self::damaged_header)).
+    fn open_owned(
+        &self,
+        context: &str,
+        mut stored: Vec<u8>,
+        check: impl Fn(&[u8]) -> RepoResult<()>,
+    ) -> RepoResult<Vec<u8>> {
+        /// What an open gave, once its borrow of the stored bytes ended.
+        enum Opened {
+            /// No filter changed them: the plain bytes start here.
+            At(usize),
+            /// What the filters made of them.
+            Made(Vec<u8>),
         }
-        let (plain, tags) = object::open_tagged(self.filter(), self.seal_tag(), context, stored)?;
-        object::after_filters(self.filter(), &tags, check(&plain))?;
-        Ok(plain)
+        let opened = object::open_borrowed_tagged(self.filter(), self.seal_tag(), context, &stored)
+            .and_then(|(plain, tags)| {
+                object::after_filters(self.filter(), &tags, check(&plain))?;
+                Ok(match plain {
+                    object::Encoded::Unchanged(plain) => Opened::At(stored.len() - plain.len()),
+                    object::Encoded::Changed(plain) => Opened::Made(plain.into_vec()),
+                })
+            });
+        match opened {
+            Ok(Opened::At(start)) => {
+                stored.drain(..start);
+                Ok(stored)
+            }
+            Ok(Opened::Made(plain)) => Ok(plain),
+            Err(e) => Err(self.damaged_header(context, &stored, &check).unwrap_or(e)),
+        }
     }
 }
 

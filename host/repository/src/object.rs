@@ -60,6 +60,14 @@ pub fn add_checksum(context: &str, data: &mut Vec<u8>) {
 
 /// Check and remove the checksum that [`add_checksum`] appended.
 pub fn strip_checksum(context: &str, mut data: Vec<u8>) -> RepoResult<Vec<u8>> {
+    let end = check_checksum(context, &data)?;
+    data.truncate(end);
+    Ok(data)
+}
+
+/// Check the checksum that [`add_checksum`] appended to `data`; where
+/// the data before it ends.
+pub fn check_checksum(context: &str, data: &[u8]) -> RepoResult<usize> {
     let Some(end) = data.len().checked_sub(CHECKSUM_LEN) else {
         return Err(RepoError::corrupt(
             context,
@@ -72,8 +80,7 @@ pub fn strip_checksum(context: &str, mut data: Vec<u8>) -> RepoResult<Vec<u8>> {
             "its content does not match its checksum (damaged or altered)",
         ));
     }
-    data.truncate(end);
-    Ok(data)
+    Ok(end)
 }
 
 /// Refuse decoded bytes longer than the format allows for the object
@@ -561,13 +568,15 @@ pub fn header_repairs(filter: &dyn ObjectFilter, stored: &[u8]) -> Vec<(String, 
             // only if its count was lowered, so that the payload starts
             // with what was the header of one more tag (`zstd` dropped
             // from the count, the object then read as stored as it is).
-            let more = filter.tags().into_iter().find(|tag| {
-                let l = tag.as_bytes();
-                stored.get(*payload) == Some(&(l.len() as u8))
-                    && stored.get(payload + 1..payload + 1 + l.len()) == Some(l)
+            // Only the one tag those bytes would name is asked about
+            // (sound objects come here on every read that fails).
+            let more = stored.get(*payload).and_then(|&len| {
+                let tag = stored.get(payload + 1..payload + 1 + len as usize)?;
+                let tag = std::str::from_utf8(tag).ok()?;
+                (len > 0 && filter.provides(tag)).then_some(())
             });
             return match more {
-                Some(_) if count_read < u8::MAX => {
+                Some(()) if count_read < u8::MAX => {
                     let mut fixed = stored.to_vec();
                     fixed[0] = count_read + 1;
                     vec![(
@@ -894,5 +903,54 @@ mod tests {
             assert!(e.is_damaged_object(), "{e}");
             assert!(e.to_string().contains("its filter header is"), "{e}");
         }
+    }
+
+    /// A header that reads and names loaded filters only costs no list
+    /// of the loaded filters (across the plugin boundary, per object):
+    /// only the one tag its payload's first bytes would name is asked
+    /// about, and the count lowered is still found.
+    #[test]
+    fn a_sound_header_is_probed_without_listing_the_filters() {
+        struct Unlisted;
+        impl ObjectFilter for Unlisted {
+            fn encode<'d>(
+                &self,
+                _: &str,
+                d: &'d [u8],
+                _: Option<&str>,
+            ) -> Result<(Encoded<'d>, Vec<String>), String> {
+                Ok((Encoded::Unchanged(d), Vec::new()))
+            }
+            fn encode_with(
+                &self,
+                _: &str,
+                _: &str,
+                _: &[u8],
+            ) -> Result<Option<FilterOutput>, String> {
+                Err("none".into())
+            }
+            fn decode(&self, _: &str, d: &[u8], _: &[String]) -> Result<FilterOutput, DecodeError> {
+                Ok(d.to_vec().into())
+            }
+            fn provides(&self, tag: &str) -> bool {
+                tag == "zstd"
+            }
+            fn tags(&self) -> Vec<String> {
+                panic!("the loaded filters were listed for a sound header")
+            }
+            fn unlock(&self, _: &UnlockRequest) -> Result<Unlocked, String> {
+                Ok(Unlocked::default())
+            }
+        }
+        for sound in [
+            &b"\x01\x04zstd\x28\xb5\x2f\xfdpayload"[..],
+            b"\x00plain text stored as it is, long enough to read as a tag",
+            b"\x00",
+        ] {
+            assert_eq!(header_repairs(&Unlisted, sound), vec![], "{sound:?}");
+        }
+        let lowered = header_repairs(&Unlisted, b"\x00\x04zstdpayload");
+        assert_eq!(lowered.len(), 1, "{lowered:?}");
+        assert_eq!(lowered[0].1, b"\x01\x04zstdpayload");
     }
 }

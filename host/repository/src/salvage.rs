@@ -488,19 +488,20 @@ mod tests {
     use std::time::Duration;
 
     fn open(dir: &std::path::Path) -> Arc<Repository> {
+        open_filtered(dir, Arc::new(crate::object::NoFilters))
+    }
+
+    /// [`open`] with the data filters `filter`.
+    fn open_filtered(
+        dir: &std::path::Path,
+        filter: Arc<dyn crate::object::ObjectFilter>,
+    ) -> Arc<Repository> {
         let options = crate::OpenOptions {
             create: true,
             pack_size: 1 << 14,
             ..crate::OpenOptions::default()
         };
-        Arc::new(
-            Repository::open(
-                dir.to_str().unwrap(),
-                &options,
-                Arc::new(crate::object::NoFilters),
-            )
-            .unwrap(),
-        )
+        Arc::new(Repository::open(dir.to_str().unwrap(), &options, filter).unwrap())
     }
 
     fn data(i: u32) -> Vec<u8> {
@@ -684,14 +685,7 @@ mod tests {
     #[test]
     fn a_damaged_filter_tag_is_damage_but_a_missing_plugin_is_not() {
         let dir = tempfile::tempdir().unwrap();
-        let open = |dir: &std::path::Path| {
-            let options = crate::OpenOptions {
-                create: true,
-                pack_size: 1 << 14,
-                ..crate::OpenOptions::default()
-            };
-            Arc::new(Repository::open(dir.to_str().unwrap(), &options, Arc::new(Reverse)).unwrap())
-        };
+        let open = |dir: &std::path::Path| open_filtered(dir, Arc::new(Reverse));
         let repo = open(dir.path());
         let ids: Vec<_> = (0..4)
             .map(|i| {
