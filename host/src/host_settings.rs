@@ -95,6 +95,7 @@ fn global() -> Vec<SettingDef> {
             "key",
             "repair-index",
             "repair-packs",
+            "repair-records",
         ])
         .alias("dry-run"),
         def(

@@ -91,7 +91,7 @@ pub use output_format::OutputFormat;
 pub use repository::{
     ChunkId, ClientUsage, DamagedRecord, Entry, EntryKind, GenerationBuilder, GenerationInfo,
     GenerationReader, LeftOut, PruneOptions, PruneReport, PruneStep, Reindexed, RepairedPack,
-    RepairedPacks, Repository, Token, TreeId, Usage,
+    RepairedPacks, RepairedRecord, RepairedRecords, Repository, Token, TreeId, Usage,
 };
 pub use settings::{
     Setting, GROUP_BACKUP, GROUP_DEFAULT, GROUP_DEVELOPMENT, GROUP_ENCRYPTION, GROUP_PERFORMANCE,

@@ -382,6 +382,23 @@ pub trait RepositoryService: Send + Sync {
     fn lock_for_reading(&self, client: RStr<'_>) -> AbiResult<()>;
     /// The boundary form of [`Repository::repair_packs`](crate::Repository::repair_packs).
     fn repair_packs(&self, names: RVec<RString>, pretend: bool) -> AbiResult<RawRepairedPacks>;
+    // Added in 0.1.22.
+    /// The boundary form of [`Repository::repair_records`](crate::Repository::repair_records).
+    fn repair_records(&self, pretend: bool) -> AbiResult<RawRepairedRecords>;
+}
+
+/// The boundary form of [`RepairedRecords`](crate::RepairedRecords).
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Debug, Default)]
+pub struct RawRepairedRecords {
+    /// The records written again: their keys.
+    pub keys: RVec<RString>,
+    /// What was wrong with each of `keys`, in the same order.
+    pub problems: RVec<RString>,
+    /// Damaged records left as they are, each with what is wrong.
+    pub left: RVec<RString>,
+    /// Records read.
+    pub records: u64,
 }
 
 /// The boundary form of [`RepairedPack`](crate::RepairedPack).

@@ -378,6 +378,29 @@ impl Repository {
         })
     }
 
+    /// Write again the records (generation and client records, index
+    /// objects) whose filter header one damaged byte made unreadable,
+    /// with that byte undone: only those that then check (their checksum
+    /// proves what was written); every other damaged record is left as
+    /// it is, and returned in `left`. With `pretend`, only read them.
+    /// Hold the exclusive lock unless pretending. Since 0.1.22.
+    pub fn repair_records(&self, pretend: bool) -> Result<RepairedRecords> {
+        let raw = unwrap_abi(self.inner.repair_records(pretend))?;
+        Ok(RepairedRecords {
+            repaired: raw
+                .keys
+                .into_iter()
+                .zip(raw.problems)
+                .map(|(key, problem)| RepairedRecord {
+                    key: key.into_string(),
+                    problem: problem.into_string(),
+                })
+                .collect(),
+            left: raw.left.into_iter().map(RString::into_string).collect(),
+            records: raw.records,
+        })
+    }
+
     /// Index the packs the store holds that no index object lists (an
     /// index object lost or removed), from the list of blobs at each
     /// pack's end, each blob checked against its id; with `pretend`, only
@@ -798,6 +821,28 @@ pub struct RepairedPacks {
     pub packs: Vec<RepairedPack>,
     /// Index objects replaced (they listed a pack that went).
     pub index_objects_replaced: u64,
+}
+
+/// One record [`Repository::repair_records`] wrote again (or would).
+/// Since 0.1.22.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairedRecord {
+    /// Its key (`generations/CLIENT/ID`, `clients/ID`, `index/NAME`).
+    pub key: String,
+    /// What was wrong with it, and what undoing it took, in words.
+    pub problem: String,
+}
+
+/// What [`Repository::repair_records`] found and did. Since 0.1.22.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairedRecords {
+    /// The records written again (pretending: that would be).
+    pub repaired: Vec<RepairedRecord>,
+    /// Damaged records that cannot be repaired so, each with what is
+    /// wrong with it: left as they are (`fsck` says what to do).
+    pub left: Vec<String>,
+    /// Records read.
+    pub records: u64,
 }
 
 /// What [`Repository::index_unlisted_packs`] found and did.

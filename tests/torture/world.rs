@@ -90,6 +90,14 @@
 //!     out; after a clean backup of every client, `fsck` names only
 //!     generations committed before the damage, which are forgotten, and
 //!     then nothing ([`World::maybe_damage_a_pack`]).
+//! 16. on a local folder of an unsealed repository, now and then, one
+//!     byte of the filter header of a committed generation's record is
+//!     changed (a tag's byte, its length, the count of tags): `genids`
+//!     leaves the generation out naming `repair-records`, and
+//!     `repair-records` (under a drawn fault, then without) writes the
+//!     record back byte for byte; the generation stays in the model, and
+//!     restores exactly at the next checks
+//!     ([`World::maybe_damage_a_record_header`]).
 //! 14. a restore or `ls` without injected faults beside a `forget` (and a
 //!     prune) of its client never finds its generation's data deleted
 //!     under it: it holds a reader's lock, and a prune's deletion waits
@@ -176,6 +184,9 @@ pub struct Stats {
     /// and the committed generations that lost data only they held.
     pub packs_damaged: u64,
     pub generations_lost_to_damage: u64,
+    /// Generation records whose filter header the harness damaged, then
+    /// `repair-records` wrote back.
+    pub record_headers_repaired: u64,
 }
 
 impl Stats {
@@ -203,6 +214,7 @@ impl Stats {
         self.client_records_lost += o.client_records_lost;
         self.packs_damaged += o.packs_damaged;
         self.generations_lost_to_damage += o.generations_lost_to_damage;
+        self.record_headers_repaired += o.record_headers_repaired;
         self.forgets += o.forgets;
         self.forgets_reported += o.forgets_reported;
         self.generations_forgotten += o.generations_forgotten;
@@ -227,7 +239,8 @@ impl std::fmt::Display for Stats {
              removed, {} passphrase changes ({} stopped and run again), {} repair-index \
              runs ({} after an index object was lost), {} packs cut short for a backup, \
              {} client records lost or damaged and written again, {} packs damaged and \
-             repaired ({} committed generations lost data only they held)",
+             repaired ({} committed generations lost data only they held), {} generation \
+             records' filter headers damaged and written back whole",
             self.steps,
             self.processes,
             self.backups,
@@ -258,7 +271,8 @@ impl std::fmt::Display for Stats {
             self.packs_cut,
             self.client_records_lost,
             self.packs_damaged,
-            self.generations_lost_to_damage
+            self.generations_lost_to_damage,
+            self.record_headers_repaired
         )
     }
 }
@@ -460,6 +474,8 @@ impl World {
         let mut client_loss = Rng::new(self.cfg.seed ^ 0xc11e_7a3c_0a1d_105e);
         // And packs damaged and repaired, from a ninth.
         let mut pack_damage = Rng::new(self.cfg.seed ^ 0xda3a_6ed0_9ac4_5e11);
+        // And records' filter headers damaged and repaired, from a tenth.
+        let mut header_damage = Rng::new(self.cfg.seed ^ 0x4ead_e7da_3a6e_d0f1);
         // Step 0: every client backs up at once, so the repository is
         // created by simultaneous first runs, and commands other than
         // backup have a repository to work on.
@@ -485,7 +501,8 @@ impl World {
                 .and_then(|()| self.maybe_lose_an_index_object(step, &mut index_loss))
                 .and_then(|()| self.maybe_cut_packs(step, &mut pack_cut))
                 .and_then(|()| self.maybe_lose_a_client_record(step, &mut client_loss))
-                .and_then(|()| self.maybe_damage_a_pack(step, &mut pack_damage));
+                .and_then(|()| self.maybe_damage_a_pack(step, &mut pack_damage))
+                .and_then(|()| self.maybe_damage_a_record_header(step, &mut header_damage));
             if let Err(broken) = result {
                 self.fail(step, &broken);
             }
@@ -1696,6 +1713,121 @@ impl World {
             ));
         }
         self.stats.client_records_lost += 1;
+        Ok(())
+    }
+
+    /// Now and then, on a local folder of an unsealed repository, with
+    /// nothing beside it: change one byte of the filter header of a
+    /// committed generation's record, as a failing disk would (a tag's
+    /// byte, its length byte, or its count of tags), then check what the
+    /// user guide ("Damaged records") promises: `genids` leaves the
+    /// generation out and names `repair-records`, which (under a drawn
+    /// fault, run again without one if the fault stopped it) writes the
+    /// record back as it was written, byte for byte. The generation stays
+    /// in the model: the next checks restore it exactly (invariant 16).
+    fn maybe_damage_a_record_header(&mut self, step: usize, rng: &mut Rng) -> Result<(), Broken> {
+        let roll = rng.below(100);
+        let pick_client = rng.index(self.clients.len());
+        let pick_gen = rng.below(1 << 16);
+        let pick_byte = rng.below(1 << 16);
+        let fault = self.draw_fault(rng, true);
+        if roll >= 6 || !matches!(self.cfg.backend, Backend::Local) || self.cfg.encrypted {
+            return Ok(());
+        }
+        let client = &self.clients[pick_client];
+        if client.committed.is_empty() {
+            return Ok(());
+        }
+        let id = client.committed[pick_gen as usize % client.committed.len()]
+            .id
+            .clone();
+        let name = client.name.clone();
+        let repo = Path::new(&self.url).to_path_buf();
+        let record = std::fs::read_dir(repo.join("generations"))
+            .map_err(|e| format!("header damage: generations/: {e}"))?
+            .filter_map(|e| e.ok().map(|e| e.path().join(&id)))
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("header damage: no record of committed generation {id}"))?;
+        let written = std::fs::read(&record).map_err(|e| format!("header damage: {e}"))?;
+        // The header: a count of tags, then each tag's length and bytes.
+        let mut bytes = written.clone();
+        let what = match bytes.as_slice() {
+            [0, ..] => {
+                bytes[0] = 1;
+                "its count of tags raised".to_string()
+            }
+            [1, len, ..] if bytes.len() > 2 + usize::from(*len) => {
+                let len = usize::from(*len);
+                match pick_byte as usize % (2 + len) {
+                    0 => {
+                        bytes[0] = 0;
+                        "its count of tags lowered".to_string()
+                    }
+                    1 => {
+                        bytes[1] += 1;
+                        "its tag's length raised".to_string()
+                    }
+                    at => {
+                        // Another printable byte, as one flipped low bit
+                        // gives ('zstd' to 'zsud').
+                        bytes[at] ^= 0x01;
+                        format!("byte {} of its tag changed", at - 2)
+                    }
+                }
+            }
+            _ => return Err(format!("{id}: a record's header is not what obnam writes")),
+        };
+        std::fs::write(&record, &bytes).map_err(|e| format!("header damage: {e}"))?;
+        self.note(format!(
+            "step {step}: damage the filter header of {name}'s {id} ({what}), then \
+             repair-records {fault:?}"
+        ));
+        let run = |world: &mut World, args: &[&str], fault: Fault| {
+            let mut cmd = world.obnam(pick_client);
+            cmd.args(args).args(fault.args());
+            let out = run_together(vec![(cmd, fault)]).remove(0);
+            world.stats.processes += 1;
+            world.note(format!("  {}: {}", args.join(" "), out.summary()));
+            out
+        };
+        let listed = run(self, &["genids"], Fault::None);
+        if listed.code != Some(0)
+            || listed.stdout.contains(&id)
+            || !listed.stderr.contains(&id)
+            || !listed.stderr.contains("'obnam repair-records'")
+        {
+            return Err(format!(
+                "{name}: genids with the filter header of {id} damaged ({what}) must list the \
+                 others and name it and repair-records:\n{}\n{}",
+                listed.stdout, listed.stderr
+            ));
+        }
+        let first = run(self, &["repair-records"], fault.clone());
+        self.count_fault(&fault, &first);
+        allowed(&fault, &first).map_err(|e| format!("repair-records: {e}"))?;
+        if !first.ok() {
+            let again = run(self, &["repair-records"], Fault::None);
+            if !again.ok() {
+                return Err(format!(
+                    "repair-records after a stopped one:\n{}\n{}",
+                    again.stdout, again.stderr
+                ));
+            }
+        }
+        let now = std::fs::read(&record).map_err(|e| format!("header damage: {e}"))?;
+        if now != written {
+            return Err(format!(
+                "{id}: repair-records left its record other than written ({what})"
+            ));
+        }
+        let listed = run(self, &["genids"], Fault::None);
+        if !listed.ok() || !listed.stdout.contains(&id) || listed.stderr.contains(&id) {
+            return Err(format!(
+                "{name}: genids after repair-records must list {id} again:\n{}\n{}",
+                listed.stdout, listed.stderr
+            ));
+        }
+        self.stats.record_headers_repaired += 1;
         Ok(())
     }
 

@@ -415,6 +415,9 @@ impl Repository {
                         .err()
                         .map(|e| RepoError::corrupt(key, e).to_string()),
                     Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
+                    Err(e @ RepoError::DamagedHeader { .. }) => {
+                        Some(format!("{e}; {}", crate::damaged_records::REPAIR_ADVICE))
+                    }
                     // As when the index is loaded: see `load_index_listed`.
                     Err(e) if e.is_damaged_object() => Some(e.to_string()),
                     Err(e) => return Err(e),

@@ -100,7 +100,10 @@ impl Codec {
         check: impl Fn(&[u8]) -> RepoResult<()>,
     ) -> Option<RepoError> {
         self.repaired_header(context, stored, check)
-            .map(|(reason, _)| RepoError::corrupt(context, reason))
+            .map(|(reason, _)| RepoError::DamagedHeader {
+                object: context.to_string(),
+                reason,
+            })
     }
 
     /// The stored bytes of an object whose filter header is proven
@@ -141,6 +144,20 @@ impl Codec {
         check: impl Fn(&[u8]) -> RepoResult<()>,
     ) -> Option<(String, Vec<u8>)> {
         self.repaired_header(context, stored, check)
+    }
+
+    /// A record's stored bytes whose filter header is proven damaged (see
+    /// [`damaged_header`](Self::damaged_header)), with the damage undone,
+    /// and what was wrong: what `repair-records` writes again. `None` if
+    /// the record opens as it is, or its damage is not proven so (a
+    /// record proves it by its checksum, which format 1 has not).
+    pub fn repaired_record(&self, key: &str, stored: &[u8]) -> Option<(String, Vec<u8>)> {
+        if !self.checksums || self.decode(key, stored.to_vec()).is_ok() {
+            return None;
+        }
+        self.repaired_header(key, stored, |plain| {
+            object::check_checksum(key, plain).map(drop)
+        })
     }
 
     /// The stored form of a blob, as its filter header and its payload

@@ -38,7 +38,7 @@ use crate::error::RepoError;
 #[derive(Default)]
 pub(crate) struct DamagedRecords {
     /// Damaged records by key, with what is wrong with each.
-    damaged: Mutex<BTreeMap<String, String>>,
+    damaged: Mutex<BTreeMap<String, Damage>>,
     /// Stray names already warned about.
     strays: Mutex<HashSet<String>>,
     /// The folders listed so far (what [`under`](Self::under) says of
@@ -52,8 +52,46 @@ pub(crate) fn is_damage(e: &RepoError) -> bool {
     e.is_damaged_object()
 }
 
-/// What to do about a damaged record of `key`: how a user removes it.
-fn remedy(key: &str) -> String {
+/// What is wrong with one damaged record.
+#[derive(Clone, Debug)]
+pub(crate) struct Damage {
+    /// What is wrong, in words (naming the object).
+    pub problem: String,
+    /// Whether the damage is known and can be undone: one byte of its
+    /// filter header, with which undone it checks (`repair-records`).
+    pub repairable: bool,
+}
+
+impl Damage {
+    /// The damage `e` is, as [`is_damage`] says it is.
+    pub(crate) fn of(e: &RepoError) -> Self {
+        Damage {
+            problem: e.to_string(),
+            repairable: matches!(e, RepoError::DamagedHeader { .. }),
+        }
+    }
+
+    /// Damage found in what a record holds (it does not parse, or is not
+    /// the record its name says).
+    pub(crate) fn content(problem: String) -> Self {
+        Damage {
+            problem,
+            repairable: false,
+        }
+    }
+}
+
+/// What `repair-records` does about a record whose damage it undoes.
+pub(crate) const REPAIR_ADVICE: &str =
+    "'obnam repair-records' writes it again with that byte undone";
+
+/// What to do about `damage` to the record of `key`: how a user puts it
+/// right (a filter header whose one damaged byte is known: nothing need
+/// be lost), else removes it.
+fn remedy(key: &str, damage: &Damage) -> String {
+    if damage.repairable {
+        return REPAIR_ADVICE.to_string();
+    }
     match key
         .strip_prefix("generations/")
         .and_then(|k| k.split_once('/'))
@@ -69,21 +107,22 @@ impl DamagedRecords {
     /// record noted before that the listing no longer shows was removed
     /// since, and is forgotten. Each newly damaged record is warned about
     /// once.
-    pub(crate) fn note(&self, folder: &str, listed: &HashSet<&str>, found: Vec<(String, String)>) {
+    pub(crate) fn note(&self, folder: &str, listed: &HashSet<&str>, found: Vec<(String, Damage)>) {
         self.listed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(folder.to_string());
         let mut damaged = self.damaged.lock().unwrap_or_else(|e| e.into_inner());
         damaged.retain(|key, _| !key.starts_with(folder) || listed.contains(key.as_str()));
-        for (key, problem) in found {
+        for (key, damage) in found {
             if !damaged.contains_key(&key) {
                 tracing::warn!(
-                    "damaged record left out: {problem}; {}; 'obnam fsck' reports it",
-                    remedy(&key)
+                    "damaged record left out: {}; {}; 'obnam fsck' reports it",
+                    damage.problem,
+                    remedy(&key, &damage)
                 );
             }
-            damaged.insert(key, problem);
+            damaged.insert(key, damage);
         }
     }
 
@@ -120,14 +159,14 @@ impl DamagedRecords {
     }
 
     /// The damaged records noted under `prefix`, by key, with their
-    /// problems.
-    pub(crate) fn under(&self, prefix: &str) -> Vec<(String, String)> {
+    /// damage.
+    pub(crate) fn under(&self, prefix: &str) -> Vec<(String, Damage)> {
         self.damaged
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .range(prefix.to_string()..)
             .take_while(|(key, _)| key.starts_with(prefix))
-            .map(|(key, problem)| (key.clone(), problem.clone()))
+            .map(|(key, damage)| (key.clone(), damage.clone()))
             .collect()
     }
 
@@ -145,7 +184,13 @@ impl DamagedRecords {
     pub(crate) fn problems(&self) -> Vec<String> {
         self.under("")
             .into_iter()
-            .map(|(key, problem)| format!("damaged record: {problem}; {}", remedy(&key)))
+            .map(|(key, damage)| {
+                format!(
+                    "damaged record: {}; {}",
+                    damage.problem,
+                    remedy(&key, &damage)
+                )
+            })
             .collect()
     }
 

@@ -59,6 +59,12 @@ pub enum RepoError {
     /// repository.
     #[error("object {object} is corrupt: {}", shown(reason))]
     Corrupt { object: String, reason: String },
+    /// One byte of an object's filter header is damaged, and the object
+    /// checks with it undone (see `Codec`): the damage is known, and
+    /// `repair-records` undoes it in a record. Said as
+    /// [`Corrupt`](Self::Corrupt) is.
+    #[error("object {object} is corrupt: {}", shown(reason))]
+    DamagedHeader { object: String, reason: String },
     /// A loaded filter could not undo its work on an object's stored
     /// bytes (they do not decompress, or fail authentication): the
     /// object is damaged or altered. The filter's message names the
@@ -176,6 +182,7 @@ impl RepoError {
         matches!(
             self,
             RepoError::Corrupt { .. }
+                | RepoError::DamagedHeader { .. }
                 | RepoError::Undecodable { .. }
                 | RepoError::Storage(StorageError::Damaged { .. })
         )

@@ -130,8 +130,10 @@
 //!   on first use), [`lock`] (locks), [`generation`] (generations,
 //!   their readers and builders), [`check`] (lost packs, fsck's checks
 //!   of the objects), [`reindex`] (packs no index object lists,
-//!   indexed from their own lists) and [`salvage`] (damaged or lost packs
-//!   taken out of the index, their good blobs copied).
+//!   indexed from their own lists), [`salvage`] (damaged or lost packs
+//!   taken out of the index, their good blobs copied) and
+//!   [`record_repair`] (records whose filter header one damaged byte
+//!   made unreadable, written again with it undone).
 
 #![forbid(unsafe_code)]
 
@@ -174,6 +176,7 @@ pub mod pack_cache;
 pub mod prune;
 pub mod read_record;
 pub mod record_cache;
+pub mod record_repair;
 pub mod reindex;
 pub mod salvage;
 pub mod segment;

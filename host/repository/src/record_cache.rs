@@ -53,7 +53,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::codec::Read;
-use super::damaged_records::Record;
+use super::damaged_records::{Damage, Record};
 use super::storage::Stamp;
 use super::Repository;
 
@@ -377,11 +377,11 @@ impl Repository {
                     Ok(record) => records.push((key, record)),
                     Err(problem) => {
                         let problem = crate::error::RepoError::corrupt(&key, problem).to_string();
-                        damaged.push((key, problem));
+                        damaged.push((key, Damage::content(problem)));
                     }
                 },
                 Read::Gone => {}
-                Read::Damaged(e) => damaged.push((key, e.to_string())),
+                Read::Damaged(e) => damaged.push((key, Damage::of(&e))),
             }
         }
         self.damaged.note(folder, &listed_keys, damaged);

@@ -416,7 +416,9 @@ impl Repository {
         // not read is rewritten whole, though every blob checks.
         if let Err(e) = self.pack_list_reads(id, &bytes) {
             let why = match e {
-                RepoError::Corrupt { reason, .. } => reason,
+                RepoError::Corrupt { reason, .. } | RepoError::DamagedHeader { reason, .. } => {
+                    reason
+                }
                 other => other.to_string(),
             };
             found.problem = format!("its own list of blobs cannot be read ({why})");

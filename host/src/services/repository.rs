@@ -321,6 +321,26 @@ impl RepositoryService for RepoService {
         })
     }
 
+    fn repair_records(&self, pretend: bool) -> AbiResult<abi::RawRepairedRecords> {
+        self.shield.guarded(|| {
+            let done = self
+                .repo()
+                .repair_records(pretend, self.lock_timeout)
+                .map_err(err)?;
+            let (keys, problems) = done
+                .repaired
+                .into_iter()
+                .map(|r| (RString::from(r.key), RString::from(r.problem)))
+                .unzip();
+            Ok(abi::RawRepairedRecords {
+                keys,
+                problems,
+                left: done.left.into_iter().map(RString::from).collect(),
+                records: done.records,
+            })
+        })
+    }
+
     fn client_removal_count(&self, name: RStr<'_>) -> AbiResult<u64> {
         self.shield
             .call(|| self.repo().client_removal_count(name.as_str()))

@@ -28,6 +28,8 @@
 
 #![forbid(unsafe_code)]
 
+mod repair_records;
+
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -65,6 +67,12 @@ impl Plugin for Fsck {
             "",
             "index the packs no index object lists (an index object lost), from their own lists",
             repair_index,
+        );
+        app.add_subcommand(
+            "repair-records",
+            "",
+            "write again the records whose filter header one damaged byte made unreadable, with that byte undone",
+            repair_records::repair_records,
         );
         app.add_subcommand(
             "repair-packs",

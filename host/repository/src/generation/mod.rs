@@ -257,7 +257,19 @@ impl Repository {
             .damaged
             .under(&folder)
             .into_iter()
-            .map(|(key, problem)| (key[folder.len()..].to_string(), problem))
+            .map(|(key, damage)| {
+                // What a command that names the record says of it then
+                // tells how to put it right too, where that is known.
+                let problem = match damage.repairable {
+                    true => format!(
+                        "{}; {}",
+                        damage.problem,
+                        crate::damaged_records::REPAIR_ADVICE
+                    ),
+                    false => damage.problem,
+                };
+                (key[folder.len()..].to_string(), problem)
+            })
             .collect())
     }
 

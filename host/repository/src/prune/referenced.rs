@@ -206,15 +206,26 @@ impl Repository {
         // What a damaged record's generation refers to cannot be told
         // from unused data: pruning now would delete it.
         let damaged = self.damaged.under("generations/");
-        if let Some((key, problem)) = damaged
+        if let Some((key, damage)) = damaged
             .iter()
             .find(|(key, _)| !forgotten.contains(&id_of(key)))
         {
             let id = id_of(key);
+            let problem = &damage.problem;
+            let remedy = match damage.repairable {
+                true => format!(
+                    "{}, or remove it with 'obnam forget {id}' (its data then goes with this \
+                     prune)",
+                    crate::damaged_records::REPAIR_ADVICE
+                ),
+                false => format!(
+                    "remove the record with 'obnam forget {id}' (its data then goes with this \
+                     prune) or put it back"
+                ),
+            };
             return Err(RepoError::Usage(format!(
                 "prune: {problem}; what that generation refers to cannot be told from unused \
-                 data, so nothing was deleted: remove the record with 'obnam forget {id}' (its \
-                 data then goes with this prune) or put it back, and prune again"
+                 data, so nothing was deleted: {remedy}, and prune again"
             )));
         }
         let total = gens.len() as u64;

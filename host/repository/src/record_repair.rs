@@ -1,0 +1,167 @@
+//! Writing again the records whose filter header one damaged byte made
+//! unreadable, with that byte undone.
+//!
+//! Why: a record (a generation's, a client's, an index object) starts with
+//! the filter header that names the filters to undo. One byte of it
+//! changed (a disk error, a bit flipped in transit) makes the record read
+//! as needing a filter no plugin provides, or as having none, and the
+//! record is damaged: a generation whose record it is is left out of
+//! every listing, and the only way out used to be `forget`, which loses
+//! it. But the damage is known: the codec finds the one byte which,
+//! undone, makes the record check (its checksum covers its name and every
+//! byte it holds, so what checks is what was written there; see
+//! `Codec::damaged_header`). [`Repository::repair_records`] writes each
+//! such record again as it was written, so that nothing is lost.
+//!
+//! Only records whose checksum proves the repair are written (format 3
+//! and later, unsealed: a sealed repository authenticates its inner tags,
+//! and its one outer tag must be the seal's). Any other damaged record is
+//! left as it is, and said: `fsck` says what to do about it.
+//!
+//! Run under the exclusive lock (no backup or `forget` writes or removes
+//! a record meanwhile), and under the prune lock besides: a record written
+//! again after a prune deleted it (an index object it replaced) would
+//! come back.
+
+use crate::codec::STORED_SLACK;
+use crate::error::{RepoError, RepoResult};
+use crate::storage::StorageError;
+use crate::Repository;
+
+/// The folders of records: generation records (a folder per client),
+/// client records, index objects.
+const RECORD_FOLDERS: [(&str, bool); 3] = [
+    ("generations/", true),
+    ("clients/", false),
+    ("index/", false),
+];
+
+/// Records read at once: a window of them is held in memory (index
+/// objects may be a few MiB each).
+const WINDOW: usize = 32;
+
+/// One record [`Repository::repair_records`] wrote again (or would).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairedRecord {
+    /// Its key (`generations/CLIENT/ID`, `clients/ID`, `index/NAME`).
+    pub key: String,
+    /// What was wrong with it, and what undoing it took, in words.
+    pub problem: String,
+}
+
+/// What [`Repository::repair_records`] found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairedRecords {
+    /// The records whose damaged filter header was undone, written again
+    /// (pretending: that would be).
+    pub repaired: Vec<RepairedRecord>,
+    /// Damaged records that cannot be repaired so, each with what is
+    /// wrong with it: left as they are.
+    pub left: Vec<String>,
+    /// Records read.
+    pub records: u64,
+}
+
+impl Repository {
+    /// Write again, with the one damaged byte of their filter header
+    /// undone, the records that check once it is undone (see the
+    /// module's docs); with `pretend`, only read them. Take the exclusive
+    /// lock first; this takes the prune lock besides (waiting up to
+    /// `lock_timeout`).
+    pub fn repair_records(
+        &self,
+        pretend: bool,
+        lock_timeout: std::time::Duration,
+    ) -> RepoResult<RepairedRecords> {
+        if pretend {
+            return self.repair_records_locked(true);
+        }
+        self.lock_prune(lock_timeout)?;
+        let done = self.repair_records_locked(false);
+        let unlocked = self.unlock_prune();
+        let done = done?;
+        unlocked?;
+        Ok(done)
+    }
+
+    fn repair_records_locked(&self, pretend: bool) -> RepoResult<RepairedRecords> {
+        let mut keys = Vec::new();
+        for (folder, recursive) in RECORD_FOLDERS {
+            if recursive {
+                keys.extend(self.storage().list_recursive(folder)?);
+            } else {
+                keys.extend(
+                    self.storage()
+                        .list(folder)?
+                        .into_iter()
+                        .map(|name| format!("{folder}{name}")),
+                );
+            }
+        }
+        let mut done = RepairedRecords::default();
+        for window in keys.chunks(WINDOW) {
+            for (key, read) in window.iter().zip(self.read_objects(window)) {
+                match read {
+                    Ok(_) => done.records += 1,
+                    Err(RepoError::Storage(StorageError::NotFound { .. })) => {}
+                    Err(RepoError::DamagedHeader { .. }) => {
+                        done.records += 1;
+                        match self.repair_record(key, pretend)? {
+                            Repair::Done(repaired) => done.repaired.push(repaired),
+                            Repair::Sound => {}
+                            Repair::Left(problem) => done.left.push(problem),
+                        }
+                    }
+                    Err(e) if e.is_damaged_object() => {
+                        done.records += 1;
+                        done.left.push(e.to_string());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Write the record of `key`, whose filter header read as damaged,
+    /// again with the damage undone, and read it back.
+    fn repair_record(&self, key: &str, pretend: bool) -> RepoResult<Repair> {
+        let limit = crate::limits::max_decoded_len(key) + STORED_SLACK;
+        let stored = match self.storage().read_limited(key, limit as u64) {
+            Ok(stored) => stored,
+            Err(StorageError::NotFound { .. }) => return Ok(Repair::Sound),
+            Err(e) => return Err(e.into()),
+        };
+        let Some((problem, fixed)) = self.codec.repaired_record(key, &stored) else {
+            // Read again, it is sound (a read cut short before), or
+            // damaged otherwise.
+            return Ok(match self.codec.decode(key, stored) {
+                Ok(_) => Repair::Sound,
+                Err(e) => Repair::Left(e.to_string()),
+            });
+        };
+        if !pretend {
+            self.storage().write(key, fixed)?;
+            self.read_object(key).map_err(|e| {
+                RepoError::corrupt(
+                    key,
+                    format!("written again with its filter header repaired, it reads as: {e}"),
+                )
+            })?;
+        }
+        Ok(Repair::Done(RepairedRecord {
+            key: key.to_string(),
+            problem,
+        }))
+    }
+}
+
+/// What `Repository::repair_record` made of one record.
+enum Repair {
+    /// Written again (or would be).
+    Done(RepairedRecord),
+    /// It reads as it is, or is gone: nothing to do.
+    Sound,
+    /// It is damaged otherwise: what is wrong with it.
+    Left(String),
+}
