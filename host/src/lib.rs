@@ -238,6 +238,8 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     };
     if let Some((name, _)) = &inv.subcommand {
         note_failure_of(registry, name);
+        // The locks this run takes say which command holds them.
+        obnam_repository::lock::set_command(name);
     }
     if let Some(e) = bad_dir {
         return Err(e);

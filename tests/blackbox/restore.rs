@@ -288,7 +288,7 @@ fn a_prune_waits_for_a_restore_of_what_it_would_delete() {
     assert!(
         prune.stdout.contains("deletion deferred: 1 run")
             && prune.stderr.contains(&format!(
-                "the deletion waits for: client '{CLIENT}' is being read (a restore, say) by host"
+                "the deletion waits for: client '{CLIENT}' is being read (obnam restore) by host"
             )),
         "{prune:#?}"
     );

@@ -107,6 +107,21 @@ pub struct LockRecord {
     /// minutes old).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_start: Option<u64>,
+    /// The command the holder runs (`restore`, `mount`), where it said
+    /// ([`set_command`]): a prune that waits for a reader names it (it
+    /// said "a restore, say" of a mount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+/// The command this process runs, for its lock records.
+static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Say which command this process runs (`backup`, `restore`, `mount`):
+/// its locks record it, and whoever waits for one of them is told. The
+/// first call counts.
+pub fn set_command(name: &str) {
+    let _ = COMMAND.set(name.to_string());
 }
 
 /// What tells the processes whose pids this process can look up from
@@ -149,6 +164,7 @@ impl Identity {
             boot_id: self.boot_id.clone(),
             pid_ns: self.pid_ns,
             pid_start: process_start(std::process::id()),
+            command: COMMAND.get().cloned(),
         }
     }
 }
@@ -210,14 +226,16 @@ impl LockRecord {
             LockKind::Prune => "pruning".to_string(),
             LockKind::Read if self.client.is_empty() => {
                 return format!(
-                    "every client is being read (stats, say) by {} (lock locks/{id})",
+                    "every client is being read ({}) by {} (lock locks/{id})",
+                    self.command_or("stats, say"),
                     self.holder(format!("locks/{id}"))
                 )
             }
             LockKind::Read => {
                 return format!(
-                    "client '{}' is being read (a restore, say) by {} (lock locks/{id})",
+                    "client '{}' is being read ({}) by {} (lock locks/{id})",
                     crate::error::shown(&self.client),
+                    self.command_or("a restore, say"),
                     self.holder(format!("locks/{id}"))
                 )
             }
@@ -226,6 +244,15 @@ impl LockRecord {
             "{what} is locked by {} (lock locks/{id})",
             self.holder(format!("locks/{id}"))
         )
+    }
+
+    /// The command the holder runs, as `obnam COMMAND`, else `guess`
+    /// (a lock written before commands were recorded).
+    fn command_or(&self, guess: &str) -> String {
+        match &self.command {
+            Some(command) => format!("obnam {}", crate::error::shown(command)),
+            None => guess.to_string(),
+        }
     }
 
     /// Whether this lock's process is one this process can see running

@@ -450,6 +450,7 @@ fn foreign_claim(dir: &std::path::Path, host: &str, pid: u32, age: Duration) -> 
         boot_id: None,
         pid_ns: None,
         pid_start: None,
+        command: None,
     };
     std::fs::create_dir_all(dir.join("creating")).unwrap();
     let path = dir.join("creating").join(ids::ObjectId::random().to_hex());
@@ -1586,6 +1587,7 @@ fn taking_a_lock_reads_only_the_locks_its_name_may_conflict_with() {
         boot_id: None,
         pid_ns: None,
         pid_start: None,
+        command: None,
     };
     let damaged_as = |kind, client: &str| {
         let name = lock::LockName::new(&record(kind, client)).to_string();

@@ -313,6 +313,7 @@ fn write_foreign_lock(repo: &Repository) -> String {
         boot_id: None,
         pid_ns: None,
         pid_start: None,
+        command: None,
     };
     let name = crate::ids::ObjectId::random().to_hex();
     repo.write_object(
