@@ -385,6 +385,23 @@ pub trait RepositoryService: Send + Sync {
     // Added in 0.1.22.
     /// The boundary form of [`Repository::repair_records`](crate::Repository::repair_records).
     fn repair_records(&self, pretend: bool) -> AbiResult<RawRepairedRecords>;
+    /// The boundary form of [`Repository::damaged_generations`](crate::Repository::damaged_generations)
+    /// since 0.1.22 (whether `repair-records` undoes each one's damage).
+    fn damaged_generation_records(&self, client: RStr<'_>)
+        -> AbiResult<RVec<RawDamagedGeneration>>;
+}
+
+/// A damaged generation record at the boundary, since 0.1.22 (see
+/// [`DamagedRecord`](crate::DamagedRecord)).
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Debug, Default)]
+pub struct RawDamagedGeneration {
+    /// The generation's id.
+    pub id: RString,
+    /// What is wrong with it.
+    pub problem: RString,
+    /// Whether `repair-records` undoes its damage.
+    pub repairable: bool,
 }
 
 /// The boundary form of [`RepairedRecords`](crate::RepairedRecords).

@@ -34,6 +34,11 @@ pub struct DamagedRecord {
     pub id: String,
     /// What is wrong with it.
     pub problem: String,
+    /// Whether its damage is known and `obnam repair-records` undoes it
+    /// (one byte of its filter header, proven by its checksum): then
+    /// nothing need be lost, and a command that names it should say so
+    /// rather than advise removing it. Since 0.1.22.
+    pub repairable: bool,
 }
 
 /// A generation's description.
@@ -631,15 +636,17 @@ impl Repository {
     /// it. [`remove_generation`](Self::remove_generation) removes one by
     /// its id. Since 0.1.11.
     pub fn damaged_generations(&self, client: &str) -> Result<Vec<DamagedRecord>> {
-        Ok(
-            unwrap_abi(self.inner.damaged_generations(RStr::from_str(client)))?
-                .into_iter()
-                .map(|r| DamagedRecord {
-                    id: r.id.into_string(),
-                    problem: r.problem.into_string(),
-                })
-                .collect(),
-        )
+        Ok(unwrap_abi(
+            self.inner
+                .damaged_generation_records(RStr::from_str(client)),
+        )?
+        .into_iter()
+        .map(|r| DamagedRecord {
+            id: r.id.into_string(),
+            problem: r.problem.into_string(),
+            repairable: r.repairable,
+        })
+        .collect())
     }
 
     fn object_report(report: RawObjectReport) -> Result<(Vec<String>, u64, u64)> {

@@ -456,6 +456,18 @@ fn a_generation_record_whose_filter_header_lost_a_byte_is_written_again_whole() 
         );
         let run = w.obnam(&["fsck"]).fails().no_rust_panic();
         assert!(run.stderr.contains("'obnam repair-records'"), "{run:#?}");
+        // Every refusal names it, not the remedy that loses the generation.
+        let target = w.env.path().join("refused");
+        for args in [
+            vec!["restore", "--to", target.to_str().unwrap()],
+            vec!["forget", "--keep", "1"],
+        ] {
+            let run = w.obnam(&args).fails().no_rust_panic();
+            assert!(
+                run.stderr.contains("'obnam repair-records'"),
+                "{args:?}: {run:#?}"
+            );
+        }
         let packs_before = files_under(&w.repo.join("packs"));
         let run = w.obnam(&["prune"]).fails().no_rust_panic();
         assert!(
@@ -499,12 +511,12 @@ fn a_generation_record_whose_filter_header_lost_a_byte_is_written_again_whole() 
     );
 }
 
-/// An index object's filter header is repaired the same way; a record
-/// damaged otherwise (in what it holds), and any record of an encrypted
-/// repository (its seal authenticates the filters it names), is left as
-/// it is, said, and the run ends non-zero.
+/// An index object's filter header is repaired the same way, and so is
+/// the seal's header in an encrypted repository (the seal's
+/// authentication proves it); a record damaged otherwise (in what it
+/// holds) is left as it is, said, and the run ends non-zero.
 #[test]
-fn repair_records_mends_only_what_the_checksum_proves() {
+fn repair_records_mends_only_what_is_proven() {
     let w = BackupWorld::new("c");
     w.file("a", b"one\n");
     w.backup(&[]).ok();
@@ -515,8 +527,24 @@ fn repair_records_mends_only_what_the_checksum_proves() {
     let index = index.first().expect("an index object");
     let written = fs::read(index).unwrap();
     set_byte(index, 3, b'S');
-    let run = w.obnam(&["fsck"]).fails().no_rust_panic();
-    assert!(run.stderr.contains("'obnam repair-records'"), "{run:#?}");
+    // As a machine without the index cache sees it: every message about
+    // it names the remedy.
+    let cache = w.env.path().join("fresh-cache");
+    let run = obnam_test_support::run(
+        w.env
+            .obnam()
+            .env("XDG_CACHE_HOME", &cache)
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "c", "fsck"]),
+    )
+    .fails()
+    .no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("'obnam repair-records' writes it again"),
+        "{run:#?}"
+    );
     let run = w.obnam(&["repair-records"]).ok().no_rust_panic();
     assert!(run.stdout.contains("1 record written again"), "{run:#?}");
     assert_eq!(&fs::read(index).unwrap(), &written);
@@ -532,7 +560,7 @@ fn repair_records_mends_only_what_the_checksum_proves() {
             && run.stderr.contains(&ids[1])
             && run
                 .stdout
-                .contains("none has a damaged filter header to undo"),
+                .contains("none can be written again so; 1 damaged record left as it is (above)"),
         "{run:#?}"
     );
     assert_eq!(fs::read(&record).unwrap(), damaged);
@@ -554,12 +582,96 @@ fn repair_records_mends_only_what_the_checksum_proves() {
     let id = obnam(&["genids"]).ok().stdout.trim().to_string();
     let record = record_of(&e, &id);
     let sealed = fs::read(&record).unwrap();
-    let tag_byte = 2;
-    set_byte(&record, tag_byte, sealed[tag_byte] ^ 0x01);
+    for at in 0..sealed[1] as usize + 2 {
+        set_byte(&record, at, sealed[at] ^ 0x81);
+        let run = obnam(&["repair-records"]).ok().no_rust_panic();
+        assert!(
+            run.stdout.contains("1 record written again"),
+            "byte {at}: {run:#?}"
+        );
+        assert_eq!(fs::read(&record).unwrap(), sealed, "byte {at}");
+    }
+    damage(&record);
     let run = obnam(&["repair-records"]).fails().no_rust_panic();
     assert!(
         run.stderr.contains("damaged record left as it is"),
         "{run:#?}"
     );
-    assert_ne!(fs::read(&record).unwrap(), sealed);
+}
+
+/// Every one-byte change of a record's filter header (the count, each
+/// tag's length byte, each tag byte, whatever it is changed to: a byte
+/// that is no text's included) is undone, with one filter and with two
+/// (a third-party filter's besides): one top bit flipped in a tag, or the
+/// second tag's length, left the record damaged with `forget` the advice,
+/// or read as a missing plugin that stopped every command.
+#[test]
+fn every_one_byte_change_of_a_records_header_is_undone() {
+    let w = BackupWorld::new("c");
+    let plugins = w.env.plugin_dir("plugins", &["xorfilter"]);
+    let plugins = plugins.to_str().unwrap().to_string();
+    for extra in [vec![], vec!["--plugin-dir", plugins.as_str()]] {
+        let obnam = |args: &[&str]| {
+            let mut all = extra.clone();
+            all.extend_from_slice(args);
+            w.obnam(&all)
+        };
+        w.file("a", format!("{extra:?}").as_bytes());
+        let data = w.data.to_str().unwrap().to_string();
+        obnam(&["backup", &data]).ok();
+        let ids: Vec<String> = obnam(&["genids"])
+            .ok()
+            .stdout
+            .lines()
+            .map(String::from)
+            .collect();
+        let record = record_of(&w, ids.last().unwrap());
+        let written = fs::read(&record).unwrap();
+        let header_len = 1
+            + (0..written[0] as usize)
+                .fold((1, 0), |(pos, len), _| {
+                    let l = 1 + written[pos] as usize;
+                    (pos + l, len + l)
+                })
+                .1;
+        assert_eq!(written[0] as usize, 1 + extra.len() / 2, "{written:?}");
+        for at in 0..header_len {
+            for mask in [0x01, 0x02, 0x40, 0x80, 0xff] {
+                set_byte(&record, at, written[at] ^ mask);
+                let run = obnam(&["repair-records"]).no_rust_panic();
+                assert!(
+                    run.code == 0 && run.stdout.contains("1 record written again"),
+                    "byte {at} ^ {mask:#x}: {run:#?}"
+                );
+                assert_eq!(fs::read(&record).unwrap(), written, "byte {at} ^ {mask:#x}");
+            }
+        }
+    }
+}
+
+/// A name in a folder of records that no record has (a sync tool's
+/// conflicted copy, a folder no client's) is ignored, with the warning
+/// every command gives: it sent the user in a circle, `repair-records`
+/// calling it a damaged record and fsck calling the repository clean.
+#[test]
+fn repair_records_ignores_names_no_record_has() {
+    let w = BackupWorld::new("c");
+    let (first, _) = two_generations(&w);
+    let record = record_of(&w, &first);
+    let copy = record.with_file_name(format!("{first} (conflicted copy)"));
+    fs::copy(&record, &copy).unwrap();
+    let other = w.repo.join("generations").join("notaclient");
+    fs::create_dir(&other).unwrap();
+    fs::copy(&record, other.join(&first)).unwrap();
+    w.obnam(&["fsck"]).ok().no_rust_panic();
+    let run = w.obnam(&["repair-records"]).ok().no_rust_panic();
+    assert!(
+        run.stdout
+            .contains("none has a damaged filter header to undo")
+            && run
+                .stderr
+                .contains("(conflicted copy) is not an object obnam writes")
+            && !run.stderr.contains("ERROR"),
+        "{run:#?}"
+    );
 }

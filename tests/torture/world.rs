@@ -15,7 +15,8 @@
 //!    a clear `ERROR:` line; never a panic, never a hang;
 //!    a run without faults always succeeds (the next run after any crash
 //!    succeeds without `force-lock`: stale locks of dead processes are
-//!    broken, see the recovery step);
+//!    broken, see the recovery step), and so does every run beside a
+//!    `force-lock`, which removes the locks of runs that are gone only;
 //! 2. every generation whose backup reported success, and that no forget
 //!    removed, is listed, in commit order, and restores exactly (names,
 //!    types, content, mode, owner, times, hard links, holes);
@@ -187,6 +188,8 @@ pub struct Stats {
     /// Generation records whose filter header the harness damaged, then
     /// `repair-records` wrote back.
     pub record_headers_repaired: u64,
+    /// `force-lock` runs beside the others.
+    pub force_locks: u64,
 }
 
 impl Stats {
@@ -215,6 +218,7 @@ impl Stats {
         self.packs_damaged += o.packs_damaged;
         self.generations_lost_to_damage += o.generations_lost_to_damage;
         self.record_headers_repaired += o.record_headers_repaired;
+        self.force_locks += o.force_locks;
         self.forgets += o.forgets;
         self.forgets_reported += o.forgets_reported;
         self.generations_forgotten += o.generations_forgotten;
@@ -240,7 +244,8 @@ impl std::fmt::Display for Stats {
              runs ({} after an index object was lost), {} packs cut short for a backup, \
              {} client records lost or damaged and written again, {} packs damaged and \
              repaired ({} committed generations lost data only they held), {} generation \
-             records' filter headers damaged and written back whole",
+             records' filter headers damaged and written back whole, {} force-locks beside \
+             other runs",
             self.steps,
             self.processes,
             self.backups,
@@ -272,7 +277,8 @@ impl std::fmt::Display for Stats {
             self.client_records_lost,
             self.packs_damaged,
             self.generations_lost_to_damage,
-            self.record_headers_repaired
+            self.record_headers_repaired,
+            self.force_locks
         )
     }
 }
@@ -344,6 +350,15 @@ enum Job {
         threshold: Option<u8>,
         pretend: bool,
         json: bool,
+    },
+    /// `force-lock` of the client (or every client), beside the step's
+    /// other runs: it removes only locks left by runs that are gone (a
+    /// `kill -9`), never a live run's, so every run beside it ends as its
+    /// own fault allows.
+    ForceLock {
+        client: usize,
+        all_clients: bool,
+        fault: Fault,
     },
 }
 
@@ -476,6 +491,8 @@ impl World {
         let mut pack_damage = Rng::new(self.cfg.seed ^ 0xda3a_6ed0_9ac4_5e11);
         // And records' filter headers damaged and repaired, from a tenth.
         let mut header_damage = Rng::new(self.cfg.seed ^ 0x4ead_e7da_3a6e_d0f1);
+        // And force-locks beside the step's runs, from an eleventh.
+        let mut force_locks = Rng::new(self.cfg.seed ^ 0xf0ce_10c5_be5d_e0ff);
         // Step 0: every client backs up at once, so the repository is
         // created by simultaneous first runs, and commands other than
         // backup have a repository to work on.
@@ -493,7 +510,7 @@ impl World {
         }
         for step in 1..=self.cfg.steps {
             let result = self
-                .step(step, &mut rng, &mut ops)
+                .step(step, &mut rng, &mut ops, &mut force_locks)
                 .and_then(|()| self.check(step, &mut rng))
                 .and_then(|()| self.maybe_damage_a_record(step, &mut damage))
                 .and_then(|()| self.maybe_damage_a_plan(step, &mut plan_damage))
@@ -647,7 +664,13 @@ impl World {
     }
 
     /// Draw and run one step.
-    fn step(&mut self, step: usize, rng: &mut Rng, ops: &mut Rng) -> Result<(), Broken> {
+    fn step(
+        &mut self,
+        step: usize,
+        rng: &mut Rng,
+        ops: &mut Rng,
+        locks: &mut Rng,
+    ) -> Result<(), Broken> {
         self.stats.steps += 1;
         // A client whose run failed is backed up cleanly first: the next
         // run after a crash must succeed, without force-lock.
@@ -701,6 +724,12 @@ impl World {
         let race_roll = ops.below(100);
         let race_fault = self.draw_fault_within(ops, true, [250, 450, 700]);
         let race_prune = self.draw_prune(ops);
+        let force_roll = locks.below(100);
+        let force_lock = Job::ForceLock {
+            client: locks.index(self.clients.len()),
+            all_clients: locks.chance(0.3),
+            fault: self.draw_fault(locks, true),
+        };
         match kind {
             0..=34 => jobs.push(single),
             35..=64 => jobs = group,
@@ -711,7 +740,10 @@ impl World {
             80..=89 => jobs.push(match verify {
                 r @ Job::Restore { .. } => r,
                 Job::Backup { client, .. } | Job::Ls { client } => Job::Ls { client },
-                j @ (Job::Fsck { .. } | Job::Forget { .. } | Job::Prune { .. }) => j,
+                j @ (Job::Fsck { .. }
+                | Job::Forget { .. }
+                | Job::Prune { .. }
+                | Job::ForceLock { .. }) => j,
             }),
             _ => jobs.push(Job::Fsck { fault: fsck_fault }),
         }
@@ -755,6 +787,10 @@ impl World {
                 prune: false,
             });
             jobs.push(race_prune);
+        }
+        // A force-lock in one step of eight, beside whatever the step runs.
+        if force_roll < 12 {
+            jobs.push(force_lock);
         }
         // The trees of the clients backed up in this step change first.
         for (client, (edit_rng, count)) in edit_rngs.into_iter().enumerate() {
@@ -869,6 +905,18 @@ impl World {
                 Job::Fsck { fault } => {
                     let mut cmd = self.obnam(0);
                     cmd.args(["fsck", "--verify-data"]).args(fault.args());
+                    (cmd, fault.clone())
+                }
+                Job::ForceLock {
+                    client,
+                    all_clients,
+                    fault,
+                } => {
+                    let mut cmd = self.obnam(*client);
+                    cmd.arg("force-lock").args(fault.args());
+                    if *all_clients {
+                        cmd.arg("--all-clients");
+                    }
                     (cmd, fault.clone())
                 }
                 Job::Ls { client } => {
@@ -1053,6 +1101,7 @@ impl World {
                     }
                 }
                 Job::Ls { .. } => {}
+                Job::ForceLock { .. } => self.stats.force_locks += 1,
                 Job::Forget { prune, json, .. } => {
                     self.stats.forgets += 1;
                     self.stats.forgets_reported += u64::from(outcome.ok());
@@ -2649,6 +2698,18 @@ fn describe(job: &Job) -> String {
         } => format!("restore client{client} #{} {fault:?}", pick % 1000),
         Job::Fsck { fault } => format!("fsck --verify-data {fault:?}"),
         Job::Ls { client } => format!("ls client{client}"),
+        Job::ForceLock {
+            client,
+            all_clients,
+            fault,
+        } => format!(
+            "force-lock {} {fault:?}",
+            if *all_clients {
+                "--all-clients".to_string()
+            } else {
+                format!("client{client}")
+            }
+        ),
         Job::Forget {
             client,
             all_clients,

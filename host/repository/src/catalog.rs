@@ -417,7 +417,8 @@ impl Repository {
                         // not loaded, or a store that fails, is not damage:
                         // that fails.
                         Err(e) if e.is_damaged_object() => {
-                            self.catalog.index_damaged(name, e.to_string());
+                            self.catalog
+                                .index_damaged(name, crate::damaged_records::said_with_remedy(&e));
                             continue;
                         }
                         Err(e) => return Err(e),

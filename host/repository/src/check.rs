@@ -415,11 +415,10 @@ impl Repository {
                         .err()
                         .map(|e| RepoError::corrupt(key, e).to_string()),
                     Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
-                    Err(e @ RepoError::DamagedHeader { .. }) => {
-                        Some(format!("{e}; {}", crate::damaged_records::REPAIR_ADVICE))
-                    }
                     // As when the index is loaded: see `load_index_listed`.
-                    Err(e) if e.is_damaged_object() => Some(e.to_string()),
+                    Err(e) if e.is_damaged_object() => {
+                        Some(crate::damaged_records::said_with_remedy(&e))
+                    }
                     Err(e) => return Err(e),
                 };
                 self.catalog.read_back(name, problem.clone());

@@ -14,7 +14,7 @@ use super::{now_ns, Repository};
 
 /// The object of one client.
 #[derive(Serialize, Deserialize)]
-struct ClientRecord {
+pub(crate) struct ClientRecord {
     name: String,
     created: i64,
 }
@@ -175,11 +175,7 @@ impl Repository {
         let record = format!("clients/{}", self.client_id(name));
         let mut generations: Vec<String> =
             self.generations(name)?.into_iter().map(|g| g.id).collect();
-        generations.extend(
-            self.damaged_generations(name)?
-                .into_iter()
-                .map(|(id, _)| id),
-        );
+        generations.extend(self.damaged_generations(name)?.into_iter().map(|d| d.id));
         if generations.is_empty() && !self.storage.exists(&record)? {
             return Err(RepoError::Usage(format!(
                 "there is no client '{}' (see 'obnam clients'); nothing was removed",

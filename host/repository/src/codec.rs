@@ -80,12 +80,11 @@ impl Codec {
     }
 
     /// Damage to the filter header of `stored`, which did not open, if
-    /// it is proven: in an unsealed repository (a sealed one
-    /// authenticates its inner tags, and its one outer tag must be the
-    /// seal's), a tag that no loaded filter provides, which one changed
-    /// byte could have made of a loaded filter's, and with which in its
-    /// place the object opens and is found sound by `check` (its
-    /// checksum, or a blob's id). A tag `zstd` read as `zst$` made
+    /// it is proven: one changed byte of it (a tag's, a tag's length,
+    /// the count of tags) undone, the object opens and is found sound by
+    /// `check` (its checksum, or a blob's id) and, in a sealed repository,
+    /// by the seal's authentication (only the seal's own header is
+    /// outside it: the inner tags are sealed with the data). A tag `zstd` read as `zst$` made
     /// `repair-packs` refuse its pack as needing a plugin, and fsck and
     /// backups stop; taken for damage without the proof, a plugin
     /// missing whose tag was close to a loaded one's (`zstd-dict`) had
@@ -115,11 +114,12 @@ impl Codec {
         stored: &[u8],
         check: impl Fn(&[u8]) -> RepoResult<()>,
     ) -> Option<(String, Vec<u8>)> {
-        if self.seal_tag().is_some() {
-            return None;
-        }
+        // In a sealed repository only the seal's own header is there to
+        // be damaged (the inner one is sealed with the data), and the
+        // seal's authentication is the proof.
         let opens = |fixed: &[u8]| {
-            let (plain, tags) = object::open_borrowed_tagged(self.filter(), None, context, fixed)?;
+            let (plain, tags) =
+                object::open_borrowed_tagged(self.filter(), self.seal_tag(), context, fixed)?;
             object::after_filters(self.filter(), &tags, check(&plain))
         };
         object::header_repairs(self.filter(), stored)

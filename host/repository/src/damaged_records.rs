@@ -82,8 +82,17 @@ impl Damage {
 }
 
 /// What `repair-records` does about a record whose damage it undoes.
-pub(crate) const REPAIR_ADVICE: &str =
-    "'obnam repair-records' writes it again with that byte undone";
+pub const REPAIR_ADVICE: &str = "'obnam repair-records' writes it again with that byte undone";
+
+/// What is wrong with an object `e` says is damaged, in words, with the
+/// remedy where its damage is one `repair-records` undoes (an index
+/// object's, say: what else is said of one names no remedy that keeps it).
+pub(crate) fn said_with_remedy(e: &RepoError) -> String {
+    match e {
+        RepoError::DamagedHeader { .. } => format!("{e}; {REPAIR_ADVICE}"),
+        _ => e.to_string(),
+    }
+}
 
 /// What to do about `damage` to the record of `key`: how a user puts it
 /// right (a filter header whose one damaged byte is known: nothing need

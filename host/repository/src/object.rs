@@ -541,60 +541,31 @@ pub fn tag_problem(tag: &[u8]) -> Option<String> {
     None
 }
 
-/// Where one damaged byte of an unsealed object's filter header may have
-/// made it unreadable, or made a loaded filter's tag into one that no
-/// loaded filter provides: the header as it would be with that byte
-/// undone, for each way one byte could have done it: its count byte
-/// (0 for an object stored as it is, whose payload's first bytes then
-/// read as a tag); a tag's length byte (the tag stops short, `zs`, or
-/// runs on into the payload, `zstdq`, or past its end); a tag's byte (the
-/// same length and one byte other, `zsta` for `zstd`). Each comes with
-/// what was read and undone, in words (`a tag reads 'zsta', ..., and
-/// with 'zstd' in its place`), and names only loaded filters once
-/// undone. Only a candidate with which the object checks proves damage
-/// (see `Codec`): a plugin missing whose tag is close to a loaded one's
-/// is not taken for damage.
+/// Where one damaged byte of an object's filter header may have made it
+/// unreadable, or made a loaded filter's tag into one that no loaded
+/// filter provides: the header as it would be with that byte undone, for
+/// each way one byte could have done it: its count byte (raised or
+/// lowered: 0 for an object stored as it is, whose payload's first bytes
+/// then read as a tag, or 0 for an object with tags, whose header then
+/// reads as its payload); any tag's length byte (the tag stops short,
+/// `zs`, or runs on into the payload, `zstdq`, or past its end); any
+/// tag's byte (the same length and one byte other, `zsta` or `zs\xf4d`
+/// for `zstd`). Each comes with what was read and undone, in words (`a
+/// tag reads 'zsta', ..., and with 'zstd' in its place`), and names only
+/// loaded filters once undone. Only a candidate with which the object
+/// checks proves damage (see `Codec`): a plugin missing whose tag is
+/// close to a loaded one's is not taken for damage.
 pub fn header_repairs(filter: &dyn ObjectFilter, stored: &[u8]) -> Vec<(String, Vec<u8>)> {
     let Some(&count_read) = stored.first() else {
         return Vec::new();
     };
-    let parsed = parse_header(stored).ok();
     let known = |fixed: &[u8]| {
         parse_header(fixed).is_ok_and(|(tags, _)| tags.iter().all(|t| filter.provides(t)))
     };
-    if let Some((tags, payload)) = &parsed {
-        if tags.iter().all(|t| filter.provides(t)) {
-            // A header that reads, naming loaded filters only: damaged
-            // only if its count was lowered, so that the payload starts
-            // with what was the header of one more tag (`zstd` dropped
-            // from the count, the object then read as stored as it is).
-            // Only the one tag those bytes would name is asked about
-            // (sound objects come here on every read that fails).
-            let more = stored.get(*payload).and_then(|&len| {
-                let tag = stored.get(payload + 1..payload + 1 + len as usize)?;
-                let tag = std::str::from_utf8(tag).ok()?;
-                (len > 0 && filter.provides(tag)).then_some(())
-            });
-            return match more {
-                Some(()) if count_read < u8::MAX => {
-                    let mut fixed = stored.to_vec();
-                    fixed[0] = count_read + 1;
-                    vec![(
-                        format!(
-                            "its count of tags reads {count_read}, and with {}",
-                            count_read + 1
-                        ),
-                        fixed,
-                    )]
-                }
-                _ => Vec::new(),
-            };
-        }
-    }
-    let parsed = parsed.map(|(tags, _)| tags);
-    let loaded = filter.tags();
     let mut repairs = Vec::new();
-    for count in 0..=4u8 {
+    // The count byte, whatever the header reads as: counts beyond a few
+    // are not what any writer made.
+    for count in 0..=MAX_REPAIRED_COUNT {
         let mut fixed = stored.to_vec();
         fixed[0] = count;
         if count != count_read && known(&fixed) {
@@ -604,48 +575,57 @@ pub fn header_repairs(filter: &dyn ObjectFilter, stored: &[u8]) -> Vec<(String, 
             ));
         }
     }
-    // The first tag's length byte, whether the header reads or not.
-    if let (true, Some(&len_read)) = (count_read >= 1, stored.get(1)) {
-        for tag in &loaded {
-            let l = tag.as_bytes();
+    let tags = raw_tags(stored);
+    if tags.iter().all(|&(_, tag)| {
+        tag.and_then(|t| std::str::from_utf8(t).ok())
+            .is_some_and(|t| filter.provides(t))
+    }) {
+        // A header that reads, naming loaded filters only: only its count
+        // can be what is wrong (and the loaded filters are not listed,
+        // which costs a copy of every tag across the plugin boundary).
+        return repairs;
+    }
+    let loaded = filter.tags();
+    for &(pos, tag) in &tags {
+        let len_read = stored[pos];
+        // Its length byte: a loaded tag's bytes follow it.
+        for t in &loaded {
+            let l = t.as_bytes();
             let Ok(len) = u8::try_from(l.len()) else {
                 continue;
             };
-            if len != len_read && stored.get(2..2 + l.len()) == Some(l) {
+            if len != len_read && stored.get(pos + 1..pos + 1 + l.len()) == Some(l) {
                 let mut fixed = stored.to_vec();
-                fixed[1] = len;
+                fixed[pos] = len;
                 if known(&fixed) {
                     repairs.push((
-                        format!("a tag's length reads {len_read}, and with {len} ('{tag}')"),
+                        format!("a tag's length reads {len_read}, and with {len} ('{t}')"),
                         fixed,
                     ));
                 }
             }
         }
-    }
-    // A tag that reads but is no loaded filter's: one byte of it other.
-    let unknown = parsed.and_then(|tags| {
-        let at = tags.iter().position(|t| !filter.provides(t))?;
-        let pos = 1 + tags[..at].iter().map(|t| 1 + t.len()).sum::<usize>();
-        Some((tags[at].clone(), pos))
-    });
-    if let Some((read, pos)) = unknown {
-        for tag in &loaded {
-            let l = tag.as_bytes();
-            let one_other = l.len() == read.len()
-                && l.iter()
-                    .zip(read.as_bytes())
-                    .filter(|(a, b)| a != b)
-                    .count()
-                    == 1;
+        // Its bytes: a loaded tag's but for one, whatever that one is (a
+        // byte that is no text's, `zs\xf4d`, as well).
+        let Some(read) = tag else {
+            continue;
+        };
+        if std::str::from_utf8(read).is_ok_and(|r| filter.provides(r)) {
+            continue;
+        }
+        for t in &loaded {
+            let l = t.as_bytes();
+            let one_other =
+                l.len() == read.len() && l.iter().zip(read).filter(|(a, b)| a != b).count() == 1;
             if one_other {
                 let mut fixed = stored.to_vec();
                 fixed[pos + 1..pos + 1 + l.len()].copy_from_slice(l);
                 if known(&fixed) {
                     repairs.push((
                         format!(
-                            "a tag reads '{read}', which no loaded plugin provides, and with \
-                             '{tag}' in its place"
+                            "a tag reads '{}', which no loaded plugin provides, and with \
+                             '{t}' in its place",
+                            crate::names::escape(read)
                         ),
                         fixed,
                     ));
@@ -654,6 +634,31 @@ pub fn header_repairs(filter: &dyn ObjectFilter, stored: &[u8]) -> Vec<(String, 
         }
     }
     repairs
+}
+
+/// The most tags a header is taken to have had when its count byte is
+/// undone (obnam writes two at most, a third-party filter or two more).
+const MAX_REPAIRED_COUNT: u8 = 8;
+
+/// The tags of a header as its bytes read, whatever they hold: for each
+/// tag its length byte's position, and its bytes where the object holds
+/// that many (the walk stops at a length byte past the end).
+fn raw_tags(stored: &[u8]) -> Vec<(usize, Option<&[u8]>)> {
+    let count = stored.first().copied().unwrap_or(0);
+    let mut tags = Vec::new();
+    let mut pos = 1;
+    for _ in 0..count {
+        let Some(&len) = stored.get(pos) else {
+            break;
+        };
+        let tag = stored.get(pos + 1..pos + 1 + usize::from(len));
+        tags.push((pos, tag));
+        if tag.is_none() {
+            break;
+        }
+        pos += 1 + usize::from(len);
+    }
+    tags
 }
 
 /// The tags of an object's header, and where its payload starts. A tag
@@ -907,8 +912,8 @@ mod tests {
 
     /// A header that reads and names loaded filters only costs no list
     /// of the loaded filters (across the plugin boundary, per object):
-    /// only the one tag its payload's first bytes would name is asked
-    /// about, and the count lowered is still found.
+    /// only its count can be what is wrong, and the count lowered is
+    /// still found.
     #[test]
     fn a_sound_header_is_probed_without_listing_the_filters() {
         struct Unlisted;
@@ -947,7 +952,10 @@ mod tests {
             b"\x00plain text stored as it is, long enough to read as a tag",
             b"\x00",
         ] {
-            assert_eq!(header_repairs(&Unlisted, sound), vec![], "{sound:?}");
+            // Only other counts, which the object's check then refuses.
+            for (what, _) in header_repairs(&Unlisted, sound) {
+                assert!(what.starts_with("its count of tags"), "{sound:?}: {what}");
+            }
         }
         let lowered = header_repairs(&Unlisted, b"\x00\x04zstdpayload");
         assert_eq!(lowered.len(), 1, "{lowered:?}");

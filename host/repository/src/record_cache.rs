@@ -540,7 +540,7 @@ mod tests {
         let damaged = checker.damaged_generations("c").unwrap();
         assert_eq!(damaged.len(), 3, "{damaged:?}");
         assert!(
-            damaged.iter().all(|(_, p)| p.contains("generations/")),
+            damaged.iter().all(|d| d.problem.contains("generations/")),
             "{damaged:?}"
         );
         let uncached = open(repo_dir.path(), cache.path(), false);
@@ -558,7 +558,7 @@ mod tests {
             .into_owned();
         let damaged = third.damaged_generations("c").unwrap();
         assert_eq!(damaged.len(), 1, "{damaged:?}");
-        assert_eq!(damaged[0].0, name);
+        assert_eq!(damaged[0].id, name);
 
         // Removed: gone from what a run lists, and from the cache.
         std::fs::remove_file(&stored[0]).unwrap();

@@ -13,10 +13,11 @@
 //! `Codec::damaged_header`). [`Repository::repair_records`] writes each
 //! such record again as it was written, so that nothing is lost.
 //!
-//! Only records whose checksum proves the repair are written (format 3
-//! and later, unsealed: a sealed repository authenticates its inner tags,
-//! and its one outer tag must be the seal's). Any other damaged record is
-//! left as it is, and said: `fsck` says what to do about it.
+//! Only records whose repair is proven are written: by their checksum
+//! (format 3 and later), and in an encrypted repository by the seal's
+//! authentication too (only the seal's own header is outside it). Any
+//! other damaged record is left as it is, and said: `fsck` says what to
+//! do about it.
 //!
 //! Run under the exclusive lock (no backup or `forget` writes or removes
 //! a record meanwhile), and under the prune lock besides: a record written
@@ -27,14 +28,6 @@ use crate::codec::STORED_SLACK;
 use crate::error::{RepoError, RepoResult};
 use crate::storage::StorageError;
 use crate::Repository;
-
-/// The folders of records: generation records (a folder per client),
-/// client records, index objects.
-const RECORD_FOLDERS: [(&str, bool); 3] = [
-    ("generations/", true),
-    ("clients/", false),
-    ("index/", false),
-];
 
 /// Records read at once: a window of them is held in memory (index
 /// objects may be a few MiB each).
@@ -85,19 +78,29 @@ impl Repository {
     }
 
     fn repair_records_locked(&self, pretend: bool) -> RepoResult<RepairedRecords> {
+        use crate::damaged_records::Record;
+        // What every other command takes for records: a name no record
+        // has (a sync tool's "conflicted copy", a folder no client's) is
+        // ignored with a warning, as they ignore it.
         let mut keys = Vec::new();
-        for (folder, recursive) in RECORD_FOLDERS {
-            if recursive {
-                keys.extend(self.storage().list_recursive(folder)?);
-            } else {
-                keys.extend(
-                    self.storage()
-                        .list(folder)?
-                        .into_iter()
-                        .map(|name| format!("{folder}{name}")),
-                );
+        for key in self.storage().list_recursive("generations/")? {
+            match crate::generation::Generation::valid_key(&key) {
+                true => keys.push(key),
+                false => self.damaged.stray(&key),
             }
         }
+        for name in self.storage().list("clients/")? {
+            let key = format!("clients/{name}");
+            match crate::clients::ClientRecord::valid_key(&key) {
+                true => keys.push(key),
+                false => self.damaged.stray(&key),
+            }
+        }
+        keys.extend(
+            self.list_index_objects()?
+                .into_iter()
+                .map(|name| format!("index/{name}")),
+        );
         let mut done = RepairedRecords::default();
         for window in keys.chunks(WINDOW) {
             for (key, read) in window.iter().zip(self.read_objects(window)) {
@@ -107,7 +110,20 @@ impl Repository {
                     Err(RepoError::DamagedHeader { .. }) => {
                         done.records += 1;
                         match self.repair_record(key, pretend)? {
-                            Repair::Done(repaired) => done.repaired.push(repaired),
+                            Repair::Done(repaired) => {
+                                done.repaired.push(repaired);
+                                if !pretend {
+                                    // Each is whole once written: an
+                                    // interruption says how many are.
+                                    let n = done.repaired.len();
+                                    crate::done::note(format!(
+                                        "{n} {} written again, whole, with the damaged byte \
+                                         of the header undone (the last {key}); run \
+                                         repair-records again for the rest",
+                                        if n == 1 { "record was" } else { "records were" }
+                                    ));
+                                }
+                            }
                             Repair::Sound => {}
                             Repair::Left(problem) => done.left.push(problem),
                         }

@@ -422,9 +422,39 @@ impl RepositoryService for RepoService {
                 .map(|damaged| {
                     damaged
                         .into_iter()
-                        .map(|(id, problem)| RawDamagedRecord {
-                            id: id.into(),
-                            problem: problem.into(),
+                        .map(|d| RawDamagedRecord {
+                            id: d.id.into(),
+                            // A plugin built before `repairable` was said
+                            // is told the remedy in the problem's words.
+                            problem: match d.repairable {
+                                true => format!(
+                                    "{}; {}",
+                                    d.problem,
+                                    obnam_repository::damaged_records::REPAIR_ADVICE
+                                ),
+                                false => d.problem,
+                            }
+                            .into(),
+                        })
+                        .collect::<RVec<_>>()
+                })
+        })
+    }
+
+    fn damaged_generation_records(
+        &self,
+        client: RStr<'_>,
+    ) -> AbiResult<RVec<abi::RawDamagedGeneration>> {
+        self.shield.call(|| {
+            self.repo()
+                .damaged_generations(client.as_str())
+                .map(|damaged| {
+                    damaged
+                        .into_iter()
+                        .map(|d| abi::RawDamagedGeneration {
+                            id: d.id.into(),
+                            problem: d.problem.into(),
+                            repairable: d.repairable,
                         })
                         .collect::<RVec<_>>()
                 })

@@ -278,14 +278,21 @@ impl Run<'_, '_> {
             .iter()
             .find(|d| named.is_none_or(|ids| !ids.contains(&d.id)))
         {
+            let remedy = if d.repairable {
+                format!(
+                    "'obnam repair-records' writes it again with that byte undone (or remove \
+                     it first with 'obnam forget {}', which loses it)",
+                    d.id
+                )
+            } else {
+                format!("remove it first with 'obnam forget {}'", d.id)
+            };
             plugin_api::bail!(
                 "forget: the record of generation {} of client '{}' is damaged ({}), so \
-                 its history cannot be judged; nothing was removed: remove it first with \
-                 'obnam forget {}'",
+                 its history cannot be judged; nothing was removed: {remedy}",
                 d.id,
                 escape(client.as_bytes()),
                 d.problem,
-                d.id
             );
         }
         let gens: Vec<Gen> = infos
@@ -367,6 +374,16 @@ impl Run<'_, '_> {
         for d in self.repo.damaged_generations(client)? {
             if !named.contains(&d.id) {
                 continue;
+            }
+            if d.repairable {
+                // Named, so removed; but it need not have been.
+                plugin_api::tracing::warn!(
+                    "the record of generation {} of client '{}' was damaged by one byte of \
+                     its filter header only, which 'obnam repair-records' would have undone, \
+                     keeping the generation; removed as asked",
+                    d.id,
+                    escape(client.as_bytes())
+                );
             }
             if !self.request.pretend {
                 self.repo.remove_generation(client, &d.id)?;

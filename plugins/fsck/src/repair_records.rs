@@ -71,8 +71,11 @@ fn say(ctx: &Context<'_>, done: &RepairedRecords, pretend: bool) -> Result<()> {
             ctx.outln(&format!("{}: {}; {written}", r.key, r.problem))?;
         }
         let read = plugin_api::human::count(done.records, "record", "records");
-        let line = match (done.repaired.len(), pretend) {
-            (0, _) => format!("{read} read: none has a damaged filter header to undo"),
+        let mut line = match (done.repaired.len(), pretend) {
+            (0, _) if done.left.is_empty() => {
+                format!("{read} read: none has a damaged filter header to undo")
+            }
+            (0, _) => format!("{read} read: none can be written again so"),
             (n, false) => format!(
                 "{read} read; {} written again, each checked by its checksum and read back",
                 plugin_api::human::count(n as u64, "record", "records")
@@ -82,6 +85,21 @@ fn say(ctx: &Context<'_>, done: &RepairedRecords, pretend: bool) -> Result<()> {
                 plugin_api::human::count(n as u64, "record", "records")
             ),
         };
+        if !done.left.is_empty() {
+            line.push_str(&format!(
+                "; {} left as {} (above)",
+                plugin_api::human::count(
+                    done.left.len() as u64,
+                    "damaged record",
+                    "damaged records"
+                ),
+                if done.left.len() == 1 {
+                    "it is"
+                } else {
+                    "they are"
+                }
+            ));
+        }
         ctx.outln(&line)?;
     }
     if !done.left.is_empty() {

@@ -73,10 +73,18 @@ pub fn generations(repo: &Repository, client: &str) -> Result<Vec<GenerationInfo
         // way out.
         let damaged = repo.damaged_generations(client)?;
         if let Some(d) = damaged.first() {
+            let remedy = if damaged.iter().any(|d| d.repairable) {
+                "'obnam repair-records' writes again those damaged by one byte of their \
+                 filter header (the warnings say which), with that byte undone; put the \
+                 others back from a copy of the repository, or remove them with 'obnam \
+                 forget ID'"
+            } else {
+                "put them back from a copy of the repository, or remove them with 'obnam \
+                 forget ID'"
+            };
             plugin_api::bail!(
                 "client '{}' has no readable generation in repository {}: the {} of its {} \
-                 damaged ({}; the warnings name each): put them back from a copy of the \
-                 repository, or remove them with 'obnam forget ID'",
+                 damaged ({}; the warnings name each): {remedy}",
                 escape(client.as_bytes()),
                 repo.url(),
                 if damaged.len() == 1 {
@@ -102,14 +110,20 @@ pub fn generations(repo: &Repository, client: &str) -> Result<Vec<GenerationInfo
 /// older one without saying so. A named generation needs no such check.
 pub fn newest_is_known(repo: &Repository, client: &str) -> Result<()> {
     if let Some(d) = repo.damaged_generations(client)?.first() {
+        let remedy = if d.repairable {
+            "write the damaged record again with 'obnam repair-records', which undoes its \
+             one damaged byte"
+                .to_string()
+        } else {
+            format!("remove the damaged record with 'obnam forget {}'", d.id)
+        };
         plugin_api::bail!(
             "the record of generation {} of client '{}' is damaged, and it may be the \
              newest ({}): name the generation to use with --generation (see 'obnam \
-             generations'), or remove the damaged record with 'obnam forget {}'",
+             generations'), or {remedy}",
             d.id,
             escape(client.as_bytes()),
             d.problem,
-            d.id
         );
     }
     Ok(())

@@ -95,6 +95,19 @@ impl Generation {
     }
 }
 
+/// A generation record left out of the listings (see
+/// [`Repository::damaged_generations`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedGeneration {
+    /// The generation's id.
+    pub id: String,
+    /// What is wrong with it.
+    pub problem: String,
+    /// Whether `repair-records` undoes the damage (one byte of its filter
+    /// header, proven).
+    pub repairable: bool,
+}
+
 impl crate::damaged_records::Record for Generation {
     /// `generations/CLIENTID/GENID`.
     fn valid_key(key: &str) -> bool {
@@ -248,7 +261,7 @@ impl Repository {
     /// with its problem: left out of [`generations`](Self::generations).
     /// As of this process's latest listing of them (made now if there was
     /// none).
-    pub fn damaged_generations(&self, client: &str) -> RepoResult<Vec<(String, String)>> {
+    pub fn damaged_generations(&self, client: &str) -> RepoResult<Vec<DamagedGeneration>> {
         let folder = format!("generations/{}/", self.client_id(client));
         if !self.damaged.was_listed(&folder) {
             self.generations(client)?;
@@ -257,18 +270,10 @@ impl Repository {
             .damaged
             .under(&folder)
             .into_iter()
-            .map(|(key, damage)| {
-                // What a command that names the record says of it then
-                // tells how to put it right too, where that is known.
-                let problem = match damage.repairable {
-                    true => format!(
-                        "{}; {}",
-                        damage.problem,
-                        crate::damaged_records::REPAIR_ADVICE
-                    ),
-                    false => damage.problem,
-                };
-                (key[folder.len()..].to_string(), problem)
+            .map(|(key, damage)| DamagedGeneration {
+                id: key[folder.len()..].to_string(),
+                problem: damage.problem,
+                repairable: damage.repairable,
             })
             .collect())
     }
