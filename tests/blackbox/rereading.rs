@@ -405,3 +405,95 @@ fn a_file_carried_forward_unchecked_is_judged_by_the_run_that_read_it() {
         );
     }
 }
+
+/// An ext4 file system mounted on a folder, whose inodes are too small to
+/// hold times finer than a second (`-I 128`, as on old file systems, and
+/// as NFS and SMB servers may give): unmounted when dropped.
+struct WholeSecondDisk(PathBuf);
+
+impl WholeSecondDisk {
+    /// Mounted on `dir`, from an image beside it; `None` where this
+    /// machine cannot (not root, no `mkfs.ext4`, no loop device).
+    fn mount_on(dir: &Path) -> Option<Self> {
+        let image = dir.with_extension("ext4");
+        let ok = |cmd: &mut std::process::Command| {
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let made = File::create(&image)
+            .and_then(|f| f.set_len(16 << 20))
+            .is_ok()
+            && ok(std::process::Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-I", "128"])
+                .arg(&image))
+            && ok(std::process::Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&image)
+                .arg(dir));
+        made.then(|| WholeSecondDisk(dir.to_path_buf()))
+    }
+}
+
+impl Drop for WholeSecondDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// With `--ignore-inode`, two files of one size and modification time
+/// whose change times fall in one second (a file system that keeps whole
+/// seconds), swapped by renaming their folders, are read again: they kept
+/// each other's content, silently, since renaming a folder changes no
+/// time of the files below it (it changes the folder's change time,
+/// which is now taken for a sign that what is below it may have moved).
+/// A folder whose files only changed, in a folder that did not, has no
+/// other file read again.
+#[test]
+fn with_ignore_inode_files_swapped_by_renaming_their_folders_are_read_again() {
+    let w = BackupWorld::new("c");
+    let Some(_disk) = WholeSecondDisk::mount_on(&w.data) else {
+        eprintln!("skipped: cannot mount a loop ext4 file system here (root, mkfs.ext4)");
+        return;
+    };
+    let t = w.data.join("t");
+    let (x, y, z) = (t.join("X"), t.join("Y"), t.join("Z").join("inner"));
+    // The two files' change times must fall in one second.
+    loop {
+        for (dir, content) in [(&x, b"content-of-X"), (&y, b"content-of-Y")] {
+            fs::create_dir_all(dir).unwrap();
+            let f = dir.join("f");
+            fs::write(&f, content).unwrap();
+            File::open(&f)
+                .unwrap()
+                .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_836_800))
+                .unwrap();
+        }
+        let ctime = |p: &Path| fs::metadata(p).unwrap().ctime();
+        if ctime(&x.join("f")) == ctime(&y.join("f")) {
+            break;
+        }
+    }
+    fs::create_dir_all(&z).unwrap();
+    for i in 0..3 {
+        fs::write(z.join(format!("old{i}")), noise(1000, i as u64)).unwrap();
+    }
+    // Whole seconds are racy for two seconds (a coarse clock's tick):
+    // past that, what did not change is not read again.
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    backup(&w, &["--ignore-inode"]);
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    let tmp = t.join("tmp");
+    fs::rename(&x, &tmp).unwrap();
+    fs::rename(&y, &x).unwrap();
+    fs::rename(&tmp, &y).unwrap();
+    fs::write(z.join("new"), b"new file").unwrap();
+    let second = backup(&w, &["--ignore-inode"]);
+    // X/f and Y/f, and the new file: not the old ones beside it (their
+    // folder's parent did not change).
+    assert_eq!(files_read(&second), 3, "{second:#}");
+    let restored = restore(&w, "latest");
+    assert_holds(&restored.join("t/X/f"), b"content-of-Y", "X/f");
+    assert_holds(&restored.join("t/Y/f"), b"content-of-X", "Y/f");
+}
