@@ -505,11 +505,25 @@ fn decode(
     data: &[u8],
     tags: &[String],
 ) -> RepoResult<FilterOutput> {
-    if let Some(tag) = tags.iter().find(|tag| !filter.provides(tag)) {
-        return Err(RepoError::Filter(missing_filter_message(
-            &format!("object {context}"),
-            tag,
-        )));
+    let missing: Vec<&String> = tags.iter().filter(|tag| !filter.provides(tag)).collect();
+    match missing.as_slice() {
+        [] => {}
+        [tag] => {
+            return Err(RepoError::Filter(missing_filter_message(
+                &format!("object {context}"),
+                tag,
+            )))
+        }
+        // All of them: the first alone may be a loaded filter's tag
+        // damaged, beside the plugin that is missing.
+        [first @ .., last] => {
+            let first: Vec<String> = first.iter().map(|t| format!("'{t}'")).collect();
+            return Err(RepoError::Filter(format!(
+                "object {context} needs the {} and '{last}' filters; no loaded plugin \
+                 provides them",
+                first.join(", ")
+            )));
+        }
     }
     filter.decode(context, data, tags).map_err(|e| match e {
         DecodeError::Damaged(message) => RepoError::Undecodable {
@@ -778,7 +792,7 @@ mod tests {
         let err = open(&NoFilters, None, "chunk/1", stored).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "object chunk/1 needs the 'upper' filter; no loaded plugin provides it"
+            "object chunk/1 needs the 'upper' and 'x' filters; no loaded plugin provides them"
         );
         let err = open(&NoFilters, None, "index/2", vec![3, 9, b'a']).unwrap_err();
         assert_eq!(
@@ -897,6 +911,15 @@ mod tests {
         assert_eq!(
             missing.to_string(),
             "object chunk/1 needs the 'lz4' filter; no loaded plugin provides it"
+        );
+        // Two missing: both named (the first may be a loaded one's tag
+        // damaged, the plugin missing the other's).
+        let two = b"\x02\x04zsud\x08xor-testdata".to_vec();
+        let missing = open(&Zstd, None, "chunk/1", two).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "object chunk/1 needs the 'zsud' and 'xor-test' filters; no loaded plugin provides \
+             them"
         );
         // Not even a tag's form: damage to the header.
         for header in [
