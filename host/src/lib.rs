@@ -105,6 +105,9 @@ pub fn run() -> i32 {
 fn main_with(args: Vec<OsString>) -> i32 {
     // Before any thread starts: it may change the environment.
     let home_replaced = root_home::keep_to_roots_own();
+    // The ssh processes it starts say whose they are: a run killed with
+    // SIGKILL leaves them connected, and the next run ends them.
+    obnam_repository::backend::sftp::mark_ssh_owner();
     let pre = cli::prescan(&args);
     logging::init(pre.quiet);
     if let Some(warning) = home_replaced {
@@ -374,6 +377,7 @@ fn warn_of_unknown_environment(registry: &Registry) {
             !known.contains(key)
                 && !settings::RESERVED_ENV.contains(&key.as_str())
                 && key != "OBNAM_PLUGIN_DIR"
+                && key != obnam_repository::backend::sftp::SSH_OWNER_VARIABLE
         })
         .collect();
     unknown.sort();

@@ -776,6 +776,80 @@ fn a_second_ctrl_c_leaves_no_ssh_process_behind() {
     assert_eq!(ssh_processes_left(&env), Vec::<String>::new(), "{done:#?}");
 }
 
+/// A run killed with SIGKILL cannot end its ssh processes: they run on,
+/// re-parented to init, each holding a session on the server (a nightly
+/// job killed by `timeout -s KILL` left more each night). The next run
+/// over SFTP ends them, saying so; a running obnam's are not touched.
+#[test]
+fn the_ssh_processes_of_a_killed_run_are_ended_by_the_next() {
+    let Some(backend) = Backend::sftp() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "killed");
+    let data = env.path().join("data");
+    for i in 0..20 {
+        write(&data.join(format!("f{i}")), &noise(300_000, 80 + i));
+    }
+    let home = env.home().display().to_string();
+    let packs = folder_of(&url).join("packs");
+    let start_slow = |data: &Path| {
+        let mut cmd = backend.obnam(&env, &url);
+        cmd.args(["--client-name", "c", "backup", "--pack-size", "64KiB"])
+            .args(["--testing-storage-faults", "slow=0.5,seed=3"])
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.spawn().unwrap()
+    };
+    let mut killed = start_slow(&data);
+    let start = Instant::now();
+    while files_under(&packs).len() < 3 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let orphans = processes_mentioning(&home);
+    assert!(!orphans.is_empty(), "the killed run left no ssh process");
+    // The next run, of another client, ends them, and says so; while it
+    // runs, yet another run leaves its ssh processes alone.
+    let other_data = env.path().join("other");
+    write(&other_data.join("f"), &noise(2_000_000, 7));
+    let next = {
+        let mut cmd = backend.obnam(&env, &url);
+        cmd.args(["--client-name", "d", "backup", "--pack-size", "64KiB"])
+            .args(["--testing-storage-faults", "slow=1,seed=5"])
+            .arg(&other_data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let start = Instant::now();
+    let running = |pid: &u32| Path::new(&format!("/proc/{pid}")).exists();
+    while orphans.iter().any(|(pid, _)| running(pid)) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (pid, cmdline) in &orphans {
+        assert!(!running(pid), "still running: {cmdline}");
+    }
+    let beside = run(backend
+        .obnam(&env, &url)
+        .args(["--client-name", "c", "genids"]))
+    .ok();
+    assert!(!beside.stderr.contains("ended"), "{beside:#?}");
+    let next = Run::from_output(next.wait_with_output().unwrap());
+    assert_eq!(next.code, 0, "{next:#?}");
+    assert!(
+        next.stderr.contains("WARNING: ended ")
+            && next
+                .stderr
+                .contains("left connected by an obnam run that was killed"),
+        "{next:#?}"
+    );
+    assert_eq!(ssh_processes_left(&env), Vec::<String>::new());
+}
+
 /// A remote repository's generation records are kept on this machine,
 /// beside the index cache, and a run reads again only the records whose
 /// listing changed. So a record altered on the server in a way its

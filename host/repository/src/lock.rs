@@ -318,7 +318,7 @@ impl LockRecord {
 /// When process `pid` started, in clock ticks since the boot (field 22
 /// of `/proc/PID/stat`, after the name in parentheses, which may itself
 /// hold spaces and parentheses); `None` where it cannot be read.
-fn process_start(pid: u32) -> Option<u64> {
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 1..];
     // Fields from the third (state) on: the start time is the 22nd.

@@ -99,6 +99,13 @@ pub fn open(
 ) -> Result<(Box<dyn Backend>, Operator), StorageError> {
     // Before any ssh process is started (see ssh_processes).
     ssh_processes::adopt_orphans();
+    let ended = ssh_processes::end_those_of_runs_gone();
+    if ended > 0 {
+        tracing::warn!(
+            "ended {ended} ssh {} left connected by an obnam run that was killed",
+            if ended == 1 { "process" } else { "processes" }
+        );
+    }
     let endpoint = ssh_destination(server.host, server.port);
     let strategy = match options.ssh_host_keys_check.as_deref() {
         None | Some("yes") => "strict",
@@ -283,6 +290,8 @@ impl Backend for Sftp {
         ssh_processes::end_leftovers();
     }
 }
+
+pub use ssh_processes::{mark_owner as mark_ssh_owner, OWNER_VARIABLE as SSH_OWNER_VARIABLE};
 
 /// End the ssh processes of this process's SFTP connections at once,
 /// without closing the connections in good order or waiting: for a

@@ -18,7 +18,42 @@
 //! done. A run killed with SIGKILL cannot do this; that case is documented
 //! in the user guide.
 //!
-//! On systems other than Linux both functions do nothing.
+//! A run killed with SIGKILL cannot, and its masters, re-parented to
+//! init, would hold their sessions on the server for ever (a nightly job
+//! that `timeout -s KILL` or the OOM killer ends left more each night).
+//! So every ssh process an obnam run starts carries, in its environment,
+//! which run started it ([`OWNER_VARIABLE`], set by [`mark_owner`] before
+//! any thread starts, and inherited); the next run over SFTP ends those of
+//! the user's ssh processes (of the same home and state folders) whose
+//! run is gone ([`end_those_of_runs_gone`]). Another program's ssh
+//! processes carry no such mark, and a running obnam's are its own:
+//! neither is touched.
+//!
+//! On systems other than Linux these functions do nothing.
+
+/// The environment variable that names the obnam run (its pid and when
+/// it started, `PID.TICKS`) that started an ssh process.
+pub const OWNER_VARIABLE: &str = "OBNAM_SSH_OWNER";
+
+/// Mark this process's environment, so that the ssh processes it starts
+/// say whose they are. Call it before any thread starts: the environment
+/// is the process's, and changing it beside a thread that reads it is not
+/// safe.
+pub fn mark_owner() {
+    #[cfg(target_os = "linux")]
+    if let Some(start) = crate::lock::process_start(std::process::id()) {
+        std::env::set_var(OWNER_VARIABLE, format!("{}.{start}", std::process::id()));
+    }
+}
+
+/// End the ssh processes of this user that an obnam run gone since
+/// started (see the module's docs); how many were ended.
+pub(super) fn end_those_of_runs_gone() -> usize {
+    #[cfg(target_os = "linux")]
+    return linux::end_those_of_runs_gone();
+    #[cfg(not(target_os = "linux"))]
+    0
+}
 
 /// Adopt the processes that our children leave behind when they fork
 /// into the background. Best effort: a failure only means that an
@@ -119,6 +154,70 @@ mod linux {
             }
             std::thread::sleep(Duration::from_millis(30));
         }
+    }
+
+    pub(super) fn end_those_of_runs_gone() -> usize {
+        let me = std::process::id();
+        let uid = rustix::process::geteuid().as_raw();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        let mut ended = 0;
+        for entry in entries.flatten() {
+            let Some(raw) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            use std::os::unix::fs::MetadataExt;
+            if entry.metadata().map(|m| m.uid()).ok() != Some(uid) {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            if parse_stat(&stat).is_none_or(|(name, _, _)| name != "ssh") {
+                continue;
+            }
+            let Some((pid, start)) = owner_of(&entry.path()) else {
+                continue;
+            };
+            let runs = crate::lock::process_start(pid) == Some(start);
+            if pid == me || runs {
+                continue;
+            }
+            if let Some(pid) = Pid::from_raw(raw) {
+                if kill_process(pid, Signal::TERM).is_ok() {
+                    ended += 1;
+                }
+            }
+        }
+        ended
+    }
+
+    /// The run (pid, start) that the process whose `/proc` folder is
+    /// `dir` says started it ([`super::OWNER_VARIABLE`]), if that run had
+    /// this run's home and state folders (where ssh keeps its control
+    /// sockets: the same user's, as a user sees them).
+    fn owner_of(dir: &std::path::Path) -> Option<(u32, u64)> {
+        let environ = std::fs::read(dir.join("environ")).ok()?;
+        let var = |name: &str| {
+            let prefix = format!("{name}=");
+            environ
+                .split(|&b| b == 0)
+                .find_map(|var| var.strip_prefix(prefix.as_bytes()))
+                .map(<[u8]>::to_vec)
+        };
+        use std::os::unix::ffi::OsStringExt;
+        let ours = |name: &str| std::env::var_os(name).map(|v| v.into_vec());
+        if var("HOME") != ours("HOME") || var("XDG_STATE_HOME") != ours("XDG_STATE_HOME") {
+            return None;
+        }
+        let value = var(super::OWNER_VARIABLE)?;
+        let (pid, start) = std::str::from_utf8(&value).ok()?.split_once('.')?;
+        Some((pid.parse().ok()?, start.parse().ok()?))
     }
 
     /// Collect `pid`'s exit status if it has exited: whether it has.
