@@ -442,14 +442,43 @@ impl Drop for WholeSecondDisk {
     }
 }
 
+/// Two files `X/f` and `Y/f` below `dir` of one size and modification
+/// time whose change times fall in one second (`dir` on a file system that
+/// keeps whole seconds), with those contents.
+fn twin_files(dir: &Path) {
+    loop {
+        for (sub, content) in [("X", b"content-of-X"), ("Y", b"content-of-Y")] {
+            let folder = dir.join(sub);
+            fs::create_dir_all(&folder).unwrap();
+            let f = folder.join("f");
+            fs::write(&f, content).unwrap();
+            File::open(&f)
+                .unwrap()
+                .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_836_800))
+                .unwrap();
+        }
+        let ctime = |p: PathBuf| fs::metadata(p).unwrap().ctime();
+        if ctime(dir.join("X/f")) == ctime(dir.join("Y/f")) {
+            return;
+        }
+    }
+}
+
+/// Wait out the seconds in which whole-second times are racy (a coarse
+/// clock's tick): past them, what did not change is not read again.
+fn past_racy_seconds() {
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+}
+
 /// With `--ignore-inode`, two files of one size and modification time
 /// whose change times fall in one second (a file system that keeps whole
 /// seconds), swapped by renaming their folders, are read again: they kept
 /// each other's content, silently, since renaming a folder changes no
-/// time of the files below it (it changes the folder's change time,
-/// which is now taken for a sign that what is below it may have moved).
-/// A folder whose files only changed, in a folder that did not, has no
-/// other file read again.
+/// time of the files below it (it changes the folder's change time and
+/// not its modification time, which is now taken for a sign that what is
+/// below it may have moved). So is a root's folder replaced by another
+/// renamed into its path. New files in a folder and in its parent have
+/// no other file read again.
 #[test]
 fn with_ignore_inode_files_swapped_by_renaming_their_folders_are_read_again() {
     let w = BackupWorld::new("c");
@@ -458,42 +487,54 @@ fn with_ignore_inode_files_swapped_by_renaming_their_folders_are_read_again() {
         return;
     };
     let t = w.data.join("t");
-    let (x, y, z) = (t.join("X"), t.join("Y"), t.join("Z").join("inner"));
-    // The two files' change times must fall in one second.
-    loop {
-        for (dir, content) in [(&x, b"content-of-X"), (&y, b"content-of-Y")] {
-            fs::create_dir_all(dir).unwrap();
-            let f = dir.join("f");
-            fs::write(&f, content).unwrap();
-            File::open(&f)
-                .unwrap()
-                .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_836_800))
-                .unwrap();
-        }
-        let ctime = |p: &Path| fs::metadata(p).unwrap().ctime();
-        if ctime(&x.join("f")) == ctime(&y.join("f")) {
-            break;
-        }
-    }
+    twin_files(&t);
+    let z = t.join("Z").join("inner");
     fs::create_dir_all(&z).unwrap();
     for i in 0..3 {
-        fs::write(z.join(format!("old{i}")), noise(1000, i as u64)).unwrap();
+        fs::write(z.join(format!("old{i}")), noise(1000, i)).unwrap();
     }
-    // Whole seconds are racy for two seconds (a coarse clock's tick):
-    // past that, what did not change is not read again.
-    std::thread::sleep(std::time::Duration::from_millis(3100));
+    past_racy_seconds();
     backup(&w, &["--ignore-inode"]);
-    std::thread::sleep(std::time::Duration::from_millis(3100));
+    past_racy_seconds();
     let tmp = t.join("tmp");
-    fs::rename(&x, &tmp).unwrap();
-    fs::rename(&y, &x).unwrap();
-    fs::rename(&tmp, &y).unwrap();
+    fs::rename(t.join("X"), &tmp).unwrap();
+    fs::rename(t.join("Y"), t.join("X")).unwrap();
+    fs::rename(&tmp, t.join("Y")).unwrap();
     fs::write(z.join("new"), b"new file").unwrap();
+    fs::write(t.join("Z").join("new"), b"new file").unwrap();
     let second = backup(&w, &["--ignore-inode"]);
-    // X/f and Y/f, and the new file: not the old ones beside it (their
-    // folder's parent did not change).
-    assert_eq!(files_read(&second), 3, "{second:#}");
+    // X/f and Y/f, and the two new files: not the old ones beside them.
+    assert_eq!(files_read(&second), 4, "{second:#}");
     let restored = restore(&w, "latest");
     assert_holds(&restored.join("t/X/f"), b"content-of-Y", "X/f");
     assert_holds(&restored.join("t/Y/f"), b"content-of-X", "Y/f");
+
+    // A root replaced by another folder renamed into its path.
+    let roots = w.data.join("roots");
+    twin_files(&roots);
+    let root = roots.join("X");
+    let root_arg = root.to_str().unwrap();
+    // The folder renamed into place changed later than the root did.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    fs::write(roots.join("Y/later"), b"later").unwrap();
+    fs::remove_file(roots.join("Y/later")).unwrap();
+    past_racy_seconds();
+    let json = ["--ignore-inode", "--output-format", "json"];
+    let run = |args: &[&str]| -> Value {
+        let run = w.obnam(args).ok();
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+    };
+    run(&[&["backup", root_arg][..], &json].concat());
+    past_racy_seconds();
+    fs::rename(&root, roots.join("old")).unwrap();
+    fs::rename(roots.join("Y"), &root).unwrap();
+    let again = run(&[&["backup", root_arg][..], &json].concat());
+    assert_eq!(files_read(&again), 1, "{again:#}");
+    let to = w.env.path().join("restored-root");
+    w.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+    assert_holds(
+        &to.join(root.strip_prefix("/").unwrap()).join("f"),
+        b"content-of-Y",
+        "the root's f",
+    );
 }

@@ -639,7 +639,7 @@ pub fn header_repairs(filter: &dyn ObjectFilter, stored: &[u8]) -> Vec<(String, 
                         format!(
                             "a tag reads '{}', which no loaded plugin provides, and with \
                              '{t}' in its place",
-                            crate::names::escape(read)
+                            tag_as_read(read)
                         ),
                         fixed,
                     ));
@@ -648,6 +648,19 @@ pub fn header_repairs(filter: &dyn ObjectFilter, stored: &[u8]) -> Vec<(String, 
         }
     }
     repairs
+}
+
+/// A damaged tag's bytes as text: printable ASCII as it is, any other
+/// byte as `<f4>`. (Not escaped as names are: the message it goes into is
+/// escaped once more where it is shown, and `zs\xf4d` came out as
+/// `zs\\xf4d`.)
+fn tag_as_read(tag: &[u8]) -> String {
+    tag.iter()
+        .map(|&b| match b {
+            b' '..=b'~' => char::from(b).to_string(),
+            _ => format!("<{b:02x}>"),
+        })
+        .collect()
 }
 
 /// The most tags a header is taken to have had when its count byte is

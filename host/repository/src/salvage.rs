@@ -264,7 +264,7 @@ impl Repository {
         let mut good = Vec::with_capacity(listed.len());
         for e in &listed {
             if self.catalog.read().get(&e.id).is_none() {
-                self.keep_if_checked(&key, &bytes, e, &mut good, &mut found)?;
+                self.keep_if_checked(&key, &bytes, e, &mut good, &mut found, pretend)?;
             }
         }
         self.copy_kept(good, &mut found, pretend)?;
@@ -280,6 +280,7 @@ impl Repository {
         e: &'e IndexEntry,
         good: &mut Vec<(&'e IndexEntry, Cow<'b, [u8]>)>,
         found: &mut SalvagedPack,
+        pretend: bool,
     ) -> RepoResult<()> {
         match self.checked_blob(key, bytes, e) {
             Ok(stored) => good.push((e, Cow::Borrowed(stored))),
@@ -289,9 +290,14 @@ impl Repository {
                 // dropped (it may be the only copy of an old file).
                 Some((why, fixed)) => {
                     tracing::warn!(
-                        "{key}: {} {}: {why}; copied with its header repaired",
+                        "{key}: {} {}: {why}; {} with its header repaired",
                         kind_name(e.location.kind),
-                        e.id
+                        e.id,
+                        if pretend {
+                            "it would be copied"
+                        } else {
+                            "copied"
+                        }
                     );
                     found.repaired += 1;
                     good.push((e, Cow::Owned(fixed)));
@@ -449,16 +455,21 @@ impl Repository {
         for (e, stored) in entries.iter().zip(first) {
             match stored {
                 Some(stored) => good.push((e, Cow::Borrowed(stored))),
-                None => self.keep_if_checked(&key, &again, e, &mut good, &mut found)?,
+                None => self.keep_if_checked(&key, &again, e, &mut good, &mut found, pretend)?,
             }
         }
         if found.repaired > 0 && found.problem.is_empty() {
             found.problem = format!(
-                "{} with a damaged filter header, repaired",
+                "{} with a damaged filter header, {}",
                 if found.repaired == 1 {
                     "1 blob".to_string()
                 } else {
                     format!("{} blobs", found.repaired)
+                },
+                if pretend {
+                    "would be repaired"
+                } else {
+                    "repaired"
                 }
             );
         }

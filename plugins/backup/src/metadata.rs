@@ -210,6 +210,37 @@ pub fn racy(before: &Entry, from: Option<(i64, u32)>, rule: ChangeRule) -> bool 
     })
 }
 
+/// Whether the folder `now`, which the previous generation had at the
+/// same path as `before`, may have been renamed or moved there since:
+/// then the files below it are not the files the previous generation
+/// had at their paths, though each looks the same. Asked under
+/// `--ignore-inode` only: by default a file's inode number tells it from
+/// the file the path had before; without it, two files of one size and
+/// modification time whose change times fall in one tick (one second, on
+/// a file system that keeps no finer times) swapped by renaming their
+/// folders kept each other's content, silently, since a folder's rename
+/// changes no time of the files below it.
+///
+/// It changes the folder's change time, and not its modification time:
+/// a change of its entries (a file added, removed or renamed in it) sets
+/// both to the same instant, so a folder whose change time is another
+/// than the previous generation's and than its own modification time was
+/// touched last by something else: a rename or move (or a `chmod`, an
+/// attribute), and is taken for moved. (A folder renamed, then given a
+/// new entry before the next backup, looks like one whose entries
+/// changed: that is not told. Neither is anything under `--ignore-ctime`
+/// too.) A root is judged the same way: another folder renamed into its
+/// path is one.
+pub fn maybe_moved(now: &Entry, before: Option<&Entry>, rule: ChangeRule) -> bool {
+    let Some(before) = before else {
+        return false;
+    };
+    rule.ignore_inode
+        && !rule.ignore_ctime
+        && (now.ctime, now.ctime_ns) != (before.ctime, before.ctime_ns)
+        && (now.ctime, now.ctime_ns) != (now.mtime, now.mtime_ns)
+}
+
 /// The longest tick of a file system's clock that stamps whole seconds:
 /// FAT's two.
 const COARSE_TICK_S: i64 = 2;
@@ -668,5 +699,35 @@ mod tests {
         assert!(!NO_INODE.unchanged(&now, &recorded));
         assert!(!NO_CTIME.unchanged(&now, &recorded));
         assert!(NEITHER.unchanged(&now, &recorded));
+    }
+
+    /// Under `--ignore-inode`, a folder whose change time moved on while
+    /// its modification time did not (a rename, a move) may hold other
+    /// files than its path did; one whose entries changed (both times set
+    /// to one instant) does not; nothing tells under `--ignore-ctime`, and
+    /// by default the inode numbers tell.
+    #[test]
+    fn a_folder_renamed_into_a_path_is_taken_for_moved() {
+        let before = Entry {
+            kind: EntryKind::Dir,
+            ..base()
+        };
+        let renamed = Entry {
+            ctime: 30,
+            ctime_ns: 1,
+            ..before.clone()
+        };
+        let entries_changed = Entry {
+            mtime: 30,
+            mtime_ns: 1,
+            ..renamed.clone()
+        };
+        assert!(maybe_moved(&renamed, Some(&before), NO_INODE));
+        assert!(!maybe_moved(&entries_changed, Some(&before), NO_INODE));
+        assert!(!maybe_moved(&before, Some(&before), NO_INODE));
+        assert!(!maybe_moved(&renamed, None, NO_INODE));
+        for rule in [DEFAULT, NO_CTIME, NEITHER] {
+            assert!(!maybe_moved(&renamed, Some(&before), rule), "{rule:?}");
+        }
     }
 }

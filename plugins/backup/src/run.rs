@@ -801,13 +801,9 @@ struct Walker<'a, 'c> {
     /// is this late or later are read again, however unchanged they look
     /// ([`metadata::racy_from`]).
     racy_from: Option<(i64, u32)>,
-    /// For each folder the walk is in (the innermost last), whether its
-    /// list of entries may have changed since the previous generation
-    /// (its modification time is another, or it is new).
-    listings_changed: Vec<bool>,
     /// The folder, if any, below which every file is read again, however
     /// unchanged it looks: one that may have been renamed or moved to
-    /// where it is, under `--ignore-inode` (see [`Walker::maybe_moved`]).
+    /// where it is, under `--ignore-inode` (see [`metadata::maybe_moved`]).
     read_all_below: Option<PathBuf>,
 }
 
@@ -848,7 +844,6 @@ impl<'a, 'c> Walker<'a, 'c> {
             names: Names::default(),
             keeping: Vec::new(),
             racy_from: previous_start.map(metadata::racy_from),
-            listings_changed: Vec::new(),
             read_all_below: None,
         })
     }
@@ -1176,17 +1171,12 @@ impl<'a, 'c> Walker<'a, 'c> {
             if let Some(scan) = self.progress.scan {
                 scan.entered(&meta);
             }
-            let listing_changed = previous
-                .as_ref()
-                .is_none_or(|p| (p.mtime, p.mtime_ns) != (entry.mtime, entry.mtime_ns));
             let moved = self.read_all_below.is_none()
-                && self.maybe_moved(&entry, previous.as_ref(), listing_changed);
+                && metadata::maybe_moved(&entry, previous.as_ref(), rule);
             if moved {
                 self.read_all_below = Some(path.to_path_buf());
             }
-            self.listings_changed.push(listing_changed);
             let walked = self.walk_dir(path, (meta.dev, meta.ino), root, root_stat);
-            self.listings_changed.pop();
             if moved {
                 self.read_all_below = None;
             }
@@ -1258,33 +1248,6 @@ impl<'a, 'c> Walker<'a, 'c> {
                 Ok(())
             }
         }
-    }
-
-    /// Whether the folder `now`, which the previous generation had at the
-    /// same path as `before`, may have been renamed or moved there since:
-    /// then the files below it are not the files the previous generation
-    /// had at their paths, though each looks the same. Asked under
-    /// `--ignore-inode` only: by default a file's inode number tells it
-    /// from the file the path had before; without it, two files of one
-    /// size and modification time whose change times fall in one tick
-    /// (one second, on a file system that keeps no finer times) swapped
-    /// by renaming their folders kept each other's content, silently,
-    /// since a folder's rename changes no time of the files below it.
-    /// It does change the folder's change time: a folder whose change
-    /// time is another, and whose own entries did not change (its
-    /// modification time is the same: only a rename, a move or an
-    /// attribute changes the change time alone), or whose parent's did
-    /// (a rename there), may have moved. Under `--ignore-ctime` too
-    /// nothing tells, as the user guide says.
-    fn maybe_moved(&self, now: &Entry, before: Option<&Entry>, listing_changed: bool) -> bool {
-        let rule = self.settings.change_rule;
-        let Some(before) = before else {
-            return false;
-        };
-        rule.ignore_inode
-            && !rule.ignore_ctime
-            && (now.ctime, now.ctime_ns) != (before.ctime, before.ctime_ns)
-            && (!listing_changed || self.listings_changed.last() == Some(&true))
     }
 
     fn walk_dir(

@@ -376,13 +376,18 @@ impl Run<'_, '_> {
                 continue;
             }
             if d.repairable {
-                // Named, so removed; but it need not have been.
+                // Named, so removed; but it need not be.
                 plugin_api::tracing::warn!(
-                    "the record of generation {} of client '{}' was damaged by one byte of \
-                     its filter header only, which 'obnam repair-records' would have undone, \
-                     keeping the generation; removed as asked",
+                    "the record of generation {} of client '{}' is damaged by one byte of its \
+                     filter header only, which 'obnam repair-records' undoes, keeping the \
+                     generation; {} as asked",
                     d.id,
-                    escape(client.as_bytes())
+                    escape(client.as_bytes()),
+                    if self.request.pretend {
+                        "it would be removed"
+                    } else {
+                        "removed"
+                    }
                 );
             }
             if !self.request.pretend {
