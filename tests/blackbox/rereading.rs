@@ -446,8 +446,13 @@ impl Drop for WholeSecondDisk {
 /// time whose change times fall in one second (`dir` on a file system that
 /// keeps whole seconds), with those contents.
 fn twin_files(dir: &Path) {
+    twin_files_at(dir, ["X", "Y"]);
+}
+
+/// [`twin_files`] at `dir/{sub}/f` for the two `subs`.
+fn twin_files_at(dir: &Path, subs: [&str; 2]) {
     loop {
-        for (sub, content) in [("X", b"content-of-X"), ("Y", b"content-of-Y")] {
+        for (sub, content) in subs.into_iter().zip([b"content-of-X", b"content-of-Y"]) {
             let folder = dir.join(sub);
             fs::create_dir_all(&folder).unwrap();
             let f = folder.join("f");
@@ -457,8 +462,8 @@ fn twin_files(dir: &Path) {
                 .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_836_800))
                 .unwrap();
         }
-        let ctime = |p: PathBuf| fs::metadata(p).unwrap().ctime();
-        if ctime(dir.join("X/f")) == ctime(dir.join("Y/f")) {
+        let ctime = |sub: &str| fs::metadata(dir.join(sub).join("f")).unwrap().ctime();
+        if ctime(subs[0]) == ctime(subs[1]) {
             return;
         }
     }
@@ -536,5 +541,26 @@ fn with_ignore_inode_files_swapped_by_renaming_their_folders_are_read_again() {
         &to.join(root.strip_prefix("/").unwrap()).join("f"),
         b"content-of-Y",
         "the root's f",
+    );
+
+    // A folder on the way to the root replaced by another renamed into
+    // its path.
+    let above = w.data.join("above");
+    twin_files_at(&above, ["cur/X", "new/X"]);
+    let root = above.join("cur/X");
+    let root_arg = root.to_str().unwrap();
+    past_racy_seconds();
+    run(&[&["backup", root_arg][..], &json].concat());
+    past_racy_seconds();
+    fs::rename(above.join("cur"), above.join("old")).unwrap();
+    fs::rename(above.join("new"), above.join("cur")).unwrap();
+    let again = run(&[&["backup", root_arg][..], &json].concat());
+    assert_eq!(files_read(&again), 1, "{again:#}");
+    let to = w.env.path().join("restored-above");
+    w.obnam(&["restore", "--to", to.to_str().unwrap()]).ok();
+    assert_holds(
+        &to.join(root.strip_prefix("/").unwrap()).join("f"),
+        b"content-of-Y",
+        "the root's f below a replaced folder",
     );
 }

@@ -1086,6 +1086,7 @@ impl<'a, 'c> Walker<'a, 'c> {
                 return Ok(());
             }
         };
+        let mut moved_above = false;
         for parent in root
             .ancestors()
             .skip(1)
@@ -1097,7 +1098,16 @@ impl<'a, 'c> Walker<'a, 'c> {
                 continue;
             }
             match parent_entry(parent, self.names()) {
-                Ok(entry) => self.put(parent, &entry)?,
+                Ok(entry) => {
+                    // A folder on the way to the root replaced by another
+                    // renamed into its path brings another root.
+                    moved_above |= metadata::maybe_moved(
+                        &entry,
+                        self.previous(parent)?.as_ref(),
+                        self.settings.change_rule,
+                    );
+                    self.put(parent, &entry)?
+                }
                 Err(e) => report(self.stats, parent, &io_reason(&e)),
             }
         }
@@ -1106,7 +1116,15 @@ impl<'a, 'c> Walker<'a, 'c> {
         // nothing waits on this ticket.
         let root_ticket = Ticket::new();
         let previous = self.previous(root)?;
-        self.visit(root, meta, previous, root, root_stat, &root_ticket)?;
+        let moved_above = moved_above && self.read_all_below.is_none();
+        if moved_above {
+            self.read_all_below = Some(root.to_path_buf());
+        }
+        let visited = self.visit(root, meta, previous, root, root_stat, &root_ticket);
+        if moved_above {
+            self.read_all_below = None;
+        }
+        visited?;
         self.finish_ready(false)
     }
 

@@ -31,8 +31,9 @@
 //!
 //! On systems other than Linux these functions do nothing.
 
-/// The environment variable that names the obnam run (its pid and when
-/// it started, `PID.TICKS`) that started an ssh process.
+/// The environment variable that names the obnam run (its pid, when it
+/// started, and the PID namespace the pid counts in: `PID.TICKS.NS`) that
+/// started an ssh process.
 pub const OWNER_VARIABLE: &str = "OBNAM_SSH_OWNER";
 
 /// Mark this process's environment, so that the ssh processes it starts
@@ -41,8 +42,12 @@ pub const OWNER_VARIABLE: &str = "OBNAM_SSH_OWNER";
 /// safe.
 pub fn mark_owner() {
     #[cfg(target_os = "linux")]
-    if let Some(start) = crate::lock::process_start(std::process::id()) {
-        std::env::set_var(OWNER_VARIABLE, format!("{}.{start}", std::process::id()));
+    let ns = crate::lock::Identity::current().pid_ns;
+    if let (Some(start), Some(ns)) = (crate::lock::process_start(std::process::id()), ns) {
+        std::env::set_var(
+            OWNER_VARIABLE,
+            format!("{}.{start}.{ns}", std::process::id()),
+        );
     }
 }
 
@@ -200,7 +205,10 @@ mod linux {
     /// The run (pid, start) that the process whose `/proc` folder is
     /// `dir` says started it ([`super::OWNER_VARIABLE`]), if that run had
     /// this run's home and state folders (where ssh keeps its control
-    /// sockets: the same user's, as a user sees them).
+    /// sockets: the same user's, as a user sees them) and counted its pid
+    /// in this run's PID namespace: a run in a container (another
+    /// namespace) has a pid this one cannot look up, and its live ssh
+    /// processes were ended as a killed run's.
     fn owner_of(dir: &std::path::Path) -> Option<(u32, u64)> {
         let environ = std::fs::read(dir.join("environ")).ok()?;
         let var = |name: &str| {
@@ -210,14 +218,25 @@ mod linux {
                 .find_map(|var| var.strip_prefix(prefix.as_bytes()))
                 .map(<[u8]>::to_vec)
         };
-        use std::os::unix::ffi::OsStringExt;
-        let ours = |name: &str| std::env::var_os(name).map(|v| v.into_vec());
-        if var("HOME") != ours("HOME") || var("XDG_STATE_HOME") != ours("XDG_STATE_HOME") {
+        // As paths: `/x/home/` is `/x/home`.
+        use std::os::unix::ffi::OsStrExt;
+        let same = |name: &str| {
+            let theirs = var(name);
+            let theirs = theirs
+                .as_deref()
+                .map(|v| std::path::Path::new(std::ffi::OsStr::from_bytes(v)));
+            let ours = std::env::var_os(name);
+            theirs == ours.as_deref().map(std::path::Path::new)
+        };
+        if !same("HOME") || !same("XDG_STATE_HOME") {
             return None;
         }
         let value = var(super::OWNER_VARIABLE)?;
-        let (pid, start) = std::str::from_utf8(&value).ok()?.split_once('.')?;
-        Some((pid.parse().ok()?, start.parse().ok()?))
+        let mut fields = std::str::from_utf8(&value).ok()?.split('.');
+        let pid = fields.next()?.parse().ok()?;
+        let start = fields.next()?.parse().ok()?;
+        let ns: u64 = fields.next()?.parse().ok()?;
+        (Some(ns) == crate::lock::Identity::current().pid_ns).then_some((pid, start))
     }
 
     /// Collect `pid`'s exit status if it has exited: whether it has.
