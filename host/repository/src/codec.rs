@@ -107,8 +107,10 @@ impl Codec {
 
     /// The stored bytes of an object whose filter header is proven
     /// damaged (see [`damaged_header`](Self::damaged_header)) with the
-    /// damage undone, and why it is damaged, in words.
-    fn repaired_header(
+    /// damage undone, checked by `check`, and why it is damaged, in
+    /// words: what `repair-packs` copies rather than drop a blob (the one
+    /// byte that was wrong is known, and the blob checks without it).
+    pub fn repaired_header(
         &self,
         context: &str,
         stored: &[u8],
@@ -131,19 +133,6 @@ impl Codec {
                     fixed,
                 )
             })
-    }
-
-    /// A blob's stored bytes with a proven damage to its filter header
-    /// undone, checked by `check`, and what was wrong: what `repair-packs`
-    /// copies rather than drop the blob (the one byte that was wrong is
-    /// known, and the blob checks without it).
-    pub fn repaired_blob(
-        &self,
-        context: &str,
-        stored: &[u8],
-        check: impl Fn(&[u8]) -> RepoResult<()>,
-    ) -> Option<(String, Vec<u8>)> {
-        self.repaired_header(context, stored, check)
     }
 
     /// A record's stored bytes whose filter header is proven damaged (see

@@ -607,6 +607,28 @@ impl Repository {
         self.release(|r| r.kind == LockKind::Prune)
     }
 
+    /// `work(pretend)` under the prune lock (waiting up to `timeout`),
+    /// released after whatever `work` gave, unless `pretend`: for a repair
+    /// under the exclusive lock that writes what a prune's plan could
+    /// delete meanwhile (`repair-index`, `repair-packs`, `repair-records`).
+    /// Pretending, it only reads, and takes no lock.
+    pub(crate) fn under_prune_lock<T>(
+        &self,
+        pretend: bool,
+        timeout: Duration,
+        work: impl FnOnce(bool) -> RepoResult<T>,
+    ) -> RepoResult<T> {
+        if pretend {
+            return work(true);
+        }
+        self.lock_prune(timeout)?;
+        let done = work(false);
+        let unlocked = self.unlock_prune();
+        let done = done?;
+        unlocked?;
+        Ok(done)
+    }
+
     /// Take a reader's lock on `client`'s generations: for a command
     /// that reads them (restore, mount, dump, verify, ...), before it
     /// lists or opens a generation. Nothing waits for it but a prune's

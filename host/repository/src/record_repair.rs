@@ -66,15 +66,7 @@ impl Repository {
         pretend: bool,
         lock_timeout: std::time::Duration,
     ) -> RepoResult<RepairedRecords> {
-        if pretend {
-            return self.repair_records_locked(true);
-        }
-        self.lock_prune(lock_timeout)?;
-        let done = self.repair_records_locked(false);
-        let unlocked = self.unlock_prune();
-        let done = done?;
-        unlocked?;
-        Ok(done)
+        self.under_prune_lock(pretend, lock_timeout, |p| self.repair_records_locked(p))
     }
 
     fn repair_records_locked(&self, pretend: bool) -> RepoResult<RepairedRecords> {

@@ -63,15 +63,9 @@ impl Repository {
         pretend: bool,
         lock_timeout: std::time::Duration,
     ) -> RepoResult<Reindexed> {
-        if pretend {
-            return self.index_unlisted_packs_locked(true);
-        }
-        self.lock_prune(lock_timeout)?;
-        let done = self.index_unlisted_packs_locked(false);
-        let unlocked = self.unlock_prune();
-        let done = done?;
-        unlocked?;
-        Ok(done)
+        self.under_prune_lock(pretend, lock_timeout, |p| {
+            self.index_unlisted_packs_locked(p)
+        })
     }
 
     fn index_unlisted_packs_locked(&self, pretend: bool) -> RepoResult<Reindexed> {

@@ -58,7 +58,7 @@ pub struct SalvagedPack {
     /// The blobs dropped, each described with what is wrong with it.
     pub dropped: Vec<String>,
     /// Of the blobs kept, those whose filter header was damaged, copied
-    /// with it repaired (see `Codec::repaired_blob`).
+    /// with it repaired (see `Codec::repaired_header`).
     pub repaired: u64,
     /// Whether the pack was deleted (or, pretending, would be): it held a
     /// blob that does not check, its own list of blobs does not read, or
@@ -107,15 +107,9 @@ impl Repository {
         pretend: bool,
         lock_timeout: std::time::Duration,
     ) -> RepoResult<Salvaged> {
-        if pretend {
-            return self.salvage_packs_locked(names, true);
-        }
-        self.lock_prune(lock_timeout)?;
-        let done = self.salvage_packs_locked(names, false);
-        let unlocked = self.unlock_prune();
-        let done = done?;
-        unlocked?;
-        Ok(done)
+        self.under_prune_lock(pretend, lock_timeout, |p| {
+            self.salvage_packs_locked(names, p)
+        })
     }
 
     fn salvage_packs_locked(&self, names: &[String], pretend: bool) -> RepoResult<Salvaged> {
@@ -314,12 +308,12 @@ impl Repository {
     }
 
     /// Blob `e` of a pack read as `bytes`, its filter header's proven
-    /// damage undone (see `Codec::repaired_blob`).
+    /// damage undone (see `Codec::repaired_header`).
     fn repaired_blob(&self, bytes: &[u8], e: &IndexEntry) -> Option<(String, Vec<u8>)> {
         let context = crate::blobs::blob_context(&e.id, e.location.kind);
         let start = e.location.offset as usize;
         let stored = bytes.get(start..start.checked_add(e.location.length as usize)?)?;
-        self.codec.repaired_blob(&context, stored, |plain| {
+        self.codec.repaired_header(&context, stored, |plain| {
             self.verify_blob(&context, &e.id, plain)
         })
     }
