@@ -217,6 +217,43 @@ fn locks_are_judged_by_the_stores_clock_and_a_dead_prunes_lock_can_be_removed() 
         "{forced:#?}"
     );
     w.obnam(&["prune"]).ok();
+
+    // A repair elsewhere holds the exclusive lock and the prune lock
+    // ('p.' lists before 'x.'): the run that meets them names the
+    // exclusive one, not a prune nobody ran.
+    let now = obnam_test_support::now_ns();
+    for name in [
+        "locks/p.00000000000000000000000000000001",
+        "locks/x.00000000000000000000000000000002",
+    ] {
+        let kind = if name.contains("/p.") {
+            "prune"
+        } else {
+            "exclusive"
+        };
+        handmade::write_record(
+            &w.repo,
+            name,
+            &json!({"kind": kind, "client": "", "host": "elsewhere", "pid": 8,
+                    "created": now, "refreshed": now, "command": "repair-records"}),
+        );
+    }
+    for args in [
+        &["repair-records"][..],
+        &["backup", w.data.to_str().unwrap()],
+    ] {
+        let run = w
+            .obnam(&[args, &["--lock-timeout", "1"][..]].concat())
+            .fails()
+            .no_rust_panic();
+        assert!(
+            run.stderr
+                .contains("the repository is locked by host elsewhere (pid 8)"),
+            "{args:?}: {run:#?}"
+        );
+        assert!(!run.stderr.contains("pruning is locked"), "{run:#?}");
+    }
+    w.obnam(&["force-lock"]).ok();
 }
 
 /// A run that waits for another's lock says so, once, naming the holder

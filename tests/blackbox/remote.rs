@@ -848,6 +848,25 @@ fn the_ssh_processes_of_a_killed_run_are_ended_by_the_next() {
         "{next:#?}"
     );
     assert_eq!(ssh_processes_left(&env), Vec::<String>::new());
+    // Their control folders are gone with them (each run removes its
+    // own; the killed run's were left, one per connection, for ever).
+    fn control_folders(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".ssh-connection")
+            {
+                found.push(path);
+            } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                control_folders(&path, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    control_folders(&env.home(), &mut found);
+    assert_eq!(found, Vec::<PathBuf>::new());
 }
 
 /// A remote repository's generation records are kept on this machine,

@@ -1060,6 +1060,7 @@ impl Repository {
             },
             &own,
         )?;
+        let mut first = None;
         for Listed {
             name,
             lock: other,
@@ -1095,9 +1096,17 @@ impl Repository {
                     }
                 }
             }
-            return Ok(Some((name, other)));
+            // A run that holds the exclusive lock holds the prune lock
+            // too (a repair): the conflict named is the one the user
+            // knows of, not the prune lock met first in the listing.
+            match &other {
+                ReadLock::Record(r) if r.kind == LockKind::Prune => {
+                    first.get_or_insert((name, other));
+                }
+                _ => return Ok(Some((name, other))),
+            }
         }
-        Ok(None)
+        Ok(first)
     }
 
     /// Release the lock this process holds on a client.

@@ -25,7 +25,8 @@
 //! which run started it ([`OWNER_VARIABLE`], set by [`mark_owner`] before
 //! any thread starts, and inherited); the next run over SFTP ends those of
 //! the user's ssh processes (of the same home and state folders) whose
-//! run is gone ([`end_those_of_runs_gone`]). Another program's ssh
+//! run is gone ([`end_those_of_runs_gone`]), and removes their control
+//! folders. Another program's ssh
 //! processes carry no such mark, and a running obnam's are its own:
 //! neither is touched.
 //!
@@ -96,7 +97,17 @@ mod linux {
     /// How long an ssh process gets to exit after SIGTERM before SIGKILL.
     const GRACE: Duration = Duration::from_secs(2);
 
+    /// The thread removing the control folders of ssh processes ended
+    /// by [`end_those_of_runs_gone`], if it may still run: waited for
+    /// when the storage is closed, so that a short run leaves none.
+    static CLEANING: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> =
+        std::sync::Mutex::new(None);
+
     pub(super) fn end_leftovers() {
+        let cleaning = CLEANING.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(cleaning) = cleaning {
+            let _ = cleaning.join();
+        }
         // Scanned again until none is left: an ssh that forks its master
         // while being ended leaves the master to be re-parented to obnam
         // only after the scan that found its parent.
@@ -168,6 +179,7 @@ mod linux {
             return 0;
         };
         let mut ended = 0;
+        let mut ending = Vec::new();
         for entry in entries.flatten() {
             let Some(raw) = entry
                 .file_name()
@@ -189,17 +201,103 @@ mod linux {
             let Some((pid, start)) = owner_of(&entry.path()) else {
                 continue;
             };
-            let runs = crate::lock::process_start(pid) == Some(start);
+            // A run killed a moment ago may still be a zombie, its
+            // parent not having collected it yet: it runs no more.
+            let runs = live_start(pid) == Some(start);
             if pid == me || runs {
                 continue;
             }
-            if let Some(pid) = Pid::from_raw(raw) {
+            if let (Some(pid), Some(started)) = (Pid::from_raw(raw), live_start(raw as u32)) {
+                let folder = control_folder(&entry.path());
                 if kill_process(pid, Signal::TERM).is_ok() {
                     ended += 1;
+                    ending.push(Ending {
+                        pid,
+                        started,
+                        folder,
+                    });
                 }
             }
         }
+        if !ending.is_empty() {
+            // A master takes a second or two to end (it closes its
+            // session first): the run does not wait for that.
+            let cleaning = std::thread::spawn(move || remove_control_folders(ending));
+            *CLEANING.lock().unwrap_or_else(|e| e.into_inner()) = Some(cleaning);
+        }
         ended
+    }
+
+    /// An ssh process told to end, and the control folder it used.
+    struct Ending {
+        pid: Pid,
+        started: u64,
+        folder: Option<std::path::PathBuf>,
+    }
+
+    impl Ending {
+        fn running(&self) -> bool {
+            live_start(self.pid.as_raw_nonzero().get() as u32) == Some(self.started)
+        }
+    }
+
+    /// When process `pid` started, unless it has ended (a zombie has).
+    fn live_start(pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, state, _) = parse_stat(&stat)?;
+        if matches!(state, 'Z' | 'X') {
+            return None;
+        }
+        crate::lock::process_start(pid)
+    }
+
+    /// The folder of the control socket an ssh master was started with
+    /// (`-S FOLDER/master`), if it is one the SSH library made for a
+    /// connection (`.ssh-connection*`): it holds the socket and the
+    /// master's log, and nobody else removes it once the run that made
+    /// it was killed.
+    fn control_folder(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let cmdline = std::fs::read(dir.join("cmdline")).ok()?;
+        let mut args = cmdline.split(|&b| b == 0);
+        args.by_ref().find(|arg| *arg == b"-S")?;
+        let socket = std::path::Path::new(std::ffi::OsStr::from_bytes(args.next()?));
+        let folder = socket.parent()?;
+        let made_for_a_connection = folder
+            .file_name()?
+            .as_bytes()
+            .starts_with(b".ssh-connection");
+        (socket.is_absolute() && made_for_a_connection).then(|| folder.to_path_buf())
+    }
+
+    /// Once the ssh processes told to end have exited (killed if they
+    /// have not after [`GRACE`]), remove their control folders: the
+    /// socket and the master's log. A folder holding anything else is
+    /// left as it is.
+    fn remove_control_folders(ending: Vec<Ending>) {
+        let start = Instant::now();
+        while ending.iter().any(Ending::running) {
+            if start.elapsed() > GRACE {
+                for process in ending.iter().filter(|p| p.running()) {
+                    let _ = kill_process(process.pid, Signal::KILL);
+                }
+            }
+            if start.elapsed() > GRACE * 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for process in ending {
+            let Some(folder) = process.folder.as_ref().filter(|_| !process.running()) else {
+                continue;
+            };
+            for name in ["master", "log"] {
+                let _ = std::fs::remove_file(folder.join(name));
+            }
+            if let Err(e) = std::fs::remove_dir(folder) {
+                tracing::debug!("cannot remove {}: {e}", folder.display());
+            }
+        }
     }
 
     /// The run (pid, start) that the process whose `/proc` folder is
