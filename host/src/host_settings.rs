@@ -41,7 +41,8 @@ fn global() -> Vec<SettingDef> {
         )
         .short('r')
         // A local folder's name need not be UTF-8.
-        .path(),
+        .path()
+        .path_check(check_repository),
         def(
             "client-name",
             SettingKind::String,
@@ -280,6 +281,16 @@ fn logging() -> Vec<SettingDef> {
     ]
 }
 
+/// Why `url` cannot be a repository's location (a mistyped URL, an
+/// empty one, one with a password): refused where the setting is read, so
+/// that the message names the config file's line or the variable that
+/// holds it, and a command line's is a usage error.
+fn check_repository(url: &std::ffi::OsStr) -> Result<(), String> {
+    obnam_repository::location::Location::parse_os(url)
+        .map(drop)
+        .map_err(|bad| bad.to_string())
+}
+
 /// Why `name` cannot be a client's name. Checked where the setting is
 /// read, so that a bad name is refused before a repository is created or
 /// opened, in one wording for every command. A name is shown in listings
@@ -332,6 +343,7 @@ fn def(name: &str, kind: SettingKind, metavar: &str, help: &str, group: &str) ->
         subcommands: Vec::new(),
         range: None,
         check: None,
+        path_check: None,
         path: false,
         multiple: None,
         default_text: None,
@@ -376,6 +388,11 @@ impl SettingDef {
         if let Err(e) = self.set_path() {
             tracing::error!("{e}");
         }
+        self
+    }
+
+    fn path_check(mut self, check: crate::settings::PathCheck) -> Self {
+        self.path_check = Some(check);
         self
     }
 

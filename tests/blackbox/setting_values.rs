@@ -242,6 +242,68 @@ fn bad_client_names_are_refused_in_one_wording_before_anything_is_created() {
     nothing_created(&w, "environment");
 }
 
+/// A repository URL that cannot be one (empty, a scheme without `//`,
+/// a password) is refused where it is read, naming the config file's line
+/// or the variable that holds it; on the command line it is a usage error.
+/// It was found only once the repository was opened, the message naming
+/// no source: a config in `/etc/obnam` that made every run fail left the
+/// user to hunt for it.
+#[test]
+fn bad_repository_urls_name_where_they_came_from() {
+    let w = BackupWorld::new("c");
+    let run_with = |args: &[&OsStr], vars: &[(&str, &OsStr)]| {
+        let mut cmd = w.env.obnam();
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd.args(args)
+            .args(["--client-name", "c", "backup"])
+            .arg(&w.data);
+        run_obnam(&mut cmd).no_rust_panic()
+    };
+    for (url, says) in [
+        ("", "bad repository URL '': it is empty"),
+        (
+            "s3:bucket",
+            "bad repository URL 's3:bucket': s3: URLs are written s3://...; a folder whose \
+             name starts with 's3:' is written ./s3:bucket",
+        ),
+        (
+            "sftp://me:secret@127.0.0.1/r",
+            "bad repository URL 'sftp://me:***@127.0.0.1/r': it holds a password; obnam logs \
+             in with SSH keys (see --ssh-key)",
+        ),
+    ] {
+        let arg = format!("--repository={url}");
+        let run = run_with(&[os(&arg)], &[]);
+        assert_eq!(run.code, 2, "{url:?}: {run:#?}");
+        assert_eq!(run.stderr, format!("ERROR: --repository: {says}\n"));
+        let conf = w.env.write(
+            "repo.conf",
+            format!("[config]\n# where\nrepository = {url}\n"),
+        );
+        let run = run_with(&[os("--config"), conf.as_os_str()], &[]);
+        assert_eq!(run.code, 1, "{url:?}: {run:#?}");
+        assert_eq!(
+            run.stderr,
+            format!("{}{says}\n", from_file(&conf, 3, "repository"))
+        );
+        let run = run_with(&[], &[("OBNAM_REPOSITORY", os(url))]);
+        assert_eq!(run.code, 1, "{url:?}: {run:#?}");
+        assert_eq!(run.stderr, format!("{}{says}\n", from_env("repository")));
+        assert!(!run.stderr.contains("secret"), "{run:#?}");
+    }
+    // A folder named by white space alone shows it.
+    let mut cmd = w.env.obnam();
+    cmd.current_dir(w.env.path())
+        .args(["--repository= ", "--client-name", "c", "generations"]);
+    let run = run_obnam(&mut cmd).fails().no_rust_panic();
+    assert_eq!(
+        run.stderr,
+        "ERROR: ' ' is not an obnam repository (it has no config object)\n"
+    );
+}
+
 #[test]
 fn forget_with_an_empty_keep_is_refused() {
     let w = BackupWorld::new("c");

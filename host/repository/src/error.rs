@@ -13,7 +13,7 @@ use super::upload::UploadError;
 pub enum RepoError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("{url} is not an obnam repository (it has no config object)")]
+    #[error("{} is not an obnam repository (it has no config object)", edged(url))]
     NotARepository { url: String },
     /// No config, but objects only a repository that had one holds: its
     /// config was deleted or lost. A new repository made there would
@@ -221,6 +221,15 @@ fn lock_target(client: Option<&str>, pruning: bool) -> String {
 /// terminal.
 pub(crate) fn shown(text: &str) -> String {
     crate::names::escape(text.as_bytes())
+}
+
+/// A repository's URL or folder in a message: quoted where white space at
+/// either end (a folder named ` `) would not show.
+fn edged(url: &str) -> std::borrow::Cow<'_, str> {
+    match url.trim() == url && !url.is_empty() {
+        true => url.into(),
+        false => format!("'{url}'").into(),
+    }
 }
 
 /// The process that holds a lock or a creation claim.

@@ -89,7 +89,7 @@ impl Location {
                 .find(|s| url.starts_with(s))
             {
                 return Err(bad(&format!(
-                    "a {scheme} URL is written {scheme}//...; a folder whose name starts with \
+                    "{scheme} URLs are written {scheme}//...; a folder whose name starts with \
                      '{scheme}' is written ./{url}"
                 )));
             }

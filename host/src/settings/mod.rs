@@ -143,6 +143,10 @@ pub enum SettingError {
 /// A check of a string setting's value: why it is refused.
 pub type ValueCheck = fn(&str) -> Result<(), String>;
 
+/// A check of a path setting's value (bytes, which need not be UTF-8):
+/// why it is refused.
+pub type PathCheck = fn(&OsStr) -> Result<(), String>;
+
 /// A setting: its name, type, help and default.
 #[derive(Debug, Clone)]
 pub struct SettingDef {
@@ -168,6 +172,10 @@ pub struct SettingDef {
     /// A check of a string's value (host settings only): why it is
     /// refused, run wherever a value is parsed.
     pub check: Option<ValueCheck>,
+    /// The same for a path setting (host settings only): a repository's
+    /// URL is refused where it is given, naming the file, line or
+    /// variable, not only once a command opens it.
+    pub path_check: Option<PathCheck>,
     /// Whether a string or list setting holds paths: bytes, which need not
     /// be UTF-8 ([`Value::Path`], [`Value::Paths`]).
     pub path: bool,
@@ -218,6 +226,7 @@ impl SettingDef {
             subcommands: Vec::new(),
             range: None,
             check: None,
+            path_check: None,
             path: false,
             multiple: None,
             default_text: None,
@@ -395,6 +404,7 @@ impl SettingDef {
         let path = |bytes: Vec<u8>| {
             home_expanded(bytes)
                 .map(OsString::from_vec)
+                .and_then(|path| self.checked_path(path))
                 .map_err(|reason| SettingError::BadValue {
                     name: self.name.clone(),
                     reason,
@@ -408,6 +418,14 @@ impl SettingDef {
         }
         let value = quoting::unquote_bytes(bytes, Escapes::Bytes).map_err(bad)?;
         Ok(Value::Path(path(value.into_owned())?))
+    }
+
+    /// `path`, if the setting's [`PathCheck`] takes it; else why not.
+    fn checked_path(&self, path: OsString) -> Result<OsString, String> {
+        match self.path_check.map(|check| check(&path)) {
+            Some(Err(reason)) => Err(reason),
+            _ => Ok(path),
+        }
     }
 
     /// Parse a value from an environment variable: bytes for a path
@@ -463,6 +481,7 @@ impl SettingDef {
             // shell would have taken it, as in a config file.
             let path = home_expanded(raw.as_bytes().to_vec())
                 .map(OsString::from_vec)
+                .and_then(|path| self.checked_path(path))
                 .map_err(|reason| SettingError::BadValue {
                     name: self.name.clone(),
                     reason,
