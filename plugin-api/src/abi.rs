@@ -252,6 +252,13 @@ pub trait HostServices: Send + Sync {
     // Added in 0.1.12.
     /// Where a setting's value came from.
     fn setting_source(&self, name: RStr<'_>) -> AbiResult<SettingSource>;
+
+    // Added in 0.1.23.
+    /// The repository, opened as [`repository`](Self::repository) does
+    /// without creating it, or `None` if there is no repository at its
+    /// location; any other failure (a wrong passphrase, a server that
+    /// does not answer) is an error.
+    fn repository_if_any(&self) -> AbiResult<ROption<RepositoryBox>>;
 }
 
 /// The host services as a plugin receives them.

@@ -228,6 +228,17 @@ impl<'a> Context<'a> {
         unwrap_abi(self.host.repository(create)).map(crate::Repository::new)
     }
 
+    /// The repository, opened as [`repository`](Self::repository)`(false)`
+    /// does, or `None` if there is none at its location yet (for a run
+    /// that pretends: nothing stored counts as empty). Any other failure to
+    /// open it (a wrong passphrase, an unreachable server, a file where
+    /// the folder should be) is an error, as it is for a real run.
+    /// Since 0.1.23.
+    pub fn repository_if_any(&self) -> Result<Option<crate::Repository>> {
+        let repo = unwrap_abi(self.host.repository_if_any())?;
+        Ok(repo.into_option().map(crate::Repository::new))
+    }
+
     /// Show a transient progress line (nothing under `--quiet` or when
     /// standard error is not a terminal).
     pub fn status(&self, line: &str) {

@@ -761,6 +761,72 @@ fn pretend_leaves_the_repository_byte_for_byte_unchanged() {
     assert_eq!(snapshot(&w), before);
 }
 
+/// A pretending backup counts a repository that does not exist yet as
+/// empty, and makes none; any other failure to open it fails as the real
+/// run would. Every failure was taken for "no repository yet": a wrong
+/// passphrase, a file named as the repository, a folder of other things,
+/// `--encrypt` on a plain repository said "Would back up" everything,
+/// exit 0 (the dry run one makes to check a new job's settings).
+#[test]
+fn pretend_fails_where_the_real_run_cannot_open_the_repository() {
+    let w = world();
+    w.file("a", b"first");
+    let data = w.data.to_str().unwrap();
+    let pretend = |repo: &Path, pass: Option<&str>, extra: &[&str]| {
+        let mut cmd = w.env.obnam();
+        cmd.arg("--repository")
+            .arg(repo)
+            .args(["--client-name", "c"])
+            .args(extra)
+            .args(["backup", "--pretend", data]);
+        if let Some(pass) = pass {
+            cmd.env("OBNAM_PASSPHRASE", pass);
+        }
+        obnam_test_support::run(&mut cmd).no_rust_panic()
+    };
+    // None yet: all of it would be new, and nothing is made.
+    let new = w.env.path().join("new");
+    let run = pretend(&new, None, &[]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.starts_with("Would back up 1 file"), "{run:#?}");
+    assert!(!new.exists());
+
+    let sealed = w.env.path().join("sealed");
+    let mut cmd = w.env.obnam();
+    cmd.arg("--repository")
+        .arg(&sealed)
+        .args(["--client-name", "c", "--encrypt"])
+        .args(["--kdf-memory", "256KiB", "--kdf-iterations", "1"])
+        .args(["backup", data])
+        .env("OBNAM_PASSPHRASE", "right");
+    obnam_test_support::run(&mut cmd).ok();
+    let run = pretend(&sealed, Some("right"), &[]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.starts_with("Would back up 1 file"), "{run:#?}");
+    assert!(run.stdout.contains("(0 B to read)"), "{run:#?}");
+    let run = pretend(&sealed, Some("wrong"), &[]).fails();
+    assert!(run.stderr.contains("does not open any of its"), "{run:#?}");
+    assert!(!run.stdout.contains("Would back up"), "{run:#?}");
+
+    let file = w.env.path().join("file");
+    fs::write(&file, b"not a repository").unwrap();
+    let run = pretend(&file, None, &[]).fails();
+    assert!(run.stderr.contains("it is not a folder"), "{run:#?}");
+
+    let other = w.env.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("notes.txt"), b"mine").unwrap();
+    let run = pretend(&other, None, &[]).fails();
+    assert!(
+        run.stderr.contains("holds other things (notes.txt)"),
+        "{run:#?}"
+    );
+
+    w.backup(&[]).ok();
+    let run = pretend(&w.repo, None, &["--encrypt"]).fails();
+    assert!(run.stderr.contains("is not encrypted"), "{run:#?}");
+}
+
 #[test]
 fn deduplicate_never_stores_everything_again_and_fatalist_almost_nothing() {
     let w = world();

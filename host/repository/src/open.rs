@@ -115,6 +115,44 @@ fn parse_config_reading_again(
 }
 
 impl Repository {
+    /// Open the repository at `url` as [`open`](Self::open) does without
+    /// creating it, or `None` if there is none there yet and one could be
+    /// made there: for a run that pretends to create it. Any other failure
+    /// is an error, and so is a location where a creation would be
+    /// refused (it holds other things, or this machine used a repository
+    /// there that is gone), as for the real run.
+    pub fn open_if_any(
+        url: impl AsRef<std::ffi::OsStr>,
+        options: &OpenOptions,
+        filter: Arc<dyn ObjectFilter>,
+    ) -> RepoResult<Option<Self>> {
+        let options = OpenOptions {
+            create: false,
+            ..options.clone()
+        };
+        match Self::open(url.as_ref(), &options, filter) {
+            Ok(repo) => Ok(Some(repo)),
+            Err(RepoError::NotARepository { .. }) => {
+                let storage = Storage::open(url.as_ref(), &options.storage)?;
+                let identity = crate::location::Location::parse_os(url.as_ref())
+                    .map(|location| known::identity(&location, &options.storage))
+                    .map_err(StorageError::from)?;
+                let refused = options.known.may_create(&identity).and_then(|()| {
+                    match foreign_things(&storage)? {
+                        Some(found) => Err(RepoError::NotEmpty {
+                            url: storage.url().to_string(),
+                            found,
+                        }),
+                        None => Ok(None),
+                    }
+                });
+                storage.abandon_creation();
+                refused
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Open (or create) the repository at `url`: a URL, or a local
     /// folder's name, which need not be UTF-8.
     pub fn open(

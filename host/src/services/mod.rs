@@ -28,7 +28,7 @@ use plugin_api::abi::{
 };
 use plugin_api::guard::guarded;
 use plugin_api::repo_abi::{repository_box, RepositoryBox};
-use plugin_api::types::{RSlice, RStr, RString, RVec};
+use plugin_api::types::{ROption, RSlice, RStr, RString, RVec};
 use plugin_api::Error;
 
 use crate::registry::{Registry, SubcommandDef};
@@ -405,6 +405,10 @@ impl HostServices for Host {
         })
     }
 
+    fn repository_if_any(&self) -> AbiResult<ROption<RepositoryBox>> {
+        guarded(|| Ok(self.open_repository_as(Opening::IfAny)?.into()))
+    }
+
     fn setting_source(&self, name: RStr<'_>) -> AbiResult<SettingSource> {
         guarded(|| {
             if self.values.get(name.as_str()).is_none() {
@@ -444,6 +448,18 @@ impl Host {
     }
 
     fn open_repository(&self, create: bool) -> Result<RepositoryBox, Error> {
+        let opening = match create {
+            true => Opening::Create,
+            false => Opening::Existing,
+        };
+        self.open_repository_as(opening)?
+            .ok_or_else(|| Error::msg("no repository was opened (a bug in obnam)"))
+    }
+
+    /// The repository, opened (once per run) as `opening` says; `None`
+    /// only for [`Opening::IfAny`] where there is none yet.
+    fn open_repository_as(&self, opening: Opening) -> Result<Option<RepositoryBox>, Error> {
+        let create = opening == Opening::Create;
         let lock_timeout = match self.values.get("lock-timeout") {
             Some(Value::Int(n)) => Duration::from_secs((*n).max(0) as u64),
             _ => Duration::from_secs(60),
@@ -463,7 +479,15 @@ impl Host {
                 let mut options = open_options(&self.values, create, lock_timeout)?;
                 options.storage.writes_refused = root_writes::writes_refused(url);
                 let filter = Arc::new(HookFilter::new(self.myself.clone()));
-                let repo = Arc::new(Repository::open(url, &options, filter).map_err(Error::msg)?);
+                let repo = match opening {
+                    Opening::IfAny => match Repository::open_if_any(url, &options, filter) {
+                        Ok(Some(repo)) => repo,
+                        Ok(None) => return Ok(None),
+                        Err(e) => return Err(Error::msg(e)),
+                    },
+                    _ => Repository::open(url, &options, filter).map_err(Error::msg)?,
+                };
+                let repo = Arc::new(repo);
                 if repo.created_by_this_process() {
                     announce_new_repository(&repo, self.values.boolean("quiet"));
                 }
@@ -474,12 +498,23 @@ impl Host {
                 repo
             }
         };
-        Ok(repository_box(RepoService::new(
+        Ok(Some(repository_box(RepoService::new(
             repo,
             lock_timeout,
             self.bug.clone(),
-        )))
+        ))))
     }
+}
+
+/// How a plugin asks for the repository.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// Make it if there is none.
+    Create,
+    /// It must be there.
+    Existing,
+    /// Open it if it is there (a run that pretends).
+    IfAny,
 }
 
 /// Refuse a relative repository folder once the working folder is no

@@ -89,9 +89,11 @@ fn backup_here(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     // passphrase on the terminal, and the progress line would be drawn
     // over the question. (The host keeps the repository it opened, so the
     // run below gets the same one.) With --pretend there may be none yet:
-    // then everything would be new.
+    // then everything would be new; any other failure to open it (a
+    // wrong passphrase, a server that does not answer) fails as the real
+    // run would, not as a backup of everything.
     let opened = if settings.pretend {
-        ctx.repository(false).ok()
+        ctx.repository_if_any()?
     } else {
         Some(ctx.repository(true)?)
     };
