@@ -269,7 +269,8 @@ fn logging() -> Vec<SettingDef> {
             "write a log to FILE",
             GROUP_LOGGING,
         )
-        .path(),
+        .path()
+        .path_check(check_log_file),
         def(
             "log-level",
             SettingKind::Choice,
@@ -279,6 +280,15 @@ fn logging() -> Vec<SettingDef> {
         )
         .choices(&["info", "debug", "trace", "warning", "error"]),
     ]
+}
+
+/// Why `file` cannot be the log file's name: an empty one names no file
+/// (the message read `cannot open log file : No such file or directory`).
+fn check_log_file(file: &std::ffi::OsStr) -> Result<(), String> {
+    match file.is_empty() {
+        true => Err("the log file's name must not be empty".into()),
+        false => Ok(()),
+    }
 }
 
 /// Why `url` cannot be a repository's location (a mistyped URL, an

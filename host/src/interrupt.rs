@@ -134,10 +134,13 @@ fn end_run(host: &Arc<Host>, signal: i32) -> ! {
     while STOPPING_AT_ONCE.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::park();
     }
-    match obnam_repository::done::noted() {
-        Some(done) => stderr_line!("ERROR: interrupted by {} after {done}", name(signal)),
-        None => stderr_line!("ERROR: interrupted by {}", name(signal)),
-    }
+    let message = match obnam_repository::done::noted() {
+        Some(done) => format!("interrupted by {} after {done}", name(signal)),
+        None => format!("interrupted by {}", name(signal)),
+    };
+    stderr_line!("ERROR: {message}");
+    crate::logging::log_final_error(&message);
+    crate::logging::log_exit_code(exit::interrupted_by(signal));
     plugin_api::exit_guard::end_process(exit::interrupted_by(signal));
 }
 

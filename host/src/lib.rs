@@ -93,10 +93,10 @@ pub fn run() -> i32 {
             interrupt::hold_if_interrupted();
             logging::flush_pending();
             output::clear_status();
-            stderr_line!(
-                "ERROR: internal error (a bug in obnam): {}",
-                failure.message
-            );
+            let message = format!("internal error (a bug in obnam): {}", failure.message);
+            stderr_line!("ERROR: {message}");
+            logging::log_final_error(&message);
+            logging::log_exit_code(EXIT_BUG);
             EXIT_BUG
         }
     }
@@ -120,7 +120,7 @@ fn main_with(args: Vec<OsString>) -> i32 {
     // its refused writes.
     interrupt::hold_if_interrupted();
     output::clear_status();
-    match result {
+    let code = match result {
         Ok(code) => code,
         // A closed pipe on standard output is how `obnam ls | head` ends:
         // no message, but the exit code says the command did not finish,
@@ -128,11 +128,14 @@ fn main_with(args: Vec<OsString>) -> i32 {
         // committed nothing).
         Err(e) if e.is::<InternalError>() => {
             stderr_line!("ERROR: {e}");
+            logging::log_final_error(&e.to_string());
             EXIT_BUG
         }
         Err(_) if output::stdout_closed() => EXIT_BROKEN_PIPE,
         Err(e) => failed(&format!("{e:#}"), EXIT_FAILURE),
-    }
+    };
+    logging::log_exit_code(code);
+    code
 }
 
 /// How this run's subcommand fails, if its plugin said
@@ -152,6 +155,7 @@ static JSON_OUTPUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 /// plugin chose (a Nagios check's `OBNAM UNKNOWN: ...`), if it chose one.
 fn failed(message: &str, code: i32) -> i32 {
     stderr_line!("ERROR: {message}");
+    logging::log_final_error(message);
     let failure = FAILURE.get();
     let code = failure.map_or(code, |f| f.exit_code);
     if output::stdout_written() {

@@ -35,6 +35,23 @@ use crate::output;
 /// The target of notices: `tracing::info!(target: "obnam::notice", ...)`.
 pub const NOTICE_TARGET: &str = "obnam::notice";
 
+/// The target of the lines that say how a run ended, for the log file
+/// only: the final error was printed on standard error already. Without
+/// them, the log of a failed run (a cron job's, its standard error thrown
+/// away) read as that of one that succeeded.
+pub const END_TARGET: &str = "run";
+
+/// Write the run's final error to the log file (not to the terminal: the
+/// caller printed it there).
+pub fn log_final_error(message: &str) {
+    tracing::error!(target: END_TARGET, "{message}");
+}
+
+/// Write the run's exit code to the log file.
+pub fn log_exit_code(code: i32) {
+    tracing::info!(target: END_TARGET, "ended with exit code {code}");
+}
+
 /// Most events kept before the log file is known.
 const BUFFER_LIMIT: usize = 10_000;
 

@@ -192,3 +192,67 @@ fn a_log_is_not_written_through_anothers_link_or_into_a_fifo() {
     );
     assert!(!run.stderr.contains("cannot open log file"), "{run:#?}");
 }
+
+/// The log says how each run ended: the error that ended a failed one
+/// (printed on standard error, and only there: a cron job's log of a
+/// failed run read as a successful one's), and the exit code.
+#[test]
+fn the_log_says_how_the_run_ended() {
+    let w = obnam_test_support::BackupWorld::new("c");
+    w.file("a", b"data");
+    let log = w.env.path().join("obnam.log");
+    let log_arg = format!("--log={}", log.display());
+    w.obnam(&[&log_arg, "backup", w.data.to_str().unwrap()])
+        .ok();
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.trim_end()
+            .ends_with("INFO run: ended with exit code 0"),
+        "{text}"
+    );
+    assert!(!text.contains("ERROR"), "{text}");
+
+    fs::remove_file(&log).unwrap();
+    let missing = w.env.path().join("nope");
+    let run = w
+        .obnam(&[&log_arg, "backup", missing.to_str().unwrap()])
+        .fails();
+    // Once on standard error, as before.
+    assert_eq!(run.stderr.matches("ERROR: ").count(), 1, "{run:#?}");
+    let said = run.stderr.trim_end().strip_prefix("ERROR: ").unwrap();
+    let text = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[lines.len() - 2].ends_with(&format!("ERROR run: {said}")),
+        "{text}"
+    );
+    assert!(
+        lines[lines.len() - 1].ends_with("INFO run: ended with exit code 1"),
+        "{text}"
+    );
+}
+
+/// An empty log file name is refused as a bad value of `--log`, naming
+/// where it came from (it was tried as a file: `cannot open log file :
+/// No such file or directory`).
+#[test]
+fn an_empty_log_file_name_is_refused_naming_its_source() {
+    let w = obnam_test_support::BackupWorld::new("c");
+    let run = w.obnam(&["--log=", "genids"]).fails();
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        "ERROR: --log: the log file's name must not be empty\n"
+    );
+    let mut cmd = w.env.obnam();
+    cmd.arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", "c", "genids"])
+        .env("OBNAM_LOG", "");
+    let run = obnam_test_support::run(&mut cmd).fails();
+    assert_eq!(
+        run.stderr,
+        "ERROR: setting 'log': environment variable OBNAM_LOG: the log file's name must not \
+         be empty\n"
+    );
+}
