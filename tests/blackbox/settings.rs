@@ -618,7 +618,10 @@ fn dump_config_round_trips_awkward_values() {
         r"--alpha-list=back\slash\",
         r"--alpha-list=\.tmp$",
         "--alpha-list=ünï, ✓",
-        "--alpha-string= both ends ",
+        // Would start a comment in a config file.
+        "--alpha-list=a ; b",
+        "--alpha-list=c\t# d",
+        "--alpha-string= both ends ; # ",
         "--client-name=c9",
     ];
     let mut direct = vec!["--no-default-configs", "alpha-show"];
@@ -649,6 +652,83 @@ fn dump_config_round_trips_awkward_values() {
         .ok()
         .stdout;
     assert_eq!(shown, expected);
+}
+
+/// A comment after a value in a config file: `; ...` is dropped, as
+/// Obnam 1.x dropped it; `# ...` is refused, naming the file and line
+/// (`client-name = laptop # mine` backed up as a new client of that
+/// name, and a repository path so into a new repository, exit 0).
+#[test]
+fn comments_after_values_in_a_config_file() {
+    let env = TestEnv::new();
+    let data = env.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("keep"), b"x").unwrap();
+    std::fs::write(data.join("drop.tmp"), b"x").unwrap();
+    let repo = env.path().join("repo");
+    let conf = env.write(
+        "semi.conf",
+        format!(
+            "[config]\nrepository = {} ; the NAS\nclient-name = laptop ; mine\n\
+             exclude = \\.tmp$ ; temporary files\n",
+            repo.display()
+        ),
+    );
+    env.run([
+        "--config",
+        conf.to_str().unwrap(),
+        "backup",
+        data.to_str().unwrap(),
+    ])
+    .ok();
+    let listed = env
+        .run(["--config", conf.to_str().unwrap(), "ls"])
+        .ok()
+        .stdout;
+    assert!(
+        listed.contains("keep") && !listed.contains("drop.tmp"),
+        "{listed}"
+    );
+    let clients = env
+        .run(["--config", conf.to_str().unwrap(), "clients"])
+        .ok()
+        .stdout;
+    assert_eq!(clients, "laptop\n");
+
+    let conf = env.write(
+        "hash.conf",
+        format!(
+            "[config]\nrepository = {}\n# a comment line is fine\nclient-name = laptop # mine\n",
+            repo.display()
+        ),
+    );
+    let run = env
+        .run([
+            "--config",
+            conf.to_str().unwrap(),
+            "backup",
+            data.to_str().unwrap(),
+        ])
+        .fails();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: config file {}: line 4: the value of 'client-name' holds '# mine', which \
+             would be taken as part of it; put a comment on a line of its own, or quote the \
+             value if '#' belongs to it\n",
+            conf.display()
+        )
+    );
+    let clients = env
+        .run([
+            "--config",
+            conf.to_str().unwrap(),
+            "--client-name",
+            "x",
+            "clients",
+        ])
+        .fails();
+    assert!(clients.stderr.contains("line 4"), "{clients:#?}");
 }
 
 /// A path in a config file (or the environment) that starts with `~/` is

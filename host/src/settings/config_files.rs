@@ -181,6 +181,15 @@ pub enum SyntaxError {
     MissingKey { line: usize, separator: char },
     #[error("line {line}: expected 'name = value', a [section] or a # comment, found '{text}'")]
     NotASetting { line: usize, text: String },
+    #[error(
+        "line {line}: the value of '{key}' holds '{comment}', which would be taken as part of it; \
+         put a comment on a line of its own, or quote the value if '#' belongs to it"
+    )]
+    InlineHash {
+        line: usize,
+        key: String,
+        comment: String,
+    },
     #[error("line {line}: '{key}' is set again (first on line {first}); set it once")]
     Duplicate {
         line: usize,
@@ -249,13 +258,65 @@ pub fn parse_text(text: &str) -> Result<Vec<Entry>, SyntaxError> {
                 first: first.line,
             });
         }
+        let mut value = trimmed[at + 1..].trim();
+        match inline_comment(value) {
+            // Obnam 1.x's INI reader took `value ; comment` so.
+            Some((at, ';')) => value = value[..at].trim_end(),
+            // `client-name = laptop # mine` made a new client whose
+            // name holds the comment, and a repository path so a new
+            // repository, exit 0.
+            Some((at, _)) => {
+                return Err(SyntaxError::InlineHash {
+                    line,
+                    key: key.to_string(),
+                    comment: value[at..].to_string(),
+                })
+            }
+            None => {}
+        }
         entries.push(Entry {
             line,
             key: key.to_string(),
-            value: trimmed[at + 1..].trim().to_string(),
+            value: value.to_string(),
         });
     }
     Ok(entries)
+}
+
+/// Where a comment starts in a setting's value, and with which
+/// character: a `;` or `#` after white space, outside quotes (a value or
+/// list item that starts with `"` or `'` runs to its closing quote; see
+/// [`super::quoting`]).
+fn inline_comment(value: &str) -> Option<(usize, char)> {
+    let mut chars = value.char_indices().peekable();
+    let mut item_start = true;
+    let mut after_space = false;
+    while let Some((i, c)) = chars.next() {
+        if item_start && (c == '"' || c == '\'') {
+            // Skipped whole: its closing quote (or the end).
+            let quote = c;
+            while let Some((_, q)) = chars.next() {
+                if quote == '"' && q == '\\' {
+                    chars.next();
+                } else if q == quote {
+                    break;
+                }
+            }
+            item_start = false;
+            after_space = false;
+            continue;
+        }
+        if after_space && (c == ';' || c == '#') {
+            return Some((i, c));
+        }
+        after_space = c.is_ascii_whitespace();
+        if c == ',' {
+            item_start = true;
+        } else if !c.is_whitespace() {
+            item_start = false;
+        }
+    }
+    None
 }
 
 /// Settings of Obnam 1.x (its logging and memory profiling) that this
@@ -374,6 +435,31 @@ mod tests {
             err("[config]\n[other]\n"),
             "line 2: unknown section [other] (settings go in [config])"
         );
+    }
+
+    #[test]
+    fn comments_after_values_are_dropped_or_refused() {
+        let value =
+            |text: &str| parse_text(&format!("[config]\nk = {text}\n")).map(|e| e[0].value.clone());
+        // As Obnam 1.x read them.
+        assert_eq!(value("\\.tmp$ ; temp files").unwrap(), "\\.tmp$");
+        assert_eq!(value("a, b\t; c, d").unwrap(), "a, b");
+        // Not a comment: no white space before, or inside quotes.
+        assert_eq!(value("a;b#c").unwrap(), "a;b#c");
+        assert_eq!(
+            value("\"a ; b # c\", 'x # y'").unwrap(),
+            "\"a ; b # c\", 'x # y'"
+        );
+        assert_eq!(value("\"a \\\" ; b\" ; c").unwrap(), "\"a \\\" ; b\"");
+        assert_eq!(value("'a' ; c").unwrap(), "'a'");
+        // A quote inside a plain item is an ordinary character.
+        assert_eq!(value("it's ; c").unwrap(), "it's");
+        assert_eq!(
+            value("laptop # mine").unwrap_err().to_string(),
+            "line 2: the value of 'k' holds '# mine', which would be taken as part of it; \
+             put a comment on a line of its own, or quote the value if '#' belongs to it"
+        );
+        assert!(value("/srv/backup\t# the NAS").is_err());
     }
 
     #[test]

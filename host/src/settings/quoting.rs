@@ -211,7 +211,12 @@ fn hex_byte(digits: Option<&[u8]>) -> Option<u8> {
 
 /// A single value as it reads back through [`unquote`].
 pub fn quote_value(value: &str) -> String {
-    if value.trim() != value || value.starts_with(['"', '\'']) {
+    // ` ;` and ` #` would start a comment in a config file.
+    let comment = value
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0].is_ascii_whitespace() && matches!(w[1], b';' | b'#'));
+    if value.trim() != value || value.starts_with(['"', '\'']) || comment {
         double_quote(value.as_bytes(), Escapes::Text)
     } else {
         value.to_string()
