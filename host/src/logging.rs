@@ -115,12 +115,18 @@ pub fn parse_level(text: &str) -> Option<LogLevel> {
 fn open_log(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let refused = |why: String| std::io::Error::other(why);
-    if rustix::process::geteuid().is_root() {
+    let root = rustix::process::geteuid().is_root();
+    if root {
         let folder = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        plugin_api::private_paths::resolve_private(folder).map_err(refused)?;
+        // The log's own folder too: its owner could put a link of theirs
+        // in place of the log, or read what root logs.
+        let resolved = plugin_api::private_paths::resolve_private(folder).map_err(refused)?;
+        if resolved.missing.is_empty() {
+            plugin_api::private_paths::check_folder(&resolved.existing, true).map_err(refused)?;
+        }
     }
     let mut flags = rustix::fs::OFlags::NONBLOCK;
     let not_a_file = || refused("it is a FIFO, a socket or a folder, not a file".to_string());
@@ -141,6 +147,14 @@ fn open_log(path: &Path) -> std::io::Result<File> {
                     plugin_api::private_paths::user_name(meta.uid())
                 )));
             }
+        }
+        // Another user's file (made ahead in a sticky folder such as
+        // /tmp, readable by them) would get root's log.
+        Ok(meta) if root && meta.uid() != 0 => {
+            return Err(refused(format!(
+                "it belongs to {}, and root's log is not written into another user's file",
+                plugin_api::private_paths::user_name(meta.uid())
+            )));
         }
         _ => flags |= rustix::fs::OFlags::NOFOLLOW,
     }

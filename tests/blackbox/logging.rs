@@ -163,6 +163,7 @@ fn a_log_is_not_written_through_anothers_link_or_into_a_fifo() {
         "it is a FIFO, a socket or a folder, not a file".to_string(),
     )];
     if obnam_test_support::running_as_root() {
+        use std::os::unix::fs::PermissionsExt;
         let link = env.path().join("link.log");
         std::os::unix::fs::symlink(&victim, &link).unwrap();
         std::os::unix::fs::lchown(&link, Some(4242), Some(4242)).unwrap();
@@ -172,6 +173,35 @@ fn a_log_is_not_written_through_anothers_link_or_into_a_fifo() {
              user's link"
                 .to_string(),
         ));
+        // The log's own folder is another user's: they could put their
+        // link in place of the log, or read it.
+        let theirs = env.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(4242), Some(4242)).unwrap();
+        fs::set_permissions(&theirs, fs::Permissions::from_mode(0o700)).unwrap();
+        cases.push((
+            theirs.join("x.log"),
+            format!("{} on the way belongs to uid 4242", theirs.display()),
+        ));
+        // Another user's file, made ahead in a sticky folder (as /tmp
+        // is) where root's cron job logs: they would read root's log.
+        let sticky = env.path().join("sticky");
+        fs::create_dir(&sticky).unwrap();
+        fs::set_permissions(&sticky, fs::Permissions::from_mode(0o1777)).unwrap();
+        let planted = sticky.join("obnam.log");
+        fs::write(&planted, "").unwrap();
+        std::os::unix::fs::chown(&planted, Some(4242), Some(4242)).unwrap();
+        cases.push((
+            planted.clone(),
+            "it belongs to uid 4242, and root's log is not written into another user's file"
+                .to_string(),
+        ));
+        // A new log there is root's own.
+        let own = sticky.join("own.log");
+        obnam_test_support::run(env.obnam().arg("--log").arg(&own).arg("clients"));
+        assert!(fs::read_to_string(&own)
+            .unwrap()
+            .contains("ended with exit code"));
     }
     for (log, why) in cases {
         let run = obnam_test_support::run_with_deadline(
