@@ -331,6 +331,59 @@ fn a_run_as_root_with_another_users_home_uses_roots_own() {
     assert!(!run.stderr.contains("WARNING"), "{run:#?}");
 }
 
+/// As root, a config file another user could change (theirs, writable
+/// by others, or in a folder of theirs below root's own config folder) is
+/// refused, naming why: it set root's repository, log file or exclusions
+/// without a word.
+#[test]
+fn as_root_a_config_file_another_user_could_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: the check is of runs as root");
+        return;
+    }
+    let w = World::new();
+    let xdg = w.env.path().join("xdg");
+    let conf = w
+        .env
+        .write("xdg/obnam/x.conf", "[config]\nclient-name = steered\n");
+    let folder = conf.parent().unwrap();
+    let dump = || {
+        w.show(
+            &["--dump-config"],
+            &[("XDG_CONFIG_HOME", xdg.to_str().unwrap())],
+        )
+    };
+    let refused = |why: &str| {
+        format!(
+            "ERROR: config file {} is not read: {why}; as root, obnam reads no config file \
+             that another user could change (make it root's, and writable by root alone)\n",
+            conf.display()
+        )
+    };
+    std::os::unix::fs::lchown(folder, Some(4242), Some(4242)).unwrap();
+    let run = dump().fails();
+    assert_eq!(
+        run.stderr,
+        refused(&format!(
+            "{} on the way belongs to uid 4242",
+            folder.display()
+        ))
+    );
+    std::os::unix::fs::lchown(folder, Some(0), Some(0)).unwrap();
+    std::os::unix::fs::lchown(&conf, Some(4242), Some(4242)).unwrap();
+    let run = dump().fails();
+    assert_eq!(run.stderr, refused("it belongs to uid 4242"));
+    std::os::unix::fs::lchown(&conf, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let run = dump().fails();
+    assert_eq!(run.stderr, refused("others may write in it (mode 666)"));
+    // Root's own, writable by root alone, is read.
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = dump().ok();
+    assert!(run.stdout.contains("client-name = steered"), "{run:#?}");
+}
+
 /// A relative `HOME` or `XDG_CONFIG_HOME` names no config files: they
 /// named files in whatever folder obnam was started from.
 #[test]

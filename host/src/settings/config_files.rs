@@ -43,6 +43,14 @@ pub enum ConfigError {
     Unreadable { path: PathBuf, reason: String },
     #[error("config file {}: {error}", escape_path(path))]
     Syntax { path: PathBuf, error: SyntaxError },
+    /// As root: a file another user could change would let them steer
+    /// root's runs (its repository, log file, exclusions, key file).
+    #[error(
+        "config file {} is not read: {reason}; as root, obnam reads no config file that \
+         another user could change (make it root's, and writable by root alone)",
+        escape_path(path)
+    )]
+    NotPrivate { path: PathBuf, reason: String },
     #[error(
         "config file {}: line {line}: unknown setting '{key}'",
         escape_path(path)
@@ -88,6 +96,36 @@ fn conf_files_in(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// Why users other than root could change the config file at `path`: a
+/// link of theirs or a folder they may change on the way (see
+/// [`plugin_api::private_paths`]), or the file itself theirs or writable
+/// by them. A file that does not exist is left to the reading.
+fn private_to_root(path: &Path) -> Result<(), String> {
+    use plugin_api::private_paths;
+    use std::os::unix::fs::MetadataExt;
+    let resolved = private_paths::resolve_private(path)?;
+    if !resolved.missing.is_empty() {
+        return Ok(());
+    }
+    let file = &resolved.existing;
+    let meta = file
+        .symlink_metadata()
+        .map_err(|e| format!("{}: {e}", escape_path(file)))?;
+    if meta.uid() != 0 {
+        return Err(format!(
+            "it belongs to {}",
+            private_paths::user_name(meta.uid())
+        ));
+    }
+    if private_paths::others_may_write(file, &meta) {
+        return Err(format!(
+            "others may write in it ({})",
+            private_paths::write_access(&meta)
+        ));
+    }
+    Ok(())
 }
 
 enum ReadFailure {
@@ -339,6 +377,14 @@ pub fn apply_file(
     registry: &SettingsRegistry,
     values: &mut Values,
 ) -> Result<(), ConfigError> {
+    if rustix::process::geteuid().is_root() {
+        if let Err(reason) = private_to_root(path) {
+            return Err(ConfigError::NotPrivate {
+                path: path.to_path_buf(),
+                reason,
+            });
+        }
+    }
     let text = read_text(path).map_err(|reason| match reason {
         ReadFailure::Missing => ConfigError::Missing(path.to_path_buf()),
         ReadFailure::Other(reason) => ConfigError::Unreadable {
