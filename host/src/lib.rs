@@ -131,11 +131,20 @@ fn main_with(args: Vec<OsString>) -> i32 {
             logging::log_final_error(&e.to_string());
             EXIT_BUG
         }
-        Err(_) if output::stdout_closed() => EXIT_BROKEN_PIPE,
+        // Only the closed pipe itself: an error that says more (a backup
+        // committed before its summary met the closed pipe) is said.
+        Err(e) if output::stdout_closed() && is_only_closed_stdout(&e) => EXIT_BROKEN_PIPE,
         Err(e) => failed(&format!("{e:#}"), EXIT_FAILURE),
     };
     logging::log_exit_code(code);
     code
+}
+
+/// Whether `e` says only that standard output was closed (as it reached
+/// the host: a plugin's error is its message).
+fn is_only_closed_stdout(e: &anyhow::Error) -> bool {
+    let closed = output::OutputError::Closed.to_string();
+    e.chain().all(|cause| cause.to_string() == closed)
 }
 
 /// How this run's subcommand fails, if its plugin said

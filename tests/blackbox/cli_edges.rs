@@ -103,7 +103,8 @@ fn a_standard_error_that_cannot_be_written_keeps_the_exit_code() {
 /// A backup whose summary cannot be written (standard output on a full
 /// disk) has committed its generation all the same, and says so: it
 /// failed with "cannot write to standard output", as if nothing had been
-/// committed (and with a closed pipe, 141 without a word).
+/// committed (and with a closed pipe, 141 without a word, the code of a
+/// backup stopped half-way).
 #[test]
 fn a_backup_whose_summary_cannot_be_written_says_it_committed() {
     if !Path::new("/dev/full").exists() {
@@ -132,6 +133,33 @@ fn a_backup_whose_summary_cannot_be_written_says_it_committed() {
         run.stderr.contains(&format!(
             "ERROR: the backup was committed as generation {newest}, but its summary could not \
              be written: cannot write to standard output: No space left on device"
+        )),
+        "{run:#?}"
+    );
+    // Its reader gone before the summary (`obnam backup | true`): the
+    // same, not 141 without a word, which says nothing was committed.
+    w.file("c", b"c");
+    let mut child = w
+        .env
+        .obnam()
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", "c", "backup"])
+        .arg(&w.data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let run = obnam_test_support::Run::from_output(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 1, "{run:#?}");
+    let gens = w.obnam(&["genids"]).ok();
+    assert_eq!(gens.stdout.lines().count(), 3);
+    let newest = gens.stdout.lines().last().unwrap();
+    assert!(
+        run.stderr.contains(&format!(
+            "ERROR: the backup was committed as generation {newest}, but its summary could not \
+             be written: standard output is closed"
         )),
         "{run:#?}"
     );
