@@ -304,6 +304,38 @@ fn bad_repository_urls_name_where_they_came_from() {
     );
 }
 
+/// A path from the environment loses white space at its ends, as a
+/// config file's value does (an env file's `OBNAM_REPOSITORY=/srv/backup `
+/// made and filled a second repository, its name ending in a space);
+/// quoted, the white space is kept.
+#[test]
+fn paths_from_the_environment_lose_white_space_at_their_ends() {
+    let w = BackupWorld::new("c");
+    w.file("a", b"x");
+    w.backup(&[]).ok();
+    let padded = format!(" {} \t", w.repo.display());
+    let mut cmd = w.env.obnam();
+    cmd.env("OBNAM_REPOSITORY", &padded)
+        .args(["--client-name", "c", "backup"])
+        .arg(&w.data);
+    run_obnam(&mut cmd).ok();
+    assert_eq!(w.obnam(&["genids"]).ok().stdout.lines().count(), 2);
+    let mut spaced = w.repo.clone().into_os_string();
+    spaced.push(" ");
+    assert!(!std::path::Path::new(&spaced).exists());
+    let mut cmd = w.env.obnam();
+    cmd.env("OBNAM_REPOSITORY", format!("\"{} \"", w.repo.display()))
+        .args(["--client-name", "c", "genids"]);
+    let run = run_obnam(&mut cmd).fails();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ERROR: '{} ' is not an obnam repository (it has no config object)\n",
+            w.repo.display()
+        )
+    );
+}
+
 #[test]
 fn forget_with_an_empty_keep_is_refused() {
     let w = BackupWorld::new("c");

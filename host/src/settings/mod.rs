@@ -432,7 +432,10 @@ impl SettingDef {
     /// setting, else text as in a config file.
     pub fn parse_os(&self, raw: &OsStr) -> Result<Value, SettingError> {
         if self.path {
-            return self.parse_path(raw.as_bytes());
+            // As a config file's: white space at the ends is dropped (an
+            // env file's `OBNAM_REPOSITORY=/srv/backup ` made a second
+            // repository, its name ending in a space); quoted, it is kept.
+            return self.parse_path(raw.as_bytes().trim_ascii());
         }
         let text = raw.to_str().ok_or_else(|| SettingError::BadValue {
             name: self.name.clone(),
