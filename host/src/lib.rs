@@ -340,9 +340,13 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
 /// not restore, exit 0; `testing-generation-time` dated every generation
 /// alike, and `forget --keep 7d` then kept one). One given on the command
 /// line is meant for that run. The warning is printed even with `--quiet`.
+/// So is `pretend`, set so.
 fn warn_of_development_settings(registry: &Registry, values: &settings::Values) {
     for def in registry.settings.iter() {
-        if def.group != host_settings::GROUP_DEVELOPMENT {
+        // `pretend` left in a config file or the environment makes every
+        // backup of a `--quiet` cron job store nothing, exit 0.
+        let pretend = def.name == "pretend";
+        if def.group != host_settings::GROUP_DEVELOPMENT && !pretend {
             continue;
         }
         let source = values.source(&def.name);
@@ -364,11 +368,17 @@ fn warn_of_development_settings(registry: &Registry, values: &settings::Values) 
         };
         // Said even with --quiet: where a setting is left to apply to
         // every run (a cron job's environment), --quiet is set too.
-        let message = format!(
-            "the development setting '{}' is set (from {from}): it exists to test obnam, not \
-             for real backups (see \"Development settings\" in the user guide)",
-            def.name
-        );
+        let message = match pretend {
+            true => format!(
+                "'pretend' is set (from {from}): this run only says what it would do, and \
+                 changes nothing (a backup stores nothing); --no-pretend overrides it"
+            ),
+            false => format!(
+                "the development setting '{}' is set (from {from}): it exists to test obnam, \
+                 not for real backups (see \"Development settings\" in the user guide)",
+                def.name
+            ),
+        };
         logging::flush_pending();
         stderr_line!("WARNING: {message}");
         tracing::debug!("{message}");

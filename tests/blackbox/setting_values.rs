@@ -616,3 +616,51 @@ fn checks_that_plugins_make_name_where_the_value_came_from() {
         "{run:#?}"
     );
 }
+
+/// A development setting or `pretend` left in a config file or the
+/// environment is warned of at every run, `--quiet` or not: `pretend`
+/// made every backup of a `--quiet` cron job store nothing, exit 0, with
+/// no word. Given on the command line, each is meant for that run.
+#[test]
+fn settings_left_to_apply_to_every_run_are_warned_of() {
+    let w = BackupWorld::new("c");
+    w.file("a", b"x");
+    let pretend_env = "WARNING: 'pretend' is set (from environment variable OBNAM_PRETEND): \
+                       this run only says what it would do, and changes nothing (a backup \
+                       stores nothing); --no-pretend overrides it\n";
+    let run = backup(&w, &[os("--quiet")], &[("OBNAM_PRETEND", os("yes"))]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.stderr, pretend_env);
+    nothing_created(&w, "pretend");
+    let conf = w.env.write("p.conf", "[config]\n\npretend = yes\n");
+    let run = backup(&w, &[os("--quiet"), os("--config"), conf.as_os_str()], &[]);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "WARNING: 'pretend' is set (from config file {}, line 3): this run only says what \
+             it would do, and changes nothing (a backup stores nothing); --no-pretend \
+             overrides it\n",
+            conf.display()
+        )
+    );
+    nothing_created(&w, "pretend in a config file");
+    // Overridden on the command line: no word, and the backup is made.
+    let run = backup(
+        &w,
+        &[os("--quiet"), os("--no-pretend")],
+        &[("OBNAM_PRETEND", os("yes"))],
+    );
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{run:#?}");
+    assert!(w.repo.join("config").exists());
+    let run = backup(
+        &w,
+        &[os("--quiet")],
+        &[("OBNAM_TESTING_GENERATION_TIME", os("2026-01-05T10:00:00Z"))],
+    );
+    assert_eq!(
+        run.stderr,
+        "WARNING: the development setting 'testing-generation-time' is set (from environment \
+         variable OBNAM_TESTING_GENERATION_TIME): it exists to test obnam, not for real backups \
+         (see \"Development settings\" in the user guide)\n"
+    );
+}
