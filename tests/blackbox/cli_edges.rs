@@ -366,3 +366,32 @@ fn a_tilde_the_shell_left_is_the_home_folder() {
     assert!(home.join("backup/config").exists());
     assert!(!w.env.path().join("~").exists(), "no folder named ~");
 }
+
+/// An S3 credential variable that is set but empty (a cron script's
+/// `AWS_SECRET_ACCESS_KEY=$SECRET` with SECRET unset) is named: the
+/// signer took it for an expired session ("refreshed signing credential
+/// expires before the requested operation deadline"). No server is asked.
+#[test]
+fn an_empty_s3_credential_variable_is_named() {
+    let env = obnam_test_support::TestEnv::new();
+    for (id, secret, empty) in [
+        ("x", "", "AWS_SECRET_ACCESS_KEY"),
+        ("", "y", "AWS_ACCESS_KEY_ID"),
+    ] {
+        let run = run_obnam(
+            env.obnam()
+                .args(["--repository", "s3://bucket/x", "--client-name", "c"])
+                .args(["--s3-endpoint", "http://127.0.0.1:9", "genids"])
+                .env("AWS_ACCESS_KEY_ID", id)
+                .env("AWS_SECRET_ACCESS_KEY", secret),
+        )
+        .fails();
+        assert_eq!(
+            run.stderr,
+            format!(
+                "ERROR: cannot use repository s3://bucket/x: {empty} is set but empty: give \
+                 the S3 credentials in it\n"
+            )
+        );
+    }
+}

@@ -52,6 +52,16 @@ pub fn open(
         }
         builder = builder.endpoint(&endpoint);
     }
+    // Set but empty (`AWS_SECRET_ACCESS_KEY=$SECRET` with SECRET unset):
+    // the signer took it for an expired session, and said so.
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+            return Err(StorageError::Setup {
+                url: url.to_string(),
+                message: format!("{name} is set but empty: give the S3 credentials in it"),
+            });
+        }
+    }
     let op = Operator::new(builder).map_err(|e| super::setup_error(url, e))?;
     Ok((Box::new(S3), op))
 }
