@@ -437,7 +437,41 @@ fn a_path_with_a_slash_at_its_end_names_a_folder() {
             .obnam(&[OsStr::new("ls"), slashed(name).as_os_str()])
             .fails();
         assert!(run.stderr.contains(what), "ls {name}: {run:#?}");
+        // `dump` alike (it dumped the file, or the link alone, exit 0).
+        let run = world
+            .obnam(&[OsStr::new("dump"), slashed(name).as_os_str()])
+            .fails();
+        assert!(run.stderr.contains(what), "dump {name}: {run:#?}");
+        assert!(run.stdout.is_empty(), "dump {name}: {run:#?}");
     }
+    // The live side of `verify`, and a backup root, judge a file so
+    // written as the shell does ("Not a directory"); they compared and
+    // backed up the file, exit 0.
+    let file_slashed = slashed("a.txt");
+    let run = world
+        .obnam(&[OsStr::new("verify"), file_slashed.as_os_str()])
+        .fails();
+    assert!(
+        run.stderr.contains(&format!(
+            "{}/a.txt/ names a folder, but it is not one: give it without the /",
+            data.display()
+        )),
+        "verify: {run:#?}"
+    );
+    let run = world
+        .obnam(&[
+            OsStr::new("backup"),
+            OsStr::new("--pretend"),
+            file_slashed.as_os_str(),
+        ])
+        .fails();
+    assert!(
+        run.stderr.contains(&format!(
+            "backup root {}/a.txt/ names a folder, but it is not one: give it without the /",
+            data.display()
+        )),
+        "backup: {run:#?}"
+    );
     let target = world.path().join("t-real");
     world.restore(&target, &[slashed("real").as_os_str()]).ok();
     let restored = target.join(data.strip_prefix("/").unwrap());

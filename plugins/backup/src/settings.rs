@@ -342,11 +342,18 @@ fn local_root(root: PathBuf) -> Result<PathBuf> {
 fn root_path(cwd: &Path, given: &Path) -> Result<PathBuf> {
     let names_folder = live_paths::names_folder(given.as_os_str());
     let path = live_paths::absolute(cwd, given);
-    let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+    let meta = std::fs::symlink_metadata(&path);
+    let is_link = meta.as_ref().is_ok_and(|m| m.file_type().is_symlink());
+    let shown = escape_path(given);
     if !is_link {
+        // `file/` is "Not a directory" to the shell too.
+        if names_folder && meta.is_ok_and(|m| !m.is_dir()) {
+            plugin_api::bail!(
+                "backup root {shown} names a folder, but it is not one: give it without the /"
+            );
+        }
         return Ok(path);
     }
-    let shown = escape_path(given);
     if !names_folder {
         if path.is_dir() {
             plugin_api::tracing::warn!(

@@ -542,12 +542,14 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         None => arg.clone(),
     };
     let parts = names::parse_absolute(&arg).map_err(plugin_api::Error::msg)?;
+    // `PATH/` names a folder, as for ls and restore.
+    let folder = plugin_api::live_paths::names_folder(&arg);
     let path = names::from_parts(&parts);
     let repo = ctx.repository(false)?;
     let client = select::client(ctx)?;
     select::hold_for_reading(&repo, &client, "dump");
     let gen = select::generation(ctx, &repo, &client)?;
-    let dumped = dump_generation(ctx, &repo, &client, &gen.id, parts, path);
+    let dumped = dump_generation(ctx, &repo, &client, &gen.id, (parts, folder), path);
     select::unless_removed_meanwhile(&repo, &client, &gen.id, "dump", dumped)
 }
 
@@ -557,10 +559,13 @@ fn dump_generation(
     repo: &Repository,
     client: &str,
     id: &str,
-    parts: Vec<Vec<u8>>,
+    (parts, folder): (Vec<Vec<u8>>, bool),
     path: Vec<u8>,
 ) -> Result<()> {
     let reader = repo.open_generation(client, id)?;
+    if folder {
+        crate::path_args::folder_as_written(&reader, &parts, id)?;
+    }
     let top = if path == b"/" {
         None
     } else {

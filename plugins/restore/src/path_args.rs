@@ -125,7 +125,7 @@ pub fn expand(reader: &GenerationReader, args: Vec<PathArg>, gen: &str) -> Resul
 
 /// Fail unless `parts`, written with a `/` at its end, is a folder in the
 /// generation (one that is not there is the caller's to report).
-fn folder_as_written(reader: &GenerationReader, parts: &Parts, gen: &str) -> Result<()> {
+pub fn folder_as_written(reader: &GenerationReader, parts: &Parts, gen: &str) -> Result<()> {
     let path = names::from_parts(parts);
     let Some(entry) = reader.lookup(names::as_path(&path))? else {
         return Ok(());

@@ -641,21 +641,28 @@ fn random_files(
 /// backup` makes of the same argument, so that `obnam verify DIR` finds
 /// what `obnam backup DIR` stored, from the same folder. An empty one is
 /// left to be refused.
-fn live_path(cwd: &Path, path: &std::ffi::OsStr) -> PathBuf {
+fn live_path(cwd: &Path, path: &std::ffi::OsStr) -> Result<PathBuf> {
     if path.is_empty() {
-        return PathBuf::from(path);
+        return Ok(PathBuf::from(path));
     }
     let out = live_paths::absolute(cwd, Path::new(path));
     // As backup takes a root written `link/` or `link/.`: the folder the
-    // link leads to, at its real path.
-    if live_paths::names_folder(path)
-        && fs::symlink_metadata(&out).is_ok_and(|m| m.file_type().is_symlink())
-    {
-        if let Ok(real) = fs::canonicalize(&out) {
-            return real;
+    // link leads to, at its real path; and `file/` is no folder.
+    if live_paths::names_folder(path) {
+        match fs::symlink_metadata(&out) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                if let Ok(real) = fs::canonicalize(&out) {
+                    return Ok(real);
+                }
+            }
+            Ok(meta) if !meta.is_dir() => plugin_api::bail!(
+                "{} names a folder, but it is not one: give it without the /",
+                names::escape(path.as_encoded_bytes())
+            ),
+            _ => {}
         }
     }
-    out
+    Ok(out)
 }
 
 /// `obnam verify [PATH]...`.
@@ -681,7 +688,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let mut asked = Vec::new();
     for arg in &given {
         asked.push(
-            names::parse_absolute(live_path(&cwd, arg).as_os_str())
+            names::parse_absolute(live_path(&cwd, arg)?.as_os_str())
                 .map_err(plugin_api::Error::msg)?,
         );
     }
