@@ -333,6 +333,28 @@ fn ctrl_c_unmounts_and_leaves_no_process() {
             "the mount point is an empty folder again"
         );
     }
+    // Asked for JSON, it says what it mounted in JSON (it printed its
+    // sentence on standard output).
+    let point = world.mount_point("mnt-json");
+    let mut cmd = world.command(&[
+        OsStr::new("--output-format"),
+        OsStr::new("json"),
+        OsStr::new("mount"),
+        point.as_os_str(),
+    ]);
+    let mut mounted = Mounted::start(&mut cmd, &point);
+    let run = mounted.signal("INT");
+    assert_all_gone(&point);
+    let said: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("JSON");
+    assert_eq!(
+        said,
+        serde_json::json!({
+            "mountpoint": fs::canonicalize(&point).unwrap().to_str().unwrap(),
+            "client": CLIENT,
+            "generations": 1,
+        }),
+        "{run:#?}"
+    );
 }
 
 /// A mount holds a reader's lock while it is up: a `forget` and `prune`

@@ -328,19 +328,28 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     };
     *serving() = Some(Serving {
         helper,
-        point: canonical,
+        point: canonical.clone(),
     });
-    let served = ctx
-        .outln(&format!(
+    let said = match ctx.output_format()?.is_json() {
+        // A program that asked for JSON reads JSON.
+        true => {
+            let mut mounted = serde_json::Map::new();
+            progress::bytes_fields(&mut mounted, "mountpoint", canonical.as_os_str().as_bytes());
+            progress::bytes_fields(&mut mounted, "client", client.as_bytes());
+            mounted.insert("generations".into(), count.into());
+            ctx.outln(&serde_json::Value::Object(mounted).to_string())
+        }
+        false => ctx.outln(&format!(
             "Mounted {count} generation{} of client {who} at {shown} (read-only). \
              Unmount with 'fusermount3 -u {shown}' or Ctrl-C.",
             if count == 1 { "" } else { "s" }
-        ))
-        .and_then(|()| {
-            session
-                .run()
-                .map_err(|e| plugin_api::Error::msg(format!("the mount at {shown} failed: {e}")))
-        });
+        )),
+    };
+    let served = said.and_then(|()| {
+        session
+            .run()
+            .map_err(|e| plugin_api::Error::msg(format!("the mount at {shown} failed: {e}")))
+    });
     serving().take();
     served?;
     tracing::info!("mount: {shown} was unmounted");
