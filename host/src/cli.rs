@@ -412,6 +412,21 @@ pub enum ParseStop {
     Printed(i32),
     /// A usage error, as the message to show.
     Error(String),
+    /// `--help` or `--version` could not be written (a full disk): the
+    /// message, for a run that fails.
+    Unwritten(String),
+}
+
+/// How a run that printed its help or version ends: as any command whose
+/// output cannot be written (exit 0 with an empty file was "done").
+fn printed(written: std::io::Result<()>) -> ParseStop {
+    match written {
+        Ok(()) => ParseStop::Printed(EXIT_SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ParseStop::Printed(crate::exit::EXIT_BROKEN_PIPE)
+        }
+        Err(e) => ParseStop::Unwritten(format!("cannot write to standard output: {e}")),
+    }
 }
 
 /// Parse the command line.
@@ -437,14 +452,14 @@ pub fn parse(
             if asked_help_of_help {
                 built.build();
                 if let Some(help) = built.find_subcommand_mut("help") {
-                    let _ = help.print_help();
-                    return Err(ParseStop::Printed(EXIT_SUCCESS));
+                    return Err(printed(help.print_help()));
                 }
             }
             return match e.kind() {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-                    let _ = e.print();
-                    Err(ParseStop::Printed(EXIT_SUCCESS))
+                    Err(printed(e.print().and_then(|()| {
+                        std::io::Write::flush(&mut std::io::stdout())
+                    })))
                 }
                 kind => {
                     let text = e.render().to_string();

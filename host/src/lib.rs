@@ -239,6 +239,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     let inv = match cli::parse(command, registry, args) {
         Ok(inv) => inv,
         Err(ParseStop::Printed(code)) => return Ok(code),
+        Err(ParseStop::Unwritten(message)) => return Ok(failed(&message, EXIT_FAILURE)),
         Err(ParseStop::Error(message)) => {
             logging::flush_pending();
             if let Some(name) = &named {

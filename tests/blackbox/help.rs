@@ -333,3 +333,35 @@ fn the_version_is_printed_by_either_spelling_anywhere() {
         assert_eq!(run.stdout, want, "{args:?}");
     }
 }
+
+/// Help and the version that cannot be written (standard output on a
+/// full disk) fail as every command's output that cannot be written does:
+/// they exited 0, and a packager's `obnam --help > doc.txt` made an empty
+/// file as if all were well.
+#[test]
+fn help_and_version_that_cannot_be_written_fail() {
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full");
+        return;
+    }
+    let env = TestEnv::new();
+    for args in [
+        &["--help"][..],
+        &["help", "backup"],
+        &["backup", "--help"],
+        &["--version"],
+        &["help", "--help"],
+    ] {
+        let run = obnam_test_support::run(
+            env.obnam()
+                .args(args)
+                .stdout(std::fs::File::create("/dev/full").unwrap()),
+        );
+        assert_eq!(run.code, 1, "{args:?}: {run:#?}");
+        assert_eq!(
+            run.stderr,
+            "ERROR: cannot write to standard output: No space left on device (os error 28)\n",
+            "{args:?}"
+        );
+    }
+}
