@@ -405,11 +405,21 @@ fn warn_of_unknown_environment(registry: &Registry) {
         })
         .collect();
     unknown.sort();
+    // Obnam's variables that are no setting's are misspelt too.
+    let candidates: Vec<&str> = known
+        .iter()
+        .map(String::as_str)
+        .chain(settings::RESERVED_ENV.iter().copied())
+        .chain(["OBNAM_PLUGIN_DIR"])
+        .collect();
     for key in unknown {
-        let nearest = known
+        // Close: two edits at most, and most of the name right (`FOO`
+        // is not `LOG`).
+        let name_len = key.len() - "OBNAM_".len();
+        let nearest = candidates
             .iter()
-            .map(|k| (strsim::levenshtein(k, &key), k))
-            .filter(|(d, _)| *d <= 2)
+            .map(|k| (strsim::levenshtein(k, &key), *k))
+            .filter(|(d, _)| *d <= 2 && *d * 3 <= name_len)
             .min();
         let hint = match nearest {
             Some((_, k)) => format!(" (did you mean {k}?)"),

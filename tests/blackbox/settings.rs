@@ -169,10 +169,19 @@ fn an_obnam_variable_that_names_no_setting_is_warned_of() {
         ),
         "{out:#?}"
     );
-    let out = run(&[("OBNAM_SOMETHING_ELSE", "1")], &["--dump-config"]).ok();
+    // Not close: two of three letters differ from `LOG`'s.
+    for far in ["OBNAM_SOMETHING_ELSE", "OBNAM_FOO"] {
+        let out = run(&[(far, "1")], &["--dump-config"]).ok();
+        assert!(
+            out.stderr.contains(&format!("{far} names no setting"))
+                && !out.stderr.contains("did you mean"),
+            "{out:#?}"
+        );
+    }
+    // Obnam's own variables that are no setting's are suggested too.
+    let out = run(&[("OBNAM_PASSPHRSE", "p")], &["--dump-config"]).ok();
     assert!(
-        out.stderr.contains("OBNAM_SOMETHING_ELSE names no setting")
-            && !out.stderr.contains("did you mean"),
+        out.stderr.contains("(did you mean OBNAM_PASSPHRASE?)"),
         "{out:#?}"
     );
     let out = run(
