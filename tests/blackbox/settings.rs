@@ -488,6 +488,27 @@ fn unknown_key_in_a_config_file_names_the_file_and_key() {
         )
     );
     assert_eq!(run.stdout, "");
+    // A name close to a setting's is suggested, as on the command line
+    // and in the environment: spelt as the environment spells it, or
+    // mistyped.
+    for (key, meant) in [
+        ("alpha_int", "alpha-int"),
+        ("ALPHA-INT", "alpha-int"),
+        ("alpah-int", "alpha-int"),
+    ] {
+        let cfg = w.env.write("near.conf", format!("[config]\n{key} = 3\n"));
+        let run = w
+            .show(&["--config", cfg.to_str().unwrap(), "alpha-show"], &[])
+            .fails();
+        assert_eq!(
+            run.stderr,
+            format!(
+                "ERROR: config file {}: line 2: unknown setting '{key}' (did you mean \
+                 '{meant}'?)\n",
+                cfg.display()
+            )
+        );
+    }
 }
 
 /// An Obnam 1.x configuration with its logging settings still works:

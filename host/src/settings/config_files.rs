@@ -52,13 +52,16 @@ pub enum ConfigError {
     )]
     NotPrivate { path: PathBuf, reason: String },
     #[error(
-        "config file {}: line {line}: unknown setting '{key}'",
-        escape_path(path)
+        "config file {}: line {line}: unknown setting '{key}'{}",
+        escape_path(path),
+        nearest.as_ref().map(|n| format!(" (did you mean '{n}'?)")).unwrap_or_default()
     )]
     UnknownKey {
         path: PathBuf,
         line: usize,
         key: String,
+        /// The setting whose name is close, if one is.
+        nearest: Option<String>,
     },
     #[error("config file {}: line {line}: {reason}", escape_path(path))]
     BadValue {
@@ -96,6 +99,23 @@ fn conf_files_in(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// The setting whose name `key` is close to: written with `_` for `-` or
+/// in another case (`client_name`, `CLIENT-NAME`, as the environment
+/// spells it), or two edits away with most of the name right
+/// (`repositry`).
+fn nearest_setting(registry: &SettingsRegistry, key: &str) -> Option<String> {
+    let normal = key.to_ascii_lowercase().replace('_', "-");
+    if registry.get(&normal).is_some() {
+        return Some(normal);
+    }
+    registry
+        .iter()
+        .map(|def| (strsim::levenshtein(&def.name, &normal), &def.name))
+        .filter(|(d, _)| *d <= 2 && *d * 3 <= normal.len())
+        .min()
+        .map(|(_, name)| name.clone())
 }
 
 /// Why users other than root could change the config file at `path`: a
@@ -413,6 +433,7 @@ pub fn apply_file(
                 path: path.to_path_buf(),
                 line: entry.line,
                 key: entry.key.clone(),
+                nearest: nearest_setting(registry, &entry.key),
             })?;
         let value = def.parse(&entry.value).map_err(|e| ConfigError::BadValue {
             path: path.to_path_buf(),
