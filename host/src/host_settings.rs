@@ -278,7 +278,7 @@ fn logging() -> Vec<SettingDef> {
             "how much to write to the log",
             GROUP_LOGGING,
         )
-        .choices(&["info", "debug", "trace", "warning", "error"]),
+        .choices(&["error", "warning", "info", "debug", "trace"]),
     ]
 }
 

@@ -395,3 +395,55 @@ fn an_empty_s3_credential_variable_is_named() {
         );
     }
 }
+
+/// Small slips of the command line are named for what they are: `diff`
+/// given a PATH as ls takes one (it said that the PATH is no generation),
+/// `forget latest` (it said the client has no generation 'latest'); and
+/// a relative `restore --to` is reported absolute in JSON, as every other
+/// path there is.
+#[test]
+fn small_command_line_slips_are_named() {
+    let w = BackupWorld::new("c");
+    w.file("a", b"1");
+    w.backup(&[]).ok();
+    w.file("a", b"2");
+    w.backup(&[]).ok();
+    let ids: Vec<String> = w
+        .obnam(&["genids"])
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let data = w.data.to_str().unwrap();
+    let run = w.obnam(&["diff", &ids[0], &ids[1], data]).fails();
+    assert!(
+        run.stderr.contains(
+            "diff takes at most two generations, got 3 arguments (it compares whole \
+             generations; it takes no PATH)"
+        ),
+        "{run:#?}"
+    );
+    let run = w.obnam(&["forget", "latest"]).fails();
+    assert!(
+        run.stderr
+            .contains("forget takes generation ids, not 'latest'"),
+        "{run:#?}"
+    );
+    assert_eq!(w.obnam(&["genids"]).ok().stdout.lines().count(), 2);
+    let run = run_obnam(
+        w.env
+            .obnam()
+            .current_dir(w.env.path())
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "c", "--output-format", "json"])
+            .args(["restore", "--to", "relative-target"]),
+    )
+    .ok();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        report["to"],
+        w.env.path().join("relative-target").to_str().unwrap()
+    );
+}

@@ -128,7 +128,7 @@ impl Plugin for Encrypt {
                 .subcommands(&["backup", "key"])
                 .default("3")
                 .metavar("N")
-                .help("Argon2id time cost of new passphrase slots (1 to 64)")
+                .help("Argon2id time cost of new passphrase slots")
                 .range("1", "64"),
         ];
         for s in settings {

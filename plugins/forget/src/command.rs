@@ -51,6 +51,12 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let mut ids = HashSet::new();
     for arg in &args {
         match arg.to_str() {
+            // Every other command takes it for the newest generation;
+            // here a generation is removed, so it is named by its id.
+            Some("latest") => plugin_api::bail!(
+                "forget takes generation ids, not 'latest': give the newest generation's id \
+                 ('obnam genids' lists them, the newest last); nothing was removed"
+            ),
             Some(id) if !id.is_empty() => {
                 ids.insert(id.to_string());
             }

@@ -297,6 +297,15 @@ fn chosen(
     args: &[OsString],
     client: &str,
 ) -> Result<(GenerationInfo, GenerationInfo)> {
+    // Before the ids are looked up: `diff A B PATH` (as ls takes paths)
+    // said that PATH is no generation of the client.
+    if args.len() > 2 {
+        plugin_api::bail!(
+            "diff takes at most two generations, got {} arguments (it compares whole \
+             generations; it takes no PATH)",
+            args.len()
+        );
+    }
     let mut named = Vec::new();
     for arg in args {
         let Some(id) = arg.to_str() else {
@@ -316,8 +325,7 @@ fn chosen(
             ),
         },
         1 => Ok((named[0].clone(), select::choose(gens, select::LATEST, client)?.clone())),
-        2 => Ok((named[0].clone(), named[1].clone())),
-        _ => plugin_api::bail!("diff takes at most two generations, got {}", named.len()),
+        _ => Ok((named[0].clone(), named[1].clone())),
     }
 }
 

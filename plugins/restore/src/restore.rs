@@ -86,6 +86,13 @@ use crate::walk::{self, DirRecord, Job, Link, Parts, Root, Walked, Walker};
 /// Errors listed again in the final message when `--quiet` hid them.
 const ERRORS_REPEATED: usize = 10;
 
+/// The target as JSON gives it: absolute (a relative `--to` is taken from
+/// the folder the run started in, which a program reading the report
+/// later cannot know), as every other path in JSON is.
+fn shown_target(to: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(to).unwrap_or_else(|_| to.to_path_buf())
+}
+
 /// The `restore` subcommand.
 pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     let Some(to) = ctx.path("to")?.filter(|p| !p.as_os_str().is_empty()) else {
@@ -177,7 +184,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         });
         if let Some(obj) = summary.as_object_mut() {
             // The target need not be UTF-8: given as listings give names.
-            crate::listing::bytes_fields(obj, "to", to.as_os_str().as_bytes());
+            crate::listing::bytes_fields(obj, "to", shown_target(&to).as_os_str().as_bytes());
         }
         if format == OutputFormat::JsonLines {
             reporter.summary(&events, &summary)?;
@@ -547,7 +554,7 @@ fn pretend(
         crate::listing::bytes_fields(
             &mut summary,
             "to",
-            std::os::unix::ffi::OsStrExt::as_bytes(to.as_os_str()),
+            std::os::unix::ffi::OsStrExt::as_bytes(shown_target(to).as_os_str()),
         );
         summary.insert("files".into(), serde_json::json!(files));
         summary.insert("folders".into(), serde_json::json!(dirs));
