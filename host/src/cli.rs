@@ -440,6 +440,14 @@ pub fn parse(
     // subcommand '--help').
     let mut built = cmd.clone();
     option_taken_for_value(&cmd, &args).map_err(ParseStop::Error)?;
+    // `help SUBCOMMAND MORE...`: help of a loaded subcommand, with words
+    // `help` does not take.
+    let help_of_loaded = args
+        .iter()
+        .skip_while(|a| *a != "help")
+        .nth(1)
+        .and_then(|a| a.to_str())
+        .is_some_and(|name| registry.subcommand(name).is_some());
     let matches = match cmd.try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
@@ -485,6 +493,15 @@ pub fn parse(
                         text.push_str(
                             "\n\nobnam's settings are long options (--quiet, --verbose); the only \
                              short ones are -r (--repository), -h (--help) and -V (--version).",
+                        );
+                        return Err(ParseStop::Error(text));
+                    }
+                    // A subcommand that is loaded was misplaced (`help backup
+                    // restore`, `help key list`), not missing.
+                    if help_of_loaded && kind == ErrorKind::InvalidSubcommand {
+                        text.push_str(
+                            "\n\n'obnam help' takes one subcommand: 'obnam help SUBCOMMAND', or \
+                             'obnam SUBCOMMAND --help'.",
                         );
                         return Err(ParseStop::Error(text));
                     }

@@ -365,3 +365,29 @@ fn help_and_version_that_cannot_be_written_fail() {
         );
     }
 }
+
+/// `help` given more than a subcommand says that it takes one, rather
+/// than that no loaded plugin provides the next word (`help backup
+/// restore` said that of `restore`, which is loaded).
+#[test]
+fn help_with_more_than_a_subcommand_says_it_takes_one() {
+    let env = TestEnv::new();
+    for args in [&["help", "backup", "restore"][..], &["help", "key", "list"]] {
+        let run = env.run(args).fails();
+        assert_eq!(run.code, 2, "{run:#?}");
+        assert!(
+            run.stderr.contains(
+                "'obnam help' takes one subcommand: 'obnam help SUBCOMMAND', or 'obnam \
+                 SUBCOMMAND --help'."
+            ) && !run.stderr.contains("No loaded plugin"),
+            "{args:?}: {run:#?}"
+        );
+    }
+    // A subcommand no plugin provides is still said to be so.
+    let run = env.run(["help", "frobnicate"]).fails();
+    assert!(
+        run.stderr
+            .contains("No loaded plugin provides this subcommand"),
+        "{run:#?}"
+    );
+}
