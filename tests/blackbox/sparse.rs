@@ -337,3 +337,53 @@ fn new_repositories_record_block_list_checksums_and_old_ones_sha256() {
     assert_eq!(fs::read(to_old.join("old.txt")).unwrap(), b"old content");
     old.obnam(&["fsck", "--verify-data"]).ok();
 }
+
+/// A file whose holes add up to more than a generation records of one
+/// file (16 TiB: a reference a 16 MiB of hole, a checksum update a 64
+/// KiB) is refused at once, named, and the rest backed up: one of 8 EiB,
+/// which any user can make where a backup reads (`truncate -s 8E`, on
+/// tmpfs or XFS), held the backup for weeks; one of 256 TiB took 2 GB
+/// and was then left out as "too many entries" for its folder.
+#[test]
+fn a_file_of_endless_holes_is_refused_at_once_and_the_rest_backed_up() {
+    if !obnam_test_support::running_as_root() {
+        eprintln!("skipped: a tmpfs (which holds files of 8 EiB) needs root to mount");
+        return;
+    }
+    let w = BackupWorld::new("c");
+    let disk = w.data.join("disk");
+    fs::create_dir_all(&disk).unwrap();
+    if !obnam_test_support::mount_small_tmpfs(&disk) {
+        eprintln!("skipped: cannot mount a small tmpfs here");
+        return;
+    }
+    let huge = disk.join("huge");
+    sparse_file(&huge, (1 << 63) - 1, &[(4096, b"data")]);
+    let just_over = disk.join("just-over");
+    sparse_file(&just_over, (16 << 40) + 2 * MIB, &[(0, b"x")]);
+    let at_most = disk.join("at-most");
+    sparse_file(&at_most, (16 << 40) - MIB, &[(5 * MIB, b"kept")]);
+    fs::write(disk.join("small"), b"small").unwrap();
+    let run = w.backup(&[]);
+    obnam_test_support::unmount(&disk);
+    let run = run.fails();
+    for (file, holes) in [(&huge, "9.2 EB"), (&just_over, "17.6 TB")] {
+        assert!(
+            run.stderr.contains(&format!(
+                "ERROR: {}: its holes add up to {holes}, more than a generation records of one \
+                 file (17.6 TB of holes): not backed up",
+                file.display()
+            )),
+            "{run:#?}"
+        );
+    }
+    let listed = w.obnam(&["ls"]).ok().stdout;
+    assert!(
+        listed.contains("/disk/small") && listed.contains("/disk/at-most"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("/disk/huge") && !listed.contains("just-over"),
+        "{listed}"
+    );
+}

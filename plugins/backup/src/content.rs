@@ -484,6 +484,7 @@ impl<'a, 'c> ContentWriter<'a, 'c> {
     ) -> Result<Stored, ContentError> {
         let (file, meta) = open(path, walked)?;
         let plan = sparse_plan(&file, &meta).map_err(io)?;
+        refuse_endless_holes(plan.as_deref())?;
         let mut source = Source {
             file,
             walked,
@@ -751,6 +752,38 @@ fn last_non_zero(file: &File, range: Range<u64>, buf: &mut [u8]) -> std::io::Res
         end = from;
     }
     Ok(None)
+}
+
+/// The most bytes of holes one file may have: each [`HOLE_CHUNK`] of
+/// them is a reference in the file's entry (and each 64 KiB an update of
+/// its checksum). 16 TiB, the largest file ext4 holds, is a million
+/// references (about 40 MB in the folder's tree object, a few seconds).
+pub const MAX_HOLES: u64 = 16 << 40;
+
+/// Refuse a file whose holes add up to more than [`MAX_HOLES`], before
+/// anything of it is read: a file of a few KB of data and exabytes of
+/// holes (`truncate -s 8E`, which any user may leave in a folder that is
+/// backed up) took memory and time without end (8 EiB never ended; 256
+/// TiB took 2 GB, and was then left out as "too many entries" for its
+/// folder).
+fn refuse_endless_holes(plan: Option<&[Segment]>) -> Result<(), ContentError> {
+    let holes: u64 = plan
+        .unwrap_or_default()
+        .iter()
+        .map(|segment| match segment {
+            Segment::Hole(len) | Segment::Zeros(len) => *len,
+            Segment::Data(_) => 0,
+        })
+        .fold(0, u64::saturating_add);
+    if holes > MAX_HOLES {
+        return Err(ContentError::File(format!(
+            "its holes add up to {}, more than a generation records of one file ({} of \
+             holes): not backed up",
+            plugin_api::human::bytes(holes),
+            plugin_api::human::bytes(MAX_HOLES)
+        )));
+    }
+    Ok(())
 }
 
 /// Whether a data segment with no non-zero byte is there whole (so all
