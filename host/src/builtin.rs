@@ -41,12 +41,30 @@ pub fn run(name: &str, args: &[OsString], host: &Host, registry: &Registry) -> R
             no_arguments(name, args)?;
             plugins(host, registry)
         }
-        "completions" => completions(args, registry),
-        "manpage" => {
-            no_arguments(name, args)?;
-            Ok(output::write(&manual_page(registry)?)?)
-        }
-        other => bail!("unknown built-in subcommand '{other}'"),
+        other => match run_without_settings(other, args, registry) {
+            Some(done) => done,
+            None => bail!("unknown built-in subcommand '{other}'"),
+        },
+    }
+}
+
+/// Run `name` if it is a built-in subcommand that reads no setting (what
+/// it prints depends on the loaded plugins alone): before the settings
+/// are read, so that a bad config file or variable it does not use does
+/// not stop it (`obnam completions bash` of a packaging step failed on a
+/// broken `/etc/obnam.conf`). `None` for any other subcommand.
+pub fn run_without_settings(
+    name: &str,
+    args: &[OsString],
+    registry: &Registry,
+) -> Option<Result<()>> {
+    match name {
+        "completions" => Some(completions(args, registry)),
+        "manpage" => Some(no_arguments(name, args).and_then(|()| {
+            let page = manual_page(registry)?;
+            Ok(output::write(&page)?)
+        })),
+        _ => None,
     }
 }
 

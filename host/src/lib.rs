@@ -266,6 +266,12 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
         return Ok(failed(&message, EXIT_USAGE));
     }
 
+    if let Some((name, sub_args)) = &inv.subcommand {
+        if let Some(done) = builtin::run_without_settings(name, sub_args, registry) {
+            logging::flush_pending();
+            return done.map(|()| EXIT_SUCCESS);
+        }
+    }
     let files = config_file_list(&inv);
     // Before the settings are read: this is how one finds the file that
     // makes reading them fail. Every file is listed; a bad one is named on

@@ -391,3 +391,29 @@ fn help_with_more_than_a_subcommand_says_it_takes_one() {
         "{run:#?}"
     );
 }
+
+/// `completions` and `manpage` depend on the loaded plugins alone: a bad
+/// config file or variable they do not read does not stop them (a
+/// packaging step's `obnam completions bash` failed on a broken
+/// `/etc/obnam.conf`), while a command that reads settings still fails.
+#[test]
+fn completions_and_manpage_do_not_read_the_settings() {
+    let env = TestEnv::new();
+    let conf = env.write("broken.conf", "[config]\nlock-timeout = soon\n");
+    for args in [&["completions", "bash"][..], &["manpage"]] {
+        let mut cmd = env.obnam();
+        cmd.arg("--config")
+            .arg(&conf)
+            .args(args)
+            .env("OBNAM_LOG_LEVEL", "loud");
+        let run = obnam_test_support::run(&mut cmd).ok();
+        assert!(
+            !run.stdout.is_empty() && run.stderr.is_empty(),
+            "{args:?}: {run:#?}"
+        );
+    }
+    let mut cmd = env.obnam();
+    cmd.arg("--config").arg(&conf).arg("plugins");
+    let run = obnam_test_support::run(&mut cmd).fails();
+    assert!(run.stderr.contains("'soon' is not an integer"), "{run:#?}");
+}
