@@ -476,6 +476,18 @@ pub fn parse(
                         .unwrap_or(&text)
                         .trim_end()
                         .to_string();
+                    // Where no subcommand was made out, clap's usage line is
+                    // made of the options that happened to be given
+                    // (`Usage: obnam --repository <URL>`), as if that were
+                    // obnam's usage: it is the whole program's.
+                    if let Some(line) = text.lines().find(|l| l.starts_with("Usage: obnam ")) {
+                        let named = line["Usage: obnam ".len()..].split(' ').next();
+                        if named.is_none_or(|word| registry.subcommand(word).is_none()) {
+                            let usage = built.render_usage().to_string();
+                            let usage = usage.trim_end().to_string();
+                            text = text.replacen(line, &usage, 1);
+                        }
+                    }
                     // Settings and subcommands come from plugins: a name
                     // nothing resembles may belong to one not loaded.
                     let what = match kind {

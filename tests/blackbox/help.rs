@@ -417,3 +417,32 @@ fn completions_and_manpage_do_not_read_the_settings() {
     let run = obnam_test_support::run(&mut cmd).fails();
     assert!(run.stderr.contains("'soon' is not an integer"), "{run:#?}");
 }
+
+/// An unknown option before any subcommand shows the program's usage,
+/// not one made of the options that happened to be given (`Usage: obnam
+/// --repository <URL> --client-name <NAME>` read as if that were all);
+/// after a subcommand, that subcommand's.
+#[test]
+fn the_usage_of_an_error_is_the_programs_or_the_subcommands() {
+    let env = TestEnv::new();
+    let run = env
+        .run([
+            "--repository",
+            "/tmp/r",
+            "--client-name",
+            "c",
+            "--frobnicate",
+            "genids",
+        ])
+        .fails();
+    assert!(
+        run.stderr
+            .contains("\nUsage: obnam [OPTIONS] [SUBCOMMAND]\n"),
+        "{run:#?}"
+    );
+    let run = env.run(["genids", "--frobnicate"]).fails();
+    assert!(
+        run.stderr.contains("\nUsage: obnam genids [OPTIONS]"),
+        "{run:#?}"
+    );
+}
