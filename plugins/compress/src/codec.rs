@@ -164,7 +164,8 @@ const PROBE_PIECES: usize = 4;
 const PROBE_PIECE_LEN: usize = 4 << 10;
 
 /// Whether `data` (a chunk of a file, usually) is not worth compressing,
-/// judged from a sample: four 4 KiB pieces spread over it, compressed
+/// judged from a sample: four 4 KiB pieces spread over it (from the
+/// middle of each quarter), compressed
 /// together with zstd at its fastest level. If they do not shrink by 3%,
 /// the data is most likely already compressed media, an archive,
 /// encrypted or random, and compressing all of it would cost its time
@@ -190,8 +191,13 @@ pub fn looks_incompressible(data: &[u8]) -> bool {
             return false;
         };
         probe.sample.clear();
+        // From the middle of each quarter, not its start: data made of
+        // records with a header at round offsets (random bytes every
+        // 256 KiB, say, and text after them) fooled a probe that sampled
+        // only the headers, and was stored 64 times its compressed size.
+        let quarter = data.len() / PROBE_PIECES;
         for i in 0..PROBE_PIECES {
-            let start = data.len() / PROBE_PIECES * i;
+            let start = quarter * i + quarter / 2 - PROBE_PIECE_LEN / 2;
             probe
                 .sample
                 .extend_from_slice(&data[start..start + PROBE_PIECE_LEN]);
@@ -478,6 +484,18 @@ pub(crate) mod tests {
         // their own merits).
         assert!(!looks_incompressible(&noise(PROBE_MIN_LEN - 1)));
         assert!(looks_incompressible(&noise(PROBE_MIN_LEN)));
+        // Records with a random header at round offsets (each quarter's
+        // start) and text after it: compressed (the probe sampled only
+        // the headers, and such data was stored 64 times its size).
+        for len in [1 << 20, 256 << 10, 4 << 20] {
+            let record = len / 4;
+            let mut records = Vec::new();
+            for _ in 0..4 {
+                records.extend(noise(4 << 10));
+                records.extend(vec![b'A'; record - (4 << 10)]);
+            }
+            assert!(!looks_incompressible(&records), "{len}");
+        }
     }
 
     #[test]
