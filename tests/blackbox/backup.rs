@@ -301,7 +301,7 @@ fn a_folder_too_large_for_a_generation_is_held_in_part_and_reported() {
         .lines()
         .find(|l| {
             l.starts_with(&format!(
-                "ERROR: {}: 3000 entries are too many",
+                "ERROR: {}: 3000 entries take more than one folder",
                 big.display()
             ))
         })
@@ -322,7 +322,9 @@ fn a_folder_too_large_for_a_generation_is_held_in_part_and_reported() {
         "{line}"
     );
     assert_eq!(
-        run.stderr.matches("entries are too many").count(),
+        run.stderr
+            .matches("entries take more than one folder")
+            .count(),
         1,
         "{}",
         run.stderr

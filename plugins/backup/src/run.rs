@@ -757,9 +757,10 @@ fn report(stats: &Stats, path: &Path, reason: &str) {
 fn report_left_out(builder: &GenerationBuilder, stats: &Stats) -> Result<()> {
     for left in builder.take_left_out()? {
         let reason = format!(
-            "{} entries are too many for one folder of a generation (it holds at most 256 MiB \
-             of entries, about a million); the generation holds the first {} in name order, \
-             and the other {}, from '{}' on, are not backed up",
+            "{} entries take more than one folder of a generation holds (256 MiB of entries: \
+             about a million with short names, fewer where a file has a very long list of \
+             chunks); the generation holds the first {} in name order, and the other {}, from \
+             '{}' on, are not backed up",
             left.entries,
             left.kept,
             left.entries - left.kept,
