@@ -63,23 +63,44 @@ fn obnam_capped(w: &BackupWorld, args: &[&str]) -> Run {
 /// header that declares the content size and a 128 KiB window, then RLE
 /// blocks of 128 KiB (four bytes each), so that 1 GiB takes 32 KiB.
 fn zstd_rle_frame(len: usize) -> Vec<u8> {
+    zstd_frame(len, &[])
+}
+
+/// A zstd frame of `zeros` zero bytes (RLE blocks, as [`zstd_rle_frame`]
+/// makes them), then the bytes of `tail` (one raw block).
+fn zstd_frame(zeros: usize, tail: &[u8]) -> Vec<u8> {
     const BLOCK: usize = 128 << 10;
     let mut out = vec![0x28, 0xb5, 0x2f, 0xfd];
     // Frame header descriptor: 4-byte content size, not single-segment,
     // no checksum, no dictionary; window descriptor: 2^(10+7) = 128 KiB.
     out.extend_from_slice(&[0x80, 0x38]);
-    out.extend_from_slice(&u32::try_from(len).unwrap().to_le_bytes());
-    let mut left = len;
+    out.extend_from_slice(&u32::try_from(zeros + tail.len()).unwrap().to_le_bytes());
+    let mut left = zeros;
     while left > 0 {
         let n = left.min(BLOCK);
         left -= n;
-        let last = u32::from(left == 0);
+        let last = u32::from(left == 0 && tail.is_empty());
         // Block header: last flag, type 1 (RLE), size; then the byte.
         let header = last | (1 << 1) | ((n as u32) << 3);
         out.extend_from_slice(&header.to_le_bytes()[..3]);
         out.push(0);
     }
+    if !tail.is_empty() {
+        // The last block, type 0 (raw): the bytes as they are.
+        let header = 1 | ((tail.len() as u32) << 3);
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.extend_from_slice(tail);
+    }
     out
+}
+
+/// The compress plugin's varint length (unsigned LEB128).
+fn varint(mut n: usize, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
 }
 
 /// The bomb, as a stored blob of exactly `stored_len` bytes: a filter
@@ -89,12 +110,7 @@ fn zstd_rle_frame(len: usize) -> Vec<u8> {
 fn bomb(stored_len: usize) -> Vec<u8> {
     let mut out = vec![1, 4];
     out.extend_from_slice(b"zstd");
-    let mut n = BOMB_LEN;
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
+    varint(BOMB_LEN, &mut out);
     out.extend_from_slice(&zstd_rle_frame(BOMB_LEN));
     let pad = stored_len
         .checked_sub(out.len() + 8)
@@ -299,4 +315,80 @@ fn key_slots_demanding_terabytes_or_billions_of_passes_are_skipped() {
             "a warning names slot {id} and says: {why}\n{run:#?}"
         );
     }
+}
+
+/// Index objects that really are what their checksums say, a few KB
+/// each, that decode to 128 MiB of zeros (then no index): each is named
+/// damaged, and what a command holds of them is one at a time. They were
+/// decoded as many at once as the store reads, and held until the window
+/// of them was done: sixteen such objects, behind small ones that widen
+/// the window, took gigabytes of fsck, restore and backup on a machine
+/// that had not read the small ones before (2 GB for sixteen). Here
+/// twelve would take more than the 1 GiB a test run may.
+#[test]
+fn index_objects_that_decode_to_much_are_read_one_at_a_time() {
+    use sha2::{Digest, Sha256};
+    const LEN: usize = 128 << 20;
+    let w = BackupWorld::new("c");
+    // Small index objects first (one a backup), so that the window of
+    // index objects read at once is at its widest when the large come.
+    for i in 0..20 {
+        w.file("f", format!("version {i}").as_bytes());
+        w.backup(&[]).ok();
+    }
+    let mut bombs = Vec::new();
+    for i in 0..12 {
+        let name = format!("ffffffffffffffffffffffffffffff{i:02x}");
+        let key = format!("index/{name}");
+        let zeros = LEN - 32;
+        let mut h = Sha256::new();
+        h.update(b"obnam object checksum\0");
+        h.update(key.as_bytes());
+        h.update(b"\0");
+        h.update(vec![0u8; zeros]);
+        let mut stored = vec![1, 4];
+        stored.extend_from_slice(b"zstd");
+        varint(LEN, &mut stored);
+        stored.extend_from_slice(&zstd_frame(zeros, &h.finalize()));
+        fs::write(w.repo.join(&key), stored).unwrap();
+        bombs.push(name);
+    }
+    // Another machine's run, which has read no index object before (this
+    // one's cache holds the small ones, and the window would start small).
+    let elsewhere = w.env.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let run = obnam_test_support::run_with_deadline(
+        w.env
+            .obnam()
+            .env("HOME", &elsewhere)
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "c", "fsck"]),
+        std::time::Duration::from_secs(300),
+    );
+    assert_eq!(run.code, 1, "{run:#?}");
+    for name in &bombs {
+        assert!(
+            run.stderr.contains(&format!("index/{name}")),
+            "{name}: {run:#?}"
+        );
+    }
+    // The generations still restore: the damaged objects list nothing.
+    let target = w.env.path().join("restored");
+    let run = obnam_test_support::run_with_deadline(
+        w.env
+            .obnam()
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "c", "restore", "--to"])
+            .arg(&target),
+        std::time::Duration::from_secs(300),
+    )
+    .ok();
+    let restored = obnam_test_support::awkward::restored(&target, &w.data);
+    assert_eq!(
+        fs::read(restored.join("f")).unwrap(),
+        b"version 19",
+        "{run:#?}"
+    );
 }

@@ -398,15 +398,14 @@ impl Repository {
                 let window = reading.next(&new, at);
                 at += window.len();
                 let keys: Vec<String> = window.iter().map(|n| format!("index/{n}")).collect();
-                let read = self.read_objects(&keys);
-                reading.read(read.iter().filter_map(|r| r.as_ref().ok().map(Vec::len)));
-                for ((name, key), data) in window.iter().zip(&keys).zip(read) {
+                self.read_objects_with(&keys, |i, data| {
+                    let (name, key) = (&window[i], &keys[i]);
                     known.insert(name.clone());
                     let data = match data {
                         Ok(data) => data,
                         Err(RepoError::Storage(StorageError::NotFound { .. })) => {
                             gone = true;
-                            continue;
+                            return Ok(());
                         }
                         // A damaged index object loses track of its blobs, not
                         // of the whole repository: they count as absent (a
@@ -419,10 +418,11 @@ impl Repository {
                         Err(e) if e.is_damaged_object() => {
                             self.catalog
                                 .index_damaged(name, crate::damaged_records::said_with_remedy(&e));
-                            continue;
+                            return Ok(());
                         }
                         Err(e) => return Err(e),
                     };
+                    reading.read([data.len()]);
                     match index::decode(&mut index, &data) {
                         Ok(entries) => {
                             self.catalog.read_back(name, None);
@@ -439,7 +439,8 @@ impl Repository {
                             .catalog
                             .index_damaged(name, RepoError::corrupt(key, e).to_string()),
                     }
-                }
+                    Ok(())
+                })?;
             }
             if !gone || listing == 2 {
                 break;

@@ -407,14 +407,17 @@ impl Repository {
             let window = reading.next(&unread, at);
             at += window.len();
             let keys: Vec<String> = window.iter().map(|n| format!("index/{n}")).collect();
-            let read = self.read_objects(&keys);
-            reading.read(read.iter().filter_map(|r| r.as_ref().ok().map(Vec::len)));
-            for ((name, key), data) in window.iter().zip(&keys).zip(read) {
+            // One decoded object at a time (see `read_objects_with`).
+            self.read_objects_with(&keys, |i, data| {
+                let (name, key) = (&window[i], &keys[i]);
                 let problem = match data {
-                    Ok(data) => index::decode(&mut index::Index::default(), &data)
-                        .err()
-                        .map(|e| RepoError::corrupt(key, e).to_string()),
-                    Err(RepoError::Storage(StorageError::NotFound { .. })) => continue,
+                    Ok(data) => {
+                        reading.read([data.len()]);
+                        index::decode(&mut index::Index::default(), &data)
+                            .err()
+                            .map(|e| RepoError::corrupt(key, e).to_string())
+                    }
+                    Err(RepoError::Storage(StorageError::NotFound { .. })) => return Ok(()),
                     // As when the index is loaded: see `load_index_listed`.
                     Err(e) if e.is_damaged_object() => {
                         Some(crate::damaged_records::said_with_remedy(&e))
@@ -423,7 +426,8 @@ impl Repository {
                 };
                 self.catalog.read_back(name, problem.clone());
                 problems.extend(problem);
-            }
+                Ok(())
+            })?;
         }
         Ok(problems)
     }

@@ -252,11 +252,9 @@ impl Repository {
     /// blobs count as absent for the run, and `repair-packs` then took a
     /// listed pack for one no index object lists.
     pub(crate) fn read_object(&self, key: &str) -> RepoResult<Vec<u8>> {
-        let limit = crate::limits::max_decoded_len(key) + STORED_SLACK;
         let mut tries = 0;
         loop {
-            let stored = self.storage.read_limited(key, limit as u64)?;
-            match self.codec.decode(key, stored) {
+            match self.read_object_once(key) {
                 Err(e) if e.is_damaged_object() && tries < REREADS => tries += 1,
                 decoded => return decoded,
             }
@@ -269,12 +267,19 @@ impl Repository {
     /// the order of `keys`. All are held at once: callers pass a few
     /// dozen or small objects.
     pub(crate) fn read_objects(&self, keys: &[String]) -> Vec<RepoResult<Vec<u8>>> {
+        self.each_in_parallel(keys, |key| self.read_object(key))
+    }
+
+    /// `f` of each of `keys`, on as many threads as the store reads well
+    /// at once ([`crate::storage::Capabilities::parallel_reads`]); the
+    /// results in the order of `keys`.
+    fn each_in_parallel<T: Send>(&self, keys: &[String], f: impl Fn(&str) -> T + Sync) -> Vec<T> {
         let workers = self.storage.capabilities().parallel_reads.min(keys.len());
         if workers <= 1 {
-            return keys.iter().map(|key| self.read_object(key)).collect();
+            return keys.iter().map(|key| f(key)).collect();
         }
         let next = AtomicUsize::new(0);
-        let read: Vec<Vec<(usize, RepoResult<Vec<u8>>)>> = std::thread::scope(|scope| {
+        let done: Vec<Vec<(usize, T)>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..workers)
                 .map(|_| {
                     scope.spawn(|| {
@@ -284,7 +289,7 @@ impl Repository {
                             let Some(key) = keys.get(i) else {
                                 break;
                             };
-                            mine.push((i, self.read_object(key)));
+                            mine.push((i, f(key)));
                         }
                         mine
                     })
@@ -297,9 +302,55 @@ impl Repository {
         });
         // Each index was taken by exactly one worker, and a worker that
         // panicked took the call with it: sorted, these are `keys`' results.
-        let mut read: Vec<(usize, RepoResult<Vec<u8>>)> = read.into_iter().flatten().collect();
-        read.sort_by_key(|(i, _)| *i);
-        read.into_iter().map(|(_, result)| result).collect()
+        let mut done: Vec<(usize, T)> = done.into_iter().flatten().collect();
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, result)| result).collect()
+    }
+
+    /// Read the objects of `keys`, as many at once as the store does well,
+    /// and hand each to `take`, decoded and verified as
+    /// [`read_object`](Self::read_object) gives it, in the order of
+    /// `keys`, one at a time: what is held at once is the stored bytes of
+    /// the window and one decoded object. An index object may decode to
+    /// 256 MiB, and a crafted one of a few KB does: decoded in parallel
+    /// and held together until the window was done, sixteen of them took
+    /// gigabytes.
+    pub(crate) fn read_objects_with(
+        &self,
+        keys: &[String],
+        mut take: impl FnMut(usize, RepoResult<Vec<u8>>) -> RepoResult<()>,
+    ) -> RepoResult<()> {
+        let stored = self.read_stored(keys);
+        for (i, (key, stored)) in keys.iter().zip(stored).enumerate() {
+            let mut decoded = stored.and_then(|bytes| self.codec.decode(key, bytes));
+            let mut tries = 0;
+            while decoded.as_ref().is_err_and(RepoError::is_damaged_object) && tries < REREADS {
+                tries += 1;
+                decoded = self.read_object_once(key);
+            }
+            take(i, decoded)?;
+        }
+        Ok(())
+    }
+
+    /// One read and decoding of `key`, as [`read_object`](Self::read_object)
+    /// does each time.
+    fn read_object_once(&self, key: &str) -> RepoResult<Vec<u8>> {
+        self.codec.decode(key, self.read_stored_one(key)?)
+    }
+
+    /// The stored bytes of `key`, no more than the format allows for its
+    /// kind.
+    fn read_stored_one(&self, key: &str) -> RepoResult<Vec<u8>> {
+        let limit = crate::limits::max_decoded_len(key) + STORED_SLACK;
+        Ok(self.storage.read_limited(key, limit as u64)?)
+    }
+
+    /// The stored bytes of the objects of `keys`, no more of each than the
+    /// format allows for its kind, as many read at once as the store does
+    /// well; in the order of `keys`.
+    fn read_stored(&self, keys: &[String]) -> Vec<RepoResult<Vec<u8>>> {
+        self.each_in_parallel(keys, |key| self.read_stored_one(key))
     }
 
     /// Read the small objects of `keys` as

@@ -95,7 +95,9 @@ impl Repository {
         );
         let mut done = RepairedRecords::default();
         for window in keys.chunks(WINDOW) {
-            for (key, read) in window.iter().zip(self.read_objects(window)) {
+            // One decoded at a time: index objects among them may be large.
+            self.read_objects_with(window, |i, read| {
+                let key = &window[i];
                 match read {
                     Ok(_) => done.records += 1,
                     Err(RepoError::Storage(StorageError::NotFound { .. })) => {}
@@ -126,7 +128,8 @@ impl Repository {
                     }
                     Err(e) => return Err(e),
                 }
-            }
+                Ok(())
+            })?;
         }
         Ok(done)
     }
