@@ -278,7 +278,9 @@ fn logging() -> Vec<SettingDef> {
             "how much to write to the log",
             GROUP_LOGGING,
         )
-        .choices(&["error", "warning", "info", "debug", "trace"]),
+        // Listed from the least to the most; the default is not the first.
+        .choices(&["error", "warning", "info", "debug", "trace"])
+        .default(Value::Str("info".into())),
     ]
 }
 
