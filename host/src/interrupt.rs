@@ -204,29 +204,37 @@ fn wind_down_within(host: &Arc<Host>, limit: Duration) {
 }
 
 fn wind_down(host: &Host) {
-    if let Some(repo) = host.opened_repository() {
-        repo.stop_writes();
-        // A write under way (a generation record, say) ends before the
-        // locks go, or they stay: written after its lock was gone, it
-        // could name data that a prune planning meanwhile deletes.
-        if !repo.writes_done_within(WRITES_WAITED_FOR) {
-            stderr_line!(
-                "WARNING: a write to the repository was still under way after {} s: the run \
-                 ends without releasing its lock (the next run breaks it once it is stale; \
-                 'obnam force-lock' removes it)",
-                WRITES_WAITED_FOR.as_secs()
-            );
-            host.close_repository();
-            return;
-        }
-        if let Err(e) = repo.unlock_all_tried_once() {
-            // On the terminal too, which is silent while the run winds
-            // down: the lock stays, and another host's runs wait for it.
-            stderr_line!(
-                "WARNING: the run's lock could not be released ({e}): the next run breaks it \
-                 once it is stale; 'obnam force-lock' removes it"
-            );
-        }
+    let Some(repo) = host.opened_repository() else {
+        // Interrupted while the repository was being opened: over SFTP
+        // its connections' ssh processes are this process's children (or
+        // about to fork a master), which no close will end. Left, they
+        // held their sessions until the next run (interrupted in the first
+        // 0.3 s, a prune or fsck left its master).
+        obnam_repository::backend::sftp::end_ssh_processes_at_once();
+        host.close_repository();
+        return;
+    };
+    repo.stop_writes();
+    // A write under way (a generation record, say) ends before the
+    // locks go, or they stay: written after its lock was gone, it
+    // could name data that a prune planning meanwhile deletes.
+    if !repo.writes_done_within(WRITES_WAITED_FOR) {
+        stderr_line!(
+            "WARNING: a write to the repository was still under way after {} s: the run \
+             ends without releasing its lock (the next run breaks it once it is stale; \
+             'obnam force-lock' removes it)",
+            WRITES_WAITED_FOR.as_secs()
+        );
+        host.close_repository();
+        return;
+    }
+    if let Err(e) = repo.unlock_all_tried_once() {
+        // On the terminal too, which is silent while the run winds
+        // down: the lock stays, and another host's runs wait for it.
+        stderr_line!(
+            "WARNING: the run's lock could not be released ({e}): the next run breaks it \
+             once it is stale; 'obnam force-lock' removes it"
+        );
     }
     host.close_repository();
 }

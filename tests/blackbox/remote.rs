@@ -776,6 +776,44 @@ fn a_second_ctrl_c_leaves_no_ssh_process_behind() {
     assert_eq!(ssh_processes_left(&env), Vec::<String>::new(), "{done:#?}");
 }
 
+/// A run interrupted while it is still connecting (its first few tenths
+/// of a second) ends the ssh processes of its connections too: there is
+/// no repository yet to close, and a prune or fsck interrupted so left
+/// its ssh master connected until the next run.
+#[test]
+fn a_run_interrupted_while_connecting_leaves_no_ssh_process() {
+    let Some(backend) = Backend::sftp() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "connecting");
+    let data = env.path().join("data");
+    write(&data.join("f"), b"data");
+    run(&mut backup_cmd(&backend, &env, &url, "c", &data)).ok();
+    for delay in [50, 100, 150, 200, 300, 400] {
+        let mut cmd = backend.obnam(&env, &url);
+        cmd.args(["--client-name", "c", "fsck"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let done = Run::from_output(child.wait_with_output().unwrap());
+        // Before its handler is in place (its first few tens of
+        // milliseconds, before any connection), the signal's default
+        // action ends it.
+        assert!(matches!(done.code, 0 | 143 | -1), "{delay} ms: {done:#?}");
+        assert_eq!(
+            ssh_processes_left(&env),
+            Vec::<String>::new(),
+            "{delay} ms: {done:#?}"
+        );
+    }
+}
+
 /// A run killed with SIGKILL cannot end its ssh processes: they run on,
 /// re-parented to init, each holding a session on the server (a nightly
 /// job killed by `timeout -s KILL` left more each night). The next run
