@@ -112,6 +112,49 @@ pub fn parse_level(text: &str) -> Option<LogLevel> {
 /// not in a folder another user could change (see
 /// [`plugin_api::private_paths`]); nor into a FIFO or a socket, which
 /// block or refuse (a device, `/dev/null` or `/dev/full`, is fine).
+/// Why root's log is not written into the file `meta` describes: another
+/// user's regular file (made ahead in a sticky folder such as /tmp, where
+/// they could read root's log).
+fn another_users_file(meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    match meta.file_type().is_file() && meta.uid() != 0 {
+        true => Err(format!(
+            "it belongs to {}, and root's log is not written into another user's file",
+            plugin_api::private_paths::user_name(meta.uid())
+        )),
+        false => Ok(()),
+    }
+}
+
+/// Why root's log is not written in the folder `dir` (the folders above it
+/// are judged as a restore target's): another user's (they could put
+/// their own file or link in place of the log between runs), or one any
+/// user may write in that is not sticky. A folder its group may write in
+/// is taken (`/var/log` is root's and group `syslog`'s on some systems):
+/// the log itself is checked as it is opened.
+fn log_folder_of_root(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = dir
+        .symlink_metadata()
+        .map_err(|e| format!("{}: {e}", plugin_api::names::escape_path(dir)))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(format!(
+            "{} on the way belongs to {}",
+            plugin_api::names::escape_path(dir),
+            plugin_api::private_paths::user_name(meta.uid())
+        ));
+    }
+    if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+        return Err(format!(
+            "others may write in {} on the way (mode {:o})",
+            plugin_api::names::escape_path(dir),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 fn open_log(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let refused = |why: String| std::io::Error::other(why);
@@ -121,16 +164,16 @@ fn open_log(path: &Path) -> std::io::Result<File> {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        // The log's own folder too: its owner could put a link of theirs
-        // in place of the log, or read what root logs.
         let resolved = plugin_api::private_paths::resolve_private(folder).map_err(refused)?;
         if resolved.missing.is_empty() {
-            plugin_api::private_paths::check_folder(&resolved.existing, true).map_err(refused)?;
+            log_folder_of_root(&resolved.existing).map_err(refused)?;
         }
     }
     let mut flags = rustix::fs::OFlags::NONBLOCK;
     let not_a_file = || refused("it is a FIFO, a socket or a folder, not a file".to_string());
-    match path.symlink_metadata() {
+    let looked = path.symlink_metadata();
+    let is_link = looked.as_ref().is_ok_and(|m| m.file_type().is_symlink());
+    match looked {
         Ok(meta)
             if meta.file_type().is_fifo()
                 || meta.file_type().is_socket()
@@ -148,15 +191,11 @@ fn open_log(path: &Path) -> std::io::Result<File> {
                 )));
             }
         }
-        // Another user's file (made ahead in a sticky folder such as
-        // /tmp, readable by them) would get root's log.
-        Ok(meta) if root && meta.uid() != 0 => {
-            return Err(refused(format!(
-                "it belongs to {}, and root's log is not written into another user's file",
-                plugin_api::private_paths::user_name(meta.uid())
-            )));
-        }
-        _ => flags |= rustix::fs::OFlags::NOFOLLOW,
+        Ok(meta) if root => another_users_file(&meta).map_err(refused)?,
+        _ => {}
+    }
+    if !is_link {
+        flags |= rustix::fs::OFlags::NOFOLLOW;
     }
     let file = OpenOptions::new()
         .create(true)
@@ -164,9 +203,15 @@ fn open_log(path: &Path) -> std::io::Result<File> {
         .mode(0o600)
         .custom_flags(flags.bits() as i32)
         .open(path)?;
-    let kind = file.metadata()?.file_type();
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
     if kind.is_fifo() || kind.is_socket() || kind.is_dir() {
         return Err(not_a_file());
+    }
+    // Again as opened: one put in its place since it was looked at is
+    // judged too, before a line is written to it.
+    if root {
+        another_users_file(&meta).map_err(refused)?;
     }
     // Writes wait again where the file is slow (a device, say).
     rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::APPEND)?;
