@@ -391,6 +391,15 @@ fn as_root_a_config_file_another_user_could_change_is_refused() {
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
     let run = dump().ok();
     assert!(run.stdout.contains("client-name = steered"), "{run:#?}");
+    // What is not a file is refused for that, not for who may write it.
+    let run = w
+        .show(&["--config", "/dev/null", "--dump-config"], &[])
+        .fails();
+    assert_eq!(
+        run.stderr,
+        "ERROR: cannot read config file /dev/null: it is a character device, not a regular \
+         file\n"
+    );
 }
 
 /// A relative `HOME` or `XDG_CONFIG_HOME` names no config files: they
@@ -704,6 +713,7 @@ fn dump_config_round_trips_awkward_values() {
         // Would start a comment in a config file.
         "--alpha-list=a ; b",
         "--alpha-list=c\t# d",
+        "--alpha-list=#e",
         "--alpha-string= both ends ; # ",
         "--client-name=c9",
     ];

@@ -133,6 +133,11 @@ fn private_to_root(path: &Path) -> Result<(), String> {
     let meta = file
         .symlink_metadata()
         .map_err(|e| format!("{}: {e}", escape_path(file)))?;
+    // What is not a file (`/dev/null`, any user's to write) is refused for
+    // that as it is read.
+    if !meta.is_file() {
+        return Ok(());
+    }
     if meta.uid() != 0 {
         return Err(format!(
             "it belongs to {}",
@@ -348,7 +353,9 @@ pub fn parse_text(text: &str) -> Result<Vec<Entry>, SyntaxError> {
 fn inline_comment(value: &str) -> Option<(usize, char)> {
     let mut chars = value.char_indices().peekable();
     let mut item_start = true;
-    let mut after_space = false;
+    // The value's start follows the white space after `=` (`key = # c`
+    // holds no value but a comment).
+    let mut after_space = true;
     while let Some((i, c)) = chars.next() {
         if item_start && (c == '"' || c == '\'') {
             // Skipped whole: its closing quote (or the end).
@@ -527,6 +534,9 @@ mod tests {
              put a comment on a line of its own, or quote the value if '#' belongs to it"
         );
         assert!(value("/srv/backup\t# the NAS").is_err());
+        // A value that is only a comment.
+        assert_eq!(value("; to do").unwrap(), "");
+        assert!(value("# the NAS").is_err());
     }
 
     #[test]

@@ -211,11 +211,13 @@ fn hex_byte(digits: Option<&[u8]>) -> Option<u8> {
 
 /// A single value as it reads back through [`unquote`].
 pub fn quote_value(value: &str) -> String {
-    // ` ;` and ` #` would start a comment in a config file.
-    let comment = value
-        .as_bytes()
-        .windows(2)
-        .any(|w| w[0].is_ascii_whitespace() && matches!(w[1], b';' | b'#'));
+    // ` ;` and ` #` would start a comment in a config file, and so would
+    // `;` or `#` at the value's start.
+    let comment = value.starts_with([';', '#'])
+        || value
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0].is_ascii_whitespace() && matches!(w[1], b';' | b'#'));
     if value.trim() != value || value.starts_with(['"', '\'']) || comment {
         double_quote(value.as_bytes(), Escapes::Text)
     } else {
