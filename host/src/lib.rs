@@ -422,9 +422,11 @@ fn warn_of_unknown_environment(registry: &Registry) {
         // Close: two edits at most, and most of the name right (`FOO`
         // is not `LOG`).
         let name_len = key.len() - "OBNAM_".len();
+        // In capitals, as the variables are (`OBNAM_client_name`).
+        let upper = key.to_ascii_uppercase();
         let nearest = candidates
             .iter()
-            .map(|k| (strsim::levenshtein(k, &key), *k))
+            .map(|k| (strsim::levenshtein(k, &upper), *k))
             .filter(|(d, _)| *d <= 2 && *d * 3 <= name_len)
             .min();
         let hint = match nearest {
@@ -469,7 +471,15 @@ fn plugin_dirs(pre: &cli::Prescan) -> (Vec<PluginDir>, Option<anyhow::Error>) {
     let from_env = std::env::var_os("OBNAM_PLUGIN_DIR").unwrap_or_default();
     // A `~` no shell expanded (a service file's `Environment=`, a value
     // in quotes) is the home folder, as in `--plugin-dir`.
+    // White space at the ends of each is dropped, as for every path from
+    // the environment (an env file's line with a space after it).
     let env_dirs = std::env::split_paths(&from_env)
+        .map(|p| {
+            use std::os::unix::ffi::OsStrExt;
+            PathBuf::from(std::ffi::OsStr::from_bytes(
+                p.as_os_str().as_bytes().trim_ascii(),
+            ))
+        })
         .filter(|p| !p.as_os_str().is_empty())
         .map(cli::home_expanded);
     for (path, source) in env_dirs

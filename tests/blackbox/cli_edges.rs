@@ -424,6 +424,13 @@ fn small_command_line_slips_are_named() {
         ),
         "{run:#?}"
     );
+    let run = w.obnam(&["diff", data]).fails();
+    assert!(
+        run.stderr.contains(&format!(
+            "diff compares whole generations and takes no PATH ('{data}')"
+        )),
+        "{run:#?}"
+    );
     let run = w.obnam(&["forget", "latest"]).fails();
     assert!(
         run.stderr

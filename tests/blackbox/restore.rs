@@ -437,6 +437,11 @@ fn a_path_with_a_slash_at_its_end_names_a_folder() {
             .obnam(&[OsStr::new("ls"), slashed(name).as_os_str()])
             .fails();
         assert!(run.stderr.contains(what), "ls {name}: {run:#?}");
+        // `PATH/.` names a folder as `PATH/` does.
+        let mut dotted = slashed(name);
+        dotted.push(".");
+        let run = world.obnam(&[OsStr::new("ls"), dotted.as_os_str()]).fails();
+        assert!(run.stderr.contains(what), "ls {name}/.: {run:#?}");
         // `dump` alike (it dumped the file, or the link alone, exit 0).
         let run = world
             .obnam(&[OsStr::new("dump"), slashed(name).as_os_str()])

@@ -442,6 +442,17 @@ fn plugin_folders_are_checked_and_loaded_once() {
         .matches("alpha")
         .count()
     );
+    // From the environment, with white space at its ends (an env file's
+    // line): the folder, as for every path from the environment.
+    let padded = run_obnam(
+        w.env
+            .obnam()
+            .arg("--no-bundled-plugins")
+            .env("OBNAM_PLUGIN_DIR", format!(" {} ", dir.display()))
+            .arg("plugins"),
+    )
+    .ok();
+    assert!(padded.stdout.contains("alpha"), "{padded:#?}");
 }
 
 /// The prefix of an error about `setting`'s value, as the host writes it

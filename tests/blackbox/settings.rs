@@ -178,12 +178,18 @@ fn an_obnam_variable_that_names_no_setting_is_warned_of() {
             "{out:#?}"
         );
     }
-    // Obnam's own variables that are no setting's are suggested too.
-    let out = run(&[("OBNAM_PASSPHRSE", "p")], &["--dump-config"]).ok();
-    assert!(
-        out.stderr.contains("(did you mean OBNAM_PASSPHRASE?)"),
-        "{out:#?}"
-    );
+    // Obnam's own variables that are no setting's are suggested too, and
+    // a name in the wrong case.
+    for (given, meant) in [
+        ("OBNAM_PASSPHRSE", "OBNAM_PASSPHRASE"),
+        ("OBNAM_client_name", "OBNAM_CLIENT_NAME"),
+    ] {
+        let out = run(&[(given, "p")], &["--dump-config"]).ok();
+        assert!(
+            out.stderr.contains(&format!("(did you mean {meant}?)")),
+            "{out:#?}"
+        );
+    }
     let out = run(
         &[
             ("OBNAM_REPOSITORY", "/tmp/x"),

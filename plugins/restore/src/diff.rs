@@ -308,6 +308,13 @@ fn chosen(
     }
     let mut named = Vec::new();
     for arg in args {
+        if arg.as_encoded_bytes().starts_with(b"/") {
+            plugin_api::bail!(
+                "diff compares whole generations and takes no PATH ('{}'): give one or two \
+                 generation ids",
+                escape(arg.as_encoded_bytes())
+            );
+        }
         let Some(id) = arg.to_str() else {
             plugin_api::bail!(
                 "diff: '{}' is not a generation id",

@@ -44,8 +44,8 @@ pub fn parse(command: &str, args: &[OsString]) -> Result<Vec<PathArg>> {
                     .to_os_string(),
                 None => arg.clone(),
             };
-            let bytes = path.as_encoded_bytes();
-            let folder = bytes.len() > 1 && bytes.ends_with(b"/");
+            // `PATH/` or `PATH/.`, as backup, dump and verify take it.
+            let folder = plugin_api::live_paths::names_folder(&path);
             out.push(PathArg::Exact(
                 names::parse_absolute(&path).map_err(plugin_api::Error::msg)?,
                 folder,
