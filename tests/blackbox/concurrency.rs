@@ -181,7 +181,7 @@ fn locks_are_judged_by_the_stores_clock_and_a_dead_prunes_lock_can_be_removed() 
     assert!(
         pruned
             .stdout
-            .contains("deletion deferred: 1 run (a backup or a restore, say)"),
+            .contains("deletion deferred: 1 run (a backup, a restore or a mount, say)"),
         "{pruned:#?}"
     );
     // Which run, said on standard error.

@@ -515,6 +515,37 @@ fn forget_all_clients_goes_on_past_a_client_it_cannot_lock() {
         let ids = as_client(client, &["genids"]).ok().stdout;
         assert_eq!(ids.lines().count(), left, "{client}: {ids}");
     }
+    // In JSON, the client left as it was has its object too, saying so.
+    let run = as_client(
+        "c0",
+        &[
+            "forget",
+            "--all-clients",
+            "--keep",
+            "1",
+            "--lock-timeout",
+            "1",
+            "--output-format",
+            "json",
+        ],
+    )
+    .fails();
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let clients: Vec<&str> = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client"].as_str().unwrap())
+        .collect();
+    assert_eq!(clients, ["c0", "c1", "c2"], "{run:#?}");
+    assert_eq!(doc[1]["skipped"], true, "{doc:#}");
+    assert!(
+        doc[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is locked by host elsewhere"),
+        "{doc:#}"
+    );
 }
 
 /// A history whose times run backwards (a clock reset between two

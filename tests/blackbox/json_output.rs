@@ -202,6 +202,8 @@ fn verify_force_lock_and_forget_report_in_json_with_times_as_elsewhere() {
         json(&run),
         serde_json::json!({ "client": client, "generations": 1, "pretend": false })
     );
+    // Indented, as forget's and prune's documents are.
+    assert!(run.stdout.starts_with("{\n  \""), "{run:#?}");
     assert_eq!(w.obnam(&["clients"]).ok().stdout, "");
 }
 

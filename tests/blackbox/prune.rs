@@ -893,7 +893,7 @@ fn a_prune_while_another_client_backs_up_loses_nothing_of_that_backup() {
                     .ok();
                 assert!(
                     pretend.stdout.contains(
-                        "a prune now would wait for 1 run (a backup or a restore, say) still \
+                        "a prune now would wait for 1 run (a backup, a restore or a mount, say) still \
                          running before deleting"
                     ),
                     "round {round}: {pretend:#?}"

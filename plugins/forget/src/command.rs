@@ -130,6 +130,14 @@ pub fn forget(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             Err(e) if clients.len() > 1 => {
                 let shown = escape(client.as_bytes());
                 plugin_api::tracing::error!("forget: client {shown}: {e}");
+                // The document names it too: a program reading it alone
+                // saw a repository with one client fewer.
+                report.push(json!({
+                    "client": client,
+                    "pretend": request.pretend,
+                    "skipped": true,
+                    "error": e.to_string(),
+                }));
                 skipped.push(shown);
             }
             Err(e) => return Err(e),

@@ -117,6 +117,14 @@ impl Policy {
                 },
                 None => unreachable!("empty parts were refused above"),
             };
+            if digits.trim_end() != digits && !digits.trim_end().is_empty() {
+                // `7 d`: a whole number all the same.
+                return Err(bad(
+                    part,
+                    "a rule is written without a space between the count and its unit, \
+                     such as 7d",
+                ));
+            }
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad(
                     part,
@@ -136,7 +144,13 @@ impl Policy {
                 Some(unit) => Rule::Every(n, unit),
             };
             if rules.iter().any(|r: &Rule| same_kind(r, &rule)) {
-                return Err(bad(part, "the policy already has a rule of this unit"));
+                return Err(bad(
+                    part,
+                    match unit {
+                        None => "the policy already has a count (a rule with no unit)",
+                        Some(_) => "the policy already has a rule of this unit",
+                    },
+                ));
             }
             rules.push(rule);
         }
@@ -195,6 +209,19 @@ mod tests {
             assert!(e.contains(part), "{text}: {e}");
             assert!(e.starts_with("bad rule "), "{text}: {e}");
         }
+        // What is wrong is said: the space, a second count.
+        assert!(Policy::parse("7 d")
+            .unwrap_err()
+            .to_string()
+            .contains("without a space between the count and its unit"));
+        assert!(Policy::parse("10,5")
+            .unwrap_err()
+            .to_string()
+            .contains("already has a count (a rule with no unit)"));
+        assert!(Policy::parse("7d,3d")
+            .unwrap_err()
+            .to_string()
+            .contains("already has a rule of this unit"));
         assert!(Policy::parse("").unwrap_err().to_string().contains("empty"));
         assert!(Policy::parse("  ")
             .unwrap_err()

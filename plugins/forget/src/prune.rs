@@ -124,10 +124,10 @@ impl Outcome {
             }
         } else if r.deferred {
             let runs = match r.waiting_runs {
-                1 => "1 run (a backup or a restore, say) that began before the prune's plan is"
+                1 => "1 run (a backup, a restore or a mount, say) that began before the prune's plan is"
                     .to_string(),
                 n => format!(
-                    "{n} runs (backups or restores, say) that began before the prune's plan are"
+                    "{n} runs (backups, restores or mounts, say) that began before the prune's plan are"
                 ),
             };
             ctx.outln(&format!(
@@ -200,8 +200,8 @@ impl Outcome {
 /// runs going on now, whose fresh packs count as unused here.
 fn waiting_for(r: &PruneReport) -> String {
     let runs = match r.waiting_runs {
-        1 => "1 run (a backup or a restore, say) still running".to_string(),
-        n => format!("{n} runs (backups or restores, say) still running"),
+        1 => "1 run (a backup, a restore or a mount, say) still running".to_string(),
+        n => format!("{n} runs (backups, restores or mounts, say) still running"),
     };
     // A pretend prune that finds runs going on now counts packs to
     // delete (else it would not look for runs): none, the earlier plan.

@@ -46,7 +46,7 @@ pub fn remove_client(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             "generations": count,
             "pretend": pretend,
         });
-        return ctx.outln(&json.to_string());
+        return ctx.outln(&serde_json::to_string_pretty(&json)?);
     }
     if ctx.boolean("quiet")? {
         return Ok(());
