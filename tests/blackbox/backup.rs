@@ -329,6 +329,15 @@ fn a_folder_too_large_for_a_generation_is_held_in_part_and_reported() {
         "{}",
         run.stderr
     );
+    // The summary counts what the walk found, and says what of it the
+    // generation does not hold.
+    assert!(
+        run.stdout.contains(&format!(
+            "; {} entries of too large folders not in the generation",
+            3000 - kept
+        )),
+        "{run:#?}"
+    );
     assert!(w.generations().len() == 1, "the generation is committed");
 
     let restored = w.restore(&[]);

@@ -756,6 +756,7 @@ fn report(stats: &Stats, path: &Path, reason: &str) {
 /// for the generation to hold whole: it holds their first entries.
 fn report_left_out(builder: &GenerationBuilder, stats: &Stats) -> Result<()> {
     for left in builder.take_left_out()? {
+        add(&stats.left_out, left.entries - left.kept);
         let reason = format!(
             "{} entries take more than one folder of a generation holds (256 MiB of entries: \
              about a million with short names, fewer where a file has a very long list of \

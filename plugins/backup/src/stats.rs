@@ -30,6 +30,9 @@ pub struct Stats {
     /// generation the new one holds instead: so that the summary does not
     /// seem to say they are not in the generation.
     pub kept: AtomicU64,
+    /// Entries of folders too large for the generation that it does not
+    /// hold (counted above all the same, as the walk found them).
+    pub left_out: AtomicU64,
     /// Non-directories dealt with, for the progress: recorded, read, or
     /// failed (`files` counts only those backed up).
     pub files_done: AtomicU64,
@@ -56,6 +59,7 @@ impl Default for Stats {
             excluded: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             kept: AtomicU64::new(0),
+            left_out: AtomicU64::new(0),
             files_done: AtomicU64::new(0),
             bytes_done: AtomicU64::new(0),
             current: Current::default(),
@@ -171,6 +175,15 @@ impl Stats {
             0 => String::new(),
             n => format!(" ({n} kept as the previous generation had it)"),
         };
+        // Counted above, not in the generation: said, so that the count
+        // is not taken for what the generation holds.
+        let kept = match get(&self.left_out) {
+            0 => kept,
+            n => format!(
+                "{kept}; {} of too large folders not in the generation",
+                count(n, "entry", "entries")
+            ),
+        };
         format!(
             "Backed up {} and {} ({} read, {}{holes}, {} new) in {:.1} s ({}/s); {} excluded, {}{kept}",
             count(get(&self.files), "file", "files"),
@@ -198,6 +211,7 @@ impl Stats {
             "excluded": get(&self.excluded),
             "errors": get(&self.errors),
             "kept": get(&self.kept),
+            "left_out": get(&self.left_out),
             "seconds": self.started.elapsed().as_secs_f64(),
         })
     }
