@@ -1345,9 +1345,11 @@ fn bad_repository_urls_are_named_without_their_secrets() {
     let run = env
         .run(["--repository", "sftp://me:hunter2@127.0.0.1/r", "ls"])
         .fails();
+    // Refused where the setting is read: a usage error naming it.
+    assert_eq!(run.code, 2, "{run:#?}");
     assert_eq!(
         run.stderr,
-        "ERROR: bad repository URL 'sftp://me:***@127.0.0.1/r': it holds a password; obnam logs in with SSH keys (see --ssh-key)\n"
+        "ERROR: --repository: bad repository URL 'sftp://me:***@127.0.0.1/r': it holds a password; obnam logs in with SSH keys (see --ssh-key)\n"
     );
     let run = env.run(["--repository", "ftp://host/r", "ls"]).fails();
     assert!(
