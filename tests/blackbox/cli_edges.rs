@@ -2,6 +2,7 @@
 //! usage of `key`, a log file that cannot be written, a repository folder
 //! that cannot be used.
 
+use std::fs;
 use std::path::Path;
 
 use obnam_test_support::{run as run_obnam, BackupWorld};
@@ -163,6 +164,31 @@ fn a_backup_whose_summary_cannot_be_written_says_it_committed() {
         )),
         "{run:#?}"
     );
+    // A restore likewise: what it restored stays, and it says so.
+    let target = w.env.path().join("restored");
+    let mut child = w
+        .env
+        .obnam()
+        .arg("--repository")
+        .arg(&w.repo)
+        .args(["--client-name", "c", "restore", "--to"])
+        .arg(&target)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let run = obnam_test_support::Run::from_output(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains(
+            "ERROR: the restore is done (3 files restored), but its summary could not be \
+             written: standard output is closed"
+        ),
+        "{run:#?}"
+    );
+    let restored = obnam_test_support::awkward::restored(&target, &w.data);
+    assert_eq!(fs::read(restored.join("c")).unwrap(), b"c");
 }
 
 /// Options before the subcommand name and after it make one command line

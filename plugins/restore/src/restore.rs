@@ -170,38 +170,50 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
     }
     let (errors, events) = restorer.problems.into_parts();
     let format = ctx.output_format()?;
-    if format.is_json() {
-        // One object, even with --quiet: a program asked for it.
-        let mut summary = serde_json::json!({
-            "generation": gen.id,
-            "client": client,
-            "files": files,
-            "bytes": bytes,
-            "seconds": secs,
-            "errors": errors.len(),
-            "restored_without_all_metadata": partly,
-            "problems": errors,
-        });
-        if let Some(obj) = summary.as_object_mut() {
-            // The target need not be UTF-8: given as listings give names.
-            crate::listing::bytes_fields(obj, "to", shown_target(&to).as_os_str().as_bytes());
+    let said = (|| -> Result<()> {
+        if format.is_json() {
+            // One object, even with --quiet: a program asked for it.
+            let mut summary = serde_json::json!({
+                "generation": gen.id,
+                "client": client,
+                "files": files,
+                "bytes": bytes,
+                "seconds": secs,
+                "errors": errors.len(),
+                "restored_without_all_metadata": partly,
+                "problems": errors,
+            });
+            if let Some(obj) = summary.as_object_mut() {
+                // The target need not be UTF-8: given as listings give names.
+                crate::listing::bytes_fields(obj, "to", shown_target(&to).as_os_str().as_bytes());
+            }
+            if format == OutputFormat::JsonLines {
+                reporter.summary(&events, &summary)?;
+            } else {
+                ctx.outln(&serde_json::to_string_pretty(&summary)?)?;
+            }
+        } else if !quiet && errors.is_empty() {
+            // Only on success, as the user guide says: after problems, the
+            // error below is the outcome, and a count of files "restored"
+            // beside it would read as a success.
+            ctx.outln(&format!(
+                "Restored {}, {} in {} ({})",
+                format::count(files, "file", "files"),
+                format::bytes(bytes),
+                format::seconds(secs),
+                format::speed(bytes, secs)
+            ))?;
         }
-        if format == OutputFormat::JsonLines {
-            reporter.summary(&events, &summary)?;
-        } else {
-            ctx.outln(&serde_json::to_string_pretty(&summary)?)?;
-        }
-    } else if !quiet && errors.is_empty() {
-        // Only on success, as the user guide says: after problems, the
-        // error below is the outcome, and a count of files "restored"
-        // beside it would read as a success.
-        ctx.outln(&format!(
-            "Restored {}, {} in {} ({})",
-            format::count(files, "file", "files"),
-            format::bytes(bytes),
-            format::seconds(secs),
-            format::speed(bytes, secs)
-        ))?;
+        Ok(())
+    })();
+    // What is restored stays restored: a summary that cannot be written
+    // (its reader gone, a full disk) says so, not 141 without a word,
+    // the code of a restore stopped half-way.
+    if let Err(e) = said {
+        plugin_api::bail!(
+            "the restore is done ({} restored), but its summary could not be written: {e}",
+            format::count(files, "file", "files")
+        );
     }
     if !errors.is_empty() {
         // Whether the data is there is what a user in trouble asks first:
