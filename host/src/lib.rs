@@ -419,18 +419,16 @@ fn warn_of_unknown_environment(registry: &Registry) {
         .chain(["OBNAM_PLUGIN_DIR"])
         .collect();
     for key in unknown {
-        // Close: two edits at most, and most of the name right (`FOO`
-        // is not `LOG`).
-        let name_len = key.len() - "OBNAM_".len();
-        // In capitals, as the variables are (`OBNAM_client_name`).
+        // In capitals, as the variables are (`OBNAM_client_name`); judged
+        // by the name after the prefix they share.
         let upper = key.to_ascii_uppercase();
-        let nearest = candidates
-            .iter()
-            .map(|k| (strsim::levenshtein(k, &upper), *k))
-            .filter(|(d, _)| *d <= 2 && *d * 3 <= name_len)
-            .min();
+        let named = &upper["OBNAM_".len()..];
+        let nearest = settings::nearest(
+            named,
+            candidates.iter().filter_map(|c| c.strip_prefix("OBNAM_")),
+        );
         let hint = match nearest {
-            Some((_, k)) => format!(" (did you mean {k}?)"),
+            Some(k) => format!(" (did you mean OBNAM_{k}?)"),
             None => String::new(),
         };
         tracing::warn!(

@@ -106,12 +106,6 @@ pub fn parse_level(text: &str) -> Option<LogLevel> {
     })
 }
 
-/// Open the log file for appending (made 0600 if new). Not through
-/// another user's symbolic link (one planted where a log goes, in `/tmp`,
-/// had a run, as root too, append to whatever it named), and, as root,
-/// not in a folder another user could change (see
-/// [`plugin_api::private_paths`]); nor into a FIFO or a socket, which
-/// block or refuse (a device, `/dev/null` or `/dev/full`, is fine).
 /// Why root's log is not written into the file `meta` describes: another
 /// user's regular file (made ahead in a sticky folder such as /tmp, where
 /// they could read root's log).
@@ -155,6 +149,13 @@ fn log_folder_of_root(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Open the log file for appending (made 0600 if new). Not through
+/// another user's symbolic link (one planted where a log goes, in `/tmp`,
+/// had a run, as root too, append to whatever it named), and, as root,
+/// not in a folder another user could change (see
+/// [`plugin_api::private_paths`], [`log_folder_of_root`]) nor into their
+/// file ([`another_users_file`]); nor into a FIFO or a socket, which
+/// block or refuse (a device, `/dev/null` or `/dev/full`, is fine).
 fn open_log(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let refused = |why: String| std::io::Error::other(why);
@@ -191,7 +192,6 @@ fn open_log(path: &Path) -> std::io::Result<File> {
                 )));
             }
         }
-        Ok(meta) if root => another_users_file(&meta).map_err(refused)?,
         _ => {}
     }
     if !is_link {
@@ -208,8 +208,8 @@ fn open_log(path: &Path) -> std::io::Result<File> {
     if kind.is_fifo() || kind.is_socket() || kind.is_dir() {
         return Err(not_a_file());
     }
-    // Again as opened: one put in its place since it was looked at is
-    // judged too, before a line is written to it.
+    // As opened, before a line is written to it (one put in its place
+    // since it was looked at is judged too).
     if root {
         another_users_file(&meta).map_err(refused)?;
     }

@@ -2,6 +2,7 @@
 //! usage of `key`, a log file that cannot be written, a repository folder
 //! that cannot be used.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 
@@ -140,19 +141,23 @@ fn a_backup_whose_summary_cannot_be_written_says_it_committed() {
     // Its reader gone before the summary (`obnam backup | true`): the
     // same, not 141 without a word, which says nothing was committed.
     w.file("c", b"c");
-    let mut child = w
-        .env
-        .obnam()
-        .arg("--repository")
-        .arg(&w.repo)
-        .args(["--client-name", "c", "backup"])
-        .arg(&w.data)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let run = obnam_test_support::Run::from_output(child.wait_with_output().unwrap());
+    // The command's reader gone before it writes anything.
+    let with_stdout_closed = |args: &[&OsStr]| {
+        let mut child = w
+            .env
+            .obnam()
+            .arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "c"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        obnam_test_support::Run::from_output(child.wait_with_output().unwrap())
+    };
+    let run = with_stdout_closed(&["backup".as_ref(), w.data.as_os_str()]);
     assert_eq!(run.code, 1, "{run:#?}");
     let gens = w.obnam(&["genids"]).ok();
     assert_eq!(gens.stdout.lines().count(), 3);
@@ -166,19 +171,7 @@ fn a_backup_whose_summary_cannot_be_written_says_it_committed() {
     );
     // A restore likewise: what it restored stays, and it says so.
     let target = w.env.path().join("restored");
-    let mut child = w
-        .env
-        .obnam()
-        .arg("--repository")
-        .arg(&w.repo)
-        .args(["--client-name", "c", "restore", "--to"])
-        .arg(&target)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let run = obnam_test_support::Run::from_output(child.wait_with_output().unwrap());
+    let run = with_stdout_closed(&["restore".as_ref(), "--to".as_ref(), target.as_os_str()]);
     assert_eq!(run.code, 1, "{run:#?}");
     assert!(
         run.stderr.contains(

@@ -493,19 +493,15 @@ fn forget_all_clients_goes_on_past_a_client_it_cannot_lock() {
         &serde_json::json!({"kind": "client", "client": "c1", "host": "elsewhere",
                             "pid": 7, "created": now, "refreshed": now}),
     );
-    let run = as_client(
-        "c0",
-        &[
-            "forget",
-            "--all-clients",
-            "--keep",
-            "1",
-            "--lock-timeout",
-            "1",
-        ],
-    )
-    .fails()
-    .no_rust_panic();
+    let forget_all = [
+        "forget",
+        "--all-clients",
+        "--keep",
+        "1",
+        "--lock-timeout",
+        "1",
+    ];
+    let run = as_client("c0", &forget_all).fails().no_rust_panic();
     assert!(
         run.stderr
             .contains("1 of 3 clients were left as they were (c1)"),
@@ -518,16 +514,7 @@ fn forget_all_clients_goes_on_past_a_client_it_cannot_lock() {
     // In JSON, the client left as it was has its object too, saying so.
     let run = as_client(
         "c0",
-        &[
-            "forget",
-            "--all-clients",
-            "--keep",
-            "1",
-            "--lock-timeout",
-            "1",
-            "--output-format",
-            "json",
-        ],
+        &[&forget_all[..], &["--output-format", "json"]].concat(),
     )
     .fails();
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();

@@ -252,13 +252,24 @@ impl Repository {
     /// blobs count as absent for the run, and `repair-packs` then took a
     /// listed pack for one no index object lists.
     pub(crate) fn read_object(&self, key: &str) -> RepoResult<Vec<u8>> {
-        let mut tries = 0;
-        loop {
-            match self.read_object_once(key) {
-                Err(e) if e.is_damaged_object() && tries < REREADS => tries += 1,
-                decoded => return decoded,
+        self.read_again_while_damaged(key, self.read_object_once(key))
+    }
+
+    /// `read`, the first reading of `key`, or, if it reads as damaged, a
+    /// reading again, up to [`REREADS`] times (see
+    /// [`read_object`](Self::read_object)).
+    fn read_again_while_damaged(
+        &self,
+        key: &str,
+        mut read: RepoResult<Vec<u8>>,
+    ) -> RepoResult<Vec<u8>> {
+        for _ in 0..REREADS {
+            if !read.as_ref().is_err_and(RepoError::is_damaged_object) {
+                break;
             }
+            read = self.read_object_once(key);
         }
+        read
     }
 
     /// Read several objects as [`read_object`](Self::read_object) does,
@@ -322,13 +333,8 @@ impl Repository {
     ) -> RepoResult<()> {
         let stored = self.read_stored(keys);
         for (i, (key, stored)) in keys.iter().zip(stored).enumerate() {
-            let mut decoded = stored.and_then(|bytes| self.codec.decode(key, bytes));
-            let mut tries = 0;
-            while decoded.as_ref().is_err_and(RepoError::is_damaged_object) && tries < REREADS {
-                tries += 1;
-                decoded = self.read_object_once(key);
-            }
-            take(i, decoded)?;
+            let decoded = stored.and_then(|bytes| self.codec.decode(key, bytes));
+            take(i, self.read_again_while_damaged(key, decoded))?;
         }
         Ok(())
     }

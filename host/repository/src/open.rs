@@ -134,20 +134,13 @@ impl Repository {
             Ok(repo) => Ok(Some(repo)),
             Err(RepoError::NotARepository { .. }) => {
                 let storage = Storage::open(url.as_ref(), &options.storage)?;
-                let identity = crate::location::Location::parse_os(url.as_ref())
-                    .map(|location| known::identity(&location, &options.storage))
-                    .map_err(StorageError::from)?;
-                let refused = options.known.may_create(&identity).and_then(|()| {
-                    match foreign_things(&storage)? {
-                        Some(found) => Err(RepoError::NotEmpty {
-                            url: storage.url().to_string(),
-                            found,
-                        }),
-                        None => Ok(None),
-                    }
-                });
+                let identity = identity(url.as_ref(), &options)?;
+                let refused = options
+                    .known
+                    .may_create(&identity)
+                    .and_then(|()| refuse_foreign_things(&storage));
                 storage.abandon_creation();
-                refused
+                refused.map(|()| None)
             }
             Err(e) => Err(e),
         }
@@ -161,9 +154,7 @@ impl Repository {
         filter: Arc<dyn ObjectFilter>,
     ) -> RepoResult<Self> {
         let storage = Storage::open(url.as_ref(), &options.storage)?;
-        let identity = crate::location::Location::parse_os(url.as_ref())
-            .map(|location| known::identity(&location, &options.storage))
-            .map_err(StorageError::from)?;
+        let identity = identity(url.as_ref(), options)?;
         // As messages show it.
         let url = &storage.url().to_string();
         let mut created = false;
@@ -382,6 +373,25 @@ fn foreign_things(storage: &Storage) -> RepoResult<Option<String>> {
     Ok(Some(text))
 }
 
+/// The names this machine records the repository at `url` under
+/// ([`known::identity`]).
+fn identity(url: &std::ffi::OsStr, options: &OpenOptions) -> RepoResult<Vec<String>> {
+    let location = crate::location::Location::parse_os(url).map_err(StorageError::from)?;
+    Ok(known::identity(&location, &options.storage))
+}
+
+/// Refuse to make a repository where `storage` holds things of someone
+/// else's ([`foreign_things`]).
+fn refuse_foreign_things(storage: &Storage) -> RepoResult<()> {
+    match foreign_things(storage)? {
+        Some(found) => Err(RepoError::NotEmpty {
+            url: storage.url().to_string(),
+            found,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A repository's config and its token key, as [`keys::unlock`] gives them.
 type Unlocked = (RepoConfig, Option<[u8; 32]>);
 
@@ -396,12 +406,7 @@ fn create(
     identity: &[String],
 ) -> RepoResult<(Unlocked, bool)> {
     // Before the claim writes anything.
-    if let Some(found) = foreign_things(storage)? {
-        return Err(RepoError::NotEmpty {
-            url: storage.url().to_string(),
-            found,
-        });
-    }
+    refuse_foreign_things(storage)?;
     let mut guard = match creation::claim(storage, options.lock_timeout)? {
         creation::Claim::Won(guard) => {
             // No config, and this process makes it: unless one was lost.

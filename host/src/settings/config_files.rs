@@ -110,12 +110,7 @@ fn nearest_setting(registry: &SettingsRegistry, key: &str) -> Option<String> {
     if registry.get(&normal).is_some() {
         return Some(normal);
     }
-    registry
-        .iter()
-        .map(|def| (strsim::levenshtein(&def.name, &normal), &def.name))
-        .filter(|(d, _)| *d <= 2 && *d * 3 <= normal.len())
-        .min()
-        .map(|(_, name)| name.clone())
+    super::nearest(&normal, registry.iter().map(|def| def.name.as_str())).map(str::to_string)
 }
 
 /// Why users other than root could change the config file at `path`: a
@@ -351,7 +346,7 @@ pub fn parse_text(text: &str) -> Result<Vec<Entry>, SyntaxError> {
 /// list item that starts with `"` or `'` runs to its closing quote; see
 /// [`super::quoting`]).
 fn inline_comment(value: &str) -> Option<(usize, char)> {
-    let mut chars = value.char_indices().peekable();
+    let mut chars = value.char_indices();
     let mut item_start = true;
     // The value's start follows the white space after `=` (`key = # c`
     // holds no value but a comment).

@@ -141,6 +141,18 @@ pub enum SettingError {
 }
 
 /// A check of a string setting's value: why it is refused.
+/// The one of `candidates` that `name` is a slip of, if one is close: two
+/// edits away at most, with most of the name right (`foo` is not `log`).
+/// For a setting's name mistyped in a config file or the environment.
+pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(c, name), c))
+        .filter(|(d, _)| *d <= 2 && *d * 3 <= name.len())
+        .min()
+        .map(|(_, c)| c)
+}
+
 pub type ValueCheck = fn(&str) -> Result<(), String>;
 
 /// A check of a path setting's value (bytes, which need not be UTF-8):
