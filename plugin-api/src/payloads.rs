@@ -49,6 +49,12 @@ pub const BACKUP_STORE_CHUNK: &str = "backup-store-chunk";
 ///
 /// * `url`, `repository_id`: which repository;
 /// * `creating`: whether this open creates it;
+/// * `pretending` (true, or absent): the run only pretends to create it
+///   (`backup --pretend` of a new repository). Check that a creation
+///   could go ahead (say, that the secret it needs is there) and fail as
+///   it would, but make nothing, ask nothing, and answer nothing: the
+///   host writes nothing of it (plugin-api 0.1.24; older hosts never
+///   call the hook for a run that pretends);
 /// * `seal`: the seal recorded in its config (an object whose `filter`
 ///   names the sealing filter's tag), or null;
 /// * `key_slots`: an object mapping each key slot id to its text.

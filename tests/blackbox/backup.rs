@@ -823,6 +823,29 @@ fn pretend_fails_where_the_real_run_cannot_open_the_repository() {
     fs::write(&file, b"not a repository").unwrap();
     let run = pretend(&file, None, &[]).fails();
     assert!(run.stderr.contains("it is not a folder"), "{run:#?}");
+    let run = pretend(&file.join("below"), None, &[]).fails();
+    assert!(run.stderr.contains("cannot use repository"), "{run:#?}");
+
+    // What the creation of a new encrypted one needs: a secret. A key
+    // file that the real run would make is not made.
+    let run = pretend(&new, None, &["--encrypt"]).fails();
+    assert!(
+        run.stderr
+            .contains("--encrypt needs a passphrase for the new repository"),
+        "{run:#?}"
+    );
+    assert!(!run.stdout.contains("Would back up"), "{run:#?}");
+    let run = pretend(&new, None, &["--encrypt", "--cipher", "rot13"]).fails();
+    assert!(run.stderr.contains("'rot13' is not one of"), "{run:#?}");
+    let key = w.env.path().join("new.key");
+    let with_key = ["--encrypt", "--key-file", key.to_str().unwrap()];
+    let run = pretend(&new, None, &with_key);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(!key.exists());
+    let run = pretend(&new, Some("secret"), &["--encrypt"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.starts_with("Would back up 1 file"), "{run:#?}");
+    assert!(!new.exists());
 
     let other = w.env.path().join("other");
     fs::create_dir(&other).unwrap();

@@ -1081,7 +1081,10 @@ fn wrong_s3_credentials_are_reported_without_the_secret() {
 }
 
 /// An SFTP path where no folder can be made (under /proc on the server):
-/// the failed write says so, rather than that some object is missing.
+/// the failed write says so, rather than that some object is missing. A
+/// backup that pretends fails too, as for a path that is a file or below
+/// one (it said that it would back up everything, exit 0: listing a file
+/// over SFTP reads as an empty folder).
 #[test]
 fn an_sftp_path_where_no_folder_can_be_made_is_named() {
     let Some(backend) = Backend::sftp() else {
@@ -1112,6 +1115,32 @@ fn an_sftp_path_where_no_folder_can_be_made_is_named() {
         "{}",
         run.stderr
     );
+
+    let file_url = backend.repo_url(&env, "a-file");
+    let file = folder_of(&file_url);
+    fs::create_dir_all(file.parent().unwrap()).unwrap();
+    fs::write(&file, b"not a repository").unwrap();
+    for url in [url, file_url.clone(), format!("{file_url}/below")] {
+        let pretended = obnam_test_support::run(
+            backend
+                .obnam(&env, &url)
+                .args(["--client-name", "c", "backup", "--pretend"])
+                .arg(env.path()),
+        )
+        .fails();
+        assert_eq!(
+            pretended.stderr,
+            format!(
+                "ERROR: cannot use repository {url}: it is not a folder, and none can be made \
+                 there (a part of its path is a file, or a folder that may not be written to)\n"
+            ),
+        );
+        assert!(
+            !pretended.stdout.contains("Would back up"),
+            "{pretended:#?}"
+        );
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"not a repository");
 }
 
 /// What crashed writers left in `.tmp/` (a local folder and SFTP write

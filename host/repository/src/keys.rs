@@ -151,6 +151,7 @@ pub fn unlock(
         url: url.clone(),
         repository_id: config.id.clone(),
         creating,
+        pretending: false,
         seal: config.seal.clone(),
         key_slots,
     };
@@ -174,6 +175,23 @@ pub fn unlock(
     } else {
         Ok((config, None))
     }
+}
+
+/// Ask the filters whether a new repository could be made in `storage`,
+/// for a run that pretends to make it: a sealing filter fails as the
+/// creation would (no secret given, a bad cipher), and what it answers is
+/// not used. Nothing is written.
+pub fn check_creation(storage: &Storage, filter: &dyn ObjectFilter) -> RepoResult<()> {
+    let request = UnlockRequest {
+        url: storage.url().to_string(),
+        repository_id: String::new(),
+        creating: true,
+        pretending: true,
+        seal: None,
+        key_slots: Vec::new(),
+    };
+    filter.unlock(&request).map_err(RepoError::Filter)?;
+    Ok(())
 }
 
 /// Make a new repository of what the filters answered: record the seal

@@ -106,6 +106,9 @@ pub struct UnlockRequest {
     pub repository_id: String,
     /// Whether the repository is being created by this open.
     pub creating: bool,
+    /// The run only pretends to create it: the filters check that they
+    /// could, and their answer is not used ([`crate::keys::check_creation`]).
+    pub pretending: bool,
     /// The seal recorded in the config (`None`: not sealed, or being created).
     pub seal: Option<serde_json::Value>,
     /// The key slots stored in the repository: id and text.

@@ -130,7 +130,7 @@ impl Repository {
             create: false,
             ..options.clone()
         };
-        match Self::open(url.as_ref(), &options, filter) {
+        match Self::open(url.as_ref(), &options, filter.clone()) {
             Ok(repo) => Ok(Some(repo)),
             Err(RepoError::NotARepository { .. }) => {
                 let storage = Storage::open(url.as_ref(), &options.storage)?;
@@ -138,7 +138,9 @@ impl Repository {
                 let refused = options
                     .known
                     .may_create(&identity)
-                    .and_then(|()| refuse_foreign_things(&storage));
+                    .and_then(|()| Ok(storage.check_can_hold_repository()?))
+                    .and_then(|()| refuse_foreign_things(&storage))
+                    .and_then(|()| keys::check_creation(&storage, filter.as_ref()));
                 storage.abandon_creation();
                 refused.map(|()| None)
             }

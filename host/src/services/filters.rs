@@ -593,13 +593,16 @@ impl ObjectFilter for HookFilter {
             .iter()
             .map(|(id, text)| (id.clone(), serde_json::Value::String(text.clone())))
             .collect();
-        let payload = serde_json::json!({
+        let mut payload = serde_json::json!({
             "url": request.url,
             "repository_id": request.repository_id,
             "creating": request.creating,
             "seal": request.seal,
             "key_slots": slots,
         });
+        if request.pretending {
+            payload["pretending"] = serde_json::Value::Bool(true);
+        }
         let answer = self
             .host()?
             .call_json_hook_owned(

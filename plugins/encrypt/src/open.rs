@@ -78,6 +78,14 @@ pub fn on_open(ctx: &Context<'_>, payload: &mut Value, state: &Shared) -> Result
     let seal = payload.get("seal").cloned().unwrap_or(Value::Null);
     let ours = seal.get("filter").and_then(Value::as_str) == Some(FILTER_TAG);
 
+    let pretending = payload.get("pretending").and_then(Value::as_bool) == Some(true);
+    if creating && pretending {
+        // A dry run of the creation: what would stop it, nothing made.
+        if encrypt {
+            check_creation(ctx, &url)?;
+        }
+        return Ok(());
+    }
     let unlocked = if creating {
         if !encrypt {
             let given = secrets_given(ctx, true)?;
@@ -142,14 +150,19 @@ fn secrets_given(ctx: &Context<'_>, with_environment: bool) -> Result<Vec<String
     Ok(given)
 }
 
-fn create(
-    ctx: &Context<'_>,
-    payload: &mut Value,
-    url: String,
-    repository_id: String,
-) -> Result<Unlocked> {
+/// What would stop [`create`], found without making a key file or asking
+/// on the terminal: a cipher or KDF cost that is no such thing, or no
+/// secret given (a passphrase file that is missing or empty is read).
+fn check_creation(ctx: &Context<'_>, url: &str) -> Result<()> {
+    cipher(ctx)?;
+    kdf_cost(ctx)?;
+    secrets::new_repository_secret_source(ctx, url).map(|_| ())
+}
+
+/// The cipher `--cipher` names, for this processor if `auto`.
+fn cipher(ctx: &Context<'_>) -> Result<Cipher> {
     let name = ctx.string("cipher")?.unwrap_or_default();
-    let cipher = match name.as_str() {
+    match name.as_str() {
         AUTO_CIPHER => Some(Cipher::for_this_processor()),
         name => Cipher::from_name(name),
     }
@@ -158,7 +171,16 @@ fn create(
             "cipher",
             &format!("'{name}' is not one of: {AUTO_CIPHER}, {}", Cipher::NAMES),
         )
-    })?;
+    })
+}
+
+fn create(
+    ctx: &Context<'_>,
+    payload: &mut Value,
+    url: String,
+    repository_id: String,
+) -> Result<Unlocked> {
+    let cipher = cipher(ctx)?;
     let cost = kdf_cost(ctx)?;
     let secret = secrets::for_new_repository(ctx, &url)?;
     let master = MasterKey::generate().map_err(Error::msg)?;

@@ -188,6 +188,29 @@ pub fn for_new_repository(ctx: &Context<'_>, url: &str) -> Result<Secret> {
     )))
 }
 
+/// Where [`for_new_repository`] would take the secret from, for a run
+/// that pretends to create the repository: it makes no key file and asks
+/// nothing, but reads a key file or passphrase that is there, so that one
+/// that cannot be used is an error now, as in the real run.
+pub fn new_repository_secret_source(ctx: &Context<'_>, url: &str) -> Result<String> {
+    if let Some(path) = ctx.path("key-file")? {
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Ok(format!(
+                "a new key file {} (which the run would make)",
+                escape_path(&path)
+            ));
+        }
+        return read_key_file(&path).map(|secret| crate::open::describe(&secret));
+    }
+    if on_terminal()
+        && ctx.path("passphrase-file")?.is_none()
+        && std::env::var_os(PASSPHRASE_VAR).is_none()
+    {
+        return Ok("a new passphrase (which the run would ask for)".to_string());
+    }
+    for_new_repository(ctx, url).map(|secret| crate::open::describe(&secret))
+}
+
 fn twice(first_prompt: &str) -> Result<Secret> {
     let first = prompt(first_prompt)?;
     let second = prompt("The same passphrase again: ")?;

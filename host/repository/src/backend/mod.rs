@@ -204,6 +204,14 @@ pub trait Backend: Send + Sync + 'static {
     /// before anything was written.
     fn abandon_creation(&self) {}
 
+    /// Why a repository could not be made where this store points, found
+    /// without writing (for a run that pretends to create one); `None`:
+    /// nothing stands in the way that a look can see. A local folder is
+    /// looked at as it is opened.
+    fn cannot_hold_repository(&self, _storage: &Storage) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
     /// Delete the temporary objects of writes that were abandoned in
     /// flight (the storage closing aborted them), each tried once; returns
     /// how many were deleted. Stores that write no temporaries have none.

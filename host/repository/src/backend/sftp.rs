@@ -238,6 +238,24 @@ impl Backend for Sftp {
         })
     }
 
+    /// Each connection makes the repository's folder and those above it
+    /// (OpenDAL's sftp service does, ignoring a failure), so the folder
+    /// is there unless a part of its path is a file or may not be
+    /// written in. The root itself is not asked for: OpenDAL answers that
+    /// it is a folder without asking the server.
+    fn cannot_hold_repository(&self, storage: &Storage) -> Result<Option<String>, StorageError> {
+        match storage.run(|op| async move { op.stat(".").await }) {
+            Ok(meta) if meta.is_dir() => Ok(None),
+            Ok(_) => Ok(Some("it is not a folder".into())),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(Some(
+                "it is not a folder, and none can be made there (a part of its path is a \
+                 file, or a folder that may not be written to)"
+                    .into(),
+            )),
+            Err(e) => Err(storage.fail("look at", ".", e)),
+        }
+    }
+
     fn remove_stale_temporaries(&self, storage: &Storage, cutoff: SystemTime) -> usize {
         let Ok(names) = storage.list(".tmp/") else {
             return 0;

@@ -210,6 +210,19 @@ impl Storage {
         }
     }
 
+    /// Refuse, without writing, a store where a repository could not be
+    /// made: for a run that pretends to create one, which must fail where
+    /// the real run would.
+    pub fn check_can_hold_repository(&self) -> Result<(), StorageError> {
+        match self.backend.cannot_hold_repository(self)? {
+            None => Ok(()),
+            Some(message) => Err(StorageError::Setup {
+                url: self.url().to_string(),
+                message,
+            }),
+        }
+    }
+
     /// Delete what crashed writers left in `.tmp/` (a local folder and
     /// SFTP write objects there first): files last modified more than `age`
     /// before `now`, the store's time (that of an object just written),
