@@ -365,13 +365,18 @@ fn setting_args(def: &SettingDef, completions: bool, elsewhere: bool) -> Vec<Arg
         arg = arg.visible_alias(alias.clone());
     }
     match def.kind {
+        // Each overriding itself, so that either may be given any number
+        // of times (`--quiet --no-quiet --quiet`, a wrapper's `--quiet`
+        // and the user's): the last one wins ([`boolean_in`]).
         SettingKind::Boolean => {
             let negated = format!("no-{}", def.name);
             vec![
-                arg.action(ArgAction::SetTrue),
+                arg.action(ArgAction::SetTrue)
+                    .overrides_with(def.name.clone()),
                 Arg::new(negated.clone())
-                    .long(negated)
+                    .long(negated.clone())
                     .action(ArgAction::SetTrue)
+                    .overrides_with(negated)
                     .help(format!("opposite of --{}", def.name))
                     .help_heading(def.group.clone()),
             ]

@@ -248,6 +248,46 @@ fn options_on_both_sides_of_the_subcommand_make_one_command_line() {
     .ok();
     assert!(!run.stdout.contains("would remove"), "{run:#?}");
     assert_eq!(w.obnam(&["genids"]).ok().stdout.lines().count(), 1);
+    // A boolean's two spellings, any number of times on either side: the
+    // last wins (a repeat on one side was refused, across it taken).
+    for (args, quiet) in [
+        (
+            &["--quiet", "--no-quiet", "--quiet", "--dump-config"][..],
+            "yes",
+        ),
+        (&["--quiet", "--quiet", "--dump-config"], "yes"),
+        (
+            &["--quiet", "--no-quiet", "--no-quiet", "--dump-config"],
+            "no",
+        ),
+        (
+            &[
+                "--no-quiet",
+                "genids",
+                "--quiet",
+                "--no-quiet",
+                "--quiet",
+                "--dump-config",
+            ],
+            "yes",
+        ),
+        (
+            &[
+                "--quiet",
+                "--quiet",
+                "genids",
+                "--no-quiet",
+                "--dump-config",
+            ],
+            "no",
+        ),
+    ] {
+        let run = w.env.run(["--no-default-configs"].iter().chain(args)).ok();
+        assert!(
+            run.stdout.contains(&format!("\nquiet = {quiet}\n")),
+            "{args:?}: {run:#?}"
+        );
+    }
     // One value on each side: refused, nothing done.
     let run = run_obnam(
         w.env
