@@ -635,7 +635,7 @@ impl GenerationBuilder {
             tracing::warn!(
                 "the latest backup of client '{}' (generation {}) was made on another \
                  machine{host}: two machines that back up as one client share one history, \
-                 and 'forget' keeps the latest backups of either; give each machine its own \
+                 and 'forget' keeps the latest backups whichever made them, so that it may delete all of one's; give each machine its own \
                  --client-name (it defaults to the host name). Every file is read again",
                 crate::error::shown(client),
                 gen.id
@@ -658,7 +658,7 @@ impl GenerationBuilder {
             tracing::warn!(
                 "the latest backup of client '{}' (generation {}) was made by another user of \
                  this machine (uid {uid}; this is uid {me}): users who back up as one client \
-                 share one history, and 'forget' keeps the latest backups of either; give each \
+                 share one history, and 'forget' keeps the latest backups whichever made them, so that it may delete all of one's; give each \
                  user their own --client-name (it defaults to the host name). Every file is \
                  read again",
                 crate::error::shown(client),
