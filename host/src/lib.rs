@@ -210,7 +210,7 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     // plugin may say how it fails); the others are loaded meanwhile.
     let (dirs, bad_dir) = plugin_dirs(&pre);
     let (plugins, refused_file) = loader::load_all(&dirs);
-    let bad_dir = bad_dir.or_else(|| refused_file.map(|why| anyhow!(why)));
+    let mut bad_dir = bad_dir.or_else(|| refused_file.map(|why| anyhow!(why)));
     for p in &plugins {
         p.init_logging();
     }
@@ -224,7 +224,9 @@ fn start(args: Vec<OsString>, pre: cli::Prescan) -> Result<i32> {
     }
     builtin::register(&mut registry);
     registry.create_host_hooks();
-    registry.enable_plugins(plugins);
+    if let Some(why) = registry.enable_plugins(plugins) {
+        bad_dir = bad_dir.or(Some(anyhow!(why)));
+    }
     // The registry lives as long as the process: plugins hold handles into it.
     let registry: &'static Registry = Box::leak(Box::new(registry));
 

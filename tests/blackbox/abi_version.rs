@@ -155,11 +155,13 @@ fn plugins_built_against_other_api_versions() {
     let dir = env.plugin_dir("newer", &[]);
     let file = dir.join("libversioned.so");
     fs::copy(&lib, &file).unwrap();
-    let run = env.run_with(&dir, ["plugins"]).ok().no_rust_panic();
+    // The run does not go on without it: a backup would store what an
+    // exclude plugin leaves out, exit 0.
+    let run = env.run_with(&dir, ["plugins"]).fails().no_rust_panic();
     assert_eq!(
         run.stderr,
         format!(
-            "WARNING: ignoring {}: plugin was built against plugin-api {newer}, newer than this obnam's {host_api}; upgrade obnam or rebuild the plugin against {host_api}\n",
+            "ERROR: plugin file {} cannot be used: plugin was built against plugin-api {newer}, newer than this obnam's {host_api}; upgrade obnam or rebuild the plugin against {host_api} {MOVE_IT}\n",
             file.display()
         )
     );
@@ -170,22 +172,22 @@ fn plugins_built_against_other_api_versions() {
     let dir = env.plugin_dir("incompatible", &[]);
     let file = dir.join("libversioned.so");
     fs::copy(&lib, &file).unwrap();
-    let run = env.run_with(&dir, ["plugins"]).ok().no_rust_panic();
+    let run = env.run_with(&dir, ["plugins"]).fails().no_rust_panic();
     assert_eq!(run.stdout, "");
     assert_eq!(
         run.stderr,
         format!(
-            "WARNING: ignoring {}: plugin was built against plugin-api {other}; this obnam needs plugin-api 0.{minor}.x\n",
+            "ERROR: plugin file {} cannot be used: plugin was built against plugin-api {other}; this obnam needs plugin-api 0.{minor}.x {MOVE_IT}\n",
             file.display()
         )
     );
     let run = env.run_with(&dir, ["versioned"]).fails();
-    assert!(
-        run.stderr.contains("unrecognized subcommand 'versioned'"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("cannot be used"), "{}", run.stderr);
 }
+
+/// What an error about a plugin that cannot be used ends with.
+const MOVE_IT: &str = "(obnam does not run without a plugin of a folder it was given: move the \
+                       file out of the folder to run without it)";
 
 /// A plugin as earlier plugin-api releases allowed: a setting of its own
 /// scoped to its subcommand (0.1.5), and the host's settings read as

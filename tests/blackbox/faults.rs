@@ -54,13 +54,22 @@ fn truncated_libraries_are_refused_without_crashing() {
         let dir = env.plugin_dir(&format!("cut{i}"), &[]);
         fs::write(dir.join("libcut.so"), &data[..len]).unwrap();
         let run = env.run_with(&dir, ["plugins"]);
-        assert_eq!(run.code, 0, "length {len}: {run:#?}");
         assert_eq!(run.stdout, "");
+        // Too short to be a library at all: not a plugin, warned of. A
+        // library cut short is a plugin that cannot be used: the run
+        // does not go on without it.
+        let file = dir.join("libcut.so");
+        let (code, start) = if len < 5 {
+            (0, format!("WARNING: ignoring {}: ", file.display()))
+        } else {
+            (
+                1,
+                format!("ERROR: plugin file {} cannot be used: ", file.display()),
+            )
+        };
+        assert_eq!(run.code, code, "length {len}: {run:#?}");
         assert!(
-            run.stderr.starts_with(&format!(
-                "WARNING: ignoring {}: ",
-                dir.join("libcut.so").display()
-            )),
+            run.stderr.starts_with(&start),
             "length {len}: {}",
             run.stderr
         );
@@ -81,12 +90,60 @@ fn a_library_with_corrupt_headers_is_refused() {
     data[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
     let dir = env.plugin_dir("plugins", &[]);
     fs::write(dir.join("libbad.so"), &data).unwrap();
-    let run = env.run_with(&dir, ["plugins"]).ok();
+    let run = env.run_with(&dir, ["plugins"]).fails();
     assert!(
         run.stderr.contains("corrupt or truncated shared library"),
         "{}",
         run.stderr
     );
+}
+
+/// A plugin whose `enable` fails or panics stops every run, before
+/// anything is done: without it a backup stored what its exclude
+/// callback leaves out, exit 0 (it was left out with a warning).
+#[test]
+fn a_plugin_that_fails_to_start_stops_the_run() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["hostile"]);
+    let data = env.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("f"), b"data").unwrap();
+    let repo = env.path().join("repo");
+    let file = dir.join("libobnam_testplugin_hostile.so");
+    for (how, why) in [
+        ("error", "hostile refuses to start".to_string()),
+        (
+            "panic",
+            "panic: hostile panics as it starts (at tests/plugins/hostile/src/lib.rs:".into(),
+        ),
+    ] {
+        let mut cmd = env.obnam();
+        cmd.arg("--plugin-dir")
+            .arg(&dir)
+            .arg("--repository")
+            .arg(&repo)
+            .args(["backup", "--quiet"])
+            .arg(&data)
+            .env("HOSTILE_ENABLE", how);
+        let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+        assert!(
+            run.stderr.starts_with(&format!(
+                "ERROR: plugin 'hostile' ({}) failed to start: {why}",
+                file.display()
+            )),
+            "{how}: {run:#?}"
+        );
+        assert!(
+            run.stderr.ends_with(
+                "(obnam does not run without a plugin of a folder it was given: move the file \
+                 out of the folder to run without it)\n"
+            ),
+            "{how}: {run:#?}"
+        );
+        assert!(!repo.exists(), "{how}: nothing was made");
+    }
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert!(run.stdout.contains("hostile "), "{run:#?}");
 }
 
 #[test]

@@ -29,6 +29,7 @@ use std::os::fd::{AsRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
+use elf_check::ElfError;
 use plugin_api::abi::{PluginModRef, RootModuleError, API_VERSION};
 use plugin_api::names::escape_path;
 use tracing::{debug, warn};
@@ -75,9 +76,13 @@ pub fn bundled_dir(exe: &Path) -> Option<PathBuf> {
 
 /// Load every plugin from `dirs`. Later folders override earlier ones.
 /// Also returns the first plugin file of a folder the user named that is
-/// refused because others could have written it: that is an error, as a
-/// refused folder is (run without it, a backup would go on without the
-/// user's exclude plugin, exit 0, and in silence with `--quiet`).
+/// refused because others could have written it, or that is a plugin (or
+/// looks like one) that cannot be used: that is an error, as a refused
+/// folder is (run without it, a backup would go on without the user's
+/// exclude plugin, exit 0, and in silence with `--quiet`; a plugin built
+/// for a newer obnam did so after a downgrade). A file that is evidently
+/// no plugin (no ELF header, a library without the entry point: a
+/// plugin's own dependency, say) is only warned of.
 pub fn load_all(dirs: &[PluginDir]) -> (Vec<LoadedPlugin>, Option<String>) {
     let mut loaded: Vec<LoadedPlugin> = Vec::new();
     let mut refused = None;
@@ -91,8 +96,35 @@ pub fn load_all(dirs: &[PluginDir]) -> (Vec<LoadedPlugin>, Option<String>) {
                     continue;
                 }
             }
-            let Some(mut plugin) = load_one(&path) else {
-                continue;
+            let mut plugin = match try_load(&path) {
+                Ok(plugin) => {
+                    debug!(
+                        "loaded plugin {} {} from {}",
+                        plugin.name,
+                        plugin.version,
+                        path.display()
+                    );
+                    plugin
+                }
+                Err(Unusable::NotAPlugin(why)) => {
+                    warn!("ignoring {}: {why}", escape_path(&path));
+                    continue;
+                }
+                Err(Unusable::Broken(why)) if dir.bundled => {
+                    warn!("ignoring {}: {why}", escape_path(&path));
+                    continue;
+                }
+                Err(Unusable::Broken(why)) => {
+                    refused.get_or_insert_with(|| {
+                        format!(
+                            "plugin file {} cannot be used: {why} (obnam does not run without \
+                             a plugin of a folder it was given: move the file out of the folder \
+                             to run without it)",
+                            escape_path(&path)
+                        )
+                    });
+                    continue;
+                }
             };
             plugin.bundled = dir.bundled;
             if let Some(old) = loaded.iter_mut().find(|p| p.name == plugin.name) {
@@ -178,29 +210,30 @@ pub fn refuse_folder(path: &Path) -> Result<(), String> {
     safe_path::check_folder(path)
 }
 
-/// Load one library, or warn and return `None`.
-fn load_one(path: &Path) -> Option<LoadedPlugin> {
-    match try_load(path) {
-        Ok(plugin) => {
-            debug!(
-                "loaded plugin {} {} from {}",
-                plugin.name,
-                plugin.version,
-                path.display()
-            );
-            Some(plugin)
-        }
-        Err(message) => {
-            warn!("ignoring {}: {message}", escape_path(path));
-            None
-        }
-    }
+/// Why a file of a plugin folder is not loaded.
+enum Unusable {
+    /// It is evidently no plugin: not a regular file, not a 64-bit ELF
+    /// library, or a library without the plugin entry point.
+    NotAPlugin(String),
+    /// A plugin, or what looks like one, that cannot be used: damaged,
+    /// refused by the system loader, built against another plugin-api.
+    Broken(String),
 }
 
-fn try_load(path: &Path) -> Result<LoadedPlugin, String> {
-    let file = safe_path::open_plugin(path)?;
-    elf_check::check(&file).map_err(|e| e.to_string())?;
+fn try_load(path: &Path) -> Result<LoadedPlugin, Unusable> {
+    let file = safe_path::open_plugin(path).map_err(Unusable::NotAPlugin)?;
+    elf_check::check(&file).map_err(|e| match e {
+        ElfError::NotElf | ElfError::WrongClass => Unusable::NotAPlugin(e.to_string()),
+        ElfError::Io(_) | ElfError::Corrupt(_) => Unusable::Broken(e.to_string()),
+    })?;
     let header = load_open_file(file)?;
+    try_module(path, header).map_err(Unusable::Broken)
+}
+
+fn try_module(
+    path: &Path,
+    header: &'static abi_stable::library::LibHeader,
+) -> Result<LoadedPlugin, String> {
     let api_version = header.version_strings().version.to_string();
     if !api_compatible(API_VERSION, &api_version) {
         let newer = parse_version(&api_version) > parse_version(API_VERSION);
@@ -245,12 +278,12 @@ const PROC_FD: &str = "/proc/self/fd";
 /// Load the open, checked `file` through `/proc/self/fd/N`: the system
 /// loader opens that name afresh and gets the very file that was checked,
 /// whatever has happened to its path since.
-fn load_open_file(file: File) -> Result<&'static abi_stable::library::LibHeader, String> {
+fn load_open_file(file: File) -> Result<&'static abi_stable::library::LibHeader, Unusable> {
     if !Path::new(PROC_FD).is_dir() {
-        return Err(format!(
+        return Err(Unusable::Broken(format!(
             "cannot load it: {PROC_FD} is missing (is /proc mounted?); \
              obnam loads plugins only through it"
-        ));
+        )));
     }
     let fd_path = format!("{PROC_FD}/{}", file.as_raw_fd());
     let result = lib_header_from_path(Path::new(&fd_path));
@@ -265,21 +298,19 @@ fn load_open_file(file: File) -> Result<&'static abi_stable::library::LibHeader,
     }
     // The system loader's messages name the library /proc/self/fd/N, which
     // tells the user nothing; the caller names the file.
-    result.map_err(|e| {
-        let message = match e {
-            LibraryError::GetSymbolError { .. } => {
-                "not an obnam plugin (a shared library without the obnam plugin entry point)"
-                    .to_string()
-            }
-            LibraryError::OpenError { err, .. } => {
-                format!("cannot load the library: {}", first_line(&err.to_string()))
-            }
-            other => format!(
-                "not a usable obnam plugin: {}",
-                first_line(&other.to_string())
-            ),
-        };
-        message.replace(&format!("{fd_path}: "), "")
+    let named = |message: String| message.replace(&format!("{fd_path}: "), "");
+    result.map_err(|e| match e {
+        LibraryError::GetSymbolError { .. } => Unusable::NotAPlugin(
+            "not an obnam plugin (a shared library without the obnam plugin entry point)".into(),
+        ),
+        LibraryError::OpenError { err, .. } => Unusable::Broken(named(format!(
+            "cannot load the library: {}",
+            first_line(&err.to_string())
+        ))),
+        other => Unusable::Broken(named(format!(
+            "not a usable obnam plugin: {}",
+            first_line(&other.to_string())
+        ))),
     })
 }
 

@@ -9,6 +9,7 @@
 pub mod hooks;
 
 use plugin_api::abi::{layout_of, HookKind, SubcommandHandlerBox};
+use plugin_api::names::escape_path;
 use tracing::warn;
 
 use crate::loader::{LoadedPlugin, Registration};
@@ -86,24 +87,42 @@ impl Registry {
         }
     }
 
-    /// Enable each plugin, merge what it registered, and bind hooks.
-    pub fn enable_plugins(&mut self, plugins: Vec<LoadedPlugin>) {
+    /// Enable each plugin, merge what it registered, and bind hooks. Also
+    /// returns why the first plugin that failed to start did: the run
+    /// must not go on without it (an exclude plugin's `enable` that
+    /// failed made a backup store what it leaves out, exit 0, and with
+    /// `--quiet` in silence).
+    pub fn enable_plugins(&mut self, plugins: Vec<LoadedPlugin>) -> Option<String> {
+        let mut failed = None;
         for plugin in plugins {
             match plugin.enable() {
                 Ok(registration) => {
                     self.merge(&plugin.name, registration);
                     self.plugins.push(plugin);
                 }
-                Err(why) => warn!(
-                    "plugin '{}' ({}) failed to start and is not used: {why}",
-                    plugin.name,
-                    plugin.path.display(),
-                ),
+                Err(why) => {
+                    let path = escape_path(&plugin.path);
+                    let message = if plugin.bundled {
+                        format!(
+                            "obnam's own plugin '{}' ({path}) failed to start: {why}",
+                            plugin.name
+                        )
+                    } else {
+                        format!(
+                            "plugin '{}' ({path}) failed to start: {why} (obnam does not run \
+                             without a plugin of a folder it was given: move the file out of \
+                             the folder to run without it)",
+                            plugin.name
+                        )
+                    };
+                    failed.get_or_insert(message);
+                }
             }
         }
         for warning in self.hooks.bind() {
             warn!("{warning}");
         }
+        failed
     }
 
     fn merge(&mut self, plugin: &str, staging: Registration) {

@@ -49,6 +49,9 @@
 //! With `OBNAM_TEST_CHDIR=DIR` its `backup-starting` callback moves the
 //! process's working folder to DIR. With `OBNAM_TEST_EXIT=CODE` it
 //! ends the process there with `exit(CODE)`.
+//!
+//! With `HOSTILE_ENABLE=error` (or `panic`) its `enable` fails so (or
+//! panics): a plugin that does not start.
 
 #![forbid(unsafe_code)]
 
@@ -551,6 +554,12 @@ fn put_aside(path: &Path) -> std::io::Result<()> {
 
 impl Plugin for Hostile {
     fn enable(&self, app: &mut App<'_>) -> Result<()> {
+        // A plugin that does not start: the run must not go on without it.
+        match std::env::var("HOSTILE_ENABLE").as_deref() {
+            Ok("error") => return Err(plugin_api::Error::msg("hostile refuses to start")),
+            Ok("panic") => panic!("hostile panics as it starts"),
+            _ => {}
+        }
         app.add_subcommand(
             "hostile-nul",
             "CLIENT",
