@@ -708,6 +708,20 @@ fn a_data_filter_that_cannot_read_stops_the_run_and_damages_nothing() {
     // Once the filter works, every generation is there.
     assert_eq!(w.run(&["genids"]).ok().stdout, before);
 
+    // Its error on the write side names it too (it was said as it was:
+    // `ERROR: Permission denied (os error 13)`, of no plugin).
+    std::fs::write(data.join("f"), b"third").unwrap();
+    let mut cmd = w.cmd(&["backup", root]);
+    cmd.env("OBNAM_TEST_XOR_ENCODE", "fail");
+    let run = obnam_test_support::run(&mut cmd).fails().no_rust_panic();
+    assert!(
+        run.stderr
+            .contains("plugin 'xorfilter' failed in filter 'xor-test' writing ")
+            && run.stderr.contains(": Permission denied (os error 13)"),
+        "{run:#?}"
+    );
+    assert_eq!(w.run(&["genids"]).ok().stdout, before);
+
     // A filter whose errors are about the data: the records it cannot
     // read are damaged, left out with a warning.
     let mut cmd = w.cmd(&["generations"]);

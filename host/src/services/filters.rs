@@ -14,7 +14,7 @@ use plugin_api::payloads::REPOSITORY_OPEN;
 use plugin_api::types::{RSlice, RStr, RString, RVec};
 use plugin_api::Error;
 
-use super::{describe_callback_failure, describe_failure, Host};
+use super::{describe_callback_failure, describe_failure, describe_third_party_failure, Host};
 use crate::registry::hooks::{FilterEntry, HookDef};
 
 /// The name of the filter hook every repository object passes through.
@@ -109,9 +109,11 @@ impl Host {
             .encode(self.as_abi(), RStr::from_str(context), data)
             .into_result()
             .map_err(|e| {
-                Error::msg(describe_failure(
+                // A third party's error names it, as its decode's does.
+                Error::msg(describe_third_party_failure(
                     e,
                     &f.plugin,
+                    self.is_bundled(&f.plugin),
                     &format!("filter '{}' writing {context}", f.tag),
                 ))
             })?;

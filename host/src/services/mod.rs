@@ -234,11 +234,23 @@ pub fn describe_callback_failure(
     bundled: bool,
     hook: &str,
 ) -> String {
-    let message = describe_failure(failure, plugin, &format!("hook '{hook}'"));
+    describe_third_party_failure(failure, plugin, bundled, &format!("hook '{hook}'"))
+}
+
+/// A failure of `plugin`'s code at `place` (`hook 'NAME'`, `filter 'TAG'
+/// writing CONTEXT`), named as [`describe_callback_failure`] names a
+/// callback's.
+pub fn describe_third_party_failure(
+    failure: Failure,
+    plugin: &str,
+    bundled: bool,
+    place: &str,
+) -> String {
+    let message = describe_failure(failure, plugin, place);
     if bundled || message.starts_with(&format!("plugin '{plugin}' ")) {
         message
     } else {
-        format!("plugin '{plugin}' failed in hook '{hook}': {message}")
+        format!("plugin '{plugin}' failed in {place}: {message}")
     }
 }
 

@@ -14,7 +14,8 @@
 //! (as a second plugin could). With `OBNAM_TEST_XOR_ENCODE=lengthen` its
 //! `encode` appends bytes its `decode` leaves (a filter that does not
 //! undo its own work); with `=from-N` it does so only from the Nth
-//! object it encodes on, with `=records` only to generation records.
+//! object it encodes on, with `=records` only to generation records, and
+//! with `=fail` it returns an error instead.
 
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ impl DataFilter for Xor {
         let mut out: Vec<u8> = data.iter().map(|b| b ^ 0x5a).collect();
         let n = ENCODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let lengthen = match std::env::var("OBNAM_TEST_XOR_ENCODE").as_deref() {
+            Ok("fail") => plugin_api::bail!("Permission denied (os error 13)"),
             Ok("lengthen") => true,
             Ok("records") => context.starts_with("generations/"),
             Ok(other) => other
