@@ -157,6 +157,7 @@ fn bad_registrations_are_warned_about_and_the_rest_works() {
         "WARNING: setting 'alpha-int' of plugin 'gamma' is already defined by 'alpha'; ignored",
         "WARNING: setting 'plugin-dir' of plugin 'gamma' would use the option --plugin-dir, which is reserved by obnam; ignored",
         "WARNING: setting 'dry-run' of plugin 'gamma' would use the option --dry-run, which setting 'pretend' of 'obnam' uses; ignored",
+        "WARNING: setting 'ssh-owner' of plugin 'gamma' would use the environment variable OBNAM_SSH_OWNER, which obnam sets itself; ignored",
         "WARNING: setting 'bundled-plugins' of plugin 'gamma' would use the option --no-bundled-plugins, which is reserved by obnam; ignored",
         "WARNING: plugin 'gamma' adds subcommand 'alpha-show', which 'alpha' already provides; ignored",
         "WARNING: plugin 'gamma' expects another payload type for hook 'alpha-event' (created by 'alpha'); callback ignored",

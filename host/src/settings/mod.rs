@@ -655,6 +655,15 @@ impl SettingsRegistry {
                 def.name, def.owner
             ));
         }
+        // Set by obnam for the processes it starts: such a setting would
+        // read obnam's own value, which nobody gave.
+        if var == obnam_repository::backend::sftp::SSH_OWNER_VARIABLE {
+            return Err(format!(
+                "setting '{}' of plugin '{}' would use the environment variable {var}, which \
+                 obnam sets itself; ignored",
+                def.name, def.owner
+            ));
+        }
         self.defs.push(def);
         Ok(())
     }

@@ -27,6 +27,7 @@ impl Plugin for Gamma {
         app.add_setting(Setting::integer("alpha-int").help("refused: alpha declares it"));
         app.add_setting(Setting::string("plugin-dir").help("refused: reserved"));
         app.add_setting(Setting::string("dry-run").help("refused: an alias of pretend"));
+        app.add_setting(Setting::integer("ssh-owner").help("refused: obnam sets its variable"));
         app.add_setting(
             Setting::boolean("bundled-plugins").help("refused: --no-bundled-plugins is obnam's"),
         );
