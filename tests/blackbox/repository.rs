@@ -639,6 +639,36 @@ fn contents_but_locks(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// A generation whose files record no whole-file checksum (a plugin may
+/// write one so) is no damage: `fsck --verify-data` checks its chunks and
+/// says once that the files' content could not be checked whole, exit 0,
+/// and a restore gives the files back. (fsck called each file's content
+/// "does not match its checksum", exit 1, while a restore took it.)
+#[test]
+fn files_without_a_checksum_are_not_damage() {
+    let w = World::new(&["repotest"]);
+    let mut cmd = w.cmd(&["repotest-run", "c", "3"]);
+    cmd.env("OBNAM_TEST_NO_CHECKSUM", "1");
+    obnam_test_support::run(&mut cmd).ok();
+    let run = w.run(&["fsck", "--verify-data"]).ok();
+    assert!(run.stdout.contains("; 0 problems"), "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        "WARNING: 3 files record no whole-file checksum (a generation written by a plugin \
+         that records none): their chunks were checked, their content as a whole could not be\n"
+    );
+    let to = w.env.path().join("restored");
+    let run = w.run(&[
+        "--client-name",
+        "c",
+        "restore",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(std::fs::read_dir(to.join("data")).unwrap().count(), 3);
+}
+
 /// A data filter that fails to read (an error it does not say is about
 /// the data, or a panic) stops the run, naming the plugin and the object:
 /// nothing is taken for damaged. (Every record was: a backup started the
