@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use obnam_test_support::{Run, TestEnv};
+use obnam_test_support::{noise, Run, TestEnv};
 
 /// Small packs, so that a run makes many writes; uncompressed, so that
 /// how many (and so where a given crash point falls) does not depend on
@@ -545,6 +545,38 @@ fn a_data_filter_plugin_sees_every_object_and_is_needed_to_read_them() {
         "{}",
         run.stderr
     );
+}
+
+/// Chunks that need a filter no loaded plugin provides are not damage:
+/// `fsck --verify-data` says to load the plugin, not to take their packs
+/// out with `repair-packs` (which it advised, for sound data).
+#[test]
+fn chunks_of_a_missing_filter_are_not_called_for_repair() {
+    let w = World::new(&["xorfilter"]);
+    let data = w.env.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), noise(50_000, 4)).unwrap();
+    let mut cmd = w.cmd(&["backup", data.to_str().unwrap()]);
+    cmd.env("OBNAM_TEST_XOR_ONLY", "chunk/");
+    obnam_test_support::run(&mut cmd).ok();
+    let without = World {
+        env: TestEnv::new(),
+        plugins: PathBuf::new(),
+        repo: w.repo.clone(),
+    };
+    let plugins = without.env.plugin_dir("plugins", &[]);
+    let without = World { plugins, ..without };
+    let run = without.run(&["fsck", "--verify-data"]).fails();
+    assert!(
+        run.stderr.contains(
+            "needs the 'xor-test' filter; no loaded plugin provides it; check again with the \
+             plugin that provides it loaded (the data may well be sound: do not take the pack out)"
+        ),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("repair-packs"), "{run:#?}");
+    // With it, all is well.
+    w.run(&["fsck", "--verify-data"]).ok();
 }
 
 #[test]

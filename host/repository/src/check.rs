@@ -689,12 +689,19 @@ impl Repository {
             // What to do is said where it is found: a backup refers to
             // the stored copy without reading it back, so nothing heals
             // while the pack is there.
-            if let Err(e) = verified {
-                problems.push(format!(
+            // A filter that is not loaded, or that could not work, says
+            // nothing of the pack: taking it out would lose sound data.
+            match verified {
+                Ok(_) => {}
+                Err(e @ RepoError::Filter(_)) => problems.push(format!(
+                    "{key}: {e}; check again with the plugin that provides it loaded (the data \
+                     may well be sound: do not take the pack out)"
+                )),
+                Err(e) => problems.push(format!(
                     "{key}: {e}; backups go on referring to it while the pack is there: \
                      'obnam repair-packs {key}' takes the pack out (keeping what else it holds), \
                      and the next backup stores again what is still on disk"
-                ));
+                )),
             }
         }
         Ok(PackCheck {

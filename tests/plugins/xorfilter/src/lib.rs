@@ -15,7 +15,9 @@
 //! `encode` appends bytes its `decode` leaves (a filter that does not
 //! undo its own work); with `=from-N` it does so only from the Nth
 //! object it encodes on, with `=records` only to generation records, and
-//! with `=fail` it returns an error instead.
+//! with `=fail` it returns an error instead. With
+//! `OBNAM_TEST_XOR_ONLY=PREFIX` it encodes only the objects whose name
+//! starts with PREFIX (`chunk/`, say).
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +33,11 @@ static ENCODED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 
 impl DataFilter for Xor {
     fn encode(&self, _: &Context<'_>, context: &str, data: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(prefix) = std::env::var_os("OBNAM_TEST_XOR_ONLY") {
+            if !context.starts_with(&*prefix.to_string_lossy()) {
+                return Ok(None);
+            }
+        }
         let mut out: Vec<u8> = data.iter().map(|b| b ^ 0x5a).collect();
         let n = ENCODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let lengthen = match std::env::var("OBNAM_TEST_XOR_ENCODE").as_deref() {
