@@ -158,6 +158,8 @@ fn bad_registrations_are_warned_about_and_the_rest_works() {
         "WARNING: setting 'plugin-dir' of plugin 'gamma' would use the option --plugin-dir, which is reserved by obnam; ignored",
         "WARNING: setting 'dry-run' of plugin 'gamma' would use the option --dry-run, which setting 'pretend' of 'obnam' uses; ignored",
         "WARNING: setting 'ssh-owner' of plugin 'gamma' would use the environment variable OBNAM_SSH_OWNER, which obnam sets itself; ignored",
+        "WARNING: plugin 'gamma': invalid setting definition 'gamma-twice': the choice 'a' is given twice; ignored",
+        "WARNING: plugin 'gamma': invalid setting definition 'gamma-blank': a choice is empty; ignored",
         "WARNING: setting 'bundled-plugins' of plugin 'gamma' would use the option --no-bundled-plugins, which is reserved by obnam; ignored",
         "WARNING: plugin 'gamma' adds subcommand 'alpha-show', which 'alpha' already provides; ignored",
         "WARNING: plugin 'gamma' expects another payload type for hook 'alpha-event' (created by 'alpha'); callback ignored",
@@ -173,6 +175,15 @@ fn bad_registrations_are_warned_about_and_the_rest_works() {
     assert_eq!(run.stderr.lines().count(), expected.len(), "{}", run.stderr);
     let run = env.run_with(&dir, ["gamma-ok"]).ok();
     assert_eq!(run.stdout, "gamma ok\n");
+    // A setting whose group is empty is under the default heading (an
+    // empty one was a heading of its own, `:`).
+    let help = env.run_with(&dir, ["--help"]).ok().stdout;
+    let heading = help
+        .find("\nPlugin settings:\n")
+        .expect("the default heading");
+    let setting = help.find("--gamma-grouped").expect("the setting");
+    assert!(setting > heading, "{help}");
+    assert!(!help.contains("\n:\n"), "{help}");
 }
 
 #[test]

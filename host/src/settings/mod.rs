@@ -224,12 +224,28 @@ impl SettingDef {
         if spec.kind == SettingKind::Choice && choices.is_empty() {
             return Err(bad("a choice setting needs at least one choice"));
         }
+        if choices.iter().any(|c| c.trim().is_empty()) {
+            return Err(bad("a choice is empty"));
+        }
+        if let Some(twice) = choices
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| choices[..i].contains(c).then_some(c))
+        {
+            return Err(bad(&format!("the choice '{twice}' is given twice")));
+        }
+        // An empty group would be a help heading of its own, named by
+        // nothing (`:`).
+        let group = match spec.group.trim() {
+            "" => plugin_api::GROUP_DEFAULT.to_string(),
+            group => group.to_string(),
+        };
         let mut def = SettingDef {
             name: name.clone(),
             kind: spec.kind,
             help: spec.help.to_string(),
             metavar: spec.metavar.to_string(),
-            group: spec.group.to_string(),
+            group,
             choices,
             default: Value::Unset,
             owner: owner.to_string(),

@@ -28,6 +28,13 @@ impl Plugin for Gamma {
         app.add_setting(Setting::string("plugin-dir").help("refused: reserved"));
         app.add_setting(Setting::string("dry-run").help("refused: an alias of pretend"));
         app.add_setting(Setting::integer("ssh-owner").help("refused: obnam sets its variable"));
+        app.add_setting(Setting::choice("gamma-twice", &["a", "a"]).help("refused: a twice"));
+        app.add_setting(Setting::choice("gamma-blank", &["a", " "]).help("refused: a blank"));
+        app.add_setting(
+            Setting::string("gamma-grouped")
+                .group("")
+                .help("taken, under the default group"),
+        );
         app.add_setting(
             Setting::boolean("bundled-plugins").help("refused: --no-bundled-plugins is obnam's"),
         );
