@@ -681,6 +681,43 @@ fn generations_read_before_a_listing_of_the_index_cost_no_other_listing() {
     assert_eq!(listings(), before + 3);
 }
 
+/// An entry put below one put as something else in the same run is
+/// refused, naming it: a symlink was silently turned into a bare folder
+/// (a plugin's mistake recorded as a folder that never was). One of the
+/// previous generation may be replaced (a file that became a folder).
+#[test]
+fn nothing_is_put_below_an_entry_that_is_not_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path(), 1 << 20);
+    repo.add_client("c").unwrap();
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    b.put(b"/top", TreeEntry::bare_dir(b"")).unwrap();
+    let link = TreeEntry {
+        kind: EntryKind::Symlink,
+        target: b"/elsewhere".to_vec(),
+        ..TreeEntry::bare_dir(b"")
+    };
+    b.put(b"/top/lnk", link).unwrap();
+    b.put(b"/top/f", file(5)).unwrap();
+    for below in [&b"/top/lnk/x"[..], b"/top/f/x", b"/top/lnk/deeper/x"] {
+        let e = b.put(below, file(1)).unwrap_err();
+        let name = if below.starts_with(b"/top/lnk") {
+            "/top/lnk"
+        } else {
+            "/top/f"
+        };
+        assert_eq!(
+            e.to_string(),
+            format!("'{name}' is not a directory of the new generation")
+        );
+    }
+    b.finish_dir(b"/top").unwrap();
+    b.commit(false).unwrap();
+    // The next run finds /top/f a folder now.
+    let b = generation::GenerationBuilder::new(repo.clone(), "c", true).unwrap();
+    b.put(b"/top/f/x", file(1)).unwrap();
+}
+
 #[test]
 fn generations_build_incrementally_and_reuse_unchanged_trees() {
     let dir = tempfile::tempdir().unwrap();

@@ -277,8 +277,21 @@ impl Node {
         create: bool,
     ) -> RepoResult<Option<&mut Node>> {
         let mut node = self;
-        for first in parts {
+        for (depth, first) in parts.iter().enumerate() {
             let is_dir = match node.changed.get(*first) {
+                // Put in this run as something else (a symlink, say): an
+                // entry below it is a caller's mistake, not a folder to
+                // make in its place.
+                Some(slot) if create && slot.entry.kind != EntryKind::Dir => {
+                    let path: Vec<u8> = parts[..=depth]
+                        .iter()
+                        .flat_map(|p| [&b"/"[..], p].concat())
+                        .collect();
+                    return Err(BadPath::NotADirectory(
+                        String::from_utf8_lossy(&path).into_owned(),
+                    )
+                    .into());
+                }
                 Some(slot) => Some(slot.entry.kind == EntryKind::Dir),
                 None => node
                     .in_base(first)
