@@ -382,6 +382,16 @@ fn rides_out_cut_and_stalled_connections(direct: Backend) {
     assert!(!done.stderr.contains("ERROR"), "{done:?}");
     // Connection attempts abandoned at a timeout leave no ssh behind.
     assert_eq!(ssh_processes_left(env), Vec::<String>::new());
+    // Nor writes abandoned at a timeout their temporary files (each
+    // delete failed with the connection, and a pack each was left in
+    // `.tmp/` for a day).
+    if matches!(direct, Backend::Sftp { .. }) {
+        let tmp = folder_of(&direct.repo_url(env, "flaky")).join(".tmp");
+        let left: Vec<_> = fs::read_dir(&tmp)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert_eq!(left, Vec::<std::ffi::OsString>::new());
+    }
 
     // Read back directly from the server, not through the proxy.
     restores_exactly_and_checks(&direct, env, &direct.repo_url(env, "flaky"), data);
@@ -1141,6 +1151,57 @@ fn an_sftp_path_where_no_folder_can_be_made_is_named() {
         );
     }
     assert_eq!(fs::read(&file).unwrap(), b"not a repository");
+}
+
+/// This machine's record of an S3 repository names the endpoint it was
+/// reached at, however that was given: from `AWS_ENDPOINT_URL` it was
+/// taken for AWS's own, so that two stores were one record (a false
+/// alarm of a replaced repository) and one store named two ways two
+/// records (the guard against a wiped repository did not fire).
+#[test]
+fn an_s3_repository_is_known_by_the_endpoint_it_was_reached_at() {
+    let Some(backend) = Backend::moto() else {
+        return;
+    };
+    let Backend::S3 { endpoint, .. } = &backend else {
+        unreachable!()
+    };
+    let endpoint = endpoint.trim_end_matches('/');
+    let env = TestEnv::new();
+    let url = backend.repo_url(&env, "known");
+    let data = env.path().join("data");
+    write(&data.join("f"), b"data");
+    let mut cmd = env.obnam();
+    cmd.arg("--repository")
+        .arg(&url)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .args(["--client-name", "c", "backup"])
+        .arg(&data);
+    run(&mut cmd).ok();
+    let records = env.home().join(".local/state/obnam/repositories");
+    let read = || -> Vec<String> {
+        fs::read_dir(&records)
+            .unwrap()
+            .map(|e| fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect()
+    };
+    let texts = read();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(
+        texts[0].contains(&format!("{url} at {endpoint}\"")),
+        "{texts:?}"
+    );
+    // The same store named with the option, with a final `/`: the same
+    // record, and no other.
+    let mut cmd = env.obnam();
+    cmd.arg("--repository")
+        .arg(&url)
+        .env_remove("AWS_ENDPOINT_URL")
+        .arg("--s3-endpoint")
+        .arg(format!("{endpoint}/"))
+        .args(["--client-name", "c", "generations"]);
+    run(&mut cmd).ok();
+    assert_eq!(read(), texts);
 }
 
 /// What crashed writers left in `.tmp/` (a local folder and SFTP write

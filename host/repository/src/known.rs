@@ -60,11 +60,14 @@ pub fn identity(location: &Location, options: &StorageOptions) -> Vec<String> {
             user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
             port.map(|p| format!(":{p}")).unwrap_or_default()
         )],
+        // The endpoint used, however it was given (`AWS_ENDPOINT_URL`
+        // was taken for AWS's own: two stores were one record, and one
+        // store named two ways two records), without a final `/`.
         Location::S3 { bucket, prefix } => vec![format!(
             "s3://{bucket}/{prefix} at {}",
-            options
-                .s3_endpoint
+            crate::backend::s3::endpoint(options)
                 .as_deref()
+                .map(|e| e.trim_end_matches('/'))
                 .unwrap_or("the default endpoint")
         )],
     }

@@ -146,44 +146,44 @@ impl ReadLinks {
     /// read it (see [`Found`]).
     pub fn reuse_or_claim(&self, walked: &Walked) -> Found {
         let key = (walked.dev, walked.ino);
-        loop {
-            if let Some(shared) = self.reuse(walked) {
-                return Found::Read(shared);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Looked at under the same lock as the reads going on: a read
+        // remembered since is taken, and one of the object seen otherwise
+        // (it changed between the walk of two of its names) is no reason
+        // to wait, but to read this name on its own. (A loop that looked
+        // again while the object was remembered spun for ever on such a
+        // read.)
+        if let Some(shared) = reuse_locked(&mut state, walked) {
+            return Found::Read(shared);
+        }
+        let other = match state.reading.get(&key) {
+            Some(other) if other.stat == stat_of(walked) => other.clone(),
+            Some(_) => return Found::Unclaimed,
+            None => {
+                let reading = Arc::new(Reading {
+                    stat: stat_of(walked),
+                    done: Mutex::new(false),
+                    finished: Condvar::new(),
+                });
+                state.reading.insert(key, reading.clone());
+                return Found::Claimed(Claim {
+                    links: self.state.clone(),
+                    key,
+                    reading,
+                });
             }
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            // Read meanwhile, since the look above.
-            if state.by_object.contains_key(&key) {
-                continue;
-            }
-            let other = match state.reading.get(&key) {
-                Some(other) if other.stat == stat_of(walked) => other.clone(),
-                Some(_) => return Found::Unclaimed,
-                None => {
-                    let reading = Arc::new(Reading {
-                        stat: stat_of(walked),
-                        done: Mutex::new(false),
-                        finished: Condvar::new(),
-                    });
-                    state.reading.insert(key, reading.clone());
-                    return Found::Claimed(Claim {
-                        links: self.state.clone(),
-                        key,
-                        reading,
-                    });
-                }
-            };
-            drop(state);
-            let mut done = other.done.lock().unwrap_or_else(|e| e.into_inner());
-            while !*done {
-                done = other.finished.wait(done).unwrap_or_else(|e| e.into_inner());
-            }
-            // Then it is remembered, or the read failed (or was not
-            // remembered: too many objects): this name is read then.
-            drop(done);
-            if let Some(shared) = self.reuse(walked) {
-                return Found::Read(shared);
-            }
-            return Found::Unclaimed;
+        };
+        drop(state);
+        let mut done = other.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            done = other.finished.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+        // Then it is remembered, or the read failed (or was not
+        // remembered: too many objects): this name is read then.
+        drop(done);
+        match self.reuse(walked) {
+            Some(shared) => Found::Read(shared),
+            None => Found::Unclaimed,
         }
     }
 
@@ -191,22 +191,27 @@ impl ReadLinks {
     /// as `walked`, if it saw it the same then.
     pub fn reuse(&self, walked: &Walked) -> Option<Shared> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (walked.dev, walked.ino);
-        let read = state.by_object.get_mut(&key)?;
-        if (read.size, read.mtime, read.ctime) != (walked.size, walked.mtime, walked.ctime) {
-            return None;
-        }
-        let shared = read.stored.clone();
-        read.names_left = read.names_left.saturating_sub(1);
-        // Every name came: the object is done with (a name outside the
-        // backup's roots never comes, and its read stays until the end).
-        if read.names_left == 0 {
-            if let Some(done) = state.by_object.remove(&key) {
-                state.chunks -= done.stored.chunks.len();
-            }
-        }
-        Some(shared)
+        reuse_locked(&mut state, walked)
     }
+}
+
+/// [`ReadLinks::reuse`], with the state locked.
+fn reuse_locked(state: &mut State, walked: &Walked) -> Option<Shared> {
+    let key = (walked.dev, walked.ino);
+    let read = state.by_object.get_mut(&key)?;
+    if (read.size, read.mtime, read.ctime) != (walked.size, walked.mtime, walked.ctime) {
+        return None;
+    }
+    let shared = read.stored.clone();
+    read.names_left = read.names_left.saturating_sub(1);
+    // Every name came: the object is done with (a name outside the
+    // backup's roots never comes, and its read stays until the end).
+    if read.names_left == 0 {
+        if let Some(done) = state.by_object.remove(&key) {
+            state.chunks -= done.stored.chunks.len();
+        }
+    }
+    Some(shared)
 }
 
 #[cfg(test)]
@@ -278,6 +283,30 @@ mod tests {
             links.reuse_or_claim(&walked(9, 100)),
             Found::Claimed(_)
         ));
+    }
+
+    /// A name walked before its object changed, met after the read of
+    /// another name walked after the change: read on its own. It spun
+    /// for ever (metadata review F3).
+    #[test]
+    fn a_name_seen_otherwise_than_the_read_is_read_on_its_own() {
+        let links = ReadLinks::default();
+        let Found::Claimed(claim) = links.reuse_or_claim(&walked(7, 101)) else {
+            panic!("the first name claims the read");
+        };
+        links.remember(&walked(7, 101), 2, &stored(b"new"));
+        drop(claim);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let links = Arc::new(links);
+        let other = links.clone();
+        std::thread::spawn(move || {
+            let claimed = matches!(other.reuse_or_claim(&walked(7, 100)), Found::Claimed(_));
+            let _ = tx.send(claimed);
+        });
+        let claimed = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("it does not spin");
+        assert!(claimed, "the old name is read for itself");
     }
 
     #[test]

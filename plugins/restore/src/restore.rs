@@ -139,6 +139,7 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
         problems: Problems::new(Events::new(show)),
         leaders_ok: Mutex::new(HashSet::new()),
         partly: AtomicU64::new(0),
+        metadata_problems: AtomicU64::new(0),
         client: client.clone(),
         generation: gen.id.clone(),
         generation_seen: Mutex::new(None),
@@ -224,12 +225,22 @@ pub fn run(ctx: &Context<'_>, args: Vec<OsString>) -> Result<()> {
             format::count(errors.len() as u64, "problem", "problems")
         );
         if partly > 0 {
-            message.push_str(&format!(
-                " ({} restored without all {} metadata; the other problems are of what was not \
-                 restored)",
+            // Counted by problem, not by object: one file may miss many
+            // attributes, and the rest are told by what is left.
+            let metadata = restorer.metadata_problems.load(Ordering::Relaxed);
+            let others = (errors.len() as u64).saturating_sub(metadata);
+            let restored = format!(
+                "{} restored without all {} metadata",
                 format::count(partly, "object was", "objects were"),
                 if partly == 1 { "its" } else { "their" }
-            ));
+            );
+            message.push_str(&match others {
+                0 => format!(" ({restored}: every problem is of that)"),
+                n => format!(
+                    " ({restored}; {} of what was not restored)",
+                    format::count(n, "problem is", "problems are")
+                ),
+            });
         }
         if quiet {
             for e in errors.iter().take(ERRORS_REPEATED) {
@@ -614,6 +625,8 @@ struct Restorer<'a> {
     /// a time or an owner that could not be set): the other problems are
     /// objects not restored at all, which the outcome tells apart.
     partly: AtomicU64,
+    /// The problems of those objects (one an attribute not set, say).
+    metadata_problems: AtomicU64,
     /// The client and generation restored.
     client: String,
     generation: String,
@@ -821,6 +834,8 @@ impl Restorer<'_> {
         };
         if !problems.is_empty() {
             self.partly.fetch_add(1, Ordering::Relaxed);
+            self.metadata_problems
+                .fetch_add(problems.len() as u64, Ordering::Relaxed);
         }
         for p in problems {
             self.error(&job.path, p);
@@ -970,6 +985,8 @@ impl Restorer<'_> {
                     let problems = metadata::apply_fd(fd, &dir.entry, &self.policy);
                     if !problems.is_empty() {
                         self.partly.fetch_add(1, Ordering::Relaxed);
+                        self.metadata_problems
+                            .fetch_add(problems.len() as u64, Ordering::Relaxed);
                     }
                     for p in problems {
                         self.error(&path(), p);

@@ -16,6 +16,15 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The endpoint a store is reached at: `--s3-endpoint`, else
+/// `AWS_ENDPOINT_URL`; `None`: AWS's own.
+pub fn endpoint(options: &StorageOptions) -> Option<String> {
+    options
+        .s3_endpoint
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+}
+
 /// Open `prefix` in `bucket`, at `--s3-endpoint` (else `AWS_ENDPOINT_URL`,
 /// else AWS) in `--s3-region` (else `AWS_REGION`, `AWS_DEFAULT_REGION`,
 /// `us-east-1`).
@@ -35,11 +44,7 @@ pub fn open(
         .bucket(bucket)
         .root(&format!("/{prefix}"))
         .region(&region);
-    if let Some(endpoint) = options
-        .s3_endpoint
-        .clone()
-        .or_else(|| env("AWS_ENDPOINT_URL"))
-    {
+    if let Some(endpoint) = endpoint(options) {
         // Without a scheme (or with another) the client tries TLS or a
         // name lookup, and fails only after its retries, in their words.
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {

@@ -37,35 +37,34 @@ impl Sftp {
         self.writing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Write `data` to `tmp`, then rename it to `key`.
+    /// Write `data` to `tmp`, then rename it to `key`. Also says whether
+    /// `tmp` may be left behind: a failure whose delete of it failed too.
     async fn write_then_rename(
         &self,
         op: &Operator,
         tmp: &str,
         key: &str,
         data: bytes::Bytes,
-    ) -> Result<(), opendal::Error> {
+    ) -> (Result<(), opendal::Error>, bool) {
         if let Err(e) = op.write(tmp, data).await {
             // What was written of it stays otherwise, one file per
             // try: on a full disk, the room a prune needs to recover.
-            // (A connection lost with it leaves it to the clean-up of
-            // `.tmp/`.)
-            let _ = op.delete(tmp).await;
-            return Err(e);
+            let left = op.delete(tmp).await.is_err();
+            return (Err(e), left);
         }
         if let Err(e) = op.rename(tmp, key).await {
-            let _ = op.delete(tmp).await;
+            let left = op.delete(tmp).await.is_err();
             // A rename refused because `key` exists: most likely this
             // very write, run again after its first rename went through
             // but the answer was lost with the connection. Every key but
             // `config` is unique to its writer, and `config`'s creator
             // checks the id it reads back.
             if op.exists(key).await.unwrap_or(false) {
-                return Ok(());
+                return (Ok(()), left);
             }
-            return Err(e);
+            return (Err(e), left);
         }
-        Ok(())
+        (Ok(()), false)
     }
 }
 
@@ -192,8 +191,13 @@ impl Backend for Sftp {
         Box::pin(async move {
             let tmp = format!(".tmp/{}", crate::ids::ObjectId::random().to_hex());
             self.writing().insert(tmp.clone());
-            let written = self.write_then_rename(op, &tmp, key, data).await;
-            self.writing().remove(&tmp);
+            let (written, left) = self.write_then_rename(op, &tmp, key, data).await;
+            // A temporary file that could not be deleted (the connection
+            // that failed the write failed the delete too: a timeout)
+            // stays listed, for the close to try again.
+            if !left {
+                self.writing().remove(&tmp);
+            }
             written
         })
     }

@@ -298,15 +298,21 @@ impl Storage {
         // What they wrote under temporary names goes, once the aborted
         // tasks have stopped: each tried once, and briefly, even where the
         // store gave up (a full disk fails writes, not deletes; a store
-        // that is down costs the run at most twice ABANDON_WAIT more).
-        if let (true, Some(op)) = (abandoned, &op) {
+        // that is down costs the run at most twice ABANDON_WAIT more). So
+        // do the temporaries of failed writes whose own delete failed (a
+        // write and its delete timed out on a stalled connection, and the
+        // run went on and succeeded): the store keeps their names.
+        if let Some(op) = &op {
             runtime.block_on(async {
-                let stopped = tokio::time::timeout(ABANDON_WAIT, async {
-                    while !background.iter().all(|task| task.is_finished()) {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                });
-                if stopped.await.is_ok() {
+                let stopped = !abandoned
+                    || tokio::time::timeout(ABANDON_WAIT, async {
+                        while !background.iter().all(|task| task.is_finished()) {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    })
+                    .await
+                    .is_ok();
+                if stopped {
                     let removed = tokio::time::timeout(
                         ABANDON_WAIT,
                         self.backend.remove_abandoned_temporaries(op),
