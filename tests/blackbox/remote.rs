@@ -1106,24 +1106,26 @@ fn an_sftp_path_where_no_folder_can_be_made_is_named() {
     let env = TestEnv::new();
     let server = &base_url[..base_url["sftp://".len()..].find('/').unwrap() + "sftp://".len()];
     let url = format!("{server}/proc/obnam-test-repo");
-    let run = run(backend
+    let refused = run(backend
         .obnam(&env, &url)
         .args(["--client-name", "c", "backup"])
         .arg(env.path()))
     .fails();
     assert!(
-        run.stderr
+        refused
+            .stderr
             .starts_with(&format!("ERROR: {url}: cannot write ")),
         "{}",
-        run.stderr
+        refused.stderr
     );
     assert!(
-        run.stderr.ends_with(
+        refused.stderr.ends_with(
             ": its folder does not exist and cannot be made (is the repository path a \
-             folder that may be written to?)\n"
+             folder that may be written to, and its .tmp, where objects are written first, a \
+             folder?)\n"
         ),
         "{}",
-        run.stderr
+        refused.stderr
     );
 
     let file_url = backend.repo_url(&env, "a-file");
@@ -1151,6 +1153,24 @@ fn an_sftp_path_where_no_folder_can_be_made_is_named() {
         );
     }
     assert_eq!(fs::read(&file).unwrap(), b"not a repository");
+
+    // A file where `.tmp/` should be: the message names it (it named only
+    // the object, in a folder that was there).
+    let repo_url = backend.repo_url(&env, "with-tmp-file");
+    let data = env.path().join("data");
+    write(&data.join("f"), b"data");
+    run(&mut backup_cmd(&backend, &env, &repo_url, "c", &data)).ok();
+    let tmp = folder_of(&repo_url).join(".tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::write(&tmp, b"in the way").unwrap();
+    write(&data.join("g"), b"more");
+    let failed = run(&mut backup_cmd(&backend, &env, &repo_url, "c", &data)).fails();
+    assert!(
+        failed
+            .stderr
+            .contains("and its .tmp, where objects are written first, a folder?)"),
+        "{failed:#?}"
+    );
 }
 
 /// This machine's record of an S3 repository names the endpoint it was

@@ -47,7 +47,8 @@ pub enum StorageError {
 
 /// Why a write failed that found no folder to write in.
 const NO_FOLDER: &str =
-    "its folder does not exist and cannot be made (is the repository path a folder that may be written to?)";
+    "its folder does not exist and cannot be made (is the repository path a folder that may be \
+     written to, and its .tmp, where objects are written first, a folder?)";
 
 /// A failed write done on the calling thread (see
 /// [`Backend::put_direct`](crate::backend::Backend::put_direct)), in the
