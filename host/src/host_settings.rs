@@ -165,7 +165,8 @@ fn remote() -> Vec<SettingDef> {
             "URL",
             "s3:// repositories: the S3 endpoint (else AWS_ENDPOINT_URL, else AWS); credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
             GROUP_REMOTE,
-        ),
+        )
+        .check(obnam_repository::backend::s3::check_endpoint),
         def(
             "s3-region",
             SettingKind::String,

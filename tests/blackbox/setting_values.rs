@@ -675,3 +675,61 @@ fn settings_left_to_apply_to_every_run_are_warned_of() {
          (see \"Development settings\" in the user guide)\n"
     );
 }
+
+/// An S3 endpoint that cannot be one is refused before anything is
+/// opened, without repeating it: one holding a password went into this
+/// machine's records and every message, one with a query sent requests
+/// elsewhere and the answer read as a corrupt repository.
+#[test]
+fn an_s3_endpoint_that_cannot_be_one_is_refused_without_repeating_it() {
+    let w = BackupWorld::new("c");
+    for (endpoint, why) in [
+        (
+            "http://me:s3cret@127.0.0.1:9",
+            "an S3 endpoint must not hold a user name or password",
+        ),
+        (
+            "http://127.0.0.1:9/?s3cret=1",
+            "an S3 endpoint must not hold a query or fragment",
+        ),
+        (
+            "127.0.0.1:9",
+            "an S3 endpoint must start with http:// or https://",
+        ),
+        (
+            "https://",
+            "an S3 endpoint must name a server after its scheme",
+        ),
+    ] {
+        let mut cmd = w.env.obnam();
+        cmd.args(["--repository", "s3://bucket/r", "--s3-endpoint", endpoint])
+            .args(["--client-name", "c", "generations"]);
+        let run = run_obnam(&mut cmd).no_rust_panic();
+        assert_eq!(run.code, 2, "{endpoint}: {run:#?}");
+        assert!(
+            run.stderr
+                .starts_with(&format!("ERROR: --s3-endpoint: {why}")),
+            "{endpoint}: {run:#?}"
+        );
+        assert!(!run.stderr.contains("s3cret"), "{run:#?}");
+        // From the environment, when the store is opened.
+        let mut cmd = w.env.obnam();
+        cmd.args([
+            "--repository",
+            "s3://bucket/r",
+            "--client-name",
+            "c",
+            "generations",
+        ])
+        .env("AWS_ENDPOINT_URL", endpoint);
+        let run = run_obnam(&mut cmd).no_rust_panic();
+        assert_eq!(run.code, 1, "{endpoint}: {run:#?}");
+        assert!(
+            run.stderr.contains(&format!("AWS_ENDPOINT_URL: {why}")),
+            "{endpoint}: {run:#?}"
+        );
+        assert!(!run.stderr.contains("s3cret"), "{run:#?}");
+    }
+    let records = w.env.home().join(".local/state/obnam/repositories");
+    assert!(!records.exists() || std::fs::read_dir(&records).unwrap().count() == 0);
+}

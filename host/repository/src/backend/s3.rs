@@ -16,6 +16,34 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// Why `endpoint` cannot be an S3 endpoint's URL; the words do not
+/// repeat it (it may hold a password). Without a scheme (or with another)
+/// the client tries TLS or a name lookup, and fails only after its
+/// retries, in their words; a password in it went into this machine's
+/// records and messages; a query or fragment sent the requests elsewhere,
+/// and the answer was taken for a corrupt repository.
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let Some(rest) = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+    else {
+        return Err("an S3 endpoint must start with http:// or https://".into());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("an S3 endpoint must not hold a user name or password: the \
+             credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            .into());
+    }
+    if authority.is_empty() {
+        return Err("an S3 endpoint must name a server after its scheme".into());
+    }
+    if rest.contains(['?', '#']) {
+        return Err("an S3 endpoint must not hold a query or fragment ('?' or '#')".into());
+    }
+    Ok(())
+}
+
 /// The endpoint a store is reached at: `--s3-endpoint`, else
 /// `AWS_ENDPOINT_URL`; `None`: AWS's own.
 pub fn endpoint(options: &StorageOptions) -> Option<String> {
@@ -45,14 +73,16 @@ pub fn open(
         .root(&format!("/{prefix}"))
         .region(&region);
     if let Some(endpoint) = endpoint(options) {
-        // Without a scheme (or with another) the client tries TLS or a
-        // name lookup, and fails only after its retries, in their words.
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        // `--s3-endpoint` was checked as it was read; the variable is
+        // checked here.
+        if let Err(why) = check_endpoint(&endpoint) {
+            let source = match options.s3_endpoint {
+                Some(_) => "--s3-endpoint",
+                None => "AWS_ENDPOINT_URL",
+            };
             return Err(StorageError::Setup {
                 url: url.to_string(),
-                message: format!(
-                    "the S3 endpoint '{endpoint}' must start with http:// or https://"
-                ),
+                message: format!("{source}: {why}"),
             });
         }
         builder = builder.endpoint(&endpoint);
