@@ -2,8 +2,6 @@
 //! PUT is atomic by itself, and `If-None-Match` makes a new object that
 //! must not replace another.
 
-use std::future::IntoFuture;
-
 use opendal::{services, ErrorKind, Operator};
 
 use super::Backend;
@@ -107,13 +105,27 @@ impl Backend for S3 {
     /// creation ([`crate::creation`]).
     fn create_new(&self, storage: &Storage, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
         let len = data.len() as u64;
-        let op = storage.op().map_err(|e| storage.fail("write", key, e))?;
-        match storage.block_on(op.write_with(key, data).if_not_exists(true).into_future()) {
-            Ok(_) => {
+        let data = bytes::Bytes::from(data);
+        // Retried as any write is (a connection cut as a new repository's
+        // config went up failed its first backup at once): a repeat of a
+        // write that went through finds the object there, which counts as
+        // written, as it does the first time.
+        let written = storage.run(|op| {
+            let data = data.clone();
+            async move {
+                match op.write_with(key, data).if_not_exists(true).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+        });
+        match written {
+            Ok(true) => {
                 storage.count_bytes(len);
                 Ok(())
             }
-            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(()),
+            Ok(false) => Ok(()),
             Err(e) => Err(storage.fail("write", key, e)),
         }
     }
