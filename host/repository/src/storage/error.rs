@@ -88,11 +88,17 @@ pub(super) fn failure(url: &str, op: &'static str, key: &str, e: opendal::Error)
         // may need longer than that, however well the link works (and the
         // first timeout left one write at a time already: see
         // `write_gate`).
+        // A small object (a lock) that timed out says rather that the
+        // server stopped answering.
         if op == "write" && message.contains("timeout") {
-            message.push_str(
-                " (a write must end within --storage-timeout, and one at a time did not: on a \
-                 slow link, give a larger --storage-timeout or a smaller --pack-size)",
-            );
+            message.push_str(if key.starts_with("packs/") {
+                " (a write must end within --storage-timeout, and one at a time did not: the \
+                 server may have stopped answering; on a slow link, give a larger \
+                 --storage-timeout or a smaller --pack-size)"
+            } else {
+                " (a write must end within --storage-timeout, and one at a time did not: the \
+                 server may have stopped answering, or the link be too slow for the timeout)"
+            });
         }
         StorageError::Failed {
             url: url.to_string(),
@@ -163,7 +169,8 @@ pub(crate) fn describe(e: &opendal::Error) -> String {
     if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
         text = "the server's host key is not the one known_hosts records for it (a \
                 reinstalled server, or someone in between): ssh refused to connect; if \
-                the change is expected, remove the old key with 'ssh-keygen -R HOST'"
+                the change is expected, remove the old key with 'ssh-keygen -R HOST' \
+                ('ssh-keygen -R \"[HOST]:PORT\"' for a server on another port than 22)"
             .to_string();
     }
     // Missing credentials fail before any request is made: not retried,
