@@ -429,9 +429,16 @@ fn plugin_folder_under_a_folder_of_another_user_is_refused() {
     assert_eq!(
         run.stderr,
         format!(
-            "ERROR: plugin folder {} (from --plugin-dir) is refused: folder {} is owned by user 65534, neither root nor the user running obnam\n",
+            "ERROR: plugin folder {} (from --plugin-dir) is refused: folder {} is owned by {}, neither root nor the user running obnam\n",
             dir.display(),
-            theirs.canonicalize().unwrap().display()
+            theirs.canonicalize().unwrap().display(),
+            // Named as the system names it.
+            fs::read_to_string("/etc/passwd")
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() > 2 && f[2] == "65534")
+                .map_or("uid 65534".to_string(), |f| f[0].to_string())
         )
     );
 }

@@ -131,8 +131,8 @@ fn check_owner_and_mode(stat: &Stat, sticky_ok: bool, path: &Path) -> Result<(),
     let me = rustix::process::geteuid().as_raw();
     if stat.st_uid != 0 && stat.st_uid != me {
         return Err(format!(
-            "is owned by user {}, neither root nor the user running obnam",
-            stat.st_uid
+            "is owned by {}, neither root nor the user running obnam",
+            plugin_api::private_paths::user_name(stat.st_uid)
         ));
     }
     Ok(())
