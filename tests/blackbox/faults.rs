@@ -283,3 +283,52 @@ fn plugin_files_and_folders_writable_by_others_are_refused() {
         )
     );
 }
+
+/// A library beside a plugin that is no plugin itself (its dependency,
+/// say) is not loaded at all, so that one the system loader would refuse
+/// (it needs a library that is not on the loader's path: plugins are
+/// loaded through /proc/self/fd, where `$ORIGIN` leads nowhere) is only
+/// warned of, and the run goes on: it stopped every command once a
+/// plugin that cannot be used came to stop the run.
+#[test]
+fn a_library_that_is_no_plugin_is_not_loaded() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &["alpha"]);
+    let build = env.path().join("build");
+    fs::create_dir(&build).unwrap();
+    fs::write(build.join("dep.c"), "int dep(void) { return 1; }\n").unwrap();
+    fs::write(
+        build.join("user.c"),
+        "int dep(void);\nint user(void) { return dep(); }\n",
+    )
+    .unwrap();
+    let cc = |args: &[&str]| {
+        let status = std::process::Command::new("cc")
+            .current_dir(&build)
+            .args(args)
+            .status()
+            .expect("run cc");
+        assert!(status.success(), "cc {args:?}");
+    };
+    cc(&["-shared", "-fPIC", "-o", "libdep.so", "dep.c"]);
+    cc(&[
+        "-shared",
+        "-fPIC",
+        "-o",
+        "libuser.so",
+        "user.c",
+        "-L.",
+        "-ldep",
+    ]);
+    // Beside the plugin, without the library it needs.
+    fs::copy(build.join("libuser.so"), dir.join("libuser.so")).unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert!(run.stdout.contains("alpha "), "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "WARNING: ignoring {}: not an obnam plugin (a shared library without the obnam plugin entry point)\n",
+            dir.join("libuser.so").display()
+        )
+    );
+}

@@ -25,9 +25,13 @@ pub enum ElfError {
     Corrupt(String),
 }
 
-/// Check that the open `file` is a complete 64-bit ELF shared object. The
-/// caller loads this same open file, so what is checked is what is loaded.
-pub fn check(file: &File) -> Result<(), ElfError> {
+/// Check that the open `file` is a complete 64-bit ELF shared object
+/// that exports `entry` (the plugin entry point's symbol): whether it
+/// does. The caller loads this same open file, so what is checked is
+/// what is loaded; a library that does not export it is not loaded at
+/// all (it may need libraries that are not there: a plugin's own
+/// dependency beside it; and its constructors would run).
+pub fn check(file: &File, entry: &str) -> Result<bool, ElfError> {
     let len = file.metadata()?.len();
     let cache = ReadCache::new(file);
     let magic = object::ReadRef::read_bytes_at(&cache, 0, 5).map_err(|_| ElfError::NotElf)?;
@@ -65,7 +69,10 @@ pub fn check(file: &File) -> Result<(), ElfError> {
             "section headers end at byte {sections_end} but the file has {len} bytes"
         )));
     }
-    Ok(())
+    use object::{Object, ObjectSymbol};
+    Ok(elf
+        .dynamic_symbols()
+        .any(|symbol| symbol.is_definition() && symbol.name() == Ok(entry)))
 }
 
 #[cfg(test)]
@@ -73,8 +80,8 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn check_path(path: &Path) -> Result<(), ElfError> {
-        check(&File::open(path)?)
+    fn check_path(path: &Path) -> Result<bool, ElfError> {
+        check(&File::open(path)?, "an_entry_point")
     }
 
     #[test]

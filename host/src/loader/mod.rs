@@ -210,6 +210,10 @@ pub fn refuse_folder(path: &Path) -> Result<(), String> {
     safe_path::check_folder(path)
 }
 
+/// What a library that does not export the plugin entry point is.
+const NOT_A_PLUGIN: &str =
+    "not an obnam plugin (a shared library without the obnam plugin entry point)";
+
 /// Why a file of a plugin folder is not loaded.
 enum Unusable {
     /// It is evidently no plugin: not a regular file, not a 64-bit ELF
@@ -222,10 +226,15 @@ enum Unusable {
 
 fn try_load(path: &Path) -> Result<LoadedPlugin, Unusable> {
     let file = safe_path::open_plugin(path).map_err(Unusable::NotAPlugin)?;
-    elf_check::check(&file).map_err(|e| match e {
-        ElfError::NotElf | ElfError::WrongClass => Unusable::NotAPlugin(e.to_string()),
-        ElfError::Io(_) | ElfError::Corrupt(_) => Unusable::Broken(e.to_string()),
-    })?;
+    let is_plugin = elf_check::check(&file, abi_stable::library::ROOT_MODULE_LOADER_NAME).map_err(
+        |e| match e {
+            ElfError::NotElf | ElfError::WrongClass => Unusable::NotAPlugin(e.to_string()),
+            ElfError::Io(_) | ElfError::Corrupt(_) => Unusable::Broken(e.to_string()),
+        },
+    )?;
+    if !is_plugin {
+        return Err(Unusable::NotAPlugin(NOT_A_PLUGIN.into()));
+    }
     let header = load_open_file(file)?;
     try_module(path, header).map_err(Unusable::Broken)
 }
@@ -300,9 +309,7 @@ fn load_open_file(file: File) -> Result<&'static abi_stable::library::LibHeader,
     // tells the user nothing; the caller names the file.
     let named = |message: String| message.replace(&format!("{fd_path}: "), "");
     result.map_err(|e| match e {
-        LibraryError::GetSymbolError { .. } => Unusable::NotAPlugin(
-            "not an obnam plugin (a shared library without the obnam plugin entry point)".into(),
-        ),
+        LibraryError::GetSymbolError { .. } => Unusable::NotAPlugin(NOT_A_PLUGIN.into()),
         LibraryError::OpenError { err, .. } => Unusable::Broken(named(format!(
             "cannot load the library: {}",
             first_line(&err.to_string())
