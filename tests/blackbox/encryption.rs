@@ -1691,3 +1691,28 @@ fn key_passwd_keeps_the_kind_of_the_slot_it_replaces() {
     run_env(&w, &[], &["--key-file", key, "ls"]).fails();
     with_pass(&w, "pw", &["ls"]).ok();
 }
+
+/// A file in `keys/` too large to be a slot is a damaged slot, skipped
+/// with a warning, and `key remove` removes it: it stopped every command
+/// for every secret (`key remove` of it included).
+#[test]
+fn a_key_slot_too_large_is_skipped_and_can_be_removed() {
+    let w = BackupWorld::new("c");
+    w.file("f", b"data");
+    backup(&w, "pw", &["--encrypt"]).ok();
+    let bogus = w.repo.join("keys").join("bogus");
+    fs::write(&bogus, vec![b' '; (1 << 20) + 1]).unwrap();
+    let run = with_pass(&w, "pw", &["genids"]).ok();
+    assert_eq!(run.stdout.lines().count(), 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("key slot bogus of")
+            && run.stderr.contains("is damaged and was skipped"),
+        "{run:#?}"
+    );
+    let run = with_pass(&w, "pw", &["key", "list"]).ok();
+    assert!(run.stdout.contains("bogus  damaged"), "{run:#?}");
+    with_pass(&w, "pw", &["key", "remove", "bogus"]).ok();
+    assert!(!bogus.exists());
+    let run = with_pass(&w, "pw", &["genids"]).ok();
+    assert_eq!(run.stderr, "", "{run:#?}");
+}
