@@ -117,6 +117,18 @@ pub fn huge_page_vec<T: Clone>(len: usize, value: T) -> Vec<T> {
     v
 }
 
+/// [`huge_page_vec`], or `None` where the memory cannot be had (a limit
+/// on the process's address space, say): for a size that stored data
+/// chose, where the allocation's failure must be an error, not the end
+/// of the process. (Since 0.1.24.)
+pub fn try_huge_page_vec<T: Clone>(len: usize, value: T) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    advise_huge_pages(v.spare_capacity_mut());
+    v.resize(len, value);
+    Some(v)
+}
+
 /// Ask the kernel to back the whole pages of `region`, not touched yet, by
 /// huge pages.
 fn advise_huge_pages<T>(region: &mut [std::mem::MaybeUninit<T>]) {

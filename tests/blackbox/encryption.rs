@@ -1716,3 +1716,44 @@ fn a_key_slot_too_large_is_skipped_and_can_be_removed() {
     let run = with_pass(&w, "pw", &["genids"]).ok();
     assert_eq!(run.stderr, "", "{run:#?}");
 }
+
+/// A key slot whose key derivation needs more memory than the process
+/// may have (within the format's bound: a slot made on a big machine,
+/// or written by someone else) is skipped with a warning naming it, not
+/// the end of the process (it aborted, exit 134, with a backtrace).
+#[test]
+fn a_key_slot_needing_memory_the_process_cannot_have_is_skipped() {
+    let w = BackupWorld::new("c");
+    w.file("f", b"data");
+    backup(&w, "pw", &["--encrypt"]).ok();
+    let keys = w.repo.join("keys");
+    let ours = fs::read_dir(&keys).unwrap().next().unwrap().unwrap().path();
+    let mut slot: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&ours).unwrap()).unwrap();
+    slot["kdf"]["memory_kib"] = serde_json::json!(2 * 1024 * 1024);
+    fs::write(keys.join("0000000000000000"), slot.to_string()).unwrap();
+    let base = w.env.obnam();
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--as=1536000000")
+        .arg(base.get_program())
+        .args(["--repository", w.repo.to_str().unwrap()])
+        .args(["--client-name", "c", "genids"])
+        .current_dir(w.env.path())
+        .env("OBNAM_PASSPHRASE", "wrong");
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let run = run(&mut cmd).no_rust_panic();
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("key slot 0000000000000000 of ")
+            && run.stderr.contains(
+                "its key derivation needs 2048 MiB of memory, which this process cannot have"
+            ),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("does not open any of its"), "{run:#?}");
+}

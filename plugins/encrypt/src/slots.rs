@@ -256,10 +256,18 @@ fn derive(kdf: &Kdf, secret: &Secret) -> Result<Zeroizing<[u8; 32]>, String> {
                 .map_err(|e| format!("its Argon2id parameters are invalid: {e}"))?;
             // Its memory in huge pages: 64 MiB in 4 KiB pages cost a third
             // of the time that unlocking takes.
-            let memory = plugin_api::allocator::huge_page_vec(
+            // Chosen by whoever wrote the slot, within the bounds: memory
+            // this process cannot have fails this slot, not the process.
+            let memory = plugin_api::allocator::try_huge_page_vec(
                 params.block_count(),
                 argon2::Block::default(),
-            );
+            )
+            .ok_or_else(|| {
+                format!(
+                    "its key derivation needs {} MiB of memory, which this process cannot have",
+                    memory_kib / 1024
+                )
+            })?;
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
                 .hash_password_into_with_memory(pass, &salt, kek.as_mut(), memory)
                 .map_err(|e| format!("Argon2id failed: {e}"))?;
