@@ -1757,3 +1757,46 @@ fn a_key_slot_needing_memory_the_process_cannot_have_is_skipped() {
     );
     assert!(run.stderr.contains("does not open any of its"), "{run:#?}");
 }
+
+/// The slot that opened the repository is the one slot a run knows to
+/// open it: `key remove` refuses it, and removes it when another secret
+/// opened the repository (which shows that one's slot opens it). A slot
+/// damaged where only its own secret shows it (its wrapped key) read
+/// well, the slot in use was removed, and nobody could open the
+/// repository again.
+#[test]
+fn key_remove_keeps_the_slot_known_to_open_the_repository() {
+    let w = BackupWorld::new("c");
+    w.file("a.txt", b"content");
+    backup(&w, "old", &["--encrypt"]).ok();
+    let old = slot_ids(&w).remove(0);
+    let second = add_slot(&w, "old", "second");
+    // One bit of the second slot's wrapped key changed.
+    let path = w.repo.join("keys").join(&second);
+    let mut slot: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let wrapped = slot["wrapped"].as_str().unwrap().to_string();
+    let flipped = format!(
+        "{}{}{}",
+        &wrapped[..40],
+        if &wrapped[40..41] == "0" { "1" } else { "0" },
+        &wrapped[41..]
+    );
+    slot["wrapped"] = flipped.into();
+    fs::write(&path, slot.to_string()).unwrap();
+    let run = with_pass(&w, "old", &["key", "remove", &old]).fails();
+    assert!(
+        run.stderr.contains(&format!(
+            "refusing to remove key slot {old}: it opened the repository in this run"
+        )) && run.stderr.contains("nothing was removed"),
+        "{run:#?}"
+    );
+    // The damaged one does not open it, so it cannot remove the other.
+    with_pass(&w, "second", &["key", "remove", &old]).fails();
+    with_pass(&w, "old", &["ls"]).ok();
+    // A sound second slot: opened with it, the first goes.
+    let third = add_slot(&w, "old", "third");
+    with_pass(&w, "third", &["key", "remove", &old]).ok();
+    with_pass(&w, "old", &["ls"]).fails();
+    with_pass(&w, "third", &["ls"]).ok();
+    assert!(slot_ids(&w).contains(&third));
+}

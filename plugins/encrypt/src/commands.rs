@@ -263,13 +263,25 @@ fn exclusively<T>(repo: &Repository, f: impl FnOnce() -> Result<T>) -> Result<T>
 /// damaged slot, or one this obnam refuses to use, opens the repository
 /// for nobody, so removing the last good slot next to it would lock
 /// everyone out for good.
-fn remove_keeping_one(repo: &Repository, keys: &Unlocked, id: &str) -> Result<()> {
-    check_removable(repo, keys, id)?;
+fn remove_keeping_one(
+    repo: &Repository,
+    keys: &Unlocked,
+    id: &str,
+    proven: Option<&str>,
+) -> Result<()> {
+    check_removable(repo, keys, id, proven)?;
     repo.remove_key_slot(id)
 }
 
-/// Why key slot `id` may not be removed (see [`remove_keeping_one`]).
-fn check_removable(repo: &Repository, keys: &Unlocked, id: &str) -> Result<()> {
+/// Why key slot `id` may not be removed (see [`remove_keeping_one`]):
+/// another slot must be left that can be read, and `proven`, the slot a
+/// secret of this run opens, must be another.
+fn check_removable(
+    repo: &Repository,
+    keys: &Unlocked,
+    id: &str,
+    proven: Option<&str>,
+) -> Result<()> {
     let slots = repo.key_slots()?;
     if !slots.iter().any(|(s, _)| s == id) {
         return Err(Error::msg(format!(
@@ -284,13 +296,17 @@ fn check_removable(repo: &Repository, keys: &Unlocked, id: &str) -> Result<()> {
         )));
     }
     let mut unusable = Vec::new();
+    let mut readable = false;
     for (other, text) in slots.iter().filter(|(s, _)| s != id) {
         match slots::usable(text) {
             // A slot whose details do not open with this repository's key
             // was not made for it (copied from another repository, or
             // planted): it opens nothing here.
             Ok(slot) => match slots::origin_of(&slot, &keys.master, &keys.repository_id, other) {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    readable = true;
+                    break;
+                }
                 Err(_) => unusable.push(format!(
                     "{other}: it was not made with this repository's key"
                 )),
@@ -298,17 +314,33 @@ fn check_removable(repo: &Repository, keys: &Unlocked, id: &str) -> Result<()> {
             Err(why) => unusable.push(format!("{other}: {why}")),
         }
     }
-    Err(Error::msg(format!(
-        "refusing to remove key slot {id}: no other key slot can be read ({}), and without one \
-         nobody could open the repository; nothing was removed",
-        unusable.join("; ")
-    )))
+    if !readable {
+        return Err(Error::msg(format!(
+            "refusing to remove key slot {id}: no other key slot can be read ({}), and without \
+             one nobody could open the repository; nothing was removed",
+            unusable.join("; ")
+        )));
+    }
+    // The slot that opened the repository in this run is the one slot
+    // known to open it: another that reads well may still be damaged
+    // where only its own secret shows it (its wrapped key, its salt, its
+    // cost), and removing this one then locked everyone out. Removed by a
+    // run that opened with another secret, it leaves that one, proven.
+    if proven.is_none_or(|p| p == id) {
+        return Err(Error::msg(format!(
+            "refusing to remove key slot {id}: it opened the repository in this run, and \
+             nothing shows that another slot still does (damage to a slot can show only to \
+             its own secret); open the repository with the secret that is to open it from \
+             now on, and remove this slot then; nothing was removed"
+        )));
+    }
+    Ok(())
 }
 
 fn remove(ctx: &Context<'_>, state: &Shared, id: &str) -> Result<()> {
     let (repo, keys) = unlocked(ctx, state)?;
     if ctx.boolean("pretend")? {
-        check_removable(&repo, keys, id)?;
+        check_removable(&repo, keys, id, keys.opened_with.as_deref())?;
         if ctx.output_format()?.is_json() {
             return ctx.outln(&json!({ "removed": id, "pretend": true }).to_string());
         }
@@ -316,16 +348,13 @@ fn remove(ctx: &Context<'_>, state: &Shared, id: &str) -> Result<()> {
             "would remove key slot {id} (--pretend: nothing was changed)"
         ));
     }
-    exclusively(&repo, || remove_keeping_one(&repo, keys, id))?;
+    exclusively(&repo, || {
+        remove_keeping_one(&repo, keys, id, keys.opened_with.as_deref())
+    })?;
     if ctx.output_format()?.is_json() {
         ctx.outln(&json!({ "removed": id }).to_string())?;
     } else {
         ctx.outln(&format!("removed key slot {id}"))?;
-    }
-    if keys.opened_with.as_deref() == Some(id) {
-        plugin_api::tracing::warn!(
-            "key slot {id} opened the repository in this run; from now on use another passphrase or key file"
-        );
     }
     Ok(())
 }
@@ -385,7 +414,9 @@ fn passwd(ctx: &Context<'_>, state: &Shared) -> Result<()> {
         let mut also = slots_opened_by(&repo, keys, &keys.secret, &[&old, &new])?;
         also.retain(|id| *id != new);
         for id in std::iter::once(&old).chain(&also) {
-            remove_keeping_one(&repo, keys, id).map_err(|e| {
+            // The new slot is proven: this run made it of the new
+            // secret, or found that secret opens it.
+            remove_keeping_one(&repo, keys, id, Some(&new)).map_err(|e| {
                 Error::msg(format!(
                     "key slot {new} opens with the new secret, but key slot {id} was not \
                      removed: {e}"
