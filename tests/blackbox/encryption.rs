@@ -1800,3 +1800,65 @@ fn key_remove_keeps_the_slot_known_to_open_the_repository() {
     with_pass(&w, "third", &["ls"]).ok();
     assert!(slot_ids(&w).contains(&third));
 }
+
+/// A new key file's secret is counted without its line endings, which
+/// are not part of it (32 newlines made a repository that any 16 CRLFs
+/// opened); a passphrase given beside `--key-file` at creation is said
+/// to open nothing; `key passwd --new-key-file` on a repository opened
+/// with a passphrase makes no key file before it refuses.
+#[test]
+fn new_key_files_and_passphrases_are_what_they_seem() {
+    let w = BackupWorld::new("c");
+    w.file("f", b"data");
+    let newlines = w.env.path().join("newlines.key");
+    fs::write(&newlines, vec![b'\n'; 40]).unwrap();
+    let create = |key: &Path, pass: Option<&str>| {
+        let mut cmd = w.env.obnam();
+        cmd.arg("--repository")
+            .arg(&w.repo)
+            .args(["--client-name", "c", "--encrypt", "--key-file"])
+            .arg(key)
+            .args(CHEAP_KDF)
+            .arg("backup")
+            .arg(&w.data);
+        if let Some(pass) = pass {
+            cmd.env("OBNAM_PASSPHRASE", pass);
+        }
+        run(&mut cmd)
+    };
+    let refused = create(&newlines, None).fails();
+    assert!(
+        refused
+            .stderr
+            .contains("holds 0 bytes of secret (its line endings are not part of it)"),
+        "{refused:#?}"
+    );
+    assert!(!w.repo.join("config").exists());
+    let key = w.env.path().join("made.key");
+    let made = create(&key, Some("pw")).ok();
+    assert!(
+        made.stderr.contains("gets one key slot, for the key file")
+            && made
+                .stderr
+                .contains("the passphrase from OBNAM_PASSPHRASE does not open it"),
+        "{made:#?}"
+    );
+    with_pass(&w, "pw", &["ls"]).fails();
+
+    let v = BackupWorld::new("c");
+    v.file("f", b"data");
+    backup(&v, "pw", &["--encrypt"]).ok();
+    let new_key = v.env.path().join("new.key");
+    for pretend in [true, false] {
+        let mut args = vec!["key", "passwd", "--new-key-file", new_key.to_str().unwrap()];
+        if pretend {
+            args.push("--pretend");
+        }
+        let run = with_pass(&v, "pw", &args).fails();
+        assert!(
+            run.stderr.contains("but the new secret is a key-file"),
+            "{run:#?}"
+        );
+        assert!(!new_key.exists(), "no key file is made");
+    }
+}

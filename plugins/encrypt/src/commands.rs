@@ -364,6 +364,16 @@ fn passwd(ctx: &Context<'_>, state: &Shared) -> Result<()> {
     let old = keys.opened_with.clone().ok_or_else(|| {
         Error::msg("the repository was just created; there is no key slot to replace yet")
     })?;
+    // Before any key file is made for it (one was made, "keep a copy of
+    // it somewhere safe", and then refused), and when pretending too.
+    let new_kind = if ctx.path("new-key-file")?.is_some() {
+        "key-file"
+    } else {
+        "passphrase"
+    };
+    if new_kind != keys.secret.kind() {
+        return Err(kinds_differ(keys.secret.kind(), new_kind));
+    }
     if ctx.boolean("pretend")? {
         let source = crate::secrets::new_secret_source(ctx)?;
         if ctx.output_format()?.is_json() {
@@ -394,13 +404,7 @@ fn passwd(ctx: &Context<'_>, state: &Shared) -> Result<()> {
         // turned into a passphrase's, nor the other way round, by a run
         // that merely opened the repository with it.
         if secret.kind() != keys.secret.kind() {
-            return Err(Error::msg(format!(
-                "key passwd replaces the slot of the secret that opened the repository, a {} \
-                 slot, by one of the same kind, but the new secret is a {}; nothing was \
-                 changed (open it with the secret to replace, or use key add and key remove)",
-                keys.secret.kind(),
-                secret.kind()
-            )));
+            return Err(kinds_differ(keys.secret.kind(), secret.kind()));
         }
         let new = match slots_opened_by(&repo, keys, &secret, &[&old])?.first() {
             Some(id) => id.clone(),
@@ -437,6 +441,15 @@ fn passwd(ctx: &Context<'_>, state: &Shared) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// Why `key passwd` does not replace a slot of kind `old` by one of `new`.
+fn kinds_differ(old: &str, new: &str) -> Error {
+    Error::msg(format!(
+        "key passwd replaces the slot of the secret that opened the repository, a {old} \
+         slot, by one of the same kind, but the new secret is a {new}; nothing was \
+         changed (open it with the secret to replace, or use key add and key remove)"
+    ))
 }
 
 fn client_keys(ctx: &Context<'_>, args: Vec<OsString>, state: &Shared) -> Result<()> {

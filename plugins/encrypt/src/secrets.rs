@@ -113,6 +113,27 @@ fn read_key_file(path: &Path) -> Result<Secret> {
     Ok(Secret::KeyFile(contents, shown))
 }
 
+/// A key file for a new slot: its secret, without the line endings that
+/// are not part of it ([`crate::slots::key_file_forms`]), must be at
+/// least [`MIN_KEY_FILE`] bytes (32 newlines made a slot that any 16
+/// CRLFs opened). One that opens a slot made before is read as before.
+fn read_new_key_file(path: &Path) -> Result<Secret> {
+    let secret = read_key_file(path)?;
+    if let Secret::KeyFile(contents, shown) = &secret {
+        let bare = contents
+            .iter()
+            .rposition(|b| *b != b'\n' && *b != b'\r')
+            .map_or(0, |i| i + 1);
+        if bare < MIN_KEY_FILE {
+            return Err(Error::msg(format!(
+                "key file {shown} holds {bare} bytes of secret (its line endings are not part \
+                 of it); a key file needs at least {MIN_KEY_FILE}"
+            )));
+        }
+    }
+    Ok(secret)
+}
+
 fn read_passphrase_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     let mut text = read_bounded(path, "passphrase file")?;
     // One trailing newline is the file's, not the passphrase's.
@@ -174,7 +195,24 @@ pub fn opening(ctx: &Context<'_>, url: &str) -> Result<Secret> {
 pub fn for_new_repository(ctx: &Context<'_>, url: &str) -> Result<Secret> {
     if let Some(path) = ctx.path("key-file")? {
         create_key_file_if_missing(&path)?;
-        return read_key_file(&path);
+        // A passphrase given too would make no slot: said, not dropped
+        // without a word (the user may think it opens the repository).
+        let mut given = Vec::new();
+        if let Some(file) = ctx.path("passphrase-file")? {
+            given.push(format!("--passphrase-file {}", escape_path(&file)));
+        }
+        if std::env::var_os(PASSPHRASE_VAR).is_some() {
+            given.push(PASSPHRASE_VAR.to_string());
+        }
+        if !given.is_empty() {
+            plugin_api::tracing::warn!(
+                "the new repository {url} gets one key slot, for the key file {}: the \
+                 passphrase from {} does not open it (add a slot for it with obnam key add)",
+                escape_path(&path),
+                given.join(" and ")
+            );
+        }
+        return read_new_key_file(&path);
     }
     if ctx.path("passphrase-file")?.is_some() || std::env::var_os(PASSPHRASE_VAR).is_some() {
         return opening(ctx, url);
@@ -200,7 +238,7 @@ pub fn new_repository_secret_source(ctx: &Context<'_>, url: &str) -> Result<Stri
                 escape_path(&path)
             ));
         }
-        return read_key_file(&path).map(|secret| crate::open::describe(&secret));
+        return read_new_key_file(&path).map(|secret| crate::open::describe(&secret));
     }
     if on_terminal()
         && ctx.path("passphrase-file")?.is_none()
@@ -226,7 +264,7 @@ fn twice(first_prompt: &str) -> Result<Secret> {
 pub fn new_secret(ctx: &Context<'_>) -> Result<Secret> {
     if let Some(path) = ctx.path("new-key-file")? {
         create_key_file_if_missing(&path)?;
-        return read_key_file(&path);
+        return read_new_key_file(&path);
     }
     if let Some(path) = ctx.path("new-passphrase-file")? {
         return non_empty(
@@ -258,7 +296,7 @@ pub fn new_secret_source(ctx: &Context<'_>) -> Result<String> {
                 escape_path(&path)
             ));
         }
-        return read_key_file(&path).map(|secret| crate::open::describe(&secret));
+        return read_new_key_file(&path).map(|secret| crate::open::describe(&secret));
     }
     if ctx.path("new-passphrase-file")?.is_some() || std::env::var_os(NEW_PASSPHRASE_VAR).is_some()
     {
