@@ -842,6 +842,15 @@ fn pretend_fails_where_the_real_run_cannot_open_the_repository() {
     let run = pretend(&new, None, &with_key);
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(!key.exists());
+    // One the real run could not make: in no folder, below a file.
+    for bad in [w.env.path().join("no-folder/k"), file.join("k")] {
+        let with_bad = ["--encrypt", "--key-file", bad.to_str().unwrap()];
+        let run = pretend(&new, None, &with_bad).fails();
+        assert!(
+            run.stderr.contains("cannot create key file"),
+            "{bad:?}: {run:#?}"
+        );
+    }
     let run = pretend(&new, Some("secret"), &["--encrypt"]);
     assert_eq!(run.code, 0, "{run:#?}");
     assert!(run.stdout.starts_with("Would back up 1 file"), "{run:#?}");

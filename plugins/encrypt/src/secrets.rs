@@ -233,6 +233,7 @@ pub fn for_new_repository(ctx: &Context<'_>, url: &str) -> Result<Secret> {
 pub fn new_repository_secret_source(ctx: &Context<'_>, url: &str) -> Result<String> {
     if let Some(path) = ctx.path("key-file")? {
         if std::fs::symlink_metadata(&path).is_err() {
+            could_create_key_file(&path)?;
             return Ok(format!(
                 "a new key file {} (which the run would make)",
                 escape_path(&path)
@@ -285,12 +286,37 @@ pub fn new_secret(ctx: &Context<'_>) -> Result<Secret> {
     )))
 }
 
+/// Why a key file could not be made at `path` (which is not there), as
+/// far as a look shows without making it: its folder is not there, is
+/// not a folder, or may not be written in.
+fn could_create_key_file(path: &Path) -> Result<()> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let why = match std::fs::metadata(folder) {
+        Ok(meta) if !meta.is_dir() => Some("its folder is not a folder".to_string()),
+        Ok(_) => rustix::fs::access(folder, rustix::fs::Access::WRITE_OK)
+            .err()
+            .map(|e| format!("its folder may not be written in ({e})")),
+        Err(e) => Some(format!("its folder: {e}")),
+    };
+    match why {
+        Some(why) => Err(Error::msg(format!(
+            "cannot create key file {}: {why}",
+            escape_path(path)
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Where [`new_secret`] would take the new secret from, for a `--pretend`
 /// run: it makes no key file and asks nothing, but a passphrase file is
 /// read, so that one that is missing or empty is an error now too.
 pub fn new_secret_source(ctx: &Context<'_>) -> Result<String> {
     if let Some(path) = ctx.path("new-key-file")? {
         if std::fs::symlink_metadata(&path).is_err() {
+            could_create_key_file(&path)?;
             return Ok(format!(
                 "a new key file {} (which the run would make)",
                 escape_path(&path)
