@@ -1843,7 +1843,16 @@ fn new_key_files_and_passphrases_are_what_they_seem() {
                 .contains("the passphrase from OBNAM_PASSPHRASE does not open it"),
         "{made:#?}"
     );
-    with_pass(&w, "pw", &["ls"]).fails();
+    // And a passphrase is told that the key file opens it (it was told
+    // that the config or the slots were changed).
+    let wrong_kind = with_pass(&w, "pw", &["ls"]).fails();
+    assert!(
+        wrong_kind.stderr.contains(
+            "it has no passphrase slot, only 1 key-file slot(s): give its key file with \
+             --key-file"
+        ),
+        "{wrong_kind:#?}"
+    );
 
     let v = BackupWorld::new("c");
     v.file("f", b"data");

@@ -333,6 +333,22 @@ fn unlock(
         format!(" ({} slot(s) in all: {})", slots.len(), also.join(", "))
     };
     let tried = of_its_kind - damaged;
+    // No slot of that kind at all, and some of the other: the other kind
+    // of secret opens it, nothing was changed.
+    if of_its_kind == 0 && other_kinds > 0 {
+        let (other, how) = match kind {
+            "passphrase" => ("key-file", "give its key file with --key-file"),
+            _ => (
+                "passphrase",
+                "give its passphrase in OBNAM_PASSPHRASE, with --passphrase-file or on a terminal",
+            ),
+        };
+        return Err(Error::msg(format!(
+            "cannot open repository {url} with {}: it has no {kind} slot, only {other_kinds} \
+             {other} slot(s): {how}",
+            describe(&secret),
+        )));
+    }
     Err(Error::msg(format!(
         "cannot open repository {url}: {} does not open any of its {tried} {kind} \
          slot(s){also}; if it is the right {kind}, the repository's config or key slots were \
