@@ -1582,8 +1582,8 @@ fn a_damaged_only_slot_is_not_taken_for_a_wrong_passphrase() {
     .fails();
     assert!(
         run.stderr.contains(
-            "does not open any of its 0 key-file slot(s) (1 slot(s) in all: 1 of another kind \
-             than key-file)"
+            "it has no key-file slot, only 1 passphrase slot(s): give its passphrase in \
+             OBNAM_PASSPHRASE"
         ),
         "{run:#?}"
     );
