@@ -1781,3 +1781,23 @@ fn a_file_system_not_mounted_now_keeps_its_previous_version() {
     fs::write(disk.join("photo"), b"moved").unwrap();
     backup_of(&[w.data.as_path()]).ok();
 }
+
+/// A file where the repository's `.tmp` folder belongs is named among
+/// what must be a folder (the write failed with "Not a directory",
+/// naming only the object, in a folder that was there).
+#[test]
+fn a_file_in_place_of_the_temporary_folder_is_named() {
+    let w = world();
+    w.file("a", b"first");
+    w.backup(&[]).ok();
+    let tmp = w.repo.join(".tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::write(&tmp, b"in the way").unwrap();
+    w.file("b", b"second");
+    let run = w.backup(&[]).fails();
+    assert!(
+        run.stderr
+            .contains("and its .tmp, where objects are written first, a folder?)"),
+        "{run:#?}"
+    );
+}

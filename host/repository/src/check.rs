@@ -693,9 +693,14 @@ impl Repository {
             // nothing of the pack: taking it out would lose sound data.
             match verified {
                 Ok(_) => {}
-                Err(e @ RepoError::Filter(_)) => problems.push(format!(
-                    "{key}: {e}; check again with the plugin that provides it loaded (the data \
-                     may well be sound: do not take the pack out)"
+                Err(RepoError::Filter(e)) => problems.push(format!(
+                    "{key}: {e}; check again {} (the data may well be sound: do not take the \
+                     pack out)",
+                    if e.contains("no loaded plugin provides") {
+                        "with the plugin that provides it loaded"
+                    } else {
+                        "once the filter can work"
+                    }
                 )),
                 Err(e) => problems.push(format!(
                     "{key}: {e}; backups go on referring to it while the pack is there: \

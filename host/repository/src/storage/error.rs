@@ -58,7 +58,11 @@ pub(super) fn write_failure(url: &str, key: &str, e: std::io::Error) -> StorageE
         url: url.to_string(),
         op: "write",
         key: key.to_string(),
-        message: if e.kind() == std::io::ErrorKind::NotFound {
+        // A file where a folder belongs (`.tmp` one, say) is no folder.
+        message: if matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+        ) {
             NO_FOLDER.to_string()
         } else {
             e.to_string()

@@ -61,8 +61,8 @@ impl WriteGate {
         self.debt.store(WIDE - 1 - forgotten, Ordering::SeqCst);
         tracing::warn!(
             "{url}: a write did not end within --storage-timeout; writing one object at a \
-             time from now on (a slow link: a larger --storage-timeout or a smaller \
-             --pack-size would let more go at once)"
+             time from now on (a server that stopped answering, or a slow link: on one, a \
+             larger --storage-timeout or a smaller --pack-size would let more go at once)"
         );
     }
 }
