@@ -291,10 +291,13 @@ fn version() -> String {
 }
 
 fn meta_args() -> Vec<Arg> {
+    // A flag may be repeated, on one side of the subcommand as across it
+    // (it was refused on one side only).
     let flag = |name: &'static str, help: &'static str| {
         Arg::new(name)
             .long(name)
             .action(ArgAction::SetTrue)
+            .overrides_with(name)
             .help(help)
             .help_heading(META_HEADING)
     };
