@@ -281,6 +281,16 @@ fn options_on_both_sides_of_the_subcommand_make_one_command_line() {
             ],
             "no",
         ),
+        // obnam's own flags too.
+        (
+            &[
+                "--quiet",
+                "--dump-config",
+                "--dump-config",
+                "--no-default-configs",
+            ],
+            "yes",
+        ),
     ] {
         let run = w.env.run(["--no-default-configs"].iter().chain(args)).ok();
         assert!(
