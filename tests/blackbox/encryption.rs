@@ -1871,3 +1871,38 @@ fn new_key_files_and_passphrases_are_what_they_seem() {
         assert!(!new_key.exists(), "no key file is made");
     }
 }
+
+/// Once a secret was read, the process makes no core file (a crash then
+/// wrote the passphrase and the master key into `./core`); a run of a
+/// plain repository leaves the limit as it was.
+#[test]
+fn no_core_file_once_a_secret_is_read() {
+    let w = BackupWorld::new("c");
+    w.file("f", b"data");
+    backup(&w, "pw", &["--encrypt"]).ok();
+    let plain = BackupWorld::new("c");
+    plain.file("f", b"data");
+    plain.backup(&[]).ok();
+    let plugins = w.env.plugin_dir("plugins", &["repotest"]);
+    for (repo, limit) in [(&w.repo, "0"), (&plain.repo, "unlimited")] {
+        let base = w.env.obnam();
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.arg("--core=unlimited")
+            .arg(base.get_program())
+            .arg("--plugin-dir")
+            .arg(&plugins)
+            .arg("--repository")
+            .arg(repo)
+            .args(["--client-name", "c", "repotest-core-limit"])
+            .current_dir(w.env.path())
+            .env("OBNAM_PASSPHRASE", "pw");
+        for (k, v) in base.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let run = run(&mut cmd).ok();
+        assert_eq!(run.stdout, format!("{limit}\n"), "{run:#?}");
+    }
+}

@@ -69,6 +69,23 @@ fn text(payload: &Value, name: &str) -> Result<String> {
         .ok_or_else(|| Error::msg(format!("hook repository-open: no '{name}' in the payload")))
 }
 
+/// No core file from here on: a crash after a secret was read wrote the
+/// passphrase and the master key into `./core`. Only the soft limit is
+/// lowered (whoever wants a core file may raise it back).
+fn no_core_files() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Core);
+    if limit.current != Some(0) {
+        let _ = setrlimit(
+            Resource::Core,
+            Rlimit {
+                current: Some(0),
+                maximum: limit.maximum,
+            },
+        );
+    }
+}
+
 /// Handle the `repository-open` hook.
 pub fn on_open(ctx: &Context<'_>, payload: &mut Value, state: &Shared) -> Result<()> {
     let url = text(payload, "url")?;
@@ -100,6 +117,7 @@ pub fn on_open(ctx: &Context<'_>, payload: &mut Value, state: &Shared) -> Result
             let _ = state.set(RepoState::Plain);
             return Ok(());
         }
+        no_core_files();
         create(ctx, payload, url, repository_id)?
     } else if seal.is_null() {
         if encrypt {
@@ -125,6 +143,7 @@ pub fn on_open(ctx: &Context<'_>, payload: &mut Value, state: &Shared) -> Result
         let _ = state.set(RepoState::Plain);
         return Ok(());
     } else {
+        no_core_files();
         unlock(ctx, payload, &seal, url, repository_id)?
     };
     payload["token_key"] = Value::String(hex::encode(unlocked.master.token_key()));

@@ -15,6 +15,8 @@
 //! * `repotest-verify CLIENT`: read every generation of CLIENT (checkpoints
 //!   too) and check every file's content, byte for byte.
 //! * `repotest-lock CLIENT SECONDS`: hold CLIENT's lock for a while.
+//! * `repotest-core-limit`: open the repository, then print the soft limit
+//!   of core files (`0` once a secret was read).
 //! * A creation barrier, for races between creators: when
 //!   `OBNAM_TEST_CREATION_BARRIER=DIR` is set, the `repository-open` hook
 //!   of a process creating a repository marks its arrival in DIR and waits
@@ -164,6 +166,22 @@ fn verify(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     ctx.outln(&format!("generations {} files {files} ok", gens.len()))
 }
 
+/// The soft limit of core files once the repository is open, as
+/// `/proc/self/limits` gives it (`0`, `unlimited`).
+fn core_limit(ctx: &Context<'_>, _args: Vec<std::ffi::OsString>) -> Result<()> {
+    ctx.repository(false)?;
+    let limits = std::fs::read_to_string("/proc/self/limits")?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .ok_or_else(|| plugin_api::Error::msg("no core file limit in /proc/self/limits"))?;
+    let soft = line["Max core file size".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default();
+    ctx.outln(soft)
+}
+
 fn hold_lock(ctx: &Context<'_>, args: Vec<std::ffi::OsString>) -> Result<()> {
     let client = arg(&args, 0, "CLIENT")?;
     let seconds: u64 = arg(&args, 1, "SECONDS")?.parse()?;
@@ -235,6 +253,12 @@ impl Plugin for RepoTest {
             "CLIENT SECONDS",
             "hold CLIENT's lock for SECONDS",
             hold_lock,
+        );
+        app.add_subcommand(
+            "repotest-core-limit",
+            "",
+            "open the repository, then print the soft limit of core files",
+            core_limit,
         );
         app.add_json_callback(
             plugin_api::payloads::REPOSITORY_OPEN,
