@@ -316,6 +316,25 @@ fn unlock(
                     )));
                 }
                 plugin_api::tracing::debug!("opened {url} with key slot {id}");
+                // Slots not made with this repository's key open nothing
+                // here, and each costs a key derivation to every run that
+                // tries it (forty copies made an open take seconds).
+                let foreign: Vec<&str> = parsed
+                    .iter()
+                    .filter(|(_, other, s)| {
+                        slots::origin_of(s, &master, &repository_id, other).is_err()
+                    })
+                    .map(|(_, other, _)| other.as_str())
+                    .collect();
+                if !foreign.is_empty() {
+                    plugin_api::tracing::warn!(
+                        "key slot(s) {} of {url} were not made with this repository's key \
+                         (copied from another repository, or put there): they open nothing \
+                         here and cost every run that tries them a key derivation; obnam key \
+                         remove ID removes one",
+                        foreign.join(", ")
+                    );
+                }
                 return Ok(Unlocked {
                     url,
                     repository_id,
