@@ -318,7 +318,7 @@ fn without_the_encryption_plugin_the_missing_filter_error_names_it() {
     assert_eq!(
         run.stderr,
         format!(
-            "ERROR: repository {} is encrypted: it needs the 'encrypt' filter; no loaded plugin provides it\n",
+            "ERROR: repository {} is encrypted: it needs the 'encrypt' filter; no loaded plugin provides it (is the plugin of that filter not loaded, or was the config changed?)\n",
             w.repo.display()
         )
     );

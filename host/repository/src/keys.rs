@@ -139,9 +139,11 @@ pub fn unlock(
     let url = storage.url().to_string();
     if let Some(tag) = config.seal_tag() {
         if !filter.provides(tag) {
-            return Err(RepoError::Filter(missing_filter_message(
-                &format!("repository {url} is encrypted: it"),
-                tag,
+            // A filter's tag, not a plugin's name: a loaded plugin's name
+            // there (`compress`) is no seal at all.
+            return Err(RepoError::Filter(format!(
+                "{} (is the plugin of that filter not loaded, or was the config changed?)",
+                missing_filter_message(&format!("repository {url} is encrypted: it"), tag)
             )));
         }
     } else if config.seal.is_some() {
