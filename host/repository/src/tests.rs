@@ -1493,7 +1493,10 @@ fn a_sealed_repository_seals_every_object_and_keys_its_tokens() {
         .unwrap();
     assert_eq!(
         err.to_string(),
-        format!("repository {url} is encrypted: it needs the 'xor' filter; no loaded plugin provides it")
+        format!(
+            "repository {url} is encrypted: it needs the 'xor' filter; no loaded plugin provides \
+             it (is the plugin of that filter not loaded, or was the config changed?)"
+        )
     );
     let repo = Repository::open(
         url,
