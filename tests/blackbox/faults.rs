@@ -332,3 +332,22 @@ fn a_library_that_is_no_plugin_is_not_loaded() {
         )
     );
 }
+
+/// A plugin whose section headers were stripped (the system loader does
+/// not need them; `llvm-objcopy --strip-sections` leaves none) has no
+/// table of dynamic symbols to look in: it is loaded, not taken for a
+/// library that is no plugin (it was warned of and left out, and a
+/// backup then stored what it excludes).
+#[test]
+fn a_plugin_without_section_headers_is_loaded() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("plugins", &[]);
+    let mut data = fs::read(test_plugin("alpha")).unwrap();
+    // ELF64: e_shoff at 0x28 (8 bytes), e_shnum at 0x3c, e_shstrndx at 0x3e.
+    data[0x28..0x30].copy_from_slice(&0u64.to_le_bytes());
+    data[0x3c..0x40].copy_from_slice(&[0, 0, 0, 0]);
+    fs::write(dir.join("libalpha.so"), &data).unwrap();
+    let run = env.run_with(&dir, ["plugins"]).ok();
+    assert!(run.stdout.starts_with("alpha "), "{run:#?}");
+    assert_eq!(run.stderr, "", "{run:#?}");
+}

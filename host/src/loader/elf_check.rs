@@ -25,13 +25,16 @@ pub enum ElfError {
     Corrupt(String),
 }
 
-/// Check that the open `file` is a complete 64-bit ELF shared object
-/// that exports `entry` (the plugin entry point's symbol): whether it
-/// does. The caller loads this same open file, so what is checked is
-/// what is loaded; a library that does not export it is not loaded at
-/// all (it may need libraries that are not there: a plugin's own
-/// dependency beside it; and its constructors would run).
-pub fn check(file: &File, entry: &str) -> Result<bool, ElfError> {
+/// Check that the open `file` is a complete 64-bit ELF shared object,
+/// and say whether it exports `entry` (the plugin entry point's symbol):
+/// `Some(false)` where its table of dynamic symbols lacks it, `None`
+/// where there is no such table to look in (its section headers were
+/// stripped, which the system loader does not need: only loading it
+/// tells). The caller loads this same open file, so what is checked is
+/// what is loaded; a library that does not export the entry point is not
+/// loaded at all (it may need libraries that are not there: a plugin's
+/// own dependency beside it; and its constructors would run).
+pub fn check(file: &File, entry: &str) -> Result<Option<bool>, ElfError> {
     let len = file.metadata()?.len();
     let cache = ReadCache::new(file);
     let magic = object::ReadRef::read_bytes_at(&cache, 0, 5).map_err(|_| ElfError::NotElf)?;
@@ -70,9 +73,12 @@ pub fn check(file: &File, entry: &str) -> Result<bool, ElfError> {
         )));
     }
     use object::{Object, ObjectSymbol};
-    Ok(elf
-        .dynamic_symbols()
-        .any(|symbol| symbol.is_definition() && symbol.name() == Ok(entry)))
+    if elf.dynamic_symbol_table().is_none() {
+        return Ok(None);
+    }
+    Ok(Some(elf.dynamic_symbols().any(|symbol| {
+        symbol.is_definition() && symbol.name() == Ok(entry)
+    })))
 }
 
 #[cfg(test)]
@@ -80,7 +86,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn check_path(path: &Path) -> Result<bool, ElfError> {
+    fn check_path(path: &Path) -> Result<Option<bool>, ElfError> {
         check(&File::open(path)?, "an_entry_point")
     }
 

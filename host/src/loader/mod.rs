@@ -232,7 +232,7 @@ fn try_load(path: &Path) -> Result<LoadedPlugin, Unusable> {
             ElfError::Io(_) | ElfError::Corrupt(_) => Unusable::Broken(e.to_string()),
         },
     )?;
-    if !is_plugin {
+    if is_plugin == Some(false) {
         return Err(Unusable::NotAPlugin(NOT_A_PLUGIN.into()));
     }
     let header = load_open_file(file)?;

@@ -289,6 +289,18 @@ fn check_removable(
             keys.url
         )));
     }
+    // The proven slot must still be there: another run (on another
+    // machine) may have removed it since this one opened with it, and
+    // two such removals left only a slot that nobody's secret opened.
+    if let Some(p) = proven.filter(|p| *p != id) {
+        if !slots.iter().any(|(s, _)| s == p) {
+            return Err(Error::msg(format!(
+                "refusing to remove key slot {id}: key slot {p}, which this run's secret \
+                 opens, was removed by another run meanwhile; nothing was removed (see obnam \
+                 key list)"
+            )));
+        }
+    }
     if slots.len() == 1 {
         return Err(Error::msg(format!(
             "refusing to remove key slot {id}: it is the last one, and without it nobody \

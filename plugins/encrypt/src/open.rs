@@ -295,6 +295,7 @@ fn unlock(
         .count();
     let other_kinds = parsed.len() - of_its_kind;
     let mut damaged = 0;
+    let mut unaffordable = 0;
     for (_, id, slot) in &parsed {
         plugin_api::tracing::debug!("trying key slot {id} of {url}");
         match slots::unwrap(slot, &secret, &repository_id, id) {
@@ -345,6 +346,12 @@ fn unlock(
                 });
             }
             Ok(None) => {}
+            // Sound, perhaps, but more than this process may have: not
+            // called damaged (a slot made on a bigger machine).
+            Err(e) if e.contains(slots::UNAFFORDABLE) => {
+                unaffordable += 1;
+                plugin_api::tracing::warn!("key slot {id} of {url} was skipped: {e}")
+            }
             Err(e) => {
                 damaged += 1;
                 plugin_api::tracing::warn!("key slot {id} of {url} is damaged and was skipped: {e}")
@@ -362,6 +369,11 @@ fn unlock(
             unreadable + damaged
         ));
     }
+    if unaffordable > 0 {
+        also.push(format!(
+            "{unaffordable} needing more memory than this process may have (see the warnings)"
+        ));
+    }
     if other_kinds > 0 {
         also.push(format!("{other_kinds} of another kind than {kind}"));
     }
@@ -370,7 +382,7 @@ fn unlock(
     } else {
         format!(" ({} slot(s) in all: {})", slots.len(), also.join(", "))
     };
-    let tried = of_its_kind - damaged;
+    let tried = of_its_kind - damaged - unaffordable;
     // No slot of that kind at all, and some of the other: the other kind
     // of secret opens it, nothing was changed.
     if of_its_kind == 0 && other_kinds > 0 {

@@ -238,6 +238,10 @@ pub fn check_kdf(kdf: &Kdf) -> Result<(), String> {
     bounded_hex("salt", salt, MAX_SALT_LEN).map(drop)
 }
 
+/// How a slot that needs more memory than the process may have is told
+/// apart from a damaged one.
+pub const UNAFFORDABLE: &str = "which this process cannot have";
+
 fn derive(kdf: &Kdf, secret: &Secret) -> Result<Zeroizing<[u8; 32]>, String> {
     check_kdf(kdf)?;
     let mut kek = Zeroizing::new([0u8; 32]);
@@ -264,7 +268,7 @@ fn derive(kdf: &Kdf, secret: &Secret) -> Result<Zeroizing<[u8; 32]>, String> {
             )
             .ok_or_else(|| {
                 format!(
-                    "its key derivation needs {} MiB of memory, which this process cannot have",
+                    "its key derivation needs {} MiB of memory, {UNAFFORDABLE}",
                     memory_kib / 1024
                 )
             })?;
