@@ -1593,8 +1593,8 @@ fn a_damaged_only_slot_is_not_taken_for_a_wrong_passphrase() {
     .fails();
     assert!(
         run.stderr.contains(
-            "it has no key-file slot, only 1 passphrase slot(s): give its passphrase in \
-             OBNAM_PASSPHRASE"
+            "it has no key-file slot, only 1 passphrase slot(s): give its passphrase without \
+             --key-file (in OBNAM_PASSPHRASE"
         ),
         "{run:#?}"
     );

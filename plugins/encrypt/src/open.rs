@@ -388,9 +388,12 @@ fn unlock(
     if of_its_kind == 0 && other_kinds > 0 {
         let (other, how) = match kind {
             "passphrase" => ("key-file", "give its key file with --key-file"),
+            // --key-file comes first: a passphrase given beside it is
+            // not used.
             _ => (
                 "passphrase",
-                "give its passphrase in OBNAM_PASSPHRASE, with --passphrase-file or on a terminal",
+                "give its passphrase without --key-file (in OBNAM_PASSPHRASE, with \
+                 --passphrase-file or on a terminal)",
             ),
         };
         return Err(Error::msg(format!(
