@@ -227,11 +227,25 @@ pub fn for_new_repository(ctx: &Context<'_>, url: &str) -> Result<Secret> {
 }
 
 /// Where [`for_new_repository`] would take the secret from, for a run
-/// that pretends to create the repository: it makes no key file and asks
-/// nothing, but reads a key file or passphrase that is there, so that one
-/// that cannot be used is an error now, as in the real run.
+/// that pretends to create the repository ([`pretended_source`]).
 pub fn new_repository_secret_source(ctx: &Context<'_>, url: &str) -> Result<String> {
-    if let Some(path) = ctx.path("key-file")? {
+    let passphrase_given =
+        ctx.path("passphrase-file")?.is_some() || std::env::var_os(PASSPHRASE_VAR).is_some();
+    pretended_source(ctx.path("key-file")?, passphrase_given, || {
+        for_new_repository(ctx, url)
+    })
+}
+
+/// Where a new secret would come from, for a run that pretends: it makes
+/// no key file (but checks that it could) and asks nothing, but reads a
+/// key file or passphrase that is there, so that one that cannot be used
+/// is an error now, as in the real run (`read`).
+fn pretended_source(
+    key_file: Option<std::path::PathBuf>,
+    passphrase_given: bool,
+    read: impl FnOnce() -> Result<Secret>,
+) -> Result<String> {
+    if let Some(path) = key_file {
         if std::fs::symlink_metadata(&path).is_err() {
             could_create_key_file(&path)?;
             return Ok(format!(
@@ -241,13 +255,10 @@ pub fn new_repository_secret_source(ctx: &Context<'_>, url: &str) -> Result<Stri
         }
         return read_new_key_file(&path).map(|secret| crate::open::describe(&secret));
     }
-    if on_terminal()
-        && ctx.path("passphrase-file")?.is_none()
-        && std::env::var_os(PASSPHRASE_VAR).is_none()
-    {
+    if on_terminal() && !passphrase_given {
         return Ok("a new passphrase (which the run would ask for)".to_string());
     }
-    for_new_repository(ctx, url).map(|secret| crate::open::describe(&secret))
+    read().map(|secret| crate::open::describe(&secret))
 }
 
 fn twice(first_prompt: &str) -> Result<Secret> {
@@ -311,27 +322,13 @@ fn could_create_key_file(path: &Path) -> Result<()> {
 }
 
 /// Where [`new_secret`] would take the new secret from, for a `--pretend`
-/// run: it makes no key file and asks nothing, but a passphrase file is
-/// read, so that one that is missing or empty is an error now too.
+/// run ([`pretended_source`]).
 pub fn new_secret_source(ctx: &Context<'_>) -> Result<String> {
-    if let Some(path) = ctx.path("new-key-file")? {
-        if std::fs::symlink_metadata(&path).is_err() {
-            could_create_key_file(&path)?;
-            return Ok(format!(
-                "a new key file {} (which the run would make)",
-                escape_path(&path)
-            ));
-        }
-        return read_new_key_file(&path).map(|secret| crate::open::describe(&secret));
-    }
-    if ctx.path("new-passphrase-file")?.is_some() || std::env::var_os(NEW_PASSPHRASE_VAR).is_some()
-    {
-        return new_secret(ctx).map(|secret| crate::open::describe(&secret));
-    }
-    if on_terminal() {
-        return Ok("a new passphrase (which the run would ask for)".to_string());
-    }
-    new_secret(ctx).map(|secret| crate::open::describe(&secret))
+    let passphrase_given = ctx.path("new-passphrase-file")?.is_some()
+        || std::env::var_os(NEW_PASSPHRASE_VAR).is_some();
+    pretended_source(ctx.path("new-key-file")?, passphrase_given, || {
+        new_secret(ctx)
+    })
 }
 
 /// Make a key file of 32 random bytes (hex, mode 0600) if there is none.
